@@ -1,0 +1,169 @@
+"""Declarative description of a survey layer.
+
+A layer is data, not code: what geometry it holds, which fields it has and the
+names real survey files use for them, its status vocabulary, which statuses mean
+"done", which measures are summed, and how it is labelled and drawn.  The engine
+in :mod:`geo` reads these declarations and never names a layer itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FieldKind = Literal["str", "int", "float", "date"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One canonical attribute of a layer.
+
+    Parameters
+    ----------
+    name : str
+        Canonical ASCII name, at most 10 characters so it also fits a DBF header.
+    kind : {"str", "int", "float", "date"}
+        Stored type.  Dates are ISO ``YYYY-MM-DD`` strings.
+    label_zh, label_en : str
+        Column headers in Chinese and English.
+    aliases : tuple of str
+        Other names survey files use for this field (Chinese, pinyin initials,
+        English).  Matching ignores case, spaces, underscores and full-width forms.
+    unit : str
+        Unit of a numeric field, e.g. ``"m2"``.
+    """
+
+    name: str
+    kind: FieldKind
+    label_zh: str
+    label_en: str
+    aliases: tuple[str, ...] = ()
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Status:
+    """One value of a layer's status vocabulary.
+
+    ``completed`` marks the statuses that count as done in tallies.
+    """
+
+    code: str
+    label_zh: str
+    label_en: str
+    aliases: tuple[str, ...] = ()
+    completed: bool = False
+    color: str = "#888888"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A quantity summed per unit, in total and over completed features.
+
+    Parameters
+    ----------
+    key : str
+        Column stem: the stats table gets ``<layer>_<key>`` and
+        ``<layer>_<key_completed>`` (see :attr:`total_column`).
+    field : str
+        Canonical field holding the value.
+    unit : str
+        Unit suffix of the column, e.g. ``"m2"`` gives ``demolition_area_m2``.
+    from_geometry : bool
+        When the field is empty and the feature is a polygon, use the polygon's
+        area in m^2 (computed in the store's projected CRS).
+    """
+
+    key: str
+    field: str
+    label_zh: str
+    label_en: str
+    unit: str = ""
+    from_geometry: bool = False
+
+    def total_column(self, layer: str) -> str:
+        return f"{layer}_{self.key}_{self.unit}" if self.unit else f"{layer}_{self.key}"
+
+    def completed_column(self, layer: str) -> str:
+        if self.unit:
+            return f"{layer}_{self.key}_completed_{self.unit}"
+        return f"{layer}_{self.key}_completed"
+
+
+@dataclass(frozen=True)
+class Category:
+    """A categorical attribute with a fixed vocabulary (e.g. position 地面/平台/楼顶)."""
+
+    field: str
+    values: tuple[Status, ...]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Everything the engine needs to know about one layer.
+
+    Parameters
+    ----------
+    name : str
+        Registry key and table name (ASCII).
+    geometry_types : frozenset of str
+        Allowed base geometry types: ``"Point"``, ``"Polygon"``, ``"LineString"``.
+        Multi-geometries of an allowed type are accepted.
+    fields : tuple of Field
+        Canonical attributes.
+    id_field : str or None
+        Survey id; re-imported features with the same id update stored ones.
+    status_field : str or None
+        Field holding the status; values are normalised to ``statuses`` codes.
+    statuses : tuple of Status
+        Status vocabulary, in workflow order.
+    default_status : str or None
+        Status given to rows without one.
+    found_field, completed_field : str or None
+        Date fields: when the feature was recorded and when it was completed.
+        They make tallies reproducible "as of" a date.
+    measures : tuple of Measure
+        Quantities summed per unit.
+    categories : tuple of Category
+        Other normalised vocabularies.
+    is_grid : bool
+        True for the unit-grid layer itself.
+    style : dict
+        Drawing hints for maps (colour, radius, icon).
+    """
+
+    name: str
+    label_zh: str
+    label_en: str
+    geometry_types: frozenset[str]
+    fields: tuple[Field, ...]
+    id_field: str | None = None
+    status_field: str | None = None
+    statuses: tuple[Status, ...] = ()
+    default_status: str | None = None
+    found_field: str | None = None
+    completed_field: str | None = None
+    measures: tuple[Measure, ...] = ()
+    categories: tuple[Category, ...] = ()
+    is_grid: bool = False
+    style: dict[str, object] = field(default_factory=dict)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def completed_statuses(self) -> frozenset[str]:
+        return frozenset(s.code for s in self.statuses if s.completed)
+
+    def status(self, code: str) -> Status:
+        for s in self.statuses:
+            if s.code == code:
+                return s
+        raise KeyError(code)
