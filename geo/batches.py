@@ -1,0 +1,165 @@
+"""Batch register operations: list, roll back; and loading yearly targets."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import layers
+from geo.errors import Conflict, InputError
+from geo.importer import ImportReport, Rejected, get_layer, now_iso, reassign_all
+from geo.store import Batch, Store
+from geo.tally import load_hierarchy, metric_names
+from geo.values import match_fields, parse_numbers
+from layers import Field, LayerSpec
+
+TARGETS_LAYER = "targets"
+
+
+def rollback(store: Store, batch_id: int) -> Batch:
+    """Undo batch ``batch_id`` completely, in one transaction.
+
+    Its features are removed and the features it had replaced come back; rolling back
+    a grid batch restores the previous grid and re-assigns every feature.  Refused
+    (:class:`geo.errors.Conflict`) when a later active batch updated its features, or
+    when it was already rolled back.
+    """
+    batch = store.batch(batch_id)
+    if batch.status != "active":
+        raise Conflict(f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back")
+    with store.transaction():
+        if batch.layer == TARGETS_LAYER:
+            store.rollback_targets(batch_id)
+        else:
+            spec = get_layer(batch.layer)
+            store.rollback_layer(spec, batch_id)
+            if spec.is_grid:
+                reassign_all(store)
+        store.mark_rolled_back(batch_id)
+    return store.batch(batch_id)
+
+
+# --- targets ----------------------------------------------------------------------------------
+
+TARGET_SPEC = LayerSpec(
+    name="targets",
+    label_zh="年度目标",
+    label_en="Targets",
+    geometry_types=frozenset(),
+    fields=(
+        Field("code", "str", "编码", "Code", ("编码", "单元编码", "网格编码", "社区编码", "街道编码", "区划代码", "CODE", "BM")),
+        Field("layer", "str", "图层", "Layer", ("图层", "类别", "LAYER", "TC")),
+        Field("metric", "str", "指标", "Metric", ("指标", "指标项", "METRIC", "ZB")),
+        Field("target", "float", "目标", "Target", ("目标", "目标值", "任务数", "TARGET", "MB")),
+    ),
+)
+
+
+def read_targets(path: Path) -> pd.DataFrame:
+    """Targets table from CSV (UTF-8 or GBK) or XLSX, columns as found."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            raw = path.read_bytes()
+            for enc in ("utf-8-sig", "gb18030"):
+                try:
+                    text = raw.decode(enc)
+                    break
+                except UnicodeDecodeError:
+                    continue
+            else:
+                raise InputError("无法识别 CSV 编码", "cannot tell the CSV encoding")
+            import io as _io
+
+            return pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False)
+        if suffix in (".xlsx", ".xlsm"):
+            return pd.read_excel(path, dtype=object, engine="openpyxl")
+    except InputError:
+        raise
+    except Exception as exc:  # pandas/openpyxl parser errors
+        raise InputError(f"无法读取目标表: {path.name}", f"cannot read targets table {path.name}: {exc}",
+                         code="unreadable") from exc
+    raise InputError("目标表需为 CSV 或 XLSX", "targets must be a CSV or XLSX file", code="unsupported_file")
+
+
+def load_targets(store: Store, path: str | Path, *, user: str | None = None, dry_run: bool = False) -> ImportReport:
+    """Load yearly targets (rows: code, layer, metric, target) as one batch.
+
+    Codes may be of any level (unit grid, community, street, district); layers are
+    registered survey layers, metrics are ``total``, ``completed`` or a measure column
+    stem (``area_m2``, ``area_completed_m2`` …).  A row for an existing
+    (code, layer, metric) replaces it; rolling the batch back restores the old value.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"文件不存在: {path}", f"file not found: {path}", code="file_not_found")
+    df = read_targets(path)
+    report = ImportReport(layer=TARGETS_LAYER, source_name=path.name)
+    data = path.read_bytes()
+    report.checksum = hashlib.sha256(data).hexdigest()
+    report.rows_read = len(df)
+    if len(df) == 0:
+        raise InputError("目标表为空", "the targets table is empty", code="empty_file")
+    match = match_fields([str(c) for c in df.columns], TARGET_SPEC)
+    inverse = {v: k for k, v in match.mapping.items()}
+    missing = [f.label_zh for f in TARGET_SPEC.fields if f.name not in inverse]
+    if missing:
+        raise InputError(f"目标表缺少列: {'、'.join(missing)}（需要 编码、图层、指标、目标）",
+                         "the targets table needs columns code, layer, metric, target", code="bad_targets")
+    codes = df[inverse["code"]].astype(str).str.strip()
+    layer_col = df[inverse["layer"]].astype(str).str.strip()
+    metric_col = df[inverse["metric"]].astype(str).str.strip()
+    values, bad = parse_numbers(df[inverse["target"]].astype(object))
+    hier = load_hierarchy(store)
+    known_codes: set[str] = set(hier.grid["code"])
+    for lv in ("community", "street", "district"):
+        known_codes |= set(hier.grid[f"{lv}_code"])
+    by_label = {}
+    for s in layers.survey_layers():
+        for key in (s.name, s.label_zh, s.label_en):
+            by_label[key.casefold()] = s
+    rows = []
+    for i in range(len(df)):
+        code, lname, metric = codes.iloc[i], layer_col.iloc[i], metric_col.iloc[i]
+        spec = by_label.get(lname.casefold())
+        reason: tuple[str, str] | None = None
+        if spec is None:
+            reason = (f"未知图层「{lname}」", f"unknown layer '{lname}'")
+        elif metric not in metric_names(spec):
+            reason = (f"未知指标「{metric}」（可选: {', '.join(metric_names(spec))}）",
+                      f"unknown metric '{metric}' ({', '.join(metric_names(spec))})")
+        elif bool(bad.iloc[i]) or np.isnan(values.iloc[i]) or values.iloc[i] < 0:
+            reason = (f"目标值「{df[inverse['target']].iloc[i]}」无效", f"invalid target '{df[inverse['target']].iloc[i]}'")
+        elif known_codes and code not in known_codes:
+            reason = (f"编码 {code} 不是已知的网格、社区、街道或区", f"code {code} is not a known unit")
+        if reason:
+            report.rejected.append(Rejected(i + 1, reason[0], reason[1]))
+            continue
+        assert spec is not None
+        rows.append({"code": code, "layer": spec.name, "metric": metric, "target": float(values.iloc[i])})
+    if not rows:
+        raise InputError("目标表中没有有效的行", "no valid row in the targets table", code="no_valid_rows",
+                         details={"rejected": [r.__dict__ for r in report.rejected[:100]]})
+    frame = pd.DataFrame(rows).drop_duplicates(["code", "layer", "metric"], keep="last")
+    report.added = len(frame)
+    if dry_run:
+        report.dry_run = True
+        return report
+    dup = store.find_checksum(TARGETS_LAYER, report.checksum)
+    if dup is not None:
+        report.status = "duplicate"
+        report.duplicate_of = dup.id
+        return report
+    with store.transaction():
+        batch = Batch(0, TARGETS_LAYER, path.name, report.checksum, now_iso(), user, "active", len(df), 0, 0, 0,
+                      len(report.rejected), None, None)
+        bid = store.new_batch(batch, data)
+        store.set_targets(frame, bid)
+        report.batch_id = bid
+        report.status = "committed"
+        store.finish_batch(bid, {"added": len(frame), "rejected": len(report.rejected), "rows_read": len(df)},
+                           report.to_dict())
+    return report

@@ -1,0 +1,647 @@
+"""The embedded store: one GeoPackage file (SQLite) that opens directly in QGIS.
+
+Features are written with :mod:`sqlite3` rather than through GDAL because an import
+touches several tables at once — the layer, its history, the batch register, the
+archived source and, after a grid change, the assignment of every other layer — and
+all of that has to commit or vanish together.  GDAL's writers commit per call and
+cannot join a transaction opened elsewhere; SQLite's own transaction (rollback
+journal, ``synchronous=FULL``) gives exactly the all-or-nothing behaviour, including
+when the importing process is killed.  The file stays a valid GeoPackage 1.4 (the
+tests read it back with GDAL).
+
+Layout, besides the GeoPackage system tables:
+
+``<layer>``            current features: ``fid``, ``geom``, canonical fields, and
+                       ``gw_key`` (survey id), ``gw_batch``, ``gw_unit`` (assigned
+                       unit-grid code), ``gw_area`` (polygon area, m²).
+``<layer>_history``    rows a later batch replaced, with ``gw_superseded_by``.
+``gw_batches``         one row per import.
+``gw_archive``         the original uploaded file of each batch.
+``gw_targets``         yearly targets (code, layer, metric, target).
+``gw_meta``            store CRS and revision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+
+from geo.errors import Conflict, NotFound, StoreError
+from geo.store import Batch, FeatureRows, WriteResult
+from layers import LayerSpec
+
+_GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
+_GPKG_USER_VERSION = 10400
+
+_SQL_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "date": "DATE"}
+_GW_COLUMNS = (("gw_key", "TEXT"), ("gw_batch", "INTEGER"), ("gw_unit", "TEXT"), ("gw_area", "REAL"))
+
+_BASE_SRS = (
+    (-1, "Undefined cartesian SRS", "NONE", -1, "undefined", "undefined cartesian coordinate reference system"),
+    (0, "Undefined geographic SRS", "NONE", 0, "undefined", "undefined geographic coordinate reference system"),
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# --- geometry blobs ---------------------------------------------------------------------------
+
+_HEADER = np.dtype([("magic", "S2"), ("version", "u1"), ("flags", "u1"), ("srs", "<i4"), ("env", "<f8", (4,))])
+_ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
+
+
+def encode_geometries(geoms: np.ndarray, srs_id: int) -> list[bytes]:
+    """GeoPackage binary blobs (little-endian, XY envelope, ISO WKB) for shapely geometries."""
+    n = len(geoms)
+    if n == 0:
+        return []
+    wkb = shapely.to_wkb(geoms, byte_order=1, flavor="iso", include_srid=False, output_dimension=2)
+    bounds = shapely.bounds(geoms)
+    header = np.zeros(n, dtype=_HEADER)
+    header["magic"] = b"GP"
+    empty = shapely.is_empty(geoms)
+    header["flags"] = np.where(empty, 0b00010001, 0b00000011)
+    header["srs"] = srs_id
+    header["env"] = bounds[:, [0, 2, 1, 3]]  # minx, maxx, miny, maxy
+    raw = header.tobytes()
+    size = _HEADER.itemsize
+    out: list[bytes] = []
+    for i in range(n):
+        head = raw[i * size : (i + 1) * size]
+        if empty[i]:
+            head = head[:8]
+        out.append(head + wkb[i])
+    return out
+
+
+def decode_geometries(blobs: list[bytes | None]) -> np.ndarray:
+    """Shapely geometries from GeoPackage blobs (None for NULL)."""
+    wkbs: list[bytes | None] = []
+    for b in blobs:
+        if b is None:
+            wkbs.append(None)
+            continue
+        env = (b[3] >> 1) & 0b111
+        wkbs.append(b[8 + _ENVELOPE_BYTES.get(env, 0) :])
+    return shapely.from_wkb(np.array(wkbs, dtype=object))
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+class GpkgStore:
+    """GeoPackage-backed :class:`geo.store.Store`.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.gpkg`` file; created with its directory when missing.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.location = str(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"无法创建数据目录: {self.path.parent}", f"cannot create data directory: {exc}") from exc
+        self._conn: sqlite3.Connection | None = None
+        self._depth = 0
+        self._init()
+
+    # connection ----------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(f"无法打开存储文件: {self.path}", f"cannot open store: {exc}") from exc
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> GpkgStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing write scope (``BEGIN IMMEDIATE`` … ``COMMIT``); nests."""
+        conn = self.conn
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _store_error(exc) from exc
+        self._depth = 1
+        try:
+            yield
+            conn.execute("UPDATE gw_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.OperationalError):
+                raise _store_error(exc) from exc
+            raise
+        finally:
+            self._depth = 0
+
+    # schema --------------------------------------------------------------------------------
+    def _init(self) -> None:
+        conn = self.conn
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_meta'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"存储文件已损坏或不是 GeoPackage: {self.path}",
+                             f"store file is not a readable GeoPackage: {exc}") from exc
+        if has_meta:
+            return
+        if app_id not in (0, _GPKG_APPLICATION_ID):
+            raise StoreError(f"不是 GeoPackage 文件: {self.path}", f"not a GeoPackage file: {self.path}")
+        with self.transaction():
+            conn.execute(f"PRAGMA application_id = {_GPKG_APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {_GPKG_USER_VERSION}")
+            for stmt in _SYSTEM_SQL:
+                conn.execute(stmt)
+            conn.executemany(
+                "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)", _BASE_SRS
+            )
+            self._ensure_srs(4326)
+            conn.execute("INSERT INTO gw_meta VALUES ('revision', '0'), ('schema', '1')")
+            for table, ident in (("gw_batches", "导入批次 import batches"), ("gw_targets", "年度目标 targets")):
+                conn.execute(
+                    "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
+                    " VALUES (?, 'attributes', ?, '', ?)",
+                    (table, ident, now_iso()),
+                )
+
+    def _ensure_srs(self, epsg: int) -> None:
+        if self.conn.execute("SELECT 1 FROM gpkg_spatial_ref_sys WHERE srs_id=?", (epsg,)).fetchone():
+            return
+        crs = pyproj.CRS.from_epsg(epsg)
+        self.conn.execute(
+            "INSERT INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)",
+            (crs.name, epsg, "EPSG", epsg, crs.to_wkt("WKT1_GDAL"), crs.name),
+        )
+
+    def _ensure_layer(self, spec: LayerSpec) -> None:
+        conn = self.conn
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (spec.name,)).fetchone():
+            self._add_missing_columns(spec)
+            return
+        srs = self.srs_epsg()
+        if srs is None:
+            raise StoreError("存储尚未设置坐标系", "store CRS not set")
+        cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.kind]}' for f in spec.fields)
+        gw = ", ".join(f"{n} {t}" for n, t in _GW_COLUMNS)
+        conn.execute(
+            f'CREATE TABLE "{spec.name}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom GEOMETRY, {cols}, {gw})'
+        )
+        conn.execute(
+            f'CREATE TABLE "{spec.name}_history" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom GEOMETRY, {cols},'
+            f" {gw}, gw_orig_fid INTEGER, gw_superseded_by INTEGER)"
+        )
+        conn.execute(f'CREATE INDEX "{spec.name}_gw_key" ON "{spec.name}" (gw_key)')
+        conn.execute(f'CREATE INDEX "{spec.name}_gw_batch" ON "{spec.name}" (gw_batch)')
+        conn.execute(f'CREATE INDEX "{spec.name}_history_sup" ON "{spec.name}_history" (gw_superseded_by)')
+        conn.execute(f'CREATE INDEX "{spec.name}_history_batch" ON "{spec.name}_history" (gw_batch)')
+        conn.execute(
+            "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, srs_id)"
+            " VALUES (?, 'features', ?, ?, ?, ?)",
+            (spec.name, f"{spec.label_zh} {spec.label_en}", spec.label_en, now_iso(), srs),
+        )
+        conn.execute(
+            "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'GEOMETRY', ?, 0, 0)", (spec.name, srs)
+        )
+
+    def _add_missing_columns(self, spec: LayerSpec) -> None:
+        for table in (spec.name, f"{spec.name}_history"):
+            have = {r[1] for r in self.conn.execute(f'PRAGMA table_info("{table}")')}
+            for f in spec.fields:
+                if f.name not in have:
+                    self.conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{f.name}" {_SQL_TYPES[f.kind]}')
+
+    def has_layer(self, spec: LayerSpec) -> bool:
+        return bool(
+            self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (spec.name,)).fetchone()
+        )
+
+    # meta ----------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM gw_meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def srs_epsg(self) -> int | None:
+        v = self._meta("srs_epsg")
+        return int(v) if v else None
+
+    def set_srs_epsg(self, epsg: int) -> None:
+        current = self.srs_epsg()
+        if current is not None and current != epsg:
+            raise Conflict(
+                f"存储已使用 EPSG:{current}，不能改为 EPSG:{epsg}", f"store already uses EPSG:{current}, not {epsg}"
+            )
+        with self.transaction():
+            self._ensure_srs(epsg)
+            self.conn.execute("INSERT OR REPLACE INTO gw_meta VALUES ('srs_epsg', ?)", (str(epsg),))
+
+    def revision(self) -> int:
+        v = self._meta("revision")
+        return int(v) if v else 0
+
+    # batches -------------------------------------------------------------------------------
+    def new_batch(self, batch: Batch, source: bytes | None) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO gw_batches (layer, source_name, checksum, created_at, user, status, rows_read, added,"
+                " updated, unchanged, rejected, encoding, crs, report) VALUES (?,?,?,?,?,'active',?,0,0,0,?,?,?,'{}')",
+                (batch.layer, batch.source_name, batch.checksum, batch.created_at, batch.user, batch.rows_read,
+                 batch.rejected, batch.encoding, batch.crs),
+            )
+            batch_id = int(cur.lastrowid or 0)
+            if source is not None:
+                self.conn.execute(
+                    "INSERT INTO gw_archive (batch_id, name, data) VALUES (?,?,?)",
+                    (batch_id, batch.source_name, sqlite3.Binary(source)),
+                )
+        return batch_id
+
+    def finish_batch(self, batch_id: int, counts: dict[str, int], report: dict[str, Any]) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE gw_batches SET added=?, updated=?, unchanged=?, rejected=?, rows_read=?, report=?"
+                " WHERE id=?",
+                (counts.get("added", 0), counts.get("updated", 0), counts.get("unchanged", 0),
+                 counts.get("rejected", 0), counts.get("rows_read", 0),
+                 json.dumps(report, ensure_ascii=False, default=str), batch_id),
+            )
+
+    def _batch_from_row(self, row: sqlite3.Row | tuple[Any, ...]) -> Batch:
+        (bid, layer, name, checksum, created, user, status, read, added, updated, unchanged, rejected, enc, crs,
+         report, rolled) = row
+        return Batch(int(bid), layer, name, checksum, created, user, status, read, added, updated, unchanged,
+                     rejected, enc, crs, rolled, json.loads(report or "{}"))
+
+    _BATCH_COLS = ("id, layer, source_name, checksum, created_at, user, status, rows_read, added, updated, unchanged,"
+                   " rejected, encoding, crs, report, rolled_back_at")
+
+    def batches(self, layer: str | None = None) -> list[Batch]:
+        sql = f"SELECT {self._BATCH_COLS} FROM gw_batches"
+        args: tuple[Any, ...] = ()
+        if layer:
+            sql += " WHERE layer=?"
+            args = (layer,)
+        return [self._batch_from_row(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def batch(self, batch_id: int) -> Batch:
+        row = self.conn.execute(f"SELECT {self._BATCH_COLS} FROM gw_batches WHERE id=?", (batch_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"批次 {batch_id} 不存在", f"batch {batch_id} not found", code="batch_not_found")
+        return self._batch_from_row(row)
+
+    def find_checksum(self, layer: str, checksum: str) -> Batch | None:
+        row = self.conn.execute(
+            f"SELECT {self._BATCH_COLS} FROM gw_batches WHERE layer=? AND checksum=? AND status='active'"
+            " ORDER BY id DESC LIMIT 1",
+            (layer, checksum),
+        ).fetchone()
+        return None if row is None else self._batch_from_row(row)
+
+    def archived_source(self, batch_id: int) -> tuple[str, bytes]:
+        row = self.conn.execute("SELECT name, data FROM gw_archive WHERE batch_id=?", (batch_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
+        return str(row[0]), bytes(row[1])
+
+    def mark_rolled_back(self, batch_id: int) -> None:
+        self.conn.execute(
+            "UPDATE gw_batches SET status='rolled_back', rolled_back_at=? WHERE id=?", (now_iso(), batch_id)
+        )
+
+    # features ------------------------------------------------------------------------------
+    def _columns(self, spec: LayerSpec) -> list[str]:
+        return [f.name for f in spec.fields]
+
+    def write_features(self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool) -> WriteResult:
+        """Store ``rows`` as batch ``batch_id``.
+
+        Rows whose survey key matches a current row replace it (the old row moves to
+        ``<layer>_history``); identical rows are left alone and counted as unchanged.
+        With ``replace_all`` every current row not in ``rows`` is retired as well.
+        Must be called inside :meth:`transaction`.
+        """
+        if not self._depth:
+            raise RuntimeError("write_features must run inside transaction()")
+        self._ensure_layer(spec)
+        conn = self.conn
+        srs = self.srs_epsg() or 0
+        cols = self._columns(spec)
+        n = len(rows)
+        attrs = rows.attrs.reindex(columns=cols)
+        values = _python_values(attrs, spec)
+        blobs = encode_geometries(rows.geometry, srs)
+        areas = shapely.area(rows.geometry)
+        is_poly = np.isin(shapely.get_type_id(rows.geometry), (3, 6))
+        areas = np.where(is_poly, areas, np.nan)
+
+        existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
+        keys = [None if (k is None or (isinstance(k, float) and np.isnan(k))) else str(k) for k in rows.keys]
+        wanted = sorted({k for k in keys if k is not None})
+        if wanted:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM gw_tmp_keys")
+            conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
+            qcols = ", ".join(f't."{c}"' for c in cols)
+            for row in conn.execute(
+                f'SELECT t.fid, t.gw_key, t.geom, {qcols} FROM "{spec.name}" t JOIN gw_tmp_keys k ON t.gw_key = k.k'
+            ):
+                existing[row[1]] = (int(row[0]), (bytes(row[2]) if row[2] is not None else None, *row[3:]))
+
+        to_retire: list[int] = []
+        inserts: list[tuple[Any, ...]] = []
+        added = updated = unchanged = 0
+        kept_fids: set[int] = set()
+        for i in range(n):
+            key = keys[i]
+            record = (blobs[i], *values[i])
+            old = existing.get(key) if key is not None else None
+            if old is not None:
+                fid, old_record = old
+                if _same_record(old_record, record):
+                    unchanged += 1
+                    kept_fids.add(fid)
+                    conn.execute(f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?', (str(rows.units[i]), fid))
+                    continue
+                to_retire.append(fid)
+                updated += 1
+            else:
+                added += 1
+            inserts.append((*record, key, batch_id, str(rows.units[i]),
+                            None if np.isnan(areas[i]) else float(areas[i])))
+
+        removed = 0
+        if replace_all:
+            current = [r[0] for r in conn.execute(f'SELECT fid FROM "{spec.name}"')]
+            retire_set = set(to_retire)
+            extra = [f for f in current if f not in kept_fids and f not in retire_set]
+            removed = len(extra)
+            to_retire.extend(extra)
+        self._retire(spec, to_retire, batch_id)
+        qcols = ", ".join(f'"{c}"' for c in cols)
+        marks = ", ".join("?" for _ in range(len(cols) + 1 + len(_GW_COLUMNS)))
+        conn.executemany(
+            f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area) VALUES ({marks})',
+            inserts,
+        )
+        self._touch(spec)
+        return WriteResult(added=added, updated=updated, unchanged=unchanged, removed=removed)
+
+    def _retire(self, spec: LayerSpec, fids: list[int], batch_id: int) -> None:
+        if not fids:
+            return
+        conn = self.conn
+        cols = ", ".join(["geom", *[f'"{c}"' for c in self._columns(spec)], *[n for n, _ in _GW_COLUMNS]])
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_fids (f INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM gw_tmp_fids")
+        conn.executemany("INSERT OR IGNORE INTO gw_tmp_fids VALUES (?)", ((f,) for f in fids))
+        conn.execute(
+            f'INSERT INTO "{spec.name}_history" ({cols}, gw_orig_fid, gw_superseded_by)'
+            f' SELECT {cols}, fid, ? FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)',
+            (batch_id,),
+        )
+        conn.execute(f'DELETE FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)')
+
+    def _touch(self, spec: LayerSpec) -> None:
+        self.conn.execute("UPDATE gpkg_contents SET last_change=? WHERE table_name=?", (now_iso(), spec.name))
+
+    def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
+        if bounds is None:
+            return
+        self.conn.execute(
+            "UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=? WHERE table_name=?", (*bounds, spec.name)
+        )
+
+    def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
+        """Remove the rows of ``batch_id`` and restore the rows it retired.  Returns (removed, restored).
+
+        Refuses (:class:`Conflict`) when a later active batch replaced rows of this one.
+        Must be called inside :meth:`transaction`.
+        """
+        conn = self.conn
+        if not self.has_layer(spec):
+            return 0, 0
+        later = [
+            r[0]
+            for r in conn.execute(
+                f'SELECT DISTINCT h.gw_superseded_by FROM "{spec.name}_history" h JOIN gw_batches b'
+                " ON b.id = h.gw_superseded_by WHERE h.gw_batch=? AND b.status='active' AND b.id<>?",
+                (batch_id, batch_id),
+            )
+        ]
+        if later:
+            ids = ", ".join(str(x) for x in sorted(later))
+            raise Conflict(
+                f"批次 {ids} 更新了批次 {batch_id} 的要素，请先回滚批次 {ids}",
+                f"batch {ids} updated features of batch {batch_id}; roll back batch {ids} first",
+                code="rollback_blocked",
+                details={"blocking_batches": sorted(later)},
+            )
+        removed = conn.execute(f'DELETE FROM "{spec.name}" WHERE gw_batch=?', (batch_id,)).rowcount
+        cols = ", ".join(["geom", *[f'"{c}"' for c in self._columns(spec)], *[n for n, _ in _GW_COLUMNS]])
+        restored = conn.execute(
+            f'INSERT INTO "{spec.name}" (fid, {cols}) SELECT gw_orig_fid, {cols} FROM "{spec.name}_history"'
+            " WHERE gw_superseded_by=? ORDER BY gw_orig_fid",
+            (batch_id,),
+        ).rowcount
+        conn.execute(f'DELETE FROM "{spec.name}_history" WHERE gw_superseded_by=?', (batch_id,))
+        conn.execute(f'DELETE FROM "{spec.name}_history" WHERE gw_batch=?', (batch_id,))
+        self._touch(spec)
+        return int(removed), int(restored)
+
+    def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
+        cols = columns if columns is not None else [*self._columns(spec), "gw_key", "gw_batch", "gw_unit", "gw_area"]
+        if not self.has_layer(spec):
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in ["fid", *cols]})
+        qcols = ", ".join(["fid", *[f'"{c}"' for c in cols]])
+        cur = self.conn.execute(f'SELECT {qcols} FROM "{spec.name}" ORDER BY fid')
+        data = cur.fetchall()
+        names = ["fid", *cols]
+        if not data:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        arrays = list(zip(*data, strict=True))
+        return pd.DataFrame({name: np.array(arr, dtype=object) for name, arr in zip(names, arrays, strict=True)})
+
+    def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        rows = self.conn.execute(f'SELECT fid, geom FROM "{spec.name}" ORDER BY fid').fetchall()
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        fid_arr = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        geoms = decode_geometries([r[1] for r in rows])
+        if fids is not None:
+            keep = np.isin(fid_arr, fids)
+            return fid_arr[keep], geoms[keep]
+        return fid_arr, geoms
+
+    def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
+        if not self.has_layer(spec) or len(fids) == 0:
+            return 0
+        conn = self.conn
+        current = dict(conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}"').fetchall())
+        changes = [(str(u), int(f)) for f, u in zip(fids, units, strict=True) if current.get(int(f)) != u]
+        if changes:
+            conn.executemany(f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?', changes)
+        return len(changes)
+
+    def layer_count(self, spec: LayerSpec) -> int:
+        if not self.has_layer(spec):
+            return 0
+        return int(self.conn.execute(f'SELECT count(*) FROM "{spec.name}"').fetchone()[0])
+
+    # targets -------------------------------------------------------------------------------
+    def targets(self) -> pd.DataFrame:
+        rows = self.conn.execute("SELECT code, layer, metric, target, batch_id FROM gw_targets").fetchall()
+        return pd.DataFrame(rows, columns=["code", "layer", "metric", "target", "batch_id"])
+
+    def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int:
+        conn = self.conn
+        old = conn.execute(
+            "SELECT code, layer, metric, target, batch_id FROM gw_targets WHERE (code, layer, metric) IN"
+            " (SELECT column1, column2, column3 FROM (VALUES " + ",".join("(?,?,?)" for _ in range(len(rows)))
+            + "))",
+            [v for r in rows.itertuples(index=False) for v in (r.code, r.layer, r.metric)],
+        ).fetchall() if len(rows) else []
+        conn.executemany(
+            "INSERT INTO gw_targets_history (code, layer, metric, target, batch_id, superseded_by) VALUES (?,?,?,?,?,?)",
+            [(*o, batch_id) for o in old],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO gw_targets (code, layer, metric, target, batch_id) VALUES (?,?,?,?,?)",
+            [(r.code, r.layer, r.metric, float(r.target), batch_id) for r in rows.itertuples(index=False)],
+        )
+        return len(rows)
+
+    def rollback_targets(self, batch_id: int) -> int:
+        conn = self.conn
+        n = conn.execute("DELETE FROM gw_targets WHERE batch_id=?", (batch_id,)).rowcount
+        conn.execute(
+            "INSERT OR REPLACE INTO gw_targets (code, layer, metric, target, batch_id) SELECT code, layer, metric,"
+            " target, batch_id FROM gw_targets_history WHERE superseded_by=?",
+            (batch_id,),
+        )
+        conn.execute("DELETE FROM gw_targets_history WHERE superseded_by=?", (batch_id,))
+        return int(n)
+
+
+def _store_error(exc: sqlite3.OperationalError) -> StoreError:
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        return StoreError("存储为只读，无法写入", "the store is read-only", code="store_read_only")
+    if "full" in text:
+        return StoreError("磁盘已满，写入已取消，数据未改变", "disk full: the write was cancelled, nothing changed",
+                          code="disk_full")
+    if "locked" in text or "busy" in text:
+        return StoreError("存储正忙，请稍后重试", "the store is busy, try again", code="store_busy")
+    return StoreError(f"存储错误: {exc}", f"store error: {exc}")
+
+
+def _same_record(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new, strict=True):
+        if isinstance(a, float) and isinstance(b, float):
+            if not (a == b or (np.isnan(a) and np.isnan(b))):
+                return False
+        elif isinstance(a, (bytes, memoryview)) or isinstance(b, (bytes, memoryview)):
+            if bytes(a or b"") != bytes(b or b""):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _python_values(attrs: pd.DataFrame, spec: LayerSpec) -> list[tuple[Any, ...]]:
+    """Row tuples of plain Python values (None for missing) in field order."""
+    columns = []
+    for f in spec.fields:
+        col = attrs[f.name].to_numpy(dtype=object)
+        out = np.empty(len(col), dtype=object)
+        for i, v in enumerate(col):
+            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
+                out[i] = None
+            elif f.kind == "int":
+                out[i] = int(v)
+            elif f.kind == "float":
+                out[i] = float(v)
+            else:
+                out[i] = str(v)
+        columns.append(out)
+    if not columns:
+        return [() for _ in range(len(attrs))]
+    return list(zip(*columns, strict=True))
+
+
+_SYSTEM_SQL = (
+    """CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY,
+    organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL,
+    description TEXT)""",
+    """CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL,
+    identifier TEXT UNIQUE, description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT
+    (strftime('%Y-%m-%dT%H:%M:%fZ','now')), min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE,
+    srs_id INTEGER, CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id))""",
+    """CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL, column_name TEXT NOT NULL,
+    geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL, z TINYINT NOT NULL, m TINYINT NOT NULL,
+    CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
+    CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
+    CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id))""",
+    """CREATE TABLE gw_meta (key TEXT PRIMARY KEY, value TEXT)""",
+    """CREATE TABLE gw_batches (id INTEGER PRIMARY KEY AUTOINCREMENT, layer TEXT NOT NULL,
+    source_name TEXT, checksum TEXT, created_at TEXT NOT NULL, user TEXT, status TEXT NOT NULL,
+    rows_read INTEGER, added INTEGER, updated INTEGER, unchanged INTEGER, rejected INTEGER,
+    encoding TEXT, crs TEXT, report TEXT, rolled_back_at TEXT)""",
+    """CREATE TABLE gw_archive (batch_id INTEGER PRIMARY KEY, name TEXT, data BLOB)""",
+    """CREATE TABLE gw_targets (code TEXT NOT NULL, layer TEXT NOT NULL, metric TEXT NOT NULL,
+    target REAL NOT NULL, batch_id INTEGER, PRIMARY KEY (code, layer, metric))""",
+    """CREATE TABLE gw_targets_history (code TEXT, layer TEXT, metric TEXT, target REAL, batch_id INTEGER,
+    superseded_by INTEGER)""",
+)
+
+
+def file_size(path: Path) -> int:
+    return os.path.getsize(path) if path.exists() else 0
+
+
+__all__ = ["GpkgStore", "decode_geometries", "encode_geometries"]

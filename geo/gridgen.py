@@ -1,0 +1,516 @@
+"""Generate a unit grid (单元网格) for a bureau that has none.
+
+A regular tiling of squares or hexagons is laid over the district boundary, cut to
+the boundary and, when a community layer is given, cut along community borders, so
+every cell lies in one community.  Cells get 15-digit codes: 6-digit administrative
+code + 3-digit street + 3-digit community + 3-digit sequence, the sequence running
+west→east, north→south inside each community.
+
+All geometry work happens in a projected CRS in metres: a geographic boundary is
+projected to the CGCS2000 3° Gauss-Krüger zone (EPSG:4534–4554, no zone prefix) whose
+central meridian is closest to the boundary's centroid.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import unicodedata
+from typing import Literal
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from geo.errors import CRSError, InputError
+from layers.grid import LAYER as GRID_LAYER
+
+__all__ = ["OUTPUT_COLUMNS", "generate_grid", "gk_zone_epsg"]
+
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "code",
+    "name",
+    "comm_code",
+    "community",
+    "street_cd",
+    "street",
+    "dist_code",
+    "area_m2",
+    "geometry",
+)
+"""Columns of the frame returned by :func:`generate_grid`, in order."""
+
+_MAX_SEQUENCE = 999
+_MAX_SEQUENCE_NO_COMMUNITY = 999_999
+_POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
+_CODE12 = re.compile(r"^\d{12}$")
+_CODE6 = re.compile(r"^\d{6}$")
+
+# Hexagons are pointy-topped.  A regular hexagon of circumradius R has area (3√3/2)·R²;
+# choosing R = size·√(2/(3√3)) makes that area exactly size².
+_HEX_RADIUS_PER_SIZE = math.sqrt(2.0 / (3.0 * math.sqrt(3.0)))
+
+# Hexagon vertices on the half-lattice: x in steps of half the hexagon's width,
+# y in steps of half the circumradius, relative to the centre; closed ring, clockwise from the top.
+_HEX_DX = np.array([0, 1, 1, 0, -1, -1, 0])
+_HEX_DY = np.array([2, 1, -1, -2, -1, 1, 2])
+_SQUARE_DX = np.array([0, 1, 1, 0, 0])
+_SQUARE_DY = np.array([0, 0, 1, 1, 0])
+
+
+def gk_zone_epsg(lon: float) -> int:
+    """EPSG code of the CGCS2000 3° Gauss-Krüger zone (no zone prefix) nearest ``lon``.
+
+    Parameters
+    ----------
+    lon : float
+        Longitude in degrees east (CGCS2000 / WGS84).
+
+    Returns
+    -------
+    int
+        One of EPSG:4534 (central meridian 75°E) … EPSG:4554 (135°E); e.g. 4548 for 118.4°E.
+
+    Raises
+    ------
+    CRSError
+        When the longitude is outside China's zones (73.5°E–136.5°E).
+    """
+    central = 3 * round(lon / 3)
+    if not 75 <= central <= 135:
+        raise CRSError(
+            f"经度 {lon:.3f} 不在中国 CGCS2000 3° 分带范围内（75°E–135°E）",
+            f"longitude {lon:.3f} is outside China's CGCS2000 3-degree zones (75°E–135°E)",
+        )
+    return 4534 + (central - 75) // 3
+
+
+def generate_grid(
+    boundary: gpd.GeoDataFrame,
+    size: float = 100.0,
+    shape: Literal["square", "hex"] = "square",
+    communities: gpd.GeoDataFrame | None = None,
+    admin_code: str | None = None,
+    community_code_field: str | None = None,
+    community_name_field: str | None = None,
+    street_name_field: str | None = None,
+    origin: tuple[float, float] | None = None,
+) -> gpd.GeoDataFrame:
+    """Cut a district into coded unit-grid cells.
+
+    The plane is tiled with squares or hexagons; each tile is intersected with the
+    boundary (and with each community polygon), so the cells cover the boundary
+    exactly, without gaps or overlaps.  Every polygonal piece is kept, however small:
+    a tile cut by a concave boundary into separate parts stays one cell with a
+    MultiPolygon geometry, and tiles that merely touch the boundary along a line are dropped.
+
+    Parameters
+    ----------
+    boundary : GeoDataFrame
+        District boundary polygon(s); all rows are unioned.  Must have a CRS.  A
+        geographic CRS (degrees) is projected to the CGCS2000 3° Gauss-Krüger zone fitting
+        the boundary's centroid (EPSG:4534–4554, e.g. EPSG:4548 for 118.4°E); a projected
+        CRS must be in metres and is kept.
+    size : float, default 100.0
+        Cell size in metres, defined so that a whole cell's area is ``size²`` m²: the side of
+        a square, or for a hexagon the side of the square of equal area (a pointy-topped
+        regular hexagon of circumradius ``size·√(2/(3√3)) ≈ 0.620·size`` and width
+        ``≈ 1.075·size``).  The default gives the 万米单元网格 of about 10,000 m².
+    shape : {"square", "hex"}, default "square"
+        Tile shape.
+    communities : GeoDataFrame, optional
+        Community (社区) polygons with a 12-digit code (6 district + 3 street + 3 community),
+        in any CRS.  Cells are cut along community borders so each lies in one community.
+        Parts of the boundary outside every community join the community holding the
+        largest part of the same tile, or else the nearest community.  Polygons sharing
+        a code are treated as one community; where communities overlap, the first row wins.
+    admin_code : str, optional
+        6-digit administrative division code (GB/T 2260).  Required without
+        ``communities``; with them it must match the first 6 digits of their codes.
+    community_code_field : str, optional
+        Field of ``communities`` holding the 12-digit code.  By default the first field
+        whose values are all 12-digit codes.
+    community_name_field, street_name_field : str, optional
+        Fields of ``communities`` holding the community and street names.  By default
+        fields named like 社区名称/所属社区 and 街道名称/所属街道 (the aliases of the
+        grid layer), if present.
+    origin : tuple of float, optional
+        Anchor of the tiling in the working CRS (metres): a corner of a square or the
+        centre of a hexagon.  By default ``(0, 0)``, so a grid regenerated for the same
+        CRS and size lines up with the previous one.
+
+    Returns
+    -------
+    GeoDataFrame
+        One row per cell, in the working projected CRS, sorted by code, with columns
+        ``code`` (15 digits), ``name``, ``comm_code`` (12 digits), ``community``,
+        ``street_cd`` (9 digits), ``street``, ``dist_code`` (6 digits), ``area_m2``
+        (cell area in m²) and ``geometry`` (Polygon or MultiPolygon).
+
+        With communities, ``code = comm_code + sequence`` (001…999 per community) and
+        the name reads ``"<社区>第012网格"``.  Without communities, the code is
+        ``admin_code + "000" + "000" + sequence`` and the name ``"网格012"``; past 999
+        cells the sequence carries on into the community segment as one 6-digit counter
+        (``admin_code + "000" + "001000"`` is cell 1000), so up to 999,999 cells are coded.
+        The community and street columns are then empty.
+
+    Raises
+    ------
+    InputError
+        Bad size, shape or codes, an empty boundary, or more than 999 cells in one
+        community (the message suggests a larger size).
+    CRSError
+        The boundary or communities have no CRS, or a projected CRS not in metres.
+    """
+    if not (isinstance(size, numbers.Real) and not isinstance(size, bool) and math.isfinite(size) and size > 0):
+        raise InputError(f"网格尺寸必须为正数（米），收到 {size!r}", f"size must be a positive number of metres, got {size!r}")
+    if shape not in ("square", "hex"):
+        raise InputError(f"网格形状须为 square 或 hex，收到 {shape!r}", f"shape must be 'square' or 'hex', got {shape!r}")
+    if admin_code is not None and not _CODE6.match(str(admin_code)):
+        raise InputError(
+            f"行政区划代码须为 6 位数字，收到 {admin_code!r}",
+            f"admin_code must be 6 digits, got {admin_code!r}",
+        )
+
+    crs = _working_crs(boundary)
+    area_geom = _boundary_geometry(boundary.to_crs(crs))
+
+    if communities is not None:
+        regions, info = _community_regions(
+            communities, crs, area_geom, admin_code, community_code_field, community_name_field, street_name_field
+        )
+    else:
+        if admin_code is None:
+            raise InputError(
+                "未提供社区图层时须给出 6 位行政区划代码 admin_code",
+                "admin_code (6 digits) is required when no communities are given",
+            )
+        regions = np.array([area_geom], dtype=object)
+        info = pd.DataFrame({"comm_code": [None], "community": [None], "street": [None]})
+
+    tiles, rows, cols = _tiling(area_geom, float(size), shape, origin)
+    cells = _clip(tiles, rows, cols, regions, area_geom)
+    out = _code_cells(cells, info, admin_code, float(size))
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=crs)
+
+
+def _working_crs(boundary: gpd.GeoDataFrame) -> CRS:
+    """The projected CRS in metres the grid is built in."""
+    if boundary.crs is None:
+        raise CRSError("边界图层没有坐标系（缺少 .prj）", "the boundary has no CRS (missing .prj)")
+    crs = CRS.from_user_input(boundary.crs)
+    if crs.is_geographic:
+        hull = shapely.union_all(shapely.make_valid(boundary.to_crs(4490).geometry.to_numpy()))
+        if hull.is_empty:
+            raise InputError("边界图层为空", "the boundary is empty")
+        return CRS.from_epsg(gk_zone_epsg(hull.centroid.x))
+    if not crs.is_projected or any(
+        ax.unit_name not in ("metre", "meter") for ax in crs.axis_info if ax.direction in ("east", "north")
+    ):
+        raise CRSError(
+            f"边界坐标系须为以米为单位的投影坐标系或地理坐标系，收到 {crs.name}",
+            f"the boundary CRS must be geographic or projected in metres, got {crs.name}",
+        )
+    return crs
+
+
+def _boundary_geometry(boundary: gpd.GeoDataFrame) -> shapely.Geometry:
+    """Union of the polygonal parts of all boundary rows."""
+    geoms = _polygonal(shapely.make_valid(boundary.geometry.to_numpy()))
+    merged = shapely.union_all(geoms)
+    merged = _polygonal(np.array([merged], dtype=object))[0]
+    if merged is None or merged.is_empty or merged.area <= 0:
+        raise InputError("边界图层不含面要素", "the boundary has no polygon")
+    return merged
+
+
+def _polygonal(geoms: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    """Keep only the polygonal parts of each geometry; None where nothing polygonal is left."""
+    geoms = np.asarray(geoms, dtype=object).copy()
+    types = shapely.get_type_id(geoms)
+    for i in np.flatnonzero(~np.isin(types, _POLYGONAL)):
+        parts = shapely.get_parts(geoms[i])
+        polys = parts[np.isin(shapely.get_type_id(parts), _POLYGONAL)]
+        if len(polys) == 0:
+            geoms[i] = None
+            continue
+        flat = shapely.get_parts(polys)
+        geoms[i] = flat[0] if len(flat) == 1 else shapely.multipolygons(flat)
+    return geoms
+
+
+def _community_regions(
+    communities: gpd.GeoDataFrame,
+    crs: CRS,
+    area_geom: shapely.Geometry,
+    admin_code: str | None,
+    code_field: str | None,
+    name_field: str | None,
+    street_field: str | None,
+) -> tuple[npt.NDArray[np.object_], pd.DataFrame]:
+    """Disjoint community polygons clipped to the boundary, and their codes and names."""
+    if communities.crs is None:
+        raise CRSError("社区图层没有坐标系（缺少 .prj）", "the community layer has no CRS (missing .prj)")
+    if len(communities) == 0:
+        raise InputError("社区图层为空", "the community layer is empty")
+    communities = communities.reset_index(drop=True)
+    columns = [c for c in communities.columns if c != communities.geometry.name]
+    code_field = code_field or _detect_code_field(communities, columns)
+    if code_field not in communities.columns:
+        raise InputError(f"社区图层中没有字段 {code_field}", f"the community layer has no field {code_field!r}")
+    codes = communities[code_field].map(_as_code)
+    bad = codes[~codes.fillna("").str.match(_CODE12)]
+    if len(bad):
+        raise InputError(
+            f"社区编码须为 12 位数字（字段 {code_field}），例如 {communities[code_field].iloc[bad.index[0]]!r}",
+            f"community codes must be 12 digits (field {code_field!r}), e.g. "
+            f"{communities[code_field].iloc[bad.index[0]]!r}",
+        )
+    if admin_code is not None and not codes.str.startswith(admin_code).all():
+        raise InputError(
+            f"社区编码的前 6 位与行政区划代码 {admin_code} 不一致",
+            f"community codes do not start with admin_code {admin_code}",
+        )
+    name_field = name_field or _detect_field(columns, "community", exclude={code_field})
+    street_field = street_field or _detect_field(columns, "street", exclude={code_field, name_field})
+    for f in (name_field, street_field):
+        if f is not None and f not in communities.columns:
+            raise InputError(f"社区图层中没有字段 {f}", f"the community layer has no field {f!r}")
+
+    frame = pd.DataFrame(
+        {
+            "comm_code": codes.to_numpy(),
+            "community": _text(communities[name_field]) if name_field else None,
+            "street": _text(communities[street_field]) if street_field else None,
+            "geometry": communities.to_crs(crs).geometry.to_numpy(),
+        }
+    )
+    order = pd.unique(frame["comm_code"])
+    regions: list[shapely.Geometry] = []
+    taken: shapely.Geometry = shapely.Polygon()
+    for code in order:
+        rows = frame[frame["comm_code"] == code]
+        geom = shapely.union_all(_polygonal(shapely.make_valid(rows["geometry"].to_numpy())))
+        geom = shapely.difference(shapely.intersection(geom, area_geom), taken)
+        taken = shapely.union(taken, geom)
+        regions.append(_polygonal(np.array([geom], dtype=object))[0])
+    info = (
+        frame.drop(columns="geometry")
+        .groupby("comm_code", sort=False, dropna=False)
+        .first()
+        .reindex(order)
+        .reset_index()
+    )
+    return np.array(regions, dtype=object), info
+
+
+def _as_code(value: object) -> str | None:
+    """A code cell as text: integers and floats like 340291001001.0 lose their decimals."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _text(values: pd.Series) -> list[str | None]:
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip() for v in values]
+
+
+def _normalise(name: str) -> str:
+    return unicodedata.normalize("NFKC", str(name)).casefold().replace(" ", "").replace("_", "")
+
+
+def _detect_code_field(communities: gpd.GeoDataFrame, columns: list[str]) -> str:
+    """The field whose values are all 12-digit codes, preferring one named like a community code."""
+    candidates = [c for c in columns if communities[c].map(_as_code).fillna("").str.match(_CODE12).all()]
+    if not candidates:
+        raise InputError(
+            "社区图层中找不到 12 位社区编码字段，请指定 community_code_field",
+            "no field of 12-digit community codes found in the community layer; pass community_code_field",
+        )
+    preferred = {_normalise(a) for a in (GRID_LAYER.field("comm_code").aliases + ("编码", "代码", "CODE"))}
+    for c in candidates:
+        if _normalise(c) in preferred:
+            return c
+    return candidates[0]
+
+
+def _detect_field(columns: list[str], canonical: str, exclude: set[str | None]) -> str | None:
+    """The first column named like an alias of the grid layer's ``canonical`` field."""
+    aliases = [_normalise(a) for a in GRID_LAYER.field(canonical).aliases]
+    if canonical == "community":
+        aliases += [_normalise(a) for a in ("名称", "NAME", "MC")]
+    by_name = {_normalise(c): c for c in columns if c not in exclude}
+    for alias in aliases:
+        if alias in by_name:
+            return by_name[alias]
+    return None
+
+
+def _tiling(
+    area_geom: shapely.Geometry, size: float, shape: str, origin: tuple[float, float] | None
+) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Tiles covering the boundary's bounding box, with their row (south→north) and column keys.
+
+    Vertices are placed on an integer lattice (``x0 + i·dx``, ``y0 + j·dy``), so
+    neighbouring tiles share bit-identical coordinates and the tiling has no slivers.
+    The column key grows west→east within a row.
+    """
+    x0, y0 = origin if origin is not None else (0.0, 0.0)
+    minx, miny, maxx, maxy = area_geom.bounds
+    if shape == "square":
+        dx = dy = size
+        i = np.arange(math.floor((minx - x0) / dx) - 1, math.ceil((maxx - x0) / dx) + 1)
+        j = np.arange(math.floor((miny - y0) / dy) - 1, math.ceil((maxy - y0) / dy) + 1)
+        ii, jj = (a.ravel() for a in np.meshgrid(i, j))
+        vx = ii[:, None] + _SQUARE_DX[None, :]
+        vy = jj[:, None] + _SQUARE_DY[None, :]
+        rows, cols = jj, ii
+    else:
+        radius = size * _HEX_RADIUS_PER_SIZE
+        dx = math.sqrt(3.0) * radius / 2.0  # half the hexagon's width
+        dy = radius / 2.0
+        j = np.arange(math.floor((miny - y0) / (3 * dy)) - 1, math.ceil((maxy - y0) / (3 * dy)) + 2)
+        i = np.arange(math.floor((minx - x0) / (2 * dx)) - 1, math.ceil((maxx - x0) / (2 * dx)) + 2)
+        ii, jj = (a.ravel() for a in np.meshgrid(i, j))
+        kc = 2 * ii + (jj % 2)
+        mc = 3 * jj
+        vx = kc[:, None] + _HEX_DX[None, :]
+        vy = mc[:, None] + _HEX_DY[None, :]
+        rows, cols = jj, kc
+    coords = np.stack([x0 + vx * dx, y0 + vy * dy], axis=-1)
+    tiles = shapely.polygons(coords)
+    return tiles, rows.astype(np.int64), cols.astype(np.int64)
+
+
+def _clip(
+    tiles: npt.NDArray[np.object_],
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    regions: npt.NDArray[np.object_],
+    area_geom: shapely.Geometry,
+) -> pd.DataFrame:
+    """Intersect tiles with regions; one row per (tile, region) with a polygonal piece.
+
+    Parts of the boundary outside every region are merged into the cell of the same tile
+    with the largest area, or, when the tile has no cell, into a new cell of the nearest region.
+    """
+    valid = np.array([r is not None and not r.is_empty for r in regions])
+    tree = shapely.STRtree(tiles)
+    shapely.prepare(regions[valid])
+    region_idx, tile_idx = tree.query(np.where(valid, regions, None), predicate="intersects")
+    inside = shapely.contains_properly(regions[region_idx], tiles[tile_idx])
+    pieces = tiles[tile_idx].copy()
+    cut = ~inside
+    pieces[cut] = shapely.intersection(tiles[tile_idx[cut]], regions[region_idx[cut]])
+    pieces = _polygonal(pieces)
+    keep = np.array([p is not None for p in pieces], dtype=bool)
+    keep[keep] = shapely.area(pieces[keep]) > 0
+    cells = pd.DataFrame({"tile": tile_idx[keep], "region": region_idx[keep], "geometry": pieces[keep]})
+
+    covered = shapely.union_all(regions[valid])
+    rest = _polygonal(np.array([shapely.difference(area_geom, covered)], dtype=object))[0]
+    if len(regions) > 1 and rest is not None and rest.area > 0:
+        cells = _absorb_rest(cells, tiles, rest, regions, valid)
+
+    cells["row"] = rows[cells["tile"].to_numpy()]
+    cells["col"] = cols[cells["tile"].to_numpy()]
+    return cells
+
+
+def _absorb_rest(
+    cells: pd.DataFrame,
+    tiles: npt.NDArray[np.object_],
+    rest: shapely.Geometry,
+    regions: npt.NDArray[np.object_],
+    valid: npt.NDArray[np.bool_],
+) -> pd.DataFrame:
+    """Give the uncovered parts of each tile to the tile's biggest cell or the nearest region."""
+    tree = shapely.STRtree(tiles)
+    tile_idx = tree.query(rest, predicate="intersects")
+    pieces = _polygonal(shapely.intersection(tiles[tile_idx], rest))
+    keep = np.array([p is not None and p.area > 0 for p in pieces], dtype=bool)
+    tile_idx, pieces = tile_idx[keep], pieces[keep]
+    if len(pieces) == 0:
+        return cells
+
+    cells = cells.copy()
+    cells["_area"] = shapely.area(cells["geometry"].to_numpy())
+    biggest = cells.sort_values("_area", ascending=False).drop_duplicates("tile").set_index("tile")["region"]
+    region_ids = np.flatnonzero(valid)
+    region_tree = shapely.STRtree(regions[region_ids])
+    extra = []
+    for t, piece in zip(tile_idx, pieces, strict=True):
+        if t in biggest.index:
+            r = int(biggest.loc[t])
+        else:
+            r = int(region_ids[region_tree.query_nearest(piece, all_matches=False)[0]])
+        extra.append({"tile": int(t), "region": r, "geometry": piece})
+
+    merged = pd.concat([cells.drop(columns="_area"), pd.DataFrame(extra)], ignore_index=True)
+    groups = merged.groupby(["tile", "region"], sort=False)["geometry"]
+    out = groups.agg(lambda g: g.iloc[0] if len(g) == 1 else shapely.union_all(g.to_numpy())).reset_index()
+    out["geometry"] = _polygonal(out["geometry"].to_numpy(dtype=object))
+    return out
+
+
+def _code_cells(cells: pd.DataFrame, info: pd.DataFrame, admin_code: str | None, size: float) -> pd.DataFrame:
+    """Number the cells west→east, north→south in each community and build their codes and names."""
+    cells = cells.sort_values(["region", "row", "col"], ascending=[True, False, True], kind="stable")
+    seq = cells.groupby("region", sort=False).cumcount().to_numpy() + 1
+    region = cells["region"].to_numpy()
+    geoms = cells["geometry"].to_numpy()
+    with_communities = info["comm_code"].notna().all()
+
+    if with_communities:
+        counts = np.bincount(region, minlength=len(info))
+        worst = int(np.argmax(counts))
+        if counts[worst] > _MAX_SEQUENCE:
+            _raise_too_many(int(counts[worst]), _MAX_SEQUENCE, size, f"社区 {info['comm_code'][worst]}",
+                            f"community {info['comm_code'][worst]}")
+        comm = info["comm_code"].to_numpy(dtype=object)[region]
+        community = info["community"].to_numpy(dtype=object)[region]
+        street = info["street"].to_numpy(dtype=object)[region]
+        code = [f"{c}{s:03d}" for c, s in zip(comm, seq, strict=True)]
+        name = [f"{n}第{s:03d}网格" if n else f"网格{s:03d}" for n, s in zip(community, seq, strict=True)]
+        street_cd: list[object] = [c[:9] for c in comm]
+        dist = [c[:6] for c in comm]
+    else:
+        assert admin_code is not None
+        if len(cells) > _MAX_SEQUENCE_NO_COMMUNITY:
+            _raise_too_many(len(cells), _MAX_SEQUENCE_NO_COMMUNITY, size, "该区", "the district")
+        code = [f"{admin_code}000{s:06d}" for s in seq]
+        name = [f"网格{s:03d}" for s in seq]
+        comm = community = street = np.full(len(cells), None, dtype=object)
+        street_cd = [None] * len(cells)
+        dist = [admin_code] * len(cells)
+
+    out = pd.DataFrame(
+        {
+            "code": code,
+            "name": name,
+            "comm_code": comm,
+            "community": community,
+            "street_cd": street_cd,
+            "street": street,
+            "dist_code": dist,
+            "area_m2": shapely.area(geoms),
+            "geometry": geoms,
+        }
+    )
+    return out.sort_values("code", kind="stable").reset_index(drop=True)
+
+
+def _raise_too_many(count: int, limit: int, size: float, where_zh: str, where_en: str) -> None:
+    suggested = math.ceil(size * math.sqrt(count / limit))
+    raise InputError(
+        f"{where_zh}有 {count} 个网格，超过编码上限 {limit}；请加大网格尺寸（例如 size={suggested} 米）",
+        f"{where_en} would have {count} cells, more than the {limit} a code allows; "
+        f"use a larger size (e.g. size={suggested} m)",
+        details={"cells": count, "limit": limit, "suggested_size": suggested},
+    )

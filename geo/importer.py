@@ -1,0 +1,676 @@
+"""Import a survey file into a layer: read, clean, check, assign, store — as one batch.
+
+:func:`prepare_import` does everything but write and returns the report (the web
+preview and ``--dry-run`` stop there); :func:`commit_import` writes the prepared
+batch in one transaction.  :func:`import_file` does both.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+
+import layers
+from geo import crs as crsmod
+from geo.assign import Grid
+from geo.errors import CRSError, InputError
+from geo.sources import Dataset, RawTable, Source, ZipLimits, open_source, read_dataset
+from geo.store import UNASSIGNED, Batch, FeatureRows, Store, geometry_type_names
+from geo.values import clean_text, match_fields, normalise_vocab, parse_dates, parse_numbers
+from layers import LayerSpec
+
+#: Features farther than this from the grid's extent are rejected as coordinate errors.
+FAR_OUTSIDE_M = 20_000.0
+
+
+@dataclass
+class Rejected:
+    """A row that was not imported, with the reason in both languages."""
+
+    row: int  # 1-based record number in the source
+    reason_zh: str
+    reason_en: str
+    field: str | None = None
+    value: str | None = None
+
+
+@dataclass
+class ImportReport:
+    """What an import read, did and refused."""
+
+    layer: str
+    source_name: str
+    dataset: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    checksum: str | None = None
+    status: str = "preview"  # preview | committed | duplicate
+    dry_run: bool = False
+    batch_id: int | None = None
+    duplicate_of: int | None = None
+    rows_read: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    unassigned: int = 0
+    encoding: str | None = None
+    encoding_source: str | None = None
+    crs: str | None = None
+    crs_source: str | None = None
+    store_crs: str | None = None
+    field_mapping: dict[str, str] = field(default_factory=dict)
+    unmatched_fields: list[str] = field(default_factory=list)
+    missing_fields: list[str] = field(default_factory=list)
+    repaired: int = 0
+    z_dropped: int = 0
+    areas_from_geometry: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    reassigned: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return self.rows_read - len(self.rejected)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rejected_count"] = len(self.rejected)
+        d["accepted"] = self.accepted
+        d["warnings"] = [{"zh": zh, "en": en} for zh, en in self.warnings]
+        return d
+
+    def summary(self, lang: str = "zh") -> str:
+        zh = lang == "zh"
+        head = {
+            "committed": ("已导入", "imported"),
+            "preview": ("预览（未写入）", "preview (nothing written)"),
+            "duplicate": ("文件已导入过，未重复写入", "file already imported, nothing written"),
+        }[self.status]
+        parts = [
+            f"{head[0] if zh else head[1]}: {self.source_name}"
+            + (f" → {self.layer}" if self.layer else "")
+            + (f" (批次 {self.batch_id})" if zh and self.batch_id else "")
+            + (f" (batch {self.batch_id})" if not zh and self.batch_id else ""),
+        ]
+        if self.status == "duplicate":
+            parts.append(("同一文件即批次 " if zh else "same file as batch ") + str(self.duplicate_of))
+            return "\n".join(parts)
+        if zh:
+            parts.append(
+                f"读取 {self.rows_read} 行，新增 {self.added}，更新 {self.updated}，未变 {self.unchanged}，"
+                f"拒绝 {len(self.rejected)}，未落入网格 {self.unassigned}"
+            )
+            parts.append(f"编码 {self.encoding} ({self.encoding_source})；坐标系 {self.crs} ({self.crs_source})")
+        else:
+            parts.append(
+                f"read {self.rows_read} rows: added {self.added}, updated {self.updated}, unchanged "
+                f"{self.unchanged}, rejected {len(self.rejected)}, outside every grid {self.unassigned}"
+            )
+            parts.append(f"encoding {self.encoding} ({self.encoding_source}); CRS {self.crs} ({self.crs_source})")
+        for w_zh, w_en in self.warnings:
+            parts.append(("注意: " + w_zh) if zh else ("warning: " + w_en))
+        for r in self.rejected[:20]:
+            parts.append(f"  第 {r.row} 行: {r.reason_zh}" if zh else f"  row {r.row}: {r.reason_en}")
+        if len(self.rejected) > 20:
+            more = len(self.rejected) - 20
+            parts.append(f"  … 另有 {more} 行被拒绝" if zh else f"  … {more} more rejected rows")
+        return "\n".join(parts)
+
+
+@dataclass
+class PreparedImport:
+    spec: LayerSpec
+    report: ImportReport
+    rows: FeatureRows
+    srs_epsg: int
+    source_path: Path
+    source_bytes: bytes | None
+    user: str | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def get_layer(name: str) -> LayerSpec:
+    try:
+        return layers.get(name)
+    except KeyError:
+        known = ", ".join(s.name for s in layers.all_layers())
+        raise InputError(f"未知图层: {name}（可选: {known}）", f"unknown layer: {name} (known: {known})",
+                         code="unknown_layer") from None
+
+
+# --- grid cache -------------------------------------------------------------------------------
+
+_GRID_CACHE: dict[tuple[str, int], Grid | None] = {}
+
+
+def load_grid(store: Store) -> Grid | None:
+    """The current unit grid of ``store`` as an assignment index (cached per revision)."""
+    key = (store.location, store.revision())
+    if key in _GRID_CACHE:
+        return _GRID_CACHE[key]
+    spec = grid_spec()
+    attrs = store.read_attributes(spec, ["code"])
+    grid: Grid | None = None
+    if len(attrs):
+        fids, geoms = store.read_geometry(spec)
+        codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object)
+        grid = Grid(codes, geoms)
+    if len(_GRID_CACHE) > 8:
+        _GRID_CACHE.clear()
+    _GRID_CACHE[key] = grid
+    return grid
+
+
+def grid_spec() -> LayerSpec:
+    for s in layers.all_layers():
+        if s.is_grid:
+            return s
+    raise RuntimeError("no grid layer registered")
+
+
+# --- prepare ----------------------------------------------------------------------------------
+
+
+def prepare_import(
+    store: Store,
+    layer: str,
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    crs: str | None = None,
+    member: str | None = None,
+    user: str | None = None,
+    source_name: str | None = None,
+    workdir: Path | None = None,
+    limits: ZipLimits | None = None,
+) -> PreparedImport:
+    """Read and check a survey file for ``layer`` without writing anything.
+
+    Parameters
+    ----------
+    store : Store
+        Target store; its grid is used for assignment and its CRS for areas.
+    layer : str
+        Registered layer name.
+    path : path
+        The file (zip, shp, gpkg, geojson, kml, csv, xlsx) or a directory.
+    encoding : str, optional
+        DBF/CSV text encoding override.
+    crs : str, optional
+        Source CRS override: ``EPSG:4548``, an ESRI name, WKT, or ``gcj02``.
+    member : str, optional
+        Which dataset to read when the source holds several.
+
+    Returns
+    -------
+    PreparedImport
+        Rows in the store's projected CRS (metres) with their assigned unit, and the report.
+
+    Raises
+    ------
+    InputError
+        The file cannot be used at all (unreadable, wrong layer, unknown CRS, no valid row).
+    """
+    spec = get_layer(layer)
+    path = Path(path)
+    own_workdir = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="gridwatch-import-")) if workdir is None else workdir
+    try:
+        source = open_source(path, work, limits, name=source_name)
+        report = ImportReport(layer=spec.name, source_name=source.name, checksum=source.checksum,
+                              skipped_files=source.skipped, datasets=[d.name for d in source.datasets])
+        dup = store.find_checksum(spec.name, source.checksum)
+        choice = crsmod.parse_crs(crs) if crs else None
+        dataset = _choose_dataset(source, spec, member, encoding)
+        report.dataset = dataset.name
+        grid = None if spec.is_grid else load_grid(store)
+        hint_lon = _store_lon(store)
+        raw = read_dataset(dataset, encoding=encoding, crs=choice, hint_lon=hint_lon)
+        report.encoding, report.encoding_source = raw.encoding, raw.encoding_source
+        report.crs, report.crs_source = raw.crs_label, raw.crs_source
+        report.warnings.extend(raw.warnings)
+        srs = store.srs_epsg() or _choose_srs(raw)
+        report.store_crs = f"EPSG:{srs}"
+        rows = _build_rows(spec, raw, srs, grid, report)
+        if dup is not None:
+            report.status = "duplicate"
+            report.duplicate_of = dup.id
+        source_bytes = path.read_bytes() if path.is_file() else None
+        return PreparedImport(spec, report, rows, srs, path, source_bytes, user)
+    finally:
+        if own_workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _store_lon(store: Store) -> float | None:
+    grid = load_grid(store)
+    srs = store.srs_epsg()
+    if grid is None or srs is None or len(grid) == 0:
+        return None
+    minx, miny, maxx, maxy = shapely.total_bounds(grid.cells)
+    t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4490))
+    lon, _ = t.transform((minx + maxx) / 2, (miny + maxy) / 2)
+    return float(lon)
+
+
+def _choose_srs(raw: RawTable) -> int:
+    geoms = raw.geometry[np.array([g is not None for g in raw.geometry], dtype=bool)]
+    geoms = geoms[~shapely.is_empty(geoms)]
+    if len(geoms) == 0:
+        raise InputError("文件中没有任何几何图形", "the file holds no geometry", code="no_geometry")
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+    src = pyproj.CRS.from_epsg(4326) if raw.gcj02 else raw.crs
+    assert src is not None
+    t = crsmod.transformer(src, pyproj.CRS.from_epsg(4490))
+    lon, lat = t.transform((minx + maxx) / 2, (miny + maxy) / 2)
+    if raw.gcj02:
+        lon_a, _ = crsmod.gcj02_to_wgs84(np.array([lon]), np.array([lat]))
+        lon = float(lon_a[0])
+    if not np.isfinite(lon) or not (73 <= lon <= 136):
+        raise CRSError("数据不在中国范围内，无法选择投影坐标系，请检查 --crs",
+                       "the data does not lie in China: check --crs", code="bad_crs")
+    return crsmod.gk_zone_epsg(float(lon))
+
+
+def _choose_dataset(source: Source, spec: LayerSpec, member: str | None, encoding: str | None) -> Dataset:
+    if member:
+        for d in source.datasets:
+            if d.name == member or Path(d.name).name == member or Path(d.name).stem == member:
+                return d
+        names = ", ".join(d.name for d in source.datasets)
+        raise InputError(f"找不到图层 {member}（可选: {names}）", f"no dataset {member} (found: {names})",
+                         code="no_such_member")
+    if len(source.datasets) == 1:
+        return source.datasets[0]
+    scores: list[tuple[int, Dataset]] = []
+    for d in source.datasets:
+        try:
+            if d.kind == "shp":
+                cols = _shapefile_columns(d, encoding)
+            else:
+                import pyogrio
+
+                info = pyogrio.read_info(d.path, layer=d.layer)
+                cols = [str(c) for c in info["fields"]]
+        except Exception:  # an unreadable candidate scores zero; reading it later reports why
+            cols = []
+        scores.append((len(match_fields(cols, spec).mapping), d))
+    scores.sort(key=lambda t: -t[0])
+    if scores[0][0] == 0 or (len(scores) > 1 and scores[0][0] == scores[1][0]):
+        names = ", ".join(d.name for d in source.datasets)
+        raise InputError(
+            f"文件中有多个图层，无法判断哪个是「{spec.label_zh}」，请指定 --member（可选: {names}）",
+            f"the upload holds several datasets; choose one for {spec.label_en} with --member ({names})",
+            code="ambiguous_member",
+            details={"datasets": [d.name for d in source.datasets]},
+        )
+    return scores[0][1]
+
+
+def _shapefile_columns(d: Dataset, encoding: str | None) -> list[str]:
+    from geo.encoding import decode_dbf_field_names, detect_dbf_encoding
+
+    dbf = d.path.with_suffix(".dbf")
+    if not dbf.exists():
+        dbf = d.path.with_suffix(".DBF")
+    cpg = d.path.with_suffix(".cpg")
+    guess = detect_dbf_encoding(dbf, cpg=cpg.read_text().strip() if cpg.exists() else None, override=encoding)
+    return decode_dbf_field_names(dbf, guess.encoding)
+
+
+def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, report: ImportReport) -> FeatureRows:
+    n = len(raw.attrs)
+    report.rows_read = n
+    if n == 0:
+        raise InputError("文件中没有任何要素", "the file holds no features", code="empty_layer")
+    match = match_fields([str(c) for c in raw.attrs.columns], spec)
+    report.field_mapping = dict(match.mapping)
+    report.unmatched_fields = list(match.unmatched)
+    report.missing_fields = list(match.missing)
+    if not match.mapping:
+        found = ", ".join(str(c) for c in raw.attrs.columns)
+        raise InputError(
+            f"文件字段与图层「{spec.label_zh}」不符，是否选错了图层？文件字段: {found}",
+            f"the file's fields do not match layer {spec.label_en}: wrong layer? fields: {found}",
+            code="wrong_layer",
+        )
+    if spec.is_grid and "code" not in match.mapping.values():
+        raise InputError(
+            "网格文件缺少网格编码字段（网格编码/WGBM 等）", "the grid file has no grid-code field (网格编码/WGBM ...)",
+            code="wrong_layer",
+        )
+    bad_reason: list[tuple[str, str, str | None, str | None] | None] = [None] * n
+
+    def reject(mask: np.ndarray, zh: str, en: str, fname: str | None = None, values: pd.Series | None = None) -> None:
+        for i in np.flatnonzero(mask):
+            if bad_reason[i] is None:
+                v = None if values is None else str(values.iloc[i])
+                bad_reason[i] = (zh, en, fname, v)
+
+    inverse = {canon: src for src, canon in match.mapping.items()}
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    vocab = {c.field: c for c in spec.categories}
+    for f in spec.fields:
+        if f.name not in inverse:
+            out[f.name] = pd.Series([None] * n, dtype=object)
+            continue
+        col = raw.attrs[inverse[f.name]].reset_index(drop=True)
+        if f.name == spec.status_field:
+            vals, bad = normalise_vocab(col.astype(object), spec.statuses, spec.default_status)
+            reject(bad.to_numpy(), f"{f.label_zh}「{{v}}」不在状态列表中", f"unknown {f.label_en} '{{v}}'", f.name, col)
+            out[f.name] = vals
+        elif f.name in vocab:
+            vals, bad = normalise_vocab(col.astype(object), vocab[f.name].values, None)
+            keep_raw = clean_text(col.astype(object))
+            merged = vals.astype(object).where(~bad, keep_raw)
+            if bad.any():
+                report.warnings.append((f"{f.label_zh} 有 {int(bad.sum())} 个值不在词表中，按原值保存",
+                                        f"{int(bad.sum())} values of {f.label_en} are outside the vocabulary; kept as given"))
+            out[f.name] = merged
+        elif f.kind in ("int", "float"):
+            nums, bad = parse_numbers(col.astype(object))
+            reject(bad.to_numpy(), f"{f.label_zh}「{{v}}」不是数字", f"{f.label_en} '{{v}}' is not a number", f.name, col)
+            negative = (nums < 0).fillna(False).to_numpy()
+            reject(negative, f"{f.label_zh}「{{v}}」为负数", f"{f.label_en} '{{v}}' is negative", f.name, col)
+            if f.kind == "int":
+                frac = (nums.notna() & (nums != nums.round())).to_numpy()
+                reject(frac, f"{f.label_zh}「{{v}}」应为整数", f"{f.label_en} '{{v}}' must be a whole number", f.name, col)
+            out[f.name] = nums.astype(object).where(nums.notna(), None)
+        elif f.kind == "date":
+            dates, bad = parse_dates(col.astype(object))
+            reject(bad.to_numpy(), f"{f.label_zh}「{{v}}」不是有效日期", f"{f.label_en} '{{v}}' is not a valid date", f.name, col)
+            out[f.name] = dates
+        else:
+            out[f.name] = clean_text(col.astype(object))
+    if spec.found_field and spec.completed_field:
+        fo = out[spec.found_field]
+        do = out[spec.completed_field]
+        both = fo.notna() & do.notna()
+        early = both & (do.astype(object).where(both, "") < fo.astype(object).where(both, ""))
+        if early.any():
+            report.warnings.append((f"{int(early.sum())} 行的完成日期早于发现日期",
+                                    f"{int(early.sum())} rows have a completion date before the found date"))
+    if spec.status_field and spec.completed_field:
+        done = out[spec.status_field].isin(list(spec.completed_statuses))
+        missing_date = done & out[spec.completed_field].isna()
+        if missing_date.any():
+            report.warnings.append((
+                f"{int(missing_date.sum())} 个已完成要素没有完成日期，按导入日期计入「截至」统计",
+                f"{int(missing_date.sum())} completed features have no completion date: counted from the import date",
+            ))
+
+    geoms = _clean_geometry(spec, raw, srs, report, reject)
+    if grid is not None:
+        live = np.flatnonzero([r is None for r in bad_reason])
+        far = np.zeros(n, dtype=bool)
+        far[live] = _far_outside(grid, geoms[live])
+        if len(live) and far.sum() > 0.5 * len(live):
+            raise CRSError(
+                f"{int(far.sum())} 个要素距网格超过 {FAR_OUTSIDE_M / 1000:.0f} 公里，坐标系可能不对，请检查或用 --crs 指定",
+                f"{int(far.sum())} features lie over {FAR_OUTSIDE_M / 1000:.0f} km from the grid: the CRS is probably "
+                "wrong; check it or pass --crs",
+                code="far_outside",
+            )
+        reject(far, f"距网格范围超过 {FAR_OUTSIDE_M / 1000:.0f} 公里，坐标可能有误",
+               f"more than {FAR_OUTSIDE_M / 1000:.0f} km from the grid: coordinates probably wrong")
+    keys = np.full(n, None, dtype=object)
+    if spec.id_field:
+        ids = out[spec.id_field]
+        keys = ids.to_numpy(dtype=object)
+        seen: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k is None or bad_reason[i] is not None:
+                continue
+            if k in seen:
+                bad_reason[i] = (f"编号「{k}」与第 {seen[k] + 1} 行重复", f"id '{k}' repeats row {seen[k] + 1}",
+                                 spec.id_field, str(k))
+            else:
+                seen[k] = i
+        if spec.is_grid:
+            reject(ids.isna().to_numpy(), "网格编码为空", "empty grid code", "code")
+
+    ok = np.array([r is None for r in bad_reason], dtype=bool)
+    for i in np.flatnonzero(~ok):
+        zh, en, fname, v = bad_reason[i]  # type: ignore[misc]
+        report.rejected.append(Rejected(i + 1, zh.replace("{v}", v or ""), en.replace("{v}", v or ""), fname, v))
+    if not ok.any():
+        first = report.rejected[0]
+        raise InputError(
+            f"没有可导入的行（共 {n} 行全部被拒绝，例如第 {first.row} 行: {first.reason_zh}）",
+            f"no row can be imported (all {n} rejected, e.g. row {first.row}: {first.reason_en})",
+            code="no_valid_rows",
+            details={"rejected": [asdict(r) for r in report.rejected[:100]]},
+        )
+    attrs = out.loc[ok].reset_index(drop=True)
+    geoms = geoms[ok]
+    keys = keys[ok]
+    if spec.is_grid:
+        units = attrs["code"].to_numpy(dtype=object)
+        bad_codes = [c for c in units if not (isinstance(c, str) and len(c) == 15 and c.isdigit())]
+        if bad_codes:
+            report.warnings.append((
+                f"{len(bad_codes)} 个网格编码不是 15 位数字（如 {bad_codes[0]}），上级汇总需用社区/街道编码字段",
+                f"{len(bad_codes)} grid codes are not 15 digits (e.g. {bad_codes[0]}): roll-ups need explicit code fields",
+            ))
+    elif grid is not None:
+        units = grid.assign(geoms)
+    else:
+        units = np.full(len(geoms), UNASSIGNED, dtype=object)
+        report.warnings.append(("尚未导入单元网格，要素暂计入「未落入网格」", "no unit grid loaded yet: features count as UNASSIGNED"))
+    report.unassigned = int((units == UNASSIGNED).sum()) if not spec.is_grid else 0
+    for m in spec.measures:
+        if m.from_geometry:
+            empty = attrs[m.field].isna().to_numpy() & np.isin(shapely.get_type_id(geoms), (3, 6))
+            report.areas_from_geometry += int(empty.sum())
+    return FeatureRows(attrs, geoms, keys, units)
+
+
+def _clean_geometry(spec: LayerSpec, raw: RawTable, srs: int, report: ImportReport, reject: Any) -> np.ndarray:
+    geoms = np.asarray(raw.geometry, dtype=object).copy()
+    n = len(geoms)
+    missing = np.array([g is None for g in geoms], dtype=bool)
+    present = ~missing
+    empty = np.zeros(n, dtype=bool)
+    empty[present] = shapely.is_empty(geoms[present])
+    reject(missing | empty, "几何为空", "empty geometry")
+    ok = present & ~empty
+    if not ok.any():
+        return geoms
+    has_z = np.zeros(n, dtype=bool)
+    has_z[ok] = shapely.has_z(geoms[ok])
+    if has_z.any():
+        report.z_dropped = int(has_z.sum())
+        geoms[ok] = shapely.force_2d(geoms[ok])
+    coords_bad = np.zeros(n, dtype=bool)
+    idx = np.flatnonzero(ok)
+    counts = shapely.get_num_coordinates(geoms[idx])
+    coords = shapely.get_coordinates(geoms[idx])
+    finite_pt = np.isfinite(coords).all(axis=1)
+    if not finite_pt.all():
+        owner = np.repeat(np.arange(len(idx)), counts)
+        coords_bad[idx[np.unique(owner[~finite_pt])]] = True
+    reject(coords_bad, "坐标含无效数值 (NaN/Inf)", "coordinates contain NaN or infinity")
+    ok &= ~coords_bad
+    types = geometry_type_names(geoms)
+    allowed = np.isin(types, list(spec.geometry_types))
+    wrong = ok & ~allowed
+    if wrong.any():
+        allowed_zh = "、".join(sorted(spec.geometry_types))
+        for t in sorted(set(types[wrong])):
+            reject(wrong & (types == t), f"几何类型 {t} 不适用于「{spec.label_zh}」（允许: {allowed_zh}）",
+                   f"geometry type {t} is not allowed in {spec.label_en} (allowed: {allowed_zh})")
+        if not (ok & allowed).any():
+            raise InputError(
+                f"几何类型不符：「{spec.label_zh}」需要 {allowed_zh}，文件中是 {', '.join(sorted(set(types[wrong])))}",
+                f"wrong geometry type: {spec.label_en} takes {allowed_zh}, the file has "
+                f"{', '.join(sorted(set(types[wrong])))}",
+                code="wrong_geometry_type",
+            )
+    ok &= allowed
+    # to the store CRS
+    idx = np.flatnonzero(ok)
+    src_crs = pyproj.CRS.from_epsg(4490) if raw.gcj02 else raw.crs
+    assert src_crs is not None
+    dst = pyproj.CRS.from_epsg(srs)
+    t = crsmod.transformer(src_crs, dst)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        if raw.gcj02:
+            x, y = crsmod.gcj02_to_wgs84(x, y)
+        px, py = t.transform(x, y)
+        return np.column_stack([px, py])
+
+    projected = shapely.transform(geoms[idx], project)
+    finite = np.isfinite(shapely.bounds(projected)).all(axis=1)
+    bad = np.zeros(n, dtype=bool)
+    bad[idx[~finite]] = True
+    reject(bad, "坐标无法转换到存储坐标系（超出范围）", "coordinates cannot be transformed to the store CRS")
+    geoms[idx] = projected
+    ok &= ~bad
+    # validity
+    poly = ok & np.isin(types, ["Polygon", "LineString"])
+    idx = np.flatnonzero(poly)
+    if len(idx):
+        valid = shapely.is_valid(geoms[idx])
+        fix = idx[~valid]
+        if len(fix):
+            repaired = shapely.make_valid(geoms[fix])
+            keep_type = spec.geometry_types
+            fixed = []
+            for g, want in zip(repaired, types[fix], strict=True):
+                fixed.append(_extract(g, want) if want in keep_type else g)
+            fixed_arr = np.array(fixed, dtype=object)
+            empty_after = np.array([g is None or g.is_empty for g in fixed_arr], dtype=bool)
+            geoms[fix] = fixed_arr
+            report.repaired = int((~empty_after).sum())
+            dead = np.zeros(n, dtype=bool)
+            dead[fix[empty_after]] = True
+            reject(dead, "多边形无效且无法修复", "invalid polygon that cannot be repaired")
+            if report.repaired:
+                report.warnings.append((f"修复了 {report.repaired} 个无效多边形（自相交等）",
+                                        f"repaired {report.repaired} invalid polygons (self-intersections etc.)"))
+            ok &= ~dead
+    return geoms
+
+
+def _extract(geom: Any, want: str) -> Any:
+    """Keep the parts of ``geom`` of type ``want`` (after make_valid)."""
+    tid = {"Polygon": (3, 6), "LineString": (1, 5), "Point": (0, 4)}[want]
+    if shapely.get_type_id(geom) in tid:
+        return geom
+    parts = shapely.get_parts(geom)
+    parts = parts[np.isin(shapely.get_type_id(parts), tid)]
+    if len(parts) == 0:
+        return None
+    return shapely.union_all(parts) if len(parts) > 1 else parts[0]
+
+
+def _far_outside(grid: Grid | None, geoms: np.ndarray) -> np.ndarray:
+    if grid is None or len(grid) == 0 or len(geoms) == 0:
+        return np.zeros(len(geoms), dtype=bool)
+    minx, miny, maxx, maxy = shapely.total_bounds(grid.cells)
+    b = shapely.bounds(geoms)
+    dx = np.maximum(np.maximum(minx - b[:, 2], b[:, 0] - maxx), 0)
+    dy = np.maximum(np.maximum(miny - b[:, 3], b[:, 1] - maxy), 0)
+    return np.asarray(np.hypot(dx, dy) > FAR_OUTSIDE_M)
+
+
+# --- commit -----------------------------------------------------------------------------------
+
+
+def commit_import(store: Store, prepared: PreparedImport, user: str | None = None) -> ImportReport:
+    """Write a prepared import as one batch, atomically.
+
+    A byte-identical file already imported into the same layer is not written again
+    (the report says which batch holds it).  Replacing the grid re-assigns every
+    feature of every layer in the same transaction.
+    """
+    report = prepared.report
+    if report.status == "duplicate":
+        return report
+    spec = prepared.spec
+    rows = prepared.rows
+    with store.transaction():
+        if store.srs_epsg() is None:
+            store.set_srs_epsg(prepared.srs_epsg)
+        elif store.srs_epsg() != prepared.srs_epsg:
+            raise InputError("存储坐标系已变化，请重新预览", "the store CRS changed: prepare the import again")
+        batch = Batch(0, spec.name, report.source_name, report.checksum or "", now_iso(), user or prepared.user,
+                      "active", report.rows_read, 0, 0, 0, len(report.rejected), report.encoding, report.crs)
+        batch_id = store.new_batch(batch, prepared.source_bytes)
+        if not spec.is_grid:
+            grid = load_grid(store)
+            rows.units = grid.assign(rows.geometry) if grid is not None else rows.units
+            report.unassigned = int((rows.units == UNASSIGNED).sum())
+        result = store.write_features(spec, batch_id, rows, replace_all=spec.is_grid)
+        report.added, report.updated, report.unchanged, report.removed = (
+            result.added, result.updated, result.unchanged, result.removed)
+        if spec.is_grid:
+            report.reassigned = reassign_all(store)
+        _update_extent(store, spec, rows)
+        report.batch_id = batch_id
+        report.status = "committed"
+        store.finish_batch(
+            batch_id,
+            {"added": result.added, "updated": result.updated, "unchanged": result.unchanged,
+             "rejected": len(report.rejected), "rows_read": report.rows_read},
+            report.to_dict(),
+        )
+    return report
+
+
+def _update_extent(store: Store, spec: LayerSpec, rows: FeatureRows) -> None:
+    update = getattr(store, "update_extent", None)
+    if update is not None and len(rows):
+        b = shapely.total_bounds(rows.geometry)
+        update(spec, tuple(float(v) for v in b))
+
+
+def reassign_all(store: Store) -> int:
+    """Re-assign every feature of every survey layer to the current grid.  Returns rows changed."""
+    _GRID_CACHE.clear()
+    spec_grid = grid_spec()
+    attrs = store.read_attributes(spec_grid, ["code"])
+    grid = None
+    if len(attrs):
+        fids, cells = store.read_geometry(spec_grid)
+        grid = Grid(attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object), cells)
+    changed = 0
+    for spec in layers.survey_layers():
+        fids, geoms = store.read_geometry(spec)
+        if len(fids) == 0:
+            continue
+        units = grid.assign(geoms) if grid is not None else np.full(len(fids), UNASSIGNED, dtype=object)
+        changed += store.set_units(spec, fids, units)
+    return changed
+
+
+def import_file(
+    store: Store,
+    layer: str,
+    path: str | Path,
+    *,
+    dry_run: bool = False,
+    **kwargs: Any,
+) -> ImportReport:
+    """Prepare and (unless ``dry_run``) commit an import; returns the report."""
+    user = kwargs.get("user")
+    prepared = prepare_import(store, layer, path, **kwargs)
+    if dry_run:
+        prepared.report.dry_run = True
+        return prepared.report
+    return commit_import(store, prepared, user=user)

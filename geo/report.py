@@ -1,0 +1,73 @@
+"""Assemble statistics for export: tables per level, labels, unit geometry."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+
+from geo import crs as crsmod
+from geo.export import StatsReport
+from geo.importer import grid_spec
+from geo.store import UNASSIGNED, Store
+from geo.tally import LEVELS, Filters, _specs, check_level, column_labels, load_hierarchy, tally
+
+_GEOM_CACHE: dict[tuple[str, int, str], gpd.GeoSeries] = {}
+
+
+def unit_geometry(store: Store, level: str) -> gpd.GeoSeries:
+    """Outline of every unit of ``level``, indexed by unit code, in EPSG:4490 (lon/lat).
+
+    Upper levels are dissolved from their unit grids.
+    """
+    check_level(level)
+    key = (store.location, store.revision(), level)
+    if key in _GEOM_CACHE:
+        return _GEOM_CACHE[key]
+    spec = grid_spec()
+    attrs = store.read_attributes(spec, ["code"])
+    fids, cells = store.read_geometry(spec)
+    srs = store.srs_epsg()
+    if len(fids) == 0 or srs is None:
+        return gpd.GeoSeries([], crs="EPSG:4490")
+    codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object)
+    t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4490))
+    lonlat = shapely.transform(cells, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    series = gpd.GeoSeries(lonlat, index=pd.Index(codes, name="code"), crs="EPSG:4490")
+    if level != "grid":
+        mapping = load_hierarchy(store).mapping(level)
+        groups = pd.Series(codes).map(mapping).to_numpy(dtype=object)
+        frame = gpd.GeoDataFrame({"unit": groups}, geometry=list(lonlat), crs="EPSG:4490")
+        series = frame.dissolve(by="unit").geometry
+        series.index.name = "code"
+    if len(_GEOM_CACHE) > 16:
+        _GEOM_CACHE.clear()
+    _GEOM_CACHE[key] = series
+    return series
+
+
+def build_report(
+    store: Store,
+    levels: list[str] | None = None,
+    layer_names: list[str] | None = None,
+    as_of: str | date | None = None,
+    filters: Filters | None = None,
+    with_geometry: bool = False,
+) -> StatsReport:
+    """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.export`."""
+    levels = levels or list(LEVELS)
+    tables = {lv: tally(store, lv, layer_names, as_of, filters) for lv in levels}
+    geometry = None
+    if with_geometry:
+        geometry = {}
+        for lv, table in tables.items():
+            geo = unit_geometry(store, lv)
+            aligned = [geo.get(c) if c != UNASSIGNED else None for c in table["code"]]
+            geometry[lv] = gpd.GeoSeries(aligned, index=table.index, crs="EPSG:4490")
+    day = str(as_of) if as_of else date.today().isoformat()
+    labels = column_labels(_specs(layer_names))
+    return StatsReport(levels=tables, columns=labels, as_of=day, geometry=geometry)

@@ -1,0 +1,480 @@
+"""Open what surveyors hand in: zipped or loose shapefiles, GeoPackage, GeoJSON, KML,
+CSV and XLSX tables with coordinate columns.
+
+:func:`open_source` unpacks an upload safely into a working directory and lists
+the datasets inside; :func:`read_dataset` reads one into a :class:`RawTable` with
+its text decoded and its CRS resolved (from the file, an override, or inferred
+from coordinate magnitudes — and then said so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import pyogrio
+import pyproj
+import shapely
+
+from geo import crs as crsmod
+from geo.encoding import detect_dbf_encoding, looks_like_mojibake, zip_member_name
+from geo.errors import CRSError, EncodingError, InputError, TooLarge, UnsupportedFile
+
+VECTOR_SUFFIXES = {".shp", ".gpkg", ".geojson", ".json", ".kml", ".kmz", ".csv", ".xlsx"}
+SIDECAR_SUFFIXES = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".qmd", ".qpj", ".atx"}
+ALLOWED_SUFFIXES = VECTOR_SUFFIXES | SIDECAR_SUFFIXES | {".zip", ".txt", ".md"}
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Caps for unpacking uploads (zip bombs, zip slip, file floods)."""
+
+    max_total_bytes: int = 2 * 1024**3
+    max_ratio: float = 200.0
+    max_files: int = 2000
+    max_depth: int = 2
+
+
+@dataclass
+class Dataset:
+    """One readable dataset found in a source."""
+
+    name: str  # path inside the source, as the user would recognise it
+    path: Path  # on disk
+    kind: str  # shp, gpkg, geojson, kml, csv, xlsx
+    layer: str | None = None  # layer inside a multi-layer container
+
+
+@dataclass
+class Source:
+    """An unpacked upload."""
+
+    name: str
+    checksum: str
+    size: int
+    datasets: list[Dataset]
+    skipped: list[str] = field(default_factory=list)
+    workdir: Path | None = None
+
+
+@dataclass
+class RawTable:
+    """A dataset read as-is: attributes as found, geometry as shapely array, its CRS."""
+
+    dataset: Dataset
+    attrs: pd.DataFrame
+    geometry: np.ndarray
+    crs: pyproj.CRS | None
+    gcj02: bool
+    crs_source: str  # "file", "prj", "override", "inferred"
+    crs_note: tuple[str, str] | None
+    encoding: str | None
+    encoding_source: str | None
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def crs_label(self) -> str:
+        if self.gcj02:
+            return "GCJ-02"
+        if self.crs is None:
+            return "unknown"
+        epsg = self.crs.to_epsg()
+        return f"EPSG:{epsg} {self.crs.name}" if epsg else self.crs.name
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def open_source(path: Path, workdir: Path, limits: ZipLimits | None = None, name: str | None = None) -> Source:
+    """List the datasets in ``path`` (a file or a directory), unpacking zips into ``workdir``.
+
+    Parameters
+    ----------
+    path : Path
+        Uploaded file: ``.zip``, ``.shp`` (sidecars beside it), ``.gpkg``, ``.geojson``,
+        ``.kml``/``.kmz``, ``.csv``, ``.xlsx``; or a directory holding such files.
+    workdir : Path
+        Empty scratch directory the caller removes afterwards.
+    limits : ZipLimits, optional
+        Caps for archives.
+    name : str, optional
+        Name to report (the original upload name).
+
+    Raises
+    ------
+    InputError
+        Unreadable or unsafe archive, or nothing usable inside.
+    """
+    limits = limits or ZipLimits()
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"文件不存在: {path}", f"file not found: {path}", code="file_not_found")
+    display = name or path.name
+    if path.is_dir():
+        checksum = _dir_checksum(path)
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        root = path
+    else:
+        size = path.stat().st_size
+        if size == 0:
+            raise InputError("文件为空", "the file is empty", code="empty_file")
+        checksum = sha256_file(path)
+        root = path
+    skipped: list[str] = []
+    datasets: list[Dataset] = []
+    if path.is_file() and path.suffix.lower() in (".zip",):
+        target = workdir / "unzipped"
+        _safe_unzip(path, target, limits, depth=1, skipped=skipped)
+        _collect(target, target, datasets, skipped, prefix="")
+    elif path.is_file() and path.suffix.lower() == ".kmz":
+        target = workdir / "kmz"
+        _safe_unzip(path, target, limits, depth=1, skipped=skipped)
+        _collect(target, target, datasets, skipped, prefix=display + "/")
+    elif path.is_dir():
+        _collect(root, root, datasets, skipped, prefix="")
+    else:
+        suffix = path.suffix.lower()
+        if suffix not in VECTOR_SUFFIXES:
+            if suffix in SIDECAR_SUFFIXES:
+                raise InputError(
+                    f"只上传了 {suffix} 文件：请上传 .shp 及其 .shx/.dbf/.prj，最好打成一个 zip",
+                    f"only a {suffix} file was given: upload the .shp with its .shx/.dbf/.prj, ideally as one zip",
+                    code="incomplete_shapefile",
+                )
+            raise UnsupportedFile(
+                f"不支持的文件类型: {suffix or display}",
+                f"unsupported file type: {suffix or display} (use zip, shp, gpkg, geojson, kml, csv or xlsx)",
+            )
+        datasets.append(Dataset(display, path, _kind(suffix)))
+    datasets = _expand_containers(datasets)
+    if not datasets:
+        raise InputError(
+            "压缩包中没有可读取的图层（需要 .shp/.gpkg/.geojson/.kml/.csv/.xlsx）",
+            "no readable layer in the upload (expected .shp/.gpkg/.geojson/.kml/.csv/.xlsx)",
+            code="no_dataset",
+            details={"skipped": skipped},
+        )
+    return Source(display, checksum, size, datasets, skipped, workdir)
+
+
+def _kind(suffix: str) -> str:
+    return {".json": "geojson", ".kmz": "kml"}.get(suffix, suffix.lstrip("."))
+
+
+def _dir_checksum(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode())
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skipped: list[str]) -> None:
+    if depth > limits.max_depth:
+        raise InputError("压缩包嵌套层数过多", "zip nested too deeply", code="zip_too_deep")
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError("zip 文件已损坏或无法读取", f"the zip file is damaged or unreadable: {exc}",
+                         code="bad_zip") from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_files:
+            raise TooLarge(
+                f"压缩包内文件过多（{len(infos)} 个，上限 {limits.max_files}）",
+                f"too many files in the zip ({len(infos)}, limit {limits.max_files})",
+                code="zip_too_many_files",
+            )
+        total = sum(i.file_size for i in infos)
+        packed = max(1, sum(i.compress_size for i in infos))
+        if total > limits.max_total_bytes or total / packed > limits.max_ratio:
+            raise TooLarge(
+                "压缩包解压后过大，疑似压缩炸弹，已拒绝",
+                f"the zip expands to {total} bytes (ratio {total / packed:.0f}): refused as a possible zip bomb",
+                code="zip_bomb",
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        written = 0
+        for info in infos:
+            name = zip_member_name(info)
+            pure = PurePosixPath(name.replace("\\", "/"))
+            if name.startswith(("/", "\\")) or pure.is_absolute() or ".." in pure.parts or ":" in pure.parts[0]:
+                raise InputError(
+                    f"压缩包含有不安全的路径: {name}", f"unsafe path in zip: {name}", code="zip_unsafe_path"
+                )
+            if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
+                continue
+            if pure.name.startswith(".") or "__MACOSX" in pure.parts:
+                continue
+            suffix = pure.suffix.lower()
+            if suffix not in ALLOWED_SUFFIXES:
+                skipped.append(name)
+                continue
+            dest = target.joinpath(*pure.parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(dest, "wb") as out:
+                while True:
+                    chunk = src.read(1 << 20)
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    if written > limits.max_total_bytes:
+                        raise TooLarge("压缩包解压后过大", "the zip expands beyond the size limit", code="zip_bomb")
+                    out.write(chunk)
+            if suffix == ".zip":
+                inner = dest.with_suffix("")
+                inner = inner.parent / (inner.name + "_zip")
+                _safe_unzip(dest, inner, limits, depth + 1, skipped)
+                dest.unlink()
+
+
+def _collect(root: Path, base: Path, out: list[Dataset], skipped: list[str], prefix: str) -> None:
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        suffix = p.suffix.lower()
+        rel = prefix + str(p.relative_to(base)).replace("\\", "/")
+        if suffix in VECTOR_SUFFIXES:
+            if suffix == ".json" and p.stat().st_size == 0:
+                skipped.append(rel)
+                continue
+            out.append(Dataset(rel, p, _kind(suffix)))
+        elif suffix == ".dbf" and not p.with_suffix(".shp").exists() and not p.with_suffix(".SHP").exists():
+            skipped.append(rel)
+
+
+def _expand_containers(datasets: list[Dataset]) -> list[Dataset]:
+    out: list[Dataset] = []
+    for d in datasets:
+        if d.kind in ("gpkg", "kml"):
+            try:
+                names = [str(row[0]) for row in pyogrio.list_layers(d.path)]
+            except Exception as exc:  # GDAL raises several error types for unreadable files
+                raise InputError(f"无法读取文件: {d.name}", f"cannot read {d.name}: {exc}", code="unreadable") from exc
+            if len(names) > 1:
+                out.extend(Dataset(f"{d.name}:{n}", d.path, d.kind, n) for n in names)
+                continue
+            out.append(Dataset(d.name, d.path, d.kind, names[0] if names else None))
+        else:
+            out.append(d)
+    return out
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+_LON_NAMES = ("经度", "lon", "lng", "long", "longitude", "x", "横坐标", "东坐标", "x坐标", "jd", "point_x", "dx")
+_LAT_NAMES = ("纬度", "lat", "latitude", "y", "纵坐标", "北坐标", "y坐标", "wd", "point_y", "dy")
+
+
+def read_dataset(
+    dataset: Dataset,
+    encoding: str | None = None,
+    crs: crsmod.CRSChoice | None = None,
+    hint_lon: float | None = None,
+) -> RawTable:
+    """Read ``dataset`` with decoded text and a resolved CRS.
+
+    Parameters
+    ----------
+    encoding : str, optional
+        Override for DBF/CSV text encoding (e.g. ``"GBK"``).
+    crs : CRSChoice, optional
+        Override for the source CRS (``gcj02`` for coordinates copied from Gaode/Tencent).
+    hint_lon : float, optional
+        Longitude (degrees) of the existing grid, used to tell the central meridian of
+        Gauss-Krüger coordinates without a zone prefix and no .prj.
+
+    Raises
+    ------
+    InputError, EncodingError, CRSError
+    """
+    if dataset.kind == "shp":
+        table = _read_shapefile(dataset, encoding)
+    elif dataset.kind in ("csv", "xlsx"):
+        table = _read_table(dataset, encoding)
+    else:
+        table = _read_ogr(dataset)
+    _resolve_crs(table, crs, hint_lon)
+    return table
+
+
+def _ogr_read(path: Path, layer: str | None, encoding: str | None) -> tuple[pd.DataFrame, np.ndarray, str | None]:
+    try:
+        kwargs: dict[str, object] = {"use_arrow": True}
+        if encoding:
+            kwargs["encoding"] = encoding
+        if layer:
+            kwargs["layer"] = layer
+        gdf = pyogrio.read_dataframe(path, **kwargs)
+    except Exception as exc:  # pyogrio/GDAL raise DataSourceError, DataLayerError, UnicodeDecodeError ...
+        raise InputError(
+            f"无法读取图层数据: {path.name}（文件可能已损坏或不完整）",
+            f"cannot read {path.name}: {exc}",
+            code="unreadable",
+        ) from exc
+    crs_wkt = gdf.crs.to_wkt() if gdf.crs is not None else None
+    geoms = np.asarray(gdf.geometry.values, dtype=object) if "geometry" in gdf else np.full(len(gdf), None)
+    attrs = pd.DataFrame(gdf.drop(columns="geometry", errors="ignore"))
+    return attrs, geoms, crs_wkt
+
+
+def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
+    shp = dataset.path
+    dbf = _sidecar(shp, ".dbf")
+    shx = _sidecar(shp, ".shx")
+    if dbf is None:
+        raise InputError(f"缺少 .dbf 文件: {dataset.name}", f"missing .dbf beside {dataset.name}", code="missing_dbf")
+    if shx is None:
+        raise InputError(f"缺少 .shx 文件: {dataset.name}", f"missing .shx beside {dataset.name}", code="missing_shx")
+    cpg_path = _sidecar(shp, ".cpg")
+    cpg = cpg_path.read_text(errors="replace").strip() if cpg_path else None
+    guess = detect_dbf_encoding(dbf, cpg=cpg, override=override)
+    gdal_enc = {"gb18030": "GB18030", "gbk": "GBK", "utf-8": "UTF-8", "big5": "BIG5"}.get(
+        guess.encoding.lower(), guess.encoding
+    )
+    attrs, geoms, crs_wkt = _ogr_read(shp, None, gdal_enc)
+    warnings: list[tuple[str, str]] = []
+    for col in attrs.columns:
+        if attrs[col].dtype == object or str(attrs[col].dtype).startswith("str"):
+            sample = attrs[col].dropna().astype(str).head(200)
+            if any(looks_like_mojibake(v) for v in sample):
+                raise EncodingError(
+                    f"字段 {col} 解码后为乱码，请用 --encoding 指定正确的编码（当前 {guess.encoding}）",
+                    f"field {col} decodes to mojibake with {guess.encoding}: pass the right --encoding",
+                )
+    prj = _sidecar(shp, ".prj")
+    table = RawTable(dataset, attrs, geoms, None, False, "none", None, guess.encoding, guess.source, warnings)
+    if prj is not None:
+        text = prj.read_text(errors="replace").strip()
+        if text:
+            table.crs = crsmod.crs_from_prj(text)
+            table.crs_source = "prj"
+    elif crs_wkt:
+        table.crs = pyproj.CRS.from_wkt(crs_wkt)
+        table.crs_source = "file"
+    return table
+
+
+def _sidecar(shp: Path, suffix: str) -> Path | None:
+    for cand in (shp.with_suffix(suffix), shp.with_suffix(suffix.upper())):
+        if cand.exists():
+            return cand
+    for p in shp.parent.iterdir():
+        if p.stem == shp.stem and p.suffix.lower() == suffix:
+            return p
+    return None
+
+
+def _read_ogr(dataset: Dataset) -> RawTable:
+    attrs, geoms, crs_wkt = _ogr_read(dataset.path, dataset.layer, None)
+    table = RawTable(dataset, attrs, geoms, None, False, "none", None, "utf-8", "file")
+    if crs_wkt:
+        table.crs = pyproj.CRS.from_wkt(crs_wkt)
+        table.crs_source = "file"
+    elif dataset.kind in ("geojson", "kml"):
+        table.crs = pyproj.CRS.from_epsg(4326)
+        table.crs_source = "file"
+    return table
+
+
+def _read_table(dataset: Dataset, override: str | None) -> RawTable:
+    path = dataset.path
+    used_enc: str | None = None
+    try:
+        if dataset.kind == "csv":
+            raw = path.read_bytes()
+            candidates = [override] if override else ["utf-8-sig", "gb18030"]
+            text = None
+            for enc in candidates:
+                assert enc is not None
+                try:
+                    text = raw.decode(enc)
+                    used_enc = enc
+                    break
+                except (UnicodeDecodeError, LookupError):
+                    continue
+            if text is None:
+                raise EncodingError("无法识别 CSV 文件编码，请指定 --encoding", "cannot tell the CSV encoding: pass --encoding")
+            import io as _io
+
+            df = pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_excel(path, dtype=object, engine="openpyxl")
+            used_enc = None
+    except (EncodingError, InputError):
+        raise
+    except Exception as exc:  # pandas raises many parser errors
+        raise InputError(f"无法读取表格: {dataset.name}", f"cannot read table {dataset.name}: {exc}",
+                         code="unreadable") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    lon_col = _find_col(df.columns, _LON_NAMES)
+    lat_col = _find_col(df.columns, _LAT_NAMES)
+    if lon_col is None or lat_col is None:
+        raise InputError(
+            "表格中找不到坐标列（需要 经度/纬度、lon/lat 或 x/y 列）",
+            "no coordinate columns in the table (need 经度/纬度, lon/lat or x/y)",
+            code="no_coordinates",
+        )
+    from geo.values import parse_numbers
+
+    x, xbad = parse_numbers(df[lon_col])
+    y, ybad = parse_numbers(df[lat_col])
+    xs = x.to_numpy(dtype=float)
+    ys = y.to_numpy(dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    geoms = np.full(len(df), None, dtype=object)
+    geoms[ok] = shapely.points(xs[ok], ys[ok])
+    attrs = df.drop(columns=[lon_col, lat_col])
+    return RawTable(dataset, attrs, geoms, None, False, "none", None, used_enc, "content" if used_enc else None)
+
+
+def _find_col(columns: pd.Index, names: tuple[str, ...]) -> str | None:
+    lowered = {str(c).strip().lower().replace(" ", ""): str(c) for c in columns}
+    for n in names:
+        if n in lowered:
+            return lowered[n]
+    return None
+
+
+def _resolve_crs(table: RawTable, override: crsmod.CRSChoice | None, hint_lon: float | None) -> None:
+    if override is not None:
+        table.crs = override.crs
+        table.gcj02 = override.gcj02
+        table.crs_source = "override"
+    elif table.crs is None:
+        geoms = table.geometry
+        valid = np.array([g is not None for g in geoms], dtype=bool)
+        present = geoms[valid]
+        present = present[~shapely.is_empty(present)]
+        if len(present) == 0:
+            raise InputError("文件中没有任何几何图形", "the file holds no geometry", code="no_geometry")
+        coords = shapely.get_coordinates(present)
+        if len(coords) > 200_000:
+            coords = coords[:: len(coords) // 200_000 + 1]
+        guess = crsmod.infer_crs(coords[:, 0], coords[:, 1], hint_lon=hint_lon)
+        table.crs = guess.crs
+        table.crs_source = "inferred"
+        table.crs_note = (guess.reason_zh, guess.reason_en)
+        table.warnings.append((guess.reason_zh, guess.reason_en))
+    if table.crs is None and not table.gcj02:
+        raise CRSError("无法确定坐标系，请用 --crs 指定", "cannot tell the coordinate system: pass --crs")
+    if table.crs is not None:
+        w = crsmod.datum_warning(table.crs)
+        if w is not None:
+            table.warnings.append(w)
+
+
+def cleanup(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

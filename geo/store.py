@@ -1,0 +1,210 @@
+"""The store interface: where layers, batches, targets and archived sources live.
+
+Callers use :func:`open_store` and the :class:`Store` protocol only; they never know
+which backend they hold.  The embedded default is one GeoPackage file
+(:mod:`geo.gpkg`); a PostGIS backend can be registered under another URL scheme
+without touching callers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from layers import LayerSpec
+
+DEFAULT_DATA_DIR = Path("var") / "gridwatch"
+STORE_FILE = "gridwatch.gpkg"
+
+UNASSIGNED = "UNASSIGNED"
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory: ``explicit``, else ``$GRIDWATCH_DATA``, else ``./var/gridwatch``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("GRIDWATCH_DATA")
+    return Path(env) if env else DEFAULT_DATA_DIR
+
+
+@dataclass
+class Batch:
+    """One import: a file, its checksum and what it changed."""
+
+    id: int
+    layer: str
+    source_name: str
+    checksum: str
+    created_at: str
+    user: str | None
+    status: Literal["active", "rolled_back"]
+    rows_read: int
+    added: int
+    updated: int
+    unchanged: int
+    rejected: int
+    encoding: str | None
+    crs: str | None
+    rolled_back_at: str | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out.pop("report", None)
+        return out
+
+
+@dataclass
+class FeatureRows:
+    """Features ready to store, in the store's projected CRS.
+
+    Parameters
+    ----------
+    attrs : DataFrame
+        Canonical fields of the layer (missing ones may be absent).
+    geometry : ndarray of shapely geometries
+        In the store CRS (metres).
+    keys : ndarray of str
+        Survey id per row (``None`` where the row has none).
+    units : ndarray of str
+        Assigned unit-grid code per row, or ``UNASSIGNED``.
+    """
+
+    attrs: pd.DataFrame
+    geometry: np.ndarray
+    keys: np.ndarray
+    units: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.geometry)
+
+
+@dataclass
+class WriteResult:
+    added: int
+    updated: int
+    unchanged: int
+    removed: int = 0
+
+
+class Store(Protocol):
+    """What every backend provides.  All writes happen inside :meth:`transaction`."""
+
+    location: str
+
+    def srs_epsg(self) -> int | None:
+        """EPSG code of the projected CRS features are stored in (metres), or None when empty."""
+        ...
+
+    def set_srs_epsg(self, epsg: int) -> None: ...
+
+    def revision(self) -> int:
+        """A number that changes with every committed write (for caches)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All-or-nothing write scope: on any exception nothing is kept."""
+        ...
+
+    def new_batch(self, batch: Batch, source: bytes | None) -> int: ...
+
+    def finish_batch(self, batch_id: int, counts: dict[str, int], report: dict[str, Any]) -> None: ...
+
+    def write_features(self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool) -> WriteResult:
+        """Upsert ``rows`` by survey key, or replace the whole layer when ``replace_all``."""
+        ...
+
+    def batches(self, layer: str | None = None) -> list[Batch]: ...
+
+    def batch(self, batch_id: int) -> Batch: ...
+
+    def find_checksum(self, layer: str, checksum: str) -> Batch | None: ...
+
+    def archived_source(self, batch_id: int) -> tuple[str, bytes]: ...
+
+    def mark_rolled_back(self, batch_id: int) -> None: ...
+
+    def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
+        """Remove a batch's rows and restore the rows it replaced; returns (removed, restored)."""
+        ...
+
+    def rollback_targets(self, batch_id: int) -> int: ...
+
+    def has_layer(self, spec: LayerSpec) -> bool: ...
+
+    def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None: ...
+
+    def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
+        """Current rows of a layer without geometry, with ``fid``, ``gw_unit``, ``gw_batch`` ..."""
+        ...
+
+    def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of current rows, geometry in the store CRS."""
+        ...
+
+    def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
+        """Set the assigned unit of the given rows; returns how many changed."""
+        ...
+
+    def targets(self) -> pd.DataFrame: ...
+
+    def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int: ...
+
+    def layer_count(self, spec: LayerSpec) -> int: ...
+
+    def close(self) -> None: ...
+
+
+_BACKENDS: dict[str, Callable[[str], Store]] = {}
+
+
+def register_backend(scheme: str, factory: Callable[[str], Store]) -> None:
+    """Make ``open_store("<scheme>://...")`` use ``factory``."""
+    _BACKENDS[scheme] = factory
+
+
+def open_store(location: str | os.PathLike[str] | None = None) -> Store:
+    """Open (creating if needed) the store at ``location``.
+
+    ``location`` is a URL whose scheme picks a registered backend, or a path: a
+    directory (the GeoPackage ``gridwatch.gpkg`` inside it) or a ``.gpkg`` file.
+    Without it, ``$GRIDWATCH_DATA`` is used.
+    """
+    loc = str(location) if location is not None else str(data_dir())
+    if "://" in loc:
+        scheme = loc.split("://", 1)[0]
+        if scheme not in _BACKENDS:
+            from geo.errors import InputError
+
+            raise InputError(f"未知的存储类型: {scheme}", f"unknown store backend: {scheme}")
+        return _BACKENDS[scheme](loc)
+    from geo.gpkg import GpkgStore
+
+    path = Path(loc)
+    if path.suffix.lower() != ".gpkg":
+        path = path / STORE_FILE
+    return GpkgStore(path)
+
+
+def iter_chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def geometry_type_names(geoms: np.ndarray) -> np.ndarray:
+    """Base geometry type name per geometry ("Point", "Polygon", ...), Multi* folded."""
+    ids = shapely.get_type_id(geoms)
+    names = np.array(["Point", "LineString", "LineString", "Polygon", "Point", "LineString", "Polygon",
+                      "GeometryCollection"], dtype=object)
+    out = np.full(len(geoms), "None", dtype=object)
+    ok = ids >= 0
+    out[ok] = names[ids[ok]]
+    return out

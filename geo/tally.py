@@ -1,0 +1,405 @@
+"""Per-unit tallies: totals, completed, completion rate, measure sums, targets — as of a date.
+
+Features are assigned to a unit grid when stored (:mod:`geo.assign`), so a tally is an
+aggregation over stored columns, not a spatial join: the per-layer columns are read
+once per store revision and each request is a few ``numpy.bincount`` calls.
+
+"As of" semantics (documented in README):
+
+* a feature exists as of day D when its found date is on or before D (a feature
+  without a found date exists from the day its batch was imported);
+* it is completed as of D when its status counts as completed and its completion
+  date is on or before D (without a completion date: the day its batch was imported).
+* Without ``as_of`` every stored feature counts, whatever its dates.
+
+Units roll up from unit grid to community, street and district by the grid's
+explicit code fields where given, else by code prefix (12, 9 and 6 digits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import layers
+from geo.errors import InputError
+from geo.store import UNASSIGNED, Store
+from layers import LayerSpec
+
+LEVELS = ("grid", "community", "street", "district")
+LEVEL_LABELS = {
+    "grid": ("单元网格", "Unit grid"),
+    "community": ("社区", "Community"),
+    "street": ("街道", "Street"),
+    "district": ("区", "District"),
+}
+UNCODED = "UNCODED"
+_PREFIX = {"community": 12, "street": 9, "district": 6}
+_CODE_FIELD = {"community": "comm_code", "street": "street_cd", "district": "dist_code"}
+_NAME_FIELD = {"grid": "name", "community": "community", "street": "street", "district": "district"}
+_PARENT = {"grid": "community", "community": "street", "street": "district", "district": None}
+
+
+def check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise InputError(f"未知层级: {level}（可选: {', '.join(LEVELS)}）", f"unknown level: {level} ({', '.join(LEVELS)})",
+                         code="bad_level")
+    return level
+
+
+def parse_as_of(value: str | date | None) -> np.datetime64 | None:
+    """ISO date (or ``None``) → ``datetime64[D]``; bad input → :class:`InputError`."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, date):
+        return np.datetime64(value.isoformat(), "D")
+    from geo.values import parse_dates
+
+    parsed, bad = parse_dates(pd.Series([value], dtype=object))
+    if bool(bad.iloc[0]) or parsed.iloc[0] is None:
+        raise InputError(f"日期无效: {value}", f"invalid date: {value}", code="bad_date")
+    return np.datetime64(str(parsed.iloc[0]), "D")
+
+
+# --- hierarchy --------------------------------------------------------------------------------
+
+
+@dataclass
+class Hierarchy:
+    """Unit grids and their parents.
+
+    ``grid`` has one row per unit grid with columns ``code``, ``name`` and, per upper
+    level, ``<level>_code`` and ``<level>_name``.
+    """
+
+    grid: pd.DataFrame
+
+    def units(self, level: str) -> pd.DataFrame:
+        """Units of ``level``: ``code``, ``name``, ``parent_code``, ``parent_name``, sorted by code."""
+        g = self.grid
+        parent = _PARENT[level]
+        if level == "grid":
+            df = pd.DataFrame({"code": g["code"], "name": g["name"]})
+        else:
+            df = (
+                g.groupby(f"{level}_code", sort=True, dropna=False)[f"{level}_name"]
+                .agg(_first_name)
+                .reset_index()
+                .rename(columns={f"{level}_code": "code", f"{level}_name": "name"})
+            )
+        if parent is not None:
+            key = "code" if level == "grid" else f"{level}_code"
+            pmap = g.drop_duplicates(key).set_index(key)
+            df["parent_code"] = df["code"].map(pmap[f"{parent}_code"])
+            df["parent_name"] = df["code"].map(pmap[f"{parent}_name"])
+        else:
+            df["parent_code"] = None
+            df["parent_name"] = None
+        df = df.sort_values("code", kind="stable").reset_index(drop=True)
+        df["level"] = level
+        return df[["code", "name", "level", "parent_code", "parent_name"]]
+
+    def mapping(self, level: str) -> dict[str, str]:
+        """Grid code → code of its unit at ``level``."""
+        if level == "grid":
+            return dict(zip(self.grid["code"], self.grid["code"], strict=True))
+        return dict(zip(self.grid["code"], self.grid[f"{level}_code"], strict=True))
+
+
+def _first_name(s: pd.Series) -> Any:
+    s = s.dropna()
+    return s.iloc[0] if len(s) else None
+
+
+def hierarchy_from_grid(attrs: pd.DataFrame) -> Hierarchy:
+    """Build the hierarchy from grid attributes (canonical grid fields)."""
+    g = pd.DataFrame({"code": attrs["code"].astype(object), "name": attrs.get("name")})
+    for level in ("community", "street", "district"):
+        explicit = attrs.get(_CODE_FIELD[level])
+        prefix = _PREFIX[level]
+        derived = g["code"].map(lambda c, p=prefix: c[:p] if isinstance(c, str) and len(c) == 15 and c.isdigit() else None)
+        code = derived if explicit is None else explicit.astype(object).where(explicit.notna(), derived)
+        g[f"{level}_code"] = code.where(code.notna(), UNCODED)
+        names = attrs.get(_NAME_FIELD[level])
+        g[f"{level}_name"] = names if names is not None else None
+    return Hierarchy(g)
+
+
+# --- facts ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Facts:
+    """Per-feature columns of one layer needed for tallies."""
+
+    unit: np.ndarray  # object: grid code or UNASSIGNED
+    completed: np.ndarray  # bool: status counts as completed
+    found: np.ndarray  # datetime64[D]
+    done: np.ndarray  # datetime64[D] (NaT when not completed)
+    measures: dict[str, np.ndarray]  # measure key → float values (0 where missing)
+    attrs: pd.DataFrame  # the layer's canonical fields (for filters)
+
+
+_FACTS: dict[tuple[str, int, str], Facts] = {}
+_HIER: dict[tuple[str, int], Hierarchy] = {}
+
+
+def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
+    if len(cache) > limit:
+        cache.clear()
+
+
+def load_hierarchy(store: Store) -> Hierarchy:
+    key = (store.location, store.revision())
+    if key not in _HIER:
+        grid = next(s for s in layers.all_layers() if s.is_grid)
+        attrs = store.read_attributes(grid, [f.name for f in grid.fields])
+        _cache_trim(_HIER)
+        _HIER[key] = hierarchy_from_grid(attrs)
+    return _HIER[key]
+
+
+def load_facts(store: Store, spec: LayerSpec) -> Facts:
+    """Columns of ``spec`` for tallies, cached per store revision."""
+    key = (store.location, store.revision(), spec.name)
+    if key in _FACTS:
+        return _FACTS[key]
+    attrs = store.read_attributes(spec)
+    n = len(attrs)
+    batch_day = {b.id: b.created_at[:10] for b in store.batches(spec.name)}
+    imported = pd.to_datetime(attrs["gw_batch"].map(batch_day), errors="coerce").to_numpy(dtype="datetime64[D]") \
+        if n else np.empty(0, dtype="datetime64[D]")
+    if spec.status_field:
+        completed = attrs[spec.status_field].isin(list(spec.completed_statuses)).to_numpy(dtype=bool)
+    else:
+        completed = np.zeros(n, dtype=bool)
+    found = _dates(attrs, spec.found_field, n)
+    found = np.where(np.isnat(found), imported, found)
+    done = _dates(attrs, spec.completed_field, n)
+    done = np.where(completed & np.isnat(done), imported, done)
+    done = np.where(completed, done, np.datetime64("NaT"))
+    measures: dict[str, np.ndarray] = {}
+    for m in spec.measures:
+        vals = pd.to_numeric(attrs[m.field], errors="coerce").to_numpy(dtype=float) if n else np.empty(0)
+        if m.from_geometry:
+            geom_area = pd.to_numeric(attrs["gw_area"], errors="coerce").to_numpy(dtype=float) if n else np.empty(0)
+            vals = np.where(np.isnan(vals), geom_area, vals)
+        measures[m.key] = np.nan_to_num(vals, nan=0.0)
+    facts = Facts(attrs["gw_unit"].to_numpy(dtype=object) if n else np.empty(0, dtype=object), completed, found,
+                  done, measures, attrs)
+    _cache_trim(_FACTS, 64)
+    _FACTS[key] = facts
+    return facts
+
+
+def _dates(attrs: pd.DataFrame, column: str | None, n: int) -> np.ndarray:
+    if column is None or n == 0:
+        return np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    return pd.to_datetime(attrs[column], errors="coerce", format="%Y-%m-%d").to_numpy(dtype="datetime64[D]")
+
+
+# --- tallies ----------------------------------------------------------------------------------
+
+
+def metric_names(spec: LayerSpec) -> list[str]:
+    """Metrics a target can be set on for ``spec``: ``total``, ``completed`` and measure columns."""
+    out = ["total", "completed"]
+    for m in spec.measures:
+        out.append(m.total_column(spec.name)[len(spec.name) + 1 :])
+        out.append(m.completed_column(spec.name)[len(spec.name) + 1 :])
+    return out
+
+
+def column_labels(specs: list[LayerSpec], with_targets: bool = True) -> dict[str, tuple[str, str]]:
+    """Chinese and English header for every stats column."""
+    labels: dict[str, tuple[str, str]] = {
+        "code": ("编码", "Code"),
+        "name": ("名称", "Name"),
+        "level": ("层级", "Level"),
+        "parent_code": ("上级编码", "Parent code"),
+        "parent_name": ("上级名称", "Parent"),
+    }
+    for spec in specs:
+        z, e = spec.label_zh, spec.label_en
+        labels[f"{spec.name}_total"] = (f"{z}总数", f"{e}: total")
+        labels[f"{spec.name}_completed"] = (f"{z}已完成", f"{e}: completed")
+        labels[f"{spec.name}_rate"] = (f"{z}完成率", f"{e}: completion rate")
+        for m in spec.measures:
+            unit = "(m²)" if m.unit == "m2" else ""
+            labels[m.total_column(spec.name)] = (f"{z}{m.label_zh}{unit}", f"{e}: {m.label_en.lower()}{unit}")
+            labels[m.completed_column(spec.name)] = (f"{z}已完成{m.label_zh}{unit}",
+                                                     f"{e}: completed {m.label_en.lower()}{unit}")
+        if with_targets:
+            for metric in metric_names(spec):
+                base = labels.get(f"{spec.name}_{metric}", (metric, metric))
+                labels[f"{spec.name}_{metric}_target"] = (f"{base[0]}目标", f"{base[1]} target")
+                labels[f"{spec.name}_{metric}_progress"] = (f"{base[0]}目标完成度", f"{base[1]} progress")
+    return labels
+
+
+@dataclass
+class Filters:
+    """Optional restrictions of a tally: by status values or by unit code prefix."""
+
+    statuses: tuple[str, ...] | None = None
+    within: str | None = None  # a unit code (community/street/...): only grids under it
+
+
+def tally(
+    store: Store,
+    level: str = "grid",
+    layer_names: list[str] | None = None,
+    as_of: str | date | None = None,
+    filters: Filters | None = None,
+) -> pd.DataFrame:
+    """Per-unit figures at ``level``.
+
+    Parameters
+    ----------
+    store : Store
+    level : {"grid", "community", "street", "district"}
+    layer_names : list of str, optional
+        Survey layers to include (default: all).
+    as_of : str or date, optional
+        Count as of the end of this day (see module docstring).
+    filters : Filters, optional
+
+    Returns
+    -------
+    DataFrame
+        One row per unit of the level (sorted by code) plus a last row ``UNASSIGNED``;
+        columns ``code``, ``name``, ``level``, ``parent_code``, ``parent_name`` and per
+        layer ``<layer>_total``, ``<layer>_completed``, ``<layer>_rate`` (0..1, NaN when
+        the total is 0), measures (m² for areas) and, where targets exist,
+        ``<layer>_<metric>_target`` and ``<layer>_<metric>_progress``.
+    """
+    check_level(level)
+    day = parse_as_of(as_of)
+    specs = _specs(layer_names)
+    hier = load_hierarchy(store)
+    units = hier.units(level)
+    if filters and filters.within:
+        units = units[_under(units, hier, level, filters.within)].reset_index(drop=True)
+    table = pd.concat(
+        [units, pd.DataFrame([{"code": UNASSIGNED, "name": "未落入网格", "level": level, "parent_code": None,
+                               "parent_name": None}])],
+        ignore_index=True,
+    )
+    index = {c: i for i, c in enumerate(table["code"])}
+    gmap = hier.mapping(level)
+    nrows = len(table)
+    for spec in specs:
+        facts = load_facts(store, spec)
+        unit_codes = np.array([gmap.get(u, UNASSIGNED if u == UNASSIGNED else UNCODED) for u in facts.unit],
+                              dtype=object) if len(facts.unit) else np.empty(0, dtype=object)
+        pos = np.array([index.get(c, -1) for c in unit_codes], dtype=np.int64)
+        exists = np.ones(len(pos), dtype=bool)
+        done = facts.completed.copy()
+        if day is not None:
+            exists = facts.found <= day
+            done = done & exists & (facts.done <= day)
+        mask = exists & (pos >= 0)
+        if filters and filters.statuses and spec.status_field:
+            st = facts.attrs[spec.status_field].isin(list(filters.statuses)).to_numpy(dtype=bool)
+            mask &= st
+        done = done & mask
+        total = np.bincount(pos[mask], minlength=nrows)
+        comp = np.bincount(pos[done], minlength=nrows)
+        table[f"{spec.name}_total"] = total.astype(np.int64)
+        table[f"{spec.name}_completed"] = comp.astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table[f"{spec.name}_rate"] = np.where(total > 0, comp / np.maximum(total, 1), np.nan)
+        for m in spec.measures:
+            vals = facts.measures[m.key]
+            table[m.total_column(spec.name)] = np.bincount(pos[mask], weights=vals[mask], minlength=nrows)
+            table[m.completed_column(spec.name)] = np.bincount(pos[done], weights=vals[done], minlength=nrows)
+    _join_targets(store, table, specs)
+    return table
+
+
+def _specs(layer_names: list[str] | None) -> list[LayerSpec]:
+    if not layer_names:
+        return layers.survey_layers()
+    from geo.importer import get_layer
+
+    out = [get_layer(n) for n in layer_names]
+    for s in out:
+        if s.is_grid:
+            raise InputError("统计不包括网格图层本身", "the grid layer itself has no tallies", code="bad_layer")
+    return out
+
+
+def _under(units: pd.DataFrame, hier: Hierarchy, level: str, within: str) -> np.ndarray:
+    g = hier.grid
+    inside = np.zeros(len(g), dtype=bool)
+    for lv in ("grid", "community", "street", "district"):
+        col = "code" if lv == "grid" else f"{lv}_code"
+        inside |= (g[col] == within).to_numpy()
+    if not inside.any():
+        raise InputError(f"找不到单元: {within}", f"no unit with code {within}", code="unknown_unit")
+    key = "code" if level == "grid" else f"{level}_code"
+    allowed = set(g.loc[inside, key])
+    return units["code"].isin(allowed).to_numpy()
+
+
+def _join_targets(store: Store, table: pd.DataFrame, specs: list[LayerSpec]) -> None:
+    targets = store.targets()
+    if targets.empty:
+        return
+    names = {s.name for s in specs}
+    targets = targets[targets["layer"].isin(names) & targets["code"].isin(set(table["code"]))]
+    for (layer, metric), rows in targets.groupby(["layer", "metric"]):
+        col = f"{layer}_{metric}"
+        if col not in table.columns:
+            continue
+        t = table["code"].map(dict(zip(rows["code"], rows["target"], strict=True)))
+        table[f"{col}_target"] = t.astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table[f"{col}_progress"] = np.where(t > 0, table[col] / t, np.nan)
+
+
+def monthly(
+    store: Store,
+    level: str = "grid",
+    layer_names: list[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    code: str | None = None,
+) -> pd.DataFrame:
+    """Figures as of the last day of each month from ``start`` to ``end`` (``YYYY-MM``).
+
+    Returns a long table: ``month`` plus the :func:`tally` columns, one row per unit
+    and month (only ``code`` when given).
+    """
+    check_level(level)
+    specs = _specs(layer_names)
+    if start is None or end is None:
+        firsts: list[np.datetime64] = []
+        lasts: list[np.datetime64] = []
+        for spec in specs:
+            f = load_facts(store, spec)
+            for arr in (f.found, f.done):
+                ok = arr[~np.isnat(arr)]
+                if len(ok):
+                    firsts.append(ok.min())
+                    lasts.append(ok.max())
+        if not firsts:
+            return pd.DataFrame(columns=["month", "code", "name"])
+        start = start or str(min(firsts))[:7]
+        end = end or str(max(lasts))[:7]
+    months = pd.period_range(start=start, end=end, freq="M")
+    if len(months) > 240:
+        raise InputError("月份范围过长（最多 240 个月）", "month range too long (at most 240 months)", code="bad_range")
+    frames = []
+    for p in months:
+        day = p.end_time.date()
+        t = tally(store, level, [s.name for s in specs], as_of=day)
+        if code is not None:
+            t = t[t["code"] == code]
+        t.insert(0, "month", str(p))
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,563 @@
+"""Cleaning survey values: field names, numbers, dates, status vocabularies and text.
+
+Survey tables come from Excel, WPS, DBF and CSV files typed by hand.  The same
+column holds ``12.5``, ``"12.5㎡"``, ``"1,250"`` and ``"约30"``; a date column holds
+datetimes, ``"2022年5月25日"`` and Excel serial numbers side by side.  The functions
+here take a :class:`pandas.Series` and return cleaned values plus a boolean ``bad``
+mask marking values that were present but could not be understood, so the caller
+can report them by row.  Empty values are never bad.
+
+Every parser works on the distinct values of a column (survey columns repeat a lot)
+and keeps plain numeric and datetime columns on vectorised numpy paths, so 100,000
+rows take a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from layers.base import LayerSpec, Status
+
+__all__ = [
+    "DATE_MAX_YEAR",
+    "DATE_MIN_YEAR",
+    "EXCEL_EPOCH",
+    "EXCEL_SERIAL_RANGE",
+    "FieldMatch",
+    "clean_text",
+    "match_fields",
+    "norm_key",
+    "normalise_vocab",
+    "parse_dates",
+    "parse_numbers",
+]
+
+DATE_MIN_YEAR = 1950
+DATE_MAX_YEAR = 2100
+EXCEL_EPOCH = date(1899, 12, 30)
+EXCEL_SERIAL_RANGE = (20000.0, 80000.0)
+
+# Applied after NFKC and casefold, so "（㎡）" arrives here as "(m2)".
+_UNITS = r"m2|m\^2|sqm|sq\.?m|平方米|平方|平米|km2|m|米|km|公里|千米|个|处|辆|座|间|层|口|位|%|亩|公顷|ha"
+_UNIT_SUFFIX = re.compile(rf"[(\[【](?:{_UNITS})[)\]】]$")
+_KEY_DROP = re.compile(r"[\s_\-‐‑‒–—―*]+")
+
+# Text placeholders survey tables use for "no value".
+_PLACEHOLDERS = frozenset({"", "-", "--", "---", "—", "——", "/", "\\", "无", "空", "null", "none", "nan", "n/a", "na"})
+
+# RE2 patterns (run by Arrow), applied after NFKC, lower-casing and trimming; full-match implied.
+_NUMBER = (
+    r"(?:约|大约|约合|近|~|≈)?\s*"
+    r"(?P<num>[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?(?:e[+-]?\d+)?|[+-]?\.\d+(?:e[+-]?\d+)?)"
+    r"\s*(?:余|多)?\s*"
+    r"(?:m2|m\^2|sqm|sq\.?m|平方米|平方|平米|米|m|个|处|辆|座|间|层|口|位)?"
+    r"\s*(?:左右)?"
+)
+_DATE = (
+    r"(?P<y>\d{4})\s*(?:[-/.]|年)\s*(?P<m>\d{1,2})\s*"
+    r"(?:(?:[-/.]|月)\s*(?P<d>\d{1,2})\s*[日号]?|月)?"
+    r"(?:(?:\s+|t)\s*\d{1,2}\s*[:时]\s*\d{1,2}(?:\s*[:分]\s*\d{1,2}(?:\.\d+)?\s*秒?)?"
+    r"\s*(?:z|[+-]\d{2}:?\d{2})?)?"
+)
+_DATE_COMPACT = r"(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})"
+_SERIAL = r"(?P<num>\d{5}(?:\.\d*)?)"
+
+
+# --------------------------------------------------------------------------- keys and field names
+
+
+def norm_key(s: str) -> str:
+    """Normalise a field name or vocabulary word for matching.
+
+    Applies Unicode NFKC (full-width letters, digits and brackets become
+    half-width, ``㎡`` becomes ``m2``), casefolds, strips, removes spaces,
+    underscores, hyphens and asterisks (required-field markers in import
+    templates), and drops a bracketed unit suffix such as ``(m²)``, ``（㎡）`` or
+    ``(平方米)``.
+
+    Parameters
+    ----------
+    s : str
+        A column header or a vocabulary value.
+
+    Returns
+    -------
+    str
+        The key; ``""`` for blank input.
+
+    Examples
+    --------
+    >>> norm_key(" 违建面积（㎡）")
+    '违建面积'
+    >>> norm_key("Case_ID")
+    'caseid'
+    """
+    key = unicodedata.normalize("NFKC", str(s)).casefold().strip()
+    key = _KEY_DROP.sub("", key)
+    return _UNIT_SUFFIX.sub("", key)
+
+
+@dataclass
+class FieldMatch:
+    """Result of :func:`match_fields`.
+
+    Attributes
+    ----------
+    mapping : dict of str to str
+        Source column -> canonical field name, in source-column order.
+    unmatched : list of str
+        Source columns not used, in source-column order.
+    missing : list of str
+        Canonical fields no column matched, in spec order.
+    """
+
+    mapping: dict[str, str] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def match_fields(columns: list[str], spec: LayerSpec) -> FieldMatch:
+    """Match a survey file's column headers to a layer's canonical fields.
+
+    A column matches a field when ``norm_key(column)`` equals ``norm_key`` of the
+    field's name, Chinese label, English label or one of its aliases.  Names are
+    ranked in that order (name, label_zh, label_en, then aliases as listed), and
+    the best-ranked pairs are taken first, so a file holding both ``违建面积`` and
+    ``面积`` maps ``违建面积`` to ``area_m2`` and leaves ``面积`` unmatched.  Each
+    column maps to at most one field and each field takes at most one column;
+    when two columns have the same key, the leftmost wins.
+
+    Parameters
+    ----------
+    columns : list of str
+        Headers as read from the file.
+    spec : LayerSpec
+        The layer whose fields to match.
+
+    Returns
+    -------
+    FieldMatch
+    """
+    col_keys: dict[str, int] = {}
+    for i, col in enumerate(columns):
+        key = norm_key(col)
+        if key:
+            col_keys.setdefault(key, i)
+
+    candidates: list[tuple[int, int, int]] = []  # (rank, field index, column index)
+    for fi, fld in enumerate(spec.fields):
+        seen: set[str] = set()
+        names = (fld.name, fld.label_zh, fld.label_en, *fld.aliases)
+        for rank, name in enumerate(names):
+            key = norm_key(name)
+            if key in seen or key not in col_keys:
+                continue
+            seen.add(key)
+            candidates.append((rank, fi, col_keys[key]))
+
+    taken_fields: dict[int, int] = {}
+    taken_cols: set[int] = set()
+    for _, fi, ci in sorted(candidates):
+        if fi in taken_fields or ci in taken_cols:
+            continue
+        taken_fields[fi] = ci
+        taken_cols.add(ci)
+
+    by_col = {ci: spec.fields[fi].name for fi, ci in taken_fields.items()}
+    return FieldMatch(
+        mapping={columns[ci]: by_col[ci] for ci in sorted(by_col)},
+        unmatched=[c for i, c in enumerate(columns) if i not in taken_cols],
+        missing=[f.name for fi, f in enumerate(spec.fields) if fi not in taken_fields],
+    )
+
+
+# --------------------------------------------------------------------------- per-distinct-value driver
+
+_EMPTY = object()
+_BAD = object()
+
+
+def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (-1 for missing) and distinct non-missing values of ``s`` as objects."""
+    values = s.to_numpy(dtype=object, na_value=None)
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.intp), np.empty(0, dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _expand(codes: np.ndarray, res: np.ndarray, res_bad: np.ndarray, fill: object) -> tuple[np.ndarray, np.ndarray]:
+    """Map per-distinct results back to rows; code -1 (missing) gets ``fill`` and not bad."""
+    res = np.append(res, np.array([fill], dtype=res.dtype))
+    res_bad = np.append(res_bad, False)
+    return res[codes], res_bad[codes]
+
+
+def _map_distinct(s: pd.Series, parse: Callable[[object], object]) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``parse`` once per distinct non-missing value of ``s``.
+
+    ``parse`` returns a value, ``_EMPTY`` (blank: result ``None``, not bad) or
+    ``_BAD``.  Returns an object array of results and a bool array ``bad``.
+    """
+    codes, uniques = _factorize(s)
+    parsed = [parse(u) for u in uniques]
+    res = np.empty(len(parsed), dtype=object)
+    res[:] = [None if (p is _EMPTY or p is _BAD) else p for p in parsed]
+    res_bad = np.array([p is _BAD for p in parsed], dtype=bool)
+    return _expand(codes, res, res_bad, None)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, numbers.Real | Decimal) and not isinstance(v, bool | np.bool_)
+
+
+def _kinds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks: which values are ``str`` and which are real numbers."""
+    is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+    is_num = np.fromiter((_is_number(v) for v in values), dtype=bool, count=len(values))
+    return is_str, is_num
+
+
+def _prepare_text(texts: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """NFKC, lower-case and trim strings in Arrow; also return the mask of blanks/placeholders."""
+    arr = pa.array(texts, type=pa.string())
+    arr = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
+    arr = pc.utf8_trim_whitespace(pc.replace_substring(arr, "\u2212", "-"))
+    blank = pc.is_in(arr, value_set=pa.array(sorted(_PLACEHOLDERS), type=pa.string()))
+    return arr, blank.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _extract(arr: pa.Array, pattern: str, names: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Full-match ``pattern`` and return the match mask and the named groups as object arrays."""
+    ext = pc.extract_regex(arr, f"^(?:{pattern})$")
+    ok = ext.is_valid().to_numpy(zero_copy_only=False).astype(bool)
+    groups = [ext.field(name).to_numpy(zero_copy_only=False) for name in names]
+    return ok, groups
+
+
+def _to_float(texts: np.ndarray) -> np.ndarray:
+    """Cast numeric strings (already validated) to float64 in Arrow."""
+    if len(texts) == 0:
+        return np.zeros(0, dtype="float64")
+    arr = pc.replace_substring(pa.array(texts, type=pa.string()), ",", "")
+    return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _numbers_from_text(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    arr, blank = _prepare_text(texts)
+    ok, (num,) = _extract(arr, _NUMBER, ("num",))
+    ok &= ~blank
+    values = np.full(len(texts), np.nan)
+    values[ok] = _to_float(num[ok])
+    bad = ~ok & ~blank
+    return values, bad
+
+
+def _number_batch(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values = np.full(len(uniques), np.nan)
+    bad = np.ones(len(uniques), dtype=bool)
+    is_str, is_num = _kinds(uniques)
+    if is_num.any():
+        values[is_num] = [float(v) for v in uniques[is_num]]
+        bad[is_num] = False
+    if is_str.any():
+        values[is_str], bad[is_str] = _numbers_from_text(uniques[is_str])
+    inf = np.isinf(values)
+    values[inf] = np.nan
+    bad |= inf
+    return values, bad
+
+
+def parse_numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse a column of survey numbers (areas, counts) to floats.
+
+    Accepts numbers and text such as ``"12.5㎡"``, ``"12.5 m2"``, ``"12.5平方米"``,
+    ``"1,250"`` (comma thousands separators, which must group by three),
+    ``"１２５０"`` (full-width), ``" 3 "``, ``"约30"``, ``"200余处"``.  Units are
+    dropped, not converted: the value is taken to be in the field's unit.
+    Negative numbers are returned as they are.
+
+    Parameters
+    ----------
+    s : pandas.Series
+        Raw values of any dtype.
+
+    Returns
+    -------
+    values : pandas.Series of float64
+        Parsed numbers, NaN where empty or bad.  Same index as ``s``.
+    bad : pandas.Series of bool
+        True where a value was present but is not a number (``"三十"``,
+        ``"abc"``, ``"1,25"``, infinity, booleans).  Empty strings, ``None``,
+        NaN and placeholders like ``"-"``, ``"/"``, ``"无"`` are empty, not bad.
+    """
+    if pd.api.types.is_bool_dtype(s.dtype):
+        values = np.full(len(s), np.nan)
+        bad = s.notna().to_numpy(dtype=bool)
+    elif pd.api.types.is_numeric_dtype(s.dtype):
+        values = s.to_numpy(dtype="float64", na_value=np.nan)
+        bad = np.isinf(values)
+        values = np.where(bad, np.nan, values)
+    else:
+        codes, uniques = _factorize(s)
+        values, bad = _expand(codes, *_number_batch(uniques), np.nan)
+    return (
+        pd.Series(values, index=s.index, name=s.name, dtype="float64"),
+        pd.Series(bad, index=s.index, name=s.name, dtype=bool),
+    )
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def _iso_from_ymd(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISO strings for integer year/month/day arrays; invalid or out-of-range -> None and bad."""
+    ok = (y >= DATE_MIN_YEAR) & (y <= DATE_MAX_YEAR) & (m >= 1) & (m <= 12) & (d >= 1)
+    month = np.where(ok, (y - 1970) * 12 + (m - 1), 0).astype("datetime64[M]")
+    days_in_month = ((month + 1).astype("datetime64[D]") - month.astype("datetime64[D]")).astype(int)
+    ok &= d <= days_in_month
+    day = month.astype("datetime64[D]") + np.where(ok, d - 1, 0).astype("timedelta64[D]")
+    iso = np.where(ok, np.datetime_as_string(day, unit="D").astype(object), None)
+    return iso, ~ok
+
+
+def _iso_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISO strings for ``datetime64[D]`` values; NaT -> None (not bad)."""
+    nat = np.isnat(days)
+    years = days.astype("datetime64[Y]").astype("int64") + 1970
+    bad = ~nat & ((years < DATE_MIN_YEAR) | (years > DATE_MAX_YEAR))
+    iso = np.where(nat | bad, None, np.datetime_as_string(days, unit="D").astype(object))
+    return iso, bad
+
+
+def _dates_from_numbers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Excel serials (20000-80000) and ``YYYYMMDD`` integers; NaN -> None (not bad)."""
+    lo, hi = EXCEL_SERIAL_RANGE
+    serial = (x >= lo) & (x <= hi)
+    compact = ~serial & (x >= 10_000_000) & (x <= 99_999_999) & (np.mod(x, 1) == 0)
+    iso = np.full(len(x), None, dtype=object)
+    bad = ~np.isnan(x) & ~serial & ~compact
+    if serial.any():
+        days = np.datetime64(EXCEL_EPOCH, "D") + np.floor(x[serial]).astype("int64").astype("timedelta64[D]")
+        iso[serial], bad[serial] = _iso_from_days(days)
+    if compact.any():
+        n = x[compact].astype("int64")
+        iso[compact], bad[compact] = _iso_from_ymd(n // 10000, n // 100 % 100, n % 100)
+    return iso, bad
+
+
+def _dates_from_text(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    arr, blank = _prepare_text(texts)
+    iso = np.full(len(texts), None, dtype=object)
+    bad = ~blank
+    todo = ~blank
+    for pattern in (_DATE, _DATE_COMPACT):
+        ok, (y, m, d) = _extract(arr, pattern, ("y", "m", "d"))
+        ok &= todo
+        if ok.any():
+            d_ok = np.where(d[ok] == "", "1", d[ok])
+            iso[ok], bad[ok] = _iso_from_ymd(
+                y[ok].astype("int64"), m[ok].astype("int64"), d_ok.astype("int64")
+            )
+            todo &= ~ok
+    ok, (num,) = _extract(arr, _SERIAL, ("num",))
+    ok &= todo
+    if ok.any():
+        iso[ok], bad[ok] = _dates_from_numbers(_to_float(num[ok]))
+    return iso, bad
+
+
+def _date_from_object(v: object) -> tuple[object, bool]:
+    if isinstance(v, np.datetime64):
+        if np.isnat(v):
+            return None, False
+        v = pd.Timestamp(v)
+    if isinstance(v, datetime | date):
+        iso, bad = _iso_from_ymd(np.array([v.year]), np.array([v.month]), np.array([v.day]))
+        return iso[0], bool(bad[0])
+    return None, True
+
+
+def _date_batch(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    iso = np.full(len(uniques), None, dtype=object)
+    bad = np.ones(len(uniques), dtype=bool)
+    is_str, is_num = _kinds(uniques)
+    if is_num.any():
+        iso[is_num], bad[is_num] = _dates_from_numbers(np.array([float(v) for v in uniques[is_num]]))
+    if is_str.any():
+        iso[is_str], bad[is_str] = _dates_from_text(uniques[is_str])
+    other = ~is_str & ~is_num
+    if other.any():
+        pairs = [_date_from_object(v) for v in uniques[other]]
+        iso[other] = [p[0] for p in pairs]
+        bad[other] = [p[1] for p in pairs]
+    return iso, bad
+
+
+def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse a column of survey dates to ISO ``YYYY-MM-DD`` strings.
+
+    Accepts ``datetime``/``date``/``Timestamp`` values and datetime64 columns
+    (what pyogrio returns for DBF and GeoPackage dates), and text such as
+    ``"2022-05-25"``, ``"2022/5/25"``, ``"2022.5.25"``, ``"2022年5月25日"``,
+    ``"20220525"``, ``"2022-05-25 13:45:00"``; a month without a day
+    (``"2022年05月"``, ``"2022-05"``) gives the first day of the month.  Excel
+    serial day numbers from 20000 to 80000 (1954-10-03 to 2119-01-10; numbers
+    or numeric text, epoch 1899-12-30, the fraction is the time of day) and
+    ``YYYYMMDD`` integers are converted.  Times and time zones are dropped:
+    the date is the one written.
+
+    Parameters
+    ----------
+    s : pandas.Series
+        Raw values of any dtype.
+
+    Returns
+    -------
+    values : pandas.Series of object
+        ISO date strings, ``None`` where empty or bad.  Same index as ``s``.
+    bad : pandas.Series of bool
+        True where a value was present but is not a valid date (``"2022-13-45"``,
+        ``"昨天"``, other numbers) or its year lies outside 1950–2100.
+    """
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        dt = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+        iso, bad = _iso_from_days(dt.to_numpy(dtype="datetime64[s]").astype("datetime64[D]"))
+    elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        iso, bad = _dates_from_numbers(s.to_numpy(dtype="float64", na_value=np.nan))
+    else:
+        codes, uniques = _factorize(s)
+        iso, bad = _expand(codes, *_date_batch(uniques), None)
+    return (
+        pd.Series(iso, index=s.index, name=s.name, dtype=object),
+        pd.Series(bad, index=s.index, name=s.name, dtype=bool),
+    )
+
+
+# --------------------------------------------------------------------------- vocabularies
+
+
+def _vocab_keys(vocab: Iterable[Status]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for st in vocab:
+        for word in (st.code, st.label_zh, st.label_en, *st.aliases):
+            key = norm_key(word)
+            if key:
+                keys.setdefault(key, st.code)
+    return keys
+
+
+def _vocab_lookup(keys: dict[str, str], default: str | None) -> Callable[[object], object]:
+    def lookup(v: object) -> object:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        k = norm_key(str(v))
+        if k in _PLACEHOLDERS:
+            return default if default is not None else _EMPTY
+        if k in keys:
+            return keys[k]
+        found = [key for key in keys if key in k]
+        outer = [a for a in found if not any(a != b and a in b for b in found)]
+        codes = {keys[a] for a in outer}
+        if len(codes) == 1:
+            return codes.pop()
+        return _BAD
+
+    return lookup
+
+
+def normalise_vocab(s: pd.Series, vocab: tuple[Status, ...], default: str | None) -> tuple[pd.Series, pd.Series]:
+    """Map free-text status or category values to a vocabulary's codes.
+
+    A value matches a :class:`~layers.base.Status` when its :func:`norm_key`
+    equals that of the status's code, Chinese or English label, or an alias.
+    Otherwise, if the value *contains* vocabulary words, the outermost ones are
+    kept (a word inside another found word is dropped: in ``"尚未拆除"`` both
+    ``未拆除`` and ``拆除`` are found and ``未拆除`` wins) and the value maps to
+    their status when they all belong to one status (``"已拆除完毕"`` ->
+    ``已拆除``).  Words from two statuses (``"已下发通知，未拆除"``) are ambiguous.
+    When two statuses share a word, the first in ``vocab`` owns it.
+
+    Parameters
+    ----------
+    s : pandas.Series
+        Raw values.
+    vocab : tuple of Status
+        The vocabulary, e.g. ``spec.statuses``.
+    default : str or None
+        Code given to empty values (``None``, NaN, blank, ``"-"``, ``"/"``).
+
+    Returns
+    -------
+    values : pandas.Series of object
+        Status codes; ``default`` where empty; ``None`` where bad.
+    bad : pandas.Series of bool
+        True for values that are unknown or ambiguous.
+    """
+    lookup = _vocab_lookup(_vocab_keys(vocab), default)
+    out, bad = _map_distinct(s, lookup)
+    if default is not None:
+        missing = pd.isna(s.to_numpy(dtype=object, na_value=None))
+        out = np.where(missing, default, out)
+    return (
+        pd.Series(out, index=s.index, name=s.name, dtype=object),
+        pd.Series(bad, index=s.index, name=s.name, dtype=bool),
+    )
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _clean_one(v: object) -> object:
+    if isinstance(v, str):
+        t = unicodedata.normalize("NFC", v).strip().strip("\ufeff\u200b").strip()
+        return t if t else _EMPTY
+    if isinstance(v, float | np.floating):
+        x = float(v)
+        if math.isnan(x):
+            return _EMPTY
+        return str(int(x)) if x.is_integer() and abs(x) < 2**63 else repr(x)
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, datetime | date | pd.Timestamp):
+        return v.isoformat()
+    return _clean_one(str(v))
+
+
+def clean_text(s: pd.Series) -> pd.Series:
+    """Clean a text column (ids, names, addresses).
+
+    Strips surrounding whitespace (including full-width spaces), applies
+    Unicode NFC, turns empty strings into ``None``, and writes numbers read
+    as floats without a spurious fraction (``123.0`` -> ``"123"``, as Excel
+    and DBF give numeric ids).
+
+    Parameters
+    ----------
+    s : pandas.Series
+        Raw values.
+
+    Returns
+    -------
+    pandas.Series of object
+        ``str`` values or ``None``; same index as ``s``.
+    """
+    out, _ = _map_distinct(s, _clean_one)
+    return pd.Series(out, index=s.index, name=s.name, dtype=object)
