@@ -83,8 +83,8 @@ PENDING = ("已登记", "已下发通知", "拆除中")
 PHASE_START = {"地面": dt.date(2022, 2, 15), "平台": dt.date(2022, 5, 1), "楼顶": dt.date(2022, 7, 15)}
 PENDING_WEIGHT = {"地面": 0.6, "平台": 1.0, "楼顶": 1.6}
 COMMUNITY_RATES = (
-    1.0, 0.99, 0.97, 0.9, 0.82, 0.75, 0.7, 0.68, 0.65, 0.62,
-    0.6, 0.58, 0.56, 0.54, 0.52, 0.5, 0.48, 0.45, 0.42, 0.38,
+    1.0, 0.99, 0.97, 0.85, 0.75, 0.68, 0.64, 0.6, 0.57, 0.55,
+    0.53, 0.51, 0.5, 0.48, 0.46, 0.44, 0.42, 0.4, 0.37, 0.34,
 )
 
 N_SITES = 2000
@@ -143,18 +143,21 @@ def _sample_seeds(rng: np.random.Generator, region: shapely.Geometry, n: int) ->
     minx, miny, maxx, maxy = region.bounds
     spacing = 0.7 * math.sqrt(region.area / n)
     shapely.prepare(region)
-    points: list[tuple[float, float]] = []
-    while len(points) < n:
-        for _ in range(200 * n):
+    points = np.empty((n, 2))
+    count = 0
+    while count < n:
+        for _ in range(100 * n):
             x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
             if not shapely.contains_xy(region, x, y):
                 continue
-            if all((x - px) ** 2 + (y - py) ** 2 >= spacing**2 for px, py in points):
-                points.append((x, y))
-                if len(points) == n:
+            d2 = (points[:count, 0] - x) ** 2 + (points[:count, 1] - y) ** 2
+            if count == 0 or d2.min() >= spacing**2:
+                points[count] = (x, y)
+                count += 1
+                if count == n:
                     break
         spacing *= 0.8
-    return np.array(points)
+    return points
 
 
 def _voronoi(region: shapely.Geometry, seeds: npt.NDArray[np.float64]) -> list[shapely.Geometry]:
@@ -253,10 +256,29 @@ def build_hierarchy(rng: np.random.Generator) -> tuple[shapely.Polygon, gpd.GeoD
                 )
 
     grid = gpd.GeoDataFrame(grids, geometry="geometry", crs=EPSG)
+    grid["geometry"] = _noded(grid.geometry.to_numpy())
     grid.insert(8, "网格员", _worker_names(rng, len(grid)))
     grid.insert(9, "面积", np.round(grid.area.to_numpy(), 2))
     comm = gpd.GeoDataFrame(communities, geometry="geometry", crs=EPSG)
     return boundary, comm, grid
+
+
+def _noded(cells: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    """The same tiling with shared edges carrying the same vertices on both sides.
+
+    Clipping cells to their community leaves a vertex on one side of a community border
+    that the cell across has not.  Polygonising the noded union of all cell boundaries
+    yields faces whose shared edges match vertex for vertex; each face goes back to the
+    cell holding its interior point.
+    """
+    lines = shapely.union_all(shapely.boundary(cells))
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(lines)))
+    face_idx, cell_idx = shapely.STRtree(cells).query(shapely.point_on_surface(faces), predicate="within")
+    out = np.empty(len(cells), dtype=object)
+    for c in range(len(cells)):
+        mine = faces[face_idx[cell_idx == c]]
+        out[c] = mine[0] if len(mine) == 1 else _polygonal(shapely.coverage_union_all(mine))
+    return out
 
 
 def _worker_names(rng: np.random.Generator, n: int) -> list[str]:
@@ -363,7 +385,7 @@ def build_sites(
     order = np.argsort(rng.permutation(len(comm)))
     rate = np.array(COMMUNITY_RATES)[order][comm_idx]
     pending_weight = np.array([PENDING_WEIGHT[p] for p in POSITIONS])[position]
-    p_done = np.where(new, 0.9, np.clip(1.0 - (1.0 - rate) * pending_weight, 0.0, 1.0))
+    p_done = np.where(new, 0.85, np.clip(1.0 - (1.0 - rate) * pending_weight, 0.0, 1.0))
     done = rng.random(n) < p_done
     end_off = (YEAR_END - YEAR_START).days
     phase = np.array([(PHASE_START[p] - YEAR_START).days for p in POSITIONS])[position]
@@ -609,11 +631,13 @@ def write_zip(path: Path, members: Sequence[Path], folder: str) -> None:
     """Zip ``members`` into ``folder/`` with GBK entry names and fixed timestamps."""
     with zipfile.ZipFile(path, "w") as zf:
         info = _GBKZipInfo(folder + "/", date_time=ZIP_DATE)
+        info.create_system = 0
         info.external_attr = 0x10
         zf.writestr(info, b"")
         for member in members:
             info = _GBKZipInfo(f"{folder}/{member.name}", date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 0
             info.external_attr = 0x20
             zf.writestr(info, member.read_bytes())
 

@@ -48,8 +48,8 @@ _SQL_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "date": "DATE"}
 _GW_COLUMNS = (("gw_key", "TEXT"), ("gw_batch", "INTEGER"), ("gw_unit", "TEXT"), ("gw_area", "REAL"))
 
 _BASE_SRS = (
-    (-1, "Undefined cartesian SRS", "NONE", -1, "undefined", "undefined cartesian coordinate reference system"),
-    (0, "Undefined geographic SRS", "NONE", 0, "undefined", "undefined geographic coordinate reference system"),
+    ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", "undefined cartesian coordinate reference system"),
+    ("Undefined geographic SRS", 0, "NONE", 0, "undefined", "undefined geographic coordinate reference system"),
 )
 
 

@@ -23,7 +23,7 @@ import layers
 from geo import crs as crsmod
 from geo.assign import Grid
 from geo.errors import CRSError, InputError
-from geo.sources import Dataset, RawTable, Source, ZipLimits, open_source, read_dataset
+from geo.sources import Dataset, RawTable, Source, ZipLimits, archive_bytes, open_source, read_dataset
 from geo.store import UNASSIGNED, Batch, FeatureRows, Store, geometry_type_names
 from geo.values import clean_text, match_fields, normalise_vocab, parse_dates, parse_numbers
 from layers import LayerSpec
@@ -248,7 +248,7 @@ def prepare_import(
         if dup is not None:
             report.status = "duplicate"
             report.duplicate_of = dup.id
-        source_bytes = path.read_bytes() if path.is_file() else None
+        source_bytes = archive_bytes(path)
         return PreparedImport(spec, report, rows, srs, path, source_bytes, user)
     finally:
         if own_workdir:

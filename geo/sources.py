@@ -129,7 +129,7 @@ def open_source(path: Path, workdir: Path, limits: ZipLimits | None = None, name
         size = path.stat().st_size
         if size == 0:
             raise InputError("文件为空", "the file is empty", code="empty_file")
-        checksum = sha256_file(path)
+        checksum = sha256_file(path) if path.suffix.lower() != ".shp" else _shp_checksum(path)
         root = path
     skipped: list[str] = []
     datasets: list[Dataset] = []
@@ -170,6 +170,38 @@ def open_source(path: Path, workdir: Path, limits: ZipLimits | None = None, name
 
 def _kind(suffix: str) -> str:
     return {".json": "geojson", ".kmz": "kml"}.get(suffix, suffix.lstrip("."))
+
+
+def shapefile_parts(shp: Path) -> list[Path]:
+    """The .shp and its sidecars (same stem, any case), sorted by suffix."""
+    return sorted(
+        (p for p in shp.parent.iterdir() if p.is_file() and p.stem == shp.stem and p.suffix.lower() in
+         ({".shp"} | SIDECAR_SUFFIXES)),
+        key=lambda p: p.suffix.lower(),
+    )
+
+
+def _shp_checksum(shp: Path) -> str:
+    h = hashlib.sha256()
+    for p in shapefile_parts(shp):
+        h.update(p.suffix.lower().encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def archive_bytes(path: Path) -> bytes | None:
+    """What to archive for ``path``: the file itself, or a zip of a loose shapefile with its sidecars."""
+    if path.is_file() and path.suffix.lower() == ".shp":
+        import io as _io
+
+        buf = _io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in shapefile_parts(path):
+                zf.write(p, p.name)
+        return buf.getvalue()
+    if path.is_file():
+        return path.read_bytes()
+    return None
 
 
 def _dir_checksum(path: Path) -> str:

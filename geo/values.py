@@ -224,10 +224,22 @@ def _is_number(v: object) -> bool:
 
 
 def _kinds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks: which values are ``str`` and which are real numbers."""
-    is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
-    is_num = np.fromiter((_is_number(v) for v in values), dtype=bool, count=len(values))
-    return is_str, is_num
+    """Boolean masks: which values are ``str`` and which are real numbers (not bools)."""
+    n = len(values)
+    kind = pd.api.types.infer_dtype(values, skipna=False)
+    if kind == "string":
+        return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    if kind in ("datetime", "date", "datetime64", "boolean"):
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    types = [type(v) for v in values]
+    label = {
+        t: 1 if issubclass(t, str) else 2 if issubclass(t, numbers.Real | Decimal) and not issubclass(t, bool | np.bool_) else 0
+        for t in set(types)
+    }
+    codes = np.fromiter((label[t] for t in types), dtype=np.int8, count=n)
+    return codes == 1, codes == 2
 
 
 def _prepare_text(texts: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -239,20 +251,27 @@ def _prepare_text(texts: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     return arr, blank.to_numpy(zero_copy_only=False).astype(bool)
 
 
-def _extract(arr: pa.Array, pattern: str, names: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Full-match ``pattern`` and return the match mask and the named groups as object arrays."""
+def _extract(arr: pa.Array, pattern: str) -> tuple[np.ndarray, pa.StructArray]:
+    """Full-match ``pattern``; return the match mask and the struct of named groups."""
     ext = pc.extract_regex(arr, f"^(?:{pattern})$")
-    ok = ext.is_valid().to_numpy(zero_copy_only=False).astype(bool)
-    groups = [ext.field(name).to_numpy(zero_copy_only=False) for name in names]
-    return ok, groups
+    return ext.is_valid().to_numpy(zero_copy_only=False).astype(bool), ext
 
 
-def _to_float(texts: np.ndarray) -> np.ndarray:
-    """Cast numeric strings (already validated) to float64 in Arrow."""
-    if len(texts) == 0:
-        return np.zeros(0, dtype="float64")
-    arr = pc.replace_substring(pa.array(texts, type=pa.string()), ",", "")
-    return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+def _group(ext: pa.StructArray, name: str, ok: np.ndarray) -> pa.Array:
+    """Group ``name`` of the matched rows."""
+    return pc.filter(ext.field(name), pa.array(ok))
+
+
+def _group_int(ext: pa.StructArray, name: str, ok: np.ndarray, missing: int) -> np.ndarray:
+    """Group ``name`` of the matched rows as int64; an unmatched optional group gives ``missing``."""
+    g = _group(ext, name, ok)
+    g = pc.if_else(pc.equal(g, ""), str(missing), g)
+    return pc.cast(g, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _to_float(texts: pa.Array) -> np.ndarray:
+    """Cast validated numeric strings (thousands commas allowed) to float64."""
+    return pc.cast(pc.replace_substring(texts, ",", ""), pa.float64()).to_numpy(zero_copy_only=False)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -260,10 +279,10 @@ def _to_float(texts: np.ndarray) -> np.ndarray:
 
 def _numbers_from_text(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     arr, blank = _prepare_text(texts)
-    ok, (num,) = _extract(arr, _NUMBER, ("num",))
+    ok, ext = _extract(arr, _NUMBER)
     ok &= ~blank
     values = np.full(len(texts), np.nan)
-    values[ok] = _to_float(num[ok])
+    values[ok] = _to_float(_group(ext, "num", ok))
     bad = ~ok & ~blank
     return values, bad
 
@@ -367,30 +386,37 @@ def _dates_from_text(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     bad = ~blank
     todo = ~blank
     for pattern in (_DATE, _DATE_COMPACT):
-        ok, (y, m, d) = _extract(arr, pattern, ("y", "m", "d"))
+        ok, ext = _extract(arr, pattern)
         ok &= todo
         if ok.any():
-            d_ok = np.where(d[ok] == "", "1", d[ok])
-            iso[ok], bad[ok] = _iso_from_ymd(
-                y[ok].astype("int64"), m[ok].astype("int64"), d_ok.astype("int64")
-            )
+            y, m, d = (_group_int(ext, g, ok, 1) for g in ("y", "m", "d"))
+            iso[ok], bad[ok] = _iso_from_ymd(y, m, d)
             todo &= ~ok
-    ok, (num,) = _extract(arr, _SERIAL, ("num",))
+    ok, ext = _extract(arr, _SERIAL)
     ok &= todo
     if ok.any():
-        iso[ok], bad[ok] = _dates_from_numbers(_to_float(num[ok]))
+        iso[ok], bad[ok] = _dates_from_numbers(_to_float(_group(ext, "num", ok)))
     return iso, bad
 
 
-def _date_from_object(v: object) -> tuple[object, bool]:
+def _ymd(v: object) -> tuple[int, int, int] | None:
     if isinstance(v, np.datetime64):
-        if np.isnat(v):
-            return None, False
         v = pd.Timestamp(v)
     if isinstance(v, datetime | date):
-        iso, bad = _iso_from_ymd(np.array([v.year]), np.array([v.month]), np.array([v.day]))
-        return iso[0], bool(bad[0])
-    return None, True
+        return v.year, v.month, v.day
+    return None
+
+
+def _dates_from_objects(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Datetime-like objects (``datetime``, ``date``, ``Timestamp``, ``datetime64``); others are bad."""
+    ymd = [_ymd(v) for v in values]
+    ok = np.fromiter((t is not None for t in ymd), dtype=bool, count=len(ymd))
+    iso = np.full(len(values), None, dtype=object)
+    bad = ~ok
+    if ok.any():
+        y, m, d = np.array([t for t in ymd if t is not None], dtype="int64").T
+        iso[ok], bad[ok] = _iso_from_ymd(y, m, d)
+    return iso, bad
 
 
 def _date_batch(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -403,9 +429,7 @@ def _date_batch(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         iso[is_str], bad[is_str] = _dates_from_text(uniques[is_str])
     other = ~is_str & ~is_num
     if other.any():
-        pairs = [_date_from_object(v) for v in uniques[other]]
-        iso[other] = [p[0] for p in pairs]
-        bad[other] = [p[1] for p in pairs]
+        iso[other], bad[other] = _dates_from_objects(uniques[other])
     return iso, bad
 
 

@@ -1,0 +1,622 @@
+"""Text encodings of shapefile attribute tables (DBF) and zip entry names.
+
+Chinese survey shapefiles often store GBK text without a ``.cpg`` file and with
+a DBF language-driver byte (LDID) that does not say GBK; GDAL then decodes the
+text as Latin-1 and silently returns mojibake such as ``"µØÖ·"`` (地址).  This
+module decides the encoding from, in order: the user's override, the ``.cpg``
+text, a trusted LDID, and finally evidence in the raw bytes of the character
+fields.  It parses the DBF header itself and never decodes through GDAL.
+
+Returned encodings are Python codec names that GDAL/iconv also understands
+(``"gb18030"``, ``"utf-8"``, ``"big5"``, ``"cp1252"`` ...), so they can be passed
+to ``pyogrio.read_dataframe(..., encoding=...)``.  GBK, CP936 and GB2312 are
+reported as ``"gb18030"``, their superset.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import struct
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from geo.errors import EncodingError
+
+__all__ = [
+    "EncodingGuess",
+    "decode_dbf_field_names",
+    "detect_dbf_encoding",
+    "looks_like_mojibake",
+    "normalize_encoding",
+    "zip_member_name",
+]
+
+EncodingSource = Literal["override", "cpg", "ldid", "content"]
+
+#: At most this many bytes of records are sampled for content evidence.
+SAMPLE_BYTES = 2 * 1024 * 1024
+#: Share of "expected" characters a decoding needs to count as fitting.
+FIT_SHARE = 0.8
+
+# LDID values GDAL maps to code page 936 (GBK).  Other values (0x00 none,
+# 0x57 ANSI 1252, 0x01/0x03 DOS/Windows Latin ...) say nothing reliable about
+# non-ASCII text in Chinese files.
+_LDID_GBK = {0x4D, 0x7A}
+
+# Code-page names seen in .cpg files and CLI input, normalised to a Python codec.
+_CODEPAGES: dict[str, str] = {
+    "utf8": "utf-8",
+    "utf-8": "utf-8",
+    "65001": "utf-8",
+    "cp65001": "utf-8",
+    "gbk": "gb18030",
+    "936": "gb18030",
+    "cp936": "gb18030",
+    "ms936": "gb18030",
+    "windows-936": "gb18030",
+    "gb2312": "gb18030",
+    "gb_2312-80": "gb18030",
+    "euc-cn": "gb18030",
+    "euccn": "gb18030",
+    "gb18030": "gb18030",
+    "54936": "gb18030",
+    "big5": "big5",
+    "950": "big5",
+    "cp950": "big5",
+    "1252": "cp1252",
+    "88591": "latin-1",
+    "8859-1": "latin-1",
+    "8859_1": "latin-1",
+    "iso-8859-1": "latin-1",
+    "iso8859-1": "latin-1",
+    "latin1": "latin-1",
+}
+
+_DBF_TERMINATOR = 0x0D
+
+
+@dataclass(frozen=True)
+class EncodingGuess:
+    """The text encoding of a DBF and where it came from.
+
+    Parameters
+    ----------
+    encoding : str
+        Python codec name (``"gb18030"``, ``"utf-8"``, ``"big5"``, ``"cp1252"`` ...).
+    source : {"override", "cpg", "ldid", "content"}
+        What decided it: the user's choice, the ``.cpg`` file, the DBF
+        language-driver byte, or the raw bytes of the text fields.
+    note_zh, note_en : str
+        Explanation for the user, in Chinese and English.
+    """
+
+    encoding: str
+    source: EncodingSource
+    note_zh: str
+    note_en: str
+
+
+@dataclass(frozen=True)
+class _DbfField:
+    name_raw: bytes
+    type: str
+    offset: int  # byte offset inside the record, after the deletion flag
+    length: int
+
+
+@dataclass(frozen=True)
+class _Dbf:
+    ldid: int
+    n_records: int
+    header_len: int
+    record_len: int
+    fields: tuple[_DbfField, ...]
+
+
+def normalize_encoding(name: str) -> str:
+    """Map a code-page or encoding name to a Python codec name.
+
+    Parameters
+    ----------
+    name : str
+        e.g. ``"UTF-8"``, ``"GBK"``, ``"936"``, ``"CP936"``, ``"GB2312"``,
+        ``"65001"``, ``"ANSI 936"``, ``"big5"``, ``"1252"``.
+
+    Returns
+    -------
+    str
+        ``"utf-8"``, ``"gb18030"`` (for GBK/CP936/GB2312/GB18030), ``"big5"``,
+        ``"cp1252"`` ... or the codec's canonical Python name.
+
+    Raises
+    ------
+    EncodingError
+        Python knows no such codec.
+    """
+    raw = name.strip().lstrip("\ufeff").strip()
+    key = re.sub(r"\s+", " ", raw.lower())
+    key = re.sub(r"^(ansi|oem|windows|codepage|cp)[ _-]?(\d+)$", r"\2", key)
+    if key in _CODEPAGES:
+        return _CODEPAGES[key]
+    if key.isdigit():
+        key = f"cp{key}"
+    try:
+        info = codecs.lookup(key)
+    except LookupError as exc:
+        raise EncodingError(
+            f"未知的文字编码：{raw}",
+            f"unknown text encoding: {raw}",
+            details={"encoding": raw},
+        ) from exc
+    canonical = info.name
+    if canonical in {"gbk", "gb2312", "cp936"}:
+        return "gb18030"
+    return canonical
+
+
+# --------------------------------------------------------------------------- DBF parsing
+
+
+def _read_dbf_bytes(dbf: bytes | Path, limit: int | None) -> bytes:
+    """Header plus at most ``limit`` bytes of records (all of them when None)."""
+    if isinstance(dbf, (bytes, bytearray, memoryview)):
+        return bytes(dbf)
+    path = Path(dbf)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(32)
+            if len(head) < 32:
+                return head
+            header_len = struct.unpack_from("<H", head, 8)[0]
+            rest = fh.read(max(header_len - 32, 0) + (limit if limit is not None else -1) if limit else -1)
+            return head + rest
+    except OSError as exc:
+        raise EncodingError(
+            f"无法读取 DBF 文件：{path.name}",
+            f"cannot read the DBF file: {path.name} ({exc.strerror or exc})",
+        ) from exc
+
+
+def _not_dbf(reason_en: str) -> EncodingError:
+    return EncodingError("文件不是有效的 DBF 属性表", f"not a valid DBF attribute table: {reason_en}")
+
+
+def _parse_header(data: bytes) -> _Dbf:
+    if len(data) < 33:
+        raise _not_dbf("file shorter than a DBF header")
+    n_records, header_len, record_len = struct.unpack_from("<IHH", data, 4)
+    if header_len < 33 or record_len < 1:
+        raise _not_dbf("header or record length is zero")
+    fields: list[_DbfField] = []
+    offset = 1  # byte 0 of each record is the deletion flag
+    pos = 32
+    end = min(header_len, len(data))
+    while pos + 32 <= end and data[pos] != _DBF_TERMINATOR:
+        desc = data[pos : pos + 32]
+        name_raw = desc[:11].split(b"\x00", 1)[0].rstrip(b" ")
+        ftype = chr(desc[11]).upper()
+        # Like shapelib: numeric fields use byte 16 only, others may use byte 17 as high byte.
+        length = desc[16] if ftype in ("N", "F") else desc[16] + 256 * desc[17]
+        fields.append(_DbfField(name_raw=name_raw, type=ftype, offset=offset, length=length))
+        offset += length
+        pos += 32
+    if not fields:
+        raise _not_dbf("no field descriptors")
+    return _Dbf(
+        ldid=data[29],
+        n_records=n_records,
+        header_len=header_len,
+        record_len=record_len,
+        fields=tuple(fields),
+    )
+
+
+def _iter_text_values(data: bytes, dbf: _Dbf) -> Iterable[bytes]:
+    """Raw bytes of the non-empty character-field values of the sampled, non-deleted records."""
+    text_fields = [f for f in dbf.fields if f.type == "C" and f.length > 0]
+    if not text_fields:
+        return
+    max_records = max(SAMPLE_BYTES // dbf.record_len, 1)
+    n = min(dbf.n_records, max_records, max((len(data) - dbf.header_len) // dbf.record_len, 0))
+    for i in range(n):
+        start = dbf.header_len + i * dbf.record_len
+        if data[start] == 0x2A:  # "*": deleted record
+            continue
+        for f in text_fields:
+            value = data[start + f.offset : start + f.offset + f.length].rstrip(b" \x00")
+            if value:
+                yield value
+
+
+# --------------------------------------------------------------------------- decoding evidence
+
+
+def _decode(value: bytes, encoding: str) -> str | None:
+    """Strictly decode ``value``; an incomplete multi-byte sequence at the very end
+    (text cut at the field width) is dropped.  None when the bytes are invalid."""
+    try:
+        return value.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if exc.end == len(value) and exc.start >= len(value) - 3 and "end of data" in exc.reason:
+            try:
+                return value[: exc.start].decode(encoding)
+            except UnicodeDecodeError:
+                return None
+        # Some codecs report a truncated tail as an illegal sequence: retry without it.
+        for cut in (1, 2, 3):
+            if exc.start >= len(value) - cut:
+                try:
+                    return value[: len(value) - cut].decode(encoding)
+                except UnicodeDecodeError:
+                    continue
+        return None
+
+
+def _decode_all(values: list[bytes], encoding: str) -> list[str] | None:
+    out: list[str] = []
+    for v in values:
+        text = _decode(v, encoding)
+        if text is None:
+            return None
+        out.append(text)
+    return out
+
+
+def _is_cjk(ch: str) -> bool:
+    """Han ideographs, CJK symbols and punctuation, full-width forms."""
+    cp = ord(ch)
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x20000 <= cp <= 0x3FFFF
+        or 0x3000 <= cp <= 0x303F
+        or 0xFF00 <= cp <= 0xFFEF
+    )
+
+
+def _is_neutral(ch: str) -> bool:
+    """Symbols common in Chinese text in any encoding (·, °, ×, —, “”, ①, Ⅱ, ㎡, ★ ...)."""
+    cp = ord(ch)
+    return (
+        0x00A0 <= cp <= 0x00BF
+        or cp in (0x00D7, 0x00F7)
+        or 0x2000 <= cp <= 0x2BFF
+        or 0x3200 <= cp <= 0x33FF
+        or 0xFE30 <= cp <= 0xFE4F
+    )
+
+
+def _is_common_han(ch: str, encoding: str) -> bool:
+    """CJK character that the encoding's main character set holds.
+
+    For GB18030 that is GB2312 (rows 0xB0-0xF7 for hanzi): Big5 bytes decoded as
+    GBK give mostly kana, Cyrillic, private-use or GBK-extension characters.
+    """
+    if not _is_cjk(ch):
+        return False
+    if 0x3000 <= ord(ch) <= 0x303F or 0xFF00 <= ord(ch) <= 0xFFEF:
+        return True
+    try:
+        raw = ch.encode("gb2312" if encoding == "gb18030" else encoding)
+    except UnicodeEncodeError:
+        return False
+    return encoding != "gb18030" or raw[0] >= 0xB0
+
+
+def _fit_share(texts: list[str], encoding: str) -> float:
+    """Share of non-ASCII, non-symbol characters that are common CJK for ``encoding``."""
+    total = good = 0
+    for text in texts:
+        for ch in text:
+            if ord(ch) < 0x80 or _is_neutral(ch):
+                continue
+            total += 1
+            if _is_common_han(ch, encoding):
+                good += 1
+    return good / total if total else 1.0
+
+
+def _implausible_share(texts: list[str]) -> float:
+    """Share of non-ASCII characters that real text hardly contains (controls, lone
+    combining marks, private use, Hebrew/Arabic blocks): typical of GBK bytes that
+    happen to be valid UTF-8."""
+    total = bad = 0
+    for text in texts:
+        for ch in text:
+            cp = ord(ch)
+            if cp < 0x80:
+                continue
+            total += 1
+            cat = unicodedata.category(ch)
+            if cat in {"Mn", "Me", "Cc", "Cf", "Co", "Cn", "Cs"} or 0x0590 <= cp <= 0x07FF:
+                bad += 1
+    return bad / total if total else 0.0
+
+
+def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = "") -> EncodingGuess:
+    if all(v.isascii() for v in values):
+        return EncodingGuess(
+            "utf-8",
+            "content",
+            f"{prefix_zh}属性表文字全部为 ASCII 字符，编码不影响读取",
+            f"{prefix_en}all attribute text is ASCII, so the encoding does not matter",
+        )
+    utf8 = _decode_all(values, "utf-8")
+    gb = _decode_all(values, "gb18030")
+    gb_fits = gb is not None and _fit_share(gb, "gb18030") >= FIT_SHARE
+    if utf8 is not None and not (gb_fits and _implausible_share(utf8) > 0.2):
+        return EncodingGuess(
+            "utf-8",
+            "content",
+            f"{prefix_zh}属性表文字是有效的 UTF-8 多字节编码，按 UTF-8 读取",
+            f"{prefix_en}the attribute text is valid multi-byte UTF-8: reading it as UTF-8",
+        )
+    if gb is not None and gb_fits:
+        return EncodingGuess(
+            "gb18030",
+            "content",
+            f"{prefix_zh}属性表文字按 GBK/GB18030 解码为常用汉字，按 GB18030 读取",
+            f"{prefix_en}the attribute text decodes as GBK/GB18030 into common Chinese characters: "
+            "reading it as GB18030",
+        )
+    big5 = _decode_all(values, "big5")
+    if big5 is not None and _fit_share(big5, "big5") >= FIT_SHARE:
+        return EncodingGuess(
+            "big5",
+            "content",
+            f"{prefix_zh}属性表文字按 Big5 解码为繁体汉字，按 Big5 读取",
+            f"{prefix_en}the attribute text decodes as Big5 into traditional Chinese characters: "
+            "reading it as Big5",
+        )
+    raise EncodingError(
+        f"{prefix_zh}无法识别 DBF 编码，请用 --encoding 指定（如 GBK 或 UTF-8）",
+        f"{prefix_en}cannot tell the DBF text encoding, pass --encoding (e.g. GBK or UTF-8)",
+        code="encoding_needed",
+    )
+
+
+def _evidence(dbf: bytes | Path) -> tuple[_Dbf, list[bytes]]:
+    data = _read_dbf_bytes(dbf, SAMPLE_BYTES)
+    header = _parse_header(data)
+    values = [f.name_raw for f in header.fields if f.name_raw]
+    values.extend(_iter_text_values(data, header))
+    return header, values
+
+
+def detect_dbf_encoding(
+    dbf: bytes | Path, cpg: str | None = None, override: str | None = None
+) -> EncodingGuess:
+    """Decide the text encoding of a shapefile's DBF.
+
+    Order: ``override`` -> ``.cpg`` text -> LDID byte (header offset 29; only
+    0x4D and 0x7A, code page 936, are trusted) -> evidence in the raw bytes of
+    the field names and character fields (at most ``SAMPLE_BYTES`` of records):
+
+    * all ASCII: ``"utf-8"`` (any ASCII-compatible encoding reads the same);
+    * strict UTF-8 with multi-byte sequences: ``"utf-8"``;
+    * GB18030 decoding into mostly common hanzi/CJK punctuation: ``"gb18030"``;
+    * Big5 decoding into mostly Big5 hanzi: ``"big5"``.
+
+    A ``.cpg`` or LDID whose encoding cannot decode the bytes is not trusted
+    (e.g. a ``.cpg`` saying UTF-8 over GBK text); the note says so.
+
+    Parameters
+    ----------
+    dbf : bytes or Path
+        Content of, or path to, the ``.dbf`` file.
+    cpg : str, optional
+        Text of the ``.cpg`` file (``"UTF-8"``, ``"GBK"``, ``"936"``, ``"ANSI 936"`` ...).
+    override : str, optional
+        Encoding chosen by the user (``--encoding``); wins over everything.
+
+    Returns
+    -------
+    EncodingGuess
+
+    Raises
+    ------
+    EncodingError
+        Unknown override, not a DBF, or no encoding fits the bytes.
+    """
+    if override is not None and override.strip():
+        enc = normalize_encoding(override)
+        return EncodingGuess(
+            enc,
+            "override",
+            f"按用户指定的编码 {override.strip()} 读取",
+            f"reading with the encoding given by the user: {override.strip()}",
+        )
+    header, values = _evidence(dbf)
+    prefix_zh = prefix_en = ""
+
+    cpg_text = (cpg or "").strip().lstrip("\ufeff").strip()
+    if cpg_text:
+        try:
+            enc: str | None = normalize_encoding(cpg_text)
+        except EncodingError:
+            enc = None
+            prefix_zh = f".cpg 文件中的编码“{cpg_text}”无法识别；"
+            prefix_en = f"the .cpg names an unknown encoding '{cpg_text}'; "
+        if enc is not None:
+            if _decode_all(values, enc) is not None:
+                return EncodingGuess(
+                    enc,
+                    "cpg",
+                    f"按 .cpg 文件声明的编码 {cpg_text} 读取",
+                    f"reading with the encoding declared in the .cpg file: {cpg_text}",
+                )
+            prefix_zh = f".cpg 文件声明为 {cpg_text}，但属性表字节不是有效的 {cpg_text} 文本，未采用；"
+            prefix_en = f"the .cpg says {cpg_text} but the attribute bytes are not valid {cpg_text}, so it is ignored; "
+
+    if header.ldid in _LDID_GBK:
+        if _decode_all(values, "gb18030") is not None:
+            return EncodingGuess(
+                "gb18030",
+                "ldid",
+                f"{prefix_zh}DBF 语言驱动标识 0x{header.ldid:02X} 表示 GBK(代码页 936)，按 GB18030 读取",
+                f"{prefix_en}the DBF language driver id 0x{header.ldid:02X} means GBK (code page 936): "
+                "reading as GB18030",
+            )
+        prefix_zh += f"DBF 语言驱动标识 0x{header.ldid:02X} 表示 GBK，但字节不是有效的 GBK 文本；"
+        prefix_en += f"the DBF language driver id 0x{header.ldid:02X} says GBK but the bytes are not valid GBK; "
+    return _content_guess(values, prefix_zh, prefix_en)
+
+
+def decode_dbf_field_names(dbf: bytes | Path, encoding: str) -> list[str]:
+    """Field names of a DBF decoded with ``encoding``.
+
+    Names hold at most 10 bytes: 5 Chinese characters in GBK, 3 in UTF-8.  A
+    multi-byte character cut at the 10-byte limit is dropped.
+
+    Parameters
+    ----------
+    dbf : bytes or Path
+        Content of, or path to, the ``.dbf`` file.
+    encoding : str
+        Encoding name (normalised by :func:`normalize_encoding`).
+
+    Returns
+    -------
+    list of str
+        Names in field order.
+
+    Raises
+    ------
+    EncodingError
+        Not a DBF, or a name is not valid in ``encoding``.
+    """
+    enc = normalize_encoding(encoding)
+    data = _read_dbf_bytes(dbf, 0)
+    header = _parse_header(data)
+    names: list[str] = []
+    for f in header.fields:
+        name = _decode(f.name_raw, enc)
+        if name is None:
+            raise EncodingError(
+                f"字段名不是有效的 {encoding} 文本：{f.name_raw!r}",
+                f"a field name is not valid {encoding} text: {f.name_raw!r}",
+                details={"field": f.name_raw.hex()},
+            )
+        names.append(name)
+    return names
+
+
+# --------------------------------------------------------------------------- zip names
+
+_ZIP_UTF8_FLAG = 0x800
+_ZIP_UNICODE_PATH_EXTRA = 0x7075
+
+
+def _unicode_path_extra(extra: bytes, raw_name: bytes) -> str | None:
+    """UTF-8 name from an Info-ZIP Unicode Path extra field, if present and current."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, pos)
+        body = extra[pos + 4 : pos + 4 + size]
+        pos += 4 + size
+        if tag != _ZIP_UNICODE_PATH_EXTRA or len(body) < 5 or body[0] != 1:
+            continue
+        crc = struct.unpack_from("<I", body, 1)[0]
+        if crc != zlib.crc32(raw_name):
+            continue
+        try:
+            return body[5:].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def zip_member_name(info: zipfile.ZipInfo) -> str:
+    """Real name of a zip entry.
+
+    With the UTF-8 flag (bit 0x800) the name is already right.  Without it,
+    Python decoded the raw bytes as CP437; they are re-encoded and decoded as
+    UTF-8 (Info-ZIP Unicode Path field first, then the name itself) if valid,
+    else as GB18030 (Chinese Windows zip tools), else kept as is.
+
+    Parameters
+    ----------
+    info : zipfile.ZipInfo
+        Entry from ``ZipFile.infolist()``.
+
+    Returns
+    -------
+    str
+        The entry name, e.g. ``"违建图斑/违建.shp"``.
+    """
+    name = info.filename
+    if info.flag_bits & _ZIP_UTF8_FLAG:
+        return name
+    try:
+        raw = name.encode("cp437")
+    except UnicodeEncodeError:
+        return name  # decoded with another metadata encoding already
+    from_extra = _unicode_path_extra(info.extra or b"", raw)
+    if from_extra is not None:
+        return from_extra
+    if raw.isascii():
+        return name
+    for enc in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return name
+
+
+# --------------------------------------------------------------------------- mojibake
+
+# Characters cp1252 puts in 0x80-0x9F, seen when UTF-8 or GBK bytes are decoded as cp1252.
+_CP1252_EXTRA = frozenset("€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ")
+
+
+def looks_like_mojibake(text: str) -> bool:
+    """True for GBK or UTF-8 text wrongly decoded as Latin-1/cp1252.
+
+    Examples: ``"µØÖ·"`` (地址 as GBK), ``"Ã¥Â°"`` (UTF-8).  Such text is made
+    of characters U+0080-U+00FF (or cp1252 punctuation) in runs, with symbols
+    like ``µ·¥°`` among them, and no CJK.  Ordinary accented words
+    (``"Café"``, ``"Größe"``) and Chinese or ASCII text give False.
+
+    Parameters
+    ----------
+    text : str
+        A decoded string (field name or value).
+
+    Returns
+    -------
+    bool
+    """
+    if not text:
+        return False
+    high = 0
+    symbols = 0
+    letters = 0
+    run = longest_run = 0
+    for ch in text:
+        cp = ord(ch)
+        if _is_cjk(ch) or 0x3040 <= cp <= 0x30FF or 0xAC00 <= cp <= 0xD7AF:
+            return False
+        is_high = 0x80 <= cp <= 0xFF or ch in _CP1252_EXTRA
+        if is_high:
+            high += 1
+            letters += 1
+            run += 1
+            longest_run = max(longest_run, run)
+            if cp <= 0xBF or cp in (0xD7, 0xF7) or ch in _CP1252_EXTRA:
+                symbols += 1
+        else:
+            run = 0
+            if ch.isalpha():
+                letters += 1
+    if high < 2 or letters == 0:
+        return False
+    share = high / letters
+    return share >= 0.5 and longest_run >= 2 and (symbols >= 1 or longest_run >= 3)

@@ -1,0 +1,293 @@
+"""Import of real survey files: encodings, CRSs, zips, re-imports, rejects, dry runs."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pyproj
+import pytest
+import shapely
+
+from geo.errors import CRSError, InputError
+from geo.importer import import_file, prepare_import
+from geo.store import UNASSIGNED, open_store
+from geo.tally import tally
+from tests.conftest import COMM_A, GbkZipInfo, COMM_B, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp, zip_shp
+
+
+def sites(n_extra: int = 0) -> gpd.GeoDataFrame:
+    xy = [
+        (X0 + 50, Y0 - 50),  # inside cell A001
+        (X0 + 150, Y0 - 150),  # inside A005
+        (X0 + 100, Y0 - 50),  # on the edge A001|A002
+        (X0 + 100, Y0 - 200),  # on the vertex A004|A005|B001|B002
+        (X0 - 500, Y0 + 500),  # outside the grid
+    ]
+    xy += [(X0 + 10 + i, Y0 - 250) for i in range(n_extra)]
+    n = len(xy)
+    return points_frame(
+        xy,
+        案件编号=[f"WJ-{i:03d}" for i in range(n)],
+        违建地址=[f"弋江街道测试路{i}号" for i in range(n)],
+        违建面积=["12.5㎡", "1,250", "30", "", "8"] + ["5"] * n_extra,
+        当前状态=["已拆除", "已登记", "已拆除", "已下发通知", "已拆除"] + ["已登记"] * n_extra,
+        违建位置=["地面", "楼顶", "平台", "楼顶", "地面"] + ["地面"] * n_extra,
+        发现时间=["2022-01-05", "2022/3/1", "2022年4月2日", "20220510", "2022-02-01"] + ["2022-01-01"] * n_extra,
+        拆除时间=["2022-06-01", "", "2022-05-31", "", "2022-03-01"] + [""] * n_extra,
+    )
+
+
+def test_grid_gbk_without_cpg(gridded_store):
+    attrs = gridded_store.read_attributes(__import__("layers").get("grid"))
+    assert sorted(attrs["community"].unique()) == ["赭山社区", "镜湖社区"]
+    assert sorted(attrs["code"])[0] == f"{COMM_A}001"
+    assert gridded_store.srs_epsg() == EPSG_GK
+    batch = gridded_store.batches()[0]
+    assert batch.encoding == "gb18030"
+    assert batch.added == 9
+
+
+def test_points_assigned_once_and_unassigned_kept(gridded_store, tmp_path):
+    shp = write_shp(sites(), tmp_path / "s" / "违建.shp")
+    report = import_file(gridded_store, "demolition", shp)
+    assert report.added == 5 and not report.rejected
+    assert report.unassigned == 1
+    attrs = gridded_store.read_attributes(__import__("layers").get("demolition"))
+    unit = dict(zip(attrs["case_id"], attrs["gw_unit"], strict=True))
+    assert unit["WJ-000"] == f"{COMM_A}001"
+    assert unit["WJ-001"] == f"{COMM_A}005"
+    assert unit["WJ-002"] == f"{COMM_A}001"  # edge: smaller code
+    assert unit["WJ-003"] == f"{COMM_A}004"  # vertex of four cells: smallest code
+    assert unit["WJ-004"] == UNASSIGNED
+    t = tally(gridded_store, "grid", ["demolition"])
+    assert t["demolition_total"].sum() == 5
+    assert t.set_index("code").loc[UNASSIGNED, "demolition_total"] == 1
+    # numbers like "12.5㎡" and "1,250" parsed
+    area = dict(zip(attrs["case_id"], attrs["area_m2"], strict=True))
+    assert area["WJ-000"] == 12.5 and area["WJ-001"] == 1250.0
+
+
+def test_rollups_by_code_prefix(gridded_store, tmp_path):
+    import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "违建.shp"))
+    comm = tally(gridded_store, "community", ["demolition"]).set_index("code")
+    assert comm.loc[COMM_A, "demolition_total"] == 4
+    assert comm.loc[COMM_A, "name"] == "赭山社区"
+    assert comm.loc[COMM_A, "demolition_completed"] == 2
+    assert comm.loc[COMM_A, "demolition_rate"] == pytest.approx(0.5)
+    assert comm.loc[COMM_A, "demolition_area_completed_m2"] == pytest.approx(42.5)
+    assert comm.loc[COMM_B, "demolition_total"] == 0
+    street = tally(gridded_store, "street", ["demolition"]).set_index("code")
+    assert street.loc["340291001", "demolition_total"] == 4
+    district = tally(gridded_store, "district", ["demolition"]).set_index("code")
+    assert list(district.index) == ["340291", UNASSIGNED]
+
+
+def test_as_of_dates(gridded_store, tmp_path):
+    import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "违建.shp"))
+    may = tally(gridded_store, "grid", ["demolition"], as_of="2022-05-31").set_index("code")
+    june = tally(gridded_store, "grid", ["demolition"], as_of="2022-06-01").set_index("code")
+    # WJ-000 demolished on 2022-06-01: pending in May, done in June
+    assert may.loc[f"{COMM_A}001", "demolition_completed"] == 1  # only WJ-002 (2022-05-31)
+    assert june.loc[f"{COMM_A}001", "demolition_completed"] == 2
+    # WJ-003 found 2022-05-10: absent in April
+    april = tally(gridded_store, "grid", ["demolition"], as_of="2022-04-30").set_index("code")
+    assert april.loc[f"{COMM_A}004", "demolition_total"] == 0
+    assert may.loc[f"{COMM_A}004", "demolition_total"] == 1
+
+
+def test_reimport_identical_and_updated(gridded_store, tmp_path):
+    shp = write_shp(sites(), tmp_path / "s" / "违建.shp")
+    first = import_file(gridded_store, "demolition", shp)
+    again = import_file(gridded_store, "demolition", shp)
+    assert again.status == "duplicate" and again.duplicate_of == first.batch_id
+    assert len(gridded_store.batches("demolition")) == 1
+    changed = sites()
+    changed.loc[1, "当前状态"] = "已拆除"
+    changed.loc[1, "拆除时间"] = "2022-07-01"
+    shp2 = write_shp(changed, tmp_path / "s2" / "违建.shp")
+    second = import_file(gridded_store, "demolition", shp2)
+    assert (second.added, second.updated, second.unchanged) == (0, 1, 4)
+    t = tally(gridded_store, "grid", ["demolition"])
+    assert t["demolition_total"].sum() == 5
+    assert t["demolition_completed"].sum() == 4
+
+
+def test_missing_prj_inferred_prefixed_zone(store, tmp_path):
+    g = grid_frame().to_crs(4527)  # CGCS2000 3-degree GK zone 39, zone prefix in the easting
+    shp = write_shp(g, tmp_path / "g" / "grid.shp", prj=False)
+    report = import_file(store, "grid", shp)
+    assert report.crs_source == "inferred"
+    assert "4527" in (report.crs or "")
+    assert any("推断" in zh for zh, _ in report.warnings)
+    assert store.srs_epsg() == EPSG_GK  # stored in the zone fitting the data
+
+
+def test_missing_prj_unprefixed_needs_grid(gridded_store, tmp_path):
+    shp = write_shp(sites(), tmp_path / "s" / "违建.shp", prj=False)
+    with open_store(tmp_path / "empty") as empty, pytest.raises(CRSError):
+        import_file(empty, "demolition", shp)  # empty store: central meridian unknown
+    report = import_file(gridded_store, "demolition", shp)  # grid tells the central meridian
+    assert report.crs_source == "inferred" and "4548" in (report.crs or "")
+    assert report.added == 5
+
+
+def test_crs_override_and_geographic(gridded_store, tmp_path):
+    g = sites().to_crs(4490)
+    shp = write_shp(g, tmp_path / "s" / "违建.shp", prj=False)
+    report = import_file(gridded_store, "demolition", shp, crs="EPSG:4490")
+    assert report.crs_source == "override"
+    attrs = gridded_store.read_attributes(__import__("layers").get("demolition"))
+    assert dict(zip(attrs["case_id"], attrs["gw_unit"], strict=True))["WJ-001"] == f"{COMM_A}005"
+
+
+def test_nested_zip_with_subfolder_and_gbk_names(gridded_store, tmp_path):
+    shp = write_shp(sites(), tmp_path / "s" / "违法建设台账.shp")
+    inner = zip_shp(shp, tmp_path / "内层.zip", folder="2022年/三月/")
+    outer = tmp_path / "上报.zip"
+    with zipfile.ZipFile(outer, "w") as zf:
+        info = GbkZipInfo("资料/内层.zip")
+        zf.writestr(info, inner.read_bytes())
+    report = import_file(gridded_store, "demolition", outer)
+    assert report.added == 5
+    assert report.dataset and report.dataset.endswith("违法建设台账.shp")
+
+
+def test_zip_with_several_layers_picks_by_fields(gridded_store, tmp_path):
+    shp1 = write_shp(sites(), tmp_path / "a" / "违建.shp")
+    parking = points_frame([(X0 + 20, Y0 - 20)], 编号=["P1"], 名称=["停车点"], 泊位数=["20"], 状态=["已施划"])
+    shp2 = write_shp(parking, tmp_path / "a" / "停放点.shp")
+    z = tmp_path / "all.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for shp in (shp1, shp2):
+            for part in shp.parent.glob(shp.stem + ".*"):
+                zf.write(part, f"图层/{part.name}")
+    assert import_file(gridded_store, "parking", z).added == 1
+    assert import_file(gridded_store, "demolition", z).added == 5
+
+
+def test_rejected_rows_reported(gridded_store, tmp_path):
+    g = sites()
+    g.loc[0, "违建面积"] = "三十"
+    g.loc[1, "当前状态"] = "不知道"
+    g.loc[2, "发现时间"] = "2022-13-45"
+    g.loc[3, "案件编号"] = "WJ-004"  # duplicate id of row 5
+    report = import_file(gridded_store, "demolition", write_shp(g, tmp_path / "s" / "w.shp"))
+    rows = {r.row: r for r in report.rejected}
+    assert sorted(rows) == [1, 2, 3, 5]
+    assert "不是数字" in rows[1].reason_zh and "not a number" in rows[1].reason_en
+    assert "状态" in rows[2].reason_zh
+    assert report.added == 1
+    assert gridded_store.batch(report.batch_id).rejected == 4
+
+
+def test_wrong_layer_and_wrong_geometry(gridded_store, tmp_path):
+    with pytest.raises(InputError) as err:
+        import_file(gridded_store, "parking", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+    assert err.value.code in ("wrong_layer", "wrong_geometry_type")
+    lines = gpd.GeoDataFrame({"编号": ["L1"]}, geometry=[shapely.LineString([(X0, Y0), (X0 + 10, Y0)])], crs=EPSG_GK)
+    with pytest.raises(InputError) as err2:
+        import_file(gridded_store, "parking", write_shp(lines, tmp_path / "l" / "l.shp"))
+    assert err2.value.code == "wrong_geometry_type"
+    assert gridded_store.batches("parking") == []
+
+
+def test_dry_run_writes_nothing(gridded_store, tmp_path):
+    rev = gridded_store.revision()
+    report = import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"), dry_run=True)
+    assert report.dry_run and report.status == "preview" and report.rows_read == 5
+    assert gridded_store.revision() == rev
+    assert gridded_store.batches("demolition") == []
+
+
+def test_csv_gcj02(gridded_store, tmp_path):
+    from geo.crs import wgs84_to_gcj02
+
+    t = pyproj.Transformer.from_crs(EPSG_GK, 4490, always_xy=True)
+    lon, lat = t.transform(X0 + 150, Y0 - 150)
+    glon, glat = wgs84_to_gcj02(np.array([lon]), np.array([lat]))
+    path = tmp_path / "points.csv"
+    with open(path, "w", encoding="gb18030", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["编号", "名称", "经度", "纬度", "泊位数", "状态"])
+        w.writerow(["P-1", "高德取点", f"{glon[0]:.8f}", f"{glat[0]:.8f}", "12", "已建成"])
+    report = import_file(gridded_store, "parking", path, crs="gcj02")
+    assert report.added == 1
+    attrs = gridded_store.read_attributes(__import__("layers").get("parking"))
+    assert attrs["gw_unit"].iloc[0] == f"{COMM_A}005"
+    # without the GCJ-02 correction the point lands hundreds of metres away
+    report2 = prepare_import(gridded_store, "parking", path, crs="EPSG:4490").report
+    assert report2.unassigned == 1
+
+
+def test_invalid_polygon_repaired_and_z_dropped(gridded_store, tmp_path):
+    bow = shapely.Polygon([(X0 + 10, Y0 - 10), (X0 + 60, Y0 - 60), (X0 + 60, Y0 - 10), (X0 + 10, Y0 - 60)])
+    z = shapely.Polygon([(X0 + 110, Y0 - 10, 5), (X0 + 150, Y0 - 10, 5), (X0 + 150, Y0 - 50, 5)])
+    g = gpd.GeoDataFrame({"案件编号": ["P1", "P2"], "当前状态": ["已登记", "已登记"]}, geometry=[bow, z], crs=EPSG_GK)
+    report = import_file(gridded_store, "demolition", write_shp(g, tmp_path / "p" / "p.shp"))
+    assert report.repaired == 1 and report.added == 2
+    assert report.z_dropped == 2  # one Z ring makes the whole shapefile PolygonZ
+    assert report.areas_from_geometry == 2
+
+
+def test_far_outside_is_rejected(gridded_store, tmp_path):
+    g = sites()
+    g.loc[4, "geometry"] = shapely.Point(X0 + 90_000, Y0)
+    report = import_file(gridded_store, "demolition", write_shp(g, tmp_path / "s" / "w.shp"))
+    assert [r.row for r in report.rejected] == [5]
+    assert "公里" in report.rejected[0].reason_zh
+
+
+def test_empty_and_garbage_files(gridded_store, tmp_path):
+    empty = tmp_path / "e.zip"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError):
+        import_file(gridded_store, "demolition", empty)
+    junk = tmp_path / "j.zip"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(InputError):
+        import_file(gridded_store, "demolition", junk)
+    txt = tmp_path / "a.doc"
+    txt.write_text("hello")
+    with pytest.raises(InputError):
+        import_file(gridded_store, "demolition", txt)
+    with pytest.raises(InputError):
+        import_file(gridded_store, "nosuchlayer", txt)
+
+
+def test_store_is_a_geopackage_gdal_reads(gridded_store, tmp_path):
+    import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"))
+    path = gridded_store.location
+    names = [row[0] for row in pyogrio.list_layers(path)]
+    assert {"grid", "demolition", "gw_batches"} <= set(names)
+    g = pyogrio.read_dataframe(path, layer="grid")
+    assert g.crs.to_epsg() == EPSG_GK
+    assert len(g) == 9 and set(g["community"]) == {"赭山社区", "镜湖社区"}
+    assert shapely.equals(g.geometry.values[0], grid_frame().geometry.values[0])
+    d = pyogrio.read_dataframe(path, layer="demolition")
+    assert len(d) == 5 and "WJ-000" in set(d["case_id"])
+
+
+def test_targets_progress(gridded_store, tmp_path):
+    import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"))
+    from geo.batches import load_targets
+
+    path = tmp_path / "targets.csv"
+    pd.DataFrame(
+        {"编码": [COMM_A, "340291001", "999"], "图层": ["demolition", "违法建设", "demolition"],
+         "指标": ["completed", "area_completed_m2", "completed"], "目标": ["4", "100", "1"]}
+    ).to_csv(path, index=False, encoding="utf-8-sig")
+    report = load_targets(gridded_store, path)
+    assert report.added == 2 and [r.row for r in report.rejected] == [3]
+    comm = tally(gridded_store, "community", ["demolition"]).set_index("code")
+    assert comm.loc[COMM_A, "demolition_completed_target"] == 4
+    assert comm.loc[COMM_A, "demolition_completed_progress"] == pytest.approx(0.5)
+    street = tally(gridded_store, "street", ["demolition"]).set_index("code")
+    assert street.loc["340291001", "demolition_area_completed_m2_progress"] == pytest.approx(0.425)
+
+
