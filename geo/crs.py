@@ -228,8 +228,8 @@ def parse_crs(value: str) -> CRSChoice:
         except ProjCRSError as exc:
             last_error = exc
             continue
-        resolved, code = _resolve_epsg(crs)
-        return _choice(resolved, code)
+        resolved, resolved_code = _resolve_epsg(crs)
+        return _choice(resolved, resolved_code)
     raise CRSError(
         f"无法识别的坐标系：{text[:80]}。请使用 EPSG 代码（如 EPSG:4548）、cgcs2000、wgs84、gcj02、"
         "ESRI 名称（如 CGCS2000_3_Degree_GK_CM_117E）或 WKT/PROJ 字符串",
@@ -440,7 +440,9 @@ def _guess(epsg: int, reason_zh: str, reason_en: str) -> CRSGuess:
 _PREFIX_ZH = "无 .prj 文件，按坐标量级推断为"
 _PREFIX_EN = "no .prj: inferred from coordinate magnitudes as"
 _DATUM_ZH = "基准无法从数值判断，按 CGCS2000 处理；如为西安80/北京54 请用 --crs 指定"
-_DATUM_EN = "the datum cannot be told from numbers and is taken as CGCS2000; pass --crs for Xi'an 80/Beijing 54"
+_DATUM_EN = (
+    "the datum cannot be told from numbers and is taken as CGCS2000; pass --crs for Xi'an 80/Beijing 54"
+)
 
 
 def _try_geographic(s: _Stats) -> CRSGuess | None:
@@ -508,7 +510,7 @@ def _try_gk3_unprefixed(s: _Stats, hint_lon: float | None) -> CRSGuess | None:
 
 
 def _try_mercator_or_gk6(s: _Stats, hint_lon: float | None) -> CRSGuess | None:
-    if not (8e6 <= s.x_lo and s.x_hi < 2.4e7 and s.y_lo > 0):
+    if not (s.x_lo >= 8e6 and s.x_hi < 2.4e7 and s.y_lo > 0):
         return None
     # Each candidate: (epsg, label_zh, label_en, lon, lat)
     candidates: list[tuple[int, str, str, float, float]] = []
@@ -525,7 +527,13 @@ def _try_mercator_or_gk6(s: _Stats, hint_lon: float | None) -> CRSGuess | None:
         epsg6 = 4491 + (zone_lo - 13)
         lon6, lat6 = _lonlat(epsg6, s.x_med, s.y_med)
         candidates.append(
-            (epsg6, f"CGCS2000 6度带第{zone_lo}带", f"CGCS2000 6-degree Gauss-Kruger zone {zone_lo}", lon6, lat6)
+            (
+                epsg6,
+                f"CGCS2000 6度带第{zone_lo}带",
+                f"CGCS2000 6-degree Gauss-Kruger zone {zone_lo}",
+                lon6,
+                lat6,
+            )
         )
     if not candidates:
         return None

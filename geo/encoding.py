@@ -21,8 +21,9 @@ import struct
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,8 @@ EncodingSource = Literal["override", "cpg", "ldid", "content"]
 SAMPLE_BYTES = 2 * 1024 * 1024
 #: Share of "expected" characters a decoding needs to count as fitting.
 FIT_SHARE = 0.8
+#: At most this many non-ASCII characters are examined when scoring a decoding.
+MAX_CHARS_EXAMINED = 200_000
 
 # LDID values GDAL maps to code page 936 (GBK).  Other values (0x00 none,
 # 0x57 ANSI 1252, 0x01/0x03 DOS/Windows Latin ...) say nothing reliable about
@@ -65,17 +68,20 @@ _CODEPAGES: dict[str, str] = {
     "euc-cn": "gb18030",
     "euccn": "gb18030",
     "gb18030": "gb18030",
+    "gb-18030": "gb18030",
     "54936": "gb18030",
     "big5": "big5",
     "950": "big5",
     "cp950": "big5",
     "1252": "cp1252",
-    "88591": "latin-1",
-    "8859-1": "latin-1",
-    "8859_1": "latin-1",
-    "iso-8859-1": "latin-1",
-    "iso8859-1": "latin-1",
-    "latin1": "latin-1",
+    "88591": "iso-8859-1",
+    "8859-1": "iso-8859-1",
+    "8859_1": "iso-8859-1",
+    "iso-8859-1": "iso-8859-1",
+    "iso8859-1": "iso-8859-1",
+    "iso88591": "iso-8859-1",
+    "latin1": "iso-8859-1",
+    "latin-1": "iso-8859-1",
 }
 
 _DBF_TERMINATOR = 0x0D
@@ -157,6 +163,8 @@ def normalize_encoding(name: str) -> str:
     canonical = info.name
     if canonical in {"gbk", "gb2312", "cp936"}:
         return "gb18030"
+    if canonical == "iso8859-1":
+        return "iso-8859-1"
     return canonical
 
 
@@ -174,8 +182,9 @@ def _read_dbf_bytes(dbf: bytes | Path, limit: int | None) -> bytes:
             if len(head) < 32:
                 return head
             header_len = struct.unpack_from("<H", head, 8)[0]
-            rest = fh.read(max(header_len - 32, 0) + (limit if limit is not None else -1) if limit else -1)
-            return head + rest
+            if limit is None:
+                return head + fh.read()
+            return head + fh.read(max(header_len - 32, 0) + limit)
     except OSError as exc:
         raise EncodingError(
             f"无法读取 DBF 文件：{path.name}",
@@ -237,24 +246,23 @@ def _iter_text_values(data: bytes, dbf: _Dbf) -> Iterable[bytes]:
 # --------------------------------------------------------------------------- decoding evidence
 
 
+_TRUNCATED_REASONS = ("unexpected end of data", "incomplete multibyte sequence")
+
+
 def _decode(value: bytes, encoding: str) -> str | None:
-    """Strictly decode ``value``; an incomplete multi-byte sequence at the very end
-    (text cut at the field width) is dropped.  None when the bytes are invalid."""
+    """Strictly decode ``value``; None when the bytes are invalid.
+
+    An incomplete multi-byte sequence at the very end (text cut at the field
+    width, e.g. a UTF-8 field name cut at 10 bytes) is dropped.
+    """
     try:
         return value.decode(encoding)
     except UnicodeDecodeError as exc:
-        if exc.end == len(value) and exc.start >= len(value) - 3 and "end of data" in exc.reason:
+        if exc.end == len(value) and exc.start >= len(value) - 3 and exc.reason in _TRUNCATED_REASONS:
             try:
                 return value[: exc.start].decode(encoding)
             except UnicodeDecodeError:
                 return None
-        # Some codecs report a truncated tail as an illegal sequence: retry without it.
-        for cut in (1, 2, 3):
-            if exc.start >= len(value) - cut:
-                try:
-                    return value[: len(value) - cut].decode(encoding)
-                except UnicodeDecodeError:
-                    continue
         return None
 
 
@@ -293,51 +301,117 @@ def _is_neutral(ch: str) -> bool:
     )
 
 
+@lru_cache(maxsize=65536)
 def _is_common_han(ch: str, encoding: str) -> bool:
-    """CJK character that the encoding's main character set holds.
+    """CJK character from the main character set of ``encoding``.
 
-    For GB18030 that is GB2312 (rows 0xB0-0xF7 for hanzi): Big5 bytes decoded as
-    GBK give mostly kana, Cyrillic, private-use or GBK-extension characters.
+    For GB18030 that is GB2312 (hanzi rows 0xB0-0xF7) plus CJK punctuation and
+    full-width forms; for Big5 the frequent hanzi 0xA440-0xC67E.  Big5 bytes
+    decoded as GBK give mostly kana, Cyrillic, private-use or GBK-extension
+    characters, and UTF-8 bytes decoded as GBK mostly rare or traditional ones.
     """
     if not _is_cjk(ch):
         return False
-    if 0x3000 <= ord(ch) <= 0x303F or 0xFF00 <= ord(ch) <= 0xFFEF:
+    cp = ord(ch)
+    if 0x3000 <= cp <= 0x303F or 0xFF00 <= cp <= 0xFFEF:
         return True
     try:
-        raw = ch.encode("gb2312" if encoding == "gb18030" else encoding)
+        if encoding == "gb18030":
+            return ch.encode("gb2312")[0] >= 0xB0
+        if encoding == "big5":
+            raw = ch.encode("big5")
+            return len(raw) == 2 and 0xA440 <= int.from_bytes(raw, "big") <= 0xC67E
+        ch.encode(encoding)
     except UnicodeEncodeError:
         return False
-    return encoding != "gb18030" or raw[0] >= 0xB0
+    return True
+
+
+def _non_ascii(texts: list[str]) -> Iterator[str]:
+    """Non-ASCII characters of ``texts``, at most ``MAX_CHARS_EXAMINED`` of them."""
+    seen = 0
+    for text in texts:
+        if text.isascii():
+            continue
+        for ch in text:
+            if ord(ch) >= 0x80:
+                yield ch
+                seen += 1
+                if seen >= MAX_CHARS_EXAMINED:
+                    return
 
 
 def _fit_share(texts: list[str], encoding: str) -> float:
     """Share of non-ASCII, non-symbol characters that are common CJK for ``encoding``."""
     total = good = 0
-    for text in texts:
-        for ch in text:
-            if ord(ch) < 0x80 or _is_neutral(ch):
-                continue
-            total += 1
-            if _is_common_han(ch, encoding):
-                good += 1
+    for ch in _non_ascii(texts):
+        if _is_neutral(ch):
+            continue
+        total += 1
+        if _is_common_han(ch, encoding):
+            good += 1
     return good / total if total else 1.0
 
 
-def _implausible_share(texts: list[str]) -> float:
-    """Share of non-ASCII characters that real text hardly contains (controls, lone
-    combining marks, private use, Hebrew/Arabic blocks): typical of GBK bytes that
-    happen to be valid UTF-8."""
-    total = bad = 0
-    for text in texts:
-        for ch in text:
-            cp = ord(ch)
-            if cp < 0x80:
-                continue
-            total += 1
-            cat = unicodedata.category(ch)
-            if cat in {"Mn", "Me", "Cc", "Cf", "Co", "Cn", "Cs"} or 0x0590 <= cp <= 0x07FF:
-                bad += 1
-    return bad / total if total else 0.0
+_IMPLAUSIBLE_CATEGORIES = frozenset({"Mn", "Me", "Cc", "Cf", "Co", "Cn", "Cs"})
+
+
+def _utf8_reads_as_text(texts: list[str]) -> bool:
+    """Whether strictly decoded UTF-8 looks like real text rather than GBK bytes
+    that happen to form valid UTF-8.
+
+    Such accidental UTF-8 gives controls, lone combining marks, private use and
+    IPA/Greek/Cyrillic/Hebrew/Arabic characters (U+0250-U+07FF), or bare
+    Latin-1 symbols (GBK 路 is UTF-8 ·).  Real text has CJK with few such
+    characters, or Latin letters (accents, pinyin tone marks) without them.
+    """
+    total = bad = cjk = latin = 0
+    for ch in _non_ascii(texts):
+        total += 1
+        cp = ord(ch)
+        if _is_cjk(ch):
+            cjk += 1
+        elif unicodedata.category(ch) in _IMPLAUSIBLE_CATEGORIES or 0x0250 <= cp <= 0x07FF:
+            bad += 1
+        elif 0x00C0 <= cp <= 0x024F and ch.isalpha():
+            latin += 1
+    if total == 0:
+        return False
+    if cjk:
+        return bad / total <= 0.2
+    return latin > 0 and bad == 0
+
+
+def _utf8_evidence(values: list[bytes]) -> list[str] | None:
+    """Decoded text when the bytes are strict multi-byte UTF-8 that reads as real text."""
+    if all(v.isascii() for v in values):
+        return None
+    texts = _decode_all(values, "utf-8")
+    if texts is None or not _utf8_reads_as_text(texts):
+        return None
+    return texts
+
+
+def _mostly_mojibake(texts: list[str]) -> bool:
+    non_ascii = [t for t in texts if not t.isascii()][:1000]
+    if not non_ascii:
+        return False
+    return sum(looks_like_mojibake(t) for t in non_ascii) * 2 >= len(non_ascii)
+
+
+def _distrust(values: list[bytes], encoding: str) -> tuple[str, str] | None:
+    """Why a declared encoding (.cpg or LDID) does not fit the bytes, or None if it fits."""
+    texts = _decode_all(values, encoding)
+    if texts is None:
+        return ("属性表字节不是该编码的有效文本", "the attribute bytes are not valid text in that encoding")
+    if encoding != "utf-8" and _utf8_evidence(values) is not None and _fit_share(texts, encoding) < FIT_SHARE:
+        return (
+            "属性表字节是有效的 UTF-8 文本，按该编码解码则是乱码",
+            "the bytes are valid UTF-8 that this encoding garbles",
+        )
+    if _mostly_mojibake(texts):
+        return ("按该编码解码得到乱码", "decoding with it gives mojibake")
+    return None
 
 
 def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = "") -> EncodingGuess:
@@ -348,17 +422,17 @@ def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = ""
             f"{prefix_zh}属性表文字全部为 ASCII 字符，编码不影响读取",
             f"{prefix_en}all attribute text is ASCII, so the encoding does not matter",
         )
-    utf8 = _decode_all(values, "utf-8")
     gb = _decode_all(values, "gb18030")
     gb_fits = gb is not None and _fit_share(gb, "gb18030") >= FIT_SHARE
-    if utf8 is not None and not (gb_fits and _implausible_share(utf8) > 0.2):
+    utf8 = _decode_all(values, "utf-8")
+    if utf8 is not None and (_utf8_evidence(values) is not None or not gb_fits):
         return EncodingGuess(
             "utf-8",
             "content",
             f"{prefix_zh}属性表文字是有效的 UTF-8 多字节编码，按 UTF-8 读取",
             f"{prefix_en}the attribute text is valid multi-byte UTF-8: reading it as UTF-8",
         )
-    if gb is not None and gb_fits:
+    if gb_fits:
         return EncodingGuess(
             "gb18030",
             "content",
@@ -371,8 +445,8 @@ def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = ""
         return EncodingGuess(
             "big5",
             "content",
-            f"{prefix_zh}属性表文字按 Big5 解码为繁体汉字，按 Big5 读取",
-            f"{prefix_en}the attribute text decodes as Big5 into traditional Chinese characters: "
+            f"{prefix_zh}属性表文字按 Big5 解码为常用繁体汉字，按 Big5 读取",
+            f"{prefix_en}the attribute text decodes as Big5 into common traditional Chinese characters: "
             "reading it as Big5",
         )
     raise EncodingError(
@@ -402,10 +476,11 @@ def detect_dbf_encoding(
     * all ASCII: ``"utf-8"`` (any ASCII-compatible encoding reads the same);
     * strict UTF-8 with multi-byte sequences: ``"utf-8"``;
     * GB18030 decoding into mostly common hanzi/CJK punctuation: ``"gb18030"``;
-    * Big5 decoding into mostly Big5 hanzi: ``"big5"``.
+    * Big5 decoding into mostly common Big5 hanzi: ``"big5"``.
 
-    A ``.cpg`` or LDID whose encoding cannot decode the bytes is not trusted
-    (e.g. a ``.cpg`` saying UTF-8 over GBK text); the note says so.
+    A ``.cpg`` or LDID is not trusted when its encoding cannot decode the bytes
+    (e.g. a ``.cpg`` saying UTF-8 over GBK text), when the bytes are valid UTF-8
+    that it garbles, or when it yields mojibake; the note then says why.
 
     Parameters
     ----------
@@ -439,33 +514,37 @@ def detect_dbf_encoding(
     cpg_text = (cpg or "").strip().lstrip("\ufeff").strip()
     if cpg_text:
         try:
-            enc: str | None = normalize_encoding(cpg_text)
+            cpg_enc: str | None = normalize_encoding(cpg_text)
         except EncodingError:
-            enc = None
-            prefix_zh = f".cpg 文件中的编码“{cpg_text}”无法识别；"
-            prefix_en = f"the .cpg names an unknown encoding '{cpg_text}'; "
-        if enc is not None:
-            if _decode_all(values, enc) is not None:
+            cpg_enc = None
+            prefix_zh = f".cpg 文件中的编码“{cpg_text}”无法识别，未采用；"
+            prefix_en = f"the .cpg names an unknown encoding '{cpg_text}', so it is ignored; "
+        if cpg_enc is not None:
+            why = _distrust(values, cpg_enc)
+            if why is None:
                 return EncodingGuess(
-                    enc,
+                    cpg_enc,
                     "cpg",
                     f"按 .cpg 文件声明的编码 {cpg_text} 读取",
                     f"reading with the encoding declared in the .cpg file: {cpg_text}",
                 )
-            prefix_zh = f".cpg 文件声明为 {cpg_text}，但属性表字节不是有效的 {cpg_text} 文本，未采用；"
-            prefix_en = f"the .cpg says {cpg_text} but the attribute bytes are not valid {cpg_text}, so it is ignored; "
+            prefix_zh = f".cpg 文件声明为 {cpg_text}，但{why[0]}，未采用；"
+            prefix_en = f"the .cpg says {cpg_text} but {why[1]}, so it is ignored; "
 
     if header.ldid in _LDID_GBK:
-        if _decode_all(values, "gb18030") is not None:
+        why = _distrust(values, "gb18030")
+        if why is None:
             return EncodingGuess(
                 "gb18030",
                 "ldid",
-                f"{prefix_zh}DBF 语言驱动标识 0x{header.ldid:02X} 表示 GBK(代码页 936)，按 GB18030 读取",
+                f"{prefix_zh}DBF 语言驱动标识 0x{header.ldid:02X} 表示 GBK（代码页 936），按 GB18030 读取",
                 f"{prefix_en}the DBF language driver id 0x{header.ldid:02X} means GBK (code page 936): "
                 "reading as GB18030",
             )
-        prefix_zh += f"DBF 语言驱动标识 0x{header.ldid:02X} 表示 GBK，但字节不是有效的 GBK 文本；"
-        prefix_en += f"the DBF language driver id 0x{header.ldid:02X} says GBK but the bytes are not valid GBK; "
+        prefix_zh += f"DBF 语言驱动标识 0x{header.ldid:02X} 表示 GBK，但{why[0]}，未采用；"
+        prefix_en += (
+            f"the DBF language driver id 0x{header.ldid:02X} says GBK but {why[1]}, so it is ignored; "
+        )
     return _content_guess(values, prefix_zh, prefix_en)
 
 
@@ -618,5 +697,4 @@ def looks_like_mojibake(text: str) -> bool:
                 letters += 1
     if high < 2 or letters == 0:
         return False
-    share = high / letters
-    return share >= 0.5 and longest_run >= 2 and (symbols >= 1 or longest_run >= 3)
+    return high / letters > 0.5 and longest_run >= 2 and (symbols >= 1 or longest_run >= 3)

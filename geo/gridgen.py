@@ -415,7 +415,7 @@ def _clip(
 
     covered = shapely.union_all(regions[valid])
     rest = _polygonal(np.array([shapely.difference(area_geom, covered)], dtype=object))[0]
-    if len(regions) > 1 and rest is not None and rest.area > 0:
+    if rest is not None and rest.area > 0:
         cells = _absorb_rest(cells, tiles, rest, regions, valid)
 
     cells["row"] = rows[cells["tile"].to_numpy()]

@@ -183,63 +183,83 @@ def match_fields(columns: list[str], spec: LayerSpec) -> FieldMatch:
     )
 
 
-# --------------------------------------------------------------------------- per-distinct-value driver
+# --------------------------------------------------------------------------- dispatch by kind of value
 
 _EMPTY = object()
 _BAD = object()
 
-
-def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (-1 for missing) and distinct non-missing values of ``s`` as objects."""
-    values = s.to_numpy(dtype=object, na_value=None)
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.intp), np.empty(0, dtype=object)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    return codes, np.asarray(uniques, dtype=object)
+Batch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _expand(codes: np.ndarray, res: np.ndarray, res_bad: np.ndarray, fill: object) -> tuple[np.ndarray, np.ndarray]:
-    """Map per-distinct results back to rows; code -1 (missing) gets ``fill`` and not bad."""
-    res = np.append(res, np.array([fill], dtype=res.dtype))
-    res_bad = np.append(res_bad, False)
-    return res[codes], res_bad[codes]
-
-
-def _map_distinct(s: pd.Series, parse: Callable[[object], object]) -> tuple[np.ndarray, np.ndarray]:
-    """Apply ``parse`` once per distinct non-missing value of ``s``.
-
-    ``parse`` returns a value, ``_EMPTY`` (blank: result ``None``, not bad) or
-    ``_BAD``.  Returns an object array of results and a bool array ``bad``.
-    """
-    codes, uniques = _factorize(s)
-    parsed = [parse(u) for u in uniques]
-    res = np.empty(len(parsed), dtype=object)
-    res[:] = [None if (p is _EMPTY or p is _BAD) else p for p in parsed]
-    res_bad = np.array([p is _BAD for p in parsed], dtype=bool)
-    return _expand(codes, res, res_bad, None)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, numbers.Real | Decimal) and not isinstance(v, bool | np.bool_)
-
-
-def _kinds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks: which values are ``str`` and which are real numbers (not bools)."""
-    n = len(values)
-    kind = pd.api.types.infer_dtype(values, skipna=False)
+def _kinds(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the values that are ``str`` and that are real numbers (bools excluded)."""
+    none = np.zeros(len(values), dtype=bool)
+    kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind == "string":
-        return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        return ~missing, none
     if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
-        return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
-    if kind in ("datetime", "date", "datetime64", "boolean"):
-        return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        return none, ~missing
+    if kind in ("datetime", "date", "datetime64", "boolean", "empty"):
+        return none, none
     types = [type(v) for v in values]
-    label = {
-        t: 1 if issubclass(t, str) else 2 if issubclass(t, numbers.Real | Decimal) and not issubclass(t, bool | np.bool_) else 0
-        for t in set(types)
-    }
-    codes = np.fromiter((label[t] for t in types), dtype=np.int8, count=n)
+    label = {t: _kind_of_type(t) for t in set(types)}
+    codes = np.fromiter((label[t] for t in types), dtype=np.int8, count=len(types))
     return codes == 1, codes == 2
+
+
+def _kind_of_type(t: type) -> int:
+    if issubclass(t, str):
+        return 1
+    if issubclass(t, numbers.Real | Decimal) and not issubclass(t, bool | np.bool_):
+        return 2
+    return 0
+
+
+def _dispatch(
+    s: pd.Series, *, text: Batch, number: Batch, other: Batch, fill: object, dtype: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Route the non-missing values of ``s`` to the parser for their kind.
+
+    ``text`` gets the *distinct* strings, ``number`` the numbers and ``other``
+    everything else (datetimes, bools ...), each as an object array; each
+    returns ``(results, bad)`` arrays.  Missing values get ``fill`` and are not
+    bad.  Strings are parsed once per distinct value because survey columns
+    repeat a lot.
+    """
+    values = s.to_numpy(dtype=object, na_value=None)
+    n = len(values)
+    out = np.full(n, fill, dtype=dtype)
+    bad = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out, bad
+    missing = pd.isna(values)
+    is_str, is_num = _kinds(values, missing)
+    if is_num.any():
+        out[is_num], bad[is_num] = number(values[is_num])
+    if is_str.any():
+        codes, uniques = pd.factorize(values[is_str])
+        res, res_bad = text(np.asarray(uniques, dtype=object))
+        out[is_str], bad[is_str] = res[codes], res_bad[codes]
+    rest = ~(missing | is_str | is_num)
+    if rest.any():
+        out[rest], bad[rest] = other(values[rest])
+    return out, bad
+
+
+def _per_value(parse: Callable[[object], object], empty: object = None) -> Batch:
+    """A batch parser calling ``parse`` per value.
+
+    ``parse`` returns a result, ``_EMPTY`` (result ``empty``, not bad) or ``_BAD``
+    (result ``None``, bad).
+    """
+
+    def batch(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parsed = [parse(v) for v in values]
+        res = np.empty(len(parsed), dtype=object)
+        res[:] = [empty if p is _EMPTY else None if p is _BAD else p for p in parsed]
+        return res, np.fromiter((p is _BAD for p in parsed), dtype=bool, count=len(parsed))
+
+    return batch
 
 
 def _prepare_text(texts: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -283,23 +303,19 @@ def _numbers_from_text(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok &= ~blank
     values = np.full(len(texts), np.nan)
     values[ok] = _to_float(_group(ext, "num", ok))
-    bad = ~ok & ~blank
-    return values, bad
-
-
-def _number_batch(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    values = np.full(len(uniques), np.nan)
-    bad = np.ones(len(uniques), dtype=bool)
-    is_str, is_num = _kinds(uniques)
-    if is_num.any():
-        values[is_num] = [float(v) for v in uniques[is_num]]
-        bad[is_num] = False
-    if is_str.any():
-        values[is_str], bad[is_str] = _numbers_from_text(uniques[is_str])
     inf = np.isinf(values)
     values[inf] = np.nan
-    bad |= inf
-    return values, bad
+    return values, (~ok & ~blank) | inf
+
+
+def _numbers_from_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = values.astype("float64")
+    inf = np.isinf(x)
+    return np.where(inf, np.nan, x), inf
+
+
+def _no_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(len(values), np.nan), np.ones(len(values), dtype=bool)
 
 
 def parse_numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -325,16 +341,13 @@ def parse_numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         ``"abc"``, ``"1,25"``, infinity, booleans).  Empty strings, ``None``,
         NaN and placeholders like ``"-"``, ``"/"``, ``"无"`` are empty, not bad.
     """
-    if pd.api.types.is_bool_dtype(s.dtype):
-        values = np.full(len(s), np.nan)
-        bad = s.notna().to_numpy(dtype=bool)
-    elif pd.api.types.is_numeric_dtype(s.dtype):
-        values = s.to_numpy(dtype="float64", na_value=np.nan)
-        bad = np.isinf(values)
-        values = np.where(bad, np.nan, values)
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        values, bad = _numbers_from_numbers(s.to_numpy(dtype="float64", na_value=np.nan))
     else:
-        codes, uniques = _factorize(s)
-        values, bad = _expand(codes, *_number_batch(uniques), np.nan)
+        values, bad = _dispatch(
+            s, text=_numbers_from_text, number=_numbers_from_numbers, other=_no_numbers, fill=np.nan,
+            dtype="float64",
+        )
     return (
         pd.Series(values, index=s.index, name=s.name, dtype="float64"),
         pd.Series(bad, index=s.index, name=s.name, dtype=bool),
@@ -419,20 +432,6 @@ def _dates_from_objects(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return iso, bad
 
 
-def _date_batch(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    iso = np.full(len(uniques), None, dtype=object)
-    bad = np.ones(len(uniques), dtype=bool)
-    is_str, is_num = _kinds(uniques)
-    if is_num.any():
-        iso[is_num], bad[is_num] = _dates_from_numbers(np.array([float(v) for v in uniques[is_num]]))
-    if is_str.any():
-        iso[is_str], bad[is_str] = _dates_from_text(uniques[is_str])
-    other = ~is_str & ~is_num
-    if other.any():
-        iso[other], bad[other] = _dates_from_objects(uniques[other])
-    return iso, bad
-
-
 def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse a column of survey dates to ISO ``YYYY-MM-DD`` strings.
 
@@ -465,8 +464,10 @@ def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         iso, bad = _dates_from_numbers(s.to_numpy(dtype="float64", na_value=np.nan))
     else:
-        codes, uniques = _factorize(s)
-        iso, bad = _expand(codes, *_date_batch(uniques), None)
+        iso, bad = _dispatch(
+            s, text=_dates_from_text, number=lambda v: _dates_from_numbers(v.astype("float64")),
+            other=_dates_from_objects, fill=None, dtype="object",
+        )
     return (
         pd.Series(iso, index=s.index, name=s.name, dtype=object),
         pd.Series(bad, index=s.index, name=s.name, dtype=bool),
@@ -486,13 +487,13 @@ def _vocab_keys(vocab: Iterable[Status]) -> dict[str, str]:
     return keys
 
 
-def _vocab_lookup(keys: dict[str, str], default: str | None) -> Callable[[object], object]:
+def _vocab_lookup(keys: dict[str, str]) -> Callable[[object], object]:
     def lookup(v: object) -> object:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         k = norm_key(str(v))
         if k in _PLACEHOLDERS:
-            return default if default is not None else _EMPTY
+            return _EMPTY
         if k in keys:
             return keys[k]
         found = [key for key in keys if key in k]
@@ -533,11 +534,8 @@ def normalise_vocab(s: pd.Series, vocab: tuple[Status, ...], default: str | None
     bad : pandas.Series of bool
         True for values that are unknown or ambiguous.
     """
-    lookup = _vocab_lookup(_vocab_keys(vocab), default)
-    out, bad = _map_distinct(s, lookup)
-    if default is not None:
-        missing = pd.isna(s.to_numpy(dtype=object, na_value=None))
-        out = np.where(missing, default, out)
+    lookup = _per_value(_vocab_lookup(_vocab_keys(vocab)), empty=default)
+    out, bad = _dispatch(s, text=lookup, number=lookup, other=lookup, fill=default, dtype="object")
     return (
         pd.Series(out, index=s.index, name=s.name, dtype=object),
         pd.Series(bad, index=s.index, name=s.name, dtype=bool),
@@ -547,22 +545,28 @@ def normalise_vocab(s: pd.Series, vocab: tuple[Status, ...], default: str | None
 # --------------------------------------------------------------------------- text
 
 
-def _clean_one(v: object) -> object:
-    if isinstance(v, str):
-        t = unicodedata.normalize("NFC", v).strip().strip("\ufeff\u200b").strip()
-        return t if t else _EMPTY
+def _clean_str(v: object) -> object:
+    t = unicodedata.normalize("NFC", str(v)).strip().strip("\ufeff\u200b").strip()
+    return t if t else _EMPTY
+
+
+def _clean_number(v: object) -> object:
     if isinstance(v, float | np.floating):
         x = float(v)
         if math.isnan(x):
             return _EMPTY
-        return str(int(x)) if x.is_integer() and abs(x) < 2**63 else repr(x)
-    if isinstance(v, bool | np.bool_):
-        return str(bool(v))
+        return str(int(x)) if x.is_integer() else repr(x)
     if isinstance(v, numbers.Integral):
         return str(int(v))
-    if isinstance(v, datetime | date | pd.Timestamp):
+    return str(v)
+
+
+def _clean_other(v: object) -> object:
+    if isinstance(v, datetime | date):
         return v.isoformat()
-    return _clean_one(str(v))
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    return _clean_str(v)
 
 
 def clean_text(s: pd.Series) -> pd.Series:
@@ -583,5 +587,8 @@ def clean_text(s: pd.Series) -> pd.Series:
     pandas.Series of object
         ``str`` values or ``None``; same index as ``s``.
     """
-    out, _ = _map_distinct(s, _clean_one)
+    out, _ = _dispatch(
+        s, text=_per_value(_clean_str), number=_per_value(_clean_number), other=_per_value(_clean_other),
+        fill=None, dtype="object",
+    )
     return pd.Series(out, index=s.index, name=s.name, dtype=object)

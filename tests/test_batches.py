@@ -1,0 +1,144 @@
+"""Batches: archive, rollback (including grid replacement), and imports killed mid-write."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+import layers
+from geo.batches import rollback
+from geo.errors import Conflict
+from geo.importer import import_file
+from geo.store import UNASSIGNED, open_store
+from geo.tally import tally
+from tests.conftest import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+
+DEMOLITION = layers.get("demolition")
+
+
+def _sites(status: str, ids: list[str], dx: float = 50) -> gpd.GeoDataFrame:
+    return points_frame([(X0 + dx, Y0 - 50)] * len(ids), 案件编号=ids, 当前状态=[status] * len(ids))
+
+
+def test_batch_register_and_archive(gridded_store, tmp_path):
+    shp = write_shp(_sites("已登记", ["A", "B"]), tmp_path / "a" / "台账.shp")
+    rep = import_file(gridded_store, "demolition", shp, user="surveyor1")
+    b = gridded_store.batch(rep.batch_id)
+    assert (b.layer, b.source_name, b.user, b.added, b.status) == ("demolition", "台账.shp", "surveyor1", 2, "active")
+    assert len(b.checksum) == 64 and b.created_at.endswith("Z")
+    name, data = gridded_store.archived_source(rep.batch_id)
+    assert name == "台账.shp"
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        assert sorted(Path(n).suffix for n in zf.namelist()) == [".dbf", ".prj", ".shp", ".shx"]
+
+
+def test_rollback_restores_replaced_rows(gridded_store, tmp_path):
+    first = import_file(gridded_store, "demolition", write_shp(_sites("已登记", ["A", "B"]), tmp_path / "1" / "s.shp"))
+    second = import_file(gridded_store, "demolition", write_shp(_sites("已拆除", ["B", "C"]), tmp_path / "2" / "s.shp"))
+    assert (second.added, second.updated) == (1, 1)
+    t = tally(gridded_store, "grid", ["demolition"])
+    assert (t["demolition_total"].sum(), t["demolition_completed"].sum()) == (3, 2)
+    with pytest.raises(Conflict) as err:
+        rollback(gridded_store, first.batch_id)  # batch 2 replaced one of its rows
+    assert err.value.details["blocking_batches"] == [second.batch_id]
+    rollback(gridded_store, second.batch_id)
+    attrs = gridded_store.read_attributes(DEMOLITION)
+    assert sorted(attrs["case_id"]) == ["A", "B"] and set(attrs["status"]) == {"已登记"}
+    assert gridded_store.batch(second.batch_id).status == "rolled_back"
+    with pytest.raises(Conflict):
+        rollback(gridded_store, second.batch_id)
+    rollback(gridded_store, first.batch_id)
+    assert gridded_store.layer_count(DEMOLITION) == 0
+    # the same file can be imported again after its batch was rolled back
+    again = import_file(gridded_store, "demolition", tmp_path / "1" / "s.shp")
+    assert again.status == "committed" and again.added == 2
+
+
+def test_grid_replacement_reassigns_and_rolls_back(gridded_store, tmp_path):
+    import_file(gridded_store, "demolition", write_shp(_sites("已登记", ["A"], dx=150), tmp_path / "1" / "s.shp"))
+    assert tally(gridded_store, "grid", ["demolition"]).set_index("code").loc[f"{COMM_A}002", "demolition_total"] == 1
+    g = grid_frame()
+    g = g[g["网格编码"] != f"{COMM_A}002"]  # a new grid without that cell
+    rep = import_file(gridded_store, "grid", write_shp(g, tmp_path / "g2" / "grid.shp"))
+    assert rep.removed == 1 and rep.reassigned == 1
+    t = tally(gridded_store, "grid", ["demolition"]).set_index("code")
+    assert t.loc[UNASSIGNED, "demolition_total"] == 1 and f"{COMM_A}002" not in t.index
+    rollback(gridded_store, rep.batch_id)
+    t = tally(gridded_store, "grid", ["demolition"]).set_index("code")
+    assert t.loc[f"{COMM_A}002", "demolition_total"] == 1 and t.loc[UNASSIGNED, "demolition_total"] == 0
+
+
+def _big_survey(path: Path, n: int) -> Path:
+    rng = np.random.default_rng(7)
+    xy = np.column_stack([X0 + rng.uniform(-50, 350, n), Y0 - rng.uniform(-50, 350, n)])
+    g = gpd.GeoDataFrame(
+        {"案件编号": [f"K{i:06d}" for i in range(n)], "违建地址": ["测试路"] * n, "当前状态": ["已登记"] * n},
+        geometry=shapely.points(xy),
+        crs=EPSG_GK,
+    )
+    return write_shp(g, path)
+
+
+_IMPORT_SCRIPT = """
+import sys
+from geo.importer import import_file
+from geo.store import open_store
+s = open_store(sys.argv[1])
+print("start", flush=True)
+import_file(s, "demolition", sys.argv[2])
+print("done", flush=True)
+"""
+
+
+def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
+    """SIGKILL an importing process at several moments: the store is as before or has the whole batch."""
+    shp = _big_survey(tmp_path / "big" / "big.shp", 60_000)
+    gridded_store.close()
+    location = gridded_store.location
+    rng = np.random.default_rng(1)
+    outcomes = set()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    for delay in [*rng.uniform(0.3, 4.0, 5), 0.05]:
+        before = open_store(location)
+        n_before = before.layer_count(DEMOLITION)
+        batches_before = len(before.batches())
+        before.close()
+        with subprocess.Popen([sys.executable, "-c", _IMPORT_SCRIPT, location, str(shp)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == b"start"  # the store is open
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        after = open_store(location)
+        conn = sqlite3.connect(location)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+        n_after = after.layer_count(DEMOLITION)
+        batches = after.batches()
+        if len(batches) == batches_before:
+            outcomes.add("absent")
+            assert n_after == n_before
+        else:
+            outcomes.add("whole")
+            assert len(batches) == batches_before + 1
+            assert batches[-1].added + batches[-1].unchanged + batches[-1].updated == 60_000
+            assert n_after == 60_000
+            rollback(after, batches[-1].id)  # back to the empty layer for the next round
+            assert after.layer_count(DEMOLITION) == 0
+        t = tally(after, "grid", ["demolition"])
+        assert t["demolition_total"].sum() == after.layer_count(DEMOLITION)
+        after.close()
+    assert "absent" in outcomes  # at least one kill landed mid-import
