@@ -354,6 +354,8 @@ def _fit_share(texts: list[str], encoding: str) -> float:
 
 
 _IMPLAUSIBLE_CATEGORIES = frozenset({"Mn", "Me", "Cc", "Cf", "Co", "Cn", "Cs"})
+# Pinyin letters with tone marks outside Latin-1 (Latin-1 letters count as plausible anyway).
+_PINYIN_LETTERS = frozenset("āēěīōūǎǐǒǔǖǘǚǜńňǹĀĒĚĪŌŪǍǏǑǓǕǗǙǛŃŇǸ")
 
 
 def _utf8_reads_as_text(texts: list[str]) -> bool:
@@ -362,8 +364,9 @@ def _utf8_reads_as_text(texts: list[str]) -> bool:
 
     Such accidental UTF-8 gives controls, lone combining marks, private use and
     IPA/Greek/Cyrillic/Hebrew/Arabic characters (U+0250-U+07FF), or bare
-    Latin-1 symbols (GBK 路 is UTF-8 ·).  Real text has CJK with few such
-    characters, or Latin letters (accents, pinyin tone marks) without them.
+    Latin-1 symbols (GBK 路 is UTF-8 ·) or rare Latin letters (GBK 磨 is UTF-8 ĥ).
+    Real text has CJK with few such characters, or Latin-1 letters and pinyin
+    tone marks without them.
     """
     total = bad = cjk = latin = 0
     for ch in _non_ascii(texts):
@@ -373,7 +376,7 @@ def _utf8_reads_as_text(texts: list[str]) -> bool:
             cjk += 1
         elif unicodedata.category(ch) in _IMPLAUSIBLE_CATEGORIES or 0x0250 <= cp <= 0x07FF:
             bad += 1
-        elif 0x00C0 <= cp <= 0x024F and ch.isalpha():
+        elif (0x00C0 <= cp <= 0x00FF and ch.isalpha()) or ch in _PINYIN_LETTERS:
             latin += 1
     if total == 0:
         return False
@@ -425,7 +428,7 @@ def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = ""
     gb = _decode_all(values, "gb18030")
     gb_fits = gb is not None and _fit_share(gb, "gb18030") >= FIT_SHARE
     utf8 = _decode_all(values, "utf-8")
-    if utf8 is not None and (_utf8_evidence(values) is not None or not gb_fits):
+    if utf8 is not None and (not gb_fits or _utf8_reads_as_text(utf8)):
         return EncodingGuess(
             "utf-8",
             "content",
@@ -612,13 +615,22 @@ def _unicode_path_extra(extra: bytes, raw_name: bytes) -> str | None:
     return None
 
 
+def _strict(raw: bytes, encoding: str) -> str | None:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
 def zip_member_name(info: zipfile.ZipInfo) -> str:
     """Real name of a zip entry.
 
     With the UTF-8 flag (bit 0x800) the name is already right.  Without it,
     Python decoded the raw bytes as CP437; they are re-encoded and decoded as
     UTF-8 (Info-ZIP Unicode Path field first, then the name itself) if valid,
-    else as GB18030 (Chinese Windows zip tools), else kept as is.
+    else as GB18030 (Chinese Windows zip tools), else kept as is.  Bytes valid
+    in both go to GB18030 when their UTF-8 reading is not plausible text (GBK
+    路 is UTF-8 ·), as in :func:`detect_dbf_encoding`.
 
     Parameters
     ----------
@@ -642,11 +654,14 @@ def zip_member_name(info: zipfile.ZipInfo) -> str:
         return from_extra
     if raw.isascii():
         return name
-    for enc in ("utf-8", "gb18030"):
-        try:
-            return raw.decode(enc)
-        except UnicodeDecodeError:
-            continue
+    utf8 = _strict(raw, "utf-8")
+    gb = _strict(raw, "gb18030")
+    if utf8 is not None and (
+        gb is None or _utf8_reads_as_text([utf8]) or _fit_share([gb], "gb18030") < FIT_SHARE
+    ):
+        return utf8
+    if gb is not None:
+        return gb
     return name
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -51,6 +52,10 @@ _BASE_SRS = (
     ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", "undefined cartesian coordinate reference system"),
     ("Undefined geographic SRS", 0, "NONE", 0, "undefined", "undefined geographic coordinate reference system"),
 )
+
+
+#: Decoded geometries per (store, layer, generation); see GpkgStore.read_geometry.
+_GEOMETRY_CACHE: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def now_iso() -> str:
@@ -132,6 +137,8 @@ class GpkgStore:
                 raise StoreError(f"无法打开存储文件: {self.path}", f"cannot open store: {exc}") from exc
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache: index inserts stay in memory
             self._conn = conn
         return self._conn
 
@@ -163,8 +170,11 @@ class GpkgStore:
             raise _store_error(exc) from exc
         self._depth = 1
         try:
+            # A new random revision at the start: caches filled inside the transaction are keyed by
+            # it, so if the transaction rolls back they can never be hit again.
+            if self._has_meta():
+                conn.execute("UPDATE gw_meta SET value = ? WHERE key = 'revision'", (uuid.uuid4().hex,))
             yield
-            conn.execute("UPDATE gw_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
             conn.execute("COMMIT")
         except BaseException as exc:
             try:
@@ -199,7 +209,7 @@ class GpkgStore:
                 "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)", _BASE_SRS
             )
             self._ensure_srs(4326)
-            conn.execute("INSERT INTO gw_meta VALUES ('revision', '0'), ('schema', '1')")
+            conn.execute("INSERT INTO gw_meta VALUES ('revision', ?), ('schema', '1')", (uuid.uuid4().hex,))
             for table, ident in (("gw_batches", "导入批次 import batches"), ("gw_targets", "年度目标 targets")):
                 conn.execute(
                     "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
@@ -234,7 +244,6 @@ class GpkgStore:
             f" {gw}, gw_orig_fid INTEGER, gw_superseded_by INTEGER)"
         )
         conn.execute(f'CREATE INDEX "{spec.name}_gw_key" ON "{spec.name}" (gw_key)')
-        conn.execute(f'CREATE INDEX "{spec.name}_gw_batch" ON "{spec.name}" (gw_batch)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_sup" ON "{spec.name}_history" (gw_superseded_by)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_batch" ON "{spec.name}_history" (gw_batch)')
         conn.execute(
@@ -277,9 +286,11 @@ class GpkgStore:
             self._ensure_srs(epsg)
             self.conn.execute("INSERT OR REPLACE INTO gw_meta VALUES ('srs_epsg', ?)", (str(epsg),))
 
-    def revision(self) -> int:
-        v = self._meta("revision")
-        return int(v) if v else 0
+    def _has_meta(self) -> bool:
+        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_meta'").fetchone())
+
+    def revision(self) -> str:
+        return self._meta("revision") or ""
 
     # batches -------------------------------------------------------------------------------
     def new_batch(self, batch: Batch, source: bytes | None) -> int:
@@ -370,14 +381,16 @@ class GpkgStore:
         cols = self._columns(spec)
         n = len(rows)
         attrs = rows.attrs.reindex(columns=cols)
-        values = _python_values(attrs, spec)
+        columns = _column_lists(attrs, spec)
         blobs = encode_geometries(rows.geometry, srs)
         areas = shapely.area(rows.geometry)
         is_poly = np.isin(shapely.get_type_id(rows.geometry), (3, 6))
-        areas = np.where(is_poly, areas, np.nan)
+        area_list = [float(a) if p else None for a, p in zip(areas.tolist(), is_poly.tolist(), strict=True)]
+        keys = [None if (k is None or (isinstance(k, float) and np.isnan(k))) else str(k) for k in rows.keys]
+        units = [str(u) for u in rows.units]
+        records = list(zip(blobs, *columns, strict=True)) if columns else [(b,) for b in blobs]
 
         existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
-        keys = [None if (k is None or (isinstance(k, float) and np.isnan(k))) else str(k) for k in rows.keys]
         wanted = sorted({k for k in keys if k is not None})
         if wanted:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
@@ -390,26 +403,28 @@ class GpkgStore:
                 existing[row[1]] = (int(row[0]), (bytes(row[2]) if row[2] is not None else None, *row[3:]))
 
         to_retire: list[int] = []
-        inserts: list[tuple[Any, ...]] = []
+        insert_rows: list[int] = []
+        unit_updates: list[tuple[str, int]] = []
         added = updated = unchanged = 0
         kept_fids: set[int] = set()
         for i in range(n):
             key = keys[i]
-            record = (blobs[i], *values[i])
             old = existing.get(key) if key is not None else None
             if old is not None:
                 fid, old_record = old
-                if _same_record(old_record, record):
+                if _same_record(old_record, records[i]):
                     unchanged += 1
                     kept_fids.add(fid)
-                    conn.execute(f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?', (str(rows.units[i]), fid))
+                    unit_updates.append((units[i], fid))
                     continue
                 to_retire.append(fid)
                 updated += 1
             else:
                 added += 1
-            inserts.append((*record, key, batch_id, str(rows.units[i]),
-                            None if np.isnan(areas[i]) else float(areas[i])))
+            insert_rows.append(i)
+        if unit_updates:
+            conn.executemany(f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?', unit_updates)
+        inserts = [(*records[i], keys[i], batch_id, units[i], area_list[i]) for i in insert_rows]
 
         removed = 0
         if replace_all:
@@ -426,6 +441,7 @@ class GpkgStore:
             inserts,
         )
         self._touch(spec)
+        self._bump_generation(spec)
         return WriteResult(added=added, updated=updated, unchanged=unchanged, removed=removed)
 
     def _retire(self, spec: LayerSpec, fids: list[int], batch_id: int) -> None:
@@ -488,6 +504,7 @@ class GpkgStore:
         conn.execute(f'DELETE FROM "{spec.name}_history" WHERE gw_superseded_by=?', (batch_id,))
         conn.execute(f'DELETE FROM "{spec.name}_history" WHERE gw_batch=?', (batch_id,))
         self._touch(spec)
+        self._bump_generation(spec)
         return int(removed), int(restored)
 
     def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
@@ -503,14 +520,34 @@ class GpkgStore:
         arrays = list(zip(*data, strict=True))
         return pd.DataFrame({name: np.array(arr, dtype=object) for name, arr in zip(names, arrays, strict=True)})
 
+    def _generation(self, spec: LayerSpec) -> str:
+        return self._meta(f"gen:{spec.name}") or ""
+
+    def _bump_generation(self, spec: LayerSpec) -> None:
+        # a fresh random token, so a generation rolled back with its transaction is never reused
+        self.conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{spec.name}", uuid.uuid4().hex))
+
     def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of the current rows in the store CRS.
+
+        Decoded geometries are cached per process for each generation of the layer (a
+        number bumped whenever its rows or geometries change, not when only their
+        assignment does), so re-assigning after a grid change does not decode again.
+        """
         if not self.has_layer(spec):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
-        rows = self.conn.execute(f'SELECT fid, geom FROM "{spec.name}" ORDER BY fid').fetchall()
-        if not rows:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
-        fid_arr = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        geoms = decode_geometries([r[1] for r in rows])
+        key = (self.location, spec.name, self._generation(spec))
+        cached = _GEOMETRY_CACHE.get(key)
+        if cached is None:
+            rows = self.conn.execute(f'SELECT fid, geom FROM "{spec.name}" ORDER BY fid').fetchall()
+            if not rows:
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+            cached = (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                      decode_geometries([r[1] for r in rows]))
+            for k in [k for k in _GEOMETRY_CACHE if k[:2] == key[:2]]:
+                del _GEOMETRY_CACHE[k]
+            _GEOMETRY_CACHE[key] = cached
+        fid_arr, geoms = cached
         if fids is not None:
             keep = np.isin(fid_arr, fids)
             return fid_arr[keep], geoms[keep]
@@ -593,25 +630,22 @@ def _same_record(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
     return True
 
 
-def _python_values(attrs: pd.DataFrame, spec: LayerSpec) -> list[tuple[Any, ...]]:
-    """Row tuples of plain Python values (None for missing) in field order."""
-    columns = []
+def _column_lists(attrs: pd.DataFrame, spec: LayerSpec) -> list[list[Any]]:
+    """Per field, the column as a list of plain Python values (None for missing)."""
+    out: list[list[Any]] = []
     for f in spec.fields:
-        col = attrs[f.name].to_numpy(dtype=object)
-        out = np.empty(len(col), dtype=object)
-        for i, v in enumerate(col):
-            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
-                out[i] = None
-            elif f.kind == "int":
-                out[i] = int(v)
-            elif f.kind == "float":
-                out[i] = float(v)
-            else:
-                out[i] = str(v)
-        columns.append(out)
-    if not columns:
-        return [() for _ in range(len(attrs))]
-    return list(zip(*columns, strict=True))
+        col = attrs[f.name]
+        present = col.notna().to_numpy()
+        if f.kind == "int":
+            vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+            out.append([int(v) if p else None for v, p in zip(vals.tolist(), present.tolist(), strict=True)])
+        elif f.kind == "float":
+            vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+            out.append([v if p else None for v, p in zip(vals.tolist(), present.tolist(), strict=True)])
+        else:
+            objs = col.to_numpy(dtype=object)
+            out.append([str(v) if p else None for v, p in zip(objs.tolist(), present.tolist(), strict=True)])
+    return out
 
 
 _SYSTEM_SQL = (

@@ -45,6 +45,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 """Columns of the frame returned by :func:`generate_grid`, in order."""
 
 _MAX_SEQUENCE = 999
+# Polygonal pieces and holes below this fraction of a whole cell's area are overlay noise.
+_SPECK = 1e-9
 _MAX_SEQUENCE_NO_COMMUNITY = 999_999
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
 _CODE12 = re.compile(r"^\d{12}$")
@@ -106,7 +108,8 @@ def generate_grid(
     boundary (and with each community polygon), so the cells cover the boundary
     exactly, without gaps or overlaps.  Every polygonal piece is kept, however small:
     a tile cut by a concave boundary into separate parts stays one cell with a
-    MultiPolygon geometry, and tiles that merely touch the boundary along a line are dropped.
+    MultiPolygon geometry.  Only overlay noise is left out: tiles that merely touch the
+    boundary along a line, and needle-thin pieces of at most ``1e-9·size²`` m².
 
     Parameters
     ----------
@@ -177,11 +180,15 @@ def generate_grid(
         )
 
     crs = _working_crs(boundary)
-    area_geom = _boundary_geometry(boundary.to_crs(crs))
+    speck = _SPECK * float(size) ** 2
+    area_geom = _drop_specks(_boundary_geometry(boundary.to_crs(crs)), speck)
+    if area_geom.is_empty:
+        raise InputError("边界图层不含面要素", "the boundary has no polygon")
 
     if communities is not None:
         regions, info = _community_regions(
-            communities, crs, area_geom, admin_code, community_code_field, community_name_field, street_name_field
+            communities, crs, area_geom, speck, admin_code, community_code_field, community_name_field,
+            street_name_field,
         )
     else:
         if admin_code is None:
@@ -193,7 +200,7 @@ def generate_grid(
         info = pd.DataFrame({"comm_code": [None], "community": [None], "street": [None]})
 
     tiles, rows, cols = _tiling(area_geom, float(size), shape, origin)
-    cells = _clip(tiles, rows, cols, regions, area_geom)
+    cells = _clip(tiles, rows, cols, regions, area_geom, speck)
     out = _code_cells(cells, info, admin_code, float(size))
     return gpd.GeoDataFrame(out, geometry="geometry", crs=crs)
 
@@ -243,10 +250,31 @@ def _polygonal(geoms: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
     return geoms
 
 
+def _drop_specks(geom: shapely.Geometry, speck: float) -> shapely.Geometry:
+    """The polygonal part of ``geom`` without parts or holes of at most ``speck`` m².
+
+    Overlays leave needle-thin polygons of ~1e-9 m² along shared borders.  GEOS can
+    mis-handle such a needle inside a MultiPolygon (the intersection of a tile with it
+    came out as the whole tile), so they are removed before any further overlay.
+    """
+    parts = shapely.get_parts(geom)
+    polys: list[shapely.Polygon] = []
+    for part in parts[np.isin(shapely.get_type_id(parts), _POLYGONAL)]:
+        for poly in shapely.get_parts(part):
+            if poly.area <= speck:
+                continue
+            holes = [ring for ring in poly.interiors if shapely.Polygon(ring).area > speck]
+            polys.append(poly if len(holes) == len(poly.interiors) else shapely.Polygon(poly.exterior, holes))
+    if not polys:
+        return shapely.Polygon()
+    return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+
+
 def _community_regions(
     communities: gpd.GeoDataFrame,
     crs: CRS,
     area_geom: shapely.Geometry,
+    speck: float,
     admin_code: str | None,
     code_field: str | None,
     name_field: str | None,
@@ -297,7 +325,7 @@ def _community_regions(
         geom = shapely.union_all(_polygonal(shapely.make_valid(rows["geometry"].to_numpy())))
         geom = shapely.difference(shapely.intersection(geom, area_geom), taken)
         taken = shapely.union(taken, geom)
-        regions.append(_polygonal(np.array([geom], dtype=object))[0])
+        regions.append(_drop_specks(geom, speck))
     info = (
         frame.drop(columns="geometry")
         .groupby("comm_code", sort=False, dropna=False)
@@ -394,6 +422,7 @@ def _clip(
     cols: npt.NDArray[np.int64],
     regions: npt.NDArray[np.object_],
     area_geom: shapely.Geometry,
+    speck: float,
 ) -> pd.DataFrame:
     """Intersect tiles with regions; one row per (tile, region) with a polygonal piece.
 
@@ -410,13 +439,13 @@ def _clip(
     pieces[cut] = shapely.intersection(tiles[tile_idx[cut]], regions[region_idx[cut]])
     pieces = _polygonal(pieces)
     keep = np.array([p is not None for p in pieces], dtype=bool)
-    keep[keep] = shapely.area(pieces[keep]) > 0
+    keep[keep] = shapely.area(pieces[keep]) > speck
     cells = pd.DataFrame({"tile": tile_idx[keep], "region": region_idx[keep], "geometry": pieces[keep]})
 
     covered = shapely.union_all(regions[valid])
-    rest = _polygonal(np.array([shapely.difference(area_geom, covered)], dtype=object))[0]
-    if rest is not None and rest.area > 0:
-        cells = _absorb_rest(cells, tiles, rest, regions, valid)
+    rest = _drop_specks(shapely.difference(area_geom, covered), speck)
+    if not rest.is_empty:
+        cells = _absorb_rest(cells, tiles, rest, regions, valid, speck)
 
     cells["row"] = rows[cells["tile"].to_numpy()]
     cells["col"] = cols[cells["tile"].to_numpy()]
@@ -429,12 +458,13 @@ def _absorb_rest(
     rest: shapely.Geometry,
     regions: npt.NDArray[np.object_],
     valid: npt.NDArray[np.bool_],
+    speck: float,
 ) -> pd.DataFrame:
     """Give the uncovered parts of each tile to the tile's biggest cell or the nearest region."""
     tree = shapely.STRtree(tiles)
     tile_idx = tree.query(rest, predicate="intersects")
     pieces = _polygonal(shapely.intersection(tiles[tile_idx], rest))
-    keep = np.array([p is not None and p.area > 0 for p in pieces], dtype=bool)
+    keep = np.array([p is not None and p.area > speck for p in pieces], dtype=bool)
     tile_idx, pieces = tile_idx[keep], pieces[keep]
     if len(pieces) == 0:
         return cells

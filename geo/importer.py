@@ -153,7 +153,7 @@ def get_layer(name: str) -> LayerSpec:
 
 # --- grid cache -------------------------------------------------------------------------------
 
-_GRID_CACHE: dict[tuple[str, int], Grid | None] = {}
+_GRID_CACHE: dict[tuple[str, str], Grid | None] = {}
 
 
 def load_grid(store: Store) -> Grid | None:

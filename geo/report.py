@@ -16,7 +16,7 @@ from geo.importer import grid_spec
 from geo.store import UNASSIGNED, Store
 from geo.tally import LEVELS, Filters, _specs, check_level, column_labels, load_hierarchy, tally
 
-_GEOM_CACHE: dict[tuple[str, int, str], gpd.GeoSeries] = {}
+_GEOM_CACHE: dict[tuple[str, str, str], gpd.GeoSeries] = {}
 
 
 def unit_geometry(store: Store, level: str) -> gpd.GeoSeries:

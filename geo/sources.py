@@ -195,7 +195,7 @@ def archive_bytes(path: Path) -> bytes | None:
         import io as _io
 
         buf = _io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
             for p in shapefile_parts(path):
                 zf.write(p, p.name)
         return buf.getvalue()

@@ -106,8 +106,8 @@ class Store(Protocol):
 
     def set_srs_epsg(self, epsg: int) -> None: ...
 
-    def revision(self) -> int:
-        """A number that changes with every committed write (for caches)."""
+    def revision(self) -> str:
+        """A token that changes with every write transaction and is never reused (for caches)."""
         ...
 
     def transaction(self) -> AbstractContextManager[None]:

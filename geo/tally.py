@@ -144,8 +144,8 @@ class Facts:
     attrs: pd.DataFrame  # the layer's canonical fields (for filters)
 
 
-_FACTS: dict[tuple[str, int, str], Facts] = {}
-_HIER: dict[tuple[str, int], Hierarchy] = {}
+_FACTS: dict[tuple[str, str, str], Facts] = {}
+_HIER: dict[tuple[str, str], Hierarchy] = {}
 
 
 def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
@@ -168,7 +168,9 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
     key = (store.location, store.revision(), spec.name)
     if key in _FACTS:
         return _FACTS[key]
-    attrs = store.read_attributes(spec)
+    wanted = [spec.status_field, spec.found_field, spec.completed_field, *(m.field for m in spec.measures)]
+    columns = list(dict.fromkeys(c for c in wanted if c))
+    attrs = store.read_attributes(spec, [*columns, "gw_unit", "gw_batch", "gw_area"])
     n = len(attrs)
     batch_day = {b.id: b.created_at[:10] for b in store.batches(spec.name)}
     imported = pd.to_datetime(attrs["gw_batch"].map(batch_day), errors="coerce").to_numpy(dtype="datetime64[D]") \
@@ -289,14 +291,11 @@ def tally(
                                "parent_name": None}])],
         ignore_index=True,
     )
-    index = {c: i for i, c in enumerate(table["code"])}
     gmap = hier.mapping(level)
     nrows = len(table)
     for spec in specs:
         facts = load_facts(store, spec)
-        unit_codes = np.array([gmap.get(u, UNASSIGNED if u == UNASSIGNED else UNCODED) for u in facts.unit],
-                              dtype=object) if len(facts.unit) else np.empty(0, dtype=object)
-        pos = np.array([index.get(c, -1) for c in unit_codes], dtype=np.int64)
+        pos = _positions(store, spec, facts, level, table["code"], gmap, filters.within if filters else None)
         exists = np.ones(len(pos), dtype=bool)
         done = facts.completed.copy()
         if day is not None:
@@ -319,6 +318,25 @@ def tally(
             table[m.completed_column(spec.name)] = np.bincount(pos[done], weights=vals[done], minlength=nrows)
     _join_targets(store, table, specs)
     return table
+
+
+_POS: dict[tuple[str, str, str, str, str | None], np.ndarray] = {}
+
+
+def _positions(
+    store: Store, spec: LayerSpec, facts: Facts, level: str, codes: pd.Series, gmap: dict[str, str],
+    within: str | None,
+) -> np.ndarray:
+    """Row of the tally table each feature counts in (-1: outside the filtered units), cached per revision."""
+    key = (store.location, store.revision(), spec.name, level, within)
+    if key not in _POS:
+        units = pd.Series(facts.unit, dtype=object)
+        mapped = units.map(gmap)
+        fallback = np.where(units.to_numpy() == UNASSIGNED, UNASSIGNED, UNCODED)
+        level_codes = mapped.where(mapped.notna(), pd.Series(fallback, index=units.index, dtype=object))
+        _cache_trim(_POS, 64)
+        _POS[key] = pd.Index(codes.astype(object)).get_indexer(level_codes.astype(object)).astype(np.int64)
+    return _POS[key]
 
 
 def _specs(layer_names: list[str] | None) -> list[LayerSpec]:

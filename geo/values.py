@@ -18,6 +18,7 @@ import math
 import numbers
 import re
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -55,7 +56,9 @@ _UNIT_SUFFIX = re.compile(rf"[(\[【](?:{_UNITS})[)\]】]$")
 _KEY_DROP = re.compile(r"[\s_\-‐‑‒–—―*]+")
 
 # Text placeholders survey tables use for "no value".
-_PLACEHOLDERS = frozenset({"", "-", "--", "---", "—", "——", "/", "\\", "无", "空", "null", "none", "nan", "n/a", "na"})
+_PLACEHOLDERS = frozenset(
+    {"", "-", "--", "---", "—", "——", "/", "\\", "无", "空", "null", "none", "nan", "n/a", "na"}
+)
 
 # RE2 patterns (run by Arrow), applied after NFKC, lower-casing and trimming; full-match implied.
 _NUMBER = (
@@ -226,13 +229,14 @@ def _dispatch(
     bad.  Strings are parsed once per distinct value because survey columns
     repeat a lot.
     """
-    values = s.to_numpy(dtype=object, na_value=None)
+    values = s.to_numpy(dtype=object, copy=True)
     n = len(values)
     out = np.full(n, fill, dtype=dtype)
     bad = np.zeros(n, dtype=bool)
     if n == 0:
         return out, bad
     missing = pd.isna(values)
+    values[missing] = None
     is_str, is_num = _kinds(values, missing)
     if is_num.any():
         out[is_num], bad[is_num] = number(values[is_num])
@@ -345,7 +349,11 @@ def parse_numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         values, bad = _numbers_from_numbers(s.to_numpy(dtype="float64", na_value=np.nan))
     else:
         values, bad = _dispatch(
-            s, text=_numbers_from_text, number=_numbers_from_numbers, other=_no_numbers, fill=np.nan,
+            s,
+            text=_numbers_from_text,
+            number=_numbers_from_numbers,
+            other=_no_numbers,
+            fill=np.nan,
             dtype="float64",
         )
     return (
@@ -364,7 +372,8 @@ def _iso_from_ymd(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> tuple[np.ndarr
     days_in_month = ((month + 1).astype("datetime64[D]") - month.astype("datetime64[D]")).astype(int)
     ok &= d <= days_in_month
     day = month.astype("datetime64[D]") + np.where(ok, d - 1, 0).astype("timedelta64[D]")
-    iso = np.where(ok, np.datetime_as_string(day, unit="D").astype(object), None)
+    iso = np.datetime_as_string(day, unit="D").astype(object)
+    iso[~ok] = None
     return iso, ~ok
 
 
@@ -373,7 +382,8 @@ def _iso_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nat = np.isnat(days)
     years = days.astype("datetime64[Y]").astype("int64") + 1970
     bad = ~nat & ((years < DATE_MIN_YEAR) | (years > DATE_MAX_YEAR))
-    iso = np.where(nat | bad, None, np.datetime_as_string(days, unit="D").astype(object))
+    iso = np.datetime_as_string(days, unit="D").astype(object)
+    iso[nat | bad] = None
     return iso, bad
 
 
@@ -422,6 +432,16 @@ def _ymd(v: object) -> tuple[int, int, int] | None:
 
 def _dates_from_objects(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Datetime-like objects (``datetime``, ``date``, ``Timestamp``, ``datetime64``); others are bad."""
+    if pd.api.types.infer_dtype(values, skipna=False) in ("date", "datetime", "datetime64"):
+        # numpy converts naive values in C; it warns on time zones, which take the per-value path.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                days = np.array(values, dtype="datetime64[us]").astype("datetime64[D]")
+            except (ValueError, TypeError, OverflowError, UserWarning):
+                pass
+            else:
+                return _iso_from_days(days)
     ymd = [_ymd(v) for v in values]
     ok = np.fromiter((t is not None for t in ymd), dtype=bool, count=len(ymd))
     iso = np.full(len(values), None, dtype=object)
@@ -465,8 +485,12 @@ def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         iso, bad = _dates_from_numbers(s.to_numpy(dtype="float64", na_value=np.nan))
     else:
         iso, bad = _dispatch(
-            s, text=_dates_from_text, number=lambda v: _dates_from_numbers(v.astype("float64")),
-            other=_dates_from_objects, fill=None, dtype="object",
+            s,
+            text=_dates_from_text,
+            number=lambda v: _dates_from_numbers(v.astype("float64")),
+            other=_dates_from_objects,
+            fill=None,
+            dtype="object",
         )
     return (
         pd.Series(iso, index=s.index, name=s.name, dtype=object),
@@ -506,7 +530,9 @@ def _vocab_lookup(keys: dict[str, str]) -> Callable[[object], object]:
     return lookup
 
 
-def normalise_vocab(s: pd.Series, vocab: tuple[Status, ...], default: str | None) -> tuple[pd.Series, pd.Series]:
+def normalise_vocab(
+    s: pd.Series, vocab: tuple[Status, ...], default: str | None
+) -> tuple[pd.Series, pd.Series]:
     """Map free-text status or category values to a vocabulary's codes.
 
     A value matches a :class:`~layers.base.Status` when its :func:`norm_key`
@@ -588,7 +614,11 @@ def clean_text(s: pd.Series) -> pd.Series:
         ``str`` values or ``None``; same index as ``s``.
     """
     out, _ = _dispatch(
-        s, text=_per_value(_clean_str), number=_per_value(_clean_number), other=_per_value(_clean_other),
-        fill=None, dtype="object",
+        s,
+        text=_per_value(_clean_str),
+        number=_per_value(_clean_number),
+        other=_per_value(_clean_other),
+        fill=None,
+        dtype="object",
     )
     return pd.Series(out, index=s.index, name=s.name, dtype=object)

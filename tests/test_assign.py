@@ -32,7 +32,9 @@ def test_points_exactly_one_unit(xs, ys, data):
     grid = Grid(codes, cells)
     # points on vertices, on edges, inside, outside
     px = data.draw(st.lists(st.sampled_from(xs) | st.integers(-100, 1100), min_size=1, max_size=60))
-    py = data.draw(st.lists(st.sampled_from(ys) | st.integers(-100, 1100), min_size=len(px), max_size=len(px)))
+    py = data.draw(
+        st.lists(st.sampled_from(ys) | st.integers(-100, 1100), min_size=len(px), max_size=len(px))
+    )
     pts = shapely.points(np.array(px, dtype=float), np.array(py, dtype=float))
     units = grid.assign(pts)
     assert len(units) == len(pts)
@@ -66,7 +68,9 @@ def test_polygons_go_to_largest_overlap(xs, ys, data):
     polys = np.array(boxes, dtype=object)
     units = grid.assign(polys)
     for poly, unit in zip(polys, units, strict=True):
-        areas = {c: shapely.area(shapely.intersection(poly, cell)) for c, cell in zip(codes, cells, strict=True)}
+        areas = {
+            c: shapely.area(shapely.intersection(poly, cell)) for c, cell in zip(codes, cells, strict=True)
+        }
         best = max(areas.values())
         if best <= 0:
             assert unit == UNASSIGNED

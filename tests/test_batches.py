@@ -36,7 +36,13 @@ def test_batch_register_and_archive(gridded_store, tmp_path):
     shp = write_shp(_sites("已登记", ["A", "B"]), tmp_path / "a" / "台账.shp")
     rep = import_file(gridded_store, "demolition", shp, user="surveyor1")
     b = gridded_store.batch(rep.batch_id)
-    assert (b.layer, b.source_name, b.user, b.added, b.status) == ("demolition", "台账.shp", "surveyor1", 2, "active")
+    assert (b.layer, b.source_name, b.user, b.added, b.status) == (
+        "demolition",
+        "台账.shp",
+        "surveyor1",
+        2,
+        "active",
+    )
     assert len(b.checksum) == 64 and b.created_at.endswith("Z")
     name, data = gridded_store.archived_source(rep.batch_id)
     assert name == "台账.shp"
@@ -45,8 +51,12 @@ def test_batch_register_and_archive(gridded_store, tmp_path):
 
 
 def test_rollback_restores_replaced_rows(gridded_store, tmp_path):
-    first = import_file(gridded_store, "demolition", write_shp(_sites("已登记", ["A", "B"]), tmp_path / "1" / "s.shp"))
-    second = import_file(gridded_store, "demolition", write_shp(_sites("已拆除", ["B", "C"]), tmp_path / "2" / "s.shp"))
+    first = import_file(
+        gridded_store, "demolition", write_shp(_sites("已登记", ["A", "B"]), tmp_path / "1" / "s.shp")
+    )
+    second = import_file(
+        gridded_store, "demolition", write_shp(_sites("已拆除", ["B", "C"]), tmp_path / "2" / "s.shp")
+    )
     assert (second.added, second.updated) == (1, 1)
     t = tally(gridded_store, "grid", ["demolition"])
     assert (t["demolition_total"].sum(), t["demolition_completed"].sum()) == (3, 2)
@@ -67,8 +77,13 @@ def test_rollback_restores_replaced_rows(gridded_store, tmp_path):
 
 
 def test_grid_replacement_reassigns_and_rolls_back(gridded_store, tmp_path):
-    import_file(gridded_store, "demolition", write_shp(_sites("已登记", ["A"], dx=150), tmp_path / "1" / "s.shp"))
-    assert tally(gridded_store, "grid", ["demolition"]).set_index("code").loc[f"{COMM_A}002", "demolition_total"] == 1
+    import_file(
+        gridded_store, "demolition", write_shp(_sites("已登记", ["A"], dx=150), tmp_path / "1" / "s.shp")
+    )
+    assert (
+        tally(gridded_store, "grid", ["demolition"]).set_index("code").loc[f"{COMM_A}002", "demolition_total"]
+        == 1
+    )
     g = grid_frame()
     g = g[g["网格编码"] != f"{COMM_A}002"]  # a new grid without that cell
     rep = import_file(gridded_store, "grid", write_shp(g, tmp_path / "g2" / "grid.shp"))
@@ -115,8 +130,12 @@ def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
         n_before = before.layer_count(DEMOLITION)
         batches_before = len(before.batches())
         before.close()
-        with subprocess.Popen([sys.executable, "-c", _IMPORT_SCRIPT, location, str(shp)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        with subprocess.Popen(
+            [sys.executable, "-c", _IMPORT_SCRIPT, location, str(shp)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ) as proc:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == b"start"  # the store is open
             time.sleep(delay)

@@ -70,7 +70,9 @@ def make_dbf(fields: list[tuple[bytes, int]], records: list[list[bytes]], ldid: 
         out += name[:11].ljust(11, b"\x00") + b"C" + bytes(4) + bytes([length, 0]) + bytes(14)
     out += b"\x0d"
     for rec in records:
-        out += b" " + b"".join(v.ljust(length, b" ")[:length] for v, (_, length) in zip(rec, fields, strict=True))
+        out += b" " + b"".join(
+            v.ljust(length, b" ")[:length] for v, (_, length) in zip(rec, fields, strict=True)
+        )
     out += b"\x1a"
     return bytes(out)
 
@@ -281,8 +283,9 @@ def test_not_a_dbf_raises() -> None:
         detect_dbf_encoding(Path("/nonexistent/x.dbf"))
 
 
-def test_deleted_records_and_numeric_fields_are_ignored() -> None:
-    dbf = bytearray(make_dbf([(b"DZ", 20)], [["镜湖区".encode("gbk")], ["\ufffd".encode()]]))
+def test_deleted_records_are_ignored() -> None:
+    # the deleted record holds bytes no candidate encoding accepts
+    dbf = bytearray(make_dbf([(b"DZ", 20)], [["镜湖区".encode("gbk")], [b"\x80\xff\x80"]]))
     header_len, record_len = struct.unpack_from("<HH", dbf, 8)
     dbf[header_len + record_len] = 0x2A  # mark the second record deleted
     assert detect_dbf_encoding(bytes(dbf)).encoding == "gb18030"
@@ -291,7 +294,11 @@ def test_deleted_records_and_numeric_fields_are_ignored() -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
-        st.text(alphabet=st.sampled_from("违建地址镜湖区赭山街道弋江鸠湾里已拆除存量整改中社区网格员王芳号路"), min_size=1, max_size=6),
+        st.text(
+            alphabet=st.sampled_from("违建地址镜湖区赭山街道弋江鸠湾里已拆除存量整改中社区网格员王芳号路"),
+            min_size=1,
+            max_size=6,
+        ),
         min_size=1,
         max_size=8,
     ),
@@ -336,8 +343,8 @@ def _zip_with_raw_names(path: Path, names: dict[str, bytes], extra: dict[str, by
     path.write_bytes(data)
 
 
-def test_zip_member_gbk_name_without_utf8_flag(tmp_path: Path) -> None:
-    real = "违建图斑/违建图斑.shp"
+@pytest.mark.parametrize("real", ["违建图斑/违建图斑.shp", "路.shp", "马路/停车点.dbf"])
+def test_zip_member_gbk_name_without_utf8_flag(tmp_path: Path, real: str) -> None:
     raw = real.encode("gbk")
     placeholder = "p" * (len(raw) - 4) + ".shp"
     zpath = tmp_path / "gbk.zip"
@@ -408,17 +415,35 @@ def test_mojibake_is_flagged(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["违建地址", "镜湖区赭山街道", "WJ-001", "", "Café", "Größe", "Crème brûlée", "São Paulo", "m²·a", "Ø20mm", "5×3m²"],
+    [
+        "违建地址",
+        "镜湖区赭山街道",
+        "WJ-001",
+        "",
+        "Café",
+        "Größe",
+        "Crème brûlée",
+        "São Paulo",
+        "m²·a",
+        "Ø20mm",
+        "5×3m²",
+    ],
 )
 def test_normal_text_is_not_flagged(text: str) -> None:
     assert not looks_like_mojibake(text)
 
 
-@given(st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5), min_size=2, max_size=12))
-def test_gbk_as_latin1_is_flagged(text: str) -> None:
-    try:
-        raw = text.encode("gbk")
-    except UnicodeEncodeError:
-        return
+GB2312_HANZI = [
+    bytes([lead, trail]).decode("gb2312")
+    for lead in range(0xB0, 0xF8)
+    for trail in range(0xA1, 0xFF)
+    if (lead, trail) not in {(0xD7, t) for t in range(0xFA, 0xFF)}
+]
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from(GB2312_HANZI), min_size=2, max_size=12))
+def test_common_chinese_misread_as_latin1_is_flagged(text: str) -> None:
     assert not looks_like_mojibake(text)
-    assert looks_like_mojibake(raw.decode("latin-1"))
+    assert looks_like_mojibake(text.encode("gbk").decode("latin-1"))
+    assert looks_like_mojibake(text.encode("utf-8").decode("cp1252", errors="replace"))

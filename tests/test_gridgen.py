@@ -64,11 +64,18 @@ def assert_codes(cells: gpd.GeoDataFrame) -> None:
 
 
 @PROPERTY
-@given(parts=blobs, size=st.floats(25, 250), shape=st.sampled_from(["square", "hex"]),
-       ox=st.floats(-500, 500), oy=st.floats(-500, 500))
+@given(
+    parts=blobs,
+    size=st.floats(25, 250),
+    shape=st.sampled_from(["square", "hex"]),
+    ox=st.floats(-500, 500),
+    oy=st.floats(-500, 500),
+)
 def test_cells_tile_any_boundary(parts, size, shape, ox, oy):
     boundary = blob_boundary(parts)
-    cells = generate_grid(frame([boundary]), size=size, shape=shape, admin_code=ADMIN, origin=(X0 + ox, Y0 + oy))
+    cells = generate_grid(
+        frame([boundary]), size=size, shape=shape, admin_code=ADMIN, origin=(X0 + ox, Y0 + oy)
+    )
     assert list(cells.columns) == list(OUTPUT_COLUMNS)
     assert cells.crs.to_epsg() == 4548
     assert_covers_exactly(cells, boundary)
@@ -87,7 +94,9 @@ def voronoi_communities(seeds: list[tuple[float, float]], boundary: shapely.Geom
     """Communities as Voronoi cells over the boundary's envelope; optionally one removed (a gap)."""
     pts = shapely.multipoints([(X0 + x, Y0 + y) for x, y in seeds])
     env = boundary.envelope.buffer(10)
-    cells = [shapely.intersection(c, env) for c in shapely.get_parts(shapely.voronoi_polygons(pts, extend_to=env))]
+    cells = [
+        shapely.intersection(c, env) for c in shapely.get_parts(shapely.voronoi_polygons(pts, extend_to=env))
+    ]
     cells = [c for c in cells if c.area > 0]
     if drop_one and len(cells) > 1:
         cells = cells[1:]
@@ -109,12 +118,17 @@ def test_cells_split_along_communities(parts, comm, size, shape):
     assert (cells["code"].str[:12] == cells["comm_code"]).all()
     assert (cells["comm_code"].str[:9] == cells["street_cd"]).all()
     assert cells["comm_code"].isin(communities["SQBM"]).all()
-    assert cells.groupby("comm_code")["code"].apply(lambda c: c.str[-3:].astype(int).tolist() == list(
-        range(1, len(c) + 1))).all()
+    assert (
+        cells.groupby("comm_code")["code"]
+        .apply(lambda c: c.str[-3:].astype(int).tolist() == list(range(1, len(c) + 1)))
+        .all()
+    )
     if not drop_one:
         by_code = dict(zip(communities["SQBM"], communities.geometry, strict=True))
-        outside = [shapely.difference(g, by_code[c]).area for g, c in zip(cells.geometry, cells["comm_code"],
-                                                                          strict=True)]
+        outside = [
+            shapely.difference(g, by_code[c]).area
+            for g, c in zip(cells.geometry, cells["comm_code"], strict=True)
+        ]
         assert max(outside) <= 1e-6 * size**2
 
 
@@ -181,8 +195,9 @@ def test_gap_between_communities_joins_the_biggest_piece_of_the_tile():
 
 
 def test_more_than_999_cells_continue_into_the_community_segment():
-    cells = generate_grid(frame([rect(0, 0, 1100, 1000)]), size=10 * math.sqrt(10), admin_code=ADMIN,
-                          origin=(X0, Y0))
+    cells = generate_grid(
+        frame([rect(0, 0, 1100, 1000)]), size=10 * math.sqrt(10), admin_code=ADMIN, origin=(X0, Y0)
+    )
     assert len(cells) > 1000
     assert_codes(cells)
     assert cells["code"].iloc[998] == "340291000000999"
@@ -207,7 +222,9 @@ def test_geographic_boundary_is_projected_to_its_gauss_kruger_zone():
     assert cells["area_m2"].sum() == pytest.approx(expected, rel=REL)
 
 
-@pytest.mark.parametrize(("lon", "epsg"), [(118.4, 4548), (75.2, 4534), (116.4, 4547), (134.9, 4554), (120.0, 4549)])
+@pytest.mark.parametrize(
+    ("lon", "epsg"), [(118.4, 4548), (75.2, 4534), (116.4, 4547), (134.9, 4554), (120.0, 4549)]
+)
 def test_gk_zone_epsg(lon, epsg):
     assert gk_zone_epsg(lon) == epsg
 
@@ -223,8 +240,11 @@ def test_community_codes_are_detected_and_checked():
     cells = generate_grid(boundary, communities=communities)
     assert set(cells["community"]) == {"江岸社区"} and cells["street"].isna().all()
     with pytest.raises(InputError):
-        generate_grid(boundary, communities=frame([rect(0, 0, 200, 100)], code=["3402910011"]),
-                      community_code_field="code")
+        generate_grid(
+            boundary,
+            communities=frame([rect(0, 0, 200, 100)], code=["3402910011"]),
+            community_code_field="code",
+        )
     with pytest.raises(InputError):
         generate_grid(boundary, communities=communities, admin_code="340202")
 

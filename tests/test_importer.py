@@ -18,7 +18,18 @@ from geo.errors import CRSError, InputError
 from geo.importer import import_file, prepare_import
 from geo.store import UNASSIGNED, open_store
 from geo.tally import tally
-from tests.conftest import COMM_A, GbkZipInfo, COMM_B, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp, zip_shp
+from tests.conftest import (
+    COMM_A,
+    GbkZipInfo,
+    COMM_B,
+    EPSG_GK,
+    X0,
+    Y0,
+    grid_frame,
+    points_frame,
+    write_shp,
+    zip_shp,
+)
 
 
 def sites(n_extra: int = 0) -> gpd.GeoDataFrame:
@@ -38,7 +49,8 @@ def sites(n_extra: int = 0) -> gpd.GeoDataFrame:
         违建面积=["12.5㎡", "1,250", "30", "", "8"] + ["5"] * n_extra,
         当前状态=["已拆除", "已登记", "已拆除", "已下发通知", "已拆除"] + ["已登记"] * n_extra,
         违建位置=["地面", "楼顶", "平台", "楼顶", "地面"] + ["地面"] * n_extra,
-        发现时间=["2022-01-05", "2022/3/1", "2022年4月2日", "20220510", "2022-02-01"] + ["2022-01-01"] * n_extra,
+        发现时间=["2022-01-05", "2022/3/1", "2022年4月2日", "20220510", "2022-02-01"]
+        + ["2022-01-01"] * n_extra,
         拆除时间=["2022-06-01", "", "2022-05-31", "", "2022-03-01"] + [""] * n_extra,
     )
 
@@ -190,7 +202,9 @@ def test_wrong_layer_and_wrong_geometry(gridded_store, tmp_path):
     with pytest.raises(InputError) as err:
         import_file(gridded_store, "parking", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
     assert err.value.code in ("wrong_layer", "wrong_geometry_type")
-    lines = gpd.GeoDataFrame({"编号": ["L1"]}, geometry=[shapely.LineString([(X0, Y0), (X0 + 10, Y0)])], crs=EPSG_GK)
+    lines = gpd.GeoDataFrame(
+        {"编号": ["L1"]}, geometry=[shapely.LineString([(X0, Y0), (X0 + 10, Y0)])], crs=EPSG_GK
+    )
     with pytest.raises(InputError) as err2:
         import_file(gridded_store, "parking", write_shp(lines, tmp_path / "l" / "l.shp"))
     assert err2.value.code == "wrong_geometry_type"
@@ -199,7 +213,9 @@ def test_wrong_layer_and_wrong_geometry(gridded_store, tmp_path):
 
 def test_dry_run_writes_nothing(gridded_store, tmp_path):
     rev = gridded_store.revision()
-    report = import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"), dry_run=True)
+    report = import_file(
+        gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"), dry_run=True
+    )
     assert report.dry_run and report.status == "preview" and report.rows_read == 5
     assert gridded_store.revision() == rev
     assert gridded_store.batches("demolition") == []
@@ -228,7 +244,9 @@ def test_csv_gcj02(gridded_store, tmp_path):
 def test_invalid_polygon_repaired_and_z_dropped(gridded_store, tmp_path):
     bow = shapely.Polygon([(X0 + 10, Y0 - 10), (X0 + 60, Y0 - 60), (X0 + 60, Y0 - 10), (X0 + 10, Y0 - 60)])
     z = shapely.Polygon([(X0 + 110, Y0 - 10, 5), (X0 + 150, Y0 - 10, 5), (X0 + 150, Y0 - 50, 5)])
-    g = gpd.GeoDataFrame({"案件编号": ["P1", "P2"], "当前状态": ["已登记", "已登记"]}, geometry=[bow, z], crs=EPSG_GK)
+    g = gpd.GeoDataFrame(
+        {"案件编号": ["P1", "P2"], "当前状态": ["已登记", "已登记"]}, geometry=[bow, z], crs=EPSG_GK
+    )
     report = import_file(gridded_store, "demolition", write_shp(g, tmp_path / "p" / "p.shp"))
     assert report.repaired == 1 and report.added == 2
     assert report.z_dropped == 2  # one Z ring makes the whole shapefile PolygonZ
@@ -279,8 +297,12 @@ def test_targets_progress(gridded_store, tmp_path):
 
     path = tmp_path / "targets.csv"
     pd.DataFrame(
-        {"编码": [COMM_A, "340291001", "999"], "图层": ["demolition", "违法建设", "demolition"],
-         "指标": ["completed", "area_completed_m2", "completed"], "目标": ["4", "100", "1"]}
+        {
+            "编码": [COMM_A, "340291001", "999"],
+            "图层": ["demolition", "违法建设", "demolition"],
+            "指标": ["completed", "area_completed_m2", "completed"],
+            "目标": ["4", "100", "1"],
+        }
     ).to_csv(path, index=False, encoding="utf-8-sig")
     report = load_targets(gridded_store, path)
     assert report.added == 2 and [r.row for r in report.rejected] == [3]
@@ -289,5 +311,3 @@ def test_targets_progress(gridded_store, tmp_path):
     assert comm.loc[COMM_A, "demolition_completed_progress"] == pytest.approx(0.5)
     street = tally(gridded_store, "street", ["demolition"]).set_index("code")
     assert street.loc["340291001", "demolition_area_completed_m2_progress"] == pytest.approx(0.425)
-
-

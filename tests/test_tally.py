@@ -36,7 +36,9 @@ def surveys(draw):
         status = draw(st.sampled_from(STATUSES))
         done = found + timedelta(days=draw(st.integers(0, 200))) if status in DONE else None
         area = draw(st.none() | st.floats(0, 500).map(lambda v: round(v, 1)))
-        rows.append((X0 + x, Y0 - y, f"C{i}", status, found.isoformat(), done.isoformat() if done else "", area))
+        rows.append(
+            (X0 + x, Y0 - y, f"C{i}", status, found.isoformat(), done.isoformat() if done else "", area)
+        )
     return rows
 
 
@@ -48,8 +50,11 @@ def test_every_feature_counted_once(tmp_path_factory, rows, as_of):
     import_file(store, "grid", write_shp(grid_frame(), tmp / "g" / "g.shp"))
     g = points_frame(
         [(r[0], r[1]) for r in rows],
-        案件编号=[r[2] for r in rows], 当前状态=[r[3] for r in rows], 发现时间=[r[4] for r in rows],
-        拆除时间=[r[5] for r in rows], 违建面积=[r[6] for r in rows],
+        案件编号=[r[2] for r in rows],
+        当前状态=[r[3] for r in rows],
+        发现时间=[r[4] for r in rows],
+        拆除时间=[r[5] for r in rows],
+        违建面积=[r[6] for r in rows],
     )
     import_file(store, "demolition", write_shp(g, tmp / "s" / "s.shp"))
     n = len(rows)
@@ -72,7 +77,9 @@ def test_every_feature_counted_once(tmp_path_factory, rows, as_of):
     street = tally(store, "street", ["demolition"], as_of=day)
     assert street["demolition_completed"].sum() == expect_done
     # reproducible: same answer later, after an unrelated import
-    import_file(store, "parking", write_shp(points_frame([(X0 + 1, Y0 - 1)], 编号=["P"]), tmp / "p" / "p.shp"))
+    import_file(
+        store, "parking", write_shp(points_frame([(X0 + 1, Y0 - 1)], 编号=["P"]), tmp / "p" / "p.shp")
+    )
     again = tally(store, "grid", ["demolition"], as_of=day)
     assert again["demolition_completed"].tolist() == t["demolition_completed"].tolist()
     store.close()
@@ -82,8 +89,10 @@ def test_monthly_series_is_monotone(gridded_store, tmp_path):
     rng = np.random.default_rng(3)
     n = 50
     found = [date(2022, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 300, n)]
-    done = [f + timedelta(days=int(d)) if k % 2 else None for k, (f, d) in enumerate(zip(found, rng.integers(0, 90, n),
-                                                                                        strict=True))]
+    done = [
+        f + timedelta(days=int(d)) if k % 2 else None
+        for k, (f, d) in enumerate(zip(found, rng.integers(0, 90, n), strict=True))
+    ]
     g = points_frame(
         [(X0 + 20 + i, Y0 - 20) for i in range(n)],
         案件编号=[f"M{i}" for i in range(n)],
@@ -107,7 +116,10 @@ def test_polygon_areas_match_geodesic(gridded_store, tmp_path):
     for lon0, lat0 in [(118.4, 31.3), (118.49, 31.35), (118.3, 31.22), (118.45, 31.25)]:
         ring = [(lon0, lat0), (lon0 + 0.002, lat0), (lon0 + 0.0025, lat0 + 0.0015), (lon0, lat0 + 0.002)]
         lonlat_polys.append(shapely.Polygon(ring))
-    gk = [shapely.transform(p, lambda xy: np.column_stack(to_gk.transform(xy[:, 0], xy[:, 1]))) for p in lonlat_polys]
+    gk = [
+        shapely.transform(p, lambda xy: np.column_stack(to_gk.transform(xy[:, 0], xy[:, 1])))
+        for p in lonlat_polys
+    ]
     g = gpd.GeoDataFrame({"案件编号": [f"A{i}" for i in range(4)]}, geometry=gk, crs=EPSG_GK)
     import_file(gridded_store, "demolition", write_shp(g.to_crs(4490), tmp_path / "a" / "a.shp"))
     attrs = gridded_store.read_attributes(layers.get("demolition")).set_index("case_id")
@@ -128,7 +140,10 @@ NOPARK = LayerSpec(
         Field("done_on", "date", "设立日期", "Set up on", ("设立日期",)),
     ),
     status_field="status",
-    statuses=(Status("拟设", "拟设", "Proposed"), Status("已设立", "已设立", "In force", ("设立",), completed=True)),
+    statuses=(
+        Status("拟设", "拟设", "Proposed"),
+        Status("已设立", "已设立", "In force", ("设立",), completed=True),
+    ),
     default_status="拟设",
     completed_field="done_on",
     measures=(Measure("area", "zid", "面积", "Area", "m2", from_geometry=True),),
@@ -143,9 +158,15 @@ def noparking():
 
 
 def test_layer_declared_in_a_test(gridded_store, tmp_path: Path, noparking):
-    polys = [shapely.box(X0 + 10, Y0 - 90, X0 + 30, Y0 - 60), shapely.box(X0 + 110, Y0 - 290, X0 + 150, Y0 - 250)]
-    g = gpd.GeoDataFrame({"编号": ["Z1", "Z2"], "状态": ["已设立", "拟设"], "设立日期": ["2022-03-01", ""]},
-                         geometry=polys, crs=EPSG_GK)
+    polys = [
+        shapely.box(X0 + 10, Y0 - 90, X0 + 30, Y0 - 60),
+        shapely.box(X0 + 110, Y0 - 290, X0 + 150, Y0 - 250),
+    ]
+    g = gpd.GeoDataFrame(
+        {"编号": ["Z1", "Z2"], "状态": ["已设立", "拟设"], "设立日期": ["2022-03-01", ""]},
+        geometry=polys,
+        crs=EPSG_GK,
+    )
     rep = import_file(gridded_store, "noparking", write_shp(g, tmp_path / "z" / "禁停.shp"))
     assert rep.added == 2
     t = tally(gridded_store, "community", ["noparking"]).set_index("code")

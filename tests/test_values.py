@@ -1,0 +1,502 @@
+"""Cleaning survey values: the forms found in real Excel/WPS/DBF registers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyogrio
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openpyxl.utils.datetime import from_excel, to_excel
+
+from geo.values import (
+    FieldMatch,
+    clean_text,
+    match_fields,
+    norm_key,
+    normalise_vocab,
+    parse_dates,
+    parse_numbers,
+)
+from layers import charging, demolition, grid
+
+DEMOLITION = demolition.LAYER
+FULL_WIDTH = str.maketrans("0123456789,.-", "０１２３４５６７８９，．－")
+
+
+# --------------------------------------------------------------------------- norm_key
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("违建面积", "违建面积"),
+        (" 违建面积（㎡） ", "违建面积"),
+        ("违建面积(m²)", "违建面积"),
+        ("违建面积（平方米）", "违建面积"),
+        ("违建面积[m2]", "违建面积"),
+        ("Case_ID", "caseid"),
+        ("case-id", "caseid"),
+        ("Case Id", "caseid"),
+        ("ＷＪＭＪ", "wjmj"),
+        ("*案件编号", "案件编号"),
+        ("AREA (m²)", "area"),
+        ("", ""),
+    ],
+)
+def test_norm_key(raw: str, key: str) -> None:
+    assert norm_key(raw) == key
+
+
+def test_norm_key_keeps_non_unit_brackets() -> None:
+    assert norm_key("编号(旧)") != norm_key("编号")
+
+
+# --------------------------------------------------------------------------- match_fields
+
+
+def test_match_fields_register_headers() -> None:
+    cols = ["序号", "违建编号", "违建地址", "违建面积（㎡）", "当前状态", "发现时间", "备注"]
+    m = match_fields(cols, DEMOLITION)
+    assert isinstance(m, FieldMatch)
+    assert m.mapping == {
+        "违建编号": "case_id",
+        "违建地址": "address",
+        "违建面积（㎡）": "area_m2",
+        "当前状态": "status",
+        "发现时间": "found_on",
+    }
+    assert m.unmatched == ["序号", "备注"]
+    assert m.missing == ["structure", "position", "floors", "usage", "kind", "done_on"]
+
+
+@pytest.mark.parametrize("cols", [["面积", "违建面积"], ["违建面积", "面积"]])
+def test_match_fields_earlier_alias_wins_whatever_the_column_order(cols: list[str]) -> None:
+    m = match_fields(cols, DEMOLITION)
+    assert m.mapping == {"违建面积": "area_m2"}
+    assert m.unmatched == ["面积"]
+
+
+def test_match_fields_name_and_labels() -> None:
+    m = match_fields(["case_id", "Address", "违建面积(m²)", "Area (m²)"], DEMOLITION)
+    assert m.mapping == {"case_id": "case_id", "Address": "address", "违建面积(m²)": "area_m2"}
+    assert m.unmatched == ["Area (m²)"]
+
+
+def test_match_fields_full_width_pinyin_and_case() -> None:
+    m = match_fields(["ＷＪＭＪ", "zt", "Fxsj", "wj_bh"], DEMOLITION)
+    assert m.mapping == {"ＷＪＭＪ": "area_m2", "zt": "status", "Fxsj": "found_on", "wj_bh": "case_id"}
+
+
+def test_match_fields_each_column_once_and_duplicate_keys() -> None:
+    m = match_fields(["状态", "状态 ", "面积"], charging.LAYER)
+    assert m.mapping == {"状态": "status", "面积": "area_m2"}
+    assert m.unmatched == ["状态 "]
+
+
+def test_match_fields_grid_file() -> None:
+    m = match_fields(["网格编码", "网格名称", "所属社区", "所属街道", "网格员", "Shape_Area"], grid.LAYER)
+    assert m.mapping == {
+        "网格编码": "code",
+        "网格名称": "name",
+        "所属社区": "community",
+        "所属街道": "street",
+        "网格员": "worker",
+        "Shape_Area": "area_m2",
+    }
+    assert m.unmatched == []
+
+
+# --------------------------------------------------------------------------- parse_numbers
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (12.5, 12.5),
+        (12, 12.0),
+        ("12.5", 12.5),
+        ("12.5㎡", 12.5),
+        ("12.5 m2", 12.5),
+        ("12.5m²", 12.5),
+        ("12.5 M2", 12.5),
+        ("12.5平方米", 12.5),
+        ("12.5平米", 12.5),
+        ("1,250", 1250.0),
+        ("1,250.75", 1250.75),
+        ("12,345,678", 12345678.0),
+        ("１２５０", 1250.0),
+        ("１，２５０．５", 1250.5),
+        (" 3 ", 3.0),
+        ("\u30003\u3000", 3.0),
+        ("约30", 30.0),
+        ("30左右", 30.0),
+        ("200余处", 200.0),
+        ("-4.5", -4.5),
+        ("－５", -5.0),
+        ("1e3", 1000.0),
+        (Decimal("2.5"), 2.5),
+        (np.int64(7), 7.0),
+    ],
+)
+def test_parse_numbers_accepts(raw: object, value: float) -> None:
+    values, bad = parse_numbers(pd.Series([raw], dtype=object))
+    assert values.dtype == np.float64
+    assert values.iloc[0] == pytest.approx(value)
+    assert not bad.iloc[0]
+
+
+@pytest.mark.parametrize("raw", ["", "  ", None, np.nan, "-", "/", "无"])
+def test_parse_numbers_empty_is_not_bad(raw: object) -> None:
+    values, bad = parse_numbers(pd.Series([raw], dtype=object))
+    assert np.isnan(values.iloc[0])
+    assert not bad.iloc[0]
+
+
+@pytest.mark.parametrize("raw", ["三十", "abc", "1,25", "12.5%", "1.2.3", "inf", float("inf"), True])
+def test_parse_numbers_bad(raw: object) -> None:
+    values, bad = parse_numbers(pd.Series([raw], dtype=object))
+    assert np.isnan(values.iloc[0])
+    assert bad.iloc[0]
+
+
+def test_parse_numbers_keeps_index_and_handles_dtypes() -> None:
+    idx = pd.Index([10, 20, 30])
+    for s in (
+        pd.Series(["1", None, "x"], index=idx),  # pandas string dtype
+        pd.Series(["1", None, "x"], index=idx, dtype=object),
+    ):
+        values, bad = parse_numbers(s)
+        assert list(values.index) == [10, 20, 30]
+        assert values.iloc[0] == 1.0 and np.isnan(values.iloc[1])
+        assert bad.tolist() == [False, False, True]
+    values, bad = parse_numbers(pd.Series([1.5, np.nan, 3], index=idx))
+    assert values.tolist()[0] == 1.5 and not bad.any()
+    values, bad = parse_numbers(pd.Series([1, 2], dtype="Int64"))
+    assert values.tolist() == [1.0, 2.0]
+    values, bad = parse_numbers(pd.Series([], dtype=object))
+    assert len(values) == 0 and len(bad) == 0
+
+
+def test_parse_numbers_mixed_column_from_excel() -> None:
+    s = pd.Series([120.5, "80㎡", "1,000平方米", None, "待测", 0], dtype=object)
+    values, bad = parse_numbers(s)
+    assert values.tolist()[:3] == [120.5, 80.0, 1000.0]
+    assert np.isnan(values.iloc[3]) and np.isnan(values.iloc[4])
+    assert values.iloc[5] == 0.0
+    assert bad.tolist() == [False, False, False, False, True, False]
+    assert bad.dtype == bool
+
+
+_SUFFIXES = ["", "㎡", " ㎡", "m2", " m2", "m²", "平方米", " 平方米", "平米"]
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False),
+            st.sampled_from(_SUFFIXES),
+            st.booleans(),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_parse_numbers_roundtrip_property(items: list[tuple[float, str, bool, bool]]) -> None:
+    texts = []
+    for x, suffix, full_width, prefixed in items:
+        text = f"{x:,}{suffix}"  # shortest repr with thousands separators (exponent for tiny values)
+        if full_width:
+            text = text.translate(FULL_WIDTH)
+        texts.append(("约" if prefixed else "") + text)
+    values, bad = parse_numbers(pd.Series(texts))
+    assert not bad.any(), [t for t, b in zip(texts, bad, strict=True) if b]
+    for (x, *_), got in zip(items, values, strict=True):
+        assert got == pytest.approx(x, rel=1e-9, abs=1e-300)
+
+
+# --------------------------------------------------------------------------- parse_dates
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        dt.datetime(2022, 5, 25, 13, 45),
+        dt.date(2022, 5, 25),
+        pd.Timestamp("2022-05-25 08:00"),
+        np.datetime64("2022-05-25"),
+        "2022-05-25",
+        "2022/5/25",
+        "2022/05/25",
+        "2022.5.25",
+        "2022年5月25日",
+        "2022年05月25日",
+        "2022年5月25号",
+        "２０２２年５月２５日",
+        "20220525",
+        "2022-05-25 13:45:00",
+        "2022/5/25 13:45",
+        "2022-05-25T13:45:00+08:00",
+        " 2022-05-25 ",
+        44706,
+        44706.0,
+        44706.75,
+        "44706",
+        20220525,
+    ],
+)
+def test_parse_dates_accepts(raw: object) -> None:
+    values, bad = parse_dates(pd.Series([raw], dtype=object))
+    assert values.iloc[0] == "2022-05-25"
+    assert not bad.iloc[0]
+
+
+def test_excel_serial_matches_openpyxl() -> None:
+    assert from_excel(44706).date() == dt.date(2022, 5, 25)
+
+
+@pytest.mark.parametrize(
+    ("raw", "iso"), [("2022年05月", "2022-05-01"), ("2022年5月", "2022-05-01"), ("2022-05", "2022-05-01")]
+)
+def test_parse_dates_month_only_is_first_day(raw: str, iso: str) -> None:
+    values, bad = parse_dates(pd.Series([raw]))
+    assert values.iloc[0] == iso and not bad.iloc[0]
+
+
+@pytest.mark.parametrize("raw", ["", "  ", None, np.nan, pd.NaT, "-", "/"])
+def test_parse_dates_empty_is_not_bad(raw: object) -> None:
+    values, bad = parse_dates(pd.Series([raw], dtype=object))
+    assert values.iloc[0] is None
+    assert not bad.iloc[0]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2022-13-45",
+        "2022-02-29",
+        "2022-04-31",
+        "昨天",
+        "二〇二二年五月",
+        "1949-12-31",
+        "2101-01-01",
+        dt.date(1900, 1, 1),
+        "2022",
+        5,
+        19999,  # below the serial range
+        80001,
+        True,
+    ],
+)
+def test_parse_dates_bad(raw: object) -> None:
+    values, bad = parse_dates(pd.Series([raw], dtype=object))
+    assert values.iloc[0] is None
+    assert bad.iloc[0]
+
+
+def test_parse_dates_leap_day() -> None:
+    values, bad = parse_dates(pd.Series(["2024-02-29", "2100-02-29", "2000-02-29"]))
+    assert values.tolist() == ["2024-02-29", None, "2000-02-29"]
+    assert bad.tolist() == [False, True, False]
+
+
+def test_parse_dates_datetime64_columns() -> None:
+    s = pd.Series(pd.to_datetime(["2022-05-25 13:45", None, "1900-01-01 00:00"]), index=[5, 6, 7])
+    values, bad = parse_dates(s)
+    assert values.dtype == object
+    assert values.tolist() == ["2022-05-25", None, None]
+    assert bad.tolist() == [False, False, True]
+    assert list(values.index) == [5, 6, 7]
+    tz = pd.Series(pd.to_datetime(["2022-05-25 23:30"]).tz_localize("Asia/Shanghai"))
+    assert parse_dates(tz)[0].tolist() == ["2022-05-25"]
+
+
+def test_parse_dates_numeric_column_of_serials() -> None:
+    values, bad = parse_dates(pd.Series([44706.0, np.nan, 5.0]))
+    assert values.tolist() == ["2022-05-25", None, None]
+    assert bad.tolist() == [False, False, True]
+
+
+def test_parse_dates_from_dbf_date_field(tmp_path: Path) -> None:
+    """pyogrio returns DBF Date fields as datetime64; empty dates as NaT."""
+    dates = pd.array([dt.date(2022, 5, 25), None], dtype=pd.ArrowDtype(pa.date32()))
+    gdf = gpd.GeoDataFrame({"FXSJ": dates}, geometry=[shapely.Point(118.4, 31.3)] * 2, crs=4490)
+    path = tmp_path / "sites.shp"
+    pyogrio.write_dataframe(gdf, path, use_arrow=True)
+    back = pyogrio.read_dataframe(path)
+    assert pd.api.types.is_datetime64_any_dtype(back["FXSJ"].dtype)
+    for s in (back["FXSJ"], back["FXSJ"].astype(object)):
+        values, bad = parse_dates(s)
+        assert values.tolist() == ["2022-05-25", None]
+        assert not bad.any()
+
+
+def test_parse_dates_mixed_excel_column() -> None:
+    s = pd.Series([dt.datetime(2022, 5, 25), "2022年6月1日", 44713, None, "待定"], dtype=object)
+    values, bad = parse_dates(s)
+    assert values.tolist() == ["2022-05-25", "2022-06-01", "2022-06-01", None, None]
+    assert bad.tolist() == [False, False, False, False, True]
+
+
+_DATE_FORMATS = [
+    lambda d: d.isoformat(),
+    lambda d: f"{d.year}/{d.month}/{d.day}",
+    lambda d: f"{d.year}.{d.month}.{d.day}",
+    lambda d: f"{d.year}年{d.month}月{d.day}日",
+    lambda d: f"{d.year}年{d.month:02d}月{d.day:02d}日",
+    lambda d: d.strftime("%Y%m%d"),
+    lambda d: f"{d.isoformat()} 13:45:00",
+    lambda d: f"{d.year}-{d.month}-{d.day}".translate(FULL_WIDTH),
+    lambda d: dt.datetime(d.year, d.month, d.day, 9, 30),
+    lambda d: pd.Timestamp(d),
+    lambda d: d,
+]
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.dates(min_value=dt.date(1950, 1, 1), max_value=dt.date(2100, 12, 31)),
+            st.integers(min_value=0, max_value=len(_DATE_FORMATS) - 1),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_parse_dates_roundtrip_property(items: list[tuple[dt.date, int]]) -> None:
+    raw = pd.Series([_DATE_FORMATS[i](d) for d, i in items], dtype=object)
+    values, bad = parse_dates(raw)
+    assert not bad.any()
+    assert values.tolist() == [d.isoformat() for d, _ in items]
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.dates(min_value=dt.date(1954, 10, 3), max_value=dt.date(2100, 12, 31)),
+    st.floats(min_value=0, max_value=0.999),
+    st.sampled_from(["int", "float", "str"]),
+)
+def test_excel_serial_roundtrip_property(day: dt.date, time_of_day: float, form: str) -> None:
+    serial = to_excel(dt.datetime(day.year, day.month, day.day))
+    assert isinstance(serial, int | float) and 20000 <= serial <= 80000
+    raw: object = {"int": int(serial), "float": serial + time_of_day, "str": str(int(serial))}[form]
+    values, bad = parse_dates(pd.Series([raw], dtype=object))
+    assert values.iloc[0] == day.isoformat() and not bad.iloc[0]
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31)))
+def test_parse_dates_year_window_property(day: dt.date) -> None:
+    values, bad = parse_dates(pd.Series([day.isoformat(), day], dtype=object))
+    inside = 1950 <= day.year <= 2100
+    assert values.tolist() == ([day.isoformat()] * 2 if inside else [None, None])
+    assert bad.tolist() == [not inside] * 2
+
+
+# --------------------------------------------------------------------------- normalise_vocab
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("已拆除", "已拆除"),
+        ("拆除", "已拆除"),
+        ("Demolished", "已拆除"),
+        ("DONE", "已拆除"),
+        (" 已拆除 ", "已拆除"),
+        ("已拆除完毕", "已拆除"),
+        ("拆除中", "拆除中"),
+        ("正在拆除中", "拆除中"),
+        ("未拆除", "已登记"),
+        ("尚未拆除", "已登记"),
+        ("已下发整改通知", "已下发通知"),
+        ("已补办手续（规划许可）", "已补办手续"),
+        ("in progress", "拆除中"),
+        ("In-Progress", "拆除中"),
+        ("ｄｏｎｅ", "已拆除"),
+    ],
+)
+def test_normalise_vocab_statuses(raw: str, code: str) -> None:
+    values, bad = normalise_vocab(pd.Series([raw]), DEMOLITION.statuses, DEMOLITION.default_status)
+    assert values.iloc[0] == code
+    assert not bad.iloc[0]
+
+
+@pytest.mark.parametrize("raw", ["", None, np.nan, "  ", "/"])
+def test_normalise_vocab_empty_gets_default(raw: object) -> None:
+    values, bad = normalise_vocab(pd.Series([raw], dtype=object), DEMOLITION.statuses, "已登记")
+    assert values.iloc[0] == "已登记" and not bad.iloc[0]
+    values, bad = normalise_vocab(pd.Series([raw], dtype=object), DEMOLITION.statuses, None)
+    assert values.iloc[0] is None and not bad.iloc[0]
+
+
+@pytest.mark.parametrize("raw", ["xyz", "已下发通知，未拆除", "违章", 3])
+def test_normalise_vocab_unknown_or_ambiguous_is_bad(raw: object) -> None:
+    values, bad = normalise_vocab(pd.Series([raw], dtype=object), DEMOLITION.statuses, "已登记")
+    assert values.iloc[0] is None
+    assert bad.iloc[0]
+
+
+def test_normalise_vocab_categories_and_index() -> None:
+    position = DEMOLITION.categories[0].values
+    s = pd.Series(["地上", "楼顶平台", "屋顶", "roof", "露台"], index=list("abcde"))
+    values, bad = normalise_vocab(s, position, None)
+    # "楼顶平台" names two categories: ambiguous.
+    assert values.tolist() == ["地面", None, "楼顶", "楼顶", "平台"]
+    assert bad.tolist() == [False, True, False, False, False]
+    assert list(values.index) == list("abcde")
+
+
+# --------------------------------------------------------------------------- clean_text
+
+
+def test_clean_text() -> None:
+    s = pd.Series(
+        [
+            " 镜湖区 ",
+            "\u3000赭山路1号\u3000",
+            "",
+            "   ",
+            None,
+            np.nan,
+            123.0,
+            12.5,
+            7,
+            "Cafe\u0301",
+            340291001001001,
+        ],
+        dtype=object,
+    )
+    assert clean_text(s).tolist() == [
+        "镜湖区",
+        "赭山路1号",
+        None,
+        None,
+        None,
+        None,
+        "123",
+        "12.5",
+        "7",
+        "Café",
+        "340291001001001",
+    ]
+
+
+def test_clean_text_float_id_column_and_dtypes() -> None:
+    out = clean_text(pd.Series([1001.0, np.nan, 1002.0], index=[3, 4, 5]))
+    assert out.dtype == object
+    assert out.tolist() == ["1001", None, "1002"]
+    assert list(out.index) == [3, 4, 5]
+    assert clean_text(pd.Series(["a", None])).tolist() == ["a", None]
+    assert clean_text(pd.Series([], dtype=object)).tolist() == []
