@@ -91,10 +91,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     store = _store(args)
     renderer = get_renderer(args.format)
-    levels = list(LEVELS) if args.format in ("xlsx", "gpkg") and not args.level_given else [args.level]
+    levels = list(LEVELS) if renderer.all_levels and not args.level_given else [args.level]
     filters = Filters(within=args.within) if args.within else None
     report = build_report(store, levels, args.layer or None, args.as_of, filters,
-                          with_geometry=args.format in ("geojson", "gpkg", "shp"))
+                          with_geometry=renderer.needs_geometry)
     data = renderer.render(report, args.level if args.level in levels else levels[0])
     if args.output and args.output != "-":
         Path(args.output).write_bytes(data)

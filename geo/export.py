@@ -709,6 +709,9 @@ def render_xlsx(report: StatsReport, level: str | None = None) -> bytes:
         ws = wb.create_sheet(_sheet_title(lv, used))
         _write_sheet(ws, report, lv)
     wb.active = _level_names(report).index(active)
+    for ws in wb.worksheets:
+        # Only the active sheet may be selected, or Excel opens the sheets grouped.
+        ws.sheet_view.tabSelected = ws.title == wb.active.title
     wb.properties.title = report.title
     wb.properties.creator = "gridwatch"
     buf = io.BytesIO()

@@ -94,6 +94,9 @@ def encode_geometries(geoms: np.ndarray, srs_id: int) -> list[bytes]:
 
 def decode_geometries(blobs: list[bytes | None]) -> np.ndarray:
     """Shapely geometries from GeoPackage blobs (None for NULL)."""
+    if blobs and all(b is not None and b[3] == 0b00000011 for b in blobs):
+        # the common case (our own writer: little-endian header with an XY envelope)
+        return shapely.from_wkb(np.array([b[40:] for b in blobs if b is not None], dtype=object))
     wkbs: list[bytes | None] = []
     for b in blobs:
         if b is None:
@@ -392,7 +395,7 @@ class GpkgStore:
 
         existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
         wanted = sorted({k for k in keys if k is not None})
-        if wanted:
+        if wanted and conn.execute(f'SELECT 1 FROM "{spec.name}" LIMIT 1').fetchone():
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM gw_tmp_keys")
             conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
@@ -557,11 +560,24 @@ class GpkgStore:
         if not self.has_layer(spec) or len(fids) == 0:
             return 0
         conn = self.conn
-        current = dict(conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}"').fetchall())
-        changes = [(str(u), int(f)) for f, u in zip(fids, units, strict=True) if current.get(int(f)) != u]
-        if changes:
-            conn.executemany(f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?', changes)
-        return len(changes)
+        rows = conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
+        cur_fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        cur_units = np.array([r[1] for r in rows], dtype=object)
+        fids = np.asarray(fids, dtype=np.int64)
+        units = np.asarray(units, dtype=object)
+        if len(cur_fids) == len(fids) and (cur_fids == fids).all():
+            changed = np.flatnonzero(cur_units != units)
+        else:
+            pos = np.searchsorted(cur_fids, fids)
+            pos = np.clip(pos, 0, max(len(cur_fids) - 1, 0))
+            known = (len(cur_fids) > 0) & (cur_fids[pos] == fids)
+            changed = np.flatnonzero(known & (cur_units[pos] != units))
+        if len(changed):
+            conn.executemany(
+                f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?',
+                ((str(units[i]), int(fids[i])) for i in changed),
+            )
+        return len(changed)
 
     def layer_count(self, spec: LayerSpec) -> int:
         if not self.has_layer(spec):

@@ -18,7 +18,6 @@ import math
 import numbers
 import re
 import unicodedata
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -422,34 +421,26 @@ def _dates_from_text(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return iso, bad
 
 
-def _ymd(v: object) -> tuple[int, int, int] | None:
+_UNIX_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _ordinal(v: object) -> int:
+    """Proleptic Gregorian ordinal of a date-like value (its wall-clock date); 0 if not date-like."""
     if isinstance(v, np.datetime64):
         v = pd.Timestamp(v)
-    if isinstance(v, datetime | date):
-        return v.year, v.month, v.day
-    return None
+    return v.toordinal() if isinstance(v, date) else 0
 
 
 def _dates_from_objects(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Datetime-like objects (``datetime``, ``date``, ``Timestamp``, ``datetime64``); others are bad."""
-    if pd.api.types.infer_dtype(values, skipna=False) in ("date", "datetime", "datetime64"):
-        # numpy converts naive values in C; it warns on time zones, which take the per-value path.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            try:
-                days = np.array(values, dtype="datetime64[us]").astype("datetime64[D]")
-            except (ValueError, TypeError, OverflowError, UserWarning):
-                pass
-            else:
-                return _iso_from_days(days)
-    ymd = [_ymd(v) for v in values]
-    ok = np.fromiter((t is not None for t in ymd), dtype=bool, count=len(ymd))
-    iso = np.full(len(values), None, dtype=object)
-    bad = ~ok
-    if ok.any():
-        y, m, d = np.array([t for t in ymd if t is not None], dtype="int64").T
-        iso[ok], bad[ok] = _iso_from_ymd(y, m, d)
-    return iso, bad
+    try:
+        ordinals = np.fromiter((v.toordinal() for v in values), dtype=np.int64, count=len(values))
+    except AttributeError:
+        ordinals = np.fromiter((_ordinal(v) for v in values), dtype=np.int64, count=len(values))
+    ok = ordinals > 0
+    days = (ordinals - _UNIX_ORDINAL).astype("timedelta64[D]") + np.datetime64("1970-01-01", "D")
+    iso, bad = _iso_from_days(np.where(ok, days, np.datetime64("NaT", "D")))
+    return iso, bad | ~ok
 
 
 def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -314,6 +314,7 @@ def test_xlsx_active_sheet_and_text_not_formula(report: StatsReport) -> None:
     report.levels["grid"].loc[1, "name"] = '=HYPERLINK("http://x")'
     wb = _xlsx(report, "community")
     assert wb.active.title == "社区"
+    assert [ws.sheet_view.tabSelected for ws in wb.worksheets] == [False, True]
     cell = wb["单元网格"]["B4"]
     assert cell.data_type == "s" and cell.value.startswith("=HYPERLINK")
 

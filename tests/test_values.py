@@ -341,6 +341,14 @@ def test_parse_dates_from_dbf_date_field(tmp_path: Path) -> None:
         assert not bad.any()
 
 
+def test_parse_dates_keeps_the_wall_clock_date_of_aware_values() -> None:
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    late = dt.datetime(2022, 5, 25, 23, 30, tzinfo=shanghai)
+    values, bad = parse_dates(pd.Series([late, pd.Timestamp(late), dt.date(2022, 5, 26)], dtype=object))
+    assert values.tolist() == ["2022-05-25", "2022-05-25", "2022-05-26"]
+    assert not bad.any()
+
+
 def test_parse_dates_mixed_excel_column() -> None:
     s = pd.Series([dt.datetime(2022, 5, 25), "2022年6月1日", 44713, None, "待定"], dtype=object)
     values, bad = parse_dates(s)

@@ -1,0 +1,123 @@
+"""The ``gridwatch`` command line, run as a user would (in-process and as a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pyogrio
+import pytest
+
+from geo.cli import main
+from tests.conftest import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> str:
+    return str(tmp_path / "store")
+
+
+@pytest.fixture
+def loaded(tmp_path: Path, data: str) -> str:
+    assert main(["--data", data, "import", "grid", str(write_shp(grid_frame(), tmp_path / "g" / "网格.shp"))]) == 0
+    sites = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50), (X0 - 900, Y0 + 900)],
+        案件编号=["A", "B", "C"], 当前状态=["已拆除", "已登记", "已登记"], 违建面积=["10", "20", "5"],
+        发现时间=["2022-01-01"] * 3, 拆除时间=["2022-06-01", "", ""],
+    )
+    assert main(["--data", data, "import", "demolition", str(write_shp(sites, tmp_path / "s" / "违建.shp"))]) == 0
+    return data
+
+
+def test_import_report_and_json(tmp_path, data, capsys):
+    shp = write_shp(grid_frame(), tmp_path / "g" / "网格.shp")
+    assert main(["--data", data, "import", "grid", str(shp), "--dry-run", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "preview" and out["rows_read"] == 9 and out["encoding"] == "gb18030"
+    assert main(["--data", data, "import", "grid", str(shp)]) == 0
+    text = capsys.readouterr().out
+    assert "读取 9 行" in text and "新增 9" in text
+    assert main(["--data", data, "--lang", "en", "import", "grid", str(shp)]) == 0
+    assert "already imported" in capsys.readouterr().out
+
+
+def test_rejected_input_exits_nonzero_with_one_line(tmp_path, data, capsys):
+    bad = tmp_path / "x.zip"
+    bad.write_bytes(b"not a zip")
+    assert main(["--data", data, "import", "demolition", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "zip" in err and "Traceback" not in err
+    assert main(["--data", data, "import", "nosuch", str(bad)]) == 2
+    assert "未知图层" in capsys.readouterr().err
+    assert main(["--data", data, "rollback", "42"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["--data", data, "stats", "--as-of", "2022-13-40"]) == 2
+
+
+def test_stats_csv_has_bom_units_and_unassigned(loaded, tmp_path):
+    out = tmp_path / "stats.csv"
+    assert main(["--data", loaded, "stats", "--level", "grid", "--layer", "demolition", "-o", str(out)]) == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    df = pd.read_csv(out, encoding="utf-8-sig", dtype={"code": str})
+    for col in ("code", "name", "demolition_total", "demolition_completed", "demolition_rate",
+                "demolition_area_m2", "demolition_area_completed_m2"):
+        assert col in df.columns
+    assert len(df) == 10 and df["code"].iloc[-1] == "UNASSIGNED"
+    assert df["demolition_total"].sum() == 3
+    row = df.set_index("code").loc[f"{COMM_A}001"]
+    assert (row["demolition_total"], row["demolition_completed"], row["demolition_area_completed_m2"]) == (1, 1, 10)
+    may = tmp_path / "may.csv"
+    assert main(["--data", loaded, "stats", "--as-of", "2022-05-31", "-o", str(may)]) == 0
+    assert pd.read_csv(may, encoding="utf-8-sig")["demolition_completed"].sum() == 0
+
+
+def test_stats_xlsx_all_levels_chinese_headers(loaded, tmp_path):
+    out = tmp_path / "stats.xlsx"
+    assert main(["--data", loaded, "stats", "--format", "xlsx", "-o", str(out)]) == 0
+    wb = openpyxl.load_workbook(out)
+    assert wb.sheetnames[:4] == ["单元网格", "社区", "街道", "区"]
+    ws = wb["社区"]
+    headers = [c.value for row in ws.iter_rows(min_row=1, max_row=3) for c in row]
+    assert "违法建设完成率" in headers and "违法建设总数" in headers
+    values = [c.value for c in ws[ws.max_row]]
+    assert "合计" in values
+
+
+def test_stats_geojson_and_gpkg(loaded, tmp_path, capsys):
+    assert main(["--data", loaded, "stats", "--level", "community", "--format", "geojson"]) == 0
+    fc = json.loads(capsys.readouterr().out)
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 3
+    lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0][:2]
+    assert 118 < lon < 119 and 31 < lat < 32
+    out = tmp_path / "s.gpkg"
+    assert main(["--data", loaded, "stats", "--format", "gpkg", "-o", str(out)]) == 0
+    layers_found = [r[0] for r in pyogrio.list_layers(out)]
+    assert "stats_grid" in layers_found and "stats_street" in layers_found
+
+
+def test_batches_and_rollback(loaded, capsys):
+    assert main(["--data", loaded, "batches", "--json"]) == 0
+    batches = json.loads(capsys.readouterr().out)
+    assert [b["layer"] for b in batches] == ["grid", "demolition"]
+    assert main(["--data", loaded, "rollback", str(batches[1]["id"])]) == 0
+    capsys.readouterr()
+    assert main(["--data", loaded, "batches"]) == 0
+    assert "已回滚" in capsys.readouterr().out
+
+
+def test_console_script_runs(tmp_path, loaded):
+    exe = Path(sys.executable).with_name("gridwatch")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "geo.cli"]
+    proc = subprocess.run([*cmd, "--data", loaded, "stats", "--level", "street", "--format", "json"],
+                          capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    body = json.loads(proc.stdout)
+    assert body["level"] == "street" and body["rows"][0]["code"] == "340291001"
+    proc = subprocess.run([*cmd, "--data", loaded, "import", "grid", str(tmp_path / "missing.shp")],
+                          capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 2 and b"Traceback" not in proc.stderr
