@@ -1,0 +1,65 @@
+"""gridwatch web service: application factory.
+
+Development: ``gridwatch serve``.  Production: ``gunicorn 'server:create_app()'``.
+Settings come from defaults, then ``instance/gridwatch.cfg`` (if present), then
+``GRIDWATCH_*`` environment variables, then the ``config`` mapping given here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+
+from geo.errors import GridwatchError
+from geo.store import data_dir, open_store
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, template_folder="templates")
+    app.config.from_mapping(
+        GRIDWATCH_DATA=str(data_dir()),
+        GRIDWATCH_TILES="osm",
+        MAX_CONTENT_LENGTH=200 * 1024 * 1024,
+        JSON_AS_ASCII=False,
+    )
+    app.config.from_pyfile("gridwatch.cfg", silent=True)
+    app.config.from_prefixed_env("GRIDWATCH", loads=str)
+    for key in ("DATA", "TILES"):
+        if key in app.config:
+            app.config[f"GRIDWATCH_{key}"] = app.config.pop(key)
+    if config:
+        app.config.update(config)
+
+    from web.views import bp
+
+    app.register_blueprint(bp)
+
+    @app.teardown_appcontext
+    def _close_store(_exc: BaseException | None) -> None:
+        store = g.pop("store", None)
+        if store is not None:
+            store.close()
+
+    @app.errorhandler(GridwatchError)
+    def _domain_error(exc: GridwatchError) -> Any:
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(404)
+    def _not_found(_exc: Exception) -> Any:
+        return jsonify({"error": "not_found", "message": f"页面不存在 / not found: {request.path}"}), 404
+
+    @app.errorhandler(500)
+    def _server_error(_exc: Exception) -> Any:
+        return jsonify({"error": "server_error", "message": "服务器内部错误 / internal server error"}), 500
+
+    return app
+
+
+def get_store() -> Any:
+    """The store for this request, opened lazily and closed on teardown."""
+    from flask import current_app
+
+    if "store" not in g:
+        g.store = open_store(current_app.config["GRIDWATCH_DATA"])
+    return g.store

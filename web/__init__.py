@@ -1,0 +1,1 @@
+"""Flask blueprints: a thin layer over the engine in :mod:`geo`."""
