@@ -41,11 +41,11 @@ __all__ = [
 EncodingSource = Literal["override", "cpg", "ldid", "content"]
 
 #: At most this many bytes of records are sampled for content evidence.
-SAMPLE_BYTES = 2 * 1024 * 1024
+SAMPLE_BYTES = 512 * 1024
 #: Share of "expected" characters a decoding needs to count as fitting.
 FIT_SHARE = 0.8
 #: At most this many non-ASCII characters are examined when scoring a decoding.
-MAX_CHARS_EXAMINED = 200_000
+MAX_CHARS_EXAMINED = 50_000
 
 # LDID values GDAL maps to code page 936 (GBK).  Other values (0x00 none,
 # 0x57 ANSI 1252, 0x01/0x03 DOS/Windows Latin ...) say nothing reliable about

@@ -326,6 +326,8 @@ def _community_regions(
         geom = shapely.difference(shapely.intersection(geom, area_geom), taken)
         taken = shapely.union(taken, geom)
         regions.append(_drop_specks(geom, speck))
+    if all(r.is_empty for r in regions):
+        raise InputError("社区图层与边界没有重叠", "no community overlaps the boundary")
     info = (
         frame.drop(columns="geometry")
         .groupby("comm_code", sort=False, dropna=False)
@@ -501,7 +503,7 @@ def _code_cells(cells: pd.DataFrame, info: pd.DataFrame, admin_code: str | None,
         counts = np.bincount(region, minlength=len(info))
         worst = int(np.argmax(counts))
         if counts[worst] > _MAX_SEQUENCE:
-            _raise_too_many(int(counts[worst]), _MAX_SEQUENCE, size, f"社区 {info['comm_code'][worst]}",
+            _raise_too_many(int(counts[worst]), _MAX_SEQUENCE, size, f"社区 {info['comm_code'][worst]} ",
                             f"community {info['comm_code'][worst]}")
         comm = info["comm_code"].to_numpy(dtype=object)[region]
         community = info["community"].to_numpy(dtype=object)[region]

@@ -136,6 +136,7 @@ class PreparedImport:
     source_path: Path
     source_bytes: bytes | None
     user: str | None = None
+    grid_generation: str = ""
 
 
 def now_iso() -> str:
@@ -236,6 +237,7 @@ def prepare_import(
         choice = crsmod.parse_crs(crs) if crs else None
         dataset = _choose_dataset(source, spec, member, encoding)
         report.dataset = dataset.name
+        grid_generation = store.layer_generation(grid_spec())
         grid = None if spec.is_grid else load_grid(store)
         hint_lon = _store_lon(store)
         raw = read_dataset(dataset, encoding=encoding, crs=choice, hint_lon=hint_lon)
@@ -249,7 +251,7 @@ def prepare_import(
             report.status = "duplicate"
             report.duplicate_of = dup.id
         source_bytes = archive_bytes(path)
-        return PreparedImport(spec, report, rows, srs, path, source_bytes, user)
+        return PreparedImport(spec, report, rows, srs, path, source_bytes, user, grid_generation)
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -443,8 +445,10 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
             reject(ids.isna().to_numpy(), "网格编码为空", "empty grid code", "code")
 
     ok = np.array([r is None for r in bad_reason], dtype=bool)
-    for i in np.flatnonzero(~ok):
-        zh, en, fname, v = bad_reason[i]  # type: ignore[misc]
+    for i in np.flatnonzero(~ok).tolist():
+        reason = bad_reason[i]
+        assert reason is not None
+        zh, en, fname, v = reason
         report.rejected.append(Rejected(i + 1, zh.replace("{v}", v or ""), en.replace("{v}", v or ""), fname, v))
     if not ok.any():
         first = report.rejected[0]
@@ -534,7 +538,10 @@ def _clean_geometry(spec: LayerSpec, raw: RawTable, srs: int, report: ImportRepo
         px, py = t.transform(x, y)
         return np.column_stack([px, py])
 
-    projected = shapely.transform(geoms[idx], project)
+    if src_crs == dst and not raw.gcj02:
+        projected = geoms[idx]
+    else:
+        projected = shapely.transform(geoms[idx], project)
     finite = np.isfinite(shapely.bounds(projected)).all(axis=1)
     bad = np.zeros(n, dtype=bool)
     bad[idx[~finite]] = True
@@ -612,7 +619,8 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
         batch = Batch(0, spec.name, report.source_name, report.checksum or "", now_iso(), user or prepared.user,
                       "active", report.rows_read, 0, 0, 0, len(report.rejected), report.encoding, report.crs)
         batch_id = store.new_batch(batch, prepared.source_bytes)
-        if not spec.is_grid:
+        if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:
+            # the grid changed since the preview: assign again
             grid = load_grid(store)
             rows.units = grid.assign(rows.geometry) if grid is not None else rows.units
             report.unassigned = int((rows.units == UNASSIGNED).sum())

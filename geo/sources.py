@@ -23,6 +23,7 @@ import pyproj
 import shapely
 
 from geo import crs as crsmod
+from geo.dbf import read_dbf
 from geo.encoding import detect_dbf_encoding, looks_like_mojibake, zip_member_name
 from geo.errors import CRSError, EncodingError, InputError, TooLarge, UnsupportedFile
 
@@ -376,7 +377,8 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
     gdal_enc = {"gb18030": "GB18030", "gbk": "GBK", "utf-8": "UTF-8", "big5": "BIG5"}.get(
         guess.encoding.lower(), guess.encoding
     )
-    attrs, geoms, crs_wkt = _ogr_read(shp, None, gdal_enc)
+    fast = _read_shapefile_fast(shp, dbf, guess.encoding, gdal_enc)
+    attrs, geoms, crs_wkt = fast if fast is not None else _ogr_read(shp, None, gdal_enc)
     warnings: list[tuple[str, str]] = []
     for col in attrs.columns:
         if attrs[col].dtype == object or str(attrs[col].dtype).startswith("str"):
@@ -394,9 +396,32 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
             table.crs = crsmod.crs_from_prj(text)
             table.crs_source = "prj"
     elif crs_wkt:
-        table.crs = pyproj.CRS.from_wkt(crs_wkt)
+        table.crs = pyproj.CRS.from_user_input(crs_wkt)
         table.crs_source = "file"
     return table
+
+
+def _read_shapefile_fast(
+    shp: Path, dbf: Path, encoding: str, gdal_encoding: str
+) -> tuple[pd.DataFrame, np.ndarray, str | None] | None:
+    """Geometry through GDAL (no attributes), attributes through :mod:`geo.dbf`; None to fall back."""
+    table = read_dbf(dbf, encoding)
+    if table is None:
+        return None
+    attrs, deleted = table
+    try:
+        meta, arrow = pyogrio.read_arrow(shp, columns=[], return_fids=True, encoding=gdal_encoding)
+    except Exception:  # let the GDAL path produce the user-facing error
+        return None
+    fids = arrow.column("OGC_FID").to_numpy()
+    geom_name = meta.get("geometry_name") or "wkb_geometry"
+    if len(fids) and (fids.max() >= len(attrs) or fids.min() < 0):
+        return None
+    if len(fids) != int((~deleted).sum()):
+        return None
+    wkb = arrow.column(geom_name).to_numpy(zero_copy_only=False)
+    geoms = shapely.from_wkb(wkb)
+    return attrs.iloc[fids].reset_index(drop=True), np.asarray(geoms, dtype=object), meta.get("crs")
 
 
 def _sidecar(shp: Path, suffix: str) -> Path | None:
@@ -413,7 +438,7 @@ def _read_ogr(dataset: Dataset) -> RawTable:
     attrs, geoms, crs_wkt = _ogr_read(dataset.path, dataset.layer, None)
     table = RawTable(dataset, attrs, geoms, None, False, "none", None, "utf-8", "file")
     if crs_wkt:
-        table.crs = pyproj.CRS.from_wkt(crs_wkt)
+        table.crs = pyproj.CRS.from_user_input(crs_wkt)
         table.crs_source = "file"
     elif dataset.kind in ("geojson", "kml"):
         table.crs = pyproj.CRS.from_epsg(4326)

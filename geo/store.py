@@ -110,6 +110,10 @@ class Store(Protocol):
         """A token that changes with every write transaction and is never reused (for caches)."""
         ...
 
+    def layer_generation(self, spec: LayerSpec) -> str:
+        """A token that changes whenever the rows or geometries of ``spec`` change."""
+        ...
+
     def transaction(self) -> AbstractContextManager[None]:
         """All-or-nothing write scope: on any exception nothing is kept."""
         ...

@@ -8,7 +8,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from geo.errors import CRSError, InputError
@@ -107,11 +107,12 @@ def voronoi_communities(seeds: list[tuple[float, float]], boundary: shapely.Geom
 
 
 @PROPERTY
-@given(parts=blobs, comm=communities_st, size=st.floats(40, 250), shape=st.sampled_from(["square", "hex"]))
+@given(parts=blobs, comm=communities_st, size=st.floats(80, 250), shape=st.sampled_from(["square", "hex"]))
 def test_cells_split_along_communities(parts, comm, size, shape):
     boundary = blob_boundary(parts)
     seeds, drop_one = comm
     communities = voronoi_communities(seeds, boundary, drop_one)
+    assume(shapely.intersection(shapely.union_all(communities.geometry.to_numpy()), boundary).area > 1)
     cells = generate_grid(frame([boundary]), size=size, shape=shape, communities=communities)
     assert_covers_exactly(cells, boundary)
     assert_codes(cells)
@@ -192,6 +193,12 @@ def test_gap_between_communities_joins_the_biggest_piece_of_the_tile():
     # the tile from x=200 to 300 has 40 m in the west community and 40 m in the east; the first wins the tie
     assert middle["comm_code"].iloc[0] in {"340291001001", "340291001002"}
     assert middle["area_m2"].iloc[0] == pytest.approx(6_000)
+
+
+def test_communities_away_from_the_boundary():
+    communities = frame([rect(1000, 0, 1200, 100)], code=["340291001001"])
+    with pytest.raises(InputError):
+        generate_grid(frame([rect(0, 0, 200, 100)]), communities=communities)
 
 
 def test_more_than_999_cells_continue_into_the_community_segment():

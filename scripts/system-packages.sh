@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the tests use: LibreOffice Calc (opens the exported XLSX headless) and CJK fonts.
+# Installs only what is missing; needs root (as on CI).  Without root it says so and the
+# LibreOffice test is skipped.
+set -euo pipefail
+need=()
+command -v soffice >/dev/null 2>&1 || need+=(libreoffice-calc-nogui)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "system-packages: not root or no apt-get; missing: ${need[*]} (their tests will be skipped)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
