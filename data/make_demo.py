@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import itertools
 import math
 import re
 import zipfile
@@ -39,6 +40,7 @@ import pyarrow as pa
 import pyogrio
 import shapely
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
 DEFAULT_SEED = 20221231
 EPSG = 4548
@@ -69,11 +71,13 @@ ROADS: dict[str, tuple[str, ...]] = {
 }
 ESTATE_SUFFIXES = ("花园", "新村", "小区", "家园", "苑")
 SURNAMES = tuple("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘")
+# fmt: off
 GIVEN_NAMES = (
     "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛",
     "明", "超", "秀兰", "霞", "平", "刚", "桂英", "建华", "文", "华", "红", "玉兰", "志强", "海燕", "晓东",
     "婷", "雪", "慧", "建国", "春梅", "鹏", "辉", "宁", "颖", "俊", "琳", "斌", "倩", "晨", "浩",
 )
+# fmt: on
 
 STRUCTURES = ("砖混", "钢结构", "彩钢板", "木结构")
 POSITIONS = ("地面", "平台", "楼顶")
@@ -82,6 +86,7 @@ PENDING = ("已登记", "已下发通知", "拆除中")
 # Work order "先地面、再平台、后楼顶": a later start and a higher share left undone for rooftops.
 PHASE_START = {"地面": dt.date(2022, 2, 15), "平台": dt.date(2022, 5, 1), "楼顶": dt.date(2022, 7, 15)}
 PENDING_WEIGHT = {"地面": 0.6, "平台": 1.0, "楼顶": 1.6}
+# fmt: off
 COMMUNITY_RATES = (
     1.0, 0.99, 0.97, 0.85, 0.75, 0.68, 0.64, 0.6, 0.57, 0.55,
     0.53, 0.51, 0.5, 0.48, 0.46, 0.44, 0.42, 0.4, 0.37, 0.34,
@@ -102,6 +107,8 @@ SITE_FIELDS = (
 PARKING_FIELDS = ("编号", "名称", "地址", "泊位数", "状态", "登记日期", "完成日期")
 CHARGING_FIELDS = ("编号", "名称", "地址", "端口数", "棚面积", "状态", "登记日期", "建成日期")
 
+# fmt: on
+
 FILES = {
     "grid": "单元网格",
     "sites": "违法建设",
@@ -114,7 +121,7 @@ FILES = {
 # --------------------------------------------------------------------------- geometry
 
 
-def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
+def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     """The polygonal part of ``geom`` (a Polygon, a MultiPolygon or an empty Polygon)."""
     if geom.geom_type in ("Polygon", "MultiPolygon"):
         return geom
@@ -138,7 +145,7 @@ def district_boundary(rng: np.random.Generator) -> shapely.Polygon:
     return shapely.Polygon(coords)
 
 
-def _sample_seeds(rng: np.random.Generator, region: shapely.Geometry, n: int) -> npt.NDArray[np.float64]:
+def _sample_seeds(rng: np.random.Generator, region: BaseGeometry, n: int) -> npt.NDArray[np.float64]:
     """``n`` random points inside ``region`` kept apart by dart throwing (metres)."""
     minx, miny, maxx, maxy = region.bounds
     spacing = 0.7 * math.sqrt(region.area / n)
@@ -160,7 +167,7 @@ def _sample_seeds(rng: np.random.Generator, region: shapely.Geometry, n: int) ->
     return points
 
 
-def _voronoi(region: shapely.Geometry, seeds: npt.NDArray[np.float64]) -> list[shapely.Geometry]:
+def _voronoi(region: BaseGeometry, seeds: npt.NDArray[np.float64]) -> list[BaseGeometry]:
     """Voronoi cells of ``seeds`` clipped to ``region``, in seed order, each a single Polygon.
 
     A cell cut by a concave border into several parts keeps its largest part; each other
@@ -188,7 +195,7 @@ def _voronoi(region: shapely.Geometry, seeds: npt.NDArray[np.float64]) -> list[s
     return cells
 
 
-def partition(rng: np.random.Generator, region: shapely.Geometry, n: int, lloyd: int = 3) -> list[shapely.Geometry]:
+def partition(rng: np.random.Generator, region: BaseGeometry, n: int, lloyd: int = 3) -> list[BaseGeometry]:
     """Cut ``region`` into ``n`` irregular polygons of similar size (relaxed Voronoi cells)."""
     seeds = _sample_seeds(rng, region, n)
     for _ in range(lloyd):
@@ -197,7 +204,7 @@ def partition(rng: np.random.Generator, region: shapely.Geometry, n: int, lloyd:
     return _voronoi(region, seeds)
 
 
-def reading_order(geoms: Sequence[shapely.Geometry], band: float) -> list[int]:
+def reading_order(geoms: Sequence[BaseGeometry], band: float) -> list[int]:
     """Indices of ``geoms`` west→east, north→south: rows of height ``band`` metres from the north."""
     centroids = [g.centroid for g in geoms]
     top = max(g.bounds[3] for g in geoms)
@@ -206,7 +213,9 @@ def reading_order(geoms: Sequence[shapely.Geometry], band: float) -> list[int]:
 
 
 def _rectangles(
-    centres: npt.NDArray[np.float64], areas: npt.NDArray[np.float64], aspect: npt.NDArray[np.float64],
+    centres: npt.NDArray[np.float64],
+    areas: npt.NDArray[np.float64],
+    aspect: npt.NDArray[np.float64],
     angle_deg: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.object_]:
     """Rotated rectangles of the given areas (m²) and length/width ratios around ``centres``."""
@@ -218,14 +227,14 @@ def _rectangles(
     x = local[..., 0] * np.cos(a) - local[..., 1] * np.sin(a)
     y = local[..., 0] * np.sin(a) + local[..., 1] * np.cos(a)
     coords = np.round(np.stack([x, y], axis=-1) + centres[:, None, :], 3)
-    return shapely.polygons(coords)
+    return np.asarray(shapely.polygons(coords), dtype=object)
 
 
 # --------------------------------------------------------------------------- hierarchy
 
 
 def build_hierarchy(rng: np.random.Generator) -> tuple[shapely.Polygon, gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """District boundary, communities and unit grids with their codes (EPSG:4548)."""
+    """District boundary, communities (with two fictional estates each) and coded unit grids (EPSG:4548)."""
     boundary = district_boundary(rng)
     street_cells = partition(rng, boundary, len(STREETS), lloyd=6)
     street_order = reading_order(street_cells, band=math.sqrt(boundary.area / len(STREETS)))
@@ -243,16 +252,29 @@ def build_hierarchy(rng: np.random.Generator) -> tuple[shapely.Polygon, gpd.GeoD
             comm_code = f"{street_code}{c_no:03d}"
             comm_name = community_names[c_no - 1]
             communities.append(
-                {"code": comm_code, "name": comm_name, "street_cd": street_code, "street": street_name,
-                 "geometry": comm_geom}
+                {
+                    "code": comm_code,
+                    "name": comm_name,
+                    "street_cd": street_code,
+                    "street": street_name,
+                    "geometry": comm_geom,
+                }
             )
             n = int(np.clip(round(comm_geom.area / GRID_CELL_M2), 10, 25))
             cells = partition(rng, comm_geom, n, lloyd=3)
             for g_no, g_idx in enumerate(reading_order(cells, band=math.sqrt(comm_geom.area / n)), start=1):
                 grids.append(
-                    {"网格编码": f"{comm_code}{g_no:03d}", "网格名称": f"{comm_name}第{g_no:03d}网格",
-                     "社区编码": comm_code, "所属社区": comm_name, "街道编码": street_code, "所属街道": street_name,
-                     "区编码": DISTRICT_CODE, "所属区": DISTRICT_NAME, "geometry": cells[g_idx]}
+                    {
+                        "网格编码": f"{comm_code}{g_no:03d}",
+                        "网格名称": f"{comm_name}第{g_no:03d}网格",
+                        "社区编码": comm_code,
+                        "所属社区": comm_name,
+                        "街道编码": street_code,
+                        "所属街道": street_name,
+                        "区编码": DISTRICT_CODE,
+                        "所属区": DISTRICT_NAME,
+                        "geometry": cells[g_idx],
+                    }
                 )
 
     grid = gpd.GeoDataFrame(grids, geometry="geometry", crs=EPSG)
@@ -260,6 +282,7 @@ def build_hierarchy(rng: np.random.Generator) -> tuple[shapely.Polygon, gpd.GeoD
     grid.insert(8, "网格员", _worker_names(rng, len(grid)))
     grid.insert(9, "面积", np.round(grid.area.to_numpy(), 2))
     comm = gpd.GeoDataFrame(communities, geometry="geometry", crs=EPSG)
+    comm["estates"] = _estates([str(n) for n in comm["name"]], rng)
     return boundary, comm, grid
 
 
@@ -291,13 +314,13 @@ def _worker_names(rng: np.random.Generator, n: int) -> list[str]:
     return names
 
 
-def _estates(comm: gpd.GeoDataFrame, rng: np.random.Generator) -> dict[str, list[str]]:
-    """Fictional housing estates per community, named after it."""
-    out: dict[str, list[str]] = {}
-    for name in comm["name"]:
-        stem = str(name).removesuffix("社区")
+def _estates(names: Sequence[str], rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Two fictional housing estates per community, named after it."""
+    out = []
+    for name in names:
+        stem = name.removesuffix("社区")
         picks = rng.choice(len(ESTATE_SUFFIXES), size=2, replace=False)
-        out[str(name)] = [stem + ESTATE_SUFFIXES[int(picks[0])], stem + "东" + ESTATE_SUFFIXES[int(picks[1])]]
+        out.append((stem + ESTATE_SUFFIXES[int(picks[0])], stem + "东" + ESTATE_SUFFIXES[int(picks[1])]))
     return out
 
 
@@ -359,21 +382,28 @@ def build_sites(
     site_heading = np.concatenate([site_heading, rng.uniform(-45.0, 45.0, size=len(special))])
     n = len(xy)
     is_special = np.arange(n) >= n_regular
-    points = shapely.points(xy)
+    points = np.asarray(shapely.points(xy), dtype=object)
 
     position = rng.choice(3, size=n, p=[0.5, 0.2, 0.3])
     struct_p = np.array([[0.45, 0.2, 0.3, 0.05], [0.2, 0.3, 0.45, 0.05], [0.1, 0.35, 0.5, 0.05]])
     structure = np.array([rng.choice(4, p=struct_p[p]) for p in position])
     floors = np.where(position == 2, 1, rng.choice([1, 2, 3], size=n, p=[0.78, 0.18, 0.04]))
-    use_p = np.array([[0.3, 0.25, 0.25, 0.08, 0.04, 0.08], [0.45, 0.3, 0.1, 0.03, 0.02, 0.1],
-                      [0.5, 0.3, 0.08, 0.02, 0.0, 0.1]])
+    use_p = np.array(
+        [
+            [0.3, 0.25, 0.25, 0.08, 0.04, 0.08],
+            [0.45, 0.3, 0.1, 0.03, 0.02, 0.1],
+            [0.5, 0.3, 0.08, 0.02, 0.0, 0.1],
+        ]
+    )
     usage = np.array([rng.choice(6, p=use_p[p]) for p in position])
     new = rng.random(n) < 0.15
     area = np.clip(rng.lognormal(math.log(40.0), 0.75, size=n), 10.0, 300.0)
     polygon = (rng.random(n) < 0.3) & ~is_special
 
     geoms = points.copy()
-    rects = _rectangles(xy[polygon], area[polygon], rng.uniform(1.0, 2.5, size=polygon.sum()), site_heading[polygon])
+    rects = _rectangles(
+        xy[polygon], area[polygon], rng.uniform(1.0, 2.5, size=polygon.sum()), site_heading[polygon]
+    )
     geoms[polygon] = rects
     area[polygon] = shapely.area(rects)
     recorded = np.round(area * rng.uniform(0.97, 1.03, size=n), 1)
@@ -392,14 +422,16 @@ def build_sites(
     lo = np.where(new, found_off + 3, np.maximum(found_off + 7, phase))
     done &= lo < end_off
     span = np.maximum(end_off - lo, 0)
-    done_off = np.where(new, found_off + rng.integers(3, 31, size=n), lo + np.floor(rng.beta(1.3, 1.6, size=n) * span))
+    done_off = np.where(
+        new, found_off + rng.integers(3, 31, size=n), lo + np.floor(rng.beta(1.3, 1.6, size=n) * span)
+    )
     done_off = np.minimum(done_off, end_off).astype(int)
     legalised = done & (rng.random(n) < 0.04)
     status = np.where(done, "已拆除", np.array(PENDING)[rng.choice(3, size=n, p=[0.3, 0.5, 0.2])])
     status[legalised] = "已补办手续"
     style = rng.choice(4, size=n, p=[0.4, 0.25, 0.2, 0.15])
 
-    estates = _estates(comm, rng)
+    estates = comm["estates"].tolist()
     roads_by_comm = [ROADS[str(s)] for s in comm["street"]]
     address = []
     for i in range(n):
@@ -409,7 +441,7 @@ def build_sites(
         if position[i] == 0 or rng.random() < 0.3:
             address.append(f"{street}{roads[rng.integers(len(roads))]}{rng.integers(1, 300)}号")
         else:
-            estate = estates[str(comm["name"].iloc[c])][rng.integers(2)]
+            estate = estates[c][rng.integers(2)]
             address.append(f"{street}{estate}{rng.integers(1, 40)}栋{POSITIONS[position[i]]}")
 
     frame = pd.DataFrame(
@@ -478,7 +510,7 @@ def _on_shared_boundaries(
     edges: list[tuple[float, float]] = []
     for i in rng.permutation(len(geoms)):
         ring = shapely.get_coordinates(geoms[i].exterior)
-        for a, b in zip(ring[:-1], ring[1:], strict=True):
+        for a, b in itertools.pairwise(ring):
             if len(seen[(float(a[0]), float(a[1]))] & seen[(float(b[0]), float(b[1]))]) < 2:
                 continue
             m = (float((a[0] + b[0]) / 2), float((a[1] + b[1]) / 2))
@@ -490,12 +522,14 @@ def _on_shared_boundaries(
     return on_vertex, np.array(edges)
 
 
-def build_parking(rng: np.random.Generator, boundary: shapely.Polygon, comm: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def build_parking(
+    rng: np.random.Generator, boundary: shapely.Polygon, comm: gpd.GeoDataFrame
+) -> gpd.GeoDataFrame:
     """About 300 non-motor-vehicle parking points (EPSG:4548)."""
     xy = _sample_seeds(rng, boundary, N_PARKING)
-    points = shapely.points(xy)
+    points = np.asarray(shapely.points(xy), dtype=object)
     comm_idx = _locate(points, comm)
-    estates = _estates(comm, rng)
+    estates = comm["estates"].tolist()
     status = np.array(["规划", "已施划", "已建成"])[rng.choice(3, size=len(xy), p=[0.2, 0.45, 0.35])]
     found = rng.integers(10, 300, size=len(xy))
     done = found + rng.integers(10, 90, size=len(xy))
@@ -510,7 +544,7 @@ def build_parking(rng: np.random.Generator, boundary: shapely.Polygon, comm: gpd
         if rng.random() < 0.5:
             names.append(f"{road}{number}号非机动车停放点")
         else:
-            estate = estates[str(comm["name"].iloc[c])][rng.integers(2)]
+            estate = estates[c][rng.integers(2)]
             names.append(f"{estate}{'东南西北'[rng.integers(4)]}门停放点")
     style = rng.choice(2, size=len(xy), p=[0.8, 0.2])
     frame = pd.DataFrame(
@@ -522,7 +556,8 @@ def build_parking(rng: np.random.Generator, boundary: shapely.Polygon, comm: gpd
             "状态": status,
             "登记日期": [_format_date(_day(f), s) for f, s in zip(found, style, strict=True)],
             "完成日期": [
-                _format_date(_day(d), s) if st != "规划" else None for d, s, st in zip(done, style, status, strict=True)
+                _format_date(_day(d), s) if st != "规划" else None
+                for d, s, st in zip(done, style, status, strict=True)
             ],
             "geometry": points,
         }
@@ -530,15 +565,17 @@ def build_parking(rng: np.random.Generator, boundary: shapely.Polygon, comm: gpd
     return gpd.GeoDataFrame(frame, geometry="geometry", crs=EPSG)
 
 
-def build_charging(rng: np.random.Generator, boundary: shapely.Polygon, comm: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def build_charging(
+    rng: np.random.Generator, boundary: shapely.Polygon, comm: gpd.GeoDataFrame
+) -> gpd.GeoDataFrame:
     """About 40 e-bike charging sheds as small rectangles (EPSG:4548); dates as DBF date fields."""
     xy = _sample_seeds(rng, boundary.buffer(-30.0), N_CHARGING)
     n = len(xy)
     length = rng.uniform(10.0, 30.0, size=n)
     width = rng.uniform(3.0, 5.0, size=n)
     rects = _rectangles(xy, length * width, length / width, rng.uniform(-30.0, 30.0, size=n))
-    comm_idx = _locate(shapely.points(xy), comm)
-    estates = _estates(comm, rng)
+    comm_idx = _locate(np.asarray(shapely.points(xy), dtype=object), comm)
+    estates = comm["estates"].tolist()
     status = np.array(["规划", "在建", "已建成"])[rng.choice(3, size=n, p=[0.2, 0.2, 0.6])]
     found = rng.integers(10, 250, size=n)
     built = found + rng.integers(20, 110, size=n)
@@ -547,7 +584,7 @@ def build_charging(rng: np.random.Generator, boundary: shapely.Polygon, comm: gp
     for i in range(n):
         c = int(comm_idx[i])
         street = str(comm["street"].iloc[c])
-        estate = estates[str(comm["name"].iloc[c])][rng.integers(2)]
+        estate = estates[c][rng.integers(2)]
         names.append(f"{estate}充电棚")
         addresses.append(f"{street}{estate}{rng.integers(1, 40)}栋旁")
     date32 = pd.ArrowDtype(pa.date32())
@@ -561,7 +598,8 @@ def build_charging(rng: np.random.Generator, boundary: shapely.Polygon, comm: gp
             "状态": status,
             "登记日期": pd.Series([_day(f) for f in found], dtype=date32),
             "建成日期": pd.Series(
-                [_day(b) if st == "已建成" else None for b, st in zip(built, status, strict=True)], dtype=date32
+                [_day(b) if st == "已建成" else None for b, st in zip(built, status, strict=True)],
+                dtype=date32,
             ),
             "geometry": rects,
         }
@@ -582,14 +620,14 @@ def build_targets(
     rows: list[tuple[str, str, str, int]] = []
     for code in codes:
         here = site_comm == code
-        rows.append((code, "demolition", "completed", int(math.ceil(here.sum() * 0.9))))
+        rows.append((code, "demolition", "completed", math.ceil(here.sum() * 0.9)))
         rows.append((code, "demolition", "area_completed_m2", int(round(site_area[here].sum() * 0.9, -1))))
     park_street = np.array([c[:9] for c in codes[_locate(parking.geometry.to_numpy(), comm)]])
     shed_street = np.array([c[:9] for c in codes[_locate(charging.geometry.centroid.to_numpy(), comm)]])
     for street in sorted({c[:9] for c in codes}):
-        rows.append((street, "parking", "completed", int(math.ceil((park_street == street).sum() * 0.85))))
+        rows.append((street, "parking", "completed", math.ceil((park_street == street).sum() * 0.85)))
         ports = charging["端口数"].to_numpy()[shed_street == street].sum()
-        rows.append((street, "charging", "ports_completed", int(round(ports * 0.8))))
+        rows.append((street, "charging", "ports_completed", round(ports * 0.8)))
     rows += [
         (DISTRICT_CODE, "demolition", "completed", int(round(len(sites) * 0.85, -1))),
         (DISTRICT_CODE, "demolition", "area_completed_m2", int(round(site_area.sum() * 0.85, -2))),
@@ -623,7 +661,7 @@ def write_shapefile(frame: gpd.GeoDataFrame, path: Path) -> list[Path]:
 class _GBKZipInfo(zipfile.ZipInfo):
     """A zip entry whose name is stored in GBK without the UTF-8 flag, as Windows writes it."""
 
-    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 - overrides zipfile's name
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
         return self.filename.encode("gbk"), self.flag_bits & ~0x800
 
 
@@ -658,12 +696,17 @@ def write_targets(targets: pd.DataFrame, out: Path) -> None:
     buffer = io.BytesIO()
     wb.save(buffer)
     stamp = dt.datetime(*ZIP_DATE).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(out / "targets.xlsx", "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(buffer) as src,
+        zipfile.ZipFile(out / "targets.xlsx", "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for item in src.infolist():
             data = src.read(item.filename)
             if item.filename == "docProps/core.xml":
                 text = data.decode("utf-8")
-                text = re.sub(r"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms)", rf"\g<1>{stamp}\g<3>", text)
+                text = re.sub(
+                    r"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms)", rf"\g<1>{stamp}\g<3>", text
+                )
                 data = text.encode("utf-8")
             info = zipfile.ZipInfo(item.filename, date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -753,11 +796,14 @@ def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
     targets = build_targets(comm, sites, parking, charging)
 
     is_point = (sites.geom_type == "Point").to_numpy()
-    write_shapefile(grid, out / f"{FILES['grid']}.shp")
-    point_files = write_shapefile(sites[is_point], out / f"{FILES['sites']}.shp")
-    polygon_files = write_shapefile(sites[~is_point], out / f"{FILES['sites_polygons']}.shp")
-    write_shapefile(parking, out / f"{FILES['parking']}.shp")
-    write_shapefile(charging, out / f"{FILES['charging']}.shp")
+    write_shapefile(grid[[*GRID_FIELDS, "geometry"]], out / f"{FILES['grid']}.shp")
+    site_columns = [*SITE_FIELDS, "geometry"]
+    point_files = write_shapefile(sites.loc[is_point, site_columns], out / f"{FILES['sites']}.shp")
+    polygon_files = write_shapefile(
+        sites.loc[~is_point, site_columns], out / f"{FILES['sites_polygons']}.shp"
+    )
+    write_shapefile(parking[[*PARKING_FIELDS, "geometry"]], out / f"{FILES['parking']}.shp")
+    write_shapefile(charging[[*CHARGING_FIELDS, "geometry"]], out / f"{FILES['charging']}.shp")
     write_zip(out / "违法建设_2022.zip", point_files + polygon_files, ZIP_FOLDER)
     write_targets(targets, out)
 
@@ -774,9 +820,15 @@ def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
     demolished = round(100 * float((sites["当前状态"] == "已拆除").mean()))
     (out / "README.md").write_text(
         README.format(
-            n_grid=counts["grid"], n_sites=counts["sites"], n_site_points=counts["site_points"],
-            n_site_polygons=counts["site_polygons"], n_parking=counts["parking"], n_charging=counts["charging"],
-            n_targets=counts["targets"], pct_demolished=demolished, n_outside=outside,
+            n_grid=counts["grid"],
+            n_sites=counts["sites"],
+            n_site_points=counts["site_points"],
+            n_site_polygons=counts["site_polygons"],
+            n_parking=counts["parking"],
+            n_charging=counts["charging"],
+            n_targets=counts["targets"],
+            pct_demolished=demolished,
+            n_outside=outside,
         ),
         encoding="utf-8",
     )
@@ -785,9 +837,15 @@ def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the demo district 青弋区 as GBK shapefiles.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "shapefiles",
-                        help="output directory (default: data/shapefiles next to this script)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "shapefiles",
+        help="output directory (default: data/shapefiles next to this script)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
     args = parser.parse_args(argv)
     counts = make_demo(args.out, args.seed)
     print(", ".join(f"{k}={v}" for k, v in counts.items()), "->", args.out)

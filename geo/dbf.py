@@ -64,31 +64,53 @@ def read_dbf(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray] | Non
     deleted = records[:, 0] == ord("*")
     columns: dict[str, object] = {}
     for name, ftype, start, length in fields:
-        raw = np.ascontiguousarray(records[:, start : start + length]).view(f"S{length}").ravel()
+        block = np.ascontiguousarray(records[:, start : start + length])
+        raw = block.view(f"S{length}").ravel()
         key = name
         k = 1
         while key in columns:  # duplicate names, as GDAL does
             key = f"{name}_{k}"
             k += 1
         if ftype == "C":
-            columns[key] = _decode_text(raw, encoding)
+            columns[key] = _decode_text(block, encoding)
         elif ftype in ("N", "F"):
             columns[key] = _numbers(raw)
         elif ftype == "D":
             columns[key] = _dates(raw)
         else:
             columns[key] = _logicals(raw)
-    return pd.DataFrame(columns, index=pd.RangeIndex(n)), deleted
+    frame = pd.DataFrame(
+        {k: pd.Series(v, dtype=object if np.asarray(v).dtype == object else None) for k, v in columns.items()},
+        index=pd.RangeIndex(n),
+    )
+    return frame, deleted
 
 
-def _decode_text(raw: np.ndarray, encoding: str) -> np.ndarray:
-    codes, uniques = pd.factorize(pd.Series(raw.tolist(), dtype=object))
-    decoded = np.empty(len(uniques) + 1, dtype=object)
-    for i, b in enumerate(uniques.tolist()):
-        text = b.decode(encoding, errors="replace").strip(" \x00")
-        decoded[i] = text if text else None
-    decoded[-1] = None
-    return decoded[codes]
+def _decode_text(block: np.ndarray, encoding: str) -> np.ndarray:
+    """Decode a text column given as its ``(n, width)`` byte block."""
+    n, width = block.shape
+    if n == 0:
+        return np.empty(0, dtype=object)
+    # Trim the space/NUL padding of every value at once, then decode the whole column in
+    # one call: NUL never occurs inside a GBK, GB18030, Big5 or UTF-8 character, so it
+    # separates the values safely.
+    content = (block != 0x20) & (block != 0x00)
+    has = content.any(axis=1)
+    first = np.where(has, content.argmax(axis=1), 0)
+    last = np.where(has, width - content[:, ::-1].argmax(axis=1), 0)
+    cols = np.arange(width)
+    keep = (cols >= first[:, None]) & (cols < last[:, None])
+    framed = np.hstack([block, np.zeros((n, 1), dtype=np.uint8)])
+    keep = np.hstack([keep, np.ones((n, 1), dtype=bool)])
+    try:
+        parts = framed[keep].tobytes().decode(encoding).split("\x00")[:-1]
+    except UnicodeDecodeError:
+        parts = []
+    if len(parts) != n:  # undecodable bytes or NULs inside values: value by value
+        parts = [bytes(row[f:l]).decode(encoding, errors="replace") for row, f, l in zip(block, first, last, strict=True)]
+    out = np.array(parts, dtype=object)
+    out[~has] = None
+    return out
 
 
 def _numbers(raw: np.ndarray) -> np.ndarray:

@@ -394,13 +394,14 @@ class GpkgStore:
         areas = shapely.area(rows.geometry)
         is_poly = np.isin(shapely.get_type_id(rows.geometry), (3, 6))
         area_list = [float(a) if p else None for a, p in zip(areas.tolist(), is_poly.tolist(), strict=True)]
-        keys = [None if (k is None or (isinstance(k, float) and np.isnan(k))) else str(k) for k in rows.keys]
-        units = [str(u) for u in rows.units]
-        records = list(zip(blobs, *columns, strict=True)) if columns else [(b,) for b in blobs]
+        key_series = pd.Series(rows.keys, dtype=object)
+        keys = key_series.where(key_series.notna(), None).map(lambda k: k if k is None else str(k)).tolist()
+        units = [str(u) for u in rows.units.tolist()]
 
         existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
-        wanted = sorted({k for k in keys if k is not None})
-        if wanted and conn.execute(f'SELECT 1 FROM "{spec.name}" LIMIT 1').fetchone():
+        layer_has_rows = bool(conn.execute(f'SELECT 1 FROM "{spec.name}" LIMIT 1').fetchone())
+        wanted = sorted({k for k in keys if k is not None}) if layer_has_rows else []
+        if wanted:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM gw_tmp_keys")
             conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
@@ -410,12 +411,13 @@ class GpkgStore:
             ):
                 existing[row[1]] = (int(row[0]), (bytes(row[2]) if row[2] is not None else None, *row[3:]))
 
+        records = list(zip(blobs, *columns, strict=True)) if existing else []
         to_retire: list[int] = []
         insert_rows: list[int] = []
         unit_updates: list[tuple[str, int]] = []
         added = updated = unchanged = 0
         kept_fids: set[int] = set()
-        for i in range(n):
+        for i in range(n) if existing else ():
             key = keys[i]
             old = existing.get(key) if key is not None else None
             if old is not None:
@@ -432,7 +434,12 @@ class GpkgStore:
             insert_rows.append(i)
         if unit_updates:
             conn.executemany(f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?', unit_updates)
-        inserts = [(*records[i], keys[i], batch_id, units[i], area_list[i]) for i in insert_rows]
+        if not existing:
+            added = n
+        if not existing or len(insert_rows) == n:
+            inserts = list(zip(blobs, *columns, keys, [batch_id] * n, units, area_list, strict=True))
+        else:
+            inserts = [(*records[i], keys[i], batch_id, units[i], area_list[i]) for i in insert_rows]
 
         removed = 0
         if replace_all:
@@ -661,16 +668,21 @@ def _column_lists(attrs: pd.DataFrame, spec: LayerSpec) -> list[list[Any]]:
     out: list[list[Any]] = []
     for f in spec.fields:
         col = attrs[f.name]
-        present = col.notna().to_numpy()
+        present = col.notna()
+        if not present.any():
+            out.append([None] * len(col))
+            continue
         if f.kind == "int":
-            vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-            out.append([int(v) if p else None for v, p in zip(vals.tolist(), present.tolist(), strict=True)])
+            nums = pd.to_numeric(col, errors="coerce").round().astype("Int64")
+            out.append(nums.astype(object).where(present, None).tolist())
         elif f.kind == "float":
-            vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-            out.append([v if p else None for v, p in zip(vals.tolist(), present.tolist(), strict=True)])
+            nums = pd.to_numeric(col, errors="coerce").astype(float)
+            out.append(nums.astype(object).where(present, None).tolist())
         else:
-            objs = col.to_numpy(dtype=object)
-            out.append([str(v) if p else None for v, p in zip(objs.tolist(), present.tolist(), strict=True)])
+            objs = col.astype(object)
+            if not all(isinstance(v, str) for v in objs[present].head(1000)):
+                objs = objs.map(str)
+            out.append(objs.where(present, None).tolist())
     return out
 
 

@@ -17,7 +17,7 @@ import math
 import numbers
 import re
 import unicodedata
-from typing import Literal
+from typing import Literal, NoReturn
 
 import geopandas as gpd
 import numpy as np
@@ -25,11 +25,13 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
+from geo.crs import gk_zone_epsg
 from geo.errors import CRSError, InputError
 from layers.grid import LAYER as GRID_LAYER
 
-__all__ = ["OUTPUT_COLUMNS", "generate_grid", "gk_zone_epsg"]
+__all__ = ["OUTPUT_COLUMNS", "generate_grid"]
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "code",
@@ -45,9 +47,9 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 """Columns of the frame returned by :func:`generate_grid`, in order."""
 
 _MAX_SEQUENCE = 999
+_MAX_SEQUENCE_NO_COMMUNITY = 999_999
 # Polygonal pieces and holes below this fraction of a whole cell's area are overlay noise.
 _SPECK = 1e-9
-_MAX_SEQUENCE_NO_COMMUNITY = 999_999
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
 _CODE12 = re.compile(r"^\d{12}$")
 _CODE6 = re.compile(r"^\d{6}$")
@@ -62,33 +64,6 @@ _HEX_DX = np.array([0, 1, 1, 0, -1, -1, 0])
 _HEX_DY = np.array([2, 1, -1, -2, -1, 1, 2])
 _SQUARE_DX = np.array([0, 1, 1, 0, 0])
 _SQUARE_DY = np.array([0, 0, 1, 1, 0])
-
-
-def gk_zone_epsg(lon: float) -> int:
-    """EPSG code of the CGCS2000 3° Gauss-Krüger zone (no zone prefix) nearest ``lon``.
-
-    Parameters
-    ----------
-    lon : float
-        Longitude in degrees east (CGCS2000 / WGS84).
-
-    Returns
-    -------
-    int
-        One of EPSG:4534 (central meridian 75°E) … EPSG:4554 (135°E); e.g. 4548 for 118.4°E.
-
-    Raises
-    ------
-    CRSError
-        When the longitude is outside China's zones (73.5°E–136.5°E).
-    """
-    central = 3 * round(lon / 3)
-    if not 75 <= central <= 135:
-        raise CRSError(
-            f"经度 {lon:.3f} 不在中国 CGCS2000 3° 分带范围内（75°E–135°E）",
-            f"longitude {lon:.3f} is outside China's CGCS2000 3-degree zones (75°E–135°E)",
-        )
-    return 4534 + (central - 75) // 3
 
 
 def generate_grid(
@@ -169,10 +144,17 @@ def generate_grid(
     CRSError
         The boundary or communities have no CRS, or a projected CRS not in metres.
     """
-    if not (isinstance(size, numbers.Real) and not isinstance(size, bool) and math.isfinite(size) and size > 0):
-        raise InputError(f"网格尺寸必须为正数（米），收到 {size!r}", f"size must be a positive number of metres, got {size!r}")
+    if not (
+        isinstance(size, numbers.Real) and not isinstance(size, bool) and math.isfinite(size) and size > 0
+    ):
+        raise InputError(
+            f"网格尺寸必须为正数（米），收到 {size!r}",
+            f"size must be a positive number of metres, got {size!r}",
+        )
     if shape not in ("square", "hex"):
-        raise InputError(f"网格形状须为 square 或 hex，收到 {shape!r}", f"shape must be 'square' or 'hex', got {shape!r}")
+        raise InputError(
+            f"网格形状须为 square 或 hex，收到 {shape!r}", f"shape must be 'square' or 'hex', got {shape!r}"
+        )
     if admin_code is not None and not _CODE6.match(str(admin_code)):
         raise InputError(
             f"行政区划代码须为 6 位数字，收到 {admin_code!r}",
@@ -187,7 +169,13 @@ def generate_grid(
 
     if communities is not None:
         regions, info = _community_regions(
-            communities, crs, area_geom, speck, admin_code, community_code_field, community_name_field,
+            communities,
+            crs,
+            area_geom,
+            speck,
+            admin_code,
+            community_code_field,
+            community_name_field,
             street_name_field,
         )
     else:
@@ -225,7 +213,7 @@ def _working_crs(boundary: gpd.GeoDataFrame) -> CRS:
     return crs
 
 
-def _boundary_geometry(boundary: gpd.GeoDataFrame) -> shapely.Geometry:
+def _boundary_geometry(boundary: gpd.GeoDataFrame) -> BaseGeometry:
     """Union of the polygonal parts of all boundary rows."""
     geoms = _polygonal(shapely.make_valid(boundary.geometry.to_numpy()))
     merged = shapely.union_all(geoms)
@@ -250,7 +238,7 @@ def _polygonal(geoms: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
     return geoms
 
 
-def _drop_specks(geom: shapely.Geometry, speck: float) -> shapely.Geometry:
+def _drop_specks(geom: BaseGeometry, speck: float) -> BaseGeometry:
     """The polygonal part of ``geom`` without parts or holes of at most ``speck`` m².
 
     Overlays leave needle-thin polygons of ~1e-9 m² along shared borders.  GEOS can
@@ -273,7 +261,7 @@ def _drop_specks(geom: shapely.Geometry, speck: float) -> shapely.Geometry:
 def _community_regions(
     communities: gpd.GeoDataFrame,
     crs: CRS,
-    area_geom: shapely.Geometry,
+    area_geom: BaseGeometry,
     speck: float,
     admin_code: str | None,
     code_field: str | None,
@@ -289,7 +277,9 @@ def _community_regions(
     columns = [c for c in communities.columns if c != communities.geometry.name]
     code_field = code_field or _detect_code_field(communities, columns)
     if code_field not in communities.columns:
-        raise InputError(f"社区图层中没有字段 {code_field}", f"the community layer has no field {code_field!r}")
+        raise InputError(
+            f"社区图层中没有字段 {code_field}", f"the community layer has no field {code_field!r}"
+        )
     codes = communities[code_field].map(_as_code)
     bad = codes[~codes.fillna("").str.match(_CODE12)]
     if len(bad):
@@ -318,10 +308,9 @@ def _community_regions(
         }
     )
     order = pd.unique(frame["comm_code"])
-    regions: list[shapely.Geometry] = []
-    taken: shapely.Geometry = shapely.Polygon()
-    for code in order:
-        rows = frame[frame["comm_code"] == code]
+    regions: list[BaseGeometry] = []
+    taken: BaseGeometry = shapely.Polygon()
+    for _, rows in frame.groupby("comm_code", sort=False):
         geom = shapely.union_all(_polygonal(shapely.make_valid(rows["geometry"].to_numpy())))
         geom = shapely.difference(shapely.intersection(geom, area_geom), taken)
         taken = shapely.union(taken, geom)
@@ -363,7 +352,7 @@ def _detect_code_field(communities: gpd.GeoDataFrame, columns: list[str]) -> str
             "社区图层中找不到 12 位社区编码字段，请指定 community_code_field",
             "no field of 12-digit community codes found in the community layer; pass community_code_field",
         )
-    preferred = {_normalise(a) for a in (GRID_LAYER.field("comm_code").aliases + ("编码", "代码", "CODE"))}
+    preferred = {_normalise(a) for a in (*GRID_LAYER.field("comm_code").aliases, "编码", "代码", "CODE")}
     for c in candidates:
         if _normalise(c) in preferred:
             return c
@@ -383,7 +372,7 @@ def _detect_field(columns: list[str], canonical: str, exclude: set[str | None]) 
 
 
 def _tiling(
-    area_geom: shapely.Geometry, size: float, shape: str, origin: tuple[float, float] | None
+    area_geom: BaseGeometry, size: float, shape: str, origin: tuple[float, float] | None
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Tiles covering the boundary's bounding box, with their row (south→north) and column keys.
 
@@ -414,7 +403,7 @@ def _tiling(
         vy = mc[:, None] + _HEX_DY[None, :]
         rows, cols = jj, kc
     coords = np.stack([x0 + vx * dx, y0 + vy * dy], axis=-1)
-    tiles = shapely.polygons(coords)
+    tiles = np.asarray(shapely.polygons(coords), dtype=object)
     return tiles, rows.astype(np.int64), cols.astype(np.int64)
 
 
@@ -423,7 +412,7 @@ def _clip(
     rows: npt.NDArray[np.int64],
     cols: npt.NDArray[np.int64],
     regions: npt.NDArray[np.object_],
-    area_geom: shapely.Geometry,
+    area_geom: BaseGeometry,
     speck: float,
 ) -> pd.DataFrame:
     """Intersect tiles with regions; one row per (tile, region) with a polygonal piece.
@@ -431,10 +420,10 @@ def _clip(
     Parts of the boundary outside every region are merged into the cell of the same tile
     with the largest area, or, when the tile has no cell, into a new cell of the nearest region.
     """
-    valid = np.array([r is not None and not r.is_empty for r in regions])
+    valid = ~shapely.is_empty(regions)
     tree = shapely.STRtree(tiles)
-    shapely.prepare(regions[valid])
-    region_idx, tile_idx = tree.query(np.where(valid, regions, None), predicate="intersects")
+    shapely.prepare(regions)
+    region_idx, tile_idx = tree.query(regions, predicate="intersects")
     inside = shapely.contains_properly(regions[region_idx], tiles[tile_idx])
     pieces = tiles[tile_idx].copy()
     cut = ~inside
@@ -457,7 +446,7 @@ def _clip(
 def _absorb_rest(
     cells: pd.DataFrame,
     tiles: npt.NDArray[np.object_],
-    rest: shapely.Geometry,
+    rest: BaseGeometry,
     regions: npt.NDArray[np.object_],
     valid: npt.NDArray[np.bool_],
     speck: float,
@@ -485,8 +474,15 @@ def _absorb_rest(
         extra.append({"tile": int(t), "region": r, "geometry": piece})
 
     merged = pd.concat([cells.drop(columns="_area"), pd.DataFrame(extra)], ignore_index=True)
-    groups = merged.groupby(["tile", "region"], sort=False)["geometry"]
-    out = groups.agg(lambda g: g.iloc[0] if len(g) == 1 else shapely.union_all(g.to_numpy())).reset_index()
+    groups: dict[tuple[int, int], list[BaseGeometry]] = {}
+    for t, r, geom in merged[["tile", "region", "geometry"]].itertuples(index=False, name=None):
+        groups.setdefault((int(t), int(r)), []).append(geom)
+    out = pd.DataFrame(
+        [
+            {"tile": t, "region": r, "geometry": g[0] if len(g) == 1 else shapely.union_all(g)}
+            for (t, r), g in groups.items()
+        ]
+    )
     out["geometry"] = _polygonal(out["geometry"].to_numpy(dtype=object))
     return out
 
@@ -503,8 +499,13 @@ def _code_cells(cells: pd.DataFrame, info: pd.DataFrame, admin_code: str | None,
         counts = np.bincount(region, minlength=len(info))
         worst = int(np.argmax(counts))
         if counts[worst] > _MAX_SEQUENCE:
-            _raise_too_many(int(counts[worst]), _MAX_SEQUENCE, size, f"社区 {info['comm_code'][worst]} ",
-                            f"community {info['comm_code'][worst]}")
+            _raise_too_many(
+                int(counts[worst]),
+                _MAX_SEQUENCE,
+                size,
+                f"社区 {info['comm_code'][worst]} ",
+                f"community {info['comm_code'][worst]}",
+            )
         comm = info["comm_code"].to_numpy(dtype=object)[region]
         community = info["community"].to_numpy(dtype=object)[region]
         street = info["street"].to_numpy(dtype=object)[region]
@@ -538,8 +539,9 @@ def _code_cells(cells: pd.DataFrame, info: pd.DataFrame, admin_code: str | None,
     return out.sort_values("code", kind="stable").reset_index(drop=True)
 
 
-def _raise_too_many(count: int, limit: int, size: float, where_zh: str, where_en: str) -> None:
-    suggested = math.ceil(size * math.sqrt(count / limit))
+def _raise_too_many(count: int, limit: int, size: float, where_zh: str, where_en: str) -> NoReturn:
+    # 5% more than the area ratio leaves room for the partial cells along borders.
+    suggested = math.ceil(size * math.sqrt(count / limit) * 1.05)
     raise InputError(
         f"{where_zh}有 {count} 个网格，超过编码上限 {limit}；请加大网格尺寸（例如 size={suggested} 米）",
         f"{where_en} would have {count} cells, more than the {limit} a code allows; "
