@@ -31,9 +31,9 @@ import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from geo.importer import import_file, reassign_all  # noqa: E402
-from geo.store import open_store  # noqa: E402
-from geo.tally import tally  # noqa: E402
+from geo.importer import import_file, reassign_all
+from geo.store import open_store
+from geo.tally import tally
 
 EPSG = 4548
 STATUSES = np.array(["已登记", "已下发通知", "拆除中", "已拆除", "已补办手续"], dtype=object)
@@ -78,12 +78,17 @@ def make_points(n: int, bounds: np.ndarray, seed: int, start_id: int = 0) -> gpd
     minx, miny, maxx, maxy = bounds
     found = pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D")
     status = STATUSES[rng.integers(0, len(STATUSES), n)]
-    done = np.where(np.isin(status, ["已拆除", "已补办手续"]),
-                    (found + pd.to_timedelta(rng.integers(0, 120, n), unit="D")).strftime("%Y-%m-%d"), "")
+    done = np.where(
+        np.isin(status, ["已拆除", "已补办手续"]),
+        (found + pd.to_timedelta(rng.integers(0, 120, n), unit="D")).strftime("%Y-%m-%d"),
+        "",
+    )
     return gpd.GeoDataFrame(
         {
             "案件编号": [f"WJ{start_id + i:08d}" for i in range(n)],
-            "违建地址": np.array(["芜湖市青弋区某某路", "青弋区赭麓街道", "湖滨社区"], dtype=object)[rng.integers(0, 3, n)],
+            "违建地址": np.array(["芜湖市青弋区某某路", "青弋区赭麓街道", "湖滨社区"], dtype=object)[
+                rng.integers(0, 3, n)
+            ],
             "违建面积": np.round(rng.uniform(5, 300, n), 1),
             "当前状态": status,
             "发现时间": found.strftime("%Y-%m-%d"),
@@ -110,8 +115,12 @@ def baseline_stats(points: gpd.GeoDataFrame, cells: gpd.GeoDataFrame) -> pd.Data
     joined = gpd.sjoin(points, cells, how="left", predicate="within")
     joined["done"] = joined["当前状态"].isin(["已拆除", "已补办手续"])
     joined["done_area"] = joined["违建面积"].where(joined["done"], 0.0)
-    return joined.groupby("网格编码").agg(total=("done", "size"), completed=("done", "sum"),
-                                        area=("违建面积", "sum"), done_area=("done_area", "sum"))
+    return joined.groupby("网格编码").agg(
+        total=("done", "size"),
+        completed=("done", "sum"),
+        area=("违建面积", "sum"),
+        done_area=("done_area", "sum"),
+    )
 
 
 def rss_mb() -> float:
@@ -144,13 +153,17 @@ def main() -> int:
             pts = make_points(per_file, bounds, seed=10 + k, start_id=k * per_file)
             files.append(write_gbk(pts, work / "in" / f"sites_{k}.shp"))
         all_points = pd.concat([gpd.read_file(f, engine="pyogrio", encoding="GBK") for f in files[:1]])
-        t_import, rep = timed(lambda: import_file(store, "demolition", files[0]))
+        t_import, _ = timed(lambda: import_file(store, "demolition", files[0]))
         rate = per_file / t_import
-        print(f"import {per_file:,}-feature GBK shapefile (no .cpg, EPSG:{EPSG}): {t_import:.2f}s = {rate:,.0f} features/s"
-              f" (target ≥ 50,000/s: {'met' if rate >= 50_000 else 'NOT met'})")
+        print(
+            f"import {per_file:,}-feature GBK shapefile (no .cpg, EPSG:{EPSG}): {t_import:.2f}s = {rate:,.0f} features/s"
+            f" (target ≥ 50,000/s: {'met' if rate >= 50_000 else 'NOT met'})"
+        )
         for f in files[1:]:
             import_file(store, "demolition", f)
-        all_points = pd.concat([gpd.read_file(f, engine="pyogrio", encoding="GBK") for f in files], ignore_index=True)
+        all_points = pd.concat(
+            [gpd.read_file(f, engine="pyogrio", encoding="GBK") for f in files], ignore_index=True
+        )
         all_points = gpd.GeoDataFrame(all_points, geometry="geometry", crs=EPSG)
         n = len(all_points)
         print(f"stored {n:,} point features; peak RSS so far {rss_mb():,.0f} MB")
@@ -166,11 +179,13 @@ def main() -> int:
         o = ours.set_index("code")
         check = o.loc[base.index, "demolition_total"].to_numpy()
         same = bool((check == base["total"].to_numpy()).all())
-        print(f"per-cell stats, all cells, one layer: baseline sjoin+groupby {t_base * 1000:,.0f} ms; "
-              f"gridwatch {t_warm * 1000:,.1f} ms (cached columns) → {t_base / t_warm:,.0f}x "
-              f"(target ≥ 20x: {'met' if t_base / t_warm >= 20 else 'NOT met'}); "
-              f"first request after a write {t_cold * 1000:,.0f} ms → {t_base / t_cold:,.1f}x; "
-              f"as-of 2022-06-30 {t_asof * 1000:,.1f} ms; totals agree with baseline: {same}")
+        print(
+            f"per-cell stats, all cells, one layer: baseline sjoin+groupby {t_base * 1000:,.0f} ms; "
+            f"gridwatch {t_warm * 1000:,.1f} ms (cached columns) → {t_base / t_warm:,.0f}x "
+            f"(target ≥ 20x: {'met' if t_base / t_warm >= 20 else 'NOT met'}); "
+            f"first request after a write {t_cold * 1000:,.0f} ms → {t_base / t_cold:,.1f}x; "
+            f"as-of 2022-06-30 {t_asof * 1000:,.1f} ms; totals agree with baseline: {same}"
+        )
 
         # re-assignment after a grid change
         def reassign() -> int:
@@ -179,9 +194,11 @@ def main() -> int:
 
         t_re, changed = timed(reassign)
         t_join, _ = timed(lambda: baseline_stats(all_points, cells))
-        print(f"full re-assignment of {n:,} features after a grid change: {t_re:.2f}s ({changed} changed) vs "
-              f"baseline sjoin+groupby {t_join:.2f}s → {t_join / t_re:.2f}x "
-              f"(target: no slower than baseline: {'met' if t_re <= t_join else 'NOT met'})")
+        print(
+            f"full re-assignment of {n:,} features after a grid change: {t_re:.2f}s ({changed} changed) vs "
+            f"baseline sjoin+groupby {t_join:.2f}s → {t_join / t_re:.2f}x "
+            f"(target: no slower than baseline: {'met' if t_re <= t_join else 'NOT met'})"
+        )
         print(f"peak RSS {rss_mb():,.0f} MB")
         store.close()
     finally:

@@ -29,7 +29,9 @@ def rollback(store: Store, batch_id: int) -> Batch:
     """
     batch = store.batch(batch_id)
     if batch.status != "active":
-        raise Conflict(f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back")
+        raise Conflict(
+            f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back"
+        )
     with store.transaction():
         if batch.layer == TARGETS_LAYER:
             store.rollback_targets(batch_id)
@@ -50,7 +52,13 @@ TARGET_SPEC = LayerSpec(
     label_en="Targets",
     geometry_types=frozenset(),
     fields=(
-        Field("code", "str", "编码", "Code", ("编码", "单元编码", "网格编码", "社区编码", "街道编码", "区划代码", "CODE", "BM")),
+        Field(
+            "code",
+            "str",
+            "编码",
+            "Code",
+            ("编码", "单元编码", "网格编码", "社区编码", "街道编码", "区划代码", "CODE", "BM"),
+        ),
         Field("layer", "str", "图层", "Layer", ("图层", "类别", "LAYER", "TC")),
         Field("metric", "str", "指标", "Metric", ("指标", "指标项", "METRIC", "ZB")),
         Field("target", "float", "目标", "Target", ("目标", "目标值", "任务数", "TARGET", "MB")),
@@ -80,12 +88,15 @@ def read_targets(path: Path) -> pd.DataFrame:
     except InputError:
         raise
     except Exception as exc:  # pandas/openpyxl parser errors
-        raise InputError(f"无法读取目标表: {path.name}", f"cannot read targets table {path.name}: {exc}",
-                         code="unreadable") from exc
+        raise InputError(
+            f"无法读取目标表: {path.name}", f"cannot read targets table {path.name}: {exc}", code="unreadable"
+        ) from exc
     raise InputError("目标表需为 CSV 或 XLSX", "targets must be a CSV or XLSX file", code="unsupported_file")
 
 
-def load_targets(store: Store, path: str | Path, *, user: str | None = None, dry_run: bool = False) -> ImportReport:
+def load_targets(
+    store: Store, path: str | Path, *, user: str | None = None, dry_run: bool = False
+) -> ImportReport:
     """Load yearly targets (rows: code, layer, metric, target) as one batch.
 
     Codes may be of any level (unit grid, community, street, district); layers are
@@ -107,8 +118,11 @@ def load_targets(store: Store, path: str | Path, *, user: str | None = None, dry
     inverse = {v: k for k, v in match.mapping.items()}
     missing = [f.label_zh for f in TARGET_SPEC.fields if f.name not in inverse]
     if missing:
-        raise InputError(f"目标表缺少列: {'、'.join(missing)}（需要 编码、图层、指标、目标）",
-                         "the targets table needs columns code, layer, metric, target", code="bad_targets")
+        raise InputError(
+            f"目标表缺少列: {'、'.join(missing)}（需要 编码、图层、指标、目标）",
+            "the targets table needs columns code, layer, metric, target",
+            code="bad_targets",
+        )
     codes = df[inverse["code"]].astype(str).str.strip()
     layer_col = df[inverse["layer"]].astype(str).str.strip()
     metric_col = df[inverse["metric"]].astype(str).str.strip()
@@ -129,10 +143,15 @@ def load_targets(store: Store, path: str | Path, *, user: str | None = None, dry
         if spec is None:
             reason = (f"未知图层「{lname}」", f"unknown layer '{lname}'")
         elif metric not in metric_names(spec):
-            reason = (f"未知指标「{metric}」（可选: {', '.join(metric_names(spec))}）",
-                      f"unknown metric '{metric}' ({', '.join(metric_names(spec))})")
+            reason = (
+                f"未知指标「{metric}」（可选: {', '.join(metric_names(spec))}）",
+                f"unknown metric '{metric}' ({', '.join(metric_names(spec))})",
+            )
         elif bool(bad.iloc[i]) or np.isnan(values.iloc[i]) or values.iloc[i] < 0:
-            reason = (f"目标值「{df[inverse['target']].iloc[i]}」无效", f"invalid target '{df[inverse['target']].iloc[i]}'")
+            reason = (
+                f"目标值「{df[inverse['target']].iloc[i]}」无效",
+                f"invalid target '{df[inverse['target']].iloc[i]}'",
+            )
         elif known_codes and code not in known_codes:
             reason = (f"编码 {code} 不是已知的网格、社区、街道或区", f"code {code} is not a known unit")
         if reason:
@@ -141,8 +160,12 @@ def load_targets(store: Store, path: str | Path, *, user: str | None = None, dry
         assert spec is not None
         rows.append({"code": code, "layer": spec.name, "metric": metric, "target": float(values.iloc[i])})
     if not rows:
-        raise InputError("目标表中没有有效的行", "no valid row in the targets table", code="no_valid_rows",
-                         details={"rejected": [r.__dict__ for r in report.rejected[:100]]})
+        raise InputError(
+            "目标表中没有有效的行",
+            "no valid row in the targets table",
+            code="no_valid_rows",
+            details={"rejected": [r.__dict__ for r in report.rejected[:100]]},
+        )
     frame = pd.DataFrame(rows).drop_duplicates(["code", "layer", "metric"], keep="last")
     report.added = len(frame)
     if dry_run:
@@ -154,12 +177,29 @@ def load_targets(store: Store, path: str | Path, *, user: str | None = None, dry
         report.duplicate_of = dup.id
         return report
     with store.transaction():
-        batch = Batch(0, TARGETS_LAYER, path.name, report.checksum, now_iso(), user, "active", len(df), 0, 0, 0,
-                      len(report.rejected), None, None)
+        batch = Batch(
+            0,
+            TARGETS_LAYER,
+            path.name,
+            report.checksum,
+            now_iso(),
+            user,
+            "active",
+            len(df),
+            0,
+            0,
+            0,
+            len(report.rejected),
+            None,
+            None,
+        )
         bid = store.new_batch(batch, data)
         store.set_targets(frame, bid)
         report.batch_id = bid
         report.status = "committed"
-        store.finish_batch(bid, {"added": len(frame), "rejected": len(report.rejected), "rows_read": len(df)},
-                           report.to_dict())
+        store.finish_batch(
+            bid,
+            {"added": len(frame), "rejected": len(report.rejected), "rows_read": len(df)},
+            report.to_dict(),
+        )
     return report

@@ -22,6 +22,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "shapefiles"
 DEMO_FILES = (
     ("grid", "单元网格.shp"),
     ("demolition", "违法建设.shp"),
+    ("demolition", "违法建设_面.shp"),
     ("parking", "停放点.shp"),
     ("charging", "充电棚.shp"),
 )
@@ -37,8 +38,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     from geo.importer import import_file
 
     store = _store(args)
-    report = import_file(store, args.layer, args.path, dry_run=args.dry_run, encoding=args.encoding, crs=args.crs,
-                         member=args.member, user=args.user or os.environ.get("USER"))
+    report = import_file(
+        store,
+        args.layer,
+        args.path,
+        dry_run=args.dry_run,
+        encoding=args.encoding,
+        crs=args.crs,
+        member=args.member,
+        user=args.user or os.environ.get("USER"),
+    )
     _print_report(report, args)
     return 0
 
@@ -60,9 +69,24 @@ def cmd_batches(args: argparse.Namespace) -> int:
     print("\t".join(head))
     for b in rows:
         status = "有效" if b["status"] == "active" else "已回滚"
-        print("\t".join(str(x) for x in (b["id"], b["layer"], b["source_name"], b["created_at"], b["user"] or "",
-                                         status, b["rows_read"], b["added"], b["updated"], b["unchanged"],
-                                         b["rejected"])))
+        print(
+            "\t".join(
+                str(x)
+                for x in (
+                    b["id"],
+                    b["layer"],
+                    b["source_name"],
+                    b["created_at"],
+                    b["user"] or "",
+                    status,
+                    b["rows_read"],
+                    b["added"],
+                    b["updated"],
+                    b["unchanged"],
+                    b["rejected"],
+                )
+            )
+        )
     return 0
 
 
@@ -93,15 +117,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     renderer = get_renderer(args.format)
     levels = list(LEVELS) if renderer.all_levels and not args.level_given else [args.level]
     filters = Filters(within=args.within) if args.within else None
-    report = build_report(store, levels, args.layer or None, args.as_of, filters,
-                          with_geometry=renderer.needs_geometry)
+    report = build_report(
+        store, levels, args.layer or None, args.as_of, filters, with_geometry=renderer.needs_geometry
+    )
     data = renderer.render(report, args.level if args.level in levels else levels[0])
     if args.output and args.output != "-":
         Path(args.output).write_bytes(data)
         print(f"已写入 {args.output} / wrote {args.output}", file=sys.stderr)
     elif args.format in ("xlsx", "gpkg", "shp"):
-        raise InputError(f"{args.format} 为二进制格式，请用 -o 指定输出文件",
-                         f"{args.format} is binary: pass -o FILE")
+        raise InputError(
+            f"{args.format} 为二进制格式，请用 -o 指定输出文件", f"{args.format} is binary: pass -o FILE"
+        )
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -119,7 +145,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not path.exists():
             raise InputError(f"找不到示例文件: {path}", f"demo file missing: {path}", code="file_not_found")
         report = import_file(store, layer, path, user="demo")
-        print(report.summary(args.lang).splitlines()[0] if report.status == "duplicate" else report.summary(args.lang))
+        print(
+            report.summary(args.lang).splitlines()[0]
+            if report.status == "duplicate"
+            else report.summary(args.lang)
+        )
     targets = src / "targets.csv"
     if targets.exists():
         report = load_targets(store, targets, user="demo")
@@ -139,9 +169,12 @@ def cmd_grid_generate(args: argparse.Namespace) -> int:
     except Exception as exc:  # GDAL errors of many kinds
         raise InputError(f"无法读取边界文件: {args.boundary}", f"cannot read boundary: {exc}") from exc
     if boundary.crs is None:
-        raise InputError("边界文件没有坐标系（缺少 .prj）", "the boundary file has no CRS (.prj missing)", code="bad_crs")
-    grid = generate_grid(boundary, size=args.size, shape=args.shape, communities=communities,
-                         admin_code=args.admin_code)
+        raise InputError(
+            "边界文件没有坐标系（缺少 .prj）", "the boundary file has no CRS (.prj missing)", code="bad_crs"
+        )
+    grid = generate_grid(
+        boundary, size=args.size, shape=args.shape, communities=communities, admin_code=args.admin_code
+    )
     out = Path(args.output)
     if out.suffix.lower() == ".shp":
         grid.to_file(out, engine="pyogrio", encoding="GBK")

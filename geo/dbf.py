@@ -60,7 +60,9 @@ def read_dbf(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray] | Non
         pos += 32
     if offset != record_len or header_len + n * record_len > len(data) or not fields:
         return None
-    records = np.frombuffer(data, dtype=np.uint8, count=n * record_len, offset=header_len).reshape(n, record_len)
+    records = np.frombuffer(data, dtype=np.uint8, count=n * record_len, offset=header_len).reshape(
+        n, record_len
+    )
     deleted = records[:, 0] == ord("*")
     columns: dict[str, object] = {}
     for name, ftype, start, length in fields:
@@ -80,7 +82,10 @@ def read_dbf(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray] | Non
         else:
             columns[key] = _logicals(raw)
     frame = pd.DataFrame(
-        {k: pd.Series(v, dtype=object if np.asarray(v).dtype == object else None) for k, v in columns.items()},
+        {
+            k: pd.Series(v, dtype=object if np.asarray(v).dtype == object else None)
+            for k, v in columns.items()
+        },
         index=pd.RangeIndex(n),
     )
     return frame, deleted
@@ -107,7 +112,10 @@ def _decode_text(block: np.ndarray, encoding: str) -> np.ndarray:
     except UnicodeDecodeError:
         parts = []
     if len(parts) != n:  # undecodable bytes or NULs inside values: value by value
-        parts = [bytes(row[f:l]).decode(encoding, errors="replace") for row, f, l in zip(block, first, last, strict=True)]
+        parts = [
+            bytes(row[a:b]).decode(encoding, errors="replace")
+            for row, a, b in zip(block, first, last, strict=True)
+        ]
     out = np.array(parts, dtype=object)
     out[~has] = None
     return out
@@ -124,7 +132,8 @@ def _dates(raw: np.ndarray) -> np.ndarray:
     ok = np.char.str_len(text) == 8
     if ok.any():
         t = text[ok]
-        iso = [f"{s[:4]}-{s[4:6]}-{s[6:8]}" if s.isdigit() else None for s in t.tolist()]
+        # GDAL and ArcGIS write a blank date as "00000000"
+        iso = [f"{s[:4]}-{s[4:6]}-{s[6:8]}" if s.isdigit() and s != "00000000" else None for s in t.tolist()]
         out[ok] = np.array(iso, dtype=object)
     return out
 

@@ -38,8 +38,12 @@ class GridwatchError(Exception):
         return f"{self.zh} / {self.en}"
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.code, "message": self.message, "message_zh": self.zh,
-                               "message_en": self.en}
+        out: dict[str, Any] = {
+            "error": self.code,
+            "message": self.message,
+            "message_zh": self.zh,
+            "message_en": self.en,
+        }
         if self.details:
             out["details"] = self.details
         return out

@@ -26,9 +26,9 @@ Layout, besides the GeoPackage system tables:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import apsw
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import apsw
 import numpy as np
 import pandas as pd
 import pyproj
@@ -52,8 +53,22 @@ _SQL_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "date": "DATE"}
 _GW_COLUMNS = (("gw_key", "TEXT"), ("gw_batch", "INTEGER"), ("gw_unit", "TEXT"), ("gw_area", "REAL"))
 
 _BASE_SRS = (
-    ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", "undefined cartesian coordinate reference system"),
-    ("Undefined geographic SRS", 0, "NONE", 0, "undefined", "undefined geographic coordinate reference system"),
+    (
+        "Undefined cartesian SRS",
+        -1,
+        "NONE",
+        -1,
+        "undefined",
+        "undefined cartesian coordinate reference system",
+    ),
+    (
+        "Undefined geographic SRS",
+        0,
+        "NONE",
+        0,
+        "undefined",
+        "undefined geographic coordinate reference system",
+    ),
 )
 
 
@@ -67,7 +82,9 @@ def now_iso() -> str:
 
 # --- geometry blobs ---------------------------------------------------------------------------
 
-_HEADER = np.dtype([("magic", "S2"), ("version", "u1"), ("flags", "u1"), ("srs", "<i4"), ("env", "<f8", (4,))])
+_HEADER = np.dtype(
+    [("magic", "S2"), ("version", "u1"), ("flags", "u1"), ("srs", "<i4"), ("env", "<f8", (4,))]
+)
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 
 
@@ -128,7 +145,9 @@ class GpkgStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"无法创建数据目录: {self.path.parent}", f"cannot create data directory: {exc}") from exc
+            raise StoreError(
+                f"无法创建数据目录: {self.path.parent}", f"cannot create data directory: {exc}"
+            ) from exc
         self._conn: apsw.Connection | None = None
         self._depth = 0
         self._init()
@@ -184,10 +203,8 @@ class GpkgStore:
             yield
             conn.execute("COMMIT")
         except BaseException as exc:
-            try:
+            with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
-            except apsw.Error:
-                pass
             if isinstance(exc, apsw.Error):
                 raise _store_error(exc) from exc
             raise
@@ -198,11 +215,13 @@ class GpkgStore:
     def _init(self) -> None:
         conn = self.conn
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            app_id = _scalar(conn, "PRAGMA application_id")
             has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_meta'").fetchone()
         except apsw.Error as exc:
-            raise StoreError(f"存储文件已损坏或不是 GeoPackage: {self.path}",
-                             f"store file is not a readable GeoPackage: {exc}") from exc
+            raise StoreError(
+                f"存储文件已损坏或不是 GeoPackage: {self.path}",
+                f"store file is not a readable GeoPackage: {exc}",
+            ) from exc
         if has_meta:
             return
         if app_id not in (0, _GPKG_APPLICATION_ID):
@@ -212,12 +231,13 @@ class GpkgStore:
             conn.execute(f"PRAGMA user_version = {_GPKG_USER_VERSION}")
             for stmt in _SYSTEM_SQL:
                 conn.execute(stmt)
-            conn.executemany(
-                "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)", _BASE_SRS
-            )
+            conn.executemany("INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)", _BASE_SRS)
             self._ensure_srs(4326)
             conn.execute("INSERT INTO gw_meta VALUES ('revision', ?), ('schema', '1')", (uuid.uuid4().hex,))
-            for table, ident in (("gw_batches", "导入批次 import batches"), ("gw_targets", "年度目标 targets")):
+            for table, ident in (
+                ("gw_batches", "导入批次 import batches"),
+                ("gw_targets", "年度目标 targets"),
+            ):
                 conn.execute(
                     "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
                     " VALUES (?, 'attributes', ?, '', ?)",
@@ -271,7 +291,9 @@ class GpkgStore:
 
     def has_layer(self, spec: LayerSpec) -> bool:
         return bool(
-            self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (spec.name,)).fetchone()
+            self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (spec.name,)
+            ).fetchone()
         )
 
     # meta ----------------------------------------------------------------------------------
@@ -287,7 +309,8 @@ class GpkgStore:
         current = self.srs_epsg()
         if current is not None and current != epsg:
             raise Conflict(
-                f"存储已使用 EPSG:{current}，不能改为 EPSG:{epsg}", f"store already uses EPSG:{current}, not {epsg}"
+                f"存储已使用 EPSG:{current}，不能改为 EPSG:{epsg}",
+                f"store already uses EPSG:{current}, not {epsg}",
             )
         with self.transaction():
             self._ensure_srs(epsg)
@@ -305,8 +328,17 @@ class GpkgStore:
             cur = self.conn.execute(
                 "INSERT INTO gw_batches (layer, source_name, checksum, created_at, user, status, rows_read, added,"
                 " updated, unchanged, rejected, encoding, crs, report) VALUES (?,?,?,?,?,'active',?,0,0,0,?,?,?,'{}')",
-                (batch.layer, batch.source_name, batch.checksum, batch.created_at, batch.user, batch.rows_read,
-                 batch.rejected, batch.encoding, batch.crs),
+                (
+                    batch.layer,
+                    batch.source_name,
+                    batch.checksum,
+                    batch.created_at,
+                    batch.user,
+                    batch.rows_read,
+                    batch.rejected,
+                    batch.encoding,
+                    batch.crs,
+                ),
             )
             del cur
             batch_id = int(self.conn.last_insert_rowid())
@@ -322,19 +354,59 @@ class GpkgStore:
             self.conn.execute(
                 "UPDATE gw_batches SET added=?, updated=?, unchanged=?, rejected=?, rows_read=?, report=?"
                 " WHERE id=?",
-                (counts.get("added", 0), counts.get("updated", 0), counts.get("unchanged", 0),
-                 counts.get("rejected", 0), counts.get("rows_read", 0),
-                 json.dumps(report, ensure_ascii=False, default=str), batch_id),
+                (
+                    counts.get("added", 0),
+                    counts.get("updated", 0),
+                    counts.get("unchanged", 0),
+                    counts.get("rejected", 0),
+                    counts.get("rows_read", 0),
+                    json.dumps(report, ensure_ascii=False, default=str),
+                    batch_id,
+                ),
             )
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
-        (bid, layer, name, checksum, created, user, status, read, added, updated, unchanged, rejected, enc, crs,
-         report, rolled) = row
-        return Batch(int(bid), layer, name, checksum, created, user, status, read, added, updated, unchanged,
-                     rejected, enc, crs, rolled, json.loads(report or "{}"))
+        (
+            bid,
+            layer,
+            name,
+            checksum,
+            created,
+            user,
+            status,
+            read,
+            added,
+            updated,
+            unchanged,
+            rejected,
+            enc,
+            crs,
+            report,
+            rolled,
+        ) = row
+        return Batch(
+            int(bid),
+            layer,
+            name,
+            checksum,
+            created,
+            user,
+            status,
+            read,
+            added,
+            updated,
+            unchanged,
+            rejected,
+            enc,
+            crs,
+            rolled,
+            json.loads(report or "{}"),
+        )
 
-    _BATCH_COLS = ("id, layer, source_name, checksum, created_at, user, status, rows_read, added, updated, unchanged,"
-                   " rejected, encoding, crs, report, rolled_back_at")
+    _BATCH_COLS = (
+        "id, layer, source_name, checksum, created_at, user, status, rows_read, added, updated, unchanged,"
+        " rejected, encoding, crs, report, rolled_back_at"
+    )
 
     def batches(self, layer: str | None = None) -> list[Batch]:
         sql = f"SELECT {self._BATCH_COLS} FROM gw_batches"
@@ -345,7 +417,9 @@ class GpkgStore:
         return [self._batch_from_row(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
 
     def batch(self, batch_id: int) -> Batch:
-        row = self.conn.execute(f"SELECT {self._BATCH_COLS} FROM gw_batches WHERE id=?", (batch_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {self._BATCH_COLS} FROM gw_batches WHERE id=?", (batch_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"批次 {batch_id} 不存在", f"batch {batch_id} not found", code="batch_not_found")
         return self._batch_from_row(row)
@@ -373,7 +447,9 @@ class GpkgStore:
     def _columns(self, spec: LayerSpec) -> list[str]:
         return [f.name for f in spec.fields]
 
-    def write_features(self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool) -> WriteResult:
+    def write_features(
+        self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool
+    ) -> WriteResult:
         """Store ``rows`` as batch ``batch_id``.
 
         Rows whose survey key matches a current row replace it (the old row moves to
@@ -481,7 +557,8 @@ class GpkgStore:
         if bounds is None:
             return
         self.conn.execute(
-            "UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=? WHERE table_name=?", (*bounds, spec.name)
+            "UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=? WHERE table_name=?",
+            (*bounds, spec.name),
         )
 
     def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
@@ -525,7 +602,11 @@ class GpkgStore:
         return int(removed), int(restored)
 
     def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
-        cols = columns if columns is not None else [*self._columns(spec), "gw_key", "gw_batch", "gw_unit", "gw_area"]
+        cols = (
+            columns
+            if columns is not None
+            else [*self._columns(spec), "gw_key", "gw_batch", "gw_unit", "gw_area"]
+        )
         if not self.has_layer(spec):
             return pd.DataFrame({c: pd.Series(dtype=object) for c in ["fid", *cols]})
         qcols = ", ".join(["fid", *[f'"{c}"' for c in cols]])
@@ -535,7 +616,9 @@ class GpkgStore:
         if not data:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
         arrays = list(zip(*data, strict=True))
-        return pd.DataFrame({name: np.array(arr, dtype=object) for name, arr in zip(names, arrays, strict=True)})
+        return pd.DataFrame(
+            {name: np.array(arr, dtype=object) for name, arr in zip(names, arrays, strict=True)}
+        )
 
     def layer_generation(self, spec: LayerSpec) -> str:
         """Token that changes whenever the rows or geometries of ``spec`` change."""
@@ -543,7 +626,9 @@ class GpkgStore:
 
     def _bump_generation(self, spec: LayerSpec) -> None:
         # a fresh random token, so a generation rolled back with its transaction is never reused
-        self.conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{spec.name}", uuid.uuid4().hex))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{spec.name}", uuid.uuid4().hex)
+        )
 
     def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(fid, geometry)`` of the current rows in the store CRS.
@@ -560,8 +645,10 @@ class GpkgStore:
             rows = self.conn.execute(f'SELECT fid, geom FROM "{spec.name}" ORDER BY fid').fetchall()
             if not rows:
                 return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
-            cached = (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                      decode_geometries([r[1] for r in rows]))
+            cached = (
+                np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                decode_geometries([r[1] for r in rows]),  # type: ignore[misc]
+            )
             for k in [k for k in _GEOMETRY_CACHE if k[:2] == key[:2]]:
                 del _GEOMETRY_CACHE[k]
             _GEOMETRY_CACHE[key] = cached
@@ -597,7 +684,7 @@ class GpkgStore:
     def layer_count(self, spec: LayerSpec) -> int:
         if not self.has_layer(spec):
             return 0
-        return int(self.conn.execute(f'SELECT count(*) FROM "{spec.name}"').fetchone()[0])
+        return int(_scalar(self.conn, f'SELECT count(*) FROM "{spec.name}"'))
 
     # targets -------------------------------------------------------------------------------
     def targets(self) -> pd.DataFrame:
@@ -606,20 +693,29 @@ class GpkgStore:
 
     def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int:
         conn = self.conn
-        old = conn.execute(
-            "SELECT code, layer, metric, target, batch_id FROM gw_targets WHERE (code, layer, metric) IN"
-            " (SELECT column1, column2, column3 FROM (VALUES " + ",".join("(?,?,?)" for _ in range(len(rows)))
-            + "))",
-            [v for r in rows.itertuples(index=False) for v in (r.code, r.layer, r.metric)],
-        ).fetchall() if len(rows) else []
+        old = (
+            conn.execute(
+                "SELECT code, layer, metric, target, batch_id FROM gw_targets WHERE (code, layer, metric) IN"
+                " (SELECT column1, column2, column3 FROM (VALUES "
+                + ",".join("(?,?,?)" for _ in range(len(rows)))
+                + "))",
+                [v for r in rows.itertuples(index=False) for v in (r.code, r.layer, r.metric)],
+            ).fetchall()
+            if len(rows)
+            else []
+        )
         conn.executemany(
             "INSERT INTO gw_targets_history (code, layer, metric, target, batch_id, superseded_by) VALUES (?,?,?,?,?,?)",
             [(*o, batch_id) for o in old],
         )
         conn.executemany(
             "INSERT OR REPLACE INTO gw_targets (code, layer, metric, target, batch_id) VALUES (?,?,?,?,?)",
-            [(str(c), str(la), str(m), float(t), batch_id)
-             for c, la, m, t in zip(rows['code'], rows['layer'], rows['metric'], rows['target'], strict=True)],
+            [
+                (str(c), str(la), str(m), float(t), batch_id)
+                for c, la, m, t in zip(
+                    rows["code"], rows["layer"], rows["metric"], rows["target"], strict=True
+                )
+            ],
         )
         return len(rows)
 
@@ -636,13 +732,21 @@ class GpkgStore:
         return int(n)
 
 
+def _scalar(conn: apsw.Connection, sql: str) -> Any:
+    row = conn.execute(sql).fetchone()
+    return None if row is None else row[0]
+
+
 def _store_error(exc: apsw.Error) -> StoreError:
     text = f"{type(exc).__name__} {exc}".lower()
     if "readonly" in text or "read-only" in text:
         return StoreError("存储为只读，无法写入", "the store is read-only", code="store_read_only")
     if "full" in text:
-        return StoreError("磁盘已满，写入已取消，数据未改变", "disk full: the write was cancelled, nothing changed",
-                          code="disk_full")
+        return StoreError(
+            "磁盘已满，写入已取消，数据未改变",
+            "disk full: the write was cancelled, nothing changed",
+            code="disk_full",
+        )
     if "locked" in text or "busy" in text:
         return StoreError("存储正忙，请稍后重试", "the store is busy, try again", code="store_busy")
     return StoreError(f"存储错误: {exc}", f"store error: {exc}")
@@ -676,8 +780,8 @@ def _column_lists(attrs: pd.DataFrame, spec: LayerSpec) -> list[list[Any]]:
             nums = pd.to_numeric(col, errors="coerce").round().astype("Int64")
             out.append(nums.astype(object).where(present, None).tolist())
         elif f.kind == "float":
-            nums = pd.to_numeric(col, errors="coerce").astype(float)
-            out.append(nums.astype(object).where(present, None).tolist())
+            floats = pd.to_numeric(col, errors="coerce").astype(float)
+            out.append(floats.astype(object).where(present, None).tolist())
         else:
             objs = col.astype(object)
             if not all(isinstance(v, str) for v in objs[present].head(1000)):

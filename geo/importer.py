@@ -110,13 +110,17 @@ class ImportReport:
                 f"读取 {self.rows_read} 行，新增 {self.added}，更新 {self.updated}，未变 {self.unchanged}，"
                 f"拒绝 {len(self.rejected)}，未落入网格 {self.unassigned}"
             )
-            parts.append(f"编码 {self.encoding} ({self.encoding_source})；坐标系 {self.crs} ({self.crs_source})")
+            parts.append(
+                f"编码 {self.encoding} ({self.encoding_source})；坐标系 {self.crs} ({self.crs_source})"
+            )
         else:
             parts.append(
                 f"read {self.rows_read} rows: added {self.added}, updated {self.updated}, unchanged "
                 f"{self.unchanged}, rejected {len(self.rejected)}, outside every grid {self.unassigned}"
             )
-            parts.append(f"encoding {self.encoding} ({self.encoding_source}); CRS {self.crs} ({self.crs_source})")
+            parts.append(
+                f"encoding {self.encoding} ({self.encoding_source}); CRS {self.crs} ({self.crs_source})"
+            )
         for w_zh, w_en in self.warnings:
             parts.append(("注意: " + w_zh) if zh else ("warning: " + w_en))
         for r in self.rejected[:20]:
@@ -148,8 +152,11 @@ def get_layer(name: str) -> LayerSpec:
         return layers.get(name)
     except KeyError:
         known = ", ".join(s.name for s in layers.all_layers())
-        raise InputError(f"未知图层: {name}（可选: {known}）", f"unknown layer: {name} (known: {known})",
-                         code="unknown_layer") from None
+        raise InputError(
+            f"未知图层: {name}（可选: {known}）",
+            f"unknown layer: {name} (known: {known})",
+            code="unknown_layer",
+        ) from None
 
 
 # --- grid cache -------------------------------------------------------------------------------
@@ -231,8 +238,13 @@ def prepare_import(
     work = Path(tempfile.mkdtemp(prefix="gridwatch-import-")) if workdir is None else workdir
     try:
         source = open_source(path, work, limits, name=source_name)
-        report = ImportReport(layer=spec.name, source_name=source.name, checksum=source.checksum,
-                              skipped_files=source.skipped, datasets=[d.name for d in source.datasets])
+        report = ImportReport(
+            layer=spec.name,
+            source_name=source.name,
+            checksum=source.checksum,
+            skipped_files=source.skipped,
+            datasets=[d.name for d in source.datasets],
+        )
         dup = store.find_checksum(spec.name, source.checksum)
         choice = crsmod.parse_crs(crs) if crs else None
         dataset = _choose_dataset(source, spec, member, encoding)
@@ -282,8 +294,11 @@ def _choose_srs(raw: RawTable) -> int:
         lon_a, _ = crsmod.gcj02_to_wgs84(np.array([lon]), np.array([lat]))
         lon = float(lon_a[0])
     if not np.isfinite(lon) or not (73 <= lon <= 136):
-        raise CRSError("数据不在中国范围内，无法选择投影坐标系，请检查 --crs",
-                       "the data does not lie in China: check --crs", code="bad_crs")
+        raise CRSError(
+            "数据不在中国范围内，无法选择投影坐标系，请检查 --crs",
+            "the data does not lie in China: check --crs",
+            code="bad_crs",
+        )
     return crsmod.gk_zone_epsg(float(lon))
 
 
@@ -293,8 +308,11 @@ def _choose_dataset(source: Source, spec: LayerSpec, member: str | None, encodin
             if d.name == member or Path(d.name).name == member or Path(d.name).stem == member:
                 return d
         names = ", ".join(d.name for d in source.datasets)
-        raise InputError(f"找不到图层 {member}（可选: {names}）", f"no dataset {member} (found: {names})",
-                         code="no_such_member")
+        raise InputError(
+            f"找不到图层 {member}（可选: {names}）",
+            f"no dataset {member} (found: {names})",
+            code="no_such_member",
+        )
     if len(source.datasets) == 1:
         return source.datasets[0]
     scores: list[tuple[int, Dataset]] = []
@@ -333,7 +351,9 @@ def _shapefile_columns(d: Dataset, encoding: str | None) -> list[str]:
     return decode_dbf_field_names(dbf, guess.encoding)
 
 
-def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, report: ImportReport) -> FeatureRows:
+def _build_rows(
+    spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, report: ImportReport
+) -> FeatureRows:
     n = len(raw.attrs)
     report.rows_read = n
     if n == 0:
@@ -351,12 +371,15 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
         )
     if spec.is_grid and "code" not in match.mapping.values():
         raise InputError(
-            "网格文件缺少网格编码字段（网格编码/WGBM 等）", "the grid file has no grid-code field (网格编码/WGBM ...)",
+            "网格文件缺少网格编码字段（网格编码/WGBM 等）",
+            "the grid file has no grid-code field (网格编码/WGBM ...)",
             code="wrong_layer",
         )
     bad_reason: list[tuple[str, str, str | None, str | None] | None] = [None] * n
 
-    def reject(mask: np.ndarray, zh: str, en: str, fname: str | None = None, values: pd.Series | None = None) -> None:
+    def reject(
+        mask: np.ndarray, zh: str, en: str, fname: str | None = None, values: pd.Series | None = None
+    ) -> None:
         for i in np.flatnonzero(mask):
             if bad_reason[i] is None:
                 v = None if values is None else str(values.iloc[i])
@@ -372,28 +395,56 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
         col = raw.attrs[inverse[f.name]].reset_index(drop=True)
         if f.name == spec.status_field:
             vals, bad = normalise_vocab(col.astype(object), spec.statuses, spec.default_status)
-            reject(bad.to_numpy(), f"{f.label_zh}「{{v}}」不在状态列表中", f"unknown {f.label_en} '{{v}}'", f.name, col)
+            reject(
+                bad.to_numpy(),
+                f"{f.label_zh}「{{v}}」不在状态列表中",
+                f"unknown {f.label_en} '{{v}}'",
+                f.name,
+                col,
+            )
             out[f.name] = vals
         elif f.name in vocab:
             vals, bad = normalise_vocab(col.astype(object), vocab[f.name].values, None)
             keep_raw = clean_text(col.astype(object))
             merged = vals.astype(object).where(~bad, keep_raw)
             if bad.any():
-                report.warnings.append((f"{f.label_zh} 有 {int(bad.sum())} 个值不在词表中，按原值保存",
-                                        f"{int(bad.sum())} values of {f.label_en} are outside the vocabulary; kept as given"))
+                report.warnings.append(
+                    (
+                        f"{f.label_zh} 有 {int(bad.sum())} 个值不在词表中，按原值保存",
+                        f"{int(bad.sum())} values of {f.label_en} are outside the vocabulary; kept as given",
+                    )
+                )
             out[f.name] = merged
         elif f.kind in ("int", "float"):
             nums, bad = parse_numbers(col.astype(object))
-            reject(bad.to_numpy(), f"{f.label_zh}「{{v}}」不是数字", f"{f.label_en} '{{v}}' is not a number", f.name, col)
+            reject(
+                bad.to_numpy(),
+                f"{f.label_zh}「{{v}}」不是数字",
+                f"{f.label_en} '{{v}}' is not a number",
+                f.name,
+                col,
+            )
             negative = (nums < 0).fillna(False).to_numpy()
             reject(negative, f"{f.label_zh}「{{v}}」为负数", f"{f.label_en} '{{v}}' is negative", f.name, col)
             if f.kind == "int":
                 frac = (nums.notna() & (nums != nums.round())).to_numpy()
-                reject(frac, f"{f.label_zh}「{{v}}」应为整数", f"{f.label_en} '{{v}}' must be a whole number", f.name, col)
+                reject(
+                    frac,
+                    f"{f.label_zh}「{{v}}」应为整数",
+                    f"{f.label_en} '{{v}}' must be a whole number",
+                    f.name,
+                    col,
+                )
             out[f.name] = nums.astype(object).where(nums.notna(), None)
         elif f.kind == "date":
             dates, bad = parse_dates(col.astype(object))
-            reject(bad.to_numpy(), f"{f.label_zh}「{{v}}」不是有效日期", f"{f.label_en} '{{v}}' is not a valid date", f.name, col)
+            reject(
+                bad.to_numpy(),
+                f"{f.label_zh}「{{v}}」不是有效日期",
+                f"{f.label_en} '{{v}}' is not a valid date",
+                f.name,
+                col,
+            )
             out[f.name] = dates
         else:
             out[f.name] = clean_text(col.astype(object))
@@ -403,16 +454,22 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
         both = fo.notna() & do.notna()
         early = both & (do.astype(object).where(both, "") < fo.astype(object).where(both, ""))
         if early.any():
-            report.warnings.append((f"{int(early.sum())} 行的完成日期早于发现日期",
-                                    f"{int(early.sum())} rows have a completion date before the found date"))
+            report.warnings.append(
+                (
+                    f"{int(early.sum())} 行的完成日期早于发现日期",
+                    f"{int(early.sum())} rows have a completion date before the found date",
+                )
+            )
     if spec.status_field and spec.completed_field:
         done = out[spec.status_field].isin(list(spec.completed_statuses))
         missing_date = done & out[spec.completed_field].isna()
         if missing_date.any():
-            report.warnings.append((
-                f"{int(missing_date.sum())} 个已完成要素没有完成日期，按导入日期计入「截至」统计",
-                f"{int(missing_date.sum())} completed features have no completion date: counted from the import date",
-            ))
+            report.warnings.append(
+                (
+                    f"{int(missing_date.sum())} 个已完成要素没有完成日期，按导入日期计入「截至」统计",
+                    f"{int(missing_date.sum())} completed features have no completion date: counted from the import date",
+                )
+            )
 
     geoms = _clean_geometry(spec, raw, srs, report, reject)
     if grid is not None:
@@ -426,8 +483,11 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
                 "wrong; check it or pass --crs",
                 code="far_outside",
             )
-        reject(far, f"距网格范围超过 {FAR_OUTSIDE_M / 1000:.0f} 公里，坐标可能有误",
-               f"more than {FAR_OUTSIDE_M / 1000:.0f} km from the grid: coordinates probably wrong")
+        reject(
+            far,
+            f"距网格范围超过 {FAR_OUTSIDE_M / 1000:.0f} 公里，坐标可能有误",
+            f"more than {FAR_OUTSIDE_M / 1000:.0f} km from the grid: coordinates probably wrong",
+        )
     keys = np.full(n, None, dtype=object)
     if spec.id_field:
         ids = out[spec.id_field]
@@ -437,8 +497,12 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
             if k is None or bad_reason[i] is not None:
                 continue
             if k in seen:
-                bad_reason[i] = (f"编号「{k}」与第 {seen[k] + 1} 行重复", f"id '{k}' repeats row {seen[k] + 1}",
-                                 spec.id_field, str(k))
+                bad_reason[i] = (
+                    f"编号「{k}」与第 {seen[k] + 1} 行重复",
+                    f"id '{k}' repeats row {seen[k] + 1}",
+                    spec.id_field,
+                    str(k),
+                )
             else:
                 seen[k] = i
         if spec.is_grid:
@@ -449,7 +513,9 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
         reason = bad_reason[i]
         assert reason is not None
         zh, en, fname, v = reason
-        report.rejected.append(Rejected(i + 1, zh.replace("{v}", v or ""), en.replace("{v}", v or ""), fname, v))
+        report.rejected.append(
+            Rejected(i + 1, zh.replace("{v}", v or ""), en.replace("{v}", v or ""), fname, v)
+        )
     if not ok.any():
         first = report.rejected[0]
         raise InputError(
@@ -465,15 +531,22 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
         units = attrs["code"].to_numpy(dtype=object)
         bad_codes = [c for c in units if not (isinstance(c, str) and len(c) == 15 and c.isdigit())]
         if bad_codes:
-            report.warnings.append((
-                f"{len(bad_codes)} 个网格编码不是 15 位数字（如 {bad_codes[0]}），上级汇总需用社区/街道编码字段",
-                f"{len(bad_codes)} grid codes are not 15 digits (e.g. {bad_codes[0]}): roll-ups need explicit code fields",
-            ))
+            report.warnings.append(
+                (
+                    f"{len(bad_codes)} 个网格编码不是 15 位数字（如 {bad_codes[0]}），上级汇总需用社区/街道编码字段",
+                    f"{len(bad_codes)} grid codes are not 15 digits (e.g. {bad_codes[0]}): roll-ups need explicit code fields",
+                )
+            )
     elif grid is not None:
         units = grid.assign(geoms)
     else:
         units = np.full(len(geoms), UNASSIGNED, dtype=object)
-        report.warnings.append(("尚未导入单元网格，要素暂计入「未落入网格」", "no unit grid loaded yet: features count as UNASSIGNED"))
+        report.warnings.append(
+            (
+                "尚未导入单元网格，要素暂计入「未落入网格」",
+                "no unit grid loaded yet: features count as UNASSIGNED",
+            )
+        )
     report.unassigned = int((units == UNASSIGNED).sum()) if not spec.is_grid else 0
     for m in spec.measures:
         if m.from_geometry:
@@ -482,7 +555,9 @@ def _build_rows(spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, rep
     return FeatureRows(attrs, geoms, keys, units)
 
 
-def _clean_geometry(spec: LayerSpec, raw: RawTable, srs: int, report: ImportReport, reject: Any) -> np.ndarray:
+def _clean_geometry(
+    spec: LayerSpec, raw: RawTable, srs: int, report: ImportReport, reject: Any
+) -> np.ndarray:
     geoms = np.asarray(raw.geometry, dtype=object).copy()
     n = len(geoms)
     missing = np.array([g is None for g in geoms], dtype=bool)
@@ -514,8 +589,11 @@ def _clean_geometry(spec: LayerSpec, raw: RawTable, srs: int, report: ImportRepo
     if wrong.any():
         allowed_zh = "、".join(sorted(spec.geometry_types))
         for t in sorted(set(types[wrong])):
-            reject(wrong & (types == t), f"几何类型 {t} 不适用于「{spec.label_zh}」（允许: {allowed_zh}）",
-                   f"geometry type {t} is not allowed in {spec.label_en} (allowed: {allowed_zh})")
+            reject(
+                wrong & (types == t),
+                f"几何类型 {t} 不适用于「{spec.label_zh}」（允许: {allowed_zh}）",
+                f"geometry type {t} is not allowed in {spec.label_en} (allowed: {allowed_zh})",
+            )
         if not (ok & allowed).any():
             raise InputError(
                 f"几何类型不符：「{spec.label_zh}」需要 {allowed_zh}，文件中是 {', '.join(sorted(set(types[wrong])))}",
@@ -538,10 +616,8 @@ def _clean_geometry(spec: LayerSpec, raw: RawTable, srs: int, report: ImportRepo
         px, py = t.transform(x, y)
         return np.column_stack([px, py])
 
-    if src_crs == dst and not raw.gcj02:
-        projected = geoms[idx]
-    else:
-        projected = shapely.transform(geoms[idx], project)
+    same = src_crs == dst and not raw.gcj02
+    projected = geoms[idx] if same else shapely.transform(geoms[idx], project)
     finite = np.isfinite(shapely.bounds(projected)).all(axis=1)
     bad = np.zeros(n, dtype=bool)
     bad[idx[~finite]] = True
@@ -568,8 +644,12 @@ def _clean_geometry(spec: LayerSpec, raw: RawTable, srs: int, report: ImportRepo
             dead[fix[empty_after]] = True
             reject(dead, "多边形无效且无法修复", "invalid polygon that cannot be repaired")
             if report.repaired:
-                report.warnings.append((f"修复了 {report.repaired} 个无效多边形（自相交等）",
-                                        f"repaired {report.repaired} invalid polygons (self-intersections etc.)"))
+                report.warnings.append(
+                    (
+                        f"修复了 {report.repaired} 个无效多边形（自相交等）",
+                        f"repaired {report.repaired} invalid polygons (self-intersections etc.)",
+                    )
+                )
             ok &= ~dead
     return geoms
 
@@ -615,9 +695,25 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
         if store.srs_epsg() is None:
             store.set_srs_epsg(prepared.srs_epsg)
         elif store.srs_epsg() != prepared.srs_epsg:
-            raise InputError("存储坐标系已变化，请重新预览", "the store CRS changed: prepare the import again")
-        batch = Batch(0, spec.name, report.source_name, report.checksum or "", now_iso(), user or prepared.user,
-                      "active", report.rows_read, 0, 0, 0, len(report.rejected), report.encoding, report.crs)
+            raise InputError(
+                "存储坐标系已变化，请重新预览", "the store CRS changed: prepare the import again"
+            )
+        batch = Batch(
+            0,
+            spec.name,
+            report.source_name,
+            report.checksum or "",
+            now_iso(),
+            user or prepared.user,
+            "active",
+            report.rows_read,
+            0,
+            0,
+            0,
+            len(report.rejected),
+            report.encoding,
+            report.crs,
+        )
         batch_id = store.new_batch(batch, prepared.source_bytes)
         if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:
             # the grid changed since the preview: assign again
@@ -626,7 +722,11 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
             report.unassigned = int((rows.units == UNASSIGNED).sum())
         result = store.write_features(spec, batch_id, rows, replace_all=spec.is_grid)
         report.added, report.updated, report.unchanged, report.removed = (
-            result.added, result.updated, result.unchanged, result.removed)
+            result.added,
+            result.updated,
+            result.unchanged,
+            result.removed,
+        )
         if spec.is_grid:
             report.reassigned = reassign_all(store)
         _update_extent(store, spec, rows)
@@ -634,8 +734,13 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
         report.status = "committed"
         store.finish_batch(
             batch_id,
-            {"added": result.added, "updated": result.updated, "unchanged": result.unchanged,
-             "rejected": len(report.rejected), "rows_read": report.rows_read},
+            {
+                "added": result.added,
+                "updated": result.updated,
+                "unchanged": result.unchanged,
+                "rejected": len(report.rejected),
+                "rows_read": report.rows_read,
+            },
             report.to_dict(),
         )
     return report

@@ -97,7 +97,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def open_source(path: Path, workdir: Path, limits: ZipLimits | None = None, name: str | None = None) -> Source:
+def open_source(
+    path: Path, workdir: Path, limits: ZipLimits | None = None, name: str | None = None
+) -> Source:
     """List the datasets in ``path`` (a file or a directory), unpacking zips into ``workdir``.
 
     Parameters
@@ -176,8 +178,11 @@ def _kind(suffix: str) -> str:
 def shapefile_parts(shp: Path) -> list[Path]:
     """The .shp and its sidecars (same stem, any case), sorted by suffix."""
     return sorted(
-        (p for p in shp.parent.iterdir() if p.is_file() and p.stem == shp.stem and p.suffix.lower() in
-         ({".shp"} | SIDECAR_SUFFIXES)),
+        (
+            p
+            for p in shp.parent.iterdir()
+            if p.is_file() and p.stem == shp.stem and p.suffix.lower() in ({".shp"} | SIDECAR_SUFFIXES)
+        ),
         key=lambda p: p.suffix.lower(),
     )
 
@@ -220,8 +225,9 @@ def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skip
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError("zip 文件已损坏或无法读取", f"the zip file is damaged or unreadable: {exc}",
-                         code="bad_zip") from exc
+        raise InputError(
+            "zip 文件已损坏或无法读取", f"the zip file is damaged or unreadable: {exc}", code="bad_zip"
+        ) from exc
     with zf:
         infos = zf.infolist()
         if len(infos) > limits.max_files:
@@ -243,7 +249,12 @@ def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skip
         for info in infos:
             name = zip_member_name(info)
             pure = PurePosixPath(name.replace("\\", "/"))
-            if name.startswith(("/", "\\")) or pure.is_absolute() or ".." in pure.parts or ":" in pure.parts[0]:
+            if (
+                name.startswith(("/", "\\"))
+                or pure.is_absolute()
+                or ".." in pure.parts
+                or ":" in pure.parts[0]
+            ):
                 raise InputError(
                     f"压缩包含有不安全的路径: {name}", f"unsafe path in zip: {name}", code="zip_unsafe_path"
                 )
@@ -264,7 +275,9 @@ def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skip
                         break
                     written += len(chunk)
                     if written > limits.max_total_bytes:
-                        raise TooLarge("压缩包解压后过大", "the zip expands beyond the size limit", code="zip_bomb")
+                        raise TooLarge(
+                            "压缩包解压后过大", "the zip expands beyond the size limit", code="zip_bomb"
+                        )
                     out.write(chunk)
             if suffix == ".zip":
                 inner = dest.with_suffix("")
@@ -295,7 +308,9 @@ def _expand_containers(datasets: list[Dataset]) -> list[Dataset]:
             try:
                 names = [str(row[0]) for row in pyogrio.list_layers(d.path)]
             except Exception as exc:  # GDAL raises several error types for unreadable files
-                raise InputError(f"无法读取文件: {d.name}", f"cannot read {d.name}: {exc}", code="unreadable") from exc
+                raise InputError(
+                    f"无法读取文件: {d.name}", f"cannot read {d.name}: {exc}", code="unreadable"
+                ) from exc
             if len(names) > 1:
                 out.extend(Dataset(f"{d.name}:{n}", d.path, d.kind, n) for n in names)
                 continue
@@ -307,7 +322,20 @@ def _expand_containers(datasets: list[Dataset]) -> list[Dataset]:
 
 # --- reading ----------------------------------------------------------------------------------
 
-_LON_NAMES = ("经度", "lon", "lng", "long", "longitude", "x", "横坐标", "东坐标", "x坐标", "jd", "point_x", "dx")
+_LON_NAMES = (
+    "经度",
+    "lon",
+    "lng",
+    "long",
+    "longitude",
+    "x",
+    "横坐标",
+    "东坐标",
+    "x坐标",
+    "jd",
+    "point_x",
+    "dx",
+)
 _LAT_NAMES = ("纬度", "lat", "latitude", "y", "纵坐标", "北坐标", "y坐标", "wd", "point_y", "dy")
 
 
@@ -343,7 +371,9 @@ def read_dataset(
     return table
 
 
-def _ogr_read(path: Path, layer: str | None, encoding: str | None) -> tuple[pd.DataFrame, np.ndarray, str | None]:
+def _ogr_read(
+    path: Path, layer: str | None, encoding: str | None
+) -> tuple[pd.DataFrame, np.ndarray, str | None]:
     try:
         kwargs: dict[str, object] = {"use_arrow": True}
         if encoding:
@@ -368,9 +398,13 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
     dbf = _sidecar(shp, ".dbf")
     shx = _sidecar(shp, ".shx")
     if dbf is None:
-        raise InputError(f"缺少 .dbf 文件: {dataset.name}", f"missing .dbf beside {dataset.name}", code="missing_dbf")
+        raise InputError(
+            f"缺少 .dbf 文件: {dataset.name}", f"missing .dbf beside {dataset.name}", code="missing_dbf"
+        )
     if shx is None:
-        raise InputError(f"缺少 .shx 文件: {dataset.name}", f"missing .shx beside {dataset.name}", code="missing_shx")
+        raise InputError(
+            f"缺少 .shx 文件: {dataset.name}", f"missing .shx beside {dataset.name}", code="missing_shx"
+        )
     cpg_path = _sidecar(shp, ".cpg")
     cpg = cpg_path.read_text(errors="replace").strip() if cpg_path else None
     guess = detect_dbf_encoding(dbf, cpg=cpg, override=override)
@@ -463,7 +497,10 @@ def _read_table(dataset: Dataset, override: str | None) -> RawTable:
                 except (UnicodeDecodeError, LookupError):
                     continue
             if text is None:
-                raise EncodingError("无法识别 CSV 文件编码，请指定 --encoding", "cannot tell the CSV encoding: pass --encoding")
+                raise EncodingError(
+                    "无法识别 CSV 文件编码，请指定 --encoding",
+                    "cannot tell the CSV encoding: pass --encoding",
+                )
             import io as _io
 
             df = pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False)
@@ -473,8 +510,9 @@ def _read_table(dataset: Dataset, override: str | None) -> RawTable:
     except (EncodingError, InputError):
         raise
     except Exception as exc:  # pandas raises many parser errors
-        raise InputError(f"无法读取表格: {dataset.name}", f"cannot read table {dataset.name}: {exc}",
-                         code="unreadable") from exc
+        raise InputError(
+            f"无法读取表格: {dataset.name}", f"cannot read table {dataset.name}: {exc}", code="unreadable"
+        ) from exc
     df.columns = [str(c).strip() for c in df.columns]
     lon_col = _find_col(df.columns, _LON_NAMES)
     lat_col = _find_col(df.columns, _LAT_NAMES)
@@ -486,15 +524,17 @@ def _read_table(dataset: Dataset, override: str | None) -> RawTable:
         )
     from geo.values import parse_numbers
 
-    x, xbad = parse_numbers(df[lon_col])
-    y, ybad = parse_numbers(df[lat_col])
+    x, _ = parse_numbers(df[lon_col])
+    y, _ = parse_numbers(df[lat_col])
     xs = x.to_numpy(dtype=float)
     ys = y.to_numpy(dtype=float)
     ok = np.isfinite(xs) & np.isfinite(ys)
     geoms = np.full(len(df), None, dtype=object)
     geoms[ok] = shapely.points(xs[ok], ys[ok])
     attrs = df.drop(columns=[lon_col, lat_col])
-    return RawTable(dataset, attrs, geoms, None, False, "none", None, used_enc, "content" if used_enc else None)
+    return RawTable(
+        dataset, attrs, geoms, None, False, "none", None, used_enc, "content" if used_enc else None
+    )
 
 
 def _find_col(columns: pd.Index, names: tuple[str, ...]) -> str | None:

@@ -122,7 +122,9 @@ class Store(Protocol):
 
     def finish_batch(self, batch_id: int, counts: dict[str, int], report: dict[str, Any]) -> None: ...
 
-    def write_features(self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool) -> WriteResult:
+    def write_features(
+        self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool
+    ) -> WriteResult:
         """Upsert ``rows`` by survey key, or replace the whole layer when ``replace_all``."""
         ...
 
@@ -206,8 +208,19 @@ def iter_chunks(n: int, size: int) -> Iterator[slice]:
 def geometry_type_names(geoms: np.ndarray) -> np.ndarray:
     """Base geometry type name per geometry ("Point", "Polygon", ...), Multi* folded."""
     ids = shapely.get_type_id(geoms)
-    names = np.array(["Point", "LineString", "LineString", "Polygon", "Point", "LineString", "Polygon",
-                      "GeometryCollection"], dtype=object)
+    names = np.array(
+        [
+            "Point",
+            "LineString",
+            "LineString",
+            "Polygon",
+            "Point",
+            "LineString",
+            "Polygon",
+            "GeometryCollection",
+        ],
+        dtype=object,
+    )
     out = np.full(len(geoms), "None", dtype=object)
     ok = ids >= 0
     out[ok] = names[ids[ok]]

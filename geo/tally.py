@@ -46,8 +46,11 @@ _PARENT = {"grid": "community", "community": "street", "street": "district", "di
 
 def check_level(level: str) -> str:
     if level not in LEVELS:
-        raise InputError(f"未知层级: {level}（可选: {', '.join(LEVELS)}）", f"unknown level: {level} ({', '.join(LEVELS)})",
-                         code="bad_level")
+        raise InputError(
+            f"未知层级: {level}（可选: {', '.join(LEVELS)}）",
+            f"unknown level: {level} ({', '.join(LEVELS)})",
+            code="bad_level",
+        )
     return level
 
 
@@ -121,7 +124,9 @@ def hierarchy_from_grid(attrs: pd.DataFrame) -> Hierarchy:
     for level in ("community", "street", "district"):
         explicit = attrs.get(_CODE_FIELD[level])
         prefix = _PREFIX[level]
-        derived = g["code"].map(lambda c, p=prefix: c[:p] if isinstance(c, str) and len(c) == 15 and c.isdigit() else None)
+        derived = g["code"].map(
+            lambda c, p=prefix: c[:p] if isinstance(c, str) and len(c) == 15 and c.isdigit() else None
+        )
         code = derived if explicit is None else explicit.astype(object).where(explicit.notna(), derived)
         g[f"{level}_code"] = code.where(code.notna(), UNCODED)
         names = attrs.get(_NAME_FIELD[level])
@@ -173,8 +178,11 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
     attrs = store.read_attributes(spec, [*columns, "gw_unit", "gw_batch", "gw_area"])
     n = len(attrs)
     batch_day = {b.id: b.created_at[:10] for b in store.batches(spec.name)}
-    imported = pd.to_datetime(attrs["gw_batch"].map(batch_day), errors="coerce").to_numpy(dtype="datetime64[D]") \
-        if n else np.empty(0, dtype="datetime64[D]")
+    imported = (
+        pd.to_datetime(attrs["gw_batch"].map(batch_day), errors="coerce").to_numpy(dtype="datetime64[D]")
+        if n
+        else np.empty(0, dtype="datetime64[D]")
+    )
     if spec.status_field:
         completed = attrs[spec.status_field].isin(list(spec.completed_statuses)).to_numpy(dtype=bool)
     else:
@@ -188,11 +196,19 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
     for m in spec.measures:
         vals = pd.to_numeric(attrs[m.field], errors="coerce").to_numpy(dtype=float) if n else np.empty(0)
         if m.from_geometry:
-            geom_area = pd.to_numeric(attrs["gw_area"], errors="coerce").to_numpy(dtype=float) if n else np.empty(0)
+            geom_area = (
+                pd.to_numeric(attrs["gw_area"], errors="coerce").to_numpy(dtype=float) if n else np.empty(0)
+            )
             vals = np.where(np.isnan(vals), geom_area, vals)
         measures[m.key] = np.nan_to_num(vals, nan=0.0)
-    facts = Facts(attrs["gw_unit"].to_numpy(dtype=object) if n else np.empty(0, dtype=object), completed, found,
-                  done, measures, attrs)
+    facts = Facts(
+        attrs["gw_unit"].to_numpy(dtype=object) if n else np.empty(0, dtype=object),
+        completed,
+        found,
+        done,
+        measures,
+        attrs,
+    )
     _cache_trim(_FACTS, 64)
     _FACTS[key] = facts
     return facts
@@ -233,8 +249,10 @@ def column_labels(specs: list[LayerSpec], with_targets: bool = True) -> dict[str
         for m in spec.measures:
             unit = "(m²)" if m.unit == "m2" else ""
             labels[m.total_column(spec.name)] = (f"{z}{m.label_zh}{unit}", f"{e}: {m.label_en.lower()}{unit}")
-            labels[m.completed_column(spec.name)] = (f"{z}已完成{m.label_zh}{unit}",
-                                                     f"{e}: completed {m.label_en.lower()}{unit}")
+            labels[m.completed_column(spec.name)] = (
+                f"{z}已完成{m.label_zh}{unit}",
+                f"{e}: completed {m.label_en.lower()}{unit}",
+            )
         if with_targets:
             for metric in metric_names(spec):
                 base = labels.get(f"{spec.name}_{metric}", (metric, metric))
@@ -287,8 +305,20 @@ def tally(
     if filters and filters.within:
         units = units[_under(units, hier, level, filters.within)].reset_index(drop=True)
     table = pd.concat(
-        [units, pd.DataFrame([{"code": UNASSIGNED, "name": "未落入网格", "level": level, "parent_code": None,
-                               "parent_name": None}])],
+        [
+            units,
+            pd.DataFrame(
+                [
+                    {
+                        "code": UNASSIGNED,
+                        "name": "未落入网格",
+                        "level": level,
+                        "parent_code": None,
+                        "parent_name": None,
+                    }
+                ]
+            ),
+        ],
         ignore_index=True,
     )
     gmap = hier.mapping(level)
@@ -314,8 +344,13 @@ def tally(
             table[f"{spec.name}_rate"] = np.where(total > 0, comp / np.maximum(total, 1), np.nan)
         for m in spec.measures:
             vals = facts.measures[m.key]
-            table[m.total_column(spec.name)] = np.bincount(pos[mask], weights=vals[mask], minlength=nrows)
-            table[m.completed_column(spec.name)] = np.bincount(pos[done], weights=vals[done], minlength=nrows)
+            # sums rounded to the centimetre/0.01 unit so float noise never reaches a report
+            table[m.total_column(spec.name)] = np.round(
+                np.bincount(pos[mask], weights=vals[mask], minlength=nrows), 2
+            )
+            table[m.completed_column(spec.name)] = np.round(
+                np.bincount(pos[done], weights=vals[done], minlength=nrows), 2
+            )
     _join_targets(store, table, specs)
     return table
 
@@ -324,7 +359,12 @@ _POS: dict[tuple[str, str, str, str, str | None], np.ndarray] = {}
 
 
 def _positions(
-    store: Store, spec: LayerSpec, facts: Facts, level: str, codes: pd.Series, gmap: dict[str, str],
+    store: Store,
+    spec: LayerSpec,
+    facts: Facts,
+    level: str,
+    codes: pd.Series,
+    gmap: dict[str, str],
     within: str | None,
 ) -> np.ndarray:
     """Row of the tally table each feature counts in (-1: outside the filtered units), cached per revision."""
@@ -347,7 +387,9 @@ def _specs(layer_names: list[str] | None) -> list[LayerSpec]:
     out = [get_layer(n) for n in layer_names]
     for s in out:
         if s.is_grid:
-            raise InputError("统计不包括网格图层本身", "the grid layer itself has no tallies", code="bad_layer")
+            raise InputError(
+                "统计不包括网格图层本身", "the grid layer itself has no tallies", code="bad_layer"
+            )
     return out
 
 
@@ -411,7 +453,9 @@ def monthly(
         end = end or str(max(lasts))[:7]
     months = pd.period_range(start=start, end=end, freq="M")
     if len(months) > 240:
-        raise InputError("月份范围过长（最多 240 个月）", "month range too long (at most 240 months)", code="bad_range")
+        raise InputError(
+            "月份范围过长（最多 240 个月）", "month range too long (at most 240 months)", code="bad_range"
+        )
     frames = []
     for p in months:
         day = p.end_time.date()

@@ -9,8 +9,19 @@ from __future__ import annotations
 from layers import charging, demolition, grid, parking
 from layers.base import Category, Field, LayerSpec, Measure, Status
 
-__all__ = ["Category", "Field", "LayerSpec", "Measure", "Status", "get", "register", "all_layers",
-           "survey_layers", "unregister", "GRID"]
+__all__ = [
+    "GRID",
+    "Category",
+    "Field",
+    "LayerSpec",
+    "Measure",
+    "Status",
+    "all_layers",
+    "get",
+    "register",
+    "survey_layers",
+    "unregister",
+]
 
 _BUILTIN: tuple[LayerSpec, ...] = (
     grid.LAYER,

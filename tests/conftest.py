@@ -80,7 +80,7 @@ def write_shp(
 class GbkZipInfo(zipfile.ZipInfo):
     """A zip entry whose name is stored as GBK bytes without the UTF-8 flag, as Windows tools write."""
 
-    def _encodeFilenameFlags(self):  # noqa: N802 - overrides zipfile's private hook
+    def _encodeFilenameFlags(self):
         return self.filename.encode("gbk"), self.flag_bits & ~0x800
 
 

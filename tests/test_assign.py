@@ -45,7 +45,7 @@ def test_points_exactly_one_unit(xs, ys, data):
         else:
             assert unit == UNASSIGNED
     # a tally over units counts every point exactly once
-    values, counts = np.unique(units.astype(str), return_counts=True)
+    _, counts = np.unique(units.astype(str), return_counts=True)
     assert counts.sum() == len(pts)
     # order of input does not matter
     perm = np.random.default_rng(0).permutation(len(pts))

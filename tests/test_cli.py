@@ -23,13 +23,22 @@ def data(tmp_path: Path) -> str:
 
 @pytest.fixture
 def loaded(tmp_path: Path, data: str) -> str:
-    assert main(["--data", data, "import", "grid", str(write_shp(grid_frame(), tmp_path / "g" / "网格.shp"))]) == 0
+    assert (
+        main(["--data", data, "import", "grid", str(write_shp(grid_frame(), tmp_path / "g" / "网格.shp"))])
+        == 0
+    )
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50), (X0 - 900, Y0 + 900)],
-        案件编号=["A", "B", "C"], 当前状态=["已拆除", "已登记", "已登记"], 违建面积=["10", "20", "5"],
-        发现时间=["2022-01-01"] * 3, 拆除时间=["2022-06-01", "", ""],
+        案件编号=["A", "B", "C"],
+        当前状态=["已拆除", "已登记", "已登记"],
+        违建面积=["10", "20", "5"],
+        发现时间=["2022-01-01"] * 3,
+        拆除时间=["2022-06-01", "", ""],
     )
-    assert main(["--data", data, "import", "demolition", str(write_shp(sites, tmp_path / "s" / "违建.shp"))]) == 0
+    assert (
+        main(["--data", data, "import", "demolition", str(write_shp(sites, tmp_path / "s" / "违建.shp"))])
+        == 0
+    )
     return data
 
 
@@ -64,13 +73,24 @@ def test_stats_csv_has_bom_units_and_unassigned(loaded, tmp_path):
     raw = out.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     df = pd.read_csv(out, encoding="utf-8-sig", dtype={"code": str})
-    for col in ("code", "name", "demolition_total", "demolition_completed", "demolition_rate",
-                "demolition_area_m2", "demolition_area_completed_m2"):
+    for col in (
+        "code",
+        "name",
+        "demolition_total",
+        "demolition_completed",
+        "demolition_rate",
+        "demolition_area_m2",
+        "demolition_area_completed_m2",
+    ):
         assert col in df.columns
     assert len(df) == 10 and df["code"].iloc[-1] == "UNASSIGNED"
     assert df["demolition_total"].sum() == 3
     row = df.set_index("code").loc[f"{COMM_A}001"]
-    assert (row["demolition_total"], row["demolition_completed"], row["demolition_area_completed_m2"]) == (1, 1, 10)
+    assert (row["demolition_total"], row["demolition_completed"], row["demolition_area_completed_m2"]) == (
+        1,
+        1,
+        10,
+    )
     may = tmp_path / "may.csv"
     assert main(["--data", loaded, "stats", "--as-of", "2022-05-31", "-o", str(may)]) == 0
     assert pd.read_csv(may, encoding="utf-8-sig")["demolition_completed"].sum() == 0
@@ -113,11 +133,19 @@ def test_batches_and_rollback(loaded, capsys):
 def test_console_script_runs(tmp_path, loaded):
     exe = Path(sys.executable).with_name("gridwatch")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "geo.cli"]
-    proc = subprocess.run([*cmd, "--data", loaded, "stats", "--level", "street", "--format", "json"],
-                          capture_output=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [*cmd, "--data", loaded, "stats", "--level", "street", "--format", "json"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     body = json.loads(proc.stdout)
     assert body["level"] == "street" and body["rows"][0]["code"] == "340291001"
-    proc = subprocess.run([*cmd, "--data", loaded, "import", "grid", str(tmp_path / "missing.shp")],
-                          capture_output=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [*cmd, "--data", loaded, "import", "grid", str(tmp_path / "missing.shp")],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import zipfile
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -20,11 +19,11 @@ from geo.store import UNASSIGNED, open_store
 from geo.tally import tally
 from tests.conftest import (
     COMM_A,
-    GbkZipInfo,
     COMM_B,
     EPSG_GK,
     X0,
     Y0,
+    GbkZipInfo,
     grid_frame,
     points_frame,
     write_shp,

@@ -19,7 +19,9 @@ def app(tmp_path):
 
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-        sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["<script>alert(1)</script>"], 当前状态=["已拆除"])
+        sites = points_frame(
+            [(X0 + 50, Y0 - 50)], 案件编号=["<script>alert(1)</script>"], 当前状态=["已拆除"]
+        )
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
     return create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
 

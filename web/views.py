@@ -42,15 +42,24 @@ def healthz() -> Any:
 def api_layers() -> Any:
     out = []
     for spec in layers.all_layers():
-        out.append({
-            "name": spec.name, "label_zh": spec.label_zh, "label_en": spec.label_en,
-            "geometry_types": sorted(spec.geometry_types), "is_grid": spec.is_grid,
-            "fields": [{"name": f.name, "kind": f.kind, "label_zh": f.label_zh, "label_en": f.label_en}
-                       for f in spec.fields],
-            "statuses": [{"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
-                         for s in spec.statuses],
-            "count": _store().layer_count(spec),
-        })
+        out.append(
+            {
+                "name": spec.name,
+                "label_zh": spec.label_zh,
+                "label_en": spec.label_en,
+                "geometry_types": sorted(spec.geometry_types),
+                "is_grid": spec.is_grid,
+                "fields": [
+                    {"name": f.name, "kind": f.kind, "label_zh": f.label_zh, "label_en": f.label_en}
+                    for f in spec.fields
+                ],
+                "statuses": [
+                    {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
+                    for s in spec.statuses
+                ],
+                "count": _store().layer_count(spec),
+            }
+        )
     return jsonify(out)
 
 
@@ -94,26 +103,34 @@ def index() -> Any:
             continue
         r = rows.loc[code]
         rate = float(r[f"{spec.name}_rate"])
-        features.append({
-            "type": "Feature",
-            "geometry": outline.__geo_interface__,
-            "properties": {
-                "code": html.escape(str(code)),
-                "name": html.escape(str(r["name"] if r["name"] == r["name"] else "")),
-                "total": int(r[f"{spec.name}_total"]),
-                "completed": int(r[f"{spec.name}_completed"]),
-                "rate": "—" if rate != rate else f"{rate:.0%}",
-                "fill": _color(rate),
-            },
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": outline.__geo_interface__,
+                "properties": {
+                    "code": html.escape(str(code)),
+                    "name": html.escape(str(r["name"] if r["name"] == r["name"] else "")),
+                    "total": int(r[f"{spec.name}_total"]),
+                    "completed": int(r[f"{spec.name}_completed"]),
+                    "rate": "—" if rate != rate else f"{rate:.0%}",
+                    "fill": _color(rate),
+                },
+            }
+        )
     if features:
         gj = folium.GeoJson(
             {"type": "FeatureCollection", "features": features},
             name=f"{LEVEL_LABELS[level][0]} {spec.label_zh}完成率",
-            style_function=lambda f: {"fillColor": f["properties"]["fill"], "color": "#555", "weight": 0.6,
-                                      "fillOpacity": 0.65},
-            tooltip=folium.GeoJsonTooltip(["code", "name", "total", "completed", "rate"],
-                                          aliases=["编码", "名称", "总数", "已完成", "完成率"]),
+            style_function=lambda f: {
+                "fillColor": f["properties"]["fill"],
+                "color": "#555",
+                "weight": 0.6,
+                "fillOpacity": 0.65,
+            },
+            tooltip=folium.GeoJsonTooltip(
+                ["code", "name", "total", "completed", "rate"],
+                aliases=["编码", "名称", "总数", "已完成", "完成率"],
+            ),
         )
         gj.add_to(m)
         bounds = geom.total_bounds
@@ -128,9 +145,14 @@ def index() -> Any:
         map_header=root.header.render(),
         map_html=root.html.render(),
         map_script=root.script.render(),
-        level=level, levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS], layer=spec,
-        survey_layers=layers.survey_layers(), as_of=as_of or "",
-        totals={"total": int(table[f"{spec.name}_total"].sum()),
-                "completed": int(table[f"{spec.name}_completed"].sum()),
-                "unassigned": int(unassigned[f"{spec.name}_total"])},
+        level=level,
+        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        layer=spec,
+        survey_layers=layers.survey_layers(),
+        as_of=as_of or "",
+        totals={
+            "total": int(table[f"{spec.name}_total"].sum()),
+            "completed": int(table[f"{spec.name}_completed"].sum()),
+            "unassigned": int(unassigned[f"{spec.name}_total"]),
+        },
     )
