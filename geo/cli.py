@@ -115,12 +115,36 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     store = _store(args)
     renderer = get_renderer(args.format)
+    if args.monthly:
+        return _monthly(store, renderer, args)
     levels = list(LEVELS) if renderer.all_levels and not args.level_given else [args.level]
     filters = Filters(within=args.within) if args.within else None
     report = build_report(
         store, levels, args.layer or None, args.as_of, filters, with_geometry=renderer.needs_geometry
     )
-    data = renderer.render(report, args.level if args.level in levels else levels[0])
+    _write(renderer.render(report, args.level if args.level in levels else levels[0]), args)
+    return 0
+
+
+def _monthly(store: Any, renderer: Any, args: argparse.Namespace) -> int:
+    from geo.export import StatsReport
+    from geo.tally import _specs, column_labels, monthly
+
+    if renderer.needs_geometry:
+        raise InputError(
+            "逐月统计只能导出为 csv、xlsx 或 json", "monthly series export as csv, xlsx or json only"
+        )
+    start, _, end = (args.monthly if args.monthly != "auto" else "").partition(":")
+    table = monthly(store, args.level, args.layer or None, start or None, end or None, code=args.within)
+    labels = {"month": ("月份", "Month"), **column_labels(_specs(args.layer or None))}
+    report = StatsReport(
+        levels={args.level: table}, columns=labels, as_of=str(table["month"].max()) if len(table) else ""
+    )
+    _write(renderer.render(report, args.level), args)
+    return 0
+
+
+def _write(data: bytes, args: argparse.Namespace) -> None:
     if args.output and args.output != "-":
         Path(args.output).write_bytes(data)
         print(f"已写入 {args.output} / wrote {args.output}", file=sys.stderr)
@@ -131,7 +155,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -241,7 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--level", choices=("grid", "community", "street", "district"), default=None)
     s.add_argument("--layer", action="append", help="图层（可重复）")
     s.add_argument("--as-of", help="统计截至日期 YYYY-MM-DD")
-    s.add_argument("--within", help="只统计某社区/街道编码下的单元")
+    s.add_argument("--within", help="只统计某社区/街道编码下的单元（与 --monthly 同用时为单元编码）")
+    s.add_argument(
+        "--monthly",
+        nargs="?",
+        const="auto",
+        metavar="YYYY-MM:YYYY-MM",
+        help="逐月统计（每月末截至）/ monthly series, as of each month end",
+    )
     s.add_argument("--format", choices=("csv", "xlsx", "json", "geojson", "gpkg", "shp"), default="csv")
     s.add_argument("-o", "--output")
     s.set_defaults(func=cmd_stats)

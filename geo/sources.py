@@ -411,7 +411,7 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
     gdal_enc = {"gb18030": "GB18030", "gbk": "GBK", "utf-8": "UTF-8", "big5": "BIG5"}.get(
         guess.encoding.lower(), guess.encoding
     )
-    fast = _read_shapefile_fast(shp, dbf, guess.encoding, gdal_enc)
+    fast = _read_shapefile_fast(shp, dbf, guess.encoding)
     attrs, geoms, crs_wkt = fast if fast is not None else _ogr_read(shp, None, gdal_enc)
     warnings: list[tuple[str, str]] = []
     for col in attrs.columns:
@@ -436,7 +436,7 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
 
 
 def _read_shapefile_fast(
-    shp: Path, dbf: Path, encoding: str, gdal_encoding: str
+    shp: Path, dbf: Path, encoding: str
 ) -> tuple[pd.DataFrame, np.ndarray, str | None] | None:
     """Geometry through GDAL (no attributes), attributes through :mod:`geo.dbf`; None to fall back."""
     table = read_dbf(dbf, encoding)
@@ -444,7 +444,9 @@ def _read_shapefile_fast(
         return None
     attrs, deleted = table
     try:
-        meta, arrow = pyogrio.read_arrow(shp, columns=[], return_fids=True, encoding=gdal_encoding)
+        # field names are not read here; ISO-8859-1 decodes any bytes, so names cut in the
+        # middle of a character cannot make GDAL fail
+        meta, arrow = pyogrio.read_arrow(shp, columns=[], return_fids=True, encoding="ISO-8859-1")
     except Exception:  # let the GDAL path produce the user-facing error
         return None
     fids = arrow.column("OGC_FID").to_numpy()

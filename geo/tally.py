@@ -71,18 +71,26 @@ def parse_as_of(value: str | date | None) -> np.datetime64 | None:
 # --- hierarchy --------------------------------------------------------------------------------
 
 
-@dataclass
 class Hierarchy:
     """Unit grids and their parents.
 
     ``grid`` has one row per unit grid with columns ``code``, ``name`` and, per upper
-    level, ``<level>_code`` and ``<level>_name``.
+    level, ``<level>_code`` and ``<level>_name``.  Unit tables and code mappings are
+    computed once per instance (instances are cached per store revision).
     """
 
-    grid: pd.DataFrame
+    def __init__(self, grid: pd.DataFrame):
+        self.grid = grid
+        self._units: dict[str, pd.DataFrame] = {}
+        self._mappings: dict[str, dict[str, str]] = {}
 
     def units(self, level: str) -> pd.DataFrame:
         """Units of ``level``: ``code``, ``name``, ``parent_code``, ``parent_name``, sorted by code."""
+        if level not in self._units:
+            self._units[level] = self._build_units(level)
+        return self._units[level].copy()
+
+    def _build_units(self, level: str) -> pd.DataFrame:
         g = self.grid
         parent = _PARENT[level]
         if level == "grid":
@@ -108,9 +116,10 @@ class Hierarchy:
 
     def mapping(self, level: str) -> dict[str, str]:
         """Grid code → code of its unit at ``level``."""
-        if level == "grid":
-            return dict(zip(self.grid["code"], self.grid["code"], strict=True))
-        return dict(zip(self.grid["code"], self.grid[f"{level}_code"], strict=True))
+        if level not in self._mappings:
+            target = "code" if level == "grid" else f"{level}_code"
+            self._mappings[level] = dict(zip(self.grid["code"], self.grid[target], strict=True))
+        return self._mappings[level]
 
 
 def _first_name(s: pd.Series) -> Any:
@@ -326,16 +335,20 @@ def tally(
     for spec in specs:
         facts = load_facts(store, spec)
         pos = _positions(store, spec, facts, level, table["code"], gmap, filters.within if filters else None)
-        exists = np.ones(len(pos), dtype=bool)
-        done = facts.completed.copy()
-        if day is not None:
-            exists = facts.found <= day
-            done = done & exists & (facts.done <= day)
-        mask = exists & (pos >= 0)
-        if filters and filters.statuses and spec.status_field:
-            st = facts.attrs[spec.status_field].isin(list(filters.statuses)).to_numpy(dtype=bool)
-            mask &= st
-        done = done & mask
+        status_filter = bool(filters and filters.statuses and spec.status_field)
+        everything = day is None and not status_filter and bool(len(pos)) and int(pos.min()) >= 0
+        if everything:
+            # every feature counts: no boolean selection over the whole layer is needed
+            mask = slice(None)
+            done = facts.completed
+        else:
+            exists = np.ones(len(pos), dtype=bool) if day is None else facts.found <= day
+            mask = exists & (pos >= 0)
+            if status_filter and filters is not None and filters.statuses and spec.status_field:
+                mask &= facts.attrs[spec.status_field].isin(list(filters.statuses)).to_numpy(dtype=bool)
+            done = facts.completed & mask
+            if day is not None:
+                done &= facts.done <= day
         total = np.bincount(pos[mask], minlength=nrows)
         comp = np.bincount(pos[done], minlength=nrows)
         table[f"{spec.name}_total"] = total.astype(np.int64)

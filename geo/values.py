@@ -177,6 +177,27 @@ def match_fields(columns: list[str], spec: LayerSpec) -> FieldMatch:
         taken_fields[fi] = ci
         taken_cols.add(ci)
 
+    # Second pass: DBF headers hold 10 bytes, so UTF-8 writers cut 违建面积 to 违建面 (three
+    # characters).  A leftover non-ASCII header of at least two characters that is the start of
+    # exactly one unmatched field's Chinese name or alias takes that field.
+    for ci, col in enumerate(columns):
+        key = norm_key(col)
+        if ci in taken_cols or len(key) < 2 or key.isascii():
+            continue
+        hits = {
+            fi
+            for fi, fld in enumerate(spec.fields)
+            if fi not in taken_fields
+            and any(
+                norm_key(n).startswith(key) and len(norm_key(n)) - len(key) <= 2 and not norm_key(n).isascii()
+                for n in (fld.label_zh, *fld.aliases)
+            )
+        }
+        if len(hits) == 1:
+            fi = hits.pop()
+            taken_fields[fi] = ci
+            taken_cols.add(ci)
+
     by_col = {ci: spec.fields[fi].name for fi, ci in taken_fields.items()}
     return FieldMatch(
         mapping={columns[ci]: by_col[ci] for ci in sorted(by_col)},

@@ -149,3 +149,14 @@ def test_console_script_runs(tmp_path, loaded):
         check=False,
     )
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr
+
+
+def test_monthly_series(loaded, tmp_path):
+    out = tmp_path / "monthly.csv"
+    args = ["--data", loaded, "stats", "--monthly", "2022-01:2022-07", "--level", "district", "-o", str(out)]
+    assert main(args) == 0
+    df = pd.read_csv(out, encoding="utf-8-sig", dtype={"code": str})
+    d = df[df["code"] == "340291"]
+    assert d["month"].tolist() == [f"2022-{m:02d}" for m in range(1, 8)]
+    assert d["demolition_completed"].tolist() == [0, 0, 0, 0, 0, 1, 1]  # demolished 2022-06-01
+    assert d["demolition_total"].tolist() == [2] * 7
