@@ -39,6 +39,9 @@ from typing import Any
 import apsw
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyogrio
 import pyproj
 import shapely
 
@@ -630,6 +633,39 @@ class GpkgStore:
             "INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{spec.name}", uuid.uuid4().hex)
         )
 
+    def read_table(self, spec: LayerSpec, columns: list[str]) -> pa.Table:
+        """Current rows as an Arrow table (``fid`` plus ``columns``), ordered by fid.
+
+        Outside a transaction the columns are read through GDAL's Arrow interface, about
+        ten times faster than fetching a million rows through SQLite into Python objects;
+        inside one (GDAL cannot see uncommitted rows) they come from this connection.
+        """
+        kinds: dict[str, str] = {f.name: str(f.kind) for f in spec.fields} | {
+            "gw_unit": "str",
+            "gw_key": "str",
+            "gw_batch": "int",
+            "gw_area": "float",
+        }
+        if not self.has_layer(spec):
+            return _empty_table(columns, kinds)
+        if not self._depth:
+            before = self.revision()
+            try:
+                _, table = pyogrio.read_arrow(
+                    self.path, layer=spec.name, columns=columns, read_geometry=False, return_fids=True
+                )
+            except Exception:  # GDAL cannot read it for some reason: use SQLite
+                table = None
+            if table is not None and self.revision() == before:
+                return _conform(table, columns, kinds)
+        qcols = ", ".join(["fid", *[f'"{c}"' for c in columns]])
+        rows = self.conn.execute(f'SELECT {qcols} FROM "{spec.name}" ORDER BY fid').fetchall()
+        data = list(zip(*rows, strict=True)) if rows else [[] for _ in range(len(columns) + 1)]
+        arrays = {"fid": pa.array(data[0], type=pa.int64())}
+        for c, values in zip(columns, data[1:], strict=True):
+            arrays[c] = _arrow_column(list(values), kinds.get(c, "str"))
+        return pa.table(arrays)
+
     def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(fid, geometry)`` of the current rows in the store CRS.
 
@@ -730,6 +766,34 @@ class GpkgStore:
         )
         conn.execute("DELETE FROM gw_targets_history WHERE superseded_by=?", (batch_id,))
         return int(n)
+
+
+_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
+
+
+def _arrow_column(values: list[Any], kind: str) -> pa.Array:
+    if kind == "date":
+        return pc.cast(pa.array(values, type=pa.string()), pa.date32())
+    return pa.array(values, type=_ARROW_TYPES[kind])
+
+
+def _empty_table(columns: list[str], kinds: dict[str, str]) -> pa.Table:
+    arrays = {"fid": pa.array([], type=pa.int64())}
+    for c in columns:
+        arrays[c] = pa.array([], type=_ARROW_TYPES[kinds.get(c, "str")])
+    return pa.table(arrays)
+
+
+def _conform(table: pa.Table, columns: list[str], kinds: dict[str, str]) -> pa.Table:
+    """Columns in the asked order and types (GDAL may type an all-empty column differently)."""
+    arrays = {"fid": table.column("fid").cast(pa.int64())}
+    for c in columns:
+        col = table.column(c)
+        want = _ARROW_TYPES[kinds.get(c, "str")]
+        if col.type != want:
+            col = col.cast(pa.string()).cast(want) if kinds.get(c) == "date" else col.cast(want)
+        arrays[c] = col
+    return pa.table(arrays)
 
 
 def _scalar(conn: apsw.Connection, sql: str) -> Any:

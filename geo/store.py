@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from layers import LayerSpec
@@ -150,6 +151,10 @@ class Store(Protocol):
 
     def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
         """Current rows of a layer without geometry, with ``fid``, ``gw_unit``, ``gw_batch`` ..."""
+        ...
+
+    def read_table(self, spec: LayerSpec, columns: list[str]) -> pa.Table:
+        """Current rows as an Arrow table: ``fid`` plus ``columns`` (dates as date32), ordered by fid."""
         ...
 
     def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 import layers
 from geo.errors import InputError
@@ -148,14 +150,14 @@ def hierarchy_from_grid(attrs: pd.DataFrame) -> Hierarchy:
 
 @dataclass
 class Facts:
-    """Per-feature columns of one layer needed for tallies."""
+    """Per-feature columns of one layer needed for tallies (one entry per stored feature)."""
 
-    unit: np.ndarray  # object: grid code or UNASSIGNED
+    unit: pa.Array  # string: grid code or UNASSIGNED
     completed: np.ndarray  # bool: status counts as completed
     found: np.ndarray  # datetime64[D]
     done: np.ndarray  # datetime64[D] (NaT when not completed)
     measures: dict[str, np.ndarray]  # measure key → float values (0 where missing)
-    attrs: pd.DataFrame  # the layer's canonical fields (for filters)
+    status: pa.Array | None  # status codes (for filters)
 
 
 _FACTS: dict[tuple[str, str, str], Facts] = {}
@@ -184,49 +186,61 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
         return _FACTS[key]
     wanted = [spec.status_field, spec.found_field, spec.completed_field, *(m.field for m in spec.measures)]
     columns = list(dict.fromkeys(c for c in wanted if c))
-    attrs = store.read_attributes(spec, [*columns, "gw_unit", "gw_batch", "gw_area"])
-    n = len(attrs)
-    batch_day = {b.id: b.created_at[:10] for b in store.batches(spec.name)}
-    imported = (
-        pd.to_datetime(attrs["gw_batch"].map(batch_day), errors="coerce").to_numpy(dtype="datetime64[D]")
-        if n
-        else np.empty(0, dtype="datetime64[D]")
-    )
-    if spec.status_field:
-        completed = attrs[spec.status_field].isin(list(spec.completed_statuses)).to_numpy(dtype=bool)
+    table = store.read_table(spec, [*columns, "gw_unit", "gw_batch", "gw_area"])
+    n = table.num_rows
+    batches = store.batches(spec.name)
+    batch_ids = pa.array([b.id for b in batches], type=pa.int64())
+    batch_days = np.array([b.created_at[:10] for b in batches], dtype="datetime64[D]")
+    where = pc.index_in(table.column("gw_batch"), value_set=batch_ids).to_numpy(zero_copy_only=False)
+    imported = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    known = ~pd.isna(where)
+    imported[known] = batch_days[where[known].astype(np.int64)]
+    status = table.column(spec.status_field).combine_chunks() if spec.status_field else None
+    if status is not None:
+        value_set = pa.array(sorted(spec.completed_statuses), type=pa.string())
+        completed = pc.fill_null(pc.is_in(status, value_set=value_set), False).to_numpy(zero_copy_only=False)
     else:
         completed = np.zeros(n, dtype=bool)
-    found = _dates(attrs, spec.found_field, n)
+    found = _dates(table, spec.found_field, n)
     found = np.where(np.isnat(found), imported, found)
-    done = _dates(attrs, spec.completed_field, n)
+    done = _dates(table, spec.completed_field, n)
     done = np.where(completed & np.isnat(done), imported, done)
     done = np.where(completed, done, np.datetime64("NaT"))
     measures: dict[str, np.ndarray] = {}
     for m in spec.measures:
-        vals = pd.to_numeric(attrs[m.field], errors="coerce").to_numpy(dtype=float) if n else np.empty(0)
+        vals = _floats(table, m.field, n)
         if m.from_geometry:
-            geom_area = (
-                pd.to_numeric(attrs["gw_area"], errors="coerce").to_numpy(dtype=float) if n else np.empty(0)
-            )
-            vals = np.where(np.isnan(vals), geom_area, vals)
+            vals = np.where(np.isnan(vals), _floats(table, "gw_area", n), vals)
         measures[m.key] = np.nan_to_num(vals, nan=0.0)
     facts = Facts(
-        attrs["gw_unit"].to_numpy(dtype=object) if n else np.empty(0, dtype=object),
-        completed,
+        table.column("gw_unit").combine_chunks(),
+        np.asarray(completed, dtype=bool),
         found,
         done,
         measures,
-        attrs,
+        status,
     )
     _cache_trim(_FACTS, 64)
     _FACTS[key] = facts
     return facts
 
 
-def _dates(attrs: pd.DataFrame, column: str | None, n: int) -> np.ndarray:
+def _dates(table: pa.Table, column: str | None, n: int) -> np.ndarray:
     if column is None or n == 0:
         return np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    return pd.to_datetime(attrs[column], errors="coerce", format="%Y-%m-%d").to_numpy(dtype="datetime64[D]")
+    col = table.column(column)
+    if col.type != pa.date32():
+        col = pc.cast(pc.cast(col, pa.string()), pa.date32(), safe=False)
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype="datetime64[D]")
+
+
+def _floats(table: pa.Table, column: str, n: int) -> np.ndarray:
+    if n == 0:
+        return np.empty(0)
+    col = table.column(column)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type):
+        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    return pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce").to_numpy(dtype=float)
 
 
 # --- tallies ----------------------------------------------------------------------------------
@@ -330,22 +344,24 @@ def tally(
         ],
         ignore_index=True,
     )
-    gmap = hier.mapping(level)
     nrows = len(table)
     for spec in specs:
         facts = load_facts(store, spec)
-        pos = _positions(store, spec, facts, level, table["code"], gmap, filters.within if filters else None)
+        pos = _positions(store, spec, facts, level, table["code"], hier, filters.within if filters else None)
         status_filter = bool(filters and filters.statuses and spec.status_field)
         everything = day is None and not status_filter and bool(len(pos)) and int(pos.min()) >= 0
         if everything:
             # every feature counts: no boolean selection over the whole layer is needed
-            mask = slice(None)
+            mask: slice | np.ndarray = slice(None)
             done = facts.completed
         else:
             exists = np.ones(len(pos), dtype=bool) if day is None else facts.found <= day
             mask = exists & (pos >= 0)
-            if status_filter and filters is not None and filters.statuses and spec.status_field:
-                mask &= facts.attrs[spec.status_field].isin(list(filters.statuses)).to_numpy(dtype=bool)
+            if status_filter and filters is not None and filters.statuses and facts.status is not None:
+                wanted = pa.array(list(filters.statuses), type=pa.string())
+                mask &= pc.fill_null(pc.is_in(facts.status, value_set=wanted), False).to_numpy(
+                    zero_copy_only=False
+                )
             done = facts.completed & mask
             if day is not None:
                 done &= facts.done <= day
@@ -377,18 +393,23 @@ def _positions(
     facts: Facts,
     level: str,
     codes: pd.Series,
-    gmap: dict[str, str],
+    hier: Hierarchy,
     within: str | None,
 ) -> np.ndarray:
     """Row of the tally table each feature counts in (-1: outside the filtered units), cached per revision."""
     key = (store.location, store.revision(), spec.name, level, within)
     if key not in _POS:
-        units = pd.Series(facts.unit, dtype=object)
-        mapped = units.map(gmap)
-        fallback = np.where(units.to_numpy() == UNASSIGNED, UNASSIGNED, UNCODED)
-        level_codes = mapped.where(mapped.notna(), pd.Series(fallback, index=units.index, dtype=object))
+        grid_codes = pa.array(hier.grid["code"].astype(str).tolist(), type=pa.string())
+        grid_idx = pc.index_in(facts.unit, value_set=grid_codes).to_numpy(zero_copy_only=False)
+        level_codes = hier.grid["code"] if level == "grid" else hier.grid[f"{level}_code"]
+        table_index = pd.Index(codes.astype(object))
+        grid_to_row = table_index.get_indexer(level_codes.astype(object)).astype(np.int64)
+        unassigned_row = int(table_index.get_loc(UNASSIGNED))
+        in_grid = ~pd.isna(grid_idx)
+        pos = np.full(len(grid_idx), unassigned_row, dtype=np.int64)  # UNASSIGNED and unknown codes
+        pos[in_grid] = grid_to_row[grid_idx[in_grid].astype(np.int64)]
         _cache_trim(_POS, 64)
-        _POS[key] = pd.Index(codes.astype(object)).get_indexer(level_codes.astype(object)).astype(np.int64)
+        _POS[key] = pos
     return _POS[key]
 
 

@@ -138,6 +138,7 @@ NOPARK = LayerSpec(
         Field("zid", "str", "编号", "Id", ("编号", "BH")),
         Field("status", "str", "状态", "Status", ("状态", "ZT")),
         Field("done_on", "date", "设立日期", "Set up on", ("设立日期",)),
+        Field("area_m2", "float", "面积", "Area", ("面积", "MJ"), "m2"),
     ),
     status_field="status",
     statuses=(
@@ -146,7 +147,7 @@ NOPARK = LayerSpec(
     ),
     default_status="拟设",
     completed_field="done_on",
-    measures=(Measure("area", "zid", "面积", "Area", "m2", from_geometry=True),),
+    measures=(Measure("area", "area_m2", "面积", "Area", "m2", from_geometry=True),),
 )
 
 
