@@ -40,7 +40,14 @@ class Grid:
         self.rank = np.empty(len(order), dtype=np.int64)
         self.rank[order] = np.arange(len(order))
         shapely.prepare(self.cells)
-        self.tree = shapely.STRtree(self.cells)
+        self._tree: shapely.STRtree | None = None
+
+    @property
+    def tree(self) -> shapely.STRtree:
+        """STRtree over the cells, built on first use."""
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.cells)
+        return self._tree
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -57,12 +64,23 @@ class Grid:
         -------
         ndarray of str (object)
         """
+        return self._labels[self.assign_index(geoms)]
+
+    @property
+    def _labels(self) -> np.ndarray:
+        """Codes followed by ``UNASSIGNED``, so index -1 reads as UNASSIGNED."""
+        return np.append(self.codes, np.array([UNASSIGNED], dtype=object))
+
+    def assign_index(self, geoms: np.ndarray) -> np.ndarray:
+        """Like :meth:`assign` but the position of the cell in ``codes`` (-1 outside every cell)."""
         geoms = np.asarray(geoms, dtype=object)
-        out = np.full(len(geoms), UNASSIGNED, dtype=object)
+        out = np.full(len(geoms), -1, dtype=np.int64)
         if len(geoms) == 0 or len(self.codes) == 0:
             return out
         type_ids = shapely.get_type_id(geoms)
         points = np.isin(type_ids, (0, 4))
+        if points.all():
+            return self._assign_points(geoms)
         idx = np.flatnonzero(points)
         if len(idx):
             out[idx] = self._assign_points(geoms[idx])
@@ -72,19 +90,28 @@ class Grid:
         return out
 
     def _assign_points(self, pts: np.ndarray) -> np.ndarray:
-        out = np.full(len(pts), UNASSIGNED, dtype=object)
-        src, tgt = self.tree.query(pts, predicate="intersects")
+        out = np.full(len(pts), -1, dtype=np.int64)
+        if len(pts) > 4 * len(self.cells):
+            # Many more points than cells: index the points and ask each (prepared) cell which
+            # points it touches -- the same pairs, found about 1.5x faster than a query per point.
+            cell_idx, pt_idx = shapely.STRtree(pts).query(self.cells, predicate="intersects")
+            src, tgt = pt_idx, cell_idx
+        else:
+            src, tgt = self.tree.query(pts, predicate="intersects")
         if len(src) == 0:
             return out
-        rank = self.rank[tgt]
-        order = np.lexsort((rank, src))
+        if np.bincount(src, minlength=len(pts)).max() <= 1:
+            # the usual case: no point on a shared edge, one candidate each
+            out[src] = tgt
+            return out
+        order = np.lexsort((self.rank[tgt], src))
         src, tgt = src[order], tgt[order]
         first = np.unique(src, return_index=True)[1]
-        out[src[first]] = self.codes[tgt[first]]
+        out[src[first]] = tgt[first]
         return out
 
     def _assign_extended(self, geoms: np.ndarray) -> np.ndarray:
-        out = np.full(len(geoms), UNASSIGNED, dtype=object)
+        out = np.full(len(geoms), -1, dtype=np.int64)
         src, tgt = self.tree.query(geoms, predicate="intersects")
         if len(src) == 0:
             return out
@@ -99,7 +126,7 @@ class Grid:
         order = np.lexsort((self.rank[tgt], -measure, src))
         src, tgt = src[order], tgt[order]
         first = np.unique(src, return_index=True)[1]
-        out[src[first]] = self.codes[tgt[first]]
+        out[src[first]] = tgt[first]
         return out
 
 

@@ -75,8 +75,8 @@ _BASE_SRS = (
 )
 
 
-#: Decoded geometries per (store, layer, generation); see GpkgStore.read_geometry.
-_GEOMETRY_CACHE: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+#: (fids, decoded geometries, assigned units) per (store, layer, generation); see GpkgStore.read_geometry.
+_GEOMETRY_CACHE: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
 def now_iso() -> str:
@@ -534,9 +534,43 @@ class GpkgStore:
             f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area) VALUES ({marks})',
             inserts,
         )
+        last = int(conn.last_insert_rowid())
+        previous = _GEOMETRY_CACHE.get((self.location, spec.name, self.layer_generation(spec)))
+        if previous is None and not layer_has_rows:
+            previous = (np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
         self._touch(spec)
         self._bump_generation(spec)
+        if previous is not None:
+            # keep this process's decoded copy current: the rows just written got consecutive
+            # fids (AUTOINCREMENT, one statement), all above the existing ones
+            new_fids = np.arange(last - len(inserts) + 1, last + 1, dtype=np.int64)
+            chosen = (
+                np.arange(n)
+                if (not existing or len(insert_rows) == n)
+                else np.asarray(insert_rows, dtype=int)
+            )
+            old_fids, old_geoms, old_units = previous
+            old_units = old_units.copy()
+            if unit_updates:
+                upd_fids = np.array([f for _, f in unit_updates], dtype=np.int64)
+                at = np.searchsorted(old_fids, upd_fids)
+                old_units[at] = np.array([u for u, _ in unit_updates], dtype=object)
+            keep = ~np.isin(old_fids, np.asarray(to_retire, dtype=np.int64))
+            self._cache_geometry(
+                spec,
+                np.concatenate([old_fids[keep], new_fids]),
+                np.concatenate([old_geoms[keep], np.asarray(rows.geometry, dtype=object)[chosen]]),
+                np.concatenate([old_units[keep], np.asarray(units, dtype=object)[chosen]]),
+            )
         return WriteResult(added=added, updated=updated, unchanged=unchanged, removed=removed)
+
+    def _cache_geometry(
+        self, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, units: np.ndarray
+    ) -> None:
+        key = (self.location, spec.name, self.layer_generation(spec))
+        for k in [k for k in _GEOMETRY_CACHE if k[:2] == key[:2]]:
+            del _GEOMETRY_CACHE[k]
+        _GEOMETRY_CACHE[key] = (fids, geoms, units)
 
     def _retire(self, spec: LayerSpec, fids: list[int], batch_id: int) -> None:
         if not fids:
@@ -669,26 +703,26 @@ class GpkgStore:
     def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(fid, geometry)`` of the current rows in the store CRS.
 
-        Decoded geometries are cached per process for each generation of the layer (a
-        number bumped whenever its rows or geometries change, not when only their
-        assignment does), so re-assigning after a grid change does not decode again.
+        Decoded geometries (with the rows' assigned units) are kept per process for each
+        generation of the layer -- a random token replaced whenever its rows, geometries or
+        assignments change -- and writes from this process keep that copy current, so
+        re-assigning after a grid change neither reads nor decodes the layer again.
         """
         if not self.has_layer(spec):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
         key = (self.location, spec.name, self.layer_generation(spec))
         cached = _GEOMETRY_CACHE.get(key)
         if cached is None:
-            rows = self.conn.execute(f'SELECT fid, geom FROM "{spec.name}" ORDER BY fid').fetchall()
+            rows = self.conn.execute(f'SELECT fid, geom, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
             if not rows:
                 return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
             cached = (
                 np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                 decode_geometries([r[1] for r in rows]),  # type: ignore[misc]
+                np.array([r[2] for r in rows], dtype=object),
             )
-            for k in [k for k in _GEOMETRY_CACHE if k[:2] == key[:2]]:
-                del _GEOMETRY_CACHE[k]
-            _GEOMETRY_CACHE[key] = cached
-        fid_arr, geoms = cached
+            self._cache_geometry(spec, *cached)
+        fid_arr, geoms, _ = cached
         if fids is not None:
             keep = np.isin(fid_arr, fids)
             return fid_arr[keep], geoms[keep]
@@ -698,14 +732,17 @@ class GpkgStore:
         if not self.has_layer(spec) or len(fids) == 0:
             return 0
         conn = self.conn
-        rows = conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
-        cur_fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        cur_units = np.array([r[1] for r in rows], dtype=object)
         fids = np.asarray(fids, dtype=np.int64)
         units = np.asarray(units, dtype=object)
-        if len(cur_fids) == len(fids) and (cur_fids == fids).all():
-            changed = np.flatnonzero(cur_units != units)
+        cached = _GEOMETRY_CACHE.get((self.location, spec.name, self.layer_generation(spec)))
+        aligned = cached is not None and np.array_equal(cached[0], fids)
+        if cached is not None and aligned:
+            # the rows are exactly those of the cached generation, in fid order
+            changed = np.flatnonzero(cached[2] != units)
         else:
+            rows = conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
+            cur_fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            cur_units = np.array([r[1] for r in rows], dtype=object)
             pos = np.searchsorted(cur_fids, fids)
             pos = np.clip(pos, 0, max(len(cur_fids) - 1, 0))
             known = (len(cur_fids) > 0) & (cur_fids[pos] == fids)
@@ -715,6 +752,9 @@ class GpkgStore:
                 f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?',
                 ((str(units[i]), int(fids[i])) for i in changed),
             )
+            self._bump_generation(spec)
+            if cached is not None and aligned:
+                self._cache_geometry(spec, cached[0], cached[1], units.copy())
         return len(changed)
 
     def layer_count(self, spec: LayerSpec) -> int:

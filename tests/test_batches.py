@@ -161,3 +161,45 @@ def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
         assert t["demolition_total"].sum() == after.layer_count(DEMOLITION)
         after.close()
     assert "absent" in outcomes  # at least one kill landed mid-import
+
+
+def test_geometry_cache_follows_writes(gridded_store, tmp_path):
+    """The decoded geometry kept in memory equals what a fresh read of the file gives."""
+    from geo import gpkg
+
+    def fresh():
+        gpkg._GEOMETRY_CACHE.clear()
+        return gridded_store.read_geometry(DEMOLITION)
+
+    gridded_store.read_geometry(DEMOLITION)
+    first = import_file(
+        gridded_store, "demolition", write_shp(_sites("已登记", ["A", "B"]), tmp_path / "1" / "s.shp")
+    )
+    second = import_file(
+        gridded_store, "demolition", write_shp(_sites("已拆除", ["B", "C"], dx=150), tmp_path / "2" / "s.shp")
+    )
+
+    def cached_units():
+        (entry,) = [
+            v for k, v in gpkg._GEOMETRY_CACHE.items() if k[:2] == (gridded_store.location, "demolition")
+        ]
+        return entry[2].tolist()
+
+    def check():
+        cached_fids, cached_geoms = gridded_store.read_geometry(DEMOLITION)
+        units = cached_units()
+        fids, geoms = fresh()
+        assert cached_fids.tolist() == fids.tolist()
+        assert all(shapely.equals(a, b) for a, b in zip(cached_geoms, geoms, strict=True))
+        assert units == gridded_store.read_attributes(DEMOLITION)["gw_unit"].tolist() == cached_units()
+
+    check()
+    rollback(gridded_store, second.batch_id)
+    check()
+    g = grid_frame()
+    grid_batch = import_file(
+        gridded_store, "grid", write_shp(g[g["网格编码"] != f"{COMM_A}001"], tmp_path / "g" / "g.shp")
+    )
+    assert grid_batch.reassigned == 2  # both sites sat in the removed cell
+    check()
+    assert first.batch_id is not None and gridded_store.layer_count(DEMOLITION) == 2
