@@ -10,7 +10,7 @@ import pandas as pd
 
 import layers
 from geo.errors import Conflict, InputError
-from geo.importer import ImportReport, Rejected, get_layer, now_iso, reassign_all
+from geo.importer import ImportReport, Rejected, get_layer, load_grid, now_iso, reassign_all
 from geo.store import Batch, Store
 from geo.tally import load_hierarchy, metric_names
 from geo.values import match_fields, parse_numbers
@@ -37,9 +37,10 @@ def rollback(store: Store, batch_id: int) -> Batch:
             store.rollback_targets(batch_id)
         else:
             spec = get_layer(batch.layer)
+            previous = load_grid(store) if spec.is_grid else None
             store.rollback_layer(spec, batch_id)
             if spec.is_grid:
-                reassign_all(store)
+                reassign_all(store, previous)
         store.mark_rolled_back(batch_id)
     return store.batch(batch_id)
 

@@ -728,6 +728,19 @@ class GpkgStore:
             return fid_arr[keep], geoms[keep]
         return fid_arr, geoms
 
+    def read_assignment(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, unit code)`` of the current rows, ordered by fid (from the kept copy when current)."""
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        cached = _GEOMETRY_CACHE.get((self.location, spec.name, self.layer_generation(spec)))
+        if cached is not None:
+            return cached[0], cached[2]
+        rows = self.conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
+        return (
+            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            np.array([r[1] for r in rows], dtype=object),
+        )
+
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
         if not self.has_layer(spec) or len(fids) == 0:
             return 0

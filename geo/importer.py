@@ -720,6 +720,7 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
             grid = load_grid(store)
             rows.units = grid.assign(rows.geometry) if grid is not None else rows.units
             report.unassigned = int((rows.units == UNASSIGNED).sum())
+        previous_grid = load_grid(store) if spec.is_grid else None
         result = store.write_features(spec, batch_id, rows, replace_all=spec.is_grid)
         report.added, report.updated, report.unchanged, report.removed = (
             result.added,
@@ -728,7 +729,7 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
             result.removed,
         )
         if spec.is_grid:
-            report.reassigned = reassign_all(store)
+            report.reassigned = reassign_all(store, previous_grid)
         _update_extent(store, spec, rows)
         report.batch_id = batch_id
         report.status = "committed"
@@ -753,8 +754,24 @@ def _update_extent(store: Store, spec: LayerSpec, rows: FeatureRows) -> None:
         update(spec, tuple(float(v) for v in b))
 
 
-def reassign_all(store: Store) -> int:
-    """Re-assign every feature of every survey layer to the current grid.  Returns rows changed."""
+def reassign_all(store: Store, previous: Grid | None = None) -> int:
+    """Re-establish the unit of every feature of every survey layer after a grid change.
+
+    Parameters
+    ----------
+    store : Store
+    previous : Grid, optional
+        The grid before the change.  With it, only features that can be affected are
+        assigned again: those assigned to a removed or reshaped cell, those outside every
+        cell, and those touching a new or reshaped cell.  Every other feature keeps its
+        unit, which is exactly what assigning it again would give (its candidate cells are
+        unchanged).  Without it, or when most cells changed, every feature is assigned again.
+
+    Returns
+    -------
+    int
+        Number of features whose unit changed.
+    """
     _GRID_CACHE.clear()
     spec_grid = grid_spec()
     attrs = store.read_attributes(spec_grid, ["code"])
@@ -762,14 +779,48 @@ def reassign_all(store: Store) -> int:
     if len(attrs):
         fids, cells = store.read_geometry(spec_grid)
         grid = Grid(attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object), cells)
+    changed_old, changed_new = _grid_diff(previous, grid)
     changed = 0
     for spec in layers.survey_layers():
         fids, geoms = store.read_geometry(spec)
         if len(fids) == 0:
             continue
-        units = grid.assign(geoms) if grid is not None else np.full(len(fids), UNASSIGNED, dtype=object)
+        if grid is None:
+            units = np.full(len(fids), UNASSIGNED, dtype=object)
+        elif changed_old is None or changed_new is None:
+            units = grid.assign(geoms)
+        else:
+            _, current = store.read_assignment(spec)
+            affected = np.isin(current, [*changed_old, UNASSIGNED])
+            if len(changed_new):
+                hit, _ = shapely.STRtree(changed_new).query(geoms, predicate="intersects")
+                affected[hit] = True
+            units = current.copy()
+            idx = np.flatnonzero(affected)
+            if len(idx):
+                units[idx] = grid.assign(geoms[idx])
         changed += store.set_units(spec, fids, units)
     return changed
+
+
+def _grid_diff(previous: Grid | None, grid: Grid | None) -> tuple[list[str] | None, np.ndarray | None]:
+    """Codes of old cells removed or reshaped, and the geometry of new or reshaped cells.
+
+    ``(None, None)`` when there is no usable previous grid or more than a fifth of the
+    cells changed (then assigning everything again is as fast).
+    """
+    if previous is None or grid is None or len(previous) == 0:
+        return None, None
+    old = dict(zip(previous.codes.tolist(), shapely.to_wkb(previous.cells).tolist(), strict=True))
+    new_wkb = shapely.to_wkb(grid.cells).tolist()
+    new = dict(zip(grid.codes.tolist(), new_wkb, strict=True))
+    changed_old = [c for c, w in old.items() if new.get(c) != w]
+    changed_idx = [
+        i for i, (c, w) in enumerate(zip(grid.codes.tolist(), new_wkb, strict=True)) if old.get(c) != w
+    ]
+    if len(changed_old) + len(changed_idx) > 0.2 * (len(old) + len(new)):
+        return None, None
+    return changed_old, grid.cells[np.asarray(changed_idx, dtype=np.int64)]
 
 
 def import_file(

@@ -161,6 +161,10 @@ class Store(Protocol):
         """``(fid, geometry)`` of current rows, geometry in the store CRS."""
         ...
 
+    def read_assignment(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, unit code)`` of the current rows, ordered by fid."""
+        ...
+
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
         """Set the assigned unit of the given rows; returns how many changed."""
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geo.assign import Grid
@@ -85,3 +85,67 @@ def test_multipart_and_empty_grid():
     g = Grid(np.array(["b", "a"], dtype=object), np.array([shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)]))
     mp = shapely.MultiPoint([(0.5, 0.5), (1.5, 0.5)])
     assert g.assign(np.array([mp], dtype=object))[0] == "a"  # multipoint on both: smallest code
+
+
+@st.composite
+def grid_changes(draw):
+    xs = draw(cuts)
+    ys = draw(cuts)
+    codes, cells = _irregular_grid([float(v) for v in xs], [float(v) for v in ys])
+    new_codes, new_cells = list(codes), list(cells)
+    for _ in range(draw(st.integers(1, 3))):
+        k = draw(st.integers(0, len(new_cells) - 1))
+        action = draw(st.sampled_from(["drop", "split", "recode"]))
+        cell = new_cells[k]
+        if action == "drop":
+            del new_codes[k], new_cells[k]
+        elif action == "split":
+            minx, miny, maxx, maxy = cell.bounds
+            mid = (minx + maxx) / 2
+            new_cells[k] = shapely.box(minx, miny, mid, maxy)
+            new_cells.append(shapely.box(mid, miny, maxx, maxy))
+            new_codes.append(f"340291001009{len(new_codes):03d}")
+        else:
+            new_codes[k] = f"340291001000{k:03d}"  # sorts first: wins shared edges
+        if not new_cells:
+            break
+    px = draw(st.lists(st.sampled_from(xs) | st.integers(-100, 1100), min_size=1, max_size=40))
+    py = draw(st.lists(st.sampled_from(ys) | st.integers(-100, 1100), min_size=len(px), max_size=len(px)))
+    return codes, cells, new_codes, new_cells, px, py
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(change=grid_changes())
+def test_incremental_reassignment_equals_full(tmp_path_factory, change):
+    """After a grid change, the incremental re-assignment gives what assigning everything gives."""
+    import geopandas as gpd
+
+    from geo.importer import import_file
+    from geo.store import open_store
+    from tests.conftest import EPSG_GK, X0, Y0, points_frame, write_shp
+
+    codes, cells, new_codes, new_cells, px, py = change
+    if not new_cells:
+        return
+    tmp = tmp_path_factory.mktemp("r")
+
+    def shift(geoms):
+        return [shapely.transform(g, lambda xy: xy + np.array([X0, Y0])) for g in geoms]
+
+    with open_store(tmp / "s") as store:
+        g1 = gpd.GeoDataFrame({"网格编码": list(codes)}, geometry=shift(cells), crs=EPSG_GK)
+        import_file(store, "grid", write_shp(g1, tmp / "g1" / "g.shp"))
+        pts = points_frame(
+            [(X0 + x, Y0 + y) for x, y in zip(px, py, strict=True)], 编号=[f"P{i}" for i in range(len(px))]
+        )
+        import_file(store, "parking", write_shp(pts, tmp / "p" / "p.shp"))
+        g2 = gpd.GeoDataFrame({"网格编码": list(new_codes)}, geometry=shift(new_cells), crs=EPSG_GK)
+        import_file(store, "grid", write_shp(g2, tmp / "g2" / "g.shp"))
+        import layers
+
+        attrs = store.read_attributes(layers.get("parking"))
+        stored = dict(zip(attrs["pid"], attrs["gw_unit"], strict=True))
+        expect = Grid(np.array(new_codes, dtype=object), np.array(shift(new_cells), dtype=object)).assign(
+            np.asarray(pts.geometry.values, dtype=object)
+        )
+        assert [stored[f"P{i}"] for i in range(len(px))] == list(expect)
