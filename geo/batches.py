@@ -194,7 +194,7 @@ def load_targets(
             None,
             None,
         )
-        bid = store.new_batch(batch, data)
+        bid = store.new_batch(batch, [path])
         store.set_targets(frame, bid)
         report.batch_id = bid
         report.status = "committed"

@@ -19,7 +19,11 @@ Layout, besides the GeoPackage system tables:
                        unit-grid code), ``gw_area`` (polygon area, m²).
 ``<layer>_history``    rows a later batch replaced, with ``gw_superseded_by``.
 ``gw_batches``         one row per import.
-``gw_archive``         the original uploaded file of each batch.
+``gw_archive``         where the original uploaded files of each batch are kept: the
+                       folder ``archive/<batch id>/`` beside the GeoPackage.  Copying
+                       files there is cheaper than writing them into the database
+                       and keeps the GeoPackage small; a folder left by an import
+                       that did not commit is replaced when its id is used again.
 ``gw_targets``         yearly targets (code, layer, metric, target).
 ``gw_meta``            store CRS and revision.
 """
@@ -27,9 +31,12 @@ Layout, besides the GeoPackage system tables:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import shutil
 import uuid
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -106,6 +113,13 @@ def encode_geometries(geoms: np.ndarray, srs_id: int) -> list[bytes]:
     header["env"] = bounds[:, [0, 2, 1, 3]]  # minx, maxx, miny, maxy
     raw = header.tobytes()
     size = _HEADER.itemsize
+    if not empty.any():
+        # one buffer of header+WKB pairs, cut at the record boundaries
+        heads = [raw[i : i + size] for i in range(0, n * size, size)]
+        joined = b"".join([part for pair in zip(heads, wkb.tolist(), strict=True) for part in pair])
+        ends = np.cumsum(np.fromiter(map(len, wkb), dtype=np.int64, count=n) + size)
+        starts = np.concatenate([[0], ends[:-1]])
+        return [joined[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
     out: list[bytes] = []
     for i in range(n):
         head = raw[i * size : (i + 1) * size]
@@ -153,6 +167,7 @@ class GpkgStore:
             ) from exc
         self._conn: apsw.Connection | None = None
         self._depth = 0
+        self._pending_archives: list[Path] = []
         self._init()
 
     # connection ----------------------------------------------------------------------------
@@ -205,9 +220,13 @@ class GpkgStore:
                 conn.execute("UPDATE gw_meta SET value = ? WHERE key = 'revision'", (uuid.uuid4().hex,))
             yield
             conn.execute("COMMIT")
+            self._pending_archives.clear()
         except BaseException as exc:
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
+            for folder in self._pending_archives:
+                shutil.rmtree(folder, ignore_errors=True)
+            self._pending_archives.clear()
             if isinstance(exc, apsw.Error):
                 raise _store_error(exc) from exc
             raise
@@ -326,7 +345,8 @@ class GpkgStore:
         return self._meta("revision") or ""
 
     # batches -------------------------------------------------------------------------------
-    def new_batch(self, batch: Batch, source: bytes | None) -> int:
+    def new_batch(self, batch: Batch, sources: list[Path] | None) -> int:
+        """Register a batch and archive its source files (inside the current transaction)."""
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO gw_batches (layer, source_name, checksum, created_at, user, status, rows_read, added,"
@@ -345,10 +365,26 @@ class GpkgStore:
             )
             del cur
             batch_id = int(self.conn.last_insert_rowid())
-            if source is not None:
+            if sources:
+                folder = self.path.parent / "archive" / f"{batch_id:06d}"
+                shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
+                self._pending_archives.append(folder)
+                try:
+                    folder.mkdir(parents=True)
+                    root = _common_root(sources)
+                    for src in sources:
+                        dest = folder / src.relative_to(root)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(src, dest)
+                except OSError as exc:
+                    raise StoreError(
+                        "无法保存原始文件（磁盘已满或无写权限）",
+                        f"cannot archive the original file: {exc}",
+                        code="archive_failed",
+                    ) from exc
                 self.conn.execute(
-                    "INSERT INTO gw_archive (batch_id, name, data) VALUES (?,?,?)",
-                    (batch_id, batch.source_name, bytes(source)),
+                    "INSERT INTO gw_archive (batch_id, name, path) VALUES (?,?,?)",
+                    (batch_id, batch.source_name, str(folder.relative_to(self.path.parent))),
                 )
         return batch_id
 
@@ -436,10 +472,19 @@ class GpkgStore:
         return None if row is None else self._batch_from_row(row)
 
     def archived_source(self, batch_id: int) -> tuple[str, bytes]:
-        row = self.conn.execute("SELECT name, data FROM gw_archive WHERE batch_id=?", (batch_id,)).fetchone()
-        if row is None:
+        """The original upload of a batch: the file itself, or a zip of its files."""
+        row = self.conn.execute("SELECT name, path FROM gw_archive WHERE batch_id=?", (batch_id,)).fetchone()
+        folder = self.path.parent / str(row[1]) if row is not None else None
+        if row is None or folder is None or not folder.is_dir():
             raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
-        return str(row[0]), bytes(row[1])
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        if len(files) == 1 and files[0].name == str(row[0]):
+            return str(row[0]), files[0].read_bytes()
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in files:
+                zf.write(f, str(f.relative_to(folder)))
+        return str(row[0]), buf.getvalue()
 
     def mark_rolled_back(self, batch_id: int) -> None:
         self.conn.execute(
@@ -849,6 +894,10 @@ def _conform(table: pa.Table, columns: list[str], kinds: dict[str, str]) -> pa.T
     return pa.table(arrays)
 
 
+def _common_root(paths: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
 def _scalar(conn: apsw.Connection, sql: str) -> Any:
     row = conn.execute(sql).fetchone()
     return None if row is None else row[0]
@@ -925,16 +974,13 @@ _SYSTEM_SQL = (
     source_name TEXT, checksum TEXT, created_at TEXT NOT NULL, user TEXT, status TEXT NOT NULL,
     rows_read INTEGER, added INTEGER, updated INTEGER, unchanged INTEGER, rejected INTEGER,
     encoding TEXT, crs TEXT, report TEXT, rolled_back_at TEXT)""",
-    """CREATE TABLE gw_archive (batch_id INTEGER PRIMARY KEY, name TEXT, data BLOB)""",
+    """CREATE TABLE gw_archive (batch_id INTEGER PRIMARY KEY, name TEXT, path TEXT)""",
     """CREATE TABLE gw_targets (code TEXT NOT NULL, layer TEXT NOT NULL, metric TEXT NOT NULL,
     target REAL NOT NULL, batch_id INTEGER, PRIMARY KEY (code, layer, metric))""",
     """CREATE TABLE gw_targets_history (code TEXT, layer TEXT, metric TEXT, target REAL, batch_id INTEGER,
     superseded_by INTEGER)""",
 )
 
-
-def file_size(path: Path) -> int:
-    return os.path.getsize(path) if path.exists() else 0
 
 
 __all__ = ["GpkgStore", "decode_geometries", "encode_geometries"]

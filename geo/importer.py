@@ -23,7 +23,7 @@ import layers
 from geo import crs as crsmod
 from geo.assign import Grid
 from geo.errors import CRSError, InputError
-from geo.sources import Dataset, RawTable, Source, ZipLimits, archive_bytes, open_source, read_dataset
+from geo.sources import Dataset, RawTable, Source, ZipLimits, archive_files, open_source, read_dataset
 from geo.store import UNASSIGNED, Batch, FeatureRows, Store, geometry_type_names
 from geo.values import clean_text, match_fields, normalise_vocab, parse_dates, parse_numbers
 from layers import LayerSpec
@@ -138,7 +138,7 @@ class PreparedImport:
     rows: FeatureRows
     srs_epsg: int
     source_path: Path
-    source_bytes: bytes | None
+    source_files: list[Path]
     user: str | None = None
     grid_generation: str = ""
 
@@ -262,8 +262,7 @@ def prepare_import(
         if dup is not None:
             report.status = "duplicate"
             report.duplicate_of = dup.id
-        source_bytes = archive_bytes(path)
-        return PreparedImport(spec, report, rows, srs, path, source_bytes, user, grid_generation)
+        return PreparedImport(spec, report, rows, srs, path, archive_files(path), user, grid_generation)
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -714,7 +713,7 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
             report.encoding,
             report.crs,
         )
-        batch_id = store.new_batch(batch, prepared.source_bytes)
+        batch_id = store.new_batch(batch, prepared.source_files)
         if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:
             # the grid changed since the preview: assign again
             grid = load_grid(store)

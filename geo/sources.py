@@ -195,19 +195,15 @@ def _shp_checksum(shp: Path) -> str:
     return h.hexdigest()
 
 
-def archive_bytes(path: Path) -> bytes | None:
-    """What to archive for ``path``: the file itself, or a zip of a loose shapefile with its sidecars."""
+def archive_files(path: Path) -> list[Path]:
+    """The files that make up the upload ``path``: it, a loose shapefile's parts, or a folder's files."""
     if path.is_file() and path.suffix.lower() == ".shp":
-        import io as _io
-
-        buf = _io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-            for p in shapefile_parts(path):
-                zf.write(p, p.name)
-        return buf.getvalue()
+        return shapefile_parts(path)
     if path.is_file():
-        return path.read_bytes()
-    return None
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return []
 
 
 def _dir_checksum(path: Path) -> str:

@@ -203,3 +203,23 @@ def test_geometry_cache_follows_writes(gridded_store, tmp_path):
     assert grid_batch.reassigned == 2  # both sites sat in the removed cell
     check()
     assert first.batch_id is not None and gridded_store.layer_count(DEMOLITION) == 2
+
+
+def test_failed_commit_leaves_nothing(gridded_store, tmp_path, monkeypatch):
+    """An error in the middle of a commit keeps neither rows, nor the batch, nor its archive folder."""
+    shp = write_shp(_sites("已登记", ["A", "B"]), tmp_path / "a" / "s.shp")
+    before = (gridded_store.revision(), len(gridded_store.batches()))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(gridded_store, "write_features", broken)
+    with pytest.raises(OSError):
+        import_file(gridded_store, "demolition", shp)
+    monkeypatch.undo()
+    assert (gridded_store.revision(), len(gridded_store.batches())) == before
+    assert gridded_store.layer_count(DEMOLITION) == 0
+    archive = Path(gridded_store.location).parent / "archive"
+    assert sorted(p.name for p in archive.iterdir()) == ["000001"]  # the grid's only
+    rep = import_file(gridded_store, "demolition", shp)
+    assert rep.added == 2 and (archive / f"{rep.batch_id:06d}" / "s.dbf").exists()
