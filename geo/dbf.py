@@ -1,4 +1,4 @@
-"""Fast reader for shapefile attribute tables (dBASE III/IV ``.dbf``).
+"""Fast readers for shapefile attribute tables (dBASE III/IV ``.dbf``) and point ``.shp`` files.
 
 GDAL reads DBF text through iconv one field of one record at a time; for a
 100,000-record GBK table that takes 1.5-3 s on the machines this runs on.  DBF
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import shapely
 
 _SIMPLE_TYPES = {"C", "N", "F", "D", "L"}
 
@@ -96,12 +97,27 @@ def _decode_text(block: np.ndarray, encoding: str) -> np.ndarray:
     n, width = block.shape
     if n == 0:
         return np.empty(0, dtype=object)
+    # Fields are often declared far wider than any value (GDAL writes 254): find the last
+    # byte column holding anything, scanning from the right in narrow slices, and work
+    # on that much only.
+    while width > 0:
+        lo = max(0, width - 16)
+        tail = block[:, lo:width]
+        if ((tail != 0x20) & (tail != 0x00)).any():
+            break
+        width = lo
+    block = block[:, :width]
+    if width == 0:
+        return np.full(n, None, dtype=object)
     # Trim the space/NUL padding of every value at once, then decode the whole column in
     # one call: NUL never occurs inside a GBK, GB18030, Big5 or UTF-8 character, so it
     # separates the values safely.
     content = (block != 0x20) & (block != 0x00)
     has = content.any(axis=1)
-    first = np.where(has, content.argmax(axis=1), 0)
+    if (block[:, 0] == 0x20).any():  # some values start with blanks
+        first = np.where(has, content.argmax(axis=1), 0)
+    else:
+        first = np.zeros(n, dtype=np.int64)
     last = np.where(has, width - content[:, ::-1].argmax(axis=1), 0)
     cols = np.arange(width)
     keep = (cols >= first[:, None]) & (cols < last[:, None])
@@ -144,3 +160,28 @@ def _logicals(raw: np.ndarray) -> np.ndarray:
     out[np.isin(text, ["T", "Y"])] = True
     out[np.isin(text, ["F", "N"])] = False
     return out
+
+
+def read_point_shp(path: Path) -> np.ndarray | None:
+    """Point geometries of a ``.shp`` holding only 2-D points, in record order.
+
+    Reading them straight from the fixed 28-byte records is several times faster than
+    going through GDAL and WKB.  ``None`` for any other kind of file (the caller then
+    uses GDAL).
+    """
+    data = path.read_bytes()
+    if len(data) < 100 or int.from_bytes(data[0:4], "big") != 9994:
+        return None
+    if int.from_bytes(data[32:36], "little") != 1:  # not a Point shapefile
+        return None
+    body = len(data) - 100
+    if body % 28:
+        return None
+    n = body // 28
+    records = np.frombuffer(data, dtype=np.uint8, count=body, offset=100).reshape(n, 28)
+    types = records[:, 8:12].copy().view("<i4").ravel()
+    lengths = records[:, 4:8].copy().view(">i4").ravel()
+    if n and ((types != 1).any() or (lengths != 10).any()):
+        return None
+    xy = records[:, 12:28].copy().view("<f8").reshape(n, 2)
+    return np.asarray(shapely.points(xy), dtype=object)

@@ -982,5 +982,4 @@ _SYSTEM_SQL = (
 )
 
 
-
 __all__ = ["GpkgStore", "decode_geometries", "encode_geometries"]

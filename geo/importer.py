@@ -241,11 +241,9 @@ def prepare_import(
         report = ImportReport(
             layer=spec.name,
             source_name=source.name,
-            checksum=source.checksum,
             skipped_files=source.skipped,
             datasets=[d.name for d in source.datasets],
         )
-        dup = store.find_checksum(spec.name, source.checksum)
         choice = crsmod.parse_crs(crs) if crs else None
         dataset = _choose_dataset(source, spec, member, encoding)
         report.dataset = dataset.name
@@ -259,6 +257,8 @@ def prepare_import(
         srs = store.srs_epsg() or _choose_srs(raw)
         report.store_crs = f"EPSG:{srs}"
         rows = _build_rows(spec, raw, srs, grid, report)
+        report.checksum = source.checksum
+        dup = store.find_checksum(spec.name, report.checksum)
         if dup is not None:
             report.status = "duplicate"
             report.duplicate_of = dup.id

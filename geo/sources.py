@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import stat
+import threading
 import zipfile
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -23,7 +26,7 @@ import pyproj
 import shapely
 
 from geo import crs as crsmod
-from geo.dbf import read_dbf
+from geo.dbf import read_dbf, read_point_shp
 from geo.encoding import detect_dbf_encoding, looks_like_mojibake, zip_member_name
 from geo.errors import CRSError, EncodingError, InputError, TooLarge, UnsupportedFile
 
@@ -54,14 +57,22 @@ class Dataset:
 
 @dataclass
 class Source:
-    """An unpacked upload."""
+    """An unpacked upload.
+
+    Its SHA-256 is computed in a background thread while the caller reads the data
+    (hashlib releases the GIL on large buffers); :attr:`checksum` waits for it.
+    """
 
     name: str
-    checksum: str
+    checksum_future: Future[str]
     size: int
     datasets: list[Dataset]
     skipped: list[str] = field(default_factory=list)
     workdir: Path | None = None
+
+    @property
+    def checksum(self) -> str:
+        return self.checksum_future.result()
 
 
 @dataclass
@@ -125,14 +136,14 @@ def open_source(
         raise InputError(f"文件不存在: {path}", f"file not found: {path}", code="file_not_found")
     display = name or path.name
     if path.is_dir():
-        checksum = _dir_checksum(path)
+        checksum = _in_background(_dir_checksum, path)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         root = path
     else:
         size = path.stat().st_size
         if size == 0:
             raise InputError("文件为空", "the file is empty", code="empty_file")
-        checksum = sha256_file(path) if path.suffix.lower() != ".shp" else _shp_checksum(path)
+        checksum = _in_background(sha256_file if path.suffix.lower() != ".shp" else _shp_checksum, path)
         root = path
     skipped: list[str] = []
     datasets: list[Dataset] = []
@@ -169,6 +180,19 @@ def open_source(
             details={"skipped": skipped},
         )
     return Source(display, checksum, size, datasets, skipped, workdir)
+
+
+def _in_background(fn: Callable[[Path], str], path: Path) -> Future[str]:
+    future: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(path))
+        except BaseException as exc:  # handed to whoever asks for the checksum
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="gridwatch-checksum", daemon=True).start()
+    return future
 
 
 def _kind(suffix: str) -> str:
@@ -439,6 +463,10 @@ def _read_shapefile_fast(
     if table is None:
         return None
     attrs, deleted = table
+    points = read_point_shp(shp)
+    if points is not None and len(points) == len(attrs):
+        keep = ~deleted
+        return attrs[keep].reset_index(drop=True), points[keep], None
     try:
         # field names are not read here; ISO-8859-1 decodes any bytes, so names cut in the
         # middle of a character cannot make GDAL fail
