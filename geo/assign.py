@@ -16,6 +16,8 @@ All inputs are in one projected CRS (metres).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import shapely
 
@@ -94,7 +96,7 @@ class Grid:
         if len(pts) > 4 * len(self.cells):
             # Many more points than cells: index the points and ask each (prepared) cell which
             # points it touches -- the same pairs, found about 1.5x faster than a query per point.
-            cell_idx, pt_idx = shapely.STRtree(pts).query(self.cells, predicate="intersects")
+            cell_idx, pt_idx = _points_tree(pts).query(self.cells, predicate="intersects")
             src, tgt = pt_idx, cell_idx
         else:
             src, tgt = self.tree.query(pts, predicate="intersects")
@@ -128,6 +130,21 @@ class Grid:
         first = np.unique(src, return_index=True)[1]
         out[src[first]] = tgt[first]
         return out
+
+
+_POINT_TREE: dict[int, tuple[weakref.ref[np.ndarray], shapely.STRtree]] = {}
+
+
+def _points_tree(pts: np.ndarray) -> shapely.STRtree:
+    """STRtree over ``pts``, kept while that very array lives (the store keeps a layer's
+    decoded geometry as one array, so assigning it again reuses the tree)."""
+    hit = _POINT_TREE.get(id(pts))
+    if hit is not None and hit[0]() is pts:
+        return hit[1]
+    tree = shapely.STRtree(pts)
+    _POINT_TREE.clear()
+    _POINT_TREE[id(pts)] = (weakref.ref(pts), tree)
+    return tree
 
 
 def assign(geoms: np.ndarray, codes: np.ndarray, cells: np.ndarray) -> np.ndarray:

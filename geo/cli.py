@@ -310,6 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gridwatch: 已中断 / interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an environment problem: one line, traceback on request
+        if os.environ.get("GRIDWATCH_DEBUG"):
+            raise
+        print(
+            f"gridwatch: 内部错误 / internal error: {type(exc).__name__}: {exc} (GRIDWATCH_DEBUG=1 显示详情 / for details)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -546,7 +546,7 @@ class GpkgStore:
             old = existing.get(key) if key is not None else None
             if old is not None:
                 fid, old_record = old
-                if _same_record(old_record, records[i]):
+                if old_record == records[i] or _same_record(old_record, records[i]):
                     unchanged += 1
                     kept_fids.add(fid)
                     unit_updates.append((units[i], fid))

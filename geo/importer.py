@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,7 @@ class ImportReport:
     skipped_files: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     reassigned: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
     def accepted(self) -> int:
@@ -165,8 +167,11 @@ _GRID_CACHE: dict[tuple[str, str], Grid | None] = {}
 
 
 def load_grid(store: Store) -> Grid | None:
-    """The current unit grid of ``store`` as an assignment index (cached per revision)."""
-    key = (store.location, store.revision())
+    """The current unit grid of ``store`` as an assignment index.
+
+    Cached per generation of the grid layer, which changes only when the grid does.
+    """
+    key = (store.location, store.layer_generation(grid_spec()))
     if key in _GRID_CACHE:
         return _GRID_CACHE[key]
     spec = grid_spec()
@@ -728,7 +733,9 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
             result.removed,
         )
         if spec.is_grid:
+            started = time.perf_counter()
             report.reassigned = reassign_all(store, previous_grid)
+            report.timings["reassign"] = round(time.perf_counter() - started, 3)
         _update_extent(store, spec, rows)
         report.batch_id = batch_id
         report.status = "committed"
@@ -771,13 +778,7 @@ def reassign_all(store: Store, previous: Grid | None = None) -> int:
     int
         Number of features whose unit changed.
     """
-    _GRID_CACHE.clear()
-    spec_grid = grid_spec()
-    attrs = store.read_attributes(spec_grid, ["code"])
-    grid = None
-    if len(attrs):
-        fids, cells = store.read_geometry(spec_grid)
-        grid = Grid(attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object), cells)
+    grid = load_grid(store)
     changed_old, changed_new = _grid_diff(previous, grid)
     changed = 0
     for spec in layers.survey_layers():
@@ -790,7 +791,7 @@ def reassign_all(store: Store, previous: Grid | None = None) -> int:
             units = grid.assign(geoms)
         else:
             _, current = store.read_assignment(spec)
-            affected = np.isin(current, [*changed_old, UNASSIGNED])
+            affected = pd.Series(current, dtype=object).isin({*changed_old, UNASSIGNED}).to_numpy(copy=True)
             if len(changed_new):
                 hit, _ = shapely.STRtree(changed_new).query(geoms, predicate="intersects")
                 affected[hit] = True

@@ -160,3 +160,33 @@ def test_monthly_series(loaded, tmp_path):
     assert d["month"].tolist() == [f"2022-{m:02d}" for m in range(1, 8)]
     assert d["demolition_completed"].tolist() == [0, 0, 0, 0, 0, 1, 1]  # demolished 2022-06-01
     assert d["demolition_total"].tolist() == [2] * 7
+
+
+def test_grid_generate_and_load(tmp_path, data, capsys):
+    import geopandas as gpd
+    import shapely
+
+    from tests.conftest import EPSG_GK
+
+    boundary = gpd.GeoDataFrame({"名称": ["青弋区"]}, geometry=[shapely.box(X0, Y0, X0 + 1000, Y0 + 600)], crs=EPSG_GK)
+    bshp = write_shp(boundary, tmp_path / "b" / "边界.shp")
+    comm = gpd.GeoDataFrame(
+        {"社区编码": ["340291001001", "340291001002"], "社区名称": ["东社区", "西社区"]},
+        geometry=[shapely.box(X0 + 500, Y0, X0 + 1000, Y0 + 600), shapely.box(X0, Y0, X0 + 500, Y0 + 600)],
+        crs=EPSG_GK,
+    )
+    cshp = write_shp(comm, tmp_path / "c" / "社区.shp")
+    out = tmp_path / "网格.gpkg"
+    args = ["--data", data, "grid-generate", str(bshp), "--size", "100", "--communities", str(cshp), "-o", str(out)]
+    assert main([*args, "--load"]) == 0
+    assert "生成 60 个单元网格" in capsys.readouterr().out
+    grid = gpd.read_file(out)
+    assert len(grid) == 60 and grid["code"].str.len().eq(15).all()
+    assert set(grid["code"].str[:12]) == {"340291001001", "340291001002"}
+    assert abs(grid.geometry.area.sum() - 600_000) < 1e-3
+    assert main(["--data", data, "stats", "--level", "community", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["code"] for r in rows] == ["340291001001", "340291001002", "UNASSIGNED"]
+    bad = ["--data", data, "grid-generate", str(bshp), "--size", "100", "-o", str(tmp_path / "x.gpkg")]
+    assert main(bad) == 2  # neither communities nor an admin code
+    assert capsys.readouterr().err.startswith("gridwatch: ")

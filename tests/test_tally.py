@@ -176,3 +176,21 @@ def test_layer_declared_in_a_test(gridded_store, tmp_path: Path, noparking):
     assert t.loc["340291001001", "noparking_area_completed_m2"] == pytest.approx(600.0)
     full = tally(gridded_store, "grid")
     assert "noparking_total" in full.columns and "demolition_total" in full.columns
+
+
+def test_rollup_by_explicit_code_fields(store, tmp_path):
+    """Grids whose codes are not 15 digits roll up through their 社区编码/街道编码 fields."""
+    g = grid_frame()
+    g["网格编码"] = [f"G{i}" for i in range(9)]
+    g["社区编码"] = ["C-east"] * 6 + ["C-west"] * 3
+    g["街道编码"] = ["S-1"] * 9
+    rep = import_file(store, "grid", write_shp(g, tmp_path / "g" / "g.shp"))
+    assert any("15" in zh for zh, _ in rep.warnings)
+    pts = points_frame([(X0 + 50, Y0 - 50), (X0 + 50, Y0 - 250)], 案件编号=["a", "b"], 当前状态=["已拆除", "已登记"])
+    import_file(store, "demolition", write_shp(pts, tmp_path / "s" / "s.shp"))
+    comm = tally(store, "community", ["demolition"]).set_index("code")
+    assert comm.loc["C-east", "demolition_completed"] == 1 and comm.loc["C-west", "demolition_total"] == 1
+    street = tally(store, "street", ["demolition"]).set_index("code")
+    assert street.loc["S-1", "demolition_total"] == 2
+    district = tally(store, "district", ["demolition"]).set_index("code")
+    assert district.loc["UNCODED", "demolition_total"] == 2  # no district code anywhere: kept, not dropped
