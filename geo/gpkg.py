@@ -31,6 +31,7 @@ Layout, besides the GeoPackage system tables:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -405,41 +406,13 @@ class GpkgStore:
             )
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
-        (
-            bid,
-            layer,
-            name,
-            checksum,
-            created,
-            user,
-            status,
-            read,
-            added,
-            updated,
-            unchanged,
-            rejected,
-            enc,
-            crs,
-            report,
-            rolled,
-        ) = row
+        # columns as in _BATCH_COLS: the Batch fields up to crs, then report, rolled_back_at
+        names = [f.name for f in dataclasses.fields(Batch)][:14]
+        *values, report, rolled_back_at = row
         return Batch(
-            int(bid),
-            layer,
-            name,
-            checksum,
-            created,
-            user,
-            status,
-            read,
-            added,
-            updated,
-            unchanged,
-            rejected,
-            enc,
-            crs,
-            rolled,
-            json.loads(report or "{}"),
+            **dict(zip(names, values, strict=True)),
+            rolled_back_at=rolled_back_at,
+            report=json.loads(report or "{}"),
         )
 
     _BATCH_COLS = (
