@@ -180,8 +180,17 @@ def main() -> int:
             f"import {per_file:,}-feature GBK shapefile (no .cpg, EPSG:{EPSG}): {t_import:.2f}s = {rate:,.0f} features/s"
             f" (target ≥ 50,000/s: {'met' if rate >= 50_000 else 'NOT met'})"
         )
+        later = []
         for f in files[1:]:
+            t0 = time.perf_counter()
             import_file(store, "demolition", f)
+            later.append(time.perf_counter() - t0)
+        if later:
+            med = statistics.median(later)
+            print(
+                f"  the next {len(later)} files of {per_file:,} (into a layer growing to {args.points:,}): median "
+                f"{med:.2f}s = {per_file / med:,.0f} features/s, slowest {max(later):.2f}s"
+            )
         all_points = pd.concat(
             [gpd.read_file(f, engine="pyogrio", encoding="GBK") for f in files], ignore_index=True
         )

@@ -497,16 +497,33 @@ class GpkgStore:
 
         existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
         layer_has_rows = bool(conn.execute(f'SELECT 1 FROM "{spec.name}" LIMIT 1').fetchone())
-        wanted = sorted({k for k in keys if k is not None}) if layer_has_rows else []
+        wanted = {k for k in keys if k is not None} if layer_has_rows else set()
         if wanted:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM gw_tmp_keys")
-            conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
             qcols = ", ".join(f't."{c}"' for c in cols)
-            for row in conn.execute(
-                f'SELECT t.fid, t.gw_key, t.geom, {qcols} FROM "{spec.name}" t JOIN gw_tmp_keys k ON t.gw_key = k.k'
-            ):
-                existing[row[1]] = (int(row[0]), (bytes(row[2]) if row[2] is not None else None, *row[3:]))
+            select = f'SELECT t.fid, t.gw_key, t.geom, {qcols} FROM "{spec.name}" t'
+            lo, hi = min(wanted), max(wanted)
+            # new surveys usually bring new, consecutive ids: counting the stored keys in their
+            # range (on the index) settles most imports without looking keys up one by one
+            in_range = int(
+                _scalar_args(
+                    conn, f'SELECT count(*) FROM "{spec.name}" WHERE gw_key BETWEEN ? AND ?', (lo, hi)
+                )
+            )
+            if in_range == 0:
+                found: Any = ()
+            elif in_range <= 4 * len(wanted):
+                found = conn.execute(f"{select} WHERE t.gw_key BETWEEN ? AND ?", (lo, hi))
+            else:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
+                conn.execute("DELETE FROM gw_tmp_keys")
+                conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
+                found = conn.execute(f"{select} JOIN gw_tmp_keys k ON t.gw_key = k.k")
+            for row in found:
+                if row[1] in wanted:
+                    existing[row[1]] = (
+                        int(row[0]),
+                        (bytes(row[2]) if row[2] is not None else None, *row[3:]),
+                    )
 
         records = list(zip(blobs, *columns, strict=True)) if existing else []
         to_retire: list[int] = []
@@ -869,6 +886,11 @@ def _conform(table: pa.Table, columns: list[str], kinds: dict[str, str]) -> pa.T
 
 def _common_root(paths: list[Path]) -> Path:
     return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
+def _scalar_args(conn: apsw.Connection, sql: str, args: tuple[Any, ...]) -> Any:
+    row = conn.execute(sql, args).fetchone()
+    return None if row is None else row[0]
 
 
 def _scalar(conn: apsw.Connection, sql: str) -> Any:

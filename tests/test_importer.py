@@ -310,3 +310,15 @@ def test_targets_progress(gridded_store, tmp_path):
     assert comm.loc[COMM_A, "demolition_completed_progress"] == pytest.approx(0.5)
     street = tally(gridded_store, "street", ["demolition"]).set_index("code")
     assert street.loc["340291001", "demolition_area_completed_m2_progress"] == pytest.approx(0.425)
+
+
+def test_update_few_ids_spread_over_a_large_layer(gridded_store, tmp_path):
+    """Updating two ids at both ends of 300 stored ones (the key lookup through a temporary table)."""
+    ids = [f"K{i:03d}" for i in range(300)]
+    g = points_frame([(X0 + 50, Y0 - 50)] * 300, 案件编号=ids, 当前状态=["已登记"] * 300)
+    import_file(gridded_store, "demolition", write_shp(g, tmp_path / "a" / "a.shp"))
+    upd = points_frame([(X0 + 50, Y0 - 50)] * 3, 案件编号=["K000", "K299", "NEW"], 当前状态=["已拆除"] * 3)
+    rep = import_file(gridded_store, "demolition", write_shp(upd, tmp_path / "b" / "b.shp"))
+    assert (rep.added, rep.updated, rep.unchanged) == (1, 2, 0)
+    t = tally(gridded_store, "grid", ["demolition"])
+    assert (t["demolition_total"].sum(), t["demolition_completed"].sum()) == (301, 3)
