@@ -9,7 +9,7 @@ without touching callers.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,11 +209,6 @@ def open_store(location: str | os.PathLike[str] | None = None) -> Store:
     if path.suffix.lower() != ".gpkg":
         path = path / STORE_FILE
     return GpkgStore(path)
-
-
-def iter_chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
 
 
 def geometry_type_names(geoms: np.ndarray) -> np.ndarray:
