@@ -10,13 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 
 from geo.errors import GridwatchError
 from geo.store import data_dir, open_store
 
 
+class SafeJSONProvider(DefaultJSONProvider):
+    """JSON with Chinese kept readable and ``<``, ``>``, ``&`` written as ``\\u003c`` etc., so
+    survey text can never be read as markup, whatever a browser guesses the type to be."""
+
+    ensure_ascii = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        text = super().dumps(obj, **kwargs)
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, template_folder="templates")
+    app.json = SafeJSONProvider(app)
     app.config.from_mapping(
         GRIDWATCH_DATA=str(data_dir()),
         GRIDWATCH_TILES="osm",
@@ -31,9 +44,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
 
+    from web.api import bp as api_bp
     from web.views import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(api_bp)
 
     @app.teardown_appcontext
     def _close_store(_exc: BaseException | None) -> None:

@@ -22,10 +22,11 @@ _GEOM_CACHE: dict[tuple[str, str, str], gpd.GeoSeries] = {}
 def unit_geometry(store: Store, level: str) -> gpd.GeoSeries:
     """Outline of every unit of ``level``, indexed by unit code, in EPSG:4490 (lon/lat).
 
-    Upper levels are dissolved from their unit grids.
+    Upper levels are dissolved from their unit grids.  Cached per generation of the
+    grid layer, so writes to survey layers do not dissolve again.
     """
     check_level(level)
-    key = (store.location, store.revision(), level)
+    key = (store.location, store.layer_generation(grid_spec()), level)
     if key in _GEOM_CACHE:
         return _GEOM_CACHE[key]
     spec = grid_spec()

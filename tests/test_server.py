@@ -63,3 +63,47 @@ def test_errors_are_json_with_status(client):
     assert r.status_code == 404 and r.get_json()["error"] == "not_found"
     r = client.get("/api/stats?as_of=yesterday")
     assert r.status_code == 400
+
+
+def _bbox() -> str:
+    import pyproj
+
+    from tests.conftest import EPSG_GK
+
+    t = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
+    w, s = t.transform(X0 - 100, Y0 - 400)
+    e, n = t.transform(X0 + 400, Y0 + 100)
+    return f"{w},{s},{e},{n}"
+
+
+def test_api_cells_and_features(client):
+    r = client.get(f"/api/cells?level=grid&layer=demolition&zoom=16&bbox={_bbox()}")
+    assert r.status_code == 200
+    fc = r.get_json()
+    assert len(fc["features"]) == 9 and sum(f["properties"]["demolition_total"] for f in fc["features"]) == 1
+    r = client.get(f"/api/features/demolition?zoom=16&bbox={_bbox()}")
+    body = r.get_json()
+    assert body["total"] == 1 and body["features"][0]["properties"]["case_id"] == "<script>alert(1)</script>"
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert b"<script>" not in r.data  # JSON escapes < and > so the payload is inert even if sniffed
+    assert (
+        client.get(f"/api/features/demolition?zoom=16&bbox={_bbox()}&status=已登记").get_json()["total"] == 0
+    )
+
+
+def test_api_bad_parameters(client):
+    assert client.get("/api/features/demolition?zoom=16").status_code == 400
+    assert client.get("/api/features/demolition?bbox=1,2,3").get_json()["error"] == "bad_bbox"
+    assert client.get(f"/api/features/demolition?bbox={_bbox()}&zoom=99").status_code == 400
+    assert client.get(f"/api/features/nosuch?bbox={_bbox()}").status_code == 400
+    assert client.get("/api/cells?layer=nosuch").status_code == 400
+
+
+def test_api_batches_and_rollback(client):
+    batches = client.get("/api/batches").get_json()
+    assert [b["layer"] for b in batches] == ["grid", "demolition"]
+    r = client.delete(f"/api/batches/{batches[1]['id']}")
+    assert r.status_code == 200 and r.get_json()["status"] == "rolled_back"
+    assert client.delete(f"/api/batches/{batches[1]['id']}").status_code == 409
+    assert client.delete("/api/batches/999").status_code == 404
+    assert client.get("/api/stats?format=json&level=district").get_json()["rows"][0]["demolition_total"] == 0

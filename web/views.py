@@ -7,12 +7,11 @@ from typing import Any
 
 import folium
 import numpy as np
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request
 
 import layers
 from geo.errors import InputError
-from geo.export import get_renderer
-from geo.report import build_report, unit_geometry
+from geo.report import unit_geometry
 from geo.store import UNASSIGNED
 from geo.tally import LEVEL_LABELS, LEVELS, check_level, tally
 
@@ -36,44 +35,6 @@ def _args() -> tuple[str, list[str] | None, str | None]:
 def healthz() -> Any:
     store = _store()
     return jsonify({"status": "ok", "store": store.location, "revision": store.revision()})
-
-
-@bp.get("/api/layers")
-def api_layers() -> Any:
-    out = []
-    for spec in layers.all_layers():
-        out.append(
-            {
-                "name": spec.name,
-                "label_zh": spec.label_zh,
-                "label_en": spec.label_en,
-                "geometry_types": sorted(spec.geometry_types),
-                "is_grid": spec.is_grid,
-                "fields": [
-                    {"name": f.name, "kind": f.kind, "label_zh": f.label_zh, "label_en": f.label_en}
-                    for f in spec.fields
-                ],
-                "statuses": [
-                    {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
-                    for s in spec.statuses
-                ],
-                "count": _store().layer_count(spec),
-            }
-        )
-    return jsonify(out)
-
-
-@bp.get("/api/stats")
-def api_stats() -> Any:
-    level, layer_names, as_of = _args()
-    renderer = get_renderer(request.args.get("format", "json"))
-    levels = list(LEVELS) if renderer.all_levels else [level]
-    report = build_report(_store(), levels, layer_names, as_of, with_geometry=renderer.needs_geometry)
-    body = renderer.render(report, level)
-    resp = Response(body, mimetype=renderer.mimetype)
-    if renderer.name != "json":
-        resp.headers["Content-Disposition"] = f"attachment; filename={renderer.filename(report, level)}"
-    return resp
 
 
 def _color(rate: float) -> str:

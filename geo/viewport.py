@@ -1,0 +1,295 @@
+"""What a web map needs for one viewport: unit outlines with their figures, and survey
+features -- one by one when few or zoomed in, aggregated into clusters otherwise.
+
+Everything is computed from data the process already holds (decoded geometry, cached
+tallies), never by embedding a whole layer in a page.  Coordinates are lon/lat
+(EPSG:4326; CGCS2000 is drawn as WGS84, centimetres apart); with ``gcj02=True`` they are
+shifted to GCJ-02 so overlays line up with Gaode/Tencent base maps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyproj
+import shapely
+
+import layers
+from geo import crs as crsmod
+from geo.errors import InputError
+from geo.report import unit_geometry
+from geo.store import UNASSIGNED, Store
+from geo.tally import Filters, check_level, parse_as_of, tally
+from layers import LayerSpec
+
+#: Above this zoom (or under ``max_features`` in view) features are sent one by one.
+DETAIL_ZOOM = 17
+#: Side of an aggregation bin, in screen pixels.
+BIN_PX = 48
+
+
+@dataclass
+class BBox:
+    """A lon/lat box: west, south, east, north (degrees)."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+    @classmethod
+    def parse(cls, text: str | None) -> BBox | None:
+        """``"w,s,e,n"`` → BBox; None when absent; :class:`InputError` when malformed."""
+        if not text:
+            return None
+        try:
+            w, s, e, n = (float(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(
+                f"bbox 格式错误: {text}", f"bbox must be west,south,east,north: {text}", code="bad_bbox"
+            ) from None
+        if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            raise InputError(f"bbox 超出范围: {text}", f"bbox out of range: {text}", code="bad_bbox")
+        return cls(w, s, e, n)
+
+
+# --- feature positions in lon/lat, kept per layer generation ----------------------------------
+
+_POSITIONS: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(fid, lon, lat, geometry in lon/lat)`` of every feature of ``spec``."""
+    key = (store.location, spec.name, store.layer_generation(spec))
+    if key not in _POSITIONS:
+        fids, geoms = store.read_geometry(spec)
+        srs = store.srs_epsg()
+        if len(fids) == 0 or srs is None:
+            empty = np.empty(0)
+            return np.empty(0, dtype=np.int64), empty, empty, np.empty(0, dtype=object)
+        t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4326))
+        lonlat = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        points = shapely.point_on_surface(lonlat)
+        for k in [k for k in _POSITIONS if k[:2] == key[:2]]:
+            del _POSITIONS[k]
+        _POSITIONS[key] = (fids, shapely.get_x(points), shapely.get_y(points), lonlat)
+    return _POSITIONS[key]
+
+
+def _shift(lon: np.ndarray, lat: np.ndarray, gcj02: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not gcj02:
+        return lon, lat
+    return crsmod.wgs84_to_gcj02(lon, lat)
+
+
+def _shift_geoms(geoms: np.ndarray, gcj02: bool) -> np.ndarray:
+    if not gcj02 or len(geoms) == 0:
+        return geoms
+    return shapely.transform(geoms, lambda xy: np.column_stack(crsmod.wgs84_to_gcj02(xy[:, 0], xy[:, 1])))
+
+
+def _view_box(bbox: BBox, gcj02: bool) -> BBox:
+    """The box in WGS84 when the map speaks GCJ-02 (the offset is under a kilometre)."""
+    if not gcj02:
+        return bbox
+    lon, lat = crsmod.gcj02_to_wgs84(np.array([bbox.west, bbox.east]), np.array([bbox.south, bbox.north]))
+    return BBox(float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1]))
+
+
+def _round(v: float) -> float:
+    return round(float(v), 7)
+
+
+def features_in_view(
+    store: Store,
+    layer: str,
+    bbox: BBox,
+    zoom: int,
+    statuses: tuple[str, ...] | None = None,
+    as_of: str | None = None,
+    unit: str | None = None,
+    gcj02: bool = False,
+    max_features: int = 3000,
+) -> dict[str, Any]:
+    """Survey features of ``layer`` in ``bbox`` as GeoJSON (lon/lat).
+
+    Parameters
+    ----------
+    zoom : int
+        Web-map zoom level; decides the aggregation bin size.
+    statuses : tuple of str, optional
+        Only these status codes.
+    as_of : str, optional
+        Only features found on or before this day; their status is given as of that day
+        (a feature completed later shows the first not-completed status).
+    unit : str, optional
+        Only features assigned to this unit grid code (or ``UNASSIGNED``).
+    max_features : int
+        Up to this many features in view are sent one by one; more are aggregated into
+        clusters per ``BIN_PX`` screen bin (counts by status), unless zoom ≥ ``DETAIL_ZOOM``.
+
+    Returns
+    -------
+    dict
+        A GeoJSON FeatureCollection with ``"aggregated"`` and ``"total"`` members.
+    """
+    from geo.importer import get_layer
+    from geo.tally import load_facts
+
+    spec = get_layer(layer)
+    if spec.is_grid:
+        raise InputError("网格请用 /api/cells", "use /api/cells for the grid", code="bad_layer")
+    fids, lon, lat, geoms = _positions(store, spec)
+    facts = load_facts(store, spec)
+    view = _view_box(bbox, gcj02)
+    mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
+    day = parse_as_of(as_of)
+    status = np.asarray(facts.status.to_pylist(), dtype=object) if facts.status is not None else None
+    completed = facts.completed
+    if day is not None:
+        mask &= facts.found <= day
+        completed = completed & (facts.done <= day)
+    if statuses and status is not None:
+        mask &= np.isin(status.astype(str), list(statuses))
+    if unit:
+        mask &= np.asarray(facts.unit.to_pylist(), dtype=object) == unit
+    idx = np.flatnonzero(mask)
+    total = len(idx)
+    if total <= max_features or zoom >= DETAIL_ZOOM:
+        idx = idx[:max_features] if zoom < DETAIL_ZOOM else idx[: max_features * 4]
+        return {
+            "type": "FeatureCollection",
+            "aggregated": False,
+            "total": total,
+            "features": _individual(
+                store, spec, fids[idx], geoms[idx], completed[idx], status, idx, gcj02, zoom
+            ),
+        }
+    return {
+        "type": "FeatureCollection",
+        "aggregated": True,
+        "total": total,
+        "features": _clusters(lon[idx], lat[idx], completed[idx], zoom, gcj02),
+    }
+
+
+def _individual(
+    store: Store,
+    spec: LayerSpec,
+    fids: np.ndarray,
+    geoms: np.ndarray,
+    completed: np.ndarray,
+    status: np.ndarray | None,
+    idx: np.ndarray,
+    gcj02: bool,
+    zoom: int,
+) -> list[dict[str, Any]]:
+    attrs = store.read_attributes(spec)
+    if len(fids):
+        attrs = attrs.set_index("fid").loc[fids]
+    shown = _shift_geoms(geoms, gcj02)
+    if zoom < 15:  # polygons smaller than a pixel: send their point
+        shown = np.where(np.isin(shapely.get_type_id(shown), (3, 6)), shapely.point_on_surface(shown), shown)
+    fields = [f.name for f in spec.fields]
+    out = []
+    for i, (fid, geom) in enumerate(zip(fids.tolist(), shown, strict=True)):
+        row = attrs.iloc[i] if len(attrs) else None
+        props: dict[str, Any] = {
+            "fid": fid,
+            "completed": bool(completed[i]),
+            "unit": row["gw_unit"] if row is not None else None,
+        }
+        for f in fields:
+            v = row[f] if row is not None else None
+            props[f] = None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+        if status is not None:
+            props["status"] = status[idx[i]]
+        out.append(
+            {"type": "Feature", "id": fid, "geometry": shapely.geometry.mapping(geom), "properties": props}
+        )
+    return out
+
+
+def _clusters(
+    lon: np.ndarray, lat: np.ndarray, completed: np.ndarray, zoom: int, gcj02: bool
+) -> list[dict[str, Any]]:
+    size = 360.0 / (256 * 2**zoom) * BIN_PX  # degrees of longitude per bin
+    ix = np.floor(lon / size).astype(np.int64)
+    iy = np.floor(lat / size).astype(np.int64)
+    _, inverse, counts = np.unique(np.column_stack([ix, iy]), axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    sx = np.bincount(inverse, weights=lon) / counts
+    sy = np.bincount(inverse, weights=lat) / counts
+    done = np.bincount(inverse, weights=completed.astype(float)).astype(np.int64)
+    sx, sy = _shift(sx, sy, gcj02)
+    return [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [_round(x), _round(y)]},
+            "properties": {"count": int(c), "completed": int(d)},
+        }
+        for x, y, c, d in zip(sx.tolist(), sy.tolist(), counts.tolist(), done.tolist(), strict=True)
+    ]
+
+
+def cells_in_view(
+    store: Store,
+    level: str,
+    bbox: BBox | None,
+    zoom: int,
+    layer: str | None = None,
+    as_of: str | None = None,
+    within: str | None = None,
+    gcj02: bool = False,
+    max_units: int = 3000,
+) -> dict[str, Any]:
+    """Unit outlines of ``level`` in ``bbox`` with their figures, as GeoJSON (lon/lat).
+
+    Outlines are simplified to about a pixel at ``zoom``.  When more than ``max_units``
+    units are in view the collection is empty and ``too_many`` says how many there were,
+    so the map can ask for a coarser level.
+    """
+    check_level(level)
+    table = tally(store, level, [layer] if layer else None, as_of, Filters(within=within) if within else None)
+    table = table[table["code"] != UNASSIGNED].set_index("code")
+    geo = unit_geometry(store, level)
+    geo = geo[geo.index.isin(table.index)]
+    if bbox is not None:
+        view = _view_box(bbox, gcj02)
+        hits = geo.sindex.query(
+            shapely.box(view.west, view.south, view.east, view.north), predicate="intersects"
+        )
+        geo = geo.iloc[np.sort(hits)]
+    if len(geo) > max_units:
+        return {"type": "FeatureCollection", "features": [], "too_many": len(geo), "level": level}
+    tolerance = 360.0 / (256 * 2**zoom) * 0.8
+    outlines = shapely.simplify(np.asarray(geo.values, dtype=object), tolerance, preserve_topology=True)
+    outlines = _shift_geoms(outlines, gcj02)
+    rows = table.loc[geo.index]
+    columns = [c for c in rows.columns if c not in ("level",)]
+    features = []
+    for code, outline, (_, row) in zip(geo.index.tolist(), outlines, rows.iterrows(), strict=True):
+        props = {"code": code}
+        for c in columns:
+            v = row[c]
+            props[c] = (
+                None
+                if v is None or (isinstance(v, float) and math.isnan(v))
+                else (v.item() if hasattr(v, "item") else v)
+            )
+        features.append(
+            {
+                "type": "Feature",
+                "id": code,
+                "geometry": shapely.geometry.mapping(outline),
+                "properties": props,
+            }
+        )
+    return {"type": "FeatureCollection", "features": features, "level": level}
+
+
+def survey_layer_names() -> list[str]:
+    return [s.name for s in layers.survey_layers()]

@@ -1,0 +1,91 @@
+"""Viewport data for web maps: outlines with figures, features one by one or clustered, GCJ-02 shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyproj
+import pytest
+
+from geo.crs import wgs84_to_gcj02
+from geo.errors import InputError
+from geo.importer import import_file
+from geo.viewport import BBox, cells_in_view, features_in_view
+from tests.conftest import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
+
+TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
+WEST, SOUTH = TO_LONLAT.transform(X0 - 50, Y0 - 350)
+EAST, NORTH = TO_LONLAT.transform(X0 + 350, Y0 + 50)
+VIEW = BBox(WEST, SOUTH, EAST, NORTH)
+
+
+@pytest.fixture
+def loaded(gridded_store, tmp_path):
+    rng = np.random.default_rng(2)
+    n = 400
+    xy = np.column_stack([X0 + rng.uniform(1, 299, n), Y0 - rng.uniform(1, 299, n)])
+    g = points_frame(
+        [tuple(p) for p in xy],
+        案件编号=[f"V{i}" for i in range(n)],
+        违建地址=['<img src=x onerror="alert(1)">'] * n,
+        当前状态=["已拆除" if i % 4 == 0 else "已登记" for i in range(n)],
+        发现时间=["2022-01-01"] * n,
+        拆除时间=["2022-06-01" if i % 4 == 0 else "" for i in range(n)],
+    )
+    import_file(gridded_store, "demolition", write_shp(g, tmp_path / "v" / "v.shp"))
+    return gridded_store
+
+
+def test_features_one_by_one_when_few(loaded):
+    fc = features_in_view(loaded, "demolition", VIEW, zoom=14, max_features=1000)
+    assert fc["aggregated"] is False and fc["total"] == 400 and len(fc["features"]) == 400
+    props = fc["features"][0]["properties"]
+    assert props["address"] == '<img src=x onerror="alert(1)">'  # data as stored; pages escape it
+    lon, lat = fc["features"][0]["geometry"]["coordinates"]
+    assert WEST <= lon <= EAST and SOUTH <= lat <= NORTH
+
+
+def test_features_clustered_when_many(loaded):
+    fc = features_in_view(loaded, "demolition", VIEW, zoom=12, max_features=50)
+    assert fc["aggregated"] is True and fc["total"] == 400
+    assert sum(f["properties"]["count"] for f in fc["features"]) == 400  # nothing lost in clusters
+    assert sum(f["properties"]["completed"] for f in fc["features"]) == 100
+
+
+def test_feature_filters(loaded):
+    done = features_in_view(loaded, "demolition", VIEW, zoom=16, statuses=("已拆除",))
+    assert done["total"] == 100
+    may = features_in_view(loaded, "demolition", VIEW, zoom=16, as_of="2022-05-31")
+    assert may["total"] == 400 and not any(f["properties"]["completed"] for f in may["features"])
+    cell = features_in_view(loaded, "demolition", VIEW, zoom=16, unit=f"{COMM_A}001")
+    assert 0 < cell["total"] < 400 and {f["properties"]["unit"] for f in cell["features"]} == {f"{COMM_A}001"}
+    far = BBox(100.0, 20.0, 100.1, 20.1)
+    assert features_in_view(loaded, "demolition", far, zoom=16)["total"] == 0
+
+
+def test_gcj02_shift(loaded):
+    plain = features_in_view(loaded, "demolition", VIEW, zoom=16, max_features=5)
+    lon, lat = plain["features"][0]["geometry"]["coordinates"]
+    glon, glat = wgs84_to_gcj02(np.array([lon]), np.array([lat]))
+    (gw, ge), (gs, gn) = wgs84_to_gcj02(np.array([WEST, EAST]), np.array([SOUTH, NORTH]))
+    gview = BBox(float(gw), float(gs), float(ge), float(gn))
+    shifted = features_in_view(loaded, "demolition", gview, zoom=16, max_features=5, gcj02=True)
+    assert shifted["total"] == plain["total"]
+    assert shifted["features"][0]["geometry"]["coordinates"] == pytest.approx([glon[0], glat[0]], abs=1e-6)
+
+
+def test_cells_with_figures(loaded):
+    fc = cells_in_view(loaded, "grid", VIEW, zoom=16, layer="demolition")
+    assert len(fc["features"]) == 9
+    assert sum(f["properties"]["demolition_total"] for f in fc["features"]) == 400
+    community = cells_in_view(loaded, "community", VIEW, zoom=14, layer="demolition")
+    assert {f["id"] for f in community["features"]} == {"340291001001", "340291001002"}
+    few = cells_in_view(loaded, "grid", VIEW, zoom=16, layer="demolition", max_units=3)
+    assert few["features"] == [] and few["too_many"] == 9
+
+
+def test_bad_bbox():
+    with pytest.raises(InputError):
+        BBox.parse("1,2,3")
+    with pytest.raises(InputError):
+        BBox.parse("10,10,5,5")
+    assert BBox.parse(None) is None

@@ -1,0 +1,141 @@
+"""JSON API: thin wrappers that turn query strings into engine calls and results into JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+import layers
+from geo.batches import rollback
+from geo.errors import InputError
+from geo.export import get_renderer
+from geo.report import build_report
+from geo.tally import LEVELS, Filters, check_level
+from geo.viewport import BBox, cells_in_view, features_in_view
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _store() -> Any:
+    from server import get_store
+
+    return get_store()
+
+
+def _int(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(
+            f"参数 {name} 应为整数", f"{name} must be an integer", code="bad_parameter"
+        ) from None
+    if not lo <= value <= hi:
+        raise InputError(
+            f"参数 {name} 应在 {lo}–{hi} 之间", f"{name} must be within {lo}..{hi}", code="bad_parameter"
+        )
+    return value
+
+
+def _args() -> tuple[str, list[str] | None, str | None]:
+    level = check_level(request.args.get("level", "grid"))
+    layer = request.args.get("layer") or None
+    return level, [layer] if layer else None, request.args.get("as_of") or None
+
+
+def _gcj02() -> bool:
+    return request.args.get("crs", "").lower() in ("gcj02", "gcj-02")
+
+
+@bp.get("/layers")
+def api_layers() -> Any:
+    out = []
+    for spec in layers.all_layers():
+        out.append(
+            {
+                "name": spec.name,
+                "label_zh": spec.label_zh,
+                "label_en": spec.label_en,
+                "geometry_types": sorted(spec.geometry_types),
+                "is_grid": spec.is_grid,
+                "fields": [
+                    {"name": f.name, "kind": f.kind, "label_zh": f.label_zh, "label_en": f.label_en}
+                    for f in spec.fields
+                ],
+                "statuses": [
+                    {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
+                    for s in spec.statuses
+                ],
+                "count": _store().layer_count(spec),
+            }
+        )
+    return jsonify(out)
+
+
+@bp.get("/stats")
+def api_stats() -> Any:
+    level, layer_names, as_of = _args()
+    renderer = get_renderer(request.args.get("format", "json"))
+    levels = list(LEVELS) if renderer.all_levels else [level]
+    filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
+    report = build_report(
+        _store(), levels, layer_names, as_of, filters, with_geometry=renderer.needs_geometry
+    )
+    body = renderer.render(report, level)
+    resp = Response(body, mimetype=renderer.mimetype)
+    if renderer.name != "json":
+        resp.headers["Content-Disposition"] = f"attachment; filename={renderer.filename(report, level)}"
+    return resp
+
+
+@bp.get("/cells")
+def api_cells() -> Any:
+    level = check_level(request.args.get("level", "grid"))
+    layer = request.args.get("layer") or None
+    if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
+        raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
+    return jsonify(
+        cells_in_view(
+            _store(),
+            level,
+            BBox.parse(request.args.get("bbox")),
+            _int("zoom", 14, 0, 24),
+            layer=layer,
+            as_of=request.args.get("as_of") or None,
+            within=request.args.get("within") or None,
+            gcj02=_gcj02(),
+        )
+    )
+
+
+@bp.get("/features/<layer>")
+def api_features(layer: str) -> Any:
+    bbox = BBox.parse(request.args.get("bbox"))
+    if bbox is None:
+        raise InputError("缺少 bbox 参数", "bbox is required: west,south,east,north", code="bad_bbox")
+    statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
+    return jsonify(
+        features_in_view(
+            _store(),
+            layer,
+            bbox,
+            _int("zoom", 14, 0, 24),
+            statuses=statuses,
+            as_of=request.args.get("as_of") or None,
+            unit=request.args.get("unit") or None,
+            gcj02=_gcj02(),
+        )
+    )
+
+
+@bp.get("/batches")
+def api_batches() -> Any:
+    return jsonify([b.to_dict() for b in _store().batches(request.args.get("layer") or None)])
+
+
+@bp.delete("/batches/<int:batch_id>")
+def api_rollback(batch_id: int) -> Any:
+    return jsonify(rollback(_store(), batch_id).to_dict())
