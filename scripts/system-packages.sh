@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: LibreOffice Calc (opens the exported XLSX headless) and CJK fonts.
+# Debian packages set-up and the tests use: npm (installs Leaflet for the map), LibreOffice Calc
+# (opens the exported XLSX headless) and CJK fonts.
 # Installs only what is missing; needs root (as on CI).  Without root it says so and the
 # LibreOffice test is skipped.
 set -euo pipefail
 need=()
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-calc-nogui)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -46,12 +46,36 @@ def test_stats_downloads(client):
     assert "社区" in wb.sheetnames
 
 
-def test_map_page(client):
+def test_map_page_serves_its_own_assets(client):
+    import json
+    import re
+
     r = client.get("/?level=community&layer=demolition&tiles=none")
     assert r.status_code == 200
     page = r.get_data(as_text=True)
-    assert "违法建设" in page and "L.map" in page and "340291001001" in page
-    assert "<script>alert(1)</script>" not in page
+    assert "违法建设" in page and "L.map" in page
+    assert "<script>alert(1)</script>" not in page  # survey data is not embedded; it comes from the API
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert refs and all(ref.startswith("/") for ref in refs), refs  # no CDN: works without internet
+    for ref in refs:
+        if ref.startswith(("/vendor/", "/static/")):
+            with client.get(ref) as asset:
+                assert asset.status_code == 200 and len(asset.data) > 1000, ref
+    config = json.loads(re.search(r'<script type="application/json" id="gw-config">(.*?)</script>', page, re.S)[1])
+    assert config["level"] == "community" and config["layer"] == "demolition" and config["gcj02"] is False
+
+
+def test_map_base_maps(client, app):
+    assert "tile.openstreetmap.org" in client.get("/").get_data(as_text=True)
+    gaode = client.get("/?tiles=gaode").get_data(as_text=True)
+    assert "autonavi" in gaode and '"gcj02": true' in gaode
+    assert client.get("/?tiles=tianditu").status_code == 400  # no key configured
+    app.config["GRIDWATCH_TIANDITU_KEY"] = "abc123"
+    assert "tk=abc123" in client.get("/?tiles=tianditu").get_data(as_text=True)
+    assert client.get("/?tiles=bogus").get_json()["error"] == "bad_tiles"
+    for path in ("/vendor/evil/x.js", "/vendor/leaflet/../../package.json"):
+        with client.get(path) as resp:
+            assert resp.status_code == 404
 
 
 def test_errors_are_json_with_status(client):

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import html
+from pathlib import Path
 from typing import Any
 
 import folium
 import numpy as np
-from flask import Blueprint, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 
 import layers
 from geo.errors import InputError
@@ -37,11 +46,59 @@ def healthz() -> Any:
     return jsonify({"status": "ok", "store": store.location, "revision": store.revision()})
 
 
-def _color(rate: float) -> str:
-    if rate != rate:  # NaN: nothing to do in this unit
-        return "#dddddd"
-    stops = ["#d73027", "#fc8d59", "#fee08b", "#d9ef8b", "#91cf60", "#1a9850"]
-    return stops[min(int(rate * (len(stops) - 1) + 0.5), len(stops) - 1)]
+VENDOR = {"leaflet": "leaflet/dist", "markercluster": "leaflet.markercluster/dist"}
+NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
+
+BASE_MAPS: dict[str, dict[str, Any]] = {
+    "osm": {
+        "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "attr": "&copy; OpenStreetMap contributors",
+        "name": "OpenStreetMap",
+    },
+    "tianditu": {
+        "url": "https://t{s}.tianditu.gov.cn/vec_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=vec"
+        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
+        "labels": "https://t{s}.tianditu.gov.cn/cva_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=cva"
+        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
+        "subdomains": "01234567",
+        "attr": "天地图 Tianditu",
+        "name": "天地图",
+    },
+    "gaode": {
+        "url": "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+        "subdomains": "1234",
+        "attr": "高德地图 AutoNavi",
+        "name": "高德地图",
+        "gcj02": True,
+    },
+}
+
+
+@bp.get("/vendor/<package>/<path:filename>")
+def vendor(package: str, filename: str) -> Any:
+    """Leaflet and its plugins, installed from the npm registry at set-up and served from here."""
+    if package not in VENDOR:
+        abort(404)
+    return send_from_directory(NODE_MODULES / VENDOR[package], filename, max_age=86400)
+
+
+def _base_map(choice: str) -> dict[str, Any] | None:
+    if choice == "none":
+        return None
+    if choice in BASE_MAPS:
+        base = dict(BASE_MAPS[choice])
+        if choice == "tianditu":
+            key = current_app.config.get("GRIDWATCH_TIANDITU_KEY", "")
+            if not key:
+                raise InputError("未配置天地图密钥 GRIDWATCH_TIANDITU_KEY", "no Tianditu key configured",
+                                 code="no_tianditu_key")
+            base["url"] = base["url"].replace("{tk}", key)
+            base["labels"] = base["labels"].replace("{tk}", key)
+        return base
+    if choice.startswith(("http://", "https://")) and "{z}" in choice:
+        return {"url": choice, "attr": "", "name": "底图 base map"}
+    raise InputError(f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)",
+                     code="bad_tiles")
 
 
 @bp.get("/")
@@ -50,67 +107,75 @@ def index() -> Any:
     spec = layers.get(layer_names[0]) if layer_names else layers.survey_layers()[0]
     if spec.is_grid:
         raise InputError("请选择调查图层", "choose a survey layer")
+    metric = request.args.get("metric", "rate")
+    if metric not in ("rate", "completed", "progress"):
+        raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = _store()
-    table = tally(store, level, [spec.name], as_of)
-    geom = unit_geometry(store, level)
-    tiles = request.args.get("tiles") or None
-    m = folium.Map(location=[31.3, 118.4], zoom_start=13, tiles=None, control_scale=True)
-    if tiles != "none" and (tiles or "") != "none":
-        folium.TileLayer("OpenStreetMap", name="OpenStreetMap").add_to(m)
-    rows = table[table["code"] != UNASSIGNED].set_index("code")
-    features = []
-    for code, outline in geom.items():
-        if code not in rows.index or outline is None:
-            continue
-        r = rows.loc[code]
-        rate = float(r[f"{spec.name}_rate"])
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": outline.__geo_interface__,
-                "properties": {
-                    "code": html.escape(str(code)),
-                    "name": html.escape(str(r["name"] if r["name"] == r["name"] else "")),
-                    "total": int(r[f"{spec.name}_total"]),
-                    "completed": int(r[f"{spec.name}_completed"]),
-                    "rate": "—" if rate != rate else f"{rate:.0%}",
-                    "fill": _color(rate),
-                },
-            }
-        )
-    if features:
-        gj = folium.GeoJson(
-            {"type": "FeatureCollection", "features": features},
-            name=f"{LEVEL_LABELS[level][0]} {spec.label_zh}完成率",
-            style_function=lambda f: {
-                "fillColor": f["properties"]["fill"],
-                "color": "#555",
-                "weight": 0.6,
-                "fillOpacity": 0.65,
-            },
-            tooltip=folium.GeoJsonTooltip(
-                ["code", "name", "total", "completed", "rate"],
-                aliases=["编码", "名称", "总数", "已完成", "完成率"],
-            ),
-        )
-        gj.add_to(m)
-        bounds = geom.total_bounds
-        if np.isfinite(bounds).all():
-            m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
-    folium.LayerControl().add_to(m)
+    base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
+    outline = unit_geometry(store, "district")
+    bounds = outline.total_bounds if len(outline) else np.array([118.35, 31.25, 118.45, 31.35])
+    m = folium.Map(
+        location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],
+        zoom_start=13,
+        tiles=None,
+        control_scale=True,
+        prefer_canvas=True,
+    )
+    m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
+    m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
+    if base is not None:
+        folium.TileLayer(base["url"], attr=base["attr"], name=base["name"], subdomains=base.get("subdomains", "abc"),
+                         max_zoom=19).add_to(m)
+        if base.get("labels"):
+            folium.TileLayer(base["labels"], attr=base["attr"], name="注记", subdomains=base["subdomains"],
+                             overlay=True, control=False).add_to(m)
+    if np.isfinite(bounds).all():
+        m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
     root = m.get_root()
     root.render()
+    table = tally(store, level, [spec.name], as_of)
     unassigned = table[table["code"] == UNASSIGNED].iloc[0]
+    config = {
+        "mapName": m.get_name(),
+        "api": url_for("api.api_layers").rsplit("/", 1)[0],
+        "level": level,
+        "layer": spec.name,
+        "metric": metric,
+        "asOf": as_of or "",
+        "status": request.args.get("status", ""),
+        "within": request.args.get("within", ""),
+        "gcj02": bool(base and base.get("gcj02")),
+        "maxCompleted": int(table[f"{spec.name}_completed"].max() or 1),
+        "surveyLayers": [
+            {
+                "name": s.name,
+                "label": s.label_zh,
+                "on": s.name == spec.name,
+                "fields": [{"name": f.name, "label": f.label_zh} for f in s.fields],
+                "colors": {st.code: st.color for st in s.statuses},
+                "color": s.style.get("color", "#3388ff"),
+                "radius": s.style.get("radius", 5),
+            }
+            for s in layers.survey_layers()
+        ],
+        "labels": {
+            "code": "编码", "name": "名称", "total": "总数", "completed": "已完成", "rate": "完成率",
+            "unit": "所在网格", "cells": "单元网格完成率", "features": "本单元要素 {n} 个",
+            "tooMany": "当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级",
+        },
+    }
     return render_template(
         "map.html",
         map_header=root.header.render(),
         map_html=root.html.render(),
         map_script=root.script.render(),
+        config_json=current_app.json.dumps(config),
         level=level,
         levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
         layer=spec,
         survey_layers=layers.survey_layers(),
         as_of=as_of or "",
+        metric=metric,
         totals={
             "total": int(table[f"{spec.name}_total"].sum()),
             "completed": int(table[f"{spec.name}_completed"].sum()),
