@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages set-up and the tests use: npm (installs Leaflet for the map), LibreOffice Calc
+# Debian packages set-up and the tests use: npm (installs Leaflet for the map), chromium (browser
+# tests, driven by Playwright with this executable; no browser is downloaded), LibreOffice Calc
 # (opens the exported XLSX headless) and CJK fonts.
 # Installs only what is missing; needs root (as on CI).  Without root it says so and the
 # LibreOffice test is skipped.
@@ -8,6 +9,7 @@ need=()
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-calc-nogui)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,4 +1,4 @@
-"""Map page, statistics download and a small JSON API.  Only turns requests into engine calls."""
+"""Map page and vendored web assets.  Only turns requests into engine calls."""
 
 from __future__ import annotations
 
@@ -90,15 +90,19 @@ def _base_map(choice: str) -> dict[str, Any] | None:
         if choice == "tianditu":
             key = current_app.config.get("GRIDWATCH_TIANDITU_KEY", "")
             if not key:
-                raise InputError("未配置天地图密钥 GRIDWATCH_TIANDITU_KEY", "no Tianditu key configured",
-                                 code="no_tianditu_key")
+                raise InputError(
+                    "未配置天地图密钥 GRIDWATCH_TIANDITU_KEY",
+                    "no Tianditu key configured",
+                    code="no_tianditu_key",
+                )
             base["url"] = base["url"].replace("{tk}", key)
             base["labels"] = base["labels"].replace("{tk}", key)
         return base
     if choice.startswith(("http://", "https://")) and "{z}" in choice:
         return {"url": choice, "attr": "", "name": "底图 base map"}
-    raise InputError(f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)",
-                     code="bad_tiles")
+    raise InputError(
+        f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)", code="bad_tiles"
+    )
 
 
 @bp.get("/")
@@ -124,11 +128,22 @@ def index() -> Any:
     m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
     m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
     if base is not None:
-        folium.TileLayer(base["url"], attr=base["attr"], name=base["name"], subdomains=base.get("subdomains", "abc"),
-                         max_zoom=19).add_to(m)
+        folium.TileLayer(
+            base["url"],
+            attr=base["attr"],
+            name=base["name"],
+            subdomains=base.get("subdomains", "abc"),
+            max_zoom=19,
+        ).add_to(m)
         if base.get("labels"):
-            folium.TileLayer(base["labels"], attr=base["attr"], name="注记", subdomains=base["subdomains"],
-                             overlay=True, control=False).add_to(m)
+            folium.TileLayer(
+                base["labels"],
+                attr=base["attr"],
+                name="注记",
+                subdomains=base["subdomains"],
+                overlay=True,
+                control=False,
+            ).add_to(m)
     if np.isfinite(bounds).all():
         m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
     root = m.get_root()
@@ -159,8 +174,14 @@ def index() -> Any:
             for s in layers.survey_layers()
         ],
         "labels": {
-            "code": "编码", "name": "名称", "total": "总数", "completed": "已完成", "rate": "完成率",
-            "unit": "所在网格", "cells": "单元网格完成率", "features": "本单元要素 {n} 个",
+            "code": "编码",
+            "name": "名称",
+            "total": "总数",
+            "completed": "已完成",
+            "rate": "完成率",
+            "unit": "所在网格",
+            "cells": "单元网格完成率",
+            "features": "本单元要素 {n} 个",
             "tooMany": "当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级",
         },
     }

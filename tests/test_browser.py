@@ -1,0 +1,108 @@
+"""The map in a real headless browser (Debian's chromium driven by Playwright): it loads, draws
+units and features from the API, hovers, clicks and toggles layers, with no console errors and
+no request leaving this machine."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+from werkzeug.serving import make_server
+
+from geo.importer import import_file
+from geo.store import open_store
+from server import create_app
+from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    data = tmp_path / "store"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        rng = np.random.default_rng(4)
+        xy = np.column_stack([X0 + rng.uniform(5, 295, 60), Y0 - rng.uniform(5, 295, 60)])
+        sites = points_frame(
+            [tuple(p) for p in xy],
+            案件编号=[f"B{i}" for i in range(60)],
+            违建地址=['<img src=x onerror="window.__pwned=1">'] * 60,
+            当前状态=["已拆除" if i % 3 == 0 else "已登记" for i in range(60)],
+        )
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+        parking = points_frame([(X0 + 20, Y0 - 20)], 编号=["P1"], 名称=["<b>停车</b>"], 状态=["已建成"])
+        import_file(store, "parking", write_shp(parking, tmp_path / "p" / "p.shp"))
+    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        pg = browser.new_page(viewport={"width": 1300, "height": 850})
+        yield pg
+        browser.close()
+
+
+def test_map_loads_hovers_clicks_and_toggles(live_server, page):
+    errors: list[str] = []
+    hosts: set[str] = set()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or ""))
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{live_server}/?level=grid&layer=demolition&tiles=none")
+    page.wait_for_function(
+        "window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9", timeout=20000
+    )
+    page.wait_for_function("window.gridwatchMap.overlays.demolition.getLayers().length > 0", timeout=20000)
+    # the centre of the first unit on screen (units are drawn on a canvas)
+    x, y = page.evaluate(
+        """() => {
+            const m = window[JSON.parse(document.getElementById('gw-config').textContent).mapName];
+            const cell = window.gridwatchMap.cells.getLayers()[0];
+            const p = m.latLngToContainerPoint(cell.getBounds().getCenter());
+            const r = m.getContainer().getBoundingClientRect();
+            return [r.left + p.x, r.top + p.y];
+        }"""
+    )
+    # hover a unit: its figures in a tooltip
+    page.mouse.move(x, y)
+    page.wait_for_selector(".leaflet-tooltip", timeout=5000)
+    assert "完成率" in page.inner_text(".leaflet-tooltip")
+    # click a unit: figures and its features in the side panel, survey text shown as text
+    page.mouse.click(x, y)
+    page.wait_for_function("document.querySelector('#gw-panel table') !== null")
+    panel = page.inner_text("#gw-panel")
+    assert "总数" in panel
+    # toggle the parking layer on: its features are fetched for the viewport
+    with page.expect_response(lambda r: "/api/features/parking" in r.url) as resp:
+        page.get_by_role("checkbox", name="非机动车停放点").check()
+    assert resp.value.json()["total"] == 1
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None  # no markup from survey data ran
+    assert errors == []
+    assert hosts <= {"127.0.0.1"}
