@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
 from geo.store import data_dir, open_store
@@ -63,6 +64,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.errorhandler(404)
     def _not_found(_exc: Exception) -> Any:
         return jsonify({"error": "not_found", "message": f"页面不存在 / not found: {request.path}"}), 404
+
+    @app.errorhandler(413)
+    def _too_large(_exc: Exception) -> Any:
+        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        return jsonify(
+            {"error": "too_large", "message": f"上传文件超过 {limit} MB / the upload exceeds {limit} MB"}
+        ), 413
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify(
+            {"error": code, "message": f"{exc.code} {exc.name}: {exc.description}"}
+        ), exc.code or 500
 
     @app.errorhandler(500)
     def _server_error(_exc: Exception) -> Any:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 import layers
+from geo import uploads
 from geo.batches import rollback
 from geo.errors import InputError
 from geo.export import get_renderer
@@ -139,3 +141,65 @@ def api_batches() -> Any:
 @bp.delete("/batches/<int:batch_id>")
 def api_rollback(batch_id: int) -> Any:
     return jsonify(rollback(_store(), batch_id).to_dict())
+
+
+def _data_dir() -> Path:
+    return Path(_store().location).parent
+
+
+def _report(report: Any, **extra: Any) -> dict[str, Any]:
+    body = report.to_dict()
+    body.update(extra)
+    return body
+
+
+@bp.post("/uploads")
+def api_upload() -> Any:
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and (request.content_length or 0) > limit:
+        abort(413)  # refuse before reading any of the body
+    file = request.files.get("file")
+    if file is None or not file.filename:
+        raise InputError("请选择要上传的文件", "no file in the upload (field 'file')", code="no_file")
+    layer = request.form.get("layer", "")
+    if layer not in {s.name for s in layers.all_layers()}:
+        raise InputError(
+            f"请选择图层（当前: {layer or '未选择'}）",
+            f"choose a layer (got '{layer}')",
+            code="unknown_layer",
+        )
+    upload_id = uploads.stage(
+        _data_dir(),
+        file.filename,
+        file.stream,
+        layer,
+        request.form.get("encoding"),
+        request.form.get("crs"),
+        request.form.get("member"),
+    )
+    try:
+        report = uploads.preview(_store(), _data_dir(), upload_id)
+    except Exception:
+        uploads.discard(_data_dir(), upload_id)
+        raise
+    return jsonify(_report(report, upload_id=upload_id)), 201
+
+
+@bp.post("/uploads/<upload_id>/preview")
+def api_upload_preview(upload_id: str) -> Any:
+    overrides = {k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form}
+    return jsonify(
+        _report(uploads.preview(_store(), _data_dir(), upload_id, **overrides), upload_id=upload_id)
+    )
+
+
+@bp.post("/uploads/<upload_id>/commit")
+def api_upload_commit(upload_id: str) -> Any:
+    report = uploads.commit(_store(), _data_dir(), upload_id, user=request.form.get("user") or None)
+    return jsonify(_report(report))
+
+
+@bp.delete("/uploads/<upload_id>")
+def api_upload_discard(upload_id: str) -> Any:
+    uploads.discard(_data_dir(), upload_id)
+    return "", 204
