@@ -203,3 +203,10 @@ def api_upload_commit(upload_id: str) -> Any:
 def api_upload_discard(upload_id: str) -> Any:
     uploads.discard(_data_dir(), upload_id)
     return "", 204
+
+
+@bp.get("/openapi.json")
+def api_openapi() -> Any:
+    from web.openapi import document
+
+    return jsonify(document())
