@@ -106,3 +106,38 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     assert page.evaluate("window.__pwned") is None  # no markup from survey data ran
     assert errors == []
     assert hosts <= {"127.0.0.1"}
+
+
+def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
+    from tests.conftest import zip_shp
+
+    sites = points_frame(
+        [(X0 + 60, Y0 - 60), (X0 + 160, Y0 - 160), (X0 + 260, Y0 - 260)],
+        案件编号=["N1", "N2", "N3"],
+        当前状态=["已拆除", "已拆除", "乱写"],
+        违建地址=["<b>x</b>"] * 3,
+    )
+    upload = zip_shp(
+        write_shp(sites, tmp_path / "u" / "新台账.shp"), tmp_path / "新台账.zip", folder="子目录/"
+    )
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    before = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
+    page.goto(f"{live_server}/upload")
+    page.select_option("select[name=layer]", "demolition")
+    page.set_input_files("#gw-file", str(upload))
+    page.click("#gw-send")
+    page.wait_for_selector("#gw-report:not([hidden])", timeout=20000)
+    page.wait_for_function("document.querySelector('#gw-summary').textContent.includes('gb18030')")
+    assert "2" in page.inner_text("#gw-summary")
+    assert "乱写" in page.inner_text("#gw-rejected")  # the bad status is listed, as text
+    page.click("#gw-commit")
+    page.wait_for_function(
+        "document.querySelector('#gw-message').textContent.includes('已导入')", timeout=20000
+    )
+    after = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
+    assert after["rows"][0]["demolition_total"] == before["rows"][0]["demolition_total"] + 2
+    page.goto(f"{live_server}/batches")
+    assert "新台账.zip" in page.inner_text("table")
+    assert errors == []

@@ -145,3 +145,10 @@ def test_openapi_documents_every_api_route(app, client):
         path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, f"{method} {path} is not in /api/openapi.json"
+
+
+def test_upload_and_batches_pages(client):
+    page = client.get("/upload").get_data(as_text=True)
+    assert "上传调查数据" in page and 'value="demolition"' in page
+    batches = client.get("/batches").get_data(as_text=True)
+    assert "导入批次" in batches and "回滚" in batches and "违法建设" in batches

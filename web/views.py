@@ -203,3 +203,14 @@ def index() -> Any:
             "unassigned": int(unassigned[f"{spec.name}_total"]),
         },
     )
+
+
+@bp.get("/upload")
+def upload() -> Any:
+    return render_template("upload.html", all_layers=layers.all_layers())
+
+
+@bp.get("/batches")
+def batches() -> Any:
+    labels = {s.name: s.label_zh for s in layers.all_layers()} | {"targets": "年度目标"}
+    return render_template("batches.html", batches=list(reversed(_store().batches())), labels=labels)
