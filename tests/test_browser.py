@@ -141,3 +141,20 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     page.goto(f"{live_server}/batches")
     assert "新台账.zip" in page.inner_text("table")
     assert errors == []
+
+
+def test_stats_page_charts_sort_and_download(live_server, page):
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{live_server}/stats?level=grid&layer=demolition")
+    page.wait_for_function("window.Chart && Chart.getChart('gw-chart-community') !== undefined")
+    first_before = page.inner_text("#gw-table tbody tr:first-child td:first-child")
+    page.click("#gw-table th:nth-child(4)")  # 总数, ascending
+    page.click("#gw-table th:nth-child(4)")  # descending
+    totals = [int(t) for t in page.locator("#gw-table tbody tr td:nth-child(4)").all_inner_texts()]
+    assert totals == sorted(totals, reverse=True) and first_before
+    with page.expect_download() as download:
+        page.click("text=XLSX")
+    assert download.value.suggested_filename.endswith(".xlsx")
+    assert errors == []

@@ -152,3 +152,10 @@ def test_upload_and_batches_pages(client):
     assert "上传调查数据" in page and 'value="demolition"' in page
     batches = client.get("/batches").get_data(as_text=True)
     assert "导入批次" in batches and "回滚" in batches and "违法建设" in batches
+
+
+def test_stats_page(client):
+    page = client.get("/stats?level=community&layer=demolition").get_data(as_text=True)
+    assert "违法建设统计" in page and "340291001001" in page and "滞后单元" in page
+    assert "/vendor/chartjs/chart.umd.min.js" in page
+    assert client.get("/stats?layer=grid").status_code == 400

@@ -22,7 +22,7 @@ import layers
 from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED
-from geo.tally import LEVEL_LABELS, LEVELS, check_level, tally
+from geo.tally import LEVEL_LABELS, LEVELS, check_level, monthly, tally
 
 bp = Blueprint("main", __name__)
 
@@ -46,7 +46,11 @@ def healthz() -> Any:
     return jsonify({"status": "ok", "store": store.location, "revision": store.revision()})
 
 
-VENDOR = {"leaflet": "leaflet/dist", "markercluster": "leaflet.markercluster/dist"}
+VENDOR = {
+    "leaflet": "leaflet/dist",
+    "markercluster": "leaflet.markercluster/dist",
+    "chartjs": "chart.js/dist",
+}
 NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
 
 BASE_MAPS: dict[str, dict[str, Any]] = {
@@ -214,3 +218,52 @@ def upload() -> Any:
 def batches() -> Any:
     labels = {s.name: s.label_zh for s in layers.all_layers()} | {"targets": "年度目标"}
     return render_template("batches.html", batches=list(reversed(_store().batches())), labels=labels)
+
+
+@bp.get("/stats")
+def stats() -> Any:
+    level, layer_names, as_of = _args()
+    spec = layers.get(layer_names[0]) if layer_names else layers.survey_layers()[0]
+    if spec.is_grid:
+        raise InputError("请选择调查图层", "choose a survey layer")
+    store = _store()
+    table = tally(store, level, [spec.name], as_of)
+    units = table[table["code"] != UNASSIGNED]
+    rate = f"{spec.name}_rate"
+    lagging = units[units[f"{spec.name}_total"] > 0].sort_values(
+        [rate, f"{spec.name}_total"], ascending=[True, False]
+    )
+    measures = [
+        (m.total_column(spec.name), m.completed_column(spec.name), m.label_zh, m.unit) for m in spec.measures
+    ]
+    by_level = {}
+    for lv in ("street", "community"):
+        t = tally(store, lv, [spec.name], as_of)
+        t = t[(t["code"] != UNASSIGNED) & (t[f"{spec.name}_total"] > 0)]
+        by_level[lv] = {
+            "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
+            "rates": [round(float(v) * 100, 1) for v in t[rate]],
+        }
+    series = monthly(store, "district", [spec.name], end=(as_of or None) and str(as_of)[:7])
+    months = series.groupby("month")[[f"{spec.name}_total", f"{spec.name}_completed"]].sum().reset_index()
+    chart = {
+        "street": by_level["street"],
+        "community": by_level["community"],
+        "monthly": {
+            "months": months["month"].tolist(),
+            "total": [int(v) for v in months[f"{spec.name}_total"]],
+            "completed": [int(v) for v in months[f"{spec.name}_completed"]],
+        },
+    }
+    return render_template(
+        "stats.html",
+        layer=spec,
+        level=level,
+        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        survey_layers=layers.survey_layers(),
+        as_of=as_of or "",
+        rows=table.to_dict("records"),
+        lagging=lagging.head(10).to_dict("records"),
+        measures=measures,
+        chart_json=current_app.json.dumps(chart),
+    )

@@ -1,0 +1,39 @@
+/* Statistics page: charts (Chart.js, served by the app) and a sortable table. */
+(function () {
+  "use strict";
+  const data = JSON.parse(document.getElementById("gw-chart-data").textContent);
+  const bar = (id, series, color) => new Chart(document.getElementById(id), {
+    type: "bar",
+    data: { labels: series.labels, datasets: [{ label: "完成率 %", data: series.rates, backgroundColor: color }] },
+    options: { animation: false, scales: { y: { min: 0, max: 100 } }, plugins: { legend: { display: false } } },
+  });
+  bar("gw-chart-street", data.street, "#4a78b5");
+  bar("gw-chart-community", data.community, "#6aa84f");
+  new Chart(document.getElementById("gw-chart-monthly"), {
+    type: "line",
+    data: {
+      labels: data.monthly.months,
+      datasets: [
+        { label: "总数", data: data.monthly.total, borderColor: "#999" },
+        { label: "已完成", data: data.monthly.completed, borderColor: "#1a9850" },
+      ],
+    },
+    options: { animation: false },
+  });
+  const table = document.getElementById("gw-table");
+  table.querySelectorAll("th").forEach((th, col) => {
+    let asc = true;
+    th.addEventListener("click", () => {
+      const numeric = th.dataset.type === "num";
+      const rows = Array.from(table.tBodies[0].rows);
+      const key = (r) => {
+        const cell = r.cells[col];
+        const raw = cell.dataset.value !== undefined ? cell.dataset.value : cell.textContent.replace(/[,%]/g, "");
+        return numeric ? parseFloat(raw) || 0 : cell.textContent;
+      };
+      rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (asc ? 1 : -1));
+      asc = !asc;
+      rows.forEach((r) => table.tBodies[0].appendChild(r));
+    });
+  });
+})();
