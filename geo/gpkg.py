@@ -702,6 +702,24 @@ class GpkgStore:
             "INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{spec.name}", uuid.uuid4().hex)
         )
 
+    def read_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """Attributes (with ``fid``, ``gw_unit``) of the given current rows, in fid order."""
+        cols = [*self._columns(spec), "gw_unit"]
+        names = ["fid", *cols]
+        if not self.has_layer(spec) or len(fids) == 0:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        qcols = ", ".join(["fid", *[f'"{c}"' for c in cols]])
+        wanted = [int(f) for f in np.unique(np.asarray(fids, dtype=np.int64))]
+        rows: list[Any] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self.conn.execute(
+                f'SELECT {qcols} FROM "{spec.name}" WHERE fid IN ({marks})', chunk
+            ).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
+
     def read_table(self, spec: LayerSpec, columns: list[str]) -> pa.Table:
         """Current rows as an Arrow table (``fid`` plus ``columns``), ordered by fid.
 

@@ -155,6 +155,10 @@ class Store(Protocol):
         """Current rows of a layer without geometry, with ``fid``, ``gw_unit``, ``gw_batch`` ..."""
         ...
 
+    def read_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """Attributes (with ``fid``, ``gw_unit``) of the given current rows."""
+        ...
+
     def read_table(self, spec: LayerSpec, columns: list[str]) -> pa.Table:
         """Current rows as an Arrow table: ``fid`` plus ``columns`` (dates as date32), ordered by fid."""
         ...

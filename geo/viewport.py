@@ -9,11 +9,14 @@ shifted to GCJ-02 so overlays line up with Gaode/Tencent base maps.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyproj
 import shapely
 
@@ -112,7 +115,8 @@ def features_in_view(
     as_of: str | None = None,
     unit: str | None = None,
     gcj02: bool = False,
-    max_features: int = 3000,
+    max_features: int = 1500,
+    detail: bool = False,
 ) -> dict[str, Any]:
     """Survey features of ``layer`` in ``bbox`` as GeoJSON (lon/lat).
 
@@ -123,13 +127,15 @@ def features_in_view(
     statuses : tuple of str, optional
         Only these status codes.
     as_of : str, optional
-        Only features found on or before this day; their status is given as of that day
-        (a feature completed later shows the first not-completed status).
+        Only features found on or before this day; ``completed`` is as of that day.
     unit : str, optional
         Only features assigned to this unit grid code (or ``UNASSIGNED``).
     max_features : int
         Up to this many features in view are sent one by one; more are aggregated into
-        clusters per ``BIN_PX`` screen bin (counts by status), unless zoom ≥ ``DETAIL_ZOOM``.
+        clusters per ``BIN_PX`` screen bin (counts), unless zoom ≥ ``DETAIL_ZOOM``.
+    detail : bool
+        Send every attribute with each feature (for lists); otherwise only ``fid``,
+        ``status`` and ``completed`` (a map asks :func:`feature_detail` on click).
 
     Returns
     -------
@@ -147,70 +153,76 @@ def features_in_view(
     view = _view_box(bbox, gcj02)
     mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     day = parse_as_of(as_of)
-    status = np.asarray(facts.status.to_pylist(), dtype=object) if facts.status is not None else None
     completed = facts.completed
     if day is not None:
         mask &= facts.found <= day
         completed = completed & (facts.done <= day)
-    if statuses and status is not None:
-        mask &= np.isin(status.astype(str), list(statuses))
+    if statuses and facts.status is not None:
+        wanted = pa.array(list(statuses), type=pa.string())
+        mask &= pc.fill_null(pc.is_in(facts.status, value_set=wanted), False).to_numpy(zero_copy_only=False)
     if unit:
-        mask &= np.asarray(facts.unit.to_pylist(), dtype=object) == unit
+        mask &= pc.fill_null(pc.equal(facts.unit, unit), False).to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(mask)
     total = len(idx)
-    if total <= max_features or zoom >= DETAIL_ZOOM:
-        idx = idx[:max_features] if zoom < DETAIL_ZOOM else idx[: max_features * 4]
+    if total > max_features and zoom < DETAIL_ZOOM:
         return {
             "type": "FeatureCollection",
-            "aggregated": False,
+            "aggregated": True,
             "total": total,
-            "features": _individual(
-                store, spec, fids[idx], geoms[idx], completed[idx], status, idx, gcj02, zoom
-            ),
+            "features": _clusters(lon[idx], lat[idx], completed[idx], zoom, gcj02),
         }
-    return {
-        "type": "FeatureCollection",
-        "aggregated": True,
-        "total": total,
-        "features": _clusters(lon[idx], lat[idx], completed[idx], zoom, gcj02),
-    }
-
-
-def _individual(
-    store: Store,
-    spec: LayerSpec,
-    fids: np.ndarray,
-    geoms: np.ndarray,
-    completed: np.ndarray,
-    status: np.ndarray | None,
-    idx: np.ndarray,
-    gcj02: bool,
-    zoom: int,
-) -> list[dict[str, Any]]:
-    attrs = store.read_attributes(spec)
-    if len(fids):
-        attrs = attrs.set_index("fid").loc[fids]
-    shown = _shift_geoms(geoms, gcj02)
-    if zoom < 15:  # polygons smaller than a pixel: send their point
+    idx = idx[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
+    status = facts.status.take(pa.array(idx)).to_pylist() if facts.status is not None else [None] * len(idx)
+    shown = _shift_geoms(geoms[idx], gcj02)
+    if zoom < 15 and len(shown):  # polygons smaller than a pixel: send their point
         shown = np.where(np.isin(shapely.get_type_id(shown), (3, 6)), shapely.point_on_surface(shown), shown)
-    fields = [f.name for f in spec.fields]
-    out = []
-    for i, (fid, geom) in enumerate(zip(fids.tolist(), shown, strict=True)):
-        row = attrs.iloc[i] if len(attrs) else None
-        props: dict[str, Any] = {
-            "fid": fid,
-            "completed": bool(completed[i]),
-            "unit": row["gw_unit"] if row is not None else None,
+    details = _attributes(store, spec, fids[idx]) if detail else None
+    features = []
+    for k, (fid, geom) in enumerate(zip(fids[idx].tolist(), shown, strict=True)):
+        props: dict[str, Any] = {"fid": fid, "status": status[k], "completed": bool(completed[idx[k]])}
+        if details is not None:
+            props.update(details.get(fid, {}))
+        features.append({"type": "Feature", "id": fid, "geometry": _mapping(geom), "properties": props})
+    return {"type": "FeatureCollection", "aggregated": False, "total": total, "features": features}
+
+
+def _mapping(geom: Any) -> dict[str, Any]:
+    """GeoJSON geometry with coordinates rounded to 1e-7 degrees (about a centimetre)."""
+    return json.loads(shapely.to_geojson(shapely.set_precision(geom, 1e-7)))
+
+
+def _attributes(store: Store, spec: LayerSpec, fids: np.ndarray) -> dict[int, dict[str, Any]]:
+    rows = store.read_rows(spec, fids)
+    out: dict[int, dict[str, Any]] = {}
+    for row in rows.to_dict("records"):
+        fid = int(row.pop("fid"))
+        clean = {
+            str(k): (None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+            for k, v in row.items()
         }
-        for f in fields:
-            v = row[f] if row is not None else None
-            props[f] = None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-        if status is not None:
-            props["status"] = status[idx[i]]
-        out.append(
-            {"type": "Feature", "id": fid, "geometry": shapely.geometry.mapping(geom), "properties": props}
-        )
+        clean["unit"] = clean.pop("gw_unit", None)
+        out[fid] = clean
     return out
+
+
+def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> dict[str, Any]:
+    """One feature with all its attributes, its unit and its geometry (lon/lat)."""
+    from geo.errors import NotFound
+    from geo.importer import get_layer
+
+    spec = get_layer(layer)
+    attrs = _attributes(store, spec, np.array([fid], dtype=np.int64))
+    if fid not in attrs:
+        raise NotFound(f"要素 {fid} 不存在", f"feature {fid} not found", code="feature_not_found")
+    fids, _, _, geoms = _positions(store, spec)
+    at = int(np.searchsorted(fids, fid))
+    geom = _shift_geoms(geoms[at : at + 1], gcj02)[0]
+    return {
+        "type": "Feature",
+        "id": fid,
+        "geometry": _mapping(geom),
+        "properties": {"fid": fid, **attrs[fid]},
+    }
 
 
 def _clusters(

@@ -107,7 +107,14 @@
         fillColor: spec.colors[f.properties.status] || spec.color,
       }),
       style: (f) => ({ color: spec.colors[f.properties.status] || spec.color, weight: 1, fillOpacity: 0.5 }),
-      onEachFeature: (f, l) => l.bindPopup(() => featurePopup(spec, f.properties)),
+      onEachFeature: (f, l) => {
+        l.bindPopup(cfg.labels.loading);
+        l.on("popupopen", () => {
+          fetch(cfg.api + "/features/" + spec.name + "/" + f.properties.fid + (cfg.gcj02 ? "?crs=gcj02" : ""))
+            .then((r) => r.json())
+            .then((full) => l.setPopupContent(featurePopup(spec, full.properties)));
+        });
+      },
     });
     group.addLayer(layer);
   }
@@ -143,7 +150,7 @@
     panel.replaceChildren(el("h3", props.name || props.code), table(cellFigures(props)));
     if (cfg.level !== "grid") return;
     const spec = cfg.surveyLayers.find((s) => s.name === cfg.layer);
-    fetch(cfg.api + "/features/" + cfg.layer + "?zoom=18&bbox=-180,-90,180,90&unit=" + encodeURIComponent(props.code) + crsParam)
+    fetch(cfg.api + "/features/" + cfg.layer + "?zoom=18&detail=1&bbox=-180,-90,180,90&unit=" + encodeURIComponent(props.code) + crsParam)
       .then((r) => r.json())
       .then((data) => {
         const list = el("ol", null, "gw-list");

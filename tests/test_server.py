@@ -107,7 +107,7 @@ def test_api_cells_and_features(client):
     assert r.status_code == 200
     fc = r.get_json()
     assert len(fc["features"]) == 9 and sum(f["properties"]["demolition_total"] for f in fc["features"]) == 1
-    r = client.get(f"/api/features/demolition?zoom=16&bbox={_bbox()}")
+    r = client.get(f"/api/features/demolition?zoom=16&detail=1&bbox={_bbox()}")
     body = r.get_json()
     assert body["total"] == 1 and body["features"][0]["properties"]["case_id"] == "<script>alert(1)</script>"
     assert r.headers["Content-Type"].startswith("application/json")

@@ -36,7 +36,7 @@ def loaded(gridded_store, tmp_path):
 
 
 def test_features_one_by_one_when_few(loaded):
-    fc = features_in_view(loaded, "demolition", VIEW, zoom=14, max_features=1000)
+    fc = features_in_view(loaded, "demolition", VIEW, zoom=14, max_features=1000, detail=True)
     assert fc["aggregated"] is False and fc["total"] == 400 and len(fc["features"]) == 400
     props = fc["features"][0]["properties"]
     assert props["address"] == '<img src=x onerror="alert(1)">'  # data as stored; pages escape it
@@ -56,7 +56,7 @@ def test_feature_filters(loaded):
     assert done["total"] == 100
     may = features_in_view(loaded, "demolition", VIEW, zoom=16, as_of="2022-05-31")
     assert may["total"] == 400 and not any(f["properties"]["completed"] for f in may["features"])
-    cell = features_in_view(loaded, "demolition", VIEW, zoom=16, unit=f"{COMM_A}001")
+    cell = features_in_view(loaded, "demolition", VIEW, zoom=16, unit=f"{COMM_A}001", detail=True)
     assert 0 < cell["total"] < 400 and {f["properties"]["unit"] for f in cell["features"]} == {f"{COMM_A}001"}
     far = BBox(100.0, 20.0, 100.1, 20.1)
     assert features_in_view(loaded, "demolition", far, zoom=16)["total"] == 0
@@ -89,3 +89,15 @@ def test_bad_bbox():
     with pytest.raises(InputError):
         BBox.parse("10,10,5,5")
     assert BBox.parse(None) is None
+
+
+def test_feature_detail_and_slim_map_features(loaded):
+    from geo.viewport import feature_detail
+
+    slim = features_in_view(loaded, "demolition", VIEW, zoom=16)
+    props = slim["features"][0]["properties"]
+    assert set(props) == {"fid", "status", "completed"}  # the map asks for the rest on click
+    full = feature_detail(loaded, "demolition", props["fid"])
+    assert full["properties"]["case_id"].startswith("V") and full["properties"]["unit"].startswith("340291")
+    with pytest.raises(InputError):
+        features_in_view(loaded, "grid", VIEW, zoom=16)

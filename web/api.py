@@ -14,7 +14,7 @@ from geo.errors import InputError
 from geo.export import get_renderer
 from geo.report import build_report
 from geo.tally import LEVELS, Filters, check_level
-from geo.viewport import BBox, cells_in_view, features_in_view
+from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -129,8 +129,14 @@ def api_features(layer: str) -> Any:
             as_of=request.args.get("as_of") or None,
             unit=request.args.get("unit") or None,
             gcj02=_gcj02(),
+            detail=request.args.get("detail") in ("1", "true"),
         )
     )
+
+
+@bp.get("/features/<layer>/<int:fid>")
+def api_feature(layer: str, fid: int) -> Any:
+    return jsonify(feature_detail(_store(), layer, fid, gcj02=_gcj02()))
 
 
 @bp.get("/batches")

@@ -102,8 +102,20 @@ def document() -> dict[str, Any]:
                         CRS,
                         _q("status", "comma-separated status codes"),
                         _q("unit", "only features in this unit grid"),
+                        _q("detail", "1 to send every attribute with each feature"),
                     ],
                     "responses": {"200": _ok("GeoJSON FeatureCollection"), **_errors(400)},
+                }
+            },
+            "/api/features/{layer}/{fid}": {
+                "get": {
+                    "summary": "单个要素及全部属性 / one feature with all its attributes",
+                    "parameters": [
+                        {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "fid", "in": "path", "required": True, "schema": {"type": "integer"}},
+                        CRS,
+                    ],
+                    "responses": {"200": _ok("GeoJSON Feature"), **_errors(400, 404)},
                 }
             },
             "/api/stats": {

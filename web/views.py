@@ -184,6 +184,7 @@ def index() -> Any:
             "completed": "已完成",
             "rate": "完成率",
             "unit": "所在网格",
+            "loading": "读取中…",
             "cells": "单元网格完成率",
             "features": "本单元要素 {n} 个",
             "tooMany": "当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级",
