@@ -256,7 +256,7 @@ def cells_in_view(
     as_of: str | None = None,
     within: str | None = None,
     gcj02: bool = False,
-    max_units: int = 3000,
+    max_units: int = 2500,
 ) -> dict[str, Any]:
     """Unit outlines of ``level`` in ``bbox`` with their figures, as GeoJSON (lon/lat).
 
@@ -277,29 +277,23 @@ def cells_in_view(
         geo = geo.iloc[np.sort(hits)]
     if len(geo) > max_units:
         return {"type": "FeatureCollection", "features": [], "too_many": len(geo), "level": level}
-    tolerance = 360.0 / (256 * 2**zoom) * 0.8
-    outlines = shapely.simplify(np.asarray(geo.values, dtype=object), tolerance, preserve_topology=True)
-    outlines = _shift_geoms(outlines, gcj02)
+    px = 360.0 / (256 * 2**zoom)  # degrees per screen pixel
+    outlines = shapely.simplify(np.asarray(geo.values, dtype=object), px * 0.8, preserve_topology=True)
+    outlines = shapely.set_precision(_shift_geoms(outlines, gcj02), px / 8, mode="pointwise")
     rows = table.loc[geo.index]
-    columns = [c for c in rows.columns if c not in ("level",)]
+    # what a map draws and shows on hover; the full table row is one /api/stats call away
+    wanted = [
+        c
+        for c in rows.columns
+        if c in ("name", "parent_name")
+        or c.endswith(("_total", "_completed", "_rate", "_progress", "_target"))
+    ]
+    values = rows[wanted].astype(object).where(rows[wanted].notna(), None)
     features = []
-    for code, outline, (_, row) in zip(geo.index.tolist(), outlines, rows.iterrows(), strict=True):
-        props = {"code": code}
-        for c in columns:
-            v = row[c]
-            props[c] = (
-                None
-                if v is None or (isinstance(v, float) and math.isnan(v))
-                else (v.item() if hasattr(v, "item") else v)
-            )
-        features.append(
-            {
-                "type": "Feature",
-                "id": code,
-                "geometry": shapely.geometry.mapping(outline),
-                "properties": props,
-            }
-        )
+    for code, outline, record in zip(geo.index.tolist(), outlines, values.to_dict("records"), strict=True):
+        props = {"code": code, **{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}}
+        geometry = json.loads(shapely.to_geojson(outline))
+        features.append({"type": "Feature", "id": code, "geometry": geometry, "properties": props})
     return {"type": "FeatureCollection", "features": features, "level": level}
 
 
