@@ -231,7 +231,9 @@ def _clusters(
     size = 360.0 / (256 * 2**zoom) * BIN_PX  # degrees of longitude per bin
     ix = np.floor(lon / size).astype(np.int64)
     iy = np.floor(lat / size).astype(np.int64)
-    _, inverse, counts = np.unique(np.column_stack([ix, iy]), axis=0, return_inverse=True, return_counts=True)
+    # one integer per bin (bins are at most 2**22 across the globe), so a flat unique does
+    key = (ix - ix.min()) * (1 << 32) + (iy - iy.min())
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
     sx = np.bincount(inverse, weights=lon) / counts
     sy = np.bincount(inverse, weights=lat) / counts
@@ -277,9 +279,8 @@ def cells_in_view(
         geo = geo.iloc[np.sort(hits)]
     if len(geo) > max_units:
         return {"type": "FeatureCollection", "features": [], "too_many": len(geo), "level": level}
-    px = 360.0 / (256 * 2**zoom)  # degrees per screen pixel
-    outlines = shapely.simplify(np.asarray(geo.values, dtype=object), px * 0.8, preserve_topology=True)
-    outlines = shapely.set_precision(_shift_geoms(outlines, gcj02), px / 8, mode="pointwise")
+    shapes = _outlines(store, level, zoom, gcj02)
+    outlines = [shapes[c] for c in geo.index.tolist()]
     rows = table.loc[geo.index]
     # what a map draws and shows on hover; the full table row is one /api/stats call away
     wanted = [
@@ -292,9 +293,31 @@ def cells_in_view(
     features = []
     for code, outline, record in zip(geo.index.tolist(), outlines, values.to_dict("records"), strict=True):
         props = {"code": code, **{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}}
-        geometry = json.loads(shapely.to_geojson(outline))
-        features.append({"type": "Feature", "id": code, "geometry": geometry, "properties": props})
+        features.append({"type": "Feature", "id": code, "geometry": outline, "properties": props})
     return {"type": "FeatureCollection", "features": features, "level": level}
+
+
+_OUTLINES: dict[tuple[str, str, str, int, bool], dict[str, Any]] = {}
+
+
+def _outlines(store: Store, level: str, zoom: int, gcj02: bool) -> dict[str, Any]:
+    """GeoJSON geometry of every unit of ``level`` simplified for ``zoom`` (about a pixel),
+    kept per grid generation: units change only with the grid."""
+    from geo.importer import grid_spec
+
+    key = (store.location, store.layer_generation(grid_spec()), level, zoom, gcj02)
+    if key not in _OUTLINES:
+        geo = unit_geometry(store, level)
+        px = 360.0 / (256 * 2**zoom)  # degrees per screen pixel
+        shapes = shapely.simplify(np.asarray(geo.values, dtype=object), px, preserve_topology=True)
+        shapes = shapely.set_precision(_shift_geoms(shapes, gcj02), px / 4, mode="pointwise")
+        if len(_OUTLINES) > 64:
+            _OUTLINES.clear()
+        _OUTLINES[key] = {
+            code: json.loads(text)
+            for code, text in zip(geo.index.tolist(), shapely.to_geojson(shapes), strict=True)
+        }
+    return _OUTLINES[key]
 
 
 def survey_layer_names() -> list[str]:

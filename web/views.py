@@ -120,7 +120,7 @@ def index() -> Any:
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = _store()
     base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
-    outline = unit_geometry(store, "district")
+    outline = unit_geometry(store, "grid")  # bounds only: no need to dissolve
     bounds = outline.total_bounds if len(outline) else np.array([118.35, 31.25, 118.45, 31.35])
     m = folium.Map(
         location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],

@@ -1,0 +1,13 @@
+# Sample gunicorn settings for gridwatch:  gunicorn -c deploy/gunicorn.conf.py 'server:create_app()'
+# Set GRIDWATCH_DATA to the data directory (the GeoPackage store lives there) before starting.
+import multiprocessing
+
+bind = "0.0.0.0:8000"
+# Threads let a long upload or import in one request leave the other requests of the same
+# worker free; several workers share the one store (SQLite serialises the writes).
+workers = max(2, multiprocessing.cpu_count())
+threads = 4
+worker_class = "gthread"
+timeout = 600  # imports of large surveys
+limit_request_line = 8190
+accesslog = "-"
