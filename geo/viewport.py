@@ -177,12 +177,18 @@ def features_in_view(
     if zoom < 15 and len(shown):  # polygons smaller than a pixel: send their point
         shown = np.where(np.isin(shapely.get_type_id(shown), (3, 6)), shapely.point_on_surface(shown), shown)
     details = _attributes(store, spec, fids[idx]) if detail else None
+    is_point = np.asarray(shapely.get_type_id(shown) == 0, dtype=bool)
+    points_only = np.array([g if p else None for g, p in zip(shown, is_point, strict=True)], dtype=object)
+    xs: list[float] = np.round(shapely.get_x(points_only), 7).tolist() if len(shown) else []
+    ys: list[float] = np.round(shapely.get_y(points_only), 7).tolist() if len(shown) else []
+    done = completed[idx].tolist()
     features = []
     for k, (fid, geom) in enumerate(zip(fids[idx].tolist(), shown, strict=True)):
-        props: dict[str, Any] = {"fid": fid, "status": status[k], "completed": bool(completed[idx[k]])}
+        props: dict[str, Any] = {"fid": fid, "status": status[k], "completed": bool(done[k])}
         if details is not None:
             props.update(details.get(fid, {}))
-        features.append({"type": "Feature", "id": fid, "geometry": _mapping(geom), "properties": props})
+        geometry = {"type": "Point", "coordinates": [xs[k], ys[k]]} if is_point[k] else _mapping(geom)
+        features.append({"type": "Feature", "id": fid, "geometry": geometry, "properties": props})
     return {"type": "FeatureCollection", "aggregated": False, "total": total, "features": features}
 
 
@@ -267,8 +273,15 @@ def cells_in_view(
     so the map can ask for a coarser level.
     """
     check_level(level)
-    table = tally(store, level, [layer] if layer else None, as_of, Filters(within=within) if within else None)
-    table = table[table["code"] != UNASSIGNED].set_index("code")
+    key = (store.location, store.revision(), level, layer, as_of, within)
+    if key not in _TABLES:
+        table = tally(
+            store, level, [layer] if layer else None, as_of, Filters(within=within) if within else None
+        )
+        if len(_TABLES) > 32:
+            _TABLES.clear()
+        _TABLES[key] = table[table["code"] != UNASSIGNED].set_index("code")
+    table = _TABLES[key]
     geo = unit_geometry(store, level)
     geo = geo[geo.index.isin(table.index)]
     if bbox is not None:
@@ -279,8 +292,7 @@ def cells_in_view(
         geo = geo.iloc[np.sort(hits)]
     if len(geo) > max_units:
         return {"type": "FeatureCollection", "features": [], "too_many": len(geo), "level": level}
-    shapes = _outlines(store, level, zoom, gcj02)
-    outlines = [shapes[c] for c in geo.index.tolist()]
+    outlines = _outlines(store, level, zoom, gcj02, geo.index.tolist())
     rows = table.loc[geo.index]
     # what a map draws and shows on hover; the full table row is one /api/stats call away
     wanted = [
@@ -298,26 +310,31 @@ def cells_in_view(
 
 
 _OUTLINES: dict[tuple[str, str, str, int, bool], dict[str, Any]] = {}
+_TABLES: dict[tuple[str, str, str, str | None, str | None, str | None], Any] = {}
 
 
-def _outlines(store: Store, level: str, zoom: int, gcj02: bool) -> dict[str, Any]:
-    """GeoJSON geometry of every unit of ``level`` simplified for ``zoom`` (about a pixel),
-    kept per grid generation: units change only with the grid."""
+def _outlines(store: Store, level: str, zoom: int, gcj02: bool, codes: list[str]) -> list[Any]:
+    """GeoJSON geometry of the units ``codes`` of ``level``, simplified for ``zoom`` (about a
+    pixel).  Computed for the units asked and kept per grid generation (units change only
+    with the grid), so panning over known ground costs nothing."""
     from geo.importer import grid_spec
 
     key = (store.location, store.layer_generation(grid_spec()), level, zoom, gcj02)
-    if key not in _OUTLINES:
+    known = _OUTLINES.setdefault(key, {})
+    missing = [c for c in codes if c not in known]
+    if missing:
         geo = unit_geometry(store, level)
         px = 360.0 / (256 * 2**zoom)  # degrees per screen pixel
-        shapes = shapely.simplify(np.asarray(geo.values, dtype=object), px, preserve_topology=True)
+        shapes = shapely.simplify(
+            np.asarray(geo.loc[missing].values, dtype=object), px, preserve_topology=True
+        )
         shapes = shapely.set_precision(_shift_geoms(shapes, gcj02), px / 4, mode="pointwise")
+        for code, text in zip(missing, shapely.to_geojson(shapes).tolist(), strict=True):
+            known[code] = json.loads(text)
         if len(_OUTLINES) > 64:
             _OUTLINES.clear()
-        _OUTLINES[key] = {
-            code: json.loads(text)
-            for code, text in zip(geo.index.tolist(), shapely.to_geojson(shapes), strict=True)
-        }
-    return _OUTLINES[key]
+            _OUTLINES[key] = known
+    return [known[c] for c in codes]
 
 
 def survey_layer_names() -> list[str]:
