@@ -102,15 +102,7 @@ def preview(
     if changed:
         params.update({k: (v or None) for k, v in changed.items()})
         (folder / "upload.json").write_text(json.dumps(params, ensure_ascii=False), encoding="utf-8")
-    prepared = prepare_import(
-        store,
-        params["layer"],
-        folder / params["name"],
-        encoding=params["encoding"],
-        crs=params["crs"],
-        member=params["member"],
-        limits=limits,
-    )
+    prepared = _prepare(store, folder, params, limits=limits)
     return prepared.report
 
 
@@ -119,7 +111,20 @@ def commit(
 ) -> ImportReport:
     """Import a staged upload as one batch and remove it from the staging area."""
     folder, params = _load(data_dir, upload_id)
-    prepared = prepare_import(
+    prepared = _prepare(store, folder, params, user=user, limits=limits)
+    report = commit_import(store, prepared, user=user)
+    shutil.rmtree(folder, ignore_errors=True)
+    return report
+
+
+def _prepare(
+    store: Store,
+    folder: Path,
+    params: dict[str, Any],
+    user: str | None = None,
+    limits: ZipLimits | None = None,
+) -> Any:
+    return prepare_import(
         store,
         params["layer"],
         folder / params["name"],
@@ -129,9 +134,6 @@ def commit(
         user=user,
         limits=limits,
     )
-    report = commit_import(store, prepared, user=user)
-    shutil.rmtree(folder, ignore_errors=True)
-    return report
 
 
 def discard(data_dir: Path, upload_id: str) -> None:
