@@ -159,3 +159,11 @@ def test_stats_page(client):
     assert "违法建设统计" in page and "340291001001" in page and "滞后单元" in page
     assert "/vendor/chartjs/chart.umd.min.js" in page
     assert client.get("/stats?layer=grid").status_code == 400
+
+
+def test_map_filters(client):
+    page = client.get("/?tiles=none&within=340291001002&status=已拆除").get_data(as_text=True)
+    assert 'value="340291001002" selected' in page and 'value="已拆除" selected' in page
+    assert '"within": "340291001002"' in page and '"status": "已拆除"' in page
+    r = client.get("/api/cells?level=grid&layer=demolition&zoom=16&within=340291001002")
+    assert {f["id"][:12] for f in r.get_json()["features"]} == {"340291001002"}

@@ -22,7 +22,7 @@ import layers
 from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED
-from geo.tally import LEVEL_LABELS, LEVELS, check_level, monthly, tally
+from geo.tally import LEVEL_LABELS, LEVELS, check_level, load_hierarchy, monthly, tally
 
 bp = Blueprint("main", __name__)
 
@@ -190,8 +190,16 @@ def index() -> Any:
             "tooMany": "当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级",
         },
     }
+    hier = load_hierarchy(store)
+    areas = [
+        (label, [(r["code"], r["name"] or r["code"]) for r in hier.units(lv).to_dict("records")])
+        for lv, label in (("street", "街道"), ("community", "社区"))
+    ]
     return render_template(
         "map.html",
+        areas=areas,
+        within=request.args.get("within", ""),
+        status=request.args.get("status", ""),
         map_header=root.header.render(),
         map_html=root.html.render(),
         map_script=root.script.render(),
