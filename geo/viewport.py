@@ -25,7 +25,7 @@ from geo import crs as crsmod
 from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED, Store
-from geo.tally import Filters, check_level, parse_as_of, tally
+from geo.tally import Filters, check_level, load_hierarchy, parse_as_of, tally
 from layers import LayerSpec
 
 #: Above this zoom (or under ``max_features`` in view) features are sent one by one.
@@ -117,6 +117,7 @@ def features_in_view(
     gcj02: bool = False,
     max_features: int = 1500,
     detail: bool = False,
+    within: str | None = None,
 ) -> dict[str, Any]:
     """Survey features of ``layer`` in ``bbox`` as GeoJSON (lon/lat).
 
@@ -133,6 +134,8 @@ def features_in_view(
     max_features : int
         Up to this many features in view are sent one by one; more are aggregated into
         clusters per ``BIN_PX`` screen bin (counts), unless zoom ≥ ``DETAIL_ZOOM``.
+    within : str, optional
+        Only features in unit grids under this street/community (or grid) code.
     detail : bool
         Send every attribute with each feature (for lists); otherwise only ``fid``,
         ``status`` and ``completed`` (a map asks :func:`feature_detail` on click).
@@ -162,6 +165,9 @@ def features_in_view(
         mask &= pc.fill_null(pc.is_in(facts.status, value_set=wanted), False).to_numpy(zero_copy_only=False)
     if unit:
         mask &= pc.fill_null(pc.equal(facts.unit, unit), False).to_numpy(zero_copy_only=False)
+    if within:
+        grids = pa.array(_grids_under(store, within), type=pa.string())
+        mask &= pc.fill_null(pc.is_in(facts.unit, value_set=grids), False).to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(mask)
     total = len(idx)
     if total > max_features and zoom < DETAIL_ZOOM:
@@ -190,6 +196,17 @@ def features_in_view(
         geometry = {"type": "Point", "coordinates": [xs[k], ys[k]]} if is_point[k] else _mapping(geom)
         features.append({"type": "Feature", "id": fid, "geometry": geometry, "properties": props})
     return {"type": "FeatureCollection", "aggregated": False, "total": total, "features": features}
+
+
+def _grids_under(store: Store, code: str) -> list[str]:
+    """Unit-grid codes under ``code`` (a district, street, community or grid code)."""
+    g = load_hierarchy(store).grid
+    inside = g["code"] == code
+    for level in ("community", "street", "district"):
+        inside |= g[f"{level}_code"] == code
+    if not inside.any():
+        raise InputError(f"找不到单元: {code}", f"no unit with code {code}", code="unknown_unit")
+    return [str(c) for c in g.loc[inside, "code"]]
 
 
 def _mapping(geom: Any) -> dict[str, Any]:

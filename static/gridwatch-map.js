@@ -137,7 +137,8 @@
       .catch(() => {});
     cfg.surveyLayers.forEach((spec) => {
       if (!map.hasLayer(overlays[spec.name])) return;
-      const status = cfg.status ? "&status=" + encodeURIComponent(cfg.status) : "";
+      const status = (cfg.status ? "&status=" + encodeURIComponent(cfg.status) : "") +
+        (cfg.within ? "&within=" + encodeURIComponent(cfg.within) : "");
       fetch(cfg.api + "/features/" + spec.name + "?" + common.slice(1) + status, { signal })
         .then((r) => r.json())
         .then((data) => drawFeatures(spec, data))

@@ -101,3 +101,12 @@ def test_feature_detail_and_slim_map_features(loaded):
     assert full["properties"]["case_id"].startswith("V") and full["properties"]["unit"].startswith("340291")
     with pytest.raises(InputError):
         features_in_view(loaded, "grid", VIEW, zoom=16)
+
+
+def test_features_within_an_area(loaded):
+    east = features_in_view(loaded, "demolition", VIEW, zoom=16, within=COMM_A, detail=True)
+    everything = features_in_view(loaded, "demolition", VIEW, zoom=16)
+    assert 0 < east["total"] < everything["total"]
+    assert {f["properties"]["unit"][:12] for f in east["features"]} == {COMM_A}
+    with pytest.raises(InputError):
+        features_in_view(loaded, "demolition", VIEW, zoom=16, within="999")

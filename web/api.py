@@ -130,6 +130,7 @@ def api_features(layer: str) -> Any:
             unit=request.args.get("unit") or None,
             gcj02=_gcj02(),
             detail=request.args.get("detail") in ("1", "true"),
+            within=request.args.get("within") or None,
         )
     )
 

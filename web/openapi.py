@@ -103,6 +103,7 @@ def document() -> dict[str, Any]:
                         _q("status", "comma-separated status codes"),
                         _q("unit", "only features in this unit grid"),
                         _q("detail", "1 to send every attribute with each feature"),
+                        _q("within", "only features in unit grids under this street/community code"),
                     ],
                     "responses": {"200": _ok("GeoJSON FeatureCollection"), **_errors(400)},
                 }
