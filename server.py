@@ -7,10 +7,12 @@ Settings come from defaults, then ``instance/gridwatch.cfg`` (if present), then
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from flask_babel import Babel
 from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
@@ -31,6 +33,8 @@ class SafeJSONProvider(DefaultJSONProvider):
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, template_folder="templates")
     app.json = SafeJSONProvider(app)
+    app.config["BABEL_DEFAULT_LOCALE"] = "zh"
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).resolve().parent / "translations")
     app.config.from_mapping(
         GRIDWATCH_DATA=str(data_dir()),
         GRIDWATCH_TILES="osm",
@@ -44,6 +48,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             app.config[f"GRIDWATCH_{key}"] = app.config.pop(key)
     if config:
         app.config.update(config)
+
+    Babel(app, locale_selector=select_locale)
+    app.jinja_env.globals["lbl"] = label
+    app.jinja_env.globals["current_lang"] = select_locale
+    app.jinja_env.globals["lang_url"] = lang_url
+
+    @app.after_request
+    def _remember_language(response: Any) -> Any:
+        lang = request.args.get("lang")
+        if lang in LANGUAGES:
+            response.set_cookie("gridwatch_lang", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
+        return response
 
     from web.api import bp as api_bp
     from web.views import bp
@@ -84,6 +100,31 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return jsonify({"error": "server_error", "message": "服务器内部错误 / internal server error"}), 500
 
     return app
+
+
+LANGUAGES = ("zh", "en")
+
+
+def select_locale() -> str:
+    """Simplified Chinese unless ``?lang=en`` (remembered in a cookie) asks for English."""
+    lang = request.args.get("lang") or request.cookies.get("gridwatch_lang")
+    return lang if lang in LANGUAGES else "zh"
+
+
+def lang_url(lang: str) -> str:
+    """This page in another language (its other query parameters kept)."""
+    from urllib.parse import urlencode
+
+    args = {k: v for k, v in request.args.items() if k != "lang"}
+    return f"{request.path}?{urlencode({**args, 'lang': lang})}"
+
+
+def label(obj: Any, field: str = "label") -> str:
+    """The Chinese or English label of a layer, field, status or level tuple, per the page language."""
+    english = select_locale() == "en"
+    if isinstance(obj, tuple):
+        return str(obj[1] if english else obj[0])
+    return str(getattr(obj, f"{field}_en" if english else f"{field}_zh"))
 
 
 def get_store() -> Any:

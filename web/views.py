@@ -17,12 +17,14 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from flask_babel import gettext as _
 
 import layers
 from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED
 from geo.tally import LEVEL_LABELS, LEVELS, check_level, load_hierarchy, monthly, tally
+from server import label
 
 bp = Blueprint("main", __name__)
 
@@ -168,9 +170,9 @@ def index() -> Any:
         "surveyLayers": [
             {
                 "name": s.name,
-                "label": s.label_zh,
+                "label": label(s),
                 "on": s.name == spec.name,
-                "fields": [{"name": f.name, "label": f.label_zh} for f in s.fields],
+                "fields": [{"name": f.name, "label": label(f)} for f in s.fields],
                 "colors": {st.code: st.color for st in s.statuses},
                 "color": s.style.get("color", "#3388ff"),
                 "radius": s.style.get("radius", 5),
@@ -178,22 +180,25 @@ def index() -> Any:
             for s in layers.survey_layers()
         ],
         "labels": {
-            "code": "编码",
-            "name": "名称",
-            "total": "总数",
-            "completed": "已完成",
-            "rate": "完成率",
-            "unit": "所在网格",
-            "loading": "读取中…",
-            "cells": "单元网格完成率",
-            "features": "本单元要素 {n} 个",
-            "tooMany": "当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级",
+            "code": _("编码"),
+            "name": _("名称"),
+            "total": _("总数"),
+            "completed": _("已完成"),
+            "rate": _("完成率"),
+            "unit": _("所在网格"),
+            "loading": _("读取中…"),
+            "cells": _("单元网格完成率"),
+            "features": _("本单元要素 {n} 个"),
+            "tooMany": _("当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级"),
         },
     }
     hier = load_hierarchy(store)
     areas = [
-        (label, [(r["code"], r["name"] or r["code"]) for r in hier.units(lv).to_dict("records")])
-        for lv, label in (("street", "街道"), ("community", "社区"))
+        (
+            label(LEVEL_LABELS[lv]),
+            [(r["code"], r["name"] or r["code"]) for r in hier.units(lv).to_dict("records")],
+        )
+        for lv in ("street", "community")
     ]
     return render_template(
         "map.html",

@@ -1,0 +1,57 @@
+"""Language: Simplified Chinese by default, English on request (remembered), every marked string
+translated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+from tests.test_server import app, client  # noqa: F401  (fixtures)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_chinese_by_default_english_on_request(client):  # noqa: F811
+    zh = client.get("/?tiles=none").get_data(as_text=True)
+    assert "图层" in zh and "违法建设" in zh and 'lang="zh-CN"' in zh
+    en = client.get("/?tiles=none&lang=en").get_data(as_text=True)
+    assert "Layer" in en and "Illegal construction" in en and "Completion rate" in en and 'lang="en"' in en
+    assert "outside every grid" in en
+    # remembered in a cookie for the next page
+    again = client.get("/stats").get_data(as_text=True)
+    assert "Statistics" in again and "中文" in again
+    back = client.get("/?tiles=none&lang=zh").get_data(as_text=True)
+    assert "图层" in back
+
+
+def test_map_labels_follow_the_language(client):  # noqa: F811
+    import json
+
+    page = client.get("/?tiles=none&lang=en").get_data(as_text=True)
+    config = json.loads(re.search(r'id="gw-config">(.*?)</script>', page, re.S)[1])
+    assert config["labels"]["rate"] == "Completion rate"
+    assert config["surveyLayers"][0]["label"] == "Illegal construction"
+    assert {f["label"] for f in config["surveyLayers"][0]["fields"]} >= {"Case id", "Address"}
+
+
+def _marked() -> set[str]:
+    found: set[str] = set()
+    for path in [*ROOT.joinpath("templates").glob("*.html"), *ROOT.joinpath("web").glob("*.py")]:
+        found |= set(re.findall(r'_\("([^"]+)"', path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_every_marked_string_has_an_english_translation():
+    with open(ROOT / "translations" / "en" / "LC_MESSAGES" / "messages.po", "rb") as fh:
+        catalog = read_po(fh)
+    translated = {m.id: m.string for m in catalog if m.id}
+    missing = sorted(s for s in _marked() if not translated.get(s))
+    assert missing == [], f"no English for: {missing}"
+
+
+@pytest.mark.parametrize("path", ["/stats", "/upload", "/batches"])
+def test_pages_have_language_switch(client, path):  # noqa: F811
+    assert "English" in client.get(path).get_data(as_text=True)
