@@ -55,3 +55,12 @@ def test_every_marked_string_has_an_english_translation():
 @pytest.mark.parametrize("path", ["/stats", "/upload", "/batches"])
 def test_pages_have_language_switch(client, path):  # noqa: F811
     assert "English" in client.get(path).get_data(as_text=True)
+
+
+def test_stats_and_batches_in_english(client):  # noqa: F811
+    stats = client.get("/stats?lang=en&level=community").get_data(as_text=True)
+    assert (
+        "Lagging units" in stats and "Illegal construction" in stats and "Completion by street (%)" in stats
+    )
+    batches = client.get("/batches?lang=en").get_data(as_text=True)
+    assert "Roll back" in batches and "Unit grid" in batches

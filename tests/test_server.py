@@ -156,7 +156,7 @@ def test_upload_and_batches_pages(client):
 
 def test_stats_page(client):
     page = client.get("/stats?level=community&layer=demolition").get_data(as_text=True)
-    assert "违法建设统计" in page and "340291001001" in page and "滞后单元" in page
+    assert "违法建设 · 统计" in page and "340291001001" in page and "滞后单元" in page
     assert "/vendor/chartjs/chart.umd.min.js" in page
     assert client.get("/stats?layer=grid").status_code == 400
 

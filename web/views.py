@@ -230,7 +230,7 @@ def upload() -> Any:
 
 @bp.get("/batches")
 def batches() -> Any:
-    labels = {s.name: s.label_zh for s in layers.all_layers()} | {"targets": "年度目标"}
+    labels = {s.name: label(s) for s in layers.all_layers()} | {"targets": _("年度目标")}
     return render_template("batches.html", batches=list(reversed(_store().batches())), labels=labels)
 
 
@@ -248,7 +248,7 @@ def stats() -> Any:
         [rate, f"{spec.name}_total"], ascending=[True, False]
     )
     measures = [
-        (m.total_column(spec.name), m.completed_column(spec.name), m.label_zh, m.unit) for m in spec.measures
+        (m.total_column(spec.name), m.completed_column(spec.name), label(m), m.unit) for m in spec.measures
     ]
     by_level = {}
     for lv in ("street", "community"):
