@@ -128,7 +128,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _monthly(store: Any, renderer: Any, args: argparse.Namespace) -> int:
     from geo.export import StatsReport
-    from geo.tally import _specs, column_labels, monthly
+    from geo.tally import column_labels, monthly, survey_specs
 
     if renderer.needs_geometry:
         raise InputError(
@@ -136,7 +136,7 @@ def _monthly(store: Any, renderer: Any, args: argparse.Namespace) -> int:
         )
     start, _, end = (args.monthly if args.monthly != "auto" else "").partition(":")
     table = monthly(store, args.level, args.layer or None, start or None, end or None, code=args.within)
-    labels = {"month": ("月份", "Month"), **column_labels(_specs(args.layer or None))}
+    labels = {"month": ("月份", "Month"), **column_labels(survey_specs(args.layer or None))}
     report = StatsReport(
         levels={args.level: table}, columns=labels, as_of=str(table["month"].max()) if len(table) else ""
     )

@@ -767,10 +767,9 @@ def commit_import(store: Store, prepared: PreparedImport, user: str | None = Non
 
 
 def _update_extent(store: Store, spec: LayerSpec, rows: FeatureRows) -> None:
-    update = getattr(store, "update_extent", None)
-    if update is not None and len(rows):
-        b = shapely.total_bounds(rows.geometry)
-        update(spec, tuple(float(v) for v in b))
+    if len(rows):
+        minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(rows.geometry))
+        store.update_extent(spec, (minx, miny, maxx, maxy))
 
 
 def reassign_all(store: Store, previous: Grid | None = None) -> int:

@@ -14,7 +14,7 @@ from geo import crs as crsmod
 from geo.export import StatsReport
 from geo.importer import grid_spec
 from geo.store import UNASSIGNED, Store
-from geo.tally import LEVELS, Filters, _specs, check_level, column_labels, load_hierarchy, tally
+from geo.tally import LEVELS, Filters, check_level, column_labels, load_hierarchy, survey_specs, tally
 
 _GEOM_CACHE: dict[tuple[str, str, str], gpd.GeoSeries] = {}
 
@@ -70,5 +70,5 @@ def build_report(
             aligned = [geo.get(c) if c != UNASSIGNED else None for c in table["code"]]
             geometry[lv] = gpd.GeoSeries(aligned, index=table.index, crs="EPSG:4490")
     day = str(as_of) if as_of else date.today().isoformat()
-    labels = column_labels(_specs(layer_names))
+    labels = column_labels(survey_specs(layer_names))
     return StatsReport(levels=tables, columns=labels, as_of=day, geometry=geometry)

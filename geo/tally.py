@@ -322,7 +322,7 @@ def tally(
     """
     check_level(level)
     day = parse_as_of(as_of)
-    specs = _specs(layer_names)
+    specs = survey_specs(layer_names)
     hier = load_hierarchy(store)
     units = hier.units(level)
     if filters and filters.within:
@@ -413,7 +413,8 @@ def _positions(
     return _POS[key]
 
 
-def _specs(layer_names: list[str] | None) -> list[LayerSpec]:
+def survey_specs(layer_names: list[str] | None) -> list[LayerSpec]:
+    """The named survey layers (all of them when none are named); the grid is refused."""
     if not layer_names:
         return layers.survey_layers()
     from geo.importer import get_layer
@@ -470,7 +471,7 @@ def monthly(
     and month (only ``code`` when given).
     """
     check_level(level)
-    specs = _specs(layer_names)
+    specs = survey_specs(layer_names)
     if start is None or end is None:
         firsts: list[np.datetime64] = []
         lasts: list[np.datetime64] = []

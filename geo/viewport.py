@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 import pyproj
 import shapely
 
-import layers
 from geo import crs as crsmod
 from geo.errors import InputError
 from geo.report import unit_geometry
@@ -352,7 +351,3 @@ def _outlines(store: Store, level: str, zoom: int, gcj02: bool, codes: list[str]
             _OUTLINES.clear()
             _OUTLINES[key] = known
     return [known[c] for c in codes]
-
-
-def survey_layer_names() -> list[str]:
-    return [s.name for s in layers.survey_layers()]

@@ -167,3 +167,9 @@ def test_map_filters(client):
     assert '"within": "340291001002"' in page and '"status": "已拆除"' in page
     r = client.get("/api/cells?level=grid&layer=demolition&zoom=16&within=340291001002")
     assert {f["id"][:12] for f in r.get_json()["features"]} == {"340291001002"}
+
+
+def test_unknown_layer_on_pages_is_a_400(client):
+    for path in ("/?layer=nosuch&tiles=none", "/stats?layer=nosuch"):
+        r = client.get(path)
+        assert r.status_code == 400 and r.get_json()["error"] == "unknown_layer"

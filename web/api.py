@@ -15,14 +15,9 @@ from geo.export import get_renderer
 from geo.report import build_report
 from geo.tally import LEVELS, Filters, check_level
 from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
+from web.common import current_store, query_args
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def _store() -> Any:
-    from server import get_store
-
-    return get_store()
 
 
 def _int(name: str, default: int, lo: int, hi: int) -> int:
@@ -40,12 +35,6 @@ def _int(name: str, default: int, lo: int, hi: int) -> int:
             f"参数 {name} 应在 {lo}–{hi} 之间", f"{name} must be within {lo}..{hi}", code="bad_parameter"
         )
     return value
-
-
-def _args() -> tuple[str, list[str] | None, str | None]:
-    level = check_level(request.args.get("level", "grid"))
-    layer = request.args.get("layer") or None
-    return level, [layer] if layer else None, request.args.get("as_of") or None
 
 
 def _gcj02() -> bool:
@@ -71,7 +60,7 @@ def api_layers() -> Any:
                     {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
                     for s in spec.statuses
                 ],
-                "count": _store().layer_count(spec),
+                "count": current_store().layer_count(spec),
             }
         )
     return jsonify(out)
@@ -79,12 +68,12 @@ def api_layers() -> Any:
 
 @bp.get("/stats")
 def api_stats() -> Any:
-    level, layer_names, as_of = _args()
+    level, layer_names, as_of = query_args()
     renderer = get_renderer(request.args.get("format", "json"))
     levels = list(LEVELS) if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
     report = build_report(
-        _store(), levels, layer_names, as_of, filters, with_geometry=renderer.needs_geometry
+        current_store(), levels, layer_names, as_of, filters, with_geometry=renderer.needs_geometry
     )
     body = renderer.render(report, level)
     resp = Response(body, mimetype=renderer.mimetype)
@@ -101,7 +90,7 @@ def api_cells() -> Any:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
     return jsonify(
         cells_in_view(
-            _store(),
+            current_store(),
             level,
             BBox.parse(request.args.get("bbox")),
             _int("zoom", 14, 0, 24),
@@ -121,7 +110,7 @@ def api_features(layer: str) -> Any:
     statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
     return jsonify(
         features_in_view(
-            _store(),
+            current_store(),
             layer,
             bbox,
             _int("zoom", 14, 0, 24),
@@ -137,21 +126,21 @@ def api_features(layer: str) -> Any:
 
 @bp.get("/features/<layer>/<int:fid>")
 def api_feature(layer: str, fid: int) -> Any:
-    return jsonify(feature_detail(_store(), layer, fid, gcj02=_gcj02()))
+    return jsonify(feature_detail(current_store(), layer, fid, gcj02=_gcj02()))
 
 
 @bp.get("/batches")
 def api_batches() -> Any:
-    return jsonify([b.to_dict() for b in _store().batches(request.args.get("layer") or None)])
+    return jsonify([b.to_dict() for b in current_store().batches(request.args.get("layer") or None)])
 
 
 @bp.delete("/batches/<int:batch_id>")
 def api_rollback(batch_id: int) -> Any:
-    return jsonify(rollback(_store(), batch_id).to_dict())
+    return jsonify(rollback(current_store(), batch_id).to_dict())
 
 
 def _data_dir() -> Path:
-    return Path(_store().location).parent
+    return Path(current_store().location).parent
 
 
 def _report(report: Any, **extra: Any) -> dict[str, Any]:
@@ -185,7 +174,7 @@ def api_upload() -> Any:
         request.form.get("member"),
     )
     try:
-        report = uploads.preview(_store(), _data_dir(), upload_id)
+        report = uploads.preview(current_store(), _data_dir(), upload_id)
     except Exception:
         uploads.discard(_data_dir(), upload_id)
         raise
@@ -196,13 +185,13 @@ def api_upload() -> Any:
 def api_upload_preview(upload_id: str) -> Any:
     overrides = {k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form}
     return jsonify(
-        _report(uploads.preview(_store(), _data_dir(), upload_id, **overrides), upload_id=upload_id)
+        _report(uploads.preview(current_store(), _data_dir(), upload_id, **overrides), upload_id=upload_id)
     )
 
 
 @bp.post("/uploads/<upload_id>/commit")
 def api_upload_commit(upload_id: str) -> Any:
-    report = uploads.commit(_store(), _data_dir(), upload_id, user=request.form.get("user") or None)
+    report = uploads.commit(current_store(), _data_dir(), upload_id, user=request.form.get("user") or None)
     return jsonify(_report(report))
 
 

@@ -23,28 +23,16 @@ import layers
 from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED
-from geo.tally import LEVEL_LABELS, LEVELS, check_level, load_hierarchy, monthly, tally
+from geo.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
 from server import label
+from web.common import current_store, query_args, survey_spec
 
 bp = Blueprint("main", __name__)
 
 
-def _store() -> Any:
-    from server import get_store
-
-    return get_store()
-
-
-def _args() -> tuple[str, list[str] | None, str | None]:
-    level = check_level(request.args.get("level", "grid"))
-    layer = request.args.get("layer") or None
-    as_of = request.args.get("as_of") or None
-    return level, [layer] if layer else None, as_of
-
-
 @bp.get("/healthz")
 def healthz() -> Any:
-    store = _store()
+    store = current_store()
     return jsonify({"status": "ok", "store": store.location, "revision": store.revision()})
 
 
@@ -113,14 +101,12 @@ def _base_map(choice: str) -> dict[str, Any] | None:
 
 @bp.get("/")
 def index() -> Any:
-    level, layer_names, as_of = _args()
-    spec = layers.get(layer_names[0]) if layer_names else layers.survey_layers()[0]
-    if spec.is_grid:
-        raise InputError("请选择调查图层", "choose a survey layer")
+    level, layer_names, as_of = query_args()
+    spec = survey_spec(layer_names)
     metric = request.args.get("metric", "rate")
     if metric not in ("rate", "completed", "progress"):
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
-    store = _store()
+    store = current_store()
     base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
     outline = unit_geometry(store, "grid")  # bounds only: no need to dissolve
     bounds = outline.total_bounds if len(outline) else np.array([118.35, 31.25, 118.45, 31.35])
@@ -231,16 +217,14 @@ def upload() -> Any:
 @bp.get("/batches")
 def batches() -> Any:
     labels = {s.name: label(s) for s in layers.all_layers()} | {"targets": _("年度目标")}
-    return render_template("batches.html", batches=list(reversed(_store().batches())), labels=labels)
+    return render_template("batches.html", batches=list(reversed(current_store().batches())), labels=labels)
 
 
 @bp.get("/stats")
 def stats() -> Any:
-    level, layer_names, as_of = _args()
-    spec = layers.get(layer_names[0]) if layer_names else layers.survey_layers()[0]
-    if spec.is_grid:
-        raise InputError("请选择调查图层", "choose a survey layer")
-    store = _store()
+    level, layer_names, as_of = query_args()
+    spec = survey_spec(layer_names)
+    store = current_store()
     table = tally(store, level, [spec.name], as_of)
     units = table[table["code"] != UNASSIGNED]
     rate = f"{spec.name}_rate"
