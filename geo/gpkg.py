@@ -53,6 +53,7 @@ import pyogrio
 import pyproj
 import shapely
 
+from geo.cache import filling
 from geo.errors import Conflict, NotFound, StoreError
 from geo.store import Batch, FeatureRows, WriteResult
 from layers import LayerSpec
@@ -766,15 +767,20 @@ class GpkgStore:
         key = (self.location, spec.name, self.layer_generation(spec))
         cached = _GEOMETRY_CACHE.get(key)
         if cached is None:
-            rows = self.conn.execute(f'SELECT fid, geom, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
-            if not rows:
-                return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
-            cached = (
-                np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                decode_geometries([r[1] for r in rows]),  # type: ignore[misc]
-                np.array([r[2] for r in rows], dtype=object),
-            )
-            self._cache_geometry(spec, *cached)
+            with filling(("geometry", *key[:2])):
+                cached = _GEOMETRY_CACHE.get(key)
+                if cached is None:
+                    rows = self.conn.execute(
+                        f'SELECT fid, geom, gw_unit FROM "{spec.name}" ORDER BY fid'
+                    ).fetchall()
+                    if not rows:
+                        return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+                    cached = (
+                        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                        decode_geometries([r[1] for r in rows]),  # type: ignore[misc]
+                        np.array([r[2] for r in rows], dtype=object),
+                    )
+                    self._cache_geometry(spec, *cached)
         fid_arr, geoms, _ = cached
         if fids is not None:
             keep = np.isin(fid_arr, fids)

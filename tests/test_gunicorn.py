@@ -1,0 +1,135 @@
+"""Under gunicorn with the sample settings (deploy/gunicorn.conf.py), a large upload on its way
+in does not hold up other users' map requests, and an upload broken off half-way leaves
+nothing behind.  (How long requests take is measured in bench/bench_upload_stall.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geo.importer import import_file
+from geo.store import open_store
+from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 60) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.status, resp.read()
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path):
+    data = tmp_path / "store"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        rng = np.random.default_rng(7)
+        xy = np.column_stack([X0 + rng.uniform(5, 295, 40), Y0 - rng.uniform(5, 295, 40)])
+        sites = points_frame([tuple(p) for p in xy], 案件编号=[f"G{i}" for i in range(40)])
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+    port = _free_port()
+    env = {**os.environ, "GRIDWATCH_DATA": str(data), "GRIDWATCH_TILES": "none"}
+    proc = subprocess.Popen(
+        [
+            str(GUNICORN),
+            "-c",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--access-logfile",
+            "/dev/null",
+            "server:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            _get(f"{base}/healthz", timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("gunicorn did not answer /healthz")
+    yield base, port, data
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stderr.close()
+
+
+def test_map_requests_are_served_while_a_100_mb_upload_is_arriving(gunicorn_server):
+    base, port, data = gunicorn_server
+    size = 100 * 1024 * 1024
+    boundary = "gwtestboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="layer"\r\n\r\ndemolition\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n"
+    ).encode()
+    # a surveyor on a slow line: the headers and the first 2 MB of a 100 MB body, then a pause
+    upload = socket.create_connection(("127.0.0.1", port), timeout=60)
+    try:
+        upload.sendall(
+            (
+                f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {len(head) + size}\r\n\r\n"
+            ).encode()
+            + head
+        )
+        upload.sendall(b"\0" * (2 * 1024 * 1024))
+        # every kind of request a map viewer makes is answered while the upload is still open
+        # (several rounds, so that requests land on both workers and on every thread)
+        lon, lat = 118.4, 31.3
+        bbox = f"{lon - 0.02},{lat - 0.02},{lon + 0.02},{lat + 0.02}"
+        for _ in range(12):
+            for url in (
+                f"{base}/?tiles=none",
+                f"{base}/api/cells?level=grid&layer=demolition&zoom=16&bbox={bbox}",
+                f"{base}/api/features/demolition?zoom=16&bbox={bbox}",
+                f"{base}/api/stats?level=community&layer=demolition",
+            ):
+                status, body = _get(url)
+                assert status == 200, url
+        status, body = _get(f"{base}/api/features/demolition?zoom=18&bbox={bbox}")
+        assert json.loads(body)["total"] == 40
+    finally:
+        # the upload is broken off half-way
+        upload.close()
+    # nothing is staged or written for the broken-off upload, and the server carries on
+    time.sleep(0.5)
+    staged = data / "uploads"
+    assert not staged.exists() or not any(staged.iterdir())
+    status, body = _get(f"{base}/api/batches")
+    assert status == 200 and len(json.loads(body)) == 2
+    status, body = _get(f"{base}/api/features/demolition?zoom=18&bbox={bbox}")
+    assert json.loads(body)["total"] == 40
