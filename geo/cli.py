@@ -29,9 +29,94 @@ DEMO_FILES = (
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from geo.store import open_store
+    from geo.store import Actor, open_store
 
-    return open_store(args.data)
+    store = open_store(args.data)
+    # the audit trail names whoever runs the command, from the command line
+    store.actor = Actor(getattr(args, "user", None) or os.environ.get("USER") or "cli", "cli")
+    return store
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """From stdin with --password-stdin (scripts), else asked twice without echo."""
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("密码 / password: ")
+    if getpass.getpass("再次输入 / again: ") != first:
+        raise InputError("两次输入的密码不一致", "the passwords do not match", code="password_mismatch")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from geo import accounts
+
+    store = _store(args)
+    if args.action == "list":
+        users = store.list_users()
+        if args.json:
+            print(json.dumps([_user_dict(u) for u in users], ensure_ascii=False, indent=2))
+        for u in users if not args.json else []:
+            state = "" if u.active else " 已停用/disabled"
+            if u.locked_until:
+                state += f" 锁定至/locked until {u.locked_until}"
+            print(f"{u.name}\t{u.role}\t{u.created_at}{state}")
+        return 0
+    if not args.name:
+        raise InputError("请给出用户名", "give a user name", code="bad_user_name")
+    if args.action == "add":
+        user = accounts.add_user(store, args.name, args.role or "viewer", _read_password(args))
+        print(f"已创建用户 / created: {user.name} ({user.role})")
+    elif args.action == "passwd":
+        accounts.set_password(store, args.name, _read_password(args))
+        print(f"已修改密码 / password changed: {args.name}")
+    elif args.action in ("disable", "enable"):
+        accounts.set_active(store, args.name, args.action == "enable")
+        print(f"{'已启用 / enabled' if args.action == 'enable' else '已停用 / disabled'}: {args.name}")
+    elif args.action == "role":
+        user = accounts.set_role(store, args.name, args.role or "")
+        print(f"已修改角色 / role changed: {user.name} ({user.role})")
+    return 0
+
+
+def _user_dict(u: Any) -> dict[str, Any]:
+    return {k: v for k, v in u.__dict__.items() if k != "password"}
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from geo import accounts
+
+    store = _store(args)
+    if args.action == "add":
+        token, secret = accounts.create_token(store, args.name, args.label or "")
+        print(f"令牌 #{token.id}（只显示这一次 / shown once）:\n{secret}")
+    elif args.action == "list":
+        for t in store.list_tokens(args.name):
+            state = f"revoked {t.revoked_at}" if t.revoked_at else f"last used {t.last_used or '-'}"
+            print(f"#{t.id}\t{t.user}\t{t.label}\t{t.created_at}\t{state}")
+    else:
+        if args.id is None:
+            raise InputError("请给出令牌编号 --id", "give the token number with --id", code="bad_token")
+        accounts.revoke_token(store, args.id)
+        print(f"已撤销令牌 / revoked: #{args.id}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from geo.audit import write_csv
+
+    store = _store(args)
+    entries = store.audit_entries(limit=args.limit, user=args.by, action=args.action)
+    if args.csv:
+        write_csv(entries, sys.stdout)
+        return 0
+    for e in entries:
+        print(
+            f"{e.at}\t{e.user or '-'}\t{e.client or '-'}\t{e.action}\t{e.layer or ''}\t"
+            f"{e.batch_id or ''}\t{json.dumps(e.counts, ensure_ascii=False)}\t{e.detail or ''}"
+        )
+    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -286,6 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--load", action="store_true", help="生成后导入为网格图层")
     g.add_argument("--user")
     g.set_defaults(func=cmd_grid_generate)
+
+    u = sub.add_parser("user", help="用户 / accounts: add | list | disable | enable | passwd | role")
+    u.add_argument("action", choices=("add", "list", "disable", "enable", "passwd", "role"))
+    u.add_argument("name", nargs="?")
+    u.add_argument("--role", choices=("viewer", "surveyor", "admin"))
+    u.add_argument(
+        "--password-stdin", action="store_true", help="从标准输入读取密码 / read the password from stdin"
+    )
+    u.add_argument("--json", action="store_true")
+    u.set_defaults(func=cmd_user)
+
+    k = sub.add_parser("token", help="API 令牌 / API tokens: add | list | revoke")
+    k.add_argument("action", choices=("add", "list", "revoke"))
+    k.add_argument("name", nargs="?", help="用户名 / user")
+    k.add_argument("--label", help="用途说明 / what it is for")
+    k.add_argument("--id", type=int, help="令牌编号（撤销时）/ token number to revoke")
+    k.set_defaults(func=cmd_token)
+
+    a = sub.add_parser("audit", help="操作日志 / audit trail")
+    a.add_argument("--limit", type=int, default=100)
+    a.add_argument("--by", help="只看某用户 / only this user")
+    a.add_argument("--action", help="只看某操作 / only this action")
+    a.add_argument("--csv", action="store_true")
+    a.set_defaults(func=cmd_audit)
 
     v = sub.add_parser("serve", help="启动 Web 服务 / run the web service (development)")
     v.add_argument("--host", default="127.0.0.1")

@@ -55,7 +55,7 @@ import shapely
 
 from geo.cache import filling
 from geo.errors import Conflict, NotFound, StoreError
-from geo.store import Batch, FeatureRows, WriteResult
+from geo.store import Actor, ApiToken, AuditEntry, Batch, FeatureRows, User, WriteResult
 from layers import LayerSpec
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -169,6 +169,7 @@ class GpkgStore:
             ) from exc
         self._conn: apsw.Connection | None = None
         self._depth = 0
+        self.actor = Actor()
         self._pending_archives: list[Path] = []
         self._init()
 
@@ -247,6 +248,7 @@ class GpkgStore:
                 f"store file is not a readable GeoPackage: {exc}",
             ) from exc
         if has_meta:
+            self._upgrade()
             return
         if app_id not in (0, _GPKG_APPLICATION_ID):
             raise StoreError(f"不是 GeoPackage 文件: {self.path}", f"not a GeoPackage file: {self.path}")
@@ -267,6 +269,23 @@ class GpkgStore:
                     " VALUES (?, 'attributes', ?, '', ?)",
                     (table, ident, now_iso()),
                 )
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a store written by an earlier version up to the current schema (in place)."""
+        if int(self._meta("schema") or 1) >= SCHEMA_VERSION:
+            return
+        try:
+            with self.transaction():
+                for stmt in _ACCOUNT_SQL:
+                    self.conn.execute(stmt)
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO gw_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+        except StoreError as exc:
+            if exc.code != "store_read_only":
+                raise
+            # a read-only store of an earlier version is still readable; it has no accounts
 
     def _ensure_srs(self, epsg: int) -> None:
         if self.conn.execute("SELECT 1 FROM gpkg_spatial_ref_sys WHERE srs_id=?", (epsg,)).fetchone():
@@ -358,7 +377,7 @@ class GpkgStore:
                     batch.source_name,
                     batch.checksum,
                     batch.created_at,
-                    batch.user,
+                    batch.user or self.actor.user,
                     batch.rows_read,
                     batch.rejected,
                     batch.encoding,
@@ -404,6 +423,15 @@ class GpkgStore:
                     json.dumps(report, ensure_ascii=False, default=str),
                     batch_id,
                 ),
+            )
+            layer = _scalar_args(self.conn, "SELECT layer FROM gw_batches WHERE id=?", (batch_id,))
+            action = {"grid": "grid_replace", "targets": "targets"}.get(str(layer), "import")
+            self.record_audit(
+                action,
+                layer=str(layer),
+                batch_id=batch_id,
+                counts={k: int(v) for k, v in counts.items()},
+                detail=str(report.get("source_name") or "") or None,
             )
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
@@ -461,9 +489,19 @@ class GpkgStore:
         return str(row[0]), buf.getvalue()
 
     def mark_rolled_back(self, batch_id: int) -> None:
-        self.conn.execute(
-            "UPDATE gw_batches SET status='rolled_back', rolled_back_at=? WHERE id=?", (now_iso(), batch_id)
-        )
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE gw_batches SET status='rolled_back', rolled_back_at=? WHERE id=?",
+                (now_iso(), batch_id),
+            )
+            batch = self.batch(batch_id)
+            self.record_audit(
+                "rollback",
+                layer=batch.layer,
+                batch_id=batch_id,
+                counts={"added": batch.added, "updated": batch.updated},
+                detail=batch.source_name,
+            )
 
     # features ------------------------------------------------------------------------------
     def _columns(self, spec: LayerSpec) -> list[str]:
@@ -835,6 +873,152 @@ class GpkgStore:
         return int(_scalar(self.conn, f'SELECT count(*) FROM "{spec.name}"'))
 
     # targets -------------------------------------------------------------------------------
+    # accounts and audit trail ----------------------------------------------------------------
+    @contextmanager
+    def admin_transaction(self) -> Iterator[None]:
+        """All-or-nothing scope for the account and audit tables: inside the current
+        transaction when there is one, else its own -- without a new revision, since no
+        survey data changes (cached figures stay valid)."""
+        if self._depth:
+            yield
+            return
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except apsw.Error as exc:
+            raise _store_error(exc) from exc
+        self._depth = 1
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, apsw.Error):
+                raise _store_error(exc) from exc
+            raise
+        finally:
+            self._depth = 0
+
+    _USER_COLS = "name, role, password, active, created_at, failed_logins, locked_until, session_version"
+
+    def _has_accounts(self) -> bool:
+        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_users'").fetchone())
+
+    def get_user(self, name: str) -> User | None:
+        if not self._has_accounts():
+            return None
+        row = self.conn.execute(f"SELECT {self._USER_COLS} FROM gw_users WHERE name=?", (name,)).fetchone()
+        return None if row is None else _user(row)
+
+    def list_users(self) -> list[User]:
+        if not self._has_accounts():
+            return []
+        return [_user(r) for r in self.conn.execute(f"SELECT {self._USER_COLS} FROM gw_users ORDER BY name")]
+
+    def save_user(self, user: User) -> None:
+        with self.admin_transaction():
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO gw_users ({self._USER_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    user.name,
+                    user.role,
+                    user.password,
+                    int(user.active),
+                    user.created_at or now_iso(),
+                    user.failed_logins,
+                    user.locked_until,
+                    user.session_version,
+                ),
+            )
+
+    _TOKEN_COLS = "id, user, label, digest, created_at, last_used, revoked_at"
+
+    def add_token(self, user: str, label: str, digest: str) -> int:
+        with self.admin_transaction():
+            self.conn.execute(
+                "INSERT INTO gw_tokens (user, label, digest, created_at) VALUES (?,?,?,?)",
+                (user, label, digest, now_iso()),
+            )
+            return int(self.conn.last_insert_rowid())
+
+    def find_token(self, digest: str) -> ApiToken | None:
+        if not self._has_accounts():
+            return None
+        row = self.conn.execute(
+            f"SELECT {self._TOKEN_COLS} FROM gw_tokens WHERE digest=?", (digest,)
+        ).fetchone()
+        return None if row is None else ApiToken(*row)
+
+    def list_tokens(self, user: str | None = None) -> list[ApiToken]:
+        if not self._has_accounts():
+            return []
+        sql = f"SELECT {self._TOKEN_COLS} FROM gw_tokens"
+        args: tuple[Any, ...] = ()
+        if user is not None:
+            sql += " WHERE user=?"
+            args = (user,)
+        return [ApiToken(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def revoke_token(self, token_id: int) -> bool:
+        with self.admin_transaction():
+            self.conn.execute(
+                "UPDATE gw_tokens SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (now_iso(), token_id)
+            )
+            return bool(self.conn.changes())
+
+    def touch_token(self, token_id: int) -> None:
+        with contextlib.suppress(StoreError), self.admin_transaction():
+            self.conn.execute("UPDATE gw_tokens SET last_used=? WHERE id=?", (now_iso(), token_id))
+
+    def record_audit(
+        self,
+        action: str,
+        *,
+        layer: str | None = None,
+        batch_id: int | None = None,
+        counts: dict[str, Any] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if not self._has_accounts():
+            return  # a read-only store of an earlier version: nothing can be written anyway
+        with self.admin_transaction():
+            self.conn.execute(
+                "INSERT INTO gw_audit (at, user, client, action, layer, batch_id, counts, detail)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    now_iso(),
+                    self.actor.user,
+                    self.actor.client,
+                    action,
+                    layer,
+                    batch_id,
+                    json.dumps(counts or {}, ensure_ascii=False),
+                    detail,
+                ),
+            )
+
+    def audit_entries(
+        self, *, limit: int = 200, offset: int = 0, user: str | None = None, action: str | None = None
+    ) -> list[AuditEntry]:
+        if not self._has_accounts():
+            return []
+        where, args = [], []
+        if user:
+            where.append("user=?")
+            args.append(user)
+        if action:
+            where.append("action=?")
+            args.append(action)
+        sql = "SELECT id, at, user, client, action, layer, batch_id, counts, detail FROM gw_audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        return [
+            AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8])
+            for r in self.conn.execute(sql, (*args, int(limit), int(offset)))
+        ]
+
     def targets(self) -> pd.DataFrame:
         rows = self.conn.execute("SELECT code, layer, metric, target, batch_id FROM gw_targets").fetchall()
         return pd.DataFrame(rows, columns=["code", "layer", "metric", "target", "batch_id"])
@@ -922,6 +1106,13 @@ def _scalar(conn: apsw.Connection, sql: str) -> Any:
     return None if row is None else row[0]
 
 
+def _user(row: tuple[Any, ...]) -> User:
+    name, role, password, active, created_at, failed, locked_until, version = row
+    return User(
+        name, role, password, bool(active), created_at, int(failed or 0), locked_until, int(version or 0)
+    )
+
+
 def _store_error(exc: apsw.Error) -> StoreError:
     text = f"{type(exc).__name__} {exc}".lower()
     if "readonly" in text or "read-only" in text:
@@ -998,6 +1189,20 @@ _SYSTEM_SQL = (
     target REAL NOT NULL, batch_id INTEGER, PRIMARY KEY (code, layer, metric))""",
     """CREATE TABLE gw_targets_history (code TEXT, layer TEXT, metric TEXT, target REAL, batch_id INTEGER,
     superseded_by INTEGER)""",
+)
+
+
+#: Version 2 added accounts, API tokens and the audit trail.
+SCHEMA_VERSION = 2
+
+_ACCOUNT_SQL = (
+    """CREATE TABLE IF NOT EXISTS gw_users (name TEXT PRIMARY KEY, role TEXT NOT NULL, password TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until TEXT, session_version INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS gw_tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL,
+    label TEXT, digest TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, last_used TEXT, revoked_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS gw_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, user TEXT,
+    client TEXT, action TEXT NOT NULL, layer TEXT, batch_id INTEGER, counts TEXT, detail TEXT)""",
 )
 
 

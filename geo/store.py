@@ -96,10 +96,64 @@ class WriteResult:
     removed: int = 0
 
 
+@dataclass
+class Actor:
+    """Who is writing: a user name (None for the system) and where from (an IP address,
+    ``"cli"``).  Set on a store handle; every write recorded in the audit trail names it."""
+
+    user: str | None = None
+    client: str | None = None
+
+
+@dataclass
+class User:
+    """A local account.  ``password`` is a salted hash, never the password itself."""
+
+    name: str
+    role: str
+    password: str
+    active: bool = True
+    created_at: str = ""
+    failed_logins: int = 0
+    locked_until: str | None = None
+    #: Changes with every password change, disabling or role change: sessions made before are void.
+    session_version: int = 0
+
+
+@dataclass
+class ApiToken:
+    """A revocable API token of one user; only the SHA-256 digest of its secret is kept."""
+
+    id: int
+    user: str
+    label: str
+    digest: str
+    created_at: str
+    last_used: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass
+class AuditEntry:
+    """One write: who, when, from where, what, on which layer and batch, and its counts."""
+
+    id: int
+    at: str
+    user: str | None
+    client: str | None
+    action: str
+    layer: str | None = None
+    batch_id: int | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
+
+
 class Store(Protocol):
     """What every backend provides.  All writes happen inside :meth:`transaction`."""
 
     location: str
+    #: Who writes through this handle (recorded with every write in the audit trail).
+    actor: Actor
 
     def srs_epsg(self) -> int | None:
         """EPSG code of the projected CRS features are stored in (metres), or None when empty."""
@@ -180,6 +234,49 @@ class Store(Protocol):
     def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int: ...
 
     def layer_count(self, spec: LayerSpec) -> int: ...
+
+    # accounts and audit trail
+    def admin_transaction(self) -> AbstractContextManager[None]:
+        """Like :meth:`transaction` for account and audit writes, keeping :meth:`revision`."""
+        ...
+
+    def get_user(self, name: str) -> User | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def save_user(self, user: User) -> None:
+        """Insert or replace the account ``user.name``."""
+        ...
+
+    def add_token(self, user: str, label: str, digest: str) -> int: ...
+
+    def find_token(self, digest: str) -> ApiToken | None: ...
+
+    def list_tokens(self, user: str | None = None) -> list[ApiToken]: ...
+
+    def revoke_token(self, token_id: int) -> bool: ...
+
+    def touch_token(self, token_id: int) -> None:
+        """Note that a token was used now (outside any audit: reading is not a write)."""
+        ...
+
+    def record_audit(
+        self,
+        action: str,
+        *,
+        layer: str | None = None,
+        batch_id: int | None = None,
+        counts: dict[str, Any] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Add an audit entry for :attr:`actor` (inside the current transaction, if any)."""
+        ...
+
+    def audit_entries(
+        self, *, limit: int = 200, offset: int = 0, user: str | None = None, action: str | None = None
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        ...
 
     def close(self) -> None: ...
 

@@ -1,0 +1,204 @@
+"""Accounts, API tokens, login throttling and the audit trail, in the engine and on the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from geo import accounts
+from geo.audit import write_csv
+from geo.batches import rollback
+from geo.cli import main
+from geo.errors import Conflict, InputError, NotFound
+from geo.importer import import_file
+from geo.store import Actor, open_store
+from tests.conftest import X0, Y0, points_frame, write_shp
+
+
+def test_passwords_are_hashed_and_checked(store):
+    accounts.add_user(store, "wangfang", "surveyor", "correct horse")
+    user = store.get_user("wangfang")
+    assert user is not None and user.role == "surveyor" and user.active
+    assert "correct horse" not in user.password and user.password.startswith("scrypt:")
+    assert accounts.authenticate(store, "wangfang", "correct horse").name == "wangfang"
+    with pytest.raises(accounts.LoginFailed) as wrong:
+        accounts.authenticate(store, "wangfang", "wrong horse")
+    with pytest.raises(accounts.LoginFailed) as unknown:
+        accounts.authenticate(store, "nobody", "correct horse")
+    assert wrong.value.status == 401 and wrong.value.to_dict() == unknown.value.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "password", "error"),
+    [
+        ("a b", "viewer", "longenough", "bad_user_name"),
+        ("", "viewer", "longenough", "bad_user_name"),
+        ("ok", "boss", "longenough", "bad_role"),
+        ("ok", "viewer", "short", "weak_password"),
+    ],
+)
+def test_bad_accounts_are_refused(store, name, role, password, error):
+    with pytest.raises(InputError) as exc:
+        accounts.add_user(store, name, role, password)
+    assert exc.value.code == error
+    assert store.list_users() == []
+
+
+def test_a_name_is_taken_once(store):
+    accounts.add_user(store, "li", "viewer", "password1")
+    with pytest.raises(Conflict):
+        accounts.add_user(store, "li", "admin", "password2")
+    assert store.get_user("li").role == "viewer"
+
+
+def test_repeated_failures_lock_the_account_with_growing_waits(store):
+    accounts.add_user(store, "zhao", "viewer", "password1")
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(accounts.LoginFailed):
+            accounts.authenticate(store, "zhao", "guess")
+    # locked: even the right password is refused until the lock ends
+    with pytest.raises(accounts.AccountLocked) as locked:
+        accounts.authenticate(store, "zhao", "password1")
+    assert locked.value.status == 429 and 0 < locked.value.details["retry_after"] <= 60
+    first_lock = datetime.fromisoformat(store.get_user("zhao").locked_until)
+    # once the lock has run out, one more failure locks for twice as long
+    user = store.get_user("zhao")
+    user.locked_until = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    store.save_user(user)
+    with pytest.raises(accounts.LoginFailed):
+        accounts.authenticate(store, "zhao", "guess again")
+    second_lock = datetime.fromisoformat(store.get_user("zhao").locked_until)
+    assert second_lock - datetime.now(UTC) > timedelta(seconds=100)
+    assert first_lock - datetime.now(UTC) < timedelta(seconds=61)
+    # a new password set by an admin unlocks it
+    accounts.set_password(store, "zhao", "password2")
+    assert accounts.authenticate(store, "zhao", "password2").failed_logins == 0
+
+
+def test_disabled_accounts_cannot_log_in_and_sessions_end(store):
+    accounts.add_user(store, "qian", "viewer", "password1")
+    before = store.get_user("qian").session_version
+    accounts.set_active(store, "qian", False)
+    with pytest.raises(accounts.LoginFailed):
+        accounts.authenticate(store, "qian", "password1")
+    assert store.get_user("qian").session_version > before
+    accounts.set_active(store, "qian", True)
+    assert accounts.authenticate(store, "qian", "password1").name == "qian"
+
+
+def test_tokens_are_kept_as_digests_and_can_be_revoked(store):
+    accounts.add_user(store, "sun", "surveyor", "password1")
+    token, secret = accounts.create_token(store, "sun", "nightly import")
+    assert secret.startswith("gw_") and len(secret) > 40
+    assert secret not in json.dumps([t.__dict__ for t in store.list_tokens()])
+    assert accounts.token_user(store, secret).name == "sun"
+    assert store.list_tokens("sun")[0].last_used is not None
+    assert accounts.token_user(store, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+    assert accounts.token_user(store, "not-a-token") is None
+    accounts.set_active(store, "sun", False)
+    assert accounts.token_user(store, secret) is None  # a disabled user's tokens do nothing
+    accounts.set_active(store, "sun", True)
+    with pytest.raises(NotFound):
+        accounts.revoke_token(store, token.id, owner="someone-else")
+    assert accounts.revoke_token(store, token.id, owner="sun").revoked_at is not None
+    assert accounts.token_user(store, secret) is None
+
+
+def test_account_writes_do_not_invalidate_survey_caches(store):
+    revision = store.revision()
+    accounts.add_user(store, "zhou", "viewer", "password1")
+    _token, secret = accounts.create_token(store, "zhou")
+    accounts.token_user(store, secret)
+    with pytest.raises(accounts.LoginFailed):
+        accounts.authenticate(store, "zhou", "nope-nope")
+    assert store.revision() == revision
+
+
+def test_every_write_is_audited_with_who_and_where(gridded_store, tmp_path):
+    store = gridded_store
+    store.actor = Actor("wu", "10.0.0.7")
+    sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)], 案件编号=["A1", "A2"])
+    report = import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+    store.actor = Actor("zheng", "10.0.0.8")
+    rollback(store, report.batch_id)
+    accounts.add_user(store, "feng", "viewer", "password1")
+    entries = store.audit_entries()
+    assert [e.action for e in entries][:3] == ["user_add", "rollback", "import"]
+    imp = entries[2]
+    assert (imp.user, imp.client, imp.layer, imp.batch_id) == (
+        "wu",
+        "10.0.0.7",
+        "demolition",
+        report.batch_id,
+    )
+    assert imp.counts["added"] == 2
+    assert (entries[1].user, entries[1].client, entries[1].batch_id) == ("zheng", "10.0.0.8", report.batch_id)
+    assert store.batch(report.batch_id).user == "wu"
+    grid_entry = [e for e in entries if e.action == "grid_replace"]
+    assert len(grid_entry) == 1 and grid_entry[0].counts["added"] == 9
+    buf = io.StringIO()
+    write_csv(entries, buf)
+    text = buf.getvalue()
+    assert text.startswith("\ufeff时间,用户") and "10.0.0.7" in text and "回滚" in text
+
+
+def test_a_write_that_fails_leaves_no_audit_entry(gridded_store, tmp_path):
+    store = gridded_store
+    n = len(store.audit_entries())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(InputError):
+        import_file(store, "demolition", bad)
+    with pytest.raises(Conflict):
+        accounts.add_user(store, "x1", "viewer", "password1")
+        accounts.add_user(store, "x1", "viewer", "password1")
+    assert [e.action for e in store.audit_entries()][: len(store.audit_entries()) - n] == ["user_add"]
+
+
+def test_a_store_of_the_first_schema_gains_the_account_tables(tmp_path, grid_shp):
+    with open_store(tmp_path / "old") as store:
+        import_file(store, "grid", grid_shp)
+    path = tmp_path / "old" / "gridwatch.gpkg"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "DROP TABLE gw_users; DROP TABLE gw_tokens; DROP TABLE gw_audit;"
+        "UPDATE gw_meta SET value='1' WHERE key='schema';"
+    )
+    con.close()
+    with open_store(tmp_path / "old") as store:
+        assert store.list_users() == []
+        accounts.add_user(store, "admin", "admin", "password1")
+        assert store.get_user("admin").role == "admin"
+        assert len(store.batches()) == 1
+
+
+def test_user_and_token_commands(tmp_path, monkeypatch, capsys):
+    data = str(tmp_path / "d")
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass\n"))
+    assert main(["--data", data, "user", "add", "admin", "--role", "admin", "--password-stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["--data", data, "user", "add", "li", "--password-stdin"]) == 2
+    assert "至少 8 个字符" in capsys.readouterr().err
+    assert main(["--data", data, "user", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(u["name"], u["role"]) for u in listed] == [("admin", "admin")]
+    assert "password" not in listed[0]
+    assert main(["--data", data, "token", "add", "admin", "--label", "cron"]) == 0
+    secret = capsys.readouterr().out.split()[-1]
+    with open_store(data) as store:
+        assert accounts.token_user(store, secret).name == "admin"
+    assert main(["--data", data, "token", "revoke", "--id", "1"]) == 0
+    assert main(["--data", data, "user", "disable", "admin"]) == 0
+    assert main(["--data", data, "user", "disable", "ghost"]) == 2
+    capsys.readouterr()
+    assert main(["--data", data, "audit", "--csv"]) == 0
+    out = capsys.readouterr().out
+    assert "停用用户" in out and "撤销令牌" in out and "新建用户" in out
+    assert "s3cret-pass" not in out
+    with open_store(data) as store:
+        assert accounts.token_user(store, secret) is None
+        assert store.audit_entries()[0].client == "cli"
