@@ -158,6 +158,9 @@ class Facts:
     done: np.ndarray  # datetime64[D] (NaT when not completed)
     measures: dict[str, np.ndarray]  # measure key → float values (0 where missing)
     status: pa.Array | None  # status codes (for filters)
+    # int8 index into the values of spec.shape_category (-1: empty or outside the
+    # vocabulary), for map markers; None when the layer declares no shape_field
+    shape: np.ndarray | None = None
 
 
 _FACTS: dict[tuple[str, str, str], Facts] = {}
@@ -184,7 +187,13 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
     key = (store.location, store.revision(), spec.name)
     if key in _FACTS:
         return _FACTS[key]
-    wanted = [spec.status_field, spec.found_field, spec.completed_field, *(m.field for m in spec.measures)]
+    wanted = [
+        spec.status_field,
+        spec.found_field,
+        spec.completed_field,
+        *(m.field for m in spec.measures),
+        spec.shape_field,
+    ]
     columns = list(dict.fromkeys(c for c in wanted if c))
     table = store.read_table(spec, [*columns, "gw_unit", "gw_batch", "gw_area"])
     n = table.num_rows
@@ -219,10 +228,25 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
         done,
         measures,
         status,
+        _shape_index(table, spec),
     )
     _cache_trim(_FACTS, 64)
     _FACTS[key] = facts
     return facts
+
+
+def _shape_index(table: pa.Table, spec: LayerSpec) -> np.ndarray | None:
+    """Position of each row's :attr:`~layers.base.LayerSpec.shape_field` value in its
+    category's vocabulary, -1 where empty or not in it (kept as given at import)."""
+    category = spec.shape_category
+    if category is None:
+        return None
+    codes = pa.array([v.code for v in category.values], type=pa.string())
+    col = table.column(category.field)
+    if not pa.types.is_string(col.type):
+        col = pc.cast(col, pa.string())
+    where = pc.fill_null(pc.index_in(col, value_set=codes), -1)
+    return np.asarray(where.to_numpy(), dtype=np.int8)
 
 
 def _dates(table: pa.Table, column: str | None, n: int) -> np.ndarray:

@@ -136,8 +136,10 @@ def features_in_view(
     within : str, optional
         Only features in unit grids under this street/community (or grid) code.
     detail : bool
-        Send every attribute with each feature (for lists); otherwise only ``fid``,
-        ``status`` and ``completed`` (a map asks :func:`feature_detail` on click).
+        Send every attribute with each feature (for lists), as stored; otherwise only
+        ``fid``, ``status``, ``completed`` and, when the layer declares a
+        ``shape_field``, that field's value (None when empty or outside its vocabulary)
+        -- a map asks :func:`feature_detail` on click.
 
     Returns
     -------
@@ -178,6 +180,12 @@ def features_in_view(
         }
     idx = idx[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
     status = facts.status.take(pa.array(idx)).to_pylist() if facts.status is not None else [None] * len(idx)
+    category = spec.shape_category
+    shape: list[str | None] | None = None
+    if category is not None and facts.shape is not None:
+        # -1 (empty or unknown) picks the trailing None
+        codes = np.array([*(v.code for v in category.values), None], dtype=object)
+        shape = codes[facts.shape[idx]].tolist()
     shown = _shift_geoms(geoms[idx], gcj02)
     if zoom < 15 and len(shown):  # polygons smaller than a pixel: send their point
         shown = np.where(np.isin(shapely.get_type_id(shown), (3, 6)), shapely.point_on_surface(shown), shown)
@@ -190,6 +198,8 @@ def features_in_view(
     features = []
     for k, (fid, geom) in enumerate(zip(fids[idx].tolist(), shown, strict=True)):
         props: dict[str, Any] = {"fid": fid, "status": status[k], "completed": bool(done[k])}
+        if category is not None and shape is not None:
+            props[category.field] = shape[k]
         if details is not None:
             props.update(details.get(fid, {}))
         geometry = {"type": "Point", "coordinates": [xs[k], ys[k]]} if is_point[k] else _mapping(geom)

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FieldKind = Literal["str", "int", "float", "date"]
+MarkerShape = Literal["circle", "square", "triangle", "diamond"]
+
+#: Shapes a map can draw a point feature as (see :attr:`LayerSpec.shape_field`).
+MARKER_SHAPES: tuple[MarkerShape, ...] = ("circle", "square", "triangle", "diamond")
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,11 @@ class Field:
 
 @dataclass(frozen=True)
 class Status:
-    """One value of a layer's status vocabulary.
+    """One value of a layer's status vocabulary (or of a :class:`Category`).
 
-    ``completed`` marks the statuses that count as done in tallies.
+    ``completed`` marks the statuses that count as done in tallies; ``color`` is the
+    fill of a status on maps; ``shape`` is the marker shape of a value of the
+    category named by :attr:`LayerSpec.shape_field`.
     """
 
     code: str
@@ -54,6 +60,7 @@ class Status:
     aliases: tuple[str, ...] = ()
     completed: bool = False
     color: str = "#888888"
+    shape: MarkerShape | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,10 @@ class LayerSpec:
         Quantities summed per unit.
     categories : tuple of Category
         Other normalised vocabularies.
+    shape_field : str or None
+        A category (one of ``categories``) whose value decides the marker shape of a
+        feature on maps; each of its values declares a ``shape``.  Features whose value
+        is empty or outside the vocabulary are drawn as circles with a dashed outline.
     is_grid : bool
         True for the unit-grid layer itself.
     style : dict
@@ -145,8 +156,21 @@ class LayerSpec:
     completed_field: str | None = None
     measures: tuple[Measure, ...] = ()
     categories: tuple[Category, ...] = ()
+    shape_field: str | None = None
     is_grid: bool = False
     style: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.shape_field is None:
+            return
+        category = self.shape_category
+        if category is None:
+            raise ValueError(f"{self.name}: shape_field {self.shape_field!r} is not one of its categories")
+        for value in category.values:
+            if value.shape not in MARKER_SHAPES:
+                raise ValueError(
+                    f"{self.name}: {self.shape_field} value {value.code!r} needs a shape, one of {MARKER_SHAPES}"
+                )
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -161,6 +185,11 @@ class LayerSpec:
     @property
     def completed_statuses(self) -> frozenset[str]:
         return frozenset(s.code for s in self.statuses if s.completed)
+
+    @property
+    def shape_category(self) -> Category | None:
+        """The category named by :attr:`shape_field`, or None."""
+        return next((c for c in self.categories if c.field == self.shape_field), None)
 
     def status(self, code: str) -> Status:
         for s in self.statuses:

@@ -112,9 +112,11 @@ LAYER = LayerSpec(
         Category(
             "position",
             (
-                Status("地面", "地面", "Ground", ("地上", "ground")),
-                Status("平台", "平台", "Platform", ("露台", "platform")),
-                Status("楼顶", "楼顶", "Rooftop", ("屋顶", "楼面", "顶层", "rooftop", "roof")),
+                Status("地面", "地面", "Ground", ("地上", "ground"), shape="circle"),
+                Status("平台", "平台", "Platform", ("露台", "platform"), shape="square"),
+                Status(
+                    "楼顶", "楼顶", "Rooftop", ("屋顶", "楼面", "顶层", "rooftop", "roof"), shape="triangle"
+                ),
             ),
         ),
         Category(
@@ -125,5 +127,6 @@ LAYER = LayerSpec(
             ),
         ),
     ),
+    shape_field="position",
     style={"color": "#d62728", "radius": 5},
 )

@@ -6,10 +6,12 @@ import numpy as np
 import pyproj
 import pytest
 
+import layers
 from geo.crs import wgs84_to_gcj02
 from geo.errors import InputError
 from geo.importer import import_file
 from geo.viewport import BBox, cells_in_view, features_in_view
+from layers import Category, Field, LayerSpec, Status
 from tests.conftest import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
 
 TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
@@ -96,7 +98,8 @@ def test_feature_detail_and_slim_map_features(loaded):
 
     slim = features_in_view(loaded, "demolition", VIEW, zoom=16)
     props = slim["features"][0]["properties"]
-    assert set(props) == {"fid", "status", "completed"}  # the map asks for the rest on click
+    # the map asks for the rest on click; the shape field's value decides the marker
+    assert set(props) == {"fid", "status", "completed", "position"}
     full = feature_detail(loaded, "demolition", props["fid"])
     assert full["properties"]["case_id"].startswith("V") and full["properties"]["unit"].startswith("340291")
     with pytest.raises(InputError):
@@ -110,3 +113,99 @@ def test_features_within_an_area(loaded):
     assert {f["properties"]["unit"][:12] for f in east["features"]} == {COMM_A}
     with pytest.raises(InputError):
         features_in_view(loaded, "demolition", VIEW, zoom=16, within="999")
+
+
+def _by_case(store, layer: str, id_field: str) -> dict[str, dict]:
+    """Slim map properties of every feature in VIEW, keyed by survey id."""
+    ids = {
+        f["id"]: f["properties"][id_field]
+        for f in features_in_view(store, layer, VIEW, zoom=16, detail=True)["features"]
+    }
+    return {ids[f["id"]]: f["properties"] for f in features_in_view(store, layer, VIEW, zoom=16)["features"]}
+
+
+def test_features_carry_their_marker_shape_value(gridded_store, tmp_path):
+    given = ["地面", "平台", "楼顶", "屋顶", "乱写", ""]
+    sites = points_frame(
+        [(X0 + 20 + 40 * i, Y0 - 50) for i in range(len(given))],
+        案件编号=[f"S{i}" for i in range(len(given))],
+        违建位置=given,
+        当前状态=["已登记"] * len(given),
+    )
+    import_file(gridded_store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+    props = _by_case(gridded_store, "demolition", "case_id")
+    # aliases are normalised at import; a value outside the vocabulary (kept as given) or an
+    # empty one gives None
+    assert {k: p["position"] for k, p in props.items()} == {
+        "S0": "地面",
+        "S1": "平台",
+        "S2": "楼顶",
+        "S3": "楼顶",
+        "S4": None,
+        "S5": None,
+    }
+    detail = features_in_view(gridded_store, "demolition", VIEW, zoom=16, detail=True)
+    assert "乱写" in {f["properties"]["position"] for f in detail["features"]}  # lists show what is stored
+    # a later import changes the value the map gets (the cached column follows the store)
+    moved = points_frame([(X0 + 20, Y0 - 50)], 案件编号=["S0"], 违建位置=["平台"], 当前状态=["已登记"])
+    import_file(gridded_store, "demolition", write_shp(moved, tmp_path / "m" / "m.shp"))
+    assert _by_case(gridded_store, "demolition", "case_id")["S0"]["position"] == "平台"
+    # a layer without a shape field sends nothing extra
+    parking = points_frame([(X0 + 30, Y0 - 30)], 编号=["P1"], 状态=["已建成"])
+    import_file(gridded_store, "parking", write_shp(parking, tmp_path / "p" / "p.shp"))
+    assert set(_by_case(gridded_store, "parking", "pid")["P1"]) == {"fid", "status", "completed"}
+
+
+KIOSK = LayerSpec(
+    name="kiosk",
+    label_zh="报刊亭",
+    label_en="Kiosk",
+    geometry_types=frozenset({"Point"}),
+    id_field="kid",
+    fields=(
+        Field("kid", "str", "编号", "Id", ("编号",)),
+        Field("side", "str", "路侧", "Side", ("路侧",)),
+        Field("status", "str", "状态", "Status", ("状态",)),
+    ),
+    status_field="status",
+    statuses=(Status("在用", "在用", "In use"),),
+    default_status="在用",
+    categories=(
+        Category(
+            "side",
+            (Status("东", "东", "East", shape="diamond"), Status("西", "西", "West", shape="square")),
+        ),
+    ),
+    shape_field="side",
+)
+
+
+def test_a_declared_layer_gets_marker_shapes(gridded_store, tmp_path):
+    layers.register(KIOSK)
+    try:
+        kiosks = points_frame(
+            [(X0 + 20, Y0 - 20), (X0 + 120, Y0 - 20), (X0 + 220, Y0 - 20)],
+            编号=["K1", "K2", "K3"],
+            路侧=["东", "西", "北"],
+        )
+        import_file(gridded_store, "kiosk", write_shp(kiosks, tmp_path / "k" / "k.shp"))
+        props = _by_case(gridded_store, "kiosk", "kid")
+        assert {k: p["side"] for k, p in props.items()} == {"K1": "东", "K2": "西", "K3": None}
+    finally:
+        layers.unregister("kiosk")
+
+
+def test_shape_field_must_be_a_category_with_a_shape_per_value():
+    with pytest.raises(ValueError, match="not one of its categories"):
+        LayerSpec("bad", "坏", "Bad", frozenset({"Point"}), KIOSK.fields, shape_field="kid")
+    shapeless = Category("side", (Status("东", "东", "East", shape="circle"), Status("西", "西", "West")))
+    with pytest.raises(ValueError, match="needs a shape"):
+        LayerSpec(
+            "bad",
+            "坏",
+            "Bad",
+            frozenset({"Point"}),
+            KIOSK.fields,
+            categories=(shapeless,),
+            shape_field="side",
+        )
