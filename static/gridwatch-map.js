@@ -68,6 +68,53 @@
     },
   }).addTo(map);
 
+  // Point markers: fill colour by status, shape by the value of the layer's shape field
+  // (declared in the layer).  Drawn by the map's renderer (canvas), so thousands stay cheap.
+  // Vertices are relative to the marker's centre, in units of its radius; a circle has none.
+  const SHAPES = {
+    square: [[-0.9, -0.9], [0.9, -0.9], [0.9, 0.9], [-0.9, 0.9]],
+    triangle: [[0, -1.45], [1.256, 0.725], [-1.256, 0.725]],
+    diamond: [[0, -1.25], [1.25, 0], [0, 1.25], [-1.25, 0]],
+  };
+  const SHAPE_EXTENT = 1.5; // no vertex lies further out than this many radii
+  const UNKNOWN_DASH = "2 2"; // outline of a feature whose shape value is empty or unknown
+
+  function shapePath(shape, x, y, r) {
+    const corners = SHAPES[shape];
+    if (!corners) return null;
+    return "M" + corners.map(([dx, dy]) => (x + dx * r).toFixed(1) + " " + (y + dy * r).toFixed(1)).join("L") + "Z";
+  }
+
+  const ShapeMarker = L.CircleMarker.extend({
+    options: { shape: "circle" },
+    _updateBounds() {
+      const r = this._radius * (SHAPES[this.options.shape] ? SHAPE_EXTENT : 1) + this._clickTolerance();
+      this._pxBounds = L.bounds(this._point.subtract([r, r]), this._point.add([r, r]));
+    },
+    _updatePath() {
+      const corners = SHAPES[this.options.shape];
+      if (!corners) return L.CircleMarker.prototype._updatePath.call(this);
+      const renderer = this._renderer;
+      const p = this._point, r = this._radius;
+      if (renderer instanceof L.Canvas) {
+        if (!renderer._drawing || this._empty()) return;
+        const ctx = renderer._ctx;
+        ctx.beginPath();
+        corners.forEach(([dx, dy], i) => (i ? ctx.lineTo(p.x + dx * r, p.y + dy * r) : ctx.moveTo(p.x + dx * r, p.y + dy * r)));
+        ctx.closePath();
+        renderer._fillStroke(ctx, this);
+      } else {
+        renderer._setPath(this, this._empty() ? "M0 0" : shapePath(this.options.shape, p.x, p.y, r));
+      }
+    },
+  });
+
+  function shapeOf(spec, props) {
+    if (!spec.shapes) return { shape: "circle", dashArray: null };
+    const value = spec.shapes.values.find((v) => v.code === props[spec.shapes.field]);
+    return value ? { shape: value.shape, dashArray: null } : { shape: "circle", dashArray: UNKNOWN_DASH };
+  }
+
   const overlays = {};
   cfg.surveyLayers.forEach((s) => {
     overlays[s.name] = L.layerGroup();
@@ -76,6 +123,67 @@
   const control = L.control.layers(null, null, { collapsed: false }).addTo(map);
   control.addOverlay(cells, cfg.labels.cells);
   cfg.surveyLayers.forEach((s) => control.addOverlay(overlays[s.name], s.label));
+
+  // Legend: status colours and marker shapes of the survey layers shown.
+  const SVG = "http://www.w3.org/2000/svg";
+  function svgNode(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, String(v)));
+    return node;
+  }
+
+  function icon(cls, shape) {
+    const svg = svgNode("svg", { width: 18, height: 18, viewBox: "0 0 18 18", class: cls });
+    svg.appendChild(shape);
+    return svg;
+  }
+
+  // a point marker's shape, unfilled; dashed for an empty or unknown value
+  function swatch(shape, dashed) {
+    const d = shapePath(shape, 9, 9, 5.5);
+    const style = { fill: "#ffffff", stroke: "#333", ...(dashed ? { "stroke-dasharray": UNKNOWN_DASH } : {}) };
+    const node = d ? svgNode("path", { d, ...style }) : svgNode("circle", { cx: 9, cy: 9, r: 5.5, ...style });
+    return icon("gw-swatch gw-shape-" + shape + (dashed ? " gw-shape-unknown" : ""), node);
+  }
+
+  // a status colour
+  function chip(color) {
+    return icon("gw-swatch", svgNode("rect", { x: 2, y: 4, width: 14, height: 10, rx: 2, fill: color }));
+  }
+
+  function legendRow(mark, text) {
+    const row = el("div", null, "gw-legend-row");
+    row.appendChild(mark);
+    row.appendChild(el("span", text));
+    return row;
+  }
+
+  const legend = L.control({ position: "bottomleft" });
+  legend.onAdd = () => {
+    const box = el("div", null, "gw-legend");
+    L.DomEvent.disableClickPropagation(box);
+    L.DomEvent.disableScrollPropagation(box);
+    return box;
+  };
+  legend.addTo(map);
+
+  function drawLegend() {
+    const box = legend.getContainer();
+    box.replaceChildren();
+    cfg.surveyLayers.filter((s) => map.hasLayer(overlays[s.name])).forEach((spec) => {
+      box.appendChild(el("div", spec.label, "gw-legend-title"));
+      if (spec.statuses.length) {
+        box.appendChild(el("div", spec.statusLabel, "gw-legend-head"));
+        spec.statuses.forEach((st) => box.appendChild(legendRow(chip(st.color), st.label)));
+      }
+      if (spec.shapes) {
+        box.appendChild(el("div", spec.shapes.label, "gw-legend-head"));
+        spec.shapes.values.forEach((v) => box.appendChild(legendRow(swatch(v.shape, false), v.label)));
+        box.appendChild(legendRow(swatch("circle", true), cfg.labels.shapeUnknown));
+      }
+    });
+    box.hidden = !box.firstChild;
+  }
 
   function featurePopup(spec, props) {
     const rows = spec.fields.map((f) => [f.label, props[f.name]]);
@@ -102,9 +210,10 @@
       return;
     }
     const layer = L.geoJSON(data, {
-      pointToLayer: (f, latlng) => L.circleMarker(latlng, {
+      pointToLayer: (f, latlng) => new ShapeMarker(latlng, {
         radius: spec.radius, weight: 1, color: "#333", fillOpacity: 0.85,
         fillColor: spec.colors[f.properties.status] || spec.color,
+        ...shapeOf(spec, f.properties),
       }),
       style: (f) => ({ color: spec.colors[f.properties.status] || spec.color, weight: 1, fillOpacity: 0.5 }),
       onEachFeature: (f, l) => {
@@ -133,6 +242,8 @@
         const note = document.getElementById("gw-note");
         note.textContent = data.too_many ? cfg.labels.tooMany.replace("{n}", data.too_many) : "";
         cells.addData(data);
+        // features stay above the units they lie in (one canvas draws both, in order)
+        Object.values(overlays).forEach((group) => group.eachLayer((l) => l.bringToFront && l.bringToFront()));
       })
       .catch(() => {});
     cfg.surveyLayers.forEach((spec) => {
@@ -167,6 +278,8 @@
 
   map.on("moveend", refresh);
   map.on("overlayadd", refresh);
+  map.on("overlayadd overlayremove", drawLegend);
+  drawLegend();
   refresh();
-  window.gridwatchMap = { refresh, cells, overlays };
+  window.gridwatchMap = { refresh, cells, overlays, legend };
 })();

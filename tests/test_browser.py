@@ -33,6 +33,7 @@ def live_server(tmp_path):
             案件编号=[f"B{i}" for i in range(60)],
             违建地址=['<img src=x onerror="window.__pwned=1">'] * 60,
             当前状态=["已拆除" if i % 3 == 0 else "已登记" for i in range(60)],
+            违建位置=[("地面", "平台", "楼顶", "")[i % 4] for i in range(60)],
         )
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
         parking = points_frame([(X0 + 20, Y0 - 20)], 编号=["P1"], 名称=["<b>停车</b>"], 状态=["已建成"])
@@ -106,6 +107,105 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     assert page.evaluate("window.__pwned") is None  # no markup from survey data ran
     assert errors == []
     assert hosts <= {"127.0.0.1"}
+
+
+# Markers drawn on the map's canvas, with their shape options and their feature's position.
+_MARKERS = """() => {
+    const out = [];
+    window.gridwatchMap.overlays.demolition.eachLayer((group) => {
+        if (!group.eachLayer) return;
+        group.eachLayer((m) => {
+            if (m._point) out.push({shape: m.options.shape, dashed: !!m.options.dashArray,
+                                    position: m.feature.properties.position});
+        });
+    });
+    return out;
+}"""
+
+# For one isolated marker of each shape, drawn with a radius of 12 px: is the canvas painted
+# at its centre, at the top-left corner of its bounding square and just below its top?
+_PROBES = """() => {
+    const markers = [];
+    window.gridwatchMap.overlays.demolition.eachLayer((g) => g.eachLayer && g.eachLayer((m) => {
+        if (m._point) markers.push(m);
+    }));
+    const isolated = (m) => markers.every((o) => o === m || o._point.distanceTo(m._point) > 40);
+    const chosen = {};
+    markers.forEach((m) => {
+        if (!m.options.dashArray && !(m.options.shape in chosen) && isolated(m)) chosen[m.options.shape] = m;
+    });
+    Object.values(chosen).forEach((m) => m.setRadius(12));
+    return new Promise((resolve) => setTimeout(() => {
+        const out = {};
+        Object.entries(chosen).forEach(([shape, m]) => {
+            const r = m._renderer, k = L.Browser.retina ? 2 : 1;
+            const painted = (dx, dy) => {
+                const x = (m._point.x + dx - r._bounds.min.x) * k, y = (m._point.y + dy - r._bounds.min.y) * k;
+                return r._ctx.getImageData(x, y, 1, 1).data[3] > 100;
+            };
+            out[shape] = {centre: painted(0, 0), corner: painted(-10, -10), apex: painted(0, -16)};
+        });
+        resolve(out);
+    }, 300));
+}"""
+
+
+def test_markers_shaped_by_position_with_a_legend(live_server, page):
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{live_server}/?level=grid&layer=demolition&tiles=none")
+    page.wait_for_function("window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9")
+    legend = page.locator(".gw-legend")
+    for text in ("违法建设", "当前状态", "已登记", "已拆除", "违建位置", "地面", "平台", "楼顶", "未注明"):
+        assert text in legend.inner_text()
+    assert legend.locator("svg.gw-shape-square").count() == 1
+    assert legend.locator("svg.gw-shape-triangle").count() == 1
+    assert legend.locator("svg.gw-shape-unknown").count() == 1
+    # from the whole district down to the street: the sites come one by one
+    set_zoom = (
+        "(z) => window[JSON.parse(document.getElementById('gw-config').textContent).mapName].setZoom(z)"
+    )
+    with page.expect_response(lambda r: "/api/features/demolition" in r.url and "zoom=13" in r.url):
+        page.evaluate(set_zoom, 13)
+    page.wait_for_timeout(300)
+    page.evaluate("() => { window.__drawn = window.gridwatchMap.overlays.demolition.getLayers()[0]; }")
+    with page.expect_response(lambda r: "/api/features/demolition" in r.url and "zoom=18" in r.url) as resp:
+        page.evaluate(set_zoom, 18)
+    data = resp.value.json()
+    assert data["aggregated"] is False and data["total"] == 60
+    page.wait_for_function("window.gridwatchMap.overlays.demolition.getLayers()[0] !== window.__drawn")
+    markers = page.evaluate(_MARKERS)
+    assert len(markers) == 60
+    kinds = {(m["position"], m["shape"], m["dashed"]) for m in markers}
+    assert kinds == {
+        ("地面", "circle", False),
+        ("平台", "square", False),
+        ("楼顶", "triangle", False),
+        (None, "circle", True),
+    }
+    # the shapes are what the canvas shows (units hidden so only sites are painted)
+    page.get_by_role("checkbox", name="单元网格完成率").uncheck()
+    assert page.evaluate(_PROBES) == {
+        "circle": {"centre": True, "corner": False, "apex": False},
+        "square": {"centre": True, "corner": True, "apex": False},
+        "triangle": {"centre": True, "corner": False, "apex": True},
+    }
+    # the legend follows the layers shown
+    page.get_by_role("checkbox", name="非机动车停放点").check()
+    page.wait_for_function("document.querySelector('.gw-legend').textContent.includes('非机动车停放点')")
+    page.get_by_role("checkbox", name="违法建设").uncheck()
+    assert "违建位置" not in legend.inner_text() and "非机动车停放点" in legend.inner_text()
+    assert errors == []
+
+
+def test_legend_in_english(live_server, page):
+    page.goto(f"{live_server}/?level=grid&layer=demolition&tiles=none&lang=en")
+    page.wait_for_selector(".gw-legend-row")
+    text = page.inner_text(".gw-legend")
+    assert all(
+        w in text for w in ("Illegal construction", "Position", "Ground", "Platform", "Rooftop", "Not given")
+    )
 
 
 def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):

@@ -160,6 +160,9 @@ def index() -> Any:
                 "on": s.name == spec.name,
                 "fields": [{"name": f.name, "label": label(f)} for f in s.fields],
                 "colors": {st.code: st.color for st in s.statuses},
+                "statuses": [{"code": st.code, "label": label(st), "color": st.color} for st in s.statuses],
+                "statusLabel": label(s.field(s.status_field)) if s.status_field else "",
+                "shapes": _shapes(s),
                 "color": s.style.get("color", "#3388ff"),
                 "radius": s.style.get("radius", 5),
             }
@@ -176,6 +179,7 @@ def index() -> Any:
             "cells": _("单元网格完成率"),
             "features": _("本单元要素 {n} 个"),
             "tooMany": _("当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级"),
+            "shapeUnknown": _("未注明"),
         },
     }
     hier = load_hierarchy(store)
@@ -207,6 +211,18 @@ def index() -> Any:
             "unassigned": int(unassigned[f"{spec.name}_total"]),
         },
     )
+
+
+def _shapes(spec: layers.LayerSpec) -> dict[str, Any] | None:
+    """The marker shape of each value of the layer's shape field, labelled for the page."""
+    category = spec.shape_category
+    if category is None:
+        return None
+    return {
+        "field": category.field,
+        "label": label(spec.field(category.field)),
+        "values": [{"code": v.code, "label": label(v), "shape": v.shape} for v in category.values],
+    }
 
 
 @bp.get("/upload")
