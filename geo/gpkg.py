@@ -805,7 +805,8 @@ class GpkgStore:
         key = (self.location, spec.name, self.layer_generation(spec))
         cached = _GEOMETRY_CACHE.get(key)
         if cached is None:
-            with filling(("geometry", *key[:2])):
+            # a writer never waits for a reader's fill: the reader may be waiting for its commit
+            with filling(("geometry", *key[:2])) if not self._depth else contextlib.nullcontext():
                 cached = _GEOMETRY_CACHE.get(key)
                 if cached is None:
                     rows = self.conn.execute(

@@ -11,6 +11,7 @@ import pyproj
 import shapely
 
 from geo import crs as crsmod
+from geo.cache import filling
 from geo.export import StatsReport
 from geo.importer import grid_spec
 from geo.store import UNASSIGNED, Store
@@ -29,6 +30,13 @@ def unit_geometry(store: Store, level: str) -> gpd.GeoSeries:
     key = (store.location, store.layer_generation(grid_spec()), level)
     if key in _GEOM_CACHE:
         return _GEOM_CACHE[key]
+    with filling(("units", store.location, level)):
+        if key not in _GEOM_CACHE:
+            _GEOM_CACHE[key] = _unit_geometry(store, level)
+    return _GEOM_CACHE[key]
+
+
+def _unit_geometry(store: Store, level: str) -> gpd.GeoSeries:
     spec = grid_spec()
     attrs = store.read_attributes(spec, ["code"])
     fids, cells = store.read_geometry(spec)
@@ -47,7 +55,6 @@ def unit_geometry(store: Store, level: str) -> gpd.GeoSeries:
         series.index.name = "code"
     if len(_GEOM_CACHE) > 16:
         _GEOM_CACHE.clear()
-    _GEOM_CACHE[key] = series
     return series
 
 

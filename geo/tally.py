@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import layers
+from geo.cache import filling
 from geo.errors import InputError
 from geo.store import UNASSIGNED, Store
 from layers import LayerSpec
@@ -173,12 +174,15 @@ def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
 
 
 def load_hierarchy(store: Store) -> Hierarchy:
-    key = (store.location, store.revision())
+    """The unit hierarchy of the stored grid, kept per generation of the grid layer."""
+    grid = next(s for s in layers.all_layers() if s.is_grid)
+    key = (store.location, store.layer_generation(grid))
     if key not in _HIER:
-        grid = next(s for s in layers.all_layers() if s.is_grid)
-        attrs = store.read_attributes(grid, [f.name for f in grid.fields])
-        _cache_trim(_HIER)
-        _HIER[key] = hierarchy_from_grid(attrs)
+        with filling(("hierarchy", store.location)):
+            if key not in _HIER:
+                attrs = store.read_attributes(grid, [f.name for f in grid.fields])
+                _cache_trim(_HIER)
+                _HIER[key] = hierarchy_from_grid(attrs)
     return _HIER[key]
 
 
@@ -187,6 +191,15 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
     key = (store.location, store.revision(), spec.name)
     if key in _FACTS:
         return _FACTS[key]
+    with filling(("facts", store.location, spec.name)):
+        if key not in _FACTS:
+            facts = _read_facts(store, spec)
+            _cache_trim(_FACTS, 64)
+            _FACTS[key] = facts
+    return _FACTS[key]
+
+
+def _read_facts(store: Store, spec: LayerSpec) -> Facts:
     wanted = [
         spec.status_field,
         spec.found_field,
@@ -221,7 +234,7 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
         if m.from_geometry:
             vals = np.where(np.isnan(vals), _floats(table, "gw_area", n), vals)
         measures[m.key] = np.nan_to_num(vals, nan=0.0)
-    facts = Facts(
+    return Facts(
         table.column("gw_unit").combine_chunks(),
         np.asarray(completed, dtype=bool),
         found,
@@ -230,9 +243,6 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
         status,
         _shape_index(table, spec),
     )
-    _cache_trim(_FACTS, 64)
-    _FACTS[key] = facts
-    return facts
 
 
 def _shape_index(table: pa.Table, spec: LayerSpec) -> np.ndarray | None:

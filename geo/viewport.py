@@ -21,6 +21,7 @@ import pyproj
 import shapely
 
 from geo import crs as crsmod
+from geo.cache import filling
 from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED, Store
@@ -66,6 +67,15 @@ _POSITIONS: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray,
 def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(fid, lon, lat, geometry in lon/lat)`` of every feature of ``spec``."""
     key = (store.location, spec.name, store.layer_generation(spec))
+    if key in _POSITIONS:
+        return _POSITIONS[key]
+    with filling(("positions", *key[:2])):
+        return _fill_positions(store, spec, key)
+
+
+def _fill_positions(
+    store: Store, spec: LayerSpec, key: tuple[str, str, str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if key not in _POSITIONS:
         fids, geoms = store.read_geometry(spec)
         srs = store.srs_epsg()
@@ -301,12 +311,18 @@ def cells_in_view(
     check_level(level)
     key = (store.location, store.revision(), level, layer, as_of, within)
     if key not in _TABLES:
-        table = tally(
-            store, level, [layer] if layer else None, as_of, Filters(within=within) if within else None
-        )
-        if len(_TABLES) > 32:
-            _TABLES.clear()
-        _TABLES[key] = table[table["code"] != UNASSIGNED].set_index("code")
+        with filling(("cells", store.location)):
+            if key not in _TABLES:
+                table = tally(
+                    store,
+                    level,
+                    [layer] if layer else None,
+                    as_of,
+                    Filters(within=within) if within else None,
+                )
+                if len(_TABLES) > 32:
+                    _TABLES.clear()
+                _TABLES[key] = table[table["code"] != UNASSIGNED].set_index("code")
     table = _TABLES[key]
     geo = unit_geometry(store, level)
     geo = geo[geo.index.isin(table.index)]
