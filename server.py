@@ -75,34 +75,68 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(GridwatchError)
     def _domain_error(exc: GridwatchError) -> Any:
-        return jsonify(exc.to_dict()), exc.status
+        return _error_response(exc.to_dict(), exc.status)
 
     @app.errorhandler(404)
     def _not_found(_exc: Exception) -> Any:
-        return jsonify({"error": "not_found", "message": f"页面不存在 / not found: {request.path}"}), 404
+        return _error(404, "not_found", f"页面不存在: {request.path}", f"not found: {request.path}")
 
     @app.errorhandler(413)
     def _too_large(_exc: Exception) -> Any:
         limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-        return jsonify(
-            {"error": "too_large", "message": f"上传文件超过 {limit} MB / the upload exceeds {limit} MB"}
-        ), 413
+        return _error(413, "too_large", f"上传文件超过 {limit} MB", f"the upload exceeds {limit} MB")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(
-            {"error": code, "message": f"{exc.code} {exc.name}: {exc.description}"}
-        ), exc.code or 500
+        zh = f"{status} {HTTP_REASONS_ZH.get(status, '请求无法处理')}"
+        return _error(status, code, zh, f"{status} {exc.name}: {exc.description}")
 
     @app.errorhandler(500)
     def _server_error(_exc: Exception) -> Any:
-        return jsonify({"error": "server_error", "message": "服务器内部错误 / internal server error"}), 500
+        return _error(500, "server_error", "服务器内部错误", "internal server error")
 
     return app
 
 
 LANGUAGES = ("zh", "en")
+
+#: Chinese reasons for the HTTP errors a client can meet (English comes from werkzeug).
+HTTP_REASONS_ZH = {
+    400: "请求有误",
+    401: "需要登录",
+    403: "无权访问",
+    404: "页面不存在",
+    405: "不支持该请求方法",
+    406: "无法提供所要求的格式",
+    408: "请求超时",
+    409: "与现有数据冲突",
+    410: "已不存在",
+    411: "缺少请求长度",
+    413: "上传文件过大",
+    414: "网址过长",
+    415: "不支持的文件类型",
+    422: "请求内容无法处理",
+    429: "请求过于频繁",
+    431: "请求头过大",
+    500: "服务器内部错误",
+    501: "功能未实现",
+    502: "网关错误",
+    503: "服务暂不可用",
+    504: "网关超时",
+}
+
+
+def _error(status: int, code: str, zh: str, en: str) -> Any:
+    return _error_response({"error": code, "message_zh": zh, "message_en": en}, status)
+
+
+def _error_response(body: dict[str, Any], status: int) -> Any:
+    """A JSON error with ``message`` in the request's language; ``message_zh`` and
+    ``message_en`` are always there too."""
+    body = {**body, "message": body["message_en"] if select_locale() == "en" else body["message_zh"]}
+    return jsonify(body), status
 
 
 def select_locale() -> str:

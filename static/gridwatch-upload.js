@@ -1,28 +1,44 @@
-/* Upload page: send the file with a progress bar, show the import report, confirm or discard.
-   Everything from the file is shown with textContent. */
+/* Upload page: send the file with a progress bar, show the import report with a small map of
+   where the accepted features land, confirm or discard.  The page's strings come from its JSON
+   config in the page's language; everything from the file is shown with textContent. */
 (function () {
   "use strict";
-  const api = "/api/uploads";
+  const cfg = JSON.parse(document.getElementById("gw-upload-config").textContent);
+  const text = cfg.labels;
+  const english = cfg.lang === "en";
+  const langParam = "lang=" + encodeURIComponent(cfg.lang);
   const form = document.getElementById("gw-upload");
   const fileInput = document.getElementById("gw-file");
   const drop = document.getElementById("gw-drop");
   const progress = document.getElementById("gw-progress");
   const report = document.getElementById("gw-report");
   const message = document.getElementById("gw-message");
+  const summary = document.getElementById("gw-summary");
+  const warnings = document.getElementById("gw-warnings");
+  const rejected = document.querySelector("#gw-rejected tbody");
+  const commitButton = document.getElementById("gw-commit");
   let chosen = null;
   let uploadId = null;
 
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, (whole, key) => (key in values ? String(values[key]) : whole));
+  }
+
+  function uploadUrl(suffix) {
+    return cfg.api + (uploadId ? "/" + encodeURIComponent(uploadId) : "") + (suffix || "") + "?" + langParam;
+  }
+
   function setFile(file) {
     chosen = file;
-    document.getElementById("gw-filename").textContent = file ? file.name + "（" + Math.round(file.size / 1024) + " KB）" : "";
+    document.getElementById("gw-filename").textContent = file ? file.name + " (" + Math.round(file.size / 1024) + " KB)" : "";
   }
   fileInput.addEventListener("change", () => setFile(fileInput.files[0] || null));
   ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
   ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
   drop.addEventListener("drop", (e) => { if (e.dataTransfer.files.length) setFile(e.dataTransfer.files[0]); });
 
-  function say(text, ok) {
-    message.textContent = text;
+  function say(words, ok) {
+    message.textContent = words;
     message.className = ok ? "ok" : "error";
   }
 
@@ -38,7 +54,7 @@
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = { message: xhr.statusText }; }
       onDone(xhr.status, body);
     };
-    xhr.onerror = () => { progress.hidden = true; say("网络错误 / network error", false); };
+    xhr.onerror = () => { progress.hidden = true; say(text.network, false); };
     xhr.send(data);
   }
 
@@ -49,37 +65,173 @@
     tr.append(th, td); table.appendChild(tr);
   }
 
+  function withSource(value, source) {
+    if (value === null || value === undefined) return null;
+    return source ? value + " (" + (cfg.sources[source] || source) + ")" : String(value);
+  }
+
+  function showRejected(rows) {
+    rejected.replaceChildren();
+    rows.slice(0, 500).forEach((r) => {
+      const tr = document.createElement("tr");
+      [r.row, english ? r.reason_en : r.reason_zh].forEach((v) => {
+        const td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td);
+      });
+      rejected.appendChild(tr);
+    });
+  }
+
   function show(status, body) {
     report.hidden = false;
+    summary.replaceChildren();
+    warnings.replaceChildren();
     if (status >= 400) {
-      say(body.message || "错误 / error", false);
-      document.getElementById("gw-commit").disabled = true;
+      say(body.message || text.error, false);
+      commitButton.disabled = true;
+      showRejected((body.details && body.details.rejected) || []);
+      preview.clear();
       return;
     }
     uploadId = body.upload_id || uploadId;
     const dup = body.status === "duplicate";
-    say(dup ? "该文件已导入过（批次 " + body.duplicate_of + "），不会重复写入" : "检查完成，确认后写入 / checked: confirm to import", !dup);
-    document.getElementById("gw-commit").disabled = dup;
-    const summary = document.getElementById("gw-summary");
-    summary.replaceChildren();
-    row(summary, "文件 File", body.source_name + (body.dataset && body.dataset !== body.source_name ? " → " + body.dataset : ""));
-    row(summary, "读取行数 Rows read", body.rows_read);
-    row(summary, "可导入 Accepted", body.accepted);
-    row(summary, "拒绝 Rejected", body.rejected_count);
-    row(summary, "未落入网格 Outside every grid", body.unassigned);
-    row(summary, "编码 Encoding", body.encoding + " (" + body.encoding_source + ")");
-    row(summary, "坐标系 CRS", body.crs + " (" + body.crs_source + ")");
-    const warnings = document.getElementById("gw-warnings");
-    warnings.replaceChildren();
-    (body.warnings || []).forEach((w) => { const li = document.createElement("li"); li.textContent = w.zh + " / " + w.en; warnings.appendChild(li); });
-    const tbody = document.querySelector("#gw-rejected tbody");
-    tbody.replaceChildren();
-    (body.rejected || []).slice(0, 500).forEach((r) => {
-      const tr = document.createElement("tr");
-      [r.row, r.reason_zh, r.reason_en].forEach((v) => { const td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td); });
-      tbody.appendChild(tr);
+    say(dup ? fill(text.duplicate, { batch: body.duplicate_of }) : text.checked, !dup);
+    commitButton.disabled = dup;
+    row(summary, text.file, body.source_name + (body.dataset && body.dataset !== body.source_name ? " → " + body.dataset : ""));
+    row(summary, text.rowsRead, body.rows_read);
+    row(summary, text.accepted, body.accepted);
+    row(summary, text.rejected, body.rejected_count);
+    row(summary, text.unassigned, body.unassigned);
+    row(summary, text.encoding, withSource(body.encoding, body.encoding_source));
+    row(summary, text.crs, withSource(body.crs, body.crs_source));
+    (body.warnings || []).forEach((w) => {
+      const li = document.createElement("li"); li.textContent = english ? w.en : w.zh; warnings.appendChild(li);
     });
+    showRejected(body.rejected || []);
+    preview.load();
   }
+
+  /* The preview map: accepted features over the unit grid, on the same base map as the main map. */
+  const preview = (function () {
+    const box = document.getElementById("gw-preview");
+    const note = document.getElementById("gw-preview-note");
+    const colour = (cls) => getComputedStyle(document.querySelector(".gw-swatch." + cls)).backgroundColor;
+    const levels = ["grid", "community", "street", "district"];
+    const crsParam = cfg.gcj02 ? "&crs=gcj02" : "";
+    const state = { map: null, grid: null, features: null, loaded: 0 };
+    let asked = 0;
+    let gridRequest = null;
+
+    function tooltip(props) {
+      const span = document.createElement("span");
+      span.textContent = props.inside ? text.unit + ": " + props.unit : text.unassigned;
+      return span;
+    }
+
+    function ensureMap() {
+      if (state.map) return state.map;
+      const inside = colour("gw-inside");
+      const outside = colour("gw-outside");
+      const map = L.map("gw-preview-map", { preferCanvas: true, attributionControl: Boolean(cfg.base) });
+      if (cfg.base) {
+        const options = { attribution: cfg.base.attr, maxZoom: 19, subdomains: cfg.base.subdomains || "abc" };
+        L.tileLayer(cfg.base.url, options).addTo(map);
+        if (cfg.base.labels) L.tileLayer(cfg.base.labels, { maxZoom: 19, subdomains: options.subdomains }).addTo(map);
+      }
+      state.grid = L.geoJSON(null, { interactive: false, style: { color: "#555", weight: 1, fill: false } }).addTo(map);
+      state.features = L.geoJSON(null, {
+        pointToLayer: (f, latlng) => L.circleMarker(latlng, {
+          radius: 4, weight: 1, color: "#333", fillOpacity: 0.9, fillColor: f.properties.inside ? inside : outside,
+        }),
+        style: (f) => ({ color: f.properties.inside ? inside : outside, weight: 1.5, fillOpacity: 0.4 }),
+        onEachFeature: (f, layer) => layer.bindTooltip(() => tooltip(f.properties)),
+      }).addTo(map);
+      map.on("moveend", loadGrid);
+      state.map = map;
+      return map;
+    }
+
+    function bboxParam(map) {
+      const b = map.getBounds();
+      const w = Math.max(-180, b.getWest()), s = Math.max(-90, b.getSouth());
+      const e = Math.min(180, b.getEast()), n = Math.min(90, b.getNorth());
+      return [w, s, e, n].map((v) => v.toFixed(6)).join(",");
+    }
+
+    /* Unit outlines in view: unit grids, or a coarser level when too many are in view. */
+    function loadGrid() {
+      const map = state.map;
+      if (!map) return;
+      if (gridRequest) gridRequest.abort();
+      gridRequest = new AbortController();
+      const signal = gridRequest.signal;
+      const common = "&zoom=" + Math.round(map.getZoom()) + "&bbox=" + bboxParam(map) + crsParam + "&" + langParam;
+      const attempt = (i) => fetch(cfg.cells + "?level=" + levels[i] + common, { signal })
+        .then((r) => r.json())
+        .then((data) => {
+          if (data.too_many && i + 1 < levels.length) return attempt(i + 1);
+          state.grid.clearLayers();
+          if (data.features) state.grid.addData(data);
+          return null;
+        });
+      attempt(0).catch(() => {});
+    }
+
+    function boundsOf(boxes) {
+      let bounds = null;
+      boxes.filter(Boolean).forEach((b) => {
+        const part = L.latLngBounds([b[1], b[0]], [b[3], b[2]]);
+        bounds = bounds ? bounds.extend(part) : part;
+      });
+      return bounds;
+    }
+
+    function draw(data) {
+      box.hidden = false;
+      const map = ensureMap();
+      map.invalidateSize();
+      state.features.clearLayers();
+      state.features.addData(data);
+      state.loaded += 1;
+      const parts = [
+        fill(text.shown, { sent: data.sent, total: data.total }),
+        fill(text.insideOutside, { inside: data.inside, outside: data.outside }),
+      ];
+      if (data.as_points) parts.push(text.asPoints);
+      if (cfg.baseError) parts.push(cfg.baseError);
+      note.textContent = parts.join(" · ");
+      const bounds = boundsOf([data.bbox, data.grid_bbox]);
+      if (bounds) map.fitBounds(bounds, { padding: [12, 12], maxZoom: 18, animate: false }); // moveend: loadGrid
+      else loadGrid();
+    }
+
+    function load() {
+      if (!uploadId) return;
+      const mine = ++asked;
+      box.hidden = false;
+      note.textContent = text.loading;
+      fetch(uploadUrl("/features") + crsParam)
+        .then((r) => r.json().then((body) => ({ status: r.status, body })))
+        .then(({ status, body }) => {
+          if (mine !== asked) return; // a newer read is on its way
+          if (status >= 400) {
+            if (state.features) state.features.clearLayers();
+            note.textContent = body.message || text.error;
+            return;
+          }
+          draw(body);
+        })
+        .catch(() => { if (mine === asked) note.textContent = text.network; });
+    }
+
+    function clear() {
+      asked += 1;
+      if (state.features) state.features.clearLayers();
+      box.hidden = true;
+    }
+
+    window.gridwatchUpload = state;
+    return { load, clear };
+  })();
 
   function options() {
     const data = new FormData();
@@ -89,25 +241,26 @@
 
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (!chosen) { report.hidden = false; say("请选择文件 / choose a file", false); return; }
+    if (!chosen) { report.hidden = false; say(text.chooseFile, false); return; }
     const data = options();
     data.append("file", chosen, chosen.name);
-    send(api, data, show);
+    uploadId = null;
+    send(uploadUrl(), data, show);
   });
   document.getElementById("gw-reread").addEventListener("click", () => {
-    if (uploadId) send(api + "/" + uploadId + "/preview", options(), show);
+    if (uploadId) send(uploadUrl("/preview"), options(), show);
   });
-  document.getElementById("gw-commit").addEventListener("click", () => {
+  commitButton.addEventListener("click", () => {
     if (!uploadId) return;
-    send(api + "/" + uploadId + "/commit", new FormData(), (status, body) => {
-      if (status >= 400) { say(body.message, false); return; }
+    send(uploadUrl("/commit"), new FormData(), (status, body) => {
+      if (status >= 400) { say(body.message || text.error, false); return; }
       uploadId = null;
-      document.getElementById("gw-commit").disabled = true;
-      say("已导入：批次 " + body.batch_id + "，新增 " + body.added + "，更新 " + body.updated + " / imported", true);
+      commitButton.disabled = true;
+      say(fill(text.imported, { batch: body.batch_id, added: body.added, updated: body.updated }), true);
     });
   });
   document.getElementById("gw-discard").addEventListener("click", () => {
     if (!uploadId) return;
-    fetch(api + "/" + uploadId, { method: "DELETE" }).then(() => { uploadId = null; report.hidden = true; });
+    fetch(uploadUrl(), { method: "DELETE" }).then(() => { uploadId = null; report.hidden = true; preview.clear(); });
   });
 })();

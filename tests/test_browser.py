@@ -208,39 +208,112 @@ def test_legend_in_english(live_server, page):
     )
 
 
-def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
+def _survey_upload(tmp_path):
+    """Three sites inside the unit grid (one with an unknown status) and one 500 m east of it."""
     from tests.conftest import zip_shp
 
     sites = points_frame(
-        [(X0 + 60, Y0 - 60), (X0 + 160, Y0 - 160), (X0 + 260, Y0 - 260)],
-        案件编号=["N1", "N2", "N3"],
-        当前状态=["已拆除", "已拆除", "乱写"],
-        违建地址=["<b>x</b>"] * 3,
+        [(X0 + 60, Y0 - 60), (X0 + 160, Y0 - 160), (X0 + 260, Y0 - 260), (X0 + 800, Y0 - 150)],
+        案件编号=["N1", "N2", "N3", "N4"],
+        当前状态=["已拆除", "已拆除", "乱写", "已登记"],
+        违建地址=["<b>x</b>"] * 4,
     )
-    upload = zip_shp(
-        write_shp(sites, tmp_path / "u" / "新台账.shp"), tmp_path / "新台账.zip", folder="子目录/"
-    )
+    return zip_shp(write_shp(sites, tmp_path / "u" / "新台账.shp"), tmp_path / "新台账.zip", folder="子目录/")
+
+
+# Features on the preview map: [inside, fill colour, visible in the map's view] each.
+_PREVIEW = """() => {
+    const state = window.gridwatchUpload;
+    const view = state.map.getBounds();
+    return state.features.getLayers().map((m) => [
+        m.feature.properties.inside, m.options.fillColor, view.contains(m.getLatLng())]);
+}"""
+
+
+def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
+    upload = _survey_upload(tmp_path)
     errors: list[str] = []
+    hosts: set[str] = set()
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or ""))
     before = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
-    page.goto(f"{live_server}/upload")
+    page.goto(f"{live_server}/upload?tiles=none")
+    assert "Upload a survey" not in page.content()  # Chinese only
     page.select_option("select[name=layer]", "demolition")
     page.set_input_files("#gw-file", str(upload))
     page.click("#gw-send")
     page.wait_for_selector("#gw-report:not([hidden])", timeout=20000)
     page.wait_for_function("document.querySelector('#gw-summary').textContent.includes('gb18030')")
-    assert "2" in page.inner_text("#gw-summary")
+    summary = page.inner_text("#gw-summary")
+    assert "可导入\t3" in summary and "未落入网格\t1" in summary and "Rows read" not in summary
     assert "乱写" in page.inner_text("#gw-rejected")  # the bad status is listed, as text
+    assert "不在状态列表中" in page.inner_text("#gw-rejected")
+    # the preview map: the three accepted sites over the unit grid, the one outside in its own colour
+    page.wait_for_function(
+        "window.gridwatchUpload.features && window.gridwatchUpload.features.getLayers().length === 3",
+        timeout=20000,
+    )
+    page.wait_for_function("window.gridwatchUpload.grid.getLayers().length === 9", timeout=20000)
+    drawn = page.evaluate(_PREVIEW)
+    inside_colour, outside_colour = page.evaluate(
+        """() => ['gw-inside', 'gw-outside'].map((c) =>
+            getComputedStyle(document.querySelector('.gw-swatch.' + c)).backgroundColor)"""
+    )
+    assert sorted(drawn) == sorted(
+        [[True, inside_colour, True], [True, inside_colour, True], [False, outside_colour, True]]
+    )
+    assert inside_colour != outside_colour
+    assert page.is_visible("#gw-preview-map .leaflet-overlay-pane canvas")
+    assert "地图上显示 3 / 3 个要素" in page.inner_text("#gw-preview-note")
     page.click("#gw-commit")
     page.wait_for_function(
         "document.querySelector('#gw-message').textContent.includes('已导入')", timeout=20000
     )
     after = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
-    assert after["rows"][0]["demolition_total"] == before["rows"][0]["demolition_total"] + 2
+    total = lambda stats: sum(r["demolition_total"] for r in stats["rows"])  # noqa: E731
+    assert total(after) == total(before) + 3  # the one outside the grid counted as UNASSIGNED
     page.goto(f"{live_server}/batches")
     assert "新台账.zip" in page.inner_text("table")
     assert errors == []
+    assert hosts <= {"127.0.0.1"}
+
+
+def test_upload_page_in_english(live_server, page, tmp_path):
+    upload = _survey_upload(tmp_path)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{live_server}/upload?lang=en&tiles=none")
+    assert page.inner_text("h1") == "Upload a survey"
+    assert page.inner_text("#gw-send") == "Upload and check"
+    assert "上传并检查" not in page.content()
+    assert page.locator("select[name=layer] option[value=demolition]").inner_text() == "Illegal construction"
+    page.click("#gw-send")  # no file chosen yet
+    assert page.inner_text("#gw-message") == "Choose a file first"
+    page.select_option("select[name=layer]", "demolition")
+    page.set_input_files("#gw-file", str(upload))
+    page.click("#gw-send")
+    page.wait_for_function("document.querySelector('#gw-summary').textContent.includes('gb18030')")
+    summary = page.inner_text("#gw-summary")
+    assert "Rows read\t4" in summary and "Outside every grid\t1" in summary and "读取行数" not in summary
+    rejected = page.inner_text("#gw-rejected")
+    assert "Reason" in rejected and "乱写" in rejected and "不在状态列表中" not in rejected
+    page.wait_for_function(
+        "document.querySelector('#gw-preview-note').textContent.includes('3 of 3 features shown')",
+        timeout=20000,
+    )
+    assert page.inner_text("#gw-message") == "Checked: confirm to import"
+    assert errors == []
+    # a server error comes back in English too (the browser logs the refused request)
+    page.click("summary")
+    page.fill("input[name=crs]", "EPSG:3857")
+    page.click("#gw-reread")
+    page.wait_for_selector("#gw-message.error", timeout=20000)
+    message = page.inner_text("#gw-message")
+    assert "CRS" in message and message.isascii()
+    assert page.is_hidden("#gw-preview")  # nothing left of the previous read
+    assert len(errors) == 1 and "400" in errors[0]
 
 
 def test_stats_page_charts_sort_and_download(live_server, page):

@@ -84,7 +84,7 @@ def test_errors_are_json_with_status(client):
     r = client.get("/api/stats?level=planet")
     assert r.status_code == 400 and r.get_json()["error"] == "bad_level"
     r = client.get("/api/stats?format=pdf")
-    assert r.status_code == 400 and "format" in r.get_json()["message"]
+    assert r.status_code == 400 and "format" in r.get_json()["message_en"]
     r = client.get("/nope")
     assert r.status_code == 404 and r.get_json()["error"] == "not_found"
     r = client.get("/api/stats?as_of=yesterday")
@@ -145,6 +145,85 @@ def test_openapi_documents_every_api_route(app, client):
         path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, f"{method} {path} is not in /api/openapi.json"
+
+
+def _error(r, status: int) -> dict:
+    assert r.status_code == status and r.is_json
+    body = r.get_json()
+    assert body["message_zh"] and body["message_en"] and body["message_zh"] != body["message_en"]
+    return body
+
+
+def test_error_messages_follow_the_language(client):
+    body = _error(client.get("/api/stats?level=planet"), 400)
+    assert body["error"] == "bad_level" and body["message"] == body["message_zh"]
+    assert "/" not in body["message"] and any("\u4e00" <= ch <= "\u9fff" for ch in body["message"])
+    body = _error(client.get("/api/stats?level=planet&lang=en"), 400)
+    assert body["message"] == body["message_en"] and body["message_en"].isascii()
+    # the choice is remembered in the cookie, for the API as for the pages
+    assert _error(client.get("/api/stats?level=planet"), 400)["message"] == body["message_en"]
+    assert _error(client.delete("/api/batches/999"), 404)["message"] == "batch 999 not found"
+    zh = _error(client.get("/api/stats?level=planet&lang=zh"), 400)
+    assert zh["message"] == zh["message_zh"]
+
+
+def test_http_errors_in_both_languages(client):
+    body = _error(client.get("/nope"), 404)
+    assert body["error"] == "not_found" and body["message"] == "页面不存在: /nope"
+    assert body["message_en"] == "not found: /nope"
+    body = _error(client.get("/api/uploads"), 405)  # POST only
+    assert body["error"] == "method_not_allowed" and body["message"] == "405 不支持该请求方法"
+    assert "Method Not Allowed" in body["message_en"]
+    client.set_cookie("gridwatch_lang", "en")
+    assert _error(client.get("/nope"), 404)["message"] == "not found: /nope"
+    assert _error(client.get("/api/uploads"), 405)["message"].startswith("405 Method Not Allowed")
+
+
+def test_server_error_is_json_in_both_languages(tmp_path):
+    app = create_app({"GRIDWATCH_DATA": str(tmp_path / "d"), "TESTING": False})
+
+    def boom():
+        raise RuntimeError("secret detail")
+
+    app.add_url_rule("/boom", "boom", boom)
+    client = app.test_client()
+    body = _error(client.get("/boom"), 500)
+    assert body == {
+        "error": "server_error",
+        "message": "服务器内部错误",
+        "message_zh": "服务器内部错误",
+        "message_en": "internal server error",
+    }
+    assert _error(client.get("/boom?lang=en"), 500)["message"] == "internal server error"
+
+
+def test_upload_page_base_map_and_assets(client, app):
+    import json
+    import re
+
+    def config(path: str) -> dict:
+        page = client.get(path).get_data(as_text=True)
+        return json.loads(re.search(r'id="gw-upload-config">(.*?)</script>', page, re.S)[1])
+
+    page = client.get("/upload").get_data(as_text=True)
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert "/vendor/leaflet/leaflet.js" in refs and "/vendor/leaflet/leaflet.css" in refs
+    assert all(ref.startswith("/") for ref in refs), refs  # no CDN: works without internet
+    for ref in refs:
+        if ref.startswith(("/vendor/", "/static/")):
+            with client.get(ref) as asset:
+                assert asset.status_code == 200 and len(asset.data) > 200, ref
+    assert "tile.openstreetmap.org" in config("/upload")["base"]["url"]
+    gaode = config("/upload?tiles=gaode")
+    assert "autonavi" in gaode["base"]["url"] and gaode["gcj02"] is True
+    none = config("/upload?tiles=none")
+    assert none["base"] is None and none["gcj02"] is False and none["baseError"] is None
+    app.config["GRIDWATCH_TILES"] = "none"
+    assert config("/upload")["base"] is None
+    # a base map that cannot be used does not block uploads: the preview says why it has none
+    broken = config("/upload?tiles=tianditu")
+    assert broken["base"] is None and "GRIDWATCH_TIANDITU_KEY" in broken["baseError"]
+    assert config("/upload")["api"] == "/api/uploads" and config("/upload")["cells"] == "/api/cells"
 
 
 def test_upload_and_batches_pages(client):

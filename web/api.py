@@ -195,6 +195,19 @@ def api_upload_commit(upload_id: str) -> Any:
     return jsonify(_report(report))
 
 
+@bp.get("/uploads/<upload_id>/features")
+def api_upload_features(upload_id: str) -> Any:
+    return jsonify(
+        uploads.features(
+            current_store(),
+            _data_dir(),
+            upload_id,
+            max_features=_int("limit", uploads.PREVIEW_MAX_FEATURES, 1, uploads.PREVIEW_MAX_FEATURES),
+            gcj02=_gcj02(),
+        )
+    )
+
+
 @bp.delete("/uploads/<upload_id>")
 def api_upload_discard(upload_id: str) -> Any:
     uploads.discard(_data_dir(), upload_id)

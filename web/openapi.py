@@ -69,7 +69,9 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "gridwatch API",
             "version": "0.1.0",
-            "description": "网格化管理统计接口 / grid-management statistics API",
+            "description": "网格化管理统计接口 / grid-management statistics API.  Errors carry `message` "
+            "in the request's language (Chinese unless `?lang=en` or the `gridwatch_lang` cookie asks "
+            "for English) and always `message_zh` and `message_en`.",
         },
         "paths": {
             "/healthz": {"get": {"summary": "health", "responses": {"200": _ok("ok")}}},
@@ -148,6 +150,54 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _ok("import report"), **_errors(400, 404)},
                 }
             },
+            "/api/uploads/{upload_id}/features": {
+                "get": {
+                    "summary": "上传中可导入的要素（预览地图用）/ the features an upload would add, for a preview map",
+                    "description": "Lon/lat (EPSG:4326, or GCJ-02 with crs=gcj02).  At most `limit` features "
+                    "(an even sample of them when there are more); polygons and lines simplified, or sent "
+                    "as a point on their surface when many.",
+                    "parameters": [
+                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _q(
+                            "limit",
+                            "most features to send (default and largest 5000)",
+                            {"type": "integer", "minimum": 1, "maximum": 5000},
+                        ),
+                        CRS,
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            "GeoJSON FeatureCollection; each feature's properties: inside (it fell in a "
+                            "unit grid), unit (that grid's code or null)",
+                            {
+                                "type": "object",
+                                "required": ["type", "features", "total", "sent", "inside", "outside"],
+                                "properties": {
+                                    "type": {"const": "FeatureCollection"},
+                                    "features": {"type": "array"},
+                                    "total": {"type": "integer", "description": "accepted features"},
+                                    "sent": {"type": "integer", "description": "features in this response"},
+                                    "inside": {"type": "integer", "description": "accepted, in a unit grid"},
+                                    "outside": {
+                                        "type": "integer",
+                                        "description": "accepted, in no unit grid",
+                                    },
+                                    "as_points": {
+                                        "type": "boolean",
+                                        "description": "polygons and lines sent as points",
+                                    },
+                                    "bbox": {"type": ["array", "null"], "description": "of all accepted"},
+                                    "grid_bbox": {
+                                        "type": ["array", "null"],
+                                        "description": "of the unit grid",
+                                    },
+                                },
+                            },
+                        ),
+                        **_errors(400, 404),
+                    },
+                }
+            },
             "/api/uploads/{upload_id}/commit": {
                 "post": {
                     "summary": "确认导入 / commit the upload as one batch",
@@ -188,8 +238,14 @@ def document() -> dict[str, Any]:
             "schemas": {
                 "Error": {
                     "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                    "required": ["error", "message", "message_zh", "message_en"],
+                    "properties": {
+                        "error": {"type": "string", "description": "machine-readable code"},
+                        "message": {"type": "string", "description": "in the request's language"},
+                        "message_zh": {"type": "string"},
+                        "message_en": {"type": "string"},
+                        "details": {"type": "object"},
+                    },
                 }
             }
         },

@@ -24,7 +24,7 @@ from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED
 from geo.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
-from server import label
+from server import label, select_locale
 from web.common import current_store, query_args, survey_spec
 
 bp = Blueprint("main", __name__)
@@ -227,7 +227,53 @@ def _shapes(spec: layers.LayerSpec) -> dict[str, Any] | None:
 
 @bp.get("/upload")
 def upload() -> Any:
-    return render_template("upload.html", all_layers=layers.all_layers())
+    english = select_locale() == "en"
+    base_error = None
+    try:
+        base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
+    except InputError as exc:  # the preview map then draws without a base map; uploads still work
+        base, base_error = None, exc.en if english else exc.zh
+    config = {
+        "api": url_for("api.api_upload"),
+        "cells": url_for("api.api_cells"),
+        "lang": select_locale(),
+        "base": base,
+        "baseError": base_error,
+        "gcj02": bool(base and base.get("gcj02")),
+        "labels": {
+            "network": _("网络错误"),
+            "error": _("错误"),
+            "chooseFile": _("请选择文件"),
+            "checked": _("检查完成，确认后写入"),
+            "duplicate": _("该文件已导入过（批次 {batch}），不会重复写入"),
+            "imported": _("已导入：批次 {batch}，新增 {added}，更新 {updated}"),
+            "file": _("文件"),
+            "rowsRead": _("读取行数"),
+            "accepted": _("可导入"),
+            "rejected": _("拒绝"),
+            "unassigned": _("未落入网格"),
+            "encoding": _("文字编码"),
+            "crs": _("坐标系"),
+            "loading": _("读取中…"),
+            "shown": _("地图上显示 {sent} / {total} 个要素"),
+            "insideOutside": _("落入单元网格 {inside} 个，未落入网格 {outside} 个"),
+            "asPoints": _("要素较多，面以其内部一点表示"),
+            "unit": _("所在网格"),
+        },
+        "sources": {
+            "override": _("手动指定"),
+            "cpg": _("按 .cpg 文件"),
+            "ldid": _("按 DBF 语言标记"),
+            "content": _("按文字内容判断"),
+            "prj": _("按 .prj 文件"),
+            "file": _("文件自带"),
+            "inferred": _("按坐标推断"),
+            "none": _("未知"),
+        },
+    }
+    return render_template(
+        "upload.html", all_layers=layers.all_layers(), config_json=current_app.json.dumps(config)
+    )
 
 
 @bp.get("/batches")
