@@ -48,6 +48,30 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             app.config[f"GRIDWATCH_{key}"] = app.config.pop(key)
     if config:
         app.config.update(config)
+    for key in ("GRIDWATCH_PUBLIC_MAP", "GRIDWATCH_SECURE_COOKIES", "GRIDWATCH_PROXY_FIX"):
+        app.config[key] = str(app.config.get(key, "")).lower() in ("1", "true", "yes", "on")
+    if not app.config.get("SECRET_KEY"):
+        from web.auth import secret_key
+
+        app.config["SECRET_KEY"] = secret_key(app.config["GRIDWATCH_DATA"])
+    secure = app.config["GRIDWATCH_SECURE_COOKIES"]  # set it when the service is reached over HTTPS
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_NAME="gridwatch_session",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in web.auth.enforce, skipped for API tokens
+        WTF_CSRF_TIME_LIMIT=None,  # tied to the session; a map left open all day can still write
+        WTF_CSRF_SSL_STRICT=secure,
+    )
+    if app.config["GRIDWATCH_PROXY_FIX"]:
+        # behind one reverse proxy (nginx): client address and scheme from its X-Forwarded-* headers
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     Babel(app, locale_selector=select_locale)
     app.jinja_env.globals["lbl"] = label
@@ -61,9 +85,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             response.set_cookie("gridwatch_lang", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
         return response
 
+    from web import auth, security
     from web.api import bp as api_bp
     from web.views import bp
 
+    auth.init_app(app)
+    security.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(api_bp)
 
@@ -128,6 +155,16 @@ HTTP_REASONS_ZH = {
 }
 
 
+def error_body(code: str, zh: str, en: str) -> dict[str, Any]:
+    """The JSON body of an error, ``message`` in the request's language."""
+    return {
+        "error": code,
+        "message_zh": zh,
+        "message_en": en,
+        "message": en if select_locale() == "en" else zh,
+    }
+
+
 def _error(status: int, code: str, zh: str, en: str) -> Any:
     return _error_response({"error": code, "message_zh": zh, "message_en": en}, status)
 
@@ -167,4 +204,7 @@ def get_store() -> Any:
 
     if "store" not in g:
         g.store = open_store(current_app.config["GRIDWATCH_DATA"])
+        actor = g.get("gw_actor")
+        if actor is not None:
+            g.store.actor = actor  # every write of this request is audited as this user
     return g.store

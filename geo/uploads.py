@@ -66,8 +66,11 @@ def stage(
     crs: str | None = None,
     member: str | None = None,
     max_bytes: int | None = None,
+    owner: str | None = None,
 ) -> str:
-    """Save an uploaded file for a later preview and commit; returns the upload id."""
+    """Save an uploaded file for a later preview and commit; returns the upload id.
+
+    ``owner`` (the uploading account) is kept with it: see :func:`owner`."""
     root = uploads_dir(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     _sweep(root)
@@ -93,6 +96,7 @@ def stage(
         "member": member or None,
         "name": target.name,
         "created": time.time(),
+        "owner": owner,
     }
     (folder / "upload.json").write_text(json.dumps(params, ensure_ascii=False), encoding="utf-8")
     return upload_id
@@ -310,6 +314,13 @@ def _shift_box(box: list[float] | None, gcj02: bool) -> list[float] | None:
     if gcj02:
         corners = _to_gcj02(corners)
     return [round(float(v), 7) for v in corners.ravel()]
+
+
+def owner(data_dir: Path, upload_id: str) -> str | None:
+    """The account that uploaded ``upload_id`` (None when uploaded without accounts)."""
+    _folder, params = _load(data_dir, upload_id)
+    value = params.get("owner")
+    return str(value) if value is not None else None
 
 
 def discard(data_dir: Path, upload_id: str) -> None:

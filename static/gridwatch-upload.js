@@ -7,6 +7,7 @@
   const text = cfg.labels;
   const english = cfg.lang === "en";
   const langParam = "lang=" + encodeURIComponent(cfg.lang);
+  const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
   const form = document.getElementById("gw-upload");
   const fileInput = document.getElementById("gw-file");
   const drop = document.getElementById("gw-drop");
@@ -45,6 +46,7 @@
   function send(url, data, onDone) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", url);
+    xhr.setRequestHeader("X-CSRFToken", csrfToken);
     progress.hidden = false;
     progress.value = 0;
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) progress.value = (100 * e.loaded) / e.total; };
@@ -261,6 +263,6 @@
   });
   document.getElementById("gw-discard").addEventListener("click", () => {
     if (!uploadId) return;
-    fetch(uploadUrl(), { method: "DELETE" }).then(() => { uploadId = null; report.hidden = true; preview.clear(); });
+    fetch(uploadUrl(), { method: "DELETE", headers: { "X-CSRFToken": csrfToken } }).then(() => { uploadId = null; report.hidden = true; preview.clear(); });
   });
 })();

@@ -6,19 +6,33 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 from werkzeug.serving import make_server
 
+from geo import accounts
 from geo.importer import import_file
 from geo.store import open_store
 from server import create_app
 from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
 
+ADMIN_PASSWORD = "browser-admin-pass"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+
+
+def wait_for(page, expression: str, timeout: float = 10000) -> None:
+    """Wait until ``expression`` is true in the page.  (Playwright's own wait_for_function
+    evaluates a string with eval, which the pages' Content-Security-Policy forbids; this
+    asks through the DevTools protocol, which the policy does not govern.)"""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(f"() => Boolean({expression})"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        page.wait_for_timeout(50)
 
 
 @pytest.fixture
@@ -38,6 +52,7 @@ def live_server(tmp_path):
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
         parking = points_frame([(X0 + 20, Y0 - 20)], 编号=["P1"], 名称=["<b>停车</b>"], 状态=["已建成"])
         import_file(store, "parking", write_shp(parking, tmp_path / "p" / "p.shp"))
+        accounts.add_user(store, "admin", "admin", ADMIN_PASSWORD)
     app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -48,7 +63,8 @@ def live_server(tmp_path):
 
 
 @pytest.fixture
-def page():
+def page(live_server):
+    """A browser page signed in as the admin through the login form."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -64,6 +80,11 @@ def page():
             ],
         )
         pg = browser.new_page(viewport={"width": 1300, "height": 850})
+        pg.goto(f"{live_server}/login")
+        pg.fill("#username", "admin")
+        pg.fill("#password", ADMIN_PASSWORD)
+        pg.click("#gw-login button[type=submit]")
+        pg.wait_for_url(f"{live_server}/")
         yield pg
         browser.close()
 
@@ -76,10 +97,8 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or ""))
     page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto(f"{live_server}/?level=grid&layer=demolition&tiles=none")
-    page.wait_for_function(
-        "window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9", timeout=20000
-    )
-    page.wait_for_function("window.gridwatchMap.overlays.demolition.getLayers().length > 0", timeout=20000)
+    wait_for(page, "window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9", timeout=20000)
+    wait_for(page, "window.gridwatchMap.overlays.demolition.getLayers().length > 0", timeout=20000)
     # the centre of the first unit on screen (units are drawn on a canvas)
     x, y = page.evaluate(
         """() => {
@@ -96,7 +115,7 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     assert "完成率" in page.inner_text(".leaflet-tooltip")
     # click a unit: figures and its features in the side panel, survey text shown as text
     page.mouse.click(x, y)
-    page.wait_for_function("document.querySelector('#gw-panel table') !== null")
+    wait_for(page, "document.querySelector('#gw-panel table') !== null")
     panel = page.inner_text("#gw-panel")
     assert "总数" in panel
     # toggle the parking layer on: its features are fetched for the viewport
@@ -155,7 +174,7 @@ def test_markers_shaped_by_position_with_a_legend(live_server, page):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{live_server}/?level=grid&layer=demolition&tiles=none")
-    page.wait_for_function("window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9")
+    wait_for(page, "window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9")
     legend = page.locator(".gw-legend")
     for text in ("违法建设", "当前状态", "已登记", "已拆除", "违建位置", "地面", "平台", "楼顶", "未注明"):
         assert text in legend.inner_text()
@@ -174,7 +193,7 @@ def test_markers_shaped_by_position_with_a_legend(live_server, page):
         page.evaluate(set_zoom, 18)
     data = resp.value.json()
     assert data["aggregated"] is False and data["total"] == 60
-    page.wait_for_function("window.gridwatchMap.overlays.demolition.getLayers()[0] !== window.__drawn")
+    wait_for(page, "window.gridwatchMap.overlays.demolition.getLayers()[0] !== window.__drawn")
     markers = page.evaluate(_MARKERS)
     assert len(markers) == 60
     kinds = {(m["position"], m["shape"], m["dashed"]) for m in markers}
@@ -193,7 +212,7 @@ def test_markers_shaped_by_position_with_a_legend(live_server, page):
     }
     # the legend follows the layers shown
     page.get_by_role("checkbox", name="非机动车停放点").check()
-    page.wait_for_function("document.querySelector('.gw-legend').textContent.includes('非机动车停放点')")
+    wait_for(page, "document.querySelector('.gw-legend').textContent.includes('非机动车停放点')")
     page.get_by_role("checkbox", name="违法建设").uncheck()
     assert "违建位置" not in legend.inner_text() and "非机动车停放点" in legend.inner_text()
     assert errors == []
@@ -244,17 +263,18 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     page.set_input_files("#gw-file", str(upload))
     page.click("#gw-send")
     page.wait_for_selector("#gw-report:not([hidden])", timeout=20000)
-    page.wait_for_function("document.querySelector('#gw-summary').textContent.includes('gb18030')")
+    wait_for(page, "document.querySelector('#gw-summary').textContent.includes('gb18030')")
     summary = page.inner_text("#gw-summary")
     assert "可导入\t3" in summary and "未落入网格\t1" in summary and "Rows read" not in summary
     assert "乱写" in page.inner_text("#gw-rejected")  # the bad status is listed, as text
     assert "不在状态列表中" in page.inner_text("#gw-rejected")
     # the preview map: the three accepted sites over the unit grid, the one outside in its own colour
-    page.wait_for_function(
+    wait_for(
+        page,
         "window.gridwatchUpload.features && window.gridwatchUpload.features.getLayers().length === 3",
         timeout=20000,
     )
-    page.wait_for_function("window.gridwatchUpload.grid.getLayers().length === 9", timeout=20000)
+    wait_for(page, "window.gridwatchUpload.grid.getLayers().length === 9", timeout=20000)
     drawn = page.evaluate(_PREVIEW)
     inside_colour, outside_colour = page.evaluate(
         """() => ['gw-inside', 'gw-outside'].map((c) =>
@@ -267,9 +287,7 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     assert page.is_visible("#gw-preview-map .leaflet-overlay-pane canvas")
     assert "地图上显示 3 / 3 个要素" in page.inner_text("#gw-preview-note")
     page.click("#gw-commit")
-    page.wait_for_function(
-        "document.querySelector('#gw-message').textContent.includes('已导入')", timeout=20000
-    )
+    wait_for(page, "document.querySelector('#gw-message').textContent.includes('已导入')", timeout=20000)
     after = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
     total = lambda stats: sum(r["demolition_total"] for r in stats["rows"])  # noqa: E731
     assert total(after) == total(before) + 3  # the one outside the grid counted as UNASSIGNED
@@ -294,12 +312,13 @@ def test_upload_page_in_english(live_server, page, tmp_path):
     page.select_option("select[name=layer]", "demolition")
     page.set_input_files("#gw-file", str(upload))
     page.click("#gw-send")
-    page.wait_for_function("document.querySelector('#gw-summary').textContent.includes('gb18030')")
+    wait_for(page, "document.querySelector('#gw-summary').textContent.includes('gb18030')")
     summary = page.inner_text("#gw-summary")
     assert "Rows read\t4" in summary and "Outside every grid\t1" in summary and "读取行数" not in summary
     rejected = page.inner_text("#gw-rejected")
     assert "Reason" in rejected and "乱写" in rejected and "不在状态列表中" not in rejected
-    page.wait_for_function(
+    wait_for(
+        page,
         "document.querySelector('#gw-preview-note').textContent.includes('3 of 3 features shown')",
         timeout=20000,
     )
@@ -321,7 +340,7 @@ def test_stats_page_charts_sort_and_download(live_server, page):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{live_server}/stats?level=grid&layer=demolition")
-    page.wait_for_function("window.Chart && Chart.getChart('gw-chart-community') !== undefined")
+    wait_for(page, "window.Chart && Chart.getChart('gw-chart-community') !== undefined")
     first_before = page.inner_text("#gw-table tbody tr:first-child td:first-child")
     page.click("#gw-table th:nth-child(4)")  # 总数, ascending
     page.click("#gw-table th:nth-child(4)")  # descending

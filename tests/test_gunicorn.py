@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geo import accounts
 from geo.importer import import_file
 from geo.store import open_store
 from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
@@ -32,8 +33,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TOKEN: dict[str, str] = {}
+
+
 def _get(url: str, timeout: float = 60) -> tuple[int, bytes]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN['secret']}"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return resp.status, resp.read()
 
 
@@ -46,6 +51,8 @@ def gunicorn_server(tmp_path):
         xy = np.column_stack([X0 + rng.uniform(5, 295, 40), Y0 - rng.uniform(5, 295, 40)])
         sites = points_frame([tuple(p) for p in xy], 案件编号=[f"G{i}" for i in range(40)])
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+        accounts.add_user(store, "admin", "admin", "admin-password")
+        TOKEN["secret"] = accounts.create_token(store, "admin", "tests")[1]
     port = _free_port()
     env = {**os.environ, "GRIDWATCH_DATA": str(data), "GRIDWATCH_TILES": "none"}
     proc = subprocess.Popen(
@@ -101,6 +108,7 @@ def test_map_requests_are_served_while_a_100_mb_upload_is_arriving(gunicorn_serv
         upload.sendall(
             (
                 f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: Bearer {TOKEN['secret']}\r\n"
                 f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                 f"Content-Length: {len(head) + size}\r\n\r\n"
             ).encode()

@@ -23,7 +23,9 @@ def app(tmp_path):
             [(X0 + 50, Y0 - 50)], 案件编号=["<script>alert(1)</script>"], 当前状态=["已拆除"]
         )
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
-    return create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    return create_app(
+        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
+    )
 
 
 @pytest.fixture
@@ -180,11 +182,19 @@ def test_http_errors_in_both_languages(client):
 
 
 def test_server_error_is_json_in_both_languages(tmp_path):
-    app = create_app({"GRIDWATCH_DATA": str(tmp_path / "d"), "TESTING": False})
+    app = create_app(
+        {
+            "GRIDWATCH_DATA": str(tmp_path / "d"),
+            "TESTING": False,
+            "LOGIN_DISABLED": True,
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
 
     def boom():
         raise RuntimeError("secret detail")
 
+    boom.gw_access = "public"  # a route that declares no access is refused (test_auth)
     app.add_url_rule("/boom", "boom", boom)
     client = app.test_client()
     body = _error(client.get("/boom"), 500)

@@ -19,7 +19,15 @@ def app(tmp_path):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-    return create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, "MAX_CONTENT_LENGTH": 2 * 1024 * 1024})
+    return create_app(
+        {
+            "GRIDWATCH_DATA": str(data),
+            "TESTING": True,
+            "LOGIN_DISABLED": True,
+            "WTF_CSRF_ENABLED": False,
+            "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        }
+    )
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 import layers
 from geo import uploads
 from geo.batches import rollback
-from geo.errors import InputError
+from geo.errors import GridwatchError, InputError
 from geo.export import get_renderer
 from geo.report import build_report
 from geo.tally import LEVELS, Filters, check_level
 from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
+from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import current_store, query_args
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -42,6 +43,7 @@ def _gcj02() -> bool:
 
 
 @bp.get("/layers")
+@requires(MAP)
 def api_layers() -> Any:
     out = []
     for spec in layers.all_layers():
@@ -67,6 +69,7 @@ def api_layers() -> Any:
 
 
 @bp.get("/stats")
+@requires("viewer")
 def api_stats() -> Any:
     level, layer_names, as_of = query_args()
     renderer = get_renderer(request.args.get("format", "json"))
@@ -83,6 +86,7 @@ def api_stats() -> Any:
 
 
 @bp.get("/cells")
+@requires(MAP)
 def api_cells() -> Any:
     level = check_level(request.args.get("level", "grid"))
     layer = request.args.get("layer") or None
@@ -103,6 +107,7 @@ def api_cells() -> Any:
 
 
 @bp.get("/features/<layer>")
+@requires(MAP)
 def api_features(layer: str) -> Any:
     bbox = BBox.parse(request.args.get("bbox"))
     if bbox is None:
@@ -125,18 +130,43 @@ def api_features(layer: str) -> Any:
 
 
 @bp.get("/features/<layer>/<int:fid>")
+@requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
     return jsonify(feature_detail(current_store(), layer, fid, gcj02=_gcj02()))
 
 
 @bp.get("/batches")
+@requires("surveyor")
 def api_batches() -> Any:
     return jsonify([b.to_dict() for b in current_store().batches(request.args.get("layer") or None)])
 
 
 @bp.delete("/batches/<int:batch_id>")
+@requires("surveyor")
 def api_rollback(batch_id: int) -> Any:
-    return jsonify(rollback(current_store(), batch_id).to_dict())
+    store = current_store()
+    batch = store.batch(batch_id)
+    if not is_admin() and (batch.user != user_name() or batch.layer in ("grid", "targets")):
+        raise Forbidden("只能回滚自己导入的调查批次", "surveyors may roll back only their own survey batches")
+    return jsonify(rollback(store, batch_id).to_dict())
+
+
+class Forbidden(GridwatchError):
+    status = 403
+    code = "forbidden"
+
+
+def _check_owner(upload_id: str) -> None:
+    """Only the account that uploaded a file (or an admin) may see, re-read, commit or discard it."""
+    if not is_admin() and uploads.owner(_data_dir(), upload_id) != user_name():
+        raise Forbidden("这是其他用户的上传", "this upload belongs to another user")
+
+
+def _check_layer(layer: str) -> None:
+    """The unit grid is replaced by admins only."""
+    spec = next((s for s in layers.all_layers() if s.name == layer), None)
+    if spec is not None and spec.is_grid and not is_admin():
+        raise Forbidden("只有管理员可以替换单元网格", "only an admin may replace the unit grid")
 
 
 def _data_dir() -> Path:
@@ -150,6 +180,7 @@ def _report(report: Any, **extra: Any) -> dict[str, Any]:
 
 
 @bp.post("/uploads")
+@requires("surveyor")
 def api_upload() -> Any:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and (request.content_length or 0) > limit:
@@ -164,6 +195,7 @@ def api_upload() -> Any:
             f"choose a layer (got '{layer}')",
             code="unknown_layer",
         )
+    _check_layer(layer)
     upload_id = uploads.stage(
         _data_dir(),
         file.filename,
@@ -172,6 +204,7 @@ def api_upload() -> Any:
         request.form.get("encoding"),
         request.form.get("crs"),
         request.form.get("member"),
+        owner=user_name(),
     )
     try:
         report = uploads.preview(current_store(), _data_dir(), upload_id)
@@ -182,7 +215,11 @@ def api_upload() -> Any:
 
 
 @bp.post("/uploads/<upload_id>/preview")
+@requires("surveyor")
 def api_upload_preview(upload_id: str) -> Any:
+    _check_owner(upload_id)
+    if "layer" in request.form:
+        _check_layer(request.form["layer"])
     overrides = {k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form}
     return jsonify(
         _report(uploads.preview(current_store(), _data_dir(), upload_id, **overrides), upload_id=upload_id)
@@ -190,13 +227,17 @@ def api_upload_preview(upload_id: str) -> Any:
 
 
 @bp.post("/uploads/<upload_id>/commit")
+@requires("surveyor")
 def api_upload_commit(upload_id: str) -> Any:
-    report = uploads.commit(current_store(), _data_dir(), upload_id, user=request.form.get("user") or None)
+    _check_owner(upload_id)
+    report = uploads.commit(current_store(), _data_dir(), upload_id, user=user_name())
     return jsonify(_report(report))
 
 
 @bp.get("/uploads/<upload_id>/features")
+@requires("surveyor")
 def api_upload_features(upload_id: str) -> Any:
+    _check_owner(upload_id)
     return jsonify(
         uploads.features(
             current_store(),
@@ -209,12 +250,15 @@ def api_upload_features(upload_id: str) -> Any:
 
 
 @bp.delete("/uploads/<upload_id>")
+@requires("surveyor")
 def api_upload_discard(upload_id: str) -> Any:
+    _check_owner(upload_id)
     uploads.discard(_data_dir(), upload_id)
     return "", 204
 
 
 @bp.get("/openapi.json")
+@requires(PUBLIC)
 def api_openapi() -> Any:
     from web.openapi import document
 

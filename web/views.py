@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import folium
 import numpy as np
@@ -25,12 +26,14 @@ from geo.report import unit_geometry
 from geo.store import UNASSIGNED
 from geo.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
 from server import label, select_locale
+from web.auth import MAP, PUBLIC, requires
 from web.common import current_store, query_args, survey_spec
 
 bp = Blueprint("main", __name__)
 
 
 @bp.get("/healthz")
+@requires(PUBLIC)
 def healthz() -> Any:
     store = current_store()
     return jsonify({"status": "ok", "store": store.location, "revision": store.revision()})
@@ -69,6 +72,7 @@ BASE_MAPS: dict[str, dict[str, Any]] = {
 
 
 @bp.get("/vendor/<package>/<path:filename>")
+@requires(PUBLIC)
 def vendor(package: str, filename: str) -> Any:
     """Leaflet and its plugins, installed from the npm registry at set-up and served from here."""
     if package not in VENDOR:
@@ -92,14 +96,17 @@ def _base_map(choice: str) -> dict[str, Any] | None:
             base["url"] = base["url"].replace("{tk}", key)
             base["labels"] = base["labels"].replace("{tk}", key)
         return base
-    if choice.startswith(("http://", "https://")) and "{z}" in choice:
-        return {"url": choice, "attr": "", "name": "底图 base map"}
+    configured = current_app.config.get("GRIDWATCH_TILES", "")
+    # a tile URL of one's own only from the settings: the page's security policy names its host
+    if choice.startswith(("http://", "https://")) and "{z}" in choice and choice == configured:
+        return {"url": choice, "attr": urlsplit(choice).hostname or "", "name": "底图 base map"}
     raise InputError(
         f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)", code="bad_tiles"
     )
 
 
 @bp.get("/")
+@requires(MAP)
 def index() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)
@@ -226,6 +233,7 @@ def _shapes(spec: layers.LayerSpec) -> dict[str, Any] | None:
 
 
 @bp.get("/upload")
+@requires("surveyor")
 def upload() -> Any:
     english = select_locale() == "en"
     base_error = None
@@ -277,12 +285,14 @@ def upload() -> Any:
 
 
 @bp.get("/batches")
+@requires("surveyor")
 def batches() -> Any:
     labels = {s.name: label(s) for s in layers.all_layers()} | {"targets": _("年度目标")}
     return render_template("batches.html", batches=list(reversed(current_store().batches())), labels=labels)
 
 
 @bp.get("/stats")
+@requires("viewer")
 def stats() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)

@@ -1,0 +1,452 @@
+"""Accounts on the web: every route × every role, CSRF, API tokens, cookies, login throttling,
+ownership of uploads and batches, the audit trail and the security headers."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import zipfile
+
+import pytest
+
+from geo import accounts
+from geo.importer import import_file
+from geo.store import open_store
+from server import create_app
+from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+
+PASSWORDS = {
+    "admin": "admin-pass-1",
+    "surveyor": "surveyor-pass-1",
+    "surveyor2": "surveyor-pass-2",
+    "viewer": "viewer-pass-1",
+}
+ROLE_OF = {"admin": "admin", "surveyor": "surveyor", "surveyor2": "surveyor", "viewer": "viewer"}
+
+
+@pytest.fixture
+def data(tmp_path):
+    data = tmp_path / "store"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        for name, password in PASSWORDS.items():
+            accounts.add_user(store, name, ROLE_OF[name], password)
+        sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["S1", "S2"])
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"), user="surveyor")
+    return data
+
+
+def make_app(data, **config):
+    return create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, **config})
+
+
+def csrf_from(html: str) -> str:
+    m = re.search(r'name="csrf-token" content="([^"]+)"', html) or re.search(
+        r'name="csrf_token" type="hidden" value="([^"]+)"', html
+    )
+    assert m, "no CSRF token in the page"
+    return m.group(1)
+
+
+def login(client, name: str, password: str | None = None):
+    token = csrf_from(client.get("/login").text)
+    return client.post(
+        "/login", data={"username": name, "password": password or PASSWORDS[name], "csrf_token": token}
+    )
+
+
+class Session:
+    """A test client signed in as ``name`` (or anonymous) that sends its CSRF token on writes."""
+
+    def __init__(self, app, name: str | None):
+        self.client = app.test_client()
+        self.token = ""
+        if name:
+            assert login(self.client, name).status_code == 302
+            self.token = csrf_from(self.client.get("/account").text)
+
+    def request(self, method: str, url: str, **kw):
+        headers = kw.pop("headers", {})
+        if method not in ("GET", "HEAD") and self.token:
+            headers["X-CSRFToken"] = self.token
+        return self.client.open(url, method=method, headers=headers, **kw)
+
+
+# endpoint → (method, url, who may: "public" | "map" | "user" | a role)
+ROUTES = {
+    "main.healthz": ("GET", "/healthz", "public"),
+    "main.vendor": ("GET", "/vendor/leaflet/leaflet.js", "public"),
+    "main.index": ("GET", "/?tiles=none", "map"),
+    "main.stats": ("GET", "/stats", "viewer"),
+    "main.upload": ("GET", "/upload?tiles=none", "surveyor"),
+    "main.batches": ("GET", "/batches", "surveyor"),
+    "api.api_layers": ("GET", "/api/layers", "map"),
+    "api.api_cells": ("GET", "/api/cells?level=grid&zoom=16", "map"),
+    "api.api_features": ("GET", "/api/features/demolition?bbox=118,31,119,32&zoom=16", "map"),
+    "api.api_feature": ("GET", "/api/features/demolition/1", "map"),
+    "api.api_stats": ("GET", "/api/stats?level=grid&layer=demolition", "viewer"),
+    "api.api_batches": ("GET", "/api/batches", "surveyor"),
+    "api.api_rollback": ("DELETE", "/api/batches/999", "surveyor"),
+    "api.api_upload": ("POST", "/api/uploads", "surveyor"),
+    "api.api_upload_preview": ("POST", "/api/uploads/aaaaaaaaaaaaaaaaaaaaaaaa/preview", "surveyor"),
+    "api.api_upload_commit": ("POST", "/api/uploads/aaaaaaaaaaaaaaaaaaaaaaaa/commit", "surveyor"),
+    "api.api_upload_features": ("GET", "/api/uploads/aaaaaaaaaaaaaaaaaaaaaaaa/features", "surveyor"),
+    "api.api_upload_discard": ("DELETE", "/api/uploads/aaaaaaaaaaaaaaaaaaaaaaaa", "surveyor"),
+    "api.api_openapi": ("GET", "/api/openapi.json", "public"),
+    "auth.login": ("GET", "/login", "public"),
+    "auth.logout": ("POST", "/logout", "public"),
+    "auth.account": ("GET", "/account", "user"),
+    "auth.users": ("GET", "/users", "admin"),
+    "auth.audit": ("GET", "/audit", "admin"),
+    "auth.audit_csv": ("GET", "/audit.csv", "admin"),
+}
+RANK = {"viewer": 1, "surveyor": 2, "admin": 3}
+
+
+def allowed(access: str, role: str | None, public_map: bool) -> bool:
+    if access == "public":
+        return True
+    if access == "map" and public_map:
+        return True
+    if role is None:
+        return False
+    needed = "viewer" if access in ("map", "user") else access
+    return RANK[role] >= RANK[needed]
+
+
+def test_every_route_is_in_the_matrix(data):
+    app = make_app(data)
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint != "static"}
+    assert endpoints == set(ROUTES), f"declare the access of: {endpoints ^ set(ROUTES)}"
+    for endpoint in endpoints:
+        assert getattr(app.view_functions[endpoint], "gw_access", None) is not None, endpoint
+
+
+@pytest.mark.parametrize("public_map", [False, True])
+@pytest.mark.parametrize("who", [None, "viewer", "surveyor", "admin"])
+def test_route_role_matrix(data, who, public_map):
+    app = make_app(data, GRIDWATCH_PUBLIC_MAP=public_map)
+    session = Session(app, who)
+    for endpoint, (method, url, access) in ROUTES.items():
+        # /logout ends the session: it gets one of its own
+        resp = (Session(app, who) if endpoint == "auth.logout" else session).request(method, url)
+        resp.close()
+        role = ROLE_OF.get(who) if who else None
+        if allowed(access, role, public_map):
+            assert resp.status_code not in (401, 403), (endpoint, who, resp.status_code)
+            assert resp.status_code < 500, (endpoint, who, resp.status_code)
+        elif role is None:
+            if url.startswith("/api/"):
+                assert resp.status_code == 401, (endpoint, resp.status_code)
+                assert resp.json["error"] == "login_required"
+            else:
+                assert resp.status_code == 302 and "/login" in resp.headers["Location"], endpoint
+        else:
+            assert resp.status_code == 403, (endpoint, who, resp.status_code)
+            if url.startswith("/api/"):
+                assert resp.json["error"] == "forbidden"
+
+
+def _upload_zip(tmp_path, name="new.zip"):
+    sites = points_frame([(X0 + 60, Y0 - 60)], 案件编号=["N1"])
+    shp = write_shp(sites, tmp_path / "up" / "违法建设.shp")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for part in shp.parent.iterdir():
+            zf.write(part, part.name)
+    return (io.BytesIO(buf.getvalue()), name)
+
+
+def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_path):
+    app = make_app(data)
+    s = Session(app, "surveyor")
+    no_token = s.client.post("/api/uploads", data={"layer": "demolition", "file": _upload_zip(tmp_path)})
+    assert no_token.status_code == 400 and no_token.json["error"] == "csrf_failed"
+    bad = s.client.post(
+        "/api/uploads",
+        data={"layer": "demolition", "file": _upload_zip(tmp_path)},
+        headers={"X-CSRFToken": "forged"},
+    )
+    assert bad.status_code == 400 and bad.json["error"] == "csrf_failed"
+    ok = s.request("POST", "/api/uploads", data={"layer": "demolition", "file": _upload_zip(tmp_path)})
+    assert ok.status_code == 201
+    # the login form itself is protected
+    resp = app.test_client().post("/login", data={"username": "admin", "password": PASSWORDS["admin"]})
+    assert resp.status_code == 400
+    # a script with an API token sends no CSRF token
+    with open_store(data) as store:
+        _tok, secret = accounts.create_token(store, "surveyor", "script")
+    resp = app.test_client().post(
+        "/api/uploads",
+        data={"layer": "demolition", "file": _upload_zip(tmp_path)},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert resp.status_code == 201
+
+
+def test_api_tokens_authenticate_until_revoked(data):
+    app = make_app(data)
+    with open_store(data) as store:
+        token, secret = accounts.create_token(store, "viewer", "dashboard")
+    c = app.test_client()
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert c.get("/api/stats?level=grid&layer=demolition", headers=auth).status_code == 200
+    assert c.get("/api/batches", headers=auth).status_code == 403  # a viewer's token is a viewer
+    assert c.get("/api/stats", headers={"Authorization": "Bearer gw_wrong"}).status_code == 401
+    with open_store(data) as store:
+        accounts.revoke_token(store, token.id)
+    assert c.get("/api/stats?level=grid&layer=demolition", headers=auth).status_code == 401
+
+
+def test_tokens_are_made_and_revoked_on_the_account_page(data):
+    app = make_app(data)
+    s = Session(app, "viewer")
+    page = s.request(
+        "POST", "/account", data={"action": "token", "tk-label": "报表脚本", "csrf_token": s.token}
+    )
+    secret = re.search(r'id="gw-new-token">([^<]+)<', page.text).group(1)
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert app.test_client().get("/api/layers", headers=auth).status_code == 200
+    with open_store(data) as store:
+        token_id = store.list_tokens("viewer")[0].id
+    # another user cannot revoke it
+    other = Session(app, "surveyor")
+    resp = other.request(
+        "POST", "/account", data={"action": "revoke", "token_id": token_id, "csrf_token": other.token}
+    )
+    assert resp.status_code == 404
+    assert app.test_client().get("/api/layers", headers=auth).status_code == 200
+    s.request("POST", "/account", data={"action": "revoke", "token_id": token_id, "csrf_token": s.token})
+    assert app.test_client().get("/api/layers", headers=auth).status_code == 401
+
+
+def test_session_cookie_flags(data):
+    resp = login(make_app(data).test_client(), "viewer")
+    cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gridwatch_session="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    resp = login(make_app(data, GRIDWATCH_SECURE_COOKIES="1").test_client(), "viewer")
+    cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gridwatch_session="))
+    assert "Secure" in cookie
+
+
+def test_login_follows_only_local_next_links(data):
+    c = make_app(data).test_client()
+    token = csrf_from(c.get("/login").text)
+    form = {"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": token}
+    assert c.post("/login?next=/stats", data=form).headers["Location"] == "/stats"
+    c = make_app(data).test_client()
+    form["csrf_token"] = csrf_from(c.get("/login").text)
+    assert c.post("/login?next=//evil.example/x", data=form).headers["Location"] == "/"
+
+
+def test_failed_logins_lock_the_account_and_the_address(data, monkeypatch):
+    app = make_app(data)
+    c = app.test_client()
+    for _ in range(accounts.MAX_FAILURES):
+        assert login(c, "viewer", "wrong-password").status_code == 401
+    locked = login(c, "viewer")
+    assert locked.status_code == 429 and "登录失败次数过多" in locked.text
+    # one address trying many names is slowed down as well
+    monkeypatch.setattr("web.auth.MAX_FAILS_PER_ADDRESS", 3)
+    c2 = make_app(data).test_client()
+    for name in ("a1", "a2", "a3"):
+        assert login(c2, name, "x" * 8).status_code == 401
+    assert login(c2, "admin").status_code == 429
+
+
+def test_disabling_a_user_or_changing_a_password_ends_their_sessions(data):
+    app = make_app(data)
+    s = Session(app, "surveyor")
+    assert s.request("GET", "/api/batches").status_code == 200
+    admin = Session(app, "admin")
+    resp = admin.request(
+        "POST", "/users", data={"action": "disable", "name": "surveyor", "csrf_token": admin.token}
+    )
+    assert resp.status_code == 200
+    assert s.request("GET", "/api/batches").status_code == 401
+    assert login(app.test_client(), "surveyor").status_code == 401
+    admin.request("POST", "/users", data={"action": "enable", "name": "surveyor", "csrf_token": admin.token})
+    s = Session(app, "surveyor")
+    admin.request(
+        "POST",
+        "/users",
+        data={
+            "action": "password",
+            "name": "surveyor",
+            "password": "a-new-pass-9",
+            "csrf_token": admin.token,
+        },
+    )
+    assert s.request("GET", "/api/batches").status_code == 401
+    assert login(app.test_client(), "surveyor", "a-new-pass-9").status_code == 302
+
+
+def test_admins_manage_users_on_the_users_page(data):
+    app = make_app(data)
+    admin = Session(app, "admin")
+    resp = admin.request(
+        "POST",
+        "/users",
+        data={
+            "action": "add",
+            "new-name": "newbie",
+            "new-role": "surveyor",
+            "new-password": "newbie-pass",
+            "csrf_token": admin.token,
+        },
+    )
+    assert resp.status_code == 200 and "newbie" in resp.text
+    assert login(app.test_client(), "newbie", "newbie-pass").status_code == 302
+    resp = admin.request(
+        "POST",
+        "/users",
+        data={"action": "role", "name": "newbie", "role": "viewer", "csrf_token": admin.token},
+    )
+    with open_store(data) as store:
+        assert store.get_user("newbie").role == "viewer"
+    # an admin cannot lock themselves out
+    resp = admin.request(
+        "POST", "/users", data={"action": "disable", "name": "admin", "csrf_token": admin.token}
+    )
+    assert resp.status_code == 400
+    with open_store(data) as store:
+        assert store.get_user("admin").active
+
+
+def test_surveyors_commit_and_roll_back_only_their_own(data, tmp_path):
+    app = make_app(data)
+    mine, other, admin = Session(app, "surveyor"), Session(app, "surveyor2"), Session(app, "admin")
+    up = mine.request("POST", "/api/uploads", data={"layer": "demolition", "file": _upload_zip(tmp_path)})
+    upload_id = up.json["upload_id"]
+    for method, suffix in (("GET", "/features"), ("POST", "/preview"), ("POST", "/commit"), ("DELETE", "")):
+        resp = other.request(method, f"/api/uploads/{upload_id}{suffix}")
+        assert resp.status_code == 403, suffix
+    done = mine.request("POST", f"/api/uploads/{upload_id}/commit")
+    assert done.status_code == 200
+    batch_id = done.json["batch_id"]
+    with open_store(data) as store:
+        assert store.batch(batch_id).user == "surveyor"
+    assert other.request("DELETE", f"/api/batches/{batch_id}").status_code == 403
+    assert mine.request("DELETE", f"/api/batches/{batch_id}").status_code == 200
+    # the grid is the admin's: a surveyor can neither replace it nor roll it back
+    grid_zip = io.BytesIO()
+    shp = write_shp(grid_frame(), tmp_path / "g2" / "grid.shp")
+    with zipfile.ZipFile(grid_zip, "w") as zf:
+        for part in shp.parent.iterdir():
+            zf.write(part, part.name)
+    resp = mine.request(
+        "POST", "/api/uploads", data={"layer": "grid", "file": (io.BytesIO(grid_zip.getvalue()), "g.zip")}
+    )
+    assert resp.status_code == 403
+    assert mine.request("DELETE", "/api/batches/1").status_code == 403
+    resp = admin.request(
+        "POST", "/api/uploads", data={"layer": "grid", "file": (io.BytesIO(grid_zip.getvalue()), "g.zip")}
+    )
+    assert resp.status_code == 201
+
+
+def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path):
+    app = make_app(data)
+    s = Session(app, "surveyor")
+    up = s.request(
+        "POST",
+        "/api/uploads",
+        data={"layer": "demolition", "file": _upload_zip(tmp_path)},
+        environ_base={"REMOTE_ADDR": "10.1.2.3"},
+    )
+    done = s.request(
+        "POST", f"/api/uploads/{up.json['upload_id']}/commit", environ_base={"REMOTE_ADDR": "10.1.2.3"}
+    )
+    with open_store(data) as store:
+        entry = store.audit_entries(action="import")[0]
+    assert (entry.user, entry.client, entry.batch_id, entry.counts["added"]) == (
+        "surveyor",
+        "10.1.2.3",
+        done.json["batch_id"],
+        1,
+    )
+    admin = Session(app, "admin")
+    page = admin.request("GET", "/audit?user=surveyor")
+    assert page.status_code == 200 and "10.1.2.3" in page.text
+    csv = admin.request("GET", "/audit.csv?action=import")
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    text = csv.data.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("时间,用户,来源地址,操作") and "10.1.2.3" in text
+    batches = s.request("GET", "/batches")
+    assert "<td>surveyor</td>" in batches.text
+
+
+def test_passwords_never_reach_logs_pages_or_the_audit_trail(data, caplog):
+    caplog.set_level(logging.DEBUG)
+    app = make_app(data)
+    login(app.test_client(), "viewer", "not-the-password-xyz")
+    login(app.test_client(), "viewer")
+    admin = Session(app, "admin")
+    admin.request(
+        "POST",
+        "/users",
+        data={
+            "action": "add",
+            "new-name": "lu",
+            "new-role": "viewer",
+            "new-password": "lu-secret-77",
+            "csrf_token": admin.token,
+        },
+    )
+    pages = admin.request("GET", "/users").text + admin.request("GET", "/audit.csv").data.decode("utf-8-sig")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in ("not-the-password-xyz", PASSWORDS["viewer"], "lu-secret-77"):
+        assert secret not in logged and secret not in pages
+    with open_store(data) as store:
+        assert all("lu-secret-77" not in (e.detail or "") for e in store.audit_entries())
+
+
+def test_security_headers_and_nonces(data):
+    app = make_app(data, GRIDWATCH_TILES="https://tiles.example.gov.cn/{z}/{x}/{y}.png")
+    s = Session(app, "viewer")
+    page = s.request("GET", "/")
+    csp = page.headers["Content-Security-Policy"]
+    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    assert "script-src 'self' 'nonce-" in csp and "frame-ancestors 'none'" in csp
+    assert "connect-src 'self'" in csp and "https://tiles.example.gov.cn" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    # every inline script and style block of the page carries this response's nonce
+    for tag in re.findall(r"<(?:script|style)\b[^>]*>", page.text):
+        if 'type="application/json"' in tag or "src=" in tag:
+            continue
+        assert f'nonce="{nonce}"' in tag, tag
+    other = s.request("GET", "/").headers["Content-Security-Policy"]
+    assert re.search(r"'nonce-([^']+)'", other).group(1) != nonce
+    # a tile URL of one's own is taken from the settings only, never from the address bar
+    resp = s.request("GET", "/?tiles=https://evil.example/{z}/{x}/{y}.png")
+    assert resp.status_code == 400
+    api = s.request("GET", "/api/layers")
+    assert api.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in api.headers
+
+
+def test_first_admin_from_the_command_line_can_log_in(tmp_path, monkeypatch):
+    from geo.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-admin-pw\n"))
+    assert (
+        main(["--data", str(tmp_path / "d"), "user", "add", "admin", "--role", "admin", "--password-stdin"])
+        == 0
+    )
+    app = make_app(tmp_path / "d")
+    c = app.test_client()
+    assert login(c, "admin", "first-admin-pw").status_code == 302
+    assert c.get("/users").status_code == 200
+
+
+def test_a_route_that_declares_no_access_is_refused(data):
+    app = make_app(data)
+
+    def forgotten():
+        return "should not be served"
+
+    app.add_url_rule("/forgotten", "forgotten", forgotten)
+    s = Session(app, "admin")
+    resp = s.request("GET", "/forgotten")
+    assert resp.status_code == 403 and resp.json["error"] == "forbidden"
