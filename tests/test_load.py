@@ -1,0 +1,53 @@
+"""Short form of the load test (bench/bench_load.py): surveyors uploading and committing while
+map users read, under gunicorn with the sample settings.  Nothing may fail and no feature
+may be lost or stored twice.  (Latency and throughput are the benchmark's to print; they
+are never asserted here.)"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+pytestmark = [
+    pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
+    pytest.mark.slow,
+]
+
+
+def test_uploads_and_map_reads_at_once_fail_nothing_and_reconcile(monkeypatch):
+    # the client processes import the benchmark by name, so its folder goes on the path
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_load
+
+    lines: list[str] = []
+    result = bench_load.run(duration=10, uploaders=4, readers=8, workers=2, log=lines.append)
+    bench_load.report(result, lines.append)
+    figures = "\n".join(lines)
+
+    committed = [c for c in result.commits if c.get("committed")]
+    reads = sum(len(v) for k, v in result.tally.seconds.items() if k in bench_load.READ_KINDS)
+    assert committed and result.sent_committed > 0 and reads > 0, figures
+    server_errors, failed_requests, crashes = (
+        result.server_errors,
+        result.failed_requests,
+        result.tally.crashes,
+    )
+    assert server_errors == 0, figures
+    assert failed_requests == {}, figures  # nor any other status than expected
+    assert crashes == [], figures
+    # store count = demo + sent = sum of 'added' = batch register = full recount
+    expected = result.demo_features + result.sent_committed
+    counts = (
+        result.added_committed + result.demo_features,
+        result.store_count,
+        result.batches_added,
+        result.stats_total,
+        result.stats_rows_sum,
+    )
+    assert counts == (expected,) * 5, figures
+    failed_checks = [what for what, ok, _ in result.checks if not ok]
+    assert failed_checks == [], figures
