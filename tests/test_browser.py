@@ -293,6 +293,14 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     assert total(after) == total(before) + 3  # the one outside the grid counted as UNASSIGNED
     page.goto(f"{live_server}/batches")
     assert "新台账.zip" in page.inner_text("table")
+    # roll the new batch back from the batches page: confirm, then the figures are as before
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    page.click("tr:has-text('新台账.zip') button.gw-rollback")
+    wait_for(page, "document.querySelector('#gw-message').textContent.includes('已回滚批次')", timeout=20000)
+    assert dialogs and "确定回滚批次" in dialogs[0]
+    rolled = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
+    assert rolled == before
     assert errors == []
     assert hosts <= {"127.0.0.1"}
 

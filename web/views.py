@@ -26,7 +26,7 @@ from geo.report import unit_geometry
 from geo.store import UNASSIGNED
 from geo.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
 from server import label, select_locale
-from web.auth import MAP, PUBLIC, requires
+from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import current_store, query_args, survey_spec
 
 bp = Blueprint("main", __name__)
@@ -288,7 +288,21 @@ def upload() -> Any:
 @requires("surveyor")
 def batches() -> Any:
     labels = {s.name: label(s) for s in layers.all_layers()} | {"targets": _("年度目标")}
-    return render_template("batches.html", batches=list(reversed(current_store().batches())), labels=labels)
+    me, admin = user_name(), is_admin()
+    config = {
+        "labels": {
+            "confirm": _("确定回滚批次 {id}？该批次的要素将被删除，被它替换的要素将恢复。"),
+            "done": _("已回滚批次 {id}"),
+        }
+    }
+    return render_template(
+        "batches.html",
+        batches=list(reversed(current_store().batches())),
+        labels=labels,
+        # surveyors roll back their own survey batches; admins any batch
+        may_roll_back=lambda b: admin or (b.user == me and b.layer not in ("grid", "targets")),
+        config_json=current_app.json.dumps(config),
+    )
 
 
 @bp.get("/stats")
