@@ -34,11 +34,14 @@ import contextlib
 import dataclasses
 import io
 import json
+import multiprocessing
 import os
 import shutil
+import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -762,9 +765,13 @@ class GpkgStore:
     def read_table(self, spec: LayerSpec, columns: list[str]) -> pa.Table:
         """Current rows as an Arrow table (``fid`` plus ``columns``), ordered by fid.
 
-        Outside a transaction the columns are read through GDAL's Arrow interface, about
-        ten times faster than fetching a million rows through SQLite into Python objects;
-        inside one (GDAL cannot see uncommitted rows) they come from this connection.
+        Large layers are read through GDAL's Arrow interface, about ten times faster than
+        fetching a million rows through SQLite into Python objects -- in a helper process
+        (:func:`_gdal_reader`), never in this one: GDAL carries its own copy of SQLite, and
+        POSIX file locks belong to a whole process, so a GDAL read here would silently drop
+        the locks this process's other connections hold on the store (seen under load as
+        commits reported failed though written, and a malformed database).  Small layers and
+        reads inside a transaction (GDAL cannot see uncommitted rows) use this connection.
         """
         kinds: dict[str, str] = {f.name: str(f.kind) for f in spec.fields} | {
             "gw_unit": "str",
@@ -774,12 +781,10 @@ class GpkgStore:
         }
         if not self.has_layer(spec):
             return _empty_table(columns, kinds)
-        if not self._depth:
+        if not self._depth and self.layer_count(spec) >= GDAL_MIN_ROWS:
             before = self.revision()
             try:
-                _, table = pyogrio.read_arrow(
-                    self.path, layer=spec.name, columns=columns, read_geometry=False, return_fids=True
-                )
+                table = _gdal_reader().submit(_read_arrow, str(self.path), spec.name, columns).result()
             except Exception:  # GDAL cannot read it for some reason: use SQLite
                 table = None
             if table is not None and self.revision() == before:
@@ -1105,6 +1110,31 @@ def _scalar_args(conn: apsw.Connection, sql: str, args: tuple[Any, ...]) -> Any:
 def _scalar(conn: apsw.Connection, sql: str) -> Any:
     row = conn.execute(sql).fetchone()
     return None if row is None else row[0]
+
+
+#: Layers with at least this many rows are read through GDAL in a helper process (see
+#: GpkgStore.read_table): below it, fetching through SQLite costs less than the round trip.
+GDAL_MIN_ROWS = 100_000
+_READER: tuple[int, ProcessPoolExecutor] | None = None
+_READER_LOCK = threading.Lock()
+
+
+def _gdal_reader() -> ProcessPoolExecutor:
+    """This process's helper process for GDAL reads of the store (started on first use)."""
+    global _READER
+    with _READER_LOCK:
+        if _READER is None or _READER[0] != os.getpid():
+            _READER = (
+                os.getpid(),
+                ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")),
+            )
+        return _READER[1]
+
+
+def _read_arrow(path: str, layer: str, columns: list[str]) -> pa.Table:
+    """Runs in the helper process: ``fid`` and ``columns`` of ``layer`` as Arrow."""
+    _, table = pyogrio.read_arrow(path, layer=layer, columns=columns, read_geometry=False, return_fids=True)
+    return table
 
 
 def _user(row: tuple[Any, ...]) -> User:

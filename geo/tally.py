@@ -18,7 +18,7 @@ explicit code fields where given, else by code prefix (12, 9 and 6 digits).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -162,6 +162,8 @@ class Facts:
     # int8 index into the values of spec.shape_category (-1: empty or outside the
     # vocabulary), for map markers; None when the layer declares no shape_field
     shape: np.ndarray | None = None
+    # tally row of each feature per (level, within), with the hierarchy it was computed for
+    positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
 
 
 _FACTS: dict[tuple[str, str, str], Facts] = {}
@@ -192,11 +194,14 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
     if key in _FACTS:
         return _FACTS[key]
     with filling(("facts", store.location, spec.name)):
-        if key not in _FACTS:
-            facts = _read_facts(store, spec)
+        if key in _FACTS:
+            return _FACTS[key]
+        facts = _read_facts(store, spec)
+        # kept only when no write landed while reading: the entry must hold what its key says
+        if store.revision() == key[1]:
             _cache_trim(_FACTS, 64)
             _FACTS[key] = facts
-    return _FACTS[key]
+    return facts
 
 
 def _read_facts(store: Store, spec: LayerSpec) -> Facts:
@@ -418,9 +423,6 @@ def tally(
     return table
 
 
-_POS: dict[tuple[str, str, str, str, str | None], np.ndarray] = {}
-
-
 def _positions(
     store: Store,
     spec: LayerSpec,
@@ -430,9 +432,12 @@ def _positions(
     hier: Hierarchy,
     within: str | None,
 ) -> np.ndarray:
-    """Row of the tally table each feature counts in (-1: outside the filtered units), cached per revision."""
-    key = (store.location, store.revision(), spec.name, level, within)
-    if key not in _POS:
+    """Row of the tally table each feature counts in (-1: outside the filtered units).
+
+    Kept with the ``facts`` it was computed from (and for the hierarchy it used), so it can
+    never be paired with the columns of another revision."""
+    cached = facts.positions.get((level, within))
+    if cached is None or cached[0] is not hier:
         grid_codes = pa.array(hier.grid["code"].astype(str).tolist(), type=pa.string())
         grid_idx = pc.index_in(facts.unit, value_set=grid_codes).to_numpy(zero_copy_only=False)
         level_codes = hier.grid["code"] if level == "grid" else hier.grid[f"{level}_code"]
@@ -442,9 +447,9 @@ def _positions(
         in_grid = ~pd.isna(grid_idx)
         pos = np.full(len(grid_idx), unassigned_row, dtype=np.int64)  # UNASSIGNED and unknown codes
         pos[in_grid] = grid_to_row[grid_idx[in_grid].astype(np.int64)]
-        _cache_trim(_POS, 64)
-        _POS[key] = pos
-    return _POS[key]
+        cached = (hier, pos)
+        facts.positions[(level, within)] = cached
+    return cached[1]
 
 
 def survey_specs(layer_names: list[str] | None) -> list[LayerSpec]:

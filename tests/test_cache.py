@@ -65,3 +65,34 @@ def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
         t.join()
     assert results == [2] * 6
     assert len(calls) == 1
+
+
+def test_a_write_between_reading_columns_and_counting_never_mixes_revisions(
+    gridded_store, tmp_path, monkeypatch
+):
+    """A commit landing while a request tallies (after it read the columns) must not leave
+    figures of one revision paired with the columns of another for later requests."""
+    store = gridded_store
+    first = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["W1", "W2"])
+    import_file(store, "demolition", write_shp(first, tmp_path / "a" / "a.shp"))
+    real = tally_mod.load_facts
+    more = points_frame(
+        [(X0 + 250, Y0 - 250), (X0 + 60, Y0 - 60), (X0 + 70, Y0 - 70)], 案件编号=["W3", "W4", "W5"]
+    )
+    calls: list[int] = []
+
+    def facts_then_a_commit(st, spec):
+        facts = real(st, spec)
+        if not calls:
+            calls.append(1)
+            with open_store(st.location) as other:  # another request commits now
+                import_file(other, "demolition", write_shp(more, tmp_path / "b" / "b.shp"))
+        return facts
+
+    monkeypatch.setattr(tally_mod, "load_facts", facts_then_a_commit)
+    during = tally_mod.tally(store, "grid", ["demolition"])
+    assert int(during["demolition_total"].sum()) == 2  # the state the request started from
+    after = tally_mod.tally(store, "grid", ["demolition"])
+    assert int(after["demolition_total"].sum()) == 5
+    by_code = dict(zip(after["code"], after["demolition_total"], strict=True))
+    assert sum(v for k, v in by_code.items() if k != "UNASSIGNED") == 5
