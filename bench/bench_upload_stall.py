@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import make_cells, make_points, write_gbk
 from bench_web import view_bbox
 
+from geo import accounts
 from geo.importer import import_file
 from geo.store import open_store
 
@@ -100,8 +101,9 @@ def multipart(path: Path, layer: str) -> tuple[str, int, Iterator[bytes]]:
 class Readers:
     """``n`` threads asking for map data until stopped; every request's end time and latency."""
 
-    def __init__(self, base: str, n: int, bounds: tuple[float, float, float, float]) -> None:
+    def __init__(self, base: str, n: int, bounds: tuple[float, float, float, float], auth: str) -> None:
         self.base = base
+        self.auth = auth
         self.bounds = bounds
         self.samples: list[tuple[float, float, int]] = []  # (end time, seconds, HTTP status)
         self.lock = threading.Lock()
@@ -132,7 +134,8 @@ class Readers:
             ):
                 t0 = time.perf_counter()
                 try:
-                    with urllib.request.urlopen(url, timeout=600) as resp:
+                    req = urllib.request.Request(url, headers={"Authorization": self.auth})
+                    with urllib.request.urlopen(req, timeout=600) as resp:
                         resp.read()
                         status = resp.status
                 except urllib.error.HTTPError as exc:
@@ -187,6 +190,10 @@ def main() -> int:
         for k in range(max(1, args.points // per_file)):
             pts = make_points(per_file, cells.total_bounds, seed=10 + k, start_id=k * per_file)
             import_file(store, "demolition", write_gbk(pts, work / "in" / f"p{k}.shp"))
+        accounts.add_user(store, "reader", "viewer", "bench-reader-pass")
+        accounts.add_user(store, "surveyor", "surveyor", "bench-surveyor-pass")
+        reader_auth = "Bearer " + accounts.create_token(store, "reader", "benchmark")[1]
+        surveyor_auth = "Bearer " + accounts.create_token(store, "surveyor", "benchmark")[1]
         store.close()
         upload = make_upload(cells.total_bounds, args.upload_mb, work / "upload")
         print(f"upload file: {upload.stat().st_size / 1024 / 1024:,.1f} MB (zip of a GBK shapefile)")
@@ -225,7 +232,7 @@ def main() -> int:
             f"gunicorn: {settings['workers']} workers x {settings['threads']} threads ({settings['worker_class']})"
         )
 
-        readers = Readers(base, args.readers, tuple(cells.total_bounds))
+        readers = Readers(base, args.readers, tuple(cells.total_bounds), reader_auth)
         readers.start()
         time.sleep(15)  # every worker fills its caches
         t_base0 = time.perf_counter()
@@ -239,14 +246,23 @@ def main() -> int:
             "POST",
             "/api/uploads",
             body=body,
-            headers={"Content-Type": content_type, "Content-Length": str(size)},
+            headers={
+                "Content-Type": content_type,
+                "Content-Length": str(size),
+                "Authorization": surveyor_auth,
+            },
         )
         resp = conn.getresponse()
         report = json.loads(resp.read())
         t_up1 = time.perf_counter()
         if resp.status != 201:
             raise SystemExit(f"upload answered {resp.status}: {report}")
-        conn.request("POST", f"/api/uploads/{report['upload_id']}/commit", body=b"")
+        conn.request(
+            "POST",
+            f"/api/uploads/{report['upload_id']}/commit",
+            body=b"",
+            headers={"Authorization": surveyor_auth},
+        )
         resp = conn.getresponse()
         committed = json.loads(resp.read())
         t_c1 = time.perf_counter()

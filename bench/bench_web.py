@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import make_cells, make_points, write_gbk
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from geo import accounts
 from geo.importer import import_file
 from geo.store import open_store
 from server import create_app
@@ -55,9 +56,13 @@ def view_bbox(lon: float, lat: float, zoom: int) -> str:
     return f"{lon - half_w:.6f},{lat - half_h:.6f},{lon + half_w:.6f},{lat + half_h:.6f}"
 
 
+#: ``Authorization`` header of the benchmark's viewer account (an API token).
+AUTH: dict[str, str] = {}
+
+
 def fetch(url: str) -> tuple[float, int, bytes]:
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=120) as resp:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=120) as resp:
         body = resp.read()
     return time.perf_counter() - t0, len(body), body
 
@@ -80,6 +85,8 @@ def main() -> int:
             pts = make_points(per_file, cells.total_bounds, seed=10 + k, start_id=k * per_file)
             frames.append(pts)
             import_file(store, "demolition", write_gbk(pts, work / "in" / f"p{k}.shp"))
+        accounts.add_user(store, "bench", "viewer", "bench-viewer-pass")
+        AUTH["Authorization"] = "Bearer " + accounts.create_token(store, "bench", "benchmark")[1]
         store.close()
         app = create_app({"GRIDWATCH_DATA": str(work / "store")})
         server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
