@@ -310,32 +310,51 @@ def cells_in_view(
     """
     check_level(level)
     key = (store.location, store.revision(), level, layer, as_of, within)
-    if key not in _TABLES:
+    view_table = _TABLES.get(key)
+    if view_table is None:
         with filling(("cells", store.location)):
-            if key not in _TABLES:
-                table = tally(
-                    store,
-                    level,
-                    [layer] if layer else None,
-                    as_of,
-                    Filters(within=within) if within else None,
-                )
+            view_table = _TABLES.get(key)
+            if view_table is None:
+                view_table = _view_table(store, level, layer, as_of, within)
                 if len(_TABLES) > 32:
                     _TABLES.clear()
-                _TABLES[key] = table[table["code"] != UNASSIGNED].set_index("code")
-    table = _TABLES[key]
-    geo = unit_geometry(store, level)
-    geo = geo[geo.index.isin(table.index)]
+                _TABLES[key] = view_table
+    geo, codes, records = view_table
+    hits = np.arange(len(geo))
     if bbox is not None:
         view = _view_box(bbox, gcj02)
-        hits = geo.sindex.query(
-            shapely.box(view.west, view.south, view.east, view.north), predicate="intersects"
+        hits = np.sort(
+            geo.sindex.query(
+                shapely.box(view.west, view.south, view.east, view.north), predicate="intersects"
+            )
         )
-        geo = geo.iloc[np.sort(hits)]
-    if len(geo) > max_units:
-        return {"type": "FeatureCollection", "features": [], "too_many": len(geo), "level": level}
-    outlines = _outlines(store, level, zoom, gcj02, geo.index.tolist())
-    rows = table.loc[geo.index]
+    if len(hits) > max_units:
+        return {"type": "FeatureCollection", "features": [], "too_many": len(hits), "level": level}
+    shown = [codes[i] for i in hits.tolist()]
+    outlines = _outlines(store, level, zoom, gcj02, shown)
+    features = [
+        {"type": "Feature", "id": code, "geometry": outline, "properties": records[i]}
+        for i, code, outline in zip(hits.tolist(), shown, outlines, strict=True)
+    ]
+    return {"type": "FeatureCollection", "features": features, "level": level}
+
+
+_OUTLINES: dict[tuple[str, str, str, int, bool], dict[str, Any]] = {}
+_TABLES: dict[tuple[str, str, str, str | None, str | None, str | None], Any] = {}
+
+
+def _view_table(
+    store: Store, level: str, layer: str | None, as_of: str | None, within: str | None
+) -> tuple[Any, list[str], list[dict[str, Any]]]:
+    """The units a map can show and what it shows of each, computed once per revision:
+    ``(outlines with a spatial index, codes, properties)`` in the same order.  A viewport
+    then only queries the index and picks rows."""
+    table = tally(store, level, [layer] if layer else None, as_of, Filters(within=within) if within else None)
+    table = table[table["code"] != UNASSIGNED]
+    outlines = unit_geometry(store, level)
+    codes = outlines.index.to_numpy(dtype=object)
+    geo = outlines[np.isin(codes, table["code"].to_numpy(dtype=object))]
+    rows = table.set_index(table["code"].to_numpy(dtype=object)).loc[geo.index.to_numpy(dtype=object)]
     # what a map draws and shows on hover; the full table row is one /api/stats call away
     wanted = [
         c
@@ -344,15 +363,12 @@ def cells_in_view(
         or c.endswith(("_total", "_completed", "_rate", "_progress", "_target"))
     ]
     values = rows[wanted].astype(object).where(rows[wanted].notna(), None)
-    features = []
-    for code, outline, record in zip(geo.index.tolist(), outlines, values.to_dict("records"), strict=True):
-        props = {"code": code, **{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}}
-        features.append({"type": "Feature", "id": code, "geometry": outline, "properties": props})
-    return {"type": "FeatureCollection", "features": features, "level": level}
-
-
-_OUTLINES: dict[tuple[str, str, str, int, bool], dict[str, Any]] = {}
-_TABLES: dict[tuple[str, str, str, str | None, str | None, str | None], Any] = {}
+    records = [
+        {"code": str(code), **{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}}
+        for code, record in zip(rows.index.tolist(), values.to_dict("records"), strict=True)
+    ]
+    geo.sindex  # noqa: B018 -- built here, once, rather than by the first viewport
+    return geo, [str(c) for c in rows.index.tolist()], records
 
 
 def _outlines(store: Store, level: str, zoom: int, gcj02: bool, codes: list[str]) -> list[Any]:
