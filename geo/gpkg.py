@@ -30,6 +30,7 @@ Layout, besides the GeoPackage system tables:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import io
@@ -1124,10 +1125,9 @@ def _gdal_reader() -> ProcessPoolExecutor:
     global _READER
     with _READER_LOCK:
         if _READER is None or _READER[0] != os.getpid():
-            _READER = (
-                os.getpid(),
-                ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")),
-            )
+            executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+            atexit.register(executor.shutdown, wait=True, cancel_futures=True)
+            _READER = (os.getpid(), executor)
         return _READER[1]
 
 
