@@ -6,6 +6,7 @@ a one-line message with a non-zero exit.  Nothing here knows about Flask.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -89,3 +90,34 @@ class StoreError(GridwatchError):
 
     status = 503
     code = "store_unavailable"
+
+
+#: OS error numbers of a write refused for want of room: the disk (or the user's quota) is full,
+#: or the file would outgrow the size the process may write.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: OS error numbers of a write refused because the file or its file system is read-only.
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def disk_full() -> StoreError:
+    """The write did not fit; it was cancelled as a whole."""
+    return StoreError(
+        "磁盘已满，写入已取消，数据未改变",
+        "disk full: the write was cancelled, nothing changed",
+        code="disk_full",
+    )
+
+
+def read_only() -> StoreError:
+    """The store cannot be written (file permissions or a read-only file system)."""
+    return StoreError("存储为只读，无法写入", "the store is read-only", code="store_read_only")
+
+
+def write_error(os_errno: int | None) -> StoreError | None:
+    """The clear error for a write that failed with OS error number ``os_errno``: disk full or
+    read-only; None for any other error."""
+    if os_errno in DISK_FULL_ERRNOS:
+        return disk_full()
+    if os_errno in READ_ONLY_ERRNOS:
+        return read_only()
+    return None

@@ -58,7 +58,7 @@ import pyproj
 import shapely
 
 from geo.cache import filling
-from geo.errors import Conflict, NotFound, StoreError
+from geo.errors import Conflict, NotFound, StoreError, disk_full, read_only, write_error
 from geo.store import Actor, ApiToken, AuditEntry, Batch, FeatureRows, User, WriteResult
 from layers import LayerSpec
 
@@ -218,7 +218,7 @@ class GpkgStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except apsw.Error as exc:
-            raise _store_error(exc) from exc
+            raise _store_error(exc, conn.system_errno) from exc
         self._depth = 1
         try:
             # A new random revision at the start: caches filled inside the transaction are keyed by
@@ -229,13 +229,14 @@ class GpkgStore:
             conn.execute("COMMIT")
             self._pending_archives.clear()
         except BaseException as exc:
+            os_errno = conn.system_errno  # of the failed write, before the rollback
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
             for folder in self._pending_archives:
                 shutil.rmtree(folder, ignore_errors=True)
             self._pending_archives.clear()
             if isinstance(exc, apsw.Error):
-                raise _store_error(exc) from exc
+                raise _store_error(exc, os_errno) from exc
             raise
         finally:
             self._depth = 0
@@ -402,10 +403,8 @@ class GpkgStore:
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(src, dest)
                 except OSError as exc:
-                    raise StoreError(
-                        "无法保存原始文件（磁盘已满或无写权限）",
-                        f"cannot archive the original file: {exc}",
-                        code="archive_failed",
+                    raise write_error(exc.errno) or StoreError(
+                        "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
                     ) from exc
                 self.conn.execute(
                     "INSERT INTO gw_archive (batch_id, name, path) VALUES (?,?,?)",
@@ -893,16 +892,17 @@ class GpkgStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except apsw.Error as exc:
-            raise _store_error(exc) from exc
+            raise _store_error(exc, conn.system_errno) from exc
         self._depth = 1
         try:
             yield
             conn.execute("COMMIT")
         except BaseException as exc:
+            os_errno = conn.system_errno
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
             if isinstance(exc, apsw.Error):
-                raise _store_error(exc) from exc
+                raise _store_error(exc, os_errno) from exc
             raise
         finally:
             self._depth = 0
@@ -1144,16 +1144,17 @@ def _user(row: tuple[Any, ...]) -> User:
     )
 
 
-def _store_error(exc: apsw.Error) -> StoreError:
+def _store_error(exc: apsw.Error, os_errno: int | None = None) -> StoreError:
+    """The user's view of a failed SQLite call; ``os_errno`` is the OS error of the last failed
+    file operation (``Connection.system_errno``), which tells what a plain I/O error was: a
+    write beyond the file size allowed (EFBIG) or on a full disk, or on a read-only file."""
     text = f"{type(exc).__name__} {exc}".lower()
     if "readonly" in text or "read-only" in text:
-        return StoreError("存储为只读，无法写入", "the store is read-only", code="store_read_only")
-    if "full" in text:
-        return StoreError(
-            "磁盘已满，写入已取消，数据未改变",
-            "disk full: the write was cancelled, nothing changed",
-            code="disk_full",
-        )
+        return read_only()
+    if isinstance(exc, apsw.FullError):
+        return disk_full()
+    if isinstance(exc, (apsw.IOError, apsw.CantOpenError)) and (known := write_error(os_errno)):
+        return known
     if "locked" in text or "busy" in text:
         return StoreError("存储正忙，请稍后重试", "the store is busy, try again", code="store_busy")
     return StoreError(f"存储错误: {exc}", f"store error: {exc}")

@@ -28,7 +28,15 @@ import shapely
 from geo import crs as crsmod
 from geo.dbf import read_dbf, read_point_shp
 from geo.encoding import detect_dbf_encoding, looks_like_mojibake, zip_member_name
-from geo.errors import CRSError, EncodingError, InputError, TooLarge, UnsupportedFile
+from geo.errors import (
+    DISK_FULL_ERRNOS,
+    CRSError,
+    EncodingError,
+    InputError,
+    TooLarge,
+    UnsupportedFile,
+    disk_full,
+)
 
 VECTOR_SUFFIXES = {".shp", ".gpkg", ".geojson", ".json", ".kml", ".kmz", ".csv", ".xlsx"}
 SIDECAR_SUFFIXES = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".qmd", ".qpj", ".atx"}
@@ -287,18 +295,23 @@ def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skip
                 skipped.append(name)
                 continue
             dest = target.joinpath(*pure.parts)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(dest, "wb") as out:
-                while True:
-                    chunk = src.read(1 << 20)
-                    if not chunk:
-                        break
-                    written += len(chunk)
-                    if written > limits.max_total_bytes:
-                        raise TooLarge(
-                            "压缩包解压后过大", "the zip expands beyond the size limit", code="zip_bomb"
-                        )
-                    out.write(chunk)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(dest, "wb") as out:
+                    while True:
+                        chunk = src.read(1 << 20)
+                        if not chunk:
+                            break
+                        written += len(chunk)
+                        if written > limits.max_total_bytes:
+                            raise TooLarge(
+                                "压缩包解压后过大", "the zip expands beyond the size limit", code="zip_bomb"
+                            )
+                        out.write(chunk)
+            except OSError as exc:
+                if exc.errno in DISK_FULL_ERRNOS:  # the scratch directory is full
+                    raise disk_full() from exc
+                raise
             if suffix == ".zip":
                 inner = dest.with_suffix("")
                 inner = inner.parent / (inner.name + "_zip")
