@@ -34,7 +34,7 @@ from flask_babel import gettext as _
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from wtforms import BooleanField, PasswordField, StringField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from geo import accounts
@@ -299,7 +299,6 @@ class UserForm(FlaskForm):  # type: ignore[misc]
     password = PasswordField(
         "初始密码", validators=[DataRequired(), Length(min=accounts.MIN_PASSWORD, max=1024)]
     )
-    active = BooleanField("启用", default=True)
 
 
 @bp.route("/users", methods=["GET", "POST"])
