@@ -352,8 +352,10 @@ def _view_table(
     table = tally(store, level, [layer] if layer else None, as_of, Filters(within=within) if within else None)
     table = table[table["code"] != UNASSIGNED]
     outlines = unit_geometry(store, level)
-    codes = outlines.index.to_numpy(dtype=object)
-    geo = outlines[np.isin(codes, table["code"].to_numpy(dtype=object))]
+    wanted_codes = set(table["code"].astype(str).tolist())  # (np.isin on object arrays is quadratic)
+    geo = outlines[
+        np.fromiter((str(c) in wanted_codes for c in outlines.index), dtype=bool, count=len(outlines))
+    ]
     rows = table.set_index(table["code"].to_numpy(dtype=object)).loc[geo.index.to_numpy(dtype=object)]
     # what a map draws and shows on hover; the full table row is one /api/stats call away
     wanted = [
