@@ -26,7 +26,7 @@ import pyproj
 import shapely
 
 from geo import crs as crsmod
-from geo.errors import InputError, NotFound
+from geo.errors import InputError, NotFound, StoreError, write_error
 from geo.importer import ImportReport, PreparedImport, commit_import, load_grid, prepare_import
 from geo.sources import ZipLimits
 from geo.store import UNASSIGNED, Store
@@ -72,11 +72,16 @@ def stage(
 
     ``owner`` (the uploading account) is kept with it: see :func:`owner`."""
     root = uploads_dir(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    _sweep(root)
     upload_id = secrets.token_urlsafe(18)
     folder = root / upload_id
-    folder.mkdir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _sweep(root)
+        folder.mkdir()
+    except OSError as exc:
+        raise write_error(exc.errno) or StoreError(
+            "无法保存上传文件", f"cannot stage the upload: {exc}", code="staging_failed"
+        ) from exc
     target = folder / _safe_name(filename)
     written = 0
     try:
@@ -86,6 +91,11 @@ def stage(
                 if max_bytes is not None and written > max_bytes:
                     raise InputError("上传文件过大", "the upload is too large", code="too_large")
                 out.write(chunk)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise write_error(exc.errno) or StoreError(
+            "无法保存上传文件", f"cannot stage the upload: {exc}", code="staging_failed"
+        ) from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -98,7 +108,13 @@ def stage(
         "created": time.time(),
         "owner": owner,
     }
-    (folder / "upload.json").write_text(json.dumps(params, ensure_ascii=False), encoding="utf-8")
+    try:
+        (folder / "upload.json").write_text(json.dumps(params, ensure_ascii=False), encoding="utf-8")
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise write_error(exc.errno) or StoreError(
+            "无法保存上传文件", f"cannot stage the upload: {exc}", code="staging_failed"
+        ) from exc
     return upload_id
 
 

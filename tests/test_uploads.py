@@ -4,7 +4,9 @@ bad input answered with a clear 4xx and nothing written."""
 from __future__ import annotations
 
 import io
+import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -313,3 +315,22 @@ def test_features_of_unknown_uploads_are_404(client, survey_zip):
     upload_id = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
     assert client.post(f"/api/uploads/{upload_id}/commit").status_code == 200
     assert client.get(f"/api/uploads/{upload_id}/features").status_code == 404
+
+
+def test_an_upload_that_cannot_be_staged_is_a_clear_503(app, client, tmp_path):
+    data = Path(app.config["GRIDWATCH_DATA"])
+    (data / "uploads").parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(data / "uploads", ignore_errors=True)
+    (data / "uploads").write_text("not a folder")  # the staging folder cannot be made
+    r = client.post("/api/uploads", data={"layer": "demolition", "file": (io.BytesIO(b"x"), "a.csv")})
+    assert r.status_code == 503
+    body = r.get_json()
+    assert body["error"] == "staging_failed" and body["message_zh"] and "stage" in body["message_en"]
+
+
+def test_the_app_starts_when_the_session_key_cannot_be_kept(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    app = create_app({"GRIDWATCH_DATA": str(blocker / "data"), "TESTING": True})
+    assert len(app.config["SECRET_KEY"]) == 64
+    assert "SECRET_KEY" in caplog.text

@@ -10,6 +10,7 @@ The account logic itself lives in :mod:`geo.accounts`.
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 import time
 from collections import defaultdict, deque
@@ -392,20 +393,30 @@ def secret_key(data_dir: str) -> str:
     path = Path(data_dir) / "secret_key"
     try:
         return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # not made yet (or cannot be: see below)
     key = secrets.token_hex(32)
     tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-    tmp.write_text(key, encoding="ascii")
-    tmp.chmod(0o600)
     try:
-        # link, not rename: when two workers start at once the first key stays
-        path.hardlink_to(tmp)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(key, encoding="ascii")
+        tmp.chmod(0o600)
+        try:
+            # link, not rename: when two workers start at once the first key stays
+            path.hardlink_to(tmp)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        # a read-only data directory: the map and statistics still work, but sign-ins made in one
+        # worker are unknown to the others until SECRET_KEY is set
+        logging.getLogger("gridwatch").warning(
+            "无法保存会话密钥，请设置 SECRET_KEY / cannot keep the session key in %s (%s): set SECRET_KEY",
+            path,
+            exc,
+        )
+        return key
     return path.read_text(encoding="ascii").strip()
 
 
