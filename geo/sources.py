@@ -9,11 +9,13 @@ from coordinate magnitudes — and then said so).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
 import stat
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -51,6 +53,22 @@ class ZipLimits:
     max_ratio: float = 200.0
     max_files: int = 2000
     max_depth: int = 2
+
+
+@dataclass
+class _Budget:
+    """What is left of the caps for one upload.  Archives inside an archive spend the same
+    budget, so nesting cannot multiply the caps."""
+
+    bytes: int
+    files: int
+
+
+#: Compression methods :mod:`zipfile` can read.
+_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
+#: OS errors of a member that cannot be unpacked as named: a name used both as a file and as a
+#: folder, or a name too long for the file system.
+_BAD_NAME_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
 
 
 @dataclass
@@ -157,11 +175,11 @@ def open_source(
     datasets: list[Dataset] = []
     if path.is_file() and path.suffix.lower() in (".zip",):
         target = workdir / "unzipped"
-        _safe_unzip(path, target, limits, depth=1, skipped=skipped)
+        _unzip(path, target, limits, skipped)
         _collect(target, target, datasets, skipped, prefix="")
     elif path.is_file() and path.suffix.lower() == ".kmz":
         target = workdir / "kmz"
-        _safe_unzip(path, target, limits, depth=1, skipped=skipped)
+        _unzip(path, target, limits, skipped)
         _collect(target, target, datasets, skipped, prefix=display + "/")
     elif path.is_dir():
         _collect(root, root, datasets, skipped, prefix="")
@@ -179,6 +197,9 @@ def open_source(
                 f"unsupported file type: {suffix or display} (use zip, shp, gpkg, geojson, kml, csv or xlsx)",
             )
         datasets.append(Dataset(display, path, _kind(suffix)))
+    for d in datasets:
+        if d.path.suffix.lower() in (".xlsx", ".kmz"):  # zips read by openpyxl or GDAL: same caps
+            _check_packed(d, limits)
     datasets = _expand_containers(datasets)
     if not datasets:
         raise InputError(
@@ -247,7 +268,82 @@ def _dir_checksum(path: Path) -> str:
     return h.hexdigest()
 
 
-def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skipped: list[str]) -> None:
+def _unzip(archive: Path, target: Path, limits: ZipLimits, skipped: list[str]) -> None:
+    """Unpack ``archive`` into ``target`` within ``limits``; a damaged archive or a member that
+    cannot be unpacked as named is an :class:`InputError`."""
+    try:
+        _safe_unzip(archive, target, limits, 1, skipped, _Budget(limits.max_total_bytes, limits.max_files))
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        # a bad CRC, bad compressed data, a member cut short, a zip feature zipfile cannot read
+        raise _damaged_zip(exc) from exc
+    except OSError as exc:
+        if exc.errno == errno.EINVAL and exc.filename is None:  # a seek before the start of the zip
+            raise _damaged_zip(exc) from exc
+        if exc.errno not in _BAD_NAME_ERRNOS:
+            raise
+        where = str(exc.filename or "")
+        member = where[len(str(target)) + 1 :] if where.startswith(str(target)) else Path(where).name
+        raise InputError(
+            f"压缩包中的文件无法按原名解压（重名或文件名过长）: {member}",
+            f"a file in the zip cannot be unpacked under its name (clashing or too long): {member}",
+            code="zip_bad_name",
+        ) from exc
+
+
+def _damaged_zip(exc: Exception) -> InputError:
+    return InputError(
+        "zip 文件已损坏或使用了无法读取的压缩功能，请用标准 zip 重新打包后上传",
+        f"the zip file is damaged or uses a feature that cannot be read ({exc}): re-pack it as a standard zip",
+        code="bad_zip",
+    )
+
+
+def _check_members(infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse encrypted members and compression methods that cannot be read."""
+    for info in infos:
+        if info.is_dir():
+            continue
+        name = zip_member_name(info)
+        if info.flag_bits & 0x1:
+            raise InputError(
+                f"压缩包已加密，请解密后再上传: {name}",
+                f"the zip is encrypted: upload it without a password ({name})",
+                code="zip_encrypted",
+            )
+        if info.compress_type not in _ZIP_METHODS:
+            raise InputError(
+                f"压缩包使用了不支持的压缩方式（{info.compress_type}），请用标准 zip 重新打包: {name}",
+                f"the zip uses an unsupported compression method ({info.compress_type}): re-pack it "
+                f"as a standard zip ({name})",
+                code="zip_unsupported_method",
+            )
+
+
+def _check_packed(dataset: Dataset, limits: ZipLimits) -> None:
+    """An ``.xlsx`` or ``.kmz`` is a zip its reader unpacks in memory: refuse one that would
+    expand beyond ``limits``.  (Python's zipfile, and so openpyxl, never yields more than
+    a member's declared size.)"""
+    try:
+        with zipfile.ZipFile(dataset.path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(
+            f"文件已损坏或无法读取: {dataset.name}", f"damaged or unreadable: {dataset.name} ({exc})"
+        ) from exc
+    total = sum(i.file_size for i in infos)
+    packed = max(1, sum(i.compress_size for i in infos))
+    if len(infos) > limits.max_files or total > limits.max_total_bytes or total / packed > limits.max_ratio:
+        raise TooLarge(
+            f"{dataset.name} 解压后过大，疑似压缩炸弹，已拒绝",
+            f"{dataset.name} expands to {total} bytes (ratio {total / packed:.0f}): refused as a possible "
+            "zip bomb",
+            code="zip_bomb",
+        )
+
+
+def _safe_unzip(
+    archive: Path, target: Path, limits: ZipLimits, depth: int, skipped: list[str], budget: _Budget
+) -> None:
     if depth > limits.max_depth:
         raise InputError("压缩包嵌套层数过多", "zip nested too deeply", code="zip_too_deep")
     try:
@@ -258,20 +354,27 @@ def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skip
         ) from exc
     with zf:
         infos = zf.infolist()
-        if len(infos) > limits.max_files:
+        if len(infos) > budget.files:
+            seen = limits.max_files - budget.files + len(infos)  # with those of enclosing zips
             raise TooLarge(
-                f"压缩包内文件过多（{len(infos)} 个，上限 {limits.max_files}）",
-                f"too many files in the zip ({len(infos)}, limit {limits.max_files})",
+                f"压缩包内文件过多（{seen} 个，上限 {limits.max_files}）",
+                f"too many files in the zip ({seen}, limit {limits.max_files})",
                 code="zip_too_many_files",
             )
         total = sum(i.file_size for i in infos)
         packed = max(1, sum(i.compress_size for i in infos))
-        if total > limits.max_total_bytes or total / packed > limits.max_ratio:
+        if total > budget.bytes or total / packed > limits.max_ratio:
+            expands = limits.max_total_bytes - budget.bytes + total
             raise TooLarge(
                 "压缩包解压后过大，疑似压缩炸弹，已拒绝",
-                f"the zip expands to {total} bytes (ratio {total / packed:.0f}): refused as a possible zip bomb",
+                f"the zip expands to {expands} bytes (ratio {total / packed:.0f}): refused as a possible zip bomb",
                 code="zip_bomb",
             )
+        # zipfile never yields more than a member's declared size (more fails its CRC check),
+        # so the declared sizes bound what is written
+        budget.bytes -= total
+        budget.files -= len(infos)
+        _check_members(infos)
         target.mkdir(parents=True, exist_ok=True)
         written = 0
         for info in infos:
@@ -281,7 +384,7 @@ def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skip
                 name.startswith(("/", "\\"))
                 or pure.is_absolute()
                 or ".." in pure.parts
-                or ":" in pure.parts[0]
+                or (pure.parts and ":" in pure.parts[0])
             ):
                 raise InputError(
                     f"压缩包含有不安全的路径: {name}", f"unsafe path in zip: {name}", code="zip_unsafe_path"
@@ -315,7 +418,7 @@ def _safe_unzip(archive: Path, target: Path, limits: ZipLimits, depth: int, skip
             if suffix == ".zip":
                 inner = dest.with_suffix("")
                 inner = inner.parent / (inner.name + "_zip")
-                _safe_unzip(dest, inner, limits, depth + 1, skipped)
+                _safe_unzip(dest, inner, limits, depth + 1, skipped, budget)
                 dest.unlink()
 
 
@@ -493,7 +596,10 @@ def _read_shapefile_fast(
     if len(fids) != int((~deleted).sum()):
         return None
     wkb = arrow.column(geom_name).to_numpy(zero_copy_only=False)
-    geoms = shapely.from_wkb(wkb)
+    try:
+        geoms = shapely.from_wkb(wkb)
+    except shapely.errors.GEOSException:  # e.g. a ring that does not close: the GDAL path reports it
+        return None
     return attrs.iloc[fids].reset_index(drop=True), np.asarray(geoms, dtype=object), meta.get("crs")
 
 
