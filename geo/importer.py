@@ -23,14 +23,32 @@ import shapely
 import layers
 from geo import crs as crsmod
 from geo.assign import Grid
-from geo.errors import CRSError, InputError
-from geo.sources import Dataset, RawTable, Source, ZipLimits, archive_files, open_source, read_dataset
+from geo.dbf import check_shapefile
+from geo.errors import CRSError, InputError, TooLarge
+from geo.sources import (
+    Dataset,
+    RawTable,
+    Source,
+    ZipLimits,
+    archive_files,
+    open_source,
+    read_dataset,
+    shapefile_parts,
+)
 from geo.store import UNASSIGNED, Batch, FeatureRows, Store, geometry_type_names
 from geo.values import clean_text, match_fields, normalise_vocab, parse_dates, parse_numbers
 from layers import LayerSpec
 
 #: Features farther than this from the grid's extent are rejected as coordinate errors.
 FAR_OUTSIDE_M = 20_000.0
+#: A feature with more vertices than this is rejected (its row, with the reason): drawing,
+#: checking and assigning it would hold up the service for one site or cell.
+MAX_FEATURE_VERTICES = 100_000
+#: A file with more vertices than this in all is refused as a whole; a shapefile before its
+#: geometry is read (its headers give the counts).  Lines and polygons at the limit take about
+#: 0.35 GB to import.  (Points count one vertex each, but a row costs about 1 KB however
+#: small its geometry: this bounds geometry, not the number of rows.)
+MAX_FILE_VERTICES = 5_000_000
 
 
 @dataclass
@@ -252,6 +270,8 @@ def prepare_import(
         choice = crsmod.parse_crs(crs) if crs else None
         dataset = _choose_dataset(source, spec, member, encoding)
         report.dataset = dataset.name
+        if dataset.kind == "shp":
+            _check_shapefile(dataset)
         grid_generation = store.layer_generation(grid_spec())
         grid = None if spec.is_grid else load_grid(store)
         hint_lon = _store_lon(store)
@@ -271,6 +291,25 @@ def prepare_import(
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_shapefile(dataset: Dataset) -> None:
+    """Refuse a damaged shapefile, or one with too many vertices, before reading it (a missing
+    .dbf or .shx is reported by :func:`read_dataset`)."""
+    parts = {p.suffix.lower(): p for p in shapefile_parts(dataset.path)}
+    if ".dbf" not in parts or ".shx" not in parts:
+        return
+    vertices = check_shapefile(dataset.path, parts[".shx"], parts[".dbf"])
+    _check_file_vertices(int(vertices.sum()))
+
+
+def _check_file_vertices(total: int) -> None:
+    if total > MAX_FILE_VERTICES:
+        raise TooLarge(
+            f"文件的顶点总数过多（{total:,} 个，上限 {MAX_FILE_VERTICES:,}），请拆分或简化后再上传",
+            f"the file holds too many vertices ({total:,}, limit {MAX_FILE_VERTICES:,}): split or simplify it",
+            code="too_many_vertices",
+        )
 
 
 def _store_lon(store: Store) -> float | None:
@@ -583,6 +622,19 @@ def _clean_geometry(
     empty[present] = shapely.is_empty(geoms[present])
     reject(missing | empty, "几何为空", "empty geometry")
     ok = present & ~empty
+    if not ok.any():
+        return geoms
+    vertices = np.zeros(n, dtype=np.int64)
+    vertices[ok] = shapely.get_num_coordinates(geoms[ok])
+    _check_file_vertices(int(vertices.sum()))
+    huge = vertices > MAX_FEATURE_VERTICES
+    reject(
+        huge,
+        f"要素顶点过多（{{v}} 个，上限 {MAX_FEATURE_VERTICES:,}），请简化后再导入",
+        f"too many vertices ({{v}}, limit {MAX_FEATURE_VERTICES:,}): simplify the feature",
+        values=pd.Series([f"{v:,}" for v in vertices.tolist()], dtype=object),
+    )
+    ok &= ~huge
     if not ok.any():
         return geoms
     has_z = np.zeros(n, dtype=bool)
