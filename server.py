@@ -19,15 +19,19 @@ from geo.errors import GridwatchError
 from geo.store import data_dir, open_store
 
 
+def markup_free_json(text: str) -> str:
+    """JSON text with ``<``, ``>``, ``&`` written as ``\\u003c`` etc. (they occur only inside
+    strings), so survey text can never be read as markup, whatever a browser guesses the type to be."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 class SafeJSONProvider(DefaultJSONProvider):
-    """JSON with Chinese kept readable and ``<``, ``>``, ``&`` written as ``\\u003c`` etc., so
-    survey text can never be read as markup, whatever a browser guesses the type to be."""
+    """JSON with Chinese kept readable and markup characters escaped (:func:`markup_free_json`)."""
 
     ensure_ascii = False
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        text = super().dumps(obj, **kwargs)
-        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return markup_free_json(super().dumps(obj, **kwargs))
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

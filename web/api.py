@@ -15,6 +15,7 @@ from geo.export import get_renderer
 from geo.report import build_report
 from geo.tally import LEVELS, Filters, check_level
 from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
+from server import markup_free_json
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import current_store, query_args
 
@@ -79,6 +80,8 @@ def api_stats() -> Any:
         current_store(), levels, layer_names, as_of, filters, with_geometry=renderer.needs_geometry
     )
     body = renderer.render(report, level)
+    if renderer.mimetype.endswith("json"):  # JSON and GeoJSON, written by the exporter
+        body = markup_free_json(body.decode("utf-8")).encode("utf-8")
     resp = Response(body, mimetype=renderer.mimetype)
     if renderer.name != "json":
         resp.headers["Content-Disposition"] = f"attachment; filename={renderer.filename(report, level)}"
