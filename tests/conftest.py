@@ -4,7 +4,10 @@ files surveyors hand in (GBK DBF without .cpg, missing .prj, zips with sub-folde
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import geopandas as gpd
@@ -123,3 +126,18 @@ def gridded_store(store, grid_shp):
 def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GRIDWATCH_DATA", str(tmp_path / "envdata"))
     os.environ.pop("GRIDWATCH_CRS", None)
+
+
+@contextmanager
+def serving(app) -> Iterator[int]:
+    """Serve ``app`` on 127.0.0.1 (a threaded development server) for the block; yields the port."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

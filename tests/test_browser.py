@@ -5,19 +5,17 @@ no request leaving this machine."""
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from werkzeug.serving import make_server
 
 from geo import accounts
 from geo.importer import import_file
 from geo.store import open_store
 from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.conftest import X0, Y0, grid_frame, points_frame, serving, write_shp
 
 ADMIN_PASSWORD = "browser-admin-pass"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -54,12 +52,8 @@ def live_server(tmp_path):
         import_file(store, "parking", write_shp(parking, tmp_path / "p" / "p.shp"))
         accounts.add_user(store, "admin", "admin", ADMIN_PASSWORD)
     app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

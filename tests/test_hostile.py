@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 import zlib
@@ -28,7 +27,6 @@ import numpy as np
 import pytest
 import shapely
 from markupsafe import escape
-from werkzeug.serving import make_server
 
 import layers
 from geo import accounts, importer, sources
@@ -37,7 +35,7 @@ from geo.sources import ZipLimits
 from geo.store import open_store
 from geo.uploads import uploads_dir
 from server import create_app
-from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp, zip_shp
+from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, serving, write_shp, zip_shp
 from tests.test_auth import PASSWORDS, Session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -402,12 +400,8 @@ def test_oversized_upload_is_refused(surveyor, data, scratch):
 
 @pytest.fixture
 def live(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_port
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield port
 
 
 def _answer(port: int, head: str, body: bytes | None = None, chunks: int = 0) -> tuple[int, dict]:

@@ -10,14 +10,12 @@ so that what is tested is that nothing is injected in the first place."""
 
 from __future__ import annotations
 
-import threading
 from urllib.parse import quote, urlparse
 
 import pytest
-from werkzeug.serving import make_server
 
 from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.conftest import X0, Y0, grid_frame, points_frame, serving, write_shp
 from tests.test_browser import CHROMIUM, wait_for
 from tests.test_hostile import (
     ADMIN_PASSWORD,
@@ -63,12 +61,8 @@ _INJECTED = """() => {
 def live_server(tmp_path):
     data = hostile_store(tmp_path)
     app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 class Watch:
