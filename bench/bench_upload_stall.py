@@ -23,14 +23,12 @@ figures to look at are the p95 and the longest wait of phase 2 against phase 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import make_cells, make_points, write_gbk
+from bench_load import free_port, gunicorn, gunicorn_settings
 from bench_web import view_bbox
 
 from geo import accounts
@@ -54,12 +53,6 @@ from geo.importer import import_file
 from geo.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_upload(cells_bounds: np.ndarray, megabytes: float, folder: Path) -> Path:
@@ -177,7 +170,7 @@ def main() -> int:
     ap.add_argument("--baseline-s", type=float, default=20.0)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gridwatch-stallbench-"))
-    proc = None
+    stack = contextlib.ExitStack()
     print(
         f"# gridwatch upload-stall benchmark: {args.cells:,} cells, {args.points:,} points, "
         f"{args.upload_mb:.0f} MB upload, {args.readers} readers"
@@ -199,35 +192,9 @@ def main() -> int:
         print(f"upload file: {upload.stat().st_size / 1024 / 1024:,.1f} MB (zip of a GBK shapefile)")
 
         port = free_port()
-        env = {**os.environ, "GRIDWATCH_DATA": str(work / "store"), "GRIDWATCH_TILES": "none"}
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "-c",
-                str(ROOT / "deploy" / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--access-logfile",
-                "/dev/null",
-                "server:create_app()",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        stack.enter_context(gunicorn(work / "store", port, None, work / "gunicorn.log", reader_auth[7:]))
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=5).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        settings: dict[str, object] = {}
-        exec((ROOT / "deploy" / "gunicorn.conf.py").read_text(), settings)
+        settings = gunicorn_settings()
         print(
             f"gunicorn: {settings['workers']} workers x {settings['threads']} threads ({settings['worker_class']})"
         )
@@ -283,12 +250,7 @@ def main() -> int:
         total = sum(1 for s in readers.samples if s[2] != 200)
         print(f"requests answered with anything but 200 over the whole run: {total}")
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

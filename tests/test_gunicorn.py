@@ -5,10 +5,7 @@ nothing behind.  (How long requests take is measured in bench/bench_upload_stall
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -43,7 +40,10 @@ def _get(url: str, timeout: float = 60) -> tuple[int, bytes]:
 
 
 @pytest.fixture
-def gunicorn_server(tmp_path):
+def gunicorn_server(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_load  # starts gunicorn with the sample settings, as the load test does
+
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
@@ -54,43 +54,8 @@ def gunicorn_server(tmp_path):
         accounts.add_user(store, "admin", "admin", "admin-password")
         TOKEN["secret"] = accounts.create_token(store, "admin", "tests")[1]
     port = _free_port()
-    env = {**os.environ, "GRIDWATCH_DATA": str(data), "GRIDWATCH_TILES": "none"}
-    proc = subprocess.Popen(
-        [
-            str(GUNICORN),
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--access-logfile",
-            "/dev/null",
-            "server:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            _get(f"{base}/healthz", timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"gunicorn exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("gunicorn did not answer /healthz")
-    yield base, port, data
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stderr.close()
+    with bench_load.gunicorn(data, port, None, tmp_path / "gunicorn.log", TOKEN["secret"]):
+        yield f"http://127.0.0.1:{port}", port, data
 
 
 def test_map_requests_are_served_while_a_100_mb_upload_is_arriving(gunicorn_server):
