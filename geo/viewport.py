@@ -362,7 +362,8 @@ def _view_table(
         c
         for c in rows.columns
         if c in ("name", "parent_name")
-        or c.endswith(("_total", "_completed", "_rate", "_progress", "_target"))
+        or "_completed" in c
+        or c.endswith(("_total", "_rate", "_progress", "_target"))
     ]
     values = rows[wanted].astype(object).where(rows[wanted].notna(), None)
     records = [

@@ -18,6 +18,7 @@
     const p = cfg.layer;
     switch (cfg.metric) {
       case "completed": return props[p + "_completed"] / Math.max(1, cfg.maxCompleted || 1);
+      case "area": return props[cfg.measureColumn] / (cfg.maxMeasure || 1);
       case "progress": return props[p + "_completed_progress"];
       default: return props[p + "_rate"];
     }
@@ -57,7 +58,7 @@
       [cfg.labels.total, props[p + "_total"]],
       [cfg.labels.completed, props[p + "_completed"]],
       [cfg.labels.rate, rate === null || rate === undefined ? "—" : (rate * 100).toFixed(1) + "%"],
-    ];
+    ].concat(cfg.measureColumn && props[cfg.measureColumn] !== undefined ? [[cfg.measureLabel, props[cfg.measureColumn]]] : []);
   }
 
   const cells = L.geoJSON(null, {

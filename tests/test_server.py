@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 
 import openpyxl
 import pytest
@@ -262,3 +264,16 @@ def test_unknown_layer_on_pages_is_a_400(client):
     for path in ("/?layer=nosuch&tiles=none", "/stats?layer=nosuch"):
         r = client.get(path)
         assert r.status_code == 400 and r.get_json()["error"] == "unknown_layer"
+
+
+def test_map_colours_units_by_completed_area(client):
+    page = client.get("/?metric=area&layer=demolition&level=community&tiles=none")
+    assert page.status_code == 200
+    config = json.loads(re.search(r'id="gw-config">(.*?)</script>', page.text, re.S).group(1))
+    assert config["metric"] == "area" and config["measureColumn"] == "demolition_area_completed_m2"
+    assert config["maxMeasure"] > 0 and "面积" in config["measureLabel"]
+    cells = client.get("/api/cells?level=community&layer=demolition&zoom=14").get_json()
+    assert cells["features"] and all(
+        "demolition_area_completed_m2" in f["properties"] for f in cells["features"]
+    )
+    assert client.get("/?metric=volume&tiles=none").status_code == 400

@@ -111,7 +111,7 @@ def index() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)
     metric = request.args.get("metric", "rate")
-    if metric not in ("rate", "completed", "progress"):
+    if metric not in ("rate", "completed", "area", "progress") or (metric == "area" and not spec.measures):
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = current_store()
     base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
@@ -160,6 +160,16 @@ def index() -> Any:
         "within": request.args.get("within", ""),
         "gcj02": bool(base and base.get("gcj02")),
         "maxCompleted": int(table[f"{spec.name}_completed"].max() or 1),
+        # "area": the first measure completed (demolished area), scaled by its largest unit
+        "measureColumn": spec.measures[0].completed_column(spec.name) if spec.measures else "",
+        "maxMeasure": float(table[spec.measures[0].completed_column(spec.name)].max() or 1)
+        if spec.measures
+        else 1,
+        "measureLabel": (
+            f"{label(spec.measures[0])}（{_('已完成')}{', m²' if spec.measures[0].unit == 'm2' else ''}）"
+            if spec.measures
+            else ""
+        ),
         "surveyLayers": [
             {
                 "name": s.name,
