@@ -194,6 +194,24 @@ class Tally:
         return target
 
 
+def _run_all(
+    threads: list[threading.Thread], tallies: list[Tally], ready: Any, start: Any
+) -> tuple[Tally, float]:
+    """Say this process is ready, wait for the start, run ``threads`` to the end: their merged
+    tallies and the CPU seconds this process used meanwhile."""
+    ready.put(os.getpid())
+    start.wait()
+    cpu0 = _cpu_seconds()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = Tally()
+    for t in tallies:
+        total.merge(t.to_dict())
+    return total, _cpu_seconds() - cpu0
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -243,17 +261,8 @@ def reader_process(
         )
         for k in range(n)
     ]
-    ready.put(os.getpid())
-    start.wait()
-    cpu0 = _cpu_seconds()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    total = Tally()
-    for t in tallies:
-        total.merge(t.to_dict())
-    out.put({"role": "readers", "tally": total.to_dict(), "cpu_s": _cpu_seconds() - cpu0, "commits": []})
+    total, cpu_s = _run_all(threads, tallies, ready, start)
+    out.put({"role": "readers", "tally": total.to_dict(), "cpu_s": cpu_s, "commits": []})
 
 
 # --------------------------------------------------------------------------- uploaders
@@ -416,21 +425,12 @@ def uploader_process(
         )
         for k, (name, token) in enumerate(accounts)
     ]
-    ready.put(os.getpid())
-    start.wait()
-    cpu0 = _cpu_seconds()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    total = Tally()
-    for t in tallies:
-        total.merge(t.to_dict())
+    total, cpu_s = _run_all(threads, tallies, ready, start)
     out.put(
         {
             "role": "uploaders",
             "tally": total.to_dict(),
-            "cpu_s": _cpu_seconds() - cpu0,
+            "cpu_s": cpu_s,
             "commits": [c for per in commits for c in per],
         }
     )
