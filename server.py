@@ -170,7 +170,7 @@ def error_body(code: str, zh: str, en: str) -> dict[str, Any]:
 
 
 def _error(status: int, code: str, zh: str, en: str) -> Any:
-    return _error_response({"error": code, "message_zh": zh, "message_en": en}, status)
+    return jsonify(error_body(code, zh, en)), status
 
 
 def _error_response(body: dict[str, Any], status: int) -> Any:

@@ -31,7 +31,15 @@ def with_nonce(html: str) -> Markup:
 
 
 def tile_hosts() -> list[str]:
-    """Origins base-map tiles may come from: the built-in base maps and a configured URL."""
+    """Origins base-map tiles may come from: the built-in base maps and a configured URL
+    (worked out once per app: the settings do not change while it runs)."""
+    hosts: list[str] | None = current_app.extensions.get("gridwatch_tile_hosts")
+    if hosts is None:
+        hosts = current_app.extensions["gridwatch_tile_hosts"] = _tile_hosts()
+    return hosts
+
+
+def _tile_hosts() -> list[str]:
     from web.views import BASE_MAPS
 
     urls = [b["url"] for b in BASE_MAPS.values()]
