@@ -57,7 +57,8 @@ def cmd_user(args: argparse.Namespace) -> int:
         users = store.list_users()
         if args.json:
             print(json.dumps([_user_dict(u) for u in users], ensure_ascii=False, indent=2))
-        for u in users if not args.json else []:
+            return 0
+        for u in users:
             state = "" if u.active else " 已停用/disabled"
             if u.locked_until:
                 state += f" 锁定至/locked until {u.locked_until}"
