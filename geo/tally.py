@@ -386,7 +386,7 @@ def tally(
     nrows = len(table)
     for spec in specs:
         facts = load_facts(store, spec)
-        pos = _positions(store, spec, facts, level, table["code"], hier, filters.within if filters else None)
+        pos = _positions(facts, level, table["code"], hier, filters.within if filters else None)
         status_filter = bool(filters and filters.statuses and spec.status_field)
         everything = day is None and not status_filter and bool(len(pos)) and int(pos.min()) >= 0
         if everything:
@@ -424,8 +424,6 @@ def tally(
 
 
 def _positions(
-    store: Store,
-    spec: LayerSpec,
     facts: Facts,
     level: str,
     codes: pd.Series,
