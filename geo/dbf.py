@@ -18,18 +18,35 @@ record, so that an oversized file is refused before its geometry is read.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import shapely
 
-from geo.errors import InputError
+from geo.errors import InputError, TooLarge
 
 _SIMPLE_TYPES = {"C", "N", "F", "D", "L"}
+#: Tables with more fields than this are refused before their records are read (dBASE IV
+#: allows 255; GDAL writes up to 2,046 — no survey has hundreds).
+MAX_FIELDS = 1000
 
 
-def read_dbf(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray] | None:
+def too_many_fields(n: int) -> TooLarge:
+    return TooLarge(
+        f"表格字段过多（{n:,} 个，上限 {MAX_FIELDS:,}），请删去无用字段后再上传",
+        f"the table has too many fields ({n:,}, limit {MAX_FIELDS:,}): remove unused fields",
+        code="too_many_fields",
+    )
+
+
+def read_dbf(
+    path: Path,
+    encoding: str,
+    select: Callable[[list[str]], Collection[str]] | None = None,
+    names_out: list[str] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray] | None:
     """Attributes of every record and the mask of records marked deleted.
 
     Parameters
@@ -38,6 +55,11 @@ def read_dbf(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray] | Non
         The ``.dbf`` file.
     encoding : str
         Python codec for text fields and field names (e.g. ``"gb18030"``).
+    select : callable, optional
+        Given every column name, returns the names to decode; the others are not read
+        (a table of thousands of fields costs only the columns a layer uses).
+    names_out : list, optional
+        Filled with every column name, in file order.
 
     Returns
     -------
@@ -70,19 +92,29 @@ def read_dbf(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray] | Non
         pos += 32
     if offset != record_len or header_len + n * record_len > len(data) or not fields:
         return None
+    if len(fields) > MAX_FIELDS:
+        raise too_many_fields(len(fields))
     records = np.frombuffer(data, dtype=np.uint8, count=n * record_len, offset=header_len).reshape(
         n, record_len
     )
     deleted = records[:, 0] == ord("*")
-    columns: dict[str, object] = {}
-    for name, ftype, start, length in fields:
-        block = np.ascontiguousarray(records[:, start : start + length])
-        raw = block.view(f"S{length}").ravel()
+    keys: list[str] = []
+    for name, _ftype, _start, _length in fields:
         key = name
         k = 1
-        while key in columns:  # duplicate names, as GDAL does
+        while key in keys:  # duplicate names, as GDAL does
             key = f"{name}_{k}"
             k += 1
+        keys.append(key)
+    if names_out is not None:
+        names_out[:] = keys
+    wanted = set(keys if select is None else select(list(keys)))
+    columns: dict[str, object] = {}
+    for key, (_name, ftype, start, length) in zip(keys, fields, strict=True):
+        if key not in wanted:
+            continue
+        block = np.ascontiguousarray(records[:, start : start + length])
+        raw = block.view(f"S{length}").ravel()
         if ftype == "C":
             columns[key] = _decode_text(block, encoding)
         elif ftype in ("N", "F"):
@@ -267,6 +299,8 @@ def check_dbf(path: Path) -> int:
         pos += 32
     if not widths:
         raise _damaged_dbf("没有字段定义", "no field descriptors")
+    if len(widths) > MAX_FIELDS:
+        raise too_many_fields(len(widths))
     if sum(widths) + 1 != record_len:
         raise _damaged_dbf(
             f"字段宽度之和 ({sum(widths)}) 与记录长度 ({record_len}) 不符",

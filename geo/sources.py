@@ -9,17 +9,23 @@ from coordinate magnitudes — and then said so).
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
+import io
+import re
 import shutil
+import sqlite3
 import stat
 import threading
+import urllib.parse
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +40,7 @@ from geo.errors import (
     DISK_FULL_ERRNOS,
     CRSError,
     EncodingError,
+    GridwatchError,
     InputError,
     TooLarge,
     UnsupportedFile,
@@ -42,7 +49,9 @@ from geo.errors import (
 
 VECTOR_SUFFIXES = {".shp", ".gpkg", ".geojson", ".json", ".kml", ".kmz", ".csv", ".xlsx"}
 SIDECAR_SUFFIXES = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".qmd", ".qpj", ".atx"}
-ALLOWED_SUFFIXES = VECTOR_SUFFIXES | SIDECAR_SUFFIXES | {".zip", ".txt", ".md"}
+#: What is unpacked from a zip; anything else (read-me files, pictures, documents) is listed as
+#: skipped and never written.
+ALLOWED_SUFFIXES = VECTOR_SUFFIXES | SIDECAR_SUFFIXES | {".zip"}
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,8 @@ class RawTable:
     encoding: str | None
     encoding_source: str | None
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    #: every attribute column of the file, in order; ``attrs`` holds only those read
+    columns: list[str] = field(default_factory=list)
 
     @property
     def crs_label(self) -> str:
@@ -139,6 +150,9 @@ def open_source(
 ) -> Source:
     """List the datasets in ``path`` (a file or a directory), unpacking zips into ``workdir``.
 
+    Nothing here opens a file with GDAL: the layers of a GeoPackage or KML are listed by
+    :func:`expand_containers`, in the reading helper (:mod:`geo.untrusted`).
+
     Parameters
     ----------
     path : Path
@@ -159,7 +173,7 @@ def open_source(
     limits = limits or ZipLimits()
     path = Path(path)
     if not path.exists():
-        raise InputError(f"文件不存在: {path}", f"file not found: {path}", code="file_not_found")
+        raise InputError(f"文件不存在: {path.name}", f"file not found: {path.name}", code="file_not_found")
     display = name or path.name
     if path.is_dir():
         checksum = _in_background(_dir_checksum, path)
@@ -200,7 +214,6 @@ def open_source(
     for d in datasets:
         if d.path.suffix.lower() in (".xlsx", ".kmz"):  # zips read by openpyxl or GDAL: same caps
             _check_packed(d, limits)
-    datasets = _expand_containers(datasets)
     if not datasets:
         raise InputError(
             "压缩包中没有可读取的图层（需要 .shp/.gpkg/.geojson/.kml/.csv/.xlsx）",
@@ -437,7 +450,10 @@ def _collect(root: Path, base: Path, out: list[Dataset], skipped: list[str], pre
             skipped.append(rel)
 
 
-def _expand_containers(datasets: list[Dataset]) -> list[Dataset]:
+def expand_containers(datasets: list[Dataset]) -> list[Dataset]:
+    """The datasets with each multi-layer container (GeoPackage, KML) split into its layers.
+
+    Opens files with GDAL: call it in the reading helper, after :func:`check_content`."""
     out: list[Dataset] = []
     for d in datasets:
         if d.kind in ("gpkg", "kml"):
@@ -445,7 +461,7 @@ def _expand_containers(datasets: list[Dataset]) -> list[Dataset]:
                 names = [str(row[0]) for row in pyogrio.list_layers(d.path)]
             except Exception as exc:  # GDAL raises several error types for unreadable files
                 raise InputError(
-                    f"无法读取文件: {d.name}", f"cannot read {d.name}: {exc}", code="unreadable"
+                    f"无法读取文件: {d.name}", f"cannot read {d.name}", code="unreadable"
                 ) from exc
             if len(names) > 1:
                 out.extend(Dataset(f"{d.name}:{n}", d.path, d.kind, n) for n in names)
@@ -454,6 +470,157 @@ def _expand_containers(datasets: list[Dataset]) -> list[Dataset]:
         else:
             out.append(d)
     return out
+
+
+# --- what a file is, before it is opened -------------------------------------------------------
+
+#: Limits on what one file may declare or hold, checked before its records are read where
+#: the format tells (XLSX cell references, DBF headers, GeoPackage row counts, CSV lines).
+MAX_COLUMNS = 1000
+MAX_ROWS = 10_000_000
+MAX_XLSX_CELLS = 50_000_000
+MAX_LINE_BYTES = 256 * 1024
+
+Select = Callable[[list[str]], Collection[str]]
+
+
+def _mismatch(dataset: Dataset, kind_zh: str, kind_en: str) -> UnsupportedFile:
+    return UnsupportedFile(
+        f"{dataset.name} 的内容不是{kind_zh}，与扩展名不符，已拒绝",
+        f"{dataset.name} does not hold {kind_en} as its name says: refused",
+        code="content_mismatch",
+    )
+
+
+def _head(path: Path, n: int = 65536) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+_KML_ROOT = re.compile(
+    rb"\A\s*(<\?xml[^>]{0,400}\?>\s*)?(<!--.{0,4000}?-->\s*)*<([A-Za-z_][\w.-]*:)?kml[\s>/]", re.S
+)
+_GEOJSON_CRS = re.compile(rb'"crs"\s*:\s*\{')
+_CRS_LINK = re.compile(rb'"(link|href)"')
+
+
+def check_content(dataset: Dataset) -> None:
+    """Refuse a file whose content is not what its name says, before any reader opens it.
+
+    GDAL picks its driver by content, so a GDAL VRT document (which names other files and
+    URLs to read) or GML named ``.geojson`` would otherwise be opened as what it is.
+    Shapefiles are checked by :func:`geo.dbf.check_shapefile`, tables when they are read.
+
+    Raises
+    ------
+    UnsupportedFile
+        ``content_mismatch``: the content is of another kind.
+    InputError
+        ``crs_link``: a GeoJSON whose ``crs`` names a URL or file.
+    TooLarge
+        A GeoPackage with more rows than :data:`MAX_ROWS`.
+    """
+    if dataset.kind == "geojson":
+        head = _head(dataset.path).removeprefix(b"\xef\xbb\xbf").lstrip()
+        if not head.startswith(b"{"):
+            raise _mismatch(dataset, " GeoJSON", "GeoJSON")
+        _check_geojson_crs(dataset)
+    elif dataset.kind == "kml":
+        head = _head(dataset.path).removeprefix(b"\xef\xbb\xbf")
+        if not _KML_ROOT.match(head):
+            raise _mismatch(dataset, " KML", "KML")
+    elif dataset.kind == "gpkg":
+        _check_gpkg(dataset)
+    elif dataset.kind == "xlsx":
+        if not zipfile.is_zipfile(dataset.path):
+            raise _mismatch(dataset, " Excel 工作簿 (xlsx)", "an Excel workbook (xlsx)")
+        with zipfile.ZipFile(dataset.path) as zf:
+            if "xl/workbook.xml" not in zf.namelist():
+                raise _mismatch(dataset, " Excel 工作簿 (xlsx)", "an Excel workbook (xlsx)")
+    elif dataset.kind == "shp" and _head(dataset.path, 4) != (9994).to_bytes(4, "big"):
+        raise _mismatch(dataset, " shapefile", "a shapefile")
+
+
+def _check_geojson_crs(dataset: Dataset) -> None:
+    """A ``crs`` member naming a link is refused: GDAL would fetch it."""
+    with open(dataset.path, "rb") as fh:
+        tail = b""
+        while chunk := fh.read(1 << 22):
+            block = tail + chunk
+            for m in _GEOJSON_CRS.finditer(block):
+                if _CRS_LINK.search(block, m.end(), m.end() + 2048):
+                    raise InputError(
+                        f"{dataset.name} 的坐标系（crs）是一个链接，不会去读取它：请去掉 crs 或写成 EPSG 代码",
+                        f"the crs of {dataset.name} is a link, which is not followed: remove it or give "
+                        "an EPSG code",
+                        code="crs_link",
+                    )
+            tail = block[-2100:]
+
+
+def _check_gpkg(dataset: Dataset) -> None:
+    """A GeoPackage: the SQLite header with a GeoPackage application id, its layers base
+    tables (a view can compute any number of rows from a few bytes), counted before reading."""
+    head = _head(dataset.path, 100)
+    if (
+        len(head) < 100
+        or not head.startswith(b"SQLite format 3\0")
+        or head[68:72]
+        not in (
+            b"GPKG",
+            b"GP10",
+            b"GP11",
+        )
+    ):
+        raise _mismatch(dataset, " GeoPackage", "a GeoPackage")
+    uri = "file:" + urllib.parse.quote(str(dataset.path)) + "?mode=ro&immutable=1"
+    try:
+        con = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise InputError(
+            f"无法读取文件: {dataset.name}", f"cannot read {dataset.name}", code="unreadable"
+        ) from exc
+    try:
+        con.execute("PRAGMA trusted_schema = OFF")
+        kinds = dict(con.execute("SELECT name, type FROM sqlite_master").fetchall())
+        for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_spatial_ref_sys"):
+            if kinds.get(table) != "table":
+                raise _mismatch(dataset, "有效的 GeoPackage", "a valid GeoPackage")
+        layers = [str(r[0]) for r in con.execute("SELECT table_name FROM gpkg_contents").fetchall()]
+        for name in layers:
+            if kinds.get(name) != "table":
+                raise InputError(
+                    f"{dataset.name} 中的图层 {name} 不是数据表（是视图或不存在），已拒绝：请导出为普通图层",
+                    f"layer {name} of {dataset.name} is not a table (a view, or missing): export it as "
+                    "a plain layer",
+                    code="gpkg_view",
+                )
+            quoted = '"' + name.replace('"', '""') + '"'
+            (rows,) = con.execute(f"SELECT count(*) FROM {quoted}").fetchone()
+            if rows > MAX_ROWS:
+                raise too_many_rows(rows)
+    except sqlite3.Error as exc:
+        raise InputError(
+            f"无法读取文件: {dataset.name}", f"cannot read {dataset.name}", code="unreadable"
+        ) from exc
+    finally:
+        con.close()
+
+
+def too_many_rows(n: int) -> TooLarge:
+    return TooLarge(
+        f"文件行数过多（{n:,} 行，上限 {MAX_ROWS:,}），请拆分后再上传",
+        f"the file holds too many rows ({n:,}, limit {MAX_ROWS:,}): split it",
+        code="too_many_rows",
+    )
+
+
+def _too_many_columns(n: int) -> TooLarge:
+    return TooLarge(
+        f"表格列数过多（{n:,} 列，上限 {MAX_COLUMNS:,}），请删去无用的列后再上传",
+        f"the table has too many columns ({n:,}, limit {MAX_COLUMNS:,}): remove unused columns",
+        code="too_many_columns",
+    )
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -480,8 +647,11 @@ def read_dataset(
     encoding: str | None = None,
     crs: crsmod.CRSChoice | None = None,
     hint_lon: float | None = None,
+    select: Select | None = None,
 ) -> RawTable:
     """Read ``dataset`` with decoded text and a resolved CRS.
+
+    Call it in the reading helper (:mod:`geo.untrusted`) for files users send.
 
     Parameters
     ----------
@@ -492,44 +662,61 @@ def read_dataset(
     hint_lon : float, optional
         Longitude (degrees) of the existing grid, used to tell the central meridian of
         Gauss-Krüger coordinates without a zone prefix and no .prj.
+    select : callable, optional
+        Given every attribute column's name, returns the names to read; the others are
+        named in :attr:`RawTable.columns` but never decoded.
 
     Raises
     ------
-    InputError, EncodingError, CRSError
+    InputError, EncodingError, CRSError, TooLarge
     """
+    check_content(dataset)
     if dataset.kind == "shp":
-        table = _read_shapefile(dataset, encoding)
+        table = _read_shapefile(dataset, encoding, select)
     elif dataset.kind in ("csv", "xlsx"):
-        table = _read_table(dataset, encoding)
+        table = _read_table(dataset, encoding, select)
     else:
-        table = _read_ogr(dataset)
+        table = _read_ogr(dataset, select)
+    if len(table.attrs) > MAX_ROWS:
+        raise too_many_rows(len(table.attrs))
     _resolve_crs(table, crs, hint_lon)
     return table
 
 
 def _ogr_read(
-    path: Path, layer: str | None, encoding: str | None
-) -> tuple[pd.DataFrame, np.ndarray, str | None]:
+    path: Path, layer: str | None, encoding: str | None, select: Select | None, display: str
+) -> tuple[pd.DataFrame, np.ndarray, str | None, list[str]]:
     try:
-        kwargs: dict[str, object] = {"use_arrow": True}
+        kwargs: dict[str, Any] = {"use_arrow": True}
         if encoding:
             kwargs["encoding"] = encoding
         if layer:
             kwargs["layer"] = layer
+        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
+        names = [str(f) for f in info["fields"]]
+        if len(names) > MAX_COLUMNS:
+            raise _too_many_columns(len(names))
+        if select is not None:
+            wanted = set(select(names))
+            kwargs["columns"] = [n for n in names if n in wanted]
+        if int(info.get("features") or 0) > MAX_ROWS:
+            raise too_many_rows(int(info["features"]))
         gdf = pyogrio.read_dataframe(path, **kwargs)
+    except GridwatchError:
+        raise
     except Exception as exc:  # pyogrio/GDAL raise DataSourceError, DataLayerError, UnicodeDecodeError ...
         raise InputError(
-            f"无法读取图层数据: {path.name}（文件可能已损坏或不完整）",
-            f"cannot read {path.name}: {exc}",
+            f"无法读取图层数据: {display}（文件可能已损坏或不完整）",
+            f"cannot read {display} (the file may be damaged or incomplete)",
             code="unreadable",
         ) from exc
     crs_wkt = gdf.crs.to_wkt() if gdf.crs is not None else None
     geoms = np.asarray(gdf.geometry.values, dtype=object) if "geometry" in gdf else np.full(len(gdf), None)
     attrs = pd.DataFrame(gdf.drop(columns="geometry", errors="ignore"))
-    return attrs, geoms, crs_wkt
+    return attrs, geoms, crs_wkt, names
 
 
-def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
+def _read_shapefile(dataset: Dataset, override: str | None, select: Select | None) -> RawTable:
     shp = dataset.path
     dbf = _sidecar(shp, ".dbf")
     shx = _sidecar(shp, ".shx")
@@ -542,13 +729,15 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
             f"缺少 .shx 文件: {dataset.name}", f"missing .shx beside {dataset.name}", code="missing_shx"
         )
     cpg_path = _sidecar(shp, ".cpg")
-    cpg = cpg_path.read_text(errors="replace").strip() if cpg_path else None
+    cpg = cpg_path.read_bytes()[:200].decode("ascii", errors="replace").strip() if cpg_path else None
     guess = detect_dbf_encoding(dbf, cpg=cpg, override=override)
     gdal_enc = {"gb18030": "GB18030", "gbk": "GBK", "utf-8": "UTF-8", "big5": "BIG5"}.get(
         guess.encoding.lower(), guess.encoding
     )
-    fast = _read_shapefile_fast(shp, dbf, guess.encoding)
-    attrs, geoms, crs_wkt = fast if fast is not None else _ogr_read(shp, None, gdal_enc)
+    fast = _read_shapefile_fast(shp, dbf, guess.encoding, select)
+    attrs, geoms, crs_wkt, names = (
+        fast if fast is not None else _ogr_read(shp, None, gdal_enc, select, dataset.name)
+    )
     warnings: list[tuple[str, str]] = []
     for col in attrs.columns:
         if attrs[col].dtype == object or str(attrs[col].dtype).startswith("str"):
@@ -559,9 +748,11 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
                     f"field {col} decodes to mojibake with {guess.encoding}: pass the right --encoding",
                 )
     prj = _sidecar(shp, ".prj")
-    table = RawTable(dataset, attrs, geoms, None, False, "none", None, guess.encoding, guess.source, warnings)
+    table = RawTable(
+        dataset, attrs, geoms, None, False, "none", None, guess.encoding, guess.source, warnings, names
+    )
     if prj is not None:
-        text = prj.read_text(errors="replace").strip()
+        text = prj.read_bytes()[:65536].decode("utf-8", errors="replace").strip()
         if text:
             table.crs = crsmod.crs_from_prj(text)
             table.crs_source = "prj"
@@ -572,17 +763,18 @@ def _read_shapefile(dataset: Dataset, override: str | None) -> RawTable:
 
 
 def _read_shapefile_fast(
-    shp: Path, dbf: Path, encoding: str
-) -> tuple[pd.DataFrame, np.ndarray, str | None] | None:
+    shp: Path, dbf: Path, encoding: str, select: Select | None
+) -> tuple[pd.DataFrame, np.ndarray, str | None, list[str]] | None:
     """Geometry through GDAL (no attributes), attributes through :mod:`geo.dbf`; None to fall back."""
-    table = read_dbf(dbf, encoding)
+    names: list[str] = []
+    table = read_dbf(dbf, encoding, select, names)
     if table is None:
         return None
     attrs, deleted = table
     points = read_point_shp(shp)
     if points is not None and len(points) == len(attrs):
         keep = ~deleted
-        return attrs[keep].reset_index(drop=True), points[keep], None
+        return attrs[keep].reset_index(drop=True), points[keep], None, names
     try:
         # field names are not read here; ISO-8859-1 decodes any bytes, so names cut in the
         # middle of a character cannot make GDAL fail
@@ -600,7 +792,7 @@ def _read_shapefile_fast(
         geoms = shapely.from_wkb(wkb)
     except shapely.errors.GEOSException:  # e.g. a ring that does not close: the GDAL path reports it
         return None
-    return attrs.iloc[fids].reset_index(drop=True), np.asarray(geoms, dtype=object), meta.get("crs")
+    return attrs.iloc[fids].reset_index(drop=True), np.asarray(geoms, dtype=object), meta.get("crs"), names
 
 
 def _sidecar(shp: Path, suffix: str) -> Path | None:
@@ -613,9 +805,9 @@ def _sidecar(shp: Path, suffix: str) -> Path | None:
     return None
 
 
-def _read_ogr(dataset: Dataset) -> RawTable:
-    attrs, geoms, crs_wkt = _ogr_read(dataset.path, dataset.layer, None)
-    table = RawTable(dataset, attrs, geoms, None, False, "none", None, "utf-8", "file")
+def _read_ogr(dataset: Dataset, select: Select | None) -> RawTable:
+    attrs, geoms, crs_wkt, names = _ogr_read(dataset.path, dataset.layer, None, select, dataset.name)
+    table = RawTable(dataset, attrs, geoms, None, False, "none", None, "utf-8", "file", [], names)
     if crs_wkt:
         table.crs = pyproj.CRS.from_user_input(crs_wkt)
         table.crs_source = "file"
@@ -625,42 +817,194 @@ def _read_ogr(dataset: Dataset) -> RawTable:
     return table
 
 
-def _read_table(dataset: Dataset, override: str | None) -> RawTable:
-    path = dataset.path
-    used_enc: str | None = None
-    try:
-        if dataset.kind == "csv":
-            raw = path.read_bytes()
-            candidates = [override] if override else ["utf-8-sig", "gb18030"]
-            text = None
-            for enc in candidates:
-                assert enc is not None
-                try:
-                    text = raw.decode(enc)
-                    used_enc = enc
-                    break
-                except (UnicodeDecodeError, LookupError):
-                    continue
-            if text is None:
-                raise EncodingError(
-                    "无法识别 CSV 文件编码，请指定 --encoding",
-                    "cannot tell the CSV encoding: pass --encoding",
-                )
-            import io as _io
+def read_table_file(
+    path: Path, kind: str, encoding: str | None = None, select: Select | None = None, name: str | None = None
+) -> tuple[pd.DataFrame, list[str], str | None]:
+    """A CSV or XLSX table: the selected columns as text (CSV) or cell values (XLSX).
 
-            df = pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False)
-        else:
-            df = pd.read_excel(path, dtype=object, engine="openpyxl")
-            used_enc = None
-    except (EncodingError, InputError):
+    Bounds are checked before the records are parsed: at most :data:`MAX_COLUMNS`
+    columns, CSV lines of at most :data:`MAX_LINE_BYTES`, XLSX sheets whose cell
+    references stay within :data:`MAX_COLUMNS` columns, :data:`MAX_ROWS` rows and
+    :data:`MAX_XLSX_CELLS` cells.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    kind : {"csv", "xlsx"}
+    encoding : str, optional
+        CSV text encoding; by default UTF-8 (with or without BOM), else GB18030.
+    select : callable, optional
+        Given every column name, returns the names to keep (the others are not decoded).
+    name : str, optional
+        Name to report.
+
+    Returns
+    -------
+    (DataFrame, list of str, str or None)
+        The kept columns, every column name, and the CSV encoding used.
+
+    Raises
+    ------
+    InputError, EncodingError, TooLarge
+    """
+    display = name or path.name
+    try:
+        if kind == "csv":
+            return _read_csv(path, encoding, select)
+        return (*_read_xlsx(path, select, display), None)
+    except GridwatchError:
         raise
-    except Exception as exc:  # pandas raises many parser errors
+    except Exception as exc:  # pandas and openpyxl raise many parser errors
         raise InputError(
-            f"无法读取表格: {dataset.name}", f"cannot read table {dataset.name}: {exc}", code="unreadable"
+            f"无法读取表格: {display}（文件可能已损坏）",
+            f"cannot read table {display} (the file may be damaged)",
+            code="unreadable",
         ) from exc
+
+
+def _read_csv(path: Path, override: str | None, select: Select | None) -> tuple[pd.DataFrame, list[str], str]:
+    raw = path.read_bytes()
+    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 0x0A)
+    if len(raw):
+        starts = np.concatenate(([0], ends + 1))
+        stops = np.concatenate((ends, [len(raw)]))
+        longest = int((stops - starts).max())
+        if longest > MAX_LINE_BYTES:
+            raise TooLarge(
+                f"CSV 文件中有过长的行（{longest:,} 字节，上限 {MAX_LINE_BYTES:,}），请检查文件",
+                f"a line of the CSV file is too long ({longest:,} bytes, limit {MAX_LINE_BYTES:,})",
+                code="line_too_long",
+            )
+    if len(ends) > MAX_ROWS:
+        raise too_many_rows(len(ends))
+    candidates = [override] if override else ["utf-8-sig", "gb18030"]
+    text: str | None = None
+    used = ""
+    for enc in candidates:
+        assert enc is not None
+        try:
+            text = raw.decode(enc)
+            used = enc
+            break
+        except (UnicodeDecodeError, LookupError):
+            continue
+    if text is None:
+        raise EncodingError(
+            "无法识别 CSV 文件编码，请指定 --encoding", "cannot tell the CSV encoding: pass --encoding"
+        )
+    del raw
+    first = text.split("\n", 1)[0]
+    width = len(next(csv.reader([first]), []))
+    if width > MAX_COLUMNS:
+        raise _too_many_columns(width)
+    header = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, nrows=0)
+    names = [str(c) for c in header.columns]
+    positions = _selected_positions(names, select)
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, usecols=positions)
+    return frame, names, used
+
+
+def _selected_positions(names: list[str], select: Select | None) -> list[int]:
+    """Positions of the kept columns: the selected ones and the coordinate columns."""
+    stripped = [n.strip() for n in names]
+    keep = set(stripped if select is None else select(stripped))
+    for wanted in (_LON_NAMES, _LAT_NAMES):
+        col = _find_col(pd.Index(stripped), wanted)
+        if col is not None:
+            keep.add(col)
+    return [i for i, n in enumerate(stripped) if n in keep]
+
+
+_CELL_REF = re.compile(rb'<c\b[^>]*?\br="([A-Z]{1,4})([0-9]{1,9})"')
+_CELL = re.compile(rb"<c[\s>/]")
+_DIMENSION = re.compile(rb'<dimension\s+ref="([A-Z]{1,4})?([0-9]{1,9})?:?([A-Z]{1,4})?([0-9]{1,9})?"')
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + (ch - 64)
+    return n
+
+
+def _scan_sheet(zf: zipfile.ZipFile, member: str) -> tuple[int, int, int]:
+    """Largest column and row referenced, and the number of cells, of a worksheet's XML,
+    read in chunks (nothing of it is kept)."""
+    max_col = max_row = cells = 0
+    tail = b""
+    with zf.open(member) as fh:
+        while chunk := fh.read(1 << 22):
+            block = tail + chunk
+            cut = block.rfind(b"<")  # a tag cut by the chunk boundary is scanned with the next one
+            cut = max(cut, 0) if len(chunk) == 1 << 22 else len(block)
+            body, tail = block[:cut], block[cut:]
+            cells += len(_CELL.findall(body))
+            for m in _DIMENSION.finditer(body):
+                if m.group(3):
+                    max_col = max(max_col, _column_number(m.group(3)))
+                if m.group(4):
+                    max_row = max(max_row, int(m.group(4)))
+            refs = _CELL_REF.findall(body)
+            if refs:
+                max_col = max(max_col, max(_column_number(c) for c in {c for c, _ in refs}))
+                max_row = max(max_row, max(int(r) for _, r in refs))
+    return max_col, max_row, cells
+
+
+def _read_xlsx(path: Path, select: Select | None, display: str) -> tuple[pd.DataFrame, list[str]]:
+    import openpyxl
+
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        if not wb.worksheets:
+            raise InputError(f"工作簿中没有工作表: {display}", f"the workbook has no sheet: {display}")
+        ws = wb.worksheets[0]
+        member = str(getattr(ws, "_worksheet_path", "")).lstrip("/")
+        with zipfile.ZipFile(path) as zf:
+            max_col, max_row, cells = _scan_sheet(zf, member)
+        if max_col > MAX_COLUMNS:
+            raise _too_many_columns(max_col)
+        if max_row > MAX_ROWS:
+            raise too_many_rows(max_row)
+        if cells > MAX_XLSX_CELLS:
+            raise TooLarge(
+                f"工作表单元格过多（{cells:,} 个，上限 {MAX_XLSX_CELLS:,}），请拆分后再上传",
+                f"the sheet holds too many cells ({cells:,}, limit {MAX_XLSX_CELLS:,}): split it",
+                code="too_many_cells",
+            )
+        first = next(ws.iter_rows(min_row=1, max_row=1, max_col=MAX_COLUMNS, values_only=True), ())
+        width = max((i + 1 for i, v in enumerate(first) if v is not None), default=0)
+        names: list[str] = []
+        for i, v in enumerate(first[:width]):
+            base = f"Unnamed: {i}" if v is None else str(v).strip()
+            label, k = base, 1
+            while label in names:  # duplicate headers are numbered, as pandas does
+                label = f"{base}.{k}"
+                k += 1
+            names.append(label)
+        positions = _selected_positions(names, select)
+        columns: list[list[Any]] = [[] for _ in positions]
+        if width:
+            for row in ws.iter_rows(min_row=2, max_col=width, values_only=True):
+                if all(v is None for v in row):
+                    continue
+                for out, i in zip(columns, positions, strict=True):
+                    out.append(row[i] if i < len(row) else None)
+        frame = pd.DataFrame(
+            {names[i]: pd.Series(col, dtype=object) for i, col in zip(positions, columns, strict=True)}
+        )
+        return frame, names
+    finally:
+        wb.close()
+
+
+def _read_table(dataset: Dataset, override: str | None, select: Select | None) -> RawTable:
+    df, names, used_enc = read_table_file(dataset.path, dataset.kind, override, select, dataset.name)
     df.columns = [str(c).strip() for c in df.columns]
-    lon_col = _find_col(df.columns, _LON_NAMES)
-    lat_col = _find_col(df.columns, _LAT_NAMES)
+    names = [n.strip() for n in names]
+    lon_col = _find_col(pd.Index(names), _LON_NAMES)
+    lat_col = _find_col(pd.Index(names), _LAT_NAMES)
     if lon_col is None or lat_col is None:
         raise InputError(
             "表格中找不到坐标列（需要 经度/纬度、lon/lat 或 x/y 列）",
@@ -677,8 +1021,19 @@ def _read_table(dataset: Dataset, override: str | None) -> RawTable:
     geoms = np.full(len(df), None, dtype=object)
     geoms[ok] = shapely.points(xs[ok], ys[ok])
     attrs = df.drop(columns=[lon_col, lat_col])
+    names = [n for n in names if n not in (lon_col, lat_col)]
     return RawTable(
-        dataset, attrs, geoms, None, False, "none", None, used_enc, "content" if used_enc else None
+        dataset,
+        attrs,
+        geoms,
+        None,
+        False,
+        "none",
+        None,
+        used_enc,
+        "content" if used_enc else None,
+        [],
+        names,
     )
 
 
