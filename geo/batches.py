@@ -9,8 +9,18 @@ import numpy as np
 import pandas as pd
 
 import layers
+from geo import untrusted
 from geo.errors import Conflict, InputError
-from geo.importer import ImportReport, Rejected, get_layer, load_grid, now_iso, reassign_all
+from geo.importer import (
+    Duplicate,
+    ImportReport,
+    Rejected,
+    get_layer,
+    load_grid,
+    now_iso,
+    reassign_all,
+)
+from geo.sources import Dataset, check_content, read_table_file
 from geo.store import Batch, Store
 from geo.tally import load_hierarchy, metric_names
 from geo.values import match_fields, parse_numbers
@@ -27,12 +37,16 @@ def rollback(store: Store, batch_id: int) -> Batch:
     (:class:`geo.errors.Conflict`) when a later active batch updated its features, or
     when it was already rolled back.
     """
-    batch = store.batch(batch_id)
-    if batch.status != "active":
-        raise Conflict(
-            f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back"
-        )
     with store.transaction():
+        # read and checked inside the write transaction: of parallel rollbacks one wins, the
+        # others find the batch rolled back
+        batch = store.batch(batch_id)
+        if batch.status != "active":
+            raise Conflict(
+                f"批次 {batch_id} 已回滚",
+                f"batch {batch_id} was already rolled back",
+                code="already_rolled_back",
+            )
         if batch.layer == TARGETS_LAYER:
             store.rollback_targets(batch_id)
         else:
@@ -68,31 +82,22 @@ TARGET_SPEC = LayerSpec(
 
 
 def read_targets(path: Path) -> pd.DataFrame:
-    """Targets table from CSV (UTF-8 or GBK) or XLSX, columns as found."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            raw = path.read_bytes()
-            for enc in ("utf-8-sig", "gb18030"):
-                try:
-                    text = raw.decode(enc)
-                    break
-                except UnicodeDecodeError:
-                    continue
-            else:
-                raise InputError("无法识别 CSV 编码", "cannot tell the CSV encoding")
-            import io as _io
+    """Targets table from CSV (UTF-8 or GBK) or XLSX, columns as found.
 
-            return pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False)
-        if suffix in (".xlsx", ".xlsm"):
-            return pd.read_excel(path, dtype=object, engine="openpyxl")
-    except InputError:
-        raise
-    except Exception as exc:  # pandas/openpyxl parser errors
-        raise InputError(
-            f"无法读取目标表: {path.name}", f"cannot read targets table {path.name}: {exc}", code="unreadable"
-        ) from exc
-    raise InputError("目标表需为 CSV 或 XLSX", "targets must be a CSV or XLSX file", code="unsupported_file")
+    Read in the reading helper with the same checks and limits as survey tables
+    (:func:`geo.sources.read_table_file`, :mod:`geo.untrusted`)."""
+    suffix = path.suffix.lower()
+    kinds = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx"}
+    if suffix not in kinds:
+        raise InputError("目标表需为 CSV 或 XLSX", "targets must be a CSV or XLSX file", code="unsupported_file")
+    return untrusted.run(_read_targets_file, path, kinds[suffix])
+
+
+def _read_targets_file(path: Path, kind: str) -> pd.DataFrame:
+    """Runs in the reading helper."""
+    check_content(Dataset(path.name, path, kind))
+    frame, _names, _encoding = read_table_file(path, kind, name=path.name)
+    return frame
 
 
 def load_targets(
@@ -172,35 +177,46 @@ def load_targets(
     if dry_run:
         report.dry_run = True
         return report
+    try:
+        with store.transaction():
+            _write_targets(store, path, report, frame, user, len(df))
+    except Duplicate as dup:
+        report.status = "duplicate"
+        report.duplicate_of = dup.batch_id
+    return report
+
+
+def _write_targets(
+    store: Store, path: Path, report: ImportReport, frame: pd.DataFrame, user: str | None, rows_read: int
+) -> None:
+    """Write the targets batch; inside the caller's transaction, so that the duplicate check
+    and the write cannot be separated by another import of the same file."""
+    assert report.checksum is not None
     dup = store.find_checksum(TARGETS_LAYER, report.checksum)
     if dup is not None:
-        report.status = "duplicate"
-        report.duplicate_of = dup.id
-        return report
-    with store.transaction():
-        batch = Batch(
-            0,
-            TARGETS_LAYER,
-            path.name,
-            report.checksum,
-            now_iso(),
-            user,
-            "active",
-            len(df),
-            0,
-            0,
-            0,
-            len(report.rejected),
-            None,
-            None,
-        )
-        bid = store.new_batch(batch, [path])
-        store.set_targets(frame, bid)
-        report.batch_id = bid
-        report.status = "committed"
-        store.finish_batch(
-            bid,
-            {"added": len(frame), "rejected": len(report.rejected), "rows_read": len(df)},
-            report.to_dict(),
-        )
-    return report
+        raise Duplicate(dup.id)
+    batch = Batch(
+        0,
+        TARGETS_LAYER,
+        path.name,
+        report.checksum,
+        now_iso(),
+        user,
+        "active",
+        rows_read,
+        0,
+        0,
+        0,
+        len(report.rejected),
+        None,
+        None,
+    )
+    bid = store.new_batch(batch, [path])
+    store.set_targets(frame, bid)
+    report.batch_id = bid
+    report.status = "committed"
+    store.finish_batch(
+        bid,
+        {"added": len(frame), "rejected": len(report.rejected), "rows_read": rows_read},
+        report.to_dict(),
+    )

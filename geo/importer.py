@@ -7,9 +7,11 @@ batch in one transaction.  :func:`import_file` does both.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,20 +24,23 @@ import shapely
 
 import layers
 from geo import crs as crsmod
+from geo import untrusted
 from geo.assign import Grid
 from geo.dbf import check_shapefile
 from geo.errors import CRSError, InputError, TooLarge
 from geo.sources import (
     Dataset,
     RawTable,
-    Source,
     ZipLimits,
     archive_files,
+    check_content,
+    expand_containers,
     open_source,
     read_dataset,
     shapefile_parts,
 )
 from geo.store import UNASSIGNED, Batch, FeatureRows, Store, geometry_type_names
+from geo.untrusted import ReadLimits
 from geo.values import clean_text, match_fields, normalise_vocab, parse_dates, parse_numbers
 from layers import LayerSpec
 
@@ -49,6 +54,24 @@ MAX_FEATURE_VERTICES = 100_000
 #: 0.35 GB to import.  (Points count one vertex each, but a row costs about 1 KB however
 #: small its geometry: this bounds geometry, not the number of rows.)
 MAX_FILE_VERTICES = 5_000_000
+
+
+#: An import report lists at most this many rejected rows (all are counted, and counted by
+#: reason): a file of a million broken rows must not make a report of a hundred megabytes.
+MAX_REPORTED_REJECTS = 1000
+#: A report names at most this many of a file's columns.
+MAX_COLUMNS_LISTED = 100
+#: Values quoted in a report are cut to this many characters.
+MAX_REPORTED_VALUE = 100
+#: ... and to this many inside the reason's sentence.
+MAX_QUOTED_VALUE = 40
+
+
+def truncate(value: str | None, limit: int = MAX_REPORTED_VALUE) -> str | None:
+    """``value`` cut to ``limit`` characters (with an ellipsis when cut)."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[: limit - 1] + "…"
 
 
 @dataclass
@@ -80,7 +103,10 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)  # the first MAX_REPORTED_REJECTS
+    rejected_total: int = 0
+    #: rejected rows counted by reason: [{"reason_zh", "reason_en", "field", "count"}]
+    rejected_by_reason: list[dict[str, Any]] = field(default_factory=list)
     unassigned: int = 0
     encoding: str | None = None
     encoding_source: str | None = None
@@ -100,11 +126,18 @@ class ImportReport:
 
     @property
     def accepted(self) -> int:
-        return self.rows_read - len(self.rejected)
+        return self.rows_read - self.rejected_total
+
+    def reject(self, row: Rejected) -> None:
+        """Count a rejected row; list it when fewer than :data:`MAX_REPORTED_REJECTS` are."""
+        self.rejected_total += 1
+        if len(self.rejected) < MAX_REPORTED_REJECTS:
+            self.rejected.append(row)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["rejected_count"] = len(self.rejected)
+        d["rejected_count"] = self.rejected_total
+        d["rejected_listed"] = len(self.rejected)
         d["accepted"] = self.accepted
         d["warnings"] = [{"zh": zh, "en": en} for zh, en in self.warnings]
         return d
@@ -128,7 +161,7 @@ class ImportReport:
         if zh:
             parts.append(
                 f"读取 {self.rows_read} 行，新增 {self.added}，更新 {self.updated}，未变 {self.unchanged}，"
-                f"拒绝 {len(self.rejected)}，未落入网格 {self.unassigned}"
+                f"拒绝 {self.rejected_total}，未落入网格 {self.unassigned}"
             )
             parts.append(
                 f"编码 {self.encoding} ({self.encoding_source})；坐标系 {self.crs} ({self.crs_source})"
@@ -136,7 +169,7 @@ class ImportReport:
         else:
             parts.append(
                 f"read {self.rows_read} rows: added {self.added}, updated {self.updated}, unchanged "
-                f"{self.unchanged}, rejected {len(self.rejected)}, outside every grid {self.unassigned}"
+                f"{self.unchanged}, rejected {self.rejected_total}, outside every grid {self.unassigned}"
             )
             parts.append(
                 f"encoding {self.encoding} ({self.encoding_source}); CRS {self.crs} ({self.crs_source})"
@@ -145,8 +178,8 @@ class ImportReport:
             parts.append(("注意: " + w_zh) if zh else ("warning: " + w_en))
         for r in self.rejected[:20]:
             parts.append(f"  第 {r.row} 行: {r.reason_zh}" if zh else f"  row {r.row}: {r.reason_en}")
-        if len(self.rejected) > 20:
-            more = len(self.rejected) - 20
+        if self.rejected_total > 20:
+            more = self.rejected_total - 20
             parts.append(f"  … 另有 {more} 行被拒绝" if zh else f"  … {more} more rejected rows")
         return "\n".join(parts)
 
@@ -227,8 +260,13 @@ def prepare_import(
     source_name: str | None = None,
     workdir: Path | None = None,
     limits: ZipLimits | None = None,
+    read_limits: ReadLimits | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> PreparedImport:
     """Read and check a survey file for ``layer`` without writing anything.
+
+    The file is opened and read in a confined helper process (:mod:`geo.untrusted`);
+    ``read_limits`` bounds it and ``cancelled`` (asked while it reads) stops it.
 
     Parameters
     ----------
@@ -268,14 +306,27 @@ def prepare_import(
             datasets=[d.name for d in source.datasets],
         )
         choice = crsmod.parse_crs(crs) if crs else None
-        dataset = _choose_dataset(source, spec, member, encoding)
-        report.dataset = dataset.name
-        if dataset.kind == "shp":
-            _check_shapefile(dataset)
         grid_generation = store.layer_generation(grid_spec())
         grid = None if spec.is_grid else load_grid(store)
         hint_lon = _store_lon(store)
-        raw = read_dataset(dataset, encoding=encoding, crs=choice, hint_lon=hint_lon)
+        started = time.perf_counter()
+        picked = untrusted.run(
+            read_upload,
+            source.datasets,
+            spec.name,
+            member,
+            encoding,
+            choice,
+            hint_lon,
+            MAX_FILE_VERTICES,
+            limits=read_limits,
+            cancelled=cancelled,
+        )
+        report.timings["read"] = round(time.perf_counter() - started, 3)
+        report.datasets = picked.datasets
+        report.dataset = picked.dataset.name
+        raw = picked.table
+        raw.geometry = np.asarray(shapely.from_wkb(raw.geometry), dtype=object)
         report.encoding, report.encoding_source = raw.encoding, raw.encoding_source
         report.crs, report.crs_source = raw.crs_label, raw.crs_source
         report.warnings.extend(raw.warnings)
@@ -293,23 +344,72 @@ def prepare_import(
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _check_shapefile(dataset: Dataset) -> None:
+def _check_file_vertices(total: int, limit: int) -> None:
+    if total > limit:
+        raise TooLarge(
+            f"文件的顶点总数过多（{total:,} 个，上限 {limit:,}），请拆分或简化后再上传",
+            f"the file holds too many vertices ({total:,}, limit {limit:,}): split or simplify it",
+            code="too_many_vertices",
+        )
+
+
+# --- the read phase, run in the reading helper --------------------------------------------------
+
+
+@dataclass
+class Picked:
+    """What the reading helper hands back: the datasets found, the one read, and its table
+    (geometry as WKB, which crosses processes far faster than shapely objects)."""
+
+    datasets: list[str]
+    dataset: Dataset
+    table: RawTable
+
+
+def read_upload(
+    datasets: list[Dataset],
+    layer: str,
+    member: str | None,
+    encoding: str | None,
+    crs: crsmod.CRSChoice | None,
+    hint_lon: float | None,
+    max_vertices: int,
+) -> Picked:
+    """Check, choose and read the dataset of an unpacked upload for ``layer``.
+
+    Runs in the reading helper (:func:`geo.untrusted.run`): every file is checked to be
+    what its name says before any reader opens it, then the dataset for the layer is
+    chosen (``member``, or the one whose fields match), a shapefile checked from its
+    headers (damage, vertex count against ``max_vertices``), and only the columns the
+    layer uses are decoded.
+    """
+    spec = get_layer(layer)
+    for d in datasets:
+        check_content(d)
+    found = expand_containers(datasets)
+    dataset = _choose_dataset(found, spec, member, encoding)
+    if dataset.kind == "shp":
+        _check_shapefile(dataset, max_vertices)
+    table = read_dataset(
+        dataset, encoding=encoding, crs=crs, hint_lon=hint_lon, select=functools.partial(_mapped, spec)
+    )
+    table.geometry = np.asarray(shapely.to_wkb(table.geometry), dtype=object)
+    return Picked([d.name for d in found], dataset, table)
+
+
+def _mapped(spec: LayerSpec, columns: list[str]) -> list[str]:
+    """The columns of a file that ``spec``'s fields take."""
+    return list(match_fields(columns, spec).mapping)
+
+
+def _check_shapefile(dataset: Dataset, max_vertices: int) -> None:
     """Refuse a damaged shapefile, or one with too many vertices, before reading it (a missing
     .dbf or .shx is reported by :func:`read_dataset`)."""
     parts = {p.suffix.lower(): p for p in shapefile_parts(dataset.path)}
     if ".dbf" not in parts or ".shx" not in parts:
         return
     vertices = check_shapefile(dataset.path, parts[".shx"], parts[".dbf"])
-    _check_file_vertices(int(vertices.sum()))
-
-
-def _check_file_vertices(total: int) -> None:
-    if total > MAX_FILE_VERTICES:
-        raise TooLarge(
-            f"文件的顶点总数过多（{total:,} 个，上限 {MAX_FILE_VERTICES:,}），请拆分或简化后再上传",
-            f"the file holds too many vertices ({total:,}, limit {MAX_FILE_VERTICES:,}): split or simplify it",
-            code="too_many_vertices",
-        )
+    _check_file_vertices(int(vertices.sum()), max_vertices)
 
 
 def _store_lon(store: Store) -> float | None:
@@ -358,24 +458,30 @@ def _choose_srs(raw: RawTable) -> int:
     return crsmod.gk_zone_epsg(float(lon))
 
 
-def _choose_dataset(source: Source, spec: LayerSpec, member: str | None, encoding: str | None) -> Dataset:
+def _choose_dataset(
+    datasets: list[Dataset], spec: LayerSpec, member: str | None, encoding: str | None
+) -> Dataset:
+    names = ", ".join(d.name for d in datasets[:50])
     if member:
-        for d in source.datasets:
-            if d.name == member or Path(d.name).name == member or Path(d.name).stem == member:
-                return d
-        names = ", ".join(d.name for d in source.datasets)
+        # the exact name (as listed in the report), or a file name that only one dataset has
+        exact = [d for d in datasets if d.name == member]
+        by_file = [d for d in datasets if Path(d.name).name == member]
+        if exact or len(by_file) == 1:
+            return (exact or by_file)[0]
         raise InputError(
             f"找不到图层 {member}（可选: {names}）",
             f"no dataset {member} (found: {names})",
             code="no_such_member",
         )
-    if len(source.datasets) == 1:
-        return source.datasets[0]
+    if len(datasets) == 1:
+        return datasets[0]
     scores: list[tuple[int, Dataset]] = []
-    for d in source.datasets:
+    for d in datasets:
         try:
             if d.kind == "shp":
                 cols = _shapefile_columns(d, encoding)
+            elif d.kind in ("csv", "xlsx"):
+                cols = []
             else:
                 import pyogrio
 
@@ -386,12 +492,11 @@ def _choose_dataset(source: Source, spec: LayerSpec, member: str | None, encodin
         scores.append((len(match_fields(cols, spec).mapping), d))
     scores.sort(key=lambda t: -t[0])
     if scores[0][0] == 0 or (len(scores) > 1 and scores[0][0] == scores[1][0]):
-        names = ", ".join(d.name for d in source.datasets)
         raise InputError(
             f"文件中有多个图层，无法判断哪个是「{spec.label_zh}」，请指定 --member（可选: {names}）",
             f"the upload holds several datasets; choose one for {spec.label_en} with --member ({names})",
             code="ambiguous_member",
-            details={"datasets": [d.name for d in source.datasets]},
+            details={"datasets": [d.name for d in datasets]},
         )
     return scores[0][1]
 
@@ -403,7 +508,8 @@ def _shapefile_columns(d: Dataset, encoding: str | None) -> list[str]:
     if not dbf.exists():
         dbf = d.path.with_suffix(".DBF")
     cpg = d.path.with_suffix(".cpg")
-    guess = detect_dbf_encoding(dbf, cpg=cpg.read_text().strip() if cpg.exists() else None, override=encoding)
+    cpg_text = cpg.read_bytes()[:200].decode("ascii", errors="replace").strip() if cpg.exists() else None
+    guess = detect_dbf_encoding(dbf, cpg=cpg_text, override=encoding)
     return decode_dbf_field_names(dbf, guess.encoding)
 
 
@@ -414,12 +520,15 @@ def _build_rows(
     report.rows_read = n
     if n == 0:
         raise InputError("文件中没有任何要素", "the file holds no features", code="empty_layer")
-    match = match_fields([str(c) for c in raw.attrs.columns], spec)
+    columns = raw.columns or [str(c) for c in raw.attrs.columns]
+    match = match_fields(columns, spec)
     report.field_mapping = dict(match.mapping)
-    report.unmatched_fields = list(match.unmatched)
+    report.unmatched_fields = [str(truncate(c, 100)) for c in match.unmatched[:MAX_COLUMNS_LISTED]]
     report.missing_fields = list(match.missing)
     if not match.mapping:
-        found = ", ".join(str(c) for c in raw.attrs.columns)
+        found = ", ".join(str(truncate(c, 100)) for c in columns[:MAX_COLUMNS_LISTED])
+        if len(columns) > MAX_COLUMNS_LISTED:
+            found += f" … (+{len(columns) - MAX_COLUMNS_LISTED})"
         raise InputError(
             f"文件字段与图层「{spec.label_zh}」不符，是否选错了图层？文件字段: {found}",
             f"the file's fields do not match layer {spec.label_en}: wrong layer? fields: {found}",
@@ -565,13 +674,28 @@ def _build_rows(
             reject(ids.isna().to_numpy(), "网格编码为空", "empty grid code", "code")
 
     ok = np.array([r is None for r in bad_reason], dtype=bool)
+    by_reason: dict[tuple[str, str, str | None], int] = {}
     for i in np.flatnonzero(~ok).tolist():
         reason = bad_reason[i]
         assert reason is not None
         zh, en, fname, v = reason
-        report.rejected.append(
-            Rejected(i + 1, zh.replace("{v}", v or ""), en.replace("{v}", v or ""), fname, v)
+        by_reason[(zh, en, fname)] = by_reason.get((zh, en, fname), 0) + 1
+        if len(report.rejected) >= MAX_REPORTED_REJECTS:
+            report.rejected_total += 1
+            continue
+        quoted = truncate(v, MAX_QUOTED_VALUE) or ""
+        report.reject(
+            Rejected(i + 1, zh.replace("{v}", quoted), en.replace("{v}", quoted), fname, truncate(v))
         )
+    report.rejected_by_reason = [
+        {
+            "reason_zh": zh.replace("「{v}」", "").replace("{v}", "…"),
+            "reason_en": en.replace(" '{v}'", "").replace("{v}", "…"),
+            "field": fname,
+            "count": count,
+        }
+        for (zh, en, fname), count in sorted(by_reason.items(), key=lambda kv: -kv[1])
+    ]
     if not ok.any():
         first = report.rejected[0]
         raise InputError(
@@ -608,7 +732,7 @@ def _build_rows(
         if m.from_geometry:
             empty = attrs[m.field].isna().to_numpy() & np.isin(shapely.get_type_id(geoms), (3, 6))
             report.areas_from_geometry += int(empty.sum())
-    return FeatureRows(attrs, geoms, keys, units)
+    return FeatureRows(attrs, geoms, keys, units, np.flatnonzero(ok) + 1)
 
 
 def _clean_geometry(
@@ -626,7 +750,7 @@ def _clean_geometry(
         return geoms
     vertices = np.zeros(n, dtype=np.int64)
     vertices[ok] = shapely.get_num_coordinates(geoms[ok])
-    _check_file_vertices(int(vertices.sum()))
+    _check_file_vertices(int(vertices.sum()), MAX_FILE_VERTICES)
     huge = vertices > MAX_FEATURE_VERTICES
     reject(
         huge,
@@ -748,74 +872,215 @@ def _far_outside(grid: Grid | None, geoms: np.ndarray) -> np.ndarray:
 # --- commit -----------------------------------------------------------------------------------
 
 
-def commit_import(store: Store, prepared: PreparedImport, user: str | None = None) -> ImportReport:
+class Duplicate(Exception):
+    """Raised inside a write transaction (and caught outside it) when the file to write is
+    already the current content of its layer: the transaction is rolled back, nothing changes."""
+
+    def __init__(self, batch_id: int):
+        super().__init__(batch_id)
+        self.batch_id = batch_id
+
+
+def commit_import(
+    store: Store, prepared: PreparedImport, user: str | None = None, *, admin: bool | None = None
+) -> ImportReport:
     """Write a prepared import as one batch, atomically.
 
-    A byte-identical file already imported into the same layer is not written again
-    (the report says which batch holds it).  Replacing the grid re-assigns every
-    feature of every layer in the same transaction.
+    Everything that decides what is written is decided again inside the write
+    transaction, so that imports running at the same moment cannot both pass a check the
+    other would fail:
+
+    * a byte-identical file whose batch is still the current content of the layer (see
+      :meth:`geo.store.Store.find_checksum`) is not written again: the report's status is
+      ``"duplicate"`` and ``duplicate_of`` names that batch;
+    * rows that would update features last written by another account's batch are
+      rejected by row unless the importing account may update any feature (see
+      :func:`may_update_any`); the rest of the file is written.
+
+    Replacing the grid re-assigns every feature of every layer in the same transaction.
+
+    Parameters
+    ----------
+    store : Store
+    prepared : PreparedImport
+        From :func:`prepare_import`; rows in the store's projected CRS (metres).
+    user : str, optional
+        The importing account (defaults to the one given to :func:`prepare_import`).
+    admin : bool, optional
+        Whether the importing account is an admin; when not given it is looked up
+        (:func:`may_update_any`).
     """
     report = prepared.report
-    if report.status == "duplicate":
-        return report
+    report.status, report.duplicate_of = "preview", None  # decided below, inside the transaction
+    try:
+        with store.transaction():
+            _commit(store, prepared, user or prepared.user, admin)
+    except Duplicate as dup:
+        report.status = "duplicate"
+        report.duplicate_of = dup.batch_id
+    return report
+
+
+def _commit(store: Store, prepared: PreparedImport, user: str | None, admin: bool | None) -> None:
+    report = prepared.report
     spec = prepared.spec
     rows = prepared.rows
-    with store.transaction():
-        if store.srs_epsg() is None:
-            store.set_srs_epsg(prepared.srs_epsg)
-        elif store.srs_epsg() != prepared.srs_epsg:
-            raise InputError(
-                "存储坐标系已变化，请重新预览", "the store CRS changed: prepare the import again"
+    if store.srs_epsg() is None:
+        store.set_srs_epsg(prepared.srs_epsg)
+    elif store.srs_epsg() != prepared.srs_epsg:
+        raise InputError("存储坐标系已变化，请重新预览", "the store CRS changed: prepare the import again")
+    if report.checksum:
+        dup = store.find_checksum(spec.name, report.checksum, rows.keys)
+        if dup is not None:
+            raise Duplicate(dup.id)
+    rows = keep_own_rows(store, spec, rows, report, user, may_update_any(store, user, admin))
+    batch = Batch(
+        0,
+        spec.name,
+        report.source_name,
+        report.checksum or "",
+        now_iso(),
+        user,
+        "active",
+        report.rows_read,
+        0,
+        0,
+        0,
+        report.rejected_total,
+        report.encoding,
+        report.crs,
+    )
+    batch_id = store.new_batch(batch, prepared.source_files)
+    if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:
+        # the grid changed since the preview: assign again
+        grid = load_grid(store)
+        rows.units = grid.assign(rows.geometry) if grid is not None else rows.units
+        report.unassigned = int((rows.units == UNASSIGNED).sum())
+    previous_grid = load_grid(store) if spec.is_grid else None
+    result = store.write_features(spec, batch_id, rows, replace_all=spec.is_grid)
+    report.added, report.updated, report.unchanged, report.removed = (
+        result.added,
+        result.updated,
+        result.unchanged,
+        result.removed,
+    )
+    if spec.is_grid:
+        started = time.perf_counter()
+        report.reassigned = reassign_all(store, previous_grid)
+        report.timings["reassign"] = round(time.perf_counter() - started, 3)
+    _update_extent(store, spec, rows)
+    report.batch_id = batch_id
+    report.status = "committed"
+    store.finish_batch(
+        batch_id,
+        {
+            "added": result.added,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "rejected": report.rejected_total,
+            "rows_read": report.rows_read,
+        },
+        report.to_dict(),
+    )
+
+
+def may_update_any(store: Store, user: str | None, admin: bool | None = None) -> bool:
+    """Whether an import by ``user`` may update features that other accounts' batches wrote.
+
+    Admins may, and so may imports made without an account (``user`` None, or a name that
+    is no account: the command line and the demo, run by whoever holds the store).  Any
+    other account may update only the features its own batches last wrote.  ``admin``,
+    when given, is taken as the answer for the signed-in account.
+    """
+    if admin is not None:
+        return admin
+    if user is None:
+        return True
+    account = store.get_user(user)
+    return account is None or account.role == "admin"
+
+
+def keep_own_rows(
+    store: Store, spec: LayerSpec, rows: FeatureRows, report: ImportReport, user: str | None, any_owner: bool
+) -> FeatureRows:
+    """``rows`` without those whose survey id is held by a feature another account's batch
+    last wrote (features imported without an account count as the admins'); each one left
+    out is added to ``report`` as a rejected row naming the survey id and that batch.
+
+    Nothing is left out when ``any_owner`` (see :func:`may_update_any`), for the grid, or
+    for a layer without survey ids.  Run it inside the write transaction to decide for
+    certain; outside one it tells what a commit would do now.
+
+    Raises
+    ------
+    InputError
+        Every row is left out.
+    """
+    if any_owner or spec.is_grid or not spec.id_field or len(rows) == 0:
+        return rows
+    held = store.key_batches(spec, rows.keys)
+    theirs = np.zeros(len(rows), dtype=bool)
+    batches: list[int] = []
+    for i, key in enumerate(rows.keys.tolist()):
+        found = held.get(str(key)) if key is not None and key == key else None
+        if found is not None and found[1] != user:
+            theirs[i] = True
+            batches.append(found[0])
+    if not theirs.any():
+        return rows
+    field_spec = next((f for f in spec.fields if f.name == spec.id_field), None)
+    label_zh = field_spec.label_zh if field_spec else "编号"
+    label_en = field_spec.label_en if field_spec else "survey id"
+    numbers = _source_rows(rows, report)
+    for i, batch_id in zip(np.flatnonzero(theirs).tolist(), batches, strict=True):
+        key = str(rows.keys[i])
+        report.reject(
+            Rejected(
+                int(numbers[i]),
+                f"{label_zh}「{key}」的要素由其他账户的批次 {batch_id} 导入，不能覆盖（可由该账户或管理员更新）",
+                f"{label_en} '{key}' belongs to batch {batch_id} of another account and cannot be"
+                " overwritten (that account or an admin may update it)",
+                spec.id_field,
+                key,
             )
-        batch = Batch(
-            0,
-            spec.name,
-            report.source_name,
-            report.checksum or "",
-            now_iso(),
-            user or prepared.user,
-            "active",
-            report.rows_read,
-            0,
-            0,
-            0,
-            len(report.rejected),
-            report.encoding,
-            report.crs,
         )
-        batch_id = store.new_batch(batch, prepared.source_files)
-        if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:
-            # the grid changed since the preview: assign again
-            grid = load_grid(store)
-            rows.units = grid.assign(rows.geometry) if grid is not None else rows.units
-            report.unassigned = int((rows.units == UNASSIGNED).sum())
-        previous_grid = load_grid(store) if spec.is_grid else None
-        result = store.write_features(spec, batch_id, rows, replace_all=spec.is_grid)
-        report.added, report.updated, report.unchanged, report.removed = (
-            result.added,
-            result.updated,
-            result.unchanged,
-            result.removed,
+    report.rejected.sort(key=lambda r: r.row)
+    report.rejected_by_reason.append(
+        {
+            "reason_zh": "要素属于其他账户的批次，不能覆盖",
+            "reason_en": "the feature belongs to another account's batch and cannot be overwritten",
+            "field": spec.id_field,
+            "count": int(theirs.sum()),
+        }
+    )
+    keep = ~theirs
+    if not keep.any():
+        raise InputError(
+            f"没有可导入的行：文件中的{label_zh}都属于其他账户的批次，不能覆盖",
+            f"no row can be imported: every {label_en} in the file belongs to another account's batch",
+            code="no_valid_rows",
+            details={"rejected": [asdict(r) for r in report.rejected[:100]]},
         )
-        if spec.is_grid:
-            started = time.perf_counter()
-            report.reassigned = reassign_all(store, previous_grid)
-            report.timings["reassign"] = round(time.perf_counter() - started, 3)
-        _update_extent(store, spec, rows)
-        report.batch_id = batch_id
-        report.status = "committed"
-        store.finish_batch(
-            batch_id,
-            {
-                "added": result.added,
-                "updated": result.updated,
-                "unchanged": result.unchanged,
-                "rejected": len(report.rejected),
-                "rows_read": report.rows_read,
-            },
-            report.to_dict(),
-        )
-    return report
+    return FeatureRows(
+        rows.attrs.loc[keep].reset_index(drop=True),
+        rows.geometry[keep],
+        rows.keys[keep],
+        rows.units[keep],
+        None if rows.source_rows is None else rows.source_rows[keep],
+    )
+
+
+def _source_rows(rows: FeatureRows, report: ImportReport) -> np.ndarray:
+    """1-based record numbers in the source of ``rows``: as read, else worked out from the
+    rejected rows when the report lists them all, else positions among the accepted rows."""
+    if rows.source_rows is not None:
+        return rows.source_rows
+    if len(report.rejected) == report.rejected_total:
+        rejected = {r.row for r in report.rejected}
+        numbers = [i for i in range(1, report.rows_read + 1) if i not in rejected]
+        if len(numbers) == len(rows):
+            return np.asarray(numbers, dtype=np.int64)
+    return np.arange(1, len(rows) + 1, dtype=np.int64)
 
 
 def _update_extent(store: Store, spec: LayerSpec, rows: FeatureRows) -> None:

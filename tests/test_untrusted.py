@@ -1,0 +1,683 @@
+"""Reading files users send: nothing they name outside the upload is opened or fetched, bombs
+are refused from what they declare before they are read (and the server process stays small
+while they are), and the reading helper's own limits hold.
+
+Files that point elsewhere are watched from outside: a file whose opening is noticed (inotify), and a TCP listener on 127.0.0.1 that records any connection."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pyproj
+import pytest
+
+from geo import importer, untrusted
+from geo.batches import load_targets
+from geo.errors import InputError, TooLarge, UnsupportedFile
+from geo.sources import Dataset, _scan_sheet, open_source, read_table_file
+from geo.store import open_store
+from tests import test_hostile as hostile
+from tests.conftest import EPSG_GK, X0, Y0
+from tests.test_hostile import _MEASURE, MAX_RSS_BYTES, ROOT, post, survey_shp, zip_of
+
+# the hostile-upload tests' fixtures: a store with a unit grid and a surveyor, and ``refuse``
+data = hostile.data
+scratch = hostile.scratch
+app = hostile.app
+surveyor = hostile.surveyor
+refuse = hostile.refuse
+
+# --- watchers ---------------------------------------------------------------------------------
+
+
+class Canary:
+    """A file with a secret that notices (inotify) when anything opens it."""
+
+    IN_OPEN = 0x20
+    IN_ACCESS = 0x01
+    IN_NONBLOCK = 0o4000
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.write_text("SECRET-FROM-FILE\n")
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(self.IN_NONBLOCK)
+        assert self._fd >= 0
+        assert self._libc.inotify_add_watch(self._fd, str(path).encode(), self.IN_OPEN | self.IN_ACCESS) >= 0
+
+    def close(self) -> bool:
+        """Whether the file was opened since; stops watching."""
+        time.sleep(0.1)
+        try:
+            opened = len(os.read(self._fd, 4096)) > 0
+        except BlockingIOError:
+            opened = False
+        os.close(self._fd)
+        return opened
+
+
+class Listener:
+    """A TCP server on 127.0.0.1 that records every connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.hits: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(1)
+            try:
+                self.hits.append(conn.recv(4096))
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nSECRET-FROM-URL,x\n")
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> list[bytes]:
+        time.sleep(0.1)
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+        return self.hits
+
+
+@pytest.fixture
+def canary(tmp_path):
+    return Canary(tmp_path / "secret.csv")
+
+
+@pytest.fixture
+def listener():
+    server = Listener()
+    yield server
+    server.close()
+
+
+def vrt(secret_path: Path, port: int) -> bytes:
+    """A GDAL VRT that reads a local file (the pipe) and a URL (the listener) into a survey layer."""
+    layer = (
+        '<OGRVRTLayer name="{name}"><SrcDataSource>CSV:{src}</SrcDataSource>'
+        '<OpenOptions><OOI key="HEADERS">NO</OOI></OpenOptions>'
+        "<SrcSQL dialect=\"sqlite\">select 'L-1' as BH, field_1 as ZT, {x} as X, {y} as Y from {table}</SrcSQL>"
+        "<GeometryType>wkbPoint</GeometryType><LayerSRS>EPSG:4326</LayerSRS>"
+        '<GeometryField encoding="PointFromColumns" x="X" y="Y"/></OGRVRTLayer>'
+    )
+    return (
+        "<OGRVRTDataSource>"
+        + layer.format(name="a", src=secret_path, x=118.4, y=31.3, table=secret_path.stem)
+        + layer.format(name="b", src=f"/vsicurl/http://127.0.0.1:{port}/x.csv", x=118.4, y=31.3, table="x")
+        + "</OGRVRTDataSource>"
+    ).encode()
+
+
+# --- files that point elsewhere ---------------------------------------------------------------
+
+
+def test_the_attack_is_real_outside_the_helper(tmp_path, canary, listener):
+    """In a process with GDAL as it comes, the VRT named .geojson does read the file it names:
+    what the tests below refuse is a real attack, not a file GDAL would reject anyway."""
+    path = tmp_path / "survey.geojson"
+    path.write_bytes(vrt(canary.path, listener.port))
+    frame = pyogrio.read_dataframe(path, layer="a")
+    assert "SECRET-FROM-FILE" in set(frame["ZT"])
+    assert canary.close()
+
+
+@pytest.mark.parametrize(
+    "name", ["survey.geojson", "survey.json", "survey.kml", "survey.gpkg", "上报.zip", "嵌套.zip"]
+)
+def test_a_vrt_under_any_name_is_refused_without_touching_what_it_names(
+    refuse, tmp_path, canary, listener, name
+):
+    payload = vrt(canary.path, listener.port)
+    if name == "上报.zip":
+        payload = zip_of([("数据/survey.geojson", payload)])
+    elif name == "嵌套.zip":
+        payload = zip_of([("内层.zip", zip_of([("survey.kml", payload)]))])
+    body = refuse(payload, name, 415, "content_mismatch")
+    assert "SECRET" not in json.dumps(body, ensure_ascii=False)
+    assert str(tmp_path) not in json.dumps(body, ensure_ascii=False)
+    assert not canary.close()
+    assert listener.close() == []
+
+
+def test_the_command_line_refuses_a_vrt_too(tmp_path, canary, listener):
+    path = tmp_path / "survey.geojson"
+    path.write_bytes(vrt(canary.path, listener.port))
+    run = subprocess.run(
+        [sys.executable, "-m", "geo.cli", "--data", str(tmp_path / "d"), "import", "demolition", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "SECRET" not in run.stdout + run.stderr and "Traceback" not in run.stderr
+    assert not canary.close()
+    assert listener.close() == []
+
+
+def _drivers() -> list[str]:
+    return sorted(pyogrio.list_drivers())
+
+
+def test_only_the_accepted_drivers_are_registered_in_the_helper():
+    assert set(untrusted.run(_drivers)) <= untrusted.ALLOWED_DRIVERS
+    assert "OGR_VRT" in pyogrio.list_drivers()  # this process is untouched
+
+
+def test_the_helper_cannot_open_a_vrt_even_past_the_content_check(tmp_path, canary, listener):
+    path = tmp_path / "survey.geojson"
+    path.write_bytes(vrt(canary.path, listener.port))
+    with pytest.raises(InputError) as err:
+        untrusted.run(pyogrio.read_dataframe, path)
+    assert "SECRET" not in err.value.message
+    assert not canary.close()
+    assert listener.close() == []
+
+
+def crs_link_geojson(port: int, member: str = "crs") -> bytes:
+    return json.dumps(
+        {
+            "type": "FeatureCollection",
+            member: {"type": "link", "properties": {"href": f"http://127.0.0.1:{port}/crs", "type": "proj4"}},
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": {"案件编号": "L1", "当前状态": "已登记"},
+                    "geometry": {"type": "Point", "coordinates": [118.4, 31.3]},
+                }
+            ],
+        }
+    ).encode()
+
+
+def test_a_geojson_crs_link_is_refused_and_not_fetched(refuse, listener):
+    body = refuse(crs_link_geojson(listener.port), "survey.geojson", 400, "crs_link")
+    assert "链接" in body["message_zh"]
+    assert listener.close() == []
+
+
+def _read_geojson(path: Path) -> int:
+    return len(pyogrio.read_dataframe(path))
+
+
+def test_the_helper_sends_no_request_for_a_crs_link_past_the_check(tmp_path, listener):
+    """GDAL does fetch a GeoJSON's crs link (shown in this process); in the helper it cannot."""
+    path = tmp_path / "link.geojson"
+    path.write_bytes(crs_link_geojson(listener.port))
+    assert untrusted.run(_read_geojson, path) == 1
+    time.sleep(0.2)
+    assert listener.hits == []
+    pyogrio.read_dataframe(path)
+    time.sleep(0.2)
+    assert len(listener.close()) == 1
+
+
+def _connect(port: int) -> str:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError as exc:
+        return f"refused: {exc.__class__.__name__}"
+    return "connected"
+
+
+def test_the_helper_has_no_network_where_the_system_allows_it(listener):
+    how = untrusted.network_isolation()
+    assert how in ("namespace", "gdal")
+    if how != "namespace":
+        pytest.skip("this system allows no network namespace: GDAL's and PROJ's requests are refused instead")
+    assert untrusted.run(_connect, listener.port).startswith("refused")
+    assert listener.close() == []
+    assert _connect_here(listener) == "connected"
+
+
+def _connect_here(listener: Listener) -> str:
+    other = Listener()
+    try:
+        return _connect(other.port)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        (
+            "survey.geojson",
+            b'<?xml version="1.0"?><gml:FeatureCollection xmlns:gml="http://www.opengis.net/gml"/>',
+        ),
+        (
+            "survey.kml",
+            b'<?xml version="1.0"?><!DOCTYPE kml [<!ENTITY x SYSTEM "file:///etc/passwd">]><kml>&x;</kml>',
+        ),
+        ("survey.kml", b"<OGRVRTDataSource><!-- <kml> --></OGRVRTDataSource>"),
+        ("survey.gpkg", b"SQLite format 3\x00" + bytes(200)),
+        ("survey.xlsx", b"PK\x05\x06" + bytes(18)),
+        ("survey.json", b"\xef\xbb\xbf  [1, 2, 3]"),
+    ],
+)
+def test_content_of_another_kind_is_refused(refuse, name, payload):
+    refuse(payload, name, 415, "content_mismatch")
+
+
+# --- bombs: refused from what they declare, the server process staying small --------------------
+
+
+def _gpkg_with_view(path: Path, rows: int) -> None:
+    """A GeoPackage whose feature table is a recursive view of ``rows`` rows (a few KB)."""
+    import geopandas as gpd
+    import shapely
+
+    gpd.GeoDataFrame(
+        {"案件编号": ["A"], "当前状态": ["已登记"]}, geometry=[shapely.Point(X0, Y0)], crs=EPSG_GK
+    ).to_file(path, layer="real", engine="pyogrio")
+    con = sqlite3.connect(path)
+    geom = con.execute("SELECT geom FROM real").fetchone()[0]
+    con.execute(
+        f"CREATE VIEW bomb AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) "
+        "SELECT i AS fid, 'B' || i AS 案件编号, '已登记' AS 当前状态, ? AS geom FROM n".replace(
+            "?", "X'" + geom.hex() + "'"
+        )
+    )
+    con.execute(
+        "INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) VALUES ('bomb', 'features', 'bomb', ?)",
+        (EPSG_GK,),
+    )
+    con.execute("INSERT INTO gpkg_geometry_columns VALUES ('bomb', 'geom', 'POINT', ?, 0, 0)", (EPSG_GK,))
+    con.execute("DELETE FROM gpkg_contents WHERE table_name = 'real'")
+    con.commit()
+    con.close()
+
+
+def _xlsx(path: Path, far_cell: str | None = None, dimension: str | None = None) -> None:
+    """A small workbook of sites; ``far_cell`` adds one value at that reference, ``dimension``
+    makes the sheet declare that range."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["经度", "纬度", "案件编号", "当前状态"])
+    ws.append([118.4, 31.3, "X1", "已登记"])
+    if far_cell:
+        ws[far_cell] = "x"
+    wb.save(path)
+    if dimension:
+        with zipfile.ZipFile(path) as zf:
+            members = {n: zf.read(n) for n in zf.namelist()}
+        sheet = "xl/worksheets/sheet1.xml"
+        members[sheet], n = re.subn(
+            rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), members[sheet]
+        )
+        assert n == 1
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for n, b in members.items():
+                zf.writestr(n, b)
+
+
+def _dbf_shapefile(folder: Path, fields: int, rows: int) -> Path:
+    """A point shapefile of ``rows`` sites in the unit grid whose DBF has 案件编号 and 当前状态
+    and ``fields`` more one-byte fields, written straight as bytes (GDAL would take minutes).
+    A random byte per record keeps the zip's compression ratio ordinary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shp = folder / "台账.shp"
+    widths = [10, 6] + [1] * fields
+    names = ["案件编号".encode("gbk"), "当前状态".encode("gbk")] + [f"F{i}".encode() for i in range(fields)]
+    head_len = 32 + 32 * len(widths) + 1
+    rec_len = 1 + sum(widths)
+    header = bytearray(32)
+    header[0] = 3
+    header[1:4] = bytes([126, 1, 1])
+    header[4:8] = rows.to_bytes(4, "little")
+    header[8:10] = head_len.to_bytes(2, "little")
+    header[10:12] = rec_len.to_bytes(2, "little")
+    for name, width in zip(names, widths, strict=True):
+        d = bytearray(32)
+        d[: len(name)] = name
+        d[11] = ord("C")
+        d[16] = width
+        header += d
+    header += b"\r"
+    records = np.full((rows, rec_len), 0x20, dtype=np.uint8)
+    ids = np.array([f"W{i:09d}" for i in range(rows)], dtype="S10").view(np.uint8).reshape(rows, 10)
+    records[:, 1:11] = ids
+    records[:, 11:17] = np.frombuffer("已登记".encode("gbk"), dtype=np.uint8)
+    rng = np.random.default_rng(7)
+    if fields:
+        cols = 17 + rng.integers(0, fields, rows)
+        records[np.arange(rows), cols] = rng.integers(65, 91, rows, dtype=np.uint8)
+    shp.with_suffix(".dbf").write_bytes(bytes(header) + records.tobytes() + b"\x1a")
+    # points on a 3 x 3 grid of cells, 28-byte records
+    xy = np.column_stack([X0 + 5 + (np.arange(rows) % 290), Y0 - 5 - (np.arange(rows) // 290) % 290]).astype(
+        "<f8"
+    )
+    body = np.zeros((rows, 28), dtype=np.uint8)
+    body[:, 0:4] = (np.arange(1, rows + 1, dtype=">i4")).view(np.uint8).reshape(rows, 4)
+    body[:, 4:8] = np.frombuffer((10).to_bytes(4, "big"), dtype=np.uint8)
+    body[:, 8:12] = np.frombuffer((1).to_bytes(4, "little"), dtype=np.uint8)
+    body[:, 12:28] = xy.view(np.uint8).reshape(rows, 16)
+    box = np.array([xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max()], dtype="<f8").tobytes()
+
+    def head(length_words: int) -> bytes:
+        return (
+            (9994).to_bytes(4, "big")
+            + bytes(20)
+            + length_words.to_bytes(4, "big")
+            + (1000).to_bytes(4, "little")
+            + (1).to_bytes(4, "little")
+            + box
+            + bytes(32)
+        )
+
+    shp.write_bytes(head((100 + 28 * rows) // 2) + body.tobytes())
+    offsets = np.empty((rows, 2), dtype=">i4")
+    offsets[:, 0] = (100 + 28 * np.arange(rows)) // 2
+    offsets[:, 1] = 10
+    shp.with_suffix(".shx").write_bytes(head((100 + 8 * rows) // 2) + offsets.tobytes())
+    shp.with_suffix(".prj").write_text(pyproj.CRS.from_epsg(EPSG_GK).to_wkt("WKT1_ESRI"))
+    return shp
+
+
+def _zip_shapefile(shp: Path) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for part in sorted(shp.parent.glob(shp.stem + ".*")):
+            zf.write(part, part.name)
+    return buf.getvalue()
+
+
+def measure(data: Path, tmp_path: Path, payload: bytes, name: str) -> dict:
+    """Upload ``payload`` in a server process of its own; its answer and peak memory."""
+    path = tmp_path / ("payload-" + name)
+    path.write_bytes(payload)
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(data), str(path), name, str(256 * 1024 * 1024)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _bomb(case: str, tmp_path: Path) -> tuple[bytes, str]:
+    kind, _, param = case.partition(":")
+    if kind == "xlsx-far-cell":
+        _xlsx(tmp_path / "b.xlsx", far_cell=param)
+        return (tmp_path / "b.xlsx").read_bytes(), "台账.xlsx"
+    if kind == "xlsx-dimension":
+        _xlsx(tmp_path / "b.xlsx", dimension=param)
+        return (tmp_path / "b.xlsx").read_bytes(), "台账.xlsx"
+    if kind == "gpkg-view":
+        _gpkg_with_view(tmp_path / "b.gpkg", int(param))
+        return (tmp_path / "b.gpkg").read_bytes(), "台账.gpkg"
+    if kind == "dbf-fields":
+        fields, rows = (int(v) for v in param.split("x"))
+        return _zip_shapefile(_dbf_shapefile(tmp_path / "wide", fields, rows)), "台账.zip"
+    if kind == "csv-columns":
+        header = ",".join(["经度", "纬度"] + [f"c{i}" for i in range(int(param))])
+        return (header + "\n118.4,31.3\n").encode(), "台账.csv"
+    if kind == "csv-line":
+        return ("经度,纬度,案件编号\n118.4,31.3," + "x" * int(param) + "\n").encode(), "台账.csv"
+    raise AssertionError(case)
+
+
+BOMBS = {
+    # case: (status, code)
+    "xlsx-far-cell:XFD30000": (413, "too_many_columns"),
+    "xlsx-far-cell:ALN7": (413, "too_many_columns"),  # column 1,002
+    "xlsx-dimension:A1:XFD1048576": (413, "too_many_columns"),
+    "gpkg-view:100000000": (400, "gpkg_view"),
+    "gpkg-view:3000": (400, "gpkg_view"),
+    "dbf-fields:2040x150000": (413, "too_many_fields"),
+    "dbf-fields:1200x20000": (413, "too_many_fields"),
+    "csv-columns:1000000": (413, "line_too_long"),
+    "csv-columns:20000": (413, "too_many_columns"),
+    "csv-line:300000": (413, "line_too_long"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BOMBS))
+def test_bombs_are_refused_while_the_server_stays_small(data, tmp_path, case):
+    payload, name = _bomb(case, tmp_path)
+    out = measure(data, tmp_path, payload, name)
+    assert (out["status"], out["body"]["error"]) == BOMBS[case], out["body"]
+    assert out["rss_peak"] < MAX_RSS_BYTES and out["process_peak"] < MAX_RSS_BYTES
+    print(
+        f"{case}: {len(payload) / 1e6:.2f} MB refused in {out['seconds']:.2f} s; server process peak "
+        f"{out['process_peak'] / 2**20:.0f} MiB ({(out['rss_peak'] - out['rss_before']) / 2**20:.0f} MiB above "
+        "its size before the request)"
+    )
+
+
+def test_a_wide_table_decodes_only_the_columns_the_layer_uses(data, tmp_path):
+    """900 unused one-byte fields × 150,000 rows (135 MB of records): imported, with only the
+    two mapped columns decoded, and the server process stays under 1 GB."""
+    shp = _dbf_shapefile(tmp_path / "wide", 900, 150_000)
+    out = measure(data, tmp_path, _zip_shapefile(shp), "台账.zip")
+    assert out["status"] == 201, out["body"]
+    body = out["body"]
+    assert body["rows_read"] == body["accepted"] == 150_000
+    assert body["field_mapping"] == {"案件编号": "case_id", "当前状态": "status"}
+    assert len(body["unmatched_fields"]) == 100 and body["unmatched_fields"][0] == "F0"
+    assert out["process_peak"] < MAX_RSS_BYTES
+
+
+@pytest.mark.parametrize(("row", "code"), [(",,,", "no_geometry"), ("118.4,31.3,,乱写", "no_valid_rows")])
+def test_a_report_of_many_broken_rows_stays_small(surveyor, row, code):
+    rows = 400_000
+    payload = ("经度,纬度,案件编号,当前状态\n" + (row + "\n") * rows).encode()
+    resp = post(surveyor, payload, "台账.csv")
+    assert resp.status_code == 400
+    assert len(resp.data) < 100_000
+    assert resp.get_json()["error"] == code
+
+
+def test_a_report_lists_the_first_thousand_rejected_rows_and_counts_all(surveyor):
+    long_status = "未知" * 150
+    lines = ["经度,纬度,案件编号,当前状态"] + [f"118.4,31.3,K{i},{long_status}" for i in range(3000)]
+    lines += ["118.4,31.3,OK1,已登记"]
+    resp = post(surveyor, ("\n".join(lines) + "\n").encode(), "台账.csv")
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert body["rejected_count"] == 3000 and body["rejected_listed"] == len(body["rejected"]) == 1000
+    assert body["accepted"] == 1
+    assert all(len(r["value"]) <= 100 and len(r["reason_zh"]) < 100 for r in body["rejected"])
+    assert body["rejected_by_reason"][0]["count"] == 3000
+    assert len(resp.data) < 1_000_000
+
+
+def test_the_command_line_report_is_capped_too(tmp_path):
+    from geo.cli import main
+
+    lines = ["经度,纬度,案件编号,当前状态"] + [f"118.4,31.3,K{i},乱写{i}" for i in range(2500)]
+    lines += ["118.4,31.3,OK1,已登记"]
+    path = tmp_path / "台账.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geo.cli",
+            "--data",
+            str(tmp_path / "d"),
+            "import",
+            "demolition",
+            str(path),
+            "--json",
+            "--dry-run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    body = json.loads(run.stdout)
+    assert body["rejected_count"] == 2500 and len(body["rejected"]) == 1000
+    assert main is not None
+
+
+def test_targets_files_are_read_in_the_helper_with_the_same_caps(tmp_path):
+    _xlsx(tmp_path / "目标.xlsx", far_cell="XFD30000")
+    with open_store(tmp_path / "d") as store, pytest.raises(TooLarge) as err:
+        load_targets(store, tmp_path / "目标.xlsx")
+    assert err.value.code == "too_many_columns"
+    (tmp_path / "目标.csv").write_bytes(("编码,图层,指标,目标" + ",x" * 5000 + "\n").encode())
+    with open_store(tmp_path / "d") as store, pytest.raises(TooLarge):
+        load_targets(store, tmp_path / "目标.csv")
+
+
+def test_the_sheet_scan_counts_cells_references_and_the_declared_range(tmp_path):
+    _xlsx(tmp_path / "a.xlsx", far_cell="AB70")
+    with zipfile.ZipFile(tmp_path / "a.xlsx") as zf:
+        assert _scan_sheet(zf, "xl/worksheets/sheet1.xml") == (28, 70, 9)
+
+
+def test_an_xlsx_reads_as_pandas_would(tmp_path):
+    import pandas as pd
+
+    _xlsx(tmp_path / "a.xlsx")
+    frame, names, _ = read_table_file(tmp_path / "a.xlsx", "xlsx")
+    expected = pd.read_excel(tmp_path / "a.xlsx", dtype=object)
+    assert names == list(expected.columns)
+    assert frame.astype(object).to_dict("list") == expected.to_dict("list")
+
+
+def test_read_me_files_in_a_zip_are_not_unpacked(tmp_path):
+    shp = survey_shp(tmp_path / "s")
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(
+        zip_of(
+            [
+                *((p.name, p.read_bytes()) for p in shp.parent.iterdir()),
+                ("说明.txt", b"x" * 10_000),
+                ("README.md", b"y"),
+            ]
+        )
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    source = open_source(archive, work)
+    assert sorted(source.skipped) == ["README.md", "说明.txt"]
+    assert not [p for p in work.rglob("*") if p.suffix in (".txt", ".md")]
+
+
+# --- the helper's own limits ------------------------------------------------------------------
+
+
+def _allocate(megabytes: int) -> int:
+    block = bytearray(megabytes * 2**20)
+    return len(block)
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def _sleep_and_tell(path: Path, seconds: float) -> None:
+    path.write_text(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_memory_beyond_the_helpers_budget_is_a_clear_refusal():
+    assert untrusted.run(_allocate, 100, limits=untrusted.ReadLimits(memory_bytes=1024**3)) == 100 * 2**20
+    with pytest.raises(TooLarge) as err:
+        untrusted.run(_allocate, 2048, limits=untrusted.ReadLimits(memory_bytes=1024**3))
+    assert err.value.code == "read_limit"
+
+
+def test_cpu_time_beyond_the_helpers_budget_is_a_clear_refusal():
+    started = time.monotonic()
+    with pytest.raises(TooLarge) as err:
+        untrusted.run(_spin, limits=untrusted.ReadLimits(cpu_seconds=1))
+    assert err.value.code == "read_limit" and time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("how", ["wall time", "client gone"])
+def test_a_read_no_one_waits_for_is_stopped(tmp_path, how):
+    pidfile = tmp_path / "pid"
+    gone = threading.Event()
+    if how == "wall time":
+        kwargs = {"limits": untrusted.ReadLimits(wall_seconds=1.5)}
+        expected: type[Exception] = TooLarge
+    else:
+        threading.Timer(1.0, gone.set).start()
+        kwargs = {"cancelled": gone.is_set}
+        expected = untrusted.ReadCancelled
+    started = time.monotonic()
+    with pytest.raises(expected):
+        untrusted.run(_sleep_and_tell, pidfile, 60, **kwargs)
+    assert time.monotonic() - started < 10
+    assert not _alive(int(pidfile.read_text()))
+
+
+def test_a_closed_connection_counts_as_a_client_gone():
+    from web.clients import client_gone
+
+    server, client = socket.socketpair()
+    gone = client_gone({"gunicorn.socket": server})
+    assert not gone()
+    client.sendall(b"GET / HTTP/1.1\r\n")  # a pipelined request is not a goodbye
+    assert not gone()
+    server.recv(100)
+    client.close()
+    assert gone()
+    server.close()
+    assert client_gone({})() is False
+
+
+def test_user_errors_raised_in_the_helper_arrive_as_themselves(tmp_path):
+    path = tmp_path / "a.geojson"
+    path.write_bytes(b"<gml/>")
+    with pytest.raises(UnsupportedFile) as err:
+        untrusted.run(
+            importer.read_upload,
+            [Dataset("a.geojson", path, "geojson")],
+            "demolition",
+            None,
+            None,
+            None,
+            None,
+            10,
+        )
+    assert err.value.code == "content_mismatch" and err.value.status == 415
