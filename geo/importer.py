@@ -327,6 +327,7 @@ def prepare_import(
         report.dataset = picked.dataset.name
         raw = picked.table
         raw.geometry = np.asarray(shapely.from_wkb(raw.geometry), dtype=object)
+        raw.attrs = unpack_frame(picked.attrs)
         report.encoding, report.encoding_source = raw.encoding, raw.encoding_source
         report.crs, report.crs_source = raw.crs_label, raw.crs_source
         report.warnings.extend(raw.warnings)
@@ -359,11 +360,51 @@ def _check_file_vertices(total: int, limit: int) -> None:
 @dataclass
 class Picked:
     """What the reading helper hands back: the datasets found, the one read, and its table
-    (geometry as WKB, which crosses processes far faster than shapely objects)."""
+    (geometry as WKB and text columns as codes into their distinct values, which cross
+    processes many times faster than shapely and string objects: see :func:`pack_frame`)."""
 
     datasets: list[str]
     dataset: Dataset
-    table: RawTable
+    table: RawTable  # its attrs are in ``attrs``
+    attrs: dict[str, Any]
+
+
+def pack_frame(frame: pd.DataFrame) -> dict[str, Any]:
+    """``frame`` in a form that pickles fast: each text column as integer codes into its
+    distinct values (survey columns repeat a lot), None and NaN told apart; other columns
+    as they are.  :func:`unpack_frame` restores it."""
+    packed: dict[str, Any] = {"index": len(frame), "columns": []}
+    for name in frame.columns:
+        col = frame[name]
+        values = col.to_numpy()
+        if col.dtype != object or pd.api.types.infer_dtype(values, skipna=True) != "string":
+            # factorising mixed values would merge True, 1 and 1.0
+            packed["columns"].append((name, "plain", values))
+            continue
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        missing = np.flatnonzero(codes < 0)
+        gaps = np.asarray(values[missing], dtype=object)
+        nones = missing[gaps == np.array(None, dtype=object)]
+        packed["columns"].append((name, "codes", (codes.astype(np.int32), list(uniques), nones)))
+    return packed
+
+
+def unpack_frame(packed: dict[str, Any]) -> pd.DataFrame:
+    """The frame :func:`pack_frame` packed."""
+    data: dict[str, Any] = {}
+    n = packed["index"]
+    for name, kind, payload in packed["columns"]:
+        if kind == "plain":
+            data[name] = payload
+            continue
+        codes, uniques, nones = payload
+        table = np.empty(len(uniques) + 1, dtype=object)
+        table[: len(uniques)] = uniques
+        table[-1] = np.nan
+        out = table[codes]  # code -1 takes the last entry: NaN
+        out[nones] = None
+        data[name] = pd.Series(out, dtype=object, index=pd.RangeIndex(n))
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
 def read_upload(
@@ -394,7 +435,9 @@ def read_upload(
         dataset, encoding=encoding, crs=crs, hint_lon=hint_lon, select=functools.partial(_mapped, spec)
     )
     table.geometry = np.asarray(shapely.to_wkb(table.geometry), dtype=object)
-    return Picked([d.name for d in found], dataset, table)
+    attrs = pack_frame(table.attrs)
+    table.attrs = table.attrs.iloc[:0]
+    return Picked([d.name for d in found], dataset, table, attrs)
 
 
 def _mapped(spec: LayerSpec, columns: list[str]) -> list[str]:
@@ -913,6 +956,12 @@ def commit_import(
     report = prepared.report
     report.status, report.duplicate_of = "preview", None  # decided below, inside the transaction
     try:
+        # a duplicate is told at once, without waiting for the write lock; a file that is not one
+        # is looked for again inside the transaction, where no other write can come in between
+        if report.checksum:
+            dup = store.find_checksum(prepared.spec.name, report.checksum, prepared.rows.keys)
+            if dup is not None:
+                raise Duplicate(dup.id)
         with store.transaction():
             _commit(store, prepared, user or prepared.user, admin)
     except Duplicate as dup:

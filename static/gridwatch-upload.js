@@ -72,15 +72,25 @@
     return source ? value + " (" + (cfg.sources[source] || source) + ")" : String(value);
   }
 
-  function showRejected(rows) {
+  function showRejected(rows, total) {
     rejected.replaceChildren();
-    rows.slice(0, 500).forEach((r) => {
+    const shown = rows.slice(0, 500);
+    shown.forEach((r) => {
       const tr = document.createElement("tr");
       [r.row, english ? r.reason_en : r.reason_zh].forEach((v) => {
         const td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td);
       });
       rejected.appendChild(tr);
     });
+    const more = (total || rows.length) - shown.length;
+    if (more > 0) {  // the report lists the first rows only; the count is of all
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 2;
+      td.textContent = english ? "… " + more + " more rejected rows" : "… 另有 " + more + " 行被拒绝";
+      tr.appendChild(td);
+      rejected.appendChild(tr);
+    }
   }
 
   function show(status, body) {
@@ -108,7 +118,7 @@
     (body.warnings || []).forEach((w) => {
       const li = document.createElement("li"); li.textContent = english ? w.en : w.zh; warnings.appendChild(li);
     });
-    showRejected(body.rejected || []);
+    showRejected(body.rejected || [], body.rejected_count);
     preview.load();
   }
 

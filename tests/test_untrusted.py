@@ -23,6 +23,8 @@ import numpy as np
 import pyogrio
 import pyproj
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geo import importer, untrusted
 from geo.batches import load_targets
@@ -681,3 +683,67 @@ def test_user_errors_raised_in_the_helper_arrive_as_themselves(tmp_path):
             10,
         )
     assert err.value.code == "content_mismatch" and err.value.status == 415
+
+
+_CELL_VALUES = st.one_of(
+    st.none(),
+    st.just(float("nan")),
+    st.text(max_size=8),
+    st.sampled_from(["已拆除", "已登记", ""]),
+    st.floats(allow_nan=False),
+    st.dates(),
+    st.booleans(),
+    st.sampled_from([1, 1.0, 0, True, False, "1"]),
+)
+
+
+@settings(max_examples=300)
+@given(
+    cells=st.lists(_CELL_VALUES, max_size=40),
+    numbers=st.lists(st.floats(allow_nan=True), max_size=40),
+)
+def test_a_table_crosses_from_the_helper_unchanged(cells, numbers):
+    """What the helper sends back (text as codes into distinct values) is the table it read:
+    every value, None and NaN told apart, in order."""
+    import pickle
+
+    import pandas as pd
+
+    n = min(len(cells), len(numbers))
+    frame = pd.DataFrame(
+        {"文本": pd.Series(cells[:n], dtype=object), "数值": pd.Series(numbers[:n], dtype=float)}
+    )
+    back = importer.unpack_frame(pickle.loads(pickle.dumps(importer.pack_frame(frame))))
+    assert list(back.columns) == ["文本", "数值"] and len(back) == n
+    for a, b in zip(frame["文本"], back["文本"], strict=True):
+        assert (
+            (a is None and b is None)
+            or (a != a and b != b and b is not None)
+            or (type(a) is type(b) and a == b)
+        )
+    np.testing.assert_array_equal(frame["数值"].to_numpy(), back["数值"].to_numpy())
+
+
+def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
+    """Set through the environment, as in production: a helper given less memory than reading
+    needs refuses every upload with a clear 413; the other limits reach the helper too."""
+    from server import create_app
+    from tests.test_auth import Session
+    from web.clients import read_limits
+
+    monkeypatch.setenv("GRIDWATCH_DATA", str(data))
+    monkeypatch.setenv("GRIDWATCH_READ_MEMORY", "200M")
+    monkeypatch.setenv("GRIDWATCH_READ_CPU_SECONDS", "7")
+    monkeypatch.setenv("GRIDWATCH_READ_SECONDS", "9")
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        assert read_limits() == untrusted.ReadLimits(memory_bytes=200 * 2**20, cpu_seconds=7, wall_seconds=9)
+    resp = post(Session(app, "surveyor"), "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(), "台账.csv")
+    assert resp.status_code == 413 and resp.get_json()["error"] == "read_limit", resp.get_json()
+    monkeypatch.delenv("GRIDWATCH_READ_MEMORY")
+    resp = post(
+        Session(create_app({"TESTING": True}), "surveyor"),
+        "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(),
+        "台账.csv",
+    )
+    assert resp.status_code == 201, resp.get_json()
