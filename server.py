@@ -1,12 +1,16 @@
 """gridwatch web service: application factory.
 
 Development: ``gridwatch serve``.  Production: ``gunicorn 'server:create_app()'``.
-Settings come from defaults, then ``instance/gridwatch.cfg`` (if present), then
-``GRIDWATCH_*`` environment variables, then the ``config`` mapping given here.
+Settings (declared in :mod:`web.settings`) come from defaults, then ``instance/gridwatch.cfg``
+(if present), then ``GRIDWATCH_*`` environment variables, then the ``config`` mapping given here.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,8 @@ from flask_babel import Babel
 from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
-from geo.store import data_dir, open_store
+from geo.store import open_store
+from web import settings
 
 
 def markup_free_json(text: str) -> str:
@@ -39,21 +44,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json = SafeJSONProvider(app)
     app.config["BABEL_DEFAULT_LOCALE"] = "zh"
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).resolve().parent / "translations")
-    app.config.from_mapping(
-        GRIDWATCH_DATA=str(data_dir()),
-        GRIDWATCH_TILES="osm",
-        MAX_CONTENT_LENGTH=200 * 1024 * 1024,
-        JSON_AS_ASCII=False,
-    )
+    app.config["JSON_AS_ASCII"] = False
+    # settings (web.settings): defaults, instance/gridwatch.cfg, GRIDWATCH_* variables, ``config``
+    app.config.from_mapping(settings.defaults())
     app.config.from_pyfile("gridwatch.cfg", silent=True)
-    app.config.from_prefixed_env("GRIDWATCH", loads=str)
-    for key in ("DATA", "TILES"):
-        if key in app.config:
-            app.config[f"GRIDWATCH_{key}"] = app.config.pop(key)
+    app.config.from_mapping(settings.from_environ())
     if config:
         app.config.update(config)
-    for key in ("GRIDWATCH_PUBLIC_MAP", "GRIDWATCH_SECURE_COOKIES", "GRIDWATCH_PROXY_FIX"):
-        app.config[key] = str(app.config.get(key, "")).lower() in ("1", "true", "yes", "on")
+    settings.check(app.config)
     if not app.config.get("SECRET_KEY"):
         from web.auth import secret_key
 
@@ -97,6 +95,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(api_bp)
+    # the health check is answered here, saying nothing of where the store is kept
+    app.view_functions["main.healthz"] = auth.requires(auth.PUBLIC)(healthz)
+    app.extensions["gridwatch_private_dirs"] = private_dirs(app.config["GRIDWATCH_DATA"], app.root_path)
 
     @app.teardown_appcontext
     def _close_store(_exc: BaseException | None) -> None:
@@ -114,8 +115,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(413)
     def _too_large(_exc: Exception) -> Any:
-        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-        return _error(413, "too_large", f"上传文件超过 {limit} MB", f"the upload exceeds {limit} MB")
+        limit = _size_text(app.config["MAX_CONTENT_LENGTH"])
+        return _error(413, "too_large", f"上传文件超过 {limit}", f"the upload exceeds {limit}")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
@@ -170,14 +171,58 @@ def error_body(code: str, zh: str, en: str) -> dict[str, Any]:
 
 
 def _error(status: int, code: str, zh: str, en: str) -> Any:
-    return jsonify(error_body(code, zh, en)), status
+    return jsonify(path_free(error_body(code, zh, en))), status
 
 
 def _error_response(body: dict[str, Any], status: int) -> Any:
     """A JSON error with ``message`` in the request's language; ``message_zh`` and
     ``message_en`` are always there too."""
     body = {**body, "message": body["message_en"] if select_locale() == "en" else body["message_zh"]}
-    return jsonify(body), status
+    return jsonify(path_free(body)), status
+
+
+def _size_text(size: int) -> str:
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} B"
+
+
+def private_dirs(data: str, root: str) -> list[tuple[re.Pattern[str], str]]:
+    """The server's own directories -- the data directory (as configured and resolved),
+    temporary files, the application, the home directory -- each with what an answer shows
+    instead, most specific first (for :func:`path_free`)."""
+    named = [(data, "$GRIDWATCH_DATA")]
+    if data.lower().endswith(".gpkg"):  # the store file given: its folder holds the rest
+        named.append((str(Path(data).parent), "$GRIDWATCH_DATA"))
+    named += [(folder, "…") for folder in (tempfile.gettempdir(), root, str(Path.home()))]
+    shown: dict[str, str] = {}
+    for folder, placeholder in named:
+        for form in (os.path.abspath(folder), str(Path(folder).resolve())):
+            if len(form) > 1:
+                shown.setdefault(form, placeholder)
+    return [
+        (re.compile(re.escape(folder) + r"(?![\w.-])"), placeholder)
+        for folder, placeholder in sorted(shown.items(), key=lambda kv: -len(kv[0]))
+    ]
+
+
+def path_free(value: Any) -> Any:
+    """``value`` (an error body: text, lists and mappings of it) with the server's directories
+    written as ``$GRIDWATCH_DATA`` or ``…``: an answer says what went wrong, never where the
+    service keeps its files."""
+    from flask import current_app
+
+    dirs = current_app.extensions.get("gridwatch_private_dirs", [])
+    if isinstance(value, str):
+        for pattern, placeholder in dirs:
+            value = pattern.sub(placeholder, value)
+        return value
+    if isinstance(value, dict):
+        return {k: path_free(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [path_free(v) for v in value]
+    return value
 
 
 def select_locale() -> str:
@@ -200,6 +245,17 @@ def label(obj: Any, field: str = "label") -> str:
     if isinstance(obj, tuple):
         return str(obj[1] if english else obj[0])
     return str(getattr(obj, f"{field}_en" if english else f"{field}_zh"))
+
+
+def healthz() -> Any:
+    """``/healthz``, for load balancers: ``ok`` (200) when the store can be read, else
+    ``unavailable`` (503).  It names no file or directory."""
+    try:
+        get_store().revision()
+    except Exception:  # whatever keeps the store from being read, the answer is the same
+        logging.getLogger("gridwatch").exception("health check: the store cannot be read")
+        return jsonify({"status": "unavailable"}), 503
+    return jsonify({"status": "ok"})
 
 
 def get_store() -> Any:

@@ -10,6 +10,14 @@ Passwords are kept as salted scrypt hashes (:mod:`werkzeug.security`, the hashin
 applications use); API tokens as the SHA-256 digest of a random secret shown once.
 Every change to an account is written to the audit trail with the store's actor.
 Nothing here logs or returns a password.
+
+Failed logins are counted per name -- whether or not an account has it, so that an unknown
+name and a known one answer alike -- and per client address.  After :data:`MAX_FAILURES`
+failures in a row a name is locked for :data:`LOCK_MINUTES`, doubling with each further
+failure up to :data:`MAX_LOCK_MINUTES`; while it is locked, only a client with no failed
+login in the last :data:`CLIENT_WINDOW` may try it, so someone guessing cannot keep the
+account's owner out by failing on purpose from elsewhere.  A client's own failures never
+turn away a right password for a name that is not locked.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -35,8 +44,14 @@ MIN_PASSWORD = 8
 MAX_FAILURES = 5
 LOCK_MINUTES = 1
 MAX_LOCK_MINUTES = 60
+#: How long a client's failed login keeps it from trying a locked name.
+CLIENT_WINDOW = timedelta(minutes=10)
 TOKEN_PREFIX = "gw_"
-_NAME = re.compile(r"^[\w.@-]{1,64}$")
+MAX_LABEL = 100
+_NAME = re.compile(r"[\w.@-]{1,64}")
+#: Characters that change the direction text is shown in: a name or label holding one can be
+#: made to look like another (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C).
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 # checked against when the name is unknown, so an unknown name costs the same time as a wrong password
 _DUMMY_HASH = generate_password_hash("gridwatch-no-such-user")
 
@@ -76,6 +91,57 @@ def check_password(password: str) -> str:
     return password
 
 
+def _refuse_hidden(text: str, what: tuple[str, str], code: str) -> None:
+    """Refuse (never strip) what would make two values look alike: white space at either end,
+    control characters (NUL and line breaks among them), direction controls."""
+    zh, en = what
+    if text != text.strip():
+        raise InputError(
+            f"{zh}不能以空白开头或结尾", f"a {en} cannot start or end with white space", code=code
+        )
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise InputError(f"{zh}不能含控制字符（如换行）", f"a {en} cannot hold control characters", code=code)
+    if any(c in BIDI_CONTROLS for c in text):
+        raise InputError(
+            f"{zh}不能含文字方向控制字符", f"a {en} cannot hold text-direction controls", code=code
+        )
+
+
+def normal_name(name: str) -> str:
+    """A user name as it is kept and looked up: Unicode NFC (a name typed with combining
+    accents finds the account made with precomposed ones)."""
+    return unicodedata.normalize("NFC", name or "")
+
+
+def check_name(name: str) -> str:
+    """A new user name, in NFC: 1–64 letters, digits, CJK characters or ``. @ - _``;
+    :class:`InputError` (code ``bad_user_name``) for anything else, nothing stripped."""
+    _refuse_hidden(name or "", ("用户名", "user name"), "bad_user_name")
+    name = normal_name(name)
+    if not _NAME.fullmatch(name):
+        raise InputError(
+            "用户名须为 1–64 个字母、数字、汉字或 . @ - _",
+            "a user name is 1-64 letters, digits, . @ - or _",
+            code="bad_user_name",
+        )
+    return name
+
+
+def check_label(label: str) -> str:
+    """A token's label, in NFC: up to :data:`MAX_LABEL` characters, no control or direction
+    characters, no white space at the ends (:class:`InputError`, code ``bad_token_label``)."""
+    label = label or ""
+    _refuse_hidden(label, ("令牌用途", "token label"), "bad_token_label")
+    label = unicodedata.normalize("NFC", label)
+    if len(label) > MAX_LABEL:
+        raise InputError(
+            f"令牌用途最多 {MAX_LABEL} 个字符",
+            f"a token label has at most {MAX_LABEL} characters",
+            code="bad_token_label",
+        )
+    return label
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -85,20 +151,16 @@ def _iso(t: datetime) -> str:
 
 
 def get_user(store: Store, name: str) -> User:
-    user = store.get_user(name)
+    user = store.get_user(normal_name(name))
     if user is None:
         raise NotFound(f"用户不存在: {name}", f"no such user: {name}", code="user_not_found")
     return user
 
 
 def add_user(store: Store, name: str, role: str, password: str) -> User:
-    """Create an account; :class:`Conflict` when the name is taken."""
-    if not _NAME.match(name or ""):
-        raise InputError(
-            "用户名须为 1–64 个字母、数字、汉字或 . @ - _",
-            "a user name is 1-64 letters, digits, . @ - or _",
-            code="bad_user_name",
-        )
+    """Create an account; :class:`Conflict` when the name is taken, :class:`InputError` for
+    a name :func:`check_name` refuses."""
+    name = check_name(name)
     check_role(role)
     check_password(password)
     with store.admin_transaction():
@@ -116,11 +178,10 @@ def set_password(store: Store, name: str, password: str) -> User:
     with store.admin_transaction():
         user = get_user(store, name)
         user.password = generate_password_hash(password)
-        user.failed_logins = 0
-        user.locked_until = None
         user.session_version += 1
         store.save_user(user)
-        store.record_audit("user_password", detail=name)
+        store.clear_login_failures("user", user.name)
+        store.record_audit("user_password", detail=user.name)
     return user
 
 
@@ -130,11 +191,10 @@ def set_active(store: Store, name: str, active: bool) -> User:
         user = get_user(store, name)
         user.active = active
         user.session_version += 1
-        if active:
-            user.failed_logins = 0
-            user.locked_until = None
         store.save_user(user)
-        store.record_audit("user_enable" if active else "user_disable", detail=name)
+        if active:
+            store.clear_login_failures("user", user.name)
+        store.record_audit("user_enable" if active else "user_disable", detail=user.name)
     return user
 
 
@@ -145,45 +205,83 @@ def set_role(store: Store, name: str, role: str) -> User:
         user.role = role
         user.session_version += 1
         store.save_user(user)
-        store.record_audit("user_role", detail=f"{name} ({role})")
+        store.record_audit("user_role", detail=f"{user.name} ({role})")
     return user
 
 
-def authenticate(store: Store, name: str, password: str) -> User:
+def end_sessions(store: Store, name: str) -> None:
+    """End every session of ``name`` (signing out): its session version moves on, so session
+    cookies made before, copies included, are refused."""
+    with store.admin_transaction():
+        user = store.get_user(normal_name(name))
+        if user is not None:
+            user.session_version += 1
+            store.save_user(user)
+
+
+def authenticate(store: Store, name: str, password: str, client: str | None = None) -> User:
     """The active account ``name`` if ``password`` is its password.
 
-    Raises :class:`LoginFailed` (one message whether the name or the password is wrong)
-    or :class:`AccountLocked` after :data:`MAX_FAILURES` failures in a row: locked for
-    :data:`LOCK_MINUTES`, doubling with each further failure up to :data:`MAX_LOCK_MINUTES`.
+    Raises :class:`LoginFailed` (one message whether the name or the password is wrong) or
+    :class:`AccountLocked` when ``name`` is locked (see the module's description) and
+    ``client`` -- the address asking, None when unknown -- may not try it now.  Known and
+    unknown names go the same way: the same checks, one password hash each, the same
+    records and the same answers.
     """
-    user = store.get_user(name or "")
+    name = normal_name(name)
     now = _now()
-    if user is not None and user.locked_until and datetime.fromisoformat(user.locked_until) > now:
-        check_password_hash(_DUMMY_HASH, password or "")  # same cost as a real check
-        wait = max(1, int((datetime.fromisoformat(user.locked_until) - now).total_seconds()))
-        raise AccountLocked(
-            f"登录失败次数过多，请 {wait} 秒后再试",
-            f"too many failed logins: try again in {wait} s",
-            details={"retry_after": wait},
-        )
+    record = store.login_failures("user", name)
+    locked = _until(record.locked_until) > now
+    if locked and not _client_may_try(store, client, now):
+        check_password_hash(_DUMMY_HASH, password or "")  # the same cost as a real check
+        raise _locked(_until(record.locked_until) - now)
+    user = store.get_user(name)
     ok = check_password_hash(user.password if user is not None else _DUMMY_HASH, password or "")
     if user is not None and ok and user.active:
-        if user.failed_logins or user.locked_until:
-            user.failed_logins = 0
-            user.locked_until = None
-            store.save_user(user)
+        if record.failures:
+            store.clear_login_failures("user", name)
         return user
-    if user is not None:
-        user.failed_logins += 1
-        extra = user.failed_logins - MAX_FAILURES
+    with store.admin_transaction():
+        record = store.login_failures("user", name)  # again: another worker may have counted one
+        record.failures += 1
+        record.last_failure = _iso(now)
+        extra = record.failures - MAX_FAILURES
         if extra >= 0:
-            minutes = min(MAX_LOCK_MINUTES, LOCK_MINUTES * 2**extra)
-            user.locked_until = _iso(now + timedelta(minutes=minutes))
-        with store.admin_transaction():
-            store.save_user(user)
-            if extra == 0:
-                store.record_audit("user_locked", detail=user.name)
+            minutes = min(MAX_LOCK_MINUTES, LOCK_MINUTES * 2 ** min(extra, 16))
+            record.locked_until = _iso(now + timedelta(minutes=minutes))
+        store.save_login_failures(record)
+        if client is not None:
+            seen = store.login_failures("client", client)
+            if _until(seen.last_failure) <= now - CLIENT_WINDOW:
+                seen.failures = 0
+            seen.failures += 1
+            seen.last_failure = _iso(now)
+            store.save_login_failures(seen)
+        if extra == 0 and user is not None:
+            store.record_audit("user_locked", detail=user.name)
+    if locked:
+        raise _locked(_until(record.locked_until) - now)
     raise LoginFailed("用户名或密码错误", "wrong user name or password")
+
+
+def _until(stamp: str | None) -> datetime:
+    return datetime.fromisoformat(stamp) if stamp else datetime.min.replace(tzinfo=UTC)
+
+
+def _client_may_try(store: Store, client: str | None, now: datetime) -> bool:
+    """Whether ``client`` may try a locked name: known, with no failed login for a while."""
+    if client is None:
+        return False
+    return _until(store.login_failures("client", client).last_failure) <= now - CLIENT_WINDOW
+
+
+def _locked(wait: timedelta) -> AccountLocked:
+    minutes = max(1, -(-int(wait.total_seconds()) // 60))
+    return AccountLocked(
+        f"登录失败次数过多，请 {minutes} 分钟后再试",
+        f"too many failed logins: try again in {minutes} min",
+        details={"retry_after": minutes * 60},
+    )
 
 
 # --- API tokens -------------------------------------------------------------------------------
@@ -195,9 +293,9 @@ def _digest(secret: str) -> str:
 
 def create_token(store: Store, user: str, label: str = "") -> tuple[ApiToken, str]:
     """A new token for ``user``: the record and the secret (shown once, never stored)."""
-    get_user(store, user)
+    user = get_user(store, user).name
+    label = check_label(label)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    label = (label or "").strip()[:100]
     with store.admin_transaction():
         token_id = store.add_token(user, label, _digest(secret))
         store.record_audit("token_add", detail=f"{user} #{token_id} {label}".strip())

@@ -59,7 +59,7 @@ import shapely
 
 from geo.cache import filling
 from geo.errors import Conflict, NotFound, StoreError, disk_full, read_only, write_error
-from geo.store import Actor, ApiToken, AuditEntry, Batch, FeatureRows, User, WriteResult
+from geo.store import Actor, ApiToken, AuditEntry, Batch, FeatureRows, LoginFailures, User, WriteResult
 from layers import LayerSpec
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -908,20 +908,34 @@ class GpkgStore:
             self._depth = 0
 
     _USER_COLS = "name, role, password, active, created_at, failed_logins, locked_until, session_version"
+    # failed logins and locks come from gw_logins (a store of schema 2 kept them in gw_users)
+    _USER_SELECT = (
+        "SELECT u.name, u.role, u.password, u.active, u.created_at, coalesce(l.failures, 0),"
+        " l.locked_until, u.session_version FROM gw_users u"
+        " LEFT JOIN gw_logins l ON l.kind = 'user' AND l.key = u.name"
+    )
 
     def _has_accounts(self) -> bool:
         return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_users'").fetchone())
 
+    def _has_logins(self) -> bool:
+        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_logins'").fetchone())
+
+    def _user_select(self) -> str:
+        if self._has_logins():
+            return self._USER_SELECT
+        return f"SELECT {self._USER_COLS} FROM gw_users u"  # a read-only store of schema 2
+
     def get_user(self, name: str) -> User | None:
         if not self._has_accounts():
             return None
-        row = self.conn.execute(f"SELECT {self._USER_COLS} FROM gw_users WHERE name=?", (name,)).fetchone()
+        row = self.conn.execute(self._user_select() + " WHERE u.name=?", (name,)).fetchone()
         return None if row is None else _user(row)
 
     def list_users(self) -> list[User]:
         if not self._has_accounts():
             return []
-        return [_user(r) for r in self.conn.execute(f"SELECT {self._USER_COLS} FROM gw_users ORDER BY name")]
+        return [_user(r) for r in self.conn.execute(self._user_select() + " ORDER BY u.name")]
 
     def save_user(self, user: User) -> None:
         with self.admin_transaction():
@@ -933,11 +947,55 @@ class GpkgStore:
                     user.password,
                     int(user.active),
                     user.created_at or now_iso(),
-                    user.failed_logins,
-                    user.locked_until,
+                    0,
+                    None,
                     user.session_version,
                 ),
             )
+
+    def login_failures(self, kind: str, key: str) -> LoginFailures:
+        row = None
+        if self._has_logins():
+            row = self.conn.execute(
+                "SELECT failures, last_failure, locked_until FROM gw_logins WHERE kind=? AND key=?",
+                (kind, key),
+            ).fetchone()
+        if row is None:
+            return LoginFailures(kind, key)
+        return LoginFailures(kind, key, int(row[0]), row[1], row[2])
+
+    def save_login_failures(self, record: LoginFailures) -> None:
+        with self.admin_transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO gw_logins (kind, key, failures, last_failure, locked_until)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    record.kind,
+                    record.key,
+                    record.failures,
+                    record.last_failure or now_iso(),
+                    record.locked_until,
+                ),
+            )
+            forget = datetime.fromtimestamp(datetime.now(UTC).timestamp() - _LOGINS_FORGOTTEN_S, UTC)
+            forget_iso = forget.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            self.conn.execute(
+                "DELETE FROM gw_logins WHERE last_failure < ? AND coalesce(locked_until, '') < ?",
+                (forget_iso, now_iso()),
+            )
+            excess = _scalar(self.conn, "SELECT count(*) FROM gw_logins") - _LOGINS_KEPT
+            if excess > 0:  # the oldest go first, locks last
+                self.conn.execute(
+                    "DELETE FROM gw_logins WHERE rowid IN (SELECT rowid FROM gw_logins"
+                    " ORDER BY coalesce(locked_until, '') > ?, last_failure, rowid LIMIT ?)",
+                    (now_iso(), excess),
+                )
+
+    def clear_login_failures(self, kind: str, key: str) -> None:
+        if not self._has_logins():
+            return
+        with self.admin_transaction():
+            self.conn.execute("DELETE FROM gw_logins WHERE kind=? AND key=?", (kind, key))
 
     _TOKEN_COLS = "id, user, label, digest, created_at, last_used, revoked_at"
 
@@ -1224,8 +1282,12 @@ _SYSTEM_SQL = (
 )
 
 
-#: Version 2 added accounts, API tokens and the audit trail.
-SCHEMA_VERSION = 2
+#: Version 2 added accounts, API tokens and the audit trail; version 3 failed logins by name
+#: (known or not) and by client address (gw_logins).
+SCHEMA_VERSION = 3
+#: Failed-login records untouched this long (and not locking) are forgotten; at most this many are kept.
+_LOGINS_FORGOTTEN_S = 86_400
+_LOGINS_KEPT = 100_000
 
 _ACCOUNT_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_users (name TEXT PRIMARY KEY, role TEXT NOT NULL, password TEXT NOT NULL,
@@ -1235,6 +1297,10 @@ _ACCOUNT_SQL = (
     label TEXT, digest TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, last_used TEXT, revoked_at TEXT)""",
     """CREATE TABLE IF NOT EXISTS gw_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, user TEXT,
     client TEXT, action TEXT NOT NULL, layer TEXT, batch_id INTEGER, counts TEXT, detail TEXT)""",
+    """CREATE TABLE IF NOT EXISTS gw_logins (kind TEXT NOT NULL, key TEXT NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0, last_failure TEXT NOT NULL, locked_until TEXT,
+    PRIMARY KEY (kind, key))""",
+    """CREATE INDEX IF NOT EXISTS gw_logins_last_failure ON gw_logins (last_failure)""",
 )
 
 

@@ -107,7 +107,9 @@ class Actor:
 
 @dataclass
 class User:
-    """A local account.  ``password`` is a salted hash, never the password itself."""
+    """A local account.  ``password`` is a salted hash, never the password itself.
+    ``failed_logins`` and ``locked_until`` are read from the name's :class:`LoginFailures`
+    (saving a user does not change them)."""
 
     name: str
     role: str
@@ -116,8 +118,21 @@ class User:
     created_at: str = ""
     failed_logins: int = 0
     locked_until: str | None = None
-    #: Changes with every password change, disabling or role change: sessions made before are void.
+    #: Changes with every sign-out, password change, disabling or role change: sessions made
+    #: before are void.
     session_version: int = 0
+
+
+@dataclass
+class LoginFailures:
+    """Failed logins in a row under one key: ``kind`` ``"user"`` with a user name (whether an
+    account has it or not) or ``"client"`` with a client address.  Times are ISO 8601 UTC."""
+
+    kind: str
+    key: str
+    failures: int = 0
+    last_failure: str | None = None
+    locked_until: str | None = None
 
 
 @dataclass
@@ -259,6 +274,17 @@ class Store(Protocol):
     def touch_token(self, token_id: int) -> None:
         """Note that a token was used now (outside any audit: reading is not a write)."""
         ...
+
+    def login_failures(self, kind: str, key: str) -> LoginFailures:
+        """The failed logins recorded under ``kind``/``key`` (none recorded: zero)."""
+        ...
+
+    def save_login_failures(self, record: LoginFailures) -> None:
+        """Keep ``record``; records untouched for a day are forgotten and the oldest beyond a
+        bound dropped, so names and addresses tried at random cannot fill the store."""
+        ...
+
+    def clear_login_failures(self, kind: str, key: str) -> None: ...
 
     def record_audit(
         self,

@@ -37,6 +37,18 @@ def test_passwords_are_hashed_and_checked(store):
     [
         ("a b", "viewer", "longenough", "bad_user_name"),
         ("", "viewer", "longenough", "bad_user_name"),
+        ("bob\n", "viewer", "longenough", "bad_user_name"),
+        ("bob\r", "viewer", "longenough", "bad_user_name"),
+        (" bob", "viewer", "longenough", "bad_user_name"),
+        ("bob\u3000", "viewer", "longenough", "bad_user_name"),
+        ("b\x00ob", "viewer", "longenough", "bad_user_name"),
+        ("b\tob", "viewer", "longenough", "bad_user_name"),
+        ("b\x85ob", "viewer", "longenough", "bad_user_name"),
+        *[
+            (f"bo{c}b", "viewer", "longenough", "bad_user_name")
+            for c in [*sorted(accounts.BIDI_CONTROLS), "\u200b", "\ufeff"]
+        ],
+        ("x" * 65, "viewer", "longenough", "bad_user_name"),
         ("ok", "boss", "longenough", "bad_role"),
         ("ok", "viewer", "short", "weak_password"),
     ],
@@ -53,6 +65,40 @@ def test_a_name_is_taken_once(store):
     with pytest.raises(Conflict):
         accounts.add_user(store, "li", "admin", "password2")
     assert store.get_user("li").role == "viewer"
+    # a name is kept in NFC: the same name typed with a combining accent is the same name
+    accounts.add_user(store, "jos\u00e9", "viewer", "password1")
+    with pytest.raises(Conflict):
+        accounts.add_user(store, "jose\u0301", "admin", "password2")
+    assert [u.name for u in store.list_users()] == ["jos\u00e9", "li"]
+    assert accounts.authenticate(store, "jose\u0301", "password1").name == "jos\u00e9"
+
+
+def test_the_command_line_refuses_a_name_with_a_line_break(tmp_path, monkeypatch, capsys):
+    """``gridwatch user add $'bob\\n'`` once made a second "bob"."""
+    data = str(tmp_path / "d")
+    monkeypatch.setattr("sys.stdin", io.StringIO("bob-password\n"))
+    assert main(["--data", data, "user", "add", "bob", "--password-stdin"]) == 0
+    for name in ("bob\n", "bob ", "\u202ebob", "bob\u200f"):
+        monkeypatch.setattr("sys.stdin", io.StringIO("bob-password\n"))
+        assert main(["--data", data, "user", "add", name, "--password-stdin"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gridwatch: ") and err.count("\n") == 1, err
+    with open_store(data) as store:
+        assert [u.name for u in store.list_users()] == ["bob"]
+
+
+@pytest.mark.parametrize("label", ["cron\n", " cron", "cron\t", "cr\u202eon", "\u2067cron", "c" * 101])
+def test_token_labels_that_hide_characters_are_refused(tmp_path, label, capsys):
+    data = str(tmp_path / "d")
+    with open_store(data) as store:
+        accounts.add_user(store, "sun", "surveyor", "password1")
+        with pytest.raises(InputError) as exc:
+            accounts.create_token(store, "sun", label)
+        assert exc.value.code == "bad_token_label" and store.list_tokens() == []
+    assert main(["--data", data, "token", "add", "sun", "--label", label]) == 2
+    with open_store(data) as store:
+        assert store.list_tokens() == []
+    assert accounts.check_label("夜间导入脚本 v2") == "夜间导入脚本 v2"
 
 
 def test_repeated_failures_lock_the_account_with_growing_waits(store):
@@ -66,9 +112,9 @@ def test_repeated_failures_lock_the_account_with_growing_waits(store):
     assert locked.value.status == 429 and 0 < locked.value.details["retry_after"] <= 60
     first_lock = datetime.fromisoformat(store.get_user("zhao").locked_until)
     # once the lock has run out, one more failure locks for twice as long
-    user = store.get_user("zhao")
-    user.locked_until = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-    store.save_user(user)
+    record = store.login_failures("user", "zhao")
+    record.locked_until = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    store.save_login_failures(record)
     with pytest.raises(accounts.LoginFailed):
         accounts.authenticate(store, "zhao", "guess again")
     second_lock = datetime.fromisoformat(store.get_user("zhao").locked_until)
@@ -77,6 +123,80 @@ def test_repeated_failures_lock_the_account_with_growing_waits(store):
     # a new password set by an admin unlocks it
     accounts.set_password(store, "zhao", "password2")
     assert accounts.authenticate(store, "zhao", "password2").failed_logins == 0
+
+
+def test_unknown_names_are_locked_like_known_ones(store):
+    accounts.add_user(store, "zhao", "viewer", "password1")
+    answers = {}
+    for name in ("zhao", "no-such-name"):
+        answers[name] = []
+        for _ in range(accounts.MAX_FAILURES + 2):
+            with pytest.raises((accounts.LoginFailed, accounts.AccountLocked)) as exc:
+                accounts.authenticate(store, name, "guess", client="10.0.0.1")
+            answers[name].append((type(exc.value), exc.value.to_dict()))
+    assert answers["zhao"] == answers["no-such-name"]
+    assert [a[0] for a in answers["zhao"]][-3:] == [
+        accounts.LoginFailed,
+        accounts.AccountLocked,
+        accounts.AccountLocked,
+    ]
+    assert store.login_failures("user", "no-such-name").locked_until is not None
+
+
+def test_a_locked_name_lets_in_its_password_from_a_client_without_failures(store):
+    accounts.add_user(store, "admin", "admin", "right-password")
+    for i in range(accounts.MAX_FAILURES + 3):
+        with pytest.raises((accounts.LoginFailed, accounts.AccountLocked)):
+            accounts.authenticate(store, "admin", f"guess-{i}", client="203.0.113.5")
+    # the guessing client is refused even the right password while the lock lasts
+    with pytest.raises(accounts.AccountLocked):
+        accounts.authenticate(store, "admin", "right-password", client="203.0.113.5")
+    # a client without failures gets one try: wrong, and it is refused like the other
+    with pytest.raises(accounts.AccountLocked):
+        accounts.authenticate(store, "admin", "guess-again", client="192.0.2.1")
+    with pytest.raises(accounts.AccountLocked):
+        accounts.authenticate(store, "admin", "right-password", client="192.0.2.1")
+    # right, and it gets in and the lock is gone
+    assert accounts.authenticate(store, "admin", "right-password", client="192.0.2.2").name == "admin"
+    assert store.get_user("admin").locked_until is None
+    assert accounts.authenticate(store, "admin", "right-password", client="203.0.113.5").name == "admin"
+
+
+def test_a_clients_failures_never_refuse_a_right_password(store):
+    accounts.add_user(store, "qian", "viewer", "password1")
+    for i in range(40):
+        with pytest.raises((accounts.LoginFailed, accounts.AccountLocked)):
+            accounts.authenticate(store, f"name-{i % 3}", "guess", client="10.9.9.9")
+    # each name was checked until it locked; the refused tries after that were not checked
+    assert store.login_failures("client", "10.9.9.9").failures == 3 * accounts.MAX_FAILURES
+    assert accounts.authenticate(store, "qian", "password1", client="10.9.9.9").name == "qian"
+
+
+def test_failed_login_records_stay_bounded(store, monkeypatch):
+    monkeypatch.setattr("geo.gpkg._LOGINS_KEPT", 10)
+    for i in range(25):
+        with pytest.raises(accounts.LoginFailed):
+            accounts.authenticate(store, f"random-{i}", "guess", client=f"10.0.0.{i}")
+    kept = store.conn.execute("SELECT count(*) FROM gw_logins").fetchone()[0]
+    assert kept == 10
+    # the newest are the ones kept
+    assert store.login_failures("user", "random-24").failures == 1
+    assert store.login_failures("user", "random-0").failures == 0
+    # a name that is locked is kept while names tried at random come and go
+    for _ in range(accounts.MAX_FAILURES + 1):
+        with pytest.raises((accounts.LoginFailed, accounts.AccountLocked)):
+            accounts.authenticate(store, "admin", "guess", client="10.1.1.1")
+    for i in range(25, 60):
+        with pytest.raises(accounts.LoginFailed):
+            accounts.authenticate(store, f"random-{i}", "guess", client="10.1.1.2")
+    assert store.login_failures("user", "admin").locked_until is not None
+
+
+def test_signing_out_ends_the_sessions(store):
+    accounts.add_user(store, "wu", "viewer", "password1")
+    before = store.get_user("wu").session_version
+    accounts.end_sessions(store, "wu")
+    assert store.get_user("wu").session_version == before + 1
 
 
 def test_disabled_accounts_cannot_log_in_and_sessions_end(store):
@@ -157,6 +277,19 @@ def test_a_write_that_fails_leaves_no_audit_entry(gridded_store, tmp_path):
         accounts.add_user(store, "x1", "viewer", "password1")
         accounts.add_user(store, "x1", "viewer", "password1")
     assert [e.action for e in store.audit_entries()][: len(store.audit_entries()) - n] == ["user_add"]
+
+
+def test_a_store_of_the_second_schema_gains_the_failed_login_records(tmp_path):
+    with open_store(tmp_path / "v2") as store:
+        accounts.add_user(store, "admin", "admin", "password1")
+    con = sqlite3.connect(tmp_path / "v2" / "gridwatch.gpkg")
+    con.executescript("DROP TABLE gw_logins; UPDATE gw_meta SET value='2' WHERE key='schema';")
+    con.close()
+    with open_store(tmp_path / "v2") as store:
+        assert store.get_user("admin").failed_logins == 0
+        with pytest.raises(accounts.LoginFailed):
+            accounts.authenticate(store, "admin", "wrong-one", client="10.0.0.1")
+        assert store.get_user("admin").failed_logins == 1
 
 
 def test_a_store_of_the_first_schema_gains_the_account_tables(tmp_path, grid_shp):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -277,3 +278,69 @@ def test_map_colours_units_by_completed_area(client):
         "demolition_area_completed_m2" in f["properties"] for f in cells["features"]
     )
     assert client.get("/?metric=volume&tiles=none").status_code == 400
+
+
+def _assert_no_server_paths(text: str, *folders) -> None:
+    for folder in folders:
+        for form in {str(folder), str(folder.resolve())}:
+            assert form not in text, f"{form} in {text}"
+
+
+def _not_a_geopackage(folder: Path) -> Path:
+    """A data directory whose store file is an SQLite database of another application."""
+    import sqlite3
+
+    folder.mkdir(parents=True)
+    con = sqlite3.connect(folder / "gridwatch.gpkg")
+    con.executescript("PRAGMA application_id = 12345; CREATE TABLE t (x);")
+    con.close()
+    return folder
+
+
+def test_healthz_names_no_file_or_directory(tmp_path):
+    data = tmp_path / "store"
+    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    resp = app.test_client().get("/healthz")
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+    # a store that cannot be read: unavailable, still without a path
+    other = _not_a_geopackage(tmp_path / "other")
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "gridwatch.gpkg").write_bytes(b"this is not a database" * 100)
+    for bad in (other, garbage):
+        resp = create_app({"GRIDWATCH_DATA": str(bad), "TESTING": True}).test_client().get("/healthz")
+        assert resp.status_code == 503 and resp.get_json() == {"status": "unavailable"}
+
+
+@pytest.mark.parametrize("broken", ["not_a_geopackage", "data_dir_under_a_file"])
+def test_error_answers_name_no_server_directory(tmp_path, broken):
+    if broken == "not_a_geopackage":
+        data = _not_a_geopackage(tmp_path / "data")
+    else:
+        (tmp_path / "file").write_text("x", encoding="utf-8")
+        data = tmp_path / "file" / "data"
+    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True})
+    c = app.test_client()
+    for url in ("/api/cells?level=grid&zoom=16", "/api/batches", "/api/stats?lang=en"):
+        resp = c.get(url)
+        assert resp.status_code == 503, (url, resp.status_code)
+        body = resp.get_data(as_text=True)
+        assert resp.get_json()["error"] == "store_unavailable", body
+        _assert_no_server_paths(body, data, tmp_path)
+        assert "$GRIDWATCH_DATA" in resp.get_json()["message_zh"]  # still says which file it is
+
+
+def test_upload_errors_name_no_server_directory(app, client, tmp_path):
+    data = Path(app.config["GRIDWATCH_DATA"])
+    bad_zip = (io.BytesIO(b"PK\x03\x04 this is not really a zip" * 50), "上报.zip")
+    for form in (
+        {"layer": "demolition", "file": bad_zip},
+        {"layer": "demolition", "file": (io.BytesIO(b"\xff\xfe\x00garbage"), "x.shp")},
+        {"layer": "demolition", "file": (io.BytesIO(b"a,b\n1,2\n"), "x.csv")},
+    ):
+        resp = client.post("/api/uploads", data=form)
+        assert 400 <= resp.status_code < 500, resp.get_data(as_text=True)
+        _assert_no_server_paths(resp.get_data(as_text=True), data, tmp_path)
+    resp = client.post("/api/uploads/aaaaaaaaaaaaaaaaaaaaaaaa/commit")
+    assert resp.status_code == 404
+    _assert_no_server_paths(resp.get_data(as_text=True), data, tmp_path)

@@ -10,10 +10,9 @@ The account logic itself lives in :mod:`geo.accounts`.
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
 import secrets
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
@@ -40,7 +40,7 @@ from wtforms.validators import DataRequired, Length
 
 from geo import accounts
 from geo.audit import ACTIONS, action_label, write_csv
-from geo.errors import GridwatchError, InputError
+from geo.errors import GridwatchError, InputError, StoreError
 from geo.store import User
 
 bp = Blueprint("auth", __name__)
@@ -173,26 +173,22 @@ def user_name() -> str | None:
     return user.name if user else None
 
 
-# --- login throttling per client address (per account: geo.accounts) --------------------------
-
-#: Failed logins from one address within WINDOW_S before it is refused for the rest of the window
-#: (kept per worker process: the per-account lock in the store is the one all workers share).
-MAX_FAILS_PER_ADDRESS = 20
-WINDOW_S = 600.0
+# --- who is signing in, from where -----------------------------------------------------------
 
 
-def _fails() -> dict[str, deque[float]]:
-    return current_app.extensions.setdefault("gridwatch_login_failures", defaultdict(deque))  # type: ignore[no-any-return]
-
-
-def _address_blocked(addr: str) -> int:
-    now = time.monotonic()
-    fails = _fails()[addr]
-    while fails and now - fails[0] > WINDOW_S:
-        fails.popleft()
-    if len(fails) >= MAX_FAILS_PER_ADDRESS:
-        return int(WINDOW_S - (now - fails[0])) + 1
-    return 0
+def client_key() -> str:
+    """The client address failed logins are counted under (:func:`geo.accounts.authenticate`):
+    the IP address, or for IPv6 its /64 network (what one subscriber usually holds)."""
+    addr = request.remote_addr or ""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr[:64] or "?"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 # --- pages -----------------------------------------------------------------------------------
@@ -204,12 +200,17 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site (no scheme, host or ``//``) is followed after login."""
-    if not target:
-        return url_for("main.index")
+    """Only a plain path on this site is followed after login: no scheme or host, no ``//``
+    or backslash (which browsers read as ``//``), no control characters (a line break would
+    split the ``Location`` header); anything else goes to the map."""
+    home = url_for("main.index")
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return home
+    if "\\" in target or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in target):
+        return home
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("main.index")
+    if parts.scheme or parts.netloc:
+        return home
     return target
 
 
@@ -220,18 +221,18 @@ def login() -> Any:
     status = 200
     error = None
     if request.method == "POST":
-        addr = request.remote_addr or "?"
-        wait = _address_blocked(addr)
-        if wait:
-            error, status = _("登录失败次数过多，请 %(s)s 秒后再试", s=wait), 429
-        elif form.validate_on_submit():
+        if form.validate_on_submit():
             try:
-                user = accounts.authenticate(_store(), form.username.data, form.password.data)
+                user = accounts.authenticate(
+                    _store(), form.username.data, form.password.data, client=client_key()
+                )
             except GridwatchError as exc:
-                _fails()[addr].append(time.monotonic())
                 error, status = (exc.en if _lang() == "en" else exc.zh), exc.status
             else:
-                _fails().pop(addr, None)
+                # a new session: nothing carried over from before the login, the CSRF secret
+                # included (Flask-WTF makes a fresh one on the next page)
+                session.clear()
+                g.pop("csrf_token", None)
                 login_user(WebUser(user))
                 return redirect(_safe_next(request.args.get("next")))
         else:
@@ -248,7 +249,18 @@ def _lang() -> str:
 @bp.post("/logout")
 @requires(PUBLIC)
 def logout() -> Any:
+    """Sign out: the account's session version moves on, so this session cookie (and any copy
+    of it) is refused from now on -- as are the account's sessions in other browsers."""
+    user = getattr(g, "gw_user", None)
+    if user is not None and not user.via_token:
+        try:
+            accounts.end_sessions(_store(), user.name)
+        except StoreError:  # a read-only store: this browser's cookie goes at least
+            logging.getLogger("gridwatch").warning(
+                "sign-out of %s not recorded: the store is read-only", user.name
+            )
     logout_user()
+    session.clear()
     return redirect(url_for("auth.login"))
 
 
@@ -273,14 +285,14 @@ def account() -> Any:
         action = request.form.get("action")
         try:
             if action == "password" and pw_form.validate_on_submit():
-                accounts.authenticate(store, me.name, pw_form.current.data)
+                accounts.authenticate(store, me.name, pw_form.current.data, client=client_key())
                 accounts.set_password(store, me.name, pw_form.new.data)
                 login_user(WebUser(accounts.get_user(store, me.name)))
                 flash(_("密码已修改"))
             elif action == "token" and token_form.validate_on_submit():
                 _token, secret = accounts.create_token(store, me.name, token_form.label.data or "")
             elif action == "revoke":
-                accounts.revoke_token(store, int(request.form.get("token_id", "0") or 0), owner=me.name)
+                accounts.revoke_token(store, _token_id(request.form.get("token_id")), owner=me.name)
                 flash(_("令牌已撤销"))
             else:
                 flash(_("输入有误，请检查"))
@@ -292,6 +304,14 @@ def account() -> Any:
     return render_template(
         "account.html", me=me, pw_form=pw_form, token_form=token_form, tokens=tokens, secret=secret
     ), status
+
+
+def _token_id(value: str | None) -> int:
+    """The token number of a form, a clear 400 when it is not one."""
+    text = (value or "").strip()
+    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 18):
+        raise InputError("令牌编号无效", "invalid token number", code="bad_token")
+    return int(text)
 
 
 class UserForm(FlaskForm):  # type: ignore[misc]
@@ -347,14 +367,29 @@ def users() -> Any:
     ), status
 
 
+#: Pages of the audit trail one may ask for (100 entries each).
+MAX_PAGE = 10**9
+
+
+def _page(value: str | None) -> int:
+    """``?page=``: a whole number from 1 to :data:`MAX_PAGE` (1 when absent), else a clear 400."""
+    if value is None or value == "":
+        return 1
+    text = value.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_PAGE:
+        return int(text)
+    raise InputError(
+        f"页码须为 1 到 {MAX_PAGE} 之间的整数",
+        f"page must be a whole number from 1 to {MAX_PAGE}",
+        code="bad_page",
+    )
+
+
 @bp.get("/audit")
 @requires("admin")
 def audit() -> Any:
     store = _store()
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = _page(request.args.get("page"))
     who = request.args.get("user") or None
     action = request.args.get("action") or None
     entries = store.audit_entries(limit=100, offset=(page - 1) * 100, user=who, action=action)

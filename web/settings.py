@@ -1,0 +1,134 @@
+"""The settings of the web service, declared once: name, default, type and meaning.
+
+Each is read, in this order, from its default, from ``instance/gridwatch.cfg`` (Python
+assignments, ``NAME = value``), from the environment and from the mapping given to
+``create_app``.  In the environment a setting is spelt ``GRIDWATCH_<NAME>``; a setting whose
+name already starts with ``GRIDWATCH_`` keeps it (``GRIDWATCH_TILES``, but
+``GRIDWATCH_SECRET_KEY`` for ``SECRET_KEY``).  Values from the environment and the file are
+checked against the setting's type; a bad one stops the start with a clear message.
+README's settings table lists every setting here (``tests/test_settings.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from geo.errors import InputError
+from geo.store import DEFAULT_DATA_DIR
+
+ENV_PREFIX = "GRIDWATCH_"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _bad(name, value, "1 / 0")
+
+
+_SIZE = re.compile(r"^(\d+)\s*([kmg]i?b?)?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(name: str, value: Any) -> int:
+    """Bytes: ``209715200``, ``200M``, ``200 MB`` (units of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _SIZE.match(str(value).strip())
+    if not m or int(m.group(1)) <= 0:
+        raise _bad(name, value, "200M")
+    return int(m.group(1)) * _UNITS[(m.group(2) or "")[:1].lower()]
+
+
+def _text(_name: str, value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _key(name: str, value: Any) -> str | bytes:
+    """A signing key: text, or bytes as a settings file may give (``os.urandom(32)``)."""
+    return value if isinstance(value, bytes) else _text(name, value)
+
+
+def _bad(name: str, value: Any, example: str) -> InputError:
+    shown = str(value)[:40]
+    return InputError(
+        f"设置 {name} 的值无效: {shown!r}（例如 {example}）",
+        f"setting {name} has an invalid value: {shown!r} (for example {example})",
+        code="bad_setting",
+    )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name (in the settings file and ``app.config``), default, type and meaning."""
+
+    name: str
+    default: Any
+    #: Turns a value from the file, the environment or ``create_app`` into the setting's type.
+    parse: Callable[[str, Any], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        """Its name in the environment."""
+        return self.name if self.name.startswith(ENV_PREFIX) else ENV_PREFIX + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "GRIDWATCH_DATA",
+        str(DEFAULT_DATA_DIR),
+        _text,
+        "data directory (the GeoPackage store, archived uploads, staged uploads)",
+    ),
+    Setting(
+        "GRIDWATCH_TILES",
+        "osm",
+        _text,
+        "base map: osm, tianditu, gaode (GCJ-02), none (intranets), or a tile URL template",
+    ),
+    Setting("GRIDWATCH_TIANDITU_KEY", "", _text, "the tk key for 天地图"),
+    Setting("MAX_CONTENT_LENGTH", 200 * 1024 * 1024, _size, "largest upload; larger ones get 413"),
+    Setting("GRIDWATCH_PUBLIC_MAP", False, _flag, "1: anonymous visitors may read the map"),
+    Setting("GRIDWATCH_SECURE_COOKIES", False, _flag, "1 behind HTTPS: cookies only over HTTPS"),
+    Setting(
+        "GRIDWATCH_PROXY_FIX",
+        False,
+        _flag,
+        "1 behind one reverse proxy: client address and scheme from X-Forwarded-*",
+    ),
+    Setting(
+        "SECRET_KEY",
+        None,
+        _key,
+        "signing key of sessions and CSRF tokens (default: kept in <data>/secret_key)",
+    ),
+)
+
+
+def defaults() -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS}
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings given in the environment, by setting name (unparsed)."""
+    env = os.environ if environ is None else environ
+    return {s.name: env[s.env] for s in SETTINGS if s.env in env}
+
+
+def check(config: MutableMapping[str, Any]) -> None:
+    """Turn every setting in ``config`` into its type (:class:`InputError` for a bad value)."""
+    for s in SETTINGS:
+        if s.name in config and config[s.name] is not None:
+            config[s.name] = s.parse(s.name, config[s.name])
