@@ -306,9 +306,18 @@ def _unzip(archive: Path, target: Path, limits: ZipLimits, skipped: list[str]) -
 def _damaged_zip(exc: Exception) -> InputError:
     return InputError(
         "zip 文件已损坏或使用了无法读取的压缩功能，请用标准 zip 重新打包后上传",
-        f"the zip file is damaged or uses a feature that cannot be read ({exc}): re-pack it as a standard zip",
+        f"the zip file is damaged or uses a feature that cannot be read ({_reason(exc)}): re-pack it as a "
+        "standard zip",
         code="bad_zip",
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, without the file's path on the server (an OSError's text names it)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return type(exc).__name__ if "/" in text else text
 
 
 def _check_members(infos: list[zipfile.ZipInfo]) -> None:
@@ -341,7 +350,7 @@ def _check_packed(dataset: Dataset, limits: ZipLimits) -> None:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(
-            f"文件已损坏或无法读取: {dataset.name}", f"damaged or unreadable: {dataset.name} ({exc})"
+            f"文件已损坏或无法读取: {dataset.name}", f"damaged or unreadable: {dataset.name} ({_reason(exc)})"
         ) from exc
     total = sum(i.file_size for i in infos)
     packed = max(1, sum(i.compress_size for i in infos))
@@ -363,7 +372,9 @@ def _safe_unzip(
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(
-            "zip 文件已损坏或无法读取", f"the zip file is damaged or unreadable: {exc}", code="bad_zip"
+            "zip 文件已损坏或无法读取",
+            f"the zip file is damaged or unreadable ({_reason(exc)})",
+            code="bad_zip",
         ) from exc
     with zf:
         infos = zf.infolist()

@@ -106,3 +106,91 @@ def test_map_requests_are_served_while_a_100_mb_upload_is_arriving(gunicorn_serv
     assert status == 200 and len(json.loads(body)) == 2
     status, body = _get(f"{base}/api/features/demolition?zoom=18&bbox={bbox}")
     assert json.loads(body)["total"] == 40
+
+
+def _reading_helpers(data: Path) -> list[int]:
+    """Processes of the server on ``data`` with an address-space limit of the reading helper's
+    size: the helpers reading uploads right now."""
+    from geo.untrusted import ReadLimits
+
+    limit = str(ReadLimits().memory_bytes)
+    mark = f"GRIDWATCH_DATA={data}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            limits = (proc / "limits").read_text()
+            if mark not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+        except OSError:
+            continue
+        line = next((x for x in limits.splitlines() if x.startswith("Max address space")), "")
+        if line.split()[3:4] == [limit]:
+            found.append(int(proc.name))
+    return found
+
+
+def _slow_kmz(placemarks: int) -> bytes:
+    """A KMZ of sites that takes the reading helper many seconds to read."""
+    import io
+    import zipfile
+
+    marks = "".join(
+        '<Placemark><ExtendedData><SchemaData schemaUrl="#s"><SimpleData name="案件编号">K'
+        f"{i}</SimpleData></SchemaData></ExtendedData><Point><coordinates>118.4{i % 1000:03d},31.3"
+        "</coordinates></Point></Placemark>"
+        for i in range(placemarks)
+    )
+    doc = (
+        '<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        '<Schema name="s" id="s"><SimpleField name="案件编号" type="string"/></Schema><Folder><name>s</name>'
+        + marks
+        + "</Folder></Document></kml>"
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("doc.kml", doc)
+    return buf.getvalue()
+
+
+def test_a_read_stops_when_its_client_goes_away(gunicorn_server):
+    """A surveyor closes the page while a large file is being read: the helper reading it is
+    stopped within seconds, not when the read would have ended (half a minute later)."""
+    _base, port, data = gunicorn_server
+    before = set(_reading_helpers(data))
+    payload = _slow_kmz(500_000)
+    boundary = "gwtestboundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="layer"\r\n\r\ndemolition\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.kmz"\r\n'
+            "Content-Type: application/vnd.google-earth.kmz\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    upload = socket.create_connection(("127.0.0.1", port), timeout=60)
+    upload.sendall(
+        (
+            f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {TOKEN['secret']}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    deadline = time.monotonic() + 30
+    reading: set[int] = set()
+    while not reading and time.monotonic() < deadline:
+        time.sleep(0.2)
+        reading = set(_reading_helpers(data)) - before
+    assert reading, "no helper started reading the upload"
+    time.sleep(1.0)
+    if not set(_reading_helpers(data)) & reading:
+        upload.settimeout(5)
+        pytest.fail("the read ended by itself: " + upload.recv(2000).decode(errors="replace"))
+    upload.close()
+    stopped_by = time.monotonic() + 5
+    while set(_reading_helpers(data)) & reading and time.monotonic() < stopped_by:
+        time.sleep(0.1)
+    assert not set(_reading_helpers(data)) & reading

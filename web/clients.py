@@ -45,7 +45,7 @@ def read_limits() -> untrusted.ReadLimits:
     cfg = current_app.config
     defaults = untrusted.ReadLimits()
     return untrusted.ReadLimits(
-        memory_bytes=int(cfg.get("GRIDWATCH_READ_MEMORY_MB") or defaults.memory_bytes // 2**20) * 2**20,
+        memory_bytes=int(cfg.get("GRIDWATCH_READ_MEMORY") or defaults.memory_bytes),
         cpu_seconds=int(cfg.get("GRIDWATCH_READ_CPU_SECONDS") or defaults.cpu_seconds),
         wall_seconds=float(cfg.get("GRIDWATCH_READ_SECONDS") or defaults.wall_seconds),
     )
