@@ -9,7 +9,9 @@ import csv
 import json
 from typing import TextIO
 
+from geo.export import spreadsheet_cell
 from geo.store import AuditEntry
+from geo.values import safe_display_name
 
 #: Actions and their labels (Chinese, English).
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -47,7 +49,9 @@ def action_label(action: str, lang: str = "zh") -> str:
 def write_csv(entries: list[AuditEntry], out: TextIO, lang: str = "zh") -> None:
     """Entries as CSV (UTF-8 with BOM, which Excel and WPS open as Unicode), headers in ``lang``.
 
-    Cells that a spreadsheet would read as a formula (``= + - @``) are prefixed with ``'``.
+    Control and bidi characters in names are shown as U+FFFD (:func:`geo.values.safe_display_name`),
+    and cells that a spreadsheet would read as a formula (``= + - @``, tab, line end) are prefixed
+    with ``'`` (:func:`geo.export.spreadsheet_cell`).
     """
     out.write("\ufeff")
     w = csv.writer(out)
@@ -71,5 +75,4 @@ def write_csv(entries: list[AuditEntry], out: TextIO, lang: str = "zh") -> None:
 
 
 def _cell(value: object) -> str:
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return str(spreadsheet_cell(safe_display_name(str(value))))

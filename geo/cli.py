@@ -1,20 +1,26 @@
 """``gridwatch`` command line: import surveys, manage batches and targets, export statistics.
 
-Exit status: 0 on success, 2 when the input is rejected (one line on stderr says why,
-in Chinese and English), 1 on an unexpected failure.
+Exit status: 0 on success, 2 when the input is rejected — a bad argument value, a file that
+cannot be read or is hostile (one line on stderr says why, in Chinese and English) — and 1
+only on an unexpected failure.  Human-readable output shows control characters, escape
+sequences and bidi controls from survey values as escapes (``\\x1b``, ``\\u202e``), so a
+value cannot recolour, move or reorder what a terminal shows; ``--json`` escapes them too.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from geo.errors import GridwatchError, InputError
+from geo.values import parse_date, terminal_safe
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "shapefiles"
 
@@ -26,6 +32,83 @@ DEMO_FILES = (
     ("parking", "停放点.shp"),
     ("charging", "充电棚.shp"),
 )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _say(text: object = "", *, err: bool = False) -> None:
+    """Print human-readable text with every control and bidi character escaped (line ends kept)."""
+    print(terminal_safe(str(text)), file=sys.stderr if err else sys.stdout)
+
+
+def _row(*values: object) -> None:
+    """Print one tab-separated row; a value's own tabs and line ends are escaped too."""
+    print("\t".join(terminal_safe("" if v is None else str(v), keep="") for v in values))
+
+
+# C1 controls, DEL, lone surrogates, bidi controls and line separators that json.dumps with
+# ensure_ascii=False writes as they are (it escapes only C0)
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _print_json(obj: Any) -> None:
+    text = json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+    print(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+def _one_line(text: str) -> str:
+    """A message on one line, safe for a terminal."""
+    return terminal_safe(" ".join(str(text).split()), keep="")
+
+
+# --------------------------------------------------------------------------- argument values
+
+
+def _row_id(text: str) -> int:
+    """A batch or token number: 1 to 2⁶³−1 (SQLite's integers)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"应为正整数 / not a whole number: {text!r}") from None
+    if not 1 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"超出范围 / out of range: {text!r}")
+    return value
+
+
+def _bounded_int(lo: int, hi: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"应为整数 / not a whole number: {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"应在 {lo}–{hi} 之间 / must be within {lo}..{hi}: {text!r}")
+        return value
+
+    return parse
+
+
+def _cell_size(text: str) -> float:
+    """Grid cell size in metres: finite, 1 m to 100 km."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"应为数字 / not a number: {text!r}") from None
+    if not 1.0 <= value <= 100_000.0:  # also refuses NaN and infinities
+        raise argparse.ArgumentTypeError(f"应在 1–100000 米之间 / must be 1..100000 m: {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one bilingual line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"gridwatch: 参数有误 / bad arguments: {_one_line(message)}\n")
+        raise SystemExit(2)
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -56,28 +139,28 @@ def cmd_user(args: argparse.Namespace) -> int:
     if args.action == "list":
         users = store.list_users()
         if args.json:
-            print(json.dumps([_user_dict(u) for u in users], ensure_ascii=False, indent=2))
+            _print_json([_user_dict(u) for u in users])
             return 0
         for u in users:
             state = "" if u.active else " 已停用/disabled"
             if u.locked_until:
                 state += f" 锁定至/locked until {u.locked_until}"
-            print(f"{u.name}\t{u.role}\t{u.created_at}{state}")
+            _row(u.name, u.role, f"{u.created_at}{state}")
         return 0
     if not args.name:
         raise InputError("请给出用户名", "give a user name", code="bad_user_name")
     if args.action == "add":
         user = accounts.add_user(store, args.name, args.role or "viewer", _read_password(args))
-        print(f"已创建用户 / created: {user.name} ({user.role})")
+        _say(f"已创建用户 / created: {user.name} ({user.role})")
     elif args.action == "passwd":
         accounts.set_password(store, args.name, _read_password(args))
-        print(f"已修改密码 / password changed: {args.name}")
+        _say(f"已修改密码 / password changed: {args.name}")
     elif args.action in ("disable", "enable"):
         accounts.set_active(store, args.name, args.action == "enable")
-        print(f"{'已启用 / enabled' if args.action == 'enable' else '已停用 / disabled'}: {args.name}")
+        _say(f"{'已启用 / enabled' if args.action == 'enable' else '已停用 / disabled'}: {args.name}")
     elif args.action == "role":
         user = accounts.set_role(store, args.name, args.role or "")
-        print(f"已修改角色 / role changed: {user.name} ({user.role})")
+        _say(f"已修改角色 / role changed: {user.name} ({user.role})")
     return 0
 
 
@@ -91,16 +174,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.action == "add":
         token, secret = accounts.create_token(store, args.name, args.label or "")
-        print(f"令牌 #{token.id}（只显示这一次 / shown once）:\n{secret}")
+        _say(f"令牌 #{token.id}（只显示这一次 / shown once）:\n{secret}")
     elif args.action == "list":
         for t in store.list_tokens(args.name):
             state = f"revoked {t.revoked_at}" if t.revoked_at else f"last used {t.last_used or '-'}"
-            print(f"#{t.id}\t{t.user}\t{t.label}\t{t.created_at}\t{state}")
+            _row(f"#{t.id}", t.user, t.label, t.created_at, state)
     else:
         if args.id is None:
             raise InputError("请给出令牌编号 --id", "give the token number with --id", code="bad_token")
         accounts.revoke_token(store, args.id)
-        print(f"已撤销令牌 / revoked: #{args.id}")
+        _say(f"已撤销令牌 / revoked: #{args.id}")
     return 0
 
 
@@ -113,16 +196,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
         write_csv(entries, sys.stdout)
         return 0
     for e in entries:
-        print(
-            f"{e.at}\t{e.user or '-'}\t{e.client or '-'}\t{e.action}\t{e.layer or ''}\t"
-            f"{e.batch_id or ''}\t{json.dumps(e.counts, ensure_ascii=False)}\t{e.detail or ''}"
+        _row(
+            e.at,
+            e.user or "-",
+            e.client or "-",
+            e.action,
+            e.layer or "",
+            e.batch_id or "",
+            json.dumps(e.counts, ensure_ascii=False),
+            e.detail or "",
         )
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from geo.encoding import normalize_encoding
     from geo.importer import import_file
 
+    if args.encoding:
+        normalize_encoding(args.encoding)  # a name that is no text encoding: exit 2 before reading
     store = _store(args)
     report = import_file(
         store,
@@ -140,38 +232,31 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _print_report(report: Any, args: argparse.Namespace) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2, default=str))
+        _print_json(report.to_dict())
     else:
-        print(report.summary(args.lang))
+        _say(report.summary(args.lang))
 
 
 def cmd_batches(args: argparse.Namespace) -> int:
     store = _store(args)
     rows = [b.to_dict() for b in store.batches(args.layer)]
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        _print_json(rows)
         return 0
-    head = ("批次", "图层", "文件", "时间", "用户", "状态", "读取", "新增", "更新", "未变", "拒绝")
-    print("\t".join(head))
+    _row("批次", "图层", "文件", "时间", "用户", "状态", "读取", "新增", "更新", "未变", "拒绝")
     for b in rows:
-        status = "有效" if b["status"] == "active" else "已回滚"
-        print(
-            "\t".join(
-                str(x)
-                for x in (
-                    b["id"],
-                    b["layer"],
-                    b["source_name"],
-                    b["created_at"],
-                    b["user"] or "",
-                    status,
-                    b["rows_read"],
-                    b["added"],
-                    b["updated"],
-                    b["unchanged"],
-                    b["rejected"],
-                )
-            )
+        _row(
+            b["id"],
+            b["layer"],
+            b["source_name"],
+            b["created_at"],
+            b["user"] or "",
+            "有效" if b["status"] == "active" else "已回滚",
+            b["rows_read"],
+            b["added"],
+            b["updated"],
+            b["unchanged"],
+            b["rejected"],
         )
     return 0
 
@@ -181,7 +266,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     store = _store(args)
     batch = rollback(store, args.batch)
-    print(f"已回滚批次 {batch.id}（{batch.layer}，{batch.source_name}） / rolled back batch {batch.id}")
+    _say(f"已回滚批次 {batch.id}（{batch.layer}，{batch.source_name}） / rolled back batch {batch.id}")
     return 0
 
 
@@ -199,14 +284,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from geo.report import build_report
     from geo.tally import LEVELS, Filters
 
-    store = _store(args)
     renderer = get_renderer(args.format)
+    as_of = parse_date(args.as_of)  # once, before anything is read: a bad date exits 2
+    store = _store(args)
     if args.monthly:
         return _monthly(store, renderer, args)
     levels = list(LEVELS) if renderer.all_levels and not args.level_given else [args.level]
     filters = Filters(within=args.within) if args.within else None
     report = build_report(
-        store, levels, args.layer or None, args.as_of, filters, with_geometry=renderer.needs_geometry
+        store, levels, args.layer or None, as_of, filters, with_geometry=renderer.needs_geometry
     )
     _write(renderer.render(report, args.level if args.level in levels else levels[0]), args)
     return 0
@@ -220,7 +306,13 @@ def _monthly(store: Any, renderer: Any, args: argparse.Namespace) -> int:
         raise InputError(
             "逐月统计只能导出为 csv、xlsx 或 json", "monthly series export as csv, xlsx or json only"
         )
-    start, _, end = (args.monthly if args.monthly != "auto" else "").partition(":")
+    start, colon, end = (args.monthly if args.monthly != "auto" else "").partition(":")
+    if args.monthly != "auto" and (not colon or ":" in end):
+        raise InputError(
+            f"--monthly 应为 起始月份:结束月份（如 2022-01:2022-12），而不是 {args.monthly}",
+            f"--monthly takes FIRST:LAST months (e.g. 2022-01:2022-12), not {args.monthly}",
+            code="bad_range",
+        )
     table = monthly(store, args.level, args.layer or None, start or None, end or None, code=args.within)
     labels = {"month": ("月份", "Month"), **column_labels(survey_specs(args.layer or None))}
     report = StatsReport(
@@ -233,7 +325,7 @@ def _monthly(store: Any, renderer: Any, args: argparse.Namespace) -> int:
 def _write(data: bytes, args: argparse.Namespace) -> None:
     if args.output and args.output != "-":
         Path(args.output).write_bytes(data)
-        print(f"已写入 {args.output} / wrote {args.output}", file=sys.stderr)
+        _say(f"已写入 {args.output} / wrote {args.output}", err=True)
     elif args.format in ("xlsx", "gpkg", "shp"):
         raise InputError(
             f"{args.format} 为二进制格式，请用 -o 指定输出文件", f"{args.format} is binary: pass -o FILE"
@@ -254,7 +346,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not path.exists():
             raise InputError(f"找不到示例文件: {path}", f"demo file missing: {path}", code="file_not_found")
         report = import_file(store, layer, path, user="demo")
-        print(
+        _say(
             report.summary(args.lang).splitlines()[0]
             if report.status == "duplicate"
             else report.summary(args.lang)
@@ -262,21 +354,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     targets = src / "targets.csv"
     if targets.exists():
         report = load_targets(store, targets, user="demo")
-        print(report.summary(args.lang).splitlines()[0])
-    print(f"示例区已载入 {store.location} / demo district loaded into {store.location}")
+        _say(report.summary(args.lang).splitlines()[0])
+    _say(f"示例区已载入 {store.location} / demo district loaded into {store.location}")
     return 0
 
 
 def cmd_grid_generate(args: argparse.Namespace) -> int:
-    import geopandas as gpd
-
     from geo.gridgen import generate_grid
 
-    try:
-        boundary = gpd.read_file(args.boundary)
-        communities = gpd.read_file(args.communities) if args.communities else None
-    except Exception as exc:  # GDAL errors of many kinds
-        raise InputError(f"无法读取边界文件: {args.boundary}", f"cannot read boundary: {exc}") from exc
+    boundary = _read_outline(args.boundary)
+    communities = _read_outline(args.communities) if args.communities else None
     if boundary.crs is None:
         raise InputError(
             "边界文件没有坐标系（缺少 .prj）", "the boundary file has no CRS (.prj missing)", code="bad_crs"
@@ -289,13 +376,36 @@ def cmd_grid_generate(args: argparse.Namespace) -> int:
         grid.to_file(out, engine="pyogrio", encoding="GBK")
     else:
         grid.to_file(out, engine="pyogrio")
-    print(f"已生成 {len(grid)} 个单元网格 → {out} / generated {len(grid)} unit grids → {out}")
+    _say(f"已生成 {len(grid)} 个单元网格 → {out} / generated {len(grid)} unit grids → {out}")
     if args.load:
         from geo.importer import import_file
 
         report = import_file(_store(args), "grid", out, user=args.user)
-        print(report.summary(args.lang))
+        _say(report.summary(args.lang))
     return 0
+
+
+def _read_outline(path: str) -> Any:
+    """A boundary file as a GeoDataFrame with polygons; a clear error for anything else."""
+    import warnings
+
+    import geopandas as gpd
+
+    try:
+        with warnings.catch_warnings():  # GDAL's complaints about a broken file: the error says it
+            warnings.simplefilter("ignore")
+            frame = gpd.read_file(path, engine="pyogrio")
+    except Exception as exc:  # GDAL errors of many kinds
+        raise InputError(
+            f"无法读取边界文件: {path}", f"cannot read the boundary file {path}: {exc}", code="unreadable"
+        ) from exc
+    if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.isna().all():
+        raise InputError(
+            f"边界文件中没有几何图形: {path}",
+            f"the boundary file holds no geometry: {path}",
+            code="no_geometry",
+        )
+    return frame
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -310,7 +420,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridwatch", description="网格化管理统计 / grid-management statistics")
+    p = _Parser(prog="gridwatch", description="网格化管理统计 / grid-management statistics")
     p.add_argument("--data", help="数据目录或 .gpkg 文件（默认 $GRIDWATCH_DATA 或 ./var/gridwatch）")
     p.add_argument("--lang", choices=("zh", "en"), default=os.environ.get("GRIDWATCH_LANG", "zh"))
     sub = p.add_subparsers(dest="command", required=True)
@@ -336,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_batches)
 
     r = sub.add_parser("rollback", help="回滚批次 / roll back a batch")
-    r.add_argument("batch", type=int)
+    r.add_argument("batch", type=_row_id)
     r.set_defaults(func=cmd_rollback)
 
     t = sub.add_parser("targets", help="载入年度目标 / load targets (CSV/XLSX: code, layer, metric, target)")
@@ -349,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="统计 / statistics")
     s.add_argument("--level", choices=("grid", "community", "street", "district"), default=None)
     s.add_argument("--layer", action="append", help="图层（可重复）")
-    s.add_argument("--as-of", help="统计截至日期 YYYY-MM-DD")
+    s.add_argument("--as-of", help="统计截至日期：2022-06-30、20220630、2022年6月30日 …")
     s.add_argument("--within", help="只统计某社区/街道编码下的单元（与 --monthly 同用时为单元编码）")
     s.add_argument(
         "--monthly",
@@ -364,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("grid-generate", help="生成单元网格 / generate unit grids inside a boundary")
     g.add_argument("boundary")
-    g.add_argument("--size", type=float, default=100.0, help="网格边长（米），默认 100")
+    g.add_argument("--size", type=_cell_size, default=100.0, help="网格边长（米），默认 100")
     g.add_argument("--shape", choices=("square", "hex"), default="square")
     g.add_argument("--communities", help="社区边界文件（含 12 位社区编码）")
     g.add_argument("--admin-code", help="6 位行政区划代码（无社区边界时必填）")
@@ -387,11 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=("add", "list", "revoke"))
     k.add_argument("name", nargs="?", help="用户名 / user")
     k.add_argument("--label", help="用途说明 / what it is for")
-    k.add_argument("--id", type=int, help="令牌编号（撤销时）/ token number to revoke")
+    k.add_argument("--id", type=_row_id, help="令牌编号（撤销时）/ token number to revoke")
     k.set_defaults(func=cmd_token)
 
     a = sub.add_parser("audit", help="操作日志 / audit trail")
-    a.add_argument("--limit", type=int, default=100)
+    a.add_argument("--limit", type=_bounded_int(1, 1_000_000), default=100)
     a.add_argument("--by", help="只看某用户 / only this user")
     a.add_argument("--action", help="只看某操作 / only this action")
     a.add_argument("--csv", action="store_true")
@@ -399,15 +509,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("serve", help="启动 Web 服务 / run the web service (development)")
     v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=int, default=5000)
+    v.add_argument("--port", type=_bounded_int(1, 65535), default=5000)
     v.add_argument("--debug", action="store_true")
     v.set_defaults(func=cmd_serve)
     return p
 
 
+#: OS errors that mean a path given on the command line cannot be used (a bad argument, exit 2).
+_PATH_ERRNOS = frozenset(
+    {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP}
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, said in one line by _Parser)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command == "stats":
         args.level_given = args.level is not None
         args.level = args.level or "grid"
@@ -415,19 +534,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except GridwatchError as exc:
         msg = exc.zh if args.lang == "zh" else exc.en
-        print(f"gridwatch: {msg} / {exc.en}" if args.lang == "zh" else f"gridwatch: {msg}", file=sys.stderr)
+        line = f"{msg} / {exc.en}" if args.lang == "zh" else msg
+        print(f"gridwatch: {_one_line(line)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _PATH_ERRNOS:
+            return _internal_error(exc)
+        where = _one_line(str(exc.filename or ""))
+        reason = _one_line(exc.strerror or type(exc).__name__)
+        print(f"gridwatch: 无法读写文件 / cannot use the file: {where} ({reason})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gridwatch: 已中断 / interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug or an environment problem: one line, traceback on request
-        if os.environ.get("GRIDWATCH_DEBUG"):
-            raise
-        print(
-            f"gridwatch: 内部错误 / internal error: {type(exc).__name__}: {exc} (GRIDWATCH_DEBUG=1 显示详情 / for details)",
-            file=sys.stderr,
-        )
-        return 1
+    except Exception as exc:
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug or an environment problem: one line, the traceback with GRIDWATCH_DEBUG=1."""
+    if os.environ.get("GRIDWATCH_DEBUG"):
+        raise exc
+    print(
+        f"gridwatch: 内部错误 / internal error: {_one_line(f'{type(exc).__name__}: {exc}')} "
+        "(GRIDWATCH_DEBUG=1 显示详情 / for details)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ from typing import Literal
 from geo.errors import EncodingError
 
 __all__ = [
+    "TEXT_ENCODINGS",
     "EncodingGuess",
     "decode_dbf_field_names",
     "detect_dbf_encoding",
@@ -125,27 +126,58 @@ class _Dbf:
     fields: tuple[_DbfField, ...]
 
 
+#: The text encodings a survey file may be read with, by the canonical name
+#: :func:`codecs.lookup` gives them.  Everything else Python can look up — byte transforms
+#: (``zlib``, ``hex``, ``base64``, ``uu_codec``, ``rot13``), escape decoders that turn ``\\x00``
+#: into a NUL or a lone surrogate (``unicode_escape``, ``raw_unicode_escape``), ``idna`` and
+#: ``punycode`` (host names), ``undefined``, ``utf-7`` (decodes plain-ASCII bytes such as
+#: ``+ADw-`` into markup), ``mbcs`` (Windows only) — is refused.
+TEXT_ENCODINGS = frozenset(
+    {
+        "utf-8",
+        "utf-8-sig",
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "gb18030",
+        "big5",
+        "cp950",
+        "big5hkscs",
+        "iso8859-1",
+        "cp1252",
+        "ascii",
+    }
+)
+_SHOWN = 40  # at most this many characters of a refused name are repeated in the message
+
+
 def normalize_encoding(name: str) -> str:
-    """Map a code-page or encoding name to a Python codec name.
+    """Map a code-page or encoding name to a Python codec name, accepting only text encodings.
+
+    The one gate for every encoding a person or a file names: ``--encoding``, the upload
+    form's encoding and the text of a ``.cpg`` file.  The name is resolved through
+    :func:`codecs.lookup` and its canonical name must be in :data:`TEXT_ENCODINGS`.
 
     Parameters
     ----------
     name : str
         e.g. ``"UTF-8"``, ``"GBK"``, ``"936"``, ``"CP936"``, ``"GB2312"``,
-        ``"65001"``, ``"ANSI 936"``, ``"big5"``, ``"1252"``.
+        ``"65001"``, ``"ANSI 936"``, ``"big5"``, ``"1252"``, ``"latin-1"``.
 
     Returns
     -------
     str
         ``"utf-8"``, ``"gb18030"`` (for GBK/CP936/GB2312/GB18030), ``"big5"``,
-        ``"cp1252"`` ... or the codec's canonical Python name.
+        ``"cp1252"``, ``"iso-8859-1"`` ... (a name Python and GDAL both know).
 
     Raises
     ------
     EncodingError
-        Python knows no such codec.
+        Python knows no such codec (``unknown_encoding``), or it is not a text encoding a
+        survey is written in (``not_text_encoding``).
     """
-    raw = name.strip().lstrip("\ufeff").strip()
+    raw = str(name).strip().lstrip("\ufeff").strip()
+    shown = _shown(raw)
     key = re.sub(r"\s+", " ", raw.lower())
     key = re.sub(r"^(ansi|oem|windows|codepage|cp)[ _-]?(\d+)$", r"\2", key)
     if key in _CODEPAGES:
@@ -153,19 +185,38 @@ def normalize_encoding(name: str) -> str:
     if key.isdigit():
         key = f"cp{key}"
     try:
-        info = codecs.lookup(key)
-    except LookupError as exc:
+        info = codecs.lookup(key) if key.isascii() and key.isprintable() else None
+    except (LookupError, ValueError):
+        info = None
+    if info is None:
         raise EncodingError(
-            f"未知的文字编码：{raw}",
-            f"unknown text encoding: {raw}",
-            details={"encoding": raw},
-        ) from exc
+            f"未知的文字编码：{shown}",
+            f"unknown text encoding: {shown}",
+            code="unknown_encoding",
+            details={"encoding": shown},
+        )
     canonical = info.name
     if canonical in {"gbk", "gb2312", "cp936"}:
         return "gb18030"
+    if canonical not in TEXT_ENCODINGS:
+        raise EncodingError(
+            f"“{shown}”不是可用的文字编码（可用 UTF-8、GBK/GB18030、Big5、UTF-16、Latin-1 等）",
+            f"'{shown}' is not a text encoding surveys are read with "
+            "(use UTF-8, GBK/GB18030, Big5, UTF-16, Latin-1 ...)",
+            code="not_text_encoding",
+            details={"encoding": shown},
+        )
     if canonical == "iso8859-1":
         return "iso-8859-1"
     return canonical
+
+
+def _shown(text: str) -> str:
+    """A name from a file or a form, safe to repeat in a message."""
+    from geo.values import safe_display_name
+
+    shown = safe_display_name(text)
+    return shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "…"
 
 
 # --------------------------------------------------------------------------- DBF parsing
@@ -508,20 +559,20 @@ def detect_dbf_encoding(
         return EncodingGuess(
             enc,
             "override",
-            f"按用户指定的编码 {override.strip()} 读取",
-            f"reading with the encoding given by the user: {override.strip()}",
+            f"按用户指定的编码 {_shown(override.strip())} 读取",
+            f"reading with the encoding given by the user: {_shown(override.strip())}",
         )
     header, values = _evidence(dbf)
     prefix_zh = prefix_en = ""
 
-    cpg_text = (cpg or "").strip().lstrip("\ufeff").strip()
+    cpg_text = _shown((cpg or "").strip().lstrip("\ufeff").strip())
     if cpg_text:
         try:
             cpg_enc: str | None = normalize_encoding(cpg_text)
         except EncodingError:
             cpg_enc = None
-            prefix_zh = f".cpg 文件中的编码“{cpg_text}”无法识别，未采用；"
-            prefix_en = f"the .cpg names an unknown encoding '{cpg_text}', so it is ignored; "
+            prefix_zh = f".cpg 文件中的编码“{cpg_text}”无法识别或不是文字编码，未采用；"
+            prefix_en = f"the .cpg names an unknown or non-text encoding '{cpg_text}', so it is ignored; "
         if cpg_enc is not None:
             why = _distrust(values, cpg_enc)
             if why is None:

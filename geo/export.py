@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 import geopandas as gpd
 import numpy as np
@@ -51,9 +52,11 @@ __all__ = [
     "Renderer",
     "StatsReport",
     "column_kind",
+    "content_disposition",
     "get_renderer",
     "register_renderer",
     "renderers",
+    "spreadsheet_cell",
     "totals",
     "unregister_renderer",
 ]
@@ -154,9 +157,39 @@ class Renderer:
     needs_geometry: bool = False
 
     def filename(self, report: StatsReport, level: str | None = None) -> str:
-        """Suggested download name, e.g. ``gridwatch_grid_2022-06-30.csv``."""
+        """Suggested download name, e.g. ``gridwatch_grid_2022-06-30.csv``.
+
+        Made of the level and the report's ISO date only; any other character is dropped,
+        so nothing a request carries reaches the name unparsed."""
         part = "all" if self.all_levels or level is None else level
-        return f"gridwatch_{part}_{report.as_of}.{self.extension}"
+        name = f"gridwatch_{_name_part(part)}_{_name_part(report.as_of)}".rstrip("_")
+        return f"{name}.{self.extension}"
+
+
+def _name_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-]", "", str(text))[:40]
+
+
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """A ``Content-Disposition`` header value for a download named ``filename``.
+
+    Control characters and path separators are dropped.  Then an ASCII ``filename="..."``
+    for old clients (characters outside printable ASCII and quotes become ``_``) and, when
+    that is not the name itself, the exact name as RFC 5987
+    ``filename*=UTF-8''<percent-encoded>``, so Chinese names arrive intact and the header
+    stays Latin-1 as HTTP requires.
+
+    Examples
+    --------
+    >>> print(content_disposition("统计_2022-06-30.csv"))
+    attachment; filename="___2022-06-30.csv"; filename*=UTF-8''%E7%BB%9F%E8%AE%A1_2022-06-30.csv
+    """
+    name = "".join(ch for ch in str(filename) if ch.isprintable() and ch not in "/\\") or "download"
+    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
+    header = f'{disposition}; filename="{fallback}"'
+    if fallback != name:
+        header += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return header
 
 
 _RENDERERS: dict[str, Renderer] = {}
@@ -366,6 +399,38 @@ def _geoframe(report: StatsReport, level: str) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(report.levels[level].copy(), geometry=geo, crs=EPSG_LONLAT)
 
 
+# --------------------------------------------------------------------------- spreadsheet cells
+
+#: First characters that make Excel, WPS or LibreOffice read a cell as a formula (or, for tab
+#: and line ends, that they strip before deciding).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A value that a spreadsheet shows and never evaluates.
+
+    Text starting with ``= + - @``, a tab or a line end (``=HYPERLINK(...)``, ``-2+3``,
+    ``@SUM(A1)``) gets a leading ``'``, the mark spreadsheets themselves use for "this is
+    text"; every other value is returned unchanged, so numbers stay numbers (``-2.5`` the
+    number is not touched, ``"-2.5"`` the text is).  Every export writing CSV or XLSX cells
+    (statistics, monthly series, the audit trail, the shapefile's ``fields.csv``) goes
+    through this one function.
+
+    Parameters
+    ----------
+    value : Any
+        A cell value.
+
+    Returns
+    -------
+    Any
+        ``value``, or ``"'" + value`` for text that would start a formula.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 # --------------------------------------------------------------------------- csv
 
 
@@ -375,7 +440,9 @@ def _csv_value(v: Any) -> str:
         return ""
     if isinstance(v, float):
         return np.format_float_positional(v, trim="-")
-    return str(v)
+    if isinstance(v, bool | int):
+        return str(v)
+    return str(spreadsheet_cell(str(v)))
 
 
 def render_csv(report: StatsReport, level: str | None = None) -> bytes:
@@ -390,7 +457,7 @@ def render_csv(report: StatsReport, level: str | None = None) -> bytes:
     table = report.levels[lv]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow([str(c) for c in table.columns])
+    writer.writerow([_csv_value(str(c)) for c in table.columns])
     columns = [table[c].to_numpy(dtype=object) for c in table.columns]
     for row in zip(*columns, strict=True):
         writer.writerow([_csv_value(v) for v in row])
@@ -546,7 +613,7 @@ def render_shp(report: StatsReport, level: str | None = None) -> bytes:
     writer.writerow(["code", "column", "中文名", "English"])
     for col in columns:
         zh, en = report.label(col)
-        writer.writerow([names[col], col, zh, en])
+        writer.writerow([_csv_value(v) for v in (names[col], col, zh, en)])
 
     out = io.BytesIO()
     with (
@@ -606,6 +673,17 @@ def _cell_text(kind: ColumnKind, v: Any) -> str:
     return str(v)
 
 
+def _xlsx_text(v: Any) -> Any:
+    """Text for a cell: neutralised (:func:`spreadsheet_cell`) and without the control
+    characters XML cannot hold (openpyxl refuses them); other values unchanged."""
+    if not isinstance(v, str):
+        return v
+    return spreadsheet_cell(_XML_ILLEGAL.sub("\ufffd", v))
+
+
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _write_sheet(ws: Worksheet, report: StatsReport, level: str) -> None:
     from openpyxl.comments import Comment
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -620,7 +698,7 @@ def _write_sheet(ws: Worksheet, report: StatsReport, level: str) -> None:
     total_row = last + 1
 
     ws.cell(
-        row=1, column=1, value=f"{report.title}（{_level_label(level)}） 统计截至 {report.as_of}"
+        row=1, column=1, value=_xlsx_text(f"{report.title}（{_level_label(level)}） 统计截至 {report.as_of}")
     ).font = Font(bold=True, size=13)
 
     thin = Side(style="thin", color="999999")
@@ -628,7 +706,7 @@ def _write_sheet(ws: Worksheet, report: StatsReport, level: str) -> None:
     widths = [0] * ncol
     for j, col in enumerate(cols, start=1):
         zh, en = report.label(col)
-        cell = ws.cell(row=header_row, column=j, value=zh)
+        cell = ws.cell(row=header_row, column=j, value=_xlsx_text(zh))
         cell.font = Font(bold=True)
         cell.fill = header_fill
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
@@ -643,11 +721,11 @@ def _write_sheet(ws: Worksheet, report: StatsReport, level: str) -> None:
             v = _py(raw)
             if cols[j - 1] == "level" and isinstance(v, str):
                 v = _level_label(v)
+            if isinstance(v, str) or kind == "text":
+                v = _xlsx_text(v)
             cell = ws.cell(row=r, column=j, value=v)
             if kind == "text":
                 cell.number_format = "@"
-                if isinstance(v, str) and v.startswith("="):
-                    cell.data_type = "s"
             elif v is not None:
                 cell.number_format = _XLSX_FORMATS[kind]
             widths[j - 1] = max(widths[j - 1], _display_width(_cell_text(kind, v)))

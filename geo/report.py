@@ -16,6 +16,7 @@ from geo.export import StatsReport
 from geo.importer import grid_spec
 from geo.store import UNASSIGNED, Store
 from geo.tally import LEVELS, Filters, check_level, column_labels, load_hierarchy, survey_specs, tally
+from geo.values import parse_date
 
 _GEOM_CACHE: dict[tuple[str, str, str], gpd.GeoSeries] = {}
 
@@ -66,8 +67,12 @@ def build_report(
     filters: Filters | None = None,
     with_geometry: bool = False,
 ) -> StatsReport:
-    """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.export`."""
+    """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.export`.
+
+    ``as_of`` in any form :func:`geo.values.parse_date` reads; the report carries it as ISO
+    (today when not given)."""
     levels = levels or list(LEVELS)
+    as_of = parse_date(as_of)  # once: the tables, the title and the file name show the same day
     tables = {lv: tally(store, lv, layer_names, as_of, filters) for lv in levels}
     geometry = None
     if with_geometry:
@@ -76,6 +81,6 @@ def build_report(
             geo = unit_geometry(store, lv)
             aligned = [geo.get(c) if c != UNASSIGNED else None for c in table["code"]]
             geometry[lv] = gpd.GeoSeries(aligned, index=table.index, crs="EPSG:4490")
-    day = str(as_of) if as_of else date.today().isoformat()
+    day = (as_of or date.today()).isoformat()
     labels = column_labels(survey_specs(layer_names))
     return StatsReport(levels=tables, columns=labels, as_of=day, geometry=geometry)

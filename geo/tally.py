@@ -31,6 +31,7 @@ import layers
 from geo.cache import filling
 from geo.errors import InputError
 from geo.store import UNASSIGNED, Store
+from geo.values import parse_date, parse_month
 from layers import LayerSpec
 
 LEVELS = ("grid", "community", "street", "district")
@@ -58,17 +59,11 @@ def check_level(level: str) -> str:
 
 
 def parse_as_of(value: str | date | None) -> np.datetime64 | None:
-    """ISO date (or ``None``) → ``datetime64[D]``; bad input → :class:`InputError`."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, date):
-        return np.datetime64(value.isoformat(), "D")
-    from geo.values import parse_dates
-
-    parsed, bad = parse_dates(pd.Series([value], dtype=object))
-    if bool(bad.iloc[0]) or parsed.iloc[0] is None:
-        raise InputError(f"日期无效: {value}", f"invalid date: {value}", code="bad_date")
-    return np.datetime64(str(parsed.iloc[0]), "D")
+    """A day as given (ISO, ``20220525``, ``2022年5月25日`` ..., see
+    :func:`geo.values.parse_date`) or ``None`` → ``datetime64[D]``; bad input →
+    :class:`InputError` (``bad_date``)."""
+    day = parse_date(value)
+    return None if day is None else np.datetime64(day.isoformat(), "D")
 
 
 # --- hierarchy --------------------------------------------------------------------------------
@@ -498,18 +493,33 @@ def monthly(
     store: Store,
     level: str = "grid",
     layer_names: list[str] | None = None,
-    start: str | None = None,
-    end: str | None = None,
+    start: str | date | None = None,
+    end: str | date | None = None,
     code: str | None = None,
 ) -> pd.DataFrame:
-    """Figures as of the last day of each month from ``start`` to ``end`` (``YYYY-MM``).
+    """Figures as of the last day of each month from ``start`` to ``end``.
 
-    Returns a long table: ``month`` plus the :func:`tally` columns, one row per unit
-    and month (only ``code`` when given).
+    ``start`` and ``end`` are months (``"2022-05"``, ``"2022年5月"``) or any day of one
+    (:func:`geo.values.parse_month`); each missing one comes from the layers' first and last
+    dates.  Returns a long table: ``month`` plus the :func:`tally` columns, one row per unit
+    and month (only ``code`` when given); no rows when the range holds no month (an ``end``
+    before the first data month).
+
+    Raises
+    ------
+    InputError
+        A bad month, ``start`` after ``end`` (both given), or more than 240 months.
     """
     check_level(level)
     specs = survey_specs(layer_names)
-    if start is None or end is None:
+    first, last = parse_month(start), parse_month(end)
+    if first is not None and last is not None and first > last:
+        raise InputError(
+            f"起始月份 {first} 晚于结束月份 {last}",
+            f"the first month {first} is after the last month {last}",
+            code="bad_range",
+        )
+    if first is None or last is None:
         firsts: list[np.datetime64] = []
         lasts: list[np.datetime64] = []
         for spec in specs:
@@ -519,21 +529,28 @@ def monthly(
                 if len(ok):
                     firsts.append(ok.min())
                     lasts.append(ok.max())
-        if not firsts:
-            return pd.DataFrame(columns=["month", "code", "name"])
-        start = start or str(min(firsts))[:7]
-        end = end or str(max(lasts))[:7]
-    months = pd.period_range(start=start, end=end, freq="M")
+        if firsts:
+            first = first or str(min(firsts))[:7]
+            last = last or str(max(lasts))[:7]
+    names = [s.name for s in specs]
+    months = (
+        pd.period_range(start=first, end=last, freq="M")
+        if first is not None and last is not None and first <= last
+        else pd.PeriodIndex([], freq="M")
+    )
     if len(months) > 240:
         raise InputError(
             "月份范围过长（最多 240 个月）", "month range too long (at most 240 months)", code="bad_range"
         )
     frames = []
     for p in months:
-        day = p.end_time.date()
-        t = tally(store, level, [s.name for s in specs], as_of=day)
+        t = tally(store, level, names, as_of=p.end_time.date())
         if code is not None:
             t = t[t["code"] == code]
         t.insert(0, "month", str(p))
         frames.append(t)
+    if not frames:  # no month in range: the columns still say what a month would hold
+        empty = tally(store, level, names).iloc[0:0]
+        empty.insert(0, "month", pd.Series(dtype=object))
+        return empty.reset_index(drop=True)
     return pd.concat(frames, ignore_index=True)

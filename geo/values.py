@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geo.errors import InputError
 from layers.base import LayerSpec, Status
 
 __all__ = [
@@ -40,8 +41,13 @@ __all__ = [
     "match_fields",
     "norm_key",
     "normalise_vocab",
+    "parse_date",
     "parse_dates",
+    "parse_month",
     "parse_numbers",
+    "safe_display_name",
+    "strip_controls",
+    "terminal_safe",
 ]
 
 DATE_MIN_YEAR = 1950
@@ -510,6 +516,74 @@ def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     )
 
 
+#: Longest date text looked at; anything longer is not a date.
+_DATE_TEXT_MAX = 64
+
+
+def parse_date(value: object) -> date | None:
+    """One date given by a person (``--as-of``, ``?as_of=``), in any form :func:`parse_dates` reads.
+
+    ``"2022-05-25"``, ``"20220525"``, ``"2022年5月25日"``, ``"2022/5/25"``, ``" 2022-05-25 "``,
+    a ``date`` or ``datetime``; ``"2022-05"`` is the first of the month.  Every caller parses
+    once and passes the ``date`` on, so pages, exports and file names all show the ISO form.
+
+    Parameters
+    ----------
+    value : str, date or None
+        The date as given.
+
+    Returns
+    -------
+    datetime.date or None
+        None for ``None`` and blank text.
+
+    Raises
+    ------
+    InputError
+        ``code="bad_date"``: not a date, or its year outside 1950–2100.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        if not DATE_MIN_YEAR <= value.year <= DATE_MAX_YEAR:
+            raise _bad_date(value.isoformat())
+        return value
+    text = str(value)
+    if not text.strip():
+        return None
+    if len(text) > _DATE_TEXT_MAX or _UNSAFE.search(text):
+        raise _bad_date(text)
+    parsed, bad = parse_dates(pd.Series([text.strip()], dtype=object))
+    iso = parsed.iloc[0]
+    if bool(bad.iloc[0]) or not isinstance(iso, str):
+        raise _bad_date(text)
+    return date.fromisoformat(iso)
+
+
+def parse_month(value: object) -> str | None:
+    """A month given by a person (``2022-05``, ``2022年5月``, or any day of it) as ``"YYYY-MM"``.
+
+    Raises
+    ------
+    InputError
+        ``code="bad_date"``.
+    """
+    day = parse_date(value)
+    return None if day is None else f"{day.year:04d}-{day.month:02d}"
+
+
+def _bad_date(text: str) -> InputError:
+    shown = safe_display_name(text)[:_DATE_TEXT_MAX]
+    return InputError(
+        f"日期无效：{shown}（应为 2022-05-25、20220525 或 2022年5月25日 等，年份 {DATE_MIN_YEAR}–{DATE_MAX_YEAR}）",
+        f"invalid date: {shown} (give e.g. 2022-05-25, 20220525 or 2022年5月25日, "
+        f"years {DATE_MIN_YEAR}–{DATE_MAX_YEAR})",
+        code="bad_date",
+    )
+
+
 # --------------------------------------------------------------------------- vocabularies
 
 
@@ -583,8 +657,73 @@ def normalise_vocab(
 # --------------------------------------------------------------------------- text
 
 
+# Control characters never stored: C0 (NUL, ESC ...) but tab and line ends, DEL and C1.
+_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_CONTROL_RE = re.compile(f"[{_CONTROLS}]")
+# The same class for RE2 (Arrow), which takes \\x{..} escapes.
+_CONTROL_RE2 = r"[\x{0}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}]"
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# Characters that change how the text around them is shown: bidirectional embeddings,
+# overrides, isolates and marks, and the line and paragraph separators.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+# Everything that must not reach a person's screen as it is: all controls (tab and line ends
+# too), lone surrogates and the bidi controls.
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{_BIDI}]")
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without NUL and the other control characters a survey value never holds.
+
+    C0 controls other than tab, CR and LF, DEL and the C1 controls are removed; lone
+    surrogates (what a lax decoder leaves for bytes it could not read) become U+FFFD.
+    """
+    if _SURROGATE_RE.search(text):
+        text = _SURROGATE_RE.sub("\ufffd", text)
+    return _CONTROL_RE.sub("", text)
+
+
+def safe_display_name(text: str) -> str:
+    """A name (an uploaded file's, a batch's) that shows as what it is.
+
+    Control characters (C0, DEL, C1), lone surrogates and the bidirectional controls that can
+    make ``报告\u202eslx.exe`` look like ``报告exe.xls`` are each replaced with U+FFFD (�),
+    so a tampered name stays visibly tampered; NFC, outer white space trimmed.
+
+    Parameters
+    ----------
+    text : str
+        The name as given.
+
+    Returns
+    -------
+    str
+    """
+    return unicodedata.normalize("NFC", _UNSAFE.sub("\ufffd", str(text))).strip()
+
+
+def terminal_safe(text: str, keep: str = "\n") -> str:
+    """``text`` for a terminal: controls and bidi characters written as escapes (``\\x1b``,
+    ``\\u202e``), so a value cannot move the cursor, recolour or reorder what follows.
+
+    Parameters
+    ----------
+    text : str
+    keep : str
+        Characters passed through as they are (by default the line end).
+    """
+
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        if ch in keep:
+            return ch
+        cp = ord(ch)
+        return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}"
+
+    return _UNSAFE.sub(escape, str(text))
+
+
 def _clean_str(v: object) -> object:
-    t = unicodedata.normalize("NFC", str(v)).strip().strip("\ufeff\u200b").strip()
+    t = unicodedata.normalize("NFC", strip_controls(str(v))).strip().strip("\ufeff\u200b").strip()
     return t if t else _EMPTY
 
 
@@ -593,7 +732,12 @@ _TRIM = " \t\r\n\u3000\ufeff\u200b\xa0"
 
 def _clean_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_clean_str` for many distinct strings at once, in Arrow."""
-    arr = pa.array(values.tolist(), type=pa.string())
+    texts = values.tolist()
+    try:
+        arr = pa.array(texts, type=pa.string())
+    except (UnicodeEncodeError, pa.ArrowInvalid):  # lone surrogates cannot be UTF-8
+        arr = pa.array([strip_controls(t) for t in texts], type=pa.string())
+    arr = pc.replace_substring_regex(arr, _CONTROL_RE2, "")
     arr = pc.utf8_trim(pc.utf8_normalize(arr, "NFC"), _TRIM)
     res = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
     res[pc.equal(arr, "").to_numpy(zero_copy_only=False)] = None
@@ -622,7 +766,9 @@ def _clean_other(v: object) -> object:
 def clean_text(s: pd.Series) -> pd.Series:
     """Clean a text column (ids, names, addresses).
 
-    Strips surrounding whitespace (including full-width spaces), applies
+    Strips surrounding whitespace (including full-width spaces), removes NUL and
+    the other control characters (:func:`strip_controls`: a value never carries
+    them, an id with a NUL in it would look equal to one without), applies
     Unicode NFC, turns empty strings into ``None``, and writes numbers read
     as floats without a spurious fraction (``123.0`` -> ``"123"``, as Excel
     and DBF give numeric ids).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED, Store
 from geo.tally import Filters, check_level, load_hierarchy, parse_as_of, tally
+from geo.values import parse_date
 from layers import LayerSpec
 
 #: Above this zoom (or under ``max_features`` in view) features are sent one by one.
@@ -121,7 +123,7 @@ def features_in_view(
     bbox: BBox,
     zoom: int,
     statuses: tuple[str, ...] | None = None,
-    as_of: str | None = None,
+    as_of: str | date | None = None,
     unit: str | None = None,
     gcj02: bool = False,
     max_features: int = 1500,
@@ -136,8 +138,8 @@ def features_in_view(
         Web-map zoom level; decides the aggregation bin size.
     statuses : tuple of str, optional
         Only these status codes.
-    as_of : str, optional
-        Only features found on or before this day; ``completed`` is as of that day.
+    as_of : str or date, optional
+        Only features found on or before this day (any form :func:`geo.values.parse_date` reads); ``completed`` is as of that day.
     unit : str, optional
         Only features assigned to this unit grid code (or ``UNASSIGNED``).
     max_features : int
@@ -297,7 +299,7 @@ def cells_in_view(
     bbox: BBox | None,
     zoom: int,
     layer: str | None = None,
-    as_of: str | None = None,
+    as_of: str | date | None = None,
     within: str | None = None,
     gcj02: bool = False,
     max_units: int = 2500,
@@ -309,6 +311,7 @@ def cells_in_view(
     so the map can ask for a coarser level.
     """
     check_level(level)
+    as_of = parse_date(as_of)  # one cache entry per day, however it was written
     key = (store.location, store.revision(), level, layer, as_of, within)
     view_table = _TABLES.get(key)
     if view_table is None:
@@ -340,11 +343,11 @@ def cells_in_view(
 
 
 _OUTLINES: dict[tuple[str, str, str, int, bool], dict[str, Any]] = {}
-_TABLES: dict[tuple[str, str, str, str | None, str | None, str | None], Any] = {}
+_TABLES: dict[tuple[str, str, str, str | None, date | None, str | None], Any] = {}
 
 
 def _view_table(
-    store: Store, level: str, layer: str | None, as_of: str | None, within: str | None
+    store: Store, level: str, layer: str | None, as_of: date | None, within: str | None
 ) -> tuple[Any, list[str], list[dict[str, Any]]]:
     """The units a map can show and what it shows of each, computed once per revision:
     ``(outlines with a spatial index, codes, properties)`` in the same order.  A viewport

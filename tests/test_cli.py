@@ -203,3 +203,108 @@ def test_grid_generate_and_load(tmp_path, data, capsys):
     bad = ["--data", data, "grid-generate", str(bshp), "--size", "100", "-o", str(tmp_path / "x.gpkg")]
     assert main(bad) == 2  # neither communities nor an admin code
     assert capsys.readouterr().err.startswith("gridwatch: ")
+
+
+# --------------------------------------------------------------------------- hostile values and arguments
+
+
+def _one_bilingual_line(err: str) -> str:
+    line = err.strip()
+    assert line.count("\n") == 0 and "Traceback" not in line and line.startswith("gridwatch: "), err
+    assert "/" in line, err  # Chinese / English
+    return line
+
+
+def test_terminal_escapes_are_shown_not_run(tmp_path, loaded, capsys):
+    """DBF and CSV values, and file names, reach the terminal with controls and bidi escaped."""
+    csv_file = tmp_path / "a\x1b[31mred\u202etxt.csv"
+    lon, lat = 118.4005, 31.2995
+    csv_file.write_text(
+        f"案件编号,当前状态,经度,纬度\nX1,\x1b[2J\u202e已拆除,{lon},{lat}\n\u009b5m,\x07,{lon},{lat}\n",
+        encoding="utf-8",
+    )
+    capsys.readouterr()
+    assert main(["--data", loaded, "import", "demolition", str(csv_file)]) == 0
+    out = capsys.readouterr().out
+    assert main(["--data", loaded, "batches"]) == 0
+    out += capsys.readouterr().out
+    for raw in ("\x1b", "\u202e", "\x07", "\u009b"):
+        assert raw not in out
+    assert "\\x1b[31mred\\u202etxt.csv" in out
+    # a tab inside a value cannot shift the columns of the list
+    assert all(line.count("\t") == 10 for line in out.splitlines() if line.startswith(("1\t", "2\t", "3\t")))
+    assert main(["--data", loaded, "batches", "--json"]) == 0
+    text = capsys.readouterr().out
+    assert "\x1b" not in text and "\u202e" not in text and "\\u202e" in text
+    assert json.loads(text)[-1]["source_name"] == csv_file.name
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rollback", "99999999999999999999"],
+        ["rollback", "-1"],
+        ["rollback", "abc"],
+        ["token", "revoke", "--id", "18446744073709551616"],
+        ["audit", "--limit", "99999999999999999999"],
+        ["stats", "--as-of", "2022-13-40"],
+        ["stats", "--as-of", "2022-05-25\x1b[31m"],
+        ["stats", "--monthly", "2022-13:2022-14"],
+        ["stats", "--monthly", "2022-12:2022-01"],
+        ["stats", "--monthly", "2022-01"],
+        ["stats", "--monthly", "1:2:3"],
+        ["stats", "--format", "docx"],
+        ["stats", "--level", "\x1b[2J"],
+        ["stats", "-o", "/nonexistent/dir/x.csv"],
+        ["import", "demolition", "/nonexistent/x.zip"],
+        ["import", "demolition", "x.zip", "--encoding", "rot13"],
+        ["import", "demolition", "x.zip", "--encoding", "unicode_escape"],
+        ["grid-generate", "b.shp", "--size", "nan", "-o", "x.gpkg"],
+        ["grid-generate", "b.shp", "--size", "1e300", "-o", "x.gpkg"],
+        ["nosuch"],
+    ],
+)
+def test_bad_argument_values_exit_2_with_one_line(loaded, args, capsys):
+    assert main(["--data", loaded, *args]) == 2
+    line = _one_bilingual_line(capsys.readouterr().err)
+    assert "\x1b" not in line
+
+
+@pytest.mark.parametrize("as_of", ["20220701", "2022年7月1日", " 2022-07-01", "2022/7/1"])
+def test_stats_as_of_in_every_accepted_form(loaded, tmp_path, as_of):
+    iso, other = tmp_path / "iso.csv", tmp_path / "other.csv"
+    assert main(["--data", loaded, "stats", "--as-of", "2022-07-01", "-o", str(iso)]) == 0
+    assert main(["--data", loaded, "stats", "--as-of", as_of, "-o", str(other)]) == 0
+    assert other.read_bytes() == iso.read_bytes()
+    assert main(["--data", loaded, "stats", "--as-of", as_of, "--format", "json"]) == 0
+
+
+def test_stats_before_the_first_data_month(loaded, tmp_path, capsys):
+    assert main(["--data", loaded, "stats", "--as-of", "2021-06-30", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["as_of"] == "2021-06-30" and sum(r["demolition_total"] for r in doc["rows"]) == 0
+    out = tmp_path / "m.csv"
+    assert main(["--data", loaded, "stats", "--monthly", "2021-01:2021-06", "-o", str(out)]) == 0
+    table = pd.read_csv(out, encoding="utf-8-sig")
+    assert len(table) == 6 * 10 and table["demolition_total"].sum() == 0
+    assert main(["--data", loaded, "stats", "--monthly", "2021年1月:2021年6月", "-o", str(out)]) == 0
+
+
+def test_cpg_naming_no_text_encoding_is_ignored_with_a_warning(tmp_path, loaded, capsys):
+    sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["Z1"], 违建地址=["赭山路"])
+    shp = write_shp(sites, tmp_path / "z" / "违建.shp")
+    for codec in ("rot13", "zlib", "unicode_escape", "undefined"):
+        shp.with_suffix(".cpg").write_text(codec)
+        assert main(["--data", loaded, "import", "demolition", str(shp), "--dry-run", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["encoding"] == "gb18030" and report["rows_read"] == 1
+
+
+@pytest.mark.parametrize(
+    "codec", ["rot13", "zlib", "hex", "base64", "uu_codec", "undefined", "idna", "punycode"]
+)
+def test_encoding_naming_no_text_codec_exits_2(tmp_path, loaded, codec, capsys):
+    shp = write_shp(points_frame([(X0 + 50, Y0 - 50)], 案件编号=["Z1"]), tmp_path / "z" / "违建.shp")
+    capsys.readouterr()
+    assert main(["--data", loaded, "import", "demolition", str(shp), "--encoding", codec]) == 2
+    assert "encoding" in _one_bilingual_line(capsys.readouterr().err)

@@ -321,6 +321,70 @@ def test_normalize_encoding() -> None:
         normalize_encoding("nope")
 
 
+NOT_TEXT = [
+    "rot13",
+    "zlib",
+    "hex",
+    "base64",
+    "uu_codec",
+    "bz2",
+    "undefined",
+    "unicode_escape",
+    "raw_unicode_escape",
+    "idna",
+    "punycode",
+    "utf-7",
+    "mbcs",
+    "utf-32",
+    "no-such-codec",
+    "\x00",
+    "gbk\x1b[31m",
+]
+
+
+@pytest.mark.parametrize("name", NOT_TEXT)
+def test_only_text_encodings_are_accepted(name: str) -> None:
+    with pytest.raises(EncodingError) as err:
+        normalize_encoding(name)
+    assert err.value.status == 400 and err.value.code in ("unknown_encoding", "not_text_encoding")
+    assert "\x1b" not in err.value.zh + err.value.en and "\x00" not in err.value.zh + err.value.en
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("utf-8-sig", "utf-8-sig"),
+        ("GB2312", "gb18030"),
+        ("GB18030", "gb18030"),
+        ("cp950", "big5"),
+        ("latin-1", "iso-8859-1"),
+        ("cp1252", "cp1252"),
+        ("ASCII", "ascii"),
+        ("UTF-16LE", "utf-16-le"),
+        ("utf_16_be", "utf-16-be"),
+    ],
+)
+def test_text_encodings_by_any_name(name: str, codec: str) -> None:
+    assert normalize_encoding(name) == codec
+
+
+@pytest.mark.parametrize("name", NOT_TEXT)
+def test_a_cpg_naming_no_text_encoding_is_ignored_with_a_note(tmp_path: Path, name: str) -> None:
+    shp = write_gbk_shp(tmp_path, 0x00)
+    guess = detect_dbf_encoding(shp.with_suffix(".dbf"), cpg=name)
+    assert (guess.encoding, guess.source) == ("gb18030", "content")
+    assert "ignored" in guess.note_en and "\x1b" not in guess.note_en + guess.note_zh
+
+
+@pytest.mark.parametrize("name", ["rot13", "unicode_escape", "zlib"])
+def test_an_override_naming_no_text_encoding_is_refused(tmp_path: Path, name: str) -> None:
+    shp = write_gbk_shp(tmp_path, 0x00)
+    with pytest.raises(EncodingError):
+        detect_dbf_encoding(shp.with_suffix(".dbf"), override=name)
+    with pytest.raises(EncodingError):
+        decode_dbf_field_names(shp.with_suffix(".dbf"), name)
+
+
 # --------------------------------------------------------------------------- zip entry names
 
 

@@ -24,9 +24,11 @@ from geo.export import (
     Renderer,
     StatsReport,
     column_kind,
+    content_disposition,
     get_renderer,
     register_renderer,
     renderers,
+    spreadsheet_cell,
     totals,
     unregister_renderer,
 )
@@ -316,7 +318,7 @@ def test_xlsx_active_sheet_and_text_not_formula(report: StatsReport) -> None:
     assert wb.active.title == "社区"
     assert [ws.sheet_view.tabSelected for ws in wb.worksheets] == [False, True]
     cell = wb["单元网格"]["B4"]
-    assert cell.data_type == "s" and cell.value.startswith("=HYPERLINK")
+    assert cell.data_type == "s" and cell.value == '\'=HYPERLINK("http://x")'
 
 
 def test_xlsx_unknown_level_sheet_name() -> None:
@@ -483,3 +485,107 @@ def test_spatial_formats_need_geometry(report: StatsReport) -> None:
     for fmt in ("gpkg", "shp"):
         with pytest.raises(InputError):
             get_renderer(fmt).render(report, None)
+
+
+# --------------------------------------------------------------------------- formulas and file names
+
+#: Names a spreadsheet would run as a formula (or strip to one) if written as they are.
+FORMULAS = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "=1+1"]
+
+
+def _hostile(report: StatsReport) -> StatsReport:
+    grid = report.levels["grid"]
+    grid["name"] = [*FORMULAS[:3], FORMULAS[3]]
+    grid["parent_name"] = [FORMULAS[4], FORMULAS[5], FORMULAS[6], None]
+    grid["demolition_area_m2"] = [-1.5, 80.25, 0.0, 40.0]  # a negative number stays a number
+    report.columns = {**LABELS, "name": ("=名称", "=Name")}
+    return report
+
+
+def test_spreadsheet_cell() -> None:
+    for text in FORMULAS:
+        assert spreadsheet_cell(text) == "'" + text
+    for value in ("网格001", "a=b", "", 5, -2.5, None, math.nan):
+        assert spreadsheet_cell(value) is value
+
+
+def test_csv_neutralises_formulas(report: StatsReport) -> None:
+    data = get_renderer("csv").render(_hostile(report), "grid").decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(data)))
+    assert [r["name"] for r in rows] == ["'" + f for f in FORMULAS[:4]]
+    assert [r["parent_name"] for r in rows] == ["'" + f for f in FORMULAS[4:7]] + [""]
+    assert rows[0]["demolition_area_m2"] == "-1.5"
+    for row in rows:
+        assert not any(
+            v.startswith(("=", "+", "-", "@", "\t", "\r"))
+            for k, v in row.items()
+            if k != "demolition_area_m2"
+        )
+
+
+def test_xlsx_neutralises_formulas(report: StatsReport) -> None:
+    ws = _xlsx(_hostile(report))["单元网格"]
+    names = [ws.cell(row=r, column=2) for r in range(3, 7)]
+    parents = [ws.cell(row=r, column=5) for r in range(3, 6)]
+    for cell, text in zip(names + parents, FORMULAS, strict=True):
+        # XML reads a CR back as LF; either way the cell is text with the mark in front
+        assert cell.data_type == "s" and cell.value in ("'" + text, "'" + text.replace("\r", "\n"))
+        assert not cell.value.startswith("=")
+    assert ws["B2"].value == "'=名称"  # headers too
+    area = ws.cell(row=3, column=[c.value for c in ws[2]].index("违法建设面积(m²)") + 1)
+    assert area.data_type == "n" and area.value == -1.5
+    for row in ws.iter_rows():
+        assert all(c.data_type != "f" for c in row)
+
+
+def test_shp_fields_csv_neutralises_formulas(report: StatsReport, tmp_path: Path) -> None:
+    _unzip(get_renderer("shp").render(_hostile(report), None), tmp_path)
+    with (tmp_path / "fields.csv").open(encoding="utf-8-sig") as fh:
+        table = {r["column"]: r for r in csv.DictReader(fh)}
+    assert table["name"]["中文名"] == "'=名称" and table["name"]["English"] == "'=Name"
+
+
+def test_audit_csv_neutralises_formulas_and_bidi() -> None:
+    from geo.audit import write_csv
+    from geo.store import AuditEntry
+
+    texts = [*FORMULAS, "报告\u202eslx.exe"]
+    entries = [
+        AuditEntry(i, "2026-01-01T00:00:00Z", text, "127.0.0.1", "import", None, None, {}, text)
+        for i, text in enumerate(texts, 1)
+    ]
+    out = io.StringIO()
+    write_csv(entries, out)
+    rows = list(csv.reader(io.StringIO(out.getvalue().lstrip("\ufeff"))))[1:]
+    for row in rows:
+        for cell in (row[1], row[7]):
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+            assert "\u202e" not in cell and "\t" not in cell and "\r" not in cell
+    assert rows[0][1] == '\'=HYPERLINK("http://x","y")' and rows[2][7] == "'-2+3"
+    assert rows[-1][7] == "报告\ufffdslx.exe"
+
+
+def test_filename_takes_only_the_iso_date_and_level(report: StatsReport) -> None:
+    report.as_of = '2022年5月25日"; x=../../'
+    assert get_renderer("csv").filename(report, "grid") == "gridwatch_grid_2022525x.csv"
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("gridwatch_grid_2022-06-30.csv", 'attachment; filename="gridwatch_grid_2022-06-30.csv"'),
+        (
+            "统计_2022-06-30.csv",
+            "attachment; filename=\"___2022-06-30.csv\"; filename*=UTF-8''%E7%BB%9F%E8%AE%A1_2022-06-30.csv",
+        ),
+        (
+            'a"b\r\nSet-Cookie: x=1/..\\c.csv',
+            "attachment; filename=\"a_bSet-Cookie: x=1..c.csv\"; filename*=UTF-8''a%22bSet-Cookie%3A%20x%3D1..c.csv",
+        ),
+    ],
+)
+def test_content_disposition(name: str, header: str) -> None:
+    value = content_disposition(name)
+    assert value == header
+    value.encode("latin-1")  # what HTTP headers must be
+    assert "\r" not in value and "\n" not in value

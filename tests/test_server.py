@@ -147,7 +147,7 @@ def test_openapi_documents_every_api_route(app, client):
     for rule in app.url_map.iter_rules():
         if not (rule.rule.startswith("/api/") or rule.rule == "/healthz"):
             continue
-        path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)  # <id:fid> -> {fid}
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, f"{method} {path} is not in /api/openapi.json"
 

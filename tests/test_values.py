@@ -17,14 +17,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.utils.datetime import from_excel, to_excel
 
+from geo.errors import InputError
 from geo.values import (
     FieldMatch,
     clean_text,
     match_fields,
     norm_key,
     normalise_vocab,
+    parse_date,
     parse_dates,
+    parse_month,
     parse_numbers,
+    safe_display_name,
+    terminal_safe,
 )
 from layers import charging, demolition, grid
 
@@ -508,3 +513,83 @@ def test_clean_text_float_id_column_and_dtypes() -> None:
     assert list(out.index) == [3, 4, 5]
     assert clean_text(pd.Series(["a", None])).tolist() == ["a", None]
     assert clean_text(pd.Series([], dtype=object)).tolist() == []
+
+
+# --------------------------------------------------------------------------- one date given by a person
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022-05-25 ", "2022/5/25", "2022.5.25"],
+)
+def test_parse_date_takes_every_form_the_api_accepts(text: str) -> None:
+    assert parse_date(text) == dt.date(2022, 5, 25)
+
+
+def test_parse_date_none_blank_and_date_objects() -> None:
+    assert parse_date(None) is None and parse_date("") is None and parse_date("  ") is None
+    assert parse_date(dt.date(2021, 6, 30)) == dt.date(2021, 6, 30)
+    assert parse_date(dt.datetime(2021, 6, 30, 13, 5)) == dt.date(2021, 6, 30)
+    assert parse_month("2022年5月") == "2022-05" and parse_month("20220525") == "2022-05"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2022-13-01", "2022-02-30", "昨天", "1900-01-01", "2022-05-25\x00", "2022-05-25\n", "9" * 500, "\ud800"],
+)
+def test_parse_date_refuses_with_a_bilingual_400(text: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse_date(text)
+    assert err.value.code == "bad_date" and err.value.status == 400
+    assert "\x00" not in err.value.zh and "\ud800" not in err.value.en and len(err.value.en) < 200
+
+
+@given(st.text(max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_parse_date_gives_a_date_or_a_clear_error(text: str) -> None:
+    try:
+        day = parse_date(text)
+    except InputError as exc:
+        assert exc.code == "bad_date"
+    else:
+        assert day is None or 1950 <= day.year <= 2100
+
+
+# --------------------------------------------------------------------------- control characters
+
+
+def test_clean_text_removes_nul_and_control_characters() -> None:
+    raw = pd.Series(["A\x002", "x\x1b[31my", "\x00", "a\x85b\x7f", "行1\n行2", "a\ud800b"], dtype=object)
+    out = clean_text(raw).tolist()
+    assert out == ["A2", "x[31my", None, "ab", "行1\n行2", "a\ufffdb"]
+
+
+def test_nul_bytes_from_a_csv_are_not_stored(gridded_store, tmp_path: Path) -> None:
+    from geo.importer import import_file
+    from layers import demolition as layer
+    from tests.conftest import _T, X0, Y0
+
+    lon, lat = _T.transform(X0 + 50, Y0 - 50, direction="INVERSE")
+    csv = tmp_path / "sites.csv"
+    csv.write_bytes(f"案件编号,违建地址,经度,纬度\nA\x002,路\x1b[31m口,{lon},{lat}\n".encode())
+    import_file(gridded_store, "demolition", csv)
+    attrs = gridded_store.read_attributes(layer.LAYER, ["case_id", "address"])
+    assert attrs["case_id"].tolist() == ["A2"] and attrs["address"].tolist() == ["路[31m口"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("报告\u202eslx.exe", "报告\ufffdslx.exe"),
+        ("a\u2066b\u2069c\u200f", "a\ufffdb\ufffdc\ufffd"),
+        ("x\x1b[2Jy\x00z\x9b", "x\ufffd[2Jy\ufffdz\ufffd"),
+        ("违建台账.zip", "违建台账.zip"),
+    ],
+)
+def test_safe_display_name(raw: str, shown: str) -> None:
+    assert safe_display_name(raw) == shown
+
+
+def test_terminal_safe_escapes_controls_and_bidi() -> None:
+    assert terminal_safe("a\x1b[31mb\u202ec\nd\x85") == "a\\x1b[31mb\\u202ec\nd\\x85"
+    assert terminal_safe("a\tb\nc", keep="") == "a\\x09b\\x0ac"

@@ -11,15 +11,16 @@ import layers
 from geo import uploads
 from geo.batches import rollback
 from geo.errors import GridwatchError, InputError
-from geo.export import get_renderer
+from geo.export import content_disposition, get_renderer
 from geo.report import build_report
 from geo.tally import LEVELS, Filters, check_level
 from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from server import markup_free_json
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
-from web.common import current_store, query_args
+from web.common import as_of_arg, current_store, query_args, register_converters
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+bp.record_once(register_converters)  # <id:...> in the routes below
 
 
 def _int(name: str, default: int, lo: int, hi: int) -> int:
@@ -84,7 +85,7 @@ def api_stats() -> Any:
         body = markup_free_json(body.decode("utf-8")).encode("utf-8")
     resp = Response(body, mimetype=renderer.mimetype)
     if renderer.name != "json":
-        resp.headers["Content-Disposition"] = f"attachment; filename={renderer.filename(report, level)}"
+        resp.headers["Content-Disposition"] = content_disposition(renderer.filename(report, level))
     return resp
 
 
@@ -102,7 +103,7 @@ def api_cells() -> Any:
             BBox.parse(request.args.get("bbox")),
             _int("zoom", 14, 0, 24),
             layer=layer,
-            as_of=request.args.get("as_of") or None,
+            as_of=as_of_arg(),
             within=request.args.get("within") or None,
             gcj02=_gcj02(),
         )
@@ -123,7 +124,7 @@ def api_features(layer: str) -> Any:
             bbox,
             _int("zoom", 14, 0, 24),
             statuses=statuses,
-            as_of=request.args.get("as_of") or None,
+            as_of=as_of_arg(),
             unit=request.args.get("unit") or None,
             gcj02=_gcj02(),
             detail=request.args.get("detail") in ("1", "true"),
@@ -132,7 +133,7 @@ def api_features(layer: str) -> Any:
     )
 
 
-@bp.get("/features/<layer>/<int:fid>")
+@bp.get("/features/<layer>/<id:fid>")
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
     return jsonify(feature_detail(current_store(), layer, fid, gcj02=_gcj02()))
@@ -144,7 +145,7 @@ def api_batches() -> Any:
     return jsonify([b.to_dict() for b in current_store().batches(request.args.get("layer") or None)])
 
 
-@bp.delete("/batches/<int:batch_id>")
+@bp.delete("/batches/<id:batch_id>")
 @requires("surveyor")
 def api_rollback(batch_id: int) -> Any:
     store = current_store()

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from flask import request
+from werkzeug.routing import IntegerConverter
 
 import layers
 from geo.errors import InputError
 from geo.importer import get_layer
 from geo.tally import check_level
+from geo.values import parse_date
 from layers import LayerSpec
+
+#: Largest id a route takes: row ids are SQLite integers (signed 64-bit).
+MAX_ID = 2**63 - 1
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>``: a row id, 1 to 2⁶³−1; anything else matches no route (404)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(map, *args, **{"min": 1, "max": MAX_ID, **kwargs})
+
+
+def register_converters(state: Any) -> None:
+    """Blueprint set-up: the route converters of gridwatch (``bp.record_once(register_converters)``,
+    before the blueprint's first route)."""
+    state.app.url_map.converters.setdefault("id", IdConverter)
 
 
 def current_store() -> Any:
@@ -20,11 +39,16 @@ def current_store() -> Any:
     return get_store()
 
 
-def query_args() -> tuple[str, list[str] | None, str | None]:
-    """``level``, ``layer`` (as a list or None) and ``as_of`` from the query string, checked."""
+def query_args() -> tuple[str, list[str] | None, date | None]:
+    """``level``, ``layer`` (as a list or None) and ``as_of`` (parsed) from the query string, checked."""
     level = check_level(request.args.get("level", "grid"))
     layer = request.args.get("layer") or None
-    return level, [layer] if layer else None, request.args.get("as_of") or None
+    return level, [layer] if layer else None, as_of_arg()
+
+
+def as_of_arg() -> date | None:
+    """``?as_of=`` parsed once (``2022-05-25``, ``20220525``, ``2022年5月25日`` ...); a bad date is a 400."""
+    return parse_date(request.args.get("as_of"))
 
 
 def survey_spec(layer_names: list[str] | None) -> LayerSpec:

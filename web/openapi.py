@@ -1,12 +1,30 @@
 """The OpenAPI 3.1 document of the JSON API (served at /api/openapi.json).
 
-Kept beside the routes it describes; a test fails when a route under /api is missing here."""
+Kept beside the routes it describes: every route under /api (and /healthz) with its parameters,
+their types and bounds, request bodies, who may call it and the responses it gives.  A test
+fails when a route is missing here, and ``tests/test_fuzz.py`` sends requests generated from
+this document to every operation.  Layer names, levels and export formats come from their
+registries, so the document follows what the server accepts."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import layers
+from geo.export import renderers
+from geo.tally import LEVELS
+from web.common import MAX_ID
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_GEOJSON = {"$ref": "#/components/schemas/FeatureCollection"}
+_REPORT = {"$ref": "#/components/schemas/ImportReport"}
+_BATCH = {"$ref": "#/components/schemas/Batch"}
+
+#: Who may call an operation (see web.auth.requires): an API token (or a signed-in browser
+#: session) of an account with the role, or anyone.
+_PUBLIC: list[dict[str, list[str]]] = [{}]
+_SIGNED_IN = [{"bearer": []}, {"session": []}]
+_MAP = [*_SIGNED_IN, {}]  # anonymous only with GRIDWATCH_PUBLIC_MAP=1
 
 
 def _q(
@@ -17,53 +35,143 @@ def _q(
         "in": "query",
         "required": required,
         "description": description,
-        "schema": schema or {"type": "string"},
+        "schema": schema or {"type": "string", "maxLength": 200},
     }
+
+
+def _path(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+_REASONS = {
+    400: "请求有误 / bad request (code and bilingual message in the body)",
+    401: "需要登录 / sign in or send an API token",
+    403: "无权访问 / the account's role does not allow this",
+    404: "不存在 / not found",
+    409: "冲突 / conflicts with the stored data",
+    413: "过大 / too large",
+    415: "不支持的文件类型 / unsupported file type",
+    503: "存储不可写（磁盘已满、只读）/ the store cannot be written (disk full, read-only)",
+}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
     return {
-        str(c): {"description": "错误 / error", "content": {"application/json": {"schema": _ERROR}}}
+        str(c): {"description": _REASONS[c], "content": {"application/json": {"schema": _ERROR}}}
         for c in codes
     }
 
 
-def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+def _ok(
+    description: str, schema: dict[str, Any] | None = None, media: str = "application/json"
+) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema or {"type": "object"}}}}
+
+
+def _op(
+    summary: str,
+    security: list[dict[str, list[str]]],
+    responses: dict[str, Any],
+    parameters: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One operation; every one takes ``lang`` and answers errors of access it can meet."""
+    denied = {} if security is _PUBLIC else _errors(401, 403)
     return {
-        "description": description,
-        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+        "summary": summary,
+        "security": security,
+        "parameters": [*(parameters or []), LANG],
+        "responses": {**responses, **denied},
+        **extra,
     }
 
 
-LEVEL = _q(
-    "level",
-    "grid | community | street | district",
-    {"type": "string", "enum": ["grid", "community", "street", "district"]},
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+UPLOAD_ID = _path(
+    "upload_id",
+    "as returned by POST /api/uploads",
+    {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"},
 )
-LAYER = _q("layer", "survey layer name (see /api/layers)")
-AS_OF = _q("as_of", "count as of this day (YYYY-MM-DD)", {"type": "string", "format": "date"})
-BBOX = _q("bbox", "west,south,east,north in degrees (EPSG:4326)")
-ZOOM = _q("zoom", "web-map zoom level", {"type": "integer", "minimum": 0, "maximum": 24})
-CRS = _q("crs", "gcj02 to receive coordinates shifted for Gaode/Tencent base maps")
+LANG = _q("lang", "zh (default) or en: the language of `message`", {"type": "string", "enum": ["zh", "en"]})
+LEVEL = _q(
+    "level", "grid (default) | community | street | district", {"type": "string", "enum": list(LEVELS)}
+)
+AS_OF = _q(
+    "as_of",
+    "count as of the end of this day: 2022-05-25, 20220525, 2022/5/25 or 2022年5月25日 "
+    "(years 1950–2100); without it every stored feature counts",
+    {"type": "string", "maxLength": 64, "examples": ["2022-06-30", "20220630", "2022年6月30日"]},
+)
+BBOX = _q(
+    "bbox",
+    "west,south,east,north in degrees (EPSG:4326), west < east, south < north",
+    {
+        "type": "string",
+        "maxLength": 200,
+        "pattern": r"^-?[0-9]+(\.[0-9]+)?(,-?[0-9]+(\.[0-9]+)?){3}$",
+        "examples": ["118.35,31.25,118.45,31.35"],
+    },
+)
+ZOOM = _q("zoom", "web-map zoom level (default 14)", {"type": "integer", "minimum": 0, "maximum": 24})
+CRS = _q(
+    "crs",
+    "gcj02 to receive coordinates shifted for Gaode/Tencent base maps; anything else: EPSG:4326",
+    {"type": "string", "maxLength": 20, "examples": ["gcj02"]},
+)
+WITHIN = _q("within", "only units under this unit code (a community, street or district)")
+
+
+def _survey_layer(name: str = "layer", where: str = "query") -> dict[str, Any]:
+    names = [s.name for s in layers.survey_layers()]
+    schema = {"type": "string", "enum": names}
+    if where == "path":
+        return _path(name, "survey layer (see /api/layers)", schema)
+    return _q(name, "survey layer (see /api/layers); default: all", schema)
 
 
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
+    all_layers = [s.name for s in layers.all_layers()]
+    formats = [r.name for r in renderers()]
+    upload_fields = {
+        "layer": {"type": "string", "enum": all_layers, "description": "图层 / layer (grid: admins only)"},
+        "encoding": {
+            "type": "string",
+            "maxLength": 40,
+            "description": "DBF/CSV text encoding: UTF-8, GBK/GB18030, Big5, UTF-16, Latin-1 … "
+            "(anything else is a 400)",
+        },
+        "crs": {"type": "string", "maxLength": 2000, "description": "EPSG:4548, an ESRI name, WKT or gcj02"},
+        "member": {"type": "string", "maxLength": 500, "description": "dataset inside a zip holding several"},
+    }
     upload_form = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
                 "required": ["layer", "file"],
                 "properties": {
-                    "layer": {"type": "string"},
-                    "file": {"type": "string", "format": "binary"},
-                    "encoding": {"type": "string", "description": "DBF/CSV text encoding, e.g. GBK"},
-                    "crs": {"type": "string", "description": "EPSG:4548, an ESRI name, WKT or gcj02"},
-                    "member": {"type": "string", "description": "dataset inside a zip holding several"},
+                    **upload_fields,
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "zip, shp (with sidecars in a zip), gpkg, geojson, kml/kmz, csv, xlsx",
+                    },
                 },
             }
         }
     }
+    reread_form = {
+        "schema": {
+            "type": "object",
+            "properties": upload_fields,
+            "description": "any of layer, encoding, crs, member; the rest stays as uploaded",
+        }
+    }
+    stats_media = {
+        r.mimetype.split(";")[0]: {"schema": {"type": "string", "format": "binary"}} for r in renderers()
+    }
+    stats_media["application/json"] = {"schema": {"$ref": "#/components/schemas/Stats"}}
+    feature_path = [_survey_layer(where="path")]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -71,101 +179,107 @@ def document() -> dict[str, Any]:
             "version": "0.1.0",
             "description": "网格化管理统计接口 / grid-management statistics API.  Errors carry `message` "
             "in the request's language (Chinese unless `?lang=en` or the `gridwatch_lang` cookie asks "
-            "for English) and always `message_zh` and `message_en`.",
+            "for English) and always `message_zh` and `message_en`.  Scripts authenticate with "
+            "`Authorization: Bearer <token>`; browsers with the session cookie plus an `X-CSRFToken` "
+            "header on writes.",
         },
         "paths": {
-            "/healthz": {"get": {"summary": "health", "responses": {"200": _ok("ok")}}},
+            "/healthz": {"get": _op("health", _PUBLIC, {"200": _ok("ok")})},
             "/api/layers": {
-                "get": {"summary": "图层 / layers", "responses": {"200": _ok("layers", {"type": "array"})}}
+                "get": _op(
+                    "图层 / layers",
+                    _MAP,
+                    {"200": _ok("layers with fields, statuses and counts", {"type": "array"})},
+                )
             },
             "/api/cells": {
-                "get": {
-                    "summary": "单元轮廓与统计 / unit outlines with figures in a viewport",
-                    "parameters": [
-                        LEVEL,
-                        LAYER,
-                        AS_OF,
-                        BBOX,
-                        ZOOM,
-                        CRS,
-                        _q("within", "only units under this code"),
-                    ],
-                    "responses": {"200": _ok("GeoJSON FeatureCollection"), **_errors(400)},
-                }
+                "get": _op(
+                    "单元轮廓与统计 / unit outlines with figures in a viewport",
+                    _MAP,
+                    {
+                        "200": _ok(
+                            "GeoJSON FeatureCollection (too_many when the level is too fine)", _GEOJSON
+                        ),
+                        **_errors(400),
+                    },
+                    [LEVEL, _survey_layer(), AS_OF, BBOX, ZOOM, CRS, WITHIN],
+                )
             },
             "/api/features/{layer}": {
-                "get": {
-                    "summary": "视口内要素（少则逐个，多则聚合）/ features in a viewport, one by one or clustered",
-                    "parameters": [
-                        {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"}},
+                "get": _op(
+                    "视口内要素（少则逐个，多则聚合）/ features in a viewport, one by one or clustered",
+                    _MAP,
+                    {"200": _ok("GeoJSON FeatureCollection", _GEOJSON), **_errors(400, 404)},
+                    [
+                        *feature_path,
                         {**BBOX, "required": True},
                         ZOOM,
                         AS_OF,
                         CRS,
-                        _q("status", "comma-separated status codes"),
-                        _q("unit", "only features in this unit grid"),
-                        _q("detail", "1 to send every attribute with each feature"),
+                        _q("status", "comma-separated status codes (see /api/layers)"),
+                        _q("unit", "only features in this unit grid (or UNASSIGNED)"),
+                        _q("detail", "1 or true: every attribute with each feature"),
                         _q("within", "only features in unit grids under this street/community code"),
                     ],
-                    "responses": {"200": _ok("GeoJSON FeatureCollection"), **_errors(400)},
-                }
+                )
             },
             "/api/features/{layer}/{fid}": {
-                "get": {
-                    "summary": "单个要素及全部属性 / one feature with all its attributes",
-                    "parameters": [
-                        {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"}},
-                        {"name": "fid", "in": "path", "required": True, "schema": {"type": "integer"}},
-                        CRS,
-                    ],
-                    "responses": {"200": _ok("GeoJSON Feature"), **_errors(400, 404)},
-                }
+                "get": _op(
+                    "单个要素及全部属性 / one feature with all its attributes",
+                    _MAP,
+                    {"200": _ok("GeoJSON Feature"), **_errors(400, 404)},
+                    [*feature_path, _path("fid", "feature id", ID), CRS],
+                )
             },
             "/api/stats": {
-                "get": {
-                    "summary": "统计表 / statistics",
-                    "parameters": [
+                "get": _op(
+                    "统计表 / statistics",
+                    _SIGNED_IN,
+                    {
+                        "200": {
+                            "description": "the table in the asked format; files come with a "
+                            "Content-Disposition naming them (ASCII filename= and RFC 5987 filename*=)",
+                            "content": stats_media,
+                        },
+                        **_errors(400),
+                    },
+                    [
                         LEVEL,
-                        LAYER,
+                        _survey_layer(),
                         AS_OF,
-                        _q("within", "only units under this code"),
-                        _q("format", "json | csv | xlsx | geojson | gpkg | shp"),
+                        WITHIN,
+                        _q("format", "output format (default json)", {"type": "string", "enum": formats}),
                     ],
-                    "responses": {"200": {"description": "the table in the asked format"}, **_errors(400)},
-                }
+                )
             },
             "/api/uploads": {
-                "post": {
-                    "summary": "上传并预览 / upload a survey file and get its import report",
-                    "requestBody": {"required": True, "content": upload_form},
-                    "responses": {"201": _ok("import report with upload_id"), **_errors(400, 413, 415)},
-                }
+                "post": _op(
+                    "上传并预览 / upload a survey file and get its import report (nothing is written)",
+                    _SIGNED_IN,
+                    {"201": _ok("import report with upload_id", _REPORT), **_errors(400, 413, 415, 503)},
+                    requestBody={"required": True, "content": upload_form},
+                )
             },
             "/api/uploads/{upload_id}/preview": {
-                "post": {
-                    "summary": "改参数重读 / read again with other encoding, crs, layer or member",
-                    "parameters": [
-                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": {"200": _ok("import report"), **_errors(400, 404)},
-                }
+                "post": _op(
+                    "改参数重读 / read again with another encoding, crs, layer or member",
+                    _SIGNED_IN,
+                    {"200": _ok("import report", _REPORT), **_errors(400, 404, 413, 415)},
+                    [UPLOAD_ID],
+                    requestBody={
+                        "required": False,
+                        "content": {
+                            "multipart/form-data": reread_form,
+                            "application/x-www-form-urlencoded": reread_form,
+                        },
+                    },
+                )
             },
             "/api/uploads/{upload_id}/features": {
-                "get": {
-                    "summary": "上传中可导入的要素（预览地图用）/ the features an upload would add, for a preview map",
-                    "description": "Lon/lat (EPSG:4326, or GCJ-02 with crs=gcj02).  At most `limit` features "
-                    "(an even sample of them when there are more); polygons and lines simplified, or sent "
-                    "as a point on their surface when many.",
-                    "parameters": [
-                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                        _q(
-                            "limit",
-                            "most features to send (default and largest 5000)",
-                            {"type": "integer", "minimum": 1, "maximum": 5000},
-                        ),
-                        CRS,
-                    ],
-                    "responses": {
+                "get": _op(
+                    "上传中可导入的要素（预览地图用）/ the features an upload would add, for a preview map",
+                    _SIGNED_IN,
+                    {
                         "200": _ok(
                             "GeoJSON FeatureCollection; each feature's properties: inside (it fell in a "
                             "unit grid), unit (that grid's code or null)",
@@ -196,45 +310,74 @@ def document() -> dict[str, Any]:
                         ),
                         **_errors(400, 404),
                     },
-                }
+                    [
+                        UPLOAD_ID,
+                        _q(
+                            "limit",
+                            "most features to send (default and largest 5000)",
+                            {"type": "integer", "minimum": 1, "maximum": 5000},
+                        ),
+                        CRS,
+                    ],
+                    description="Lon/lat (EPSG:4326, or GCJ-02 with crs=gcj02).  At most `limit` features "
+                    "(an even sample of them when there are more); polygons and lines simplified, or sent "
+                    "as a point on their surface when many.",
+                )
             },
             "/api/uploads/{upload_id}/commit": {
-                "post": {
-                    "summary": "确认导入 / commit the upload as one batch",
-                    "parameters": [
-                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": {"200": _ok("import report"), **_errors(400, 404, 409)},
-                }
+                "post": _op(
+                    "确认导入 / commit the upload as one batch",
+                    _SIGNED_IN,
+                    {"200": _ok("import report of the batch", _REPORT), **_errors(400, 404, 409, 503)},
+                    [UPLOAD_ID],
+                )
             },
             "/api/uploads/{upload_id}": {
-                "delete": {
-                    "summary": "放弃上传 / discard an upload",
-                    "parameters": [
-                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": {"204": {"description": "discarded"}, **_errors(404)},
-                }
+                "delete": _op(
+                    "放弃上传 / discard an upload",
+                    _SIGNED_IN,
+                    {"204": {"description": "discarded"}, **_errors(404)},
+                    [UPLOAD_ID],
+                )
             },
             "/api/batches": {
-                "get": {
-                    "summary": "导入批次 / batches",
-                    "parameters": [LAYER],
-                    "responses": {"200": _ok("batches", {"type": "array"})},
-                }
+                "get": _op(
+                    "导入批次 / batches",
+                    _SIGNED_IN,
+                    {"200": _ok("batches, oldest first", {"type": "array", "items": _BATCH})},
+                    [
+                        _q(
+                            "layer",
+                            "only this layer's batches",
+                            {"type": "string", "enum": [*all_layers, "targets"]},
+                        )
+                    ],
+                )
             },
             "/api/batches/{batch_id}": {
-                "delete": {
-                    "summary": "回滚批次 / roll back a batch",
-                    "parameters": [
-                        {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "integer"}}
-                    ],
-                    "responses": {"200": _ok("the batch, rolled back"), **_errors(404, 409)},
-                }
+                "delete": _op(
+                    "回滚批次 / roll back a batch (surveyors: their own survey batches)",
+                    _SIGNED_IN,
+                    {"200": _ok("the batch, rolled back", _BATCH), **_errors(404, 409, 503)},
+                    [_path("batch_id", "batch id", ID)],
+                )
             },
-            "/api/openapi.json": {"get": {"summary": "this document", "responses": {"200": _ok("OpenAPI")}}},
+            "/api/openapi.json": {"get": _op("this document", _PUBLIC, {"200": _ok("OpenAPI 3.1")})},
         },
         "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API token (gridwatch token add, or /account); acts with its owner's role",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "gridwatch_session",
+                    "description": "a browser signed in at /login; writes also need the X-CSRFToken header",
+                },
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -246,7 +389,53 @@ def document() -> dict[str, Any]:
                         "message_en": {"type": "string"},
                         "details": {"type": "object"},
                     },
-                }
-            }
+                },
+                "FeatureCollection": {
+                    "type": "object",
+                    "required": ["type", "features"],
+                    "properties": {"type": {"const": "FeatureCollection"}, "features": {"type": "array"}},
+                },
+                "Stats": {
+                    "type": "object",
+                    "required": ["as_of", "level", "columns", "rows", "totals"],
+                    "properties": {
+                        "title": {"type": "string"},
+                        "as_of": {"type": "string", "format": "date"},
+                        "level": {"type": "string", "enum": list(LEVELS)},
+                        "columns": {"type": "object"},
+                        "rows": {"type": "array", "items": {"type": "object"}},
+                        "totals": {"type": "object"},
+                    },
+                },
+                "ImportReport": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["preview", "committed", "duplicate"]},
+                        "upload_id": {"type": "string"},
+                        "batch_id": {"type": ["integer", "null"]},
+                        "rows_read": {"type": "integer"},
+                        "added": {"type": "integer"},
+                        "updated": {"type": "integer"},
+                        "unchanged": {"type": "integer"},
+                        "rejected": {"type": "array"},
+                        "warnings": {"type": "array"},
+                        "encoding": {"type": ["string", "null"]},
+                        "crs": {"type": ["string", "null"]},
+                    },
+                },
+                "Batch": {
+                    "type": "object",
+                    "required": ["id", "layer", "source_name", "created_at", "status"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "layer": {"type": "string"},
+                        "source_name": {"type": "string"},
+                        "created_at": {"type": "string"},
+                        "user": {"type": ["string", "null"]},
+                        "status": {"type": "string", "enum": ["active", "rolled_back"]},
+                    },
+                },
+            },
         },
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED
 from geo.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
+from geo.values import safe_display_name
 from server import label, select_locale
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import current_store, query_args, survey_spec
@@ -155,7 +157,7 @@ def index() -> Any:
         "level": level,
         "layer": spec.name,
         "metric": metric,
-        "asOf": as_of or "",
+        "asOf": as_of.isoformat() if as_of else "",
         "status": request.args.get("status", ""),
         "within": request.args.get("within", ""),
         "gcj02": bool(base and base.get("gcj02")),
@@ -220,7 +222,7 @@ def index() -> Any:
         levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
         layer=spec,
         survey_layers=layers.survey_layers(),
-        as_of=as_of or "",
+        as_of=as_of.isoformat() if as_of else "",
         metric=metric,
         totals={
             "total": int(table[f"{spec.name}_total"].sum()),
@@ -307,7 +309,13 @@ def batches() -> Any:
     }
     return render_template(
         "batches.html",
-        batches=list(reversed(current_store().batches())),
+        # file names shown as what they are: controls and bidi overrides become U+FFFD
+        batches=[
+            replace(
+                b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user)
+            )
+            for b in reversed(current_store().batches())
+        ],
         labels=labels,
         # surveyors roll back their own survey batches; admins any batch
         may_roll_back=lambda b: admin or (b.user == me and b.layer not in ("grid", "targets")),
@@ -338,7 +346,7 @@ def stats() -> Any:
             "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
             "rates": [round(float(v) * 100, 1) for v in t[rate]],
         }
-    series = monthly(store, "district", [spec.name], end=(as_of or None) and str(as_of)[:7])
+    series = monthly(store, "district", [spec.name], end=as_of)
     months = series.groupby("month")[[f"{spec.name}_total", f"{spec.name}_completed"]].sum().reset_index()
     chart = {
         "street": by_level["street"],
@@ -355,7 +363,7 @@ def stats() -> Any:
         level=level,
         levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
         survey_layers=layers.survey_layers(),
-        as_of=as_of or "",
+        as_of=as_of.isoformat() if as_of else "",
         rows=table.to_dict("records"),
         lagging=lagging.head(10).to_dict("records"),
         measures=measures,

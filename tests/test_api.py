@@ -1,0 +1,153 @@
+"""The JSON API's non-upload routes with hostile and unusual input: dates in every accepted form,
+ids past SQLite's integers, download names, and spreadsheet formulas in unit names."""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import quote
+
+import openpyxl
+import pytest
+
+from geo.importer import import_file
+from geo.store import open_store
+from server import create_app
+from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+
+#: Unit names a spreadsheet would run as formulas if written as they are.
+FORMULAS = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=1"]
+DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25"]
+
+
+@pytest.fixture
+def app(tmp_path):
+    data = tmp_path / "store"
+    grid = grid_frame()
+    grid.loc[: len(FORMULAS) - 1, "网格名称"] = FORMULAS
+    grid.loc[0, "所属社区"] = "@社区()"
+    grid.loc[0, "所属街道"] = "-街道"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid, tmp_path / "g" / "g.shp"))
+        sites = points_frame(
+            [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)],
+            案件编号=["A1", "A2"],
+            当前状态=["已拆除", "已登记"],
+            发现时间=["2022-01-05", "2022-05-20"],
+            拆除时间=["2022-03-01", ""],
+        )
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+    return create_app(
+        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def _totals(client, as_of: str) -> tuple[int, int]:
+    r = client.get(f"/api/stats?level=district&layer=demolition&as_of={quote(as_of)}")
+    assert r.status_code == 200, r.get_json()
+    row = r.get_json()["rows"][0]
+    return row["demolition_total"], row["demolition_completed"]
+
+
+@pytest.mark.parametrize("as_of", DATES)
+def test_stats_as_of_every_accepted_form(client, as_of):
+    assert _totals(client, as_of) == (2, 1)
+    assert client.get(f"/api/stats?format=json&as_of={quote(as_of)}").get_json()["as_of"] == "2022-05-25"
+
+
+def test_stats_before_the_first_data_month(client):
+    assert _totals(client, "2021-06-30") == (0, 0)
+
+
+@pytest.mark.parametrize("as_of", ["2022-13-01", "昨天", "2022-05-25\x00", "9" * 300])
+def test_bad_dates_are_a_bilingual_400(client, as_of):
+    for url in (
+        f"/api/stats?as_of={quote(as_of)}",
+        f"/api/stats?format=xlsx&as_of={quote(as_of)}",
+        f"/api/cells?as_of={quote(as_of)}",
+        f"/api/features/demolition?bbox=118,31,119,32&as_of={quote(as_of)}",
+    ):
+        r = client.get(url)
+        assert r.status_code == 400 and r.get_json()["error"] == "bad_date", url
+        assert r.get_json()["message_zh"] != r.get_json()["message_en"]
+
+
+@pytest.mark.parametrize("as_of", DATES)
+def test_download_name_from_the_parsed_date(client, as_of):
+    for fmt, name in (
+        ("xlsx", "gridwatch_all_2022-05-25.xlsx"),
+        ("csv", "gridwatch_grid_2022-05-25.csv"),
+        ("shp", "gridwatch_all_2022-05-25.zip"),
+    ):
+        r = client.get(f"/api/stats?format={fmt}&as_of={quote(as_of)}")
+        assert r.status_code == 200
+        header = r.headers["Content-Disposition"]
+        header.encode("latin-1")  # a header that does not encode breaks the WSGI server (500)
+        assert header == f'attachment; filename="{name}"'
+
+
+@pytest.mark.parametrize("as_of", DATES)
+def test_cells_and_features_take_every_date_form(client, as_of):
+    cells = client.get(f"/api/cells?level=grid&zoom=16&as_of={quote(as_of)}")
+    assert cells.status_code == 200
+    base = client.get("/api/cells?level=grid&zoom=16&as_of=2022-05-25").get_json()
+    assert cells.get_json() == base
+    r = client.get(f"/api/features/demolition?bbox=118,31,119,32&zoom=18&as_of={quote(as_of)}")
+    assert r.status_code == 200 and len(r.get_json()["features"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("GET", "/api/features/demolition/99999999999999999999"),
+        ("GET", "/api/features/demolition/9223372036854775808"),
+        ("GET", "/api/features/demolition/0"),
+        ("GET", "/api/features/demolition/-1"),
+        ("DELETE", "/api/batches/99999999999999999999"),
+        ("DELETE", "/api/batches/9223372036854775808"),
+        ("DELETE", "/api/batches/0"),
+    ],
+)
+def test_ids_past_sqlite_integers_are_404(client, method, url):
+    r = client.open(url, method=method)
+    assert r.status_code == 404 and r.get_json()["error"] == "not_found"
+
+
+def test_largest_id_is_looked_up(client):
+    assert client.get("/api/features/demolition/9223372036854775807").status_code == 404
+    assert client.delete("/api/batches/9223372036854775807").status_code == 404
+    assert client.get("/api/features/demolition/1").status_code == 200
+
+
+def _neutral(text: str) -> bool:
+    return not text.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_stats_csv_neutralises_unit_names(client):
+    for level in ("grid", "community", "street"):
+        r = client.get(f"/api/stats?format=csv&level={level}")
+        rows = list(csv.DictReader(io.StringIO(r.data.decode("utf-8-sig"))))
+        for row in rows:
+            for key in ("name", "parent_name", "code"):
+                assert _neutral(row[key] or ""), (level, key, row[key])
+    grid = list(csv.DictReader(io.StringIO(client.get("/api/stats?format=csv").data.decode("utf-8-sig"))))
+    # names are stored trimmed ("\t=1" is "=1"), then neutralised
+    assert [r["name"] for r in grid[: len(FORMULAS)]] == ["'" + f.strip() for f in FORMULAS]
+
+
+def test_stats_xlsx_neutralises_unit_names(client):
+    wb = openpyxl.load_workbook(io.BytesIO(client.get("/api/stats?format=xlsx").data))
+    seen = set()
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (ws.title, cell.coordinate, cell.value)
+                if isinstance(cell.value, str):
+                    assert cell.data_type == "s" and _neutral(cell.value), (ws.title, cell.value)
+                    seen.add(cell.value)
+    assert {"'" + f.strip() for f in FORMULAS} <= seen and "'@社区()" in seen and "'-街道" in seen

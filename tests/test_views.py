@@ -1,0 +1,87 @@
+"""Pages with unusual query strings: the statistics and map pages take a date in every form the
+API accepts, show it as ISO, and link downloads with the parsed date."""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import quote
+
+import pytest
+
+from geo.importer import import_file
+from geo.store import open_store
+from server import create_app
+from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+
+DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25"]
+
+
+@pytest.fixture
+def client(tmp_path):
+    data = tmp_path / "store"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        sites = points_frame(
+            [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)],
+            案件编号=["A1", "A2"],
+            当前状态=["已拆除", "已登记"],
+            发现时间=["2022-01-05", "2022-05-20"],
+            拆除时间=["2022-03-01", ""],
+        )
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+    app = create_app(
+        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
+    )
+    return app.test_client()
+
+
+def _chart(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="gw-chart-data">(.*?)</script>', page, re.S)
+    assert m, "no chart data in the page"
+    return json.loads(m[1])
+
+
+@pytest.mark.parametrize("as_of", DATES)
+def test_stats_page_takes_every_date_form(client, as_of):
+    r = client.get(f"/stats?layer=demolition&as_of={quote(as_of)}")
+    assert r.status_code == 200
+    page = r.get_data(as_text=True)
+    assert 'value="2022-05-25"' in page
+    assert "as_of=2022-05-25" in page  # download links carry the parsed date
+    assert _chart(page)["monthly"]["months"][-1] == "2022-05"
+
+
+def test_stats_page_before_the_first_data_month(client):
+    r = client.get("/stats?as_of=2021-06-30")
+    assert r.status_code == 200
+    assert _chart(r.get_data(as_text=True))["monthly"] == {"months": [], "total": [], "completed": []}
+
+
+@pytest.mark.parametrize("as_of", ["2022-13-01", "昨天", "2022-05-25\x1b[31m"])
+def test_pages_refuse_a_bad_date_with_a_400(client, as_of):
+    for url in (f"/stats?as_of={quote(as_of)}", f"/?tiles=none&as_of={quote(as_of)}"):
+        r = client.get(url)
+        assert r.status_code == 400 and r.get_json()["error"] == "bad_date"
+
+
+@pytest.mark.parametrize("as_of", DATES)
+def test_map_page_takes_every_date_form(client, as_of):
+    r = client.get(f"/?tiles=none&as_of={quote(as_of)}")
+    assert r.status_code == 200
+    page = r.get_data(as_text=True)
+    assert 'value="2022-05-25"' in page and '"asOf": "2022-05-25"' in page
+
+
+def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path):
+    data = tmp_path / "store"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["B1"])
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "报告\u202eexe.\x1bshp.shp"))
+    app = create_app(
+        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
+    )
+    page = app.test_client().get("/batches").get_data(as_text=True)
+    assert "报告\ufffdexe.\ufffdshp.shp" in page
+    assert "\u202e" not in page and "\x1b" not in page
