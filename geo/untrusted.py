@@ -50,6 +50,9 @@ ALLOWED_DRIVERS = frozenset({"ESRI Shapefile", "GPKG", "GeoJSON", "KML", "LIBKML
 #: Modules the forkserver loads once, so that each helper starts with them in memory.
 PRELOAD = ["geo.importer"]
 
+#: The helper's address space is this many times its memory (mapped files, reserved arenas).
+ADDRESS_SPACE_FACTOR = 3
+
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 
@@ -61,9 +64,10 @@ class ReadLimits:
     Parameters
     ----------
     memory_bytes : int
-        Address space of the helper (``RLIMIT_AS``).  A legitimate 5,000,000-point
-        shapefile reads in about 2.5 GB; a file whose declared or counted size is too
-        large is refused by the checks before reading, not by this limit.
+        Memory of the helper: heap and private mappings (``RLIMIT_DATA``); its address
+        space (``RLIMIT_AS``) is limited to :data:`ADDRESS_SPACE_FACTOR` times that, room
+        for the files it maps.  A file whose declared or counted size is too large is
+        refused by the checks before reading, not by this limit.
     cpu_seconds : int
         CPU time of the helper (``RLIMIT_CPU``).
     wall_seconds : float
@@ -249,7 +253,11 @@ def confine(limits: ReadLimits) -> str:
     or ``"gdal"`` (GDAL's and PROJ's requests refused, no namespace available)."""
     global _NETWORK_ISOLATION
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    # the memory a read may take: heap and private mappings (RLIMIT_DATA), which a file mapped
+    # read-only (a large DBF is read that way) does not count; the address space is bounded too
+    resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
+    space = limits.memory_bytes * ADDRESS_SPACE_FACTOR
+    resource.setrlimit(resource.RLIMIT_AS, (space, space))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = limits.open_files if hard == resource.RLIM_INFINITY else min(limits.open_files, hard)

@@ -109,8 +109,8 @@ def test_map_requests_are_served_while_a_100_mb_upload_is_arriving(gunicorn_serv
 
 
 def _reading_helpers(data: Path) -> list[int]:
-    """Processes of the server on ``data`` with an address-space limit of the reading helper's
-    size: the helpers reading uploads right now."""
+    """Processes of the server on ``data`` with the reading helper's memory limit: the helpers
+    reading uploads right now."""
     from geo.untrusted import ReadLimits
 
     limit = str(ReadLimits().memory_bytes)
@@ -125,7 +125,7 @@ def _reading_helpers(data: Path) -> list[int]:
                 continue
         except OSError:
             continue
-        line = next((x for x in limits.splitlines() if x.startswith("Max address space")), "")
+        line = next((x for x in limits.splitlines() if x.startswith("Max data size")), "")
         if line.split()[3:4] == [limit]:
             found.append(int(proc.name))
     return found

@@ -732,12 +732,12 @@ def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
     from web.clients import read_limits
 
     monkeypatch.setenv("GRIDWATCH_DATA", str(data))
-    monkeypatch.setenv("GRIDWATCH_READ_MEMORY", "200M")
+    monkeypatch.setenv("GRIDWATCH_READ_MEMORY", "32M")
     monkeypatch.setenv("GRIDWATCH_READ_CPU_SECONDS", "7")
     monkeypatch.setenv("GRIDWATCH_READ_SECONDS", "9")
     app = create_app({"TESTING": True})
     with app.app_context():
-        assert read_limits() == untrusted.ReadLimits(memory_bytes=200 * 2**20, cpu_seconds=7, wall_seconds=9)
+        assert read_limits() == untrusted.ReadLimits(memory_bytes=32 * 2**20, cpu_seconds=7, wall_seconds=9)
     resp = post(Session(app, "surveyor"), "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(), "台账.csv")
     assert resp.status_code == 413 and resp.get_json()["error"] == "read_limit", resp.get_json()
     monkeypatch.delenv("GRIDWATCH_READ_MEMORY")
