@@ -89,7 +89,9 @@ def read_targets(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     kinds = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx"}
     if suffix not in kinds:
-        raise InputError("目标表需为 CSV 或 XLSX", "targets must be a CSV or XLSX file", code="unsupported_file")
+        raise InputError(
+            "目标表需为 CSV 或 XLSX", "targets must be a CSV or XLSX file", code="unsupported_file"
+        )
     return untrusted.run(_read_targets_file, path, kinds[suffix])
 
 

@@ -85,6 +85,13 @@ class TooLarge(GridwatchError):
     code = "too_large"
 
 
+class QuotaExceeded(GridwatchError):
+    """An account holds too much at once (staged uploads waiting for their commit)."""
+
+    status = 429
+    code = "quota_exceeded"
+
+
 class StoreError(GridwatchError):
     """The store cannot be written (read-only, disk full, locked)."""
 

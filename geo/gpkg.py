@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import multiprocessing
 import os
 import shutil
 import threading
@@ -57,6 +56,8 @@ import pyogrio
 import pyproj
 import shapely
 
+import layers
+from geo import untrusted
 from geo.cache import filling
 from geo.errors import Conflict, NotFound, StoreError, disk_full, read_only, write_error
 from geo.store import Actor, ApiToken, AuditEntry, Batch, FeatureRows, LoginFailures, User, WriteResult
@@ -468,13 +469,86 @@ class GpkgStore:
             raise NotFound(f"批次 {batch_id} 不存在", f"batch {batch_id} not found", code="batch_not_found")
         return self._batch_from_row(row)
 
-    def find_checksum(self, layer: str, checksum: str) -> Batch | None:
-        row = self.conn.execute(
+    def find_checksum(self, layer: str, checksum: str, keys: np.ndarray | None = None) -> Batch | None:
+        """The live batch of ``layer`` that imported a file with ``checksum`` and whose content
+        is still the current one, so that importing the file again would change nothing.
+
+        For the unit grid that is the current grid's batch (the newest live one); for
+        targets, a live batch none of whose values a later live batch replaced; for a survey
+        layer, a live batch none of whose rows a later live batch updated -- and, given the
+        file's survey ``keys``, every one of them still held by a row that batch or an
+        earlier one wrote (a row the file repeated unchanged may have been updated later).
+        """
+        rows = self.conn.execute(
             f"SELECT {self._BATCH_COLS} FROM gw_batches WHERE layer=? AND checksum=? AND status='active'"
-            " ORDER BY id DESC LIMIT 1",
+            " ORDER BY id DESC",
             (layer, checksum),
-        ).fetchone()
-        return None if row is None else self._batch_from_row(row)
+        ).fetchall()
+        for row in rows:
+            batch = self._batch_from_row(row)
+            if self._is_current(batch, keys):
+                return batch
+        return None
+
+    def _is_current(self, batch: Batch, keys: np.ndarray | None) -> bool:
+        conn = self.conn
+        if batch.layer == "targets":
+            return not conn.execute(
+                "SELECT 1 FROM gw_targets_history h JOIN gw_batches b ON b.id = h.superseded_by"
+                " WHERE h.batch_id=? AND b.status='active' LIMIT 1",
+                (batch.id,),
+            ).fetchone()
+        if _is_grid(batch.layer):
+            newest = _scalar_args(
+                conn, "SELECT max(id) FROM gw_batches WHERE layer=? AND status='active'", (batch.layer,)
+            )
+            return bool(newest == batch.id)
+        if not self._has_table(batch.layer):
+            return True
+        if conn.execute(
+            f'SELECT 1 FROM "{batch.layer}_history" h JOIN gw_batches b ON b.id = h.gw_superseded_by'
+            " WHERE h.gw_batch=? AND b.status='active' AND b.id<>? LIMIT 1",
+            (batch.id, batch.id),
+        ).fetchone():
+            return False
+        if keys is None:
+            return True
+        wanted = _key_set(keys)
+        held = self._key_batches(batch.layer, wanted)
+        return len(held) == len(wanted) and all(b <= batch.id for b, _ in held.values())
+
+    def key_batches(self, spec: LayerSpec, keys: np.ndarray) -> dict[str, tuple[int, str | None]]:
+        """For each of ``keys`` held by a current row of ``spec``: the batch that last wrote
+        that row and the batch's user (None when imported without an account)."""
+        if not self.has_layer(spec):
+            return {}
+        return self._key_batches(spec.name, _key_set(keys))
+
+    def _key_batches(self, table: str, wanted: set[str]) -> dict[str, tuple[int, str | None]]:
+        if not wanted:
+            return {}
+        conn = self.conn
+        lo, hi = min(wanted), max(wanted)
+        # new surveys usually bring new, consecutive ids: none stored in their range settles it
+        if not conn.execute(
+            f'SELECT 1 FROM "{table}" WHERE gw_key BETWEEN ? AND ? LIMIT 1', (lo, hi)
+        ).fetchone():
+            return {}
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM gw_tmp_keys")
+        conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
+        return {
+            str(key): (int(batch_id), user)
+            for key, batch_id, user in conn.execute(
+                f'SELECT t.gw_key, t.gw_batch, b.user FROM "{table}" t JOIN gw_tmp_keys k ON t.gw_key = k.k'
+                " LEFT JOIN gw_batches b ON b.id = t.gw_batch"
+            )
+        }
+
+    def _has_table(self, name: str) -> bool:
+        return bool(
+            self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+        )
 
     def archived_source(self, batch_id: int) -> tuple[str, bytes]:
         """The original upload of a batch: the file itself, or a zip of its files."""
@@ -492,11 +566,15 @@ class GpkgStore:
         return str(row[0]), buf.getvalue()
 
     def mark_rolled_back(self, batch_id: int) -> None:
+        """Mark a live batch rolled back; refused (:class:`Conflict`) when it already is."""
         with self.transaction():
             self.conn.execute(
-                "UPDATE gw_batches SET status='rolled_back', rolled_back_at=? WHERE id=?",
+                "UPDATE gw_batches SET status='rolled_back', rolled_back_at=? WHERE id=? AND status='active'",
                 (now_iso(), batch_id),
             )
+            if not self.conn.changes():
+                self.batch(batch_id)  # NotFound for an unknown batch
+                raise already_rolled_back(batch_id)
             batch = self.batch(batch_id)
             self.record_audit(
                 "rollback",
@@ -1183,7 +1261,7 @@ def _gdal_reader() -> ProcessPoolExecutor:
     global _READER
     with _READER_LOCK:
         if _READER is None or _READER[0] != os.getpid():
-            executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+            executor = ProcessPoolExecutor(1, mp_context=untrusted.process_context())
             atexit.register(executor.shutdown, wait=True, cancel_futures=True)
             _READER = (os.getpid(), executor)
         return _READER[1]
@@ -1193,6 +1271,22 @@ def _read_arrow(path: str, layer: str, columns: list[str]) -> pa.Table:
     """Runs in the helper process: ``fid`` and ``columns`` of ``layer`` as Arrow."""
     _, table = pyogrio.read_arrow(path, layer=layer, columns=columns, read_geometry=False, return_fids=True)
     return table
+
+
+def _is_grid(layer: str) -> bool:
+    spec = next((s for s in layers.all_layers() if s.name == layer), None)
+    return spec is not None and spec.is_grid
+
+
+def _key_set(keys: np.ndarray) -> set[str]:
+    """The survey ids among ``keys`` as text (rows without one left out)."""
+    return {str(k) for k in keys.tolist() if k is not None and k == k}
+
+
+def already_rolled_back(batch_id: int) -> Conflict:
+    return Conflict(
+        f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back"
+    )
 
 
 def _user(row: tuple[Any, ...]) -> User:

@@ -77,12 +77,15 @@ class FeatureRows:
         Survey id per row (``None`` where the row has none).
     units : ndarray of str
         Assigned unit-grid code per row, or ``UNASSIGNED``.
+    source_rows : ndarray of int, optional
+        1-based record number of each row in the file it was read from.
     """
 
     attrs: pd.DataFrame
     geometry: np.ndarray
     keys: np.ndarray
     units: np.ndarray
+    source_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.geometry)
@@ -204,7 +207,15 @@ class Store(Protocol):
 
     def batch(self, batch_id: int) -> Batch: ...
 
-    def find_checksum(self, layer: str, checksum: str) -> Batch | None: ...
+    def find_checksum(self, layer: str, checksum: str, keys: np.ndarray | None = None) -> Batch | None:
+        """The live batch that imported a file with ``checksum`` into ``layer`` while its
+        content is still current (importing the file again would change nothing); ``keys``,
+        the file's survey ids, make the check exact (see the GeoPackage backend)."""
+        ...
+
+    def key_batches(self, spec: LayerSpec, keys: np.ndarray) -> dict[str, tuple[int, str | None]]:
+        """For each of ``keys`` held by a current row: (batch that last wrote it, that batch's user)."""
+        ...
 
     def archived_source(self, batch_id: int) -> tuple[str, bytes]: ...
 

@@ -223,3 +223,90 @@ def test_failed_commit_leaves_nothing(gridded_store, tmp_path, monkeypatch):
     assert sorted(p.name for p in archive.iterdir()) == ["000001"]  # the grid's only
     rep = import_file(gridded_store, "demolition", shp)
     assert rep.added == 2 and (archive / f"{rep.batch_id:06d}" / "s.dbf").exists()
+
+
+def test_parallel_rollbacks_roll_a_batch_back_once(gridded_store, tmp_path, monkeypatch):
+    """Three rollbacks of one batch, each from its own connection, all past their first look at
+    the batch before any writes: one rolls it back, the others are refused, one audit entry."""
+    import threading
+    from contextlib import contextmanager
+
+    from geo.gpkg import GpkgStore
+
+    rep = import_file(
+        gridded_store, "demolition", write_shp(_sites("已登记", ["A"]), tmp_path / "a" / "s.shp")
+    )
+    stores = [open_store(gridded_store.location) for _ in range(3)]
+    all_there = threading.Barrier(3, timeout=60)
+    real = GpkgStore.transaction
+
+    @contextmanager
+    def together(self):
+        if not self._depth:
+            all_there.wait()
+        with real(self):
+            yield
+
+    monkeypatch.setattr(GpkgStore, "transaction", together)
+    outcomes: list = []
+
+    def roll_back(store):
+        try:
+            outcomes.append(rollback(store, rep.batch_id).status)
+        except Conflict as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=roll_back, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    monkeypatch.undo()
+    for s in stores:
+        s.close()
+    assert sorted(outcomes) == ["already_rolled_back", "already_rolled_back", "rolled_back"]
+    assert [e.batch_id for e in gridded_store.audit_entries(action="rollback")] == [rep.batch_id]
+
+
+def test_an_earlier_grid_can_be_put_back(gridded_store, grid_shp, tmp_path):
+    """A byte-identical file is a duplicate only while it is the current content of its layer."""
+    from geo.importer import prepare_import
+
+    grid = layers.get("grid")
+    g = grid_frame()
+    second = import_file(
+        gridded_store, "grid", write_shp(g[g["网格编码"] != f"{COMM_A}002"], tmp_path / "g2" / "g.shp")
+    )
+    assert gridded_store.layer_count(grid) == 8
+    assert prepare_import(gridded_store, "grid", grid_shp).report.status == "preview"
+    back = import_file(gridded_store, "grid", grid_shp)
+    assert back.status == "committed" and back.added == 1 and gridded_store.layer_count(grid) == 9
+    again = import_file(gridded_store, "grid", grid_shp)
+    assert again.status == "duplicate" and again.duplicate_of == back.batch_id
+    rollback(gridded_store, back.batch_id)  # the second grid is current again
+    assert import_file(gridded_store, "grid", grid_shp).status == "committed"
+    assert second.batch_id is not None
+
+
+def test_a_survey_file_updated_later_can_be_imported_again(gridded_store, tmp_path):
+    first = write_shp(_sites("已登记", ["A", "B"]), tmp_path / "1" / "s.shp")
+    a = import_file(gridded_store, "demolition", first)
+    import_file(gridded_store, "demolition", write_shp(_sites("已拆除", ["B"]), tmp_path / "2" / "s.shp"))
+    back = import_file(gridded_store, "demolition", first)  # puts B back as the first file had it
+    assert back.status == "committed" and (back.updated, back.unchanged) == (1, 1)
+    assert set(gridded_store.read_attributes(DEMOLITION)["status"]) == {"已登记"}
+    again = import_file(gridded_store, "demolition", first)  # now it is current: a no-op duplicate
+    assert again.status == "duplicate" and again.duplicate_of == back.batch_id
+    assert a.batch_id is not None
+
+
+def test_a_row_kept_unchanged_and_updated_later_makes_a_file_new_again(gridded_store, tmp_path):
+    """The second file repeats A unchanged (the row stays the first batch's); a third updates A:
+    the second file is no longer the current content, though none of its own rows were replaced."""
+    import_file(gridded_store, "demolition", write_shp(_sites("已登记", ["A"]), tmp_path / "1" / "s.shp"))
+    second = write_shp(_sites("已登记", ["A", "C"]), tmp_path / "2" / "s.shp")
+    kept = import_file(gridded_store, "demolition", second)
+    assert (kept.added, kept.unchanged) == (1, 1)
+    import_file(gridded_store, "demolition", write_shp(_sites("已拆除", ["A"]), tmp_path / "3" / "s.shp"))
+    back = import_file(gridded_store, "demolition", second)
+    assert back.status == "committed" and (back.updated, back.unchanged) == (1, 1)

@@ -322,3 +322,67 @@ def test_update_few_ids_spread_over_a_large_layer(gridded_store, tmp_path):
     assert (rep.added, rep.updated, rep.unchanged) == (1, 2, 0)
     t = tally(gridded_store, "grid", ["demolition"])
     assert (t["demolition_total"].sum(), t["demolition_completed"].sum()) == (301, 3)
+
+
+# --- whose features an import may update ---------------------------------------------------------
+
+
+@pytest.fixture
+def owned_store(gridded_store, tmp_path):
+    """Accounts surveyor, surveyor2 and admin; sites D1 imported without an account, S1 and S2 by
+    surveyor."""
+    from geo import accounts
+
+    for name, role in (("surveyor", "surveyor"), ("surveyor2", "surveyor"), ("admin", "admin")):
+        accounts.add_user(gridded_store, name, role, f"{name}-password-1")
+    demo = points_frame([(X0 + 20, Y0 - 20)], 案件编号=["D1"], 当前状态=["已登记"])
+    import_file(gridded_store, "demolition", write_shp(demo, tmp_path / "d" / "d.shp"))
+    own = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["S1", "S2"], 当前状态=["已登记"] * 2
+    )
+    import_file(gridded_store, "demolition", write_shp(own, tmp_path / "s" / "s.shp"), user="surveyor")
+    return gridded_store
+
+
+def _demolished(tmp_path, name: str, ids: list[str]):
+    xy = [(X0 + 30 + 20 * i, Y0 - 40) for i in range(len(ids))]
+    return write_shp(
+        points_frame(xy, 案件编号=ids, 当前状态=["已拆除"] * len(ids)), tmp_path / name / "x.shp"
+    )
+
+
+def _status(store) -> dict[str, str]:
+    attrs = store.read_attributes(__import__("layers").get("demolition"))
+    return dict(zip(attrs["case_id"], attrs["status"], strict=True))
+
+
+def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
+    rep = import_file(
+        owned_store, "demolition", _demolished(tmp_path, "a", ["N1", "S1", "D1"]), user="surveyor2"
+    )
+    assert (rep.added, rep.updated, rep.to_dict()["rejected_count"]) == (1, 0, 2)
+    assert [(r.row, r.field, r.value) for r in rep.rejected] == [(2, "case_id", "S1"), (3, "case_id", "D1")]
+    assert "批次 3" in rep.rejected[0].reason_zh and "batch 2" in rep.rejected[1].reason_en  # 1 is the grid
+    assert owned_store.batch(rep.batch_id).rejected == 2
+    assert _status(owned_store) == {"D1": "已登记", "S1": "已登记", "S2": "已登记", "N1": "已拆除"}
+    mine = import_file(owned_store, "demolition", _demolished(tmp_path, "b", ["S1"]), user="surveyor")
+    assert (mine.updated, mine.to_dict()["rejected_count"]) == (1, 0)
+    for i, who in enumerate(("admin", None, "cli-operator")):  # an admin; imports without an account
+        path = _demolished(tmp_path, f"c{i}", ["S2", "D1", f"M{i}"])
+        rep = import_file(owned_store, "demolition", path, user=who)
+        assert (rep.to_dict()["rejected_count"], rep.added, rep.updated + rep.unchanged) == (0, 1, 2), who
+
+
+def test_ownership_is_decided_when_the_batch_is_written(owned_store, tmp_path):
+    """surveyor2 prepares a file with a new id; surveyor commits the same id first: surveyor2's
+    commit rejects that row."""
+    from geo.importer import commit_import
+
+    prepared = prepare_import(
+        owned_store, "demolition", _demolished(tmp_path, "a", ["K1", "K2"]), user="surveyor2"
+    )
+    assert prepared.report.to_dict()["rejected_count"] == 0
+    import_file(owned_store, "demolition", _demolished(tmp_path, "b", ["K1"]), user="surveyor")
+    rep = commit_import(owned_store, prepared, user="surveyor2")
+    assert rep.status == "committed" and rep.added == 1 and [r.value for r in rep.rejected] == ["K1"]
+    assert rep.rejected[0].row == 1

@@ -747,3 +747,29 @@ def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
         "台账.csv",
     )
     assert resp.status_code == 201, resp.get_json()
+
+
+def test_member_names_a_dataset_exactly(tmp_path):
+    """``--member`` takes the dataset's name in the upload, or a file name only one dataset
+    has; never a stem that could pick a layer the user did not mean."""
+    from geo.importer import prepare_import
+    from tests.conftest import grid_frame, write_shp
+
+    a = survey_shp(tmp_path / "a")
+    b = survey_shp(tmp_path / "b", n=2)
+    archive = tmp_path / "两年.zip"
+    archive.write_bytes(
+        zip_of(
+            [(f"2022年/{p.name}", p.read_bytes()) for p in a.parent.iterdir()]
+            + [(f"2023年/{p.name}", p.read_bytes()) for p in b.parent.iterdir()]
+        )
+    )
+    with open_store(tmp_path / "d") as store:
+        from geo.importer import import_file
+
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        assert prepare_import(store, "demolition", archive, member="2023年/台账.shp").report.rows_read == 2
+        for member in ("台账", "台账.shp", "2023年/台账", "2023"):
+            with pytest.raises(InputError) as err:
+                prepare_import(store, "demolition", archive, member=member)
+            assert err.value.code == "no_such_member", member

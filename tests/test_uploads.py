@@ -227,11 +227,11 @@ def test_features_follow_a_reread_and_gcj02(client, tmp_path):
     )
     assert 0.002 < abs(dx) < 0.01
     assert moved["outside"] == again.get_json()["unassigned"] == 2
-    # a re-read that fails leaves no features of the previous read behind
+    # a re-read that fails changes nothing: the upload keeps the settings and features of the last
+    # read that succeeded
     failed = client.post(f"/api/uploads/{report['upload_id']}/preview", data={"crs": "EPSG:3857"})
     assert failed.status_code == 400
-    r = client.get(url)
-    assert r.status_code == 400 and r.get_json()["error"] == failed.get_json()["error"]
+    assert client.get(url).get_json() == moved
 
 
 def test_features_are_capped(client, tmp_path):
@@ -334,3 +334,396 @@ def test_the_app_starts_when_the_session_key_cannot_be_kept(tmp_path, caplog):
     app = create_app({"GRIDWATCH_DATA": str(blocker / "data"), "TESTING": True})
     assert len(app.config["SECRET_KEY"]) == 64
     assert "SECRET_KEY" in caplog.text
+
+
+# --- writes that cannot double or lie ---------------------------------------------------------
+
+
+def _many_sites_zip(tmp_path, n: int = 200, prefix: str = "R", name: str = "many") -> bytes:
+    xy = [(X0 + 5 + (i % 29) * 10, Y0 - 5 - (i // 29) * 10) for i in range(n)]
+    sites = points_frame(xy, 案件编号=[f"{prefix}{i:04d}" for i in range(n)], 当前状态=["已登记"] * n)
+    shp = write_shp(sites, tmp_path / name / f"{name}.shp")
+    return zip_shp(shp, tmp_path / f"{name}.zip").read_bytes()
+
+
+def _in_threads(calls) -> list:
+    """Run each call in its own thread at once; their results (or exceptions) in order."""
+    import threading
+
+    out: list = [None] * len(calls)
+
+    def run(i, call):
+        try:
+            out[i] = call()
+        except BaseException as exc:  # handed back to the test
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return out
+
+
+def test_two_stagings_of_one_file_committed_at_once_are_stored_once(app, client, tmp_path, monkeypatch):
+    """Both commits have read their file before either writes: the duplicate is found inside the
+    write transaction, so one batch is written and the other commit is a clear 409."""
+    import threading
+
+    from geo import uploads
+
+    data = _many_sites_zip(tmp_path)
+    first = _post(client, data, "a.zip").get_json()
+    second = _post(client, data, "a.zip").get_json()
+    assert first["status"] == second["status"] == "preview"
+    both_read = threading.Barrier(2, timeout=60)
+    real = uploads.commit_import
+
+    def after_both_read(*args, **kwargs):
+        both_read.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(uploads, "commit_import", after_both_read)
+    answers = _in_threads(
+        [lambda u=u: app.test_client().post(f"/api/uploads/{u['upload_id']}/commit") for u in (first, second)]
+    )
+    assert sorted(r.status_code for r in answers) == [200, 409]
+    done = next(r for r in answers if r.status_code == 200).get_json()
+    refused = next(r for r in answers if r.status_code == 409).get_json()
+    assert done["added"] == 200
+    assert refused["error"] == "duplicate" and refused["details"]["duplicate_of"] == done["batch_id"]
+    assert f"批次 {done['batch_id']}" in refused["message_zh"] and "already imported" in refused["message_en"]
+    assert _count(client) == 200
+    assert [b["layer"] for b in client.get("/api/batches").get_json()] == ["grid", "demolition"]
+
+
+def test_parallel_rollbacks_of_one_batch_roll_it_back_once(app, client, survey_zip):
+    import threading
+
+    upload_id = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
+    batch_id = client.post(f"/api/uploads/{upload_id}/commit").get_json()["batch_id"]
+    together = threading.Barrier(3, timeout=60)
+
+    def roll_back():
+        c = app.test_client()
+        together.wait()
+        return c.delete(f"/api/batches/{batch_id}")
+
+    answers = _in_threads([roll_back] * 3)
+    assert sorted(r.status_code for r in answers) == [200, 409, 409]
+    assert {r.get_json()["error"] for r in answers if r.status_code == 409} == {"already_rolled_back"}
+    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+        assert len(store.audit_entries(action="rollback")) == 1
+        assert store.batch(batch_id).status == "rolled_back"
+
+
+def test_an_upload_being_committed_is_locked(app, client, survey_zip, monkeypatch):
+    """While its commit runs, a staged upload cannot be discarded, read again, shown or committed
+    a second time (409 at once); the commit keeps its file and archives it."""
+    import threading
+
+    from geo import uploads
+
+    monkeypatch.setattr(uploads, "LOCK_WAIT_S", 0.1, raising=False)
+    upload_id = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
+    inside, release = threading.Event(), threading.Event()
+    real = uploads.commit_import
+
+    def held(*args, **kwargs):
+        inside.set()
+        assert release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(uploads, "commit_import", held)
+    answer: list = []
+    worker = threading.Thread(
+        target=lambda: answer.append(app.test_client().post(f"/api/uploads/{upload_id}/commit"))
+    )
+    worker.start()
+    try:
+        assert inside.wait(60)
+        for method, suffix in (
+            ("DELETE", ""),
+            ("POST", "/preview"),
+            ("POST", "/commit"),
+            ("GET", "/features"),
+        ):
+            r = client.open(f"/api/uploads/{upload_id}{suffix}", method=method)
+            body = r.get_json()
+            assert r.status_code == 409 and body["error"] == "upload_busy", (method, suffix, body)
+            assert "正在提交" in body["message_zh"] and "being committed" in body["message_en"]
+    finally:
+        release.set()
+        worker.join(timeout=60)
+    assert answer[0].status_code == 200, answer[0].get_json()
+    batch_id = answer[0].get_json()["batch_id"]
+    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+        assert store.archived_source(batch_id) == ("上报.zip", survey_zip)
+    assert client.delete(f"/api/uploads/{upload_id}").status_code == 404  # committed: gone
+
+
+def _staged_folder(app, upload_id: str) -> Path:
+    from geo.uploads import uploads_dir
+
+    return uploads_dir(Path(app.config["GRIDWATCH_DATA"])) / upload_id
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        b"",  # what a reader of a file rewritten in place could see
+        b'{"layer": "demolition", "encoding": null, "na',
+        b"\xff\xfe\x00garbage",
+        b"[1, 2, 3]",
+        b'{"layer": "demolition", "name": "../../gridwatch.gpkg"}',
+    ],
+)
+def test_damaged_upload_settings_are_a_clear_4xx(app, client, survey_zip, settings):
+    upload_id = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
+    (_staged_folder(app, upload_id) / "upload.json").write_bytes(settings)
+    for method, suffix in (("POST", "/preview"), ("POST", "/commit"), ("GET", "/features")):
+        r = client.open(f"/api/uploads/{upload_id}{suffix}", method=method)
+        body = r.get_json()
+        assert r.status_code == 400 and body["error"] == "upload_damaged", (suffix, r.status_code, body)
+        assert body["message_zh"] and "upload the file again" in body["message_en"]
+    assert client.delete(f"/api/uploads/{upload_id}").status_code == 204  # it can still be discarded
+    assert _count(client) == 0
+
+
+def test_settings_are_replaced_whole_while_others_read_them(app, client, tmp_path):
+    """Re-reads rewrite upload.json while another thread reads it in a loop: it is never seen
+    half-written."""
+    import threading
+
+    from geo import uploads
+
+    sites = points_frame([(X0 + 50, Y0 - 50)], 编号=["P"], 状态=["已建成"])
+    shp = write_shp(sites, tmp_path / "p" / "p.shp")
+    upload_id = _post(client, zip_shp(shp, tmp_path / "p.zip").read_bytes(), "p.zip", layer="parking")
+    upload_id = upload_id.get_json()["upload_id"]
+    data = Path(app.config["GRIDWATCH_DATA"])
+    stop, seen, errors = threading.Event(), [0], []
+
+    def read():
+        while not stop.is_set():
+            try:
+                uploads.owner(data, upload_id)
+                seen[0] += 1
+            except Exception as exc:
+                errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(12):
+            r = client.post(
+                f"/api/uploads/{upload_id}/preview", data={"encoding": "GBK" if i % 2 else "GB18030"}
+            )
+            assert r.status_code == 200
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert not errors and seen[0] > 0
+
+
+def test_a_failed_reread_keeps_the_settings_that_worked(client, tmp_path):
+    sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)], 编号=["P1", "P2"], 状态=["已建成"] * 2)
+    shp = write_shp(sites, tmp_path / "p" / "p.shp")
+    staged = _post(client, zip_shp(shp, tmp_path / "p.zip").read_bytes(), "p.zip", layer="parking").get_json()
+    assert "4548" in staged["crs"]
+    bad = client.post(f"/api/uploads/{staged['upload_id']}/preview", data={"crs": "EPSG:3857"})
+    assert bad.status_code == 400  # the sites would lie far from the grid
+    again = client.post(f"/api/uploads/{staged['upload_id']}/preview")
+    assert again.status_code == 200 and again.get_json()["crs"] == staged["crs"]
+    done = client.post(f"/api/uploads/{staged['upload_id']}/commit")
+    assert (
+        done.status_code == 200 and done.get_json()["added"] == 2 and done.get_json()["crs"] == staged["crs"]
+    )
+
+
+# --- staged uploads: quota per account and expiry ----------------------------------------------
+
+
+@pytest.fixture
+def accounts_app(tmp_path):
+    """An app with accounts: surveyor, surveyor2 and admin, each with an API token; demo sites
+    D1, D2 imported without an account and sites S1, S2 imported by surveyor."""
+    from geo import accounts
+
+    data = tmp_path / "acc"
+    tokens = {}
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        demo = points_frame(
+            [(X0 + 20, Y0 - 20), (X0 + 120, Y0 - 20)], 案件编号=["D1", "D2"], 当前状态=["已登记"] * 2
+        )
+        import_file(store, "demolition", write_shp(demo, tmp_path / "d" / "d.shp"))
+        own = points_frame(
+            [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["S1", "S2"], 当前状态=["已登记"] * 2
+        )
+        import_file(store, "demolition", write_shp(own, tmp_path / "s" / "s.shp"), user="surveyor")
+        for name, role in (("surveyor", "surveyor"), ("surveyor2", "surveyor"), ("admin", "admin")):
+            accounts.add_user(store, name, role, f"{name}-password-1")
+            tokens[name] = {"Authorization": f"Bearer {accounts.create_token(store, name, 'tests')[1]}"}
+
+    def make(**config):
+        app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, **config})
+        app.tokens = tokens
+        return app
+
+    return make
+
+
+def _upload_as(app, who: str, data: bytes, name: str = "up.zip", **form):
+    form.setdefault("layer", "demolition")
+    return app.test_client().post(
+        "/api/uploads",
+        data={**form, "file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+        headers=app.tokens[who],
+    )
+
+
+def test_staged_uploads_are_limited_in_number_per_account(accounts_app, survey_zip, monkeypatch):
+    monkeypatch.setenv("GRIDWATCH_STAGING_UPLOADS", "2")
+    app = accounts_app()
+    first = _upload_as(app, "surveyor", survey_zip)
+    assert first.status_code == 201
+    assert _upload_as(app, "surveyor", survey_zip).status_code == 201
+    third = _upload_as(app, "surveyor", survey_zip)
+    body = third.get_json()
+    assert third.status_code == 429 and body["error"] == "staging_quota"
+    assert (
+        "确认导入或删除" in body["message_zh"] and "commit or discard earlier uploads" in body["message_en"]
+    )
+    assert _upload_as(app, "surveyor2", survey_zip).status_code == 201  # a quota per account
+    c = app.test_client()
+    upload_id = first.get_json()["upload_id"]
+    assert c.delete(f"/api/uploads/{upload_id}", headers=app.tokens["surveyor"]).status_code == 204
+    assert _upload_as(app, "surveyor", survey_zip).status_code == 201
+
+
+def test_staged_uploads_are_limited_in_bytes_per_account(accounts_app, app_files):
+    app = accounts_app(GRIDWATCH_STAGING_QUOTA="100K")
+    padded = app_files  # a survey zip padded with 60 KB of incompressible notes
+    assert 60_000 < len(padded) < 70_000
+    assert _upload_as(app, "surveyor", padded).status_code == 201
+    refused = _upload_as(app, "surveyor", padded)
+    body = refused.get_json()
+    assert refused.status_code == 413 and body["error"] == "staging_quota"
+    assert "100.0 KB" not in body["message_en"] and "0.1 MB" in body["message_en"]
+    assert (
+        "commit or discard earlier uploads" in body["message_en"] and "删除之前的上传" in body["message_zh"]
+    )
+    assert _upload_as(app, "surveyor2", padded).status_code == 201
+    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+        folders = [p for p in (Path(store.location).parent / "uploads").iterdir() if p.is_dir()]
+    assert len(folders) == 2  # nothing of the refused upload is kept
+
+
+@pytest.fixture
+def app_files(tmp_path, survey_zip) -> bytes:
+    import os
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(survey_zip)) as src, zipfile.ZipFile(buf, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, src.read(info))
+        out.writestr("说明.txt", os.urandom(60_000))
+    return buf.getvalue()
+
+
+def test_staged_uploads_expire_after_two_hours(app, client, survey_zip):
+    import os
+    import time
+
+    old = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
+    recent = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
+    now = time.time()
+    os.utime(_staged_folder(app, old), (now - 2 * 3600 - 60, now - 2 * 3600 - 60))
+    os.utime(_staged_folder(app, recent), (now - 3600, now - 3600))
+    _post(client, survey_zip, "上报.zip")  # each new upload clears the expired ones
+    assert client.get(f"/api/uploads/{old}/features").status_code == 404
+    assert client.get(f"/api/uploads/{recent}/features").status_code == 200
+
+
+def test_the_expiry_of_staged_uploads_is_a_setting(app, survey_zip, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setenv("GRIDWATCH_STAGING_HOURS", "0.5")
+    keep = ("GRIDWATCH_DATA", "TESTING", "LOGIN_DISABLED", "WTF_CSRF_ENABLED")
+    client = create_app({k: app.config[k] for k in keep}).test_client()
+    staged = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
+    then = time.time() - 40 * 60
+    os.utime(_staged_folder(app, staged), (then, then))
+    _post(client, survey_zip, "上报.zip")
+    assert client.get(f"/api/uploads/{staged}/features").status_code == 404
+
+
+# --- whose features an import may update ---------------------------------------------------------
+
+
+def _sites_zip(tmp_path, name: str, ids: list[str], status: str = "已拆除") -> bytes:
+    xy = [(X0 + 30 + 20 * i, Y0 - 40) for i in range(len(ids))]
+    shp = write_shp(
+        points_frame(xy, 案件编号=ids, 当前状态=[status] * len(ids)), tmp_path / name / f"{name}.shp"
+    )
+    return zip_shp(shp, tmp_path / f"{name}.zip").read_bytes()
+
+
+def _statuses(app) -> dict[str, tuple[str, str | None]]:
+    import layers
+
+    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+        attrs = store.read_attributes(layers.get("demolition"))
+        users = {b.id: b.user for b in store.batches()}
+    return {
+        k: (s, users[b]) for k, s, b in zip(attrs["case_id"], attrs["status"], attrs["gw_batch"], strict=True)
+    }
+
+
+def test_a_surveyor_cannot_overwrite_features_of_other_accounts(accounts_app, tmp_path):
+    app = accounts_app()
+    before = _statuses(app)
+    data = _sites_zip(tmp_path, "other", ["S1", "D1", "N1"])
+    staged = _upload_as(app, "surveyor2", data)
+    assert staged.status_code == 201
+    preview = staged.get_json()
+    assert preview["accepted"] == 1 and preview["rejected_count"] == 2  # told before the commit
+    c = app.test_client()
+    done = c.post(f"/api/uploads/{preview['upload_id']}/commit", headers=app.tokens["surveyor2"])
+    assert done.status_code == 200, done.get_json()
+    report = done.get_json()
+    assert (report["added"], report["updated"], report["rejected_count"]) == (1, 0, 2)
+    rows = {r["row"]: r for r in report["rejected"]}
+    assert set(rows) == {1, 2} and rows[1]["value"] == "S1" and rows[2]["value"] == "D1"
+    assert "S1" in rows[1]["reason_zh"] and "其他账户的批次" in rows[1]["reason_zh"]
+    assert "another account" in rows[2]["reason_en"] and "D1" in rows[2]["reason_en"]
+    after = _statuses(app)
+    assert {k: after[k] for k in before} == before  # nothing of theirs changed
+    assert after["N1"] == ("已拆除", "surveyor2")
+    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+        assert store.batch(report["batch_id"]).rejected == 2
+        mine = next(b.id for b in store.batches("demolition") if b.user == "surveyor")
+    # the owner's rollback is not blocked
+    assert c.delete(f"/api/batches/{mine}", headers=app.tokens["surveyor"]).status_code == 200
+    # a file of nothing but other accounts' features is refused whole
+    only = _upload_as(app, "surveyor2", _sites_zip(tmp_path, "only", ["D1", "D2"]))
+    assert only.status_code == 400 and only.get_json()["error"] == "no_valid_rows"
+    assert "其他账户" in only.get_json()["message_zh"]
+
+
+def test_surveyors_update_their_own_features_and_admins_any(accounts_app, tmp_path):
+    app = accounts_app()
+    c = app.test_client()
+    own = _upload_as(app, "surveyor", _sites_zip(tmp_path, "own", ["S1"])).get_json()
+    done = c.post(f"/api/uploads/{own['upload_id']}/commit", headers=app.tokens["surveyor"]).get_json()
+    assert (done["updated"], done["rejected_count"]) == (1, 0)
+    admin = _upload_as(app, "admin", _sites_zip(tmp_path, "adm", ["S2", "D2"])).get_json()
+    assert admin["rejected_count"] == 0
+    done = c.post(f"/api/uploads/{admin['upload_id']}/commit", headers=app.tokens["admin"]).get_json()
+    assert (done["updated"], done["rejected_count"]) == (2, 0)
+    after = _statuses(app)
+    assert after["S1"] == ("已拆除", "surveyor") and after["S2"] == after["D2"] == ("已拆除", "admin")
