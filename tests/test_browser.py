@@ -4,8 +4,10 @@ no request leaving this machine."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -352,3 +354,29 @@ def test_stats_page_charts_sort_and_download(live_server, page):
         page.click("text=XLSX")
     assert download.value.suggested_filename.endswith(".xlsx")
     assert errors == []
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_upload_report_of_many_rejected_rows_says_how_many_it_does_not_list(
+    live_server, page, tmp_path, lang
+):
+    """1,200 rows with an unknown status and one good one: the page lists 500, says how many more
+    there are (the report itself lists 1,000 and counts all), and screenshots are taken."""
+    rows = ["经度,纬度,案件编号,当前状态"] + [f"118.40{i % 90:02d},31.30,K{i},乱写{i}" for i in range(1200)]
+    path = tmp_path / "台账.csv"
+    path.write_text("\n".join([*rows, "118.4005,31.3005,OK,已登记"]) + "\n", encoding="utf-8")
+    page.goto(f"{live_server}/upload?tiles=none" + ("&lang=en" if lang == "en" else ""))
+    page.select_option("select[name=layer]", "demolition")
+    page.set_input_files("#gw-file", str(path))
+    page.click("#gw-send")
+    page.wait_for_selector("#gw-report:not([hidden])", timeout=30000)
+    wait_for(page, "document.querySelectorAll('#gw-rejected tbody tr').length > 0", timeout=30000)
+    assert page.locator("#gw-rejected tbody tr").count() == 501
+    last = page.inner_text("#gw-rejected tbody tr:last-child")
+    assert ("… 700 more rejected rows" if lang == "en" else "… 另有 700 行被拒绝") in last
+    assert "1200" in page.inner_text("#gw-summary")
+    shots = Path(os.environ.get("GRIDWATCH_SHOTS", tmp_path))
+    for width, height in ((1366, 768), (1920, 1080), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.locator("#gw-rejected tbody tr:last-child").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / f"upload-rejected-{lang}-{width}.png"), full_page=False)
