@@ -177,6 +177,16 @@ def _data_dir() -> Path:
     return Path(current_store().location).parent
 
 
+def _staging_limits() -> uploads.StagingLimits:
+    """What each account may keep in staged uploads, from the settings (web.settings)."""
+    config = current_app.config
+    return uploads.StagingLimits(
+        quota_bytes=int(config.get("GRIDWATCH_STAGING_QUOTA", uploads.QUOTA_BYTES)),
+        quota_uploads=int(config.get("GRIDWATCH_STAGING_UPLOADS", uploads.QUOTA_UPLOADS)),
+        max_age_s=float(config.get("GRIDWATCH_STAGING_HOURS", uploads.MAX_AGE_S / 3600)) * 3600,
+    )
+
+
 def _report(report: Any, **extra: Any) -> dict[str, Any]:
     body = report.to_dict()
     body.update(extra)
@@ -209,9 +219,10 @@ def api_upload() -> Any:
         request.form.get("crs"),
         request.form.get("member"),
         owner=user_name(),
+        staging=_staging_limits(),
     )
     try:
-        report = uploads.preview(current_store(), _data_dir(), upload_id)
+        report = uploads.preview(current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin())
     except Exception:
         uploads.discard(_data_dir(), upload_id)
         raise
@@ -225,16 +236,17 @@ def api_upload_preview(upload_id: str) -> Any:
     if "layer" in request.form:
         _check_layer(request.form["layer"])
     overrides = {k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form}
-    return jsonify(
-        _report(uploads.preview(current_store(), _data_dir(), upload_id, **overrides), upload_id=upload_id)
+    report = uploads.preview(
+        current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin(), **overrides
     )
+    return jsonify(_report(report, upload_id=upload_id))
 
 
 @bp.post("/uploads/<upload_id>/commit")
 @requires("surveyor")
 def api_upload_commit(upload_id: str) -> Any:
     _check_owner(upload_id)
-    report = uploads.commit(current_store(), _data_dir(), upload_id, user=user_name())
+    report = uploads.commit(current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin())
     return jsonify(_report(report))
 
 

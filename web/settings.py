@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from geo import uploads
 from geo.errors import InputError
 from geo.store import DEFAULT_DATA_DIR
 
@@ -49,6 +50,28 @@ def _size(name: str, value: Any) -> int:
     if not m or int(m.group(1)) <= 0:
         raise _bad(name, value, "200M")
     return int(m.group(1)) * _UNITS[(m.group(2) or "")[:1].lower()]
+
+
+def _count(name: str, value: Any) -> int:
+    """A whole number above zero."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise _bad(name, value, "20")
+    return number
+
+
+def _hours(name: str, value: Any) -> float:
+    """A number of hours above zero (``2``, ``0.5``)."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise _bad(name, value, "2")
+    return number
 
 
 def _text(_name: str, value: Any) -> str:
@@ -113,6 +136,24 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         _key,
         "signing key of sessions and CSRF tokens (default: kept in <data>/secret_key)",
+    ),
+    Setting(
+        "GRIDWATCH_STAGING_QUOTA",
+        uploads.QUOTA_BYTES,
+        _size,
+        "bytes each account may keep in uploads waiting for their commit; more get 413",
+    ),
+    Setting(
+        "GRIDWATCH_STAGING_UPLOADS",
+        uploads.QUOTA_UPLOADS,
+        _count,
+        "uploads waiting for their commit each account may keep; more get 429",
+    ),
+    Setting(
+        "GRIDWATCH_STAGING_HOURS",
+        uploads.MAX_AGE_S / 3600,
+        _hours,
+        "uploads not committed are removed after this many hours without use",
     ),
 )
 
