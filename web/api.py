@@ -17,6 +17,7 @@ from geo.tally import LEVELS, Filters, check_level
 from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from server import markup_free_json
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
+from web.clients import reads_files
 from web.common import as_of_arg, current_store, query_args, register_converters
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -195,6 +196,7 @@ def _report(report: Any, **extra: Any) -> dict[str, Any]:
 
 @bp.post("/uploads")
 @requires("surveyor")
+@reads_files
 def api_upload() -> Any:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and (request.content_length or 0) > limit:
@@ -231,6 +233,7 @@ def api_upload() -> Any:
 
 @bp.post("/uploads/<upload_id>/preview")
 @requires("surveyor")
+@reads_files
 def api_upload_preview(upload_id: str) -> Any:
     _check_owner(upload_id)
     if "layer" in request.form:
@@ -244,6 +247,7 @@ def api_upload_preview(upload_id: str) -> Any:
 
 @bp.post("/uploads/<upload_id>/commit")
 @requires("surveyor")
+@reads_files
 def api_upload_commit(upload_id: str) -> Any:
     _check_owner(upload_id)
     report = uploads.commit(current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin())
@@ -252,6 +256,7 @@ def api_upload_commit(upload_id: str) -> Any:
 
 @bp.get("/uploads/<upload_id>/features")
 @requires("surveyor")
+@reads_files
 def api_upload_features(upload_id: str) -> Any:
     _check_owner(upload_id)
     return jsonify(

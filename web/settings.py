@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from geo import uploads
+from geo import untrusted, uploads
 from geo.errors import InputError
 from geo.store import DEFAULT_DATA_DIR
 
@@ -154,6 +154,24 @@ SETTINGS: tuple[Setting, ...] = (
         uploads.MAX_AGE_S / 3600,
         _hours,
         "uploads not committed are removed after this many hours without use",
+    ),
+    Setting(
+        "GRIDWATCH_READ_MEMORY",
+        untrusted.ReadLimits.memory_bytes,
+        _size,
+        "memory (heap and private mappings) of the helper process that reads each upload",
+    ),
+    Setting(
+        "GRIDWATCH_READ_CPU_SECONDS",
+        untrusted.ReadLimits.cpu_seconds,
+        _count,
+        "CPU seconds the helper reading an upload may use",
+    ),
+    Setting(
+        "GRIDWATCH_READ_SECONDS",
+        int(untrusted.ReadLimits.wall_seconds),
+        _count,
+        "seconds an upload may take to read before it is stopped",
     ),
 )
 
