@@ -7,7 +7,6 @@ Settings (declared in :mod:`web.settings`) come from defaults, then ``instance/g
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tempfile
@@ -21,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
 from geo.store import open_store
+from geo.values import safe_display_name
 from web import settings
 
 
@@ -95,8 +95,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(api_bp)
-    # the health check is answered here, saying nothing of where the store is kept
-    app.view_functions["main.healthz"] = auth.requires(auth.PUBLIC)(healthz)
+    app.jinja_env.filters["display"] = safe_display_name  # names as they are, never as they pretend
     app.extensions["gridwatch_private_dirs"] = private_dirs(app.config["GRIDWATCH_DATA"], app.root_path)
 
     @app.teardown_appcontext
@@ -245,17 +244,6 @@ def label(obj: Any, field: str = "label") -> str:
     if isinstance(obj, tuple):
         return str(obj[1] if english else obj[0])
     return str(getattr(obj, f"{field}_en" if english else f"{field}_zh"))
-
-
-def healthz() -> Any:
-    """``/healthz``, for load balancers: ``ok`` (200) when the store can be read, else
-    ``unavailable`` (503).  It names no file or directory."""
-    try:
-        get_store().revision()
-    except Exception:  # whatever keeps the store from being read, the answer is the same
-        logging.getLogger("gridwatch").exception("health check: the store cannot be read")
-        return jsonify({"status": "unavailable"}), 503
-    return jsonify({"status": "ok"})
 
 
 def get_store() -> Any:

@@ -35,7 +35,7 @@ import shapely
 
 from geo import crs as crsmod
 from geo.dbf import read_dbf, read_point_shp
-from geo.encoding import detect_dbf_encoding, looks_like_mojibake, zip_member_name
+from geo.encoding import detect_dbf_encoding, looks_like_mojibake, normalize_encoding, zip_member_name
 from geo.errors import (
     DISK_FULL_ERRNOS,
     CRSError,
@@ -889,7 +889,7 @@ def _read_csv(path: Path, override: str | None, select: Select | None) -> tuple[
             )
     if len(ends) > MAX_ROWS:
         raise too_many_rows(len(ends))
-    candidates = [override] if override else ["utf-8-sig", "gb18030"]
+    candidates = [normalize_encoding(override)] if override else ["utf-8-sig", "gb18030"]
     text: str | None = None
     used = ""
     for enc in candidates:

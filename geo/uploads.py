@@ -42,6 +42,7 @@ import pyproj
 import shapely
 
 from geo import crs as crsmod
+from geo.encoding import normalize_encoding
 from geo.errors import (
     Conflict,
     GridwatchError,
@@ -63,6 +64,7 @@ from geo.importer import (
 )
 from geo.sources import ZipLimits
 from geo.store import UNASSIGNED, Store
+from geo.values import safe_display_name
 
 #: Staged uploads not used for this long (seconds) are removed.
 MAX_AGE_S = 2 * 3600
@@ -122,6 +124,8 @@ def uploads_dir(data_dir: Path) -> Path:
 def _safe_name(name: str) -> str:
     """The file's own name without any directory part or characters a file system rejects."""
     base = re.split(r"[\\\\/]", name or "")[-1].strip().strip(".")
+    # control and direction characters (a name that shows 报告exe.xls for 报告\u202eslx.exe) become U+FFFD
+    base = safe_display_name(base)
     base = re.sub(r'[\x00-\x1f<>:"|?*]', "_", base)
     if not base:
         raise InputError("文件名为空", "the file has no name", code="bad_filename")
@@ -155,6 +159,7 @@ def stage(
         The file cannot be saved (disk full, read-only, no folder).
     """
     limits = staging or StagingLimits()
+    encoding = normalize_encoding(encoding) if encoding else None  # a bad name is refused up front
     root = uploads_dir(data_dir)
     upload_id = secrets.token_urlsafe(18)
     folder = root / upload_id

@@ -773,3 +773,22 @@ def test_member_names_a_dataset_exactly(tmp_path):
             with pytest.raises(InputError) as err:
                 prepare_import(store, "demolition", archive, member=member)
             assert err.value.code == "no_such_member", member
+
+
+@pytest.mark.parametrize("encoding", ["unicode_escape", "rot13", "base64", "utf-7"])
+def test_an_encoding_that_is_no_text_encoding_is_refused_up_front(refuse, encoding):
+    body = refuse(
+        "经度,纬度,案件编号\n118.4,31.3,A\\x00B\n".encode(),
+        "台账.csv",
+        400,
+        "not_text_encoding",
+        encoding=encoding,
+    )
+    assert encoding in body["message_en"]
+
+
+def test_an_upload_name_with_direction_controls_shows_as_tampered(surveyor):
+    resp = post(surveyor, "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(), "报告\u202ecsv.exe.csv")
+    assert resp.status_code == 201, resp.get_json()
+    name = resp.get_json()["source_name"]
+    assert "\u202e" not in name and "\ufffd" in name and name.endswith(".csv")

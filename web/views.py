@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,14 @@ bp = Blueprint("main", __name__)
 @bp.get("/healthz")
 @requires(PUBLIC)
 def healthz() -> Any:
-    store = current_store()
-    return jsonify({"status": "ok", "store": store.location, "revision": store.revision()})
+    """For load balancers: ``ok`` (200) when the store can be read, else ``unavailable`` (503).
+    It names no file or directory."""
+    try:
+        current_store().revision()
+    except Exception:  # whatever keeps the store from being read, the answer is the same
+        logging.getLogger("gridwatch").exception("health check: the store cannot be read")
+        return jsonify({"status": "unavailable"}), 503
+    return jsonify({"status": "ok"})
 
 
 VENDOR = {
