@@ -140,13 +140,22 @@ _TEXT_CHUNK = 1 << 19
 
 
 def _decode_text_chunked(records: np.ndarray, start: int, length: int, encoding: str) -> np.ndarray:
+    """A text column decoded :data:`_TEXT_CHUNK` records at a time.  When the first chunk
+    repeats its values (statuses, districts, dates), equal values share one string object:
+    five million rows of a dozen statuses then take 40 MB, not 300 MB."""
     n = len(records)
-    if n <= _TEXT_CHUNK:
-        return _decode_text(np.ascontiguousarray(records[:, start : start + length]), encoding)
     out = np.empty(n, dtype=object)
-    for lo in range(0, n, _TEXT_CHUNK):
+    shared: dict[str, str] | None = None
+    for lo in range(0, max(n, 1), _TEXT_CHUNK):
         hi = min(n, lo + _TEXT_CHUNK)
-        out[lo:hi] = _decode_text(np.ascontiguousarray(records[lo:hi, start : start + length]), encoding)
+        part = _decode_text(np.ascontiguousarray(records[lo:hi, start : start + length]), encoding)
+        values = part.tolist()
+        if lo == 0 and len(set(values)) * 2 <= len(values):
+            shared = {}
+        if shared is not None:
+            part = np.empty(len(values), dtype=object)
+            part[:] = [None if v is None else shared.setdefault(v, v) for v in values]
+        out[lo:hi] = part
     return out
 
 

@@ -326,7 +326,7 @@ def prepare_import(
         report.datasets = picked.datasets
         report.dataset = picked.dataset.name
         raw = picked.table
-        raw.geometry = np.asarray(shapely.from_wkb(raw.geometry), dtype=object)
+        raw.geometry = unpack_geometry(raw.geometry)
         raw.attrs = unpack_frame(picked.attrs)
         report.encoding, report.encoding_source = raw.encoding, raw.encoding_source
         report.crs, report.crs_source = raw.crs_label, raw.crs_source
@@ -367,6 +367,24 @@ class Picked:
     dataset: Dataset
     table: RawTable  # its attrs are in ``attrs``
     attrs: dict[str, Any]
+
+
+def pack_geometry(geoms: np.ndarray) -> Any:
+    """Geometry in a form that pickles fast: the coordinates of 2-D points as one array
+    (five million points: 80 MB), anything else as WKB.  :func:`unpack_geometry` restores it."""
+    if len(geoms) and not shapely.is_missing(geoms).any():
+        kinds = shapely.get_type_id(geoms)
+        if (kinds == 0).all() and not shapely.has_z(geoms).any() and not shapely.is_empty(geoms).any():
+            return ("points", shapely.get_coordinates(geoms))
+    return ("wkb", np.asarray(shapely.to_wkb(geoms), dtype=object))
+
+
+def unpack_geometry(packed: Any) -> np.ndarray:
+    """The geometry :func:`pack_geometry` packed, as an object array of shapely geometries."""
+    kind, payload = packed
+    if kind == "points":
+        return np.asarray(shapely.points(payload), dtype=object)
+    return np.asarray(shapely.from_wkb(payload), dtype=object)
 
 
 def pack_frame(frame: pd.DataFrame) -> dict[str, Any]:
@@ -434,7 +452,7 @@ def read_upload(
     table = read_dataset(
         dataset, encoding=encoding, crs=crs, hint_lon=hint_lon, select=functools.partial(_mapped, spec)
     )
-    table.geometry = np.asarray(shapely.to_wkb(table.geometry), dtype=object)
+    table.geometry = pack_geometry(table.geometry)
     attrs = pack_frame(table.attrs)
     table.attrs = table.attrs.iloc[:0]
     return Picked([d.name for d in found], dataset, table, attrs)

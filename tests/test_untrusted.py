@@ -23,6 +23,7 @@ import numpy as np
 import pyogrio
 import pyproj
 import pytest
+import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -792,3 +793,35 @@ def test_an_upload_name_with_direction_controls_shows_as_tampered(surveyor):
     assert resp.status_code == 201, resp.get_json()
     name = resp.get_json()["source_name"]
     assert "\u202e" not in name and "\ufffd" in name and name.endswith(".csv")
+
+
+_GEOMETRIES = st.one_of(
+    st.none(),
+    st.builds(lambda x, y: shapely.Point(x, y), st.floats(-1e7, 1e7), st.floats(-1e7, 1e7)),
+    st.builds(
+        lambda x, y, z: shapely.Point(x, y, z), st.floats(-1e3, 1e3), st.floats(-1e3, 1e3), st.floats(-10, 10)
+    ),
+    st.just(shapely.Point()),
+    st.builds(lambda x: shapely.box(x, 0, x + 1, 1), st.floats(-1e6, 1e6)),
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(_GEOMETRIES, max_size=30))
+def test_geometry_crosses_from_the_helper_unchanged(geoms):
+    import pickle
+
+    array = np.array(geoms, dtype=object)
+    back = importer.unpack_geometry(pickle.loads(pickle.dumps(importer.pack_geometry(array))))
+    assert len(back) == len(array)
+    for a, b in zip(array, back, strict=True):
+        assert (
+            (a is None and b is None)
+            or (
+                a is not None
+                and b is not None
+                and shapely.equals_exact(a, b, 0)
+                and shapely.has_z(a) == shapely.has_z(b)
+            )
+            or (a is not None and a.is_empty and b.is_empty)
+        )
