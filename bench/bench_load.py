@@ -773,7 +773,8 @@ def reconcile_store(result: LoadResult, setup: Setup) -> None:
             f"duplicated {duplicated[:5]}, lost {lost[:5]}, unexpected {extra[:5]}, demo lost {demo_lost[:5]}",
         )
     staged = setup.data / "uploads"
-    left = sorted(p.name for p in staged.iterdir()) if staged.exists() else []
+    # staged uploads are folders; the staging area's lock file is not one
+    left = sorted(p.name for p in staged.iterdir() if p.is_dir()) if staged.exists() else []
     result.check("no staged upload left behind", not left, f"{len(left)} left" if left else "")
 
 

@@ -218,24 +218,24 @@ def parse_crs(value: str) -> CRSChoice:
         code = int(match.group(1))
         return _choice(_from_epsg(code), code)
 
+    refuse_external(text, "crs")
     candidates = [text]
     if " " in text and not text.startswith(("+", "{")) and "[" not in text:
         candidates.append(re.sub(r"\s+", "_", text))
-    last_error: Exception | None = None
     for candidate in candidates:
         try:
             crs = pyproj.CRS.from_user_input(candidate)
-        except ProjCRSError as exc:
-            last_error = exc
+        except ProjCRSError:
             continue
         resolved, resolved_code = _resolve_epsg(crs)
+        refuse_external(resolved.to_wkt() or "", "crs")
         return _choice(resolved, resolved_code)
     raise CRSError(
         f"无法识别的坐标系：{text[:80]}。请使用 EPSG 代码（如 EPSG:4548）、cgcs2000、wgs84、gcj02、"
         "ESRI 名称（如 CGCS2000_3_Degree_GK_CM_117E）或 WKT/PROJ 字符串",
         f"unknown CRS: {text[:80]}. Use an EPSG code (e.g. EPSG:4548), cgcs2000, wgs84, gcj02, an ESRI "
         "name (e.g. CGCS2000_3_Degree_GK_CM_117E) or a WKT/PROJ string",
-        details={"value": value, "proj_error": str(last_error) if last_error else ""},
+        details={"value": text[:80]},
     )
 
 
@@ -263,16 +263,49 @@ def crs_from_prj(text: str) -> pyproj.CRS:
     wkt = text.strip().lstrip("\ufeff").strip() if isinstance(text, str) else ""
     if not wkt:
         raise CRSError(".prj 文件为空", "the .prj file is empty")
+    refuse_external(wkt, ".prj")
     try:
         crs = pyproj.CRS.from_wkt(wkt)
     except ProjCRSError as exc:
         raise CRSError(
-            f".prj 文件内容不是可识别的 WKT 坐标系定义：{wkt[:60]}",
-            f"the .prj file does not hold a readable WKT CRS definition: {wkt[:60]}",
-            details={"proj_error": str(exc)},
+            ".prj 文件内容不是可识别的 WKT 坐标系定义",
+            "the .prj file does not hold a readable WKT CRS definition",
         ) from exc
     resolved, _code = _resolve_epsg(crs)
+    refuse_external(resolved.to_wkt() or "", ".prj")
     return resolved
+
+
+#: What in a CRS definition makes PROJ open a file or fetch a URL: init files, grids,
+#: pipelines (which may name grids), WKT parameter files, URLs.
+_EXTERNAL = re.compile(
+    r"init\s*=|grids\s*=|nadgrids|geoidgrids|pipeline|PARAMETERFILE|(?<![A-Za-z0-9_])(?:https?|ftp|file)\s*:",
+    re.IGNORECASE,
+)
+
+
+def refuse_external(text: str, what: str) -> None:
+    """Refuse a CRS definition that names a file, a grid or a URL (PROJ would open it).
+
+    Parameters
+    ----------
+    text : str
+        The definition as given (``--crs``, a form field, a ``.prj``), or a parsed CRS's WKT.
+    what : str
+        Where it came from, for the message.
+
+    Raises
+    ------
+    CRSError
+        ``crs_external``.
+    """
+    if _EXTERNAL.search(text):
+        raise CRSError(
+            f"坐标系定义（{what}）引用了文件、网格或网址，不予读取：请使用 EPSG 代码或不含外部引用的 WKT",
+            f"the CRS definition ({what}) refers to a file, grid or URL, which is not read: use an EPSG "
+            "code or a WKT without external references",
+            code="crs_external",
+        )
 
 
 def gk_zone_epsg(lon: float) -> int:

@@ -452,6 +452,9 @@ def read_upload(
     table = read_dataset(
         dataset, encoding=encoding, crs=crs, hint_lon=hint_lon, select=functools.partial(_mapped, spec)
     )
+    # counted here, before anything is sent back: the server process never holds an oversized file
+    present = table.geometry[~shapely.is_missing(table.geometry)]
+    _check_file_vertices(int(shapely.get_num_coordinates(present).sum()), max_vertices)
     table.geometry = pack_geometry(table.geometry)
     attrs = pack_frame(table.attrs)
     table.attrs = table.attrs.iloc[:0]

@@ -17,6 +17,7 @@ import re
 import shutil
 import sqlite3
 import stat
+import struct
 import threading
 import urllib.parse
 import zipfile
@@ -320,6 +321,41 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__ if "/" in text else text
 
 
+#: Bytes of central directory allowed per member (a 46-byte record, its name and extras).
+_CENTRAL_BYTES_PER_FILE = 1024
+
+
+def _check_directory(archive: Path, files_left: int, limits: ZipLimits) -> None:
+    """Refuse a zip whose central directory declares more members, or more bytes of them, than
+    the caps allow, before :mod:`zipfile` builds an entry for each (millions of one-byte
+    names take gigabytes)."""
+    size = archive.stat().st_size
+    with open(archive, "rb") as fh:
+        fh.seek(max(0, size - 65557))
+        tail = fh.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return  # no end record: zipfile reports the damage
+        entries, directory = struct.unpack_from("<HI", tail, at + 10)
+        if (
+            (entries == 0xFFFF or directory == 0xFFFFFFFF)
+            and at >= 20
+            and tail[at - 20 : at - 16] == b"PK\x06\x07"
+        ):
+            (record,) = struct.unpack_from("<Q", tail, at - 20 + 8)
+            fh.seek(record)
+            head = fh.read(56)
+            if len(head) == 56 and head[:4] == b"PK\x06\x06":
+                entries, directory = struct.unpack_from("<QQ", head, 32)
+    if entries > files_left or directory > limits.max_files * _CENTRAL_BYTES_PER_FILE:
+        seen = limits.max_files - files_left + entries  # with those of enclosing zips
+        raise TooLarge(
+            f"压缩包内文件过多（{seen} 个，上限 {limits.max_files}）",
+            f"too many files in the zip ({seen}, limit {limits.max_files})",
+            code="zip_too_many_files",
+        )
+
+
 def _check_members(infos: list[zipfile.ZipInfo]) -> None:
     """Refuse encrypted members and compression methods that cannot be read."""
     for info in infos:
@@ -345,6 +381,7 @@ def _check_packed(dataset: Dataset, limits: ZipLimits) -> None:
     """An ``.xlsx`` or ``.kmz`` is a zip its reader unpacks in memory: refuse one that would
     expand beyond ``limits``.  (Python's zipfile, and so openpyxl, never yields more than
     a member's declared size.)"""
+    _check_directory(dataset.path, limits.max_files, limits)
     try:
         with zipfile.ZipFile(dataset.path) as zf:
             infos = zf.infolist()
@@ -368,6 +405,7 @@ def _safe_unzip(
 ) -> None:
     if depth > limits.max_depth:
         raise InputError("压缩包嵌套层数过多", "zip nested too deeply", code="zip_too_deep")
+    _check_directory(archive, budget.files, limits)
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -513,6 +551,8 @@ _KML_ROOT = re.compile(
 )
 _GEOJSON_CRS = re.compile(rb'"crs"\s*:\s*\{')
 _CRS_LINK = re.compile(rb'"(link|href)"')
+#: A JSON escape of an ASCII character (``\u0063`` for ``c``): undone before the crs check.
+_ASCII_ESCAPE = re.compile(rb"\\u00([0-7][0-9a-fA-F])")
 
 
 def check_content(dataset: Dataset) -> None:
@@ -557,16 +597,37 @@ def _check_geojson_crs(dataset: Dataset) -> None:
     with open(dataset.path, "rb") as fh:
         tail = b""
         while chunk := fh.read(1 << 22):
-            block = tail + chunk
+            block = _ASCII_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), tail + chunk)
             for m in _GEOJSON_CRS.finditer(block):
-                if _CRS_LINK.search(block, m.end(), m.end() + 2048):
+                if _CRS_LINK.search(block, m.end(), _object_end(block, m.end())):
                     raise InputError(
                         f"{dataset.name} 的坐标系（crs）是一个链接，不会去读取它：请去掉 crs 或写成 EPSG 代码",
                         f"the crs of {dataset.name} is a link, which is not followed: remove it or give "
                         "an EPSG code",
                         code="crs_link",
                     )
-            tail = block[-2100:]
+            tail = block[-(1 << 16) :]
+
+
+def _object_end(block: bytes, start: int, limit: int = 1 << 16) -> int:
+    """Where the JSON object opened just before ``start`` closes (or ``start + limit``)."""
+    depth = 1
+    pos = start
+    stop = min(len(block), start + limit)
+    while pos < stop:
+        ch = block[pos]
+        if ch == 0x22:  # a string: skip it, escapes included
+            pos += 1
+            while pos < stop and block[pos] != 0x22:
+                pos += 2 if block[pos] == 0x5C else 1
+        elif ch == 0x7B:
+            depth += 1
+        elif ch == 0x7D:
+            depth -= 1
+            if depth == 0:
+                return pos
+        pos += 1
+    return stop
 
 
 def _check_gpkg(dataset: Dataset) -> None:
@@ -597,6 +658,13 @@ def _check_gpkg(dataset: Dataset) -> None:
         for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_spatial_ref_sys"):
             if kinds.get(table) != "table":
                 raise _mismatch(dataset, "有效的 GeoPackage", "a valid GeoPackage")
+        views = sorted(name for name, kind in kinds.items() if kind == "view")
+        if views:  # GDAL lists views as layers too, registered or not
+            raise InputError(
+                f"{dataset.name} 中含有视图（{views[0]}），已拒绝：请导出为只含普通图层的 GeoPackage",
+                f"{dataset.name} holds a view ({views[0]}): export a GeoPackage of plain layers",
+                code="gpkg_view",
+            )
         layers = [str(r[0]) for r in con.execute("SELECT table_name FROM gpkg_contents").fetchall()]
         for name in layers:
             if kinds.get(name) != "table":

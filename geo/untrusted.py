@@ -233,8 +233,9 @@ def _child(sender: multiprocessing.connection.Connection, limits: ReadLimits, fn
         )
     except MemoryError:
         message = ("memory", None)
-    except Exception:  # anything else: the file could not be read; nothing of it is sent back
-        message = ("failed", None)
+    except Exception as exc:  # anything else: the file could not be read; nothing of it is sent back
+        # GEOS and GDAL report an allocation refused by the memory limit as std::bad_alloc
+        message = ("memory", None) if "bad_alloc" in str(exc) else ("failed", None)
     try:
         sender.send(message)
     except MemoryError:

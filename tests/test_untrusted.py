@@ -34,7 +34,7 @@ from geo.sources import Dataset, _scan_sheet, open_source, read_table_file
 from geo.store import open_store
 from tests import test_hostile as hostile
 from tests.conftest import EPSG_GK, X0, Y0
-from tests.test_hostile import _MEASURE, MAX_RSS_BYTES, ROOT, post, survey_shp, zip_of
+from tests.test_hostile import _MEASURE, MAX_RSS_BYTES, ROOT, post, shapefile_zip, survey_shp, zip_of
 
 # the hostile-upload tests' fixtures: a store with a unit grid and a surveyor, and ``refuse``
 data = hostile.data
@@ -825,3 +825,141 @@ def test_geometry_crosses_from_the_helper_unchanged(geoms):
             )
             or (a is not None and a.is_empty and b.is_empty)
         )
+
+
+# --- found by attacking the reading path --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "crs",
+    [
+        "+init={secret}:x",
+        "+proj=longlat +ellps=GRS80 +nadgrids={secret}",
+        "+proj=pipeline +step +proj=hgridshift +grids={secret}",
+        "http://127.0.0.1:9/crs",
+    ],
+)
+def test_a_crs_that_names_a_file_or_url_is_refused_without_opening_it(refuse, canary, crs):
+    body = refuse(
+        "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(),
+        "台账.csv",
+        400,
+        "crs_external",
+        crs=crs.format(secret=canary.path),
+    )
+    assert "SECRET" not in json.dumps(body, ensure_ascii=False) and str(canary.path) not in json.dumps(body)
+    assert not canary.close()
+
+
+def test_a_prj_that_names_a_file_is_refused_in_the_helper(refuse, tmp_path, canary):
+    shp = survey_shp(tmp_path / "s")
+    prj = f'GEOGCRS["x",BOUNDCRS[PARAMETERFILE["Latitude and longitude difference file","{canary.path}"]]]'
+    refuse(shapefile_zip(shp, prj=prj.encode()), "上报.zip", 400, "crs_external")
+    assert not canary.close()
+
+
+def test_a_prj_that_cannot_be_read_is_not_quoted_back(refuse, tmp_path):
+    shp = survey_shp(tmp_path / "s")
+    body = refuse(shapefile_zip(shp, prj=b"not a CRS: /srv/secret/path"), "上报.zip", 400, "bad_crs")
+    assert "/srv/secret" not in json.dumps(body, ensure_ascii=False)
+
+
+def test_vertices_are_counted_in_the_helper_for_every_kind(tmp_path):
+    """A GeoJSON line of 200,000 vertices against a limit of 150,000: refused in the helper, so
+    the server process never receives the geometry (shapefiles are refused from their headers)."""
+    coords = [[118.4 + i * 1e-7, 31.3] for i in range(200_000)]
+    path = tmp_path / "line.geojson"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"案件编号": "L"},
+                        "geometry": {"type": "LineString", "coordinates": coords},
+                    }
+                ],
+            }
+        )
+    )
+    with pytest.raises(TooLarge) as err:
+        untrusted.run(
+            importer.read_upload,
+            [Dataset("line.geojson", path, "geojson")],
+            "demolition",
+            None,
+            None,
+            None,
+            None,
+            150_000,
+        )
+    assert err.value.code == "too_many_vertices"
+
+
+def _central_directory_flood(entries: int) -> bytes:
+    """A zip of one empty member listed ``entries`` times in its central directory."""
+    import struct
+
+    name = b"a"
+    local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0) + name
+    record = (
+        struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0, 0, 0, 0, 0, 0)
+        + name
+    )
+    directory = record * entries
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(directory), len(local), 0)
+    return local + directory + end
+
+
+@pytest.mark.parametrize("name", ["上报.zip", "台账.xlsx"])
+def test_a_central_directory_flood_is_refused_before_it_is_parsed(data, tmp_path, name):
+    """Three million entries (140 MB): refused from the end record in a fraction of the time and
+    memory zipfile would take to list them (1.4 GB)."""
+    out = measure(data, tmp_path, _central_directory_flood(3_000_000), name)
+    assert (out["status"], out["body"]["error"]) == (413, "zip_too_many_files"), out["body"]
+    assert out["rss_peak"] - out["rss_before"] < 300 * 2**20
+    print(
+        f"{name}: refused in {out['seconds']:.2f} s, {(out['rss_peak'] - out['rss_before']) / 2**20:.0f} MiB above the process before it"
+    )
+
+
+def _raise_bad_alloc() -> None:
+    raise RuntimeError("std::bad_alloc")
+
+
+def test_an_allocation_refused_inside_gdal_or_geos_is_a_memory_refusal():
+    with pytest.raises(TooLarge) as err:
+        untrusted.run(_raise_bad_alloc)
+    assert err.value.code == "read_limit"
+
+
+@pytest.mark.parametrize(
+    "crs",
+    [
+        '{"type": "\\u006cink", "properties": {"\\u0068ref": "http://127.0.0.1:9/x"}}',
+        '{"properties": {"pad": "' + "x" * 5000 + '", "href": "http://127.0.0.1:9/x"}, "type": "link"}',
+    ],
+)
+def test_a_disguised_crs_link_is_refused_too(refuse, crs):
+    text = (
+        '{"type": "FeatureCollection", "crs": ' + crs + ', "features": [{"type": "Feature", '
+        '"properties": {"案件编号": "L1"}, "geometry": {"type": "Point", "coordinates": [118.4, 31.3]}}]}'
+    )
+    refuse(text.encode(), "survey.geojson", 400, "crs_link")
+
+
+def test_a_geopackage_with_a_view_outside_its_contents_is_refused(refuse, tmp_path):
+    import geopandas as gpd
+
+    path = tmp_path / "v.gpkg"
+    gpd.GeoDataFrame({"案件编号": ["A"]}, geometry=[shapely.Point(X0 + 50, Y0 - 50)], crs=EPSG_GK).to_file(
+        path, layer="sites", engine="pyogrio"
+    )
+    con = sqlite3.connect(path)
+    con.execute(
+        "CREATE VIEW v AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n"
+    )
+    con.commit()
+    con.close()
+    refuse(path.read_bytes(), "台账.gpkg", 400, "gpkg_view")
