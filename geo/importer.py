@@ -7,11 +7,13 @@ batch in one transaction.  :func:`import_file` does both.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -310,6 +312,7 @@ def prepare_import(
         grid = None if spec.is_grid else load_grid(store)
         hint_lon = _store_lon(store)
         started = time.perf_counter()
+        limits_used = untrusted.effective_limits(read_limits)
         picked = untrusted.run(
             read_upload,
             source.datasets,
@@ -319,21 +322,24 @@ def prepare_import(
             choice,
             hint_lon,
             MAX_FILE_VERTICES,
-            limits=read_limits,
+            limits_used.max_rows,
+            limits=limits_used,
             cancelled=cancelled,
         )
         report.timings["read"] = round(time.perf_counter() - started, 3)
         report.datasets = picked.datasets
         report.dataset = picked.dataset.name
-        raw = picked.table
-        raw.geometry = unpack_geometry(raw.geometry)
-        raw.attrs = unpack_frame(picked.attrs)
-        report.encoding, report.encoding_source = raw.encoding, raw.encoding_source
-        report.crs, report.crs_source = raw.crs_label, raw.crs_source
-        report.warnings.extend(raw.warnings)
-        srs = store.srs_epsg() or _choose_srs(raw)
-        report.store_crs = f"EPSG:{srs}"
-        rows = _build_rows(spec, raw, srs, grid, report)
+        with _large_import_slot(int(picked.attrs["index"])):
+            raw = picked.table
+            raw.geometry = unpack_geometry(raw.geometry)
+            raw.attrs = unpack_frame(picked.attrs)
+            report.encoding, report.encoding_source = raw.encoding, raw.encoding_source
+            report.crs, report.crs_source = raw.crs_label, raw.crs_source
+            report.warnings.extend(raw.warnings)
+            srs = store.srs_epsg() or _choose_srs(raw)
+            report.store_crs = f"EPSG:{srs}"
+            rows = _build_rows(spec, raw, srs, grid, report)
+            del raw, picked
         report.checksum = source.checksum
         dup = store.find_checksum(spec.name, report.checksum)
         if dup is not None:
@@ -343,6 +349,22 @@ def prepare_import(
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+#: Files with more rows than this are cleaned and assigned one at a time in a server
+#: process (about 1 KB a row while it happens): several large uploads at once wait for each
+#: other instead of adding up.
+LARGE_IMPORT_ROWS = 200_000
+_LARGE_IMPORTS = threading.BoundedSemaphore(1)
+
+
+@contextlib.contextmanager
+def _large_import_slot(rows: int) -> Iterator[None]:
+    if rows < LARGE_IMPORT_ROWS:
+        yield
+        return
+    with _LARGE_IMPORTS:
+        yield
 
 
 def _check_file_vertices(total: int, limit: int) -> None:
@@ -433,6 +455,7 @@ def read_upload(
     crs: crsmod.CRSChoice | None,
     hint_lon: float | None,
     max_vertices: int,
+    max_rows: int | None = None,
 ) -> Picked:
     """Check, choose and read the dataset of an unpacked upload for ``layer``.
 
@@ -453,6 +476,13 @@ def read_upload(
         dataset, encoding=encoding, crs=crs, hint_lon=hint_lon, select=functools.partial(_mapped, spec)
     )
     # counted here, before anything is sent back: the server process never holds an oversized file
+    if max_rows is not None and len(table.attrs) > max_rows:
+        raise TooLarge(
+            f"文件行数过多（{len(table.attrs):,} 行，网页上传上限 {max_rows:,}），请拆分，或由管理员用命令行导入",
+            f"the file holds too many rows ({len(table.attrs):,}, limit {max_rows:,} for uploads): split it, "
+            "or have an administrator import it with the command line",
+            code="too_many_rows",
+        )
     present = table.geometry[~shapely.is_missing(table.geometry)]
     _check_file_vertices(int(shapely.get_num_coordinates(present).sum()), max_vertices)
     table.geometry = pack_geometry(table.geometry)

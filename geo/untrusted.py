@@ -74,12 +74,17 @@ class ReadLimits:
         Time the caller waits before it stops the helper.
     open_files : int
         File descriptors of the helper (``RLIMIT_NOFILE``).
+    max_rows : int, optional
+        Rows a file may hold (checked in the helper, before anything is sent back); the
+        web service sets it, since whatever is accepted is then cleaned and assigned in a
+        server process.
     """
 
     memory_bytes: int = 4 * 1024**3
     cpu_seconds: int = 600
     wall_seconds: float = 900.0
     open_files: int = 256
+    max_rows: int | None = None
 
 
 class ReadCancelled(GridwatchError):
@@ -116,6 +121,12 @@ def process_context() -> Any:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         return ctx
+
+
+def effective_limits(limits: ReadLimits | None = None) -> ReadLimits:
+    """``limits``, else those of the enclosing :func:`scope`, else the defaults."""
+    scoped = getattr(_SCOPE, "value", None)
+    return limits or (scoped[0] if scoped else None) or ReadLimits()
 
 
 def run(

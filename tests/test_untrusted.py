@@ -963,3 +963,77 @@ def test_a_geopackage_with_a_view_outside_its_contents_is_refused(refuse, tmp_pa
     con.commit()
     con.close()
     refuse(path.read_bytes(), "台账.gpkg", 400, "gpkg_view")
+
+
+def test_uploads_hold_at_most_the_configured_rows(data, monkeypatch):
+    """Set through the environment: more rows than GRIDWATCH_UPLOAD_MAX_ROWS is a 413 from the
+    helper, so the server process never builds them; the command line is not bound by it."""
+    from server import create_app
+    from tests.test_auth import Session
+
+    monkeypatch.setenv("GRIDWATCH_DATA", str(data))
+    monkeypatch.setenv("GRIDWATCH_UPLOAD_MAX_ROWS", "5")
+    session = Session(create_app({"TESTING": True}), "surveyor")
+    rows = "".join(f"118.4,31.3,R{i}\n" for i in range(6))
+    resp = post(session, ("经度,纬度,案件编号\n" + rows).encode(), "台账.csv")
+    assert resp.status_code == 413 and resp.get_json()["error"] == "too_many_rows", resp.get_json()
+    assert "命令行" in resp.get_json()["message_zh"]
+    rows = "".join(f"118.4,31.3,R{i}\n" for i in range(5))
+    assert post(session, ("经度,纬度,案件编号\n" + rows).encode(), "台账.csv").status_code == 201
+
+
+def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
+    """Four large uploads prepared at once in one process: their cleaning and assignment (about
+    1 KB a row in the server process) runs one at a time, so memory does not add up; small
+    files are not held up."""
+    from geo.importer import import_file, prepare_import
+    from tests.conftest import grid_frame, write_shp
+
+    monkeypatch.setattr(importer, "LARGE_IMPORT_ROWS", 3)
+    inside = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    original = importer._build_rows
+
+    def counting(*args, **kwargs):
+        with lock:
+            inside["now"] += 1
+            inside["most"] = max(inside["most"], inside["now"])
+        time.sleep(0.3)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                inside["now"] -= 1
+
+    monkeypatch.setattr(importer, "_build_rows", counting)
+    with open_store(tmp_path / "d") as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+    paths = []
+    for k, n in enumerate((4, 4, 4, 4, 2, 2)):
+        path = tmp_path / f"f{k}.csv"
+        path.write_text(
+            "经度,纬度,案件编号\n" + "".join(f"118.4,31.3,F{k}-{i}\n" for i in range(n)), encoding="utf-8"
+        )
+        paths.append(path)
+    errors: list[BaseException] = []
+
+    def prepare(path: Path) -> None:
+        try:
+            with open_store(tmp_path / "d") as store:
+                prepare_import(store, "demolition", path)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare, args=(p,)) for p in paths[:4]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and inside["most"] == 1
+    inside["most"] = 0
+    threads = [threading.Thread(target=prepare, args=(p,)) for p in paths[4:]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and inside["most"] == 2  # small ones together

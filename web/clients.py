@@ -14,6 +14,10 @@ from flask import current_app, request
 
 from geo import untrusted
 
+#: Rows an upload may hold (the command line takes up to 10 million): what is accepted is
+#: cleaned and assigned in a server process, about 1 KB a row while it happens.
+UPLOAD_MAX_ROWS = 1_000_000
+
 
 def client_gone(environ: dict[str, Any]) -> Callable[[], bool]:
     """A check that answers True once the client has closed its connection.
@@ -48,6 +52,7 @@ def read_limits() -> untrusted.ReadLimits:
         memory_bytes=int(cfg.get("GRIDWATCH_READ_MEMORY") or defaults.memory_bytes),
         cpu_seconds=int(cfg.get("GRIDWATCH_READ_CPU_SECONDS") or defaults.cpu_seconds),
         wall_seconds=float(cfg.get("GRIDWATCH_READ_SECONDS") or defaults.wall_seconds),
+        max_rows=int(cfg.get("GRIDWATCH_UPLOAD_MAX_ROWS") or UPLOAD_MAX_ROWS),
     )
 
 

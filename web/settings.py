@@ -20,6 +20,7 @@ from typing import Any
 from geo import untrusted, uploads
 from geo.errors import InputError
 from geo.store import DEFAULT_DATA_DIR
+from web import clients
 
 ENV_PREFIX = "GRIDWATCH_"
 
@@ -166,6 +167,12 @@ SETTINGS: tuple[Setting, ...] = (
         untrusted.ReadLimits.cpu_seconds,
         _count,
         "CPU seconds the helper reading an upload may use",
+    ),
+    Setting(
+        "GRIDWATCH_UPLOAD_MAX_ROWS",
+        clients.UPLOAD_MAX_ROWS,
+        _count,
+        "rows an upload may hold (the command line takes up to 10 million)",
     ),
     Setting(
         "GRIDWATCH_READ_SECONDS",
