@@ -316,7 +316,7 @@ def prepare_import(
         picked = untrusted.run(
             read_upload,
             source.datasets,
-            spec.name,
+            spec,
             member,
             encoding,
             choice,
@@ -449,7 +449,7 @@ def unpack_frame(packed: dict[str, Any]) -> pd.DataFrame:
 
 def read_upload(
     datasets: list[Dataset],
-    layer: str,
+    layer: LayerSpec | str,
     member: str | None,
     encoding: str | None,
     crs: crsmod.CRSChoice | None,
@@ -465,7 +465,9 @@ def read_upload(
     headers (damage, vertex count against ``max_vertices``), and only the columns the
     layer uses are decoded.
     """
-    spec = get_layer(layer)
+    spec = (
+        layer if isinstance(layer, LayerSpec) else get_layer(layer)
+    )  # a spec: also one declared at run time
     for d in datasets:
         check_content(d)
     found = expand_containers(datasets)

@@ -738,7 +738,9 @@ def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_READ_SECONDS", "9")
     app = create_app({"TESTING": True})
     with app.app_context():
-        assert read_limits() == untrusted.ReadLimits(memory_bytes=32 * 2**20, cpu_seconds=7, wall_seconds=9)
+        assert read_limits() == untrusted.ReadLimits(
+            memory_bytes=32 * 2**20, cpu_seconds=7, wall_seconds=9, max_rows=1_000_000
+        )
     resp = post(Session(app, "surveyor"), "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(), "台账.csv")
     assert resp.status_code == 413 and resp.get_json()["error"] == "read_limit", resp.get_json()
     monkeypatch.delenv("GRIDWATCH_READ_MEMORY")
