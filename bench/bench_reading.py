@@ -109,8 +109,8 @@ def main() -> None:
         pts = make_points(args.points, np.asarray(cells.total_bounds), seed=3)
         pyogrio.write_dataframe(pts, work / "sites.shp", encoding="GBK")
         (work / "sites.cpg").unlink(missing_ok=True)
-    size = sum(p.stat().st_size for p in work.glob("sites.*"))
-    print(f"{args.points:,} points written ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+        size = sum(p.stat().st_size for p in work.glob("sites.*"))
+        print(f"{args.points:,} points written ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
 
     results = {}
     for mode in ("baseline", "helper", "preview"):
