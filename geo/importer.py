@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import shutil
 import tempfile
 import threading
@@ -341,6 +342,8 @@ def prepare_import(
             rows = _build_rows(spec, raw, srs, grid, report)
             del raw, picked
         report.checksum = source.checksum
+        if len(report.datasets) > 1:  # which of the file's datasets was imported is part of what it is
+            report.checksum = hashlib.sha256(f"{source.checksum}\0{report.dataset}".encode()).hexdigest()
         dup = store.find_checksum(spec.name, report.checksum)
         if dup is not None:
             report.status = "duplicate"

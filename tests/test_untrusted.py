@@ -1039,3 +1039,33 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     for t in threads:
         t.join()
     assert errors == [] and inside["most"] == 2  # small ones together
+
+
+def test_each_dataset_of_a_file_imports_once(tmp_path):
+    """A zip of two years' sites: importing one member, then the other, imports both; the same
+    member again is the duplicate."""
+    from geo.importer import import_file
+    from tests.conftest import grid_frame, points_frame, write_shp
+
+    a = write_shp(
+        points_frame([(X0 + 50, Y0 - 50 - i) for i in range(3)], 案件编号=["A0", "A1", "A2"]),
+        tmp_path / "a" / "台账.shp",
+    )
+    b = write_shp(
+        points_frame([(X0 + 150, Y0 - 50 - i) for i in range(2)], 案件编号=["B0", "B1"]),
+        tmp_path / "b" / "台账.shp",
+    )
+    archive = tmp_path / "两年.zip"
+    archive.write_bytes(
+        zip_of(
+            [(f"2022年/{p.name}", p.read_bytes()) for p in a.parent.iterdir()]
+            + [(f"2023年/{p.name}", p.read_bytes()) for p in b.parent.iterdir()]
+        )
+    )
+    with open_store(tmp_path / "d") as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        first = import_file(store, "demolition", archive, member="2022年/台账.shp")
+        second = import_file(store, "demolition", archive, member="2023年/台账.shp")
+        assert (first.status, first.added, second.status, second.added) == ("committed", 3, "committed", 2)
+        again = import_file(store, "demolition", archive, member="2022年/台账.shp")
+        assert again.status == "duplicate" and again.duplicate_of == first.batch_id
