@@ -299,7 +299,9 @@ def prepare_import(
     spec = get_layer(layer)
     path = Path(path)
     own_workdir = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="gridwatch-import-")) if workdir is None else workdir
+    if workdir is None:
+        _sweep_workdirs()
+    work = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX)) if workdir is None else workdir
     try:
         source = open_source(path, work, limits, name=source_name)
         report = ImportReport(
@@ -368,6 +370,28 @@ def _large_import_slot(rows: int) -> Iterator[None]:
         return
     with _LARGE_IMPORTS:
         yield
+
+
+WORKDIR_PREFIX = "gridwatch-import-"
+#: Work folders older than this were left by a process killed while importing: removed.
+STALE_WORKDIR_S = 6 * 3600
+
+
+def _sweep_workdirs() -> None:
+    """Remove the work folders of imports whose process was killed (any import ends, one way
+    or another, within the reading helper's limits, far sooner than :data:`STALE_WORKDIR_S`)."""
+    root = Path(tempfile.gettempdir())
+    now = time.time()
+    try:
+        candidates = list(root.glob(WORKDIR_PREFIX + "*"))
+    except OSError:
+        return
+    for folder in candidates:
+        try:
+            if folder.is_dir() and not folder.is_symlink() and now - folder.stat().st_mtime > STALE_WORKDIR_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _check_file_vertices(total: int, limit: int) -> None:

@@ -1069,3 +1069,25 @@ def test_each_dataset_of_a_file_imports_once(tmp_path):
         assert (first.status, first.added, second.status, second.added) == ("committed", 3, "committed", 2)
         again = import_file(store, "demolition", archive, member="2022年/台账.shp")
         assert again.status == "duplicate" and again.duplicate_of == first.batch_id
+
+
+def test_work_folders_left_by_a_killed_import_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from geo.importer import import_file
+    from tests.conftest import grid_frame, write_shp
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    stale = tmp_path / "tmp" / "gridwatch-import-killed"
+    (stale / "unzipped").mkdir(parents=True)
+    (stale / "unzipped" / "台账.dbf").write_bytes(b"x" * 1000)
+    os.utime(stale, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    recent = tmp_path / "tmp" / "gridwatch-import-running"
+    recent.mkdir()
+    with open_store(tmp_path / "d") as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+    assert not stale.exists() and recent.exists()
+    assert sorted(p.name for p in (tmp_path / "tmp").glob("gridwatch-import-*")) == [
+        "gridwatch-import-running"
+    ]
