@@ -157,9 +157,8 @@ def run(
     InputError
         The helper failed in another way (the file could not be read).
     """
-    scoped_limits, scoped_cancelled = getattr(_SCOPE, "value", None) or (None, None)
-    limits = limits or scoped_limits or ReadLimits()
-    cancelled = cancelled or scoped_cancelled
+    limits = effective_limits(limits)
+    cancelled = cancelled or (getattr(_SCOPE, "value", None) or (None, None))[1]
     ctx = process_context()
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(sender, limits, fn, args), daemon=True)

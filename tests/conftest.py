@@ -102,6 +102,32 @@ def points_frame(xy: list[tuple[float, float]], **cols: list[object]) -> gpd.Geo
     return gpd.GeoDataFrame(cols, geometry=shapely.points(np.asarray(xy, dtype=float)), crs=EPSG_GK)
 
 
+def dated_sites() -> gpd.GeoDataFrame:
+    """Two sites with found and demolition dates: A1 demolished 2022-03-01, A2 found 2022-05-20."""
+    return points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)],
+        案件编号=["A1", "A2"],
+        当前状态=["已拆除", "已登记"],
+        发现时间=["2022-01-05", "2022-05-20"],
+        拆除时间=["2022-03-01", ""],
+    )
+
+
+def open_app(data: Path, **config: object):
+    """The real app on the store in ``data``, signed-in checks and CSRF off (route tests)."""
+    from server import create_app
+
+    return create_app(
+        {
+            "GRIDWATCH_DATA": str(data),
+            "TESTING": True,
+            "LOGIN_DISABLED": True,
+            "WTF_CSRF_ENABLED": False,
+            **config,
+        }
+    )
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     s = open_store(tmp_path / "data")

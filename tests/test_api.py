@@ -12,8 +12,7 @@ import pytest
 
 from geo.importer import import_file
 from geo.store import open_store
-from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.conftest import dated_sites, grid_frame, open_app, write_shp
 
 #: Unit names a spreadsheet would run as formulas if written as they are.
 FORMULAS = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=1"]
@@ -29,17 +28,8 @@ def app(tmp_path):
     grid.loc[0, "所属街道"] = "-街道"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid, tmp_path / "g" / "g.shp"))
-        sites = points_frame(
-            [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)],
-            案件编号=["A1", "A2"],
-            当前状态=["已拆除", "已登记"],
-            发现时间=["2022-01-05", "2022-05-20"],
-            拆除时间=["2022-03-01", ""],
-        )
-        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
-    return create_app(
-        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
-    )
+        import_file(store, "demolition", write_shp(dated_sites(), tmp_path / "s" / "s.shp"))
+    return open_app(data)
 
 
 @pytest.fixture

@@ -606,6 +606,23 @@ print(json.dumps({"status": resp.status_code, "body": resp.get_json(), "seconds"
 """
 
 
+def measure(data: Path, path: Path, payload: bytes, name: str, limit: int) -> dict:
+    """Upload ``payload`` (saved at ``path``) as ``name`` in a server process of its own, with an
+    upload limit of ``limit`` bytes: its answer, time and peak memory (see :data:`_MEASURE`).
+    The timeout only guards against a hang."""
+    path.write_bytes(payload)
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(data), str(path), name, str(limit)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("case", ["million-vertex-polygon", "zip-bomb-6-gib", "zip-of-10000-files"])
 def test_refusals_stay_within_memory(data, tmp_path, case):
     """Each refusal measured in a process of its own: its peak memory (everything the process
@@ -619,18 +636,7 @@ def test_refusals_stay_within_memory(data, tmp_path, case):
         shp = survey_shp(tmp_path / "s")
         payload = zip_of([*shapefile_entries(shp), *((f"照片/{i:05d}.txt", b"x") for i in range(10_000))])
         expected = (413, "zip_too_many_files")
-    path = tmp_path / "payload.zip"
-    path.write_bytes(payload)
-    run = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(data), str(path), "上报.zip", str(MAX_UPLOAD)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = measure(data, tmp_path / "payload.zip", payload, "上报.zip", MAX_UPLOAD)
     assert (out["status"], out["body"]["error"]) == expected
     if case == "million-vertex-polygon":
         assert "要素顶点过多（1,000,001 个" in out["body"]["message_zh"]

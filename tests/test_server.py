@@ -12,7 +12,7 @@ import pytest
 
 from geo.importer import import_file
 from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.conftest import X0, Y0, grid_frame, open_app, points_frame, write_shp
 
 
 @pytest.fixture
@@ -26,9 +26,7 @@ def app(tmp_path):
             [(X0 + 50, Y0 - 50)], 案件编号=["<script>alert(1)</script>"], 当前状态=["已拆除"]
         )
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
-    return create_app(
-        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
-    )
+    return open_app(data)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from geo.sources import Dataset, _scan_sheet, open_source, read_table_file
 from geo.store import open_store
 from tests import test_hostile as hostile
 from tests.conftest import EPSG_GK, X0, Y0
-from tests.test_hostile import _MEASURE, MAX_RSS_BYTES, ROOT, post, shapefile_zip, survey_shp, zip_of
+from tests.test_hostile import MAX_RSS_BYTES, ROOT, post, shapefile_zip, survey_shp, zip_of
 
 # the hostile-upload tests' fixtures: a store with a unit grid and a surveyor, and ``refuse``
 data = hostile.data
@@ -418,18 +418,7 @@ def _zip_shapefile(shp: Path) -> bytes:
 
 def measure(data: Path, tmp_path: Path, payload: bytes, name: str) -> dict:
     """Upload ``payload`` in a server process of its own; its answer and peak memory."""
-    path = tmp_path / ("payload-" + name)
-    path.write_bytes(payload)
-    run = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(data), str(path), name, str(256 * 1024 * 1024)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return hostile.measure(data, tmp_path / ("payload-" + name), payload, name, 256 * 1024 * 1024)
 
 
 def _bomb(case: str, tmp_path: Path) -> tuple[bytes, str]:
@@ -752,6 +741,17 @@ def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
     assert resp.status_code == 201, resp.get_json()
 
 
+def _two_years(archive: Path, a: Path, b: Path) -> Path:
+    """A zip holding shapefile ``a`` under 2022年/ and ``b`` under 2023年/, both named 台账.shp."""
+    archive.write_bytes(
+        zip_of(
+            [(f"2022年/{p.name}", p.read_bytes()) for p in a.parent.iterdir()]
+            + [(f"2023年/{p.name}", p.read_bytes()) for p in b.parent.iterdir()]
+        )
+    )
+    return archive
+
+
 def test_member_names_a_dataset_exactly(tmp_path):
     """``--member`` takes the dataset's name in the upload, or a file name only one dataset
     has; never a stem that could pick a layer the user did not mean."""
@@ -760,13 +760,7 @@ def test_member_names_a_dataset_exactly(tmp_path):
 
     a = survey_shp(tmp_path / "a")
     b = survey_shp(tmp_path / "b", n=2)
-    archive = tmp_path / "两年.zip"
-    archive.write_bytes(
-        zip_of(
-            [(f"2022年/{p.name}", p.read_bytes()) for p in a.parent.iterdir()]
-            + [(f"2023年/{p.name}", p.read_bytes()) for p in b.parent.iterdir()]
-        )
-    )
+    archive = _two_years(tmp_path / "两年.zip", a, b)
     with open_store(tmp_path / "d") as store:
         from geo.importer import import_file
 
@@ -1055,13 +1049,7 @@ def test_each_dataset_of_a_file_imports_once(tmp_path):
         points_frame([(X0 + 150, Y0 - 50 - i) for i in range(2)], 案件编号=["B0", "B1"]),
         tmp_path / "b" / "台账.shp",
     )
-    archive = tmp_path / "两年.zip"
-    archive.write_bytes(
-        zip_of(
-            [(f"2022年/{p.name}", p.read_bytes()) for p in a.parent.iterdir()]
-            + [(f"2023年/{p.name}", p.read_bytes()) for p in b.parent.iterdir()]
-        )
-    )
+    archive = _two_years(tmp_path / "两年.zip", a, b)
     with open_store(tmp_path / "d") as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         first = import_file(store, "demolition", archive, member="2022年/台账.shp")

@@ -11,8 +11,7 @@ import pytest
 
 from geo.importer import import_file
 from geo.store import open_store
-from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.conftest import X0, Y0, dated_sites, grid_frame, open_app, points_frame, write_shp
 
 DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25"]
 
@@ -22,17 +21,8 @@ def client(tmp_path):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-        sites = points_frame(
-            [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)],
-            案件编号=["A1", "A2"],
-            当前状态=["已拆除", "已登记"],
-            发现时间=["2022-01-05", "2022-05-20"],
-            拆除时间=["2022-03-01", ""],
-        )
-        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
-    app = create_app(
-        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
-    )
+        import_file(store, "demolition", write_shp(dated_sites(), tmp_path / "s" / "s.shp"))
+    app = open_app(data)
     return app.test_client()
 
 
@@ -79,9 +69,7 @@ def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path):
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["B1"])
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "报告\u202eexe.\x1bshp.shp"))
-    app = create_app(
-        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
-    )
+    app = open_app(data)
     page = app.test_client().get("/batches").get_data(as_text=True)
     assert "报告\ufffdexe.\ufffdshp.shp" in page
     assert "\u202e" not in page and "\x1b" not in page
