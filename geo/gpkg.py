@@ -24,7 +24,23 @@ Layout, besides the GeoPackage system tables:
                        files there is cheaper than writing them into the database
                        and keeps the GeoPackage small; a folder left by an import
                        that did not commit is replaced when its id is used again.
-``gw_targets``         yearly targets (code, layer, metric, target).
+``gw_targets``         yearly targets (code, layer, metric, target), the values replaced
+                       or rolled back in ``gw_targets_history``.
+``gw_tx``              one row per write transaction (import, grid import, rollback,
+                       targets): ``id``, ``at`` (UTC stamp with microseconds, strictly
+                       increasing), ``kind``, ``batch_id``.  Feature rows carry
+                       ``gw_tx_from`` and, once replaced or rolled back, ``gw_tx_to``
+                       (tx ids): the row versions visible at tx *t* are those with
+                       ``gw_tx_from <= t < coalesce(gw_tx_to, ∞)``.  Nothing is ever
+                       deleted: a rollback moves rows to the history and puts the rows
+                       they had replaced back as new current versions (same fid).
+``gw_grid_versions``   one row per grid import: ``id`` (its batch), ``valid_from`` (a
+                       day), ``tx``, ``parent`` (the version current when it was made),
+                       ``rolled_back_tx``, ``units``.  Its cells are the grid rows visible
+                       at its tx.
+``<layer>_assign``     the unit of each feature row version (by fid, whose content never
+                       changes) on each grid version: complete for a version without a
+                       parent, else only where it differs from the parent's.
 ``gw_meta``            store CRS and revision.
 """
 
@@ -57,10 +73,22 @@ import pyproj
 import shapely
 
 import layers
-from geo import untrusted
+from geo import clock, untrusted
 from geo.cache import filling
 from geo.errors import Conflict, NotFound, StoreError, disk_full, read_only, write_error
-from geo.store import Actor, ApiToken, AuditEntry, Batch, FeatureRows, LoginFailures, User, WriteResult
+from geo.store import (
+    UNASSIGNED,
+    Actor,
+    ApiToken,
+    AuditEntry,
+    Batch,
+    FeatureRows,
+    GridVersion,
+    LoginFailures,
+    Tx,
+    User,
+    WriteResult,
+)
 from layers import LayerSpec
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -176,6 +204,8 @@ class GpkgStore:
         self._depth = 0
         self.actor = Actor()
         self._pending_archives: list[Path] = []
+        #: the gw_tx row of the write transaction under way (see begin_tx)
+        self._tx: int | None = None
         self._init()
 
     # connection ----------------------------------------------------------------------------
@@ -221,12 +251,14 @@ class GpkgStore:
         except apsw.Error as exc:
             raise _store_error(exc, conn.system_errno) from exc
         self._depth = 1
+        self._tx = None
         try:
             # A new random revision at the start: caches filled inside the transaction are keyed by
             # it, so if the transaction rolls back they can never be hit again.
             if self._has_meta():
                 conn.execute("UPDATE gw_meta SET value = ? WHERE key = 'revision'", (uuid.uuid4().hex,))
             yield
+            self._stamp_tx()
             conn.execute("COMMIT")
             self._pending_archives.clear()
         except BaseException as exc:
@@ -241,6 +273,69 @@ class GpkgStore:
             raise
         finally:
             self._depth = 0
+            self._tx = None
+
+    # write transactions ----------------------------------------------------------------------
+    def begin_tx(self, kind: str, batch_id: int | None = None) -> int:
+        """The ``gw_tx`` row of the write transaction under way, made by its first call (later
+        calls in the same transaction return it).  Must be called inside :meth:`transaction`."""
+        if not self._depth:
+            raise RuntimeError("begin_tx must run inside transaction()")
+        if self._tx is None:
+            self.conn.execute(
+                "INSERT INTO gw_tx (at, kind, batch_id) VALUES (?,?,?)", (clock.now_stamp(), kind, batch_id)
+            )
+            self._tx = int(self.conn.last_insert_rowid())
+        return self._tx
+
+    def _tx_id(self) -> int:
+        return self._tx if self._tx is not None else self.begin_tx("write")
+
+    def _stamp_tx(self) -> None:
+        """Stamp the transaction's tx with the moment it commits (after every earlier stamp), so a
+        reader that saw the store before the commit never has a stamp after what it saw."""
+        if self._tx is None:
+            return
+        previous = _scalar_args(self.conn, "SELECT max(at) FROM gw_tx WHERE id < ?", (self._tx,))
+        self.conn.execute("UPDATE gw_tx SET at=? WHERE id=?", (clock.next_stamp(previous), self._tx))
+
+    def _has_tx(self) -> bool:
+        return self._has_table("gw_tx")
+
+    def last_tx(self) -> Tx | None:
+        if not self._has_tx():
+            return None
+        row = self.conn.execute(
+            "SELECT id, at, kind, batch_id FROM gw_tx ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else Tx(*row)
+
+    def tx_at(self, stamp: str) -> int:
+        """The last tx stamped at or before ``stamp`` (0 when none)."""
+        if not self._has_tx():
+            raise StoreError(
+                "存储尚未升级到记录写入时点的版本（只读），无法按时点统计",
+                "the store has not been upgraded to record write times (it is read-only): --known-at is unavailable",
+                code="no_history",
+            )
+        return int(_scalar_args(self.conn, "SELECT coalesce(max(id), 0) FROM gw_tx WHERE at <= ?", (stamp,)))
+
+    def tx(self, tx_id: int) -> Tx | None:
+        if not self._has_tx():
+            return None
+        row = self.conn.execute("SELECT id, at, kind, batch_id FROM gw_tx WHERE id=?", (tx_id,)).fetchone()
+        return None if row is None else Tx(*row)
+
+    def layer_revision(self, layer: str, tx: int | None = None) -> tuple[int | None, int | None]:
+        """(last tx, its batch) at or before ``tx`` that wrote or rolled back a batch of ``layer``."""
+        if not self._has_tx():
+            return None, None
+        row = self.conn.execute(
+            "SELECT t.id, t.batch_id FROM gw_tx t JOIN gw_batches b ON b.id = t.batch_id"
+            " WHERE b.layer=? AND t.id <= ? ORDER BY t.id DESC LIMIT 1",
+            (layer, tx if tx is not None else 2**63 - 1),
+        ).fetchone()
+        return (None, None) if row is None else (int(row[0]), int(row[1]))
 
     # schema --------------------------------------------------------------------------------
     def _init(self) -> None:
@@ -279,19 +374,149 @@ class GpkgStore:
 
     def _upgrade(self) -> None:
         """Bring a store written by an earlier version up to the current schema (in place)."""
-        if int(self._meta("schema") or 1) >= SCHEMA_VERSION:
+        schema = int(self._meta("schema") or 1)
+        if schema >= SCHEMA_VERSION:
             return
         try:
             with self.transaction():
                 for stmt in _ACCOUNT_SQL:
                     self.conn.execute(stmt)
+                if schema < 4:
+                    self._upgrade_to_4()
                 self.conn.execute(
                     "INSERT OR REPLACE INTO gw_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
         except StoreError as exc:
             if exc.code != "store_read_only":
                 raise
-            # a read-only store of an earlier version is still readable; it has no accounts
+            # a read-only store of an earlier version is still readable; it has no accounts, and
+            # no write history (its figures are those of now, on its grid)
+
+    def _upgrade_to_4(self) -> None:
+        """Schema 4: the transaction log, row versions by tx, grid versions and assignments per
+        grid version, made from what a store of schema 3 holds.
+
+        One tx per batch at its ``created_at`` and one per rollback at its ``rolled_back_at``;
+        current rows from the tx of their batch, history rows until the tx of the batch that
+        replaced them; one grid version per live grid batch, valid from its import day (the
+        first one for every earlier day too), its assignments computed once.  Rows a rollback
+        deleted before the upgrade are gone: times before the upgrade are known as the
+        upgraded store holds them.
+        """
+        conn = self.conn
+        for stmt in _HISTORY_SQL:
+            conn.execute(stmt)
+        for table, columns in (
+            ("gw_targets", ("tx_from",)),
+            ("gw_targets_history", ("tx_from", "tx_to")),
+        ):
+            have = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
+            for c in columns:
+                if c not in have:
+                    conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {c} INTEGER')
+        if not conn.execute("SELECT 1 FROM gpkg_contents WHERE table_name='gw_grid_versions'").fetchone():
+            conn.execute(
+                "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
+                " VALUES ('gw_grid_versions', 'attributes', '网格版本 grid versions', '', ?)",
+                (now_iso(),),
+            )
+        feature_tables = [
+            str(r[0]) for r in conn.execute("SELECT table_name FROM gpkg_contents WHERE data_type='features'")
+        ]
+        for name in feature_tables:
+            self._add_version_columns(name)
+        if _scalar(conn, "SELECT count(*) FROM gw_tx") or _scalar(
+            conn, "SELECT count(*) FROM gw_grid_versions"
+        ):
+            return  # written by this version already (its schema number set back by hand)
+        # one tx per import and per rollback, in the order they happened
+        events: list[tuple[str, int, int, str]] = []
+        for bid, layer, created, rolled in conn.execute(
+            "SELECT id, layer, created_at, rolled_back_at FROM gw_batches ORDER BY id"
+        ):
+            kind = "targets" if layer == "targets" else ("grid" if _is_grid(str(layer)) else "import")
+            events.append((_stamp_of(str(created)), int(bid), 0, kind))
+            if rolled:
+                events.append((_stamp_of(str(rolled)), int(bid), 1, "rollback"))
+        events.sort()
+        previous: str | None = None
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS gw_tmp_batch_tx (batch INTEGER PRIMARY KEY, tx INTEGER)"
+        )
+        conn.execute("DELETE FROM gw_tmp_batch_tx")
+        for at, bid, rolled_back, kind in events:
+            at = at if previous is None or at > previous else clock.next_stamp(previous)
+            previous = at
+            conn.execute("INSERT INTO gw_tx (at, kind, batch_id) VALUES (?,?,?)", (at, kind, bid))
+            if not rolled_back:
+                conn.execute("INSERT INTO gw_tmp_batch_tx VALUES (?, ?)", (bid, conn.last_insert_rowid()))
+        of_batch = "(SELECT tx FROM gw_tmp_batch_tx WHERE batch = {})"
+        for name in feature_tables:
+            conn.execute(f'UPDATE "{name}" SET gw_tx_from = coalesce({of_batch.format("gw_batch")}, 0)')
+            if self._has_table(f"{name}_history"):
+                conn.execute(
+                    f'UPDATE "{name}_history" SET gw_tx_from = coalesce({of_batch.format("gw_batch")}, 0),'
+                    f" gw_tx_to = coalesce({of_batch.format('gw_superseded_by')}, 0)"
+                )
+        conn.execute(f"UPDATE gw_targets SET tx_from = coalesce({of_batch.format('batch_id')}, 0)")
+        conn.execute(
+            f"UPDATE gw_targets_history SET tx_from = coalesce({of_batch.format('batch_id')}, 0),"
+            f" tx_to = coalesce({of_batch.format('superseded_by')}, 0)"
+        )
+        self._upgrade_grid_versions(feature_tables)
+
+    def _upgrade_grid_versions(self, feature_tables: list[str]) -> None:
+        """One grid version per live grid batch (see :meth:`_upgrade_to_4`), assigned in full."""
+        from geo.assign import Grid
+
+        conn = self.conn
+        grid_spec = next((s for s in layers.all_layers() if s.is_grid), None)
+        if grid_spec is None or not self.has_layer(grid_spec):
+            return
+        rows = conn.execute(
+            "SELECT b.id, b.created_at, t.tx FROM gw_batches b JOIN gw_tmp_batch_tx t ON t.batch = b.id"
+            " WHERE b.layer=? AND b.status='active' ORDER BY b.id",
+            (grid_spec.name,),
+        ).fetchall()
+        surveys = [s for s in layers.survey_layers() if s.name in feature_tables]
+        parent: int | None = None
+        valid_from = ""
+        units_by_layer: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for n, row in enumerate(rows):
+            bid, tx = int(row[0]), int(row[2])  # type: ignore[arg-type]
+            valid_from = max(valid_from, clock.local_day(str(row[1])).isoformat())
+            attrs, cells = self.read_visible(grid_spec, tx, ["code"])
+            conn.execute(
+                "INSERT INTO gw_grid_versions (id, valid_from, tx, parent, units) VALUES (?,?,?,?,?)",
+                (bid, valid_from, tx, parent, len(attrs)),
+            )
+            grid = Grid(attrs["code"].to_numpy(dtype=object), cells)
+            last = n == len(rows) - 1
+            for spec in surveys:
+                fids, units = self._all_row_units(spec, grid, use_current=last)
+                before = units_by_layer.get(spec.name)
+                if before is not None:  # store only what differs from the parent
+                    differs = before[1] != units
+                    self.write_assignment(spec, bid, fids[differs], units[differs])
+                else:
+                    self.write_assignment(spec, bid, fids, units)
+                units_by_layer[spec.name] = (fids, units)
+            parent = bid
+
+    def _all_row_units(self, spec: LayerSpec, grid: Any, use_current: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Unit on ``grid`` of every row version of ``spec`` (current and retired), by fid, ordered
+        by fid; with ``use_current`` the current rows' stored unit is taken as it is."""
+        fids, geoms = self.read_geometry(spec)
+        if use_current:
+            _, units = self.read_assignment(spec)
+        else:
+            units = grid.assign(geoms) if len(fids) else np.empty(0, dtype=object)
+        old_fids, old_geoms = self.read_retired(spec)
+        if len(old_fids):
+            fids = np.concatenate([fids, old_fids])
+            units = np.concatenate([units, grid.assign(old_geoms)])
+        order = np.argsort(fids, kind="stable")
+        return fids[order], np.asarray(units, dtype=object)[order]
 
     def _ensure_srs(self, epsg: int) -> None:
         if self.conn.execute("SELECT 1 FROM gpkg_spatial_ref_sys WHERE srs_id=?", (epsg,)).fetchone():
@@ -313,15 +538,17 @@ class GpkgStore:
         cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.kind]}' for f in spec.fields)
         gw = ", ".join(f"{n} {t}" for n, t in _GW_COLUMNS)
         conn.execute(
-            f'CREATE TABLE "{spec.name}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom GEOMETRY, {cols}, {gw})'
+            f'CREATE TABLE "{spec.name}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom GEOMETRY, {cols}, {gw},'
+            " gw_tx_from INTEGER)"
         )
         conn.execute(
             f'CREATE TABLE "{spec.name}_history" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom GEOMETRY, {cols},'
-            f" {gw}, gw_orig_fid INTEGER, gw_superseded_by INTEGER)"
+            f" {gw}, gw_orig_fid INTEGER, gw_superseded_by INTEGER, gw_tx_from INTEGER, gw_tx_to INTEGER)"
         )
         conn.execute(f'CREATE INDEX "{spec.name}_gw_key" ON "{spec.name}" (gw_key)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_sup" ON "{spec.name}_history" (gw_superseded_by)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_batch" ON "{spec.name}_history" (gw_batch)')
+        self._add_version_columns(spec.name)
         conn.execute(
             "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, srs_id)"
             " VALUES (?, 'features', ?, ?, ?, ?)",
@@ -330,6 +557,26 @@ class GpkgStore:
         conn.execute(
             "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'GEOMETRY', ?, 0, 0)", (spec.name, srs)
         )
+
+    def _add_version_columns(self, name: str) -> None:
+        """Row-version columns, their index and, for a survey layer, its assignment table."""
+        conn = self.conn
+        for table, columns in ((name, ("gw_tx_from",)), (f"{name}_history", ("gw_tx_from", "gw_tx_to"))):
+            if not self._has_table(table):
+                continue
+            have = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
+            for c in columns:
+                if c not in have:
+                    conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {c} INTEGER')
+        if self._has_table(f"{name}_history"):
+            conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "{name}_history_orig" ON "{name}_history" (gw_orig_fid)'
+            )
+        if not _is_grid(name):
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{name}_assign" (version INTEGER NOT NULL, fid INTEGER NOT NULL,'
+                " unit TEXT, PRIMARY KEY (version, fid)) WITHOUT ROWID"
+            )
 
     def _add_missing_columns(self, spec: LayerSpec) -> None:
         for table in (spec.name, f"{spec.name}_history"):
@@ -392,6 +639,8 @@ class GpkgStore:
             )
             del cur
             batch_id = int(self.conn.last_insert_rowid())
+            kind = "targets" if batch.layer == "targets" else ("grid" if _is_grid(batch.layer) else "import")
+            self.begin_tx(kind, batch_id)
             if sources:
                 folder = self.path.parent / "archive" / f"{batch_id:06d}"
                 shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
@@ -682,28 +931,31 @@ class GpkgStore:
             extra = [f for f in current if f not in kept_fids and f not in retire_set]
             removed = len(extra)
             to_retire.extend(extra)
+        tx = self._tx_id()
         self._retire(spec, to_retire, batch_id)
         qcols = ", ".join(f'"{c}"' for c in cols)
         marks = ", ".join("?" for _ in range(len(cols) + 1 + len(_GW_COLUMNS)))
         conn.executemany(
-            f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area) VALUES ({marks})',
+            f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_tx_from)'
+            f" VALUES ({marks}, {tx})",
             inserts,
         )
         last = int(conn.last_insert_rowid())
+        # the rows just written got consecutive fids (AUTOINCREMENT, one statement), all above
+        # the existing ones
+        new_fids = np.arange(last - len(inserts) + 1, last + 1, dtype=np.int64)
+        chosen = (
+            np.arange(n, dtype=np.int64)
+            if (not existing or len(insert_rows) == n)
+            else np.asarray(insert_rows, dtype=np.int64)
+        )
         previous = _GEOMETRY_CACHE.get((self.location, spec.name, self.layer_generation(spec)))
         if previous is None and not layer_has_rows:
             previous = (np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
         self._touch(spec)
         self._bump_generation(spec)
         if previous is not None:
-            # keep this process's decoded copy current: the rows just written got consecutive
-            # fids (AUTOINCREMENT, one statement), all above the existing ones
-            new_fids = np.arange(last - len(inserts) + 1, last + 1, dtype=np.int64)
-            chosen = (
-                np.arange(n)
-                if (not existing or len(insert_rows) == n)
-                else np.asarray(insert_rows, dtype=int)
-            )
+            # keep this process's decoded copy current
             old_fids, old_geoms, old_units = previous
             old_units = old_units.copy()
             if unit_updates:
@@ -717,7 +969,9 @@ class GpkgStore:
                 np.concatenate([old_geoms[keep], np.asarray(rows.geometry, dtype=object)[chosen]]),
                 np.concatenate([old_units[keep], np.asarray(units, dtype=object)[chosen]]),
             )
-        return WriteResult(added=added, updated=updated, unchanged=unchanged, removed=removed)
+        return WriteResult(
+            added=added, updated=updated, unchanged=unchanged, removed=removed, fids=new_fids, rows=chosen
+        )
 
     def _cache_geometry(
         self, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, units: np.ndarray
@@ -728,6 +982,8 @@ class GpkgStore:
         _GEOMETRY_CACHE[key] = (fids, geoms, units)
 
     def _retire(self, spec: LayerSpec, fids: list[int], batch_id: int) -> None:
+        """Move current rows to the history as replaced (or rolled back) by ``batch_id`` at this
+        transaction's tx."""
         if not fids:
             return
         conn = self.conn
@@ -736,9 +992,9 @@ class GpkgStore:
         conn.execute("DELETE FROM gw_tmp_fids")
         conn.executemany("INSERT OR IGNORE INTO gw_tmp_fids VALUES (?)", ((f,) for f in fids))
         conn.execute(
-            f'INSERT INTO "{spec.name}_history" ({cols}, gw_orig_fid, gw_superseded_by)'
-            f' SELECT {cols}, fid, ? FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)',
-            (batch_id,),
+            f'INSERT INTO "{spec.name}_history" ({cols}, gw_orig_fid, gw_superseded_by, gw_tx_from, gw_tx_to)'
+            f' SELECT {cols}, fid, ?, gw_tx_from, ? FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)',
+            (batch_id, self._tx_id()),
         )
         conn.execute(f'DELETE FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)')
 
@@ -754,10 +1010,15 @@ class GpkgStore:
         )
 
     def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
-        """Remove the rows of ``batch_id`` and restore the rows it retired.  Returns (removed, restored).
+        """Take the rows of ``batch_id`` out of the current rows and put back the rows it retired.
+        Returns (removed, restored).
 
-        Refuses (:class:`Conflict`) when a later active batch replaced rows of this one.
-        Must be called inside :meth:`transaction`.
+        Nothing is deleted: the batch's rows move to the history (ending at this transaction's
+        tx) and the rows it had replaced come back as new current versions with their own fid,
+        so the layer as it was at any earlier tx stays readable.  Restored survey rows get
+        their unit on the grid version in force today from the stored assignments.  Refuses
+        (:class:`Conflict`) when a later active batch replaced rows of this one.  Must be
+        called inside :meth:`transaction`.
         """
         conn = self.conn
         if not self.has_layer(spec):
@@ -778,20 +1039,35 @@ class GpkgStore:
                 code="rollback_blocked",
                 details={"blocking_batches": sorted(later)},
             )
-        conn.execute(f'DELETE FROM "{spec.name}" WHERE gw_batch=?', (batch_id,))
-        removed = conn.changes()
+        tx = self._tx_id()
+        mine = [
+            int(r[0]) for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_batch=?', (batch_id,))
+        ]
+        self._retire(spec, mine, batch_id)
         cols = ", ".join(["geom", *[f'"{c}"' for c in self._columns(spec)], *[n for n, _ in _GW_COLUMNS]])
+        # the rows the batch replaced (a batch never replaces its own rows: gw_batch<>batch_id
+        # leaves out the rows just moved)
         conn.execute(
-            f'INSERT INTO "{spec.name}" (fid, {cols}) SELECT gw_orig_fid, {cols} FROM "{spec.name}_history"'
-            " WHERE gw_superseded_by=? ORDER BY gw_orig_fid",
-            (batch_id,),
+            f'INSERT INTO "{spec.name}" (fid, {cols}, gw_tx_from) SELECT gw_orig_fid, {cols}, ?'
+            f' FROM "{spec.name}_history" WHERE gw_superseded_by=? AND gw_batch<>? ORDER BY gw_orig_fid',
+            (tx, batch_id, batch_id),
         )
         restored = conn.changes()
-        conn.execute(f'DELETE FROM "{spec.name}_history" WHERE gw_superseded_by=?', (batch_id,))
-        conn.execute(f'DELETE FROM "{spec.name}_history" WHERE gw_batch=?', (batch_id,))
+        if restored and not spec.is_grid:
+            back = np.array(
+                [r[0] for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_tx_from=?', (tx,))],
+                dtype=np.int64,
+            )
+            current = self.current_grid_version()
+            if current is not None:
+                fids, units = self.read_assignment(spec, current.id, back)
+                conn.executemany(
+                    f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?',
+                    zip(units.tolist(), fids.tolist(), strict=True),
+                )
         self._touch(spec)
         self._bump_generation(spec)
-        return int(removed), int(restored)
+        return len(mine), int(restored)
 
     def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
         cols = (
@@ -840,8 +1116,9 @@ class GpkgStore:
         rows.sort(key=lambda r: r[0])
         return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
 
-    def read_table(self, spec: LayerSpec, columns: list[str]) -> pa.Table:
-        """Current rows as an Arrow table (``fid`` plus ``columns``), ordered by fid.
+    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+        """Current rows as an Arrow table (``fid`` plus ``columns``), ordered by fid; with ``tx``
+        the row versions visible at that tx instead (current and retired ones, each fid once).
 
         Large layers are read through GDAL's Arrow interface, about ten times faster than
         fetching a million rows through SQLite into Python objects -- in a helper process
@@ -859,6 +1136,8 @@ class GpkgStore:
         }
         if not self.has_layer(spec):
             return _empty_table(columns, kinds)
+        if tx is not None:
+            return self._read_table_at(spec, columns, kinds, tx)
         if not self._depth and self.layer_count(spec) >= GDAL_MIN_ROWS:
             before = self.revision()
             try:
@@ -869,6 +1148,21 @@ class GpkgStore:
                 return _conform(table, columns, kinds)
         qcols = ", ".join(["fid", *[f'"{c}"' for c in columns]])
         rows = self.conn.execute(f'SELECT {qcols} FROM "{spec.name}" ORDER BY fid').fetchall()
+        data = list(zip(*rows, strict=True)) if rows else [[] for _ in range(len(columns) + 1)]
+        arrays = {"fid": pa.array(data[0], type=pa.int64())}
+        for c, values in zip(columns, data[1:], strict=True):
+            arrays[c] = _arrow_column(list(values), kinds.get(c, "str"))
+        return pa.table(arrays)
+
+    def _read_table_at(self, spec: LayerSpec, columns: list[str], kinds: dict[str, str], tx: int) -> pa.Table:
+        qcols = ", ".join(f'"{c}"' for c in columns)
+        sep = ", " if columns else ""
+        rows = self.conn.execute(
+            f'SELECT fid{sep}{qcols} FROM "{spec.name}" WHERE coalesce(gw_tx_from, 0) <= ?1 UNION ALL'
+            f' SELECT gw_orig_fid{sep}{qcols} FROM "{spec.name}_history"'
+            " WHERE coalesce(gw_tx_from, 0) <= ?1 AND gw_tx_to > ?1 ORDER BY 1",
+            (tx,),
+        ).fetchall()
         data = list(zip(*rows, strict=True)) if rows else [[] for _ in range(len(columns) + 1)]
         arrays = {"fid": pa.array(data[0], type=pa.int64())}
         for c, values in zip(columns, data[1:], strict=True):
@@ -909,18 +1203,25 @@ class GpkgStore:
             return fid_arr[keep], geoms[keep]
         return fid_arr, geoms
 
-    def read_assignment(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+    def _current_assignment(
+        self, spec: LayerSpec, fids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(fid, unit code)`` of the current rows, ordered by fid (from the kept copy when current)."""
         if not self.has_layer(spec):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
         cached = _GEOMETRY_CACHE.get((self.location, spec.name, self.layer_generation(spec)))
         if cached is not None:
-            return cached[0], cached[2]
-        rows = self.conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
-        return (
-            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            np.array([r[1] for r in rows], dtype=object),
-        )
+            out = cached[0], cached[2]
+        else:
+            rows = self.conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
+            out = (
+                np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.array([r[1] for r in rows], dtype=object),
+            )
+        if fids is None:
+            return out
+        keep = np.isin(out[0], np.asarray(fids, dtype=np.int64))
+        return out[0][keep], out[1][keep]
 
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
         if not self.has_layer(spec) or len(fids) == 0:
@@ -1162,15 +1463,24 @@ class GpkgStore:
             for r in self.conn.execute(sql, (*args, int(limit), int(offset)))
         ]
 
-    def targets(self) -> pd.DataFrame:
-        rows = self.conn.execute("SELECT code, layer, metric, target, batch_id FROM gw_targets").fetchall()
+    def targets(self, tx: int | None = None) -> pd.DataFrame:
+        cols = "code, layer, metric, target, batch_id"
+        if tx is None:
+            rows = self.conn.execute(f"SELECT {cols} FROM gw_targets").fetchall()
+        else:
+            rows = self.conn.execute(
+                f"SELECT {cols} FROM gw_targets WHERE coalesce(tx_from, 0) <= ?1 UNION ALL"
+                f" SELECT {cols} FROM gw_targets_history WHERE coalesce(tx_from, 0) <= ?1 AND tx_to > ?1",
+                (tx,),
+            ).fetchall()
         return pd.DataFrame(rows, columns=["code", "layer", "metric", "target", "batch_id"])
 
     def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int:
         conn = self.conn
+        tx = self._tx_id()
         old = (
             conn.execute(
-                "SELECT code, layer, metric, target, batch_id FROM gw_targets WHERE (code, layer, metric) IN"
+                "SELECT code, layer, metric, target, batch_id, tx_from FROM gw_targets WHERE (code, layer, metric) IN"
                 " (SELECT column1, column2, column3 FROM (VALUES "
                 + ",".join("(?,?,?)" for _ in range(len(rows)))
                 + "))",
@@ -1180,13 +1490,14 @@ class GpkgStore:
             else []
         )
         conn.executemany(
-            "INSERT INTO gw_targets_history (code, layer, metric, target, batch_id, superseded_by) VALUES (?,?,?,?,?,?)",
-            [(*o, batch_id) for o in old],
+            "INSERT INTO gw_targets_history (code, layer, metric, target, batch_id, tx_from, superseded_by, tx_to)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [(*o, batch_id, tx) for o in old],
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO gw_targets (code, layer, metric, target, batch_id) VALUES (?,?,?,?,?)",
+            "INSERT OR REPLACE INTO gw_targets (code, layer, metric, target, batch_id, tx_from) VALUES (?,?,?,?,?,?)",
             [
-                (str(c), str(la), str(m), float(t), batch_id)
+                (str(c), str(la), str(m), float(t), batch_id, tx)
                 for c, la, m, t in zip(
                     rows["code"], rows["layer"], rows["metric"], rows["target"], strict=True
                 )
@@ -1195,16 +1506,186 @@ class GpkgStore:
         return len(rows)
 
     def rollback_targets(self, batch_id: int) -> int:
+        """Take the batch's values out; each comes back as the value of the latest live batch that
+        set it before (none: no target).  Nothing is deleted: the values move to the history."""
         conn = self.conn
-        conn.execute("DELETE FROM gw_targets WHERE batch_id=?", (batch_id,))
-        n = conn.changes()
-        conn.execute(
-            "INSERT OR REPLACE INTO gw_targets (code, layer, metric, target, batch_id) SELECT code, layer, metric,"
-            " target, batch_id FROM gw_targets_history WHERE superseded_by=?",
+        tx = self._tx_id()
+        mine = conn.execute(
+            "SELECT code, layer, metric, target, batch_id, tx_from FROM gw_targets WHERE batch_id=?",
             (batch_id,),
+        ).fetchall()
+        conn.executemany(
+            "INSERT INTO gw_targets_history (code, layer, metric, target, batch_id, tx_from, superseded_by, tx_to)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [(*o, batch_id, tx) for o in mine],
         )
-        conn.execute("DELETE FROM gw_targets_history WHERE superseded_by=?", (batch_id,))
-        return int(n)
+        conn.execute("DELETE FROM gw_targets WHERE batch_id=?", (batch_id,))
+        keys = {(str(r[0]), str(r[1]), str(r[2])) for r in mine}
+        earlier: dict[tuple[str, str, str], tuple[float, int]] = {}
+        if keys:
+            for code, layer, metric, target, bid in conn.execute(
+                "SELECT h.code, h.layer, h.metric, h.target, h.batch_id FROM gw_targets_history h"
+                " JOIN gw_batches b ON b.id = h.batch_id WHERE b.status='active' AND b.id<>?",
+                (batch_id,),
+            ):
+                key = (str(code), str(layer), str(metric))
+                if key in keys and (key not in earlier or earlier[key][1] < int(bid)):
+                    earlier[key] = (float(target), int(bid))
+        conn.executemany(
+            "INSERT INTO gw_targets (code, layer, metric, target, batch_id, tx_from) VALUES (?,?,?,?,?,?)",
+            [(*key, target, bid, tx) for key, (target, bid) in sorted(earlier.items())],
+        )
+        return len(mine)
+
+    # grid versions and assignments -----------------------------------------------------------
+    def grid_versions(self) -> list[GridVersion]:
+        if not self._has_table("gw_grid_versions"):
+            return []
+        return [
+            GridVersion(int(r[0]), str(r[1]), int(r[2]), r[3], r[4], int(r[5] or 0), str(r[6] or ""), r[7])
+            for r in self.conn.execute(
+                "SELECT v.id, v.valid_from, v.tx, v.parent, v.rolled_back_tx, v.units, b.created_at, b.user"
+                " FROM gw_grid_versions v LEFT JOIN gw_batches b ON b.id = v.id ORDER BY v.id"
+            )
+        ]
+
+    def current_grid_version(self) -> GridVersion | None:
+        alive = [v for v in self.grid_versions() if v.rolled_back_tx is None]
+        return alive[-1] if alive else None
+
+    def add_grid_version(self, batch_id: int, valid_from: str) -> GridVersion:
+        """Register the grid written by ``batch_id`` (inside its transaction) as a new version."""
+        parent = self.current_grid_version()
+        tx = self._tx_id()
+        grid = next(s for s in layers.all_layers() if s.is_grid)
+        units = self.layer_count(grid)
+        self.conn.execute(
+            "INSERT INTO gw_grid_versions (id, valid_from, tx, parent, units) VALUES (?,?,?,?,?)",
+            (batch_id, valid_from, tx, None if parent is None else parent.id, units),
+        )
+        return GridVersion(batch_id, valid_from, tx, None if parent is None else parent.id, None, units)
+
+    def retire_grid_version(self, batch_id: int) -> None:
+        self.conn.execute(
+            "UPDATE gw_grid_versions SET rolled_back_tx=? WHERE id=? AND rolled_back_tx IS NULL",
+            (self._tx_id(), batch_id),
+        )
+
+    def _chain(self, version: int) -> list[int]:
+        """``version`` and its ancestors, the one without a parent first."""
+        parents = {v.id: v.parent for v in self.grid_versions()}
+        if version not in parents:
+            raise NotFound(f"网格版本 {version} 不存在", f"no grid version {version}", code="unknown_grid")
+        chain = [version]
+        while (parent := parents.get(chain[-1])) is not None and len(chain) <= len(parents):
+            chain.append(int(parent))
+        return chain[::-1]
+
+    def write_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray, units: np.ndarray) -> None:
+        if len(fids) == 0:
+            return
+        self._ensure_layer(spec)
+        self.conn.executemany(
+            f'INSERT OR REPLACE INTO "{spec.name}_assign" (version, fid, unit) VALUES ({int(version)}, ?, ?)',
+            zip(np.asarray(fids, dtype=np.int64).tolist(), [str(u) for u in units.tolist()], strict=True),
+        )
+
+    def read_assignment(
+        self, spec: LayerSpec, version: int | None = None, fids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, unit code)`` ordered by fid: of the current rows as stored with them
+        (``version`` None), else of every row version (or of ``fids``) on grid ``version``
+        from the stored assignments (UNASSIGNED for a fid without one)."""
+        if version is None:
+            return self._current_assignment(spec, fids)
+        chain = self._chain(version)
+        table = f"{spec.name}_assign"
+        wanted = None if fids is None else np.unique(np.asarray(fids, dtype=np.int64))
+        if not self._has_table(table):
+            empty = np.empty(0, dtype=np.int64) if wanted is None else wanted
+            return empty, np.full(len(empty), UNASSIGNED, dtype=object)
+        conn = self.conn
+        if wanted is not None:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_fids (f INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM gw_tmp_fids")
+            conn.executemany("INSERT OR IGNORE INTO gw_tmp_fids VALUES (?)", ((int(f),) for f in wanted))
+            where = " AND fid IN (SELECT f FROM gw_tmp_fids)"
+        else:
+            where = ""
+        out_f = np.empty(0, dtype=np.int64)
+        out_u = np.empty(0, dtype=object)
+        for v in chain:
+            rows = conn.execute(
+                f'SELECT fid, unit FROM "{table}" WHERE version=?{where} ORDER BY fid', (v,)
+            ).fetchall()
+            if not rows:
+                continue
+            f = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            u = np.array([r[1] for r in rows], dtype=object)
+            if not len(out_f):
+                out_f, out_u = f, u
+                continue
+            pos = np.clip(np.searchsorted(out_f, f), 0, len(out_f) - 1)
+            hit = out_f[pos] == f
+            out_u[pos[hit]] = u[hit]
+            if not hit.all():
+                out_f = np.concatenate([out_f, f[~hit]])
+                out_u = np.concatenate([out_u, u[~hit]])
+                order = np.argsort(out_f, kind="stable")
+                out_f, out_u = out_f[order], out_u[order]
+        if wanted is not None and len(out_f) != len(wanted):
+            units = np.full(len(wanted), UNASSIGNED, dtype=object)
+            if len(out_f):
+                units[np.searchsorted(wanted, out_f)] = out_u
+            return wanted, units
+        return out_f, out_u
+
+    def read_visible(
+        self, spec: LayerSpec, tx: int, columns: list[str], geometry: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The row versions of ``spec`` visible at ``tx``: ``fid`` plus ``columns``, and their
+        geometry (empty without ``geometry``), ordered by fid."""
+        names = ["fid", *columns]
+        if not self.has_layer(spec):
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names}), np.empty(0, dtype=object)
+        qcols = ", ".join(["geom" if geometry else "NULL", *[f'"{c}"' for c in columns]])
+        rows = self.conn.execute(
+            f'SELECT fid, {qcols} FROM "{spec.name}" WHERE coalesce(gw_tx_from, 0) <= ?1 UNION ALL'
+            f' SELECT gw_orig_fid, {qcols} FROM "{spec.name}_history"'
+            " WHERE coalesce(gw_tx_from, 0) <= ?1 AND gw_tx_to > ?1 ORDER BY 1",
+            (tx,),
+        ).fetchall()
+        if not rows:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names}), np.empty(0, dtype=object)
+        geoms = (
+            decode_geometries([r[1] for r in rows])  # type: ignore[misc]
+            if geometry
+            else np.empty(0, dtype=object)
+        )
+        frame = pd.DataFrame(
+            {
+                name: np.array([r[i + (1 if i else 0)] for r in rows], dtype=object)
+                for i, name in enumerate(names)
+            }
+        )
+        return frame, np.asarray(geoms, dtype=object)
+
+    def read_retired(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of the row versions in the history whose fid is no current row's
+        (each fid once: its content never changes), ordered by fid."""
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        rows = self.conn.execute(
+            f'SELECT gw_orig_fid, geom, min(fid) FROM "{spec.name}_history" h'
+            f' WHERE NOT EXISTS (SELECT 1 FROM "{spec.name}" t WHERE t.fid = h.gw_orig_fid)'
+            " GROUP BY gw_orig_fid ORDER BY gw_orig_fid"
+        ).fetchall()
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        return (
+            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            np.asarray(decode_geometries([r[1] for r in rows]), dtype=object),  # type: ignore[misc]
+        )
 
 
 _ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
@@ -1377,8 +1858,30 @@ _SYSTEM_SQL = (
 
 
 #: Version 2 added accounts, API tokens and the audit trail; version 3 failed logins by name
-#: (known or not) and by client address (gw_logins).
-SCHEMA_VERSION = 3
+#: (known or not) and by client address (gw_logins); version 4 the transaction log (gw_tx), row
+#: versions by tx, grid versions (gw_grid_versions) and assignments per grid version.
+SCHEMA_VERSION = 4
+
+_HISTORY_SQL = (
+    """CREATE TABLE IF NOT EXISTS gw_tx (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
+    kind TEXT NOT NULL, batch_id INTEGER)""",
+    """CREATE INDEX IF NOT EXISTS gw_tx_at ON gw_tx (at)""",
+    """CREATE TABLE IF NOT EXISTS gw_grid_versions (id INTEGER PRIMARY KEY, valid_from TEXT NOT NULL,
+    tx INTEGER NOT NULL, parent INTEGER, rolled_back_tx INTEGER, units INTEGER)""",
+)
+
+
+def _stamp_of(iso: str) -> str:
+    """A batch time as written before schema 4 (``2024-05-01T02:03:04Z``) as a store stamp."""
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return clock.now_stamp()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return clock.stamp(moment)
+
+
 #: Failed-login records untouched this long (and not locking) are forgotten; at most this many are kept.
 _LOGINS_FORGOTTEN_S = 86_400
 _LOGINS_KEPT = 100_000

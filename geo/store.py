@@ -97,6 +97,48 @@ class WriteResult:
     updated: int
     unchanged: int
     removed: int = 0
+    #: fids of the rows written (new row versions) and, for each, its position in the rows given
+    fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+
+@dataclass
+class Tx:
+    """One write transaction: its id, when it committed (UTC stamp with microseconds, see
+    :mod:`geo.clock`), what it was and the batch it wrote or rolled back."""
+
+    id: int
+    at: str
+    kind: str
+    batch_id: int | None = None
+
+
+@dataclass
+class GridVersion:
+    """One import of the unit grid as a version of it.
+
+    ``valid_from`` (ISO day) is the first day it is in force; ``tx`` the write that made it;
+    ``parent`` the version current then; ``rolled_back_tx`` the rollback that ended it (None
+    while it lives); ``units`` its number of cells; ``created_at`` and ``user`` from its batch.
+    """
+
+    id: int
+    valid_from: str
+    tx: int
+    parent: int | None = None
+    rolled_back_tx: int | None = None
+    units: int = 0
+    created_at: str = ""
+    user: str | None = None
+
+    def alive(self, tx: int | None = None) -> bool:
+        """Whether the version existed, not rolled back, at ``tx`` (None: now)."""
+        if tx is None:
+            return self.rolled_back_tx is None
+        return self.tx <= tx and (self.rolled_back_tx is None or self.rolled_back_tx > tx)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -191,6 +233,60 @@ class Store(Protocol):
         """All-or-nothing write scope: on any exception nothing is kept."""
         ...
 
+    # the write history: transactions, row versions, grid versions
+    def begin_tx(self, kind: str, batch_id: int | None = None) -> int:
+        """Record the write transaction under way (``kind``: import, grid, targets, rollback) and
+        return its id; later calls in the same transaction return the same id.  Every write
+        of survey data, grid or targets happens in a recorded transaction, stamped with the
+        moment it commits."""
+        ...
+
+    def last_tx(self) -> Tx | None:
+        """The latest write transaction (None for a store never written)."""
+        ...
+
+    def tx(self, tx_id: int) -> Tx | None: ...
+
+    def tx_at(self, stamp: str) -> int:
+        """The last transaction stamped at or before ``stamp`` (a :func:`geo.clock.stamp`), 0 when none."""
+        ...
+
+    def layer_revision(self, layer: str, tx: int | None = None) -> tuple[int | None, int | None]:
+        """(last transaction at or before ``tx``, its batch) that wrote or rolled back a batch of ``layer``."""
+        ...
+
+    def grid_versions(self) -> list[GridVersion]:
+        """Every grid version, rolled back ones too, oldest first."""
+        ...
+
+    def current_grid_version(self) -> GridVersion | None:
+        """The newest version not rolled back: the grid stored as the grid layer."""
+        ...
+
+    def add_grid_version(self, batch_id: int, valid_from: str) -> GridVersion:
+        """Register the grid just written by ``batch_id`` as a new version, valid from ``valid_from``."""
+        ...
+
+    def retire_grid_version(self, batch_id: int) -> None:
+        """Mark the version of grid batch ``batch_id`` rolled back by the transaction under way."""
+        ...
+
+    def write_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray, units: np.ndarray) -> None:
+        """Keep the unit of row versions ``fids`` on grid ``version`` (for a version with a
+        parent, only where it differs from the parent's)."""
+        ...
+
+    def read_visible(
+        self, spec: LayerSpec, tx: int, columns: list[str], geometry: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """``fid`` plus ``columns`` and (with ``geometry``) the geometry of the row versions visible
+        at ``tx``."""
+        ...
+
+    def read_retired(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of retired row versions whose fid is no current row's."""
+        ...
+
     def new_batch(self, batch: Batch, sources: list[Path] | None) -> int:
         """Register a batch and keep a copy of its source files."""
         ...
@@ -222,7 +318,8 @@ class Store(Protocol):
     def mark_rolled_back(self, batch_id: int) -> None: ...
 
     def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
-        """Remove a batch's rows and restore the rows it replaced; returns (removed, restored)."""
+        """Take a batch's rows out of the current ones and restore the rows it replaced (the
+        history keeps both); returns (removed, restored)."""
         ...
 
     def rollback_targets(self, batch_id: int) -> int: ...
@@ -239,23 +336,30 @@ class Store(Protocol):
         """Attributes (with ``fid``, ``gw_unit``) of the given current rows."""
         ...
 
-    def read_table(self, spec: LayerSpec, columns: list[str]) -> pa.Table:
-        """Current rows as an Arrow table: ``fid`` plus ``columns`` (dates as date32), ordered by fid."""
+    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+        """Current rows as an Arrow table: ``fid`` plus ``columns`` (dates as date32), ordered by
+        fid; with ``tx`` the row versions visible at that transaction."""
         ...
 
     def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(fid, geometry)`` of current rows, geometry in the store CRS."""
         ...
 
-    def read_assignment(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
-        """``(fid, unit code)`` of the current rows, ordered by fid."""
+    def read_assignment(
+        self, spec: LayerSpec, version: int | None = None, fids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, unit code)`` ordered by fid: of the current rows as stored with them (the
+        current grid), or with ``version`` of every row version on that grid version from the
+        stored assignments; ``fids`` limits it to those."""
         ...
 
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
         """Set the assigned unit of the given rows; returns how many changed."""
         ...
 
-    def targets(self) -> pd.DataFrame: ...
+    def targets(self, tx: int | None = None) -> pd.DataFrame:
+        """Targets now, or as they were at transaction ``tx``."""
+        ...
 
     def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int: ...
 
