@@ -9,16 +9,14 @@ import numpy as np
 import pandas as pd
 
 import layers
-from geo import untrusted
+from geo import untrusted, versions
 from geo.errors import Conflict, InputError
 from geo.importer import (
     Duplicate,
     ImportReport,
     Rejected,
     get_layer,
-    load_grid,
     now_iso,
-    reassign_all,
 )
 from geo.sources import Dataset, check_content, read_table_file
 from geo.store import Batch, Store
@@ -32,10 +30,12 @@ TARGETS_LAYER = "targets"
 def rollback(store: Store, batch_id: int) -> Batch:
     """Undo batch ``batch_id`` completely, in one transaction.
 
-    Its features are removed and the features it had replaced come back; rolling back
-    a grid batch restores the previous grid and re-assigns every feature.  Refused
-    (:class:`geo.errors.Conflict`) when a later active batch updated its features, or
-    when it was already rolled back.
+    Its features are taken out and the features it had replaced come back; rolling back
+    a grid batch ends its grid version and restores the previous version, every feature
+    back in its stored unit on it.  Nothing is erased: the store as it was before the
+    rollback stays readable (``known_at``).  Refused (:class:`geo.errors.Conflict`) when a
+    later active batch updated its features, when a later grid version is alive (for a
+    grid batch), or when it was already rolled back.
     """
     with store.transaction():
         # read and checked inside the write transaction: of parallel rollbacks one wins, the
@@ -47,14 +47,25 @@ def rollback(store: Store, batch_id: int) -> Batch:
                 f"batch {batch_id} was already rolled back",
                 code="already_rolled_back",
             )
+        store.begin_tx("rollback", batch_id)
         if batch.layer == TARGETS_LAYER:
             store.rollback_targets(batch_id)
         else:
             spec = get_layer(batch.layer)
-            previous = load_grid(store) if spec.is_grid else None
+            if spec.is_grid:
+                later = [v.id for v in store.grid_versions() if v.id > batch_id and v.alive()]
+                if later:
+                    ids = ", ".join(str(x) for x in later)
+                    raise Conflict(
+                        f"网格批次 {ids} 在批次 {batch_id} 之后导入，请先回滚批次 {ids}",
+                        f"grid batch {ids} came after batch {batch_id}; roll back batch {ids} first",
+                        code="rollback_blocked",
+                        details={"blocking_batches": later},
+                    )
             store.rollback_layer(spec, batch_id)
             if spec.is_grid:
-                reassign_all(store, previous)
+                store.retire_grid_version(batch_id)
+                versions.restore_current_units(store)
         store.mark_rolled_back(batch_id)
     return store.batch(batch_id)
 

@@ -27,7 +27,7 @@ import shapely
 
 import layers
 from geo import crs as crsmod
-from geo import untrusted
+from geo import untrusted, versions
 from geo.assign import Grid
 from geo.dbf import check_shapefile
 from geo.errors import CRSError, InputError, TooLarge
@@ -125,6 +125,9 @@ class ImportReport:
     skipped_files: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     reassigned: int = 0
+    #: a grid import: the version it makes, its units against the previous one, the features
+    #: that change unit and, when dated into the past, the issued figures it changes
+    grid_change: versions.GridChange | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
@@ -177,6 +180,8 @@ class ImportReport:
             parts.append(
                 f"encoding {self.encoding} ({self.encoding_source}); CRS {self.crs} ({self.crs_source})"
             )
+        if self.grid_change is not None:
+            parts.extend(self.grid_change.summary(zh))
         for w_zh, w_en in self.warnings:
             parts.append(("注意: " + w_zh) if zh else ("warning: " + w_en))
         for r in self.rejected[:20]:
@@ -1005,7 +1010,13 @@ class Duplicate(Exception):
 
 
 def commit_import(
-    store: Store, prepared: PreparedImport, user: str | None = None, *, admin: bool | None = None
+    store: Store,
+    prepared: PreparedImport,
+    user: str | None = None,
+    *,
+    admin: bool | None = None,
+    valid_from: object = None,
+    tz: str | None = None,
 ) -> ImportReport:
     """Write a prepared import as one batch, atomically.
 
@@ -1020,7 +1031,9 @@ def commit_import(
       rejected by row unless the importing account may update any feature (see
       :func:`may_update_any`); the rest of the file is written.
 
-    Replacing the grid re-assigns every feature of every layer in the same transaction.
+    Replacing the grid makes a new grid version valid from ``valid_from`` (a day, default
+    today in the time zone ``tz``; see :mod:`geo.versions`) and assigns every feature row
+    version of every layer to it, in the same transaction.
 
     Parameters
     ----------
@@ -1035,6 +1048,14 @@ def commit_import(
     """
     report = prepared.report
     report.status, report.duplicate_of = "preview", None  # decided below, inside the transaction
+    if valid_from not in (None, "") and not prepared.spec.is_grid:
+        raise InputError(
+            "生效日期只适用于单元网格",
+            "a valid-from date applies to the unit grid only",
+            code="bad_valid_from",
+        )
+    if prepared.spec.is_grid:
+        versions.check_valid_from(store, valid_from, tz)  # a clear answer before waiting for the lock
     try:
         # a duplicate is told at once, without waiting for the write lock; a file that is not one
         # is looked for again inside the transaction, where no other write can come in between
@@ -1043,17 +1064,25 @@ def commit_import(
             if dup is not None:
                 raise Duplicate(dup.id)
         with store.transaction():
-            _commit(store, prepared, user or prepared.user, admin)
+            _commit(store, prepared, user or prepared.user, admin, valid_from, tz)
     except Duplicate as dup:
         report.status = "duplicate"
         report.duplicate_of = dup.batch_id
     return report
 
 
-def _commit(store: Store, prepared: PreparedImport, user: str | None, admin: bool | None) -> None:
+def _commit(
+    store: Store,
+    prepared: PreparedImport,
+    user: str | None,
+    admin: bool | None,
+    valid_from: object = None,
+    tz: str | None = None,
+) -> None:
     report = prepared.report
     spec = prepared.spec
     rows = prepared.rows
+    day = versions.check_valid_from(store, valid_from, tz) if spec.is_grid else None
     if store.srs_epsg() is None:
         store.set_srs_epsg(prepared.srs_epsg)
     elif store.srs_epsg() != prepared.srs_epsg:
@@ -1094,9 +1123,18 @@ def _commit(store: Store, prepared: PreparedImport, user: str | None, admin: boo
         result.removed,
     )
     if spec.is_grid:
+        assert day is not None
         started = time.perf_counter()
-        report.reassigned = reassign_all(store, previous_grid)
+        report.grid_change, report.reassigned = versions.make_version(store, batch_id, day, previous_grid, tz)
         report.timings["reassign"] = round(time.perf_counter() - started, 3)
+    else:
+        versions.assign_new_rows(
+            store,
+            spec,
+            result.fids,
+            np.asarray(rows.geometry, dtype=object)[result.rows],
+            rows.units[result.rows],
+        )
     _update_extent(store, spec, rows)
     report.batch_id = batch_id
     report.status = "committed"
@@ -1287,12 +1325,37 @@ def import_file(
     path: str | Path,
     *,
     dry_run: bool = False,
+    valid_from: object = None,
+    tz: str | None = None,
     **kwargs: Any,
 ) -> ImportReport:
-    """Prepare and (unless ``dry_run``) commit an import; returns the report."""
+    """Prepare and (unless ``dry_run``) commit an import; returns the report.
+
+    ``valid_from`` (grid only): the day the new grid version is in force from (default today
+    in the time zone ``tz``, see :mod:`geo.versions`)."""
     user = kwargs.get("user")
+    if valid_from not in (None, "") and get_layer(layer).is_grid is False:
+        raise InputError(
+            "生效日期只适用于单元网格",
+            "a valid-from date applies to the unit grid only",
+            code="bad_valid_from",
+        )
     prepared = prepare_import(store, layer, path, **kwargs)
     if dry_run:
         prepared.report.dry_run = True
+        preview_grid(store, prepared, valid_from, tz)
         return prepared.report
-    return commit_import(store, prepared, user=user)
+    return commit_import(store, prepared, user=user, valid_from=valid_from, tz=tz)
+
+
+def preview_grid(
+    store: Store, prepared: PreparedImport, valid_from: object = None, tz: str | None = None
+) -> None:
+    """For a grid file not yet written: check ``valid_from`` and put the units it would add,
+    remove and reshape in the report (features are assigned when it is committed)."""
+    if not prepared.spec.is_grid:
+        return
+    day = versions.check_valid_from(store, valid_from, tz)
+    rows = prepared.rows
+    grid = Grid(rows.attrs["code"].to_numpy(dtype=object), np.asarray(rows.geometry, dtype=object))
+    prepared.report.grid_change = versions.preview_change(store, grid, day)

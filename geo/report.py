@@ -1,8 +1,10 @@
-"""Assemble statistics for export: tables per level, labels, unit geometry."""
+"""Assemble statistics for export: tables per level, labels, unit geometry, provenance."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -10,46 +12,75 @@ import pandas as pd
 import pyproj
 import shapely
 
+from geo import clock
 from geo import crs as crsmod
 from geo.cache import filling
 from geo.export import StatsReport
 from geo.importer import grid_spec
-from geo.store import UNASSIGNED, Store
-from geo.tally import LEVELS, Filters, check_level, column_labels, load_hierarchy, survey_specs, tally
+from geo.store import UNASSIGNED, GridVersion, Store
+from geo.tally import (
+    LEVELS,
+    Filters,
+    View,
+    check_level,
+    choose_version,
+    column_labels,
+    load_facts,
+    load_hierarchy,
+    parse_as_of,
+    resolve_view,
+    survey_specs,
+    tally,
+)
 from geo.values import parse_date
 
-_GEOM_CACHE: dict[tuple[str, str, str], gpd.GeoSeries] = {}
+_GEOM_CACHE: dict[tuple[str, str, str, int | None], gpd.GeoSeries] = {}
 
 
-def unit_geometry(store: Store, level: str) -> gpd.GeoSeries:
-    """Outline of every unit of ``level``, indexed by unit code, in EPSG:4490 (lon/lat).
+def unit_geometry(store: Store, level: str, version: GridVersion | None = None) -> gpd.GeoSeries:
+    """Outline of every unit of ``level``, indexed by unit code, in EPSG:4490 (lon/lat): of the
+    stored grid, or of grid ``version`` (its units, those that later disappeared too).
 
     Upper levels are dissolved from their unit grids.  Cached per generation of the
     grid layer, so writes to survey layers do not dissolve again.
     """
     check_level(level)
-    key = (store.location, store.layer_generation(grid_spec()), level)
+    if version is not None:
+        current = store.current_grid_version()
+        if current is not None and current.id == version.id:
+            version = None  # the stored grid
+    key = (
+        store.location,
+        store.layer_generation(grid_spec()),
+        level,
+        None if version is None else version.id,
+    )
     if key in _GEOM_CACHE:
         return _GEOM_CACHE[key]
     with filling(("units", store.location, level)):
         if key not in _GEOM_CACHE:
-            _GEOM_CACHE[key] = _unit_geometry(store, level)
+            _GEOM_CACHE[key] = _unit_geometry(store, level, version)
     return _GEOM_CACHE[key]
 
 
-def _unit_geometry(store: Store, level: str) -> gpd.GeoSeries:
+def _unit_geometry(store: Store, level: str, version: GridVersion | None) -> gpd.GeoSeries:
     spec = grid_spec()
-    attrs = store.read_attributes(spec, ["code"])
-    fids, cells = store.read_geometry(spec)
+    if version is None:
+        attrs = store.read_attributes(spec, ["code"])
+        fids, cells = store.read_geometry(spec)
+        codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object) if len(fids) else fids
+    else:
+        visible, cells = store.read_visible(spec, version.tx, ["code"])
+        fids = visible["fid"].to_numpy()
+        codes = visible["code"].to_numpy(dtype=object)
     srs = store.srs_epsg()
     if len(fids) == 0 or srs is None:
         return gpd.GeoSeries([], crs="EPSG:4490")
-    codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object)
     t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4490))
     lonlat = shapely.transform(cells, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     series = gpd.GeoSeries(lonlat, index=pd.Index(codes, name="code"), crs="EPSG:4490")
     if level != "grid":
-        mapping = load_hierarchy(store).mapping(level)
+        mapping = load_hierarchy(store, version).mapping(level)
         groups = pd.Series(codes).map(mapping).to_numpy(dtype=object)
         frame = gpd.GeoDataFrame({"unit": groups}, geometry=list(lonlat), crs="EPSG:4490")
         series = frame.dissolve(by="unit").geometry
@@ -66,21 +97,80 @@ def build_report(
     as_of: str | date | None = None,
     filters: Filters | None = None,
     with_geometry: bool = False,
+    known_at: object = None,
+    grid: object = None,
+    tz: str | None = None,
 ) -> StatsReport:
     """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.export`.
 
     ``as_of`` in any form :func:`geo.values.parse_date` reads; the report carries it as ISO
-    (today when not given)."""
+    (today when not given).  ``known_at`` and ``grid`` as for :func:`geo.tally.tally`; unit
+    outlines come from the grid version the figures are counted on, and the report's
+    ``provenance`` says what they were computed from (:func:`provenance`)."""
     levels = levels or list(LEVELS)
     as_of = parse_date(as_of)  # once: the tables, the title and the file name show the same day
-    tables = {lv: tally(store, lv, layer_names, as_of, filters) for lv in levels}
+    view = pin(store, resolve_view(store, as_of, known_at, grid, tz))
+    version = view.version if view.grid != "in_force" else choose_version(view, parse_as_of(as_of))
+    tables = {lv: tally(store, lv, layer_names, as_of, filters, view=view) for lv in levels}
     geometry = None
     if with_geometry:
         geometry = {}
         for lv, table in tables.items():
-            geo = unit_geometry(store, lv)
+            geo = unit_geometry(store, lv, version)
             aligned = [geo.get(c) if c != UNASSIGNED else None for c in table["code"]]
             geometry[lv] = gpd.GeoSeries(aligned, index=table.index, crs="EPSG:4490")
-    day = (as_of or date.today()).isoformat()
-    labels = column_labels(survey_specs(layer_names))
-    return StatsReport(levels=tables, columns=labels, as_of=day, geometry=geometry)
+    day = (as_of or clock.today(tz)).isoformat()
+    specs = survey_specs(layer_names)
+    labels = column_labels(specs)
+    prov = provenance(store, view, [version], [s.name for s in specs], as_of, tz)
+    return StatsReport(levels=tables, columns=labels, as_of=day, geometry=geometry, provenance=prov)
+
+
+def pin(store: Store, view: View) -> View:
+    """``view`` of now pinned to the last write, so that figures and their provenance name the
+    same state even when a write lands while they are computed."""
+    if view.tx is not None:
+        return view
+    last = store.last_tx()
+    return view if last is None else replace(view, tx=last.id)
+
+
+def provenance(
+    store: Store,
+    view: View,
+    versions: list[GridVersion | None],
+    layer_names: list[str],
+    as_of: date | str | None,
+    tz: str | None = None,
+) -> dict[str, Any]:
+    """What figures were computed from.
+
+    ``as_of`` (None: every stored feature, whatever its dates); ``known_at`` (the moment asked,
+    in the configured zone; None: now); ``computed_at``: the last write the figures include --
+    its stamp given as ``known_at`` gives the same figures again, whatever is written later;
+    ``grid``: how the version was chosen and the version(s) used; per layer its last write
+    (tx and batch) up to then and its number of feature rows then."""
+    last = store.last_tx()
+    tx_id = view.tx if view.tx is not None else (last.id if last is not None else None)
+    tx = store.tx(tx_id) if tx_id else None
+    layers_out = []
+    for spec in survey_specs(layer_names):
+        facts = load_facts(store, spec, view.tx)
+        ltx, lbatch = store.layer_revision(spec.name, tx_id)
+        layers_out.append({"layer": spec.name, "tx": ltx, "batch": lbatch, "features": len(facts.fids)})
+    used: list[dict[str, Any]] = []
+    for v in versions:
+        if v is not None and all(u["id"] != v.id for u in used):
+            used.append({"id": v.id, "valid_from": v.valid_from, "imported_at": v.created_at})
+    return {
+        "as_of": None if as_of is None else str(as_of)[:10],
+        "known_at": clock.shown(view.known_at, tz),
+        "computed_at": {
+            "tx": tx_id,
+            "at": None if tx is None else tx.at,
+            "at_local": None if tx is None else clock.shown(tx.at, tz),
+        },
+        "grid": {"chosen": view.grid, "versions": used},
+        "layers": layers_out,
+        "timezone": str(clock.zone(tz)),
+    }

@@ -12,13 +12,21 @@ once per store revision and each request is a few ``numpy.bincount`` calls.
   date is on or before D (without a completion date: the day its batch was imported).
 * Without ``as_of`` every stored feature counts, whatever its dates.
 
+Figures as of day D are counted on the grid version in force on D (:mod:`geo.versions`):
+its units (those that later disappeared too) and every feature's stored unit on it, so a grid
+revision leaves earlier figures as they were.  Without ``as_of`` the grid in force today is
+used; ``grid="current"`` or a version id re-cuts any day on that grid.  ``known_at`` gives the
+figures as the store held them at that moment (:mod:`geo.clock`): the feature row versions,
+targets and grid versions visible at the last write made by then, whatever was corrected,
+re-imported or rolled back later.
+
 Units roll up from unit grid to community, street and district by the grid's
 explicit code fields where given, else by code prefix (12, 9 and 6 digits).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -28,10 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import layers
+from geo import clock
 from geo.cache import filling
 from geo.errors import InputError
-from geo.store import UNASSIGNED, Store
+from geo.store import UNASSIGNED, GridVersion, Store
 from geo.values import parse_date, parse_month
+from geo.versions import in_force, parse_grid
 from layers import LayerSpec
 
 LEVELS = ("grid", "community", "street", "district")
@@ -159,10 +169,79 @@ class Facts:
     shape: np.ndarray | None = None
     # tally row of each feature per (level, within), with the hierarchy it was computed for
     positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
+    #: fid of each feature row version (ordered)
+    fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
-_FACTS: dict[tuple[str, str, str], Facts] = {}
-_HIER: dict[tuple[str, str], Hierarchy] = {}
+_FACTS: dict[tuple[Any, ...], Facts] = {}
+_HIER: dict[tuple[Any, ...], Hierarchy] = {}
+
+
+@dataclass(frozen=True)
+class View:
+    """What a tally counts from: the store at transaction ``tx`` (None: now) and the grid
+    version whose units and assignments are used (None: the stored grid, when there are no
+    versions).  ``known_at`` is the moment asked for (a store stamp) and ``grid`` how the
+    version was chosen: ``"in_force"`` (on the as-of day, or today), ``"current"`` or ``"asked"``."""
+
+    tx: int | None = None
+    version: GridVersion | None = None
+    known_at: str | None = None
+    grid: str = "in_force"
+    versions: tuple[GridVersion, ...] = ()
+
+
+def resolve_view(
+    store: Store,
+    as_of: str | date | None = None,
+    known_at: object = None,
+    grid: object = None,
+    tz: str | None = None,
+) -> View:
+    """The :class:`View` of a tally as of ``as_of``, as known at ``known_at`` (see
+    :func:`geo.clock.parse_known_at`) on ``grid`` (None: in force on the as-of day or today;
+    ``"current"``: the newest version then; a version id).
+
+    Raises
+    ------
+    InputError
+        A bad moment (``bad_known_at``) or version (``bad_grid``), or a version that did not
+        exist or was rolled back at that moment (``unknown_grid``).
+    """
+    stamp = clock.parse_known_at(known_at, tz)
+    wanted = parse_grid(grid)
+    tx = None if stamp is None else store.tx_at(stamp)
+    versions = tuple(v for v in store.grid_versions() if v.alive(tx))
+    view = View(
+        tx,
+        None,
+        stamp,
+        "in_force" if wanted is None else ("current" if wanted == "current" else "asked"),
+        versions,
+    )
+    return replace(view, version=choose_version(view, parse_as_of(as_of), wanted))
+
+
+def choose_version(
+    view: View, day: np.datetime64 | date | None, wanted: str | int | None = None
+) -> GridVersion | None:
+    """The version of ``view.versions`` a tally as of ``day`` counts on."""
+    if wanted is None:
+        if view.grid == "in_force":
+            as_date = None if day is None else date.fromisoformat(str(day)[:10])
+            return in_force(list(view.versions), as_date)
+        return view.version
+    if wanted == "current":
+        return view.versions[-1] if view.versions else None
+    match = [v for v in view.versions if v.id == wanted]
+    if not match:
+        raise InputError(
+            f"网格版本 {wanted} 不存在，或在所选时点尚未导入或已回滚（见 gridwatch grids）",
+            f"grid version {wanted} does not exist, or did not exist or was rolled back at the moment asked "
+            "(see gridwatch grids)",
+            code="unknown_grid",
+        )
+    return match[0]
 
 
 def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
@@ -170,9 +249,23 @@ def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
         cache.clear()
 
 
-def load_hierarchy(store: Store) -> Hierarchy:
-    """The unit hierarchy of the stored grid, kept per generation of the grid layer."""
+def load_hierarchy(store: Store, version: GridVersion | None = None) -> Hierarchy:
+    """The unit hierarchy of the stored grid, or of grid ``version`` (its units, those that
+    later disappeared too), kept per generation of the grid layer."""
     grid = next(s for s in layers.all_layers() if s.is_grid)
+    if version is not None:
+        current = store.current_grid_version()
+        if current is None or current.id != version.id:
+            key: tuple[Any, ...] = (store.location, store.layer_generation(grid), version.id)
+            if key not in _HIER:
+                with filling(("hierarchy", store.location)):
+                    if key not in _HIER:
+                        attrs, _ = store.read_visible(
+                            grid, version.tx, [f.name for f in grid.fields], geometry=False
+                        )
+                        _cache_trim(_HIER)
+                        _HIER[key] = hierarchy_from_grid(attrs)
+            return _HIER[key]
     key = (store.location, store.layer_generation(grid))
     if key not in _HIER:
         with filling(("hierarchy", store.location)):
@@ -183,15 +276,49 @@ def load_hierarchy(store: Store) -> Hierarchy:
     return _HIER[key]
 
 
-def load_facts(store: Store, spec: LayerSpec) -> Facts:
-    """Columns of ``spec`` for tallies, cached per store revision."""
-    key = (store.location, store.revision(), spec.name)
+def load_facts(
+    store: Store, spec: LayerSpec, tx: int | None = None, version: GridVersion | None = None
+) -> Facts:
+    """Columns of ``spec`` for tallies: of the current rows, or of the row versions visible at
+    transaction ``tx``; units on grid ``version`` (default: the current grid's, stored with
+    the rows).  Cached per store revision (and tx and version)."""
+    if tx is not None:
+        last = store.last_tx()
+        if last is not None and last.id == tx:  # nothing written since: the current rows
+            facts = load_facts(store, spec, None, version)
+            after = store.last_tx()
+            if after is not None and after.id == tx:
+                return facts
+    current = store.current_grid_version()
+    base = _load_base(store, spec, tx)
+    if tx is None and (version is None or (current is not None and current.id == version.id)):
+        return base
+    revision = store.revision()
+    key = (store.location, revision, spec.name, tx, None if version is None else version.id)
+    if key in _FACTS:
+        return _FACTS[key]
+    units = np.full(len(base.fids), UNASSIGNED, dtype=object)
+    if version is not None and len(base.fids):
+        fids, stored = store.read_assignment(spec, version.id)
+        if len(fids):
+            pos = np.clip(np.searchsorted(fids, base.fids), 0, len(fids) - 1)
+            found = fids[pos] == base.fids
+            units[found] = stored[pos[found]]
+    facts = replace(base, unit=pa.array(units.tolist(), type=pa.string()), positions={})
+    if store.revision() == revision:
+        _cache_trim(_FACTS, 64)
+        _FACTS[key] = facts
+    return facts
+
+
+def _load_base(store: Store, spec: LayerSpec, tx: int | None) -> Facts:
+    key = (store.location, store.revision(), spec.name, tx)
     if key in _FACTS:
         return _FACTS[key]
     with filling(("facts", store.location, spec.name)):
         if key in _FACTS:
             return _FACTS[key]
-        facts = _read_facts(store, spec)
+        facts = _read_facts(store, spec, tx)
         # kept only when no write landed while reading: the entry must hold what its key says
         if store.revision() == key[1]:
             _cache_trim(_FACTS, 64)
@@ -199,7 +326,7 @@ def load_facts(store: Store, spec: LayerSpec) -> Facts:
     return facts
 
 
-def _read_facts(store: Store, spec: LayerSpec) -> Facts:
+def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
     wanted = [
         spec.status_field,
         spec.found_field,
@@ -208,7 +335,7 @@ def _read_facts(store: Store, spec: LayerSpec) -> Facts:
         spec.shape_field,
     ]
     columns = list(dict.fromkeys(c for c in wanted if c))
-    table = store.read_table(spec, [*columns, "gw_unit", "gw_batch", "gw_area"])
+    table = store.read_table(spec, [*columns, "gw_unit", "gw_batch", "gw_area"], tx)
     n = table.num_rows
     batches = store.batches(spec.name)
     batch_ids = pa.array([b.id for b in batches], type=pa.int64())
@@ -242,6 +369,7 @@ def _read_facts(store: Store, spec: LayerSpec) -> Facts:
         measures,
         status,
         _shape_index(table, spec),
+        fids=np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
     )
 
 
@@ -332,6 +460,10 @@ def tally(
     layer_names: list[str] | None = None,
     as_of: str | date | None = None,
     filters: Filters | None = None,
+    known_at: object = None,
+    grid: object = None,
+    *,
+    view: View | None = None,
 ) -> pd.DataFrame:
     """Per-unit figures at ``level``.
 
@@ -344,6 +476,14 @@ def tally(
     as_of : str or date, optional
         Count as of the end of this day (see module docstring).
     filters : Filters, optional
+    known_at : str, datetime or date, optional
+        The figures as the store held them at this moment (an ISO 8601 time; without a zone
+        in the configured one; a bare date is the end of that day); see :mod:`geo.clock`.
+    grid : "current" or int, optional
+        Count on the newest grid version (at ``known_at``) or on this version instead of the
+        one in force on ``as_of`` (or today).
+    view : View, optional
+        Resolved already (:func:`resolve_view`); ``known_at`` and ``grid`` are then ignored.
 
     Returns
     -------
@@ -357,7 +497,14 @@ def tally(
     check_level(level)
     day = parse_as_of(as_of)
     specs = survey_specs(layer_names)
-    hier = load_hierarchy(store)
+    if view is None:
+        view = resolve_view(store, as_of, known_at, grid)
+    version = view.version if view.grid != "in_force" else choose_version(view, day)
+    hier = (
+        load_hierarchy(store, version)
+        if version is not None or view.tx is None
+        else hierarchy_from_grid(pd.DataFrame({"code": pd.Series(dtype=object)}))
+    )
     units = hier.units(level)
     if filters and filters.within:
         units = units[_under(units, hier, level, filters.within)].reset_index(drop=True)
@@ -380,7 +527,7 @@ def tally(
     )
     nrows = len(table)
     for spec in specs:
-        facts = load_facts(store, spec)
+        facts = load_facts(store, spec, view.tx, version)
         pos = _positions(facts, level, table["code"], hier, filters.within if filters else None)
         status_filter = bool(filters and filters.statuses and spec.status_field)
         everything = day is None and not status_filter and bool(len(pos)) and int(pos.min()) >= 0
@@ -414,7 +561,7 @@ def tally(
             table[m.completed_column(spec.name)] = np.round(
                 np.bincount(pos[done], weights=vals[done], minlength=nrows), 2
             )
-    _join_targets(store, table, specs)
+    _join_targets(store, table, specs, view.tx)
     return table
 
 
@@ -473,8 +620,8 @@ def _under(units: pd.DataFrame, hier: Hierarchy, level: str, within: str) -> np.
     return units["code"].isin(allowed).to_numpy()
 
 
-def _join_targets(store: Store, table: pd.DataFrame, specs: list[LayerSpec]) -> None:
-    targets = store.targets()
+def _join_targets(store: Store, table: pd.DataFrame, specs: list[LayerSpec], tx: int | None = None) -> None:
+    targets = store.targets(tx)
     if targets.empty:
         return
     names = {s.name for s in specs}
@@ -496,8 +643,13 @@ def monthly(
     start: str | date | None = None,
     end: str | date | None = None,
     code: str | None = None,
+    known_at: object = None,
+    grid: object = None,
+    *,
+    view: View | None = None,
 ) -> pd.DataFrame:
-    """Figures as of the last day of each month from ``start`` to ``end``.
+    """Figures as of the last day of each month from ``start`` to ``end``, each on the grid
+    version in force that day (or on ``grid``), as known at ``known_at`` (see :func:`tally`).
 
     ``start`` and ``end`` are months (``"2022-05"``, ``"2022年5月"``) or any day of one
     (:func:`geo.values.parse_month`); each missing one comes from the layers' first and last
@@ -512,6 +664,8 @@ def monthly(
     """
     check_level(level)
     specs = survey_specs(layer_names)
+    if view is None:
+        view = resolve_view(store, None, known_at, grid)
     first, last = parse_month(start), parse_month(end)
     if first is not None and last is not None and first > last:
         raise InputError(
@@ -523,7 +677,7 @@ def monthly(
         firsts: list[np.datetime64] = []
         lasts: list[np.datetime64] = []
         for spec in specs:
-            f = load_facts(store, spec)
+            f = load_facts(store, spec, view.tx, view.version)
             for arr in (f.found, f.done):
                 ok = arr[~np.isnat(arr)]
                 if len(ok):
@@ -544,13 +698,13 @@ def monthly(
         )
     frames = []
     for p in months:
-        t = tally(store, level, names, as_of=p.end_time.date())
+        t = tally(store, level, names, as_of=p.end_time.date(), view=view)
         if code is not None:
             t = t[t["code"] == code]
         t.insert(0, "month", str(p))
         frames.append(t)
     if not frames:  # no month in range: the columns still say what a month would hold
-        empty = tally(store, level, names).iloc[0:0]
+        empty = tally(store, level, names, view=view).iloc[0:0]
         empty.insert(0, "month", pd.Series(dtype=object))
         return empty.reset_index(drop=True)
     return pd.concat(frames, ignore_index=True)

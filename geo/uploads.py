@@ -61,6 +61,7 @@ from geo.importer import (
     load_grid,
     may_update_any,
     prepare_import,
+    preview_grid,
 )
 from geo.sources import ZipLimits
 from geo.store import UNASSIGNED, Store
@@ -448,6 +449,8 @@ def preview(
     *,
     user: str | None = None,
     admin: bool | None = None,
+    valid_from: str | None = None,
+    tz: str | None = None,
     **overrides: Any,
 ) -> ImportReport:
     """The import report of a staged upload (nothing is written).
@@ -456,7 +459,9 @@ def preview(
     they are kept for the commit once the re-read succeeded (a re-read that fails leaves
     the upload as it was).  Rows that would update features of another account's batch
     (:func:`geo.importer.keep_own_rows`, for ``user``) are reported rejected, as the
-    commit would reject them now.
+    commit would reject them now.  For the unit grid the report says which units the file
+    adds, removes and reshapes and the day its version would be in force from
+    (``valid_from``, default today in the time zone ``tz``), checked as the commit checks it.
     """
     folder = _folder(data_dir, upload_id)
     with _locked(folder, upload_id, "preview"):
@@ -476,6 +481,13 @@ def preview(
         prepared.rows = keep_own_rows(
             store, prepared.spec, prepared.rows, report, user, may_update_any(store, user, admin)
         )
+        if valid_from is not None and not prepared.spec.is_grid:
+            raise InputError(
+                "生效日期只适用于单元网格",
+                "a valid-from date applies to the unit grid only",
+                code="bad_valid_from",
+            )
+        preview_grid(store, prepared, valid_from, tz)
         try:
             if wanted != params:
                 (folder / _FEATURES_FILE).unlink(missing_ok=True)  # never features of other settings
@@ -494,12 +506,15 @@ def commit(
     limits: ZipLimits | None = None,
     *,
     admin: bool | None = None,
+    valid_from: str | None = None,
+    tz: str | None = None,
 ) -> ImportReport:
     """Import a staged upload as one batch and remove it from the staging area.
 
     The upload is locked while it is read and written: a second commit, a re-read or a
     discard meanwhile get :class:`UploadBusy`.  ``admin`` tells whether ``user`` is an
-    admin (see :func:`geo.importer.commit_import`).
+    admin, ``valid_from`` (grid only) the day the grid version is in force from (see
+    :func:`geo.importer.commit_import`).
 
     Raises
     ------
@@ -512,7 +527,7 @@ def commit(
     with _locked(folder, upload_id, "commit"):
         params = _settings(folder, upload_id)
         prepared = _prepare(store, folder, params, user=user, limits=limits)
-        report = commit_import(store, prepared, user=user, admin=admin)
+        report = commit_import(store, prepared, user=user, admin=admin, valid_from=valid_from, tz=tz)
         shutil.rmtree(folder, ignore_errors=True)
     if report.status == "duplicate":
         raise Conflict(

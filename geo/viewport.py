@@ -25,8 +25,8 @@ from geo import crs as crsmod
 from geo.cache import filling
 from geo.errors import InputError
 from geo.report import unit_geometry
-from geo.store import UNASSIGNED, Store
-from geo.tally import Filters, check_level, load_hierarchy, parse_as_of, tally
+from geo.store import UNASSIGNED, GridVersion, Store
+from geo.tally import Filters, check_level, choose_version, load_hierarchy, parse_as_of, resolve_view, tally
 from geo.values import parse_date
 from layers import LayerSpec
 
@@ -303,22 +303,45 @@ def cells_in_view(
     within: str | None = None,
     gcj02: bool = False,
     max_units: int = 2500,
+    known_at: str | None = None,
+    grid: str | int | None = None,
 ) -> dict[str, Any]:
     """Unit outlines of ``level`` in ``bbox`` with their figures, as GeoJSON (lon/lat).
 
+    Outlines and figures are those of the grid version the figures are counted on (in force
+    on ``as_of``, or ``grid``), as known at ``known_at`` (see :func:`geo.tally.tally`).
     Outlines are simplified to about a pixel at ``zoom``.  When more than ``max_units``
     units are in view the collection is empty and ``too_many`` says how many there were,
     so the map can ask for a coarser level.
     """
     check_level(level)
     as_of = parse_date(as_of)  # one cache entry per day, however it was written
-    key = (store.location, store.revision(), level, layer, as_of, within)
+    seen = resolve_view(store, as_of, known_at, grid)
+    version = seen.version if seen.grid != "in_force" else choose_version(seen, parse_as_of(as_of))
+    key = (
+        store.location,
+        store.revision(),
+        level,
+        layer,
+        as_of,
+        within,
+        seen.tx,
+        None if version is None else version.id,
+    )
     view_table = _TABLES.get(key)
     if view_table is None:
         with filling(("cells", store.location)):
             view_table = _TABLES.get(key)
             if view_table is None:
-                view_table = _view_table(store, level, layer, as_of, within)
+                table = tally(
+                    store,
+                    level,
+                    [layer] if layer else None,
+                    as_of,
+                    Filters(within=within) if within else None,
+                    view=seen,
+                )
+                view_table = _view_table(store, level, table, version)
                 if len(_TABLES) > 32:
                     _TABLES.clear()
                 _TABLES[key] = view_table
@@ -334,7 +357,7 @@ def cells_in_view(
     if len(hits) > max_units:
         return {"type": "FeatureCollection", "features": [], "too_many": len(hits), "level": level}
     shown = [codes[i] for i in hits.tolist()]
-    outlines = _outlines(store, level, zoom, gcj02, shown)
+    outlines = _outlines(store, level, zoom, gcj02, shown, version)
     features = [
         {"type": "Feature", "id": code, "geometry": outline, "properties": records[i]}
         for i, code, outline in zip(hits.tolist(), shown, outlines, strict=True)
@@ -342,19 +365,18 @@ def cells_in_view(
     return {"type": "FeatureCollection", "features": features, "level": level}
 
 
-_OUTLINES: dict[tuple[str, str, str, int, bool], dict[str, Any]] = {}
-_TABLES: dict[tuple[str, str, str, str | None, date | None, str | None], Any] = {}
+_OUTLINES: dict[tuple[str, str, str, int, bool, int | None], dict[str, Any]] = {}
+_TABLES: dict[tuple[Any, ...], Any] = {}
 
 
 def _view_table(
-    store: Store, level: str, layer: str | None, as_of: date | None, within: str | None
+    store: Store, level: str, table: Any, version: GridVersion | None
 ) -> tuple[Any, list[str], list[dict[str, Any]]]:
-    """The units a map can show and what it shows of each, computed once per revision:
-    ``(outlines with a spatial index, codes, properties)`` in the same order.  A viewport
-    then only queries the index and picks rows."""
-    table = tally(store, level, [layer] if layer else None, as_of, Filters(within=within) if within else None)
+    """The units a map can show and what it shows of each (from the tally ``table`` counted on
+    grid ``version``), computed once per revision: ``(outlines with a spatial index, codes,
+    properties)`` in the same order.  A viewport then only queries the index and picks rows."""
     table = table[table["code"] != UNASSIGNED]
-    outlines = unit_geometry(store, level)
+    outlines = unit_geometry(store, level, version)
     wanted_codes = set(table["code"].astype(str).tolist())  # (np.isin on object arrays is quadratic)
     geo = outlines[
         np.fromiter((str(c) in wanted_codes for c in outlines.index), dtype=bool, count=len(outlines))
@@ -377,17 +399,26 @@ def _view_table(
     return geo, [str(c) for c in rows.index.tolist()], records
 
 
-def _outlines(store: Store, level: str, zoom: int, gcj02: bool, codes: list[str]) -> list[Any]:
-    """GeoJSON geometry of the units ``codes`` of ``level``, simplified for ``zoom`` (about a
-    pixel).  Computed for the units asked and kept per grid generation (units change only
-    with the grid), so panning over known ground costs nothing."""
+def _outlines(
+    store: Store, level: str, zoom: int, gcj02: bool, codes: list[str], version: GridVersion | None = None
+) -> list[Any]:
+    """GeoJSON geometry of the units ``codes`` of ``level`` (on grid ``version``), simplified
+    for ``zoom`` (about a pixel).  Computed for the units asked and kept per grid generation
+    (units change only with the grid), so panning over known ground costs nothing."""
     from geo.importer import grid_spec
 
-    key = (store.location, store.layer_generation(grid_spec()), level, zoom, gcj02)
+    key = (
+        store.location,
+        store.layer_generation(grid_spec()),
+        level,
+        zoom,
+        gcj02,
+        None if version is None else version.id,
+    )
     known = _OUTLINES.setdefault(key, {})
     missing = [c for c in codes if c not in known]
     if missing:
-        geo = unit_geometry(store, level)
+        geo = unit_geometry(store, level, version)
         px = 360.0 / (256 * 2**zoom)  # degrees per screen pixel
         shapes = shapely.simplify(
             np.asarray(geo.loc[missing].values, dtype=object), px, preserve_topology=True
