@@ -109,6 +109,15 @@ class StatsReport:
         are missing or ``None``.  Needed by geojson, gpkg and shp.
     title : str
         Report title (xlsx title row, JSON).
+    provenance : dict, optional
+        What the figures were computed from (:func:`geo.report.provenance`): ``as_of``,
+        ``known_at``, ``computed_at`` (the last write included: ``tx``, ``at``), ``grid``
+        (``chosen``, ``versions``) and per layer its last write and feature count.  Every
+        format carries it: an "说明 About" sheet and page footers in xlsx, ``metadata`` in
+        JSON and GeoJSON, layer metadata in GeoPackage, ``about.json`` in the shapefile zip
+        and, with ``csv_header``, ``#`` comment lines before the CSV table.
+    csv_header : bool
+        Start the CSV with the provenance as ``# `` comment lines (off: a plain table).
     """
 
     levels: dict[str, pd.DataFrame]
@@ -116,6 +125,8 @@ class StatsReport:
     as_of: str
     geometry: dict[str, gpd.GeoSeries] | None = None
     title: str = "gridwatch 统计"
+    provenance: dict[str, Any] | None = None
+    csv_header: bool = False
 
     def label(self, column: str) -> tuple[str, str]:
         """(Chinese, English) header of ``column``."""
@@ -445,17 +456,61 @@ def _csv_value(v: Any) -> str:
     return str(spreadsheet_cell(str(v)))
 
 
+def provenance_lines(report: StatsReport) -> list[tuple[str, str, str]]:
+    """The report's provenance as (Chinese label, English label, value) lines."""
+    p = report.provenance
+    if not p:
+        return []
+    at = p.get("computed_at") or {}
+    tx_text = f"tx {at.get('tx') if at.get('tx') is not None else '-'} {at.get('at') or ''}".strip()
+    lines = [
+        ("统计截至", "As of", str(p.get("as_of") or "全部（不限日期） / all dates")),
+        ("数据时点", "Known at", str(p.get("known_at") or f"导出时 / now ({at.get('at_local') or '-'})")),
+        ("所依据的写入", "Computed at write", tx_text),
+    ]
+    grid = p.get("grid") or {}
+    chosen = {
+        "in_force": "截至日期当日生效的版本 / in force on the as-of day",
+        "current": "当前版本 / current",
+        "asked": "指定版本 / as asked",
+    }.get(str(grid.get("chosen")), str(grid.get("chosen")))
+    versions = grid.get("versions") or []
+    listed = "; ".join(f"{v['id']} (valid from {v['valid_from']})" for v in versions) or "无 none"
+    lines.append(("网格版本", "Grid version", f"{listed} — {chosen}"))
+    for layer in p.get("layers") or []:
+        lines.append(
+            (
+                f"图层 {layer['layer']}",
+                f"Layer {layer['layer']}",
+                f"tx {layer.get('tx') or '-'} batch {layer.get('batch') or '-'} features {layer.get('features', 0)}",
+            )
+        )
+    lines.append(("时区", "Time zone", str(p.get("timezone") or "")))
+    return lines
+
+
+def _comment(text: str) -> str:
+    """One ``# `` comment line a spreadsheet shows in a single cell: no separators, quotes or line ends."""
+    return "# " + re.sub(r'[,;"\r\n\t]+', " ", text).strip()
+
+
 def render_csv(report: StatsReport, level: str | None = None) -> bytes:
     """One level as CSV for scripts and Excel.
 
     Header row of machine column names (``code``, ``name``, ``demolition_total``
     ...), no index, rates and progress as plain decimals (0.75, never ``75%``
     or ``7.5e-01``), m² as stored, empty cells for NaN.  UTF-8 with a BOM so
-    Excel shows Chinese; CRLF line ends.
+    Excel shows Chinese; CRLF line ends.  With ``report.csv_header`` the table is
+    preceded by ``# `` lines stating what it was computed from (one cell each in a
+    spreadsheet; ``pandas.read_csv(..., comment="#")`` skips them).
     """
     lv = _resolve_level(report, level)
     table = report.levels[lv]
     buf = io.StringIO()
+    if report.csv_header:
+        buf.write(_comment(f"{report.title} {lv}") + "\r\n")
+        for zh, en, value in provenance_lines(report):
+            buf.write(_comment(f"{zh} {en}: {value}") + "\r\n")
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow([_csv_value(str(c)) for c in table.columns])
     columns = [table[c].to_numpy(dtype=object) for c in table.columns]
@@ -472,7 +527,8 @@ def render_json(report: StatsReport, level: str | None = None) -> bytes:
 
     Shape: ``{"title", "as_of", "level", "level_label": {"zh", "en"},
     "columns": {column: {"zh", "en"}}, "rows": [{column: value}], "totals":
-    {column: value}}``; rates and progress are ratios (0..1), areas m².
+    {column: value}, "metadata": {...}}``; rates and progress are ratios (0..1), areas
+    m²; ``metadata`` is the report's provenance (when it has one).
     """
     lv = _resolve_level(report, level)
     table = report.levels[lv]
@@ -490,6 +546,8 @@ def render_json(report: StatsReport, level: str | None = None) -> bytes:
             str(c): _py(v) for c, v in totals(table).items() if column_kind(str(c), table[c]) != "text"
         },
     }
+    if report.provenance is not None:
+        doc["metadata"] = report.provenance
     return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
@@ -502,8 +560,8 @@ def render_geojson(report: StatsReport, level: str | None = None) -> bytes:
     One feature per unit with its outline in EPSG:4490 lon/lat (CGCS2000, used
     as WGS84; exterior rings counter-clockwise) and the table columns as
     properties; the ``UNASSIGNED`` row is a feature with ``"geometry": null``.
-    Feature ``id`` is the unit code.  ``as_of`` and ``level`` are foreign
-    members of the collection.
+    Feature ``id`` is the unit code.  ``as_of``, ``level`` and ``metadata`` (the
+    report's provenance) are foreign members of the collection.
     """
     lv = _resolve_level(report, level)
     table = report.levels[lv]
@@ -518,7 +576,10 @@ def render_geojson(report: StatsReport, level: str | None = None) -> bytes:
                 "properties": rec,
             }
         )
-    doc = {"type": "FeatureCollection", "as_of": report.as_of, "level": lv, "features": features}
+    doc: dict[str, Any] = {"type": "FeatureCollection", "as_of": report.as_of, "level": lv}
+    if report.provenance is not None:
+        doc["metadata"] = report.provenance
+    doc["features"] = features
     return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
@@ -543,7 +604,16 @@ def render_gpkg(report: StatsReport, level: str | None = None) -> bytes:
                 path,
                 layer=f"stats_{lv}",
                 driver="GPKG",
-                layer_metadata={"as_of": report.as_of, "title": report.title, "level": lv},
+                layer_metadata={
+                    "as_of": report.as_of,
+                    "title": report.title,
+                    "level": lv,
+                    **(
+                        {"provenance": json.dumps(report.provenance, ensure_ascii=False)}
+                        if report.provenance is not None
+                        else {}
+                    ),
+                },
             )
         return path.read_bytes()
 
@@ -628,6 +698,9 @@ def render_shp(report: StatsReport, level: str | None = None) -> bytes:
             for part in sorted(Path(tmp).glob(f"stats_{lv}.*")):
                 zf.write(part, part.name)
         zf.writestr("fields.csv", fields.getvalue().encode("utf-8-sig"))
+        if report.provenance is not None:
+            about = json.dumps(report.provenance, ensure_ascii=False, indent=2)
+            zf.writestr("about.json", about.encode("utf-8"))
     return out.getvalue()
 
 
@@ -759,6 +832,38 @@ def _write_sheet(ws: Worksheet, report: StatsReport, level: str) -> None:
     ws.sheet_properties.pageSetUpPr.fitToPage = True
 
 
+ABOUT_SHEET = "说明 About"
+
+
+def _footer(report: StatsReport) -> str:
+    """A page footer saying in brief what the figures were computed from."""
+    values = {en: value for _zh, en, value in provenance_lines(report)}
+    text = (
+        f"截至 as of {values.get('As of', '')} · 数据时点 known at {values.get('Known at', '')} · "
+        f"{values.get('Computed at write', '')} · 网格 grid {values.get('Grid version', '').split(' — ')[0]}"
+    )
+    return text.replace("&", "&&")[:250]
+
+
+def _write_about(ws: Worksheet, report: StatsReport) -> None:
+    """The last sheet: what the figures were computed from, Chinese label, English label, value."""
+    from openpyxl.styles import Font
+
+    title = ws.cell(
+        row=1, column=1, value=_xlsx_text(f"{report.title} 数据来源 / what the figures were computed from")
+    )
+    title.font = Font(bold=True, size=13)
+    for j, head in enumerate(("项目", "Item", "值 Value"), start=1):
+        ws.cell(row=2, column=j, value=head).font = Font(bold=True)
+    for i, (zh, en, value) in enumerate(provenance_lines(report), start=3):
+        for j, v in enumerate((zh, en, value), start=1):
+            cell = ws.cell(row=i, column=j, value=_xlsx_text(str(v)))
+            cell.number_format = "@"
+    ws.column_dimensions["A"].width = 16
+    ws.column_dimensions["B"].width = 22
+    ws.column_dimensions["C"].width = 70
+
+
 def render_xlsx(report: StatsReport, level: str | None = None) -> bytes:
     """Every level as a sheet of one workbook, laid out for handing upward.
 
@@ -768,7 +873,10 @@ def render_xlsx(report: StatsReport, level: str | None = None) -> bytes:
     and the machine column name; then one row per unit (the ``level`` column
     shown in Chinese); last a bold "合计" row where counts, measures and targets
     are summed (``UNASSIGNED`` included) and rates and progress recomputed from
-    the sums (see :func:`totals`).  Panes are frozen below the header (and
+    the sums (see :func:`totals`).  A report with a provenance gets a last sheet
+    "说明 About" stating what the figures were computed from (as-of day, known-at
+    moment, the write computed at, grid version, layer revisions) and the same in
+    brief in every sheet's page footer.  Panes are frozen below the header (and
     right of ``code``/``name``), the header carries an autofilter over the unit
     rows, rates and progress use ``0.0%``, m² ``#,##0.0`` and counts ``#,##0``.
     ``level`` chooses the sheet shown first.
@@ -786,6 +894,12 @@ def render_xlsx(report: StatsReport, level: str | None = None) -> bytes:
     for lv in _level_names(report):
         ws = wb.create_sheet(_sheet_title(lv, used))
         _write_sheet(ws, report, lv)
+    if report.provenance is not None:
+        footer = _footer(report)
+        for ws in wb.worksheets:
+            ws.oddFooter.left.text = footer
+            ws.oddFooter.left.size = 8
+        _write_about(wb.create_sheet(ABOUT_SHEET), report)
     wb.active = _level_names(report).index(active)
     for ws in wb.worksheets:
         # Only the active sheet may be selected, or Excel opens the sheets grouped.

@@ -589,3 +589,80 @@ def test_content_disposition(name: str, header: str) -> None:
     assert value == header
     value.encode("latin-1")  # what HTTP headers must be
     assert "\r" not in value and "\n" not in value
+
+
+# --------------------------------------------------------------------------- provenance
+
+PROVENANCE = {
+    "as_of": AS_OF,
+    "known_at": None,
+    "computed_at": {
+        "tx": 17,
+        "at": "2024-07-01T02:00:00.123456Z",
+        "at_local": "2024-07-01T10:00:00.123456+08:00",
+    },
+    "grid": {"chosen": "in_force", "versions": [{"id": 3, "valid_from": "2022-01-01", "imported_at": "x"}]},
+    "layers": [{"layer": "demolition", "tx": 16, "batch": 12, "features": 20}],
+    "timezone": "Asia/Shanghai",
+}
+
+
+@pytest.fixture
+def traced(report: StatsReport) -> StatsReport:
+    report.provenance = json.loads(json.dumps(PROVENANCE))
+    return report
+
+
+def test_xlsx_about_sheet_and_footer(traced: StatsReport) -> None:
+    wb = _xlsx(traced)
+    assert wb.sheetnames == ["单元网格", "社区", "说明 About"]
+    assert wb.active.title == "单元网格"  # the figures open first, the about sheet last
+    about = {row[1].value: row[2].value for row in wb["说明 About"].iter_rows(min_row=3) if row[1].value}
+    assert about["As of"] == AS_OF
+    assert about["Computed at write"] == "tx 17 2024-07-01T02:00:00.123456Z"
+    assert about["Known at"].startswith("导出时 / now (2024-07-01T10:00:00.123456+08:00")
+    assert about["Grid version"].startswith("3 (valid from 2022-01-01)")
+    assert about["Layer demolition"] == "tx 16 batch 12 features 20"
+    labels_zh = [row[0].value for row in wb["说明 About"].iter_rows(min_row=3)]
+    assert labels_zh[:4] == ["统计截至", "数据时点", "所依据的写入", "网格版本"]
+    footer = wb["单元网格"].oddFooter.left.text
+    assert "tx 17" in footer and "2022-06-30" in footer
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f"
+
+
+def test_json_and_geojson_carry_metadata(traced: StatsReport, report: StatsReport) -> None:
+    doc = json.loads(get_renderer("json").render(traced, "grid"))
+    assert doc["metadata"] == PROVENANCE
+    fc = json.loads(get_renderer("geojson").render(traced, "grid"))
+    assert fc["metadata"] == PROVENANCE and fc["type"] == "FeatureCollection" and len(fc["features"]) == 4
+    traced.provenance = None
+    assert "metadata" not in json.loads(get_renderer("json").render(report, "grid"))
+
+
+def test_csv_header_lines_only_when_asked(traced: StatsReport) -> None:
+    plain = get_renderer("csv").render(traced, "grid")
+    untraced = StatsReport(levels=traced.levels, columns=traced.columns, as_of=AS_OF)
+    assert plain == get_renderer("csv").render(untraced, "grid")  # off: the very same plain table
+    traced.csv_header = True
+    data = get_renderer("csv").render(traced, "grid")
+    assert data.startswith(b"\xef\xbb\xbf# ")
+    text = data.decode("utf-8-sig")
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    assert text.splitlines()[: len(comments)] == comments  # all before the table
+    assert any("tx 17 2024-07-01T02:00:00.123456Z" in line for line in comments)
+    assert all("," not in line and '"' not in line for line in comments)  # one cell each in Excel
+    assert text.endswith(plain.decode("utf-8-sig"))
+    back = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", comment="#", dtype={"code": str})
+    assert back["code"].tolist() == GRID_CODES and back["demolition_total"].tolist() == TOTAL
+
+
+def test_gpkg_and_shapefile_carry_provenance(traced: StatsReport, tmp_path: Path) -> None:
+    path = tmp_path / "s.gpkg"
+    path.write_bytes(get_renderer("gpkg").render(traced, None))
+    meta = pyogrio.read_info(path, layer="stats_grid")["layer_metadata"]
+    assert json.loads(meta["provenance"]) == PROVENANCE
+    with zipfile.ZipFile(io.BytesIO(get_renderer("shp").render(traced, None))) as zf:
+        assert json.loads(zf.read("about.json")) == PROVENANCE
