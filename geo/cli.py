@@ -216,11 +216,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.encoding:
         normalize_encoding(args.encoding)  # a name that is no text encoding: exit 2 before reading
     store = _store(args)
+    if args.valid_from is not None:
+        parse_date(args.valid_from)  # a date that is not one: exit 2 before reading
     report = import_file(
         store,
         args.layer,
         args.path,
         dry_run=args.dry_run,
+        valid_from=args.valid_from,
         encoding=args.encoding,
         crs=args.crs,
         member=args.member,
@@ -261,6 +264,45 @@ def cmd_batches(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grids(args: argparse.Namespace) -> int:
+    from geo import clock
+
+    store = _store(args)
+    current = store.current_grid_version()
+    rows = []
+    for v in store.grid_versions():
+        status = "rolled_back" if v.rolled_back_tx is not None else "active"
+        rows.append(
+            {
+                "id": v.id,
+                "valid_from": v.valid_from,
+                "imported_at": v.created_at,
+                "user": v.user,
+                "units": v.units,
+                "status": status,
+                "current": current is not None and v.id == current.id,
+                "parent": v.parent,
+                "tx": v.tx,
+                "rolled_back_tx": v.rolled_back_tx,
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    _row("版本", "生效日期", "导入时间", "用户", "单元数", "状态")
+    for r in rows:
+        state = "当前" if r["current"] else ("有效" if r["status"] == "active" else "已回滚")
+        _row(
+            r["id"],
+            r["valid_from"],
+            clock.shown(r["imported_at"]) or "",
+            r["user"] or "",
+            r["units"],
+            state,
+        )
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from geo.batches import rollback
 
@@ -280,27 +322,42 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from geo import clock
     from geo.export import get_renderer
     from geo.report import build_report
     from geo.tally import LEVELS, Filters
+    from geo.versions import parse_grid
 
     renderer = get_renderer(args.format)
     as_of = parse_date(args.as_of)  # once, before anything is read: a bad date exits 2
+    known_at = clock.parse_known_at(args.known_at)  # the configured zone: $GRIDWATCH_TIMEZONE
+    grid = parse_grid(args.grid)
     store = _store(args)
     if args.monthly:
-        return _monthly(store, renderer, args)
+        return _monthly(store, renderer, args, known_at, grid)
     levels = list(LEVELS) if renderer.all_levels and not args.level_given else [args.level]
     filters = Filters(within=args.within) if args.within else None
     report = build_report(
-        store, levels, args.layer or None, as_of, filters, with_geometry=renderer.needs_geometry
+        store,
+        levels,
+        args.layer or None,
+        as_of,
+        filters,
+        with_geometry=renderer.needs_geometry,
+        known_at=known_at,
+        grid=grid,
     )
+    report.csv_header = args.csv_header
     _write(renderer.render(report, args.level if args.level in levels else levels[0]), args)
     return 0
 
 
-def _monthly(store: Any, renderer: Any, args: argparse.Namespace) -> int:
+def _monthly(store: Any, renderer: Any, args: argparse.Namespace, known_at: Any, grid: Any) -> int:
+    import pandas as pd
+
     from geo.export import StatsReport
-    from geo.tally import column_labels, monthly, survey_specs
+    from geo.report import pin, provenance
+    from geo.tally import choose_version, column_labels, monthly, resolve_view, survey_specs
 
     if renderer.needs_geometry:
         raise InputError(
@@ -313,11 +370,28 @@ def _monthly(store: Any, renderer: Any, args: argparse.Namespace) -> int:
             f"--monthly takes FIRST:LAST months (e.g. 2022-01:2022-12), not {args.monthly}",
             code="bad_range",
         )
-    table = monthly(store, args.level, args.layer or None, start or None, end or None, code=args.within)
-    labels = {"month": ("月份", "Month"), **column_labels(survey_specs(args.layer or None))}
-    report = StatsReport(
-        levels={args.level: table}, columns=labels, as_of=str(table["month"].max()) if len(table) else ""
+    view = pin(store, resolve_view(store, None, known_at, grid))
+    table = monthly(
+        store, args.level, args.layer or None, start or None, end or None, code=args.within, view=view
     )
+    specs = survey_specs(args.layer or None)
+    labels = {"month": ("月份", "Month"), **column_labels(specs)}
+    months = sorted(set(table["month"])) if len(table) else []
+    used = [
+        choose_version(view, pd.Period(m, freq="M").end_time.date())
+        if view.grid == "in_force"
+        else view.version
+        for m in months
+    ]
+    report = StatsReport(
+        levels={args.level: table},
+        columns=labels,
+        as_of=str(table["month"].max()) if len(table) else "",
+        provenance=provenance(store, view, used, [s.name for s in specs], None),
+        csv_header=args.csv_header,
+    )
+    if report.provenance is not None and months:
+        report.provenance["as_of"] = f"{months[0]}..{months[-1]} (month ends)"
     _write(renderer.render(report, args.level), args)
     return 0
 
@@ -436,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--crs", help="源坐标系：EPSG:4548、ESRI 名称、WKT 或 gcj02")
     i.add_argument("--member", help="压缩包中的图层文件名")
     i.add_argument("--dry-run", action="store_true", help="只检查，不写入 / check only")
+    i.add_argument(
+        "--valid-from",
+        metavar="DATE",
+        help="网格版本生效日期（仅单元网格；默认导入当日，不能晚于今天）/ the day a grid version is in force from",
+    )
     i.add_argument("--json", action="store_true")
     i.add_argument("--user")
     i.set_defaults(func=cmd_import)
@@ -444,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--layer")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_batches)
+
+    gv = sub.add_parser("grids", help="网格版本 / grid versions")
+    gv.add_argument("--json", action="store_true")
+    gv.set_defaults(func=cmd_grids)
 
     r = sub.add_parser("rollback", help="回滚批次 / roll back a batch")
     r.add_argument("batch", type=_row_id)
@@ -467,6 +550,22 @@ def build_parser() -> argparse.ArgumentParser:
         const="auto",
         metavar="YYYY-MM:YYYY-MM",
         help="逐月统计（每月末截至）/ monthly series, as of each month end",
+    )
+    s.add_argument(
+        "--known-at",
+        metavar="TIME",
+        help="按当时存储中的数据统计：2024-05-01T10:30、2024-05-01T10:30+08:00 或日期（当日结束）"
+        " / the figures as the store held them then (ISO 8601; without a zone: $GRIDWATCH_TIMEZONE)",
+    )
+    s.add_argument(
+        "--grid",
+        metavar="current|ID",
+        help="按当前网格或指定网格版本统计（默认：截至日期当日生效的版本）/ count on the current grid or a version",
+    )
+    s.add_argument(
+        "--csv-header",
+        action="store_true",
+        help="CSV 开头加 # 注释行说明数据来源 / start the CSV with # lines saying what it was computed from",
     )
     s.add_argument("--format", choices=("csv", "xlsx", "json", "geojson", "gpkg", "shp"), default="csv")
     s.add_argument("-o", "--output")
