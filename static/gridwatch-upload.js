@@ -115,11 +115,26 @@
     row(summary, text.unassigned, body.unassigned);
     row(summary, text.encoding, withSource(body.encoding, body.encoding_source));
     row(summary, text.crs, withSource(body.crs, body.crs_source));
+    if (body.grid_change) showGridChange(body.grid_change);
     (body.warnings || []).forEach((w) => {
       const li = document.createElement("li"); li.textContent = english ? w.en : w.zh; warnings.appendChild(li);
     });
     showRejected(body.rejected || [], body.rejected_count);
     preview.load();
+  }
+
+  /* A grid upload: the day its version is in force from and the units it adds, removes and reshapes. */
+  function showGridChange(change) {
+    row(summary, cfg.grid.validFrom, change.valid_from);
+    row(summary, "", fill(cfg.grid.units, {
+      added: change.units_added_count, removed: change.units_removed_count, reshaped: change.units_reshaped_count,
+    }));
+    if (change.issued_changed) {
+      const c = change.issued_changed;
+      const li = document.createElement("li");
+      li.textContent = fill(cfg.grid.issued, { from: c.from, to: c.to, version: c.computed_on });
+      warnings.appendChild(li);
+    }
   }
 
   /* The preview map: accepted features over the unit grid, on the same base map as the main map. */
@@ -245,10 +260,24 @@
     return { load, clear };
   })();
 
+  /* A grid upload may be dated: the day its version is in force from (empty: the import day). */
+  const validFrom = document.getElementById("gw-valid-from");
+  function isGrid() {
+    const option = form.elements.layer.selectedOptions[0];
+    return Boolean(option && option.dataset.grid);
+  }
+  function showValidFrom() { validFrom.hidden = !isGrid(); }
+  form.elements.layer.addEventListener("change", showValidFrom);
+  showValidFrom();
+  function withValidFrom(data) {
+    if (isGrid() && form.elements.valid_from.value) data.append("valid_from", form.elements.valid_from.value);
+    return data;
+  }
+
   function options() {
     const data = new FormData();
     ["layer", "encoding", "crs", "member"].forEach((k) => data.append(k, form.elements[k].value));
-    return data;
+    return withValidFrom(data);
   }
 
   form.addEventListener("submit", (e) => {
@@ -264,7 +293,7 @@
   });
   commitButton.addEventListener("click", () => {
     if (!uploadId) return;
-    send(uploadUrl("/commit"), new FormData(), (status, body) => {
+    send(uploadUrl("/commit"), withValidFrom(new FormData()), (status, body) => {
       if (status >= 400) { say(body.message || text.error, false); return; }
       uploadId = null;
       commitButton.disabled = true;

@@ -129,6 +129,30 @@ def test_secret_key_from_the_environment(data, monkeypatch):
     assert not (data / "secret_key").exists()
 
 
+def test_timezone_from_the_environment(data, monkeypatch):
+    """A known_at without a zone, or a bare date, is read in GRIDWATCH_TIMEZONE (the stats'
+    metadata shows the moment asked in it)."""
+    with open_store(data) as store:
+        token = accounts.create_token(store, "viewer", "script")[1]
+
+    def known_at(app) -> str:
+        r = app.test_client().get(
+            "/api/stats?known_at=2024-05-01", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()["metadata"]["known_at"]
+
+    assert known_at(create_app()) == "2024-05-01T23:59:59.999999+08:00"
+    monkeypatch.setenv("GRIDWATCH_TIMEZONE", "UTC")
+    app = create_app()
+    assert app.config["GRIDWATCH_TIMEZONE"] == "UTC"
+    assert known_at(app) == "2024-05-01T23:59:59.999999+00:00"
+    monkeypatch.setenv("GRIDWATCH_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(InputError) as exc:
+        create_app()
+    assert exc.value.code == "bad_setting" and "GRIDWATCH_TIMEZONE" in exc.value.en
+
+
 def test_a_bad_value_stops_the_start_with_a_clear_message(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_PUBLIC_MAP", "perhaps")
     with pytest.raises(InputError) as exc:

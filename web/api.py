@@ -18,7 +18,15 @@ from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from server import markup_free_json
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
-from web.common import as_of_arg, current_store, query_args, register_converters
+from web.common import (
+    as_of_arg,
+    current_store,
+    grid_arg,
+    known_at_arg,
+    query_args,
+    register_converters,
+    timezone,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.record_once(register_converters)  # <id:...> in the routes below
@@ -76,11 +84,24 @@ def api_layers() -> Any:
 def api_stats() -> Any:
     level, layer_names, as_of = query_args()
     renderer = get_renderer(request.args.get("format", "json"))
+    known_at, grid = known_at_arg(), grid_arg()
+    header = request.args.get("header", "")
+    if header not in ("", "0", "1"):
+        raise InputError("参数 header 应为 0 或 1", "header must be 0 or 1", code="bad_parameter")
     levels = list(LEVELS) if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
     report = build_report(
-        current_store(), levels, layer_names, as_of, filters, with_geometry=renderer.needs_geometry
+        current_store(),
+        levels,
+        layer_names,
+        as_of,
+        filters,
+        with_geometry=renderer.needs_geometry,
+        known_at=known_at,
+        grid=grid,
+        tz=timezone(),
     )
+    report.csv_header = header == "1"
     body = renderer.render(report, level)
     if renderer.mimetype.endswith("json"):  # JSON and GeoJSON, written by the exporter
         body = markup_free_json(body.decode("utf-8")).encode("utf-8")
@@ -107,6 +128,8 @@ def api_cells() -> Any:
             as_of=as_of_arg(),
             within=request.args.get("within") or None,
             gcj02=_gcj02(),
+            known_at=known_at_arg(),
+            grid=grid_arg(),
         )
     )
 
@@ -224,11 +247,26 @@ def api_upload() -> Any:
         staging=_staging_limits(),
     )
     try:
-        report = uploads.preview(current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin())
+        report = uploads.preview(
+            current_store(),
+            _data_dir(),
+            upload_id,
+            user=user_name(),
+            admin=is_admin(),
+            valid_from=_valid_from(),
+            tz=timezone(),
+        )
     except Exception:
         uploads.discard(_data_dir(), upload_id)
         raise
     return jsonify(_report(report, upload_id=upload_id)), 201
+
+
+def _valid_from() -> str | None:
+    """The form's ``valid_from``: the day a grid upload's version is in force from (empty: the
+    import day).  Checked where it is used (a date, only for the grid, not after today)."""
+    value = request.form.get("valid_from")
+    return value.strip() or None if value is not None else None
 
 
 @bp.post("/uploads/<upload_id>/preview")
@@ -240,7 +278,14 @@ def api_upload_preview(upload_id: str) -> Any:
         _check_layer(request.form["layer"])
     overrides = {k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form}
     report = uploads.preview(
-        current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin(), **overrides
+        current_store(),
+        _data_dir(),
+        upload_id,
+        user=user_name(),
+        admin=is_admin(),
+        valid_from=_valid_from(),
+        tz=timezone(),
+        **overrides,
     )
     return jsonify(_report(report, upload_id=upload_id))
 
@@ -250,7 +295,15 @@ def api_upload_preview(upload_id: str) -> Any:
 @reads_files
 def api_upload_commit(upload_id: str) -> Any:
     _check_owner(upload_id)
-    report = uploads.commit(current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin())
+    report = uploads.commit(
+        current_store(),
+        _data_dir(),
+        upload_id,
+        user=user_name(),
+        admin=is_admin(),
+        valid_from=_valid_from(),
+        tz=timezone(),
+    )
     return jsonify(_report(report))
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from werkzeug.routing import IntegerConverter
 
 import layers
+from geo import clock
 from geo.errors import InputError
 from geo.importer import get_layer
 from geo.tally import check_level
 from geo.values import parse_date
+from geo.versions import parse_grid
 from layers import LayerSpec
 
 #: Largest id a route takes: row ids are SQLite integers (signed 64-bit).
@@ -49,6 +51,22 @@ def query_args() -> tuple[str, list[str] | None, date | None]:
 def as_of_arg() -> date | None:
     """``?as_of=`` parsed once (``2022-05-25``, ``20220525``, ``2022年5月25日`` ...); a bad date is a 400."""
     return parse_date(request.args.get("as_of"))
+
+
+def timezone() -> str:
+    """The configured time zone (``GRIDWATCH_TIMEZONE``)."""
+    return str(current_app.config.get("GRIDWATCH_TIMEZONE") or clock.DEFAULT_ZONE)
+
+
+def known_at_arg() -> str | None:
+    """``?known_at=`` as a store stamp (an ISO 8601 time, in the configured zone when it names
+    none; a bare date is the end of that day); a bad one is a 400 ``bad_known_at``."""
+    return clock.parse_known_at(request.args.get("known_at"), timezone())
+
+
+def grid_arg() -> str | int | None:
+    """``?grid=``: ``current`` or a grid version id; a bad one is a 400 ``bad_grid``."""
+    return parse_grid(request.args.get("grid"))
 
 
 def survey_spec(layer_names: list[str] | None) -> LayerSpec:

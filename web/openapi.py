@@ -102,6 +102,20 @@ AS_OF = _q(
     "(years 1950–2100); without it every stored feature counts",
     {"type": "string", "maxLength": 64, "examples": ["2022-06-30", "20220630", "2022年6月30日"]},
 )
+KNOWN_AT = _q(
+    "known_at",
+    "the figures as the store held them at this moment, later corrections, re-imports and rollbacks "
+    "excluded: an ISO 8601 time (2024-05-01T10:30, 2024-05-01T10:30:00+08:00, 2024-05-01T02:30:00Z; "
+    "without a zone in GRIDWATCH_TIMEZONE, default Asia/Shanghai) or a date (the end of that day); "
+    "the `metadata.computed_at.at` of an earlier export reproduces its figures",
+    {"type": "string", "maxLength": 64, "examples": ["2024-05-01T10:30", "2024-05-01T02:30:00.123456Z"]},
+)
+GRID = _q(
+    "grid",
+    "count on this grid version instead of the one in force on the as-of day (or today): `current` "
+    "(the newest, at known_at) or a version id (gridwatch grids)",
+    {"type": "string", "maxLength": 20, "pattern": "^(current|[0-9]{1,19})$", "examples": ["current", "3"]},
+)
 BBOX = _q(
     "bbox",
     "west,south,east,north in degrees (EPSG:4326), west < east, south < north",
@@ -143,6 +157,12 @@ def document() -> dict[str, Any]:
         },
         "crs": {"type": "string", "maxLength": 2000, "description": "EPSG:4548, an ESRI name, WKT or gcj02"},
         "member": {"type": "string", "maxLength": 500, "description": "dataset inside a zip holding several"},
+        "valid_from": {
+            "type": "string",
+            "maxLength": 64,
+            "description": "grid only: the day its version is in force from (default the import day; not "
+            "after today, not before the current version's); also taken by the commit",
+        },
     }
     upload_form = {
         "multipart/form-data": {
@@ -202,7 +222,7 @@ def document() -> dict[str, Any]:
                         ),
                         **_errors(400),
                     },
-                    [LEVEL, _survey_layer(), AS_OF, BBOX, ZOOM, CRS, WITHIN],
+                    [LEVEL, _survey_layer(), AS_OF, KNOWN_AT, GRID, BBOX, ZOOM, CRS, WITHIN],
                 )
             },
             "/api/features/{layer}": {
@@ -247,8 +267,16 @@ def document() -> dict[str, Any]:
                         LEVEL,
                         _survey_layer(),
                         AS_OF,
+                        KNOWN_AT,
+                        GRID,
                         WITHIN,
                         _q("format", "output format (default json)", {"type": "string", "enum": formats}),
+                        _q(
+                            "header",
+                            "1: a CSV starts with `# ` lines saying what it was computed from (as-of day, "
+                            "known-at moment, grid version, layer revisions); default 0, a plain table",
+                            {"type": "string", "enum": ["0", "1"]},
+                        ),
                     ],
                 )
             },
@@ -405,6 +433,13 @@ def document() -> dict[str, Any]:
                         "columns": {"type": "object"},
                         "rows": {"type": "array", "items": {"type": "object"}},
                         "totals": {"type": "object"},
+                        "metadata": {
+                            "type": "object",
+                            "description": "what the figures were computed from: as_of (null: all dates), "
+                            "known_at (null: now), computed_at {tx, at, at_local} (the last write included; "
+                            "`at` as known_at gives the same figures again), grid {chosen, versions: "
+                            "[{id, valid_from, imported_at}]}, layers [{layer, tx, batch, features}], timezone",
+                        },
                     },
                 },
                 "ImportReport": {
@@ -422,6 +457,13 @@ def document() -> dict[str, Any]:
                         "warnings": {"type": "array"},
                         "encoding": {"type": ["string", "null"]},
                         "crs": {"type": ["string", "null"]},
+                        "grid_change": {
+                            "type": ["object", "null"],
+                            "description": "a grid upload: valid_from, version, previous_version, units_added/"
+                            "removed/reshaped (the first 1000) with their counts, features_moved per layer, "
+                            "moved_by_community, issued_changed (dated into the past: from, to, computed_on, "
+                            "month_ends)",
+                        },
                     },
                 },
                 "Batch": {

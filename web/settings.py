@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from geo import untrusted, uploads
+from geo import clock, untrusted, uploads
 from geo.errors import InputError
 from geo.store import DEFAULT_DATA_DIR
 from web import clients
@@ -73,6 +73,14 @@ def _hours(name: str, value: Any) -> float:
     if not 0 < number < float("inf"):
         raise _bad(name, value, "2")
     return number
+
+
+def _zone(name: str, value: Any) -> str:
+    """An IANA time zone name (``Asia/Shanghai``, ``UTC``)."""
+    try:
+        return clock.check_zone(str(value))
+    except InputError:
+        raise _bad(name, value, clock.DEFAULT_ZONE) from None
 
 
 def _text(_name: str, value: Any) -> str:
@@ -173,6 +181,13 @@ SETTINGS: tuple[Setting, ...] = (
         clients.UPLOAD_MAX_ROWS,
         _count,
         "rows an upload may hold (the command line takes up to 10 million)",
+    ),
+    Setting(
+        "GRIDWATCH_TIMEZONE",
+        clock.DEFAULT_ZONE,
+        _zone,
+        "time zone of the days and moments people give and read: known_at without a zone, a bare "
+        "known_at date (the end of that day), a grid's default valid-from day, export times",
     ),
     Setting(
         "GRIDWATCH_READ_SECONDS",

@@ -23,6 +23,7 @@ from flask import (
 from flask_babel import gettext as _
 
 import layers
+from geo import clock
 from geo.errors import InputError
 from geo.report import unit_geometry
 from geo.store import UNASSIGNED
@@ -297,9 +298,20 @@ def upload() -> Any:
             "inferred": _("按坐标推断"),
             "none": _("未知"),
         },
+        # a grid upload: its version's first day and what it changes in units
+        "grid": {
+            "validFrom": _("生效日期"),
+            "units": _("单元网格：新增 {added}，删除 {removed}，形状改变 {reshaped}"),
+            "issued": _(
+                "生效日期早于今天：截至 {from} 至 {to} 的统计原按网格版本 {version} 计算，将改按本版本计算"
+            ),
+        },
     }
     return render_template(
-        "upload.html", all_layers=layers.all_layers(), config_json=current_app.json.dumps(config)
+        "upload.html",
+        all_layers=layers.all_layers(),
+        config_json=current_app.json.dumps(config),
+        today=clock.today(current_app.config.get("GRIDWATCH_TIMEZONE")).isoformat(),
     )
 
 
