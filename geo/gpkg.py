@@ -1590,6 +1590,28 @@ class GpkgStore:
             zip(np.asarray(fids, dtype=np.int64).tolist(), [str(u) for u in units.tolist()], strict=True),
         )
 
+    def keep_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray | None = None) -> None:
+        """Keep the stored unit (``gw_unit``) of the current rows ``fids`` (all: None) as their
+        unit on grid ``version`` -- copied inside SQLite, about three times faster than binding."""
+        if not self.has_layer(spec):
+            return
+        self._ensure_layer(spec)
+        sql = f'INSERT OR REPLACE INTO "{spec.name}_assign" (version, fid, unit) SELECT ?, fid, gw_unit FROM "{spec.name}"'
+        if fids is None:
+            self.conn.execute(sql, (int(version),))
+            return
+        wanted = np.unique(np.asarray(fids, dtype=np.int64))
+        if not len(wanted):
+            return
+        lo, hi = int(wanted[0]), int(wanted[-1])
+        if hi - lo + 1 == len(wanted):  # rows just written: consecutive fids
+            self.conn.execute(sql + " WHERE fid BETWEEN ? AND ?", (int(version), lo, hi))
+            return
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_fids (f INTEGER PRIMARY KEY)")
+        self.conn.execute("DELETE FROM gw_tmp_fids")
+        self.conn.executemany("INSERT OR IGNORE INTO gw_tmp_fids VALUES (?)", ((int(f),) for f in wanted))
+        self.conn.execute(sql + " WHERE fid IN (SELECT f FROM gw_tmp_fids)", (int(version),))
+
     def read_assignment(
         self, spec: LayerSpec, version: int | None = None, fids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -276,6 +276,10 @@ class Store(Protocol):
         parent, only where it differs from the parent's)."""
         ...
 
+    def keep_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray | None = None) -> None:
+        """Keep the stored unit of the current rows ``fids`` (all: None) as their unit on grid ``version``."""
+        ...
+
     def read_visible(
         self, spec: LayerSpec, tx: int, columns: list[str], geometry: bool = True
     ) -> tuple[pd.DataFrame, np.ndarray]:

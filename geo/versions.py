@@ -305,7 +305,9 @@ def assign_new_rows(
         newer, newer_grid = older, older_grid
     for v in chain:
         mine = per_version[v.id]
-        if v.parent is None or v.parent not in per_version:
+        if v is chain[-1] and (v.parent is None or v.parent not in per_version):
+            store.keep_assignment(spec, v.id, fids)  # the units just stored with the rows
+        elif v.parent is None or v.parent not in per_version:
             store.write_assignment(spec, v.id, fids, mine)
         else:
             differs = mine != per_version[v.parent]
@@ -350,7 +352,8 @@ def make_version(
         all_before = np.concatenate([before, old_before])
         all_after = np.concatenate([after, old_after])
         if parent is None:
-            store.write_assignment(spec, version.id, all_fids, all_after)
+            store.keep_assignment(spec, version.id)  # the current rows' units, just stored
+            store.write_assignment(spec, version.id, old_fids, old_after)
         else:
             differs = all_after != all_before
             store.write_assignment(spec, version.id, all_fids[differs], all_after[differs])
