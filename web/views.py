@@ -184,9 +184,11 @@ def index() -> Any:
                 "name": s.name,
                 "label": label(s),
                 "on": s.name == spec.name,
-                "fields": [{"name": f.name, "label": label(f)} for f in s.fields],
-                "colors": {st.code: st.color for st in s.statuses},
-                "statuses": [{"code": st.code, "label": label(st), "color": st.color} for st in s.statuses],
+                "fields": [{"name": f.name, "label": label(f)} for f in s.stored_fields],
+                "colors": {st.code: st.color for st in s.all_statuses},
+                "statuses": [
+                    {"code": st.code, "label": label(st), "color": st.color} for st in s.all_statuses
+                ],
                 "statusLabel": label(s.field(s.status_field)) if s.status_field else "",
                 "shapes": _shapes(s),
                 "color": s.style.get("color", "#3388ff"),
