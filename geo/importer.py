@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -810,6 +810,7 @@ def _build_rows(
     vocabs = spec.vocab_fields
     manual = manual or {}
     remembered = remembered or {}
+    vocab_results: dict[str, VocabResult] = {}
     for raw_field in spec.raw_fields:
         out[raw_field.name] = pd.Series([None] * n, dtype=object)
     for f in spec.fields:
@@ -826,7 +827,7 @@ def _build_rows(
             )
             out[f.name] = result.codes
             out[f"{f.name}_raw"] = result.raw
-            report.value_mappings.append(_mapping_entry(spec, f, result, vocabs[f.name]))
+            vocab_results[f.name] = result
         elif f.kind in ("int", "float"):
             nums, bad = parse_numbers(col.astype(object))
             reject(
@@ -872,36 +873,6 @@ def _build_rows(
                     f"{int(early.sum())} rows have a completion date before the found date",
                 )
             )
-    if spec.status_field and spec.completed_field:
-        done = out[spec.status_field].isin(list(spec.completed_statuses))
-        missing_date = done & out[spec.completed_field].isna()
-        report.completed_undated = int(missing_date.sum())
-        if missing_date.any():
-            label = spec.field(spec.completed_field)
-            report.warnings.append(
-                (
-                    f"{report.completed_undated} 个已完成要素没有{label.label_zh}：按导入当天计为完成，"
-                    f"统计中另列为「已完成（无完成日期）」，逐月图中单独标出",
-                    f"{report.completed_undated} completed features have no {label.label_en.lower()}: they count"
-                    " as completed from the day of the import, shown apart in the statistics (completed,"
-                    " undated) and marked in the monthly chart",
-                )
-            )
-    for entry in report.value_mappings:
-        unrecognised = (
-            sum(v["count"] for v in entry["values"] if v["code"] == UNRECOGNISED) + entry["more_unrecognised"]
-        )
-        if unrecognised:
-            report.warnings.append(
-                (
-                    f"{entry['label_zh']} 有 {unrecognised} 行的值未识别：照原值保存，状态记为「{UNRECOGNISED}」，"
-                    "计入总数但不算完成；可在值对应表中指定",
-                    f"{unrecognised} rows of {entry['label_en']} hold values that match nothing: kept as written"
-                    " with the status 'unrecognised', counted in totals, never as completed; map them in the"
-                    " value table",
-                )
-            )
-
     geoms = _clean_geometry(spec, raw, srs, report, reject)
     if grid is not None:
         live = np.flatnonzero([r is None for r in bad_reason])
@@ -980,6 +951,41 @@ def _build_rows(
             details={"rejected": [asdict(r) for r in report.rejected[:100]]},
         )
     attrs = out.loc[ok].reset_index(drop=True)
+    if spec.status_field and spec.completed_field:
+        done = attrs[spec.status_field].isin(list(spec.completed_statuses))
+        missing_date = done & attrs[spec.completed_field].isna()
+        report.completed_undated = int(missing_date.sum())
+        if missing_date.any():
+            label = spec.field(spec.completed_field)
+            report.warnings.append(
+                (
+                    f"{report.completed_undated} 个已完成要素没有{label.label_zh}：按导入当天计为完成，"
+                    f"统计中另列为「已完成（无完成日期）」，逐月图中单独标出",
+                    f"{report.completed_undated} completed features have no {label.label_en.lower()}: they count"
+                    " as completed from the day of the import, shown apart in the statistics (completed,"
+                    " undated) and marked in the monthly chart",
+                )
+            )
+    # the status first, then the categories
+    for name, result in sorted(vocab_results.items(), key=lambda kv: kv[0] != spec.status_field):
+        entry = _mapping_entry(spec, spec.field(name), _recount(result, ok), vocabs[name])
+        report.value_mappings.append(entry)
+        unrecognised = (
+            sum(v["count"] for v in entry["values"] if v["code"] == UNRECOGNISED) + entry["more_unrecognised"]
+        )
+        if unrecognised:
+            report.warnings.append(
+                (
+                    f"{entry['label_zh']} 有 {unrecognised} 行的值未识别：照原值保存，记为「{UNRECOGNISED}」"
+                    + ("，计入总数但不算完成" if name == spec.status_field else "")
+                    + "；可在值对应表中指定",
+                    f"{unrecognised} rows of {entry['label_en']} hold values that match nothing: kept as written"
+                    " and marked 'unrecognised'"
+                    + (", counted in totals, never as completed" if name == spec.status_field else "")
+                    + "; map them in the value table",
+                )
+            )
+
     geoms = geoms[ok]
     keys = keys[ok]
     if spec.is_grid:
@@ -1099,6 +1105,20 @@ def manual_mappings(
         out.setdefault(name, {})[key] = code
         resolved.append((name, str(raw).strip(), code))
     return out, resolved
+
+
+def _recount(result: VocabResult, ok: np.ndarray) -> VocabResult:
+    """``result`` with its value table counted over the rows ``ok`` (the rows imported)."""
+    raw = result.raw[ok]
+    counts = raw.value_counts(dropna=True)
+    empty = int(raw.isna().sum())
+    values = []
+    for v in result.values:
+        count = empty if v.raw is None else int(counts.get(v.raw, 0))
+        if count:
+            values.append(replace(v, count=count))
+    values.sort(key=lambda v: -v.count)
+    return VocabResult(result.codes[ok], raw, values)
 
 
 def _mapping_entry(
@@ -1437,13 +1457,14 @@ def _mapping_digest(report: ImportReport) -> str:
 
 
 def _remember(store: Store, spec: LayerSpec, entries: list[tuple[str, str, str]]) -> int:
-    """Keep value mappings for later imports of ``spec``; returns how many were kept (a value
-    that is a code's own name needs none)."""
+    """Keep value mappings for later imports of ``spec``; returns how many were newly kept (a
+    value that is a code's own name needs none; one kept already is not kept again)."""
     kept = 0
+    held = {(m.field, m.raw_key): m.code for m in store.value_maps(spec.name)}
     for name, raw, code in entries:
         exact = {vocab_key(w) for st in spec.vocab_fields[name] for w in (st.code, st.label_zh, st.label_en)}
         key = vocab_key(raw)
-        if key in exact:
+        if key in exact or held.get((name, key)) == code:  # nothing to remember, or already kept
             continue
         store.save_value_map(spec.name, name, key, raw, code)
         kept += 1
