@@ -32,6 +32,8 @@ DEMO_FILES = (
     ("parking", "停放点.shp"),
     ("charging", "充电棚.shp"),
 )
+#: The demo's value map (字段,原值,映射为), applied to its survey files.
+DEMO_VALUE_MAP = "值对应.csv"
 
 
 # --------------------------------------------------------------------------- output
@@ -403,14 +405,19 @@ def _write(data: bytes, args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from geo.batches import load_targets
     from geo.importer import import_file
+    from geo.mappings import read_value_map
 
     store = _store(args)
     src = Path(args.source) if args.source else DEMO_DIR
+    # the demo's messy statuses are read as its value map says (and remembered for later uploads)
+    mapping_file = src / DEMO_VALUE_MAP
+    value_map = read_value_map(mapping_file) if mapping_file.exists() else []
     for layer, name in DEMO_FILES:
         path = src / name
         if not path.exists():
             raise InputError(f"找不到示例文件: {path}", f"demo file missing: {path}", code="file_not_found")
-        report = import_file(store, layer, path, user="demo")
+        own = [e for e in value_map if _has_vocab_field(layer, e[0])]
+        report = import_file(store, layer, path, user="demo", value_map=own or None)
         _say(
             report.summary(args.lang).splitlines()[0]
             if report.status == "duplicate"
@@ -422,6 +429,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say(report.summary(args.lang).splitlines()[0])
     _say(f"示例区已载入 {store.location} / demo district loaded into {store.location}")
     return 0
+
+
+def _has_vocab_field(layer: str, name: str) -> bool:
+    """Whether ``layer`` has a vocabulary field called ``name`` (its name or a label)."""
+    from geo.importer import get_layer
+    from geo.values import vocab_key
+
+    spec = get_layer(layer)
+    key = vocab_key(name)
+    return any(
+        key in (vocab_key(f.name), vocab_key(f.label_zh), vocab_key(f.label_en))
+        for f in spec.fields
+        if f.name in spec.vocab_fields
+    )
 
 
 def cmd_grid_generate(args: argparse.Namespace) -> int:
