@@ -52,6 +52,7 @@ from geo.values import (
     clean_text,
     map_vocab,
     match_fields,
+    norm_key,
     parse_dates,
     parse_numbers,
     resolve_code,
@@ -1061,6 +1062,10 @@ def field_name(spec: LayerSpec, text: str) -> str:
     key = vocab_key(text)
     for f in spec.fields:
         if key in (vocab_key(f.name), vocab_key(f.label_zh), vocab_key(f.label_en)):
+            return f.name
+    loose = norm_key(text)  # as column headers are matched: "面积", "违建面积(m²)", "MJ"
+    for f in spec.fields:
+        if loose and loose in {norm_key(n) for n in (f.name, f.label_zh, f.label_en, *f.aliases)}:
             return f.name
     shown = truncate(safe_display_name(str(text)), MAX_QUOTED_VALUE)
     names = "、".join(f"{f.name}({f.label_zh})" for f in spec.fields)
