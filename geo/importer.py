@@ -31,7 +31,7 @@ from geo import crs as crsmod
 from geo import untrusted
 from geo.assign import Grid
 from geo.dbf import check_shapefile
-from geo.errors import CRSError, InputError, TooLarge
+from geo.errors import CRSError, InputError, StoreError, TooLarge
 from geo.sources import (
     Dataset,
     RawTable,
@@ -1370,6 +1370,19 @@ def commit_import(
         report.status = "preview"
         report.dry_run = True
         report.batch_id = None
+    except StoreError as exc:
+        # a dry run on a store that cannot be written now still reads and checks the file
+        if not dry_run or exc.code not in ("store_busy", "store_read_only"):
+            raise
+        report.status, report.dry_run, report.batch_id = "preview", True, None
+        report.added = report.updated = report.unchanged = report.removed = 0
+        report.warnings.append(
+            (
+                "存储正忙或只读：新增、更新条数未能预先算出（导入时会算）",
+                "the store is busy or read-only: the added and updated figures could not be worked out"
+                " (the import will)",
+            )
+        )
     return report
 
 

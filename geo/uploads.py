@@ -472,23 +472,16 @@ def preview(
         }
         check_mapping_params(changed)
         wanted = {**params, **changed}
+        if wanted.get("layer") != params.get("layer"):  # mappings belong to the layer they were made for
+            for key in ("field_map", "value_map"):
+                if key not in changed:
+                    wanted.pop(key, None)
         prepared = _prepare(store, folder, wanted, limits=limits)
         report = prepared.report
         if report.status != "duplicate":
-            try:
-                commit_import(
-                    store, prepared, user=user, admin=admin, dry_run=True, remember=_remember(wanted, admin)
-                )
-            except StoreError as exc:
-                if exc.code not in ("store_busy", "store_read_only"):
-                    raise
-                report.warnings.append(
-                    (
-                        "存储正忙或只读，新增/更新条数暂无法预先算出（确认导入时会算）",
-                        "the store is busy or read-only: the added/updated figures cannot be worked out now"
-                        " (the commit will)",
-                    )
-                )
+            commit_import(
+                store, prepared, user=user, admin=admin, dry_run=True, remember=_remember(wanted, admin)
+            )
         try:
             if wanted != params:
                 (folder / _FEATURES_FILE).unlink(missing_ok=True)  # never features of other settings
