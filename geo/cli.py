@@ -252,6 +252,16 @@ def _field_override(text: str) -> tuple[str, str]:
     return column.strip(), target.strip()
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from geo.importer import get_layer
+    from geo.ledger import render_ledger
+
+    spec = get_layer(args.layer)
+    store = _store(args)
+    _write(render_ledger(store, spec, args.format, lang=args.lang), args)
+    return 0
+
+
 def cmd_mappings(args: argparse.Namespace) -> int:
     from geo.importer import get_layer, manual_mappings
 
@@ -536,6 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.add_argument("--user")
     i.set_defaults(func=cmd_import)
+
+    ld = sub.add_parser("ledger", help="要素台账 / a layer's features as a table (CSV/XLSX/GeoJSON)")
+    ld.add_argument("layer")
+    ld.add_argument("--format", choices=("xlsx", "csv", "geojson"), default="xlsx")
+    ld.add_argument("-o", "--output")
+    ld.set_defaults(func=cmd_ledger)
 
     m = sub.add_parser("mappings", help="已记住的值对应 / remembered value mappings: list | add | remove")
     m.add_argument("action", nargs="?", choices=("list", "add", "remove"), default="list")

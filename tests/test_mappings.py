@@ -9,6 +9,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
@@ -344,3 +345,51 @@ def test_property_dry_run_figures_are_what_the_commit_does(tmp_path_factory, fir
             done.rejected_total,
         )
         assert len(store.read_attributes(SPEC)) == len(dict(ok)) + done.added
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def test_ledger_shows_the_status_as_stored_and_as_surveyed(tmp_path, data, capsys):
+    frame = survey(["暂缓拆除", "已拆除", '=HYPERLINK("x")'])
+    shp = write_shp(frame, tmp_path / "s" / "s.shp")
+    assert (
+        main(["--data", data, "import", "demolition", str(shp), "--map", "当前状态:暂缓拆除=已下发通知"]) == 0
+    )
+    capsys.readouterr()
+    out = tmp_path / "台账.csv"
+    assert main(["--data", data, "ledger", "demolition", "--format", "csv", "-o", str(out)]) == 0
+    table = pd.read_csv(out, encoding="utf-8-sig", dtype=str)
+    columns = list(table.columns)
+    assert columns.index("当前状态(原值)") == columns.index("当前状态") + 1
+    assert {"所在单元网格", "导入批次", "经度", "纬度"} <= set(columns)
+    pairs = set(zip(table["当前状态"], table["当前状态(原值)"], strict=True))
+    assert pairs == {("已下发通知", "暂缓拆除"), ("已拆除", "已拆除"), ("未识别", '\'=HYPERLINK("x")')}
+    assert main(["--data", data, "--lang", "en", "ledger", "demolition", "-o", str(tmp_path / "l.xlsx")]) == 0
+    import openpyxl
+
+    ws = openpyxl.load_workbook(tmp_path / "l.xlsx").active
+    header = [c.value for c in ws[1]]
+    assert "Status (as surveyed)" in header and ws.max_row == 4
+    assert main(["--data", data, "ledger", "grid", "--format", "csv"]) == 2
+    assert main(["--data", data, "ledger", "demolition", "--format", "xlsx"]) == 2  # binary: needs -o
+
+
+def test_ledger_through_the_api(tmp_path):
+    from tests.conftest import open_app
+
+    store_dir = tmp_path / "st"
+    with open_store(store_dir) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        import_file(store, "demolition", write_shp(survey(["己拆除", "已拆除"]), tmp_path / "s" / "s.shp"))
+    client = open_app(store_dir).test_client()
+    r = client.get("/api/ledger/demolition?format=geojson")
+    assert r.status_code == 200
+    doc = r.get_json()
+    assert [f["properties"]["status_raw"] for f in doc["features"]] == ["己拆除", "已拆除"]
+    assert doc["columns"]["status_raw"] == "当前状态(原值)"
+    r = client.get("/api/ledger/demolition")
+    assert r.status_code == 200 and r.data[:2] == b"PK"
+    assert "attachment" in r.headers["Content-Disposition"]
+    assert client.get("/api/ledger/demolition?format=pdf").status_code == 400
+    assert client.get("/api/ledger/nosuch").status_code in (400, 404)

@@ -141,6 +141,23 @@ def api_feature(layer: str, fid: int) -> Any:
     return jsonify(feature_detail(current_store(), layer, fid, gcj02=_gcj02()))
 
 
+@bp.get("/ledger/<layer>")
+@requires(MAP)
+def api_ledger(layer: str) -> Any:
+    """A survey layer's features as a table (台账): every field, the status as stored and as surveyed."""
+    from geo.importer import get_layer
+    from geo.ledger import LEDGER_FORMATS, render_ledger
+    from server import select_locale
+
+    spec = get_layer(layer)
+    fmt = request.args.get("format", "xlsx")
+    body = render_ledger(current_store(), spec, fmt, lang=select_locale())
+    mimetype, ext = LEDGER_FORMATS[fmt]
+    resp = Response(body, mimetype=mimetype)
+    resp.headers["Content-Disposition"] = content_disposition(f"gridwatch_{spec.name}_ledger.{ext}")
+    return resp
+
+
 @bp.get("/batches")
 @requires("surveyor")
 def api_batches() -> Any:

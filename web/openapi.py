@@ -239,6 +239,34 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/api/ledger/{layer}": {
+                "get": _op(
+                    "要素台账下载 / the layer's features as a table: every field, the status as stored and as"
+                    " surveyed (<field>_raw), the unit grid, the batch, lon/lat",
+                    _MAP,
+                    {
+                        "200": {
+                            "description": "the ledger",
+                            "content": {
+                                "text/csv": {"schema": {"type": "string"}},
+                                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                                "application/geo+json": {"schema": {"type": "object"}},
+                            },
+                        },
+                        **_errors(400, 404),
+                    },
+                    [
+                        *feature_path,
+                        _q(
+                            "format",
+                            "xlsx (default), csv or geojson",
+                            {"type": "string", "enum": ["xlsx", "csv", "geojson"]},
+                        ),
+                    ],
+                )
+            },
             "/api/features/{layer}/{fid}": {
                 "get": _op(
                     "单个要素及全部属性 / one feature with all its attributes",
