@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,11 @@ def api_layers() -> Any:
                 "is_grid": spec.is_grid,
                 "fields": [
                     {"name": f.name, "kind": f.kind, "label_zh": f.label_zh, "label_en": f.label_en}
-                    for f in spec.fields
+                    for f in spec.stored_fields
                 ],
                 "statuses": [
                     {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
-                    for s in spec.statuses
+                    for s in spec.all_statuses
                 ],
                 "count": current_store().layer_count(spec),
             }
@@ -188,6 +189,34 @@ def _staging_limits() -> uploads.StagingLimits:
     )
 
 
+def _mapping_form() -> dict[str, Any]:
+    """``field_map`` (a JSON object: column → field), ``value_map`` (a JSON array of
+    ``[field, raw, code]``) and ``remember`` from the form, where given; shapes are checked by
+    :func:`geo.uploads.check_mapping_params`."""
+    out: dict[str, Any] = {}
+    for key in ("field_map", "value_map"):
+        text = request.form.get(key)
+        if text is None or text == "":
+            continue
+        if len(text) > 4_000_000:
+            raise InputError(
+                "字段或值对应过长", "the field or value mappings are too long", code="bad_mapping"
+            )
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            raise InputError(
+                f"{key} 不是有效的 JSON", f"{key} is not valid JSON", code="bad_mapping"
+            ) from None
+    remember = request.form.get("remember")
+    if remember is not None and remember != "":
+        if remember not in ("0", "1", "true", "false"):
+            raise InputError("remember 应为 0 或 1", "remember must be 0 or 1", code="bad_mapping")
+        out["remember"] = remember in ("1", "true")
+    uploads.check_mapping_params(out)
+    return out
+
+
 def _report(report: Any, **extra: Any) -> dict[str, Any]:
     body = report.to_dict()
     body.update(extra)
@@ -212,6 +241,7 @@ def api_upload() -> Any:
             code="unknown_layer",
         )
     _check_layer(layer)
+    mappings = _mapping_form()
     upload_id = uploads.stage(
         _data_dir(),
         file.filename,
@@ -224,7 +254,9 @@ def api_upload() -> Any:
         staging=_staging_limits(),
     )
     try:
-        report = uploads.preview(current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin())
+        report = uploads.preview(
+            current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin(), **mappings
+        )
     except Exception:
         uploads.discard(_data_dir(), upload_id)
         raise
@@ -238,7 +270,10 @@ def api_upload_preview(upload_id: str) -> Any:
     _check_owner(upload_id)
     if "layer" in request.form:
         _check_layer(request.form["layer"])
-    overrides = {k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form}
+    overrides: dict[str, Any] = {
+        k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form
+    }
+    overrides.update(_mapping_form())
     report = uploads.preview(
         current_store(), _data_dir(), upload_id, user=user_name(), admin=is_admin(), **overrides
     )

@@ -143,6 +143,21 @@ def document() -> dict[str, Any]:
         },
         "crs": {"type": "string", "maxLength": 2000, "description": "EPSG:4548, an ESRI name, WKT or gcj02"},
         "member": {"type": "string", "maxLength": 500, "description": "dataset inside a zip holding several"},
+        "field_map": {
+            "type": "string",
+            "description": "字段对应 / JSON object: column of the file → field of the layer (name or label; "
+            '"" leaves the column out), e.g. {"拆除日期2": "done_on"}',
+        },
+        "value_map": {
+            "type": "string",
+            "description": "值对应 / JSON array of [field, raw value, code], e.g. "
+            '[["当前状态", "暂缓拆除", "已下发通知"]]; code 未识别 keeps a value unrecognised',
+        },
+        "remember": {
+            "type": "string",
+            "enum": ["0", "1", "true", "false"],
+            "description": "remember the value mappings for later imports (admins only; default 1 for admins)",
+        },
     }
     upload_form = {
         "multipart/form-data": {
@@ -164,7 +179,8 @@ def document() -> dict[str, Any]:
         "schema": {
             "type": "object",
             "properties": upload_fields,
-            "description": "any of layer, encoding, crs, member; the rest stays as uploaded",
+            "description": "any of layer, encoding, crs, member, field_map, value_map, remember; the rest"
+            " stays as uploaded",
         }
     }
     stats_media = {
