@@ -79,7 +79,9 @@ def test_swapped_row_in_a_shapefile_without_prj_is_rejected_by_row(gridded_store
             "count": 1,
         }
     ]
-    assert "第 18 行: 坐标「" in report.summary() and "row 18: coordinates '" in report.summary("en")
+    assert f"坐标「{coords(y, x)}」疑似 X/Y 颠倒" in report.summary()
+    assert f"coordinates '{coords(y, x)}': X and Y look swapped" in report.summary("en")
+    assert report.rejected[0].survey_id == "WJ-017"
     ids = set(gridded_store.read_attributes(__import__("layers").get("demolition"))["case_id"])
     assert len(ids) == 49 and "WJ-017" not in ids
 
