@@ -675,7 +675,10 @@ def _choose_srs(raw: RawTable) -> int:
     without the zone prefix); otherwise the 3-degree zone whose central meridian is
     nearest the data (6-degree zones distort areas by more than 0.1% at their edges).
     """
-    geoms = raw.geometry[np.array([g is not None for g in raw.geometry], dtype=bool)]
+    keep = np.array([g is not None for g in raw.geometry], dtype=bool)
+    if raw.misfit is not None:
+        keep &= raw.misfit == 0  # rows rejected for coordinates that do not fit the CRS
+    geoms = raw.geometry[keep]
     geoms = geoms[~shapely.is_empty(geoms)]
     if len(geoms) == 0:
         raise InputError("文件中没有任何几何图形", "the file holds no geometry", code="no_geometry")
@@ -1219,6 +1222,8 @@ def _clean_geometry(
                 code="wrong_geometry_type",
             )
     ok &= allowed
+    if raw.misfit is not None:
+        ok &= ~_reject_misfits(raw.misfit, geoms, ok, reject)
     # to the store CRS
     idx = np.flatnonzero(ok)
     src_crs = pyproj.CRS.from_epsg(4490) if raw.gcj02 else raw.crs
@@ -1269,6 +1274,25 @@ def _clean_geometry(
                 )
             ok &= ~dead
     return geoms
+
+
+def _reject_misfits(misfit: np.ndarray, geoms: np.ndarray, ok: np.ndarray, reject: Any) -> np.ndarray:
+    """Reject the rows among ``ok`` whose coordinates do not fit the CRS (:attr:`RawTable.misfit`),
+    each with its reason and its coordinates as they are in the file; returns their mask."""
+    bad = ok & (misfit != 0)
+    idx = np.flatnonzero(bad)
+    if len(idx) == 0:
+        return bad
+    text = np.full(len(geoms), None, dtype=object)
+    text[idx] = [
+        f"{x0:.12g}, {y0:.12g}" if (x0, y0) == (x1, y1) else f"{x0:.12g}, {y0:.12g} … {x1:.12g}, {y1:.12g}"
+        for x0, y0, x1, y1 in shapely.bounds(geoms[idx]).tolist()
+    ]
+    values = pd.Series(text, dtype=object)
+    for code in np.unique(misfit[idx]).tolist():
+        zh, en = crsmod.misfit_reason(int(code))
+        reject(bad & (misfit == code), zh, en, None, values)
+    return bad
 
 
 def _extract(geom: Any, want: str) -> Any:
