@@ -742,6 +742,8 @@ README = """\
 截至 2022 年底约 {pct_demolished}% 已拆除，各社区完成率不同；按"先地面、再平台、后楼顶"的顺序推进，楼顶违建待处置的较多。
 发现时间、拆除时间为文本，写法混杂（2022-05-25、2022/5/25、2022年5月25日、20220525）。少数违建面积为空（应按图斑面积计算），
 {n_outside} 处位于区界之外，另有若干点恰好落在网格公共边或公共顶点上。
+和真实台账一样，少数状态不在词表中：暂缓拆除、待拆除、拆除未完成，以及笔误“己拆除”；有一处点位的 X、Y 坐标填反了。
+`值对应.csv`（字段,原值,映射为）说明这些状态应如何对应，示例区载入时按它导入。
 指标：completed（完成个数）、area_completed_m2（完成面积，m²）、capacity_completed（完成泊位数）、
 ports_completed（建成端口数）。
 
@@ -765,9 +767,50 @@ byte-identical files. District, street, community, road and estate names and peo
   指标 metric, 目标 target).
 - Illegal construction: {n_sites} sites; about {pct_demolished}% demolished by the end of 2022, completion differing by
   community and by position (ground first, then platforms, then rooftops). Found/demolished dates are text in mixed
-  forms. A few recorded areas are blank (use the polygon's area), {n_outside} sites lie just outside the district and
+  forms. A few recorded areas are blank (use the polygon's area), {n_outside} sites lie outside the district and
   a few points lie exactly on shared grid edges or vertices.
+- As in real registers, a few statuses are outside the vocabulary (暂缓拆除 deferred, 待拆除 awaiting demolition,
+  拆除未完成 demolition unfinished, and the typo 己拆除) and one point has its X and Y the wrong way round.
+  `值对应.csv` (columns 字段 field, 原值 raw, 映射为 maps to) says how those statuses are read; the demo loads with it.
 """
+
+
+#: Statuses as field teams write them besides the vocabulary, and what the demo's value map
+#: (值对应.csv) says they are: (written, maps to, how many, among pending or done sites).
+MESSY_STATUSES = (
+    ("暂缓拆除", "已下发通知", 4, "pending"),
+    ("待拆除", "已下发通知", 4, "pending"),
+    ("拆除未完成", "拆除中", 3, "pending"),
+    ("己拆除", "已拆除", 3, "done"),  # a typo: 己 for 已
+)
+VALUE_MAP_FILE = "值对应.csv"
+
+
+def add_survey_mess(sites: gpd.GeoDataFrame, rng: np.random.Generator) -> gpd.GeoDataFrame:
+    """A few statuses written the way field teams write them (:data:`MESSY_STATUSES`) and one
+    point site whose X and Y were typed the wrong way round, as real registers have them."""
+    sites = sites.copy()
+    status = sites["当前状态"].to_numpy(dtype=object).copy()
+    pending = np.flatnonzero(~np.isin(status, ["已拆除", "已补办手续"]))
+    done = np.flatnonzero(status == "已拆除")
+    taken: set[int] = set()
+    for written, _code, count, among in MESSY_STATUSES:
+        pool = np.setdiff1d(pending if among == "pending" else done, np.fromiter(taken, dtype=np.int64))
+        for i in rng.choice(pool, size=count, replace=False):
+            status[i] = written
+            taken.add(int(i))
+    sites["当前状态"] = status
+    points = np.flatnonzero((sites.geom_type == "Point").to_numpy())
+    swapped = int(rng.choice(np.setdiff1d(points, np.fromiter(taken, dtype=np.int64))))
+    p = sites.geometry.iloc[swapped]
+    sites.loc[sites.index[swapped], "geometry"] = shapely.Point(p.y, p.x)
+    return sites
+
+
+def write_value_map(out: Path) -> None:
+    """The demo's value map: how its messy statuses are to be read (UTF-8 with BOM, for Excel)."""
+    lines = ["字段,原值,映射为", *(f"当前状态,{w},{c}" for w, c, _, _ in MESSY_STATUSES)]
+    (out / VALUE_MAP_FILE).write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig", newline="")
 
 
 def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
@@ -794,6 +837,8 @@ def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
     parking = build_parking(rng, boundary, comm)
     charging = build_charging(rng, boundary, comm)
     targets = build_targets(comm, sites, parking, charging)
+    # after everything else is drawn, from its own generator: the rest of the district stays as it was
+    sites = add_survey_mess(sites, np.random.default_rng([seed, 1]))
 
     is_point = (sites.geom_type == "Point").to_numpy()
     write_shapefile(grid[[*GRID_FIELDS, "geometry"]], out / f"{FILES['grid']}.shp")
@@ -806,6 +851,7 @@ def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
     write_shapefile(charging[[*CHARGING_FIELDS, "geometry"]], out / f"{FILES['charging']}.shp")
     write_zip(out / "违法建设_2022.zip", point_files + polygon_files, ZIP_FOLDER)
     write_targets(targets, out)
+    write_value_map(out)
 
     counts = {
         "grid": len(grid),
@@ -816,7 +862,8 @@ def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
         "charging": len(charging),
         "targets": len(targets),
     }
-    outside = int((~shapely.intersects(sites.geometry.to_numpy(), boundary)).sum())
+    # the swapped point lies far outside too; the README tells of it apart
+    outside = int((~shapely.intersects(sites.geometry.to_numpy(), boundary)).sum()) - 1
     demolished = round(100 * float((sites["当前状态"] == "已拆除").mean()))
     (out / "README.md").write_text(
         README.format(

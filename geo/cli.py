@@ -32,6 +32,8 @@ DEMO_FILES = (
     ("parking", "停放点.shp"),
     ("charging", "充电棚.shp"),
 )
+#: The demo's value map (字段,原值,映射为), applied to its survey files.
+DEMO_VALUE_MAP = "值对应.csv"
 
 
 # --------------------------------------------------------------------------- output
@@ -212,9 +214,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from geo.encoding import normalize_encoding
     from geo.importer import import_file
+    from geo.mappings import parse_map, read_value_map
 
     if args.encoding:
         normalize_encoding(args.encoding)  # a name that is no text encoding: exit 2 before reading
+    # mappings are checked before anything is read: a malformed one exits 2 at once
+    value_map = [entry for path in args.value_map or () for entry in read_value_map(path)]
+    value_map += [parse_map(text) for text in args.map or ()]
+    field_map = dict(_field_override(text) for text in args.field or ())
     store = _store(args)
     if args.valid_from is not None:
         parse_date(args.valid_from)  # a date that is not one: exit 2 before reading
@@ -228,8 +235,78 @@ def cmd_import(args: argparse.Namespace) -> int:
         crs=args.crs,
         member=args.member,
         user=args.user or os.environ.get("USER"),
+        field_map=field_map or None,
+        value_map=value_map or None,
+        remember=False if args.no_remember else None,
     )
     _print_report(report, args)
+    return 0
+
+
+def _field_override(text: str) -> tuple[str, str]:
+    """``--field 列名=字段`` → (column, field); ``列名=`` leaves the column out."""
+    column, eq, target = str(text).rpartition("=")
+    if not eq or not column.strip():
+        raise InputError(
+            f"--field 应写作 列名=字段，如 拆除日期2=done_on: {_one_line(text)}",
+            f"--field must read COLUMN=FIELD, e.g. 拆除日期2=done_on: {_one_line(text)}",
+            code="bad_field_map",
+        )
+    return column.strip(), target.strip()
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from geo.importer import get_layer
+    from geo.ledger import render_ledger
+
+    spec = get_layer(args.layer)
+    store = _store(args)
+    _write(render_ledger(store, spec, args.format, lang=args.lang), args)
+    return 0
+
+
+def cmd_mappings(args: argparse.Namespace) -> int:
+    from geo.importer import get_layer, manual_mappings
+
+    store = _store(args)
+    if args.action == "remove":
+        if args.id is None:
+            raise InputError("请给出值对应编号 --id", "give the mapping number with --id", code="bad_mapping")
+        m = store.remove_value_map(args.id)
+        _say(f"已删除值对应 #{m.id}（{m.layer} {m.field}: {m.raw} → {m.code}） / removed")
+        return 0
+    if args.action == "add":
+        if not args.layer or not args.map:
+            raise InputError(
+                "请给出 --layer 和 --map 字段:原值=映射为",
+                "give --layer and --map FIELD:RAW=CODE",
+                code="bad_mapping",
+            )
+        from geo.mappings import parse_map
+        from geo.values import vocab_key
+
+        spec = get_layer(args.layer)
+        _, entries = manual_mappings(spec, [parse_map(t) for t in args.map])
+        with store.transaction():
+            ids = [store.save_value_map(spec.name, f, vocab_key(raw), raw, code) for f, raw, code in entries]
+        _say(f"已保存值对应 / saved: {', '.join(f'#{i}' for i in ids)}")
+        return 0
+    maps = store.value_maps(args.layer, include_removed=args.all)
+    if args.json:
+        _print_json([m.__dict__ for m in maps])
+        return 0
+    _row("编号", "图层", "字段", "原值", "映射为", "用户", "时间", "状态")
+    for m in maps:
+        _row(
+            f"#{m.id}",
+            m.layer,
+            m.field,
+            m.raw,
+            m.code,
+            m.user or "",
+            m.created_at,
+            "有效" if m.removed_at is None else f"已删除 {m.removed_at}",
+        )
     return 0
 
 
@@ -412,14 +489,19 @@ def _write(data: bytes, args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from geo.batches import load_targets
     from geo.importer import import_file
+    from geo.mappings import read_value_map
 
     store = _store(args)
     src = Path(args.source) if args.source else DEMO_DIR
+    # the demo's messy statuses are read as its value map says (and remembered for later uploads)
+    mapping_file = src / DEMO_VALUE_MAP
+    value_map = read_value_map(mapping_file) if mapping_file.exists() else []
     for layer, name in DEMO_FILES:
         path = src / name
         if not path.exists():
             raise InputError(f"找不到示例文件: {path}", f"demo file missing: {path}", code="file_not_found")
-        report = import_file(store, layer, path, user="demo")
+        own = [e for e in value_map if _has_vocab_field(layer, e[0])]
+        report = import_file(store, layer, path, user="demo", value_map=own or None)
         _say(
             report.summary(args.lang).splitlines()[0]
             if report.status == "duplicate"
@@ -431,6 +513,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say(report.summary(args.lang).splitlines()[0])
     _say(f"示例区已载入 {store.location} / demo district loaded into {store.location}")
     return 0
+
+
+def _has_vocab_field(layer: str, name: str) -> bool:
+    """Whether ``layer`` has a vocabulary field called ``name`` (its name or a label)."""
+    from geo.importer import get_layer
+    from geo.values import vocab_key
+
+    spec = get_layer(layer)
+    key = vocab_key(name)
+    return any(
+        key in (vocab_key(f.name), vocab_key(f.label_zh), vocab_key(f.label_en))
+        for f in spec.fields
+        if f.name in spec.vocab_fields
+    )
 
 
 def cmd_grid_generate(args: argparse.Namespace) -> int:
@@ -515,9 +611,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATE",
         help="网格版本生效日期（仅单元网格；默认导入当日，不能晚于今天）/ the day a grid version is in force from",
     )
+    i.add_argument(
+        "--map",
+        action="append",
+        metavar="字段:原值=映射为",
+        help="值对应，如 当前状态:暂缓拆除=已下发通知（可重复）/ FIELD:RAW=CODE, repeatable",
+    )
+    i.add_argument("--value-map", action="append", metavar="FILE.csv", help="值对应表：字段,原值,映射为")
+    i.add_argument("--field", action="append", metavar="列名=字段", help="字段对应，如 拆除日期2=done_on")
+    i.add_argument(
+        "--no-remember", action="store_true", help="值对应只用于本次导入 / do not remember the mappings"
+    )
     i.add_argument("--json", action="store_true")
     i.add_argument("--user")
     i.set_defaults(func=cmd_import)
+
+    ld = sub.add_parser("ledger", help="要素台账 / a layer's features as a table (CSV/XLSX/GeoJSON)")
+    ld.add_argument("layer")
+    ld.add_argument("--format", choices=("xlsx", "csv", "geojson"), default="xlsx")
+    ld.add_argument("-o", "--output")
+    ld.set_defaults(func=cmd_ledger)
+
+    m = sub.add_parser("mappings", help="已记住的值对应 / remembered value mappings: list | add | remove")
+    m.add_argument("action", nargs="?", choices=("list", "add", "remove"), default="list")
+    m.add_argument("--layer")
+    m.add_argument("--map", action="append", metavar="字段:原值=映射为")
+    m.add_argument("--id", type=_row_id, help="值对应编号（删除时）/ mapping number to remove")
+    m.add_argument("--all", action="store_true", help="含已删除的 / include removed ones")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--user")
+    m.set_defaults(func=cmd_mappings)
 
     b = sub.add_parser("batches", help="导入批次 / list batches")
     b.add_argument("--layer")

@@ -87,6 +87,7 @@ from geo.store import (
     LoginFailures,
     Tx,
     User,
+    ValueMap,
     WriteResult,
 )
 from layers import LayerSpec
@@ -535,7 +536,7 @@ class GpkgStore:
         srs = self.srs_epsg()
         if srs is None:
             raise StoreError("存储尚未设置坐标系", "store CRS not set")
-        cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.kind]}' for f in spec.fields)
+        cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.kind]}' for f in spec.stored_fields)
         gw = ", ".join(f"{n} {t}" for n, t in _GW_COLUMNS)
         conn.execute(
             f'CREATE TABLE "{spec.name}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom GEOMETRY, {cols}, {gw},'
@@ -581,7 +582,7 @@ class GpkgStore:
     def _add_missing_columns(self, spec: LayerSpec) -> None:
         for table in (spec.name, f"{spec.name}_history"):
             have = {r[1] for r in self.conn.execute(f'PRAGMA table_info("{table}")')}
-            for f in spec.fields:
+            for f in spec.stored_fields:
                 if f.name not in have:
                     self.conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{f.name}" {_SQL_TYPES[f.kind]}')
 
@@ -835,7 +836,7 @@ class GpkgStore:
 
     # features ------------------------------------------------------------------------------
     def _columns(self, spec: LayerSpec) -> list[str]:
-        return [f.name for f in spec.fields]
+        return [f.name for f in spec.stored_fields]
 
     def write_features(
         self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool
@@ -1128,7 +1129,7 @@ class GpkgStore:
         commits reported failed though written, and a malformed database).  Small layers and
         reads inside a transaction (GDAL cannot see uncommitted rows) use this connection.
         """
-        kinds: dict[str, str] = {f.name: str(f.kind) for f in spec.fields} | {
+        kinds: dict[str, str] = {f.name: str(f.kind) for f in spec.stored_fields} | {
             "gw_unit": "str",
             "gw_key": "str",
             "gw_batch": "int",
@@ -1256,6 +1257,67 @@ class GpkgStore:
         if not self.has_layer(spec):
             return 0
         return int(_scalar(self.conn, f'SELECT count(*) FROM "{spec.name}"'))
+
+    # remembered value mappings ---------------------------------------------------------------
+    _VALUE_MAP_COLS = "id, layer, field, raw_key, raw, code, user, created_at, removed_at, removed_by"
+
+    def value_maps(self, layer: str | None = None, *, include_removed: bool = False) -> list[ValueMap]:
+        if not self._has_table("gw_value_maps"):
+            return []
+        sql = f"SELECT {self._VALUE_MAP_COLS} FROM gw_value_maps WHERE 1=1"
+        args: tuple[Any, ...] = ()
+        if layer is not None:
+            sql += " AND layer=?"
+            args = (layer,)
+        if not include_removed:
+            sql += " AND removed_at IS NULL"
+        return [ValueMap(*row) for row in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
+        with self.admin_transaction():
+            self.conn.execute(_VALUE_MAPS_SQL)
+            now = now_iso()
+            self.conn.execute(
+                "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE layer=? AND field=? AND raw_key=?"
+                " AND removed_at IS NULL",
+                (now, self.actor.user, layer, field, raw_key),
+            )
+            self.conn.execute(
+                "INSERT INTO gw_value_maps (layer, field, raw_key, raw, code, user, created_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (layer, field, raw_key, raw, code, self.actor.user, now),
+            )
+            map_id = int(self.conn.last_insert_rowid())
+            self.record_audit(
+                "mapping_add", layer=layer, counts={"id": map_id}, detail=f"{field}: {raw} → {code}"
+            )
+        return map_id
+
+    def remove_value_map(self, map_id: int) -> ValueMap:
+        with self.admin_transaction():
+            found = [m for m in self.value_maps(include_removed=True) if m.id == map_id]
+            if not found:
+                raise NotFound(
+                    f"没有编号为 {map_id} 的值对应", f"no value mapping {map_id}", code="mapping_not_found"
+                )
+            if found[0].removed_at is not None:
+                raise Conflict(
+                    f"值对应 {map_id} 已删除",
+                    f"value mapping {map_id} was already removed",
+                    code="already_removed",
+                )
+            self.conn.execute(
+                "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE id=?",
+                (now_iso(), self.actor.user, map_id),
+            )
+            m = found[0]
+            self.record_audit(
+                "mapping_remove",
+                layer=m.layer,
+                counts={"id": map_id},
+                detail=f"{m.field}: {m.raw} → {m.code}",
+            )
+        return next(v for v in self.value_maps(include_removed=True) if v.id == map_id)
 
     # targets -------------------------------------------------------------------------------
     # accounts and audit trail ----------------------------------------------------------------
@@ -1833,7 +1895,7 @@ def _same_record(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
 def _column_lists(attrs: pd.DataFrame, spec: LayerSpec) -> list[list[Any]]:
     """Per field, the column as a list of plain Python values (None for missing)."""
     out: list[list[Any]] = []
-    for f in spec.fields:
+    for f in spec.stored_fields:
         col = attrs[f.name]
         present = col.notna()
         if not present.any():
@@ -1882,6 +1944,11 @@ _SYSTEM_SQL = (
 #: Version 2 added accounts, API tokens and the audit trail; version 3 failed logins by name
 #: (known or not) and by client address (gw_logins); version 4 the transaction log (gw_tx), row
 #: versions by tx, grid versions (gw_grid_versions) and assignments per grid version.
+#: Remembered value mappings; made when the first one is saved.
+_VALUE_MAPS_SQL = """CREATE TABLE IF NOT EXISTS gw_value_maps (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    layer TEXT NOT NULL, field TEXT NOT NULL, raw_key TEXT NOT NULL, raw TEXT NOT NULL, code TEXT NOT NULL,
+    user TEXT, created_at TEXT NOT NULL, removed_at TEXT, removed_by TEXT)"""
+
 SCHEMA_VERSION = 4
 
 _HISTORY_SQL = (

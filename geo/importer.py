@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from geo import crs as crsmod
 from geo import untrusted, versions
 from geo.assign import Grid
 from geo.dbf import check_shapefile
-from geo.errors import CRSError, InputError, TooLarge
+from geo.errors import CRSError, InputError, StoreError, TooLarge
 from geo.sources import (
     Dataset,
     RawTable,
@@ -44,8 +45,22 @@ from geo.sources import (
 )
 from geo.store import UNASSIGNED, Batch, FeatureRows, Store, geometry_type_names
 from geo.untrusted import ReadLimits
-from geo.values import clean_text, match_fields, normalise_vocab, parse_dates, parse_numbers
-from layers import LayerSpec
+from geo.values import (
+    UNRECOGNISED,
+    FieldMatch,
+    VocabResult,
+    clean_text,
+    map_vocab,
+    match_fields,
+    norm_key,
+    parse_dates,
+    parse_numbers,
+    resolve_code,
+    safe_display_name,
+    vocab_key,
+)
+from layers import Field, LayerSpec, Status
+from layers.base import UNRECOGNISED as UNRECOGNISED_STATUS
 
 #: Features farther than this from the grid's extent are rejected as coordinate errors.
 FAR_OUTSIDE_M = 20_000.0
@@ -62,6 +77,9 @@ MAX_FILE_VERTICES = 5_000_000
 #: An import report lists at most this many rejected rows (all are counted, and counted by
 #: reason): a file of a million broken rows must not make a report of a hundred megabytes.
 MAX_REPORTED_REJECTS = 1000
+#: A report's value table lists at most this many distinct values per field, most frequent
+#: first (the rest are counted).
+MAX_MAPPED_VALUES = 200
 #: A report names at most this many of a file's columns.
 MAX_COLUMNS_LISTED = 100
 #: Values quoted in a report are cut to this many characters.
@@ -86,6 +104,7 @@ class Rejected:
     reason_en: str
     field: str | None = None
     value: str | None = None
+    survey_id: str | None = None  # the row's survey id (case id, point id ...) when it has one
 
 
 @dataclass
@@ -117,6 +136,14 @@ class ImportReport:
     crs_source: str | None = None
     store_crs: str | None = None
     field_mapping: dict[str, str] = field(default_factory=dict)
+    #: source column → field as given for this import ("" leaves a column out)
+    field_overrides: dict[str, str] = field(default_factory=dict)
+    #: per vocabulary field, what every distinct raw value became (see _mapping_entry)
+    value_mappings: list[dict[str, Any]] = field(default_factory=list)
+    #: completed features without a completion date (they count from the import day)
+    completed_undated: int = 0
+    #: value mappings of this import kept for later imports of the layer
+    mappings_remembered: int = 0
     unmatched_fields: list[str] = field(default_factory=list)
     missing_fields: list[str] = field(default_factory=list)
     repaired: int = 0
@@ -184,12 +211,61 @@ class ImportReport:
             parts.extend(self.grid_change.summary(zh))
         for w_zh, w_en in self.warnings:
             parts.append(("注意: " + w_zh) if zh else ("warning: " + w_en))
+        parts.extend(self._mapping_lines(zh))
+        if self.mappings_remembered:
+            parts.append(
+                f"已记住 {self.mappings_remembered} 个值对应，用于以后的导入"
+                if zh
+                else f"{self.mappings_remembered} value mappings remembered for later imports"
+            )
         for r in self.rejected[:20]:
-            parts.append(f"  第 {r.row} 行: {r.reason_zh}" if zh else f"  row {r.row}: {r.reason_en}")
+            sid = f"（{r.survey_id}）" if zh and r.survey_id else f" ({r.survey_id})" if r.survey_id else ""
+            parts.append(
+                f"  第 {r.row} 行{sid}: {r.reason_zh}" if zh else f"  row {r.row}{sid}: {r.reason_en}"
+            )
         if self.rejected_total > 20:
             more = self.rejected_total - 20
             parts.append(f"  … 另有 {more} 行被拒绝" if zh else f"  … {more} more rejected rows")
         return "\n".join(parts)
+
+    def _mapping_lines(self, zh: bool) -> list[str]:
+        """The value tables, for a terminal: every value not matched by its exact name first."""
+        how_zh = {
+            "exact": "精确",
+            "alias": "别名",
+            "remembered": "已记住",
+            "manual": "本次指定",
+            "suggested": "建议",
+            "unrecognised": "未识别",
+            "empty": "空值",
+        }
+        lines: list[str] = []
+        for entry in self.value_mappings:
+            values = sorted(entry["values"], key=lambda v: (v["how"] == "exact", -v["count"]))
+            label = entry["label_zh"] if zh else entry["label_en"]
+            lines.append(
+                f"值对应 {label}（{entry['distinct']} 个值）:"
+                if zh
+                else f"values of {label} ({entry['distinct']}):"
+            )
+            for v in values[:MAX_PRINTED_VALUES]:
+                raw = "（空）" if zh and v["raw"] is None else "(empty)" if v["raw"] is None else v["raw"]
+                how = how_zh["unrecognised" if v["how"] == "suggested" else v["how"]] if zh else v["how"]
+                hint = ""
+                if v["suggestion"]:
+                    hint = f"，建议: {v['suggestion']}" if zh else f", suggested: {v['suggestion']}"
+                rows = f"{v['count']} 行" if zh else f"{v['count']} rows"
+                lines.append(f"  {raw} → {v['code'] or '—'}  [{how}{hint}] {rows}")
+            more = len(values) - MAX_PRINTED_VALUES + (entry["distinct"] - entry["listed"])
+            if more > 0:
+                lines.append(
+                    f"  … 另有 {more} 个值（见 --json）" if zh else f"  … {more} more values (see --json)"
+                )
+        return lines
+
+
+#: A terminal report lists at most this many values per vocabulary field (--json lists more).
+MAX_PRINTED_VALUES = 30
 
 
 @dataclass
@@ -202,6 +278,8 @@ class PreparedImport:
     source_files: list[Path]
     user: str | None = None
     grid_generation: str = ""
+    #: value mappings given for this import: (field, raw, code), remembered at commit when allowed
+    manual_maps: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def now_iso() -> str:
@@ -218,6 +296,20 @@ def get_layer(name: str) -> LayerSpec:
             f"unknown layer: {name} (known: {known})",
             code="unknown_layer",
         ) from None
+
+
+def remembered_mappings(store: Store, spec: LayerSpec) -> dict[str, dict[str, str]]:
+    """The value mappings remembered for ``spec``: ``{field: {vocab_key(raw): code}}``.
+
+    A remembered code that is no longer in the layer's vocabulary is left out (the value then
+    shows as unrecognised again)."""
+    out: dict[str, dict[str, str]] = {}
+    vocabs = spec.vocab_fields
+    for m in store.value_maps(spec.name):
+        allowed = {st.code for st in vocabs.get(m.field, ())} | {UNRECOGNISED}
+        if m.field in vocabs and m.code in allowed:
+            out.setdefault(m.field, {})[m.raw_key] = m.code
+    return out
 
 
 # --- grid cache -------------------------------------------------------------------------------
@@ -270,6 +362,8 @@ def prepare_import(
     limits: ZipLimits | None = None,
     read_limits: ReadLimits | None = None,
     cancelled: Callable[[], bool] | None = None,
+    field_map: dict[str, str] | None = None,
+    value_map: list[tuple[str, str, str]] | None = None,
 ) -> PreparedImport:
     """Read and check a survey file for ``layer`` without writing anything.
 
@@ -290,6 +384,12 @@ def prepare_import(
         Source CRS override: ``EPSG:4548``, an ESRI name, WKT, or ``gcj02``.
     member : str, optional
         Which dataset to read when the source holds several.
+    field_map : dict, optional
+        Column of the file → field of the layer, overriding the matching of names
+        (:func:`apply_field_map`; ``""`` leaves a column out).
+    value_map : list of (field, raw, code), optional
+        Value mappings for this import (:func:`manual_mappings`); they win over every
+        other rule.  Mappings remembered in the store apply too (see :func:`commit_import`).
 
     Returns
     -------
@@ -302,6 +402,8 @@ def prepare_import(
         The file cannot be used at all (unreadable, wrong layer, unknown CRS, no valid row).
     """
     spec = get_layer(layer)
+    manual, manual_list = manual_mappings(spec, value_map)
+    remembered = remembered_mappings(store, spec)
     path = Path(path)
     own_workdir = workdir is None
     if workdir is None:
@@ -331,6 +433,7 @@ def prepare_import(
             hint_lon,
             MAX_FILE_VERTICES,
             limits_used.max_rows,
+            field_map,
             limits=limits_used,
             cancelled=cancelled,
         )
@@ -346,16 +449,27 @@ def prepare_import(
             report.warnings.extend(raw.warnings)
             srs = store.srs_epsg() or _choose_srs(raw)
             report.store_crs = f"EPSG:{srs}"
-            rows = _build_rows(spec, raw, srs, grid, report)
+            rows = _build_rows(
+                spec, raw, srs, grid, report, field_map=field_map, manual=manual, remembered=remembered
+            )
             del raw, picked
         report.checksum = source.checksum
         if len(report.datasets) > 1:  # which of the file's datasets was imported is part of what it is
             report.checksum = hashlib.sha256(f"{source.checksum}\0{report.dataset}".encode()).hexdigest()
+        if report.field_overrides or any(
+            v["how"] in ("manual", "remembered") for e in report.value_mappings for v in e["values"]
+        ):
+            # the same file read with other mappings gives other rows: it is no duplicate of the first
+            report.checksum = hashlib.sha256(
+                f"{report.checksum}\0{_mapping_digest(report)}".encode()
+            ).hexdigest()
         dup = store.find_checksum(spec.name, report.checksum)
         if dup is not None:
             report.status = "duplicate"
             report.duplicate_of = dup.id
-        return PreparedImport(spec, report, rows, srs, path, archive_files(path), user, grid_generation)
+        return PreparedImport(
+            spec, report, rows, srs, path, archive_files(path), user, grid_generation, manual_list
+        )
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -488,6 +602,7 @@ def read_upload(
     hint_lon: float | None,
     max_vertices: int,
     max_rows: int | None = None,
+    field_map: dict[str, str] | None = None,
 ) -> Picked:
     """Check, choose and read the dataset of an unpacked upload for ``layer``.
 
@@ -495,7 +610,7 @@ def read_upload(
     what its name says before any reader opens it, then the dataset for the layer is
     chosen (``member``, or the one whose fields match), a shapefile checked from its
     headers (damage, vertex count against ``max_vertices``), and only the columns the
-    layer uses are decoded.
+    layer uses (as matched, changed by ``field_map``) are decoded.
     """
     spec = (
         layer if isinstance(layer, LayerSpec) else get_layer(layer)
@@ -507,7 +622,11 @@ def read_upload(
     if dataset.kind == "shp":
         _check_shapefile(dataset, max_vertices)
     table = read_dataset(
-        dataset, encoding=encoding, crs=crs, hint_lon=hint_lon, select=functools.partial(_mapped, spec)
+        dataset,
+        encoding=encoding,
+        crs=crs,
+        hint_lon=hint_lon,
+        select=functools.partial(_mapped, spec, field_map),
     )
     # counted here, before anything is sent back: the server process never holds an oversized file
     if max_rows is not None and len(table.attrs) > max_rows:
@@ -525,9 +644,12 @@ def read_upload(
     return Picked([d.name for d in found], dataset, table, attrs)
 
 
-def _mapped(spec: LayerSpec, columns: list[str]) -> list[str]:
-    """The columns of a file that ``spec``'s fields take."""
-    return list(match_fields(columns, spec).mapping)
+def _mapped(spec: LayerSpec, field_map: dict[str, str] | None, columns: list[str]) -> list[str]:
+    """The columns of a file that ``spec``'s fields take (as ``field_map`` changes the matching)."""
+    match = match_fields(columns, spec)
+    if field_map:
+        match = apply_field_map(match, columns, spec, field_map)
+    return list(match.mapping)
 
 
 def _check_shapefile(dataset: Dataset, max_vertices: int) -> None:
@@ -558,7 +680,10 @@ def _choose_srs(raw: RawTable) -> int:
     without the zone prefix); otherwise the 3-degree zone whose central meridian is
     nearest the data (6-degree zones distort areas by more than 0.1% at their edges).
     """
-    geoms = raw.geometry[np.array([g is not None for g in raw.geometry], dtype=bool)]
+    keep = np.array([g is not None for g in raw.geometry], dtype=bool)
+    if raw.misfit is not None:
+        keep &= raw.misfit == 0  # rows rejected for coordinates that do not fit the CRS
+    geoms = raw.geometry[keep]
     geoms = geoms[~shapely.is_empty(geoms)]
     if len(geoms) == 0:
         raise InputError("文件中没有任何几何图形", "the file holds no geometry", code="no_geometry")
@@ -642,7 +767,15 @@ def _shapefile_columns(d: Dataset, encoding: str | None) -> list[str]:
 
 
 def _build_rows(
-    spec: LayerSpec, raw: RawTable, srs: int, grid: Grid | None, report: ImportReport
+    spec: LayerSpec,
+    raw: RawTable,
+    srs: int,
+    grid: Grid | None,
+    report: ImportReport,
+    *,
+    field_map: dict[str, str] | None = None,
+    manual: dict[str, dict[str, str]] | None = None,
+    remembered: dict[str, dict[str, str]] | None = None,
 ) -> FeatureRows:
     n = len(raw.attrs)
     report.rows_read = n
@@ -650,6 +783,9 @@ def _build_rows(
         raise InputError("文件中没有任何要素", "the file holds no features", code="empty_layer")
     columns = raw.columns or [str(c) for c in raw.attrs.columns]
     match = match_fields(columns, spec)
+    if field_map:
+        match = apply_field_map(match, columns, spec, field_map)
+        report.field_overrides = dict(field_map)
     report.field_mapping = dict(match.mapping)
     report.unmatched_fields = [str(truncate(c, 100)) for c in match.unmatched[:MAX_COLUMNS_LISTED]]
     report.missing_fields = list(match.missing)
@@ -680,34 +816,27 @@ def _build_rows(
 
     inverse = {canon: src for src, canon in match.mapping.items()}
     out = pd.DataFrame(index=pd.RangeIndex(n))
-    vocab = {c.field: c for c in spec.categories}
+    vocabs = spec.vocab_fields
+    manual = manual or {}
+    remembered = remembered or {}
+    vocab_results: dict[str, VocabResult] = {}
+    for raw_field in spec.raw_fields:
+        out[raw_field.name] = pd.Series([None] * n, dtype=object)
     for f in spec.fields:
         if f.name not in inverse:
             out[f.name] = pd.Series([None] * n, dtype=object)
             continue
         col = raw.attrs[inverse[f.name]].reset_index(drop=True)
-        if f.name == spec.status_field:
-            vals, bad = normalise_vocab(col.astype(object), spec.statuses, spec.default_status)
-            reject(
-                bad.to_numpy(),
-                f"{f.label_zh}「{{v}}」不在状态列表中",
-                f"unknown {f.label_en} '{{v}}'",
-                f.name,
-                col,
+        if f.name in vocabs:
+            manual_f = manual.get(f.name, {})
+            remembered_f = remembered.get(f.name, {})
+            default = spec.default_status if f.name == spec.status_field else None
+            result = map_vocab(
+                col.astype(object), vocabs[f.name], default, manual=manual_f, remembered=remembered_f
             )
-            out[f.name] = vals
-        elif f.name in vocab:
-            vals, bad = normalise_vocab(col.astype(object), vocab[f.name].values, None)
-            keep_raw = clean_text(col.astype(object))
-            merged = vals.astype(object).where(~bad, keep_raw)
-            if bad.any():
-                report.warnings.append(
-                    (
-                        f"{f.label_zh} 有 {int(bad.sum())} 个值不在词表中，按原值保存",
-                        f"{int(bad.sum())} values of {f.label_en} are outside the vocabulary; kept as given",
-                    )
-                )
-            out[f.name] = merged
+            out[f.name] = result.codes
+            out[f"{f.name}_raw"] = result.raw
+            vocab_results[f.name] = result
         elif f.kind in ("int", "float"):
             nums, bad = parse_numbers(col.astype(object))
             reject(
@@ -753,17 +882,6 @@ def _build_rows(
                     f"{int(early.sum())} rows have a completion date before the found date",
                 )
             )
-    if spec.status_field and spec.completed_field:
-        done = out[spec.status_field].isin(list(spec.completed_statuses))
-        missing_date = done & out[spec.completed_field].isna()
-        if missing_date.any():
-            report.warnings.append(
-                (
-                    f"{int(missing_date.sum())} 个已完成要素没有完成日期，按导入日期计入「截至」统计",
-                    f"{int(missing_date.sum())} completed features have no completion date: counted from the import date",
-                )
-            )
-
     geoms = _clean_geometry(spec, raw, srs, report, reject)
     if grid is not None:
         live = np.flatnonzero([r is None for r in bad_reason])
@@ -803,6 +921,7 @@ def _build_rows(
 
     ok = np.array([r is None for r in bad_reason], dtype=bool)
     by_reason: dict[tuple[str, str, str | None], int] = {}
+    survey_ids = out[spec.id_field] if spec.id_field else None
     for i in np.flatnonzero(~ok).tolist():
         reason = bad_reason[i]
         assert reason is not None
@@ -812,8 +931,16 @@ def _build_rows(
             report.rejected_total += 1
             continue
         quoted = truncate(v, MAX_QUOTED_VALUE) or ""
+        sid = survey_ids.iloc[i] if survey_ids is not None else None
         report.reject(
-            Rejected(i + 1, zh.replace("{v}", quoted), en.replace("{v}", quoted), fname, truncate(v))
+            Rejected(
+                i + 1,
+                zh.replace("{v}", quoted),
+                en.replace("{v}", quoted),
+                fname,
+                truncate(v),
+                truncate(str(sid)) if sid is not None else None,
+            )
         )
     report.rejected_by_reason = [
         {
@@ -833,6 +960,41 @@ def _build_rows(
             details={"rejected": [asdict(r) for r in report.rejected[:100]]},
         )
     attrs = out.loc[ok].reset_index(drop=True)
+    if spec.status_field and spec.completed_field:
+        done = attrs[spec.status_field].isin(list(spec.completed_statuses))
+        missing_date = done & attrs[spec.completed_field].isna()
+        report.completed_undated = int(missing_date.sum())
+        if missing_date.any():
+            label = spec.field(spec.completed_field)
+            report.warnings.append(
+                (
+                    f"{report.completed_undated} 个已完成要素没有{label.label_zh}：按导入当天计为完成，"
+                    f"统计中另列为「已完成（无完成日期）」，逐月图中单独标出",
+                    f"{report.completed_undated} completed features have no {label.label_en.lower()}: they count"
+                    " as completed from the day of the import, shown apart in the statistics (completed,"
+                    " undated) and marked in the monthly chart",
+                )
+            )
+    # the status first, then the categories
+    for name, result in sorted(vocab_results.items(), key=lambda kv: kv[0] != spec.status_field):
+        entry = _mapping_entry(spec, spec.field(name), _recount(result, ok), vocabs[name])
+        report.value_mappings.append(entry)
+        unrecognised = (
+            sum(v["count"] for v in entry["values"] if v["code"] == UNRECOGNISED) + entry["more_unrecognised"]
+        )
+        if unrecognised:
+            report.warnings.append(
+                (
+                    f"{entry['label_zh']} 有 {unrecognised} 行的值未识别：照原值保存，记为「{UNRECOGNISED}」"
+                    + ("，计入总数但不算完成" if name == spec.status_field else "")
+                    + "；可在值对应表中指定",
+                    f"{unrecognised} rows of {entry['label_en']} hold values that match nothing: kept as written"
+                    " and marked 'unrecognised'"
+                    + (", counted in totals, never as completed" if name == spec.status_field else "")
+                    + "; map them in the value table",
+                )
+            )
+
     geoms = geoms[ok]
     keys = keys[ok]
     if spec.is_grid:
@@ -861,6 +1023,148 @@ def _build_rows(
             empty = attrs[m.field].isna().to_numpy() & np.isin(shapely.get_type_id(geoms), (3, 6))
             report.areas_from_geometry += int(empty.sum())
     return FeatureRows(attrs, geoms, keys, units, np.flatnonzero(ok) + 1)
+
+
+def apply_field_map(
+    match: FieldMatch, columns: list[str], spec: LayerSpec, field_map: dict[str, str]
+) -> FieldMatch:
+    """``match`` changed as a person asked: ``field_map`` maps a column of the file to a field
+    of the layer (its name or Chinese or English label), or to ``""`` to leave it out.
+
+    Raises
+    ------
+    InputError
+        ``code="bad_field_map"``: a column the file does not have or a field the layer has not.
+    """
+    mapping = dict(match.mapping)
+    for column, target in field_map.items():
+        if column not in columns:
+            shown = truncate(safe_display_name(str(column)), MAX_QUOTED_VALUE)
+            raise InputError(
+                f"文件中没有字段「{shown}」", f"the file has no column '{shown}'", code="bad_field_map"
+            )
+        mapping.pop(column, None)
+        if not target:
+            continue
+        name = field_name(spec, target)
+        for other in [c for c, f in mapping.items() if f == name]:
+            del mapping[other]
+        mapping[column] = name
+    ordered = {c: mapping[c] for c in columns if c in mapping}
+    used = set(ordered.values())
+    return FieldMatch(
+        mapping=ordered,
+        unmatched=[c for c in columns if c not in ordered],
+        missing=[f.name for f in spec.fields if f.name not in used],
+    )
+
+
+def field_name(spec: LayerSpec, text: str) -> str:
+    """The field of ``spec`` a person names by its name or Chinese or English label.
+
+    Raises
+    ------
+    InputError
+        ``code="bad_field_map"``.
+    """
+    key = vocab_key(text)
+    for f in spec.fields:
+        if key in (vocab_key(f.name), vocab_key(f.label_zh), vocab_key(f.label_en)):
+            return f.name
+    loose = norm_key(text)  # as column headers are matched: "面积", "违建面积(m²)", "MJ"
+    for f in spec.fields:
+        if loose and loose in {norm_key(n) for n in (f.name, f.label_zh, f.label_en, *f.aliases)}:
+            return f.name
+    shown = truncate(safe_display_name(str(text)), MAX_QUOTED_VALUE)
+    names = "、".join(f"{f.name}({f.label_zh})" for f in spec.fields)
+    raise InputError(
+        f"图层「{spec.label_zh}」没有字段「{shown}」（可选: {names}）",
+        f"layer {spec.label_en} has no field '{shown}' ({', '.join(f.name for f in spec.fields)})",
+        code="bad_field_map",
+    )
+
+
+def manual_mappings(
+    spec: LayerSpec, entries: list[tuple[str, str, str]] | None
+) -> tuple[dict[str, dict[str, str]], list[tuple[str, str, str]]]:
+    """Value mappings given for one import, checked: ``(field, raw, code)`` where the field is
+    a vocabulary field's name or label, the raw text as written and the code a value's code
+    or label (or 未识别).  Returns ``{field: {vocab_key(raw): code}}`` and the entries with
+    the field's name and the code resolved.
+
+    Raises
+    ------
+    InputError
+        ``code="bad_mapping"`` for a field without a vocabulary or an unknown code.
+    """
+    out: dict[str, dict[str, str]] = {}
+    resolved: list[tuple[str, str, str]] = []
+    vocabs = spec.vocab_fields
+    for field_text, raw, code_text in entries or []:
+        name = field_name(spec, field_text)
+        if name not in vocabs:
+            f = spec.field(name)
+            choices = "、".join(spec.field(v).label_zh for v in vocabs) or "—"
+            raise InputError(
+                f"字段「{f.label_zh}」没有取值表，不能指定值的对应（可指定: {choices}）",
+                f"field {f.label_en} has no vocabulary: values can be mapped only for "
+                f"{', '.join(spec.field(v).label_en for v in vocabs) or '—'}",
+                code="bad_mapping",
+            )
+        key = vocab_key(raw)
+        if not key:
+            raise InputError("原值不能为空", "the raw value to map is empty", code="bad_mapping")
+        code = resolve_code(vocabs[name], code_text)
+        out.setdefault(name, {})[key] = code
+        resolved.append((name, str(raw).strip(), code))
+    return out, resolved
+
+
+def _recount(result: VocabResult, ok: np.ndarray) -> VocabResult:
+    """``result`` with its value table counted over the rows ``ok`` (the rows imported)."""
+    raw = result.raw[ok]
+    counts = raw.value_counts(dropna=True)
+    empty = int(raw.isna().sum())
+    values = []
+    for v in result.values:
+        count = empty if v.raw is None else int(counts.get(v.raw, 0))
+        if count:
+            values.append(replace(v, count=count))
+    values.sort(key=lambda v: -v.count)
+    return VocabResult(result.codes[ok], raw, values)
+
+
+def _mapping_entry(
+    spec: LayerSpec, f: Field, result: VocabResult, vocab: tuple[Status, ...]
+) -> dict[str, Any]:
+    """The value table of one vocabulary field for the import report."""
+    listed = result.values[:MAX_MAPPED_VALUES]
+    rest = result.values[MAX_MAPPED_VALUES:]
+    choices = [*vocab, UNRECOGNISED_STATUS]
+    return {
+        "field": f.name,
+        "label_zh": f.label_zh,
+        "label_en": f.label_en,
+        "distinct": len(result.values),
+        "listed": len(listed),
+        "more_rows": sum(v.count for v in rest),
+        "more_unrecognised": sum(v.count for v in rest if v.code == UNRECOGNISED),
+        "values": [
+            {
+                "raw": truncate(v.raw),
+                "code": v.code,
+                "how": v.how,
+                "count": v.count,
+                "suggestion": v.suggestion,
+                "qualified": v.qualified,
+            }
+            for v in listed
+        ],
+        "codes": [
+            {"code": st.code, "label_zh": st.label_zh, "label_en": st.label_en, "completed": st.completed}
+            for st in choices
+        ],
+    }
 
 
 def _clean_geometry(
@@ -923,6 +1227,8 @@ def _clean_geometry(
                 code="wrong_geometry_type",
             )
     ok &= allowed
+    if raw.misfit is not None:
+        ok &= ~_reject_misfits(raw.misfit, geoms, ok, reject)
     # to the store CRS
     idx = np.flatnonzero(ok)
     src_crs = pyproj.CRS.from_epsg(4490) if raw.gcj02 else raw.crs
@@ -975,6 +1281,25 @@ def _clean_geometry(
     return geoms
 
 
+def _reject_misfits(misfit: np.ndarray, geoms: np.ndarray, ok: np.ndarray, reject: Any) -> np.ndarray:
+    """Reject the rows among ``ok`` whose coordinates do not fit the CRS (:attr:`RawTable.misfit`),
+    each with its reason and its coordinates as they are in the file; returns their mask."""
+    bad = ok & (misfit != 0)
+    idx = np.flatnonzero(bad)
+    if len(idx) == 0:
+        return bad
+    text = np.full(len(geoms), None, dtype=object)
+    text[idx] = [
+        f"{x0:.12g}, {y0:.12g}" if (x0, y0) == (x1, y1) else f"{x0:.12g}, {y0:.12g} … {x1:.12g}, {y1:.12g}"
+        for x0, y0, x1, y1 in shapely.bounds(geoms[idx]).tolist()
+    ]
+    values = pd.Series(text, dtype=object)
+    for code in np.unique(misfit[idx]).tolist():
+        zh, en = crsmod.misfit_reason(int(code))
+        reject(bad & (misfit == code), zh, en, None, values)
+    return bad
+
+
 def _extract(geom: Any, want: str) -> Any:
     """Keep the parts of ``geom`` of type ``want`` (after make_valid)."""
     tid = {"Polygon": (3, 6), "LineString": (1, 5), "Point": (0, 4)}[want]
@@ -1015,6 +1340,8 @@ def commit_import(
     user: str | None = None,
     *,
     admin: bool | None = None,
+    dry_run: bool = False,
+    remember: bool | None = None,
     valid_from: object = None,
     tz: str | None = None,
 ) -> ImportReport:
@@ -1035,6 +1362,12 @@ def commit_import(
     today in the time zone ``tz``; see :mod:`geo.versions`) and assigns every feature row
     version of every layer to it, in the same transaction.
 
+    With ``dry_run`` the whole write is done and then rolled back, so the report's added,
+    updated, unchanged and rejected figures are exactly what a commit made now would do.
+    Value mappings given for the import (``prepared.manual_maps``) are remembered for
+    later imports of the layer when ``remember`` -- by default, when the account may update
+    any feature (an admin, or the command line: :func:`may_update_any`).
+
     Parameters
     ----------
     store : Store
@@ -1045,6 +1378,10 @@ def commit_import(
     admin : bool, optional
         Whether the importing account is an admin; when not given it is looked up
         (:func:`may_update_any`).
+    dry_run : bool
+        Write nothing (see above).
+    remember : bool, optional
+        Whether to remember this import's value mappings (see above).
     """
     report = prepared.report
     report.status, report.duplicate_of = "preview", None  # decided below, inside the transaction
@@ -1064,11 +1401,37 @@ def commit_import(
             if dup is not None:
                 raise Duplicate(dup.id)
         with store.transaction():
-            _commit(store, prepared, user or prepared.user, admin, valid_from, tz)
+            _commit(store, prepared, user or prepared.user, admin, remember, dry_run, valid_from, tz)
+            if dry_run:
+                raise _DryRun
     except Duplicate as dup:
         report.status = "duplicate"
         report.duplicate_of = dup.batch_id
+    except _DryRun:
+        report.status = "preview"
+        report.dry_run = True
+        report.batch_id = None
+        if report.grid_change is not None:
+            report.grid_change.version = None  # the version it would make was rolled back with it
+    except StoreError as exc:
+        # a dry run on a store that cannot be written now still reads and checks the file
+        if not dry_run or exc.code not in ("store_busy", "store_read_only"):
+            raise
+        report.status, report.dry_run, report.batch_id = "preview", True, None
+        report.added = report.updated = report.unchanged = report.removed = 0
+        report.warnings.append(
+            (
+                "存储正忙或只读：新增、更新条数未能预先算出（导入时会算）",
+                "the store is busy or read-only: the added and updated figures could not be worked out"
+                " (the import will)",
+            )
+        )
+        preview_grid(store, prepared, valid_from, tz)
     return report
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run's write transaction so that it is rolled back."""
 
 
 def _commit(
@@ -1076,6 +1439,8 @@ def _commit(
     prepared: PreparedImport,
     user: str | None,
     admin: bool | None,
+    remember: bool | None = None,
+    dry_run: bool = False,
     valid_from: object = None,
     tz: str | None = None,
 ) -> None:
@@ -1091,7 +1456,8 @@ def _commit(
         dup = store.find_checksum(spec.name, report.checksum, rows.keys)
         if dup is not None:
             raise Duplicate(dup.id)
-    rows = keep_own_rows(store, spec, rows, report, user, may_update_any(store, user, admin))
+    any_owner = may_update_any(store, user, admin)
+    rows = keep_own_rows(store, spec, rows, report, user, any_owner)
     batch = Batch(
         0,
         spec.name,
@@ -1108,7 +1474,7 @@ def _commit(
         report.encoding,
         report.crs,
     )
-    batch_id = store.new_batch(batch, prepared.source_files)
+    batch_id = store.new_batch(batch, None if dry_run else prepared.source_files)
     if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:
         # the grid changed since the preview: assign again
         grid = load_grid(store)
@@ -1136,6 +1502,8 @@ def _commit(
             rows.units[result.rows],
         )
     _update_extent(store, spec, rows)
+    if prepared.manual_maps and (any_owner if remember is None else remember):
+        report.mappings_remembered = _remember(store, spec, prepared.manual_maps)
     report.batch_id = batch_id
     report.status = "committed"
     store.finish_batch(
@@ -1149,6 +1517,32 @@ def _commit(
         },
         report.to_dict(),
     )
+
+
+def _mapping_digest(report: ImportReport) -> str:
+    """What the field and value mappings made of a file, as one canonical text."""
+    decided = sorted(
+        (e["field"], vocab_key(v["raw"] or ""), v["code"] or "")
+        for e in report.value_mappings
+        for v in e["values"]
+        if v["how"] in ("manual", "remembered")
+    )
+    return json.dumps([sorted(report.field_overrides.items()), decided], ensure_ascii=False)
+
+
+def _remember(store: Store, spec: LayerSpec, entries: list[tuple[str, str, str]]) -> int:
+    """Keep value mappings for later imports of ``spec``; returns how many were newly kept (a
+    value that is a code's own name needs none; one kept already is not kept again)."""
+    kept = 0
+    held = {(m.field, m.raw_key): m.code for m in store.value_maps(spec.name)}
+    for name, raw, code in entries:
+        exact = {vocab_key(w) for st in spec.vocab_fields[name] for w in (st.code, st.label_zh, st.label_en)}
+        key = vocab_key(raw)
+        if key in exact or held.get((name, key)) == code:  # nothing to remember, or already kept
+            continue
+        store.save_value_map(spec.name, name, key, raw, code)
+        kept += 1
+    return kept
 
 
 def may_update_any(store: Store, user: str | None, admin: bool | None = None) -> bool:
@@ -1340,18 +1734,21 @@ def import_file(
             "a valid-from date applies to the unit grid only",
             code="bad_valid_from",
         )
+    remember = kwargs.pop("remember", None)
     prepared = prepare_import(store, layer, path, **kwargs)
-    if dry_run:
+    if prepared.report.status == "duplicate" and dry_run:
         prepared.report.dry_run = True
         preview_grid(store, prepared, valid_from, tz)
         return prepared.report
-    return commit_import(store, prepared, user=user, valid_from=valid_from, tz=tz)
+    return commit_import(
+        store, prepared, user=user, dry_run=dry_run, remember=remember, valid_from=valid_from, tz=tz
+    )
 
 
 def preview_grid(
     store: Store, prepared: PreparedImport, valid_from: object = None, tz: str | None = None
 ) -> None:
-    """For a grid file not yet written: check ``valid_from`` and put the units it would add,
+    """For a grid file not written: check ``valid_from`` and put the units it would add,
     remove and reshape in the report (features are assigned when it is committed)."""
     if not prepared.spec.is_grid:
         return

@@ -4,7 +4,8 @@ CSV and XLSX tables with coordinate columns.
 :func:`open_source` unpacks an upload safely into a working directory and lists
 the datasets inside; :func:`read_dataset` reads one into a :class:`RawTable` with
 its text decoded and its CRS resolved (from the file, an override, or inferred
-from coordinate magnitudes — and then said so).
+from the magnitudes of the bulk of its coordinates — and then said so), the rows whose
+coordinates do not fit that CRS marked with the reason (:attr:`RawTable.misfit`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from geo.dbf import read_dbf, read_point_shp
 from geo.encoding import detect_dbf_encoding, looks_like_mojibake, normalize_encoding, zip_member_name
 from geo.errors import (
     DISK_FULL_ERRNOS,
-    CRSError,
     EncodingError,
     GridwatchError,
     InputError,
@@ -127,6 +127,9 @@ class RawTable:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     #: every attribute column of the file, in order; ``attrs`` holds only those read
     columns: list[str] = field(default_factory=list)
+    #: per row, why its coordinates do not fit the CRS (``geo.crs.MISFIT_*``, see
+    #: :func:`geo.crs.misfit_reason`; 0: they fit, or are judged later); None when all fit
+    misfit: np.ndarray | None = None
 
     @property
     def crs_label(self) -> str:
@@ -1125,31 +1128,85 @@ def _find_col(columns: pd.Index, names: tuple[str, ...]) -> str | None:
 
 
 def _resolve_crs(table: RawTable, override: crsmod.CRSChoice | None, hint_lon: float | None) -> None:
+    """Settle the CRS of ``table`` and which of its rows have coordinates that do not fit it.
+
+    Without a declared CRS it is inferred from the bulk of the rows
+    (:func:`geo.crs.infer_crs_rows`); a declared one (``override``, a .prj, the file's own) is
+    checked row by row (:func:`geo.crs.fit_rows`) and refused when most rows do not fit it —
+    but a GeoJSON without a ``crs`` member, lon/lat only by convention, whose coordinates are
+    mostly not lon/lat has its CRS inferred instead.  The rows that do not fit are marked in
+    :attr:`RawTable.misfit`, to be rejected by row.
+    """
     if override is not None:
         table.crs = override.crs
         table.gcj02 = override.gcj02
         table.crs_source = "override"
-    elif table.crs is None:
-        geoms = table.geometry
-        valid = np.array([g is not None for g in geoms], dtype=bool)
-        present = geoms[valid]
-        present = present[~shapely.is_empty(present)]
-        if len(present) == 0:
-            raise InputError("文件中没有任何几何图形", "the file holds no geometry", code="no_geometry")
-        coords = shapely.get_coordinates(present)
-        if len(coords) > 200_000:
-            coords = coords[:: len(coords) // 200_000 + 1]
-        guess = crsmod.infer_crs(coords[:, 0], coords[:, 1], hint_lon=hint_lon)
-        table.crs = guess.crs
-        table.crs_source = "inferred"
-        table.crs_note = (guess.reason_zh, guess.reason_en)
-        table.warnings.append((guess.reason_zh, guess.reason_en))
     if table.crs is None and not table.gcj02:
-        raise CRSError("无法确定坐标系，请用 --crs 指定", "cannot tell the coordinate system: pass --crs")
+        geoms = table.geometry
+        if (shapely.is_missing(geoms) | shapely.is_empty(geoms)).all():
+            raise InputError("文件中没有任何几何图形", "the file holds no geometry", code="no_geometry")
+        _infer_crs(table, shapely.bounds(geoms), hint_lon)
+    else:
+        _check_declared(table, hint_lon)
     if table.crs is not None:
         w = crsmod.datum_warning(table.crs)
         if w is not None:
             table.warnings.append(w)
+
+
+def _infer_crs(table: RawTable, bounds: np.ndarray, hint_lon: float | None) -> None:
+    guess, fit = crsmod.infer_crs_rows(
+        bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3], hint_lon=hint_lon
+    )
+    table.crs = guess.crs
+    table.crs_source = "inferred"
+    table.crs_note = (guess.reason_zh, guess.reason_en)
+    table.warnings.append((guess.reason_zh, guess.reason_en))
+    table.warnings.append(crsmod.inferred_note(fit))
+    table.misfit = fit.codes if fit.misfit else None
+
+
+def _check_declared(table: RawTable, hint_lon: float | None) -> None:
+    crs = pyproj.CRS.from_epsg(4326) if table.gcj02 else table.crs
+    if crs is None:
+        return
+    bounds = shapely.bounds(table.geometry)
+    fit = crsmod.fit_rows(crs, bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+    if fit is None or fit.total == 0:
+        return
+    if fit.fit < crsmod.DECLARED_MAJORITY * fit.total:
+        if (
+            table.crs_source == "file"
+            and table.dataset.kind == "geojson"
+            and not _declares_crs(table.dataset)
+        ):
+            declared = table.crs_label
+            _infer_crs(table, bounds, hint_lon)
+            table.warnings.insert(
+                -2,
+                (
+                    f"GeoJSON 文件没有声明坐标系（crs），按惯例应为经纬度（{declared}），但大多数坐标不是经纬度：改为按坐标推断",
+                    f"the GeoJSON declares no crs, so lon/lat by convention ({declared}), but most of its "
+                    "coordinates are not lon/lat: the CRS is inferred from them instead",
+                ),
+            )
+            return
+        raise crsmod.declared_mismatch(
+            table.crs_label, table.crs_source, fit, (bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+        )
+    table.misfit = fit.codes if fit.misfit else None
+
+
+def _declares_crs(dataset: Dataset) -> bool:
+    """Whether a GeoJSON has a ``crs`` member (read as :func:`_check_geojson_crs` does)."""
+    with open(dataset.path, "rb") as fh:
+        tail = b""
+        while chunk := fh.read(1 << 22):
+            block = _ASCII_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), tail + chunk)
+            if _GEOJSON_CRS.search(block):
+                return True
+            tail = block[-(1 << 16) :]
+    return False
 
 
 def cleanup(workdir: Path) -> None:

@@ -208,6 +208,24 @@ class AuditEntry:
     detail: str | None = None
 
 
+@dataclass
+class ValueMap:
+    """A remembered value mapping: in ``layer``'s ``field``, the raw text whose
+    :func:`geo.values.vocab_key` is ``raw_key`` is stored as ``code``.  Removing one marks it
+    (``removed_at``); it is never erased."""
+
+    id: int
+    layer: str
+    field: str
+    raw_key: str
+    raw: str
+    code: str
+    user: str | None
+    created_at: str
+    removed_at: str | None = None
+    removed_by: str | None = None
+
+
 class Store(Protocol):
     """What every backend provides.  All writes happen inside :meth:`transaction`."""
 
@@ -368,6 +386,20 @@ class Store(Protocol):
     def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int: ...
 
     def layer_count(self, spec: LayerSpec) -> int: ...
+
+    # remembered value mappings
+    def value_maps(self, layer: str | None = None, *, include_removed: bool = False) -> list[ValueMap]:
+        """Remembered value mappings (of ``layer``), oldest first; removed ones only when asked."""
+        ...
+
+    def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
+        """Remember a mapping (replacing the one kept for the same layer, field and key); audited."""
+        ...
+
+    def remove_value_map(self, map_id: int) -> ValueMap:
+        """Mark a remembered mapping removed; audited.  :class:`geo.errors.NotFound` for an
+        unknown id, :class:`geo.errors.Conflict` when it already is."""
+        ...
 
     # accounts and audit trail
     def admin_transaction(self) -> AbstractContextManager[None]:

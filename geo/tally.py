@@ -43,6 +43,7 @@ from geo.store import UNASSIGNED, GridVersion, Store
 from geo.values import parse_date, parse_month
 from geo.versions import in_force, parse_grid
 from layers import LayerSpec
+from layers.base import UNRECOGNISED_CODE
 
 LEVELS = ("grid", "community", "street", "district")
 LEVEL_LABELS = {
@@ -167,6 +168,10 @@ class Facts:
     # int8 index into the values of spec.shape_category (-1: empty or outside the
     # vocabulary), for map markers; None when the layer declares no shape_field
     shape: np.ndarray | None = None
+    # bool: the status matched nothing in the vocabulary (未识别)
+    unrecognised: np.ndarray | None = None
+    # bool: completed without a completion date (counted from the day of its import)
+    undated: np.ndarray | None = None
     # tally row of each feature per (level, within), with the hierarchy it was computed for
     positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
     #: fid of each feature row version (ordered)
@@ -353,7 +358,8 @@ def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
     found = _dates(table, spec.found_field, n)
     found = np.where(np.isnat(found), imported, found)
     done = _dates(table, spec.completed_field, n)
-    done = np.where(completed & np.isnat(done), imported, done)
+    undated = np.asarray(completed, dtype=bool) & np.isnat(done)
+    done = np.where(undated, imported, done)
     done = np.where(completed, done, np.datetime64("NaT"))
     measures: dict[str, np.ndarray] = {}
     for m in spec.measures:
@@ -361,6 +367,11 @@ def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
         if m.from_geometry:
             vals = np.where(np.isnan(vals), _floats(table, "gw_area", n), vals)
         measures[m.key] = np.nan_to_num(vals, nan=0.0)
+    unrecognised = (
+        pc.fill_null(pc.equal(status, UNRECOGNISED_CODE), False).to_numpy(zero_copy_only=False)
+        if status is not None
+        else np.zeros(n, dtype=bool)
+    )
     return Facts(
         table.column("gw_unit").combine_chunks(),
         np.asarray(completed, dtype=bool),
@@ -369,6 +380,8 @@ def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
         measures,
         status,
         _shape_index(table, spec),
+        unrecognised=np.asarray(unrecognised, dtype=bool),
+        undated=undated,
         fids=np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
     )
 
@@ -431,6 +444,11 @@ def column_labels(specs: list[LayerSpec], with_targets: bool = True) -> dict[str
         labels[f"{spec.name}_total"] = (f"{z}总数", f"{e}: total")
         labels[f"{spec.name}_completed"] = (f"{z}已完成", f"{e}: completed")
         labels[f"{spec.name}_rate"] = (f"{z}完成率", f"{e}: completion rate")
+        labels[f"{spec.name}_unrecognised"] = (f"{z}状态未识别", f"{e}: status unrecognised")
+        labels[f"{spec.name}_completed_undated"] = (
+            f"{z}已完成(无完成日期)",
+            f"{e}: completed, undated",
+        )
         for m in spec.measures:
             unit = "(m²)" if m.unit == "m2" else ""
             labels[m.total_column(spec.name)] = (f"{z}{m.label_zh}{unit}", f"{e}: {m.label_en.lower()}{unit}")
@@ -550,6 +568,14 @@ def tally(
         comp = np.bincount(pos[done], minlength=nrows)
         table[f"{spec.name}_total"] = total.astype(np.int64)
         table[f"{spec.name}_completed"] = comp.astype(np.int64)
+        if spec.status_field:
+            assert facts.unrecognised is not None and facts.undated is not None
+            odd = pos[mask & facts.unrecognised] if isinstance(mask, np.ndarray) else pos[facts.unrecognised]
+            table[f"{spec.name}_unrecognised"] = np.bincount(odd, minlength=nrows).astype(np.int64)
+            if spec.completed_field:
+                table[f"{spec.name}_completed_undated"] = np.bincount(
+                    pos[done & facts.undated], minlength=nrows
+                ).astype(np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
             table[f"{spec.name}_rate"] = np.where(total > 0, comp / np.maximum(total, 1), np.nan)
         for m in spec.measures:

@@ -57,9 +57,7 @@ from geo.importer import (
     ImportReport,
     PreparedImport,
     commit_import,
-    keep_own_rows,
     load_grid,
-    may_update_any,
     prepare_import,
     preview_grid,
 )
@@ -325,6 +323,11 @@ def _settings(folder: Path, upload_id: str) -> dict[str, Any]:
             for k in ("encoding", "crs", "member", "owner")
         )
     )
+    if ok:
+        try:
+            check_mapping_params(params)
+        except InputError:
+            ok = False
     if not ok:
         raise _damaged(upload_id)
     return dict(params)
@@ -455,39 +458,51 @@ def preview(
 ) -> ImportReport:
     """The import report of a staged upload (nothing is written).
 
-    ``overrides`` may change ``layer``, ``encoding``, ``crs`` or ``member`` for a re-read;
-    they are kept for the commit once the re-read succeeded (a re-read that fails leaves
-    the upload as it was).  Rows that would update features of another account's batch
-    (:func:`geo.importer.keep_own_rows`, for ``user``) are reported rejected, as the
-    commit would reject them now.  For the unit grid the report says which units the file
-    adds, removes and reshapes and the day its version would be in force from
-    (``valid_from``, default today in the time zone ``tz``), checked as the commit checks it.
+    ``overrides`` may change ``layer``, ``encoding``, ``crs``, ``member``, ``field_map``
+    (column → field), ``value_map`` (``[field, raw, code]`` triples) or ``remember`` for a
+    re-read; they are kept for the commit once the re-read succeeded (a re-read that fails
+    leaves the upload as it was).  The write is made and rolled back
+    (:func:`geo.importer.commit_import` with ``dry_run``), so the added, updated, unchanged
+    and rejected figures -- rows that would update features of another account's batch
+    included -- are exactly what the commit would do now.  For the unit grid the report
+    says which units the file adds, removes and reshapes, the features that would change
+    unit and the day its version would be in force from (``valid_from``, default today in
+    the time zone ``tz``), checked as the commit checks it.
     """
     folder = _folder(data_dir, upload_id)
     with _locked(folder, upload_id, "preview"):
         params = _settings(folder, upload_id)
+        changed = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
         changed = {
-            k: (v or None)
-            for k, v in overrides.items()
-            if k in ("layer", "encoding", "crs", "member") and v is not None
+            k: (v or None) if k in ("layer", "encoding", "crs", "member") else v for k, v in changed.items()
         }
+        check_mapping_params(changed)
         wanted = {**params, **changed}
+        if wanted.get("layer") != params.get("layer"):  # mappings belong to the layer they were made for
+            for key in ("field_map", "value_map"):
+                if key not in changed:
+                    wanted.pop(key, None)
         prepared = _prepare(store, folder, wanted, limits=limits)
         report = prepared.report
-        if report.checksum:  # the exact answer the commit would give now
-            dup = store.find_checksum(prepared.spec.name, report.checksum, prepared.rows.keys)
-            report.status = "duplicate" if dup is not None else "preview"
-            report.duplicate_of = dup.id if dup is not None else None
-        prepared.rows = keep_own_rows(
-            store, prepared.spec, prepared.rows, report, user, may_update_any(store, user, admin)
-        )
         if valid_from is not None and not prepared.spec.is_grid:
             raise InputError(
                 "生效日期只适用于单元网格",
                 "a valid-from date applies to the unit grid only",
                 code="bad_valid_from",
             )
-        preview_grid(store, prepared, valid_from, tz)
+        if report.status != "duplicate":
+            commit_import(
+                store,
+                prepared,
+                user=user,
+                admin=admin,
+                dry_run=True,
+                remember=_remember(wanted, admin),
+                valid_from=valid_from,
+                tz=tz,
+            )
+        else:
+            preview_grid(store, prepared, valid_from, tz)
         try:
             if wanted != params:
                 (folder / _FEATURES_FILE).unlink(missing_ok=True)  # never features of other settings
@@ -496,6 +511,59 @@ def preview(
         except OSError as exc:
             raise _staging_failed(exc) from exc
     return report
+
+
+#: Settings of a staged upload a re-read may change.
+_OVERRIDES = ("layer", "encoding", "crs", "member", "field_map", "value_map", "remember")
+#: Bounds of the mappings a form may send.
+MAX_FIELD_MAP = 1000
+MAX_VALUE_MAP = 10_000
+MAX_MAP_TEXT = 1000
+
+
+def check_mapping_params(params: dict[str, Any]) -> None:
+    """Check the shape of ``field_map``, ``value_map`` and ``remember`` in upload settings.
+
+    Raises
+    ------
+    InputError
+        ``code="bad_mapping"``.
+    """
+    bad = InputError(
+        "字段或值对应的格式不对", "the field or value mappings are malformed", code="bad_mapping"
+    )
+    fm = params.get("field_map")
+    if fm is not None and not (
+        isinstance(fm, dict)
+        and len(fm) <= MAX_FIELD_MAP
+        and all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_MAP_TEXT and len(v) <= MAX_MAP_TEXT
+            for k, v in fm.items()
+        )
+    ):
+        raise bad
+    vm = params.get("value_map")
+    if vm is not None and not (
+        isinstance(vm, list)
+        and len(vm) <= MAX_VALUE_MAP
+        and all(
+            isinstance(e, list)
+            and len(e) == 3
+            and all(isinstance(x, str) and 0 < len(x) <= MAX_MAP_TEXT for x in e)
+            for e in vm
+        )
+    ):
+        raise bad
+    if params.get("remember") is not None and not isinstance(params["remember"], bool):
+        raise bad
+
+
+def _remember(params: dict[str, Any], admin: bool | None) -> bool | None:
+    """Remember the upload's value mappings: an admin's, unless the form said not to."""
+    if admin is False:
+        return False
+    remember = params.get("remember")
+    return None if remember is None else bool(remember)
 
 
 def commit(
@@ -527,7 +595,15 @@ def commit(
     with _locked(folder, upload_id, "commit"):
         params = _settings(folder, upload_id)
         prepared = _prepare(store, folder, params, user=user, limits=limits)
-        report = commit_import(store, prepared, user=user, admin=admin, valid_from=valid_from, tz=tz)
+        report = commit_import(
+            store,
+            prepared,
+            user=user,
+            admin=admin,
+            remember=_remember(params, admin),
+            valid_from=valid_from,
+            tz=tz,
+        )
         shutil.rmtree(folder, ignore_errors=True)
     if report.status == "duplicate":
         raise Conflict(
@@ -555,6 +631,8 @@ def _prepare(
         member=params.get("member"),
         user=user,
         limits=limits,
+        field_map=params.get("field_map") or None,
+        value_map=[(f, r, c) for f, r, c in params.get("value_map") or ()] or None,
     )
 
 

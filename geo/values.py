@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,25 +30,32 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geo.errors import InputError
-from layers.base import LayerSpec, Status
+from layers.base import UNRECOGNISED_CODE, LayerSpec, Status
 
 __all__ = [
     "DATE_MAX_YEAR",
     "DATE_MIN_YEAR",
     "EXCEL_EPOCH",
     "EXCEL_SERIAL_RANGE",
+    "UNRECOGNISED",
     "FieldMatch",
+    "ValueMapping",
+    "VocabResult",
     "clean_text",
+    "is_qualified",
+    "map_vocab",
     "match_fields",
     "norm_key",
-    "normalise_vocab",
     "parse_date",
     "parse_dates",
     "parse_month",
     "parse_numbers",
+    "resolve_code",
     "safe_display_name",
     "strip_controls",
+    "suggest_code",
     "terminal_safe",
+    "vocab_key",
 ]
 
 DATE_MIN_YEAR = 1950
@@ -586,49 +594,215 @@ def _bad_date(text: str) -> InputError:
 
 # --------------------------------------------------------------------------- vocabularies
 
+#: The code a status or category value gets when it matches nothing: kept, counted in
+#: totals, never completed, and listed in the import report for someone to map.
+UNRECOGNISED = UNRECOGNISED_CODE
 
-def _vocab_keys(vocab: Iterable[Status]) -> dict[str, str]:
-    keys: dict[str, str] = {}
+#: How a raw value came to its code (see :class:`ValueMapping`).
+MappingHow = Literal["exact", "alias", "remembered", "manual", "suggested", "unrecognised", "empty"]
+
+#: Words that defer, negate, plan, qualify or question.  A value holding one of them is never
+#: taken as a *completed* status by a rule -- 暂缓拆除, 待拆除, 拟拆除, 不予拆除, 拆除未完成,
+#: 部分拆除 and 不拆除 all contain 拆除 but none says the site is gone.  Matched on the
+#: :func:`vocab_key` of the value (simplified, lower case, no spaces or punctuation).
+QUALIFIERS: tuple[str, ...] = (
+    "暂缓", "暂不", "暂停", "暂未", "缓拆", "延期", "推迟", "待", "拟", "不予", "不", "未", "尚未", "没",
+    "无法", "非", "否", "拒", "部分", "局部", "一半", "半", "计划", "规划", "申请", "准备", "将", "预",
+    "中止", "终止", "撤销", "取消", "中", "正在", "进行", "?",
+    "not", "no", "pending", "partial", "partly", "plan", "defer", "postpone", "tobe", "un", "never",
+    "ongoing", "progress", "refus", "reject", "cancel", "suspend", "todo",
+)  # fmt: skip
+
+_T2S: Any = None
+
+
+def _to_simplified(text: str) -> str:
+    """Traditional characters to simplified (OpenCC's t2s tables)."""
+    global _T2S
+    if _T2S is None:
+        import opencc
+
+        _T2S = opencc.OpenCC("t2s")
+    return str(_T2S.convert(text))
+
+
+def vocab_key(value: object) -> str:
+    """The key a vocabulary value is matched on.
+
+    Unicode NFKC (full-width forms become half-width), traditional characters become
+    simplified, lower case, and every space, punctuation mark and control character is
+    dropped: ``" 已拆除。"``, ``"已 拆 除"``, ``"已拆除"`` (traditional) and ``"ＤＯＮＥ"``
+    give the keys of ``已拆除`` and ``done``.
+
+    Examples
+    --------
+    >>> vocab_key("補辦手續（已）")
+    '补办手续已'
+    >>> vocab_key("In-Progress")
+    'inprogress'
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = unicodedata.normalize("NFKC", str(value))
+    if not text.isascii():
+        text = _to_simplified(text)
+    return "".join(ch for ch in text.casefold() if unicodedata.category(ch)[0] not in "PZC")
+
+
+def is_qualified(key: str) -> bool:
+    """Whether a :func:`vocab_key` holds a word that defers, negates, plans or qualifies."""
+    return any(q in key for q in QUALIFIERS)
+
+
+@dataclass
+class ValueMapping:
+    """What one distinct raw value of a vocabulary field became.
+
+    Attributes
+    ----------
+    raw : str or None
+        The value as written (cleaned of controls and outer spaces); None for empty values.
+    code : str or None
+        The code it is stored as: a vocabulary code, :data:`UNRECOGNISED`, or the default
+        for empty values.
+    how : str
+        ``"exact"`` (the code or its Chinese or English label), ``"alias"`` (a declared
+        alias), ``"remembered"`` (a mapping confirmed earlier and kept in the store),
+        ``"manual"`` (given for this import), ``"suggested"`` (not mapped: ``suggestion``
+        is what containment or similarity proposes), ``"unrecognised"`` or ``"empty"``.
+    count : int
+        Rows holding it.
+    suggestion : str or None
+        For ``"suggested"``: the proposed code.  Never a completed status for a value that
+        defers, negates, plans or qualifies (see :data:`QUALIFIERS`).
+    qualified : bool
+        The value holds one of :data:`QUALIFIERS`.
+    """
+
+    raw: str | None
+    code: str | None
+    how: MappingHow
+    count: int
+    suggestion: str | None = None
+    qualified: bool = False
+
+    @property
+    def key(self) -> str:
+        return "" if self.raw is None else vocab_key(self.raw)
+
+
+@dataclass
+class VocabResult:
+    """Result of :func:`map_vocab`: a code and the raw text per row, and one
+    :class:`ValueMapping` per distinct value, most frequent first."""
+
+    codes: pd.Series
+    raw: pd.Series
+    values: list[ValueMapping]
+
+    @property
+    def unrecognised(self) -> pd.Series:
+        return self.codes == UNRECOGNISED
+
+
+def _vocab_words(vocab: Iterable[Status]) -> tuple[dict[str, str], dict[str, str]]:
+    """Keys of the codes and labels (exact) and of the aliases, each to its code; a key
+    shared by two statuses belongs to the first in ``vocab``."""
+    exact: dict[str, str] = {}
+    alias: dict[str, str] = {}
     for st in vocab:
-        for word in (st.code, st.label_zh, st.label_en, *st.aliases):
-            key = norm_key(word)
+        for word in (st.code, st.label_zh, st.label_en):
+            key = vocab_key(word)
             if key:
-                keys.setdefault(key, st.code)
-    return keys
+                exact.setdefault(key, st.code)
+    for st in vocab:
+        for word in st.aliases:
+            key = vocab_key(word)
+            if key and key not in exact:
+                alias.setdefault(key, st.code)
+    return exact, alias
 
 
-def _vocab_lookup(keys: dict[str, str]) -> Callable[[object], object]:
-    def lookup(v: object) -> object:
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        k = norm_key(str(v))
-        if k in _PLACEHOLDERS:
-            return _EMPTY
-        if k in keys:
-            return keys[k]
-        found = [key for key in keys if key in k]
-        outer = [a for a in found if not any(a != b and a in b for b in found)]
-        codes = {keys[a] for a in outer}
-        if len(codes) == 1:
-            return codes.pop()
-        return _BAD
+def suggest_code(key: str, vocab: tuple[Status, ...]) -> str | None:
+    """A code to *propose* for an unmatched value (never applied without a person).
 
-    return lookup
+    Containment first: the outermost vocabulary words found in the value (a word inside
+    another found word is dropped) when they all belong to one status (``"已拆除完毕"`` →
+    ``已拆除``, ``"正在拆除中"`` → ``拆除中``).  Else similarity: the one vocabulary word of
+    about the same length differing in a single character (``"己拆除"`` → ``已拆除``).
+    A completed status is never proposed for a qualified value (:func:`is_qualified`).
+    """
+    if not key:
+        return None
+    exact, alias = _vocab_words(vocab)
+    words = {**alias, **exact}
+    completed = {st.code for st in vocab if st.completed}
+    qualified = is_qualified(key)
+
+    def allowed(code: str) -> bool:
+        return not (qualified and code in completed)
+
+    found = [w for w in words if w in key]
+    outer = [a for a in found if not any(a != b and a in b for b in found)]
+    codes = {words[a] for a in outer}
+    if len(codes) == 1:
+        code = codes.pop()
+        return code if allowed(code) else None
+    if codes:
+        return None  # words of two statuses: ambiguous
+    near = {
+        words[w]
+        for w in words
+        if not w.isascii()
+        and len(w) == len(key)
+        and len(w) >= 2
+        and sum(a != b for a, b in zip(w, key, strict=True)) == 1
+    }
+    if len(near) == 1:
+        code = near.pop()
+        return code if allowed(code) else None
+    return None
 
 
-def normalise_vocab(
-    s: pd.Series, vocab: tuple[Status, ...], default: str | None
-) -> tuple[pd.Series, pd.Series]:
-    """Map free-text status or category values to a vocabulary's codes.
+def resolve_code(vocab: tuple[Status, ...], text: str) -> str:
+    """The code a person names: a code, its Chinese or English label, or 未识别/unrecognised.
 
-    A value matches a :class:`~layers.base.Status` when its :func:`norm_key`
-    equals that of the status's code, Chinese or English label, or an alias.
-    Otherwise, if the value *contains* vocabulary words, the outermost ones are
-    kept (a word inside another found word is dropped: in ``"尚未拆除"`` both
-    ``未拆除`` and ``拆除`` are found and ``未拆除`` wins) and the value maps to
-    their status when they all belong to one status (``"已拆除完毕"`` ->
-    ``已拆除``).  Words from two statuses (``"已下发通知，未拆除"``) are ambiguous.
-    When two statuses share a word, the first in ``vocab`` owns it.
+    Raises
+    ------
+    InputError
+        ``code="bad_mapping"``: no value of the vocabulary has that name.
+    """
+    key = vocab_key(text)
+    if key in (vocab_key(UNRECOGNISED), "unrecognised", "unrecognized"):
+        return UNRECOGNISED
+    exact, _ = _vocab_words(vocab)
+    if key in exact:
+        return exact[key]
+    shown = safe_display_name(str(text))[:40]
+    names = "、".join(st.code for st in vocab)
+    raise InputError(
+        f"「{shown}」不是可选的值（可选: {names}、{UNRECOGNISED}）",
+        f"'{shown}' is not one of the values ({', '.join(st.label_en for st in vocab)}, unrecognised)",
+        code="bad_mapping",
+    )
+
+
+def map_vocab(
+    s: pd.Series,
+    vocab: tuple[Status, ...],
+    default: str | None,
+    *,
+    manual: dict[str, str] | None = None,
+    remembered: dict[str, str] | None = None,
+) -> VocabResult:
+    """Map free-text status or category values to a vocabulary's codes, conservatively.
+
+    A value maps to a code only when its :func:`vocab_key` equals that of the code or its
+    Chinese or English label (``"exact"``), of a declared alias (``"alias"``), or of a
+    mapping given for this import (``manual``, which wins over everything) or confirmed
+    earlier (``remembered``, used when the value is no exact name).  Anything else is
+    stored as :data:`UNRECOGNISED` -- counted, never completed -- with a ``suggestion``
+    from containment or similarity (:func:`suggest_code`) for a person to confirm.
 
     Parameters
     ----------
@@ -638,20 +812,49 @@ def normalise_vocab(
         The vocabulary, e.g. ``spec.statuses``.
     default : str or None
         Code given to empty values (``None``, NaN, blank, ``"-"``, ``"/"``).
+    manual, remembered : dict of str to str, optional
+        :func:`vocab_key` of a raw value → code (or :data:`UNRECOGNISED`).
 
     Returns
     -------
-    values : pandas.Series of object
-        Status codes; ``default`` where empty; ``None`` where bad.
-    bad : pandas.Series of bool
-        True for values that are unknown or ambiguous.
+    VocabResult
     """
-    lookup = _per_value(_vocab_lookup(_vocab_keys(vocab)), empty=default)
-    out, bad = _dispatch(s, text=lookup, number=lookup, other=lookup, fill=default, dtype="object")
-    return (
-        pd.Series(out, index=s.index, name=s.name, dtype=object),
-        pd.Series(bad, index=s.index, name=s.name, dtype=bool),
-    )
+    manual = manual or {}
+    remembered = remembered or {}
+    raw = clean_text(s.astype(object))
+    codes_idx, uniques = pd.factorize(raw, use_na_sentinel=True)
+    counts = np.bincount(codes_idx[codes_idx >= 0], minlength=len(uniques))
+    exact, alias = _vocab_words(vocab)
+    mapped: list[str | None] = []
+    values: list[ValueMapping] = []
+    for value, count in zip(uniques.tolist(), counts.tolist(), strict=True):
+        key = vocab_key(value)
+        qualified = is_qualified(key)
+        if key in _PLACEHOLDERS or not key:
+            entry = ValueMapping(str(value), default, "empty", count)
+        elif key in manual:
+            entry = ValueMapping(str(value), manual[key], "manual", count, qualified=qualified)
+        elif key in exact:
+            entry = ValueMapping(str(value), exact[key], "exact", count, qualified=qualified)
+        elif key in remembered:
+            entry = ValueMapping(str(value), remembered[key], "remembered", count, qualified=qualified)
+        elif key in alias:
+            entry = ValueMapping(str(value), alias[key], "alias", count, qualified=qualified)
+        else:
+            hint = suggest_code(key, vocab)
+            how: MappingHow = "suggested" if hint else "unrecognised"
+            entry = ValueMapping(str(value), UNRECOGNISED, how, count, hint, qualified)
+        mapped.append(entry.code)
+        values.append(entry)
+    out = np.full(len(raw), default, dtype=object)
+    have = codes_idx >= 0
+    if len(uniques):
+        out[have] = np.asarray(mapped, dtype=object)[codes_idx[have]]
+    empty_rows = int((~have).sum())
+    if empty_rows:
+        values.append(ValueMapping(None, default, "empty", empty_rows))
+    values.sort(key=lambda v: -v.count)
+    return VocabResult(pd.Series(out, index=s.index, name=s.name, dtype=object), raw, values)
 
 
 # --------------------------------------------------------------------------- text

@@ -63,6 +63,14 @@ class Status:
     shape: MarkerShape | None = None
 
 
+#: The code of a status or category value that matched nothing in its vocabulary (see
+#: :func:`geo.values.map_vocab`).  Never completed; drawn in its own colour.
+UNRECOGNISED_CODE = "未识别"
+
+#: The status every layer with a status field also has: values that matched nothing.
+UNRECOGNISED = Status(UNRECOGNISED_CODE, "未识别", "Unrecognised", color="#e377c2")
+
+
 @dataclass(frozen=True)
 class Measure:
     """A quantity summed per unit, in total and over completed features.
@@ -192,7 +200,37 @@ class LayerSpec:
         return next((c for c in self.categories if c.field == self.shape_field), None)
 
     def status(self, code: str) -> Status:
-        for s in self.statuses:
+        for s in self.all_statuses:
             if s.code == code:
                 return s
         raise KeyError(code)
+
+    @property
+    def all_statuses(self) -> tuple[Status, ...]:
+        """:attr:`statuses` and, when the layer has a status field, :data:`UNRECOGNISED`."""
+        return (*self.statuses, UNRECOGNISED) if self.status_field else self.statuses
+
+    @property
+    def vocab_fields(self) -> dict[str, tuple[Status, ...]]:
+        """Fields holding a vocabulary (the status and the categories) → their values."""
+        out: dict[str, tuple[Status, ...]] = {}
+        if self.status_field:
+            out[self.status_field] = self.statuses
+        for c in self.categories:
+            out[c.field] = c.values
+        return out
+
+    @property
+    def raw_fields(self) -> tuple[Field, ...]:
+        """One stored text field per vocabulary field, ``<field>_raw``: the value as surveyed,
+        beside the code it was mapped to."""
+        out = []
+        for name in self.vocab_fields:
+            f = self.field(name)
+            out.append(Field(f"{name}_raw", "str", f"{f.label_zh}(原值)", f"{f.label_en} (as surveyed)"))
+        return tuple(out)
+
+    @property
+    def stored_fields(self) -> tuple[Field, ...]:
+        """What the store keeps per feature: :attr:`fields` and :attr:`raw_fields`."""
+        return (*self.fields, *self.raw_fields)

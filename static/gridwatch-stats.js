@@ -4,7 +4,7 @@
   const data = JSON.parse(document.getElementById("gw-chart-data").textContent);
   const bar = (id, series, color) => new Chart(document.getElementById(id), {
     type: "bar",
-    data: { labels: series.labels, datasets: [{ label: "完成率 %", data: series.rates, backgroundColor: color }] },
+    data: { labels: series.labels, datasets: [{ label: data.labels.rate, data: series.rates, backgroundColor: color }] },
     options: { animation: false, scales: { y: { min: 0, max: 100 } }, plugins: { legend: { display: false } } },
   });
   bar("gw-chart-street", data.street, "#4a78b5");
@@ -14,9 +14,12 @@
     data: {
       labels: data.monthly.months,
       datasets: [
-        { label: "总数", data: data.monthly.total, borderColor: "#999" },
-        { label: "已完成", data: data.monthly.completed, borderColor: "#1a9850" },
-      ],
+        { label: data.labels.total, data: data.monthly.total, borderColor: "#999" },
+        { label: data.labels.completed, data: data.monthly.completed, borderColor: "#1a9850" },
+      ].concat(data.monthly.undated.some((v) => v > 0) ? [
+        // completions without a date, apart: counted from their import day, not progress of that month
+        { label: data.labels.undated, data: data.monthly.undated, borderColor: "#e6550d", borderDash: [6, 4], pointStyle: "triangle" },
+      ] : []),
     },
     options: { animation: false },
   });

@@ -77,8 +77,10 @@
     const shown = rows.slice(0, 500);
     shown.forEach((r) => {
       const tr = document.createElement("tr");
-      [r.row, english ? r.reason_en : r.reason_zh].forEach((v) => {
-        const td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td);
+      [r.row, r.survey_id, r.value, english ? r.reason_en : r.reason_zh].forEach((v) => {
+        const td = document.createElement("td");
+        td.textContent = v === null || v === undefined ? "—" : String(v);
+        tr.appendChild(td);
       });
       rejected.appendChild(tr);
     });
@@ -86,7 +88,7 @@
     if (more > 0) {  // the report lists the first rows only; the count is of all
       const tr = document.createElement("tr");
       const td = document.createElement("td");
-      td.colSpan = 2;
+      td.colSpan = 4;
       td.textContent = english ? "… " + more + " more rejected rows" : "… 另有 " + more + " 行被拒绝";
       tr.appendChild(td);
       rejected.appendChild(tr);
@@ -111,6 +113,11 @@
     row(summary, text.file, body.source_name + (body.dataset && body.dataset !== body.source_name ? " → " + body.dataset : ""));
     row(summary, text.rowsRead, body.rows_read);
     row(summary, text.accepted, body.accepted);
+    if (!dup) {  // the write was made and rolled back: these are the commit's figures
+      row(summary, text.added, body.added);
+      row(summary, text.updated, body.updated);
+      row(summary, text.unchanged, body.unchanged);
+    }
     row(summary, text.rejected, body.rejected_count);
     row(summary, text.unassigned, body.unassigned);
     row(summary, text.encoding, withSource(body.encoding, body.encoding_source));
@@ -120,6 +127,7 @@
       const li = document.createElement("li"); li.textContent = english ? w.en : w.zh; warnings.appendChild(li);
     });
     showRejected(body.rejected || [], body.rejected_count);
+    mapping.show(body);
     preview.load();
   }
 
@@ -136,6 +144,152 @@
       warnings.appendChild(li);
     }
   }
+
+  /* Field and value mappings: a select per column and per distinct value.  A change marks the
+     page: the commit waits for a re-read, which sends the whole of both mappings. */
+  const mapping = (function () {
+    const box = document.getElementById("gw-mapping");
+    const fieldsBody = document.querySelector("#gw-fields tbody");
+    const valuesBox = document.getElementById("gw-values");
+    const rememberBox = document.getElementById("gw-remember-box");
+    const remember = document.getElementById("gw-remember");
+    const dirtyNote = document.getElementById("gw-dirty");
+    const how = cfg.how;
+    let fieldSelects = [];
+    let valueSelects = [];
+    let dirty = false;
+    let shownLayer = null;
+
+    function option(value, label, selected) {
+      const o = document.createElement("option");
+      o.value = value; o.textContent = label; o.selected = selected;
+      return o;
+    }
+
+    function markDirty() {
+      dirty = true;
+      dirtyNote.hidden = false;
+      commitButton.disabled = true;
+    }
+
+    function cell(tr, content) {
+      const td = document.createElement("td");
+      if (content instanceof Node) td.appendChild(content); else td.textContent = content;
+      tr.appendChild(td);
+      return td;
+    }
+
+    function showFields(body) {
+      fieldsBody.replaceChildren();
+      fieldSelects = [];
+      const fields = cfg.layerFields[body.layer] || [];
+      const columns = Object.keys(body.field_mapping || {}).concat(body.unmatched_fields || []);
+      columns.forEach((column) => {
+        const tr = document.createElement("tr");
+        cell(tr, column);
+        const select = document.createElement("select");
+        select.dataset.column = column;
+        const current = (body.field_mapping || {})[column] || "";
+        select.appendChild(option("", text.notImported, current === ""));
+        fields.forEach((f) => select.appendChild(option(f.name, f.label + " (" + f.name + ")", f.name === current)));
+        select.addEventListener("change", markDirty);
+        cell(tr, select);
+        fieldsBody.appendChild(tr);
+        fieldSelects.push(select);
+      });
+    }
+
+    function codeLabel(c) { return english ? c.label_en : c.label_zh; }
+
+    function showValues(body) {
+      valuesBox.replaceChildren();
+      valueSelects = [];
+      (body.value_mappings || []).forEach((entry) => {
+        const title = document.createElement("h4");
+        title.textContent = english ? entry.label_en : entry.label_zh;
+        const table = document.createElement("table");
+        table.className = "gw-grid gw-values";
+        const head = document.createElement("tr");
+        [text.valueHeader, text.rowsHeader, text.howHeader, text.codeHeader].forEach((h) => {
+          const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
+        });
+        const thead = document.createElement("thead"); thead.appendChild(head);
+        const tbody = document.createElement("tbody");
+        const completed = new Set(entry.codes.filter((c) => c.completed).map((c) => c.code));
+        entry.values.forEach((v) => {
+          const tr = document.createElement("tr");
+          tr.className = "gw-how-" + v.how;
+          cell(tr, v.raw === null ? text.empty : v.raw);
+          cell(tr, fill(text.rows, { count: v.count }));
+          const howCell = cell(tr, how[v.how] || v.how);
+          const select = document.createElement("select");
+          entry.codes.forEach((c) => select.appendChild(option(c.code, codeLabel(c), c.code === v.code)));
+          select.disabled = v.raw === null;  // empty values take the layer's default
+          select.dataset.field = entry.field;
+          select.dataset.raw = v.raw === null ? "" : v.raw;
+          select.dataset.initial = v.code || "";
+          select.dataset.manual = v.how === "manual" ? "1" : "";
+          const warn = document.createElement("div");
+          warn.className = "gw-warn";
+          const checkQualified = () => {
+            warn.textContent = v.qualified && completed.has(select.value) ? text.qualifiedDone : "";
+          };
+          select.addEventListener("change", () => { checkQualified(); markDirty(); });
+          const codeCell = cell(tr, select);
+          codeCell.appendChild(warn);
+          checkQualified();
+          if (v.suggestion) {
+            const hint = document.createElement("button");
+            hint.type = "button";
+            hint.className = "linklike";
+            const target = entry.codes.find((c) => c.code === v.suggestion);
+            hint.textContent = fill(text.suggestion, { code: target ? codeLabel(target) : v.suggestion }) + " · " + text.useSuggestion;
+            hint.addEventListener("click", () => { select.value = v.suggestion; checkQualified(); markDirty(); });
+            howCell.appendChild(document.createElement("br"));
+            howCell.appendChild(hint);
+          }
+          tbody.appendChild(tr);
+          valueSelects.push(select);
+        });
+        table.append(thead, tbody);
+        valuesBox.append(title, table);
+        const hidden = entry.distinct - entry.listed;
+        if (hidden > 0) {
+          const p = document.createElement("p");
+          p.textContent = fill(text.moreValues, { count: hidden, rows: entry.more_rows });
+          valuesBox.appendChild(p);
+        }
+      });
+    }
+
+    function show(body) {
+      shownLayer = body.layer;
+      dirty = false;
+      dirtyNote.hidden = true;
+      box.hidden = false;
+      showFields(body);
+      showValues(body);
+      rememberBox.hidden = !cfg.admin || !(body.value_mappings || []).length;
+    }
+
+    /* The form fields a re-read sends: both mappings whole, when anything was changed or given. */
+    function append(data) {
+      if (form.elements.layer.value !== shownLayer) return;  // another layer: its own mappings
+      if (!dirty && !valueSelects.some((s) => s.dataset.manual)) return;
+      const fields = {};
+      fieldSelects.forEach((s) => { fields[s.dataset.column] = s.value; });
+      data.append("field_map", JSON.stringify(fields));
+      const values = valueSelects
+        .filter((s) => !s.disabled && (s.value !== s.dataset.initial || s.dataset.manual))
+        .map((s) => [s.dataset.field, s.dataset.raw, s.value]);
+      data.append("value_map", JSON.stringify(values));
+      if (cfg.admin) data.append("remember", remember.checked ? "1" : "0");
+    }
+
+    function clear() { box.hidden = true; dirty = false; dirtyNote.hidden = true; }
+
+    return { show, append, clear };
+  })();
 
   /* The preview map: accepted features over the unit grid, on the same base map as the main map. */
   const preview = (function () {
@@ -289,7 +443,10 @@
     send(uploadUrl(), data, show);
   });
   document.getElementById("gw-reread").addEventListener("click", () => {
-    if (uploadId) send(uploadUrl("/preview"), options(), show);
+    if (!uploadId) return;
+    const data = options();
+    mapping.append(data);
+    send(uploadUrl("/preview"), data, show);
   });
   commitButton.addEventListener("click", () => {
     if (!uploadId) return;
@@ -297,11 +454,12 @@
       if (status >= 400) { say(body.message || text.error, false); return; }
       uploadId = null;
       commitButton.disabled = true;
-      say(fill(text.imported, { batch: body.batch_id, added: body.added, updated: body.updated }), true);
+      say(fill(body.mappings_remembered ? text.imported2 : text.imported,
+        { batch: body.batch_id, added: body.added, updated: body.updated, remembered: body.mappings_remembered }), true);
     });
   });
   document.getElementById("gw-discard").addEventListener("click", () => {
     if (!uploadId) return;
-    fetch(uploadUrl(), { method: "DELETE", headers: { "X-CSRFToken": csrfToken } }).then(() => { uploadId = null; report.hidden = true; preview.clear(); });
+    fetch(uploadUrl(), { method: "DELETE", headers: { "X-CSRFToken": csrfToken } }).then(() => { uploadId = null; report.hidden = true; preview.clear(); mapping.clear(); });
   });
 })();

@@ -224,14 +224,22 @@ def test_legend_in_english(live_server, page):
 
 
 def _survey_upload(tmp_path):
-    """Three sites inside the unit grid (one with an unknown status) and one 500 m east of it."""
+    """Four sites inside the unit grid -- one with a typo in its status (己拆除), one deferred, one
+    with an area that is no number -- and one 500 m east of it."""
     from tests.conftest import zip_shp
 
     sites = points_frame(
-        [(X0 + 60, Y0 - 60), (X0 + 160, Y0 - 160), (X0 + 260, Y0 - 260), (X0 + 800, Y0 - 150)],
-        案件编号=["N1", "N2", "N3", "N4"],
-        当前状态=["已拆除", "已拆除", "乱写", "已登记"],
-        违建地址=["<b>x</b>"] * 4,
+        [
+            (X0 + 60, Y0 - 60),
+            (X0 + 160, Y0 - 160),
+            (X0 + 260, Y0 - 260),
+            (X0 + 800, Y0 - 150),
+            (X0 + 60, Y0 - 260),
+        ],
+        案件编号=["N1", "N2", "N3", "N4", "N5"],
+        当前状态=["已拆除", "己拆除", "乱写", "已登记", "暂缓拆除"],
+        违建面积=["10", "20", "三十", "40", "50"],
+        违建地址=["<b>x</b>"] * 5,
     )
     return zip_shp(write_shp(sites, tmp_path / "u" / "新台账.shp"), tmp_path / "新台账.zip", folder="子目录/")
 
@@ -261,13 +269,22 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     page.wait_for_selector("#gw-report:not([hidden])", timeout=20000)
     wait_for(page, "document.querySelector('#gw-summary').textContent.includes('gb18030')")
     summary = page.inner_text("#gw-summary")
-    assert "可导入\t3" in summary and "未落入网格\t1" in summary and "Rows read" not in summary
-    assert "乱写" in page.inner_text("#gw-rejected")  # the bad status is listed, as text
-    assert "不在状态列表中" in page.inner_text("#gw-rejected")
-    # the preview map: the three accepted sites over the unit grid, the one outside in its own colour
+    assert "可导入\t4" in summary and "未落入网格\t1" in summary and "Rows read" not in summary
+    assert "将新增\t4" in summary and "将更新\t0" in summary  # the commit's figures, before it
+    rejected = page.inner_text("#gw-rejected")
+    assert "三十" in rejected and "N3" in rejected and "不是数字" in rejected  # survey id and raw value
+    # the value table: nothing but exact names is taken; the typo is suggested, the deferral not
+    values = page.inner_text("#gw-values")
+    assert "己拆除" in values and "暂缓拆除" in values and "乱写" not in values  # N3 was rejected
+    typo = page.locator("#gw-values tr:has-text('己拆除')")
+    assert typo.locator("select").input_value() == "未识别"
+    assert "建议" in typo.inner_text()
+    deferred = page.locator("#gw-values tr:has-text('暂缓拆除')")
+    assert deferred.locator("select").input_value() == "未识别" and "建议" not in deferred.inner_text()
+    # the preview map: the accepted sites over the unit grid, the one outside in its own colour
     wait_for(
         page,
-        "window.gridwatchUpload.features && window.gridwatchUpload.features.getLayers().length === 3",
+        "window.gridwatchUpload.features && window.gridwatchUpload.features.getLayers().length === 4",
         timeout=20000,
     )
     wait_for(page, "window.gridwatchUpload.grid.getLayers().length === 9", timeout=20000)
@@ -276,17 +293,26 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
         """() => ['gw-inside', 'gw-outside'].map((c) =>
             getComputedStyle(document.querySelector('.gw-swatch.' + c)).backgroundColor)"""
     )
-    assert sorted(drawn) == sorted(
-        [[True, inside_colour, True], [True, inside_colour, True], [False, outside_colour, True]]
-    )
+    assert sorted(drawn) == sorted([[True, inside_colour, True]] * 3 + [[False, outside_colour, True]])
     assert inside_colour != outside_colour
     assert page.is_visible("#gw-preview-map .leaflet-overlay-pane canvas")
-    assert "地图上显示 3 / 3 个要素" in page.inner_text("#gw-preview-note")
+    assert "地图上显示 4 / 4 个要素" in page.inner_text("#gw-preview-note")
+    # take the suggestion for the typo: the commit waits for a re-read
+    typo.locator("button.linklike").click()
+    assert typo.locator("select").input_value() == "已拆除"
+    assert page.is_visible("#gw-dirty") and page.is_disabled("#gw-commit")
+    page.click("#gw-reread")
+    wait_for(page, "document.querySelector('#gw-dirty').hidden", timeout=20000)
+    typo = page.locator("#gw-values tr:has-text('己拆除')")
+    assert typo.locator("select").input_value() == "已拆除" and "本次指定" in typo.inner_text()
     page.click("#gw-commit")
     wait_for(page, "document.querySelector('#gw-message').textContent.includes('已导入')", timeout=20000)
+    assert "记住值对应 1 个" in page.inner_text("#gw-message")  # an admin's mapping is remembered
     after = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
-    total = lambda stats: sum(r["demolition_total"] for r in stats["rows"])  # noqa: E731
-    assert total(after) == total(before) + 3  # the one outside the grid counted as UNASSIGNED
+    total = lambda stats, col="demolition_total": sum(r[col] for r in stats["rows"])  # noqa: E731
+    assert total(after) == total(before) + 4  # the one outside the grid counted as UNASSIGNED
+    assert total(after, "demolition_completed") == total(before, "demolition_completed") + 2
+    assert total(after, "demolition_unrecognised") == total(before, "demolition_unrecognised") + 1
     page.goto(f"{live_server}/batches")
     assert "新台账.zip" in page.inner_text("table")
     # roll the new batch back from the batches page: confirm, then the figures are as before
@@ -318,12 +344,15 @@ def test_upload_page_in_english(live_server, page, tmp_path):
     page.click("#gw-send")
     wait_for(page, "document.querySelector('#gw-summary').textContent.includes('gb18030')")
     summary = page.inner_text("#gw-summary")
-    assert "Rows read\t4" in summary and "Outside every grid\t1" in summary and "读取行数" not in summary
+    assert "Rows read\t5" in summary and "Outside every grid\t1" in summary and "读取行数" not in summary
+    assert "Will add\t4" in summary
     rejected = page.inner_text("#gw-rejected")
-    assert "Reason" in rejected and "乱写" in rejected and "不在状态列表中" not in rejected
+    assert "Reason" in rejected and "三十" in rejected and "不是数字" not in rejected
+    values = page.inner_text("#gw-mapping")
+    assert "Value mapping" in values and "unrecognised" in values and "suggested:" in values
     wait_for(
         page,
-        "document.querySelector('#gw-preview-note').textContent.includes('3 of 3 features shown')",
+        "document.querySelector('#gw-preview-note').textContent.includes('4 of 4 features shown')",
         timeout=20000,
     )
     assert page.inner_text("#gw-message") == "Checked: confirm to import"
@@ -360,11 +389,11 @@ def test_stats_page_charts_sort_and_download(live_server, page):
 def test_upload_report_of_many_rejected_rows_says_how_many_it_does_not_list(
     live_server, page, tmp_path, lang
 ):
-    """1,200 rows with an unknown status and one good one: the page lists 500, says how many more
-    there are (the report itself lists 1,000 and counts all), and screenshots are taken."""
-    rows = ["经度,纬度,案件编号,当前状态"] + [f"118.40{i % 90:02d},31.30,K{i},乱写{i}" for i in range(1200)]
+    """1,200 rows with an area that is no number and one good one: the page lists 500, says how
+    many more there are (the report itself lists 1,000 and counts all), and screenshots are taken."""
+    rows = ["经度,纬度,案件编号,违建面积"] + [f"118.40{i % 90:02d},31.30,K{i},乱写{i}" for i in range(1200)]
     path = tmp_path / "台账.csv"
-    path.write_text("\n".join([*rows, "118.4005,31.3005,OK,已登记"]) + "\n", encoding="utf-8")
+    path.write_text("\n".join([*rows, "118.4005,31.3005,OK,12"]) + "\n", encoding="utf-8")
     page.goto(f"{live_server}/upload?tiles=none" + ("&lang=en" if lang == "en" else ""))
     page.select_option("select[name=layer]", "demolition")
     page.set_input_files("#gw-file", str(path))

@@ -20,20 +20,35 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from geo.crs import (
+    MISFIT_GK3_ZONE,
+    MISFIT_LARGE,
+    MISFIT_LONLAT,
+    MISFIT_OUTSIDE,
+    MISFIT_SWAPPED,
+    MISFIT_UNPREFIXED,
+    MISFIT_ZERO,
+    MISFIT_ZONE,
     CRSChoice,
     CRSGuess,
     crs_from_prj,
     datum_warning,
+    declared_mismatch,
+    fit_rows,
     gcj02_to_wgs84,
     gk_zone_epsg,
     infer_crs,
+    infer_crs_rows,
+    inferred_note,
+    misfit_reason,
     parse_crs,
+    row_kinds,
     transformer,
     wgs84_to_gcj02,
 )
 from geo.errors import CRSError
 
 LON0, LAT0 = 118.4, 31.3
+X_GK, Y_GK = (round(v) for v in pyproj.Transformer.from_crs(4490, 4548, always_xy=True).transform(LON0, LAT0))
 XIAN80_GK_CM117 = 2384  # Xian 1980 / 3-degree Gauss-Kruger CM 117E (EPSG:2385 is CM 120E)
 
 HYPO = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -270,6 +285,228 @@ def test_infer_unprefixed_uses_hint_property(lon: float, lat: float) -> None:
     epsg = gk_zone_epsg(lon)
     x, y = project(epsg, np.array([lon, lon + 0.01]), np.array([lat, lat + 0.01]))
     assert infer_crs(x, y, hint_lon=lon).epsg == epsg
+
+
+# --------------------------------------------------------------------------- outliers: rows that do not fit
+
+FAMILIES = ("prefixed", "unprefixed", "lonlat")
+OUTLIERS = ("swapped", "zero", "zero_x", "zero_y", "huge", "foreign", "foreign2")
+
+
+def bulk(family: str, zone: int, lon: np.ndarray, lat: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """The bulk of a file: its EPSG code and coordinates."""
+    if family == "lonlat":
+        return 4490, lon.copy(), lat.copy()
+    epsg = (4513 if family == "prefixed" else 4534) + zone - 25
+    x, y = project(epsg, lon, lat)
+    return epsg, x.copy(), y.copy()
+
+
+def outlier(
+    family: str, zone: int, kind: str, x: float, y: float, lon: float, lat: float, side: int, size: float
+) -> tuple[float, float, int]:
+    """One stray row made from a bulk row ``(x, y)`` at ``lon, lat``, and the reason expected."""
+    if kind == "swapped":
+        return y, x, MISFIT_SWAPPED
+    if kind == "zero":
+        return 0.0, 0.0, MISFIT_ZERO
+    if kind == "zero_x":
+        return 0.0, y, MISFIT_ZERO
+    if kind == "zero_y":
+        return x, 0.0, MISFIT_ZERO
+    if kind == "huge":
+        return side * size, size, MISFIT_OUTSIDE
+    other = zone + side  # a neighbouring 3-degree zone, with its prefix
+    px, py = project(4513 + other - 25, np.array([3 * other + (lon - 3 * zone)]), np.array([lat]))
+    gk_row = (float(px[0]), float(py[0]))
+    if family == "prefixed":
+        if kind == "foreign":
+            return *gk_row, MISFIT_ZONE + other
+        return lon, lat, MISFIT_LONLAT
+    if family == "unprefixed":
+        if kind == "foreign":
+            return *gk_row, MISFIT_GK3_ZONE + other
+        return lon, lat, MISFIT_LONLAT
+    if kind == "foreign":
+        return *gk_row, MISFIT_GK3_ZONE + other
+    ux, uy = project(4534 + zone - 25, np.array([lon]), np.array([lat]))
+    return float(ux[0]), float(uy[0]), MISFIT_UNPREFIXED
+
+
+@HYPO
+@given(
+    st.sampled_from(FAMILIES),
+    st.integers(26, 44),
+    st.floats(20.0, 45.0),
+    st.integers(10, 400),
+    st.integers(0, 2**32 - 1),
+    st.data(),
+)
+def test_inference_survives_outliers_property(
+    family: str, zone: int, lat0: float, n: int, seed: int, data: st.DataObject
+) -> None:
+    """Bulk rows in one CRS with k < 10% stray rows of random kinds: the bulk's CRS is inferred
+    and exactly the stray rows are marked, each with its reason."""
+    rng = np.random.default_rng(seed)
+    lon = 3 * zone + rng.uniform(-1.2, 1.2, n)
+    lat = lat0 + rng.uniform(-0.3, 0.3, n)
+    epsg, x, y = bulk(family, zone, lon, lat)
+    k = data.draw(st.integers(0, -(-n // 10) - 1), label="k")  # k < n / 10
+    rows = data.draw(st.lists(st.integers(0, n - 1), min_size=k, max_size=k, unique=True), label="rows")
+    expected: dict[int, int] = {}
+    for i in rows:
+        kind = data.draw(st.sampled_from(OUTLIERS))
+        side = data.draw(st.sampled_from((-1, 1)))
+        size = 10.0 ** data.draw(st.floats(9.0, 15.0))
+        x[i], y[i], expected[i] = outlier(family, zone, kind, x[i], y[i], lon[i], lat[i], side, size)
+    hint = 3.0 * zone if family == "unprefixed" else None
+    guess, fit = infer_crs_rows(x, y, x, y, hint_lon=hint)
+    assert guess.epsg == epsg
+    marked = np.flatnonzero(fit.codes)
+    assert {int(i): int(fit.codes[i]) for i in marked} == expected
+    assert (fit.fit, fit.total) == (n - k, n)
+
+
+def test_infer_rows_names_each_kind_of_stray_row() -> None:
+    lon, lat = demo_lonlat(100)
+    x, y = project(4527, lon, lat)
+    x38, y38 = project(4526, np.array([LON0 - 3.0]), np.array([LAT0]))
+    strays = {
+        3: ((y[3], x[3]), MISFIT_SWAPPED),
+        10: ((0.0, 0.0), MISFIT_ZERO),
+        11: ((0.0, y[11]), MISFIT_ZERO),
+        20: ((x38[0], y38[0]), MISFIT_ZONE + 38),
+        30: ((LON0, LAT0), MISFIT_LONLAT),
+        40: ((500_000.0, 3_400_000.0), MISFIT_UNPREFIXED),
+        50: ((1e13, 1e13), MISFIT_OUTSIDE),
+        60: ((-1e300, 5.0), MISFIT_OUTSIDE),
+    }
+    for i, ((sx, sy), _code) in strays.items():
+        x[i], y[i] = sx, sy
+    x[70], y[70] = np.nan, np.inf  # no usable coordinates: not judged here
+    guess, fit = infer_crs_rows(x, y, x, y)
+    assert guess.epsg == 4527
+    assert {int(i): int(fit.codes[i]) for i in np.flatnonzero(fit.codes)} == {
+        i: code for i, (_xy, code) in strays.items()
+    }
+    assert (fit.fit, fit.total, fit.misfit) == (91, 99, 8)
+    zh, en = inferred_note(fit)
+    assert "99 行中的 91 行" in zh and "91 of 99" in en and "8" in en
+
+
+def test_infer_rows_judges_polygons_by_their_whole_bounds() -> None:
+    cells = [shapely.box(X_GK + i * 100, Y_GK, X_GK + i * 100 + 100, Y_GK + 100) for i in range(20)]
+    cells[4] = shapely.Polygon([(0.0, 0.0), (X_GK, Y_GK), (X_GK + 100, Y_GK)])  # one vertex at zero
+    cells[6] = shapely.transform(cells[6], lambda xy: xy[:, ::-1])  # X and Y swapped
+    b = shapely.bounds(np.array(cells))
+    guess, fit = infer_crs_rows(b[:, 0], b[:, 1], b[:, 2], b[:, 3], hint_lon=LON0)
+    assert guess.epsg == 4548
+    assert fit.codes.tolist() == [0, 0, 0, 0, MISFIT_ZERO, 0, MISFIT_SWAPPED] + [0] * 13
+
+
+@pytest.mark.parametrize(("good", "bad", "inferred"), [(8, 2, True), (7, 3, False), (1, 0, True)])
+def test_infer_rows_needs_the_majority(good: int, bad: int, inferred: bool) -> None:
+    """At least 80% of the rows with coordinates decide; a single row decides only itself."""
+    x, y = project(4527, *demo_lonlat(good + bad))
+    x[good:], y[good:] = y[good:].copy(), x[good:].copy()
+    if inferred:
+        assert infer_crs_rows(x, y, x, y)[0].epsg == 4527
+    else:
+        with pytest.raises(CRSError):
+            infer_crs_rows(x, y, x, y)
+
+
+def test_infer_rows_refusal_says_what_the_rows_look_like() -> None:
+    x, y = project(4527, *demo_lonlat(50))
+    x[:30], y[:30] = y[:30].copy(), x[:30].copy()  # 60% swapped
+    x[30], y[30] = 0.0, 0.0
+    x[31], y[31] = LON0, LAT0
+    with pytest.raises(CRSError) as exc:
+        infer_crs_rows(x, y, x, y)
+    err = exc.value
+    assert err.code == "crs_needed" and "80%" in err.zh and "80%" in err.en
+    assert "30 行疑似 X/Y 颠倒（交换后像是3度带第39带坐标）" in err.zh
+    assert "18 行像是3度带第39带坐标" in err.zh and "1 行坐标为 0" in err.zh and "1 行像是经纬度" in err.zh
+    assert "30 look like 3-degree Gauss-Kruger zone 39 with X and Y swapped" in err.en
+    assert "18 look like 3-degree Gauss-Kruger zone 39" in err.en and "1 look like lon/lat" in err.en
+    assert "--crs" in err.zh and "--crs" in err.en and ".prj" in err.en
+    assert err.details["rows"] == 50
+
+
+@pytest.mark.parametrize(
+    ("epsg", "swap"),
+    [
+        (4548, True),
+        (4527, True),
+        (4490, True),
+        (4326, True),
+        (3857, True),
+        (XIAN80_GK_CM117, True),
+        (4498, False),
+    ],
+)
+def test_fit_rows_of_a_declared_crs(epsg: int, swap: bool) -> None:
+    x, y = project(epsg if epsg != XIAN80_GK_CM117 else 4548, *demo_lonlat(20))
+    if epsg == 4498:  # 6-degree zone 20: a row of zone 19
+        x[5] -= 1e6
+    else:
+        x[5], y[5] = y[5], x[5]
+    x[6], y[6] = 0.0, y[6]
+    fit = fit_rows(pyproj.CRS.from_epsg(epsg), x, y, x, y)
+    assert fit is not None and (fit.fit, fit.total) == (18, 20)
+    assert fit.codes[5] == (MISFIT_SWAPPED if swap else MISFIT_ZONE + 19) and fit.codes[6] == MISFIT_ZERO
+
+
+def test_fit_rows_of_a_custom_transverse_mercator() -> None:
+    custom = pyproj.CRS.from_proj4(
+        "+proj=tmerc +lat_0=0 +lon_0=118.5 +k=1 +x_0=500000 +y_0=0 +ellps=GRS80 +units=m"
+    )
+    lon, lat = demo_lonlat(10)
+    x, y = (np.asarray(v) for v in transformer(pyproj.CRS.from_epsg(4490), custom).transform(lon, lat))
+    x[0], y[0] = y[0], x[0]
+    fit = fit_rows(custom, x, y, x, y)
+    assert fit is not None and fit.codes.tolist() == [MISFIT_SWAPPED] + [0] * 9
+
+
+def test_fit_rows_judges_nothing_for_a_crs_away_from_china() -> None:
+    assert fit_rows(pyproj.CRS.from_epsg(32633), [500_000.0], [5e6], [500_000.0], [5e6]) is None  # UTM 33N
+
+
+def test_declared_mismatch_says_what_the_rows_look_like() -> None:
+    x, y = project(4527, *demo_lonlat(10))
+    fit = fit_rows(pyproj.CRS.from_epsg(4490), x, y, x, y)
+    assert fit is not None and fit.fit == 0
+    err = declared_mismatch("EPSG:4490 China Geodetic Coordinate System 2000", "override", fit, (x, y, x, y))
+    assert err.code == "crs_mismatch"
+    assert "10 行中只有 0 行符合" in err.zh and "10 行像是3度带第39带坐标" in err.zh
+    assert "only 0 of 10 rows" in err.en and "10 look like 3-degree Gauss-Kruger zone 39" in err.en
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        MISFIT_ZERO,
+        MISFIT_SWAPPED,
+        MISFIT_LONLAT,
+        MISFIT_UNPREFIXED,
+        MISFIT_LARGE,
+        MISFIT_OUTSIDE,
+        MISFIT_ZONE + 38,
+    ],
+)
+def test_misfit_reasons_are_bilingual_and_quote_the_coordinates(code: int) -> None:
+    zh, en = misfit_reason(code)
+    assert zh.startswith("坐标「{v}」") and "'{v}'" in en
+    if code == MISFIT_SWAPPED:
+        assert "X/Y 颠倒" in zh and "X and Y look swapped" in en
+    if code == MISFIT_ZONE + 38:
+        assert "另一投影带（第 38 带）" in zh and "another zone (38)" in en
+
+
+def test_row_kinds_of_stray_values_raise_no_warning() -> None:
+    values = np.array([np.nan, np.inf, -np.inf, 1e308, -1e308, 0.0, 5e-324])
+    kinds = row_kinds(values, values[::-1], values, values[::-1])
+    assert kinds.dtype == np.int16 and kinds.shape == values.shape
 
 
 # --------------------------------------------------------------------------- zones and datums

@@ -91,7 +91,7 @@ def test_two_runs_write_byte_identical_files(demo):
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
     assert digests(first) == digests(second)
-    assert len(digests(first)) == 5 * 4 + 4  # shp/shx/dbf/prj per layer, zip, csv, xlsx, README
+    assert len(digests(first)) == 5 * 4 + 5  # shp/shx/dbf/prj per layer, zip, csv, xlsx, README, value map
 
 
 # --------------------------------------------------------------------------- surveyor-style files
@@ -197,9 +197,15 @@ def test_grid_tiles_the_district_without_gaps_or_overlaps(grid):
 # --------------------------------------------------------------------------- survey layers
 
 
+MESSY = {"暂缓拆除": "已下发通知", "待拆除": "已下发通知", "拆除未完成": "拆除中", "己拆除": "已拆除"}
+
+
 def test_sites_attributes_use_the_layer_vocabularies(sites):
     assert sites["案件编号"].is_unique and sites["案件编号"].str.fullmatch(r"WJ2022-\d{5}").all()
-    assert set(sites["当前状态"]) <= {s.code for s in demolition.LAYER.statuses}
+    # a few statuses as field teams write them; the rest are the vocabulary's codes
+    codes = {s.code for s in demolition.LAYER.statuses}
+    assert set(sites["当前状态"]) == codes | set(MESSY)
+    assert 10 <= sites["当前状态"].isin(list(MESSY)).sum() <= 20
     assert set(sites["结构类型"]) <= {"砖混", "钢结构", "彩钢板", "木结构"}
     assert set(sites["违建位置"]) == {"地面", "平台", "楼顶"}
     assert set(sites["违建类型"]) == {"存量", "新增"}
@@ -211,7 +217,7 @@ def test_site_dates_are_mixed_text_and_consistent(sites):
     found = sites["发现时间"]
     for form in DATE_FORMS:
         assert found.str.fullmatch(form).sum() > 50
-    demolished = sites["当前状态"] == "已拆除"
+    demolished = sites["当前状态"].isin(["已拆除", "己拆除"])  # the typo too: those sites are gone
     assert sites.loc[demolished, "拆除时间"].notna().all()
     assert sites.loc[~demolished, "拆除时间"].isna().all()
     for f, d in zip(found[demolished], sites.loc[demolished, "拆除时间"], strict=True):
@@ -243,6 +249,27 @@ def test_site_areas_and_geometry(sites):
     assert sites.loc[~polygons, "违建面积"].notna().all()
     ratio = (recorded / area).dropna()
     assert ratio.between(0.95, 1.05).all()
+
+
+def test_the_value_map_reads_every_messy_status_and_nothing_else(out, sites):
+    from geo.mappings import read_value_map
+
+    entries = read_value_map(out / "值对应.csv")
+    assert {raw: code for _, raw, code in entries} == MESSY
+    assert {f for f, _, _ in entries} == {"当前状态"}
+    assert (out / "值对应.csv").read_bytes().startswith("\ufeff字段,原值,映射为\r\n".encode())
+    assert set(sites["当前状态"]) - {s.code for s in demolition.LAYER.statuses} == set(MESSY)
+
+
+def test_one_point_has_x_and_y_swapped(sites, grid):
+    xy = shapely.get_coordinates(shapely.point_on_surface(sites.geometry.to_numpy()))
+    points = (sites.geom_type == "Point").to_numpy()
+    swapped = pd.Series(points & (xy[:, 0] > 3_000_000) & (xy[:, 1] < 1_000_000), index=sites.index)
+    assert swapped.sum() == 1
+    # swapped back it lies in the district
+    row = sites[swapped].iloc[0]
+    district = shapely.coverage_union_all(grid.geometry.to_numpy())
+    assert district.contains(shapely.Point(row.geometry.y, row.geometry.x))
 
 
 def test_some_sites_are_outside_and_some_on_shared_grid_edges(sites, grid):

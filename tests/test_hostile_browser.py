@@ -276,7 +276,8 @@ def test_upload_report_and_preview_show_hostile_text(live_server, page, tmp_path
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150), (X0 + 250, Y0 - 250)],
         案件编号=["A1", "A2", "A3"],
-        当前状态=[P_SCRIPT, "已登记", "已拆除"],
+        当前状态=["已登记", P_SCRIPT, "已拆除"],
+        违建面积=[P_SCRIPT, "1", "2"],
         违建地址=[P_ATTR, P_IMG, P_JS],
         违建位置=[P_SVG] * 3,
     )
@@ -294,7 +295,9 @@ def test_upload_report_and_preview_show_hostile_text(live_server, page, tmp_path
     assert f"{P_IMG}/台账.shp" in summary  # the folder inside the zip, as named
     assert "_img src=x onerror=window.__pwned=1_.zip" in summary  # the upload's name, as stored
     rejected = text_of(page, "#gw-rejected tbody")
-    assert f"当前状态「{P_SCRIPT}」不在状态列表中" in rejected
+    assert f"违建面积(m²)「{P_SCRIPT}」不是数字" in rejected
+    values = text_of(page, "#gw-values")  # the value table: raw values as text, in the page's own order
+    assert P_SCRIPT in values and P_SVG in values
     assert "违建位置" in text_of(page, "#gw-warnings")
     wait_for(
         page,

@@ -17,6 +17,7 @@ from geo.errors import CRSError, InputError
 from geo.importer import import_file, prepare_import
 from geo.store import UNASSIGNED, open_store
 from geo.tally import tally
+from layers import demolition
 from tests.conftest import (
     COMM_A,
     COMM_B,
@@ -29,6 +30,8 @@ from tests.conftest import (
     write_shp,
     zip_shp,
 )
+
+DEMOLITION_SPEC = demolition.LAYER
 
 
 def sites(n_extra: int = 0) -> gpd.GeoDataFrame:
@@ -190,11 +193,18 @@ def test_rejected_rows_reported(gridded_store, tmp_path):
     g.loc[3, "案件编号"] = "WJ-004"  # duplicate id of row 5
     report = import_file(gridded_store, "demolition", write_shp(g, tmp_path / "s" / "w.shp"))
     rows = {r.row: r for r in report.rejected}
-    assert sorted(rows) == [1, 2, 3, 5]
+    # an unknown status is no reason to lose the row: it is kept as 未识别 (see test_unrecognised_...)
+    assert sorted(rows) == [1, 3, 5]
     assert "不是数字" in rows[1].reason_zh and "not a number" in rows[1].reason_en
-    assert "状态" in rows[2].reason_zh
-    assert report.added == 1
-    assert gridded_store.batch(report.batch_id).rejected == 4
+    # each rejected row names its survey id and the offending raw value
+    assert (rows[1].survey_id, rows[1].value) == (g.loc[0, "案件编号"], "三十")
+    assert (rows[3].survey_id, rows[3].value) == (g.loc[2, "案件编号"], "2022-13-45")
+    assert rows[5].survey_id == "WJ-004"
+    assert report.added == 2
+    assert gridded_store.batch(report.batch_id).rejected == 3
+    kept = gridded_store.read_attributes(DEMOLITION_SPEC)
+    row = kept[kept["case_id"] == g.loc[1, "案件编号"]].iloc[0]
+    assert (row["status"], row["status_raw"]) == ("未识别", "不知道")
 
 
 def test_wrong_layer_and_wrong_geometry(gridded_store, tmp_path):

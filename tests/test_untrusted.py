@@ -487,7 +487,7 @@ def test_a_wide_table_decodes_only_the_columns_the_layer_uses(data, tmp_path):
 @pytest.mark.parametrize(("row", "code"), [(",,,", "no_geometry"), ("118.4,31.3,,乱写", "no_valid_rows")])
 def test_a_report_of_many_broken_rows_stays_small(surveyor, row, code):
     rows = 400_000
-    payload = ("经度,纬度,案件编号,当前状态\n" + (row + "\n") * rows).encode()
+    payload = ("经度,纬度,案件编号,违建面积\n" + (row + "\n") * rows).encode()
     resp = post(surveyor, payload, "台账.csv")
     assert resp.status_code == 400
     assert len(resp.data) < 100_000
@@ -495,9 +495,9 @@ def test_a_report_of_many_broken_rows_stays_small(surveyor, row, code):
 
 
 def test_a_report_lists_the_first_thousand_rejected_rows_and_counts_all(surveyor):
-    long_status = "未知" * 150
-    lines = ["经度,纬度,案件编号,当前状态"] + [f"118.4,31.3,K{i},{long_status}" for i in range(3000)]
-    lines += ["118.4,31.3,OK1,已登记"]
+    long_area = "未知" * 150
+    lines = ["经度,纬度,案件编号,违建面积"] + [f"118.4,31.3,K{i},{long_area}" for i in range(3000)]
+    lines += ["118.4,31.3,OK1,12"]
     resp = post(surveyor, ("\n".join(lines) + "\n").encode(), "台账.csv")
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
@@ -508,11 +508,35 @@ def test_a_report_lists_the_first_thousand_rejected_rows_and_counts_all(surveyor
     assert len(resp.data) < 1_000_000
 
 
+def test_a_value_table_of_many_distinct_values_is_capped(surveyor):
+    """3,000 distinct unknown statuses: every row is kept as unrecognised, the table lists the 200
+    most frequent and counts the rest, and the report stays small."""
+    lines = ["经度,纬度,案件编号,当前状态"] + [f"118.4,31.3,K{i},{'乱写' * 40}{i}" for i in range(3000)]
+    lines += [f"118.4,31.3,D{i},暂缓拆除" for i in range(5)]
+    resp = post(surveyor, ("\n".join(lines) + "\n").encode(), "台账.csv")
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert body["accepted"] == 3005 and body["rejected_count"] == 0
+    table = body["value_mappings"][0]
+    assert (table["distinct"], table["listed"], len(table["values"])) == (3001, 200, 200)
+    assert table["values"][0] == {
+        "raw": "暂缓拆除",
+        "code": "未识别",
+        "how": "unrecognised",
+        "count": 5,
+        "suggestion": None,
+        "qualified": True,
+    }
+    assert table["more_rows"] == 2801 and table["more_unrecognised"] == 2801
+    assert all(len(v["raw"]) <= 100 for v in table["values"])
+    assert len(resp.data) < 1_000_000
+
+
 def test_the_command_line_report_is_capped_too(tmp_path):
     from geo.cli import main
 
-    lines = ["经度,纬度,案件编号,当前状态"] + [f"118.4,31.3,K{i},乱写{i}" for i in range(2500)]
-    lines += ["118.4,31.3,OK1,已登记"]
+    lines = ["经度,纬度,案件编号,违建面积"] + [f"118.4,31.3,K{i},乱写{i}" for i in range(2500)]
+    lines += ["118.4,31.3,OK1,12"]
     path = tmp_path / "台账.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     run = subprocess.run(

@@ -4,6 +4,7 @@ bad input answered with a clear 4xx and nothing written."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -43,7 +44,7 @@ def survey_zip(tmp_path):
         [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150), (X0 + 250, Y0 - 250)],
         案件编号=["U1", "U2", "U3"],
         当前状态=["已拆除", "已登记", "不知道"],
-        违建面积=["10", "20", "30"],
+        违建面积=["10", "20", "三十"],
     )
     shp = write_shp(sites, tmp_path / "s" / "违建台账.shp")
     return zip_shp(shp, tmp_path / "上报.zip", folder="台账/").read_bytes()
@@ -66,7 +67,10 @@ def test_preview_then_commit(client, survey_zip):
     assert r.status_code == 201
     body = r.get_json()
     assert body["status"] == "preview" and body["rows_read"] == 3 and body["rejected_count"] == 1
-    assert body["rejected"][0]["row"] == 3 and "状态" in body["rejected"][0]["reason_zh"]
+    assert body["rejected"][0]["row"] == 3 and "面积" in body["rejected"][0]["reason_zh"]
+    assert body["rejected"][0]["survey_id"] == "U3" and body["rejected"][0]["value"] == "三十"
+    # what the commit will do, worked out before it: 2 new features
+    assert (body["added"], body["updated"], body["unchanged"]) == (2, 0, 0)
     assert body["encoding"] == "gb18030" and "4548" in body["crs"]
     assert _count(client) == 0  # preview writes nothing
     r = client.post(f"/api/uploads/{body['upload_id']}/commit", data={"user": "surveyor"})
@@ -173,6 +177,7 @@ def test_features_inside_and_outside_the_grid(client, tmp_path):
         [(X0 + 50, Y0 - 50), (X0 + 250, Y0 - 150), (X0 + 150, Y0 - 250), (X0 + 1000, Y0 - 100), (X0, Y0)],
         案件编号=["A", "B", "C", "FAR", "BAD"],
         当前状态=["已登记", "已登记", "已拆除", "已登记", "不知道"],
+        违建面积=["1", "2", "3", "4", "三十"],
     )
     report = _staged(client, sites, tmp_path)
     assert report["accepted"] == 4 and report["unassigned"] == 1
@@ -727,3 +732,83 @@ def test_surveyors_update_their_own_features_and_admins_any(accounts_app, tmp_pa
     assert (done["updated"], done["rejected_count"]) == (2, 0)
     after = _statuses(app)
     assert after["S1"] == ("已拆除", "surveyor") and after["S2"] == after["D2"] == ("已拆除", "admin")
+
+
+def _mapping_of(report: dict, field: str = "status") -> dict:
+    entry = next(e for e in report["value_mappings"] if e["field"] == field)
+    return {v["raw"]: v for v in entry["values"]}
+
+
+def test_value_table_changed_in_the_preview_is_committed_and_remembered(client, tmp_path):
+    sites = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150), (X0 + 250, Y0 - 250), (X0 + 60, Y0 - 60)],
+        案件编号=["V1", "V2", "V3", "V4"],
+        当前状态=["暂缓拆除", "暂缓拆除", "己拆除", "已拆除"],
+    )
+    first = _staged(client, sites, tmp_path)
+    table = _mapping_of(first)
+    assert table["暂缓拆除"]["code"] == "未识别" and table["暂缓拆除"]["count"] == 2
+    assert (table["己拆除"]["how"], table["己拆除"]["suggestion"]) == ("suggested", "已拆除")
+    assert table["已拆除"]["how"] == "exact"
+    assert first["added"] == 4 and first["rejected_count"] == 0  # nothing is lost for a value
+    # the select in the preview sends the changed mappings; they are read again at once
+    again = client.post(
+        f"/api/uploads/{first['upload_id']}/preview",
+        data={
+            "value_map": json.dumps([["当前状态", "己拆除", "已拆除"], ["status", "暂缓拆除", "已下发通知"]])
+        },
+    ).get_json()
+    table = _mapping_of(again)
+    assert (table["己拆除"]["code"], table["己拆除"]["how"]) == ("已拆除", "manual")
+    assert table["暂缓拆除"]["code"] == "已下发通知"
+    committed = client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()
+    assert committed["added"] == 4 and committed["mappings_remembered"] == 2
+    rows = client.get("/api/stats?format=json&level=district&layer=demolition").get_json()["rows"]
+    district = rows[0]
+    assert (district["demolition_total"], district["demolition_completed"]) == (4, 2)
+    assert district["demolition_unrecognised"] == 0
+    # the next file finds them remembered
+    later = points_frame([(X0 + 70, Y0 - 70)], 案件编号=["V9"], 当前状态=["己拆除"])
+    table = _mapping_of(_staged(client, later, tmp_path / "later"))
+    assert (table["己拆除"]["code"], table["己拆除"]["how"]) == ("已拆除", "remembered")
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"value_map": "not json"},
+        {"value_map": json.dumps({"a": 1})},
+        {"value_map": json.dumps([["当前状态", "x"]])},
+        {"value_map": json.dumps([["当前状态", "x", "拆了"]])},
+        {"value_map": json.dumps([["面积", "x", "已拆除"]])},
+        {"field_map": json.dumps({"没有这列": "status"})},
+        {"field_map": json.dumps({"当前状态": "nofield"})},
+        {"field_map": json.dumps(["当前状态"])},
+        {"remember": "maybe"},
+    ],
+)
+def test_bad_mappings_are_a_clear_400(client, tmp_path, form):
+    sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["M1"], 当前状态=["已拆除"])
+    first = _staged(client, sites, tmp_path)
+    r = client.post(f"/api/uploads/{first['upload_id']}/preview", data=form)
+    assert r.status_code == 400
+    body = r.get_json()
+    assert body["error"] in ("bad_mapping", "bad_field_map") and body["message"]
+    # the upload is as it was: it still commits
+    assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 1
+
+
+def test_field_map_changed_in_the_preview(client, tmp_path):
+    sites = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)],
+        案件编号=["F1", "F2"],
+        当前状态=["已拆除", "已拆除"],
+        处置日期=["2022-05-01", "2022-06-01"],
+    )
+    first = _staged(client, sites, tmp_path)
+    assert "处置日期" in first["unmatched_fields"] and first["completed_undated"] == 2
+    again = client.post(
+        f"/api/uploads/{first['upload_id']}/preview", data={"field_map": json.dumps({"处置日期": "拆除时间"})}
+    ).get_json()
+    assert again["field_mapping"]["处置日期"] == "done_on" and again["completed_undated"] == 0
+    assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 2

@@ -17,21 +17,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.utils.datetime import from_excel, to_excel
 
+import layers
 from geo.errors import InputError
 from geo.values import (
+    UNRECOGNISED,
     FieldMatch,
     clean_text,
+    is_qualified,
+    map_vocab,
     match_fields,
     norm_key,
-    normalise_vocab,
     parse_date,
     parse_dates,
     parse_month,
     parse_numbers,
+    resolve_code,
     safe_display_name,
+    suggest_code,
     terminal_safe,
+    vocab_key,
 )
-from layers import charging, demolition, grid
+from layers import charging, demolition, grid, parking
 
 DEMOLITION = demolition.LAYER
 FULL_WIDTH = str.maketrans("0123456789,.-", "０１２３４５６７８９，．－")
@@ -417,58 +423,181 @@ def test_parse_dates_year_window_property(day: dt.date) -> None:
     assert bad.tolist() == [not inside] * 2
 
 
-# --------------------------------------------------------------------------- normalise_vocab
+# --------------------------------------------------------------------------- map_vocab
+
+
+def _one(
+    raw: object, vocab: tuple = DEMOLITION.statuses, default: str | None = "已登记", **kw: dict
+) -> tuple:
+    result = map_vocab(pd.Series([raw], dtype=object), vocab, default, **kw)
+    entry = result.values[0]
+    return result.codes.iloc[0], entry.how, entry.suggestion
 
 
 @pytest.mark.parametrize(
-    ("raw", "code"),
+    ("raw", "code", "how"),
     [
-        ("已拆除", "已拆除"),
-        ("拆除", "已拆除"),
-        ("Demolished", "已拆除"),
-        ("DONE", "已拆除"),
-        (" 已拆除 ", "已拆除"),
-        ("已拆除完毕", "已拆除"),
-        ("拆除中", "拆除中"),
-        ("正在拆除中", "拆除中"),
-        ("未拆除", "已登记"),
-        ("尚未拆除", "已登记"),
-        ("已下发整改通知", "已下发通知"),
-        ("已补办手续（规划许可）", "已补办手续"),
-        ("in progress", "拆除中"),
-        ("In-Progress", "拆除中"),
-        ("ｄｏｎｅ", "已拆除"),
+        ("已拆除", "已拆除", "exact"),
+        ("Demolished", "已拆除", "exact"),
+        (" 已拆除 ", "已拆除", "exact"),
+        ("已 拆 除。", "已拆除", "exact"),
+        ("「已拆除」", "已拆除", "exact"),
+        ("拆除", "已拆除", "alias"),
+        ("DONE", "已拆除", "alias"),
+        ("ｄｏｎｅ", "已拆除", "alias"),
+        ("補辦手續", "已补办手续", "alias"),  # traditional characters
+        ("已補辦手續", "已补办手续", "exact"),
+        ("拆除中", "拆除中", "exact"),
+        ("未拆除", "已登记", "alias"),
+        ("in progress", "拆除中", "alias"),
+        ("In-Progress", "拆除中", "alias"),
     ],
 )
-def test_normalise_vocab_statuses(raw: str, code: str) -> None:
-    values, bad = normalise_vocab(pd.Series([raw]), DEMOLITION.statuses, DEMOLITION.default_status)
-    assert values.iloc[0] == code
-    assert not bad.iloc[0]
+def test_map_vocab_exact_and_alias(raw: str, code: str, how: str) -> None:
+    assert _one(raw)[:2] == (code, how)
 
 
-@pytest.mark.parametrize("raw", ["", None, np.nan, "  ", "/"])
-def test_normalise_vocab_empty_gets_default(raw: object) -> None:
-    values, bad = normalise_vocab(pd.Series([raw], dtype=object), DEMOLITION.statuses, "已登记")
-    assert values.iloc[0] == "已登记" and not bad.iloc[0]
-    values, bad = normalise_vocab(pd.Series([raw], dtype=object), DEMOLITION.statuses, None)
-    assert values.iloc[0] is None and not bad.iloc[0]
+#: Statuses that contain 拆除 (or 施划) without saying it is done.
+QUALIFIED_DEMOLITION = [
+    "暂缓拆除",
+    "待拆除",
+    "拟拆除",
+    "不予拆除",
+    "拆除未完成",
+    "部分拆除",
+    "不拆除",
+    "尚未拆除完毕",
+]
 
 
-@pytest.mark.parametrize("raw", ["xyz", "已下发通知，未拆除", "违章", 3])
-def test_normalise_vocab_unknown_or_ambiguous_is_bad(raw: object) -> None:
-    values, bad = normalise_vocab(pd.Series([raw], dtype=object), DEMOLITION.statuses, "已登记")
-    assert values.iloc[0] is None
-    assert bad.iloc[0]
+@pytest.mark.parametrize("raw", QUALIFIED_DEMOLITION)
+def test_deferred_negated_or_partial_statuses_are_never_completed(raw: str) -> None:
+    code, how, suggestion = _one(raw)
+    assert code == UNRECOGNISED
+    assert how in ("unrecognised", "suggested")
+    assert suggestion not in DEMOLITION.completed_statuses
 
 
-def test_normalise_vocab_categories_and_index() -> None:
+@pytest.mark.parametrize("raw", ["暂不施划", "施划中", "未施划完成", "計劃施劃"])
+def test_parking_qualified_statuses_are_never_marked_out(raw: str) -> None:
+    spec = parking.LAYER
+    code, _, suggestion = _one(raw, spec.statuses, spec.default_status)
+    assert code not in spec.completed_statuses
+    assert suggestion not in spec.completed_statuses
+
+
+@pytest.mark.parametrize(
+    ("raw", "suggestion"),
+    [
+        ("已拆除完毕", "已拆除"),
+        ("己拆除", "已拆除"),  # a typo: 己 for 已
+        ("正在拆除中", "拆除中"),
+        ("已下发整改通知", "已下发通知"),
+        ("已下发通知，未拆除", None),  # two statuses: no proposal
+        ("违章", None),
+    ],
+)
+def test_containment_and_similarity_only_suggest(raw: str, suggestion: str | None) -> None:
+    code, how, hint = _one(raw)
+    assert code == UNRECOGNISED
+    assert hint == suggestion
+    assert how == ("suggested" if suggestion else "unrecognised")
+
+
+@pytest.mark.parametrize("raw", ["", None, np.nan, "  ", "/", "—"])
+def test_map_vocab_empty_gets_default(raw: object) -> None:
+    assert _one(raw)[:2] == ("已登记", "empty")
+    assert _one(raw, default=None)[:2] == (None, "empty")
+
+
+def test_manual_wins_and_remembered_comes_after_exact_names() -> None:
+    key = vocab_key("暂缓拆除")
+    assert _one("暂缓拆除", manual={key: "已下发通知"})[:2] == ("已下发通知", "manual")
+    assert _one("暂缓 拆除", remembered={key: "已下发通知"})[:2] == ("已下发通知", "remembered")
+    # an exact name is not changed by a remembered mapping; only by one given for the import
+    exact = vocab_key("已拆除")
+    assert _one("已拆除", remembered={exact: "拆除中"})[:2] == ("已拆除", "exact")
+    assert _one("已拆除", manual={exact: "拆除中"})[:2] == ("拆除中", "manual")
+
+
+def test_map_vocab_table_counts_every_row_once() -> None:
+    raw = ["已拆除", "暂缓拆除", "已拆除", None, "己拆除", "已拆除 ", "暂缓拆除", ""]
+    result = map_vocab(pd.Series(raw, dtype=object, index=range(10, 18)), DEMOLITION.statuses, "已登记")
+    assert result.codes.tolist() == [
+        "已拆除",
+        UNRECOGNISED,
+        "已拆除",
+        "已登记",
+        UNRECOGNISED,
+        "已拆除",
+        UNRECOGNISED,
+        "已登记",
+    ]
+    assert list(result.codes.index) == list(range(10, 18))
+    assert result.raw.tolist() == ["已拆除", "暂缓拆除", "已拆除", None, "己拆除", "已拆除", "暂缓拆除", None]
+    table = {(v.raw, v.code, v.how): v.count for v in result.values}
+    assert table == {
+        ("已拆除", "已拆除", "exact"): 3,
+        ("暂缓拆除", UNRECOGNISED, "unrecognised"): 2,
+        (None, "已登记", "empty"): 2,
+        ("己拆除", UNRECOGNISED, "suggested"): 1,
+    }
+    assert sum(v.count for v in result.values) == len(raw)
+    assert [v.count for v in result.values] == sorted((v.count for v in result.values), reverse=True)
+
+
+def test_categories_are_mapped_the_same_way() -> None:
     position = DEMOLITION.categories[0].values
     s = pd.Series(["地上", "楼顶平台", "屋顶", "roof", "露台"], index=list("abcde"))
-    values, bad = normalise_vocab(s, position, None)
-    # "楼顶平台" names two categories: ambiguous.
-    assert values.tolist() == ["地面", None, "楼顶", "楼顶", "平台"]
-    assert bad.tolist() == [False, True, False, False, False]
-    assert list(values.index) == list("abcde")
+    result = map_vocab(s, position, None)
+    # "楼顶平台" names two categories: unrecognised
+    assert result.codes.tolist() == ["地面", UNRECOGNISED, "楼顶", "楼顶", "平台"]
+    assert list(result.codes.index) == list("abcde")
+
+
+def test_no_completed_status_word_holds_a_qualifier() -> None:
+    """A layer's own words for a completed status must never look deferred or negated."""
+    for spec in layers.all_layers():
+        for status in spec.statuses:
+            if status.completed:
+                for word in (status.code, status.label_zh, status.label_en, *status.aliases):
+                    assert not is_qualified(vocab_key(word)), (spec.name, word)
+
+
+_WORDS = [w for st in DEMOLITION.statuses for w in (st.code, st.label_zh, *st.aliases)]
+_QUALIFIERS = ["暂缓", "待", "拟", "不予", "不", "未", "尚未", "部分", "计划", "申请"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.sampled_from(["", *_WORDS]),
+    qualifier=st.sampled_from(_QUALIFIERS),
+    word=st.sampled_from(_WORDS),
+    after=st.sampled_from(["", "完成", "完毕", "中", "。", "（已告知）", *_WORDS]),
+    order=st.booleans(),
+)
+def test_property_a_qualified_value_never_maps_to_completed(
+    before: str, qualifier: str, word: str, after: str, order: bool
+) -> None:
+    raw = before + (qualifier + word if order else word + qualifier) + after
+    code, _, suggestion = _one(raw)
+    assert code not in DEMOLITION.completed_statuses
+    assert suggestion not in DEMOLITION.completed_statuses
+
+
+def test_resolve_code_takes_codes_labels_and_unrecognised() -> None:
+    assert resolve_code(DEMOLITION.statuses, "已拆除") == "已拆除"
+    assert resolve_code(DEMOLITION.statuses, "Notice served") == "已下发通知"
+    assert resolve_code(DEMOLITION.statuses, "未识别") == UNRECOGNISED
+    assert resolve_code(DEMOLITION.statuses, "unrecognised") == UNRECOGNISED
+    with pytest.raises(InputError) as err:
+        resolve_code(DEMOLITION.statuses, "拆了")
+    assert err.value.code == "bad_mapping"
+
+
+def test_suggest_code_never_proposes_completed_for_qualified_text() -> None:
+    assert suggest_code(vocab_key("已拆除完毕"), DEMOLITION.statuses) == "已拆除"
+    assert suggest_code(vocab_key("拆除未完毕"), DEMOLITION.statuses) is None
 
 
 # --------------------------------------------------------------------------- clean_text

@@ -134,8 +134,8 @@ def test_features_carry_their_marker_shape_value(gridded_store, tmp_path):
     )
     import_file(gridded_store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
     props = _by_case(gridded_store, "demolition", "case_id")
-    # aliases are normalised at import; a value outside the vocabulary (kept as given) or an
-    # empty one gives None
+    # aliases are normalised at import; a value outside the vocabulary (stored as 未识别, its text
+    # beside it) or an empty one gives None
     assert {k: p["position"] for k, p in props.items()} == {
         "S0": "地面",
         "S1": "平台",
@@ -145,7 +145,9 @@ def test_features_carry_their_marker_shape_value(gridded_store, tmp_path):
         "S5": None,
     }
     detail = features_in_view(gridded_store, "demolition", VIEW, zoom=16, detail=True)
-    assert "乱写" in {f["properties"]["position"] for f in detail["features"]}  # lists show what is stored
+    # lists show what is stored: the code, and the value as surveyed
+    assert "未识别" in {f["properties"]["position"] for f in detail["features"]}
+    assert "乱写" in {f["properties"]["position_raw"] for f in detail["features"]}
     # a later import changes the value the map gets (the cached column follows the store)
     moved = points_frame([(X0 + 20, Y0 - 50)], 案件编号=["S0"], 违建位置=["平台"], 当前状态=["已登记"])
     import_file(gridded_store, "demolition", write_shp(moved, tmp_path / "m" / "m.shp"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +68,11 @@ def api_layers() -> Any:
                 "is_grid": spec.is_grid,
                 "fields": [
                     {"name": f.name, "kind": f.kind, "label_zh": f.label_zh, "label_en": f.label_en}
-                    for f in spec.fields
+                    for f in spec.stored_fields
                 ],
                 "statuses": [
                     {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
-                    for s in spec.statuses
+                    for s in spec.all_statuses
                 ],
                 "count": current_store().layer_count(spec),
             }
@@ -163,6 +164,23 @@ def api_feature(layer: str, fid: int) -> Any:
     return jsonify(feature_detail(current_store(), layer, fid, gcj02=_gcj02()))
 
 
+@bp.get("/ledger/<layer>")
+@requires(MAP)
+def api_ledger(layer: str) -> Any:
+    """A survey layer's features as a table (台账): every field, the status as stored and as surveyed."""
+    from geo.importer import get_layer
+    from geo.ledger import LEDGER_FORMATS, render_ledger
+    from server import select_locale
+
+    spec = get_layer(layer)
+    fmt = request.args.get("format", "xlsx")
+    body = render_ledger(current_store(), spec, fmt, lang=select_locale())
+    mimetype, ext = LEDGER_FORMATS[fmt]
+    resp = Response(body, mimetype=mimetype)
+    resp.headers["Content-Disposition"] = content_disposition(f"gridwatch_{spec.name}_ledger.{ext}")
+    return resp
+
+
 @bp.get("/batches")
 @requires("surveyor")
 def api_batches() -> Any:
@@ -211,6 +229,34 @@ def _staging_limits() -> uploads.StagingLimits:
     )
 
 
+def _mapping_form() -> dict[str, Any]:
+    """``field_map`` (a JSON object: column → field), ``value_map`` (a JSON array of
+    ``[field, raw, code]``) and ``remember`` from the form, where given; shapes are checked by
+    :func:`geo.uploads.check_mapping_params`."""
+    out: dict[str, Any] = {}
+    for key in ("field_map", "value_map"):
+        text = request.form.get(key)
+        if text is None or text == "":
+            continue
+        if len(text) > 4_000_000:
+            raise InputError(
+                "字段或值对应过长", "the field or value mappings are too long", code="bad_mapping"
+            )
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            raise InputError(
+                f"{key} 不是有效的 JSON", f"{key} is not valid JSON", code="bad_mapping"
+            ) from None
+    remember = request.form.get("remember")
+    if remember is not None and remember != "":
+        if remember not in ("0", "1", "true", "false"):
+            raise InputError("remember 应为 0 或 1", "remember must be 0 or 1", code="bad_mapping")
+        out["remember"] = remember in ("1", "true")
+    uploads.check_mapping_params(out)
+    return out
+
+
 def _report(report: Any, **extra: Any) -> dict[str, Any]:
     body = report.to_dict()
     body.update(extra)
@@ -235,6 +281,7 @@ def api_upload() -> Any:
             code="unknown_layer",
         )
     _check_layer(layer)
+    mappings = _mapping_form()
     upload_id = uploads.stage(
         _data_dir(),
         file.filename,
@@ -255,6 +302,7 @@ def api_upload() -> Any:
             admin=is_admin(),
             valid_from=_valid_from(),
             tz=timezone(),
+            **mappings,
         )
     except Exception:
         uploads.discard(_data_dir(), upload_id)
@@ -276,7 +324,10 @@ def api_upload_preview(upload_id: str) -> Any:
     _check_owner(upload_id)
     if "layer" in request.form:
         _check_layer(request.form["layer"])
-    overrides = {k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form}
+    overrides: dict[str, Any] = {
+        k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form
+    }
+    overrides.update(_mapping_form())
     report = uploads.preview(
         current_store(),
         _data_dir(),

@@ -163,6 +163,21 @@ def document() -> dict[str, Any]:
             "description": "grid only: the day its version is in force from (default the import day; not "
             "after today, not before the current version's); also taken by the commit",
         },
+        "field_map": {
+            "type": "string",
+            "description": "字段对应 / JSON object: column of the file → field of the layer (name or label; "
+            '"" leaves the column out), e.g. {"拆除日期2": "done_on"}',
+        },
+        "value_map": {
+            "type": "string",
+            "description": "值对应 / JSON array of [field, raw value, code], e.g. "
+            '[["当前状态", "暂缓拆除", "已下发通知"]]; code 未识别 keeps a value unrecognised',
+        },
+        "remember": {
+            "type": "string",
+            "enum": ["0", "1", "true", "false"],
+            "description": "remember the value mappings for later imports (admins only; default 1 for admins)",
+        },
     }
     upload_form = {
         "multipart/form-data": {
@@ -184,7 +199,8 @@ def document() -> dict[str, Any]:
         "schema": {
             "type": "object",
             "properties": upload_fields,
-            "description": "any of layer, encoding, crs, member; the rest stays as uploaded",
+            "description": "any of layer, encoding, crs, member, field_map, value_map, remember; the rest"
+            " stays as uploaded",
         }
     }
     stats_media = {
@@ -240,6 +256,34 @@ def document() -> dict[str, Any]:
                         _q("unit", "only features in this unit grid (or UNASSIGNED)"),
                         _q("detail", "1 or true: every attribute with each feature"),
                         _q("within", "only features in unit grids under this street/community code"),
+                    ],
+                )
+            },
+            "/api/ledger/{layer}": {
+                "get": _op(
+                    "要素台账下载 / the layer's features as a table: every field, the status as stored and as"
+                    " surveyed (<field>_raw), the unit grid, the batch, lon/lat",
+                    _MAP,
+                    {
+                        "200": {
+                            "description": "the ledger",
+                            "content": {
+                                "text/csv": {"schema": {"type": "string"}},
+                                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                                "application/geo+json": {"schema": {"type": "object"}},
+                            },
+                        },
+                        **_errors(400, 404),
+                    },
+                    [
+                        *feature_path,
+                        _q(
+                            "format",
+                            "xlsx (default), csv or geojson",
+                            {"type": "string", "enum": ["xlsx", "csv", "geojson"]},
+                        ),
                     ],
                 )
             },

@@ -185,9 +185,11 @@ def index() -> Any:
                 "name": s.name,
                 "label": label(s),
                 "on": s.name == spec.name,
-                "fields": [{"name": f.name, "label": label(f)} for f in s.fields],
-                "colors": {st.code: st.color for st in s.statuses},
-                "statuses": [{"code": st.code, "label": label(st), "color": st.color} for st in s.statuses],
+                "fields": [{"name": f.name, "label": label(f)} for f in s.stored_fields],
+                "colors": {st.code: st.color for st in s.all_statuses},
+                "statuses": [
+                    {"code": st.code, "label": label(st), "color": st.color} for st in s.all_statuses
+                ],
                 "statusLabel": label(s.field(s.status_field)) if s.status_field else "",
                 "shapes": _shapes(s),
                 "color": s.style.get("color", "#3388ff"),
@@ -287,6 +289,34 @@ def upload() -> Any:
             "insideOutside": _("落入单元网格 {inside} 个，未落入网格 {outside} 个"),
             "asPoints": _("要素较多，面以其内部一点表示"),
             "unit": _("所在网格"),
+            "added": _("将新增"),
+            "updated": _("将更新"),
+            "unchanged": _("未变"),
+            "notImported": _("（不导入）"),
+            "empty": _("（空）"),
+            "rows": _("{count} 行"),
+            "suggestion": _("建议: {code}"),
+            "useSuggestion": _("采用建议"),
+            "moreValues": _("另有 {count} 个值（{rows} 行）未列出"),
+            "qualifiedDone": _("该值含“暂缓、待、未、部分”等字样，却对应到已完成状态，请确认"),
+            "valueHeader": _("原值"),
+            "rowsHeader": _("行数"),
+            "howHeader": _("方式"),
+            "codeHeader": _("对应为"),
+            "imported2": _("已导入：批次 {batch}，新增 {added}，更新 {updated}，记住值对应 {remembered} 个"),
+        },
+        "how": {
+            "exact": _("与名称一致"),
+            "alias": _("别名"),
+            "remembered": _("已记住"),
+            "manual": _("本次指定"),
+            "suggested": _("未识别（有建议）"),
+            "unrecognised": _("未识别"),
+            "empty": _("空值，取默认"),
+        },
+        "admin": is_admin(),
+        "layerFields": {
+            s.name: [{"name": f.name, "label": label(f)} for f in s.fields] for s in layers.all_layers()
         },
         "sources": {
             "override": _("手动指定"),
@@ -366,16 +396,29 @@ def stats() -> Any:
             "rates": [round(float(v) * 100, 1) for v in t[rate]],
         }
     series = monthly(store, "district", [spec.name], end=as_of)
-    months = series.groupby("month")[[f"{spec.name}_total", f"{spec.name}_completed"]].sum().reset_index()
+    undated_col = f"{spec.name}_completed_undated"
+    cols = [f"{spec.name}_total", f"{spec.name}_completed"] + ([undated_col] if undated_col in series else [])
+    months = series.groupby("month")[cols].sum().reset_index()
+    undated = months[undated_col] if undated_col in months else 0 * months[f"{spec.name}_total"]
     chart = {
         "street": by_level["street"],
         "community": by_level["community"],
         "monthly": {
             "months": months["month"].tolist(),
             "total": [int(v) for v in months[f"{spec.name}_total"]],
-            "completed": [int(v) for v in months[f"{spec.name}_completed"]],
+            # completions with a date, and apart from them those without one: they count from the
+            # day of their import, which is no progress of that month
+            "completed": [int(v) for v in months[f"{spec.name}_completed"] - undated],
+            "undated": [int(v) for v in undated],
+        },
+        "labels": {
+            "rate": _("完成率 %"),
+            "total": _("总数"),
+            "completed": _("已完成（有完成日期）"),
+            "undated": _("已完成但无完成日期（按导入日计）"),
         },
     }
+    undated_now = int(table[undated_col].sum()) if undated_col in table else 0
     return render_template(
         "stats.html",
         layer=spec,
@@ -387,4 +430,7 @@ def stats() -> Any:
         lagging=lagging.head(10).to_dict("records"),
         measures=measures,
         chart_json=current_app.json.dumps(chart),
+        undated_now=undated_now,
+        has_status=bool(spec.status_field),
+        has_undated=undated_col in table,
     )
