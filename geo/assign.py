@@ -43,6 +43,13 @@ class Grid:
         self.rank[order] = np.arange(len(order))
         shapely.prepare(self.cells)
         self._tree: shapely.STRtree | None = None
+        self._wkb: list[bytes] | None = None
+
+    def wkb(self) -> list[bytes]:
+        """The cells as WKB, made on first use (comparing two grids cell by cell)."""
+        if self._wkb is None:
+            self._wkb = shapely.to_wkb(self.cells).tolist()
+        return self._wkb
 
     @property
     def tree(self) -> shapely.STRtree:

@@ -1701,8 +1701,8 @@ def _grid_diff(previous: Grid | None, grid: Grid | None) -> tuple[list[str] | No
     """
     if previous is None or grid is None or len(previous) == 0:
         return None, None
-    old = dict(zip(previous.codes.tolist(), shapely.to_wkb(previous.cells).tolist(), strict=True))
-    new_wkb = shapely.to_wkb(grid.cells).tolist()
+    old = dict(zip(previous.codes.tolist(), previous.wkb(), strict=True))
+    new_wkb = grid.wkb()
     new = dict(zip(grid.codes.tolist(), new_wkb, strict=True))
     changed_old = [c for c, w in old.items() if new.get(c) != w]
     changed_idx = [

@@ -384,12 +384,8 @@ def preview_change(store: Store, grid: Grid | None, valid_from: date) -> GridCha
 
 
 def _unit_changes(change: GridChange, previous: Grid | None, grid: Grid | None) -> None:
-    old = (
-        dict(zip(previous.codes.tolist(), shapely.to_wkb(previous.cells).tolist(), strict=True))
-        if previous is not None
-        else {}
-    )
-    new = dict(zip(grid.codes.tolist(), shapely.to_wkb(grid.cells).tolist(), strict=True)) if grid else {}
+    old = dict(zip(previous.codes.tolist(), previous.wkb(), strict=True)) if previous is not None else {}
+    new = dict(zip(grid.codes.tolist(), grid.wkb(), strict=True)) if grid else {}
     added = sorted(str(c) for c in new if c not in old)
     removed = sorted(str(c) for c in old if c not in new)
     reshaped = sorted(str(c) for c, w in new.items() if c in old and old[c] != w)
@@ -404,12 +400,21 @@ def _by_community(
     parent: GridVersion | None,
     moved: list[tuple[np.ndarray, np.ndarray]],
 ) -> None:
-    from geo.tally import load_hierarchy
+    from geo.tally import hierarchy_from_grid
 
     if not moved or not any(len(b) for b, _ in moved):
         return
-    new_h = load_hierarchy(store)
-    old_h = load_hierarchy(store, parent) if parent is not None else None
+    spec = _grid_spec()
+    columns = [f.name for f in spec.fields]
+    wanted_old = {str(c) for b, _ in moved for c in b.tolist()}
+    wanted_new = {str(c) for _, a in moved for c in a.tolist()}
+    # only the units features moved out of or into: the rule of the hierarchy on a few rows
+    new_attrs = store.read_attributes(spec, columns)
+    new_h = hierarchy_from_grid(new_attrs[new_attrs["code"].isin(wanted_new)].reset_index(drop=True))
+    old_h = None
+    if parent is not None:
+        old_attrs, _ = store.read_visible(spec, parent.tx, columns, geometry=False)
+        old_h = hierarchy_from_grid(old_attrs[old_attrs["code"].isin(wanted_old)].reset_index(drop=True))
     new_comm = new_h.mapping("community")
     old_comm = old_h.mapping("community") if old_h is not None else {}
     names: dict[str, Any] = {}
