@@ -348,15 +348,13 @@ def make_version(
         else:
             old_before = np.full(len(old_fids), UNASSIGNED, dtype=object)
         old_after = _move(old_before, old_geoms, grid, diff) if len(old_fids) else old_before
-        all_fids = np.concatenate([fids, old_fids])
-        all_before = np.concatenate([before, old_before])
-        all_after = np.concatenate([after, old_after])
-        if parent is None:
+        if parent is None:  # complete
             store.keep_assignment(spec, version.id)  # the current rows' units, just stored
             store.write_assignment(spec, version.id, old_fids, old_after)
-        else:
-            differs = all_after != all_before
-            store.write_assignment(spec, version.id, all_fids[differs], all_after[differs])
+        else:  # where it differs from the parent's
+            store.write_assignment(spec, version.id, fids[moves], after[moves])
+            old_moves = old_after != old_before
+            store.write_assignment(spec, version.id, old_fids[old_moves], old_after[old_moves])
     _by_community(store, change, parent, moved_units)
     today = clock.today(tz)
     if parent is not None and valid_from < today:
@@ -405,7 +403,9 @@ def _by_community(
     if not moved or not any(len(b) for b, _ in moved):
         return
     spec = _grid_spec()
-    columns = [f.name for f in spec.fields]
+    # the fields the community of a unit comes from (see geo.tally.hierarchy_from_grid)
+    have = {f.name for f in spec.fields}
+    columns: list[str] = [c for c in ("code", "comm_code", "community") if c in have]
     wanted_old = {str(c) for b, _ in moved for c in b.tolist()}
     wanted_new = {str(c) for _, a in moved for c in a.tolist()}
     # only the units features moved out of or into: the rule of the hierarchy on a few rows
