@@ -45,7 +45,12 @@ def test_stats_page_takes_every_date_form(client, as_of):
 def test_stats_page_before_the_first_data_month(client):
     r = client.get("/stats?as_of=2021-06-30")
     assert r.status_code == 200
-    assert _chart(r.get_data(as_text=True))["monthly"] == {"months": [], "total": [], "completed": [], "undated": []}
+    assert _chart(r.get_data(as_text=True))["monthly"] == {
+        "months": [],
+        "total": [],
+        "completed": [],
+        "undated": [],
+    }
 
 
 @pytest.mark.parametrize("as_of", ["2022-13-01", "昨天", "2022-05-25\x1b[31m"])
