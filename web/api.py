@@ -165,7 +165,7 @@ def api_feature(layer: str, fid: int) -> Any:
 
 
 @bp.get("/ledger/<layer>")
-@requires(MAP)
+@requires("viewer")  # the whole layer at once: like the statistics, for signed-in accounts
 def api_ledger(layer: str) -> Any:
     """A survey layer's features as a table (台账): every field, the status as stored and as surveyed."""
     from geo.importer import get_layer

@@ -263,7 +263,7 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "要素台账下载 / the layer's features as a table: every field, the status as stored and as"
                     " surveyed (<field>_raw), the unit grid, the batch, lon/lat",
-                    _MAP,
+                    _SIGNED_IN,
                     {
                         "200": {
                             "description": "the ledger",
