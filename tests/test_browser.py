@@ -322,6 +322,8 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     wait_for(page, "document.querySelector('#gw-message').textContent.includes('已回滚批次')", timeout=20000)
     assert dialogs and "确定回滚批次" in dialogs[0]
     rolled = page.request.get(f"{live_server}/api/stats?format=json&level=district&layer=demolition").json()
+    # the same figures; the metadata names the later write they were computed at
+    assert rolled.pop("metadata")["computed_at"]["tx"] > before.pop("metadata")["computed_at"]["tx"]
     assert rolled == before
     assert errors == []
     assert hosts <= {"127.0.0.1"}
