@@ -42,10 +42,10 @@ def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
     calls: list[int] = []
     real = tally_mod._read_facts
 
-    def counting(store, spec):
+    def counting(store, spec, *rest):
         calls.append(1)
         time.sleep(0.05)
-        return real(store, spec)
+        return real(store, spec, *rest)
 
     monkeypatch.setattr(tally_mod, "_read_facts", counting)
     location = gridded_store.location
@@ -81,8 +81,8 @@ def test_a_write_between_reading_columns_and_counting_never_mixes_revisions(
     )
     calls: list[int] = []
 
-    def facts_then_a_commit(st, spec):
-        facts = real(st, spec)
+    def facts_then_a_commit(st, spec, *rest):
+        facts = real(st, spec, *rest)
         if not calls:
             calls.append(1)
             with open_store(st.location) as other:  # another request commits now
