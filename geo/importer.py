@@ -970,7 +970,8 @@ def _build_rows(
                 (
                     f"{report.completed_undated} 个已完成要素没有{label.label_zh}：按导入当天计为完成，"
                     f"统计中另列为「已完成（无完成日期）」，逐月图中单独标出",
-                    f"{report.completed_undated} completed features have no {label.label_en.lower()}: they count"
+                    f"{report.completed_undated} completed features have no completion date"
+                    f" ({label.label_en.lower()}): they count"
                     " as completed from the day of the import, shown apart in the statistics (completed,"
                     " undated) and marked in the monthly chart",
                 )
