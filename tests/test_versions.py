@@ -36,6 +36,7 @@ from geo.errors import Conflict, InputError
 from geo.importer import import_file
 from geo.store import UNASSIGNED, open_store
 from geo.tally import monthly, tally
+from geo.values import vocab_key
 from tests.conftest import (
     COMM_A,
     COMM_B,
@@ -584,7 +585,7 @@ site = st.tuples(
     st.sampled_from([f"K{i}" for i in range(8)]),
     st.sampled_from(XS),
     st.sampled_from(YS),
-    st.sampled_from(["已登记", "已拆除", "拆除中"]),
+    st.sampled_from(["已登记", "已拆除", "拆除中", "暂缓拆除", "己拆除"]),
     st.sampled_from(DAYS),
     st.integers(0, 120),
 )
@@ -594,6 +595,13 @@ operation = st.one_of(
     st.tuples(st.just("grid"), st.sampled_from(["base", "revised", "removed"]), st.integers(0, 400)),
     st.tuples(st.just("grid_rollback"), st.just(0)),
     st.tuples(st.just("targets"), st.integers(1, 9)),
+    # value mappings change: one remembered (or removed), or the last survey file read again with one
+    st.tuples(
+        st.just("mapping"),
+        st.sampled_from(["暂缓拆除", "己拆除"]),
+        st.sampled_from(["已拆除", "已下发通知", ""]),
+    ),
+    st.tuples(st.just("remap"), st.sampled_from(["已拆除", "拆除中", "未识别"])),
 )
 COMBOS = [
     {"level": "grid"},
@@ -614,7 +622,20 @@ def _apply(store, tmp: Path, n: int, op: tuple, grids: dict[int, str]) -> None:
             发现时间=[r[4].isoformat() for r in rows],
             拆除时间=[(r[4] + timedelta(days=r[5])).isoformat() if r[3] == "已拆除" else "" for r in rows],
         )
-        import_file(store, "demolition", write_shp(frame, tmp / f"op{n}" / "s.shp"))
+        import_file(store, "demolition", write_shp(frame, tmp / f"op{n}" / "s.shp"), remember=False)
+    elif kind == "mapping":
+        _, raw, code = op
+        held = [m for m in store.value_maps("demolition") if m.raw == raw]
+        if code:
+            store.save_value_map("demolition", "status", vocab_key(raw), raw, code)
+        elif held:
+            store.remove_value_map(held[0].id)
+    elif kind == "remap":
+        files = sorted(tmp.glob("op*/s.shp"), key=lambda p: int(p.parent.name[2:]))
+        if files:
+            import_file(
+                store, "demolition", files[-1], value_map=[("当前状态", "己拆除", op[1])], remember=False
+            )
     elif kind == "rollback":
         live = [
             b.id for b in store.batches() if b.status == "active" and b.layer in ("demolition", "targets")
