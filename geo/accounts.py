@@ -6,8 +6,8 @@ Roles, each including the ones below it:
 ``surveyor``  also upload, commit and roll back their own batches;
 ``admin``     also the grid, targets, every batch, users and the audit trail.
 
-Passwords are kept as salted scrypt hashes (:mod:`werkzeug.security`, the hashing Flask
-applications use); API tokens as the SHA-256 digest of a random secret shown once.
+Passwords are kept as salted scrypt hashes (:mod:`geo.passwords`, in the form Werkzeug writes them,
+so earlier hashes stay valid); API tokens as the SHA-256 digest of a random secret shown once.
 Every change to an account is written to the audit trail with the store's actor.
 Nothing here logs or returns a password.
 
@@ -28,9 +28,8 @@ import secrets
 import unicodedata
 from datetime import UTC, datetime, timedelta
 
-from werkzeug.security import check_password_hash, generate_password_hash
-
 from geo.errors import Conflict, GridwatchError, InputError, NotFound
+from geo.passwords import hash_password, verify_password
 from geo.store import ApiToken, Store, User
 
 ROLES = ("viewer", "surveyor", "admin")
@@ -53,7 +52,7 @@ _NAME = re.compile(r"[\w.@-]{1,64}")
 #: made to look like another (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C).
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 # checked against when the name is unknown, so an unknown name costs the same time as a wrong password
-_DUMMY_HASH = generate_password_hash("gridwatch-no-such-user")
+_DUMMY_HASH = hash_password("gridwatch-no-such-user")
 
 
 class LoginFailed(GridwatchError):
@@ -166,7 +165,7 @@ def add_user(store: Store, name: str, role: str, password: str) -> User:
     with store.admin_transaction():
         if store.get_user(name) is not None:
             raise Conflict(f"用户已存在: {name}", f"user already exists: {name}", code="user_exists")
-        user = User(name, role, generate_password_hash(password), True, _iso(_now()))
+        user = User(name, role, hash_password(password), True, _iso(_now()))
         store.save_user(user)
         store.record_audit("user_add", detail=f"{name} ({role})")
     return user
@@ -177,7 +176,7 @@ def set_password(store: Store, name: str, password: str) -> User:
     check_password(password)
     with store.admin_transaction():
         user = get_user(store, name)
-        user.password = generate_password_hash(password)
+        user.password = hash_password(password)
         user.session_version += 1
         store.save_user(user)
         store.clear_login_failures("user", user.name)
@@ -233,10 +232,10 @@ def authenticate(store: Store, name: str, password: str, client: str | None = No
     record = store.login_failures("user", name)
     locked = _until(record.locked_until) > now
     if locked and not _client_may_try(store, client, now):
-        check_password_hash(_DUMMY_HASH, password or "")  # the same cost as a real check
+        verify_password(_DUMMY_HASH, password or "")  # the same cost as a real check
         raise _locked(_until(record.locked_until) - now)
     user = store.get_user(name)
-    ok = check_password_hash(user.password if user is not None else _DUMMY_HASH, password or "")
+    ok = verify_password(user.password if user is not None else _DUMMY_HASH, password or "")
     if user is not None and ok and user.active:
         if record.failures:
             store.clear_login_failures("user", name)
