@@ -256,3 +256,30 @@ def get_store() -> Any:
         if actor is not None:
             g.store.actor = actor  # every write of this request is audited as this user
     return g.store
+
+
+def _serve(args: Any) -> int:
+    config: dict[str, Any] = {}
+    if args.data:
+        config["GRIDWATCH_DATA"] = args.data
+    app = create_app(config)
+    app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
+    return 0
+
+
+def _add_serve(sub: Any) -> None:
+    from geo.cli import bounded_int
+
+    v = sub.add_parser("serve", help="启动 Web 服务 / run the web service (development)")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=bounded_int(1, 65535), default=5000)
+    v.add_argument("--debug", action="store_true")
+    v.set_defaults(func=_serve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``gridwatch`` command: the engine's commands (:mod:`geo.cli`) and ``serve``, which
+    runs this application -- composed here, so the engine never imports the web layer."""
+    from geo.cli import main as engine_main
+
+    return engine_main(argv, extend=_add_serve)

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -78,7 +78,7 @@ def _row_id(text: str) -> int:
     return value
 
 
-def _bounded_int(lo: int, hi: int) -> Any:
+def bounded_int(lo: int, hi: int) -> Any:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -578,18 +578,12 @@ def _read_outline(path: str) -> Any:
     return frame
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from server import create_app
-
-    config: dict[str, Any] = {}
-    if args.data:
-        config["GRIDWATCH_DATA"] = args.data
-    app = create_app(config)
-    app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
-    return 0
+#: Adds commands of the layers above the engine (``serve``, added by :func:`server.main`).
+Extension = Callable[[Any], None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
+    """The engine's commands; ``extend`` gets the sub-command table to add its own."""
     p = _Parser(prog="gridwatch", description="网格化管理统计 / grid-management statistics")
     p.add_argument("--data", help="数据目录或 .gpkg 文件（默认 $GRIDWATCH_DATA 或 ./var/gridwatch）")
     p.add_argument("--lang", choices=("zh", "en"), default=os.environ.get("GRIDWATCH_LANG", "zh"))
@@ -723,17 +717,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_token)
 
     a = sub.add_parser("audit", help="操作日志 / audit trail")
-    a.add_argument("--limit", type=_bounded_int(1, 1_000_000), default=100)
+    a.add_argument("--limit", type=bounded_int(1, 1_000_000), default=100)
     a.add_argument("--by", help="只看某用户 / only this user")
     a.add_argument("--action", help="只看某操作 / only this action")
     a.add_argument("--csv", action="store_true")
     a.set_defaults(func=cmd_audit)
 
-    v = sub.add_parser("serve", help="启动 Web 服务 / run the web service (development)")
-    v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=_bounded_int(1, 65535), default=5000)
-    v.add_argument("--debug", action="store_true")
-    v.set_defaults(func=cmd_serve)
+    if extend is not None:
+        extend(sub)
     return p
 
 
@@ -743,8 +734,9 @@ _PATH_ERRNOS = frozenset(
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> int:
+    """Run the ``gridwatch`` command line; ``extend`` as for :func:`build_parser`."""
+    parser = build_parser(extend)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (2, said in one line by _Parser)
