@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,66 @@ def too_many_fields(n: int) -> TooLarge:
         f"the table has too many fields ({n:,}, limit {MAX_FIELDS:,}): remove unused fields",
         code="too_many_fields",
     )
+
+
+@dataclass(frozen=True)
+class DbfField:
+    """One field descriptor of a DBF header."""
+
+    name_raw: bytes  # the name's bytes, before any decoding
+    type: str  # C, N, F, D, L, M ... (upper case)
+    offset: int  # byte offset inside a record; byte 0 is the deletion flag
+    length: int
+
+
+@dataclass(frozen=True)
+class DbfHeader:
+    """What a DBF header says: its language byte, record count and lengths, and the fields."""
+
+    ldid: int
+    n_records: int
+    header_len: int
+    record_len: int
+    fields: tuple[DbfField, ...]
+
+
+#: Ends the field descriptors.
+DBF_TERMINATOR = 0x0D
+
+
+def parse_header(head: bytes) -> DbfHeader | None:
+    """The header at the start of ``head`` (32 bytes plus the descriptors), the one parser every
+    reader of DBF headers here uses; ``None`` when it is shorter than a header.
+
+    A field's width is byte 16 of its descriptor.  Clipper and some dBASE writers keep text
+    fields wider than 255 bytes with byte 17 as the high byte, while other writers put a
+    "decimals" value there for text (shapelib, and so GDAL, ignores it for that reason).  So
+    byte 17 is taken as the high byte of the non-numeric fields only when the widths add up
+    to the record length that way and not without it.  Whether the header agrees with the file
+    is for the caller to judge.
+    """
+    if len(head) < 32:
+        return None
+    n_records, header_len, record_len = struct.unpack_from("<IHH", head, 4)
+    descriptors: list[tuple[bytes, str, int, int]] = []
+    pos = 32
+    end = min(header_len, len(head))
+    while pos + 32 <= end and head[pos] != DBF_TERMINATOR:
+        desc = head[pos : pos + 32]
+        ftype = chr(desc[11]).upper()
+        high = 0 if ftype in ("N", "F") else desc[17]
+        descriptors.append((desc[:11].split(b"\x00", 1)[0].rstrip(b" "), ftype, desc[16], high))
+        pos += 32
+    narrow = sum(low for _, _, low, _ in descriptors) + 1
+    wide = sum(low + 256 * high for _, _, low, high in descriptors) + 1
+    use_high = wide == record_len and narrow != record_len
+    fields: list[DbfField] = []
+    offset = 1
+    for name_raw, ftype, low, high in descriptors:
+        length = low + 256 * high if use_high else low
+        fields.append(DbfField(name_raw, ftype, offset, length))
+        offset += length
+    return DbfHeader(head[29], n_records, header_len, record_len, tuple(fields))
 
 
 def read_dbf(
@@ -73,26 +134,22 @@ def read_dbf(
         return None
     # mapped, not read: a reading helper's memory limit does not count a file mapped read-only
     data = np.memmap(path, dtype=np.uint8, mode="r")
-    n = int.from_bytes(bytes(data[4:8]), "little")
     header_len = int.from_bytes(bytes(data[8:10]), "little")
-    record_len = int.from_bytes(bytes(data[10:12]), "little")
+    header = parse_header(bytes(data[: min(len(data), header_len)]))
+    if header is None:
+        return None
+    n, record_len = header.n_records, header.record_len
     fields: list[tuple[str, str, int, int]] = []
-    pos, offset = 32, 1
-    head = bytes(data[: min(len(data), header_len)])
-    while pos + 32 <= header_len and head[pos] != 0x0D:
-        raw_name = head[pos : pos + 11].split(b"\0", 1)[0]
-        ftype = chr(head[pos + 11])
-        length = head[pos + 16]
-        if ftype not in _SIMPLE_TYPES:
+    for f in header.fields:
+        if f.type not in _SIMPLE_TYPES:
             return None
         try:
-            name = raw_name.decode(encoding).strip()
+            name = f.name_raw.decode(encoding).strip()
         except UnicodeDecodeError:
-            name = raw_name.decode(encoding, errors="ignore").strip()
-        fields.append((name, ftype, offset, length))
-        offset += length
-        pos += 32
-    if offset != record_len or header_len + n * record_len > len(data) or not fields:
+            name = f.name_raw.decode(encoding, errors="ignore").strip()
+        fields.append((name, f.type, f.offset, f.length))
+    end = fields[-1][2] + fields[-1][3] if fields else 0
+    if end != record_len or header_len + n * record_len > len(data) or not fields:
         return None
     if len(fields) > MAX_FIELDS:
         raise too_many_fields(len(fields))
@@ -311,18 +368,15 @@ def check_dbf(path: Path) -> int:
                 f"invalid lengths in the header (header {header_len} bytes, record {record_len} bytes)",
             )
         descriptors = head + fh.read(header_len - 32)
+    header = parse_header(descriptors)
+    assert header is not None  # 32 bytes were read
     widths: list[int] = []
-    pos = 32
-    while pos + 32 <= header_len and descriptors[pos] != 0x0D:
-        ftype = chr(descriptors[pos + 11]).upper()
-        # as shapelib reads them: numbers use byte 16 only, other types may use byte 17 as high byte
-        width = descriptors[pos + 16] + (0 if ftype in ("N", "F") else 256 * descriptors[pos + 17])
-        if width == 0:
+    for f in header.fields:
+        if f.length == 0:
             raise _damaged_dbf(
                 f"第 {len(widths) + 1} 个字段宽度为 0", f"field {len(widths) + 1} has a width of 0"
             )
-        widths.append(width)
-        pos += 32
+        widths.append(f.length)
     if not widths:
         raise _damaged_dbf("没有字段定义", "no field descriptors")
     if len(widths) > MAX_FIELDS:

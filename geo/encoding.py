@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from geo.dbf import DbfHeader, parse_header
 from geo.errors import EncodingError
 
 __all__ = [
@@ -85,8 +86,6 @@ _CODEPAGES: dict[str, str] = {
     "latin-1": "iso-8859-1",
 }
 
-_DBF_TERMINATOR = 0x0D
-
 
 @dataclass(frozen=True)
 class EncodingGuess:
@@ -107,23 +106,6 @@ class EncodingGuess:
     source: EncodingSource
     note_zh: str
     note_en: str
-
-
-@dataclass(frozen=True)
-class _DbfField:
-    name_raw: bytes
-    type: str
-    offset: int  # byte offset inside the record, after the deletion flag
-    length: int
-
-
-@dataclass(frozen=True)
-class _Dbf:
-    ldid: int
-    n_records: int
-    header_len: int
-    record_len: int
-    fields: tuple[_DbfField, ...]
 
 
 #: The text encodings a survey file may be read with, by the canonical name
@@ -247,37 +229,18 @@ def _not_dbf(reason_en: str) -> EncodingError:
     return EncodingError("文件不是有效的 DBF 属性表", f"not a valid DBF attribute table: {reason_en}")
 
 
-def _parse_header(data: bytes) -> _Dbf:
-    if len(data) < 33:
+def _parse_header(data: bytes) -> DbfHeader:
+    header = parse_header(data) if len(data) >= 33 else None
+    if header is None:
         raise _not_dbf("file shorter than a DBF header")
-    n_records, header_len, record_len = struct.unpack_from("<IHH", data, 4)
-    if header_len < 33 or record_len < 1:
+    if header.header_len < 33 or header.record_len < 1:
         raise _not_dbf("header or record length is zero")
-    fields: list[_DbfField] = []
-    offset = 1  # byte 0 of each record is the deletion flag
-    pos = 32
-    end = min(header_len, len(data))
-    while pos + 32 <= end and data[pos] != _DBF_TERMINATOR:
-        desc = data[pos : pos + 32]
-        name_raw = desc[:11].split(b"\x00", 1)[0].rstrip(b" ")
-        ftype = chr(desc[11]).upper()
-        # Like shapelib: numeric fields use byte 16 only, others may use byte 17 as high byte.
-        length = desc[16] if ftype in ("N", "F") else desc[16] + 256 * desc[17]
-        fields.append(_DbfField(name_raw=name_raw, type=ftype, offset=offset, length=length))
-        offset += length
-        pos += 32
-    if not fields:
+    if not header.fields:
         raise _not_dbf("no field descriptors")
-    return _Dbf(
-        ldid=data[29],
-        n_records=n_records,
-        header_len=header_len,
-        record_len=record_len,
-        fields=tuple(fields),
-    )
+    return header
 
 
-def _iter_text_values(data: bytes, dbf: _Dbf) -> Iterable[bytes]:
+def _iter_text_values(data: bytes, dbf: DbfHeader) -> Iterable[bytes]:
     """Raw bytes of the non-empty character-field values of the sampled, non-deleted records."""
     text_fields = [f for f in dbf.fields if f.type == "C" and f.length > 0]
     if not text_fields:
@@ -510,7 +473,7 @@ def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = ""
     )
 
 
-def _evidence(dbf: bytes | Path) -> tuple[_Dbf, list[bytes]]:
+def _evidence(dbf: bytes | Path) -> tuple[DbfHeader, list[bytes]]:
     data = _read_dbf_bytes(dbf, SAMPLE_BYTES)
     header = _parse_header(data)
     values = [f.name_raw for f in header.fields if f.name_raw]

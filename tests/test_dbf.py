@@ -64,3 +64,56 @@ def test_deleted_record_skipped_like_gdal(tmp_path):
     gdal = pyogrio.read_dataframe(shp, encoding="GB18030")
     assert table.attrs["编号"].tolist() == gdal["编号"].tolist()
     assert len(table.geometry) == len(table.attrs)
+
+
+def _wide_dbf(path, text: str, width: int = 300, byte17: int | None = None) -> None:
+    """A DBF by hand: a text field ``width`` bytes wide (a width over 255 in bytes 16 and 17 of
+    its descriptor, as Clipper writes it; ``byte17`` puts another value there, as writers that
+    keep a "decimals" byte for text do) and a numeric field."""
+    import struct
+
+    fields = [(b"NOTE", b"C", width, 0), (b"AREA", b"N", 10, 2)]
+    header_len = 32 + 32 * len(fields) + 1
+    record_len = 1 + width + 10
+    head = struct.pack("<B3BIHH20x", 3, 122, 12, 31, 1, header_len, record_len)
+    for name, ftype, length, decimals in fields:
+        # numbers keep their width in byte 16 alone; text may use byte 17 as the high byte
+        lo, hi = (length, decimals) if ftype == b"N" else (length % 256, length // 256)
+        if ftype == b"C" and byte17 is not None:
+            hi = byte17
+        head += struct.pack("<11sc4xBB14x", name, ftype, lo, hi)
+    record = b" " + text.encode("gbk").ljust(width) + b"     12.50"
+    path.write_bytes(head + b"\r" + record + b"\x1a")
+
+
+def test_one_header_parser_reads_fields_wider_than_255_bytes(tmp_path):
+    from geo.dbf import check_dbf, parse_header
+    from geo.encoding import detect_dbf_encoding
+
+    text = "违建地址" * 30 + "末尾"  # 244 bytes in GBK, past byte 240
+    path = tmp_path / "wide.dbf"
+    _wide_dbf(path, text)
+    header = parse_header(path.read_bytes())
+    assert [(f.name_raw, f.type, f.offset, f.length) for f in header.fields] == [
+        (b"NOTE", "C", 1, 300),
+        (b"AREA", "N", 301, 10),
+    ]
+    assert check_dbf(path) == 1  # the widths add up to the record length
+    frame, deleted = read_dbf(path, "gb18030")
+    assert frame["NOTE"].tolist() == [text] and frame["AREA"].tolist() == [12.5] and not deleted.any()
+    assert detect_dbf_encoding(path).encoding == "gb18030"  # the evidence reaches into the wide field
+
+
+def test_a_decimals_byte_on_a_text_field_is_no_width(tmp_path):
+    """Byte 17 of a text field that some writers fill with "decimals": the widths add up without
+    it, so it is ignored -- as GDAL reads the file."""
+    from geo.dbf import check_dbf, parse_header
+
+    path = tmp_path / "narrow.dbf"
+    _wide_dbf(path, "赭山路1号", width=20, byte17=2)
+    assert [f.length for f in parse_header(path.read_bytes()).fields] == [20, 10]
+    assert check_dbf(path) == 1
+    ours, _ = read_dbf(path, "gb18030")
+    gdal = pyogrio.read_dataframe(path, encoding="gb18030", read_geometry=False)
+    assert ours["NOTE"].tolist() == gdal["NOTE"].tolist() == ["赭山路1号"]
+    assert ours["AREA"].tolist() == gdal["AREA"].tolist() == [12.5]
