@@ -516,17 +516,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _has_vocab_field(layer: str, name: str) -> bool:
-    """Whether ``layer`` has a vocabulary field called ``name`` (its name or a label)."""
-    from geo.importer import get_layer
-    from geo.values import vocab_key
+    """Whether ``layer`` has a vocabulary field called ``name`` (as :func:`field_name` reads it)."""
+    from geo.importer import field_name, get_layer
 
     spec = get_layer(layer)
-    key = vocab_key(name)
-    return any(
-        key in (vocab_key(f.name), vocab_key(f.label_zh), vocab_key(f.label_en))
-        for f in spec.fields
-        if f.name in spec.vocab_fields
-    )
+    try:
+        return field_name(spec, name) in spec.vocab_fields
+    except InputError:
+        return False
 
 
 def cmd_grid_generate(args: argparse.Namespace) -> int:

@@ -978,7 +978,7 @@ def _build_rows(
             )
     # the status first, then the categories
     for name, result in sorted(vocab_results.items(), key=lambda kv: kv[0] != spec.status_field):
-        entry = _mapping_entry(spec, spec.field(name), _recount(result, ok), vocabs[name])
+        entry = _mapping_entry(spec.field(name), _recount(result, ok), vocabs[name])
         report.value_mappings.append(entry)
         unrecognised = (
             sum(v["count"] for v in entry["values"] if v["code"] == UNRECOGNISED) + entry["more_unrecognised"]
@@ -1135,9 +1135,7 @@ def _recount(result: VocabResult, ok: np.ndarray) -> VocabResult:
     return VocabResult(result.codes[ok], raw, values)
 
 
-def _mapping_entry(
-    spec: LayerSpec, f: Field, result: VocabResult, vocab: tuple[Status, ...]
-) -> dict[str, Any]:
+def _mapping_entry(f: Field, result: VocabResult, vocab: tuple[Status, ...]) -> dict[str, Any]:
     """The value table of one vocabulary field for the import report."""
     listed = result.values[:MAX_MAPPED_VALUES]
     rest = result.values[MAX_MAPPED_VALUES:]

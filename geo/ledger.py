@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import openpyxl
@@ -27,7 +27,6 @@ from layers import LayerSpec
 
 __all__ = ["LEDGER_FORMATS", "ledger_table", "render_ledger"]
 
-LedgerFormat = Literal["csv", "xlsx", "geojson"]
 LEDGER_FORMATS: dict[str, tuple[str, str]] = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),

@@ -14,11 +14,12 @@ rows take a fraction of a second.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -686,10 +687,6 @@ class ValueMapping:
     suggestion: str | None = None
     qualified: bool = False
 
-    @property
-    def key(self) -> str:
-        return "" if self.raw is None else vocab_key(self.raw)
-
 
 @dataclass
 class VocabResult:
@@ -700,14 +697,13 @@ class VocabResult:
     raw: pd.Series
     values: list[ValueMapping]
 
-    @property
-    def unrecognised(self) -> pd.Series:
-        return self.codes == UNRECOGNISED
 
-
-def _vocab_words(vocab: Iterable[Status]) -> tuple[dict[str, str], dict[str, str]]:
+@functools.lru_cache(maxsize=64)
+def _vocab_words(vocab: tuple[Status, ...]) -> tuple[dict[str, str], dict[str, str]]:
     """Keys of the codes and labels (exact) and of the aliases, each to its code; a key
-    shared by two statuses belongs to the first in ``vocab``."""
+    shared by two statuses belongs to the first in ``vocab``.  Kept per vocabulary (layers
+    are declared once): a file of thousands of distinct values asks for them once per value.
+    Callers must not change the dicts."""
     exact: dict[str, str] = {}
     alias: dict[str, str] = {}
     for st in vocab:

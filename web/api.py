@@ -294,20 +294,25 @@ def api_upload() -> Any:
         staging=_staging_limits(),
     )
     try:
-        report = uploads.preview(
-            current_store(),
-            _data_dir(),
-            upload_id,
-            user=user_name(),
-            admin=is_admin(),
-            valid_from=_valid_from(),
-            tz=timezone(),
-            **mappings,
-        )
+        report = _preview(upload_id, mappings)
     except Exception:
         uploads.discard(_data_dir(), upload_id)
         raise
     return jsonify(_report(report, upload_id=upload_id)), 201
+
+
+def _preview(upload_id: str, overrides: dict[str, Any]) -> Any:
+    """Read a staged upload again (with ``overrides``) for the signed-in account."""
+    return uploads.preview(
+        current_store(),
+        _data_dir(),
+        upload_id,
+        user=user_name(),
+        admin=is_admin(),
+        valid_from=_valid_from(),
+        tz=timezone(),
+        **overrides,
+    )
 
 
 def _valid_from() -> str | None:
@@ -328,16 +333,7 @@ def api_upload_preview(upload_id: str) -> Any:
         k: request.form.get(k) for k in ("layer", "encoding", "crs", "member") if k in request.form
     }
     overrides.update(_mapping_form())
-    report = uploads.preview(
-        current_store(),
-        _data_dir(),
-        upload_id,
-        user=user_name(),
-        admin=is_admin(),
-        valid_from=_valid_from(),
-        tz=timezone(),
-        **overrides,
-    )
+    report = _preview(upload_id, overrides)
     return jsonify(_report(report, upload_id=upload_id))
 
 
