@@ -57,6 +57,7 @@ from geo.values import (
     parse_numbers,
     resolve_code,
     safe_display_name,
+    strip_controls,
     vocab_key,
 )
 from layers import Field, LayerSpec, Status
@@ -1117,7 +1118,7 @@ def manual_mappings(
             raise InputError("原值不能为空", "the raw value to map is empty", code="bad_mapping")
         code = resolve_code(vocabs[name], code_text)
         out.setdefault(name, {})[key] = code
-        resolved.append((name, str(raw).strip(), code))
+        resolved.append((name, strip_controls(str(raw)).strip(), code))
     return out, resolved
 
 

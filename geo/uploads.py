@@ -347,7 +347,8 @@ def _write_settings(folder: Path, params: dict[str, Any]) -> None:
     part = folder / f".{_SETTINGS}.{secrets.token_hex(4)}"
     try:
         with open(part, "w", encoding="utf-8") as out:
-            json.dump(params, out, ensure_ascii=False)
+            # escaped: text from a form may hold lone surrogates, which UTF-8 cannot write
+            json.dump(params, out, ensure_ascii=True)
             out.flush()
             os.fsync(out.fileno())
         os.replace(part, folder / _SETTINGS)

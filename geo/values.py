@@ -644,7 +644,7 @@ def vocab_key(value: object) -> str:
     """
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = unicodedata.normalize("NFKC", str(value))
+    text = unicodedata.normalize("NFKC", strip_controls(str(value)))  # lone surrogates: U+FFFD
     if not text.isascii():
         text = _to_simplified(text)
     return "".join(ch for ch in text.casefold() if unicodedata.category(ch)[0] not in "PZC")

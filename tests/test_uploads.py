@@ -777,6 +777,8 @@ def test_value_table_changed_in_the_preview_is_committed_and_remembered(client, 
     "form",
     [
         {"value_map": "not json"},
+        {"value_map": "[" * 100_000 + "]" * 100_000},  # nested past the parser's recursion limit
+        {"value_map": "[" + "9" * 100_000 + "]"},  # an integer of more digits than Python converts
         {"value_map": json.dumps({"a": 1})},
         {"value_map": json.dumps([["当前状态", "x"]])},
         {"value_map": json.dumps([["当前状态", "x", "拆了"]])},
@@ -790,11 +792,24 @@ def test_value_table_changed_in_the_preview_is_committed_and_remembered(client, 
 def test_bad_mappings_are_a_clear_400(client, tmp_path, form):
     sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["M1"], 当前状态=["已拆除"])
     first = _staged(client, sites, tmp_path)
-    r = client.post(f"/api/uploads/{first['upload_id']}/preview", data=form)
+    r = client.post(
+        f"/api/uploads/{first['upload_id']}/preview", data=form, content_type="multipart/form-data"
+    )
     assert r.status_code == 400
     body = r.get_json()
     assert body["error"] in ("bad_mapping", "bad_field_map") and body["message"]
     # the upload is as it was: it still commits
+    assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 1
+
+
+def test_odd_text_in_a_value_map_is_read_as_text(client, tmp_path):
+    """A lone surrogate, a NUL and markup in a mapping's raw value: no error, nothing half-written."""
+    sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["O1"], 当前状态=["暂缓拆除"])
+    first = _staged(client, sites, tmp_path)
+    odd = '[["当前状态", "\\ud800", "已拆除"], ["当前状态", "a\\u0000b", "已拆除"], ["当前状态", "<b>x</b>", "已拆除"]]'
+    r = client.post(f"/api/uploads/{first['upload_id']}/preview", data={"value_map": odd})
+    assert r.status_code == 200
+    assert _mapping_of(r.get_json())["暂缓拆除"]["code"] == "未识别"  # none of them is that value
     assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 1
 
 

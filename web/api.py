@@ -244,7 +244,7 @@ def _mapping_form() -> dict[str, Any]:
             )
         try:
             out[key] = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, digits past the limit, or nested past it
             raise InputError(
                 f"{key} 不是有效的 JSON", f"{key} is not valid JSON", code="bad_mapping"
             ) from None
