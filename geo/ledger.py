@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -98,12 +99,16 @@ def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> 
     table, geoms = ledger_table(store, spec)
     labels = _labels(spec, lang)
     columns = list(table.columns)
-    rows = [[_plain(v) for v in row] for row in table.itertuples(index=False, name=None)]
+
+    def rows() -> Iterator[list[Any]]:  # one at a time: a layer of a million rows is never listed twice
+        for row in table.itertuples(index=False, name=None):
+            yield [_plain(v) for v in row]
+
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n")
         writer.writerow([labels[c] for c in columns])
-        for row in rows:
+        for row in rows():
             writer.writerow(
                 ["" if v is None else spreadsheet_cell(str(v)) if isinstance(v, str) else v for v in row]
             )
@@ -112,13 +117,13 @@ def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> 
         wb = openpyxl.Workbook(write_only=True)
         ws = wb.create_sheet(spec.label_zh if lang != "en" else spec.label_en[:31])
         ws.append([labels[c] for c in columns])
-        for row in rows:
+        for row in rows():
             ws.append([spreadsheet_cell(v) for v in row])
         out = io.BytesIO()
         wb.save(out)
         return out.getvalue()
     features = []
-    for row, geom in zip(rows, geoms, strict=True):
+    for row, geom in zip(rows(), geoms, strict=True):
         props = dict(zip(columns, row, strict=True))
         del props["lon"], props["lat"]
         features.append(
