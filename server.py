@@ -19,8 +19,8 @@ from flask_babel import Babel
 from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
-from geo.store import open_store
-from geo.values import safe_display_name
+from geo.reading.values import safe_display_name
+from geo.store.backends import open_store
 from web import settings
 
 

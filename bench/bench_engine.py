@@ -31,9 +31,9 @@ import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from geo.importer import import_file, reassign_all
-from geo.store import open_store
-from geo.tally import tally
+from geo.figures.tally import tally
+from geo.imports.importer import import_file, reassign_all
+from geo.store.backends import open_store
 
 EPSG = 4548
 STATUSES = np.array(["已登记", "已下发通知", "拆除中", "已拆除", "已补办手续"], dtype=object)
@@ -243,7 +243,7 @@ def main() -> int:
             f"{int(after['demolition_total'].sum()):,} of {n:,}"
         )
         store.close()
-        from geo import gpkg
+        from geo.store import gpkg
 
         gpkg._GEOMETRY_CACHE.clear()
         store = open_store(work / "store")

@@ -456,11 +456,13 @@ def prepare_store(data: Path, n_uploaders: int) -> Setup:
     import shapely
 
     import layers
-    from geo import accounts
-    from geo.batches import load_targets
     from geo.cli import DEMO_DIR, DEMO_FILES
-    from geo.importer import import_file, load_grid
-    from geo.store import Actor, open_store
+    from geo.figures.versions import load_grid
+    from geo.imports.batches import load_targets
+    from geo.imports.importer import import_file
+    from geo.store import accounts
+    from geo.store.backends import open_store
+    from geo.store.base import Actor
 
     password = secrets.token_urlsafe(12)
     with open_store(data) as store:
@@ -732,7 +734,7 @@ def reconcile_store(result: LoadResult, setup: Setup) -> None:
     import sqlite3
 
     import layers
-    from geo.store import open_store
+    from geo.store.backends import open_store
 
     committed = [c for c in result.commits if c.get("committed")]
     sent = [k for c in committed for k in c["keys"]]

@@ -10,7 +10,7 @@ each in a fresh process so that peak memory is its own:
 
 * baseline — ``read_dataset`` in the process itself, every column decoded (how uploads were
   read before the helper);
-* helper — the same file through :func:`geo.importer.read_upload` in the confined helper
+* helper — the same file through :func:`geo.imports.importer.read_upload` in the confined helper
   (content checks, header checks, only the layer's columns decoded, the table sent back);
 * preview — the whole ``prepare_import`` (read in the helper, clean, check, assign to 4,000
   unit grids), as an upload's report is made.
@@ -39,8 +39,8 @@ def _peak() -> int:
 
 def _read_in_helper(shp: str) -> tuple[int, int]:
     """Runs in the helper: read as an upload is read; its row count and the helper's peak."""
-    from geo.importer import read_upload
-    from geo.sources import Dataset
+    from geo.imports.importer import read_upload
+    from geo.reading.sources import Dataset
 
     picked = read_upload(
         [Dataset("sites.shp", Path(shp), "shp")], "demolition", None, None, None, None, 10**9
@@ -49,10 +49,10 @@ def _read_in_helper(shp: str) -> tuple[int, int]:
 
 
 def child(mode: str, shp: str, data: str) -> None:
-    from geo import untrusted
-    from geo.importer import prepare_import
-    from geo.sources import Dataset, read_dataset
-    from geo.store import open_store
+    from geo.imports.importer import prepare_import
+    from geo.reading import untrusted
+    from geo.reading.sources import Dataset, read_dataset
+    from geo.store.backends import open_store
 
     if mode != "baseline":
         untrusted.run(int)  # a server's forkserver is started once, before this read
@@ -95,8 +95,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_engine import make_cells, make_points
 
-    from geo.importer import import_file
-    from geo.store import open_store
+    from geo.imports.importer import import_file
+    from geo.store.backends import open_store
 
     work = args.work or Path(tempfile.mkdtemp(prefix="gridwatch-bench-reading-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -48,9 +48,9 @@ from bench_engine import make_cells, make_points, write_gbk
 from bench_load import free_port, gunicorn, gunicorn_settings
 from bench_web import view_bbox
 
-from geo import accounts
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 

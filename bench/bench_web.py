@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import make_cells, make_points, write_gbk
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from geo import accounts
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
 from server import create_app
 
 VIEW_W, VIEW_H = 1300, 850  # browser viewport in pixels

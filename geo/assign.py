@@ -9,7 +9,7 @@ Rules (documented in README, tested as properties):
 * A polygon belongs to the cell holding the largest part of its area (ties: the code
   that sorts first); a line to the cell holding the longest part of it.
 * A feature touching no cell with positive area/length (or, for points, lying outside
-  every closed cell) is :data:`geo.store.UNASSIGNED`.  Nothing is dropped.
+  every closed cell) is :data:`layers.base.UNASSIGNED`.  Nothing is dropped.
 
 All inputs are in one projected CRS (metres).
 """
@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 import shapely
 
-from geo.store import UNASSIGNED
+from layers.base import UNASSIGNED
 
 
 class Grid:
@@ -165,3 +165,23 @@ def assign(geoms: np.ndarray, codes: np.ndarray, cells: np.ndarray) -> np.ndarra
         Unit-grid codes and polygons in the same CRS.
     """
     return Grid(codes, cells).assign(geoms)
+
+
+def grid_diff(previous: Grid | None, grid: Grid | None) -> tuple[list[str] | None, np.ndarray | None]:
+    """Codes of old cells removed or reshaped, and the geometry of new or reshaped cells.
+
+    ``(None, None)`` when there is no usable previous grid or more than a fifth of the
+    cells changed (then assigning everything again is as fast).
+    """
+    if previous is None or grid is None or len(previous) == 0:
+        return None, None
+    old = dict(zip(previous.codes.tolist(), previous.wkb(), strict=True))
+    new_wkb = grid.wkb()
+    new = dict(zip(grid.codes.tolist(), new_wkb, strict=True))
+    changed_old = [c for c, w in old.items() if new.get(c) != w]
+    changed_idx = [
+        i for i, (c, w) in enumerate(zip(grid.codes.tolist(), new_wkb, strict=True)) if old.get(c) != w
+    ]
+    if len(changed_old) + len(changed_idx) > 0.2 * (len(old) + len(new)):
+        return None, None
+    return changed_old, grid.cells[np.asarray(changed_idx, dtype=np.int64)]

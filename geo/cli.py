@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from geo.errors import GridwatchError, InputError
-from geo.values import parse_date, terminal_safe
+from geo.reading.values import parse_date, terminal_safe
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "shapefiles"
 
@@ -114,7 +114,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from geo.store import Actor, open_store
+    from geo.store.backends import open_store
+    from geo.store.base import Actor
 
     store = open_store(args.data)
     # the audit trail names whoever runs the command, from the command line
@@ -135,7 +136,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    from geo import accounts
+    from geo.store import accounts
 
     store = _store(args)
     if args.action == "list":
@@ -171,7 +172,7 @@ def _user_dict(u: Any) -> dict[str, Any]:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from geo import accounts
+    from geo.store import accounts
 
     store = _store(args)
     if args.action == "add":
@@ -190,7 +191,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from geo.audit import write_csv
+    from geo.output.audit import write_csv
 
     store = _store(args)
     entries = store.audit_entries(limit=args.limit, user=args.by, action=args.action)
@@ -212,9 +213,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from geo.encoding import normalize_encoding
-    from geo.importer import import_file
-    from geo.mappings import parse_map, read_value_map
+    from geo.imports.importer import import_file
+    from geo.reading.encoding import normalize_encoding
+    from geo.reading.mappings import parse_map, read_value_map
 
     if args.encoding:
         normalize_encoding(args.encoding)  # a name that is no text encoding: exit 2 before reading
@@ -256,8 +257,8 @@ def _field_override(text: str) -> tuple[str, str]:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    from geo.importer import get_layer
-    from geo.ledger import render_ledger
+    from geo.output.ledger import render_ledger
+    from geo.registry import get_layer
 
     spec = get_layer(args.layer)
     store = _store(args)
@@ -266,7 +267,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_mappings(args: argparse.Namespace) -> int:
-    from geo.importer import get_layer, manual_mappings
+    from geo.imports.importer import manual_mappings
+    from geo.registry import get_layer
 
     store = _store(args)
     if args.action == "remove":
@@ -282,8 +284,8 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 "give --layer and --map FIELD:RAW=CODE",
                 code="bad_mapping",
             )
-        from geo.mappings import parse_map
-        from geo.values import vocab_key
+        from geo.reading.mappings import parse_map
+        from geo.reading.values import vocab_key
 
         spec = get_layer(args.layer)
         _, entries = manual_mappings(spec, [parse_map(t) for t in args.map])
@@ -342,7 +344,7 @@ def cmd_batches(args: argparse.Namespace) -> int:
 
 
 def cmd_grids(args: argparse.Namespace) -> int:
-    from geo import clock
+    from geo.store import clock
 
     store = _store(args)
     current = store.current_grid_version()
@@ -381,7 +383,7 @@ def cmd_grids(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from geo.batches import rollback
+    from geo.imports.batches import rollback
 
     store = _store(args)
     batch = rollback(store, args.batch)
@@ -390,7 +392,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from geo.batches import load_targets
+    from geo.imports.batches import load_targets
 
     store = _store(args)
     report = load_targets(store, args.path, user=args.user or os.environ.get("USER"), dry_run=args.dry_run)
@@ -399,11 +401,11 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from geo import clock
-    from geo.export import get_renderer
-    from geo.report import build_report
-    from geo.tally import LEVELS, Filters
-    from geo.versions import parse_grid
+    from geo.figures.report import build_report
+    from geo.figures.tally import LEVELS, Filters
+    from geo.figures.versions import parse_grid
+    from geo.output.export import get_renderer
+    from geo.store import clock
 
     renderer = get_renderer(args.format)
     as_of = parse_date(args.as_of)  # once, before anything is read: a bad date exits 2
@@ -432,9 +434,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _monthly(store: Any, renderer: Any, args: argparse.Namespace, known_at: Any, grid: Any) -> int:
     import pandas as pd
 
-    from geo.export import StatsReport
-    from geo.report import pin, provenance
-    from geo.tally import choose_version, column_labels, monthly, resolve_view, survey_specs
+    from geo.figures.report import StatsReport, pin, provenance
+    from geo.figures.tally import choose_version, column_labels, monthly, resolve_view, survey_specs
 
     if renderer.needs_geometry:
         raise InputError(
@@ -487,9 +488,9 @@ def _write(data: bytes, args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from geo.batches import load_targets
-    from geo.importer import import_file
-    from geo.mappings import read_value_map
+    from geo.imports.batches import load_targets
+    from geo.imports.importer import import_file
+    from geo.reading.mappings import read_value_map
 
     store = _store(args)
     src = Path(args.source) if args.source else DEMO_DIR
@@ -517,7 +518,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _has_vocab_field(layer: str, name: str) -> bool:
     """Whether ``layer`` has a vocabulary field called ``name`` (as :func:`field_name` reads it)."""
-    from geo.importer import field_name, get_layer
+    from geo.imports.importer import field_name
+    from geo.registry import get_layer
 
     spec = get_layer(layer)
     try:
@@ -527,7 +529,7 @@ def _has_vocab_field(layer: str, name: str) -> bool:
 
 
 def cmd_grid_generate(args: argparse.Namespace) -> int:
-    from geo.gridgen import generate_grid
+    from geo.output.gridgen import generate_grid
 
     boundary = _read_outline(args.boundary)
     communities = _read_outline(args.communities) if args.communities else None
@@ -545,7 +547,7 @@ def cmd_grid_generate(args: argparse.Namespace) -> int:
         grid.to_file(out, engine="pyogrio")
     _say(f"已生成 {len(grid)} 个单元网格 → {out} / generated {len(grid)} unit grids → {out}")
     if args.load:
-        from geo.importer import import_file
+        from geo.imports.importer import import_file
 
         report = import_file(_store(args), "grid", out, user=args.user)
         _say(report.summary(args.lang))

@@ -7,15 +7,10 @@ Tests and deployments may also call :func:`register` with a spec of their own.
 from __future__ import annotations
 
 from layers import charging, demolition, grid, parking
-from layers.base import Category, Field, LayerSpec, Measure, Status
+from layers.base import LayerSpec
 
 __all__ = [
     "GRID",
-    "Category",
-    "Field",
-    "LayerSpec",
-    "Measure",
-    "Status",
     "all_layers",
     "get",
     "register",

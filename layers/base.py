@@ -63,8 +63,11 @@ class Status:
     shape: MarkerShape | None = None
 
 
+#: The unit of a feature outside every unit grid (counted, in its own row, never dropped).
+UNASSIGNED = "UNASSIGNED"
+
 #: The code of a status or category value that matched nothing in its vocabulary (see
-#: :func:`geo.values.map_vocab`).  Never completed; drawn in its own colour.
+#: :func:`geo.reading.values.map_vocab`).  Never completed; drawn in its own colour.
 UNRECOGNISED_CODE = "未识别"
 
 #: The status every layer with a status field also has: values that matched nothing.

@@ -16,7 +16,7 @@ import pyproj
 import pytest
 import shapely
 
-from geo.store import open_store
+from geo.store.backends import open_store
 
 EPSG_GK = 4548  # CGCS2000 3-degree GK CM 117E
 _T = pyproj.Transformer.from_crs(4490, EPSG_GK, always_xy=True)
@@ -142,7 +142,7 @@ def grid_shp(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def gridded_store(store, grid_shp):
-    from geo.importer import import_file
+    from geo.imports.importer import import_file
 
     import_file(store, "grid", grid_shp)
     return store

@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from geo import accounts
-from geo.audit import write_csv
-from geo.batches import rollback
 from geo.cli import main
 from geo.errors import Conflict, InputError, NotFound
-from geo.importer import import_file
-from geo.store import Actor, open_store
+from geo.imports.batches import rollback
+from geo.imports.importer import import_file
+from geo.output.audit import write_csv
+from geo.store import accounts
+from geo.store.backends import open_store
+from geo.store.base import Actor
 from tests.conftest import X0, Y0, points_frame, write_shp
 
 
@@ -173,7 +174,7 @@ def test_a_clients_failures_never_refuse_a_right_password(store):
 
 
 def test_failed_login_records_stay_bounded(store, monkeypatch):
-    monkeypatch.setattr("geo.gpkg._LOGINS_KEPT", 10)
+    monkeypatch.setattr("geo.store.gpkg._LOGINS_KEPT", 10)
     for i in range(25):
         with pytest.raises(accounts.LoginFailed):
             accounts.authenticate(store, f"random-{i}", "guess", client=f"10.0.0.{i}")

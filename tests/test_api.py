@@ -10,8 +10,8 @@ from urllib.parse import quote
 import openpyxl
 import pytest
 
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store.backends import open_store
 from tests.conftest import dated_sites, grid_frame, open_app, write_shp
 
 #: Unit names a spreadsheet would run as formulas if written as they are.

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geo.assign import Grid
-from geo.store import UNASSIGNED
+from layers.base import UNASSIGNED
 
 
 def _irregular_grid(xs: list[float], ys: list[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +120,8 @@ def test_incremental_reassignment_equals_full(tmp_path_factory, change):
     """After a grid change, the incremental re-assignment gives what assigning everything gives."""
     import geopandas as gpd
 
-    from geo.importer import import_file
-    from geo.store import open_store
+    from geo.imports.importer import import_file
+    from geo.store.backends import open_store
     from tests.conftest import EPSG_GK, X0, Y0, points_frame, write_shp
 
     codes, cells, new_codes, new_cells, px, py = change

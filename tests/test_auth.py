@@ -10,9 +10,9 @@ import zipfile
 
 import pytest
 
-from geo import accounts
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
 from server import create_app
 from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
 

@@ -18,11 +18,12 @@ import pytest
 import shapely
 
 import layers
-from geo.batches import rollback
 from geo.errors import Conflict
-from geo.importer import import_file
-from geo.store import UNASSIGNED, open_store
-from geo.tally import tally
+from geo.figures.tally import tally
+from geo.imports.batches import rollback
+from geo.imports.importer import import_file
+from geo.store.backends import open_store
+from layers.base import UNASSIGNED
 from tests.conftest import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 DEMOLITION = layers.get("demolition")
@@ -108,8 +109,8 @@ def _big_survey(path: Path, n: int) -> Path:
 
 _IMPORT_SCRIPT = """
 import sys
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store.backends import open_store
 s = open_store(sys.argv[1])
 print("start", flush=True)
 import_file(s, "demolition", sys.argv[2])
@@ -165,7 +166,7 @@ def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
 
 def test_geometry_cache_follows_writes(gridded_store, tmp_path):
     """The decoded geometry kept in memory equals what a fresh read of the file gives."""
-    from geo import gpkg
+    from geo.store import gpkg
 
     def fresh():
         gpkg._GEOMETRY_CACHE.clear()
@@ -231,7 +232,7 @@ def test_parallel_rollbacks_roll_a_batch_back_once(gridded_store, tmp_path, monk
     import threading
     from contextlib import contextmanager
 
-    from geo.gpkg import GpkgStore
+    from geo.store.gpkg import GpkgStore
 
     rep = import_file(
         gridded_store, "demolition", write_shp(_sites("已登记", ["A"]), tmp_path / "a" / "s.shp")
@@ -270,7 +271,7 @@ def test_parallel_rollbacks_roll_a_batch_back_once(gridded_store, tmp_path, monk
 
 def test_an_earlier_grid_can_be_put_back(gridded_store, grid_shp, tmp_path):
     """A byte-identical file is a duplicate only while it is the current content of its layer."""
-    from geo.importer import prepare_import
+    from geo.imports.importer import prepare_import
 
     grid = layers.get("grid")
     g = grid_frame()

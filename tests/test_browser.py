@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
-from geo import accounts
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
 from server import create_app
 from tests.conftest import X0, Y0, grid_frame, points_frame, serving, write_shp
 

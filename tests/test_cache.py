@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-import geo.tally as tally_mod
-from geo.cache import filling
-from geo.importer import import_file
-from geo.store import open_store
+import geo.figures.tally as tally_mod
+from geo.imports.importer import import_file
+from geo.store.backends import open_store
+from geo.store.cache import filling
 from tests.conftest import X0, Y0, points_frame, write_shp
 
 

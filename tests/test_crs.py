@@ -1,5 +1,5 @@
 """CRS parsing, .prj reading, inference from coordinate magnitudes, datum
-warnings and GCJ-02 (geo.crs).
+warnings and GCJ-02 (geo.reading.crs).
 
 Coordinates for the inference tests are produced by pyproj from lon/lat around
 the demo area, 118.4°E 31.3°N (Wuhu), where the CGCS2000 3-degree GK zone is
@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from geo.crs import (
+from geo.errors import CRSError
+from geo.reading.crs import (
     MISFIT_GK3_ZONE,
     MISFIT_LARGE,
     MISFIT_LONLAT,
@@ -45,7 +46,6 @@ from geo.crs import (
     transformer,
     wgs84_to_gcj02,
 )
-from geo.errors import CRSError
 
 LON0, LAT0 = 118.4, 31.3
 X_GK, Y_GK = (round(v) for v in pyproj.Transformer.from_crs(4490, 4548, always_xy=True).transform(LON0, LAT0))

@@ -252,7 +252,7 @@ def test_site_areas_and_geometry(sites):
 
 
 def test_the_value_map_reads_every_messy_status_and_nothing_else(out, sites):
-    from geo.mappings import read_value_map
+    from geo.reading.mappings import read_value_map
 
     entries = read_value_map(out / "值对应.csv")
     assert {raw: code for _, raw, code in entries} == MESSY

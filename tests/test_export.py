@@ -20,7 +20,7 @@ import pytest
 import shapely
 
 from geo.errors import InputError
-from geo.export import (
+from geo.output.export import (
     Renderer,
     StatsReport,
     column_kind,
@@ -546,8 +546,8 @@ def test_shp_fields_csv_neutralises_formulas(report: StatsReport, tmp_path: Path
 
 
 def test_audit_csv_neutralises_formulas_and_bidi() -> None:
-    from geo.audit import write_csv
-    from geo.store import AuditEntry
+    from geo.output.audit import write_csv
+    from geo.store.base import AuditEntry
 
     texts = [*FORMULAS, "报告\u202eslx.exe"]
     entries = [

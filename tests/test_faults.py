@@ -38,10 +38,12 @@ import pytest
 import shapely
 
 import layers
-from geo import accounts
-from geo.importer import import_file
-from geo.store import STORE_FILE, UNASSIGNED, open_store
-from geo.tally import LEVELS, tally
+from geo.figures.tally import LEVELS, tally
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
+from geo.store.base import STORE_FILE
+from layers.base import UNASSIGNED
 from tests.conftest import EPSG_GK, X0, Y0, grid_frame, write_shp, zip_shp
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,9 +33,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from werkzeug.datastructures import MultiDict
 
-from geo import accounts
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
 from server import create_app
 from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp, zip_shp
 from web.openapi import document

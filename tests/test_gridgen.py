@@ -1,4 +1,4 @@
-"""Tests for geo.gridgen: generated unit grids cover the boundary exactly and are coded per DOMAIN.md."""
+"""Tests for geo.output.gridgen: generated unit grids cover the boundary exactly and are coded per DOMAIN.md."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from geo.errors import CRSError, InputError
-from geo.gridgen import OUTPUT_COLUMNS, generate_grid
+from geo.output.gridgen import OUTPUT_COLUMNS, generate_grid
 
 ADMIN = "340291"
 X0, Y0 = 633_000.0, 3_465_000.0  # EPSG:4548 metres, near 118.4°E 31.3°N

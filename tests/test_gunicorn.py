@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geo import accounts
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
 from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def test_map_requests_are_served_while_a_100_mb_upload_is_arriving(gunicorn_serv
 def _reading_helpers(data: Path) -> list[int]:
     """Processes of the server on ``data`` with the reading helper's memory limit: the helpers
     reading uploads right now."""
-    from geo.untrusted import ReadLimits
+    from geo.reading.untrusted import ReadLimits
 
     limit = str(ReadLimits().memory_bytes)
     mark = f"GRIDWATCH_DATA={data}".encode()

@@ -29,12 +29,14 @@ import shapely
 from markupsafe import escape
 
 import layers
-from geo import accounts, importer, sources
 from geo.errors import TooLarge
-from geo.importer import import_file
-from geo.sources import ZipLimits
-from geo.store import open_store
-from geo.uploads import uploads_dir
+from geo.imports import importer
+from geo.imports.importer import import_file
+from geo.imports.uploads import uploads_dir
+from geo.reading import sources
+from geo.reading.sources import ZipLimits
+from geo.store import accounts
+from geo.store.backends import open_store
 from server import create_app
 from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, serving, write_shp, zip_shp
 from tests.test_auth import PASSWORDS, Session

@@ -14,10 +14,11 @@ import pytest
 import shapely
 
 from geo.errors import CRSError, InputError
-from geo.importer import import_file, prepare_import
-from geo.store import UNASSIGNED, open_store
-from geo.tally import tally
+from geo.figures.tally import tally
+from geo.imports.importer import import_file, prepare_import
+from geo.store.backends import open_store
 from layers import demolition
+from layers.base import UNASSIGNED
 from tests.conftest import (
     COMM_A,
     COMM_B,
@@ -231,7 +232,7 @@ def test_dry_run_writes_nothing(gridded_store, tmp_path):
 
 
 def test_csv_gcj02(gridded_store, tmp_path):
-    from geo.crs import wgs84_to_gcj02
+    from geo.reading.crs import wgs84_to_gcj02
 
     t = pyproj.Transformer.from_crs(EPSG_GK, 4490, always_xy=True)
     lon, lat = t.transform(X0 + 150, Y0 - 150)
@@ -302,7 +303,7 @@ def test_store_is_a_geopackage_gdal_reads(gridded_store, tmp_path):
 
 def test_targets_progress(gridded_store, tmp_path):
     import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"))
-    from geo.batches import load_targets
+    from geo.imports.batches import load_targets
 
     path = tmp_path / "targets.csv"
     pd.DataFrame(
@@ -341,7 +342,7 @@ def test_update_few_ids_spread_over_a_large_layer(gridded_store, tmp_path):
 def owned_store(gridded_store, tmp_path):
     """Accounts surveyor, surveyor2 and admin; sites D1 imported without an account, S1 and S2 by
     surveyor."""
-    from geo import accounts
+    from geo.store import accounts
 
     for name, role in (("surveyor", "surveyor"), ("surveyor2", "surveyor"), ("admin", "admin")):
         accounts.add_user(gridded_store, name, role, f"{name}-password-1")
@@ -386,7 +387,7 @@ def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
 def test_ownership_is_decided_when_the_batch_is_written(owned_store, tmp_path):
     """surveyor2 prepares a file with a new id; surveyor commits the same id first: surveyor2's
     commit rejects that row."""
-    from geo.importer import commit_import
+    from geo.imports.importer import commit_import
 
     prepared = prepare_import(
         owned_store, "demolition", _demolished(tmp_path, "a", ["K1", "K2"]), user="surveyor2"

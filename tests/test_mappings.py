@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from geo.cli import main
 from geo.errors import InputError
-from geo.importer import commit_import, import_file, prepare_import
-from geo.mappings import parse_map, read_value_map
-from geo.store import open_store
-from geo.tally import tally
+from geo.figures.tally import tally
+from geo.imports.importer import commit_import, import_file, prepare_import
+from geo.reading.mappings import parse_map, read_value_map
+from geo.store.backends import open_store
 from layers import demolition
 from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
 

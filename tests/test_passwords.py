@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from geo.passwords import hash_password, verify_password
+from geo.store.passwords import hash_password, verify_password
 
 
 def test_new_hashes_are_scrypt_salted_and_verify():

@@ -10,7 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from geo.importer import import_file
+from geo.imports.importer import import_file
 from server import create_app
 from tests.conftest import X0, Y0, grid_frame, open_app, points_frame, write_shp
 
@@ -18,7 +18,7 @@ from tests.conftest import X0, Y0, grid_frame, open_app, points_frame, write_shp
 @pytest.fixture
 def app(tmp_path):
     data = tmp_path / "store"
-    from geo.store import open_store
+    from geo.store.backends import open_store
 
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))

@@ -11,10 +11,10 @@ from pathlib import Path
 import flask
 import pytest
 
-from geo import accounts
 from geo.errors import InputError
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store import accounts
+from geo.store.backends import open_store
 from server import create_app
 from tests.conftest import grid_frame, write_shp
 from web.settings import SETTINGS

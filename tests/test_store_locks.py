@@ -12,8 +12,8 @@ import sys
 import apsw
 import pytest
 
-import geo.gpkg as gpkg
-from geo.importer import import_file
+import geo.store.gpkg as gpkg
+from geo.imports.importer import import_file
 from tests.conftest import X0, Y0, points_frame, write_shp
 
 TRY_WRITE = """
@@ -50,7 +50,7 @@ def test_reading_a_layer_keeps_the_locks_of_other_connections(
     holder.execute("BEGIN")
     holder.execute("SELECT count(*) FROM gw_batches").fetchall()
     assert not _other_process_can_write(store.path)
-    from geo.importer import get_layer
+    from geo.registry import get_layer
 
     table = store.read_table(get_layer("demolition"), ["gw_unit"])
     assert table.num_rows == 2

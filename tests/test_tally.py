@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import layers
-from geo.importer import import_file
-from geo.store import UNASSIGNED, open_store
-from geo.tally import monthly, tally
-from layers import Field, LayerSpec, Measure, Status
+from geo.figures.tally import monthly, tally
+from geo.imports.importer import import_file
+from geo.store.backends import open_store
+from layers.base import UNASSIGNED, Field, LayerSpec, Measure, Status
 from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 STATUSES = ["已登记", "已下发通知", "拆除中", "已拆除", "已补办手续"]

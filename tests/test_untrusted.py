@@ -27,11 +27,12 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo import importer, untrusted
-from geo.batches import load_targets
 from geo.errors import InputError, TooLarge, UnsupportedFile
-from geo.sources import Dataset, _scan_sheet, open_source, read_table_file
-from geo.store import open_store
+from geo.imports import importer
+from geo.imports.batches import load_targets
+from geo.reading import untrusted
+from geo.reading.sources import Dataset, _scan_sheet, open_source, read_table_file
+from geo.store.backends import open_store
 from tests import test_hostile as hostile
 from tests.conftest import EPSG_GK, X0, Y0
 from tests.test_hostile import MAX_RSS_BYTES, ROOT, post, shapefile_zip, survey_shp, zip_of
@@ -779,14 +780,14 @@ def _two_years(archive: Path, a: Path, b: Path) -> Path:
 def test_member_names_a_dataset_exactly(tmp_path):
     """``--member`` takes the dataset's name in the upload, or a file name only one dataset
     has; never a stem that could pick a layer the user did not mean."""
-    from geo.importer import prepare_import
+    from geo.imports.importer import prepare_import
     from tests.conftest import grid_frame, write_shp
 
     a = survey_shp(tmp_path / "a")
     b = survey_shp(tmp_path / "b", n=2)
     archive = _two_years(tmp_path / "两年.zip", a, b)
     with open_store(tmp_path / "d") as store:
-        from geo.importer import import_file
+        from geo.imports.importer import import_file
 
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         assert prepare_import(store, "demolition", archive, member="2023年/台账.shp").report.rows_read == 2
@@ -1006,7 +1007,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     """Four large uploads prepared at once in one process: their cleaning and assignment (about
     1 KB a row in the server process) runs one at a time, so memory does not add up; small
     files are not held up."""
-    from geo.importer import import_file, prepare_import
+    from geo.imports.importer import import_file, prepare_import
     from tests.conftest import grid_frame, write_shp
 
     monkeypatch.setattr(importer, "LARGE_IMPORT_ROWS", 3)
@@ -1062,7 +1063,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
 def test_each_dataset_of_a_file_imports_once(tmp_path):
     """A zip of two years' sites: importing one member, then the other, imports both; the same
     member again is the duplicate."""
-    from geo.importer import import_file
+    from geo.imports.importer import import_file
     from tests.conftest import grid_frame, points_frame, write_shp
 
     a = write_shp(
@@ -1086,7 +1087,7 @@ def test_each_dataset_of_a_file_imports_once(tmp_path):
 def test_work_folders_left_by_a_killed_import_are_removed(tmp_path, monkeypatch):
     import tempfile
 
-    from geo.importer import import_file
+    from geo.imports.importer import import_file
     from tests.conftest import grid_frame, write_shp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))

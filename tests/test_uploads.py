@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store.backends import open_store
 from server import create_app
 from tests.conftest import X0, Y0, GbkZipInfo, grid_frame, points_frame, write_shp, zip_shp
 
@@ -210,7 +210,7 @@ def test_features_inside_and_outside_the_grid(client, tmp_path):
 
 
 def test_features_follow_a_reread_and_gcj02(client, tmp_path):
-    from geo.crs import wgs84_to_gcj02
+    from geo.reading.crs import wgs84_to_gcj02
 
     sites = points_frame([(X0 + 150, Y0 - 150), (X0 + 50, Y0 - 250)], 编号=["P1", "P2"], 状态=["已建成"] * 2)
     report = _staged(client, sites.to_crs(4490), tmp_path, layer="parking", prj=False)
@@ -268,7 +268,7 @@ def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     import geopandas as gpd
     import shapely
 
-    from geo import uploads
+    from geo.imports import uploads
     from tests.conftest import EPSG_GK
 
     def ring(cx: float, cy: float) -> shapely.Polygon:  # 64 vertices, 8 m across
@@ -297,7 +297,7 @@ def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
 def test_features_read_again_when_not_kept(app, client, survey_zip):
     from pathlib import Path
 
-    from geo.uploads import uploads_dir
+    from geo.imports.uploads import uploads_dir
 
     report = _post(client, survey_zip, "上报.zip").get_json()
     url = f"/api/uploads/{report['upload_id']}/features"
@@ -376,7 +376,7 @@ def test_two_stagings_of_one_file_committed_at_once_are_stored_once(app, client,
     write transaction, so one batch is written and the other commit is a clear 409."""
     import threading
 
-    from geo import uploads
+    from geo.imports import uploads
 
     data = _many_sites_zip(tmp_path)
     first = _post(client, data, "a.zip").get_json()
@@ -428,7 +428,7 @@ def test_an_upload_being_committed_is_locked(app, client, survey_zip, monkeypatc
     a second time (409 at once); the commit keeps its file and archives it."""
     import threading
 
-    from geo import uploads
+    from geo.imports import uploads
 
     monkeypatch.setattr(uploads, "LOCK_WAIT_S", 0.1, raising=False)
     upload_id = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
@@ -469,7 +469,7 @@ def test_an_upload_being_committed_is_locked(app, client, survey_zip, monkeypatc
 
 
 def _staged_folder(app, upload_id: str) -> Path:
-    from geo.uploads import uploads_dir
+    from geo.imports.uploads import uploads_dir
 
     return uploads_dir(Path(app.config["GRIDWATCH_DATA"])) / upload_id
 
@@ -501,7 +501,7 @@ def test_settings_are_replaced_whole_while_others_read_them(app, client, tmp_pat
     half-written."""
     import threading
 
-    from geo import uploads
+    from geo.imports import uploads
 
     sites = points_frame([(X0 + 50, Y0 - 50)], 编号=["P"], 状态=["已建成"])
     shp = write_shp(sites, tmp_path / "p" / "p.shp")
@@ -554,7 +554,7 @@ def test_a_failed_reread_keeps_the_settings_that_worked(client, tmp_path):
 def accounts_app(tmp_path):
     """An app with accounts: surveyor, surveyor2 and admin, each with an API token; demo sites
     D1, D2 imported without an account and sites S1, S2 imported by surveyor."""
-    from geo import accounts
+    from geo.store import accounts
 
     data = tmp_path / "acc"
     tokens = {}

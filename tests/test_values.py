@@ -19,7 +19,7 @@ from openpyxl.utils.datetime import from_excel, to_excel
 
 import layers
 from geo.errors import InputError
-from geo.values import (
+from geo.reading.values import (
     UNRECOGNISED,
     FieldMatch,
     clean_text,
@@ -694,7 +694,7 @@ def test_clean_text_removes_nul_and_control_characters() -> None:
 
 
 def test_nul_bytes_from_a_csv_are_not_stored(gridded_store, tmp_path: Path) -> None:
-    from geo.importer import import_file
+    from geo.imports.importer import import_file
     from layers import demolition as layer
     from tests.conftest import _T, X0, Y0
 

@@ -29,14 +29,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import layers
-from geo import clock
-from geo.batches import load_targets, rollback
 from geo.cli import main
 from geo.errors import Conflict, InputError
-from geo.importer import import_file
-from geo.store import UNASSIGNED, open_store
-from geo.tally import monthly, tally
-from geo.values import vocab_key
+from geo.figures.tally import monthly, tally
+from geo.imports.batches import load_targets, rollback
+from geo.imports.importer import import_file
+from geo.reading.values import vocab_key
+from geo.store import clock
+from geo.store.backends import open_store
+from layers.base import UNASSIGNED
 from tests.conftest import (
     COMM_A,
     COMM_B,

@@ -7,11 +7,11 @@ import pyproj
 import pytest
 
 import layers
-from geo.crs import wgs84_to_gcj02
 from geo.errors import InputError
-from geo.importer import import_file
-from geo.viewport import BBox, cells_in_view, features_in_view
-from layers import Category, Field, LayerSpec, Status
+from geo.figures.viewport import BBox, cells_in_view, features_in_view
+from geo.imports.importer import import_file
+from geo.reading.crs import wgs84_to_gcj02
+from layers.base import Category, Field, LayerSpec, Status
 from tests.conftest import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
 
 TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
@@ -94,7 +94,7 @@ def test_bad_bbox():
 
 
 def test_feature_detail_and_slim_map_features(loaded):
-    from geo.viewport import feature_detail
+    from geo.figures.viewport import feature_detail
 
     slim = features_in_view(loaded, "demolition", VIEW, zoom=16)
     props = slim["features"][0]["properties"]

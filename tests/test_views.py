@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from geo.importer import import_file
-from geo.store import open_store
+from geo.imports.importer import import_file
+from geo.store.backends import open_store
 from tests.conftest import X0, Y0, dated_sites, grid_frame, open_app, points_frame, write_shp
 
 DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25"]

@@ -9,13 +9,13 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 import layers
-from geo import uploads
-from geo.batches import rollback
 from geo.errors import GridwatchError, InputError
-from geo.export import content_disposition, get_renderer
-from geo.report import build_report
-from geo.tally import LEVELS, Filters, check_level
-from geo.viewport import BBox, cells_in_view, feature_detail, features_in_view
+from geo.figures.report import build_report
+from geo.figures.tally import LEVELS, Filters, check_level
+from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
+from geo.imports import uploads
+from geo.imports.batches import rollback
+from geo.output.export import content_disposition, get_renderer
 from server import markup_free_json
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
@@ -168,8 +168,8 @@ def api_feature(layer: str, fid: int) -> Any:
 @requires("viewer")  # the whole layer at once: like the statistics, for signed-in accounts
 def api_ledger(layer: str) -> Any:
     """A survey layer's features as a table (台账): every field, the status as stored and as surveyed."""
-    from geo.importer import get_layer
-    from geo.ledger import LEDGER_FORMATS, render_ledger
+    from geo.output.ledger import LEDGER_FORMATS, render_ledger
+    from geo.registry import get_layer
     from server import select_locale
 
     spec = get_layer(layer)
@@ -232,7 +232,7 @@ def _staging_limits() -> uploads.StagingLimits:
 def _mapping_form() -> dict[str, Any]:
     """``field_map`` (a JSON object: column → field), ``value_map`` (a JSON array of
     ``[field, raw, code]``) and ``remember`` from the form, where given; shapes are checked by
-    :func:`geo.uploads.check_mapping_params`."""
+    :func:`geo.imports.uploads.check_mapping_params`."""
     out: dict[str, Any] = {}
     for key in ("field_map", "value_map"):
         text = request.form.get(key)

@@ -4,7 +4,7 @@ Every view declares who may use it with :func:`requires`; :func:`enforce` runs b
 request and refuses a view that declares nothing, so a route cannot be left open by
 omission.  Browsers authenticate with the session cookie (and then send a CSRF token with
 every write); scripts with ``Authorization: Bearer <token>`` (no cookie, no CSRF token).
-The account logic itself lives in :mod:`geo.accounts`.
+The account logic itself lives in :mod:`geo.store.accounts`.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from geo import accounts
-from geo.audit import ACTIONS, action_label, write_csv
 from geo.errors import GridwatchError, InputError, StoreError
-from geo.store import User
+from geo.output.audit import ACTIONS, action_label, write_csv
+from geo.store import accounts
+from geo.store.base import User
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -139,7 +139,7 @@ def enforce() -> Any:
         return _json_error(403, "forbidden", "此地址未声明访问权限", "this route declares no access")
     user = current_user if current_user.is_authenticated else None
     g.gw_user = user
-    from geo.store import Actor
+    from geo.store.base import Actor
 
     g.gw_actor = Actor(user.name if user else None, request.remote_addr)
     if "store" in g:  # opened while loading the user
@@ -177,7 +177,7 @@ def user_name() -> str | None:
 
 
 def client_key() -> str:
-    """The client address failed logins are counted under (:func:`geo.accounts.authenticate`):
+    """The client address failed logins are counted under (:func:`geo.store.accounts.authenticate`):
     the IP address, or for IPv6 its /64 network (what one subscriber usually holds)."""
     addr = request.remote_addr or ""
     try:
@@ -316,7 +316,7 @@ def _token_id(value: str | None) -> int:
 
 class UserForm(FlaskForm):  # type: ignore[misc]
     name = StringField("用户名", validators=[DataRequired(), Length(max=64)])
-    role = StringField("角色", validators=[DataRequired()])  # checked by geo.accounts.check_role
+    role = StringField("角色", validators=[DataRequired()])  # checked by geo.store.accounts.check_role
     password = PasswordField(
         "初始密码", validators=[DataRequired(), Length(min=accounts.MIN_PASSWORD, max=1024)]
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import current_app, request
 
-from geo import untrusted
+from geo.reading import untrusted
 
 #: Rows an upload may hold (the command line takes up to 10 million): what is accepted is
 #: cleaned and assigned in a server process, about 1 KB a row while it happens.

@@ -9,13 +9,13 @@ from flask import current_app, request
 from werkzeug.routing import IntegerConverter
 
 import layers
-from geo import clock
 from geo.errors import InputError
-from geo.importer import get_layer
-from geo.tally import check_level
-from geo.values import parse_date
-from geo.versions import parse_grid
-from layers import LayerSpec
+from geo.figures.tally import check_level
+from geo.figures.versions import parse_grid
+from geo.reading.values import parse_date
+from geo.registry import get_layer
+from geo.store import clock
+from layers.base import LayerSpec
 
 #: Largest id a route takes: row ids are SQLite integers (signed 64-bit).
 MAX_ID = 2**63 - 1

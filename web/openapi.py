@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import layers
-from geo.export import renderers
-from geo.tally import LEVELS
+from geo.figures.tally import LEVELS
+from geo.output.export import renderers
 from web.common import MAX_ID
 
 _ERROR = {"$ref": "#/components/schemas/Error"}

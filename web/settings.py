@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from geo import clock, untrusted, uploads
 from geo.errors import InputError
-from geo.store import DEFAULT_DATA_DIR
+from geo.imports import uploads
+from geo.reading import untrusted
+from geo.store import clock
+from geo.store.base import DEFAULT_DATA_DIR
 from web import clients
 
 ENV_PREFIX = "GRIDWATCH_"

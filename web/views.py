@@ -23,12 +23,12 @@ from flask import (
 from flask_babel import gettext as _
 
 import layers
-from geo import clock
 from geo.errors import InputError
-from geo.report import unit_geometry
-from geo.store import UNASSIGNED
-from geo.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
-from geo.values import safe_display_name
+from geo.figures.report import unit_geometry
+from geo.figures.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
+from geo.reading.values import safe_display_name
+from geo.store import clock
+from layers.base import UNASSIGNED, LayerSpec
 from server import label, select_locale
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import current_store, query_args, survey_spec
@@ -242,7 +242,7 @@ def index() -> Any:
     )
 
 
-def _shapes(spec: layers.LayerSpec) -> dict[str, Any] | None:
+def _shapes(spec: LayerSpec) -> dict[str, Any] | None:
     """The marker shape of each value of the layer's shape field, labelled for the page."""
     category = spec.shape_category
     if category is None:

@@ -13,7 +13,7 @@ unit on every version, so figures as of an earlier day stay as they were issued.
   are assigned to every live version.  A version's assignment is stored complete when it has no
   parent, else only where it differs from its parent's (the version current when it was made):
   a grid revision usually moves a few features.  Only features that can have moved are assigned
-  again (:func:`geo.importer._grid_diff`); the rest keep the unit they had.
+  again (:func:`geo.assign.grid_diff`); the rest keep the unit they had.
 * The current rows carry their unit on the current version (``gw_unit``), the fast path of plain
   statistics and of the map.  Rolling back a version puts the previous one's stored units back.
 """
@@ -29,11 +29,13 @@ import pandas as pd
 import shapely
 
 import layers
-from geo import clock
-from geo.assign import Grid
+from geo.assign import Grid, grid_diff
 from geo.errors import InputError
-from geo.store import UNASSIGNED, GridVersion, Store
-from geo.values import parse_date
+from geo.reading.values import parse_date
+from geo.registry import grid_spec
+from geo.store import clock
+from geo.store.base import GridVersion, Store
+from layers.base import UNASSIGNED, LayerSpec
 
 __all__ = [
     "GridChange",
@@ -213,26 +215,45 @@ def in_force(versions: list[GridVersion], day: date | None) -> GridVersion | Non
 
 # --- grids of versions ------------------------------------------------------------------------
 
+_GRID_CACHE: dict[tuple[str, str], Grid | None] = {}
+
+
+def load_grid(store: Store) -> Grid | None:
+    """The current unit grid of ``store`` as an assignment index.
+
+    Cached per generation of the grid layer, which changes only when the grid does.
+    """
+    key = (store.location, store.layer_generation(grid_spec()))
+    if key in _GRID_CACHE:
+        return _GRID_CACHE[key]
+    spec = grid_spec()
+    attrs = store.read_attributes(spec, ["code"])
+    grid: Grid | None = None
+    if len(attrs):
+        fids, geoms = store.read_geometry(spec)
+        codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object)
+        grid = Grid(codes, geoms)
+    if len(_GRID_CACHE) > 8:
+        _GRID_CACHE.clear()
+    _GRID_CACHE[key] = grid
+    return grid
+
+
 _GRIDS: dict[tuple[str, str, int], Grid | None] = {}
 _DIFFS: dict[tuple[str, str, int, int], tuple[list[str] | None, np.ndarray | None]] = {}
 
 
-def _grid_spec() -> layers.LayerSpec:
-    return next(s for s in layers.all_layers() if s.is_grid)
-
-
 def grid_of(store: Store, version: GridVersion | None) -> Grid | None:
     """The cells of ``version`` as an assignment index (the current grid for the current version)."""
-    from geo.importer import load_grid
 
     if version is None:
         return None
     current = store.current_grid_version()
     if current is not None and current.id == version.id:
         return load_grid(store)
-    key = (store.location, store.layer_generation(_grid_spec()), version.id)
+    key = (store.location, store.layer_generation(grid_spec()), version.id)
     if key not in _GRIDS:
-        attrs, cells = store.read_visible(_grid_spec(), version.tx, ["code"])
+        attrs, cells = store.read_visible(grid_spec(), version.tx, ["code"])
         if len(_GRIDS) > 16:
             _GRIDS.clear()
         _GRIDS[key] = Grid(attrs["code"].to_numpy(dtype=object), cells) if len(attrs) else None
@@ -240,13 +261,12 @@ def grid_of(store: Store, version: GridVersion | None) -> Grid | None:
 
 
 def _diff(store: Store, a: GridVersion, ga: Grid | None, b: GridVersion, gb: Grid | None) -> Any:
-    from geo.importer import _grid_diff
 
-    key = (store.location, store.layer_generation(_grid_spec()), a.id, b.id)
+    key = (store.location, store.layer_generation(grid_spec()), a.id, b.id)
     if key not in _DIFFS:
         if len(_DIFFS) > 64:
             _DIFFS.clear()
-        _DIFFS[key] = _grid_diff(ga, gb)
+        _DIFFS[key] = grid_diff(ga, gb)
     return _DIFFS[key]
 
 
@@ -257,7 +277,7 @@ def _move(
     diff: tuple[list[str] | None, np.ndarray | None],
 ) -> np.ndarray:
     """Units on ``target`` of features whose units on another grid are ``units``, given the
-    difference of that grid to ``target`` (:func:`geo.importer._grid_diff`): only features in a
+    difference of that grid to ``target`` (:func:`geo.assign.grid_diff`): only features in a
     changed cell, outside every cell or touching a changed cell of ``target`` are assigned again."""
     if target is None or len(target) == 0:
         return np.full(len(geoms), UNASSIGNED, dtype=object)
@@ -284,7 +304,7 @@ def _alive_chain(store: Store) -> list[GridVersion]:
 
 
 def assign_new_rows(
-    store: Store, spec: layers.LayerSpec, fids: np.ndarray, geoms: np.ndarray, units: np.ndarray
+    store: Store, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, units: np.ndarray
 ) -> None:
     """Keep the units of newly written row versions on every live grid version.
 
@@ -322,7 +342,6 @@ def make_version(
     transaction, after the grid's rows are written.
 
     Returns the change report and the number of current features whose unit changed."""
-    from geo.importer import load_grid
 
     parent = store.current_grid_version()
     version = store.add_grid_version(batch_id, valid_from.isoformat())
@@ -371,7 +390,6 @@ def make_version(
 
 def preview_change(store: Store, grid: Grid | None, valid_from: date) -> GridChange:
     """What a grid file would change in units (nothing is written, features are not assigned)."""
-    from geo.importer import load_grid
 
     parent = store.current_grid_version()
     change = GridChange(valid_from=valid_from.isoformat())
@@ -398,12 +416,12 @@ def _by_community(
     parent: GridVersion | None,
     moved: list[tuple[np.ndarray, np.ndarray]],
 ) -> None:
-    from geo.tally import hierarchy_from_grid
+    from geo.figures.tally import hierarchy_from_grid
 
     if not moved or not any(len(b) for b, _ in moved):
         return
-    spec = _grid_spec()
-    # the fields the community of a unit comes from (see geo.tally.hierarchy_from_grid)
+    spec = grid_spec()
+    # the fields the community of a unit comes from (see geo.figures.tally.hierarchy_from_grid)
     have = {f.name for f in spec.fields}
     columns: list[str] = [c for c in ("code", "comm_code", "community") if c in have]
     wanted_old = {str(c) for b, _ in moved for c in b.tolist()}

@@ -42,6 +42,7 @@ import shapely
 from shapely.geometry import mapping
 
 from geo.errors import InputError
+from geo.figures.report import BASE_LABELS, StatsReport
 
 if TYPE_CHECKING:
     from openpyxl.worksheet.worksheet import Worksheet
@@ -50,7 +51,6 @@ __all__ = [
     "LEVEL_LABELS",
     "TOTAL_LABEL",
     "Renderer",
-    "StatsReport",
     "column_kind",
     "content_disposition",
     "get_renderer",
@@ -71,68 +71,9 @@ LEVEL_LABELS: dict[str, tuple[str, str]] = {
 }
 TOTAL_LABEL = "合计"
 
-_BASE_LABELS: dict[str, tuple[str, str]] = {
-    "code": ("编码", "Code"),
-    "name": ("名称", "Name"),
-    "level": ("层级", "Level"),
-    "parent_code": ("上级编码", "Parent code"),
-    "parent_name": ("上级名称", "Parent"),
-}
-_TEXT_COLUMNS = frozenset(_BASE_LABELS)
+_TEXT_COLUMNS = frozenset(BASE_LABELS)
 
 ColumnKind = Literal["text", "rate", "progress", "area", "count", "number"]
-
-
-@dataclass
-class StatsReport:
-    """Per-unit statistics of one tally, ready for any renderer.
-
-    Parameters
-    ----------
-    levels : dict of str to pandas.DataFrame
-        Level name (``"grid"``, ``"community"``, ``"street"``, ``"district"``)
-        -> table, one row per unit, row order kept.  Columns: ``code``, ``name``,
-        ``level``, optional ``parent_code``/``parent_name``, then per layer
-        ``<layer>_total``, ``<layer>_completed`` (counts), ``<layer>_rate``
-        (0..1, NaN when the total is 0), measure columns (areas in m² end in
-        ``_m2``) and optional ``<layer>_<metric>_target`` / ``_progress`` (ratio).
-        The row with code ``UNASSIGNED`` holds features outside every unit grid.
-    columns : dict of str to (str, str)
-        Column name -> (Chinese header, English header).  Columns without an
-        entry are labelled with their name.
-    as_of : str
-        ISO date the figures are "as of".
-    geometry : dict of str to geopandas.GeoSeries, optional
-        Unit outlines per level, index aligned with that level's table, CRS
-        EPSG:4490 (lon/lat; a series without CRS is taken to be EPSG:4490, one
-        in another CRS is reprojected).  Rows without an outline (``UNASSIGNED``)
-        are missing or ``None``.  Needed by geojson, gpkg and shp.
-    title : str
-        Report title (xlsx title row, JSON).
-    provenance : dict, optional
-        What the figures were computed from (:func:`geo.report.provenance`): ``as_of``,
-        ``known_at``, ``computed_at`` (the last write included: ``tx``, ``at``), ``grid``
-        (``chosen``, ``versions``) and per layer its last write and feature count.  Every
-        format carries it: an "说明 About" sheet and page footers in xlsx, ``metadata`` in
-        JSON and GeoJSON, layer metadata in GeoPackage, ``about.json`` in the shapefile zip
-        and, with ``csv_header``, ``#`` comment lines before the CSV table.
-    csv_header : bool
-        Start the CSV with the provenance as ``# `` comment lines (off: a plain table).
-    """
-
-    levels: dict[str, pd.DataFrame]
-    columns: dict[str, tuple[str, str]]
-    as_of: str
-    geometry: dict[str, gpd.GeoSeries] | None = None
-    title: str = "gridwatch 统计"
-    provenance: dict[str, Any] | None = None
-    csv_header: bool = False
-
-    def label(self, column: str) -> tuple[str, str]:
-        """(Chinese, English) header of ``column``."""
-        if column in self.columns:
-            return self.columns[column]
-        return _BASE_LABELS.get(column, (column, column))
 
 
 @dataclass(frozen=True)
@@ -395,9 +336,9 @@ def _geometry(report: StatsReport, level: str) -> gpd.GeoSeries:
         )
     table = report.levels[level]
     geo = report.geometry[level]
-    if geo.crs is None:
+    if geo.reading.crs is None:
         geo = geo.set_crs(EPSG_LONLAT)
-    elif geo.crs.to_epsg() != EPSG_LONLAT:
+    elif geo.reading.crs.to_epsg() != EPSG_LONLAT:
         geo = geo.to_crs(EPSG_LONLAT)
     geo = geo.reindex(table.index)
     values = np.array(geo.to_numpy(), dtype=object, copy=True)

@@ -27,8 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from geo.dbf import DbfHeader, parse_header
 from geo.errors import EncodingError
+from geo.reading.dbf import DbfHeader, parse_header
 
 __all__ = [
     "TEXT_ENCODINGS",
@@ -195,7 +195,7 @@ def normalize_encoding(name: str) -> str:
 
 def _shown(text: str) -> str:
     """A name from a file or a form, safe to repeat in a message."""
-    from geo.values import safe_display_name
+    from geo.reading.values import safe_display_name
 
     shown = safe_display_name(text)
     return shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "…"

@@ -21,14 +21,22 @@ import pyarrow.compute as pc
 import pyproj
 import shapely
 
-from geo import crs as crsmod
-from geo.cache import filling
 from geo.errors import InputError
-from geo.report import unit_geometry
-from geo.store import UNASSIGNED, GridVersion, Store
-from geo.tally import Filters, check_level, choose_version, load_hierarchy, parse_as_of, resolve_view, tally
-from geo.values import parse_date
-from layers import LayerSpec
+from geo.figures.report import unit_geometry
+from geo.figures.tally import (
+    Filters,
+    check_level,
+    choose_version,
+    load_hierarchy,
+    parse_as_of,
+    resolve_view,
+    tally,
+)
+from geo.reading import crs as crsmod
+from geo.reading.values import parse_date
+from geo.store.base import GridVersion, Store
+from geo.store.cache import filling
+from layers.base import UNASSIGNED, LayerSpec
 
 #: Above this zoom (or under ``max_features`` in view) features are sent one by one.
 DETAIL_ZOOM = 17
@@ -139,7 +147,7 @@ def features_in_view(
     statuses : tuple of str, optional
         Only these status codes.
     as_of : str or date, optional
-        Only features found on or before this day (any form :func:`geo.values.parse_date` reads); ``completed`` is as of that day.
+        Only features found on or before this day (any form :func:`geo.reading.values.parse_date` reads); ``completed`` is as of that day.
     unit : str, optional
         Only features assigned to this unit grid code (or ``UNASSIGNED``).
     max_features : int
@@ -158,8 +166,8 @@ def features_in_view(
     dict
         A GeoJSON FeatureCollection with ``"aggregated"`` and ``"total"`` members.
     """
-    from geo.importer import get_layer
-    from geo.tally import load_facts
+    from geo.figures.tally import load_facts
+    from geo.registry import get_layer
 
     spec = get_layer(layer)
     if spec.is_grid:
@@ -252,7 +260,7 @@ def _attributes(store: Store, spec: LayerSpec, fids: np.ndarray) -> dict[int, di
 def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> dict[str, Any]:
     """One feature with all its attributes, its unit and its geometry (lon/lat)."""
     from geo.errors import NotFound
-    from geo.importer import get_layer
+    from geo.registry import get_layer
 
     spec = get_layer(layer)
     attrs = _attributes(store, spec, np.array([fid], dtype=np.int64))
@@ -309,7 +317,7 @@ def cells_in_view(
     """Unit outlines of ``level`` in ``bbox`` with their figures, as GeoJSON (lon/lat).
 
     Outlines and figures are those of the grid version the figures are counted on (in force
-    on ``as_of``, or ``grid``), as known at ``known_at`` (see :func:`geo.tally.tally`).
+    on ``as_of``, or ``grid``), as known at ``known_at`` (see :func:`geo.figures.tally.tally`).
     Outlines are simplified to about a pixel at ``zoom``.  When more than ``max_units``
     units are in view the collection is empty and ``too_many`` says how many there were,
     so the map can ask for a coarser level.
@@ -405,7 +413,7 @@ def _outlines(
     """GeoJSON geometry of the units ``codes`` of ``level`` (on grid ``version``), simplified
     for ``zoom`` (about a pixel).  Computed for the units asked and kept per grid generation
     (units change only with the grid), so panning over known ground costs nothing."""
-    from geo.importer import grid_spec
+    from geo.registry import grid_spec
 
     key = (
         store.location,

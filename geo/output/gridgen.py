@@ -27,8 +27,8 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from geo.crs import gk_zone_epsg
 from geo.errors import CRSError, InputError
+from geo.reading.crs import gk_zone_epsg
 from layers.grid import LAYER as GRID_LAYER
 
 __all__ = ["OUTPUT_COLUMNS", "generate_grid"]

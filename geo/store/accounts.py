@@ -6,7 +6,7 @@ Roles, each including the ones below it:
 ``surveyor``  also upload, commit and roll back their own batches;
 ``admin``     also the grid, targets, every batch, users and the audit trail.
 
-Passwords are kept as salted scrypt hashes (:mod:`geo.passwords`, in the form Werkzeug writes them,
+Passwords are kept as salted scrypt hashes (:mod:`geo.store.passwords`, in the form Werkzeug writes them,
 so earlier hashes stay valid); API tokens as the SHA-256 digest of a random secret shown once.
 Every change to an account is written to the audit trail with the store's actor.
 Nothing here logs or returns a password.
@@ -29,8 +29,8 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 
 from geo.errors import Conflict, GridwatchError, InputError, NotFound
-from geo.passwords import hash_password, verify_password
-from geo.store import ApiToken, Store, User
+from geo.store.base import ApiToken, Store, User
+from geo.store.passwords import hash_password, verify_password
 
 ROLES = ("viewer", "surveyor", "admin")
 ROLE_LABELS = {

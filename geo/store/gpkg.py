@@ -73,11 +73,10 @@ import pyproj
 import shapely
 
 import layers
-from geo import clock, untrusted
-from geo.cache import filling
 from geo.errors import Conflict, NotFound, StoreError, disk_full, read_only, write_error
-from geo.store import (
-    UNASSIGNED,
+from geo.reading import untrusted
+from geo.store import clock
+from geo.store.base import (
     Actor,
     ApiToken,
     AuditEntry,
@@ -90,7 +89,8 @@ from geo.store import (
     ValueMap,
     WriteResult,
 )
-from layers import LayerSpec
+from geo.store.cache import filling
+from layers.base import UNASSIGNED, LayerSpec
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 _GPKG_USER_VERSION = 10400
@@ -120,10 +120,6 @@ _BASE_SRS = (
 
 #: (fids, decoded geometries, assigned units) per (store, layer, generation); see GpkgStore.read_geometry.
 _GEOMETRY_CACHE: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 # --- geometry blobs ---------------------------------------------------------------------------
@@ -184,7 +180,7 @@ def decode_geometries(blobs: list[bytes | None]) -> np.ndarray:
 
 
 class GpkgStore:
-    """GeoPackage-backed :class:`geo.store.Store`.
+    """GeoPackage-backed :class:`geo.store.base.Store`.
 
     Parameters
     ----------
@@ -369,7 +365,7 @@ class GpkgStore:
                 conn.execute(
                     "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
                     " VALUES (?, 'attributes', ?, '', ?)",
-                    (table, ident, now_iso()),
+                    (table, ident, clock.now_iso()),
                 )
         self._upgrade()
 
@@ -419,7 +415,7 @@ class GpkgStore:
             conn.execute(
                 "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
                 " VALUES ('gw_grid_versions', 'attributes', '网格版本 grid versions', '', ?)",
-                (now_iso(),),
+                (clock.now_iso(),),
             )
         feature_tables = [
             str(r[0]) for r in conn.execute("SELECT table_name FROM gpkg_contents WHERE data_type='features'")
@@ -553,7 +549,7 @@ class GpkgStore:
         conn.execute(
             "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, srs_id)"
             " VALUES (?, 'features', ?, ?, ?, ?)",
-            (spec.name, f"{spec.label_zh} {spec.label_en}", spec.label_en, now_iso(), srs),
+            (spec.name, f"{spec.label_zh} {spec.label_en}", spec.label_en, clock.now_iso(), srs),
         )
         conn.execute(
             "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'GEOMETRY', ?, 0, 0)", (spec.name, srs)
@@ -820,7 +816,7 @@ class GpkgStore:
         with self.transaction():
             self.conn.execute(
                 "UPDATE gw_batches SET status='rolled_back', rolled_back_at=? WHERE id=? AND status='active'",
-                (now_iso(), batch_id),
+                (clock.now_iso(), batch_id),
             )
             if not self.conn.changes():
                 self.batch(batch_id)  # NotFound for an unknown batch
@@ -1000,7 +996,9 @@ class GpkgStore:
         conn.execute(f'DELETE FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)')
 
     def _touch(self, spec: LayerSpec) -> None:
-        self.conn.execute("UPDATE gpkg_contents SET last_change=? WHERE table_name=?", (now_iso(), spec.name))
+        self.conn.execute(
+            "UPDATE gpkg_contents SET last_change=? WHERE table_name=?", (clock.now_iso(), spec.name)
+        )
 
     def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
         if bounds is None:
@@ -1276,7 +1274,7 @@ class GpkgStore:
     def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
         with self.admin_transaction():
             self.conn.execute(_VALUE_MAPS_SQL)
-            now = now_iso()
+            now = clock.now_iso()
             self.conn.execute(
                 "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE layer=? AND field=? AND raw_key=?"
                 " AND removed_at IS NULL",
@@ -1308,7 +1306,7 @@ class GpkgStore:
                 )
             self.conn.execute(
                 "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE id=?",
-                (now_iso(), self.actor.user, map_id),
+                (clock.now_iso(), self.actor.user, map_id),
             )
             m = found[0]
             self.record_audit(
@@ -1387,7 +1385,7 @@ class GpkgStore:
                     user.role,
                     user.password,
                     int(user.active),
-                    user.created_at or now_iso(),
+                    user.created_at or clock.now_iso(),
                     0,
                     None,
                     user.session_version,
@@ -1414,7 +1412,7 @@ class GpkgStore:
                     record.kind,
                     record.key,
                     record.failures,
-                    record.last_failure or now_iso(),
+                    record.last_failure or clock.now_iso(),
                     record.locked_until,
                 ),
             )
@@ -1422,14 +1420,14 @@ class GpkgStore:
             forget_iso = forget.replace(microsecond=0).isoformat().replace("+00:00", "Z")
             self.conn.execute(
                 "DELETE FROM gw_logins WHERE last_failure < ? AND coalesce(locked_until, '') < ?",
-                (forget_iso, now_iso()),
+                (forget_iso, clock.now_iso()),
             )
             excess = _scalar(self.conn, "SELECT count(*) FROM gw_logins") - _LOGINS_KEPT
             if excess > 0:  # the oldest go first, locks last
                 self.conn.execute(
                     "DELETE FROM gw_logins WHERE rowid IN (SELECT rowid FROM gw_logins"
                     " ORDER BY coalesce(locked_until, '') > ?, last_failure, rowid LIMIT ?)",
-                    (now_iso(), excess),
+                    (clock.now_iso(), excess),
                 )
 
     def clear_login_failures(self, kind: str, key: str) -> None:
@@ -1444,7 +1442,7 @@ class GpkgStore:
         with self.admin_transaction():
             self.conn.execute(
                 "INSERT INTO gw_tokens (user, label, digest, created_at) VALUES (?,?,?,?)",
-                (user, label, digest, now_iso()),
+                (user, label, digest, clock.now_iso()),
             )
             return int(self.conn.last_insert_rowid())
 
@@ -1469,13 +1467,14 @@ class GpkgStore:
     def revoke_token(self, token_id: int) -> bool:
         with self.admin_transaction():
             self.conn.execute(
-                "UPDATE gw_tokens SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (now_iso(), token_id)
+                "UPDATE gw_tokens SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
+                (clock.now_iso(), token_id),
             )
             return bool(self.conn.changes())
 
     def touch_token(self, token_id: int) -> None:
         with contextlib.suppress(StoreError), self.admin_transaction():
-            self.conn.execute("UPDATE gw_tokens SET last_used=? WHERE id=?", (now_iso(), token_id))
+            self.conn.execute("UPDATE gw_tokens SET last_used=? WHERE id=?", (clock.now_iso(), token_id))
 
     def record_audit(
         self,
@@ -1493,7 +1492,7 @@ class GpkgStore:
                 "INSERT INTO gw_audit (at, user, client, action, layer, batch_id, counts, detail)"
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (
-                    now_iso(),
+                    clock.now_iso(),
                     self.actor.user,
                     self.actor.client,
                     action,

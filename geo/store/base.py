@@ -2,14 +2,13 @@
 
 Callers use :func:`open_store` and the :class:`Store` protocol only; they never know
 which backend they hold.  The embedded default is one GeoPackage file
-(:mod:`geo.gpkg`); a PostGIS backend can be registered under another URL scheme
+(:mod:`geo.store.gpkg`); a PostGIS backend can be registered under another URL scheme
 without touching callers.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from layers import LayerSpec
+from layers.base import LayerSpec
 
 DEFAULT_DATA_DIR = Path("var") / "gridwatch"
 STORE_FILE = "gridwatch.gpkg"
-
-UNASSIGNED = "UNASSIGNED"
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -105,7 +102,7 @@ class WriteResult:
 @dataclass
 class Tx:
     """One write transaction: its id, when it committed (UTC stamp with microseconds, see
-    :mod:`geo.clock`), what it was and the batch it wrote or rolled back."""
+    :mod:`geo.store.clock`), what it was and the batch it wrote or rolled back."""
 
     id: int
     at: str
@@ -211,7 +208,7 @@ class AuditEntry:
 @dataclass
 class ValueMap:
     """A remembered value mapping: in ``layer``'s ``field``, the raw text whose
-    :func:`geo.values.vocab_key` is ``raw_key`` is stored as ``code``.  Removing one marks it
+    :func:`geo.reading.values.vocab_key` is ``raw_key`` is stored as ``code``.  Removing one marks it
     (``removed_at``); it is never erased."""
 
     id: int
@@ -266,7 +263,7 @@ class Store(Protocol):
     def tx(self, tx_id: int) -> Tx | None: ...
 
     def tx_at(self, stamp: str) -> int:
-        """The last transaction stamped at or before ``stamp`` (a :func:`geo.clock.stamp`), 0 when none."""
+        """The last transaction stamped at or before ``stamp`` (a :func:`geo.store.clock.stamp`), 0 when none."""
         ...
 
     def layer_revision(self, layer: str, tx: int | None = None) -> tuple[int | None, int | None]:
@@ -456,37 +453,6 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-_BACKENDS: dict[str, Callable[[str], Store]] = {}
-
-
-def register_backend(scheme: str, factory: Callable[[str], Store]) -> None:
-    """Make ``open_store("<scheme>://...")`` use ``factory``."""
-    _BACKENDS[scheme] = factory
-
-
-def open_store(location: str | os.PathLike[str] | None = None) -> Store:
-    """Open (creating if needed) the store at ``location``.
-
-    ``location`` is a URL whose scheme picks a registered backend, or a path: a
-    directory (the GeoPackage ``gridwatch.gpkg`` inside it) or a ``.gpkg`` file.
-    Without it, ``$GRIDWATCH_DATA`` is used.
-    """
-    loc = str(location) if location is not None else str(data_dir())
-    if "://" in loc:
-        scheme = loc.split("://", 1)[0]
-        if scheme not in _BACKENDS:
-            from geo.errors import InputError
-
-            raise InputError(f"未知的存储类型: {scheme}", f"unknown store backend: {scheme}")
-        return _BACKENDS[scheme](loc)
-    from geo.gpkg import GpkgStore
-
-    path = Path(loc)
-    if path.suffix.lower() != ".gpkg":
-        path = path / STORE_FILE
-    return GpkgStore(path)
 
 
 def geometry_type_names(geoms: np.ndarray) -> np.ndarray:

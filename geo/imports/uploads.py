@@ -41,8 +41,6 @@ import pyarrow.feather as feather
 import pyproj
 import shapely
 
-from geo import crs as crsmod
-from geo.encoding import normalize_encoding
 from geo.errors import (
     Conflict,
     GridwatchError,
@@ -53,17 +51,14 @@ from geo.errors import (
     TooLarge,
     write_error,
 )
-from geo.importer import (
-    ImportReport,
-    PreparedImport,
-    commit_import,
-    load_grid,
-    prepare_import,
-    preview_grid,
-)
-from geo.sources import ZipLimits
-from geo.store import UNASSIGNED, Store
-from geo.values import safe_display_name
+from geo.figures.versions import load_grid
+from geo.imports.importer import ImportReport, PreparedImport, commit_import, prepare_import, preview_grid
+from geo.reading import crs as crsmod
+from geo.reading.encoding import normalize_encoding
+from geo.reading.sources import ZipLimits
+from geo.reading.values import safe_display_name
+from geo.store.base import Store
+from layers.base import UNASSIGNED
 
 #: Staged uploads not used for this long (seconds) are removed.
 MAX_AGE_S = 2 * 3600
@@ -463,7 +458,7 @@ def preview(
     (column → field), ``value_map`` (``[field, raw, code]`` triples) or ``remember`` for a
     re-read; they are kept for the commit once the re-read succeeded (a re-read that fails
     leaves the upload as it was).  The write is made and rolled back
-    (:func:`geo.importer.commit_import` with ``dry_run``), so the added, updated, unchanged
+    (:func:`geo.imports.importer.commit_import` with ``dry_run``), so the added, updated, unchanged
     and rejected figures -- rows that would update features of another account's batch
     included -- are exactly what the commit would do now.  For the unit grid the report
     says which units the file adds, removes and reshapes, the features that would change
@@ -583,7 +578,7 @@ def commit(
     The upload is locked while it is read and written: a second commit, a re-read or a
     discard meanwhile get :class:`UploadBusy`.  ``admin`` tells whether ``user`` is an
     admin, ``valid_from`` (grid only) the day the grid version is in force from (see
-    :func:`geo.importer.commit_import`).
+    :func:`geo.imports.importer.commit_import`).
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -12,13 +12,7 @@ import pandas as pd
 import pyproj
 import shapely
 
-from geo import clock
-from geo import crs as crsmod
-from geo.cache import filling
-from geo.export import StatsReport
-from geo.importer import grid_spec
-from geo.store import UNASSIGNED, GridVersion, Store
-from geo.tally import (
+from geo.figures.tally import (
     LEVELS,
     Filters,
     View,
@@ -32,7 +26,75 @@ from geo.tally import (
     survey_specs,
     tally,
 )
-from geo.values import parse_date
+from geo.reading import crs as crsmod
+from geo.reading.values import parse_date
+from geo.registry import grid_spec
+from geo.store import clock
+from geo.store.base import GridVersion, Store
+from geo.store.cache import filling
+from layers.base import UNASSIGNED
+
+#: Headers of the columns every report table starts with.
+BASE_LABELS: dict[str, tuple[str, str]] = {
+    "code": ("编码", "Code"),
+    "name": ("名称", "Name"),
+    "level": ("层级", "Level"),
+    "parent_code": ("上级编码", "Parent code"),
+    "parent_name": ("上级名称", "Parent"),
+}
+
+
+@dataclass
+class StatsReport:
+    """Per-unit statistics of one tally, ready for any renderer.
+
+    Parameters
+    ----------
+    levels : dict of str to pandas.DataFrame
+        Level name (``"grid"``, ``"community"``, ``"street"``, ``"district"``)
+        -> table, one row per unit, row order kept.  Columns: ``code``, ``name``,
+        ``level``, optional ``parent_code``/``parent_name``, then per layer
+        ``<layer>_total``, ``<layer>_completed`` (counts), ``<layer>_rate``
+        (0..1, NaN when the total is 0), measure columns (areas in m² end in
+        ``_m2``) and optional ``<layer>_<metric>_target`` / ``_progress`` (ratio).
+        The row with code ``UNASSIGNED`` holds features outside every unit grid.
+    columns : dict of str to (str, str)
+        Column name -> (Chinese header, English header).  Columns without an
+        entry are labelled with their name.
+    as_of : str
+        ISO date the figures are "as of".
+    geometry : dict of str to geopandas.GeoSeries, optional
+        Unit outlines per level, index aligned with that level's table, CRS
+        EPSG:4490 (lon/lat; a series without CRS is taken to be EPSG:4490, one
+        in another CRS is reprojected).  Rows without an outline (``UNASSIGNED``)
+        are missing or ``None``.  Needed by geojson, gpkg and shp.
+    title : str
+        Report title (xlsx title row, JSON).
+    provenance : dict, optional
+        What the figures were computed from (:func:`geo.figures.report.provenance`): ``as_of``,
+        ``known_at``, ``computed_at`` (the last write included: ``tx``, ``at``), ``grid``
+        (``chosen``, ``versions``) and per layer its last write and feature count.  Every
+        format carries it: an "说明 About" sheet and page footers in xlsx, ``metadata`` in
+        JSON and GeoJSON, layer metadata in GeoPackage, ``about.json`` in the shapefile zip
+        and, with ``csv_header``, ``#`` comment lines before the CSV table.
+    csv_header : bool
+        Start the CSV with the provenance as ``# `` comment lines (off: a plain table).
+    """
+
+    levels: dict[str, pd.DataFrame]
+    columns: dict[str, tuple[str, str]]
+    as_of: str
+    geometry: dict[str, gpd.GeoSeries] | None = None
+    title: str = "gridwatch 统计"
+    provenance: dict[str, Any] | None = None
+    csv_header: bool = False
+
+    def label(self, column: str) -> tuple[str, str]:
+        """(Chinese, English) header of ``column``."""
+        if column in self.columns:
+            return self.columns[column]
+        return BASE_LABELS.get(column, (column, column))
+
 
 _GEOM_CACHE: dict[tuple[str, str, str, int | None], gpd.GeoSeries] = {}
 
@@ -101,10 +163,10 @@ def build_report(
     grid: object = None,
     tz: str | None = None,
 ) -> StatsReport:
-    """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.export`.
+    """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.output.export`.
 
-    ``as_of`` in any form :func:`geo.values.parse_date` reads; the report carries it as ISO
-    (today when not given).  ``known_at`` and ``grid`` as for :func:`geo.tally.tally`; unit
+    ``as_of`` in any form :func:`geo.reading.values.parse_date` reads; the report carries it as ISO
+    (today when not given).  ``known_at`` and ``grid`` as for :func:`geo.figures.tally.tally`; unit
     outlines come from the grid version the figures are counted on, and the report's
     ``provenance`` says what they were computed from (:func:`provenance`)."""
     levels = levels or list(LEVELS)

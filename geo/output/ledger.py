@@ -20,11 +20,11 @@ import pandas as pd
 import pyproj
 import shapely
 
-from geo import crs as crsmod
 from geo.errors import InputError
-from geo.export import spreadsheet_cell
-from geo.store import Store
-from layers import LayerSpec
+from geo.output.export import spreadsheet_cell
+from geo.reading import crs as crsmod
+from geo.store.base import Store
+from layers.base import LayerSpec
 
 __all__ = ["LEDGER_FORMATS", "ledger_table", "render_ledger"]
 

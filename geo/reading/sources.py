@@ -35,9 +35,6 @@ import pyogrio
 import pyproj
 import shapely
 
-from geo import crs as crsmod
-from geo.dbf import read_dbf, read_point_shp
-from geo.encoding import detect_dbf_encoding, looks_like_mojibake, normalize_encoding, zip_member_name
 from geo.errors import (
     DISK_FULL_ERRNOS,
     EncodingError,
@@ -47,6 +44,9 @@ from geo.errors import (
     UnsupportedFile,
     disk_full,
 )
+from geo.reading import crs as crsmod
+from geo.reading.dbf import read_dbf, read_point_shp
+from geo.reading.encoding import detect_dbf_encoding, looks_like_mojibake, normalize_encoding, zip_member_name
 
 VECTOR_SUFFIXES = {".shp", ".gpkg", ".geojson", ".json", ".kml", ".kmz", ".csv", ".xlsx"}
 SIDECAR_SUFFIXES = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".qmd", ".qpj", ".atx"}
@@ -127,8 +127,8 @@ class RawTable:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     #: every attribute column of the file, in order; ``attrs`` holds only those read
     columns: list[str] = field(default_factory=list)
-    #: per row, why its coordinates do not fit the CRS (``geo.crs.MISFIT_*``, see
-    #: :func:`geo.crs.misfit_reason`; 0: they fit, or are judged later); None when all fit
+    #: per row, why its coordinates do not fit the CRS (``geo.reading.crs.MISFIT_*``, see
+    #: :func:`geo.reading.crs.misfit_reason`; 0: they fit, or are judged later); None when all fit
     misfit: np.ndarray | None = None
 
     @property
@@ -155,7 +155,7 @@ def open_source(
     """List the datasets in ``path`` (a file or a directory), unpacking zips into ``workdir``.
 
     Nothing here opens a file with GDAL: the layers of a GeoPackage or KML are listed by
-    :func:`expand_containers`, in the reading helper (:mod:`geo.untrusted`).
+    :func:`expand_containers`, in the reading helper (:mod:`geo.reading.untrusted`).
 
     Parameters
     ----------
@@ -563,7 +563,7 @@ def check_content(dataset: Dataset) -> None:
 
     GDAL picks its driver by content, so a GDAL VRT document (which names other files and
     URLs to read) or GML named ``.geojson`` would otherwise be opened as what it is.
-    Shapefiles are checked by :func:`geo.dbf.check_shapefile`, tables when they are read.
+    Shapefiles are checked by :func:`geo.reading.dbf.check_shapefile`, tables when they are read.
 
     Raises
     ------
@@ -733,7 +733,7 @@ def read_dataset(
 ) -> RawTable:
     """Read ``dataset`` with decoded text and a resolved CRS.
 
-    Call it in the reading helper (:mod:`geo.untrusted`) for files users send.
+    Call it in the reading helper (:mod:`geo.reading.untrusted`) for files users send.
 
     Parameters
     ----------
@@ -847,7 +847,7 @@ def _read_shapefile(dataset: Dataset, override: str | None, select: Select | Non
 def _read_shapefile_fast(
     shp: Path, dbf: Path, encoding: str, select: Select | None
 ) -> tuple[pd.DataFrame, np.ndarray, str | None, list[str]] | None:
-    """Geometry through GDAL (no attributes), attributes through :mod:`geo.dbf`; None to fall back."""
+    """Geometry through GDAL (no attributes), attributes through :mod:`geo.reading.dbf`; None to fall back."""
     names: list[str] = []
     table = read_dbf(dbf, encoding, select, names)
     if table is None:
@@ -1093,7 +1093,7 @@ def _read_table(dataset: Dataset, override: str | None, select: Select | None) -
             "no coordinate columns in the table (need 经度/纬度, lon/lat or x/y)",
             code="no_coordinates",
         )
-    from geo.values import parse_numbers
+    from geo.reading.values import parse_numbers
 
     x, _ = parse_numbers(df[lon_col])
     y, _ = parse_numbers(df[lat_col])
@@ -1131,8 +1131,8 @@ def _resolve_crs(table: RawTable, override: crsmod.CRSChoice | None, hint_lon: f
     """Settle the CRS of ``table`` and which of its rows have coordinates that do not fit it.
 
     Without a declared CRS it is inferred from the bulk of the rows
-    (:func:`geo.crs.infer_crs_rows`); a declared one (``override``, a .prj, the file's own) is
-    checked row by row (:func:`geo.crs.fit_rows`) and refused when most rows do not fit it —
+    (:func:`geo.reading.crs.infer_crs_rows`); a declared one (``override``, a .prj, the file's own) is
+    checked row by row (:func:`geo.reading.crs.fit_rows`) and refused when most rows do not fit it —
     but a GeoJSON without a ``crs`` member, lon/lat only by convention, whose coordinates are
     mostly not lon/lat has its CRS inferred instead.  The rows that do not fit are marked in
     :attr:`RawTable.misfit`, to be rejected by row.

@@ -48,7 +48,7 @@ T = TypeVar("T")
 ALLOWED_DRIVERS = frozenset({"ESRI Shapefile", "GPKG", "GeoJSON", "KML", "LIBKML"})
 
 #: Modules the forkserver loads once, so that each helper starts with them in memory.
-PRELOAD = ["geo.importer"]
+PRELOAD = ["geo.imports.importer"]
 
 #: The helper's address space is this many times its memory (mapped files, reserved arenas).
 ADDRESS_SPACE_FACTOR = 3

@@ -9,20 +9,17 @@ import numpy as np
 import pandas as pd
 
 import layers
-from geo import untrusted, versions
 from geo.errors import Conflict, InputError
-from geo.importer import (
-    Duplicate,
-    ImportReport,
-    Rejected,
-    get_layer,
-    now_iso,
-)
-from geo.sources import Dataset, check_content, read_table_file
-from geo.store import Batch, Store
-from geo.tally import load_hierarchy, metric_names
-from geo.values import match_fields, parse_numbers
-from layers import Field, LayerSpec
+from geo.figures import versions
+from geo.figures.tally import load_hierarchy, metric_names
+from geo.imports.importer import Duplicate, ImportReport, Rejected
+from geo.reading import untrusted
+from geo.reading.sources import Dataset, check_content, read_table_file
+from geo.reading.values import match_fields, parse_numbers
+from geo.registry import get_layer
+from geo.store import clock
+from geo.store.base import Batch, Store
+from layers.base import Field, LayerSpec
 
 TARGETS_LAYER = "targets"
 
@@ -96,7 +93,7 @@ def read_targets(path: Path) -> pd.DataFrame:
     """Targets table from CSV (UTF-8 or GBK) or XLSX, columns as found.
 
     Read in the reading helper with the same checks and limits as survey tables
-    (:func:`geo.sources.read_table_file`, :mod:`geo.untrusted`)."""
+    (:func:`geo.reading.sources.read_table_file`, :mod:`geo.reading.untrusted`)."""
     suffix = path.suffix.lower()
     kinds = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx"}
     if suffix not in kinds:
@@ -213,7 +210,7 @@ def _write_targets(
         TARGETS_LAYER,
         path.name,
         report.checksum,
-        now_iso(),
+        clock.now_iso(),
         user,
         "active",
         rows_read,

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,14 @@ import pyproj
 import shapely
 
 import layers
-from geo import crs as crsmod
-from geo import untrusted, versions
-from geo.assign import Grid
-from geo.dbf import check_shapefile
+from geo.assign import Grid, grid_diff
 from geo.errors import CRSError, InputError, StoreError, TooLarge
-from geo.sources import (
+from geo.figures import versions
+from geo.figures.versions import load_grid
+from geo.reading import crs as crsmod
+from geo.reading import untrusted
+from geo.reading.dbf import check_shapefile
+from geo.reading.sources import (
     Dataset,
     RawTable,
     ZipLimits,
@@ -43,9 +44,8 @@ from geo.sources import (
     read_dataset,
     shapefile_parts,
 )
-from geo.store import UNASSIGNED, Batch, FeatureRows, Store, geometry_type_names
-from geo.untrusted import ReadLimits
-from geo.values import (
+from geo.reading.untrusted import ReadLimits
+from geo.reading.values import (
     UNRECOGNISED,
     FieldMatch,
     VocabResult,
@@ -60,7 +60,10 @@ from geo.values import (
     strip_controls,
     vocab_key,
 )
-from layers import Field, LayerSpec, Status
+from geo.registry import get_layer, grid_spec
+from geo.store import clock
+from geo.store.base import Batch, FeatureRows, Store, geometry_type_names
+from layers.base import UNASSIGNED, Field, LayerSpec, Status
 from layers.base import UNRECOGNISED as UNRECOGNISED_STATUS
 
 #: Features farther than this from the grid's extent are rejected as coordinate errors.
@@ -283,22 +286,6 @@ class PreparedImport:
     manual_maps: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def get_layer(name: str) -> LayerSpec:
-    try:
-        return layers.get(name)
-    except KeyError:
-        known = ", ".join(s.name for s in layers.all_layers())
-        raise InputError(
-            f"未知图层: {name}（可选: {known}）",
-            f"unknown layer: {name} (known: {known})",
-            code="unknown_layer",
-        ) from None
-
-
 def remembered_mappings(store: Store, spec: LayerSpec) -> dict[str, dict[str, str]]:
     """The value mappings remembered for ``spec``: ``{field: {vocab_key(raw): code}}``.
 
@@ -311,39 +298,6 @@ def remembered_mappings(store: Store, spec: LayerSpec) -> dict[str, dict[str, st
         if m.field in vocabs and m.code in allowed:
             out.setdefault(m.field, {})[m.raw_key] = m.code
     return out
-
-
-# --- grid cache -------------------------------------------------------------------------------
-
-_GRID_CACHE: dict[tuple[str, str], Grid | None] = {}
-
-
-def load_grid(store: Store) -> Grid | None:
-    """The current unit grid of ``store`` as an assignment index.
-
-    Cached per generation of the grid layer, which changes only when the grid does.
-    """
-    key = (store.location, store.layer_generation(grid_spec()))
-    if key in _GRID_CACHE:
-        return _GRID_CACHE[key]
-    spec = grid_spec()
-    attrs = store.read_attributes(spec, ["code"])
-    grid: Grid | None = None
-    if len(attrs):
-        fids, geoms = store.read_geometry(spec)
-        codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object)
-        grid = Grid(codes, geoms)
-    if len(_GRID_CACHE) > 8:
-        _GRID_CACHE.clear()
-    _GRID_CACHE[key] = grid
-    return grid
-
-
-def grid_spec() -> LayerSpec:
-    for s in layers.all_layers():
-        if s.is_grid:
-            return s
-    raise RuntimeError("no grid layer registered")
 
 
 # --- prepare ----------------------------------------------------------------------------------
@@ -368,7 +322,7 @@ def prepare_import(
 ) -> PreparedImport:
     """Read and check a survey file for ``layer`` without writing anything.
 
-    The file is opened and read in a confined helper process (:mod:`geo.untrusted`);
+    The file is opened and read in a confined helper process (:mod:`geo.reading.untrusted`);
     ``read_limits`` bounds it and ``cancelled`` (asked while it reads) stops it.
 
     Parameters
@@ -607,7 +561,7 @@ def read_upload(
 ) -> Picked:
     """Check, choose and read the dataset of an unpacked upload for ``layer``.
 
-    Runs in the reading helper (:func:`geo.untrusted.run`): every file is checked to be
+    Runs in the reading helper (:func:`geo.reading.untrusted.run`): every file is checked to be
     what its name says before any reader opens it, then the dataset for the layer is
     chosen (``member``, or the one whose fields match), a shapefile checked from its
     headers (damage, vertex count against ``max_vertices``), and only the columns the
@@ -756,7 +710,7 @@ def _choose_dataset(
 
 
 def _shapefile_columns(d: Dataset, encoding: str | None) -> list[str]:
-    from geo.encoding import decode_dbf_field_names, detect_dbf_encoding
+    from geo.reading.encoding import decode_dbf_field_names, detect_dbf_encoding
 
     dbf = d.path.with_suffix(".dbf")
     if not dbf.exists():
@@ -1352,14 +1306,14 @@ def commit_import(
     other would fail:
 
     * a byte-identical file whose batch is still the current content of the layer (see
-      :meth:`geo.store.Store.find_checksum`) is not written again: the report's status is
+      :meth:`geo.store.base.Store.find_checksum`) is not written again: the report's status is
       ``"duplicate"`` and ``duplicate_of`` names that batch;
     * rows that would update features last written by another account's batch are
       rejected by row unless the importing account may update any feature (see
       :func:`may_update_any`); the rest of the file is written.
 
     Replacing the grid makes a new grid version valid from ``valid_from`` (a day, default
-    today in the time zone ``tz``; see :mod:`geo.versions`) and assigns every feature row
+    today in the time zone ``tz``; see :mod:`geo.figures.versions`) and assigns every feature row
     version of every layer to it, in the same transaction.
 
     With ``dry_run`` the whole write is done and then rolled back, so the report's added,
@@ -1463,7 +1417,7 @@ def _commit(
         spec.name,
         report.source_name,
         report.checksum or "",
-        now_iso(),
+        clock.now_iso(),
         user,
         "active",
         report.rows_read,
@@ -1669,7 +1623,7 @@ def reassign_all(store: Store, previous: Grid | None = None) -> int:
         Number of features whose unit changed.
     """
     grid = load_grid(store)
-    changed_old, changed_new = _grid_diff(previous, grid)
+    changed_old, changed_new = grid_diff(previous, grid)
     changed = 0
     for spec in layers.survey_layers():
         fids, geoms = store.read_geometry(spec)
@@ -1693,26 +1647,6 @@ def reassign_all(store: Store, previous: Grid | None = None) -> int:
     return changed
 
 
-def _grid_diff(previous: Grid | None, grid: Grid | None) -> tuple[list[str] | None, np.ndarray | None]:
-    """Codes of old cells removed or reshaped, and the geometry of new or reshaped cells.
-
-    ``(None, None)`` when there is no usable previous grid or more than a fifth of the
-    cells changed (then assigning everything again is as fast).
-    """
-    if previous is None or grid is None or len(previous) == 0:
-        return None, None
-    old = dict(zip(previous.codes.tolist(), previous.wkb(), strict=True))
-    new_wkb = grid.wkb()
-    new = dict(zip(grid.codes.tolist(), new_wkb, strict=True))
-    changed_old = [c for c, w in old.items() if new.get(c) != w]
-    changed_idx = [
-        i for i, (c, w) in enumerate(zip(grid.codes.tolist(), new_wkb, strict=True)) if old.get(c) != w
-    ]
-    if len(changed_old) + len(changed_idx) > 0.2 * (len(old) + len(new)):
-        return None, None
-    return changed_old, grid.cells[np.asarray(changed_idx, dtype=np.int64)]
-
-
 def import_file(
     store: Store,
     layer: str,
@@ -1726,7 +1660,7 @@ def import_file(
     """Prepare and (unless ``dry_run``) commit an import; returns the report.
 
     ``valid_from`` (grid only): the day the new grid version is in force from (default today
-    in the time zone ``tz``, see :mod:`geo.versions`)."""
+    in the time zone ``tz``, see :mod:`geo.figures.versions`)."""
     user = kwargs.get("user")
     if valid_from not in (None, "") and get_layer(layer).is_grid is False:
         raise InputError(

@@ -12,11 +12,11 @@ once per store revision and each request is a few ``numpy.bincount`` calls.
   date is on or before D (without a completion date: the day its batch was imported).
 * Without ``as_of`` every stored feature counts, whatever its dates.
 
-Figures as of day D are counted on the grid version in force on D (:mod:`geo.versions`):
+Figures as of day D are counted on the grid version in force on D (:mod:`geo.figures.versions`):
 its units (those that later disappeared too) and every feature's stored unit on it, so a grid
 revision leaves earlier figures as they were.  Without ``as_of`` the grid in force today is
 used; ``grid="current"`` or a version id re-cuts any day on that grid.  ``known_at`` gives the
-figures as the store held them at that moment (:mod:`geo.clock`): the feature row versions,
+figures as the store held them at that moment (:mod:`geo.store.clock`): the feature row versions,
 targets and grid versions visible at the last write made by then, whatever was corrected,
 re-imported or rolled back later.
 
@@ -36,14 +36,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import layers
-from geo import clock
-from geo.cache import filling
 from geo.errors import InputError
-from geo.store import UNASSIGNED, GridVersion, Store
-from geo.values import parse_date, parse_month
-from geo.versions import in_force, parse_grid
-from layers import LayerSpec
-from layers.base import UNRECOGNISED_CODE
+from geo.figures.versions import in_force, parse_grid
+from geo.reading.values import parse_date, parse_month
+from geo.store import clock
+from geo.store.base import GridVersion, Store
+from geo.store.cache import filling
+from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
 
 LEVELS = ("grid", "community", "street", "district")
 LEVEL_LABELS = {
@@ -71,7 +70,7 @@ def check_level(level: str) -> str:
 
 def parse_as_of(value: str | date | None) -> np.datetime64 | None:
     """A day as given (ISO, ``20220525``, ``2022年5月25日`` ..., see
-    :func:`geo.values.parse_date`) or ``None`` → ``datetime64[D]``; bad input →
+    :func:`geo.reading.values.parse_date`) or ``None`` → ``datetime64[D]``; bad input →
     :class:`InputError` (``bad_date``)."""
     day = parse_date(value)
     return None if day is None else np.datetime64(day.isoformat(), "D")
@@ -204,7 +203,7 @@ def resolve_view(
     tz: str | None = None,
 ) -> View:
     """The :class:`View` of a tally as of ``as_of``, as known at ``known_at`` (see
-    :func:`geo.clock.parse_known_at`) on ``grid`` (None: in force on the as-of day or today;
+    :func:`geo.store.clock.parse_known_at`) on ``grid`` (None: in force on the as-of day or today;
     ``"current"``: the newest version then; a version id).
 
     Raises
@@ -496,7 +495,7 @@ def tally(
     filters : Filters, optional
     known_at : str, datetime or date, optional
         The figures as the store held them at this moment (an ISO 8601 time; without a zone
-        in the configured one; a bare date is the end of that day); see :mod:`geo.clock`.
+        in the configured one; a bare date is the end of that day); see :mod:`geo.store.clock`.
     grid : "current" or int, optional
         Count on the newest grid version (at ``known_at``) or on this version instead of the
         one in force on ``as_of`` (or today).
@@ -622,7 +621,7 @@ def survey_specs(layer_names: list[str] | None) -> list[LayerSpec]:
     """The named survey layers (all of them when none are named); the grid is refused."""
     if not layer_names:
         return layers.survey_layers()
-    from geo.importer import get_layer
+    from geo.registry import get_layer
 
     out = [get_layer(n) for n in layer_names]
     for s in out:
@@ -678,7 +677,7 @@ def monthly(
     version in force that day (or on ``grid``), as known at ``known_at`` (see :func:`tally`).
 
     ``start`` and ``end`` are months (``"2022-05"``, ``"2022年5月"``) or any day of one
-    (:func:`geo.values.parse_month`); each missing one comes from the layers' first and last
+    (:func:`geo.reading.values.parse_month`); each missing one comes from the layers' first and last
     dates.  Returns a long table: ``month`` plus the :func:`tally` columns, one row per unit
     and month (only ``code`` when given); no rows when the range holds no month (an ``end``
     before the first data month).

@@ -17,13 +17,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from geo.errors import InputError
-from geo.values import DATE_MAX_YEAR, DATE_MIN_YEAR, parse_date, safe_display_name
+from geo.reading.values import DATE_MAX_YEAR, DATE_MIN_YEAR, parse_date, safe_display_name
 
 __all__ = [
     "DEFAULT_ZONE",
     "check_zone",
     "local_day",
     "next_stamp",
+    "now_iso",
     "now_stamp",
     "parse_known_at",
     "shown",
@@ -69,6 +70,11 @@ def today(tz: str | None = None) -> date:
 def stamp(moment: datetime) -> str:
     """``moment`` (aware) as a store stamp: UTC, microseconds, fixed width."""
     return moment.astimezone(UTC).strftime(_STAMP_FORMAT)
+
+
+def now_iso() -> str:
+    """Now in UTC to the second, ISO 8601 with ``Z`` (creation times of batches, uploads, users)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def now_stamp() -> str:
