@@ -336,9 +336,9 @@ def _geometry(report: StatsReport, level: str) -> gpd.GeoSeries:
         )
     table = report.levels[level]
     geo = report.geometry[level]
-    if geo.reading.crs is None:
+    if geo.crs is None:
         geo = geo.set_crs(EPSG_LONLAT)
-    elif geo.reading.crs.to_epsg() != EPSG_LONLAT:
+    elif geo.crs.to_epsg() != EPSG_LONLAT:
         geo = geo.to_crs(EPSG_LONLAT)
     geo = geo.reindex(table.index)
     values = np.array(geo.to_numpy(), dtype=object, copy=True)
