@@ -16,18 +16,17 @@ from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_i
 from geo.imports import uploads
 from geo.imports.batches import rollback
 from geo.output.export import content_disposition, get_renderer
-from server import markup_free_json
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
     as_of_arg,
-    current_store,
     grid_arg,
     known_at_arg,
     query_args,
     register_converters,
     timezone,
 )
+from web.context import get_store, markup_free_json, select_locale
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.record_once(register_converters)  # <id:...> in the routes below
@@ -74,7 +73,7 @@ def api_layers() -> Any:
                     {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
                     for s in spec.all_statuses
                 ],
-                "count": current_store().layer_count(spec),
+                "count": get_store().layer_count(spec),
             }
         )
     return jsonify(out)
@@ -92,7 +91,7 @@ def api_stats() -> Any:
     levels = list(LEVELS) if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
     report = build_report(
-        current_store(),
+        get_store(),
         levels,
         layer_names,
         as_of,
@@ -121,7 +120,7 @@ def api_cells() -> Any:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
     return jsonify(
         cells_in_view(
-            current_store(),
+            get_store(),
             level,
             BBox.parse(request.args.get("bbox")),
             _int("zoom", 14, 0, 24),
@@ -144,7 +143,7 @@ def api_features(layer: str) -> Any:
     statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
     return jsonify(
         features_in_view(
-            current_store(),
+            get_store(),
             layer,
             bbox,
             _int("zoom", 14, 0, 24),
@@ -161,7 +160,7 @@ def api_features(layer: str) -> Any:
 @bp.get("/features/<layer>/<id:fid>")
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
-    return jsonify(feature_detail(current_store(), layer, fid, gcj02=_gcj02()))
+    return jsonify(feature_detail(get_store(), layer, fid, gcj02=_gcj02()))
 
 
 @bp.get("/ledger/<layer>")
@@ -170,11 +169,10 @@ def api_ledger(layer: str) -> Any:
     """A survey layer's features as a table (台账): every field, the status as stored and as surveyed."""
     from geo.output.ledger import LEDGER_FORMATS, render_ledger
     from geo.registry import get_layer
-    from server import select_locale
 
     spec = get_layer(layer)
     fmt = request.args.get("format", "xlsx")
-    body = render_ledger(current_store(), spec, fmt, lang=select_locale())
+    body = render_ledger(get_store(), spec, fmt, lang=select_locale())
     mimetype, ext = LEDGER_FORMATS[fmt]
     resp = Response(body, mimetype=mimetype)
     resp.headers["Content-Disposition"] = content_disposition(f"gridwatch_{spec.name}_ledger.{ext}")
@@ -184,13 +182,13 @@ def api_ledger(layer: str) -> Any:
 @bp.get("/batches")
 @requires("surveyor")
 def api_batches() -> Any:
-    return jsonify([b.to_dict() for b in current_store().batches(request.args.get("layer") or None)])
+    return jsonify([b.to_dict() for b in get_store().batches(request.args.get("layer") or None)])
 
 
 @bp.delete("/batches/<id:batch_id>")
 @requires("surveyor")
 def api_rollback(batch_id: int) -> Any:
-    store = current_store()
+    store = get_store()
     batch = store.batch(batch_id)
     if not is_admin() and (batch.user != user_name() or batch.layer in ("grid", "targets")):
         raise Forbidden("只能回滚自己导入的调查批次", "surveyors may roll back only their own survey batches")
@@ -216,7 +214,7 @@ def _check_layer(layer: str) -> None:
 
 
 def _data_dir() -> Path:
-    return Path(current_store().location).parent
+    return Path(get_store().location).parent
 
 
 def _staging_limits() -> uploads.StagingLimits:
@@ -304,7 +302,7 @@ def api_upload() -> Any:
 def _preview(upload_id: str, overrides: dict[str, Any]) -> Any:
     """Read a staged upload again (with ``overrides``) for the signed-in account."""
     return uploads.preview(
-        current_store(),
+        get_store(),
         _data_dir(),
         upload_id,
         user=user_name(),
@@ -343,7 +341,7 @@ def api_upload_preview(upload_id: str) -> Any:
 def api_upload_commit(upload_id: str) -> Any:
     _check_owner(upload_id)
     report = uploads.commit(
-        current_store(),
+        get_store(),
         _data_dir(),
         upload_id,
         user=user_name(),
@@ -361,7 +359,7 @@ def api_upload_features(upload_id: str) -> Any:
     _check_owner(upload_id)
     return jsonify(
         uploads.features(
-            current_store(),
+            get_store(),
             _data_dir(),
             upload_id,
             max_features=_int("limit", uploads.PREVIEW_MAX_FEATURES, 1, uploads.PREVIEW_MAX_FEATURES),

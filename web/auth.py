@@ -42,6 +42,7 @@ from geo.errors import GridwatchError, InputError, StoreError
 from geo.output.audit import ACTIONS, action_label, write_csv
 from geo.store import accounts
 from geo.store.base import User
+from web.context import error_body, get_store, select_locale
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -86,16 +87,10 @@ class WebUser(UserMixin):  # type: ignore[misc]
         return accounts.role_at_least(self.role, role)
 
 
-def _store() -> Any:
-    from server import get_store
-
-    return get_store()
-
-
 @login_manager.user_loader
 def _load_user(user_id: str) -> WebUser | None:
     version, _sep, name = user_id.partition(":")
-    user = _store().get_user(name)
+    user = get_store().get_user(name)
     if user is None or not user.active or str(user.session_version) != version:
         return None
     return WebUser(user)
@@ -106,7 +101,7 @@ def _load_token(req: Any) -> WebUser | None:
     header = req.headers.get("Authorization", "")
     if not header.lower().startswith("bearer "):
         return None
-    user = accounts.token_user(_store(), header[7:].strip())
+    user = accounts.token_user(get_store(), header[7:].strip())
     return WebUser(user, via_token=True) if user is not None else None
 
 
@@ -123,8 +118,6 @@ def _deny(status: int) -> Any:
 
 
 def _json_error(status: int, code: str, zh: str, en: str) -> Any:
-    from server import error_body
-
     return jsonify(error_body(code, zh, en)), status
 
 
@@ -224,10 +217,10 @@ def login() -> Any:
         if form.validate_on_submit():
             try:
                 user = accounts.authenticate(
-                    _store(), form.username.data, form.password.data, client=client_key()
+                    get_store(), form.username.data, form.password.data, client=client_key()
                 )
             except GridwatchError as exc:
-                error, status = (exc.en if _lang() == "en" else exc.zh), exc.status
+                error, status = (exc.en if select_locale() == "en" else exc.zh), exc.status
             else:
                 # a new session: nothing carried over from before the login, the CSRF secret
                 # included (Flask-WTF makes a fresh one on the next page)
@@ -240,12 +233,6 @@ def login() -> Any:
     return render_template("login.html", form=form, error=error), status
 
 
-def _lang() -> str:
-    from server import select_locale
-
-    return select_locale()
-
-
 @bp.post("/logout")
 @requires(PUBLIC)
 def logout() -> Any:
@@ -254,7 +241,7 @@ def logout() -> Any:
     user = getattr(g, "gw_user", None)
     if user is not None and not user.via_token:
         try:
-            accounts.end_sessions(_store(), user.name)
+            accounts.end_sessions(get_store(), user.name)
         except StoreError:  # a read-only store: this browser's cookie goes at least
             logging.getLogger("gridwatch").warning(
                 "sign-out of %s not recorded: the store is read-only", user.name
@@ -276,7 +263,7 @@ class TokenForm(FlaskForm):  # type: ignore[misc]
 @bp.route("/account", methods=["GET", "POST"])
 @requires("user")
 def account() -> Any:
-    store = _store()
+    store = get_store()
     me = g.gw_user
     pw_form, token_form = PasswordForm(prefix="pw"), TokenForm(prefix="tk")
     secret = None
@@ -298,7 +285,7 @@ def account() -> Any:
                 flash(_("输入有误，请检查"))
                 status = 400
         except GridwatchError as exc:
-            flash(exc.en if _lang() == "en" else exc.zh)
+            flash(exc.en if select_locale() == "en" else exc.zh)
             status = exc.status if exc.status < 500 else 400
     tokens = store.list_tokens(me.name)
     return render_template(
@@ -325,7 +312,7 @@ class UserForm(FlaskForm):  # type: ignore[misc]
 @bp.route("/users", methods=["GET", "POST"])
 @requires("admin")
 def users() -> Any:
-    store = _store()
+    store = get_store()
     form = UserForm(prefix="new")
     status = 200
     if request.method == "POST":
@@ -356,7 +343,7 @@ def users() -> Any:
             else:
                 raise InputError("未知操作", "unknown action")
         except GridwatchError as exc:
-            flash(exc.en if _lang() == "en" else exc.zh)
+            flash(exc.en if select_locale() == "en" else exc.zh)
             status = exc.status if exc.status < 500 else 400
     return render_template(
         "users.html",
@@ -388,7 +375,7 @@ def _page(value: str | None) -> int:
 @bp.get("/audit")
 @requires("admin")
 def audit() -> Any:
-    store = _store()
+    store = get_store()
     page = _page(request.args.get("page"))
     who = request.args.get("user") or None
     action = request.args.get("action") or None
@@ -399,19 +386,19 @@ def audit() -> Any:
         page=page,
         who=who or "",
         action=action or "",
-        actions=[(k, action_label(k, _lang())) for k in ACTIONS],
-        action_label=lambda a: action_label(a, _lang()),
+        actions=[(k, action_label(k, select_locale())) for k in ACTIONS],
+        action_label=lambda a: action_label(a, select_locale()),
     )
 
 
 @bp.get("/audit.csv")
 @requires("admin")
 def audit_csv() -> Any:
-    entries = _store().audit_entries(
+    entries = get_store().audit_entries(
         limit=1_000_000, user=request.args.get("user") or None, action=request.args.get("action") or None
     )
     buf = io.StringIO()
-    write_csv(entries, buf, _lang())
+    write_csv(entries, buf, select_locale())
     return Response(
         buf.getvalue().encode("utf-8"),
         mimetype="text/csv",

@@ -34,13 +34,6 @@ def register_converters(state: Any) -> None:
     state.app.url_map.converters.setdefault("id", IdConverter)
 
 
-def current_store() -> Any:
-    """The store of this request (see :func:`server.get_store`)."""
-    from server import get_store
-
-    return get_store()
-
-
 def query_args() -> tuple[str, list[str] | None, date | None]:
     """``level``, ``layer`` (as a list or None) and ``as_of`` (parsed) from the query string, checked."""
     level = check_level(request.args.get("level", "grid"))

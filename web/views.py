@@ -29,9 +29,9 @@ from geo.figures.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tal
 from geo.reading.values import safe_display_name
 from geo.store import clock
 from layers.base import UNASSIGNED, LayerSpec
-from server import label, select_locale
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
-from web.common import current_store, query_args, survey_spec
+from web.common import query_args, survey_spec
+from web.context import get_store, label, select_locale
 
 bp = Blueprint("main", __name__)
 
@@ -42,7 +42,7 @@ def healthz() -> Any:
     """For load balancers: ``ok`` (200) when the store can be read, else ``unavailable`` (503).
     It names no file or directory."""
     try:
-        current_store().revision()
+        get_store().revision()
     except Exception:  # whatever keeps the store from being read, the answer is the same
         logging.getLogger("gridwatch").exception("health check: the store cannot be read")
         return jsonify({"status": "unavailable"}), 503
@@ -123,7 +123,7 @@ def index() -> Any:
     metric = request.args.get("metric", "rate")
     if metric not in ("rate", "completed", "area", "progress") or (metric == "area" and not spec.measures):
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
-    store = current_store()
+    store = get_store()
     base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
     outline = unit_geometry(store, "grid")  # bounds only: no need to dissolve
     bounds = outline.total_bounds if len(outline) else np.array([118.35, 31.25, 118.45, 31.35])
@@ -363,7 +363,7 @@ def batches() -> Any:
             replace(
                 b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user)
             )
-            for b in reversed(current_store().batches())
+            for b in reversed(get_store().batches())
         ],
         labels=labels,
         # surveyors roll back their own survey batches; admins any batch
@@ -377,7 +377,7 @@ def batches() -> Any:
 def stats() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)
-    store = current_store()
+    store = get_store()
     table = tally(store, level, [spec.name], as_of)
     units = table[table["code"] != UNASSIGNED]
     rate = f"{spec.name}_rate"
