@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
 from geo.reading.values import safe_display_name
-from web import settings
+from web import access, account, api, audit, login, security, settings, users, views
 from web.context import (
     HTTP_REASONS_ZH,
     SafeJSONProvider,
@@ -30,6 +30,10 @@ from web.context import (
     select_locale,
     size_text,
 )
+
+#: The modules that declare the account pages, all routes of one blueprint, ``access.bp``
+#: (endpoints ``auth.*``): importing them is what adds their routes to it.
+ACCOUNT_PAGES = (login, account, users, audit)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -46,9 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
     settings.check(app.config)
     if not app.config.get("SECRET_KEY"):
-        from web.auth import secret_key
-
-        app.config["SECRET_KEY"] = secret_key(app.config["GRIDWATCH_DATA"])
+        app.config["SECRET_KEY"] = settings.secret_key(app.config["GRIDWATCH_DATA"])
     secure = app.config["GRIDWATCH_SECURE_COOKIES"]  # set it when the service is reached over HTTPS
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -58,7 +60,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=secure,
-        WTF_CSRF_CHECK_DEFAULT=False,  # checked in web.auth.enforce, skipped for API tokens
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in web.access.enforce, skipped for API tokens
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session; a map left open all day can still write
         WTF_CSRF_SSL_STRICT=secure,
     )
@@ -75,10 +77,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.after_request(remember_language)
 
-    from web import auth, security
-    from web.api import bp as api_bp
-    from web.views import bp
-
     # first of the request hooks: the sign-in and CSRF checks read the form
     @app.before_request
     def _bound_plain_forms() -> None:
@@ -89,10 +87,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if request.mimetype == "application/x-www-form-urlencoded":
             request.max_content_length = app.config["MAX_FORM_MEMORY_SIZE"]
 
-    auth.init_app(app)
+    login.init_app(app)
+    access.init_app(app)
+    app.register_blueprint(access.bp)  # the routes of ACCOUNT_PAGES
     security.init_app(app)
-    app.register_blueprint(bp)
-    app.register_blueprint(api_bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
     app.jinja_env.filters["display"] = safe_display_name  # names as they are, never as they pretend
     app.extensions["gridwatch_private_dirs"] = private_dirs(app.config["GRIDWATCH_DATA"], app.root_path)
 

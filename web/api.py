@@ -16,7 +16,7 @@ from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_i
 from geo.imports import uploads
 from geo.imports.batches import rollback
 from geo.output.export import content_disposition, get_renderer
-from web.auth import MAP, PUBLIC, is_admin, requires, user_name
+from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
     as_of_arg,

@@ -20,7 +20,7 @@ _GEOJSON = {"$ref": "#/components/schemas/FeatureCollection"}
 _REPORT = {"$ref": "#/components/schemas/ImportReport"}
 _BATCH = {"$ref": "#/components/schemas/Batch"}
 
-#: Who may call an operation (see web.auth.requires): an API token (or a signed-in browser
+#: Who may call an operation (see web.access.requires): an API token (or a signed-in browser
 #: session) of an account with the role, or anyone.
 _PUBLIC: list[dict[str, list[str]]] = [{}]
 _SIGNED_IN = [{"bearer": []}, {"session": []}]

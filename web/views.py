@@ -29,7 +29,7 @@ from geo.figures.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tal
 from geo.reading.values import safe_display_name
 from geo.store import clock
 from layers.base import UNASSIGNED, LayerSpec
-from web.auth import MAP, PUBLIC, is_admin, requires, user_name
+from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec
 from web.context import get_store, label, select_locale
 
