@@ -24,11 +24,11 @@ from flask_babel import gettext as _
 
 import layers
 from geo.errors import InputError
-from geo.figures.report import unit_geometry
-from geo.figures.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
+from geo.figures.overview import map_summary, stats_page_data
+from geo.figures.tally import LEVEL_LABELS, LEVELS
 from geo.reading.values import safe_display_name
 from geo.store import clock
-from layers.base import UNASSIGNED, LayerSpec
+from layers.base import LayerSpec
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec
 from web.context import get_store, label, select_locale
@@ -125,8 +125,8 @@ def index() -> Any:
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = get_store()
     base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
-    outline = unit_geometry(store, "grid")  # bounds only: no need to dissolve
-    bounds = outline.total_bounds if len(outline) else np.array([118.35, 31.25, 118.45, 31.35])
+    summary = map_summary(store, spec.name, level, as_of)
+    bounds = summary["bounds"]
     m = folium.Map(
         location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],
         zoom_start=13,
@@ -157,8 +157,6 @@ def index() -> Any:
         m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
     root = m.get_root()
     root.render()
-    table = tally(store, level, [spec.name], as_of)
-    unassigned = table[table["code"] == UNASSIGNED].iloc[0]
     config = {
         "mapName": m.get_name(),
         "api": url_for("api.api_layers").rsplit("/", 1)[0],
@@ -169,12 +167,10 @@ def index() -> Any:
         "status": request.args.get("status", ""),
         "within": request.args.get("within", ""),
         "gcj02": bool(base and base.get("gcj02")),
-        "maxCompleted": int(table[f"{spec.name}_completed"].max() or 1),
+        "maxCompleted": summary["max_completed"],
         # "area": the first measure completed (demolished area), scaled by its largest unit
-        "measureColumn": spec.measures[0].completed_column(spec.name) if spec.measures else "",
-        "maxMeasure": float(table[spec.measures[0].completed_column(spec.name)].max() or 1)
-        if spec.measures
-        else 1,
+        "measureColumn": summary["measure_column"],
+        "maxMeasure": summary["max_measure"],
         "measureLabel": (
             f"{label(spec.measures[0])}（{_('已完成')}{', m²' if spec.measures[0].unit == 'm2' else ''}）"
             if spec.measures
@@ -211,14 +207,7 @@ def index() -> Any:
             "shapeUnknown": _("未注明"),
         },
     }
-    hier = load_hierarchy(store)
-    areas = [
-        (
-            label(LEVEL_LABELS[lv]),
-            [(r["code"], r["name"] or r["code"]) for r in hier.units(lv).to_dict("records")],
-        )
-        for lv in ("street", "community")
-    ]
+    areas = [(label(LEVEL_LABELS[lv]), units) for lv, units in summary["areas"].items()]
     return render_template(
         "map.html",
         areas=areas,
@@ -234,11 +223,7 @@ def index() -> Any:
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
         metric=metric,
-        totals={
-            "total": int(table[f"{spec.name}_total"].sum()),
-            "completed": int(table[f"{spec.name}_completed"].sum()),
-            "unassigned": int(unassigned[f"{spec.name}_total"]),
-        },
+        totals=summary["totals"],
     )
 
 
@@ -377,40 +362,15 @@ def batches() -> Any:
 def stats() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)
-    store = get_store()
-    table = tally(store, level, [spec.name], as_of)
-    units = table[table["code"] != UNASSIGNED]
-    rate = f"{spec.name}_rate"
-    lagging = units[units[f"{spec.name}_total"] > 0].sort_values(
-        [rate, f"{spec.name}_total"], ascending=[True, False]
-    )
+    figures = stats_page_data(get_store(), spec.name, level, as_of)
     measures = [
         (m.total_column(spec.name), m.completed_column(spec.name), label(m), m.unit) for m in spec.measures
     ]
-    by_level = {}
-    for lv in ("street", "community"):
-        t = tally(store, lv, [spec.name], as_of)
-        t = t[(t["code"] != UNASSIGNED) & (t[f"{spec.name}_total"] > 0)]
-        by_level[lv] = {
-            "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
-            "rates": [round(float(v) * 100, 1) for v in t[rate]],
-        }
-    series = monthly(store, "district", [spec.name], end=as_of)
-    undated_col = f"{spec.name}_completed_undated"
-    cols = [f"{spec.name}_total", f"{spec.name}_completed"] + ([undated_col] if undated_col in series else [])
-    months = series.groupby("month")[cols].sum().reset_index()
-    undated = months[undated_col] if undated_col in months else 0 * months[f"{spec.name}_total"]
     chart = {
-        "street": by_level["street"],
-        "community": by_level["community"],
-        "monthly": {
-            "months": months["month"].tolist(),
-            "total": [int(v) for v in months[f"{spec.name}_total"]],
-            # completions with a date, and apart from them those without one: they count from the
-            # day of their import, which is no progress of that month
-            "completed": [int(v) for v in months[f"{spec.name}_completed"] - undated],
-            "undated": [int(v) for v in undated],
-        },
+        **figures["by_level"],  # per level: unit labels and completion rates
+        # completions with a date, and apart from them those without one (they count from the
+        # day of their import, which is no progress of that month)
+        "monthly": figures["monthly"],
         "labels": {
             "rate": _("完成率 %"),
             "total": _("总数"),
@@ -418,7 +378,6 @@ def stats() -> Any:
             "undated": _("已完成但无完成日期（按导入日计）"),
         },
     }
-    undated_now = int(table[undated_col].sum()) if undated_col in table else 0
     return render_template(
         "stats.html",
         layer=spec,
@@ -426,11 +385,11 @@ def stats() -> Any:
         levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
-        rows=table.to_dict("records"),
-        lagging=lagging.head(10).to_dict("records"),
+        rows=figures["rows"],
+        lagging=figures["lagging"],
         measures=measures,
         chart_json=current_app.json.dumps(chart),
-        undated_now=undated_now,
+        undated_now=figures["undated_now"],
         has_status=bool(spec.status_field),
-        has_undated=undated_col in table,
+        has_undated=figures["has_undated"],
     )
