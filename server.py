@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
 from geo.reading.values import safe_display_name
-from web import access, account, api, audit, login, security, settings, users, views
+from web import settings
 from web.context import (
     HTTP_REASONS_ZH,
     SafeJSONProvider,
@@ -31,12 +31,11 @@ from web.context import (
     size_text,
 )
 
-#: The modules that declare the account pages, all routes of one blueprint, ``access.bp``
-#: (endpoints ``auth.*``): importing them is what adds their routes to it.
-ACCOUNT_PAGES = (login, account, users, audit)
-
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The gridwatch application: its settings, extensions (translations, sign-in, CSRF,
+    security headers), blueprints and error handlers.  Blueprints are imported here, so the
+    ``gridwatch`` command (:func:`main`) starts without loading the pages."""
     app = Flask(__name__, instance_relative_config=True, template_folder="templates")
     app.json = SafeJSONProvider(app)
     app.config["BABEL_DEFAULT_LOCALE"] = "zh"
@@ -77,6 +76,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.after_request(remember_language)
 
+    from web import access, api, login, security, views
+
     # first of the request hooks: the sign-in and CSRF checks read the form
     @app.before_request
     def _bound_plain_forms() -> None:
@@ -89,7 +90,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     login.init_app(app)
     access.init_app(app)
-    app.register_blueprint(access.bp)  # the routes of ACCOUNT_PAGES
+    # the account pages (endpoints auth.*) are routes of one blueprint, access.bp; importing
+    # the modules that declare them adds them to it
+    from web import account, audit, users  # noqa: F401
+
+    app.register_blueprint(access.bp)
     security.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
