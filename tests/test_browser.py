@@ -98,7 +98,7 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     # the centre of the first unit on screen (units are drawn on a canvas)
     x, y = page.evaluate(
         """() => {
-            const m = window[JSON.parse(document.getElementById('gw-config').textContent).mapName];
+            const m = window.gridwatch.maps.main;
             const cell = window.gridwatchMap.cells.getLayers()[0];
             const p = m.latLngToContainerPoint(cell.getBounds().getCenter());
             const r = m.getContainer().getBoundingClientRect();
@@ -130,7 +130,7 @@ _MARKERS = """() => {
     window.gridwatchMap.overlays.demolition.eachLayer((group) => {
         if (!group.eachLayer) return;
         group.eachLayer((m) => {
-            if (m._point) out.push({shape: m.options.shape, dashed: !!m.options.dashArray,
+            if (m.feature) out.push({shape: m.options.shape, dashed: !!m.options.dashArray,
                                     position: m.feature.properties.position});
         });
     });
@@ -140,23 +140,28 @@ _MARKERS = """() => {
 # For one isolated marker of each shape, drawn with a radius of 12 px: is the canvas painted
 # at its centre, at the top-left corner of its bounding square and just below its top?
 _PROBES = """() => {
+    const map = window.gridwatch.maps.main;
     const markers = [];
     window.gridwatchMap.overlays.demolition.eachLayer((g) => g.eachLayer && g.eachLayer((m) => {
-        if (m._point) markers.push(m);
+        if (m.feature) markers.push(m);
     }));
-    const isolated = (m) => markers.every((o) => o === m || o._point.distanceTo(m._point) > 40);
+    const at = (m) => map.latLngToContainerPoint(m.getLatLng());
+    const isolated = (m) => markers.every((o) => o === m || at(o).distanceTo(at(m)) > 40);
     const chosen = {};
     markers.forEach((m) => {
         if (!m.options.dashArray && !(m.options.shape in chosen) && isolated(m)) chosen[m.options.shape] = m;
     });
     Object.values(chosen).forEach((m) => m.setRadius(12));
     return new Promise((resolve) => setTimeout(() => {
+        const canvas = map.getPane("overlayPane").querySelector("canvas");
+        const box = canvas.getBoundingClientRect(), frame = map.getContainer().getBoundingClientRect();
+        const k = canvas.width / box.width;
         const out = {};
         Object.entries(chosen).forEach(([shape, m]) => {
-            const r = m._renderer, k = L.Browser.retina ? 2 : 1;
+            const p = at(m);
             const painted = (dx, dy) => {
-                const x = (m._point.x + dx - r._bounds.min.x) * k, y = (m._point.y + dy - r._bounds.min.y) * k;
-                return r._ctx.getImageData(x, y, 1, 1).data[3] > 100;
+                const x = (frame.left + p.x + dx - box.left) * k, y = (frame.top + p.y + dy - box.top) * k;
+                return canvas.getContext("2d").getImageData(x, y, 1, 1).data[3] > 100;
             };
             out[shape] = {centre: painted(0, 0), corner: painted(-10, -10), apex: painted(0, -16)};
         });
@@ -178,9 +183,7 @@ def test_markers_shaped_by_position_with_a_legend(live_server, page):
     assert legend.locator("svg.gw-shape-triangle").count() == 1
     assert legend.locator("svg.gw-shape-unknown").count() == 1
     # from the whole district down to the street: the sites come one by one
-    set_zoom = (
-        "(z) => window[JSON.parse(document.getElementById('gw-config').textContent).mapName].setZoom(z)"
-    )
+    set_zoom = "(z) => window.gridwatch.maps.main.setZoom(z)"
     with page.expect_response(lambda r: "/api/features/demolition" in r.url and "zoom=13" in r.url):
         page.evaluate(set_zoom, 13)
     page.wait_for_timeout(300)
