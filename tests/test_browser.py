@@ -124,6 +124,47 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     assert hosts <= {"127.0.0.1"}
 
 
+# What the shared map module set up on a page: its namespace, its configuration (as parsed from
+# the page's one JSON block) and the maps registered under their keys.
+_MAP_MODULE = """() => {
+    const ns = window.gridwatch, cfg = JSON.parse(document.getElementById('gw-map-config').textContent);
+    return {
+        module: Boolean(ns && ns.mapcore),
+        sameConfig: JSON.stringify(ns.mapcore.config) === JSON.stringify(cfg),
+        key: cfg.map.key,
+        maps: Object.keys(ns.maps),
+        isMap: ns.maps[cfg.map.key] instanceof L.Map,
+        leafletMaps: document.querySelectorAll('.leaflet-container').length,
+    };
+}"""
+
+
+def test_map_page_is_built_by_the_shared_map_module(live_server, page):
+    page.goto(f"{live_server}/?level=grid&layer=demolition&tiles=none&lang=en")
+    wait_for(page, "window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9", timeout=20000)
+    built = page.evaluate(_MAP_MODULE)
+    assert built == {
+        "module": True,
+        "sameConfig": True,
+        "key": "main",
+        "maps": ["main"],
+        "isMap": True,
+        "leafletMaps": 1,
+    }
+    # the page's layers are on the registered map; the levels and legend come from the config
+    assert page.evaluate(
+        "() => window.gridwatch.maps.main === window.gridwatchMap.map"
+        " && window.gridwatch.maps.main.hasLayer(window.gridwatchMap.cells)"
+    )
+    assert page.evaluate("() => window.gridwatch.mapcore.config.levels.map((lv) => lv.label)") == [
+        "Unit grid",
+        "Community",
+        "Street",
+        "District",
+    ]
+    assert "Illegal construction" in page.inner_text(".gw-legend")
+
+
 # Markers drawn on the map's canvas, with their shape options and their feature's position.
 _MARKERS = """() => {
     const out = [];
@@ -300,6 +341,20 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     assert inside_colour != outside_colour
     assert page.is_visible("#gw-preview-map .leaflet-overlay-pane canvas")
     assert "地图上显示 4 / 4 个要素" in page.inner_text("#gw-preview-note")
+    # the preview map is the shared module's, made in the container its configuration names
+    built = page.evaluate(_MAP_MODULE)
+    assert built == {
+        "module": True,
+        "sameConfig": True,
+        "key": "preview",
+        "maps": ["preview"],
+        "isMap": True,
+        "leafletMaps": 1,
+    }
+    assert page.evaluate(
+        "() => window.gridwatch.maps.preview === window.gridwatchUpload.map"
+        " && window.gridwatchUpload.map.getContainer().id === 'gw-preview-map'"
+    )
     # take the suggestion for the typo: the commit waits for a re-read
     typo.locator("button.linklike").click()
     assert typo.locator("select").input_value() == "已拆除"
