@@ -109,18 +109,40 @@
     return "M" + corners.map(([dx, dy]) => (x + dx * r).toFixed(1) + " " + (y + dy * r).toFixed(1)).join("L") + "Z";
   }
 
+  // Distance of each shape's edges from its centre, in units of its radius.
+  const INRADIUS = { square: 0.9, triangle: 0.725, diamond: 1.25 / Math.SQRT2 };
+
   /* A marker of options.shape and options.radius (pixels) at latlng: a circle marker, or a
-     polygon whose corners are put that many pixels from the centre again at each zoom.  Both
-     answer getLatLng() and setRadius(). */
+     shape drawn as two polygons on the map's renderer -- its inside, and its outline as a ring
+     options.weight pixels wide -- whose corners are placed again at each zoom.  (Leaflet puts a
+     polygon's corners on whole pixels; a ring between them stays as sharp as a one-pixel
+     stroke centred on half pixels.)  The shaped marker takes its style (color, opacity,
+     fillColor, fillOpacity, weight) through setStyle like a path, and answers getLatLng() and
+     setRadius() like a circle marker. */
   function shapeMarker(map, latlng, options) {
     if (!SHAPES[options.shape]) return L.circleMarker(latlng, options);
     const centre = L.latLng(latlng);
-    const marker = L.polygon([centre, centre, centre], { ...options, smoothFactor: 0, noClip: true });
+    const flat = { stroke: false, smoothFactor: 0, noClip: true };
+    const inside = L.polygon([], flat);
+    const ring = L.polygon([], flat);
+    const marker = L.featureGroup([inside, ring]);
+    L.setOptions(marker, { opacity: 1, weight: 1, ...options });
+
+    // the shape's corners `grow` pixels out from its edges (in when negative)
+    function corners(grow) {
+      const o = marker.options, zoom = map.getZoom(), p = map.project(centre, zoom);
+      const r = o.radius + grow / INRADIUS[o.shape];
+      return SHAPES[o.shape].map(([dx, dy]) => map.unproject(p.add([dx * r, dy * r]), zoom));
+    }
     function place() {
-      const zoom = map.getZoom();
-      const p = map.project(centre, zoom);
-      const r = marker.options.radius;
-      marker.setLatLngs(SHAPES[marker.options.shape].map(([dx, dy]) => map.unproject(p.add([dx * r, dy * r]), zoom)));
+      const half = marker.options.weight / 2;
+      inside.setLatLngs(corners(-half));
+      ring.setLatLngs([corners(half), corners(-half)]);
+    }
+    function paint() {
+      const o = marker.options;
+      inside.setStyle({ fillColor: o.fillColor, fillOpacity: o.fillOpacity });
+      ring.setStyle({ fillColor: o.color, fillOpacity: o.opacity });
     }
     marker.on("add", () => { place(); map.on("zoomend", place); });
     marker.on("remove", () => map.off("zoomend", place));
@@ -130,6 +152,13 @@
       if (map.hasLayer(marker)) place();
       return marker;
     };
+    marker.setStyle = (style) => {
+      L.setOptions(marker, style);
+      paint();
+      if (map.hasLayer(marker)) place();
+      return marker;
+    };
+    paint();
     return marker;
   }
 

@@ -224,7 +224,7 @@ def test_markers_shaped_by_position_with_a_legend(live_server, page):
     assert legend.locator("svg.gw-shape-triangle").count() == 1
     assert legend.locator("svg.gw-shape-unknown").count() == 1
     # from the whole district down to the street: the sites come one by one
-    set_zoom = "(z) => window.gridwatch.maps.main.setZoom(z)"
+    set_zoom = "(z) => { window.gridwatch.maps.main.setZoom(z); }"
     with page.expect_response(lambda r: "/api/features/demolition" in r.url and "zoom=13" in r.url):
         page.evaluate(set_zoom, 13)
     page.wait_for_timeout(300)
