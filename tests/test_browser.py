@@ -163,6 +163,24 @@ def test_map_page_is_built_by_the_shared_map_module(live_server, page):
         "District",
     ]
     assert "Illegal construction" in page.inner_text(".gw-legend")
+    # a shaped marker answers a click with its feature's popup, read from the API
+    wait_for(page, "window.gridwatchMap.overlays.demolition.getLayers().length > 0", timeout=20000)
+    x, y = page.evaluate(
+        """() => {
+            const m = window.gridwatch.maps.main, r = m.getContainer().getBoundingClientRect();
+            const squares = [];
+            window.gridwatchMap.overlays.demolition.eachLayer((g) => g.eachLayer && g.eachLayer((l) => {
+                if (l.feature && l.options.shape === 'square') squares.push(l);
+            }));
+            const p = m.latLngToContainerPoint(squares[0].getLatLng());
+            return [r.left + p.x, r.top + p.y];
+        }"""
+    )
+    page.mouse.click(x, y)
+    wait_for(
+        page, "(document.querySelector('.leaflet-popup-content') || {}).textContent?.includes('Case id')"
+    )
+    assert "Unit" in page.inner_text(".leaflet-popup-content")
 
 
 # Markers drawn on the map's canvas, with their shape options and their feature's position.
