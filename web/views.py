@@ -6,9 +6,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import folium
 import numpy as np
 from flask import (
     Blueprint,
@@ -28,10 +26,10 @@ from geo.figures.overview import map_summary, stats_page_data
 from geo.figures.tally import LEVEL_LABELS, LEVELS
 from geo.reading.values import safe_display_name
 from geo.store import clock
-from layers.base import LayerSpec
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec
 from web.context import get_store, label, select_locale
+from web.maps import map_config, requested_base_map, scaffold
 
 bp = Blueprint("main", __name__)
 
@@ -56,30 +54,6 @@ VENDOR = {
 }
 NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
 
-BASE_MAPS: dict[str, dict[str, Any]] = {
-    "osm": {
-        "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-        "attr": "&copy; OpenStreetMap contributors",
-        "name": "OpenStreetMap",
-    },
-    "tianditu": {
-        "url": "https://t{s}.tianditu.gov.cn/vec_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=vec"
-        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
-        "labels": "https://t{s}.tianditu.gov.cn/cva_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=cva"
-        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
-        "subdomains": "01234567",
-        "attr": "天地图 Tianditu",
-        "name": "天地图",
-    },
-    "gaode": {
-        "url": "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
-        "subdomains": "1234",
-        "attr": "高德地图 AutoNavi",
-        "name": "高德地图",
-        "gcj02": True,
-    },
-}
-
 
 @bp.get("/vendor/<package>/<path:filename>")
 @requires(PUBLIC)
@@ -88,31 +62,6 @@ def vendor(package: str, filename: str) -> Any:
     if package not in VENDOR:
         abort(404)
     return send_from_directory(NODE_MODULES / VENDOR[package], filename, max_age=86400)
-
-
-def _base_map(choice: str) -> dict[str, Any] | None:
-    if choice == "none":
-        return None
-    if choice in BASE_MAPS:
-        base = dict(BASE_MAPS[choice])
-        if choice == "tianditu":
-            key = current_app.config.get("GRIDWATCH_TIANDITU_KEY", "")
-            if not key:
-                raise InputError(
-                    "未配置天地图密钥 GRIDWATCH_TIANDITU_KEY",
-                    "no Tianditu key configured",
-                    code="no_tianditu_key",
-                )
-            base["url"] = base["url"].replace("{tk}", key)
-            base["labels"] = base["labels"].replace("{tk}", key)
-        return base
-    configured = current_app.config.get("GRIDWATCH_TILES", "")
-    # a tile URL of one's own only from the settings: the page's security policy names its host
-    if choice.startswith(("http://", "https://")) and "{z}" in choice and choice == configured:
-        return {"url": choice, "attr": urlsplit(choice).hostname or "", "name": "底图 base map"}
-    raise InputError(
-        f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)", code="bad_tiles"
-    )
 
 
 @bp.get("/")
@@ -124,49 +73,16 @@ def index() -> Any:
     if metric not in ("rate", "completed", "area", "progress") or (metric == "area" and not spec.measures):
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = get_store()
-    base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
+    base = requested_base_map()
     summary = map_summary(store, spec.name, level, as_of)
-    bounds = summary["bounds"]
-    m = folium.Map(
-        location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],
-        zoom_start=13,
-        tiles=None,
-        control_scale=True,
-        prefer_canvas=True,
-    )
-    m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
-    m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
-    if base is not None:
-        folium.TileLayer(
-            base["url"],
-            attr=base["attr"],
-            name=base["name"],
-            subdomains=base.get("subdomains", "abc"),
-            max_zoom=19,
-        ).add_to(m)
-        if base.get("labels"):
-            folium.TileLayer(
-                base["labels"],
-                attr=base["attr"],
-                name="注记",
-                subdomains=base["subdomains"],
-                overlay=True,
-                control=False,
-            ).add_to(m)
-    if np.isfinite(bounds).all():
-        m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
-    root = m.get_root()
-    root.render()
-    config = {
-        "mapName": m.get_name(),
-        "api": url_for("api.api_layers").rsplit("/", 1)[0],
+    page_map = scaffold("main", np.array(summary["bounds"]))
+    config = map_config("main", base) | {
         "level": level,
         "layer": spec.name,
         "metric": metric,
         "asOf": as_of.isoformat() if as_of else "",
         "status": request.args.get("status", ""),
         "within": request.args.get("within", ""),
-        "gcj02": bool(base and base.get("gcj02")),
         "maxCompleted": summary["max_completed"],
         # "area": the first measure completed (demolished area), scaled by its largest unit
         "measureColumn": summary["measure_column"],
@@ -176,36 +92,6 @@ def index() -> Any:
             if spec.measures
             else ""
         ),
-        "surveyLayers": [
-            {
-                "name": s.name,
-                "label": label(s),
-                "on": s.name == spec.name,
-                "fields": [{"name": f.name, "label": label(f)} for f in s.stored_fields],
-                "colors": {st.code: st.color for st in s.all_statuses},
-                "statuses": [
-                    {"code": st.code, "label": label(st), "color": st.color} for st in s.all_statuses
-                ],
-                "statusLabel": label(s.field(s.status_field)) if s.status_field else "",
-                "shapes": _shapes(s),
-                "color": s.style.get("color", "#3388ff"),
-                "radius": s.style.get("radius", 5),
-            }
-            for s in layers.survey_layers()
-        ],
-        "labels": {
-            "code": _("编码"),
-            "name": _("名称"),
-            "total": _("总数"),
-            "completed": _("已完成"),
-            "rate": _("完成率"),
-            "unit": _("所在网格"),
-            "loading": _("读取中…"),
-            "cells": _("单元网格完成率"),
-            "features": _("本单元要素 {n} 个"),
-            "tooMany": _("当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级"),
-            "shapeUnknown": _("未注明"),
-        },
     }
     areas = [(label(LEVEL_LABELS[lv]), units) for lv, units in summary["areas"].items()]
     return render_template(
@@ -213,10 +99,10 @@ def index() -> Any:
         areas=areas,
         within=request.args.get("within", ""),
         status=request.args.get("status", ""),
-        map_header=root.header.render(),
-        map_html=root.html.render(),
-        map_script=root.script.render(),
-        config_json=current_app.json.dumps(config),
+        map_header=page_map["header"],
+        map_html=page_map["html"],
+        map_script=page_map["script"],
+        map_config_json=current_app.json.dumps(config),
         level=level,
         levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
         layer=spec,
@@ -227,34 +113,18 @@ def index() -> Any:
     )
 
 
-def _shapes(spec: LayerSpec) -> dict[str, Any] | None:
-    """The marker shape of each value of the layer's shape field, labelled for the page."""
-    category = spec.shape_category
-    if category is None:
-        return None
-    return {
-        "field": category.field,
-        "label": label(spec.field(category.field)),
-        "values": [{"code": v.code, "label": label(v), "shape": v.shape} for v in category.values],
-    }
-
-
 @bp.get("/upload")
 @requires("surveyor")
 def upload() -> Any:
     english = select_locale() == "en"
     base_error = None
     try:
-        base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
+        base = requested_base_map()
     except InputError as exc:  # the preview map then draws without a base map; uploads still work
         base, base_error = None, exc.en if english else exc.zh
     config = {
         "api": url_for("api.api_upload"),
-        "cells": url_for("api.api_cells"),
         "lang": select_locale(),
-        "base": base,
-        "baseError": base_error,
-        "gcj02": bool(base and base.get("gcj02")),
         "labels": {
             "network": _("网络错误"),
             "error": _("错误"),
@@ -326,6 +196,9 @@ def upload() -> Any:
         "upload.html",
         all_layers=layers.all_layers(),
         config_json=current_app.json.dumps(config),
+        map_config_json=current_app.json.dumps(
+            map_config("preview", base, base_error, container="gw-preview-map", survey_layers=False)
+        ),
         today=clock.today(current_app.config.get("GRIDWATCH_TIMEZONE")).isoformat(),
     )
 
