@@ -267,7 +267,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_mappings(args: argparse.Namespace) -> int:
-    from geo.imports.importer import manual_mappings
+    from geo.imports.columns import manual_mappings
     from geo.registry import get_layer
 
     store = _store(args)
@@ -518,7 +518,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _has_vocab_field(layer: str, name: str) -> bool:
     """Whether ``layer`` has a vocabulary field called ``name`` (as :func:`field_name` reads it)."""
-    from geo.imports.importer import field_name
+    from geo.imports.fields import field_name
     from geo.registry import get_layer
 
     spec = get_layer(layer)

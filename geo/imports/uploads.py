@@ -52,7 +52,10 @@ from geo.errors import (
     write_error,
 )
 from geo.figures.versions import load_grid
-from geo.imports.importer import ImportReport, PreparedImport, commit_import, prepare_import, preview_grid
+from geo.imports.commit import commit_import
+from geo.imports.grid import preview_grid
+from geo.imports.importer import prepare_import
+from geo.imports.report import ImportReport, PreparedImport
 from geo.reading import crs as crsmod
 from geo.reading.encoding import normalize_encoding
 from geo.reading.sources import ZipLimits
@@ -458,7 +461,7 @@ def preview(
     (column → field), ``value_map`` (``[field, raw, code]`` triples) or ``remember`` for a
     re-read; they are kept for the commit once the re-read succeeded (a re-read that fails
     leaves the upload as it was).  The write is made and rolled back
-    (:func:`geo.imports.importer.commit_import` with ``dry_run``), so the added, updated, unchanged
+    (:func:`geo.imports.commit.commit_import` with ``dry_run``), so the added, updated, unchanged
     and rejected figures -- rows that would update features of another account's batch
     included -- are exactly what the commit would do now.  For the unit grid the report
     says which units the file adds, removes and reshapes, the features that would change
@@ -578,7 +581,7 @@ def commit(
     The upload is locked while it is read and written: a second commit, a re-read or a
     discard meanwhile get :class:`UploadBusy`.  ``admin`` tells whether ``user`` is an
     admin, ``valid_from`` (grid only) the day the grid version is in force from (see
-    :func:`geo.imports.importer.commit_import`).
+    :func:`geo.imports.commit.commit_import`).
 
     Raises
     ------
