@@ -22,13 +22,9 @@ from layers.base import LayerSpec
 
 #: Features farther than this from the grid's extent are rejected as coordinate errors.
 FAR_OUTSIDE_M = 20_000.0
-
-
 #: A feature with more vertices than this is rejected (its row, with the reason): drawing,
 #: checking and assigning it would hold up the service for one site or cell.
 MAX_FEATURE_VERTICES = 100_000
-
-
 #: A file with more vertices than this in all is refused as a whole; a shapefile before its
 #: geometry is read (its headers give the counts).  Lines and polygons at the limit take about
 #: 0.35 GB to import.  (Points count one vertex each, but a row costs about 1 KB however

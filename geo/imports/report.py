@@ -17,17 +17,13 @@ from layers.base import LayerSpec
 #: An import report lists at most this many rejected rows (all are counted, and counted by
 #: reason): a file of a million broken rows must not make a report of a hundred megabytes.
 MAX_REPORTED_REJECTS = 1000
-
 #: A report's value table lists at most this many distinct values per field, most frequent
 #: first (the rest are counted).
 MAX_MAPPED_VALUES = 200
-
 #: A report names at most this many of a file's columns.
 MAX_COLUMNS_LISTED = 100
-
 #: Values quoted in a report are cut to this many characters.
 MAX_REPORTED_VALUE = 100
-
 #: ... and to this many inside the reason's sentence.
 MAX_QUOTED_VALUE = 40
 

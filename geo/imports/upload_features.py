@@ -27,15 +27,10 @@ from layers.base import UNASSIGNED
 #: The accepted features of the last preview, in lon/lat (see :func:`features`).
 FEATURES_FILE = "features.arrow"
 
-
 #: At most this many features are sent to a preview map; more are thinned to an even sample.
 PREVIEW_MAX_FEATURES = 5000
-
-
 #: When more polygons and lines than this are sent, each is sent as a point on its surface.
 PREVIEW_MAX_SHAPES = 1000
-
-
 #: Vertex budget of the simplified polygons and lines sent; over it they are sent as points too.
 PREVIEW_MAX_VERTICES = 100_000
 

@@ -21,7 +21,6 @@ SETTINGS_FILE = "upload.json"
 #: Locked (flock) by whoever uses the staged upload; holds the name of what they do.
 LOCK_FILE = ".lock"
 
-
 #: How long a request waits for a staged upload someone else uses before it is refused (seconds).
 LOCK_WAIT_S = 1.0
 

@@ -8,10 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from geo.errors import (
-    Conflict,
-    InputError,
-)
+from geo.errors import Conflict, InputError
 from geo.imports.commit import commit_import
 from geo.imports.grid import preview_grid
 from geo.imports.report import ImportReport

@@ -30,13 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from geo.errors import (
-    GridwatchError,
-    InputError,
-    NotFound,
-    QuotaExceeded,
-    TooLarge,
-)
+from geo.errors import GridwatchError, InputError, NotFound, QuotaExceeded, TooLarge
 from geo.imports.importer import prepare_import
 from geo.imports.report import PreparedImport
 from geo.imports.upload_folder import LOCK_FILE, SETTINGS_FILE, locked, not_found, staging_failed
@@ -47,16 +41,10 @@ from geo.store.base import Store
 
 #: Staged uploads not used for this long (seconds) are removed.
 MAX_AGE_S = 2 * 3600
-
-
 #: Bytes each account may keep in staged uploads (their files and what is kept beside them).
 QUOTA_BYTES = 1024**3
-
-
 #: Staged uploads each account may keep at once.
 QUOTA_UPLOADS = 20
-
-
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -293,11 +281,7 @@ def read_settings(folder: Path, upload_id: str) -> dict[str, Any]:
 
 #: Bounds of the mappings a form may send.
 MAX_FIELD_MAP = 1000
-
-
 MAX_VALUE_MAP = 10_000
-
-
 MAX_MAP_TEXT = 1000
 
 

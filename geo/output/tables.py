@@ -30,8 +30,6 @@ LEVEL_LABELS: dict[str, tuple[str, str]] = {
     "street": ("街道", "Street"),
     "district": ("区", "District"),
 }
-
-
 TOTAL_LABEL = "合计"
 
 

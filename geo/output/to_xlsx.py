@@ -36,8 +36,6 @@ _XLSX_FORMATS: dict[ColumnKind, str] = {
     "number": "#,##0.00",
     "text": "@",
 }
-
-
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 
 
