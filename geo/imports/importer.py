@@ -59,6 +59,11 @@ def import_file(
 ) -> ImportReport:
     """Prepare and (unless ``dry_run``) commit an import; returns the report.
 
+    The steps: :func:`prepare_import` (open the upload, read it in the confined helper, map
+    fields and values, check and project the geometry, assign and measure the rows), then
+    :func:`geo.imports.commit.commit_import` (write the batch, or roll it back for a dry run).
+    ``kwargs`` go to :func:`prepare_import` (``remember`` to the commit).
+
     ``valid_from`` (grid only): the day the new grid version is in force from (default today
     in the time zone ``tz``, see :mod:`geo.figures.versions`)."""
     user = kwargs.get("user")
