@@ -140,7 +140,7 @@ def _serve(args: Any) -> int:
 
 
 def _add_serve(sub: Any) -> None:
-    from geo.cli import bounded_int
+    from geo.cli.common import bounded_int
 
     v = sub.add_parser("serve", help="启动 Web 服务 / run the web service (development)")
     v.add_argument("--host", default="127.0.0.1")

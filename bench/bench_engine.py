@@ -32,7 +32,8 @@ import shapely
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from geo.figures.tally import tally
-from geo.imports.importer import import_file, reassign_all
+from geo.imports.grid import reassign_all
+from geo.imports.importer import import_file
 from geo.store.backends import open_store
 
 EPSG = 4548

@@ -456,7 +456,7 @@ def prepare_store(data: Path, n_uploaders: int) -> Setup:
     import shapely
 
     import layers
-    from geo.cli import DEMO_DIR, DEMO_FILES
+    from geo.cli.imports import DEMO_DIR, DEMO_FILES
     from geo.figures.versions import load_grid
     from geo.imports.batches import load_targets
     from geo.imports.importer import import_file

@@ -20,18 +20,16 @@ import pytest
 import shapely
 
 from geo.errors import InputError
+from geo.figures.report import StatsReport
 from geo.output.export import (
     Renderer,
-    StatsReport,
-    column_kind,
     content_disposition,
     get_renderer,
     register_renderer,
     renderers,
-    spreadsheet_cell,
-    totals,
     unregister_renderer,
 )
+from geo.output.tables import column_kind, spreadsheet_cell, totals
 
 AS_OF = "2022-06-30"
 COMM = "340291001001"

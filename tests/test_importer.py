@@ -387,7 +387,7 @@ def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
 def test_ownership_is_decided_when_the_batch_is_written(owned_store, tmp_path):
     """surveyor2 prepares a file with a new id; surveyor commits the same id first: surveyor2's
     commit rejects that row."""
-    from geo.imports.importer import commit_import
+    from geo.imports.commit import commit_import
 
     prepared = prepare_import(
         owned_store, "demolition", _demolished(tmp_path, "a", ["K1", "K2"]), user="surveyor2"

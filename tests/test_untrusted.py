@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo.errors import InputError, TooLarge, UnsupportedFile
-from geo.imports import importer
+from geo.imports import dataset, importer, workspace
 from geo.imports.batches import load_targets
 from geo.reading import untrusted
 from geo.reading.sources import Dataset, _scan_sheet, open_source, read_table_file
@@ -688,7 +688,7 @@ def test_user_errors_raised_in_the_helper_arrive_as_themselves(tmp_path):
     path.write_bytes(b"<gml/>")
     with pytest.raises(UnsupportedFile) as err:
         untrusted.run(
-            importer.read_upload,
+            dataset.read_upload,
             [Dataset("a.geojson", path, "geojson")],
             "demolition",
             None,
@@ -728,7 +728,7 @@ def test_a_table_crosses_from_the_helper_unchanged(cells, numbers):
     frame = pd.DataFrame(
         {"文本": pd.Series(cells[:n], dtype=object), "数值": pd.Series(numbers[:n], dtype=float)}
     )
-    back = importer.unpack_frame(pickle.loads(pickle.dumps(importer.pack_frame(frame))))
+    back = dataset.unpack_frame(pickle.loads(pickle.dumps(dataset.pack_frame(frame))))
     assert list(back.columns) == ["文本", "数值"] and len(back) == n
     for a, b in zip(frame["文本"], back["文本"], strict=True):
         assert (
@@ -833,7 +833,7 @@ def test_geometry_crosses_from_the_helper_unchanged(geoms):
     import pickle
 
     array = np.array(geoms, dtype=object)
-    back = importer.unpack_geometry(pickle.loads(pickle.dumps(importer.pack_geometry(array))))
+    back = dataset.unpack_geometry(pickle.loads(pickle.dumps(dataset.pack_geometry(array))))
     assert len(back) == len(array)
     for a, b in zip(array, back, strict=True):
         assert (
@@ -906,7 +906,7 @@ def test_vertices_are_counted_in_the_helper_for_every_kind(tmp_path):
     )
     with pytest.raises(TooLarge) as err:
         untrusted.run(
-            importer.read_upload,
+            dataset.read_upload,
             [Dataset("line.geojson", path, "geojson")],
             "demolition",
             None,
@@ -1010,10 +1010,10 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     from geo.imports.importer import import_file, prepare_import
     from tests.conftest import grid_frame, write_shp
 
-    monkeypatch.setattr(importer, "LARGE_IMPORT_ROWS", 3)
+    monkeypatch.setattr(workspace, "LARGE_IMPORT_ROWS", 3)
     inside = {"now": 0, "most": 0}
     lock = threading.Lock()
-    original = importer._build_rows
+    original = importer.build_rows
 
     def counting(*args, **kwargs):
         with lock:
@@ -1026,7 +1026,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
             with lock:
                 inside["now"] -= 1
 
-    monkeypatch.setattr(importer, "_build_rows", counting)
+    monkeypatch.setattr(importer, "build_rows", counting)
     with open_store(tmp_path / "d") as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
     paths = []

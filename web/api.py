@@ -13,7 +13,7 @@ from geo.errors import GridwatchError, InputError
 from geo.figures.report import build_report
 from geo.figures.tally import LEVELS, Filters, check_level
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
-from geo.imports import uploads
+from geo.imports import upload_features, upload_review, uploads
 from geo.imports.batches import rollback
 from geo.output.export import content_disposition, get_renderer
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
@@ -301,7 +301,7 @@ def api_upload() -> Any:
 
 def _preview(upload_id: str, overrides: dict[str, Any]) -> Any:
     """Read a staged upload again (with ``overrides``) for the signed-in account."""
-    return uploads.preview(
+    return upload_review.preview(
         get_store(),
         _data_dir(),
         upload_id,
@@ -340,7 +340,7 @@ def api_upload_preview(upload_id: str) -> Any:
 @reads_files
 def api_upload_commit(upload_id: str) -> Any:
     _check_owner(upload_id)
-    report = uploads.commit(
+    report = upload_review.commit(
         get_store(),
         _data_dir(),
         upload_id,
@@ -358,11 +358,13 @@ def api_upload_commit(upload_id: str) -> Any:
 def api_upload_features(upload_id: str) -> Any:
     _check_owner(upload_id)
     return jsonify(
-        uploads.features(
+        upload_features.features(
             get_store(),
             _data_dir(),
             upload_id,
-            max_features=_int("limit", uploads.PREVIEW_MAX_FEATURES, 1, uploads.PREVIEW_MAX_FEATURES),
+            max_features=_int(
+                "limit", upload_features.PREVIEW_MAX_FEATURES, 1, upload_features.PREVIEW_MAX_FEATURES
+            ),
             gcj02=_gcj02(),
         )
     )

@@ -12,7 +12,8 @@ import layers
 from geo.errors import Conflict, InputError
 from geo.figures import versions
 from geo.figures.tally import load_hierarchy, metric_names
-from geo.imports.importer import Duplicate, ImportReport, Rejected
+from geo.imports.commit import Duplicate
+from geo.imports.report import ImportReport, Rejected
 from geo.reading import untrusted
 from geo.reading.sources import Dataset, check_content, read_table_file
 from geo.reading.values import match_fields, parse_numbers

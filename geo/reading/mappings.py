@@ -2,7 +2,7 @@
 
 A mapping says which code a raw status or category value of a layer is stored as (see
 :func:`geo.reading.values.map_vocab`).  Mappings given for an import apply to it; an admin's are
-remembered in the store for later imports of the layer (:func:`geo.imports.importer.commit_import`)
+remembered in the store for later imports of the layer (:func:`geo.imports.commit.commit_import`)
 and listed and removed with ``gridwatch mappings``.
 """
 
