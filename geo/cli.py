@@ -115,7 +115,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _store(args: argparse.Namespace) -> Any:
     from geo.store.backends import open_store
-    from geo.store.base import Actor
+    from geo.store.interface.audit import Actor
 
     store = open_store(args.data)
     # the audit trail names whoever runs the command, from the command line

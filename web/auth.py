@@ -41,7 +41,7 @@ from wtforms.validators import DataRequired, Length
 from geo.errors import GridwatchError, InputError, StoreError
 from geo.output.audit import ACTIONS, action_label, write_csv
 from geo.store import accounts
-from geo.store.base import User
+from geo.store.interface.accounts import User
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -139,7 +139,7 @@ def enforce() -> Any:
         return _json_error(403, "forbidden", "此地址未声明访问权限", "this route declares no access")
     user = current_user if current_user.is_authenticated else None
     g.gw_user = user
-    from geo.store.base import Actor
+    from geo.store.interface.audit import Actor
 
     g.gw_actor = Actor(user.name if user else None, request.remote_addr)
     if "store" in g:  # opened while loading the user

@@ -18,7 +18,8 @@ from geo.reading.sources import Dataset, check_content, read_table_file
 from geo.reading.values import match_fields, parse_numbers
 from geo.registry import get_layer
 from geo.store import clock
-from geo.store.base import Batch, Store
+from geo.store.base import Store
+from geo.store.interface.batches import Batch
 from layers.base import Field, LayerSpec
 
 TARGETS_LAYER = "targets"

@@ -62,7 +62,9 @@ from geo.reading.values import (
 )
 from geo.registry import get_layer, grid_spec
 from geo.store import clock
-from geo.store.base import Batch, FeatureRows, Store, geometry_type_names
+from geo.store.base import Store
+from geo.store.interface.batches import Batch
+from geo.store.interface.features import FeatureRows, geometry_type_names
 from layers.base import UNASSIGNED, Field, LayerSpec, Status
 from layers.base import UNRECOGNISED as UNRECOGNISED_STATUS
 
