@@ -63,7 +63,7 @@ from geo.reading.values import (
 from geo.registry import get_layer, grid_spec
 from geo.store import clock
 from geo.store.base import Store
-from geo.store.interface.batches import Batch
+from geo.store.interface.batches import Batch, batch_kind
 from geo.store.interface.features import FeatureRows, geometry_type_names
 from layers.base import UNASSIGNED, Field, LayerSpec, Status
 from layers.base import UNRECOGNISED as UNRECOGNISED_STATUS
@@ -1429,6 +1429,7 @@ def _commit(
         report.rejected_total,
         report.encoding,
         report.crs,
+        batch_kind(spec),
     )
     batch_id = store.new_batch(batch, None if dry_run else prepared.source_files)
     if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:

@@ -18,7 +18,7 @@ Layout, besides the GeoPackage system tables:
                        ``gw_key`` (survey id), ``gw_batch``, ``gw_unit`` (assigned
                        unit-grid code), ``gw_area`` (polygon area, m²).
 ``<layer>_history``    rows a later batch replaced, with ``gw_superseded_by``.
-``gw_batches``         one row per import.
+``gw_batches``         one row per import, with its ``kind``: import, grid or targets.
 ``gw_archive``         where the original uploaded files of each batch are kept: the
                        folder ``archive/<batch id>/`` beside the GeoPackage.  Copying
                        files there is cheaper than writing them into the database

@@ -20,7 +20,7 @@ from geo.store.gpkg.audit import GpkgAudit
 from geo.store.gpkg.connection import scalar_args
 from geo.store.gpkg.tables import GpkgTables, is_grid
 from geo.store.gpkg.targets import GpkgTargets
-from geo.store.interface.batches import Batch
+from geo.store.interface.batches import Batch, BatchKind
 from layers.base import LayerSpec
 
 
@@ -32,7 +32,8 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO gw_batches (layer, source_name, checksum, created_at, user, status, rows_read, added,"
-                " updated, unchanged, rejected, encoding, crs, report) VALUES (?,?,?,?,?,'active',?,0,0,0,?,?,?,'{}')",
+                " updated, unchanged, rejected, encoding, crs, kind, report)"
+                " VALUES (?,?,?,?,?,'active',?,0,0,0,?,?,?,?,'{}')",
                 (
                     batch.layer,
                     batch.source_name,
@@ -43,12 +44,12 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
                     batch.rejected,
                     batch.encoding,
                     batch.crs,
+                    batch.kind,
                 ),
             )
             del cur
             batch_id = int(self.conn.last_insert_rowid())
-            kind = "targets" if batch.layer == "targets" else ("grid" if is_grid(batch.layer) else "import")
-            self.begin_tx(kind, batch_id)
+            self.begin_tx(batch.kind, batch_id)
             if sources:
                 folder = self.path.parent / "archive" / f"{batch_id:06d}"
                 shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
@@ -85,33 +86,38 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
                     batch_id,
                 ),
             )
-            layer = scalar_args(self.conn, "SELECT layer FROM gw_batches WHERE id=?", (batch_id,))
-            action = {"grid": "grid_replace", "targets": "targets"}.get(str(layer), "import")
+            batch = self.batch(batch_id)
+            action = {"grid": "grid_replace", "targets": "targets"}.get(batch.kind, "import")
             self.record_audit(
                 action,
-                layer=str(layer),
+                layer=batch.layer,
                 batch_id=batch_id,
                 counts={k: int(v) for k, v in counts.items()},
                 detail=str(report.get("source_name") or "") or None,
             )
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
-        # columns as in _BATCH_COLS: the Batch fields up to crs, then report, rolled_back_at
-        names = [f.name for f in dataclasses.fields(Batch)][:14]
+        # columns as in _batch_cols: the Batch fields up to kind, then report, rolled_back_at
+        names = [f.name for f in dataclasses.fields(Batch)][:15]
         *values, report, rolled_back_at = row
-        return Batch(
-            **dict(zip(names, values, strict=True)),
-            rolled_back_at=rolled_back_at,
-            report=json.loads(report or "{}"),
-        )
+        fields = dict(zip(names, values, strict=True))
+        if fields["kind"] is None:  # a read-only store of schema 4 or older
+            fields["kind"] = kind_before_5(str(fields["layer"]))
+        return Batch(**fields, rolled_back_at=rolled_back_at, report=json.loads(report or "{}"))
 
     _BATCH_COLS = (
         "id, layer, source_name, checksum, created_at, user, status, rows_read, added, updated, unchanged,"
-        " rejected, encoding, crs, report, rolled_back_at"
+        " rejected, encoding, crs, {kind}, report, rolled_back_at"
     )
 
+    def _batch_cols(self) -> str:
+        """The columns :meth:`_batch_from_row` reads (``kind`` NULL in a store that could not be
+        upgraded to schema 5, being read-only)."""
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(gw_batches)")}
+        return self._BATCH_COLS.format(kind="kind" if "kind" in have else "NULL")
+
     def batches(self, layer: str | None = None) -> list[Batch]:
-        sql = f"SELECT {self._BATCH_COLS} FROM gw_batches"
+        sql = f"SELECT {self._batch_cols()} FROM gw_batches"
         args: tuple[Any, ...] = ()
         if layer:
             sql += " WHERE layer=?"
@@ -120,7 +126,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
 
     def batch(self, batch_id: int) -> Batch:
         row = self.conn.execute(
-            f"SELECT {self._BATCH_COLS} FROM gw_batches WHERE id=?", (batch_id,)
+            f"SELECT {self._batch_cols()} FROM gw_batches WHERE id=?", (batch_id,)
         ).fetchone()
         if row is None:
             raise NotFound(f"批次 {batch_id} 不存在", f"batch {batch_id} not found", code="batch_not_found")
@@ -137,7 +143,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
         earlier one wrote (a row the file repeated unchanged may have been updated later).
         """
         rows = self.conn.execute(
-            f"SELECT {self._BATCH_COLS} FROM gw_batches WHERE layer=? AND checksum=? AND status='active'"
+            f"SELECT {self._batch_cols()} FROM gw_batches WHERE layer=? AND checksum=? AND status='active'"
             " ORDER BY id DESC",
             (layer, checksum),
         ).fetchall()
@@ -149,13 +155,9 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
 
     def _is_current(self, batch: Batch, keys: np.ndarray | None) -> bool:
         conn = self.conn
-        if batch.layer == "targets":
-            return not conn.execute(
-                "SELECT 1 FROM gw_targets_history h JOIN gw_batches b ON b.id = h.superseded_by"
-                " WHERE h.batch_id=? AND b.status='active' LIMIT 1",
-                (batch.id,),
-            ).fetchone()
-        if is_grid(batch.layer):
+        if batch.kind == "targets":
+            return self._targets_current(batch.id)
+        if batch.kind == "grid":
             newest = scalar_args(
                 conn, "SELECT max(id) FROM gw_batches WHERE layer=? AND status='active'", (batch.layer,)
             )
@@ -250,3 +252,15 @@ def already_rolled_back(batch_id: int) -> Conflict:
     return Conflict(
         f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back"
     )
+
+
+#: Before schema 5 a batch's kind was not recorded: it was told from the layer the batch was
+#: registered under, and targets batches were registered under this name.
+_TARGETS_BEFORE_5 = "targets"
+
+
+def kind_before_5(layer: str) -> BatchKind:
+    """The kind of a batch written before schema 5, registered under ``layer``."""
+    if layer == _TARGETS_BEFORE_5:
+        return "targets"
+    return "grid" if is_grid(layer) else "import"

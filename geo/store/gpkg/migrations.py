@@ -13,9 +13,9 @@ import numpy as np
 import layers
 from geo.errors import StoreError
 from geo.store import clock
+from geo.store.gpkg.batches import kind_before_5
 from geo.store.gpkg.connection import scalar
 from geo.store.gpkg.feature_writes import GpkgFeatureWrites
-from geo.store.gpkg.tables import is_grid
 from layers.base import LayerSpec
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -89,6 +89,8 @@ class GpkgMigrations(GpkgFeatureWrites):
                     self.conn.execute(stmt)
                 if schema < 4:
                     self._upgrade_to_4()
+                if schema < 5:
+                    self._upgrade_to_5()
                 self.conn.execute(
                     "INSERT OR REPLACE INTO gw_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -140,8 +142,7 @@ class GpkgMigrations(GpkgFeatureWrites):
         for bid, layer, created, rolled in conn.execute(
             "SELECT id, layer, created_at, rolled_back_at FROM gw_batches ORDER BY id"
         ):
-            kind = "targets" if layer == "targets" else ("grid" if is_grid(str(layer)) else "import")
-            events.append((_stamp_of(str(created)), int(bid), 0, kind))
+            events.append((_stamp_of(str(created)), int(bid), 0, kind_before_5(str(layer))))
             if rolled:
                 events.append((_stamp_of(str(rolled)), int(bid), 1, "rollback"))
         events.sort()
@@ -170,6 +171,18 @@ class GpkgMigrations(GpkgFeatureWrites):
             f" tx_to = coalesce({of_batch.format('superseded_by')}, 0)"
         )
         self._upgrade_grid_versions(feature_tables)
+
+    def _upgrade_to_5(self) -> None:
+        """Schema 5: the kind of each batch recorded with it (``gw_batches.kind``: import, grid or
+        targets), for the batches written before told from their layer as it was then."""
+        conn = self.conn
+        if "kind" not in {r[1] for r in conn.execute("PRAGMA table_info(gw_batches)")}:
+            conn.execute("ALTER TABLE gw_batches ADD COLUMN kind TEXT")
+        for (layer,) in conn.execute("SELECT DISTINCT layer FROM gw_batches WHERE kind IS NULL").fetchall():
+            conn.execute(
+                "UPDATE gw_batches SET kind=? WHERE layer=? AND kind IS NULL",
+                (kind_before_5(str(layer)), layer),
+            )
 
     def _upgrade_grid_versions(self, feature_tables: list[str]) -> None:
         """One grid version per live grid batch (see :meth:`_upgrade_to_4`), assigned in full."""
@@ -253,8 +266,9 @@ _SYSTEM_SQL = (
 
 #: Version 2 added accounts, API tokens and the audit trail; version 3 failed logins by name
 #: (known or not) and by client address (gw_logins); version 4 the transaction log (gw_tx), row
-#: versions by tx, grid versions (gw_grid_versions) and assignments per grid version.
-SCHEMA_VERSION = 4
+#: versions by tx, grid versions (gw_grid_versions) and assignments per grid version; version 5 the
+#: kind of each batch (gw_batches.kind).
+SCHEMA_VERSION = 5
 
 _HISTORY_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_tx (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,

@@ -84,3 +84,11 @@ class GpkgTargets(GpkgConnection):
             [(*key, target, bid, tx) for key, (target, bid) in sorted(earlier.items())],
         )
         return len(mine)
+
+    def _targets_current(self, batch_id: int) -> bool:
+        """Whether no value of targets batch ``batch_id`` was replaced by a later live batch."""
+        return not self.conn.execute(
+            "SELECT 1 FROM gw_targets_history h JOIN gw_batches b ON b.id = h.superseded_by"
+            " WHERE h.batch_id=? AND b.status='active' LIMIT 1",
+            (batch_id,),
+        ).fetchone()

@@ -11,10 +11,24 @@ import numpy as np
 
 from layers.base import LayerSpec
 
+#: What a batch wrote: features of a survey layer (``import``), the unit grid as a new grid
+#: version (``grid``) or yearly targets (``targets``).  Recorded with the batch; it decides how
+#: the batch is rolled back, who may roll it back and how its audit entry is named.
+BatchKind = Literal["import", "grid", "targets"]
+
+
+def batch_kind(spec: LayerSpec) -> BatchKind:
+    """The kind of a batch importing layer ``spec``: ``"grid"`` for the unit grid, else ``"import"``.
+
+    Targets are no layer: their loader (:func:`geo.imports.batches.load_targets`) registers its
+    batches as ``"targets"``.
+    """
+    return "grid" if spec.is_grid else "import"
+
 
 @dataclass
 class Batch:
-    """One import: a file, its checksum and what it changed."""
+    """One import: a file, its checksum, its kind (see :data:`BatchKind`) and what it changed."""
 
     id: int
     layer: str
@@ -30,12 +44,15 @@ class Batch:
     rejected: int
     encoding: str | None
     crs: str | None
+    kind: BatchKind
     rolled_back_at: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The batch as the API and ``--json`` show it (without its report and kind)."""
         out = dict(self.__dict__)
         out.pop("report", None)
+        out.pop("kind", None)
         return out
 
 
@@ -43,7 +60,8 @@ class BatchRegister(Protocol):
     """The batches written, their archived sources and their state."""
 
     def new_batch(self, batch: Batch, sources: list[Path] | None) -> int:
-        """Register a batch and keep a copy of its source files."""
+        """Register a batch (with its kind) and keep a copy of its source files; the write
+        transaction under way is recorded as one of the batch's kind."""
         ...
 
     def finish_batch(self, batch_id: int, counts: dict[str, int], report: dict[str, Any]) -> None: ...
