@@ -86,11 +86,12 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
                     batch_id,
                 ),
             )
-            batch = self.batch(batch_id)
-            action = {"grid": "grid_replace", "targets": "targets"}.get(batch.kind, "import")
+            row = self.conn.execute("SELECT layer, kind FROM gw_batches WHERE id=?", (batch_id,)).fetchone()
+            layer, kind = row if row is not None else (None, None)
+            action = {"grid": "grid_replace", "targets": "targets"}.get(str(kind), "import")
             self.record_audit(
                 action,
-                layer=batch.layer,
+                layer=str(layer),
                 batch_id=batch_id,
                 counts={k: int(v) for k, v in counts.items()},
                 detail=str(report.get("source_name") or "") or None,
