@@ -42,6 +42,13 @@ Layout, besides the GeoPackage system tables:
                        changes) on each grid version: complete for a version without a
                        parent, else only where it differs from the parent's.
 ``gw_meta``            store CRS and revision.
+
+One module per component, each a part of :class:`GpkgStore` working through its one
+connection and transaction: ``connection`` (connection, transaction, write log, meta),
+``tables`` (a layer's tables), ``blobs`` (geometry encoding), ``feature_reads`` and
+``feature_writes`` (feature rows), ``grid_versions`` (grid versions, assignments), ``batches``
+(the batch register, archived sources), ``targets``, ``accounts`` (users, failed logins,
+tokens), ``audit``, ``value_maps`` and ``migrations`` (a new store, schema upgrades).
 """
 
 from __future__ import annotations

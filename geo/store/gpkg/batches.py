@@ -250,6 +250,7 @@ def _key_set(keys: np.ndarray) -> set[str]:
 
 
 def already_rolled_back(batch_id: int) -> Conflict:
+    """The refusal to roll back batch ``batch_id`` a second time."""
     return Conflict(
         f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back"
     )

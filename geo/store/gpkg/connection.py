@@ -242,11 +242,13 @@ class GpkgConnection:
 
 
 def scalar_args(conn: apsw.Connection, sql: str, args: tuple[Any, ...]) -> Any:
+    """The first column of the first row of ``sql`` run with ``args`` (None: no row)."""
     row = conn.execute(sql, args).fetchone()
     return None if row is None else row[0]
 
 
 def scalar(conn: apsw.Connection, sql: str) -> Any:
+    """The first column of the first row of ``sql`` (None: no row)."""
     row = conn.execute(sql).fetchone()
     return None if row is None else row[0]
 

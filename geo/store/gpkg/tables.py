@@ -108,5 +108,6 @@ class GpkgTables(GpkgConnection):
 
 
 def is_grid(layer: str) -> bool:
+    """Whether ``layer`` names the registered unit-grid layer (which has no assignment table)."""
     spec = next((s for s in layers.all_layers() if s.name == layer), None)
     return spec is not None and spec.is_grid
