@@ -244,9 +244,9 @@ def main() -> int:
             f"{int(after['demolition_total'].sum()):,} of {n:,}"
         )
         store.close()
-        from geo.store import gpkg
+        from geo.store.gpkg import feature_reads
 
-        gpkg._GEOMETRY_CACHE.clear()
+        feature_reads._GEOMETRY_CACHE.clear()
         store = open_store(work / "store")
         t_cold_re, _ = timed(reassign)
         print(

@@ -462,7 +462,7 @@ def prepare_store(data: Path, n_uploaders: int) -> Setup:
     from geo.imports.importer import import_file
     from geo.store import accounts
     from geo.store.backends import open_store
-    from geo.store.base import Actor
+    from geo.store.interface.audit import Actor
 
     password = secrets.token_urlsafe(12)
     with open_store(data) as store:

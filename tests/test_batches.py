@@ -166,10 +166,10 @@ def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
 
 def test_geometry_cache_follows_writes(gridded_store, tmp_path):
     """The decoded geometry kept in memory equals what a fresh read of the file gives."""
-    from geo.store import gpkg
+    from geo.store.gpkg import feature_reads
 
     def fresh():
-        gpkg._GEOMETRY_CACHE.clear()
+        feature_reads._GEOMETRY_CACHE.clear()
         return gridded_store.read_geometry(DEMOLITION)
 
     gridded_store.read_geometry(DEMOLITION)
@@ -182,7 +182,9 @@ def test_geometry_cache_follows_writes(gridded_store, tmp_path):
 
     def cached_units():
         (entry,) = [
-            v for k, v in gpkg._GEOMETRY_CACHE.items() if k[:2] == (gridded_store.location, "demolition")
+            v
+            for k, v in feature_reads._GEOMETRY_CACHE.items()
+            if k[:2] == (gridded_store.location, "demolition")
         ]
         return entry[2].tolist()
 

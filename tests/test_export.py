@@ -545,7 +545,7 @@ def test_shp_fields_csv_neutralises_formulas(report: StatsReport, tmp_path: Path
 
 def test_audit_csv_neutralises_formulas_and_bidi() -> None:
     from geo.output.audit import write_csv
-    from geo.store.base import AuditEntry
+    from geo.store.interface.audit import AuditEntry
 
     texts = [*FORMULAS, "报告\u202eslx.exe"]
     entries = [

@@ -17,7 +17,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from geo.store import accounts
-from geo.store.base import Actor
+from geo.store.interface.audit import Actor
 from web.context import error_body
 
 #: The account pages (endpoints ``auth.*``): sign-in in :mod:`web.login`, one's own account in

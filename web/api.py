@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 import layers
 from geo.errors import GridwatchError, InputError
@@ -14,7 +14,7 @@ from geo.figures.report import build_report
 from geo.figures.tally import LEVELS, Filters, check_level
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from geo.imports import upload_features, upload_review, uploads
-from geo.imports.batches import rollback
+from geo.imports.batches import may_roll_back, rollback
 from geo.output.export import content_disposition, get_renderer
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
@@ -190,7 +190,7 @@ def api_batches() -> Any:
 def api_rollback(batch_id: int) -> Any:
     store = get_store()
     batch = store.batch(batch_id)
-    if not is_admin() and (batch.user != user_name() or batch.layer in ("grid", "targets")):
+    if not may_roll_back(batch, user_name(), "admin" if is_admin() else g.gw_user.role):
         raise Forbidden("只能回滚自己导入的调查批次", "surveyors may roll back only their own survey batches")
     return jsonify(rollback(store, batch_id).to_dict())
 

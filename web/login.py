@@ -18,7 +18,7 @@ from wtforms.validators import DataRequired, Length
 
 from geo.errors import GridwatchError, StoreError
 from geo.store import accounts
-from geo.store.base import User
+from geo.store.interface.accounts import User
 from web.access import PUBLIC, bp, requires
 from web.context import get_store, select_locale
 

@@ -12,6 +12,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    g,
     jsonify,
     render_template,
     request,
@@ -24,6 +25,7 @@ import layers
 from geo.errors import InputError
 from geo.figures.overview import map_summary, stats_page_data
 from geo.figures.tally import LEVEL_LABELS, LEVELS
+from geo.imports.batches import may_roll_back
 from geo.reading.values import safe_display_name
 from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
@@ -207,7 +209,7 @@ def upload() -> Any:
 @requires("surveyor")
 def batches() -> Any:
     labels = {s.name: label(s) for s in layers.all_layers()} | {"targets": _("年度目标")}
-    me, admin = user_name(), is_admin()
+    me, role = user_name(), "admin" if is_admin() else g.gw_user.role
     config = {
         "labels": {
             "confirm": _("确定回滚批次 {id}？该批次的要素将被删除，被它替换的要素将恢复。"),
@@ -225,7 +227,7 @@ def batches() -> Any:
         ],
         labels=labels,
         # surveyors roll back their own survey batches; admins any batch
-        may_roll_back=lambda b: admin or (b.user == me and b.layer not in ("grid", "targets")),
+        may_roll_back=lambda b: may_roll_back(b, me, role),
         config_json=current_app.json.dumps(config),
     )
 

@@ -88,7 +88,7 @@ class Parser(argparse.ArgumentParser):
 def cli_store(args: argparse.Namespace) -> Any:
     """The store of ``--data``, its audit trail naming whoever runs the command."""
     from geo.store.backends import open_store
-    from geo.store.base import Actor
+    from geo.store.interface.audit import Actor
 
     store = open_store(args.data)
     # the audit trail names whoever runs the command, from the command line

@@ -30,8 +30,9 @@ from geo.reading import crs as crsmod
 from geo.reading.values import parse_date
 from geo.registry import grid_spec
 from geo.store import clock
-from geo.store.base import GridVersion, Store
+from geo.store.base import Store
 from geo.store.cache import filling
+from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED
 
 #: Headers of the columns every report table starts with.

@@ -40,8 +40,9 @@ from geo.errors import InputError
 from geo.figures.versions import in_force, parse_grid
 from geo.reading.values import parse_date, parse_month
 from geo.store import clock
-from geo.store.base import GridVersion, Store
+from geo.store.base import Store
 from geo.store.cache import filling
+from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
 
 LEVELS = ("grid", "community", "street", "district")

@@ -34,7 +34,8 @@ from geo.errors import InputError
 from geo.reading.values import parse_date
 from geo.registry import grid_spec
 from geo.store import clock
-from geo.store.base import GridVersion, Store
+from geo.store.base import Store
+from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, LayerSpec
 
 __all__ = [

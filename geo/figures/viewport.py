@@ -34,8 +34,9 @@ from geo.figures.tally import (
 )
 from geo.reading import crs as crsmod
 from geo.reading.values import parse_date
-from geo.store.base import GridVersion, Store
+from geo.store.base import Store
 from geo.store.cache import filling
+from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, LayerSpec
 
 #: Above this zoom (or under ``max_features`` in view) features are sent one by one.

@@ -1,4 +1,4 @@
-"""Batch register operations: list, roll back; and loading yearly targets."""
+"""Batch register operations: roll back, and who may; and loading yearly targets."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from geo.reading.sources import Dataset, check_content, read_table_file
 from geo.reading.values import match_fields, parse_numbers
 from geo.registry import get_layer
 from geo.store import clock
-from geo.store.base import Batch, Store
+from geo.store.accounts import role_at_least
+from geo.store.base import Store
+from geo.store.interface.batches import Batch
 from layers.base import Field, LayerSpec
-
-TARGETS_LAYER = "targets"
 
 
 def rollback(store: Store, batch_id: int) -> Batch:
@@ -46,7 +46,7 @@ def rollback(store: Store, batch_id: int) -> Batch:
                 code="already_rolled_back",
             )
         store.begin_tx("rollback", batch_id)
-        if batch.layer == TARGETS_LAYER:
+        if batch.kind == "targets":
             store.rollback_targets(batch_id)
         else:
             spec = get_layer(batch.layer)
@@ -68,8 +68,30 @@ def rollback(store: Store, batch_id: int) -> Batch:
     return store.batch(batch_id)
 
 
+def may_roll_back(batch: Batch, user: str | None, role: str | None) -> bool:
+    """Whether account ``user`` with ``role`` may roll back ``batch``.
+
+    An admin may roll back any batch; a surveyor only a survey import (kind ``"import"``) made
+    under their own name -- never the unit grid nor targets; a viewer none.
+
+    Parameters
+    ----------
+    batch : Batch
+        The batch to roll back.
+    user : str or None
+        The account's name.
+    role : str or None
+        The account's role (:data:`geo.store.accounts.ROLES`).
+    """
+    if role_at_least(role, "admin"):
+        return True
+    return role_at_least(role, "surveyor") and batch.kind == "import" and batch.user == user
+
+
 # --- targets ----------------------------------------------------------------------------------
 
+#: The columns of a targets table, matched like a layer's fields.  Targets are no layer: their
+#: batches are of kind ``"targets"``, registered under this name.
 TARGET_SPEC = LayerSpec(
     name="targets",
     label_zh="年度目标",
@@ -125,7 +147,7 @@ def load_targets(
     if not path.exists():
         raise InputError(f"文件不存在: {path}", f"file not found: {path}", code="file_not_found")
     df = read_targets(path)
-    report = ImportReport(layer=TARGETS_LAYER, source_name=path.name)
+    report = ImportReport(layer=TARGET_SPEC.name, source_name=path.name)
     data = path.read_bytes()
     report.checksum = hashlib.sha256(data).hexdigest()
     report.rows_read = len(df)
@@ -203,12 +225,12 @@ def _write_targets(
     """Write the targets batch; inside the caller's transaction, so that the duplicate check
     and the write cannot be separated by another import of the same file."""
     assert report.checksum is not None
-    dup = store.find_checksum(TARGETS_LAYER, report.checksum)
+    dup = store.find_checksum(TARGET_SPEC.name, report.checksum)
     if dup is not None:
         raise Duplicate(dup.id)
     batch = Batch(
         0,
-        TARGETS_LAYER,
+        TARGET_SPEC.name,
         path.name,
         report.checksum,
         clock.now_iso(),
@@ -221,6 +243,7 @@ def _write_targets(
         len(report.rejected),
         None,
         None,
+        "targets",
     )
     bid = store.new_batch(batch, [path])
     store.set_targets(frame, bid)

@@ -17,7 +17,9 @@ from geo.imports.report import ImportReport, PreparedImport, Rejected
 from geo.reading.values import vocab_key
 from geo.registry import grid_spec
 from geo.store import clock
-from geo.store.base import Batch, FeatureRows, Store
+from geo.store.base import Store
+from geo.store.interface.batches import Batch, batch_kind
+from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED, LayerSpec
 
 
@@ -169,6 +171,7 @@ def _commit(
         report.rejected_total,
         report.encoding,
         report.crs,
+        batch_kind(spec),
     )
     batch_id = store.new_batch(batch, None if dry_run else prepared.source_files)
     if not spec.is_grid and store.layer_generation(grid_spec()) != prepared.grid_generation:

@@ -17,7 +17,8 @@ from geo.figures.versions import load_grid
 from geo.imports.report import ImportReport, RowRejects
 from geo.reading import crs as crsmod
 from geo.reading.sources import RawTable
-from geo.store.base import Store, geometry_type_names
+from geo.store.base import Store
+from geo.store.interface.features import geometry_type_names
 from layers.base import LayerSpec
 
 #: Features farther than this from the grid's extent are rejected as coordinate errors.

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from geo.figures import versions
-from geo.store.base import FeatureRows
+from geo.store.interface.features import FeatureRows
 from layers.base import LayerSpec
 
 #: An import report lists at most this many rejected rows (all are counted, and counted by

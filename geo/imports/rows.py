@@ -17,7 +17,7 @@ from geo.imports.fields import map_fields
 from geo.imports.geometry import FAR_OUTSIDE_M, clean_geometry, far_outside
 from geo.imports.report import ImportReport, RowRejects
 from geo.reading.sources import RawTable
-from geo.store.base import FeatureRows
+from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED, LayerSpec
 
 

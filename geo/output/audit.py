@@ -11,7 +11,7 @@ from typing import TextIO
 
 from geo.output.tables import spreadsheet_cell
 from geo.reading.values import safe_display_name
-from geo.store.base import AuditEntry
+from geo.store.interface.audit import AuditEntry
 
 #: Actions and their labels (Chinese, English).
 ACTIONS: dict[str, tuple[str, str]] = {
