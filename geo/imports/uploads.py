@@ -55,6 +55,7 @@ from geo.figures.versions import load_grid
 from geo.imports.importer import ImportReport, PreparedImport, commit_import, prepare_import, preview_grid
 from geo.reading import crs as crsmod
 from geo.reading.encoding import normalize_encoding
+from geo.reading.gcj02 import wgs84_to_gcj02
 from geo.reading.sources import ZipLimits
 from geo.reading.values import safe_display_name
 from geo.store.base import Store
@@ -776,7 +777,7 @@ def _grid_bounds(store: Store) -> list[float] | None:
 
 
 def _to_gcj02(xy: np.ndarray) -> np.ndarray:
-    return np.column_stack(crsmod.wgs84_to_gcj02(xy[:, 0], xy[:, 1]))
+    return np.column_stack(wgs84_to_gcj02(xy[:, 0], xy[:, 1]))
 
 
 def _shift_box(box: list[float] | None, gcj02: bool) -> list[float] | None:

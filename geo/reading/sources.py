@@ -45,6 +45,8 @@ from geo.errors import (
     disk_full,
 )
 from geo.reading import crs as crsmod
+from geo.reading.crs_declared import DECLARED_MAJORITY, declared_mismatch, fit_rows
+from geo.reading.crs_infer import infer_crs_rows, inferred_note
 from geo.reading.dbf import read_dbf, read_point_shp
 from geo.reading.encoding import detect_dbf_encoding, looks_like_mojibake, normalize_encoding, zip_member_name
 
@@ -127,8 +129,8 @@ class RawTable:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     #: every attribute column of the file, in order; ``attrs`` holds only those read
     columns: list[str] = field(default_factory=list)
-    #: per row, why its coordinates do not fit the CRS (``geo.reading.crs.MISFIT_*``, see
-    #: :func:`geo.reading.crs.misfit_reason`; 0: they fit, or are judged later); None when all fit
+    #: per row, why its coordinates do not fit the CRS (``geo.reading.crs_fit.MISFIT_*``, see
+    #: :func:`geo.reading.crs_fit.misfit_reason`; 0: they fit, or are judged later); None when all fit
     misfit: np.ndarray | None = None
 
     @property
@@ -1131,8 +1133,8 @@ def _resolve_crs(table: RawTable, override: crsmod.CRSChoice | None, hint_lon: f
     """Settle the CRS of ``table`` and which of its rows have coordinates that do not fit it.
 
     Without a declared CRS it is inferred from the bulk of the rows
-    (:func:`geo.reading.crs.infer_crs_rows`); a declared one (``override``, a .prj, the file's own) is
-    checked row by row (:func:`geo.reading.crs.fit_rows`) and refused when most rows do not fit it —
+    (:func:`geo.reading.crs_infer.infer_crs_rows`); a declared one (``override``, a .prj, the file's own) is
+    checked row by row (:func:`geo.reading.crs_declared.fit_rows`) and refused when most rows do not fit it —
     but a GeoJSON without a ``crs`` member, lon/lat only by convention, whose coordinates are
     mostly not lon/lat has its CRS inferred instead.  The rows that do not fit are marked in
     :attr:`RawTable.misfit`, to be rejected by row.
@@ -1155,14 +1157,12 @@ def _resolve_crs(table: RawTable, override: crsmod.CRSChoice | None, hint_lon: f
 
 
 def _infer_crs(table: RawTable, bounds: np.ndarray, hint_lon: float | None) -> None:
-    guess, fit = crsmod.infer_crs_rows(
-        bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3], hint_lon=hint_lon
-    )
+    guess, fit = infer_crs_rows(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3], hint_lon=hint_lon)
     table.crs = guess.crs
     table.crs_source = "inferred"
     table.crs_note = (guess.reason_zh, guess.reason_en)
     table.warnings.append((guess.reason_zh, guess.reason_en))
-    table.warnings.append(crsmod.inferred_note(fit))
+    table.warnings.append(inferred_note(fit))
     table.misfit = fit.codes if fit.misfit else None
 
 
@@ -1171,10 +1171,10 @@ def _check_declared(table: RawTable, hint_lon: float | None) -> None:
     if crs is None:
         return
     bounds = shapely.bounds(table.geometry)
-    fit = crsmod.fit_rows(crs, bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+    fit = fit_rows(crs, bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
     if fit is None or fit.total == 0:
         return
-    if fit.fit < crsmod.DECLARED_MAJORITY * fit.total:
+    if fit.fit < DECLARED_MAJORITY * fit.total:
         if (
             table.crs_source == "file"
             and table.dataset.kind == "geojson"
@@ -1191,7 +1191,7 @@ def _check_declared(table: RawTable, hint_lon: float | None) -> None:
                 ),
             )
             return
-        raise crsmod.declared_mismatch(
+        raise declared_mismatch(
             table.crs_label, table.crs_source, fit, (bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
         )
     table.misfit = fit.codes if fit.misfit else None
