@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from geo.errors import GridwatchError, InputError
-from geo.reading.values import parse_date, terminal_safe
+from geo.reading.display import terminal_safe
+from geo.reading.values import parse_date
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "shapefiles"
 
@@ -285,7 +286,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 code="bad_mapping",
             )
         from geo.reading.mappings import parse_map
-        from geo.reading.values import vocab_key
+        from geo.reading.vocab import vocab_key
 
         spec = get_layer(args.layer)
         _, entries = manual_mappings(spec, [parse_map(t) for t in args.map])

@@ -14,8 +14,9 @@ from geo.figures import versions
 from geo.figures.tally import load_hierarchy, metric_names
 from geo.imports.importer import Duplicate, ImportReport, Rejected
 from geo.reading import untrusted
+from geo.reading.fields import match_fields
 from geo.reading.sources import Dataset, check_content, read_table_file
-from geo.reading.values import match_fields, parse_numbers
+from geo.reading.values import parse_numbers
 from geo.registry import get_layer
 from geo.store import clock
 from geo.store.base import Batch, Store

@@ -34,6 +34,8 @@ from geo.reading import crs as crsmod
 from geo.reading import untrusted
 from geo.reading.crs_fit import misfit_reason
 from geo.reading.dbf import check_shapefile
+from geo.reading.display import safe_display_name, strip_controls
+from geo.reading.fields import FieldMatch, match_fields, norm_key
 from geo.reading.gcj02 import gcj02_to_wgs84
 from geo.reading.sources import (
     Dataset,
@@ -47,21 +49,8 @@ from geo.reading.sources import (
     shapefile_parts,
 )
 from geo.reading.untrusted import ReadLimits
-from geo.reading.values import (
-    UNRECOGNISED,
-    FieldMatch,
-    VocabResult,
-    clean_text,
-    map_vocab,
-    match_fields,
-    norm_key,
-    parse_dates,
-    parse_numbers,
-    resolve_code,
-    safe_display_name,
-    strip_controls,
-    vocab_key,
-)
+from geo.reading.values import clean_text, parse_dates, parse_numbers
+from geo.reading.vocab import UNRECOGNISED, VocabResult, map_vocab, resolve_code, vocab_key
 from geo.registry import get_layer, grid_spec
 from geo.store import clock
 from geo.store.base import Batch, FeatureRows, Store, geometry_type_names

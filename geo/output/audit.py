@@ -10,7 +10,7 @@ import json
 from typing import TextIO
 
 from geo.output.export import spreadsheet_cell
-from geo.reading.values import safe_display_name
+from geo.reading.display import safe_display_name
 from geo.store.base import AuditEntry
 
 #: Actions and their labels (Chinese, English).
@@ -49,7 +49,7 @@ def action_label(action: str, lang: str = "zh") -> str:
 def write_csv(entries: list[AuditEntry], out: TextIO, lang: str = "zh") -> None:
     """Entries as CSV (UTF-8 with BOM, which Excel and WPS open as Unicode), headers in ``lang``.
 
-    Control and bidi characters in names are shown as U+FFFD (:func:`geo.reading.values.safe_display_name`),
+    Control and bidi characters in names are shown as U+FFFD (:func:`geo.reading.display.safe_display_name`),
     and cells that a spreadsheet would read as a formula (``= + - @``, tab, line end) are prefixed
     with ``'`` (:func:`geo.output.export.spreadsheet_cell`).
     """

@@ -195,7 +195,7 @@ def normalize_encoding(name: str) -> str:
 
 def _shown(text: str) -> str:
     """A name from a file or a form, safe to repeat in a message."""
-    from geo.reading.values import safe_display_name
+    from geo.reading.display import safe_display_name
 
     shown = safe_display_name(text)
     return shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "…"

@@ -1,7 +1,7 @@
 """Value mappings as people give them: ``--map 当前状态:暂缓拆除=已下发通知`` and value-map files.
 
 A mapping says which code a raw status or category value of a layer is stored as (see
-:func:`geo.reading.values.map_vocab`).  Mappings given for an import apply to it; an admin's are
+:func:`geo.reading.vocab.map_vocab`).  Mappings given for an import apply to it; an admin's are
 remembered in the store for later imports of the layer (:func:`geo.imports.importer.commit_import`)
 and listed and removed with ``gridwatch mappings``.
 """
@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 
 from geo.errors import InputError
-from geo.reading.values import safe_display_name
+from geo.reading.display import safe_display_name
 
 __all__ = ["MAX_MAP_FILE_BYTES", "MAX_MAP_ROWS", "parse_map", "read_value_map"]
 

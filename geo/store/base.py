@@ -208,7 +208,7 @@ class AuditEntry:
 @dataclass
 class ValueMap:
     """A remembered value mapping: in ``layer``'s ``field``, the raw text whose
-    :func:`geo.reading.values.vocab_key` is ``raw_key`` is stored as ``code``.  Removing one marks it
+    :func:`geo.reading.vocab.vocab_key` is ``raw_key`` is stored as ``code``.  Removing one marks it
     (``removed_at``); it is never erased."""
 
     id: int
