@@ -1,5 +1,5 @@
 """CRS parsing, .prj reading, inference from coordinate magnitudes, datum
-warnings and GCJ-02 (geo.reading.crs).
+warnings and GCJ-02 (geo.reading.crs, .crs_fit, .crs_declared, .crs_infer, .gcj02).
 
 Coordinates for the inference tests are produced by pyproj from lon/lat around
 the demo area, 118.4°E 31.3°N (Wuhu), where the CGCS2000 3-degree GK zone is

@@ -416,15 +416,3 @@ def transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer:
         are safe to share between threads).
     """
     return _cached_transformer(crs_key(src), crs_key(dst))
-
-
-# --------------------------------------------------------------------------- inference
-
-
-# ----- a declared CRS
-
-
-# ----- inference
-
-
-# --------------------------------------------------------------------------- GCJ-02

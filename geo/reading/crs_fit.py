@@ -30,23 +30,12 @@ from geo.reading.crs import (
 
 FloatArray = npt.NDArray[np.float64]
 
-
-#: Share of the rows with coordinates that a CRS must fit to be inferred from magnitudes.
-#: The rows that do not fit are rejected by row; when no CRS fits this many the file is
-#: refused.  High enough that a file of mixed CRSs is never read as one of them, low enough
-#: that a bureau's file with a few swapped or stray rows still imports.
-INFER_MAJORITY = 0.8
-
-
 #: A box of plausible coordinates: ``(x_lo, x_hi, y_lo, y_hi)`` in the CRS's units.
 Box = tuple[float, float, float, float]
 
-
 Int16Array = npt.NDArray[np.int16]
 
-
 BoolArray = npt.NDArray[np.bool_]
-
 
 _MERC_R = 6378137.0  # web mercator sphere radius (m)
 
@@ -61,18 +50,13 @@ def _merc_y(lat: float) -> float:
 
 GEO_BOX: Box = (CHINA_LON[0], CHINA_LON[1], CHINA_LAT[0], CHINA_LAT[1])
 
-
 GK3_BOX: Box = (GK3_EASTING[0], GK3_EASTING[1], GK_NORTHING[0], GK_NORTHING[1])
-
 
 MERC_BOX: Box = (_merc_x(CHINA_LON[0]), _merc_x(CHINA_LON[1]), _merc_y(CHINA_LAT[0]), _merc_y(CHINA_LAT[1]))
 
-
 GK3_ZONES = (25, 45)  # CGCS2000 3-degree zones over China (EPSG 4513..4533 with prefix)
 
-
 GK6_ZONES = (13, 23)  # CGCS2000 6-degree zones over China (EPSG 4491..4501 with prefix)
-
 
 # Where web mercator and the prefixed zones lie: eastings 8e6 .. 46e6.
 _LARGE_BOX: Box = (
@@ -91,52 +75,36 @@ def _zone_box(zone: int, remainder: tuple[float, float]) -> Box:
 # the kinds do not overlap, except web mercator with 6-degree zones.
 KIND_NONE = 0  #: no usable coordinates (missing, empty or not finite): judged elsewhere
 
-
 KIND_UNKNOWN = 1  #: fits no kind
-
 
 KIND_GEO = 2  #: lon/lat over China
 
-
 KIND_GK3 = 3  #: 3-degree GK without zone prefix (6-digit eastings)
-
 
 KIND_MERC = 4  #: web mercator over China, no 6-degree zone
 
-
 KIND_GK3_ZONE = 100  #: + zone: 3-degree GK with the zone prefix
-
 
 KIND_GK6_ZONE = 200  #: + zone: 6-degree GK with the zone prefix, not web mercator
 
-
 KIND_GK6_MERC = 300  #: + zone: 6-degree GK with the zone prefix, and web mercator too
 
-
 N_KINDS = 400
-
 
 # Why a row does not fit the CRS of its file (:class:`RowFit`, :func:`misfit_reason`).
 MISFIT_ZERO = 1
 
-
 MISFIT_SWAPPED = 2
-
 
 MISFIT_LONLAT = 3
 
-
 MISFIT_UNPREFIXED = 4
-
 
 MISFIT_LARGE = 5
 
-
 MISFIT_OUTSIDE = 6
 
-
 MISFIT_ZONE = 1000  #: + zone: another zone of the file's own zone system
-
 
 MISFIT_GK3_ZONE = 2000  #: + zone: a 3-degree GK zone, in a file of another kind
 
@@ -177,7 +145,6 @@ class Candidate:
 
 
 GEO_CANDIDATE = Candidate(4490, GEO_BOX, (KIND_GEO,), KIND_GEO)
-
 
 MERC_CANDIDATE = Candidate(
     3857,

@@ -1,7 +1,7 @@
 """Inferring a file's CRS from the magnitudes of the bulk of its coordinates.
 
 Used when a file declares no CRS (a shapefile without ``.prj``, a CSV of coordinates): a
-CRS is taken only when at least :data:`geo.reading.crs_fit.INFER_MAJORITY` of the rows with
+CRS is taken only when at least :data:`INFER_MAJORITY` of the rows with
 coordinates fit it, and the rows that do not fit are marked with their reason
 (:class:`geo.reading.crs_fit.RowFit`).
 """
@@ -21,7 +21,6 @@ from geo.reading.crs_fit import (
     GEO_CANDIDATE,
     GK3_ZONES,
     GK6_ZONES,
-    INFER_MAJORITY,
     KIND_GEO,
     KIND_GK3,
     KIND_GK3_ZONE,
@@ -58,6 +57,11 @@ class _Stats:
     y_hi: float
 
 
+#: Share of the rows with coordinates that a CRS must fit to be inferred from magnitudes.
+#: The rows that do not fit are rejected by row; when no CRS fits this many the file is
+#: refused.  High enough that a file of mixed CRSs is never read as one of them, low enough
+#: that a bureau's file with a few swapped or stray rows still imports.
+INFER_MAJORITY = 0.8
 #: Percentiles for the reasons' figures are taken over at most this many rows.
 _STATS_SAMPLE = 200_000
 
@@ -85,12 +89,9 @@ def _guess(epsg: int, reason_zh: str, reason_en: str) -> CRSGuess:
 
 _PREFIX_ZH = "无 .prj 文件，按坐标量级推断为"
 
-
 _PREFIX_EN = "no .prj: inferred from coordinate magnitudes as"
 
-
 _DATUM_ZH = "基准无法从数值判断，按 CGCS2000 处理；如为西安80/北京54 请用 --crs 指定"
-
 
 _DATUM_EN = (
     "the datum cannot be told from numbers and is taken as CGCS2000; pass --crs for Xi'an 80/Beijing 54"

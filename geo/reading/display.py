@@ -9,25 +9,19 @@ import unicodedata
 
 __all__ = ["CONTROL_RE2", "UNSAFE_RE", "safe_display_name", "strip_controls", "terminal_safe"]
 
-
 # Control characters never stored: C0 (NUL, ESC ...) but tab and line ends, DEL and C1.
 _CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 
-
 _CONTROL_RE = re.compile(f"[{_CONTROLS}]")
-
 
 # The same class for RE2 (Arrow), which takes \\x{..} escapes.
 CONTROL_RE2 = r"[\x{0}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}]"
 
-
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
-
 
 # Characters that change how the text around them is shown: bidirectional embeddings,
 # overrides, isolates and marks, and the line and paragraph separators.
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
-
 
 # Everything that must not reach a person's screen as it is: all controls (tab and line ends
 # too), lone surrogates and the bidi controls.

@@ -11,22 +11,16 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-
 _GCJ_A = 6378245.0  # Krasovsky 1940 semi-major axis (m)
 
-
 _GCJ_EE = 0.00669342162296594323  # Krasovsky 1940 first eccentricity squared
-
 
 # Box outside which GCJ-02 leaves coordinates unchanged (degrees).
 _GCJ_LON = (72.004, 137.8347)
 
-
 _GCJ_LAT = (0.8293, 55.8271)
 
-
 _GCJ_INVERSE_TOL = 1e-10  # degrees
-
 
 _GCJ_INVERSE_MAX_ITER = 20
 

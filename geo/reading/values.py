@@ -47,7 +47,6 @@ DATE_MAX_YEAR = 2100
 EXCEL_EPOCH = date(1899, 12, 30)
 EXCEL_SERIAL_RANGE = (20000.0, 80000.0)
 
-
 #: Text placeholders survey tables use for "no value".
 PLACEHOLDERS = frozenset(
     {"", "-", "--", "---", "—", "——", "/", "\\", "无", "空", "null", "none", "nan", "n/a", "na"}
@@ -69,7 +68,6 @@ _DATE = (
 )
 _DATE_COMPACT = r"(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})"
 _SERIAL = r"(?P<num>\d{5}(?:\.\d*)?)"
-
 
 # --------------------------------------------------------------------------- dispatch by kind of value
 

@@ -34,10 +34,8 @@ __all__ = [
 #: totals, never completed, and listed in the import report for someone to map.
 UNRECOGNISED = UNRECOGNISED_CODE
 
-
 #: How a raw value came to its code (see :class:`ValueMapping`).
 MappingHow = Literal["exact", "alias", "remembered", "manual", "suggested", "unrecognised", "empty"]
-
 
 #: Words that defer, negate, plan, qualify or question.  A value holding one of them is never
 #: taken as a *completed* status by a rule -- 暂缓拆除, 待拆除, 拟拆除, 不予拆除, 拆除未完成,
