@@ -215,7 +215,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from geo.imports.importer import import_file
-    from geo.reading.encoding import normalize_encoding
+    from geo.reading.charsets import normalize_encoding
     from geo.reading.mappings import parse_map, read_value_map
 
     if args.encoding:

@@ -33,24 +33,17 @@ from geo.figures.versions import load_grid
 from geo.reading import crs as crsmod
 from geo.reading import untrusted
 from geo.reading.crs_fit import misfit_reason
-from geo.reading.dbf import check_shapefile
+from geo.reading.datasets import Dataset, RawTable
 from geo.reading.display import safe_display_name, strip_controls
 from geo.reading.fields import FieldMatch, match_fields, norm_key
 from geo.reading.gcj02 import gcj02_to_wgs84
-from geo.reading.sources import (
-    Dataset,
-    RawTable,
-    ZipLimits,
-    archive_files,
-    check_content,
-    expand_containers,
-    open_source,
-    read_dataset,
-    shapefile_parts,
-)
+from geo.reading.readers import check_content, read_dataset
+from geo.reading.shp_checks import check_shapefile
+from geo.reading.sources import archive_files, expand_containers, open_source, shapefile_parts
 from geo.reading.untrusted import ReadLimits
 from geo.reading.values import clean_text, parse_dates, parse_numbers
 from geo.reading.vocab import UNRECOGNISED, VocabResult, map_vocab, resolve_code, vocab_key
+from geo.reading.zips import ZipLimits
 from geo.registry import get_layer, grid_spec
 from geo.store import clock
 from geo.store.base import Batch, FeatureRows, Store, geometry_type_names

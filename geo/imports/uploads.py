@@ -54,10 +54,10 @@ from geo.errors import (
 from geo.figures.versions import load_grid
 from geo.imports.importer import ImportReport, PreparedImport, commit_import, prepare_import, preview_grid
 from geo.reading import crs as crsmod
+from geo.reading.charsets import normalize_encoding
 from geo.reading.display import safe_display_name
-from geo.reading.encoding import normalize_encoding
 from geo.reading.gcj02 import wgs84_to_gcj02
-from geo.reading.sources import ZipLimits
+from geo.reading.zips import ZipLimits
 from geo.store.base import Store
 from layers.base import UNASSIGNED
 
