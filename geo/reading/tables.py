@@ -28,6 +28,7 @@ from geo.reading.datasets import (
     too_many_columns,
     too_many_rows,
 )
+from geo.reading.fields import norm_key
 from geo.reading.values import parse_numbers
 
 __all__ = ["read_table", "read_table_file", "scan_sheet"]
@@ -197,10 +198,13 @@ def _selected_positions(names: list[str], select: Select | None) -> list[int]:
 
 
 def _find_col(columns: pd.Index, names: tuple[str, ...]) -> str | None:
-    lowered = {str(c).strip().lower().replace(" ", ""): str(c) for c in columns}
+    """The column whose name is one of ``names``, compared as field names are
+    (:func:`geo.reading.fields.norm_key`)."""
+    by_key = {norm_key(str(c)): str(c) for c in columns}
     for n in names:
-        if n in lowered:
-            return lowered[n]
+        key = norm_key(n)
+        if key in by_key:
+            return by_key[key]
     return None
 
 
