@@ -59,7 +59,7 @@ def zip_member_name(info: zipfile.ZipInfo) -> str:
     UTF-8 (Info-ZIP Unicode Path field first, then the name itself) if valid,
     else as GB18030 (Chinese Windows zip tools), else kept as is.  Bytes valid
     in both go to GB18030 when their UTF-8 reading is not plausible text (GBK
-    路 is UTF-8 ·), as in :func:`detect_dbf_encoding`.
+    路 is UTF-8 ·), as in :func:`geo.reading.encoding.detect_dbf_encoding`.
 
     Parameters
     ----------
