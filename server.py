@@ -15,7 +15,7 @@ from flask_babel import Babel
 from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
-from geo.reading.values import safe_display_name
+from geo.reading.display import safe_display_name
 from web import settings
 from web.context import (
     HTTP_REASONS_ZH,

@@ -40,7 +40,7 @@ def _peak() -> int:
 def _read_in_helper(shp: str) -> tuple[int, int]:
     """Runs in the helper: read as an upload is read; its row count and the helper's peak."""
     from geo.imports.dataset import read_upload
-    from geo.reading.sources import Dataset
+    from geo.reading.datasets import Dataset
 
     picked = read_upload(
         [Dataset("sites.shp", Path(shp), "shp")], "demolition", None, None, None, None, 10**9
@@ -51,7 +51,8 @@ def _read_in_helper(shp: str) -> tuple[int, int]:
 def child(mode: str, shp: str, data: str) -> None:
     from geo.imports.importer import prepare_import
     from geo.reading import untrusted
-    from geo.reading.sources import Dataset, read_dataset
+    from geo.reading.datasets import Dataset
+    from geo.reading.readers import read_dataset
     from geo.store.backends import open_store
 
     if mode != "baseline":

@@ -67,7 +67,7 @@ class Status:
 UNASSIGNED = "UNASSIGNED"
 
 #: The code of a status or category value that matched nothing in its vocabulary (see
-#: :func:`geo.reading.values.map_vocab`).  Never completed; drawn in its own colour.
+#: :func:`geo.reading.vocab.map_vocab`).  Never completed; drawn in its own colour.
 UNRECOGNISED_CODE = "未识别"
 
 #: The status every layer with a status field also has: values that matched nothing.

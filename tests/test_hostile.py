@@ -34,7 +34,8 @@ from geo.imports import dataset, geometry
 from geo.imports.importer import import_file
 from geo.imports.uploads import uploads_dir
 from geo.reading import sources
-from geo.reading.sources import ZipLimits
+from geo.reading.datasets import Dataset
+from geo.reading.zips import ZipLimits
 from geo.store import accounts
 from geo.store.backends import open_store
 from server import create_app
@@ -573,7 +574,7 @@ def test_a_file_over_the_vertex_limit_is_refused_before_reading(refuse, tmp_path
     body = refuse(shapefile_zip(shp), "上报.zip", 413, "too_many_vertices")
     assert "180,002" in body["message_zh"] and "150,000" in body["message_en"]
     # the check of the headers, made before read_dataset in the reading helper, refuses it
-    found = sources.Dataset("s.shp", shp, "shp")
+    found = Dataset("s.shp", shp, "shp")
     with pytest.raises(TooLarge):
         dataset._check_shapefile(found, 150_000)
 

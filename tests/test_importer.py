@@ -232,7 +232,7 @@ def test_dry_run_writes_nothing(gridded_store, tmp_path):
 
 
 def test_csv_gcj02(gridded_store, tmp_path):
-    from geo.reading.crs import wgs84_to_gcj02
+    from geo.reading.gcj02 import wgs84_to_gcj02
 
     t = pyproj.Transformer.from_crs(EPSG_GK, 4490, always_xy=True)
     lon, lat = t.transform(X0 + 150, Y0 - 150)

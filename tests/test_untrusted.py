@@ -31,7 +31,9 @@ from geo.errors import InputError, TooLarge, UnsupportedFile
 from geo.imports import dataset, importer, workspace
 from geo.imports.batches import load_targets
 from geo.reading import untrusted
-from geo.reading.sources import Dataset, _scan_sheet, open_source, read_table_file
+from geo.reading.datasets import Dataset
+from geo.reading.sources import open_source
+from geo.reading.tables import read_table_file, scan_sheet
 from geo.store.backends import open_store
 from tests import test_hostile as hostile
 from tests.conftest import EPSG_GK, X0, Y0
@@ -578,7 +580,7 @@ def test_targets_files_are_read_in_the_helper_with_the_same_caps(tmp_path):
 def test_the_sheet_scan_counts_cells_references_and_the_declared_range(tmp_path):
     _xlsx(tmp_path / "a.xlsx", far_cell="AB70")
     with zipfile.ZipFile(tmp_path / "a.xlsx") as zf:
-        assert _scan_sheet(zf, "xl/worksheets/sheet1.xml") == (28, 70, 9)
+        assert scan_sheet(zf, "xl/worksheets/sheet1.xml") == (28, 70, 9)
 
 
 def test_an_xlsx_reads_as_pandas_would(tmp_path):

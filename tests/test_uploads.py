@@ -210,7 +210,7 @@ def test_features_inside_and_outside_the_grid(client, tmp_path):
 
 
 def test_features_follow_a_reread_and_gcj02(client, tmp_path):
-    from geo.reading.crs import wgs84_to_gcj02
+    from geo.reading.gcj02 import wgs84_to_gcj02
 
     sites = points_frame([(X0 + 150, Y0 - 150), (X0 + 50, Y0 - 250)], 编号=["P1", "P2"], 状态=["已建成"] * 2)
     report = _staged(client, sites.to_crs(4490), tmp_path, layer="parking", prj=False)

@@ -34,7 +34,7 @@ from geo.errors import Conflict, InputError
 from geo.figures.tally import monthly, tally
 from geo.imports.batches import load_targets, rollback
 from geo.imports.importer import import_file
-from geo.reading.values import vocab_key
+from geo.reading.vocab import vocab_key
 from geo.store import clock
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED

@@ -26,7 +26,7 @@ from geo.errors import InputError
 from geo.figures.overview import map_summary, stats_page_data
 from geo.figures.tally import LEVEL_LABELS, LEVELS
 from geo.imports.batches import may_roll_back
-from geo.reading.values import safe_display_name
+from geo.reading.display import safe_display_name
 from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from geo.errors import InputError
-from geo.reading.values import terminal_safe
+from geo.reading.display import terminal_safe
 
 
 def say(text: object = "", *, err: bool = False) -> None:

@@ -27,7 +27,7 @@ DEMO_VALUE_MAP = "值对应.csv"
 def cmd_import(args: argparse.Namespace) -> int:
     """``gridwatch import``: import a survey file into a layer (or check it with ``--dry-run``)."""
     from geo.imports.importer import import_file
-    from geo.reading.encoding import normalize_encoding
+    from geo.reading.charsets import normalize_encoding
     from geo.reading.mappings import parse_map, read_value_map
 
     if args.encoding:
@@ -89,7 +89,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 code="bad_mapping",
             )
         from geo.reading.mappings import parse_map
-        from geo.reading.values import vocab_key
+        from geo.reading.vocab import vocab_key
 
         spec = get_layer(args.layer)
         _, entries = manual_mappings(spec, [parse_map(t) for t in args.map])

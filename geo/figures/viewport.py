@@ -33,6 +33,7 @@ from geo.figures.tally import (
     tally,
 )
 from geo.reading import crs as crsmod
+from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.reading.values import parse_date
 from geo.store.base import Store
 from geo.store.cache import filling
@@ -105,20 +106,20 @@ def _fill_positions(
 def _shift(lon: np.ndarray, lat: np.ndarray, gcj02: bool) -> tuple[np.ndarray, np.ndarray]:
     if not gcj02:
         return lon, lat
-    return crsmod.wgs84_to_gcj02(lon, lat)
+    return wgs84_to_gcj02(lon, lat)
 
 
 def _shift_geoms(geoms: np.ndarray, gcj02: bool) -> np.ndarray:
     if not gcj02 or len(geoms) == 0:
         return geoms
-    return shapely.transform(geoms, lambda xy: np.column_stack(crsmod.wgs84_to_gcj02(xy[:, 0], xy[:, 1])))
+    return shapely.transform(geoms, lambda xy: np.column_stack(wgs84_to_gcj02(xy[:, 0], xy[:, 1])))
 
 
 def _view_box(bbox: BBox, gcj02: bool) -> BBox:
     """The box in WGS84 when the map speaks GCJ-02 (the offset is under a kilometre)."""
     if not gcj02:
         return bbox
-    lon, lat = crsmod.gcj02_to_wgs84(np.array([bbox.west, bbox.east]), np.array([bbox.south, bbox.north]))
+    lon, lat = gcj02_to_wgs84(np.array([bbox.west, bbox.east]), np.array([bbox.south, bbox.north]))
     return BBox(float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1]))
 
 

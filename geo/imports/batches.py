@@ -15,8 +15,11 @@ from geo.figures.tally import load_hierarchy, metric_names
 from geo.imports.commit import Duplicate
 from geo.imports.report import ImportReport, Rejected
 from geo.reading import untrusted
-from geo.reading.sources import Dataset, check_content, read_table_file
-from geo.reading.values import match_fields, parse_numbers
+from geo.reading.datasets import Dataset
+from geo.reading.fields import match_fields
+from geo.reading.readers import check_content
+from geo.reading.tables import read_table_file
+from geo.reading.values import parse_numbers
 from geo.registry import get_layer
 from geo.store import clock
 from geo.store.accounts import role_at_least
@@ -116,7 +119,7 @@ def read_targets(path: Path) -> pd.DataFrame:
     """Targets table from CSV (UTF-8 or GBK) or XLSX, columns as found.
 
     Read in the reading helper with the same checks and limits as survey tables
-    (:func:`geo.reading.sources.read_table_file`, :mod:`geo.reading.untrusted`)."""
+    (:func:`geo.reading.tables.read_table_file`, :mod:`geo.reading.untrusted`)."""
     suffix = path.suffix.lower()
     kinds = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx"}
     if suffix not in kinds:

@@ -13,19 +13,11 @@ import pandas as pd
 from geo.errors import InputError
 from geo.imports.fields import field_name
 from geo.imports.report import MAX_MAPPED_VALUES, ImportReport, RowRejects, truncate
-from geo.reading.sources import RawTable
-from geo.reading.values import (
-    UNRECOGNISED,
-    FieldMatch,
-    VocabResult,
-    clean_text,
-    map_vocab,
-    parse_dates,
-    parse_numbers,
-    resolve_code,
-    strip_controls,
-    vocab_key,
-)
+from geo.reading.datasets import RawTable
+from geo.reading.display import strip_controls
+from geo.reading.fields import FieldMatch
+from geo.reading.values import clean_text, parse_dates, parse_numbers
+from geo.reading.vocab import UNRECOGNISED, VocabResult, map_vocab, resolve_code, vocab_key
 from geo.store.base import Store
 from layers.base import UNRECOGNISED as UNRECOGNISED_STATUS
 from layers.base import Field, LayerSpec, Status

@@ -14,7 +14,7 @@ from geo.figures import versions
 from geo.figures.versions import load_grid
 from geo.imports.grid import preview_grid
 from geo.imports.report import ImportReport, PreparedImport, Rejected
-from geo.reading.values import vocab_key
+from geo.reading.vocab import vocab_key
 from geo.registry import grid_spec
 from geo.store import clock
 from geo.store.base import Store

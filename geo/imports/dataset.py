@@ -17,16 +17,11 @@ from geo.errors import InputError, TooLarge
 from geo.imports.fields import apply_field_map
 from geo.imports.geometry import check_file_vertices
 from geo.reading import crs as crsmod
-from geo.reading.dbf import check_shapefile
-from geo.reading.sources import (
-    Dataset,
-    RawTable,
-    check_content,
-    expand_containers,
-    read_dataset,
-    shapefile_parts,
-)
-from geo.reading.values import match_fields
+from geo.reading.datasets import Dataset, RawTable
+from geo.reading.fields import match_fields
+from geo.reading.readers import check_content, read_dataset
+from geo.reading.shp_checks import check_shapefile
+from geo.reading.sources import expand_containers, shapefile_parts
 from geo.registry import get_layer
 from layers.base import LayerSpec
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from geo.errors import InputError
 from geo.imports.report import MAX_COLUMNS_LISTED, MAX_QUOTED_VALUE, ImportReport, truncate
-from geo.reading.sources import RawTable
-from geo.reading.values import FieldMatch, match_fields, norm_key, safe_display_name, vocab_key
+from geo.reading.datasets import RawTable
+from geo.reading.display import safe_display_name
+from geo.reading.fields import FieldMatch, match_fields, norm_key
+from geo.reading.vocab import vocab_key
 from layers.base import LayerSpec
 
 

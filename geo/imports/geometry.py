@@ -16,7 +16,9 @@ from geo.errors import CRSError, InputError, TooLarge
 from geo.figures.versions import load_grid
 from geo.imports.report import ImportReport, RowRejects
 from geo.reading import crs as crsmod
-from geo.reading.sources import RawTable
+from geo.reading.crs_fit import misfit_reason
+from geo.reading.datasets import RawTable
+from geo.reading.gcj02 import gcj02_to_wgs84
 from geo.store.base import Store
 from geo.store.interface.features import geometry_type_names
 from layers.base import LayerSpec
@@ -84,7 +86,7 @@ def choose_srs(raw: RawTable) -> int:
     t = crsmod.transformer(src, pyproj.CRS.from_epsg(4490))
     lon, lat = t.transform((minx + maxx) / 2, (miny + maxy) / 2)
     if raw.gcj02:
-        lon_a, _ = crsmod.gcj02_to_wgs84(np.array([lon]), np.array([lat]))
+        lon_a, _ = gcj02_to_wgs84(np.array([lon]), np.array([lat]))
         lon = float(lon_a[0])
     if not np.isfinite(lon) or not (73 <= lon <= 136):
         raise CRSError(
@@ -222,7 +224,7 @@ def _reproject(raw: RawTable, srs: int, geoms: np.ndarray, ok: np.ndarray, rejec
     def project(xy: np.ndarray) -> np.ndarray:
         x, y = xy[:, 0], xy[:, 1]
         if raw.gcj02:
-            x, y = crsmod.gcj02_to_wgs84(x, y)
+            x, y = gcj02_to_wgs84(x, y)
         px, py = t.transform(x, y)
         return np.column_stack([px, py])
 
@@ -288,7 +290,7 @@ def _reject_misfits(misfit: np.ndarray, geoms: np.ndarray, ok: np.ndarray, rejec
     ]
     values = pd.Series(text, dtype=object)
     for code in np.unique(misfit[idx]).tolist():
-        zh, en = crsmod.misfit_reason(int(code))
+        zh, en = misfit_reason(int(code))
         reject(bad & (misfit == code), zh, en, None, values)
     return bad
 

@@ -39,9 +39,11 @@ from geo.imports.rows import build_rows
 from geo.imports.workspace import import_workdir, large_import_slot
 from geo.reading import crs as crsmod
 from geo.reading import untrusted
-from geo.reading.sources import RawTable, Source, ZipLimits, archive_files, open_source
+from geo.reading.datasets import RawTable
+from geo.reading.sources import Source, archive_files, open_source
 from geo.reading.untrusted import ReadLimits
-from geo.reading.values import vocab_key
+from geo.reading.vocab import vocab_key
+from geo.reading.zips import ZipLimits
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from layers.base import LayerSpec

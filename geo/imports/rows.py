@@ -16,7 +16,7 @@ from geo.imports.columns import map_values, report_value_tables
 from geo.imports.fields import map_fields
 from geo.imports.geometry import FAR_OUTSIDE_M, clean_geometry, far_outside
 from geo.imports.report import ImportReport, RowRejects
-from geo.reading.sources import RawTable
+from geo.reading.datasets import RawTable
 from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED, LayerSpec
 

@@ -21,6 +21,7 @@ from geo.imports.report import PreparedImport
 from geo.imports.upload_folder import locked
 from geo.imports.uploads import prepare_staged, read_settings, staged_folder
 from geo.reading import crs as crsmod
+from geo.reading.gcj02 import wgs84_to_gcj02
 from geo.store.base import Store
 from layers.base import UNASSIGNED
 
@@ -179,7 +180,7 @@ def _grid_bounds(store: Store) -> list[float] | None:
 
 
 def _to_gcj02(xy: np.ndarray) -> np.ndarray:
-    return np.column_stack(crsmod.wgs84_to_gcj02(xy[:, 0], xy[:, 1]))
+    return np.column_stack(wgs84_to_gcj02(xy[:, 0], xy[:, 1]))
 
 
 def _shift_box(box: list[float] | None, gcj02: bool) -> list[float] | None:

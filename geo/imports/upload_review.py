@@ -21,7 +21,7 @@ from geo.imports.uploads import (
     staged_folder,
     write_settings,
 )
-from geo.reading.sources import ZipLimits
+from geo.reading.zips import ZipLimits
 from geo.store.base import Store
 
 

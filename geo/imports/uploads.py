@@ -34,9 +34,9 @@ from geo.errors import GridwatchError, InputError, NotFound, QuotaExceeded, TooL
 from geo.imports.importer import prepare_import
 from geo.imports.report import PreparedImport
 from geo.imports.upload_folder import LOCK_FILE, SETTINGS_FILE, locked, not_found, staging_failed
-from geo.reading.encoding import normalize_encoding
-from geo.reading.sources import ZipLimits
-from geo.reading.values import safe_display_name
+from geo.reading.charsets import normalize_encoding
+from geo.reading.display import safe_display_name
+from geo.reading.zips import ZipLimits
 from geo.store.base import Store
 
 #: Staged uploads not used for this long (seconds) are removed.

@@ -10,7 +10,7 @@ import json
 from typing import TextIO
 
 from geo.output.tables import spreadsheet_cell
-from geo.reading.values import safe_display_name
+from geo.reading.display import safe_display_name
 from geo.store.interface.audit import AuditEntry
 
 #: Actions and their labels (Chinese, English).

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import numbers
 import re
-import unicodedata
 from typing import Literal, NoReturn
 
 import geopandas as gpd
@@ -29,6 +28,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.errors import CRSError, InputError
 from geo.reading.crs import gk_zone_epsg
+from geo.reading.fields import norm_key
 from layers.grid import LAYER as GRID_LAYER
 
 __all__ = ["OUTPUT_COLUMNS", "generate_grid"]
@@ -340,10 +340,6 @@ def _text(values: pd.Series) -> list[str | None]:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip() for v in values]
 
 
-def _normalise(name: str) -> str:
-    return unicodedata.normalize("NFKC", str(name)).casefold().replace(" ", "").replace("_", "")
-
-
 def _detect_code_field(communities: gpd.GeoDataFrame, columns: list[str]) -> str:
     """The field whose values are all 12-digit codes, preferring one named like a community code."""
     candidates = [c for c in columns if communities[c].map(_as_code).fillna("").str.match(_CODE12).all()]
@@ -352,19 +348,19 @@ def _detect_code_field(communities: gpd.GeoDataFrame, columns: list[str]) -> str
             "社区图层中找不到 12 位社区编码字段，请指定 community_code_field",
             "no field of 12-digit community codes found in the community layer; pass community_code_field",
         )
-    preferred = {_normalise(a) for a in (*GRID_LAYER.field("comm_code").aliases, "编码", "代码", "CODE")}
+    preferred = {norm_key(a) for a in (*GRID_LAYER.field("comm_code").aliases, "编码", "代码", "CODE")}
     for c in candidates:
-        if _normalise(c) in preferred:
+        if norm_key(c) in preferred:
             return c
     return candidates[0]
 
 
 def _detect_field(columns: list[str], canonical: str, exclude: set[str | None]) -> str | None:
     """The first column named like an alias of the grid layer's ``canonical`` field."""
-    aliases = [_normalise(a) for a in GRID_LAYER.field(canonical).aliases]
+    aliases = [norm_key(a) for a in GRID_LAYER.field(canonical).aliases]
     if canonical == "community":
-        aliases += [_normalise(a) for a in ("名称", "NAME", "MC")]
-    by_name = {_normalise(c): c for c in columns if c not in exclude}
+        aliases += [norm_key(a) for a in ("名称", "NAME", "MC")]
+    by_name = {norm_key(c): c for c in columns if c not in exclude}
     for alias in aliases:
         if alias in by_name:
             return by_name[alias]
