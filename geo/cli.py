@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from geo.errors import GridwatchError, InputError
 from geo.reading.values import parse_date, terminal_safe
+from geo.registry import grid_spec
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "shapefiles"
 
@@ -401,8 +402,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from geo.figures.hierarchy import level_names
     from geo.figures.report import build_report
-    from geo.figures.tally import LEVELS, Filters
+    from geo.figures.tally import Filters
     from geo.figures.versions import parse_grid
     from geo.output.export import get_renderer
     from geo.store import clock
@@ -414,7 +416,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.monthly:
         return _monthly(store, renderer, args, known_at, grid)
-    levels = list(LEVELS) if renderer.all_levels and not args.level_given else [args.level]
+    levels = level_names() if renderer.all_levels and not args.level_given else [args.level]
     filters = Filters(within=args.within) if args.within else None
     report = build_report(
         store,
@@ -549,7 +551,7 @@ def cmd_grid_generate(args: argparse.Namespace) -> int:
     if args.load:
         from geo.imports.importer import import_file
 
-        report = import_file(_store(args), "grid", out, user=args.user)
+        report = import_file(_store(args), grid_spec().name, out, user=args.user)
         _say(report.summary(args.lang))
     return 0
 
@@ -656,7 +658,7 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_targets)
 
     s = sub.add_parser("stats", help="统计 / statistics")
-    s.add_argument("--level", choices=("grid", "community", "street", "district"), default=None)
+    s.add_argument("--level", choices=[lv.name for lv in grid_spec().levels], default=None)
     s.add_argument("--layer", action="append", help="图层（可重复）")
     s.add_argument("--as-of", help="统计截至日期：2022-06-30、20220630、2022年6月30日 …")
     s.add_argument("--within", help="只统计某社区/街道编码下的单元（与 --monthly 同用时为单元编码）")
@@ -742,7 +744,7 @@ def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> 
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "stats":
         args.level_given = args.level is not None
-        args.level = args.level or "grid"
+        args.level = args.level or grid_spec().levels[0].name
     try:
         return int(args.func(args))
     except GridwatchError as exc:

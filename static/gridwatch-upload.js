@@ -133,14 +133,14 @@
 
   /* A grid upload: the day its version is in force from and the units it adds, removes and reshapes. */
   function showGridChange(change) {
-    row(summary, cfg.grid.validFrom, change.valid_from);
-    row(summary, "", fill(cfg.grid.units, {
+    row(summary, cfg.gridVersion.validFrom, change.valid_from);
+    row(summary, "", fill(cfg.gridVersion.units, {
       added: change.units_added_count, removed: change.units_removed_count, reshaped: change.units_reshaped_count,
     }));
     if (change.issued_changed) {
       const c = change.issued_changed;
       const li = document.createElement("li");
-      li.textContent = fill(cfg.grid.issued, { from: c.from, to: c.to, version: c.computed_on });
+      li.textContent = fill(cfg.gridVersion.issued, { from: c.from, to: c.to, version: c.computed_on });
       warnings.appendChild(li);
     }
   }
@@ -296,7 +296,7 @@
     const box = document.getElementById("gw-preview");
     const note = document.getElementById("gw-preview-note");
     const colour = (cls) => getComputedStyle(document.querySelector(".gw-swatch." + cls)).backgroundColor;
-    const levels = ["grid", "community", "street", "district"];
+    const levels = cfg.levels.map((lv) => lv.name); // the unit grid first, then upward
     const crsParam = cfg.gcj02 ? "&crs=gcj02" : "";
     const state = { map: null, grid: null, features: null, loaded: 0 };
     let asked = 0;

@@ -24,11 +24,13 @@ from flask_babel import gettext as _
 
 import layers
 from geo.errors import InputError
+from geo.figures.hierarchy import grid_levels, load_hierarchy
 from geo.figures.report import unit_geometry
-from geo.figures.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
+from geo.figures.tally import monthly, tally
 from geo.reading.values import safe_display_name
+from geo.registry import grid_spec
 from geo.store import clock
-from layers.base import UNASSIGNED, LayerSpec
+from layers.base import UNASSIGNED, LayerSpec, Level
 from server import label, select_locale
 from web.auth import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import current_store, query_args, survey_spec
@@ -90,6 +92,17 @@ def vendor(package: str, filename: str) -> Any:
     return send_from_directory(NODE_MODULES / VENDOR[package], filename, max_age=86400)
 
 
+def _levels_config() -> list[dict[str, str]]:
+    """The grid's levels for a page's JSON config, the unit grid first: name and label."""
+    return [{"name": lv.name, "label": label(lv)} for lv in grid_levels()]
+
+
+def _middle_levels() -> list[Level]:
+    """The levels between the unit grid and the top one, from the top down (street, community):
+    the areas the map page offers and the completion charts of the statistics page."""
+    return list(grid_levels()[-2:0:-1])
+
+
 def _base_map(choice: str) -> dict[str, Any] | None:
     if choice == "none":
         return None
@@ -125,7 +138,7 @@ def index() -> Any:
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = current_store()
     base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
-    outline = unit_geometry(store, "grid")  # bounds only: no need to dissolve
+    outline = unit_geometry(store, grid_levels()[0].name)  # bounds only: no need to dissolve
     bounds = outline.total_bounds if len(outline) else np.array([118.35, 31.25, 118.45, 31.35])
     m = folium.Map(
         location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],
@@ -163,6 +176,7 @@ def index() -> Any:
         "mapName": m.get_name(),
         "api": url_for("api.api_layers").rsplit("/", 1)[0],
         "level": level,
+        "levels": _levels_config(),
         "layer": spec.name,
         "metric": metric,
         "asOf": as_of.isoformat() if as_of else "",
@@ -214,10 +228,10 @@ def index() -> Any:
     hier = load_hierarchy(store)
     areas = [
         (
-            label(LEVEL_LABELS[lv]),
-            [(r["code"], r["name"] or r["code"]) for r in hier.units(lv).to_dict("records")],
+            label(lv),
+            [(r["code"], r["name"] or r["code"]) for r in hier.units(lv.name).to_dict("records")],
         )
-        for lv in ("street", "community")
+        for lv in _middle_levels()
     ]
     return render_template(
         "map.html",
@@ -229,7 +243,7 @@ def index() -> Any:
         map_script=root.script.render(),
         config_json=current_app.json.dumps(config),
         level=level,
-        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        levels=[(lv.name, lv) for lv in grid_levels()],
         layer=spec,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
@@ -270,6 +284,7 @@ def upload() -> Any:
         "base": base,
         "baseError": base_error,
         "gcj02": bool(base and base.get("gcj02")),
+        "levels": _levels_config(),
         "labels": {
             "network": _("网络错误"),
             "error": _("错误"),
@@ -329,7 +344,7 @@ def upload() -> Any:
             "none": _("未知"),
         },
         # a grid upload: its version's first day and what it changes in units
-        "grid": {
+        "gridVersion": {
             "validFrom": _("生效日期"),
             "units": _("单元网格：新增 {added}，删除 {removed}，形状改变 {reshaped}"),
             "issued": _(
@@ -367,7 +382,7 @@ def batches() -> Any:
         ],
         labels=labels,
         # surveyors roll back their own survey batches; admins any batch
-        may_roll_back=lambda b: admin or (b.user == me and b.layer not in ("grid", "targets")),
+        may_roll_back=lambda b: admin or (b.user == me and b.layer not in (grid_spec().name, "targets")),
         config_json=current_app.json.dumps(config),
     )
 
@@ -387,22 +402,28 @@ def stats() -> Any:
     measures = [
         (m.total_column(spec.name), m.completed_column(spec.name), label(m), m.unit) for m in spec.measures
     ]
-    by_level = {}
-    for lv in ("street", "community"):
-        t = tally(store, lv, [spec.name], as_of)
+    by_level, charts = [], []
+    for lv in _middle_levels():
+        t = tally(store, lv.name, [spec.name], as_of)
         t = t[(t["code"] != UNASSIGNED) & (t[f"{spec.name}_total"] > 0)]
-        by_level[lv] = {
-            "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
-            "rates": [round(float(v) * 100, 1) for v in t[rate]],
-        }
-    series = monthly(store, "district", [spec.name], end=as_of)
+        by_level.append(
+            {
+                "name": lv.name,
+                "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
+                "rates": [round(float(v) * 100, 1) for v in t[rate]],
+            }
+        )
+        # "各街道完成率 (%)", "Completion by street (%)"
+        charts.append(
+            (lv.name, label((f"各{lv.label_zh}完成率 (%)", f"Completion by {lv.label_en.lower()} (%)")))
+        )
+    series = monthly(store, grid_levels()[-1].name, [spec.name], end=as_of)
     undated_col = f"{spec.name}_completed_undated"
     cols = [f"{spec.name}_total", f"{spec.name}_completed"] + ([undated_col] if undated_col in series else [])
     months = series.groupby("month")[cols].sum().reset_index()
     undated = months[undated_col] if undated_col in months else 0 * months[f"{spec.name}_total"]
     chart = {
-        "street": by_level["street"],
-        "community": by_level["community"],
+        "levels": by_level,  # one completion chart per level
         "monthly": {
             "months": months["month"].tolist(),
             "total": [int(v) for v in months[f"{spec.name}_total"]],
@@ -423,7 +444,8 @@ def stats() -> Any:
         "stats.html",
         layer=spec,
         level=level,
-        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        levels=[(lv.name, lv) for lv in grid_levels()],
+        charts=charts,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
         rows=table.to_dict("records"),

@@ -22,12 +22,11 @@ import pyproj
 import shapely
 
 from geo.errors import InputError
+from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
 from geo.figures.tally import (
     Filters,
-    check_level,
     choose_version,
-    load_hierarchy,
     parse_as_of,
     resolve_view,
     tally,
@@ -229,10 +228,11 @@ def features_in_view(
 
 def _grids_under(store: Store, code: str) -> list[str]:
     """Unit-grid codes under ``code`` (a district, street, community or grid code)."""
-    g = load_hierarchy(store).grid
+    hier = load_hierarchy(store)
+    g = hier.grid
     inside = g["code"] == code
-    for level in ("community", "street", "district"):
-        inside |= g[f"{level}_code"] == code
+    for level in hier.level_names[1:]:
+        inside |= g[hier.code_column(level)] == code
     if not inside.any():
         raise InputError(f"找不到单元: {code}", f"no unit with code {code}", code="unknown_unit")
     return [str(c) for c in g.loc[inside, "code"]]

@@ -42,13 +42,13 @@ import shapely
 from shapely.geometry import mapping
 
 from geo.errors import InputError
+from geo.figures.hierarchy import grid_levels
 from geo.figures.report import BASE_LABELS, StatsReport
 
 if TYPE_CHECKING:
     from openpyxl.worksheet.worksheet import Worksheet
 
 __all__ = [
-    "LEVEL_LABELS",
     "TOTAL_LABEL",
     "Renderer",
     "column_kind",
@@ -63,12 +63,6 @@ __all__ = [
 
 EPSG_LONLAT = 4490  # CGCS2000 geographic, lon/lat order with always_xy
 
-LEVEL_LABELS: dict[str, tuple[str, str]] = {
-    "grid": ("单元网格", "Unit grid"),
-    "community": ("社区", "Community"),
-    "street": ("街道", "Street"),
-    "district": ("区", "District"),
-}
 TOTAL_LABEL = "合计"
 
 _TEXT_COLUMNS = frozenset(BASE_LABELS)
@@ -210,8 +204,14 @@ def _resolve_level(report: StatsReport, level: str | None) -> str:
     return level
 
 
+def _level_labels(level: str) -> tuple[str, str]:
+    """Chinese and English label of a level the grid declares (other levels: their name)."""
+    lv = next((lv for lv in grid_levels() if lv.name == level), None)
+    return (level, level) if lv is None else (lv.label_zh, lv.label_en)
+
+
 def _level_label(level: str) -> str:
-    return LEVEL_LABELS.get(level, (level, level))[0]
+    return _level_labels(level)[0]
 
 
 def column_kind(name: str, values: pd.Series) -> ColumnKind:
@@ -473,7 +473,7 @@ def render_json(report: StatsReport, level: str | None = None) -> bytes:
     """
     lv = _resolve_level(report, level)
     table = report.levels[lv]
-    zh, en = LEVEL_LABELS.get(lv, (lv, lv))
+    zh, en = _level_labels(lv)
     doc = {
         "title": report.title,
         "as_of": report.as_of,
@@ -808,8 +808,8 @@ def _write_about(ws: Worksheet, report: StatsReport) -> None:
 def render_xlsx(report: StatsReport, level: str | None = None) -> bytes:
     """Every level as a sheet of one workbook, laid out for handing upward.
 
-    Sheets are named in Chinese (单元网格, 社区, 街道, 区; other levels by their
-    name).  Each sheet: row 1 a title "<title>（<level>） 统计截至 <as_of>"; row 2
+    Sheets are named by the Chinese labels the grid declares for its levels
+    (单元网格, 社区, 街道, 区; other levels by their name).  Each sheet: row 1 a title "<title>（<level>） 统计截至 <as_of>"; row 2
     the Chinese headers, each with a cell comment giving the English header
     and the machine column name; then one row per unit (the ``level`` column
     shown in Chinese); last a bold "合计" row where counts, measures and targets
