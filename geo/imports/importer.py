@@ -753,7 +753,7 @@ def _build_rows(
             f"the file's fields do not match layer {spec.label_en}: wrong layer? fields: {found}",
             code="wrong_layer",
         )
-    if spec.is_grid and "code" not in match.mapping.values():
+    if spec.is_grid and spec.id_field not in match.mapping.values():
         raise InputError(
             "网格文件缺少网格编码字段（网格编码/WGBM 等）",
             "the grid file has no grid-code field (网格编码/WGBM ...)",
@@ -872,7 +872,7 @@ def _build_rows(
             else:
                 seen[k] = i
         if spec.is_grid:
-            reject(ids.isna().to_numpy(), "网格编码为空", "empty grid code", "code")
+            reject(ids.isna().to_numpy(), "网格编码为空", "empty grid code", spec.id_field)
 
     ok = np.array([r is None for r in bad_reason], dtype=bool)
     by_reason: dict[tuple[str, str, str | None], int] = {}
@@ -954,13 +954,15 @@ def _build_rows(
     geoms = geoms[ok]
     keys = keys[ok]
     if spec.is_grid:
-        units = attrs["code"].to_numpy(dtype=object)
-        bad_codes = [c for c in units if not (isinstance(c, str) and len(c) == 15 and c.isdigit())]
-        if bad_codes:
+        units = attrs[str(spec.id_field)].to_numpy(dtype=object)
+        # upper levels take a unit grid's code prefix unless the grid gives their codes
+        digits = spec.levels[0].code_digits if spec.levels else None
+        bad_codes = [c for c in units if not (isinstance(c, str) and len(c) == digits and c.isdigit())]
+        if bad_codes and digits is not None:
             report.warnings.append(
                 (
-                    f"{len(bad_codes)} 个网格编码不是 15 位数字（如 {bad_codes[0]}），上级汇总需用社区/街道编码字段",
-                    f"{len(bad_codes)} grid codes are not 15 digits (e.g. {bad_codes[0]}): roll-ups need explicit code fields",
+                    f"{len(bad_codes)} 个网格编码不是 {digits} 位数字（如 {bad_codes[0]}），上级汇总需用社区/街道编码字段",
+                    f"{len(bad_codes)} grid codes are not {digits} digits (e.g. {bad_codes[0]}): roll-ups need explicit code fields",
                 )
             )
     elif grid is not None:
@@ -1688,5 +1690,8 @@ def preview_grid(
         return
     day = versions.check_valid_from(store, valid_from, tz)
     rows = prepared.rows
-    grid = Grid(rows.attrs["code"].to_numpy(dtype=object), np.asarray(rows.geometry, dtype=object))
+    grid = Grid(
+        rows.attrs[str(prepared.spec.id_field)].to_numpy(dtype=object),
+        np.asarray(rows.geometry, dtype=object),
+    )
     prepared.report.grid_change = versions.preview_change(store, grid, day)

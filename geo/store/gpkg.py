@@ -675,7 +675,9 @@ class GpkgStore:
                 ),
             )
             layer = _scalar_args(self.conn, "SELECT layer FROM gw_batches WHERE id=?", (batch_id,))
-            action = {"grid": "grid_replace", "targets": "targets"}.get(str(layer), "import")
+            action = (
+                "grid_replace" if _is_grid(str(layer)) else ("targets" if layer == "targets" else "import")
+            )
             self.record_audit(
                 action,
                 layer=str(layer),
