@@ -89,7 +89,7 @@
   function showUnit(props) {
     const panel = document.getElementById("gw-panel");
     panel.replaceChildren(el("h3", props.name || props.code), table(cellFigures(props)));
-    if (cfg.level !== "grid") return;
+    if (cfg.level !== cfg.levels[0].name) return; // features are listed for a unit grid only
     const spec = cfg.layers.find((s) => s.name === cfg.layer);
     fetch(cfg.api + "/features/" + cfg.layer + "?zoom=18&detail=1&bbox=-180,-90,180,90&unit=" + encodeURIComponent(props.code) + core.crsParam)
       .then((r) => r.json())

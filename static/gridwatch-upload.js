@@ -133,14 +133,14 @@
 
   /* A grid upload: the day its version is in force from and the units it adds, removes and reshapes. */
   function showGridChange(change) {
-    row(summary, cfg.grid.validFrom, change.valid_from);
-    row(summary, "", fill(cfg.grid.units, {
+    row(summary, cfg.gridVersion.validFrom, change.valid_from);
+    row(summary, "", fill(cfg.gridVersion.units, {
       added: change.units_added_count, removed: change.units_removed_count, reshaped: change.units_reshaped_count,
     }));
     if (change.issued_changed) {
       const c = change.issued_changed;
       const li = document.createElement("li");
-      li.textContent = fill(cfg.grid.issued, { from: c.from, to: c.to, version: c.computed_on });
+      li.textContent = fill(cfg.gridVersion.issued, { from: c.from, to: c.to, version: c.computed_on });
       warnings.appendChild(li);
     }
   }

@@ -10,8 +10,9 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 import layers
 from geo.errors import GridwatchError, InputError
+from geo.figures.hierarchy import check_level, level_names
 from geo.figures.report import build_report
-from geo.figures.tally import LEVELS, Filters, check_level
+from geo.figures.tally import Filters
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from geo.imports import upload_features, upload_review, uploads
 from geo.imports.batches import may_roll_back, rollback
@@ -88,7 +89,7 @@ def api_stats() -> Any:
     header = request.args.get("header", "")
     if header not in ("", "0", "1"):
         raise InputError("参数 header 应为 0 或 1", "header must be 0 or 1", code="bad_parameter")
-    levels = list(LEVELS) if renderer.all_levels else [level]
+    levels = level_names() if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
     report = build_report(
         get_store(),
@@ -114,7 +115,7 @@ def api_stats() -> Any:
 @bp.get("/cells")
 @requires(MAP)
 def api_cells() -> Any:
-    level = check_level(request.args.get("level", "grid"))
+    level = check_level(request.args.get("level"))  # none: the unit grid
     layer = request.args.get("layer") or None
     if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")

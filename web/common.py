@@ -10,7 +10,7 @@ from werkzeug.routing import IntegerConverter
 
 import layers
 from geo.errors import InputError
-from geo.figures.tally import check_level
+from geo.figures.hierarchy import check_level
 from geo.figures.versions import parse_grid
 from geo.reading.values import parse_date
 from geo.registry import get_layer
@@ -36,7 +36,7 @@ def register_converters(state: Any) -> None:
 
 def query_args() -> tuple[str, list[str] | None, date | None]:
     """``level``, ``layer`` (as a list or None) and ``as_of`` (parsed) from the query string, checked."""
-    level = check_level(request.args.get("level", "grid"))
+    level = check_level(request.args.get("level"))  # none: the unit grid
     layer = request.args.get("layer") or None
     return level, [layer] if layer else None, as_of_arg()
 

@@ -16,7 +16,7 @@ from folium.template import Template
 
 import layers
 from geo.errors import InputError
-from geo.figures.tally import LEVEL_LABELS, LEVELS
+from geo.figures.hierarchy import grid_levels
 from layers.base import LayerSpec
 from web.context import label, select_locale
 
@@ -82,7 +82,7 @@ def requested_base_map() -> dict[str, Any] | None:
 
 def map_levels() -> list[dict[str, str]]:
     """The levels of the unit hierarchy, the unit grid first, labelled in the page's language."""
-    return [{"name": lv, "label": label(LEVEL_LABELS[lv])} for lv in LEVELS]
+    return [{"name": lv.name, "label": label(lv)} for lv in grid_levels()]
 
 
 def map_layers() -> list[dict[str, Any]]:

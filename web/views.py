@@ -23,15 +23,15 @@ from flask_babel import gettext as _
 
 import layers
 from geo.errors import InputError
-from geo.figures.overview import map_summary, stats_page_data
-from geo.figures.tally import LEVEL_LABELS, LEVELS
+from geo.figures.hierarchy import grid_levels
+from geo.figures.overview import area_levels, map_summary, stats_page_data
 from geo.imports.batches import may_roll_back
 from geo.reading.display import safe_display_name
 from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec
 from web.context import get_store, label, select_locale
-from web.maps import map_config, requested_base_map, scaffold
+from web.maps import map_config, map_levels, requested_base_map, scaffold
 
 bp = Blueprint("main", __name__)
 
@@ -80,6 +80,7 @@ def index() -> Any:
     page_map = scaffold("main", np.array(summary["bounds"]))
     config = map_config("main", base) | {
         "level": level,
+        "levels": map_levels(),
         "layer": spec.name,
         "metric": metric,
         "asOf": as_of.isoformat() if as_of else "",
@@ -95,7 +96,7 @@ def index() -> Any:
             else ""
         ),
     }
-    areas = [(label(LEVEL_LABELS[lv]), units) for lv, units in summary["areas"].items()]
+    areas = [(label(lv), summary["areas"][lv.name]) for lv in area_levels()]
     return render_template(
         "map.html",
         areas=areas,
@@ -106,7 +107,7 @@ def index() -> Any:
         map_script=page_map["script"],
         map_config_json=current_app.json.dumps(config),
         level=level,
-        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        levels=[(lv.name, lv) for lv in grid_levels()],
         layer=spec,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
@@ -127,6 +128,7 @@ def upload() -> Any:
     config = {
         "api": url_for("api.api_upload"),
         "lang": select_locale(),
+        "levels": map_levels(),
         "labels": {
             "network": _("网络错误"),
             "error": _("错误"),
@@ -186,7 +188,7 @@ def upload() -> Any:
             "none": _("未知"),
         },
         # a grid upload: its version's first day and what it changes in units
-        "grid": {
+        "gridVersion": {
             "validFrom": _("生效日期"),
             "units": _("单元网格：新增 {added}，删除 {removed}，形状改变 {reshaped}"),
             "issued": _(
@@ -241,8 +243,13 @@ def stats() -> Any:
     measures = [
         (m.total_column(spec.name), m.completed_column(spec.name), label(m), m.unit) for m in spec.measures
     ]
+    charts = [
+        # "各街道完成率 (%)", "Completion by street (%)"
+        (lv.name, label((f"各{lv.label_zh}完成率 (%)", f"Completion by {lv.label_en.lower()} (%)")))
+        for lv in area_levels()
+    ]
     chart = {
-        **figures["by_level"],  # per level: unit labels and completion rates
+        "levels": figures["by_level"],  # one completion chart per level: unit labels and rates
         # completions with a date, and apart from them those without one (they count from the
         # day of their import, which is no progress of that month)
         "monthly": figures["monthly"],
@@ -257,7 +264,8 @@ def stats() -> Any:
         "stats.html",
         layer=spec,
         level=level,
-        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        levels=[(lv.name, lv) for lv in grid_levels()],
+        charts=charts,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
         rows=figures["rows"],

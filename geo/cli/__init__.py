@@ -23,6 +23,7 @@ from geo.cli.figures import cmd_ledger, cmd_stats
 from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
 from geo.errors import GridwatchError
+from geo.registry import grid_spec
 
 #: Adds commands of the layers above the engine (``serve``, added by :func:`server.main`).
 Extension = Callable[[Any], None]
@@ -103,7 +104,7 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_targets)
 
     s = sub.add_parser("stats", help="统计 / statistics")
-    s.add_argument("--level", choices=("grid", "community", "street", "district"), default=None)
+    s.add_argument("--level", choices=[lv.name for lv in grid_spec().levels], default=None)
     s.add_argument("--layer", action="append", help="图层（可重复）")
     s.add_argument("--as-of", help="统计截至日期：2022-06-30、20220630、2022年6月30日 …")
     s.add_argument("--within", help="只统计某社区/街道编码下的单元（与 --monthly 同用时为单元编码）")
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> 
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "stats":
         args.level_given = args.level is not None
-        args.level = args.level or "grid"
+        args.level = args.level or grid_spec().levels[0].name
     try:
         return int(args.func(args))
     except GridwatchError as exc:

@@ -23,8 +23,9 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """``gridwatch stats``: the figures per level in a format, as of a day (or month by month)."""
+    from geo.figures.hierarchy import level_names
     from geo.figures.report import build_report
-    from geo.figures.tally import LEVELS, Filters
+    from geo.figures.tally import Filters
     from geo.figures.versions import parse_grid
     from geo.output.export import get_renderer
     from geo.store import clock
@@ -36,7 +37,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     store = cli_store(args)
     if args.monthly:
         return _monthly(store, renderer, args, known_at, grid)
-    levels = list(LEVELS) if renderer.all_levels and not args.level_given else [args.level]
+    levels = level_names() if renderer.all_levels and not args.level_given else [args.level]
     filters = Filters(within=args.within) if args.within else None
     report = build_report(
         store,

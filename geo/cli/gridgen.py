@@ -31,8 +31,9 @@ def cmd_grid_generate(args: argparse.Namespace) -> int:
     say(f"已生成 {len(grid)} 个单元网格 → {out} / generated {len(grid)} unit grids → {out}")
     if args.load:
         from geo.imports.importer import import_file
+        from geo.registry import grid_spec
 
-        report = import_file(cli_store(args), "grid", out, user=args.user)
+        report = import_file(cli_store(args), grid_spec().name, out, user=args.user)
         say(report.summary(args.lang))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 from pathlib import Path
 
@@ -12,14 +13,8 @@ from geo.reading.values import parse_date
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "shapefiles"
 
-#: Demo files in load order: (layer, file name).
-DEMO_FILES = (
-    ("grid", "单元网格.shp"),
-    ("demolition", "违法建设.shp"),
-    ("demolition", "违法建设_面.shp"),
-    ("parking", "停放点.shp"),
-    ("charging", "充电棚.shp"),
-)
+#: The demo's files in load order (图层,文件: layer, file name), written by data/make_demo.py.
+DEMO_LOAD_ORDER = "载入顺序.csv"
 #: The demo's value map (字段,原值,映射为), applied to its survey files.
 DEMO_VALUE_MAP = "值对应.csv"
 
@@ -137,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # the demo's messy statuses are read as its value map says (and remembered for later uploads)
     mapping_file = src / DEMO_VALUE_MAP
     value_map = read_value_map(mapping_file) if mapping_file.exists() else []
-    for layer, name in DEMO_FILES:
+    for layer, name in demo_files(src):
         path = src / name
         if not path.exists():
             raise InputError(f"找不到示例文件: {path}", f"demo file missing: {path}", code="file_not_found")
@@ -166,3 +161,25 @@ def _has_vocab_field(layer: str, name: str) -> bool:
         return field_name(spec, name) in spec.vocab_fields
     except InputError:
         return False
+
+
+def demo_files(src: Path) -> list[tuple[str, str]]:
+    """The demo's files in load order, as (layer, file name).
+
+    Parameters
+    ----------
+    src : Path
+        A demo folder; its ``载入顺序.csv`` lists the files (the built-in demo's list when it has
+        none).
+
+    Returns
+    -------
+    list of (str, str)
+        Layer name and file name (in ``src``) of each file, the grid first.
+    """
+    path = src / DEMO_LOAD_ORDER
+    if not path.exists():
+        path = DEMO_DIR / DEMO_LOAD_ORDER
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    return [(row[0].strip(), row[1].strip()) for row in rows[1:] if len(row) >= 2]

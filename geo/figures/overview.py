@@ -13,24 +13,30 @@ from typing import Any
 
 import numpy as np
 
+from geo.figures.hierarchy import grid_levels, load_hierarchy
 from geo.figures.report import unit_geometry
-from geo.figures.tally import load_hierarchy, monthly, tally
+from geo.figures.tally import monthly, tally
 from geo.registry import get_layer
 from geo.store.base import Store
-from layers.base import UNASSIGNED
+from layers.base import UNASSIGNED, Level
 
 #: Where the map looks when there is no grid yet: west, south, east, north in degrees
 #: (EPSG:4490, lon/lat).
 DEFAULT_BOUNDS = (118.35, 31.25, 118.45, 31.35)
 
-#: The levels whose units the pages list by name (the map's area choice, the statistics charts).
-AREA_LEVELS = ("street", "community")
-
 #: Units listed on the statistics page as lagging furthest behind.
 LAGGING = 10
 
 
-def map_summary(store: Store, layer: str, level: str = "grid", as_of: date | None = None) -> dict[str, Any]:
+def area_levels() -> list[Level]:
+    """The levels whose units the pages list by name (the map's area choice, the statistics
+    charts): those between the unit grid and the top level, from the top down."""
+    return list(grid_levels()[-2:0:-1])
+
+
+def map_summary(
+    store: Store, layer: str, level: str | None = None, as_of: date | None = None
+) -> dict[str, Any]:
     """What the map page shows of survey layer ``layer`` before any cell is drawn.
 
     Parameters
@@ -38,8 +44,8 @@ def map_summary(store: Store, layer: str, level: str = "grid", as_of: date | Non
     store : Store
     layer : str
         A survey layer's name.
-    level : {"grid", "community", "street", "district"}
-        The level the map colours (the scales below are of its units).
+    level : str, optional
+        A level the grid declares (default: the unit grid). The level the map colours (the scales below are of its units).
     as_of : date, optional
         Count as of the end of this day (default: everything stored).
 
@@ -52,11 +58,11 @@ def map_summary(store: Store, layer: str, level: str = "grid", as_of: date | Non
         ``max_completed``: the most completed features in one unit (1 when none);
         ``measure_column``: the tally column of the layer's first measure completed (``""``
         when it has none) and ``max_measure``: its largest value in one unit (1 when none),
-        in the measure's unit (m² for areas); ``areas``: per level of :data:`AREA_LEVELS`, its
+        in the measure's unit (m² for areas); ``areas``: per level of :func:`area_levels`, its
         units as ``(code, name)`` pairs sorted by code (the code when a unit has no name).
     """
     spec = get_layer(layer)
-    outline = unit_geometry(store, "grid")  # bounds only: no need to dissolve
+    outline = unit_geometry(store, grid_levels()[0].name)  # bounds only: no need to dissolve
     bounds = outline.total_bounds if len(outline) else np.array(DEFAULT_BOUNDS)
     table = tally(store, level, [spec.name], as_of)
     unassigned = table[table["code"] == UNASSIGNED].iloc[0]
@@ -73,14 +79,14 @@ def map_summary(store: Store, layer: str, level: str = "grid", as_of: date | Non
         "measure_column": measure_column,
         "max_measure": float(table[measure_column].max() or 1) if spec.measures else 1,
         "areas": {
-            lv: [(r["code"], r["name"] or r["code"]) for r in hier.units(lv).to_dict("records")]
-            for lv in AREA_LEVELS
+            lv.name: [(r["code"], r["name"] or r["code"]) for r in hier.units(lv.name).to_dict("records")]
+            for lv in area_levels()
         },
     }
 
 
 def stats_page_data(
-    store: Store, layer: str, level: str = "grid", as_of: date | None = None
+    store: Store, layer: str, level: str | None = None, as_of: date | None = None
 ) -> dict[str, Any]:
     """The figures of the statistics page for survey layer ``layer``.
 
@@ -89,7 +95,8 @@ def stats_page_data(
     store : Store
     layer : str
         A survey layer's name.
-    level : {"grid", "community", "street", "district"}
+    level : str, optional
+        A level the grid declares (default: the unit grid).
         The level of the table.
     as_of : date, optional
         Count as of the end of this day, and the last month of the series (default:
@@ -101,8 +108,8 @@ def stats_page_data(
         ``rows``: the :func:`~geo.figures.tally.tally` table at ``level`` as records (features
         outside every unit grid last, code ``UNASSIGNED``); ``lagging``: the
         :data:`LAGGING` units with features and the lowest completion rate (most features
-        first among equals); ``by_level``: per level of :data:`AREA_LEVELS`, its units with
-        features as ``labels`` (name, else code) and ``rates`` (completion in percent, one
+        first among equals); ``by_level``: per level of :func:`area_levels` (a list, from the top down), its ``name`` and its
+        units with features as ``labels`` (name, else code) and ``rates`` (completion in percent, one
         decimal); ``monthly``: the whole district month by month -- ``months``
         (``"2022-05"``), ``total``, ``completed`` (completions with a date) and ``undated``
         (completions without one: they count from the day of their import, which is no
@@ -117,15 +124,18 @@ def stats_page_data(
     lagging = units[units[f"{spec.name}_total"] > 0].sort_values(
         [rate, f"{spec.name}_total"], ascending=[True, False]
     )
-    by_level = {}
-    for lv in AREA_LEVELS:
-        t = tally(store, lv, [spec.name], as_of)
+    by_level = []
+    for lv in area_levels():
+        t = tally(store, lv.name, [spec.name], as_of)
         t = t[(t["code"] != UNASSIGNED) & (t[f"{spec.name}_total"] > 0)]
-        by_level[lv] = {
-            "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
-            "rates": [round(float(v) * 100, 1) for v in t[rate]],
-        }
-    series = monthly(store, "district", [spec.name], end=as_of)
+        by_level.append(
+            {
+                "name": lv.name,
+                "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
+                "rates": [round(float(v) * 100, 1) for v in t[rate]],
+            }
+        )
+    series = monthly(store, grid_levels()[-1].name, [spec.name], end=as_of)
     undated_col = f"{spec.name}_completed_undated"
     cols = [f"{spec.name}_total", f"{spec.name}_completed"] + ([undated_col] if undated_col in series else [])
     months = series.groupby("month")[cols].sum().reset_index()

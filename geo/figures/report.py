@@ -12,15 +12,13 @@ import pandas as pd
 import pyproj
 import shapely
 
+from geo.figures.hierarchy import check_level, grid_levels, level_names, load_hierarchy
 from geo.figures.tally import (
-    LEVELS,
     Filters,
     View,
-    check_level,
     choose_version,
     column_labels,
     load_facts,
-    load_hierarchy,
     parse_as_of,
     resolve_view,
     survey_specs,
@@ -52,7 +50,7 @@ class StatsReport:
     Parameters
     ----------
     levels : dict of str to pandas.DataFrame
-        Level name (``"grid"``, ``"community"``, ``"street"``, ``"district"``)
+        Level name (one the grid declares, :func:`geo.figures.hierarchy.level_names`)
         -> table, one row per unit, row order kept.  Columns: ``code``, ``name``,
         ``level``, optional ``parent_code``/``parent_name``, then per layer
         ``<layer>_total``, ``<layer>_completed`` (counts), ``<layer>_rate``
@@ -128,21 +126,24 @@ def unit_geometry(store: Store, level: str, version: GridVersion | None = None) 
 
 def _unit_geometry(store: Store, level: str, version: GridVersion | None) -> gpd.GeoSeries:
     spec = grid_spec()
+    unit = grid_levels()[0]
     if version is None:
-        attrs = store.read_attributes(spec, ["code"])
+        attrs = store.read_attributes(spec, [unit.code_field])
         fids, cells = store.read_geometry(spec)
-        codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object) if len(fids) else fids
+        codes = (
+            attrs.set_index("fid").loc[fids, unit.code_field].to_numpy(dtype=object) if len(fids) else fids
+        )
     else:
-        visible, cells = store.read_visible(spec, version.tx, ["code"])
+        visible, cells = store.read_visible(spec, version.tx, [unit.code_field])
         fids = visible["fid"].to_numpy()
-        codes = visible["code"].to_numpy(dtype=object)
+        codes = visible[unit.code_field].to_numpy(dtype=object)
     srs = store.srs_epsg()
     if len(fids) == 0 or srs is None:
         return gpd.GeoSeries([], crs="EPSG:4490")
     t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4490))
     lonlat = shapely.transform(cells, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     series = gpd.GeoSeries(lonlat, index=pd.Index(codes, name="code"), crs="EPSG:4490")
-    if level != "grid":
+    if level != unit.name:
         mapping = load_hierarchy(store, version).mapping(level)
         groups = pd.Series(codes).map(mapping).to_numpy(dtype=object)
         frame = gpd.GeoDataFrame({"unit": groups}, geometry=list(lonlat), crs="EPSG:4490")
@@ -164,13 +165,13 @@ def build_report(
     grid: object = None,
     tz: str | None = None,
 ) -> StatsReport:
-    """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.output.export`.
+    """Tables for ``levels`` (default every level the grid declares) ready for any renderer in :mod:`geo.output.export`.
 
     ``as_of`` in any form :func:`geo.reading.values.parse_date` reads; the report carries it as ISO
     (today when not given).  ``known_at`` and ``grid`` as for :func:`geo.figures.tally.tally`; unit
     outlines come from the grid version the figures are counted on, and the report's
     ``provenance`` says what they were computed from (:func:`provenance`)."""
-    levels = levels or list(LEVELS)
+    levels = levels or level_names()
     as_of = parse_date(as_of)  # once: the tables, the title and the file name show the same day
     view = pin(store, resolve_view(store, as_of, known_at, grid, tz))
     version = view.version if view.grid != "in_force" else choose_version(view, parse_as_of(as_of))

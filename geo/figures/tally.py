@@ -20,8 +20,8 @@ figures as the store held them at that moment (:mod:`geo.store.clock`): the feat
 targets and grid versions visible at the last write made by then, whatever was corrected,
 re-imported or rolled back later.
 
-Units roll up from unit grid to community, street and district by the grid's
-explicit code fields where given, else by code prefix (12, 9 and 6 digits).
+Units roll up from the unit grid through the levels the grid layer declares
+(:mod:`geo.figures.hierarchy`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 import layers
 from geo.errors import InputError
+from geo.figures.hierarchy import Hierarchy, check_level, empty_hierarchy, load_hierarchy
 from geo.figures.versions import in_force, parse_grid
 from geo.reading.values import parse_date, parse_month
 from geo.store import clock
@@ -45,29 +46,6 @@ from geo.store.cache import filling
 from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
 
-LEVELS = ("grid", "community", "street", "district")
-LEVEL_LABELS = {
-    "grid": ("单元网格", "Unit grid"),
-    "community": ("社区", "Community"),
-    "street": ("街道", "Street"),
-    "district": ("区", "District"),
-}
-UNCODED = "UNCODED"
-_PREFIX = {"community": 12, "street": 9, "district": 6}
-_CODE_FIELD = {"community": "comm_code", "street": "street_cd", "district": "dist_code"}
-_NAME_FIELD = {"grid": "name", "community": "community", "street": "street", "district": "district"}
-_PARENT = {"grid": "community", "community": "street", "street": "district", "district": None}
-
-
-def check_level(level: str) -> str:
-    if level not in LEVELS:
-        raise InputError(
-            f"未知层级: {level}（可选: {', '.join(LEVELS)}）",
-            f"unknown level: {level} ({', '.join(LEVELS)})",
-            code="bad_level",
-        )
-    return level
-
 
 def parse_as_of(value: str | date | None) -> np.datetime64 | None:
     """A day as given (ISO, ``20220525``, ``2022年5月25日`` ..., see
@@ -75,81 +53,6 @@ def parse_as_of(value: str | date | None) -> np.datetime64 | None:
     :class:`InputError` (``bad_date``)."""
     day = parse_date(value)
     return None if day is None else np.datetime64(day.isoformat(), "D")
-
-
-# --- hierarchy --------------------------------------------------------------------------------
-
-
-class Hierarchy:
-    """Unit grids and their parents.
-
-    ``grid`` has one row per unit grid with columns ``code``, ``name`` and, per upper
-    level, ``<level>_code`` and ``<level>_name``.  Unit tables and code mappings are
-    computed once per instance (instances are cached per store revision).
-    """
-
-    def __init__(self, grid: pd.DataFrame):
-        self.grid = grid
-        self._units: dict[str, pd.DataFrame] = {}
-        self._mappings: dict[str, dict[str, str]] = {}
-
-    def units(self, level: str) -> pd.DataFrame:
-        """Units of ``level``: ``code``, ``name``, ``parent_code``, ``parent_name``, sorted by code."""
-        if level not in self._units:
-            self._units[level] = self._build_units(level)
-        return self._units[level].copy()
-
-    def _build_units(self, level: str) -> pd.DataFrame:
-        g = self.grid
-        parent = _PARENT[level]
-        if level == "grid":
-            df = pd.DataFrame({"code": g["code"], "name": g["name"]})
-        else:
-            df = (
-                g.groupby(f"{level}_code", sort=True, dropna=False)[f"{level}_name"]
-                .agg(_first_name)
-                .reset_index()
-                .rename(columns={f"{level}_code": "code", f"{level}_name": "name"})
-            )
-        if parent is not None:
-            key = "code" if level == "grid" else f"{level}_code"
-            pmap = g.drop_duplicates(key).set_index(key)
-            df["parent_code"] = df["code"].map(pmap[f"{parent}_code"])
-            df["parent_name"] = df["code"].map(pmap[f"{parent}_name"])
-        else:
-            df["parent_code"] = None
-            df["parent_name"] = None
-        df = df.sort_values("code", kind="stable").reset_index(drop=True)
-        df["level"] = level
-        return df[["code", "name", "level", "parent_code", "parent_name"]]
-
-    def mapping(self, level: str) -> dict[str, str]:
-        """Grid code → code of its unit at ``level``."""
-        if level not in self._mappings:
-            target = "code" if level == "grid" else f"{level}_code"
-            self._mappings[level] = dict(zip(self.grid["code"], self.grid[target], strict=True))
-        return self._mappings[level]
-
-
-def _first_name(s: pd.Series) -> Any:
-    s = s.dropna()
-    return s.iloc[0] if len(s) else None
-
-
-def hierarchy_from_grid(attrs: pd.DataFrame) -> Hierarchy:
-    """Build the hierarchy from grid attributes (canonical grid fields)."""
-    g = pd.DataFrame({"code": attrs["code"].astype(object), "name": attrs.get("name")})
-    for level in ("community", "street", "district"):
-        explicit = attrs.get(_CODE_FIELD[level])
-        prefix = _PREFIX[level]
-        derived = g["code"].map(
-            lambda c, p=prefix: c[:p] if isinstance(c, str) and len(c) == 15 and c.isdigit() else None
-        )
-        code = derived if explicit is None else explicit.astype(object).where(explicit.notna(), derived)
-        g[f"{level}_code"] = code.where(code.notna(), UNCODED)
-        names = attrs.get(_NAME_FIELD[level])
-        g[f"{level}_name"] = names if names is not None else None
-    return Hierarchy(g)
 
 
 # --- facts ------------------------------------------------------------------------------------
@@ -179,7 +82,6 @@ class Facts:
 
 
 _FACTS: dict[tuple[Any, ...], Facts] = {}
-_HIER: dict[tuple[Any, ...], Hierarchy] = {}
 
 
 @dataclass(frozen=True)
@@ -252,33 +154,6 @@ def choose_version(
 def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
     if len(cache) > limit:
         cache.clear()
-
-
-def load_hierarchy(store: Store, version: GridVersion | None = None) -> Hierarchy:
-    """The unit hierarchy of the stored grid, or of grid ``version`` (its units, those that
-    later disappeared too), kept per generation of the grid layer."""
-    grid = next(s for s in layers.all_layers() if s.is_grid)
-    if version is not None:
-        current = store.current_grid_version()
-        if current is None or current.id != version.id:
-            key: tuple[Any, ...] = (store.location, store.layer_generation(grid), version.id)
-            if key not in _HIER:
-                with filling(("hierarchy", store.location)):
-                    if key not in _HIER:
-                        attrs, _ = store.read_visible(
-                            grid, version.tx, [f.name for f in grid.fields], geometry=False
-                        )
-                        _cache_trim(_HIER)
-                        _HIER[key] = hierarchy_from_grid(attrs)
-            return _HIER[key]
-    key = (store.location, store.layer_generation(grid))
-    if key not in _HIER:
-        with filling(("hierarchy", store.location)):
-            if key not in _HIER:
-                attrs = store.read_attributes(grid, [f.name for f in grid.fields])
-                _cache_trim(_HIER)
-                _HIER[key] = hierarchy_from_grid(attrs)
-    return _HIER[key]
 
 
 def load_facts(
@@ -474,7 +349,7 @@ class Filters:
 
 def tally(
     store: Store,
-    level: str = "grid",
+    level: str | None = None,
     layer_names: list[str] | None = None,
     as_of: str | date | None = None,
     filters: Filters | None = None,
@@ -488,7 +363,9 @@ def tally(
     Parameters
     ----------
     store : Store
-    level : {"grid", "community", "street", "district"}
+    level : str, optional
+        A level the grid declares (:func:`geo.figures.hierarchy.level_names`); default the
+        unit grid.
     layer_names : list of str, optional
         Survey layers to include (default: all).
     as_of : str or date, optional
@@ -512,17 +389,13 @@ def tally(
         the total is 0), measures (m² for areas) and, where targets exist,
         ``<layer>_<metric>_target`` and ``<layer>_<metric>_progress``.
     """
-    check_level(level)
+    level = check_level(level)
     day = parse_as_of(as_of)
     specs = survey_specs(layer_names)
     if view is None:
         view = resolve_view(store, as_of, known_at, grid)
     version = view.version if view.grid != "in_force" else choose_version(view, day)
-    hier = (
-        load_hierarchy(store, version)
-        if version is not None or view.tx is None
-        else hierarchy_from_grid(pd.DataFrame({"code": pd.Series(dtype=object)}))
-    )
+    hier = load_hierarchy(store, version) if version is not None or view.tx is None else empty_hierarchy()
     units = hier.units(level)
     if filters and filters.within:
         units = units[_under(units, hier, level, filters.within)].reset_index(drop=True)
@@ -606,7 +479,7 @@ def _positions(
     if cached is None or cached[0] is not hier:
         grid_codes = pa.array(hier.grid["code"].astype(str).tolist(), type=pa.string())
         grid_idx = pc.index_in(facts.unit, value_set=grid_codes).to_numpy(zero_copy_only=False)
-        level_codes = hier.grid["code"] if level == "grid" else hier.grid[f"{level}_code"]
+        level_codes = hier.grid[hier.code_column(level)]
         table_index = pd.Index(codes.astype(object))
         grid_to_row = table_index.get_indexer(level_codes.astype(object)).astype(np.int64)
         unassigned_row = int(table_index.get_loc(UNASSIGNED))
@@ -636,12 +509,11 @@ def survey_specs(layer_names: list[str] | None) -> list[LayerSpec]:
 def _under(units: pd.DataFrame, hier: Hierarchy, level: str, within: str) -> np.ndarray:
     g = hier.grid
     inside = np.zeros(len(g), dtype=bool)
-    for lv in ("grid", "community", "street", "district"):
-        col = "code" if lv == "grid" else f"{lv}_code"
-        inside |= (g[col] == within).to_numpy()
+    for lv in hier.level_names:
+        inside |= (g[hier.code_column(lv)] == within).to_numpy()
     if not inside.any():
         raise InputError(f"找不到单元: {within}", f"no unit with code {within}", code="unknown_unit")
-    key = "code" if level == "grid" else f"{level}_code"
+    key = hier.code_column(level)
     allowed = set(g.loc[inside, key])
     return units["code"].isin(allowed).to_numpy()
 
@@ -664,7 +536,7 @@ def _join_targets(store: Store, table: pd.DataFrame, specs: list[LayerSpec], tx:
 
 def monthly(
     store: Store,
-    level: str = "grid",
+    level: str | None = None,
     layer_names: list[str] | None = None,
     start: str | date | None = None,
     end: str | date | None = None,
@@ -688,7 +560,7 @@ def monthly(
     InputError
         A bad month, ``start`` after ``end`` (both given), or more than 240 months.
     """
-    check_level(level)
+    level = check_level(level)
     specs = survey_specs(layer_names)
     if view is None:
         view = resolve_view(store, None, known_at, grid)

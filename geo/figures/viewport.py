@@ -22,16 +22,9 @@ import pyproj
 import shapely
 
 from geo.errors import InputError
+from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
-from geo.figures.tally import (
-    Filters,
-    check_level,
-    choose_version,
-    load_hierarchy,
-    parse_as_of,
-    resolve_view,
-    tally,
-)
+from geo.figures.tally import Filters, choose_version, parse_as_of, resolve_view, tally
 from geo.reading import crs as crsmod
 from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.reading.values import parse_date
@@ -231,10 +224,11 @@ def features_in_view(
 
 def _grids_under(store: Store, code: str) -> list[str]:
     """Unit-grid codes under ``code`` (a district, street, community or grid code)."""
-    g = load_hierarchy(store).grid
+    hier = load_hierarchy(store)
+    g = hier.grid
     inside = g["code"] == code
-    for level in ("community", "street", "district"):
-        inside |= g[f"{level}_code"] == code
+    for level in hier.level_names[1:]:
+        inside |= g[hier.code_column(level)] == code
     if not inside.any():
         raise InputError(f"找不到单元: {code}", f"no unit with code {code}", code="unknown_unit")
     return [str(c) for c in g.loc[inside, "code"]]

@@ -11,7 +11,8 @@ import pandas as pd
 import layers
 from geo.errors import Conflict, InputError
 from geo.figures import versions
-from geo.figures.tally import load_hierarchy, metric_names
+from geo.figures.hierarchy import load_hierarchy
+from geo.figures.tally import metric_names
 from geo.imports.commit import Duplicate
 from geo.imports.report import ImportReport, Rejected
 from geo.reading import untrusted
@@ -171,8 +172,8 @@ def load_targets(
     values, bad = parse_numbers(df[inverse["target"]].astype(object))
     hier = load_hierarchy(store)
     known_codes: set[str] = set(hier.grid["code"])
-    for lv in ("community", "street", "district"):
-        known_codes |= set(hier.grid[f"{lv}_code"])
+    for lv in hier.level_names[1:]:
+        known_codes |= set(hier.grid[hier.code_column(lv)])
     by_label = {}
     for s in layers.survey_layers():
         for key in (s.name, s.label_zh, s.label_en):

@@ -41,7 +41,7 @@ def map_fields(
             f"the file's fields do not match layer {spec.label_en}: wrong layer? fields: {found}",
             code="wrong_layer",
         )
-    if spec.is_grid and "code" not in match.mapping.values():
+    if spec.is_grid and spec.id_field not in match.mapping.values():
         raise InputError(
             "网格文件缺少网格编码字段（网格编码/WGBM 等）",
             "the grid file has no grid-code field (网格编码/WGBM ...)",

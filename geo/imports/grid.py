@@ -67,5 +67,8 @@ def preview_grid(
         return
     day = versions.check_valid_from(store, valid_from, tz)
     rows = prepared.rows
-    grid = Grid(rows.attrs["code"].to_numpy(dtype=object), np.asarray(rows.geometry, dtype=object))
+    grid = Grid(
+        rows.attrs[str(prepared.spec.id_field)].to_numpy(dtype=object),
+        np.asarray(rows.geometry, dtype=object),
+    )
     prepared.report.grid_change = versions.preview_change(store, grid, day)

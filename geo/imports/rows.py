@@ -146,7 +146,7 @@ def _check_ids(spec: LayerSpec, out: pd.DataFrame, reject: RowRejects) -> np.nda
             else:
                 seen[k] = i
         if spec.is_grid:
-            reject(ids.isna().to_numpy(), "网格编码为空", "empty grid code", "code")
+            reject(ids.isna().to_numpy(), "网格编码为空", "empty grid code", spec.id_field)
     return keys
 
 
@@ -191,13 +191,15 @@ def _assign(
 ) -> np.ndarray:
     """The unit of each row: its own code for the grid, else the grid cell it falls in."""
     if spec.is_grid:
-        units = attrs["code"].to_numpy(dtype=object)
-        bad_codes = [c for c in units if not (isinstance(c, str) and len(c) == 15 and c.isdigit())]
-        if bad_codes:
+        units = attrs[str(spec.id_field)].to_numpy(dtype=object)
+        # upper levels take a unit grid's code prefix unless the grid gives their codes
+        digits = spec.levels[0].code_digits if spec.levels else None
+        bad_codes = [c for c in units if not (isinstance(c, str) and len(c) == digits and c.isdigit())]
+        if bad_codes and digits is not None:
             report.warnings.append(
                 (
-                    f"{len(bad_codes)} 个网格编码不是 15 位数字（如 {bad_codes[0]}），上级汇总需用社区/街道编码字段",
-                    f"{len(bad_codes)} grid codes are not 15 digits (e.g. {bad_codes[0]}): roll-ups need explicit code fields",
+                    f"{len(bad_codes)} 个网格编码不是 {digits} 位数字（如 {bad_codes[0]}），上级汇总需用社区/街道编码字段",
+                    f"{len(bad_codes)} grid codes are not {digits} digits (e.g. {bad_codes[0]}): roll-ups need explicit code fields",
                 )
             )
     elif grid is not None:

@@ -19,17 +19,12 @@ import pandas as pd
 import shapely
 
 from geo.errors import InputError
+from geo.figures.hierarchy import grid_levels
 from geo.figures.report import BASE_LABELS, StatsReport
 
 EPSG_LONLAT = 4490  # CGCS2000 geographic, lon/lat order with always_xy
 
 
-LEVEL_LABELS: dict[str, tuple[str, str]] = {
-    "grid": ("单元网格", "Unit grid"),
-    "community": ("社区", "Community"),
-    "street": ("街道", "Street"),
-    "district": ("区", "District"),
-}
 TOTAL_LABEL = "合计"
 
 
@@ -63,9 +58,15 @@ def resolve_level(report: StatsReport, level: str | None) -> str:
     return level
 
 
+def level_labels(level: str) -> tuple[str, str]:
+    """Chinese and English label of a level the grid declares (other levels: their name)."""
+    lv = next((lv for lv in grid_levels() if lv.name == level), None)
+    return (level, level) if lv is None else (lv.label_zh, lv.label_en)
+
+
 def level_label(level: str) -> str:
     """The Chinese name of ``level`` (``level`` itself when it has none)."""
-    return LEVEL_LABELS.get(level, (level, level))[0]
+    return level_labels(level)[0]
 
 
 def column_kind(name: str, values: pd.Series) -> ColumnKind:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from geo.figures.report import StatsReport
-from geo.output.tables import LEVEL_LABELS, column_kind, plain_value, records, resolve_level, totals
+from geo.output.tables import column_kind, level_labels, plain_value, records, resolve_level, totals
 
 
 def render_json(report: StatsReport, level: str | None = None) -> bytes:
@@ -18,7 +18,7 @@ def render_json(report: StatsReport, level: str | None = None) -> bytes:
     """
     lv = resolve_level(report, level)
     table = report.levels[lv]
-    zh, en = LEVEL_LABELS.get(lv, (lv, lv))
+    zh, en = level_labels(lv)
     doc = {
         "title": report.title,
         "as_of": report.as_of,
