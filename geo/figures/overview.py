@@ -45,7 +45,8 @@ def map_summary(
     layer : str
         A survey layer's name.
     level : str, optional
-        A level the grid declares (default: the unit grid). The level the map colours (the scales below are of its units).
+        A level the grid declares (default: the unit grid): the level the map colours (the
+        scales below are of its units).
     as_of : date, optional
         Count as of the end of this day (default: everything stored).
 
