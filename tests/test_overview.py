@@ -86,10 +86,10 @@ def test_stats_page_data_by_hand(surveyed):
     assert [rows[c]["demolition_completed"] for c in rows] == [1, 1, 0]
     # lagging: units with sites, lowest completion first; the unassigned sites are no unit
     assert [r["code"] for r in data["lagging"]] == [COMM_A, COMM_B]
-    assert data["by_level"] == {
-        "street": {"labels": ["弋江街道"], "rates": [66.7]},  # 2 of the 3 sites inside the grid
-        "community": {"labels": ["赭山社区", "镜湖社区"], "rates": [50.0, 100.0]},
-    }
+    assert data["by_level"] == [  # the levels between unit grid and district, from the top down
+        {"name": "street", "labels": ["弋江街道"], "rates": [66.7]},  # 2 of the 3 sites inside the grid
+        {"name": "community", "labels": ["赭山社区", "镜湖社区"], "rates": [50.0, 100.0]},
+    ]
     assert data["undated_now"] == 1 and data["has_undated"]  # A3
     json.dumps(data)
 

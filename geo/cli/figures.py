@@ -57,8 +57,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _monthly(store: Any, renderer: Any, args: argparse.Namespace, known_at: Any, grid: Any) -> int:
     import pandas as pd
 
+    from geo.figures.asof import choose_version, resolve_view
     from geo.figures.report import StatsReport, pin, provenance
-    from geo.figures.tally import choose_version, column_labels, monthly, resolve_view, survey_specs
+    from geo.figures.tally import column_labels, monthly, survey_specs
 
     if renderer.needs_geometry:
         raise InputError(

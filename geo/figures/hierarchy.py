@@ -16,7 +16,7 @@ import pandas as pd
 from geo.errors import InputError
 from geo.registry import grid_spec
 from geo.store.base import Store
-from geo.store.cache import filling
+from geo.store.cache import MISSING
 from geo.store.interface.features import GridVersion
 from layers.base import Level
 
@@ -193,36 +193,31 @@ def empty_hierarchy() -> Hierarchy:
     return hierarchy_from_grid(pd.DataFrame({grid_levels()[0].code_field: pd.Series(dtype=object)}))
 
 
-_HIER: dict[tuple[Any, ...], Hierarchy] = {}
-
-
-def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
-    if len(cache) > limit:
-        cache.clear()
-
-
 def load_hierarchy(store: Store, version: GridVersion | None = None) -> Hierarchy:
     """The unit hierarchy of the stored grid, or of grid ``version`` (its units, those that
     later disappeared too), kept per generation of the grid layer."""
     grid = grid_spec()
+    kept = store.cache.region("hierarchy")
     if version is not None:
         current = store.current_grid_version()
         if current is None or current.id != version.id:
-            key: tuple[Any, ...] = (store.location, store.layer_generation(grid), version.id)
-            if key not in _HIER:
-                with filling(("hierarchy", store.location)):
-                    if key not in _HIER:
+            key: tuple[Any, ...] = (store.layer_generation(grid), version.id)
+            hit = kept.get(key)
+            if hit is MISSING:
+                with store.cache.filling("hierarchy"):
+                    hit = kept.get(key)
+                    if hit is MISSING:
                         attrs, _ = store.read_visible(
                             grid, version.tx, [f.name for f in grid.fields], geometry=False
                         )
-                        _cache_trim(_HIER)
-                        _HIER[key] = hierarchy_from_grid(attrs)
-            return _HIER[key]
-    key = (store.location, store.layer_generation(grid))
-    if key not in _HIER:
-        with filling(("hierarchy", store.location)):
-            if key not in _HIER:
+                        hit = kept[key] = hierarchy_from_grid(attrs)
+            return hit
+    key = (store.layer_generation(grid),)
+    hit = kept.get(key)
+    if hit is MISSING:
+        with store.cache.filling("hierarchy"):
+            hit = kept.get(key)
+            if hit is MISSING:
                 attrs = store.read_attributes(grid, [f.name for f in grid.fields])
-                _cache_trim(_HIER)
-                _HIER[key] = hierarchy_from_grid(attrs)
-    return _HIER[key]
+                hit = kept[key] = hierarchy_from_grid(attrs)
+    return hit

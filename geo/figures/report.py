@@ -12,24 +12,16 @@ import pandas as pd
 import pyproj
 import shapely
 
+from geo.figures.asof import View, choose_version, parse_as_of, resolve_view
+from geo.figures.facts import load_facts
 from geo.figures.hierarchy import check_level, grid_levels, level_names, load_hierarchy
-from geo.figures.tally import (
-    Filters,
-    View,
-    choose_version,
-    column_labels,
-    load_facts,
-    parse_as_of,
-    resolve_view,
-    survey_specs,
-    tally,
-)
+from geo.figures.tally import Filters, column_labels, survey_specs, tally
 from geo.reading import crs as crsmod
 from geo.reading.values import parse_date
 from geo.registry import grid_spec
 from geo.store import clock
 from geo.store.base import Store
-from geo.store.cache import filling
+from geo.store.cache import MISSING
 from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED
 
@@ -95,9 +87,6 @@ class StatsReport:
         return BASE_LABELS.get(column, (column, column))
 
 
-_GEOM_CACHE: dict[tuple[str, str, str, int | None], gpd.GeoSeries] = {}
-
-
 def unit_geometry(store: Store, level: str, version: GridVersion | None = None) -> gpd.GeoSeries:
     """Outline of every unit of ``level``, indexed by unit code, in EPSG:4490 (lon/lat): of the
     stored grid, or of grid ``version`` (its units, those that later disappeared too).
@@ -110,18 +99,15 @@ def unit_geometry(store: Store, level: str, version: GridVersion | None = None) 
         current = store.current_grid_version()
         if current is not None and current.id == version.id:
             version = None  # the stored grid
-    key = (
-        store.location,
-        store.layer_generation(grid_spec()),
-        level,
-        None if version is None else version.id,
-    )
-    if key in _GEOM_CACHE:
-        return _GEOM_CACHE[key]
-    with filling(("units", store.location, level)):
-        if key not in _GEOM_CACHE:
-            _GEOM_CACHE[key] = _unit_geometry(store, level, version)
-    return _GEOM_CACHE[key]
+    kept = store.cache.region("units")
+    key = (store.layer_generation(grid_spec()), level, None if version is None else version.id)
+    hit = kept.get(key)
+    if hit is MISSING:
+        with store.cache.filling("units", level):
+            hit = kept.get(key)
+            if hit is MISSING:
+                hit = kept[key] = _unit_geometry(store, level, version)
+    return hit
 
 
 def _unit_geometry(store: Store, level: str, version: GridVersion | None) -> gpd.GeoSeries:
@@ -149,8 +135,6 @@ def _unit_geometry(store: Store, level: str, version: GridVersion | None) -> gpd
         frame = gpd.GeoDataFrame({"unit": groups}, geometry=list(lonlat), crs="EPSG:4490")
         series = frame.dissolve(by="unit").geometry
         series.index.name = "code"
-    if len(_GEOM_CACHE) > 16:
-        _GEOM_CACHE.clear()
     return series
 
 

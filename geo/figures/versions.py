@@ -36,6 +36,7 @@ from geo.reading.values import parse_date
 from geo.registry import grid_spec
 from geo.store import clock
 from geo.store.base import Store
+from geo.store.cache import MISSING
 from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, LayerSpec
 
@@ -219,17 +220,17 @@ def in_force(versions: list[GridVersion], day: date | None) -> GridVersion | Non
 
 # --- grids of versions ------------------------------------------------------------------------
 
-_GRID_CACHE: dict[tuple[str, str], Grid | None] = {}
-
 
 def load_grid(store: Store) -> Grid | None:
     """The current unit grid of ``store`` as an assignment index.
 
     Cached per generation of the grid layer, which changes only when the grid does.
     """
-    key = (store.location, store.layer_generation(grid_spec()))
-    if key in _GRID_CACHE:
-        return _GRID_CACHE[key]
+    kept = store.cache.region("grid_index")
+    key = store.layer_generation(grid_spec())
+    hit = kept.get(key)
+    if hit is not MISSING:
+        return hit
     spec = grid_spec()
     code = grid_levels()[0].code_field
     attrs = store.read_attributes(spec, [code])
@@ -238,14 +239,8 @@ def load_grid(store: Store) -> Grid | None:
         fids, geoms = store.read_geometry(spec)
         codes = attrs.set_index("fid").loc[fids, code].to_numpy(dtype=object)
         grid = Grid(codes, geoms)
-    if len(_GRID_CACHE) > 8:
-        _GRID_CACHE.clear()
-    _GRID_CACHE[key] = grid
+    kept[key] = grid
     return grid
-
-
-_GRIDS: dict[tuple[str, str, int], Grid | None] = {}
-_DIFFS: dict[tuple[str, str, int, int], tuple[list[str] | None, np.ndarray | None]] = {}
 
 
 def grid_of(store: Store, version: GridVersion | None) -> Grid | None:
@@ -256,24 +251,24 @@ def grid_of(store: Store, version: GridVersion | None) -> Grid | None:
     current = store.current_grid_version()
     if current is not None and current.id == version.id:
         return load_grid(store)
-    key = (store.location, store.layer_generation(grid_spec()), version.id)
-    if key not in _GRIDS:
+    kept = store.cache.region("grid_versions")
+    key = (store.layer_generation(grid_spec()), version.id)
+    hit = kept.get(key)
+    if hit is MISSING:
         code = grid_levels()[0].code_field
         attrs, cells = store.read_visible(grid_spec(), version.tx, [code])
-        if len(_GRIDS) > 16:
-            _GRIDS.clear()
-        _GRIDS[key] = Grid(attrs[code].to_numpy(dtype=object), cells) if len(attrs) else None
-    return _GRIDS[key]
+        hit = kept[key] = Grid(attrs[code].to_numpy(dtype=object), cells) if len(attrs) else None
+    return hit
 
 
 def _diff(store: Store, a: GridVersion, ga: Grid | None, b: GridVersion, gb: Grid | None) -> Any:
 
-    key = (store.location, store.layer_generation(grid_spec()), a.id, b.id)
-    if key not in _DIFFS:
-        if len(_DIFFS) > 64:
-            _DIFFS.clear()
-        _DIFFS[key] = grid_diff(ga, gb)
-    return _DIFFS[key]
+    kept = store.cache.region("grid_diffs")
+    key = (store.layer_generation(grid_spec()), a.id, b.id)
+    hit = kept.get(key)
+    if hit is MISSING:
+        hit = kept[key] = grid_diff(ga, gb)
+    return hit
 
 
 def _move(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from geo.store.cache import StoreCache
 from geo.store.interface.accounts import AccountStore
 from geo.store.interface.audit import AuditLog
 from geo.store.interface.batches import BatchRegister
@@ -57,6 +58,8 @@ class Store(FeatureStore, BatchRegister, TargetStore, AccountStore, AuditLog, Va
     (accounts, audit, value maps)."""
 
     location: str
+    #: what this process keeps of the store between requests (shared by its handles)
+    cache: StoreCache
 
     def revision(self) -> str:
         """A token that changes with every write transaction and is never reused (for caches)."""

@@ -21,6 +21,7 @@ import apsw
 from geo.errors import StoreError, disk_full, read_only, write_error
 from geo.store import clock
 from geo.store.base import Tx
+from geo.store.cache import cache_for
 from geo.store.interface.audit import Actor
 from layers.base import LayerSpec
 
@@ -38,6 +39,7 @@ class GpkgConnection:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.location = str(self.path)
+        self.cache = cache_for(self.location)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

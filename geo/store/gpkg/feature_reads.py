@@ -17,14 +17,12 @@ import pyarrow.compute as pc
 import pyogrio
 
 from geo.reading import untrusted
-from geo.store.cache import filling
 from geo.store.gpkg.blobs import decode_geometries
 from geo.store.gpkg.connection import scalar
 from geo.store.gpkg.tables import GpkgTables
 from layers.base import LayerSpec
 
 #: (fids, decoded geometries, assigned units) per (store, layer, generation); see GpkgStore.read_geometry.
-_GEOMETRY_CACHE: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
 class GpkgFeatureReads(GpkgTables):
@@ -130,12 +128,13 @@ class GpkgFeatureReads(GpkgTables):
         """
         if not self.has_layer(spec):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
-        key = (self.location, spec.name, self.layer_generation(spec))
-        cached = _GEOMETRY_CACHE.get(key)
+        kept = self.cache.region("geometry")
+        key = (spec.name, self.layer_generation(spec))
+        cached = kept.get(key, None)
         if cached is None:
             # a writer never waits for a reader's fill: the reader may be waiting for its commit
-            with filling(("geometry", *key[:2])) if not self._depth else contextlib.nullcontext():
-                cached = _GEOMETRY_CACHE.get(key)
+            with self.cache.filling("geometry", spec.name) if not self._depth else contextlib.nullcontext():
+                cached = kept.get(key, None)
                 if cached is None:
                     rows = self.conn.execute(
                         f'SELECT fid, geom, gw_unit FROM "{spec.name}" ORDER BY fid'
@@ -157,15 +156,13 @@ class GpkgFeatureReads(GpkgTables):
     def _cached_geometry(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """This process's decoded copy of the current rows of ``spec`` -- ``(fids, geometries,
         units)`` -- if it is of the layer's current generation."""
-        return _GEOMETRY_CACHE.get((self.location, spec.name, self.layer_generation(spec)))
+        return self.cache.region("geometry").get((spec.name, self.layer_generation(spec)), None)
 
     def _cache_geometry(
         self, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, units: np.ndarray
     ) -> None:
-        key = (self.location, spec.name, self.layer_generation(spec))
-        for k in [k for k in _GEOMETRY_CACHE if k[:2] == key[:2]]:
-            del _GEOMETRY_CACHE[k]
-        _GEOMETRY_CACHE[key] = (fids, geoms, units)
+        # replaces the layer's older generation (see geo.store.cache.REGIONS)
+        self.cache.region("geometry")[(spec.name, self.layer_generation(spec))] = (fids, geoms, units)
 
     def _current_assignment(
         self, spec: LayerSpec, fids: np.ndarray | None = None
