@@ -4,7 +4,8 @@ Kept beside the routes it describes: every route under /api (and /healthz) with 
 their types and bounds, request bodies, who may call it and the responses it gives.  A test
 fails when a route is missing here, and ``tests/test_fuzz.py`` sends requests generated from
 this document to every operation.  Layer names, levels and export formats come from their
-registries, so the document follows what the server accepts."""
+registries, so the document follows what the server accepts.  The security schemes and the
+schemas the operations share are in :mod:`web.openapi_schemas`."""
 
 from __future__ import annotations
 
@@ -14,11 +15,7 @@ import layers
 from geo.figures.hierarchy import level_names
 from geo.output.export import renderers
 from web.common import MAX_ID
-
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_GEOJSON = {"$ref": "#/components/schemas/FeatureCollection"}
-_REPORT = {"$ref": "#/components/schemas/ImportReport"}
-_BATCH = {"$ref": "#/components/schemas/Batch"}
+from web.openapi_schemas import BATCH_REF, ERROR_REF, GEOJSON_REF, REPORT_REF, STATS_REF, components
 
 #: Who may call an operation (see web.access.requires): an API token (or a signed-in browser
 #: session) of an account with the role, or anyone.
@@ -57,7 +54,7 @@ _REASONS = {
 
 def _errors(*codes: int) -> dict[str, Any]:
     return {
-        str(c): {"description": _REASONS[c], "content": {"application/json": {"schema": _ERROR}}}
+        str(c): {"description": _REASONS[c], "content": {"application/json": {"schema": ERROR_REF}}}
         for c in codes
     }
 
@@ -212,7 +209,7 @@ def document() -> dict[str, Any]:
     stats_media = {
         r.mimetype.split(";")[0]: {"schema": {"type": "string", "format": "binary"}} for r in renderers()
     }
-    stats_media["application/json"] = {"schema": {"$ref": "#/components/schemas/Stats"}}
+    stats_media["application/json"] = {"schema": STATS_REF}
     feature_path = [_survey_layer(where="path")]
     return {
         "openapi": "3.1.0",
@@ -240,7 +237,7 @@ def document() -> dict[str, Any]:
                     _MAP,
                     {
                         "200": _ok(
-                            "GeoJSON FeatureCollection (too_many when the level is too fine)", _GEOJSON
+                            "GeoJSON FeatureCollection (too_many when the level is too fine)", GEOJSON_REF
                         ),
                         **_errors(400),
                     },
@@ -251,7 +248,7 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "视口内要素（少则逐个，多则聚合）/ features in a viewport, one by one or clustered",
                     _MAP,
-                    {"200": _ok("GeoJSON FeatureCollection", _GEOJSON), **_errors(400, 404)},
+                    {"200": _ok("GeoJSON FeatureCollection", GEOJSON_REF), **_errors(400, 404)},
                     [
                         *feature_path,
                         {**BBOX, "required": True},
@@ -334,7 +331,7 @@ def document() -> dict[str, Any]:
                 "post": _op(
                     "上传并预览 / upload a survey file and get its import report (nothing is written)",
                     _SIGNED_IN,
-                    {"201": _ok("import report with upload_id", _REPORT), **_errors(400, 413, 415, 503)},
+                    {"201": _ok("import report with upload_id", REPORT_REF), **_errors(400, 413, 415, 503)},
                     requestBody={"required": True, "content": upload_form},
                 )
             },
@@ -342,7 +339,7 @@ def document() -> dict[str, Any]:
                 "post": _op(
                     "改参数重读 / read again with another encoding, crs, layer or member",
                     _SIGNED_IN,
-                    {"200": _ok("import report", _REPORT), **_errors(400, 404, 413, 415)},
+                    {"200": _ok("import report", REPORT_REF), **_errors(400, 404, 413, 415)},
                     [UPLOAD_ID],
                     requestBody={
                         "required": False,
@@ -406,7 +403,7 @@ def document() -> dict[str, Any]:
                 "post": _op(
                     "确认导入 / commit the upload as one batch",
                     _SIGNED_IN,
-                    {"200": _ok("import report of the batch", _REPORT), **_errors(400, 404, 409, 503)},
+                    {"200": _ok("import report of the batch", REPORT_REF), **_errors(400, 404, 409, 503)},
                     [UPLOAD_ID],
                 )
             },
@@ -422,7 +419,7 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "导入批次 / batches",
                     _SIGNED_IN,
-                    {"200": _ok("batches, oldest first", {"type": "array", "items": _BATCH})},
+                    {"200": _ok("batches, oldest first", {"type": "array", "items": BATCH_REF})},
                     [
                         _q(
                             "layer",
@@ -436,98 +433,11 @@ def document() -> dict[str, Any]:
                 "delete": _op(
                     "回滚批次 / roll back a batch (surveyors: their own survey batches)",
                     _SIGNED_IN,
-                    {"200": _ok("the batch, rolled back", _BATCH), **_errors(404, 409, 503)},
+                    {"200": _ok("the batch, rolled back", BATCH_REF), **_errors(404, 409, 503)},
                     [_path("batch_id", "batch id", ID)],
                 )
             },
             "/api/openapi.json": {"get": _op("this document", _PUBLIC, {"200": _ok("OpenAPI 3.1")})},
         },
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "an API token (gridwatch token add, or /account); acts with its owner's role",
-                },
-                "session": {
-                    "type": "apiKey",
-                    "in": "cookie",
-                    "name": "gridwatch_session",
-                    "description": "a browser signed in at /login; writes also need the X-CSRFToken header",
-                },
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message", "message_zh", "message_en"],
-                    "properties": {
-                        "error": {"type": "string", "description": "machine-readable code"},
-                        "message": {"type": "string", "description": "in the request's language"},
-                        "message_zh": {"type": "string"},
-                        "message_en": {"type": "string"},
-                        "details": {"type": "object"},
-                    },
-                },
-                "FeatureCollection": {
-                    "type": "object",
-                    "required": ["type", "features"],
-                    "properties": {"type": {"const": "FeatureCollection"}, "features": {"type": "array"}},
-                },
-                "Stats": {
-                    "type": "object",
-                    "required": ["as_of", "level", "columns", "rows", "totals"],
-                    "properties": {
-                        "title": {"type": "string"},
-                        "as_of": {"type": "string", "format": "date"},
-                        "level": {"type": "string", "enum": level_names()},
-                        "columns": {"type": "object"},
-                        "rows": {"type": "array", "items": {"type": "object"}},
-                        "totals": {"type": "object"},
-                        "metadata": {
-                            "type": "object",
-                            "description": "what the figures were computed from: as_of (null: all dates), "
-                            "known_at (null: now), computed_at {tx, at, at_local} (the last write included; "
-                            "`at` as known_at gives the same figures again), grid {chosen, versions: "
-                            "[{id, valid_from, imported_at}]}, layers [{layer, tx, batch, features}], timezone",
-                        },
-                    },
-                },
-                "ImportReport": {
-                    "type": "object",
-                    "required": ["status"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["preview", "committed", "duplicate"]},
-                        "upload_id": {"type": "string"},
-                        "batch_id": {"type": ["integer", "null"]},
-                        "rows_read": {"type": "integer"},
-                        "added": {"type": "integer"},
-                        "updated": {"type": "integer"},
-                        "unchanged": {"type": "integer"},
-                        "rejected": {"type": "array"},
-                        "warnings": {"type": "array"},
-                        "encoding": {"type": ["string", "null"]},
-                        "crs": {"type": ["string", "null"]},
-                        "grid_change": {
-                            "type": ["object", "null"],
-                            "description": "a grid upload: valid_from, version, previous_version, units_added/"
-                            "removed/reshaped (the first 1000) with their counts, features_moved per layer, "
-                            "moved_by_community, issued_changed (dated into the past: from, to, computed_on, "
-                            "month_ends)",
-                        },
-                    },
-                },
-                "Batch": {
-                    "type": "object",
-                    "required": ["id", "layer", "source_name", "created_at", "status"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "layer": {"type": "string"},
-                        "source_name": {"type": "string"},
-                        "created_at": {"type": "string"},
-                        "user": {"type": ["string", "null"]},
-                        "status": {"type": "string", "enum": ["active", "rolled_back"]},
-                    },
-                },
-            },
-        },
+        "components": components(),
     }
