@@ -1,4 +1,5 @@
 """Taking figures out: the statistics exporters in a registry keyed by format (``export``, one
 ``to_<format>`` module each, sharing ``tables``), the feature ledger (``ledger``), the audit
-trail as CSV (``audit``) and generated unit grids (``gridgen``).
+trail as CSV (``audit``) and generated unit grids (``gridgen``, with the tiling in
+``gridgen_tiles`` and the communities and cell codes in ``gridgen_codes``).
 """
