@@ -17,7 +17,7 @@ from geo.output.audit import write_csv
 from geo.store import accounts
 from geo.store.backends import open_store
 from geo.store.base import Actor
-from tests.conftest import X0, Y0, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 
 def test_passwords_are_hashed_and_checked(store):

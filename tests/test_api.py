@@ -12,7 +12,7 @@ import pytest
 
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from tests.conftest import dated_sites, grid_frame, open_app, write_shp
+from tests.helpers.builders import dated_sites, grid_frame, write_shp
 
 #: Unit names a spreadsheet would run as formulas if written as they are.
 FORMULAS = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=1"]
@@ -20,7 +20,7 @@ DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, make_app):
     data = tmp_path / "store"
     grid = grid_frame()
     grid.loc[: len(FORMULAS) - 1, "网格名称"] = FORMULAS
@@ -29,12 +29,7 @@ def app(tmp_path):
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid, tmp_path / "g" / "g.shp"))
         import_file(store, "demolition", write_shp(dated_sites(), tmp_path / "s" / "s.shp"))
-    return open_app(data)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+    return make_app(data, login=False)
 
 
 def _totals(client, as_of: str) -> tuple[int, int]:

@@ -122,7 +122,7 @@ def test_incremental_reassignment_equals_full(tmp_path_factory, change):
 
     from geo.imports.importer import import_file
     from geo.store.backends import open_store
-    from tests.conftest import EPSG_GK, X0, Y0, points_frame, write_shp
+    from tests.helpers.builders import EPSG_GK, X0, Y0, points_frame, write_shp
 
     codes, cells, new_codes, new_cells, px, py = change
     if not new_cells:

@@ -24,7 +24,7 @@ from geo.imports.batches import rollback
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED
-from tests.conftest import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 DEMOLITION = layers.get("demolition")
 

@@ -9,7 +9,7 @@ import geo.figures.tally as tally_mod
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from geo.store.cache import filling
-from tests.conftest import X0, Y0, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 
 def test_filling_lets_one_thread_build_while_the_others_wait():

@@ -13,7 +13,7 @@ import pyogrio
 import pytest
 
 from geo.cli import main
-from tests.conftest import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
 
 
 @pytest.fixture
@@ -42,16 +42,17 @@ def loaded(tmp_path: Path, data: str) -> str:
     return data
 
 
-def test_import_report_and_json(tmp_path, data, capsys):
+def test_import_report_and_json(tmp_path, data, runner):
     shp = write_shp(grid_frame(), tmp_path / "g" / "网格.shp")
-    assert main(["--data", data, "import", "grid", str(shp), "--dry-run", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    run = runner("--data", data, "import", "grid", str(shp), "--dry-run", "--json")
+    assert run.code == 0
+    out = json.loads(run.out)
     assert out["status"] == "preview" and out["rows_read"] == 9 and out["encoding"] == "gb18030"
-    assert main(["--data", data, "import", "grid", str(shp)]) == 0
-    text = capsys.readouterr().out
-    assert "读取 9 行" in text and "新增 9" in text
-    assert main(["--data", data, "--lang", "en", "import", "grid", str(shp)]) == 0
-    assert "already imported" in capsys.readouterr().out
+    run = runner("--data", data, "import", "grid", str(shp))
+    assert run.code == 0
+    assert "读取 9 行" in run.out and "新增 9" in run.out
+    run = runner("--data", data, "--lang", "en", "import", "grid", str(shp))
+    assert run.code == 0 and "already imported" in run.out
 
 
 def test_rejected_input_exits_nonzero_with_one_line(tmp_path, data, capsys):
@@ -166,7 +167,7 @@ def test_grid_generate_and_load(tmp_path, data, capsys):
     import geopandas as gpd
     import shapely
 
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     boundary = gpd.GeoDataFrame(
         {"名称": ["青弋区"]}, geometry=[shapely.box(X0, Y0, X0 + 1000, Y0 + 600)], crs=EPSG_GK

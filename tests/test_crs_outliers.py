@@ -24,7 +24,7 @@ from geo.cli import main
 from geo.errors import CRSError
 from geo.imports.importer import import_file, prepare_import
 from geo.store.backends import open_store
-from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 GK_TO_ZONE39 = pyproj.Transformer.from_crs(EPSG_GK, 4527, always_xy=True)
 GK_TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4490, always_xy=True)

@@ -28,6 +28,7 @@ from geo.reading.encoding import (
     normalize_encoding,
     zip_member_name,
 )
+from tests.helpers.builders import write_shp
 
 ADDRESSES = ["镜湖区赭山街道", "弋江区中山南路", "鸠江区湾里街道"]
 STATUSES = ["已拆除", "存量", "整改中"]
@@ -48,16 +49,7 @@ def survey_frame() -> gpd.GeoDataFrame:
 
 def write_gbk_shp(tmp_path: Path, ldid: int | None, keep_cpg: bool = False, name: str = "违建") -> Path:
     """GBK shapefile; the .cpg is removed unless ``keep_cpg`` and the LDID byte is patched."""
-    shp = tmp_path / f"{name}.shp"
-    survey_frame().to_file(shp, engine="pyogrio", encoding="GBK")
-    if not keep_cpg:
-        shp.with_suffix(".cpg").unlink()
-    if ldid is not None:
-        dbf = shp.with_suffix(".dbf")
-        data = bytearray(dbf.read_bytes())
-        data[29] = ldid
-        dbf.write_bytes(bytes(data))
-    return shp
+    return write_shp(survey_frame(), tmp_path / f"{name}.shp", cpg=keep_cpg, ldid=ldid)
 
 
 def make_dbf(fields: list[tuple[bytes, int]], records: list[list[bytes]], ldid: int = 0x00) -> bytes:

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from geo.store import accounts
 from geo.store.backends import open_store
 from geo.store.base import STORE_FILE
 from layers.base import UNASSIGNED
-from tests.conftest import EPSG_GK, X0, Y0, grid_frame, write_shp, zip_shp
+from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, multipart, write_shp, zip_shp
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -311,22 +310,6 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _multipart(fields: dict[str, str], path: Path) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + path.read_bytes()
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 class Server:
     """gunicorn with the sample settings (deploy/gunicorn.conf.py) on 127.0.0.1, in its own
     process group, optionally without the right to write the store.  With ``preload`` the
@@ -400,7 +383,7 @@ class Server:
         return resp.status, json.loads(raw) if is_json else raw
 
     def stage(self, path: Path, layer: str = "demolition") -> tuple[int, Any]:
-        body, content_type = _multipart({"layer": layer}, path)
+        body, content_type = multipart(path.read_bytes(), path.name, layer=layer)
         return self.request("POST", "/api/uploads", body, content_type)
 
     def kill(self) -> None:

@@ -15,7 +15,7 @@ import pytest
 import layers
 from geo.errors import InputError
 from geo.imports.importer import import_file
-from tests.conftest import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
 
 DEMOLITION = layers.get("demolition")
 

@@ -19,7 +19,7 @@ from geo.imports.importer import import_file, prepare_import
 from geo.store.backends import open_store
 from layers import demolition
 from layers.base import UNASSIGNED
-from tests.conftest import (
+from tests.helpers.builders import (
     COMM_A,
     COMM_B,
     EPSG_GK,

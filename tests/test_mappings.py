@@ -22,7 +22,7 @@ from geo.imports.importer import commit_import, import_file, prepare_import
 from geo.reading.mappings import parse_map, read_value_map
 from geo.store.backends import open_store
 from layers import demolition
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
 
 SPEC = demolition.LAYER
 #: What the issue found counted as demolished, and a typo of the real thing.
@@ -375,14 +375,12 @@ def test_ledger_shows_the_status_as_stored_and_as_surveyed(tmp_path, data, capsy
     assert main(["--data", data, "ledger", "demolition", "--format", "xlsx"]) == 2  # binary: needs -o
 
 
-def test_ledger_through_the_api(tmp_path):
-    from tests.conftest import open_app
-
+def test_ledger_through_the_api(tmp_path, make_app):
     store_dir = tmp_path / "st"
     with open_store(store_dir) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         import_file(store, "demolition", write_shp(survey(["己拆除", "已拆除"]), tmp_path / "s" / "s.shp"))
-    client = open_app(store_dir).test_client()
+    client = make_app(store_dir, login=False).test_client()
     r = client.get("/api/ledger/demolition?format=geojson")
     assert r.status_code == 200
     doc = r.get_json()

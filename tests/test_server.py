@@ -10,28 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from geo.imports.importer import import_file
-from server import create_app
-from tests.conftest import X0, Y0, grid_frame, open_app, points_frame, write_shp
-
-
-@pytest.fixture
-def app(tmp_path):
-    data = tmp_path / "store"
-    from geo.store.backends import open_store
-
-    with open_store(data) as store:
-        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-        sites = points_frame(
-            [(X0 + 50, Y0 - 50)], 案件编号=["<script>alert(1)</script>"], 当前状态=["已拆除"]
-        )
-        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
-    return open_app(data)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+from tests.helpers.builders import X0, Y0
 
 
 def test_healthz_and_layers(client):
@@ -49,6 +28,7 @@ def test_stats_downloads(client):
     assert "社区" in wb.sheetnames
 
 
+@pytest.mark.needs("node_modules")
 def test_map_page_serves_its_own_assets(client):
     import json
     import re
@@ -97,7 +77,7 @@ def test_errors_are_json_with_status(client):
 def _bbox() -> str:
     import pyproj
 
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     t = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
     w, s = t.transform(X0 - 100, Y0 - 400)
@@ -182,15 +162,8 @@ def test_http_errors_in_both_languages(client):
     assert _error(client.get("/api/uploads"), 405)["message"].startswith("405 Method Not Allowed")
 
 
-def test_server_error_is_json_in_both_languages(tmp_path):
-    app = create_app(
-        {
-            "GRIDWATCH_DATA": str(tmp_path / "d"),
-            "TESTING": False,
-            "LOGIN_DISABLED": True,
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
+def test_server_error_is_json_in_both_languages(tmp_path, make_app):
+    app = make_app(tmp_path / "d", login=False, TESTING=False)
 
     def boom():
         raise RuntimeError("secret detail")
@@ -208,6 +181,7 @@ def test_server_error_is_json_in_both_languages(tmp_path):
     assert _error(client.get("/boom?lang=en"), 500)["message"] == "internal server error"
 
 
+@pytest.mark.needs("node_modules")
 def test_upload_page_base_map_and_assets(client, app):
     import json
     import re
@@ -295,9 +269,9 @@ def _not_a_geopackage(folder: Path) -> Path:
     return folder
 
 
-def test_healthz_names_no_file_or_directory(tmp_path):
+def test_healthz_names_no_file_or_directory(tmp_path, make_app):
     data = tmp_path / "store"
-    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    app = make_app(data)
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
     # a store that cannot be read: unavailable, still without a path
@@ -306,18 +280,18 @@ def test_healthz_names_no_file_or_directory(tmp_path):
     garbage.mkdir()
     (garbage / "gridwatch.gpkg").write_bytes(b"this is not a database" * 100)
     for bad in (other, garbage):
-        resp = create_app({"GRIDWATCH_DATA": str(bad), "TESTING": True}).test_client().get("/healthz")
+        resp = make_app(bad).test_client().get("/healthz")
         assert resp.status_code == 503 and resp.get_json() == {"status": "unavailable"}
 
 
 @pytest.mark.parametrize("broken", ["not_a_geopackage", "data_dir_under_a_file"])
-def test_error_answers_name_no_server_directory(tmp_path, broken):
+def test_error_answers_name_no_server_directory(tmp_path, broken, make_app):
     if broken == "not_a_geopackage":
         data = _not_a_geopackage(tmp_path / "data")
     else:
         (tmp_path / "file").write_text("x", encoding="utf-8")
         data = tmp_path / "file" / "data"
-    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True})
+    app = make_app(data, login=False)
     c = app.test_client()
     for url in ("/api/cells?level=grid&zoom=16", "/api/batches", "/api/stats?lang=en"):
         resp = c.get(url)

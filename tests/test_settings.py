@@ -16,7 +16,8 @@ from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
 from server import create_app
-from tests.conftest import grid_frame, write_shp
+from tests.helpers.builders import grid_frame, write_shp
+from tests.helpers.web import csrf_from, login
 from web.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,15 +33,6 @@ def data(tmp_path, monkeypatch):
         accounts.add_user(store, "viewer", "viewer", "viewer-pass-1")
     monkeypatch.setenv("GRIDWATCH_DATA", str(data))
     return data
-
-
-def csrf_from(html: str) -> str:
-    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-
-
-def login(client, name: str, password: str, **kw):
-    token = csrf_from(client.get("/login", **kw).text)
-    return client.post("/login", data={"username": name, "password": password, "csrf_token": token}, **kw)
 
 
 def session_cookie(resp) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 import geo.store.gpkg as gpkg
 from geo.imports.importer import import_file
-from tests.conftest import X0, Y0, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 TRY_WRITE = """
 import sys, apsw

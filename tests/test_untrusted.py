@@ -33,9 +33,10 @@ from geo.imports.batches import load_targets
 from geo.reading import untrusted
 from geo.reading.sources import Dataset, _scan_sheet, open_source, read_table_file
 from geo.store.backends import open_store
-from tests import test_hostile as hostile
-from tests.conftest import EPSG_GK, X0, Y0
-from tests.test_hostile import MAX_RSS_BYTES, ROOT, post, shapefile_zip, survey_shp, zip_of
+from tests.helpers import hostile
+from tests.helpers.builders import EPSG_GK, X0, Y0, shapefile_zip, survey_shp, zip_of
+from tests.helpers.hostile import MAX_RSS_BYTES, ROOT, post
+from tests.helpers.web import Session
 
 # the hostile-upload tests' fixtures: a store with a unit grid and a surveyor, and ``refuse``
 data = hostile.data
@@ -407,16 +408,6 @@ def _dbf_shapefile(folder: Path, fields: int, rows: int) -> Path:
     return shp
 
 
-def _zip_shapefile(shp: Path) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for part in sorted(shp.parent.glob(shp.stem + ".*")):
-            zf.write(part, part.name)
-    return buf.getvalue()
-
-
 def measure(data: Path, tmp_path: Path, payload: bytes, name: str) -> dict:
     """Upload ``payload`` in a server process of its own; its answer and peak memory."""
     return hostile.measure(data, tmp_path / ("payload-" + name), payload, name, 256 * 1024 * 1024)
@@ -435,7 +426,7 @@ def _bomb(case: str, tmp_path: Path) -> tuple[bytes, str]:
         return (tmp_path / "b.gpkg").read_bytes(), "台账.gpkg"
     if kind == "dbf-fields":
         fields, rows = (int(v) for v in param.split("x"))
-        return _zip_shapefile(_dbf_shapefile(tmp_path / "wide", fields, rows)), "台账.zip"
+        return shapefile_zip(_dbf_shapefile(tmp_path / "wide", fields, rows), compresslevel=1), "台账.zip"
     if kind == "csv-columns":
         header = ",".join(["经度", "纬度"] + [f"c{i}" for i in range(int(param))])
         return (header + "\n118.4,31.3\n").encode(), "台账.csv"
@@ -476,7 +467,7 @@ def test_a_wide_table_decodes_only_the_columns_the_layer_uses(data, tmp_path):
     """900 unused one-byte fields × 150,000 rows (135 MB of records): imported, with only the
     two mapped columns decoded, and the server process stays under 1 GB."""
     shp = _dbf_shapefile(tmp_path / "wide", 900, 150_000)
-    out = measure(data, tmp_path, _zip_shapefile(shp), "台账.zip")
+    out = measure(data, tmp_path, shapefile_zip(shp, compresslevel=1), "台账.zip")
     assert out["status"] == 201, out["body"]
     body = out["body"]
     assert body["rows_read"] == body["accepted"] == 150_000
@@ -743,7 +734,6 @@ def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
     """Set through the environment, as in production: a helper given less memory than reading
     needs refuses every upload with a clear 413; the other limits reach the helper too."""
     from server import create_app
-    from tests.test_auth import Session
     from web.clients import read_limits
 
     monkeypatch.setenv("GRIDWATCH_DATA", str(data))
@@ -781,7 +771,7 @@ def test_member_names_a_dataset_exactly(tmp_path):
     """``--member`` takes the dataset's name in the upload, or a file name only one dataset
     has; never a stem that could pick a layer the user did not mean."""
     from geo.imports.importer import prepare_import
-    from tests.conftest import grid_frame, write_shp
+    from tests.helpers.builders import grid_frame, write_shp
 
     a = survey_shp(tmp_path / "a")
     b = survey_shp(tmp_path / "b", n=2)
@@ -990,7 +980,6 @@ def test_uploads_hold_at_most_the_configured_rows(data, monkeypatch):
     """Set through the environment: more rows than GRIDWATCH_UPLOAD_MAX_ROWS is a 413 from the
     helper, so the server process never builds them; the command line is not bound by it."""
     from server import create_app
-    from tests.test_auth import Session
 
     monkeypatch.setenv("GRIDWATCH_DATA", str(data))
     monkeypatch.setenv("GRIDWATCH_UPLOAD_MAX_ROWS", "5")
@@ -1008,7 +997,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     1 KB a row in the server process) runs one at a time, so memory does not add up; small
     files are not held up."""
     from geo.imports.importer import import_file, prepare_import
-    from tests.conftest import grid_frame, write_shp
+    from tests.helpers.builders import grid_frame, write_shp
 
     monkeypatch.setattr(importer, "LARGE_IMPORT_ROWS", 3)
     inside = {"now": 0, "most": 0}
@@ -1064,7 +1053,7 @@ def test_each_dataset_of_a_file_imports_once(tmp_path):
     """A zip of two years' sites: importing one member, then the other, imports both; the same
     member again is the duplicate."""
     from geo.imports.importer import import_file
-    from tests.conftest import grid_frame, points_frame, write_shp
+    from tests.helpers.builders import grid_frame, points_frame, write_shp
 
     a = write_shp(
         points_frame([(X0 + 50, Y0 - 50 - i) for i in range(3)], 案件编号=["A0", "A1", "A2"]),
@@ -1088,7 +1077,7 @@ def test_work_folders_left_by_a_killed_import_are_removed(tmp_path, monkeypatch)
     import tempfile
 
     from geo.imports.importer import import_file
-    from tests.conftest import grid_frame, write_shp
+    from tests.helpers.builders import grid_frame, write_shp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -13,29 +13,15 @@ import pytest
 
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from server import create_app
-from tests.conftest import X0, Y0, GbkZipInfo, grid_frame, points_frame, write_shp, zip_shp
+from tests.helpers.builders import X0, Y0, GbkZipInfo, grid_frame, points_frame, write_shp, zip_shp
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-    return create_app(
-        {
-            "GRIDWATCH_DATA": str(data),
-            "TESTING": True,
-            "LOGIN_DISABLED": True,
-            "WTF_CSRF_ENABLED": False,
-            "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
-        }
-    )
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+    return make_app(data, login=False, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
 
 
 @pytest.fixture
@@ -159,7 +145,7 @@ def test_unknown_upload_id(client):
 def _lonlat(x: float, y: float) -> tuple[float, float]:
     import pyproj
 
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     lon, lat = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True).transform(x, y)
     return float(lon), float(lat)
@@ -269,7 +255,7 @@ def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     import shapely
 
     from geo.imports import uploads
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     def ring(cx: float, cy: float) -> shapely.Polygon:  # 64 vertices, 8 m across
         return shapely.Point(cx, cy).buffer(4, quad_segs=16)
@@ -333,10 +319,10 @@ def test_an_upload_that_cannot_be_staged_is_a_clear_503(app, client, tmp_path):
     assert body["error"] == "staging_failed" and body["message_zh"] and "stage" in body["message_en"]
 
 
-def test_the_app_starts_when_the_session_key_cannot_be_kept(tmp_path, caplog):
+def test_the_app_starts_when_the_session_key_cannot_be_kept(tmp_path, caplog, make_app):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    app = create_app({"GRIDWATCH_DATA": str(blocker / "data"), "TESTING": True})
+    app = make_app(blocker / "data")
     assert len(app.config["SECRET_KEY"]) == 64
     assert "SECRET_KEY" in caplog.text
 
@@ -551,7 +537,7 @@ def test_a_failed_reread_keeps_the_settings_that_worked(client, tmp_path):
 
 
 @pytest.fixture
-def accounts_app(tmp_path):
+def accounts_app(tmp_path, make_app):
     """An app with accounts: surveyor, surveyor2 and admin, each with an API token; demo sites
     D1, D2 imported without an account and sites S1, S2 imported by surveyor."""
     from geo.store import accounts
@@ -573,7 +559,7 @@ def accounts_app(tmp_path):
             tokens[name] = {"Authorization": f"Bearer {accounts.create_token(store, name, 'tests')[1]}"}
 
     def make(**config):
-        app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, **config})
+        app = make_app(data, **config)
         app.tokens = tokens
         return app
 
@@ -653,13 +639,12 @@ def test_staged_uploads_expire_after_two_hours(app, client, survey_zip):
     assert client.get(f"/api/uploads/{recent}/features").status_code == 200
 
 
-def test_the_expiry_of_staged_uploads_is_a_setting(app, survey_zip, monkeypatch):
+def test_the_expiry_of_staged_uploads_is_a_setting(app, make_app, survey_zip, monkeypatch):
     import os
     import time
 
     monkeypatch.setenv("GRIDWATCH_STAGING_HOURS", "0.5")
-    keep = ("GRIDWATCH_DATA", "TESTING", "LOGIN_DISABLED", "WTF_CSRF_ENABLED")
-    client = create_app({k: app.config[k] for k in keep}).test_client()
+    client = make_app(app.config["GRIDWATCH_DATA"], login=False).test_client()  # reads the setting
     staged = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
     then = time.time() - 40 * 60
     os.utime(_staged_folder(app, staged), (then, then))

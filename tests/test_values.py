@@ -696,9 +696,9 @@ def test_clean_text_removes_nul_and_control_characters() -> None:
 def test_nul_bytes_from_a_csv_are_not_stored(gridded_store, tmp_path: Path) -> None:
     from geo.imports.importer import import_file
     from layers import demolition as layer
-    from tests.conftest import _T, X0, Y0
+    from tests.helpers.builders import LONLAT_TO_GK, X0, Y0
 
-    lon, lat = _T.transform(X0 + 50, Y0 - 50, direction="INVERSE")
+    lon, lat = LONLAT_TO_GK.transform(X0 + 50, Y0 - 50, direction="INVERSE")
     csv = tmp_path / "sites.csv"
     csv.write_bytes(f"案件编号,违建地址,经度,纬度\nA\x002,路\x1b[31m口,{lon},{lat}\n".encode())
     import_file(gridded_store, "demolition", csv)

@@ -38,14 +38,13 @@ from geo.reading.values import vocab_key
 from geo.store import clock
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED
-from tests.conftest import (
+from tests.helpers.builders import (
     COMM_A,
     COMM_B,
     EPSG_GK,
     X0,
     Y0,
     grid_frame,
-    open_app,
     points_frame,
     write_shp,
     zip_shp,
@@ -490,9 +489,9 @@ def test_known_at_parsing() -> None:
 # --- the web -------------------------------------------------------------------------------------
 
 
-def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path):
+def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path, make_app):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
-    client = open_app(Path(data)).test_client()
+    client = make_app(data, login=False).test_client()
     first = client.get("/api/stats?level=grid&layer=demolition&as_of=2022-06-30")
     assert first.status_code == 200
     t1 = first.get_json()["metadata"]["computed_at"]["at"]
@@ -537,9 +536,9 @@ def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path):
         assert r.get_json()["message_zh"] != r.get_json()["message_en"]
 
 
-def test_a_web_grid_upload_takes_a_valid_from_day(data, tmp_path):
+def test_a_web_grid_upload_takes_a_valid_from_day(data, tmp_path, make_app):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
-    client = open_app(Path(data)).test_client()
+    client = make_app(data, login=False).test_client()
     page = client.get("/upload").get_data(as_text=True)
     assert 'name="valid_from"' in page and 'data-grid="1"' in page
     grid_zip = zip_shp(

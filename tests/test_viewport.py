@@ -12,7 +12,7 @@ from geo.figures.viewport import BBox, cells_in_view, features_in_view
 from geo.imports.importer import import_file
 from geo.reading.crs import wgs84_to_gcj02
 from layers.base import Category, Field, LayerSpec, Status
-from tests.conftest import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
 
 TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
 WEST, SOUTH = TO_LONLAT.transform(X0 - 50, Y0 - 350)

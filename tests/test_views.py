@@ -11,19 +11,18 @@ import pytest
 
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from tests.conftest import X0, Y0, dated_sites, grid_frame, open_app, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, dated_sites, grid_frame, points_frame, write_shp
 
 DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25"]
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         import_file(store, "demolition", write_shp(dated_sites(), tmp_path / "s" / "s.shp"))
-    app = open_app(data)
-    return app.test_client()
+    return make_app(data, login=False).test_client()
 
 
 def _chart(page: str) -> dict:
@@ -68,13 +67,13 @@ def test_map_page_takes_every_date_form(client, as_of):
     assert 'value="2022-05-25"' in page and '"asOf": "2022-05-25"' in page
 
 
-def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path):
+def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["B1"])
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "报告\u202eexe.\x1bshp.shp"))
-    app = open_app(data)
+    app = make_app(data, login=False)
     page = app.test_client().get("/batches").get_data(as_text=True)
     assert "报告\ufffdexe.\ufffdshp.shp" in page
     assert "\u202e" not in page and "\x1b" not in page
