@@ -163,6 +163,7 @@ def test_a_locked_name_lets_in_its_password_from_a_client_without_failures(store
     assert accounts.authenticate(store, "admin", "right-password", client="203.0.113.5").name == "admin"
 
 
+@pytest.mark.slow
 def test_a_clients_failures_never_refuse_a_right_password(store):
     accounts.add_user(store, "qian", "viewer", "password1")
     for i in range(40):
@@ -173,6 +174,7 @@ def test_a_clients_failures_never_refuse_a_right_password(store):
     assert accounts.authenticate(store, "qian", "password1", client="10.9.9.9").name == "qian"
 
 
+@pytest.mark.slow
 def test_failed_login_records_stay_bounded(store, monkeypatch):
     monkeypatch.setattr("geo.store.gpkg._LOGINS_KEPT", 10)
     for i in range(25):

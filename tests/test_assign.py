@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -114,6 +115,7 @@ def grid_changes(draw):
     return codes, cells, new_codes, new_cells, px, py
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(change=grid_changes())
 def test_incremental_reassignment_equals_full(tmp_path_factory, change):

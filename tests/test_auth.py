@@ -74,6 +74,7 @@ def allowed(access: str, role: str | None, public_map: bool) -> bool:
     return RANK[role] >= RANK[needed]
 
 
+@pytest.mark.slow
 def test_every_route_is_in_the_matrix(data, make_app):
     app = make_app(data)
     endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint != "static"}
@@ -82,6 +83,7 @@ def test_every_route_is_in_the_matrix(data, make_app):
         assert getattr(app.view_functions[endpoint], "gw_access", None) is not None, endpoint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("public_map", [False, True])
 @pytest.mark.parametrize("who", [None, "viewer", "surveyor", "admin"])
 def test_route_role_matrix(data, who, public_map, make_app):
@@ -113,6 +115,7 @@ def _upload_zip(tmp_path, name="new.zip"):
     return (io.BytesIO(shapefile_zip(shp)), name)
 
 
+@pytest.mark.slow
 def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_path, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
@@ -140,6 +143,7 @@ def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_pat
     assert resp.status_code == 201
 
 
+@pytest.mark.slow
 def test_api_tokens_authenticate_until_revoked(data, make_app):
     app = make_app(data)
     with open_store(data) as store:
@@ -154,6 +158,7 @@ def test_api_tokens_authenticate_until_revoked(data, make_app):
     assert c.get("/api/stats?level=grid&layer=demolition", headers=auth).status_code == 401
 
 
+@pytest.mark.slow
 def test_tokens_are_made_and_revoked_on_the_account_page(data, make_app):
     app = make_app(data)
     s = Session(app, "viewer")
@@ -176,6 +181,7 @@ def test_tokens_are_made_and_revoked_on_the_account_page(data, make_app):
     assert app.test_client().get("/api/layers", headers=auth).status_code == 401
 
 
+@pytest.mark.slow
 def test_session_cookie_flags(data, make_app):
     resp = login(make_app(data).test_client(), "viewer")
     cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gridwatch_session="))
@@ -185,6 +191,7 @@ def test_session_cookie_flags(data, make_app):
     assert "Secure" in cookie
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "location"),
     [
@@ -205,6 +212,7 @@ def test_login_follows_only_local_next_links(data, target, location, make_app):
     assert resp.status_code == 302 and resp.headers["Location"] == location
 
 
+@pytest.mark.slow
 def test_failed_logins_lock_the_name(data, make_app):
     app = make_app(data)
     c = app.test_client()
@@ -214,6 +222,7 @@ def test_failed_logins_lock_the_name(data, make_app):
     assert locked.status_code == 429 and "登录失败次数过多" in locked.text
 
 
+@pytest.mark.slow
 def test_failures_from_an_address_never_refuse_a_right_password(data, make_app):
     """Forty failures for a name nobody has, from one address (behind NAT: everyone's), and
     then a colleague at that address signs in with the right password."""
@@ -242,6 +251,7 @@ def _normalised(resp, name: str) -> tuple:
     return resp.status_code, text, headers
 
 
+@pytest.mark.slow
 def test_unknown_and_known_names_get_identical_answers(data, monkeypatch, make_app):
     hashes = {"checked": 0}
     real_check = accounts.verify_password
@@ -265,6 +275,7 @@ def test_unknown_and_known_names_get_identical_answers(data, monkeypatch, make_a
     assert [a[0] for a in answers["viewer"]] == [401] * accounts.MAX_FAILURES + [429, 429]
 
 
+@pytest.mark.slow
 def test_a_locked_admin_still_gets_in_from_elsewhere(data, make_app):
     app = make_app(data)
     attacker = app.test_client()
@@ -281,6 +292,7 @@ def test_a_locked_admin_still_gets_in_from_elsewhere(data, make_app):
         assert store.get_user("admin").locked_until is None
 
 
+@pytest.mark.slow
 def test_a_session_cookie_is_refused_after_logout(data, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
@@ -293,6 +305,7 @@ def test_a_session_cookie_is_refused_after_logout(data, make_app):
     assert replay.get("/batches").status_code == 302  # to /login
 
 
+@pytest.mark.slow
 def test_the_csrf_token_changes_at_login(data, tmp_path, make_app):
     app = make_app(data)
     c = app.test_client()
@@ -310,6 +323,7 @@ def test_the_csrf_token_changes_at_login(data, tmp_path, make_app):
     assert c.post("/api/uploads", data=upload, headers={"X-CSRFToken": after}).status_code == 201
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("token_id", ["abc", "", "1e3", "-1", "99999999999999999999999"])
 def test_revoking_a_token_that_is_no_number_is_a_400(data, token_id, make_app):
     app = make_app(data)
@@ -321,6 +335,7 @@ def test_revoking_a_token_that_is_no_number_is_a_400(data, token_id, make_app):
     assert resp.status_code == 400 or token_id.isdigit()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["1e20", str(10**20), "0", "-3", "x", "9" * 30])
 def test_audit_pages_out_of_range_are_a_400(data, page, make_app):
     admin = Session(make_app(data), "admin")
@@ -329,6 +344,7 @@ def test_audit_pages_out_of_range_are_a_400(data, page, make_app):
     assert admin.request("GET", "/audit?page=2").status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["viewer\n", " viewer", "viewer ", "vie\x00wer", "\u202eviewer", "vie\u2066wer"]
 )
@@ -350,6 +366,7 @@ def test_the_users_page_refuses_names_that_hide_characters(data, name, make_app)
         assert sorted(u.name for u in store.list_users()) == sorted(PASSWORDS)
 
 
+@pytest.mark.slow
 def test_disabling_a_user_or_changing_a_password_ends_their_sessions(data, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
@@ -377,6 +394,7 @@ def test_disabling_a_user_or_changing_a_password_ends_their_sessions(data, make_
     assert login(app.test_client(), "surveyor", "a-new-pass-9").status_code == 302
 
 
+@pytest.mark.slow
 def test_admins_manage_users_on_the_users_page(data, make_app):
     app = make_app(data)
     admin = Session(app, "admin")
@@ -409,6 +427,7 @@ def test_admins_manage_users_on_the_users_page(data, make_app):
         assert store.get_user("admin").active
 
 
+@pytest.mark.slow
 def test_surveyors_commit_and_roll_back_only_their_own(data, tmp_path, make_app):
     app = make_app(data)
     mine, other, admin = Session(app, "surveyor"), Session(app, "surveyor2"), Session(app, "admin")
@@ -441,6 +460,7 @@ def test_surveyors_commit_and_roll_back_only_their_own(data, tmp_path, make_app)
     assert resp.status_code == 201
 
 
+@pytest.mark.slow
 def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
@@ -472,6 +492,7 @@ def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path, m
     assert "<td>surveyor</td>" in batches.text
 
 
+@pytest.mark.slow
 def test_passwords_never_reach_logs_pages_or_the_audit_trail(data, caplog, make_app):
     caplog.set_level(logging.DEBUG)
     app = make_app(data)
@@ -497,6 +518,7 @@ def test_passwords_never_reach_logs_pages_or_the_audit_trail(data, caplog, make_
         assert all("lu-secret-77" not in (e.detail or "") for e in store.audit_entries())
 
 
+@pytest.mark.slow
 def test_security_headers_and_nonces(data, make_app):
     app = make_app(data, GRIDWATCH_TILES="https://tiles.example.gov.cn/{z}/{x}/{y}.png")
     s = Session(app, "viewer")
@@ -521,6 +543,7 @@ def test_security_headers_and_nonces(data, make_app):
     assert api.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in api.headers
 
 
+@pytest.mark.slow
 def test_first_admin_from_the_command_line_can_log_in(tmp_path, monkeypatch, make_app):
     from geo.cli import main
 
@@ -535,6 +558,7 @@ def test_first_admin_from_the_command_line_can_log_in(tmp_path, monkeypatch, mak
     assert c.get("/users").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_route_that_declares_no_access_is_refused(data, make_app):
     app = make_app(data)
 

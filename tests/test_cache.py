@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 import geo.figures.tally as tally_mod
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
@@ -67,6 +69,7 @@ def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_a_write_between_reading_columns_and_counting_never_mixes_revisions(
     gridded_store, tmp_path, monkeypatch
 ):

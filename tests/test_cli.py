@@ -42,6 +42,7 @@ def loaded(tmp_path: Path, data: str) -> str:
     return data
 
 
+@pytest.mark.slow
 def test_import_report_and_json(tmp_path, data, runner):
     shp = write_shp(grid_frame(), tmp_path / "g" / "网格.shp")
     run = runner("--data", data, "import", "grid", str(shp), "--dry-run", "--json")
@@ -97,6 +98,7 @@ def test_stats_csv_has_bom_units_and_unassigned(loaded, tmp_path):
     assert pd.read_csv(may, encoding="utf-8-sig")["demolition_completed"].sum() == 0
 
 
+@pytest.mark.slow
 def test_stats_xlsx_all_levels_chinese_headers(loaded, tmp_path):
     out = tmp_path / "stats.xlsx"
     assert main(["--data", loaded, "stats", "--format", "xlsx", "-o", str(out)]) == 0
@@ -109,6 +111,7 @@ def test_stats_xlsx_all_levels_chinese_headers(loaded, tmp_path):
     assert "合计" in values
 
 
+@pytest.mark.slow
 def test_stats_geojson_and_gpkg(loaded, tmp_path, capsys):
     assert main(["--data", loaded, "stats", "--level", "community", "--format", "geojson"]) == 0
     fc = json.loads(capsys.readouterr().out)
@@ -131,6 +134,7 @@ def test_batches_and_rollback(loaded, capsys):
     assert "已回滚" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_console_script_runs(tmp_path, loaded):
     exe = Path(sys.executable).with_name("gridwatch")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "geo.cli"]
@@ -152,6 +156,7 @@ def test_console_script_runs(tmp_path, loaded):
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_monthly_series(loaded, tmp_path):
     out = tmp_path / "monthly.csv"
     args = ["--data", loaded, "stats", "--monthly", "2022-01:2022-07", "--level", "district", "-o", str(out)]
@@ -216,6 +221,7 @@ def _one_bilingual_line(err: str) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_terminal_escapes_are_shown_not_run(tmp_path, loaded, capsys):
     """DBF and CSV values, and file names, reach the terminal with controls and bidi escaped."""
     csv_file = tmp_path / "a\x1b[31mred\u202etxt.csv"
@@ -240,6 +246,7 @@ def test_terminal_escapes_are_shown_not_run(tmp_path, loaded, capsys):
     assert json.loads(text)[-1]["source_name"] == csv_file.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -280,6 +287,7 @@ def test_stats_as_of_in_every_accepted_form(loaded, tmp_path, as_of):
     assert main(["--data", loaded, "stats", "--as-of", as_of, "--format", "json"]) == 0
 
 
+@pytest.mark.slow
 def test_stats_before_the_first_data_month(loaded, tmp_path, capsys):
     assert main(["--data", loaded, "stats", "--as-of", "2021-06-30", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -291,6 +299,7 @@ def test_stats_before_the_first_data_month(loaded, tmp_path, capsys):
     assert main(["--data", loaded, "stats", "--monthly", "2021年1月:2021年6月", "-o", str(out)]) == 0
 
 
+@pytest.mark.slow
 def test_cpg_naming_no_text_encoding_is_ignored_with_a_warning(tmp_path, loaded, capsys):
     sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["Z1"], 违建地址=["赭山路"])
     shp = write_shp(sites, tmp_path / "z" / "违建.shp")
@@ -301,6 +310,7 @@ def test_cpg_naming_no_text_encoding_is_ignored_with_a_warning(tmp_path, loaded,
         assert report["encoding"] == "gb18030" and report["rows_read"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "codec", ["rot13", "zlib", "hex", "base64", "uu_codec", "undefined", "idna", "punycode"]
 )

@@ -260,6 +260,7 @@ def test_infer_unknown_raises(x: list[float], y: list[float]) -> None:
     assert exc.value.zh and exc.value.en
 
 
+@pytest.mark.slow
 @HYPO
 @given(
     hnp.arrays(np.float64, st.integers(1, 40), elements=st.floats(73.5, 134.5)),
@@ -279,6 +280,7 @@ def test_infer_prefixed_zone_property(zone: int, dlon: float, lat: float) -> Non
     assert infer_crs(x, y).epsg == epsg
 
 
+@pytest.mark.slow
 @HYPO
 @given(st.floats(74.0, 134.0), st.floats(18.0, 50.0))
 def test_infer_unprefixed_uses_hint_property(lon: float, lat: float) -> None:
@@ -333,6 +335,7 @@ def outlier(
     return float(ux[0]), float(uy[0]), MISFIT_UNPREFIXED
 
 
+@pytest.mark.slow
 @HYPO
 @given(
     st.sampled_from(FAMILIES),

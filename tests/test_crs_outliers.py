@@ -218,6 +218,7 @@ def test_geojson_without_crs_in_gauss_kruger_is_inferred(gridded_store, tmp_path
     assert any("GeoJSON" in zh and "no crs" in en for zh, en in report.warnings)
 
 
+@pytest.mark.slow
 def test_file_mostly_swapped_is_refused_through_the_command_line(tmp_path):
     data = str(tmp_path / "store")
     assert (
@@ -250,6 +251,7 @@ def test_file_mostly_swapped_is_refused_through_the_command_line(tmp_path):
 KINDS = ("swapped", "zero", "zone38", "zone40", "lonlat", "huge")
 
 
+@pytest.mark.slow
 @settings(
     deadline=None,
     max_examples=8,

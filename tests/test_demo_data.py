@@ -74,6 +74,7 @@ def parse_date(text: str) -> dt.date:
 # --------------------------------------------------------------------------- counts and determinism
 
 
+@pytest.mark.slow
 def test_counts_are_in_the_stated_ranges(demo, grid, sites, out):
     counts = demo[2]
     assert 300 <= len(grid) == counts["grid"] <= 400

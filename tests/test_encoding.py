@@ -283,6 +283,7 @@ def test_deleted_records_are_ignored() -> None:
     assert detect_dbf_encoding(bytes(dbf)).encoding == "gb18030"
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
@@ -497,6 +498,7 @@ GB2312_HANZI = [
 ]
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.sampled_from(GB2312_HANZI), min_size=2, max_size=12))
 def test_common_chinese_misread_as_latin1_is_flagged(text: str) -> None:

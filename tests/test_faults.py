@@ -436,6 +436,7 @@ def _commit_and_kill(server: Server, upload_id: str, delay: float) -> int | None
         conn.close()
 
 
+@pytest.mark.slow
 @needs_gunicorn
 def test_server_killed_during_commits(tmp_path):
     """gunicorn SIGKILLed (the whole process group) at 20 seeded random moments of a commit of
@@ -548,6 +549,7 @@ def _gridwatch(
 # --- 2. a full disk -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_disk_file_size_limit(tmp_path):
     """Writes beyond a file size fail (RLIMIT_FSIZE: EFBIG), wherever the import meets the limit."""
     data = tmp_path / "store"
@@ -622,6 +624,7 @@ def _fill(disk: Path, leave: int) -> None:
             fh.write(b"\0" * (target - size))
 
 
+@pytest.mark.slow
 def test_full_disk_tmpfs(tmp_path, small_disk):
     """A small file system that fills up: command line and API refuse clearly, nothing changes, and
     once there is room again the same imports succeed."""
@@ -697,6 +700,7 @@ def _stats_match(run: subprocess.CompletedProcess[str], state: dict[str, Any]) -
     assert printed == state["tallies"]["community"]["demolition_total"].to_dict()
 
 
+@pytest.mark.slow
 @needs_gunicorn
 def test_read_only_store(shared_dir):
     """The GeoPackage and its archive are not writable by whoever runs gridwatch (as root, as in CI:
@@ -758,6 +762,7 @@ def test_read_only_store(shared_dir):
     print(f"\nread-only store: run as {runner.label}")
 
 
+@pytest.mark.slow
 def test_read_only_mount(tmp_path):
     """The data directory on a read-only mount (a bind mount; skipped where mounting is refused):
     even root cannot write, imports are refused clearly, reading goes on."""

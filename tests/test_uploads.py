@@ -48,6 +48,7 @@ def _count(client) -> int:
     return sum(r["demolition_total"] for r in rows)
 
 
+@pytest.mark.slow
 def test_preview_then_commit(client, survey_zip):
     r = _post(client, survey_zip, "上报.zip")
     assert r.status_code == 201
@@ -482,6 +483,7 @@ def test_damaged_upload_settings_are_a_clear_4xx(app, client, survey_zip, settin
     assert _count(client) == 0
 
 
+@pytest.mark.slow
 def test_settings_are_replaced_whole_while_others_read_them(app, client, tmp_path):
     """Re-reads rewrite upload.json while another thread reads it in a loop: it is never seen
     half-written."""
@@ -705,6 +707,7 @@ def test_a_surveyor_cannot_overwrite_features_of_other_accounts(accounts_app, tm
     assert "其他账户" in only.get_json()["message_zh"]
 
 
+@pytest.mark.slow
 def test_surveyors_update_their_own_features_and_admins_any(accounts_app, tmp_path):
     app = accounts_app()
     c = app.test_client()

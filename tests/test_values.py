@@ -382,6 +382,7 @@ _DATE_FORMATS = [
 ]
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=200)
 @given(
     st.lists(
@@ -568,6 +569,7 @@ _WORDS = [w for st in DEMOLITION.statuses for w in (st.code, st.label_zh, *st.al
 _QUALIFIERS = ["暂缓", "待", "拟", "不予", "不", "未", "尚未", "部分", "计划", "申请"]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     before=st.sampled_from(["", *_WORDS]),
@@ -693,6 +695,7 @@ def test_clean_text_removes_nul_and_control_characters() -> None:
     assert out == ["A2", "x[31my", None, "ab", "行1\n行2", "a\ufffdb"]
 
 
+@pytest.mark.slow
 def test_nul_bytes_from_a_csv_are_not_stored(gridded_store, tmp_path: Path) -> None:
     from geo.imports.importer import import_file
     from layers import demolition as layer

@@ -121,6 +121,7 @@ def _load(data: str, tmp: Path, *grid_args: str) -> None:
 # --- grid versions ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_grid_revision_leaves_earlier_figures_as_issued(data, tmp_path, capsys):
     _load(data, tmp_path)
     before = {d: stats_csv(data, tmp_path, f"b{d}", "--level", "grid", "--as-of", d) for d in AS_OF_DAYS}
@@ -188,6 +189,7 @@ def test_a_grid_revision_leaves_earlier_figures_as_issued(data, tmp_path, capsys
     assert "rolled back" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_backdated_revision_changes_exactly_the_days_from_its_valid_from_day(data, tmp_path, capsys):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     days = [d.isoformat() for d in pd.date_range("2022-01-01", "2022-12-31", freq="7D").date] + [
@@ -230,6 +232,7 @@ def test_a_backdated_revision_changes_exactly_the_days_from_its_valid_from_day(d
     store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -302,6 +305,7 @@ def test_the_grid_report_counts_moves_per_community(data, tmp_path):
     store.close()
 
 
+@pytest.mark.slow
 def test_a_grid_version_rolls_back_only_while_it_is_the_newest(data, tmp_path):
     _load(data, tmp_path)
     store = open_store(data)
@@ -322,6 +326,7 @@ def test_a_grid_version_rolls_back_only_while_it_is_the_newest(data, tmp_path):
 # --- known at -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_known_at_reproduces_an_earlier_export(data, tmp_path, capsys):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     capsys.readouterr()
@@ -489,6 +494,7 @@ def test_known_at_parsing() -> None:
 # --- the web -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path, make_app):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     client = make_app(data, login=False).test_client()
@@ -536,6 +542,7 @@ def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path, make_app):
         assert r.get_json()["message_zh"] != r.get_json()["message_en"]
 
 
+@pytest.mark.slow
 def test_a_web_grid_upload_takes_a_valid_from_day(data, tmp_path, make_app):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     client = make_app(data, login=False).test_client()
@@ -683,6 +690,7 @@ def _spatial_totals(store, cells: gpd.GeoDataFrame) -> pd.Series:
     return units.value_counts().sort_index()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=6,
     deadline=None,
@@ -752,6 +760,7 @@ def _as_schema_3(path: Path) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_a_store_of_schema_3_is_upgraded_in_place(tmp_path):
     data = tmp_path / "old"
     with open_store(data) as store:

@@ -31,6 +31,7 @@ def _chart(page: str) -> dict:
     return json.loads(m[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_stats_page_takes_every_date_form(client, as_of):
     r = client.get(f"/stats?layer=demolition&as_of={quote(as_of)}")
@@ -41,6 +42,7 @@ def test_stats_page_takes_every_date_form(client, as_of):
     assert _chart(page)["monthly"]["months"][-1] == "2022-05"
 
 
+@pytest.mark.slow
 def test_stats_page_before_the_first_data_month(client):
     r = client.get("/stats?as_of=2021-06-30")
     assert r.status_code == 200
