@@ -123,6 +123,7 @@ def zip_bomb(members: int = 96, stem: str = "炸弹/part", suffix: str = ".dbf")
 # --- zip slip, bombs, floods ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "entry",
     [
@@ -440,6 +441,7 @@ def circle(vertices: int, radius: float = 40.0) -> shapely.Polygon:
     )
 
 
+@pytest.mark.slow
 def test_a_feature_over_the_vertex_limit_is_rejected_by_row(surveyor, data, scratch, tmp_path):
     assert importer.MAX_FEATURE_VERTICES == 100_000
     shp = survey_shp(tmp_path / "s", geoms=[circle(1_000_000), shapely.box(X0 + 5, Y0 - 25, X0 + 25, Y0 - 5)])
@@ -472,6 +474,7 @@ def test_a_file_over_the_vertex_limit_is_refused_before_reading(refuse, tmp_path
 # --- markup and script in survey data ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["million-vertex-polygon", "zip-bomb-6-gib", "zip-of-10000-files"])
 def test_refusals_stay_within_memory(data, tmp_path, case):
     """Each refusal measured in a process of its own: its peak memory (everything the process
@@ -514,6 +517,7 @@ def hostile(tmp_path, monkeypatch, make_app):
     return app, data
 
 
+@pytest.mark.slow
 def test_pages_carry_survey_markup_only_escaped(hostile):
     app, _data = hostile
     admin = Session(app, "admin")
@@ -556,6 +560,7 @@ def test_pages_carry_survey_markup_only_escaped(hostile):
     assert str(escape(P_ATTR)) in resp.get_data(as_text=True)  # kept in the form, as a value
 
 
+@pytest.mark.slow
 def test_json_carries_survey_markup_escaped_and_intact(hostile, tmp_path):
     """No ``<`` or ``>`` in any JSON answer, whatever a browser guesses it to be; decoded, the
     text is what the file held."""

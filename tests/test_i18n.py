@@ -12,6 +12,7 @@ from babel.messages.pofile import read_po
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.needs("translations")
 def test_chinese_by_default_english_on_request(client):
     zh = client.get("/?tiles=none").get_data(as_text=True)

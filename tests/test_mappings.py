@@ -61,6 +61,7 @@ def _district(data: str) -> dict:
     return row.to_dict()
 
 
+@pytest.mark.slow
 def test_messy_statuses_count_as_done_only_once_someone_maps_them(tmp_path, data, capsys):
     """The issue's walk-through: a GBK shapefile whose statuses include deferred, refused,
     unfinished and partial demolitions and the typo 己拆除."""
@@ -300,6 +301,7 @@ def test_same_file_with_other_mappings_is_no_duplicate(tmp_path, data, capsys):
 _STATUSES = ["已拆除", "已登记", "暂缓拆除", "拆除中", "己拆除"]
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     first=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(_STATUSES)), min_size=1, max_size=25),

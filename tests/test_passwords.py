@@ -45,6 +45,7 @@ def test_damaged_or_hostile_stored_hashes_never_match_and_never_raise(stored):
     assert verify_password(stored, "password") is False
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(st.text(max_size=40))
 def test_property_any_password_round_trips(password):

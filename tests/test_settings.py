@@ -39,6 +39,7 @@ def session_cookie(resp) -> str:
     return next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gridwatch_session="))
 
 
+@pytest.mark.slow
 def test_data_from_the_environment(data):
     app = create_app()
     assert app.config["GRIDWATCH_DATA"] == str(data)

@@ -42,6 +42,7 @@ def surveys(draw):
     return rows
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=surveys(), as_of=st.dates(date(2021, 12, 1), date(2023, 8, 1)))
 def test_every_feature_counted_once(tmp_path_factory, rows, as_of):

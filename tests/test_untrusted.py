@@ -152,6 +152,7 @@ def test_the_attack_is_real_outside_the_helper(tmp_path, canary, listener):
     assert canary.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["survey.geojson", "survey.json", "survey.kml", "survey.gpkg", "上报.zip", "嵌套.zip"]
 )
@@ -170,6 +171,7 @@ def test_a_vrt_under_any_name_is_refused_without_touching_what_it_names(
     assert listener.close() == []
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_vrt_too(tmp_path, canary, listener):
     path = tmp_path / "survey.geojson"
     path.write_bytes(vrt(canary.path, listener.port))
@@ -270,6 +272,7 @@ def _connect_here(listener: Listener) -> str:
         other.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "payload"),
     [
@@ -450,6 +453,7 @@ BOMBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BOMBS))
 def test_bombs_are_refused_while_the_server_stays_small(data, tmp_path, case):
     payload, name = _bomb(case, tmp_path)
@@ -463,6 +467,7 @@ def test_bombs_are_refused_while_the_server_stays_small(data, tmp_path, case):
     )
 
 
+@pytest.mark.slow
 def test_a_wide_table_decodes_only_the_columns_the_layer_uses(data, tmp_path):
     """900 unused one-byte fields × 150,000 rows (135 MB of records): imported, with only the
     two mapped columns decoded, and the server process stays under 1 GB."""
@@ -476,6 +481,7 @@ def test_a_wide_table_decodes_only_the_columns_the_layer_uses(data, tmp_path):
     assert out["process_peak"] < MAX_RSS_BYTES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("row", "code"), [(",,,", "no_geometry"), ("118.4,31.3,,乱写", "no_valid_rows")])
 def test_a_report_of_many_broken_rows_stays_small(surveyor, row, code):
     rows = 400_000
@@ -524,6 +530,7 @@ def test_a_value_table_of_many_distinct_values_is_capped(surveyor):
     assert len(resp.data) < 1_000_000
 
 
+@pytest.mark.slow
 def test_the_command_line_report_is_capped_too(tmp_path):
     from geo.cli import main
 
@@ -923,6 +930,7 @@ def _central_directory_flood(entries: int) -> bytes:
     return local + directory + end
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["上报.zip", "台账.xlsx"])
 def test_a_central_directory_flood_is_refused_before_it_is_parsed(data, tmp_path, name):
     """Three million entries (140 MB): refused from the end record in a fraction of the time and
@@ -992,6 +1000,7 @@ def test_uploads_hold_at_most_the_configured_rows(data, monkeypatch):
     assert post(session, ("经度,纬度,案件编号\n" + rows).encode(), "台账.csv").status_code == 201
 
 
+@pytest.mark.slow
 def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     """Four large uploads prepared at once in one process: their cleaning and assignment (about
     1 KB a row in the server process) runs one at a time, so memory does not add up; small
