@@ -126,6 +126,7 @@ def test_repeated_failures_lock_the_account_with_growing_waits(store):
     assert accounts.authenticate(store, "zhao", "password2").failed_logins == 0
 
 
+@pytest.mark.slow
 def test_unknown_names_are_locked_like_known_ones(store):
     accounts.add_user(store, "zhao", "viewer", "password1")
     answers = {}
@@ -144,6 +145,7 @@ def test_unknown_names_are_locked_like_known_ones(store):
     assert store.login_failures("user", "no-such-name").locked_until is not None
 
 
+@pytest.mark.slow
 def test_a_locked_name_lets_in_its_password_from_a_client_without_failures(store):
     accounts.add_user(store, "admin", "admin", "right-password")
     for i in range(accounts.MAX_FAILURES + 3):

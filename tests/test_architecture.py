@@ -231,7 +231,6 @@ def cycles(modules: dict[str, Path], edges: list[Edge]) -> list[list[str]]:
     return out
 
 
-@pytest.mark.slow
 def test_layering_holds():
     errors = layering_errors()
     assert not errors, "\n".join(errors)

@@ -36,6 +36,7 @@ def test_filling_lets_one_thread_build_while_the_others_wait():
     assert len(built) == 1 and cache["v"] == built[0]
 
 
+@pytest.mark.slow
 def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
     gridded_store, tmp_path, monkeypatch
 ):

@@ -69,6 +69,7 @@ def test_rejected_input_exits_nonzero_with_one_line(tmp_path, data, capsys):
     assert main(["--data", data, "stats", "--as-of", "2022-13-40"]) == 2
 
 
+@pytest.mark.slow
 def test_stats_csv_has_bom_units_and_unassigned(loaded, tmp_path):
     out = tmp_path / "stats.csv"
     assert main(["--data", loaded, "stats", "--level", "grid", "--layer", "demolition", "-o", str(out)]) == 0
@@ -124,6 +125,7 @@ def test_stats_geojson_and_gpkg(loaded, tmp_path, capsys):
     assert "stats_grid" in layers_found and "stats_street" in layers_found
 
 
+@pytest.mark.slow
 def test_batches_and_rollback(loaded, capsys):
     assert main(["--data", loaded, "batches", "--json"]) == 0
     batches = json.loads(capsys.readouterr().out)
@@ -168,6 +170,7 @@ def test_monthly_series(loaded, tmp_path):
     assert d["demolition_total"].tolist() == [2] * 7
 
 
+@pytest.mark.slow
 def test_grid_generate_and_load(tmp_path, data, capsys):
     import geopandas as gpd
     import shapely
@@ -278,6 +281,7 @@ def test_bad_argument_values_exit_2_with_one_line(loaded, args, capsys):
     assert "\x1b" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", ["20220701", "2022年7月1日", " 2022-07-01", "2022/7/1"])
 def test_stats_as_of_in_every_accepted_form(loaded, tmp_path, as_of):
     iso, other = tmp_path / "iso.csv", tmp_path / "other.csv"

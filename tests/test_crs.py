@@ -120,6 +120,7 @@ def test_parse_crs_wkt_and_proj_strings() -> None:
     assert custom.label
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["hello", "", "   ", "EPSG:999999", "bd09", "2000"])
 def test_parse_crs_rejects_with_bilingual_message(value: str) -> None:
     with pytest.raises(CRSError) as exc:
@@ -271,6 +272,7 @@ def test_infer_random_points_in_china_are_geographic(lon: np.ndarray, data: st.D
     assert infer_crs(lon, lat).epsg == 4490
 
 
+@pytest.mark.slow
 @HYPO
 @given(st.integers(25, 45), st.floats(-1.4, 1.4), st.floats(18.0, 50.0))
 def test_infer_prefixed_zone_property(zone: int, dlon: float, lat: float) -> None:
@@ -635,6 +637,7 @@ def test_gcj02_offset_is_hundreds_of_metres() -> None:
     assert 100 < dist < 1000
 
 
+@pytest.mark.slow
 @HYPO
 @given(st.floats(73.0, 135.0), st.floats(3.0, 54.0))
 def test_gcj02_round_trip_property(lon: float, lat: float) -> None:
@@ -644,6 +647,7 @@ def test_gcj02_round_trip_property(lon: float, lat: float) -> None:
     assert abs(float(wlat) - lat) < 1e-7
 
 
+@pytest.mark.slow
 @HYPO
 @given(
     hnp.arrays(np.float64, st.integers(0, 30), elements=st.floats(73.0, 135.0)),

@@ -153,6 +153,7 @@ def test_zip_slip_is_refused(refuse, tmp_path, entry):
     assert not [p for p in tmp_path.rglob("evil*")]
 
 
+@pytest.mark.slow
 def test_zip_bomb_of_gigabytes_is_refused_before_unpacking(refuse, tmp_path, monkeypatch):
     opened: list[str] = []
     original = zipfile.ZipFile.open
@@ -179,6 +180,7 @@ def test_zip_bomb_of_gigabytes_is_refused_before_unpacking(refuse, tmp_path, mon
     assert opened and not [n for n in opened if n.startswith(("炸弹/", "xl/", "doc"))]  # none read
 
 
+@pytest.mark.slow
 def test_a_member_larger_than_declared_is_refused(refuse, tmp_path):
     """Zipfile yields no more than a member's declared size, so a member that inflates to
     1 GiB while declaring 1,000 bytes fails its check instead of filling the disk."""
@@ -408,6 +410,7 @@ POLYGON_DAMAGE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_damaged_shapefiles_are_refused(refuse, tmp_path, case):
     part, change, code = DAMAGE[case]
@@ -422,6 +425,7 @@ def test_damaged_shapefiles_are_refused(refuse, tmp_path, case):
 
 
 # GDAL warns about an unclosed ring; in production a warning is only logged, so it is here too
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Non closed ring detected:RuntimeWarning")
 @pytest.mark.parametrize("case", list(POLYGON_DAMAGE))
 def test_damaged_polygon_records_are_refused(refuse, tmp_path, case):
@@ -458,6 +462,7 @@ def test_a_feature_over_the_vertex_limit_is_rejected_by_row(surveyor, data, scra
     assert upload_state(data, scratch)[3:] == ([], [])
 
 
+@pytest.mark.slow
 def test_a_file_over_the_vertex_limit_is_refused_before_reading(refuse, tmp_path, monkeypatch):
     """Two features of 90,000 vertices each against a limit lowered to 150,000: the whole file
     is refused from the .shp headers, before its records are read."""

@@ -58,6 +58,7 @@ def sites(n_extra: int = 0) -> gpd.GeoDataFrame:
     )
 
 
+@pytest.mark.slow
 def test_grid_gbk_without_cpg(gridded_store):
     attrs = gridded_store.read_attributes(__import__("layers").get("grid"))
     assert sorted(attrs["community"].unique()) == ["赭山社区", "镜湖社区"]
@@ -116,6 +117,7 @@ def test_as_of_dates(gridded_store, tmp_path):
     assert may.loc[f"{COMM_A}004", "demolition_total"] == 1
 
 
+@pytest.mark.slow
 def test_reimport_identical_and_updated(gridded_store, tmp_path):
     shp = write_shp(sites(), tmp_path / "s" / "违建.shp")
     first = import_file(gridded_store, "demolition", shp)
@@ -367,6 +369,7 @@ def _status(store) -> dict[str, str]:
     return dict(zip(attrs["case_id"], attrs["status"], strict=True))
 
 
+@pytest.mark.slow
 def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
     rep = import_file(
         owned_store, "demolition", _demolished(tmp_path, "a", ["N1", "S1", "D1"]), user="surveyor2"

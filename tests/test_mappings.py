@@ -226,6 +226,7 @@ def test_map_argument_forms():
     assert parse_map("status:x:y=未识别") == ("status", "x:y", "未识别")
 
 
+@pytest.mark.slow
 def test_field_map_takes_a_second_date_column(tmp_path, data, capsys):
     frame = survey(["已拆除", "已拆除"], done_on=None)
     frame["处置日期"] = ["2022-05-01", "2022-06-01"]
@@ -243,6 +244,7 @@ def test_field_map_takes_a_second_date_column(tmp_path, data, capsys):
     assert main(["--data", data, "import", "demolition", str(shp), "--field", "没有=done_on"]) == 2
 
 
+@pytest.mark.slow
 def test_undated_completions_are_counted_apart_and_said(tmp_path, data, capsys):
     frame = survey(["已拆除"] * 3 + ["已登记"], done_on=None)
     frame.loc[0, "拆除时间"] = "2022-03-01"
@@ -259,6 +261,7 @@ def test_undated_completions_are_counted_apart_and_said(tmp_path, data, capsys):
     assert as_of["demolition_completed"].sum() == 1 and as_of["demolition_completed_undated"].sum() == 0
 
 
+@pytest.mark.slow
 def test_unrecognised_and_undated_columns_match_an_independent_count(tmp_path):
     """Per unit, the two new columns equal a plain spatial join and count of the stored rows."""
     rng = np.random.default_rng(7)
@@ -284,6 +287,7 @@ def test_unrecognised_and_undated_columns_match_an_independent_count(tmp_path):
         assert table.loc[code, "demolition_total"] == int(here.sum())
 
 
+@pytest.mark.slow
 def test_same_file_with_other_mappings_is_no_duplicate(tmp_path, data, capsys):
     shp = write_shp(survey(["暂缓拆除", "已拆除"]), tmp_path / "s" / "s.shp")
     base = ["--data", data, "import", "demolition", str(shp), "--json", "--no-remember"]
@@ -377,6 +381,7 @@ def test_ledger_shows_the_status_as_stored_and_as_surveyed(tmp_path, data, capsy
     assert main(["--data", data, "ledger", "demolition", "--format", "xlsx"]) == 2  # binary: needs -o
 
 
+@pytest.mark.slow
 def test_ledger_through_the_api(tmp_path, make_app):
     store_dir = tmp_path / "st"
     with open_store(store_dir) as store:

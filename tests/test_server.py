@@ -13,6 +13,7 @@ import pytest
 from tests.helpers.builders import X0, Y0
 
 
+@pytest.mark.slow
 def test_healthz_and_layers(client):
     assert client.get("/healthz").get_json()["status"] == "ok"
     names = [layer["name"] for layer in client.get("/api/layers").get_json()]

@@ -46,12 +46,14 @@ def test_data_from_the_environment(data):
     assert login(app.test_client(), "viewer", "viewer-pass-1").status_code == 302  # its accounts
 
 
+@pytest.mark.slow
 def test_secure_cookies_from_the_environment(data, monkeypatch):
     assert "Secure" not in session_cookie(login(create_app().test_client(), "viewer", "viewer-pass-1"))
     monkeypatch.setenv("GRIDWATCH_SECURE_COOKIES", "1")
     assert "Secure" in session_cookie(login(create_app().test_client(), "viewer", "viewer-pass-1"))
 
 
+@pytest.mark.slow
 def test_proxy_fix_from_the_environment(data, monkeypatch):
     def audited_client(app) -> str:
         c = app.test_client()
@@ -77,6 +79,7 @@ def test_public_map_from_the_environment(data, monkeypatch):
     assert c.get("/stats").status_code == 302  # the map only
 
 
+@pytest.mark.slow
 def test_tianditu_key_from_the_environment(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_TIANDITU_KEY", "env-key-123")
     c = create_app().test_client()

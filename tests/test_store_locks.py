@@ -37,6 +37,7 @@ def _other_process_can_write(path) -> bool:
     return out.stdout.strip() == "got the lock"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("through_gdal", [True, False])
 def test_reading_a_layer_keeps_the_locks_of_other_connections(
     gridded_store, tmp_path, monkeypatch, through_gdal

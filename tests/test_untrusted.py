@@ -224,6 +224,7 @@ def crs_link_geojson(port: int, member: str = "crs") -> bytes:
     ).encode()
 
 
+@pytest.mark.slow
 def test_a_geojson_crs_link_is_refused_and_not_fetched(refuse, listener):
     body = refuse(crs_link_geojson(listener.port), "survey.geojson", 400, "crs_link")
     assert "链接" in body["message_zh"]
@@ -234,6 +235,7 @@ def _read_geojson(path: Path) -> int:
     return len(pyogrio.read_dataframe(path))
 
 
+@pytest.mark.slow
 def test_the_helper_sends_no_request_for_a_crs_link_past_the_check(tmp_path, listener):
     """GDAL does fetch a GeoJSON's crs link (shown in this process); in the helper it cannot."""
     path = tmp_path / "link.geojson"
@@ -254,6 +256,7 @@ def _connect(port: int) -> str:
     return "connected"
 
 
+@pytest.mark.slow
 def test_the_helper_has_no_network_where_the_system_allows_it(listener):
     how = untrusted.network_isolation()
     assert how in ("namespace", "gdal")
@@ -492,6 +495,7 @@ def test_a_report_of_many_broken_rows_stays_small(surveyor, row, code):
     assert resp.get_json()["error"] == code
 
 
+@pytest.mark.slow
 def test_a_report_lists_the_first_thousand_rejected_rows_and_counts_all(surveyor):
     long_area = "未知" * 150
     lines = ["经度,纬度,案件编号,违建面积"] + [f"118.4,31.3,K{i},{long_area}" for i in range(3000)]
@@ -506,6 +510,7 @@ def test_a_report_lists_the_first_thousand_rejected_rows_and_counts_all(surveyor
     assert len(resp.data) < 1_000_000
 
 
+@pytest.mark.slow
 def test_a_value_table_of_many_distinct_values_is_capped(surveyor):
     """3,000 distinct unknown statuses: every row is kept as unrecognised, the table lists the 200
     most frequent and counts the rest, and the report stays small."""
@@ -634,6 +639,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_memory_beyond_the_helpers_budget_is_a_clear_refusal():
     assert untrusted.run(_allocate, 100, limits=untrusted.ReadLimits(memory_bytes=1024**3)) == 100 * 2**20
     with pytest.raises(TooLarge) as err:
@@ -641,6 +647,7 @@ def test_memory_beyond_the_helpers_budget_is_a_clear_refusal():
     assert err.value.code == "read_limit"
 
 
+@pytest.mark.slow
 def test_cpu_time_beyond_the_helpers_budget_is_a_clear_refusal():
     started = time.monotonic()
     with pytest.raises(TooLarge) as err:
@@ -710,6 +717,7 @@ _CELL_VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(
     cells=st.lists(_CELL_VALUES, max_size=40),
@@ -947,12 +955,14 @@ def _raise_bad_alloc() -> None:
     raise RuntimeError("std::bad_alloc")
 
 
+@pytest.mark.slow
 def test_an_allocation_refused_inside_gdal_or_geos_is_a_memory_refusal():
     with pytest.raises(TooLarge) as err:
         untrusted.run(_raise_bad_alloc)
     assert err.value.code == "read_limit"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "crs",
     [
@@ -984,6 +994,7 @@ def test_a_geopackage_with_a_view_outside_its_contents_is_refused(refuse, tmp_pa
     refuse(path.read_bytes(), "台账.gpkg", 400, "gpkg_view")
 
 
+@pytest.mark.slow
 def test_uploads_hold_at_most_the_configured_rows(data, monkeypatch):
     """Set through the environment: more rows than GRIDWATCH_UPLOAD_MAX_ROWS is a 413 from the
     helper, so the server process never builds them; the command line is not bound by it."""
@@ -1058,6 +1069,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     assert errors == [] and inside["most"] == 2  # small ones together
 
 
+@pytest.mark.slow
 def test_each_dataset_of_a_file_imports_once(tmp_path):
     """A zip of two years' sites: importing one member, then the other, imports both; the same
     member again is the duplicate."""

@@ -70,6 +70,7 @@ def test_preview_then_commit(client, survey_zip):
     assert again["status"] == "duplicate"
 
 
+@pytest.mark.slow
 def test_override_and_reread(client, tmp_path):
     sites = points_frame([(X0 + 50, Y0 - 50)], 编号=["P"], 状态=["已建成"])
     shp = write_shp(sites.to_crs(4490), tmp_path / "p" / "p.shp", prj=False)
@@ -159,6 +160,7 @@ def _staged(client, frame, tmp_path, name="f", **form) -> dict:
     return r.get_json()
 
 
+@pytest.mark.slow
 def test_features_inside_and_outside_the_grid(client, tmp_path):
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 250, Y0 - 150), (X0 + 150, Y0 - 250), (X0 + 1000, Y0 - 100), (X0, Y0)],
@@ -196,6 +198,7 @@ def test_features_inside_and_outside_the_grid(client, tmp_path):
     assert fc["bbox"][2] == pytest.approx(lon) and fc["bbox"][0] == pytest.approx(_lonlat(X0 + 50, Y0)[0])
 
 
+@pytest.mark.slow
 def test_features_follow_a_reread_and_gcj02(client, tmp_path):
     from geo.reading.crs import wgs84_to_gcj02
 
@@ -358,6 +361,7 @@ def _in_threads(calls) -> list:
     return out
 
 
+@pytest.mark.slow
 def test_two_stagings_of_one_file_committed_at_once_are_stored_once(app, client, tmp_path, monkeypatch):
     """Both commits have read their file before either writes: the duplicate is found inside the
     write transaction, so one batch is written and the other commit is a clear 409."""
@@ -410,6 +414,7 @@ def test_parallel_rollbacks_of_one_batch_roll_it_back_once(app, client, survey_z
         assert store.batch(batch_id).status == "rolled_back"
 
 
+@pytest.mark.slow
 def test_an_upload_being_committed_is_locked(app, client, survey_zip, monkeypatch):
     """While its commit runs, a staged upload cannot be discarded, read again, shown or committed
     a second time (409 at once); the commit keeps its file and archives it."""
@@ -520,6 +525,7 @@ def test_settings_are_replaced_whole_while_others_read_them(app, client, tmp_pat
     assert not errors and seen[0] > 0
 
 
+@pytest.mark.slow
 def test_a_failed_reread_keeps_the_settings_that_worked(client, tmp_path):
     sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)], 编号=["P1", "P2"], 状态=["已建成"] * 2)
     shp = write_shp(sites, tmp_path / "p" / "p.shp")
@@ -578,6 +584,7 @@ def _upload_as(app, who: str, data: bytes, name: str = "up.zip", **form):
     )
 
 
+@pytest.mark.slow
 def test_staged_uploads_are_limited_in_number_per_account(accounts_app, survey_zip, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_STAGING_UPLOADS", "2")
     app = accounts_app()
@@ -597,6 +604,7 @@ def test_staged_uploads_are_limited_in_number_per_account(accounts_app, survey_z
     assert _upload_as(app, "surveyor", survey_zip).status_code == 201
 
 
+@pytest.mark.slow
 def test_staged_uploads_are_limited_in_bytes_per_account(accounts_app, app_files):
     app = accounts_app(GRIDWATCH_STAGING_QUOTA="100K")
     padded = app_files  # a survey zip padded with 60 KB of incompressible notes
@@ -627,6 +635,7 @@ def app_files(tmp_path, survey_zip) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_staged_uploads_expire_after_two_hours(app, client, survey_zip):
     import os
     import time
@@ -676,6 +685,7 @@ def _statuses(app) -> dict[str, tuple[str, str | None]]:
     }
 
 
+@pytest.mark.slow
 def test_a_surveyor_cannot_overwrite_features_of_other_accounts(accounts_app, tmp_path):
     app = accounts_app()
     before = _statuses(app)
@@ -727,6 +737,7 @@ def _mapping_of(report: dict, field: str = "status") -> dict:
     return {v["raw"]: v for v in entry["values"]}
 
 
+@pytest.mark.slow
 def test_value_table_changed_in_the_preview_is_committed_and_remembered(client, tmp_path):
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150), (X0 + 250, Y0 - 250), (X0 + 60, Y0 - 60)],
@@ -761,6 +772,7 @@ def test_value_table_changed_in_the_preview_is_committed_and_remembered(client, 
     assert (table["己拆除"]["code"], table["己拆除"]["how"]) == ("已拆除", "remembered")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "form",
     [
@@ -790,6 +802,7 @@ def test_bad_mappings_are_a_clear_400(client, tmp_path, form):
     assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 1
 
 
+@pytest.mark.slow
 def test_odd_text_in_a_value_map_is_read_as_text(client, tmp_path):
     """A lone surrogate, a NUL and markup in a mapping's raw value: no error, nothing half-written."""
     sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["O1"], 当前状态=["暂缓拆除"])
@@ -801,6 +814,7 @@ def test_odd_text_in_a_value_map_is_read_as_text(client, tmp_path):
     assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 1
 
 
+@pytest.mark.slow
 def test_field_map_changed_in_the_preview(client, tmp_path):
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)],

@@ -210,6 +210,7 @@ def test_parse_numbers_mixed_column_from_excel() -> None:
 _SUFFIXES = ["", "㎡", " ㎡", "m2", " m2", "m²", "平方米", " 平方米", "平米"]
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=200)
 @given(
     st.lists(
@@ -401,6 +402,7 @@ def test_parse_dates_roundtrip_property(items: list[tuple[dt.date, int]]) -> Non
     assert values.tolist() == [d.isoformat() for d, _ in items]
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=200)
 @given(
     st.dates(min_value=dt.date(1954, 10, 3), max_value=dt.date(2100, 12, 31)),

@@ -266,6 +266,7 @@ def test_valid_from_is_for_the_grid_only(data, tmp_path, capsys):
     assert "unit grid only" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_grid_dry_run_lists_the_unit_changes(data, tmp_path, capsys):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     capsys.readouterr()
@@ -290,6 +291,7 @@ def test_a_grid_dry_run_lists_the_unit_changes(data, tmp_path, capsys):
     assert f"removed: {COMM_A}003" in text
 
 
+@pytest.mark.slow
 def test_the_grid_report_counts_moves_per_community(data, tmp_path):
     _load(data, tmp_path)
     store = open_store(data)
@@ -438,6 +440,7 @@ def _restamp(data: str, stamps: list[str]) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_known_at_forms_and_zones(data, tmp_path, capsys, monkeypatch):
     _load(data, tmp_path)
     more = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["S8"], 当前状态=["已登记"], 发现时间=["2022-01-01"])

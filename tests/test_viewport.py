@@ -37,6 +37,7 @@ def loaded(gridded_store, tmp_path):
     return gridded_store
 
 
+@pytest.mark.slow
 def test_features_one_by_one_when_few(loaded):
     fc = features_in_view(loaded, "demolition", VIEW, zoom=14, max_features=1000, detail=True)
     assert fc["aggregated"] is False and fc["total"] == 400 and len(fc["features"]) == 400
@@ -124,6 +125,7 @@ def _by_case(store, layer: str, id_field: str) -> dict[str, dict]:
     return {ids[f["id"]]: f["properties"] for f in features_in_view(store, layer, VIEW, zoom=16)["features"]}
 
 
+@pytest.mark.slow
 def test_features_carry_their_marker_shape_value(gridded_store, tmp_path):
     given = ["地面", "平台", "楼顶", "屋顶", "乱写", ""]
     sites = points_frame(

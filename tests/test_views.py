@@ -54,6 +54,7 @@ def test_stats_page_before_the_first_data_month(client):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", ["2022-13-01", "昨天", "2022-05-25\x1b[31m"])
 def test_pages_refuse_a_bad_date_with_a_400(client, as_of):
     for url in (f"/stats?as_of={quote(as_of)}", f"/?tiles=none&as_of={quote(as_of)}"):
@@ -61,6 +62,7 @@ def test_pages_refuse_a_bad_date_with_a_400(client, as_of):
         assert r.status_code == 400 and r.get_json()["error"] == "bad_date"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_map_page_takes_every_date_form(client, as_of):
     r = client.get(f"/?tiles=none&as_of={quote(as_of)}")
@@ -69,6 +71,7 @@ def test_map_page_takes_every_date_form(client, as_of):
     assert 'value="2022-05-25"' in page and '"asOf": "2022-05-25"' in page
 
 
+@pytest.mark.slow
 def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
