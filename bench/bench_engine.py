@@ -32,7 +32,8 @@ import shapely
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from geo.figures.tally import tally
-from geo.imports.importer import import_file, reassign_all
+from geo.imports.grid import reassign_all
+from geo.imports.importer import import_file
 from geo.store.backends import open_store
 
 EPSG = 4548
@@ -243,10 +244,8 @@ def main() -> int:
             f"{int(after['demolition_total'].sum()):,} of {n:,}"
         )
         store.close()
-        from geo.store import gpkg
-
-        gpkg._GEOMETRY_CACHE.clear()
         store = open_store(work / "store")
+        store.cache.clear()  # as a fresh process finds it
         t_cold_re, _ = timed(reassign)
         print(
             f"full re-assignment in a fresh process (geometry read and decoded from the file): {t_cold_re:.2f}s"

@@ -456,19 +456,19 @@ def prepare_store(data: Path, n_uploaders: int) -> Setup:
     import shapely
 
     import layers
-    from geo.cli import DEMO_DIR, DEMO_FILES
+    from geo.cli.imports import DEMO_DIR, demo_files
     from geo.figures.versions import load_grid
     from geo.imports.batches import load_targets
     from geo.imports.importer import import_file
     from geo.store import accounts
     from geo.store.backends import open_store
-    from geo.store.base import Actor
+    from geo.store.interface.audit import Actor
 
     password = secrets.token_urlsafe(12)
     with open_store(data) as store:
         store.actor = Actor("bench_load", "cli")
         # what `gridwatch demo` loads, in its order
-        for layer, name in DEMO_FILES:
+        for layer, name in demo_files(DEMO_DIR):
             import_file(store, layer, DEMO_DIR / name, user="demo")
         load_targets(store, DEMO_DIR / "targets.csv", user="demo")
         surveyors = []

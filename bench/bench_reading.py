@@ -10,7 +10,7 @@ each in a fresh process so that peak memory is its own:
 
 * baseline — ``read_dataset`` in the process itself, every column decoded (how uploads were
   read before the helper);
-* helper — the same file through :func:`geo.imports.importer.read_upload` in the confined helper
+* helper — the same file through :func:`geo.imports.dataset.read_upload` in the confined helper
   (content checks, header checks, only the layer's columns decoded, the table sent back);
 * preview — the whole ``prepare_import`` (read in the helper, clean, check, assign to 4,000
   unit grids), as an upload's report is made.
@@ -39,8 +39,8 @@ def _peak() -> int:
 
 def _read_in_helper(shp: str) -> tuple[int, int]:
     """Runs in the helper: read as an upload is read; its row count and the helper's peak."""
-    from geo.imports.importer import read_upload
-    from geo.reading.sources import Dataset
+    from geo.imports.dataset import read_upload
+    from geo.reading.datasets import Dataset
 
     picked = read_upload(
         [Dataset("sites.shp", Path(shp), "shp")], "demolition", None, None, None, None, 10**9
@@ -51,7 +51,8 @@ def _read_in_helper(shp: str) -> tuple[int, int]:
 def child(mode: str, shp: str, data: str) -> None:
     from geo.imports.importer import prepare_import
     from geo.reading import untrusted
-    from geo.reading.sources import Dataset, read_dataset
+    from geo.reading.datasets import Dataset
+    from geo.reading.readers import read_dataset
     from geo.store.backends import open_store
 
     if mode != "baseline":

@@ -744,6 +744,7 @@ README = """\
 {n_outside} 处位于区界之外，另有若干点恰好落在网格公共边或公共顶点上。
 和真实台账一样，少数状态不在词表中：暂缓拆除、待拆除、拆除未完成，以及笔误“己拆除”；有一处点位的 X、Y 坐标填反了。
 `值对应.csv`（字段,原值,映射为）说明这些状态应如何对应，示例区载入时按它导入。
+`载入顺序.csv`（图层,文件）列出 `gridwatch demo` 把各文件载入哪个图层及先后（网格在先）。
 指标：completed（完成个数）、area_completed_m2（完成面积，m²）、capacity_completed（完成泊位数）、
 ports_completed（建成端口数）。
 
@@ -772,6 +773,8 @@ byte-identical files. District, street, community, road and estate names and peo
 - As in real registers, a few statuses are outside the vocabulary (暂缓拆除 deferred, 待拆除 awaiting demolition,
   拆除未完成 demolition unfinished, and the typo 己拆除) and one point has its X and Y the wrong way round.
   `值对应.csv` (columns 字段 field, 原值 raw, 映射为 maps to) says how those statuses are read; the demo loads with it.
+- `载入顺序.csv` (columns 图层 layer, 文件 file) lists which layer `gridwatch demo` loads each file into, in order
+  (the grid first).
 """
 
 
@@ -813,6 +816,23 @@ def write_value_map(out: Path) -> None:
     (out / VALUE_MAP_FILE).write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig", newline="")
 
 
+#: The layer each file is loaded into by ``gridwatch demo``, in load order (the grid first).
+LOAD_ORDER_FILE = "载入顺序.csv"
+LOAD_ORDER = (
+    ("grid", FILES["grid"]),
+    ("demolition", FILES["sites"]),
+    ("demolition", FILES["sites_polygons"]),
+    ("parking", FILES["parking"]),
+    ("charging", FILES["charging"]),
+)
+
+
+def write_load_order(out: Path) -> None:
+    """Which layer each shapefile is loaded into, in load order (UTF-8 with BOM, for Excel)."""
+    lines = ["图层,文件", *(f"{layer},{name}.shp" for layer, name in LOAD_ORDER)]
+    (out / LOAD_ORDER_FILE).write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig", newline="")
+
+
 def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
     """Write the demo district's files into ``out`` and return the feature counts.
 
@@ -852,6 +872,7 @@ def make_demo(out: Path, seed: int = DEFAULT_SEED) -> dict[str, int]:
     write_zip(out / "违法建设_2022.zip", point_files + polygon_files, ZIP_FOLDER)
     write_targets(targets, out)
     write_value_map(out)
+    write_load_order(out)
 
     counts = {
         "grid": len(grid),

@@ -9,6 +9,7 @@ in :mod:`geo` reads these declarations and never names a layer itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 FieldKind = Literal["str", "int", "float", "date"]
@@ -67,7 +68,7 @@ class Status:
 UNASSIGNED = "UNASSIGNED"
 
 #: The code of a status or category value that matched nothing in its vocabulary (see
-#: :func:`geo.reading.values.map_vocab`).  Never completed; drawn in its own colour.
+#: :func:`geo.reading.vocab.map_vocab`).  Never completed; drawn in its own colour.
 UNRECOGNISED_CODE = "未识别"
 
 #: The status every layer with a status field also has: values that matched nothing.
@@ -117,6 +118,34 @@ class Category:
 
 
 @dataclass(frozen=True)
+class Level:
+    """One level of the unit hierarchy a grid layer declares (see :attr:`LayerSpec.levels`).
+
+    Parameters
+    ----------
+    name : str
+        ASCII name of the level (the ``level`` of a tally, an export sheet, a map).
+    label_zh, label_en : str
+        How the level is called in Chinese and English.
+    code_field, name_field : str
+        Canonical grid fields holding the code and the name of a grid cell's unit at this
+        level (for the unit grid itself: the grid's own code and name).
+    code_digits : int
+        Length of this level's code as a prefix of a unit-grid code: a unit grid's code of
+        the unit grid level's length, all digits, starts with the codes of its units above
+        (e.g. 15 digits = 6 district + 3 street + 3 community + 3 sequence).  Used where a
+        grid cell leaves a unit's code field empty.
+    """
+
+    name: str
+    label_zh: str
+    label_en: str
+    code_field: str
+    name_field: str
+    code_digits: int
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """Everything the engine needs to know about one layer.
 
@@ -150,6 +179,9 @@ class LayerSpec:
         is empty or outside the vocabulary are drawn as circles with a dashed outline.
     is_grid : bool
         True for the unit-grid layer itself.
+    levels : tuple of Level
+        For the grid layer: the levels of its unit hierarchy, the unit grid first, then
+        upward (each unit of a level lies in one unit of the next).
     style : dict
         Drawing hints for maps (colour, radius, icon).
     """
@@ -169,9 +201,11 @@ class LayerSpec:
     categories: tuple[Category, ...] = ()
     shape_field: str | None = None
     is_grid: bool = False
+    levels: tuple[Level, ...] = ()
     style: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_levels()
         if self.shape_field is None:
             return
         category = self.shape_category
@@ -182,6 +216,19 @@ class LayerSpec:
                 raise ValueError(
                     f"{self.name}: {self.shape_field} value {value.code!r} needs a shape, one of {MARKER_SHAPES}"
                 )
+
+    def _check_levels(self) -> None:
+        names = [lv.name for lv in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: level names repeat: {names}")
+        known = {f.name for f in self.fields}
+        for lv in self.levels:
+            for f in (lv.code_field, lv.name_field):
+                if f not in known:
+                    raise ValueError(f"{self.name}: level {lv.name!r} names {f!r}, not one of its fields")
+        digits = [lv.code_digits for lv in self.levels]
+        if any(a <= b for a, b in pairwise(digits)) or any(d <= 0 for d in digits):
+            raise ValueError(f"{self.name}: level codes must get shorter upward: {digits}")
 
     def field(self, name: str) -> Field:
         for f in self.fields:

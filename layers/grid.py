@@ -1,6 +1,6 @@
 """单元网格 — unit grid cells, the units every other layer is counted in."""
 
-from layers.base import Field, LayerSpec
+from layers.base import Field, LayerSpec, Level
 
 LAYER = LayerSpec(
     name="grid",
@@ -84,6 +84,13 @@ LAYER = LayerSpec(
             ("面积", "网格面积", "MJ", "AREA", "SHAPE_AREA"),
             "m2",
         ),
+    ),
+    # the unit grid first, then upward; codes nest: 15 digits = 6 district + 3 street + 3 community + 3
+    levels=(
+        Level("grid", "单元网格", "Unit grid", "code", "name", 15),
+        Level("community", "社区", "Community", "comm_code", "community", 12),
+        Level("street", "街道", "Street", "street_cd", "street", 9),
+        Level("district", "区", "District", "dist_code", "district", 6),
     ),
     style={"color": "#3366cc", "weight": 1, "fillOpacity": 0.5},
 )

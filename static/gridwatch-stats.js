@@ -7,8 +7,9 @@
     data: { labels: series.labels, datasets: [{ label: data.labels.rate, data: series.rates, backgroundColor: color }] },
     options: { animation: false, scales: { y: { min: 0, max: 100 } }, plugins: { legend: { display: false } } },
   });
-  bar("gw-chart-street", data.street, "#4a78b5");
-  bar("gw-chart-community", data.community, "#6aa84f");
+  // one completion chart per level the page lists (the canvases are named by level)
+  const colors = ["#4a78b5", "#6aa84f"];
+  data.levels.forEach((lv, i) => bar("gw-chart-" + lv.name, lv, colors[i % colors.length]));
   new Chart(document.getElementById("gw-chart-monthly"), {
     type: "line",
     data: {

@@ -133,14 +133,14 @@
 
   /* A grid upload: the day its version is in force from and the units it adds, removes and reshapes. */
   function showGridChange(change) {
-    row(summary, cfg.grid.validFrom, change.valid_from);
-    row(summary, "", fill(cfg.grid.units, {
+    row(summary, cfg.gridVersion.validFrom, change.valid_from);
+    row(summary, "", fill(cfg.gridVersion.units, {
       added: change.units_added_count, removed: change.units_removed_count, reshaped: change.units_reshaped_count,
     }));
     if (change.issued_changed) {
       const c = change.issued_changed;
       const li = document.createElement("li");
-      li.textContent = fill(cfg.grid.issued, { from: c.from, to: c.to, version: c.computed_on });
+      li.textContent = fill(cfg.gridVersion.issued, { from: c.from, to: c.to, version: c.computed_on });
       warnings.appendChild(li);
     }
   }
@@ -291,16 +291,16 @@
     return { show, append, clear };
   })();
 
-  /* The preview map: accepted features over the unit grid, on the same base map as the main map. */
+  /* The preview map: accepted features over the unit grid, on the same base map as the main map;
+     the map, its base map and the unit outlines come from the shared map module. */
   const preview = (function () {
+    const core = window.gridwatch.mapcore;
     const box = document.getElementById("gw-preview");
     const note = document.getElementById("gw-preview-note");
     const colour = (cls) => getComputedStyle(document.querySelector(".gw-swatch." + cls)).backgroundColor;
-    const levels = ["grid", "community", "street", "district"];
-    const crsParam = cfg.gcj02 ? "&crs=gcj02" : "";
     const state = { map: null, grid: null, features: null, loaded: 0 };
     let asked = 0;
-    let gridRequest = null;
+    let loadGrid = () => {};
 
     function tooltip(props) {
       const span = document.createElement("span");
@@ -312,13 +312,10 @@
       if (state.map) return state.map;
       const inside = colour("gw-inside");
       const outside = colour("gw-outside");
-      const map = L.map("gw-preview-map", { preferCanvas: true, attributionControl: Boolean(cfg.base) });
-      if (cfg.base) {
-        const options = { attribution: cfg.base.attr, maxZoom: 19, subdomains: cfg.base.subdomains || "abc" };
-        L.tileLayer(cfg.base.url, options).addTo(map);
-        if (cfg.base.labels) L.tileLayer(cfg.base.labels, { maxZoom: 19, subdomains: options.subdomains }).addTo(map);
-      }
-      state.grid = L.geoJSON(null, { interactive: false, style: { color: "#555", weight: 1, fill: false } }).addTo(map);
+      const map = core.open();
+      const outlines = core.unitOutlines(map, "&" + langParam);
+      state.grid = outlines.layer;
+      loadGrid = outlines.load;
       state.features = L.geoJSON(null, {
         pointToLayer: (f, latlng) => L.circleMarker(latlng, {
           radius: 4, weight: 1, color: "#333", fillOpacity: 0.9, fillColor: f.properties.inside ? inside : outside,
@@ -329,32 +326,6 @@
       map.on("moveend", loadGrid);
       state.map = map;
       return map;
-    }
-
-    function bboxParam(map) {
-      const b = map.getBounds();
-      const w = Math.max(-180, b.getWest()), s = Math.max(-90, b.getSouth());
-      const e = Math.min(180, b.getEast()), n = Math.min(90, b.getNorth());
-      return [w, s, e, n].map((v) => v.toFixed(6)).join(",");
-    }
-
-    /* Unit outlines in view: unit grids, or a coarser level when too many are in view. */
-    function loadGrid() {
-      const map = state.map;
-      if (!map) return;
-      if (gridRequest) gridRequest.abort();
-      gridRequest = new AbortController();
-      const signal = gridRequest.signal;
-      const common = "&zoom=" + Math.round(map.getZoom()) + "&bbox=" + bboxParam(map) + crsParam + "&" + langParam;
-      const attempt = (i) => fetch(cfg.cells + "?level=" + levels[i] + common, { signal })
-        .then((r) => r.json())
-        .then((data) => {
-          if (data.too_many && i + 1 < levels.length) return attempt(i + 1);
-          state.grid.clearLayers();
-          if (data.features) state.grid.addData(data);
-          return null;
-        });
-      attempt(0).catch(() => {});
     }
 
     function boundsOf(boxes) {
@@ -378,7 +349,7 @@
         fill(text.insideOutside, { inside: data.inside, outside: data.outside }),
       ];
       if (data.as_points) parts.push(text.asPoints);
-      if (cfg.baseError) parts.push(cfg.baseError);
+      if (core.config.baseError) parts.push(core.config.baseError);
       note.textContent = parts.join(" · ");
       const bounds = boundsOf([data.bbox, data.grid_bbox]);
       if (bounds) map.fitBounds(bounds, { padding: [12, 12], maxZoom: 18, animate: false }); // moveend: loadGrid
@@ -390,7 +361,7 @@
       const mine = ++asked;
       box.hidden = false;
       note.textContent = text.loading;
-      fetch(uploadUrl("/features") + crsParam)
+      fetch(uploadUrl("/features") + core.crsParam)
         .then((r) => r.json().then((body) => ({ status: r.status, body })))
         .then(({ status, body }) => {
           if (mine !== asked) return; // a newer read is on its way

@@ -16,7 +16,7 @@ from geo.imports.importer import import_file
 from geo.output.audit import write_csv
 from geo.store import accounts
 from geo.store.backends import open_store
-from geo.store.base import Actor
+from geo.store.interface.audit import Actor
 from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 
@@ -178,7 +178,7 @@ def test_a_clients_failures_never_refuse_a_right_password(store):
 
 @pytest.mark.slow
 def test_failed_login_records_stay_bounded(store, monkeypatch):
-    monkeypatch.setattr("geo.store.gpkg._LOGINS_KEPT", 10)
+    monkeypatch.setattr("geo.store.gpkg.accounts._LOGINS_KEPT", 10)
     for i in range(25):
         with pytest.raises(accounts.LoginFailed):
             accounts.authenticate(store, f"random-{i}", "guess", client=f"10.0.0.{i}")

@@ -171,10 +171,10 @@ def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
 @pytest.mark.slow
 def test_geometry_cache_follows_writes(gridded_store, tmp_path):
     """The decoded geometry kept in memory equals what a fresh read of the file gives."""
-    from geo.store import gpkg
+    kept = gridded_store.cache.region("geometry")
 
     def fresh():
-        gpkg._GEOMETRY_CACHE.clear()
+        kept.clear()
         return gridded_store.read_geometry(DEMOLITION)
 
     gridded_store.read_geometry(DEMOLITION)
@@ -186,9 +186,7 @@ def test_geometry_cache_follows_writes(gridded_store, tmp_path):
     )
 
     def cached_units():
-        (entry,) = [
-            v for k, v in gpkg._GEOMETRY_CACHE.items() if k[:2] == (gridded_store.location, "demolition")
-        ]
+        (entry,) = [kept.get(k) for k in kept if k[0] == "demolition"]
         return entry[2].tolist()
 
     def check():

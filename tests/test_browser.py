@@ -85,7 +85,7 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     # the centre of the first unit on screen (units are drawn on a canvas)
     x, y = page.evaluate(
         """() => {
-            const m = window[JSON.parse(document.getElementById('gw-config').textContent).mapName];
+            const m = window.gridwatch.maps.main;
             const cell = window.gridwatchMap.cells.getLayers()[0];
             const p = m.latLngToContainerPoint(cell.getBounds().getCenter());
             const r = m.getContainer().getBoundingClientRect();
@@ -111,13 +111,72 @@ def test_map_loads_hovers_clicks_and_toggles(live_server, page):
     assert hosts <= {"127.0.0.1"}
 
 
+# What the shared map module set up on a page: its namespace, its configuration (as parsed from
+# the page's one JSON block) and the maps registered under their keys.
+_MAP_MODULE = """() => {
+    const ns = window.gridwatch, cfg = JSON.parse(document.getElementById('gw-map-config').textContent);
+    return {
+        module: Boolean(ns && ns.mapcore),
+        sameConfig: JSON.stringify(ns.mapcore.config) === JSON.stringify(cfg),
+        key: cfg.map.key,
+        maps: Object.keys(ns.maps),
+        isMap: ns.maps[cfg.map.key] instanceof L.Map,
+        leafletMaps: document.querySelectorAll('.leaflet-container').length,
+    };
+}"""
+
+
+def test_map_page_is_built_by_the_shared_map_module(live_server, page):
+    page.goto(f"{live_server}/?level=grid&layer=demolition&tiles=none&lang=en")
+    wait_for(page, "window.gridwatchMap && window.gridwatchMap.cells.getLayers().length >= 9", timeout=20000)
+    built = page.evaluate(_MAP_MODULE)
+    assert built == {
+        "module": True,
+        "sameConfig": True,
+        "key": "main",
+        "maps": ["main"],
+        "isMap": True,
+        "leafletMaps": 1,
+    }
+    # the page's layers are on the registered map; the levels and legend come from the config
+    assert page.evaluate(
+        "() => window.gridwatch.maps.main === window.gridwatchMap.map"
+        " && window.gridwatch.maps.main.hasLayer(window.gridwatchMap.cells)"
+    )
+    assert page.evaluate("() => window.gridwatch.mapcore.config.levels.map((lv) => lv.label)") == [
+        "Unit grid",
+        "Community",
+        "Street",
+        "District",
+    ]
+    assert "Illegal construction" in page.inner_text(".gw-legend")
+    # a shaped marker answers a click with its feature's popup, read from the API
+    wait_for(page, "window.gridwatchMap.overlays.demolition.getLayers().length > 0", timeout=20000)
+    x, y = page.evaluate(
+        """() => {
+            const m = window.gridwatch.maps.main, r = m.getContainer().getBoundingClientRect();
+            const squares = [];
+            window.gridwatchMap.overlays.demolition.eachLayer((g) => g.eachLayer && g.eachLayer((l) => {
+                if (l.feature && l.options.shape === 'square') squares.push(l);
+            }));
+            const p = m.latLngToContainerPoint(squares[0].getLatLng());
+            return [r.left + p.x, r.top + p.y];
+        }"""
+    )
+    page.mouse.click(x, y)
+    wait_for(
+        page, "(document.querySelector('.leaflet-popup-content') || {}).textContent?.includes('Case id')"
+    )
+    assert "Unit" in page.inner_text(".leaflet-popup-content")
+
+
 # Markers drawn on the map's canvas, with their shape options and their feature's position.
 _MARKERS = """() => {
     const out = [];
     window.gridwatchMap.overlays.demolition.eachLayer((group) => {
         if (!group.eachLayer) return;
         group.eachLayer((m) => {
-            if (m._point) out.push({shape: m.options.shape, dashed: !!m.options.dashArray,
+            if (m.feature) out.push({shape: m.options.shape, dashed: !!m.options.dashArray,
                                     position: m.feature.properties.position});
         });
     });
@@ -127,23 +186,28 @@ _MARKERS = """() => {
 # For one isolated marker of each shape, drawn with a radius of 12 px: is the canvas painted
 # at its centre, at the top-left corner of its bounding square and just below its top?
 _PROBES = """() => {
+    const map = window.gridwatch.maps.main;
     const markers = [];
     window.gridwatchMap.overlays.demolition.eachLayer((g) => g.eachLayer && g.eachLayer((m) => {
-        if (m._point) markers.push(m);
+        if (m.feature) markers.push(m);
     }));
-    const isolated = (m) => markers.every((o) => o === m || o._point.distanceTo(m._point) > 40);
+    const at = (m) => map.latLngToContainerPoint(m.getLatLng());
+    const isolated = (m) => markers.every((o) => o === m || at(o).distanceTo(at(m)) > 40);
     const chosen = {};
     markers.forEach((m) => {
         if (!m.options.dashArray && !(m.options.shape in chosen) && isolated(m)) chosen[m.options.shape] = m;
     });
     Object.values(chosen).forEach((m) => m.setRadius(12));
     return new Promise((resolve) => setTimeout(() => {
+        const canvas = map.getPane("overlayPane").querySelector("canvas");
+        const box = canvas.getBoundingClientRect(), frame = map.getContainer().getBoundingClientRect();
+        const k = canvas.width / box.width;
         const out = {};
         Object.entries(chosen).forEach(([shape, m]) => {
-            const r = m._renderer, k = L.Browser.retina ? 2 : 1;
+            const p = at(m);
             const painted = (dx, dy) => {
-                const x = (m._point.x + dx - r._bounds.min.x) * k, y = (m._point.y + dy - r._bounds.min.y) * k;
-                return r._ctx.getImageData(x, y, 1, 1).data[3] > 100;
+                const x = (frame.left + p.x + dx - box.left) * k, y = (frame.top + p.y + dy - box.top) * k;
+                return canvas.getContext("2d").getImageData(x, y, 1, 1).data[3] > 100;
             };
             out[shape] = {centre: painted(0, 0), corner: painted(-10, -10), apex: painted(0, -16)};
         });
@@ -165,9 +229,7 @@ def test_markers_shaped_by_position_with_a_legend(live_server, page):
     assert legend.locator("svg.gw-shape-triangle").count() == 1
     assert legend.locator("svg.gw-shape-unknown").count() == 1
     # from the whole district down to the street: the sites come one by one
-    set_zoom = (
-        "(z) => window[JSON.parse(document.getElementById('gw-config').textContent).mapName].setZoom(z)"
-    )
+    set_zoom = "(z) => { window.gridwatch.maps.main.setZoom(z); }"
     with page.expect_response(lambda r: "/api/features/demolition" in r.url and "zoom=13" in r.url):
         page.evaluate(set_zoom, 13)
     page.wait_for_timeout(300)
@@ -282,6 +344,20 @@ def test_upload_preview_confirm_and_figures_change(live_server, page, tmp_path):
     assert inside_colour != outside_colour
     assert page.is_visible("#gw-preview-map .leaflet-overlay-pane canvas")
     assert "地图上显示 4 / 4 个要素" in page.inner_text("#gw-preview-note")
+    # the preview map is the shared module's, made in the container its configuration names
+    built = page.evaluate(_MAP_MODULE)
+    assert built == {
+        "module": True,
+        "sameConfig": True,
+        "key": "preview",
+        "maps": ["preview"],
+        "isMap": True,
+        "leafletMaps": 1,
+    }
+    assert page.evaluate(
+        "() => window.gridwatch.maps.preview === window.gridwatchUpload.map"
+        " && window.gridwatchUpload.map.getContainer().id === 'gw-preview-map'"
+    )
     # take the suggestion for the typo: the commit waits for a re-read
     typo.locator("button.linklike").click()
     assert typo.locator("select").input_value() == "已拆除"

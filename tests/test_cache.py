@@ -7,22 +7,24 @@ import time
 
 import pytest
 
+import geo.figures.facts as facts_mod
 import geo.figures.tally as tally_mod
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from geo.store.cache import filling
+from geo.store.cache import StoreCache
 from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 
 def test_filling_lets_one_thread_build_while_the_others_wait():
     built: list[int] = []
     cache: dict[str, int] = {}
+    kept = StoreCache("test")
     start = threading.Barrier(8)
 
     def ask(k: int) -> None:
         start.wait()
         if "v" not in cache:
-            with filling(("test", "family")):
+            with kept.filling("test", "family"):
                 if "v" not in cache:
                     time.sleep(0.05)  # long enough for every other thread to arrive
                     built.append(k)
@@ -43,14 +45,14 @@ def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
     sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["C1", "C2"])
     import_file(gridded_store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
     calls: list[int] = []
-    real = tally_mod._read_facts
+    real = facts_mod._read_facts
 
     def counting(store, spec, *rest):
         calls.append(1)
         time.sleep(0.05)
         return real(store, spec, *rest)
 
-    monkeypatch.setattr(tally_mod, "_read_facts", counting)
+    monkeypatch.setattr(facts_mod, "_read_facts", counting)
     location = gridded_store.location
     results: list[int] = []
     start = threading.Barrier(6)
@@ -58,7 +60,7 @@ def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
     def request() -> None:
         with open_store(location) as store:  # one handle per request, as in the web service
             start.wait()
-            facts = tally_mod.load_facts(store, tally_mod.survey_specs(["demolition"])[0])
+            facts = facts_mod.load_facts(store, tally_mod.survey_specs(["demolition"])[0])
             results.append(len(facts.completed))
 
     threads = [threading.Thread(target=request) for _ in range(6)]
@@ -79,7 +81,7 @@ def test_a_write_between_reading_columns_and_counting_never_mixes_revisions(
     store = gridded_store
     first = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["W1", "W2"])
     import_file(store, "demolition", write_shp(first, tmp_path / "a" / "a.shp"))
-    real = tally_mod.load_facts
+    real = facts_mod.load_facts
     more = points_frame(
         [(X0 + 250, Y0 - 250), (X0 + 60, Y0 - 60), (X0 + 70, Y0 - 70)], 案件编号=["W3", "W4", "W5"]
     )
@@ -100,3 +102,72 @@ def test_a_write_between_reading_columns_and_counting_never_mixes_revisions(
     assert int(after["demolition_total"].sum()) == 5
     by_code = dict(zip(after["code"], after["demolition_total"], strict=True))
     assert sum(v for k, v in by_code.items() if k != "UNASSIGNED") == 5
+
+
+def test_a_region_keeps_its_bound_dropping_the_oldest():
+    from geo.store.cache import MISSING, Region, RegionSpec
+
+    region = Region(RegionSpec(3))
+    for k in range(5):
+        region[k] = k * 10
+    assert region.keys() == [2, 3, 4]
+    assert region.get(0) is MISSING and region.get(4) == 40
+    region[2] = 21  # kept again: now the newest
+    region[5] = 50
+    assert region.keys() == [4, 2, 5]
+
+
+def test_a_new_generation_replaces_its_family_at_once():
+    from geo.store.cache import REGIONS, Region
+
+    region = Region(REGIONS["geometry"])
+    region[("demolition", "gen1")] = "old"
+    region[("parking", "gen1")] = "other layer"
+    region[("demolition", "gen2")] = "new"
+    assert set(region.keys()) == {("parking", "gen1"), ("demolition", "gen2")}
+
+
+def test_every_handle_on_a_store_shares_one_cache(gridded_store):
+    """A web worker opens the store per request: what one handle kept, the next one finds."""
+    with open_store(gridded_store.location) as other:
+        assert other.cache is gridded_store.cache
+    tally_mod.tally(gridded_store, "grid", ["demolition"])
+    assert gridded_store.cache.sizes()["facts"] >= 1
+    assert all(name in gridded_store.cache.sizes() for name in ("geometry", "hierarchy", "units"))
+
+
+def test_no_engine_module_keeps_a_cache_of_its_own():
+    """Every per-store copy lives in the store's cache object: no module-level dict is filled
+    at run time in geo/ (registries and constant tables are declared, never written to)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "geo"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_dicts = set()
+        for node in tree.body:
+            target = node.target if isinstance(node, ast.AnnAssign) else None
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                value = node.value
+            elif isinstance(node, ast.AnnAssign):
+                value = node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and isinstance(value, ast.Dict) and not value.keys:
+                module_dicts.add(target.id)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in module_dicts
+            ):
+                offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}: {node.value.id}")
+    # registries a deployment fills on purpose (readers, renderers, backends), the index of the
+    # cache objects themselves, and assign's tree over the one points array being assigned (not
+    # a store's data: it lives as long as that array)
+    allowed = {"_READERS", "_RENDERERS", "_BACKENDS", "_CACHES", "_POINT_TREE"}
+    assert [o for o in offenders if o.rsplit(": ", 1)[1] not in allowed] == []

@@ -1,5 +1,5 @@
 """CRS parsing, .prj reading, inference from coordinate magnitudes, datum
-warnings and GCJ-02 (geo.reading.crs).
+warnings and GCJ-02 (geo.reading.crs, .crs_fit, .crs_declared, .crs_infer, .gcj02).
 
 Coordinates for the inference tests are produced by pyproj from lon/lat around
 the demo area, 118.4°E 31.3°N (Wuhu), where the CGCS2000 3-degree GK zone is
@@ -21,6 +21,16 @@ from hypothesis.extra import numpy as hnp
 
 from geo.errors import CRSError
 from geo.reading.crs import (
+    CRSChoice,
+    CRSGuess,
+    crs_from_prj,
+    datum_warning,
+    gk_zone_epsg,
+    parse_crs,
+    transformer,
+)
+from geo.reading.crs_declared import declared_mismatch, fit_rows
+from geo.reading.crs_fit import (
     MISFIT_GK3_ZONE,
     MISFIT_LARGE,
     MISFIT_LONLAT,
@@ -29,23 +39,11 @@ from geo.reading.crs import (
     MISFIT_UNPREFIXED,
     MISFIT_ZERO,
     MISFIT_ZONE,
-    CRSChoice,
-    CRSGuess,
-    crs_from_prj,
-    datum_warning,
-    declared_mismatch,
-    fit_rows,
-    gcj02_to_wgs84,
-    gk_zone_epsg,
-    infer_crs,
-    infer_crs_rows,
-    inferred_note,
     misfit_reason,
-    parse_crs,
     row_kinds,
-    transformer,
-    wgs84_to_gcj02,
 )
+from geo.reading.crs_infer import infer_crs, infer_crs_rows, inferred_note
+from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 
 LON0, LAT0 = 118.4, 31.3
 X_GK, Y_GK = (round(v) for v in pyproj.Transformer.from_crs(4490, 4548, always_xy=True).transform(LON0, LAT0))

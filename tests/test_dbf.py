@@ -9,8 +9,9 @@ import numpy as np
 import pyogrio
 import shapely
 
+from geo.reading.datasets import Dataset
 from geo.reading.dbf import read_dbf, read_point_shp
-from geo.reading.sources import Dataset, read_dataset
+from geo.reading.readers import read_dataset
 from tests.helpers.builders import EPSG_GK, X0, Y0, write_shp
 
 
@@ -87,8 +88,9 @@ def _wide_dbf(path, text: str, width: int = 300, byte17: int | None = None) -> N
 
 
 def test_one_header_parser_reads_fields_wider_than_255_bytes(tmp_path):
-    from geo.reading.dbf import check_dbf, parse_header
+    from geo.reading.dbf import parse_header
     from geo.reading.encoding import detect_dbf_encoding
+    from geo.reading.shp_checks import check_dbf
 
     text = "违建地址" * 30 + "末尾"  # 244 bytes in GBK, past byte 240
     path = tmp_path / "wide.dbf"
@@ -107,7 +109,8 @@ def test_one_header_parser_reads_fields_wider_than_255_bytes(tmp_path):
 def test_a_decimals_byte_on_a_text_field_is_no_width(tmp_path):
     """Byte 17 of a text field that some writers fill with "decimals": the widths add up without
     it, so it is ignored -- as GDAL reads the file."""
-    from geo.reading.dbf import check_dbf, parse_header
+    from geo.reading.dbf import parse_header
+    from geo.reading.shp_checks import check_dbf
 
     path = tmp_path / "narrow.dbf"
     _wide_dbf(path, "赭山路1号", width=20, byte17=2)

@@ -92,7 +92,9 @@ def test_two_runs_write_byte_identical_files(demo):
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
     assert digests(first) == digests(second)
-    assert len(digests(first)) == 5 * 4 + 5  # shp/shx/dbf/prj per layer, zip, csv, xlsx, README, value map
+    assert (
+        len(digests(first)) == 5 * 4 + 6
+    )  # shp/shx/dbf/prj per layer, zip, csv, xlsx, README, value map, load order
 
 
 # --------------------------------------------------------------------------- surveyor-style files

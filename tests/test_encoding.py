@@ -1,4 +1,4 @@
-"""Shapefile DBF encodings and zip entry names (geo.reading.encoding).
+"""Shapefile DBF encodings (geo.reading.encoding, geo.reading.charsets) and zip entry names (geo.reading.zips).
 
 Real shapefiles are written with pyogrio the way surveyors' tools write them
 (GBK text, no .cpg, LDID 0x00/0x57/0x4D), plus hand-built DBFs for cases GDAL
@@ -20,14 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geo.errors import EncodingError
-from geo.reading.encoding import (
-    EncodingGuess,
-    decode_dbf_field_names,
-    detect_dbf_encoding,
-    looks_like_mojibake,
-    normalize_encoding,
-    zip_member_name,
-)
+from geo.reading.charsets import looks_like_mojibake, normalize_encoding
+from geo.reading.encoding import EncodingGuess, decode_dbf_field_names, detect_dbf_encoding
+from geo.reading.zips import zip_member_name
 from tests.helpers.builders import write_shp
 
 ADDRESSES = ["镜湖区赭山街道", "弋江区中山南路", "鸠江区湾里街道"]

@@ -19,18 +19,16 @@ import pytest
 import shapely
 
 from geo.errors import InputError
+from geo.figures.report import StatsReport
 from geo.output.export import (
     Renderer,
-    StatsReport,
-    column_kind,
     content_disposition,
     get_renderer,
     register_renderer,
     renderers,
-    spreadsheet_cell,
-    totals,
     unregister_renderer,
 )
+from geo.output.tables import column_kind, spreadsheet_cell, totals
 from tests.helpers.needs import libreoffice
 
 AS_OF = "2022-06-30"
@@ -546,7 +544,7 @@ def test_shp_fields_csv_neutralises_formulas(report: StatsReport, tmp_path: Path
 
 def test_audit_csv_neutralises_formulas_and_bidi() -> None:
     from geo.output.audit import write_csv
-    from geo.store.base import AuditEntry
+    from geo.store.interface.audit import AuditEntry
 
     texts = [*FORMULAS, "报告\u202eslx.exe"]
     entries = [

@@ -37,7 +37,8 @@ import pytest
 import shapely
 
 import layers
-from geo.figures.tally import LEVELS, tally
+from geo.figures.hierarchy import level_names
+from geo.figures.tally import tally
 from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
@@ -184,7 +185,7 @@ def _check_store(data: Path) -> dict[str, Any]:
         assert (units == _fresh_units(*_point_xy([r[0] for r in rows]))).all()
         recount = _recount(rows)
         tallies = {}
-        for level in LEVELS:
+        for level in level_names():
             t = tally(store, level, ["demolition"]).set_index("code")
             assert set(recount[level].index) <= set(t.index), level
             expected = recount[level].reindex(t.index, fill_value=0)
@@ -212,7 +213,7 @@ def _assert_unchanged(before: dict[str, Any], after: dict[str, Any]) -> None:
     assert {k: v for k, v in after.items() if k != "tallies"} == {
         k: v for k, v in before.items() if k != "tallies"
     }
-    for level in LEVELS:
+    for level in level_names():
         pd.testing.assert_frame_equal(after["tallies"][level], before["tallies"][level])
 
 

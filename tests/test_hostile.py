@@ -24,9 +24,10 @@ import shapely
 from markupsafe import escape
 
 from geo.errors import TooLarge
-from geo.imports import importer
+from geo.imports import dataset, geometry
 from geo.reading import sources
-from geo.reading.sources import ZipLimits
+from geo.reading.datasets import Dataset
+from geo.reading.zips import ZipLimits
 from geo.store import accounts
 from geo.store.backends import open_store
 from tests.helpers import hostile as harness
@@ -447,7 +448,7 @@ def circle(vertices: int, radius: float = 40.0) -> shapely.Polygon:
 
 @pytest.mark.slow
 def test_a_feature_over_the_vertex_limit_is_rejected_by_row(surveyor, data, scratch, tmp_path):
-    assert importer.MAX_FEATURE_VERTICES == 100_000
+    assert geometry.MAX_FEATURE_VERTICES == 100_000
     shp = survey_shp(tmp_path / "s", geoms=[circle(1_000_000), shapely.box(X0 + 5, Y0 - 25, X0 + 25, Y0 - 5)])
     report = post(surveyor, shapefile_zip(shp), "上报.zip")
     assert report.status_code == 201, report.get_json()
@@ -466,14 +467,14 @@ def test_a_feature_over_the_vertex_limit_is_rejected_by_row(surveyor, data, scra
 def test_a_file_over_the_vertex_limit_is_refused_before_reading(refuse, tmp_path, monkeypatch):
     """Two features of 90,000 vertices each against a limit lowered to 150,000: the whole file
     is refused from the .shp headers, before its records are read."""
-    monkeypatch.setattr(importer, "MAX_FILE_VERTICES", 150_000)
+    monkeypatch.setattr(geometry, "MAX_FILE_VERTICES", 150_000)
     shp = survey_shp(tmp_path / "s", geoms=[circle(90_000), circle(90_000, 30.0)])
     body = refuse(shapefile_zip(shp), "上报.zip", 413, "too_many_vertices")
     assert "180,002" in body["message_zh"] and "150,000" in body["message_en"]
     # the check of the headers, made before read_dataset in the reading helper, refuses it
-    dataset = sources.Dataset("s.shp", shp, "shp")
+    found = Dataset("s.shp", shp, "shp")
     with pytest.raises(TooLarge):
-        importer._check_shapefile(dataset, 150_000)
+        dataset._check_shapefile(found, 150_000)
 
 
 # --- markup and script in survey data ---------------------------------------------------------

@@ -127,7 +127,7 @@ def hover_texts(page, payloads, scope: str = "main") -> None:
                 target.nth(i).hover()
 
 
-_MAP = "window[JSON.parse(document.getElementById('gw-config').textContent).mapName]"
+_MAP = "window.gridwatch.maps.main"
 
 _ALL_SITES = """(() => {
     let n = 0;
@@ -138,7 +138,7 @@ _ALL_SITES = """(() => {
 # Screen positions of each unit's quarter point (clear of the feature at its centre) and of the
 # features drawn, on the map's canvas.
 _POSITIONS = """() => {
-    const m = window[JSON.parse(document.getElementById('gw-config').textContent).mapName];
+    const m = window.gridwatch.maps.main;
     const r = m.getContainer().getBoundingClientRect();
     const at = (ll) => { const p = m.latLngToContainerPoint(ll); return [r.left + p.x, r.top + p.y]; };
     const cells = window.gridwatchMap.cells.getLayers().map((c) => {

@@ -32,10 +32,11 @@ def test_map_labels_follow_the_language(client):
     import json
 
     page = client.get("/?tiles=none&lang=en").get_data(as_text=True)
-    config = json.loads(re.search(r'id="gw-config">(.*?)</script>', page, re.S)[1])
+    config = json.loads(re.search(r'id="gw-map-config">(.*?)</script>', page, re.S)[1])
     assert config["labels"]["rate"] == "Completion rate"
-    assert config["surveyLayers"][0]["label"] == "Illegal construction"
-    assert {f["label"] for f in config["surveyLayers"][0]["fields"]} >= {"Case id", "Address"}
+    assert config["layers"][0]["label"] == "Illegal construction"
+    assert {f["label"] for f in config["layers"][0]["fields"]} >= {"Case id", "Address"}
+    assert config["levels"][0] == {"name": "grid", "label": "Unit grid"}
 
 
 def _marked() -> set[str]:

@@ -234,7 +234,7 @@ def test_dry_run_writes_nothing(gridded_store, tmp_path):
 
 
 def test_csv_gcj02(gridded_store, tmp_path):
-    from geo.reading.crs import wgs84_to_gcj02
+    from geo.reading.gcj02 import wgs84_to_gcj02
 
     t = pyproj.Transformer.from_crs(EPSG_GK, 4490, always_xy=True)
     lon, lat = t.transform(X0 + 150, Y0 - 150)
@@ -390,7 +390,7 @@ def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
 def test_ownership_is_decided_when_the_batch_is_written(owned_store, tmp_path):
     """surveyor2 prepares a file with a new id; surveyor commits the same id first: surveyor2's
     commit rejects that row."""
-    from geo.imports.importer import commit_import
+    from geo.imports.commit import commit_import
 
     prepared = prepare_import(
         owned_store, "demolition", _demolished(tmp_path, "a", ["K1", "K2"]), user="surveyor2"

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from geo.cli import main
 from geo.errors import InputError
 from geo.figures.tally import tally
-from geo.imports.importer import commit_import, import_file, prepare_import
+from geo.imports.commit import commit_import
+from geo.imports.importer import import_file, prepare_import
 from geo.reading.mappings import parse_map, read_value_map
 from geo.store.backends import open_store
 from layers import demolition

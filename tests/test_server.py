@@ -46,7 +46,7 @@ def test_map_page_serves_its_own_assets(client):
             with client.get(ref) as asset:
                 assert asset.status_code == 200 and len(asset.data) > 200, ref
     config = json.loads(
-        re.search(r'<script type="application/json" id="gw-config">(.*?)</script>', page, re.S)[1]
+        re.search(r'<script type="application/json" id="gw-map-config">(.*?)</script>', page, re.S)[1]
     )
     assert config["level"] == "community" and config["layer"] == "demolition" and config["gcj02"] is False
 
@@ -187,9 +187,9 @@ def test_upload_page_base_map_and_assets(client, app):
     import json
     import re
 
-    def config(path: str) -> dict:
+    def config(path: str, block: str = "gw-map-config") -> dict:
         page = client.get(path).get_data(as_text=True)
-        return json.loads(re.search(r'id="gw-upload-config">(.*?)</script>', page, re.S)[1])
+        return json.loads(re.search(rf'id="{block}">(.*?)</script>', page, re.S)[1])
 
     page = client.get("/upload").get_data(as_text=True)
     refs = re.findall(r'(?:src|href)="([^"]+)"', page)
@@ -209,7 +209,10 @@ def test_upload_page_base_map_and_assets(client, app):
     # a base map that cannot be used does not block uploads: the preview says why it has none
     broken = config("/upload?tiles=tianditu")
     assert broken["base"] is None and "GRIDWATCH_TIANDITU_KEY" in broken["baseError"]
-    assert config("/upload")["api"] == "/api/uploads" and config("/upload")["cells"] == "/api/cells"
+    assert (
+        config("/upload", "gw-upload-config")["api"] == "/api/uploads" and config("/upload")["api"] == "/api"
+    )
+    assert config("/upload")["map"] == {"key": "preview", "container": "gw-preview-map"}
 
 
 def test_upload_and_batches_pages(client):
@@ -243,7 +246,7 @@ def test_unknown_layer_on_pages_is_a_400(client):
 def test_map_colours_units_by_completed_area(client):
     page = client.get("/?metric=area&layer=demolition&level=community&tiles=none")
     assert page.status_code == 200
-    config = json.loads(re.search(r'id="gw-config">(.*?)</script>', page.text, re.S).group(1))
+    config = json.loads(re.search(r'id="gw-map-config">(.*?)</script>', page.text, re.S).group(1))
     assert config["metric"] == "area" and config["measureColumn"] == "demolition_area_completed_m2"
     assert config["maxMeasure"] > 0 and "面积" in config["measureLabel"]
     cells = client.get("/api/cells?level=community&layer=demolition&zoom=14").get_json()

@@ -12,7 +12,7 @@ import sys
 import apsw
 import pytest
 
-import geo.store.gpkg as gpkg
+import geo.store.gpkg.feature_reads as feature_reads
 from geo.imports.importer import import_file
 from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
@@ -46,7 +46,7 @@ def test_reading_a_layer_keeps_the_locks_of_other_connections(
     sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["L1", "L2"])
     import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
     # 0: even this small layer takes the GDAL path, as a large one would
-    monkeypatch.setattr(gpkg, "GDAL_MIN_ROWS", 0 if through_gdal else 10**9)
+    monkeypatch.setattr(feature_reads, "GDAL_MIN_ROWS", 0 if through_gdal else 10**9)
     holder = apsw.Connection(str(store.path))  # another request of this process, mid-read
     holder.execute("BEGIN")
     holder.execute("SELECT count(*) FROM gw_batches").fetchall()

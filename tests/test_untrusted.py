@@ -28,10 +28,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo.errors import InputError, TooLarge, UnsupportedFile
-from geo.imports import importer
+from geo.imports import dataset, importer, workspace
 from geo.imports.batches import load_targets
 from geo.reading import untrusted
-from geo.reading.sources import Dataset, _scan_sheet, open_source, read_table_file
+from geo.reading.datasets import Dataset
+from geo.reading.sources import open_source
+from geo.reading.tables import read_table_file, scan_sheet
 from geo.store.backends import open_store
 from tests.helpers import hostile
 from tests.helpers.builders import EPSG_GK, X0, Y0, shapefile_zip, survey_shp, zip_of
@@ -581,7 +583,7 @@ def test_targets_files_are_read_in_the_helper_with_the_same_caps(tmp_path):
 def test_the_sheet_scan_counts_cells_references_and_the_declared_range(tmp_path):
     _xlsx(tmp_path / "a.xlsx", far_cell="AB70")
     with zipfile.ZipFile(tmp_path / "a.xlsx") as zf:
-        assert _scan_sheet(zf, "xl/worksheets/sheet1.xml") == (28, 70, 9)
+        assert scan_sheet(zf, "xl/worksheets/sheet1.xml") == (28, 70, 9)
 
 
 def test_an_xlsx_reads_as_pandas_would(tmp_path):
@@ -693,7 +695,7 @@ def test_user_errors_raised_in_the_helper_arrive_as_themselves(tmp_path):
     path.write_bytes(b"<gml/>")
     with pytest.raises(UnsupportedFile) as err:
         untrusted.run(
-            importer.read_upload,
+            dataset.read_upload,
             [Dataset("a.geojson", path, "geojson")],
             "demolition",
             None,
@@ -734,7 +736,7 @@ def test_a_table_crosses_from_the_helper_unchanged(cells, numbers):
     frame = pd.DataFrame(
         {"文本": pd.Series(cells[:n], dtype=object), "数值": pd.Series(numbers[:n], dtype=float)}
     )
-    back = importer.unpack_frame(pickle.loads(pickle.dumps(importer.pack_frame(frame))))
+    back = dataset.unpack_frame(pickle.loads(pickle.dumps(dataset.pack_frame(frame))))
     assert list(back.columns) == ["文本", "数值"] and len(back) == n
     for a, b in zip(frame["文本"], back["文本"], strict=True):
         assert (
@@ -838,7 +840,7 @@ def test_geometry_crosses_from_the_helper_unchanged(geoms):
     import pickle
 
     array = np.array(geoms, dtype=object)
-    back = importer.unpack_geometry(pickle.loads(pickle.dumps(importer.pack_geometry(array))))
+    back = dataset.unpack_geometry(pickle.loads(pickle.dumps(dataset.pack_geometry(array))))
     assert len(back) == len(array)
     for a, b in zip(array, back, strict=True):
         assert (
@@ -911,7 +913,7 @@ def test_vertices_are_counted_in_the_helper_for_every_kind(tmp_path):
     )
     with pytest.raises(TooLarge) as err:
         untrusted.run(
-            importer.read_upload,
+            dataset.read_upload,
             [Dataset("line.geojson", path, "geojson")],
             "demolition",
             None,
@@ -1019,10 +1021,10 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     from geo.imports.importer import import_file, prepare_import
     from tests.helpers.builders import grid_frame, write_shp
 
-    monkeypatch.setattr(importer, "LARGE_IMPORT_ROWS", 3)
+    monkeypatch.setattr(workspace, "LARGE_IMPORT_ROWS", 3)
     inside = {"now": 0, "most": 0}
     lock = threading.Lock()
-    original = importer._build_rows
+    original = importer.build_rows
 
     def counting(*args, **kwargs):
         with lock:
@@ -1035,7 +1037,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
             with lock:
                 inside["now"] -= 1
 
-    monkeypatch.setattr(importer, "_build_rows", counting)
+    monkeypatch.setattr(importer, "build_rows", counting)
     with open_store(tmp_path / "d") as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
     paths = []

@@ -200,7 +200,7 @@ def test_features_inside_and_outside_the_grid(client, tmp_path):
 
 @pytest.mark.slow
 def test_features_follow_a_reread_and_gcj02(client, tmp_path):
-    from geo.reading.crs import wgs84_to_gcj02
+    from geo.reading.gcj02 import wgs84_to_gcj02
 
     sites = points_frame([(X0 + 150, Y0 - 150), (X0 + 50, Y0 - 250)], 编号=["P1", "P2"], 状态=["已建成"] * 2)
     report = _staged(client, sites.to_crs(4490), tmp_path, layer="parking", prj=False)
@@ -258,7 +258,7 @@ def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     import geopandas as gpd
     import shapely
 
-    from geo.imports import uploads
+    from geo.imports import upload_features
     from tests.helpers.builders import EPSG_GK
 
     def ring(cx: float, cy: float) -> shapely.Polygon:  # 64 vertices, 8 m across
@@ -275,8 +275,8 @@ def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     data = Path(app.config["GRIDWATCH_DATA"])
     with open_store(data) as store:
         data = Path(store.location).parent
-        many = uploads.features(store, data, report["upload_id"], max_shapes=10)
-        heavy = uploads.features(store, data, report["upload_id"], max_vertices=100)
+        many = upload_features.features(store, data, report["upload_id"], max_shapes=10)
+        heavy = upload_features.features(store, data, report["upload_id"], max_vertices=100)
     for out in (many, heavy):
         assert out["as_points"] is True and {f["geometry"]["type"] for f in out["features"]} == {"Point"}
         assert out["sent"] == 30
@@ -367,20 +367,20 @@ def test_two_stagings_of_one_file_committed_at_once_are_stored_once(app, client,
     write transaction, so one batch is written and the other commit is a clear 409."""
     import threading
 
-    from geo.imports import uploads
+    from geo.imports import upload_review
 
     data = _many_sites_zip(tmp_path)
     first = _post(client, data, "a.zip").get_json()
     second = _post(client, data, "a.zip").get_json()
     assert first["status"] == second["status"] == "preview"
     both_read = threading.Barrier(2, timeout=60)
-    real = uploads.commit_import
+    real = upload_review.commit_import
 
     def after_both_read(*args, **kwargs):
         both_read.wait()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(uploads, "commit_import", after_both_read)
+    monkeypatch.setattr(upload_review, "commit_import", after_both_read)
     answers = _in_threads(
         [lambda u=u: app.test_client().post(f"/api/uploads/{u['upload_id']}/commit") for u in (first, second)]
     )
@@ -420,19 +420,19 @@ def test_an_upload_being_committed_is_locked(app, client, survey_zip, monkeypatc
     a second time (409 at once); the commit keeps its file and archives it."""
     import threading
 
-    from geo.imports import uploads
+    from geo.imports import upload_folder, upload_review
 
-    monkeypatch.setattr(uploads, "LOCK_WAIT_S", 0.1, raising=False)
+    monkeypatch.setattr(upload_folder, "LOCK_WAIT_S", 0.1, raising=False)
     upload_id = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
     inside, release = threading.Event(), threading.Event()
-    real = uploads.commit_import
+    real = upload_review.commit_import
 
     def held(*args, **kwargs):
         inside.set()
         assert release.wait(60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(uploads, "commit_import", held)
+    monkeypatch.setattr(upload_review, "commit_import", held)
     answer: list = []
     worker = threading.Thread(
         target=lambda: answer.append(app.test_client().post(f"/api/uploads/{upload_id}/commit"))

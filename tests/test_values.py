@@ -19,24 +19,10 @@ from openpyxl.utils.datetime import from_excel, to_excel
 
 import layers
 from geo.errors import InputError
-from geo.reading.values import (
-    UNRECOGNISED,
-    FieldMatch,
-    clean_text,
-    is_qualified,
-    map_vocab,
-    match_fields,
-    norm_key,
-    parse_date,
-    parse_dates,
-    parse_month,
-    parse_numbers,
-    resolve_code,
-    safe_display_name,
-    suggest_code,
-    terminal_safe,
-    vocab_key,
-)
+from geo.reading.display import safe_display_name, terminal_safe
+from geo.reading.fields import FieldMatch, match_fields, norm_key
+from geo.reading.values import clean_text, parse_date, parse_dates, parse_month, parse_numbers
+from geo.reading.vocab import UNRECOGNISED, is_qualified, map_vocab, resolve_code, suggest_code, vocab_key
 from layers import charging, demolition, grid, parking
 
 DEMOLITION = demolition.LAYER

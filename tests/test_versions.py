@@ -34,7 +34,7 @@ from geo.errors import Conflict, InputError
 from geo.figures.tally import monthly, tally
 from geo.imports.batches import load_targets, rollback
 from geo.imports.importer import import_file
-from geo.reading.values import vocab_key
+from geo.reading.vocab import vocab_key
 from geo.store import clock
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED
@@ -743,7 +743,7 @@ def test_known_at_reproduces_every_saved_result(tmp_path_factory, ops):
 
 def _as_schema_3(path: Path) -> None:
     """Turn a store into what the code of schema 3 wrote for the same imports (no rollbacks):
-    no transaction log, grid versions or stored assignments, no row-version columns."""
+    no transaction log, grid versions or stored assignments, no row-version columns, no batch kinds."""
     con = sqlite3.connect(path)
     tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     for t in tables:
@@ -758,6 +758,7 @@ def _as_schema_3(path: Path) -> None:
         for c in ("gw_tx_from", "gw_tx_to", "tx_from", "tx_to"):
             if c in cols and t not in ("gw_tx",):
                 con.execute(f'ALTER TABLE "{t}" DROP COLUMN {c}')
+    con.execute("ALTER TABLE gw_batches DROP COLUMN kind")
     con.execute("UPDATE gw_meta SET value='3' WHERE key='schema'")
     con.commit()
     con.close()
@@ -783,7 +784,8 @@ def test_a_store_of_schema_3_is_upgraded_in_place(tmp_path):
     con.close()
 
     with open_store(data) as store:
-        assert store._meta("schema") == "4"
+        assert store._meta("schema") == "5"
+        assert [b.kind for b in store.batches()] == ["grid", "import", "import", "grid"]
         versions = store.grid_versions()
         assert [(v.id, v.parent) for v in versions] == [(1, None), (4, 1)]
         assert [v.valid_from for v in versions] == [

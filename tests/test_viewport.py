@@ -10,7 +10,7 @@ import layers
 from geo.errors import InputError
 from geo.figures.viewport import BBox, cells_in_view, features_in_view
 from geo.imports.importer import import_file
-from geo.reading.crs import wgs84_to_gcj02
+from geo.reading.gcj02 import wgs84_to_gcj02
 from layers.base import Category, Field, LayerSpec, Status
 from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
 

@@ -82,3 +82,34 @@ def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path, make_a
     page = app.test_client().get("/batches").get_data(as_text=True)
     assert "报告\ufffdexe.\ufffdshp.shp" in page
     assert "\u202e" not in page and "\x1b" not in page
+
+
+def _config(page: str, block: str) -> dict:
+    m = re.search(rf'<script type="application/json" id="{block}">(.*?)</script>', page, re.S)
+    assert m, f"no {block} in the page"
+    return json.loads(m[1])
+
+
+def test_pages_take_the_levels_from_the_grid_declaration(client):
+    from geo.registry import grid_spec
+
+    levels = grid_spec().levels
+    for lang, labels in (("zh", [lv.label_zh for lv in levels]), ("en", [lv.label_en for lv in levels])):
+        for url, block in (
+            (f"/?tiles=none&lang={lang}", "gw-config"),
+            (f"/upload?lang={lang}", "gw-upload-config"),
+        ):
+            config = _config(client.get(url).get_data(as_text=True), block)
+            assert config["levels"] == [
+                {"name": lv.name, "label": t} for lv, t in zip(levels, labels, strict=True)
+            ]
+    # a completion chart per level between the unit grid and the top one, top down, titled from its labels
+    page = client.get("/stats?layer=demolition&lang=en").get_data(as_text=True)
+    middle = levels[-2:0:-1]
+    assert [c["name"] for c in _chart(page)["levels"]] == [lv.name for lv in middle]
+    for lv in middle:
+        assert f'<canvas id="gw-chart-{lv.name}"' in page
+        assert f"<h3>Completion by {lv.label_en.lower()} (%)</h3>" in page
+    zh = client.get("/stats?layer=demolition&lang=zh").get_data(as_text=True)
+    assert all(f"<h3>各{lv.label_zh}完成率 (%)</h3>" in zh for lv in middle)
+    assert '<option value="community" >社区</option>' in zh  # the level choice, labelled as declared

@@ -6,28 +6,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 import layers
 from geo.errors import GridwatchError, InputError
+from geo.figures.hierarchy import check_level, level_names
 from geo.figures.report import build_report
-from geo.figures.tally import LEVELS, Filters, check_level
+from geo.figures.tally import Filters
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
-from geo.imports import uploads
-from geo.imports.batches import rollback
+from geo.imports import upload_features, upload_review, uploads
+from geo.imports.batches import may_roll_back, rollback
 from geo.output.export import content_disposition, get_renderer
-from server import markup_free_json
-from web.auth import MAP, PUBLIC, is_admin, requires, user_name
+from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
     as_of_arg,
-    current_store,
     grid_arg,
     known_at_arg,
     query_args,
     register_converters,
     timezone,
 )
+from web.context import get_store, markup_free_json, select_locale
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.record_once(register_converters)  # <id:...> in the routes below
@@ -74,7 +74,7 @@ def api_layers() -> Any:
                     {"code": s.code, "label_en": s.label_en, "completed": s.completed, "color": s.color}
                     for s in spec.all_statuses
                 ],
-                "count": current_store().layer_count(spec),
+                "count": get_store().layer_count(spec),
             }
         )
     return jsonify(out)
@@ -89,10 +89,10 @@ def api_stats() -> Any:
     header = request.args.get("header", "")
     if header not in ("", "0", "1"):
         raise InputError("参数 header 应为 0 或 1", "header must be 0 or 1", code="bad_parameter")
-    levels = list(LEVELS) if renderer.all_levels else [level]
+    levels = level_names() if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
     report = build_report(
-        current_store(),
+        get_store(),
         levels,
         layer_names,
         as_of,
@@ -115,13 +115,13 @@ def api_stats() -> Any:
 @bp.get("/cells")
 @requires(MAP)
 def api_cells() -> Any:
-    level = check_level(request.args.get("level", "grid"))
+    level = check_level(request.args.get("level"))  # none: the unit grid
     layer = request.args.get("layer") or None
     if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
     return jsonify(
         cells_in_view(
-            current_store(),
+            get_store(),
             level,
             BBox.parse(request.args.get("bbox")),
             _int("zoom", 14, 0, 24),
@@ -144,7 +144,7 @@ def api_features(layer: str) -> Any:
     statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
     return jsonify(
         features_in_view(
-            current_store(),
+            get_store(),
             layer,
             bbox,
             _int("zoom", 14, 0, 24),
@@ -161,7 +161,7 @@ def api_features(layer: str) -> Any:
 @bp.get("/features/<layer>/<id:fid>")
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
-    return jsonify(feature_detail(current_store(), layer, fid, gcj02=_gcj02()))
+    return jsonify(feature_detail(get_store(), layer, fid, gcj02=_gcj02()))
 
 
 @bp.get("/ledger/<layer>")
@@ -170,11 +170,10 @@ def api_ledger(layer: str) -> Any:
     """A survey layer's features as a table (台账): every field, the status as stored and as surveyed."""
     from geo.output.ledger import LEDGER_FORMATS, render_ledger
     from geo.registry import get_layer
-    from server import select_locale
 
     spec = get_layer(layer)
     fmt = request.args.get("format", "xlsx")
-    body = render_ledger(current_store(), spec, fmt, lang=select_locale())
+    body = render_ledger(get_store(), spec, fmt, lang=select_locale())
     mimetype, ext = LEDGER_FORMATS[fmt]
     resp = Response(body, mimetype=mimetype)
     resp.headers["Content-Disposition"] = content_disposition(f"gridwatch_{spec.name}_ledger.{ext}")
@@ -184,15 +183,15 @@ def api_ledger(layer: str) -> Any:
 @bp.get("/batches")
 @requires("surveyor")
 def api_batches() -> Any:
-    return jsonify([b.to_dict() for b in current_store().batches(request.args.get("layer") or None)])
+    return jsonify([b.to_dict() for b in get_store().batches(request.args.get("layer") or None)])
 
 
 @bp.delete("/batches/<id:batch_id>")
 @requires("surveyor")
 def api_rollback(batch_id: int) -> Any:
-    store = current_store()
+    store = get_store()
     batch = store.batch(batch_id)
-    if not is_admin() and (batch.user != user_name() or batch.layer in ("grid", "targets")):
+    if not may_roll_back(batch, user_name(), "admin" if is_admin() else g.gw_user.role):
         raise Forbidden("只能回滚自己导入的调查批次", "surveyors may roll back only their own survey batches")
     return jsonify(rollback(store, batch_id).to_dict())
 
@@ -216,7 +215,7 @@ def _check_layer(layer: str) -> None:
 
 
 def _data_dir() -> Path:
-    return Path(current_store().location).parent
+    return Path(get_store().location).parent
 
 
 def _staging_limits() -> uploads.StagingLimits:
@@ -303,8 +302,8 @@ def api_upload() -> Any:
 
 def _preview(upload_id: str, overrides: dict[str, Any]) -> Any:
     """Read a staged upload again (with ``overrides``) for the signed-in account."""
-    return uploads.preview(
-        current_store(),
+    return upload_review.preview(
+        get_store(),
         _data_dir(),
         upload_id,
         user=user_name(),
@@ -342,8 +341,8 @@ def api_upload_preview(upload_id: str) -> Any:
 @reads_files
 def api_upload_commit(upload_id: str) -> Any:
     _check_owner(upload_id)
-    report = uploads.commit(
-        current_store(),
+    report = upload_review.commit(
+        get_store(),
         _data_dir(),
         upload_id,
         user=user_name(),
@@ -360,11 +359,13 @@ def api_upload_commit(upload_id: str) -> Any:
 def api_upload_features(upload_id: str) -> Any:
     _check_owner(upload_id)
     return jsonify(
-        uploads.features(
-            current_store(),
+        upload_features.features(
+            get_store(),
             _data_dir(),
             upload_id,
-            max_features=_int("limit", uploads.PREVIEW_MAX_FEATURES, 1, uploads.PREVIEW_MAX_FEATURES),
+            max_features=_int(
+                "limit", upload_features.PREVIEW_MAX_FEATURES, 1, upload_features.PREVIEW_MAX_FEATURES
+            ),
             gcj02=_gcj02(),
         )
     )

@@ -10,7 +10,7 @@ from werkzeug.routing import IntegerConverter
 
 import layers
 from geo.errors import InputError
-from geo.figures.tally import check_level
+from geo.figures.hierarchy import check_level
 from geo.figures.versions import parse_grid
 from geo.reading.values import parse_date
 from geo.registry import get_layer
@@ -34,16 +34,9 @@ def register_converters(state: Any) -> None:
     state.app.url_map.converters.setdefault("id", IdConverter)
 
 
-def current_store() -> Any:
-    """The store of this request (see :func:`server.get_store`)."""
-    from server import get_store
-
-    return get_store()
-
-
 def query_args() -> tuple[str, list[str] | None, date | None]:
     """``level``, ``layer`` (as a list or None) and ``as_of`` (parsed) from the query string, checked."""
-    level = check_level(request.args.get("level", "grid"))
+    level = check_level(request.args.get("level"))  # none: the unit grid
     layer = request.args.get("layer") or None
     return level, [layer] if layer else None, as_of_arg()
 

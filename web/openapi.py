@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import layers
-from geo.figures.tally import LEVELS
+from geo.figures.hierarchy import level_names
 from geo.output.export import renderers
 from web.common import MAX_ID
 
@@ -20,7 +20,7 @@ _GEOJSON = {"$ref": "#/components/schemas/FeatureCollection"}
 _REPORT = {"$ref": "#/components/schemas/ImportReport"}
 _BATCH = {"$ref": "#/components/schemas/Batch"}
 
-#: Who may call an operation (see web.auth.requires): an API token (or a signed-in browser
+#: Who may call an operation (see web.access.requires): an API token (or a signed-in browser
 #: session) of an account with the role, or anyone.
 _PUBLIC: list[dict[str, list[str]]] = [{}]
 _SIGNED_IN = [{"bearer": []}, {"session": []}]
@@ -93,9 +93,15 @@ UPLOAD_ID = _path(
     {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"},
 )
 LANG = _q("lang", "zh (default) or en: the language of `message`", {"type": "string", "enum": ["zh", "en"]})
-LEVEL = _q(
-    "level", "grid (default) | community | street | district", {"type": "string", "enum": list(LEVELS)}
-)
+
+
+def _level() -> dict[str, Any]:
+    """The ``level`` parameter: the levels the grid declares, the unit grid the default."""
+    names = level_names()
+    described = " | ".join([f"{names[0]} (default)", *names[1:]])
+    return _q("level", described, {"type": "string", "enum": names})
+
+
 AS_OF = _q(
     "as_of",
     "count as of the end of this day: 2022-05-25, 20220525, 2022/5/25 or 2022年5月25日 "
@@ -238,7 +244,7 @@ def document() -> dict[str, Any]:
                         ),
                         **_errors(400),
                     },
-                    [LEVEL, _survey_layer(), AS_OF, KNOWN_AT, GRID, BBOX, ZOOM, CRS, WITHIN],
+                    [_level(), _survey_layer(), AS_OF, KNOWN_AT, GRID, BBOX, ZOOM, CRS, WITHIN],
                 )
             },
             "/api/features/{layer}": {
@@ -308,7 +314,7 @@ def document() -> dict[str, Any]:
                         **_errors(400),
                     },
                     [
-                        LEVEL,
+                        _level(),
                         _survey_layer(),
                         AS_OF,
                         KNOWN_AT,
@@ -473,7 +479,7 @@ def document() -> dict[str, Any]:
                     "properties": {
                         "title": {"type": "string"},
                         "as_of": {"type": "string", "format": "date"},
-                        "level": {"type": "string", "enum": list(LEVELS)},
+                        "level": {"type": "string", "enum": level_names()},
                         "columns": {"type": "object"},
                         "rows": {"type": "array", "items": {"type": "object"}},
                         "totals": {"type": "object"},

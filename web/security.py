@@ -40,7 +40,7 @@ def tile_hosts() -> list[str]:
 
 
 def _tile_hosts() -> list[str]:
-    from web.views import BASE_MAPS
+    from web.maps import BASE_MAPS
 
     urls = [b["url"] for b in BASE_MAPS.values()]
     configured = str(current_app.config.get("GRIDWATCH_TILES", ""))

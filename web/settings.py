@@ -11,10 +11,13 @@ README's settings table lists every setting here (``tests/test_settings.py`` che
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import secrets
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from geo.errors import InputError
@@ -215,3 +218,36 @@ def check(config: MutableMapping[str, Any]) -> None:
     for s in SETTINGS:
         if s.name in config and config[s.name] is not None:
             config[s.name] = s.parse(s.name, config[s.name])
+
+
+def secret_key(data_dir: str) -> str:
+    """The signing key of sessions and CSRF tokens: from the settings, else kept in the data
+    directory (created once, readable by the owner only) so that every worker shares it."""
+    path = Path(data_dir) / "secret_key"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except OSError:
+        pass  # not made yet (or cannot be: see below)
+    key = secrets.token_hex(32)
+    tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(key, encoding="ascii")
+        tmp.chmod(0o600)
+        try:
+            # link, not rename: when two workers start at once the first key stays
+            path.hardlink_to(tmp)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        # a read-only data directory: the map and statistics still work, but sign-ins made in one
+        # worker are unknown to the others until SECRET_KEY is set
+        logging.getLogger("gridwatch").warning(
+            "无法保存会话密钥，请设置 SECRET_KEY / cannot keep the session key in %s (%s): set SECRET_KEY",
+            path,
+            exc,
+        )
+        return key
+    return path.read_text(encoding="ascii").strip()

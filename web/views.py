@@ -6,14 +6,13 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import folium
 import numpy as np
 from flask import (
     Blueprint,
     abort,
     current_app,
+    g,
     jsonify,
     render_template,
     request,
@@ -24,14 +23,15 @@ from flask_babel import gettext as _
 
 import layers
 from geo.errors import InputError
-from geo.figures.report import unit_geometry
-from geo.figures.tally import LEVEL_LABELS, LEVELS, load_hierarchy, monthly, tally
-from geo.reading.values import safe_display_name
+from geo.figures.hierarchy import grid_levels
+from geo.figures.overview import area_levels, map_summary, stats_page_data
+from geo.imports.batches import may_roll_back
+from geo.reading.display import safe_display_name
 from geo.store import clock
-from layers.base import UNASSIGNED, LayerSpec
-from server import label, select_locale
-from web.auth import MAP, PUBLIC, is_admin, requires, user_name
-from web.common import current_store, query_args, survey_spec
+from web.access import MAP, PUBLIC, is_admin, requires, user_name
+from web.common import query_args, survey_spec
+from web.context import get_store, label, select_locale
+from web.maps import map_config, map_levels, requested_base_map, scaffold
 
 bp = Blueprint("main", __name__)
 
@@ -42,7 +42,7 @@ def healthz() -> Any:
     """For load balancers: ``ok`` (200) when the store can be read, else ``unavailable`` (503).
     It names no file or directory."""
     try:
-        current_store().revision()
+        get_store().revision()
     except Exception:  # whatever keeps the store from being read, the answer is the same
         logging.getLogger("gridwatch").exception("health check: the store cannot be read")
         return jsonify({"status": "unavailable"}), 503
@@ -56,30 +56,6 @@ VENDOR = {
 }
 NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
 
-BASE_MAPS: dict[str, dict[str, Any]] = {
-    "osm": {
-        "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-        "attr": "&copy; OpenStreetMap contributors",
-        "name": "OpenStreetMap",
-    },
-    "tianditu": {
-        "url": "https://t{s}.tianditu.gov.cn/vec_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=vec"
-        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
-        "labels": "https://t{s}.tianditu.gov.cn/cva_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=cva"
-        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
-        "subdomains": "01234567",
-        "attr": "天地图 Tianditu",
-        "name": "天地图",
-    },
-    "gaode": {
-        "url": "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
-        "subdomains": "1234",
-        "attr": "高德地图 AutoNavi",
-        "name": "高德地图",
-        "gcj02": True,
-    },
-}
-
 
 @bp.get("/vendor/<package>/<path:filename>")
 @requires(PUBLIC)
@@ -90,31 +66,6 @@ def vendor(package: str, filename: str) -> Any:
     return send_from_directory(NODE_MODULES / VENDOR[package], filename, max_age=86400)
 
 
-def _base_map(choice: str) -> dict[str, Any] | None:
-    if choice == "none":
-        return None
-    if choice in BASE_MAPS:
-        base = dict(BASE_MAPS[choice])
-        if choice == "tianditu":
-            key = current_app.config.get("GRIDWATCH_TIANDITU_KEY", "")
-            if not key:
-                raise InputError(
-                    "未配置天地图密钥 GRIDWATCH_TIANDITU_KEY",
-                    "no Tianditu key configured",
-                    code="no_tianditu_key",
-                )
-            base["url"] = base["url"].replace("{tk}", key)
-            base["labels"] = base["labels"].replace("{tk}", key)
-        return base
-    configured = current_app.config.get("GRIDWATCH_TILES", "")
-    # a tile URL of one's own only from the settings: the page's security policy names its host
-    if choice.startswith(("http://", "https://")) and "{z}" in choice and choice == configured:
-        return {"url": choice, "attr": urlsplit(choice).hostname or "", "name": "底图 base map"}
-    raise InputError(
-        f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)", code="bad_tiles"
-    )
-
-
 @bp.get("/")
 @requires(MAP)
 def index() -> Any:
@@ -123,135 +74,46 @@ def index() -> Any:
     metric = request.args.get("metric", "rate")
     if metric not in ("rate", "completed", "area", "progress") or (metric == "area" and not spec.measures):
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
-    store = current_store()
-    base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
-    outline = unit_geometry(store, "grid")  # bounds only: no need to dissolve
-    bounds = outline.total_bounds if len(outline) else np.array([118.35, 31.25, 118.45, 31.35])
-    m = folium.Map(
-        location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],
-        zoom_start=13,
-        tiles=None,
-        control_scale=True,
-        prefer_canvas=True,
-    )
-    m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
-    m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
-    if base is not None:
-        folium.TileLayer(
-            base["url"],
-            attr=base["attr"],
-            name=base["name"],
-            subdomains=base.get("subdomains", "abc"),
-            max_zoom=19,
-        ).add_to(m)
-        if base.get("labels"):
-            folium.TileLayer(
-                base["labels"],
-                attr=base["attr"],
-                name="注记",
-                subdomains=base["subdomains"],
-                overlay=True,
-                control=False,
-            ).add_to(m)
-    if np.isfinite(bounds).all():
-        m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
-    root = m.get_root()
-    root.render()
-    table = tally(store, level, [spec.name], as_of)
-    unassigned = table[table["code"] == UNASSIGNED].iloc[0]
-    config = {
-        "mapName": m.get_name(),
-        "api": url_for("api.api_layers").rsplit("/", 1)[0],
+    store = get_store()
+    base = requested_base_map()
+    summary = map_summary(store, spec.name, level, as_of)
+    page_map = scaffold("main", np.array(summary["bounds"]))
+    config = map_config("main", base) | {
         "level": level,
+        "levels": map_levels(),
         "layer": spec.name,
         "metric": metric,
         "asOf": as_of.isoformat() if as_of else "",
         "status": request.args.get("status", ""),
         "within": request.args.get("within", ""),
-        "gcj02": bool(base and base.get("gcj02")),
-        "maxCompleted": int(table[f"{spec.name}_completed"].max() or 1),
+        "maxCompleted": summary["max_completed"],
         # "area": the first measure completed (demolished area), scaled by its largest unit
-        "measureColumn": spec.measures[0].completed_column(spec.name) if spec.measures else "",
-        "maxMeasure": float(table[spec.measures[0].completed_column(spec.name)].max() or 1)
-        if spec.measures
-        else 1,
+        "measureColumn": summary["measure_column"],
+        "maxMeasure": summary["max_measure"],
         "measureLabel": (
             f"{label(spec.measures[0])}（{_('已完成')}{', m²' if spec.measures[0].unit == 'm2' else ''}）"
             if spec.measures
             else ""
         ),
-        "surveyLayers": [
-            {
-                "name": s.name,
-                "label": label(s),
-                "on": s.name == spec.name,
-                "fields": [{"name": f.name, "label": label(f)} for f in s.stored_fields],
-                "colors": {st.code: st.color for st in s.all_statuses},
-                "statuses": [
-                    {"code": st.code, "label": label(st), "color": st.color} for st in s.all_statuses
-                ],
-                "statusLabel": label(s.field(s.status_field)) if s.status_field else "",
-                "shapes": _shapes(s),
-                "color": s.style.get("color", "#3388ff"),
-                "radius": s.style.get("radius", 5),
-            }
-            for s in layers.survey_layers()
-        ],
-        "labels": {
-            "code": _("编码"),
-            "name": _("名称"),
-            "total": _("总数"),
-            "completed": _("已完成"),
-            "rate": _("完成率"),
-            "unit": _("所在网格"),
-            "loading": _("读取中…"),
-            "cells": _("单元网格完成率"),
-            "features": _("本单元要素 {n} 个"),
-            "tooMany": _("当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级"),
-            "shapeUnknown": _("未注明"),
-        },
     }
-    hier = load_hierarchy(store)
-    areas = [
-        (
-            label(LEVEL_LABELS[lv]),
-            [(r["code"], r["name"] or r["code"]) for r in hier.units(lv).to_dict("records")],
-        )
-        for lv in ("street", "community")
-    ]
+    areas = [(label(lv), summary["areas"][lv.name]) for lv in area_levels()]
     return render_template(
         "map.html",
         areas=areas,
         within=request.args.get("within", ""),
         status=request.args.get("status", ""),
-        map_header=root.header.render(),
-        map_html=root.html.render(),
-        map_script=root.script.render(),
-        config_json=current_app.json.dumps(config),
+        map_header=page_map["header"],
+        map_html=page_map["html"],
+        map_script=page_map["script"],
+        map_config_json=current_app.json.dumps(config),
         level=level,
-        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        levels=[(lv.name, lv) for lv in grid_levels()],
         layer=spec,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
         metric=metric,
-        totals={
-            "total": int(table[f"{spec.name}_total"].sum()),
-            "completed": int(table[f"{spec.name}_completed"].sum()),
-            "unassigned": int(unassigned[f"{spec.name}_total"]),
-        },
+        totals=summary["totals"],
     )
-
-
-def _shapes(spec: LayerSpec) -> dict[str, Any] | None:
-    """The marker shape of each value of the layer's shape field, labelled for the page."""
-    category = spec.shape_category
-    if category is None:
-        return None
-    return {
-        "field": category.field,
-        "label": label(spec.field(category.field)),
-        "values": [{"code": v.code, "label": label(v), "shape": v.shape} for v in category.values],
-    }
 
 
 @bp.get("/upload")
@@ -260,16 +122,13 @@ def upload() -> Any:
     english = select_locale() == "en"
     base_error = None
     try:
-        base = _base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
+        base = requested_base_map()
     except InputError as exc:  # the preview map then draws without a base map; uploads still work
         base, base_error = None, exc.en if english else exc.zh
     config = {
         "api": url_for("api.api_upload"),
-        "cells": url_for("api.api_cells"),
         "lang": select_locale(),
-        "base": base,
-        "baseError": base_error,
-        "gcj02": bool(base and base.get("gcj02")),
+        "levels": map_levels(),
         "labels": {
             "network": _("网络错误"),
             "error": _("错误"),
@@ -329,7 +188,7 @@ def upload() -> Any:
             "none": _("未知"),
         },
         # a grid upload: its version's first day and what it changes in units
-        "grid": {
+        "gridVersion": {
             "validFrom": _("生效日期"),
             "units": _("单元网格：新增 {added}，删除 {removed}，形状改变 {reshaped}"),
             "issued": _(
@@ -341,6 +200,9 @@ def upload() -> Any:
         "upload.html",
         all_layers=layers.all_layers(),
         config_json=current_app.json.dumps(config),
+        map_config_json=current_app.json.dumps(
+            map_config("preview", base, base_error, container="gw-preview-map", survey_layers=False)
+        ),
         today=clock.today(current_app.config.get("GRIDWATCH_TIMEZONE")).isoformat(),
     )
 
@@ -349,7 +211,7 @@ def upload() -> Any:
 @requires("surveyor")
 def batches() -> Any:
     labels = {s.name: label(s) for s in layers.all_layers()} | {"targets": _("年度目标")}
-    me, admin = user_name(), is_admin()
+    me, role = user_name(), "admin" if is_admin() else g.gw_user.role
     config = {
         "labels": {
             "confirm": _("确定回滚批次 {id}？该批次的要素将被删除，被它替换的要素将恢复。"),
@@ -363,11 +225,11 @@ def batches() -> Any:
             replace(
                 b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user)
             )
-            for b in reversed(current_store().batches())
+            for b in reversed(get_store().batches())
         ],
         labels=labels,
         # surveyors roll back their own survey batches; admins any batch
-        may_roll_back=lambda b: admin or (b.user == me and b.layer not in ("grid", "targets")),
+        may_roll_back=lambda b: may_roll_back(b, me, role),
         config_json=current_app.json.dumps(config),
     )
 
@@ -377,40 +239,20 @@ def batches() -> Any:
 def stats() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)
-    store = current_store()
-    table = tally(store, level, [spec.name], as_of)
-    units = table[table["code"] != UNASSIGNED]
-    rate = f"{spec.name}_rate"
-    lagging = units[units[f"{spec.name}_total"] > 0].sort_values(
-        [rate, f"{spec.name}_total"], ascending=[True, False]
-    )
+    figures = stats_page_data(get_store(), spec.name, level, as_of)
     measures = [
         (m.total_column(spec.name), m.completed_column(spec.name), label(m), m.unit) for m in spec.measures
     ]
-    by_level = {}
-    for lv in ("street", "community"):
-        t = tally(store, lv, [spec.name], as_of)
-        t = t[(t["code"] != UNASSIGNED) & (t[f"{spec.name}_total"] > 0)]
-        by_level[lv] = {
-            "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
-            "rates": [round(float(v) * 100, 1) for v in t[rate]],
-        }
-    series = monthly(store, "district", [spec.name], end=as_of)
-    undated_col = f"{spec.name}_completed_undated"
-    cols = [f"{spec.name}_total", f"{spec.name}_completed"] + ([undated_col] if undated_col in series else [])
-    months = series.groupby("month")[cols].sum().reset_index()
-    undated = months[undated_col] if undated_col in months else 0 * months[f"{spec.name}_total"]
+    charts = [
+        # "各街道完成率 (%)", "Completion by street (%)"
+        (lv.name, label((f"各{lv.label_zh}完成率 (%)", f"Completion by {lv.label_en.lower()} (%)")))
+        for lv in area_levels()
+    ]
     chart = {
-        "street": by_level["street"],
-        "community": by_level["community"],
-        "monthly": {
-            "months": months["month"].tolist(),
-            "total": [int(v) for v in months[f"{spec.name}_total"]],
-            # completions with a date, and apart from them those without one: they count from the
-            # day of their import, which is no progress of that month
-            "completed": [int(v) for v in months[f"{spec.name}_completed"] - undated],
-            "undated": [int(v) for v in undated],
-        },
+        "levels": figures["by_level"],  # one completion chart per level: unit labels and rates
+        # completions with a date, and apart from them those without one (they count from the
+        # day of their import, which is no progress of that month)
+        "monthly": figures["monthly"],
         "labels": {
             "rate": _("完成率 %"),
             "total": _("总数"),
@@ -418,19 +260,19 @@ def stats() -> Any:
             "undated": _("已完成但无完成日期（按导入日计）"),
         },
     }
-    undated_now = int(table[undated_col].sum()) if undated_col in table else 0
     return render_template(
         "stats.html",
         layer=spec,
         level=level,
-        levels=[(lv, LEVEL_LABELS[lv]) for lv in LEVELS],
+        levels=[(lv.name, lv) for lv in grid_levels()],
+        charts=charts,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
-        rows=table.to_dict("records"),
-        lagging=lagging.head(10).to_dict("records"),
+        rows=figures["rows"],
+        lagging=figures["lagging"],
         measures=measures,
         chart_json=current_app.json.dumps(chart),
-        undated_now=undated_now,
+        undated_now=figures["undated_now"],
         has_status=bool(spec.status_field),
-        has_undated=undated_col in table,
+        has_undated=figures["has_undated"],
     )

@@ -12,26 +12,17 @@ import pandas as pd
 import pyproj
 import shapely
 
-from geo.figures.tally import (
-    LEVELS,
-    Filters,
-    View,
-    check_level,
-    choose_version,
-    column_labels,
-    load_facts,
-    load_hierarchy,
-    parse_as_of,
-    resolve_view,
-    survey_specs,
-    tally,
-)
+from geo.figures.asof import View, choose_version, parse_as_of, resolve_view
+from geo.figures.facts import load_facts
+from geo.figures.hierarchy import check_level, grid_levels, level_names, load_hierarchy
+from geo.figures.tally import Filters, column_labels, survey_specs, tally
 from geo.reading import crs as crsmod
 from geo.reading.values import parse_date
 from geo.registry import grid_spec
 from geo.store import clock
-from geo.store.base import GridVersion, Store
-from geo.store.cache import filling
+from geo.store.base import Store
+from geo.store.cache import MISSING
+from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED
 
 #: Headers of the columns every report table starts with.
@@ -51,7 +42,7 @@ class StatsReport:
     Parameters
     ----------
     levels : dict of str to pandas.DataFrame
-        Level name (``"grid"``, ``"community"``, ``"street"``, ``"district"``)
+        Level name (one the grid declares, :func:`geo.figures.hierarchy.level_names`)
         -> table, one row per unit, row order kept.  Columns: ``code``, ``name``,
         ``level``, optional ``parent_code``/``parent_name``, then per layer
         ``<layer>_total``, ``<layer>_completed`` (counts), ``<layer>_rate``
@@ -96,9 +87,6 @@ class StatsReport:
         return BASE_LABELS.get(column, (column, column))
 
 
-_GEOM_CACHE: dict[tuple[str, str, str, int | None], gpd.GeoSeries] = {}
-
-
 def unit_geometry(store: Store, level: str, version: GridVersion | None = None) -> gpd.GeoSeries:
     """Outline of every unit of ``level``, indexed by unit code, in EPSG:4490 (lon/lat): of the
     stored grid, or of grid ``version`` (its units, those that later disappeared too).
@@ -111,44 +99,42 @@ def unit_geometry(store: Store, level: str, version: GridVersion | None = None) 
         current = store.current_grid_version()
         if current is not None and current.id == version.id:
             version = None  # the stored grid
-    key = (
-        store.location,
-        store.layer_generation(grid_spec()),
-        level,
-        None if version is None else version.id,
-    )
-    if key in _GEOM_CACHE:
-        return _GEOM_CACHE[key]
-    with filling(("units", store.location, level)):
-        if key not in _GEOM_CACHE:
-            _GEOM_CACHE[key] = _unit_geometry(store, level, version)
-    return _GEOM_CACHE[key]
+    kept = store.cache.region("units")
+    key = (store.layer_generation(grid_spec()), level, None if version is None else version.id)
+    hit = kept.get(key)
+    if hit is MISSING:
+        with store.cache.filling("units", level):
+            hit = kept.get(key)
+            if hit is MISSING:
+                hit = kept[key] = _unit_geometry(store, level, version)
+    return hit
 
 
 def _unit_geometry(store: Store, level: str, version: GridVersion | None) -> gpd.GeoSeries:
     spec = grid_spec()
+    unit = grid_levels()[0]
     if version is None:
-        attrs = store.read_attributes(spec, ["code"])
+        attrs = store.read_attributes(spec, [unit.code_field])
         fids, cells = store.read_geometry(spec)
-        codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object) if len(fids) else fids
+        codes = (
+            attrs.set_index("fid").loc[fids, unit.code_field].to_numpy(dtype=object) if len(fids) else fids
+        )
     else:
-        visible, cells = store.read_visible(spec, version.tx, ["code"])
+        visible, cells = store.read_visible(spec, version.tx, [unit.code_field])
         fids = visible["fid"].to_numpy()
-        codes = visible["code"].to_numpy(dtype=object)
+        codes = visible[unit.code_field].to_numpy(dtype=object)
     srs = store.srs_epsg()
     if len(fids) == 0 or srs is None:
         return gpd.GeoSeries([], crs="EPSG:4490")
     t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4490))
     lonlat = shapely.transform(cells, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     series = gpd.GeoSeries(lonlat, index=pd.Index(codes, name="code"), crs="EPSG:4490")
-    if level != "grid":
+    if level != unit.name:
         mapping = load_hierarchy(store, version).mapping(level)
         groups = pd.Series(codes).map(mapping).to_numpy(dtype=object)
         frame = gpd.GeoDataFrame({"unit": groups}, geometry=list(lonlat), crs="EPSG:4490")
         series = frame.dissolve(by="unit").geometry
         series.index.name = "code"
-    if len(_GEOM_CACHE) > 16:
-        _GEOM_CACHE.clear()
     return series
 
 
@@ -163,13 +149,13 @@ def build_report(
     grid: object = None,
     tz: str | None = None,
 ) -> StatsReport:
-    """Tables for ``levels`` (default all four) ready for any renderer in :mod:`geo.output.export`.
+    """Tables for ``levels`` (default every level the grid declares) ready for any renderer in :mod:`geo.output.export`.
 
     ``as_of`` in any form :func:`geo.reading.values.parse_date` reads; the report carries it as ISO
     (today when not given).  ``known_at`` and ``grid`` as for :func:`geo.figures.tally.tally`; unit
     outlines come from the grid version the figures are counted on, and the report's
     ``provenance`` says what they were computed from (:func:`provenance`)."""
-    levels = levels or list(LEVELS)
+    levels = levels or level_names()
     as_of = parse_date(as_of)  # once: the tables, the title and the file name show the same day
     view = pin(store, resolve_view(store, as_of, known_at, grid, tz))
     version = view.version if view.grid != "in_force" else choose_version(view, parse_as_of(as_of))

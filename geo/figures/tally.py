@@ -20,15 +20,14 @@ figures as the store held them at that moment (:mod:`geo.store.clock`): the feat
 targets and grid versions visible at the last write made by then, whatever was corrected,
 re-imported or rolled back later.
 
-Units roll up from unit grid to community, street and district by the grid's
-explicit code fields where given, else by code prefix (12, 9 and 6 digits).
+Units roll up from the unit grid through the levels the grid layer declares
+(:mod:`geo.figures.hierarchy`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,385 +36,12 @@ import pyarrow.compute as pc
 
 import layers
 from geo.errors import InputError
-from geo.figures.versions import in_force, parse_grid
-from geo.reading.values import parse_date, parse_month
-from geo.store import clock
-from geo.store.base import GridVersion, Store
-from geo.store.cache import filling
-from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
-
-LEVELS = ("grid", "community", "street", "district")
-LEVEL_LABELS = {
-    "grid": ("单元网格", "Unit grid"),
-    "community": ("社区", "Community"),
-    "street": ("街道", "Street"),
-    "district": ("区", "District"),
-}
-UNCODED = "UNCODED"
-_PREFIX = {"community": 12, "street": 9, "district": 6}
-_CODE_FIELD = {"community": "comm_code", "street": "street_cd", "district": "dist_code"}
-_NAME_FIELD = {"grid": "name", "community": "community", "street": "street", "district": "district"}
-_PARENT = {"grid": "community", "community": "street", "street": "district", "district": None}
-
-
-def check_level(level: str) -> str:
-    if level not in LEVELS:
-        raise InputError(
-            f"未知层级: {level}（可选: {', '.join(LEVELS)}）",
-            f"unknown level: {level} ({', '.join(LEVELS)})",
-            code="bad_level",
-        )
-    return level
-
-
-def parse_as_of(value: str | date | None) -> np.datetime64 | None:
-    """A day as given (ISO, ``20220525``, ``2022年5月25日`` ..., see
-    :func:`geo.reading.values.parse_date`) or ``None`` → ``datetime64[D]``; bad input →
-    :class:`InputError` (``bad_date``)."""
-    day = parse_date(value)
-    return None if day is None else np.datetime64(day.isoformat(), "D")
-
-
-# --- hierarchy --------------------------------------------------------------------------------
-
-
-class Hierarchy:
-    """Unit grids and their parents.
-
-    ``grid`` has one row per unit grid with columns ``code``, ``name`` and, per upper
-    level, ``<level>_code`` and ``<level>_name``.  Unit tables and code mappings are
-    computed once per instance (instances are cached per store revision).
-    """
-
-    def __init__(self, grid: pd.DataFrame):
-        self.grid = grid
-        self._units: dict[str, pd.DataFrame] = {}
-        self._mappings: dict[str, dict[str, str]] = {}
-
-    def units(self, level: str) -> pd.DataFrame:
-        """Units of ``level``: ``code``, ``name``, ``parent_code``, ``parent_name``, sorted by code."""
-        if level not in self._units:
-            self._units[level] = self._build_units(level)
-        return self._units[level].copy()
-
-    def _build_units(self, level: str) -> pd.DataFrame:
-        g = self.grid
-        parent = _PARENT[level]
-        if level == "grid":
-            df = pd.DataFrame({"code": g["code"], "name": g["name"]})
-        else:
-            df = (
-                g.groupby(f"{level}_code", sort=True, dropna=False)[f"{level}_name"]
-                .agg(_first_name)
-                .reset_index()
-                .rename(columns={f"{level}_code": "code", f"{level}_name": "name"})
-            )
-        if parent is not None:
-            key = "code" if level == "grid" else f"{level}_code"
-            pmap = g.drop_duplicates(key).set_index(key)
-            df["parent_code"] = df["code"].map(pmap[f"{parent}_code"])
-            df["parent_name"] = df["code"].map(pmap[f"{parent}_name"])
-        else:
-            df["parent_code"] = None
-            df["parent_name"] = None
-        df = df.sort_values("code", kind="stable").reset_index(drop=True)
-        df["level"] = level
-        return df[["code", "name", "level", "parent_code", "parent_name"]]
-
-    def mapping(self, level: str) -> dict[str, str]:
-        """Grid code → code of its unit at ``level``."""
-        if level not in self._mappings:
-            target = "code" if level == "grid" else f"{level}_code"
-            self._mappings[level] = dict(zip(self.grid["code"], self.grid[target], strict=True))
-        return self._mappings[level]
-
-
-def _first_name(s: pd.Series) -> Any:
-    s = s.dropna()
-    return s.iloc[0] if len(s) else None
-
-
-def hierarchy_from_grid(attrs: pd.DataFrame) -> Hierarchy:
-    """Build the hierarchy from grid attributes (canonical grid fields)."""
-    g = pd.DataFrame({"code": attrs["code"].astype(object), "name": attrs.get("name")})
-    for level in ("community", "street", "district"):
-        explicit = attrs.get(_CODE_FIELD[level])
-        prefix = _PREFIX[level]
-        derived = g["code"].map(
-            lambda c, p=prefix: c[:p] if isinstance(c, str) and len(c) == 15 and c.isdigit() else None
-        )
-        code = derived if explicit is None else explicit.astype(object).where(explicit.notna(), derived)
-        g[f"{level}_code"] = code.where(code.notna(), UNCODED)
-        names = attrs.get(_NAME_FIELD[level])
-        g[f"{level}_name"] = names if names is not None else None
-    return Hierarchy(g)
-
-
-# --- facts ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Facts:
-    """Per-feature columns of one layer needed for tallies (one entry per stored feature)."""
-
-    unit: pa.Array  # string: grid code or UNASSIGNED
-    completed: np.ndarray  # bool: status counts as completed
-    found: np.ndarray  # datetime64[D]
-    done: np.ndarray  # datetime64[D] (NaT when not completed)
-    measures: dict[str, np.ndarray]  # measure key → float values (0 where missing)
-    status: pa.Array | None  # status codes (for filters)
-    # int8 index into the values of spec.shape_category (-1: empty or outside the
-    # vocabulary), for map markers; None when the layer declares no shape_field
-    shape: np.ndarray | None = None
-    # bool: the status matched nothing in the vocabulary (未识别)
-    unrecognised: np.ndarray | None = None
-    # bool: completed without a completion date (counted from the day of its import)
-    undated: np.ndarray | None = None
-    # tally row of each feature per (level, within), with the hierarchy it was computed for
-    positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
-    #: fid of each feature row version (ordered)
-    fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-
-
-_FACTS: dict[tuple[Any, ...], Facts] = {}
-_HIER: dict[tuple[Any, ...], Hierarchy] = {}
-
-
-@dataclass(frozen=True)
-class View:
-    """What a tally counts from: the store at transaction ``tx`` (None: now) and the grid
-    version whose units and assignments are used (None: the stored grid, when there are no
-    versions).  ``known_at`` is the moment asked for (a store stamp) and ``grid`` how the
-    version was chosen: ``"in_force"`` (on the as-of day, or today), ``"current"`` or ``"asked"``."""
-
-    tx: int | None = None
-    version: GridVersion | None = None
-    known_at: str | None = None
-    grid: str = "in_force"
-    versions: tuple[GridVersion, ...] = ()
-
-
-def resolve_view(
-    store: Store,
-    as_of: str | date | None = None,
-    known_at: object = None,
-    grid: object = None,
-    tz: str | None = None,
-) -> View:
-    """The :class:`View` of a tally as of ``as_of``, as known at ``known_at`` (see
-    :func:`geo.store.clock.parse_known_at`) on ``grid`` (None: in force on the as-of day or today;
-    ``"current"``: the newest version then; a version id).
-
-    Raises
-    ------
-    InputError
-        A bad moment (``bad_known_at``) or version (``bad_grid``), or a version that did not
-        exist or was rolled back at that moment (``unknown_grid``).
-    """
-    stamp = clock.parse_known_at(known_at, tz)
-    wanted = parse_grid(grid)
-    tx = None if stamp is None else store.tx_at(stamp)
-    versions = tuple(v for v in store.grid_versions() if v.alive(tx))
-    view = View(
-        tx,
-        None,
-        stamp,
-        "in_force" if wanted is None else ("current" if wanted == "current" else "asked"),
-        versions,
-    )
-    return replace(view, version=choose_version(view, parse_as_of(as_of), wanted))
-
-
-def choose_version(
-    view: View, day: np.datetime64 | date | None, wanted: str | int | None = None
-) -> GridVersion | None:
-    """The version of ``view.versions`` a tally as of ``day`` counts on."""
-    if wanted is None:
-        if view.grid == "in_force":
-            as_date = None if day is None else date.fromisoformat(str(day)[:10])
-            return in_force(list(view.versions), as_date)
-        return view.version
-    if wanted == "current":
-        return view.versions[-1] if view.versions else None
-    match = [v for v in view.versions if v.id == wanted]
-    if not match:
-        raise InputError(
-            f"网格版本 {wanted} 不存在，或在所选时点尚未导入或已回滚（见 gridwatch grids）",
-            f"grid version {wanted} does not exist, or did not exist or was rolled back at the moment asked "
-            "(see gridwatch grids)",
-            code="unknown_grid",
-        )
-    return match[0]
-
-
-def _cache_trim(cache: dict[Any, Any], limit: int = 16) -> None:
-    if len(cache) > limit:
-        cache.clear()
-
-
-def load_hierarchy(store: Store, version: GridVersion | None = None) -> Hierarchy:
-    """The unit hierarchy of the stored grid, or of grid ``version`` (its units, those that
-    later disappeared too), kept per generation of the grid layer."""
-    grid = next(s for s in layers.all_layers() if s.is_grid)
-    if version is not None:
-        current = store.current_grid_version()
-        if current is None or current.id != version.id:
-            key: tuple[Any, ...] = (store.location, store.layer_generation(grid), version.id)
-            if key not in _HIER:
-                with filling(("hierarchy", store.location)):
-                    if key not in _HIER:
-                        attrs, _ = store.read_visible(
-                            grid, version.tx, [f.name for f in grid.fields], geometry=False
-                        )
-                        _cache_trim(_HIER)
-                        _HIER[key] = hierarchy_from_grid(attrs)
-            return _HIER[key]
-    key = (store.location, store.layer_generation(grid))
-    if key not in _HIER:
-        with filling(("hierarchy", store.location)):
-            if key not in _HIER:
-                attrs = store.read_attributes(grid, [f.name for f in grid.fields])
-                _cache_trim(_HIER)
-                _HIER[key] = hierarchy_from_grid(attrs)
-    return _HIER[key]
-
-
-def load_facts(
-    store: Store, spec: LayerSpec, tx: int | None = None, version: GridVersion | None = None
-) -> Facts:
-    """Columns of ``spec`` for tallies: of the current rows, or of the row versions visible at
-    transaction ``tx``; units on grid ``version`` (default: the current grid's, stored with
-    the rows).  Cached per store revision (and tx and version)."""
-    if tx is not None:
-        last = store.last_tx()
-        if last is not None and last.id == tx:  # nothing written since: the current rows
-            facts = load_facts(store, spec, None, version)
-            after = store.last_tx()
-            if after is not None and after.id == tx:
-                return facts
-    current = store.current_grid_version()
-    base = _load_base(store, spec, tx)
-    if tx is None and (version is None or (current is not None and current.id == version.id)):
-        return base
-    revision = store.revision()
-    key = (store.location, revision, spec.name, tx, None if version is None else version.id)
-    if key in _FACTS:
-        return _FACTS[key]
-    units = np.full(len(base.fids), UNASSIGNED, dtype=object)
-    if version is not None and len(base.fids):
-        fids, stored = store.read_assignment(spec, version.id)
-        if len(fids):
-            pos = np.clip(np.searchsorted(fids, base.fids), 0, len(fids) - 1)
-            found = fids[pos] == base.fids
-            units[found] = stored[pos[found]]
-    facts = replace(base, unit=pa.array(units.tolist(), type=pa.string()), positions={})
-    if store.revision() == revision:
-        _cache_trim(_FACTS, 64)
-        _FACTS[key] = facts
-    return facts
-
-
-def _load_base(store: Store, spec: LayerSpec, tx: int | None) -> Facts:
-    key = (store.location, store.revision(), spec.name, tx)
-    if key in _FACTS:
-        return _FACTS[key]
-    with filling(("facts", store.location, spec.name)):
-        if key in _FACTS:
-            return _FACTS[key]
-        facts = _read_facts(store, spec, tx)
-        # kept only when no write landed while reading: the entry must hold what its key says
-        if store.revision() == key[1]:
-            _cache_trim(_FACTS, 64)
-            _FACTS[key] = facts
-    return facts
-
-
-def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
-    wanted = [
-        spec.status_field,
-        spec.found_field,
-        spec.completed_field,
-        *(m.field for m in spec.measures),
-        spec.shape_field,
-    ]
-    columns = list(dict.fromkeys(c for c in wanted if c))
-    table = store.read_table(spec, [*columns, "gw_unit", "gw_batch", "gw_area"], tx)
-    n = table.num_rows
-    batches = store.batches(spec.name)
-    batch_ids = pa.array([b.id for b in batches], type=pa.int64())
-    batch_days = np.array([b.created_at[:10] for b in batches], dtype="datetime64[D]")
-    where = pc.index_in(table.column("gw_batch"), value_set=batch_ids).to_numpy(zero_copy_only=False)
-    imported = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    known = ~pd.isna(where)
-    imported[known] = batch_days[where[known].astype(np.int64)]
-    status = table.column(spec.status_field).combine_chunks() if spec.status_field else None
-    if status is not None:
-        value_set = pa.array(sorted(spec.completed_statuses), type=pa.string())
-        completed = pc.fill_null(pc.is_in(status, value_set=value_set), False).to_numpy(zero_copy_only=False)
-    else:
-        completed = np.zeros(n, dtype=bool)
-    found = _dates(table, spec.found_field, n)
-    found = np.where(np.isnat(found), imported, found)
-    done = _dates(table, spec.completed_field, n)
-    undated = np.asarray(completed, dtype=bool) & np.isnat(done)
-    done = np.where(undated, imported, done)
-    done = np.where(completed, done, np.datetime64("NaT"))
-    measures: dict[str, np.ndarray] = {}
-    for m in spec.measures:
-        vals = _floats(table, m.field, n)
-        if m.from_geometry:
-            vals = np.where(np.isnan(vals), _floats(table, "gw_area", n), vals)
-        measures[m.key] = np.nan_to_num(vals, nan=0.0)
-    unrecognised = (
-        pc.fill_null(pc.equal(status, UNRECOGNISED_CODE), False).to_numpy(zero_copy_only=False)
-        if status is not None
-        else np.zeros(n, dtype=bool)
-    )
-    return Facts(
-        table.column("gw_unit").combine_chunks(),
-        np.asarray(completed, dtype=bool),
-        found,
-        done,
-        measures,
-        status,
-        _shape_index(table, spec),
-        unrecognised=np.asarray(unrecognised, dtype=bool),
-        undated=undated,
-        fids=np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
-    )
-
-
-def _shape_index(table: pa.Table, spec: LayerSpec) -> np.ndarray | None:
-    """Position of each row's :attr:`~layers.base.LayerSpec.shape_field` value in its
-    category's vocabulary, -1 where empty or not in it (kept as given at import)."""
-    category = spec.shape_category
-    if category is None:
-        return None
-    codes = pa.array([v.code for v in category.values], type=pa.string())
-    col = table.column(category.field)
-    if not pa.types.is_string(col.type):
-        col = pc.cast(col, pa.string())
-    where = pc.fill_null(pc.index_in(col, value_set=codes), -1)
-    return np.asarray(where.to_numpy(), dtype=np.int8)
-
-
-def _dates(table: pa.Table, column: str | None, n: int) -> np.ndarray:
-    if column is None or n == 0:
-        return np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    col = table.column(column)
-    if col.type != pa.date32():
-        col = pc.cast(pc.cast(col, pa.string()), pa.date32(), safe=False)
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype="datetime64[D]")
-
-
-def _floats(table: pa.Table, column: str, n: int) -> np.ndarray:
-    if n == 0:
-        return np.empty(0)
-    col = table.column(column)
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type):
-        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
-    return pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce").to_numpy(dtype=float)
-
+from geo.figures.asof import View, choose_version, parse_as_of, resolve_view
+from geo.figures.facts import Facts, load_facts
+from geo.figures.hierarchy import Hierarchy, check_level, empty_hierarchy, load_hierarchy
+from geo.reading.values import parse_month
+from geo.store.base import Store
+from layers.base import UNASSIGNED, LayerSpec
 
 # --- tallies ----------------------------------------------------------------------------------
 
@@ -473,7 +99,7 @@ class Filters:
 
 def tally(
     store: Store,
-    level: str = "grid",
+    level: str | None = None,
     layer_names: list[str] | None = None,
     as_of: str | date | None = None,
     filters: Filters | None = None,
@@ -487,7 +113,9 @@ def tally(
     Parameters
     ----------
     store : Store
-    level : {"grid", "community", "street", "district"}
+    level : str, optional
+        A level the grid declares (:func:`geo.figures.hierarchy.level_names`); default the
+        unit grid.
     layer_names : list of str, optional
         Survey layers to include (default: all).
     as_of : str or date, optional
@@ -511,17 +139,13 @@ def tally(
         the total is 0), measures (m² for areas) and, where targets exist,
         ``<layer>_<metric>_target`` and ``<layer>_<metric>_progress``.
     """
-    check_level(level)
+    level = check_level(level)
     day = parse_as_of(as_of)
     specs = survey_specs(layer_names)
     if view is None:
         view = resolve_view(store, as_of, known_at, grid)
     version = view.version if view.grid != "in_force" else choose_version(view, day)
-    hier = (
-        load_hierarchy(store, version)
-        if version is not None or view.tx is None
-        else hierarchy_from_grid(pd.DataFrame({"code": pd.Series(dtype=object)}))
-    )
+    hier = load_hierarchy(store, version) if version is not None or view.tx is None else empty_hierarchy()
     units = hier.units(level)
     if filters and filters.within:
         units = units[_under(units, hier, level, filters.within)].reset_index(drop=True)
@@ -605,7 +229,7 @@ def _positions(
     if cached is None or cached[0] is not hier:
         grid_codes = pa.array(hier.grid["code"].astype(str).tolist(), type=pa.string())
         grid_idx = pc.index_in(facts.unit, value_set=grid_codes).to_numpy(zero_copy_only=False)
-        level_codes = hier.grid["code"] if level == "grid" else hier.grid[f"{level}_code"]
+        level_codes = hier.grid[hier.code_column(level)]
         table_index = pd.Index(codes.astype(object))
         grid_to_row = table_index.get_indexer(level_codes.astype(object)).astype(np.int64)
         unassigned_row = int(table_index.get_loc(UNASSIGNED))
@@ -635,12 +259,11 @@ def survey_specs(layer_names: list[str] | None) -> list[LayerSpec]:
 def _under(units: pd.DataFrame, hier: Hierarchy, level: str, within: str) -> np.ndarray:
     g = hier.grid
     inside = np.zeros(len(g), dtype=bool)
-    for lv in ("grid", "community", "street", "district"):
-        col = "code" if lv == "grid" else f"{lv}_code"
-        inside |= (g[col] == within).to_numpy()
+    for lv in hier.level_names:
+        inside |= (g[hier.code_column(lv)] == within).to_numpy()
     if not inside.any():
         raise InputError(f"找不到单元: {within}", f"no unit with code {within}", code="unknown_unit")
-    key = "code" if level == "grid" else f"{level}_code"
+    key = hier.code_column(level)
     allowed = set(g.loc[inside, key])
     return units["code"].isin(allowed).to_numpy()
 
@@ -663,7 +286,7 @@ def _join_targets(store: Store, table: pd.DataFrame, specs: list[LayerSpec], tx:
 
 def monthly(
     store: Store,
-    level: str = "grid",
+    level: str | None = None,
     layer_names: list[str] | None = None,
     start: str | date | None = None,
     end: str | date | None = None,
@@ -687,7 +310,7 @@ def monthly(
     InputError
         A bad month, ``start`` after ``end`` (both given), or more than 240 months.
     """
-    check_level(level)
+    level = check_level(level)
     specs = survey_specs(layer_names)
     if view is None:
         view = resolve_view(store, None, known_at, grid)

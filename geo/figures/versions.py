@@ -31,10 +31,13 @@ import shapely
 import layers
 from geo.assign import Grid, grid_diff
 from geo.errors import InputError
+from geo.figures.hierarchy import grid_levels, hierarchy_from_grid
 from geo.reading.values import parse_date
 from geo.registry import grid_spec
 from geo.store import clock
-from geo.store.base import GridVersion, Store
+from geo.store.base import Store
+from geo.store.cache import MISSING
+from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, LayerSpec
 
 __all__ = [
@@ -73,7 +76,8 @@ class GridChange:
     units_reshaped_count: int = 0
     #: current features whose unit changes, per survey layer
     features_moved: dict[str, int] = field(default_factory=dict)
-    #: per community: {"community", "name", "moved_out", "moved_in"} (out of / into its units)
+    #: per unit of the level above the unit grid (the community): {<that level's name>, "name",
+    #: "moved_out", "moved_in"} (out of / into its units)
     moved_by_community: list[dict[str, Any]] = field(default_factory=list)
     #: dated into the past: {"from", "to", "computed_on", "computed_on_valid_from", "month_ends"}
     issued_changed: dict[str, Any] | None = None
@@ -111,9 +115,10 @@ class GridChange:
         if self.features_moved:
             moved = ", ".join(f"{k} {v}" for k, v in self.features_moved.items())
             lines.append(("改变所属网格的要素: " if zh else "features changing unit: ") + moved)
+            key = grid_levels()[1].name  # the level the rows are of (see _by_community)
             for row in self.moved_by_community[:20]:
                 lines.append(
-                    f"  {row['community']} {row['name'] or ''}: "
+                    f"  {row[key]} {row['name'] or ''}: "
                     + (
                         f"移出 {row['moved_out']}，移入 {row['moved_in']}"
                         if zh
@@ -215,32 +220,27 @@ def in_force(versions: list[GridVersion], day: date | None) -> GridVersion | Non
 
 # --- grids of versions ------------------------------------------------------------------------
 
-_GRID_CACHE: dict[tuple[str, str], Grid | None] = {}
-
 
 def load_grid(store: Store) -> Grid | None:
     """The current unit grid of ``store`` as an assignment index.
 
     Cached per generation of the grid layer, which changes only when the grid does.
     """
-    key = (store.location, store.layer_generation(grid_spec()))
-    if key in _GRID_CACHE:
-        return _GRID_CACHE[key]
+    kept = store.cache.region("grid_index")
+    key = store.layer_generation(grid_spec())
+    hit = kept.get(key)
+    if hit is not MISSING:
+        return hit
     spec = grid_spec()
-    attrs = store.read_attributes(spec, ["code"])
+    code = grid_levels()[0].code_field
+    attrs = store.read_attributes(spec, [code])
     grid: Grid | None = None
     if len(attrs):
         fids, geoms = store.read_geometry(spec)
-        codes = attrs.set_index("fid").loc[fids, "code"].to_numpy(dtype=object)
+        codes = attrs.set_index("fid").loc[fids, code].to_numpy(dtype=object)
         grid = Grid(codes, geoms)
-    if len(_GRID_CACHE) > 8:
-        _GRID_CACHE.clear()
-    _GRID_CACHE[key] = grid
+    kept[key] = grid
     return grid
-
-
-_GRIDS: dict[tuple[str, str, int], Grid | None] = {}
-_DIFFS: dict[tuple[str, str, int, int], tuple[list[str] | None, np.ndarray | None]] = {}
 
 
 def grid_of(store: Store, version: GridVersion | None) -> Grid | None:
@@ -251,23 +251,24 @@ def grid_of(store: Store, version: GridVersion | None) -> Grid | None:
     current = store.current_grid_version()
     if current is not None and current.id == version.id:
         return load_grid(store)
-    key = (store.location, store.layer_generation(grid_spec()), version.id)
-    if key not in _GRIDS:
-        attrs, cells = store.read_visible(grid_spec(), version.tx, ["code"])
-        if len(_GRIDS) > 16:
-            _GRIDS.clear()
-        _GRIDS[key] = Grid(attrs["code"].to_numpy(dtype=object), cells) if len(attrs) else None
-    return _GRIDS[key]
+    kept = store.cache.region("grid_versions")
+    key = (store.layer_generation(grid_spec()), version.id)
+    hit = kept.get(key)
+    if hit is MISSING:
+        code = grid_levels()[0].code_field
+        attrs, cells = store.read_visible(grid_spec(), version.tx, [code])
+        hit = kept[key] = Grid(attrs[code].to_numpy(dtype=object), cells) if len(attrs) else None
+    return hit
 
 
 def _diff(store: Store, a: GridVersion, ga: Grid | None, b: GridVersion, gb: Grid | None) -> Any:
 
-    key = (store.location, store.layer_generation(grid_spec()), a.id, b.id)
-    if key not in _DIFFS:
-        if len(_DIFFS) > 64:
-            _DIFFS.clear()
-        _DIFFS[key] = grid_diff(ga, gb)
-    return _DIFFS[key]
+    kept = store.cache.region("grid_diffs")
+    key = (store.layer_generation(grid_spec()), a.id, b.id)
+    hit = kept.get(key)
+    if hit is MISSING:
+        hit = kept[key] = grid_diff(ga, gb)
+    return hit
 
 
 def _move(
@@ -416,29 +417,33 @@ def _by_community(
     parent: GridVersion | None,
     moved: list[tuple[np.ndarray, np.ndarray]],
 ) -> None:
-    from geo.figures.tally import hierarchy_from_grid
-
-    if not moved or not any(len(b) for b, _ in moved):
+    """Features moved out of and into the units of the level above the unit grid (the
+    community), for :attr:`GridChange.moved_by_community`."""
+    levels = grid_levels()
+    if not moved or not any(len(b) for b, _ in moved) or len(levels) < 2:
         return
+    unit, upper = levels[0], levels[1]
     spec = grid_spec()
-    # the fields the community of a unit comes from (see geo.figures.tally.hierarchy_from_grid)
+    # the fields the community of a unit comes from (see geo.figures.hierarchy.hierarchy_from_grid)
     have = {f.name for f in spec.fields}
-    columns: list[str] = [c for c in ("code", "comm_code", "community") if c in have]
+    columns: list[str] = [c for c in (unit.code_field, upper.code_field, upper.name_field) if c in have]
     wanted_old = {str(c) for b, _ in moved for c in b.tolist()}
     wanted_new = {str(c) for _, a in moved for c in a.tolist()}
     # only the units features moved out of or into: the rule of the hierarchy on a few rows
     new_attrs = store.read_attributes(spec, columns)
-    new_h = hierarchy_from_grid(new_attrs[new_attrs["code"].isin(wanted_new)].reset_index(drop=True))
+    new_h = hierarchy_from_grid(new_attrs[new_attrs[unit.code_field].isin(wanted_new)].reset_index(drop=True))
     old_h = None
     if parent is not None:
         old_attrs, _ = store.read_visible(spec, parent.tx, columns, geometry=False)
-        old_h = hierarchy_from_grid(old_attrs[old_attrs["code"].isin(wanted_old)].reset_index(drop=True))
-    new_comm = new_h.mapping("community")
-    old_comm = old_h.mapping("community") if old_h is not None else {}
+        old_h = hierarchy_from_grid(
+            old_attrs[old_attrs[unit.code_field].isin(wanted_old)].reset_index(drop=True)
+        )
+    new_comm = new_h.mapping(upper.name)
+    old_comm = old_h.mapping(upper.name) if old_h is not None else {}
     names: dict[str, Any] = {}
     for h in (old_h, new_h):
         if h is not None:
-            units = h.units("community")
+            units = h.units(upper.name)
             names.update(zip(units["code"], units["name"], strict=True))
     out_counts: dict[str, int] = {}
     in_counts: dict[str, int] = {}
@@ -455,7 +460,7 @@ def _by_community(
     unassigned_in = sum(int((a == UNASSIGNED).sum()) for _, a in moved)
     rows = [
         {
-            "community": c,
+            upper.name: c,
             "name": names.get(c),
             "moved_out": out_counts.get(c, 0),
             "moved_in": in_counts.get(c, 0),
@@ -465,7 +470,7 @@ def _by_community(
     if unassigned_out or unassigned_in:
         rows.append(
             {
-                "community": UNASSIGNED,
+                upper.name: UNASSIGNED,
                 "name": "未落入网格",
                 "moved_out": unassigned_out,
                 "moved_in": unassigned_in,

@@ -22,20 +22,16 @@ import pyproj
 import shapely
 
 from geo.errors import InputError
+from geo.figures.asof import choose_version, parse_as_of, resolve_view
+from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
-from geo.figures.tally import (
-    Filters,
-    check_level,
-    choose_version,
-    load_hierarchy,
-    parse_as_of,
-    resolve_view,
-    tally,
-)
+from geo.figures.tally import Filters, tally
 from geo.reading import crs as crsmod
+from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.reading.values import parse_date
-from geo.store.base import GridVersion, Store
-from geo.store.cache import filling
+from geo.store.base import Store
+from geo.store.cache import MISSING
+from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, LayerSpec
 
 #: Above this zoom (or under ``max_features`` in view) features are sent one by one.
@@ -71,22 +67,24 @@ class BBox:
 
 # --- feature positions in lon/lat, kept per layer generation ----------------------------------
 
-_POSITIONS: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-
 
 def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(fid, lon, lat, geometry in lon/lat)`` of every feature of ``spec``."""
-    key = (store.location, spec.name, store.layer_generation(spec))
-    if key in _POSITIONS:
-        return _POSITIONS[key]
-    with filling(("positions", *key[:2])):
+    kept = store.cache.region("positions")
+    key = (spec.name, store.layer_generation(spec))
+    hit = kept.get(key)
+    if hit is not MISSING:
+        return hit
+    with store.cache.filling("positions", spec.name):
         return _fill_positions(store, spec, key)
 
 
 def _fill_positions(
-    store: Store, spec: LayerSpec, key: tuple[str, str, str]
+    store: Store, spec: LayerSpec, key: tuple[str, str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if key not in _POSITIONS:
+    kept = store.cache.region("positions")
+    hit = kept.get(key)
+    if hit is MISSING:
         fids, geoms = store.read_geometry(spec)
         srs = store.srs_epsg()
         if len(fids) == 0 or srs is None:
@@ -95,29 +93,28 @@ def _fill_positions(
         t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4326))
         lonlat = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
         points = shapely.point_on_surface(lonlat)
-        for k in [k for k in _POSITIONS if k[:2] == key[:2]]:
-            del _POSITIONS[k]
-        _POSITIONS[key] = (fids, shapely.get_x(points), shapely.get_y(points), lonlat)
-    return _POSITIONS[key]
+        # replaces the layer's older generation (see geo.store.cache.REGIONS)
+        hit = kept[key] = (fids, shapely.get_x(points), shapely.get_y(points), lonlat)
+    return hit
 
 
 def _shift(lon: np.ndarray, lat: np.ndarray, gcj02: bool) -> tuple[np.ndarray, np.ndarray]:
     if not gcj02:
         return lon, lat
-    return crsmod.wgs84_to_gcj02(lon, lat)
+    return wgs84_to_gcj02(lon, lat)
 
 
 def _shift_geoms(geoms: np.ndarray, gcj02: bool) -> np.ndarray:
     if not gcj02 or len(geoms) == 0:
         return geoms
-    return shapely.transform(geoms, lambda xy: np.column_stack(crsmod.wgs84_to_gcj02(xy[:, 0], xy[:, 1])))
+    return shapely.transform(geoms, lambda xy: np.column_stack(wgs84_to_gcj02(xy[:, 0], xy[:, 1])))
 
 
 def _view_box(bbox: BBox, gcj02: bool) -> BBox:
     """The box in WGS84 when the map speaks GCJ-02 (the offset is under a kilometre)."""
     if not gcj02:
         return bbox
-    lon, lat = crsmod.gcj02_to_wgs84(np.array([bbox.west, bbox.east]), np.array([bbox.south, bbox.north]))
+    lon, lat = gcj02_to_wgs84(np.array([bbox.west, bbox.east]), np.array([bbox.south, bbox.north]))
     return BBox(float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1]))
 
 
@@ -166,7 +163,7 @@ def features_in_view(
     dict
         A GeoJSON FeatureCollection with ``"aggregated"`` and ``"total"`` members.
     """
-    from geo.figures.tally import load_facts
+    from geo.figures.facts import load_facts
     from geo.registry import get_layer
 
     spec = get_layer(layer)
@@ -229,10 +226,11 @@ def features_in_view(
 
 def _grids_under(store: Store, code: str) -> list[str]:
     """Unit-grid codes under ``code`` (a district, street, community or grid code)."""
-    g = load_hierarchy(store).grid
+    hier = load_hierarchy(store)
+    g = hier.grid
     inside = g["code"] == code
-    for level in ("community", "street", "district"):
-        inside |= g[f"{level}_code"] == code
+    for level in hier.level_names[1:]:
+        inside |= g[hier.code_column(level)] == code
     if not inside.any():
         raise InputError(f"找不到单元: {code}", f"no unit with code {code}", code="unknown_unit")
     return [str(c) for c in g.loc[inside, "code"]]
@@ -326,8 +324,8 @@ def cells_in_view(
     as_of = parse_date(as_of)  # one cache entry per day, however it was written
     seen = resolve_view(store, as_of, known_at, grid)
     version = seen.version if seen.grid != "in_force" else choose_version(seen, parse_as_of(as_of))
+    kept = store.cache.region("cell_tables")
     key = (
-        store.location,
         store.revision(),
         level,
         layer,
@@ -336,10 +334,10 @@ def cells_in_view(
         seen.tx,
         None if version is None else version.id,
     )
-    view_table = _TABLES.get(key)
+    view_table = kept.get(key, None)
     if view_table is None:
-        with filling(("cells", store.location)):
-            view_table = _TABLES.get(key)
+        with store.cache.filling("cell_tables"):
+            view_table = kept.get(key, None)
             if view_table is None:
                 table = tally(
                     store,
@@ -350,9 +348,7 @@ def cells_in_view(
                     view=seen,
                 )
                 view_table = _view_table(store, level, table, version)
-                if len(_TABLES) > 32:
-                    _TABLES.clear()
-                _TABLES[key] = view_table
+                kept[key] = view_table
     geo, codes, records = view_table
     hits = np.arange(len(geo))
     if bbox is not None:
@@ -371,10 +367,6 @@ def cells_in_view(
         for i, code, outline in zip(hits.tolist(), shown, outlines, strict=True)
     ]
     return {"type": "FeatureCollection", "features": features, "level": level}
-
-
-_OUTLINES: dict[tuple[str, str, str, int, bool, int | None], dict[str, Any]] = {}
-_TABLES: dict[tuple[Any, ...], Any] = {}
 
 
 def _view_table(
@@ -415,15 +407,8 @@ def _outlines(
     (units change only with the grid), so panning over known ground costs nothing."""
     from geo.registry import grid_spec
 
-    key = (
-        store.location,
-        store.layer_generation(grid_spec()),
-        level,
-        zoom,
-        gcj02,
-        None if version is None else version.id,
-    )
-    known = _OUTLINES.setdefault(key, {})
+    key = (store.layer_generation(grid_spec()), level, zoom, gcj02, None if version is None else version.id)
+    known: dict[str, Any] = store.cache.region("outlines").setdefault(key, {})
     missing = [c for c in codes if c not in known]
     if missing:
         geo = unit_geometry(store, level, version)
@@ -434,7 +419,4 @@ def _outlines(
         shapes = shapely.set_precision(_shift_geoms(shapes, gcj02), px / 4, mode="pointwise")
         for code, text in zip(missing, shapely.to_geojson(shapes).tolist(), strict=True):
             known[code] = json.loads(text)
-        if len(_OUTLINES) > 64:
-            _OUTLINES.clear()
-            _OUTLINES[key] = known
     return [known[c] for c in codes]

@@ -1,4 +1,4 @@
-"""Batch register operations: list, roll back; and loading yearly targets."""
+"""Batch register operations: roll back, and who may; and loading yearly targets."""
 
 from __future__ import annotations
 
@@ -11,17 +11,22 @@ import pandas as pd
 import layers
 from geo.errors import Conflict, InputError
 from geo.figures import versions
-from geo.figures.tally import load_hierarchy, metric_names
-from geo.imports.importer import Duplicate, ImportReport, Rejected
+from geo.figures.hierarchy import load_hierarchy
+from geo.figures.tally import metric_names
+from geo.imports.commit import Duplicate
+from geo.imports.report import ImportReport, Rejected
 from geo.reading import untrusted
-from geo.reading.sources import Dataset, check_content, read_table_file
-from geo.reading.values import match_fields, parse_numbers
+from geo.reading.datasets import Dataset
+from geo.reading.fields import match_fields
+from geo.reading.readers import check_content
+from geo.reading.tables import read_table_file
+from geo.reading.values import parse_numbers
 from geo.registry import get_layer
 from geo.store import clock
-from geo.store.base import Batch, Store
+from geo.store.accounts import role_at_least
+from geo.store.base import Store
+from geo.store.interface.batches import Batch
 from layers.base import Field, LayerSpec
-
-TARGETS_LAYER = "targets"
 
 
 def rollback(store: Store, batch_id: int) -> Batch:
@@ -45,7 +50,7 @@ def rollback(store: Store, batch_id: int) -> Batch:
                 code="already_rolled_back",
             )
         store.begin_tx("rollback", batch_id)
-        if batch.layer == TARGETS_LAYER:
+        if batch.kind == "targets":
             store.rollback_targets(batch_id)
         else:
             spec = get_layer(batch.layer)
@@ -67,8 +72,30 @@ def rollback(store: Store, batch_id: int) -> Batch:
     return store.batch(batch_id)
 
 
+def may_roll_back(batch: Batch, user: str | None, role: str | None) -> bool:
+    """Whether account ``user`` with ``role`` may roll back ``batch``.
+
+    An admin may roll back any batch; a surveyor only a survey import (kind ``"import"``) made
+    under their own name -- never the unit grid nor targets; a viewer none.
+
+    Parameters
+    ----------
+    batch : Batch
+        The batch to roll back.
+    user : str or None
+        The account's name.
+    role : str or None
+        The account's role (:data:`geo.store.accounts.ROLES`).
+    """
+    if role_at_least(role, "admin"):
+        return True
+    return role_at_least(role, "surveyor") and batch.kind == "import" and batch.user == user
+
+
 # --- targets ----------------------------------------------------------------------------------
 
+#: The columns of a targets table, matched like a layer's fields.  Targets are no layer: their
+#: batches are of kind ``"targets"``, registered under this name.
 TARGET_SPEC = LayerSpec(
     name="targets",
     label_zh="年度目标",
@@ -93,7 +120,7 @@ def read_targets(path: Path) -> pd.DataFrame:
     """Targets table from CSV (UTF-8 or GBK) or XLSX, columns as found.
 
     Read in the reading helper with the same checks and limits as survey tables
-    (:func:`geo.reading.sources.read_table_file`, :mod:`geo.reading.untrusted`)."""
+    (:func:`geo.reading.tables.read_table_file`, :mod:`geo.reading.untrusted`)."""
     suffix = path.suffix.lower()
     kinds = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx"}
     if suffix not in kinds:
@@ -124,7 +151,7 @@ def load_targets(
     if not path.exists():
         raise InputError(f"文件不存在: {path}", f"file not found: {path}", code="file_not_found")
     df = read_targets(path)
-    report = ImportReport(layer=TARGETS_LAYER, source_name=path.name)
+    report = ImportReport(layer=TARGET_SPEC.name, source_name=path.name)
     data = path.read_bytes()
     report.checksum = hashlib.sha256(data).hexdigest()
     report.rows_read = len(df)
@@ -145,8 +172,8 @@ def load_targets(
     values, bad = parse_numbers(df[inverse["target"]].astype(object))
     hier = load_hierarchy(store)
     known_codes: set[str] = set(hier.grid["code"])
-    for lv in ("community", "street", "district"):
-        known_codes |= set(hier.grid[f"{lv}_code"])
+    for lv in hier.level_names[1:]:
+        known_codes |= set(hier.grid[hier.code_column(lv)])
     by_label = {}
     for s in layers.survey_layers():
         for key in (s.name, s.label_zh, s.label_en):
@@ -202,12 +229,12 @@ def _write_targets(
     """Write the targets batch; inside the caller's transaction, so that the duplicate check
     and the write cannot be separated by another import of the same file."""
     assert report.checksum is not None
-    dup = store.find_checksum(TARGETS_LAYER, report.checksum)
+    dup = store.find_checksum(TARGET_SPEC.name, report.checksum)
     if dup is not None:
         raise Duplicate(dup.id)
     batch = Batch(
         0,
-        TARGETS_LAYER,
+        TARGET_SPEC.name,
         path.name,
         report.checksum,
         clock.now_iso(),
@@ -220,6 +247,7 @@ def _write_targets(
         len(report.rejected),
         None,
         None,
+        "targets",
     )
     bid = store.new_batch(batch, [path])
     store.set_targets(frame, bid)

@@ -9,9 +9,9 @@ import csv
 import json
 from typing import TextIO
 
-from geo.output.export import spreadsheet_cell
-from geo.reading.values import safe_display_name
-from geo.store.base import AuditEntry
+from geo.output.tables import spreadsheet_cell
+from geo.reading.display import safe_display_name
+from geo.store.interface.audit import AuditEntry
 
 #: Actions and their labels (Chinese, English).
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -51,7 +51,7 @@ def write_csv(entries: list[AuditEntry], out: TextIO, lang: str = "zh") -> None:
 
     Control and bidi characters in names are shown as U+FFFD (:func:`geo.reading.values.safe_display_name`),
     and cells that a spreadsheet would read as a formula (``= + - @``, tab, line end) are prefixed
-    with ``'`` (:func:`geo.output.export.spreadsheet_cell`).
+    with ``'`` (:func:`geo.output.tables.spreadsheet_cell`).
     """
     out.write("\ufeff")
     w = csv.writer(out)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import numbers
 import re
-import unicodedata
 from typing import Literal, NoReturn
 
 import geopandas as gpd
@@ -29,22 +28,49 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.errors import CRSError, InputError
 from geo.reading.crs import gk_zone_epsg
-from layers.grid import LAYER as GRID_LAYER
+from geo.reading.fields import norm_key
+from geo.registry import grid_spec
+from layers.base import Level
 
 __all__ = ["OUTPUT_COLUMNS", "generate_grid"]
 
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "code",
-    "name",
-    "comm_code",
-    "community",
-    "street_cd",
-    "street",
-    "dist_code",
-    "area_m2",
-    "geometry",
-)
-"""Columns of the frame returned by :func:`generate_grid`, in order."""
+
+def _levels() -> tuple[Level, Level, Level, Level]:
+    """The grid's levels as cells are coded: unit grid, community, street, district (15, 12, 9
+    and 6 digits, each code a prefix of the one below)."""
+    levels = grid_spec().levels
+    if tuple(lv.code_digits for lv in levels) != (15, 12, 9, 6):
+        raise RuntimeError(
+            "grid generation codes cells as 6 + 3 + 3 + 3 digits (unit grid, community, street, "
+            f"district); the grid declares {[(lv.name, lv.code_digits) for lv in levels]}"
+        )
+    unit, community, street, district = levels
+    return unit, community, street, district
+
+
+def _area_field() -> str:
+    """The grid field holding a cell's area in m²."""
+    return next(f.name for f in grid_spec().fields if f.kind == "float" and f.unit == "m2")
+
+
+def _output_columns() -> tuple[str, ...]:
+    unit, community, street, district = _levels()
+    return (
+        unit.code_field,
+        unit.name_field,
+        community.code_field,
+        community.name_field,
+        street.code_field,
+        street.name_field,
+        district.code_field,
+        _area_field(),
+        "geometry",
+    )
+
+
+OUTPUT_COLUMNS: tuple[str, ...] = _output_columns()
+"""Columns of the frame returned by :func:`generate_grid`, in order: the grid layer's code and
+name fields of each level it declares (no district name), its area field and ``geometry``."""
 
 _MAX_SEQUENCE = 999
 _MAX_SEQUENCE_NO_COMMUNITY = 999_999
@@ -185,7 +211,10 @@ def generate_grid(
                 "admin_code (6 digits) is required when no communities are given",
             )
         regions = np.array([area_geom], dtype=object)
-        info = pd.DataFrame({"comm_code": [None], "community": [None], "street": [None]})
+        _, community, street, _ = _levels()
+        info = pd.DataFrame(
+            {community.code_field: [None], community.name_field: [None], street.name_field: [None]}
+        )
 
     tiles, rows, cols = _tiling(area_geom, float(size), shape, origin)
     cells = _clip(tiles, rows, cols, regions, area_geom, speck)
@@ -293,24 +322,28 @@ def _community_regions(
             f"社区编码的前 6 位与行政区划代码 {admin_code} 不一致",
             f"community codes do not start with admin_code {admin_code}",
         )
-    name_field = name_field or _detect_field(columns, "community", exclude={code_field})
-    street_field = street_field or _detect_field(columns, "street", exclude={code_field, name_field})
+    _, community, street, _ = _levels()
+    # a community layer's plain name field (名称/NAME/MC) is the community's name
+    name_field = name_field or _detect_field(
+        columns, community.name_field, exclude={code_field}, also=("名称", "NAME", "MC")
+    )
+    street_field = street_field or _detect_field(columns, street.name_field, exclude={code_field, name_field})
     for f in (name_field, street_field):
         if f is not None and f not in communities.columns:
             raise InputError(f"社区图层中没有字段 {f}", f"the community layer has no field {f!r}")
 
     frame = pd.DataFrame(
         {
-            "comm_code": codes.to_numpy(),
-            "community": _text(communities[name_field]) if name_field else None,
-            "street": _text(communities[street_field]) if street_field else None,
+            community.code_field: codes.to_numpy(),
+            community.name_field: _text(communities[name_field]) if name_field else None,
+            street.name_field: _text(communities[street_field]) if street_field else None,
             "geometry": communities.to_crs(crs).geometry.to_numpy(),
         }
     )
-    order = pd.unique(frame["comm_code"])
+    order = pd.unique(frame[community.code_field])
     regions: list[BaseGeometry] = []
     taken: BaseGeometry = shapely.Polygon()
-    for _, rows in frame.groupby("comm_code", sort=False):
+    for _, rows in frame.groupby(community.code_field, sort=False):
         geom = shapely.union_all(_polygonal(shapely.make_valid(rows["geometry"].to_numpy())))
         geom = shapely.difference(shapely.intersection(geom, area_geom), taken)
         taken = shapely.union(taken, geom)
@@ -319,7 +352,7 @@ def _community_regions(
         raise InputError("社区图层与边界没有重叠", "no community overlaps the boundary")
     info = (
         frame.drop(columns="geometry")
-        .groupby("comm_code", sort=False, dropna=False)
+        .groupby(community.code_field, sort=False, dropna=False)
         .first()
         .reindex(order)
         .reset_index()
@@ -340,10 +373,6 @@ def _text(values: pd.Series) -> list[str | None]:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip() for v in values]
 
 
-def _normalise(name: str) -> str:
-    return unicodedata.normalize("NFKC", str(name)).casefold().replace(" ", "").replace("_", "")
-
-
 def _detect_code_field(communities: gpd.GeoDataFrame, columns: list[str]) -> str:
     """The field whose values are all 12-digit codes, preferring one named like a community code."""
     candidates = [c for c in columns if communities[c].map(_as_code).fillna("").str.match(_CODE12).all()]
@@ -352,19 +381,23 @@ def _detect_code_field(communities: gpd.GeoDataFrame, columns: list[str]) -> str
             "社区图层中找不到 12 位社区编码字段，请指定 community_code_field",
             "no field of 12-digit community codes found in the community layer; pass community_code_field",
         )
-    preferred = {_normalise(a) for a in (*GRID_LAYER.field("comm_code").aliases, "编码", "代码", "CODE")}
+    community = _levels()[1]
+    preferred = {
+        norm_key(a) for a in (*grid_spec().field(community.code_field).aliases, "编码", "代码", "CODE")
+    }
     for c in candidates:
-        if _normalise(c) in preferred:
+        if norm_key(c) in preferred:
             return c
     return candidates[0]
 
 
-def _detect_field(columns: list[str], canonical: str, exclude: set[str | None]) -> str | None:
-    """The first column named like an alias of the grid layer's ``canonical`` field."""
-    aliases = [_normalise(a) for a in GRID_LAYER.field(canonical).aliases]
-    if canonical == "community":
-        aliases += [_normalise(a) for a in ("名称", "NAME", "MC")]
-    by_name = {_normalise(c): c for c in columns if c not in exclude}
+def _detect_field(
+    columns: list[str], canonical: str, exclude: set[str | None], also: tuple[str, ...] = ()
+) -> str | None:
+    """The first column named like an alias of the grid layer's ``canonical`` field (or like
+    one of ``also``, after them)."""
+    aliases = [norm_key(a) for a in (*grid_spec().field(canonical).aliases, *also)]
+    by_name = {norm_key(c): c for c in columns if c not in exclude}
     for alias in aliases:
         if alias in by_name:
             return by_name[alias]
@@ -493,7 +526,8 @@ def _code_cells(cells: pd.DataFrame, info: pd.DataFrame, admin_code: str | None,
     seq = cells.groupby("region", sort=False).cumcount().to_numpy() + 1
     region = cells["region"].to_numpy()
     geoms = cells["geometry"].to_numpy()
-    with_communities = info["comm_code"].notna().all()
+    unit, community, street, district = _levels()
+    with_communities = info[community.code_field].notna().all()
 
     if with_communities:
         counts = np.bincount(region, minlength=len(info))
@@ -503,40 +537,40 @@ def _code_cells(cells: pd.DataFrame, info: pd.DataFrame, admin_code: str | None,
                 int(counts[worst]),
                 _MAX_SEQUENCE,
                 size,
-                f"社区 {info['comm_code'][worst]} ",
-                f"community {info['comm_code'][worst]}",
+                f"社区 {info[community.code_field][worst]} ",
+                f"community {info[community.code_field][worst]}",
             )
-        comm = info["comm_code"].to_numpy(dtype=object)[region]
-        community = info["community"].to_numpy(dtype=object)[region]
-        street = info["street"].to_numpy(dtype=object)[region]
+        comm = info[community.code_field].to_numpy(dtype=object)[region]
+        comm_name = info[community.name_field].to_numpy(dtype=object)[region]
+        street_name = info[street.name_field].to_numpy(dtype=object)[region]
         code = [f"{c}{s:03d}" for c, s in zip(comm, seq, strict=True)]
-        name = [f"{n}第{s:03d}网格" if n else f"网格{s:03d}" for n, s in zip(community, seq, strict=True)]
-        street_cd: list[object] = [c[:9] for c in comm]
-        dist = [c[:6] for c in comm]
+        name = [f"{n}第{s:03d}网格" if n else f"网格{s:03d}" for n, s in zip(comm_name, seq, strict=True)]
+        street_cd: list[object] = [c[: street.code_digits] for c in comm]
+        dist = [c[: district.code_digits] for c in comm]
     else:
         assert admin_code is not None
         if len(cells) > _MAX_SEQUENCE_NO_COMMUNITY:
             _raise_too_many(len(cells), _MAX_SEQUENCE_NO_COMMUNITY, size, "该区", "the district")
         code = [f"{admin_code}000{s:06d}" for s in seq]
         name = [f"网格{s:03d}" for s in seq]
-        comm = community = street = np.full(len(cells), None, dtype=object)
+        comm = comm_name = street_name = np.full(len(cells), None, dtype=object)
         street_cd = [None] * len(cells)
         dist = [admin_code] * len(cells)
 
     out = pd.DataFrame(
         {
-            "code": code,
-            "name": name,
-            "comm_code": comm,
-            "community": community,
-            "street_cd": street_cd,
-            "street": street,
-            "dist_code": dist,
-            "area_m2": shapely.area(geoms),
+            unit.code_field: code,
+            unit.name_field: name,
+            community.code_field: comm,
+            community.name_field: comm_name,
+            street.code_field: street_cd,
+            street.name_field: street_name,
+            district.code_field: dist,
+            _area_field(): shapely.area(geoms),
             "geometry": geoms,
         }
     )
-    return out.sort_values("code", kind="stable").reset_index(drop=True)
+    return out.sort_values(unit.code_field, kind="stable").reset_index(drop=True)
 
 
 def _raise_too_many(count: int, limit: int, size: float, where_zh: str, where_en: str) -> NoReturn:

@@ -21,7 +21,7 @@ import pyproj
 import shapely
 
 from geo.errors import InputError
-from geo.output.export import spreadsheet_cell
+from geo.output.tables import spreadsheet_cell
 from geo.reading import crs as crsmod
 from geo.store.base import Store
 from layers.base import LayerSpec

@@ -1,4 +1,4 @@
-"""Text encodings of shapefile attribute tables (DBF) and zip entry names.
+"""Text encodings of shapefile attribute tables (DBF).
 
 Chinese survey shapefiles often store GBK text without a ``.cpg`` file and with
 a DBF language-driver byte (LDID) that does not say GBK; GDAL then decodes the
@@ -9,82 +9,40 @@ fields.  It parses the DBF header itself and never decodes through GDAL.
 
 Returned encodings are Python codec names that GDAL/iconv also understands
 (``"gb18030"``, ``"utf-8"``, ``"big5"``, ``"cp1252"`` ...), so they can be passed
-to ``pyogrio.read_dataframe(..., encoding=...)``.  GBK, CP936 and GB2312 are
-reported as ``"gb18030"``, their superset.
+to ``pyogrio.read_dataframe(..., encoding=...)``; which names are accepted and how
+decoded text is scored is :mod:`geo.reading.charsets`.
 """
 
 from __future__ import annotations
 
-import codecs
-import re
 import struct
-import unicodedata
-import zipfile
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from geo.errors import EncodingError
+from geo.reading.charsets import (
+    FIT_SHARE,
+    fit_share,
+    looks_like_mojibake,
+    normalize_encoding,
+    shown_name,
+    utf8_reads_as_text,
+)
 from geo.reading.dbf import DbfHeader, parse_header
 
-__all__ = [
-    "TEXT_ENCODINGS",
-    "EncodingGuess",
-    "decode_dbf_field_names",
-    "detect_dbf_encoding",
-    "looks_like_mojibake",
-    "normalize_encoding",
-    "zip_member_name",
-]
+__all__ = ["EncodingGuess", "decode_dbf_field_names", "detect_dbf_encoding"]
 
 EncodingSource = Literal["override", "cpg", "ldid", "content"]
 
 #: At most this many bytes of records are sampled for content evidence.
 SAMPLE_BYTES = 512 * 1024
-#: Share of "expected" characters a decoding needs to count as fitting.
-FIT_SHARE = 0.8
-#: At most this many non-ASCII characters are examined when scoring a decoding.
-MAX_CHARS_EXAMINED = 50_000
 
 # LDID values GDAL maps to code page 936 (GBK).  Other values (0x00 none,
 # 0x57 ANSI 1252, 0x01/0x03 DOS/Windows Latin ...) say nothing reliable about
 # non-ASCII text in Chinese files.
 _LDID_GBK = {0x4D, 0x7A}
-
-# Code-page names seen in .cpg files and CLI input, normalised to a Python codec.
-_CODEPAGES: dict[str, str] = {
-    "utf8": "utf-8",
-    "utf-8": "utf-8",
-    "65001": "utf-8",
-    "cp65001": "utf-8",
-    "gbk": "gb18030",
-    "936": "gb18030",
-    "cp936": "gb18030",
-    "ms936": "gb18030",
-    "windows-936": "gb18030",
-    "gb2312": "gb18030",
-    "gb_2312-80": "gb18030",
-    "euc-cn": "gb18030",
-    "euccn": "gb18030",
-    "gb18030": "gb18030",
-    "gb-18030": "gb18030",
-    "54936": "gb18030",
-    "big5": "big5",
-    "950": "big5",
-    "cp950": "big5",
-    "1252": "cp1252",
-    "88591": "iso-8859-1",
-    "8859-1": "iso-8859-1",
-    "8859_1": "iso-8859-1",
-    "iso-8859-1": "iso-8859-1",
-    "iso8859-1": "iso-8859-1",
-    "iso88591": "iso-8859-1",
-    "latin1": "iso-8859-1",
-    "latin-1": "iso-8859-1",
-}
 
 
 @dataclass(frozen=True)
@@ -106,99 +64,6 @@ class EncodingGuess:
     source: EncodingSource
     note_zh: str
     note_en: str
-
-
-#: The text encodings a survey file may be read with, by the canonical name
-#: :func:`codecs.lookup` gives them.  Everything else Python can look up — byte transforms
-#: (``zlib``, ``hex``, ``base64``, ``uu_codec``, ``rot13``), escape decoders that turn ``\\x00``
-#: into a NUL or a lone surrogate (``unicode_escape``, ``raw_unicode_escape``), ``idna`` and
-#: ``punycode`` (host names), ``undefined``, ``utf-7`` (decodes plain-ASCII bytes such as
-#: ``+ADw-`` into markup), ``mbcs`` (Windows only) — is refused.
-TEXT_ENCODINGS = frozenset(
-    {
-        "utf-8",
-        "utf-8-sig",
-        "utf-16",
-        "utf-16-le",
-        "utf-16-be",
-        "gb18030",
-        "big5",
-        "cp950",
-        "big5hkscs",
-        "iso8859-1",
-        "cp1252",
-        "ascii",
-    }
-)
-_SHOWN = 40  # at most this many characters of a refused name are repeated in the message
-
-
-def normalize_encoding(name: str) -> str:
-    """Map a code-page or encoding name to a Python codec name, accepting only text encodings.
-
-    The one gate for every encoding a person or a file names: ``--encoding``, the upload
-    form's encoding and the text of a ``.cpg`` file.  The name is resolved through
-    :func:`codecs.lookup` and its canonical name must be in :data:`TEXT_ENCODINGS`.
-
-    Parameters
-    ----------
-    name : str
-        e.g. ``"UTF-8"``, ``"GBK"``, ``"936"``, ``"CP936"``, ``"GB2312"``,
-        ``"65001"``, ``"ANSI 936"``, ``"big5"``, ``"1252"``, ``"latin-1"``.
-
-    Returns
-    -------
-    str
-        ``"utf-8"``, ``"gb18030"`` (for GBK/CP936/GB2312/GB18030), ``"big5"``,
-        ``"cp1252"``, ``"iso-8859-1"`` ... (a name Python and GDAL both know).
-
-    Raises
-    ------
-    EncodingError
-        Python knows no such codec (``unknown_encoding``), or it is not a text encoding a
-        survey is written in (``not_text_encoding``).
-    """
-    raw = str(name).strip().lstrip("\ufeff").strip()
-    shown = _shown(raw)
-    key = re.sub(r"\s+", " ", raw.lower())
-    key = re.sub(r"^(ansi|oem|windows|codepage|cp)[ _-]?(\d+)$", r"\2", key)
-    if key in _CODEPAGES:
-        return _CODEPAGES[key]
-    if key.isdigit():
-        key = f"cp{key}"
-    try:
-        info = codecs.lookup(key) if key.isascii() and key.isprintable() else None
-    except (LookupError, ValueError):
-        info = None
-    if info is None:
-        raise EncodingError(
-            f"未知的文字编码：{shown}",
-            f"unknown text encoding: {shown}",
-            code="unknown_encoding",
-            details={"encoding": shown},
-        )
-    canonical = info.name
-    if canonical in {"gbk", "gb2312", "cp936"}:
-        return "gb18030"
-    if canonical not in TEXT_ENCODINGS:
-        raise EncodingError(
-            f"“{shown}”不是可用的文字编码（可用 UTF-8、GBK/GB18030、Big5、UTF-16、Latin-1 等）",
-            f"'{shown}' is not a text encoding surveys are read with "
-            "(use UTF-8, GBK/GB18030, Big5, UTF-16, Latin-1 ...)",
-            code="not_text_encoding",
-            details={"encoding": shown},
-        )
-    if canonical == "iso8859-1":
-        return "iso-8859-1"
-    return canonical
-
-
-def _shown(text: str) -> str:
-    """A name from a file or a form, safe to repeat in a message."""
-    from geo.reading.values import safe_display_name
-
-    shown = safe_display_name(text)
-    return shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "…"
 
 
 # --------------------------------------------------------------------------- DBF parsing
@@ -290,121 +155,12 @@ def _decode_all(values: list[bytes], encoding: str) -> list[str] | None:
     return out
 
 
-def _is_cjk(ch: str) -> bool:
-    """Han ideographs, CJK symbols and punctuation, full-width forms."""
-    cp = ord(ch)
-    return (
-        0x4E00 <= cp <= 0x9FFF
-        or 0x3400 <= cp <= 0x4DBF
-        or 0xF900 <= cp <= 0xFAFF
-        or 0x20000 <= cp <= 0x3FFFF
-        or 0x3000 <= cp <= 0x303F
-        or 0xFF00 <= cp <= 0xFFEF
-    )
-
-
-def _is_neutral(ch: str) -> bool:
-    """Symbols common in Chinese text in any encoding (·, °, ×, —, “”, ①, Ⅱ, ㎡, ★ ...)."""
-    cp = ord(ch)
-    return (
-        0x00A0 <= cp <= 0x00BF
-        or cp in (0x00D7, 0x00F7)
-        or 0x2000 <= cp <= 0x2BFF
-        or 0x3200 <= cp <= 0x33FF
-        or 0xFE30 <= cp <= 0xFE4F
-    )
-
-
-@lru_cache(maxsize=65536)
-def _is_common_han(ch: str, encoding: str) -> bool:
-    """CJK character from the main character set of ``encoding``.
-
-    For GB18030 that is GB2312 (hanzi rows 0xB0-0xF7) plus CJK punctuation and
-    full-width forms; for Big5 the frequent hanzi 0xA440-0xC67E.  Big5 bytes
-    decoded as GBK give mostly kana, Cyrillic, private-use or GBK-extension
-    characters, and UTF-8 bytes decoded as GBK mostly rare or traditional ones.
-    """
-    if not _is_cjk(ch):
-        return False
-    cp = ord(ch)
-    if 0x3000 <= cp <= 0x303F or 0xFF00 <= cp <= 0xFFEF:
-        return True
-    try:
-        if encoding == "gb18030":
-            return ch.encode("gb2312")[0] >= 0xB0
-        if encoding == "big5":
-            raw = ch.encode("big5")
-            return len(raw) == 2 and 0xA440 <= int.from_bytes(raw, "big") <= 0xC67E
-        ch.encode(encoding)
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _non_ascii(texts: list[str]) -> Iterator[str]:
-    """Non-ASCII characters of ``texts``, at most ``MAX_CHARS_EXAMINED`` of them."""
-    seen = 0
-    for text in texts:
-        if text.isascii():
-            continue
-        for ch in text:
-            if ord(ch) >= 0x80:
-                yield ch
-                seen += 1
-                if seen >= MAX_CHARS_EXAMINED:
-                    return
-
-
-def _fit_share(texts: list[str], encoding: str) -> float:
-    """Share of non-ASCII, non-symbol characters that are common CJK for ``encoding``."""
-    total = good = 0
-    for ch in _non_ascii(texts):
-        if _is_neutral(ch):
-            continue
-        total += 1
-        if _is_common_han(ch, encoding):
-            good += 1
-    return good / total if total else 1.0
-
-
-_IMPLAUSIBLE_CATEGORIES = frozenset({"Mn", "Me", "Cc", "Cf", "Co", "Cn", "Cs"})
-# Pinyin letters with tone marks outside Latin-1 (Latin-1 letters count as plausible anyway).
-_PINYIN_LETTERS = frozenset("āēěīōūǎǐǒǔǖǘǚǜńňǹĀĒĚĪŌŪǍǏǑǓǕǗǙǛŃŇǸ")
-
-
-def _utf8_reads_as_text(texts: list[str]) -> bool:
-    """Whether strictly decoded UTF-8 looks like real text rather than GBK bytes
-    that happen to form valid UTF-8.
-
-    Such accidental UTF-8 gives controls, lone combining marks, private use and
-    IPA/Greek/Cyrillic/Hebrew/Arabic characters (U+0250-U+07FF), or bare
-    Latin-1 symbols (GBK 路 is UTF-8 ·) or rare Latin letters (GBK 磨 is UTF-8 ĥ).
-    Real text has CJK with few such characters, or Latin-1 letters and pinyin
-    tone marks without them.
-    """
-    total = bad = cjk = latin = 0
-    for ch in _non_ascii(texts):
-        total += 1
-        cp = ord(ch)
-        if _is_cjk(ch):
-            cjk += 1
-        elif unicodedata.category(ch) in _IMPLAUSIBLE_CATEGORIES or 0x0250 <= cp <= 0x07FF:
-            bad += 1
-        elif (0x00C0 <= cp <= 0x00FF and ch.isalpha()) or ch in _PINYIN_LETTERS:
-            latin += 1
-    if total == 0:
-        return False
-    if cjk:
-        return bad / total <= 0.2
-    return latin > 0 and bad == 0
-
-
 def _utf8_evidence(values: list[bytes]) -> list[str] | None:
     """Decoded text when the bytes are strict multi-byte UTF-8 that reads as real text."""
     if all(v.isascii() for v in values):
         return None
     texts = _decode_all(values, "utf-8")
-    if texts is None or not _utf8_reads_as_text(texts):
+    if texts is None or not utf8_reads_as_text(texts):
         return None
     return texts
 
@@ -421,7 +177,7 @@ def _distrust(values: list[bytes], encoding: str) -> tuple[str, str] | None:
     texts = _decode_all(values, encoding)
     if texts is None:
         return ("属性表字节不是该编码的有效文本", "the attribute bytes are not valid text in that encoding")
-    if encoding != "utf-8" and _utf8_evidence(values) is not None and _fit_share(texts, encoding) < FIT_SHARE:
+    if encoding != "utf-8" and _utf8_evidence(values) is not None and fit_share(texts, encoding) < FIT_SHARE:
         return (
             "属性表字节是有效的 UTF-8 文本，按该编码解码则是乱码",
             "the bytes are valid UTF-8 that this encoding garbles",
@@ -440,9 +196,9 @@ def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = ""
             f"{prefix_en}all attribute text is ASCII, so the encoding does not matter",
         )
     gb = _decode_all(values, "gb18030")
-    gb_fits = gb is not None and _fit_share(gb, "gb18030") >= FIT_SHARE
+    gb_fits = gb is not None and fit_share(gb, "gb18030") >= FIT_SHARE
     utf8 = _decode_all(values, "utf-8")
-    if utf8 is not None and (not gb_fits or _utf8_reads_as_text(utf8)):
+    if utf8 is not None and (not gb_fits or utf8_reads_as_text(utf8)):
         return EncodingGuess(
             "utf-8",
             "content",
@@ -458,7 +214,7 @@ def _content_guess(values: list[bytes], prefix_zh: str = "", prefix_en: str = ""
             "reading it as GB18030",
         )
     big5 = _decode_all(values, "big5")
-    if big5 is not None and _fit_share(big5, "big5") >= FIT_SHARE:
+    if big5 is not None and fit_share(big5, "big5") >= FIT_SHARE:
         return EncodingGuess(
             "big5",
             "content",
@@ -522,13 +278,13 @@ def detect_dbf_encoding(
         return EncodingGuess(
             enc,
             "override",
-            f"按用户指定的编码 {_shown(override.strip())} 读取",
-            f"reading with the encoding given by the user: {_shown(override.strip())}",
+            f"按用户指定的编码 {shown_name(override.strip())} 读取",
+            f"reading with the encoding given by the user: {shown_name(override.strip())}",
         )
     header, values = _evidence(dbf)
     prefix_zh = prefix_en = ""
 
-    cpg_text = _shown((cpg or "").strip().lstrip("\ufeff").strip())
+    cpg_text = shown_name((cpg or "").strip().lstrip("\ufeff").strip())
     if cpg_text:
         try:
             cpg_enc: str | None = normalize_encoding(cpg_text)
@@ -602,128 +358,3 @@ def decode_dbf_field_names(dbf: bytes | Path, encoding: str) -> list[str]:
             )
         names.append(name)
     return names
-
-
-# --------------------------------------------------------------------------- zip names
-
-_ZIP_UTF8_FLAG = 0x800
-_ZIP_UNICODE_PATH_EXTRA = 0x7075
-
-
-def _unicode_path_extra(extra: bytes, raw_name: bytes) -> str | None:
-    """UTF-8 name from an Info-ZIP Unicode Path extra field, if present and current."""
-    pos = 0
-    while pos + 4 <= len(extra):
-        tag, size = struct.unpack_from("<HH", extra, pos)
-        body = extra[pos + 4 : pos + 4 + size]
-        pos += 4 + size
-        if tag != _ZIP_UNICODE_PATH_EXTRA or len(body) < 5 or body[0] != 1:
-            continue
-        crc = struct.unpack_from("<I", body, 1)[0]
-        if crc != zlib.crc32(raw_name):
-            continue
-        try:
-            return body[5:].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return None
-
-
-def _strict(raw: bytes, encoding: str) -> str | None:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError:
-        return None
-
-
-def zip_member_name(info: zipfile.ZipInfo) -> str:
-    """Real name of a zip entry.
-
-    With the UTF-8 flag (bit 0x800) the name is already right.  Without it,
-    Python decoded the raw bytes as CP437; they are re-encoded and decoded as
-    UTF-8 (Info-ZIP Unicode Path field first, then the name itself) if valid,
-    else as GB18030 (Chinese Windows zip tools), else kept as is.  Bytes valid
-    in both go to GB18030 when their UTF-8 reading is not plausible text (GBK
-    路 is UTF-8 ·), as in :func:`detect_dbf_encoding`.
-
-    Parameters
-    ----------
-    info : zipfile.ZipInfo
-        Entry from ``ZipFile.infolist()``.
-
-    Returns
-    -------
-    str
-        The entry name, e.g. ``"违建图斑/违建.shp"``.
-    """
-    name = info.filename
-    if info.flag_bits & _ZIP_UTF8_FLAG:
-        return name
-    try:
-        raw = name.encode("cp437")
-    except UnicodeEncodeError:
-        return name  # decoded with another metadata encoding already
-    from_extra = _unicode_path_extra(info.extra or b"", raw)
-    if from_extra is not None:
-        return from_extra
-    if raw.isascii():
-        return name
-    utf8 = _strict(raw, "utf-8")
-    gb = _strict(raw, "gb18030")
-    if utf8 is not None and (
-        gb is None or _utf8_reads_as_text([utf8]) or _fit_share([gb], "gb18030") < FIT_SHARE
-    ):
-        return utf8
-    if gb is not None:
-        return gb
-    return name
-
-
-# --------------------------------------------------------------------------- mojibake
-
-# Characters cp1252 puts in 0x80-0x9F, seen when UTF-8 or GBK bytes are decoded as cp1252.
-_CP1252_EXTRA = frozenset("€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ")
-
-
-def looks_like_mojibake(text: str) -> bool:
-    """True for GBK or UTF-8 text wrongly decoded as Latin-1/cp1252.
-
-    Examples: ``"µØÖ·"`` (地址 as GBK), ``"Ã¥Â°"`` (UTF-8).  Such text is made
-    of characters U+0080-U+00FF (or cp1252 punctuation) in runs, with symbols
-    like ``µ·¥°`` among them, and no CJK.  Ordinary accented words
-    (``"Café"``, ``"Größe"``) and Chinese or ASCII text give False.
-
-    Parameters
-    ----------
-    text : str
-        A decoded string (field name or value).
-
-    Returns
-    -------
-    bool
-    """
-    if not text:
-        return False
-    high = 0
-    symbols = 0
-    letters = 0
-    run = longest_run = 0
-    for ch in text:
-        cp = ord(ch)
-        if _is_cjk(ch) or 0x3040 <= cp <= 0x30FF or 0xAC00 <= cp <= 0xD7AF:
-            return False
-        is_high = 0x80 <= cp <= 0xFF or ch in _CP1252_EXTRA
-        if is_high:
-            high += 1
-            letters += 1
-            run += 1
-            longest_run = max(longest_run, run)
-            if cp <= 0xBF or cp in (0xD7, 0xF7) or ch in _CP1252_EXTRA:
-                symbols += 1
-        else:
-            run = 0
-            if ch.isalpha():
-                letters += 1
-    if high < 2 or letters == 0:
-        return False
-    return high / letters > 0.5 and longest_run >= 2 and (symbols >= 1 or longest_run >= 3)

@@ -1,8 +1,8 @@
 """Value mappings as people give them: ``--map 当前状态:暂缓拆除=已下发通知`` and value-map files.
 
 A mapping says which code a raw status or category value of a layer is stored as (see
-:func:`geo.reading.values.map_vocab`).  Mappings given for an import apply to it; an admin's are
-remembered in the store for later imports of the layer (:func:`geo.imports.importer.commit_import`)
+:func:`geo.reading.vocab.map_vocab`).  Mappings given for an import apply to it; an admin's are
+remembered in the store for later imports of the layer (:func:`geo.imports.commit.commit_import`)
 and listed and removed with ``gridwatch mappings``.
 """
 
@@ -13,7 +13,8 @@ import io
 from pathlib import Path
 
 from geo.errors import InputError
-from geo.reading.values import safe_display_name
+from geo.reading.charsets import decode_csv_text
+from geo.reading.display import safe_display_name
 
 __all__ = ["MAX_MAP_FILE_BYTES", "MAX_MAP_ROWS", "parse_map", "read_value_map"]
 
@@ -83,13 +84,10 @@ def read_value_map(path: str | Path) -> list[tuple[str, str, str]]:
             f"值对应文件过大（上限 {MAX_MAP_FILE_BYTES // 1024} KB）",
             f"the value-map file is too large (limit {MAX_MAP_FILE_BYTES // 1024} KB)",
         )
-    text = None
-    for codec in ("utf-8-sig", "gb18030"):
-        try:
-            text = data.decode(codec)
-            break
-        except UnicodeDecodeError:
-            continue
+    decoded = decode_csv_text(data)
+    text = decoded[0] if decoded is not None else None
+    # a value map is a table a person typed: a NUL says it is not text at all (survey CSVs
+    # keep theirs, to be stripped from the values)
     if text is None or "\x00" in text:
         raise _bad("值对应文件不是 UTF-8 或 GBK 文本", "the value-map file is not UTF-8 or GBK text")
     rows = list(csv.reader(io.StringIO(text)))

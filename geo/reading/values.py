@@ -1,4 +1,4 @@
-"""Cleaning survey values: field names, numbers, dates, status vocabularies and text.
+"""Cleaning survey values: numbers, dates and text.
 
 Survey tables come from Excel, WPS, DBF and CSV files typed by hand.  The same
 column holds ``12.5``, ``"12.5㎡"``, ``"1,250"`` and ``"约30"``; a date column holds
@@ -14,16 +14,12 @@ rows take a fraction of a second.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
-import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,32 +27,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geo.errors import InputError
-from layers.base import UNRECOGNISED_CODE, LayerSpec, Status
+from geo.reading.display import CONTROL_RE2, UNSAFE_RE, safe_display_name, strip_controls
 
 __all__ = [
     "DATE_MAX_YEAR",
     "DATE_MIN_YEAR",
     "EXCEL_EPOCH",
     "EXCEL_SERIAL_RANGE",
-    "UNRECOGNISED",
-    "FieldMatch",
-    "ValueMapping",
-    "VocabResult",
+    "PLACEHOLDERS",
     "clean_text",
-    "is_qualified",
-    "map_vocab",
-    "match_fields",
-    "norm_key",
     "parse_date",
     "parse_dates",
     "parse_month",
     "parse_numbers",
-    "resolve_code",
-    "safe_display_name",
-    "strip_controls",
-    "suggest_code",
-    "terminal_safe",
-    "vocab_key",
 ]
 
 DATE_MIN_YEAR = 1950
@@ -64,13 +47,8 @@ DATE_MAX_YEAR = 2100
 EXCEL_EPOCH = date(1899, 12, 30)
 EXCEL_SERIAL_RANGE = (20000.0, 80000.0)
 
-# Applied after NFKC and casefold, so "（㎡）" arrives here as "(m2)".
-_UNITS = r"m2|m\^2|sqm|sq\.?m|平方米|平方|平米|km2|m|米|km|公里|千米|个|处|辆|座|间|层|口|位|%|亩|公顷|ha"
-_UNIT_SUFFIX = re.compile(rf"[(\[【](?:{_UNITS})[)\]】]$")
-_KEY_DROP = re.compile(r"[\s_\-‐‑‒–—―*]+")
-
-# Text placeholders survey tables use for "no value".
-_PLACEHOLDERS = frozenset(
+#: Text placeholders survey tables use for "no value".
+PLACEHOLDERS = frozenset(
     {"", "-", "--", "---", "—", "——", "/", "\\", "无", "空", "null", "none", "nan", "n/a", "na"}
 )
 
@@ -90,136 +68,6 @@ _DATE = (
 )
 _DATE_COMPACT = r"(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})"
 _SERIAL = r"(?P<num>\d{5}(?:\.\d*)?)"
-
-
-# --------------------------------------------------------------------------- keys and field names
-
-
-def norm_key(s: str) -> str:
-    """Normalise a field name or vocabulary word for matching.
-
-    Applies Unicode NFKC (full-width letters, digits and brackets become
-    half-width, ``㎡`` becomes ``m2``), casefolds, strips, removes spaces,
-    underscores, hyphens and asterisks (required-field markers in import
-    templates), and drops a bracketed unit suffix such as ``(m²)``, ``（㎡）`` or
-    ``(平方米)``.
-
-    Parameters
-    ----------
-    s : str
-        A column header or a vocabulary value.
-
-    Returns
-    -------
-    str
-        The key; ``""`` for blank input.
-
-    Examples
-    --------
-    >>> norm_key(" 违建面积（㎡）")
-    '违建面积'
-    >>> norm_key("Case_ID")
-    'caseid'
-    """
-    key = unicodedata.normalize("NFKC", str(s)).casefold().strip()
-    key = _KEY_DROP.sub("", key)
-    return _UNIT_SUFFIX.sub("", key)
-
-
-@dataclass
-class FieldMatch:
-    """Result of :func:`match_fields`.
-
-    Attributes
-    ----------
-    mapping : dict of str to str
-        Source column -> canonical field name, in source-column order.
-    unmatched : list of str
-        Source columns not used, in source-column order.
-    missing : list of str
-        Canonical fields no column matched, in spec order.
-    """
-
-    mapping: dict[str, str] = field(default_factory=dict)
-    unmatched: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-
-
-def match_fields(columns: list[str], spec: LayerSpec) -> FieldMatch:
-    """Match a survey file's column headers to a layer's canonical fields.
-
-    A column matches a field when ``norm_key(column)`` equals ``norm_key`` of the
-    field's name, Chinese label, English label or one of its aliases.  Names are
-    ranked in that order (name, label_zh, label_en, then aliases as listed), and
-    the best-ranked pairs are taken first, so a file holding both ``违建面积`` and
-    ``面积`` maps ``违建面积`` to ``area_m2`` and leaves ``面积`` unmatched.  Each
-    column maps to at most one field and each field takes at most one column;
-    when two columns have the same key, the leftmost wins.
-
-    Parameters
-    ----------
-    columns : list of str
-        Headers as read from the file.
-    spec : LayerSpec
-        The layer whose fields to match.
-
-    Returns
-    -------
-    FieldMatch
-    """
-    col_keys: dict[str, int] = {}
-    for i, col in enumerate(columns):
-        key = norm_key(col)
-        if key:
-            col_keys.setdefault(key, i)
-
-    candidates: list[tuple[int, int, int]] = []  # (rank, field index, column index)
-    for fi, fld in enumerate(spec.fields):
-        seen: set[str] = set()
-        names = (fld.name, fld.label_zh, fld.label_en, *fld.aliases)
-        for rank, name in enumerate(names):
-            key = norm_key(name)
-            if key in seen or key not in col_keys:
-                continue
-            seen.add(key)
-            candidates.append((rank, fi, col_keys[key]))
-
-    taken_fields: dict[int, int] = {}
-    taken_cols: set[int] = set()
-    for _, fi, ci in sorted(candidates):
-        if fi in taken_fields or ci in taken_cols:
-            continue
-        taken_fields[fi] = ci
-        taken_cols.add(ci)
-
-    # Second pass: DBF headers hold 10 bytes, so UTF-8 writers cut 违建面积 to 违建面 (three
-    # characters).  A leftover non-ASCII header of at least two characters that is the start of
-    # exactly one unmatched field's Chinese name or alias takes that field.
-    for ci, col in enumerate(columns):
-        key = norm_key(col)
-        if ci in taken_cols or len(key) < 2 or key.isascii():
-            continue
-        hits = {
-            fi
-            for fi, fld in enumerate(spec.fields)
-            if fi not in taken_fields
-            and any(
-                norm_key(n).startswith(key) and len(norm_key(n)) - len(key) <= 2 and not norm_key(n).isascii()
-                for n in (fld.label_zh, *fld.aliases)
-            )
-        }
-        if len(hits) == 1:
-            fi = hits.pop()
-            taken_fields[fi] = ci
-            taken_cols.add(ci)
-
-    by_col = {ci: spec.fields[fi].name for fi, ci in taken_fields.items()}
-    return FieldMatch(
-        mapping={columns[ci]: by_col[ci] for ci in sorted(by_col)},
-        unmatched=[c for i, c in enumerate(columns) if i not in taken_cols],
-        missing=[f.name for fi, f in enumerate(spec.fields) if fi not in taken_fields],
-    )
-
 
 # --------------------------------------------------------------------------- dispatch by kind of value
 
@@ -306,7 +154,7 @@ def _prepare_text(texts: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     arr = pa.array(texts, type=pa.string())
     arr = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
     arr = pc.utf8_trim_whitespace(pc.replace_substring(arr, "\u2212", "-"))
-    blank = pc.is_in(arr, value_set=pa.array(sorted(_PLACEHOLDERS), type=pa.string()))
+    blank = pc.is_in(arr, value_set=pa.array(sorted(PLACEHOLDERS), type=pa.string()))
     return arr, blank.to_numpy(zero_copy_only=False).astype(bool)
 
 
@@ -562,7 +410,7 @@ def parse_date(value: object) -> date | None:
     text = str(value)
     if not text.strip():
         return None
-    if len(text) > _DATE_TEXT_MAX or _UNSAFE.search(text):
+    if len(text) > _DATE_TEXT_MAX or UNSAFE_RE.search(text):
         raise _bad_date(text)
     parsed, bad = parse_dates(pd.Series([text.strip()], dtype=object))
     iso = parsed.iloc[0]
@@ -593,332 +441,7 @@ def _bad_date(text: str) -> InputError:
     )
 
 
-# --------------------------------------------------------------------------- vocabularies
-
-#: The code a status or category value gets when it matches nothing: kept, counted in
-#: totals, never completed, and listed in the import report for someone to map.
-UNRECOGNISED = UNRECOGNISED_CODE
-
-#: How a raw value came to its code (see :class:`ValueMapping`).
-MappingHow = Literal["exact", "alias", "remembered", "manual", "suggested", "unrecognised", "empty"]
-
-#: Words that defer, negate, plan, qualify or question.  A value holding one of them is never
-#: taken as a *completed* status by a rule -- 暂缓拆除, 待拆除, 拟拆除, 不予拆除, 拆除未完成,
-#: 部分拆除 and 不拆除 all contain 拆除 but none says the site is gone.  Matched on the
-#: :func:`vocab_key` of the value (simplified, lower case, no spaces or punctuation).
-QUALIFIERS: tuple[str, ...] = (
-    "暂缓", "暂不", "暂停", "暂未", "缓拆", "延期", "推迟", "待", "拟", "不予", "不", "未", "尚未", "没",
-    "无法", "非", "否", "拒", "部分", "局部", "一半", "半", "计划", "规划", "申请", "准备", "将", "预",
-    "中止", "终止", "撤销", "取消", "中", "正在", "进行", "?",
-    "not", "no", "pending", "partial", "partly", "plan", "defer", "postpone", "tobe", "un", "never",
-    "ongoing", "progress", "refus", "reject", "cancel", "suspend", "todo",
-)  # fmt: skip
-
-_T2S: Any = None
-
-
-def _to_simplified(text: str) -> str:
-    """Traditional characters to simplified (OpenCC's t2s tables)."""
-    global _T2S
-    if _T2S is None:
-        import opencc
-
-        _T2S = opencc.OpenCC("t2s")
-    return str(_T2S.convert(text))
-
-
-def vocab_key(value: object) -> str:
-    """The key a vocabulary value is matched on.
-
-    Unicode NFKC (full-width forms become half-width), traditional characters become
-    simplified, lower case, and every space, punctuation mark and control character is
-    dropped: ``" 已拆除。"``, ``"已 拆 除"``, ``"已拆除"`` (traditional) and ``"ＤＯＮＥ"``
-    give the keys of ``已拆除`` and ``done``.
-
-    Examples
-    --------
-    >>> vocab_key("補辦手續（已）")
-    '补办手续已'
-    >>> vocab_key("In-Progress")
-    'inprogress'
-    """
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = unicodedata.normalize("NFKC", strip_controls(str(value)))  # lone surrogates: U+FFFD
-    if not text.isascii():
-        text = _to_simplified(text)
-    return "".join(ch for ch in text.casefold() if unicodedata.category(ch)[0] not in "PZC")
-
-
-def is_qualified(key: str) -> bool:
-    """Whether a :func:`vocab_key` holds a word that defers, negates, plans or qualifies."""
-    return any(q in key for q in QUALIFIERS)
-
-
-@dataclass
-class ValueMapping:
-    """What one distinct raw value of a vocabulary field became.
-
-    Attributes
-    ----------
-    raw : str or None
-        The value as written (cleaned of controls and outer spaces); None for empty values.
-    code : str or None
-        The code it is stored as: a vocabulary code, :data:`UNRECOGNISED`, or the default
-        for empty values.
-    how : str
-        ``"exact"`` (the code or its Chinese or English label), ``"alias"`` (a declared
-        alias), ``"remembered"`` (a mapping confirmed earlier and kept in the store),
-        ``"manual"`` (given for this import), ``"suggested"`` (not mapped: ``suggestion``
-        is what containment or similarity proposes), ``"unrecognised"`` or ``"empty"``.
-    count : int
-        Rows holding it.
-    suggestion : str or None
-        For ``"suggested"``: the proposed code.  Never a completed status for a value that
-        defers, negates, plans or qualifies (see :data:`QUALIFIERS`).
-    qualified : bool
-        The value holds one of :data:`QUALIFIERS`.
-    """
-
-    raw: str | None
-    code: str | None
-    how: MappingHow
-    count: int
-    suggestion: str | None = None
-    qualified: bool = False
-
-
-@dataclass
-class VocabResult:
-    """Result of :func:`map_vocab`: a code and the raw text per row, and one
-    :class:`ValueMapping` per distinct value, most frequent first."""
-
-    codes: pd.Series
-    raw: pd.Series
-    values: list[ValueMapping]
-
-
-@functools.lru_cache(maxsize=64)
-def _vocab_words(vocab: tuple[Status, ...]) -> tuple[dict[str, str], dict[str, str]]:
-    """Keys of the codes and labels (exact) and of the aliases, each to its code; a key
-    shared by two statuses belongs to the first in ``vocab``.  Kept per vocabulary (layers
-    are declared once): a file of thousands of distinct values asks for them once per value.
-    Callers must not change the dicts."""
-    exact: dict[str, str] = {}
-    alias: dict[str, str] = {}
-    for st in vocab:
-        for word in (st.code, st.label_zh, st.label_en):
-            key = vocab_key(word)
-            if key:
-                exact.setdefault(key, st.code)
-    for st in vocab:
-        for word in st.aliases:
-            key = vocab_key(word)
-            if key and key not in exact:
-                alias.setdefault(key, st.code)
-    return exact, alias
-
-
-def suggest_code(key: str, vocab: tuple[Status, ...]) -> str | None:
-    """A code to *propose* for an unmatched value (never applied without a person).
-
-    Containment first: the outermost vocabulary words found in the value (a word inside
-    another found word is dropped) when they all belong to one status (``"已拆除完毕"`` →
-    ``已拆除``, ``"正在拆除中"`` → ``拆除中``).  Else similarity: the one vocabulary word of
-    about the same length differing in a single character (``"己拆除"`` → ``已拆除``).
-    A completed status is never proposed for a qualified value (:func:`is_qualified`).
-    """
-    if not key:
-        return None
-    exact, alias = _vocab_words(vocab)
-    words = {**alias, **exact}
-    completed = {st.code for st in vocab if st.completed}
-    qualified = is_qualified(key)
-
-    def allowed(code: str) -> bool:
-        return not (qualified and code in completed)
-
-    found = [w for w in words if w in key]
-    outer = [a for a in found if not any(a != b and a in b for b in found)]
-    codes = {words[a] for a in outer}
-    if len(codes) == 1:
-        code = codes.pop()
-        return code if allowed(code) else None
-    if codes:
-        return None  # words of two statuses: ambiguous
-    near = {
-        words[w]
-        for w in words
-        if not w.isascii()
-        and len(w) == len(key)
-        and len(w) >= 2
-        and sum(a != b for a, b in zip(w, key, strict=True)) == 1
-    }
-    if len(near) == 1:
-        code = near.pop()
-        return code if allowed(code) else None
-    return None
-
-
-def resolve_code(vocab: tuple[Status, ...], text: str) -> str:
-    """The code a person names: a code, its Chinese or English label, or 未识别/unrecognised.
-
-    Raises
-    ------
-    InputError
-        ``code="bad_mapping"``: no value of the vocabulary has that name.
-    """
-    key = vocab_key(text)
-    if key in (vocab_key(UNRECOGNISED), "unrecognised", "unrecognized"):
-        return UNRECOGNISED
-    exact, _ = _vocab_words(vocab)
-    if key in exact:
-        return exact[key]
-    shown = safe_display_name(str(text))[:40]
-    names = "、".join(st.code for st in vocab)
-    raise InputError(
-        f"「{shown}」不是可选的值（可选: {names}、{UNRECOGNISED}）",
-        f"'{shown}' is not one of the values ({', '.join(st.label_en for st in vocab)}, unrecognised)",
-        code="bad_mapping",
-    )
-
-
-def map_vocab(
-    s: pd.Series,
-    vocab: tuple[Status, ...],
-    default: str | None,
-    *,
-    manual: dict[str, str] | None = None,
-    remembered: dict[str, str] | None = None,
-) -> VocabResult:
-    """Map free-text status or category values to a vocabulary's codes, conservatively.
-
-    A value maps to a code only when its :func:`vocab_key` equals that of the code or its
-    Chinese or English label (``"exact"``), of a declared alias (``"alias"``), or of a
-    mapping given for this import (``manual``, which wins over everything) or confirmed
-    earlier (``remembered``, used when the value is no exact name).  Anything else is
-    stored as :data:`UNRECOGNISED` -- counted, never completed -- with a ``suggestion``
-    from containment or similarity (:func:`suggest_code`) for a person to confirm.
-
-    Parameters
-    ----------
-    s : pandas.Series
-        Raw values.
-    vocab : tuple of Status
-        The vocabulary, e.g. ``spec.statuses``.
-    default : str or None
-        Code given to empty values (``None``, NaN, blank, ``"-"``, ``"/"``).
-    manual, remembered : dict of str to str, optional
-        :func:`vocab_key` of a raw value → code (or :data:`UNRECOGNISED`).
-
-    Returns
-    -------
-    VocabResult
-    """
-    manual = manual or {}
-    remembered = remembered or {}
-    raw = clean_text(s.astype(object))
-    codes_idx, uniques = pd.factorize(raw, use_na_sentinel=True)
-    counts = np.bincount(codes_idx[codes_idx >= 0], minlength=len(uniques))
-    exact, alias = _vocab_words(vocab)
-    mapped: list[str | None] = []
-    values: list[ValueMapping] = []
-    for value, count in zip(uniques.tolist(), counts.tolist(), strict=True):
-        key = vocab_key(value)
-        qualified = is_qualified(key)
-        if key in _PLACEHOLDERS or not key:
-            entry = ValueMapping(str(value), default, "empty", count)
-        elif key in manual:
-            entry = ValueMapping(str(value), manual[key], "manual", count, qualified=qualified)
-        elif key in exact:
-            entry = ValueMapping(str(value), exact[key], "exact", count, qualified=qualified)
-        elif key in remembered:
-            entry = ValueMapping(str(value), remembered[key], "remembered", count, qualified=qualified)
-        elif key in alias:
-            entry = ValueMapping(str(value), alias[key], "alias", count, qualified=qualified)
-        else:
-            hint = suggest_code(key, vocab)
-            how: MappingHow = "suggested" if hint else "unrecognised"
-            entry = ValueMapping(str(value), UNRECOGNISED, how, count, hint, qualified)
-        mapped.append(entry.code)
-        values.append(entry)
-    out = np.full(len(raw), default, dtype=object)
-    have = codes_idx >= 0
-    if len(uniques):
-        out[have] = np.asarray(mapped, dtype=object)[codes_idx[have]]
-    empty_rows = int((~have).sum())
-    if empty_rows:
-        values.append(ValueMapping(None, default, "empty", empty_rows))
-    values.sort(key=lambda v: -v.count)
-    return VocabResult(pd.Series(out, index=s.index, name=s.name, dtype=object), raw, values)
-
-
 # --------------------------------------------------------------------------- text
-
-
-# Control characters never stored: C0 (NUL, ESC ...) but tab and line ends, DEL and C1.
-_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
-_CONTROL_RE = re.compile(f"[{_CONTROLS}]")
-# The same class for RE2 (Arrow), which takes \\x{..} escapes.
-_CONTROL_RE2 = r"[\x{0}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}]"
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-# Characters that change how the text around them is shown: bidirectional embeddings,
-# overrides, isolates and marks, and the line and paragraph separators.
-_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
-# Everything that must not reach a person's screen as it is: all controls (tab and line ends
-# too), lone surrogates and the bidi controls.
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{_BIDI}]")
-
-
-def strip_controls(text: str) -> str:
-    """``text`` without NUL and the other control characters a survey value never holds.
-
-    C0 controls other than tab, CR and LF, DEL and the C1 controls are removed; lone
-    surrogates (what a lax decoder leaves for bytes it could not read) become U+FFFD.
-    """
-    if _SURROGATE_RE.search(text):
-        text = _SURROGATE_RE.sub("\ufffd", text)
-    return _CONTROL_RE.sub("", text)
-
-
-def safe_display_name(text: str) -> str:
-    """A name (an uploaded file's, a batch's) that shows as what it is.
-
-    Control characters (C0, DEL, C1), lone surrogates and the bidirectional controls that can
-    make ``报告\u202eslx.exe`` look like ``报告exe.xls`` are each replaced with U+FFFD (�),
-    so a tampered name stays visibly tampered; NFC, outer white space trimmed.
-
-    Parameters
-    ----------
-    text : str
-        The name as given.
-
-    Returns
-    -------
-    str
-    """
-    return unicodedata.normalize("NFC", _UNSAFE.sub("\ufffd", str(text))).strip()
-
-
-def terminal_safe(text: str, keep: str = "\n") -> str:
-    """``text`` for a terminal: controls and bidi characters written as escapes (``\\x1b``,
-    ``\\u202e``), so a value cannot move the cursor, recolour or reorder what follows.
-
-    Parameters
-    ----------
-    text : str
-    keep : str
-        Characters passed through as they are (by default the line end).
-    """
-
-    def escape(m: re.Match[str]) -> str:
-        ch = m.group()
-        if ch in keep:
-            return ch
-        cp = ord(ch)
-        return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}"
-
-    return _UNSAFE.sub(escape, str(text))
 
 
 def _clean_str(v: object) -> object:
@@ -936,7 +459,7 @@ def _clean_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         arr = pa.array(texts, type=pa.string())
     except (UnicodeEncodeError, pa.ArrowInvalid):  # lone surrogates cannot be UTF-8
         arr = pa.array([strip_controls(t) for t in texts], type=pa.string())
-    arr = pc.replace_substring_regex(arr, _CONTROL_RE2, "")
+    arr = pc.replace_substring_regex(arr, CONTROL_RE2, "")
     arr = pc.utf8_trim(pc.utf8_normalize(arr, "NFC"), _TRIM)
     res = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
     res[pc.equal(arr, "").to_numpy(zero_copy_only=False)] = None

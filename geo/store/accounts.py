@@ -29,7 +29,8 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 
 from geo.errors import Conflict, GridwatchError, InputError, NotFound
-from geo.store.base import ApiToken, Store, User
+from geo.store.base import Store
+from geo.store.interface.accounts import ApiToken, User
 from geo.store.passwords import hash_password, verify_password
 
 ROLES = ("viewer", "surveyor", "admin")

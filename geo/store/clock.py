@@ -17,7 +17,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from geo.errors import InputError
-from geo.reading.values import DATE_MAX_YEAR, DATE_MIN_YEAR, parse_date, safe_display_name
+from geo.reading.display import safe_display_name
+from geo.reading.values import DATE_MAX_YEAR, DATE_MIN_YEAR, parse_date
 
 __all__ = [
     "DEFAULT_ZONE",

@@ -1,0 +1,184 @@
+"""The per-feature columns a tally counts (:class:`Facts`), read once per store revision.
+
+Kept in the store's cache (:mod:`geo.store.cache`, region ``facts``): the columns of the
+current rows, or of the row versions visible at a transaction, with each feature's unit on a
+grid version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from geo.store.base import Store
+from geo.store.cache import MISSING
+from geo.store.interface.features import GridVersion
+from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
+
+
+@dataclass
+class Facts:
+    """Per-feature columns of one layer needed for tallies (one entry per stored feature)."""
+
+    unit: pa.Array  # string: grid code or UNASSIGNED
+    completed: np.ndarray  # bool: status counts as completed
+    found: np.ndarray  # datetime64[D]
+    done: np.ndarray  # datetime64[D] (NaT when not completed)
+    measures: dict[str, np.ndarray]  # measure key → float values (0 where missing)
+    status: pa.Array | None  # status codes (for filters)
+    # int8 index into the values of spec.shape_category (-1: empty or outside the
+    # vocabulary), for map markers; None when the layer declares no shape_field
+    shape: np.ndarray | None = None
+    # bool: the status matched nothing in the vocabulary (未识别)
+    unrecognised: np.ndarray | None = None
+    # bool: completed without a completion date (counted from the day of its import)
+    undated: np.ndarray | None = None
+    # tally row of each feature per (level, within), with the hierarchy it was computed for
+    positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
+    #: fid of each feature row version (ordered)
+    fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+
+def load_facts(
+    store: Store, spec: LayerSpec, tx: int | None = None, version: GridVersion | None = None
+) -> Facts:
+    """Columns of ``spec`` for tallies: of the current rows, or of the row versions visible at
+    transaction ``tx``; units on grid ``version`` (default: the current grid's, stored with
+    the rows).  Cached per store revision (and tx and version)."""
+    if tx is not None:
+        last = store.last_tx()
+        if last is not None and last.id == tx:  # nothing written since: the current rows
+            facts = load_facts(store, spec, None, version)
+            after = store.last_tx()
+            if after is not None and after.id == tx:
+                return facts
+    current = store.current_grid_version()
+    base = _load_base(store, spec, tx)
+    if tx is None and (version is None or (current is not None and current.id == version.id)):
+        return base
+    kept = store.cache.region("facts")
+    revision = store.revision()
+    key = (revision, spec.name, tx, None if version is None else version.id)
+    hit = kept.get(key)
+    if hit is not MISSING:
+        return hit
+    units = np.full(len(base.fids), UNASSIGNED, dtype=object)
+    if version is not None and len(base.fids):
+        fids, stored = store.read_assignment(spec, version.id)
+        if len(fids):
+            pos = np.clip(np.searchsorted(fids, base.fids), 0, len(fids) - 1)
+            found = fids[pos] == base.fids
+            units[found] = stored[pos[found]]
+    facts = replace(base, unit=pa.array(units.tolist(), type=pa.string()), positions={})
+    if store.revision() == revision:
+        kept[key] = facts
+    return facts
+
+
+def _load_base(store: Store, spec: LayerSpec, tx: int | None) -> Facts:
+    kept = store.cache.region("facts")
+    key = (store.revision(), spec.name, tx)
+    hit = kept.get(key)
+    if hit is not MISSING:
+        return hit
+    with store.cache.filling("facts", spec.name):
+        hit = kept.get(key)
+        if hit is not MISSING:
+            return hit
+        facts = _read_facts(store, spec, tx)
+        # kept only when no write landed while reading: the entry must hold what its key says
+        if store.revision() == key[0]:
+            kept[key] = facts
+    return facts
+
+
+def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
+    wanted = [
+        spec.status_field,
+        spec.found_field,
+        spec.completed_field,
+        *(m.field for m in spec.measures),
+        spec.shape_field,
+    ]
+    columns = list(dict.fromkeys(c for c in wanted if c))
+    table = store.read_table(spec, [*columns, "gw_unit", "gw_batch", "gw_area"], tx)
+    n = table.num_rows
+    batches = store.batches(spec.name)
+    batch_ids = pa.array([b.id for b in batches], type=pa.int64())
+    batch_days = np.array([b.created_at[:10] for b in batches], dtype="datetime64[D]")
+    where = pc.index_in(table.column("gw_batch"), value_set=batch_ids).to_numpy(zero_copy_only=False)
+    imported = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    known = ~pd.isna(where)
+    imported[known] = batch_days[where[known].astype(np.int64)]
+    status = table.column(spec.status_field).combine_chunks() if spec.status_field else None
+    if status is not None:
+        value_set = pa.array(sorted(spec.completed_statuses), type=pa.string())
+        completed = pc.fill_null(pc.is_in(status, value_set=value_set), False).to_numpy(zero_copy_only=False)
+    else:
+        completed = np.zeros(n, dtype=bool)
+    found = _dates(table, spec.found_field, n)
+    found = np.where(np.isnat(found), imported, found)
+    done = _dates(table, spec.completed_field, n)
+    undated = np.asarray(completed, dtype=bool) & np.isnat(done)
+    done = np.where(undated, imported, done)
+    done = np.where(completed, done, np.datetime64("NaT"))
+    measures: dict[str, np.ndarray] = {}
+    for m in spec.measures:
+        vals = _floats(table, m.field, n)
+        if m.from_geometry:
+            vals = np.where(np.isnan(vals), _floats(table, "gw_area", n), vals)
+        measures[m.key] = np.nan_to_num(vals, nan=0.0)
+    unrecognised = (
+        pc.fill_null(pc.equal(status, UNRECOGNISED_CODE), False).to_numpy(zero_copy_only=False)
+        if status is not None
+        else np.zeros(n, dtype=bool)
+    )
+    return Facts(
+        table.column("gw_unit").combine_chunks(),
+        np.asarray(completed, dtype=bool),
+        found,
+        done,
+        measures,
+        status,
+        _shape_index(table, spec),
+        unrecognised=np.asarray(unrecognised, dtype=bool),
+        undated=undated,
+        fids=np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
+    )
+
+
+def _shape_index(table: pa.Table, spec: LayerSpec) -> np.ndarray | None:
+    """Position of each row's :attr:`~layers.base.LayerSpec.shape_field` value in its
+    category's vocabulary, -1 where empty or not in it (kept as given at import)."""
+    category = spec.shape_category
+    if category is None:
+        return None
+    codes = pa.array([v.code for v in category.values], type=pa.string())
+    col = table.column(category.field)
+    if not pa.types.is_string(col.type):
+        col = pc.cast(col, pa.string())
+    where = pc.fill_null(pc.index_in(col, value_set=codes), -1)
+    return np.asarray(where.to_numpy(), dtype=np.int8)
+
+
+def _dates(table: pa.Table, column: str | None, n: int) -> np.ndarray:
+    if column is None or n == 0:
+        return np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    col = table.column(column)
+    if col.type != pa.date32():
+        col = pc.cast(pc.cast(col, pa.string()), pa.date32(), safe=False)
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype="datetime64[D]")
+
+
+def _floats(table: pa.Table, column: str, n: int) -> np.ndarray:
+    if n == 0:
+        return np.empty(0)
+    col = table.column(column)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type):
+        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    return pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce").to_numpy(dtype=float)

@@ -1,0 +1,156 @@
+"""The figures the web pages show, as plain data: the map page's summary of a survey layer and
+the statistics page's table, laggards, chart series and monthly progress.
+
+The pages only label and render what these functions return (numbers, text, lists and
+mappings of them), so the same figures can be checked, or shown elsewhere, without a web
+framework.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from geo.figures.hierarchy import grid_levels, load_hierarchy
+from geo.figures.report import unit_geometry
+from geo.figures.tally import monthly, tally
+from geo.registry import get_layer
+from geo.store.base import Store
+from layers.base import UNASSIGNED, Level
+
+#: Where the map looks when there is no grid yet: west, south, east, north in degrees
+#: (EPSG:4490, lon/lat).
+DEFAULT_BOUNDS = (118.35, 31.25, 118.45, 31.35)
+
+#: Units listed on the statistics page as lagging furthest behind.
+LAGGING = 10
+
+
+def area_levels() -> list[Level]:
+    """The levels whose units the pages list by name (the map's area choice, the statistics
+    charts): those between the unit grid and the top level, from the top down."""
+    return list(grid_levels()[-2:0:-1])
+
+
+def map_summary(
+    store: Store, layer: str, level: str | None = None, as_of: date | None = None
+) -> dict[str, Any]:
+    """What the map page shows of survey layer ``layer`` before any cell is drawn.
+
+    Parameters
+    ----------
+    store : Store
+    layer : str
+        A survey layer's name.
+    level : str, optional
+        A level the grid declares (default: the unit grid): the level the map colours (the
+        scales below are of its units).
+    as_of : date, optional
+        Count as of the end of this day (default: everything stored).
+
+    Returns
+    -------
+    dict
+        ``bounds``: the unit grid's extent as ``[west, south, east, north]`` in degrees
+        (EPSG:4490, lon/lat), :data:`DEFAULT_BOUNDS` without a grid; ``totals``: features
+        ``total``, ``completed`` and ``unassigned`` (outside every unit grid);
+        ``max_completed``: the most completed features in one unit (1 when none);
+        ``measure_column``: the tally column of the layer's first measure completed (``""``
+        when it has none) and ``max_measure``: its largest value in one unit (1 when none),
+        in the measure's unit (m² for areas); ``areas``: per level of :func:`area_levels`, its
+        units as ``(code, name)`` pairs sorted by code (the code when a unit has no name).
+    """
+    spec = get_layer(layer)
+    outline = unit_geometry(store, grid_levels()[0].name)  # bounds only: no need to dissolve
+    bounds = outline.total_bounds if len(outline) else np.array(DEFAULT_BOUNDS)
+    table = tally(store, level, [spec.name], as_of)
+    unassigned = table[table["code"] == UNASSIGNED].iloc[0]
+    measure_column = spec.measures[0].completed_column(spec.name) if spec.measures else ""
+    hier = load_hierarchy(store)
+    return {
+        "bounds": [float(v) for v in bounds],
+        "totals": {
+            "total": int(table[f"{spec.name}_total"].sum()),
+            "completed": int(table[f"{spec.name}_completed"].sum()),
+            "unassigned": int(unassigned[f"{spec.name}_total"]),
+        },
+        "max_completed": int(table[f"{spec.name}_completed"].max() or 1),
+        "measure_column": measure_column,
+        "max_measure": float(table[measure_column].max() or 1) if spec.measures else 1,
+        "areas": {
+            lv.name: [(r["code"], r["name"] or r["code"]) for r in hier.units(lv.name).to_dict("records")]
+            for lv in area_levels()
+        },
+    }
+
+
+def stats_page_data(
+    store: Store, layer: str, level: str | None = None, as_of: date | None = None
+) -> dict[str, Any]:
+    """The figures of the statistics page for survey layer ``layer``.
+
+    Parameters
+    ----------
+    store : Store
+    layer : str
+        A survey layer's name.
+    level : str, optional
+        A level the grid declares (default: the unit grid).
+        The level of the table.
+    as_of : date, optional
+        Count as of the end of this day, and the last month of the series (default:
+        everything stored, up to the layer's last dated month).
+
+    Returns
+    -------
+    dict
+        ``rows``: the :func:`~geo.figures.tally.tally` table at ``level`` as records (features
+        outside every unit grid last, code ``UNASSIGNED``); ``lagging``: the
+        :data:`LAGGING` units with features and the lowest completion rate (most features
+        first among equals); ``by_level``: per level of :func:`area_levels` (a list, from the top down), its ``name`` and its
+        units with features as ``labels`` (name, else code) and ``rates`` (completion in percent, one
+        decimal); ``monthly``: the whole district month by month -- ``months``
+        (``"2022-05"``), ``total``, ``completed`` (completions with a date) and ``undated``
+        (completions without one: they count from the day of their import, which is no
+        progress of that month); ``undated_now``: completions without a date in the table;
+        ``has_undated``: whether the table counts completions without a date (a layer with a
+        status and a completion-date field).
+    """
+    spec = get_layer(layer)
+    table = tally(store, level, [spec.name], as_of)
+    units = table[table["code"] != UNASSIGNED]
+    rate = f"{spec.name}_rate"
+    lagging = units[units[f"{spec.name}_total"] > 0].sort_values(
+        [rate, f"{spec.name}_total"], ascending=[True, False]
+    )
+    by_level = []
+    for lv in area_levels():
+        t = tally(store, lv.name, [spec.name], as_of)
+        t = t[(t["code"] != UNASSIGNED) & (t[f"{spec.name}_total"] > 0)]
+        by_level.append(
+            {
+                "name": lv.name,
+                "labels": [str(n or c) for n, c in zip(t["name"], t["code"], strict=True)],
+                "rates": [round(float(v) * 100, 1) for v in t[rate]],
+            }
+        )
+    series = monthly(store, grid_levels()[-1].name, [spec.name], end=as_of)
+    undated_col = f"{spec.name}_completed_undated"
+    cols = [f"{spec.name}_total", f"{spec.name}_completed"] + ([undated_col] if undated_col in series else [])
+    months = series.groupby("month")[cols].sum().reset_index()
+    undated = months[undated_col] if undated_col in months else 0 * months[f"{spec.name}_total"]
+    return {
+        "rows": table.to_dict("records"),
+        "lagging": lagging.head(LAGGING).to_dict("records"),
+        "by_level": by_level,
+        "monthly": {
+            "months": months["month"].tolist(),
+            "total": [int(v) for v in months[f"{spec.name}_total"]],
+            "completed": [int(v) for v in months[f"{spec.name}_completed"] - undated],
+            "undated": [int(v) for v in undated],
+        },
+        "undated_now": int(table[undated_col].sum()) if undated_col in table else 0,
+        "has_undated": undated_col in table,
+    }

@@ -1,0 +1,156 @@
+"""Accounts of the GeoPackage store: users (``gw_users``), failed logins (``gw_logins``) and
+API tokens (``gw_tokens``)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from geo.errors import StoreError
+from geo.store import clock
+from geo.store.gpkg.connection import GpkgConnection, scalar
+from geo.store.interface.accounts import ApiToken, LoginFailures, User
+
+
+class GpkgAccounts(GpkgConnection):
+    """:class:`geo.store.interface.accounts.AccountStore` on the GeoPackage."""
+
+    _USER_COLS = "name, role, password, active, created_at, failed_logins, locked_until, session_version"
+    # failed logins and locks come from gw_logins (a store of schema 2 kept them in gw_users)
+    _USER_SELECT = (
+        "SELECT u.name, u.role, u.password, u.active, u.created_at, coalesce(l.failures, 0),"
+        " l.locked_until, u.session_version FROM gw_users u"
+        " LEFT JOIN gw_logins l ON l.kind = 'user' AND l.key = u.name"
+    )
+
+    def _has_logins(self) -> bool:
+        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_logins'").fetchone())
+
+    def _user_select(self) -> str:
+        if self._has_logins():
+            return self._USER_SELECT
+        return f"SELECT {self._USER_COLS} FROM gw_users u"  # a read-only store of schema 2
+
+    def get_user(self, name: str) -> User | None:
+        if not self._has_accounts():
+            return None
+        row = self.conn.execute(self._user_select() + " WHERE u.name=?", (name,)).fetchone()
+        return None if row is None else _user(row)
+
+    def list_users(self) -> list[User]:
+        if not self._has_accounts():
+            return []
+        return [_user(r) for r in self.conn.execute(self._user_select() + " ORDER BY u.name")]
+
+    def save_user(self, user: User) -> None:
+        with self.admin_transaction():
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO gw_users ({self._USER_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    user.name,
+                    user.role,
+                    user.password,
+                    int(user.active),
+                    user.created_at or clock.now_iso(),
+                    0,
+                    None,
+                    user.session_version,
+                ),
+            )
+
+    def login_failures(self, kind: str, key: str) -> LoginFailures:
+        row = None
+        if self._has_logins():
+            row = self.conn.execute(
+                "SELECT failures, last_failure, locked_until FROM gw_logins WHERE kind=? AND key=?",
+                (kind, key),
+            ).fetchone()
+        if row is None:
+            return LoginFailures(kind, key)
+        return LoginFailures(kind, key, int(row[0]), row[1], row[2])
+
+    def save_login_failures(self, record: LoginFailures) -> None:
+        with self.admin_transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO gw_logins (kind, key, failures, last_failure, locked_until)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    record.kind,
+                    record.key,
+                    record.failures,
+                    record.last_failure or clock.now_iso(),
+                    record.locked_until,
+                ),
+            )
+            forget = datetime.fromtimestamp(datetime.now(UTC).timestamp() - _LOGINS_FORGOTTEN_S, UTC)
+            forget_iso = forget.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            self.conn.execute(
+                "DELETE FROM gw_logins WHERE last_failure < ? AND coalesce(locked_until, '') < ?",
+                (forget_iso, clock.now_iso()),
+            )
+            excess = scalar(self.conn, "SELECT count(*) FROM gw_logins") - _LOGINS_KEPT
+            if excess > 0:  # the oldest go first, locks last
+                self.conn.execute(
+                    "DELETE FROM gw_logins WHERE rowid IN (SELECT rowid FROM gw_logins"
+                    " ORDER BY coalesce(locked_until, '') > ?, last_failure, rowid LIMIT ?)",
+                    (clock.now_iso(), excess),
+                )
+
+    def clear_login_failures(self, kind: str, key: str) -> None:
+        if not self._has_logins():
+            return
+        with self.admin_transaction():
+            self.conn.execute("DELETE FROM gw_logins WHERE kind=? AND key=?", (kind, key))
+
+    _TOKEN_COLS = "id, user, label, digest, created_at, last_used, revoked_at"
+
+    def add_token(self, user: str, label: str, digest: str) -> int:
+        with self.admin_transaction():
+            self.conn.execute(
+                "INSERT INTO gw_tokens (user, label, digest, created_at) VALUES (?,?,?,?)",
+                (user, label, digest, clock.now_iso()),
+            )
+            return int(self.conn.last_insert_rowid())
+
+    def find_token(self, digest: str) -> ApiToken | None:
+        if not self._has_accounts():
+            return None
+        row = self.conn.execute(
+            f"SELECT {self._TOKEN_COLS} FROM gw_tokens WHERE digest=?", (digest,)
+        ).fetchone()
+        return None if row is None else ApiToken(*row)
+
+    def list_tokens(self, user: str | None = None) -> list[ApiToken]:
+        if not self._has_accounts():
+            return []
+        sql = f"SELECT {self._TOKEN_COLS} FROM gw_tokens"
+        args: tuple[Any, ...] = ()
+        if user is not None:
+            sql += " WHERE user=?"
+            args = (user,)
+        return [ApiToken(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def revoke_token(self, token_id: int) -> bool:
+        with self.admin_transaction():
+            self.conn.execute(
+                "UPDATE gw_tokens SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
+                (clock.now_iso(), token_id),
+            )
+            return bool(self.conn.changes())
+
+    def touch_token(self, token_id: int) -> None:
+        with contextlib.suppress(StoreError), self.admin_transaction():
+            self.conn.execute("UPDATE gw_tokens SET last_used=? WHERE id=?", (clock.now_iso(), token_id))
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    name, role, password, active, created_at, failed, locked_until, version = row
+    return User(
+        name, role, password, bool(active), created_at, int(failed or 0), locked_until, int(version or 0)
+    )
+
+
+#: Failed-login records untouched this long (and not locking) are forgotten; at most this many are kept.
+_LOGINS_FORGOTTEN_S = 86_400
+_LOGINS_KEPT = 100_000

@@ -1,0 +1,289 @@
+"""Reading feature rows: attributes, Arrow tables (large layers through GDAL in a helper
+process), decoded geometries kept per layer generation, row versions at a transaction."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyogrio
+
+from geo.reading import untrusted
+from geo.store.gpkg.blobs import decode_geometries
+from geo.store.gpkg.connection import scalar
+from geo.store.gpkg.tables import GpkgTables
+from layers.base import LayerSpec
+
+#: (fids, decoded geometries, assigned units) per (store, layer, generation); see GpkgStore.read_geometry.
+
+
+class GpkgFeatureReads(GpkgTables):
+    """The read side of :class:`geo.store.interface.features.FeatureStore` on the GeoPackage."""
+
+    def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
+        cols = (
+            columns
+            if columns is not None
+            else [*self._columns(spec), "gw_key", "gw_batch", "gw_unit", "gw_area"]
+        )
+        if not self.has_layer(spec):
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in ["fid", *cols]})
+        qcols = ", ".join(["fid", *[f'"{c}"' for c in cols]])
+        cur = self.conn.execute(f'SELECT {qcols} FROM "{spec.name}" ORDER BY fid')
+        data = cur.fetchall()
+        names = ["fid", *cols]
+        if not data:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        arrays = list(zip(*data, strict=True))
+        return pd.DataFrame(
+            {name: np.array(arr, dtype=object) for name, arr in zip(names, arrays, strict=True)}
+        )
+
+    def read_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """Attributes (with ``fid``, ``gw_unit``) of the given current rows, in fid order."""
+        cols = [*self._columns(spec), "gw_unit"]
+        names = ["fid", *cols]
+        if not self.has_layer(spec) or len(fids) == 0:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        qcols = ", ".join(["fid", *[f'"{c}"' for c in cols]])
+        wanted = [int(f) for f in np.unique(np.asarray(fids, dtype=np.int64))]
+        rows: list[Any] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self.conn.execute(
+                f'SELECT {qcols} FROM "{spec.name}" WHERE fid IN ({marks})', chunk
+            ).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
+
+    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+        """Current rows as an Arrow table (``fid`` plus ``columns``), ordered by fid; with ``tx``
+        the row versions visible at that tx instead (current and retired ones, each fid once).
+
+        Large layers are read through GDAL's Arrow interface, about ten times faster than
+        fetching a million rows through SQLite into Python objects -- in a helper process
+        (:func:`_gdal_reader`), never in this one: GDAL carries its own copy of SQLite, and
+        POSIX file locks belong to a whole process, so a GDAL read here would silently drop
+        the locks this process's other connections hold on the store (seen under load as
+        commits reported failed though written, and a malformed database).  Small layers and
+        reads inside a transaction (GDAL cannot see uncommitted rows) use this connection.
+        """
+        kinds: dict[str, str] = {f.name: str(f.kind) for f in spec.stored_fields} | {
+            "gw_unit": "str",
+            "gw_key": "str",
+            "gw_batch": "int",
+            "gw_area": "float",
+        }
+        if not self.has_layer(spec):
+            return _empty_table(columns, kinds)
+        if tx is not None:
+            return self._read_table_at(spec, columns, kinds, tx)
+        if not self._depth and self.layer_count(spec) >= GDAL_MIN_ROWS:
+            before = self.revision()
+            try:
+                table = _gdal_reader().submit(_read_arrow, str(self.path), spec.name, columns).result()
+            except Exception:  # GDAL cannot read it for some reason: use SQLite
+                table = None
+            if table is not None and self.revision() == before:
+                return _conform(table, columns, kinds)
+        qcols = ", ".join(["fid", *[f'"{c}"' for c in columns]])
+        rows = self.conn.execute(f'SELECT {qcols} FROM "{spec.name}" ORDER BY fid').fetchall()
+        data = list(zip(*rows, strict=True)) if rows else [[] for _ in range(len(columns) + 1)]
+        arrays = {"fid": pa.array(data[0], type=pa.int64())}
+        for c, values in zip(columns, data[1:], strict=True):
+            arrays[c] = _arrow_column(list(values), kinds.get(c, "str"))
+        return pa.table(arrays)
+
+    def _read_table_at(self, spec: LayerSpec, columns: list[str], kinds: dict[str, str], tx: int) -> pa.Table:
+        qcols = ", ".join(f'"{c}"' for c in columns)
+        sep = ", " if columns else ""
+        rows = self.conn.execute(
+            f'SELECT fid{sep}{qcols} FROM "{spec.name}" WHERE coalesce(gw_tx_from, 0) <= ?1 UNION ALL'
+            f' SELECT gw_orig_fid{sep}{qcols} FROM "{spec.name}_history"'
+            " WHERE coalesce(gw_tx_from, 0) <= ?1 AND gw_tx_to > ?1 ORDER BY 1",
+            (tx,),
+        ).fetchall()
+        data = list(zip(*rows, strict=True)) if rows else [[] for _ in range(len(columns) + 1)]
+        arrays = {"fid": pa.array(data[0], type=pa.int64())}
+        for c, values in zip(columns, data[1:], strict=True):
+            arrays[c] = _arrow_column(list(values), kinds.get(c, "str"))
+        return pa.table(arrays)
+
+    def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of the current rows in the store CRS.
+
+        Decoded geometries (with the rows' assigned units) are kept per process for each
+        generation of the layer -- a random token replaced whenever its rows, geometries or
+        assignments change -- and writes from this process keep that copy current, so
+        re-assigning after a grid change neither reads nor decodes the layer again.
+        """
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        kept = self.cache.region("geometry")
+        key = (spec.name, self.layer_generation(spec))
+        cached = kept.get(key, None)
+        if cached is None:
+            # a writer never waits for a reader's fill: the reader may be waiting for its commit
+            with self.cache.filling("geometry", spec.name) if not self._depth else contextlib.nullcontext():
+                cached = kept.get(key, None)
+                if cached is None:
+                    rows = self.conn.execute(
+                        f'SELECT fid, geom, gw_unit FROM "{spec.name}" ORDER BY fid'
+                    ).fetchall()
+                    if not rows:
+                        return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+                    cached = (
+                        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                        decode_geometries([r[1] for r in rows]),  # type: ignore[misc]
+                        np.array([r[2] for r in rows], dtype=object),
+                    )
+                    self._cache_geometry(spec, *cached)
+        fid_arr, geoms, _ = cached
+        if fids is not None:
+            keep = np.isin(fid_arr, fids)
+            return fid_arr[keep], geoms[keep]
+        return fid_arr, geoms
+
+    def _cached_geometry(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """This process's decoded copy of the current rows of ``spec`` -- ``(fids, geometries,
+        units)`` -- if it is of the layer's current generation."""
+        return self.cache.region("geometry").get((spec.name, self.layer_generation(spec)), None)
+
+    def _cache_geometry(
+        self, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, units: np.ndarray
+    ) -> None:
+        # replaces the layer's older generation (see geo.store.cache.REGIONS)
+        self.cache.region("geometry")[(spec.name, self.layer_generation(spec))] = (fids, geoms, units)
+
+    def _current_assignment(
+        self, spec: LayerSpec, fids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, unit code)`` of the current rows, ordered by fid (from the kept copy when current)."""
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        cached = self._cached_geometry(spec)
+        if cached is not None:
+            out = cached[0], cached[2]
+        else:
+            rows = self.conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
+            out = (
+                np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.array([r[1] for r in rows], dtype=object),
+            )
+        if fids is None:
+            return out
+        keep = np.isin(out[0], np.asarray(fids, dtype=np.int64))
+        return out[0][keep], out[1][keep]
+
+    def layer_count(self, spec: LayerSpec) -> int:
+        if not self.has_layer(spec):
+            return 0
+        return int(scalar(self.conn, f'SELECT count(*) FROM "{spec.name}"'))
+
+    def read_visible(
+        self, spec: LayerSpec, tx: int, columns: list[str], geometry: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The row versions of ``spec`` visible at ``tx``: ``fid`` plus ``columns``, and their
+        geometry (empty without ``geometry``), ordered by fid."""
+        names = ["fid", *columns]
+        if not self.has_layer(spec):
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names}), np.empty(0, dtype=object)
+        qcols = ", ".join(["geom" if geometry else "NULL", *[f'"{c}"' for c in columns]])
+        rows = self.conn.execute(
+            f'SELECT fid, {qcols} FROM "{spec.name}" WHERE coalesce(gw_tx_from, 0) <= ?1 UNION ALL'
+            f' SELECT gw_orig_fid, {qcols} FROM "{spec.name}_history"'
+            " WHERE coalesce(gw_tx_from, 0) <= ?1 AND gw_tx_to > ?1 ORDER BY 1",
+            (tx,),
+        ).fetchall()
+        if not rows:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names}), np.empty(0, dtype=object)
+        geoms = (
+            decode_geometries([r[1] for r in rows])  # type: ignore[misc]
+            if geometry
+            else np.empty(0, dtype=object)
+        )
+        frame = pd.DataFrame(
+            {
+                name: np.array([r[i + (1 if i else 0)] for r in rows], dtype=object)
+                for i, name in enumerate(names)
+            }
+        )
+        return frame, np.asarray(geoms, dtype=object)
+
+    def read_retired(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of the row versions in the history whose fid is no current row's
+        (each fid once: its content never changes), ordered by fid."""
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        rows = self.conn.execute(
+            f'SELECT gw_orig_fid, geom, min(fid) FROM "{spec.name}_history" h'
+            f' WHERE NOT EXISTS (SELECT 1 FROM "{spec.name}" t WHERE t.fid = h.gw_orig_fid)'
+            " GROUP BY gw_orig_fid ORDER BY gw_orig_fid"
+        ).fetchall()
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        return (
+            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            np.asarray(decode_geometries([r[1] for r in rows]), dtype=object),  # type: ignore[misc]
+        )
+
+
+_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
+
+
+def _arrow_column(values: list[Any], kind: str) -> pa.Array:
+    if kind == "date":
+        return pc.cast(pa.array(values, type=pa.string()), pa.date32())
+    return pa.array(values, type=_ARROW_TYPES[kind])
+
+
+def _empty_table(columns: list[str], kinds: dict[str, str]) -> pa.Table:
+    arrays = {"fid": pa.array([], type=pa.int64())}
+    for c in columns:
+        arrays[c] = pa.array([], type=_ARROW_TYPES[kinds.get(c, "str")])
+    return pa.table(arrays)
+
+
+def _conform(table: pa.Table, columns: list[str], kinds: dict[str, str]) -> pa.Table:
+    """Columns in the asked order and types (GDAL may type an all-empty column differently)."""
+    arrays = {"fid": table.column("fid").cast(pa.int64())}
+    for c in columns:
+        col = table.column(c)
+        want = _ARROW_TYPES[kinds.get(c, "str")]
+        if col.type != want:
+            col = col.cast(pa.string()).cast(want) if kinds.get(c) == "date" else col.cast(want)
+        arrays[c] = col
+    return pa.table(arrays)
+
+
+#: Layers with at least this many rows are read through GDAL in a helper process (see
+#: GpkgStore.read_table): below it, fetching through SQLite costs less than the round trip.
+GDAL_MIN_ROWS = 100_000
+_READER: tuple[int, ProcessPoolExecutor] | None = None
+_READER_LOCK = threading.Lock()
+
+
+def _gdal_reader() -> ProcessPoolExecutor:
+    """This process's helper process for GDAL reads of the store (started on first use)."""
+    global _READER
+    with _READER_LOCK:
+        if _READER is None or _READER[0] != os.getpid():
+            executor = ProcessPoolExecutor(1, mp_context=untrusted.process_context())
+            atexit.register(executor.shutdown, wait=True, cancel_futures=True)
+            _READER = (os.getpid(), executor)
+        return _READER[1]
+
+
+def _read_arrow(path: str, layer: str, columns: list[str]) -> pa.Table:
+    """Runs in the helper process: ``fid`` and ``columns`` of ``layer`` as Arrow."""
+    _, table = pyogrio.read_arrow(path, layer=layer, columns=columns, read_geometry=False, return_fids=True)
+    return table

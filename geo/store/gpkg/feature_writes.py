@@ -1,0 +1,316 @@
+"""Writing feature rows: upserts by survey key, retiring rows to the history, rolling a
+batch's rows back, setting assigned units."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from geo.errors import Conflict
+from geo.store import clock
+from geo.store.gpkg.blobs import encode_geometries
+from geo.store.gpkg.connection import scalar_args
+from geo.store.gpkg.grid_versions import GpkgGridVersions
+from geo.store.gpkg.tables import GW_COLUMNS
+from geo.store.interface.features import FeatureRows, WriteResult
+from layers.base import LayerSpec
+
+
+class GpkgFeatureWrites(GpkgGridVersions):
+    """The write side of :class:`geo.store.interface.features.FeatureStore` on the GeoPackage."""
+
+    def write_features(
+        self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool
+    ) -> WriteResult:
+        """Store ``rows`` as batch ``batch_id``.
+
+        Rows whose survey key matches a current row replace it (the old row moves to
+        ``<layer>_history``); identical rows are left alone and counted as unchanged.
+        With ``replace_all`` every current row not in ``rows`` is retired as well.
+        Must be called inside :meth:`transaction`.
+        """
+        if not self._depth:
+            raise RuntimeError("write_features must run inside transaction()")
+        self._ensure_layer(spec)
+        conn = self.conn
+        srs = self.srs_epsg() or 0
+        cols = self._columns(spec)
+        n = len(rows)
+        attrs = rows.attrs.reindex(columns=cols)
+        columns = _column_lists(attrs, spec)
+        blobs = encode_geometries(rows.geometry, srs)
+        areas = shapely.area(rows.geometry)
+        is_poly = np.isin(shapely.get_type_id(rows.geometry), (3, 6))
+        area_list = [float(a) if p else None for a, p in zip(areas.tolist(), is_poly.tolist(), strict=True)]
+        key_series = pd.Series(rows.keys, dtype=object)
+        keys = key_series.where(key_series.notna(), None).map(lambda k: k if k is None else str(k)).tolist()
+        units = [str(u) for u in rows.units.tolist()]
+
+        existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
+        layer_has_rows = bool(conn.execute(f'SELECT 1 FROM "{spec.name}" LIMIT 1').fetchone())
+        wanted = {k for k in keys if k is not None} if layer_has_rows else set()
+        if wanted:
+            qcols = ", ".join(f't."{c}"' for c in cols)
+            select = f'SELECT t.fid, t.gw_key, t.geom, {qcols} FROM "{spec.name}" t'
+            lo, hi = min(wanted), max(wanted)
+            # new surveys usually bring new, consecutive ids: counting the stored keys in their
+            # range (on the index) settles most imports without looking keys up one by one
+            in_range = int(
+                scalar_args(
+                    conn, f'SELECT count(*) FROM "{spec.name}" WHERE gw_key BETWEEN ? AND ?', (lo, hi)
+                )
+            )
+            if in_range == 0:
+                found: Any = ()
+            elif in_range <= 4 * len(wanted):
+                found = conn.execute(f"{select} WHERE t.gw_key BETWEEN ? AND ?", (lo, hi))
+            else:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
+                conn.execute("DELETE FROM gw_tmp_keys")
+                conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
+                found = conn.execute(f"{select} JOIN gw_tmp_keys k ON t.gw_key = k.k")
+            for row in found:
+                if row[1] in wanted:
+                    existing[row[1]] = (
+                        int(row[0]),
+                        (bytes(row[2]) if row[2] is not None else None, *row[3:]),
+                    )
+
+        records = list(zip(blobs, *columns, strict=True)) if existing else []
+        to_retire: list[int] = []
+        insert_rows: list[int] = []
+        unit_updates: list[tuple[str, int]] = []
+        added = updated = unchanged = 0
+        kept_fids: set[int] = set()
+        for i in range(n) if existing else ():
+            key = keys[i]
+            old = existing.get(key) if key is not None else None
+            if old is not None:
+                fid, old_record = old
+                if old_record == records[i] or _same_record(old_record, records[i]):
+                    unchanged += 1
+                    kept_fids.add(fid)
+                    unit_updates.append((units[i], fid))
+                    continue
+                to_retire.append(fid)
+                updated += 1
+            else:
+                added += 1
+            insert_rows.append(i)
+        if unit_updates:
+            conn.executemany(f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?', unit_updates)
+        if not existing:
+            added = n
+        if not existing or len(insert_rows) == n:
+            inserts = list(zip(blobs, *columns, keys, [batch_id] * n, units, area_list, strict=True))
+        else:
+            inserts = [(*records[i], keys[i], batch_id, units[i], area_list[i]) for i in insert_rows]
+
+        removed = 0
+        if replace_all:
+            current = [r[0] for r in conn.execute(f'SELECT fid FROM "{spec.name}"')]
+            retire_set = set(to_retire)
+            extra = [f for f in current if f not in kept_fids and f not in retire_set]
+            removed = len(extra)
+            to_retire.extend(extra)
+        tx = self._tx_id()
+        self._retire(spec, to_retire, batch_id)
+        qcols = ", ".join(f'"{c}"' for c in cols)
+        marks = ", ".join("?" for _ in range(len(cols) + 1 + len(GW_COLUMNS)))
+        conn.executemany(
+            f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_tx_from)'
+            f" VALUES ({marks}, {tx})",
+            inserts,
+        )
+        last = int(conn.last_insert_rowid())
+        # the rows just written got consecutive fids (AUTOINCREMENT, one statement), all above
+        # the existing ones
+        new_fids = np.arange(last - len(inserts) + 1, last + 1, dtype=np.int64)
+        chosen = (
+            np.arange(n, dtype=np.int64)
+            if (not existing or len(insert_rows) == n)
+            else np.asarray(insert_rows, dtype=np.int64)
+        )
+        previous = self._cached_geometry(spec)
+        if previous is None and not layer_has_rows:
+            previous = (np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
+        self._touch(spec)
+        self._bump_generation(spec)
+        if previous is not None:
+            # keep this process's decoded copy current
+            old_fids, old_geoms, old_units = previous
+            old_units = old_units.copy()
+            if unit_updates:
+                upd_fids = np.array([f for _, f in unit_updates], dtype=np.int64)
+                at = np.searchsorted(old_fids, upd_fids)
+                old_units[at] = np.array([u for u, _ in unit_updates], dtype=object)
+            keep = ~np.isin(old_fids, np.asarray(to_retire, dtype=np.int64))
+            self._cache_geometry(
+                spec,
+                np.concatenate([old_fids[keep], new_fids]),
+                np.concatenate([old_geoms[keep], np.asarray(rows.geometry, dtype=object)[chosen]]),
+                np.concatenate([old_units[keep], np.asarray(units, dtype=object)[chosen]]),
+            )
+        return WriteResult(
+            added=added, updated=updated, unchanged=unchanged, removed=removed, fids=new_fids, rows=chosen
+        )
+
+    def _retire(self, spec: LayerSpec, fids: list[int], batch_id: int) -> None:
+        """Move current rows to the history as replaced (or rolled back) by ``batch_id`` at this
+        transaction's tx."""
+        if not fids:
+            return
+        conn = self.conn
+        cols = ", ".join(["geom", *[f'"{c}"' for c in self._columns(spec)], *[n for n, _ in GW_COLUMNS]])
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_fids (f INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM gw_tmp_fids")
+        conn.executemany("INSERT OR IGNORE INTO gw_tmp_fids VALUES (?)", ((f,) for f in fids))
+        conn.execute(
+            f'INSERT INTO "{spec.name}_history" ({cols}, gw_orig_fid, gw_superseded_by, gw_tx_from, gw_tx_to)'
+            f' SELECT {cols}, fid, ?, gw_tx_from, ? FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)',
+            (batch_id, self._tx_id()),
+        )
+        conn.execute(f'DELETE FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)')
+
+    def _touch(self, spec: LayerSpec) -> None:
+        self.conn.execute(
+            "UPDATE gpkg_contents SET last_change=? WHERE table_name=?", (clock.now_iso(), spec.name)
+        )
+
+    def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
+        if bounds is None:
+            return
+        self.conn.execute(
+            "UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=? WHERE table_name=?",
+            (*bounds, spec.name),
+        )
+
+    def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
+        """Take the rows of ``batch_id`` out of the current rows and put back the rows it retired.
+        Returns (removed, restored).
+
+        Nothing is deleted: the batch's rows move to the history (ending at this transaction's
+        tx) and the rows it had replaced come back as new current versions with their own fid,
+        so the layer as it was at any earlier tx stays readable.  Restored survey rows get
+        their unit on the grid version in force today from the stored assignments.  Refuses
+        (:class:`Conflict`) when a later active batch replaced rows of this one.  Must be
+        called inside :meth:`transaction`.
+        """
+        conn = self.conn
+        if not self.has_layer(spec):
+            return 0, 0
+        later = [
+            r[0]
+            for r in conn.execute(
+                f'SELECT DISTINCT h.gw_superseded_by FROM "{spec.name}_history" h JOIN gw_batches b'
+                " ON b.id = h.gw_superseded_by WHERE h.gw_batch=? AND b.status='active' AND b.id<>?",
+                (batch_id, batch_id),
+            )
+        ]
+        if later:
+            ids = ", ".join(str(x) for x in sorted(later))
+            raise Conflict(
+                f"批次 {ids} 更新了批次 {batch_id} 的要素，请先回滚批次 {ids}",
+                f"batch {ids} updated features of batch {batch_id}; roll back batch {ids} first",
+                code="rollback_blocked",
+                details={"blocking_batches": sorted(later)},
+            )
+        tx = self._tx_id()
+        mine = [
+            int(r[0]) for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_batch=?', (batch_id,))
+        ]
+        self._retire(spec, mine, batch_id)
+        cols = ", ".join(["geom", *[f'"{c}"' for c in self._columns(spec)], *[n for n, _ in GW_COLUMNS]])
+        # the rows the batch replaced (a batch never replaces its own rows: gw_batch<>batch_id
+        # leaves out the rows just moved)
+        conn.execute(
+            f'INSERT INTO "{spec.name}" (fid, {cols}, gw_tx_from) SELECT gw_orig_fid, {cols}, ?'
+            f' FROM "{spec.name}_history" WHERE gw_superseded_by=? AND gw_batch<>? ORDER BY gw_orig_fid',
+            (tx, batch_id, batch_id),
+        )
+        restored = conn.changes()
+        if restored and not spec.is_grid:
+            back = np.array(
+                [r[0] for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_tx_from=?', (tx,))],
+                dtype=np.int64,
+            )
+            current = self.current_grid_version()
+            if current is not None:
+                fids, units = self.read_assignment(spec, current.id, back)
+                conn.executemany(
+                    f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?',
+                    zip(units.tolist(), fids.tolist(), strict=True),
+                )
+        self._touch(spec)
+        self._bump_generation(spec)
+        return len(mine), int(restored)
+
+    def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
+        if not self.has_layer(spec) or len(fids) == 0:
+            return 0
+        conn = self.conn
+        fids = np.asarray(fids, dtype=np.int64)
+        units = np.asarray(units, dtype=object)
+        cached = self._cached_geometry(spec)
+        aligned = cached is not None and np.array_equal(cached[0], fids)
+        if cached is not None and aligned:
+            # the rows are exactly those of the cached generation, in fid order
+            changed = np.flatnonzero(cached[2] != units)
+        else:
+            rows = conn.execute(f'SELECT fid, gw_unit FROM "{spec.name}" ORDER BY fid').fetchall()
+            cur_fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            cur_units = np.array([r[1] for r in rows], dtype=object)
+            pos = np.searchsorted(cur_fids, fids)
+            pos = np.clip(pos, 0, max(len(cur_fids) - 1, 0))
+            known = (len(cur_fids) > 0) & (cur_fids[pos] == fids)
+            changed = np.flatnonzero(known & (cur_units[pos] != units))
+        if len(changed):
+            conn.executemany(
+                f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?',
+                ((str(units[i]), int(fids[i])) for i in changed),
+            )
+            self._bump_generation(spec)
+            if cached is not None and aligned:
+                self._cache_geometry(spec, cached[0], cached[1], units.copy())
+        return len(changed)
+
+
+def _same_record(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new, strict=True):
+        if isinstance(a, float) and isinstance(b, float):
+            if not (a == b or (np.isnan(a) and np.isnan(b))):
+                return False
+        elif isinstance(a, (bytes, memoryview)) or isinstance(b, (bytes, memoryview)):
+            if bytes(a or b"") != bytes(b or b""):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _column_lists(attrs: pd.DataFrame, spec: LayerSpec) -> list[list[Any]]:
+    """Per field, the column as a list of plain Python values (None for missing)."""
+    out: list[list[Any]] = []
+    for f in spec.stored_fields:
+        col = attrs[f.name]
+        present = col.notna()
+        if not present.any():
+            out.append([None] * len(col))
+            continue
+        if f.kind == "int":
+            nums = pd.to_numeric(col, errors="coerce").round().astype("Int64")
+            out.append(nums.astype(object).where(present, None).tolist())
+        elif f.kind == "float":
+            floats = pd.to_numeric(col, errors="coerce").astype(float)
+            out.append(floats.astype(object).where(present, None).tolist())
+        else:
+            objs = col.astype(object)
+            if not all(isinstance(v, str) for v in objs[present].head(1000)):
+                objs = objs.map(str)
+            out.append(objs.where(present, None).tolist())
+    return out

@@ -1,0 +1,80 @@
+"""Remembered value mappings (``gw_value_maps``), audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from geo.errors import Conflict, NotFound
+from geo.store import clock
+from geo.store.gpkg.audit import GpkgAudit
+from geo.store.interface.value_maps import ValueMap
+
+
+class GpkgValueMaps(GpkgAudit):
+    """:class:`geo.store.interface.value_maps.ValueMapStore` on the GeoPackage."""
+
+    _VALUE_MAP_COLS = "id, layer, field, raw_key, raw, code, user, created_at, removed_at, removed_by"
+
+    def value_maps(self, layer: str | None = None, *, include_removed: bool = False) -> list[ValueMap]:
+        if not self._has_table("gw_value_maps"):
+            return []
+        sql = f"SELECT {self._VALUE_MAP_COLS} FROM gw_value_maps WHERE 1=1"
+        args: tuple[Any, ...] = ()
+        if layer is not None:
+            sql += " AND layer=?"
+            args = (layer,)
+        if not include_removed:
+            sql += " AND removed_at IS NULL"
+        return [ValueMap(*row) for row in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
+        with self.admin_transaction():
+            self.conn.execute(_VALUE_MAPS_SQL)
+            now = clock.now_iso()
+            self.conn.execute(
+                "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE layer=? AND field=? AND raw_key=?"
+                " AND removed_at IS NULL",
+                (now, self.actor.user, layer, field, raw_key),
+            )
+            self.conn.execute(
+                "INSERT INTO gw_value_maps (layer, field, raw_key, raw, code, user, created_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (layer, field, raw_key, raw, code, self.actor.user, now),
+            )
+            map_id = int(self.conn.last_insert_rowid())
+            self.record_audit(
+                "mapping_add", layer=layer, counts={"id": map_id}, detail=f"{field}: {raw} → {code}"
+            )
+        return map_id
+
+    def remove_value_map(self, map_id: int) -> ValueMap:
+        with self.admin_transaction():
+            found = [m for m in self.value_maps(include_removed=True) if m.id == map_id]
+            if not found:
+                raise NotFound(
+                    f"没有编号为 {map_id} 的值对应", f"no value mapping {map_id}", code="mapping_not_found"
+                )
+            if found[0].removed_at is not None:
+                raise Conflict(
+                    f"值对应 {map_id} 已删除",
+                    f"value mapping {map_id} was already removed",
+                    code="already_removed",
+                )
+            self.conn.execute(
+                "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE id=?",
+                (clock.now_iso(), self.actor.user, map_id),
+            )
+            m = found[0]
+            self.record_audit(
+                "mapping_remove",
+                layer=m.layer,
+                counts={"id": map_id},
+                detail=f"{m.field}: {m.raw} → {m.code}",
+            )
+        return next(v for v in self.value_maps(include_removed=True) if v.id == map_id)
+
+
+#: Remembered value mappings; made when the first one is saved.
+_VALUE_MAPS_SQL = """CREATE TABLE IF NOT EXISTS gw_value_maps (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    layer TEXT NOT NULL, field TEXT NOT NULL, raw_key TEXT NOT NULL, raw TEXT NOT NULL, code TEXT NOT NULL,
+    user TEXT, created_at TEXT NOT NULL, removed_at TEXT, removed_by TEXT)"""

@@ -1,0 +1,86 @@
+"""Accounts: local users, their API tokens and the failed logins counted against names and
+client addresses.  The rules over them live in :mod:`geo.store.accounts`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class User:
+    """A local account.  ``password`` is a salted hash, never the password itself.
+    ``failed_logins`` and ``locked_until`` are read from the name's :class:`LoginFailures`
+    (saving a user does not change them)."""
+
+    name: str
+    role: str
+    password: str
+    active: bool = True
+    created_at: str = ""
+    failed_logins: int = 0
+    locked_until: str | None = None
+    #: Changes with every sign-out, password change, disabling or role change: sessions made
+    #: before are void.
+    session_version: int = 0
+
+
+@dataclass
+class LoginFailures:
+    """Failed logins in a row under one key: ``kind`` ``"user"`` with a user name (whether an
+    account has it or not) or ``"client"`` with a client address.  Times are ISO 8601 UTC."""
+
+    kind: str
+    key: str
+    failures: int = 0
+    last_failure: str | None = None
+    locked_until: str | None = None
+
+
+@dataclass
+class ApiToken:
+    """A revocable API token of one user; only the SHA-256 digest of its secret is kept."""
+
+    id: int
+    user: str
+    label: str
+    digest: str
+    created_at: str
+    last_used: str | None = None
+    revoked_at: str | None = None
+
+
+class AccountStore(Protocol):
+    """Users, tokens and failed logins; each write in its own :meth:`~geo.store.base.Store.admin_transaction`
+    unless one is under way."""
+
+    def get_user(self, name: str) -> User | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def save_user(self, user: User) -> None:
+        """Insert or replace the account ``user.name``."""
+        ...
+
+    def add_token(self, user: str, label: str, digest: str) -> int: ...
+
+    def find_token(self, digest: str) -> ApiToken | None: ...
+
+    def list_tokens(self, user: str | None = None) -> list[ApiToken]: ...
+
+    def revoke_token(self, token_id: int) -> bool: ...
+
+    def touch_token(self, token_id: int) -> None:
+        """Note that a token was used now (outside any audit: reading is not a write)."""
+        ...
+
+    def login_failures(self, kind: str, key: str) -> LoginFailures:
+        """The failed logins recorded under ``kind``/``key`` (none recorded: zero)."""
+        ...
+
+    def save_login_failures(self, record: LoginFailures) -> None:
+        """Keep ``record``; records untouched for a day are forgotten and the oldest beyond a
+        bound dropped, so names and addresses tried at random cannot fill the store."""
+        ...
+
+    def clear_login_failures(self, kind: str, key: str) -> None: ...

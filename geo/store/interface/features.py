@@ -1,0 +1,200 @@
+"""The feature store: layers' current rows, their row versions by transaction, grid versions
+and the unit of each row version on each of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import shapely
+
+from layers.base import LayerSpec
+
+
+@dataclass
+class FeatureRows:
+    """Features ready to store, in the store's projected CRS.
+
+    Parameters
+    ----------
+    attrs : DataFrame
+        Canonical fields of the layer (missing ones may be absent).
+    geometry : ndarray of shapely geometries
+        In the store CRS (metres).
+    keys : ndarray of str
+        Survey id per row (``None`` where the row has none).
+    units : ndarray of str
+        Assigned unit-grid code per row, or ``UNASSIGNED``.
+    source_rows : ndarray of int, optional
+        1-based record number of each row in the file it was read from.
+    """
+
+    attrs: pd.DataFrame
+    geometry: np.ndarray
+    keys: np.ndarray
+    units: np.ndarray
+    source_rows: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.geometry)
+
+
+@dataclass
+class WriteResult:
+    added: int
+    updated: int
+    unchanged: int
+    removed: int = 0
+    #: fids of the rows written (new row versions) and, for each, its position in the rows given
+    fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+
+@dataclass
+class GridVersion:
+    """One import of the unit grid as a version of it.
+
+    ``valid_from`` (ISO day) is the first day it is in force; ``tx`` the write that made it;
+    ``parent`` the version current then; ``rolled_back_tx`` the rollback that ended it (None
+    while it lives); ``units`` its number of cells; ``created_at`` and ``user`` from its batch.
+    """
+
+    id: int
+    valid_from: str
+    tx: int
+    parent: int | None = None
+    rolled_back_tx: int | None = None
+    units: int = 0
+    created_at: str = ""
+    user: str | None = None
+
+    def alive(self, tx: int | None = None) -> bool:
+        """Whether the version existed, not rolled back, at ``tx`` (None: now)."""
+        if tx is None:
+            return self.rolled_back_tx is None
+        return self.tx <= tx and (self.rolled_back_tx is None or self.rolled_back_tx > tx)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class FeatureStore(Protocol):
+    """Layers, their rows and row versions, grid versions and assignments.  Writes happen
+    inside the store's transaction (:class:`geo.store.base.Store`)."""
+
+    def srs_epsg(self) -> int | None:
+        """EPSG code of the projected CRS features are stored in (metres), or None when empty."""
+        ...
+
+    def set_srs_epsg(self, epsg: int) -> None: ...
+
+    def layer_generation(self, spec: LayerSpec) -> str:
+        """A token that changes whenever the rows or geometries of ``spec`` change."""
+        ...
+
+    def has_layer(self, spec: LayerSpec) -> bool: ...
+
+    def layer_count(self, spec: LayerSpec) -> int: ...
+
+    def write_features(
+        self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool
+    ) -> WriteResult:
+        """Upsert ``rows`` by survey key, or replace the whole layer when ``replace_all``."""
+        ...
+
+    def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
+        """Take a batch's rows out of the current ones and restore the rows it replaced (the
+        history keeps both); returns (removed, restored)."""
+        ...
+
+    def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None: ...
+
+    def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
+        """Set the assigned unit of the given rows; returns how many changed."""
+        ...
+
+    def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
+        """Current rows of a layer without geometry, with ``fid``, ``gw_unit``, ``gw_batch`` ..."""
+        ...
+
+    def read_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """Attributes (with ``fid``, ``gw_unit``) of the given current rows."""
+        ...
+
+    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+        """Current rows as an Arrow table: ``fid`` plus ``columns`` (dates as date32), ordered by
+        fid; with ``tx`` the row versions visible at that transaction."""
+        ...
+
+    def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of current rows, geometry in the store CRS."""
+        ...
+
+    def read_visible(
+        self, spec: LayerSpec, tx: int, columns: list[str], geometry: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """``fid`` plus ``columns`` and (with ``geometry``) the geometry of the row versions visible
+        at ``tx``."""
+        ...
+
+    def read_retired(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of retired row versions whose fid is no current row's."""
+        ...
+
+    def grid_versions(self) -> list[GridVersion]:
+        """Every grid version, rolled back ones too, oldest first."""
+        ...
+
+    def current_grid_version(self) -> GridVersion | None:
+        """The newest version not rolled back: the grid stored as the grid layer."""
+        ...
+
+    def add_grid_version(self, batch_id: int, valid_from: str) -> GridVersion:
+        """Register the grid just written by ``batch_id`` as a new version, valid from ``valid_from``."""
+        ...
+
+    def retire_grid_version(self, batch_id: int) -> None:
+        """Mark the version of grid batch ``batch_id`` rolled back by the transaction under way."""
+        ...
+
+    def write_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray, units: np.ndarray) -> None:
+        """Keep the unit of row versions ``fids`` on grid ``version`` (for a version with a
+        parent, only where it differs from the parent's)."""
+        ...
+
+    def keep_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray | None = None) -> None:
+        """Keep the stored unit of the current rows ``fids`` (all: None) as their unit on grid ``version``."""
+        ...
+
+    def read_assignment(
+        self, spec: LayerSpec, version: int | None = None, fids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, unit code)`` ordered by fid: of the current rows as stored with them (the
+        current grid), or with ``version`` of every row version on that grid version from the
+        stored assignments; ``fids`` limits it to those."""
+        ...
+
+
+def geometry_type_names(geoms: np.ndarray) -> np.ndarray:
+    """Base geometry type name per geometry ("Point", "Polygon", ...), Multi* folded."""
+    ids = shapely.get_type_id(geoms)
+    names = np.array(
+        [
+            "Point",
+            "LineString",
+            "LineString",
+            "Polygon",
+            "Point",
+            "LineString",
+            "Polygon",
+            "GeometryCollection",
+        ],
+        dtype=object,
+    )
+    out = np.full(len(geoms), "None", dtype=object)
+    ok = ids >= 0
+    out[ok] = names[ids[ok]]
+    return out

@@ -1,0 +1,20 @@
+"""Targets: a value per (unit code, layer, metric), set and rolled back by targets batches and
+kept as they were at every transaction."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pandas as pd
+
+
+class TargetStore(Protocol):
+    """Yearly targets, written inside the store's transaction."""
+
+    def targets(self, tx: int | None = None) -> pd.DataFrame:
+        """Targets now, or as they were at transaction ``tx``."""
+        ...
+
+    def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int: ...
+
+    def rollback_targets(self, batch_id: int) -> int: ...

@@ -1,0 +1,286 @@
+/* gridwatch map core: the one map set-up of the pages with a map -- the map page
+   (gridwatch-map.js) and the upload page's preview (gridwatch-upload.js).  Load it after Leaflet
+   and before the page's own script; it reads one JSON block the view renders (web/maps.py),
+   <script type="application/json" id="gw-map-config">:
+
+     map       {key, container}: the page's map is gridwatch.maps[key] when the page's scaffold
+               put one there (the map page: Folium's map, registered by web/maps.py), else one
+               made here in the element with the id `container`
+     api       the JSON API's root           lang       the page's language
+     base      the base map {url, labels, subdomains, attr, name, gcj02}, or null
+     baseError why there is no base map when one was asked for, or null
+     gcj02     the base map is in GCJ-02: coordinates are asked of the API in GCJ-02 too
+     levels    [{name, label}]: the unit hierarchy, the unit grid first
+     layers    the survey layers: name, label, fields, statuses with colours, marker shapes, style
+     labels    the map's words, in the page's language
+
+   and puts what the pages share on window.gridwatch.mapcore.  Only Leaflet's public API is
+   used.  All text from survey data goes into the page with textContent, never as HTML. */
+(function () {
+  "use strict";
+  const ns = (window.gridwatch = window.gridwatch || {});
+  ns.maps = ns.maps || {};
+  const cfg = JSON.parse(document.getElementById("gw-map-config").textContent);
+  const crsParam = cfg.gcj02 ? "&crs=gcj02" : "";
+
+  /* The page's map, with its base map: the one registered under cfg.map.key, else a new one. */
+  function open() {
+    let map = ns.maps[cfg.map.key];
+    if (!map) {
+      if (!cfg.map.container) throw new Error("gridwatch: no map registered as " + cfg.map.key);
+      map = L.map(cfg.map.container, { preferCanvas: true, attributionControl: Boolean(cfg.base) });
+      ns.maps[cfg.map.key] = map;
+    }
+    addBaseMap(map);
+    return map;
+  }
+
+  function addBaseMap(map) {
+    const base = cfg.base;
+    if (!base) return;
+    const subdomains = base.subdomains || "abc";
+    L.tileLayer(base.url, { attribution: base.attr, maxZoom: 19, subdomains }).addTo(map);
+    if (base.labels) L.tileLayer(base.labels, { attribution: base.attr, maxZoom: 18, subdomains }).addTo(map);
+  }
+
+  /* The map's view as the API's bbox parameter: west,south,east,north in degrees. */
+  function bboxParam(map) {
+    const b = map.getBounds();
+    const w = Math.max(-180, b.getWest()), s = Math.max(-90, b.getSouth());
+    const e = Math.min(180, b.getEast()), n = Math.min(90, b.getNorth());
+    return [w, s, e, n].map((v) => v.toFixed(6)).join(",");
+  }
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function table(rows) {
+    const t = el("table", null, "gw-props");
+    rows.forEach(([k, v]) => {
+      const tr = document.createElement("tr");
+      tr.appendChild(el("th", k));
+      tr.appendChild(el("td", v === null || v === undefined ? "—" : v));
+      t.appendChild(tr);
+    });
+    return t;
+  }
+
+  /* Unit outlines in view, unit grids first, a coarser level (cfg.levels) when too many are in
+     view: {layer, load}; load() asks for the current view.  `query` is added to each request. */
+  function unitOutlines(map, query) {
+    const layer = L.geoJSON(null, { interactive: false, style: { color: "#555", weight: 1, fill: false } }).addTo(map);
+    const levels = cfg.levels.map((lv) => lv.name);
+    let request = null;
+    function load() {
+      if (request) request.abort();
+      request = new AbortController();
+      const signal = request.signal;
+      const common = "&zoom=" + Math.round(map.getZoom()) + "&bbox=" + bboxParam(map) + crsParam + (query || "");
+      const attempt = (i) => fetch(cfg.api + "/cells?level=" + levels[i] + common, { signal })
+        .then((r) => r.json())
+        .then((data) => {
+          if (data.too_many && i + 1 < levels.length) return attempt(i + 1);
+          layer.clearLayers();
+          if (data.features) layer.addData(data);
+          return null;
+        });
+      attempt(0).catch(() => {});
+    }
+    return { layer, load };
+  }
+
+  /* Point markers: fill colour by status, shape by the value of the layer's shape field
+     (declared in the layer).  Drawn by the map's renderer (canvas), so thousands stay cheap.
+     Vertices are relative to the marker's centre, in units of its radius; a circle has none. */
+  const SHAPES = {
+    square: [[-0.9, -0.9], [0.9, -0.9], [0.9, 0.9], [-0.9, 0.9]],
+    triangle: [[0, -1.45], [1.256, 0.725], [-1.256, 0.725]],
+    diamond: [[0, -1.25], [1.25, 0], [0, 1.25], [-1.25, 0]],
+  };
+  const UNKNOWN_DASH = "2 2"; // outline of a feature whose shape value is empty or unknown
+
+  function shapePath(shape, x, y, r) {
+    const corners = SHAPES[shape];
+    if (!corners) return null;
+    return "M" + corners.map(([dx, dy]) => (x + dx * r).toFixed(1) + " " + (y + dy * r).toFixed(1)).join("L") + "Z";
+  }
+
+  // Distance of each shape's edges from its centre, in units of its radius.
+  const INRADIUS = { square: 0.9, triangle: 0.725, diamond: 1.25 / Math.SQRT2 };
+
+  /* A marker of options.shape and options.radius (pixels) at latlng: a circle marker, or a
+     shape drawn as two polygons on the map's renderer -- its inside, and its outline as a ring
+     options.weight pixels wide -- whose corners are placed again at each zoom.  (Leaflet puts a
+     polygon's corners on whole pixels; a ring between them stays as sharp as a one-pixel
+     stroke centred on half pixels.)  The shaped marker takes its style (color, opacity,
+     fillColor, fillOpacity, weight) through setStyle like a path, and answers getLatLng() and
+     setRadius() like a circle marker. */
+  function shapeMarker(map, latlng, options) {
+    if (!SHAPES[options.shape]) return L.circleMarker(latlng, options);
+    const centre = L.latLng(latlng);
+    const flat = { stroke: false, smoothFactor: 0, noClip: true };
+    const inside = L.polygon([], flat);
+    const ring = L.polygon([], flat);
+    const marker = L.featureGroup([inside, ring]);
+    L.setOptions(marker, { opacity: 1, weight: 1, ...options });
+
+    // the shape's corners `grow` pixels out from its edges (in when negative)
+    function corners(grow) {
+      const o = marker.options, zoom = map.getZoom(), p = map.project(centre, zoom);
+      const r = o.radius + grow / INRADIUS[o.shape];
+      return SHAPES[o.shape].map(([dx, dy]) => map.unproject(p.add([dx * r, dy * r]), zoom));
+    }
+    function place() {
+      const half = marker.options.weight / 2;
+      inside.setLatLngs(corners(-half));
+      ring.setLatLngs([corners(half), corners(-half)]);
+    }
+    function paint() {
+      const o = marker.options;
+      inside.setStyle({ fillColor: o.fillColor, fillOpacity: o.fillOpacity });
+      ring.setStyle({ fillColor: o.color, fillOpacity: o.opacity });
+    }
+    marker.on("add", () => { place(); map.on("zoomend", place); });
+    marker.on("remove", () => map.off("zoomend", place));
+    marker.getLatLng = () => centre;
+    marker.setRadius = (radius) => {
+      marker.options.radius = radius;
+      if (map.hasLayer(marker)) place();
+      return marker;
+    };
+    marker.setStyle = (style) => {
+      L.setOptions(marker, style);
+      paint();
+      if (map.hasLayer(marker)) place();
+      return marker;
+    };
+    paint();
+    return marker;
+  }
+
+  function shapeOf(spec, props) {
+    if (!spec.shapes) return { shape: "circle", dashArray: null };
+    const value = spec.shapes.values.find((v) => v.code === props[spec.shapes.field]);
+    return value ? { shape: value.shape, dashArray: null } : { shape: "circle", dashArray: UNKNOWN_DASH };
+  }
+
+  function featurePopup(spec, props) {
+    const rows = spec.fields.map((f) => [f.label, props[f.name]]);
+    rows.push([cfg.labels.unit, props.unit]);
+    return table(rows);
+  }
+
+  /* Draw the API's answer for a survey layer into `group`: clusters with their counts, or the
+     features one by one, each with a popup of its fields read when it opens. */
+  function drawFeatures(map, group, spec, data) {
+    group.clearLayers();
+    if (data.aggregated) {
+      data.features.forEach((f) => {
+        const [lon, lat] = f.geometry.coordinates;
+        const n = f.properties.count;
+        const icon = L.divIcon({ className: "gw-cluster", html: "", iconSize: [34, 34] });
+        const marker = L.marker([lat, lon], { icon });
+        marker.on("add", () => {
+          const box = marker.getElement();
+          if (box) box.textContent = String(n);
+        });
+        marker.bindTooltip(() => table([[cfg.labels.total, n], [cfg.labels.completed, f.properties.completed]]));
+        group.addLayer(marker);
+      });
+      return;
+    }
+    const layer = L.geoJSON(data, {
+      pointToLayer: (f, latlng) => shapeMarker(map, latlng, {
+        radius: spec.radius, weight: 1, color: "#333", fillOpacity: 0.85,
+        fillColor: spec.colors[f.properties.status] || spec.color,
+        ...shapeOf(spec, f.properties),
+      }),
+      style: (f) => ({ color: spec.colors[f.properties.status] || spec.color, weight: 1, fillOpacity: 0.5 }),
+      onEachFeature: (f, l) => {
+        l.bindPopup(cfg.labels.loading);
+        l.on("popupopen", () => {
+          fetch(cfg.api + "/features/" + spec.name + "/" + f.properties.fid + (cfg.gcj02 ? "?crs=gcj02" : ""))
+            .then((r) => r.json())
+            .then((full) => l.setPopupContent(featurePopup(spec, full.properties)));
+        });
+      },
+    });
+    group.addLayer(layer);
+  }
+
+  /* Legend: status colours and marker shapes of the survey layers shown. */
+  const SVG = "http://www.w3.org/2000/svg";
+  function svgNode(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, String(v)));
+    return node;
+  }
+
+  function icon(cls, shape) {
+    const svg = svgNode("svg", { width: 18, height: 18, viewBox: "0 0 18 18", class: cls });
+    svg.appendChild(shape);
+    return svg;
+  }
+
+  // a point marker's shape, unfilled; dashed for an empty or unknown value
+  function swatch(shape, dashed) {
+    const d = shapePath(shape, 9, 9, 5.5);
+    const style = { fill: "#ffffff", stroke: "#333", ...(dashed ? { "stroke-dasharray": UNKNOWN_DASH } : {}) };
+    const node = d ? svgNode("path", { d, ...style }) : svgNode("circle", { cx: 9, cy: 9, r: 5.5, ...style });
+    return icon("gw-swatch gw-shape-" + shape + (dashed ? " gw-shape-unknown" : ""), node);
+  }
+
+  // a status colour
+  function chip(color) {
+    return icon("gw-swatch", svgNode("rect", { x: 2, y: 4, width: 14, height: 10, rx: 2, fill: color }));
+  }
+
+  function legendRow(mark, text) {
+    const row = el("div", null, "gw-legend-row");
+    row.appendChild(mark);
+    row.appendChild(el("span", text));
+    return row;
+  }
+
+  /* A legend control for the survey layers whose overlay (overlays[name]) is on the map; it is
+     drawn again when an overlay is switched on or off.  Returns the control. */
+  function legend(map, overlays) {
+    const control = L.control({ position: "bottomleft" });
+    control.onAdd = () => {
+      const box = el("div", null, "gw-legend");
+      L.DomEvent.disableClickPropagation(box);
+      L.DomEvent.disableScrollPropagation(box);
+      return box;
+    };
+    control.addTo(map);
+    function draw() {
+      const box = control.getContainer();
+      box.replaceChildren();
+      cfg.layers.filter((s) => overlays[s.name] && map.hasLayer(overlays[s.name])).forEach((spec) => {
+        box.appendChild(el("div", spec.label, "gw-legend-title"));
+        if (spec.statuses.length) {
+          box.appendChild(el("div", spec.statusLabel, "gw-legend-head"));
+          spec.statuses.forEach((st) => box.appendChild(legendRow(chip(st.color), st.label)));
+        }
+        if (spec.shapes) {
+          box.appendChild(el("div", spec.shapes.label, "gw-legend-head"));
+          spec.shapes.values.forEach((v) => box.appendChild(legendRow(swatch(v.shape, false), v.label)));
+          box.appendChild(legendRow(swatch("circle", true), cfg.labels.shapeUnknown));
+        }
+      });
+      box.hidden = !box.firstChild;
+    }
+    map.on("overlayadd overlayremove", draw);
+    draw();
+    return control;
+  }
+
+  ns.mapcore = {
+    config: cfg, crsParam, open, bboxParam, el, table, unitOutlines,
+    shapeMarker, shapeOf, featurePopup, drawFeatures, legend,
+  };
+})();

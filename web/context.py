@@ -1,0 +1,182 @@
+"""What a request of the web service works with, in the manner of the Flask tutorial's ``db.py``:
+the store (opened once per request, closed on teardown), the page's language and the labels
+in it, and the JSON error bodies, which say what went wrong in both languages but never where
+the service keeps its files."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+
+from geo.store.backends import open_store
+
+LANGUAGES = ("zh", "en")
+
+#: Chinese reasons for the HTTP errors a client can meet (English comes from werkzeug).
+HTTP_REASONS_ZH = {
+    400: "请求有误",
+    401: "需要登录",
+    403: "无权访问",
+    404: "页面不存在",
+    405: "不支持该请求方法",
+    406: "无法提供所要求的格式",
+    408: "请求超时",
+    409: "与现有数据冲突",
+    410: "已不存在",
+    411: "缺少请求长度",
+    413: "上传文件过大",
+    414: "网址过长",
+    415: "不支持的文件类型",
+    422: "请求内容无法处理",
+    429: "请求过于频繁",
+    431: "请求头过大",
+    500: "服务器内部错误",
+    501: "功能未实现",
+    502: "网关错误",
+    503: "服务暂不可用",
+    504: "网关超时",
+}
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+def get_store() -> Any:
+    """The store for this request, opened lazily and closed on teardown."""
+    if "store" not in g:
+        g.store = open_store(current_app.config["GRIDWATCH_DATA"])
+        actor = g.get("gw_actor")
+        if actor is not None:
+            g.store.actor = actor  # every write of this request is audited as this user
+    return g.store
+
+
+def close_store(_exc: BaseException | None = None) -> None:
+    """Close the store of this request, if it opened one (at the end of the app context)."""
+    store = g.pop("store", None)
+    if store is not None:
+        store.close()
+
+
+# --- language --------------------------------------------------------------------------------
+
+
+def select_locale() -> str:
+    """Simplified Chinese unless ``?lang=en`` (remembered in a cookie) asks for English."""
+    lang = request.args.get("lang") or request.cookies.get("gridwatch_lang")
+    return lang if lang in LANGUAGES else "zh"
+
+
+def remember_language(response: Any) -> Any:
+    """After a request with ``?lang=``: the choice kept in a cookie for a year."""
+    lang = request.args.get("lang")
+    if lang in LANGUAGES:
+        response.set_cookie("gridwatch_lang", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
+    return response
+
+
+def lang_url(lang: str) -> str:
+    """This page in another language (its other query parameters kept)."""
+    args = {k: v for k, v in request.args.items() if k != "lang"}
+    return f"{request.path}?{urlencode({**args, 'lang': lang})}"
+
+
+def label(obj: Any, field: str = "label") -> str:
+    """The Chinese or English label of a layer, field, status or level tuple, per the page language."""
+    english = select_locale() == "en"
+    if isinstance(obj, tuple):
+        return str(obj[1] if english else obj[0])
+    return str(getattr(obj, f"{field}_en" if english else f"{field}_zh"))
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def markup_free_json(text: str) -> str:
+    """JSON text with ``<``, ``>``, ``&`` written as ``\\u003c`` etc. (they occur only inside
+    strings), so survey text can never be read as markup, whatever a browser guesses the type to be."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class SafeJSONProvider(DefaultJSONProvider):
+    """JSON with Chinese kept readable and markup characters escaped (:func:`markup_free_json`)."""
+
+    ensure_ascii = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return markup_free_json(super().dumps(obj, **kwargs))
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def error_body(code: str, zh: str, en: str) -> dict[str, Any]:
+    """The JSON body of an error, ``message`` in the request's language."""
+    return {
+        "error": code,
+        "message_zh": zh,
+        "message_en": en,
+        "message": en if select_locale() == "en" else zh,
+    }
+
+
+def json_error(status: int, code: str, zh: str, en: str) -> Any:
+    """A JSON error response: :func:`error_body`, free of the server's paths."""
+    return jsonify(path_free(error_body(code, zh, en))), status
+
+
+def error_response(body: dict[str, Any], status: int) -> Any:
+    """A JSON error with ``message`` in the request's language; ``message_zh`` and
+    ``message_en`` are always there too."""
+    body = {**body, "message": body["message_en"] if select_locale() == "en" else body["message_zh"]}
+    return jsonify(path_free(body)), status
+
+
+def size_text(size: int) -> str:
+    """A number of bytes as people read it (``200 MB``)."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} B"
+
+
+def private_dirs(data: str, root: str) -> list[tuple[re.Pattern[str], str]]:
+    """The server's own directories -- the data directory (as configured and resolved),
+    temporary files, the application, the home directory -- each with what an answer shows
+    instead, most specific first (for :func:`path_free`)."""
+    named = [(data, "$GRIDWATCH_DATA")]
+    if data.lower().endswith(".gpkg"):  # the store file given: its folder holds the rest
+        named.append((str(Path(data).parent), "$GRIDWATCH_DATA"))
+    named += [(folder, "…") for folder in (tempfile.gettempdir(), root, str(Path.home()))]
+    shown: dict[str, str] = {}
+    for folder, placeholder in named:
+        for form in (os.path.abspath(folder), str(Path(folder).resolve())):
+            if len(form) > 1:
+                shown.setdefault(form, placeholder)
+    return [
+        (re.compile(re.escape(folder) + r"(?![\w.-])"), placeholder)
+        for folder, placeholder in sorted(shown.items(), key=lambda kv: -len(kv[0]))
+    ]
+
+
+def path_free(value: Any) -> Any:
+    """``value`` (an error body: text, lists and mappings of it) with the server's directories
+    written as ``$GRIDWATCH_DATA`` or ``…``: an answer says what went wrong, never where the
+    service keeps its files."""
+    dirs = current_app.extensions.get("gridwatch_private_dirs", [])
+    if isinstance(value, str):
+        for pattern, placeholder in dirs:
+            value = pattern.sub(placeholder, value)
+        return value
+    if isinstance(value, dict):
+        return {k: path_free(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [path_free(v) for v in value]
+    return value

@@ -1,0 +1,194 @@
+"""The maps of the pages, set up one way: the base maps, the one JSON block that configures the
+browser's map module (static/gridwatch-mapcore.js: base map, levels, survey layers, labels) and the
+map page's scaffold, which Folium builds and which puts its map on ``gridwatch.maps`` under a fixed
+key, where the module finds it."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import folium
+import numpy as np
+from flask import current_app, request, url_for
+from flask_babel import gettext as _
+from folium.template import Template
+
+import layers
+from geo.errors import InputError
+from geo.figures.hierarchy import grid_levels
+from layers.base import LayerSpec
+from web.context import label, select_locale
+
+#: The id of the page's map configuration, ``<script type="application/json" id="gw-map-config">``.
+CONFIG_ID = "gw-map-config"
+
+BASE_MAPS: dict[str, dict[str, Any]] = {
+    "osm": {
+        "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "attr": "&copy; OpenStreetMap contributors",
+        "name": "OpenStreetMap",
+    },
+    "tianditu": {
+        "url": "https://t{s}.tianditu.gov.cn/vec_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=vec"
+        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
+        "labels": "https://t{s}.tianditu.gov.cn/cva_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=cva"
+        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
+        "subdomains": "01234567",
+        "attr": "天地图 Tianditu",
+        "name": "天地图",
+    },
+    "gaode": {
+        "url": "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+        "subdomains": "1234",
+        "attr": "高德地图 AutoNavi",
+        "name": "高德地图",
+        "gcj02": True,
+    },
+}
+
+
+def base_map(choice: str) -> dict[str, Any] | None:
+    """The base map named ``choice`` (a key of :data:`BASE_MAPS`, ``none``, or the tile URL of
+    the settings), with the Tianditu key filled in; an :class:`InputError` for any other."""
+    if choice == "none":
+        return None
+    if choice in BASE_MAPS:
+        base = dict(BASE_MAPS[choice])
+        if choice == "tianditu":
+            key = current_app.config.get("GRIDWATCH_TIANDITU_KEY", "")
+            if not key:
+                raise InputError(
+                    "未配置天地图密钥 GRIDWATCH_TIANDITU_KEY",
+                    "no Tianditu key configured",
+                    code="no_tianditu_key",
+                )
+            base["url"] = base["url"].replace("{tk}", key)
+            base["labels"] = base["labels"].replace("{tk}", key)
+        return base
+    configured = current_app.config.get("GRIDWATCH_TILES", "")
+    # a tile URL of one's own only from the settings: the page's security policy names its host
+    if choice.startswith(("http://", "https://")) and "{z}" in choice and choice == configured:
+        return {"url": choice, "attr": urlsplit(choice).hostname or "", "name": "底图 base map"}
+    raise InputError(
+        f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)", code="bad_tiles"
+    )
+
+
+def requested_base_map() -> dict[str, Any] | None:
+    """The base map this request asks for (``?tiles=``), else the one of the settings."""
+    return base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))
+
+
+def map_levels() -> list[dict[str, str]]:
+    """The levels of the unit hierarchy, the unit grid first, labelled in the page's language."""
+    return [{"name": lv.name, "label": label(lv)} for lv in grid_levels()]
+
+
+def map_layers() -> list[dict[str, Any]]:
+    """The survey layers as the map draws them: fields, statuses with their colours, marker
+    shapes and style, labelled in the page's language."""
+    return [
+        {
+            "name": s.name,
+            "label": label(s),
+            "fields": [{"name": f.name, "label": label(f)} for f in s.stored_fields],
+            "colors": {st.code: st.color for st in s.all_statuses},
+            "statuses": [{"code": st.code, "label": label(st), "color": st.color} for st in s.all_statuses],
+            "statusLabel": label(s.field(s.status_field)) if s.status_field else "",
+            "shapes": _shapes(s),
+            "color": s.style.get("color", "#3388ff"),
+            "radius": s.style.get("radius", 5),
+        }
+        for s in layers.survey_layers()
+    ]
+
+
+def _shapes(spec: LayerSpec) -> dict[str, Any] | None:
+    """The marker shape of each value of the layer's shape field, labelled for the page."""
+    category = spec.shape_category
+    if category is None:
+        return None
+    return {
+        "field": category.field,
+        "label": label(spec.field(category.field)),
+        "values": [{"code": v.code, "label": label(v), "shape": v.shape} for v in category.values],
+    }
+
+
+def map_config(
+    key: str,
+    base: dict[str, Any] | None,
+    base_error: str | None = None,
+    *,
+    container: str | None = None,
+    survey_layers: bool = True,
+) -> dict[str, Any]:
+    """The configuration of a page's map, rendered as the page's ``gw-map-config`` block.
+
+    ``key`` names the map on the page (``gridwatch.maps[key]``): the map the page's scaffold
+    put there (see :func:`scaffold`), else one the module makes in the element with the id
+    ``container``.  ``base`` is the base map (see :func:`base_map`), ``base_error`` why there
+    is none when one was asked for.  Without ``survey_layers`` (a map that draws none) the
+    layers are left out, and with them their status codes, which are words of the survey.
+    """
+    return {
+        "map": {"key": key, "container": container},
+        "api": url_for("api.api_layers").rsplit("/", 1)[0],
+        "lang": select_locale(),
+        "base": base,
+        "baseError": base_error,
+        "gcj02": bool(base and base.get("gcj02")),
+        "levels": map_levels(),
+        "layers": map_layers() if survey_layers else [],
+        "labels": {
+            "code": _("编码"),
+            "name": _("名称"),
+            "total": _("总数"),
+            "completed": _("已完成"),
+            "rate": _("完成率"),
+            "unit": _("所在网格"),
+            "loading": _("读取中…"),
+            "cells": _("单元网格完成率"),
+            "features": _("本单元要素 {n} 个"),
+            "tooMany": _("当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级"),
+            "shapeUnknown": _("未注明"),
+        },
+    }
+
+
+class RegisterMap(folium.MacroElement):  # type: ignore[misc]
+    """Puts its parent Folium map on the page's ``gridwatch.maps`` under a fixed key, where the
+    browser's map module finds it (Folium's own variable name is generated per page)."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+            window.gridwatch = window.gridwatch || {};
+            window.gridwatch.maps = window.gridwatch.maps || {};
+            window.gridwatch.maps[{{ this.key|tojavascript }}] = {{ this._parent.get_name() }};
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self._name = "RegisterMap"
+        self.key = key
+
+
+def scaffold(key: str, bounds: np.ndarray) -> dict[str, str]:
+    """The map page's scaffold, built by Folium: Leaflet's script and style (served from here),
+    the map's element, and the script that makes the map, fits it to ``bounds`` (west, south,
+    east, north in degrees) and registers it under ``key``.  Base maps and layers are the
+    module's."""
+    centre = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2]
+    m = folium.Map(location=centre, zoom_start=13, tiles=None, control_scale=True, prefer_canvas=True)
+    m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
+    m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
+    if np.isfinite(bounds).all():
+        m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
+    RegisterMap(key).add_to(m)
+    root = m.get_root()
+    root.render()
+    return {"header": root.header.render(), "html": root.html.render(), "script": root.script.render()}
