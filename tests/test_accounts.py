@@ -102,6 +102,7 @@ def test_token_labels_that_hide_characters_are_refused(tmp_path, label, capsys):
     assert accounts.check_label("夜间导入脚本 v2") == "夜间导入脚本 v2"
 
 
+@pytest.mark.slow
 def test_repeated_failures_lock_the_account_with_growing_waits(store):
     accounts.add_user(store, "zhao", "viewer", "password1")
     for _ in range(accounts.MAX_FAILURES):
@@ -243,6 +244,7 @@ def test_account_writes_do_not_invalidate_survey_caches(store):
     assert store.revision() == revision
 
 
+@pytest.mark.slow
 def test_every_write_is_audited_with_who_and_where(gridded_store, tmp_path):
     store = gridded_store
     store.actor = Actor("wu", "10.0.0.7")

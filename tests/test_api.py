@@ -39,6 +39,7 @@ def _totals(client, as_of: str) -> tuple[int, int]:
     return row["demolition_total"], row["demolition_completed"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_stats_as_of_every_accepted_form(client, as_of):
     assert _totals(client, as_of) == (2, 1)
@@ -62,6 +63,7 @@ def test_bad_dates_are_a_bilingual_400(client, as_of):
         assert r.get_json()["message_zh"] != r.get_json()["message_en"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_download_name_from_the_parsed_date(client, as_of):
     for fmt, name in (
@@ -76,6 +78,7 @@ def test_download_name_from_the_parsed_date(client, as_of):
         assert header == f'attachment; filename="{name}"'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_cells_and_features_take_every_date_form(client, as_of):
     cells = client.get(f"/api/cells?level=grid&zoom=16&as_of={quote(as_of)}")

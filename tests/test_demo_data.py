@@ -85,6 +85,7 @@ def test_counts_are_in_the_stated_ranges(demo, grid, sites, out):
     assert 30 <= len(read(out, "充电棚")) <= 50
 
 
+@pytest.mark.slow
 def test_two_runs_write_byte_identical_files(demo):
     first, second, _ = demo
 

@@ -177,6 +177,7 @@ def test_api_operation_never_answers_5xx(api_site, api_schema, staged, method, p
     fuzz()
 
 
+@pytest.mark.slow
 def test_openapi_document_is_complete_and_valid(api_site, api_schema):
     """Every API route is an operation with typed, bounded parameters and its responses."""
     app, _secret = api_site

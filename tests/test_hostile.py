@@ -221,6 +221,7 @@ def test_nested_zips_share_one_budget(refuse, tmp_path, monkeypatch):
     assert "40" in body["message_zh"]
 
 
+@pytest.mark.slow
 def test_zip_of_ten_thousand_files_is_refused(refuse, tmp_path):
     shp = survey_shp(tmp_path / "s")
     flood = zip_of([*shapefile_entries(shp), *((f"照片/{i:05d}.txt", b"x") for i in range(10_000))])
@@ -324,6 +325,7 @@ def _answer(port: int, head: str, body: bytes | None = None, chunks: int = 0) ->
     return int(headers.split()[1]), json.loads(rest[:length])
 
 
+@pytest.mark.slow
 def test_oversized_upload_is_refused_before_its_body_is_read(app, live, data, scratch):
     """Headers announcing 50 GiB and no body at all: a 413 comes back at once, with a cookie
     session (CSRF token) and with an API token; a chunked body without a length is cut off at

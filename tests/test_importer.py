@@ -387,6 +387,7 @@ def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
         assert (rep.to_dict()["rejected_count"], rep.added, rep.updated + rep.unchanged) == (0, 1, 2), who
 
 
+@pytest.mark.slow
 def test_ownership_is_decided_when_the_batch_is_written(owned_store, tmp_path):
     """surveyor2 prepares a file with a new id; surveyor commits the same id first: surveyor2's
     commit rejects that row."""

@@ -78,6 +78,7 @@ def test_map_summary_without_a_grid(store):
     assert summary["areas"] == {"street": [], "community": []}
 
 
+@pytest.mark.slow
 def test_stats_page_data_by_hand(surveyed):
     data = stats_page_data(surveyed, "demolition", "community")
     rows = {r["code"]: r for r in data["rows"]}
@@ -94,6 +95,7 @@ def test_stats_page_data_by_hand(surveyed):
     json.dumps(data)
 
 
+@pytest.mark.slow
 def test_stats_page_lagging_units_at_the_grid_level(surveyed):
     lagging = stats_page_data(surveyed, "demolition")["lagging"]
     assert lagging[0]["code"] == f"{COMM_A}002"  # A2, not demolished

@@ -88,6 +88,7 @@ def test_tianditu_key_from_the_environment(data, monkeypatch):
     assert page.status_code == 200 and "tk=env-key-123" in page.text
 
 
+@pytest.mark.slow
 def test_tiles_from_the_environment(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_TILES", "https://tiles.example.gov.cn/{z}/{x}/{y}.png")
     c = create_app().test_client()

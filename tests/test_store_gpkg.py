@@ -122,6 +122,7 @@ def test_the_kind_of_a_layer_batch_comes_from_its_spec():
     assert {batch_kind(s) for s in layers.survey_layers()} == {"import"}
 
 
+@pytest.mark.slow
 def test_rolling_back_targets_goes_by_the_kind(gridded_store, tmp_path):
     first = load_targets(gridded_store, _targets_csv(tmp_path / "1" / "目标.csv", 5))
     second = load_targets(gridded_store, _targets_csv(tmp_path / "2" / "目标.csv", 8))
@@ -186,6 +187,7 @@ def _filled_store(data: Path, tmp_path: Path) -> dict[int, str]:
         return {b.id: b.kind for b in store.batches()}
 
 
+@pytest.mark.slow
 def test_a_store_of_schema_4_is_upgraded_to_record_batch_kinds(tmp_path):
     data = tmp_path / "data"
     kinds = _filled_store(data, tmp_path)

@@ -657,6 +657,7 @@ def test_cpu_time_beyond_the_helpers_budget_is_a_clear_refusal():
     assert err.value.code == "read_limit" and time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["wall time", "client gone"])
 def test_a_read_no_one_waits_for_is_stopped(tmp_path, how):
     pidfile = tmp_path / "pid"
@@ -747,6 +748,7 @@ def test_a_table_crosses_from_the_helper_unchanged(cells, numbers):
     np.testing.assert_array_equal(frame["数值"].to_numpy(), back["数值"].to_numpy())
 
 
+@pytest.mark.slow
 def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
     """Set through the environment, as in production: a helper given less memory than reading
     needs refuses every upload with a clear 413; the other limits reach the helper too."""
@@ -892,6 +894,7 @@ def test_a_prj_that_cannot_be_read_is_not_quoted_back(refuse, tmp_path):
     assert "/srv/secret" not in json.dumps(body, ensure_ascii=False)
 
 
+@pytest.mark.slow
 def test_vertices_are_counted_in_the_helper_for_every_kind(tmp_path):
     """A GeoJSON line of 200,000 vertices against a limit of 150,000: refused in the helper, so
     the server process never receives the geometry (shapefiles are refused from their headers)."""

@@ -229,6 +229,7 @@ def test_features_follow_a_reread_and_gcj02(client, tmp_path):
     assert client.get(url).get_json() == moved
 
 
+@pytest.mark.slow
 def test_features_are_capped(client, tmp_path):
     import numpy as np
 
