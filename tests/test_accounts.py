@@ -20,6 +20,7 @@ from geo.store.interface.audit import Actor
 from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 
+@pytest.mark.slow
 def test_passwords_are_hashed_and_checked(store):
     accounts.add_user(store, "wangfang", "surveyor", "correct horse")
     user = store.get_user("wangfang")

@@ -46,10 +46,12 @@ def test_stats_as_of_every_accepted_form(client, as_of):
     assert client.get(f"/api/stats?format=json&as_of={quote(as_of)}").get_json()["as_of"] == "2022-05-25"
 
 
+@pytest.mark.slow
 def test_stats_before_the_first_data_month(client):
     assert _totals(client, "2021-06-30") == (0, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", ["2022-13-01", "昨天", "2022-05-25\x00", "9" * 300])
 def test_bad_dates_are_a_bilingual_400(client, as_of):
     for url in (
@@ -89,6 +91,7 @@ def test_cells_and_features_take_every_date_form(client, as_of):
     assert r.status_code == 200 and len(r.get_json()["features"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "url"),
     [
@@ -116,6 +119,7 @@ def _neutral(text: str) -> bool:
     return not text.startswith(("=", "+", "-", "@", "\t", "\r"))
 
 
+@pytest.mark.slow
 def test_stats_csv_neutralises_unit_names(client):
     for level in ("grid", "community", "street"):
         r = client.get(f"/api/stats?format=csv&level={level}")
@@ -128,6 +132,7 @@ def test_stats_csv_neutralises_unit_names(client):
     assert [r["name"] for r in grid[: len(FORMULAS)]] == ["'" + f.strip() for f in FORMULAS]
 
 
+@pytest.mark.slow
 def test_stats_xlsx_neutralises_unit_names(client):
     wb = openpyxl.load_workbook(io.BytesIO(client.get("/api/stats?format=xlsx").data))
     seen = set()

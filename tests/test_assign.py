@@ -53,6 +53,7 @@ def test_points_exactly_one_unit(xs, ys, data):
     assert list(grid.assign(pts[perm])) == list(units[perm])
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(xs=cuts, ys=cuts, data=st.data())
 def test_polygons_go_to_largest_overlap(xs, ys, data):

@@ -206,6 +206,7 @@ def _padded_inner(megabytes: int) -> bytes:
     )
 
 
+@pytest.mark.slow
 def test_nested_zips_share_one_budget(refuse, tmp_path, monkeypatch):
     """Each archive within the caps, together beyond them: nesting does not multiply the caps.
     (Caps lowered to 32 MiB and 40 files so that the test writes megabytes, not gigabytes.)"""
@@ -229,6 +230,7 @@ def test_zip_of_ten_thousand_files_is_refused(refuse, tmp_path):
     assert "10004" in body["message_zh"] and "2000" in body["message_zh"]
 
 
+@pytest.mark.slow
 def test_zips_nested_too_deep_are_refused(refuse, tmp_path):
     inner = shapefile_zip(survey_shp(tmp_path / "s"))
     for level in range(3):
@@ -252,6 +254,7 @@ def _set_central(payload: bytes, offset: int, value: int, fmt: str = "<H") -> by
     return bytes(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "code"),
     [

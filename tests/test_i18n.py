@@ -54,6 +54,7 @@ def test_every_marked_string_has_an_english_translation():
     assert missing == [], f"no English for: {missing}"
 
 
+@pytest.mark.slow
 @pytest.mark.needs("translations")
 @pytest.mark.parametrize("path", ["/stats", "/upload", "/batches"])
 def test_pages_have_language_switch(client, path):

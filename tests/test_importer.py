@@ -210,6 +210,7 @@ def test_rejected_rows_reported(gridded_store, tmp_path):
     assert (row["status"], row["status_raw"]) == ("未识别", "不知道")
 
 
+@pytest.mark.slow
 def test_wrong_layer_and_wrong_geometry(gridded_store, tmp_path):
     with pytest.raises(InputError) as err:
         import_file(gridded_store, "parking", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
@@ -303,6 +304,7 @@ def test_store_is_a_geopackage_gdal_reads(gridded_store, tmp_path):
     assert len(d) == 5 and "WJ-000" in set(d["case_id"])
 
 
+@pytest.mark.slow
 def test_targets_progress(gridded_store, tmp_path):
     import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"))
     from geo.imports.batches import load_targets
@@ -325,6 +327,7 @@ def test_targets_progress(gridded_store, tmp_path):
     assert street.loc["340291001", "demolition_area_completed_m2_progress"] == pytest.approx(0.425)
 
 
+@pytest.mark.slow
 def test_update_few_ids_spread_over_a_large_layer(gridded_store, tmp_path):
     """Updating two ids at both ends of 300 stored ones (the key lookup through a temporary table)."""
     ids = [f"K{i:03d}" for i in range(300)]

@@ -102,6 +102,7 @@ def test_stats_page_lagging_units_at_the_grid_level(surveyed):
     assert {r["code"] for r in lagging} == {f"{COMM_A}001", f"{COMM_A}002", f"{COMM_B}001"}
 
 
+@pytest.mark.slow
 def test_stats_page_monthly_series_agrees_with_the_tally(surveyed):
     series = stats_page_data(surveyed, "demolition")["monthly"]
     months = series["months"]

@@ -20,6 +20,7 @@ def test_healthz_and_layers(client):
     assert names == ["grid", "demolition", "parking", "charging"]
 
 
+@pytest.mark.slow
 def test_stats_downloads(client):
     r = client.get("/api/stats?level=community&format=csv")
     assert r.status_code == 200 and r.data.startswith(b"\xef\xbb\xbf")
@@ -86,6 +87,7 @@ def _bbox() -> str:
     return f"{w},{s},{e},{n}"
 
 
+@pytest.mark.slow
 def test_api_cells_and_features(client):
     r = client.get(f"/api/cells?level=grid&layer=demolition&zoom=16&bbox={_bbox()}")
     assert r.status_code == 200
@@ -101,6 +103,7 @@ def test_api_cells_and_features(client):
     )
 
 
+@pytest.mark.slow
 def test_api_bad_parameters(client):
     assert client.get("/api/features/demolition?zoom=16").status_code == 400
     assert client.get("/api/features/demolition?bbox=1,2,3").get_json()["error"] == "bad_bbox"
@@ -182,6 +185,7 @@ def test_server_error_is_json_in_both_languages(tmp_path, make_app):
     assert _error(client.get("/boom?lang=en"), 500)["message"] == "internal server error"
 
 
+@pytest.mark.slow
 @pytest.mark.needs("node_modules")
 def test_upload_page_base_map_and_assets(client, app):
     import json
@@ -222,6 +226,7 @@ def test_upload_and_batches_pages(client):
     assert "导入批次" in batches and "回滚" in batches and "违法建设" in batches
 
 
+@pytest.mark.slow
 def test_stats_page(client):
     page = client.get("/stats?level=community&layer=demolition").get_data(as_text=True)
     assert "违法建设 · 统计" in page and "340291001001" in page and "滞后单元" in page
@@ -229,6 +234,7 @@ def test_stats_page(client):
     assert client.get("/stats?layer=grid").status_code == 400
 
 
+@pytest.mark.slow
 def test_map_filters(client):
     page = client.get("/?tiles=none&within=340291001002&status=已拆除").get_data(as_text=True)
     assert 'value="340291001002" selected' in page and 'value="已拆除" selected' in page

@@ -113,6 +113,7 @@ def test_max_content_length_from_the_environment(data, monkeypatch):
     assert "2 KB" in resp.json["message_en"]
 
 
+@pytest.mark.slow
 def test_secret_key_from_the_environment(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_SECRET_KEY", "a-key-from-the-environment")
     app = create_app()
@@ -126,6 +127,7 @@ def test_secret_key_from_the_environment(data, monkeypatch):
     assert not (data / "secret_key").exists()
 
 
+@pytest.mark.slow
 def test_timezone_from_the_environment(data, monkeypatch):
     """A known_at without a zone, or a bare date, is read in GRIDWATCH_TIMEZONE (the stats'
     metadata shows the moment asked in it)."""

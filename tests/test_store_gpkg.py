@@ -73,6 +73,7 @@ def test_a_failed_audit_write_leaves_no_batch_and_no_features(gridded_store, tmp
     assert gridded_store.key_batches(DEMOLITION, np.array(["A", "B"], dtype=object)) == {}
 
 
+@pytest.mark.slow
 def test_a_failed_audit_write_keeps_targets_and_rollbacks_whole(gridded_store, tmp_path):
     """The same for targets (values and batch) and for a rollback (rows, batch state, history)."""
     rep = import_file(gridded_store, "demolition", write_shp(_sites(["A"]), tmp_path / "a" / "s.shp"))
@@ -99,6 +100,7 @@ def test_the_audit_entry_is_written_with_the_batch(gridded_store, tmp_path):
 # --- batch kinds -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_batches_record_their_kind(gridded_store, tmp_path):
     survey = import_file(gridded_store, "demolition", write_shp(_sites(["A"]), tmp_path / "a" / "s.shp"))
     targets = load_targets(gridded_store, _targets_csv(tmp_path / "t" / "目标.csv"))
@@ -208,6 +210,7 @@ def test_a_store_of_schema_4_is_upgraded_to_record_batch_kinds(tmp_path):
         assert store.targets().empty
 
 
+@pytest.mark.slow
 def test_a_store_of_schema_4_that_cannot_be_upgraded_still_shows_the_kinds(tmp_path):
     """A store of schema 4 stays so when it cannot be written (read-only, see tests/test_faults.py):
     the kinds of its batches are then told from their layers, as that schema did."""

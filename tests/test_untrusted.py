@@ -195,6 +195,7 @@ def _drivers() -> list[str]:
     return sorted(pyogrio.list_drivers())
 
 
+@pytest.mark.slow
 def test_only_the_accepted_drivers_are_registered_in_the_helper():
     assert set(untrusted.run(_drivers)) <= untrusted.ALLOWED_DRIVERS
     assert "OGR_VRT" in pyogrio.list_drivers()  # this process is untouched
@@ -818,6 +819,7 @@ def test_an_encoding_that_is_no_text_encoding_is_refused_up_front(refuse, encodi
     assert encoding in body["message_en"]
 
 
+@pytest.mark.slow
 def test_an_upload_name_with_direction_controls_shows_as_tampered(surveyor):
     resp = post(surveyor, "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(), "报告\u202ecsv.exe.csv")
     assert resp.status_code == 201, resp.get_json()
@@ -860,6 +862,7 @@ def test_geometry_crosses_from_the_helper_unchanged(geoms):
 # --- found by attacking the reading path --------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "crs",
     [
@@ -881,6 +884,7 @@ def test_a_crs_that_names_a_file_or_url_is_refused_without_opening_it(refuse, ca
     assert not canary.close()
 
 
+@pytest.mark.slow
 def test_a_prj_that_names_a_file_is_refused_in_the_helper(refuse, tmp_path, canary):
     shp = survey_shp(tmp_path / "s")
     prj = f'GEOGCRS["x",BOUNDCRS[PARAMETERFILE["Latitude and longitude difference file","{canary.path}"]]]'

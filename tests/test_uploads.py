@@ -253,6 +253,7 @@ def test_features_are_capped(client, tmp_path):
     assert client.get(url + "?limit=5001").get_json()["error"] == "bad_parameter"
 
 
+@pytest.mark.slow
 def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     from pathlib import Path
 
@@ -299,6 +300,7 @@ def test_features_read_again_when_not_kept(app, client, survey_zip):
     assert client.get(url).get_json() == first and (folder / "features.arrow").exists()
 
 
+@pytest.mark.slow
 def test_features_of_unknown_uploads_are_404(client, survey_zip):
     for bad in ("AAAAAAAAAAAAAAAAAAAAAAAA", "x", "..%2F..%2Fetc"):
         r = client.get(f"/api/uploads/{bad}/features")
@@ -395,6 +397,7 @@ def test_two_stagings_of_one_file_committed_at_once_are_stored_once(app, client,
     assert [b["layer"] for b in client.get("/api/batches").get_json()] == ["grid", "demolition"]
 
 
+@pytest.mark.slow
 def test_parallel_rollbacks_of_one_batch_roll_it_back_once(app, client, survey_zip):
     import threading
 
@@ -651,6 +654,7 @@ def test_staged_uploads_expire_after_two_hours(app, client, survey_zip):
     assert client.get(f"/api/uploads/{recent}/features").status_code == 200
 
 
+@pytest.mark.slow
 def test_the_expiry_of_staged_uploads_is_a_setting(app, make_app, survey_zip, monkeypatch):
     import os
     import time

@@ -47,6 +47,7 @@ def test_features_one_by_one_when_few(loaded):
     assert WEST <= lon <= EAST and SOUTH <= lat <= NORTH
 
 
+@pytest.mark.slow
 def test_features_clustered_when_many(loaded):
     fc = features_in_view(loaded, "demolition", VIEW, zoom=12, max_features=50)
     assert fc["aggregated"] is True and fc["total"] == 400
@@ -76,6 +77,7 @@ def test_gcj02_shift(loaded):
     assert shifted["features"][0]["geometry"]["coordinates"] == pytest.approx([glon[0], glat[0]], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_cells_with_figures(loaded):
     fc = cells_in_view(loaded, "grid", VIEW, zoom=16, layer="demolition")
     assert len(fc["features"]) == 9
@@ -107,6 +109,7 @@ def test_feature_detail_and_slim_map_features(loaded):
         features_in_view(loaded, "grid", VIEW, zoom=16)
 
 
+@pytest.mark.slow
 def test_features_within_an_area(loaded):
     east = features_in_view(loaded, "demolition", VIEW, zoom=16, within=COMM_A, detail=True)
     everything = features_in_view(loaded, "demolition", VIEW, zoom=16)

@@ -90,6 +90,7 @@ def _config(page: str, block: str) -> dict:
     return json.loads(m[1])
 
 
+@pytest.mark.slow
 def test_pages_take_the_levels_from_the_grid_declaration(client):
     from geo.registry import grid_spec
 
