@@ -1,135 +1,35 @@
-"""Shared fixtures: a tiny unit grid around 118.4°E 31.3°N and writers for the kinds of
-files surveyors hand in (GBK DBF without .cpg, missing .prj, zips with sub-folders)."""
+"""Shared fixtures: the real app on a temporary store (``app``, ``client``, ``make_app``), the
+command line (``runner``), an opened store (``store``, ``gridded_store``), and the ``needs``
+marker.  Builders of survey files and request bodies are in :mod:`tests.helpers.builders`."""
 
 from __future__ import annotations
 
 import os
-import threading
-import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
-import geopandas as gpd
-import numpy as np
-import pyproj
 import pytest
-import shapely
 
 from geo.store.backends import open_store
-
-EPSG_GK = 4548  # CGCS2000 3-degree GK CM 117E
-_T = pyproj.Transformer.from_crs(4490, EPSG_GK, always_xy=True)
-X0, Y0 = (round(v, -2) for v in _T.transform(118.4, 31.3))
-
-COMM_A = "340291001001"
-COMM_B = "340291001002"
+from tests.helpers import needs
+from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
 
 
-def grid_frame() -> gpd.GeoDataFrame:
-    """3 x 3 cells of 100 m: row 0 (north) and row 1 in community A, row 2 in community B.
-
-    Codes follow the 15-digit rule and run west→east, north→south.
-    """
-    cells, codes, comms, names = [], [], [], []
-    seq = {COMM_A: 0, COMM_B: 0}
-    for row in range(3):
-        for col in range(3):
-            comm = COMM_A if row < 2 else COMM_B
-            seq[comm] += 1
-            x = X0 + col * 100
-            y = Y0 - (row + 1) * 100
-            cells.append(shapely.box(x, y, x + 100, y + 100))
-            codes.append(f"{comm}{seq[comm]:03d}")
-            comms.append("赭山社区" if comm == COMM_A else "镜湖社区")
-            names.append(f"网格{seq[comm]:03d}")
-    return gpd.GeoDataFrame(
-        {
-            "网格编码": codes,
-            "网格名称": names,
-            "所属社区": comms,
-            "所属街道": ["弋江街道"] * 9,
-            "网格员": ["王芳"] * 9,
-        },
-        geometry=cells,
-        crs=EPSG_GK,
-    )
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs"):
+        needs.check(*mark.args)
 
 
-def write_shp(
-    gdf: gpd.GeoDataFrame,
-    path: Path,
-    *,
-    encoding: str = "GBK",
-    cpg: bool = False,
-    ldid: int | None = 0x00,
-    prj: bool = True,
-) -> Path:
-    """Write ``gdf`` as a shapefile the way surveyors' tools do: GBK DBF, no .cpg, LDID 0."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    gdf.to_file(path, engine="pyogrio", encoding=encoding)
-    if not cpg:
-        path.with_suffix(".cpg").unlink(missing_ok=True)
-    if ldid is not None:
-        dbf = path.with_suffix(".dbf")
-        data = bytearray(dbf.read_bytes())
-        data[29] = ldid
-        dbf.write_bytes(bytes(data))
-    if not prj:
-        path.with_suffix(".prj").unlink(missing_ok=True)
-    return path
-
-
-class GbkZipInfo(zipfile.ZipInfo):
-    """A zip entry whose name is stored as GBK bytes without the UTF-8 flag, as Windows tools write."""
-
-    def _encodeFilenameFlags(self):
-        return self.filename.encode("gbk"), self.flag_bits & ~0x800
-
-
-def zip_shp(shp: Path, zpath: Path, folder: str = "", gbk_names: bool = True) -> Path:
-    """Zip a shapefile's parts into ``folder/`` inside ``zpath``; names GBK without the UTF-8 flag."""
-    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
-        for part in sorted(shp.parent.glob(shp.stem + ".*")):
-            name = f"{folder}{part.name}"
-            info = GbkZipInfo(name) if gbk_names else zipfile.ZipInfo(name)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, part.read_bytes())
-    return zpath
-
-
-def points_frame(xy: list[tuple[float, float]], **cols: list[object]) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(cols, geometry=shapely.points(np.asarray(xy, dtype=float)), crs=EPSG_GK)
-
-
-def dated_sites() -> gpd.GeoDataFrame:
-    """Two sites with found and demolition dates: A1 demolished 2022-03-01, A2 found 2022-05-20."""
-    return points_frame(
-        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)],
-        案件编号=["A1", "A2"],
-        当前状态=["已拆除", "已登记"],
-        发现时间=["2022-01-05", "2022-05-20"],
-        拆除时间=["2022-03-01", ""],
-    )
-
-
-def open_app(data: Path, **config: object):
-    """The real app on the store in ``data``, signed-in checks and CSRF off (route tests)."""
-    from server import create_app
-
-    return create_app(
-        {
-            "GRIDWATCH_DATA": str(data),
-            "TESTING": True,
-            "LOGIN_DISABLED": True,
-            "WTF_CSRF_ENABLED": False,
-            **config,
-        }
-    )
+@pytest.fixture(autouse=True)
+def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GRIDWATCH_DATA", str(tmp_path / "envdata"))
+    os.environ.pop("GRIDWATCH_CRS", None)
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(tmp_path: Path) -> Iterator[Any]:
+    """An empty store, opened in ``tmp_path/data`` and closed after the test."""
     s = open_store(tmp_path / "data")
     yield s
     s.close()
@@ -148,22 +48,62 @@ def gridded_store(store, grid_shp):
     return store
 
 
-@pytest.fixture(autouse=True)
-def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GRIDWATCH_DATA", str(tmp_path / "envdata"))
-    os.environ.pop("GRIDWATCH_CRS", None)
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., Any]:
+    """Make the real app (``create_app``) on the store in ``data`` (default ``tmp_path/store``),
+    testing config.  ``login=False`` turns the sign-in and CSRF checks off (route tests); other
+    keywords are config."""
+    from server import create_app
+
+    def make(data: Path | str | None = None, *, login: bool = True, **config: Any) -> Any:
+        base: dict[str, Any] = {"GRIDWATCH_DATA": str(tmp_path / "store" if data is None else data)}
+        base["TESTING"] = True
+        if not login:
+            base.update(LOGIN_DISABLED=True, WTF_CSRF_ENABLED=False)
+        return create_app({**base, **config})
+
+    return make
 
 
-@contextmanager
-def serving(app) -> Iterator[int]:
-    """Serve ``app`` on 127.0.0.1 (a threaded development server) for the block; yields the port."""
-    from werkzeug.serving import make_server
+@pytest.fixture
+def app(tmp_path: Path, make_app: Callable[..., Any]) -> Any:
+    """The app, sign-in off, on a store with the unit grid and one demolition site whose case id
+    is markup (pages must show it as text)."""
+    from geo.imports.importer import import_file
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    data = tmp_path / "store"
+    with open_store(data) as s:
+        import_file(s, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        sites = points_frame(
+            [(X0 + 50, Y0 - 50)], 案件编号=["<script>alert(1)</script>"], 当前状态=["已拆除"]
+        )
+        import_file(s, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+    return make_app(data, login=False)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+class Run(NamedTuple):
+    """What a run of the command line gave: its exit status and what it wrote."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def runner(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """Run the ``gridwatch`` engine command (:func:`geo.cli.main`) in-process on ``args``,
+    capturing what it writes."""
+    from geo.cli import main
+
+    def run(*args: str) -> Run:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run

@@ -17,9 +17,10 @@ from geo.output.audit import write_csv
 from geo.store import accounts
 from geo.store.backends import open_store
 from geo.store.interface.audit import Actor
-from tests.conftest import X0, Y0, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 
+@pytest.mark.slow
 def test_passwords_are_hashed_and_checked(store):
     accounts.add_user(store, "wangfang", "surveyor", "correct horse")
     user = store.get_user("wangfang")
@@ -102,6 +103,7 @@ def test_token_labels_that_hide_characters_are_refused(tmp_path, label, capsys):
     assert accounts.check_label("夜间导入脚本 v2") == "夜间导入脚本 v2"
 
 
+@pytest.mark.slow
 def test_repeated_failures_lock_the_account_with_growing_waits(store):
     accounts.add_user(store, "zhao", "viewer", "password1")
     for _ in range(accounts.MAX_FAILURES):
@@ -126,6 +128,7 @@ def test_repeated_failures_lock_the_account_with_growing_waits(store):
     assert accounts.authenticate(store, "zhao", "password2").failed_logins == 0
 
 
+@pytest.mark.slow
 def test_unknown_names_are_locked_like_known_ones(store):
     accounts.add_user(store, "zhao", "viewer", "password1")
     answers = {}
@@ -144,6 +147,7 @@ def test_unknown_names_are_locked_like_known_ones(store):
     assert store.login_failures("user", "no-such-name").locked_until is not None
 
 
+@pytest.mark.slow
 def test_a_locked_name_lets_in_its_password_from_a_client_without_failures(store):
     accounts.add_user(store, "admin", "admin", "right-password")
     for i in range(accounts.MAX_FAILURES + 3):
@@ -163,6 +167,7 @@ def test_a_locked_name_lets_in_its_password_from_a_client_without_failures(store
     assert accounts.authenticate(store, "admin", "right-password", client="203.0.113.5").name == "admin"
 
 
+@pytest.mark.slow
 def test_a_clients_failures_never_refuse_a_right_password(store):
     accounts.add_user(store, "qian", "viewer", "password1")
     for i in range(40):
@@ -173,6 +178,7 @@ def test_a_clients_failures_never_refuse_a_right_password(store):
     assert accounts.authenticate(store, "qian", "password1", client="10.9.9.9").name == "qian"
 
 
+@pytest.mark.slow
 def test_failed_login_records_stay_bounded(store, monkeypatch):
     monkeypatch.setattr("geo.store.gpkg.accounts._LOGINS_KEPT", 10)
     for i in range(25):
@@ -239,6 +245,7 @@ def test_account_writes_do_not_invalidate_survey_caches(store):
     assert store.revision() == revision
 
 
+@pytest.mark.slow
 def test_every_write_is_audited_with_who_and_where(gridded_store, tmp_path):
     store = gridded_store
     store.actor = Actor("wu", "10.0.0.7")

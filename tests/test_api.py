@@ -12,7 +12,7 @@ import pytest
 
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from tests.conftest import dated_sites, grid_frame, open_app, write_shp
+from tests.helpers.builders import dated_sites, grid_frame, write_shp
 
 #: Unit names a spreadsheet would run as formulas if written as they are.
 FORMULAS = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=1"]
@@ -20,7 +20,7 @@ DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, make_app):
     data = tmp_path / "store"
     grid = grid_frame()
     grid.loc[: len(FORMULAS) - 1, "网格名称"] = FORMULAS
@@ -29,12 +29,7 @@ def app(tmp_path):
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid, tmp_path / "g" / "g.shp"))
         import_file(store, "demolition", write_shp(dated_sites(), tmp_path / "s" / "s.shp"))
-    return open_app(data)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+    return make_app(data, login=False)
 
 
 def _totals(client, as_of: str) -> tuple[int, int]:
@@ -44,16 +39,19 @@ def _totals(client, as_of: str) -> tuple[int, int]:
     return row["demolition_total"], row["demolition_completed"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_stats_as_of_every_accepted_form(client, as_of):
     assert _totals(client, as_of) == (2, 1)
     assert client.get(f"/api/stats?format=json&as_of={quote(as_of)}").get_json()["as_of"] == "2022-05-25"
 
 
+@pytest.mark.slow
 def test_stats_before_the_first_data_month(client):
     assert _totals(client, "2021-06-30") == (0, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", ["2022-13-01", "昨天", "2022-05-25\x00", "9" * 300])
 def test_bad_dates_are_a_bilingual_400(client, as_of):
     for url in (
@@ -67,6 +65,7 @@ def test_bad_dates_are_a_bilingual_400(client, as_of):
         assert r.get_json()["message_zh"] != r.get_json()["message_en"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_download_name_from_the_parsed_date(client, as_of):
     for fmt, name in (
@@ -81,6 +80,7 @@ def test_download_name_from_the_parsed_date(client, as_of):
         assert header == f'attachment; filename="{name}"'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_cells_and_features_take_every_date_form(client, as_of):
     cells = client.get(f"/api/cells?level=grid&zoom=16&as_of={quote(as_of)}")
@@ -91,6 +91,7 @@ def test_cells_and_features_take_every_date_form(client, as_of):
     assert r.status_code == 200 and len(r.get_json()["features"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "url"),
     [
@@ -118,6 +119,7 @@ def _neutral(text: str) -> bool:
     return not text.startswith(("=", "+", "-", "@", "\t", "\r"))
 
 
+@pytest.mark.slow
 def test_stats_csv_neutralises_unit_names(client):
     for level in ("grid", "community", "street"):
         r = client.get(f"/api/stats?format=csv&level={level}")
@@ -130,6 +132,7 @@ def test_stats_csv_neutralises_unit_names(client):
     assert [r["name"] for r in grid[: len(FORMULAS)]] == ["'" + f.strip() for f in FORMULAS]
 
 
+@pytest.mark.slow
 def test_stats_xlsx_neutralises_unit_names(client):
     wb = openpyxl.load_workbook(io.BytesIO(client.get("/api/stats?format=xlsx").data))
     seen = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,6 +53,7 @@ def test_points_exactly_one_unit(xs, ys, data):
     assert list(grid.assign(pts[perm])) == list(units[perm])
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(xs=cuts, ys=cuts, data=st.data())
 def test_polygons_go_to_largest_overlap(xs, ys, data):
@@ -114,6 +116,7 @@ def grid_changes(draw):
     return codes, cells, new_codes, new_cells, px, py
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(change=grid_changes())
 def test_incremental_reassignment_equals_full(tmp_path_factory, change):
@@ -122,7 +125,7 @@ def test_incremental_reassignment_equals_full(tmp_path_factory, change):
 
     from geo.imports.importer import import_file
     from geo.store.backends import open_store
-    from tests.conftest import EPSG_GK, X0, Y0, points_frame, write_shp
+    from tests.helpers.builders import EPSG_GK, X0, Y0, points_frame, write_shp
 
     codes, cells, new_codes, new_cells, px, py = change
     if not new_cells:

@@ -13,15 +13,9 @@ import pytest
 from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
-from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, grid_frame, points_frame, shapefile_zip, write_shp
+from tests.helpers.web import PASSWORDS, Session, csrf_from, login
 
-PASSWORDS = {
-    "admin": "admin-pass-1",
-    "surveyor": "surveyor-pass-1",
-    "surveyor2": "surveyor-pass-2",
-    "viewer": "viewer-pass-1",
-}
 ROLE_OF = {"admin": "admin", "surveyor": "surveyor", "surveyor2": "surveyor", "viewer": "viewer"}
 
 
@@ -35,42 +29,6 @@ def data(tmp_path):
         sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)], 案件编号=["S1", "S2"])
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"), user="surveyor")
     return data
-
-
-def make_app(data, **config):
-    return create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, **config})
-
-
-def csrf_from(html: str) -> str:
-    m = re.search(r'name="csrf-token" content="([^"]+)"', html) or re.search(
-        r'name="csrf_token" type="hidden" value="([^"]+)"', html
-    )
-    assert m, "no CSRF token in the page"
-    return m.group(1)
-
-
-def login(client, name: str, password: str | None = None, **kw):
-    token = csrf_from(client.get("/login", **kw).text)
-    return client.post(
-        "/login", data={"username": name, "password": password or PASSWORDS[name], "csrf_token": token}, **kw
-    )
-
-
-class Session:
-    """A test client signed in as ``name`` (or anonymous) that sends its CSRF token on writes."""
-
-    def __init__(self, app, name: str | None):
-        self.client = app.test_client()
-        self.token = ""
-        if name:
-            assert login(self.client, name).status_code == 302
-            self.token = csrf_from(self.client.get("/account").text)
-
-    def request(self, method: str, url: str, **kw):
-        headers = kw.pop("headers", {})
-        if method not in ("GET", "HEAD") and self.token:
-            headers["X-CSRFToken"] = self.token
-        return self.client.open(url, method=method, headers=headers, **kw)
 
 
 # endpoint → (method, url, who may: "public" | "map" | "user" | a role)
@@ -116,7 +74,8 @@ def allowed(access: str, role: str | None, public_map: bool) -> bool:
     return RANK[role] >= RANK[needed]
 
 
-def test_every_route_is_in_the_matrix(data):
+@pytest.mark.slow
+def test_every_route_is_in_the_matrix(data, make_app):
     app = make_app(data)
     endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint != "static"}
     assert endpoints == set(ROUTES), f"declare the access of: {endpoints ^ set(ROUTES)}"
@@ -124,9 +83,10 @@ def test_every_route_is_in_the_matrix(data):
         assert getattr(app.view_functions[endpoint], "gw_access", None) is not None, endpoint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("public_map", [False, True])
 @pytest.mark.parametrize("who", [None, "viewer", "surveyor", "admin"])
-def test_route_role_matrix(data, who, public_map):
+def test_route_role_matrix(data, who, public_map, make_app):
     app = make_app(data, GRIDWATCH_PUBLIC_MAP=public_map)
     session = Session(app, who)
     # /logout ends every session of the account: it comes last
@@ -152,14 +112,11 @@ def test_route_role_matrix(data, who, public_map):
 def _upload_zip(tmp_path, name="new.zip"):
     sites = points_frame([(X0 + 60, Y0 - 60)], 案件编号=["N1"])
     shp = write_shp(sites, tmp_path / "up" / "违法建设.shp")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for part in shp.parent.iterdir():
-            zf.write(part, part.name)
-    return (io.BytesIO(buf.getvalue()), name)
+    return (io.BytesIO(shapefile_zip(shp)), name)
 
 
-def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_path):
+@pytest.mark.slow
+def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_path, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
     no_token = s.client.post("/api/uploads", data={"layer": "demolition", "file": _upload_zip(tmp_path)})
@@ -186,7 +143,8 @@ def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_pat
     assert resp.status_code == 201
 
 
-def test_api_tokens_authenticate_until_revoked(data):
+@pytest.mark.slow
+def test_api_tokens_authenticate_until_revoked(data, make_app):
     app = make_app(data)
     with open_store(data) as store:
         token, secret = accounts.create_token(store, "viewer", "dashboard")
@@ -200,7 +158,8 @@ def test_api_tokens_authenticate_until_revoked(data):
     assert c.get("/api/stats?level=grid&layer=demolition", headers=auth).status_code == 401
 
 
-def test_tokens_are_made_and_revoked_on_the_account_page(data):
+@pytest.mark.slow
+def test_tokens_are_made_and_revoked_on_the_account_page(data, make_app):
     app = make_app(data)
     s = Session(app, "viewer")
     page = s.request(
@@ -222,7 +181,8 @@ def test_tokens_are_made_and_revoked_on_the_account_page(data):
     assert app.test_client().get("/api/layers", headers=auth).status_code == 401
 
 
-def test_session_cookie_flags(data):
+@pytest.mark.slow
+def test_session_cookie_flags(data, make_app):
     resp = login(make_app(data).test_client(), "viewer")
     cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gridwatch_session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
@@ -231,6 +191,7 @@ def test_session_cookie_flags(data):
     assert "Secure" in cookie
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "location"),
     [
@@ -243,7 +204,7 @@ def test_session_cookie_flags(data):
         ("stats", "/"),
     ],
 )
-def test_login_follows_only_local_next_links(data, target, location):
+def test_login_follows_only_local_next_links(data, target, location, make_app):
     c = make_app(data).test_client()
     token = csrf_from(c.get("/login").text)
     form = {"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": token}
@@ -251,7 +212,8 @@ def test_login_follows_only_local_next_links(data, target, location):
     assert resp.status_code == 302 and resp.headers["Location"] == location
 
 
-def test_failed_logins_lock_the_name(data):
+@pytest.mark.slow
+def test_failed_logins_lock_the_name(data, make_app):
     app = make_app(data)
     c = app.test_client()
     for _ in range(accounts.MAX_FAILURES):
@@ -260,7 +222,8 @@ def test_failed_logins_lock_the_name(data):
     assert locked.status_code == 429 and "登录失败次数过多" in locked.text
 
 
-def test_failures_from_an_address_never_refuse_a_right_password(data):
+@pytest.mark.slow
+def test_failures_from_an_address_never_refuse_a_right_password(data, make_app):
     """Forty failures for a name nobody has, from one address (behind NAT: everyone's), and
     then a colleague at that address signs in with the right password."""
     app = make_app(data)
@@ -288,7 +251,8 @@ def _normalised(resp, name: str) -> tuple:
     return resp.status_code, text, headers
 
 
-def test_unknown_and_known_names_get_identical_answers(data, monkeypatch):
+@pytest.mark.slow
+def test_unknown_and_known_names_get_identical_answers(data, monkeypatch, make_app):
     hashes = {"checked": 0}
     real_check = accounts.verify_password
 
@@ -311,7 +275,8 @@ def test_unknown_and_known_names_get_identical_answers(data, monkeypatch):
     assert [a[0] for a in answers["viewer"]] == [401] * accounts.MAX_FAILURES + [429, 429]
 
 
-def test_a_locked_admin_still_gets_in_from_elsewhere(data):
+@pytest.mark.slow
+def test_a_locked_admin_still_gets_in_from_elsewhere(data, make_app):
     app = make_app(data)
     attacker = app.test_client()
     a = {"environ_base": {"REMOTE_ADDR": "203.0.113.66"}}
@@ -327,7 +292,8 @@ def test_a_locked_admin_still_gets_in_from_elsewhere(data):
         assert store.get_user("admin").locked_until is None
 
 
-def test_a_session_cookie_is_refused_after_logout(data):
+@pytest.mark.slow
+def test_a_session_cookie_is_refused_after_logout(data, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
     cookie = s.client.get_cookie("gridwatch_session").value
@@ -339,7 +305,8 @@ def test_a_session_cookie_is_refused_after_logout(data):
     assert replay.get("/batches").status_code == 302  # to /login
 
 
-def test_the_csrf_token_changes_at_login(data, tmp_path):
+@pytest.mark.slow
+def test_the_csrf_token_changes_at_login(data, tmp_path, make_app):
     app = make_app(data)
     c = app.test_client()
     before = csrf_from(c.get("/login").text)
@@ -356,8 +323,9 @@ def test_the_csrf_token_changes_at_login(data, tmp_path):
     assert c.post("/api/uploads", data=upload, headers={"X-CSRFToken": after}).status_code == 201
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("token_id", ["abc", "", "1e3", "-1", "99999999999999999999999"])
-def test_revoking_a_token_that_is_no_number_is_a_400(data, token_id):
+def test_revoking_a_token_that_is_no_number_is_a_400(data, token_id, make_app):
     app = make_app(data)
     s = Session(app, "viewer")
     resp = s.request(
@@ -367,18 +335,20 @@ def test_revoking_a_token_that_is_no_number_is_a_400(data, token_id):
     assert resp.status_code == 400 or token_id.isdigit()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["1e20", str(10**20), "0", "-3", "x", "9" * 30])
-def test_audit_pages_out_of_range_are_a_400(data, page):
+def test_audit_pages_out_of_range_are_a_400(data, page, make_app):
     admin = Session(make_app(data), "admin")
     resp = admin.request("GET", f"/audit?page={page}")
     assert resp.status_code == 400 and resp.json["error"] == "bad_page"
     assert admin.request("GET", "/audit?page=2").status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["viewer\n", " viewer", "viewer ", "vie\x00wer", "\u202eviewer", "vie\u2066wer"]
 )
-def test_the_users_page_refuses_names_that_hide_characters(data, name):
+def test_the_users_page_refuses_names_that_hide_characters(data, name, make_app):
     admin = Session(make_app(data), "admin")
     resp = admin.request(
         "POST",
@@ -396,7 +366,8 @@ def test_the_users_page_refuses_names_that_hide_characters(data, name):
         assert sorted(u.name for u in store.list_users()) == sorted(PASSWORDS)
 
 
-def test_disabling_a_user_or_changing_a_password_ends_their_sessions(data):
+@pytest.mark.slow
+def test_disabling_a_user_or_changing_a_password_ends_their_sessions(data, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
     assert s.request("GET", "/api/batches").status_code == 200
@@ -423,7 +394,8 @@ def test_disabling_a_user_or_changing_a_password_ends_their_sessions(data):
     assert login(app.test_client(), "surveyor", "a-new-pass-9").status_code == 302
 
 
-def test_admins_manage_users_on_the_users_page(data):
+@pytest.mark.slow
+def test_admins_manage_users_on_the_users_page(data, make_app):
     app = make_app(data)
     admin = Session(app, "admin")
     resp = admin.request(
@@ -455,7 +427,8 @@ def test_admins_manage_users_on_the_users_page(data):
         assert store.get_user("admin").active
 
 
-def test_surveyors_commit_and_roll_back_only_their_own(data, tmp_path):
+@pytest.mark.slow
+def test_surveyors_commit_and_roll_back_only_their_own(data, tmp_path, make_app):
     app = make_app(data)
     mine, other, admin = Session(app, "surveyor"), Session(app, "surveyor2"), Session(app, "admin")
     up = mine.request("POST", "/api/uploads", data={"layer": "demolition", "file": _upload_zip(tmp_path)})
@@ -487,7 +460,8 @@ def test_surveyors_commit_and_roll_back_only_their_own(data, tmp_path):
     assert resp.status_code == 201
 
 
-def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path):
+@pytest.mark.slow
+def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path, make_app):
     app = make_app(data)
     s = Session(app, "surveyor")
     up = s.request(
@@ -518,7 +492,8 @@ def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path):
     assert "<td>surveyor</td>" in batches.text
 
 
-def test_passwords_never_reach_logs_pages_or_the_audit_trail(data, caplog):
+@pytest.mark.slow
+def test_passwords_never_reach_logs_pages_or_the_audit_trail(data, caplog, make_app):
     caplog.set_level(logging.DEBUG)
     app = make_app(data)
     login(app.test_client(), "viewer", "not-the-password-xyz")
@@ -543,7 +518,8 @@ def test_passwords_never_reach_logs_pages_or_the_audit_trail(data, caplog):
         assert all("lu-secret-77" not in (e.detail or "") for e in store.audit_entries())
 
 
-def test_security_headers_and_nonces(data):
+@pytest.mark.slow
+def test_security_headers_and_nonces(data, make_app):
     app = make_app(data, GRIDWATCH_TILES="https://tiles.example.gov.cn/{z}/{x}/{y}.png")
     s = Session(app, "viewer")
     page = s.request("GET", "/")
@@ -567,7 +543,8 @@ def test_security_headers_and_nonces(data):
     assert api.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in api.headers
 
 
-def test_first_admin_from_the_command_line_can_log_in(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_first_admin_from_the_command_line_can_log_in(tmp_path, monkeypatch, make_app):
     from geo.cli import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO("first-admin-pw\n"))
@@ -581,7 +558,8 @@ def test_first_admin_from_the_command_line_can_log_in(tmp_path, monkeypatch):
     assert c.get("/users").status_code == 200
 
 
-def test_a_route_that_declares_no_access_is_refused(data):
+@pytest.mark.slow
+def test_a_route_that_declares_no_access_is_refused(data, make_app):
     app = make_app(data)
 
     def forgotten():

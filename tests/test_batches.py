@@ -24,7 +24,7 @@ from geo.imports.batches import rollback
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED
-from tests.conftest import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 DEMOLITION = layers.get("demolition")
 
@@ -33,6 +33,7 @@ def _sites(status: str, ids: list[str], dx: float = 50) -> gpd.GeoDataFrame:
     return points_frame([(X0 + dx, Y0 - 50)] * len(ids), 案件编号=ids, 当前状态=[status] * len(ids))
 
 
+@pytest.mark.slow
 def test_batch_register_and_archive(gridded_store, tmp_path):
     shp = write_shp(_sites("已登记", ["A", "B"]), tmp_path / "a" / "台账.shp")
     rep = import_file(gridded_store, "demolition", shp, user="surveyor1")
@@ -51,6 +52,7 @@ def test_batch_register_and_archive(gridded_store, tmp_path):
         assert sorted(Path(n).suffix for n in zf.namelist()) == [".dbf", ".prj", ".shp", ".shx"]
 
 
+@pytest.mark.slow
 def test_rollback_restores_replaced_rows(gridded_store, tmp_path):
     first = import_file(
         gridded_store, "demolition", write_shp(_sites("已登记", ["A", "B"]), tmp_path / "1" / "s.shp")
@@ -77,6 +79,7 @@ def test_rollback_restores_replaced_rows(gridded_store, tmp_path):
     assert again.status == "committed" and again.added == 2
 
 
+@pytest.mark.slow
 def test_grid_replacement_reassigns_and_rolls_back(gridded_store, tmp_path):
     import_file(
         gridded_store, "demolition", write_shp(_sites("已登记", ["A"], dx=150), tmp_path / "1" / "s.shp")
@@ -118,6 +121,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
     """SIGKILL an importing process at several moments: the store is as before or has the whole batch."""
     shp = _big_survey(tmp_path / "big" / "big.shp", 60_000)
@@ -164,6 +168,7 @@ def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
     assert "absent" in outcomes  # at least one kill landed mid-import
 
 
+@pytest.mark.slow
 def test_geometry_cache_follows_writes(gridded_store, tmp_path):
     """The decoded geometry kept in memory equals what a fresh read of the file gives."""
     kept = gridded_store.cache.region("geometry")
@@ -204,6 +209,7 @@ def test_geometry_cache_follows_writes(gridded_store, tmp_path):
     assert first.batch_id is not None and gridded_store.layer_count(DEMOLITION) == 2
 
 
+@pytest.mark.slow
 def test_failed_commit_leaves_nothing(gridded_store, tmp_path, monkeypatch):
     """An error in the middle of a commit keeps neither rows, nor the batch, nor its archive folder."""
     shp = write_shp(_sites("已登记", ["A", "B"]), tmp_path / "a" / "s.shp")
@@ -224,6 +230,7 @@ def test_failed_commit_leaves_nothing(gridded_store, tmp_path, monkeypatch):
     assert rep.added == 2 and (archive / f"{rep.batch_id:06d}" / "s.dbf").exists()
 
 
+@pytest.mark.slow
 def test_parallel_rollbacks_roll_a_batch_back_once(gridded_store, tmp_path, monkeypatch):
     """Three rollbacks of one batch, each from its own connection, all past their first look at
     the batch before any writes: one rolls it back, the others are refused, one audit entry."""
@@ -267,6 +274,7 @@ def test_parallel_rollbacks_roll_a_batch_back_once(gridded_store, tmp_path, monk
     assert [e.batch_id for e in gridded_store.audit_entries(action="rollback")] == [rep.batch_id]
 
 
+@pytest.mark.slow
 def test_an_earlier_grid_can_be_put_back(gridded_store, grid_shp, tmp_path):
     """A byte-identical file is a duplicate only while it is the current content of its layer."""
     from geo.imports.importer import prepare_import
@@ -287,6 +295,7 @@ def test_an_earlier_grid_can_be_put_back(gridded_store, grid_shp, tmp_path):
     assert second.batch_id is not None
 
 
+@pytest.mark.slow
 def test_a_survey_file_updated_later_can_be_imported_again(gridded_store, tmp_path):
     first = write_shp(_sites("已登记", ["A", "B"]), tmp_path / "1" / "s.shp")
     a = import_file(gridded_store, "demolition", first)
@@ -299,6 +308,7 @@ def test_a_survey_file_updated_later_can_be_imported_again(gridded_store, tmp_pa
     assert a.batch_id is not None
 
 
+@pytest.mark.slow
 def test_a_row_kept_unchanged_and_updated_later_makes_a_file_new_again(gridded_store, tmp_path):
     """The second file repeats A unchanged (the row stays the first batch's); a third updates A:
     the second file is no longer the current content, though none of its own rows were replaced."""

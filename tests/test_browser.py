@@ -5,8 +5,6 @@ no request leaving this machine."""
 from __future__ import annotations
 
 import os
-import shutil
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,27 +14,16 @@ import pytest
 from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
-from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, serving, write_shp
+from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp, zip_shp
+from tests.helpers.needs import chromium
+from tests.helpers.web import serving, wait_for
 
 ADMIN_PASSWORD = "browser-admin-pass"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-
-
-def wait_for(page, expression: str, timeout: float = 10000) -> None:
-    """Wait until ``expression`` is true in the page.  (Playwright's own wait_for_function
-    evaluates a string with eval, which the pages' Content-Security-Policy forbids; this
-    asks through the DevTools protocol, which the policy does not govern.)"""
-    deadline = time.monotonic() + timeout / 1000
-    while not page.evaluate(f"() => Boolean({expression})"):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {expression}")
-        page.wait_for_timeout(50)
+pytestmark = [pytest.mark.slow, pytest.mark.needs("chromium", "node_modules", "translations")]
 
 
 @pytest.fixture
-def live_server(tmp_path):
+def live_server(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
@@ -53,7 +40,7 @@ def live_server(tmp_path):
         parking = points_frame([(X0 + 20, Y0 - 20)], 编号=["P1"], 名称=["<b>停车</b>"], 状态=["已建成"])
         import_file(store, "parking", write_shp(parking, tmp_path / "p" / "p.shp"))
         accounts.add_user(store, "admin", "admin", ADMIN_PASSWORD)
-    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    app = make_app(data)
     with serving(app) as port:
         yield f"http://127.0.0.1:{port}"
 
@@ -65,7 +52,7 @@ def page(live_server):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=chromium(),
             args=[
                 "--no-sandbox",
                 "--disable-gpu",
@@ -288,8 +275,6 @@ def test_legend_in_english(live_server, page):
 def _survey_upload(tmp_path):
     """Four sites inside the unit grid -- one with a typo in its status (己拆除), one deferred, one
     with an area that is no number -- and one 500 m east of it."""
-    from tests.conftest import zip_shp
-
     sites = points_frame(
         [
             (X0 + 60, Y0 - 60),

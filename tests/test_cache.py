@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 import geo.figures.facts as facts_mod
 import geo.figures.tally as tally_mod
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from geo.store.cache import StoreCache
-from tests.conftest import X0, Y0, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 
 def test_filling_lets_one_thread_build_while_the_others_wait():
@@ -36,6 +38,7 @@ def test_filling_lets_one_thread_build_while_the_others_wait():
     assert len(built) == 1 and cache["v"] == built[0]
 
 
+@pytest.mark.slow
 def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
     gridded_store, tmp_path, monkeypatch
 ):
@@ -69,6 +72,7 @@ def test_tally_columns_are_read_once_after_a_write_by_concurrent_requests(
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_a_write_between_reading_columns_and_counting_never_mixes_revisions(
     gridded_store, tmp_path, monkeypatch
 ):

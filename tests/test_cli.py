@@ -13,7 +13,7 @@ import pyogrio
 import pytest
 
 from geo.cli import main
-from tests.conftest import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
 
 
 @pytest.fixture
@@ -42,16 +42,18 @@ def loaded(tmp_path: Path, data: str) -> str:
     return data
 
 
-def test_import_report_and_json(tmp_path, data, capsys):
+@pytest.mark.slow
+def test_import_report_and_json(tmp_path, data, runner):
     shp = write_shp(grid_frame(), tmp_path / "g" / "网格.shp")
-    assert main(["--data", data, "import", "grid", str(shp), "--dry-run", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    run = runner("--data", data, "import", "grid", str(shp), "--dry-run", "--json")
+    assert run.code == 0
+    out = json.loads(run.out)
     assert out["status"] == "preview" and out["rows_read"] == 9 and out["encoding"] == "gb18030"
-    assert main(["--data", data, "import", "grid", str(shp)]) == 0
-    text = capsys.readouterr().out
-    assert "读取 9 行" in text and "新增 9" in text
-    assert main(["--data", data, "--lang", "en", "import", "grid", str(shp)]) == 0
-    assert "already imported" in capsys.readouterr().out
+    run = runner("--data", data, "import", "grid", str(shp))
+    assert run.code == 0
+    assert "读取 9 行" in run.out and "新增 9" in run.out
+    run = runner("--data", data, "--lang", "en", "import", "grid", str(shp))
+    assert run.code == 0 and "already imported" in run.out
 
 
 def test_rejected_input_exits_nonzero_with_one_line(tmp_path, data, capsys):
@@ -67,6 +69,7 @@ def test_rejected_input_exits_nonzero_with_one_line(tmp_path, data, capsys):
     assert main(["--data", data, "stats", "--as-of", "2022-13-40"]) == 2
 
 
+@pytest.mark.slow
 def test_stats_csv_has_bom_units_and_unassigned(loaded, tmp_path):
     out = tmp_path / "stats.csv"
     assert main(["--data", loaded, "stats", "--level", "grid", "--layer", "demolition", "-o", str(out)]) == 0
@@ -96,6 +99,7 @@ def test_stats_csv_has_bom_units_and_unassigned(loaded, tmp_path):
     assert pd.read_csv(may, encoding="utf-8-sig")["demolition_completed"].sum() == 0
 
 
+@pytest.mark.slow
 def test_stats_xlsx_all_levels_chinese_headers(loaded, tmp_path):
     out = tmp_path / "stats.xlsx"
     assert main(["--data", loaded, "stats", "--format", "xlsx", "-o", str(out)]) == 0
@@ -108,6 +112,7 @@ def test_stats_xlsx_all_levels_chinese_headers(loaded, tmp_path):
     assert "合计" in values
 
 
+@pytest.mark.slow
 def test_stats_geojson_and_gpkg(loaded, tmp_path, capsys):
     assert main(["--data", loaded, "stats", "--level", "community", "--format", "geojson"]) == 0
     fc = json.loads(capsys.readouterr().out)
@@ -120,6 +125,7 @@ def test_stats_geojson_and_gpkg(loaded, tmp_path, capsys):
     assert "stats_grid" in layers_found and "stats_street" in layers_found
 
 
+@pytest.mark.slow
 def test_batches_and_rollback(loaded, capsys):
     assert main(["--data", loaded, "batches", "--json"]) == 0
     batches = json.loads(capsys.readouterr().out)
@@ -130,6 +136,7 @@ def test_batches_and_rollback(loaded, capsys):
     assert "已回滚" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_console_script_runs(tmp_path, loaded):
     exe = Path(sys.executable).with_name("gridwatch")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "geo.cli"]
@@ -151,6 +158,7 @@ def test_console_script_runs(tmp_path, loaded):
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_monthly_series(loaded, tmp_path):
     out = tmp_path / "monthly.csv"
     args = ["--data", loaded, "stats", "--monthly", "2022-01:2022-07", "--level", "district", "-o", str(out)]
@@ -162,11 +170,12 @@ def test_monthly_series(loaded, tmp_path):
     assert d["demolition_total"].tolist() == [2] * 7
 
 
+@pytest.mark.slow
 def test_grid_generate_and_load(tmp_path, data, capsys):
     import geopandas as gpd
     import shapely
 
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     boundary = gpd.GeoDataFrame(
         {"名称": ["青弋区"]}, geometry=[shapely.box(X0, Y0, X0 + 1000, Y0 + 600)], crs=EPSG_GK
@@ -215,6 +224,7 @@ def _one_bilingual_line(err: str) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_terminal_escapes_are_shown_not_run(tmp_path, loaded, capsys):
     """DBF and CSV values, and file names, reach the terminal with controls and bidi escaped."""
     csv_file = tmp_path / "a\x1b[31mred\u202etxt.csv"
@@ -239,6 +249,7 @@ def test_terminal_escapes_are_shown_not_run(tmp_path, loaded, capsys):
     assert json.loads(text)[-1]["source_name"] == csv_file.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -270,6 +281,7 @@ def test_bad_argument_values_exit_2_with_one_line(loaded, args, capsys):
     assert "\x1b" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", ["20220701", "2022年7月1日", " 2022-07-01", "2022/7/1"])
 def test_stats_as_of_in_every_accepted_form(loaded, tmp_path, as_of):
     iso, other = tmp_path / "iso.csv", tmp_path / "other.csv"
@@ -279,6 +291,7 @@ def test_stats_as_of_in_every_accepted_form(loaded, tmp_path, as_of):
     assert main(["--data", loaded, "stats", "--as-of", as_of, "--format", "json"]) == 0
 
 
+@pytest.mark.slow
 def test_stats_before_the_first_data_month(loaded, tmp_path, capsys):
     assert main(["--data", loaded, "stats", "--as-of", "2021-06-30", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -290,6 +303,7 @@ def test_stats_before_the_first_data_month(loaded, tmp_path, capsys):
     assert main(["--data", loaded, "stats", "--monthly", "2021年1月:2021年6月", "-o", str(out)]) == 0
 
 
+@pytest.mark.slow
 def test_cpg_naming_no_text_encoding_is_ignored_with_a_warning(tmp_path, loaded, capsys):
     sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["Z1"], 违建地址=["赭山路"])
     shp = write_shp(sites, tmp_path / "z" / "违建.shp")
@@ -300,6 +314,7 @@ def test_cpg_naming_no_text_encoding_is_ignored_with_a_warning(tmp_path, loaded,
         assert report["encoding"] == "gb18030" and report["rows_read"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "codec", ["rot13", "zlib", "hex", "base64", "uu_codec", "undefined", "idna", "punycode"]
 )

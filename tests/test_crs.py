@@ -118,6 +118,7 @@ def test_parse_crs_wkt_and_proj_strings() -> None:
     assert custom.label
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["hello", "", "   ", "EPSG:999999", "bd09", "2000"])
 def test_parse_crs_rejects_with_bilingual_message(value: str) -> None:
     with pytest.raises(CRSError) as exc:
@@ -258,6 +259,7 @@ def test_infer_unknown_raises(x: list[float], y: list[float]) -> None:
     assert exc.value.zh and exc.value.en
 
 
+@pytest.mark.slow
 @HYPO
 @given(
     hnp.arrays(np.float64, st.integers(1, 40), elements=st.floats(73.5, 134.5)),
@@ -268,6 +270,7 @@ def test_infer_random_points_in_china_are_geographic(lon: np.ndarray, data: st.D
     assert infer_crs(lon, lat).epsg == 4490
 
 
+@pytest.mark.slow
 @HYPO
 @given(st.integers(25, 45), st.floats(-1.4, 1.4), st.floats(18.0, 50.0))
 def test_infer_prefixed_zone_property(zone: int, dlon: float, lat: float) -> None:
@@ -277,6 +280,7 @@ def test_infer_prefixed_zone_property(zone: int, dlon: float, lat: float) -> Non
     assert infer_crs(x, y).epsg == epsg
 
 
+@pytest.mark.slow
 @HYPO
 @given(st.floats(74.0, 134.0), st.floats(18.0, 50.0))
 def test_infer_unprefixed_uses_hint_property(lon: float, lat: float) -> None:
@@ -331,6 +335,7 @@ def outlier(
     return float(ux[0]), float(uy[0]), MISFIT_UNPREFIXED
 
 
+@pytest.mark.slow
 @HYPO
 @given(
     st.sampled_from(FAMILIES),
@@ -630,6 +635,7 @@ def test_gcj02_offset_is_hundreds_of_metres() -> None:
     assert 100 < dist < 1000
 
 
+@pytest.mark.slow
 @HYPO
 @given(st.floats(73.0, 135.0), st.floats(3.0, 54.0))
 def test_gcj02_round_trip_property(lon: float, lat: float) -> None:
@@ -639,6 +645,7 @@ def test_gcj02_round_trip_property(lon: float, lat: float) -> None:
     assert abs(float(wlat) - lat) < 1e-7
 
 
+@pytest.mark.slow
 @HYPO
 @given(
     hnp.arrays(np.float64, st.integers(0, 30), elements=st.floats(73.0, 135.0)),

@@ -24,7 +24,7 @@ from geo.cli import main
 from geo.errors import CRSError
 from geo.imports.importer import import_file, prepare_import
 from geo.store.backends import open_store
-from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 GK_TO_ZONE39 = pyproj.Transformer.from_crs(EPSG_GK, 4527, always_xy=True)
 GK_TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4490, always_xy=True)
@@ -56,6 +56,7 @@ def only_rejected(report) -> dict[int, tuple[str, str, str | None]]:
     return {r.row: (r.reason_zh, r.reason_en, r.value) for r in report.rejected}
 
 
+@pytest.mark.slow
 def test_swapped_row_in_a_shapefile_without_prj_is_rejected_by_row(gridded_store, tmp_path):
     """The issue's file: 50 rows, GBK DBF without .cpg or .prj, EPSG:4548, row 18 swapped."""
     xy = bulk_xy()
@@ -86,6 +87,7 @@ def test_swapped_row_in_a_shapefile_without_prj_is_rejected_by_row(gridded_store
     assert len(ids) == 49 and "WJ-017" not in ids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stray", [(0.0, 0.0), (0.0, Y0 - 50.0), (X0 + 50.0, 0.0)])
 def test_zero_row_is_rejected_by_row(gridded_store, tmp_path, stray):
     xy = bulk_xy()
@@ -113,6 +115,7 @@ def test_row_of_zone_38_in_a_zone_39_file(store, tmp_path):
     assert store.srs_epsg() == EPSG_GK  # the new store's CRS follows the bulk, not the stray row
 
 
+@pytest.mark.slow
 def test_lonlat_csv_with_one_swapped_row(gridded_store, tmp_path):
     lonlat = [GK_TO_LONLAT.transform(x, y) for x, y in bulk_xy()]
     path = tmp_path / "台账.csv"
@@ -130,6 +133,7 @@ def test_lonlat_csv_with_one_swapped_row(gridded_store, tmp_path):
     assert "X/Y 颠倒" in zh and "swapped" in en and value == coords(float(f"{lat:.8f}"), float(f"{lon:.8f}"))
 
 
+@pytest.mark.slow
 def test_xlsx_xy_columns_with_a_swapped_and_a_lonlat_row(gridded_store, tmp_path):
     xy = bulk_xy(40)
     lon, lat = GK_TO_LONLAT.transform(*xy[2])
@@ -159,6 +163,7 @@ def test_polygon_grid_with_a_swapped_cell_without_prj(store, tmp_path):
     assert store.srs_epsg() == EPSG_GK
 
 
+@pytest.mark.slow
 def test_declared_crs_rejects_swapped_and_zero_rows_with_their_reason(gridded_store, tmp_path):
     """With a .prj the CRS is not in question, but a swapped row is named as swapped, not as
     untransformable or far away; a row far from the grid keeps its own reason."""
@@ -173,6 +178,7 @@ def test_declared_crs_rejects_swapped_and_zero_rows_with_their_reason(gridded_st
     assert not any("inferred" in en for _zh, en in report.warnings)
 
 
+@pytest.mark.slow
 def test_declared_crs_most_rows_do_not_fit_is_refused(gridded_store, tmp_path):
     shp = write_shp(survey(bulk_xy(10)), tmp_path / "s" / "s.shp", prj=False)
     with pytest.raises(CRSError) as exc:
@@ -201,6 +207,7 @@ def geojson(path: Path, xy: list[tuple[float, float]]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_geojson_without_crs_in_lonlat_with_a_swapped_row(gridded_store, tmp_path):
     lonlat = [GK_TO_LONLAT.transform(x, y) for x, y in bulk_xy(20)]
     lonlat[6] = (lonlat[6][1], lonlat[6][0])
@@ -209,6 +216,7 @@ def test_geojson_without_crs_in_lonlat_with_a_swapped_row(gridded_store, tmp_pat
     assert report.added == 19 and "X/Y 颠倒" in only_rejected(report)[7][0]
 
 
+@pytest.mark.slow
 def test_geojson_without_crs_in_gauss_kruger_is_inferred(gridded_store, tmp_path):
     xy = [GK_TO_ZONE39.transform(x, y) for x, y in bulk_xy(20)]
     xy[0] = (xy[0][1], xy[0][0])
@@ -218,6 +226,7 @@ def test_geojson_without_crs_in_gauss_kruger_is_inferred(gridded_store, tmp_path
     assert any("GeoJSON" in zh and "no crs" in en for zh, en in report.warnings)
 
 
+@pytest.mark.slow
 def test_file_mostly_swapped_is_refused_through_the_command_line(tmp_path):
     data = str(tmp_path / "store")
     assert (
@@ -250,6 +259,7 @@ def test_file_mostly_swapped_is_refused_through_the_command_line(tmp_path):
 KINDS = ("swapped", "zero", "zone38", "zone40", "lonlat", "huge")
 
 
+@pytest.mark.slow
 @settings(
     deadline=None,
     max_examples=8,

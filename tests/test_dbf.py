@@ -12,7 +12,7 @@ import shapely
 from geo.reading.datasets import Dataset
 from geo.reading.dbf import read_dbf, read_point_shp
 from geo.reading.readers import read_dataset
-from tests.conftest import EPSG_GK, X0, Y0, write_shp
+from tests.helpers.builders import EPSG_GK, X0, Y0, write_shp
 
 
 def _frame(n: int = 6) -> gpd.GeoDataFrame:

@@ -74,6 +74,7 @@ def parse_date(text: str) -> dt.date:
 # --------------------------------------------------------------------------- counts and determinism
 
 
+@pytest.mark.slow
 def test_counts_are_in_the_stated_ranges(demo, grid, sites, out):
     counts = demo[2]
     assert 300 <= len(grid) == counts["grid"] <= 400
@@ -84,6 +85,7 @@ def test_counts_are_in_the_stated_ranges(demo, grid, sites, out):
     assert 30 <= len(read(out, "充电棚")) <= 50
 
 
+@pytest.mark.slow
 def test_two_runs_write_byte_identical_files(demo):
     first, second, _ = demo
 

@@ -23,6 +23,7 @@ from geo.errors import EncodingError
 from geo.reading.charsets import looks_like_mojibake, normalize_encoding
 from geo.reading.encoding import EncodingGuess, decode_dbf_field_names, detect_dbf_encoding
 from geo.reading.zips import zip_member_name
+from tests.helpers.builders import write_shp
 
 ADDRESSES = ["镜湖区赭山街道", "弋江区中山南路", "鸠江区湾里街道"]
 STATUSES = ["已拆除", "存量", "整改中"]
@@ -43,16 +44,7 @@ def survey_frame() -> gpd.GeoDataFrame:
 
 def write_gbk_shp(tmp_path: Path, ldid: int | None, keep_cpg: bool = False, name: str = "违建") -> Path:
     """GBK shapefile; the .cpg is removed unless ``keep_cpg`` and the LDID byte is patched."""
-    shp = tmp_path / f"{name}.shp"
-    survey_frame().to_file(shp, engine="pyogrio", encoding="GBK")
-    if not keep_cpg:
-        shp.with_suffix(".cpg").unlink()
-    if ldid is not None:
-        dbf = shp.with_suffix(".dbf")
-        data = bytearray(dbf.read_bytes())
-        data[29] = ldid
-        dbf.write_bytes(bytes(data))
-    return shp
+    return write_shp(survey_frame(), tmp_path / f"{name}.shp", cpg=keep_cpg, ldid=ldid)
 
 
 def make_dbf(fields: list[tuple[bytes, int]], records: list[list[bytes]], ldid: int = 0x00) -> bytes:
@@ -286,6 +278,7 @@ def test_deleted_records_are_ignored() -> None:
     assert detect_dbf_encoding(bytes(dbf)).encoding == "gb18030"
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
@@ -500,6 +493,7 @@ GB2312_HANZI = [
 ]
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.sampled_from(GB2312_HANZI), min_size=2, max_size=12))
 def test_common_chinese_misread_as_latin1_is_flagged(text: str) -> None:

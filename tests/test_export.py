@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import math
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from geo.output.export import (
     unregister_renderer,
 )
 from geo.output.tables import column_kind, spreadsheet_cell, totals
+from tests.helpers.needs import libreoffice
 
 AS_OF = "2022-06-30"
 COMM = "340291001001"
@@ -325,11 +325,10 @@ def test_xlsx_unknown_level_sheet_name() -> None:
     assert wb.sheetnames == ["zone_1"]
 
 
-@pytest.mark.skipif(
-    not (shutil.which("libreoffice") or shutil.which("soffice")), reason="LibreOffice not installed"
-)
+@pytest.mark.slow
+@pytest.mark.needs("libreoffice")
 def test_xlsx_opens_in_libreoffice(report: StatsReport, tmp_path: Path) -> None:
-    exe = shutil.which("libreoffice") or shutil.which("soffice")
+    exe = libreoffice()
     assert exe is not None
     src = tmp_path / "stats.xlsx"
     src.write_bytes(get_renderer("xlsx").render(report, None))

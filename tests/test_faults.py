@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from geo.store import accounts
 from geo.store.backends import open_store
 from geo.store.base import STORE_FILE
 from layers.base import UNASSIGNED
-from tests.conftest import EPSG_GK, X0, Y0, grid_frame, write_shp, zip_shp
+from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, multipart, write_shp, zip_shp
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -312,22 +311,6 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _multipart(fields: dict[str, str], path: Path) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + path.read_bytes()
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 class Server:
     """gunicorn with the sample settings (deploy/gunicorn.conf.py) on 127.0.0.1, in its own
     process group, optionally without the right to write the store.  With ``preload`` the
@@ -401,7 +384,7 @@ class Server:
         return resp.status, json.loads(raw) if is_json else raw
 
     def stage(self, path: Path, layer: str = "demolition") -> tuple[int, Any]:
-        body, content_type = _multipart({"layer": layer}, path)
+        body, content_type = multipart(path.read_bytes(), path.name, layer=layer)
         return self.request("POST", "/api/uploads", body, content_type)
 
     def kill(self) -> None:
@@ -454,6 +437,7 @@ def _commit_and_kill(server: Server, upload_id: str, delay: float) -> int | None
         conn.close()
 
 
+@pytest.mark.slow
 @needs_gunicorn
 def test_server_killed_during_commits(tmp_path):
     """gunicorn SIGKILLed (the whole process group) at 20 seeded random moments of a commit of
@@ -566,6 +550,7 @@ def _gridwatch(
 # --- 2. a full disk -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_disk_file_size_limit(tmp_path):
     """Writes beyond a file size fail (RLIMIT_FSIZE: EFBIG), wherever the import meets the limit."""
     data = tmp_path / "store"
@@ -640,6 +625,7 @@ def _fill(disk: Path, leave: int) -> None:
             fh.write(b"\0" * (target - size))
 
 
+@pytest.mark.slow
 def test_full_disk_tmpfs(tmp_path, small_disk):
     """A small file system that fills up: command line and API refuse clearly, nothing changes, and
     once there is room again the same imports succeed."""
@@ -715,6 +701,7 @@ def _stats_match(run: subprocess.CompletedProcess[str], state: dict[str, Any]) -
     assert printed == state["tallies"]["community"]["demolition_total"].to_dict()
 
 
+@pytest.mark.slow
 @needs_gunicorn
 def test_read_only_store(shared_dir):
     """The GeoPackage and its archive are not writable by whoever runs gridwatch (as root, as in CI:
@@ -776,6 +763,7 @@ def test_read_only_store(shared_dir):
     print(f"\nread-only store: run as {runner.label}")
 
 
+@pytest.mark.slow
 def test_read_only_mount(tmp_path):
     """The data directory on a read-only mount (a bind mount; skipped where mounting is refused):
     even root cannot write, imports are refused clearly, reading goes on."""

@@ -15,7 +15,7 @@ import pytest
 import layers
 from geo.errors import InputError
 from geo.imports.importer import import_file
-from tests.conftest import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
 
 DEMOLITION = layers.get("demolition")
 
@@ -35,6 +35,7 @@ def _units(store) -> dict[str, str]:
     return dict(zip(attrs["case_id"], attrs["gw_unit"], strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", ["gpkg", "geojson", "kml"])
 def test_ogr_formats(gridded_store, tmp_path, suffix):
     g = _sites()
@@ -49,6 +50,7 @@ def test_ogr_formats(gridded_store, tmp_path, suffix):
     assert attrs.loc["F-1", "address"] == "赭山路1号" and attrs.loc["F-1", "status"] == "已拆除"
 
 
+@pytest.mark.slow
 def test_xlsx_with_xy_columns_in_gk(gridded_store, tmp_path):
     path = tmp_path / "台账.xlsx"
     pd.DataFrame(
@@ -68,6 +70,7 @@ def _utf8_sites() -> gpd.GeoDataFrame:
     )
 
 
+@pytest.mark.slow
 def test_encoding_override(gridded_store, tmp_path):
     shp = write_shp(
         _utf8_sites(), tmp_path / "s" / "s.shp", encoding="UTF-8", ldid=0x4D
@@ -96,6 +99,7 @@ def test_utf8_names_cut_mid_character(gridded_store, tmp_path):
     assert _units(gridded_store) == {"F-1": f"{COMM_A}001", "F-2": f"{COMM_A}005"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("epsg", "expect"),
     [(4490, "4490"), (3857, "3857"), (4527, "4527")],
@@ -140,6 +144,7 @@ def test_zip_missing_dbf_and_sidecar_only(gridded_store, tmp_path):
     assert err2.value.code == "incomplete_shapefile"
 
 
+@pytest.mark.slow
 def test_engine_never_imports_flask():
     """Neither the engine nor the layers import the web framework, the web layer or the app -- at
     module level, inside functions, or through importlib -- the command line included."""

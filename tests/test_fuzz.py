@@ -37,7 +37,8 @@ from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
 from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp, zip_shp
+from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp, zip_shp
+from tests.helpers.web import csrf_from, login
 from web.openapi import document
 
 EXAMPLES = int(os.environ.get("GRIDWATCH_FUZZ_EXAMPLES", "40"))
@@ -176,6 +177,7 @@ def test_api_operation_never_answers_5xx(api_site, api_schema, staged, method, p
     fuzz()
 
 
+@pytest.mark.slow
 def test_openapi_document_is_complete_and_valid(api_site, api_schema):
     """Every API route is an operation with typed, bounded parameters and its responses."""
     app, _secret = api_site
@@ -376,12 +378,9 @@ def page_app(tmp_path_factory) -> Any:
 def _signed_in(app: Any) -> tuple[Any, str, str]:
     """A client signed in as the page admin, its session cookie and its CSRF token."""
     client = app.test_client()
-    page = client.get("/login").text
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    r = client.post("/login", data={"username": "pageadmin", "password": PASSWORD, "csrf_token": token})
-    assert r.status_code == 302
+    assert login(client, "pageadmin", PASSWORD).status_code == 302
     cookie = client.get_cookie("gridwatch_session").value
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/account").text).group(1)
+    csrf = csrf_from(client.get("/account").text)
     return client, cookie, csrf
 
 

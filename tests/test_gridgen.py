@@ -63,6 +63,7 @@ def assert_codes(cells: gpd.GeoDataFrame) -> None:
 # --------------------------------------------------------------------------- properties
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     parts=blobs,
@@ -106,6 +107,7 @@ def voronoi_communities(seeds: list[tuple[float, float]], boundary: shapely.Geom
     return frame(cells, SQBM=codes, 社区名称=names, 所属街道=streets)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(parts=blobs, comm=communities_st, size=st.floats(80, 250), shape=st.sampled_from(["square", "hex"]))
 def test_cells_split_along_communities(parts, comm, size, shape):

@@ -17,11 +17,11 @@ import pytest
 from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, grid_frame, multipart, multipart_head, points_frame, write_shp
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
-pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
+pytestmark = [pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"), pytest.mark.slow]
 
 
 def _free_port() -> int:
@@ -62,11 +62,7 @@ def test_map_requests_are_served_while_a_100_mb_upload_is_arriving(gunicorn_serv
     base, port, data = gunicorn_server
     size = 100 * 1024 * 1024
     boundary = "gwtestboundary"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="layer"\r\n\r\ndemolition\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.zip"\r\n'
-        "Content-Type: application/zip\r\n\r\n"
-    ).encode()
+    head = multipart_head(boundary, "big.zip", "application/zip", layer="demolition")
     # a surveyor on a slow line: the headers and the first 2 MB of a 100 MB body, then a pause
     upload = socket.create_connection(("127.0.0.1", port), timeout=60)
     try:
@@ -160,22 +156,15 @@ def test_a_read_stops_when_its_client_goes_away(gunicorn_server):
     _base, port, data = gunicorn_server
     before = set(_reading_helpers(data))
     payload = _slow_kmz(500_000)
-    boundary = "gwtestboundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="layer"\r\n\r\ndemolition\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.kmz"\r\n'
-            "Content-Type: application/vnd.google-earth.kmz\r\n\r\n"
-        ).encode()
-        + payload
-        + f"\r\n--{boundary}--\r\n".encode()
+    body, content_type = multipart(
+        payload, "slow.kmz", "application/vnd.google-earth.kmz", layer="demolition"
     )
     upload = socket.create_connection(("127.0.0.1", port), timeout=60)
     upload.sendall(
         (
             f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {TOKEN['secret']}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         + body
     )

@@ -15,7 +15,7 @@ from geo.figures.tally import tally
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from layers.base import Field, LayerSpec, Level
-from tests.conftest import EPSG_GK, X0, Y0, points_frame, write_shp
+from tests.helpers.builders import EPSG_GK, X0, Y0, points_frame, write_shp
 
 #: A grid of another bureau: 8-digit cell codes = 2 city + 3 ward + 3 sequence, other field names.
 CELLS = LayerSpec(

@@ -12,171 +12,62 @@ import json
 import re
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import time
 import zipfile
 import zlib
 from functools import lru_cache
-from pathlib import Path
 from urllib.parse import quote
 
-import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
 from markupsafe import escape
 
-import layers
 from geo.errors import TooLarge
 from geo.imports import dataset, geometry
-from geo.imports.importer import import_file
-from geo.imports.uploads import uploads_dir
 from geo.reading import sources
 from geo.reading.datasets import Dataset
 from geo.reading.zips import ZipLimits
 from geo.store import accounts
 from geo.store.backends import open_store
-from server import create_app
-from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, serving, write_shp, zip_shp
-from tests.test_auth import PASSWORDS, Session
+from tests.helpers import hostile as harness
+from tests.helpers.builders import (
+    X0,
+    Y0,
+    points_frame,
+    shapefile_entries,
+    shapefile_zip,
+    survey_shp,
+    write_shp,
+    zip_of,
+)
+from tests.helpers.hostile import (
+    ADMIN_PASSWORD,
+    HOSTILE_CODE,
+    MAX_RSS_BYTES,
+    MAX_UPLOAD,
+    P_ATTR,
+    P_IMG,
+    P_SCRIPT,
+    PAYLOADS,
+    RAW,
+    assert_clear_error,
+    hostile_csv,
+    hostile_store,
+    measure,
+    post,
+    upload_state,
+)
+from tests.helpers.web import PASSWORDS, Session, serving
 
-ROOT = Path(__file__).resolve().parent.parent
-MAX_UPLOAD = 16 * 1024 * 1024
-#: A generous bound on a refusing process's peak memory (it starts at about 0.3 GB).
-MAX_RSS_BYTES = 1024**3
-_CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture
-def data(tmp_path):
-    data = tmp_path / "store"
-    with open_store(data) as store:
-        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-        accounts.add_user(store, "surveyor", "surveyor", PASSWORDS["surveyor"])
-    return data
-
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """The directory imports unpack into, checked to be empty after every refusal."""
-    path = tmp_path / "scratch"
-    path.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(path))
-    return path
-
-
-@pytest.fixture
-def app(data, scratch):
-    return create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, "MAX_CONTENT_LENGTH": MAX_UPLOAD})
-
-
-@pytest.fixture
-def surveyor(app):
-    return Session(app, "surveyor")
-
-
-def _state(data: Path, scratch: Path) -> tuple[object, ...]:
-    """Everything an upload could leave behind."""
-    with open_store(data) as store:
-        batches = [(b.id, b.status) for b in store.batches()]
-        features = {s.name: store.layer_count(s) for s in layers.all_layers()}
-        audit = len(store.audit_entries(limit=10_000))
-    staged = sorted(p.name for p in uploads_dir(data).glob("*") if not p.name.startswith("."))  # not locks
-    return batches, features, audit, staged, sorted(p.name for p in scratch.iterdir())
-
-
-def multipart(payload: bytes, name: str, **form: str) -> tuple[bytes, str]:
-    """A multipart body as a browser sends it (encoded here rather than by the test client,
-    which would spool a large one to a temporary file it never closes)."""
-    assert '"' not in name
-    boundary = "gridwatch-hostile-" + zlib.crc32(payload).to_bytes(4, "big").hex()
-    head = "".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in form.items()
-    )
-    head += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-    head += "Content-Type: application/octet-stream\r\n\r\n"
-    body = head.encode() + payload + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def post(session: Session, payload: bytes, name: str, lang: str = "zh", **form: str):
-    """Upload in Chinese (no language asked for, none remembered) or in English (``?lang=en``)."""
-    form.setdefault("layer", "demolition")
-    session.client.delete_cookie("gridwatch_lang")
-    body, content_type = multipart(payload, name, **form)
-    return session.request(
-        "POST", "/api/uploads" + ("?lang=en" if lang == "en" else ""), data=body, content_type=content_type
-    )
-
-
-def assert_clear_error(resp, status: int, code: str, lang: str = "zh") -> dict:
-    """A JSON error with the status and code, its message in ``lang``, and no trace of Python."""
-    text = resp.get_data(as_text=True)
-    assert resp.status_code == status, text[:500]
-    assert resp.is_json, text[:500]
-    body = resp.get_json()
-    assert body["error"] == code, body
-    assert body["message"] == (body["message_en"] if lang == "en" else body["message_zh"])
-    assert _CJK.search(body["message_zh"]) and re.search("[A-Za-z]{3}", body["message_en"])
-    assert "Traceback" not in text and 'File "' not in text
-    return body
-
-
-@pytest.fixture
-def refuse(surveyor, data, scratch):
-    """Upload ``payload`` in Chinese and in English: refused with ``status``/``code``, nothing
-    written or left behind.  Returns the Chinese answer."""
-
-    def check(payload: bytes, name: str, status: int, code: str, **form: str) -> dict:
-        before = _state(data, scratch)
-        answers = {}
-        for lang in ("zh", "en"):
-            answers[lang] = assert_clear_error(
-                post(surveyor, payload, name, lang, **form), status, code, lang
-            )
-            assert _state(data, scratch) == before
-        assert answers["zh"]["message_en"] == answers["en"]["message"]
-        return answers["zh"]
-
-    return check
-
+# the hostile-upload fixtures: a store with a unit grid and a surveyor, and ``refuse``
+data = harness.data
+scratch = harness.scratch
+app = harness.app
+surveyor = harness.surveyor
+refuse = harness.refuse
 
 # --- building hostile files -------------------------------------------------------------------
-
-
-def survey_shp(folder: Path, n: int = 3, geoms=None) -> Path:
-    """A valid survey shapefile: ``n`` sites inside the unit grid (points, or ``geoms``)."""
-    if geoms is None:
-        geoms = shapely.points(np.column_stack([X0 + 50 + 100 * np.arange(n) % 300, Y0 - 50 - np.arange(n)]))
-    frame = gpd.GeoDataFrame(
-        {"案件编号": [f"H{i}" for i in range(len(geoms))], "当前状态": ["已登记"] * len(geoms)},
-        geometry=list(geoms),
-        crs=EPSG_GK,
-    )
-    return write_shp(frame, folder / "台账.shp")
-
-
-def shapefile_zip(path: Path, /, **replace: bytes) -> bytes:
-    """The shapefile's parts zipped, some replaced (``dbf=b"..."``)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for part in sorted(path.parent.glob(path.stem + ".*")):
-            zf.writestr(part.name, replace.get(part.suffix[1:].lower(), part.read_bytes()))
-    return buf.getvalue()
-
-
-def zip_of(entries: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as zf:
-        for name, payload in entries:
-            zf.writestr(zipfile.ZipInfo(name), payload, compress_type=method)
-    return buf.getvalue()
-
-
-def shapefile_entries(shp: Path, folder: str = "") -> list[tuple[str, bytes]]:
-    return [(folder + p.name, p.read_bytes()) for p in sorted(shp.parent.glob(shp.stem + ".*"))]
 
 
 _CHUNK = 64 * 1024 * 1024
@@ -233,6 +124,7 @@ def zip_bomb(members: int = 96, stem: str = "炸弹/part", suffix: str = ".dbf")
 # --- zip slip, bombs, floods ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "entry",
     [
@@ -262,6 +154,7 @@ def test_zip_slip_is_refused(refuse, tmp_path, entry):
     assert not [p for p in tmp_path.rglob("evil*")]
 
 
+@pytest.mark.slow
 def test_zip_bomb_of_gigabytes_is_refused_before_unpacking(refuse, tmp_path, monkeypatch):
     opened: list[str] = []
     original = zipfile.ZipFile.open
@@ -288,6 +181,7 @@ def test_zip_bomb_of_gigabytes_is_refused_before_unpacking(refuse, tmp_path, mon
     assert opened and not [n for n in opened if n.startswith(("炸弹/", "xl/", "doc"))]  # none read
 
 
+@pytest.mark.slow
 def test_a_member_larger_than_declared_is_refused(refuse, tmp_path):
     """Zipfile yields no more than a member's declared size, so a member that inflates to
     1 GiB while declaring 1,000 bytes fails its check instead of filling the disk."""
@@ -312,6 +206,7 @@ def _padded_inner(megabytes: int) -> bytes:
     )
 
 
+@pytest.mark.slow
 def test_nested_zips_share_one_budget(refuse, tmp_path, monkeypatch):
     """Each archive within the caps, together beyond them: nesting does not multiply the caps.
     (Caps lowered to 32 MiB and 40 files so that the test writes megabytes, not gigabytes.)"""
@@ -327,6 +222,7 @@ def test_nested_zips_share_one_budget(refuse, tmp_path, monkeypatch):
     assert "40" in body["message_zh"]
 
 
+@pytest.mark.slow
 def test_zip_of_ten_thousand_files_is_refused(refuse, tmp_path):
     shp = survey_shp(tmp_path / "s")
     flood = zip_of([*shapefile_entries(shp), *((f"照片/{i:05d}.txt", b"x") for i in range(10_000))])
@@ -334,6 +230,7 @@ def test_zip_of_ten_thousand_files_is_refused(refuse, tmp_path):
     assert "10004" in body["message_zh"] and "2000" in body["message_zh"]
 
 
+@pytest.mark.slow
 def test_zips_nested_too_deep_are_refused(refuse, tmp_path):
     inner = shapefile_zip(survey_shp(tmp_path / "s"))
     for level in range(3):
@@ -357,6 +254,7 @@ def _set_central(payload: bytes, offset: int, value: int, fmt: str = "<H") -> by
     return bytes(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "code"),
     [
@@ -387,7 +285,7 @@ def test_damaged_zips_are_refused(refuse, tmp_path, case, code):
 
 
 def test_oversized_upload_is_refused(surveyor, data, scratch):
-    before = _state(data, scratch)
+    before = upload_state(data, scratch)
     body = b"--x\r\n" + b"x" * (MAX_UPLOAD + 1) + b"\r\n--x--\r\n"
     for lang in ("zh", "en"):
         surveyor.client.delete_cookie("gridwatch_lang")
@@ -399,7 +297,7 @@ def test_oversized_upload_is_refused(surveyor, data, scratch):
         )
         err = assert_clear_error(resp, 413, "too_large", lang)
         assert "16 MB" in err["message"]
-    assert _state(data, scratch) == before
+    assert upload_state(data, scratch) == before
 
 
 @pytest.fixture
@@ -430,16 +328,17 @@ def _answer(port: int, head: str, body: bytes | None = None, chunks: int = 0) ->
     return int(headers.split()[1]), json.loads(rest[:length])
 
 
+@pytest.mark.slow
 def test_oversized_upload_is_refused_before_its_body_is_read(app, live, data, scratch):
     """Headers announcing 50 GiB and no body at all: a 413 comes back at once, with a cookie
     session (CSRF token) and with an API token; a chunked body without a length is cut off at
     the limit."""
-    before = _state(data, scratch)
+    before = upload_state(data, scratch)
     session = Session(app, "surveyor")
     cookie = session.client.get_cookie("gridwatch_session").value
     with open_store(data) as store:
         _token, secret = accounts.create_token(store, "surveyor", "script")
-    before = _state(data, scratch)
+    before = upload_state(data, scratch)
     common = "Host: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\nConnection: close\r\n"
     for auth in (
         f"Cookie: gridwatch_session={cookie}\r\nX-CSRFToken: {session.token}\r\n",
@@ -457,7 +356,7 @@ def test_oversized_upload_is_refused_before_its_body_is_read(app, live, data, sc
     head = f"POST /api/uploads HTTP/1.1\r\n{common}Authorization: Bearer {secret}\r\nTransfer-Encoding: chunked\r\n"
     status, err = _answer(live, head, chunks=17)
     assert (status, err["error"]) == (413, "too_large")
-    assert _state(data, scratch) == before
+    assert upload_state(data, scratch) == before
 
 
 # --- damaged shapefiles -----------------------------------------------------------------------
@@ -517,6 +416,7 @@ POLYGON_DAMAGE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_damaged_shapefiles_are_refused(refuse, tmp_path, case):
     part, change, code = DAMAGE[case]
@@ -531,6 +431,7 @@ def test_damaged_shapefiles_are_refused(refuse, tmp_path, case):
 
 
 # GDAL warns about an unclosed ring; in production a warning is only logged, so it is here too
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Non closed ring detected:RuntimeWarning")
 @pytest.mark.parametrize("case", list(POLYGON_DAMAGE))
 def test_damaged_polygon_records_are_refused(refuse, tmp_path, case):
@@ -550,6 +451,7 @@ def circle(vertices: int, radius: float = 40.0) -> shapely.Polygon:
     )
 
 
+@pytest.mark.slow
 def test_a_feature_over_the_vertex_limit_is_rejected_by_row(surveyor, data, scratch, tmp_path):
     assert geometry.MAX_FEATURE_VERTICES == 100_000
     shp = survey_shp(tmp_path / "s", geoms=[circle(1_000_000), shapely.box(X0 + 5, Y0 - 25, X0 + 25, Y0 - 5)])
@@ -563,9 +465,10 @@ def test_a_feature_over_the_vertex_limit_is_rejected_by_row(surveyor, data, scra
     )
     assert row["reason_en"] == "too many vertices (1,000,001, limit 100,000): simplify the feature"
     assert surveyor.request("DELETE", f"/api/uploads/{body['upload_id']}").status_code == 204
-    assert _state(data, scratch)[3:] == ([], [])
+    assert upload_state(data, scratch)[3:] == ([], [])
 
 
+@pytest.mark.slow
 def test_a_file_over_the_vertex_limit_is_refused_before_reading(refuse, tmp_path, monkeypatch):
     """Two features of 90,000 vertices each against a limit lowered to 150,000: the whole file
     is refused from the .shp headers, before its records are read."""
@@ -579,53 +482,10 @@ def test_a_file_over_the_vertex_limit_is_refused_before_reading(refuse, tmp_path
         dataset._check_shapefile(found, 150_000)
 
 
-_MEASURE = """
-import json, sys, time
-from server import create_app
-from tests.test_auth import Session
-from tests.test_hostile import multipart
-
-def kib(key):
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
-
-data, path, name, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-app = create_app({"GRIDWATCH_DATA": data, "TESTING": True, "MAX_CONTENT_LENGTH": limit})
-session = Session(app, "surveyor")
-with open(path, "rb") as fh:
-    payload = fh.read()
-body, content_type = multipart(payload, name, layer="demolition")
-# the peak of this process so far (VmHWM belongs to the process image: a new one at exec, unlike
-# ru_maxrss, which a process forked from a large one starts with)
-startup_peak = kib("VmHWM")
-with open("/proc/self/clear_refs", "w") as fh:
-    fh.write("5")  # the peak (VmHWM) counts from here
-before = kib("VmRSS")
-started = time.perf_counter()
-resp = session.request("POST", "/api/uploads", data=body, content_type=content_type)
-print(json.dumps({"status": resp.status_code, "body": resp.get_json(), "seconds": time.perf_counter() - started,
-                  "rss_before": before * 1024, "rss_peak": kib("VmHWM") * 1024,
-                  "process_peak": max(startup_peak, kib("VmHWM")) * 1024}))
-"""
+# --- markup and script in survey data ---------------------------------------------------------
 
 
-def measure(data: Path, path: Path, payload: bytes, name: str, limit: int) -> dict:
-    """Upload ``payload`` (saved at ``path``) as ``name`` in a server process of its own, with an
-    upload limit of ``limit`` bytes: its answer, time and peak memory (see :data:`_MEASURE`).
-    The timeout only guards against a hang."""
-    path.write_bytes(payload)
-    run = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(data), str(path), name, str(limit)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["million-vertex-polygon", "zip-bomb-6-gib", "zip-of-10000-files"])
 def test_refusals_stay_within_memory(data, tmp_path, case):
     """Each refusal measured in a process of its own: its peak memory (everything the process
@@ -653,59 +513,6 @@ def test_refusals_stay_within_memory(data, tmp_path, case):
 
 # --- markup and script in survey data ---------------------------------------------------------
 
-P_SCRIPT = "<script>window.__pwned=1</script>"
-P_ATTR = '" onmouseover="window.__pwned=1'
-P_IMG = "<img src=x onerror=window.__pwned=1>"
-P_JS = "javascript:window.__pwned=1"
-P_SVG = "<svg onload=alert('pwned')>"
-PAYLOADS = (P_SCRIPT, P_ATTR, P_IMG, P_JS, P_SVG)
-#: What must never appear unescaped in a page.
-RAW = ("<script>window", '" onmouseover="', "<img src=x", "<svg onload", "<b onmouseover")
-ADMIN_PASSWORD = "hostile-admin-pass"
-#: The code of the unit grid in the middle.
-HOSTILE_CODE = "<b onmouseover=window.__pwned=1>5</b>"
-
-
-def hostile_store(tmp_path: Path) -> Path:
-    """A store whose unit grid names units, communities and streets with markup and script,
-    with surveys whose attributes carry them too, imported from a file so named, and an API
-    token labelled with them.  Accounts: ``admin`` (:data:`ADMIN_PASSWORD`) and ``surveyor``."""
-    data = tmp_path / "hostile-store"
-    grid = grid_frame()
-    grid["网格名称"] = [PAYLOADS[i % len(PAYLOADS)] for i in range(len(grid))]
-    grid["所属社区"] = [P_IMG if c.startswith("340291001001") else P_SCRIPT for c in grid["网格编码"]]
-    grid["所属街道"] = P_ATTR
-    # roll-ups by explicit codes, so that a unit's own code may be anything: the centre one's is markup
-    grid["社区编码"] = [c[:12] for c in grid["网格编码"]]
-    grid["街道编码"] = "340291001"
-    grid.loc[4, "网格编码"] = HOSTILE_CODE
-    cells = list(grid.geometry)
-    sites = points_frame(
-        [(c.centroid.x, c.centroid.y) for c in cells],
-        案件编号=[f"H{i}" for i in range(len(cells))],
-        违建地址=[PAYLOADS[i % len(PAYLOADS)] for i in range(len(cells))],
-        结构类型=[PAYLOADS[(i + 1) % len(PAYLOADS)] for i in range(len(cells))],
-        违建位置=[PAYLOADS[(i + 2) % len(PAYLOADS)] for i in range(len(cells))],
-        当前状态=["已拆除" if i % 2 else "已登记" for i in range(len(cells))],
-    )
-    with open_store(data) as store:
-        import_file(store, "grid", write_shp(grid, tmp_path / "hostile-grid" / "网格.shp"), user="admin")
-        shp = write_shp(sites, tmp_path / "hostile-survey" / "台账.shp")
-        import_file(store, "demolition", zip_shp(shp, tmp_path / f"{P_IMG}.zip"), user="surveyor")
-        parking = points_frame([(X0 + 20, Y0 - 20)], 编号=["P1"], 名称=[P_SVG], 状态=["已建成"])
-        import_file(store, "parking", write_shp(parking, tmp_path / "hostile-parking" / "停车.shp"))
-        accounts.add_user(store, "admin", "admin", ADMIN_PASSWORD)
-        accounts.add_user(store, "surveyor", "surveyor", PASSWORDS["surveyor"])
-        accounts.create_token(store, "admin", P_SCRIPT)
-    return data
-
-
-def hostile_csv() -> bytes:
-    """A table of sites whose column names are markup (so the file matches no field)."""
-    return ("经度,纬度," + ",".join(p.replace('"', '""').join('""') for p in PAYLOADS) + "\n").encode() + (
-        "118.4,31.3," + ",".join(["x"] * len(PAYLOADS)) + "\n"
-    ).encode()
-
 
 def assert_escaped(html: str, where: str) -> None:
     for raw in RAW:
@@ -714,13 +521,14 @@ def assert_escaped(html: str, where: str) -> None:
 
 
 @pytest.fixture
-def hostile(tmp_path, monkeypatch):
+def hostile(tmp_path, monkeypatch, make_app):
     data = hostile_store(tmp_path)
-    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    app = make_app(data)
     monkeypatch.setitem(PASSWORDS, "admin", ADMIN_PASSWORD)
     return app, data
 
 
+@pytest.mark.slow
 def test_pages_carry_survey_markup_only_escaped(hostile):
     app, _data = hostile
     admin = Session(app, "admin")
@@ -763,6 +571,7 @@ def test_pages_carry_survey_markup_only_escaped(hostile):
     assert str(escape(P_ATTR)) in resp.get_data(as_text=True)  # kept in the form, as a value
 
 
+@pytest.mark.slow
 def test_json_carries_survey_markup_escaped_and_intact(hostile, tmp_path):
     """No ``<`` or ``>`` in any JSON answer, whatever a browser guesses it to be; decoded, the
     text is what the file held."""

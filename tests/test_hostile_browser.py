@@ -14,10 +14,8 @@ from urllib.parse import quote, urlparse
 
 import pytest
 
-from server import create_app
-from tests.conftest import X0, Y0, grid_frame, points_frame, serving, write_shp
-from tests.test_browser import CHROMIUM, wait_for
-from tests.test_hostile import (
+from tests.helpers.builders import X0, Y0, grid_frame, points_frame, shapefile_entries, write_shp, zip_of
+from tests.helpers.hostile import (
     ADMIN_PASSWORD,
     HOSTILE_CODE,
     P_ATTR,
@@ -28,11 +26,11 @@ from tests.test_hostile import (
     PAYLOADS,
     hostile_csv,
     hostile_store,
-    shapefile_entries,
-    zip_of,
 )
+from tests.helpers.needs import chromium
+from tests.helpers.web import serving, wait_for
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.needs("chromium", "node_modules", "translations")]
 
 #: Anything a page holds that survey text could have put there: the flag the payloads set,
 #: elements they would create, event-handler attributes and javascript: links.
@@ -58,9 +56,9 @@ _INJECTED = """() => {
 
 
 @pytest.fixture
-def live_server(tmp_path):
+def live_server(tmp_path, make_app):
     data = hostile_store(tmp_path)
-    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    app = make_app(data)
     with serving(app) as port:
         yield f"http://127.0.0.1:{port}"
 
@@ -90,7 +88,7 @@ def page(live_server):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=chromium(),
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
         )
         context = browser.new_context(bypass_csp=True, viewport={"width": 1300, "height": 850})

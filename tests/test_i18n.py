@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from tests.test_server import app, client  # noqa: F401  (fixtures)
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_chinese_by_default_english_on_request(client):  # noqa: F811
+@pytest.mark.slow
+@pytest.mark.needs("translations")
+def test_chinese_by_default_english_on_request(client):
     zh = client.get("/?tiles=none").get_data(as_text=True)
     assert "图层" in zh and "违法建设" in zh and 'lang="zh-CN"' in zh
     en = client.get("/?tiles=none&lang=en").get_data(as_text=True)
@@ -27,7 +27,8 @@ def test_chinese_by_default_english_on_request(client):  # noqa: F811
     assert "图层" in back
 
 
-def test_map_labels_follow_the_language(client):  # noqa: F811
+@pytest.mark.needs("translations")
+def test_map_labels_follow_the_language(client):
     import json
 
     page = client.get("/?tiles=none&lang=en").get_data(as_text=True)
@@ -53,12 +54,15 @@ def test_every_marked_string_has_an_english_translation():
     assert missing == [], f"no English for: {missing}"
 
 
+@pytest.mark.slow
+@pytest.mark.needs("translations")
 @pytest.mark.parametrize("path", ["/stats", "/upload", "/batches"])
-def test_pages_have_language_switch(client, path):  # noqa: F811
+def test_pages_have_language_switch(client, path):
     assert "English" in client.get(path).get_data(as_text=True)
 
 
-def test_stats_and_batches_in_english(client):  # noqa: F811
+@pytest.mark.needs("translations")
+def test_stats_and_batches_in_english(client):
     stats = client.get("/stats?lang=en&level=community").get_data(as_text=True)
     assert (
         "Lagging units" in stats and "Illegal construction" in stats and "Completion by street (%)" in stats
@@ -67,7 +71,8 @@ def test_stats_and_batches_in_english(client):  # noqa: F811
     assert "Roll back" in batches and "Unit grid" in batches
 
 
-def test_upload_page_in_one_language(client):  # noqa: F811
+@pytest.mark.needs("translations")
+def test_upload_page_in_one_language(client):
     import json
 
     en = client.get("/upload?lang=en").get_data(as_text=True)

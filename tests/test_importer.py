@@ -19,7 +19,7 @@ from geo.imports.importer import import_file, prepare_import
 from geo.store.backends import open_store
 from layers import demolition
 from layers.base import UNASSIGNED
-from tests.conftest import (
+from tests.helpers.builders import (
     COMM_A,
     COMM_B,
     EPSG_GK,
@@ -58,6 +58,7 @@ def sites(n_extra: int = 0) -> gpd.GeoDataFrame:
     )
 
 
+@pytest.mark.slow
 def test_grid_gbk_without_cpg(gridded_store):
     attrs = gridded_store.read_attributes(__import__("layers").get("grid"))
     assert sorted(attrs["community"].unique()) == ["赭山社区", "镜湖社区"]
@@ -116,6 +117,7 @@ def test_as_of_dates(gridded_store, tmp_path):
     assert may.loc[f"{COMM_A}004", "demolition_total"] == 1
 
 
+@pytest.mark.slow
 def test_reimport_identical_and_updated(gridded_store, tmp_path):
     shp = write_shp(sites(), tmp_path / "s" / "违建.shp")
     first = import_file(gridded_store, "demolition", shp)
@@ -208,6 +210,7 @@ def test_rejected_rows_reported(gridded_store, tmp_path):
     assert (row["status"], row["status_raw"]) == ("未识别", "不知道")
 
 
+@pytest.mark.slow
 def test_wrong_layer_and_wrong_geometry(gridded_store, tmp_path):
     with pytest.raises(InputError) as err:
         import_file(gridded_store, "parking", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
@@ -301,6 +304,7 @@ def test_store_is_a_geopackage_gdal_reads(gridded_store, tmp_path):
     assert len(d) == 5 and "WJ-000" in set(d["case_id"])
 
 
+@pytest.mark.slow
 def test_targets_progress(gridded_store, tmp_path):
     import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"))
     from geo.imports.batches import load_targets
@@ -323,6 +327,7 @@ def test_targets_progress(gridded_store, tmp_path):
     assert street.loc["340291001", "demolition_area_completed_m2_progress"] == pytest.approx(0.425)
 
 
+@pytest.mark.slow
 def test_update_few_ids_spread_over_a_large_layer(gridded_store, tmp_path):
     """Updating two ids at both ends of 300 stored ones (the key lookup through a temporary table)."""
     ids = [f"K{i:03d}" for i in range(300)]
@@ -367,6 +372,7 @@ def _status(store) -> dict[str, str]:
     return dict(zip(attrs["case_id"], attrs["status"], strict=True))
 
 
+@pytest.mark.slow
 def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
     rep = import_file(
         owned_store, "demolition", _demolished(tmp_path, "a", ["N1", "S1", "D1"]), user="surveyor2"
@@ -384,6 +390,7 @@ def test_imports_update_only_their_own_accounts_features(owned_store, tmp_path):
         assert (rep.to_dict()["rejected_count"], rep.added, rep.updated + rep.unchanged) == (0, 1, 2), who
 
 
+@pytest.mark.slow
 def test_ownership_is_decided_when_the_batch_is_written(owned_store, tmp_path):
     """surveyor2 prepares a file with a new id; surveyor commits the same id first: surveyor2's
     commit rejects that row."""

@@ -23,7 +23,7 @@ from geo.imports.importer import import_file, prepare_import
 from geo.reading.mappings import parse_map, read_value_map
 from geo.store.backends import open_store
 from layers import demolition
-from tests.conftest import X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
 
 SPEC = demolition.LAYER
 #: What the issue found counted as demolished, and a typo of the real thing.
@@ -62,6 +62,7 @@ def _district(data: str) -> dict:
     return row.to_dict()
 
 
+@pytest.mark.slow
 def test_messy_statuses_count_as_done_only_once_someone_maps_them(tmp_path, data, capsys):
     """The issue's walk-through: a GBK shapefile whose statuses include deferred, refused,
     unfinished and partial demolitions and the typo 己拆除."""
@@ -226,6 +227,7 @@ def test_map_argument_forms():
     assert parse_map("status:x:y=未识别") == ("status", "x:y", "未识别")
 
 
+@pytest.mark.slow
 def test_field_map_takes_a_second_date_column(tmp_path, data, capsys):
     frame = survey(["已拆除", "已拆除"], done_on=None)
     frame["处置日期"] = ["2022-05-01", "2022-06-01"]
@@ -243,6 +245,7 @@ def test_field_map_takes_a_second_date_column(tmp_path, data, capsys):
     assert main(["--data", data, "import", "demolition", str(shp), "--field", "没有=done_on"]) == 2
 
 
+@pytest.mark.slow
 def test_undated_completions_are_counted_apart_and_said(tmp_path, data, capsys):
     frame = survey(["已拆除"] * 3 + ["已登记"], done_on=None)
     frame.loc[0, "拆除时间"] = "2022-03-01"
@@ -259,6 +262,7 @@ def test_undated_completions_are_counted_apart_and_said(tmp_path, data, capsys):
     assert as_of["demolition_completed"].sum() == 1 and as_of["demolition_completed_undated"].sum() == 0
 
 
+@pytest.mark.slow
 def test_unrecognised_and_undated_columns_match_an_independent_count(tmp_path):
     """Per unit, the two new columns equal a plain spatial join and count of the stored rows."""
     rng = np.random.default_rng(7)
@@ -284,6 +288,7 @@ def test_unrecognised_and_undated_columns_match_an_independent_count(tmp_path):
         assert table.loc[code, "demolition_total"] == int(here.sum())
 
 
+@pytest.mark.slow
 def test_same_file_with_other_mappings_is_no_duplicate(tmp_path, data, capsys):
     shp = write_shp(survey(["暂缓拆除", "已拆除"]), tmp_path / "s" / "s.shp")
     base = ["--data", data, "import", "demolition", str(shp), "--json", "--no-remember"]
@@ -301,6 +306,7 @@ def test_same_file_with_other_mappings_is_no_duplicate(tmp_path, data, capsys):
 _STATUSES = ["已拆除", "已登记", "暂缓拆除", "拆除中", "己拆除"]
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     first=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(_STATUSES)), min_size=1, max_size=25),
@@ -376,14 +382,13 @@ def test_ledger_shows_the_status_as_stored_and_as_surveyed(tmp_path, data, capsy
     assert main(["--data", data, "ledger", "demolition", "--format", "xlsx"]) == 2  # binary: needs -o
 
 
-def test_ledger_through_the_api(tmp_path):
-    from tests.conftest import open_app
-
+@pytest.mark.slow
+def test_ledger_through_the_api(tmp_path, make_app):
     store_dir = tmp_path / "st"
     with open_store(store_dir) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         import_file(store, "demolition", write_shp(survey(["己拆除", "已拆除"]), tmp_path / "s" / "s.shp"))
-    client = open_app(store_dir).test_client()
+    client = make_app(store_dir, login=False).test_client()
     r = client.get("/api/ledger/demolition?format=geojson")
     assert r.status_code == 200
     doc = r.get_json()

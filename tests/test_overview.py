@@ -14,7 +14,7 @@ from geo.figures.overview import DEFAULT_BOUNDS, map_summary, stats_page_data
 from geo.figures.tally import tally
 from geo.imports.importer import import_file
 from geo.registry import get_layer
-from tests.conftest import COMM_A, COMM_B, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import COMM_A, COMM_B, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 STREET = COMM_A[:9]
 
@@ -78,6 +78,7 @@ def test_map_summary_without_a_grid(store):
     assert summary["areas"] == {"street": [], "community": []}
 
 
+@pytest.mark.slow
 def test_stats_page_data_by_hand(surveyed):
     data = stats_page_data(surveyed, "demolition", "community")
     rows = {r["code"]: r for r in data["rows"]}
@@ -94,12 +95,14 @@ def test_stats_page_data_by_hand(surveyed):
     json.dumps(data)
 
 
+@pytest.mark.slow
 def test_stats_page_lagging_units_at_the_grid_level(surveyed):
     lagging = stats_page_data(surveyed, "demolition")["lagging"]
     assert lagging[0]["code"] == f"{COMM_A}002"  # A2, not demolished
     assert {r["code"] for r in lagging} == {f"{COMM_A}001", f"{COMM_A}002", f"{COMM_B}001"}
 
 
+@pytest.mark.slow
 def test_stats_page_monthly_series_agrees_with_the_tally(surveyed):
     series = stats_page_data(surveyed, "demolition")["monthly"]
     months = series["months"]

@@ -16,6 +16,7 @@ def test_new_hashes_are_scrypt_salted_and_verify():
     assert verify_password(first, "correct horse") and not verify_password(first, "correct hors")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["scrypt", "scrypt:16384:8:1", "pbkdf2:sha256", "pbkdf2:sha256:1000"])
 def test_hashes_written_by_werkzeug_stay_valid(method):
     stored = generate_password_hash("密码-long-1", method=method)
@@ -45,6 +46,7 @@ def test_damaged_or_hostile_stored_hashes_never_match_and_never_raise(stored):
     assert verify_password(stored, "password") is False
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(st.text(max_size=40))
 def test_property_any_password_round_trips(password):

@@ -10,36 +10,17 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from geo.imports.importer import import_file
-from server import create_app
-from tests.conftest import X0, Y0, grid_frame, open_app, points_frame, write_shp
+from tests.helpers.builders import X0, Y0
 
 
-@pytest.fixture
-def app(tmp_path):
-    data = tmp_path / "store"
-    from geo.store.backends import open_store
-
-    with open_store(data) as store:
-        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-        sites = points_frame(
-            [(X0 + 50, Y0 - 50)], 案件编号=["<script>alert(1)</script>"], 当前状态=["已拆除"]
-        )
-        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
-    return open_app(data)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
+@pytest.mark.slow
 def test_healthz_and_layers(client):
     assert client.get("/healthz").get_json()["status"] == "ok"
     names = [layer["name"] for layer in client.get("/api/layers").get_json()]
     assert names == ["grid", "demolition", "parking", "charging"]
 
 
+@pytest.mark.slow
 def test_stats_downloads(client):
     r = client.get("/api/stats?level=community&format=csv")
     assert r.status_code == 200 and r.data.startswith(b"\xef\xbb\xbf")
@@ -49,6 +30,7 @@ def test_stats_downloads(client):
     assert "社区" in wb.sheetnames
 
 
+@pytest.mark.needs("node_modules")
 def test_map_page_serves_its_own_assets(client):
     import json
     import re
@@ -97,7 +79,7 @@ def test_errors_are_json_with_status(client):
 def _bbox() -> str:
     import pyproj
 
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     t = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
     w, s = t.transform(X0 - 100, Y0 - 400)
@@ -105,6 +87,7 @@ def _bbox() -> str:
     return f"{w},{s},{e},{n}"
 
 
+@pytest.mark.slow
 def test_api_cells_and_features(client):
     r = client.get(f"/api/cells?level=grid&layer=demolition&zoom=16&bbox={_bbox()}")
     assert r.status_code == 200
@@ -120,6 +103,7 @@ def test_api_cells_and_features(client):
     )
 
 
+@pytest.mark.slow
 def test_api_bad_parameters(client):
     assert client.get("/api/features/demolition?zoom=16").status_code == 400
     assert client.get("/api/features/demolition?bbox=1,2,3").get_json()["error"] == "bad_bbox"
@@ -182,15 +166,8 @@ def test_http_errors_in_both_languages(client):
     assert _error(client.get("/api/uploads"), 405)["message"].startswith("405 Method Not Allowed")
 
 
-def test_server_error_is_json_in_both_languages(tmp_path):
-    app = create_app(
-        {
-            "GRIDWATCH_DATA": str(tmp_path / "d"),
-            "TESTING": False,
-            "LOGIN_DISABLED": True,
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
+def test_server_error_is_json_in_both_languages(tmp_path, make_app):
+    app = make_app(tmp_path / "d", login=False, TESTING=False)
 
     def boom():
         raise RuntimeError("secret detail")
@@ -208,6 +185,8 @@ def test_server_error_is_json_in_both_languages(tmp_path):
     assert _error(client.get("/boom?lang=en"), 500)["message"] == "internal server error"
 
 
+@pytest.mark.slow
+@pytest.mark.needs("node_modules")
 def test_upload_page_base_map_and_assets(client, app):
     import json
     import re
@@ -247,6 +226,7 @@ def test_upload_and_batches_pages(client):
     assert "导入批次" in batches and "回滚" in batches and "违法建设" in batches
 
 
+@pytest.mark.slow
 def test_stats_page(client):
     page = client.get("/stats?level=community&layer=demolition").get_data(as_text=True)
     assert "违法建设 · 统计" in page and "340291001001" in page and "滞后单元" in page
@@ -254,6 +234,7 @@ def test_stats_page(client):
     assert client.get("/stats?layer=grid").status_code == 400
 
 
+@pytest.mark.slow
 def test_map_filters(client):
     page = client.get("/?tiles=none&within=340291001002&status=已拆除").get_data(as_text=True)
     assert 'value="340291001002" selected' in page and 'value="已拆除" selected' in page
@@ -298,9 +279,9 @@ def _not_a_geopackage(folder: Path) -> Path:
     return folder
 
 
-def test_healthz_names_no_file_or_directory(tmp_path):
+def test_healthz_names_no_file_or_directory(tmp_path, make_app):
     data = tmp_path / "store"
-    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True})
+    app = make_app(data)
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
     # a store that cannot be read: unavailable, still without a path
@@ -309,18 +290,18 @@ def test_healthz_names_no_file_or_directory(tmp_path):
     garbage.mkdir()
     (garbage / "gridwatch.gpkg").write_bytes(b"this is not a database" * 100)
     for bad in (other, garbage):
-        resp = create_app({"GRIDWATCH_DATA": str(bad), "TESTING": True}).test_client().get("/healthz")
+        resp = make_app(bad).test_client().get("/healthz")
         assert resp.status_code == 503 and resp.get_json() == {"status": "unavailable"}
 
 
 @pytest.mark.parametrize("broken", ["not_a_geopackage", "data_dir_under_a_file"])
-def test_error_answers_name_no_server_directory(tmp_path, broken):
+def test_error_answers_name_no_server_directory(tmp_path, broken, make_app):
     if broken == "not_a_geopackage":
         data = _not_a_geopackage(tmp_path / "data")
     else:
         (tmp_path / "file").write_text("x", encoding="utf-8")
         data = tmp_path / "file" / "data"
-    app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True})
+    app = make_app(data, login=False)
     c = app.test_client()
     for url in ("/api/cells?level=grid&zoom=16", "/api/batches", "/api/stats?lang=en"):
         resp = c.get(url)

@@ -16,7 +16,8 @@ from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
 from server import create_app
-from tests.conftest import grid_frame, write_shp
+from tests.helpers.builders import grid_frame, write_shp
+from tests.helpers.web import csrf_from, login
 from web.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,31 +35,25 @@ def data(tmp_path, monkeypatch):
     return data
 
 
-def csrf_from(html: str) -> str:
-    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-
-
-def login(client, name: str, password: str, **kw):
-    token = csrf_from(client.get("/login", **kw).text)
-    return client.post("/login", data={"username": name, "password": password, "csrf_token": token}, **kw)
-
-
 def session_cookie(resp) -> str:
     return next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gridwatch_session="))
 
 
+@pytest.mark.slow
 def test_data_from_the_environment(data):
     app = create_app()
     assert app.config["GRIDWATCH_DATA"] == str(data)
     assert login(app.test_client(), "viewer", "viewer-pass-1").status_code == 302  # its accounts
 
 
+@pytest.mark.slow
 def test_secure_cookies_from_the_environment(data, monkeypatch):
     assert "Secure" not in session_cookie(login(create_app().test_client(), "viewer", "viewer-pass-1"))
     monkeypatch.setenv("GRIDWATCH_SECURE_COOKIES", "1")
     assert "Secure" in session_cookie(login(create_app().test_client(), "viewer", "viewer-pass-1"))
 
 
+@pytest.mark.slow
 def test_proxy_fix_from_the_environment(data, monkeypatch):
     def audited_client(app) -> str:
         c = app.test_client()
@@ -84,6 +79,7 @@ def test_public_map_from_the_environment(data, monkeypatch):
     assert c.get("/stats").status_code == 302  # the map only
 
 
+@pytest.mark.slow
 def test_tianditu_key_from_the_environment(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_TIANDITU_KEY", "env-key-123")
     c = create_app().test_client()
@@ -92,6 +88,7 @@ def test_tianditu_key_from_the_environment(data, monkeypatch):
     assert page.status_code == 200 and "tk=env-key-123" in page.text
 
 
+@pytest.mark.slow
 def test_tiles_from_the_environment(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_TILES", "https://tiles.example.gov.cn/{z}/{x}/{y}.png")
     c = create_app().test_client()
@@ -116,6 +113,7 @@ def test_max_content_length_from_the_environment(data, monkeypatch):
     assert "2 KB" in resp.json["message_en"]
 
 
+@pytest.mark.slow
 def test_secret_key_from_the_environment(data, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_SECRET_KEY", "a-key-from-the-environment")
     app = create_app()
@@ -129,6 +127,7 @@ def test_secret_key_from_the_environment(data, monkeypatch):
     assert not (data / "secret_key").exists()
 
 
+@pytest.mark.slow
 def test_timezone_from_the_environment(data, monkeypatch):
     """A known_at without a zone, or a bare date, is read in GRIDWATCH_TIMEZONE (the stats'
     metadata shows the moment asked in it)."""

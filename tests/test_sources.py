@@ -32,12 +32,12 @@ from geo.reading.readers import (
     unregister_reader,
 )
 from geo.reading.sources import expand_containers, open_source
-from tests.conftest import _T, EPSG_GK, X0, Y0, points_frame, write_shp, zip_shp
+from tests.helpers.builders import EPSG_GK, LONLAT_TO_GK, X0, Y0, points_frame, write_shp, zip_shp
 
 ADDRESSES = ["镜湖区赭山街道", "弋江区中山南路"]
 #: Two points inside the test grid, in CGCS2000 3-degree GK (metres) and as lon/lat.
 GK_XY = [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)]
-LONLAT = [_T.transform(x, y, direction="INVERSE") for x, y in GK_XY]
+LONLAT = [LONLAT_TO_GK.transform(x, y, direction="INVERSE") for x, y in GK_XY]
 
 
 def _only(path: Path, workdir: Path) -> Dataset:

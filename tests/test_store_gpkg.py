@@ -18,7 +18,7 @@ from geo.store.backends import open_store
 from geo.store.base import STORE_FILE
 from geo.store.gpkg.migrations import SCHEMA_VERSION
 from geo.store.interface.batches import Batch, batch_kind
-from tests.conftest import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
 
 DEMOLITION = layers.get("demolition")
 GRID = layers.get("grid")
@@ -73,6 +73,7 @@ def test_a_failed_audit_write_leaves_no_batch_and_no_features(gridded_store, tmp
     assert gridded_store.key_batches(DEMOLITION, np.array(["A", "B"], dtype=object)) == {}
 
 
+@pytest.mark.slow
 def test_a_failed_audit_write_keeps_targets_and_rollbacks_whole(gridded_store, tmp_path):
     """The same for targets (values and batch) and for a rollback (rows, batch state, history)."""
     rep = import_file(gridded_store, "demolition", write_shp(_sites(["A"]), tmp_path / "a" / "s.shp"))
@@ -99,6 +100,7 @@ def test_the_audit_entry_is_written_with_the_batch(gridded_store, tmp_path):
 # --- batch kinds -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_batches_record_their_kind(gridded_store, tmp_path):
     survey = import_file(gridded_store, "demolition", write_shp(_sites(["A"]), tmp_path / "a" / "s.shp"))
     targets = load_targets(gridded_store, _targets_csv(tmp_path / "t" / "目标.csv"))
@@ -122,6 +124,7 @@ def test_the_kind_of_a_layer_batch_comes_from_its_spec():
     assert {batch_kind(s) for s in layers.survey_layers()} == {"import"}
 
 
+@pytest.mark.slow
 def test_rolling_back_targets_goes_by_the_kind(gridded_store, tmp_path):
     first = load_targets(gridded_store, _targets_csv(tmp_path / "1" / "目标.csv", 5))
     second = load_targets(gridded_store, _targets_csv(tmp_path / "2" / "目标.csv", 8))
@@ -186,6 +189,7 @@ def _filled_store(data: Path, tmp_path: Path) -> dict[int, str]:
         return {b.id: b.kind for b in store.batches()}
 
 
+@pytest.mark.slow
 def test_a_store_of_schema_4_is_upgraded_to_record_batch_kinds(tmp_path):
     data = tmp_path / "data"
     kinds = _filled_store(data, tmp_path)
@@ -206,6 +210,7 @@ def test_a_store_of_schema_4_is_upgraded_to_record_batch_kinds(tmp_path):
         assert store.targets().empty
 
 
+@pytest.mark.slow
 def test_a_store_of_schema_4_that_cannot_be_upgraded_still_shows_the_kinds(tmp_path):
     """A store of schema 4 stays so when it cannot be written (read-only, see tests/test_faults.py):
     the kinds of its batches are then told from their layers, as that schema did."""

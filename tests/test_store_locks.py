@@ -14,7 +14,7 @@ import pytest
 
 import geo.store.gpkg.feature_reads as feature_reads
 from geo.imports.importer import import_file
-from tests.conftest import X0, Y0, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, points_frame, write_shp
 
 TRY_WRITE = """
 import sys, apsw
@@ -37,6 +37,7 @@ def _other_process_can_write(path) -> bool:
     return out.stdout.strip() == "got the lock"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("through_gdal", [True, False])
 def test_reading_a_layer_keeps_the_locks_of_other_connections(
     gridded_store, tmp_path, monkeypatch, through_gdal

@@ -19,7 +19,7 @@ from geo.figures.tally import monthly, tally
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED, Field, LayerSpec, Measure, Status
-from tests.conftest import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 STATUSES = ["已登记", "已下发通知", "拆除中", "已拆除", "已补办手续"]
 DONE = {"已拆除", "已补办手续"}
@@ -42,6 +42,7 @@ def surveys(draw):
     return rows
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=surveys(), as_of=st.dates(date(2021, 12, 1), date(2023, 8, 1)))
 def test_every_feature_counted_once(tmp_path_factory, rows, as_of):

@@ -35,9 +35,10 @@ from geo.reading.datasets import Dataset
 from geo.reading.sources import open_source
 from geo.reading.tables import read_table_file, scan_sheet
 from geo.store.backends import open_store
-from tests import test_hostile as hostile
-from tests.conftest import EPSG_GK, X0, Y0
-from tests.test_hostile import MAX_RSS_BYTES, ROOT, post, shapefile_zip, survey_shp, zip_of
+from tests.helpers import hostile
+from tests.helpers.builders import EPSG_GK, X0, Y0, shapefile_zip, survey_shp, zip_of
+from tests.helpers.hostile import MAX_RSS_BYTES, ROOT, post
+from tests.helpers.web import Session
 
 # the hostile-upload tests' fixtures: a store with a unit grid and a surveyor, and ``refuse``
 data = hostile.data
@@ -153,6 +154,7 @@ def test_the_attack_is_real_outside_the_helper(tmp_path, canary, listener):
     assert canary.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["survey.geojson", "survey.json", "survey.kml", "survey.gpkg", "上报.zip", "嵌套.zip"]
 )
@@ -171,6 +173,7 @@ def test_a_vrt_under_any_name_is_refused_without_touching_what_it_names(
     assert listener.close() == []
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_vrt_too(tmp_path, canary, listener):
     path = tmp_path / "survey.geojson"
     path.write_bytes(vrt(canary.path, listener.port))
@@ -192,6 +195,7 @@ def _drivers() -> list[str]:
     return sorted(pyogrio.list_drivers())
 
 
+@pytest.mark.slow
 def test_only_the_accepted_drivers_are_registered_in_the_helper():
     assert set(untrusted.run(_drivers)) <= untrusted.ALLOWED_DRIVERS
     assert "OGR_VRT" in pyogrio.list_drivers()  # this process is untouched
@@ -223,6 +227,7 @@ def crs_link_geojson(port: int, member: str = "crs") -> bytes:
     ).encode()
 
 
+@pytest.mark.slow
 def test_a_geojson_crs_link_is_refused_and_not_fetched(refuse, listener):
     body = refuse(crs_link_geojson(listener.port), "survey.geojson", 400, "crs_link")
     assert "链接" in body["message_zh"]
@@ -233,6 +238,7 @@ def _read_geojson(path: Path) -> int:
     return len(pyogrio.read_dataframe(path))
 
 
+@pytest.mark.slow
 def test_the_helper_sends_no_request_for_a_crs_link_past_the_check(tmp_path, listener):
     """GDAL does fetch a GeoJSON's crs link (shown in this process); in the helper it cannot."""
     path = tmp_path / "link.geojson"
@@ -253,6 +259,7 @@ def _connect(port: int) -> str:
     return "connected"
 
 
+@pytest.mark.slow
 def test_the_helper_has_no_network_where_the_system_allows_it(listener):
     how = untrusted.network_isolation()
     assert how in ("namespace", "gdal")
@@ -271,6 +278,7 @@ def _connect_here(listener: Listener) -> str:
         other.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "payload"),
     [
@@ -409,16 +417,6 @@ def _dbf_shapefile(folder: Path, fields: int, rows: int) -> Path:
     return shp
 
 
-def _zip_shapefile(shp: Path) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for part in sorted(shp.parent.glob(shp.stem + ".*")):
-            zf.write(part, part.name)
-    return buf.getvalue()
-
-
 def measure(data: Path, tmp_path: Path, payload: bytes, name: str) -> dict:
     """Upload ``payload`` in a server process of its own; its answer and peak memory."""
     return hostile.measure(data, tmp_path / ("payload-" + name), payload, name, 256 * 1024 * 1024)
@@ -437,7 +435,7 @@ def _bomb(case: str, tmp_path: Path) -> tuple[bytes, str]:
         return (tmp_path / "b.gpkg").read_bytes(), "台账.gpkg"
     if kind == "dbf-fields":
         fields, rows = (int(v) for v in param.split("x"))
-        return _zip_shapefile(_dbf_shapefile(tmp_path / "wide", fields, rows)), "台账.zip"
+        return shapefile_zip(_dbf_shapefile(tmp_path / "wide", fields, rows), compresslevel=1), "台账.zip"
     if kind == "csv-columns":
         header = ",".join(["经度", "纬度"] + [f"c{i}" for i in range(int(param))])
         return (header + "\n118.4,31.3\n").encode(), "台账.csv"
@@ -461,6 +459,7 @@ BOMBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BOMBS))
 def test_bombs_are_refused_while_the_server_stays_small(data, tmp_path, case):
     payload, name = _bomb(case, tmp_path)
@@ -474,11 +473,12 @@ def test_bombs_are_refused_while_the_server_stays_small(data, tmp_path, case):
     )
 
 
+@pytest.mark.slow
 def test_a_wide_table_decodes_only_the_columns_the_layer_uses(data, tmp_path):
     """900 unused one-byte fields × 150,000 rows (135 MB of records): imported, with only the
     two mapped columns decoded, and the server process stays under 1 GB."""
     shp = _dbf_shapefile(tmp_path / "wide", 900, 150_000)
-    out = measure(data, tmp_path, _zip_shapefile(shp), "台账.zip")
+    out = measure(data, tmp_path, shapefile_zip(shp, compresslevel=1), "台账.zip")
     assert out["status"] == 201, out["body"]
     body = out["body"]
     assert body["rows_read"] == body["accepted"] == 150_000
@@ -487,6 +487,7 @@ def test_a_wide_table_decodes_only_the_columns_the_layer_uses(data, tmp_path):
     assert out["process_peak"] < MAX_RSS_BYTES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("row", "code"), [(",,,", "no_geometry"), ("118.4,31.3,,乱写", "no_valid_rows")])
 def test_a_report_of_many_broken_rows_stays_small(surveyor, row, code):
     rows = 400_000
@@ -497,6 +498,7 @@ def test_a_report_of_many_broken_rows_stays_small(surveyor, row, code):
     assert resp.get_json()["error"] == code
 
 
+@pytest.mark.slow
 def test_a_report_lists_the_first_thousand_rejected_rows_and_counts_all(surveyor):
     long_area = "未知" * 150
     lines = ["经度,纬度,案件编号,违建面积"] + [f"118.4,31.3,K{i},{long_area}" for i in range(3000)]
@@ -511,6 +513,7 @@ def test_a_report_lists_the_first_thousand_rejected_rows_and_counts_all(surveyor
     assert len(resp.data) < 1_000_000
 
 
+@pytest.mark.slow
 def test_a_value_table_of_many_distinct_values_is_capped(surveyor):
     """3,000 distinct unknown statuses: every row is kept as unrecognised, the table lists the 200
     most frequent and counts the rest, and the report stays small."""
@@ -535,6 +538,7 @@ def test_a_value_table_of_many_distinct_values_is_capped(surveyor):
     assert len(resp.data) < 1_000_000
 
 
+@pytest.mark.slow
 def test_the_command_line_report_is_capped_too(tmp_path):
     from geo.cli import main
 
@@ -638,6 +642,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_memory_beyond_the_helpers_budget_is_a_clear_refusal():
     assert untrusted.run(_allocate, 100, limits=untrusted.ReadLimits(memory_bytes=1024**3)) == 100 * 2**20
     with pytest.raises(TooLarge) as err:
@@ -645,6 +650,7 @@ def test_memory_beyond_the_helpers_budget_is_a_clear_refusal():
     assert err.value.code == "read_limit"
 
 
+@pytest.mark.slow
 def test_cpu_time_beyond_the_helpers_budget_is_a_clear_refusal():
     started = time.monotonic()
     with pytest.raises(TooLarge) as err:
@@ -652,6 +658,7 @@ def test_cpu_time_beyond_the_helpers_budget_is_a_clear_refusal():
     assert err.value.code == "read_limit" and time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["wall time", "client gone"])
 def test_a_read_no_one_waits_for_is_stopped(tmp_path, how):
     pidfile = tmp_path / "pid"
@@ -714,6 +721,7 @@ _CELL_VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(
     cells=st.lists(_CELL_VALUES, max_size=40),
@@ -741,11 +749,11 @@ def test_a_table_crosses_from_the_helper_unchanged(cells, numbers):
     np.testing.assert_array_equal(frame["数值"].to_numpy(), back["数值"].to_numpy())
 
 
+@pytest.mark.slow
 def test_the_helpers_limits_come_from_the_settings(data, monkeypatch):
     """Set through the environment, as in production: a helper given less memory than reading
     needs refuses every upload with a clear 413; the other limits reach the helper too."""
     from server import create_app
-    from tests.test_auth import Session
     from web.clients import read_limits
 
     monkeypatch.setenv("GRIDWATCH_DATA", str(data))
@@ -783,7 +791,7 @@ def test_member_names_a_dataset_exactly(tmp_path):
     """``--member`` takes the dataset's name in the upload, or a file name only one dataset
     has; never a stem that could pick a layer the user did not mean."""
     from geo.imports.importer import prepare_import
-    from tests.conftest import grid_frame, write_shp
+    from tests.helpers.builders import grid_frame, write_shp
 
     a = survey_shp(tmp_path / "a")
     b = survey_shp(tmp_path / "b", n=2)
@@ -811,6 +819,7 @@ def test_an_encoding_that_is_no_text_encoding_is_refused_up_front(refuse, encodi
     assert encoding in body["message_en"]
 
 
+@pytest.mark.slow
 def test_an_upload_name_with_direction_controls_shows_as_tampered(surveyor):
     resp = post(surveyor, "经度,纬度,案件编号\n118.4,31.3,A1\n".encode(), "报告\u202ecsv.exe.csv")
     assert resp.status_code == 201, resp.get_json()
@@ -853,6 +862,7 @@ def test_geometry_crosses_from_the_helper_unchanged(geoms):
 # --- found by attacking the reading path --------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "crs",
     [
@@ -874,6 +884,7 @@ def test_a_crs_that_names_a_file_or_url_is_refused_without_opening_it(refuse, ca
     assert not canary.close()
 
 
+@pytest.mark.slow
 def test_a_prj_that_names_a_file_is_refused_in_the_helper(refuse, tmp_path, canary):
     shp = survey_shp(tmp_path / "s")
     prj = f'GEOGCRS["x",BOUNDCRS[PARAMETERFILE["Latitude and longitude difference file","{canary.path}"]]]'
@@ -887,6 +898,7 @@ def test_a_prj_that_cannot_be_read_is_not_quoted_back(refuse, tmp_path):
     assert "/srv/secret" not in json.dumps(body, ensure_ascii=False)
 
 
+@pytest.mark.slow
 def test_vertices_are_counted_in_the_helper_for_every_kind(tmp_path):
     """A GeoJSON line of 200,000 vertices against a limit of 150,000: refused in the helper, so
     the server process never receives the geometry (shapefiles are refused from their headers)."""
@@ -935,6 +947,7 @@ def _central_directory_flood(entries: int) -> bytes:
     return local + directory + end
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["上报.zip", "台账.xlsx"])
 def test_a_central_directory_flood_is_refused_before_it_is_parsed(data, tmp_path, name):
     """Three million entries (140 MB): refused from the end record in a fraction of the time and
@@ -951,12 +964,14 @@ def _raise_bad_alloc() -> None:
     raise RuntimeError("std::bad_alloc")
 
 
+@pytest.mark.slow
 def test_an_allocation_refused_inside_gdal_or_geos_is_a_memory_refusal():
     with pytest.raises(TooLarge) as err:
         untrusted.run(_raise_bad_alloc)
     assert err.value.code == "read_limit"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "crs",
     [
@@ -988,11 +1003,11 @@ def test_a_geopackage_with_a_view_outside_its_contents_is_refused(refuse, tmp_pa
     refuse(path.read_bytes(), "台账.gpkg", 400, "gpkg_view")
 
 
+@pytest.mark.slow
 def test_uploads_hold_at_most_the_configured_rows(data, monkeypatch):
     """Set through the environment: more rows than GRIDWATCH_UPLOAD_MAX_ROWS is a 413 from the
     helper, so the server process never builds them; the command line is not bound by it."""
     from server import create_app
-    from tests.test_auth import Session
 
     monkeypatch.setenv("GRIDWATCH_DATA", str(data))
     monkeypatch.setenv("GRIDWATCH_UPLOAD_MAX_ROWS", "5")
@@ -1005,12 +1020,13 @@ def test_uploads_hold_at_most_the_configured_rows(data, monkeypatch):
     assert post(session, ("经度,纬度,案件编号\n" + rows).encode(), "台账.csv").status_code == 201
 
 
+@pytest.mark.slow
 def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     """Four large uploads prepared at once in one process: their cleaning and assignment (about
     1 KB a row in the server process) runs one at a time, so memory does not add up; small
     files are not held up."""
     from geo.imports.importer import import_file, prepare_import
-    from tests.conftest import grid_frame, write_shp
+    from tests.helpers.builders import grid_frame, write_shp
 
     monkeypatch.setattr(workspace, "LARGE_IMPORT_ROWS", 3)
     inside = {"now": 0, "most": 0}
@@ -1062,11 +1078,12 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
     assert errors == [] and inside["most"] == 2  # small ones together
 
 
+@pytest.mark.slow
 def test_each_dataset_of_a_file_imports_once(tmp_path):
     """A zip of two years' sites: importing one member, then the other, imports both; the same
     member again is the duplicate."""
     from geo.imports.importer import import_file
-    from tests.conftest import grid_frame, points_frame, write_shp
+    from tests.helpers.builders import grid_frame, points_frame, write_shp
 
     a = write_shp(
         points_frame([(X0 + 50, Y0 - 50 - i) for i in range(3)], 案件编号=["A0", "A1", "A2"]),
@@ -1090,7 +1107,7 @@ def test_work_folders_left_by_a_killed_import_are_removed(tmp_path, monkeypatch)
     import tempfile
 
     from geo.imports.importer import import_file
-    from tests.conftest import grid_frame, write_shp
+    from tests.helpers.builders import grid_frame, write_shp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

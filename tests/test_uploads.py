@@ -13,29 +13,15 @@ import pytest
 
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from server import create_app
-from tests.conftest import X0, Y0, GbkZipInfo, grid_frame, points_frame, write_shp, zip_shp
+from tests.helpers.builders import X0, Y0, GbkZipInfo, grid_frame, points_frame, write_shp, zip_shp
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
-    return create_app(
-        {
-            "GRIDWATCH_DATA": str(data),
-            "TESTING": True,
-            "LOGIN_DISABLED": True,
-            "WTF_CSRF_ENABLED": False,
-            "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
-        }
-    )
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+    return make_app(data, login=False, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
 
 
 @pytest.fixture
@@ -62,6 +48,7 @@ def _count(client) -> int:
     return sum(r["demolition_total"] for r in rows)
 
 
+@pytest.mark.slow
 def test_preview_then_commit(client, survey_zip):
     r = _post(client, survey_zip, "上报.zip")
     assert r.status_code == 201
@@ -83,6 +70,7 @@ def test_preview_then_commit(client, survey_zip):
     assert again["status"] == "duplicate"
 
 
+@pytest.mark.slow
 def test_override_and_reread(client, tmp_path):
     sites = points_frame([(X0 + 50, Y0 - 50)], 编号=["P"], 状态=["已建成"])
     shp = write_shp(sites.to_crs(4490), tmp_path / "p" / "p.shp", prj=False)
@@ -159,7 +147,7 @@ def test_unknown_upload_id(client):
 def _lonlat(x: float, y: float) -> tuple[float, float]:
     import pyproj
 
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     lon, lat = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True).transform(x, y)
     return float(lon), float(lat)
@@ -172,6 +160,7 @@ def _staged(client, frame, tmp_path, name="f", **form) -> dict:
     return r.get_json()
 
 
+@pytest.mark.slow
 def test_features_inside_and_outside_the_grid(client, tmp_path):
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 250, Y0 - 150), (X0 + 150, Y0 - 250), (X0 + 1000, Y0 - 100), (X0, Y0)],
@@ -209,6 +198,7 @@ def test_features_inside_and_outside_the_grid(client, tmp_path):
     assert fc["bbox"][2] == pytest.approx(lon) and fc["bbox"][0] == pytest.approx(_lonlat(X0 + 50, Y0)[0])
 
 
+@pytest.mark.slow
 def test_features_follow_a_reread_and_gcj02(client, tmp_path):
     from geo.reading.gcj02 import wgs84_to_gcj02
 
@@ -239,6 +229,7 @@ def test_features_follow_a_reread_and_gcj02(client, tmp_path):
     assert client.get(url).get_json() == moved
 
 
+@pytest.mark.slow
 def test_features_are_capped(client, tmp_path):
     import numpy as np
 
@@ -262,6 +253,7 @@ def test_features_are_capped(client, tmp_path):
     assert client.get(url + "?limit=5001").get_json()["error"] == "bad_parameter"
 
 
+@pytest.mark.slow
 def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     from pathlib import Path
 
@@ -269,7 +261,7 @@ def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     import shapely
 
     from geo.imports import upload_features
-    from tests.conftest import EPSG_GK
+    from tests.helpers.builders import EPSG_GK
 
     def ring(cx: float, cy: float) -> shapely.Polygon:  # 64 vertices, 8 m across
         return shapely.Point(cx, cy).buffer(4, quad_segs=16)
@@ -308,6 +300,7 @@ def test_features_read_again_when_not_kept(app, client, survey_zip):
     assert client.get(url).get_json() == first and (folder / "features.arrow").exists()
 
 
+@pytest.mark.slow
 def test_features_of_unknown_uploads_are_404(client, survey_zip):
     for bad in ("AAAAAAAAAAAAAAAAAAAAAAAA", "x", "..%2F..%2Fetc"):
         r = client.get(f"/api/uploads/{bad}/features")
@@ -333,10 +326,10 @@ def test_an_upload_that_cannot_be_staged_is_a_clear_503(app, client, tmp_path):
     assert body["error"] == "staging_failed" and body["message_zh"] and "stage" in body["message_en"]
 
 
-def test_the_app_starts_when_the_session_key_cannot_be_kept(tmp_path, caplog):
+def test_the_app_starts_when_the_session_key_cannot_be_kept(tmp_path, caplog, make_app):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    app = create_app({"GRIDWATCH_DATA": str(blocker / "data"), "TESTING": True})
+    app = make_app(blocker / "data")
     assert len(app.config["SECRET_KEY"]) == 64
     assert "SECRET_KEY" in caplog.text
 
@@ -371,6 +364,7 @@ def _in_threads(calls) -> list:
     return out
 
 
+@pytest.mark.slow
 def test_two_stagings_of_one_file_committed_at_once_are_stored_once(app, client, tmp_path, monkeypatch):
     """Both commits have read their file before either writes: the duplicate is found inside the
     write transaction, so one batch is written and the other commit is a clear 409."""
@@ -403,6 +397,7 @@ def test_two_stagings_of_one_file_committed_at_once_are_stored_once(app, client,
     assert [b["layer"] for b in client.get("/api/batches").get_json()] == ["grid", "demolition"]
 
 
+@pytest.mark.slow
 def test_parallel_rollbacks_of_one_batch_roll_it_back_once(app, client, survey_zip):
     import threading
 
@@ -423,6 +418,7 @@ def test_parallel_rollbacks_of_one_batch_roll_it_back_once(app, client, survey_z
         assert store.batch(batch_id).status == "rolled_back"
 
 
+@pytest.mark.slow
 def test_an_upload_being_committed_is_locked(app, client, survey_zip, monkeypatch):
     """While its commit runs, a staged upload cannot be discarded, read again, shown or committed
     a second time (409 at once); the commit keeps its file and archives it."""
@@ -496,6 +492,7 @@ def test_damaged_upload_settings_are_a_clear_4xx(app, client, survey_zip, settin
     assert _count(client) == 0
 
 
+@pytest.mark.slow
 def test_settings_are_replaced_whole_while_others_read_them(app, client, tmp_path):
     """Re-reads rewrite upload.json while another thread reads it in a loop: it is never seen
     half-written."""
@@ -532,6 +529,7 @@ def test_settings_are_replaced_whole_while_others_read_them(app, client, tmp_pat
     assert not errors and seen[0] > 0
 
 
+@pytest.mark.slow
 def test_a_failed_reread_keeps_the_settings_that_worked(client, tmp_path):
     sites = points_frame([(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50)], 编号=["P1", "P2"], 状态=["已建成"] * 2)
     shp = write_shp(sites, tmp_path / "p" / "p.shp")
@@ -551,7 +549,7 @@ def test_a_failed_reread_keeps_the_settings_that_worked(client, tmp_path):
 
 
 @pytest.fixture
-def accounts_app(tmp_path):
+def accounts_app(tmp_path, make_app):
     """An app with accounts: surveyor, surveyor2 and admin, each with an API token; demo sites
     D1, D2 imported without an account and sites S1, S2 imported by surveyor."""
     from geo.store import accounts
@@ -573,7 +571,7 @@ def accounts_app(tmp_path):
             tokens[name] = {"Authorization": f"Bearer {accounts.create_token(store, name, 'tests')[1]}"}
 
     def make(**config):
-        app = create_app({"GRIDWATCH_DATA": str(data), "TESTING": True, **config})
+        app = make_app(data, **config)
         app.tokens = tokens
         return app
 
@@ -590,6 +588,7 @@ def _upload_as(app, who: str, data: bytes, name: str = "up.zip", **form):
     )
 
 
+@pytest.mark.slow
 def test_staged_uploads_are_limited_in_number_per_account(accounts_app, survey_zip, monkeypatch):
     monkeypatch.setenv("GRIDWATCH_STAGING_UPLOADS", "2")
     app = accounts_app()
@@ -609,6 +608,7 @@ def test_staged_uploads_are_limited_in_number_per_account(accounts_app, survey_z
     assert _upload_as(app, "surveyor", survey_zip).status_code == 201
 
 
+@pytest.mark.slow
 def test_staged_uploads_are_limited_in_bytes_per_account(accounts_app, app_files):
     app = accounts_app(GRIDWATCH_STAGING_QUOTA="100K")
     padded = app_files  # a survey zip padded with 60 KB of incompressible notes
@@ -639,6 +639,7 @@ def app_files(tmp_path, survey_zip) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_staged_uploads_expire_after_two_hours(app, client, survey_zip):
     import os
     import time
@@ -653,13 +654,13 @@ def test_staged_uploads_expire_after_two_hours(app, client, survey_zip):
     assert client.get(f"/api/uploads/{recent}/features").status_code == 200
 
 
-def test_the_expiry_of_staged_uploads_is_a_setting(app, survey_zip, monkeypatch):
+@pytest.mark.slow
+def test_the_expiry_of_staged_uploads_is_a_setting(app, make_app, survey_zip, monkeypatch):
     import os
     import time
 
     monkeypatch.setenv("GRIDWATCH_STAGING_HOURS", "0.5")
-    keep = ("GRIDWATCH_DATA", "TESTING", "LOGIN_DISABLED", "WTF_CSRF_ENABLED")
-    client = create_app({k: app.config[k] for k in keep}).test_client()
+    client = make_app(app.config["GRIDWATCH_DATA"], login=False).test_client()  # reads the setting
     staged = _post(client, survey_zip, "上报.zip").get_json()["upload_id"]
     then = time.time() - 40 * 60
     os.utime(_staged_folder(app, staged), (then, then))
@@ -689,6 +690,7 @@ def _statuses(app) -> dict[str, tuple[str, str | None]]:
     }
 
 
+@pytest.mark.slow
 def test_a_surveyor_cannot_overwrite_features_of_other_accounts(accounts_app, tmp_path):
     app = accounts_app()
     before = _statuses(app)
@@ -720,6 +722,7 @@ def test_a_surveyor_cannot_overwrite_features_of_other_accounts(accounts_app, tm
     assert "其他账户" in only.get_json()["message_zh"]
 
 
+@pytest.mark.slow
 def test_surveyors_update_their_own_features_and_admins_any(accounts_app, tmp_path):
     app = accounts_app()
     c = app.test_client()
@@ -739,6 +742,7 @@ def _mapping_of(report: dict, field: str = "status") -> dict:
     return {v["raw"]: v for v in entry["values"]}
 
 
+@pytest.mark.slow
 def test_value_table_changed_in_the_preview_is_committed_and_remembered(client, tmp_path):
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150), (X0 + 250, Y0 - 250), (X0 + 60, Y0 - 60)],
@@ -773,6 +777,7 @@ def test_value_table_changed_in_the_preview_is_committed_and_remembered(client, 
     assert (table["己拆除"]["code"], table["己拆除"]["how"]) == ("已拆除", "remembered")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "form",
     [
@@ -802,6 +807,7 @@ def test_bad_mappings_are_a_clear_400(client, tmp_path, form):
     assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 1
 
 
+@pytest.mark.slow
 def test_odd_text_in_a_value_map_is_read_as_text(client, tmp_path):
     """A lone surrogate, a NUL and markup in a mapping's raw value: no error, nothing half-written."""
     sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["O1"], 当前状态=["暂缓拆除"])
@@ -813,6 +819,7 @@ def test_odd_text_in_a_value_map_is_read_as_text(client, tmp_path):
     assert client.post(f"/api/uploads/{first['upload_id']}/commit").get_json()["added"] == 1
 
 
+@pytest.mark.slow
 def test_field_map_changed_in_the_preview(client, tmp_path):
     sites = points_frame(
         [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)],

@@ -196,6 +196,7 @@ def test_parse_numbers_mixed_column_from_excel() -> None:
 _SUFFIXES = ["", "㎡", " ㎡", "m2", " m2", "m²", "平方米", " 平方米", "平米"]
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=200)
 @given(
     st.lists(
@@ -368,6 +369,7 @@ _DATE_FORMATS = [
 ]
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=200)
 @given(
     st.lists(
@@ -386,6 +388,7 @@ def test_parse_dates_roundtrip_property(items: list[tuple[dt.date, int]]) -> Non
     assert values.tolist() == [d.isoformat() for d, _ in items]
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=200)
 @given(
     st.dates(min_value=dt.date(1954, 10, 3), max_value=dt.date(2100, 12, 31)),
@@ -554,6 +557,7 @@ _WORDS = [w for st in DEMOLITION.statuses for w in (st.code, st.label_zh, *st.al
 _QUALIFIERS = ["暂缓", "待", "拟", "不予", "不", "未", "尚未", "部分", "计划", "申请"]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     before=st.sampled_from(["", *_WORDS]),
@@ -679,12 +683,13 @@ def test_clean_text_removes_nul_and_control_characters() -> None:
     assert out == ["A2", "x[31my", None, "ab", "行1\n行2", "a\ufffdb"]
 
 
+@pytest.mark.slow
 def test_nul_bytes_from_a_csv_are_not_stored(gridded_store, tmp_path: Path) -> None:
     from geo.imports.importer import import_file
     from layers import demolition as layer
-    from tests.conftest import _T, X0, Y0
+    from tests.helpers.builders import LONLAT_TO_GK, X0, Y0
 
-    lon, lat = _T.transform(X0 + 50, Y0 - 50, direction="INVERSE")
+    lon, lat = LONLAT_TO_GK.transform(X0 + 50, Y0 - 50, direction="INVERSE")
     csv = tmp_path / "sites.csv"
     csv.write_bytes(f"案件编号,违建地址,经度,纬度\nA\x002,路\x1b[31m口,{lon},{lat}\n".encode())
     import_file(gridded_store, "demolition", csv)

@@ -38,14 +38,13 @@ from geo.reading.vocab import vocab_key
 from geo.store import clock
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED
-from tests.conftest import (
+from tests.helpers.builders import (
     COMM_A,
     COMM_B,
     EPSG_GK,
     X0,
     Y0,
     grid_frame,
-    open_app,
     points_frame,
     write_shp,
     zip_shp,
@@ -122,6 +121,7 @@ def _load(data: str, tmp: Path, *grid_args: str) -> None:
 # --- grid versions ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_grid_revision_leaves_earlier_figures_as_issued(data, tmp_path, capsys):
     _load(data, tmp_path)
     before = {d: stats_csv(data, tmp_path, f"b{d}", "--level", "grid", "--as-of", d) for d in AS_OF_DAYS}
@@ -189,6 +189,7 @@ def test_a_grid_revision_leaves_earlier_figures_as_issued(data, tmp_path, capsys
     assert "rolled back" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_backdated_revision_changes_exactly_the_days_from_its_valid_from_day(data, tmp_path, capsys):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     days = [d.isoformat() for d in pd.date_range("2022-01-01", "2022-12-31", freq="7D").date] + [
@@ -231,6 +232,7 @@ def test_a_backdated_revision_changes_exactly_the_days_from_its_valid_from_day(d
     store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -264,6 +266,7 @@ def test_valid_from_is_for_the_grid_only(data, tmp_path, capsys):
     assert "unit grid only" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_grid_dry_run_lists_the_unit_changes(data, tmp_path, capsys):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     capsys.readouterr()
@@ -288,6 +291,7 @@ def test_a_grid_dry_run_lists_the_unit_changes(data, tmp_path, capsys):
     assert f"removed: {COMM_A}003" in text
 
 
+@pytest.mark.slow
 def test_the_grid_report_counts_moves_per_community(data, tmp_path):
     _load(data, tmp_path)
     store = open_store(data)
@@ -303,6 +307,7 @@ def test_the_grid_report_counts_moves_per_community(data, tmp_path):
     store.close()
 
 
+@pytest.mark.slow
 def test_a_grid_version_rolls_back_only_while_it_is_the_newest(data, tmp_path):
     _load(data, tmp_path)
     store = open_store(data)
@@ -323,6 +328,7 @@ def test_a_grid_version_rolls_back_only_while_it_is_the_newest(data, tmp_path):
 # --- known at -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_known_at_reproduces_an_earlier_export(data, tmp_path, capsys):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
     capsys.readouterr()
@@ -434,6 +440,7 @@ def _restamp(data: str, stamps: list[str]) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_known_at_forms_and_zones(data, tmp_path, capsys, monkeypatch):
     _load(data, tmp_path)
     more = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["S8"], 当前状态=["已登记"], 发现时间=["2022-01-01"])
@@ -490,9 +497,10 @@ def test_known_at_parsing() -> None:
 # --- the web -------------------------------------------------------------------------------------
 
 
-def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path):
+@pytest.mark.slow
+def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path, make_app):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
-    client = open_app(Path(data)).test_client()
+    client = make_app(data, login=False).test_client()
     first = client.get("/api/stats?level=grid&layer=demolition&as_of=2022-06-30")
     assert first.status_code == 200
     t1 = first.get_json()["metadata"]["computed_at"]["at"]
@@ -537,9 +545,10 @@ def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path):
         assert r.get_json()["message_zh"] != r.get_json()["message_en"]
 
 
-def test_a_web_grid_upload_takes_a_valid_from_day(data, tmp_path):
+@pytest.mark.slow
+def test_a_web_grid_upload_takes_a_valid_from_day(data, tmp_path, make_app):
     _load(data, tmp_path, "--valid-from", "2022-01-01")
-    client = open_app(Path(data)).test_client()
+    client = make_app(data, login=False).test_client()
     page = client.get("/upload").get_data(as_text=True)
     assert 'name="valid_from"' in page and 'data-grid="1"' in page
     grid_zip = zip_shp(
@@ -684,6 +693,7 @@ def _spatial_totals(store, cells: gpd.GeoDataFrame) -> pd.Series:
     return units.value_counts().sort_index()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=6,
     deadline=None,
@@ -754,6 +764,7 @@ def _as_schema_3(path: Path) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_a_store_of_schema_3_is_upgraded_in_place(tmp_path):
     data = tmp_path / "old"
     with open_store(data) as store:

@@ -12,7 +12,7 @@ from geo.figures.viewport import BBox, cells_in_view, features_in_view
 from geo.imports.importer import import_file
 from geo.reading.gcj02 import wgs84_to_gcj02
 from layers.base import Category, Field, LayerSpec, Status
-from tests.conftest import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
 
 TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
 WEST, SOUTH = TO_LONLAT.transform(X0 - 50, Y0 - 350)
@@ -37,6 +37,7 @@ def loaded(gridded_store, tmp_path):
     return gridded_store
 
 
+@pytest.mark.slow
 def test_features_one_by_one_when_few(loaded):
     fc = features_in_view(loaded, "demolition", VIEW, zoom=14, max_features=1000, detail=True)
     assert fc["aggregated"] is False and fc["total"] == 400 and len(fc["features"]) == 400
@@ -46,6 +47,7 @@ def test_features_one_by_one_when_few(loaded):
     assert WEST <= lon <= EAST and SOUTH <= lat <= NORTH
 
 
+@pytest.mark.slow
 def test_features_clustered_when_many(loaded):
     fc = features_in_view(loaded, "demolition", VIEW, zoom=12, max_features=50)
     assert fc["aggregated"] is True and fc["total"] == 400
@@ -75,6 +77,7 @@ def test_gcj02_shift(loaded):
     assert shifted["features"][0]["geometry"]["coordinates"] == pytest.approx([glon[0], glat[0]], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_cells_with_figures(loaded):
     fc = cells_in_view(loaded, "grid", VIEW, zoom=16, layer="demolition")
     assert len(fc["features"]) == 9
@@ -106,6 +109,7 @@ def test_feature_detail_and_slim_map_features(loaded):
         features_in_view(loaded, "grid", VIEW, zoom=16)
 
 
+@pytest.mark.slow
 def test_features_within_an_area(loaded):
     east = features_in_view(loaded, "demolition", VIEW, zoom=16, within=COMM_A, detail=True)
     everything = features_in_view(loaded, "demolition", VIEW, zoom=16)
@@ -124,6 +128,7 @@ def _by_case(store, layer: str, id_field: str) -> dict[str, dict]:
     return {ids[f["id"]]: f["properties"] for f in features_in_view(store, layer, VIEW, zoom=16)["features"]}
 
 
+@pytest.mark.slow
 def test_features_carry_their_marker_shape_value(gridded_store, tmp_path):
     given = ["地面", "平台", "楼顶", "屋顶", "乱写", ""]
     sites = points_frame(

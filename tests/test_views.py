@@ -11,19 +11,18 @@ import pytest
 
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from tests.conftest import X0, Y0, dated_sites, grid_frame, open_app, points_frame, write_shp
+from tests.helpers.builders import X0, Y0, dated_sites, grid_frame, points_frame, write_shp
 
 DATES = ["2022-05-25", "20220525", "2022年5月25日", " 2022-05-25", "2022/5/25"]
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         import_file(store, "demolition", write_shp(dated_sites(), tmp_path / "s" / "s.shp"))
-    app = open_app(data)
-    return app.test_client()
+    return make_app(data, login=False).test_client()
 
 
 def _chart(page: str) -> dict:
@@ -32,6 +31,7 @@ def _chart(page: str) -> dict:
     return json.loads(m[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_stats_page_takes_every_date_form(client, as_of):
     r = client.get(f"/stats?layer=demolition&as_of={quote(as_of)}")
@@ -42,6 +42,7 @@ def test_stats_page_takes_every_date_form(client, as_of):
     assert _chart(page)["monthly"]["months"][-1] == "2022-05"
 
 
+@pytest.mark.slow
 def test_stats_page_before_the_first_data_month(client):
     r = client.get("/stats?as_of=2021-06-30")
     assert r.status_code == 200
@@ -53,6 +54,7 @@ def test_stats_page_before_the_first_data_month(client):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", ["2022-13-01", "昨天", "2022-05-25\x1b[31m"])
 def test_pages_refuse_a_bad_date_with_a_400(client, as_of):
     for url in (f"/stats?as_of={quote(as_of)}", f"/?tiles=none&as_of={quote(as_of)}"):
@@ -60,6 +62,7 @@ def test_pages_refuse_a_bad_date_with_a_400(client, as_of):
         assert r.status_code == 400 and r.get_json()["error"] == "bad_date"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_of", DATES)
 def test_map_page_takes_every_date_form(client, as_of):
     r = client.get(f"/?tiles=none&as_of={quote(as_of)}")
@@ -68,13 +71,14 @@ def test_map_page_takes_every_date_form(client, as_of):
     assert 'value="2022-05-25"' in page and '"asOf": "2022-05-25"' in page
 
 
-def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path):
+@pytest.mark.slow
+def test_batches_page_shows_file_names_without_bidi_or_controls(tmp_path, make_app):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         sites = points_frame([(X0 + 50, Y0 - 50)], 案件编号=["B1"])
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "报告\u202eexe.\x1bshp.shp"))
-    app = open_app(data)
+    app = make_app(data, login=False)
     page = app.test_client().get("/batches").get_data(as_text=True)
     assert "报告\ufffdexe.\ufffdshp.shp" in page
     assert "\u202e" not in page and "\x1b" not in page
@@ -86,6 +90,7 @@ def _config(page: str, block: str) -> dict:
     return json.loads(m[1])
 
 
+@pytest.mark.slow
 def test_pages_take_the_levels_from_the_grid_declaration(client):
     from geo.registry import grid_spec
 
