@@ -97,8 +97,8 @@ def test_pages_take_the_levels_from_the_grid_declaration(client):
     levels = grid_spec().levels
     for lang, labels in (("zh", [lv.label_zh for lv in levels]), ("en", [lv.label_en for lv in levels])):
         for url, block in (
-            (f"/?tiles=none&lang={lang}", "gw-config"),
-            (f"/upload?lang={lang}", "gw-upload-config"),
+            (f"/?tiles=none&lang={lang}", "gw-map-config"),
+            (f"/upload?lang={lang}", "gw-map-config"),
         ):
             config = _config(client.get(url).get_data(as_text=True), block)
             assert config["levels"] == [

@@ -31,7 +31,7 @@ from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec
 from web.context import get_store, label, select_locale
-from web.maps import map_config, map_levels, requested_base_map, scaffold
+from web.maps import map_config, requested_base_map, scaffold
 
 bp = Blueprint("main", __name__)
 
@@ -80,7 +80,6 @@ def index() -> Any:
     page_map = scaffold("main", np.array(summary["bounds"]))
     config = map_config("main", base) | {
         "level": level,
-        "levels": map_levels(),
         "layer": spec.name,
         "metric": metric,
         "asOf": as_of.isoformat() if as_of else "",
@@ -128,7 +127,6 @@ def upload() -> Any:
     config = {
         "api": url_for("api.api_upload"),
         "lang": select_locale(),
-        "levels": map_levels(),
         "labels": {
             "network": _("网络错误"),
             "error": _("错误"),
