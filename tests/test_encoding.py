@@ -299,6 +299,16 @@ def test_content_detection_round_trips(values: list[str], codec: str) -> None:
     assert [v.encode(codec).decode(guess.encoding) for v in values] == values
 
 
+@pytest.mark.parametrize("text", ["鸠建", "鸠江"])
+def test_gbk_bytes_that_are_valid_utf8_for_an_unassigned_character_are_read_as_gbk(text: str) -> None:
+    # 鸠建 in GBK is F0 AF BD A8: valid UTF-8, but for U+2FF68, which no character has
+    raw = text.encode("gbk")
+    raw.decode("utf-8")  # decodes without error
+    dbf = make_dbf([(b"DZ", 20)], [[raw]])
+    guess = detect_dbf_encoding(dbf)
+    assert (guess.source, raw.decode(guess.encoding)) == ("content", text)
+
+
 def test_normalize_encoding() -> None:
     assert normalize_encoding("GBK") == "gb18030"
     assert normalize_encoding("CP936") == "gb18030"

@@ -165,11 +165,14 @@ def shown_name(text: str) -> str:
 def _is_cjk(ch: str) -> bool:
     """Han ideographs, CJK symbols and punctuation, full-width forms."""
     cp = ord(ch)
+    if 0x20000 <= cp <= 0x3FFFF:
+        # the supplementary ideographs are only partly assigned: GBK bytes such as 鸠建 (F0 AF BD
+        # A8) are valid UTF-8 for an unassigned code point there, which is no text at all
+        return unicodedata.category(ch) == "Lo"
     return (
         0x4E00 <= cp <= 0x9FFF
         or 0x3400 <= cp <= 0x4DBF
         or 0xF900 <= cp <= 0xFAFF
-        or 0x20000 <= cp <= 0x3FFFF
         or 0x3000 <= cp <= 0x303F
         or 0xFF00 <= cp <= 0xFFEF
     )
