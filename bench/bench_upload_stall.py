@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import make_cells, make_points, write_gbk
-from bench_load import free_port, gunicorn, gunicorn_settings
 from bench_web import view_bbox
 
 from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
+from tests.helpers.load.server import free_port, gunicorn, gunicorn_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -318,3 +318,65 @@ def test_a_cycle_fails(tmp_path):
     assert any(
         e.startswith("import cycle: geo.store.base → geo.store.other → geo.store.base") for e in errors
     ), errors
+
+
+# --------------------------------------------------------------------------- tests and bench/
+
+#: Calls that put a folder on the import path.
+PATH_CALLS = ("sys.path.insert", "sys.path.append", "sys.path.extend", "syspath_prepend")
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _is_bench(module: str) -> bool:
+    top = module.split(".")[0]
+    return top == "bench" or top.startswith("bench_")
+
+
+def bench_uses(root: Path = ROOT) -> list[str]:
+    """Places in ``root/tests`` that import a benchmark or put ``bench/`` on the import path."""
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        where = path.relative_to(root)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Call) and _dotted(node.func).endswith(PATH_CALLS):
+                strings = [n.value for a in node.args for n in ast.walk(a) if isinstance(n, ast.Constant)]
+                names = ["bench"] if any(isinstance(s, str) and "bench" in s for s in strings) else []
+            elif isinstance(node, ast.Call) and _dotted(node.func).endswith(("import_module", "__import__")):
+                first = node.args[0] if node.args else None
+                names = (
+                    [first.value] if isinstance(first, ast.Constant) and isinstance(first.value, str) else []
+                )
+            else:
+                continue
+            found += [f"{where}:{node.lineno}: {name}" for name in names if _is_bench(name)]
+    return found
+
+
+def test_tests_do_not_use_bench():
+    assert bench_uses() == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "import bench_load\n",
+        "def f():\n    from bench_load import run\n",
+        "from bench.bench_load import run\n",
+        "import sys\nsys.path.insert(0, str(ROOT / 'bench'))\n",
+        "def test(monkeypatch):\n    monkeypatch.syspath_prepend(str(ROOT / 'bench'))\n",
+        "import importlib\nimportlib.import_module('bench_load')\n",
+    ],
+)
+def test_a_test_using_bench_fails(tmp_path, text):
+    clean = "import sys\nfrom tests.helpers.load.run import run\nsys.path.insert(0, 'data')\n"
+    found = bench_uses(_tree(tmp_path, {"tests/test_clean.py": clean, "tests/helpers/x.py": text}))
+    assert len(found) == 1 and found[0].startswith("tests/helpers/x.py:"), found

@@ -18,16 +18,10 @@ from geo.imports.importer import import_file
 from geo.store import accounts
 from geo.store.backends import open_store
 from tests.helpers.builders import X0, Y0, grid_frame, multipart, multipart_head, points_frame, write_shp
+from tests.helpers.load.server import free_port, gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 pytestmark = [pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"), pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 TOKEN: dict[str, str] = {}
@@ -40,10 +34,7 @@ def _get(url: str, timeout: float = 60) -> tuple[int, bytes]:
 
 
 @pytest.fixture
-def gunicorn_server(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    import bench_load  # starts gunicorn with the sample settings, as the load test does
-
+def gunicorn_server(tmp_path):
     data = tmp_path / "store"
     with open_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
@@ -53,8 +44,9 @@ def gunicorn_server(tmp_path, monkeypatch):
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
         accounts.add_user(store, "admin", "admin", "admin-password")
         TOKEN["secret"] = accounts.create_token(store, "admin", "tests")[1]
-    port = _free_port()
-    with bench_load.gunicorn(data, port, None, tmp_path / "gunicorn.log", TOKEN["secret"]):
+    port = free_port()
+    # gunicorn with the sample settings, as the load test starts it
+    with gunicorn(data, port, None, tmp_path / "gunicorn.log", TOKEN["secret"]):
         yield f"http://127.0.0.1:{port}", port, data
 
 

@@ -1,7 +1,7 @@
-"""Short form of the load test (bench/bench_load.py): surveyors uploading and committing while
-map users read, under gunicorn with the sample settings.  Nothing may fail and no feature
-may be lost or stored twice.  (Latency and throughput are the benchmark's to print; they
-are never asserted here.)"""
+"""Short form of the load test (the harness in tests/helpers/load, run on demand by
+bench/bench_load.py): surveyors uploading and committing while map users read, under gunicorn
+with the sample settings.  Nothing may fail and no feature may be lost or stored twice.
+(Latency and throughput are the benchmark's to print; they are never asserted here.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.load.clients import READ_KINDS
+from tests.helpers.load.run import report, run
+
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 pytestmark = [
     pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
@@ -18,18 +20,14 @@ pytestmark = [
 ]
 
 
-def test_uploads_and_map_reads_at_once_fail_nothing_and_reconcile(monkeypatch):
-    # the client processes import the benchmark by name, so its folder goes on the path
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    import bench_load
-
+def test_uploads_and_map_reads_at_once_fail_nothing_and_reconcile():
     lines: list[str] = []
-    result = bench_load.run(duration=10, uploaders=4, readers=8, workers=2, log=lines.append)
-    bench_load.report(result, lines.append)
+    result = run(duration=10, uploaders=4, readers=8, workers=2, log=lines.append)
+    report(result, lines.append)
     figures = "\n".join(lines)
 
     committed = [c for c in result.commits if c.get("committed")]
-    reads = sum(len(v) for k, v in result.tally.seconds.items() if k in bench_load.READ_KINDS)
+    reads = sum(len(v) for k, v in result.tally.seconds.items() if k in READ_KINDS)
     assert committed and result.sent_committed > 0 and reads > 0, figures
     server_errors, failed_requests, crashes = (
         result.server_errors,

@@ -1,0 +1,419 @@
+"""A load run: the store and gunicorn set up, the clients started, stopped and collected, and
+what they did checked against the store (:func:`run`); :func:`report` prints the figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.helpers.load.clients import (
+    EXPECTED,
+    LAYER,
+    READ_KINDS,
+    READERS_PER_PROCESS,
+    REQUEST_TIMEOUT_S,
+    Tally,
+    reader_process,
+    request,
+    uploader_process,
+    warm_up,
+)
+from tests.helpers.load.server import (
+    Setup,
+    free_port,
+    gunicorn,
+    gunicorn_settings,
+    prepare_store,
+    process_tree_cpu,
+)
+
+
+@dataclass
+class LoadResult:
+    """What a run measured and whether it passed (``problems`` empty)."""
+
+    duration_s: float
+    workers: int
+    threads: int
+    uploaders: int
+    readers: int
+    tally: Tally
+    warm_up: Tally
+    commits: list[dict[str, Any]]
+    read_elapsed_s: float
+    upload_elapsed_s: float
+    client_cpu_s: float
+    server_cpu_s: float
+    demo_features: int = 0
+    sent_committed: int = 0
+    added_committed: int = 0
+    store_count: int | None = None
+    batches_added: int | None = None
+    stats_total: int | None = None
+    stats_rows_sum: int | None = None
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    server_log: str = ""
+
+    @property
+    def failed_requests(self) -> dict[str, int]:
+        """Requests answered with another status than expected, per ``"kind status"``."""
+        out: dict[str, int] = {}
+        for tally in (self.warm_up, self.tally):
+            for kind, counts in tally.statuses.items():
+                for status, n in counts.items():
+                    if status != EXPECTED[kind]:
+                        out[f"{kind} {status}"] = out.get(f"{kind} {status}", 0) + n
+        return out
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for key, n in self.failed_requests.items() if int(key.split()[1]) >= 500)
+
+    @property
+    def reconciled(self) -> bool:
+        return bool(self.checks) and all(ok for _, ok, _ in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed_requests and not self.tally.crashes and self.reconciled
+
+    def check(self, what: str, ok: bool, detail: str = "") -> None:
+        self.checks.append((what, ok, detail))
+
+
+def reconcile(result: LoadResult, setup: Setup, port: int) -> None:
+    """Compare what the uploaders sent and the commits reported with the batch register and a
+    full recount through the API (the server still running)."""
+    committed = [c for c in result.commits if c.get("committed")]
+    result.demo_features = len(setup.demo_keys)
+    result.sent_committed = sum(len(c["keys"]) for c in committed)
+    result.added_committed = sum(int(c.get("added") or 0) for c in committed)
+    expected = result.demo_features + result.sent_committed
+    bad_commits = [
+        c
+        for c in committed
+        if not c.get("added") == c.get("accepted") == len(c["keys"])
+        or c.get("updated")
+        or c.get("unchanged")
+        or c.get("rejected_rows")
+    ]
+    result.check(
+        "every commit added exactly the sites its file held",
+        not bad_commits and result.added_committed == result.sent_committed,
+        f"{len(committed)} commits, {result.sent_committed} sites sent, {result.added_committed} reported added"
+        + (f"; off: {bad_commits[:3]}" if bad_commits else ""),
+    )
+    unconfirmed = [c for c in result.commits if not c.get("committed")]
+    result.check(
+        "every upload was committed",
+        not unconfirmed,
+        f"{len(unconfirmed)} uploads not committed"
+        if unconfirmed
+        else f"{len(committed)} of {len(committed)}",
+    )
+
+    status, _, body = request(port, "GET", f"/api/batches?layer={LAYER}", setup.admin)
+    if status != 200:
+        result.check("batch register readable", False, f"/api/batches answered {status}")
+    else:
+        batches = {b["id"]: b for b in json.loads(body) if b["layer"] == LAYER}
+        ours = {c["batch_id"]: c for c in committed}
+        demo = {i: b for i, b in batches.items() if i not in ours}
+        missing = sorted(set(ours) - set(batches))
+        wrong = [
+            i
+            for i, c in ours.items()
+            if i in batches
+            and (
+                batches[i]["added"] != len(c["keys"])
+                or batches[i]["status"] != "active"
+                or batches[i]["updated"]
+                or batches[i]["rows_read"] != len(c["keys"])
+            )
+        ]
+        strangers = sorted(i for i, b in demo.items() if b["user"] != "demo")
+        active = [b for b in batches.values() if b["status"] == "active"]
+        result.batches_added = sum(int(b["added"]) for b in active)
+        result.check(
+            "batch register: one batch per commit with its counts, nothing else",
+            not missing and not wrong and not strangers and len(ours) == len(committed),
+            f"{len(ours)} load-test batches + {len(demo)} demo batches; missing {missing[:5]}, "
+            f"counts differ {wrong[:5]}, unexpected {strangers[:5]}",
+        )
+        result.check(
+            "sum of 'added' over active batches = demo + sent",
+            result.batches_added == expected,
+            f"{result.batches_added} vs {expected}",
+        )
+
+    status, _, body = request(port, "GET", f"/api/stats?level=grid&layer={LAYER}", setup.admin)
+    if status != 200:
+        result.check("full recount readable", False, f"/api/stats answered {status}")
+    else:
+        report = json.loads(body)
+        result.stats_total = int(report["totals"][f"{LAYER}_total"])
+        result.stats_rows_sum = int(sum(int(r[f"{LAYER}_total"] or 0) for r in report["rows"]))
+        unassigned = sum(int(r[f"{LAYER}_total"] or 0) for r in report["rows"] if r["code"] == "UNASSIGNED")
+        result.check(
+            "full recount (/api/stats per unit grid): totals and the sum of its rows",
+            result.stats_total == expected and result.stats_rows_sum == expected,
+            f"totals {result.stats_total}, rows {result.stats_rows_sum}, expected {expected} "
+            f"({unassigned} outside every unit grid)",
+        )
+
+
+def reconcile_store(result: LoadResult, setup: Setup) -> None:
+    """The store itself, read directly once the server has stopped: SQLite's integrity check
+    of the GeoPackage, the layer's count and every 案件编号."""
+    import sqlite3
+
+    import layers
+    from geo.store.backends import open_store
+
+    committed = [c for c in result.commits if c.get("committed")]
+    sent = [k for c in committed for k in c["keys"]]
+    expected = len(setup.demo_keys) + len(sent)
+    location = Path(setup.data) / "gridwatch.gpkg"
+    db = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
+    try:
+        problems = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    finally:
+        db.close()
+    result.check(
+        "GeoPackage file intact (PRAGMA integrity_check)", problems == ["ok"], "; ".join(problems[:3])
+    )
+    keys: list[str] | None = None
+    try:
+        with open_store(location) as store:
+            spec = layers.get(LAYER)
+            result.store_count = store.layer_count(spec)
+            keys = store.read_attributes(spec, ["gw_key"])["gw_key"].tolist()
+    except Exception as exc:  # a damaged file is a finding, not the end of the report
+        result.check("store readable", False, f"{type(exc).__name__}: {exc}")
+    if keys is not None:
+        result.check(
+            "store count = demo + sent in committed uploads",
+            result.store_count == expected,
+            f"{result.store_count} vs {len(setup.demo_keys)} + {len(sent)}",
+        )
+        stored = Counter(keys)
+        duplicated = sorted(k for k, n in stored.items() if n > 1)
+        lost = sorted(set(sent) - set(stored))
+        extra = sorted(set(stored) - set(sent) - set(setup.demo_keys))
+        demo_lost = sorted(set(setup.demo_keys) - set(stored))
+        result.check(
+            "every sent 案件编号 stored exactly once, nothing else added or lost",
+            not (duplicated or lost or extra or demo_lost) and len(set(sent)) == len(sent),
+            f"duplicated {duplicated[:5]}, lost {lost[:5]}, unexpected {extra[:5]}, demo lost {demo_lost[:5]}",
+        )
+    staged = setup.data / "uploads"
+    # staged uploads are folders; the staging area's lock file is not one
+    left = sorted(p.name for p in staged.iterdir() if p.is_dir()) if staged.exists() else []
+    result.check("no staged upload left behind", not left, f"{len(left)} left" if left else "")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _collect(q: Any, procs: list[Any], timeout: float) -> list[Any]:
+    """One item from ``q`` per process in ``procs``; fails when one of them dies first."""
+    items: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(items) < len(procs):
+        try:
+            items.append(q.get(timeout=1.0))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"a client process failed (exit codes {dead}) or timed out") from None
+    return items
+
+
+def run(
+    duration: float = 60.0,
+    uploaders: int = 8,
+    readers: int = 32,
+    workers: int | None = None,
+    log: Callable[[str], None] = print,
+) -> LoadResult:
+    """Set up, load, check (the run bench/bench_load.py describes).  ``workers`` None keeps the
+    sample settings'."""
+    work = Path(tempfile.mkdtemp(prefix="gridwatch-loadbench-"))
+    ctx = mp.get_context("spawn")
+    procs: list[Any] = []
+    try:
+        t0 = time.perf_counter()
+        setup = prepare_store(work / "store", uploaders)
+        log(
+            f"store: demo district loaded, {len(setup.demo_keys):,} {LAYER} features; "
+            f"{uploaders} surveyor accounts, a viewer and an admin, each with an API token "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
+        settings = gunicorn_settings()
+        n_workers = workers or int(settings["workers"])
+        port = free_port()
+        # the clients start (and import what they need) while gunicorn starts
+        ready, out = ctx.Queue(), ctx.Queue()
+        start, stop = ctx.Event(), ctx.Event()
+        n_procs = math.ceil(readers / READERS_PER_PROCESS)
+        groups = [len(g) for g in np.array_split(np.arange(readers), n_procs)] if readers else []
+        for k, n in enumerate(groups):
+            args = (port, setup.viewer, setup.box, n, k + 1, ready, start, stop, out)
+            procs.append(ctx.Process(target=reader_process, args=args, daemon=True))
+        if uploaders:
+            args = (port, setup.surveyors, setup.district_wkb, str(work / "files"), ready, start, stop, out)
+            procs.append(ctx.Process(target=uploader_process, args=args, daemon=True))
+        for p in procs:
+            p.start()
+        server_log = work / "gunicorn.log"
+        with gunicorn(setup.data, port, workers, server_log, setup.admin) as server_pid:
+            log(
+                f"gunicorn: 127.0.0.1:{port}, {n_workers} workers x {settings['threads']} threads "
+                f"({settings['worker_class']}), deploy/gunicorn.conf.py; machine: {os.cpu_count()} CPUs, "
+                f"load average {os.getloadavg()[0]:.1f} before the run"
+            )
+            warm = Tally()
+            warm_up(port, setup.viewer, setup.box, n_workers * int(settings["threads"]), warm)
+            _collect(ready, procs, 300)
+            log(
+                f"load: {uploaders} uploaders and {readers} readers in {len(procs)} client processes "
+                f"(readers {groups}), {duration:g} s"
+            )
+            cpu0 = process_tree_cpu(server_pid)
+            t_start = time.monotonic()
+            start.set()
+            time.sleep(duration)
+            stop.set()
+            tally, commits, client_cpu = Tally(), [], 0.0
+            ends: dict[str, float] = {"readers": t_start, "uploaders": t_start}
+            for part in _collect(out, procs, REQUEST_TIMEOUT_S * 2 + 120):
+                tally.merge(part["tally"])
+                commits.extend(part["commits"])
+                client_cpu += part["cpu_s"]
+                ends[part["role"]] = max(ends[part["role"]], part["tally"]["last_end"])
+            for p in procs:
+                p.join(timeout=60)
+            server_cpu = process_tree_cpu(server_pid) - cpu0
+            result = LoadResult(
+                duration_s=duration,
+                workers=n_workers,
+                threads=int(settings["threads"]),
+                uploaders=uploaders,
+                readers=readers,
+                tally=tally,
+                warm_up=warm,
+                commits=commits,
+                read_elapsed_s=max(ends["readers"] - t_start, 1e-9),
+                upload_elapsed_s=max(ends["uploaders"] - t_start, 1e-9),
+                client_cpu_s=client_cpu,
+                server_cpu_s=server_cpu,
+            )
+            reconcile(result, setup, port)
+        reconcile_store(result, setup)
+        text = server_log.read_text(errors="replace") if server_log.exists() else ""
+        result.server_log = "\n".join(
+            line for line in text.splitlines() if "[INFO]" not in line and line.strip()
+        )
+        return result
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _percentiles(values: list[float]) -> str:
+    if not values:
+        return "no requests"
+    ms = np.asarray(values) * 1000
+    return (
+        f"p50 {np.percentile(ms, 50):7.1f} ms, p95 {np.percentile(ms, 95):7.1f} ms, "
+        f"max {ms.max():7.1f} ms ({len(ms):,})"
+    )
+
+
+def server_log_summary(text: str) -> list[tuple[str, int]]:
+    """Exceptions and gunicorn warnings/errors in the server log, counted, most frequent first."""
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        exc = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))\b:?(.*)$", line)
+        if exc:
+            counts[f"{exc.group(1)}:{exc.group(2)[:160]}"] += 1
+        elif re.search(r"\[(WARNING|ERROR|CRITICAL)\]", line) and "Exception on" not in line:
+            counts[re.sub(r"\d+", "N", re.sub(r"^\[[^]]*\] \[\d+\] ", "", line))[:200]] += 1
+    return counts.most_common(10)
+
+
+def report(result: LoadResult, log: Callable[[str], None] = print) -> None:
+    """Print the figures, the status counts, the checks and the PASS/FAIL line."""
+    t = result.tally
+    log("statuses:")
+    for name, tally in (("warm-up", result.warm_up), ("run", t)):
+        for kind in (*READ_KINDS, "upload", "commit"):
+            if kind in tally.statuses:
+                counts = ", ".join(f"{s}: {n:,}" for s, n in sorted(tally.statuses[kind].items()))
+                log(f"  {name:7s} {kind:8s} {counts}")
+    reads = [s for k in READ_KINDS for s in t.seconds.get(k, [])]
+    log("latency:")
+    log(f"  reads    {_percentiles(reads)}")
+    for kind in READ_KINDS:
+        log(f"    {kind:8s} {_percentiles(t.seconds.get(kind, []))}")
+    log(
+        f"  upload   {_percentiles(t.seconds.get('upload', []))}  (POST /api/uploads: staging, reading, report)"
+    )
+    log(f"  commit   {_percentiles(t.seconds.get('commit', []))}")
+    commits = sum(1 for c in result.commits if c.get("committed"))
+    log(
+        f"throughput: {len(reads) / result.read_elapsed_s:,.1f} reads/s over {result.read_elapsed_s:.1f} s; "
+        f"{commits / result.upload_elapsed_s:,.2f} commits/s ({result.sent_committed / result.upload_elapsed_s:,.1f} "
+        f"sites/s) over {result.upload_elapsed_s:.1f} s"
+    )
+    log(
+        f"CPU: server {result.server_cpu_s:.1f} s, load generator {result.client_cpu_s:.1f} s "
+        f"of {(os.cpu_count() or 1) * max(result.read_elapsed_s, result.upload_elapsed_s):.0f} CPU-seconds available"
+    )
+    log(
+        f"features: demo {result.demo_features:,} + sent in committed uploads {result.sent_committed:,} "
+        f"= {result.demo_features + result.sent_committed:,}; commits reported added {result.added_committed:,}; "
+        f"batches {result.batches_added}; /api/stats total {result.stats_total} (rows {result.stats_rows_sum}); "
+        f"store {result.store_count}"
+    )
+    log("checks:")
+    for what, ok, detail in result.checks:
+        log(f"  [{'ok' if ok else 'FAIL'}] {what}" + (f": {detail}" if detail else ""))
+    failed = result.failed_requests
+    log(
+        f"5xx responses: {result.server_errors}; other unexpected statuses: "
+        f"{sum(failed.values()) - result.server_errors}"
+    )
+    for key, samples in {**result.warm_up.errors, **t.errors}.items():
+        log(f"  {key}: {samples[0].strip()[:300]}")
+    for what, n in server_log_summary(result.server_log):
+        log(f"  server log: {n} x {what}")
+    verdict = "PASS" if result.passed else "FAIL"
+    why = []
+    if failed:
+        why.append(f"{sum(failed.values())} requests with an unexpected status ({result.server_errors} 5xx)")
+    if t.crashes:
+        why.append(f"{len(t.crashes)} client threads crashed")
+        log(f"client crash: {t.crashes[0]}")
+    if not result.reconciled:
+        why.append("features do not reconcile")
+    log(f"{verdict}: " + ("; ".join(why) if why else "no unexpected status, features reconcile exactly"))
