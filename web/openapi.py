@@ -13,6 +13,7 @@ from typing import Any
 
 import layers
 from geo.figures.hierarchy import level_names
+from geo.imports.batches import TARGET_SPEC
 from geo.output.export import renderers
 from web.common import MAX_ID
 from web.openapi_schemas import BATCH_REF, ERROR_REF, GEOJSON_REF, REPORT_REF, STATS_REF, components
@@ -424,7 +425,7 @@ def document() -> dict[str, Any]:
                         _q(
                             "layer",
                             "only this layer's batches",
-                            {"type": "string", "enum": [*all_layers, "targets"]},
+                            {"type": "string", "enum": [*all_layers, TARGET_SPEC.name]},
                         )
                     ],
                 )

@@ -25,7 +25,7 @@ import layers
 from geo.errors import InputError
 from geo.figures.hierarchy import grid_levels
 from geo.figures.overview import area_levels, map_summary, stats_page_data
-from geo.imports.batches import may_roll_back
+from geo.imports.batches import TARGET_SPEC, may_roll_back
 from geo.reading.display import safe_display_name
 from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
@@ -208,7 +208,7 @@ def upload() -> Any:
 @bp.get("/batches")
 @requires("surveyor")
 def batches() -> Any:
-    labels = {s.name: label(s) for s in layers.all_layers()} | {"targets": _("年度目标")}
+    labels = {s.name: label(s) for s in (*layers.all_layers(), TARGET_SPEC)}
     me, role = user_name(), "admin" if is_admin() else g.gw_user.role
     config = {
         "labels": {
