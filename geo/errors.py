@@ -39,6 +39,8 @@ class GridwatchError(Exception):
         return f"{self.zh} / {self.en}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The error as a JSON body: ``error`` (the code), ``message`` in both languages,
+        ``message_zh``, ``message_en`` and, when there are any, ``details``."""
         out: dict[str, Any] = {
             "error": self.code,
             "message": self.message,
@@ -58,29 +60,46 @@ class InputError(GridwatchError):
 
 
 class UnsupportedFile(InputError):
+    """Raised for a file gridwatch cannot read: a format no reader takes, or content that does
+    not match its extension.  HTTP 415."""
+
     status = 415
     code = "unsupported_file"
 
 
 class EncodingError(InputError):
+    """Raised when a file's text cannot be decoded in the encoding given or found for it.  HTTP 400."""
+
     code = "bad_encoding"
 
 
 class CRSError(InputError):
+    """Raised when a file's coordinate reference system is missing, unknown, or does not fit its
+    coordinates (and when a CRS given by the user cannot be used).  HTTP 400."""
+
     code = "bad_crs"
 
 
 class NotFound(GridwatchError):
+    """Raised when what a request names does not exist: a batch, user, token, grid version,
+    value mapping, archived file.  HTTP 404."""
+
     status = 404
     code = "not_found"
 
 
 class Conflict(GridwatchError):
+    """Raised when a request clashes with what the store holds: a user name taken, a batch
+    already rolled back or blocked by a later one, a store CRS already set.  HTTP 409."""
+
     status = 409
     code = "conflict"
 
 
 class TooLarge(GridwatchError):
+    """Raised when an upload exceeds a limit: its size, an archive's members or unpacked size,
+    a table's rows or columns.  HTTP 413."""
+
     status = 413
     code = "too_large"
 

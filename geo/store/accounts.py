@@ -57,11 +57,17 @@ _DUMMY_HASH = hash_password("gridwatch-no-such-user")
 
 
 class LoginFailed(GridwatchError):
+    """Raised when a login fails -- unknown name, wrong password or disabled account, one message
+    for all.  HTTP 401."""
+
     status = 401
     code = "bad_login"
 
 
 class AccountLocked(GridwatchError):
+    """Raised when a locked name is tried by a client that may not try it now.  HTTP 429;
+    ``details["retry_after"]`` is the wait in seconds."""
+
     status = 429
     code = "account_locked"
 
@@ -72,6 +78,7 @@ def role_at_least(role: str | None, needed: str) -> bool:
 
 
 def check_role(role: str) -> str:
+    """``role`` if it is one of :data:`ROLES`; :class:`InputError` (code ``bad_role``) otherwise."""
     if role not in ROLES:
         raise InputError(
             f"未知角色: {role}（可选 {', '.join(ROLES)}）",
@@ -82,6 +89,8 @@ def check_role(role: str) -> str:
 
 
 def check_password(password: str) -> str:
+    """``password`` if it has at least :data:`MIN_PASSWORD` characters; :class:`InputError`
+    (code ``weak_password``) otherwise."""
     if len(password) < MIN_PASSWORD:
         raise InputError(
             f"密码至少 {MIN_PASSWORD} 个字符",
@@ -151,6 +160,8 @@ def _iso(t: datetime) -> str:
 
 
 def get_user(store: Store, name: str) -> User:
+    """The account ``name`` (looked up in NFC); :class:`NotFound` (code ``user_not_found``) when
+    there is none."""
     user = store.get_user(normal_name(name))
     if user is None:
         raise NotFound(f"用户不存在: {name}", f"no such user: {name}", code="user_not_found")
@@ -199,6 +210,7 @@ def set_active(store: Store, name: str, active: bool) -> User:
 
 
 def set_role(store: Store, name: str, role: str) -> User:
+    """Give account ``name`` the role ``role`` (:func:`check_role`), ending its sessions; audited."""
     check_role(role)
     with store.admin_transaction():
         user = get_user(store, name)
