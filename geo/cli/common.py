@@ -81,6 +81,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one bilingual line and exits 2."""
 
     def error(self, message: str) -> NoReturn:
+        """Report a bad argument as one bilingual line on stderr and exit with status 2 (no usage text)."""
         sys.stderr.write(f"gridwatch: 参数有误 / bad arguments: {one_line(message)}\n")
         raise SystemExit(2)
 

@@ -108,6 +108,8 @@ class ImportReport:
             self.rejected.append(row)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as the API and ``--json`` show it: every field, plus ``rejected_count``,
+        ``rejected_listed`` and ``accepted``, and the warnings as ``{"zh": ..., "en": ...}``."""
         d = asdict(self)
         d["rejected_count"] = self.rejected_total
         d["rejected_listed"] = len(self.rejected)
@@ -116,6 +118,12 @@ class ImportReport:
         return d
 
     def summary(self, lang: str = "zh") -> str:
+        """The report as text for a terminal, in ``lang`` (``"zh"`` or ``"en"``).
+
+        What happened (imported, preview, duplicate) with the file and batch, the counts, the
+        encoding and CRS found and how, the grid change, warnings, value mappings and the first
+        20 rejected rows with their reasons.  A duplicate file gets only its first two lines.
+        """
         zh = lang == "zh"
         head = {
             "committed": ("已导入", "imported"),

@@ -42,6 +42,7 @@ COLUMNS = (
 
 
 def action_label(action: str, lang: str = "zh") -> str:
+    """The label of audit action ``action`` in ``lang`` (``"zh"`` or ``"en"``); an unknown action as it is."""
     zh, en = ACTIONS.get(action, (action, action))
     return en if lang == "en" else zh
 

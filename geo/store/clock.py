@@ -79,6 +79,7 @@ def now_iso() -> str:
 
 
 def now_stamp() -> str:
+    """Now as a store stamp (:func:`stamp`)."""
     return stamp(datetime.now(UTC))
 
 
