@@ -44,6 +44,9 @@ class FeatureRows:
 
 @dataclass
 class WriteResult:
+    """What :meth:`FeatureStore.write_features` did: how many rows it added, updated, left
+    unchanged and (replacing the whole layer) removed, and the row versions it wrote."""
+
     added: int
     updated: int
     unchanged: int
@@ -78,6 +81,7 @@ class GridVersion:
         return self.tx <= tx and (self.rolled_back_tx is None or self.rolled_back_tx > tx)
 
     def to_dict(self) -> dict[str, Any]:
+        """The version's fields as a dict, as the API and ``--json`` show it."""
         return dict(self.__dict__)
 
 
@@ -89,15 +93,22 @@ class FeatureStore(Protocol):
         """EPSG code of the projected CRS features are stored in (metres), or None when empty."""
         ...
 
-    def set_srs_epsg(self, epsg: int) -> None: ...
+    def set_srs_epsg(self, epsg: int) -> None:
+        """Set the projected CRS features are stored in (EPSG code, metres);
+        :class:`geo.errors.Conflict` when another one is set already."""
+        ...
 
     def layer_generation(self, spec: LayerSpec) -> str:
         """A token that changes whenever the rows or geometries of ``spec`` change."""
         ...
 
-    def has_layer(self, spec: LayerSpec) -> bool: ...
+    def has_layer(self, spec: LayerSpec) -> bool:
+        """Whether ``spec`` is stored (written at least once, even if now empty)."""
+        ...
 
-    def layer_count(self, spec: LayerSpec) -> int: ...
+    def layer_count(self, spec: LayerSpec) -> int:
+        """Number of current rows of ``spec`` (0 when it is not stored)."""
+        ...
 
     def write_features(
         self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool
@@ -110,7 +121,10 @@ class FeatureStore(Protocol):
         history keeps both); returns (removed, restored)."""
         ...
 
-    def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None: ...
+    def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
+        """Record ``bounds`` (minx, miny, maxx, maxy in the store CRS, metres) as the extent of
+        ``spec``; None changes nothing."""
+        ...
 
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
         """Set the assigned unit of the given rows; returns how many changed."""
