@@ -33,17 +33,29 @@ class GpkgAccounts(GpkgConnection):
         return f"SELECT {self._USER_COLS} FROM gw_users u"  # a read-only store of schema 2
 
     def get_user(self, name: str) -> User | None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.get_user`.
+
+        Reads ``gw_users`` with the name's ``gw_logins`` row; None in a store without account tables.
+        """
         if not self._has_accounts():
             return None
         row = self.conn.execute(self._user_select() + " WHERE u.name=?", (name,)).fetchone()
         return None if row is None else _user(row)
 
     def list_users(self) -> list[User]:
+        """See :meth:`geo.store.interface.accounts.AccountStore.list_users`.
+
+        Reads ``gw_users``; empty in a store without account tables.
+        """
         if not self._has_accounts():
             return []
         return [_user(r) for r in self.conn.execute(self._user_select() + " ORDER BY u.name")]
 
     def save_user(self, user: User) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.save_user`.
+
+        Writes the ``gw_users`` row; failed logins and locks stay in ``gw_logins``.
+        """
         with self.admin_transaction():
             self.conn.execute(
                 f"INSERT OR REPLACE INTO gw_users ({self._USER_COLS}) VALUES (?,?,?,?,?,?,?,?)",
@@ -60,6 +72,10 @@ class GpkgAccounts(GpkgConnection):
             )
 
     def login_failures(self, kind: str, key: str) -> LoginFailures:
+        """See :meth:`geo.store.interface.accounts.AccountStore.login_failures`.
+
+        Reads ``gw_logins`` (a store of schema 2 has none: zero failures).
+        """
         row = None
         if self._has_logins():
             row = self.conn.execute(
@@ -71,6 +87,11 @@ class GpkgAccounts(GpkgConnection):
         return LoginFailures(kind, key, int(row[0]), row[1], row[2])
 
     def save_login_failures(self, record: LoginFailures) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.save_login_failures`.
+
+        Writes ``gw_logins``, then deletes the rows with no failure for a day and no lock in
+        force, and beyond 100,000 rows the oldest (locks last).
+        """
         with self.admin_transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO gw_logins (kind, key, failures, last_failure, locked_until)"
@@ -98,6 +119,10 @@ class GpkgAccounts(GpkgConnection):
                 )
 
     def clear_login_failures(self, kind: str, key: str) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.clear_login_failures`.
+
+        Deletes the ``gw_logins`` row, if the table exists.
+        """
         if not self._has_logins():
             return
         with self.admin_transaction():
@@ -106,6 +131,10 @@ class GpkgAccounts(GpkgConnection):
     _TOKEN_COLS = "id, user, label, digest, created_at, last_used, revoked_at"
 
     def add_token(self, user: str, label: str, digest: str) -> int:
+        """See :meth:`geo.store.interface.accounts.AccountStore.add_token`.
+
+        Inserts into ``gw_tokens``, created now.
+        """
         with self.admin_transaction():
             self.conn.execute(
                 "INSERT INTO gw_tokens (user, label, digest, created_at) VALUES (?,?,?,?)",
@@ -114,6 +143,10 @@ class GpkgAccounts(GpkgConnection):
             return int(self.conn.last_insert_rowid())
 
     def find_token(self, digest: str) -> ApiToken | None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.find_token`.
+
+        Reads ``gw_tokens``; None in a store without account tables.
+        """
         if not self._has_accounts():
             return None
         row = self.conn.execute(
@@ -122,6 +155,10 @@ class GpkgAccounts(GpkgConnection):
         return None if row is None else ApiToken(*row)
 
     def list_tokens(self, user: str | None = None) -> list[ApiToken]:
+        """See :meth:`geo.store.interface.accounts.AccountStore.list_tokens`.
+
+        Reads ``gw_tokens``, by id; empty in a store without account tables.
+        """
         if not self._has_accounts():
             return []
         sql = f"SELECT {self._TOKEN_COLS} FROM gw_tokens"
@@ -132,6 +169,10 @@ class GpkgAccounts(GpkgConnection):
         return [ApiToken(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
 
     def revoke_token(self, token_id: int) -> bool:
+        """See :meth:`geo.store.interface.accounts.AccountStore.revoke_token`.
+
+        Sets ``revoked_at`` in ``gw_tokens``.
+        """
         with self.admin_transaction():
             self.conn.execute(
                 "UPDATE gw_tokens SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
@@ -140,6 +181,11 @@ class GpkgAccounts(GpkgConnection):
             return bool(self.conn.changes())
 
     def touch_token(self, token_id: int) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.touch_token`.
+
+        Sets ``last_used`` in ``gw_tokens``; a store that cannot be written (:class:`StoreError`)
+        is left as it is.
+        """
         with contextlib.suppress(StoreError), self.admin_transaction():
             self.conn.execute("UPDATE gw_tokens SET last_used=? WHERE id=?", (clock.now_iso(), token_id))
 

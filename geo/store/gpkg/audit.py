@@ -22,6 +22,11 @@ class GpkgAudit(GpkgConnection):
         counts: dict[str, Any] | None = None,
         detail: str | None = None,
     ) -> None:
+        """See :meth:`geo.store.interface.audit.AuditLog.record_audit`.
+
+        Inserts into ``gw_audit``, stamped now (ISO 8601 UTC); a read-only store of an earlier
+        schema, without the table, records nothing.
+        """
         if not self._has_accounts():
             return  # a read-only store of an earlier version: nothing can be written anyway
         with self.admin_transaction():
@@ -43,6 +48,11 @@ class GpkgAudit(GpkgConnection):
     def audit_entries(
         self, *, limit: int = 200, offset: int = 0, user: str | None = None, action: str | None = None
     ) -> list[AuditEntry]:
+        """See :meth:`geo.store.interface.audit.AuditLog.audit_entries`.
+
+        Reads ``gw_audit``, only ``user``'s and ``action``'s entries when given; empty in a store
+        without the table.
+        """
         if not self._has_accounts():
             return []
         where, args = [], []

@@ -72,6 +72,11 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
         return batch_id
 
     def finish_batch(self, batch_id: int, counts: dict[str, int], report: dict[str, Any]) -> None:
+        """See :meth:`geo.store.interface.batches.BatchRegister.finish_batch`.
+
+        Updates the ``gw_batches`` row and records the audit entry, named by the batch's kind
+        (``import``, ``grid_replace`` or ``targets``).
+        """
         with self.transaction():
             self.conn.execute(
                 "UPDATE gw_batches SET added=?, updated=?, unchanged=?, rejected=?, rows_read=?, report=?"
@@ -118,6 +123,11 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
         return self._BATCH_COLS.format(kind="kind" if "kind" in have else "NULL")
 
     def batches(self, layer: str | None = None) -> list[Batch]:
+        """See :meth:`geo.store.interface.batches.BatchRegister.batches`.
+
+        Reads ``gw_batches``; a read-only store of schema 4 or older has no kinds, so each is
+        told from the batch's layer.
+        """
         sql = f"SELECT {self._batch_cols()} FROM gw_batches"
         args: tuple[Any, ...] = ()
         if layer:
@@ -126,6 +136,10 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
         return [self._batch_from_row(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
 
     def batch(self, batch_id: int) -> Batch:
+        """See :meth:`geo.store.interface.batches.BatchRegister.batch`.
+
+        Reads ``gw_batches``; :class:`NotFound` (code ``batch_not_found``) for an unknown id.
+        """
         row = self.conn.execute(
             f"SELECT {self._batch_cols()} FROM gw_batches WHERE id=?", (batch_id,)
         ).fetchone()

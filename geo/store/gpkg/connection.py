@@ -70,6 +70,10 @@ class GpkgConnection:
         return self._conn
 
     def close(self) -> None:
+        """See :meth:`geo.store.base.Store.close`.
+
+        Closes the ``apsw`` connection; the next use of :attr:`conn` opens a new one.
+        """
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -148,6 +152,10 @@ class GpkgConnection:
         return self._has_table("gw_tx")
 
     def last_tx(self) -> Tx | None:
+        """See :meth:`geo.store.base.Store.last_tx`.
+
+        The newest ``gw_tx`` row; None in a store without the table.
+        """
         if not self._has_tx():
             return None
         row = self.conn.execute(
@@ -166,6 +174,10 @@ class GpkgConnection:
         return int(scalar_args(self.conn, "SELECT coalesce(max(id), 0) FROM gw_tx WHERE at <= ?", (stamp,)))
 
     def tx(self, tx_id: int) -> Tx | None:
+        """See :meth:`geo.store.base.Store.tx`.
+
+        The ``gw_tx`` row ``tx_id``; None in a store without the table.
+        """
         if not self._has_tx():
             return None
         row = self.conn.execute("SELECT id, at, kind, batch_id FROM gw_tx WHERE id=?", (tx_id,)).fetchone()
@@ -188,6 +200,10 @@ class GpkgConnection:
         return None if row is None else str(row[0])
 
     def srs_epsg(self) -> int | None:
+        """See :meth:`geo.store.interface.features.FeatureStore.srs_epsg`.
+
+        Kept in ``gw_meta`` under ``srs_epsg``.
+        """
         v = self._meta("srs_epsg")
         return int(v) if v else None
 
@@ -195,6 +211,11 @@ class GpkgConnection:
         return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_meta'").fetchone())
 
     def revision(self) -> str:
+        """See :meth:`geo.store.base.Store.revision`.
+
+        Kept in ``gw_meta`` under ``revision``: a new random value at the start of each
+        :meth:`transaction`; empty in a store without the table.
+        """
         return self._meta("revision") or ""
 
     def _has_table(self, name: str) -> bool:

@@ -29,6 +29,12 @@ class GpkgFeatureReads(GpkgTables):
     """The read side of :class:`geo.store.interface.features.FeatureStore` on the GeoPackage."""
 
     def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_attributes`.
+
+        Without ``columns``: the layer's stored fields plus ``gw_key``, ``gw_batch``, ``gw_unit``
+        and ``gw_area`` (m², store CRS).  Object columns, ordered by fid; empty (with those
+        columns) when the layer has no table.
+        """
         cols = (
             columns
             if columns is not None
@@ -185,6 +191,10 @@ class GpkgFeatureReads(GpkgTables):
         return out[0][keep], out[1][keep]
 
     def layer_count(self, spec: LayerSpec) -> int:
+        """See :meth:`geo.store.interface.features.FeatureStore.layer_count`.
+
+        Counts the rows of the layer's table.
+        """
         if not self.has_layer(spec):
             return 0
         return int(scalar(self.conn, f'SELECT count(*) FROM "{spec.name}"'))

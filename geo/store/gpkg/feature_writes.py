@@ -181,6 +181,10 @@ class GpkgFeatureWrites(GpkgGridVersions):
         )
 
     def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
+        """See :meth:`geo.store.interface.features.FeatureStore.update_extent`.
+
+        Writes ``bounds`` (store CRS, metres) into the layer's ``gpkg_contents`` row.
+        """
         if bounds is None:
             return
         self.conn.execute(
@@ -249,6 +253,11 @@ class GpkgFeatureWrites(GpkgGridVersions):
         return len(mine), int(restored)
 
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
+        """See :meth:`geo.store.interface.features.FeatureStore.set_units`.
+
+        Updates ``gw_unit`` only where it differs (against the cached units when ``fids`` are
+        exactly the cached rows), then moves the layer's generation on and keeps the cache.
+        """
         if not self.has_layer(spec) or len(fids) == 0:
             return 0
         conn = self.conn

@@ -16,6 +16,11 @@ class GpkgGridVersions(GpkgFeatureReads):
     """Grid versions and assignments on the GeoPackage."""
 
     def grid_versions(self) -> list[GridVersion]:
+        """See :meth:`geo.store.interface.features.FeatureStore.grid_versions`.
+
+        Reads ``gw_grid_versions`` with the creation time and user of each version's batch;
+        empty in a store without the table.
+        """
         if not self._has_table("gw_grid_versions"):
             return []
         return [
@@ -27,6 +32,7 @@ class GpkgGridVersions(GpkgFeatureReads):
         ]
 
     def current_grid_version(self) -> GridVersion | None:
+        """See :meth:`geo.store.interface.features.FeatureStore.current_grid_version`."""
         alive = [v for v in self.grid_versions() if v.rolled_back_tx is None]
         return alive[-1] if alive else None
 
@@ -43,6 +49,10 @@ class GpkgGridVersions(GpkgFeatureReads):
         return GridVersion(batch_id, valid_from, tx, None if parent is None else parent.id, None, units)
 
     def retire_grid_version(self, batch_id: int) -> None:
+        """See :meth:`geo.store.interface.features.FeatureStore.retire_grid_version`.
+
+        Sets ``rolled_back_tx`` in ``gw_grid_versions`` (a version already rolled back keeps its own).
+        """
         self.conn.execute(
             "UPDATE gw_grid_versions SET rolled_back_tx=? WHERE id=? AND rolled_back_tx IS NULL",
             (self._tx_id(), batch_id),
@@ -59,6 +69,10 @@ class GpkgGridVersions(GpkgFeatureReads):
         return chain[::-1]
 
     def write_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray, units: np.ndarray) -> None:
+        """See :meth:`geo.store.interface.features.FeatureStore.write_assignment`.
+
+        Writes ``<layer>_assign`` (made when missing), replacing the unit a row version had there.
+        """
         if len(fids) == 0:
             return
         self._ensure_layer(spec)

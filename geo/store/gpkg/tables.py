@@ -22,6 +22,10 @@ class GpkgTables(GpkgConnection):
         return [f.name for f in spec.stored_fields]
 
     def set_srs_epsg(self, epsg: int) -> None:
+        """See :meth:`geo.store.interface.features.FeatureStore.set_srs_epsg`.
+
+        Registers the CRS in ``gpkg_spatial_ref_sys`` and keeps its code in ``gw_meta``.
+        """
         current = self.srs_epsg()
         if current is not None and current != epsg:
             raise Conflict(
@@ -100,6 +104,10 @@ class GpkgTables(GpkgConnection):
                     self.conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{f.name}" {_SQL_TYPES[f.kind]}')
 
     def has_layer(self, spec: LayerSpec) -> bool:
+        """See :meth:`geo.store.interface.features.FeatureStore.has_layer`.
+
+        Whether the layer's table exists.
+        """
         return bool(
             self.conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (spec.name,)

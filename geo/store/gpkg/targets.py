@@ -12,6 +12,11 @@ class GpkgTargets(GpkgConnection):
     """:class:`geo.store.interface.targets.TargetStore` on the GeoPackage."""
 
     def targets(self, tx: int | None = None) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.targets.TargetStore.targets`.
+
+        Reads ``gw_targets``; with ``tx`` also ``gw_targets_history``, the values in force at that
+        transaction.
+        """
         cols = "code, layer, metric, target, batch_id"
         if tx is None:
             rows = self.conn.execute(f"SELECT {cols} FROM gw_targets").fetchall()
@@ -24,6 +29,10 @@ class GpkgTargets(GpkgConnection):
         return pd.DataFrame(rows, columns=["code", "layer", "metric", "target", "batch_id"])
 
     def set_targets(self, rows: pd.DataFrame, batch_id: int) -> int:
+        """See :meth:`geo.store.interface.targets.TargetStore.set_targets`.
+
+        Writes ``gw_targets``; the values replaced move to ``gw_targets_history``.
+        """
         conn = self.conn
         tx = self._tx_id()
         old = (

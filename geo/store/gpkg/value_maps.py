@@ -16,6 +16,10 @@ class GpkgValueMaps(GpkgAudit):
     _VALUE_MAP_COLS = "id, layer, field, raw_key, raw, code, user, created_at, removed_at, removed_by"
 
     def value_maps(self, layer: str | None = None, *, include_removed: bool = False) -> list[ValueMap]:
+        """See :meth:`geo.store.interface.value_maps.ValueMapStore.value_maps`.
+
+        Reads ``gw_value_maps``; empty before the first mapping is saved.
+        """
         if not self._has_table("gw_value_maps"):
             return []
         sql = f"SELECT {self._VALUE_MAP_COLS} FROM gw_value_maps WHERE 1=1"
@@ -28,6 +32,10 @@ class GpkgValueMaps(GpkgAudit):
         return [ValueMap(*row) for row in self.conn.execute(sql + " ORDER BY id", args)]
 
     def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
+        """See :meth:`geo.store.interface.value_maps.ValueMapStore.save_value_map`.
+
+        Writes ``gw_value_maps`` (made on the first save); the mapping replaced is marked removed.
+        """
         with self.admin_transaction():
             self.conn.execute(_VALUE_MAPS_SQL)
             now = clock.now_iso()
@@ -48,6 +56,10 @@ class GpkgValueMaps(GpkgAudit):
         return map_id
 
     def remove_value_map(self, map_id: int) -> ValueMap:
+        """See :meth:`geo.store.interface.value_maps.ValueMapStore.remove_value_map`.
+
+        Sets ``removed_at`` and ``removed_by`` in ``gw_value_maps``.
+        """
         with self.admin_transaction():
             found = [m for m in self.value_maps(include_removed=True) if m.id == map_id]
             if not found:
