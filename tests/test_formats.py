@@ -170,3 +170,34 @@ def test_engine_never_imports_flask():
 def test_store_crs_is_projected_zone(gridded_store):
     assert pyproj.CRS.from_epsg(gridded_store.srs_epsg()).is_projected
     assert gridded_store.srs_epsg() == EPSG_GK
+
+
+def _undocumented(root: Path) -> list[str]:
+    """Public module-level functions and classes of ``root``'s modules, and public methods of
+    public classes (properties aside), that have no docstring, as ``path:line name``."""
+    missing = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(root.parent)
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef) or node.name.startswith("_"):
+                continue
+            if not ast.get_docstring(node):
+                missing.append(f"{where}:{node.lineno} {node.name}")
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for sub in node.body:
+                if (
+                    isinstance(sub, ast.FunctionDef)
+                    and not sub.name.startswith("_")
+                    and not ast.get_docstring(sub)
+                    and not any(isinstance(d, ast.Name) and d.id == "property" for d in sub.decorator_list)
+                ):
+                    missing.append(f"{where}:{sub.lineno} {node.name}.{sub.name}")
+    return missing
+
+
+def test_public_names_in_geo_have_docstrings():
+    """Every public function, class and method of ``geo/`` says what it does (STYLE rule 6)."""
+    missing = _undocumented(Path(__file__).resolve().parent.parent / "geo")
+    assert not missing, "no docstring:\n" + "\n".join(missing)
