@@ -22,8 +22,6 @@ from geo.store.gpkg.connection import scalar
 from geo.store.gpkg.tables import GpkgTables
 from layers.base import LayerSpec
 
-#: (fids, decoded geometries, assigned units) per (store, layer, generation); see GpkgStore.read_geometry.
-
 
 class GpkgFeatureReads(GpkgTables):
     """The read side of :class:`geo.store.interface.features.FeatureStore` on the GeoPackage."""
