@@ -380,3 +380,18 @@ def test_a_test_using_bench_fails(tmp_path, text):
     clean = "import sys\nfrom tests.helpers.load.run import run\nsys.path.insert(0, 'data')\n"
     found = bench_uses(_tree(tmp_path, {"tests/test_clean.py": clean, "tests/helpers/x.py": text}))
     assert len(found) == 1 and found[0].startswith("tests/helpers/x.py:"), found
+
+
+def test_no_module_lists_anothers_names_as_its_own():
+    """``__all__`` names only what its module defines: no module passes on another's names."""
+    offenders = []
+    for name, path in project_files().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
+                listed = [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
+                own = defined_names(path)
+                offenders += [f"{name}: {n}" for n in listed if n not in own]
+    assert offenders == []
