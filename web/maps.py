@@ -20,9 +20,6 @@ from geo.figures.hierarchy import grid_levels
 from layers.base import LayerSpec
 from web.context import label, select_locale
 
-#: The id of the page's map configuration, ``<script type="application/json" id="gw-map-config">``.
-CONFIG_ID = "gw-map-config"
-
 BASE_MAPS: dict[str, dict[str, Any]] = {
     "osm": {
         "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",

@@ -40,6 +40,7 @@ from geo.figures.asof import View, choose_version, parse_as_of, resolve_view
 from geo.figures.facts import Facts, load_facts
 from geo.figures.hierarchy import Hierarchy, check_level, empty_hierarchy, load_hierarchy
 from geo.reading.values import parse_month
+from geo.registry import get_layer
 from geo.store.base import Store
 from layers.base import UNASSIGNED, LayerSpec
 
@@ -245,8 +246,6 @@ def survey_specs(layer_names: list[str] | None) -> list[LayerSpec]:
     """The named survey layers (all of them when none are named); the grid is refused."""
     if not layer_names:
         return layers.survey_layers()
-    from geo.registry import get_layer
-
     out = [get_layer(n) for n in layer_names]
     for s in out:
         if s.is_grid:

@@ -21,14 +21,16 @@ import pyarrow.compute as pc
 import pyproj
 import shapely
 
-from geo.errors import InputError
+from geo.errors import InputError, NotFound
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
+from geo.figures.facts import load_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
 from geo.figures.tally import Filters, tally
 from geo.reading import crs as crsmod
 from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.reading.values import parse_date
+from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import MISSING
 from geo.store.interface.features import GridVersion
@@ -163,9 +165,6 @@ def features_in_view(
     dict
         A GeoJSON FeatureCollection with ``"aggregated"`` and ``"total"`` members.
     """
-    from geo.figures.facts import load_facts
-    from geo.registry import get_layer
-
     spec = get_layer(layer)
     if spec.is_grid:
         raise InputError("网格请用 /api/cells", "use /api/cells for the grid", code="bad_layer")
@@ -257,9 +256,6 @@ def _attributes(store: Store, spec: LayerSpec, fids: np.ndarray) -> dict[int, di
 
 def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> dict[str, Any]:
     """One feature with all its attributes, its unit and its geometry (lon/lat)."""
-    from geo.errors import NotFound
-    from geo.registry import get_layer
-
     spec = get_layer(layer)
     attrs = _attributes(store, spec, np.array([fid], dtype=np.int64))
     if fid not in attrs:
@@ -405,8 +401,6 @@ def _outlines(
     """GeoJSON geometry of the units ``codes`` of ``level`` (on grid ``version``), simplified
     for ``zoom`` (about a pixel).  Computed for the units asked and kept per grid generation
     (units change only with the grid), so panning over known ground costs nothing."""
-    from geo.registry import grid_spec
-
     key = (store.layer_generation(grid_spec()), level, zoom, gcj02, None if version is None else version.id)
     known: dict[str, Any] = store.cache.region("outlines").setdefault(key, {})
     missing = [c for c in codes if c not in known]

@@ -96,22 +96,26 @@ class Region:
     def __setitem__(self, key: Hashable, value: Any) -> None:
         """Keep ``value`` under ``key``: its family's older entries go, then the oldest while full."""
         with self._lock:
-            self._entries.pop(key, None)
-            if self.spec.family is not None:
-                family = self.spec.family(key)
-                for k in [k for k in self._entries if self.spec.family(k) == family]:
-                    del self._entries[k]
-            while len(self._entries) >= self.spec.limit:
-                self._entries.popitem(last=False)
-            self._entries[key] = value
+            self._store(key, value)
+
+    def _store(self, key: Hashable, value: Any) -> None:
+        """:meth:`__setitem__` with the lock held."""
+        self._entries.pop(key, None)
+        if self.spec.family is not None:
+            family = self.spec.family(key)
+            for k in [k for k in self._entries if self.spec.family(k) == family]:
+                del self._entries[k]
+        while len(self._entries) >= self.spec.limit:
+            self._entries.popitem(last=False)
+        self._entries[key] = value
 
     def setdefault(self, key: Hashable, value: Any) -> Any:
         """The entry for ``key``, keeping ``value`` first when there is none."""
         with self._lock:
             if key in self._entries:
                 return self._entries[key]
-        self[key] = value
-        return value
+            self._store(key, value)
+            return value
 
     def __len__(self) -> int:
         with self._lock:

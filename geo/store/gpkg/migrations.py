@@ -11,6 +11,7 @@ import apsw
 import numpy as np
 
 import layers
+from geo.assign import Grid
 from geo.errors import StoreError
 from geo.store import clock
 from geo.store.gpkg.batches import kind_before_5
@@ -186,8 +187,6 @@ class GpkgMigrations(GpkgFeatureWrites):
 
     def _upgrade_grid_versions(self, feature_tables: list[str]) -> None:
         """One grid version per live grid batch (see :meth:`_upgrade_to_4`), assigned in full."""
-        from geo.assign import Grid
-
         conn = self.conn
         grid_spec = next((s for s in layers.all_layers() if s.is_grid), None)
         if grid_spec is None or not self.has_layer(grid_spec):
