@@ -2,6 +2,9 @@
 # Set up, load the demo district into the embedded store and start the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debian packages the main job uses too: CJK fonts for the report and map images, LibreOffice for
+# the report as PDF, npm for the map's scripts
+bash scripts/system-packages.sh
 bash scripts/setup.sh
 export GRIDWATCH_DATA=${GRIDWATCH_DATA:-$PWD/var/gridwatch}
 # the demo's import reports are kept in a log; its last line says where it was loaded

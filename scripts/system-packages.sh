@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages set-up and the tests use: npm (installs Leaflet for the map), chromium (browser
 # tests, driven by Playwright with this executable; no browser is downloaded), LibreOffice Calc
-# (opens the exported XLSX headless) and CJK fonts.
+# (opens the exported XLSX headless), LibreOffice Writer (turns the monthly report into PDF), poppler's
+# pdftoppm (the report's pages as images in the tests) and CJK fonts.
 # Installs only what is missing; needs root (as on CI).  Without root it says so and the
 # LibreOffice test is skipped.
 set -euo pipefail
 need=()
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-calc-nogui)
+dpkg -s libreoffice-writer-nogui >/dev/null 2>&1 || need+=(libreoffice-writer-nogui)
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
