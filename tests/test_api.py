@@ -7,12 +7,15 @@ import csv
 import io
 from urllib.parse import quote
 
+import numpy as np
 import openpyxl
 import pytest
+import schemathesis
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from tests.helpers.builders import dated_sites, grid_frame, write_shp
+from tests.helpers.builders import X0, Y0, dated_sites, grid_frame, points_frame, write_shp
 
 #: Unit names a spreadsheet would run as formulas if written as they are.
 FORMULAS = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=1"]
@@ -144,3 +147,42 @@ def test_stats_xlsx_neutralises_unit_names(client):
                     assert cell.data_type == "s" and _neutral(cell.value), (ws.title, cell.value)
                     seen.add(cell.value)
     assert {"'" + f.strip() for f in FORMULAS} <= seen and "'@社区()" in seen and "'-街道" in seen
+
+
+@pytest.fixture
+def crowded(tmp_path, make_app):
+    """1,600 sites in view: more than the features endpoint sends one by one."""
+    data = tmp_path / "crowded"
+    rng = np.random.default_rng(11)
+    n = 1600
+    xy = np.column_stack([X0 + rng.uniform(1, 299, n), Y0 - rng.uniform(1, 299, n)])
+    sites = points_frame(
+        [tuple(p) for p in xy],
+        案件编号=[f"C{i}" for i in range(n)],
+        当前状态=["已拆除" if i % 5 == 0 else ("已登记" if i % 5 < 4 else "说不清") for i in range(n)],
+        发现时间=["2022-01-01"] * n,
+        拆除时间=["2022-06-01" if i % 5 == 0 else "" for i in range(n)],
+    )
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+    return make_app(data, login=False)
+
+
+@pytest.mark.slow
+def test_clusters_carry_their_status_mix(crowded):
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", crowded)
+    case = schema["/api/features/{layer}"]["GET"].Case(
+        path_parameters={"layer": "demolition"}, query={"bbox": "-180,-90,180,90", "zoom": 12}
+    )
+    response = case.call()
+    case.validate_response(response, checks=[response_schema_conformance])  # the document says so
+    body = response.json()
+    assert body["aggregated"] is True and body["total"] == 1600
+    mix: dict[str | None, int] = {}
+    for f in body["features"]:
+        props = f["properties"]
+        assert sum(s["count"] for s in props["statuses"]) == props["count"]
+        for s in props["statuses"]:
+            mix[s["status"]] = mix.get(s["status"], 0) + s["count"]
+    assert mix == {"已拆除": 320, "已登记": 960, "未识别": 320}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+
 import numpy as np
 import pyproj
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import layers
 from geo.errors import InputError
-from geo.figures.viewport import BBox, cells_in_view, features_in_view
+from geo.figures.viewport import BIN_PX, BBox, cells_in_view, clusters, features_in_view
 from geo.imports.importer import import_file
 from geo.reading.gcj02 import wgs84_to_gcj02
 from layers.base import Category, Field, LayerSpec, Status
@@ -53,6 +58,54 @@ def test_features_clustered_when_many(loaded):
     assert fc["aggregated"] is True and fc["total"] == 400
     assert sum(f["properties"]["count"] for f in fc["features"]) == 400  # nothing lost in clusters
     assert sum(f["properties"]["completed"] for f in fc["features"]) == 100
+    for f in fc["features"]:  # each ring's arcs add up to its count
+        props = f["properties"]
+        assert sum(s["count"] for s in props["statuses"]) == props["count"]
+    mix: Counter[str | None] = Counter()
+    for f in fc["features"]:
+        mix.update({s["status"]: s["count"] for s in f["properties"]["statuses"]})
+    one_by_one = features_in_view(loaded, "demolition", VIEW, zoom=12, max_features=1000)
+    assert one_by_one["aggregated"] is False
+    assert mix == Counter(f["properties"]["status"] for f in one_by_one["features"])
+    assert mix == {"已拆除": 100, "已登记": 300}
+
+
+CODES = ["已登记", "已拆除", "未识别"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    points=st.lists(
+        st.tuples(
+            st.floats(116.0, 116.2, allow_nan=False),
+            st.floats(39.8, 40.0, allow_nan=False),
+            st.integers(0, len(CODES)),  # len(CODES): no status
+            st.booleans(),
+        ),
+        max_size=200,
+    ),
+    zoom=st.integers(8, 18),
+)
+def test_cluster_status_mix_property(points, zoom):
+    lon = np.array([p[0] for p in points], dtype=float)
+    lat = np.array([p[1] for p in points], dtype=float)
+    status = np.array([p[2] for p in points], dtype=np.int64)
+    completed = np.array([p[3] for p in points], dtype=bool)
+    got = clusters(lon, lat, completed, status, zoom, CODES)
+    # counted again, one point at a time, into the same bins
+    size = 360.0 / (256 * 2**zoom) * BIN_PX
+    bins: dict[tuple[int, int], Counter[str | None]] = {}
+    names = [*CODES, None]
+    for x, y, k, _ in points:
+        bins.setdefault((math.floor(x / size), math.floor(y / size)), Counter())[names[k]] += 1
+    expected = sorted((sorted(c.items(), key=repr) for c in bins.values()), key=repr)
+    mixes = [{s["status"]: s["count"] for s in f["properties"]["statuses"]} for f in got]
+    assert sorted((sorted(m.items(), key=repr) for m in mixes), key=repr) == expected
+    assert sum(f["properties"]["count"] for f in got) == len(points)
+    assert sum(f["properties"]["completed"] for f in got) == int(completed.sum())
+    for f, m in zip(got, mixes, strict=True):
+        assert sum(m.values()) == f["properties"]["count"] and all(m.values())
+        assert [s["status"] for s in f["properties"]["statuses"]] == [n for n in names if n in m]
 
 
 def test_feature_filters(loaded):

@@ -16,7 +16,15 @@ from geo.figures.hierarchy import level_names
 from geo.imports.batches import TARGET_SPEC
 from geo.output.export import renderers
 from web.common import MAX_ID
-from web.openapi_schemas import BATCH_REF, ERROR_REF, GEOJSON_REF, REPORT_REF, STATS_REF, components
+from web.openapi_schemas import (
+    BATCH_REF,
+    ERROR_REF,
+    GEOJSON_REF,
+    REPORT_REF,
+    STATS_REF,
+    VIEWPORT_REF,
+    components,
+)
 
 #: Who may call an operation (see web.access.requires): an API token (or a signed-in browser
 #: session) of an account with the role, or anyone.
@@ -249,7 +257,12 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "视口内要素（少则逐个，多则聚合）/ features in a viewport, one by one or clustered",
                     _MAP,
-                    {"200": _ok("GeoJSON FeatureCollection", GEOJSON_REF), **_errors(400, 404)},
+                    {
+                        "200": _ok(
+                            "GeoJSON FeatureCollection, or clusters with their status mix", VIEWPORT_REF
+                        ),
+                        **_errors(400, 404),
+                    },
                     [
                         *feature_path,
                         {**BBOX, "required": True},

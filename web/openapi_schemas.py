@@ -9,6 +9,7 @@ from geo.figures.hierarchy import level_names
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 GEOJSON_REF = {"$ref": "#/components/schemas/FeatureCollection"}
+VIEWPORT_REF = {"$ref": "#/components/schemas/ViewportFeatures"}
 REPORT_REF = {"$ref": "#/components/schemas/ImportReport"}
 BATCH_REF = {"$ref": "#/components/schemas/Batch"}
 STATS_REF = {"$ref": "#/components/schemas/Stats"}
@@ -46,6 +47,44 @@ def components() -> dict[str, Any]:
                 "type": "object",
                 "required": ["type", "features"],
                 "properties": {"type": {"const": "FeatureCollection"}, "features": {"type": "array"}},
+            },
+            "ViewportFeatures": {
+                "type": "object",
+                "description": "aggregated: clusters (count, completed, statuses: the count of each status "
+                "present, null for none, summing to count); else the features one by one",
+                "required": ["type", "features", "aggregated", "total"],
+                "properties": {
+                    "type": {"const": "FeatureCollection"},
+                    "aggregated": {"type": "boolean"},
+                    "total": {"type": "integer", "minimum": 0},
+                    "features": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "geometry", "properties"],
+                            "properties": {
+                                "properties": {
+                                    "type": "object",
+                                    "properties": {
+                                        "count": {"type": "integer", "minimum": 1},
+                                        "completed": {"type": ["integer", "boolean"]},
+                                        "statuses": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["status", "count"],
+                                                "properties": {
+                                                    "status": {"type": ["string", "null"]},
+                                                    "count": {"type": "integer", "minimum": 1},
+                                                },
+                                            },
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                    },
+                },
             },
             "Stats": {
                 "type": "object",

@@ -34,7 +34,7 @@ from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import MISSING
 from geo.store.interface.features import GridVersion
-from layers.base import UNASSIGNED, LayerSpec
+from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
 
 #: Above this zoom (or under ``max_features`` in view) features are sent one by one.
 DETAIL_ZOOM = 17
@@ -151,7 +151,8 @@ def features_in_view(
         Only features assigned to this unit grid code (or ``UNASSIGNED``).
     max_features : int
         Up to this many features in view are sent one by one; more are aggregated into
-        clusters per ``BIN_PX`` screen bin (counts), unless zoom ≥ ``DETAIL_ZOOM``.
+        clusters per ``BIN_PX`` screen bin (counts per status, see :func:`clusters`), unless
+        zoom ≥ ``DETAIL_ZOOM``.
     within : str, optional
         Only features in unit grids under this street/community (or grid) code.
     detail : bool
@@ -192,7 +193,15 @@ def features_in_view(
             "type": "FeatureCollection",
             "aggregated": True,
             "total": total,
-            "features": _clusters(lon[idx], lat[idx], completed[idx], zoom, gcj02),
+            "features": clusters(
+                lon[idx],
+                lat[idx],
+                completed[idx],
+                _status_index(spec, facts.status, idx),
+                zoom,
+                [s.code for s in spec.all_statuses],
+                gcj02,
+            ),
         }
     idx = idx[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
     status = facts.status.take(pa.array(idx)).to_pylist() if facts.status is not None else [None] * len(idx)
@@ -271,9 +280,59 @@ def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> d
     }
 
 
-def _clusters(
-    lon: np.ndarray, lat: np.ndarray, completed: np.ndarray, zoom: int, gcj02: bool
+def _status_index(spec: LayerSpec, status: pa.Array | None, idx: np.ndarray) -> np.ndarray:
+    """Index of each feature ``idx``'s status in ``spec.all_statuses``; ``len(all_statuses)``
+    for a feature without a status (or of a layer without a status field).  A stored code
+    outside the vocabulary counts as unrecognised."""
+    declared = [s.code for s in spec.all_statuses]
+    none = len(declared)
+    if status is None or not len(idx):
+        return np.full(len(idx), none, dtype=np.int64)
+    picked = status.take(pa.array(idx))
+    at = pc.index_in(picked, value_set=pa.array(declared, type=pa.string()))
+    out = pc.fill_null(at, none).to_numpy(zero_copy_only=False).astype(np.int64)
+    if UNRECOGNISED_CODE in declared:
+        stray = pc.and_(pc.is_valid(picked), pc.is_null(at)).to_numpy(zero_copy_only=False)
+        out[stray] = declared.index(UNRECOGNISED_CODE)
+    return out
+
+
+def clusters(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    completed: np.ndarray,
+    status: np.ndarray,
+    zoom: int,
+    codes: list[str],
+    gcj02: bool = False,
 ) -> list[dict[str, Any]]:
+    """Points aggregated into square bins ``BIN_PX`` screen pixels wide at web-map ``zoom``.
+
+    Parameters
+    ----------
+    lon, lat : numpy.ndarray
+        Point positions in degrees (EPSG:4326).
+    completed : numpy.ndarray of bool
+        Whether each point counts as completed.
+    status : numpy.ndarray of int
+        Index of each point's status in ``codes``; ``len(codes)`` for a point without one.
+    zoom : int
+        Web-map zoom level; a bin is ``BIN_PX`` pixels (of 256 per tile) of longitude wide.
+    codes : list of str
+        The status codes (the layer's declared statuses, unrecognised included).
+    gcj02 : bool
+        Shift the cluster centres to GCJ-02.
+
+    Returns
+    -------
+    list of dict
+        One GeoJSON point feature per non-empty bin, at the mean of its points, with
+        ``count``, ``completed`` and ``statuses``: ``[{"status": code or None, "count": n}]``
+        for each status present, in the order of ``codes`` then None; the counts sum to
+        ``count``.
+    """
+    if not len(lon):
+        return []
     size = 360.0 / (256 * 2**zoom) * BIN_PX  # degrees of longitude per bin
     ix = np.floor(lon / size).astype(np.int64)
     iy = np.floor(lat / size).astype(np.int64)
@@ -284,14 +343,23 @@ def _clusters(
     sx = np.bincount(inverse, weights=lon) / counts
     sy = np.bincount(inverse, weights=lat) / counts
     done = np.bincount(inverse, weights=completed.astype(float)).astype(np.int64)
+    width = len(codes) + 1
+    mix = np.bincount(inverse * width + status, minlength=len(counts) * width).reshape(len(counts), width)
+    names: list[str | None] = [*codes, None]
     sx, sy = _shift(sx, sy, gcj02)
     return [
         {
             "type": "Feature",
             "geometry": {"type": "Point", "coordinates": [_round(x), _round(y)]},
-            "properties": {"count": int(c), "completed": int(d)},
+            "properties": {
+                "count": int(c),
+                "completed": int(d),
+                "statuses": [{"status": names[k], "count": n} for k, n in enumerate(row) if n],
+            },
         }
-        for x, y, c, d in zip(sx.tolist(), sy.tolist(), counts.tolist(), done.tolist(), strict=True)
+        for x, y, c, d, row in zip(
+            sx.tolist(), sy.tolist(), counts.tolist(), done.tolist(), mix.tolist(), strict=True
+        )
     ]
 
 
