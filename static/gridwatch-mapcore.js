@@ -102,6 +102,8 @@
     diamond: [[0, -1.25], [1.25, 0], [0, 1.25], [-1.25, 0]],
   };
   const UNKNOWN_DASH = "2 2"; // outline of a feature whose shape value is empty or unknown
+  const HALO = 2; // pixels of white around every point marker and cluster
+  const HALO_COLOR = "#ffffff";
 
   function shapePath(shape, x, y, r) {
     const corners = SHAPES[shape];
@@ -120,12 +122,13 @@
      fillColor, fillOpacity, weight) through setStyle like a path, and answers getLatLng() and
      setRadius() like a circle marker. */
   function shapeMarker(map, latlng, options) {
-    if (!SHAPES[options.shape]) return L.circleMarker(latlng, options);
+    if (!SHAPES[options.shape]) return haloCircle(latlng, options);
     const centre = L.latLng(latlng);
     const flat = { stroke: false, smoothFactor: 0, noClip: true };
+    const halo = L.polygon([], { ...flat, interactive: false, fillColor: HALO_COLOR, fillOpacity: 1 });
     const inside = L.polygon([], flat);
     const ring = L.polygon([], flat);
-    const marker = L.featureGroup([inside, ring]);
+    const marker = L.featureGroup([halo, inside, ring]);
     L.setOptions(marker, { opacity: 1, weight: 1, ...options });
 
     // the shape's corners `grow` pixels out from its edges (in when negative)
@@ -136,6 +139,7 @@
     }
     function place() {
       const half = marker.options.weight / 2;
+      halo.setLatLngs(corners(half + HALO));
       inside.setLatLngs(corners(-half));
       ring.setLatLngs([corners(half), corners(-half)]);
     }
@@ -162,6 +166,32 @@
     return marker;
   }
 
+  /* A circle marker with a halo: a white disc HALO pixels wider under it, so that a point reads on
+     a unit of its own colour.  It answers setStyle, setRadius and getLatLng like a circle marker;
+     the halo keeps its colour and follows the radius and the outline's weight. */
+  function haloCircle(latlng, options) {
+    const dot = L.circleMarker(latlng, options);
+    const haloRadius = () => dot.options.radius + (dot.options.weight || 0) / 2 + HALO;
+    const halo = L.circleMarker(latlng, {
+      radius: haloRadius(), stroke: false, fill: true, fillColor: HALO_COLOR, fillOpacity: 1, interactive: false,
+    });
+    const marker = L.featureGroup([halo, dot]);
+    L.setOptions(marker, dot.options);
+    marker.getLatLng = () => dot.getLatLng();
+    marker.setRadius = (radius) => {
+      dot.setRadius(radius);
+      halo.setRadius(haloRadius());
+      return marker;
+    };
+    marker.setStyle = (style) => {
+      dot.setStyle(style);
+      halo.setRadius(haloRadius());
+      L.setOptions(marker, style);
+      return marker;
+    };
+    return marker;
+  }
+
   function shapeOf(spec, props) {
     if (!spec.shapes) return { shape: "circle", dashArray: null };
     const value = spec.shapes.values.find((v) => v.code === props[spec.shapes.field]);
@@ -174,21 +204,60 @@
     return table(rows);
   }
 
-  /* Draw the API's answer for a survey layer into `group`: clusters with their counts, or the
-     features one by one, each with a popup of its fields read when it opens. */
+  /* A status's colour and label in the page's language; `null` is a feature without a status. */
+  function statusLook(spec, code) {
+    if (code === null || code === undefined) return { color: spec.color, label: cfg.labels.statusNone };
+    const st = spec.statuses.find((s) => s.code === code);
+    return { color: spec.colors[code] || spec.color, label: st ? st.label : code };
+  }
+
+  /* A cluster's marker: a ring with one arc per status (in the status colours, each as long as its
+     share of the count), the count in the centre, on a white disc; larger for larger counts. */
+  function clusterRing(spec, props) {
+    const n = props.count;
+    const size = Math.round(Math.min(64, 28 + 10 * Math.log10(Math.max(1, n))));
+    const c = size / 2, width = Math.max(5, Math.round(size * 0.2));
+    const r = c - HALO - width / 2, round = 2 * Math.PI * r;
+    const svg = svgNode("svg", { width: size, height: size, viewBox: "0 0 " + size + " " + size, class: "gw-ring-svg" });
+    svg.appendChild(svgNode("circle", { cx: c, cy: c, r: c, fill: HALO_COLOR, "fill-opacity": 0.95 }));
+    let start = 0;
+    (props.statuses || []).forEach((part) => {
+      const length = (part.count / n) * round;
+      svg.appendChild(svgNode("circle", {
+        cx: c, cy: c, r: r.toFixed(2), fill: "none", stroke: statusLook(spec, part.status).color,
+        "stroke-width": width, "stroke-dasharray": length.toFixed(2) + " " + (round - length + 0.01).toFixed(2),
+        "stroke-dashoffset": (-start).toFixed(2), transform: "rotate(-90 " + c + " " + c + ")",
+        class: "gw-ring-arc", "data-status": part.status === null ? "" : part.status, "data-count": part.count,
+      }));
+      start += length;
+    });
+    const text = svgNode("text", {
+      x: c, y: c, "text-anchor": "middle", "dominant-baseline": "central", fill: "#222",
+      "font-size": n >= 1000 ? 10 : 12, "font-weight": "bold", "font-family": "sans-serif",
+    });
+    text.textContent = String(n);
+    svg.appendChild(text);
+    return { svg, size };
+  }
+
+  /* A cluster's tooltip: each status with its count, then the total. */
+  function clusterTable(spec, props) {
+    const rows = (props.statuses || []).map((part) => [statusLook(spec, part.status).label, part.count]);
+    rows.push([cfg.labels.total, props.count]);
+    return table(rows);
+  }
+
+  /* Draw the API's answer for a survey layer into `group`: clusters as rings of their status mix,
+     or the features one by one, each with a popup of its fields read when it opens. */
   function drawFeatures(map, group, spec, data) {
     group.clearLayers();
     if (data.aggregated) {
       data.features.forEach((f) => {
         const [lon, lat] = f.geometry.coordinates;
-        const n = f.properties.count;
-        const icon = L.divIcon({ className: "gw-cluster", html: "", iconSize: [34, 34] });
-        const marker = L.marker([lat, lon], { icon });
-        marker.on("add", () => {
-          const box = marker.getElement();
-          if (box) box.textContent = String(n);
-        });
-        marker.bindTooltip(() => table([[cfg.labels.total, n], [cfg.labels.completed, f.properties.completed]]));
+        const { svg, size } = clusterRing(spec, f.properties);
+        const icon = L.divIcon({ className: "gw-ring", html: svg, iconSize: [size, size] });
+        const marker = L.marker([lat, lon], { icon, keyboard: false });
+        marker.bindTooltip(() => clusterTable(spec, f.properties), { direction: "top", offset: [0, -size / 2] });
         group.addLayer(marker);
       });
       return;
@@ -281,6 +350,6 @@
 
   ns.mapcore = {
     config: cfg, crsParam, open, bboxParam, el, table, unitOutlines,
-    shapeMarker, shapeOf, featurePopup, drawFeatures, legend,
+    shapeMarker, haloCircle, shapeOf, featurePopup, drawFeatures, clusterRing, legend,
   };
 })();

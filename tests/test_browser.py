@@ -207,7 +207,8 @@ _PROBES = """() => {
             const p = at(m);
             const painted = (dx, dy) => {
                 const x = (frame.left + p.x + dx - box.left) * k, y = (frame.top + p.y + dy - box.top) * k;
-                return canvas.getContext("2d").getImageData(x, y, 1, 1).data[3] > 100;
+                const [r, g, b, a] = canvas.getContext("2d").getImageData(x, y, 1, 1).data;
+                return a > 100 && Math.min(r, g, b) < 230; // the marker, not its white halo
             };
             out[shape] = {centre: painted(0, 0), corner: painted(-10, -10), apex: painted(0, -16)};
         });

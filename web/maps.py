@@ -150,6 +150,7 @@ def map_config(
             "features": _("本单元要素 {n} 个"),
             "tooMany": _("当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级"),
             "shapeUnknown": _("未注明"),
+            "statusNone": _("无状态"),
         },
     }
 
