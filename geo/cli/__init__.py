@@ -19,7 +19,7 @@ from typing import Any
 from geo.cli.accounts import cmd_audit, cmd_token, cmd_user
 from geo.cli.batches import cmd_batches, cmd_grids, cmd_rollback
 from geo.cli.common import Parser, bounded_int, cell_size, one_line, row_id
-from geo.cli.figures import cmd_ledger, cmd_stats
+from geo.cli.figures import cmd_html_map, cmd_ledger, cmd_stats
 from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
 from geo.errors import GridwatchError
@@ -134,6 +134,20 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("csv", "xlsx", "json", "geojson", "gpkg", "shp"), default="csv")
     s.add_argument("-o", "--output")
     s.set_defaults(func=cmd_stats)
+
+    hm = sub.add_parser(
+        "html-map",
+        help="单张地图 HTML / one street's or community's map as a standalone HTML file (for e-mail)",
+    )
+    hm.add_argument("--within", required=True, help="街道或社区编码 / a street or community code")
+    hm.add_argument("--layer", help="图层（默认第一个调查图层）/ survey layer (default: the first)")
+    hm.add_argument("--as-of", help="截至日期 / as of this day")
+    hm.add_argument(
+        "--known-at", metavar="TIME", help="按当时存储中的数据 / the figures as the store held them then"
+    )
+    hm.add_argument("--grid", metavar="current|ID", help="网格版本 / grid version")
+    hm.add_argument("-o", "--output", required=True, help="输出文件 FILE.html")
+    hm.set_defaults(func=cmd_html_map, format="html")
 
     g = sub.add_parser("grid-generate", help="生成单元网格 / generate unit grids inside a boundary")
     g.add_argument("boundary")

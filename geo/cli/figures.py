@@ -1,4 +1,4 @@
-"""Commands that write figures and tables out: ``stats`` and ``ledger``."""
+"""Commands that write figures, tables and maps out: ``stats``, ``ledger`` and ``html-map``."""
 
 from __future__ import annotations
 
@@ -95,4 +95,27 @@ def _monthly(store: Any, renderer: Any, args: argparse.Namespace, known_at: Any,
     if report.provenance is not None and months:
         report.provenance["as_of"] = f"{months[0]}..{months[-1]} (month ends)"
     write_output(renderer.render(report, args.level), args)
+    return 0
+
+
+def cmd_html_map(args: argparse.Namespace) -> int:
+    """``gridwatch html-map``: one street's or community's map as a standalone HTML file."""
+    from geo.figures.versions import parse_grid
+    from geo.output.html_map import html_map
+    from geo.store import clock
+
+    as_of = parse_date(args.as_of)
+    clock.parse_known_at(args.known_at)  # a bad time exits 2 before anything is read
+    grid = parse_grid(args.grid)
+    store = cli_store(args)
+    page = html_map(
+        store,
+        args.within,
+        args.layer,
+        as_of,
+        known_at=args.known_at,
+        grid=grid,
+        lang=args.lang if args.lang in ("zh", "en") else "zh",
+    )
+    write_output(page, args)
     return 0
