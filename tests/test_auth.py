@@ -45,6 +45,7 @@ ROUTES = {
     "api.api_feature": ("GET", "/api/features/demolition/1", "map"),
     "api.api_stats": ("GET", "/api/stats?level=grid&layer=demolition", "viewer"),
     "api.api_ledger": ("GET", "/api/ledger/demolition?format=csv", "viewer"),
+    "api.api_html_map": ("GET", "/api/html-map?within=340291001001", "viewer"),
     "api.api_batches": ("GET", "/api/batches", "surveyor"),
     "api.api_rollback": ("DELETE", "/api/batches/999", "surveyor"),
     "api.api_upload": ("POST", "/api/uploads", "surveyor"),

@@ -97,6 +97,34 @@ def test_cli_writes_the_file(mapped, runner, tmp_path):
     assert no_out.code == 2
 
 
+def test_download_from_the_api(mapped, make_app, tmp_path):
+    mapped.close()
+    client = make_app(tmp_path / "data", login=False).test_client()
+    r = client.get(f"/api/html-map?within={COMM_A}&layer=demolition&as_of=2022-06-30&lang=en")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert "attachment" in r.headers["Content-Disposition"] and ".html" in r.headers["Content-Disposition"]
+    assert "Completion rate" in r.text and len(_data(r.text)["points"]["features"]) == 2
+    for bad in ("", "within=999", f"within={COMM_A}&layer=nope", f"within={COMM_A}&as_of=2022-13-45"):
+        r = client.get(f"/api/html-map?{bad}")
+        assert r.status_code == 400 and r.is_json and r.get_json()["message_en"], bad
+
+
+def test_stats_page_offers_the_map_of_an_area(mapped, make_app, tmp_path):
+    mapped.close()
+    client = make_app(tmp_path / "data", login=False).test_client()
+    page = client.get("/stats?layer=demolition&as_of=2022-06-30").text
+    form = re.search(r'<form method="get" action="(/api/html-map)"[^>]*>(.*?)</form>', page, re.S)
+    assert form, "no map download on /stats"
+    options = re.findall(r'<option value="(\d+)">', form.group(2))
+    assert COMM_A in options and "340291001" in options  # communities and the street
+    assert "&lt;/script&gt;&lt;img" in form.group(2) and COMMUNITY not in page  # names escaped
+    assert 'name="as_of" value="2022-06-30"' in form.group(2)
+    r = client.get(f"{form.group(1)}?layer=demolition&as_of=2022-06-30&within={COMM_A}")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert "单张地图 HTML" in page
+    assert "Single map (HTML)" in client.get("/stats?layer=demolition&lang=en").text
+
+
 @pytest.mark.slow
 @pytest.mark.needs("chromium", "node_modules")
 def test_opens_offline_and_draws_the_units(mapped, tmp_path):

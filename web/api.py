@@ -17,6 +17,7 @@ from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_i
 from geo.imports import upload_features, upload_review, uploads
 from geo.imports.batches import may_roll_back, rollback
 from geo.output.export import content_disposition, get_renderer
+from geo.output.html_map import html_map
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
@@ -156,6 +157,30 @@ def api_features(layer: str) -> Any:
             within=request.args.get("within") or None,
         )
     )
+
+
+@bp.get("/html-map")
+@requires("viewer")
+def api_html_map() -> Any:
+    """One street's or community's map as a standalone HTML file (Leaflet inlined), to download."""
+    within = request.args.get("within") or ""
+    if not within:
+        raise InputError("请选择街道或社区", "choose a street or community", code="bad_parameter")
+    layer = request.args.get("layer") or None
+    as_of = as_of_arg()
+    page = html_map(
+        get_store(),
+        within,
+        layer,
+        as_of,
+        known_at=known_at_arg(),
+        grid=grid_arg(),
+        lang=select_locale(),
+    )
+    resp = Response(page, mimetype="text/html")
+    name = "_".join(p for p in ("地图", within, layer or "", as_of.isoformat() if as_of else "") if p)
+    resp.headers["Content-Disposition"] = content_disposition(name + ".html")
+    return resp
 
 
 @bp.get("/features/<layer>/<id:fid>")

@@ -341,6 +341,27 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/api/html-map": {
+                "get": _op(
+                    "单张地图 HTML / one street's or community's map as a standalone HTML file for e-mail: "
+                    "Leaflet inlined, units coloured by completion, sites in their status colours",
+                    _SIGNED_IN,
+                    {
+                        "200": {
+                            "description": "the HTML file, with a Content-Disposition naming it",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400, 503),
+                    },
+                    [
+                        _q("within", "a street or community code (or a unit grid's)", required=True),
+                        _survey_layer(),
+                        AS_OF,
+                        KNOWN_AT,
+                        GRID,
+                    ],
+                )
+            },
             "/api/uploads": {
                 "post": _op(
                     "上传并预览 / upload a survey file and get its import report (nothing is written)",

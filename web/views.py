@@ -26,6 +26,7 @@ from geo.errors import InputError
 from geo.figures.hierarchy import grid_levels
 from geo.figures.overview import area_levels, map_summary, stats_page_data
 from geo.imports.batches import TARGET_SPEC, may_roll_back
+from geo.output.html_map import map_areas
 from geo.reading.display import safe_display_name
 from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
@@ -273,4 +274,5 @@ def stats() -> Any:
         undated_now=figures["undated_now"],
         has_status=bool(spec.status_field),
         has_undated=figures["has_undated"],
+        map_areas=[(label(lv), units) for lv, units in map_areas(get_store())],
     )

@@ -105,7 +105,7 @@ def cmd_html_map(args: argparse.Namespace) -> int:
     from geo.store import clock
 
     as_of = parse_date(args.as_of)
-    clock.parse_known_at(args.known_at)  # a bad time exits 2 before anything is read
+    known_at = clock.parse_known_at(args.known_at)  # a bad time exits 2 before anything is read
     grid = parse_grid(args.grid)
     store = cli_store(args)
     page = html_map(
@@ -113,7 +113,7 @@ def cmd_html_map(args: argparse.Namespace) -> int:
         args.within,
         args.layer,
         as_of,
-        known_at=args.known_at,
+        known_at=known_at,
         grid=grid,
         lang=args.lang if args.lang in ("zh", "en") else "zh",
     )

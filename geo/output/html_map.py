@@ -20,11 +20,13 @@ from typing import Any
 
 from geo.errors import GridwatchError, InputError
 from geo.figures.hierarchy import grid_levels, load_hierarchy
+from geo.figures.overview import area_levels
 from geo.figures.viewport import BBox, cells_in_view, features_in_view
 from geo.reading.values import parse_date
 from geo.registry import get_layer
 from geo.store.base import Store
 from layers import survey_layers
+from layers.base import Level
 
 #: Where the set-up installs Leaflet (``npm ci``): the project's ``node_modules``.
 LEAFLET_DIST = Path(__file__).resolve().parents[2] / "node_modules" / "leaflet" / "dist"
@@ -112,6 +114,22 @@ def _area(store: Store, within: str) -> tuple[str, str]:
             name = hit[name_col].iloc[0]
             return lv.name, (str(name) if name is not None and name == name else within)
     return "", within  # features_in_view says what is wrong with an unknown code
+
+
+def map_areas(store: Store) -> list[tuple[Level, list[tuple[str, str]]]]:
+    """The areas a standalone map is made for: per level between the unit grid and the top
+    (streets, communities; see :func:`geo.figures.overview.area_levels`), its units' ``(code,
+    name)`` sorted by code (the name is the code when the grid names none)."""
+    hier = load_hierarchy(store)
+    out = []
+    for lv in area_levels():
+        units = hier.units(lv.name)
+        names = [
+            str(n) if n is not None and n == n else str(c)
+            for c, n in zip(units["code"], units["name"], strict=True)
+        ]
+        out.append((lv, [(str(c), n) for c, n in zip(units["code"], names, strict=True)]))
+    return out
 
 
 def _script_json(value: Any) -> str:
