@@ -268,7 +268,9 @@
         fillColor: spec.colors[f.properties.status] || spec.color,
         ...shapeOf(spec, f.properties),
       }),
-      style: (f) => ({ color: spec.colors[f.properties.status] || spec.color, weight: 1, fillOpacity: 0.5 }),
+      // polygons and lines in their status colour; point markers keep the style they were made with
+      style: (f) => (f.geometry.type === "Point" ? {}
+        : { color: spec.colors[f.properties.status] || spec.color, weight: 1, fillOpacity: 0.5 }),
       onEachFeature: (f, l) => {
         l.bindPopup(cfg.labels.loading);
         l.on("popupopen", () => {
