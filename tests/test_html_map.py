@@ -43,6 +43,7 @@ def _data(page: str) -> dict:
     return json.loads(block.group(1))
 
 
+@pytest.mark.slow
 def test_one_file_with_nothing_from_elsewhere(mapped):
     page = html_map(mapped, COMM_A, "demolition", as_of="2022-06-30").decode("utf-8")
     # Leaflet is in the file; nothing is fetched: no src/href/url()/@import to another place
@@ -109,6 +110,7 @@ def test_download_from_the_api(mapped, make_app, tmp_path):
         assert r.status_code == 400 and r.is_json and r.get_json()["message_en"], bad
 
 
+@pytest.mark.slow
 def test_stats_page_offers_the_map_of_an_area(mapped, make_app, tmp_path):
     mapped.close()
     client = make_app(tmp_path / "data", login=False).test_client()

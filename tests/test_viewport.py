@@ -73,6 +73,7 @@ def test_features_clustered_when_many(loaded):
 CODES = ["已登记", "已拆除", "未识别"]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     points=st.lists(
