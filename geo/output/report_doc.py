@@ -349,7 +349,7 @@ def render_docx(
                 f"Table {n + 1}-1  {lb.spec.label_en}: headline figures",
             ),
         )
-        has_parent = any(r.parent_name for r in lb.ranking) and b.level != "street"
+        has_parent = len({r.parent_name for r in lb.ranking}) > 1
         lvl = b.level_zh if lang != "en" else b.level_en
         header = [_t(lang, "排名", "Rank"), lvl]
         if has_parent:
