@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from geo.cli.common import cli_store, say
 from geo.errors import InputError
@@ -44,7 +45,7 @@ def _layer(name: str) -> str:
     return get_layer(name).name
 
 
-def add_report_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_report_parser(sub: Any) -> None:
     """Add ``report`` to the command table ``sub``."""
     r = sub.add_parser("report", help="月度通报 / the monthly report (docx or pdf)")
     r.add_argument("--as-of", required=True, help="统计截至日期：2022-06-30、20220630、2022年6月30日 …")

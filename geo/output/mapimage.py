@@ -49,6 +49,7 @@ __all__ = [
     "METRICS",
     "NO_DATA",
     "PAPERS",
+    "MissingTool",
     "bar_chart",
     "cjk_font",
     "line_chart",
@@ -71,19 +72,26 @@ _RATE_BREAKS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 _CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Serif CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei")
 
 
+class MissingTool(GridwatchError):
+    """A program or font the output needs is not installed (a 503 in the web)."""
+
+    status = 503
+    code = "missing_tool"
+
+
 def cjk_font() -> str:
     """The family name of a font with Chinese glyphs (Noto Sans CJK SC first).
 
     Raises
     ------
-    GridwatchError
+    MissingTool
         No CJK font is installed (install fonts-noto-cjk).
     """
     names = {f.name for f in font_manager.fontManager.ttflist}
     for fam in _CJK_FAMILIES:
         if fam in names:
             return fam
-    raise GridwatchError(
+    raise MissingTool(
         "找不到中文字体，无法绘图（请安装 fonts-noto-cjk）",
         "no CJK font found to draw with (install fonts-noto-cjk)",
         code="no_cjk_font",
@@ -137,6 +145,23 @@ def _fmt_break(metric: str, v: float) -> str:
     if metric in ("rate", "progress"):
         return f"{v * 100:.0f}%"
     return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
+def _asked_extent(bbox: BBox | None, proj: pyproj.CRS | None) -> tuple[float, float, float, float] | None:
+    """``bbox`` (lon/lat) in the grid's CRS; None when there is none or it cannot be drawn there
+    (far outside the projection's zone, or under a metre across): the units' extent is used."""
+    if bbox is None or proj is None:
+        return None
+    t = crsmod.transformer(pyproj.CRS.from_epsg(4326), proj)
+    xs, ys = t.transform(
+        [bbox.west, bbox.east, bbox.west, bbox.east], [bbox.south, bbox.south, bbox.north, bbox.north]
+    )
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if not all(math.isfinite(v) for v in (x0, x1, y0, y1)):
+        return None
+    if not (1.0 < x1 - x0 < 2_000_000 and 1.0 < y1 - y0 < 2_000_000):
+        return None
+    return x0, y0, x1, y1
 
 
 def _scale_length(width_m: float) -> float:
@@ -364,12 +389,9 @@ def _draw(
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.6},
             )
     # extent: the bbox asked (lon/lat → the grid's CRS), else every unit drawn
-    if bbox is not None and proj is not None:
-        t = crsmod.transformer(pyproj.CRS.from_epsg(4326), proj)
-        xs, ys = t.transform(
-            [bbox.west, bbox.east, bbox.west, bbox.east], [bbox.south, bbox.south, bbox.north, bbox.north]
-        )
-        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    asked = _asked_extent(bbox, proj)
+    if asked is not None:
+        x0, y0, x1, y1 = asked
     elif valid:
         b = shapely.total_bounds(np.array([g for g, _ in valid], dtype=object))
         pad = 0.03 * max(b[2] - b[0], b[3] - b[1], 1.0)

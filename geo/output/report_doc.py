@@ -29,7 +29,7 @@ from docx.shared import Cm, Pt, RGBColor
 
 from geo.errors import GridwatchError
 from geo.figures.bulletin import Bulletin, Figures, LayerBulletin, build_bulletin, fmt_number, fmt_pct
-from geo.output.mapimage import bar_chart, line_chart, render_map
+from geo.output.mapimage import MissingTool, bar_chart, line_chart, render_map
 from geo.store.base import Store
 
 __all__ = ["REPORT_FORMATS", "docx_to_pdf", "render_docx", "render_report", "report_filename"]
@@ -497,12 +497,14 @@ def docx_to_pdf(data: bytes, timeout: float = 180) -> bytes:
 
     Raises
     ------
+    MissingTool
+        LibreOffice (``soffice``) is not installed.
     GridwatchError
-        LibreOffice (``soffice``) is not installed, or the conversion failed or timed out.
+        The conversion failed or timed out.
     """
     soffice = shutil.which("soffice") or shutil.which("libreoffice")
     if soffice is None:
-        raise GridwatchError(
+        raise MissingTool(
             "未安装 LibreOffice（soffice），无法生成 PDF；请改用 Word 格式，或安装 libreoffice-writer",
             "LibreOffice (soffice) is not installed, so no PDF can be made; use docx, or install libreoffice-writer",
             code="no_soffice",
