@@ -164,6 +164,8 @@ class Bulletin:
     title_en: str
     known_at: Any = None
     grid: Any = None
+    grid_chosen: str = "in_force"
+    grid_versions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def month_end_before(day: date) -> date:
@@ -482,4 +484,6 @@ def build_bulletin(
         title_en=f"Progress report: {', '.join(s.report_words.noun_en for s in specs)}",
         known_at=clock.shown(view.known_at, tz),
         grid=grid,
+        grid_chosen=view.grid,
+        grid_versions=[{"id": v.id, "valid_from": v.valid_from} for v in used if v is not None],
     )

@@ -235,7 +235,7 @@ def _headline_rows(lb: LayerBulletin, lang: str) -> list[list[str]]:
 
 def _provenance_rows(b: Bulletin, lang: str, source: str | None) -> list[list[str]]:
     p = b.provenance
-    versions = p.get("grid", {}).get("versions", [])
+    versions = b.grid_versions
     grid_text = (
         "；".join(f"#{v['id']}（{_t(lang, '生效', 'in force from')} {v['valid_from']}）" for v in versions)
         or "—"
@@ -244,7 +244,7 @@ def _provenance_rows(b: Bulletin, lang: str, source: str | None) -> list[list[st
         "in_force": _t(lang, "截至日期当日生效的版本", "the version in force on the as-of day"),
         "current": _t(lang, "当前网格", "the current grid"),
         "asked": _t(lang, "指定版本", "the version asked for"),
-    }.get(p.get("grid", {}).get("chosen"), "")
+    }.get(b.grid_chosen, "")
     computed = p.get("computed_at", {})
     layers_text = "；".join(
         f"{lb.spec.label_zh if lang != 'en' else lb.spec.label_en}: {_t(lang, '批次', 'batch')} {x.get('batch') or '—'}，"
