@@ -111,6 +111,7 @@ class RankRow:
     figures: Figures
     month: Figures
     lagging_reason: str = ""
+    lagging_reason_en: str = ""
 
 
 @dataclass
@@ -438,13 +439,17 @@ def build_bulletin(
             rule_en = f"progress against target below the share of the year gone ({fmt_pct(elapsed)})"
             lagging = [r for r in with_targets if (r.figures.progress or 0.0) < elapsed]
             for r in lagging:
-                r.lagging_reason = f"目标完成度 {fmt_pct(r.figures.progress)}"
+                gap = (elapsed - (r.figures.progress or 0.0)) * 100
+                r.lagging_reason = f"落后时间进度{gap:.1f}个百分点"
+                r.lagging_reason_en = f"{gap:.1f} points behind the year's time"
         else:
             rule_zh = f"完成率低于{area_zh}平均（{fmt_pct(cum.rate)}）"
             rule_en = f"completion rate below the whole area's ({fmt_pct(cum.rate)})"
             lagging = [r for r in ranked if cum.rate is not None and (r.figures.rate or 0.0) < cum.rate]
             for r in lagging:
-                r.lagging_reason = f"完成率 {fmt_pct(r.figures.rate)}"
+                gap = ((cum.rate or 0.0) - (r.figures.rate or 0.0)) * 100
+                r.lagging_reason = f"低于{area_zh}平均{gap:.1f}个百分点"
+                r.lagging_reason_en = f"{gap:.1f} points below the whole area's rate"
         lagging.sort(key=lambda r: (r.figures.progress if with_targets else r.figures.rate) or 0.0)
         series = [(d.strftime("%Y-%m"), _figures(spec, _units(series_tables[d]))) for d in series_days]
         lb = LayerBulletin(

@@ -239,13 +239,15 @@ def render_map(
     source: str | None = None,
     dpi: int = 150,
     tz: str | None = None,
+    size: tuple[float, float] | None = None,
 ) -> bytes:
     """A printable map: the units of ``level`` coloured by ``metric`` for ``layer`` (default the
     first survey layer), as of ``as_of``, optionally only under unit ``within`` and framed on
     ``bbox`` (lon/lat); survey features (with ``statuses`` only) drawn as points coloured by status.
 
     ``paper`` is ``a4`` or ``a3`` (landscape), ``fmt`` ``png`` (``dpi``, at least 150) or ``pdf``,
-    ``lang`` ``zh`` or ``en`` for the title and legends.
+    ``lang`` ``zh`` or ``en`` for the title and legends; ``size`` (inches) overrides the paper's
+    for a map set into a document.
 
     Raises
     ------
@@ -297,7 +299,7 @@ def render_map(
             values,
             proj,
             bbox,
-            paper,
+            size or PAPERS[paper],
             zh,
             day,
             title,
@@ -319,14 +321,15 @@ def _draw(
     values: np.ndarray,
     proj: pyproj.CRS | None,
     bbox: BBox | None,
-    paper: str,
+    size: tuple[float, float],
     zh: bool,
     day: date | None,
     title: str | None,
     source: str | None,
     pts: Any,
 ) -> Figure:
-    w, h = PAPERS[paper]
+    w, h = size
+    paper = "a4" if w < 14 else "a3"
     fig = plt.figure(figsize=(w, h))
     lv = get_level(level)
     mname = METRICS[metric][0 if zh else 1]

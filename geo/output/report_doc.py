@@ -241,7 +241,7 @@ def _provenance_rows(b: Bulletin, lang: str, source: str | None) -> list[list[st
         or "—"
     )
     chosen = {
-        "in_force": _t(lang, "截至日期当日生效的版本", "the version in force on the as-of day"),
+        "in_force": _t(lang, "按截至日期选取", "chosen by the as-of day"),
         "current": _t(lang, "当前网格", "the current grid"),
         "asked": _t(lang, "指定版本", "the version asked for"),
     }.get(b.grid_chosen, "")
@@ -411,18 +411,25 @@ def render_docx(
                 14,
                 indent=True,
             )
+            by_target = any(r.figures.progress is not None for r in lb.lagging)
             _table(
                 doc,
                 [
                     lvl,
                     _t(lang, "完成率", "Rate"),
-                    _t(lang, "目标完成度", "Progress"),
+                    *([_t(lang, "目标完成度", "Progress")] if by_target else []),
                     _t(lang, "说明", "Why"),
                 ],
                 [
-                    [r.name, fmt_pct(r.figures.rate), fmt_pct(r.figures.progress, "—"), r.lagging_reason]
+                    [
+                        r.name,
+                        fmt_pct(r.figures.rate),
+                        *([fmt_pct(r.figures.progress, "—")] if by_target else []),
+                        _t(lang, r.lagging_reason, r.lagging_reason_en),
+                    ]
                     for r in lb.lagging
                 ],
+                widths=[4.2, 3.0, 3.0, 5.6] if by_target else [4.2, 4.0, 7.6],
                 caption=_t(lang, f"表{n + 1}-3  进度滞后单位", f"Table {n + 1}-3  lagging units"),
             )
         else:
@@ -436,14 +443,17 @@ def render_docx(
             )
             doc.add_picture(io.BytesIO(chart), width=Cm(15))
             doc.paragraphs[-1].alignment = WD_ALIGN_PARAGRAPH.CENTER
-        if any(f.found for _, f in lb.series):
-            months = [m for m, _ in lb.series]
+        series = lb.series
+        while len(series) > 2 and not series[0][1].found and not series[1][1].found:
+            series = series[1:]  # from the month before the first data
+        if any(f.found for _, f in series):
+            months = [m for m, _ in series]
             line = line_chart(
                 months,
                 {
-                    _t(lang, f"累计{w.found_zh}", w.found_en): [float(f.found) for _, f in lb.series],
+                    _t(lang, f"累计{w.found_zh}", w.found_en): [float(f.found) for _, f in series],
                     _t(lang, f"累计{w.completed_zh}", w.completed_en): [
-                        float(f.completed) for _, f in lb.series
+                        float(f.completed) for _, f in series
                     ],
                 },
                 _t(
@@ -596,6 +606,7 @@ def render_report(
             grid=grid,
             source=source,
             tz=tz,
+            size=(9.0, 6.4),
         )
         for lb in b.layers
     }
