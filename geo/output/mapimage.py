@@ -38,7 +38,7 @@ from geo.figures.asof import choose_version, parse_as_of, resolve_view
 from geo.figures.facts import load_facts
 from geo.figures.hierarchy import check_level, get_level
 from geo.figures.report import pin, unit_geometry
-from geo.figures.tally import Filters, survey_specs, tally
+from geo.figures.tally import Filters, column_labels, survey_specs, tally
 from geo.figures.viewport import BBox
 from geo.reading import crs as crsmod
 from geo.reading.values import parse_date
@@ -138,6 +138,8 @@ def _breaks(metric: str, values: np.ndarray) -> list[float]:
         return [*_RATE_BREAKS[:-1], top] if top > 1 else list(_RATE_BREAKS)
     finite = values[~np.isnan(values)]
     step = _nice(float(finite.max()) / 5) if len(finite) and finite.max() > 0 else 1.0
+    if metric == "completed":
+        step = max(1.0, math.ceil(step))  # counts: whole classes
     return [step * i for i in range(6)]
 
 
@@ -333,6 +335,10 @@ def _draw(
     fig = plt.figure(figsize=(w, h))
     lv = get_level(level)
     mname = METRICS[metric][0 if zh else 1]
+    if metric == "area":  # the measure drawn, with its unit
+        header = column_labels([spec], with_targets=False).get(metric_column(spec, metric))
+        if header:
+            mname = header[0][len(spec.label_zh) :] if zh else header[1].split(": ", 1)[-1]
     layer_label = spec.label_zh if zh else spec.label_en
     level_label = lv.label_zh if zh else lv.label_en
     if title is None:
@@ -375,7 +381,9 @@ def _draw(
         ax.add_collection(PatchCollection(patches, facecolors=colors, edgecolors="#555555", linewidths=0.4))
     xy, pcolors, shown = pts
     if len(xy):
-        ax.scatter(xy[:, 0], xy[:, 1], s=9, c=pcolors, edgecolors="white", linewidths=0.5, zorder=3)
+        # a thin dark outline keeps a point readable on any fill
+        point_size = 10 if w < 14 else 16
+        ax.scatter(xy[:, 0], xy[:, 1], s=point_size, c=pcolors, edgecolors="#222222", linewidths=0.35, zorder=3)
     # labels: names of units when they are few enough to read
     valid = [(g, n) for g, n in zip(geoms, table["name"], strict=True) if g is not None and not g.is_empty]
     if 0 < len(valid) <= 40:
@@ -420,6 +428,18 @@ def _draw(
     length = _scale_length(gx1 - gx0)
     sx, sy = gx0 + 0.04 * (gx1 - gx0), gy0 + 0.05 * (gy1 - gy0)
     bar_h = 0.008 * (gy1 - gy0)
+    ax.add_patch(
+        Rectangle(
+            (sx - 0.02 * (gx1 - gx0), sy - 0.02 * (gy1 - gy0)),
+            length + 0.05 * (gx1 - gx0),
+            0.07 * (gy1 - gy0),
+            fc="white",
+            ec="#999999",
+            lw=0.5,
+            alpha=0.85,
+            zorder=4.5,
+        )
+    )
     for i in range(4):
         ax.add_patch(
             Rectangle(
@@ -436,6 +456,18 @@ def _draw(
     ax.text(sx, sy + 2.2 * bar_h, "0", fontsize=8, ha="center", zorder=5)
     ax.text(sx + length, sy + 2.2 * bar_h, label, fontsize=8, ha="center", zorder=5)
     nx, ny = gx1 - 0.05 * (gx1 - gx0), gy1 - 0.14 * (gy1 - gy0)
+    ax.add_patch(
+        Rectangle(
+            (nx - 0.035 * (gx1 - gx0), ny - 0.01 * (gy1 - gy0)),
+            0.07 * (gx1 - gx0),
+            0.14 * (gy1 - gy0),
+            fc="white",
+            ec="#999999",
+            lw=0.5,
+            alpha=0.85,
+            zorder=4.5,
+        )
+    )
     ax.add_patch(
         FancyArrow(
             nx,
