@@ -383,7 +383,9 @@ def _draw(
     if len(xy):
         # a thin dark outline keeps a point readable on any fill
         point_size = 10 if w < 14 else 16
-        ax.scatter(xy[:, 0], xy[:, 1], s=point_size, c=pcolors, edgecolors="#222222", linewidths=0.35, zorder=3)
+        ax.scatter(
+            xy[:, 0], xy[:, 1], s=point_size, c=pcolors, edgecolors="#222222", linewidths=0.35, zorder=3
+        )
     # labels: names of units when they are few enough to read
     valid = [(g, n) for g, n in zip(geoms, table["name"], strict=True) if g is not None and not g.is_empty]
     if 0 < len(valid) <= 40:

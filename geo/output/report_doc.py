@@ -125,7 +125,11 @@ def _table(
         _shade(cell, "D9E2F3")
     _repeat_header(table.rows[0])
     for r in rows:
-        cells = table.add_row().cells
+        row = table.add_row()
+        cant = OxmlElement("w:cantSplit")
+        cant.set(qn("w:val"), "true")
+        row._tr.get_or_add_trPr().append(cant)
+        cells = row.cells
         for i, v in enumerate(r):
             cells[i].text = ""
             _font(cells[i].paragraphs[0].add_run(v), TABLE_FONT, 10.5)
@@ -154,6 +158,17 @@ def _widths(header: list[str], total: float = 15.8) -> list[float]:
         weights[0] = 5  # the unit's name
     rest = total - first
     return [first, *(rest * w / sum(weights) for w in weights)]
+
+
+def _ranking_widths(has_parent: bool, ncols: int, total: float = 15.8) -> list[float]:
+    """The ranking table: the rank narrow, the names wide, the rate (``100.0%``) on one line,
+    the other figures sharing the rest."""
+    fixed = [1.1, 2.6 if has_parent else 3.0, *([2.2] if has_parent else [])]
+    rate_at, rate_width = len(fixed) + 2, 2.0
+    rest = (total - sum(fixed) - rate_width) / (ncols - len(fixed) - 1)
+    widths = [*fixed, *([rest] * (ncols - len(fixed)))]
+    widths[rate_at] = rate_width
+    return widths
 
 
 def _opt(v: float | None, fmt: Any = fmt_number, missing: str = "—") -> str:
@@ -380,6 +395,7 @@ def render_docx(
             doc,
             header,
             rows,
+            widths=_ranking_widths(has_parent, len(header)),
             caption=_t(
                 lang,
                 f"表{n + 1}-2  各{lvl}{w.noun_zh}完成率排名",
@@ -390,7 +406,14 @@ def render_docx(
             _para(
                 doc,
                 _t(lang, "红榜：", "Top: ")
-                + "、".join(f"{r.name}（{fmt_pct(r.figures.rate)}）" for r in lb.red),
+                + _t(lang, "、", ", ").join(
+                    _t(
+                        lang,
+                        f"{r.name}（{fmt_pct(r.figures.rate)}）",
+                        f"{r.name} ({fmt_pct(r.figures.rate)})",
+                    )
+                    for r in lb.red
+                ),
                 BODY_FONT,
                 14,
                 indent=True,
@@ -398,7 +421,14 @@ def render_docx(
             _para(
                 doc,
                 _t(lang, "黑榜：", "Bottom: ")
-                + "、".join(f"{r.name}（{fmt_pct(r.figures.rate)}）" for r in lb.black),
+                + _t(lang, "、", ", ").join(
+                    _t(
+                        lang,
+                        f"{r.name}（{fmt_pct(r.figures.rate)}）",
+                        f"{r.name} ({fmt_pct(r.figures.rate)})",
+                    )
+                    for r in lb.black
+                ),
                 BODY_FONT,
                 14,
                 indent=True,
