@@ -260,6 +260,8 @@ def test_cli_exit_codes(demo, tmp_path, capsys):
         == 2
     )
     assert not (tmp_path / "x.docx").exists()
+    assert main(["--data", d, "report", "--as-of", AS_OF, "-o", str(tmp_path)]) == 2  # a folder
+    assert main(["--data", d, "report", "--as-of", AS_OF, "-o", str(tmp_path / "no" / "x.docx")]) == 2
     out = tmp_path / "c.docx"
     args = [
         "--data",

@@ -25,11 +25,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     known_at = clock.parse_known_at(args.known_at)
     grid = parse_grid(args.grid)
     names = [_layer(n) for n in args.layer] if args.layer else None
+    out = Path(args.output)
+    if out.is_dir() or not out.parent.is_dir():  # said before minutes of drawing, not after
+        raise InputError(
+            f"无法写入 {args.output}：是目录或所在目录不存在",
+            f"cannot write {args.output}: a folder, or its folder does not exist",
+            code="bad_output",
+        )
     store = cli_store(args)
     _, data = render_report(
         store, as_of, args.format, args.level, names, known_at, grid, lang=args.lang, source=args.source
     )
-    Path(args.output).write_bytes(data)
+    out.write_bytes(data)
     say(f"已写入 {args.output} / wrote {args.output}", err=True)
     return 0
 
