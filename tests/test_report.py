@@ -360,3 +360,18 @@ def test_stats_page_links_to_the_report(demo, make_app):
     links = re.findall(r'href="([^"]*/api/report[^"]*)"', html)
     assert {("format=docx" in u, "format=pdf" in u) for u in links} == {(True, False), (False, True)}
     assert all(f"as_of={AS_OF}" in u for u in links)
+
+
+@pytest.mark.slow
+def test_missing_cjk_font_or_libreoffice_is_a_clear_503(demo, make_app, monkeypatch):
+    from geo.output import mapimage
+
+    client = make_app(demo, login=False).test_client()
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    r = client.get(f"/api/report?as_of={AS_OF}&format=pdf")
+    assert r.status_code == 503 and "LibreOffice" in r.json["message_en"]
+    monkeypatch.setattr(mapimage, "_CJK_FAMILIES", ("No Such Font",))
+    with pytest.raises(mapimage.MissingTool, match="fonts-noto-cjk"):
+        mapimage.cjk_font()
+    r = client.get("/api/map-image?format=png")
+    assert r.status_code == 503 and r.is_json and "fonts-noto-cjk" in r.json["message_zh"]
