@@ -8,7 +8,7 @@ in :mod:`geo` reads these declarations and never names a layer itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Literal
 
@@ -99,6 +99,18 @@ class Measure:
     label_en: str
     unit: str = ""
     from_geometry: bool = False
+    unit_zh: str = ""
+    unit_en: str = ""
+
+    @property
+    def unit_words(self) -> tuple[str, str]:
+        """How a report writes the unit after a figure, in Chinese and English (``平方米``/``m²``
+        for ``m2``; else :attr:`unit_zh`/:attr:`unit_en`, by default ``个`` and nothing)."""
+        if self.unit_zh or self.unit_en:
+            return self.unit_zh, self.unit_en
+        if self.unit == "m2":
+            return "平方米", "m²"
+        return "个", ""
 
     def total_column(self, layer: str) -> str:
         return f"{layer}_{self.key}_{self.unit}" if self.unit else f"{layer}_{self.key}"
@@ -107,6 +119,35 @@ class Measure:
         if self.unit:
             return f"{layer}_{self.key}_completed_{self.unit}"
         return f"{layer}_{self.key}_completed"
+
+
+@dataclass(frozen=True)
+class ReportWords:
+    """How the monthly report (通报) speaks of a layer.
+
+    Parameters
+    ----------
+    noun_zh, noun_en : str
+        What the layer counts (``违法建设`` / ``illegal structures``); empty: the layer's label.
+    count_unit_zh, count_unit_en : str
+        The classifier after a count (``处``, ``个``) and the English plural noun (``sites``).
+    found_zh, found_en : str
+        The verb for a feature recorded (``排查`` / ``found``).
+    completed_zh, completed_en : str
+        The verb for a feature done (``拆除`` / ``demolished``).
+    task_zh : str
+        The work, as the report's title names it (``违法建设治理``); empty: the noun.
+    """
+
+    noun_zh: str = ""
+    noun_en: str = ""
+    count_unit_zh: str = "个"
+    count_unit_en: str = ""
+    found_zh: str = "登记"
+    found_en: str = "recorded"
+    completed_zh: str = "完成"
+    completed_en: str = "completed"
+    task_zh: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +225,9 @@ class LayerSpec:
         upward (each unit of a level lies in one unit of the next).
     style : dict
         Drawing hints for maps (colour, radius, icon).
+    report : ReportWords or None
+        How the monthly report speaks of the layer (None: the defaults, nouns from the labels;
+        see :attr:`report_words`).
     """
 
     name: str
@@ -203,6 +247,7 @@ class LayerSpec:
     is_grid: bool = False
     levels: tuple[Level, ...] = ()
     style: dict[str, object] = field(default_factory=dict)
+    report: ReportWords | None = None
 
     def __post_init__(self) -> None:
         self._check_levels()
@@ -229,6 +274,15 @@ class LayerSpec:
         digits = [lv.code_digits for lv in self.levels]
         if any(a <= b for a, b in pairwise(digits)) or any(d <= 0 for d in digits):
             raise ValueError(f"{self.name}: level codes must get shorter upward: {digits}")
+
+    @property
+    def report_words(self) -> ReportWords:
+        """:attr:`report` with its empty nouns filled from the layer's labels."""
+        words = self.report or ReportWords()
+        noun_zh = words.noun_zh or self.label_zh
+        return replace(
+            words, noun_zh=noun_zh, noun_en=words.noun_en or self.label_en, task_zh=words.task_zh or noun_zh
+        )
 
     def field(self, name: str) -> Field:
         for f in self.fields:

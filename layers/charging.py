@@ -1,6 +1,6 @@
 """充电棚 — e-bike charging sheds: ports counted, sheds measured by area."""
 
-from layers.base import Field, LayerSpec, Measure, Status
+from layers.base import Field, LayerSpec, Measure, ReportWords, Status
 
 LAYER = LayerSpec(
     name="charging",
@@ -54,8 +54,11 @@ LAYER = LayerSpec(
     found_field="found_on",
     completed_field="done_on",
     measures=(
-        Measure("ports", "ports", "端口数", "Ports"),
+        Measure("ports", "ports", "端口数", "Ports", unit_zh="个", unit_en="ports"),
         Measure("area", "area_m2", "棚面积", "Shed area", "m2", from_geometry=True),
     ),
     style={"color": "#ff7f0e", "radius": 6},
+    report=ReportWords(
+        "充电棚", "charging sheds", "个", "sheds", "规划", "planned", "建成", "built", task_zh="充电棚建设"
+    ),
 )

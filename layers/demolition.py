@@ -1,6 +1,6 @@
 """违法建设 — illegal-construction sites, counted per site and by area until demolished."""
 
-from layers.base import Category, Field, LayerSpec, Measure, Status
+from layers.base import Category, Field, LayerSpec, Measure, ReportWords, Status
 
 LAYER = LayerSpec(
     name="demolition",
@@ -129,4 +129,15 @@ LAYER = LayerSpec(
     ),
     shape_field="position",
     style={"color": "#d62728", "radius": 5},
+    report=ReportWords(
+        "违法建设",
+        "illegal structures",
+        "处",
+        "sites",
+        "排查",
+        "found",
+        "拆除",
+        "demolished",
+        task_zh="违法建设治理",
+    ),
 )

@@ -1,6 +1,6 @@
 """非机动车停放点 — parking points or painted parking areas for bicycles and e-bikes."""
 
-from layers.base import Field, LayerSpec, Measure, Status
+from layers.base import Field, LayerSpec, Measure, ReportWords, Status
 
 LAYER = LayerSpec(
     name="parking",
@@ -53,6 +53,17 @@ LAYER = LayerSpec(
     default_status="规划",
     found_field="found_on",
     completed_field="done_on",
-    measures=(Measure("capacity", "capacity", "泊位数", "Spaces"),),
+    measures=(Measure("capacity", "capacity", "泊位数", "Spaces", unit_zh="个", unit_en="spaces"),),
     style={"color": "#1f77b4", "radius": 4},
+    report=ReportWords(
+        "非机动车停放点",
+        "bicycle parking points",
+        "个",
+        "points",
+        "规划",
+        "planned",
+        "建成",
+        "built",
+        task_zh="非机动车停放点建设",
+    ),
 )

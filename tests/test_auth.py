@@ -54,6 +54,8 @@ ROUTES = {
     "api.api_upload_features": ("GET", "/api/uploads/aaaaaaaaaaaaaaaaaaaaaaaa/features", "surveyor"),
     "api.api_upload_discard": ("DELETE", "/api/uploads/aaaaaaaaaaaaaaaaaaaaaaaa", "surveyor"),
     "api.api_openapi": ("GET", "/api/openapi.json", "public"),
+    "api.api_report": ("GET", "/api/report?as_of=2022-06-30&format=nope", "viewer"),
+    "api.api_map_image": ("GET", "/api/map-image?format=nope", "map"),
     "auth.login": ("GET", "/login", "public"),
     "auth.logout": ("POST", "/logout", "public"),
     "auth.account": ("GET", "/account", "user"),

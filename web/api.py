@@ -404,6 +404,71 @@ def api_upload_discard(upload_id: str) -> Any:
     return "", 204
 
 
+@bp.get("/report")
+@requires("viewer")
+def api_report() -> Any:
+    """The monthly report (通报) as Word or PDF."""
+    from geo.output.report_doc import REPORT_FORMATS, render_report, report_filename
+    from geo.store import clock
+
+    fmt = request.args.get("format", "docx")
+    as_of = as_of_arg() or clock.today(timezone())  # none: as of today
+    layer = request.args.get("layer") or None
+    if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
+        raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
+    level = request.args.get("level") or None
+    if level is not None and level == level_names()[0]:
+        raise InputError(
+            "排名层级不能是单元网格", "the ranking level cannot be the unit grid", code="bad_level"
+        )
+    bulletin, body = render_report(
+        get_store(),
+        as_of,
+        fmt,
+        check_level(level) if level else None,
+        [layer] if layer else None,
+        known_at_arg(),
+        grid_arg(),
+        tz=timezone(),
+        lang=select_locale(),
+    )
+    resp = Response(body, mimetype=REPORT_FORMATS[fmt])
+    resp.headers["Content-Disposition"] = content_disposition(report_filename(bulletin, fmt))
+    return resp
+
+
+@bp.get("/map-image")
+@requires(MAP)
+def api_map_image() -> Any:
+    """The map as a printable image: PNG or PDF, A4 or A3 landscape."""
+    from geo.output.mapimage import render_map
+
+    fmt = request.args.get("format", "png")
+    layer = request.args.get("layer") or None
+    if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
+        raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
+    statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
+    body = render_map(
+        get_store(),
+        layer=layer,
+        level=check_level(request.args.get("level")),
+        metric=request.args.get("metric", "rate"),
+        as_of=as_of_arg(),
+        within=request.args.get("within") or None,
+        statuses=statuses,
+        bbox=BBox.parse(request.args.get("bbox")),
+        paper=request.args.get("paper", "a4"),
+        fmt=fmt,
+        lang=select_locale(),
+        known_at=known_at_arg(),
+        grid=grid_arg(),
+        tz=timezone(),
+    )
+    resp = Response(body, mimetype="application/pdf" if fmt == "pdf" else "image/png")
+    resp.headers["Content-Disposition"] = content_disposition(f"map.{fmt}")
+    return resp
+
+
 @bp.get("/openapi.json")
 @requires(PUBLIC)
 def api_openapi() -> Any:

@@ -157,6 +157,9 @@ def _survey_layer(name: str = "layer", where: str = "query") -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
+    from geo.output.mapimage import METRICS, PAPERS  # matplotlib and python-docx load on first use
+    from geo.output.report_doc import REPORT_FORMATS
+
     all_layers = [s.name for s in layers.all_layers()]
     formats = [r.name for r in renderers()]
     upload_fields = {
@@ -470,6 +473,88 @@ def document() -> dict[str, Any]:
                     _SIGNED_IN,
                     {"200": _ok("the batch, rolled back", BATCH_REF), **_errors(404, 409, 503)},
                     [_path("batch_id", "batch id", ID)],
+                )
+            },
+            "/api/report": {
+                "get": _op(
+                    "月度通报 / the monthly report (通报) as Word or PDF",
+                    _SIGNED_IN,
+                    {
+                        "200": {
+                            "description": "the report, with a Content-Disposition naming it; its figures equal "
+                            "/api/stats for the same as_of, known_at and grid",
+                            "content": {
+                                mime: {"schema": {"type": "string", "format": "binary"}}
+                                for mime in REPORT_FORMATS.values()
+                            },
+                        },
+                        **_errors(400, 503),
+                    },
+                    [
+                        _q(
+                            "as_of",
+                            "the report's as-of day (default: today); 本月 is its calendar month",
+                        ),
+                        _q(
+                            "level",
+                            "the level ranked (default: the level above the communities)",
+                            {"type": "string", "enum": level_names()[1:]},
+                        ),
+                        _q(
+                            "layer",
+                            "one survey layer (default: every one)",
+                            {"type": "string", "enum": [s.name for s in layers.survey_layers()]},
+                        ),
+                        KNOWN_AT,
+                        GRID,
+                        _q(
+                            "format",
+                            "docx (default) or pdf (503 without LibreOffice)",
+                            {"type": "string", "enum": list(REPORT_FORMATS)},
+                        ),
+                    ],
+                )
+            },
+            "/api/map-image": {
+                "get": _op(
+                    "导出地图 / the map as a printable image (title, legends, scale bar, north arrow, date)",
+                    _MAP,
+                    {
+                        "200": {
+                            "description": "the map on A4 or A3 landscape",
+                            "content": {
+                                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                            },
+                        },
+                        **_errors(400, 503),
+                    },
+                    [
+                        _q(
+                            "format",
+                            "png (default, 150 dpi) or pdf",
+                            {"type": "string", "enum": ["png", "pdf"]},
+                        ),
+                        _q(
+                            "paper", "a4 (default) or a3, landscape", {"type": "string", "enum": list(PAPERS)}
+                        ),
+                        _survey_layer(),
+                        _level(),
+                        _q(
+                            "metric",
+                            "what colours the units (default rate)",
+                            {"type": "string", "enum": list(METRICS)},
+                        ),
+                        AS_OF,
+                        WITHIN,
+                        _q("status", "only features with these status codes, comma-separated"),
+                        _q(
+                            "bbox",
+                            "the view drawn: west,south,east,north in WGS84 degrees (default: every unit)",
+                        ),
+                        KNOWN_AT,
+                        GRID,
+                    ],
                 )
             },
             "/api/openapi.json": {"get": _op("this document", _PUBLIC, {"200": _ok("OpenAPI 3.1")})},

@@ -22,6 +22,7 @@ from geo.cli.common import Parser, bounded_int, cell_size, one_line, row_id
 from geo.cli.figures import cmd_html_map, cmd_ledger, cmd_stats
 from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
+from geo.cli.report import add_report_parser
 from geo.errors import GridwatchError
 from geo.registry import grid_spec
 
@@ -148,6 +149,8 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     hm.add_argument("--grid", metavar="current|ID", help="网格版本 / grid version")
     hm.add_argument("-o", "--output", required=True, help="输出文件 FILE.html")
     hm.set_defaults(func=cmd_html_map, format="html")
+
+    add_report_parser(sub)
 
     g = sub.add_parser("grid-generate", help="生成单元网格 / generate unit grids inside a boundary")
     g.add_argument("boundary")
