@@ -57,5 +57,6 @@ LAYER = LayerSpec(
         Measure("ports", "ports", "端口数", "Ports"),
         Measure("area", "area_m2", "棚面积", "Shed area", "m2", from_geometry=True),
     ),
+    search_fields=("sid", "name", "address"),
     style={"color": "#ff7f0e", "radius": 6},
 )

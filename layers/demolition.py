@@ -128,5 +128,6 @@ LAYER = LayerSpec(
         ),
     ),
     shape_field="position",
+    search_fields=("case_id", "address"),
     style={"color": "#d62728", "radius": 5},
 )

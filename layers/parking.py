@@ -54,5 +54,6 @@ LAYER = LayerSpec(
     found_field="found_on",
     completed_field="done_on",
     measures=(Measure("capacity", "capacity", "泊位数", "Spaces"),),
+    search_fields=("pid", "name", "address"),
     style={"color": "#1f77b4", "radius": 4},
 )
