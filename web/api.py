@@ -12,6 +12,7 @@ import layers
 from geo.errors import GridwatchError, InputError
 from geo.figures.hierarchy import check_level, level_names
 from geo.figures.report import build_report
+from geo.figures.search import MAX_LIMIT, search
 from geo.figures.tally import Filters
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from geo.imports import upload_features, upload_review, uploads
@@ -162,6 +163,21 @@ def api_features(layer: str) -> Any:
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
     return jsonify(feature_detail(get_store(), layer, fid, gcj02=_gcj02()))
+
+
+@bp.get("/search")
+@requires(MAP)
+def api_search() -> Any:
+    """Units and survey features matching ``q``, best first, with where to go on the map."""
+    hits = search(
+        get_store(),
+        request.args.get("q", ""),
+        limit=_int("limit", 20, 1, MAX_LIMIT),
+        layer=request.args.get("layer") or None,
+        gcj02=_gcj02(),
+        lang=select_locale(),
+    )
+    return jsonify({"hits": [h.to_dict() for h in hits]})
 
 
 @bp.get("/ledger/<layer>")

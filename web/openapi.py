@@ -263,6 +263,36 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/api/search": {
+                "get": _op(
+                    "查找单元与要素 / find units (by code or name, every level) and survey features (by "
+                    "survey id or address), best first: exact code, then prefix, then substring",
+                    _MAP,
+                    {
+                        "200": _ok(
+                            "hits: kind (unit | feature), level or layer, code, label, parent, bbox and point "
+                            "in degrees, a unit's outline (GeoJSON)",
+                            {"type": "object", "properties": {"hits": {"type": "array"}}},
+                        ),
+                        **_errors(400),
+                    },
+                    [
+                        _q(
+                            "q",
+                            "the text to find (literal, any case), 1–100 characters",
+                            {"type": "string", "maxLength": 200},
+                            required=True,
+                        ),
+                        _q(
+                            "limit",
+                            "at most this many hits (default 20)",
+                            {"type": "integer", "minimum": 1, "maximum": 100},
+                        ),
+                        _survey_layer(),
+                        CRS,
+                    ],
+                )
+            },
             "/api/ledger/{layer}": {
                 "get": _op(
                     "要素台账下载 / the layer's features as a table: every field, the status as stored and as"
