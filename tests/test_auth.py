@@ -43,6 +43,8 @@ ROUTES = {
     "api.api_cells": ("GET", "/api/cells?level=grid&zoom=16", "map"),
     "api.api_features": ("GET", "/api/features/demolition?bbox=118,31,119,32&zoom=16", "map"),
     "api.api_feature": ("GET", "/api/features/demolition/1", "map"),
+    "main.features": ("GET", "/features", "viewer"),
+    "api.api_features_table": ("GET", "/api/features-table?layer=demolition&format=csv", "viewer"),
     "api.api_search": ("GET", "/api/search?q=S1", "map"),
     "api.api_stats": ("GET", "/api/stats?level=grid&layer=demolition", "viewer"),
     "api.api_ledger": ("GET", "/api/ledger/demolition?format=csv", "viewer"),

@@ -293,6 +293,69 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/api/features-table": {
+                "get": _op(
+                    "要素列表与导出 / a survey layer's features filtered by area, status, dates and text, "
+                    "sorted: one page as JSON, or the whole filtered set as CSV/XLSX (Chinese headers) or "
+                    "GeoJSON/GPKG (EPSG:4490)",
+                    _SIGNED_IN,
+                    {
+                        "200": {
+                            "description": "a page (total, page, pages, columns, rows) or the export",
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}},
+                                "text/csv": {"schema": {"type": "string"}},
+                                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                                "application/geo+json": {"schema": {"type": "object"}},
+                                "application/geopackage+sqlite3": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                            },
+                        },
+                        **_errors(400),
+                    },
+                    [
+                        _survey_layer(),
+                        _q(
+                            "within",
+                            "only features in unit grids under this unit code (any level), or UNASSIGNED",
+                        ),
+                        _q("status", "comma-separated status codes (see /api/layers)"),
+                        _q("date_field", "the date field from/to apply to (default the layer's found date)"),
+                        _q("from", "on or after this day (as as_of)", {"type": "string", "maxLength": 64}),
+                        _q("to", "on or before this day (as as_of)", {"type": "string", "maxLength": 64}),
+                        _q(
+                            "q",
+                            "literal text in the survey id, name or address (any case)",
+                            {"type": "string", "maxLength": 100},
+                        ),
+                        _q("sort", "a column: a field of the layer or gw_unit"),
+                        _q("order", "asc (default) or desc", {"type": "string", "enum": ["asc", "desc"]}),
+                        _q(
+                            "page",
+                            "1-based page (JSON only)",
+                            {"type": "integer", "minimum": 1, "maximum": 999999999},
+                        ),
+                        _q(
+                            "size",
+                            "rows per page: 20, 50 (default), 100 or 200",
+                            {"type": "integer", "enum": [20, 50, 100, 200]},
+                        ),
+                        _q(
+                            "format",
+                            "json (default: one page), csv, xlsx, geojson or gpkg (the whole filtered set)",
+                            {"type": "string", "enum": ["json", "csv", "xlsx", "geojson", "gpkg"]},
+                        ),
+                        _q(
+                            "headers",
+                            "zh (default) or en: CSV/XLSX column headers",
+                            {"type": "string", "enum": ["zh", "en"]},
+                        ),
+                    ],
+                )
+            },
             "/api/ledger/{layer}": {
                 "get": _op(
                     "要素台账下载 / the layer's features as a table: every field, the status as stored and as"
