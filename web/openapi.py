@@ -341,7 +341,7 @@ def document() -> dict[str, Any]:
                         _q(
                             "size",
                             "rows per page: 20, 50 (default), 100 or 200",
-                            {"type": "integer", "enum": [20, 50, 100, 200]},
+                            {"type": "integer", "minimum": 20, "maximum": 200, "enum": [20, 50, 100, 200]},
                         ),
                         _q(
                             "format",
