@@ -94,7 +94,7 @@ def test_arrow_keys_choose_a_feature_and_survey_text_stays_text(live_server, pag
 def test_a_row_of_the_feature_list_opens_the_map_focused_on_its_feature(live_server, page):  # noqa: F811
     page.goto(f"{live_server}/features?layer=demolition&q=B7&sort=case_id")
     assert "共 1 个要素" in page.inner_text("#gw-total")
-    assert page.inner_text("#gw-features tbody tr td") == "B7"
+    assert page.inner_text("#gw-features tbody tr td:nth-child(2)") == "B7"
     page.click("#gw-features tbody a.gw-on-map")
     page.wait_for_url(re.compile(r"focus=feature%3Ademolition%3A\d+|focus=feature:demolition:\d+"))
     wait_for(page, "window.gridwatchSearch && window.gridwatchSearch.chosen", timeout=20000)

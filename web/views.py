@@ -288,6 +288,10 @@ def features() -> Any:
     kept = {k: v for k, v in request.args.items() if v and k not in ("page", "lang")}
     kept["layer"] = spec.name
     statuses = {s.code: label(s) for s in spec.all_statuses}
+    # status and category values in the page's language
+    vocab = {name: {v.code: label(v) for v in values} for name, values in spec.vocab_fields.items()}
+    if spec.status_field:
+        vocab[spec.status_field] = statuses
     headers = {f.name: label(f) for f in spec.fields} | {UNIT_COLUMN: _("所在单元网格")}
     exports = {k: v for k, v in kept.items() if k not in ("size", "lang")}
     return render_template(
@@ -297,6 +301,7 @@ def features() -> Any:
         page=page,
         headers=headers,
         statuses=statuses,
+        vocab=vocab,
         areas=[(label(lv), units) for lv, units in area_choices(store)],
         date_fields=[(f, label(spec.field(f))) for f in FeatureQuery.date_fields(spec)],
         page_sizes=PAGE_SIZES,
