@@ -260,3 +260,9 @@ def test_api_search_needs_an_account_unless_the_map_is_public(api, make_app, tmp
     assert api.test_client().get("/api/search?q=WJ").status_code == 401
     public = make_app(tmp_path / "store", GRIDWATCH_PUBLIC_MAP=True)
     assert public.test_client().get("/api/search?q=WJ").status_code == 200
+
+
+def test_control_characters_are_spaces_and_never_join_two_fields(searched):
+    # the id and the address of WJ-001 are searched as one text joined by a line feed
+    assert search(searched, "001\n弋江") == []
+    assert [h.code for h in search(searched, "\tWJ-001\r\n")] == ["WJ-001"]

@@ -18,6 +18,7 @@ its outline as GeoJSON so a map can highlight it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,12 @@ MAX_LIMIT = 100
 
 #: Ranks of a hit, best first.
 EXACT, PREFIX, SUBSTRING = 0, 1, 2
+
+#: Control characters, read as spaces (the searched columns are joined by a line feed).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+#: Between two rows' text in a layer's searched text (a control character: never in a query).
+_ROW_SEP = "\x1e"
 
 #: Outlines of large units (a district) are simplified to about this many degrees (~1 m).
 _OUTLINE_TOLERANCE = 1e-5
@@ -101,7 +108,7 @@ class SearchHit:
 def check_query(q: str | None) -> str:
     """``q`` stripped; an :class:`~geo.errors.InputError` (``bad_query``) when empty or longer
     than :data:`MAX_QUERY` characters."""
-    text = (q or "").strip()
+    text = _CONTROL.sub(" ", q or "").strip()
     if not text:
         raise InputError(
             "请输入要查找的编码、名称或地址", "type a code, a name or an address", code="bad_query"
@@ -189,10 +196,19 @@ def _unit_columns(store: Store) -> dict[str, Any]:
             df = pd.concat(frames, ignore_index=True)
             codes = df["code"].astype(str)
             unit_names = df["name"].where(df["name"].notna(), "").astype(str)
+            code = pa.array(codes.str.lower().tolist(), type=pa.string())
+            name = pa.array(unit_names.str.lower().tolist(), type=pa.string())
+            g = hier.grid
             hit = kept[key] = {
                 "frame": df.reset_index(drop=True),
-                "code": pa.array(codes.str.lower().tolist(), type=pa.string()),
-                "name": pa.array(unit_names.str.lower().tolist(), type=pa.string()),
+                "code": code,
+                "name": name,
+                "haystack": _haystack([code, name]),
+                # unit-grid code → its name (the code where it has none), for the features' hits
+                "grid_names": {
+                    str(c): (str(n) if isinstance(n, str) and n else str(c))
+                    for c, n in zip(g["code"].tolist(), g["name"].tolist(), strict=True)
+                },
             }
     return hit
 
@@ -202,12 +218,11 @@ def _unit_candidates(store: Store, text: str, lang: str, limit: int) -> list[tup
     df = cols["frame"]
     if df.empty:
         return []
-    rank = _rank(cols["code"], cols["name"], text)
-    idx = np.flatnonzero(rank <= SUBSTRING)
+    idx, rank = _rank(cols["code"], cols["haystack"], text, cols["name"])
     if not len(idx):
         return []
     # only as many as could be shown: best rank, upper levels, then code
-    matched = df.iloc[idx].assign(rank=rank[idx])
+    matched = df.iloc[idx].assign(rank=rank)
     matched = matched.sort_values(["rank", "order", "code"], kind="stable").head(limit)
     levels = {lv.name: lv for lv in load_hierarchy(store).levels}
     out = []
@@ -227,26 +242,40 @@ def _unit_candidates(store: Store, text: str, lang: str, limit: int) -> list[tup
     return out
 
 
-def _rank(code: pa.Array, names: pa.Array | None, text: str) -> np.ndarray:
-    """Per row: :data:`EXACT` when the code equals ``text`` (or a name does), :data:`PREFIX` when
-    the code starts with it, :data:`SUBSTRING` when the code or a name contains it, else 3."""
-    rank = np.full(len(code), 3, dtype=np.int8)
-    if len(code) == 0:
-        return rank
+def _haystack(columns: list[pa.Array]) -> pa.Array:
+    """The lower-cased text of each row's searched columns joined by a line feed (a query never
+    holds one), so one substring kernel finds the rows any column matches."""
+    lowered = [
+        pc.utf8_lower(pc.cast(c, pa.string()) if not pa.types.is_string(c.type) else c) for c in columns
+    ]
+    if len(lowered) == 1:
+        return pc.fill_null(lowered[0], "")
+    return pc.binary_join_element_wise(*lowered, "\n", null_handling="replace", null_replacement="")
+
+
+def _rank(
+    code: pa.Array, haystack: pa.Array, text: str, names: pa.Array | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose ``haystack`` contains ``text`` and their rank: :data:`EXACT` when the code
+    (or a name) equals it, :data:`PREFIX` when the code starts with it, else :data:`SUBSTRING`.
+    ``code`` and ``names`` are lower-cased; only the rows found are compared further."""
+    found = pc.fill_null(pc.match_substring(haystack, text), False)
+    idx = np.flatnonzero(np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool))
+    rank = np.full(len(idx), SUBSTRING, dtype=np.int8)
+    if not len(idx):
+        return idx, rank
+    take = pa.array(idx)
+    codes = code.take(take)
 
     def mask(values: pa.Array) -> np.ndarray:
         return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
-    contains = mask(pc.match_substring(code, text))
-    exact = mask(pc.equal(code, text))
-    prefix = mask(pc.starts_with(code, text))
+    exact = mask(pc.equal(codes, text))
     if names is not None:
-        contains |= mask(pc.match_substring(names, text))
-        exact |= mask(pc.equal(names, text))
-    rank[contains] = SUBSTRING
-    rank[prefix] = PREFIX
+        exact |= mask(pc.equal(names.take(take), text))
+    rank[mask(pc.starts_with(codes, text))] = PREFIX
     rank[exact] = EXACT
-    return rank
+    return idx, rank
 
 
 # --- features -------------------------------------------------------------------------------
@@ -264,21 +293,61 @@ def _feature_columns(store: Store, spec: LayerSpec) -> dict[str, Any]:
         if hit is MISSING:
             fields = list(spec.searchable_fields)
             table = store.read_table(spec, [*fields, "gw_unit"])
-            text: dict[str, pa.Array] = {}
             shown: dict[str, pa.Array] = {}
             for f in fields:
                 col = table.column(f).combine_chunks()
-                if not pa.types.is_string(col.type):
-                    col = pc.cast(col, pa.string())
-                shown[f] = col
-                text[f] = pc.utf8_lower(col)
+                shown[f] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
+            first = shown[fields[0]] if fields else pa.array([], type=pa.string())
+            haystack = _haystack(list(shown.values())) if fields else first
+            lengths = np.asarray(pc.utf8_length(haystack).to_numpy(zero_copy_only=False), dtype=np.int64)
             hit = kept[key] = {
                 "fid": np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
                 "unit": table.column("gw_unit").combine_chunks(),
-                "text": text,
+                # the survey id, lower-cased (for exact and prefix hits)
+                "id": pc.utf8_lower(first) if spec.id_field else None,
+                # every row's fields in one text, rows apart by a record separator, and where
+                # each row starts in it: str.find runs over it many times faster than a kernel
+                # over a million short strings, and stops at the first hits
+                "text": _ROW_SEP.join(haystack.to_pylist()),
+                "starts": np.concatenate([[0], np.cumsum(lengths + 1)]),
                 "shown": shown,
             }
     return hit
+
+
+def _feature_hits(cols: dict[str, Any], text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (positions) of the best ``limit`` hits and their ranks: exact and prefix hits of the
+    survey id, then rows whose text contains ``text``, each group in stored (fid) order."""
+    best: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    if cols["id"] is not None:
+        ids = cols["id"]
+        prefix = np.flatnonzero(
+            np.asarray(
+                pc.fill_null(pc.starts_with(ids, text), False).to_numpy(zero_copy_only=False), dtype=bool
+            )
+        )
+        if len(prefix):
+            exact = np.asarray(
+                pc.equal(ids.take(pa.array(prefix)), text).to_numpy(zero_copy_only=False), dtype=bool
+            )
+            ranked = sorted(zip(np.where(exact, EXACT, PREFIX).tolist(), prefix.tolist(), strict=True))
+            best = [(r, i) for r, i in ranked[:limit]]
+            taken = set(prefix.tolist())
+    haystack: str = cols["text"]
+    starts: np.ndarray = cols["starts"]
+    at = 0
+    while len(best) < limit:
+        found = haystack.find(text, at)
+        if found < 0:
+            break
+        row = int(np.searchsorted(starts, found, side="right")) - 1
+        if row not in taken:
+            best.append((SUBSTRING, row))
+        at = int(starts[row + 1])  # on from the next row
+    if not best:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int8)
+    return np.array([i for _, i in best], dtype=np.int64), np.array([r for r, _ in best], dtype=np.int8)
 
 
 def _feature_candidates(
@@ -290,23 +359,9 @@ def _feature_candidates(
     cols = _feature_columns(store, spec)
     if len(cols["fid"]) == 0:
         return []
-    first = cols["text"][fields[0]]
-    if spec.id_field:
-        rank = _rank(first, None, text)
-        rest = fields[1:]
-    else:
-        rank = np.full(len(first), 3, dtype=np.int8)
-        rest = fields
-    for f in rest:
-        found = pc.fill_null(pc.match_substring(cols["text"][f], text), False)
-        rank = np.where(
-            np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool), np.minimum(rank, SUBSTRING), rank
-        )
-    idx = np.flatnonzero(rank <= SUBSTRING)
+    idx, rank = _feature_hits(cols, text, limit)
     if not len(idx):
         return []
-    # only as many as could be shown: the best ranks first, in fid order within a rank
-    idx = idx[np.argsort(rank[idx], kind="stable")][:limit]
     take = pa.array(idx)
     shown = {f: cols["shown"][f].take(take).to_pylist() for f in fields}
     units = cols["unit"].take(take).to_pylist()
@@ -326,21 +381,17 @@ def _feature_candidates(
             code=code,
             label=" ".join([code, *words[:2]]) if words else code,
             parent=parent,
-            rank=int(rank[i]),
+            rank=int(rank[k]),
             fid=int(cols["fid"][i]),
         )
-        out.append(((int(rank[i]), 1, order, int(cols["fid"][i]), code), hit))
+        out.append(((int(rank[k]), 1, order, int(cols["fid"][i]), code), hit))
     return out
 
 
 def _unit_names(store: Store) -> dict[str, str]:
     """Unit-grid code → its name (the code where it has none)."""
-    hier = load_hierarchy(store)
-    g = hier.grid
-    return {
-        str(c): (str(n) if isinstance(n, str) and n else str(c))
-        for c, n in zip(g["code"].tolist(), g["name"].tolist(), strict=True)
-    }
+    names: dict[str, str] = _unit_columns(store)["grid_names"]
+    return names
 
 
 # --- where to go ----------------------------------------------------------------------------
