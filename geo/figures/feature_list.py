@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from geo.errors import InputError
 from geo.figures.hierarchy import grid_levels, load_hierarchy
@@ -174,8 +176,10 @@ class FeaturePage:
     query: FeatureQuery
 
 
-def _table(store: Store, spec: LayerSpec) -> pd.DataFrame:
-    """The current rows of ``spec`` (``fid`` and the listed columns), kept per layer generation."""
+def _read(store: Store, spec: LayerSpec) -> tuple[pd.DataFrame, pa.Array, pa.Table]:
+    """The current rows of ``spec`` (``fid`` and the listed columns) as a frame, the lower-cased
+    text of their searchable fields joined by line feeds, and the rows as read (Arrow, for the
+    filters and the sort), kept per layer generation."""
     kept = store.cache.region("search")
     key = (f"{spec.name}/list", store.layer_generation(spec))
     hit = kept.get(key)
@@ -184,8 +188,24 @@ def _table(store: Store, spec: LayerSpec) -> pd.DataFrame:
             hit = kept.get(key)
             if hit is MISSING:
                 table = store.read_table(spec, list_columns(spec))
-                hit = kept[key] = table.to_pandas(date_as_object=True)
+                columns = []
+                for name in spec.searchable_fields:
+                    col = table.column(name).combine_chunks()
+                    columns.append(
+                        pc.utf8_lower(col if pa.types.is_string(col.type) else pc.cast(col, pa.string()))
+                    )
+                text = (
+                    pc.binary_join_element_wise(*columns, "\n", null_handling="replace", null_replacement="")
+                    if columns
+                    else pa.array([""] * table.num_rows, type=pa.string())
+                )
+                table = table.combine_chunks()
+                hit = kept[key] = (table.to_pandas(date_as_object=True), text, table)
     return hit
+
+
+def _table(store: Store, spec: LayerSpec) -> pd.DataFrame:
+    return _read(store, spec)[0]
 
 
 def _grids_under(store: Store, code: str) -> np.ndarray:
@@ -199,53 +219,55 @@ def _grids_under(store: Store, code: str) -> np.ndarray:
     return g.loc[inside, "code"].astype(str).to_numpy()
 
 
+def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _rows(store: Store, query: FeatureQuery) -> np.ndarray:
+    """Positions (in stored order) of the features ``query`` keeps, sorted as it asks."""
+    spec = query.spec
+    _, text, table = _read(store, spec)
+    keep = np.ones(table.num_rows, dtype=bool)
+    if query.within:
+        units = table.column(UNIT_COLUMN)
+        if query.within == UNASSIGNED:
+            keep &= _mask(pc.equal(units, UNASSIGNED)) | _mask(pc.is_null(units))
+        else:
+            grids = pa.array(_grids_under(store, query.within).tolist(), type=pa.string())
+            keep &= _mask(pc.is_in(units, value_set=grids))
+    if query.statuses and spec.status_field:
+        keep &= _mask(pc.is_in(table.column(spec.status_field), value_set=pa.array(list(query.statuses))))
+    if query.text:
+        keep &= _mask(pc.match_substring(text, query.text.lower()))
+    if query.date_from or query.date_to:
+        days = table.column(query.date_field or FeatureQuery.date_fields(spec)[0])
+        if days.type != pa.date32():
+            days = pc.cast(pc.cast(days, pa.string()), pa.date32(), safe=False)
+        if query.date_from:
+            keep &= _mask(pc.greater_equal(days, pa.scalar(query.date_from, pa.date32())))
+        if query.date_to:
+            keep &= _mask(pc.less_equal(days, pa.scalar(query.date_to, pa.date32())))
+    rows = np.flatnonzero(keep)
+    if query.sort:
+        chosen = pa.table({"key": table.column(query.sort).take(pa.array(rows)), "row": pa.array(rows)})
+        direction = "descending" if query.descending else "ascending"
+        order = pc.sort_indices(
+            chosen, sort_keys=[("key", direction, "at_end"), ("row", "ascending", "at_end")]
+        )
+        rows = rows[np.asarray(order.to_numpy(), dtype=np.int64)]
+    return rows
+
+
 def filtered_table(store: Store, query: FeatureQuery) -> pd.DataFrame:
     """The features ``query`` keeps, sorted as it asks (every page): ``fid`` and the listed
     columns."""
-    spec = query.spec
-    df = _table(store, spec)
-    keep = np.ones(len(df), dtype=bool)
-    if query.within:
-        units = df[UNIT_COLUMN].astype(object)
-        if query.within == UNASSIGNED:
-            keep &= (units == UNASSIGNED).to_numpy() | units.isna().to_numpy()
-        else:
-            keep &= units.isin(_grids_under(store, query.within)).to_numpy()
-    if query.statuses and spec.status_field:
-        keep &= df[spec.status_field].isin(query.statuses).to_numpy()
-    if query.date_from or query.date_to:
-        name = query.date_field or FeatureQuery.date_fields(spec)[0]
-        days = df[name]
-        present = days.notna().to_numpy()
-        inside = present.copy()
-        values = days[present]
-        if query.date_from:
-            inside[present] &= (values >= query.date_from).to_numpy()
-        if query.date_to:
-            inside[present] &= (values <= query.date_to).to_numpy()
-        keep &= inside
-    if query.text:
-        needle = query.text.lower()
-        found = np.zeros(len(df), dtype=bool)
-        for name in spec.searchable_fields:
-            col = df[name]
-            text = col.where(col.notna(), "").astype(str).str.lower()
-            found |= text.str.contains(needle, regex=False).to_numpy()
-        keep &= found
-    out = df[keep]
-    if query.sort:
-        out = out.sort_values(
-            [query.sort, "fid"],
-            ascending=[not query.descending, True],
-            na_position="last",
-            kind="stable",
-        )
-    return out
+    return _table(store, query.spec).iloc[_rows(store, query)]
 
 
 def filtered_fids(store: Store, query: FeatureQuery) -> np.ndarray:
     """The fids of the features ``query`` keeps, in its order (for exports)."""
-    return filtered_table(store, query)["fid"].to_numpy(dtype=np.int64)
+    fids = _table(store, query.spec)["fid"].to_numpy(dtype=np.int64)
+    return fids[_rows(store, query)]
 
 
 def _plain(v: Any) -> Any:
@@ -266,12 +288,12 @@ def feature_page(store: Store, query: FeatureQuery) -> FeaturePage:
     FeaturePage
         Rows with ``fid`` and :func:`list_columns`; ``total`` counts every kept feature.
     """
-    table = filtered_table(store, query)
-    total = len(table)
+    chosen = _rows(store, query)
+    total = len(chosen)
     pages = max(1, math.ceil(total / query.page_size))
     page = min(query.page, pages)
     start = (page - 1) * query.page_size
-    shown = table.iloc[start : start + query.page_size]
+    shown = _table(store, query.spec).iloc[chosen[start : start + query.page_size]]
     columns = list_columns(query.spec)
     rows = [{str(k): _plain(v) for k, v in r.items()} for r in shown[["fid", *columns]].to_dict("records")]
     return FeaturePage(columns, rows, total, page, pages, query.page_size, query)
