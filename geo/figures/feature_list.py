@@ -176,10 +176,9 @@ class FeaturePage:
     query: FeatureQuery
 
 
-def _read(store: Store, spec: LayerSpec) -> tuple[pd.DataFrame, pa.Array, pa.Table]:
-    """The current rows of ``spec`` (``fid`` and the listed columns) as a frame, the lower-cased
-    text of their searchable fields joined by line feeds, and the rows as read (Arrow, for the
-    filters and the sort), kept per layer generation."""
+def _read(store: Store, spec: LayerSpec) -> tuple[pa.Table, pa.Array]:
+    """The current rows of ``spec`` (``fid`` and the listed columns, Arrow) and the lower-cased
+    text of their searchable fields joined by line feeds, kept per layer generation."""
     kept = store.cache.region("search")
     key = (f"{spec.name}/list", store.layer_generation(spec))
     hit = kept.get(key)
@@ -199,12 +198,11 @@ def _read(store: Store, spec: LayerSpec) -> tuple[pd.DataFrame, pa.Array, pa.Tab
                     if columns
                     else pa.array([""] * table.num_rows, type=pa.string())
                 )
-                table = table.combine_chunks()
-                hit = kept[key] = (table.to_pandas(date_as_object=True), text, table)
+                hit = kept[key] = (table.combine_chunks(), text)
     return hit
 
 
-def _table(store: Store, spec: LayerSpec) -> pd.DataFrame:
+def _table(store: Store, spec: LayerSpec) -> pa.Table:
     return _read(store, spec)[0]
 
 
@@ -226,7 +224,7 @@ def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def _rows(store: Store, query: FeatureQuery) -> np.ndarray:
     """Positions (in stored order) of the features ``query`` keeps, sorted as it asks."""
     spec = query.spec
-    _, text, table = _read(store, spec)
+    table, text = _read(store, spec)
     keep = np.ones(table.num_rows, dtype=bool)
     if query.within:
         units = table.column(UNIT_COLUMN)
@@ -261,12 +259,13 @@ def _rows(store: Store, query: FeatureQuery) -> np.ndarray:
 def filtered_table(store: Store, query: FeatureQuery) -> pd.DataFrame:
     """The features ``query`` keeps, sorted as it asks (every page): ``fid`` and the listed
     columns."""
-    return _table(store, query.spec).iloc[_rows(store, query)]
+    rows = pa.array(_rows(store, query), type=pa.int64())
+    return _table(store, query.spec).take(rows).to_pandas(date_as_object=True)
 
 
 def filtered_fids(store: Store, query: FeatureQuery) -> np.ndarray:
     """The fids of the features ``query`` keeps, in its order (for exports)."""
-    fids = _table(store, query.spec)["fid"].to_numpy(dtype=np.int64)
+    fids = np.asarray(_table(store, query.spec).column("fid").to_numpy(), dtype=np.int64)
     return fids[_rows(store, query)]
 
 
@@ -293,9 +292,9 @@ def feature_page(store: Store, query: FeatureQuery) -> FeaturePage:
     pages = max(1, math.ceil(total / query.page_size))
     page = min(query.page, pages)
     start = (page - 1) * query.page_size
-    shown = _table(store, query.spec).iloc[chosen[start : start + query.page_size]]
+    shown = _table(store, query.spec).take(pa.array(chosen[start : start + query.page_size], type=pa.int64()))
     columns = list_columns(query.spec)
-    rows = [{str(k): _plain(v) for k, v in r.items()} for r in shown[["fid", *columns]].to_dict("records")]
+    rows = [{k: _plain(r[k]) for k in ("fid", *columns)} for r in shown.to_pylist()]
     return FeaturePage(columns, rows, total, page, pages, query.page_size, query)
 
 
