@@ -37,7 +37,8 @@ def _sites():
     return points_frame(
         [tuple(p) for p in xy],
         案件编号=[f"C{i:03d}" for i in range(N)],
-        违建地址=[("东风路" if i % 3 == 0 else "Main Street ") + f"{i}号" for i in range(N)],
+        违建地址=[("东风路" if i % 3 == 0 else "Main Street ") + f"{i}号" for i in range(N - 1)]
+        + ["<b>&路</b>"],
         当前状态=[STATUSES[i % 4] for i in range(N)],
         违建面积=[None if i % 7 == 0 else float((i * 37) % 101) for i in range(N)],
         发现时间=found,
@@ -257,6 +258,10 @@ def test_exports_carry_the_filtered_rows_with_chinese_headers(viewer, app, tmp_p
 
     r = viewer.get(f"/api/features-table?{FILTER}&format=geojson")
     doc = json.loads(r.data)
+    hostile = viewer.get("/api/features-table?layer=demolition&within=UNASSIGNED&format=geojson").data
+    assert b"<" not in hostile and json.loads(hostile)["features"][0]["properties"]["address"] == "<b>&路</b>"
+    page = viewer.get("/features?layer=demolition&within=UNASSIGNED").text
+    assert "&lt;b&gt;&amp;路&lt;/b&gt;" in page and "<b>&路" not in page
     assert [f["properties"]["case_id"] for f in doc["features"]] == ids
     assert doc["columns"]["case_id"] == "案件编号"
 

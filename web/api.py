@@ -213,6 +213,8 @@ def api_features_table() -> Any:
             code="bad_format",
         )
     body = render_ledger(get_store(), spec, fmt, lang=headers, fids=filtered_fids(get_store(), query))
+    if fmt == "geojson":  # survey text never read as markup, as in every JSON answer
+        body = markup_free_json(body.decode("utf-8")).encode("utf-8")
     mimetype, ext = LEDGER_FORMATS[fmt]
     resp = Response(body, mimetype=mimetype)
     resp.headers["Content-Disposition"] = content_disposition(f"gridwatch_{spec.name}_features.{ext}")
