@@ -210,6 +210,15 @@ def test_a_new_survey_import_is_found_at_once(written, tmp_path):
     assert _keys(search(searched, "NEW-9")) == [("feature", "demolition", "NEW-9")]
 
 
+@pytest.mark.slow
+def test_a_new_grid_is_searched_at_once(written, tmp_path):
+    grid = grid_frame()
+    grid["网格名称"] = [f"新网格{i}" for i in range(len(grid))]
+    import_file(written, layers.GRID, write_shp(grid, tmp_path / "g2" / "g.shp"))
+    assert [h.label for h in search(written, "新网格3")] == ["新网格3"]
+    assert [h for h in search(written, "网格001") if h.kind == "unit"] == []
+
+
 # --- the API ----------------------------------------------------------------------------------
 
 
