@@ -228,6 +228,9 @@ class LayerSpec:
     report : ReportWords or None
         How the monthly report speaks of the layer (None: the defaults, nouns from the labels;
         see :attr:`report_words`).
+    search_fields : tuple of str
+        Text fields a search box finds a feature by (substring, any case), e.g. the survey id,
+        a name and the address; empty: the survey id only (see :attr:`searchable_fields`).
     """
 
     name: str
@@ -248,9 +251,13 @@ class LayerSpec:
     levels: tuple[Level, ...] = ()
     style: dict[str, object] = field(default_factory=dict)
     report: ReportWords | None = None
+    search_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_levels()
+        unknown = [f for f in self.search_fields if f not in self.field_names]
+        if unknown:
+            raise ValueError(f"{self.name}: search_fields {unknown} are not among its fields")
         if self.shape_field is None:
             return
         category = self.shape_category
@@ -293,6 +300,12 @@ class LayerSpec:
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    @property
+    def searchable_fields(self) -> tuple[str, ...]:
+        """The fields a search looks in: the survey id first, then :attr:`search_fields`."""
+        ids = (self.id_field,) if self.id_field else ()
+        return tuple(dict.fromkeys((*ids, *self.search_fields)))
 
     @property
     def completed_statuses(self) -> frozenset[str]:

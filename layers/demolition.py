@@ -128,6 +128,7 @@ LAYER = LayerSpec(
         ),
     ),
     shape_field="position",
+    search_fields=("case_id", "address"),
     style={"color": "#d62728", "radius": 5},
     report=ReportWords(
         "违法建设",

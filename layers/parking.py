@@ -54,6 +54,7 @@ LAYER = LayerSpec(
     found_field="found_on",
     completed_field="done_on",
     measures=(Measure("capacity", "capacity", "泊位数", "Spaces", unit_zh="个", unit_en="spaces"),),
+    search_fields=("pid", "name", "address"),
     style={"color": "#1f77b4", "radius": 4},
     report=ReportWords(
         "非机动车停放点",

@@ -10,14 +10,17 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 import layers
 from geo.errors import GridwatchError, InputError
+from geo.figures.feature_list import FeatureQuery, feature_page, filtered_fids
 from geo.figures.hierarchy import check_level, level_names
 from geo.figures.report import build_report
+from geo.figures.search import MAX_LIMIT, search
 from geo.figures.tally import Filters
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from geo.imports import upload_features, upload_review, uploads
 from geo.imports.batches import may_roll_back, rollback
 from geo.output.export import content_disposition, get_renderer
 from geo.output.html_map import html_map
+from geo.output.ledger import LEDGER_FORMATS, render_ledger
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
@@ -26,6 +29,7 @@ from web.common import (
     known_at_arg,
     query_args,
     register_converters,
+    survey_spec,
     timezone,
 )
 from web.context import get_store, markup_free_json, select_locale
@@ -187,6 +191,59 @@ def api_html_map() -> Any:
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
     return jsonify(feature_detail(get_store(), layer, fid, gcj02=_gcj02()))
+
+
+@bp.get("/search")
+@requires(MAP)
+def api_search() -> Any:
+    """Units and survey features matching ``q``, best first, with where to go on the map."""
+    hits = search(
+        get_store(),
+        request.args.get("q", ""),
+        limit=_int("limit", 20, 1, MAX_LIMIT),
+        layer=request.args.get("layer") or None,
+        gcj02=_gcj02(),
+        lang=select_locale(),
+    )
+    return jsonify({"hits": [h.to_dict() for h in hits]})
+
+
+@bp.get("/features-table")
+@requires("viewer")
+def api_features_table() -> Any:
+    """A survey layer's features filtered and sorted as on /features: one page as JSON, or the
+    whole filtered set as CSV or XLSX (Chinese headers unless ``headers=en``), GeoJSON or GPKG."""
+    layer = request.args.get("layer") or None
+    spec = survey_spec([layer] if layer else None)
+    query = FeatureQuery.parse(spec.name, request.args)
+    fmt = request.args.get("format", "json")
+    headers = request.args.get("headers", "zh")
+    if headers not in ("zh", "en"):
+        raise InputError("参数 headers 应为 zh 或 en", "headers must be zh or en", code="bad_parameter")
+    if fmt == "json":
+        page = feature_page(get_store(), query)
+        return jsonify(
+            {
+                "total": page.total,
+                "page": page.page,
+                "pages": page.pages,
+                "columns": page.columns,
+                "rows": page.rows,
+            }
+        )
+    if fmt not in LEDGER_FORMATS:
+        raise InputError(
+            f"格式应为 json、{'、'.join(LEDGER_FORMATS)}",
+            f"format must be json, {', '.join(LEDGER_FORMATS)}",
+            code="bad_format",
+        )
+    body = render_ledger(get_store(), spec, fmt, lang=headers, fids=filtered_fids(get_store(), query))
+    if fmt == "geojson":  # survey text never read as markup, as in every JSON answer
+        body = markup_free_json(body.decode("utf-8")).encode("utf-8")
+    mimetype, ext = LEDGER_FORMATS[fmt]
+    resp = Response(body, mimetype=mimetype)
+    resp.headers["Content-Disposition"] = content_disposition(f"gridwatch_{spec.name}_features.{ext}")
+    return resp
 
 
 @bp.get("/ledger/<layer>")

@@ -279,6 +279,99 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/api/search": {
+                "get": _op(
+                    "查找单元与要素 / find units (by code or name, every level) and survey features (by "
+                    "survey id or address), best first: exact code, then prefix, then substring",
+                    _MAP,
+                    {
+                        "200": _ok(
+                            "hits: kind (unit | feature), level or layer, code, label, parent, bbox and point "
+                            "in degrees, a unit's outline (GeoJSON)",
+                            {"type": "object", "properties": {"hits": {"type": "array"}}},
+                        ),
+                        **_errors(400),
+                    },
+                    [
+                        _q(
+                            "q",
+                            "the text to find (literal, any case), 1–100 characters",
+                            {"type": "string", "maxLength": 200},
+                            required=True,
+                        ),
+                        _q(
+                            "limit",
+                            "at most this many hits (default 20)",
+                            {"type": "integer", "minimum": 1, "maximum": 100},
+                        ),
+                        _survey_layer(),
+                        CRS,
+                    ],
+                )
+            },
+            "/api/features-table": {
+                "get": _op(
+                    "要素列表与导出 / a survey layer's features filtered by area, status, dates and text, "
+                    "sorted: one page as JSON, or the whole filtered set as CSV/XLSX (Chinese headers) or "
+                    "GeoJSON/GPKG (EPSG:4490)",
+                    _SIGNED_IN,
+                    {
+                        "200": {
+                            "description": "a page (total, page, pages, columns, rows) or the export",
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}},
+                                "text/csv": {"schema": {"type": "string"}},
+                                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                                "application/geo+json": {"schema": {"type": "object"}},
+                                "application/geopackage+sqlite3": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                            },
+                        },
+                        **_errors(400),
+                    },
+                    [
+                        _survey_layer(),
+                        _q(
+                            "within",
+                            "only features in unit grids under this unit code (any level), or UNASSIGNED",
+                        ),
+                        _q("status", "comma-separated status codes (see /api/layers)"),
+                        _q("date_field", "the date field from/to apply to (default the layer's found date)"),
+                        _q("from", "on or after this day (as as_of)", {"type": "string", "maxLength": 64}),
+                        _q("to", "on or before this day (as as_of)", {"type": "string", "maxLength": 64}),
+                        _q(
+                            "q",
+                            "literal text in the survey id, name or address (any case)",
+                            {"type": "string", "maxLength": 100},
+                        ),
+                        _q("sort", "a column: a field of the layer or gw_unit"),
+                        _q("order", "asc (default) or desc", {"type": "string", "enum": ["asc", "desc"]}),
+                        _q(
+                            "page",
+                            "1-based page (JSON only)",
+                            {"type": "integer", "minimum": 1, "maximum": 999999999},
+                        ),
+                        _q(
+                            "size",
+                            "rows per page: 20, 50 (default), 100 or 200",
+                            {"type": "integer", "minimum": 20, "maximum": 200, "enum": [20, 50, 100, 200]},
+                        ),
+                        _q(
+                            "format",
+                            "json (default: one page), csv, xlsx, geojson or gpkg (the whole filtered set)",
+                            {"type": "string", "enum": ["json", "csv", "xlsx", "geojson", "gpkg"]},
+                        ),
+                        _q(
+                            "headers",
+                            "zh (default) or en: CSV/XLSX column headers",
+                            {"type": "string", "enum": ["zh", "en"]},
+                        ),
+                    ],
+                )
+            },
             "/api/ledger/{layer}": {
                 "get": _op(
                     "要素台账下载 / the layer's features as a table: every field, the status as stored and as"

@@ -23,6 +23,7 @@ from flask_babel import gettext as _
 
 import layers
 from geo.errors import InputError
+from geo.figures.feature_list import PAGE_SIZES, UNIT_COLUMN, FeatureQuery, area_choices, feature_page
 from geo.figures.hierarchy import grid_levels
 from geo.figures.overview import area_levels, map_summary, stats_page_data
 from geo.imports.batches import TARGET_SPEC, may_roll_back
@@ -275,4 +276,39 @@ def stats() -> Any:
         has_status=bool(spec.status_field),
         has_undated=figures["has_undated"],
         map_areas=[(label(lv), units) for lv, units in map_areas(get_store())],
+    )
+
+
+@bp.get("/features")
+@requires("viewer")
+def features() -> Any:
+    """要素列表: a survey layer's features filtered, sorted and paged, each linked to the map."""
+    layer = request.args.get("layer") or None
+    spec = survey_spec([layer] if layer else None)
+    store = get_store()
+    page = feature_page(store, FeatureQuery.parse(spec.name, request.args))
+    kept = {k: v for k, v in request.args.items() if v and k not in ("page", "lang")}
+    kept["layer"] = spec.name
+    statuses = {s.code: label(s) for s in spec.all_statuses}
+    # status and category values in the page's language
+    vocab = {name: {v.code: label(v) for v in values} for name, values in spec.vocab_fields.items()}
+    if spec.status_field:
+        vocab[spec.status_field] = statuses
+    headers = {f.name: label(f) for f in spec.fields} | {UNIT_COLUMN: _("所在单元网格")}
+    exports = {k: v for k, v in kept.items() if k not in ("size", "lang")}
+    return render_template(
+        "features.html",
+        layer=spec,
+        survey_layers=layers.survey_layers(),
+        page=page,
+        headers=headers,
+        statuses=statuses,
+        vocab=vocab,
+        areas=[(label(lv), units) for lv, units in area_choices(store)],
+        date_fields=[(f, label(spec.field(f))) for f in FeatureQuery.date_fields(spec)],
+        page_sizes=PAGE_SIZES,
+        args=kept,
+        link=lambda **changes: url_for("main.features", **{**kept, **changes}),
+        export=lambda fmt: url_for("api.api_features_table", **exports, format=fmt),
+        unit_column=UNIT_COLUMN,
     )

@@ -3,7 +3,8 @@
 One row per current feature, with every field under its Chinese (or English) label, the status as
 stored *and* as surveyed (``当前状态(原值)``: what the file said before it was mapped), the unit grid
 it counts in, the batch that last wrote it, and its position (lon/lat in CGCS2000, EPSG:4490).  CSV
-(UTF-8 with BOM, for Excel and WPS), XLSX (one sheet, text kept as text) or GeoJSON.
+(UTF-8 with BOM, for Excel and WPS), XLSX (one sheet, text kept as text), GeoJSON or GeoPackage.
+Given the fids of a selection (a filtered feature list), only those features, in that order.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import openpyxl
 import pandas as pd
@@ -32,6 +36,7 @@ LEDGER_FORMATS: dict[str, tuple[str, str]] = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
     "geojson": ("application/geo+json", "geojson"),
+    "gpkg": ("application/geopackage+sqlite3", "gpkg"),
 }
 
 _EXTRA = {
@@ -42,22 +47,30 @@ _EXTRA = {
 }
 
 
-def ledger_table(store: Store, spec: LayerSpec) -> tuple[pd.DataFrame, np.ndarray]:
+def ledger_table(
+    store: Store, spec: LayerSpec, fids: np.ndarray | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """The current features of ``spec``: attributes (stored fields, unit, batch, lon, lat) and
-    their geometries in lon/lat (EPSG:4490), ordered by fid."""
+    their geometries in lon/lat (EPSG:4490), ordered by fid; with ``fids`` only those, in that
+    order (fids that are no current feature are left out)."""
     raw = {f.name[: -len("_raw")]: f.name for f in spec.raw_fields}
     cols = [c for f in spec.fields for c in (f.name, raw.get(f.name)) if c]  # the raw value beside its code
     attrs = store.read_attributes(spec, [*cols, "gw_unit", "gw_batch"])
-    fids, geoms = store.read_geometry(spec)
+    stored, geoms = store.read_geometry(spec)
     epsg = store.srs_epsg()
     if len(geoms) and epsg is not None:
         t = crsmod.transformer(pyproj.CRS.from_epsg(epsg), pyproj.CRS.from_epsg(4490))
         geoms = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
-    by_fid = dict(zip(fids.tolist(), range(len(fids)), strict=True))
+    by_fid = dict(zip(stored.tolist(), range(len(stored)), strict=True))
     order = (
         np.array([by_fid[int(f)] for f in attrs["fid"]], dtype=np.int64) if len(attrs) else np.empty(0, int)
     )
     geoms = np.asarray(geoms, dtype=object)[order] if len(order) else np.empty(0, dtype=object)
+    if fids is not None:
+        row_of = dict(zip(attrs["fid"].tolist(), range(len(attrs)), strict=True))
+        chosen = np.array([row_of[f] for f in np.asarray(fids).tolist() if f in row_of], dtype=np.int64)
+        attrs = attrs.iloc[chosen]
+        geoms = geoms[chosen] if len(chosen) else np.empty(0, dtype=object)
     inner = shapely.point_on_surface(geoms) if len(geoms) else geoms
     attrs = attrs.drop(columns=["fid"]).reset_index(drop=True)
     attrs["lon"] = np.round(shapely.get_x(inner), 7) if len(inner) else []
@@ -80,8 +93,14 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> bytes:
-    """The ledger of ``spec`` as ``fmt`` (``csv``, ``xlsx`` or ``geojson``).
+def render_ledger(
+    store: Store, spec: LayerSpec, fmt: str, lang: str = "zh", fids: np.ndarray | None = None
+) -> bytes:
+    """The ledger of ``spec`` as ``fmt`` (``csv``, ``xlsx``, ``geojson`` or ``gpkg``); with
+    ``fids`` only those features, in that order.
+
+    CSV and XLSX carry the labels of ``lang`` as headers; GeoJSON and GeoPackage the field names
+    (GeoJSON lists their labels in ``columns``), geometry in lon/lat (EPSG:4490).
 
     Raises
     ------
@@ -96,7 +115,7 @@ def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> 
         )
     if spec.is_grid:
         raise InputError("单元网格没有台账", "the unit grid has no ledger", code="bad_layer")
-    table, geoms = ledger_table(store, spec)
+    table, geoms = ledger_table(store, spec, fids)
     labels = _labels(spec, lang)
     columns = list(table.columns)
 
@@ -122,6 +141,8 @@ def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> 
         out = io.BytesIO()
         wb.save(out)
         return out.getvalue()
+    if fmt == "gpkg":
+        return _gpkg(spec, table, geoms)
     features = []
     for row, geom in zip(rows(), geoms, strict=True):
         props = dict(zip(columns, row, strict=True))
@@ -140,3 +161,22 @@ def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> 
         "features": features,
     }
     return json.dumps(doc, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _gpkg(spec: LayerSpec, table: pd.DataFrame, geoms: np.ndarray) -> bytes:
+    """The ledger as one layer (named after ``spec``) of a GeoPackage, EPSG:4490."""
+    import pyogrio
+
+    table = table.drop(columns=["lon", "lat"]).reset_index(drop=True)
+    for f in spec.stored_fields:  # numbers as numbers, whatever the read gave
+        if f.kind in ("int", "float") and f.name in table:
+            table[f.name] = pd.to_numeric(table[f.name], errors="coerce")
+    frame = gpd.GeoDataFrame(
+        table,
+        geometry=gpd.GeoSeries(list(geoms), crs=4490),
+        crs=4490,
+    )
+    with tempfile.TemporaryDirectory(prefix="gridwatch-ledger-") as tmp:
+        path = Path(tmp) / "ledger.gpkg"
+        pyogrio.write_dataframe(frame, path, layer=spec.name, driver="GPKG")
+        return path.read_bytes()

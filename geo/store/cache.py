@@ -67,6 +67,8 @@ REGIONS: dict[str, RegionSpec] = {
     "positions": RegionSpec(64, family=_first),
     # the map's unit tables per (level, layer, as-of, filters ...)
     "cell_tables": RegionSpec(32),
+    # (layer, generation) -> the text columns a search looks in, lower-cased
+    "search": RegionSpec(16, family=_first),
     # simplified unit outlines already drawn, per (level, zoom, ...)
     "outlines": RegionSpec(64),
 }
