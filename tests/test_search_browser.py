@@ -37,7 +37,7 @@ def test_a_unit_code_typed_into_the_box_is_found_zoomed_to_and_outlined(live_ser
     page.on("pageerror", lambda e: errors.append(str(e)))
     _ready(page, f"{live_server}/?level=grid&layer=demolition&tiles=none")
     # from far out and elsewhere
-    page.evaluate("() => window.gridwatchMap.map.setView([31.2, 118.3], 12, {animate: false})")
+    page.evaluate("() => { window.gridwatchMap.map.setView([31.2, 118.3], 12, {animate: false}); }")
     before = page.evaluate(_VIEW, None)
     page.fill("#gw-search", CODE)
     page.wait_for_selector("#gw-search-hits:not([hidden]) li[role=option]", timeout=10000)
