@@ -11,6 +11,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 import layers
 from geo.errors import GridwatchError, InputError
 from geo.figures.hierarchy import check_level, level_names
+from geo.figures.overview import map_totals
 from geo.figures.report import build_report
 from geo.figures.tally import Filters
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
@@ -132,6 +133,21 @@ def api_cells() -> Any:
             known_at=known_at_arg(),
             grid=grid_arg(),
         )
+    )
+
+
+@bp.get("/summary")
+@requires(MAP)
+def api_summary() -> Any:
+    """The map's headline figures for its filters (layer, as_of, within, status) and the
+    extent of the area chosen."""
+    _level, layer_names, as_of = query_args()  # the level is checked; the figures are the same at each
+    layer = layer_names[0] if layer_names else layers.survey_layers()[0].name
+    if layer not in {s.name for s in layers.survey_layers()}:
+        raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
+    statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
+    return jsonify(
+        map_totals(get_store(), layer, as_of, within=request.args.get("within") or None, statuses=statuses)
     )
 
 
