@@ -60,7 +60,12 @@ def test_totals_follow_area_status_and_date(data):
             "unassigned": 1,
             "rate": 0.4,
             "bounds": None,
+            "max_completed": 1,  # A1 and A3 lie in different cells
+            "measure_column": "demolition_area_completed_m2",
+            "max_measure": 1,  # no area surveyed
+            "first_day": "2022-01-05",
         }
+        assert map_totals(store, "demolition", level="street")["max_completed"] == 2
         a = map_totals(store, "demolition", within=COMM_A)
         assert (a["total"], a["completed"], a["unassigned"]) == (2, 1, 0)
         b = map_totals(store, "demolition", within=COMM_B, statuses=("已拆除",))
@@ -113,6 +118,7 @@ def test_summary_api_equals_the_engine(data, make_app):
         {"layer": "demolition", "within": COMM_B, "status": "已拆除"},
         {"layer": "demolition", "status": "已登记,已下发通知", "as_of": "2022-06-30"},
         {"layer": "demolition", "within": STREET, "as_of": "2022-03-31", "level": "community"},
+        {"layer": "demolition", "level": "street"},
     ]
     for q in queries:
         resp = client.get("/api/summary", query_string=q)
@@ -120,7 +126,9 @@ def test_summary_api_equals_the_engine(data, make_app):
         statuses = tuple(q["status"].split(",")) if "status" in q else None
         as_of = date.fromisoformat(q["as_of"]) if "as_of" in q else None
         with open_store(data) as store:
-            assert resp.json == map_totals(store, "demolition", as_of, q.get("within"), statuses)
+            assert resp.json == map_totals(
+                store, "demolition", as_of, q.get("within"), statuses, level=q.get("level")
+            )
     assert client.get("/api/summary?layer=demolition&status=已登记,已下发通知").json["total"] == 3
     for bad, code in (
         ("layer=grid", "unknown_layer"),

@@ -141,13 +141,20 @@ def api_cells() -> Any:
 def api_summary() -> Any:
     """The map's headline figures for its filters (layer, as_of, within, status) and the
     extent of the area chosen."""
-    _level, layer_names, as_of = query_args()  # the level is checked; the figures are the same at each
+    level, layer_names, as_of = query_args()
     layer = layer_names[0] if layer_names else layers.survey_layers()[0].name
     if layer not in {s.name for s in layers.survey_layers()}:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
     statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
     return jsonify(
-        map_totals(get_store(), layer, as_of, within=request.args.get("within") or None, statuses=statuses)
+        map_totals(
+            get_store(),
+            layer,
+            as_of,
+            within=request.args.get("within") or None,
+            statuses=statuses,
+            level=level,
+        )
     )
 
 

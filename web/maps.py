@@ -72,6 +72,23 @@ def base_map(choice: str) -> dict[str, Any] | None:
     )
 
 
+def usable_base_maps(current: str) -> list[dict[str, Any]]:
+    """The base maps the map page may switch between, each ``{"key": ..., **base}``: the built-in
+    ones that work here (Tianditu only with a key), the configured tile URL (or ``current``
+    when it is that URL), in the order of :data:`BASE_MAPS`.  ``none`` is the page's own."""
+    out = []
+    configured = current_app.config.get("GRIDWATCH_TILES", "")
+    keys = [*BASE_MAPS, *([configured] if configured.startswith(("http://", "https://")) else [])]
+    for key in keys:
+        try:
+            base = base_map(key)
+        except InputError:  # Tianditu without a key
+            continue
+        if base is not None:
+            out.append({"key": key, **base})
+    return out
+
+
 def requested_base_map() -> dict[str, Any] | None:
     """The base map this request asks for (``?tiles=``), else the one of the settings."""
     return base_map(request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm"))

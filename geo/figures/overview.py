@@ -108,6 +108,7 @@ def map_totals(
     as_of: date | None = None,
     within: str | None = None,
     statuses: tuple[str, ...] | None = None,
+    level: str | None = None,
 ) -> dict[str, Any]:
     """The map page's headline figures of survey layer ``layer`` for its current filters.
 
@@ -122,6 +123,8 @@ def map_totals(
         A unit code of any level: only the unit grids under it.
     statuses : tuple of str, optional
         Only features with one of these status codes.
+    level : str, optional
+        The level the map colours (default: the unit grid): the scales below are of its units.
 
     Returns
     -------
@@ -130,7 +133,10 @@ def map_totals(
         grid; 0 with ``within``, which only counts units under it); ``rate``: completed over
         total (None when there is none); ``bounds``: the extent of ``within`` (else of the unit
         grid) on the grid version in force on ``as_of``, ``[west, south, east, north]`` in
-        degrees (EPSG:4490, lon/lat; :data:`DEFAULT_BOUNDS` without a grid).
+        degrees (EPSG:4490, lon/lat; :data:`DEFAULT_BOUNDS` without a grid); the scales of the
+        map's colours over the units of ``level`` under ``within`` (every status):
+        ``max_completed``, ``measure_column`` and ``max_measure`` as in :func:`map_summary`;
+        ``first_day`` as :func:`first_day`.
 
     Raises
     ------
@@ -157,6 +163,9 @@ def map_totals(
     outline = unit_geometry(store, grid_levels()[0].name, version)
     outline = outline[outline.index.isin(units)] if within else outline
     bounds = outline.total_bounds if len(outline) else np.array(DEFAULT_BOUNDS)
+    units_table = tally(store, level, [spec.name], as_of, Filters(within=within) if within else None)
+    units_table = units_table[units_table["code"] != UNASSIGNED]
+    measure_column = spec.measures[0].completed_column(spec.name) if spec.measures else ""
     return {
         "layer": spec.name,
         "total": total,
@@ -164,6 +173,10 @@ def map_totals(
         "unassigned": 0 if within else int(table.loc[outside, f"{spec.name}_total"].sum()),
         "rate": completed / total if total else None,
         "bounds": [float(v) for v in bounds],
+        "max_completed": int(units_table[f"{spec.name}_completed"].max() or 1),
+        "measure_column": measure_column,
+        "max_measure": float(units_table[measure_column].max() or 1) if spec.measures else 1,
+        "first_day": first_day(store, spec.name),
     }
 
 
