@@ -180,7 +180,7 @@
 
   const scaleLegend = L.control({ position: "bottomleft" });
   scaleLegend.onAdd = () => {
-    const box = el("div", null, "gw-legend gw-scale-legend");
+    const box = el("div", null, "gw-scale-legend");
     L.DomEvent.disableClickPropagation(box);
     L.DomEvent.disableScrollPropagation(box);
     return box;
@@ -334,7 +334,7 @@
         buildMonths();
         if (zoomToArea) {
           const [w, s, e, n] = body.bounds;
-          map.fitBounds([[s, w], [n, e]], { animate: false });
+          afterFit(() => map.fitBounds([[s, w], [n, e]], { animate: false }));
         }
         window.gridwatchMap.summary = body;
       })
@@ -390,12 +390,13 @@
     if (!select) return;
     const first = select.options[0];
     select.replaceChildren(first);
-    spec().statuses.forEach((st) => {
+    const offered = page.statuses[state.layer] || [];
+    spec().statuses.filter((st) => offered.includes(st.code)).forEach((st) => {
       const option = el("option", st.label);
       option.value = st.code;
       select.appendChild(option);
     });
-    if (!spec().statuses.some((st) => st.code === state.status)) state.status = "";
+    if (!offered.includes(state.status)) state.status = "";
     select.value = state.status;
   }
 
@@ -656,7 +657,9 @@
 
   const at = (new URLSearchParams(window.location.search).get("at") || "").split(",").map(Number);
   const hasView = at.length === 3 && at.every((v) => Number.isFinite(v));
-  if (hasView) map.setView([at[0], at[1]], at[2], { animate: false });
+  // the scaffold's first fit may still be zooming (an animation that would end on its own view)
+  const afterFit = (fn) => (map._animatingZoom ? map.once("zoomend", fn) : fn());
+  if (hasView) afterFit(() => map.setView([at[0], at[1]], at[2], { animate: false }));
 
   map.on("moveend", () => { refresh(); writeUrl(); });
   map.on("overlayadd", refresh);

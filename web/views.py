@@ -139,6 +139,8 @@ def map_page_config(tiles: str, first: str) -> dict[str, Any]:
             }
             for s in layers.survey_layers()
         },
+        # the statuses the filter offers (the surveyed ones; the map's colours cover unrecognised too)
+        "statuses": {s.name: [st.code for st in s.statuses] for s in layers.survey_layers()},
         "tiles": tiles,
         "baseMaps": usable_base_maps(tiles),
         "firstDay": first,
@@ -161,7 +163,6 @@ def map_page_config(tiles: str, first: str) -> dict[str, Any]:
             "play": _("播放"),
             "pause": _("暂停"),
             "export": _("导出地图"),
-            "paper": _("纸张"),
             "close": _("关闭"),
             "clickUnit": _("点击单元查看数据"),
         },
