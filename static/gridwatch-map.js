@@ -134,21 +134,33 @@
 
   /* --- base maps and the layers control ---------------------------------------------------- */
 
-  // the module put the page's base map on the map; the page's control takes base maps over
-  map.eachLayer((l) => { if (l instanceof L.TileLayer) map.removeLayer(l); });
+  // Base maps are made by the map module: it puts cfg.base on the map when asked to open it.
+  // The control's entries are empty groups standing for them; choosing one puts that base map
+  // on the map (through the module) in place of the tiles shown.
+  const tilesOn = () => {
+    const found = [];
+    map.eachLayer((l) => { if (l instanceof L.TileLayer) found.push(l); });
+    return found;
+  };
+  let shownTiles = tilesOn();
   const bases = {};
   const baseNames = {};
   page.baseMaps.forEach((b) => {
-    const subdomains = b.subdomains || "abc";
-    const tiles = [L.tileLayer(b.url, { attribution: b.attr, maxZoom: 19, subdomains })];
-    if (b.labels) tiles.push(L.tileLayer(b.labels, { attribution: b.attr, maxZoom: 18, subdomains }));
-    bases[b.key] = { layer: L.layerGroup(tiles), gcj02: Boolean(b.gcj02) };
+    bases[b.key] = { layer: L.layerGroup(), base: b, gcj02: Boolean(b.gcj02) };
     baseNames[b.name] = bases[b.key].layer;
   });
-  bases.none = { layer: L.layerGroup(), gcj02: false };
+  bases.none = { layer: L.layerGroup(), base: null, gcj02: false };
   baseNames[words.noBase] = bases.none.layer;
-  if (!bases[state.tiles]) state.tiles = cfg.base ? state.tiles : "none";
-  (bases[state.tiles] || bases.none).layer.addTo(map);
+  if (!bases[state.tiles]) state.tiles = "none";
+  bases[state.tiles].layer.addTo(map);
+
+  function showBase(key) {
+    shownTiles.forEach((l) => map.removeLayer(l));
+    const before = new Set(tilesOn());
+    cfg.base = bases[key].base;
+    core.open(); // the page's map again, with cfg.base on it
+    shownTiles = tilesOn().filter((l) => !before.has(l));
+  }
 
   const overlays = {};
   cfg.layers.forEach((s) => {
@@ -169,6 +181,7 @@
     const key = Object.keys(bases).find((k) => bases[k].layer === e.layer);
     if (!key) return;
     state.tiles = key;
+    showBase(key);
     if (bases[key].gcj02 !== Boolean(cfg.gcj02)) {
       cfg.gcj02 = bases[key].gcj02; // the API is asked in the base map's datum
       refresh();
@@ -334,7 +347,7 @@
         buildMonths();
         if (zoomToArea) {
           const [w, s, e, n] = body.bounds;
-          afterFit(() => map.fitBounds([[s, w], [n, e]], { animate: false }));
+          map.fitBounds([[s, w], [n, e]], { animate: false });
         }
         window.gridwatchMap.summary = body;
       })
@@ -657,9 +670,7 @@
 
   const at = (new URLSearchParams(window.location.search).get("at") || "").split(",").map(Number);
   const hasView = at.length === 3 && at.every((v) => Number.isFinite(v));
-  // the scaffold's first fit may still be zooming (an animation that would end on its own view)
-  const afterFit = (fn) => (map._animatingZoom ? map.once("zoomend", fn) : fn());
-  if (hasView) afterFit(() => map.setView([at[0], at[1]], at[2], { animate: false }));
+  if (hasView) map.setView([at[0], at[1]], at[2], { animate: false });
 
   map.on("moveend", () => { refresh(); writeUrl(); });
   map.on("overlayadd", refresh);

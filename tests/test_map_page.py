@@ -224,13 +224,23 @@ def test_base_map_choice_is_kept(demo_server, page):
     )
     assert names[-1] == "无底图" and "OpenStreetMap" in names
     assert "天地图" not in names  # no key configured
+    tiles = (
+        "() => { const urls = []; window.gridwatchMap.map.eachLayer((l) => { if (l instanceof L.TileLayer)"
+        " urls.push(new URL(l.getTileUrl({x: 1, y: 2, z: 3})).hostname); }); return urls; }"
+    )
+    assert page.evaluate(tiles) == []
     page.get_by_role("radio", name="OpenStreetMap").check()
     wait_for(page, "location.search.includes('tiles=osm')")
+    assert page.evaluate(tiles) == ["tile.openstreetmap.org"]
     page.select_option("#gw-form [name=level]", "street")
     wait_for(page, "location.search.includes('level=street')")
     assert _query(page)["tiles"] == "osm"
     _open(page, page.url)
     assert page.get_by_role("radio", name="OpenStreetMap").is_checked()
+    assert page.evaluate(tiles) == ["tile.openstreetmap.org"]
+    page.get_by_role("radio", name="无底图").check()
+    wait_for(page, "location.search.includes('tiles=none')")
+    assert page.evaluate(tiles) == []
 
 
 def test_month_slider_plays_through_2022(demo_server, page):

@@ -12,6 +12,7 @@ import folium
 import numpy as np
 from flask import current_app, request, url_for
 from flask_babel import gettext as _
+from folium.map import FitBounds
 from folium.template import Template
 
 import layers
@@ -201,7 +202,10 @@ def scaffold(key: str, bounds: np.ndarray) -> dict[str, str]:
     m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
     m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
     if np.isfinite(bounds).all():
-        m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
+        fit = FitBounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
+        # at once, not animated: the page's script may set a view of its own (a link's) next
+        fit.options["animate"] = False
+        m.add_child(fit)
     RegisterMap(key).add_to(m)
     root = m.get_root()
     root.render()
