@@ -374,7 +374,8 @@
 
   // the header's links follow the state: the other language, the statistics and their Excel
   function updateLinks(q) {
-    document.querySelectorAll("header a[href]").forEach((a) => {
+    document.querySelectorAll("a[href]").forEach((a) => {
+      if (a.closest(".leaflet-container")) return;
       const url = new URL(a.getAttribute("href"), window.location.href);
       if (url.origin !== window.location.origin) return;
       const path = url.pathname;
@@ -633,12 +634,20 @@
     showUnit(props);
   }
 
-  function closePanel() {
+  function deselect() {
     selected = null;
     selectedProps = null;
     restyle();
+  }
+
+  function closePanel() {
+    deselect();
     document.getElementById("gw-panel").replaceChildren(el("p", words.clickUnit));
   }
+
+  // the drawer of a narrow screen closed: no unit is selected any more (its figures stay in it)
+  const drawerClose = document.getElementById("gw-drawer-close");
+  if (drawerClose) drawerClose.addEventListener("click", deselect);
 
   function showUnit(props) {
     const panel = document.getElementById("gw-panel");
