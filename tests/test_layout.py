@@ -182,7 +182,7 @@ def test_every_control_is_reachable_at_every_size(site, contexts, target, lang):
         page.close()
 
 
-@pytest.mark.parametrize("width", [1366, 390])
+@pytest.mark.parametrize("width", [1366, 768, 390])
 def test_a_unit_clicked_on_the_map_opens_the_drawer_on_a_narrow_screen(site, contexts, width):
     page = contexts("zh", True).new_page()
     try:
@@ -218,6 +218,14 @@ def test_a_unit_clicked_on_the_map_opens_the_drawer_on_a_narrow_screen(site, con
         opened = page.evaluate("document.getElementById('gw-side').classList.contains('gw-open')")
         assert opened == (width <= 900)
         if width <= 900:
+            # nothing covers the drawer's close button
+            x, y = page.evaluate(
+                """() => { const r = document.getElementById('gw-drawer-close').getBoundingClientRect();
+                    return [r.left + r.width / 2, r.top + r.height / 2]; }"""
+            )
+            assert (
+                page.evaluate("([x, y]) => document.elementFromPoint(x, y).id", [x, y]) == "gw-drawer-close"
+            )
             page.click("#gw-drawer-close")
             wait_for(page, "!document.getElementById('gw-side').classList.contains('gw-open')", timeout=3000)
     finally:
