@@ -347,7 +347,8 @@
         buildMonths();
         if (zoomToArea) {
           const [w, s, e, n] = body.bounds;
-          map.fitBounds([[s, w], [n, e]], { animate: false });
+          framed = L.latLngBounds([[s, w], [n, e]]);
+          map.fitBounds(framed, { animate: false });
         }
         window.gridwatchMap.summary = body;
       })
@@ -681,6 +682,19 @@
   const hasView = at.length === 3 && at.every((v) => Number.isFinite(v));
   if (hasView) map.setView([at[0], at[1]], at[2], { animate: false });
 
+  // Until a person moves the map, the area (or the district) stays framed when the map's box
+  // changes size (the page's layout settling, a window turned or resized).
+  let framed = null;
+  if (!hasView && page.bounds) {
+    const [w, s, e, n] = page.bounds;
+    framed = L.latLngBounds([[s, w], [n, e]]);
+    map.fitBounds(framed, { animate: false });
+  }
+  const container = map.getContainer();
+  const moved = () => { framed = null; };
+  ["pointerdown", "wheel", "keydown", "touchstart"].forEach((type) => container.addEventListener(type, moved, { passive: true }));
+  map.on("resize", () => { if (framed) map.fitBounds(framed, { animate: false }); });
+
   map.on("moveend", () => { refresh(); writeUrl(); });
   map.on("overlayadd", refresh);
   drawScaleLegend();
@@ -688,6 +702,6 @@
   window.gridwatchMap = { map, refresh, cells, overlays, legend, scaleLegend, labels, state, control, bases, select, closePanel, play, stop };
   window.gridwatchMap.selectedProps = () => selectedProps;
   writeUrl();
-  loadSummary(Boolean(state.within) && !hasView);
+  loadSummary(!hasView); // the area chosen, else the district, framed in the map's box as laid out
   refresh();
 })();

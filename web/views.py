@@ -91,7 +91,7 @@ def index() -> Any:
         "measureColumn": summary["measure_column"],
         "maxMeasure": summary["max_measure"],
         "measureLabel": _measure_label(spec),
-        "page": map_page_config(tiles, summary["first_day"]),
+        "page": map_page_config(tiles, summary["first_day"]) | {"bounds": summary["bounds"]},
     }
     areas = [(label(lv), summary["areas"][lv.name]) for lv in area_levels()]
     return render_template(
