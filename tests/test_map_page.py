@@ -389,3 +389,24 @@ def test_export_map_links_carry_the_view(demo_server, page):
         " return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; }"
     )
     assert [w, s, e, n] == pytest.approx(view, abs=1e-5)
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (390, 844)], ids=["1366", "390"])
+def test_first_view_frames_the_district_with_legend_and_figures(demo_server, browser, size):
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    try:
+        _open(page, f"{demo_server}/?tiles=none")
+        page.wait_for_timeout(300)  # the layout settles
+        w, s, e, n = page.request.get(f"{demo_server}/api/summary?layer=demolition").json()["bounds"]
+        view = page.evaluate(
+            "() => { const b = window.gridwatchMap.map.getBounds();"
+            " return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; }"
+        )
+        assert view[0] <= w and view[1] <= s and view[2] >= e and view[3] >= n
+        assert (view[2] - view[0]) < 4.5 * (e - w) or (view[3] - view[1]) < 4.5 * (n - s)
+        assert page.evaluate("() => document.querySelector('.gw-scale-legend').checkVisibility()")
+        totals = _totals(page)
+        assert totals[0] > 0 and totals[1] > 0
+    finally:
+        context.close()

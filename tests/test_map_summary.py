@@ -139,3 +139,17 @@ def test_summary_api_equals_the_engine(data, make_app):
     ):
         resp = client.get("/api/summary?" + bad)
         assert resp.status_code == 400 and resp.json["error"] == code, (bad, resp.json)
+
+
+@pytest.mark.slow
+def test_the_base_map_switcher_offers_tianditu_only_with_a_key(data, make_app):
+    import json
+    import re
+
+    def offered(**config):
+        html = make_app(data, login=False, **config).test_client().get("/?tiles=none").text
+        block = re.search(r'id="gw-map-config">(.*?)</script>', html, re.S).group(1)
+        return [b["key"] for b in json.loads(block)["page"]["baseMaps"]]
+
+    assert offered() == ["osm", "gaode"]
+    assert offered(GRIDWATCH_TIANDITU_KEY="k123") == ["osm", "tianditu", "gaode"]
