@@ -146,10 +146,15 @@ def test_the_base_map_switcher_offers_tianditu_only_with_a_key(data, make_app):
     import json
     import re
 
-    def offered(**config):
-        html = make_app(data, login=False, **config).test_client().get("/?tiles=none").text
+    def offered(lang="zh", **config):
+        html = make_app(data, login=False, **config).test_client().get(f"/?tiles=none&lang={lang}").text
         block = re.search(r'id="gw-map-config">(.*?)</script>', html, re.S).group(1)
-        return [b["key"] for b in json.loads(block)["page"]["baseMaps"]]
+        return {b["key"]: b["name"] for b in json.loads(block)["page"]["baseMaps"]}
 
-    assert offered() == ["osm", "gaode"]
-    assert offered(GRIDWATCH_TIANDITU_KEY="k123") == ["osm", "tianditu", "gaode"]
+    assert list(offered()) == ["osm", "gaode"]
+    assert offered(GRIDWATCH_TIANDITU_KEY="k123") == {
+        "osm": "OpenStreetMap",
+        "tianditu": "天地图",
+        "gaode": "高德地图",
+    }
+    assert offered("en", GRIDWATCH_TIANDITU_KEY="k123")["tianditu"] == "Tianditu"

@@ -86,8 +86,16 @@ def usable_base_maps(current: str) -> list[dict[str, Any]]:
         except InputError:  # Tianditu without a key
             continue
         if base is not None:
-            out.append({"key": key, **base})
+            out.append({"key": key, **base, "name": label(_BASE_MAP_NAMES.get(key, (base["name"],) * 2))})
     return out
+
+
+#: The base maps' names in the page's language (Chinese, English).
+_BASE_MAP_NAMES = {
+    "osm": ("OpenStreetMap", "OpenStreetMap"),
+    "tianditu": ("天地图", "Tianditu"),
+    "gaode": ("高德地图", "Gaode (AutoNavi)"),
+}
 
 
 def requested_base_map() -> dict[str, Any] | None:
