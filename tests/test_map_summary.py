@@ -158,3 +158,15 @@ def test_the_base_map_switcher_offers_tianditu_only_with_a_key(data, make_app):
         "gaode": "高德地图",
     }
     assert offered("en", GRIDWATCH_TIANDITU_KEY="k123")["tianditu"] == "Tianditu"
+
+
+@pytest.mark.slow
+def test_the_page_without_script_counts_its_filters(data, make_app):
+    """The filter form is a plain GET too: the page's totals follow its area and status."""
+    client = make_app(data, login=False).test_client()
+    page = client.get("/", query_string={"tiles": "none", "within": COMM_A, "status": "已拆除"}).text
+    assert "共 1 处，已完成 1 处，未落入网格 0 处" in page
+    page = client.get("/", query_string={"tiles": "none", "as_of": "2022-03-31"}).text
+    assert "共 3 处，已完成 1 处，未落入网格 1 处" in page
+    bad = client.get("/", query_string={"tiles": "none", "status": "拆了"})
+    assert bad.status_code == 400
