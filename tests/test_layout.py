@@ -106,7 +106,12 @@ def _is_visible(page, selector: str) -> bool:
 def _open(page, toggle: str, holder: str, cls: str) -> None:
     page.click(toggle)
     wait_for(page, f"document.querySelector('{holder}').classList.contains('{cls}')", timeout=3000)
-    page.wait_for_timeout(260)  # the drawer slides in
+    _settled(page)
+
+
+def _settled(page) -> None:
+    """Wait until no transition runs (the drawer has slid in or out)."""
+    wait_for(page, "document.getAnimations().every((a) => a.playState !== 'running')", timeout=5000)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -125,7 +130,8 @@ def test_every_control_is_reachable_at_every_size(site, contexts, target, lang):
         for width, height in SIZES:
             at = f"{width}×{height}"
             page.set_viewport_size({"width": width, "height": height})
-            page.wait_for_timeout(120)
+            page.wait_for_timeout(100)
+            _settled(page)
             reached: set[str] = set()
 
             def probe(
@@ -167,6 +173,7 @@ def test_every_control_is_reachable_at_every_size(site, contexts, target, lang):
                         "!document.getElementById('gw-side').classList.contains('gw-open')",
                         timeout=3000,
                     )
+                    _settled(page)
             elif target.name == "map" and not _is_visible(page, "#gw-panel"):
                 problems.append(f"{at}: neither the unit panel nor a button to open it is shown")
             missing = expected - reached
@@ -207,7 +214,7 @@ def test_a_unit_clicked_on_the_map_opens_the_drawer_on_a_narrow_screen(site, con
         )
         page.mouse.click(x, y)
         wait_for(page, "document.querySelector('#gw-panel table') !== null", timeout=10000)
-        page.wait_for_timeout(260)
+        _settled(page)
         side = page.evaluate(
             """() => { const r = document.getElementById('gw-panel').getBoundingClientRect();
                 return [r.left, r.top, r.width, r.height, innerWidth, innerHeight]; }"""
