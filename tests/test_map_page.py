@@ -410,3 +410,14 @@ def test_first_view_frames_the_district_with_legend_and_figures(demo_server, bro
         assert totals[0] > 0 and totals[1] > 0
     finally:
         context.close()
+
+
+def test_a_filter_that_matches_nothing_says_so(demo_server, page):
+    _open(page, f"{demo_server}/?tiles=none&layer=charging&within=340291001002")
+    assert page.inner_text("#gw-note") == ""
+    page.select_option("#gw-form [name=status]", "在建")
+    wait_for(page, "document.getElementById('gw-note').textContent !== ''")
+    assert page.inner_text("#gw-note") == "没有符合条件的要素"
+    assert _totals(page)[:2] == [0, 0]
+    page.select_option("#gw-form [name=status]", "")
+    wait_for(page, "document.getElementById('gw-note').textContent === ''")
