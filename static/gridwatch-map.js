@@ -227,9 +227,19 @@
     return box;
   }
 
+  // on a phone the classes fold away under the legend's title, which opens them again
+  let legendFolded = window.matchMedia("(max-width: 600px)").matches;
   function drawScaleLegend() {
     const box = scaleLegend.getContainer();
-    box.replaceChildren(el("div", levelLabel(state.level) + " · " + metricName(), "gw-legend-title"));
+    const title = el("button", levelLabel(state.level) + " · " + metricName(), "gw-legend-title");
+    title.type = "button";
+    title.setAttribute("aria-expanded", String(!legendFolded));
+    title.addEventListener("click", () => {
+      legendFolded = !legendFolded;
+      drawScaleLegend();
+    });
+    box.classList.toggle("gw-folded", legendFolded);
+    box.replaceChildren(title);
     classes().concat([[NO_DATA, words.noData]]).forEach(([color, text]) => {
       const row = el("div", null, "gw-legend-row");
       row.appendChild(chip(color));

@@ -406,6 +406,10 @@ def test_first_view_frames_the_district_with_legend_and_figures(demo_server, bro
         assert view[0] <= w and view[1] <= s and view[2] >= e and view[3] >= n
         assert (view[2] - view[0]) < 4.5 * (e - w) or (view[3] - view[1]) < 4.5 * (n - s)
         assert page.evaluate("() => document.querySelector('.gw-scale-legend').checkVisibility()")
+        rows = "() => document.querySelector('.gw-scale-legend .gw-legend-row').checkVisibility()"
+        assert page.evaluate(rows) is (size[0] > 600)  # folded under its title on a phone
+        page.click(".gw-scale-legend .gw-legend-title")
+        assert page.evaluate(rows) is (size[0] <= 600)
         totals = _totals(page)
         assert totals[0] > 0 and totals[1] > 0
     finally:
