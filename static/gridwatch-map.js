@@ -357,8 +357,7 @@
         buildMonths();
         if (zoomToArea) {
           const [w, s, e, n] = body.bounds;
-          framed = L.latLngBounds([[s, w], [n, e]]);
-          map.fitBounds(framed, { animate: false });
+          frame(L.latLngBounds([[s, w], [n, e]]));
         }
         window.gridwatchMap.summary = body;
       })
@@ -694,16 +693,24 @@
 
   // Until a person moves the map, the area (or the district) stays framed when the map's box
   // changes size (the page's layout settling, a window turned or resized).
+  // (A view set by another script -- the search box going to ?focus= -- ends the framing too.)
   let framed = null;
-  if (!hasView && page.bounds) {
-    const [w, s, e, n] = page.bounds;
-    framed = L.latLngBounds([[s, w], [n, e]]);
-    map.fitBounds(framed, { animate: false });
+  let framing = false;
+  function frame(bounds) {
+    framed = bounds;
+    framing = true;
+    map.fitBounds(bounds, { animate: false });
+    framing = false;
   }
   const container = map.getContainer();
   const moved = () => { framed = null; };
   ["pointerdown", "wheel", "keydown", "touchstart"].forEach((type) => container.addEventListener(type, moved, { passive: true }));
-  map.on("resize", () => { if (framed) map.fitBounds(framed, { animate: false }); });
+  map.on("movestart", () => { if (!framing) moved(); });
+  map.on("resize", () => { if (framed) frame(framed); });
+  if (!hasView && page.bounds) {
+    const [w, s, e, n] = page.bounds;
+    frame(L.latLngBounds([[s, w], [n, e]]));
+  }
 
   map.on("moveend", () => { refresh(); writeUrl(); });
   map.on("overlayadd", refresh);
@@ -712,6 +719,10 @@
   window.gridwatchMap = { map, refresh, cells, overlays, legend, scaleLegend, labels, state, control, bases, select, closePanel, play, stop };
   window.gridwatchMap.selectedProps = () => selectedProps;
   writeUrl();
-  loadSummary(!hasView); // the area chosen, else the district, framed in the map's box as laid out
+  // the area chosen, else the district, framed in the map's box as laid out (unless a link or
+  // the search box's ?focus= sets the view)
+  const focus = new URLSearchParams(window.location.search).has("focus");
+  if (focus) framed = null;
+  loadSummary(!hasView && !focus);
   refresh();
 })();
