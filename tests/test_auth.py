@@ -41,6 +41,7 @@ ROUTES = {
     "main.batches": ("GET", "/batches", "surveyor"),
     "api.api_layers": ("GET", "/api/layers", "map"),
     "api.api_cells": ("GET", "/api/cells?level=grid&zoom=16", "map"),
+    "api.api_summary": ("GET", "/api/summary?layer=demolition", "map"),
     "api.api_features": ("GET", "/api/features/demolition?bbox=118,31,119,32&zoom=16", "map"),
     "api.api_feature": ("GET", "/api/features/demolition/1", "map"),
     "main.features": ("GET", "/features", "viewer"),

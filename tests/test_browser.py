@@ -250,7 +250,7 @@ def test_markers_shaped_by_position_with_a_legend(live_server, page):
         (None, "circle", True),
     }
     # the shapes are what the canvas shows (units hidden so only sites are painted)
-    page.get_by_role("checkbox", name="单元网格完成率").uncheck()
+    page.get_by_role("checkbox", name="单元网格 · 完成率").uncheck()
     assert page.evaluate(_PROBES) == {
         "circle": {"centre": True, "corner": False, "apex": False},
         "square": {"centre": True, "corner": True, "apex": False},

@@ -12,6 +12,7 @@ import layers
 from geo.errors import GridwatchError, InputError
 from geo.figures.feature_list import FeatureQuery, feature_page, filtered_fids
 from geo.figures.hierarchy import check_level, level_names
+from geo.figures.overview import map_totals
 from geo.figures.report import build_report
 from geo.figures.search import MAX_LIMIT, search
 from geo.figures.tally import Filters
@@ -136,6 +137,28 @@ def api_cells() -> Any:
             gcj02=_gcj02(),
             known_at=known_at_arg(),
             grid=grid_arg(),
+        )
+    )
+
+
+@bp.get("/summary")
+@requires(MAP)
+def api_summary() -> Any:
+    """The map's headline figures for its filters (layer, as_of, within, status) and the
+    extent of the area chosen."""
+    level, layer_names, as_of = query_args()
+    layer = layer_names[0] if layer_names else layers.survey_layers()[0].name
+    if layer not in {s.name for s in layers.survey_layers()}:
+        raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
+    statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
+    return jsonify(
+        map_totals(
+            get_store(),
+            layer,
+            as_of,
+            within=request.args.get("within") or None,
+            statuses=statuses,
+            level=level,
         )
     )
 

@@ -12,6 +12,7 @@ import folium
 import numpy as np
 from flask import current_app, request, url_for
 from flask_babel import gettext as _
+from folium.map import FitBounds
 from folium.template import Template
 
 import layers
@@ -70,6 +71,31 @@ def base_map(choice: str) -> dict[str, Any] | None:
     raise InputError(
         f"未知底图: {choice}", f"unknown base map: {choice} (osm, tianditu, gaode, none)", code="bad_tiles"
     )
+
+
+def usable_base_maps(current: str) -> list[dict[str, Any]]:
+    """The base maps the map page may switch between, each ``{"key": ..., **base}``: the built-in
+    ones that work here (Tianditu only with a key), the configured tile URL (or ``current``
+    when it is that URL), in the order of :data:`BASE_MAPS`.  ``none`` is the page's own."""
+    out = []
+    configured = current_app.config.get("GRIDWATCH_TILES", "")
+    keys = [*BASE_MAPS, *([configured] if configured.startswith(("http://", "https://")) else [])]
+    for key in keys:
+        try:
+            base = base_map(key)
+        except InputError:  # Tianditu without a key
+            continue
+        if base is not None:
+            out.append({"key": key, **base, "name": label(_BASE_MAP_NAMES.get(key, (base["name"],) * 2))})
+    return out
+
+
+#: The base maps' names in the page's language (Chinese, English).
+_BASE_MAP_NAMES = {
+    "osm": ("OpenStreetMap", "OpenStreetMap"),
+    "tianditu": ("天地图", "Tianditu"),
+    "gaode": ("高德地图", "Gaode (AutoNavi)"),
+}
 
 
 def requested_base_map() -> dict[str, Any] | None:
@@ -185,7 +211,10 @@ def scaffold(key: str, bounds: np.ndarray) -> dict[str, str]:
     m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
     m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
     if np.isfinite(bounds).all():
-        m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
+        fit = FitBounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
+        # at once, not animated: the page's script may set a view of its own (a link's) next
+        fit.options["animate"] = False
+        m.add_child(fit)
     RegisterMap(key).add_to(m)
     root = m.get_root()
     root.render()

@@ -256,6 +256,27 @@ def document() -> dict[str, Any]:
                     [_level(), _survey_layer(), AS_OF, KNOWN_AT, GRID, BBOX, ZOOM, CRS, WITHIN],
                 )
             },
+            "/api/summary": {
+                "get": _op(
+                    "地图抬头合计 / the map's headline figures for its filters, and the area's extent",
+                    _MAP,
+                    {
+                        "200": _ok(
+                            "layer, total, completed, unassigned, rate (null without features) and bounds "
+                            "[west, south, east, north] of the area (else of the unit grid) in degrees",
+                            {"type": "object"},
+                        ),
+                        **_errors(400),
+                    },
+                    [
+                        _level(),
+                        _survey_layer(),
+                        AS_OF,
+                        WITHIN,
+                        _q("status", "comma-separated status codes of the layer (see /api/layers)"),
+                    ],
+                )
+            },
             "/api/features/{layer}": {
                 "get": _op(
                     "视口内要素（少则逐个，多则聚合）/ features in a viewport, one by one or clustered",

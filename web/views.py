@@ -25,15 +25,15 @@ import layers
 from geo.errors import InputError
 from geo.figures.feature_list import PAGE_SIZES, UNIT_COLUMN, FeatureQuery, area_choices, feature_page
 from geo.figures.hierarchy import grid_levels
-from geo.figures.overview import area_levels, map_summary, stats_page_data
+from geo.figures.overview import area_levels, map_summary, map_totals, stats_page_data
 from geo.imports.batches import TARGET_SPEC, may_roll_back
 from geo.output.html_map import map_areas
 from geo.reading.display import safe_display_name
 from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
-from web.common import query_args, survey_spec
+from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
-from web.maps import map_config, requested_base_map, scaffold
+from web.maps import map_config, requested_base_map, scaffold, usable_base_maps
 
 bp = Blueprint("main", __name__)
 
@@ -77,6 +77,7 @@ def index() -> Any:
     if metric not in ("rate", "completed", "area", "progress") or (metric == "area" and not spec.measures):
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = get_store()
+    tiles = request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm")
     base = requested_base_map()
     summary = map_summary(store, spec.name, level, as_of)
     page_map = scaffold("main", np.array(summary["bounds"]))
@@ -91,11 +92,8 @@ def index() -> Any:
         # "area": the first measure completed (demolished area), scaled by its largest unit
         "measureColumn": summary["measure_column"],
         "maxMeasure": summary["max_measure"],
-        "measureLabel": (
-            f"{label(spec.measures[0])}（{_('已完成')}{', m²' if spec.measures[0].unit == 'm2' else ''}）"
-            if spec.measures
-            else ""
-        ),
+        "measureLabel": _measure_label(spec),
+        "page": map_page_config(tiles, summary["first_day"]) | {"bounds": summary["bounds"]},
     }
     areas = [(label(lv), summary["areas"][lv.name]) for lv in area_levels()]
     return render_template(
@@ -113,8 +111,64 @@ def index() -> Any:
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
         metric=metric,
-        totals=summary["totals"],
+        totals=map_totals(
+            store,
+            spec.name,
+            as_of,
+            within=request.args.get("within") or None,
+            statuses=tuple(s for s in request.args.get("status", "").split(",") if s) or None,
+            level=level,
+        ),
     )
+
+
+def _measure_label(spec: layers.LayerSpec) -> str:
+    """The map's name of the metric "area": the layer's first measure, completed (in m² for areas)."""
+    if not spec.measures:
+        return ""
+    return f"{label(spec.measures[0])}（{_('已完成')}{', m²' if spec.measures[0].unit == 'm2' else ''}）"
+
+
+def map_page_config(tiles: str, first: str) -> dict[str, Any]:
+    """What the map page's script needs beyond the shared map config: each survey layer's metric
+    "area" (its column and name), the base maps it may switch to (``tiles`` the current one), the
+    first day of the month slider, today in the configured zone and the page's words."""
+    return {
+        "measures": {
+            s.name: {
+                "column": s.measures[0].completed_column(s.name) if s.measures else "",
+                "label": _measure_label(s),
+            }
+            for s in layers.survey_layers()
+        },
+        # the statuses the filter offers (the surveyed ones; the map's colours cover unrecognised too)
+        "statuses": {s.name: [st.code for st in s.statuses] for s in layers.survey_layers()},
+        "tiles": tiles,
+        "baseMaps": usable_base_maps(tiles),
+        "firstDay": first,
+        "today": clock.today(timezone()).isoformat(),
+        "mapImage": url_for("api.api_summary").rsplit("/", 1)[0] + "/map-image",
+        "labels": {
+            "metrics": {
+                "rate": _("完成率"),
+                "completed": _("已完成数"),
+                "area": "",
+                "progress": _("目标完成度"),
+            },
+            "noData": _("无数据"),
+            "noBase": _("无底图"),
+            "totals": _("{layer}：共 {total} 处，已完成 {completed} 处，未落入网格 {unassigned} 处"),
+            "nothing": _("没有符合条件的要素"),
+            "target": _("目标"),
+            "progress": _("目标完成度"),
+            "month": _("月份"),
+            "play": _("播放"),
+            "pause": _("暂停"),
+            "export": _("导出地图"),
+            "close": _("关闭"),
+            "clickUnit": _("点击单元查看数据"),
+        },
+    }
 
 
 @bp.get("/upload")

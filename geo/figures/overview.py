@@ -13,9 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from geo.errors import InputError
+from geo.figures.asof import choose_version, parse_as_of, resolve_view
+from geo.figures.facts import load_facts
 from geo.figures.hierarchy import grid_levels, load_hierarchy
 from geo.figures.report import unit_geometry
-from geo.figures.tally import monthly, tally
+from geo.figures.tally import Filters, monthly, tally
 from geo.registry import get_layer
 from geo.store.base import Store
 from layers.base import UNASSIGNED, Level
@@ -60,7 +63,9 @@ def map_summary(
         ``measure_column``: the tally column of the layer's first measure completed (``""``
         when it has none) and ``max_measure``: its largest value in one unit (1 when none),
         in the measure's unit (m² for areas); ``areas``: per level of :func:`area_levels`, its
-        units as ``(code, name)`` pairs sorted by code (the code when a unit has no name).
+        units as ``(code, name)`` pairs sorted by code (the code when a unit has no name);
+        ``first_day``: the layer's earliest date found or completed (ISO, ``""`` when none is
+        dated), where the map's month slider starts.
     """
     spec = get_layer(layer)
     outline = unit_geometry(store, grid_levels()[0].name)  # bounds only: no need to dissolve
@@ -83,6 +88,95 @@ def map_summary(
             lv.name: [(r["code"], r["name"] or r["code"]) for r in hier.units(lv.name).to_dict("records")]
             for lv in area_levels()
         },
+        "first_day": first_day(store, spec.name),
+    }
+
+
+def first_day(store: Store, layer: str) -> str:
+    """The earliest date found or completed of survey layer ``layer`` as stored now (ISO
+    ``2022-01-05``), ``""`` when no feature is dated."""
+    spec = get_layer(layer)
+    view = resolve_view(store)
+    facts = load_facts(store, spec, view.tx, view.version)
+    days = [arr[~np.isnat(arr)].min() for arr in (facts.found, facts.done) if (~np.isnat(arr)).any()]
+    return str(min(days))[:10] if days else ""
+
+
+def map_totals(
+    store: Store,
+    layer: str,
+    as_of: date | None = None,
+    within: str | None = None,
+    statuses: tuple[str, ...] | None = None,
+    level: str | None = None,
+) -> dict[str, Any]:
+    """The map page's headline figures of survey layer ``layer`` for its current filters.
+
+    Parameters
+    ----------
+    store : Store
+    layer : str
+        A survey layer's name.
+    as_of : date, optional
+        Count as of the end of this day (default: everything stored).
+    within : str, optional
+        A unit code of any level: only the unit grids under it.
+    statuses : tuple of str, optional
+        Only features with one of these status codes.
+    level : str, optional
+        The level the map colours (default: the unit grid): the scales below are of its units.
+
+    Returns
+    -------
+    dict
+        ``layer``; ``total``, ``completed`` and ``unassigned`` features (outside every unit
+        grid; 0 with ``within``, which only counts units under it); ``rate``: completed over
+        total (None when there is none); ``bounds``: the extent of ``within`` (else of the unit
+        grid) on the grid version in force on ``as_of``, ``[west, south, east, north]`` in
+        degrees (EPSG:4490, lon/lat; :data:`DEFAULT_BOUNDS` without a grid); the scales of the
+        map's colours over the units of ``level`` under ``within`` (every status):
+        ``max_completed``, ``measure_column`` and ``max_measure`` as in :func:`map_summary`;
+        ``first_day`` as :func:`first_day`.
+
+    Raises
+    ------
+    InputError
+        An unknown layer or status, or ``within`` naming no unit (``unknown_unit``).
+    """
+    spec = get_layer(layer)
+    known = {st.code for st in spec.all_statuses}
+    unknown = [st for st in statuses or () if st not in known]
+    if unknown:
+        raise InputError(
+            f"未知状态: {', '.join(unknown)}",
+            f"unknown status of {spec.name}: {', '.join(unknown)}",
+            code="bad_status",
+        )
+    filters = Filters(statuses=statuses or None, within=within or None)
+    table = tally(store, grid_levels()[0].name, [spec.name], as_of, filters)
+    outside = table["code"] == UNASSIGNED
+    counted = table[~outside] if within else table  # outside every unit grid is in no area
+    total = int(counted[f"{spec.name}_total"].sum())
+    completed = int(counted[f"{spec.name}_completed"].sum())
+    version = choose_version(resolve_view(store, as_of), parse_as_of(as_of))
+    units = table.loc[~outside, "code"].astype(str).tolist()
+    outline = unit_geometry(store, grid_levels()[0].name, version)
+    outline = outline[outline.index.isin(units)] if within else outline
+    bounds = outline.total_bounds if len(outline) else np.array(DEFAULT_BOUNDS)
+    units_table = tally(store, level, [spec.name], as_of, Filters(within=within) if within else None)
+    units_table = units_table[units_table["code"] != UNASSIGNED]
+    measure_column = spec.measures[0].completed_column(spec.name) if spec.measures else ""
+    return {
+        "layer": spec.name,
+        "total": total,
+        "completed": completed,
+        "unassigned": 0 if within else int(table.loc[outside, f"{spec.name}_total"].sum()),
+        "rate": completed / total if total else None,
+        "bounds": [float(v) for v in bounds],
+        "max_completed": int(units_table[f"{spec.name}_completed"].max() or 1),
+        "measure_column": measure_column,
+        "max_measure": float(units_table[measure_column].max() or 1) if spec.measures else 1,
+        "first_day": first_day(store, spec.name),
     }
 
 
