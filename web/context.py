@@ -5,6 +5,7 @@ the service keeps its files."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
+from markupsafe import escape
+from werkzeug.http import HTTP_STATUS_CODES
 
+from geo.store import clock
 from geo.store.backends import open_store
 
 LANGUAGES = ("zh", "en")
@@ -96,6 +100,19 @@ def label(obj: Any, field: str = "label") -> str:
     return str(getattr(obj, f"{field}_en" if english else f"{field}_zh"))
 
 
+# --- time ------------------------------------------------------------------------------------
+
+
+def local_time(text: str | None) -> str:
+    """A stored time as pages show it: ``2022-06-30 14:05`` in ``GRIDWATCH_TIMEZONE``."""
+    return clock.local_text(text, current_app.config.get("GRIDWATCH_TIMEZONE"))
+
+
+def zone_note() -> str:
+    """The zone of the times on a page, named once (``Asia/Shanghai (UTC+08:00)``)."""
+    return clock.zone_note(current_app.config.get("GRIDWATCH_TIMEZONE"))
+
+
 # --- JSON ------------------------------------------------------------------------------------
 
 
@@ -137,6 +154,40 @@ def error_response(body: dict[str, Any], status: int) -> Any:
     ``message_en`` are always there too."""
     body = {**body, "message": body["message_en"] if select_locale() == "en" else body["message_zh"]}
     return jsonify(path_free(body)), status
+
+
+def wants_html() -> bool:
+    """Whether an error answers with a page: a browser's request (its Accept prefers HTML to
+    JSON) outside ``/api/``; the API and scripts keep their JSON bodies."""
+    if request.path.startswith("/api/") or request.path == "/api":
+        return False
+    accept = request.accept_mimetypes
+    return accept["text/html"] > accept["application/json"]
+
+
+def http_error(status: int, code: str, zh: str, en: str) -> Any:
+    """An error as a browser's page (:func:`web.context.wants_html`) or as the API's JSON body."""
+    if wants_html():
+        return error_page(status, zh, en)
+    return json_error(status, code, zh, en)
+
+
+def error_page(status: int, zh: str, en: str) -> Any:
+    """``templates/error.html`` in the page language with ``status``; a plain page should the
+    template itself fail (never a traceback)."""
+    english = select_locale() == "en"
+    reason = HTTP_STATUS_CODES.get(status, "Error") if english else HTTP_REASONS_ZH.get(status, "错误")
+    message = str(path_free(en if english else zh))
+    headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+    try:
+        page = render_template("error.html", status=status, reason=reason, message=message)
+    except Exception:  # the page of an error must not fail in turn
+        logging.getLogger("gridwatch").exception("the error page could not be drawn")
+        page = (
+            f"<!doctype html><meta charset=utf-8><title>{status}</title>"
+            f'<h1>{status} {escape(reason)}</h1><p>{escape(message)}</p><p><a href="/">地图 / Map</a></p>'
+        )
+    return page, status, headers
 
 
 def size_text(size: int) -> str:

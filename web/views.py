@@ -27,7 +27,9 @@ from geo.figures.hierarchy import grid_levels
 from geo.figures.overview import area_levels, map_summary, stats_page_data
 from geo.imports.batches import TARGET_SPEC, may_roll_back
 from geo.reading.display import safe_display_name
+from geo.registry import grid_spec
 from geo.store import clock
+from geo.store.interface.batches import batch_kind
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec
 from web.context import get_store, label, select_locale
@@ -213,18 +215,23 @@ def batches() -> Any:
     config = {
         "labels": {
             "confirm": _("确定回滚批次 {id}？该批次的要素将被删除，被它替换的要素将恢复。"),
+            "confirmGrid": _(
+                "确定回滚单元网格批次 {id}？将恢复上一版网格，所有要素都将重新分配到上一版网格的单元。"
+            ),
             "done": _("已回滚批次 {id}"),
         }
     }
+    grid_kind = batch_kind(grid_spec())
+    # file names shown as what they are: controls and bidi overrides become U+FFFD
+    shown = [
+        replace(b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user))
+        for b in reversed(get_store().batches())
+    ]
     return render_template(
         "batches.html",
-        # file names shown as what they are: controls and bidi overrides become U+FFFD
-        batches=[
-            replace(
-                b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user)
-            )
-            for b in reversed(get_store().batches())
-        ],
+        # the unit grid's batches apart: rolling one back re-assigns every feature
+        survey_batches=[b for b in shown if b.kind != grid_kind],
+        grid_batches=[b for b in shown if b.kind == grid_kind],
         labels=labels,
         # surveyors roll back their own survey batches; admins any batch
         may_roll_back=lambda b: may_roll_back(b, me, role),
