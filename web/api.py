@@ -17,6 +17,7 @@ from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_i
 from geo.imports import upload_features, upload_review, uploads
 from geo.imports.batches import may_roll_back, rollback
 from geo.output.export import content_disposition, get_renderer
+from geo.registry import layer_name
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
@@ -117,6 +118,7 @@ def api_stats() -> Any:
 def api_cells() -> Any:
     level = check_level(request.args.get("level"))  # none: the unit grid
     layer = request.args.get("layer") or None
+    layer = layer and layer_name(layer)  # its code, Chinese or English name
     if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
     return jsonify(
@@ -145,7 +147,7 @@ def api_features(layer: str) -> Any:
     return jsonify(
         features_in_view(
             get_store(),
-            layer,
+            layer_name(layer),
             bbox,
             _int("zoom", 14, 0, 24),
             statuses=statuses,
@@ -161,7 +163,7 @@ def api_features(layer: str) -> Any:
 @bp.get("/features/<layer>/<id:fid>")
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
-    return jsonify(feature_detail(get_store(), layer, fid, gcj02=_gcj02()))
+    return jsonify(feature_detail(get_store(), layer_name(layer), fid, gcj02=_gcj02()))
 
 
 @bp.get("/ledger/<layer>")
@@ -183,7 +185,8 @@ def api_ledger(layer: str) -> Any:
 @bp.get("/batches")
 @requires("surveyor")
 def api_batches() -> Any:
-    return jsonify([b.to_dict() for b in get_store().batches(request.args.get("layer") or None)])
+    layer = request.args.get("layer") or None
+    return jsonify([b.to_dict() for b in get_store().batches(layer and layer_name(layer))])
 
 
 @bp.delete("/batches/<id:batch_id>")

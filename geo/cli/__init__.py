@@ -23,7 +23,7 @@ from geo.cli.figures import cmd_ledger, cmd_stats
 from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
 from geo.errors import GridwatchError
-from geo.registry import grid_spec
+from geo.registry import grid_spec, layer_name, layer_names
 
 #: Adds commands of the layers above the engine (``serve``, added by :func:`server.main`).
 Extension = Callable[[Any], None]
@@ -192,6 +192,7 @@ def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> 
         args.level_given = args.level is not None
         args.level = args.level or grid_spec().levels[0].name
     try:
+        _layer_codes(args)
         return int(args.func(args))
     except GridwatchError as exc:
         msg = exc.zh if args.lang == "zh" else exc.en
@@ -210,6 +211,16 @@ def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> 
         return 130
     except Exception as exc:
         return _internal_error(exc)
+
+
+def _layer_codes(args: argparse.Namespace) -> None:
+    """``layer`` / ``--layer`` of any command as the layer's code: a layer may be named by its
+    code, its Chinese or its English label (``--layer 违法建设``)."""
+    value = getattr(args, "layer", None)
+    if isinstance(value, str) and value:
+        args.layer = layer_name(value)
+    elif isinstance(value, list):
+        args.layer = layer_names(value)
 
 
 def _internal_error(exc: BaseException) -> int:
