@@ -54,7 +54,10 @@ def test_the_command_line_takes_a_chinese_layer_name(loaded, tmp_path, capsys):
     assert main(["--data", loaded, "ledger", "Illegal construction", "--format", "csv"]) == 0
     assert "案件编号" in capsys.readouterr().out
     assert main(["--data", loaded, "stats", "--layer", "违建"]) == 2
-    assert "可选: grid (单元网格 / Unit grid); demolition (违法建设 / Illegal construction)" in capsys.readouterr().err
+    assert (
+        "可选: grid (单元网格 / Unit grid); demolition (违法建设 / Illegal construction)"
+        in capsys.readouterr().err
+    )
 
 
 def test_the_api_and_pages_take_a_chinese_layer_name(client):
