@@ -69,7 +69,16 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
 
     ld = sub.add_parser("ledger", help="要素台账 / a layer's features as a table (CSV/XLSX/GeoJSON)")
     ld.add_argument("layer")
-    ld.add_argument("--format", choices=("xlsx", "csv", "geojson"), default="xlsx")
+    ld.add_argument(
+        "--format",
+        choices=("xlsx", "csv", "geojson"),
+        help="默认按 -o 的扩展名，否则 xlsx / default: from -o's extension, else xlsx",
+    )
+    ld.add_argument(
+        "--headers",
+        choices=("zh", "en", "code"),
+        help="表头：中文、英文或字段名（默认按 --lang）/ headers: Chinese, English or field names (default: --lang)",
+    )
     ld.add_argument("-o", "--output")
     ld.set_defaults(func=cmd_ledger)
 
@@ -131,7 +140,18 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="CSV 开头加 # 注释行说明数据来源 / start the CSV with # lines saying what it was computed from",
     )
-    s.add_argument("--format", choices=("csv", "xlsx", "json", "geojson", "gpkg", "shp"), default="csv")
+    s.add_argument(
+        "--headers",
+        choices=("code", "zh", "en"),
+        default="code",
+        help="CSV 表头：字段名（默认，便于脚本）、中文或英文 / CSV headers: column names (default), Chinese or English",
+    )
+    s.add_argument(
+        "--format",
+        choices=("csv", "xlsx", "json", "geojson", "gpkg", "shp"),
+        help="默认按 -o 的扩展名（.xlsx .json .geojson .gpkg .shp .zip），否则 csv；--format shp -o x.shp 写出 "
+        "x.shp/.shx/.dbf/.prj/.cpg，-o x.zip 写出各级的 zip / default: from -o's extension, else csv",
+    )
     s.add_argument("-o", "--output")
     s.set_defaults(func=cmd_stats)
 

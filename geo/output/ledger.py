@@ -80,8 +80,11 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> bytes:
-    """The ledger of ``spec`` as ``fmt`` (``csv``, ``xlsx`` or ``geojson``).
+def render_ledger(
+    store: Store, spec: LayerSpec, fmt: str, lang: str = "zh", headers: str | None = None
+) -> bytes:
+    """The ledger of ``spec`` as ``fmt`` (``csv``, ``xlsx`` or ``geojson``), its columns headed
+    in ``headers`` (``"zh"``, ``"en"`` or ``"code"``, the field names; default ``lang``).
 
     Raises
     ------
@@ -97,8 +100,8 @@ def render_ledger(store: Store, spec: LayerSpec, fmt: str, lang: str = "zh") -> 
     if spec.is_grid:
         raise InputError("单元网格没有台账", "the unit grid has no ledger", code="bad_layer")
     table, geoms = ledger_table(store, spec)
-    labels = _labels(spec, lang)
     columns = list(table.columns)
+    labels = {c: c for c in columns} if headers == "code" else _labels(spec, headers or lang)
 
     def rows() -> Iterator[list[Any]]:  # one at a time: a layer of a million rows is never listed twice
         for row in table.itertuples(index=False, name=None):
