@@ -167,3 +167,60 @@ def test_grid_batches_are_apart_with_an_admin_only_rollback(data, make_app):
     assert f'<button class="gw-rollback" data-batch="{survey_id}">' in survey
     en = Session(app, "admin").request("GET", "/batches?lang=en").text
     assert "Unit grid batches" in en and "Illegal construction" in en
+
+
+# --- statistics: totals row and headline ---------------------------------------------------------
+
+
+def test_stats_totals_are_the_tally_summed_with_the_overall_rate(tmp_path):
+    from geo.figures.overview import stats_page_data
+    from geo.figures.tally import tally
+
+    data = tmp_path / "s"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        sites = points_frame(
+            [
+                (X0 + 50, Y0 - 50),
+                (X0 + 60, Y0 - 60),
+                (X0 + 70, Y0 - 70),
+                (X0 + 150, Y0 - 150),
+                (X0 - 900, Y0 + 900),
+            ],
+            案件编号=["A", "B", "C", "D", "E"],
+            当前状态=["已拆除", "已登记", "已登记", "已拆除", "已拆除"],
+            违建面积=["10", "20", "30", "40", "5"],
+        )
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+        figures = stats_page_data(store, "demolition", "grid")
+        table = tally(store, "grid", ["demolition"])
+    totals = figures["totals"]
+    assert totals["total"] == int(table["demolition_total"].sum()) == 5  # the one outside included
+    assert totals["completed"] == int(table["demolition_completed"].sum()) == 3
+    assert totals["rate"] == pytest.approx(3 / 5)
+    units = table[table["demolition_total"] > 0]
+    assert totals["rate"] != pytest.approx(units["demolition_rate"].mean())  # not the mean of rates
+    assert totals["measures"]["demolition_area_m2"] == pytest.approx(105)
+    assert figures["headline"]["total"] == 5 and figures["headline"]["targets"] == []
+
+
+def test_stats_page_shows_the_totals_row_and_headline(client):
+    zh = client.get("/stats?level=grid").get_data(as_text=True)
+    foot = zh[zh.index("<tfoot>") : zh.index("</tfoot>")]
+    assert "合计" in foot and "<td>1</td><td>1</td>" in foot and "100.0%" in foot
+    head = zh[zh.index('id="gw-headline"') : zh.index("</section>")]
+    assert 'id="gw-head-total">1<' in head and 'id="gw-head-rate">100.0%<' in head
+    en = client.get("/stats?level=grid&lang=en").get_data(as_text=True)
+    assert ">Total</th>" in en and "Outside every grid" in en
+
+
+@pytest.mark.slow
+def test_stats_headline_shows_the_target(data, make_app, tmp_path):
+    from tests.helpers.builders import COMM_A
+
+    targets = tmp_path / "targets.csv"
+    targets.write_text(f"编码,图层,指标,目标\n{COMM_A},demolition,completed,4\n", encoding="utf-8")
+    assert __import__("geo.cli", fromlist=["main"]).main(["--data", str(data), "targets", str(targets)]) == 0
+    page = Session(make_app(data), "viewer").request("GET", "/stats?level=street").text
+    head = page[page.index('id="gw-headline"') : page.index("</section>")]
+    assert "违法建设已完成目标完成度" in head and "0.0%" in head and "0 / 4" in head

@@ -25,11 +25,13 @@ import layers
 from geo.errors import InputError
 from geo.figures.hierarchy import grid_levels
 from geo.figures.overview import area_levels, map_summary, stats_page_data
+from geo.figures.tally import column_labels
 from geo.imports.batches import TARGET_SPEC, may_roll_back
 from geo.reading.display import safe_display_name
 from geo.registry import grid_spec
 from geo.store import clock
 from geo.store.interface.batches import batch_kind
+from layers.base import UNASSIGNED
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec
 from web.context import get_store, label, select_locale
@@ -265,8 +267,15 @@ def stats() -> Any:
             "undated": _("已完成但无完成日期（按导入日计）"),
         },
     }
+    labels = column_labels([spec])
+    totals = figures["totals"]
+    # the headline's targets, each named in the page language ("违法建设已完成目标完成度")
+    targets = [(label(labels[t["column"] + "_progress"]), t) for t in figures["headline"]["targets"]]
     return render_template(
         "stats.html",
+        totals=totals,
+        targets=targets,
+        unassigned=UNASSIGNED,
         layer=spec,
         level=level,
         levels=[(lv.name, lv) for lv in grid_levels()],
