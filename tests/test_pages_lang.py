@@ -224,3 +224,40 @@ def test_stats_headline_shows_the_target(data, make_app, tmp_path):
     page = Session(make_app(data), "viewer").request("GET", "/stats?level=street").text
     head = page[page.index('id="gw-headline"') : page.index("</section>")]
     assert "违法建设已完成目标完成度" in head and "0.0%" in head and "0 / 4" in head
+
+
+# --- upload page ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_upload_page_starts_on_the_first_survey_layer(data, make_app):
+    app = make_app(data)
+    surveyor = Session(app, "surveyor").request("GET", "/upload?tiles=none").text
+    options = re.findall(r'<option value="(\w+)"[^>]*>', surveyor[surveyor.index('name="layer"') :])
+    assert "grid" not in options and options[0] == "demolition"  # surveyors cannot replace the grid
+    assert '<option value="demolition" selected>' in surveyor
+    admin = Session(app, "admin").request("GET", "/upload?tiles=none").text
+    assert '<option value="grid" data-grid="1">' in admin and '<option value="demolition" selected>' in admin
+    assert 'id="gw-onward" hidden' in admin
+
+
+def test_web_messages_name_the_forms_boxes_not_command_line_options():
+    from web.context import web_wording
+
+    assert web_wording("坐标无法判断，请用 --crs 指定坐标系") == "坐标无法判断，请用“坐标系”栏指定坐标系"
+    assert (
+        web_wording("无法识别 DBF 编码，请用 --encoding 指定（如 GBK）")
+        == "无法识别 DBF 编码，请用“文字编码”栏指定（如 GBK）"
+    )
+    assert web_wording("the datum cannot be told: pass --crs for Xi'an 80", "en") == (
+        "the datum cannot be told: set the CRS box for Xi'an 80"
+    )
+    assert web_wording("invalid --known-at: x", "en") == "invalid known_at: x"
+
+
+def test_api_errors_name_web_parameters(client):
+    body = client.get("/api/stats?known_at=yesterday").get_json()
+    assert body["error"] == "bad_known_at"
+    assert (
+        "--" not in body["message_en"] and "--" not in body["message_zh"] and "known_at" in body["message_en"]
+    )

@@ -30,7 +30,7 @@ from web.common import (
     register_converters,
     timezone,
 )
-from web.context import get_store, label, markup_free_json, select_locale
+from web.context import get_store, label, markup_free_json, select_locale, web_messages
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.record_once(register_converters)  # <id:...> in the routes below
@@ -284,7 +284,7 @@ def _mapping_form() -> dict[str, Any]:
 def _report(report: Any, **extra: Any) -> dict[str, Any]:
     body = report.to_dict()
     body.update(extra)
-    return body
+    return web_messages(body)  # warnings name the form's boxes, not the command line's options
 
 
 @bp.post("/uploads")

@@ -134,8 +134,66 @@ class SafeJSONProvider(DefaultJSONProvider):
 # --- errors ----------------------------------------------------------------------------------
 
 
+#: The command line's options as the web names its controls (the upload form's boxes, the API's
+#: parameters): a message from the engine sends a browser user to what they can use.
+WEB_WORDING: tuple[tuple[str, str, str], ...] = (
+    ("--crs", "“坐标系”栏", "the CRS box"),
+    ("--encoding", "“文字编码”栏", "the encoding box"),
+    ("--member", "“压缩包内文件”栏", "the “file in the zip” box"),
+    ("--known-at", " known_at 参数", "known_at"),
+    ("--as-of", "“截至”日期", "the “as of” date"),
+    ("--grid", " grid 参数", "grid"),
+    ("--json", "检查结果", "the report"),
+)
+_FLAG = re.compile(r"(\s?)(?<![\w-])(--[a-z][a-z-]*)(\s?)")
+_PASS = re.compile(r"\b([Pp])ass (?=--(?:crs|encoding|member)\b)")
+
+
+def web_wording(text: str, lang: str = "zh") -> str:
+    """``text`` (a message of the engine, written for the command line) with its options named
+    as the web's controls: ``请用 --crs 指定`` → ``请用“坐标系”栏指定``, ``pass --crs`` → ``set
+    the CRS box``."""
+    names = {flag: (zh, en) for flag, zh, en in WEB_WORDING}
+
+    def swap(m: re.Match[str]) -> str:
+        found = names.get(m.group(2))
+        if found is None:
+            return m.group(0)
+        if lang == "en":
+            return f"{m.group(1)}{found[1]}{m.group(3)}"
+        # Chinese needs no spaces around a box's name, but keeps them around a parameter's
+        return f" {found[0].strip()} " if found[0].startswith(" ") else found[0]
+
+    if lang == "en":
+        text = text.replace("pass the right --encoding", "set the right encoding in the encoding box")
+        text = _PASS.sub(lambda m: ("S" if m.group(1) == "P" else "s") + "et ", text)
+    return _FLAG.sub(swap, text).strip()
+
+
+def web_messages(body: Any) -> Any:
+    """An answer's ``message_zh`` / ``message_en`` / ``message`` and upload warnings
+    (``{"zh", "en"}``) in the web's wording (:func:`web_wording`)."""
+    if isinstance(body, dict):
+        out = {}
+        for k, v in body.items():
+            if isinstance(v, str) and k in ("message_zh", "zh"):
+                out[k] = web_wording(v, "zh")
+            elif isinstance(v, str) and k in ("message_en", "en"):
+                out[k] = web_wording(v, "en")
+            elif isinstance(v, str) and k == "message":
+                out[k] = web_wording(v, select_locale())
+            else:
+                out[k] = web_messages(v) if k in ("warnings", "details") else v
+        return out
+    if isinstance(body, list):
+        return [web_messages(v) for v in body]
+    return body
+
+
 def error_body(code: str, zh: str, en: str) -> dict[str, Any]:
-    """The JSON body of an error, ``message`` in the request's language."""
+    """The JSON body of an error, ``message`` in the request's language, options named as the
+    web's controls (:func:`web_wording`)."""
+    zh, en = web_wording(zh, "zh"), web_wording(en, "en")
     return {
         "error": code,
         "message_zh": zh,
@@ -153,7 +211,7 @@ def error_response(body: dict[str, Any], status: int) -> Any:
     """A JSON error with ``message`` in the request's language; ``message_zh`` and
     ``message_en`` are always there too."""
     body = {**body, "message": body["message_en"] if select_locale() == "en" else body["message_zh"]}
-    return jsonify(path_free(body)), status
+    return jsonify(path_free(web_messages(body))), status
 
 
 def wants_html() -> bool:
@@ -176,6 +234,7 @@ def error_page(status: int, zh: str, en: str) -> Any:
     """``templates/error.html`` in the page language with ``status``; a plain page should the
     template itself fail (never a traceback)."""
     english = select_locale() == "en"
+    zh, en = web_wording(zh, "zh"), web_wording(en, "en")
     reason = HTTP_STATUS_CODES.get(status, "Error") if english else HTTP_REASONS_ZH.get(status, "错误")
     message = str(path_free(en if english else zh))
     headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}

@@ -28,7 +28,7 @@ from geo.figures.overview import area_levels, map_summary, stats_page_data
 from geo.figures.tally import column_labels
 from geo.imports.batches import TARGET_SPEC, may_roll_back
 from geo.reading.display import safe_display_name
-from geo.registry import grid_spec
+from geo.registry import grid_spec, layer_name
 from geo.store import clock
 from geo.store.interface.batches import batch_kind
 from layers.base import UNASSIGNED
@@ -198,9 +198,18 @@ def upload() -> Any:
             ),
         },
     }
+    # only admins replace the unit grid; everyone starts on the first survey layer
+    importable = [s for s in layers.all_layers() if is_admin() or not s.is_grid]
+    config["links"] = {
+        "map": url_for("main.index"),
+        "stats": url_for("main.stats"),
+        "batches": url_for("main.batches"),
+        "today": clock.today(current_app.config.get("GRIDWATCH_TIMEZONE")).isoformat(),
+    }
     return render_template(
         "upload.html",
-        all_layers=layers.all_layers(),
+        all_layers=importable,
+        default_layer=layers.survey_layers()[0].name,
         config_json=current_app.json.dumps(config),
         map_config_json=current_app.json.dumps(
             map_config("preview", base, base_error, container="gw-preview-map", survey_layers=False)
@@ -224,13 +233,16 @@ def batches() -> Any:
         }
     }
     grid_kind = batch_kind(grid_spec())
+    layer = request.args.get("layer") or None  # ?layer=: that layer's batches only
+    layer = layer and layer_name(layer)
     # file names shown as what they are: controls and bidi overrides become U+FFFD
     shown = [
         replace(b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user))
-        for b in reversed(get_store().batches())
+        for b in reversed(get_store().batches(layer))
     ]
     return render_template(
         "batches.html",
+        layer=layer,
         # the unit grid's batches apart: rolling one back re-assigns every feature
         survey_batches=[b for b in shown if b.kind != grid_kind],
         grid_batches=[b for b in shown if b.kind == grid_kind],
