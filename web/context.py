@@ -142,7 +142,6 @@ WEB_WORDING: tuple[tuple[str, str, str], ...] = (
     ("--member", "“压缩包内文件”栏", "the “file in the zip” box"),
     ("--known-at", " known_at 参数", "known_at"),
     ("--as-of", "“截至”日期", "the “as of” date"),
-    ("--grid", " grid 参数", "grid"),
     ("--json", "检查结果", "the report"),
 )
 _FLAG = re.compile(r"(\s?)(?<![\w-])(--[a-z][a-z-]*)(\s?)")
