@@ -103,6 +103,9 @@ def test_a_forbidden_page_is_a_403_page(data, make_app):
     assert r.status_code == 403 and r.mimetype == "text/html" and "无权访问" in r.text
     assert 'id="gw-error-back"' in r.text
     assert viewer.request("GET", "/batches").get_json()["error"] == "forbidden"
+    # a page that does not exist still names who is signed in
+    missing = viewer.request("GET", "/nope", headers=BROWSER)
+    assert missing.status_code == 404 and '<a href="/account" id="gw-me">viewer</a>' in missing.text
 
 
 def test_a_server_error_is_a_page_without_traceback(app, client):

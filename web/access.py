@@ -65,7 +65,9 @@ def enforce() -> Any:
     """Before every request: who is asking, may they, and (for cookie writes) the CSRF token."""
     endpoint = request.endpoint
     if endpoint is None:
-        return None  # 404/405: answered by the error handlers
+        # 404/405: answered by the error handlers (a browser's error page names who is signed in)
+        g.gw_user = current_user if current_user.is_authenticated else None
+        return None
     view = current_app.view_functions[endpoint]
     access = "public" if endpoint == "static" else getattr(view, "gw_access", None)
     if access is None:
