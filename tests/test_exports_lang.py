@@ -213,3 +213,16 @@ def test_the_stats_workbook_prints_on_a4_landscape_with_page_numbers(client):
         assert ws.print_title_rows == "$2:$2"  # the header row on every printed page
         assert ws.oddFooter.center.text == "第 &P 页 共 &N 页"
         assert ws.cell(row=2, column=1).value == "编码"
+
+
+def test_the_ledger_workbook_prints_on_a4_landscape(client):
+    import io
+
+    import openpyxl
+
+    r = client.get("/api/ledger/违法建设?format=xlsx")
+    assert r.status_code == 200
+    ws = openpyxl.load_workbook(io.BytesIO(r.data)).worksheets[0]
+    assert ws.page_setup.orientation == "landscape" and int(ws.page_setup.paperSize) == 9
+    assert ws.print_title_rows == "$1:$1" and ws.oddFooter.center.text == "第 &P 页 共 &N 页"
+    assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1

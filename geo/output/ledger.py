@@ -22,6 +22,7 @@ import shapely
 
 from geo.errors import InputError
 from geo.output.tables import spreadsheet_cell
+from geo.output.to_xlsx import PAGE_NUMBERS
 from geo.reading import crs as crsmod
 from geo.store.base import Store
 from layers.base import LayerSpec
@@ -119,6 +120,14 @@ def render_ledger(
     if fmt == "xlsx":
         wb = openpyxl.Workbook(write_only=True)
         ws = wb.create_sheet(spec.label_zh if lang != "en" else spec.label_en[:31])
+        # printed as the statistics are: A4 landscape, fitted to the width, the header on every page
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = "9"  # A4
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.print_title_rows = "1:1"
+        ws.oddFooter.center.text = PAGE_NUMBERS
         ws.append([labels[c] for c in columns])
         for row in rows():
             ws.append([spreadsheet_cell(v) for v in row])
