@@ -21,14 +21,18 @@ from web.context import (
     HTTP_REASONS_ZH,
     SafeJSONProvider,
     close_store,
+    error_page,
     error_response,
-    json_error,
+    http_error,
     label,
     lang_url,
+    local_time,
     private_dirs,
     remember_language,
     select_locale,
     size_text,
+    wants_html,
+    zone_note,
 )
 
 
@@ -73,6 +77,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["lbl"] = label
     app.jinja_env.globals["current_lang"] = select_locale
     app.jinja_env.globals["lang_url"] = lang_url
+    app.jinja_env.globals["zone_note"] = zone_note
+    app.jinja_env.filters["localtime"] = local_time
 
     app.after_request(remember_language)
 
@@ -105,27 +111,29 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(GridwatchError)
     def _domain_error(exc: GridwatchError) -> Any:
+        if wants_html():
+            return error_page(exc.status, exc.zh, exc.en)
         return error_response(exc.to_dict(), exc.status)
 
     @app.errorhandler(404)
     def _not_found(_exc: Exception) -> Any:
-        return json_error(404, "not_found", f"页面不存在: {request.path}", f"not found: {request.path}")
+        return http_error(404, "not_found", f"页面不存在: {request.path}", f"not found: {request.path}")
 
     @app.errorhandler(413)
     def _too_large(_exc: Exception) -> Any:
         limit = size_text(request.max_content_length or app.config["MAX_CONTENT_LENGTH"])
-        return json_error(413, "too_large", f"上传文件超过 {limit}", f"the upload exceeds {limit}")
+        return http_error(413, "too_large", f"上传文件超过 {limit}", f"the upload exceeds {limit}")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
         status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
         zh = f"{status} {HTTP_REASONS_ZH.get(status, '请求无法处理')}"
-        return json_error(status, code, zh, f"{status} {exc.name}: {exc.description}")
+        return http_error(status, code, zh, f"{status} {exc.name}: {exc.description}")
 
     @app.errorhandler(500)
     def _server_error(_exc: Exception) -> Any:
-        return json_error(500, "server_error", "服务器内部错误", "internal server error")
+        return http_error(500, "server_error", "服务器内部错误", "internal server error")
 
     return app
 

@@ -7,7 +7,8 @@
   document.querySelectorAll("button.gw-rollback").forEach((button) => {
     button.addEventListener("click", () => {
       const id = button.dataset.batch;
-      if (!window.confirm(text.confirm.replace("{id}", id))) return;
+      const question = button.dataset.grid ? text.confirmGrid : text.confirm;
+      if (!window.confirm(question.replace("{id}", id))) return;
       fetch("/api/batches/" + id + "?lang=" + document.documentElement.lang.slice(0, 2), { method: "DELETE", headers: { "X-CSRFToken": csrfToken } })
         .then((r) => r.json().then((body) => ({ status: r.status, body })))
         .then(({ status, body }) => {

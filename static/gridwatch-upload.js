@@ -97,6 +97,7 @@
 
   function show(status, body) {
     report.hidden = false;
+    document.getElementById("gw-onward").hidden = true;
     summary.replaceChildren();
     warnings.replaceChildren();
     if (status >= 400) {
@@ -427,8 +428,19 @@
       commitButton.disabled = true;
       say(fill(body.mappings_remembered ? text.imported2 : text.imported,
         { batch: body.batch_id, added: body.added, updated: body.updated, remembered: body.mappings_remembered }), true);
+      showOnward();
     });
   });
+  /* After a commit: links onward to the map, the statistics and the batches of that layer, as of today. */
+  function showOnward() {
+    const links = cfg.links;
+    const layer = isGrid() ? "" : form.elements.layer.value;
+    const query = (args) => "?" + new URLSearchParams(Object.entries(args).filter(([, v]) => v)).toString();
+    document.getElementById("gw-onward-map").href = links.map + query({ layer, as_of: links.today });
+    document.getElementById("gw-onward-stats").href = links.stats + query({ layer, as_of: links.today });
+    document.getElementById("gw-onward-batches").href = links.batches + query({ layer: form.elements.layer.value });
+    document.getElementById("gw-onward").hidden = false;
+  }
   document.getElementById("gw-discard").addEventListener("click", () => {
     if (!uploadId) return;
     fetch(uploadUrl(), { method: "DELETE", headers: { "X-CSRFToken": csrfToken } }).then(() => { uploadId = null; report.hidden = true; preview.clear(); mapping.clear(); });

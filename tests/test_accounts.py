@@ -269,9 +269,9 @@ def test_every_write_is_audited_with_who_and_where(gridded_store, tmp_path):
     grid_entry = [e for e in entries if e.action == "grid_replace"]
     assert len(grid_entry) == 1 and grid_entry[0].counts["added"] == 9
     buf = io.StringIO()
-    write_csv(entries, buf)
+    write_csv(entries, buf, tz="Asia/Shanghai")
     text = buf.getvalue()
-    assert text.startswith("\ufeff时间,用户") and "10.0.0.7" in text and "回滚" in text
+    assert text.startswith("\ufeff时间 (Asia/Shanghai),用户") and "10.0.0.7" in text and "回滚" in text
 
 
 def test_a_write_that_fails_leaves_no_audit_entry(gridded_store, tmp_path):

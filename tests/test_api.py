@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import openpyxl
@@ -80,7 +80,12 @@ def test_download_name_from_the_parsed_date(client, as_of):
         assert r.status_code == 200
         header = r.headers["Content-Disposition"]
         header.encode("latin-1")  # a header that does not encode breaks the WSGI server (500)
-        assert header == f'attachment; filename="{name}"'
+        # the ASCII name for old clients, the bureau's name (layers, level, day) as RFC 5987
+        ascii_part, utf8_part = header.split("; filename*=UTF-8''")
+        assert ascii_part == f'attachment; filename="{name}"'
+        assert (
+            unquote(utf8_part) == f"违法建设+非机动车停放点+充电棚_单元网格_2022-05-25.{name.rsplit('.')[1]}"
+        )
 
 
 @pytest.mark.slow

@@ -494,7 +494,7 @@ def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path, m
     csv = admin.request("GET", "/audit.csv?action=import")
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
     text = csv.data.decode("utf-8-sig")
-    assert text.splitlines()[0].startswith("时间,用户,来源地址,操作") and "10.1.2.3" in text
+    assert text.splitlines()[0].startswith("时间 (Asia/Shanghai),用户,来源地址,操作") and "10.1.2.3" in text
     batches = s.request("GET", "/batches")
     assert "<td>surveyor</td>" in batches.text
 

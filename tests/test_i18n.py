@@ -77,7 +77,7 @@ def test_upload_page_in_one_language(client):
 
     en = client.get("/upload?lang=en").get_data(as_text=True)
     assert "Upload a survey" in en and "Import report" in en and "Rejected rows" in en
-    assert '<option value="demolition">Illegal construction</option>' in en
+    assert '<option value="demolition" selected>Illegal construction</option>' in en
     # no Chinese left beside the English, but the link back to Chinese
     assert re.findall(r"[\u4e00-\u9fff]+", en) == ["中文"]
     config = json.loads(re.search(r'id="gw-upload-config">(.*?)</script>', en, re.S)[1])
@@ -85,7 +85,9 @@ def test_upload_page_in_one_language(client):
     assert config["sources"]["inferred"] == "inferred from the coordinates"
     zh = client.get("/upload?lang=zh").get_data(as_text=True)
     assert (
-        "上传调查数据" in zh and "被拒绝的行" in zh and '<option value="demolition">违法建设</option>' in zh
+        "上传调查数据" in zh
+        and "被拒绝的行" in zh
+        and '<option value="demolition" selected>违法建设</option>' in zh
     )
     assert re.findall(r"\b(?:Upload|Import report|Rejected|Reason|Confirm|Discard|Encoding)\b", zh) == []
     config = json.loads(re.search(r'id="gw-upload-config">(.*?)</script>', zh, re.S)[1])

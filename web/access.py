@@ -18,7 +18,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from geo.store import accounts
 from geo.store.interface.audit import Actor
-from web.context import error_body
+from web.context import error_body, error_page, wants_html
 
 #: The account pages (endpoints ``auth.*``): sign-in in :mod:`web.login`, one's own account in
 #: :mod:`web.account`, user administration in :mod:`web.users`, the audit trail in :mod:`web.audit`.
@@ -56,6 +56,8 @@ def _deny(status: int) -> Any:
 
 
 def _json_error(status: int, code: str, zh: str, en: str) -> Any:
+    if wants_html():  # a browser's page: the error page in its language
+        return error_page(status, zh, en)
     return jsonify(error_body(code, zh, en)), status
 
 
@@ -63,7 +65,9 @@ def enforce() -> Any:
     """Before every request: who is asking, may they, and (for cookie writes) the CSRF token."""
     endpoint = request.endpoint
     if endpoint is None:
-        return None  # 404/405: answered by the error handlers
+        # 404/405: answered by the error handlers (a browser's error page names who is signed in)
+        g.gw_user = current_user if current_user.is_authenticated else None
+        return None
     view = current_app.view_functions[endpoint]
     access = "public" if endpoint == "static" else getattr(view, "gw_access", None)
     if access is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
+from flask_babel import gettext as _
 
 import layers
 from geo.errors import GridwatchError, InputError
@@ -15,13 +16,15 @@ from geo.figures.hierarchy import check_level, level_names
 from geo.figures.overview import map_totals
 from geo.figures.report import build_report
 from geo.figures.search import MAX_LIMIT, search
-from geo.figures.tally import Filters
+from geo.figures.tally import Filters, survey_specs
 from geo.figures.viewport import BBox, cells_in_view, feature_detail, features_in_view
 from geo.imports import upload_features, upload_review, uploads
 from geo.imports.batches import may_roll_back, rollback
 from geo.output.export import content_disposition, get_renderer
 from geo.output.html_map import html_map
 from geo.output.ledger import LEDGER_FORMATS, render_ledger
+from geo.registry import layer_name
+from geo.store import clock
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
@@ -33,7 +36,7 @@ from web.common import (
     survey_spec,
     timezone,
 )
-from web.context import get_store, markup_free_json, select_locale
+from web.context import get_store, label, markup_free_json, select_locale, web_messages
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.record_once(register_converters)  # <id:...> in the routes below
@@ -95,6 +98,7 @@ def api_stats() -> Any:
     header = request.args.get("header", "")
     if header not in ("", "0", "1"):
         raise InputError("参数 header 应为 0 或 1", "header must be 0 or 1", code="bad_parameter")
+    headers = _headers_arg("code")
     levels = level_names() if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
     report = build_report(
@@ -109,13 +113,28 @@ def api_stats() -> Any:
         tz=timezone(),
     )
     report.csv_header = header == "1"
+    report.headers = headers
     body = renderer.render(report, level)
     if renderer.mimetype.endswith("json"):  # JSON and GeoJSON, written by the exporter
         body = markup_free_json(body.decode("utf-8")).encode("utf-8")
     resp = Response(body, mimetype=renderer.mimetype)
     if renderer.name != "json":
-        resp.headers["Content-Disposition"] = content_disposition(renderer.filename(report, level))
+        # 违法建设_单元网格_2022-06-30.xlsx, gridwatch_grid_2022-06-30.xlsx for old clients
+        shown = [label(s) for s in survey_specs(layer_names)]
+        resp.headers["Content-Disposition"] = content_disposition(
+            renderer.download_name(report, level, shown), fallback=renderer.filename(report, level)
+        )
     return resp
+
+
+def _headers_arg(default: str | None) -> str | None:
+    """``?headers=``: the CSV's header row, ``zh``, ``en`` or ``code`` (column names)."""
+    value = request.args.get("headers") or default
+    if value not in (None, "zh", "en", "code"):
+        raise InputError(
+            "参数 headers 应为 zh、en 或 code", "headers must be zh, en or code", code="bad_parameter"
+        )
+    return value
 
 
 @bp.get("/cells")
@@ -123,6 +142,7 @@ def api_stats() -> Any:
 def api_cells() -> Any:
     level = check_level(request.args.get("level"))  # none: the unit grid
     layer = request.args.get("layer") or None
+    layer = layer and layer_name(layer)  # its code, Chinese or English name
     if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
     return jsonify(
@@ -173,7 +193,7 @@ def api_features(layer: str) -> Any:
     return jsonify(
         features_in_view(
             get_store(),
-            layer,
+            layer_name(layer),
             bbox,
             _int("zoom", 14, 0, 24),
             statuses=statuses,
@@ -213,7 +233,7 @@ def api_html_map() -> Any:
 @bp.get("/features/<layer>/<id:fid>")
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
-    return jsonify(feature_detail(get_store(), layer, fid, gcj02=_gcj02()))
+    return jsonify(feature_detail(get_store(), layer_name(layer), fid, gcj02=_gcj02()))
 
 
 @bp.get("/search")
@@ -278,17 +298,22 @@ def api_ledger(layer: str) -> Any:
 
     spec = get_layer(layer)
     fmt = request.args.get("format", "xlsx")
-    body = render_ledger(get_store(), spec, fmt, lang=select_locale())
+    headers = _headers_arg(None)
+    body = render_ledger(get_store(), spec, fmt, lang=select_locale(), headers=headers)
     mimetype, ext = LEDGER_FORMATS[fmt]
     resp = Response(body, mimetype=mimetype)
-    resp.headers["Content-Disposition"] = content_disposition(f"gridwatch_{spec.name}_ledger.{ext}")
+    day = clock.today(timezone()).isoformat()
+    resp.headers["Content-Disposition"] = content_disposition(
+        f"{label(spec)}_{_('台账')}_{day}.{ext}", fallback=f"gridwatch_{spec.name}_ledger.{ext}"
+    )
     return resp
 
 
 @bp.get("/batches")
 @requires("surveyor")
 def api_batches() -> Any:
-    return jsonify([b.to_dict() for b in get_store().batches(request.args.get("layer") or None)])
+    layer = request.args.get("layer") or None
+    return jsonify([b.to_dict() for b in get_store().batches(layer and layer_name(layer))])
 
 
 @bp.delete("/batches/<id:batch_id>")
@@ -364,7 +389,7 @@ def _mapping_form() -> dict[str, Any]:
 def _report(report: Any, **extra: Any) -> dict[str, Any]:
     body = report.to_dict()
     body.update(extra)
-    return body
+    return web_messages(body)  # warnings name the form's boxes, not the command line's options
 
 
 @bp.post("/uploads")

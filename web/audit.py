@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from flask import Response, render_template, request
+from flask import Response, current_app, render_template, request
 
 from geo.errors import InputError
-from geo.output.audit import ACTIONS, action_label, write_csv
+from geo.output.audit import ACTIONS, action_label, count_label, layer_label, write_csv
 from web.access import bp, requires
 from web.context import get_store, select_locale
 
@@ -38,6 +38,7 @@ def audit() -> Any:
     who = request.args.get("user") or None
     action = request.args.get("action") or None
     entries = store.audit_entries(limit=100, offset=(page - 1) * 100, user=who, action=action)
+    lang = select_locale()
     return render_template(
         "audit.html",
         entries=entries,
@@ -45,7 +46,10 @@ def audit() -> Any:
         who=who or "",
         action=action or "",
         actions=[(k, action_label(k, select_locale())) for k in ACTIONS],
-        action_label=lambda a: action_label(a, select_locale()),
+        action_label=lambda a: action_label(a, lang),
+        # counts, actions and layers in the page language
+        count_label=lambda k: count_label(k, lang),
+        layer_label=lambda name: layer_label(name, lang),
     )
 
 
@@ -56,7 +60,7 @@ def audit_csv() -> Any:
         limit=1_000_000, user=request.args.get("user") or None, action=request.args.get("action") or None
     )
     buf = io.StringIO()
-    write_csv(entries, buf, select_locale())
+    write_csv(entries, buf, select_locale(), current_app.config.get("GRIDWATCH_TIMEZONE"))
     return Response(
         buf.getvalue().encode("utf-8"),
         mimetype="text/csv",

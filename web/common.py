@@ -13,7 +13,7 @@ from geo.errors import InputError
 from geo.figures.hierarchy import check_level
 from geo.figures.versions import parse_grid
 from geo.reading.values import parse_date
-from geo.registry import get_layer
+from geo.registry import get_layer, layer_name
 from geo.store import clock
 from layers.base import LayerSpec
 
@@ -37,8 +37,8 @@ def register_converters(state: Any) -> None:
 def query_args() -> tuple[str, list[str] | None, date | None]:
     """``level``, ``layer`` (as a list or None) and ``as_of`` (parsed) from the query string, checked."""
     level = check_level(request.args.get("level"))  # none: the unit grid
-    layer = request.args.get("layer") or None
-    return level, [layer] if layer else None, as_of_arg()
+    layer = request.args.get("layer") or None  # its code, Chinese or English name
+    return level, [layer_name(layer)] if layer else None, as_of_arg()
 
 
 def as_of_arg() -> date | None:

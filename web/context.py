@@ -5,6 +5,7 @@ the service keeps its files."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
+from markupsafe import escape
+from werkzeug.http import HTTP_STATUS_CODES
 
+from geo.store import clock
 from geo.store.backends import open_store
 
 LANGUAGES = ("zh", "en")
@@ -96,6 +100,19 @@ def label(obj: Any, field: str = "label") -> str:
     return str(getattr(obj, f"{field}_en" if english else f"{field}_zh"))
 
 
+# --- time ------------------------------------------------------------------------------------
+
+
+def local_time(text: str | None) -> str:
+    """A stored time as pages show it: ``2022-06-30 14:05`` in ``GRIDWATCH_TIMEZONE``."""
+    return clock.local_text(text, current_app.config.get("GRIDWATCH_TIMEZONE"))
+
+
+def zone_note() -> str:
+    """The zone of the times on a page, named once (``Asia/Shanghai (UTC+08:00)``)."""
+    return clock.zone_note(current_app.config.get("GRIDWATCH_TIMEZONE"))
+
+
 # --- JSON ------------------------------------------------------------------------------------
 
 
@@ -117,8 +134,65 @@ class SafeJSONProvider(DefaultJSONProvider):
 # --- errors ----------------------------------------------------------------------------------
 
 
+#: The command line's options as the web names its controls (the upload form's boxes, the API's
+#: parameters): a message from the engine sends a browser user to what they can use.
+WEB_WORDING: tuple[tuple[str, str, str], ...] = (
+    ("--crs", "“坐标系”栏", "the CRS box"),
+    ("--encoding", "“文字编码”栏", "the encoding box"),
+    ("--member", "“压缩包内文件”栏", "the “file in the zip” box"),
+    ("--known-at", " known_at 参数", "known_at"),
+    ("--as-of", "“截至”日期", "the “as of” date"),
+    ("--json", "检查结果", "the report"),
+)
+_FLAG = re.compile(r"(\s?)(?<![\w-])(--[a-z][a-z-]*)(\s?)")
+_PASS = re.compile(r"\b([Pp])ass (?=--(?:crs|encoding|member)\b)")
+
+
+def web_wording(text: str, lang: str = "zh") -> str:
+    """``text`` (a message of the engine, written for the command line) with its options named
+    as the web's controls: ``请用 --crs 指定`` → ``请用“坐标系”栏指定``, ``pass --crs`` → ``set
+    the CRS box``."""
+    names = {flag: (zh, en) for flag, zh, en in WEB_WORDING}
+
+    def swap(m: re.Match[str]) -> str:
+        found = names.get(m.group(2))
+        if found is None:
+            return m.group(0)
+        if lang == "en":
+            return f"{m.group(1)}{found[1]}{m.group(3)}"
+        # Chinese needs no spaces around a box's name, but keeps them around a parameter's
+        return f" {found[0].strip()} " if found[0].startswith(" ") else found[0]
+
+    if lang == "en":
+        text = text.replace("pass the right --encoding", "set the right encoding in the encoding box")
+        text = _PASS.sub(lambda m: ("S" if m.group(1) == "P" else "s") + "et ", text)
+    return _FLAG.sub(swap, text).strip()
+
+
+def web_messages(body: Any) -> Any:
+    """An answer's ``message_zh`` / ``message_en`` / ``message`` and upload warnings
+    (``{"zh", "en"}``) in the web's wording (:func:`web_wording`)."""
+    if isinstance(body, dict):
+        out = {}
+        for k, v in body.items():
+            if isinstance(v, str) and k in ("message_zh", "zh"):
+                out[k] = web_wording(v, "zh")
+            elif isinstance(v, str) and k in ("message_en", "en"):
+                out[k] = web_wording(v, "en")
+            elif isinstance(v, str) and k == "message":
+                out[k] = web_wording(v, select_locale())
+            else:
+                out[k] = web_messages(v) if k in ("warnings", "details") else v
+        return out
+    if isinstance(body, list):
+        return [web_messages(v) for v in body]
+    return body
+
+
 def error_body(code: str, zh: str, en: str) -> dict[str, Any]:
-    """The JSON body of an error, ``message`` in the request's language."""
+    """The JSON body of an error, ``message`` in the request's language, options named as the
+    web's controls (:func:`web_wording`)."""
+    zh, en = web_wording(zh, "zh"), web_wording(en, "en")
     return {
         "error": code,
         "message_zh": zh,
@@ -136,7 +210,42 @@ def error_response(body: dict[str, Any], status: int) -> Any:
     """A JSON error with ``message`` in the request's language; ``message_zh`` and
     ``message_en`` are always there too."""
     body = {**body, "message": body["message_en"] if select_locale() == "en" else body["message_zh"]}
-    return jsonify(path_free(body)), status
+    return jsonify(path_free(web_messages(body))), status
+
+
+def wants_html() -> bool:
+    """Whether an error answers with a page: a browser's request (its Accept prefers HTML to
+    JSON) outside ``/api/``; the API and scripts keep their JSON bodies."""
+    if request.path.startswith("/api/") or request.path == "/api":
+        return False
+    accept = request.accept_mimetypes
+    return accept["text/html"] > accept["application/json"]
+
+
+def http_error(status: int, code: str, zh: str, en: str) -> Any:
+    """An error as a browser's page (:func:`web.context.wants_html`) or as the API's JSON body."""
+    if wants_html():
+        return error_page(status, zh, en)
+    return json_error(status, code, zh, en)
+
+
+def error_page(status: int, zh: str, en: str) -> Any:
+    """``templates/error.html`` in the page language with ``status``; a plain page should the
+    template itself fail (never a traceback)."""
+    english = select_locale() == "en"
+    zh, en = web_wording(zh, "zh"), web_wording(en, "en")
+    reason = HTTP_STATUS_CODES.get(status, "Error") if english else HTTP_REASONS_ZH.get(status, "错误")
+    message = str(path_free(en if english else zh))
+    headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+    try:
+        page = render_template("error.html", status=status, reason=reason, message=message)
+    except Exception:  # the page of an error must not fail in turn
+        logging.getLogger("gridwatch").exception("the error page could not be drawn")
+        page = (
+            f"<!doctype html><meta charset=utf-8><title>{status}</title>"
+            f'<h1>{status} {escape(reason)}</h1><p>{escape(message)}</p><p><a href="/">地图 / Map</a></p>'
+        )
+    return page, status, headers
 
 
 def size_text(size: int) -> str:

@@ -147,12 +147,21 @@ CRS = _q(
 WITHIN = _q("within", "only units under this unit code (a community, street or district)")
 
 
+def _headers_param(default: str) -> dict[str, Any]:
+    return _q(
+        "headers",
+        f"the CSV's header row: zh (Chinese labels), en (English labels) or code (column names); default {default}",
+        {"type": "string", "enum": ["zh", "en", "code"]},
+    )
+
+
 def _survey_layer(name: str = "layer", where: str = "query") -> dict[str, Any]:
-    names = [s.name for s in layers.survey_layers()]
+    # a layer by its code, its Chinese or its English name (违法建设, Illegal construction)
+    names = [n for s in layers.survey_layers() for n in (s.name, s.label_zh, s.label_en)]
     schema = {"type": "string", "enum": names}
     if where == "path":
-        return _path(name, "survey layer (see /api/layers)", schema)
-    return _q(name, "survey layer (see /api/layers); default: all", schema)
+        return _path(name, "survey layer: its code, Chinese or English name (see /api/layers)", schema)
+    return _q(name, "survey layer: its code, Chinese or English name (see /api/layers); default: all", schema)
 
 
 def document() -> dict[str, Any]:
@@ -418,6 +427,7 @@ def document() -> dict[str, Any]:
                             "xlsx (default), csv or geojson",
                             {"type": "string", "enum": ["xlsx", "csv", "geojson"]},
                         ),
+                        _headers_param("the page language"),
                     ],
                 )
             },
@@ -455,6 +465,7 @@ def document() -> dict[str, Any]:
                             "known-at moment, grid version, layer revisions); default 0, a plain table",
                             {"type": "string", "enum": ["0", "1"]},
                         ),
+                        _headers_param("code"),
                     ],
                 )
             },

@@ -26,10 +26,14 @@ from geo.errors import InputError
 from geo.figures.feature_list import PAGE_SIZES, UNIT_COLUMN, FeatureQuery, area_choices, feature_page
 from geo.figures.hierarchy import grid_levels
 from geo.figures.overview import area_levels, map_summary, map_totals, stats_page_data
+from geo.figures.tally import column_labels
 from geo.imports.batches import TARGET_SPEC, may_roll_back
 from geo.output.html_map import map_areas
 from geo.reading.display import safe_display_name
+from geo.registry import grid_spec, layer_name
 from geo.store import clock
+from geo.store.interface.batches import batch_kind
+from layers.base import UNASSIGNED
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
@@ -250,9 +254,18 @@ def upload() -> Any:
             ),
         },
     }
+    # only admins replace the unit grid; everyone starts on the first survey layer
+    importable = [s for s in layers.all_layers() if is_admin() or not s.is_grid]
+    config["links"] = {
+        "map": url_for("main.index"),
+        "stats": url_for("main.stats"),
+        "batches": url_for("main.batches"),
+        "today": clock.today(current_app.config.get("GRIDWATCH_TIMEZONE")).isoformat(),
+    }
     return render_template(
         "upload.html",
-        all_layers=layers.all_layers(),
+        all_layers=importable,
+        default_layer=layers.survey_layers()[0].name,
         config_json=current_app.json.dumps(config),
         map_config_json=current_app.json.dumps(
             map_config("preview", base, base_error, container="gw-preview-map", survey_layers=False)
@@ -269,18 +282,26 @@ def batches() -> Any:
     config = {
         "labels": {
             "confirm": _("确定回滚批次 {id}？该批次的要素将被删除，被它替换的要素将恢复。"),
+            "confirmGrid": _(
+                "确定回滚单元网格批次 {id}？将恢复上一版网格，所有要素都将重新分配到上一版网格的单元。"
+            ),
             "done": _("已回滚批次 {id}"),
         }
     }
+    grid_kind = batch_kind(grid_spec())
+    layer = request.args.get("layer") or None  # ?layer=: that layer's batches only
+    layer = layer and layer_name(layer)
+    # file names shown as what they are: controls and bidi overrides become U+FFFD
+    shown = [
+        replace(b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user))
+        for b in reversed(get_store().batches(layer))
+    ]
     return render_template(
         "batches.html",
-        # file names shown as what they are: controls and bidi overrides become U+FFFD
-        batches=[
-            replace(
-                b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user)
-            )
-            for b in reversed(get_store().batches())
-        ],
+        layer=layer,
+        # the unit grid's batches apart: rolling one back re-assigns every feature
+        survey_batches=[b for b in shown if b.kind != grid_kind],
+        grid_batches=[b for b in shown if b.kind == grid_kind],
         labels=labels,
         # surveyors roll back their own survey batches; admins any batch
         may_roll_back=lambda b: may_roll_back(b, me, role),
@@ -314,8 +335,15 @@ def stats() -> Any:
             "undated": _("已完成但无完成日期（按导入日计）"),
         },
     }
+    labels = column_labels([spec])
+    totals = figures["totals"]
+    # the headline's targets, each named in the page language ("违法建设已完成目标完成度")
+    targets = [(label(labels[t["column"] + "_progress"]), t) for t in figures["headline"]["targets"]]
     return render_template(
         "stats.html",
+        totals=totals,
+        targets=targets,
+        unassigned=UNASSIGNED,
         layer=spec,
         level=level,
         levels=[(lv.name, lv) for lv in grid_levels()],

@@ -24,7 +24,7 @@ from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
 from geo.cli.report import add_report_parser
 from geo.errors import GridwatchError
-from geo.registry import grid_spec
+from geo.registry import grid_spec, layer_name, layer_names
 
 #: Adds commands of the layers above the engine (``serve``, added by :func:`server.main`).
 Extension = Callable[[Any], None]
@@ -70,7 +70,16 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
 
     ld = sub.add_parser("ledger", help="要素台账 / a layer's features as a table (CSV/XLSX/GeoJSON)")
     ld.add_argument("layer")
-    ld.add_argument("--format", choices=("xlsx", "csv", "geojson"), default="xlsx")
+    ld.add_argument(
+        "--format",
+        choices=("xlsx", "csv", "geojson"),
+        help="默认按 -o 的扩展名，否则 xlsx / default: from -o's extension, else xlsx",
+    )
+    ld.add_argument(
+        "--headers",
+        choices=("zh", "en", "code"),
+        help="表头：中文、英文或字段名（默认按 --lang）/ headers: Chinese, English or field names (default: --lang)",
+    )
     ld.add_argument("-o", "--output")
     ld.set_defaults(func=cmd_ledger)
 
@@ -132,7 +141,18 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="CSV 开头加 # 注释行说明数据来源 / start the CSV with # lines saying what it was computed from",
     )
-    s.add_argument("--format", choices=("csv", "xlsx", "json", "geojson", "gpkg", "shp"), default="csv")
+    s.add_argument(
+        "--headers",
+        choices=("code", "zh", "en"),
+        default="code",
+        help="CSV 表头：字段名（默认，便于脚本）、中文或英文 / CSV headers: column names (default), Chinese or English",
+    )
+    s.add_argument(
+        "--format",
+        choices=("csv", "xlsx", "json", "geojson", "gpkg", "shp"),
+        help="默认按 -o 的扩展名（.xlsx .json .geojson .gpkg .shp .zip），否则 csv；--format shp -o x.shp 写出 "
+        "x.shp/.shx/.dbf/.prj/.cpg，-o x.zip 写出各级的 zip / default: from -o's extension, else csv",
+    )
     s.add_argument("-o", "--output")
     s.set_defaults(func=cmd_stats)
 
@@ -209,6 +229,7 @@ def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> 
         args.level_given = args.level is not None
         args.level = args.level or grid_spec().levels[0].name
     try:
+        _layer_codes(args)
         return int(args.func(args))
     except GridwatchError as exc:
         msg = exc.zh if args.lang == "zh" else exc.en
@@ -227,6 +248,16 @@ def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> 
         return 130
     except Exception as exc:
         return _internal_error(exc)
+
+
+def _layer_codes(args: argparse.Namespace) -> None:
+    """``layer`` / ``--layer`` of any command as the layer's code: a layer may be named by its
+    code, its Chinese or its English label (``--layer 违法建设``)."""
+    value = getattr(args, "layer", None)
+    if isinstance(value, str) and value:
+        args.layer = layer_name(value)
+    elif isinstance(value, list):
+        args.layer = layer_names(value)
 
 
 def _internal_error(exc: BaseException) -> int:

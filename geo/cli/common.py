@@ -105,6 +105,38 @@ def print_report(report: Any, args: argparse.Namespace) -> None:
         say(report.summary(args.lang))
 
 
+#: Binary formats: written only to a file named with one of these extensions.
+BINARY_SUFFIXES = {"xlsx": (".xlsx",), "gpkg": (".gpkg",), "shp": (".shp", ".zip")}
+
+
+def settle_format(args: argparse.Namespace, by_suffix: dict[str, str], default: str) -> str:
+    """``--format`` of a command that writes ``-o``: as given, else from ``-o``'s extension
+    (``x.xlsx`` → xlsx), else ``default``.  A format that contradicts the extension
+    (``--format csv -o x.xlsx``) and a binary format written to a file without its extension
+    are refused with a clear message.  Sets and returns ``args.format``."""
+    output = args.output if args.output and args.output != "-" else None
+    suffix = Path(output).suffix.lower() if output else ""
+    implied = by_suffix.get(suffix)
+    if args.format is None:
+        args.format = implied or default
+    elif implied is not None and implied != args.format:
+        raise InputError(
+            f"-o 的扩展名 {suffix} 与 --format {args.format} 不符（去掉 --format 即按扩展名写出 {implied}）",
+            f"-o has the extension {suffix} but --format is {args.format} "
+            f"(leave --format out to write {implied} as the name says)",
+            code="format_mismatch",
+        )
+    wanted = BINARY_SUFFIXES.get(args.format)
+    if output and wanted and suffix not in wanted:
+        names = " 或 ".join(wanted)
+        raise InputError(
+            f"{args.format} 为二进制格式，-o 的文件名应以 {names} 结尾（当前: {Path(output).name}）",
+            f"{args.format} is a binary format: -o must end in {' or '.join(wanted)} (got {Path(output).name})",
+            code="format_mismatch",
+        )
+    return str(args.format)
+
+
 def write_output(data: bytes, args: argparse.Namespace) -> None:
     """Write ``data`` to ``-o`` (a binary format needs one), else to stdout."""
     if args.output and args.output != "-":

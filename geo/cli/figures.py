@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from geo.cli.common import cli_store, write_output
+from geo.cli.common import cli_store, say, settle_format, write_output
 from geo.errors import InputError
 from geo.reading.values import parse_date
 
@@ -15,10 +15,23 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     from geo.output.ledger import render_ledger
     from geo.registry import get_layer
 
+    settle_format(args, {".xlsx": "xlsx", ".csv": "csv", ".geojson": "geojson", ".json": "geojson"}, "xlsx")
     spec = get_layer(args.layer)
     store = cli_store(args)
-    write_output(render_ledger(store, spec, args.format, lang=args.lang), args)
+    write_output(render_ledger(store, spec, args.format, lang=args.lang, headers=args.headers), args)
     return 0
+
+
+#: Output extensions of ``stats`` and the formats they imply.
+STATS_SUFFIXES = {
+    ".csv": "csv",
+    ".xlsx": "xlsx",
+    ".json": "json",
+    ".geojson": "geojson",
+    ".gpkg": "gpkg",
+    ".shp": "shp",
+    ".zip": "shp",
+}
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -30,14 +43,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from geo.output.export import get_renderer
     from geo.store import clock
 
-    renderer = get_renderer(args.format)
+    renderer = get_renderer(settle_format(args, STATS_SUFFIXES, "csv"))
+    # -o x.shp: that one level as the shapefile set x.shp/.shx/.dbf/.prj/.cpg (x.zip: every level)
+    shapefile = renderer.name == "shp" and str(args.output).lower().endswith(".shp")
     as_of = parse_date(args.as_of)  # once, before anything is read: a bad date exits 2
     known_at = clock.parse_known_at(args.known_at)  # the configured zone: $GRIDWATCH_TIMEZONE
     grid = parse_grid(args.grid)
     store = cli_store(args)
     if args.monthly:
         return _monthly(store, renderer, args, known_at, grid)
-    levels = level_names() if renderer.all_levels and not args.level_given else [args.level]
+    every = renderer.all_levels and not args.level_given and not shapefile
+    levels = level_names() if every else [args.level]
     filters = Filters(within=args.within) if args.within else None
     report = build_report(
         store,
@@ -50,6 +66,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         grid=grid,
     )
     report.csv_header = args.csv_header
+    report.headers = args.headers
+    if shapefile:
+        from geo.output.to_shp import write_shapefile
+
+        written = write_shapefile(report, args.level, args.output)
+        say(f"已写入 / wrote {', '.join(str(p) for p in written)}", err=True)
+        return 0
     write_output(renderer.render(report, args.level if args.level in levels else levels[0]), args)
     return 0
 
@@ -91,6 +114,7 @@ def _monthly(store: Any, renderer: Any, args: argparse.Namespace, known_at: Any,
         as_of=str(table["month"].max()) if len(table) else "",
         provenance=provenance(store, view, used, [s.name for s in specs], None),
         csv_header=args.csv_header,
+        headers=args.headers,
     )
     if report.provenance is not None and months:
         report.provenance["as_of"] = f"{months[0]}..{months[-1]} (month ends)"

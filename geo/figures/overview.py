@@ -12,16 +12,17 @@ from datetime import date
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from geo.errors import InputError
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
 from geo.figures.facts import load_facts
 from geo.figures.hierarchy import grid_levels, load_hierarchy
 from geo.figures.report import unit_geometry
-from geo.figures.tally import Filters, monthly, tally
+from geo.figures.tally import Filters, metric_names, monthly, tally
 from geo.registry import get_layer
 from geo.store.base import Store
-from layers.base import UNASSIGNED, Level
+from layers.base import UNASSIGNED, LayerSpec, Level
 
 #: Where the map looks when there is no grid yet: west, south, east, north in degrees
 #: (EPSG:4490, lon/lat).
@@ -210,7 +211,8 @@ def stats_page_data(
         (completions without one: they count from the day of their import, which is no
         progress of that month); ``undated_now``: completions without a date in the table;
         ``has_undated``: whether the table counts completions without a date (a layer with a
-        status and a completion-date field).
+        status and a completion-date field); ``totals``: the table's totals row
+        (:func:`table_totals`); ``headline``: the figures above the charts (:func:`headline`).
     """
     spec = get_layer(layer)
     table = tally(store, level, [spec.name], as_of)
@@ -247,4 +249,75 @@ def stats_page_data(
         },
         "undated_now": int(table[undated_col].sum()) if undated_col in table else 0,
         "has_undated": undated_col in table,
+        "totals": table_totals(table, spec),
+        "headline": headline(store, spec, table, as_of),
+    }
+
+
+def headline(store: Store, spec: LayerSpec, table: pd.DataFrame, as_of: date | None = None) -> dict[str, Any]:
+    """The statistics page's headline figures: the totals of ``table`` (:func:`table_totals`)
+    with the targets of the highest level that has any (the district's own target when it has
+    one, else the sum of its communities' ...), whatever level the table is of."""
+    out = table_totals(table, spec)
+    if not out["targets"]:
+        for lv in reversed(grid_levels()):
+            targets = table_totals(tally(store, lv.name, [spec.name], as_of), spec)["targets"]
+            if targets:
+                out["targets"] = targets
+                break
+    return out
+
+
+def table_totals(table: pd.DataFrame, spec: LayerSpec) -> dict[str, Any]:
+    """The totals of a tally ``table`` of survey layer ``spec``, over every row (features outside
+    every unit grid included), as the statistics page's totals row and headline show them.
+
+    Returns
+    -------
+    dict
+        ``total``, ``completed`` (counts), ``rate`` (``completed / total``, the overall rate and
+        not the mean of the units' rates; None when there is no feature), ``unrecognised`` and
+        ``undated`` (counts, 0 when the layer has no such column), ``measures``: per tally
+        measure column its sum (m² for areas), ``targets``: per metric with a target on some
+        row, its ``metric``, ``column`` (the achieved column), ``target`` (the sum of the
+        targets), ``achieved`` (the sum over the rows with a target) and ``progress``
+        (achieved / target, None for a zero target).
+    """
+    name = spec.name
+
+    def count(column: str) -> int:
+        return int(table[column].sum()) if column in table else 0
+
+    total, completed = count(f"{name}_total"), count(f"{name}_completed")
+    measures = {}
+    for m in spec.measures:
+        for column in (m.total_column(name), m.completed_column(name)):
+            measures[column] = float(table[column].sum())
+    targets = []
+    for metric in metric_names(spec):
+        column, target_column = f"{name}_{metric}", f"{name}_{metric}_target"
+        if target_column not in table or column not in table:
+            continue
+        has = table[target_column].notna()
+        if not has.any():
+            continue
+        target = float(table.loc[has, target_column].sum())
+        achieved = float(table.loc[has, column].sum())
+        targets.append(
+            {
+                "metric": metric,
+                "column": column,
+                "target": target,
+                "achieved": achieved,
+                "progress": achieved / target if target > 0 else None,
+            }
+        )
+    return {
+        "total": total,
+        "completed": completed,
+        "rate": completed / total if total else None,
+        "unrecognised": count(f"{name}_unrecognised"),
+        "undated": count(f"{name}_completed_undated"),
+        "measures": measures,
+        "targets": targets,
     }

@@ -70,6 +70,9 @@ class StatsReport:
         and, with ``csv_header``, ``#`` comment lines before the CSV table.
     csv_header : bool
         Start the CSV with the provenance as ``# `` comment lines (off: a plain table).
+    headers : str
+        The CSV's header row: ``"code"`` the column names (the default, for scripts), ``"zh"``
+        or ``"en"`` the columns' Chinese or English labels.
     """
 
     levels: dict[str, pd.DataFrame]
@@ -79,6 +82,7 @@ class StatsReport:
     title: str = "gridwatch 统计"
     provenance: dict[str, Any] | None = None
     csv_header: bool = False
+    headers: str = "code"
 
     def label(self, column: str) -> tuple[str, str]:
         """(Chinese, English) header of ``column``."""

@@ -6,11 +6,13 @@ vanish together; this module only reads and exports them."""
 from __future__ import annotations
 
 import csv
-import json
 from typing import TextIO
 
+import layers
+from geo.imports.batches import TARGET_SPEC
 from geo.output.tables import spreadsheet_cell
 from geo.reading.display import safe_display_name
+from geo.store import clock
 from geo.store.interface.audit import AuditEntry
 
 #: Actions and their labels (Chinese, English).
@@ -27,16 +29,27 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "user_locked": ("登录失败锁定", "locked after failed logins"),
     "token_add": ("新建令牌", "API token created"),
     "token_revoke": ("撤销令牌", "API token revoked"),
+    "mapping_add": ("记住值对应", "value mapping kept"),
+    "mapping_remove": ("删除值对应", "value mapping removed"),
+}
+
+#: The counts an entry may carry and their labels (Chinese, English), in the order shown.
+COUNTS: dict[str, tuple[str, str]] = {
+    "rows_read": ("读取", "Rows read"),
+    "added": ("新增", "Added"),
+    "updated": ("更新", "Updated"),
+    "unchanged": ("未变", "Unchanged"),
+    "rejected": ("拒绝", "Rejected"),
+    "id": ("编号", "Id"),
 }
 
 COLUMNS = (
-    ("at", "时间", "When (UTC)"),
+    ("at", "时间", "When"),
     ("user", "用户", "User"),
     ("client", "来源地址", "Client"),
     ("action", "操作", "Action"),
     ("layer", "图层", "Layer"),
     ("batch_id", "批次", "Batch"),
-    ("counts", "数量", "Counts"),
     ("detail", "说明", "Detail"),
 )
 
@@ -47,28 +60,59 @@ def action_label(action: str, lang: str = "zh") -> str:
     return en if lang == "en" else zh
 
 
-def write_csv(entries: list[AuditEntry], out: TextIO, lang: str = "zh") -> None:
+def count_label(key: str, lang: str = "zh") -> str:
+    """The label of count ``key`` of an audit entry in ``lang``; an unknown key as it is."""
+    zh, en = COUNTS.get(key, (key, key))
+    return en if lang == "en" else zh
+
+
+def layer_label(name: str | None, lang: str = "zh") -> str:
+    """The label of the layer an entry names (a survey layer, the grid, the targets) in ``lang``;
+    an unknown name as it is, none as empty."""
+    if not name:
+        return ""
+    try:
+        spec = TARGET_SPEC if name == TARGET_SPEC.name else layers.get(name)
+    except KeyError:
+        return name
+    return spec.label_en if lang == "en" else spec.label_zh
+
+
+def count_keys(entries: list[AuditEntry]) -> list[str]:
+    """The count keys the entries carry: the known ones in :data:`COUNTS` order, then others."""
+    seen = {k for e in entries for k in (e.counts or {})}
+    return [k for k in COUNTS if k in seen] + sorted(seen - set(COUNTS))
+
+
+def write_csv(entries: list[AuditEntry], out: TextIO, lang: str = "zh", tz: str | None = None) -> None:
     """Entries as CSV (UTF-8 with BOM, which Excel and WPS open as Unicode), headers in ``lang``.
 
-    Control and bidi characters in names are shown as U+FFFD (:func:`geo.reading.values.safe_display_name`),
-    and cells that a spreadsheet would read as a formula (``= + - @``, tab, line end) are prefixed
-    with ``'`` (:func:`geo.output.tables.spreadsheet_cell`).
+    Times are in the configured zone (``tz``, default ``$GRIDWATCH_TIMEZONE``), named in the
+    time column's header; actions and layers are labelled in ``lang``; each count the entries
+    carry (added, updated, ...) is a column of its own.  Control and bidi characters in names
+    are shown as U+FFFD (:func:`geo.reading.values.safe_display_name`), and cells that a
+    spreadsheet would read as a formula (``= + - @``, tab, line end) are prefixed with ``'``
+    (:func:`geo.output.tables.spreadsheet_cell`).
     """
+    keys = count_keys(entries)
     out.write("\ufeff")
     w = csv.writer(out)
-    w.writerow([en if lang == "en" else zh for _, zh, en in COLUMNS])
+    headers = [en if lang == "en" else zh for _, zh, en in COLUMNS]
+    headers[0] = f"{headers[0]} ({clock.zone(tz).key})"
+    w.writerow(headers[:-1] + [count_label(k, lang) for k in keys] + headers[-1:])
     for e in entries:
+        counts = e.counts or {}
         w.writerow(
             [
                 _cell(v)
                 for v in (
-                    e.at,
+                    clock.local_text(e.at, tz),
                     e.user or "",
                     e.client or "",
                     action_label(e.action, lang),
-                    e.layer or "",
+                    layer_label(e.layer, lang),
                     e.batch_id if e.batch_id is not None else "",
-                    json.dumps(e.counts, ensure_ascii=False) if e.counts else "",
+                    *(counts.get(k, "") for k in keys),
                     e.detail or "",
                 )
             ]

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from geo.errors import InputError
 from geo.figures.report import StatsReport
+from geo.output.tables import level_label
 from geo.output.to_csv import render_csv
 from geo.output.to_geojson import render_geojson
 from geo.output.to_gpkg import render_gpkg
@@ -84,16 +85,29 @@ class Renderer:
         name = f"gridwatch_{_name_part(part)}_{_name_part(report.as_of)}".rstrip("_")
         return f"{name}.{self.extension}"
 
+    def download_name(self, report: StatsReport, level: str | None, layers: list[str]) -> str:
+        """The name a person downloads: the layers' labels, the level's label and the as-of
+        day, e.g. ``违法建设_单元网格_2022-06-30.xlsx`` (``layers`` as shown; characters other
+        than letters, digits, ``-`` and ``+`` are dropped)."""
+        parts = ["+".join(layers), level_label(level) if level else "", report.as_of]
+        name = "_".join(p for p in (_label_part(x) for x in parts) if p) or "gridwatch"
+        return f"{name}.{self.extension}"
+
+
+def _label_part(text: str) -> str:
+    return re.sub(r"[^\w\-+]", "", str(text))[:60]
+
 
 def _name_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-]", "", str(text))[:40]
 
 
-def content_disposition(filename: str, disposition: str = "attachment") -> str:
+def content_disposition(filename: str, disposition: str = "attachment", fallback: str | None = None) -> str:
     """A ``Content-Disposition`` header value for a download named ``filename``.
 
     Control characters and path separators are dropped.  Then an ASCII ``filename="..."``
-    for old clients (characters outside printable ASCII and quotes become ``_``) and, when
+    for old clients (``fallback`` when given, else the name with characters outside printable
+    ASCII and quotes as ``_``) and, when
     that is not the name itself, the exact name as RFC 5987
     ``filename*=UTF-8''<percent-encoded>``, so Chinese names arrive intact and the header
     stays Latin-1 as HTTP requires.
@@ -104,9 +118,9 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
     attachment; filename="___2022-06-30.csv"; filename*=UTF-8''%E7%BB%9F%E8%AE%A1_2022-06-30.csv
     """
     name = "".join(ch for ch in str(filename) if ch.isprintable() and ch not in "/\\") or "download"
-    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
-    header = f'{disposition}; filename="{fallback}"'
-    if fallback != name:
+    ascii_name = re.sub(r'[^\x20-\x7e]|["\\]', "_", fallback or name)
+    header = f'{disposition}; filename="{ascii_name}"'
+    if ascii_name != name:
         header += f"; filename*=UTF-8''{quote(name, safe='')}"
     return header
 

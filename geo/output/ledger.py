@@ -26,6 +26,7 @@ import shapely
 
 from geo.errors import InputError
 from geo.output.tables import spreadsheet_cell
+from geo.output.to_xlsx import PAGE_NUMBERS
 from geo.reading import crs as crsmod
 from geo.store.base import Store
 from layers.base import LayerSpec
@@ -94,13 +95,19 @@ def _plain(v: Any) -> Any:
 
 
 def render_ledger(
-    store: Store, spec: LayerSpec, fmt: str, lang: str = "zh", fids: np.ndarray | None = None
+    store: Store,
+    spec: LayerSpec,
+    fmt: str,
+    lang: str = "zh",
+    fids: np.ndarray | None = None,
+    headers: str | None = None,
 ) -> bytes:
     """The ledger of ``spec`` as ``fmt`` (``csv``, ``xlsx``, ``geojson`` or ``gpkg``); with
     ``fids`` only those features, in that order.
 
-    CSV and XLSX carry the labels of ``lang`` as headers; GeoJSON and GeoPackage the field names
-    (GeoJSON lists their labels in ``columns``), geometry in lon/lat (EPSG:4490).
+    CSV and XLSX carry headers in ``headers`` (``"zh"``, ``"en"`` or ``"code"``, the field names;
+    default ``lang``); GeoJSON and GeoPackage the field names (GeoJSON lists their labels in
+    ``columns``), geometry in lon/lat (EPSG:4490).
 
     Raises
     ------
@@ -116,8 +123,8 @@ def render_ledger(
     if spec.is_grid:
         raise InputError("单元网格没有台账", "the unit grid has no ledger", code="bad_layer")
     table, geoms = ledger_table(store, spec, fids)
-    labels = _labels(spec, lang)
     columns = list(table.columns)
+    labels = {c: c for c in columns} if headers == "code" else _labels(spec, headers or lang)
 
     def rows() -> Iterator[list[Any]]:  # one at a time: a layer of a million rows is never listed twice
         for row in table.itertuples(index=False, name=None):
@@ -135,6 +142,14 @@ def render_ledger(
     if fmt == "xlsx":
         wb = openpyxl.Workbook(write_only=True)
         ws = wb.create_sheet(spec.label_zh if lang != "en" else spec.label_en[:31])
+        # printed as the statistics are: A4 landscape, fitted to the width, the header on every page
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = "9"  # A4
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.print_title_rows = "1:1"
+        ws.oddFooter.center.text = PAGE_NUMBERS
         ws.append([labels[c] for c in columns])
         for row in rows():
             ws.append([spreadsheet_cell(v) for v in row])

@@ -256,7 +256,9 @@ def provenance_lines(report: StatsReport) -> list[tuple[str, str, str]]:
     if not p:
         return []
     at = p.get("computed_at") or {}
-    tx_text = f"tx {at.get('tx') if at.get('tx') is not None else '-'} {at.get('at') or ''}".strip()
+    # in the configured zone, to the microsecond: a time --known-at takes back as it is
+    when = at.get("at_local") or at.get("at") or ""
+    tx_text = f"tx {at.get('tx') if at.get('tx') is not None else '-'} {when}".strip()
     lines = [
         ("统计截至", "As of", str(p.get("as_of") or "全部（不限日期） / all dates")),
         ("数据时点", "Known at", str(p.get("known_at") or f"导出时 / now ({at.get('at_local') or '-'})")),

@@ -7,7 +7,10 @@ import io
 import re
 
 from geo.figures.report import StatsReport
-from geo.output.tables import csv_value, provenance_lines, resolve_level
+from geo.output.tables import column_kind, csv_value, provenance_lines, resolve_level
+
+#: Decimals of a rate or progress in the CSV: as the workbook shows them (``0.0%``).
+RATE_DECIMALS = 3
 
 
 def _comment(text: str) -> str:
@@ -15,12 +18,24 @@ def _comment(text: str) -> str:
     return "# " + re.sub(r'[,;"\r\n\t]+', " ", text).strip()
 
 
+def header_text(report: StatsReport, column: str) -> str:
+    """The header of ``column`` as ``report.headers`` asks: its name (``code``), or its Chinese
+    (``zh``) or English (``en``) label."""
+    if report.headers == "zh":
+        return report.label(column)[0]
+    if report.headers == "en":
+        return report.label(column)[1]
+    return column
+
+
 def render_csv(report: StatsReport, level: str | None = None) -> bytes:
     """One level as CSV for scripts and Excel.
 
     Header row of machine column names (``code``, ``name``, ``demolition_total``
-    ...), no index, rates and progress as plain decimals (0.75, never ``75%``
-    or ``7.5e-01``), m² as stored, empty cells for NaN.  UTF-8 with a BOM so
+    ...) -- or, with ``report.headers`` ``"zh"`` / ``"en"``, the columns' Chinese or English
+    labels (``违法建设完成率``) --, no index, rates and progress as plain decimals rounded as the
+    workbook shows them (``0.0%``: 0.667, never ``66.7%`` or ``6.67e-01``), m² as stored, empty
+    cells for NaN.  UTF-8 with a BOM so
     Excel shows Chinese; CRLF line ends.  With ``report.csv_header`` the table is
     preceded by ``# `` lines stating what it was computed from (one cell each in a
     spreadsheet; ``pandas.read_csv(..., comment="#")`` skips them).
@@ -33,8 +48,13 @@ def render_csv(report: StatsReport, level: str | None = None) -> bytes:
         for zh, en, value in provenance_lines(report):
             buf.write(_comment(f"{zh} {en}: {value}") + "\r\n")
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow([csv_value(str(c)) for c in table.columns])
-    columns = [table[c].to_numpy(dtype=object) for c in table.columns]
+    writer.writerow([csv_value(header_text(report, str(c))) for c in table.columns])
+    columns = []
+    for c in table.columns:
+        values = table[c]
+        if column_kind(str(c), values) in ("rate", "progress"):
+            values = values.astype("float64").round(RATE_DECIMALS)
+        columns.append(values.to_numpy(dtype=object))
     for row in zip(*columns, strict=True):
         writer.writerow([csv_value(v) for v in row])
     return buf.getvalue().encode("utf-8-sig")

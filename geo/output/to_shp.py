@@ -52,6 +52,26 @@ def _text_encoding(frames: list[pd.DataFrame]) -> str:
     return "GBK"
 
 
+def _write_set(frame: pd.DataFrame, path: Path, encoding: str) -> None:
+    """``frame`` as the shapefile ``path`` (.shp, .shx, .dbf, .prj) with a ``.cpg`` naming ``encoding``."""
+    import pyogrio
+
+    pyogrio.write_dataframe(frame, path, driver="ESRI Shapefile", encoding=encoding)
+    path.with_suffix(".cpg").write_text(encoding, encoding="ascii")
+
+
+def write_shapefile(report: StatsReport, level: str | None, path: str | Path) -> list[Path]:
+    """One level of ``report`` as the shapefile ``path`` itself (``x.shp`` with ``x.shx``,
+    ``x.dbf``, ``x.prj`` and ``x.cpg`` beside it), columns named as in :func:`render_shp`;
+    returns the files written."""
+    lv = resolve_level(report, level)
+    frame = lonlat_frame(report, lv)
+    names = _dbf_names([str(c) for c in report.levels[lv].columns])
+    target = Path(path)
+    _write_set(frame.rename(columns=names), target, _text_encoding([frame]))
+    return [target.with_suffix(ext) for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg")]
+
+
 def render_shp(report: StatsReport, level: str | None = None) -> bytes:
     """Every level as a shapefile ``stats_<level>`` in one zip, CRS EPSG:4490.
 
@@ -62,8 +82,6 @@ def render_shp(report: StatsReport, level: str | None = None) -> bytes:
     is written in GBK with a ``.cpg`` saying ``GBK`` (GB18030 when a value is
     outside GBK).  The ``UNASSIGNED`` row is kept with a null shape.
     """
-    import pyogrio
-
     resolve_level(report, level)
     levels = level_names(report)
     frames = {lv: lonlat_frame(report, lv) for lv in levels}
@@ -86,10 +104,7 @@ def render_shp(report: StatsReport, level: str | None = None) -> bytes:
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf,
     ):
         for lv in levels:
-            frame = frames[lv].rename(columns=names)
-            path = Path(tmp) / f"stats_{lv}.shp"
-            pyogrio.write_dataframe(frame, path, driver="ESRI Shapefile", encoding=encoding)
-            path.with_suffix(".cpg").write_text(encoding, encoding="ascii")
+            _write_set(frames[lv].rename(columns=names), Path(tmp) / f"stats_{lv}.shp", encoding)
             for part in sorted(Path(tmp).glob(f"stats_{lv}.*")):
                 zf.write(part, part.name)
         zf.writestr("fields.csv", fields.getvalue().encode("utf-8-sig"))

@@ -149,12 +149,15 @@ def _write_sheet(ws: Worksheet, report: StatsReport, level: str) -> None:
     ws.auto_filter.ref = f"A{header_row}:{get_column_letter(ncol)}{max(last, header_row)}"
     ws.print_title_rows = f"{header_row}:{header_row}"
     ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0
     ws.sheet_properties.pageSetUpPr.fitToPage = True
 
 
 ABOUT_SHEET = "说明 About"
+#: The centre of every printed page's footer: "page P of N".
+PAGE_NUMBERS = "第 &P 页 共 &N 页"
 
 
 def _footer(report: StatsReport) -> str:
@@ -198,7 +201,8 @@ def render_xlsx(report: StatsReport, level: str | None = None) -> bytes:
     the sums (see :func:`totals`).  A report with a provenance gets a last sheet
     "说明 About" stating what the figures were computed from (as-of day, known-at
     moment, the write computed at, grid version, layer revisions) and the same in
-    brief in every sheet's page footer.  Panes are frozen below the header (and
+    brief in every sheet's page footer.  Printed on A4 landscape, fitted to the page width,
+    the header row repeated on every page and "第 &P 页 共 &N 页" centred in the footer.  Panes are frozen below the header (and
     right of ``code``/``name``), the header carries an autofilter over the unit
     rows, rates and progress use ``0.0%``, m² ``#,##0.0`` and counts ``#,##0``.
     ``level`` chooses the sheet shown first.
@@ -216,6 +220,9 @@ def render_xlsx(report: StatsReport, level: str | None = None) -> bytes:
     for lv in level_names(report):
         ws = wb.create_sheet(_sheet_title(lv, used))
         _write_sheet(ws, report, lv)
+    for ws in wb.worksheets:
+        ws.oddFooter.center.text = PAGE_NUMBERS
+        ws.oddFooter.center.size = 9
     if report.provenance is not None:
         footer = _footer(report)
         for ws in wb.worksheets:

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_ZONE",
     "check_zone",
     "local_day",
+    "local_text",
     "next_stamp",
     "now_iso",
     "now_stamp",
@@ -32,6 +33,7 @@ __all__ = [
     "stamp",
     "today",
     "zone",
+    "zone_note",
 ]
 
 DEFAULT_ZONE = "Asia/Shanghai"
@@ -113,6 +115,28 @@ def shown(text: str | None, tz: str | None = None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(zone(tz)).isoformat()
+
+
+def local_text(text: str | None, tz: str | None = None) -> str:
+    """A store stamp (or any ISO time, UTC when it names no zone) as pages and exports show it:
+    ``2022-06-30 14:05`` in the configured zone (the zone named once on the page,
+    :func:`zone_note`); empty for no time, the text itself when it is no time."""
+    if not text:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return str(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def zone_note(tz: str | None = None) -> str:
+    """The configured zone as a page names it once: ``Asia/Shanghai (UTC+08:00)``."""
+    where = zone(tz)
+    offset = datetime.now(where).strftime("%z")
+    return f"{where.key} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def parse_known_at(value: object, tz: str | None = None) -> str | None:
