@@ -132,12 +132,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # the demo's messy statuses are read as its value map says (and remembered for later uploads)
     mapping_file = src / DEMO_VALUE_MAP
     value_map = read_value_map(mapping_file) if mapping_file.exists() else []
-    for layer, name in demo_files(src):
+    for layer, name, valid_from in demo_files(src):
         path = src / name
         if not path.exists():
             raise InputError(f"找不到示例文件: {path}", f"demo file missing: {path}", code="file_not_found")
         own = [e for e in value_map if _has_vocab_field(layer, e[0])]
-        report = import_file(store, layer, path, user="demo", value_map=own or None)
+        report = import_file(store, layer, path, user="demo", value_map=own or None, valid_from=valid_from)
         say(
             report.summary(args.lang).splitlines()[0]
             if report.status == "duplicate"
@@ -163,8 +163,8 @@ def _has_vocab_field(layer: str, name: str) -> bool:
         return False
 
 
-def demo_files(src: Path) -> list[tuple[str, str]]:
-    """The demo's files in load order, as (layer, file name).
+def demo_files(src: Path) -> list[tuple[str, str, str | None]]:
+    """The demo's files in load order, as (layer, file name, first day in force).
 
     Parameters
     ----------
@@ -174,12 +174,18 @@ def demo_files(src: Path) -> list[tuple[str, str]]:
 
     Returns
     -------
-    list of (str, str)
-        Layer name and file name (in ``src``) of each file, the grid first.
+    list of (str, str, str or None)
+        Layer name and file name (in ``src``) of each file, the grid first, and for a grid the
+        day its version is in force from (the list's third column, 生效日期; None: the day of
+        loading), so that figures as of the demo's survey days count on it.
     """
     path = src / DEMO_LOAD_ORDER
     if not path.exists():
         path = DEMO_DIR / DEMO_LOAD_ORDER
     with path.open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.reader(fh))
-    return [(row[0].strip(), row[1].strip()) for row in rows[1:] if len(row) >= 2]
+    return [
+        (row[0].strip(), row[1].strip(), (row[2].strip() if len(row) > 2 else "") or None)
+        for row in rows[1:]
+        if len(row) >= 2
+    ]

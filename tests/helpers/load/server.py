@@ -50,8 +50,8 @@ def prepare_store(data: Path, n_uploaders: int) -> Setup:
     with open_store(data) as store:
         store.actor = Actor("bench_load", "cli")
         # what `gridwatch demo` loads, in its order
-        for layer, name in demo_files(DEMO_DIR):
-            import_file(store, layer, DEMO_DIR / name, user="demo")
+        for layer, name, valid_from in demo_files(DEMO_DIR):
+            import_file(store, layer, DEMO_DIR / name, user="demo", valid_from=valid_from)
         load_targets(store, DEMO_DIR / "targets.csv", user="demo")
         surveyors = []
         for k in range(1, n_uploaders + 1):
