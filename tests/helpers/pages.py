@@ -28,6 +28,7 @@ class Page(NamedTuple):
 PAGES = (
     Page("map", "/"),
     Page("stats", "/stats"),
+    Page("features", "/features"),
     Page("upload", "/upload"),
     Page("batches", "/batches"),
     Page("audit", "/audit"),
