@@ -114,3 +114,15 @@ def test_pages_take_the_levels_from_the_grid_declaration(client):
     zh = client.get("/stats?layer=demolition&lang=zh").get_data(as_text=True)
     assert all(f"<h3>各{lv.label_zh}完成率 (%)</h3>" in zh for lv in middle)
     assert '<option value="community" >社区</option>' in zh  # the level choice, labelled as declared
+
+
+@pytest.mark.slow
+def test_map_page_lets_a_phone_zoom(client):
+    """The map page carries one viewport line, the base template's, which does not forbid
+    pinch zoom (Folium's scaffold brings one with user-scalable=no and maximum-scale=1)."""
+    page = client.get("/?tiles=none").get_data(as_text=True)
+    metas = re.findall(r'<meta\s+name="viewport"\s+content="([^"]*)"', page)
+    assert metas == ["width=device-width, initial-scale=1"], metas
+    assert "user-scalable" not in page and "maximum-scale" not in page
+    other = client.get("/stats").get_data(as_text=True)
+    assert re.findall(r'<meta\s+name="viewport"\s+content="([^"]*)"', other) == metas
