@@ -126,3 +126,39 @@ def test_map_page_lets_a_phone_zoom(client):
     assert "user-scalable" not in page and "maximum-scale" not in page
     other = client.get("/stats").get_data(as_text=True)
     assert re.findall(r'<meta\s+name="viewport"\s+content="([^"]*)"', other) == metas
+
+
+@pytest.mark.slow
+def test_stats_report_links_carry_the_level_and_date(client):
+    """The /stats page's report links name the page's level when the report ranks by it (the
+    levels between the unit grid and the top) and the page's as-of date; a link works."""
+    from html import unescape
+    from urllib.parse import parse_qs, urlsplit
+
+    from geo.figures.hierarchy import grid_levels
+    from geo.figures.overview import area_levels
+
+    ranked = {lv.name for lv in area_levels()}
+    assert ranked and ranked < {lv.name for lv in grid_levels()}
+    for lv in grid_levels():
+        page = client.get(f"/stats?layer=demolition&level={lv.name}&as_of=2022年5月25日").get_data(
+            as_text=True
+        )
+        hrefs = [unescape(h) for h in re.findall(r'class="report-link" href="([^"]+)"', page)]
+        assert len(hrefs) == 2, hrefs
+        for href in hrefs:
+            query = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+            expected = {"layer": "demolition", "as_of": "2022-05-25", "format": query["format"]}
+            if lv.name in ranked:
+                expected["level"] = lv.name
+            assert query == expected, (lv.name, href)
+        if lv.name in ranked:
+            r = client.get(hrefs[0])
+            assert r.status_code == 200 and f"_{lv.name}_2022-05-25." in unquote_disposition(r)
+
+
+def unquote_disposition(response) -> str:
+    """The file name of a download, decoded from its Content-Disposition."""
+    from urllib.parse import unquote
+
+    return unquote(response.headers["Content-Disposition"])

@@ -346,6 +346,8 @@ def stats() -> Any:
         unassigned=UNASSIGNED,
         layer=spec,
         level=level,
+        # the report ranks the units of a level between the unit grid and the top (street, community)
+        report_level=level if level in {lv.name for lv in area_levels()} else None,
         levels=[(lv.name, lv) for lv in grid_levels()],
         charts=charts,
         survey_layers=layers.survey_layers(),
