@@ -33,7 +33,7 @@ from geo.reading.display import safe_display_name
 from geo.registry import grid_spec, layer_name
 from geo.store import clock
 from geo.store.interface.batches import batch_kind
-from layers.base import UNASSIGNED
+from layers.base import UNASSIGNED, UNRECOGNISED
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
@@ -375,7 +375,11 @@ def features() -> Any:
     kept["layer"] = spec.name
     statuses = {s.code: label(s) for s in spec.all_statuses}
     # status and category values in the page's language
-    vocab = {name: {v.code: label(v) for v in values} for name, values in spec.vocab_fields.items()}
+    # (a value the import did not recognise is stored as 未识别 in any vocabulary field)
+    vocab = {
+        name: {v.code: label(v) for v in (*values, UNRECOGNISED)}
+        for name, values in spec.vocab_fields.items()
+    }
     if spec.status_field:
         vocab[spec.status_field] = statuses
     headers = {f.name: label(f) for f in spec.fields} | {UNIT_COLUMN: _("所在单元网格")}
