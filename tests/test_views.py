@@ -162,3 +162,14 @@ def unquote_disposition(response) -> str:
     from urllib.parse import unquote
 
     return unquote(response.headers["Content-Disposition"])
+
+
+@pytest.mark.slow
+def test_stats_page_in_english_has_no_chinese_punctuation(client):
+    """The statistics page's labels in English end in an English colon; unit names are data."""
+    en = client.get("/stats?layer=demolition&lang=en").get_data(as_text=True)
+    form = en[en.index("<form") : en.index("</form>")]
+    assert "Download: " in form and "Monthly report: " in form and "Feature ledger: " in form
+    assert "：" not in form and not re.search(r">[^<]*[\u4e00-\u9fff][^<]*<", form)
+    zh = client.get("/stats?layer=demolition&lang=zh").get_data(as_text=True)
+    assert "下载：" in zh and "生成通报：" in zh
