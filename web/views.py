@@ -114,6 +114,8 @@ def index() -> Any:
         layer=spec,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
+        today=clock.today(timezone()).isoformat(),
+        measure_label=_measure_label(spec),
         metric=metric,
         totals=map_totals(
             store,
@@ -130,7 +132,9 @@ def _measure_label(spec: layers.LayerSpec) -> str:
     """The map's name of the metric "area": the layer's first measure, completed (in m² for areas)."""
     if not spec.measures:
         return ""
-    return f"{label(spec.measures[0])}（{_('已完成')}{', m²' if spec.measures[0].unit == 'm2' else ''}）"
+    opening, closing = (" (", ")") if select_locale() == "en" else ("（", "）")
+    unit = ", m²" if spec.measures[0].unit == "m2" else ""
+    return f"{label(spec.measures[0])}{opening}{_('已完成')}{unit}{closing}"
 
 
 def map_page_config(tiles: str, first: str) -> dict[str, Any]:
