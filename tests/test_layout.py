@@ -328,7 +328,7 @@ def test_map_prints_its_title_map_and_legend_without_controls(site, contexts):
         shown = page.evaluate(
             """() => Object.fromEntries(['.gw-header', '#gw-form', '#gw-side', '.leaflet-control-zoom',
                 '.leaflet-control-layers', '#gw-print-title', '.leaflet-container .gw-legend', '#gw-totals',
-                '.leaflet-control-scale'].map((s) => [s, Boolean(document.querySelector(s) && document.querySelector(s).checkVisibility())]))"""
+                '.leaflet-control-scale', '#gw-search', '.gw-slider', '.gw-export'].map((s) => [s, Boolean(document.querySelector(s) && document.querySelector(s).checkVisibility())]))"""
         )
         assert shown == {
             ".gw-header": False,
@@ -340,6 +340,9 @@ def test_map_prints_its_title_map_and_legend_without_controls(site, contexts):
             ".leaflet-container .gw-legend": True,
             "#gw-totals": True,
             ".leaflet-control-scale": True,
+            "#gw-search": False,
+            ".gw-slider": False,
+            ".gw-export": False,
         }
         title = page.inner_text("#gw-print-title")
         assert title == "违法建设 · 完成率 · 全区 · 截至 2022-06-30"
