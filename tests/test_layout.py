@@ -346,6 +346,14 @@ def test_map_prints_its_title_map_and_legend_without_controls(site, contexts):
         }
         title = page.inner_text("#gw-print-title")
         assert title == "违法建设 · 完成率 · 全区 · 截至 2022-06-30"
+        # the unit legend names the metric on paper, its rows shown even when folded on screen
+        page.emulate_media(media="screen")
+        page.click(".gw-scale-legend .gw-legend-title")
+        page.emulate_media(media="print")
+        assert page.inner_text(".gw-scale-legend").startswith("单元网格 · 完成率")
+        assert page.evaluate(
+            "() => [...document.querySelectorAll('.gw-scale-legend .gw-legend-row')].every((r) => r.checkVisibility())"
+        )
         width, page_width = page.evaluate(
             "[document.getElementById('mapwrap').getBoundingClientRect().width, document.body.clientWidth]"
         )
