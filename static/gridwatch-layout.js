@@ -72,11 +72,13 @@
     const chosen = (name) => {
       const field = form.elements[name];
       if (!field) return "";
-      if (field.tagName === "SELECT") return field.value ? field.options[field.selectedIndex].text : "";
+      // a select's chosen option as shown (the area's first option names the whole district)
+      if (field.tagName === "SELECT") return field.selectedIndex >= 0 ? field.options[field.selectedIndex].text : "";
       return field.value;
     };
     const parts = [chosen("layer"), chosen("metric"), chosen("within")].filter(Boolean);
-    const asOf = chosen("as_of");
+    // no date chosen: the figures are as of today (in the configured time zone)
+    const asOf = chosen("as_of") || title.dataset.today || "";
     if (asOf) parts.push((title.dataset.asOf || "") + " " + asOf);
     if (parts.length) title.textContent = parts.join(" · ");
   }

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import re
 from datetime import date
 
 import numpy as np
@@ -301,3 +302,44 @@ def test_the_list_needs_an_account(app):
     anonymous = app.test_client()
     assert anonymous.get("/api/features-table?format=csv").status_code == 401
     assert anonymous.get("/features").status_code == 302
+
+
+@pytest.mark.slow
+def test_the_page_in_english_shows_declared_values_in_english(tmp_path):
+    """In English the list's status and category columns and its status options are the
+    declared English labels, a value the import did not recognise included; free text stays as
+    surveyed."""
+    from server import create_app
+
+    sites = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 50), (X0 + 250, Y0 - 50)],
+        案件编号=["E1", "E2", "E3"],
+        违建地址=["东风路1号", "东风路2号", "东风路3号"],
+        当前状态=["已拆除", "已登记", "说不清"],
+        违建位置=["楼顶", "地上", "地下室"],
+        结构类型=["砖混", "钢结构", "砖混"],
+    )
+    with open_store(tmp_path / "store") as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+        stored = store.read_attributes(layers.get("demolition"), ["position", "status"])
+        assert set(stored["position"]) == {"楼顶", "地面", "未识别"} and "未识别" in set(stored["status"])
+    client = create_app(
+        {"GRIDWATCH_DATA": str(tmp_path / "store"), "TESTING": True, "LOGIN_DISABLED": True}
+    ).test_client()
+    spec = layers.get("demolition")
+    columns = [f.name for f in spec.fields]
+    html = client.get("/features?layer=demolition&sort=case_id&lang=en").text
+    body = html[html.index("<tbody>") : html.index("</tbody>")]
+    rows = [re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+    cells = {r[1 + columns.index("case_id")]: r for r in rows}  # after the map link
+    at = {name: 1 + columns.index(name) for name in ("status", "position", "structure")}
+    assert [cells["E1"][at["status"]], cells["E1"][at["position"]]] == ["Demolished", "Rooftop"]
+    assert [cells["E2"][at["status"]], cells["E2"][at["position"]]] == ["Registered", "Ground"]
+    assert [cells["E3"][at["status"]], cells["E3"][at["position"]]] == ["Unrecognised", "Unrecognised"]
+    assert cells["E1"][at["structure"]] == "砖混"  # free text, as surveyed
+    form = html[html.index('name="status"') : html.index("</select>", html.index('name="status"'))]
+    options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)<', form)
+    assert options == [("", "All")] + [(s.code, s.label_en) for s in spec.all_statuses]
+    chinese = client.get("/features?layer=demolition&sort=case_id&lang=zh").text
+    assert ">楼顶<" in chinese and ">未识别<" in chinese

@@ -8,6 +8,7 @@ prints its title, map and legend."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -327,7 +328,7 @@ def test_map_prints_its_title_map_and_legend_without_controls(site, contexts):
         shown = page.evaluate(
             """() => Object.fromEntries(['.gw-header', '#gw-form', '#gw-side', '.leaflet-control-zoom',
                 '.leaflet-control-layers', '#gw-print-title', '.leaflet-container .gw-legend', '#gw-totals',
-                '.leaflet-control-scale'].map((s) => [s, Boolean(document.querySelector(s) && document.querySelector(s).checkVisibility())]))"""
+                '.leaflet-control-scale', '#gw-search', '.gw-slider', '.gw-export'].map((s) => [s, Boolean(document.querySelector(s) && document.querySelector(s).checkVisibility())]))"""
         )
         assert shown == {
             ".gw-header": False,
@@ -339,13 +340,57 @@ def test_map_prints_its_title_map_and_legend_without_controls(site, contexts):
             ".leaflet-container .gw-legend": True,
             "#gw-totals": True,
             ".leaflet-control-scale": True,
+            "#gw-search": False,
+            ".gw-slider": False,
+            ".gw-export": False,
         }
         title = page.inner_text("#gw-print-title")
-        assert "违法建设" in title and "2022-06-30" in title and "完成率" in title
+        assert title == "违法建设 · 完成率 · 全区 · 截至 2022-06-30"
+        # the unit legend names the metric on paper, its rows shown even when folded on screen
+        page.emulate_media(media="screen")
+        page.click(".gw-scale-legend .gw-legend-title")
+        page.emulate_media(media="print")
+        assert page.inner_text(".gw-scale-legend").startswith("单元网格 · 完成率")
+        assert page.evaluate(
+            "() => [...document.querySelectorAll('.gw-scale-legend .gw-legend-row')].every((r) => r.checkVisibility())"
+        )
         width, page_width = page.evaluate(
             "[document.getElementById('mapwrap').getBoundingClientRect().width, document.body.clientWidth]"
         )
         assert width >= page_width - 2
+    finally:
+        page.emulate_media(media="screen")
+        page.close()
+
+
+def test_map_print_title_names_layer_metric_area_and_date_in_english(site, contexts):
+    """In English the printed title is in English: layer, metric, area and date, as chosen in
+    the filters (in place, without a page load); with no date chosen, today's."""
+    from geo.store import clock
+
+    page = contexts("en", True).new_page()
+    try:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.goto(site + "/?within=340291001004&metric=completed&lang=en")
+        settle(page, "map")
+        today = clock.today("Asia/Shanghai").isoformat()
+        page.emulate_media(media="print")
+        page.evaluate("() => window.dispatchEvent(new Event('beforeprint'))")
+        title = page.inner_text("#gw-print-title")
+        assert title == f"Illegal construction · Completed · 学苑社区 · As of {today}", title
+        page.emulate_media(media="screen")
+        # the filters changed in place: the title follows them
+        page.select_option("#gw-form [name=metric]", "area")
+        page.select_option("#gw-form [name=within]", "")
+        page.fill("#gw-form [name=as_of]", "2022-05-31")
+        page.dispatch_event("#gw-form [name=as_of]", "change")
+        page.emulate_media(media="print")
+        page.evaluate("() => window.dispatchEvent(new Event('beforeprint'))")
+        title = page.inner_text("#gw-print-title")
+        assert title == "Illegal construction · Area (Completed, m²) · Whole district · As of 2022-05-31", (
+            title
+        )
+        assert not re.search(r"[\u4e00-\u9fff（）]", title)
     finally:
         page.emulate_media(media="screen")
         page.close()

@@ -114,3 +114,62 @@ def test_pages_take_the_levels_from_the_grid_declaration(client):
     zh = client.get("/stats?layer=demolition&lang=zh").get_data(as_text=True)
     assert all(f"<h3>各{lv.label_zh}完成率 (%)</h3>" in zh for lv in middle)
     assert '<option value="community" >社区</option>' in zh  # the level choice, labelled as declared
+
+
+@pytest.mark.slow
+def test_map_page_lets_a_phone_zoom(client):
+    """The map page carries one viewport line, the base template's, which does not forbid
+    pinch zoom (Folium's scaffold brings one with user-scalable=no and maximum-scale=1)."""
+    page = client.get("/?tiles=none").get_data(as_text=True)
+    metas = re.findall(r'<meta\s+name="viewport"\s+content="([^"]*)"', page)
+    assert metas == ["width=device-width, initial-scale=1"], metas
+    assert "user-scalable" not in page and "maximum-scale" not in page
+    other = client.get("/stats").get_data(as_text=True)
+    assert re.findall(r'<meta\s+name="viewport"\s+content="([^"]*)"', other) == metas
+
+
+@pytest.mark.slow
+def test_stats_report_links_carry_the_level_and_date(client):
+    """The /stats page's report links name the page's level when the report ranks by it (the
+    levels between the unit grid and the top) and the page's as-of date; a link works."""
+    from html import unescape
+    from urllib.parse import parse_qs, urlsplit
+
+    from geo.figures.hierarchy import grid_levels
+    from geo.figures.overview import area_levels
+
+    ranked = {lv.name for lv in area_levels()}
+    assert ranked and ranked < {lv.name for lv in grid_levels()}
+    for lv in grid_levels():
+        page = client.get(f"/stats?layer=demolition&level={lv.name}&as_of=2022年5月25日").get_data(
+            as_text=True
+        )
+        hrefs = [unescape(h) for h in re.findall(r'class="report-link" href="([^"]+)"', page)]
+        assert len(hrefs) == 2, hrefs
+        for href in hrefs:
+            query = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+            expected = {"layer": "demolition", "as_of": "2022-05-25", "format": query["format"]}
+            if lv.name in ranked:
+                expected["level"] = lv.name
+            assert query == expected, (lv.name, href)
+        if lv.name in ranked:
+            r = client.get(hrefs[0])
+            assert r.status_code == 200 and f"_{lv.name}_2022-05-25." in unquote_disposition(r)
+
+
+def unquote_disposition(response) -> str:
+    """The file name of a download, decoded from its Content-Disposition."""
+    from urllib.parse import unquote
+
+    return unquote(response.headers["Content-Disposition"])
+
+
+@pytest.mark.slow
+def test_stats_page_in_english_has_no_chinese_punctuation(client):
+    """The statistics page's labels in English end in an English colon; unit names are data."""
+    en = client.get("/stats?layer=demolition&lang=en").get_data(as_text=True)
+    form = en[en.index("<form") : en.index("</form>")]
+    assert "Download: " in form and "Monthly report: " in form and "Feature ledger: " in form
+    assert "：" not in form and not re.search(r">[^<]*[\u4e00-\u9fff][^<]*<", form)
+    zh = client.get("/stats?layer=demolition&lang=zh").get_data(as_text=True)
+    assert "下载：" in zh and "生成通报：" in zh

@@ -5,6 +5,7 @@ key, where the module finds it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -181,6 +182,10 @@ def map_config(
     }
 
 
+#: The viewport line of Folium's scaffold, left out of the map page's head.
+_FOLIUM_VIEWPORT = re.compile(r"<meta\s+name=\"viewport\"[^>]*>", re.IGNORECASE)
+
+
 class RegisterMap(folium.MacroElement):  # type: ignore[misc]
     """Puts its parent Folium map on the page's ``gridwatch.maps`` under a fixed key, where the
     browser's map module finds it (Folium's own variable name is generated per page)."""
@@ -218,4 +223,7 @@ def scaffold(key: str, bounds: np.ndarray) -> dict[str, str]:
     RegisterMap(key).add_to(m)
     root = m.get_root()
     root.render()
-    return {"header": root.header.render(), "html": root.html.render(), "script": root.script.render()}
+    # Folium's own viewport line forbids zooming (user-scalable=no): the page keeps the base
+    # template's, so a phone can pinch-zoom the map page as every other page
+    header = _FOLIUM_VIEWPORT.sub("", root.header.render())
+    return {"header": header, "html": root.html.render(), "script": root.script.render()}

@@ -33,7 +33,7 @@ from geo.reading.display import safe_display_name
 from geo.registry import grid_spec, layer_name
 from geo.store import clock
 from geo.store.interface.batches import batch_kind
-from layers.base import UNASSIGNED
+from layers.base import UNASSIGNED, UNRECOGNISED
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
@@ -114,6 +114,8 @@ def index() -> Any:
         layer=spec,
         survey_layers=layers.survey_layers(),
         as_of=as_of.isoformat() if as_of else "",
+        today=clock.today(timezone()).isoformat(),
+        measure_label=_measure_label(spec),
         metric=metric,
         totals=map_totals(
             store,
@@ -130,7 +132,9 @@ def _measure_label(spec: layers.LayerSpec) -> str:
     """The map's name of the metric "area": the layer's first measure, completed (in m² for areas)."""
     if not spec.measures:
         return ""
-    return f"{label(spec.measures[0])}（{_('已完成')}{', m²' if spec.measures[0].unit == 'm2' else ''}）"
+    opening, closing = (" (", ")") if select_locale() == "en" else ("（", "）")
+    unit = ", m²" if spec.measures[0].unit == "m2" else ""
+    return f"{label(spec.measures[0])}{opening}{_('已完成')}{unit}{closing}"
 
 
 def map_page_config(tiles: str, first: str) -> dict[str, Any]:
@@ -346,6 +350,8 @@ def stats() -> Any:
         unassigned=UNASSIGNED,
         layer=spec,
         level=level,
+        # the report ranks the units of a level between the unit grid and the top (street, community)
+        report_level=level if level in {lv.name for lv in area_levels()} else None,
         levels=[(lv.name, lv) for lv in grid_levels()],
         charts=charts,
         survey_layers=layers.survey_layers(),
@@ -373,7 +379,11 @@ def features() -> Any:
     kept["layer"] = spec.name
     statuses = {s.code: label(s) for s in spec.all_statuses}
     # status and category values in the page's language
-    vocab = {name: {v.code: label(v) for v in values} for name, values in spec.vocab_fields.items()}
+    # (a value the import did not recognise is stored as 未识别 in any vocabulary field)
+    vocab = {
+        name: {v.code: label(v) for v in (*values, UNRECOGNISED)}
+        for name, values in spec.vocab_fields.items()
+    }
     if spec.status_field:
         vocab[spec.status_field] = statuses
     headers = {f.name: label(f) for f in spec.fields} | {UNIT_COLUMN: _("所在单元网格")}
