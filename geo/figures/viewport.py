@@ -161,7 +161,8 @@ def features_in_view(
     within : str, optional
         Only features in unit grids under this street/community (or grid) code.
     detail : bool
-        Send every attribute with each feature (for lists), as stored; otherwise only
+        Send every attribute with each feature (for lists), as stored (but ``status``, the
+        state drawn, as of ``as_of``); otherwise only
         ``fid``, ``status``, ``completed`` and, when the layer declares a
         ``shape_field``, that field's value (None when empty or outside its vocabulary)
         -- a map asks :func:`feature_detail` on click.
@@ -236,6 +237,7 @@ def features_in_view(
             props[category.field] = shape[k]
         if details is not None:
             props.update(details.get(fid, {}))
+            props["status"] = status[k]  # the state drawn (as of the day), over a stored field of that name
         geometry = {"type": "Point", "coordinates": [xs[k], ys[k]]} if is_point[k] else _mapping(geom)
         features.append({"type": "Feature", "id": fid, "geometry": geometry, "properties": props})
     return {
