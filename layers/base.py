@@ -74,6 +74,14 @@ UNRECOGNISED_CODE = "未识别"
 #: The status every layer with a status field also has: values that matched nothing.
 UNRECOGNISED = Status(UNRECOGNISED_CODE, "未识别", "Unrecognised", color="#e377c2")
 
+#: The code of the state a map draws a site in whose status now counts as completed but that
+#: was not completed on the map's as-of day (see :func:`geo.figures.facts.as_of_state`).
+#: Never stored, never completed.
+PENDING_CODE = "__pending__"
+
+#: The state of a site completed after the as-of day, on that day's map: grey.
+PENDING = Status(PENDING_CODE, "截至当日未完成", "Not completed as of that day", color="#9e9e9e")
+
 
 @dataclass(frozen=True)
 class Measure:

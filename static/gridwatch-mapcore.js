@@ -11,7 +11,7 @@
      baseError why there is no base map when one was asked for, or null
      gcj02     the base map is in GCJ-02: coordinates are asked of the API in GCJ-02 too
      levels    [{name, label}]: the unit hierarchy, the unit grid first
-     layers    the survey layers: name, label, fields, statuses with colours, marker shapes, style
+     layers    the survey layers: name, label, fields, statuses with colours (asOf: drawn only as of a day), marker shapes, style
      labels    the map's words, in the page's language
 
    and puts what the pages share on window.gridwatch.mapcore.  Only Leaflet's public API is
@@ -251,6 +251,13 @@
      or the features one by one, each with a popup of its fields read when it opens. */
   function drawFeatures(map, group, spec, data) {
     group.clearLayers();
+    // as of a day, a site completed later comes as the "not completed as of that day" state:
+    // the legend lists that state while such a map is drawn
+    const asOf = Boolean(data.as_of);
+    if (map.gwAsOf !== asOf) {
+      map.gwAsOf = asOf;
+      map.fire("gwasofchange");
+    }
     if (data.aggregated) {
       data.features.forEach((f) => {
         const [lon, lat] = f.geometry.coordinates;
@@ -335,7 +342,8 @@
         box.appendChild(el("div", spec.label, "gw-legend-title"));
         if (spec.statuses.length) {
           box.appendChild(el("div", spec.statusLabel, "gw-legend-head"));
-          spec.statuses.forEach((st) => box.appendChild(legendRow(chip(st.color), st.label)));
+          spec.statuses.filter((st) => !st.asOf || map.gwAsOf)
+            .forEach((st) => box.appendChild(legendRow(chip(st.color), st.label)));
         }
         if (spec.shapes) {
           box.appendChild(el("div", spec.shapes.label, "gw-legend-head"));
@@ -345,7 +353,7 @@
       });
       box.hidden = !box.firstChild;
     }
-    map.on("overlayadd overlayremove", draw);
+    map.on("overlayadd overlayremove gwasofchange", draw);
     draw();
     return control;
   }

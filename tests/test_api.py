@@ -191,3 +191,36 @@ def test_clusters_carry_their_status_mix(crowded):
         for s in props["statuses"]:
             mix[s["status"]] = mix.get(s["status"], 0) + s["count"]
     assert mix == {"已拆除": 320, "已登记": 960, "未识别": 320}
+
+
+@pytest.mark.slow
+def test_features_as_of_a_day_show_sites_completed_later_as_pending(crowded):
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", crowded)
+    operation = schema["/api/features/{layer}"]["GET"]
+    mixes = {}
+    for as_of in ("2022-05-31", "2022-06-01"):
+        case = operation.Case(
+            path_parameters={"layer": "demolition"},
+            query={"bbox": "-180,-90,180,90", "zoom": 12, "as_of": as_of},
+        )
+        response = case.call()
+        case.validate_response(response, checks=[response_schema_conformance])
+        body = response.json()
+        assert body["aggregated"] is True and body["as_of"] == as_of
+        mix: dict[str | None, int] = {}
+        for f in body["features"]:
+            for s in f["properties"]["statuses"]:
+                mix[s["status"]] = mix.get(s["status"], 0) + s["count"]
+        mixes[as_of] = mix
+        stats = crowded.test_client().get(f"/api/stats?level=district&layer=demolition&as_of={as_of}")
+        assert mix.get("已拆除", 0) == stats.get_json()["rows"][0]["demolition_completed"]
+    assert mixes["2022-05-31"] == {"__pending__": 320, "已登记": 960, "未识别": 320}
+    assert mixes["2022-06-01"] == {"已拆除": 320, "已登记": 960, "未识别": 320}
+    one = crowded.test_client().get("/api/features/demolition?bbox=-180,-90,180,90&zoom=18&as_of=2022-05-31")
+    body = one.get_json()
+    assert body["aggregated"] is False and body["as_of"] == "2022-05-31"
+    one_by_one: dict[str | None, int] = {}
+    for f in body["features"]:
+        one_by_one[f["properties"]["status"]] = one_by_one.get(f["properties"]["status"], 0) + 1
+        assert f["properties"]["completed"] is False
+    assert one_by_one == mixes["2022-05-31"]

@@ -170,3 +170,19 @@ def test_opens_offline_and_draws_the_units(mapped, tmp_path):
         assert page.evaluate("window.__pwned") is None
         assert errors == [] and asked == []
         browser.close()
+
+
+def test_a_site_completed_after_the_day_is_drawn_as_not_yet_completed(mapped):
+    data = _data(html_map(mapped, COMM_A, "demolition", as_of="2022-02-15").decode("utf-8"))
+    (site,) = data["points"]["features"]  # A2 was found later
+    assert site["properties"]["case_id"] == "A1" and site["properties"]["status"] == "__pending__"
+    assert site["properties"]["completed"] is False
+    pending = [s for s in data["statuses"] if s["code"] == "__pending__"]
+    assert pending == [
+        {"code": "__pending__", "label": "截至当日未完成", "color": "#9e9e9e", "completed": False}
+    ]
+    rates = {f["properties"]["code"]: f["properties"]["completed"] for f in data["units"]["features"]}
+    assert sum(v or 0 for v in rates.values()) == 0  # the units' figures say the same
+    later = _data(html_map(mapped, COMM_A, "demolition", as_of="2022-06-30", lang="en").decode("utf-8"))
+    assert {f["properties"]["status"] for f in later["points"]["features"]} == {"已拆除", "已登记"}
+    assert "__pending__" not in {s["code"] for s in later["statuses"]}  # listed only when drawn

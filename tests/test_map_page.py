@@ -6,7 +6,9 @@ the status list follows the layer, the headline figures follow the filters and e
 
 from __future__ import annotations
 
+import io
 import re
+from datetime import date, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -425,3 +427,79 @@ def test_a_filter_that_matches_nothing_says_so(demo_server, page):
     assert _totals(page)[:2] == [0, 0]
     page.select_option("#gw-form [name=status]", "")
     wait_for(page, "document.getElementById('gw-note').textContent === ''")
+
+
+_MARKER = """(fid) => {
+    const g = window.gridwatchMap;
+    let found = null;
+    const walk = (l) => {
+        if (l.feature && l.feature.properties && l.feature.properties.fid === fid) found = found || l;
+        else if (l.eachLayer) l.eachLayer(walk);
+    };
+    Object.values(g.overlays).forEach(walk);
+    if (!found) return null;
+    const [lon, lat] = found.feature.geometry.coordinates;
+    const p = g.map.latLngToContainerPoint([lat, lon]), box = g.map.getContainer().getBoundingClientRect();
+    return { fill: found.options.fillColor, status: found.feature.properties.status,
+             x: box.left + p.x, y: box.top + p.y };
+}"""
+
+
+_FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
+def _drawn(page, fid: int) -> tuple[str, tuple[int, int, int]]:
+    """The fill the marker of feature ``fid`` was given, and the colour of the pixel at its centre
+    as the browser painted it (the map draws on a canvas)."""
+    from PIL import Image
+
+    marker = page.evaluate(_MARKER, fid)
+    png = page.screenshot(clip={"x": round(marker["x"]), "y": round(marker["y"]), "width": 1, "height": 1})
+    r, g, b = Image.open(io.BytesIO(png)).convert("RGB").getpixel((0, 0))
+    return marker["fill"], (r, g, b)
+
+
+def _month_end(day: str) -> str:
+    y, m = int(day[:4]), int(day[5:7])
+    return (date(y + m // 12, m % 12 + 1, 1) - timedelta(days=1)).isoformat()
+
+
+def test_a_point_takes_its_colour_as_of_the_chosen_day(demo_server, page):
+    # a site of the demo demolished in 2022 (after its month's start), found months before
+    sites = page.request.get(f"{demo_server}/api/features/demolition?bbox=-180,-90,180,90&zoom=18&detail=1")
+    site = next(
+        f
+        for f in sites.json()["features"]
+        if f["properties"]["status"] == "已拆除"
+        and "2022-02-01" < (f["properties"]["done_on"] or "")[:10] < "2022-12-01"
+        and (f["properties"]["found_on"] or "9")[:7] < f["properties"]["done_on"][:7]
+        and f["geometry"]["type"] == "Point"
+    )
+    fid, done = site["properties"]["fid"], site["properties"]["done_on"][:10]
+    before = _month_end((date.fromisoformat(done[:8] + "01") - timedelta(days=1)).isoformat())
+    lon, lat = site["geometry"]["coordinates"]
+    _open(page, f"{demo_server}/?tiles=none&as_of={before}&at={lat:.6f},{lon:.6f},18")
+    grey, green = "#9e9e9e", "#2ca02c"  # 截至当日未完成, 已拆除
+    seen = f"(() => {{ const m = ({_MARKER})({fid}); return m && m.fill; }})()"
+    wait_for(page, f"{seen} === '{grey}'", 20000)
+    page.evaluate(_FRAMES)  # the canvas is painted on the next frame
+    _, (r, g, b) = _drawn(page, fid)
+    assert max(r, g, b) - min(r, g, b) < 50, (r, g, b)  # grey, whatever the unit's fill under it
+    assert "截至当日未完成" in page.inner_text(".gw-legend")
+    # the month slider moved on to the month it was demolished: drawn in its status colour
+    page.evaluate(
+        """(month) => {
+            const range = document.querySelector('.gw-month');
+            const start = window.gridwatchMap.summary.first_day.slice(0, 7);
+            const [y, m] = start.split('-').map(Number);
+            const [ty, tm] = month.split('-').map(Number);
+            range.value = String((ty - y) * 12 + (tm - m));
+            range.dispatchEvent(new Event('input'));
+        }""",
+        done[:7],
+    )
+    wait_for(page, f"{seen} === '{green}'", 20000)
+    page.evaluate(_FRAMES)
+    _, (r, g, b) = _drawn(page, fid)
+    assert g - r > 60 and g - b > 60, (r, g, b)
+    assert page.input_value("#gw-form [name=as_of]") == _month_end(done)

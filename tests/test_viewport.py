@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import date, timedelta
 
 import numpy as np
 import pyproj
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import layers
 from geo.errors import InputError
+from geo.figures.tally import tally
 from geo.figures.viewport import BIN_PX, BBox, cells_in_view, clusters, features_in_view
 from geo.imports.importer import import_file
 from geo.reading.gcj02 import wgs84_to_gcj02
-from layers.base import Category, Field, LayerSpec, Status
-from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, points_frame, write_shp
+from geo.store.backends import open_store
+from layers.base import PENDING_CODE, Category, Field, LayerSpec, Status
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
 TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
 WEST, SOUTH = TO_LONLAT.transform(X0 - 50, Y0 - 350)
@@ -270,3 +273,103 @@ def test_shape_field_must_be_a_category_with_a_shape_per_value():
             categories=(shapeless,),
             shape_field="side",
         )
+
+
+# --- as of a day: points and clusters as the tallies count them --------------------------------
+
+#: Statuses of the sites drawn (two of them count as completed) and the day range of their dates.
+AS_OF_STATUSES = ["已登记", "拆除中", "已拆除", "已补办手续"]
+DAY0 = date(2021, 12, 1)
+WORLD = BBox(-180.0, -90.0, 180.0, 90.0)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sites=st.lists(
+        st.tuples(
+            st.integers(1, 299),
+            st.integers(1, 299),
+            st.sampled_from(AS_OF_STATUSES),
+            st.none() | st.integers(0, 400),  # found: days after DAY0, or none (then the import day)
+            st.none() | st.integers(0, 400),  # completed: days after DAY0, or none (then the import day)
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    offset=st.integers(-30, 430) | st.sampled_from(["import", "before import"]),
+    zoom=st.sampled_from([12, 16]),
+    max_features=st.sampled_from([1, 1000]),
+)
+def test_done_statuses_as_of_equal_the_tally_property(tmp_path_factory, sites, offset, zoom, max_features):
+    folder = tmp_path_factory.mktemp("asof")
+    spec = layers.get("demolition")
+    done_codes = spec.completed_statuses
+
+    def day_text(n: int | None) -> str:
+        return "" if n is None else (DAY0 + timedelta(days=n)).isoformat()
+
+    frame = points_frame(
+        [(X0 + x, Y0 - y) for x, y, *_ in sites],
+        案件编号=[f"P{i}" for i in range(len(sites))],
+        当前状态=[s[2] for s in sites],
+        发现时间=[day_text(s[3]) for s in sites],
+        拆除时间=[day_text(s[4]) for s in sites],
+    )
+    with open_store(folder / "data") as store:
+        import_file(store, "grid", write_shp(grid_frame(), folder / "g" / "g.shp"), valid_from="2000-01-01")
+        import_file(store, "demolition", write_shp(frame, folder / "s" / "s.shp"))
+        imported = date.fromisoformat(store.batches("demolition")[0].created_at[:10])
+        if offset == "import":
+            day = imported
+        elif offset == "before import":
+            day = imported - timedelta(days=1)
+        else:
+            assert isinstance(offset, int)
+            day = DAY0 + timedelta(days=offset)
+        # counted again, site by site, from what was written into the file
+        present = [(imported if s[3] is None else DAY0 + timedelta(days=s[3])) <= day for s in sites]
+        by_then = [
+            s[2] in done_codes and (imported if s[4] is None else DAY0 + timedelta(days=s[4])) <= day
+            for s in sites
+        ]
+        expected_done = sum(p and d for p, d in zip(present, by_then, strict=True))
+        expected_pending = sum(
+            p and s[2] in done_codes and not d for s, p, d in zip(sites, present, by_then, strict=True)
+        )
+
+        fc = features_in_view(store, "demolition", WORLD, zoom=zoom, as_of=day, max_features=max_features)
+        assert fc["total"] == sum(present) and fc["as_of"] == day.isoformat()
+        mix: Counter[str | None] = Counter()
+        if fc["aggregated"]:
+            for f in fc["features"]:
+                mix.update({s["status"]: s["count"] for s in f["properties"]["statuses"]})
+            completed = sum(f["properties"]["completed"] for f in fc["features"])
+        else:
+            mix.update(f["properties"]["status"] for f in fc["features"])
+            completed = sum(f["properties"]["completed"] for f in fc["features"])
+            for f in fc["features"]:  # a feature is completed exactly when drawn in a done status
+                assert f["properties"]["completed"] == (f["properties"]["status"] in done_codes)
+        drawn_done = sum(n for code, n in mix.items() if code in done_codes)
+        assert drawn_done == completed == expected_done
+        assert mix[PENDING_CODE] == expected_pending
+        table = tally(store, "district", ["demolition"], day)
+        assert int(table["demolition_completed"].sum()) == expected_done
+        assert int(table["demolition_total"].sum()) == sum(present)
+        # without a day: every site, in its stored status, none pending
+        now = features_in_view(store, "demolition", WORLD, zoom=16, max_features=1000)
+        assert now["as_of"] is None and now["total"] == len(sites)
+        assert Counter(f["properties"]["status"] for f in now["features"]) == Counter(s[2] for s in sites)
+
+
+def test_a_site_completed_after_the_day_is_pending_then(loaded):
+    before = features_in_view(loaded, "demolition", VIEW, zoom=16, as_of="2022-05-31")
+    statuses = Counter(f["properties"]["status"] for f in before["features"])
+    assert statuses == {"已登记": 300, PENDING_CODE: 100}
+    after = features_in_view(loaded, "demolition", VIEW, zoom=16, as_of="2022-06-01")
+    assert Counter(f["properties"]["status"] for f in after["features"]) == {"已登记": 300, "已拆除": 100}
+    ring = features_in_view(loaded, "demolition", VIEW, zoom=12, max_features=10, as_of="2022-05-31")
+    mix: Counter[str | None] = Counter()
+    for f in ring["features"]:
+        mix.update({s["status"]: s["count"] for s in f["properties"]["statuses"]})
+    assert mix == {"已登记": 300, PENDING_CODE: 100}

@@ -19,7 +19,7 @@ from folium.template import Template
 import layers
 from geo.errors import InputError
 from geo.figures.hierarchy import grid_levels
-from layers.base import LayerSpec
+from layers.base import PENDING, LayerSpec, Status
 from web.context import label, select_locale
 
 BASE_MAPS: dict[str, dict[str, Any]] = {
@@ -110,15 +110,20 @@ def map_levels() -> list[dict[str, str]]:
 
 
 def map_layers() -> list[dict[str, Any]]:
-    """The survey layers as the map draws them: fields, statuses with their colours, marker
-    shapes and style, labelled in the page's language."""
+    """The survey layers as the map draws them: fields, statuses with their colours (and, for a
+    layer with completed statuses, :data:`~layers.base.PENDING`, the state of a site completed
+    after the map's as-of day, marked ``asOf``), marker shapes and style, labelled in the page's
+    language."""
     return [
         {
             "name": s.name,
             "label": label(s),
             "fields": [{"name": f.name, "label": label(f)} for f in s.stored_fields],
-            "colors": {st.code: st.color for st in s.all_statuses},
-            "statuses": [{"code": st.code, "label": label(st), "color": st.color} for st in s.all_statuses],
+            "colors": {st.code: st.color for st in _drawn(s)},
+            "statuses": [
+                {"code": st.code, "label": label(st), "color": st.color, "asOf": st is PENDING}
+                for st in _drawn(s)
+            ],
             "statusLabel": label(s.field(s.status_field)) if s.status_field else "",
             "shapes": _shapes(s),
             "color": s.style.get("color", "#3388ff"),
@@ -126,6 +131,12 @@ def map_layers() -> list[dict[str, Any]]:
         }
         for s in layers.survey_layers()
     ]
+
+
+def _drawn(spec: LayerSpec) -> tuple[Status, ...]:
+    """The states a feature of ``spec`` is drawn in: its statuses, then PENDING when it has
+    completed ones (as of a day, a site completed later is drawn so)."""
+    return (*spec.all_statuses, PENDING) if spec.completed_statuses else spec.all_statuses
 
 
 def _shapes(spec: LayerSpec) -> dict[str, Any] | None:

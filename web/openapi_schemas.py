@@ -51,12 +51,15 @@ def components() -> dict[str, Any]:
             "ViewportFeatures": {
                 "type": "object",
                 "description": "aggregated: clusters (count, completed, statuses: the count of each status "
-                "present, null for none, summing to count); else the features one by one",
-                "required": ["type", "features", "aggregated", "total"],
+                "present, null for none, summing to count); else the features one by one. With as_of, "
+                "each feature as the figures count it that day: a site completed after it has the status "
+                "__pending__ (not completed as of that day)",
+                "required": ["type", "features", "aggregated", "total", "as_of"],
                 "properties": {
                     "type": {"const": "FeatureCollection"},
                     "aggregated": {"type": "boolean"},
                     "total": {"type": "integer", "minimum": 0},
+                    "as_of": {"type": ["string", "null"], "format": "date", "description": "the as-of day"},
                     "features": {
                         "type": "array",
                         "items": {

@@ -44,6 +44,28 @@ class Facts:
     fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
+def as_of_state(facts: Facts, day: np.datetime64 | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each feature as the tallies count it at the end of ``day``: ``(present, completed,
+    pending)``, boolean arrays in the order of ``facts``.
+
+    A feature is present when it was found on or before ``day`` (a feature without a found
+    date from the day its batch was imported); completed when its status counts as completed
+    and it was completed on or before ``day`` (an undated completion from its import day);
+    pending when its status now counts as completed but it was not completed on ``day`` --
+    maps draw it as :data:`layers.base.PENDING`.  Without ``day`` every feature is present,
+    completed as its status says and none is pending.
+    """
+    if day is None:
+        return (
+            np.ones(len(facts.completed), dtype=bool),
+            facts.completed,
+            np.zeros(len(facts.completed), dtype=bool),
+        )
+    present = facts.found <= day
+    completed = facts.completed & (facts.done <= day)
+    return present, completed, facts.completed & ~completed
+
+
 def load_facts(
     store: Store, spec: LayerSpec, tx: int | None = None, version: GridVersion | None = None
 ) -> Facts:

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import layers
 from geo.errors import InputError
 from geo.figures.asof import View, choose_version, parse_as_of, resolve_view
-from geo.figures.facts import Facts, load_facts
+from geo.figures.facts import Facts, as_of_state, load_facts
 from geo.figures.hierarchy import Hierarchy, check_level, empty_hierarchy, load_hierarchy
 from geo.reading.values import parse_month
 from geo.registry import get_layer
@@ -178,16 +178,14 @@ def tally(
             mask: slice | np.ndarray = slice(None)
             done = facts.completed
         else:
-            exists = np.ones(len(pos), dtype=bool) if day is None else facts.found <= day
+            exists, by_then, _ = as_of_state(facts, day)
             mask = exists & (pos >= 0)
             if status_filter and filters is not None and filters.statuses and facts.status is not None:
                 wanted = pa.array(list(filters.statuses), type=pa.string())
                 mask &= pc.fill_null(pc.is_in(facts.status, value_set=wanted), False).to_numpy(
                     zero_copy_only=False
                 )
-            done = facts.completed & mask
-            if day is not None:
-                done &= facts.done <= day
+            done = by_then & mask
         total = np.bincount(pos[mask], minlength=nrows)
         comp = np.bincount(pos[done], minlength=nrows)
         table[f"{spec.name}_total"] = total.astype(np.int64)

@@ -23,7 +23,7 @@ import shapely
 
 from geo.errors import InputError, NotFound
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
-from geo.figures.facts import load_facts
+from geo.figures.facts import as_of_state, load_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
 from geo.figures.tally import Filters, tally
@@ -34,7 +34,7 @@ from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import MISSING
 from geo.store.interface.features import GridVersion
-from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
+from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, LayerSpec, Status
 
 #: Above this zoom (or under ``max_features`` in view) features are sent one by one.
 DETAIL_ZOOM = 17
@@ -146,7 +146,12 @@ def features_in_view(
     statuses : tuple of str, optional
         Only these status codes.
     as_of : str or date, optional
-        Only features found on or before this day (any form :func:`geo.reading.values.parse_date` reads); ``completed`` is as of that day.
+        Each feature as the tallies count it at the end of this day (any form
+        :func:`geo.reading.values.parse_date` reads; see :func:`geo.figures.facts.as_of_state`):
+        only features present then; ``completed`` as of then; a feature whose status now
+        counts as completed but that was not completed then has the status
+        :data:`layers.base.PENDING_CODE` (in clusters too).  ``statuses`` filters on the
+        stored status, as the tallies do.
     unit : str, optional
         Only features assigned to this unit grid code (or ``UNASSIGNED``).
     max_features : int
@@ -156,7 +161,8 @@ def features_in_view(
     within : str, optional
         Only features in unit grids under this street/community (or grid) code.
     detail : bool
-        Send every attribute with each feature (for lists), as stored; otherwise only
+        Send every attribute with each feature (for lists), as stored (but ``status``, the
+        state drawn, as of ``as_of``); otherwise only
         ``fid``, ``status``, ``completed`` and, when the layer declares a
         ``shape_field``, that field's value (None when empty or outside its vocabulary)
         -- a map asks :func:`feature_detail` on click.
@@ -164,7 +170,8 @@ def features_in_view(
     Returns
     -------
     dict
-        A GeoJSON FeatureCollection with ``"aggregated"`` and ``"total"`` members.
+        A GeoJSON FeatureCollection with ``"aggregated"``, ``"total"`` and ``"as_of"`` (the
+        day as ISO text, or None) members.
     """
     spec = get_layer(layer)
     if spec.is_grid:
@@ -174,10 +181,8 @@ def features_in_view(
     view = _view_box(bbox, gcj02)
     mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     day = parse_as_of(as_of)
-    completed = facts.completed
-    if day is not None:
-        mask &= facts.found <= day
-        completed = completed & (facts.done <= day)
+    present, completed, pending = as_of_state(facts, day)
+    mask &= present
     if statuses and facts.status is not None:
         wanted = pa.array(list(statuses), type=pa.string())
         mask &= pc.fill_null(pc.is_in(facts.status, value_set=wanted), False).to_numpy(zero_copy_only=False)
@@ -188,23 +193,28 @@ def features_in_view(
         mask &= pc.fill_null(pc.is_in(facts.unit, value_set=grids), False).to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(mask)
     total = len(idx)
+    as_of_text = None if day is None else str(day)
     if total > max_features and zoom < DETAIL_ZOOM:
+        states = _statuses(spec, day)
         return {
             "type": "FeatureCollection",
             "aggregated": True,
             "total": total,
+            "as_of": as_of_text,
             "features": clusters(
                 lon[idx],
                 lat[idx],
                 completed[idx],
-                _status_index(spec, facts.status, idx),
+                _status_index(spec, facts.status, idx, pending if PENDING in states else None),
                 zoom,
-                [s.code for s in spec.all_statuses],
+                [s.code for s in states],
                 gcj02,
             ),
         }
     idx = idx[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
     status = facts.status.take(pa.array(idx)).to_pylist() if facts.status is not None else [None] * len(idx)
+    for k in np.flatnonzero(pending[idx]).tolist():  # completed since the as-of day: not yet then
+        status[k] = PENDING_CODE
     category = spec.shape_category
     shape: list[str | None] | None = None
     if category is not None and facts.shape is not None:
@@ -227,9 +237,16 @@ def features_in_view(
             props[category.field] = shape[k]
         if details is not None:
             props.update(details.get(fid, {}))
+            props["status"] = status[k]  # the state drawn (as of the day), over a stored field of that name
         geometry = {"type": "Point", "coordinates": [xs[k], ys[k]]} if is_point[k] else _mapping(geom)
         features.append({"type": "Feature", "id": fid, "geometry": geometry, "properties": props})
-    return {"type": "FeatureCollection", "aggregated": False, "total": total, "features": features}
+    return {
+        "type": "FeatureCollection",
+        "aggregated": False,
+        "total": total,
+        "as_of": as_of_text,
+        "features": features,
+    }
 
 
 def _grids_under(store: Store, code: str) -> list[str]:
@@ -280,12 +297,23 @@ def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> d
     }
 
 
-def _status_index(spec: LayerSpec, status: pa.Array | None, idx: np.ndarray) -> np.ndarray:
+def _statuses(spec: LayerSpec, day: np.datetime64 | None) -> tuple[Status, ...]:
+    """The states a map of ``spec`` draws: its statuses and, as of a day, :data:`PENDING`."""
+    return spec.all_statuses if day is None or not spec.completed_statuses else (*spec.all_statuses, PENDING)
+
+
+def _status_index(
+    spec: LayerSpec, status: pa.Array | None, idx: np.ndarray, pending: np.ndarray | None = None
+) -> np.ndarray:
     """Index of each feature ``idx``'s status in ``spec.all_statuses``; ``len(all_statuses)``
     for a feature without a status (or of a layer without a status field).  A stored code
-    outside the vocabulary counts as unrecognised."""
+    outside the vocabulary counts as unrecognised.  Where ``pending`` (over all features)
+    holds, the index is ``len(all_statuses)`` -- :data:`PENDING`'s place in
+    :func:`_statuses` -- and a feature without a status is one further on."""
     declared = [s.code for s in spec.all_statuses]
     none = len(declared)
+    if pending is not None:
+        none += 1
     if status is None or not len(idx):
         return np.full(len(idx), none, dtype=np.int64)
     picked = status.take(pa.array(idx))
@@ -294,6 +322,8 @@ def _status_index(spec: LayerSpec, status: pa.Array | None, idx: np.ndarray) -> 
     if UNRECOGNISED_CODE in declared:
         stray = pc.and_(pc.is_valid(picked), pc.is_null(at)).to_numpy(zero_copy_only=False)
         out[stray] = declared.index(UNRECOGNISED_CODE)
+    if pending is not None:
+        out[pending[idx]] = len(declared)
     return out
 
 

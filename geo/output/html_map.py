@@ -26,7 +26,7 @@ from geo.reading.values import parse_date
 from geo.registry import get_layer
 from geo.store.base import Store
 from layers import survey_layers
-from layers.base import Level
+from layers.base import PENDING, PENDING_CODE, Level
 
 #: Where the set-up installs Leaflet (``npm ci``): the project's ``node_modules``.
 LEAFLET_DIST = Path(__file__).resolve().parents[2] / "node_modules" / "leaflet" / "dist"
@@ -35,8 +35,6 @@ LEAFLET_DIST = Path(__file__).resolve().parents[2] / "node_modules" / "leaflet" 
 RATE_BREAKS = (0.2, 0.4, 0.6, 0.8, 1.0)
 RATE_COLOURS = ("#d73027", "#fc8d59", "#fee08b", "#91cf60", "#1a9850")
 NO_DATA_COLOUR = "#dddddd"
-#: A site whose status now counts as completed but that was not completed on the as-of day.
-NOT_YET_COLOUR = "#9e9e9e"
 #: At most this many survey points in one file.
 MAX_POINTS = 25000
 
@@ -54,7 +52,6 @@ _WORDS = {
         "unit": "所在网格",
         "all": "最新数据",
         "features": "要素",
-        "notYet": "截至当日尚未完成",
     },
     "en": {
         "rate": "Completion rate",
@@ -69,7 +66,6 @@ _WORDS = {
         "unit": "Unit grid",
         "all": "the latest data",
         "features": "features",
-        "notYet": "Not yet completed on that day",
     },
 }
 
@@ -158,7 +154,9 @@ def html_map(
     layer : str, optional
         The survey layer (name or Chinese name); default the first survey layer.
     as_of : str or date, optional
-        Figures and points as of this day (points found on or before it).
+        Figures and points as of this day, each point as the figures count it then (see
+        :func:`geo.figures.viewport.features_in_view`: a site completed later is drawn as
+        :data:`layers.base.PENDING`).
     known_at, grid : optional
         As for :func:`geo.figures.viewport.cells_in_view` (the units' figures).
     lang : str
@@ -206,7 +204,9 @@ def html_map(
             "color": s.color,
             "completed": s.completed,
         }
-        for s in spec.all_statuses
+        # a site completed since the as-of day is drawn as it was then (PENDING), listed when drawn
+        for s in (*spec.all_statuses, PENDING)
+        if s is not PENDING or any(p["properties"]["status"] == PENDING_CODE for p in points["features"])
     ]
     rate = f"{spec.name}_rate"
     units = [
@@ -232,7 +232,6 @@ def html_map(
         "breaks": list(RATE_BREAKS),
         "colours": list(RATE_COLOURS),
         "noData": NO_DATA_COLOUR,
-        "notYet": NOT_YET_COLOUR,
         "words": words,
     }
     as_of_text = day.isoformat() if day is not None else words["all"]
@@ -301,13 +300,9 @@ _DRAW = """
     rows.forEach(function (r) { var tr = el("tr"); tr.appendChild(el("th", r[0])); tr.appendChild(el("td", r[1] === null || r[1] === undefined ? "—" : r[1])); t.appendChild(tr); });
     return t;
   }
-  var colours = {}, done = {}, notYet = 0;
-  d.statuses.forEach(function (s) { colours[s.code] = s.color; done[s.code] = s.completed; });
-  // a site completed since the as-of day is drawn as it was then: not yet completed
-  function pointColour(p) {
-    if (done[p.status] && !p.completed) { notYet += 1; return d.notYet; }
-    return colours[p.status] || d.color;
-  }
+  var colours = {};
+  d.statuses.forEach(function (s) { colours[s.code] = s.color; });
+  function pointColour(p) { return colours[p.status] || d.color; }
   var units = L.geoJSON(d.units, {
     style: function (f) { return { color: "#555", weight: 1, fillOpacity: 0.75, fillColor: fill(f.properties.rate) }; },
     onEachFeature: function (f, layer) {
@@ -355,10 +350,6 @@ _DRAW = """
       var row = el("div"), dot = el("i"); dot.style.background = s.color; dot.style.borderRadius = "7px";
       row.appendChild(dot); row.appendChild(document.createTextNode(s.label)); box.appendChild(row);
     });
-    if (notYet) {
-      var row = el("div"), dot = el("i"); dot.style.background = d.notYet; dot.style.borderRadius = "7px";
-      row.appendChild(dot); row.appendChild(document.createTextNode(w.notYet)); box.appendChild(row);
-    }
     return box;
   };
   legend.addTo(map);
