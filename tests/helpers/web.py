@@ -57,7 +57,7 @@ def serving(app) -> Iterator[int]:
     """Serve ``app`` on 127.0.0.1 (a threaded development server) for the block; yields the port."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, _read_through(app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -65,6 +65,25 @@ def serving(app) -> Iterator[int]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def _read_through(app):
+    """``app`` answering with its whole body at once, its iterable closed before a byte is sent.
+
+    A browser drops connections it no longer needs (a favicon, a superseded request); the
+    development server then leaves a sent file open until the garbage collector finds it, and
+    the ResourceWarning of that (an error under this suite's warning filter) lands in whichever
+    test runs next.  No answer of the app is streamed, so nothing changes but when files close."""
+
+    def wsgi(environ, start_response):
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    return wsgi
 
 
 def wait_for(page, expression: str, timeout: float = 10000) -> None:
