@@ -375,3 +375,31 @@ def test_missing_cjk_font_or_libreoffice_is_a_clear_503(demo, make_app, monkeypa
         mapimage.cjk_font()
     r = client.get("/api/map-image?format=png")
     assert r.status_code == 503 and r.is_json and "fonts-noto-cjk" in r.json["message_zh"]
+
+
+def test_map_image_points_are_drawn_as_the_figures_count_them_on_the_day(demo):
+    """A site completed after the as-of day is drawn as not completed then (as on the live map),
+    a site found later not at all: the done-coloured points are the day's completed count."""
+    from datetime import date
+
+    from geo.figures.asof import resolve_view
+    from geo.figures.report import pin
+    from geo.figures.tally import tally
+    from geo.output.mapimage import _points
+    from geo.registry import get_layer
+    from layers.base import PENDING
+
+    spec = get_layer("demolition")
+    done = {s.color for s in spec.statuses if s.completed}
+    with open_store(demo) as store:
+        day = date.fromisoformat(AS_OF)
+        view = pin(store, resolve_view(store, day, None, None))
+        _xy, colours, legend = _points(store, spec, view, day, None)
+        totals = tally(store, "district", ["demolition"], day, view=view).set_index("code")
+        _xy_now, colours_now, _legend_now = _points(store, spec, view, None, None)
+    found = int(totals["demolition_total"].sum())  # the unassigned row included
+    completed = int(totals["demolition_completed"].sum())
+    assert len(colours) == found < len(colours_now)
+    assert sum(c in done for c in colours) == completed
+    assert sum(c == PENDING.color for c in colours) > 0 and PENDING.code in legend
+    assert PENDING.color not in colours_now

@@ -35,7 +35,7 @@ from matplotlib.path import Path as MPath
 
 from geo.errors import GridwatchError, InputError
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
-from geo.figures.facts import load_facts
+from geo.figures.facts import as_of_state, load_facts
 from geo.figures.hierarchy import check_level, get_level
 from geo.figures.report import pin, unit_geometry
 from geo.figures.tally import Filters, column_labels, survey_specs, tally
@@ -43,7 +43,7 @@ from geo.figures.viewport import BBox
 from geo.reading import crs as crsmod
 from geo.reading.values import parse_date
 from geo.store.base import Store
-from layers.base import UNASSIGNED, LayerSpec
+from layers.base import PENDING, PENDING_CODE, UNASSIGNED, LayerSpec, Status
 
 __all__ = [
     "METRICS",
@@ -200,12 +200,11 @@ def _points(
     )
     mask = np.ones(len(order), dtype=bool)
     if day is not None:
-        d = np.datetime64(day.isoformat(), "D")
-        mask &= facts.found[order] <= d
-        # completed after the day: drawn with the status it had before, the default one
-        late = facts.completed[order] & ~(facts.done[order] <= d)
-        if spec.default_status:
-            status = np.where(late, spec.default_status, status)
+        # as the figures count it on the day, as the live map draws it: not found yet, not
+        # drawn; completed later, drawn as not completed as of that day
+        present, _completed, pending = as_of_state(facts, np.datetime64(day.isoformat(), "D"))
+        mask &= present[order]
+        status = np.where(pending[order], PENDING_CODE, status)
     if statuses:
         mask &= np.isin(status, list(statuses))
     pts = shapely.point_on_surface(geoms[mask])
@@ -214,11 +213,16 @@ def _points(
     colors = []
     for code in shown:
         try:
-            colors.append(spec.status(str(code)).color)
+            colors.append(_status(spec, str(code)).color)
         except KeyError:
             colors.append("#888888")
-    present = {str(s) for s in shown}
-    return xy, colors, [s.code for s in spec.all_statuses if s.code in present]
+    drawn = {str(s) for s in shown}
+    return xy, colors, [s.code for s in (*spec.all_statuses, PENDING) if s.code in drawn]
+
+
+def _status(spec: LayerSpec, code: str) -> Status:
+    """The status ``code`` of ``spec``, or the state of a site not completed as of the day."""
+    return PENDING if code == PENDING_CODE else spec.status(code)
 
 
 def render_map(
@@ -512,10 +516,10 @@ def _draw(
                 [],
                 marker="o",
                 ls="",
-                mfc=spec.status(c).color,
+                mfc=_status(spec, c).color,
                 mec="white",
                 ms=8,
-                label=spec.status(c).label_zh if zh else spec.status(c).label_en,
+                label=_status(spec, c).label_zh if zh else _status(spec, c).label_en,
             )
             for c in shown
         ]
