@@ -355,7 +355,8 @@
         restyle();
         drawScaleLegend();
         buildMonths();
-        if (zoomToArea) {
+        // the first view's framing only while nobody (nor another script) has moved the map
+        if (zoomToArea === "initial" ? !movedSinceLoad : zoomToArea) {
           const [w, s, e, n] = body.bounds;
           frame(L.latLngBounds([[s, w], [n, e]]));
         }
@@ -696,6 +697,7 @@
   // (A view set by another script -- the search box going to ?focus= -- ends the framing too.)
   let framed = null;
   let framing = false;
+  let movedSinceLoad = false;
   function frame(bounds) {
     framed = bounds;
     framing = true;
@@ -703,7 +705,7 @@
     framing = false;
   }
   const container = map.getContainer();
-  const moved = () => { framed = null; };
+  const moved = () => { framed = null; movedSinceLoad = true; };
   ["pointerdown", "wheel", "keydown", "touchstart"].forEach((type) => container.addEventListener(type, moved, { passive: true }));
   map.on("movestart", () => { if (!framing) moved(); });
   map.on("resize", () => { if (framed) frame(framed); });
@@ -723,6 +725,6 @@
   // the search box's ?focus= sets the view)
   const focus = new URLSearchParams(window.location.search).has("focus");
   if (focus) framed = null;
-  loadSummary(!hasView && !focus);
+  loadSummary(!hasView && !focus && "initial");
   refresh();
 })();

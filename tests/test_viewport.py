@@ -373,3 +373,28 @@ def test_a_site_completed_after_the_day_is_pending_then(loaded):
     for f in ring["features"]:
         mix.update({s["status"]: s["count"] for s in f["properties"]["statuses"]})
     assert mix == {"已登记": 300, PENDING_CODE: 100}
+
+
+def test_positions_and_facts_of_one_state_when_a_commit_comes_between(loaded, monkeypatch):
+    """Positions are cached per layer generation, facts per store revision: facts of another
+    state (a commit between the two reads) are read again, never combined row by row."""
+    from dataclasses import replace
+
+    from geo.errors import StoreError
+    from geo.figures import viewport
+    from geo.registry import get_layer
+
+    real = viewport.load_facts
+    current = real(loaded, get_layer("demolition"))
+    stale = replace(current, fids=current.fids[:-1])  # as before the last site was committed
+    answers = [stale]
+    monkeypatch.setattr(
+        viewport, "load_facts", lambda store, spec: answers.pop() if answers else real(store, spec)
+    )
+    out = features_in_view(loaded, "demolition", VIEW, zoom=18)
+    assert out["total"] == len(current.fids) and not answers
+
+    monkeypatch.setattr(viewport, "load_facts", lambda store, spec: stale)  # the layer never settles
+    with pytest.raises(StoreError) as err:
+        features_in_view(loaded, "demolition", VIEW, zoom=18)
+    assert err.value.status == 503 and err.value.code == "busy"

@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import pyproj
 import shapely
 
-from geo.errors import InputError, NotFound
+from geo.errors import InputError, NotFound, StoreError
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
-from geo.figures.facts import as_of_state, load_facts
+from geo.figures.facts import Facts, as_of_state, load_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
 from geo.figures.tally import Filters, tally
@@ -79,6 +79,29 @@ def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, n
         return hit
     with store.cache.filling("positions", spec.name):
         return _fill_positions(store, spec, key)
+
+
+def _positions_and_facts(
+    store: Store, spec: LayerSpec, tries: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Facts]:
+    """:func:`_positions` and :func:`load_facts` of one state of the layer, row for row.
+
+    Each is cached on its own (positions per layer generation, facts per store revision); a
+    commit between the two reads leaves them of different states, so they are read again.
+
+    Raises
+    ------
+    StoreError
+        The layer kept changing under ``tries`` reads (the client may ask again).
+    """
+    for _ in range(tries):
+        fids, lon, lat, geoms = _positions(store, spec)
+        facts = load_facts(store, spec)
+        if len(facts.fids) == len(fids) and np.array_equal(facts.fids, fids):
+            return fids, lon, lat, geoms, facts
+    raise StoreError(
+        "图层正在写入，请稍后重试", "the layer is being written; try again in a moment", code="busy"
+    )
 
 
 def _fill_positions(
@@ -176,8 +199,7 @@ def features_in_view(
     spec = get_layer(layer)
     if spec.is_grid:
         raise InputError("网格请用 /api/cells", "use /api/cells for the grid", code="bad_layer")
-    fids, lon, lat, geoms = _positions(store, spec)
-    facts = load_facts(store, spec)
+    fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
     view = _view_box(bbox, gcj02)
     mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     day = parse_as_of(as_of)
