@@ -395,6 +395,95 @@ def test_positions_and_facts_of_one_state_when_a_commit_comes_between(loaded, mo
     assert out["total"] == len(current.fids) and not answers
 
     monkeypatch.setattr(viewport, "load_facts", lambda store, spec: stale)  # the layer never settles
+    out = features_in_view(loaded, "demolition", VIEW, zoom=18)  # read in one snapshot
+    assert out["total"] == len(current.fids)
+    monkeypatch.setattr(viewport, "read_facts", lambda store, spec: stale)  # a snapshot not of one state
     with pytest.raises(StoreError) as err:
         features_in_view(loaded, "demolition", VIEW, zoom=18)
     assert err.value.status == 503 and err.value.code == "busy"
+
+
+def _commit_one_more_site(location, tmp_path, n: int) -> None:
+    """Commit a new site through a handle of its own, as another request would."""
+    other = open_store(location)
+    try:
+        site = points_frame(
+            [(X0 + 10 + n, Y0 - 10)], 案件编号=[f"R{n}"], 当前状态=["已登记"], 发现时间=["2022-01-01"]
+        )
+        import_file(other, "demolition", write_shp(site, tmp_path / f"r{n}" / "r.shp"))
+    finally:
+        other.close()
+
+
+def test_a_layer_written_between_every_pair_of_reads_is_drawn_as_one_state(loaded, tmp_path, monkeypatch):
+    """Positions and facts of different states (a commit landed between the two reads, every
+    time) are never combined: after the retries both are read in one snapshot."""
+    from geo.figures import viewport
+    from geo.registry import get_layer
+
+    real = viewport.load_facts
+    location = loaded.path.parent
+    before = features_in_view(loaded, "demolition", VIEW, zoom=18)["total"]
+    commits: list[int] = []
+
+    def facts_after_a_commit(store, spec):
+        commits.append(1)
+        _commit_one_more_site(location, tmp_path, len(commits))
+        return real(store, spec)
+
+    monkeypatch.setattr(viewport, "load_facts", facts_after_a_commit)
+    out = features_in_view(loaded, "demolition", VIEW, zoom=18)
+    assert len(commits) == 5
+    assert out["total"] == before + 5 == loaded.layer_count(get_layer("demolition"))
+    assert len(out["features"]) == out["total"]
+
+
+def test_geometry_kept_under_a_generation_is_of_that_generation(loaded, tmp_path, monkeypatch):
+    """A commit landing while the rows are decoded leaves the decoded copy under the
+    generation it was read at, never under the new one."""
+    import geo.store.gpkg.feature_reads as feature_reads
+    from geo.registry import get_layer
+
+    spec = get_layer("demolition")
+    loaded.cache.clear()
+    real = feature_reads.decode_geometries
+    location = loaded.path.parent
+    fired: list[int] = []
+
+    def decode_then_commit(blobs):
+        out = real(blobs)
+        if not fired:
+            fired.append(1)
+            _commit_one_more_site(location, tmp_path, 1)
+        return out
+
+    monkeypatch.setattr(feature_reads, "decode_geometries", decode_then_commit)
+    fids, _ = loaded.read_geometry(spec)
+    assert fired
+    fids_now, _ = loaded.read_geometry(spec)
+    assert len(fids_now) == len(fids) + 1 == loaded.layer_count(spec)
+
+
+def test_a_snapshot_sees_one_state_while_a_commit_waits_for_it(loaded, tmp_path):
+    import threading
+
+    from geo.registry import get_layer
+
+    spec = get_layer("demolition")
+    n = loaded.layer_count(spec)
+    with loaded.snapshot():
+        assert loaded.layer_count(spec) == n
+        writer = threading.Thread(target=_commit_one_more_site, args=(loaded.path.parent, tmp_path, 1))
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive(), "a commit landed inside the snapshot"
+        assert loaded.layer_count(spec) == n and len(loaded.read_geometry(spec)[0]) == n
+    writer.join()
+    assert loaded.layer_count(spec) == n + 1
+
+
+def test_no_write_inside_a_snapshot(store):
+    with store.snapshot(), pytest.raises(RuntimeError), store.transaction():
+        pass
+    with store.snapshot(), pytest.raises(RuntimeError), store.admin_transaction():
+        pass

@@ -79,12 +79,13 @@ def load_facts(
             after = store.last_tx()
             if after is not None and after.id == tx:
                 return facts
+    # the revision before the rows: facts kept under it are never of a later state
+    revision = store.revision()
     current = store.current_grid_version()
     base = _load_base(store, spec, tx)
     if tx is None and (version is None or (current is not None and current.id == version.id)):
         return base
     kept = store.cache.region("facts")
-    revision = store.revision()
     key = (revision, spec.name, tx, None if version is None else version.id)
     hit = kept.get(key)
     if hit is not MISSING:
@@ -100,6 +101,12 @@ def load_facts(
     if store.revision() == revision:
         kept[key] = facts
     return facts
+
+
+def read_facts(store: Store, spec: LayerSpec) -> Facts:
+    """Columns of the current rows of ``spec`` for tallies, read now and not kept (inside a
+    :meth:`~geo.store.base.Store.snapshot`: as of it); units on the current grid."""
+    return _read_facts(store, spec)
 
 
 def _load_base(store: Store, spec: LayerSpec, tx: int | None) -> Facts:

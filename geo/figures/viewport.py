@@ -23,7 +23,7 @@ import shapely
 
 from geo.errors import InputError, NotFound, StoreError
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
-from geo.figures.facts import Facts, as_of_state, load_facts
+from geo.figures.facts import Facts, as_of_state, load_facts, read_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
 from geo.figures.tally import Filters, tally
@@ -88,17 +88,27 @@ def _positions_and_facts(
 
     Each is cached on its own (positions per layer generation, facts per store revision); a
     commit between the two reads leaves them of different states, so they are read again.
+    When commits keep landing between them, both are read once more in one
+    :meth:`~geo.store.base.Store.snapshot`, uncached.
 
     Raises
     ------
     StoreError
-        The layer kept changing under ``tries`` reads (the client may ask again).
+        They disagree even so (a backend whose snapshot is not one state; the client may ask
+        again).
     """
     for _ in range(tries):
         fids, lon, lat, geoms = _positions(store, spec)
         facts = load_facts(store, spec)
         if len(facts.fids) == len(fids) and np.array_equal(facts.fids, fids):
             return fids, lon, lat, geoms, facts
+    # Nothing in here waits for a cache fill of another thread (see Store.snapshot).
+    with store.snapshot():
+        fids, geoms = store.read_geometry(spec)
+        facts = read_facts(store, spec)
+    fids, lon, lat, geoms = _to_lonlat(store, fids, geoms)
+    if len(facts.fids) == len(fids) and np.array_equal(facts.fids, fids):
+        return fids, lon, lat, geoms, facts
     raise StoreError(
         "图层正在写入，请稍后重试", "the layer is being written; try again in a moment", code="busy"
     )
@@ -111,16 +121,26 @@ def _fill_positions(
     hit = kept.get(key)
     if hit is MISSING:
         fids, geoms = store.read_geometry(spec)
-        srs = store.srs_epsg()
-        if len(fids) == 0 or srs is None:
-            empty = np.empty(0)
-            return np.empty(0, dtype=np.int64), empty, empty, np.empty(0, dtype=object)
-        t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4326))
-        lonlat = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
-        points = shapely.point_on_surface(lonlat)
-        # replaces the layer's older generation (see geo.store.cache.REGIONS)
-        hit = kept[key] = (fids, shapely.get_x(points), shapely.get_y(points), lonlat)
+        hit = _to_lonlat(store, fids, geoms)
+        # kept only when the rows read are of the generation of ``key``; replaces the
+        # layer's older generation (see geo.store.cache.REGIONS)
+        if store.layer_generation(spec) == key[1]:
+            kept[key] = hit
     return hit
+
+
+def _to_lonlat(
+    store: Store, fids: np.ndarray, geoms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(fid, lon, lat, geometry in lon/lat)`` of ``geoms`` in the store CRS."""
+    srs = store.srs_epsg()
+    if len(fids) == 0 or srs is None:
+        empty = np.empty(0)
+        return np.empty(0, dtype=np.int64), empty, empty, np.empty(0, dtype=object)
+    t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4326))
+    lonlat = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    points = shapely.point_on_surface(lonlat)
+    return fids, shapely.get_x(points), shapely.get_y(points), lonlat
 
 
 def _shift(lon: np.ndarray, lat: np.ndarray, gcj02: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -69,6 +69,12 @@ class Store(FeatureStore, BatchRegister, TargetStore, AccountStore, AuditLog, Va
         """All-or-nothing write scope: on any exception nothing is kept."""
         ...
 
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Read scope in which every read sees one state of the store, whatever commits
+        meanwhile -- for reads that must agree row for row.  No writes inside; keep it short
+        (a backend may hold commits back until it ends)."""
+        ...
+
     def admin_transaction(self) -> AbstractContextManager[None]:
         """Like :meth:`transaction` for account and audit writes, keeping :meth:`revision`."""
         ...

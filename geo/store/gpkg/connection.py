@@ -48,6 +48,8 @@ class GpkgConnection:
             ) from exc
         self._conn: apsw.Connection | None = None
         self._depth = 0
+        #: inside :meth:`snapshot` (a read transaction)
+        self._reading = False
         self.actor = Actor()
         self._pending_archives: list[Path] = []
         #: the gw_tx row of the write transaction under way (see begin_tx)
@@ -85,8 +87,37 @@ class GpkgConnection:
         self.close()
 
     @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """See :meth:`geo.store.base.Store.snapshot`.
+
+        A deferred read transaction (``BEGIN`` … ``COMMIT``).  The store keeps a rollback
+        journal, so from its first read to its end the snapshot holds a shared lock and
+        every commit (of any connection) waits for it: keep it short, and wait for nothing
+        of this process inside it -- another thread's cache fill may be waiting for a
+        commit the snapshot holds back.  Inside a write transaction or another snapshot it
+        is that one.
+        """
+        if self._depth or self._reading:
+            yield
+            return
+        conn = self.conn
+        try:
+            conn.execute("BEGIN")
+        except apsw.Error as exc:
+            raise _store_error(exc, conn.system_errno) from exc
+        self._reading = True
+        try:
+            yield
+        finally:
+            self._reading = False
+            with contextlib.suppress(apsw.Error):
+                conn.execute("COMMIT")
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         """All-or-nothing write scope (``BEGIN IMMEDIATE`` … ``COMMIT``); nests."""
+        if self._reading:
+            raise RuntimeError("transaction() cannot start inside snapshot()")
         conn = self.conn
         if self._depth:
             self._depth += 1
@@ -238,6 +269,8 @@ class GpkgConnection:
         """All-or-nothing scope for the account and audit tables: inside the current
         transaction when there is one, else its own -- without a new revision, since no
         survey data changes (cached figures stay valid)."""
+        if self._reading:
+            raise RuntimeError("admin_transaction() cannot start inside snapshot()")
         if self._depth:
             yield
             return

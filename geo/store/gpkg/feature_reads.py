@@ -91,7 +91,8 @@ class GpkgFeatureReads(GpkgTables):
             return _empty_table(columns, kinds)
         if tx is not None:
             return self._read_table_at(spec, columns, kinds, tx)
-        if not self._depth and self.layer_count(spec) >= GDAL_MIN_ROWS:
+        # not inside a snapshot: GDAL's connection would wait for a commit the snapshot holds back
+        if not self._depth and not self._reading and self.layer_count(spec) >= GDAL_MIN_ROWS:
             before = self.revision()
             try:
                 table = _gdal_reader().submit(_read_arrow, str(self.path), spec.name, columns).result()
@@ -136,12 +137,18 @@ class GpkgFeatureReads(GpkgTables):
         key = (spec.name, self.layer_generation(spec))
         cached = kept.get(key, None)
         if cached is None:
-            # a writer never waits for a reader's fill: the reader may be waiting for its commit
-            with self.cache.filling("geometry", spec.name) if not self._depth else contextlib.nullcontext():
+            # Neither a writer nor a snapshot waits for a reader's fill: the reader may be
+            # waiting for the writer's commit, or for one the snapshot holds back.
+            waits = not self._depth and not self._reading
+            with self.cache.filling("geometry", spec.name) if waits else contextlib.nullcontext():
                 cached = kept.get(key, None)
                 if cached is None:
+                    # the generation in the same statement as the rows: one state of the layer,
+                    # kept under its own generation even when a commit landed since ``key``
                     rows = self.conn.execute(
-                        f'SELECT fid, geom, gw_unit FROM "{spec.name}" ORDER BY fid'
+                        f'SELECT fid, geom, gw_unit, (SELECT value FROM gw_meta WHERE key=?) FROM "{spec.name}"'
+                        " ORDER BY fid",
+                        (f"gen:{spec.name}",),
                     ).fetchall()
                     if not rows:
                         return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
@@ -150,7 +157,7 @@ class GpkgFeatureReads(GpkgTables):
                         decode_geometries([r[1] for r in rows]),  # type: ignore[misc]
                         np.array([r[2] for r in rows], dtype=object),
                     )
-                    self._cache_geometry(spec, *cached)
+                    self._cache_geometry(spec, *cached, generation=str(rows[0][3] or ""))
         fid_arr, geoms, _ = cached
         if fids is not None:
             keep = np.isin(fid_arr, fids)
@@ -163,10 +170,18 @@ class GpkgFeatureReads(GpkgTables):
         return self.cache.region("geometry").get((spec.name, self.layer_generation(spec)), None)
 
     def _cache_geometry(
-        self, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, units: np.ndarray
+        self,
+        spec: LayerSpec,
+        fids: np.ndarray,
+        geoms: np.ndarray,
+        units: np.ndarray,
+        generation: str | None = None,
     ) -> None:
+        """Keep the decoded rows of ``generation`` (default: the one this handle reads now,
+        right inside a write transaction)."""
+        gen = self.layer_generation(spec) if generation is None else generation
         # replaces the layer's older generation (see geo.store.cache.REGIONS)
-        self.cache.region("geometry")[(spec.name, self.layer_generation(spec))] = (fids, geoms, units)
+        self.cache.region("geometry")[(spec.name, gen)] = (fids, geoms, units)
 
     def _current_assignment(
         self, spec: LayerSpec, fids: np.ndarray | None = None
