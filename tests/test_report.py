@@ -154,6 +154,23 @@ def test_ranking_equals_stats_by_street(demo, demo_docx, tmp_path):
 
 
 @pytest.mark.slow
+def test_top_and_bottom_lists_name_the_ends_of_the_ranking(demo_docx):
+    """红榜 names the first ranked units with their rates, 黑榜 the last ones, lowest first."""
+    from geo.figures.bulletin import LIST_SIZE
+
+    tops = [p.text for p in demo_docx.paragraphs if p.text.startswith("红榜：")]
+    bottoms = [p.text for p in demo_docx.paragraphs if p.text.startswith("黑榜：")]
+    tables = _layer_tables(demo_docx, "排名")
+    assert len(tops) == len(bottoms) == len(tables) > 0
+    for top, bottom, table in zip(tops, bottoms, tables, strict=True):
+        rate = table[0].index("完成率")
+        ranked = [(r[1], r[rate]) for r in table[1:] if r[0]]
+        k = min(LIST_SIZE, len(ranked) // 2)
+        assert top == "红榜：" + "、".join(f"{name}（{pct}）" for name, pct in ranked[:k])
+        assert bottom == "黑榜：" + "、".join(f"{name}（{pct}）" for name, pct in reversed(ranked[-k:]))
+
+
+@pytest.mark.slow
 def test_first_page_states_the_provenance(demo_docx):
     first = _tables(demo_docx)[0]
     about = {r[0]: r[1] for r in first[1:]}

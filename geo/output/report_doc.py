@@ -403,36 +403,22 @@ def render_docx(
             ),
         )
         if lb.red:
-            _para(
-                doc,
-                _t(lang, "红榜：", "Top: ")
-                + _t(lang, "、", ", ").join(
+            for label_zh, label_en, ranked in (("红榜：", "Top: ", lb.red), ("黑榜：", "Bottom: ", lb.black)):
+                names = (
                     _t(
                         lang,
                         f"{r.name}（{fmt_pct(r.figures.rate)}）",
                         f"{r.name} ({fmt_pct(r.figures.rate)})",
                     )
-                    for r in lb.red
-                ),
-                BODY_FONT,
-                14,
-                indent=True,
-            )
-            _para(
-                doc,
-                _t(lang, "黑榜：", "Bottom: ")
-                + _t(lang, "、", ", ").join(
-                    _t(
-                        lang,
-                        f"{r.name}（{fmt_pct(r.figures.rate)}）",
-                        f"{r.name} ({fmt_pct(r.figures.rate)})",
-                    )
-                    for r in lb.black
-                ),
-                BODY_FONT,
-                14,
-                indent=True,
-            )
+                    for r in ranked
+                )
+                _para(
+                    doc,
+                    _t(lang, label_zh, label_en) + _t(lang, "、", ", ").join(names),
+                    BODY_FONT,
+                    14,
+                    indent=True,
+                )
         if lb.lagging:
             _para(
                 doc,
