@@ -19,7 +19,7 @@ from markupsafe import escape
 from werkzeug.http import HTTP_STATUS_CODES
 
 from geo.store import clock
-from geo.store.backends import open_store, secrets_in
+from geo.store.backends import open_store, secrets_in, shown_location
 
 LANGUAGES = ("zh", "en")
 
@@ -284,8 +284,9 @@ def private_dirs(data: str, root: str, store: str = "") -> list[tuple[re.Pattern
         (re.compile(re.escape(folder) + r"(?![\w.-])"), placeholder)
         for folder, placeholder in sorted(shown.items(), key=lambda kv: -len(kv[0]))
     ]
-    if "://" in store:
-        found.insert(0, (re.compile(re.escape(store)), "$GRIDWATCH_STORE"))
+    if "://" in store:  # a URL: as given and as messages show it (shown_location)
+        for form in sorted({store, shown_location(store)}, key=len):
+            found.insert(0, (re.compile(re.escape(form)), "$GRIDWATCH_STORE"))
     return found + [(re.compile(re.escape(secret)), "***") for secret in secrets]
 
 

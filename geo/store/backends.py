@@ -226,20 +226,24 @@ def open_store(
     secrets = secrets_in(where.store)
     if not secrets:
         return factory(where.store, where.data)
+    failure: GridwatchError
     try:
         return factory(where.store, where.data)
     except GridwatchError as exc:
         exc.zh, exc.en = _without(exc.zh, secrets), _without(exc.en, secrets)
         exc.args = (exc.message,)
         exc.details = {}
-        exc.__cause__ = exc.__context__ = None
-        raise exc from None
+        failure = exc
     except Exception as exc:
-        raise StoreError(
+        failure = StoreError(
             f"无法打开存储 {shown_location(where.store)}",
             f"cannot open the store {shown_location(where.store)}: {_without(str(exc), secrets)}",
             code="store_unavailable",
-        ) from None
+        )
+    # raised here, outside the handler: no chained exception (and its traceback) shows the URL
+    failure.__cause__ = failure.__context__ = None
+    failure.__traceback__ = None
+    raise failure
 
 
 def _without(text: str, secrets: list[str]) -> str:
