@@ -19,7 +19,7 @@ import pytest
 from geo.errors import InputError, StoreError
 from geo.imports.importer import import_file
 from geo.store import backends
-from geo.store.backends import locate, open_store, register_backend, shown_location
+from geo.store.backends import gpkg_path, locate, open_store, register_backend, shown_location
 from geo.store.gpkg import GpkgStore
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp, zip_shp
 
@@ -93,6 +93,15 @@ def test_the_store_is_in_the_data_directory_unless_named(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_where_a_geopackage_location_points(tmp_path):
+    assert gpkg_path("/srv/x.gpkg") == Path("/srv/x.gpkg")
+    assert gpkg_path("/srv/data") == Path("/srv/data/gridwatch.gpkg")
+    assert gpkg_path("gpkg:/srv/x.gpkg") == gpkg_path("GPKG:///srv/x.gpkg") == Path("/srv/x.gpkg")
+    assert gpkg_path("gpkg:rel/x.gpkg") == gpkg_path("gpkg://rel/x.gpkg") == Path("rel/x.gpkg")
+    assert gpkg_path("data:2024/x.gpkg") == Path("data:2024/x.gpkg")  # a colon in a file name
+    assert gpkg_path(PG_URL) is None
+
+
 @pytest.mark.parametrize("form", ["plain", "gpkg:", "gpkg://", "dir"])
 def test_a_geopackage_is_named_by_path_or_gpkg_url(tmp_path, form):
     target = tmp_path / "sub" / "gridwatch.gpkg"
@@ -281,15 +290,16 @@ def test_a_failing_backend_gives_a_page_without_the_password(tmp_path, make_app,
     assert SECRET not in caplog.text
 
 
-def test_a_path_of_the_store_outside_the_data_directory_is_not_shown(tmp_path, make_app):
+@pytest.mark.parametrize("prefix", ["", "gpkg:"])
+def test_a_path_of_the_store_outside_the_data_directory_is_not_shown(tmp_path, make_app, prefix):
     gis = tmp_path / "gis" / "city.gpkg"
     gis.parent.mkdir()
     con = sqlite3.connect(gis)  # a database of another application
     con.executescript("PRAGMA application_id = 12345; CREATE TABLE t (x);")
     con.close()
-    app = make_app(tmp_path / "data", login=False, GRIDWATCH_STORE=str(gis))
+    app = make_app(tmp_path / "data", login=False, GRIDWATCH_STORE=prefix + str(gis))
     r = app.test_client().get("/api/stats?format=json")
-    assert r.status_code == 503
+    assert r.status_code == 503 and "$GRIDWATCH_STORE" in r.get_json()["message_en"]
     assert str(gis.parent) not in r.get_data(as_text=True)
 
 

@@ -19,7 +19,7 @@ from markupsafe import escape
 from werkzeug.http import HTTP_STATUS_CODES
 
 from geo.store import clock
-from geo.store.backends import open_store, secrets_in, shown_location
+from geo.store.backends import gpkg_path, open_store, secrets_in, shown_location
 
 LANGUAGES = ("zh", "en")
 
@@ -272,8 +272,9 @@ def private_dirs(data: str, root: str, store: str = "") -> list[tuple[re.Pattern
     if data.lower().endswith(".gpkg"):  # the store file given: its folder holds the rest
         named.append((str(Path(data).parent), "$GRIDWATCH_DATA"))
     secrets = secrets_in(store)
-    if store and not secrets and "://" not in store and not _inside(store, named[-1][0]):
-        named += [(store, "$GRIDWATCH_STORE"), (str(Path(store).parent), "$GRIDWATCH_STORE")]
+    store_file = gpkg_path(store) if store else None
+    if store_file is not None and not _inside(str(store_file), named[-1][0]):
+        named += [(str(store_file), "$GRIDWATCH_STORE"), (str(store_file.parent), "$GRIDWATCH_STORE")]
     named += [(folder, "…") for folder in (tempfile.gettempdir(), root, str(Path.home()))]
     shown: dict[str, str] = {}
     for folder, placeholder in named:
@@ -284,7 +285,7 @@ def private_dirs(data: str, root: str, store: str = "") -> list[tuple[re.Pattern
         (re.compile(re.escape(folder) + r"(?![\w.-])"), placeholder)
         for folder, placeholder in sorted(shown.items(), key=lambda kv: -len(kv[0]))
     ]
-    if "://" in store:  # a URL: as given and as messages show it (shown_location)
+    if store_file is None and store:  # a URL: as given and as messages show it (shown_location)
         for form in sorted({store, shown_location(store)}, key=len):
             found.insert(0, (re.compile(re.escape(form)), "$GRIDWATCH_STORE"))
     return found + [(re.compile(re.escape(secret)), "***") for secret in secrets]

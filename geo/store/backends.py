@@ -29,6 +29,7 @@ from geo.store.gpkg import GpkgStore
 __all__ = [
     "Location",
     "backend_for",
+    "gpkg_path",
     "locate",
     "open_store",
     "register_backend",
@@ -185,15 +186,24 @@ def backend_for(location: str) -> Factory:
     )
 
 
-def _open_gpkg(location: str, data: Path) -> Store:
-    """The GeoPackage at ``location``: ``gpkg:PATH``, a ``.gpkg`` file or a directory."""
+def gpkg_path(location: str) -> Path | None:
+    """The GeoPackage file a location names (``gpkg:PATH``, ``gpkg:///abs``, a ``.gpkg`` file or
+    a directory holding ``gridwatch.gpkg``), or None when another backend serves it."""
     text = location
-    if _scheme(text) == "gpkg":
-        text = re.sub(r"^gpkg:(//(?=/))?", "", text, flags=re.IGNORECASE)
+    scheme = _scheme(text)
+    if scheme == "gpkg":
+        text = text[len("gpkg:") :]
+        if text.startswith("//"):  # gpkg:///srv/x.gpkg, gpkg://relative/x.gpkg
+            text = text[2:]
+    elif scheme is not None:
+        return None
     path = Path(text)
-    if path.suffix.lower() != ".gpkg":
-        path = path / STORE_FILE
-    return GpkgStore(path, data_dir=data)
+    return path if path.suffix.lower() == ".gpkg" else path / STORE_FILE
+
+
+def _open_gpkg(location: str, data: Path) -> Store:
+    """The GeoPackage at ``location`` (see :func:`gpkg_path`)."""
+    return GpkgStore(gpkg_path(location) or Path(location), data_dir=data)
 
 
 register_backend("gpkg", _open_gpkg)
