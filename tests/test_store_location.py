@@ -102,6 +102,18 @@ def test_where_a_geopackage_location_points(tmp_path):
     assert gpkg_path(PG_URL) is None
 
 
+def test_a_url_as_the_data_directory_is_refused_without_showing_it(tmp_path, runner, make_app, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as exc:
+        locate(PG_URL)
+    assert exc.value.code == "bad_data_dir" and "--store" in exc.value.en and SECRET not in str(exc.value)
+    run = runner("--data", PG_URL, "grids")
+    assert run.code == 2 and "GRIDWATCH_STORE" in run.err and SECRET not in run.err
+    with pytest.raises(InputError):
+        make_app(PG_URL)
+    assert not any(tmp_path.iterdir())  # no folder called "postgresql:" made
+
+
 @pytest.mark.parametrize("form", ["plain", "gpkg:", "gpkg://", "dir"])
 def test_a_geopackage_is_named_by_path_or_gpkg_url(tmp_path, form):
     target = tmp_path / "sub" / "gridwatch.gpkg"

@@ -147,10 +147,16 @@ def locate(
 
     ``data`` is the data directory (``--data``; None: ``$GRIDWATCH_DATA``, else
     ``./var/gridwatch``); a ``.gpkg`` file given as ``data`` is the store, and its folder the
-    data directory (as before ``--store`` existed).  ``store`` names the store (``--store``;
+    data directory (as before ``--store`` existed); a URL is refused.  ``store`` names the store (``--store``;
     None: ``$GRIDWATCH_STORE``; empty: none) and wins over the one ``data`` implies; without
     it the store is ``gridwatch.gpkg`` in the data directory.
     """
+    if data is not None and "://" in str(data):
+        raise InputError(
+            "数据目录应为目录；存储的网址请用 --store 或 GRIDWATCH_STORE 给出",
+            "the data directory must be a directory: give a store URL with --store or GRIDWATCH_STORE",
+            code="bad_data_dir",
+        )
     folder = data_dir(data)
     implied = folder
     if folder.suffix.lower() == ".gpkg":
