@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
 from geo.reading.display import safe_display_name
+from geo.store.backends import backend_for, locate
 from web import settings
 from web.context import (
     HTTP_REASONS_ZH,
@@ -52,8 +53,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     settings.check(app.config)
+    # the store and the data directory, settled once: the data directory never comes from the
+    # store's location (a backend may have no folder); an unknown backend stops the start
+    where = locate(app.config["GRIDWATCH_DATA"], app.config.get("GRIDWATCH_STORE") or "")
+    backend_for(where.store)
+    app.extensions["gridwatch_location"] = where
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = settings.secret_key(app.config["GRIDWATCH_DATA"])
+        app.config["SECRET_KEY"] = settings.secret_key(str(where.data))
     secure = app.config["GRIDWATCH_SECURE_COOKIES"]  # set it when the service is reached over HTTPS
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -105,7 +111,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
     app.jinja_env.filters["display"] = safe_display_name  # names as they are, never as they pretend
-    app.extensions["gridwatch_private_dirs"] = private_dirs(app.config["GRIDWATCH_DATA"], app.root_path)
+    app.extensions["gridwatch_private_dirs"] = private_dirs(
+        app.config["GRIDWATCH_DATA"], app.root_path, where.store
+    )
 
     app.teardown_appcontext(close_store)
 
@@ -142,6 +150,8 @@ def _serve(args: Any) -> int:
     config: dict[str, Any] = {}
     if args.data:
         config["GRIDWATCH_DATA"] = args.data
+    if args.store:
+        config["GRIDWATCH_STORE"] = args.store
     app = create_app(config)
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
     return 0

@@ -1,5 +1,6 @@
 # Sample gunicorn settings for gridwatch:  gunicorn -c deploy/gunicorn.conf.py 'server:create_app()'
-# Set GRIDWATCH_DATA to the data directory (the GeoPackage store lives there) before starting.
+# Set GRIDWATCH_DATA to the data directory (the GeoPackage store lives there) before starting,
+# and GRIDWATCH_STORE when the store is kept elsewhere (a .gpkg file).
 import multiprocessing
 import os
 

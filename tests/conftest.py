@@ -24,6 +24,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GRIDWATCH_DATA", str(tmp_path / "envdata"))
+    monkeypatch.delenv("GRIDWATCH_STORE", raising=False)
     os.environ.pop("GRIDWATCH_CRS", None)
 
 

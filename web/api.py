@@ -36,7 +36,7 @@ from web.common import (
     survey_spec,
     timezone,
 )
-from web.context import get_store, label, markup_free_json, select_locale, web_messages
+from web.context import data_folder, get_store, label, markup_free_json, select_locale, web_messages
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.record_once(register_converters)  # <id:...> in the routes below
@@ -345,7 +345,7 @@ def _check_layer(layer: str) -> None:
 
 
 def _data_dir() -> Path:
-    return Path(get_store().location).parent
+    return data_folder()
 
 
 def _staging_limits() -> uploads.StagingLimits:

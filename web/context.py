@@ -19,7 +19,7 @@ from markupsafe import escape
 from werkzeug.http import HTTP_STATUS_CODES
 
 from geo.store import clock
-from geo.store.backends import open_store
+from geo.store.backends import gpkg_path, open_store, secrets_in, shown_location
 
 LANGUAGES = ("zh", "en")
 
@@ -55,11 +55,18 @@ HTTP_REASONS_ZH = {
 def get_store() -> Any:
     """The store for this request, opened lazily and closed on teardown."""
     if "store" not in g:
-        g.store = open_store(current_app.config["GRIDWATCH_DATA"])
+        where = current_app.extensions["gridwatch_location"]
+        g.store = open_store(where.store, data=where.data)
         actor = g.get("gw_actor")
         if actor is not None:
             g.store.actor = actor  # every write of this request is audited as this user
     return g.store
+
+
+def data_folder() -> Path:
+    """The data directory of this app (staged and archived uploads), from its settings --
+    never from the store's location."""
+    return Path(current_app.extensions["gridwatch_location"].data)
 
 
 def close_store(_exc: BaseException | None = None) -> None:
@@ -256,23 +263,36 @@ def size_text(size: int) -> str:
     return f"{size} B"
 
 
-def private_dirs(data: str, root: str) -> list[tuple[re.Pattern[str], str]]:
-    """The server's own directories -- the data directory (as configured and resolved),
-    temporary files, the application, the home directory -- each with what an answer shows
-    instead, most specific first (for :func:`path_free`)."""
+def private_dirs(data: str, root: str, store: str = "") -> list[tuple[re.Pattern[str], str]]:
+    """The server's own directories -- the data directory (as configured and resolved), the
+    store (its file and folder, or its URL), temporary files, the application, the home
+    directory -- each with what an answer shows instead, most specific first (for
+    :func:`path_free`).  The credentials of a store URL are never shown either."""
     named = [(data, "$GRIDWATCH_DATA")]
     if data.lower().endswith(".gpkg"):  # the store file given: its folder holds the rest
         named.append((str(Path(data).parent), "$GRIDWATCH_DATA"))
+    secrets = secrets_in(store)
+    store_file = gpkg_path(store) if store else None
+    if store_file is not None and not _inside(str(store_file), named[-1][0]):
+        named += [(str(store_file), "$GRIDWATCH_STORE"), (str(store_file.parent), "$GRIDWATCH_STORE")]
     named += [(folder, "…") for folder in (tempfile.gettempdir(), root, str(Path.home()))]
     shown: dict[str, str] = {}
     for folder, placeholder in named:
         for form in (os.path.abspath(folder), str(Path(folder).resolve())):
             if len(form) > 1:
                 shown.setdefault(form, placeholder)
-    return [
+    found = [
         (re.compile(re.escape(folder) + r"(?![\w.-])"), placeholder)
         for folder, placeholder in sorted(shown.items(), key=lambda kv: -len(kv[0]))
     ]
+    if store_file is None and store:  # a URL: as given and as messages show it (shown_location)
+        for form in sorted({store, shown_location(store)}, key=len):
+            found.insert(0, (re.compile(re.escape(form)), "$GRIDWATCH_STORE"))
+    return found + [(re.compile(re.escape(secret)), "***") for secret in secrets]
+
+
+def _inside(path: str, folder: str) -> bool:
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def path_free(value: Any) -> Any:

@@ -127,7 +127,15 @@ SETTINGS: tuple[Setting, ...] = (
         "GRIDWATCH_DATA",
         str(DEFAULT_DATA_DIR),
         _text,
-        "data directory (the GeoPackage store, archived uploads, staged uploads)",
+        "data directory: archived uploads, staged uploads, the session key and, unless "
+        "GRIDWATCH_STORE names another, the GeoPackage store (a .gpkg file given here is the store)",
+    ),
+    Setting(
+        "GRIDWATCH_STORE",
+        "",
+        _text,
+        "the store, when not the GeoPackage in the data directory: a .gpkg file "
+        "(or a URL of a registered backend; postgresql:// is not available yet)",
     ),
     Setting(
         "GRIDWATCH_TILES",

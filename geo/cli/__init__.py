@@ -33,7 +33,17 @@ Extension = Callable[[Any], None]
 def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     """The engine's commands; ``extend`` gets the sub-command table to add its own."""
     p = Parser(prog="gridwatch", description="网格化管理统计 / grid-management statistics")
-    p.add_argument("--data", help="数据目录或 .gpkg 文件（默认 $GRIDWATCH_DATA 或 ./var/gridwatch）")
+    p.add_argument(
+        "--data",
+        help="数据目录（存档与暂存的上传；默认 $GRIDWATCH_DATA 或 ./var/gridwatch）或 .gpkg 文件"
+        " / data directory (archived and staged uploads) or a .gpkg file",
+    )
+    p.add_argument(
+        "--store",
+        metavar="LOCATION",
+        help="存储位置：.gpkg 文件或网址，优先于 --data 所指（默认 $GRIDWATCH_STORE，否则数据目录中的"
+        " gridwatch.gpkg）/ the store: a .gpkg file or a URL; wins over the one --data implies",
+    )
     p.add_argument("--lang", choices=("zh", "en"), default=os.environ.get("GRIDWATCH_LANG", "zh"))
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -87,11 +87,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def cli_store(args: argparse.Namespace) -> Any:
-    """The store of ``--data``, its audit trail naming whoever runs the command."""
-    from geo.store.backends import open_store
+    """The store of ``--store`` / ``--data`` (see :func:`geo.store.backends.locate`), its audit
+    trail naming whoever runs the command."""
+    from geo.store.backends import locate, open_store
     from geo.store.interface.audit import Actor
 
-    store = open_store(args.data)
+    where = locate(args.data, getattr(args, "store", None))
+    store = open_store(where.store, data=where.data)
     # the audit trail names whoever runs the command, from the command line
     store.actor = Actor(getattr(args, "user", None) or os.environ.get("USER") or "cli", "cli")
     return store

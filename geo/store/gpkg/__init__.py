@@ -76,8 +76,10 @@ class GpkgStore(GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps):
     ----------
     path : Path
         The ``.gpkg`` file; created with its directory when missing.
+    data_dir : Path, optional
+        The data directory, where archived uploads are kept (default: the file's folder).
     """
 
-    def __init__(self, path: Path):
-        super().__init__(path)
+    def __init__(self, path: Path, data_dir: Path | None = None):
+        super().__init__(path, data_dir)
         self._init()

@@ -51,7 +51,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
             batch_id = int(self.conn.last_insert_rowid())
             self.begin_tx(batch.kind, batch_id)
             if sources:
-                folder = self.path.parent / "archive" / f"{batch_id:06d}"
+                folder = self.data_dir / "archive" / f"{batch_id:06d}"
                 shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
                 self._pending_archives.append(folder)
                 try:
@@ -67,7 +67,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
                     ) from exc
                 self.conn.execute(
                     "INSERT INTO gw_archive (batch_id, name, path) VALUES (?,?,?)",
-                    (batch_id, batch.source_name, str(folder.relative_to(self.path.parent))),
+                    (batch_id, batch.source_name, str(folder.relative_to(self.data_dir))),
                 )
         return batch_id
 
@@ -222,7 +222,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
     def archived_source(self, batch_id: int) -> tuple[str, bytes]:
         """The original upload of a batch: the file itself, or a zip of its files."""
         row = self.conn.execute("SELECT name, path FROM gw_archive WHERE batch_id=?", (batch_id,)).fetchone()
-        folder = self.path.parent / str(row[1]) if row is not None else None
+        folder = self.data_dir / str(row[1]) if row is not None else None
         if row is None or folder is None or not folder.is_dir():
             raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
         files = sorted(p for p in folder.rglob("*") if p.is_file())

@@ -34,11 +34,14 @@ class GpkgConnection:
     ----------
     path : Path
         The ``.gpkg`` file; its directory is created when missing.
+    data_dir : Path, optional
+        The data directory, where archived uploads are kept (default: the file's folder).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, data_dir: Path | None = None):
         self.path = Path(path)
         self.location = str(self.path)
+        self.data_dir = self.path.parent if data_dir is None else Path(data_dir)
         self.cache = cache_for(self.location)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
