@@ -174,11 +174,18 @@ def map_totals(
         "unassigned": 0 if within else int(table.loc[outside, f"{spec.name}_total"].sum()),
         "rate": completed / total if total else None,
         "bounds": [float(v) for v in bounds],
-        "max_completed": int(units_table[f"{spec.name}_completed"].max() or 1),
+        "max_completed": int(_top(units_table[f"{spec.name}_completed"])),
         "measure_column": measure_column,
-        "max_measure": float(units_table[measure_column].max() or 1) if spec.measures else 1,
+        "max_measure": _top(units_table[measure_column]) if spec.measures else 1.0,
         "first_day": first_day(store, spec.name),
     }
+
+
+def _top(values: pd.Series) -> float:
+    """The largest value, 1 when there is none above 0 (a colour scale's top: no units, or
+    none with any, would divide by zero or NaN)."""
+    top = values.max()
+    return float(top) if pd.notna(top) and top > 0 else 1.0
 
 
 def stats_page_data(
