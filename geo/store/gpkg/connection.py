@@ -30,6 +30,7 @@ from geo.store.cache import cache_for
 from geo.store.interface.audit import Actor
 from layers.base import LayerSpec
 
+#: at INFO: the command line prints warnings, and one line is all it prints for a refusal
 _LOG = logging.getLogger("gridwatch")
 
 #: ``$GRIDWATCH_SQLITE_JOURNAL``: ``wal`` (the default) or ``delete`` (keep the rollback journal of a
@@ -115,7 +116,7 @@ class GpkgConnection:
             except apsw.Error:
                 pass
             else:
-                _LOG.warning(
+                _LOG.info(
                     "store %s: WAL file cannot be made here (%s), opened read-only and immutable",
                     self.path,
                     exc,
