@@ -107,6 +107,7 @@ class GpkgConnection:
         :attr:`conn`); else the failure to open it."""
         wal = Path(f"{self.path}-wal")
         if _wal_header(self.path) and not (wal.exists() and wal.stat().st_size > 0):
+            conn = None
             try:
                 conn = apsw.Connection(
                     f"file:{quote(str(self.path.resolve()))}?immutable=1",
@@ -114,7 +115,8 @@ class GpkgConnection:
                 )
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except apsw.Error:
-                pass
+                if conn is not None:
+                    conn.close()
             else:
                 _LOG.info(
                     "store %s: WAL file cannot be made here (%s), opened read-only and immutable",
