@@ -4,6 +4,7 @@ Run on demand (tests/test_load.py runs a short form in CI):
 
     .venv/bin/python bench/bench_load.py                         # 60 s, 8 uploaders, 32 readers
     .venv/bin/python bench/bench_load.py --duration 10 --uploaders 4 --readers 8 --workers 2
+    .venv/bin/python bench/bench_load.py --journals delete,wal --duration 30   # rollback journal vs WAL
 
 Loads the demo district (data/shapefiles: 341 unit grids, 2,000 illegal-construction sites)
 into a fresh store as ``gridwatch demo`` does, creates one surveyor account per uploader, one
@@ -43,11 +44,15 @@ printed, never judged.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the harness: tests/helpers/load/
 
+from tests.helpers.load.clients import READ_KINDS
 from tests.helpers.load.run import report, run
 
 
@@ -59,16 +64,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workers", type=int, default=None, help="gunicorn workers (default: deploy/gunicorn.conf.py's)"
     )
+    ap.add_argument(
+        "--journals",
+        default="",
+        help="comma-separated SQLite journals to run one after the other in a fresh store each "
+        "(delete: the rollback journal, wal), compared at the end (default: the store's own, WAL)",
+    )
     args = ap.parse_args(argv)
     if args.duration <= 0 or args.uploaders < 0 or args.readers < 1:
         ap.error("--duration must be > 0, --uploaders >= 0, --readers >= 1")
+    journals = [j.strip().lower() for j in args.journals.split(",") if j.strip()]
+    if any(j not in ("delete", "wal") for j in journals):
+        ap.error("--journals takes delete and/or wal")
     print(
         f"# gridwatch load test: {args.uploaders} uploaders, {args.readers} readers, {args.duration:g} s, "
         f"demo district, gunicorn on 127.0.0.1"
     )
-    result = run(args.duration, args.uploaders, args.readers, args.workers)
-    report(result)
-    return 0 if result.passed else 1
+    from geo.store.gpkg.connection import JOURNAL_ENV
+
+    passed, reads = True, {}
+    for journal in journals or [""]:
+        if journal:
+            os.environ[JOURNAL_ENV] = journal  # read by this process and by gunicorn's
+            print(f"## journal: {journal}")
+        result = run(args.duration, args.uploaders, args.readers, args.workers)
+        report(result)
+        passed = passed and result.passed
+        t = result.tally
+        reads[journal] = [s for k in READ_KINDS for s in t.seconds.get(k, [])]
+        os.environ.pop(JOURNAL_ENV, None)
+    if len(journals) > 1:
+        print("## reads by journal (ratio: against the first)")
+        first = reads[journals[0]]
+        for journal in journals:
+            ms = np.asarray(reads[journal] or [np.nan]) * 1000
+            base = np.asarray(first or [np.nan]) * 1000
+            p50, p95 = np.percentile(ms, 50), np.percentile(ms, 95)
+            print(
+                f"  {journal:7s} {len(reads[journal]):6,} reads  p50 {p50:7.1f} ms "
+                f"({p50 / np.percentile(base, 50):.2f}x)  p95 {p95:7.1f} ms ({p95 / np.percentile(base, 95):.2f}x)"
+            )
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import zipfile
 from io import BytesIO
 from pathlib import Path
 
+import apsw
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -147,7 +147,7 @@ def test_killed_import_leaves_store_unchanged(gridded_store, tmp_path):
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
         after = open_store(location)
-        conn = sqlite3.connect(location)
+        conn = apsw.Connection(str(location))  # the store's SQLite: ``after`` is open in this process
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         conn.close()
         n_after = after.layer_count(DEMOLITION)

@@ -419,6 +419,15 @@ def _server(data: Path, token: str, runner: Runner | None = None) -> Iterator[Se
 # --- 1. the server killed during a commit -----------------------------------------------------
 
 
+def _write_log(data: Path) -> tuple[int, int] | None:
+    """Size and modification time of the store's write-ahead log (None: there is none)."""
+    try:
+        st = (data / f"{STORE_FILE}-wal").stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 def _commit_and_kill(server: Server, upload_id: str, delay: float) -> int | None:
     """POST the commit, SIGKILL the server ``delay`` seconds after sending it; the response
     status if one arrived before the kill."""
@@ -474,10 +483,12 @@ def test_server_killed_during_commits(tmp_path):
             status, staged = server.ready().stage(upload)
             assert status == 201, staged
             fraction = float(fractions[k])
+            log_before = _write_log(data)
             answered = _commit_and_kill(server, staged["upload_id"], fraction * scale * commit_0)
-            # a rollback journal left behind: the kill came inside the write transaction (after
-            # the archive copy or while rows were written), not while the upload was read
-            journal = (data / f"{STORE_FILE}-journal").exists()
+            # the write-ahead log written to (or a rollback journal left behind): the kill came
+            # inside the write transaction (after the archive copy or while rows were written),
+            # not while the upload was read
+            journal = (data / f"{STORE_FILE}-journal").exists() or _write_log(data) != log_before
             # restart at once; the store is checked while the new server boots (it opens the
             # store only when the next request arrives)
             server = Server(data, token, preload=True)

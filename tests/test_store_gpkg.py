@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import apsw
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -36,11 +37,12 @@ def _targets_csv(path: Path, value: int = 5) -> Path:
 
 def _refuse_audit(path: Path) -> None:
     """Make every audit write fail inside SQLite (as a full or broken table would)."""
-    con = sqlite3.connect(path)
+    # through apsw, the store's own SQLite: the store is open in this process, and closing a
+    # connection of another copy of SQLite (sqlite3's) would drop its locks and remove its -wal
+    con = apsw.Connection(str(path))
     con.execute(
         "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON gw_audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
     )
-    con.commit()
     con.close()
 
 
@@ -172,11 +174,12 @@ def test_who_may_roll_back_a_batch(kind, owner, user, role, allowed):
 
 
 def _as_schema_4(path: Path) -> None:
-    """What the code of schema 4 wrote: batches without a recorded kind."""
-    con = sqlite3.connect(path)
-    con.execute("ALTER TABLE gw_batches DROP COLUMN kind")
-    con.execute("UPDATE gw_meta SET value='4' WHERE key='schema'")
-    con.commit()
+    """What the code of schema 4 wrote: batches without a recorded kind (through apsw: see
+    :func:`_refuse_audit`)."""
+    con = apsw.Connection(str(path))
+    with con:
+        con.execute("ALTER TABLE gw_batches DROP COLUMN kind")
+        con.execute("UPDATE gw_meta SET value='4' WHERE key='schema'")
     con.close()
 
 

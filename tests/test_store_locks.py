@@ -21,7 +21,7 @@ import sys, apsw
 con = apsw.Connection(sys.argv[1])
 con.set_busy_timeout(0)
 try:
-    con.execute("BEGIN EXCLUSIVE")
+    con.execute("BEGIN IMMEDIATE")
 except apsw.BusyError:
     print("blocked")
 else:
@@ -47,8 +47,10 @@ def test_reading_a_layer_keeps_the_locks_of_other_connections(
     import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
     # 0: even this small layer takes the GDAL path, as a large one would
     monkeypatch.setattr(feature_reads, "GDAL_MIN_ROWS", 0 if through_gdal else 10**9)
-    holder = apsw.Connection(str(store.path))  # another request of this process, mid-read
-    holder.execute("BEGIN")
+    # another request of this process, mid-write: it holds the write lock (in WAL a reader's
+    # lock would not keep another writer out)
+    holder = apsw.Connection(str(store.path))
+    holder.execute("BEGIN IMMEDIATE")
     holder.execute("SELECT count(*) FROM gw_batches").fetchall()
     assert not _other_process_can_write(store.path)
     from geo.registry import get_layer

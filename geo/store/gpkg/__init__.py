@@ -4,9 +4,9 @@ Features are written with SQLite directly rather than through GDAL because an im
 touches several tables at once — the layer, its history, the batch register, the
 archived source and, after a grid change, the assignment of every other layer — and
 all of that has to commit or vanish together.  GDAL's writers commit per call and
-cannot join a transaction opened elsewhere; SQLite's own transaction (rollback
-journal, ``synchronous=FULL``) gives exactly the all-or-nothing behaviour, including
-when the importing process is killed.  The connection is made with ``apsw`` rather than
+cannot join a transaction opened elsewhere; SQLite's own transaction (write-ahead log
+where it can work, else the rollback journal; ``synchronous=FULL``) gives exactly the
+all-or-nothing behaviour, including when the importing process is killed.  The connection is made with ``apsw`` rather than
 the standard :mod:`sqlite3` module: its ``executemany`` binds rows about four times
 faster (0.36 s instead of 1.35 s for 100,000 rows of 17 columns, measured here), which
 is most of the time an import spends writing.  The file stays a valid GeoPackage 1.4 (the

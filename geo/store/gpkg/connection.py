@@ -3,18 +3,23 @@
 One ``apsw`` connection per store handle; :meth:`GpkgConnection.transaction` is the scope all
 writes of every component happen in (features, the batch register, targets, the audit log), so
 they commit or roll back together.  Also here: the write log (``gw_tx``), the meta values
-(store CRS, revision, layer generations) and the translation of SQLite errors.
+(store CRS, revision, layer generations), the journal (WAL where it can work, see
+:meth:`GpkgConnection.conn`), copies of the store (:meth:`GpkgConnection.backup`) and the
+translation of SQLite errors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import apsw
 
@@ -24,6 +29,13 @@ from geo.store.base import Tx
 from geo.store.cache import cache_for
 from geo.store.interface.audit import Actor
 from layers.base import LayerSpec
+
+#: at INFO: the command line prints warnings, and one line is all it prints for a refusal
+_LOG = logging.getLogger("gridwatch")
+
+#: ``$GRIDWATCH_SQLITE_JOURNAL``: ``wal`` (the default) or ``delete`` (keep the rollback journal of a
+#: store that has one -- for comparison, or a file system where WAL misbehaves without failing)
+JOURNAL_ENV = "GRIDWATCH_SQLITE_JOURNAL"
 
 
 class GpkgConnection:
@@ -57,22 +69,66 @@ class GpkgConnection:
         self._pending_archives: list[Path] = []
         #: the gw_tx row of the write transaction under way (see begin_tx)
         self._tx: int | None = None
+        #: the journal of :attr:`conn`: ``wal``, a rollback journal mode (``delete``) or
+        #: ``immutable`` (read-only without locks); empty until it is opened
+        self.journal = ""
 
     # connection ----------------------------------------------------------------------------
     @property
     def conn(self) -> apsw.Connection:
+        """The ``apsw`` connection, opened on first use.
+
+        The store is switched to WAL (write-ahead log) when it is opened writable: readers then
+        read the last committed state without waiting for a writer, and a writer does not wait
+        for readers.  Where that cannot work the rollback journal is kept, with a log line:
+        a store gridwatch may not write (WAL needs the ``-wal`` and ``-shm`` files beside it), a
+        file system without the shared memory WAL needs (the pragma fails or answers another
+        mode), or ``$GRIDWATCH_SQLITE_JOURNAL=delete``.  A store already in WAL that sits where
+        those files cannot be made (a read-only directory or mount) and has no committed pages
+        left in its ``-wal`` is opened immutable: read-only, without locks.
+        """
         if self._conn is None:
             try:
                 conn = apsw.Connection(str(self.path))
-                conn.set_busy_timeout(60_000)
             except apsw.Error as exc:
                 raise StoreError(f"无法打开存储文件: {self.path}", f"cannot open store: {exc}") from exc
+            try:
+                self.journal = _journal(conn, self.path)
+            except apsw.Error as exc:
+                conn.close()
+                conn = self._open_immutable(exc)
+            conn.set_busy_timeout(60_000)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache: index inserts stay in memory
             self._conn = conn
         return self._conn
+
+    def _open_immutable(self, exc: apsw.Error) -> apsw.Connection:
+        """The store in WAL mode where its ``-shm`` cannot be made, opened immutable (see
+        :attr:`conn`); else the failure to open it."""
+        wal = Path(f"{self.path}-wal")
+        if _wal_header(self.path) and not (wal.exists() and wal.stat().st_size > 0):
+            conn = None
+            try:
+                conn = apsw.Connection(
+                    f"file:{quote(str(self.path.resolve()))}?immutable=1",
+                    flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+                )
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except apsw.Error:
+                if conn is not None:
+                    conn.close()
+            else:
+                _LOG.info(
+                    "store %s: WAL file cannot be made here (%s), opened read-only and immutable",
+                    self.path,
+                    exc,
+                )
+                self.journal = "immutable"
+                return conn
+        raise StoreError(f"无法打开存储文件: {self.path}", f"cannot open store: {exc}") from exc
 
     def close(self) -> None:
         """See :meth:`geo.store.base.Store.close`.
@@ -93,12 +149,16 @@ class GpkgConnection:
     def snapshot(self) -> Iterator[None]:
         """See :meth:`geo.store.base.Store.snapshot`.
 
-        A deferred read transaction (``BEGIN`` … ``COMMIT``).  The store keeps a rollback
-        journal, so from its first read to its end the snapshot holds a shared lock and
-        every commit (of any connection) waits for it: keep it short, and wait for nothing
-        of this process inside it -- another thread's cache fill may be waiting for a
-        commit the snapshot holds back.  Inside a write transaction or another snapshot it
-        is that one.
+        A deferred read transaction (``BEGIN`` … ``COMMIT``): every read in it sees the state
+        committed before its first read.  In WAL (see :attr:`conn`) commits of other
+        connections go on meanwhile and land beside it, unseen until it ends; other readers
+        of the file -- GDAL in the helper process among them -- see those newer states, so
+        nothing read elsewhere may be mixed with what is read inside.  With a rollback
+        journal (a store gridwatch may not write, or a file system without WAL) the
+        snapshot holds a shared lock from its first read to its end and every commit waits
+        for it: keep it short, and wait for nothing of this process inside it -- another
+        thread's cache fill may be waiting for a commit the snapshot holds back.  Inside a
+        write transaction or another snapshot it is that one.
         """
         if self._depth or self._reading:
             yield
@@ -157,6 +217,38 @@ class GpkgConnection:
         finally:
             self._depth = 0
             self._tx = None
+
+    def backup(self, dest: Path) -> None:
+        """Copy the committed state of the store to the new file ``dest``, whole.
+
+        Through SQLite's backup API, so the copy holds every committed transaction whether its
+        pages are in the store file or still in its ``-wal`` (a plain file copy of a WAL store
+        misses those), and is made while readers and writers go on.  The copy is a single file
+        with a rollback journal, ready to be moved or archived; it does not include the
+        archived originals under ``archive/``.
+
+        Parameters
+        ----------
+        dest : Path
+            The copy; must not exist yet.
+        """
+        dest = Path(dest)
+        if dest.exists() or Path(f"{dest}-wal").exists():
+            raise StoreError(
+                f"目标文件已存在: {dest}", f"the copy already exists: {dest}", code="copy_exists"
+            )
+        if self._depth:
+            raise RuntimeError("backup() cannot run inside transaction()")
+        try:
+            with contextlib.closing(apsw.Connection(str(dest))) as target:
+                with target.backup("main", self.conn, "main") as copying:
+                    while not copying.done:
+                        copying.step(4096)
+                if str(scalar(target, "PRAGMA journal_mode")).lower() == "wal":
+                    target.execute("PRAGMA journal_mode=DELETE")
+        except apsw.Error as exc:
+            dest.unlink(missing_ok=True)
+            raise _store_error(exc, self.conn.system_errno) from exc
 
     # write transactions ----------------------------------------------------------------------
     def begin_tx(self, kind: str, batch_id: int | None = None) -> int:
@@ -326,3 +418,37 @@ def _store_error(exc: apsw.Error, os_errno: int | None = None) -> StoreError:
     if "locked" in text or "busy" in text:
         return StoreError("存储正忙，请稍后重试", "the store is busy, try again", code="store_busy")
     return StoreError(f"存储错误: {exc}", f"store error: {exc}")
+
+
+def _journal(conn: apsw.Connection, path: Path) -> str:
+    """Switch the freshly opened ``conn`` to WAL where it can work (see
+    :attr:`GpkgConnection.conn`) and return its journal mode; a store that cannot be read at
+    all raises."""
+    wanted = os.environ.get(JOURNAL_ENV, "wal").strip().lower() or "wal"
+    reason = f"${JOURNAL_ENV}={wanted}"
+    if wanted == "wal":
+        try:
+            # no busy wait: switching a store that another connection is reading fails at once,
+            # and the next connection opened tries again
+            answer = str(scalar(conn, "PRAGMA journal_mode=WAL")).lower()
+        except apsw.Error as exc:
+            answer, reason = "", str(exc)
+        if answer == "wal":
+            return "wal"
+        if answer:
+            reason = f"the file system answered journal_mode={answer}"
+    conn.set_busy_timeout(60_000)
+    mode = str(scalar(conn, "PRAGMA journal_mode")).lower()  # raises when the store cannot be read
+    if mode != "wal":
+        _LOG.info("store %s: rollback journal kept (%s)", path, reason)
+    return mode
+
+
+def _wal_header(path: Path) -> bool:
+    """Whether the SQLite file ``path`` is in WAL mode (its header's read and write versions are 2)."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18:20] == b"\x02\x02"

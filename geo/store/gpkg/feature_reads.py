@@ -78,8 +78,10 @@ class GpkgFeatureReads(GpkgTables):
         (:func:`_gdal_reader`), never in this one: GDAL carries its own copy of SQLite, and
         POSIX file locks belong to a whole process, so a GDAL read here would silently drop
         the locks this process's other connections hold on the store (seen under load as
-        commits reported failed though written, and a malformed database).  Small layers and
-        reads inside a transaction (GDAL cannot see uncommitted rows) use this connection.
+        commits reported failed though written, and a malformed database).  Small layers,
+        reads inside a transaction (GDAL cannot see uncommitted rows) and reads inside a
+        snapshot (GDAL would read the newest committed state, not the snapshot's) use this
+        connection.
         """
         kinds: dict[str, str] = {f.name: str(f.kind) for f in spec.stored_fields} | {
             "gw_unit": "str",
@@ -91,7 +93,8 @@ class GpkgFeatureReads(GpkgTables):
             return _empty_table(columns, kinds)
         if tx is not None:
             return self._read_table_at(spec, columns, kinds, tx)
-        # not inside a snapshot: GDAL's connection would wait for a commit the snapshot holds back
+        # not inside a snapshot: in WAL GDAL's connection would read a state newer than the
+        # snapshot's (with a rollback journal it would wait for a commit the snapshot holds back)
         if not self._depth and not self._reading and self.layer_count(spec) >= GDAL_MIN_ROWS:
             before = self.revision()
             try:

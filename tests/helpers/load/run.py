@@ -179,7 +179,7 @@ def reconcile(result: LoadResult, setup: Setup, port: int) -> None:
 def reconcile_store(result: LoadResult, setup: Setup) -> None:
     """The store itself, read directly once the server has stopped: SQLite's integrity check
     of the GeoPackage, the layer's count and every 案件编号."""
-    import sqlite3
+    import apsw
 
     import layers
     from geo.store.backends import open_store
@@ -188,10 +188,11 @@ def reconcile_store(result: LoadResult, setup: Setup) -> None:
     sent = [k for c in committed for k in c["keys"]]
     expected = len(setup.demo_keys) + len(sent)
     location = Path(setup.data) / "gridwatch.gpkg"
-    db = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
+    # apsw, the store's own SQLite, read-only; in WAL mode it reads the commits still in the -wal
+    db = apsw.Connection(str(location), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         problems = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
-    except sqlite3.DatabaseError as exc:
+    except apsw.Error as exc:
         problems = [str(exc)]
     finally:
         db.close()
