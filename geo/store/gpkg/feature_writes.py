@@ -14,6 +14,7 @@ from geo.store import clock
 from geo.store.gpkg.blobs import encode_geometries
 from geo.store.gpkg.connection import scalar_args
 from geo.store.gpkg.grid_versions import GpkgGridVersions
+from geo.store.gpkg.spatial import declare_type, declared_type, stored_type_names, type_names, widen
 from geo.store.gpkg.tables import GW_COLUMNS
 from geo.store.interface.features import FeatureRows, WriteResult
 from layers.base import LayerSpec
@@ -134,6 +135,8 @@ class GpkgFeatureWrites(GpkgGridVersions):
             if (not existing or len(insert_rows) == n)
             else np.asarray(insert_rows, dtype=np.int64)
         )
+        # the declared geometry type covers the rows written (a layer that was empty takes theirs)
+        self._declare_types(spec, type_names(np.asarray(rows.geometry, dtype=object)[chosen]), layer_has_rows)
         previous = self._cached_geometry(spec)
         if previous is None and not layer_has_rows:
             previous = (np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
@@ -174,6 +177,13 @@ class GpkgFeatureWrites(GpkgGridVersions):
             (batch_id, self._tx_id()),
         )
         conn.execute(f'DELETE FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)')
+
+    def _declare_types(self, spec: LayerSpec, names: set[str], had_rows: bool) -> None:
+        """Widen the layer's declared geometry type to cover ``names`` (see
+        :mod:`geo.store.gpkg.spatial`); a layer that had no rows declares ``names`` alone."""
+        wider = widen(declared_type(self.conn, spec.name) if had_rows else None, names)
+        if wider is not None:
+            declare_type(self.conn, spec.name, wider)
 
     def _touch(self, spec: LayerSpec) -> None:
         self.conn.execute(
@@ -236,6 +246,9 @@ class GpkgFeatureWrites(GpkgGridVersions):
             (tx, batch_id, batch_id),
         )
         restored = conn.changes()
+        if restored:
+            names = stored_type_names(conn, spec.name, "WHERE gw_tx_from=?", (tx,))
+            self._declare_types(spec, names, True)
         if restored and not spec.is_grid:
             back = np.array(
                 [r[0] for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_tx_from=?', (tx,))],
