@@ -49,7 +49,7 @@ def _read_all(path: Path) -> None:
 
 
 def _index_matches(store: Any, table: str, box: tuple[float, float, float, float]) -> None:
-    """The R-tree of ``table`` holds one entry per row, and a bbox query on it finds exactly the
+    """The R-tree of ``table`` has its six triggers (for other writers) and holds one entry per row, and a bbox query on it finds exactly the
     rows shapely finds in the whole layer (coordinates are whole metres, exact in the R-tree's
     32-bit floats)."""
     con = store.conn
@@ -57,6 +57,8 @@ def _index_matches(store: Any, table: str, box: tuple[float, float, float, float
     fids = np.array([r[0] for r in rows], dtype=np.int64)
     geoms = decode_geometries([bytes(r[1]) for r in rows])
     rt = rtree_name(table)
+    triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=?", (table,))}
+    assert triggers == {f"{rt}_{t}" for t in ("insert", "update1", "update2", "update3", "update4", "delete")}
     assert sorted(r[0] for r in con.execute(f'SELECT id FROM "{rt}"')) == fids.tolist()
     x0, y0, x1, y1 = box
     hits = sorted(

@@ -14,7 +14,15 @@ from geo.store import clock
 from geo.store.gpkg.blobs import encode_geometries
 from geo.store.gpkg.connection import scalar_args
 from geo.store.gpkg.grid_versions import GpkgGridVersions
-from geo.store.gpkg.spatial import declare_type, declared_type, stored_type_names, type_names, widen
+from geo.store.gpkg.spatial import (
+    declare_type,
+    declared_type,
+    index_rows,
+    stored_type_names,
+    type_names,
+    widen,
+    writer_indexes,
+)
 from geo.store.gpkg.tables import GW_COLUMNS
 from geo.store.interface.features import FeatureRows, WriteResult
 from layers.base import LayerSpec
@@ -121,12 +129,13 @@ class GpkgFeatureWrites(GpkgGridVersions):
         self._retire(spec, to_retire, batch_id)
         qcols = ", ".join(f'"{c}"' for c in cols)
         marks = ", ".join("?" for _ in range(len(cols) + 1 + len(GW_COLUMNS)))
-        conn.executemany(
-            f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_tx_from)'
-            f" VALUES ({marks}, {tx})",
-            inserts,
-        )
-        last = int(conn.last_insert_rowid())
+        with writer_indexes(conn, spec.name) as indexed:
+            conn.executemany(
+                f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_tx_from)'
+                f" VALUES ({marks}, {tx})",
+                inserts,
+            )
+            last = int(conn.last_insert_rowid())
         # the rows just written got consecutive fids (AUTOINCREMENT, one statement), all above
         # the existing ones
         new_fids = np.arange(last - len(inserts) + 1, last + 1, dtype=np.int64)
@@ -135,6 +144,8 @@ class GpkgFeatureWrites(GpkgGridVersions):
             if (not existing or len(insert_rows) == n)
             else np.asarray(insert_rows, dtype=np.int64)
         )
+        if indexed:
+            index_rows(conn, spec.name, new_fids, np.asarray(rows.geometry, dtype=object)[chosen])
         # the declared geometry type covers the rows written (a layer that was empty takes theirs)
         self._declare_types(spec, type_names(np.asarray(rows.geometry, dtype=object)[chosen]), layer_has_rows)
         previous = self._cached_geometry(spec)

@@ -20,7 +20,8 @@ type only widens while the layer has rows, so a row put back by a rollback alway
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import apsw
@@ -142,18 +143,15 @@ def create_rtree(conn: apsw.Connection, table: str) -> None:
         f'INSERT INTO "{rt}" SELECT fid, ST_MinX(geom), ST_MaxX(geom), ST_MinY(geom), ST_MaxY(geom)'
         f" FROM {t} WHERE geom NOT NULL AND NOT ST_IsEmpty(geom)"
     )
-    values = "NEW.fid, ST_MinX(NEW.geom), ST_MaxX(NEW.geom), ST_MinY(NEW.geom), ST_MaxY(NEW.geom)"
-    full = "(NEW.geom NOTNULL AND NOT ST_IsEmpty(NEW.geom))"
     none = "(NEW.geom ISNULL OR ST_IsEmpty(NEW.geom))"
     for stmt in (
-        f'CREATE TRIGGER "{rt}_insert" AFTER INSERT ON {t} WHEN {full}'
-        f' BEGIN INSERT OR REPLACE INTO "{rt}" VALUES ({values}); END',
-        f'CREATE TRIGGER "{rt}_update1" AFTER UPDATE OF geom ON {t} WHEN OLD.fid = NEW.fid AND {full}'
-        f' BEGIN INSERT OR REPLACE INTO "{rt}" VALUES ({values}); END',
+        _insert_trigger(table),
+        f'CREATE TRIGGER "{rt}_update1" AFTER UPDATE OF geom ON {t} WHEN OLD.fid = NEW.fid AND {_FULL}'
+        f' BEGIN INSERT OR REPLACE INTO "{rt}" VALUES ({_VALUES}); END',
         f'CREATE TRIGGER "{rt}_update2" AFTER UPDATE OF geom ON {t} WHEN OLD.fid = NEW.fid AND {none}'
         f' BEGIN DELETE FROM "{rt}" WHERE id = OLD.fid; END',
-        f'CREATE TRIGGER "{rt}_update3" AFTER UPDATE ON {t} WHEN OLD.fid != NEW.fid AND {full}'
-        f' BEGIN DELETE FROM "{rt}" WHERE id = OLD.fid; INSERT OR REPLACE INTO "{rt}" VALUES ({values}); END',
+        f'CREATE TRIGGER "{rt}_update3" AFTER UPDATE ON {t} WHEN OLD.fid != NEW.fid AND {_FULL}'
+        f' BEGIN DELETE FROM "{rt}" WHERE id = OLD.fid; INSERT OR REPLACE INTO "{rt}" VALUES ({_VALUES}); END',
         f'CREATE TRIGGER "{rt}_update4" AFTER UPDATE ON {t} WHEN OLD.fid != NEW.fid AND {none}'
         f' BEGIN DELETE FROM "{rt}" WHERE id IN (OLD.fid, NEW.fid); END',
         f'CREATE TRIGGER "{rt}_delete" AFTER DELETE ON {t} WHEN OLD.geom NOT NULL'
@@ -163,6 +161,61 @@ def create_rtree(conn: apsw.Connection, table: str) -> None:
     conn.execute(
         "INSERT OR IGNORE INTO gpkg_extensions VALUES (?, 'geom', 'gpkg_rtree_index', ?, 'write-only')",
         (table, _RTREE_DEFINITION),
+    )
+
+
+_VALUES = "NEW.fid, ST_MinX(NEW.geom), ST_MaxX(NEW.geom), ST_MinY(NEW.geom), ST_MaxY(NEW.geom)"
+_FULL = "(NEW.geom NOTNULL AND NOT ST_IsEmpty(NEW.geom))"
+
+
+def _insert_trigger(table: str) -> str:
+    rt = rtree_name(table)
+    return (
+        f'CREATE TRIGGER "{rt}_insert" AFTER INSERT ON "{table}" WHEN {_FULL}'
+        f' BEGIN INSERT OR REPLACE INTO "{rt}" VALUES ({_VALUES}); END'
+    )
+
+
+@contextmanager
+def writer_indexes(conn: apsw.Connection, table: str) -> Iterator[bool]:
+    """A bulk insert into ``table`` whose R-tree entries the writer adds itself (see
+    :func:`index_rows`): the insert trigger is dropped for the block and made again after it,
+    in the caller's transaction (so no other connection ever sees the table without it).
+
+    The trigger would call five Python functions per row through SQLite, which costs three
+    times what the R-tree insert itself does.  Yields whether the table has an R-tree (False:
+    a store not upgraded yet, nothing to do).
+    """
+    if not has_rtree(conn, table):
+        yield False
+        return
+    conn.execute(f'DROP TRIGGER IF EXISTS "{rtree_name(table)}_insert"')
+    try:
+        yield True
+    except BaseException:
+        with suppress(apsw.Error):  # the transaction is rolled back with the error anyway
+            conn.execute(_insert_trigger(table))
+        raise
+    conn.execute(_insert_trigger(table))
+
+
+def index_rows(conn: apsw.Connection, table: str, fids: np.ndarray, geoms: np.ndarray) -> None:
+    """Add the R-tree entries of rows ``fids`` of ``table`` holding shapely ``geoms`` (NULL and
+    empty geometries get none, as the triggers do)."""
+    if len(fids) == 0:
+        return
+    bounds = shapely.bounds(np.asarray(geoms, dtype=object))
+    keep = ~np.isnan(bounds).any(axis=1)
+    conn.executemany(
+        f'INSERT OR REPLACE INTO "{rtree_name(table)}" VALUES (?,?,?,?,?)',
+        zip(
+            np.asarray(fids, dtype=np.int64)[keep].tolist(),
+            bounds[keep, 0].tolist(),
+            bounds[keep, 2].tolist(),
+            bounds[keep, 1].tolist(),
+            bounds[keep, 3].tolist(),
+            strict=True,
+        ),
     )
 
 
