@@ -7,10 +7,12 @@ GeoPackage 1.4) gets all of that when it is opened."""
 from __future__ import annotations
 
 import sqlite3
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
 
+import apsw
 import numpy as np
 import pandas as pd
 import pyogrio
@@ -24,8 +26,8 @@ from geo.imports.batches import rollback
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from geo.store.base import STORE_FILE
-from geo.store.gpkg.blobs import decode_geometries
-from geo.store.gpkg.spatial import rtree_name, widen
+from geo.store.gpkg.blobs import decode_geometries, encode_geometries
+from geo.store.gpkg.spatial import register_functions, rtree_name, widen
 from geo.store.interface.batches import Batch, batch_kind
 from geo.store.interface.features import FeatureRows
 from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
@@ -57,7 +59,10 @@ def _index_matches(store: Any, table: str, box: tuple[float, float, float, float
     fids = np.array([r[0] for r in rows], dtype=np.int64)
     geoms = decode_geometries([bytes(r[1]) for r in rows])
     rt = rtree_name(table)
-    triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=?", (table,))}
+    triggers = {
+        r[0]
+        for r in con.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=?", (table,))
+    }
     assert triggers == {f"{rt}_{t}" for t in ("insert", "update1", "update2", "update3", "update4", "delete")}
     assert sorted(r[0] for r in con.execute(f'SELECT id FROM "{rt}"')) == fids.tolist()
     x0, y0, x1, y1 = box
@@ -303,3 +308,26 @@ def test_a_store_of_schema_5_gets_its_indexes_and_types(tmp_path):
     assert _gdal_messages(path, _read_all) == []
     assert pyogrio.read_info(path, layer="parking")["geometry_type"] == "Point"
     assert pyogrio.read_info(path, layer="grid")["geometry_type"] == "Polygon"
+
+
+def test_the_sql_functions_read_blobs_with_and_without_an_envelope():
+    """The functions the triggers call, on what other writers store too: a point without an
+    envelope (as GDAL writes points), a big-endian header, an empty geometry and NULL."""
+    con = apsw.Connection(":memory:")
+    register_functions(con)
+    poly = encode_geometries(np.array([shapely.box(1, 2, 3, 5)], dtype=object), 0)[0]
+    bare = b"GP\x00\x01" + struct.pack("<i", 0) + shapely.to_wkb(shapely.Point(7, 8), byte_order=1)
+    big = (
+        b"GP\x00\x02"
+        + struct.pack(">i", 0)
+        + struct.pack(">4d", 1, 3, 2, 5)
+        + shapely.to_wkb(shapely.box(1, 2, 3, 5), byte_order=0)
+    )
+    empty = encode_geometries(np.array([shapely.Point()], dtype=object), 0)[0]
+    sql = "SELECT ST_MinX(?1), ST_MaxX(?1), ST_MinY(?1), ST_MaxY(?1), ST_IsEmpty(?1), gw_wkb_type(?1)"
+    assert con.execute(sql, (poly,)).fetchone() == (1.0, 3.0, 2.0, 5.0, 0, 3)
+    assert con.execute(sql, (bare,)).fetchone() == (7.0, 7.0, 8.0, 8.0, 0, 1)
+    assert con.execute(sql, (big,)).fetchone() == (1.0, 3.0, 2.0, 5.0, 0, 3)
+    assert con.execute(sql, (empty,)).fetchone() == (None, None, None, None, 1, 1)
+    assert con.execute(sql, (None,)).fetchone() == (None,) * 6
+    con.close()

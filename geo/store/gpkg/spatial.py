@@ -54,6 +54,8 @@ _SHAPELY_NAMES = {
     2: "LINESTRING",
     **{k: v for k, v in _WKB_NAMES.items() if k > 2},
 }
+_LE_ENVELOPE = struct.Struct("<4d")
+_BE_ENVELOPE = struct.Struct(">4d")
 _DECLARED_KINDS = {"Point": "POINT", "LineString": "LINESTRING", "Polygon": "POLYGON"}
 
 
@@ -67,8 +69,7 @@ def _envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
         return None
     env = (flags >> 1) & 0b111
     if env:
-        order = "<" if flags & 1 else ">"
-        return struct.unpack_from(f"{order}4d", blob, 8)
+        return (_LE_ENVELOPE if flags & 1 else _BE_ENVELOPE).unpack_from(blob, 8)
     geom = shapely.from_wkb(bytes(blob[8 + _ENVELOPE_BYTES.get(env, 0) :]))
     if geom is None or geom.is_empty:
         return None
