@@ -6,9 +6,15 @@ GeoPackage 1.4) gets all of that when it is opened."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import sqlite3
 import struct
+import subprocess
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ from geo.store.gpkg.spatial import register_functions, rtree_name, widen
 from geo.store.interface.batches import Batch, batch_kind
 from geo.store.interface.features import FeatureRows
 from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.test_faults import ROOT, _unprivileged
 
 PARKING = layers.get("parking")
 DEMOLITION = layers.get("demolition")
@@ -331,3 +338,51 @@ def test_the_sql_functions_read_blobs_with_and_without_an_envelope():
     assert con.execute(sql, (empty,)).fetchone() == (None, None, None, None, 1, 1)
     assert con.execute(sql, (None,)).fetchone() == (None,) * 6
     con.close()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory outside pytest's private temporary tree, so that another user can reach it."""
+    path = Path(tempfile.mkdtemp(prefix="gridwatch-gpkg-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_READ_OLD = """
+import sys
+import layers
+from geo.store.backends import open_store
+with open_store(sys.argv[1]) as store:
+    spec = layers.get("parking")
+    print(store._meta("schema"), store.layer_count(spec), len(store.read_geometry(spec)[0]))
+"""
+
+
+@pytest.mark.slow
+def test_a_read_only_store_of_schema_5_is_read_as_it_is(shared_dir, tmp_path):
+    """A store of schema 5 that cannot be written (mode 0444, read by a user who cannot write
+    it) is not upgraded and reads as before; the file does not change."""
+    data = shared_dir / "store"
+    with _gridded(data, tmp_path) as store:
+        import_file(store, "parking", _parking_shp(tmp_path, "p", 20))
+    path = data / STORE_FILE
+    _as_schema_5(path)
+    for p in [shared_dir, *shared_dir.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    path.chmod(0o444)
+    runner = _unprivileged(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    run = subprocess.run(
+        [*runner.prefix, sys.executable, "-c", _READ_OLD, str(data)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        **runner.popen,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["5", "20", "20"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
