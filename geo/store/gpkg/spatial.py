@@ -140,10 +140,7 @@ def create_rtree(conn: apsw.Connection, table: str) -> None:
     rt = rtree_name(table)
     t = f'"{table}"'
     conn.execute(f'CREATE VIRTUAL TABLE "{rt}" USING rtree(id, minx, maxx, miny, maxy)')
-    conn.execute(
-        f'INSERT INTO "{rt}" SELECT fid, ST_MinX(geom), ST_MaxX(geom), ST_MinY(geom), ST_MaxY(geom)'
-        f" FROM {t} WHERE geom NOT NULL AND NOT ST_IsEmpty(geom)"
-    )
+    _fill(conn, table)
     none = "(NEW.geom ISNULL OR ST_IsEmpty(NEW.geom))"
     for stmt in (
         _insert_trigger(table),
@@ -163,6 +160,22 @@ def create_rtree(conn: apsw.Connection, table: str) -> None:
         "INSERT OR IGNORE INTO gpkg_extensions VALUES (?, 'geom', 'gpkg_rtree_index', ?, 'write-only')",
         (table, _RTREE_DEFINITION),
     )
+
+
+def _fill(conn: apsw.Connection, table: str, chunk: int = 50_000) -> None:
+    """Entries for the rows ``table`` holds, read from their blobs' headers a chunk at a time
+    (one Python call per row, not the five of ``INSERT … SELECT ST_MinX(geom) …``)."""
+    after = -(2**63)
+    while True:
+        rows: list[Any] = conn.execute(
+            f'SELECT fid, geom FROM "{table}" WHERE fid > ? AND geom NOT NULL ORDER BY fid LIMIT ?',
+            (after, chunk),
+        ).fetchall()
+        if not rows:
+            return
+        entries = [(fid, *env) for fid, blob in rows if (env := _envelope(blob)) is not None]
+        conn.executemany(f'INSERT INTO "{rtree_name(table)}" VALUES (?,?,?,?,?)', entries)
+        after = int(rows[-1][0])
 
 
 _VALUES = "NEW.fid, ST_MinX(NEW.geom), ST_MaxX(NEW.geom), ST_MinY(NEW.geom), ST_MaxY(NEW.geom)"
