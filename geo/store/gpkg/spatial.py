@@ -6,7 +6,9 @@ declares in ``gpkg_geometry_columns``.
 The triggers are those of GeoPackage 1.3 (the version the store declares): they call
 ``ST_IsEmpty`` and ``ST_MinX`` … ``ST_MaxY``, which SQLite does not have, so every connection
 gridwatch opens registers them (:func:`register_functions`); GDAL and QGIS register their own
-when they write the file, so their edits keep the index current as well.
+when they write the file, so their edits keep the index current as well.  An import's bulk
+insert adds its entries itself (:func:`writer_indexes`, :func:`index_rows`); retirements and
+rollbacks go through the triggers.
 
 Declared geometry type: a layer declares the narrowest type that covers every row it has held
 since it was last empty -- ``POINT``, ``POLYGON`` … when all rows are single geometries of
