@@ -9,7 +9,7 @@ where it can work, else the rollback journal; ``synchronous=FULL``) gives exactl
 all-or-nothing behaviour, including when the importing process is killed.  The connection is made with ``apsw`` rather than
 the standard :mod:`sqlite3` module: its ``executemany`` binds rows about four times
 faster (0.36 s instead of 1.35 s for 100,000 rows of 17 columns, measured here), which
-is most of the time an import spends writing.  The file stays a valid GeoPackage 1.4 (the
+is most of the time an import spends writing.  The file stays a valid GeoPackage 1.3 (the
 tests read it back with GDAL).
 
 Layout, besides the GeoPackage system tables:

@@ -27,6 +27,7 @@ from geo.errors import StoreError, disk_full, read_only, write_error
 from geo.store import clock
 from geo.store.base import Tx
 from geo.store.cache import cache_for
+from geo.store.gpkg.spatial import register_functions
 from geo.store.interface.audit import Actor
 from layers.base import LayerSpec
 
@@ -102,6 +103,7 @@ class GpkgConnection:
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache: index inserts stay in memory
+            register_functions(conn)  # what the R-tree triggers call
             self._conn = conn
         return self._conn
 

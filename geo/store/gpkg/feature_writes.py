@@ -14,6 +14,15 @@ from geo.store import clock
 from geo.store.gpkg.blobs import encode_geometries
 from geo.store.gpkg.connection import scalar_args
 from geo.store.gpkg.grid_versions import GpkgGridVersions
+from geo.store.gpkg.spatial import (
+    declare_type,
+    declared_type,
+    index_rows,
+    stored_type_names,
+    type_names,
+    widen,
+    writer_indexes,
+)
 from geo.store.gpkg.tables import GW_COLUMNS
 from geo.store.interface.features import FeatureRows, WriteResult
 from layers.base import LayerSpec
@@ -120,12 +129,13 @@ class GpkgFeatureWrites(GpkgGridVersions):
         self._retire(spec, to_retire, batch_id)
         qcols = ", ".join(f'"{c}"' for c in cols)
         marks = ", ".join("?" for _ in range(len(cols) + 1 + len(GW_COLUMNS)))
-        conn.executemany(
-            f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_tx_from)'
-            f" VALUES ({marks}, {tx})",
-            inserts,
-        )
-        last = int(conn.last_insert_rowid())
+        with writer_indexes(conn, spec.name) as indexed:
+            conn.executemany(
+                f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_tx_from)'
+                f" VALUES ({marks}, {tx})",
+                inserts,
+            )
+            last = int(conn.last_insert_rowid())
         # the rows just written got consecutive fids (AUTOINCREMENT, one statement), all above
         # the existing ones
         new_fids = np.arange(last - len(inserts) + 1, last + 1, dtype=np.int64)
@@ -134,6 +144,10 @@ class GpkgFeatureWrites(GpkgGridVersions):
             if (not existing or len(insert_rows) == n)
             else np.asarray(insert_rows, dtype=np.int64)
         )
+        if indexed:
+            index_rows(conn, spec.name, new_fids, np.asarray(rows.geometry, dtype=object)[chosen])
+        # the declared geometry type covers the rows written (a layer that was empty takes theirs)
+        self._declare_types(spec, type_names(np.asarray(rows.geometry, dtype=object)[chosen]), layer_has_rows)
         previous = self._cached_geometry(spec)
         if previous is None and not layer_has_rows:
             previous = (np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
@@ -174,6 +188,13 @@ class GpkgFeatureWrites(GpkgGridVersions):
             (batch_id, self._tx_id()),
         )
         conn.execute(f'DELETE FROM "{spec.name}" WHERE fid IN (SELECT f FROM gw_tmp_fids)')
+
+    def _declare_types(self, spec: LayerSpec, names: set[str], had_rows: bool) -> None:
+        """Widen the layer's declared geometry type to cover ``names`` (see
+        :mod:`geo.store.gpkg.spatial`); a layer that had no rows declares ``names`` alone."""
+        wider = widen(declared_type(self.conn, spec.name) if had_rows else None, names)
+        if wider is not None:
+            declare_type(self.conn, spec.name, wider)
 
     def _touch(self, spec: LayerSpec) -> None:
         self.conn.execute(
@@ -236,6 +257,9 @@ class GpkgFeatureWrites(GpkgGridVersions):
             (tx, batch_id, batch_id),
         )
         restored = conn.changes()
+        if restored:
+            names = stored_type_names(conn, spec.name, "WHERE gw_tx_from=?", (tx,))
+            self._declare_types(spec, names, True)
         if restored and not spec.is_grid:
             back = np.array(
                 [r[0] for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_tx_from=?', (tx,))],

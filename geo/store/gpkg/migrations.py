@@ -17,10 +17,20 @@ from geo.store import clock
 from geo.store.gpkg.batches import kind_before_5
 from geo.store.gpkg.connection import scalar
 from geo.store.gpkg.feature_writes import GpkgFeatureWrites
+from geo.store.gpkg.spatial import (
+    EXTENSIONS_SQL,
+    create_rtree,
+    declare_type,
+    declared_by_layer,
+    stored_type_names,
+    widen,
+)
 from layers.base import LayerSpec
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
-_GPKG_USER_VERSION = 10400
+#: GeoPackage 1.3: GDAL (from 2.2) and QGIS open it without a warning; 1.4 (10400) made
+#: GDAL before 3.7 warn that the file "may only be partially supported"
+_GPKG_USER_VERSION = 10300
 
 _BASE_SRS = (
     (
@@ -92,6 +102,8 @@ class GpkgMigrations(GpkgFeatureWrites):
                     self._upgrade_to_4()
                 if schema < 5:
                     self._upgrade_to_5()
+                if schema < 6:
+                    self._upgrade_to_6()
                 self.conn.execute(
                     "INSERT OR REPLACE INTO gw_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -185,6 +197,24 @@ class GpkgMigrations(GpkgFeatureWrites):
                 (kind_before_5(str(layer)), layer),
             )
 
+    def _upgrade_to_6(self) -> None:
+        """Schema 6: a GeoPackage GDAL and QGIS open cleanly -- version 1.3, the
+        ``gpkg_extensions`` table, an R-tree spatial index on each layer table and each layer's
+        geometry type declared from the rows it holds (see :mod:`geo.store.gpkg.spatial`)."""
+        conn = self.conn
+        conn.execute(f"PRAGMA user_version = {_GPKG_USER_VERSION}")
+        conn.execute(EXTENSIONS_SQL)
+        specs = {s.name: s for s in layers.all_layers()}
+        for (name,) in conn.execute(
+            "SELECT table_name FROM gpkg_contents WHERE data_type='features'"
+        ).fetchall():
+            name = str(name)
+            create_rtree(conn, name)
+            declared = widen(None, stored_type_names(conn, name))
+            if declared is None:
+                declared = declared_by_layer(specs[name]) if name in specs else "GEOMETRY"
+            declare_type(conn, name, declared)
+
     def _upgrade_grid_versions(self, feature_tables: list[str]) -> None:
         """One grid version per live grid batch (see :meth:`_upgrade_to_4`), assigned in full."""
         conn = self.conn
@@ -266,8 +296,9 @@ _SYSTEM_SQL = (
 #: Version 2 added accounts, API tokens and the audit trail; version 3 failed logins by name
 #: (known or not) and by client address (gw_logins); version 4 the transaction log (gw_tx), row
 #: versions by tx, grid versions (gw_grid_versions) and assignments per grid version; version 5 the
-#: kind of each batch (gw_batches.kind).
-SCHEMA_VERSION = 5
+#: kind of each batch (gw_batches.kind); version 6 GeoPackage 1.3 with an R-tree per layer table
+#: and a declared geometry type per layer.
+SCHEMA_VERSION = 6
 
 _HISTORY_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_tx (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,

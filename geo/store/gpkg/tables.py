@@ -9,6 +9,7 @@ import layers
 from geo.errors import Conflict, StoreError
 from geo.store import clock
 from geo.store.gpkg.connection import GpkgConnection
+from geo.store.gpkg.spatial import create_rtree, declared_by_layer
 from layers.base import LayerSpec
 
 _SQL_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "date": "DATE"}
@@ -73,8 +74,10 @@ class GpkgTables(GpkgConnection):
             (spec.name, f"{spec.label_zh} {spec.label_en}", spec.label_en, clock.now_iso(), srs),
         )
         conn.execute(
-            "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'GEOMETRY', ?, 0, 0)", (spec.name, srs)
+            "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', ?, ?, 0, 0)",
+            (spec.name, declared_by_layer(spec), srs),
         )
+        create_rtree(conn, spec.name)
 
     def _add_version_columns(self, name: str) -> None:
         """Row-version columns, their index and, for a survey layer, its assignment table."""
