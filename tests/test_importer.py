@@ -135,6 +135,21 @@ def test_reimport_identical_and_updated(gridded_store, tmp_path):
     assert t["demolition_completed"].sum() == 4
 
 
+def test_a_row_without_survey_id_beside_known_ones_is_added(gridded_store, tmp_path):
+    """Into a layer that has rows, a file whose rows partly lack 案件编号: the keyed row updates
+    its site, the row without an id is a new site, and no id is compared with a missing one."""
+    shp = write_shp(sites(), tmp_path / "s" / "违建.shp")
+    import_file(gridded_store, "demolition", shp)
+    more = sites().iloc[:2].copy()
+    more["案件编号"] = [more["案件编号"].iloc[0], ""]
+    more["当前状态"] = ["已拆除", "已登记"]
+    more["拆除时间"] = ["2022-07-01", ""]
+    report = import_file(gridded_store, "demolition", write_shp(more, tmp_path / "m" / "违建.shp"))
+    assert (report.status, report.added, report.updated) == ("committed", 1, 1)
+    t = tally(gridded_store, "grid", ["demolition"])
+    assert t["demolition_total"].sum() == len(sites()) + 1
+
+
 def test_missing_prj_inferred_prefixed_zone(store, tmp_path):
     g = grid_frame().to_crs(4527)  # CGCS2000 3-degree GK zone 39, zone prefix in the easting
     shp = write_shp(g, tmp_path / "g" / "grid.shp", prj=False)

@@ -54,8 +54,8 @@ class GpkgFeatureWrites(GpkgGridVersions):
         areas = shapely.area(rows.geometry)
         is_poly = np.isin(shapely.get_type_id(rows.geometry), (3, 6))
         area_list = [float(a) if p else None for a, p in zip(areas.tolist(), is_poly.tolist(), strict=True)]
-        key_series = pd.Series(rows.keys, dtype=object)
-        keys = key_series.where(key_series.notna(), None).map(lambda k: k if k is None else str(k)).tolist()
+        # a row without a survey id has the key None (not NaN: it is compared with the others)
+        keys = [None if pd.isna(k) else str(k) for k in rows.keys.tolist()]
         units = [str(u) for u in rows.units.tolist()]
 
         existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
