@@ -1,0 +1,156 @@
+"""Statistics tables written column by column: CSV through Arrow's CSV writer, JSON rows from
+per-column texts made with numpy, no Python call per cell for numeric columns.
+
+The values and their text are those of the per-cell helpers of :mod:`geo.output.tables`
+(:func:`~geo.output.tables.csv_value`, :func:`~geo.output.tables.plain_value` through
+``json.dumps``); these functions only make them for a whole column at once.  Text columns
+(codes, names) still cost one C call per cell; a column of mixed or unusual values falls
+back to the per-cell helpers, so nothing is ever written differently, only slower.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from geo.output.tables import FORMULA_START, csv_value, plain_value
+
+#: Floats up to this magnitude are exact integers (2**53): a whole one is written as an integer.
+_EXACT = float(2**53)
+
+#: Characters written as ``\\u003c`` etc. inside JSON strings, so survey text is never markup.
+_MARKUP = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"))
+
+_encode_str = cast(Any, json.encoder).encode_basestring  # C: json.dumps of a str, ensure_ascii=False
+
+
+def _float_text(x: np.ndarray) -> list[str]:
+    """``csv_value`` of each float (positional, never an exponent), for the rare column Arrow
+    would write with one."""
+    return [csv_value(v) for v in x.tolist()]
+
+
+def csv_column(values: pd.Series) -> pa.Array:
+    """One column as the Arrow array whose CSV text is :func:`~geo.output.tables.csv_value` of
+    each cell: integers as integers, floats in positional notation (``0.667``, ``1580.9``, a
+    whole float without ``.0``), NaN, infinities and missing values as nulls (empty cells), text
+    as a spreadsheet-safe string (a leading ``'`` before ``= + - @``, a tab or a line end) and
+    the empty text as a null.  Rates are rounded by the caller."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
+        x = values.to_numpy()
+        if x.dtype.kind in "iu":
+            return pa.array(x)
+        x = x.astype("float64")
+        missing = ~np.isfinite(x)
+        finite = x[~missing]
+        if np.all(
+            (np.mod(finite, 1) == 0) & (np.abs(finite) < _EXACT) & ~((finite == 0) & np.signbit(finite))
+        ):
+            return pa.array(np.where(missing, 0, x).astype("int64"), mask=missing)
+        arr = pa.array(x, mask=missing)
+        if pc.any(pc.match_substring(pc.cast(arr, pa.string()), "e")).as_py():
+            text = np.array(_float_text(x), dtype=object)
+            text[missing] = None
+            return pa.array(text, type=pa.string())
+        return arr
+    obj = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
+        arr = pa.array(obj, type=pa.string(), from_pandas=True)
+    else:  # booleans, numbers among text, dates: the per-cell helper
+        arr = pa.array([csv_value(v) for v in obj], type=pa.string())
+    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+    formula = None
+    for start in FORMULA_START:
+        hit = pc.starts_with(arr, start)
+        formula = hit if formula is None else pc.or_(formula, hit)
+    if formula is not None and pc.any(formula).as_py():
+        arr = pc.if_else(formula, pc.binary_join_element_wise("'", arr, ""), arr)
+    return arr
+
+
+def write_csv_rows(table: pd.DataFrame, columns: Sequence[pd.Series], out: io.BytesIO) -> None:
+    """The rows of ``table`` (no header) as CSV into ``out``: ``columns`` are its columns as
+    they are to be written (rates already rounded), CRLF line ends, numbers and empty cells
+    bare, text bare unless some text cell holds a separator, a quote or a line end -- then
+    every text cell is quoted (a quote in it doubled); what Excel, WPS and ``csv`` read."""
+    if not len(table):
+        return
+    arrays = [csv_column(v) for v in columns]
+    names = [f"c{i}" for i in range(len(arrays))]
+    # quotes only when a text cell holds a separator, a quote or a line end (Arrow then quotes
+    # every text cell); otherwise bare, as the csv module writes them
+    special = any(
+        pa.types.is_string(a.type) and pc.any(pc.match_substring_regex(a, '[,"\r\n]')).as_py() for a in arrays
+    )
+    pacsv.write_csv(
+        pa.Table.from_arrays(arrays, names=names),
+        out,
+        pacsv.WriteOptions(include_header=False, eol="\r\n", quoting_style="needed" if special else "none"),
+    )
+
+
+def json_texts(values: pd.Series) -> list[str]:
+    """One column as the JSON text of each cell, exactly as ``json.dumps(plain_value(v),
+    ensure_ascii=False)`` writes it (``3``, ``0.6666666666666666``, ``null`` for NaN and
+    missing values, ``"文字"``), with ``<``, ``>`` and ``&`` in strings written as ``\\u003c``,
+    ``\\u003e`` and ``\\u0026``."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return cast(list[str], values.to_numpy().astype(str).tolist())
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        x = values.to_numpy().astype("float64")
+        text = x.astype(str).astype(object)
+        text[~np.isfinite(x)] = "null"
+        return cast(list[str], text.tolist())
+    if isinstance(dtype, np.dtype) and dtype.kind == "b":
+        return np.where(values.to_numpy(), "true", "false").tolist()
+    obj = values.to_numpy(dtype=object)
+    missing = pd.isna(obj)
+    if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
+        out = ["null" if m else _encode_str(v) for v, m in zip(obj.tolist(), missing.tolist(), strict=True)]
+    else:
+        out = [json.dumps(plain_value(v), ensure_ascii=False, allow_nan=False) for v in obj]
+    joined = "".join(out)
+    if any(ch in joined for ch, _ in _MARKUP):
+        out = [_markup_free(t) for t in out]
+    return out
+
+
+def _markup_free(text: str) -> str:
+    for ch, esc in _MARKUP:
+        text = text.replace(ch, esc)
+    return text
+
+
+def markup_free_dumps(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False)`` with ``<``, ``>`` and ``&``
+    written as ``\\u003c``, ``\\u003e`` and ``\\u0026`` (they occur only inside strings)."""
+    return _markup_free(json.dumps(value, ensure_ascii=False, allow_nan=False))
+
+
+def json_rows(table: pd.DataFrame, arrays: bool = False) -> str:
+    """The rows of ``table`` as a JSON array: of objects ``{"column": value, ...}`` in the
+    spacing of ``json.dumps`` (the same text as ``json.dumps`` of
+    :func:`~geo.output.tables.records`), or with ``arrays`` of arrays ``[value,...]`` in the
+    columns' order, without spaces; values as :func:`json_texts` writes them."""
+    texts = [json_texts(table[c]) for c in table.columns]
+    if not texts or not len(table):
+        return "[]" if not len(table) else "[" + ", ".join(["{}"] * len(table)) + "]"
+    if arrays:
+        return "[[" + "],[".join(map(",".join, zip(*texts, strict=True))) + "]]"
+    parts: list[Any] = []
+    for i, c in enumerate(table.columns):
+        key = _markup_free(_encode_str(str(c))) + ": "
+        parts.append(repeat(("{" if i == 0 else ", ") + key))
+        parts.append(texts[i])
+    parts.append(repeat("}"))
+    return "[" + ", ".join(map("".join, zip(*parts, strict=False))) + "]"
