@@ -39,9 +39,9 @@ def render_json(report: StatsReport, level: str | None = None) -> bytes:
     total = {
         str(c): plain_value(v) for c, v in totals(table).items() if column_kind(str(c), table[c]) != "text"
     }
-    parts = [markup_free_dumps(head)[:-1], ', "rows": ', json_rows(table, arrays), ', "totals": ']
-    parts.append(markup_free_dumps(total))
+    tail = [', "totals": ', markup_free_dumps(total)]
     if report.provenance is not None:
-        parts += [', "metadata": ', markup_free_dumps(report.provenance)]
-    parts.append("}")
-    return "".join(parts).encode("utf-8")
+        tail += [', "metadata": ', markup_free_dumps(report.provenance)]
+    tail.append("}")
+    start = (markup_free_dumps(head)[:-1] + ', "rows": ').encode("utf-8")
+    return b"".join((start, json_rows(table, arrays), "".join(tail).encode("utf-8")))
