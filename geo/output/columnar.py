@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -30,6 +31,32 @@ _EXACT = float(2**53)
 _MARKUP = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"))
 
 _encode_str = cast(Any, json.encoder).encode_basestring  # C: json.dumps of a str, ensure_ascii=False
+
+
+def _in_fast_range(x: np.ndarray, finite: np.ndarray) -> bool:
+    """Whether every finite non-zero value lies where Arrow writes floats as Python does
+    (positional, shortest digits): 1e-4 <= |v| < 1e10."""
+    nonzero = np.abs(x[finite & (x != 0)])
+    return bool(np.all((nonzero >= _FAST_FLOAT[0]) & (nonzero < _FAST_FLOAT[1])))
+
+
+def _text_bytes(arr: pa.Array) -> bytes:
+    """The bytes of an Arrow string array's values, run together (a slice may add others)."""
+    data = arr.buffers()[2]
+    return b"" if data is None else data.to_pybytes()
+
+
+def _first_bytes(arr: pa.Array) -> np.ndarray:
+    """The first byte of each non-empty value of an Arrow string array."""
+    data = arr.buffers()[2]
+    if data is None:
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    starts = offsets[:-1][np.diff(offsets) > 0]
+    return np.frombuffer(data, dtype=np.uint8)[starts]
+
+
+_FORMULA_BYTES = np.array([ord(c) for c in FORMULA_START], dtype=np.uint8)
 
 
 def _float_text(x: np.ndarray) -> list[str]:
@@ -56,7 +83,10 @@ def csv_column(values: pd.Series) -> pa.Array:
         ):
             return pa.array(np.where(missing, 0, x).astype("int64"), mask=missing)
         arr = pa.array(x, mask=missing)
-        if pc.any(pc.match_substring(pc.cast(arr, pa.string()), "e")).as_py():
+        if (
+            not _in_fast_range(x, ~missing)
+            and pc.any(pc.match_substring(pc.cast(arr, pa.string()), "e")).as_py()
+        ):
             text = np.array(_float_text(x), dtype=object)
             text[missing] = None
             return pa.array(text, type=pa.string())
@@ -67,11 +97,10 @@ def csv_column(values: pd.Series) -> pa.Array:
     else:  # booleans, numbers among text, dates: the per-cell helper
         arr = pa.array([csv_value(v) for v in obj], type=pa.string())
     arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
-    formula = None
-    for start in FORMULA_START:
-        hit = pc.starts_with(arr, start)
-        formula = hit if formula is None else pc.or_(formula, hit)
-    if formula is not None and pc.any(formula).as_py():
+    if np.isin(_first_bytes(arr), _FORMULA_BYTES).any():
+        formula = pc.starts_with(arr, FORMULA_START[0])
+        for start in FORMULA_START[1:]:
+            formula = pc.or_(formula, pc.starts_with(arr, start))
         arr = pc.if_else(formula, pc.binary_join_element_wise("'", arr, ""), arr)
     return arr
 
@@ -88,12 +117,14 @@ def write_csv_rows(table: pd.DataFrame, columns: Sequence[pd.Series], out: io.By
     # quotes only when a text cell holds a separator, a quote or a line end (Arrow then quotes
     # every text cell); otherwise bare, as the csv module writes them
     special = any(
-        pa.types.is_string(a.type) and pc.any(pc.match_substring_regex(a, '[,"\r\n]')).as_py() for a in arrays
+        pa.types.is_string(a.type) and re.search(rb'[,"\r\n]', _text_bytes(a)) is not None for a in arrays
     )
     pacsv.write_csv(
         pa.Table.from_arrays(arrays, names=names),
         out,
-        pacsv.WriteOptions(include_header=False, eol="\r\n", quoting_style="needed" if special else "none"),
+        pacsv.WriteOptions(
+            include_header=False, batch_size=65536, eol="\r\n", quoting_style="needed" if special else "none"
+        ),
     )
 
 
@@ -137,8 +168,8 @@ def markup_free_dumps(value: Any) -> str:
 
 
 #: What a JSON string cannot hold as it is (a quote, a backslash, control characters) and what
-#: is written escaped as markup (``<``, ``>``, ``&``); RE2 syntax.
-_JSON_SPECIAL = '["\\\\\\x00-\\x1f<>&]'
+#: is written escaped as markup (``<``, ``>``, ``&``), in UTF-8 bytes.
+_JSON_SPECIAL = re.compile(rb'[\x00-\x1f"\\<>&]')
 
 #: Floats Arrow writes as Python does (positional, shortest digits) once a whole one gets ``.0``.
 _FAST_FLOAT = (1e-4, 1e10)
@@ -154,18 +185,17 @@ def json_column(values: pd.Series) -> pa.Array:
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
         x = values.to_numpy().astype("float64")
         finite = np.isfinite(x)
-        nonzero = np.abs(x[finite & (x != 0)])
-        if np.all((nonzero >= _FAST_FLOAT[0]) & (nonzero < _FAST_FLOAT[1])):
+        if _in_fast_range(x, finite):
             text = pc.cast(pa.array(x, mask=~finite), pa.string())
-            if not pc.any(pc.match_substring(text, "e")).as_py():
-                whole = pa.array(np.mod(np.where(finite, x, 0.5), 1) == 0)
-                text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
-                return pc.fill_null(text, "null")
+            whole = np.mod(np.where(finite, x, 0.5), 1) == 0
+            if whole.any():
+                text = pc.if_else(pa.array(whole), pc.binary_join_element_wise(text, ".0", ""), text)
+            return pc.fill_null(text, "null")
     elif not isinstance(dtype, np.dtype) or dtype.kind == "O":
         obj = values.to_numpy(dtype=object)
         if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
             arr = pa.array(obj, type=pa.string(), from_pandas=True)
-            if not pc.any(pc.match_substring_regex(arr, _JSON_SPECIAL)).as_py():
+            if _JSON_SPECIAL.search(_text_bytes(arr)) is None:
                 return pc.fill_null(pc.binary_join_element_wise('"', arr, '"', ""), "null")
     return pa.array(json_texts(values), type=pa.string())
 
