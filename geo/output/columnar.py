@@ -45,6 +45,21 @@ def _text_bytes(arr: pa.Array) -> bytes:
     return b"" if data is None else data.to_pybytes()
 
 
+def _string_array(values: pd.Series) -> pa.Array | None:
+    """A column of text and missing values as an Arrow string array (missing: null), taken
+    as it is from a pandas string column; None when the column holds anything else."""
+    if isinstance(values.dtype, pd.StringDtype):
+        arr = pa.array(values, from_pandas=True)
+    else:
+        obj = values.to_numpy(dtype=object)
+        if pd.api.types.infer_dtype(obj, skipna=True) not in ("string", "empty"):
+            return None
+        arr = pa.array(obj, type=pa.string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.string() else arr.cast(pa.string())
+
+
 def _holds(data: bytes, chars: bytes) -> bool:
     """Whether ``data`` holds any of the bytes ``chars`` (one C pass, no per-value call)."""
     return len(data.translate(None, chars)) != len(data)
@@ -95,11 +110,11 @@ def csv_column(values: pd.Series) -> pa.Array:
             text[missing] = None
             return pa.array(text, type=pa.string())
         return arr
-    obj = values.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
-        arr = pa.array(obj, type=pa.string(), from_pandas=True)
-    else:  # booleans, numbers among text, dates: the per-cell helper
-        arr = pa.array([csv_value(v) for v in obj], type=pa.string())
+    plain = _string_array(values)
+    if plain is None:  # booleans, numbers among text, dates: the per-cell helper
+        arr = pa.array([csv_value(v) for v in values.to_numpy(dtype=object)], type=pa.string())
+    else:
+        arr = plain
     arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
     if np.isin(_first_bytes(arr), _FORMULA_BYTES).any():
         formula = pc.starts_with(arr, FORMULA_START[0])
@@ -194,11 +209,9 @@ def json_column(values: pd.Series) -> pa.Array:
                 text = pc.if_else(pa.array(whole), pc.binary_join_element_wise(text, ".0", ""), text)
             return pc.fill_null(text, "null")
     elif not isinstance(dtype, np.dtype) or dtype.kind == "O":
-        obj = values.to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
-            arr = pa.array(obj, type=pa.string(), from_pandas=True)
-            if not _holds(_text_bytes(arr), _JSON_SPECIAL):
-                return pc.fill_null(pc.binary_join_element_wise('"', arr, '"', ""), "null")
+        arr = _string_array(values)
+        if arr is not None and not _holds(_text_bytes(arr), _JSON_SPECIAL):
+            return pc.fill_null(pc.binary_join_element_wise('"', arr, '"', ""), "null")
     return pa.array(json_texts(values), type=pa.string())
 
 
