@@ -99,6 +99,11 @@ def api_stats() -> Any:
     if header not in ("", "0", "1"):
         raise InputError("参数 header 应为 0 或 1", "header must be 0 or 1", code="bad_parameter")
     headers = _headers_arg("code")
+    rows = request.args.get("rows") or "objects"
+    if rows not in ("objects", "arrays"):
+        raise InputError(
+            "参数 rows 应为 objects 或 arrays", "rows must be objects or arrays", code="bad_parameter"
+        )
     levels = level_names() if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
     report = build_report(
@@ -114,8 +119,9 @@ def api_stats() -> Any:
     )
     report.csv_header = header == "1"
     report.headers = headers
+    report.json_rows = rows
     body = renderer.render(report, level)
-    if renderer.mimetype.endswith("json"):  # JSON and GeoJSON, written by the exporter
+    if renderer.mimetype.endswith("json") and renderer.name != "json":  # GeoJSON; JSON escapes them itself
         body = markup_free_json(body.decode("utf-8")).encode("utf-8")
     resp = Response(body, mimetype=renderer.mimetype)
     if renderer.name != "json":

@@ -466,6 +466,13 @@ def document() -> dict[str, Any]:
                             {"type": "string", "enum": ["0", "1"]},
                         ),
                         _headers_param("code"),
+                        _q(
+                            "rows",
+                            "JSON rows: `objects` (default) one {column: value} object per row; `arrays` the "
+                            "compact form, a `fields` list of the column names once and each row an array "
+                            "of the values in that order (about a fifth of the size; other formats ignore it)",
+                            {"type": "string", "enum": ["objects", "arrays"]},
+                        ),
                     ],
                 )
             },

@@ -97,7 +97,16 @@ def components() -> dict[str, Any]:
                     "as_of": {"type": "string", "format": "date"},
                     "level": {"type": "string", "enum": level_names()},
                     "columns": {"type": "object"},
-                    "rows": {"type": "array", "items": {"type": "object"}},
+                    "fields": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "with rows=arrays: the column names in the order of each row's values",
+                    },
+                    "rows": {
+                        "type": "array",
+                        "items": {"oneOf": [{"type": "object"}, {"type": "array"}]},
+                        "description": "one object per row, or with rows=arrays one array per row",
+                    },
                     "totals": {"type": "object"},
                     "metadata": {
                         "type": "object",

@@ -73,6 +73,9 @@ class StatsReport:
     headers : str
         The CSV's header row: ``"code"`` the column names (the default, for scripts), ``"zh"``
         or ``"en"`` the columns' Chinese or English labels.
+    json_rows : str
+        The JSON's rows: ``"objects"`` one ``{column: value}`` per row (the default), ``"arrays"``
+        the compact form, one array of values per row in the order of a ``fields`` list.
     """
 
     levels: dict[str, pd.DataFrame]
@@ -83,6 +86,7 @@ class StatsReport:
     provenance: dict[str, Any] | None = None
     csv_header: bool = False
     headers: str = "code"
+    json_rows: str = "objects"
 
     def label(self, column: str) -> tuple[str, str]:
         """(Chinese, English) header of ``column``."""

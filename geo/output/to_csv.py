@@ -7,6 +7,7 @@ import io
 import re
 
 from geo.figures.report import StatsReport
+from geo.output.columnar import write_csv_rows
 from geo.output.tables import column_kind, csv_value, provenance_lines, resolve_level
 
 #: Decimals of a rate or progress in the CSV: as the workbook shows them (``0.0%``).
@@ -35,10 +36,11 @@ def render_csv(report: StatsReport, level: str | None = None) -> bytes:
     ...) -- or, with ``report.headers`` ``"zh"`` / ``"en"``, the columns' Chinese or English
     labels (``违法建设完成率``) --, no index, rates and progress as plain decimals rounded as the
     workbook shows them (``0.0%``: 0.667, never ``66.7%`` or ``6.67e-01``), m² as stored, empty
-    cells for NaN.  UTF-8 with a BOM so
+    cells for NaN, text cells in quotes.  UTF-8 with a BOM so
     Excel shows Chinese; CRLF line ends.  With ``report.csv_header`` the table is
     preceded by ``# `` lines stating what it was computed from (one cell each in a
-    spreadsheet; ``pandas.read_csv(..., comment="#")`` skips them).
+    spreadsheet; ``pandas.read_csv(..., comment="#")`` skips them).  The rows are written
+    by Arrow's CSV writer from the table's columns (:mod:`geo.output.columnar`).
     """
     lv = resolve_level(report, level)
     table = report.levels[lv]
@@ -54,7 +56,8 @@ def render_csv(report: StatsReport, level: str | None = None) -> bytes:
         values = table[c]
         if column_kind(str(c), values) in ("rate", "progress"):
             values = values.astype("float64").round(RATE_DECIMALS)
-        columns.append(values.to_numpy(dtype=object))
-    for row in zip(*columns, strict=True):
-        writer.writerow([csv_value(v) for v in row])
-    return buf.getvalue().encode("utf-8-sig")
+        columns.append(values)
+    out = io.BytesIO()
+    out.write(buf.getvalue().encode("utf-8-sig"))
+    write_csv_rows(table, columns, out)
+    return out.getvalue()

@@ -1,0 +1,242 @@
+"""Statistics of every unit over HTTP: serialisation against the tally it serialises.
+
+Run on demand (not a test):
+
+    .venv/bin/python bench/bench_serialise.py                     # 40,000 cells, 300,000 points
+    .venv/bin/python bench/bench_serialise.py --quick             # 4,000 cells, 50,000 points
+    .venv/bin/python bench/bench_serialise.py --store /tmp/s      # build once into /tmp/s, reuse it later
+
+Builds a store of ``--cells`` grid cells and ``--points`` illegal-construction points (the same
+generated data as ``bench_engine.py``), starts the real app on 127.0.0.1 (a threaded werkzeug
+server in this process, as ``bench_web.py`` does) and measures, warm:
+
+* the in-process tally of the unit grid (``geo.figures.tally.tally``), all layers;
+* ``GET /api/stats?level=<unit level>&format=csv`` and ``format=json`` (and the compact
+  ``rows=arrays`` JSON), whole request over a keep-alive-free HTTP/1.0 connection;
+* the same-run baseline: the serialisation path before it was changed (per-cell Python
+  values through ``csv.writer`` and ``json.dumps`` of a dict per row), kept in this file,
+  applied to the same report in-process.
+
+and prints the ratio HTTP / tally against the 3× target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import io
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_engine import make_cells, make_points, write_gbk
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from geo.figures.hierarchy import level_names
+from geo.figures.report import build_report
+from geo.figures.tally import tally
+from geo.imports.importer import import_file
+from geo.output.tables import column_kind, csv_value, level_labels, plain_value, totals
+from geo.output.to_csv import header_text
+from geo.store import accounts
+from geo.store.backends import open_store
+from server import create_app
+
+TARGET = 3.0
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """Median seconds of ``repeat`` warm calls (one call first to warm up)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --- the serialisation before the change (the same run's baseline) -----------------------
+
+
+def old_records(table: Any) -> list[dict[str, Any]]:
+    cols = [str(c) for c in table.columns]
+    columns = [table[c].to_numpy(dtype=object) for c in table.columns]
+    return [dict(zip(cols, (plain_value(v) for v in row), strict=True)) for row in zip(*columns, strict=True)]
+
+
+def old_csv(report: Any, lv: str) -> bytes:
+    table = report.levels[lv]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow([csv_value(header_text(report, str(c))) for c in table.columns])
+    columns = []
+    for c in table.columns:
+        values = table[c]
+        if column_kind(str(c), values) in ("rate", "progress"):
+            values = values.astype("float64").round(3)
+        columns.append(values.to_numpy(dtype=object))
+    for row in zip(*columns, strict=True):
+        writer.writerow([csv_value(v) for v in row])
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def old_json(report: Any, lv: str) -> bytes:
+    table = report.levels[lv]
+    zh, en = level_labels(lv)
+    doc = {
+        "title": report.title,
+        "as_of": report.as_of,
+        "level": lv,
+        "level_label": {"zh": zh, "en": en},
+        "columns": {
+            str(c): dict(zip(("zh", "en"), report.label(str(c)), strict=True)) for c in table.columns
+        },
+        "rows": old_records(table),
+        "totals": {
+            str(c): plain_value(v)
+            for c, v in totals(table).items()
+            if column_kind(str(c), table[c]) != "text"
+        },
+    }
+    if report.provenance is not None:
+        doc["metadata"] = report.provenance
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+# --- building the store ------------------------------------------------------------------
+
+
+def build(folder: Path, cells_n: int, points_n: int) -> str:
+    """A store of ``cells_n`` cells and ``points_n`` points in ``folder``; returns a viewer token."""
+    work = folder.parent / (folder.name + "-in")
+    cells = make_cells(cells_n)
+    store = open_store(folder)
+    try:
+        import_file(store, "grid", write_gbk(cells, work / "grid.shp"))
+        per_file = min(100_000, points_n)
+        for k in range(max(1, points_n // per_file)):
+            pts = make_points(per_file, cells.total_bounds, seed=10 + k, start_id=k * per_file)
+            import_file(store, "demolition", write_gbk(pts, work / f"p{k}.shp"))
+        accounts.add_user(store, "bench", "viewer", "bench-viewer-pass")
+        token = accounts.create_token(store, "bench", "benchmark")[1]
+    finally:
+        store.close()
+    shutil.rmtree(work, ignore_errors=True)
+    (folder / "bench-token.txt").write_text(token)
+    return token
+
+
+def fetch(url: str, token: str) -> bytes:
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        if resp.status != 200:
+            raise SystemExit(f"{url}: HTTP {resp.status}")
+        return bytes(resp.read())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=int, default=40_000)
+    ap.add_argument("--points", type=int, default=300_000)
+    ap.add_argument("--quick", action="store_true", help="4,000 cells and 50,000 points")
+    ap.add_argument("--repeat", type=int, default=7, help="warm runs per measurement (median)")
+    ap.add_argument("--store", type=Path, help="build the store here once and reuse it on later runs")
+    args = ap.parse_args()
+    if args.quick:
+        args.cells, args.points = 4_000, 50_000
+    tmp = None
+    if args.store is None:
+        tmp = Path(tempfile.mkdtemp(prefix="gridwatch-serbench-"))
+        folder = tmp / "store"
+    else:
+        folder = args.store
+    try:
+        if (folder / "bench-token.txt").exists():
+            token = (folder / "bench-token.txt").read_text()
+            print(f"# reusing the store in {folder}")
+        else:
+            t0 = time.perf_counter()
+            token = build(folder, args.cells, args.points)
+            print(f"# store built in {time.perf_counter() - t0:.1f} s")
+        run(folder, token, args.repeat)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def run(folder: Path, token: str, repeat: int) -> None:
+    unit = level_names()[0]
+    store = open_store(folder)
+    app = create_app({"GRIDWATCH_DATA": str(folder)})
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/api/stats?level={unit}"
+    try:
+        rows = len(tally(store, unit))
+        report = build_report(store, [unit])
+        report.headers = "code"
+        t_old_csv = timed(lambda: old_csv(report, unit), repeat)
+        t_old_json = timed(lambda: old_json(report, unit), repeat)
+        t_report = timed(lambda: build_report(store, [unit]), repeat)
+        print(
+            f"# {rows:,} units at level {unit!r}; medians of {repeat} warm runs, each request run right after a tally"
+        )
+        print(f"the whole report in-process (tally and provenance): {t_report * 1000:,.1f} ms")
+        cases = [
+            ("CSV", f"{base}&format=csv", t_old_csv),
+            ("CSV, Chinese headers", f"{base}&format=csv&headers=zh", None),
+            ("JSON", f"{base}&format=json", t_old_json),
+            ("JSON, rows=arrays", f"{base}&format=json&rows=arrays", None),
+        ]
+        print(
+            "| what | in-process tally | over HTTP | size | HTTP / tally (target ≤ 3×) "
+            "| old serialisation alone (same run; + report, / tally) |"
+        )
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, url, old in cases:
+            size = len(fetch(url, token))
+            tally(store, unit)
+            t_tally, t_http = [], []
+            for _ in range(repeat):  # alternate, so that both see the same load on a shared machine
+                gc.collect()
+                t0 = time.perf_counter()
+                tally(store, unit)
+                t_tally.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                fetch(url, token)
+                t_http.append(time.perf_counter() - t0)
+            tt, th = statistics.median(t_tally), statistics.median(t_http)
+            ratio = th / tt
+            verdict = "met" if ratio <= TARGET else "NOT met"
+            old_text = "—" if old is None else f"{old * 1000:,.0f} ms ({(old + t_report) / tt:.1f}×)"
+            print(
+                f"| {name} | {tt * 1000:,.1f} ms | {th * 1000:,.0f} ms | {size / 1024 / 1024:,.2f} MB "
+                f"| {ratio:.2f}× ({verdict}) | {old_text} |"
+            )
+    finally:
+        server.shutdown()
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Statistics tables written column by column: CSV through Arrow's CSV writer, JSON rows from
+per-column texts made with numpy, no Python call per cell for numeric columns.
+
+The values and their text are those of the per-cell helpers of :mod:`geo.output.tables`
+(:func:`~geo.output.tables.csv_value`, :func:`~geo.output.tables.plain_value` through
+``json.dumps``); these functions only make them for a whole column at once.  Text columns
+(codes, names) still cost one C call per cell; a column of mixed or unusual values falls
+back to the per-cell helpers, so nothing is ever written differently, only slower.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from geo.output.tables import FORMULA_START, csv_value, plain_value
+
+#: Floats up to this magnitude are exact integers (2**53): a whole one is written as an integer.
+_EXACT = float(2**53)
+
+#: Characters written as ``\\u003c`` etc. inside JSON strings, so survey text is never markup.
+_MARKUP = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"))
+
+_encode_str = cast(Any, json.encoder).encode_basestring  # C: json.dumps of a str, ensure_ascii=False
+
+
+def _in_fast_range(x: np.ndarray, finite: np.ndarray) -> bool:
+    """Whether every finite non-zero value lies where Arrow writes floats as Python does
+    (positional, shortest digits): 1e-4 <= |v| < 1e10."""
+    nonzero = np.abs(x[finite & (x != 0)])
+    return bool(np.all((nonzero >= _FAST_FLOAT[0]) & (nonzero < _FAST_FLOAT[1])))
+
+
+def _text_bytes(arr: pa.Array) -> bytes:
+    """The bytes of an Arrow string array's values, run together (a slice may add others)."""
+    data = arr.buffers()[2]
+    return b"" if data is None else data.to_pybytes()
+
+
+def _string_array(values: pd.Series) -> pa.Array | None:
+    """A column of text and missing values as an Arrow string array (missing: null), taken
+    as it is from a pandas string column; None when the column holds anything else."""
+    if isinstance(values.dtype, pd.StringDtype):
+        arr = pa.array(values, from_pandas=True)
+    else:
+        obj = values.to_numpy(dtype=object)
+        if pd.api.types.infer_dtype(obj, skipna=True) not in ("string", "empty"):
+            return None
+        arr = pa.array(obj, type=pa.string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.string() else arr.cast(pa.string())
+
+
+def _holds(data: bytes, chars: bytes) -> bool:
+    """Whether ``data`` holds any of the bytes ``chars`` (one C pass, no per-value call)."""
+    return len(data.translate(None, chars)) != len(data)
+
+
+def _first_bytes(arr: pa.Array) -> np.ndarray:
+    """The first byte of each non-empty value of an Arrow string array."""
+    data = arr.buffers()[2]
+    if data is None:
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    starts = offsets[:-1][np.diff(offsets) > 0]
+    return np.frombuffer(data, dtype=np.uint8)[starts]
+
+
+_FORMULA_BYTES = np.array([ord(c) for c in FORMULA_START], dtype=np.uint8)
+
+
+def _float_text(x: np.ndarray) -> list[str]:
+    """``csv_value`` of each float (positional, never an exponent), for the rare column Arrow
+    would write with one."""
+    return [csv_value(v) for v in x.tolist()]
+
+
+def csv_column(values: pd.Series) -> pa.Array:
+    """One column as the Arrow array whose CSV text is :func:`~geo.output.tables.csv_value` of
+    each cell: integers as integers, floats in positional notation (``0.667``, ``1580.9``, a
+    whole float without ``.0``), NaN, infinities and missing values as nulls (empty cells), text
+    as a spreadsheet-safe string (a leading ``'`` before ``= + - @``, a tab or a line end) and
+    the empty text as a null.  Rates are rounded by the caller."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
+        x = values.to_numpy()
+        if x.dtype.kind in "iu":
+            return pa.array(x)
+        x = x.astype("float64")
+        missing = ~np.isfinite(x)
+        finite = x[~missing]
+        if np.all(
+            (np.mod(finite, 1) == 0) & (np.abs(finite) < _EXACT) & ~((finite == 0) & np.signbit(finite))
+        ):
+            return pa.array(np.where(missing, 0, x).astype("int64"), mask=missing)
+        arr = pa.array(x, mask=missing)
+        if (
+            not _in_fast_range(x, ~missing)
+            and pc.any(pc.match_substring(pc.cast(arr, pa.string()), "e")).as_py()
+        ):
+            text = np.array(_float_text(x), dtype=object)
+            text[missing] = None
+            return pa.array(text, type=pa.string())
+        return arr
+    plain = _string_array(values)
+    if plain is None:  # booleans, numbers among text, dates: the per-cell helper
+        arr = pa.array([csv_value(v) for v in values.to_numpy(dtype=object)], type=pa.string())
+    else:
+        arr = plain
+    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+    if np.isin(_first_bytes(arr), _FORMULA_BYTES).any():
+        formula = pc.starts_with(arr, FORMULA_START[0])
+        for start in FORMULA_START[1:]:
+            formula = pc.or_(formula, pc.starts_with(arr, start))
+        arr = pc.if_else(formula, pc.binary_join_element_wise("'", arr, ""), arr)
+    return arr
+
+
+def write_csv_rows(table: pd.DataFrame, columns: Sequence[pd.Series], out: io.BytesIO) -> None:
+    """The rows of ``table`` (no header) as CSV into ``out``: ``columns`` are its columns as
+    they are to be written (rates already rounded), CRLF line ends, numbers and empty cells
+    bare, text bare unless some text cell holds a separator, a quote or a line end -- then
+    every text cell is quoted (a quote in it doubled); what Excel, WPS and ``csv`` read."""
+    if not len(table):
+        return
+    arrays = [csv_column(v) for v in columns]
+    names = [f"c{i}" for i in range(len(arrays))]
+    # quotes only when a text cell holds a separator, a quote or a line end (Arrow then quotes
+    # every text cell); otherwise bare, as the csv module writes them
+    special = any(pa.types.is_string(a.type) and _holds(_text_bytes(a), b',"\r\n') for a in arrays)
+    pacsv.write_csv(
+        pa.Table.from_arrays(arrays, names=names),
+        out,
+        pacsv.WriteOptions(
+            include_header=False, batch_size=65536, eol="\r\n", quoting_style="needed" if special else "none"
+        ),
+    )
+
+
+def json_texts(values: pd.Series) -> list[str]:
+    """One column as the JSON text of each cell, exactly as ``json.dumps(plain_value(v),
+    ensure_ascii=False)`` writes it (``3``, ``0.6666666666666666``, ``null`` for NaN and
+    missing values, ``"文字"``), with ``<``, ``>`` and ``&`` in strings written as ``\\u003c``,
+    ``\\u003e`` and ``\\u0026``."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return cast(list[str], values.to_numpy().astype(str).tolist())
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        x = values.to_numpy().astype("float64")
+        text = x.astype(str).astype(object)
+        text[~np.isfinite(x)] = "null"
+        return cast(list[str], text.tolist())
+    if isinstance(dtype, np.dtype) and dtype.kind == "b":
+        return np.where(values.to_numpy(), "true", "false").tolist()
+    obj = values.to_numpy(dtype=object)
+    missing = pd.isna(obj)
+    if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
+        out = ["null" if m else _encode_str(v) for v, m in zip(obj.tolist(), missing.tolist(), strict=True)]
+    else:
+        out = [json.dumps(plain_value(v), ensure_ascii=False, allow_nan=False) for v in obj]
+    joined = "".join(out)
+    if any(ch in joined for ch, _ in _MARKUP):
+        out = [_markup_free(t) for t in out]
+    return out
+
+
+def _markup_free(text: str) -> str:
+    for ch, esc in _MARKUP:
+        text = text.replace(ch, esc)
+    return text
+
+
+def markup_free_dumps(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False)`` with ``<``, ``>`` and ``&``
+    written as ``\\u003c``, ``\\u003e`` and ``\\u0026`` (they occur only inside strings)."""
+    return _markup_free(json.dumps(value, ensure_ascii=False, allow_nan=False))
+
+
+#: What a JSON string cannot hold as it is (a quote, a backslash, control characters) and what
+#: is written escaped as markup (``<``, ``>``, ``&``), in UTF-8 bytes.
+_JSON_SPECIAL = bytes(range(0x20)) + b'"\\<>&'
+
+#: Floats Arrow writes as Python does (positional, shortest digits) once a whole one gets ``.0``.
+_FAST_FLOAT = (1e-4, 1e10)
+
+
+def json_column(values: pd.Series) -> pa.Array:
+    """One column as an Arrow array of the JSON text of each cell, the same text as
+    :func:`json_texts`, made by Arrow's casts where they give it (integers, floats between
+    1e-4 and 1e10, text that needs no escape) and by :func:`json_texts` otherwise."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return pc.cast(pa.array(values.to_numpy()), pa.string())
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        x = values.to_numpy().astype("float64")
+        finite = np.isfinite(x)
+        if _in_fast_range(x, finite):
+            text = pc.cast(pa.array(x, mask=~finite), pa.string())
+            whole = np.mod(np.where(finite, x, 0.5), 1) == 0
+            if whole.any():
+                text = pc.if_else(pa.array(whole), pc.binary_join_element_wise(text, ".0", ""), text)
+            return pc.fill_null(text, "null")
+    elif not isinstance(dtype, np.dtype) or dtype.kind == "O":
+        arr = _string_array(values)
+        if arr is not None and not _holds(_text_bytes(arr), _JSON_SPECIAL):
+            return pc.fill_null(pc.binary_join_element_wise('"', arr, '"', ""), "null")
+    return pa.array(json_texts(values), type=pa.string())
+
+
+def json_rows(table: pd.DataFrame, arrays: bool = False) -> bytes:
+    """The rows of ``table`` as a JSON array (UTF-8): of objects ``{"column": value, ...}`` in
+    the spacing of ``json.dumps`` (the same text as ``json.dumps`` of
+    :func:`~geo.output.tables.records`), or with ``arrays`` of arrays ``[value,...]`` in the
+    columns' order, without spaces; values as :func:`json_texts` writes them.  Rows are
+    joined by Arrow, column against column, never one Python call per row."""
+    n = len(table)
+    if n == 0:
+        return b"[]"
+    if len(table.columns) == 0:
+        return (
+            "["
+            + ("[]" if arrays else "{}")
+            + (("," if arrays else ", ") + ("[]" if arrays else "{}")) * (n - 1)
+            + "]"
+        ).encode()
+    cols = [json_column(table[c]) for c in table.columns]
+    if arrays:
+        rows = pc.binary_join_element_wise(*cols, ",")
+        rows = pc.binary_join_element_wise("[", rows, "]", "")
+        sep = ","
+    else:
+        keyed = []
+        for i, (c, col) in enumerate(zip(table.columns, cols, strict=True)):
+            key = ("{" if i == 0 else "") + _markup_free(_encode_str(str(c))) + ": "
+            keyed.append(pc.binary_join_element_wise(key, col, ""))
+        rows = pc.binary_join_element_wise(*keyed, ", ")
+        rows = pc.binary_join_element_wise(rows, "}", "")
+        sep = ", "
+    rows = pc.cast(rows, pa.large_string())
+    one = pa.LargeListArray.from_arrays(pa.array([0, n], type=pa.int64()), rows)
+    joined = pc.binary_join(one, pa.scalar(sep, pa.large_string()))[0]
+    return b"[" + joined.as_buffer().to_pybytes() + b"]"
