@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import layers
-from geo.errors import Conflict, GridwatchError, StoreError
+from geo.errors import Conflict, GridwatchError, NotFound, StoreError
 from geo.store.gpkg import GpkgStore
+from geo.store.interface.batches import Batch
 from geo.store.interface.features import FeatureRows
 from geo.store.postgis import PostgisStore
 from geo.store.postgis.connection import redacted
@@ -79,9 +80,9 @@ def pg_db(pg_cluster: tuple[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg(pg_db: str) -> Iterator[PostgisStore]:
-    """An empty PostGIS store with its CRS set."""
-    s = PostgisStore(pg_db)
+def pg(pg_db: str, tmp_path: Path) -> Iterator[PostgisStore]:
+    """An empty PostGIS store with its CRS set (its data directory in ``tmp_path/pgdata``)."""
+    s = PostgisStore(pg_db, data=tmp_path / "pgdata")
     s.set_srs_epsg(EPSG)
     yield s
     s.close()
@@ -125,24 +126,30 @@ def _rows(specs: list[tuple[str | None, int, int, str]]) -> FeatureRows:
     )
 
 
-def _add_batch(store: Any, batch_id: int, layer: str) -> None:
-    """A live row in ``gw_batches`` (the batch register is not built on PostGIS yet)."""
-    sql = (
-        "INSERT INTO gw_batches (id, layer, created_at, status, kind) VALUES ({0},{0},{0},'active','import')"
-    )
-    mark = "%s" if isinstance(store, PostgisStore) else "?"
-    store.conn.execute(sql.format(mark), (batch_id, layer, "2024-01-01T00:00:00Z"))
-
-
-def _mark_rolled_back(store: Any, batch_id: int) -> None:
-    mark = "%s" if isinstance(store, PostgisStore) else "?"
-    store.conn.execute(f"UPDATE gw_batches SET status='rolled_back' WHERE id={mark}", (batch_id,))
+def _new_batch(store: Any, layer: str, kind: str = "import", sources: list[Path] | None = None) -> int:
+    batch = Batch(
+        0,
+        layer,
+        "调查.csv",
+        f"sum-{layer}",
+        "2024-01-01T00:00:00Z",
+        None,
+        "active",
+        3,
+        0,
+        0,
+        0,
+        1,
+        "gbk",
+        None,
+        kind,
+    )  # type: ignore[arg-type]
+    return int(store.new_batch(batch, sources))
 
 
 def _write(store: Any, batch_id: int, rows: FeatureRows, replace_all: bool) -> Any:
     with store.transaction():
-        store.begin_tx("import", batch_id)
-        _add_batch(store, batch_id, SURVEY.name)
+        assert _new_batch(store, SURVEY.name) == batch_id
         return store.write_features(SURVEY, batch_id, rows, replace_all)
 
 
@@ -151,7 +158,7 @@ def _rollback(store: Any, batch_id: int) -> Any:
         with store.transaction():
             store.begin_tx("rollback", batch_id)
             out = store.rollback_layer(SURVEY, batch_id)
-            _mark_rolled_back(store, batch_id)
+            store.mark_rolled_back(batch_id)
             return out
     except GridwatchError as exc:
         return type(exc).__name__, exc.code
@@ -447,24 +454,22 @@ def _grid_story(s: Any) -> list[Any]:
     seen: list[Any] = []
     _write(s, 1, _rows([("a", 0, 1, "u1"), ("b", 1, 1, "u2")]), False)
     with s.transaction():
-        s.begin_tx("grid", 2)
-        _add_batch(s, 2, GRID.name)
+        assert _new_batch(s, GRID.name, "grid") == 2
         s.write_features(GRID, 2, _grid_rows(["g1", "g2"]), True)
         v = s.add_grid_version(2, "2024-01-01")
         s.keep_assignment(SURVEY, v.id)
     seen.append([a.tolist() for a in s.read_assignment(SURVEY, 2)])
     with s.transaction():
-        s.begin_tx("grid", 3)
-        _add_batch(s, 3, GRID.name)
+        assert _new_batch(s, GRID.name, "grid") == 3
         s.write_features(GRID, 3, _grid_rows(["g1", "g3"]), True)
         v = s.add_grid_version(3, "2024-06-01")
         s.write_assignment(SURVEY, v.id, np.array([2]), np.array(["g3"], dtype=object))
         s.set_units(SURVEY, np.array([2]), np.array(["g3"], dtype=object))
     seen.append([a.tolist() for a in s.read_assignment(SURVEY, 3)])
     seen.append([a.tolist() for a in s.read_assignment(SURVEY, 3, np.array([2, 7]))])
-    _write(s, 4, _rows([("b", 1, 2, "g3")]), False)  # replaces b (fid 2) by fid 3
-    with s.transaction():
-        s.begin_tx("import", 4)
+    with s.transaction():  # replaces b (fid 2) by fid 3
+        assert _new_batch(s, SURVEY.name) == 4
+        s.write_features(SURVEY, 4, _rows([("b", 1, 2, "g3")]), False)
         s.keep_assignment(SURVEY, 3, np.array([3]))
     seen.append(_rollback(s, 4))  # b (fid 2) back, with its unit on version 3
     seen.append([a.tolist() for a in s.read_assignment(SURVEY)])
@@ -472,7 +477,7 @@ def _grid_story(s: Any) -> list[Any]:
         s.begin_tx("rollback", 3)
         s.retire_grid_version(3)
         s.rollback_layer(GRID, 3)
-        _mark_rolled_back(s, 3)
+        s.mark_rolled_back(3)
     versions = s.grid_versions()
     seen.append([(v.id, v.valid_from, v.tx, v.parent, v.rolled_back_tx, v.units) for v in versions])
     current = s.current_grid_version()
@@ -492,3 +497,129 @@ def test_grid_versions_and_assignments_as_on_the_geopackage(pg: PostgisStore, gp
     assert expected[4] == [[1, 2], ["u1", "g3"]]
     assert expected[6] == 2
     assert _state(pg, 7) == _state(gpkg, 7)
+
+
+# batches, targets, audit ------------------------------------------------------------------------------
+def _batch_story(s: Any, tmp_path: Path) -> list[Any]:
+    seen: list[Any] = []
+    folder = tmp_path / "upload"
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    (folder / "调查.csv").write_text("pid\nk1\n", encoding="utf-8")
+    (folder / "sub" / "extra.txt").write_text("x", encoding="utf-8")
+    s.actor.user, s.actor.client = "张三", "cli"
+    with s.transaction():
+        assert _new_batch(s, SURVEY.name, sources=[folder / "调查.csv"]) == 1
+        r = s.write_features(SURVEY, 1, _rows([("k1", 0, 1, "u1"), ("k2", 1, 1, "u1")]), False)
+        s.finish_batch(1, {"added": r.added, "rows_read": 2}, {"source_name": "调查.csv"})
+    seen.append(s.archived_source(1))
+    with pytest.raises(RuntimeError), s.transaction():  # nothing of a batch that does not commit
+        assert _new_batch(s, SURVEY.name, sources=[folder / "调查.csv"]) == 2
+        raise RuntimeError
+    root = s.data if isinstance(s, PostgisStore) else s.path.parent
+    seen.append(sorted(p.name for p in (root / "archive").glob("*")))
+    with s.transaction():
+        assert _new_batch(s, SURVEY.name, sources=[folder / "调查.csv", folder / "sub" / "extra.txt"]) == 2
+        s.write_features(SURVEY, 2, _rows([("k2", 1, 2, "u1")]), False)
+        s.finish_batch(2, {"updated": 1}, {})
+    name, data = s.archived_source(2)
+    seen.append((name, data[:2]))  # a zip of both files
+    with pytest.raises(NotFound):
+        s.archived_source(99)
+    seen.append(s.find_checksum(SURVEY.name, f"sum-{SURVEY.name}", np.array(["k1"], dtype=object)))
+    seen.append(s.key_batches(SURVEY, np.array(["k1", "k2", "k9", None], dtype=object)))
+    with s.transaction():
+        assert _new_batch(s, "targets", "targets") == 3
+        s.set_targets(
+            pd.DataFrame(
+                {"code": ["a", "b"], "layer": [SURVEY.name] * 2, "metric": ["m", "m"], "target": [1, 2]}
+            ),
+            3,
+        )
+    with s.transaction():
+        assert _new_batch(s, "targets", "targets") == 4
+        s.set_targets(
+            pd.DataFrame(
+                {"code": ["b", "c"], "layer": [SURVEY.name] * 2, "metric": ["m", "m"], "target": [5, 6]}
+            ),
+            4,
+        )
+    seen.append(sorted(map(tuple, s.targets().itertuples(index=False))))
+    seen.append(sorted(map(tuple, s.targets(tx=3).itertuples(index=False))))
+    seen.append([b and b.id for b in (s.find_checksum("targets", "sum-targets"),)])
+    with s.transaction():
+        s.begin_tx("rollback", 4)
+        seen.append(s.rollback_targets(4))
+        s.mark_rolled_back(4)
+    seen.append(sorted(map(tuple, s.targets().itertuples(index=False))))
+    with pytest.raises(Conflict) as caught:
+        s.mark_rolled_back(4)
+    seen.append(caught.value.code)
+    with pytest.raises(NotFound):
+        s.mark_rolled_back(99)
+    with pytest.raises(NotFound):
+        s.batch(99)
+    seen.append(
+        [{**b.to_dict(), "rolled_back_at": bool(b.rolled_back_at), "report": b.report} for b in s.batches()]
+    )
+    seen.append([b.id for b in s.batches(SURVEY.name)])
+    seen.append(s.batch(2).kind)
+    seen.append(
+        [
+            (e.id, e.user, e.client, e.action, e.layer, e.batch_id, e.counts, e.detail)
+            for e in s.audit_entries()
+        ]
+    )
+    seen.append([e.id for e in s.audit_entries(limit=1, offset=1, user="张三", action="import")])
+    seen.append([(t.id, t.kind, t.batch_id) for t in [s.tx(i) for i in range(1, 6)] if t])
+    seen.append(s.layer_revision(SURVEY.name))
+    return seen
+
+
+def test_batches_targets_and_audit_as_on_the_geopackage(
+    pg: PostgisStore, gpkg: GpkgStore, tmp_path: Path
+) -> None:
+    expected = _batch_story(gpkg, tmp_path / "g")
+    got = _batch_story(pg, tmp_path / "p")
+    assert got == expected
+    assert expected[0] == ("调查.csv", b"pid\nk1\n")
+    assert expected[2] == ("调查.csv", b"PK")
+    assert expected[1] == ["000001"]
+    assert expected[3] is not None and expected[3].id == 2  # the same file again would change nothing
+    assert expected[4] == {"k1": (1, "张三"), "k2": (2, "张三")}
+    assert expected[5] == [
+        ("a", SURVEY.name, "m", 1.0, 3),
+        ("b", SURVEY.name, "m", 5.0, 4),
+        ("c", SURVEY.name, "m", 6.0, 4),
+    ]
+    assert expected[9] == [("a", SURVEY.name, "m", 1.0, 3), ("b", SURVEY.name, "m", 2.0, 3)]
+    assert expected[10] == "already_rolled_back"
+    assert [a[3] for a in expected[14]] == ["rollback", "import", "import"]
+    assert sorted(p.name for p in (tmp_path / "pgdata").glob("archive/*")) == ["000001", "000002"]
+
+
+def _value_map_story(s: Any) -> list[Any]:
+    s.actor.user = "李四"
+    seen: list[Any] = [s.value_maps()]
+    first = s.save_value_map(SURVEY.name, "status", "yichai", "已拆", "done")
+    s.save_value_map(SURVEY.name, "status", "weichai", "未拆", "open")
+    again = s.save_value_map(SURVEY.name, "status", "yichai", "已拆除", "done")  # replaces the first
+    seen.append((first, again))
+    removed = s.remove_value_map(again)
+    seen.append((removed.id, removed.removed_by, removed.removed_at is not None))
+    for bad in (again, 99):
+        with pytest.raises(GridwatchError) as caught:
+            s.remove_value_map(bad)
+        seen.append(caught.value.code)
+    seen.append([(m.id, m.layer, m.field, m.raw_key, m.raw, m.code, m.user) for m in s.value_maps()])
+    seen.append([(m.id, m.removed_by) for m in s.value_maps(SURVEY.name, include_removed=True)])
+    seen.append(s.value_maps("other"))
+    seen.append([(e.action, e.counts, e.detail) for e in s.audit_entries()])
+    return seen
+
+
+def test_value_maps_as_on_the_geopackage(pg: PostgisStore, gpkg: GpkgStore) -> None:
+    expected = _value_map_story(gpkg)
+    assert _value_map_story(pg) == expected
+    assert expected[3:5] == ["already_removed", "mapping_not_found"]
+    assert expected[5] == [(2, SURVEY.name, "status", "weichai", "未拆", "open", "李四")]
+    assert [a for a, _, _ in expected[8]] == ["mapping_remove", "mapping_add", "mapping_add", "mapping_add"]

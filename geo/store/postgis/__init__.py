@@ -5,24 +5,27 @@ geometry column in the store SRID with a GiST index, so QGIS opens the layers di
 Built so far (see ``docs/postgis.md`` for the schema and what remains): the connection with its
 transaction, snapshot, revision, write log, meta values and layer generations; feature rows
 with their history (upserts by survey key, replacing a layer, rolling a batch back, units,
-extents, every read); grid versions and assignments.  The backend is not registered with
+extents, every read); grid versions and assignments; the batch register with archived
+sources in the data directory; targets; the audit trail; value maps.  The backend is not registered with
 :func:`geo.store.backends.open_store` until it implements the whole
 :class:`geo.store.base.Store`.
 
 One module per component, each a part of :class:`PostgisStore` working through its one
 connection and transaction: ``connection`` (connection, scopes, write log, meta, schema),
 ``tables`` (a layer's tables, ``COPY`` in and out), ``feature_reads``, ``grid_versions`` and
-``feature_writes``.
+``feature_writes``, ``batches``, ``targets``, ``audit`` and ``value_maps``.
 """
 
 from __future__ import annotations
 
+from geo.store.postgis.batches import PgBatches
 from geo.store.postgis.feature_writes import PgFeatureWrites
+from geo.store.postgis.value_maps import PgValueMaps
 
 __all__ = ["PostgisStore"]
 
 
-class PostgisStore(PgFeatureWrites):
+class PostgisStore(PgFeatureWrites, PgBatches, PgValueMaps):
     """The PostGIS backend as far as it is built (see the module docstring).
 
     Parameters
@@ -33,4 +36,6 @@ class PostgisStore(PgFeatureWrites):
     create : bool
         Create the ``postgis`` extension and the store's tables when missing (else a
         :class:`geo.errors.StoreError` names the SQL to run).
+    data : path, optional
+        The data directory, where archived uploads are kept (default ``$GRIDWATCH_DATA``).
     """

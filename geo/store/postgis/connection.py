@@ -10,9 +10,12 @@ of database errors -- which never show the connection URL (it may carry a passwo
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,7 +24,7 @@ from psycopg import sql
 
 from geo.errors import Conflict, StoreError, disk_full, read_only
 from geo.store import clock
-from geo.store.base import Tx
+from geo.store.base import Tx, data_dir
 from geo.store.cache import cache_for
 from geo.store.interface.audit import Actor
 from layers.base import LayerSpec
@@ -40,6 +43,17 @@ SCHEMA_SQL = (
     rows_read integer, added integer, updated integer, unchanged integer, rejected integer,
     encoding text, crs text, report text, rolled_back_at text, kind text)""",
     """CREATE INDEX IF NOT EXISTS gw_batches_layer ON gw_batches (layer)""",
+    """CREATE TABLE IF NOT EXISTS gw_archive (batch_id bigint PRIMARY KEY, name text, path text)""",
+    """CREATE TABLE IF NOT EXISTS gw_targets (code text NOT NULL, layer text NOT NULL, metric text NOT NULL,
+    target double precision NOT NULL, batch_id bigint, tx_from bigint, PRIMARY KEY (code, layer, metric))""",
+    """CREATE TABLE IF NOT EXISTS gw_targets_history (code text, layer text, metric text,
+    target double precision, batch_id bigint, superseded_by bigint, tx_from bigint, tx_to bigint)""",
+    """CREATE TABLE IF NOT EXISTS gw_audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at text NOT NULL, "user" text, client text, action text NOT NULL, layer text, batch_id bigint,
+    counts jsonb, detail text)""",
+    """CREATE TABLE IF NOT EXISTS gw_value_maps (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    layer text NOT NULL, field text NOT NULL, raw_key text NOT NULL, raw text NOT NULL, code text NOT NULL,
+    "user" text, created_at text NOT NULL, removed_at text, removed_by text)""",
     """CREATE TABLE IF NOT EXISTS gw_grid_versions (id bigint PRIMARY KEY, valid_from text NOT NULL,
     tx bigint NOT NULL, parent bigint, rolled_back_tx bigint, units integer)""",
 )
@@ -73,10 +87,14 @@ class PgConnection:
         A ``postgresql://`` URL (libpq's form, e.g. ``postgresql://user@/db?host=/run/pg``).
     create : bool
         Make the ``postgis`` extension and the store's tables when missing.
+    data : path, optional
+        The data directory (archived uploads in ``archive/``); default :func:`geo.store.base.data_dir`.
     """
 
-    def __init__(self, url: str, create: bool = True):
+    def __init__(self, url: str, create: bool = True, data: str | os.PathLike[str] | None = None):
         self._url = url
+        self.data = data_dir(data)
+        self._pending_archives: list[Path] = []
         self.location = redacted(url)
         self.cache = cache_for(self.location)
         self._conn: psycopg.Connection[Any] | None = None
@@ -216,9 +234,13 @@ class PgConnection:
             yield
             self._stamp_tx()
             conn.execute("COMMIT")
+            self._pending_archives.clear()
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("ROLLBACK")
+            for folder in self._pending_archives:  # archived files of a batch that did not commit
+                shutil.rmtree(folder, ignore_errors=True)
+            self._pending_archives.clear()
             if isinstance(exc, psycopg.Error):
                 raise store_error(exc, self._url) from exc
             raise
