@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 import layers
 from geo.errors import Conflict, GridwatchError, NotFound, StoreError
+from geo.store import accounts
+from geo.store.accounts import MAX_FAILURES
 from geo.store.gpkg import GpkgStore
 from geo.store.interface.batches import Batch
 from geo.store.interface.features import FeatureRows
@@ -623,3 +625,49 @@ def test_value_maps_as_on_the_geopackage(pg: PostgisStore, gpkg: GpkgStore) -> N
     assert expected[3:5] == ["already_removed", "mapping_not_found"]
     assert expected[5] == [(2, SURVEY.name, "status", "weichai", "未拆", "open", "李四")]
     assert [a for a, _, _ in expected[8]] == ["mapping_remove", "mapping_add", "mapping_add", "mapping_add"]
+
+
+# accounts ------------------------------------------------------------------------------------------
+def _account_story(s: Any) -> list[Any]:
+    seen: list[Any] = []
+    accounts.add_user(s, "wang", "admin", "correct horse 1")
+    accounts.add_user(s, "li", "viewer", "correct horse 2")
+    with pytest.raises(GridwatchError) as caught:
+        accounts.add_user(s, "wang", "viewer", "correct horse 3")
+    seen.append(caught.value.code)
+    seen.append(accounts.authenticate(s, "wang", "correct horse 1", "10.0.0.1").name)
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(GridwatchError) as caught:
+            accounts.authenticate(s, "li", "wrong password", "10.0.0.2")
+        seen.append(type(caught.value).__name__)
+    record = s.login_failures("user", "li")
+    seen.append((record.failures, record.locked_until is not None))
+    seen.append(s.login_failures("client", "10.0.0.2").failures)
+    accounts.set_password(s, "li", "another horse 9")
+    seen.append(s.login_failures("user", "li").failures)
+    accounts.set_role(s, "li", "surveyor")
+    accounts.set_active(s, "li", False)
+    accounts.end_sessions(s, "wang")
+    seen.append([(u.name, u.role, u.active, u.failed_logins, u.session_version) for u in s.list_users()])
+    token, secret = accounts.create_token(s, "wang", "脚本")
+    seen.append((token.id, token.user, token.label, token.revoked_at))
+    found = accounts.token_user(s, secret)
+    seen.append(None if found is None else found.name)
+    s.touch_token(token.id)
+    seen.append(s.list_tokens("wang")[0].last_used is not None)
+    seen.append(accounts.revoke_token(s, token.id).revoked_at is not None)
+    seen.append((s.revoke_token(token.id), accounts.token_user(s, secret)))
+    seen.append((s.find_token("nope"), s.get_user("nobody"), s.list_tokens("li")))
+    s.clear_login_failures("client", "10.0.0.2")
+    seen.append(s.login_failures("client", "10.0.0.2").failures)
+    seen.append([(e.action, e.detail) for e in s.audit_entries()])
+    return seen
+
+
+def test_accounts_as_on_the_geopackage(pg: PostgisStore, gpkg: GpkgStore) -> None:
+    expected = _account_story(gpkg)
+    assert _account_story(pg) == expected
+    assert expected[0] == "user_exists"
+    assert expected[7][0] == MAX_FAILURES
+    assert expected[10] == [("li", "surveyor", False, 0, 3), ("wang", "admin", True, 0, 1)]
+    assert expected[12] == "wang" and expected[15] == (False, None)

@@ -6,18 +6,20 @@ Built so far (see ``docs/postgis.md`` for the schema and what remains): the conn
 transaction, snapshot, revision, write log, meta values and layer generations; feature rows
 with their history (upserts by survey key, replacing a layer, rolling a batch back, units,
 extents, every read); grid versions and assignments; the batch register with archived
-sources in the data directory; targets; the audit trail; value maps.  The backend is not registered with
+sources in the data directory; targets; the audit trail; value maps; accounts (users, failed logins, API tokens).  The backend is not registered with
 :func:`geo.store.backends.open_store` until it implements the whole
 :class:`geo.store.base.Store`.
 
 One module per component, each a part of :class:`PostgisStore` working through its one
 connection and transaction: ``connection`` (connection, scopes, write log, meta, schema),
 ``tables`` (a layer's tables, ``COPY`` in and out), ``feature_reads``, ``grid_versions`` and
-``feature_writes``, ``batches``, ``targets``, ``audit`` and ``value_maps``.
+``feature_writes``, ``batches``, ``targets``, ``audit``, ``value_maps`` and ``accounts``.
 """
 
 from __future__ import annotations
 
+from geo.store.base import Store
+from geo.store.postgis.accounts import PgAccounts
 from geo.store.postgis.batches import PgBatches
 from geo.store.postgis.feature_writes import PgFeatureWrites
 from geo.store.postgis.value_maps import PgValueMaps
@@ -25,7 +27,7 @@ from geo.store.postgis.value_maps import PgValueMaps
 __all__ = ["PostgisStore"]
 
 
-class PostgisStore(PgFeatureWrites, PgBatches, PgValueMaps):
+class PostgisStore(PgFeatureWrites, PgBatches, PgValueMaps, PgAccounts):
     """The PostGIS backend as far as it is built (see the module docstring).
 
     Parameters
@@ -39,3 +41,8 @@ class PostgisStore(PgFeatureWrites, PgBatches, PgValueMaps):
     data : path, optional
         The data directory, where archived uploads are kept (default ``$GRIDWATCH_DATA``).
     """
+
+
+def _is_a_store(store: PostgisStore) -> Store:
+    """Checked by mypy: :class:`PostgisStore` provides the whole :class:`geo.store.base.Store`."""
+    return store
