@@ -671,3 +671,46 @@ def test_accounts_as_on_the_geopackage(pg: PostgisStore, gpkg: GpkgStore) -> Non
     assert expected[7][0] == MAX_FAILURES
     assert expected[10] == [("li", "surveyor", False, 0, 3), ("wang", "admin", True, 0, 1)]
     assert expected[12] == "wang" and expected[15] == (False, None)
+
+
+# the engine on top ----------------------------------------------------------------------------------
+def _import_story(s: Any, folder: Path) -> list[Any]:
+    from geo.figures.tally import tally
+    from geo.imports.batches import rollback
+    from geo.imports.importer import import_file
+    from tests.helpers.builders import dated_sites, grid_frame, write_shp
+
+    seen: list[Any] = []
+    import_file(s, GRID.name, write_shp(grid_frame(), folder / "g" / "网格.shp"))
+    first = import_file(s, "demolition", write_shp(dated_sites(), folder / "a" / "a.shp"))
+    later = dated_sites()
+    later["当前状态"] = ["已拆除", "已拆除"]
+    later["拆除时间"] = ["2022-03-01", "2022-07-01"]
+    second = import_file(s, "demolition", write_shp(later, folder / "b" / "b.shp"))
+    seen.append([(r.added, r.updated, r.unchanged) for r in (first, second)])
+    again = import_file(s, "demolition", write_shp(later, folder / "c" / "c.shp"))
+    seen.append((again.status, again.duplicate_of))
+
+    def figures() -> list[Any]:
+        out = []
+        for level in [lv.name for lv in GRID.levels]:
+            for as_of in (None, "2022-06-30"):
+                t = tally(s, level, ["demolition"], as_of=as_of)
+                out.append(t.round(9).astype(object).where(t.notna(), None).to_dict("list"))
+        return out
+
+    seen.append(figures())
+    batches = [b.id for b in s.batches("demolition")]
+    rollback(s, batches[-1])
+    seen.append(figures())
+    seen.append([(b.id, b.kind, b.status) for b in s.batches()])
+    return seen
+
+
+def test_imports_and_tallies_as_on_the_geopackage(pg: PostgisStore, gpkg: GpkgStore, tmp_path: Path) -> None:
+    expected = _import_story(gpkg, tmp_path / "g")
+    got = _import_story(pg, tmp_path / "p")
+    assert got == expected
+    assert expected[0] == [(2, 0, 0), (0, 1, 1)]
+    assert expected[1] == ("duplicate", 3)  # the same file again is recognised, on PostGIS too
+    assert expected[2] != expected[3]  # the rollback changed the figures
