@@ -714,3 +714,15 @@ def test_imports_and_tallies_as_on_the_geopackage(pg: PostgisStore, gpkg: GpkgSt
     assert expected[0] == [(2, 0, 0), (0, 1, 1)]
     assert expected[1] == ("duplicate", 3)  # the same file again is recognised, on PostGIS too
     assert expected[2] != expected[3]  # the rollback changed the figures
+
+
+def test_open_store_takes_a_postgresql_url(
+    pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geo.store.backends import open_store
+
+    monkeypatch.setenv("GRIDWATCH_DATA", str(tmp_path / "data"))
+    for url in (pg_db, pg_db.replace("postgresql://", "postgres://", 1)):
+        with open_store(url) as store:
+            assert isinstance(store, PostgisStore)
+            assert store.data == tmp_path / "data" and store.revision()

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from geo.errors import InputError
+from geo.errors import InputError, StoreError
 from geo.store.base import STORE_FILE, Store, data_dir
 from geo.store.gpkg import GpkgStore
 
@@ -22,6 +22,23 @@ _BACKENDS: dict[str, Callable[[str], Store]] = {}
 def register_backend(scheme: str, factory: Callable[[str], Store]) -> None:
     """Make ``open_store("<scheme>://...")`` use ``factory``."""
     _BACKENDS[scheme] = factory
+
+
+def _postgis(url: str) -> Store:
+    """The PostGIS store at ``url`` (psycopg, which it needs, is the optional extra ``postgis``)."""
+    try:
+        from geo.store.postgis import PostgisStore
+    except ImportError as exc:
+        raise StoreError(
+            "PostGIS 存储需要 psycopg：pip install -e '.[postgis]'",
+            f"a PostGIS store needs psycopg: pip install -e '.[postgis]' ({exc.name} is missing)",
+            code="no_psycopg",
+        ) from exc
+    return PostgisStore(url)
+
+
+register_backend("postgresql", _postgis)
+register_backend("postgres", _postgis)
 
 
 def open_store(location: str | os.PathLike[str] | None = None) -> Store:
