@@ -726,3 +726,24 @@ def test_open_store_takes_a_postgresql_url(
         with open_store(url) as store:
             assert isinstance(store, PostgisStore)
             assert store.data == tmp_path / "data" and store.revision()
+
+
+def test_a_connection_lost_mid_commit_keeps_nothing_and_the_handle_reconnects(
+    pg: PostgisStore, pg_db: str
+) -> None:
+    _write(pg, 1, _rows([("a", 0, 1, "u1")]), False)
+    before = (pg.revision(), pg.layer_generation(SURVEY), pg.last_tx())
+    with pytest.raises(StoreError) as caught, pg.transaction():
+        assert _new_batch(pg, SURVEY.name) == 2
+        pg.write_features(SURVEY, 2, _rows([("a", 0, 2, "u1"), ("b", 1, 1, "u1")]), False)
+        pid = pg.conn.info.backend_pid
+        with psycopg.connect(pg_db, autocommit=True) as admin:  # the server ends this session
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        pg.write_features(SURVEY, 2, _rows([("c", 2, 1, "u1")]), False)
+    assert caught.value.code == "store_unavailable"
+    # the next call opens a new connection: the store is as it was before the transaction
+    assert (pg.revision(), pg.layer_generation(SURVEY), pg.last_tx()) == before
+    assert pg.read_attributes(SURVEY)["gw_key"].tolist() == ["a"]
+    assert [b.id for b in pg.batches()] == [1]
+    _write(pg, 2, _rows([("b", 1, 1, "u1")]), False)
+    assert pg.layer_count(SURVEY) == 2
