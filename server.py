@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
 from geo.reading.display import safe_display_name
-from geo.store.backends import backend_for, locate
+from geo.store.backends import backend_for, locate, open_store
 from web import settings
 from web.context import (
     HTTP_REASONS_ZH,
@@ -153,6 +153,11 @@ def _serve(args: Any) -> int:
     if args.store:
         config["GRIDWATCH_STORE"] = args.store
     app = create_app(config)
+    # a store that cannot be opened (a database that is down, a file that is no store) is said
+    # now, once, rather than by every request
+    where = app.extensions["gridwatch_location"]
+    with open_store(where.store, data=where.data) as store:
+        store.revision()
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
     return 0
 

@@ -19,7 +19,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 quietly .venv/bin/python -m pip install --upgrade pip
-quietly .venv/bin/python -m pip install -e ".[dev]"
+quietly .venv/bin/python -m pip install -e ".[dev,postgis]"
 # English translations of the pages (Simplified Chinese is the source language)
 quietly .venv/bin/pybabel compile --statistics -d translations
 # Leaflet and its plugins, from the npm registry, served by the app itself (no CDN at run time)

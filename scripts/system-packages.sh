@@ -2,7 +2,8 @@
 # Debian packages set-up and the tests use: npm (installs Leaflet for the map), chromium (browser
 # tests, driven by Playwright with this executable; no browser is downloaded), LibreOffice Calc
 # (opens the exported XLSX headless), LibreOffice Writer (turns the monthly report into PDF), poppler's
-# pdftoppm (the report's pages as images in the tests) and CJK fonts.
+# pdftoppm (the report's pages as images in the tests), CJK fonts, and PostgreSQL with PostGIS (the
+# PostGIS store's tests start a throw-away cluster of their own with scripts/postgres.sh).
 # Installs only what is missing; needs root (as on CI).  Without root it says so and the
 # LibreOffice test is skipped.
 set -euo pipefail
@@ -13,6 +14,8 @@ command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need+=(postgresql-15-postgis-3)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -19,7 +19,8 @@ from markupsafe import escape
 from werkzeug.http import HTTP_STATUS_CODES
 
 from geo.store import clock
-from geo.store.backends import gpkg_path, open_store, secrets_in, shown_location
+from geo.store.backends import gpkg_path, open_store
+from geo.store.credentials import secrets_in, shown_location
 
 LANGUAGES = ("zh", "en")
 

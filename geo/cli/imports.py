@@ -147,7 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if targets.exists():
         report = load_targets(store, targets, user="demo")
         say(report.summary(args.lang).splitlines()[0])
-    from geo.store.backends import shown_location
+    from geo.store.credentials import shown_location
 
     where = shown_location(store.location)
     say(f"示例区已载入 {where} / demo district loaded into {where}")

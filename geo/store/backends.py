@@ -8,7 +8,7 @@ directory (archived uploads, staged uploads, photos) is a separate setting: ``--
 lives in the data directory.  :func:`locate` settles both.
 
 A location may carry credentials (``postgresql://user:secret@host/db``): every message and log
-line shows it through :func:`shown_location`, which leaves them out.
+line shows it through :func:`geo.store.credentials.shown_location`, which leaves them out.
 
 The interface (:mod:`geo.store.base`) names no backend; this module is where they are chosen.
 """
@@ -16,14 +16,13 @@ The interface (:mod:`geo.store.base`) names no backend; this module is where the
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from geo.errors import GridwatchError, InputError, StoreError
 from geo.store.base import STORE_FILE, Store, data_dir
+from geo.store.credentials import SCHEME, secrets_in, shown_location, without
 from geo.store.gpkg import GpkgStore
 
 __all__ = [
@@ -33,21 +32,12 @@ __all__ = [
     "locate",
     "open_store",
     "register_backend",
-    "secrets_in",
-    "shown_location",
 ]
 
 #: Opens the store at a location (its URL as given) with its data directory.
 Factory = Callable[[str, Path], Store]
 
 _BACKENDS: dict[str, Factory] = {}
-
-#: Schemes of backends gridwatch knows of but does not provide yet.
-_PLANNED = {"postgresql": "PostgreSQL/PostGIS", "postgres": "PostgreSQL/PostGIS"}
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-#: Query parameters of a URL that hold secrets (libpq spells the password ``password``).
-_SECRET_PARAMS = frozenset({"password", "passwd", "pass", "secret", "token", "sslpassword", "key"})
 
 
 def register_backend(scheme: str, factory: Factory) -> None:
@@ -57,14 +47,14 @@ def register_backend(scheme: str, factory: Factory) -> None:
     backend keeps archived uploads) and returns an open :class:`~geo.store.base.Store`.  A
     later registration of the same scheme replaces the earlier one.
     """
-    if not _SCHEME.match(scheme + ":") or scheme != scheme.lower():
+    if not SCHEME.match(scheme + ":") or scheme != scheme.lower():
         raise ValueError(f"not a URL scheme: {scheme!r}")
     _BACKENDS[scheme] = factory
 
 
 def _scheme(location: str) -> str | None:
     """The URL scheme of ``location`` (lower case), or None for a path."""
-    m = _SCHEME.match(location)
+    m = SCHEME.match(location)
     if m is None:
         if "://" in location:  # "://" after something that is no scheme: no path either
             raise InputError(
@@ -76,56 +66,9 @@ def _scheme(location: str) -> str | None:
     scheme = m.group(1).lower()
     if len(scheme) == 1:  # a drive letter, not a scheme
         return None
-    if "://" not in location and scheme not in _BACKENDS and scheme not in _PLANNED:
+    if "://" not in location and scheme not in _BACKENDS:
         return None  # a file called "a:b.gpkg"
     return scheme
-
-
-def secrets_in(location: str) -> list[str]:
-    """The credentials written in ``location`` (the password of its user part, secret query
-    parameters), as written and decoded -- what must never be shown."""
-    if _SCHEME.match(location) is None or "://" not in location:
-        return []
-    try:
-        parts = urlsplit(location)
-        password = parts.password
-        query = parse_qsl(parts.query, keep_blank_values=True)
-    except ValueError:  # a URL too broken to read: show none of it
-        return [location]
-    found = []
-    if password:
-        found += [password, unquote(password)]
-    raw = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-    for name, value in query:
-        if name.lower() in _SECRET_PARAMS and value:
-            found += [value, raw.get(name, value)]
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
-def shown_location(location: str | os.PathLike[str]) -> str:
-    """``location`` as messages and logs may show it: a URL without its password or secret
-    query parameters (``postgresql://gw:***@db/gridwatch``), a path as it is."""
-    text = str(location)
-    secrets = secrets_in(text)
-    if not secrets:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = "&".join(
-        f"{p.split('=', 1)[0]}=***" if p.split("=", 1)[0].lower() in _SECRET_PARAMS and "=" in p else p
-        for p in parts.query.split("&")
-        if p
-    )
-    shown = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-    for secret in secrets:  # whatever the parts above missed
-        shown = shown.replace(secret, "***")
-    return shown
 
 
 class Location(NamedTuple):
@@ -176,14 +119,6 @@ def backend_for(location: str) -> Factory:
     factory = _BACKENDS.get(scheme)
     if factory is not None:
         return factory
-    if scheme in _PLANNED:
-        name = _PLANNED[scheme]
-        raise InputError(
-            f"{name} 存储后端尚不可用（{shown_location(location)}）；请使用 GeoPackage（.gpkg 文件）",
-            f"the {name} store backend is not available yet ({shown_location(location)}); "
-            "use a GeoPackage (.gpkg file)",
-            code="backend_unavailable",
-        )
     known = ", ".join(sorted(_BACKENDS))
     raise InputError(
         f"未知的存储类型: {scheme}（可用: {known}，或 .gpkg 文件路径）",
@@ -213,6 +148,23 @@ def _open_gpkg(location: str, data: Path) -> Store:
 
 
 register_backend("gpkg", _open_gpkg)
+
+
+def _postgis(url: str, data: Path) -> Store:
+    """The PostGIS store at ``url`` (psycopg, which it needs, is the optional extra ``postgis``)."""
+    try:
+        from geo.store.postgis import PostgisStore
+    except ImportError as exc:
+        raise StoreError(
+            "PostGIS 存储需要 psycopg：pip install -e '.[postgis]'",
+            f"a PostGIS store needs psycopg: pip install -e '.[postgis]' ({exc.name} is missing)",
+            code="no_psycopg",
+        ) from exc
+    return PostgisStore(url, data=data)
+
+
+register_backend("postgresql", _postgis)
+register_backend("postgres", _postgis)
 
 
 def open_store(
@@ -246,23 +198,17 @@ def open_store(
     try:
         return factory(where.store, where.data)
     except GridwatchError as exc:
-        exc.zh, exc.en = _without(exc.zh, secrets), _without(exc.en, secrets)
+        exc.zh, exc.en = without(exc.zh, secrets), without(exc.en, secrets)
         exc.args = (exc.message,)
         exc.details = {}
         failure = exc
     except Exception as exc:
         failure = StoreError(
             f"无法打开存储 {shown_location(where.store)}",
-            f"cannot open the store {shown_location(where.store)}: {_without(str(exc), secrets)}",
+            f"cannot open the store {shown_location(where.store)}: {without(str(exc), secrets)}",
             code="store_unavailable",
         )
     # raised here, outside the handler: no chained exception (and its traceback) shows the URL
     failure.__cause__ = failure.__context__ = None
     failure.__traceback__ = None
     raise failure
-
-
-def _without(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text

@@ -1,5 +1,5 @@
 """What a test needs from the machine beyond the Python packages: Debian packages (chromium,
-LibreOffice), ``npm ci`` (node_modules) and compiled translations.  Mark a test with
+LibreOffice, PostgreSQL with PostGIS), ``npm ci`` (node_modules) and compiled translations.  Mark a test with
 ``@pytest.mark.needs("chromium")``: where the piece is missing it is skipped with the reason
 and the command that installs it, except under CI (``CI`` set), where it fails instead, so that
 CI runs everything."""
@@ -26,6 +26,14 @@ def libreoffice() -> str | None:
     return shutil.which("libreoffice") or shutil.which("soffice")
 
 
+def postgis() -> bool:
+    """PostgreSQL's server programs and the PostGIS extension (Debian's packages), which
+    ``scripts/postgres.sh`` starts a throw-away cluster with."""
+    return bool(list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))) and bool(
+        list(Path("/usr/share/postgresql").glob("*/extension/postgis.control"))
+    )
+
+
 def _node_modules() -> bool:
     return (ROOT / "node_modules" / "leaflet" / "dist" / "leaflet.js").is_file()
 
@@ -43,6 +51,10 @@ def _translations() -> bool:
 NEEDS: dict[str, tuple[Callable[[], object], str]] = {
     "chromium": (chromium, "Debian's chromium is not installed (bash scripts/system-packages.sh)"),
     "libreoffice": (libreoffice, "LibreOffice is not installed (bash scripts/system-packages.sh)"),
+    "postgis": (
+        postgis,
+        "PostgreSQL with PostGIS is not installed (bash scripts/system-packages.sh)",
+    ),
     "node_modules": (_node_modules, "node_modules is missing (npm ci)"),
     "translations": (
         _translations,

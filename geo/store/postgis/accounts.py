@@ -1,0 +1,178 @@
+"""Accounts of the PostGIS store: users (``gw_users``), failed logins (``gw_logins``) and API
+tokens (``gw_tokens``)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from geo.errors import StoreError
+from geo.store import clock
+from geo.store.interface.accounts import ApiToken, LoginFailures, User
+from geo.store.postgis.connection import PgConnection
+
+_USER_SELECT = (
+    "SELECT u.name, u.role, u.password, u.active, u.created_at, coalesce(l.failures, 0),"
+    " l.locked_until, u.session_version FROM gw_users u"
+    " LEFT JOIN gw_logins l ON l.kind = 'user' AND l.key = u.name"
+)
+_TOKEN_COLS = 'id, "user", label, digest, created_at, last_used, revoked_at'
+#: Failed-login records untouched this long (and not locking) are forgotten; at most this many are kept.
+_LOGINS_FORGOTTEN_S = 86_400
+_LOGINS_KEPT = 100_000
+
+
+class PgAccounts(PgConnection):
+    """:class:`geo.store.interface.accounts.AccountStore` on PostGIS."""
+
+    def get_user(self, name: str) -> User | None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.get_user`.
+
+        Reads ``gw_users`` with the name's ``gw_logins`` row.
+        """
+        row = self._run(_USER_SELECT + " WHERE u.name=%s", (name,)).fetchone()
+        return None if row is None else _user(row)
+
+    def list_users(self) -> list[User]:
+        """See :meth:`geo.store.interface.accounts.AccountStore.list_users`.
+
+        Reads ``gw_users``, by name (bytewise, as SQLite orders text).
+        """
+        return [_user(r) for r in self._run(_USER_SELECT + ' ORDER BY u.name COLLATE "C"').fetchall()]
+
+    def save_user(self, user: User) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.save_user`.
+
+        Writes the ``gw_users`` row; failed logins and locks stay in ``gw_logins``.
+        """
+        with self.admin_transaction():
+            self._run(
+                "INSERT INTO gw_users (name, role, password, active, created_at, session_version)"
+                " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO UPDATE SET role = excluded.role,"
+                " password = excluded.password, active = excluded.active, created_at = excluded.created_at,"
+                " session_version = excluded.session_version",
+                (
+                    user.name,
+                    user.role,
+                    user.password,
+                    bool(user.active),
+                    user.created_at or clock.now_iso(),
+                    user.session_version,
+                ),
+            )
+
+    def login_failures(self, kind: str, key: str) -> LoginFailures:
+        """See :meth:`geo.store.interface.accounts.AccountStore.login_failures`.
+
+        Reads ``gw_logins``.
+        """
+        row = self._run(
+            "SELECT failures, last_failure, locked_until FROM gw_logins WHERE kind=%s AND key=%s", (kind, key)
+        ).fetchone()
+        if row is None:
+            return LoginFailures(kind, key)
+        return LoginFailures(kind, key, int(row[0]), row[1], row[2])
+
+    def save_login_failures(self, record: LoginFailures) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.save_login_failures`.
+
+        Writes ``gw_logins``, then deletes the rows with no failure for a day and no lock in
+        force, and beyond 100,000 rows the oldest (locks last).
+        """
+        with self.admin_transaction():
+            self._run(
+                "INSERT INTO gw_logins (kind, key, failures, last_failure, locked_until) VALUES (%s,%s,%s,%s,%s)"
+                " ON CONFLICT (kind, key) DO UPDATE SET failures = excluded.failures,"
+                " last_failure = excluded.last_failure, locked_until = excluded.locked_until",
+                (
+                    record.kind,
+                    record.key,
+                    record.failures,
+                    record.last_failure or clock.now_iso(),
+                    record.locked_until,
+                ),
+            )
+            forget = datetime.fromtimestamp(datetime.now(UTC).timestamp() - _LOGINS_FORGOTTEN_S, UTC)
+            forget_iso = forget.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            now = clock.now_iso()
+            self._run(
+                "DELETE FROM gw_logins WHERE last_failure < %s AND coalesce(locked_until, '') < %s",
+                (forget_iso, now),
+            )
+            row = self._run("SELECT count(*) FROM gw_logins").fetchone()
+            excess = (int(row[0]) if row else 0) - _LOGINS_KEPT
+            if excess > 0:  # the oldest go first, locks last
+                self._run(
+                    "DELETE FROM gw_logins WHERE (kind, key) IN (SELECT kind, key FROM gw_logins"
+                    " ORDER BY coalesce(locked_until, '') > %s, last_failure LIMIT %s)",
+                    (now, excess),
+                )
+
+    def clear_login_failures(self, kind: str, key: str) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.clear_login_failures`.
+
+        Deletes the ``gw_logins`` row.
+        """
+        with self.admin_transaction():
+            self._run("DELETE FROM gw_logins WHERE kind=%s AND key=%s", (kind, key))
+
+    def add_token(self, user: str, label: str, digest: str) -> int:
+        """See :meth:`geo.store.interface.accounts.AccountStore.add_token`.
+
+        Inserts into ``gw_tokens``, created now.
+        """
+        with self.admin_transaction():
+            row = self._run(
+                'INSERT INTO gw_tokens ("user", label, digest, created_at) VALUES (%s,%s,%s,%s) RETURNING id',
+                (user, label, digest, clock.now_iso()),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    def find_token(self, digest: str) -> ApiToken | None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.find_token`.
+
+        Reads ``gw_tokens``.
+        """
+        row = self._run(f"SELECT {_TOKEN_COLS} FROM gw_tokens WHERE digest=%s", (digest,)).fetchone()
+        return None if row is None else ApiToken(*row)
+
+    def list_tokens(self, user: str | None = None) -> list[ApiToken]:
+        """See :meth:`geo.store.interface.accounts.AccountStore.list_tokens`.
+
+        Reads ``gw_tokens``, by id.
+        """
+        if user is None:
+            rows = self._run(f"SELECT {_TOKEN_COLS} FROM gw_tokens ORDER BY id")
+        else:
+            rows = self._run(f'SELECT {_TOKEN_COLS} FROM gw_tokens WHERE "user"=%s ORDER BY id', (user,))
+        return [ApiToken(*r) for r in rows.fetchall()]
+
+    def revoke_token(self, token_id: int) -> bool:
+        """See :meth:`geo.store.interface.accounts.AccountStore.revoke_token`.
+
+        Sets ``revoked_at`` in ``gw_tokens``.
+        """
+        with self.admin_transaction():
+            cur = self._run(
+                "UPDATE gw_tokens SET revoked_at=%s WHERE id=%s AND revoked_at IS NULL",
+                (clock.now_iso(), token_id),
+            )
+            return bool(cur.rowcount)
+
+    def touch_token(self, token_id: int) -> None:
+        """See :meth:`geo.store.interface.accounts.AccountStore.touch_token`.
+
+        Sets ``last_used`` in ``gw_tokens``; a store that cannot be written (:class:`StoreError`)
+        is left as it is.
+        """
+        with contextlib.suppress(StoreError), self.admin_transaction():
+            self._run("UPDATE gw_tokens SET last_used=%s WHERE id=%s", (clock.now_iso(), token_id))
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    name, role, password, active, created_at, failed, locked_until, version = row
+    return User(
+        name, role, password, bool(active), created_at, int(failed or 0), locked_until, int(version or 0)
+    )

@@ -1,0 +1,242 @@
+"""The batch register of the PostGIS store: one row per import (``gw_batches``) with its kind,
+and its archived source files -- kept in the data directory, not in the database."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geo.errors import Conflict, NotFound, StoreError, write_error
+from geo.store import clock
+from geo.store.interface.batches import Batch
+from geo.store.postgis.audit import PgAudit
+from geo.store.postgis.tables import PgTables, q
+from geo.store.postgis.targets import PgTargets
+from layers.base import LayerSpec
+
+_BATCH_COLS = (
+    'id, layer, source_name, checksum, created_at, "user", status, rows_read, added, updated, unchanged,'
+    " rejected, encoding, crs, kind, report, rolled_back_at"
+)
+
+
+class PgBatches(PgTables, PgTargets, PgAudit):
+    """:class:`geo.store.interface.batches.BatchRegister` on PostGIS."""
+
+    def new_batch(self, batch: Batch, sources: list[Path] | None) -> int:
+        """See :meth:`geo.store.interface.batches.BatchRegister.new_batch`.
+
+        The next id after the highest (writers take turns, see :meth:`transaction`); the
+        sources are copied to ``archive/<id>/`` in the data directory, removed again if the
+        transaction does not commit.
+        """
+        with self.transaction():
+            row = self._run(
+                'INSERT INTO gw_batches (id, layer, source_name, checksum, created_at, "user", status, rows_read,'
+                " added, updated, unchanged, rejected, encoding, crs, kind, report)"
+                " SELECT coalesce(max(id), 0) + 1, %s, %s, %s, %s, %s, 'active', %s, 0, 0, 0, %s, %s, %s, %s, '{}'"
+                " FROM gw_batches RETURNING id",
+                (
+                    batch.layer,
+                    batch.source_name,
+                    batch.checksum,
+                    batch.created_at,
+                    batch.user or self.actor.user,
+                    batch.rows_read,
+                    batch.rejected,
+                    batch.encoding,
+                    batch.crs,
+                    batch.kind,
+                ),
+            ).fetchone()
+            assert row is not None
+            batch_id = int(row[0])
+            self.begin_tx(batch.kind, batch_id)
+            if sources:
+                relative = Path("archive") / f"{batch_id:06d}"
+                folder = self.data / relative
+                shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
+                self._pending_archives.append(folder)
+                try:
+                    folder.mkdir(parents=True)
+                    root = Path(os.path.commonpath([str(p.parent) for p in sources]))
+                    for src in sources:
+                        dest = folder / src.relative_to(root)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(src, dest)
+                except OSError as exc:
+                    raise write_error(exc.errno) or StoreError(
+                        "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
+                    ) from exc
+                self._run(
+                    "INSERT INTO gw_archive (batch_id, name, path) VALUES (%s,%s,%s)",
+                    (batch_id, batch.source_name, str(relative)),
+                )
+        return batch_id
+
+    def finish_batch(self, batch_id: int, counts: dict[str, int], report: dict[str, Any]) -> None:
+        """See :meth:`geo.store.interface.batches.BatchRegister.finish_batch`.
+
+        Updates the ``gw_batches`` row and records the audit entry, named by the batch's kind
+        (``import``, ``grid_replace`` or ``targets``).
+        """
+        with self.transaction():
+            row = self._run(
+                "UPDATE gw_batches SET added=%s, updated=%s, unchanged=%s, rejected=%s, rows_read=%s, report=%s"
+                " WHERE id=%s RETURNING layer, kind",
+                (
+                    counts.get("added", 0),
+                    counts.get("updated", 0),
+                    counts.get("unchanged", 0),
+                    counts.get("rejected", 0),
+                    counts.get("rows_read", 0),
+                    json.dumps(report, ensure_ascii=False, default=str),
+                    batch_id,
+                ),
+            ).fetchone()
+            layer, kind = row if row is not None else (None, None)
+            self.record_audit(
+                {"grid": "grid_replace", "targets": "targets"}.get(str(kind), "import"),
+                layer=str(layer),
+                batch_id=batch_id,
+                counts={k: int(v) for k, v in counts.items()},
+                detail=str(report.get("source_name") or "") or None,
+            )
+
+    def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
+        names = [f.name for f in dataclasses.fields(Batch)][:15]
+        *values, report, rolled_back_at = row
+        return Batch(
+            **dict(zip(names, values, strict=True)),
+            rolled_back_at=rolled_back_at,
+            report=json.loads(report or "{}"),
+        )
+
+    def batches(self, layer: str | None = None) -> list[Batch]:
+        """See :meth:`geo.store.interface.batches.BatchRegister.batches`."""
+        if layer:
+            rows = self._run(f"SELECT {_BATCH_COLS} FROM gw_batches WHERE layer=%s ORDER BY id", (layer,))
+        else:
+            rows = self._run(f"SELECT {_BATCH_COLS} FROM gw_batches ORDER BY id")
+        return [self._batch_from_row(r) for r in rows.fetchall()]
+
+    def batch(self, batch_id: int) -> Batch:
+        """See :meth:`geo.store.interface.batches.BatchRegister.batch`.
+
+        :class:`NotFound` (code ``batch_not_found``) for an unknown id.
+        """
+        row = self._run(f"SELECT {_BATCH_COLS} FROM gw_batches WHERE id=%s", (batch_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"批次 {batch_id} 不存在", f"batch {batch_id} not found", code="batch_not_found")
+        return self._batch_from_row(row)
+
+    def find_checksum(self, layer: str, checksum: str, keys: np.ndarray | None = None) -> Batch | None:
+        """See :meth:`geo.store.interface.batches.BatchRegister.find_checksum`.
+
+        The same rule as the GeoPackage backend's
+        (:meth:`geo.store.gpkg.batches.GpkgBatches.find_checksum`).
+        """
+        rows = self._run(
+            f"SELECT {_BATCH_COLS} FROM gw_batches WHERE layer=%s AND checksum=%s AND status='active' ORDER BY id DESC",
+            (layer, checksum),
+        ).fetchall()
+        for row in rows:
+            batch = self._batch_from_row(row)
+            if self._is_current(batch, keys):
+                return batch
+        return None
+
+    def _is_current(self, batch: Batch, keys: np.ndarray | None) -> bool:
+        if batch.kind == "targets":
+            return self._targets_current(batch.id)
+        if batch.kind == "grid":
+            row = self._run(
+                "SELECT max(id) FROM gw_batches WHERE layer=%s AND status='active'", (batch.layer,)
+            ).fetchone()
+            return row is not None and row[0] == batch.id
+        if self._run("SELECT 1 FROM gw_layers WHERE name=%s", (batch.layer,)).fetchone() is None:
+            return True
+        if self._run(
+            f"SELECT 1 FROM {q(batch.layer + '_history')} h JOIN gw_batches b ON b.id = h.gw_superseded_by"
+            " WHERE h.gw_batch=%s AND b.status='active' AND b.id<>%s LIMIT 1",
+            (batch.id, batch.id),
+        ).fetchone():
+            return False
+        if keys is None:
+            return True
+        wanted = _key_set(keys)
+        held = self._key_batches(batch.layer, wanted)
+        return len(held) == len(wanted) and all(b <= batch.id for b, _ in held.values())
+
+    def key_batches(self, spec: LayerSpec, keys: np.ndarray) -> dict[str, tuple[int, str | None]]:
+        """See :meth:`geo.store.interface.batches.BatchRegister.key_batches`."""
+        if not self.has_layer(spec):
+            return {}
+        return self._key_batches(spec.name, _key_set(keys))
+
+    def _key_batches(self, table: str, wanted: set[str]) -> dict[str, tuple[int, str | None]]:
+        if not wanted:
+            return {}
+        return {
+            str(key): (int(batch_id), user)
+            for key, batch_id, user in self._run(
+                f'SELECT t.gw_key, t.gw_batch, b."user" FROM {q(table)} t'
+                " LEFT JOIN gw_batches b ON b.id = t.gw_batch WHERE t.gw_key = ANY(%s)",
+                (sorted(wanted),),
+            ).fetchall()
+        }
+
+    def archived_source(self, batch_id: int) -> tuple[str, bytes]:
+        """See :meth:`geo.store.interface.batches.BatchRegister.archived_source`."""
+        row = self._run("SELECT name, path FROM gw_archive WHERE batch_id=%s", (batch_id,)).fetchone()
+        folder = self.data / str(row[1]) if row is not None else None
+        if row is None or folder is None or not folder.is_dir():
+            raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        if len(files) == 1 and files[0].name == str(row[0]):
+            return str(row[0]), files[0].read_bytes()
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in files:
+                zf.write(f, str(f.relative_to(folder)))
+        return str(row[0]), buf.getvalue()
+
+    def mark_rolled_back(self, batch_id: int) -> None:
+        """See :meth:`geo.store.interface.batches.BatchRegister.mark_rolled_back`.
+
+        :class:`Conflict` (``already_rolled_back``) when it already is, :class:`NotFound` for an
+        unknown id.
+        """
+        with self.transaction():
+            changed = self._run(
+                "UPDATE gw_batches SET status='rolled_back', rolled_back_at=%s WHERE id=%s AND status='active'",
+                (clock.now_iso(), batch_id),
+            ).rowcount
+            if not changed:
+                self.batch(batch_id)  # NotFound for an unknown batch
+                raise Conflict(
+                    f"批次 {batch_id} 已回滚",
+                    f"batch {batch_id} was already rolled back",
+                    code="already_rolled_back",
+                )
+            batch = self.batch(batch_id)
+            self.record_audit(
+                "rollback",
+                layer=batch.layer,
+                batch_id=batch_id,
+                counts={"added": batch.added, "updated": batch.updated},
+                detail=batch.source_name,
+            )
+
+
+def _key_set(keys: np.ndarray) -> set[str]:
+    """The survey ids among ``keys`` as text (rows without one left out)."""
+    return {str(k) for k in keys.tolist() if k is not None and k == k}

@@ -1,0 +1,406 @@
+"""The connection every component of the PostGIS store shares, and its one transaction.
+
+One ``psycopg`` connection per store handle, in autocommit mode: a statement outside a
+transaction sees the newest committed state, and the scopes here issue ``BEGIN`` … ``COMMIT``
+themselves, as the GeoPackage backend does.  Also here: the write log (``gw_tx``), the meta
+values (store CRS, revision, layer generations), the schema made on open and the translation
+of database errors -- which never show the connection URL (it may carry a password).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+import psycopg
+from psycopg import sql
+
+from geo.errors import Conflict, StoreError, disk_full, read_only
+from geo.store import clock
+from geo.store.base import Tx, data_dir
+from geo.store.cache import cache_for
+from geo.store.credentials import secrets_in, shown_location, without
+from geo.store.interface.audit import Actor
+from layers.base import LayerSpec
+
+#: The SQL that makes the store's tables (all ``IF NOT EXISTS``: run on every open).
+SCHEMA_SQL = (
+    """CREATE TABLE IF NOT EXISTS gw_meta (key text PRIMARY KEY, value text)""",
+    """CREATE TABLE IF NOT EXISTS gw_tx (id bigint PRIMARY KEY, at text NOT NULL, kind text NOT NULL,
+    batch_id bigint)""",
+    """CREATE INDEX IF NOT EXISTS gw_tx_at ON gw_tx (at)""",
+    """CREATE TABLE IF NOT EXISTS gw_layers (name text PRIMARY KEY, geometry_type text NOT NULL,
+    next_fid bigint NOT NULL DEFAULT 1, min_x double precision, min_y double precision,
+    max_x double precision, max_y double precision)""",
+    """CREATE TABLE IF NOT EXISTS gw_batches (id bigint PRIMARY KEY, layer text NOT NULL,
+    source_name text, checksum text, created_at text NOT NULL, "user" text, status text NOT NULL,
+    rows_read integer, added integer, updated integer, unchanged integer, rejected integer,
+    encoding text, crs text, report text, rolled_back_at text, kind text)""",
+    """CREATE INDEX IF NOT EXISTS gw_batches_layer ON gw_batches (layer)""",
+    """CREATE TABLE IF NOT EXISTS gw_archive (batch_id bigint PRIMARY KEY, name text, path text)""",
+    """CREATE TABLE IF NOT EXISTS gw_targets (code text NOT NULL, layer text NOT NULL, metric text NOT NULL,
+    target double precision NOT NULL, batch_id bigint, tx_from bigint, PRIMARY KEY (code, layer, metric))""",
+    """CREATE TABLE IF NOT EXISTS gw_targets_history (code text, layer text, metric text,
+    target double precision, batch_id bigint, superseded_by bigint, tx_from bigint, tx_to bigint)""",
+    """CREATE TABLE IF NOT EXISTS gw_audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at text NOT NULL, "user" text, client text, action text NOT NULL, layer text, batch_id bigint,
+    counts jsonb, detail text)""",
+    """CREATE TABLE IF NOT EXISTS gw_value_maps (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    layer text NOT NULL, field text NOT NULL, raw_key text NOT NULL, raw text NOT NULL, code text NOT NULL,
+    "user" text, created_at text NOT NULL, removed_at text, removed_by text)""",
+    """CREATE TABLE IF NOT EXISTS gw_users (name text PRIMARY KEY, role text NOT NULL, password text NOT NULL,
+    active boolean NOT NULL DEFAULT true, created_at text NOT NULL, session_version integer NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS gw_tokens (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    "user" text NOT NULL, label text, digest text NOT NULL UNIQUE, created_at text NOT NULL, last_used text,
+    revoked_at text)""",
+    """CREATE TABLE IF NOT EXISTS gw_logins (kind text NOT NULL, key text NOT NULL,
+    failures integer NOT NULL DEFAULT 0, last_failure text NOT NULL, locked_until text, PRIMARY KEY (kind, key))""",
+    """CREATE INDEX IF NOT EXISTS gw_logins_last_failure ON gw_logins (last_failure)""",
+    """CREATE TABLE IF NOT EXISTS gw_grid_versions (id bigint PRIMARY KEY, valid_from text NOT NULL,
+    tx bigint NOT NULL, parent bigint, rolled_back_tx bigint, units integer)""",
+)
+
+#: The schema this code writes (kept in ``gw_meta`` under ``schema``).
+SCHEMA_VERSION = 1
+
+#: The SQL a database owner runs when the store's role may not create the extension.
+EXTENSION_SQL = "CREATE EXTENSION IF NOT EXISTS postgis"
+
+
+class PgConnection:
+    """The shared state of a :class:`geo.store.postgis.PostgisStore`: its URL, connection,
+    transaction depth, the ``gw_tx`` row of the write under way and the actor writing.
+
+    Parameters
+    ----------
+    url : str
+        A ``postgresql://`` URL (libpq's form, e.g. ``postgresql://user@/db?host=/run/pg``).
+    create : bool
+        Make the ``postgis`` extension and the store's tables when missing.
+    data : path, optional
+        The data directory (archived uploads in ``archive/``); default :func:`geo.store.base.data_dir`.
+    """
+
+    def __init__(self, url: str, create: bool = True, data: str | os.PathLike[str] | None = None):
+        self._url = url
+        self.data = data_dir(data)
+        self._pending_archives: list[Path] = []
+        self.location = shown_location(url)
+        self.cache = cache_for(self.location)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._depth = 0
+        self._reading = False
+        self.actor = Actor()
+        self._tx: int | None = None
+        self._create = create
+        self._ready = False
+
+    # connection ----------------------------------------------------------------------------
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The open connection (opened, and the schema checked, on first use)."""
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(self._url, autocommit=True)
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"无法连接数据库: {self.location}",
+                    f"cannot connect to the database {self.location}: {_first_line(exc, self._url)}",
+                    code="store_unavailable",
+                ) from exc
+            if not self._ready:
+                try:
+                    self._open_schema()
+                except BaseException:
+                    self.close()
+                    raise
+                self._ready = True
+        return self._conn
+
+    def _open_schema(self) -> None:
+        """Check for PostGIS and the store's tables; make them when allowed."""
+        assert self._conn is not None
+        conn = self._conn
+        has_postgis = conn.execute("SELECT 1 FROM pg_extension WHERE extname='postgis'").fetchone()
+        if not has_postgis:
+            if not self._create:
+                raise _no_postgis()
+            try:
+                with _quiet(conn):
+                    conn.execute(EXTENSION_SQL)
+            except psycopg.Error as exc:
+                raise _no_postgis() from exc
+        if self._create:
+            with self.transaction_scope(new_revision=False):
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('gridwatch schema'))")
+                with _quiet(conn):
+                    for stmt in SCHEMA_SQL:
+                        conn.execute(stmt)
+                conn.execute(
+                    "INSERT INTO gw_meta VALUES ('revision', %s), ('schema', %s) ON CONFLICT DO NOTHING",
+                    (uuid.uuid4().hex, str(SCHEMA_VERSION)),
+                )
+
+    def close(self) -> None:
+        """See :meth:`geo.store.base.Store.close`.
+
+        Closes the connection; the next use of :attr:`conn` opens a new one.
+        """
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, query: str | sql.SQL | sql.Composed, args: Any = None) -> psycopg.Cursor[Any]:
+        try:
+            return self.conn.execute(query, args)
+        except psycopg.Error as exc:
+            raise store_error(exc, self._url) from exc
+
+    # scopes --------------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """See :meth:`geo.store.base.Store.snapshot`.
+
+        A ``REPEATABLE READ READ ONLY`` transaction: every statement inside sees the state of
+        its first one.  It holds no commit back (PostgreSQL keeps row versions instead), but a
+        long one keeps old row versions from being vacuumed: keep it short all the same.
+        Inside a write transaction or another snapshot it is that one.
+        """
+        if self._depth or self._reading:
+            yield
+            return
+        conn = self.conn
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        except psycopg.Error as exc:
+            raise store_error(exc, self._url) from exc
+        self._reading = True
+        try:
+            yield
+        finally:
+            self._reading = False
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing write scope (``BEGIN`` … ``COMMIT``, ``ROLLBACK`` on any exception);
+        nests.  Writers take turns: each one starts by writing a new revision into ``gw_meta``,
+        whose row lock holds the next writer until this one ends, so the write log's ids and
+        stamps follow the order of commits as in the GeoPackage."""
+        with self.transaction_scope(new_revision=True):
+            yield
+
+    @contextmanager
+    def transaction_scope(self, new_revision: bool) -> Iterator[None]:
+        """:meth:`transaction` (``new_revision``) or :meth:`admin_transaction` (without)."""
+        if self._reading:
+            raise RuntimeError("transaction() cannot start inside snapshot()")
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        conn = self.conn
+        try:
+            conn.execute("BEGIN")
+        except psycopg.Error as exc:
+            raise store_error(exc, self._url) from exc
+        self._depth = 1
+        self._tx = None
+        try:
+            if new_revision:
+                # a fresh random revision at the start: caches filled inside a transaction that
+                # rolls back are keyed by a value never seen again
+                conn.execute("UPDATE gw_meta SET value=%s WHERE key='revision'", (uuid.uuid4().hex,))
+            yield
+            self._stamp_tx()
+            conn.execute("COMMIT")
+            self._pending_archives.clear()
+        except BaseException as exc:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+            for folder in self._pending_archives:  # archived files of a batch that did not commit
+                shutil.rmtree(folder, ignore_errors=True)
+            self._pending_archives.clear()
+            if isinstance(exc, psycopg.Error):
+                raise store_error(exc, self._url) from exc
+            raise
+        finally:
+            self._depth = 0
+            self._tx = None
+
+    @contextmanager
+    def admin_transaction(self) -> Iterator[None]:
+        """See :meth:`geo.store.base.Store.admin_transaction`.
+
+        Inside the current transaction when there is one, else its own, without a new revision.
+        """
+        if self._reading:
+            raise RuntimeError("admin_transaction() cannot start inside snapshot()")
+        with self.transaction_scope(new_revision=False):
+            yield
+
+    # write log -----------------------------------------------------------------------------
+    def begin_tx(self, kind: str, batch_id: int | None = None) -> int:
+        """See :meth:`geo.store.base.Store.begin_tx`.
+
+        The ``gw_tx`` row of the transaction under way, made by its first call: the next id
+        after the highest one (writers take turns, and an id rolled back with its transaction
+        is used again, as in the GeoPackage).  Must be called inside :meth:`transaction`.
+        """
+        if not self._depth:
+            raise RuntimeError("begin_tx must run inside transaction()")
+        if self._tx is None:
+            row = self._run(
+                "INSERT INTO gw_tx (id, at, kind, batch_id)"
+                " SELECT coalesce(max(id), 0) + 1, %s, %s, %s FROM gw_tx RETURNING id",
+                (clock.now_stamp(), kind, batch_id),
+            ).fetchone()
+            assert row is not None
+            self._tx = int(row[0])
+        return self._tx
+
+    def _tx_id(self) -> int:
+        return self._tx if self._tx is not None else self.begin_tx("write")
+
+    def _stamp_tx(self) -> None:
+        """Stamp the transaction's tx with the moment it commits (after every earlier stamp)."""
+        if self._tx is None:
+            return
+        row = self.conn.execute("SELECT max(at) FROM gw_tx WHERE id < %s", (self._tx,)).fetchone()
+        previous = None if row is None else row[0]
+        self.conn.execute("UPDATE gw_tx SET at=%s WHERE id=%s", (clock.next_stamp(previous), self._tx))
+
+    def last_tx(self) -> Tx | None:
+        """See :meth:`geo.store.base.Store.last_tx`."""
+        row = self._run("SELECT id, at, kind, batch_id FROM gw_tx ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else Tx(*row)
+
+    def tx(self, tx_id: int) -> Tx | None:
+        """See :meth:`geo.store.base.Store.tx`."""
+        row = self._run("SELECT id, at, kind, batch_id FROM gw_tx WHERE id=%s", (tx_id,)).fetchone()
+        return None if row is None else Tx(*row)
+
+    def tx_at(self, stamp: str) -> int:
+        """See :meth:`geo.store.base.Store.tx_at`."""
+        row = self._run("SELECT coalesce(max(id), 0) FROM gw_tx WHERE at <= %s", (stamp,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def layer_revision(self, layer: str, tx: int | None = None) -> tuple[int | None, int | None]:
+        """See :meth:`geo.store.base.Store.layer_revision`."""
+        row = self._run(
+            "SELECT t.id, t.batch_id FROM gw_tx t JOIN gw_batches b ON b.id = t.batch_id"
+            " WHERE b.layer=%s AND t.id <= %s ORDER BY t.id DESC LIMIT 1",
+            (layer, tx if tx is not None else 2**63 - 1),
+        ).fetchone()
+        return (None, None) if row is None else (int(row[0]), int(row[1]))
+
+    # meta ----------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self._run("SELECT value FROM gw_meta WHERE key=%s", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._run(
+            "INSERT INTO gw_meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def revision(self) -> str:
+        """See :meth:`geo.store.base.Store.revision`.
+
+        ``gw_meta.revision``: a new random value at the start of each :meth:`transaction`.
+        """
+        return self._meta("revision") or ""
+
+    def srs_epsg(self) -> int | None:
+        """See :meth:`geo.store.interface.features.FeatureStore.srs_epsg`.
+
+        Kept in ``gw_meta`` under ``srs_epsg``.
+        """
+        v = self._meta("srs_epsg")
+        return int(v) if v else None
+
+    def set_srs_epsg(self, epsg: int) -> None:
+        """See :meth:`geo.store.interface.features.FeatureStore.set_srs_epsg`.
+
+        The code must be one of PostGIS's ``spatial_ref_sys``; kept in ``gw_meta``.
+        """
+        current = self.srs_epsg()
+        if current is not None and current != epsg:
+            raise Conflict(
+                f"存储已使用 EPSG:{current}，不能改为 EPSG:{epsg}",
+                f"store already uses EPSG:{current}, not {epsg}",
+            )
+        if not self._run("SELECT 1 FROM spatial_ref_sys WHERE srid=%s", (epsg,)).fetchone():
+            raise StoreError(
+                f"数据库的 spatial_ref_sys 中没有 EPSG:{epsg}",
+                f"EPSG:{epsg} is not in the database's spatial_ref_sys",
+            )
+        with self.transaction():
+            self._set_meta("srs_epsg", str(epsg))
+
+    def layer_generation(self, spec: LayerSpec) -> str:
+        """See :meth:`geo.store.interface.features.FeatureStore.layer_generation`.
+
+        ``gw_meta`` under ``gen:<layer>``: a new random value with every change of its rows.
+        """
+        return self._meta(f"gen:{spec.name}") or ""
+
+    def _bump_generation(self, spec: LayerSpec) -> None:
+        self._set_meta(f"gen:{spec.name}", uuid.uuid4().hex)
+
+
+@contextmanager
+def _quiet(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """No NOTICE for ``IF NOT EXISTS`` statements that find what they would make."""
+    conn.execute("SET client_min_messages = warning")
+    try:
+        yield
+    finally:
+        conn.execute("RESET client_min_messages")
+
+
+def _no_postgis() -> StoreError:
+    return StoreError(
+        f"数据库没有 PostGIS 扩展，且本账户无权创建。请数据库管理员执行: {EXTENSION_SQL};",
+        f"the database has no PostGIS extension and this role may not create it; have its owner run: {EXTENSION_SQL};",
+        code="no_postgis",
+    )
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return without(text.replace(url, shown_location(url)), secrets_in(url))
+
+
+def store_error(exc: psycopg.Error, url: str) -> StoreError:
+    """The user's view of a failed database call (without the URL's password)."""
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction | psycopg.errors.InsufficientPrivilege):
+        return read_only()
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return disk_full()
+    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.SerializationFailure):
+        return StoreError("存储正忙，请稍后重试", "the store is busy, try again", code="store_busy")
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(
+            "数据库连接中断，写入已取消",
+            f"the database connection failed: {_first_line(exc, url)}",
+            code="store_unavailable",
+        )
+    return StoreError(f"存储错误: {_first_line(exc, url)}", f"store error: {_first_line(exc, url)}")

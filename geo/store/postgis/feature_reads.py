@@ -1,0 +1,204 @@
+"""Reading feature rows: the current rows, the row versions visible at a transaction, retired
+row versions, geometries (decoded once per layer generation) -- through ``COPY … TO`` into
+Arrow where a whole layer is read."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import shapely
+
+from geo.store.postgis.tables import ARROW_TYPES, GW_KINDS, PgTables, q
+from layers.base import LayerSpec
+
+
+class PgFeatureReads(PgTables):
+    """The read side of :class:`geo.store.interface.features.FeatureStore` on PostGIS."""
+
+    def _kinds(self, spec: LayerSpec) -> dict[str, str]:
+        return {f.name: str(f.kind) for f in spec.stored_fields} | GW_KINDS
+
+    def _select_list(self, spec: LayerSpec, columns: list[str]) -> str:
+        """``columns`` quoted for a SELECT, dates as ``YYYY-MM-DD`` text (as the GeoPackage holds them)."""
+        kinds = self._kinds(spec)
+        return ", ".join(f"{q(c)}::text" if kinds.get(c) == "date" else q(c) for c in columns)
+
+    def _frame(self, names: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+        if not rows:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
+
+    def layer_count(self, spec: LayerSpec) -> int:
+        """See :meth:`geo.store.interface.features.FeatureStore.layer_count`.
+
+        Counts the rows of the layer's table.
+        """
+        if not self.has_layer(spec):
+            return 0
+        row = self._run(f"SELECT count(*) FROM {q(spec.name)}").fetchone()
+        return int(row[0]) if row else 0
+
+    def read_attributes(self, spec: LayerSpec, columns: list[str] | None = None) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_attributes`.
+
+        Without ``columns``: the layer's stored fields plus ``gw_key``, ``gw_batch``, ``gw_unit``
+        and ``gw_area``.  Object columns ordered by fid, dates as ``YYYY-MM-DD`` text, as the
+        GeoPackage backend gives them.
+        """
+        cols = (
+            columns
+            if columns is not None
+            else [*self._columns(spec), "gw_key", "gw_batch", "gw_unit", "gw_area"]
+        )
+        names = ["fid", *cols]
+        if not self.has_layer(spec):
+            return self._frame(names, [])
+        rows = self._run(
+            f"SELECT {self._select_list(spec, names)} FROM {q(spec.name)} ORDER BY fid"
+        ).fetchall()
+        return self._frame(names, rows)
+
+    def read_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_rows`.
+
+        Attributes (with ``fid``, ``gw_unit``) of the given current rows, in fid order.
+        """
+        names = ["fid", *self._columns(spec), "gw_unit"]
+        if not self.has_layer(spec) or len(fids) == 0:
+            return self._frame(names, [])
+        wanted = np.unique(np.asarray(fids, dtype=np.int64)).tolist()
+        rows = self._run(
+            f"SELECT {self._select_list(spec, names)} FROM {q(spec.name)} WHERE fid = ANY(%s) ORDER BY fid",
+            (wanted,),
+        ).fetchall()
+        return self._frame(names, rows)
+
+    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_table`.
+
+        One ``COPY (SELECT …) TO STDOUT`` read into Arrow; with ``tx`` the row versions visible
+        then (current and retired ones, each fid once).
+        """
+        kinds = self._kinds(spec)
+        types = {"fid": pa.int64()} | {c: ARROW_TYPES[kinds.get(c, "str")] for c in columns}
+        if not self.has_layer(spec):
+            return pa.table({n: pa.array([], type=t) for n, t in types.items()})
+        cols = "".join(f", {q(c)}" for c in columns)
+        if tx is None:
+            query = f"SELECT fid{cols} FROM {q(spec.name)} ORDER BY fid"
+        else:
+            query = self._visible_query(spec, int(tx), cols, "fid")
+        return self._copy_out(query, types)
+
+    def _visible_query(self, spec: LayerSpec, tx: int, cols: str, fid: str) -> str:
+        """The row versions of ``spec`` visible at ``tx``: ``fid`` (named ``fid``), then ``cols``."""
+        return (
+            f"SELECT {fid}{cols} FROM {q(spec.name)} WHERE coalesce(gw_tx_from, 0) <= {tx} UNION ALL"
+            f" SELECT gw_orig_fid{cols} FROM {q(spec.name + '_history')}"
+            f" WHERE coalesce(gw_tx_from, 0) <= {tx} AND gw_tx_to > {tx} ORDER BY 1"
+        )
+
+    def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_geometry`.
+
+        Decoded geometries (with the rows' units) are kept per process for each generation of
+        the layer, read with that generation in one snapshot.
+        """
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        kept = self.cache.region("geometry")
+        cached = kept.get((spec.name, self.layer_generation(spec)), None)
+        if cached is None:
+            waits = not self._depth and not self._reading
+            filling = self.cache.filling("geometry", spec.name) if waits else contextlib.nullcontext()
+            with filling, self.snapshot():
+                generation = self.layer_generation(spec)
+                cached = kept.get((spec.name, generation), None)
+                if cached is None:
+                    table = self._copy_out(
+                        f"SELECT fid, encode(ST_AsBinary(geom), 'hex'), gw_unit FROM {q(spec.name)} ORDER BY fid",
+                        {"fid": pa.int64(), "wkb": pa.string(), "unit": pa.string()},
+                    )
+                    cached = (
+                        table.column("fid").to_numpy(),
+                        _decode(table.column("wkb")),
+                        np.asarray(table.column("unit").to_pylist(), dtype=object),
+                    )
+                    kept[(spec.name, generation)] = cached
+        fid_arr, geoms, _ = cached
+        if fids is not None:
+            keep = np.isin(fid_arr, fids)
+            return fid_arr[keep], geoms[keep]
+        return fid_arr, geoms
+
+    def _cached_geometry(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """This process's decoded copy of the current rows -- ``(fids, geometries, units)`` -- if
+        it is of the layer's current generation."""
+        return self.cache.region("geometry").get((spec.name, self.layer_generation(spec)), None)
+
+    def _current_assignment(
+        self, spec: LayerSpec, fids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, unit code)`` of the current rows, ordered by fid (from the kept copy when current)."""
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        cached = self._cached_geometry(spec)
+        if cached is not None:
+            out = cached[0], cached[2]
+        else:
+            table = self._copy_out(
+                f"SELECT fid, gw_unit FROM {q(spec.name)} ORDER BY fid",
+                {"fid": pa.int64(), "unit": pa.string()},
+            )
+            out = table.column("fid").to_numpy(), np.asarray(table.column("unit").to_pylist(), dtype=object)
+        if fids is None:
+            return out
+        keep = np.isin(out[0], np.asarray(fids, dtype=np.int64))
+        return out[0][keep], out[1][keep]
+
+    def read_visible(
+        self, spec: LayerSpec, tx: int, columns: list[str], geometry: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_visible`.
+
+        Current rows from before ``tx`` and history rows retired after it, ordered by fid.
+        """
+        names = ["fid", *columns]
+        if not self.has_layer(spec):
+            return self._frame(names, []), np.empty(0, dtype=object)
+        geom = "encode(ST_AsBinary(geom), 'hex')" if geometry else "NULL"
+        cols = f", {geom}" + (f", {self._select_list(spec, columns)}" if columns else "")
+        rows = self._run(self._visible_query(spec, int(tx), cols, "fid")).fetchall()
+        frame = self._frame(names, [(r[0], *r[2:]) for r in rows])
+        geoms = (
+            _decode(pa.array([r[1] for r in rows], type=pa.string()))
+            if geometry
+            else np.empty(0, dtype=object)
+        )
+        return frame, geoms
+
+    def read_retired(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_retired`.
+
+        Each fid once (its content never changes), ordered by fid.
+        """
+        if not self.has_layer(spec):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        table = self._copy_out(
+            f"SELECT DISTINCT ON (gw_orig_fid) gw_orig_fid, encode(ST_AsBinary(geom), 'hex')"
+            f" FROM {q(spec.name + '_history')} h"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {q(spec.name)} t WHERE t.fid = h.gw_orig_fid)"
+            " ORDER BY gw_orig_fid, hid",
+            {"fid": pa.int64(), "wkb": pa.string()},
+        )
+        return table.column("fid").to_numpy(), _decode(table.column("wkb"))
+
+
+def _decode(hexes: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Shapely geometries from hex WKB (None for null)."""
+    values = np.asarray(hexes.to_pylist(), dtype=object)
+    return np.asarray(shapely.from_wkb(values), dtype=object) if len(values) else np.empty(0, dtype=object)

@@ -1,0 +1,294 @@
+"""Writing feature rows: upserts by survey key, retiring rows to the history, rolling a
+batch's rows back, setting assigned units -- the rows copied in with ``COPY`` and compared,
+retired and inserted by set-based SQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import shapely
+
+from geo.errors import Conflict
+from geo.store.interface.features import FeatureRows, WriteResult
+from geo.store.postgis.grid_versions import PgGridVersions
+from geo.store.postgis.tables import GW_COLUMNS, SQL_TYPES, q
+from layers.base import LayerSpec
+
+
+class PgFeatureWrites(PgGridVersions):
+    """The write side of :class:`geo.store.interface.features.FeatureStore` on PostGIS."""
+
+    def write_features(
+        self, spec: LayerSpec, batch_id: int, rows: FeatureRows, replace_all: bool
+    ) -> WriteResult:
+        """See :meth:`geo.store.interface.features.FeatureStore.write_features`.
+
+        The rows are copied into a temporary table and matched by survey key against the
+        current rows in one statement; a match with the same geometry (WKB) and fields is
+        unchanged (its unit is updated), any other match is retired to ``<layer>_history``
+        and written anew.  New row versions get consecutive fids from ``gw_layers.next_fid``
+        in the order given.  Must be called inside :meth:`transaction`.
+        """
+        if not self._depth:
+            raise RuntimeError("write_features must run inside transaction()")
+        geoms = np.asarray(rows.geometry, dtype=object)
+        self._ensure_layer(spec, geoms)
+        n = len(rows)
+        name = spec.name
+        cols = self._columns(spec)
+        fields = ", ".join(f"{q(f.name)} {SQL_TYPES[f.kind]}" for f in spec.stored_fields)
+        self._run("DROP TABLE IF EXISTS gw_tmp_rows")
+        self._run(
+            f"CREATE TEMP TABLE gw_tmp_rows (pos bigint PRIMARY KEY, geom geometry, {fields},"
+            " gw_key text, gw_unit text, gw_area double precision, match bigint, same boolean NOT NULL DEFAULT false)"
+            " ON COMMIT DROP"
+        )
+        self._copy_in("gw_tmp_rows", self._incoming(spec, rows, self.srs_epsg() or 0))
+        has_rows = self._run(f"SELECT 1 FROM {q(name)} LIMIT 1").fetchone() is not None
+        if has_rows:
+            same = " AND ".join(
+                [
+                    "ST_AsBinary(t.geom) = ST_AsBinary(n.geom)",
+                    *[f"t.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in cols],
+                ]
+            )
+            # one current row per key (the newest, should a key ever be held twice)
+            self._run(
+                f"UPDATE gw_tmp_rows r SET match = m.fid, same = m.same FROM ("
+                f" SELECT DISTINCT ON (n.pos) n.pos, t.fid, ({same}) AS same"
+                f" FROM gw_tmp_rows n JOIN {q(name)} t ON t.gw_key = n.gw_key ORDER BY n.pos, t.fid DESC"
+                ") m WHERE r.pos = m.pos"
+            )
+        found = self._copy_out(
+            "SELECT pos, match, same::int FROM gw_tmp_rows ORDER BY pos",
+            {"pos": pa.int64(), "match": pa.int64(), "same": pa.int64()},
+        )
+        matched = found.column("match").is_valid().to_numpy(zero_copy_only=False)
+        same_arr = found.column("same").to_numpy() == 1
+        match_fids = found.column("match").fill_null(0).to_numpy()
+        unchanged = int(same_arr.sum())
+        updated = int((matched & ~same_arr).sum())
+        added = n - unchanged - updated
+        chosen = np.flatnonzero(~same_arr).astype(np.int64)
+        to_retire = np.unique(match_fids[matched & ~same_arr])
+        if unchanged:
+            self._run(
+                f"UPDATE {q(name)} t SET gw_unit = n.gw_unit FROM gw_tmp_rows n WHERE n.same AND t.fid = n.match"
+            )
+        removed = 0
+        if replace_all:
+            kept = np.unique(match_fids[same_arr])
+            current = (
+                self._copy_out(f"SELECT fid FROM {q(name)}", {"fid": pa.int64()}).column("fid").to_numpy()
+            )
+            extra = current[~np.isin(current, kept) & ~np.isin(current, to_retire)]
+            removed = len(extra)
+            to_retire = np.concatenate([to_retire, extra])
+        tx = self._tx_id()
+        self._retire(spec, to_retire, batch_id)
+        row = self._run(
+            "UPDATE gw_layers SET next_fid = next_fid + %s WHERE name=%s RETURNING next_fid - %s",
+            (len(chosen), name, len(chosen)),
+        ).fetchone()
+        first = int(row[0]) if row else 1
+        names = ", ".join(["geom", *[q(c) for c in cols], *[c for c, _ in GW_COLUMNS]])
+        picked = ", ".join(
+            ["n.geom", *[f"n.{q(c)}" for c in cols], "n.gw_key", "%s", "n.gw_unit", "n.gw_area"]
+        )
+        self._run(
+            f"INSERT INTO {q(name)} (fid, {names}, gw_tx_from)"
+            f" SELECT %s - 1 + row_number() OVER (ORDER BY n.pos), {picked}, %s"
+            " FROM gw_tmp_rows n WHERE NOT n.same ORDER BY n.pos",
+            (first, batch_id, tx),
+        )
+        self._run("DROP TABLE gw_tmp_rows")
+        self._bump_generation(spec)
+        return WriteResult(
+            added=added,
+            updated=updated,
+            unchanged=unchanged,
+            removed=removed,
+            fids=np.arange(first, first + len(chosen), dtype=np.int64),
+            rows=chosen,
+        )
+
+    def _incoming(self, spec: LayerSpec, rows: FeatureRows, srs: int) -> pa.Table:
+        """``rows`` as the Arrow table copied into ``gw_tmp_rows``: geometry as hex EWKB with the
+        store SRID, fields typed by their kind, the area of polygons (m²)."""
+        geoms = np.asarray(rows.geometry, dtype=object)
+        n = len(geoms)
+        attrs = rows.attrs.reindex(columns=self._columns(spec))
+        data: dict[str, pa.Array] = {
+            "pos": pa.array(np.arange(n, dtype=np.int64)),
+            "geom": pa.array(
+                shapely.to_wkb(
+                    shapely.set_srid(geoms, srs),
+                    hex=True,
+                    include_srid=True,
+                    output_dimension=2,
+                    byte_order=1,
+                ).tolist()
+                if n
+                else [],
+                type=pa.string(),
+            ),
+        }
+        for f in spec.stored_fields:
+            data[f.name] = _arrow_field(attrs[f.name], f.kind)
+        keys = pd.Series(rows.keys, dtype=object)
+        data["gw_key"] = pa.array(
+            [None if k is None or (isinstance(k, float) and np.isnan(k)) else str(k) for k in keys.tolist()],
+            type=pa.string(),
+        )
+        data["gw_unit"] = pa.array([str(u) for u in np.asarray(rows.units).tolist()], type=pa.string())
+        is_poly = np.isin(shapely.get_type_id(geoms), (3, 6))
+        areas = shapely.area(geoms) if n else np.empty(0)
+        data["gw_area"] = pa.array(areas, mask=~is_poly, type=pa.float64())
+        return pa.table(data)
+
+    def _retire(self, spec: LayerSpec, fids: np.ndarray, batch_id: int) -> None:
+        """Move current rows to the history as replaced (or rolled back) by ``batch_id`` at this
+        transaction's tx."""
+        if not len(fids):
+            return
+        cols = ", ".join(["geom", *[q(c) for c in self._columns(spec)], *[c for c, _ in GW_COLUMNS]])
+        wanted = np.asarray(fids, dtype=np.int64).tolist()
+        self._run(
+            f"INSERT INTO {q(spec.name + '_history')} ({cols}, gw_orig_fid, gw_superseded_by, gw_tx_from, gw_tx_to)"
+            f" SELECT {cols}, fid, %s, gw_tx_from, %s FROM {q(spec.name)} WHERE fid = ANY(%s) ORDER BY fid",
+            (batch_id, self._tx_id(), wanted),
+        )
+        self._run(f"DELETE FROM {q(spec.name)} WHERE fid = ANY(%s)", (wanted,))
+
+    def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
+        """See :meth:`geo.store.interface.features.FeatureStore.update_extent`.
+
+        Kept in the layer's ``gw_layers`` row (clients such as QGIS use the GiST index instead).
+        """
+        if bounds is None:
+            return
+        self._run(
+            "UPDATE gw_layers SET min_x=%s, min_y=%s, max_x=%s, max_y=%s WHERE name=%s", (*bounds, spec.name)
+        )
+
+    def extent(self, spec: LayerSpec) -> tuple[float, float, float, float] | None:
+        """The extent last recorded with :meth:`update_extent` (None: none)."""
+        row = self._run(
+            "SELECT min_x, min_y, max_x, max_y FROM gw_layers WHERE name=%s", (spec.name,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
+    def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
+        """See :meth:`geo.store.interface.features.FeatureStore.rollback_layer`.
+
+        The batch's rows move to the history and the rows it had replaced come back with their
+        own fid; restored survey rows get their unit on the current grid version.  Refuses
+        (:class:`Conflict`) when a later active batch replaced rows of this one.  Must be
+        called inside :meth:`transaction`.
+        """
+        if not self.has_layer(spec):
+            return 0, 0
+        name = spec.name
+        later = [
+            int(r[0])
+            for r in self._run(
+                f"SELECT DISTINCT h.gw_superseded_by FROM {q(name + '_history')} h JOIN gw_batches b"
+                " ON b.id = h.gw_superseded_by WHERE h.gw_batch=%s AND b.status='active' AND b.id<>%s",
+                (batch_id, batch_id),
+            ).fetchall()
+        ]
+        if later:
+            ids = ", ".join(str(x) for x in sorted(later))
+            raise Conflict(
+                f"批次 {ids} 更新了批次 {batch_id} 的要素，请先回滚批次 {ids}",
+                f"batch {ids} updated features of batch {batch_id}; roll back batch {ids} first",
+                code="rollback_blocked",
+                details={"blocking_batches": sorted(later)},
+            )
+        tx = self._tx_id()
+        mine = np.array(
+            [r[0] for r in self._run(f"SELECT fid FROM {q(name)} WHERE gw_batch=%s", (batch_id,)).fetchall()],
+            dtype=np.int64,
+        )
+        self._retire(spec, mine, batch_id)
+        cols = ", ".join(["geom", *[q(c) for c in self._columns(spec)], *[c for c, _ in GW_COLUMNS]])
+        restored = self._run(
+            f"INSERT INTO {q(name)} (fid, {cols}, gw_tx_from) SELECT gw_orig_fid, {cols}, %s"
+            f" FROM {q(name + '_history')} WHERE gw_superseded_by=%s AND gw_batch<>%s ORDER BY gw_orig_fid",
+            (tx, batch_id, batch_id),
+        ).rowcount
+        if restored and not spec.is_grid:
+            current = self.current_grid_version()
+            if current is not None:
+                back = np.array(
+                    [
+                        r[0]
+                        for r in self._run(f"SELECT fid FROM {q(name)} WHERE gw_tx_from=%s", (tx,)).fetchall()
+                    ],
+                    dtype=np.int64,
+                )
+                fids, units = self.read_assignment(spec, current.id, back)
+                self._update_units(spec, fids, units)
+        self._bump_generation(spec)
+        return len(mine), int(restored)
+
+    def _update_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
+        """Set ``gw_unit`` of current rows ``fids`` where it differs; how many changed."""
+        self._run(
+            "CREATE TEMP TABLE IF NOT EXISTS gw_tmp_units (fid bigint, unit text) ON COMMIT DELETE ROWS"
+        )
+        self._run("TRUNCATE gw_tmp_units")
+        self._copy_in(
+            "gw_tmp_units",
+            pa.table(
+                {
+                    "fid": pa.array(np.asarray(fids, dtype=np.int64)),
+                    "unit": pa.array(
+                        [None if u is None else str(u) for u in np.asarray(units).tolist()], pa.string()
+                    ),
+                }
+            ),
+        )
+        return int(
+            self._run(
+                f"UPDATE {q(spec.name)} t SET gw_unit = u.unit FROM gw_tmp_units u"
+                " WHERE t.fid = u.fid AND t.gw_unit IS DISTINCT FROM u.unit"
+            ).rowcount
+        )
+
+    def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
+        """See :meth:`geo.store.interface.features.FeatureStore.set_units`.
+
+        Updates ``gw_unit`` only where it differs, and moves the layer's generation on when
+        any did.
+        """
+        if not self.has_layer(spec) or len(fids) == 0:
+            return 0
+        with self.transaction_scope(new_revision=False):
+            changed = self._update_units(spec, fids, units)
+            if changed:
+                self._bump_generation(spec)
+        return changed
+
+
+def _arrow_field(col: pd.Series, kind: str) -> pa.Array:
+    """One field's values typed by its kind (a date as ``YYYY-MM-DD``; missing and unreadable as null)."""
+    present = col.notna().to_numpy()
+    if kind == "int":
+        nums = pd.to_numeric(col, errors="coerce").round().astype("Int64")
+        return pa.array(nums, type=pa.int64(), from_pandas=True)
+    if kind == "float":
+        floats = pd.to_numeric(col, errors="coerce").astype(float)
+        return pa.array(floats.to_numpy(), mask=floats.isna().to_numpy(), type=pa.float64())
+    if kind == "date":
+        days = pd.to_datetime(col.where(col.notna(), None), errors="coerce", format="mixed")
+        text = days.dt.strftime("%Y-%m-%d").tolist()
+        known = days.notna().tolist()
+        return pa.array([t if ok else None for t, ok in zip(text, known, strict=True)], type=pa.string())
+    values = [
+        str(v) if p else None for v, p in zip(col.astype(object).tolist(), present.tolist(), strict=True)
+    ]
+    return pa.array(values, type=pa.string())

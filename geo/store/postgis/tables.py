@@ -1,0 +1,185 @@
+"""Tables of the PostGIS store: a layer's current and history tables with their typed geometry
+column and indexes, its assignment table, and moving data in and out with ``COPY``."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import shapely
+from psycopg import sql
+
+import layers
+from geo.errors import StoreError
+from geo.store.postgis.connection import PgConnection
+from layers.base import LayerSpec
+
+#: PostgreSQL type of each field kind of a layer
+SQL_TYPES = {"str": "text", "int": "bigint", "float": "double precision", "date": "date"}
+#: Arrow type of each field kind (as :meth:`read_table` returns them)
+ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
+#: gridwatch's own columns of every layer row, after the layer's fields
+GW_COLUMNS = (
+    ("gw_key", "text"),
+    ("gw_batch", "bigint"),
+    ("gw_unit", "text"),
+    ("gw_area", "double precision"),
+)
+GW_KINDS = {"gw_key": "str", "gw_batch": "int", "gw_unit": "str", "gw_area": "float"}
+#: the geometry types PostGIS can declare a column with (``geometry(<type>, srid)``)
+_TYPE_NAMES = {
+    0: "Point",
+    1: "LineString",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+}
+
+
+def q(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def declared_type(geoms: np.ndarray) -> str:
+    """The geometry type a column holding ``geoms`` is declared with: their one type when they
+    share it (``Point``, ``MultiPolygon`` ...), else ``Geometry``."""
+    ids = set(shapely.get_type_id(geoms[~shapely.is_missing(geoms)]).tolist()) if len(geoms) else set()
+    if len(ids) != 1:
+        return "Geometry"
+    return _TYPE_NAMES.get(ids.pop(), "Geometry")
+
+
+class PgTables(PgConnection):
+    """Creating and extending the tables a layer is stored in (inside the caller's transaction)."""
+
+    def _columns(self, spec: LayerSpec) -> list[str]:
+        return [f.name for f in spec.stored_fields]
+
+    def has_layer(self, spec: LayerSpec) -> bool:
+        """See :meth:`geo.store.interface.features.FeatureStore.has_layer`.
+
+        Whether the layer is registered in ``gw_layers`` (its tables exist).
+        """
+        return self._run("SELECT 1 FROM gw_layers WHERE name=%s", (spec.name,)).fetchone() is not None
+
+    def geometry_type(self, spec: LayerSpec) -> str | None:
+        """The type the layer's geometry column is declared with (None: not stored)."""
+        row = self._run("SELECT geometry_type FROM gw_layers WHERE name=%s", (spec.name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _ensure_layer(self, spec: LayerSpec, geoms: np.ndarray) -> None:
+        """Make the layer's tables (the geometry column typed from ``geoms``), or widen its
+        geometry column to ``Geometry`` when ``geoms`` bring another type, and add fields the
+        layer declares since."""
+        srs = self.srs_epsg()
+        if srs is None:
+            raise StoreError("存储尚未设置坐标系", "store CRS not set")
+        wanted = declared_type(geoms)
+        have = self.geometry_type(spec)
+        name = spec.name
+        if have is not None:
+            if len(geoms) and have not in ("Geometry", wanted):
+                for table in (name, f"{name}_history"):
+                    self._run(f"ALTER TABLE {q(table)} ALTER COLUMN geom TYPE geometry(Geometry, {int(srs)})")
+                self._run("UPDATE gw_layers SET geometry_type='Geometry' WHERE name=%s", (name,))
+            self._add_missing_columns(spec)
+            return
+        fields = ", ".join(f"{q(f.name)} {SQL_TYPES[f.kind]}" for f in spec.stored_fields)
+        gw = ", ".join(f"{n} {t}" for n, t in GW_COLUMNS)
+        geom = f"geometry({wanted}, {int(srs)})"
+        self._run(
+            f"CREATE TABLE {q(name)} (fid bigint PRIMARY KEY, geom {geom}, {fields}, {gw}, gw_tx_from bigint)"
+        )
+        self._run(
+            f"CREATE TABLE {q(name + '_history')} (hid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            f" geom {geom}, {fields}, {gw}, gw_orig_fid bigint NOT NULL, gw_superseded_by bigint,"
+            " gw_tx_from bigint, gw_tx_to bigint)"
+        )
+        for table, index, what in (
+            (name, "geom", "USING gist (geom)"),
+            (name, "gw_key", "(gw_key)"),
+            (name, "gw_batch", "(gw_batch)"),
+            (f"{name}_history", "geom", "USING gist (geom)"),
+            (f"{name}_history", "sup", "(gw_superseded_by)"),
+            (f"{name}_history", "batch", "(gw_batch)"),
+            (f"{name}_history", "orig", "(gw_orig_fid)"),
+        ):
+            self._run(f"CREATE INDEX {q(f'{table}_{index}')} ON {q(table)} {what}")
+        if not is_grid(name):
+            self._run(
+                f"CREATE TABLE {q(name + '_assign')} (version bigint NOT NULL, fid bigint NOT NULL, unit text,"
+                " PRIMARY KEY (version, fid))"
+            )
+        for table, label in ((name, ""), (f"{name}_history", "（历史 history）")):
+            # QGIS shows it as the layer's description
+            comment = sql.SQL("COMMENT ON TABLE {} IS {}")
+            self._run(
+                comment.format(sql.Identifier(table), sql.Literal(f"{spec.label_zh}{label} {spec.label_en}"))
+            )
+        self._run("INSERT INTO gw_layers (name, geometry_type) VALUES (%s, %s)", (name, wanted))
+
+    def _add_missing_columns(self, spec: LayerSpec) -> None:
+        """Add the fields the layer declares since its tables were made.  Only when one is
+        missing: ``ALTER TABLE`` waits for every reader of the table, a snapshot's too."""
+        for table in (spec.name, f"{spec.name}_history"):
+            have = {
+                str(r[0])
+                for r in self._run(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+                    " AND NOT attisdropped",
+                    (q(table),),
+                ).fetchall()
+            }
+            for f in spec.stored_fields:
+                if f.name not in have:
+                    self._run(f"ALTER TABLE {q(table)} ADD COLUMN {q(f.name)} {SQL_TYPES[f.kind]}")
+
+    # COPY ----------------------------------------------------------------------------------
+    def _copy_in(self, table: str, data: pa.Table) -> None:
+        """Write ``data`` into ``table`` (columns by name) with ``COPY … FROM STDIN`` as CSV."""
+        if not data.num_rows:
+            return
+        buf = io.BytesIO()
+        pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        cols = ", ".join(q(c) for c in data.column_names)
+        with self.conn.cursor() as cur, cur.copy(f"COPY {q(table)} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buf.getvalue())
+
+    def _copy_out(self, query: str, types: dict[str, pa.DataType]) -> pa.Table:
+        """The rows of ``query`` (its columns named and typed by ``types``, in order) as an
+        Arrow table, read with ``COPY (…) TO STDOUT`` as CSV: values are quoted, so an empty
+        text stays empty and a NULL is null."""
+        names = list(types)
+        with (
+            self.conn.cursor() as cur,
+            cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv, FORCE_QUOTE *)") as copy,
+        ):
+            data = b"".join(bytes(chunk) for chunk in copy)
+        if not data:
+            return pa.table({n: pa.array([], type=t) for n, t in types.items()})
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
+
+def is_grid(layer: str) -> bool:
+    """Whether ``layer`` names the registered unit-grid layer (which has no assignment table)."""
+    spec = next((s for s in layers.all_layers() if s.name == layer), None)
+    return spec is not None and spec.is_grid
+
+
+def arrow_kind(kind: str) -> pa.DataType:
+    """The Arrow type of a field kind."""
+    return ARROW_TYPES[kind]

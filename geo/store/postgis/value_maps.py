@@ -1,0 +1,84 @@
+"""Remembered value mappings of the PostGIS store (``gw_value_maps``), audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from geo.errors import Conflict, NotFound
+from geo.store import clock
+from geo.store.interface.value_maps import ValueMap
+from geo.store.postgis.audit import PgAudit
+
+_COLS = 'id, layer, field, raw_key, raw, code, "user", created_at, removed_at, removed_by'
+
+
+class PgValueMaps(PgAudit):
+    """:class:`geo.store.interface.value_maps.ValueMapStore` on PostGIS."""
+
+    def value_maps(self, layer: str | None = None, *, include_removed: bool = False) -> list[ValueMap]:
+        """See :meth:`geo.store.interface.value_maps.ValueMapStore.value_maps`.
+
+        Reads ``gw_value_maps``, oldest first.
+        """
+        sql = f"SELECT {_COLS} FROM gw_value_maps WHERE true"
+        args: tuple[Any, ...] = ()
+        if layer is not None:
+            sql += " AND layer=%s"
+            args = (layer,)
+        if not include_removed:
+            sql += " AND removed_at IS NULL"
+        return [ValueMap(*row) for row in self._run(sql + " ORDER BY id", args).fetchall()]
+
+    def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
+        """See :meth:`geo.store.interface.value_maps.ValueMapStore.save_value_map`.
+
+        The mapping kept for the same layer, field and key is marked removed.
+        """
+        with self.admin_transaction():
+            now = clock.now_iso()
+            self._run(
+                "UPDATE gw_value_maps SET removed_at=%s, removed_by=%s WHERE layer=%s AND field=%s AND raw_key=%s"
+                " AND removed_at IS NULL",
+                (now, self.actor.user, layer, field, raw_key),
+            )
+            row = self._run(
+                'INSERT INTO gw_value_maps (layer, field, raw_key, raw, code, "user", created_at)'
+                " VALUES (%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                (layer, field, raw_key, raw, code, self.actor.user, now),
+            ).fetchone()
+            assert row is not None
+            map_id = int(row[0])
+            self.record_audit(
+                "mapping_add", layer=layer, counts={"id": map_id}, detail=f"{field}: {raw} → {code}"
+            )
+        return map_id
+
+    def remove_value_map(self, map_id: int) -> ValueMap:
+        """See :meth:`geo.store.interface.value_maps.ValueMapStore.remove_value_map`.
+
+        Sets ``removed_at`` and ``removed_by``.
+        """
+        with self.admin_transaction():
+            row = self._run(f"SELECT {_COLS} FROM gw_value_maps WHERE id=%s FOR UPDATE", (map_id,)).fetchone()
+            if row is None:
+                raise NotFound(
+                    f"没有编号为 {map_id} 的值对应", f"no value mapping {map_id}", code="mapping_not_found"
+                )
+            m = ValueMap(*row)
+            if m.removed_at is not None:
+                raise Conflict(
+                    f"值对应 {map_id} 已删除",
+                    f"value mapping {map_id} was already removed",
+                    code="already_removed",
+                )
+            self._run(
+                "UPDATE gw_value_maps SET removed_at=%s, removed_by=%s WHERE id=%s",
+                (clock.now_iso(), self.actor.user, map_id),
+            )
+            self.record_audit(
+                "mapping_remove",
+                layer=m.layer,
+                counts={"id": map_id},
+                detail=f"{m.field}: {m.raw} → {m.code}",
+            )
+        return next(v for v in self.value_maps(include_removed=True) if v.id == map_id)
