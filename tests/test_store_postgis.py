@@ -225,8 +225,8 @@ def test_credentials_never_show(pg_cluster: tuple[str, str]) -> None:
     url = f"postgresql://gridwatch:s3cret-pw@/nosuchdb?host={folder}"
     assert "s3cret" not in shown_location(url)
     assert shown_location("postgresql://u:pw@db.example:5433/x") == "postgresql://u:***@db.example:5433/x"
-    for given in (url, f"postgresql:///nosuchdb?host={folder}&user=gridwatch&password=s3cret-pw"):
-        store = PostgisStore(given)
+    for address in (url, f"postgresql:///nosuchdb?host={folder}&user=gridwatch&password=s3cret-pw"):
+        store = PostgisStore(address)
         assert "s3cret" not in store.location
         with pytest.raises(StoreError) as caught:
             store.revision()
