@@ -287,6 +287,10 @@ def test_a_byte_identical_upload_is_recognised_before_it_is_read(make, tmp_path,
         m.setattr(importer, "_read", no_read)
         again = _stage(client, data, "again.zip")
         assert again["status"] == "duplicate" and again["duplicate_of"] == committed["batch_id"]
+        # what the page shows of a duplicate is what reading it found the first time
+        for key in ("rows_read", "accepted", "rejected_count", "unassigned", "encoding", "crs", "crs_source"):
+            assert again[key] == first[key], key
+        assert again["rejected"] == first["rejected"] and again["rejected_count"] == 1
         r = _commit(client, again["upload_id"])
     body = r.get_json()
     assert r.status_code == 409 and body["error"] == "duplicate"

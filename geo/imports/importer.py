@@ -37,7 +37,7 @@ from geo.imports.columns import manual_mappings, remembered_mappings
 from geo.imports.commit import commit_import
 from geo.imports.dataset import Picked, read_upload, unpack_frame, unpack_geometry
 from geo.imports.grid import preview_grid
-from geo.imports.report import ImportReport, PreparedImport
+from geo.imports.report import ImportReport, PreparedImport, Rejected
 from geo.imports.rows import build_rows
 from geo.imports.workspace import import_workdir, large_import_slot
 from geo.reading import crs as crsmod
@@ -142,7 +142,9 @@ def prepare_import(
     recognise : bool
         Recognise a byte-identical file right after unpacking, before it is read (see
         :func:`_known_file`): its report is a duplicate's and it has no rows
-        (``PreparedImport.unread``).  False reads it whatever it is.
+        (``PreparedImport.unread``).  Not when it is to be read in a way asked for
+        (``encoding``, ``crs``, ``member``, mappings): then its report says what that gives.
+        False reads it whatever it is.
 
     Returns
     -------
@@ -166,7 +168,7 @@ def prepare_import(
             skipped_files=source.skipped,
             datasets=[d.name for d in source.datasets],
         )
-        if recognise and not (field_map or manual_list):
+        if recognise and not (field_map or manual_list or encoding or crs or member):
             early = _known_file(store, spec, source, report, path, user)
             if early is not None:
                 return early
@@ -268,6 +270,7 @@ def _known_file(
     dup = store.find_checksum(spec.name, source.checksum)
     if dup is None or dup.unchanged != 0:
         return None
+    _as_read_before(report, dup.report)
     report.checksum = source.checksum
     report.status = "duplicate"
     report.duplicate_of = dup.id
@@ -289,6 +292,38 @@ def _known_file(
         store.layer_generation(grid_spec()),
         unread=True,
     )
+
+
+#: What a duplicate's report takes from the report of the batch that imported the same bytes.
+_READ_BEFORE = (
+    "dataset",
+    "rows_read",
+    "rejected_by_reason",
+    "unassigned",
+    "encoding",
+    "encoding_source",
+    "crs",
+    "crs_source",
+    "store_crs",
+    "field_mapping",
+    "value_mappings",
+    "unmatched_fields",
+    "missing_fields",
+)
+
+
+def _as_read_before(report: ImportReport, before: dict[str, Any]) -> None:
+    """Fill ``report`` with what reading the same bytes found then (the batch's own report), so
+    a duplicate recognised before it is read shows the same figures as one that was read."""
+    try:
+        for name in _READ_BEFORE:
+            if name in before:
+                setattr(report, name, before[name])
+        for r in before.get("rejected") or ():
+            report.reject(Rejected(**r))
+        report.rejected_total = int(before.get("rejected_count", report.rejected_total))
+    except (TypeError, ValueError):  # a report of another version: the figures stay unknown (0)
+        return
 
 
 def _find_duplicate(store: Store, spec: LayerSpec, report: ImportReport) -> None:
