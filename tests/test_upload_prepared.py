@@ -331,3 +331,23 @@ def test_a_file_whose_batch_left_rows_unchanged_is_read(make, tmp_path, monkeypa
     assert calls  # read, not recognised by its bytes
     r = _commit(client, again["upload_id"])
     assert r.status_code == 200 and r.get_json()["updated"] == 1, r.get_json()  # U0 back as the file has it
+
+
+@pytest.mark.slow
+def test_layer_declaration_changed_between_preview_and_commit_reads_again(make, tmp_path, monkeypatch):
+    import dataclasses
+
+    import layers
+
+    app = make()
+    client = app.test_client()
+    first = _stage(client, _sites_zip(tmp_path, "f", ["S1", "S2", "S3"]))
+    spec = layers.get(LAYER)
+    layers.register(dataclasses.replace(spec, label_en=spec.label_en + " (declared again)"))
+    try:
+        reads = Reads(monkeypatch)
+        r = _commit(client, first["upload_id"])
+    finally:
+        layers.register(spec)
+    assert r.status_code == 200 and reads.count == 1, r.get_json()
+    assert r.get_json()["added"] == first["added"] == 2
