@@ -9,7 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import shapely
 
-from geo.errors import InputError, StoreError
+from geo.errors import Conflict, InputError, StoreError
 from geo.figures import versions
 from geo.figures.versions import load_grid
 from geo.imports.grid import preview_grid
@@ -154,6 +154,12 @@ def _commit(
         dup = store.find_checksum(spec.name, report.checksum, rows.keys)
         if dup is not None:
             raise Duplicate(dup.id)
+    if prepared.unread:  # recognised by its bytes alone and no longer a duplicate: it has no rows
+        raise Conflict(
+            "该文件的内容在导入前已变化，请重新预览后再导入",
+            "what this file would change has changed since it was checked: preview it again, then import",
+            code="preview_stale",
+        )
     any_owner = may_update_any(store, user, admin)
     rows = keep_own_rows(store, spec, rows, report, user, any_owner)
     batch = Batch(

@@ -27,6 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from geo.errors import InputError
 from geo.figures.versions import load_grid
 from geo.imports import geometry
@@ -34,7 +37,7 @@ from geo.imports.columns import manual_mappings, remembered_mappings
 from geo.imports.commit import commit_import
 from geo.imports.dataset import Picked, read_upload, unpack_frame, unpack_geometry
 from geo.imports.grid import preview_grid
-from geo.imports.report import ImportReport, PreparedImport
+from geo.imports.report import ImportReport, PreparedImport, Rejected
 from geo.imports.rows import build_rows
 from geo.imports.workspace import import_workdir, large_import_slot
 from geo.reading import crs as crsmod
@@ -46,6 +49,7 @@ from geo.reading.vocab import vocab_key
 from geo.reading.zips import ZipLimits
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
+from geo.store.interface.features import FeatureRows
 from layers.base import LayerSpec
 
 
@@ -77,6 +81,12 @@ def import_file(
         )
     remember = kwargs.pop("remember", None)
     prepared = prepare_import(store, layer, path, **kwargs)
+    if (
+        prepared.unread
+        and not dry_run
+        and store.find_checksum(prepared.spec.name, prepared.report.checksum or "") is None
+    ):  # recognised by its bytes, no longer a duplicate a moment later: read it
+        prepared = prepare_import(store, layer, path, **{**kwargs, "recognise": False})
     if prepared.report.status == "duplicate" and dry_run:
         prepared.report.dry_run = True
         preview_grid(store, prepared, valid_from, tz)
@@ -102,6 +112,7 @@ def prepare_import(
     cancelled: Callable[[], bool] | None = None,
     field_map: dict[str, str] | None = None,
     value_map: list[tuple[str, str, str]] | None = None,
+    recognise: bool = True,
 ) -> PreparedImport:
     """Read and check a survey file for ``layer`` without writing anything.
 
@@ -128,6 +139,12 @@ def prepare_import(
     value_map : list of (field, raw, code), optional
         Value mappings for this import (:func:`geo.imports.columns.manual_mappings`); they win over every
         other rule.  Mappings remembered in the store apply too (see :func:`geo.imports.commit.commit_import`).
+    recognise : bool
+        Recognise a byte-identical file right after unpacking, before it is read (see
+        :func:`_known_file`): its report is a duplicate's and it has no rows
+        (``PreparedImport.unread``).  Not when it is to be read in a way asked for
+        (``encoding``, ``crs``, ``member``, mappings): then its report says what that gives.
+        False reads it whatever it is.
 
     Returns
     -------
@@ -151,6 +168,10 @@ def prepare_import(
             skipped_files=source.skipped,
             datasets=[d.name for d in source.datasets],
         )
+        if recognise and not (field_map or manual_list or encoding or crs or member):
+            early = _known_file(store, spec, source, report, path, user)
+            if early is not None:
+                return early
         choice = crsmod.parse_crs(crs) if crs else None
         grid_generation = store.layer_generation(grid_spec())
         grid = None if spec.is_grid else load_grid(store)
@@ -230,6 +251,79 @@ def _checksum(source: Source, report: ImportReport) -> str:
         # the same file read with other mappings gives other rows: it is no duplicate of the first
         checksum = hashlib.sha256(f"{checksum}\0{_mapping_digest(report)}".encode()).hexdigest()
     return checksum
+
+
+def _known_file(
+    store: Store, spec: LayerSpec, source: Source, report: ImportReport, path: Path, user: str | None
+) -> PreparedImport | None:
+    """A duplicate's prepared import when the file's bytes alone show that it is one, else None.
+
+    The bytes' checksum is a batch's whole checksum only when that file was read without field
+    or value mappings applying (``_checksum``), so this is tried only when none can apply now
+    (none given, none remembered for the layer).  A live batch of those bytes is current for
+    certain, without the file's survey ids, only when it left no row unchanged (a row it
+    repeated unchanged could have been updated later without the batch being superseded), so
+    otherwise the file is read.  Not for the unit grid (its preview compares the file's units).
+    """
+    if spec.is_grid or store.value_maps(spec.name):
+        return None
+    dup = store.find_checksum(spec.name, source.checksum)
+    if dup is None or dup.unchanged != 0:
+        return None
+    _as_read_before(report, dup.report)
+    report.checksum = source.checksum
+    report.status = "duplicate"
+    report.duplicate_of = dup.id
+    empty = FeatureRows(
+        pd.DataFrame(),
+        np.empty(0, dtype=object),
+        np.empty(0, dtype=object),
+        np.empty(0, dtype=object),
+    )
+    srs = store.srs_epsg() or 0
+    return PreparedImport(
+        spec,
+        report,
+        empty,
+        srs,
+        path,
+        archive_files(path),
+        user,
+        store.layer_generation(grid_spec()),
+        unread=True,
+    )
+
+
+#: What a duplicate's report takes from the report of the batch that imported the same bytes.
+_READ_BEFORE = (
+    "dataset",
+    "rows_read",
+    "rejected_by_reason",
+    "unassigned",
+    "encoding",
+    "encoding_source",
+    "crs",
+    "crs_source",
+    "store_crs",
+    "field_mapping",
+    "value_mappings",
+    "unmatched_fields",
+    "missing_fields",
+)
+
+
+def _as_read_before(report: ImportReport, before: dict[str, Any]) -> None:
+    """Fill ``report`` with what reading the same bytes found then (the batch's own report), so
+    a duplicate recognised before it is read shows the same figures as one that was read."""
+    try:
+        for name in _READ_BEFORE:
+            if name in before:
+                setattr(report, name, before[name])
+        for r in before.get("rejected") or ():
+            report.reject(Rejected(**r))
+        report.rejected_total = int(before.get("rejected_count", report.rejected_total))
+    except (TypeError, ValueError):  # a report of another version: the figures stay unknown (0)
+        return
 
 
 def _find_duplicate(store: Store, spec: LayerSpec, report: ImportReport) -> None:

@@ -230,6 +230,8 @@ class PreparedImport:
     grid_generation: str = ""
     #: value mappings given for this import: (field, raw, code), remembered at commit when allowed
     manual_maps: list[tuple[str, str, str]] = field(default_factory=list)
+    #: recognised as a byte-identical duplicate before it was read: no rows (never written)
+    unread: bool = False
 
 
 #: Why a row is rejected: the reasons in Chinese and English (``{v}`` stands for the value),

@@ -1,6 +1,9 @@
 """A staged upload reviewed and confirmed: :func:`preview` reads it again (with other settings
 when asked) and makes the write only to roll it back, so its report says exactly what
-:func:`commit` would do; :func:`commit` imports it as one batch."""
+:func:`commit` would do, and keeps the rows it prepared (:mod:`geo.imports.upload_prepared`);
+:func:`commit` writes those rows as one batch -- or reads the file again when they no
+longer hold (the layer's declaration, its value mappings or the file changed; a new grid
+only assigns the rows again)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from geo.errors import Conflict, InputError
+from geo.imports import upload_prepared
 from geo.imports.commit import commit_import
 from geo.imports.grid import preview_grid
 from geo.imports.report import ImportReport
@@ -22,6 +26,7 @@ from geo.imports.uploads import (
     write_settings,
 )
 from geo.reading.zips import ZipLimits
+from geo.registry import get_layer
 from geo.store.base import Store
 
 
@@ -63,8 +68,11 @@ def preview(
             for key in ("field_map", "value_map"):
                 if key not in changed:
                     wanted.pop(key, None)
+        spec = get_layer(str(wanted.get("layer")))
+        made_from = upload_prepared.sources(store, spec)  # before the read: a change meanwhile shows
         prepared = prepare_staged(store, folder, wanted, limits=limits)
         report = prepared.report
+        state = upload_prepared.report_state(report)  # before the dry run adds to it
         if valid_from is not None and not prepared.spec.is_grid:
             raise InputError(
                 "生效日期只适用于单元网格",
@@ -87,8 +95,11 @@ def preview(
         try:
             if wanted != params:
                 (folder / FEATURES_FILE).unlink(missing_ok=True)  # never features of other settings
+                upload_prepared.drop(folder)  # nor rows
                 write_settings(folder, wanted)
             keep_features(folder, prepared)
+            if report.status != "duplicate":
+                upload_prepared.keep_prepared(folder, wanted, prepared, state, made_from)
         except OSError as exc:
             raise staging_failed(exc) from exc
     return report
@@ -134,7 +145,15 @@ def commit(
     folder = staged_folder(data_dir, upload_id)
     with locked(folder, upload_id, "commit"):
         params = read_settings(folder, upload_id)
-        prepared = prepare_staged(store, folder, params, user=user, limits=limits)
+        prepared = upload_prepared.kept_prepared(store, folder, params, user)
+        if prepared is None:  # no preview kept its rows, or they no longer hold: read the file
+            prepared = prepare_staged(store, folder, params, user=user, limits=limits)
+        if (
+            prepared.unread
+            and store.find_checksum(prepared.spec.name, prepared.report.checksum or "") is None
+        ):
+            # recognised by its bytes at the preview, no longer a duplicate: it must be read now
+            prepared = prepare_staged(store, folder, params, user=user, limits=limits, recognise=False)
         report = commit_import(
             store,
             prepared,

@@ -1,7 +1,8 @@
 """Uploads waiting for confirmation: the browser sends a file, sees the import report, and
 confirms.  The file and the chosen overrides are kept in ``<data>/uploads/<id>/`` so that
-any server process (several gunicorn workers) can commit it; committing reads it again
-and writes the batch in one transaction.
+any server process (several gunicorn workers) can commit it; committing writes the rows the
+preview kept beside it (:mod:`geo.imports.upload_prepared`; the file is read again when
+they no longer hold) in one transaction.
 
 A staged upload is previewed and committed by :mod:`geo.imports.upload_review`; the
 features it would add are drawn from what :mod:`geo.imports.upload_features` keeps beside it.
@@ -358,8 +359,10 @@ def prepare_staged(
     params: dict[str, Any],
     user: str | None = None,
     limits: ZipLimits | None = None,
+    recognise: bool = True,
 ) -> PreparedImport:
-    """Read and check a staged upload with its settings ``params`` (nothing is written)."""
+    """Read and check a staged upload with its settings ``params`` (nothing is written;
+    ``recognise``: see :func:`geo.imports.importer.prepare_import`)."""
     return prepare_import(
         store,
         params["layer"],
@@ -371,6 +374,7 @@ def prepare_staged(
         limits=limits,
         field_map=params.get("field_map") or None,
         value_map=[(f, r, c) for f, r, c in params.get("value_map") or ()] or None,
+        recognise=recognise,
     )
 
 
