@@ -526,7 +526,8 @@ def _outlines(
     for ``zoom`` (about a pixel).  Computed for the units asked and kept per grid generation
     (units change only with the grid), so panning over known ground costs nothing."""
     key = (store.layer_generation(grid_spec()), level, zoom, gcj02, None if version is None else version.id)
-    known: dict[str, Any] = store.cache.region("outlines").setdefault(key, {})
+    region = store.cache.region("outlines")
+    known: dict[str, Any] = region.setdefault(key, {})
     missing = [c for c in codes if c not in known]
     if missing:
         geo = unit_geometry(store, level, version)
@@ -535,6 +536,9 @@ def _outlines(
             np.asarray(geo.loc[missing].values, dtype=object), px, preserve_topology=True
         )
         shapes = shapely.set_precision(_shift_geoms(shapes, gcj02), px / 4, mode="pointwise")
-        for code, text in zip(missing, shapely.to_geojson(shapes).tolist(), strict=True):
+        texts = shapely.to_geojson(shapes).tolist()
+        for code, text in zip(missing, texts, strict=True):
             known[code] = json.loads(text)
+        # filled in place: counted as about four times its text (dicts and lists of floats)
+        region.grow(key, sum(4 * len(t) + 100 for t in texts))
     return [known[c] for c in codes]
