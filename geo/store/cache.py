@@ -9,8 +9,8 @@ Keys follow what an entry was built from, never the store as a whole: the genera
 layer it reads (a token replaced by every write that changes the layer's rows, geometries or
 units, see :func:`generations`), the grid's generation and grid version where units matter,
 and the targets' generation where targets feed it.  A commit to one layer therefore leaves
-every other layer's entries warm.  A key is ``(family, state)``: keeping an entry drops the
-entries of the same family with another state (a newer generation makes the older one
+every other layer's entries warm.  In a region with families a key is ``(family, state)``:
+keeping an entry drops the entries of the same family with another state (a newer generation makes the older one
 useless), so a layer's decoded geometry is never held twice.
 
 Every region is bounded twice: by a number of entries and by bytes (:func:`entry_bytes`
@@ -82,7 +82,7 @@ def _first(key: Any) -> Hashable:
 REGIONS: dict[str, RegionSpec] = {
     # (layer, generation) -> (fids, decoded geometries, units): the current rows of a layer
     "geometry": RegionSpec(64, family=_first, share=0.35),
-    # ((layer, tx, grid version), (layer generation, grid generation)) -> tally columns
+    # ((layer, tx, grid version or "current"), (layer generation, grid generation)) -> tally columns
     "facts": RegionSpec(64, family=_first, share=0.2),
     # unit hierarchy per (grid generation[, version])
     "hierarchy": RegionSpec(16, share=0.04),
@@ -98,7 +98,7 @@ REGIONS: dict[str, RegionSpec] = {
     "positions": RegionSpec(64, family=_first, share=0.12),
     # ((level, layer, as-of, within, tx, version), generations of what it counts) -> map unit table
     "cell_tables": RegionSpec(32, family=_first, share=0.05),
-    # (layer, generation) -> the text columns a search looks in, lower-cased
+    # (layer or "<layer>/list", generation) -> the text columns a search or list looks in, lower-cased
     "search": RegionSpec(16, family=_first, share=0.04),
     # simplified unit outlines already drawn, per (level, zoom, ...)
     "outlines": RegionSpec(64, share=0.02),
