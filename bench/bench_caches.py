@@ -65,7 +65,9 @@ from web.access import PUBLIC, requires
 @app.get("/_bench/cache")
 @requires(PUBLIC)
 def _bench_cache():  # the cache's own accounting (this benchmark's server only)
+    import gc
     from geo.store.cache import cache_for
+    gc.collect()  # what only reference cycles still hold goes before the next reading
     cache = cache_for(str(next(iter(Path({data!r}).glob("*.gpkg")))))
     nbytes = getattr(cache, "nbytes", None)
     return {{"entries": sum(cache.sizes().values()), "bytes": sum(nbytes().values()) if nbytes else None}}
@@ -143,6 +145,7 @@ def run(code: Path, store: Path, work: Path, args: argparse.Namespace, bbox: str
         out["rss_warm"] = rss_mb(proc.pid)
         rss: list[float] = []
         kept: list[dict] = []
+        collected: list[float] = []
         for i in range(args.imports):
             layer = "parking" if i % 2 == 0 else "demolition"
             make = parking_points if layer == "parking" else make_points
@@ -154,8 +157,10 @@ def run(code: Path, store: Path, work: Path, args: argparse.Namespace, bbox: str
             rss.append(rss_mb(proc.pid))
             with urllib.request.urlopen(f"{base}/_bench/cache", timeout=60) as resp:
                 kept.append(json.loads(resp.read()))
+            collected.append(rss_mb(proc.pid))
         out["rss"] = rss
         out["kept"] = kept
+        out["collected"] = collected
         # the first requests for demolition after a commit to parking, then after one to demolition
         for written, tag in (("parking", "other"), ("demolition", "same")):
             make = parking_points if written == "parking" else make_points
@@ -210,6 +215,12 @@ def main() -> int:
         for name, r in results.items():
             first, last = r["rss"][0], r["rss"][-1]
             print(f"| {name} | {r['rss_warm']:,.0f} | {first:,.0f} | {last:,.0f} | {last / first:.2f} |")
+        print("\n## server RSS right after a full garbage collection (MB)")
+        print("| code | after the 1st | after the last | last / 1st |")
+        print("|---|---:|---:|---:|")
+        for name, r in results.items():
+            first, last = r["collected"][0], r["collected"][-1]
+            print(f"| {name} | {first:,.0f} | {last:,.0f} | {last / first:.2f} |")
         print("\n## the cache's own accounting after the 1st and the last small import")
         print("| code | entries | bytes (MB, estimated) |")
         print("|---|---:|---:|")
