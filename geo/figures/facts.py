@@ -1,8 +1,9 @@
-"""The per-feature columns a tally counts (:class:`Facts`), read once per store revision.
+"""The per-feature columns a tally counts (:class:`Facts`), read once per generation of
+their layer and of the grid.
 
 Kept in the store's cache (:mod:`geo.store.cache`, region ``facts``): the columns of the
 current rows, or of the row versions visible at a transaction, with each feature's unit on a
-grid version.
+grid version.  A commit to another layer leaves them kept.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geo.registry import grid_spec
 from geo.store.base import Store
-from geo.store.cache import MISSING
+from geo.store.cache import entry_bytes, generations
 from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
+
+#: How many tallies' row positions a :class:`Facts` keeps (per level and filter), newest last.
+POSITIONS_KEPT = 4
 
 
 @dataclass
@@ -42,6 +47,13 @@ class Facts:
     positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
     #: fid of each feature row version (ordered)
     fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def cache_bytes(self) -> int:
+        """Estimated memory held (see :func:`geo.store.cache.entry_bytes`), with room for the
+        tally rows of :data:`POSITIONS_KEPT` tallies, filled after the entry is kept."""
+        columns = [self.unit, self.completed, self.found, self.done, *self.measures.values()]
+        columns += [self.status, self.shape, self.unrecognised, self.undated, self.fids]
+        return sum(entry_bytes(c) for c in columns) + POSITIONS_KEPT * 8 * len(self.fids)
 
 
 def as_of_state(facts: Facts, day: np.datetime64 | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +83,7 @@ def load_facts(
 ) -> Facts:
     """Columns of ``spec`` for tallies: of the current rows, or of the row versions visible at
     transaction ``tx``; units on grid ``version`` (default: the current grid's, stored with
-    the rows).  Cached per store revision (and tx and version)."""
+    the rows).  Cached per generation of the layer and the grid (and tx and version)."""
     if tx is not None:
         last = store.last_tx()
         if last is not None and last.id == tx:  # nothing written since: the current rows
@@ -79,28 +91,29 @@ def load_facts(
             after = store.last_tx()
             if after is not None and after.id == tx:
                 return facts
-    # the revision before the rows: facts kept under it are never of a later state
-    revision = store.revision()
+    # the generations before the rows: facts kept under them are never of a later state
+    state = generations(store, spec, grid_spec())
     current = store.current_grid_version()
     base = _load_base(store, spec, tx)
     if tx is None and (version is None or (current is not None and current.id == version.id)):
         return base
     kept = store.cache.region("facts")
-    key = (revision, spec.name, tx, None if version is None else version.id)
-    hit = kept.get(key)
-    if hit is not MISSING:
-        return hit
-    units = np.full(len(base.fids), UNASSIGNED, dtype=object)
-    if version is not None and len(base.fids):
-        fids, stored = store.read_assignment(spec, version.id)
-        if len(fids):
-            pos = np.clip(np.searchsorted(fids, base.fids), 0, len(fids) - 1)
-            found = fids[pos] == base.fids
-            units[found] = stored[pos[found]]
-    facts = replace(base, unit=pa.array(units.tolist(), type=pa.string()), positions={})
-    if store.revision() == revision:
-        kept[key] = facts
-    return facts
+    key = ((spec.name, tx, None if version is None else version.id), state)
+
+    def fill() -> Facts:
+        units = np.full(len(base.fids), UNASSIGNED, dtype=object)
+        if version is not None and len(base.fids):
+            fids, stored = store.read_assignment(spec, version.id)
+            if len(fids):
+                pos = np.clip(np.searchsorted(fids, base.fids), 0, len(fids) - 1)
+                found = fids[pos] == base.fids
+                units[found] = stored[pos[found]]
+        return replace(base, unit=pa.array(units.tolist(), type=pa.string()), positions={})
+
+    # kept only when no write landed since ``state`` was read (``base`` may be newer)
+    return kept.get_or_fill(
+        key, fill, lambda: generations(store, spec, grid_spec()) == state, wait=not store.writing()
+    )
 
 
 def read_facts(store: Store, spec: LayerSpec) -> Facts:
@@ -110,20 +123,16 @@ def read_facts(store: Store, spec: LayerSpec) -> Facts:
 
 
 def _load_base(store: Store, spec: LayerSpec, tx: int | None) -> Facts:
-    kept = store.cache.region("facts")
-    key = (store.revision(), spec.name, tx)
-    hit = kept.get(key)
-    if hit is not MISSING:
-        return hit
-    with store.cache.filling("facts", spec.name):
-        hit = kept.get(key)
-        if hit is not MISSING:
-            return hit
-        facts = _read_facts(store, spec, tx)
+    """The columns of ``spec`` (at ``tx``) with units on the current grid, kept per generation
+    of the layer and of the grid."""
+    state = generations(store, spec, grid_spec())
+    return store.cache.region("facts").get_or_fill(
+        ((spec.name, tx, "current"), state),
+        lambda: _read_facts(store, spec, tx),
         # kept only when no write landed while reading: the entry must hold what its key says
-        if store.revision() == key[0]:
-            kept[key] = facts
-    return facts
+        lambda: generations(store, spec, grid_spec()) == state,
+        wait=not store.writing(),
+    )
 
 
 def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:

@@ -25,7 +25,7 @@ from geo.figures.hierarchy import grid_levels, load_hierarchy
 from geo.reading.values import parse_date
 from geo.registry import get_layer
 from geo.store.base import Store
-from geo.store.cache import MISSING
+from geo.store.cache import generations
 from layers.base import UNASSIGNED, LayerSpec, Level
 
 __all__ = [
@@ -180,26 +180,23 @@ def _read(store: Store, spec: LayerSpec) -> tuple[pa.Table, pa.Array]:
     """The current rows of ``spec`` (``fid`` and the listed columns, Arrow) and the lower-cased
     text of their searchable fields joined by line feeds, kept per layer generation."""
     kept = store.cache.region("search")
-    key = (f"{spec.name}/list", store.layer_generation(spec))
-    hit = kept.get(key)
-    if hit is MISSING:
-        with store.cache.filling("search", f"{spec.name}/list"):
-            hit = kept.get(key)
-            if hit is MISSING:
-                table = store.read_table(spec, list_columns(spec))
-                columns = []
-                for name in spec.searchable_fields:
-                    col = table.column(name).combine_chunks()
-                    columns.append(
-                        pc.utf8_lower(col if pa.types.is_string(col.type) else pc.cast(col, pa.string()))
-                    )
-                text = (
-                    pc.binary_join_element_wise(*columns, "\n", null_handling="replace", null_replacement="")
-                    if columns
-                    else pa.array([""] * table.num_rows, type=pa.string())
-                )
-                hit = kept[key] = (table.combine_chunks(), text)
-    return hit
+    state = generations(store, spec)
+    key = (f"{spec.name}/list", state)
+
+    def fill() -> tuple[pa.Table, pa.Array]:
+        table = store.read_table(spec, list_columns(spec))
+        columns = []
+        for name in spec.searchable_fields:
+            col = table.column(name).combine_chunks()
+            columns.append(pc.utf8_lower(col if pa.types.is_string(col.type) else pc.cast(col, pa.string())))
+        text = (
+            pc.binary_join_element_wise(*columns, "\n", null_handling="replace", null_replacement="")
+            if columns
+            else pa.array([""] * table.num_rows, type=pa.string())
+        )
+        return (table.combine_chunks(), text)
+
+    return kept.get_or_fill(key, fill, lambda: generations(store, spec) == state, wait=not store.writing())
 
 
 def _table(store: Store, spec: LayerSpec) -> pa.Table:

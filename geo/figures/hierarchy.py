@@ -16,7 +16,7 @@ import pandas as pd
 from geo.errors import InputError
 from geo.registry import grid_spec
 from geo.store.base import Store
-from geo.store.cache import MISSING
+from geo.store.cache import generations
 from geo.store.interface.features import GridVersion
 from layers.base import Level
 
@@ -198,26 +198,23 @@ def load_hierarchy(store: Store, version: GridVersion | None = None) -> Hierarch
     later disappeared too), kept per generation of the grid layer."""
     grid = grid_spec()
     kept = store.cache.region("hierarchy")
+    state = generations(store, grid)
+
+    def fresh() -> bool:
+        return generations(store, grid) == state
+
     if version is not None:
         current = store.current_grid_version()
         if current is None or current.id != version.id:
-            key: tuple[Any, ...] = (store.layer_generation(grid), version.id)
-            hit = kept.get(key)
-            if hit is MISSING:
-                with store.cache.filling("hierarchy"):
-                    hit = kept.get(key)
-                    if hit is MISSING:
-                        attrs, _ = store.read_visible(
-                            grid, version.tx, [f.name for f in grid.fields], geometry=False
-                        )
-                        hit = kept[key] = hierarchy_from_grid(attrs)
-            return hit
-    key = (store.layer_generation(grid),)
-    hit = kept.get(key)
-    if hit is MISSING:
-        with store.cache.filling("hierarchy"):
-            hit = kept.get(key)
-            if hit is MISSING:
-                attrs = store.read_attributes(grid, [f.name for f in grid.fields])
-                hit = kept[key] = hierarchy_from_grid(attrs)
-    return hit
+            tx = version.tx
+
+            def fill_version() -> Hierarchy:
+                attrs, _ = store.read_visible(grid, tx, [f.name for f in grid.fields], geometry=False)
+                return hierarchy_from_grid(attrs)
+
+            return kept.get_or_fill((state, version.id), fill_version, fresh, wait=not store.writing())
+
+    def fill() -> Hierarchy:
+        return hierarchy_from_grid(store.read_attributes(grid, [f.name for f in grid.fields]))
+
+    return kept.get_or_fill((state,), fill, fresh, wait=not store.writing())

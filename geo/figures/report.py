@@ -21,7 +21,7 @@ from geo.reading.values import parse_date
 from geo.registry import grid_spec
 from geo.store import clock
 from geo.store.base import Store
-from geo.store.cache import MISSING
+from geo.store.cache import generations
 from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED
 
@@ -107,15 +107,13 @@ def unit_geometry(store: Store, level: str, version: GridVersion | None = None) 
         current = store.current_grid_version()
         if current is not None and current.id == version.id:
             version = None  # the stored grid
-    kept = store.cache.region("units")
-    key = (store.layer_generation(grid_spec()), level, None if version is None else version.id)
-    hit = kept.get(key)
-    if hit is MISSING:
-        with store.cache.filling("units", level):
-            hit = kept.get(key)
-            if hit is MISSING:
-                hit = kept[key] = _unit_geometry(store, level, version)
-    return hit
+    state = generations(store, grid_spec())
+    return store.cache.region("units").get_or_fill(
+        (state, level, None if version is None else version.id),
+        lambda: _unit_geometry(store, level, version),
+        lambda: generations(store, grid_spec()) == state,
+        wait=not store.writing(),
+    )
 
 
 def _unit_geometry(store: Store, level: str, version: GridVersion | None) -> gpd.GeoSeries:

@@ -37,7 +37,7 @@ from geo.reading import crs as crsmod
 from geo.reading.gcj02 import wgs84_to_gcj02
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
-from geo.store.cache import MISSING
+from geo.store.cache import generations
 from layers.base import UNASSIGNED, LayerSpec
 
 __all__ = ["MAX_LIMIT", "MAX_QUERY", "SearchHit", "check_query", "search"]
@@ -178,39 +178,37 @@ def _unit_columns(store: Store) -> dict[str, Any]:
     order (top level 0), and the lower-cased code and name as Arrow arrays."""
     grid = grid_spec()
     kept = store.cache.region("search")
-    key = (grid.name, store.layer_generation(grid))
-    hit = kept.get(key)
-    if hit is not MISSING:
-        return hit
-    with store.cache.filling("search", grid.name):
-        hit = kept.get(key)
-        if hit is MISSING:
-            hier = load_hierarchy(store)
-            frames = []
-            names = hier.level_names
-            for i, level in enumerate(names):
-                units = hier.units(level)
-                units = units[units["code"].notna() & (units["code"] != UNCODED)]
-                units["order"] = len(names) - 1 - i
-                frames.append(units)
-            df = pd.concat(frames, ignore_index=True)
-            codes = df["code"].astype(str)
-            unit_names = df["name"].where(df["name"].notna(), "").astype(str)
-            code = pa.array(codes.str.lower().tolist(), type=pa.string())
-            name = pa.array(unit_names.str.lower().tolist(), type=pa.string())
-            g = hier.grid
-            hit = kept[key] = {
-                "frame": df.reset_index(drop=True),
-                "code": code,
-                "name": name,
-                "haystack": _haystack([code, name]),
-                # unit-grid code → its name (the code where it has none), for the features' hits
-                "grid_names": {
-                    str(c): (str(n) if isinstance(n, str) and n else str(c))
-                    for c, n in zip(g["code"].tolist(), g["name"].tolist(), strict=True)
-                },
-            }
-    return hit
+    state = generations(store, grid)
+    key = (grid.name, state)
+
+    def fill() -> dict[str, Any]:
+        hier = load_hierarchy(store)
+        frames = []
+        names = hier.level_names
+        for i, level in enumerate(names):
+            units = hier.units(level)
+            units = units[units["code"].notna() & (units["code"] != UNCODED)]
+            units["order"] = len(names) - 1 - i
+            frames.append(units)
+        df = pd.concat(frames, ignore_index=True)
+        codes = df["code"].astype(str)
+        unit_names = df["name"].where(df["name"].notna(), "").astype(str)
+        code = pa.array(codes.str.lower().tolist(), type=pa.string())
+        name = pa.array(unit_names.str.lower().tolist(), type=pa.string())
+        g = hier.grid
+        return {
+            "frame": df.reset_index(drop=True),
+            "code": code,
+            "name": name,
+            "haystack": _haystack([code, name]),
+            # unit-grid code → its name (the code where it has none), for the features' hits
+            "grid_names": {
+                str(c): (str(n) if isinstance(n, str) and n else str(c))
+                for c, n in zip(g["code"].tolist(), g["name"].tolist(), strict=True)
+            },
+        }
+
+    return kept.get_or_fill(key, fill, lambda: generations(store, grid) == state, wait=not store.writing())
 
 
 def _unit_candidates(store: Store, text: str, lang: str, limit: int) -> list[tuple[tuple[Any, ...], Any]]:
@@ -284,35 +282,33 @@ def _rank(
 def _feature_columns(store: Store, spec: LayerSpec) -> dict[str, Any]:
     """``fid``, the unit, and each searchable field (lower-cased) of the current rows of ``spec``."""
     kept = store.cache.region("search")
-    key = (spec.name, store.layer_generation(spec))
-    hit = kept.get(key)
-    if hit is not MISSING:
-        return hit
-    with store.cache.filling("search", spec.name):
-        hit = kept.get(key)
-        if hit is MISSING:
-            fields = list(spec.searchable_fields)
-            table = store.read_table(spec, [*fields, "gw_unit"])
-            shown: dict[str, pa.Array] = {}
-            for f in fields:
-                col = table.column(f).combine_chunks()
-                shown[f] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
-            first = shown[fields[0]] if fields else pa.array([], type=pa.string())
-            haystack = _haystack(list(shown.values())) if fields else first
-            lengths = np.asarray(pc.utf8_length(haystack).to_numpy(zero_copy_only=False), dtype=np.int64)
-            hit = kept[key] = {
-                "fid": np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
-                "unit": table.column("gw_unit").combine_chunks(),
-                # the survey id, lower-cased (for exact and prefix hits)
-                "id": pc.utf8_lower(first) if spec.id_field else None,
-                # every row's fields in one text, rows apart by a record separator, and where
-                # each row starts in it: str.find runs over it many times faster than a kernel
-                # over a million short strings, and stops at the first hits
-                "text": _ROW_SEP.join(haystack.to_pylist()),
-                "starts": np.concatenate([[0], np.cumsum(lengths + 1)]),
-                "shown": shown,
-            }
-    return hit
+    state = generations(store, spec)
+    key = (spec.name, state)
+
+    def fill() -> dict[str, Any]:
+        fields = list(spec.searchable_fields)
+        table = store.read_table(spec, [*fields, "gw_unit"])
+        shown: dict[str, pa.Array] = {}
+        for f in fields:
+            col = table.column(f).combine_chunks()
+            shown[f] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
+        first = shown[fields[0]] if fields else pa.array([], type=pa.string())
+        haystack = _haystack(list(shown.values())) if fields else first
+        lengths = np.asarray(pc.utf8_length(haystack).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return {
+            "fid": np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
+            "unit": table.column("gw_unit").combine_chunks(),
+            # the survey id, lower-cased (for exact and prefix hits)
+            "id": pc.utf8_lower(first) if spec.id_field else None,
+            # every row's fields in one text, rows apart by a record separator, and where
+            # each row starts in it: str.find runs over it many times faster than a kernel
+            # over a million short strings, and stops at the first hits
+            "text": _ROW_SEP.join(haystack.to_pylist()),
+            "starts": np.concatenate([[0], np.cumsum(lengths + 1)]),
+            "shown": shown,
+        }
+
+    return kept.get_or_fill(key, fill, lambda: generations(store, spec) == state, wait=not store.writing())
 
 
 def _feature_hits(cols: dict[str, Any], text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:

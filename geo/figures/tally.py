@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import layers
 from geo.errors import InputError
 from geo.figures.asof import View, choose_version, parse_as_of, resolve_view
-from geo.figures.facts import Facts, as_of_state, load_facts
+from geo.figures.facts import POSITIONS_KEPT, Facts, as_of_state, load_facts
 from geo.figures.hierarchy import Hierarchy, check_level, empty_hierarchy, load_hierarchy
 from geo.reading.values import parse_month
 from geo.registry import get_layer
@@ -236,6 +236,9 @@ def _positions(
         pos = np.full(len(grid_idx), unassigned_row, dtype=np.int64)  # UNASSIGNED and unknown codes
         pos[in_grid] = grid_to_row[grid_idx[in_grid].astype(np.int64)]
         cached = (hier, pos)
+        facts.positions.pop((level, within), None)
+        while len(facts.positions) >= POSITIONS_KEPT:  # bounded: the entry's size counts them
+            facts.positions.pop(next(iter(facts.positions)), None)
         facts.positions[(level, within)] = cached
     return cached[1]
 

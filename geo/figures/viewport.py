@@ -26,13 +26,13 @@ from geo.figures.asof import choose_version, parse_as_of, resolve_view
 from geo.figures.facts import Facts, as_of_state, load_facts, read_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.report import unit_geometry
-from geo.figures.tally import Filters, tally
+from geo.figures.tally import Filters, survey_specs, tally
 from geo.reading import crs as crsmod
 from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.reading.values import parse_date
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
-from geo.store.cache import MISSING
+from geo.store.cache import generations
 from geo.store.interface.features import GridVersion
 from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, LayerSpec, Status
 
@@ -72,13 +72,15 @@ class BBox:
 
 def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(fid, lon, lat, geometry in lon/lat)`` of every feature of ``spec``."""
-    kept = store.cache.region("positions")
-    key = (spec.name, store.layer_generation(spec))
-    hit = kept.get(key)
-    if hit is not MISSING:
-        return hit
-    with store.cache.filling("positions", spec.name):
-        return _fill_positions(store, spec, key)
+    state = generations(store, spec)
+    # kept only when the rows read are of the generation of the key; replaces the layer's
+    # older generation (see geo.store.cache.REGIONS)
+    return store.cache.region("positions").get_or_fill(
+        (spec.name, state),
+        lambda: _to_lonlat(store, *store.read_geometry(spec)),
+        lambda: generations(store, spec) == state,
+        wait=not store.writing(),
+    )
 
 
 def _positions_and_facts(
@@ -86,8 +88,8 @@ def _positions_and_facts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Facts]:
     """:func:`_positions` and :func:`load_facts` of one state of the layer, row for row.
 
-    Each is cached on its own (positions per layer generation, facts per store revision); a
-    commit between the two reads leaves them of different states, so they are read again.
+    Each is cached on its own (both per generation of the layer); a commit between the two
+    reads leaves them of different states, so they are read again.
     When commits keep landing between them, both are read once more in one
     :meth:`~geo.store.base.Store.snapshot`, uncached.
 
@@ -112,21 +114,6 @@ def _positions_and_facts(
     raise StoreError(
         "图层正在写入，请稍后重试", "the layer is being written; try again in a moment", code="busy"
     )
-
-
-def _fill_positions(
-    store: Store, spec: LayerSpec, key: tuple[str, str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    kept = store.cache.region("positions")
-    hit = kept.get(key)
-    if hit is MISSING:
-        fids, geoms = store.read_geometry(spec)
-        hit = _to_lonlat(store, fids, geoms)
-        # kept only when the rows read are of the generation of ``key``; replaces the
-        # layer's older generation (see geo.store.cache.REGIONS)
-        if store.layer_generation(spec) == key[1]:
-            kept[key] = hit
-    return hit
 
 
 def _to_lonlat(
@@ -460,31 +447,28 @@ def cells_in_view(
     as_of = parse_date(as_of)  # one cache entry per day, however it was written
     seen = resolve_view(store, as_of, known_at, grid)
     version = seen.version if seen.grid != "in_force" else choose_version(seen, parse_as_of(as_of))
-    kept = store.cache.region("cell_tables")
-    key = (
-        store.revision(),
-        level,
-        layer,
-        as_of,
-        within,
-        seen.tx,
-        None if version is None else version.id,
+    counted = survey_specs([layer] if layer else None)
+    state = generations(store, *counted, grid_spec(), targets=True)
+    key = ((level, layer, as_of, within, seen.tx, None if version is None else version.id), state)
+
+    def fill() -> tuple[Any, list[str], list[dict[str, Any]]]:
+        table = tally(
+            store,
+            level,
+            [layer] if layer else None,
+            as_of,
+            Filters(within=within) if within else None,
+            view=seen,
+        )
+        return _view_table(store, level, table, version)
+
+    # kept only when no write to what it counts landed while it was computed
+    view_table = store.cache.region("cell_tables").get_or_fill(
+        key,
+        fill,
+        lambda: generations(store, *counted, grid_spec(), targets=True) == state,
+        wait=not store.writing(),
     )
-    view_table = kept.get(key, None)
-    if view_table is None:
-        with store.cache.filling("cell_tables"):
-            view_table = kept.get(key, None)
-            if view_table is None:
-                table = tally(
-                    store,
-                    level,
-                    [layer] if layer else None,
-                    as_of,
-                    Filters(within=within) if within else None,
-                    view=seen,
-                )
-                view_table = _view_table(store, level, table, version)
-                kept[key] = view_table
     geo, codes, records = view_table
     hits = np.arange(len(geo))
     if bbox is not None:
@@ -542,7 +526,8 @@ def _outlines(
     for ``zoom`` (about a pixel).  Computed for the units asked and kept per grid generation
     (units change only with the grid), so panning over known ground costs nothing."""
     key = (store.layer_generation(grid_spec()), level, zoom, gcj02, None if version is None else version.id)
-    known: dict[str, Any] = store.cache.region("outlines").setdefault(key, {})
+    region = store.cache.region("outlines")
+    known: dict[str, Any] = region.setdefault(key, {})
     missing = [c for c in codes if c not in known]
     if missing:
         geo = unit_geometry(store, level, version)
@@ -551,6 +536,9 @@ def _outlines(
             np.asarray(geo.loc[missing].values, dtype=object), px, preserve_topology=True
         )
         shapes = shapely.set_precision(_shift_geoms(shapes, gcj02), px / 4, mode="pointwise")
-        for code, text in zip(missing, shapely.to_geojson(shapes).tolist(), strict=True):
+        texts = shapely.to_geojson(shapes).tolist()
+        for code, text in zip(missing, texts, strict=True):
             known[code] = json.loads(text)
+        # filled in place: counted as about four times its text (dicts and lists of floats)
+        region.grow(key, sum(4 * len(t) + 100 for t in texts))
     return [known[c] for c in codes]

@@ -69,6 +69,12 @@ class Store(FeatureStore, BatchRegister, TargetStore, AccountStore, AuditLog, Va
         """All-or-nothing write scope: on any exception nothing is kept."""
         ...
 
+    def writing(self) -> bool:
+        """Whether this handle is inside :meth:`transaction` (what it reads may not be
+        committed, and generations may not be bumped yet: see
+        :func:`geo.store.cache.generations`)."""
+        ...
+
     def snapshot(self) -> AbstractContextManager[None]:
         """Read scope in which every read sees one state of the store, whatever commits
         meanwhile -- for reads that must agree row for row.  No writes inside; keep it short

@@ -1,91 +1,233 @@
 """One cache object per store: what the engine keeps of a store between requests.
 
 Decoded geometry, tally columns, unit hierarchies, dissolved outlines, grid indexes and the
-map's per-viewport tables are costly to rebuild, so each process keeps them, keyed by the
-store's revision or a layer's generation (a token replaced by every write that changes what
-the entry was built from).  They all live in the :class:`StoreCache` of their store
-(``store.cache``), each kind in a named :class:`Region` with its own bound, declared once in
-:data:`REGIONS`; an entry that a newer generation of the same family replaces is dropped as
-soon as the new one is kept, so a layer's decoded geometry is never held twice.
+map's per-viewport tables are costly to rebuild, so each process keeps them.  They all live in
+the :class:`StoreCache` of their store (``store.cache``), each kind in a named :class:`Region`
+declared once in :data:`REGIONS`.
+
+Keys follow what an entry was built from, never the store as a whole: the generation of each
+layer it reads (a token replaced by every write that changes the layer's rows, geometries or
+units, see :func:`generations`), the grid's generation and grid version where units matter,
+and the targets' generation where targets feed it.  A commit to one layer therefore leaves
+every other layer's entries warm.  In a region with families a key is ``(family, state)``:
+keeping an entry drops the entries of the same family with another state (a newer generation makes the older one
+useless), so a layer's decoded geometry is never held twice.
+
+Every region is bounded twice: by a number of entries and by bytes (:func:`entry_bytes`
+estimates an entry's size from its arrays, tables and geometries).  When either is exceeded
+the least recently used entries go.  The byte budget of the whole store cache is
+``$GRIDWATCH_CACHE_MB`` (default :data:`DEFAULT_BUDGET_MB`), shared among the regions by
+their :attr:`RegionSpec.share`; an entry larger than its region's budget is still kept, alone.
 
 After a write every thread of a worker that serves a map request finds an entry missing at
 the same moment; without a guard each one rebuilds it, all sharing one interpreter lock, and
-each waits as long as all of them together.  :meth:`StoreCache.filling` lets the first build
-it while the others wait for its result.
+each waits as long as all of them together.  :meth:`Region.get_or_fill` (and
+:meth:`StoreCache.filling`) let the first build it while the others wait for its result.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
-__all__ = ["MISSING", "REGIONS", "Region", "RegionSpec", "StoreCache", "cache_for"]
+import numpy as np
+
+__all__ = [
+    "DEFAULT_BUDGET_MB",
+    "MISSING",
+    "REGIONS",
+    "Region",
+    "RegionSpec",
+    "StoreCache",
+    "budget_bytes",
+    "cache_for",
+    "entry_bytes",
+    "generations",
+]
 
 #: What :meth:`Region.get` gives by default for a key it does not hold (entries may be None).
 MISSING: Any = object()
 
+#: Byte budget of one store's cache when ``$GRIDWATCH_CACHE_MB`` is not set.
+DEFAULT_BUDGET_MB = 2048
+
 
 @dataclass(frozen=True)
 class RegionSpec:
-    """How many entries a region keeps, and whether a new entry replaces its family's older ones.
+    """How many entries a region keeps, its share of the byte budget, and whether a new entry
+    replaces its family's older ones.
 
     ``family`` takes a key to the family it belongs to (e.g. ``(layer, generation)`` → layer):
-    keeping an entry drops the entries of the same family (a newer generation makes the older
-    one useless, and geometry is large).  Without it the oldest entry goes when the region is
-    full.
+    keeping an entry drops the other entries of the same family (a newer generation makes the
+    older one useless, and geometry is large).  ``share`` is the region's fraction of the
+    store cache's byte budget.  Beyond either bound the least recently used entries go.
     """
 
     limit: int
     family: Callable[[Any], Hashable] | None = None
+    share: float = 0.05
 
 
 def _first(key: Any) -> Hashable:
     return key[0]
 
 
-#: Every kind of entry kept for a store, with its bound.
+#: Every kind of entry kept for a store, with its bounds.
 REGIONS: dict[str, RegionSpec] = {
     # (layer, generation) -> (fids, decoded geometries, units): the current rows of a layer
-    "geometry": RegionSpec(64, family=_first),
-    # tally columns per (revision, layer, tx[, grid version])
-    "facts": RegionSpec(64),
+    "geometry": RegionSpec(64, family=_first, share=0.35),
+    # ((layer, tx, grid version or "current"), (layer generation, grid generation)) -> tally columns
+    "facts": RegionSpec(64, family=_first, share=0.2),
     # unit hierarchy per (grid generation[, version])
-    "hierarchy": RegionSpec(16),
+    "hierarchy": RegionSpec(16, share=0.04),
     # dissolved unit outlines per (grid generation, level, version)
-    "units": RegionSpec(16),
+    "units": RegionSpec(16, share=0.08),
     # the current grid as an assignment index, per grid generation
-    "grid_index": RegionSpec(8),
+    "grid_index": RegionSpec(8, share=0.04),
     # a grid version's cells as an assignment index, per (grid generation, version)
-    "grid_versions": RegionSpec(16),
+    "grid_versions": RegionSpec(16, share=0.04),
     # what changed between two grid versions, per (grid generation, version, version)
-    "grid_diffs": RegionSpec(64),
-    # (layer, revision, crs) -> feature positions for the map
-    "positions": RegionSpec(64, family=_first),
-    # the map's unit tables per (level, layer, as-of, filters ...)
-    "cell_tables": RegionSpec(32),
-    # (layer, generation) -> the text columns a search looks in, lower-cased
-    "search": RegionSpec(16, family=_first),
+    "grid_diffs": RegionSpec(64, share=0.02),
+    # (layer, generation) -> feature positions for the map
+    "positions": RegionSpec(64, family=_first, share=0.12),
+    # ((level, layer, as-of, within, tx, version), generations of what it counts) -> map unit table
+    "cell_tables": RegionSpec(32, family=_first, share=0.05),
+    # (layer or "<layer>/list", generation) -> the text columns a search or list looks in, lower-cased
+    "search": RegionSpec(16, family=_first, share=0.04),
     # simplified unit outlines already drawn, per (level, zoom, ...)
-    "outlines": RegionSpec(64),
+    "outlines": RegionSpec(64, share=0.02),
 }
 
 
-class Region:
-    """A bounded mapping of one kind of entry (see :class:`RegionSpec`)."""
+def budget_bytes() -> int:
+    """The byte budget of one store's cache: ``$GRIDWATCH_CACHE_MB`` megabytes, else
+    :data:`DEFAULT_BUDGET_MB` (a value that is not a positive number counts as unset)."""
+    raw = os.environ.get("GRIDWATCH_CACHE_MB", "")
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = 0.0
+    return int((mb if mb > 0 else DEFAULT_BUDGET_MB) * 1024 * 1024)
 
-    def __init__(self, spec: RegionSpec):
+
+def generations(store: Any, *specs: Any, targets: bool = False) -> tuple[str, ...]:
+    """The state an entry built from the layers ``specs`` (include the grid's spec where units
+    matter) and, with ``targets``, the targets is of: their generations, read now.
+
+    Read it before the data, and keep the entry only when it is unchanged after.  Inside a
+    write transaction of ``store`` the store revision (new for each transaction, never
+    reused) is added: rows written there may not have bumped a generation yet, and the
+    transaction may still roll back.
+    """
+    out = [store.layer_generation(s) for s in specs]
+    if targets:
+        out.append(store.generation("~targets"))
+    if store.writing():
+        out.append("tx:" + store.revision())
+    return tuple(out)
+
+
+# --- sizes --------------------------------------------------------------------------------
+
+_SAMPLE = 256
+
+
+def _object_items_bytes(values: Any, n: int) -> int:
+    """Size of ``n`` Python objects, estimated from an even sample of them."""
+    if n == 0:
+        return 0
+    step = max(1, n // _SAMPLE)
+    sample = values[::step][:_SAMPLE]
+    total = sum(_one_object_bytes(v) for v in sample)
+    return int(total * n / max(1, len(sample)))
+
+
+def _one_object_bytes(v: Any) -> int:
+    if v is None:
+        return 0
+    if isinstance(v, str | bytes):
+        return sys.getsizeof(v)
+    mod = type(v).__module__
+    if mod.startswith("shapely"):
+        import shapely
+
+        return 96 + 16 * int(shapely.get_num_coordinates(v)) + 64 * int(shapely.get_num_geometries(v))
+    return entry_bytes(v, 2)
+
+
+def entry_bytes(value: Any, depth: int = 6) -> int:
+    """An estimate of the memory ``value`` holds: the buffers of numpy arrays, Arrow arrays and
+    tables and pandas frames, the coordinates of shapely geometries (sampled in object
+    arrays), strings, and the contents of tuples, lists, dicts and dataclasses.  An object
+    may say its own size with a ``cache_bytes()`` method."""
+    if depth < 0 or value is None:
+        return 0
+    own = getattr(value, "cache_bytes", None)
+    if callable(own):
+        return int(own())
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return 8 * value.size + _object_items_bytes(value.ravel(), value.size)
+        return int(value.nbytes)
+    if isinstance(value, str | bytes | int | float | bool):
+        return sys.getsizeof(value)
+    mod = type(value).__module__
+    if mod.startswith("pyarrow"):
+        size = getattr(value, "get_total_buffer_size", None)
+        return int(size() if callable(size) else getattr(value, "nbytes", 0))
+    if mod.startswith(("pandas", "geopandas")):
+        import pandas as pd
+
+        if isinstance(value, pd.DataFrame):
+            return sum(entry_bytes(value[c].array, depth - 1) for c in value.columns) + entry_bytes(
+                value.index, depth - 1
+            )
+        if isinstance(value, pd.Series):
+            return entry_bytes(value.array, depth - 1) + entry_bytes(value.index, depth - 1)
+        if isinstance(value, pd.Index):
+            return entry_bytes(np.asarray(value), depth - 1)
+        arr = np.asarray(value)
+        return entry_bytes(arr, depth - 1)
+    if mod.startswith("shapely"):
+        return _one_object_bytes(value)
+    if isinstance(value, dict):
+        return 64 + sum(entry_bytes(k, depth - 1) + entry_bytes(v, depth - 1) for k, v in value.items())
+    if isinstance(value, tuple | list | set | frozenset):
+        items = list(value)
+        if len(items) > _SAMPLE:
+            return 56 + 8 * len(items) + _object_items_bytes(items, len(items))
+        return 56 + 8 * len(items) + sum(entry_bytes(v, depth - 1) for v in items)
+    if is_dataclass(value) and not isinstance(value, type):
+        return 64 + sum(entry_bytes(getattr(value, f.name), depth - 1) for f in fields(value))
+    return sys.getsizeof(value)
+
+
+class Region:
+    """A bounded mapping of one kind of entry (see :class:`RegionSpec`), least recently used
+    first out, within ``budget`` bytes."""
+
+    def __init__(self, spec: RegionSpec, budget: int | None = None):
         self.spec = spec
+        self.budget = int(budget_bytes() * spec.share) if budget is None else int(budget)
         self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._bytes: dict[Hashable, int] = {}
+        self._total = 0
         self._lock = threading.Lock()
+        self._fill_locks: dict[Hashable, threading.Lock] = {}
 
     def get(self, key: Hashable, default: Any = MISSING) -> Any:
-        """The entry kept for ``key``, else ``default`` (:data:`MISSING`)."""
+        """The entry kept for ``key`` (now the most recently used), else ``default`` (:data:`MISSING`)."""
         with self._lock:
-            return self._entries.get(key, default)
+            if key not in self._entries:
+                return default
+            self._entries.move_to_end(key)
+            return self._entries[key]
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -93,38 +235,101 @@ class Region:
 
     def __getitem__(self, key: Hashable) -> Any:
         with self._lock:
+            self._entries.move_to_end(key)
             return self._entries[key]
 
     def __setitem__(self, key: Hashable, value: Any) -> None:
-        """Keep ``value`` under ``key``: its family's older entries go, then the oldest while full."""
+        """Keep ``value`` under ``key``: its family's other entries go, then the least recently
+        used while the region is over its bounds."""
+        size = entry_bytes(value)
         with self._lock:
-            self._store(key, value)
+            self._store(key, value, size)
 
-    def _store(self, key: Hashable, value: Any) -> None:
+    def _drop(self, key: Hashable) -> None:
+        del self._entries[key]
+        self._total -= self._bytes.pop(key, 0)
+
+    def _store(self, key: Hashable, value: Any, size: int) -> None:
         """:meth:`__setitem__` with the lock held."""
-        self._entries.pop(key, None)
+        if key in self._entries:
+            self._drop(key)
         if self.spec.family is not None:
             family = self.spec.family(key)
             for k in [k for k in self._entries if self.spec.family(k) == family]:
-                del self._entries[k]
-        while len(self._entries) >= self.spec.limit:
-            self._entries.popitem(last=False)
+                self._drop(k)
+        while self._entries and (len(self._entries) >= self.spec.limit or self._total + size > self.budget):
+            self._drop(next(iter(self._entries)))
         self._entries[key] = value
+        self._bytes[key] = size
+        self._total += size
 
     def setdefault(self, key: Hashable, value: Any) -> Any:
         """The entry for ``key``, keeping ``value`` first when there is none."""
+        size = entry_bytes(value)
         with self._lock:
             if key in self._entries:
+                self._entries.move_to_end(key)
                 return self._entries[key]
-            self._store(key, value)
+            self._store(key, value, size)
+            return value
+
+    def grow(self, key: Hashable, nbytes: int) -> None:
+        """Count ``nbytes`` more for the entry of ``key`` (an entry filled in place after it
+        was kept), dropping the least recently used others while over budget."""
+        with self._lock:
+            if key not in self._entries:
+                return
+            self._bytes[key] += int(nbytes)
+            self._total += int(nbytes)
+            while self._total > self.budget and next(iter(self._entries)) != key:
+                self._drop(next(iter(self._entries)))
+
+    @contextmanager
+    def filling(self, family: Hashable) -> Iterator[None]:
+        """Hold this region's fill lock of ``family`` (locks per family, so their number stays
+        bounded by the number of families)."""
+        with self._lock:
+            lock = self._fill_locks.setdefault(family, threading.Lock())
+        with lock:
+            yield
+
+    def get_or_fill(
+        self,
+        key: Hashable,
+        fill: Callable[[], Any],
+        fresh: Callable[[], bool] | None = None,
+        wait: bool = True,
+    ) -> Any:
+        """The entry for ``key``; on a miss, under the fill lock of the key's family, look
+        again, else ``fill()`` and keep what it gives -- only when ``fresh()`` (default: always)
+        says afterwards that no write landed while it was read, so an entry holds what its
+        key says.  Read the key's generations before calling, and compare them again in
+        ``fresh``.  ``wait=False`` fills without the lock (for a writer or a snapshot, which
+        must not wait for a reader's fill)."""
+        hit = self.get(key)
+        if hit is not MISSING:
+            return hit
+        family = self.spec.family(key) if self.spec.family is not None else None
+        with self.filling(family) if wait else _nothing():
+            hit = self.get(key)
+            if hit is not MISSING:
+                return hit
+            value = fill()
+            if fresh is None or fresh():
+                self[key] = value
             return value
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
 
+    def nbytes(self) -> int:
+        """The estimated bytes of the entries kept (see :func:`entry_bytes`)."""
+        with self._lock:
+            return self._total
+
     def keys(self) -> list[Hashable]:
-        """The keys kept, oldest first."""
+        """The keys kept, least recently used first."""
         with self._lock:
             return list(self._entries)
 
@@ -135,14 +340,23 @@ class Region:
         """Forget every entry."""
         with self._lock:
             self._entries.clear()
+            self._bytes.clear()
+            self._total = 0
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 class StoreCache:
-    """What one process keeps of the store at ``location`` (see the module's docstring)."""
+    """What one process keeps of the store at ``location`` (see the module's docstring), within
+    ``budget`` bytes (default :func:`budget_bytes`)."""
 
-    def __init__(self, location: str):
+    def __init__(self, location: str, budget: int | None = None):
         self.location = location
-        self._regions = {name: Region(spec) for name, spec in REGIONS.items()}
+        self.budget = budget_bytes() if budget is None else int(budget)
+        self._regions = {name: Region(spec, int(self.budget * spec.share)) for name, spec in REGIONS.items()}
         self._guard = threading.Lock()
         self._locks: dict[Hashable, threading.Lock] = {}
 
@@ -152,10 +366,11 @@ class StoreCache:
 
     @contextmanager
     def filling(self, *family: Hashable) -> Iterator[None]:
-        """Hold the fill lock of the entry family ``family`` (e.g. ``("facts", layer)``).
+        """Hold the fill lock of the entry family ``family`` (e.g. ``("geometry", layer)``).
 
         Use as: look up; on a miss, enter ``filling(...)``, look up again, build only if still
-        missing.  Locks are per family, not per entry, so their number stays bounded.
+        missing (:meth:`Region.get_or_fill` does all of it).  Locks are per family, not per
+        entry, so their number stays bounded.
         """
         with self._guard:
             lock = self._locks.setdefault(family, threading.Lock())
@@ -170,6 +385,10 @@ class StoreCache:
     def sizes(self) -> dict[str, int]:
         """Number of entries per region."""
         return {name: len(region) for name, region in self._regions.items()}
+
+    def nbytes(self) -> dict[str, int]:
+        """Estimated bytes kept per region (see :func:`entry_bytes`)."""
+        return {name: region.nbytes() for name, region in self._regions.items()}
 
 
 _CACHES: dict[str, StoreCache] = {}

@@ -353,13 +353,23 @@ class GpkgConnection:
 
     def layer_generation(self, spec: LayerSpec) -> str:
         """Token that changes whenever the rows or geometries of ``spec`` change."""
-        return self._meta(f"gen:{spec.name}") or ""
+        return self.generation(spec.name)
 
-    def _bump_generation(self, spec: LayerSpec) -> None:
+    def generation(self, name: str) -> str:
+        """See :meth:`geo.store.interface.features.FeatureStore.generation`.
+
+        Kept in ``gw_meta`` under ``gen:<name>``; empty before the first write.
+        """
+        return self._meta(f"gen:{name}") or ""
+
+    def writing(self) -> bool:
+        """See :meth:`geo.store.base.Store.writing`."""
+        return bool(self._depth)
+
+    def _bump_generation(self, spec: LayerSpec | str) -> None:
         # a fresh random token, so a generation rolled back with its transaction is never reused
-        self.conn.execute(
-            "INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{spec.name}", uuid.uuid4().hex)
-        )
+        name = spec if isinstance(spec, str) else spec.name
+        self.conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{name}", uuid.uuid4().hex))
 
     @contextmanager
     def admin_transaction(self) -> Iterator[None]:

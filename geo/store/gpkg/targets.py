@@ -34,6 +34,7 @@ class GpkgTargets(GpkgConnection):
         Writes ``gw_targets``; the values replaced move to ``gw_targets_history``.
         """
         conn = self.conn
+        self._bump_generation("~targets")  # figures that show targets are of another state now
         tx = self._tx_id()
         old = (
             conn.execute(
@@ -66,6 +67,7 @@ class GpkgTargets(GpkgConnection):
         """Take the batch's values out; each comes back as the value of the latest live batch that
         set it before (none: no target).  Nothing is deleted: the values move to the history."""
         conn = self.conn
+        self._bump_generation("~targets")
         tx = self._tx_id()
         mine = conn.execute(
             "SELECT code, layer, metric, target, batch_id, tx_from FROM gw_targets WHERE batch_id=?",

@@ -102,6 +102,11 @@ class FeatureStore(Protocol):
         """A token that changes whenever the rows or geometries of ``spec`` change."""
         ...
 
+    def generation(self, name: str) -> str:
+        """The generation token called ``name``: a layer's name (see :meth:`layer_generation`)
+        or ``~targets``, replaced by every write of the targets."""
+        ...
+
     def has_layer(self, spec: LayerSpec) -> bool:
         """Whether ``spec`` is stored (written at least once, even if now empty)."""
         ...
