@@ -378,7 +378,9 @@ def test_the_command_line_refuses_an_unknown_backend(tmp_path, runner):
 
 
 @pytest.mark.parametrize("command", [["grids"], ["user", "list"], ["serve", "--port", "5998"]])
-def test_an_unreachable_postgis_store_on_the_command_line_hides_the_password(tmp_path, capsys, command, caplog):
+def test_an_unreachable_postgis_store_on_the_command_line_hides_the_password(
+    tmp_path, capsys, command, caplog
+):
     import server
 
     caplog.set_level(logging.DEBUG)

@@ -360,10 +360,23 @@ class PgConnection:
 
         ``gw_meta`` under ``gen:<layer>``: a new random value with every change of its rows.
         """
-        return self._meta(f"gen:{spec.name}") or ""
+        return self.generation(spec.name)
 
-    def _bump_generation(self, spec: LayerSpec) -> None:
-        self._set_meta(f"gen:{spec.name}", uuid.uuid4().hex)
+    def generation(self, name: str) -> str:
+        """See :meth:`geo.store.interface.features.FeatureStore.generation`.
+
+        ``gw_meta`` under ``gen:<name>``; empty before the first write.
+        """
+        return self._meta(f"gen:{name}") or ""
+
+    def writing(self) -> bool:
+        """See :meth:`geo.store.base.Store.writing`."""
+        return bool(self._depth)
+
+    def _bump_generation(self, spec: LayerSpec | str) -> None:
+        # a fresh random token, so a generation rolled back with its transaction is never reused
+        name = spec if isinstance(spec, str) else spec.name
+        self._set_meta(f"gen:{name}", uuid.uuid4().hex)
 
 
 @contextmanager

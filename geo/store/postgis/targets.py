@@ -33,6 +33,7 @@ class PgTargets(PgConnection):
         Writes ``gw_targets``; the values replaced move to ``gw_targets_history``.  Must be called
         inside :meth:`transaction`.
         """
+        self._bump_generation("~targets")  # figures that show targets are of another state now
         tx = self._tx_id()
         values = [
             (str(c), str(la), str(m), float(t))
@@ -62,6 +63,7 @@ class PgTargets(PgConnection):
         The batch's values move to the history; each comes back as the value of the latest
         live batch that set it before (none: no target).
         """
+        self._bump_generation("~targets")
         tx = self._tx_id()
         mine = self._run(
             "SELECT code, layer, metric FROM gw_targets WHERE batch_id=%s", (batch_id,)
