@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +68,7 @@ class GpkgMigrations(GpkgFeatureWrites):
             ) from exc
         if has_meta:
             self._upgrade()
+            self._header_to_file()
             return
         if app_id not in (0, _GPKG_APPLICATION_ID):
             raise StoreError(f"不是 GeoPackage 文件: {self.path}", f"not a GeoPackage file: {self.path}")
@@ -88,6 +90,28 @@ class GpkgMigrations(GpkgFeatureWrites):
                     (table, ident, clock.now_iso()),
                 )
         self._upgrade()
+        self._header_to_file()
+
+    def _header_to_file(self) -> None:
+        """In WAL the file's first page -- which GDAL reads directly for the GeoPackage
+        application id and version -- stays in the ``-wal`` file until a checkpoint: copy it
+        into the file when the file's own header does not say GeoPackage 1.3 yet (a new or
+        upgraded store).  A passive checkpoint, which waits for nobody."""
+        if getattr(self, "journal", "") != "wal":
+            return
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(72)
+        except OSError:
+            return
+        if (
+            len(head) == 72
+            and head[60:64] == _GPKG_USER_VERSION.to_bytes(4, "big")
+            and head[68:72] == _GPKG_APPLICATION_ID.to_bytes(4, "big")
+        ):
+            return
+        with contextlib.suppress(apsw.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _upgrade(self) -> None:
         """Bring a store written by an earlier version up to the current schema (in place)."""
