@@ -103,6 +103,7 @@ NOT_NAMES: dict[tuple[str, str], str] = {
     ("geo/output/tables.py", "grid"): "reading that provenance key into the export's metadata",
     ("geo/store/interface/batches.py", "grid"): "the kind of a batch that imported a grid (stored data)",
     ("geo/store/gpkg/batches.py", "grid"): "the stored kind of a grid import's batch and transaction",
+    ("geo/store/postgis/batches.py", "grid"): "the same stored kind in the PostGIS store",
 }
 
 
