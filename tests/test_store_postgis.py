@@ -748,3 +748,37 @@ def test_a_connection_lost_mid_commit_keeps_nothing_and_the_handle_reconnects(
     assert [b.id for b in pg.batches()] == [1]
     _write(pg, 2, _rows([("b", 1, 1, "u1")]), False)
     assert pg.layer_count(SURVEY) == 2
+
+
+def test_failed_logins_counted_by_two_workers_at_once_all_count(pg_db: str, tmp_path: Path) -> None:
+    """Read, count and save in one transaction on two handles at once: no count is lost."""
+    import time
+
+    each = 15
+    errors: list[BaseException] = []
+
+    def count() -> None:
+        store = PostgisStore(pg_db, data=tmp_path / "pgdata")
+        try:
+            for _ in range(each):
+                with store.admin_transaction():
+                    record = store.login_failures("user", "nobody")
+                    time.sleep(0.005)  # another worker reads meanwhile
+                    record.failures += 1
+                    store.save_login_failures(record)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    workers = [threading.Thread(target=count) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    store = PostgisStore(pg_db, data=tmp_path / "pgdata")
+    try:
+        assert store.login_failures("user", "nobody").failures == 2 * each
+    finally:
+        store.close()

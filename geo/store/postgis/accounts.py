@@ -65,8 +65,14 @@ class PgAccounts(PgConnection):
     def login_failures(self, kind: str, key: str) -> LoginFailures:
         """See :meth:`geo.store.interface.accounts.AccountStore.login_failures`.
 
-        Reads ``gw_logins``.
+        Reads ``gw_logins``.  Inside a transaction it first takes a lock on ``(kind, key)``
+        held to its end, so a read, count and :meth:`save_login_failures` of two workers at
+        once count twice (under READ COMMITTED the second would otherwise save over the first).
         """
+        if self._depth:
+            self._run(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"gw_logins\x1f{kind}\x1f{key}",)
+            )
         row = self._run(
             "SELECT failures, last_failure, locked_until FROM gw_logins WHERE kind=%s AND key=%s", (kind, key)
         ).fetchone()
