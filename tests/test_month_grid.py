@@ -139,7 +139,14 @@ def test_month_slider_draws_each_month_on_its_grid(two_grids):
                     )
                 wait_for(page, f"window.gridwatchMap.lastCells.asOf === '{day}'", 20000)
                 assert page.inner_text(".gw-month-text") == month
-                sent = _ids(resp.value.json())
+                # the same question asked again (the store does not change): the browser may have
+                # let go of the body of a response the page has moved on from
+                again = page.request.get(resp.value.url)
+                try:
+                    assert again.ok
+                    sent = _ids(again.json())
+                finally:
+                    again.dispose()
                 drawn = set(
                     page.evaluate("() => window.gridwatchMap.cells.getLayers().map((l) => l.feature.id)")
                 )
