@@ -3,12 +3,14 @@ them (``<layer>_assign``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 import layers
 from geo.errors import NotFound
 from geo.store.gpkg.feature_reads import GpkgFeatureReads
-from geo.store.interface.features import GridVersion
+from geo.store.interface.features import GridVersion, overlay_units
 from layers.base import UNASSIGNED, LayerSpec
 
 
@@ -125,30 +127,15 @@ class GpkgGridVersions(GpkgFeatureReads):
             where = " AND fid IN (SELECT f FROM gw_tmp_fids)"
         else:
             where = ""
-        out_f = np.empty(0, dtype=np.int64)
-        out_u = np.empty(0, dtype=object)
-        for v in chain:
-            rows = conn.execute(
-                f'SELECT fid, unit FROM "{table}" WHERE version=?{where} ORDER BY fid', (v,)
-            ).fetchall()
-            if not rows:
-                continue
-            f = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            u = np.array([r[1] for r in rows], dtype=object)
-            if not len(out_f):
-                out_f, out_u = f, u
-                continue
-            pos = np.clip(np.searchsorted(out_f, f), 0, len(out_f) - 1)
-            hit = out_f[pos] == f
-            out_u[pos[hit]] = u[hit]
-            if not hit.all():
-                out_f = np.concatenate([out_f, f[~hit]])
-                out_u = np.concatenate([out_u, u[~hit]])
-                order = np.argsort(out_f, kind="stable")
-                out_f, out_u = out_f[order], out_u[order]
-        if wanted is not None and len(out_f) != len(wanted):
-            units = np.full(len(wanted), UNASSIGNED, dtype=object)
-            if len(out_f):
-                units[np.searchsorted(wanted, out_f)] = out_u
-            return wanted, units
-        return out_f, out_u
+
+        def versions() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for v in chain:
+                rows = conn.execute(
+                    f'SELECT fid, unit FROM "{table}" WHERE version=?{where} ORDER BY fid', (v,)
+                ).fetchall()
+                yield (
+                    np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                    np.array([r[1] for r in rows], dtype=object),
+                )
+
+        return overlay_units(versions(), wanted)

@@ -3,6 +3,7 @@ and the unit of each row version on each of them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from layers.base import LayerSpec
+from layers.base import UNASSIGNED, LayerSpec
 
 
 @dataclass
@@ -217,3 +218,33 @@ def geometry_type_names(geoms: np.ndarray) -> np.ndarray:
     ok = ids >= 0
     out[ok] = names[ids[ok]]
     return out
+
+
+def overlay_units(
+    versions: Iterable[tuple[np.ndarray, np.ndarray]], wanted: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(fid, unit)`` ordered by fid from the stored assignments of each version of a grid
+    version's chain, oldest first, each ``(fids, units)`` ordered by fid: a later version's
+    unit wins.  With ``wanted`` (sorted fids) every one of them, UNASSIGNED where none has one."""
+    out_f = np.empty(0, dtype=np.int64)
+    out_u = np.empty(0, dtype=object)
+    for f, u in versions:
+        if not len(f):
+            continue
+        if not len(out_f):
+            out_f, out_u = f, u
+            continue
+        pos = np.clip(np.searchsorted(out_f, f), 0, len(out_f) - 1)
+        hit = out_f[pos] == f
+        out_u[pos[hit]] = u[hit]
+        if not hit.all():
+            out_f = np.concatenate([out_f, f[~hit]])
+            out_u = np.concatenate([out_u, u[~hit]])
+            order = np.argsort(out_f, kind="stable")
+            out_f, out_u = out_f[order], out_u[order]
+    if wanted is not None and len(out_f) != len(wanted):
+        units = np.full(len(wanted), UNASSIGNED, dtype=object)
+        if len(out_f):
+            units[np.searchsorted(wanted, out_f)] = out_u
+        return wanted, units
+    return out_f, out_u

@@ -3,12 +3,14 @@ them (``<layer>_assign``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 
 import layers
 from geo.errors import NotFound
-from geo.store.interface.features import GridVersion
+from geo.store.interface.features import GridVersion, overlay_units
 from geo.store.postgis.feature_reads import PgFeatureReads
 from geo.store.postgis.tables import q
 from layers.base import UNASSIGNED, LayerSpec
@@ -140,31 +142,16 @@ class PgGridVersions(PgFeatureReads):
             if wanted is None
             else f" AND fid = ANY('{{{','.join(str(int(f)) for f in wanted)}}}'::bigint[])"
         )
-        out_f = np.empty(0, dtype=np.int64)
-        out_u = np.empty(0, dtype=object)
-        for v in chain:
-            table = self._copy_out(
-                f"SELECT fid, unit FROM {q(spec.name + '_assign')} WHERE version = {int(v)}{where} ORDER BY fid",
-                {"fid": pa.int64(), "unit": pa.string()},
-            )
-            if not table.num_rows:
-                continue
-            f = table.column("fid").to_numpy()
-            u = np.asarray(table.column("unit").to_pylist(), dtype=object)
-            if not len(out_f):
-                out_f, out_u = f, u
-                continue
-            pos = np.clip(np.searchsorted(out_f, f), 0, len(out_f) - 1)
-            hit = out_f[pos] == f
-            out_u[pos[hit]] = u[hit]
-            if not hit.all():
-                out_f = np.concatenate([out_f, f[~hit]])
-                out_u = np.concatenate([out_u, u[~hit]])
-                order = np.argsort(out_f, kind="stable")
-                out_f, out_u = out_f[order], out_u[order]
-        if wanted is not None and len(out_f) != len(wanted):
-            units = np.full(len(wanted), UNASSIGNED, dtype=object)
-            if len(out_f):
-                units[np.searchsorted(wanted, out_f)] = out_u
-            return wanted, units
-        return out_f, out_u
+
+        def versions() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for v in chain:
+                table = self._copy_out(
+                    f"SELECT fid, unit FROM {q(spec.name + '_assign')} WHERE version = {int(v)}{where} ORDER BY fid",
+                    {"fid": pa.int64(), "unit": pa.string()},
+                )
+                yield (
+                    table.column("fid").to_numpy(),
+                    np.asarray(table.column("unit").to_pylist(), dtype=object),
+                )
+
+        return overlay_units(versions(), wanted)
