@@ -23,6 +23,7 @@ from geo.cli.figures import cmd_html_map, cmd_ledger, cmd_stats
 from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
 from geo.cli.report import add_report_parser
+from geo.cli.stores import add_store_parser
 from geo.errors import GridwatchError
 from geo.registry import grid_spec, layer_name, layer_names
 
@@ -181,6 +182,7 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     hm.set_defaults(func=cmd_html_map, format="html")
 
     add_report_parser(sub)
+    add_store_parser(sub)
 
     g = sub.add_parser("grid-generate", help="生成单元网格 / generate unit grids inside a boundary")
     g.add_argument("boundary")

@@ -168,7 +168,10 @@ register_backend("postgres", _postgis)
 
 
 def open_store(
-    location: str | os.PathLike[str] | None = None, *, data: str | os.PathLike[str] | None = None
+    location: str | os.PathLike[str] | None = None,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    usable_only: bool = True,
 ) -> Store:
     """Open (creating if needed) the store at ``location``.
 
@@ -176,7 +179,9 @@ def open_store(
     directory (the GeoPackage ``gridwatch.gpkg`` inside it, and the data directory) or a
     ``.gpkg`` file (its folder the data directory unless ``data`` says otherwise).  Without
     it, :func:`locate` settles the store from ``data``, ``$GRIDWATCH_STORE`` and
-    ``$GRIDWATCH_DATA``.  An error never shows the credentials of a URL.
+    ``$GRIDWATCH_DATA``.  An error never shows the credentials of a URL.  A store marked
+    unusable (a copy that did not finish or differs from its source, see
+    :mod:`geo.store.copy`) is refused, saying why, unless ``usable_only`` is False.
     """
     if location is None:
         where = locate(data)
@@ -193,10 +198,10 @@ def open_store(
     factory = backend_for(where.store)
     secrets = secrets_in(where.store)
     if not secrets:
-        return factory(where.store, where.data)
+        return _usable(factory(where.store, where.data), usable_only)
     failure: GridwatchError
     try:
-        return factory(where.store, where.data)
+        return _usable(factory(where.store, where.data), usable_only)
     except GridwatchError as exc:
         exc.zh, exc.en = without(exc.zh, secrets), without(exc.en, secrets)
         exc.args = (exc.message,)
@@ -212,3 +217,15 @@ def open_store(
     failure.__cause__ = failure.__context__ = None
     failure.__traceback__ = None
     raise failure
+
+
+def _usable(store: Store, usable_only: bool) -> Store:
+    """``store``, unless ``usable_only`` and it is marked unusable (then closed, and refused)."""
+    why = getattr(store, "unusable", None)
+    reason = why() if usable_only and why is not None else None
+    if reason:
+        store.close()
+        raise StoreError(
+            f"此存储不可用: {reason}", f"this store cannot be used: {reason}", code="store_unusable"
+        )
+    return store

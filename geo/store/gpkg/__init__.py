@@ -48,7 +48,8 @@ connection and transaction: ``connection`` (connection, transaction, write log, 
 ``tables`` (a layer's tables), ``blobs`` (geometry encoding), ``feature_reads`` and
 ``feature_writes`` (feature rows), ``grid_versions`` (grid versions, assignments), ``batches``
 (the batch register, archived sources), ``targets``, ``accounts`` (users, failed logins,
-tokens), ``audit``, ``value_maps`` and ``migrations`` (a new store, schema upgrades).
+tokens), ``audit``, ``value_maps``, ``migrations`` (a new store, schema upgrades) and
+``transfer`` (the raw tables out and in, for ``gridwatch store copy``).
 """
 
 from __future__ import annotations
@@ -58,12 +59,13 @@ from pathlib import Path
 from geo.store.gpkg.accounts import GpkgAccounts
 from geo.store.gpkg.batches import GpkgBatches
 from geo.store.gpkg.migrations import GpkgMigrations
+from geo.store.gpkg.transfer import GpkgTransfer
 from geo.store.gpkg.value_maps import GpkgValueMaps
 
 __all__ = ["GpkgStore"]
 
 
-class GpkgStore(GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps):
+class GpkgStore(GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps, GpkgTransfer):
     """GeoPackage-backed :class:`geo.store.base.Store`.
 
     One object, one connection, one transaction: each component (feature rows and their

@@ -13,7 +13,8 @@ sources in the data directory; targets; the audit trail; value maps; accounts (u
 One module per component, each a part of :class:`PostgisStore` working through its one
 connection and transaction: ``connection`` (connection, scopes, write log, meta, schema),
 ``tables`` (a layer's tables, ``COPY`` in and out), ``feature_reads``, ``grid_versions`` and
-``feature_writes``, ``batches``, ``targets``, ``audit``, ``value_maps`` and ``accounts``.
+``feature_writes``, ``batches``, ``targets``, ``audit``, ``value_maps``, ``accounts`` and
+``transfer`` (the raw tables out and in, for ``gridwatch store copy``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from geo.store.base import Store
 from geo.store.postgis.accounts import PgAccounts
 from geo.store.postgis.batches import PgBatches
 from geo.store.postgis.feature_writes import PgFeatureWrites
+from geo.store.postgis.transfer import PgTransfer
 from geo.store.postgis.value_maps import PgValueMaps
 
 __all__ = ["PostgisStore"]
 
 
-class PostgisStore(PgFeatureWrites, PgBatches, PgValueMaps, PgAccounts):
+class PostgisStore(PgFeatureWrites, PgBatches, PgValueMaps, PgAccounts, PgTransfer):
     """The PostGIS backend as far as it is built (see the module docstring).
 
     Parameters
