@@ -4,9 +4,6 @@ same results."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,6 +28,8 @@ from geo.store.gpkg import GpkgStore
 from geo.store.interface.batches import Batch
 from geo.store.interface.features import FeatureRows
 from geo.store.postgis import PostgisStore
+from tests.helpers import postgis as pg_fixtures
+from tests.helpers.postgis import db_url
 
 pytestmark = [pytest.mark.needs("postgis"), pytest.mark.slow]
 
@@ -41,44 +40,8 @@ GRID = next(s for s in layers.all_layers() if s.is_grid)
 
 
 # the cluster ------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[tuple[str, str]]:
-    """A throw-away cluster for the session: (socket folder, URL of its ``gridwatch`` database).
-
-    The folder is 0755 (as root the server runs as ``postgres``, which must reach the socket),
-    so not pytest's tmp_path.
-    """
-    folder = tempfile.mkdtemp(prefix="gridwatch-pg-")
-    Path(folder).chmod(0o755)
-    script = str(ROOT / "scripts" / "postgres.sh")
-    try:
-        url = subprocess.run(
-            ["bash", script, "start", folder], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE gw_template")
-        with psycopg.connect(_db_url(folder, "gw_template"), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        yield folder, url
-    finally:
-        subprocess.run(["bash", script, "stop", folder], check=False, capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _db_url(folder: str, db: str) -> str:
-    return f"postgresql://gridwatch@/{db}?host={folder}"
-
-
-@pytest.fixture
-def pg_db(pg_cluster: tuple[str, str]) -> Iterator[str]:
-    """URL of a fresh database with PostGIS (dropped after the test)."""
-    folder, url = pg_cluster
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db} TEMPLATE gw_template")
-    yield _db_url(folder, db)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
+pg_cluster = pg_fixtures.pg_cluster
+pg_db = pg_fixtures.pg_db
 
 
 @pytest.fixture
@@ -200,18 +163,18 @@ def test_schema_is_made_on_open_with_the_extension(pg_cluster: tuple[str, str]) 
         conn.execute(f"CREATE DATABASE {db} TEMPLATE template0")
     try:
         with pytest.raises(StoreError) as caught:
-            PostgisStore(_db_url(folder, db), create=False).revision()
+            PostgisStore(db_url(folder, db), create=False).revision()
         assert caught.value.code == "no_postgis"
         assert "CREATE EXTENSION IF NOT EXISTS postgis" in caught.value.zh
         assert "CREATE EXTENSION IF NOT EXISTS postgis" in caught.value.en
-        store = PostgisStore(_db_url(folder, db))
+        store = PostgisStore(db_url(folder, db))
         assert store.revision() and store.srs_epsg() is None and store.last_tx() is None
         tables = {
             r[0] for r in store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
         }
         assert {"gw_meta", "gw_tx", "gw_layers", "gw_batches", "gw_grid_versions"} <= tables
         # opening again keeps what is there
-        again = PostgisStore(_db_url(folder, db))
+        again = PostgisStore(db_url(folder, db))
         assert again.revision() == store.revision()
         again.close()
         store.close()
@@ -389,7 +352,7 @@ def test_features_behave_as_on_the_geopackage(
         conn.execute(f"CREATE DATABASE {db} TEMPLATE gw_template")
     stores: list[Any] = [
         GpkgStore(tmp_path_factory.mktemp("g") / "s.gpkg"),
-        PostgisStore(_db_url(folder, db)),
+        PostgisStore(db_url(folder, db)),
     ]
     try:
         for s in stores:

@@ -53,6 +53,12 @@ _ORDER = {
 }
 
 
+def _order(columns: dict[str, pa.DataType]) -> str:
+    """A table's rows in the order every backend dumps them: by id, else by every column
+    (text by its bytes)."""
+    return "id" if "id" in columns else ", ".join(_q(c) for c in columns)
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -102,11 +108,10 @@ class GpkgTransfer(GpkgTables):
                 continue
             query = self._select(table, columns, {})
             if name == "meta":
-                query += f" WHERE key NOT IN ({', '.join('?' * len(_OWN_META))})"
+                query += f" WHERE key NOT IN ({', '.join('?' * len(_OWN_META))}) ORDER BY {_order(columns)}"
                 yield from ((name, b) for b in self._batches(query, columns, _OWN_META))
                 continue
-            order = _ORDER.get(name)
-            query += f" ORDER BY {order}" if order else " ORDER BY rowid"
+            query += f" ORDER BY {_order(columns)}"
             yield from ((name, b) for b in self._batches(query, columns))
         for spec in specs:
             for name, rename, order in (

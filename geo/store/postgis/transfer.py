@@ -47,6 +47,14 @@ _GEOMETRY_NAMES = {
 }
 
 
+def _order(columns: dict[str, pa.DataType]) -> str:
+    """A table's rows in the order every backend dumps them: by id, else by every column
+    (text by its bytes, as SQLite compares it)."""
+    if "id" in columns:
+        return "id"
+    return ", ".join(f'{q(c)} COLLATE "C"' if t == pa.string() else q(c) for c, t in columns.items())
+
+
 class PgTransfer(PgTables):
     """:class:`geo.store.interface.transfer.StoreTransfer` for PostGIS."""
 
@@ -104,14 +112,13 @@ class PgTransfer(PgTables):
                 names = ", ".join(f"'{s.name}'" for s in specs) or "NULL"
                 query = (
                     "SELECT name, upper(geometry_type), next_fid - 1, min_x, min_y, max_x, max_y FROM gw_layers"
-                    f" WHERE name IN ({names}) ORDER BY name"
+                    f" WHERE name IN ({names}) ORDER BY array_position(ARRAY[{names}]::text[], name)"
                 )
             else:
                 query = self._select(_FIXED_TABLES[name], columns, {})
                 if name == "meta":
                     query += f" WHERE key NOT IN ({own})"
-                order = "id" if "id" in columns else ", ".join(q(c) for c in list(columns)[:2])
-                query += f" ORDER BY {order}"
+                query += f" ORDER BY {_order(columns)}"
             yield from ((name, b) for b in self._batches(query, columns))
         for spec in specs:
             for name, order in (
@@ -158,19 +165,23 @@ class PgTransfer(PgTables):
     def hold_writes(self) -> Iterator[None]:
         """See :meth:`geo.store.interface.transfer.StoreTransfer.hold_writes`.
 
-        A ``REPEATABLE READ`` transaction that first locks every table of the store in ``SHARE``
-        mode: readers go on, every writer (a transaction, an account or audit write, a failed
-        login) waits until it ends, and what is read inside is the one state after the last
+        A transaction that first takes the row lock every :meth:`transaction` starts with (the
+        revision in ``gw_meta``), then locks every other table of the store in ``SHARE`` mode:
+        readers go on, and so does a handle opening (its schema check writes nothing new), but
+        every writer -- a transaction, an account, token, audit or value-map write, a failed
+        login -- waits until it ends (or gives up at its ``lock_timeout``).  Nothing can
+        commit a change meanwhile, so what is read inside is the one state after the last
         commit.  :meth:`snapshot` inside is this scope.
         """
         if self._depth or self._reading:
             raise RuntimeError("hold_writes() cannot start inside another scope")
         conn = self.conn
-        tables = [*_FIXED_TABLES.values(), "gw_layers"]
+        tables = [t for t in (*_FIXED_TABLES.values(), "gw_layers") if t != "gw_meta"]
         for (name,) in self._run("SELECT name FROM gw_layers").fetchall():
             tables += [t for t in (name, f"{name}_history", f"{name}_assign") if self._has(t)]
         try:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("BEGIN")
+            conn.execute("SELECT 1 FROM gw_meta WHERE key='revision' FOR UPDATE")
             conn.execute(f"LOCK TABLE {', '.join(q(t) for t in tables)} IN SHARE MODE")
         except psycopg.Error as exc:
             with contextlib.suppress(psycopg.Error):
