@@ -187,13 +187,16 @@ class GpkgTransfer(GpkgTables):
 
         ``BEGIN IMMEDIATE`` without a write: the store's write lock is held, so every writer
         waits for it (and gives up as busy after its timeout) while readers go on; what is read
-        inside is one state.  :meth:`snapshot` inside is this scope.
+        inside is one state.  A store no one may write (read-only, or opened immutable) is read
+        in a plain read transaction.  :meth:`snapshot` inside is this scope.
         """
         if self._depth or self._reading:
             raise RuntimeError("hold_writes() cannot start inside another scope")
         conn = self.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN" if self.journal == "immutable" else "BEGIN IMMEDIATE")
+        except apsw.ReadOnlyError:
+            conn.execute("BEGIN")
         except apsw.Error as exc:
             raise _store_error(exc, conn.system_errno) from exc
         self._reading = True
