@@ -66,8 +66,10 @@ SCHEMA_SQL = (
     tx bigint NOT NULL, parent bigint, rolled_back_tx bigint, units integer)""",
 )
 
-#: The schema this code writes (kept in ``gw_meta`` under ``schema``).
-SCHEMA_VERSION = 1
+#: The schema this code writes (kept in ``gw_meta`` under ``schema``).  Version 1: the tables
+#: of :data:`SCHEMA_SQL` and one table (and history table) per layer; version 2: typed views of
+#: the layers that hold more than one geometry type (:mod:`geo.store.typed_views`).
+SCHEMA_VERSION = 2
 
 #: The SQL a database owner runs when the store's role may not create the extension.
 EXTENSION_SQL = "CREATE EXTENSION IF NOT EXISTS postgis"
@@ -136,16 +138,52 @@ class PgConnection:
                     conn.execute(EXTENSION_SQL)
             except psycopg.Error as exc:
                 raise _no_postgis() from exc
-        if self._create:
+        version = self._schema_version()
+        if version is not None and version > SCHEMA_VERSION:
+            raise _too_new(version)
+        if version == SCHEMA_VERSION or not self._create:
+            return  # nothing to make: a role without CREATE rights uses the tables as they are
+        try:
             with self.transaction_scope(new_revision=False):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('gridwatch schema'))")
+                version = self._schema_version()  # again: another process may have made it meanwhile
+                if version is not None and version >= SCHEMA_VERSION:
+                    return
                 with _quiet(conn):
                     for stmt in SCHEMA_SQL:
                         conn.execute(stmt)
                 conn.execute(
-                    "INSERT INTO gw_meta VALUES ('revision', %s), ('schema', %s) ON CONFLICT DO NOTHING",
-                    (uuid.uuid4().hex, str(SCHEMA_VERSION)),
+                    "INSERT INTO gw_meta VALUES ('revision', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,)
                 )
+                if version is not None:
+                    self._upgrade_schema(version)
+                self._set_meta("schema", str(SCHEMA_VERSION))
+        except StoreError as exc:
+            if exc.code != "store_read_only":
+                raise
+            raise _no_create_rights(self._current_role(), version) from exc
+
+    def _schema_version(self) -> int | None:
+        """The schema version the database holds (``gw_meta``); None when it has no store yet."""
+        assert self._conn is not None
+        if self._conn.execute("SELECT to_regclass('gw_meta')").fetchone() in (None, (None,)):
+            return None
+        row = self._conn.execute("SELECT value FROM gw_meta WHERE key='schema'").fetchone()
+        return int(row[0]) if row else None
+
+    def _current_role(self) -> str:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT current_user").fetchone()
+        return str(row[0]) if row else ""
+
+    def _upgrade_schema(self, version: int) -> None:
+        """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION` (inside the open
+        transaction, after the tables of :data:`SCHEMA_SQL` exist).  Version 2: the typed views
+        of the layers declared ``Geometry`` (:meth:`~geo.store.postgis.tables.PgTables.upgrade_views`)."""
+        if version < 2:
+            upgrade = getattr(self, "upgrade_views", None)
+            if upgrade is not None:
+                upgrade()
 
     def close(self) -> None:
         """See :meth:`geo.store.base.Store.close`.
@@ -381,12 +419,15 @@ class PgConnection:
 
 @contextmanager
 def _quiet(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    """No NOTICE for ``IF NOT EXISTS`` statements that find what they would make."""
+    """No NOTICE for ``IF NOT EXISTS`` statements that find what they would make.  After a
+    failed statement the transaction's ``ROLLBACK`` undoes the setting instead (the reset would
+    fail, and hide the statement's own error)."""
     conn.execute("SET client_min_messages = warning")
     try:
         yield
     finally:
-        conn.execute("RESET client_min_messages")
+        with contextlib.suppress(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("RESET client_min_messages")
 
 
 def _no_postgis() -> StoreError:
@@ -394,6 +435,34 @@ def _no_postgis() -> StoreError:
         f"数据库没有 PostGIS 扩展，且本账户无权创建。请数据库管理员执行: {EXTENSION_SQL};",
         f"the database has no PostGIS extension and this role may not create it; have its owner run: {EXTENSION_SQL};",
         code="no_postgis",
+    )
+
+
+def _too_new(version: int) -> StoreError:
+    return StoreError(
+        f"数据库由较新版本的 gridwatch 写入（结构版本 {version}，本程序支持到 {SCHEMA_VERSION}），请升级 gridwatch",
+        f"the database was written by a newer gridwatch (schema {version}; this one knows up to"
+        f" {SCHEMA_VERSION}): upgrade gridwatch",
+        code="store_too_new",
+    )
+
+
+def _no_create_rights(role: str, version: int | None) -> StoreError:
+    grant = f'GRANT CREATE ON SCHEMA public TO "{role}";'
+    if version is None:
+        return StoreError(
+            f"数据库中还没有 gridwatch 的表，且账户 {role} 无权创建。请数据库管理员执行: {grant}"
+            " 或用有权限的账户打开一次",
+            f"the database has no gridwatch tables yet and role {role} may not create them; have its owner"
+            f" run: {grant} or open it once as a role that may",
+            code="no_create_rights",
+        )
+    return StoreError(
+        f"数据库结构为版本 {version}，需要升级到 {SCHEMA_VERSION}，但账户 {role} 无权修改。"
+        "请用表的所有者账户打开一次（升级自动完成）",
+        f"the database schema is version {version} and needs upgrading to {SCHEMA_VERSION}, which role {role}"
+        " may not do: open it once as the tables' owner (the upgrade then runs by itself)",
+        code="no_create_rights",
     )
 
 
