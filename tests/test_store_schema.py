@@ -5,6 +5,7 @@ the right to create tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import uuid
 import warnings
@@ -249,3 +250,28 @@ def test_a_role_without_create_rights_is_told_which_sql_to_run(
     assert caught.value.code == "no_create_rights" and "owner" in caught.value.en
     with PostgisStore(pg_db, data=tmp_path) as owner:
         assert owner._meta("schema") == "2"
+
+
+@pytest.mark.needs("postgis")
+@pytest.mark.slow
+def test_postgis_views_take_the_fields_a_layer_gains(pg: PostgisStore) -> None:
+    """A layer stored before it declared its last field: the field is added to the table and
+    the views are made again with it (a PostgreSQL view keeps the columns it was made with)."""
+    older = dataclasses.replace(SURVEY, fields=SURVEY.fields[:-1])
+    last = SURVEY.fields[-1].name
+    with pg.transaction():
+        assert on_pg._new_batch(pg, SURVEY.name) == 1
+        pg.write_features(older, 1, _rows([("a", 0, 1, "u1"), ("c", 3, 1, "u1")]), False)
+
+    def columns(view: str) -> list[str]:
+        return [
+            r[0]
+            for r in pg.conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name=%s", (view,)
+            )
+        ]
+
+    assert last not in columns(POINT_VIEW)
+    _write(pg, 2, _rows([("b", 1, 2, "u2")]), False)
+    assert last in columns(POINT_VIEW) and last in columns(POLYGON_VIEW)
+    assert _pg_views(pg) == {POINT_VIEW: ("POINT", EPSG, 2), POLYGON_VIEW: ("POLYGON", EPSG, 1)}
