@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -23,7 +22,7 @@ from psycopg import sql
 
 from geo.errors import Conflict, StoreError, disk_full, read_only
 from geo.store import clock
-from geo.store.base import Tx, data_dir
+from geo.store.base import TransactionScopes, Tx, data_dir
 from geo.store.cache import cache_for
 from geo.store.credentials import secrets_in, shown_location, without
 from geo.store.interface.audit import Actor
@@ -75,7 +74,7 @@ SCHEMA_VERSION = 2
 EXTENSION_SQL = "CREATE EXTENSION IF NOT EXISTS postgis"
 
 
-class PgConnection:
+class PgConnection(TransactionScopes):
     """The shared state of a :class:`geo.store.postgis.PostgisStore`: its URL, connection,
     transaction depth, the ``gw_tx`` row of the write under way and the actor writing.
 
@@ -216,71 +215,32 @@ class PgConnection:
         long one keeps old row versions from being vacuumed: keep it short all the same.
         Inside a write transaction or another snapshot it is that one.
         """
-        if self._depth or self._reading:
+        with TransactionScopes.snapshot(self):
             yield
-            return
-        conn = self.conn
-        try:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        except psycopg.Error as exc:
-            raise store_error(exc, self._url) from exc
-        self._reading = True
-        try:
-            yield
-        finally:
-            self._reading = False
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("COMMIT")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """All-or-nothing write scope (``BEGIN`` … ``COMMIT``, ``ROLLBACK`` on any exception);
         nests.  Writers take turns: each one starts by writing a new revision into ``gw_meta``,
         whose row lock holds the next writer until this one ends, so the write log's ids and
         stamps follow the order of commits as in the GeoPackage."""
-        with self.transaction_scope(new_revision=True):
-            yield
+        return self.write_scope(new_revision=True)
 
-    @contextmanager
-    def transaction_scope(self, new_revision: bool) -> Iterator[None]:
+    def transaction_scope(self, new_revision: bool) -> AbstractContextManager[None]:
         """:meth:`transaction` (``new_revision``) or :meth:`admin_transaction` (without)."""
-        if self._reading:
-            raise RuntimeError("transaction() cannot start inside snapshot()")
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        conn = self.conn
-        try:
-            conn.execute("BEGIN")
-        except psycopg.Error as exc:
-            raise store_error(exc, self._url) from exc
-        self._depth = 1
-        self._tx = None
-        try:
-            if new_revision:
-                # a fresh random revision at the start: caches filled inside a transaction that
-                # rolls back are keyed by a value never seen again
-                conn.execute("UPDATE gw_meta SET value=%s WHERE key='revision'", (uuid.uuid4().hex,))
-            yield
-            self._stamp_tx()
-            conn.execute("COMMIT")
-            self._pending_archives.clear()
-        except BaseException as exc:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("ROLLBACK")
-            for folder in self._pending_archives:  # archived files of a batch that did not commit
-                shutil.rmtree(folder, ignore_errors=True)
-            self._pending_archives.clear()
-            if isinstance(exc, psycopg.Error):
-                raise store_error(exc, self._url) from exc
-            raise
-        finally:
-            self._depth = 0
-            self._tx = None
+        return self.write_scope(new_revision, "transaction" if new_revision else "admin_transaction")
+
+    # the scopes' statements (see geo.store.base.TransactionScopes)
+    _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    _DB_ERRORS = (psycopg.Error,)
+
+    def _scope_sql(self, statement: str) -> None:
+        self.conn.execute(statement)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return store_error(exc, self._url) if isinstance(exc, psycopg.Error) else exc
+
+    def _new_revision(self) -> None:
+        self.conn.execute("UPDATE gw_meta SET value=%s WHERE key='revision'", (uuid.uuid4().hex,))
 
     @contextmanager
     def admin_transaction(self) -> Iterator[None]:
@@ -288,9 +248,7 @@ class PgConnection:
 
         Inside the current transaction when there is one, else its own, without a new revision.
         """
-        if self._reading:
-            raise RuntimeError("admin_transaction() cannot start inside snapshot()")
-        with self.transaction_scope(new_revision=False):
+        with self.write_scope(new_revision=False, name="admin_transaction"):
             yield
 
     # write log -----------------------------------------------------------------------------
