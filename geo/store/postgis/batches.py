@@ -3,7 +3,6 @@ and its archived source files -- kept in the data directory, not in the database
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -16,7 +15,7 @@ import numpy as np
 
 from geo.errors import Conflict, NotFound, StoreError, write_error
 from geo.store import clock
-from geo.store.interface.batches import Batch
+from geo.store.interface.batches import Batch, CurrentBatchRule, batch_of_row, key_set
 from geo.store.postgis.audit import PgAudit
 from geo.store.postgis.tables import PgTables, q
 from geo.store.postgis.targets import PgTargets
@@ -28,7 +27,7 @@ _BATCH_COLS = (
 )
 
 
-class PgBatches(PgTables, PgTargets, PgAudit):
+class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
     """:class:`geo.store.interface.batches.BatchRegister` on PostGIS."""
 
     def new_batch(self, batch: Batch, sources: list[Path] | None) -> int:
@@ -112,13 +111,7 @@ class PgBatches(PgTables, PgTargets, PgAudit):
             )
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
-        names = [f.name for f in dataclasses.fields(Batch)][:15]
-        *values, report, rolled_back_at = row
-        return Batch(
-            **dict(zip(names, values, strict=True)),
-            rolled_back_at=rolled_back_at,
-            report=json.loads(report or "{}"),
-        )
+        return batch_of_row(row)
 
     def batches(self, layer: str | None = None) -> list[Batch]:
         """See :meth:`geo.store.interface.batches.BatchRegister.batches`."""
@@ -138,49 +131,37 @@ class PgBatches(PgTables, PgTargets, PgAudit):
             raise NotFound(f"批次 {batch_id} 不存在", f"batch {batch_id} not found", code="batch_not_found")
         return self._batch_from_row(row)
 
-    def find_checksum(self, layer: str, checksum: str, keys: np.ndarray | None = None) -> Batch | None:
-        """See :meth:`geo.store.interface.batches.BatchRegister.find_checksum`.
-
-        The same rule as the GeoPackage backend's
-        (:meth:`geo.store.gpkg.batches.GpkgBatches.find_checksum`).
-        """
+    def _live_with_checksum(self, layer: str, checksum: str) -> list[Batch]:
         rows = self._run(
             f"SELECT {_BATCH_COLS} FROM gw_batches WHERE layer=%s AND checksum=%s AND status='active' ORDER BY id DESC",
             (layer, checksum),
         ).fetchall()
-        for row in rows:
-            batch = self._batch_from_row(row)
-            if self._is_current(batch, keys):
-                return batch
-        return None
+        return [self._batch_from_row(r) for r in rows]
 
-    def _is_current(self, batch: Batch, keys: np.ndarray | None) -> bool:
-        if batch.kind == "targets":
-            return self._targets_current(batch.id)
-        if batch.kind == "grid":
-            row = self._run(
-                "SELECT max(id) FROM gw_batches WHERE layer=%s AND status='active'", (batch.layer,)
+    def _newest_live(self, layer: str) -> int | None:
+        row = self._run(
+            "SELECT max(id) FROM gw_batches WHERE layer=%s AND status='active'", (layer,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _layer_stored(self, layer: str) -> bool:
+        return self._run("SELECT 1 FROM gw_layers WHERE name=%s", (layer,)).fetchone() is not None
+
+    def _replaced_by_live(self, layer: str, batch_id: int) -> bool:
+        return (
+            self._run(
+                f"SELECT 1 FROM {q(layer + '_history')} h JOIN gw_batches b ON b.id = h.gw_superseded_by"
+                " WHERE h.gw_batch=%s AND b.status='active' AND b.id<>%s LIMIT 1",
+                (batch_id, batch_id),
             ).fetchone()
-            return row is not None and row[0] == batch.id
-        if self._run("SELECT 1 FROM gw_layers WHERE name=%s", (batch.layer,)).fetchone() is None:
-            return True
-        if self._run(
-            f"SELECT 1 FROM {q(batch.layer + '_history')} h JOIN gw_batches b ON b.id = h.gw_superseded_by"
-            " WHERE h.gw_batch=%s AND b.status='active' AND b.id<>%s LIMIT 1",
-            (batch.id, batch.id),
-        ).fetchone():
-            return False
-        if keys is None:
-            return True
-        wanted = _key_set(keys)
-        held = self._key_batches(batch.layer, wanted)
-        return len(held) == len(wanted) and all(b <= batch.id for b, _ in held.values())
+            is not None
+        )
 
     def key_batches(self, spec: LayerSpec, keys: np.ndarray) -> dict[str, tuple[int, str | None]]:
         """See :meth:`geo.store.interface.batches.BatchRegister.key_batches`."""
         if not self.has_layer(spec):
             return {}
-        return self._key_batches(spec.name, _key_set(keys))
+        return self._key_batches(spec.name, key_set(keys))
 
     def _key_batches(self, table: str, wanted: set[str]) -> dict[str, tuple[int, str | None]]:
         if not wanted:
@@ -235,8 +216,3 @@ class PgBatches(PgTables, PgTargets, PgAudit):
                 counts={"added": batch.added, "updated": batch.updated},
                 detail=batch.source_name,
             )
-
-
-def _key_set(keys: np.ndarray) -> set[str]:
-    """The survey ids among ``keys`` as text (rows without one left out)."""
-    return {str(k) for k in keys.tolist() if k is not None and k == k}
