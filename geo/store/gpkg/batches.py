@@ -3,23 +3,31 @@ source files, its kind."""
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geo.errors import Conflict, NotFound, StoreError, write_error
+from geo.errors import NotFound
 from geo.store import clock
 from geo.store.gpkg.audit import GpkgAudit
 from geo.store.gpkg.connection import scalar_args
 from geo.store.gpkg.tables import GpkgTables, is_grid
 from geo.store.gpkg.targets import GpkgTargets
-from geo.store.interface.batches import Batch, BatchKind, CurrentBatchRule, batch_of_row, key_set
+from geo.store.interface.batches import (
+    Batch,
+    BatchKind,
+    CurrentBatchRule,
+    already_rolled_back,
+    archive_files,
+    archived_file,
+    audit_finished,
+    audit_rollback,
+    batch_of_row,
+    finished_values,
+    key_set,
+)
 from layers.base import LayerSpec
 
 
@@ -53,17 +61,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit, CurrentBatchRule):
                 folder = self.data_dir / "archive" / f"{batch_id:06d}"
                 shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
                 self._pending_archives.append(folder)
-                try:
-                    folder.mkdir(parents=True)
-                    root = _common_root(sources)
-                    for src in sources:
-                        dest = folder / src.relative_to(root)
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(src, dest)
-                except OSError as exc:
-                    raise write_error(exc.errno) or StoreError(
-                        "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
-                    ) from exc
+                archive_files(folder, sources)
                 self.conn.execute(
                     "INSERT INTO gw_archive (batch_id, name, path) VALUES (?,?,?)",
                     (batch_id, batch.source_name, str(folder.relative_to(self.data_dir))),
@@ -80,26 +78,11 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit, CurrentBatchRule):
             self.conn.execute(
                 "UPDATE gw_batches SET added=?, updated=?, unchanged=?, rejected=?, rows_read=?, report=?"
                 " WHERE id=?",
-                (
-                    counts.get("added", 0),
-                    counts.get("updated", 0),
-                    counts.get("unchanged", 0),
-                    counts.get("rejected", 0),
-                    counts.get("rows_read", 0),
-                    json.dumps(report, ensure_ascii=False, default=str),
-                    batch_id,
-                ),
+                (*finished_values(counts, report), batch_id),
             )
             row = self.conn.execute("SELECT layer, kind FROM gw_batches WHERE id=?", (batch_id,)).fetchone()
             layer, kind = row if row is not None else (None, None)
-            action = {"grid": "grid_replace", "targets": "targets"}.get(str(kind), "import")
-            self.record_audit(
-                action,
-                layer=str(layer),
-                batch_id=batch_id,
-                counts={k: int(v) for k, v in counts.items()},
-                detail=str(report.get("source_name") or "") or None,
-            )
+            audit_finished(self, batch_id, layer, kind, counts, report)
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
         # columns as in _batch_cols: the Batch fields up to kind, then report, rolled_back_at
@@ -201,17 +184,9 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit, CurrentBatchRule):
     def archived_source(self, batch_id: int) -> tuple[str, bytes]:
         """The original upload of a batch: the file itself, or a zip of its files."""
         row = self.conn.execute("SELECT name, path FROM gw_archive WHERE batch_id=?", (batch_id,)).fetchone()
-        folder = self.data_dir / str(row[1]) if row is not None else None
-        if row is None or folder is None or not folder.is_dir():
-            raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-        if len(files) == 1 and files[0].name == str(row[0]):
-            return str(row[0]), files[0].read_bytes()
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in files:
-                zf.write(f, str(f.relative_to(folder)))
-        return str(row[0]), buf.getvalue()
+        if row is None:
+            return archived_file(batch_id, None, None)
+        return archived_file(batch_id, str(row[0]), self.data_dir / str(row[1]))
 
     def mark_rolled_back(self, batch_id: int) -> None:
         """Mark a live batch rolled back; refused (:class:`Conflict`) when it already is."""
@@ -223,25 +198,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit, CurrentBatchRule):
             if not self.conn.changes():
                 self.batch(batch_id)  # NotFound for an unknown batch
                 raise already_rolled_back(batch_id)
-            batch = self.batch(batch_id)
-            self.record_audit(
-                "rollback",
-                layer=batch.layer,
-                batch_id=batch_id,
-                counts={"added": batch.added, "updated": batch.updated},
-                detail=batch.source_name,
-            )
-
-
-def _common_root(paths: list[Path]) -> Path:
-    return Path(os.path.commonpath([str(p.parent) for p in paths]))
-
-
-def already_rolled_back(batch_id: int) -> Conflict:
-    """The refusal to roll back batch ``batch_id`` a second time."""
-    return Conflict(
-        f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back"
-    )
+            audit_rollback(self, self.batch(batch_id))
 
 
 #: Before schema 5 a batch's kind was not recorded: it was told from the layer the batch was

@@ -4,7 +4,11 @@ with the kind of batch it is, its counts and its archived source files."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import os
+import shutil
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +16,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from geo.errors import Conflict, NotFound, StoreError, write_error
+from geo.store.interface.audit import AuditLog
 from layers.base import LayerSpec
 
 #: What a batch wrote: features of a survey layer (``import``), the unit grid as a new grid
@@ -175,3 +181,79 @@ class CurrentBatchRule:
         wanted = key_set(keys)
         held = self._key_batches(batch.layer, wanted)
         return len(held) == len(wanted) and all(b <= batch.id for b, _ in held.values())
+
+
+# what both backends do alike around a batch ---------------------------------------------------
+def archive_files(folder: Path, sources: list[Path]) -> None:
+    """Copy the source files of an upload into ``folder`` (made new), below their common folder;
+    a failure is a :class:`~geo.errors.StoreError` (disk full, no right, ``archive_failed``)."""
+    try:
+        folder.mkdir(parents=True)
+        root = Path(os.path.commonpath([str(p.parent) for p in sources]))
+        for src in sources:
+            dest = folder / src.relative_to(root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    except OSError as exc:
+        raise write_error(exc.errno) or StoreError(
+            "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
+        ) from exc
+
+
+def archived_file(batch_id: int, name: str | None, folder: Path | None) -> tuple[str, bytes]:
+    """What :meth:`BatchRegister.archived_source` returns for the upload ``name`` archived in
+    ``folder``: the file itself, or a zip of its files; :class:`~geo.errors.NotFound` when there
+    is none."""
+    if name is None or folder is None or not folder.is_dir():
+        raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if len(files) == 1 and files[0].name == name:
+        return name, files[0].read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            zf.write(f, str(f.relative_to(folder)))
+    return name, buf.getvalue()
+
+
+def finished_values(counts: dict[str, int], report: dict[str, Any]) -> tuple[Any, ...]:
+    """``added, updated, unchanged, rejected, rows_read, report`` (as JSON) of a finished batch."""
+    return (
+        counts.get("added", 0),
+        counts.get("updated", 0),
+        counts.get("unchanged", 0),
+        counts.get("rejected", 0),
+        counts.get("rows_read", 0),
+        json.dumps(report, ensure_ascii=False, default=str),
+    )
+
+
+def audit_finished(
+    log: AuditLog, batch_id: int, layer: Any, kind: Any, counts: dict[str, int], report: dict[str, Any]
+) -> None:
+    """The audit entry of a finished batch, named by its kind (``import``, ``grid_replace``, ``targets``)."""
+    log.record_audit(
+        {"grid": "grid_replace", "targets": "targets"}.get(str(kind), "import"),
+        layer=str(layer),
+        batch_id=batch_id,
+        counts={k: int(v) for k, v in counts.items()},
+        detail=str(report.get("source_name") or "") or None,
+    )
+
+
+def audit_rollback(log: AuditLog, batch: Batch) -> None:
+    """The audit entry of rolling ``batch`` back."""
+    log.record_audit(
+        "rollback",
+        layer=batch.layer,
+        batch_id=batch.id,
+        counts={"added": batch.added, "updated": batch.updated},
+        detail=batch.source_name,
+    )
+
+
+def already_rolled_back(batch_id: int) -> Conflict:
+    """The refusal to roll back batch ``batch_id`` a second time."""
+    return Conflict(
+        f"批次 {batch_id} 已回滚", f"batch {batch_id} was already rolled back", code="already_rolled_back"
+    )

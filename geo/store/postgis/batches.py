@@ -3,19 +3,26 @@ and its archived source files -- kept in the data directory, not in the database
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geo.errors import Conflict, NotFound, StoreError, write_error
+from geo.errors import NotFound
 from geo.store import clock
-from geo.store.interface.batches import Batch, CurrentBatchRule, batch_of_row, key_set
+from geo.store.interface.batches import (
+    Batch,
+    CurrentBatchRule,
+    already_rolled_back,
+    archive_files,
+    archived_file,
+    audit_finished,
+    audit_rollback,
+    batch_of_row,
+    finished_values,
+    key_set,
+)
 from geo.store.postgis.audit import PgAudit
 from geo.store.postgis.tables import PgTables, q
 from geo.store.postgis.targets import PgTargets
@@ -64,17 +71,7 @@ class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
                 folder = self.data / relative
                 shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
                 self._pending_archives.append(folder)
-                try:
-                    folder.mkdir(parents=True)
-                    root = Path(os.path.commonpath([str(p.parent) for p in sources]))
-                    for src in sources:
-                        dest = folder / src.relative_to(root)
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(src, dest)
-                except OSError as exc:
-                    raise write_error(exc.errno) or StoreError(
-                        "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
-                    ) from exc
+                archive_files(folder, sources)
                 self._run(
                     "INSERT INTO gw_archive (batch_id, name, path) VALUES (%s,%s,%s)",
                     (batch_id, batch.source_name, str(relative)),
@@ -91,24 +88,10 @@ class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
             row = self._run(
                 "UPDATE gw_batches SET added=%s, updated=%s, unchanged=%s, rejected=%s, rows_read=%s, report=%s"
                 " WHERE id=%s RETURNING layer, kind",
-                (
-                    counts.get("added", 0),
-                    counts.get("updated", 0),
-                    counts.get("unchanged", 0),
-                    counts.get("rejected", 0),
-                    counts.get("rows_read", 0),
-                    json.dumps(report, ensure_ascii=False, default=str),
-                    batch_id,
-                ),
+                (*finished_values(counts, report), batch_id),
             ).fetchone()
             layer, kind = row if row is not None else (None, None)
-            self.record_audit(
-                {"grid": "grid_replace", "targets": "targets"}.get(str(kind), "import"),
-                layer=str(layer),
-                batch_id=batch_id,
-                counts={k: int(v) for k, v in counts.items()},
-                detail=str(report.get("source_name") or "") or None,
-            )
+            audit_finished(self, batch_id, layer, kind, counts, report)
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
         return batch_of_row(row)
@@ -178,17 +161,9 @@ class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
     def archived_source(self, batch_id: int) -> tuple[str, bytes]:
         """See :meth:`geo.store.interface.batches.BatchRegister.archived_source`."""
         row = self._run("SELECT name, path FROM gw_archive WHERE batch_id=%s", (batch_id,)).fetchone()
-        folder = self.data / str(row[1]) if row is not None else None
-        if row is None or folder is None or not folder.is_dir():
-            raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-        if len(files) == 1 and files[0].name == str(row[0]):
-            return str(row[0]), files[0].read_bytes()
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in files:
-                zf.write(f, str(f.relative_to(folder)))
-        return str(row[0]), buf.getvalue()
+        if row is None:
+            return archived_file(batch_id, None, None)
+        return archived_file(batch_id, str(row[0]), self.data / str(row[1]))
 
     def mark_rolled_back(self, batch_id: int) -> None:
         """See :meth:`geo.store.interface.batches.BatchRegister.mark_rolled_back`.
@@ -203,16 +178,5 @@ class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
             ).rowcount
             if not changed:
                 self.batch(batch_id)  # NotFound for an unknown batch
-                raise Conflict(
-                    f"批次 {batch_id} 已回滚",
-                    f"batch {batch_id} was already rolled back",
-                    code="already_rolled_back",
-                )
-            batch = self.batch(batch_id)
-            self.record_audit(
-                "rollback",
-                layer=batch.layer,
-                batch_id=batch_id,
-                counts={"added": batch.added, "updated": batch.updated},
-                detail=batch.source_name,
-            )
+                raise already_rolled_back(batch_id)
+            audit_rollback(self, self.batch(batch_id))
