@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.errors import Conflict
 from geo.store import clock
 from geo.store.gpkg.blobs import encode_geometries
 from geo.store.gpkg.connection import scalar_args
@@ -26,7 +25,7 @@ from geo.store.gpkg.spatial import (
     writer_indexes,
 )
 from geo.store.gpkg.tables import GW_COLUMNS
-from geo.store.interface.features import FeatureRows, WriteResult
+from geo.store.interface.features import FeatureRows, WriteResult, rollback_blocked
 from geo.store.typed_views import views_needed
 from layers.base import LayerSpec
 
@@ -247,13 +246,7 @@ class GpkgFeatureWrites(GpkgGridVersions):
             )
         ]
         if later:
-            ids = ", ".join(str(x) for x in sorted(later))
-            raise Conflict(
-                f"批次 {ids} 更新了批次 {batch_id} 的要素，请先回滚批次 {ids}",
-                f"batch {ids} updated features of batch {batch_id}; roll back batch {ids} first",
-                code="rollback_blocked",
-                details={"blocking_batches": sorted(later)},
-            )
+            raise rollback_blocked(batch_id, later)
         tx = self._tx_id()
         mine = [
             int(r[0]) for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_batch=?', (batch_id,))

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from geo.errors import Conflict, NotFound
 from geo.store import clock
 from geo.store.gpkg.audit import GpkgAudit
-from geo.store.interface.value_maps import ValueMap
+from geo.store.interface.value_maps import ValueMap, value_map_select
 
 
 class GpkgValueMaps(GpkgAudit):
     """:class:`geo.store.interface.value_maps.ValueMapStore` on the GeoPackage."""
-
-    _VALUE_MAP_COLS = "id, layer, field, raw_key, raw, code, user, created_at, removed_at, removed_by"
 
     def value_maps(self, layer: str | None = None, *, include_removed: bool = False) -> list[ValueMap]:
         """See :meth:`geo.store.interface.value_maps.ValueMapStore.value_maps`.
@@ -22,14 +18,8 @@ class GpkgValueMaps(GpkgAudit):
         """
         if not self._has_table("gw_value_maps"):
             return []
-        sql = f"SELECT {self._VALUE_MAP_COLS} FROM gw_value_maps WHERE 1=1"
-        args: tuple[Any, ...] = ()
-        if layer is not None:
-            sql += " AND layer=?"
-            args = (layer,)
-        if not include_removed:
-            sql += " AND removed_at IS NULL"
-        return [ValueMap(*row) for row in self.conn.execute(sql + " ORDER BY id", args)]
+        sql, args = value_map_select("?", layer, include_removed)
+        return [ValueMap(*row) for row in self.conn.execute(sql, args)]
 
     def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
         """See :meth:`geo.store.interface.value_maps.ValueMapStore.save_value_map`.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass
@@ -39,3 +39,18 @@ class ValueMapStore(Protocol):
         """Mark a remembered mapping removed; audited.  :class:`geo.errors.NotFound` for an
         unknown id, :class:`geo.errors.Conflict` when it already is."""
         ...
+
+
+def value_map_select(mark: str, layer: str | None, include_removed: bool) -> tuple[str, tuple[Any, ...]]:
+    """The query of :meth:`ValueMapStore.value_maps` (rows in the order of :class:`ValueMap`,
+    oldest first) and its arguments, with the backend's parameter ``mark`` (``?``, ``%s``)."""
+    sql = 'SELECT id, layer, field, raw_key, raw, code, "user", created_at, removed_at, removed_by FROM gw_value_maps'
+    where, args = [], []
+    if layer is not None:
+        where.append(f"layer={mark}")
+        args.append(layer)
+    if not include_removed:
+        where.append("removed_at IS NULL")
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY id", tuple(args)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from geo.errors import Conflict, NotFound
 from geo.store import clock
-from geo.store.interface.value_maps import ValueMap
+from geo.store.interface.value_maps import ValueMap, value_map_select
 from geo.store.postgis.audit import PgAudit
 
 _COLS = 'id, layer, field, raw_key, raw, code, "user", created_at, removed_at, removed_by'
@@ -20,14 +18,8 @@ class PgValueMaps(PgAudit):
 
         Reads ``gw_value_maps``, oldest first.
         """
-        sql = f"SELECT {_COLS} FROM gw_value_maps WHERE true"
-        args: tuple[Any, ...] = ()
-        if layer is not None:
-            sql += " AND layer=%s"
-            args = (layer,)
-        if not include_removed:
-            sql += " AND removed_at IS NULL"
-        return [ValueMap(*row) for row in self._run(sql + " ORDER BY id", args).fetchall()]
+        sql, args = value_map_select("%s", layer, include_removed)
+        return [ValueMap(*row) for row in self._run(sql, args).fetchall()]
 
     def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
         """See :meth:`geo.store.interface.value_maps.ValueMapStore.save_value_map`.
