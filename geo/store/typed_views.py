@@ -1,10 +1,10 @@
 """Typed views of a layer that holds more than one geometry type, the same on both backends.
 
-A layer whose declaration takes points and polygons (违法建设, say) is one table whose geometry
+A layer whose declaration takes points and polygons is one table whose geometry
 column is declared ``GEOMETRY`` once it holds both.  GIS tools then see a layer of "any"
 geometry; so next to the table each backend keeps one **view per geometry type the layer has
-held**, named ``<layer>_<type>`` (``demolition_point``, ``demolition_polygon``, and
-``demolition_multipoint`` / ``demolition_multipolygon`` when multi-part rows arrive), each
+held**, named ``<layer>_<type>`` (``<layer>_point``, ``<layer>_polygon``, and
+``<layer>_multipoint`` / ``<layer>_multipolygon`` when multi-part rows arrive), each
 declared with its one type and the store's SRID, so QGIS and GDAL open it as a typed layer.
 The views select the table's current rows of their type, so they follow every write and
 rollback; together they hold every row of the table.  A view is made the first time a row of
@@ -22,11 +22,27 @@ from collections.abc import Iterable
 VIEW_TYPES = ("POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON")
 #: the name a table declares when it holds more than one type
 ANY = "GEOMETRY"
+#: how a view's description names its type (zh, en)
+VIEW_LABELS = {
+    "POINT": ("点", "points"),
+    "LINESTRING": ("线", "lines"),
+    "POLYGON": ("面", "polygons"),
+    "MULTIPOINT": ("多点", "multi-points"),
+    "MULTILINESTRING": ("多线", "multi-lines"),
+    "MULTIPOLYGON": ("多面", "multi-polygons"),
+}
 
 
 def view_name(layer: str, type_name: str) -> str:
     """The view of ``layer``'s rows of ``type_name`` (``POINT`` → ``<layer>_point``)."""
     return f"{layer}_{type_name.lower()}"
+
+
+def view_label(label_zh: str, label_en: str, type_name: str) -> tuple[str, str]:
+    """The identifier and English description of the view of ``type_name`` of a layer labelled
+    ``label_zh`` / ``label_en`` (``<标签>（点）<label> (points)``)."""
+    zh, en = VIEW_LABELS[type_name]
+    return f"{label_zh}（{zh}）{label_en} ({en})", f"{label_en} ({en})"
 
 
 def views_needed(declared: str | None, before: str | None, incoming: Iterable[str]) -> list[str]:

@@ -36,7 +36,7 @@ import apsw
 import numpy as np
 import shapely
 
-from geo.store.typed_views import VIEW_TYPES, view_name
+from geo.store.typed_views import VIEW_TYPES, view_label, view_name
 from layers.base import LayerSpec
 
 #: the ``gpkg_extensions`` table (GeoPackage 1.2 and later)
@@ -304,14 +304,6 @@ def declare_type(conn: apsw.Connection, table: str, name: str) -> None:
 
 
 # --- typed views ------------------------------------------------------------------------------
-_VIEW_LABELS = {
-    "POINT": ("点", "points"),
-    "LINESTRING": ("线", "lines"),
-    "POLYGON": ("面", "polygons"),
-    "MULTIPOINT": ("多点", "multi-points"),
-    "MULTILINESTRING": ("多线", "multi-lines"),
-    "MULTIPOLYGON": ("多面", "multi-polygons"),
-}
 
 
 def create_typed_view(conn: apsw.Connection, spec: LayerSpec, type_name: str, stamp: str) -> bool:
@@ -331,12 +323,12 @@ def create_typed_view(conn: apsw.Connection, spec: LayerSpec, type_name: str, st
     conn.execute(
         f"CREATE VIEW \"{view}\" AS SELECT * FROM {table} WHERE ST_GeometryType(geom) = '{type_name}'"
     )
-    zh, en = _VIEW_LABELS[type_name]
+    identifier, description = view_label(spec.label_zh, spec.label_en, type_name)
     conn.execute(
         "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change,"
         " min_x, min_y, max_x, max_y, srs_id)"
         " SELECT ?, 'features', ?, ?, ?, min_x, min_y, max_x, max_y, srs_id FROM gpkg_contents WHERE table_name=?",
-        (view, f"{spec.label_zh}（{zh}）{spec.label_en} ({en})", f"{spec.label_en} ({en})", stamp, spec.name),
+        (view, identifier, description, stamp, spec.name),
     )
     conn.execute(
         "INSERT INTO gpkg_geometry_columns SELECT ?, 'geom', ?, srs_id, 0, 0 FROM gpkg_geometry_columns"

@@ -14,7 +14,7 @@ from psycopg import sql
 import layers
 from geo.errors import StoreError
 from geo.store.postgis.connection import PgConnection
-from geo.store.typed_views import view_name, views_needed
+from geo.store.typed_views import view_label, view_name, views_needed
 from layers.base import LayerSpec
 
 #: PostgreSQL type of each field kind of a layer
@@ -51,15 +51,6 @@ VIEW_CASTS = {
         (5, "MULTILINESTRING"),
         (6, "MULTIPOLYGON"),
     )
-}
-#: how a typed view's description names its type (zh, en)
-VIEW_LABELS = {
-    "POINT": ("点", "points"),
-    "LINESTRING": ("线", "lines"),
-    "POLYGON": ("面", "polygons"),
-    "MULTIPOINT": ("多点", "multi-points"),
-    "MULTILINESTRING": ("多线", "multi-lines"),
-    "MULTIPOLYGON": ("多面", "multi-polygons"),
 }
 
 
@@ -194,8 +185,11 @@ class PgTables(PgConnection):
                 f" WHERE GeometryType(geom) = '{t}'"
             )
             comment = sql.SQL("COMMENT ON VIEW {} IS {}")
-            label = f"{spec.label_zh}（{VIEW_LABELS[t][0]}）{spec.label_en} ({VIEW_LABELS[t][1]})"
-            self._run(comment.format(sql.Identifier(view), sql.Literal(label)))
+            self._run(
+                comment.format(
+                    sql.Identifier(view), sql.Literal(view_label(spec.label_zh, spec.label_en, t)[0])
+                )
+            )
 
     def upgrade_views(self) -> None:
         """Typed views for every layer declared ``Geometry``, from the types its rows have
