@@ -275,3 +275,16 @@ def test_postgis_views_take_the_fields_a_layer_gains(pg: PostgisStore) -> None:
     _write(pg, 2, _rows([("b", 1, 2, "u2")]), False)
     assert last in columns(POINT_VIEW) and last in columns(POLYGON_VIEW)
     assert _pg_views(pg) == {POINT_VIEW: ("POINT", EPSG, 2), POLYGON_VIEW: ("POLYGON", EPSG, 1)}
+
+
+@pytest.mark.needs("postgis")
+@pytest.mark.slow
+def test_a_table_added_to_the_schema_without_a_new_version_is_made(pg: PostgisStore, pg_db: str) -> None:
+    """The tables of SCHEMA_SQL are checked by their digest as well as the version number."""
+    pg.conn.execute("DROP TABLE gw_logins")  # as if the code had added it since the database was made
+    pg.conn.execute("UPDATE gw_meta SET value='older' WHERE key='schema_sql'")
+    pg.close()
+    with PostgisStore(pg_db) as again:
+        assert again._meta("schema") == "2"
+        assert again.conn.execute("SELECT to_regclass('gw_logins')").fetchone() == ("gw_logins",)
+        assert again._meta("schema_sql") != "older"

@@ -10,6 +10,7 @@ of database errors -- which never show the connection URL (it may carry a passwo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -69,6 +70,9 @@ SCHEMA_SQL = (
 #: of :data:`SCHEMA_SQL` and one table (and history table) per layer; version 2: typed views of
 #: the layers that hold more than one geometry type (:mod:`geo.store.typed_views`).
 SCHEMA_VERSION = 2
+
+#: What :data:`SCHEMA_SQL` says, in short (kept in ``gw_meta`` under ``schema_sql``).
+SCHEMA_DIGEST = hashlib.sha256("\n".join(SCHEMA_SQL).encode()).hexdigest()[:16]
 
 #: The SQL a database owner runs when the store's role may not create the extension.
 EXTENSION_SQL = "CREATE EXTENSION IF NOT EXISTS postgis"
@@ -140,13 +144,13 @@ class PgConnection(TransactionScopes):
         version = self._schema_version()
         if version is not None and version > SCHEMA_VERSION:
             raise _too_new(version)
-        if version == SCHEMA_VERSION or not self._create:
+        if self._schema_current(version) or not self._create:
             return  # nothing to make: a role without CREATE rights uses the tables as they are
         try:
             with self.transaction_scope(new_revision=False):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('gridwatch schema'))")
                 version = self._schema_version()  # again: another process may have made it meanwhile
-                if version is not None and version >= SCHEMA_VERSION:
+                if self._schema_current(version) or (version or 0) > SCHEMA_VERSION:
                     return
                 with _quiet(conn):
                     for stmt in SCHEMA_SQL:
@@ -157,6 +161,7 @@ class PgConnection(TransactionScopes):
                 if version is not None:
                     self._upgrade_schema(version)
                 self._set_meta("schema", str(SCHEMA_VERSION))
+                self._set_meta("schema_sql", SCHEMA_DIGEST)
         except StoreError as exc:
             if exc.code != "store_read_only":
                 raise
@@ -169,6 +174,16 @@ class PgConnection(TransactionScopes):
             return None
         row = self._conn.execute("SELECT value FROM gw_meta WHERE key='schema'").fetchone()
         return int(row[0]) if row else None
+
+    def _schema_current(self, version: int | None) -> bool:
+        """Whether the database holds this code's schema: its version, and the tables of
+        :data:`SCHEMA_SQL` as they are now (their digest, kept in ``gw_meta`` under
+        ``schema_sql``: a table added to the list without a new version is made all the same)."""
+        if version != SCHEMA_VERSION:
+            return False
+        assert self._conn is not None
+        row = self._conn.execute("SELECT value FROM gw_meta WHERE key='schema_sql'").fetchone()
+        return row is not None and row[0] == SCHEMA_DIGEST
 
     def _current_role(self) -> str:
         assert self._conn is not None
@@ -416,10 +431,11 @@ def _no_create_rights(role: str, version: int | None) -> StoreError:
             code="no_create_rights",
         )
     return StoreError(
-        f"数据库结构为版本 {version}，需要升级到 {SCHEMA_VERSION}，但账户 {role} 无权修改。"
-        "请用表的所有者账户打开一次（升级自动完成）",
-        f"the database schema is version {version} and needs upgrading to {SCHEMA_VERSION}, which role {role}"
-        " may not do: open it once as the tables' owner (the upgrade then runs by itself)",
+        f"数据库结构（版本 {version}）需要更新为本程序的结构（版本 {SCHEMA_VERSION}），但账户 {role} 无权修改。"
+        "请用表的所有者账户打开一次（更新自动完成）",
+        f"the database schema (version {version}) must be brought up to this gridwatch's (version"
+        f" {SCHEMA_VERSION}), which role {role} may not do: open it once as the tables' owner (the upgrade"
+        " then runs by itself)",
         code="no_create_rights",
     )
 
