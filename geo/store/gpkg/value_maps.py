@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from geo.errors import Conflict, NotFound
 from geo.store import clock
 from geo.store.gpkg.audit import GpkgAudit
-from geo.store.interface.value_maps import ValueMap, value_map_select
+from geo.store.interface.value_maps import ValueMap, audit_mapping, removable, value_map_select
 
 
 class GpkgValueMaps(GpkgAudit):
@@ -40,9 +39,7 @@ class GpkgValueMaps(GpkgAudit):
                 (layer, field, raw_key, raw, code, self.actor.user, now),
             )
             map_id = int(self.conn.last_insert_rowid())
-            self.record_audit(
-                "mapping_add", layer=layer, counts={"id": map_id}, detail=f"{field}: {raw} → {code}"
-            )
+            audit_mapping(self, "mapping_add", map_id, layer, field, raw, code)
         return map_id
 
     def remove_value_map(self, map_id: int) -> ValueMap:
@@ -51,28 +48,14 @@ class GpkgValueMaps(GpkgAudit):
         Sets ``removed_at`` and ``removed_by`` in ``gw_value_maps``.
         """
         with self.admin_transaction():
-            found = [m for m in self.value_maps(include_removed=True) if m.id == map_id]
-            if not found:
-                raise NotFound(
-                    f"没有编号为 {map_id} 的值对应", f"no value mapping {map_id}", code="mapping_not_found"
-                )
-            if found[0].removed_at is not None:
-                raise Conflict(
-                    f"值对应 {map_id} 已删除",
-                    f"value mapping {map_id} was already removed",
-                    code="already_removed",
-                )
+            m = removable(
+                map_id, next((v for v in self.value_maps(include_removed=True) if v.id == map_id), None)
+            )
             self.conn.execute(
                 "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE id=?",
                 (clock.now_iso(), self.actor.user, map_id),
             )
-            m = found[0]
-            self.record_audit(
-                "mapping_remove",
-                layer=m.layer,
-                counts={"id": map_id},
-                detail=f"{m.field}: {m.raw} → {m.code}",
-            )
+            audit_mapping(self, "mapping_remove", map_id, m.layer, m.field, m.raw, m.code)
         return next(v for v in self.value_maps(include_removed=True) if v.id == map_id)
 
 
