@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 import pyogrio
 import pytest
+import shapely
+import shapely.affinity
 
 from geo.errors import StoreError
 from geo.store.gpkg import GpkgStore
@@ -288,3 +290,57 @@ def test_a_table_added_to_the_schema_without_a_new_version_is_made(pg: PostgisSt
         assert again._meta("schema") == "2"
         assert again.conn.execute("SELECT to_regclass('gw_logins')").fetchone() == ("gw_logins",)
         assert again._meta("schema_sql") != "older"
+
+
+@pytest.mark.needs("postgis")
+@pytest.mark.slow
+def test_a_failed_upgrade_leaves_the_older_schema_as_it_was(
+    pg: PostgisStore, pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade is one transaction: a step that fails after making a view keeps nothing."""
+    _mixed(pg)
+    with pg.admin_transaction():
+        pg.conn.execute(f'DROP VIEW "{POINT_VIEW}", "{POLYGON_VIEW}"')
+        pg.conn.execute("UPDATE gw_meta SET value='1' WHERE key='schema'")
+    pg.close()
+    made = PostgisStore.upgrade_views
+
+    def fails(self: PostgisStore) -> None:
+        made(self)
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(PostgisStore, "upgrade_views", fails)
+    with pytest.raises(RuntimeError, match="step failed"):
+        PostgisStore(pg_db).revision()
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT value FROM gw_meta WHERE key='schema'").fetchone() == ("1",)
+        assert conn.execute("SELECT to_regclass(%s)", (POINT_VIEW,)).fetchone() == (None,)
+    monkeypatch.undo()
+    with PostgisStore(pg_db) as again:
+        assert again._meta("schema") == "2" and POINT_VIEW in _pg_views(again)
+
+
+def _multi_rows() -> Any:
+    """A point and a two-part polygon (a multi-polygon) of SURVEY."""
+    rows = _rows([("m", 0, 1, "u1"), ("n", 3, 1, "u1")])
+    geoms = rows.geometry.copy()
+    geoms[1] = shapely.MultiPolygon([geoms[1], shapely.affinity.translate(geoms[1], 20, 0)])
+    return dataclasses.replace(rows, geometry=geoms)
+
+
+@pytest.mark.needs("postgis")
+@pytest.mark.slow
+def test_multi_part_rows_get_their_own_views(tmp_path: Path, pg: PostgisStore) -> None:
+    path = tmp_path / "multi.gpkg"
+    with GpkgStore(path) as store:
+        store.set_srs_epsg(EPSG)
+        _write(store, 1, _multi_rows(), False)
+    seen = _gdal_layers(path)
+    assert seen[POINT_VIEW] == ("Point", 1)
+    assert seen[view_name(SURVEY.name, "MULTIPOLYGON")] == ("MultiPolygon", 1)
+    assert POLYGON_VIEW not in seen
+    _write(pg, 1, _multi_rows(), False)
+    assert _pg_views(pg) == {
+        POINT_VIEW: ("POINT", EPSG, 1),
+        view_name(SURVEY.name, "MULTIPOLYGON"): ("MULTIPOLYGON", EPSG, 1),
+    }
