@@ -27,7 +27,7 @@ from typing import Protocol
 from geo.store.cache import StoreCache
 from geo.store.interface.accounts import AccountStore
 from geo.store.interface.audit import AuditLog
-from geo.store.interface.batches import BatchRegister
+from geo.store.interface.batches import BatchRegister, archive_files
 from geo.store.interface.features import FeatureStore
 from geo.store.interface.targets import TargetStore
 from geo.store.interface.value_maps import ValueMapStore
@@ -150,6 +150,17 @@ class TransactionScopes:
 
     def _stamp_tx(self) -> None:
         """Stamp the transaction's tx (if any) with the moment it commits."""
+
+    def _archive(self, data: Path, batch_id: int, sources: list[Path]) -> str:
+        """Copy the sources of batch ``batch_id`` to ``<data>/archive/<id:06d>/`` (what a batch
+        that did not commit left there removed first), to be removed again if this transaction
+        rolls back; the folder relative to ``data``, as ``gw_archive`` keeps it."""
+        relative = Path("archive") / f"{batch_id:06d}"
+        folder = data / relative
+        shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
+        self._pending_archives.append(folder)
+        archive_files(folder, sources)
+        return str(relative)
 
     def _begin(self, statement: str) -> None:
         try:

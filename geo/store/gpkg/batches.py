@@ -3,7 +3,6 @@ source files, its kind."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from geo.store.interface.batches import (
     BatchKind,
     CurrentBatchRule,
     already_rolled_back,
-    archive_files,
     archived_file,
     audit_finished,
     audit_rollback,
@@ -58,13 +56,9 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit, CurrentBatchRule):
             batch_id = int(self.conn.last_insert_rowid())
             self.begin_tx(batch.kind, batch_id)
             if sources:
-                folder = self.data_dir / "archive" / f"{batch_id:06d}"
-                shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
-                self._pending_archives.append(folder)
-                archive_files(folder, sources)
                 self.conn.execute(
                     "INSERT INTO gw_archive (batch_id, name, path) VALUES (?,?,?)",
-                    (batch_id, batch.source_name, str(folder.relative_to(self.data_dir))),
+                    (batch_id, batch.source_name, self._archive(self.data_dir, batch_id, sources)),
                 )
         return batch_id
 

@@ -3,7 +3,6 @@ and its archived source files -- kept in the data directory, not in the database
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from geo.store.interface.batches import (
     Batch,
     CurrentBatchRule,
     already_rolled_back,
-    archive_files,
     archived_file,
     audit_finished,
     audit_rollback,
@@ -67,14 +65,9 @@ class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
             batch_id = int(row[0])
             self.begin_tx(batch.kind, batch_id)
             if sources:
-                relative = Path("archive") / f"{batch_id:06d}"
-                folder = self.data / relative
-                shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
-                self._pending_archives.append(folder)
-                archive_files(folder, sources)
                 self._run(
                     "INSERT INTO gw_archive (batch_id, name, path) VALUES (%s,%s,%s)",
-                    (batch_id, batch.source_name, str(relative)),
+                    (batch_id, batch.source_name, self._archive(self.data, batch_id, sources)),
                 )
         return batch_id
 
