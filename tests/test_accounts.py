@@ -180,7 +180,7 @@ def test_a_clients_failures_never_refuse_a_right_password(store):
 
 @pytest.mark.slow
 def test_failed_login_records_stay_bounded(store, monkeypatch):
-    monkeypatch.setattr("geo.store.gpkg.accounts._LOGINS_KEPT", 10)
+    monkeypatch.setattr("geo.store.interface.accounts.LOGINS_KEPT", 10)
     for i in range(25):
         with pytest.raises(accounts.LoginFailed):
             accounts.authenticate(store, f"random-{i}", "guess", client=f"10.0.0.{i}")

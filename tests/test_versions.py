@@ -784,7 +784,7 @@ def test_a_store_of_schema_3_is_upgraded_in_place(tmp_path):
     con.close()
 
     with open_store(data) as store:
-        assert store._meta("schema") == "6"
+        assert store._meta("schema") == "7"
         assert [b.kind for b in store.batches()] == ["grid", "import", "import", "grid"]
         versions = store.grid_versions()
         assert [(v.id, v.parent) for v in versions] == [(1, None), (4, 1)]

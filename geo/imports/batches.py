@@ -25,7 +25,7 @@ from geo.registry import get_layer
 from geo.store import clock
 from geo.store.accounts import role_at_least
 from geo.store.base import Store
-from geo.store.interface.batches import Batch
+from geo.store.interface.batches import Batch, already_rolled_back
 from layers.base import Field, LayerSpec
 
 
@@ -44,11 +44,7 @@ def rollback(store: Store, batch_id: int) -> Batch:
         # others find the batch rolled back
         batch = store.batch(batch_id)
         if batch.status != "active":
-            raise Conflict(
-                f"批次 {batch_id} 已回滚",
-                f"batch {batch_id} was already rolled back",
-                code="already_rolled_back",
-            )
+            raise already_rolled_back(batch_id)
         store.begin_tx("rollback", batch_id)
         if batch.kind == "targets":
             store.rollback_targets(batch_id)

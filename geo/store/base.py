@@ -15,8 +15,11 @@ imports a backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from contextlib import AbstractContextManager
+import shutil
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +27,7 @@ from typing import Protocol
 from geo.store.cache import StoreCache
 from geo.store.interface.accounts import AccountStore
 from geo.store.interface.audit import AuditLog
-from geo.store.interface.batches import BatchRegister
+from geo.store.interface.batches import BatchRegister, archive_files
 from geo.store.interface.features import FeatureStore
 from geo.store.interface.targets import TargetStore
 from geo.store.interface.value_maps import ValueMapStore
@@ -111,3 +114,115 @@ class Store(FeatureStore, BatchRegister, TargetStore, AccountStore, AuditLog, Va
     def close(self) -> None:
         """Release what the handle holds open (its connection); using the handle again reopens it."""
         ...
+
+
+class TransactionScopes:
+    """The scopes of a backend's one connection, the same on every backend: a write
+    transaction that nests (a depth count), a read snapshot (a flag) that is the enclosing
+    transaction or snapshot when there is one, the ``gw_tx`` row of the write under way, and
+    archived upload folders removed again when their transaction rolls back.
+
+    A backend provides the statements (:attr:`_BEGIN_READ`, :attr:`_BEGIN_WRITE`), runs one
+    (:meth:`_scope_sql`), says which exceptions are its database's (:attr:`_DB_ERRORS`) and
+    how a user sees one (:meth:`_translate`, called before the rollback, while the failure's
+    details are still there), writes a new revision (:meth:`_new_revision`) and stamps the
+    transaction's tx at commit (:meth:`_stamp_tx`).
+    """
+
+    _BEGIN_READ = "BEGIN"
+    _BEGIN_WRITE = "BEGIN"
+    _DB_ERRORS: tuple[type[BaseException], ...] = ()
+    _depth: int
+    _reading: bool
+    _tx: int | None
+    _pending_archives: list[Path]
+
+    def _scope_sql(self, statement: str) -> None:
+        """Run ``BEGIN`` / ``COMMIT`` / ``ROLLBACK`` on the connection (raising the database's errors)."""
+        raise NotImplementedError
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        """The user's view of the database error ``exc``."""
+        return exc
+
+    def _new_revision(self) -> None:
+        """Write a new random revision (at the start of a write transaction)."""
+
+    def _stamp_tx(self) -> None:
+        """Stamp the transaction's tx (if any) with the moment it commits."""
+
+    def _archive(self, data: Path, batch_id: int, sources: list[Path]) -> str:
+        """Copy the sources of batch ``batch_id`` to ``<data>/archive/<id:06d>/`` (what a batch
+        that did not commit left there removed first), to be removed again if this transaction
+        rolls back; the folder relative to ``data``, as ``gw_archive`` keeps it."""
+        relative = Path("archive") / f"{batch_id:06d}"
+        folder = data / relative
+        shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
+        self._pending_archives.append(folder)
+        archive_files(folder, sources)
+        return str(relative)
+
+    def _begin(self, statement: str) -> None:
+        try:
+            self._scope_sql(statement)
+        except self._DB_ERRORS as exc:
+            raise self._translate(exc) from exc
+
+    def _quietly(self, statement: str) -> None:
+        with contextlib.suppress(*self._DB_ERRORS):
+            self._scope_sql(statement)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """See :meth:`Store.snapshot`: :attr:`_BEGIN_READ` … ``COMMIT``; inside a write
+        transaction or another snapshot it is that one."""
+        if self._depth or self._reading:
+            yield
+            return
+        self._begin(self._BEGIN_READ)
+        self._reading = True
+        try:
+            yield
+        finally:
+            self._reading = False
+            self._quietly("COMMIT")
+
+    @contextmanager
+    def write_scope(self, new_revision: bool, name: str = "transaction") -> Iterator[None]:
+        """The write scope of :meth:`Store.transaction` (``new_revision``) and
+        :meth:`Store.admin_transaction` (without): :attr:`_BEGIN_WRITE` … ``COMMIT``, or
+        ``ROLLBACK`` on any exception (the archived folders of the transaction removed, a
+        database error translated); inside the current transaction it is that one."""
+        if self._reading:
+            raise RuntimeError(f"{name}() cannot start inside snapshot()")
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._begin(self._BEGIN_WRITE)
+        self._depth = 1
+        self._tx = None
+        try:
+            if new_revision:
+                # a fresh random revision at the start: caches filled inside a transaction that
+                # rolls back are keyed by a value never seen again
+                self._new_revision()
+            yield
+            self._stamp_tx()
+            self._scope_sql("COMMIT")
+            self._pending_archives.clear()
+        except BaseException as exc:
+            error = self._translate(exc) if isinstance(exc, self._DB_ERRORS) else None
+            self._quietly("ROLLBACK")
+            for folder in self._pending_archives:  # archived files of a batch that did not commit
+                shutil.rmtree(folder, ignore_errors=True)
+            self._pending_archives.clear()
+            if error is not None:
+                raise error from exc
+            raise
+        finally:
+            self._depth = 0
+            self._tx = None

@@ -4,32 +4,35 @@ API tokens (``gw_tokens``)."""
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
 from typing import Any
 
 from geo.errors import StoreError
 from geo.store import clock
 from geo.store.gpkg.connection import GpkgConnection, scalar
-from geo.store.interface.accounts import ApiToken, LoginFailures, User
+from geo.store.interface import accounts as account_rows
+from geo.store.interface.accounts import (
+    TOKEN_COLUMNS,
+    USER_SELECT,
+    ApiToken,
+    LoginFailures,
+    User,
+    failures_of_row,
+    forgotten_before,
+    user_of_row,
+)
 
 
 class GpkgAccounts(GpkgConnection):
     """:class:`geo.store.interface.accounts.AccountStore` on the GeoPackage."""
 
     _USER_COLS = "name, role, password, active, created_at, failed_logins, locked_until, session_version"
-    # failed logins and locks come from gw_logins (a store of schema 2 kept them in gw_users)
-    _USER_SELECT = (
-        "SELECT u.name, u.role, u.password, u.active, u.created_at, coalesce(l.failures, 0),"
-        " l.locked_until, u.session_version FROM gw_users u"
-        " LEFT JOIN gw_logins l ON l.kind = 'user' AND l.key = u.name"
-    )
 
     def _has_logins(self) -> bool:
         return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_logins'").fetchone())
 
     def _user_select(self) -> str:
         if self._has_logins():
-            return self._USER_SELECT
+            return USER_SELECT  # failed logins and locks from gw_logins (schema 2 kept them in gw_users)
         return f"SELECT {self._USER_COLS} FROM gw_users u"  # a read-only store of schema 2
 
     def get_user(self, name: str) -> User | None:
@@ -40,7 +43,7 @@ class GpkgAccounts(GpkgConnection):
         if not self._has_accounts():
             return None
         row = self.conn.execute(self._user_select() + " WHERE u.name=?", (name,)).fetchone()
-        return None if row is None else _user(row)
+        return None if row is None else user_of_row(row)
 
     def list_users(self) -> list[User]:
         """See :meth:`geo.store.interface.accounts.AccountStore.list_users`.
@@ -49,7 +52,7 @@ class GpkgAccounts(GpkgConnection):
         """
         if not self._has_accounts():
             return []
-        return [_user(r) for r in self.conn.execute(self._user_select() + " ORDER BY u.name")]
+        return [user_of_row(r) for r in self.conn.execute(self._user_select() + " ORDER BY u.name")]
 
     def save_user(self, user: User) -> None:
         """See :meth:`geo.store.interface.accounts.AccountStore.save_user`.
@@ -82,9 +85,7 @@ class GpkgAccounts(GpkgConnection):
                 "SELECT failures, last_failure, locked_until FROM gw_logins WHERE kind=? AND key=?",
                 (kind, key),
             ).fetchone()
-        if row is None:
-            return LoginFailures(kind, key)
-        return LoginFailures(kind, key, int(row[0]), row[1], row[2])
+        return failures_of_row(kind, key, row)
 
     def save_login_failures(self, record: LoginFailures) -> None:
         """See :meth:`geo.store.interface.accounts.AccountStore.save_login_failures`.
@@ -104,13 +105,11 @@ class GpkgAccounts(GpkgConnection):
                     record.locked_until,
                 ),
             )
-            forget = datetime.fromtimestamp(datetime.now(UTC).timestamp() - _LOGINS_FORGOTTEN_S, UTC)
-            forget_iso = forget.replace(microsecond=0).isoformat().replace("+00:00", "Z")
             self.conn.execute(
                 "DELETE FROM gw_logins WHERE last_failure < ? AND coalesce(locked_until, '') < ?",
-                (forget_iso, clock.now_iso()),
+                (forgotten_before(), clock.now_iso()),
             )
-            excess = scalar(self.conn, "SELECT count(*) FROM gw_logins") - _LOGINS_KEPT
+            excess = scalar(self.conn, "SELECT count(*) FROM gw_logins") - account_rows.LOGINS_KEPT
             if excess > 0:  # the oldest go first, locks last
                 self.conn.execute(
                     "DELETE FROM gw_logins WHERE rowid IN (SELECT rowid FROM gw_logins"
@@ -127,8 +126,6 @@ class GpkgAccounts(GpkgConnection):
             return
         with self.admin_transaction():
             self.conn.execute("DELETE FROM gw_logins WHERE kind=? AND key=?", (kind, key))
-
-    _TOKEN_COLS = "id, user, label, digest, created_at, last_used, revoked_at"
 
     def add_token(self, user: str, label: str, digest: str) -> int:
         """See :meth:`geo.store.interface.accounts.AccountStore.add_token`.
@@ -149,9 +146,7 @@ class GpkgAccounts(GpkgConnection):
         """
         if not self._has_accounts():
             return None
-        row = self.conn.execute(
-            f"SELECT {self._TOKEN_COLS} FROM gw_tokens WHERE digest=?", (digest,)
-        ).fetchone()
+        row = self.conn.execute(f"SELECT {TOKEN_COLUMNS} FROM gw_tokens WHERE digest=?", (digest,)).fetchone()
         return None if row is None else ApiToken(*row)
 
     def list_tokens(self, user: str | None = None) -> list[ApiToken]:
@@ -161,7 +156,7 @@ class GpkgAccounts(GpkgConnection):
         """
         if not self._has_accounts():
             return []
-        sql = f"SELECT {self._TOKEN_COLS} FROM gw_tokens"
+        sql = f"SELECT {TOKEN_COLUMNS} FROM gw_tokens"
         args: tuple[Any, ...] = ()
         if user is not None:
             sql += " WHERE user=?"
@@ -188,15 +183,3 @@ class GpkgAccounts(GpkgConnection):
         """
         with contextlib.suppress(StoreError), self.admin_transaction():
             self.conn.execute("UPDATE gw_tokens SET last_used=? WHERE id=?", (clock.now_iso(), token_id))
-
-
-def _user(row: tuple[Any, ...]) -> User:
-    name, role, password, active, created_at, failed, locked_until, version = row
-    return User(
-        name, role, password, bool(active), created_at, int(failed or 0), locked_until, int(version or 0)
-    )
-
-
-#: Failed-login records untouched this long (and not locking) are forgotten; at most this many are kept.
-_LOGINS_FORGOTTEN_S = 86_400
-_LOGINS_KEPT = 100_000

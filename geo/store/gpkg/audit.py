@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from geo.store import clock
 from geo.store.gpkg.connection import GpkgConnection
-from geo.store.interface.audit import AuditEntry
+from geo.store.interface.audit import AuditEntry, audit_entry, audit_insert, audit_select, audit_values
 
 
 class GpkgAudit(GpkgConnection):
@@ -31,18 +30,8 @@ class GpkgAudit(GpkgConnection):
             return  # a read-only store of an earlier version: nothing can be written anyway
         with self.admin_transaction():
             self.conn.execute(
-                "INSERT INTO gw_audit (at, user, client, action, layer, batch_id, counts, detail)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    clock.now_iso(),
-                    self.actor.user,
-                    self.actor.client,
-                    action,
-                    layer,
-                    batch_id,
-                    json.dumps(counts or {}, ensure_ascii=False),
-                    detail,
-                ),
+                audit_insert("?"),
+                audit_values(self.actor, action, layer, batch_id, counts, detail, _json),
             )
 
     def audit_entries(
@@ -55,18 +44,9 @@ class GpkgAudit(GpkgConnection):
         """
         if not self._has_accounts():
             return []
-        where, args = [], []
-        if user:
-            where.append("user=?")
-            args.append(user)
-        if action:
-            where.append("action=?")
-            args.append(action)
-        sql = "SELECT id, at, user, client, action, layer, batch_id, counts, detail FROM gw_audit"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-        return [
-            AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8])
-            for r in self.conn.execute(sql, (*args, int(limit), int(offset)))
-        ]
+        sql, args = audit_select("?", user, action, limit, offset)
+        return [audit_entry(r, json.loads(r[7] or "{}")) for r in self.conn.execute(sql, args)]
+
+
+def _json(counts: dict[str, Any]) -> str:
+    return json.dumps(counts, ensure_ascii=False)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
@@ -25,7 +24,7 @@ import apsw
 
 from geo.errors import StoreError, disk_full, read_only, write_error
 from geo.store import clock
-from geo.store.base import Tx
+from geo.store.base import TransactionScopes, Tx
 from geo.store.cache import cache_for
 from geo.store.gpkg.spatial import register_functions
 from geo.store.interface.audit import Actor
@@ -39,7 +38,7 @@ _LOG = logging.getLogger("gridwatch")
 JOURNAL_ENV = "GRIDWATCH_SQLITE_JOURNAL"
 
 
-class GpkgConnection:
+class GpkgConnection(TransactionScopes):
     """The shared state of a :class:`geo.store.gpkg.GpkgStore`: its file, connection, transaction
     depth, the ``gw_tx`` row of the write under way and the actor writing.
 
@@ -162,63 +161,27 @@ class GpkgConnection:
         thread's cache fill may be waiting for a commit the snapshot holds back.  Inside a
         write transaction or another snapshot it is that one.
         """
-        if self._depth or self._reading:
+        with TransactionScopes.snapshot(self):
             yield
-            return
-        conn = self.conn
-        try:
-            conn.execute("BEGIN")
-        except apsw.Error as exc:
-            raise _store_error(exc, conn.system_errno) from exc
-        self._reading = True
-        try:
-            yield
-        finally:
-            self._reading = False
-            with contextlib.suppress(apsw.Error):
-                conn.execute("COMMIT")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """All-or-nothing write scope (``BEGIN IMMEDIATE`` … ``COMMIT``); nests."""
-        if self._reading:
-            raise RuntimeError("transaction() cannot start inside snapshot()")
-        conn = self.conn
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except apsw.Error as exc:
-            raise _store_error(exc, conn.system_errno) from exc
-        self._depth = 1
-        self._tx = None
-        try:
-            # A new random revision at the start: caches filled inside the transaction are keyed by
-            # it, so if the transaction rolls back they can never be hit again.
-            if self._has_meta():
-                conn.execute("UPDATE gw_meta SET value = ? WHERE key = 'revision'", (uuid.uuid4().hex,))
-            yield
-            self._stamp_tx()
-            conn.execute("COMMIT")
-            self._pending_archives.clear()
-        except BaseException as exc:
-            os_errno = conn.system_errno  # of the failed write, before the rollback
-            with contextlib.suppress(apsw.Error):
-                conn.execute("ROLLBACK")
-            for folder in self._pending_archives:
-                shutil.rmtree(folder, ignore_errors=True)
-            self._pending_archives.clear()
-            if isinstance(exc, apsw.Error):
-                raise _store_error(exc, os_errno) from exc
-            raise
-        finally:
-            self._depth = 0
-            self._tx = None
+        return self.write_scope(new_revision=True)
+
+    # the scopes' statements (see geo.store.base.TransactionScopes)
+    _BEGIN_WRITE = "BEGIN IMMEDIATE"
+    _DB_ERRORS = (apsw.Error,)
+
+    def _scope_sql(self, statement: str) -> None:
+        self.conn.execute(statement)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        # the OS error of the failed call, before the rollback
+        return _store_error(exc, self.conn.system_errno) if isinstance(exc, apsw.Error) else exc
+
+    def _new_revision(self) -> None:
+        if self._has_meta():
+            self.conn.execute("UPDATE gw_meta SET value = ? WHERE key = 'revision'", (uuid.uuid4().hex,))
 
     def backup(self, dest: Path) -> None:
         """Copy the committed state of the store to the new file ``dest``, whole.
@@ -376,29 +339,8 @@ class GpkgConnection:
         """All-or-nothing scope for the account and audit tables: inside the current
         transaction when there is one, else its own -- without a new revision, since no
         survey data changes (cached figures stay valid)."""
-        if self._reading:
-            raise RuntimeError("admin_transaction() cannot start inside snapshot()")
-        if self._depth:
+        with self.write_scope(new_revision=False, name="admin_transaction"):
             yield
-            return
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except apsw.Error as exc:
-            raise _store_error(exc, conn.system_errno) from exc
-        self._depth = 1
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            os_errno = conn.system_errno
-            with contextlib.suppress(apsw.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, apsw.Error):
-                raise _store_error(exc, os_errno) from exc
-            raise
-        finally:
-            self._depth = 0
 
     def _has_accounts(self) -> bool:
         return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_users'").fetchone())

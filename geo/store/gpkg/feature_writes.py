@@ -9,22 +9,24 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.errors import Conflict
 from geo.store import clock
 from geo.store.gpkg.blobs import encode_geometries
 from geo.store.gpkg.connection import scalar_args
 from geo.store.gpkg.grid_versions import GpkgGridVersions
 from geo.store.gpkg.spatial import (
+    create_typed_view,
     declare_type,
     declared_type,
     index_rows,
     stored_type_names,
     type_names,
+    typed_views,
     widen,
     writer_indexes,
 )
 from geo.store.gpkg.tables import GW_COLUMNS
-from geo.store.interface.features import FeatureRows, WriteResult
+from geo.store.interface.features import FeatureRows, WriteResult, rollback_blocked
+from geo.store.typed_views import views_needed
 from layers.base import LayerSpec
 
 
@@ -192,25 +194,33 @@ class GpkgFeatureWrites(GpkgGridVersions):
     def _declare_types(self, spec: LayerSpec, names: set[str], had_rows: bool) -> None:
         """Widen the layer's declared geometry type to cover ``names`` (see
         :mod:`geo.store.gpkg.spatial`); a layer that had no rows declares ``names`` alone."""
-        wider = widen(declared_type(self.conn, spec.name) if had_rows else None, names)
+        before = declared_type(self.conn, spec.name) if had_rows else None
+        wider = widen(before, names)
         if wider is not None:
             declare_type(self.conn, spec.name, wider)
+        for type_name in views_needed(wider, before, names):
+            create_typed_view(self.conn, spec, type_name, clock.now_iso())
 
     def _touch(self, spec: LayerSpec) -> None:
+        names = [spec.name, *typed_views(self.conn, spec.name)]
+        marks = ", ".join("?" for _ in names)
         self.conn.execute(
-            "UPDATE gpkg_contents SET last_change=? WHERE table_name=?", (clock.now_iso(), spec.name)
+            f"UPDATE gpkg_contents SET last_change=? WHERE table_name IN ({marks})", (clock.now_iso(), *names)
         )
 
     def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
         """See :meth:`geo.store.interface.features.FeatureStore.update_extent`.
 
-        Writes ``bounds`` (store CRS, metres) into the layer's ``gpkg_contents`` row.
+        Writes ``bounds`` (store CRS, metres) into the ``gpkg_contents`` rows of the layer and
+        of its typed views.
         """
         if bounds is None:
             return
+        names = [spec.name, *typed_views(self.conn, spec.name)]
+        marks = ", ".join("?" for _ in names)
         self.conn.execute(
-            "UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=? WHERE table_name=?",
-            (*bounds, spec.name),
+            f"UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=? WHERE table_name IN ({marks})",
+            (*bounds, *names),
         )
 
     def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
@@ -236,13 +246,7 @@ class GpkgFeatureWrites(GpkgGridVersions):
             )
         ]
         if later:
-            ids = ", ".join(str(x) for x in sorted(later))
-            raise Conflict(
-                f"批次 {ids} 更新了批次 {batch_id} 的要素，请先回滚批次 {ids}",
-                f"batch {ids} updated features of batch {batch_id}; roll back batch {ids} first",
-                code="rollback_blocked",
-                details={"blocking_batches": sorted(later)},
-            )
+            raise rollback_blocked(batch_id, later)
         tx = self._tx_id()
         mine = [
             int(r[0]) for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_batch=?', (batch_id,))

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 
 import layers
-from geo.errors import NotFound
 from geo.store.gpkg.feature_reads import GpkgFeatureReads
-from geo.store.interface.features import GridVersion, overlay_units
+from geo.store.interface.features import GridVersion, overlay_units, version_chain
 from layers.base import UNASSIGNED, LayerSpec
 
 
@@ -62,13 +61,7 @@ class GpkgGridVersions(GpkgFeatureReads):
 
     def _chain(self, version: int) -> list[int]:
         """``version`` and its ancestors, the one without a parent first."""
-        parents = {v.id: v.parent for v in self.grid_versions()}
-        if version not in parents:
-            raise NotFound(f"网格版本 {version} 不存在", f"no grid version {version}", code="unknown_grid")
-        chain = [version]
-        while (parent := parents.get(chain[-1])) is not None and len(chain) <= len(parents):
-            chain.append(int(parent))
-        return chain[::-1]
+        return version_chain(self.grid_versions(), version)
 
     def write_assignment(self, spec: LayerSpec, version: int, fids: np.ndarray, units: np.ndarray) -> None:
         """See :meth:`geo.store.interface.features.FeatureStore.write_assignment`.

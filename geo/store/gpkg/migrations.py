@@ -21,11 +21,14 @@ from geo.store.gpkg.feature_writes import GpkgFeatureWrites
 from geo.store.gpkg.spatial import (
     EXTENSIONS_SQL,
     create_rtree,
+    create_typed_view,
     declare_type,
     declared_by_layer,
+    declared_type,
     stored_type_names,
     widen,
 )
+from geo.store.typed_views import ANY, views_needed
 from layers.base import LayerSpec
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -128,6 +131,8 @@ class GpkgMigrations(GpkgFeatureWrites):
                     self._upgrade_to_5()
                 if schema < 6:
                     self._upgrade_to_6()
+                if schema < 7:
+                    self._upgrade_to_7()
                 self.conn.execute(
                     "INSERT OR REPLACE INTO gw_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -165,9 +170,7 @@ class GpkgMigrations(GpkgFeatureWrites):
                 " VALUES ('gw_grid_versions', 'attributes', '网格版本 grid versions', '', ?)",
                 (clock.now_iso(),),
             )
-        feature_tables = [
-            str(r[0]) for r in conn.execute("SELECT table_name FROM gpkg_contents WHERE data_type='features'")
-        ]
+        feature_tables = _feature_tables(conn)
         for name in feature_tables:
             self._add_version_columns(name)
         if scalar(conn, "SELECT count(*) FROM gw_tx") or scalar(
@@ -229,15 +232,23 @@ class GpkgMigrations(GpkgFeatureWrites):
         conn.execute(f"PRAGMA user_version = {_GPKG_USER_VERSION}")
         conn.execute(EXTENSIONS_SQL)
         specs = {s.name: s for s in layers.all_layers()}
-        for (name,) in conn.execute(
-            "SELECT table_name FROM gpkg_contents WHERE data_type='features'"
-        ).fetchall():
-            name = str(name)
+        for name in _feature_tables(conn):
             create_rtree(conn, name)
             declared = widen(None, stored_type_names(conn, name))
             if declared is None:
                 declared = declared_by_layer(specs[name]) if name in specs else "GEOMETRY"
             declare_type(conn, name, declared)
+
+    def _upgrade_to_7(self) -> None:
+        """Schema 7: the typed views of each layer declared ``GEOMETRY``, one per geometry type
+        its rows have (see :mod:`geo.store.typed_views`)."""
+        conn = self.conn
+        stamp = clock.now_iso()
+        specs = {s.name: s for s in layers.all_layers()}
+        for name in _feature_tables(conn):
+            if name in specs and declared_type(conn, name) == ANY:
+                for type_name in views_needed(ANY, None, stored_type_names(conn, name)):
+                    create_typed_view(conn, specs[name], type_name, stamp)
 
     def _upgrade_grid_versions(self, feature_tables: list[str]) -> None:
         """One grid version per live grid batch (see :meth:`_upgrade_to_4`), assigned in full."""
@@ -321,8 +332,8 @@ _SYSTEM_SQL = (
 #: (known or not) and by client address (gw_logins); version 4 the transaction log (gw_tx), row
 #: versions by tx, grid versions (gw_grid_versions) and assignments per grid version; version 5 the
 #: kind of each batch (gw_batches.kind); version 6 GeoPackage 1.3 with an R-tree per layer table
-#: and a declared geometry type per layer.
-SCHEMA_VERSION = 6
+#: and a declared geometry type per layer; version 7 typed views of the layers declared GEOMETRY.
+SCHEMA_VERSION = 7
 
 _HISTORY_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_tx (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
@@ -331,6 +342,17 @@ _HISTORY_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_grid_versions (id INTEGER PRIMARY KEY, valid_from TEXT NOT NULL,
     tx INTEGER NOT NULL, parent INTEGER, rolled_back_tx INTEGER, units INTEGER)""",
 )
+
+
+def _feature_tables(conn: apsw.Connection) -> list[str]:
+    """The layer tables among the store's feature tables (not the typed views)."""
+    return [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT c.table_name FROM gpkg_contents c JOIN sqlite_master m ON m.name = c.table_name"
+            " AND m.type = 'table' WHERE c.data_type='features'"
+        ).fetchall()
+    ]
 
 
 def _stamp_of(iso: str) -> str:

@@ -10,6 +10,12 @@ when they write the file, so their edits keep the index current as well.  An imp
 insert adds its entries itself (:func:`writer_indexes`, :func:`index_rows`); retirements and
 rollbacks go through the triggers.
 
+Typed views (:mod:`geo.store.typed_views`): a layer declared ``GEOMETRY`` gets one SQL view per
+geometry type it has held, ``<layer>_point`` …, registered as a feature table of that type
+(:func:`create_typed_view`).  A view selects the table's rows whose ``ST_GeometryType`` is its
+type: GDAL and QGIS register that function when they open the file, gridwatch on every
+connection; plain ``sqlite3`` without it cannot read the views (the tables it can).
+
 Declared geometry type: a layer declares the narrowest type that covers every row it has held
 since it was last empty -- ``POINT``, ``POLYGON`` … when all rows are single geometries of
 one kind, ``MULTIPOINT``, ``MULTIPOLYGON`` … when some are multi (single ones then read as they
@@ -30,6 +36,7 @@ import apsw
 import numpy as np
 import shapely
 
+from geo.store.typed_views import VIEW_TYPES, view_label, view_name
 from layers.base import LayerSpec
 
 #: the ``gpkg_extensions`` table (GeoPackage 1.2 and later)
@@ -106,9 +113,17 @@ def wkb_type(blob: bytes | None) -> int | None:
     return int(struct.unpack_from(f"{order}I", blob, at + 1)[0]) % 1000
 
 
+def geometry_type_name(blob: bytes | None) -> str | None:
+    """The GeoPackage type name (``POINT``, ``MULTIPOLYGON`` ...) of a GeoPackage blob, as GDAL's
+    ``ST_GeometryType`` gives it; None for NULL."""
+    code = wkb_type(blob)
+    return None if code is None else _WKB_NAMES.get(code)
+
+
 def register_functions(conn: apsw.Connection) -> None:
     """Register ``ST_MinX``, ``ST_MaxX``, ``ST_MinY``, ``ST_MaxY``, ``ST_IsEmpty`` (what the
-    R-tree triggers call) and ``gw_wkb_type`` on ``conn``."""
+    R-tree triggers call), ``ST_GeometryType`` (what the typed views call; GDAL registers its
+    own) and ``gw_wkb_type`` on ``conn``."""
     flags = apsw.SQLITE_INNOCUOUS
     functions: tuple[tuple[str, Callable[..., Any]], ...] = (
         ("ST_MinX", _part(0)),
@@ -116,6 +131,7 @@ def register_functions(conn: apsw.Connection) -> None:
         ("ST_MinY", _part(2)),
         ("ST_MaxY", _part(3)),
         ("ST_IsEmpty", _is_empty),
+        ("ST_GeometryType", geometry_type_name),
         ("gw_wkb_type", wkb_type),
     )
     for name, fn in functions:
@@ -285,3 +301,48 @@ def declare_type(conn: apsw.Connection, table: str, name: str) -> None:
             "UPDATE gpkg_geometry_columns SET geometry_type_name=? WHERE table_name=? AND column_name='geom'",
             (name, table),
         )
+
+
+# --- typed views ------------------------------------------------------------------------------
+
+
+def create_typed_view(conn: apsw.Connection, spec: LayerSpec, type_name: str, stamp: str) -> bool:
+    """The view of ``spec``'s rows of ``type_name`` (``POINT`` …; see
+    :mod:`geo.store.typed_views`), registered in ``gpkg_contents`` and ``gpkg_geometry_columns``
+    with that type and the layer's SRS, its extent that of the layer; nothing when it exists.
+    Whether it was made.  Inside the caller's transaction.
+
+    The view lists the table's columns as ``*``: SQLite expands that whenever it reads the
+    schema, so fields added to the table later show in the view too.  ``fid`` comes first, the
+    table's integer primary key, which GDAL takes as the view's feature id.
+    """
+    view = view_name(spec.name, type_name)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name=?", (view,)).fetchone():
+        return False
+    table = f'"{spec.name}"'
+    conn.execute(
+        f"CREATE VIEW \"{view}\" AS SELECT * FROM {table} WHERE ST_GeometryType(geom) = '{type_name}'"
+    )
+    identifier, description = view_label(spec.label_zh, spec.label_en, type_name)
+    conn.execute(
+        "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change,"
+        " min_x, min_y, max_x, max_y, srs_id)"
+        " SELECT ?, 'features', ?, ?, ?, min_x, min_y, max_x, max_y, srs_id FROM gpkg_contents WHERE table_name=?",
+        (view, identifier, description, stamp, spec.name),
+    )
+    conn.execute(
+        "INSERT INTO gpkg_geometry_columns SELECT ?, 'geom', ?, srs_id, 0, 0 FROM gpkg_geometry_columns"
+        " WHERE table_name=? AND column_name='geom'",
+        (view, type_name, spec.name),
+    )
+    return True
+
+
+def typed_views(conn: apsw.Connection, table: str) -> list[str]:
+    """The typed views of ``table`` the store has registered."""
+    names = [view_name(table, t) for t in VIEW_TYPES]
+    marks = ", ".join("?" for _ in names)
+    rows = conn.execute(
+        f"SELECT name FROM sqlite_master WHERE type='view' AND name IN ({marks}) ORDER BY name", names
+    )
+    return [str(r[0]) for r in rows]

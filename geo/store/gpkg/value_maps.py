@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from geo.errors import Conflict, NotFound
 from geo.store import clock
 from geo.store.gpkg.audit import GpkgAudit
-from geo.store.interface.value_maps import ValueMap
+from geo.store.interface.value_maps import ValueMap, audit_mapping, removable, value_map_select
 
 
 class GpkgValueMaps(GpkgAudit):
     """:class:`geo.store.interface.value_maps.ValueMapStore` on the GeoPackage."""
-
-    _VALUE_MAP_COLS = "id, layer, field, raw_key, raw, code, user, created_at, removed_at, removed_by"
 
     def value_maps(self, layer: str | None = None, *, include_removed: bool = False) -> list[ValueMap]:
         """See :meth:`geo.store.interface.value_maps.ValueMapStore.value_maps`.
@@ -22,14 +17,8 @@ class GpkgValueMaps(GpkgAudit):
         """
         if not self._has_table("gw_value_maps"):
             return []
-        sql = f"SELECT {self._VALUE_MAP_COLS} FROM gw_value_maps WHERE 1=1"
-        args: tuple[Any, ...] = ()
-        if layer is not None:
-            sql += " AND layer=?"
-            args = (layer,)
-        if not include_removed:
-            sql += " AND removed_at IS NULL"
-        return [ValueMap(*row) for row in self.conn.execute(sql + " ORDER BY id", args)]
+        sql, args = value_map_select("?", layer, include_removed)
+        return [ValueMap(*row) for row in self.conn.execute(sql, args)]
 
     def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
         """See :meth:`geo.store.interface.value_maps.ValueMapStore.save_value_map`.
@@ -50,9 +39,7 @@ class GpkgValueMaps(GpkgAudit):
                 (layer, field, raw_key, raw, code, self.actor.user, now),
             )
             map_id = int(self.conn.last_insert_rowid())
-            self.record_audit(
-                "mapping_add", layer=layer, counts={"id": map_id}, detail=f"{field}: {raw} → {code}"
-            )
+            audit_mapping(self, "mapping_add", map_id, layer, field, raw, code)
         return map_id
 
     def remove_value_map(self, map_id: int) -> ValueMap:
@@ -61,28 +48,14 @@ class GpkgValueMaps(GpkgAudit):
         Sets ``removed_at`` and ``removed_by`` in ``gw_value_maps``.
         """
         with self.admin_transaction():
-            found = [m for m in self.value_maps(include_removed=True) if m.id == map_id]
-            if not found:
-                raise NotFound(
-                    f"没有编号为 {map_id} 的值对应", f"no value mapping {map_id}", code="mapping_not_found"
-                )
-            if found[0].removed_at is not None:
-                raise Conflict(
-                    f"值对应 {map_id} 已删除",
-                    f"value mapping {map_id} was already removed",
-                    code="already_removed",
-                )
+            m = removable(
+                map_id, next((v for v in self.value_maps(include_removed=True) if v.id == map_id), None)
+            )
             self.conn.execute(
                 "UPDATE gw_value_maps SET removed_at=?, removed_by=? WHERE id=?",
                 (clock.now_iso(), self.actor.user, map_id),
             )
-            m = found[0]
-            self.record_audit(
-                "mapping_remove",
-                layer=m.layer,
-                counts={"id": map_id},
-                detail=f"{m.field}: {m.raw} → {m.code}",
-            )
+            audit_mapping(self, "mapping_remove", map_id, m.layer, m.field, m.raw, m.code)
         return next(v for v in self.value_maps(include_removed=True) if v.id == map_id)
 
 

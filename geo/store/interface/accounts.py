@@ -3,8 +3,10 @@ client addresses.  The rules over them live in :mod:`geo.store.accounts`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 
 @dataclass
@@ -99,3 +101,39 @@ class AccountStore(Protocol):
     def clear_login_failures(self, kind: str, key: str) -> None:
         """Forget the failed logins recorded under ``kind``/``key``."""
         ...
+
+
+# the rows of the account tables, the same on every backend -------------------------------------
+#: the users with their failed logins and lock, from ``gw_logins`` (rows for :func:`user_of_row`)
+USER_SELECT = (
+    "SELECT u.name, u.role, u.password, u.active, u.created_at, coalesce(l.failures, 0),"
+    " l.locked_until, u.session_version FROM gw_users u"
+    " LEFT JOIN gw_logins l ON l.kind = 'user' AND l.key = u.name"
+)
+#: the columns of ``gw_tokens`` in the order of :class:`ApiToken`
+TOKEN_COLUMNS = 'id, "user", label, digest, created_at, last_used, revoked_at'
+#: Failed-login records untouched this long (and not locking) are forgotten; at most this many are kept.
+LOGINS_FORGOTTEN_S = 86_400
+LOGINS_KEPT = 100_000
+
+
+def user_of_row(row: Sequence[Any]) -> User:
+    """The account of a row of :data:`USER_SELECT`."""
+    name, role, password, active, created_at, failed, locked_until, version = row
+    return User(
+        name, role, password, bool(active), created_at, int(failed or 0), locked_until, int(version or 0)
+    )
+
+
+def failures_of_row(kind: str, key: str, row: Sequence[Any] | None) -> LoginFailures:
+    """The failed logins under ``(kind, key)`` from their ``gw_logins`` row (``failures,
+    last_failure, locked_until``); none when there is no row."""
+    if row is None:
+        return LoginFailures(kind, key)
+    return LoginFailures(kind, key, int(row[0]), row[1], row[2])
+
+
+def forgotten_before() -> str:
+    """The moment (ISO 8601 UTC) before which a failed-login record not locking is forgotten."""
+    forget = datetime.fromtimestamp(datetime.now(UTC).timestamp() - LOGINS_FORGOTTEN_S, UTC)
+    return forget.replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from geo.store import clock
 
 
 @dataclass
@@ -53,3 +56,49 @@ class AuditLog(Protocol):
     ) -> list[AuditEntry]:
         """Newest first."""
         ...
+
+
+# the rows of ``gw_audit``, the same table on every backend ------------------------------------
+_COLUMNS = 'at, "user", client, action, layer, batch_id, counts, detail'
+
+
+def audit_insert(mark: str) -> str:
+    """The ``INSERT`` of one ``gw_audit`` row, with the backend's parameter ``mark`` (``?``, ``%s``);
+    its values are :func:`audit_values`."""
+    return f"INSERT INTO gw_audit ({_COLUMNS}) VALUES ({', '.join([mark] * 8)})"
+
+
+def audit_values(
+    actor: Actor,
+    action: str,
+    layer: str | None,
+    batch_id: int | None,
+    counts: dict[str, Any] | None,
+    detail: str | None,
+    encode: Callable[[dict[str, Any]], Any],
+) -> tuple[Any, ...]:
+    """The values of :func:`audit_insert` for an entry by ``actor`` stamped now (ISO 8601 UTC),
+    its counts stored as ``encode`` makes them (JSON text, ``jsonb`` …)."""
+    return (clock.now_iso(), actor.user, actor.client, action, layer, batch_id, encode(counts or {}), detail)
+
+
+def audit_select(
+    mark: str, user: str | None, action: str | None, limit: int, offset: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The query of :meth:`AuditLog.audit_entries` and its arguments (rows for :func:`audit_entry`)."""
+    where, args = [], []
+    if user:
+        where.append(f'"user"={mark}')
+        args.append(user)
+    if action:
+        where.append(f"action={mark}")
+        args.append(action)
+    sql = f"SELECT id, {_COLUMNS} FROM gw_audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + f" ORDER BY id DESC LIMIT {mark} OFFSET {mark}", (*args, int(limit), int(offset))
+
+
+def audit_entry(row: Sequence[Any], counts: dict[str, Any]) -> AuditEntry:
+    """The entry of a row of :func:`audit_select`, its stored counts decoded into ``counts``."""
+    return AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], counts, row[8])

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
+from geo.errors import Conflict, NotFound
 from layers.base import UNASSIGNED, LayerSpec
 
 
@@ -248,3 +249,27 @@ def overlay_units(
             units[np.searchsorted(wanted, out_f)] = out_u
         return wanted, units
     return out_f, out_u
+
+
+def version_chain(versions: Iterable[GridVersion], version: int) -> list[int]:
+    """Grid version ``version`` and its ancestors among ``versions``, the one without a parent
+    first; :class:`~geo.errors.NotFound` (``unknown_grid``) for a version not among them."""
+    parents = {v.id: v.parent for v in versions}
+    if version not in parents:
+        raise NotFound(f"网格版本 {version} 不存在", f"no grid version {version}", code="unknown_grid")
+    chain = [version]
+    while (parent := parents.get(chain[-1])) is not None and len(chain) <= len(parents):
+        chain.append(int(parent))
+    return chain[::-1]
+
+
+def rollback_blocked(batch_id: int, later: Iterable[int]) -> Conflict:
+    """The refusal to roll back batch ``batch_id`` whose rows the live batches ``later`` updated."""
+    blocking = sorted(int(b) for b in later)
+    ids = ", ".join(str(x) for x in blocking)
+    return Conflict(
+        f"批次 {ids} 更新了批次 {batch_id} 的要素，请先回滚批次 {ids}",
+        f"batch {ids} updated features of batch {batch_id}; roll back batch {ids} first",
+        code="rollback_blocked",
+        details={"blocking_batches": blocking},
+    )

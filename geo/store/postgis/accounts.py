@@ -4,23 +4,21 @@ tokens (``gw_tokens``)."""
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
-from typing import Any
 
 from geo.errors import StoreError
 from geo.store import clock
-from geo.store.interface.accounts import ApiToken, LoginFailures, User
-from geo.store.postgis.connection import PgConnection
-
-_USER_SELECT = (
-    "SELECT u.name, u.role, u.password, u.active, u.created_at, coalesce(l.failures, 0),"
-    " l.locked_until, u.session_version FROM gw_users u"
-    " LEFT JOIN gw_logins l ON l.kind = 'user' AND l.key = u.name"
+from geo.store.interface import accounts as account_rows
+from geo.store.interface.accounts import (
+    TOKEN_COLUMNS,
+    USER_SELECT,
+    ApiToken,
+    LoginFailures,
+    User,
+    failures_of_row,
+    forgotten_before,
+    user_of_row,
 )
-_TOKEN_COLS = 'id, "user", label, digest, created_at, last_used, revoked_at'
-#: Failed-login records untouched this long (and not locking) are forgotten; at most this many are kept.
-_LOGINS_FORGOTTEN_S = 86_400
-_LOGINS_KEPT = 100_000
+from geo.store.postgis.connection import PgConnection
 
 
 class PgAccounts(PgConnection):
@@ -31,15 +29,15 @@ class PgAccounts(PgConnection):
 
         Reads ``gw_users`` with the name's ``gw_logins`` row.
         """
-        row = self._run(_USER_SELECT + " WHERE u.name=%s", (name,)).fetchone()
-        return None if row is None else _user(row)
+        row = self._run(USER_SELECT + " WHERE u.name=%s", (name,)).fetchone()
+        return None if row is None else user_of_row(row)
 
     def list_users(self) -> list[User]:
         """See :meth:`geo.store.interface.accounts.AccountStore.list_users`.
 
         Reads ``gw_users``, by name (bytewise, as SQLite orders text).
         """
-        return [_user(r) for r in self._run(_USER_SELECT + ' ORDER BY u.name COLLATE "C"').fetchall()]
+        return [user_of_row(r) for r in self._run(USER_SELECT + ' ORDER BY u.name COLLATE "C"').fetchall()]
 
     def save_user(self, user: User) -> None:
         """See :meth:`geo.store.interface.accounts.AccountStore.save_user`.
@@ -76,9 +74,7 @@ class PgAccounts(PgConnection):
         row = self._run(
             "SELECT failures, last_failure, locked_until FROM gw_logins WHERE kind=%s AND key=%s", (kind, key)
         ).fetchone()
-        if row is None:
-            return LoginFailures(kind, key)
-        return LoginFailures(kind, key, int(row[0]), row[1], row[2])
+        return failures_of_row(kind, key, row)
 
     def save_login_failures(self, record: LoginFailures) -> None:
         """See :meth:`geo.store.interface.accounts.AccountStore.save_login_failures`.
@@ -99,15 +95,13 @@ class PgAccounts(PgConnection):
                     record.locked_until,
                 ),
             )
-            forget = datetime.fromtimestamp(datetime.now(UTC).timestamp() - _LOGINS_FORGOTTEN_S, UTC)
-            forget_iso = forget.replace(microsecond=0).isoformat().replace("+00:00", "Z")
             now = clock.now_iso()
             self._run(
                 "DELETE FROM gw_logins WHERE last_failure < %s AND coalesce(locked_until, '') < %s",
-                (forget_iso, now),
+                (forgotten_before(), now),
             )
             row = self._run("SELECT count(*) FROM gw_logins").fetchone()
-            excess = (int(row[0]) if row else 0) - _LOGINS_KEPT
+            excess = (int(row[0]) if row else 0) - account_rows.LOGINS_KEPT
             if excess > 0:  # the oldest go first, locks last
                 self._run(
                     "DELETE FROM gw_logins WHERE (kind, key) IN (SELECT kind, key FROM gw_logins"
@@ -141,7 +135,7 @@ class PgAccounts(PgConnection):
 
         Reads ``gw_tokens``.
         """
-        row = self._run(f"SELECT {_TOKEN_COLS} FROM gw_tokens WHERE digest=%s", (digest,)).fetchone()
+        row = self._run(f"SELECT {TOKEN_COLUMNS} FROM gw_tokens WHERE digest=%s", (digest,)).fetchone()
         return None if row is None else ApiToken(*row)
 
     def list_tokens(self, user: str | None = None) -> list[ApiToken]:
@@ -150,9 +144,9 @@ class PgAccounts(PgConnection):
         Reads ``gw_tokens``, by id.
         """
         if user is None:
-            rows = self._run(f"SELECT {_TOKEN_COLS} FROM gw_tokens ORDER BY id")
+            rows = self._run(f"SELECT {TOKEN_COLUMNS} FROM gw_tokens ORDER BY id")
         else:
-            rows = self._run(f'SELECT {_TOKEN_COLS} FROM gw_tokens WHERE "user"=%s ORDER BY id', (user,))
+            rows = self._run(f'SELECT {TOKEN_COLUMNS} FROM gw_tokens WHERE "user"=%s ORDER BY id', (user,))
         return [ApiToken(*r) for r in rows.fetchall()]
 
     def revoke_token(self, token_id: int) -> bool:
@@ -175,10 +169,3 @@ class PgAccounts(PgConnection):
         """
         with contextlib.suppress(StoreError), self.admin_transaction():
             self._run("UPDATE gw_tokens SET last_used=%s WHERE id=%s", (clock.now_iso(), token_id))
-
-
-def _user(row: tuple[Any, ...]) -> User:
-    name, role, password, active, created_at, failed, locked_until, version = row
-    return User(
-        name, role, password, bool(active), created_at, int(failed or 0), locked_until, int(version or 0)
-    )

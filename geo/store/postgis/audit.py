@@ -6,8 +6,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from geo.store import clock
-from geo.store.interface.audit import AuditEntry
+from geo.store.interface.audit import AuditEntry, audit_entry, audit_insert, audit_select, audit_values
 from geo.store.postgis.connection import PgConnection
 
 
@@ -29,18 +28,8 @@ class PgAudit(PgConnection):
         """
         with self.admin_transaction():
             self._run(
-                'INSERT INTO gw_audit (at, "user", client, action, layer, batch_id, counts, detail)'
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-                (
-                    clock.now_iso(),
-                    self.actor.user,
-                    self.actor.client,
-                    action,
-                    layer,
-                    batch_id,
-                    Jsonb(counts or {}),
-                    detail,
-                ),
+                audit_insert("%s"),
+                audit_values(self.actor, action, layer, batch_id, counts, detail, Jsonb),
             )
 
     def audit_entries(
@@ -50,18 +39,5 @@ class PgAudit(PgConnection):
 
         Reads ``gw_audit`` newest first, only ``user``'s and ``action``'s entries when given.
         """
-        where, args = [], []
-        if user:
-            where.append('"user"=%s')
-            args.append(user)
-        if action:
-            where.append("action=%s")
-            args.append(action)
-        sql = 'SELECT id, at, "user", client, action, layer, batch_id, counts, detail FROM gw_audit'
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT %s OFFSET %s"
-        return [
-            AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dict(r[7] or {}), r[8])
-            for r in self._run(sql, (*args, int(limit), int(offset))).fetchall()
-        ]
+        sql, args = audit_select("%s", user, action, limit, offset)
+        return [audit_entry(r, dict(r[7] or {})) for r in self._run(sql, args).fetchall()]

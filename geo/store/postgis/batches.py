@@ -3,20 +3,24 @@ and its archived source files -- kept in the data directory, not in the database
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
-import os
-import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geo.errors import Conflict, NotFound, StoreError, write_error
+from geo.errors import NotFound
 from geo.store import clock
-from geo.store.interface.batches import Batch
+from geo.store.interface.batches import (
+    Batch,
+    CurrentBatchRule,
+    already_rolled_back,
+    archived_file,
+    audit_finished,
+    audit_rollback,
+    batch_of_row,
+    finished_values,
+    key_set,
+)
 from geo.store.postgis.audit import PgAudit
 from geo.store.postgis.tables import PgTables, q
 from geo.store.postgis.targets import PgTargets
@@ -28,7 +32,7 @@ _BATCH_COLS = (
 )
 
 
-class PgBatches(PgTables, PgTargets, PgAudit):
+class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
     """:class:`geo.store.interface.batches.BatchRegister` on PostGIS."""
 
     def new_batch(self, batch: Batch, sources: list[Path] | None) -> int:
@@ -61,24 +65,9 @@ class PgBatches(PgTables, PgTargets, PgAudit):
             batch_id = int(row[0])
             self.begin_tx(batch.kind, batch_id)
             if sources:
-                relative = Path("archive") / f"{batch_id:06d}"
-                folder = self.data / relative
-                shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
-                self._pending_archives.append(folder)
-                try:
-                    folder.mkdir(parents=True)
-                    root = Path(os.path.commonpath([str(p.parent) for p in sources]))
-                    for src in sources:
-                        dest = folder / src.relative_to(root)
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(src, dest)
-                except OSError as exc:
-                    raise write_error(exc.errno) or StoreError(
-                        "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
-                    ) from exc
                 self._run(
                     "INSERT INTO gw_archive (batch_id, name, path) VALUES (%s,%s,%s)",
-                    (batch_id, batch.source_name, str(relative)),
+                    (batch_id, batch.source_name, self._archive(self.data, batch_id, sources)),
                 )
         return batch_id
 
@@ -92,33 +81,13 @@ class PgBatches(PgTables, PgTargets, PgAudit):
             row = self._run(
                 "UPDATE gw_batches SET added=%s, updated=%s, unchanged=%s, rejected=%s, rows_read=%s, report=%s"
                 " WHERE id=%s RETURNING layer, kind",
-                (
-                    counts.get("added", 0),
-                    counts.get("updated", 0),
-                    counts.get("unchanged", 0),
-                    counts.get("rejected", 0),
-                    counts.get("rows_read", 0),
-                    json.dumps(report, ensure_ascii=False, default=str),
-                    batch_id,
-                ),
+                (*finished_values(counts, report), batch_id),
             ).fetchone()
             layer, kind = row if row is not None else (None, None)
-            self.record_audit(
-                {"grid": "grid_replace", "targets": "targets"}.get(str(kind), "import"),
-                layer=str(layer),
-                batch_id=batch_id,
-                counts={k: int(v) for k, v in counts.items()},
-                detail=str(report.get("source_name") or "") or None,
-            )
+            audit_finished(self, batch_id, layer, kind, counts, report)
 
     def _batch_from_row(self, row: tuple[Any, ...]) -> Batch:
-        names = [f.name for f in dataclasses.fields(Batch)][:15]
-        *values, report, rolled_back_at = row
-        return Batch(
-            **dict(zip(names, values, strict=True)),
-            rolled_back_at=rolled_back_at,
-            report=json.loads(report or "{}"),
-        )
+        return batch_of_row(row)
 
     def batches(self, layer: str | None = None) -> list[Batch]:
         """See :meth:`geo.store.interface.batches.BatchRegister.batches`."""
@@ -138,49 +107,37 @@ class PgBatches(PgTables, PgTargets, PgAudit):
             raise NotFound(f"批次 {batch_id} 不存在", f"batch {batch_id} not found", code="batch_not_found")
         return self._batch_from_row(row)
 
-    def find_checksum(self, layer: str, checksum: str, keys: np.ndarray | None = None) -> Batch | None:
-        """See :meth:`geo.store.interface.batches.BatchRegister.find_checksum`.
-
-        The same rule as the GeoPackage backend's
-        (:meth:`geo.store.gpkg.batches.GpkgBatches.find_checksum`).
-        """
+    def _live_with_checksum(self, layer: str, checksum: str) -> list[Batch]:
         rows = self._run(
             f"SELECT {_BATCH_COLS} FROM gw_batches WHERE layer=%s AND checksum=%s AND status='active' ORDER BY id DESC",
             (layer, checksum),
         ).fetchall()
-        for row in rows:
-            batch = self._batch_from_row(row)
-            if self._is_current(batch, keys):
-                return batch
-        return None
+        return [self._batch_from_row(r) for r in rows]
 
-    def _is_current(self, batch: Batch, keys: np.ndarray | None) -> bool:
-        if batch.kind == "targets":
-            return self._targets_current(batch.id)
-        if batch.kind == "grid":
-            row = self._run(
-                "SELECT max(id) FROM gw_batches WHERE layer=%s AND status='active'", (batch.layer,)
+    def _newest_live(self, layer: str) -> int | None:
+        row = self._run(
+            "SELECT max(id) FROM gw_batches WHERE layer=%s AND status='active'", (layer,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _layer_stored(self, layer: str) -> bool:
+        return self._run("SELECT 1 FROM gw_layers WHERE name=%s", (layer,)).fetchone() is not None
+
+    def _replaced_by_live(self, layer: str, batch_id: int) -> bool:
+        return (
+            self._run(
+                f"SELECT 1 FROM {q(layer + '_history')} h JOIN gw_batches b ON b.id = h.gw_superseded_by"
+                " WHERE h.gw_batch=%s AND b.status='active' AND b.id<>%s LIMIT 1",
+                (batch_id, batch_id),
             ).fetchone()
-            return row is not None and row[0] == batch.id
-        if self._run("SELECT 1 FROM gw_layers WHERE name=%s", (batch.layer,)).fetchone() is None:
-            return True
-        if self._run(
-            f"SELECT 1 FROM {q(batch.layer + '_history')} h JOIN gw_batches b ON b.id = h.gw_superseded_by"
-            " WHERE h.gw_batch=%s AND b.status='active' AND b.id<>%s LIMIT 1",
-            (batch.id, batch.id),
-        ).fetchone():
-            return False
-        if keys is None:
-            return True
-        wanted = _key_set(keys)
-        held = self._key_batches(batch.layer, wanted)
-        return len(held) == len(wanted) and all(b <= batch.id for b, _ in held.values())
+            is not None
+        )
 
     def key_batches(self, spec: LayerSpec, keys: np.ndarray) -> dict[str, tuple[int, str | None]]:
         """See :meth:`geo.store.interface.batches.BatchRegister.key_batches`."""
         if not self.has_layer(spec):
             return {}
-        return self._key_batches(spec.name, _key_set(keys))
+        return self._key_batches(spec.name, key_set(keys))
 
     def _key_batches(self, table: str, wanted: set[str]) -> dict[str, tuple[int, str | None]]:
         if not wanted:
@@ -197,17 +154,9 @@ class PgBatches(PgTables, PgTargets, PgAudit):
     def archived_source(self, batch_id: int) -> tuple[str, bytes]:
         """See :meth:`geo.store.interface.batches.BatchRegister.archived_source`."""
         row = self._run("SELECT name, path FROM gw_archive WHERE batch_id=%s", (batch_id,)).fetchone()
-        folder = self.data / str(row[1]) if row is not None else None
-        if row is None or folder is None or not folder.is_dir():
-            raise NotFound(f"批次 {batch_id} 没有存档文件", f"no archived file for batch {batch_id}")
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-        if len(files) == 1 and files[0].name == str(row[0]):
-            return str(row[0]), files[0].read_bytes()
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in files:
-                zf.write(f, str(f.relative_to(folder)))
-        return str(row[0]), buf.getvalue()
+        if row is None:
+            return archived_file(batch_id, None, None)
+        return archived_file(batch_id, str(row[0]), self.data / str(row[1]))
 
     def mark_rolled_back(self, batch_id: int) -> None:
         """See :meth:`geo.store.interface.batches.BatchRegister.mark_rolled_back`.
@@ -222,21 +171,5 @@ class PgBatches(PgTables, PgTargets, PgAudit):
             ).rowcount
             if not changed:
                 self.batch(batch_id)  # NotFound for an unknown batch
-                raise Conflict(
-                    f"批次 {batch_id} 已回滚",
-                    f"batch {batch_id} was already rolled back",
-                    code="already_rolled_back",
-                )
-            batch = self.batch(batch_id)
-            self.record_audit(
-                "rollback",
-                layer=batch.layer,
-                batch_id=batch_id,
-                counts={"added": batch.added, "updated": batch.updated},
-                detail=batch.source_name,
-            )
-
-
-def _key_set(keys: np.ndarray) -> set[str]:
-    """The survey ids among ``keys`` as text (rows without one left out)."""
-    return {str(k) for k in keys.tolist() if k is not None and k == k}
+                raise already_rolled_back(batch_id)
+            audit_rollback(self, self.batch(batch_id))

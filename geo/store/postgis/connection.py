@@ -10,11 +10,11 @@ of database errors -- which never show the connection URL (it may carry a passwo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -23,7 +23,7 @@ from psycopg import sql
 
 from geo.errors import Conflict, StoreError, disk_full, read_only
 from geo.store import clock
-from geo.store.base import Tx, data_dir
+from geo.store.base import TransactionScopes, Tx, data_dir
 from geo.store.cache import cache_for
 from geo.store.credentials import secrets_in, shown_location, without
 from geo.store.interface.audit import Actor
@@ -66,14 +66,19 @@ SCHEMA_SQL = (
     tx bigint NOT NULL, parent bigint, rolled_back_tx bigint, units integer)""",
 )
 
-#: The schema this code writes (kept in ``gw_meta`` under ``schema``).
-SCHEMA_VERSION = 1
+#: The schema this code writes (kept in ``gw_meta`` under ``schema``).  Version 1: the tables
+#: of :data:`SCHEMA_SQL` and one table (and history table) per layer; version 2: typed views of
+#: the layers that hold more than one geometry type (:mod:`geo.store.typed_views`).
+SCHEMA_VERSION = 2
+
+#: What :data:`SCHEMA_SQL` says, in short (kept in ``gw_meta`` under ``schema_sql``).
+SCHEMA_DIGEST = hashlib.sha256("\n".join(SCHEMA_SQL).encode()).hexdigest()[:16]
 
 #: The SQL a database owner runs when the store's role may not create the extension.
 EXTENSION_SQL = "CREATE EXTENSION IF NOT EXISTS postgis"
 
 
-class PgConnection:
+class PgConnection(TransactionScopes):
     """The shared state of a :class:`geo.store.postgis.PostgisStore`: its URL, connection,
     transaction depth, the ``gw_tx`` row of the write under way and the actor writing.
 
@@ -136,16 +141,63 @@ class PgConnection:
                     conn.execute(EXTENSION_SQL)
             except psycopg.Error as exc:
                 raise _no_postgis() from exc
-        if self._create:
+        version = self._schema_version()
+        if version is not None and version > SCHEMA_VERSION:
+            raise _too_new(version)
+        if self._schema_current(version) or not self._create:
+            return  # nothing to make: a role without CREATE rights uses the tables as they are
+        try:
             with self.transaction_scope(new_revision=False):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('gridwatch schema'))")
+                version = self._schema_version()  # again: another process may have made it meanwhile
+                if self._schema_current(version) or (version or 0) > SCHEMA_VERSION:
+                    return
                 with _quiet(conn):
                     for stmt in SCHEMA_SQL:
                         conn.execute(stmt)
                 conn.execute(
-                    "INSERT INTO gw_meta VALUES ('revision', %s), ('schema', %s) ON CONFLICT DO NOTHING",
-                    (uuid.uuid4().hex, str(SCHEMA_VERSION)),
+                    "INSERT INTO gw_meta VALUES ('revision', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,)
                 )
+                if version is not None:
+                    self._upgrade_schema(version)
+                self._set_meta("schema", str(SCHEMA_VERSION))
+                self._set_meta("schema_sql", SCHEMA_DIGEST)
+        except StoreError as exc:
+            if exc.code != "store_read_only":
+                raise
+            raise _no_create_rights(self._current_role(), version) from exc
+
+    def _schema_version(self) -> int | None:
+        """The schema version the database holds (``gw_meta``); None when it has no store yet."""
+        assert self._conn is not None
+        if self._conn.execute("SELECT to_regclass('gw_meta')").fetchone() in (None, (None,)):
+            return None
+        row = self._conn.execute("SELECT value FROM gw_meta WHERE key='schema'").fetchone()
+        return int(row[0]) if row else None
+
+    def _schema_current(self, version: int | None) -> bool:
+        """Whether the database holds this code's schema: its version, and the tables of
+        :data:`SCHEMA_SQL` as they are now (their digest, kept in ``gw_meta`` under
+        ``schema_sql``: a table added to the list without a new version is made all the same)."""
+        if version != SCHEMA_VERSION:
+            return False
+        assert self._conn is not None
+        row = self._conn.execute("SELECT value FROM gw_meta WHERE key='schema_sql'").fetchone()
+        return row is not None and row[0] == SCHEMA_DIGEST
+
+    def _current_role(self) -> str:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT current_user").fetchone()
+        return str(row[0]) if row else ""
+
+    def _upgrade_schema(self, version: int) -> None:
+        """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION` (inside the open
+        transaction, after the tables of :data:`SCHEMA_SQL` exist).  Version 2: the typed views
+        of the layers declared ``Geometry`` (:meth:`~geo.store.postgis.tables.PgTables.upgrade_views`)."""
+        if version < 2:
+            upgrade = getattr(self, "upgrade_views", None)
+            if upgrade is not None:
+                upgrade()
 
     def close(self) -> None:
         """See :meth:`geo.store.base.Store.close`.
@@ -178,71 +230,32 @@ class PgConnection:
         long one keeps old row versions from being vacuumed: keep it short all the same.
         Inside a write transaction or another snapshot it is that one.
         """
-        if self._depth or self._reading:
+        with TransactionScopes.snapshot(self):
             yield
-            return
-        conn = self.conn
-        try:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        except psycopg.Error as exc:
-            raise store_error(exc, self._url) from exc
-        self._reading = True
-        try:
-            yield
-        finally:
-            self._reading = False
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("COMMIT")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """All-or-nothing write scope (``BEGIN`` … ``COMMIT``, ``ROLLBACK`` on any exception);
         nests.  Writers take turns: each one starts by writing a new revision into ``gw_meta``,
         whose row lock holds the next writer until this one ends, so the write log's ids and
         stamps follow the order of commits as in the GeoPackage."""
-        with self.transaction_scope(new_revision=True):
-            yield
+        return self.write_scope(new_revision=True)
 
-    @contextmanager
-    def transaction_scope(self, new_revision: bool) -> Iterator[None]:
+    def transaction_scope(self, new_revision: bool) -> AbstractContextManager[None]:
         """:meth:`transaction` (``new_revision``) or :meth:`admin_transaction` (without)."""
-        if self._reading:
-            raise RuntimeError("transaction() cannot start inside snapshot()")
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        conn = self.conn
-        try:
-            conn.execute("BEGIN")
-        except psycopg.Error as exc:
-            raise store_error(exc, self._url) from exc
-        self._depth = 1
-        self._tx = None
-        try:
-            if new_revision:
-                # a fresh random revision at the start: caches filled inside a transaction that
-                # rolls back are keyed by a value never seen again
-                conn.execute("UPDATE gw_meta SET value=%s WHERE key='revision'", (uuid.uuid4().hex,))
-            yield
-            self._stamp_tx()
-            conn.execute("COMMIT")
-            self._pending_archives.clear()
-        except BaseException as exc:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("ROLLBACK")
-            for folder in self._pending_archives:  # archived files of a batch that did not commit
-                shutil.rmtree(folder, ignore_errors=True)
-            self._pending_archives.clear()
-            if isinstance(exc, psycopg.Error):
-                raise store_error(exc, self._url) from exc
-            raise
-        finally:
-            self._depth = 0
-            self._tx = None
+        return self.write_scope(new_revision, "transaction" if new_revision else "admin_transaction")
+
+    # the scopes' statements (see geo.store.base.TransactionScopes)
+    _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    _DB_ERRORS = (psycopg.Error,)
+
+    def _scope_sql(self, statement: str) -> None:
+        self.conn.execute(statement)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        return store_error(exc, self._url) if isinstance(exc, psycopg.Error) else exc
+
+    def _new_revision(self) -> None:
+        self.conn.execute("UPDATE gw_meta SET value=%s WHERE key='revision'", (uuid.uuid4().hex,))
 
     @contextmanager
     def admin_transaction(self) -> Iterator[None]:
@@ -250,9 +263,7 @@ class PgConnection:
 
         Inside the current transaction when there is one, else its own, without a new revision.
         """
-        if self._reading:
-            raise RuntimeError("admin_transaction() cannot start inside snapshot()")
-        with self.transaction_scope(new_revision=False):
+        with self.write_scope(new_revision=False, name="admin_transaction"):
             yield
 
     # write log -----------------------------------------------------------------------------
@@ -381,12 +392,15 @@ class PgConnection:
 
 @contextmanager
 def _quiet(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    """No NOTICE for ``IF NOT EXISTS`` statements that find what they would make."""
+    """No NOTICE for ``IF NOT EXISTS`` statements that find what they would make.  After a
+    failed statement the transaction's ``ROLLBACK`` undoes the setting instead (the reset would
+    fail, and hide the statement's own error)."""
     conn.execute("SET client_min_messages = warning")
     try:
         yield
     finally:
-        conn.execute("RESET client_min_messages")
+        with contextlib.suppress(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("RESET client_min_messages")
 
 
 def _no_postgis() -> StoreError:
@@ -394,6 +408,35 @@ def _no_postgis() -> StoreError:
         f"数据库没有 PostGIS 扩展，且本账户无权创建。请数据库管理员执行: {EXTENSION_SQL};",
         f"the database has no PostGIS extension and this role may not create it; have its owner run: {EXTENSION_SQL};",
         code="no_postgis",
+    )
+
+
+def _too_new(version: int) -> StoreError:
+    return StoreError(
+        f"数据库由较新版本的 gridwatch 写入（结构版本 {version}，本程序支持到 {SCHEMA_VERSION}），请升级 gridwatch",
+        f"the database was written by a newer gridwatch (schema {version}; this one knows up to"
+        f" {SCHEMA_VERSION}): upgrade gridwatch",
+        code="store_too_new",
+    )
+
+
+def _no_create_rights(role: str, version: int | None) -> StoreError:
+    grant = f'GRANT CREATE ON SCHEMA public TO "{role}";'
+    if version is None:
+        return StoreError(
+            f"数据库中还没有 gridwatch 的表，且账户 {role} 无权创建。请数据库管理员执行: {grant}"
+            " 或用有权限的账户打开一次",
+            f"the database has no gridwatch tables yet and role {role} may not create them; have its owner"
+            f" run: {grant} or open it once as a role that may",
+            code="no_create_rights",
+        )
+    return StoreError(
+        f"数据库结构（版本 {version}）需要更新为本程序的结构（版本 {SCHEMA_VERSION}），但账户 {role} 无权修改。"
+        "请用表的所有者账户打开一次（更新自动完成）",
+        f"the database schema (version {version}) must be brought up to this gridwatch's (version"
+        f" {SCHEMA_VERSION}), which role {role} may not do: open it once as the tables' owner (the upgrade"
+        " then runs by itself)",
+        code="no_create_rights",
     )
 
 

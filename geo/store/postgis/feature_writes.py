@@ -9,8 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from geo.errors import Conflict
-from geo.store.interface.features import FeatureRows, WriteResult
+from geo.store.interface.features import FeatureRows, WriteResult, rollback_blocked
 from geo.store.postgis.grid_versions import PgGridVersions
 from geo.store.postgis.tables import GW_COLUMNS, SQL_TYPES, q
 from layers.base import LayerSpec
@@ -201,13 +200,7 @@ class PgFeatureWrites(PgGridVersions):
             ).fetchall()
         ]
         if later:
-            ids = ", ".join(str(x) for x in sorted(later))
-            raise Conflict(
-                f"批次 {ids} 更新了批次 {batch_id} 的要素，请先回滚批次 {ids}",
-                f"batch {ids} updated features of batch {batch_id}; roll back batch {ids} first",
-                code="rollback_blocked",
-                details={"blocking_batches": sorted(later)},
-            )
+            raise rollback_blocked(batch_id, later)
         tx = self._tx_id()
         mine = np.array(
             [r[0] for r in self._run(f"SELECT fid FROM {q(name)} WHERE gw_batch=%s", (batch_id,)).fetchall()],

@@ -9,8 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 import layers
-from geo.errors import NotFound
-from geo.store.interface.features import GridVersion, overlay_units
+from geo.store.interface.features import GridVersion, overlay_units, version_chain
 from geo.store.postgis.feature_reads import PgFeatureReads
 from geo.store.postgis.tables import q
 from layers.base import UNASSIGNED, LayerSpec
@@ -65,13 +64,7 @@ class PgGridVersions(PgFeatureReads):
 
     def _chain(self, version: int) -> list[int]:
         """``version`` and its ancestors, the one without a parent first."""
-        parents = {v.id: v.parent for v in self.grid_versions()}
-        if version not in parents:
-            raise NotFound(f"网格版本 {version} 不存在", f"no grid version {version}", code="unknown_grid")
-        chain = [version]
-        while (parent := parents.get(chain[-1])) is not None and len(chain) <= len(parents):
-            chain.append(int(parent))
-        return chain[::-1]
+        return version_chain(self.grid_versions(), version)
 
     def _has_assign(self, spec: LayerSpec) -> bool:
         return self._run("SELECT to_regclass(%s)", (q(f"{spec.name}_assign"),)).fetchone()[0] is not None  # type: ignore[index]

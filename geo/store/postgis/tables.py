@@ -14,6 +14,7 @@ from psycopg import sql
 import layers
 from geo.errors import StoreError
 from geo.store.postgis.connection import PgConnection
+from geo.store.typed_views import view_label, view_name, views_needed
 from layers.base import LayerSpec
 
 #: PostgreSQL type of each field kind of a layer
@@ -39,6 +40,20 @@ _TYPE_NAMES = {
 }
 
 
+#: the type each typed view casts its geometry to, by the type it selects
+VIEW_CASTS = {
+    t: _TYPE_NAMES[i]
+    for i, t in (
+        (0, "POINT"),
+        (1, "LINESTRING"),
+        (3, "POLYGON"),
+        (4, "MULTIPOINT"),
+        (5, "MULTILINESTRING"),
+        (6, "MULTIPOLYGON"),
+    )
+}
+
+
 def q(name: str) -> str:
     """``name`` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
@@ -51,6 +66,14 @@ def declared_type(geoms: np.ndarray) -> str:
     if len(ids) != 1:
         return "Geometry"
     return _TYPE_NAMES.get(ids.pop(), "Geometry")
+
+
+def type_names(geoms: np.ndarray) -> set[str]:
+    """The upper-case type names (``POINT``, ``MULTIPOLYGON`` ...) of ``geoms`` (missing ones left out)."""
+    if not len(geoms):
+        return set()
+    ids = set(shapely.get_type_id(geoms[~shapely.is_missing(geoms)]).tolist())
+    return {_TYPE_NAMES[i].upper() for i in ids if i in _TYPE_NAMES}
 
 
 class PgTables(PgConnection):
@@ -81,12 +104,16 @@ class PgTables(PgConnection):
         wanted = declared_type(geoms)
         have = self.geometry_type(spec)
         name = spec.name
+        incoming = type_names(geoms)
         if have is not None:
+            declared = have
             if len(geoms) and have not in ("Geometry", wanted):
                 for table in (name, f"{name}_history"):
                     self._run(f"ALTER TABLE {q(table)} ALTER COLUMN geom TYPE geometry(Geometry, {int(srs)})")
                 self._run("UPDATE gw_layers SET geometry_type='Geometry' WHERE name=%s", (name,))
-            self._add_missing_columns(spec)
+                declared = "Geometry"
+            added = self._add_missing_columns(spec)
+            self._ensure_views(spec, views_needed(declared, have, incoming), replace=added)
             return
         fields = ", ".join(f"{q(f.name)} {SQL_TYPES[f.kind]}" for f in spec.stored_fields)
         gw = ", ".join(f"{n} {t}" for n, t in GW_COLUMNS)
@@ -121,10 +148,68 @@ class PgTables(PgConnection):
                 comment.format(sql.Identifier(table), sql.Literal(f"{spec.label_zh}{label} {spec.label_en}"))
             )
         self._run("INSERT INTO gw_layers (name, geometry_type) VALUES (%s, %s)", (name, wanted))
+        self._ensure_views(spec, views_needed(wanted, None, incoming))
 
-    def _add_missing_columns(self, spec: LayerSpec) -> None:
-        """Add the fields the layer declares since its tables were made.  Only when one is
-        missing: ``ALTER TABLE`` waits for every reader of the table, a snapshot's too."""
+    def _ensure_views(self, spec: LayerSpec, types: list[str], replace: bool = False) -> None:
+        """Make the typed views (:mod:`geo.store.typed_views`) of ``types`` that the layer has
+        not got yet; with ``replace`` make every view of the layer again (columns were added to
+        its table: a view lists the columns it was made with, new ones come last)."""
+        name = spec.name
+        have = {
+            str(r[0])
+            for r in self._run(
+                "SELECT viewname FROM pg_views WHERE schemaname = current_schema() AND viewname = ANY(%s)",
+                ([view_name(name, t) for t in VIEW_CASTS],),
+            ).fetchall()
+        }
+        srs = int(self.srs_epsg() or 0)
+        todo = [t for t in VIEW_CASTS if view_name(name, t) in have] if replace else []
+        todo += [t for t in types if view_name(name, t) not in have and t not in todo]
+        if not todo:
+            return
+        columns = [
+            str(r[0])
+            for r in self._run(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+                " AND NOT attisdropped ORDER BY attnum",
+                (q(name),),
+            ).fetchall()
+        ]
+        for t in todo:
+            view = view_name(name, t)
+            listed = ", ".join(
+                f"geom::geometry({VIEW_CASTS[t]}, {srs}) AS geom" if c == "geom" else q(c) for c in columns
+            )
+            self._run(
+                f"CREATE OR REPLACE VIEW {q(view)} AS SELECT {listed} FROM {q(name)}"
+                f" WHERE GeometryType(geom) = '{t}'"
+            )
+            comment = sql.SQL("COMMENT ON VIEW {} IS {}")
+            self._run(
+                comment.format(
+                    sql.Identifier(view), sql.Literal(view_label(spec.label_zh, spec.label_en, t)[0])
+                )
+            )
+
+    def upgrade_views(self) -> None:
+        """Typed views for every layer declared ``Geometry``, from the types its rows have
+        (schema 2; inside the caller's transaction)."""
+        for (name,) in self._run("SELECT name FROM gw_layers WHERE geometry_type='Geometry'").fetchall():
+            spec = next((s for s in layers.all_layers() if s.name == name), None)
+            if spec is None:
+                continue
+            stored = [
+                str(r[0])
+                for r in self._run(f"SELECT DISTINCT GeometryType(geom) FROM {q(name)}").fetchall()
+                if r[0]
+            ]
+            self._ensure_views(spec, views_needed("GEOMETRY", None, stored))
+
+    def _add_missing_columns(self, spec: LayerSpec) -> bool:
+        """Add the fields the layer declares since its tables were made; whether any was.  Only
+        when one is missing: ``ALTER TABLE`` waits for every reader of the table, a snapshot's
+        too."""
+        added = False
         for table in (spec.name, f"{spec.name}_history"):
             have = {
                 str(r[0])
@@ -137,6 +222,8 @@ class PgTables(PgConnection):
             for f in spec.stored_fields:
                 if f.name not in have:
                     self._run(f"ALTER TABLE {q(table)} ADD COLUMN {q(f.name)} {SQL_TYPES[f.kind]}")
+                    added = True
+        return added
 
     # COPY ----------------------------------------------------------------------------------
     def _copy_in(self, table: str, data: pa.Table) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from geo.errors import Conflict, NotFound
 from geo.store import clock
-from geo.store.interface.value_maps import ValueMap
+from geo.store.interface.value_maps import ValueMap, audit_mapping, removable, value_map_select
 from geo.store.postgis.audit import PgAudit
 
 _COLS = 'id, layer, field, raw_key, raw, code, "user", created_at, removed_at, removed_by'
@@ -20,14 +17,8 @@ class PgValueMaps(PgAudit):
 
         Reads ``gw_value_maps``, oldest first.
         """
-        sql = f"SELECT {_COLS} FROM gw_value_maps WHERE true"
-        args: tuple[Any, ...] = ()
-        if layer is not None:
-            sql += " AND layer=%s"
-            args = (layer,)
-        if not include_removed:
-            sql += " AND removed_at IS NULL"
-        return [ValueMap(*row) for row in self._run(sql + " ORDER BY id", args).fetchall()]
+        sql, args = value_map_select("%s", layer, include_removed)
+        return [ValueMap(*row) for row in self._run(sql, args).fetchall()]
 
     def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
         """See :meth:`geo.store.interface.value_maps.ValueMapStore.save_value_map`.
@@ -48,9 +39,7 @@ class PgValueMaps(PgAudit):
             ).fetchone()
             assert row is not None
             map_id = int(row[0])
-            self.record_audit(
-                "mapping_add", layer=layer, counts={"id": map_id}, detail=f"{field}: {raw} → {code}"
-            )
+            audit_mapping(self, "mapping_add", map_id, layer, field, raw, code)
         return map_id
 
     def remove_value_map(self, map_id: int) -> ValueMap:
@@ -60,25 +49,10 @@ class PgValueMaps(PgAudit):
         """
         with self.admin_transaction():
             row = self._run(f"SELECT {_COLS} FROM gw_value_maps WHERE id=%s FOR UPDATE", (map_id,)).fetchone()
-            if row is None:
-                raise NotFound(
-                    f"没有编号为 {map_id} 的值对应", f"no value mapping {map_id}", code="mapping_not_found"
-                )
-            m = ValueMap(*row)
-            if m.removed_at is not None:
-                raise Conflict(
-                    f"值对应 {map_id} 已删除",
-                    f"value mapping {map_id} was already removed",
-                    code="already_removed",
-                )
+            m = removable(map_id, None if row is None else ValueMap(*row))
             self._run(
                 "UPDATE gw_value_maps SET removed_at=%s, removed_by=%s WHERE id=%s",
                 (clock.now_iso(), self.actor.user, map_id),
             )
-            self.record_audit(
-                "mapping_remove",
-                layer=m.layer,
-                counts={"id": map_id},
-                detail=f"{m.field}: {m.raw} → {m.code}",
-            )
+            audit_mapping(self, "mapping_remove", map_id, m.layer, m.field, m.raw, m.code)
         return next(v for v in self.value_maps(include_removed=True) if v.id == map_id)
