@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import shapely
 
 import layers
 from geo.cli import main
@@ -38,7 +39,7 @@ def _story(store: Any, folder: Path) -> None:
     rollback, targets, value maps, accounts, tokens, failed logins, the audit trail, archives."""
     from geo.imports.batches import load_targets, rollback
     from geo.imports.importer import import_file
-    from tests.helpers.builders import dated_sites, grid_frame, write_shp
+    from tests.helpers.builders import X0, Y0, dated_sites, grid_frame, write_shp
 
     import_file(
         store, GRID.name, write_shp(grid_frame(), folder / "g1" / "网格.shp"), valid_from="2022-01-01"
@@ -51,6 +52,10 @@ def _story(store: Any, folder: Path) -> None:
     moved = grid_frame()
     moved.geometry = moved.geometry.translate(60, 0)  # another grid: some sites fall elsewhere
     import_file(store, GRID.name, write_shp(moved, folder / "g2" / "网格.shp"), valid_from="2023-01-01")
+    sheds = dated_sites().iloc[:1].copy()  # a polygon too: the layer gets its typed views
+    sheds["案件编号"] = ["P1"]
+    sheds.geometry = [shapely.box(X0 + 20, Y0 - 80, X0 + 40, Y0 - 60)]
+    import_file(store, SURVEY, write_shp(sheds, folder / "p" / "p.shp"))
     third = later.copy()
     third["案件编号"] = ["A3", "A4"]
     last = import_file(store, SURVEY, write_shp(third, folder / "c" / "c.shp"))
@@ -109,7 +114,23 @@ def _state(store: Any) -> dict[str, Any]:
         "last_tx": store.last_tx(),
         "revision": store.revision(),
         "srs": store.srs_epsg(),
+        "views": _views(store),
     }
+
+
+def _views(store: Any) -> list[str]:
+    """The typed views of SURVEY, which holds points and polygons."""
+    if isinstance(store, GpkgTransfer):
+        from geo.store.gpkg.spatial import typed_views
+
+        return sorted(typed_views(store.conn, SURVEY))
+    from geo.store.typed_views import VIEW_TYPES, view_name
+
+    names = [view_name(SURVEY, t) for t in VIEW_TYPES]
+    rows = store._run(
+        "SELECT f_table_name FROM geometry_columns WHERE f_table_name = ANY(%s)", (names,)
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
 
 
 def _same(a: Any, b: Any) -> None:
@@ -143,10 +164,11 @@ def test_copy_gpkg_to_gpkg_keeps_everything(source: Location, tmp_path: Path) ->
     target = Location(str(tmp_path / "dst" / "gridwatch.gpkg"), tmp_path / "dst")
     result = copy_store(source, target, verify=compare_figures)
     assert result.rows["tx"] >= 8 and result.rows[f"{SURVEY}_history"] > 0
-    assert result.archives == 7 and not result.archives_missing
+    assert result.archives == 8 and not result.archives_missing
     assert (tmp_path / "dst" / "archive").is_dir()
     with open_store(source.store, data=source.data) as a, open_store(target.store, data=target.data) as b:
         assert b.unusable() is None
+        assert _views(a) == [f"{SURVEY}_point", f"{SURVEY}_polygon"]
         _same(a, b)
         # ids go on from where the source was: the next batch and write get the same numbers
         for s in (a, b):
@@ -245,7 +267,7 @@ def test_writes_to_the_source_wait_while_it_is_copied(source: Location, tmp_path
 
     target = Location(str(tmp_path / "dst" / "gridwatch.gpkg"), tmp_path / "dst")
     copy_store(source, target, verify=compare_figures, during=write_meanwhile)
-    assert seen == {"read": 7, "refused": "store_busy"}
+    assert seen == {"read": 8, "refused": "store_busy"}
     with open_store(source.store, data=source.data) as a:
         assert "mallory" not in [u.name for u in a.list_users()]
         accounts.add_user(a, "mallory", "viewer", "a long enough password")  # after the copy: fine
@@ -287,4 +309,4 @@ def test_writes_to_a_postgis_source_wait_and_credentials_never_show(
         Location(str(tmp_path / "back.gpkg"), tmp_path / "back"),
         during=write_meanwhile,
     )
-    assert seen == {"read": 7, "refused": "store_busy"}
+    assert seen == {"read": 8, "refused": "store_busy"}

@@ -18,12 +18,21 @@ import shapely
 
 import layers
 from geo.errors import StoreError
+from geo.store import clock
 from geo.store.gpkg.blobs import decode_geometries, encode_geometries
 from geo.store.gpkg.connection import _store_error, scalar_args
-from geo.store.gpkg.spatial import declare_type, declared_type, index_rows, writer_indexes
+from geo.store.gpkg.spatial import (
+    create_typed_view,
+    declare_type,
+    declared_type,
+    index_rows,
+    stored_type_names,
+    writer_indexes,
+)
 from geo.store.gpkg.tables import GpkgTables
 from geo.store.gpkg.value_maps import _VALUE_MAPS_SQL
 from geo.store.interface.transfer import BATCH_ROWS, FIXED, UNUSABLE_KEY, neutral_tables, to_batch
+from geo.store.typed_views import ANY, views_needed
 from layers.base import LayerSpec
 
 #: neutral table → the GeoPackage table it is kept in
@@ -243,6 +252,11 @@ class GpkgTransfer(GpkgTables):
                     self._insert(_FIXED_TABLES[name], batch)
                 else:
                     self._load_rows(name, batch)
+            stamp = clock.now_iso()
+            for name in last_fids:  # the typed views of a layer holding several geometry types
+                if declared_type(conn, name) == ANY:
+                    for type_name in views_needed(ANY, None, stored_type_names(conn, name)):
+                        create_typed_view(conn, specs[name], type_name, stamp)
             for name, last in last_fids.items():
                 have = scalar_args(conn, "SELECT seq FROM sqlite_sequence WHERE name=?", (name,))
                 if have is None:

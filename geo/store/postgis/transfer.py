@@ -39,7 +39,7 @@ _FIXED_TABLES = {
 }
 #: identity columns whose sequence moves past the ids loaded
 _IDENTITIES = (("gw_audit", "id"), ("gw_tokens", "id"), ("gw_value_maps", "id"))
-_OWN_META = ("schema", UNUSABLE_KEY)
+_OWN_META = ("schema", "schema_sql", UNUSABLE_KEY)
 _PG_TYPES = {pa.int64(): "int8", pa.string(): "text", pa.float64(): "float8", pa.binary(): "bytea"}
 #: a GeoPackage geometry type name → how PostGIS spells it
 _GEOMETRY_NAMES = {
@@ -229,6 +229,7 @@ class PgTransfer(PgTables):
                     self._copy_rows(_FIXED_TABLES[name], batch)
                 else:
                     self._copy_rows(name, batch)
+            self.upgrade_views()  # the typed views of a layer holding several geometry types
             for table, column in _IDENTITIES + tuple(
                 (f"{s}_history", "hid") for s in specs if self._has(f"{s}_history")
             ):
