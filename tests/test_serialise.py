@@ -164,6 +164,19 @@ def test_json_rows_are_the_frame_value_for_value(hostile_app: Any) -> None:
 
 
 @pytest.mark.slow
+def test_compact_rows_are_the_text_json_dumps_writes(hostile_app: Any) -> None:
+    table = _frame(hostile_app)
+    table["ints_after_text"] = np.arange(len(table), dtype=np.int64)  # a second run of numbers
+    for rows in (table, table.head(1), table[["demolition_total"]], table[["code", "name"]]):
+        want = json.dumps(
+            [list(r.values()) for r in _python_rows(rows)], ensure_ascii=False, separators=(",", ":")
+        )
+        for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+            want = want.replace(ch, esc)
+        assert json_rows(rows, arrays=True).decode("utf-8") == want
+
+
+@pytest.mark.slow
 def test_compact_json_is_the_same_rows_as_arrays(hostile_app: Any) -> None:
     client = hostile_app.test_client()
     full = client.get("/api/stats?format=json&level=grid").get_json()

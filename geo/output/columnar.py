@@ -277,6 +277,29 @@ def _json_floats(x: np.ndarray) -> pa.Array | None:
     return pc.fill_null(text, "null")
 
 
+def _joined_numbers(arrays: list[pa.Array]) -> pa.Array:
+    """The texts of numeric columns (no nulls, no separators, quotes or line ends in them)
+    joined by ``,`` row by row -- by Arrow's CSV writer, several times faster than Arrow's
+    element-wise join over many columns."""
+    if len(arrays) == 1:
+        return arrays[0]
+    out = io.BytesIO()
+    pacsv.write_csv(
+        pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))]),
+        out,
+        pacsv.WriteOptions(include_header=False, batch_size=65536, eol="\n", quoting_style="none"),
+    )
+    data = np.frombuffer(out.getbuffer(), dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    if len(ends) != len(arrays[0]) or len(data) >= 2**31:
+        return pc.binary_join_element_wise(*arrays, ",")
+    offsets = np.empty(len(ends) + 1, dtype=np.int32)
+    offsets[0] = 0
+    offsets[1:] = ends + 1
+    lines = pa.StringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(data))
+    return pc.utf8_slice_codeunits(lines, 0, -1)  # without the line end
+
+
 def json_rows(table: pd.DataFrame, arrays: bool = False) -> bytes:
     """The rows of ``table`` as a JSON array (UTF-8): of objects ``{"column": value, ...}`` in
     the spacing of ``json.dumps`` (the same text as ``json.dumps`` of
@@ -295,9 +318,26 @@ def json_rows(table: pd.DataFrame, arrays: bool = False) -> bytes:
         ).encode()
     cols = [json_column(table[c]) for c in table.columns]
     if arrays:
-        rows = pc.binary_join_element_wise(*cols, ",")
-        rows = pc.binary_join_element_wise("[", rows, "]", "")
-        sep = ","
+        numeric = [
+            isinstance(table[c].dtype, np.dtype) and table[c].dtype.kind in "iuf" for c in table.columns
+        ]
+        pieces: list[pa.Array] = []
+        run: list[pa.Array] = []
+        for col, num in zip(cols, numeric, strict=True):
+            if num:
+                run.append(col)
+                continue
+            if run:
+                pieces.append(_joined_numbers(run))
+                run = []
+            pieces.append(col)
+        if run:
+            pieces.append(_joined_numbers(run))
+        rows = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, ",")
+        rows = pc.cast(rows, pa.large_string())
+        one = pa.LargeListArray.from_arrays(pa.array([0, n], type=pa.int64()), rows)
+        joined = pc.binary_join(one, pa.scalar("],[", pa.large_string()))[0]
+        return b"[[" + joined.as_buffer().to_pybytes() + b"]]"
     else:
         keyed = []
         for i, (c, col) in enumerate(zip(table.columns, cols, strict=True)):
