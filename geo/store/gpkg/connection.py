@@ -24,7 +24,7 @@ from urllib.parse import quote
 import apsw
 
 from geo.errors import StoreError, disk_full, read_only, write_error
-from geo.store import clock
+from geo.store import clock, memory
 from geo.store.base import Tx
 from geo.store.cache import cache_for
 from geo.store.gpkg.spatial import register_functions
@@ -135,11 +135,20 @@ class GpkgConnection:
     def close(self) -> None:
         """See :meth:`geo.store.base.Store.close`.
 
-        Closes the ``apsw`` connection; the next use of :attr:`conn` opens a new one.
+        Closes the ``apsw`` connection; the next use of :attr:`conn` opens a new one.  When
+        its page cache held :data:`geo.store.memory.RELEASE_AFTER_BYTES` or more (a request
+        that read a large layer), the freed memory is given back to the system
+        (:func:`geo.store.memory.release`).
         """
         if self._conn is not None:
+            try:
+                used = int(self._conn.status(apsw.SQLITE_DBSTATUS_CACHE_USED)[0])
+            except apsw.Error:
+                used = 0
             self._conn.close()
             self._conn = None
+            if used >= memory.RELEASE_AFTER_BYTES:
+                memory.release()
 
     def __enter__(self) -> Self:
         return self
