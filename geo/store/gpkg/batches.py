@@ -60,7 +60,7 @@ class GpkgBatches(GpkgTables, GpkgTargets, GpkgAudit):
                     for src in sources:
                         dest = folder / src.relative_to(root)
                         dest.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(src, dest)
+                        _archive_file(src, dest, self.data_dir)
                 except OSError as exc:
                     raise write_error(exc.errno) or StoreError(
                         "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
@@ -280,3 +280,19 @@ def kind_before_5(layer: str) -> BatchKind:
     if layer == _TARGETS_BEFORE_5:
         return "targets"
     return "grid" if is_grid(layer) else "import"
+
+
+def _archive_file(src: Path, dest: Path, data_dir: Path) -> None:
+    """Put ``src`` into the archive as ``dest``: a staged upload (in the data folder's
+    ``uploads``, written once by the server and removed after its commit) is linked, not
+    copied -- a 100 MB upload's archive then costs nothing; any other file (one named on the
+    command line, which its owner may change later) is copied, as is a staged one where a
+    link cannot be made (another file system)."""
+    staged = (data_dir / "uploads").resolve()
+    if staged in src.resolve().parents:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dest)
