@@ -260,3 +260,15 @@ def test_column_texts_are_the_per_cell_helpers(values: pd.Series) -> None:
     elif values.dtype.kind == "b":
         got_csv = [str(v) for v in csv_column(values).to_pylist()]
     assert got_csv == want_csv
+
+
+def test_a_numeric_columns_text_is_kept_by_its_values() -> None:
+    counts = pd.Series(np.array([3, 0, 250], dtype=np.int64))
+    first = csv_column(counts)
+    assert csv_column(counts.copy()) is first  # the same values: the text kept
+    other = csv_column(pd.Series(np.array([3, 0, 251], dtype=np.int64)))
+    assert other is not first and other.to_pylist() == ["3", "0", "251"]
+    wide = csv_column(pd.Series(np.array([3, 0, 2**40], dtype=np.int64)))  # not narrowed
+    assert wide.to_pylist() == ["3", "0", str(2**40)]
+    shorter = json_column(pd.Series(np.array([3, 0], dtype=np.int64)))
+    assert shorter.to_pylist() == ["3", "0"]

@@ -34,8 +34,9 @@ _MARKUP = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"))
 _encode_str = cast(Any, json.encoder).encode_basestring  # C: json.dumps of a str, ensure_ascii=False
 
 
-#: Bytes of numeric columns' text kept by :func:`_memo` (keys and texts together).
-MEMO_BYTES = 64 * 1024 * 1024
+#: Bytes of numeric columns' text kept by :func:`_memo` (keys and texts together): the CSV and
+#: the JSON of all 40,000 units of a district take about 8 MiB each.
+MEMO_BYTES = 16 * 1024 * 1024
 
 _memo_lock = threading.Lock()
 _memo_entries: OrderedDict[tuple[str, str, bytes], pa.Array] = OrderedDict()
@@ -46,10 +47,11 @@ def _memo(kind: str, x: np.ndarray, make: Callable[[], Any]) -> Any:
     """The text array ``make()`` gives for the numeric column ``x`` written as ``kind``, kept
     by the column's values: a figure asked for again, or a table of which only one layer's
     columns changed, formats only the columns whose values changed.  The key is the values'
-    bytes themselves (compared in full on a hit, never only a hash), least recently used out
-    beyond :data:`MEMO_BYTES`.  What ``make()`` gives as None is not kept."""
+    bytes themselves (compared in full on a hit, never only a hash; counts in the narrowest
+    integer type that holds them), least recently used out beyond :data:`MEMO_BYTES`.  What
+    ``make()`` gives as None is not kept."""
     global _memo_total
-    key = (kind, x.dtype.str, np.ascontiguousarray(x).tobytes())
+    key = (kind, f"{x.dtype.str}:{len(x)}", _key_bytes(x))
     with _memo_lock:
         hit = _memo_entries.get(key)
         if hit is not None:
@@ -69,6 +71,18 @@ def _memo(kind: str, x: np.ndarray, make: Callable[[], Any]) -> Any:
                 old, text = _memo_entries.popitem(last=False)
                 _memo_total -= len(old[2]) + text.nbytes
     return arr
+
+
+def _key_bytes(x: np.ndarray) -> bytes:
+    """The values of ``x`` as bytes, integers in the narrowest type that holds them all (the
+    type is part of the bytes' length, and the column's own type is in the key beside them)."""
+    if x.dtype.kind in "iu" and len(x):
+        lo, hi = int(x.min()), int(x.max())
+        for narrow in (np.uint8, np.uint16, np.uint32) if lo >= 0 else (np.int8, np.int16, np.int32):
+            info = np.iinfo(narrow)
+            if info.min <= lo and hi <= info.max:
+                return bytes([np.dtype(narrow).itemsize]) + x.astype(narrow).tobytes()
+    return np.ascontiguousarray(x).tobytes()
 
 
 def _in_fast_range(x: np.ndarray, finite: np.ndarray) -> bool:
