@@ -79,3 +79,44 @@ def test_a_small_drop_does_not_trim():
     region[("layer", 2)] = bytearray(1024)
     assert region.keys() == [("layer", 2)]
     assert memory.released() == count
+
+
+_HEAPS_SCRIPT = textwrap.dedent(
+    """
+    import ctypes, sys, threading
+    sys.path.insert(0, {root!r})
+    from server import create_app
+
+    create_app({{"GRIDWATCH_DATA": {data!r}, "TESTING": True}})
+    held = []
+    start = threading.Barrier(8)
+
+    def work():
+        start.wait()
+        held.append([bytearray(4096) for _ in range(200)])
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sys.stderr.flush()
+    ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" block per heap, on stderr
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(memory.release() is False, reason="not glibc")
+def test_a_web_process_allocates_from_two_heaps_whatever_its_threads(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", _HEAPS_SCRIPT.format(root=str(ROOT), data=str(tmp_path / "data"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    heaps = [line for line in done.stderr.splitlines() if line.startswith("Arena ")]
+    assert 1 <= len(heaps) <= memory.HEAPS, done.stderr[-2000:]

@@ -25,7 +25,10 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["RELEASE_AFTER_BYTES", "release", "released"]
+__all__ = ["HEAPS", "RELEASE_AFTER_BYTES", "limit_heaps", "release", "released"]
+
+#: glibc heaps (arenas) a server process allocates from (:func:`limit_heaps`).
+HEAPS = 2
 
 #: Bytes of dropped entries (the cache's estimate) from which the free memory is given back.
 RELEASE_AFTER_BYTES = 8 * 1024 * 1024
@@ -34,19 +37,31 @@ _lock = threading.Lock()
 _count = 0
 
 
-def _libc() -> Any:
-    name = ctypes.util.find_library("c")
+def _libc(name: str, *args: Any) -> Any:
     try:
-        lib = ctypes.CDLL(name)
-        trim = lib.malloc_trim
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError, TypeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    fn.argtypes = list(args)
+    fn.restype = ctypes.c_int
+    return fn
 
 
-_TRIM = _libc()
+_TRIM = _libc("malloc_trim", ctypes.c_size_t)
+_MALLOPT = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+_M_ARENA_MAX = -8
+
+
+def limit_heaps(heaps: int = HEAPS) -> bool:
+    """Let glibc allocate from at most ``heaps`` heaps (arenas) from now on, as
+    ``MALLOC_ARENA_MAX`` would (it can no longer be set once a process has started).  By
+    default glibc makes up to eight per core, one for each thread that finds the others busy;
+    a server that starts a thread per request then spreads what it frees over all of them,
+    and each keeps its part.  Called when the web application is made; False where there is
+    no such setting."""
+    if _MALLOPT is None:
+        return False
+    return bool(_MALLOPT(_M_ARENA_MAX, int(heaps)))
 
 
 def release() -> bool:
