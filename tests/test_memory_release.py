@@ -120,3 +120,28 @@ def test_a_web_process_allocates_from_two_heaps_whatever_its_threads(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     heaps = [line for line in done.stderr.splitlines() if line.startswith("Arena ")]
     assert 1 <= len(heaps) <= memory.HEAPS, done.stderr[-2000:]
+
+
+def test_a_large_write_keeps_its_pages_in_memory_until_it_commits(tmp_path):
+    from geo.store.backends import open_store
+    from geo.store.gpkg.connection import PAGE_CACHE_KIB, PAGE_CACHE_KIB_PER_ROW, PAGE_CACHE_MAX_KIB
+
+    def cache_kib(store) -> int:
+        return -int(store.conn.execute("PRAGMA cache_size").fetchone()[0])
+
+    with open_store(tmp_path / "data") as store:
+        assert cache_kib(store) == PAGE_CACHE_KIB
+        store.make_room(100_000)  # outside a transaction: nothing
+        assert cache_kib(store) == PAGE_CACHE_KIB
+        with store.transaction():
+            store.make_room(100_000)
+            assert cache_kib(store) == PAGE_CACHE_KIB + 100_000 * PAGE_CACHE_KIB_PER_ROW
+            store.make_room(10)  # never smaller within the transaction
+            assert cache_kib(store) == PAGE_CACHE_KIB + 100_000 * PAGE_CACHE_KIB_PER_ROW
+            store.make_room(10**9)
+            assert cache_kib(store) == PAGE_CACHE_MAX_KIB
+        assert cache_kib(store) == PAGE_CACHE_KIB  # back when it ends
+        with pytest.raises(RuntimeError), store.transaction():
+            store.make_room(100_000)
+            raise RuntimeError("rolled back")
+        assert cache_kib(store) == PAGE_CACHE_KIB

@@ -44,6 +44,7 @@ class GpkgFeatureWrites(GpkgGridVersions):
         if not self._depth:
             raise RuntimeError("write_features must run inside transaction()")
         self._ensure_layer(spec)
+        self.make_room(len(rows))  # a large batch's changed pages stay in memory until the commit
         conn = self.conn
         srs = self.srs_epsg() or 0
         cols = self._columns(spec)
