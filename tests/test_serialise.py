@@ -268,6 +268,9 @@ def test_a_numeric_columns_text_is_kept_by_its_values() -> None:
     assert csv_column(counts.copy()) is first  # the same values: the text kept
     other = csv_column(pd.Series(np.array([3, 0, 251], dtype=np.int64)))
     assert other is not first and other.to_pylist() == ["3", "0", "251"]
+    assert csv_column(counts) is not first  # one text per column: the newer values replaced it
+    named = csv_column(pd.Series(np.array([3, 0, 250], dtype=np.int64), name="demolition_total"))
+    assert csv_column(counts) is not named and named.to_pylist() == ["3", "0", "250"]
     wide = csv_column(pd.Series(np.array([3, 0, 2**40], dtype=np.int64)))  # not narrowed
     assert wide.to_pylist() == ["3", "0", str(2**40)]
     shorter = json_column(pd.Series(np.array([3, 0], dtype=np.int64)))

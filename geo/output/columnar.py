@@ -34,24 +34,27 @@ _MARKUP = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"))
 _encode_str = cast(Any, json.encoder).encode_basestring  # C: json.dumps of a str, ensure_ascii=False
 
 
-#: Bytes of numeric columns' text kept by :func:`_memo` (keys and texts together): the CSV and
-#: the JSON of all 40,000 units of a district take about 8 MiB each.
+#: Bytes of numeric columns' text kept by :func:`_memo` (keys and texts together), at most: the
+#: CSV and the JSON of all 40,000 units of a district take about 8 MiB each.
 MEMO_BYTES = 16 * 1024 * 1024
 
 _memo_lock = threading.Lock()
 _memo_entries: OrderedDict[tuple[str, str, bytes], pa.Array] = OrderedDict()
+_memo_slots: dict[tuple[str, str], tuple[str, str, bytes]] = {}
 _memo_total = 0
 
 
-def _memo(kind: str, x: np.ndarray, make: Callable[[], Any]) -> Any:
-    """The text array ``make()`` gives for the numeric column ``x`` written as ``kind``, kept
-    by the column's values: a figure asked for again, or a table of which only one layer's
-    columns changed, formats only the columns whose values changed.  The key is the values'
-    bytes themselves (compared in full on a hit, never only a hash; counts in the narrowest
-    integer type that holds them), least recently used out beyond :data:`MEMO_BYTES`.  What
-    ``make()`` gives as None is not kept."""
+def _memo(kind: str, name: object, x: np.ndarray, make: Callable[[], Any]) -> Any:
+    """The text array ``make()`` gives for the numeric column ``x`` called ``name`` written as
+    ``kind``, kept by the column's values: a figure asked for again, or a table of which only
+    one layer's columns changed, formats only the columns whose values changed.  The key is
+    the values' bytes themselves (compared in full on a hit, never only a hash; counts in the
+    narrowest integer type that holds them).  One text is kept per column name, kind and
+    length -- the newer values replace the older, so what is kept stays the size of the
+    tables asked for, however often the figures change -- and the least recently used go
+    beyond :data:`MEMO_BYTES`.  What ``make()`` gives as None is not kept."""
     global _memo_total
-    key = (kind, f"{x.dtype.str}:{len(x)}", _key_bytes(x))
+    key = (kind, f"{name}|{x.dtype.str}:{len(x)}", _key_bytes(x))
     with _memo_lock:
         hit = _memo_entries.get(key)
         if hit is not None:
@@ -65,11 +68,17 @@ def _memo(kind: str, x: np.ndarray, make: Callable[[], Any]) -> Any:
         return arr
     with _memo_lock:
         if key not in _memo_entries:
+            older = _memo_slots.get(key[:2])
+            if older is not None and older in _memo_entries:
+                _memo_total -= len(older[2]) + _memo_entries.pop(older).nbytes
             _memo_entries[key] = arr
+            _memo_slots[key[:2]] = key
             _memo_total += size
             while _memo_total > MEMO_BYTES:
                 old, text = _memo_entries.popitem(last=False)
                 _memo_total -= len(old[2]) + text.nbytes
+                if _memo_slots.get(old[:2]) == old:
+                    del _memo_slots[old[:2]]
     return arr
 
 
@@ -145,7 +154,7 @@ def csv_column(values: pd.Series) -> pa.Array:
     the empty text as a null.  Rates are rounded by the caller."""
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
         x = values.to_numpy()
-        return _memo("csv", x, lambda: _csv_numbers(x))
+        return _memo("csv", values.name, x, lambda: _csv_numbers(x))
     plain = _string_array(values)
     if plain is None:  # booleans, numbers among text, dates: the per-cell helper
         arr = pa.array([csv_value(v) for v in values.to_numpy(dtype=object)], type=pa.string())
@@ -265,10 +274,10 @@ def json_column(values: pd.Series) -> pa.Array:
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "iu":
         x = values.to_numpy()
-        return _memo("json", x, lambda: pc.cast(pa.array(x), pa.string()))
+        return _memo("json", values.name, x, lambda: pc.cast(pa.array(x), pa.string()))
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
         x = values.to_numpy().astype("float64")
-        text = _memo("json", x, lambda: _json_floats(x))
+        text = _memo("json", values.name, x, lambda: _json_floats(x))
         if text is not None:
             return text
     elif not isinstance(dtype, np.dtype) or dtype.kind == "O":
