@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from geo.errors import GridwatchError
 from geo.reading.display import safe_display_name
+from geo.store import memory
 from geo.store.backends import backend_for, locate, open_store
 from web import settings
 from web.context import (
@@ -41,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """The gridwatch application: its settings, extensions (translations, sign-in, CSRF,
     security headers), blueprints and error handlers.  Blueprints are imported here, so the
     ``gridwatch`` command (:func:`main`) starts without loading the pages."""
+    memory.limit_heaps()  # a worker's freed memory is not spread over a heap per thread
     app = Flask(__name__, instance_relative_config=True, template_folder="templates")
     app.json = SafeJSONProvider(app)
     app.config["BABEL_DEFAULT_LOCALE"] = "zh"

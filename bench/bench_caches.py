@@ -70,7 +70,23 @@ def _bench_cache():  # the cache's own accounting (this benchmark's server only)
     gc.collect()  # what only reference cycles still hold goes before the next reading
     cache = cache_for(str(next(iter(Path({data!r}).glob("*.gpkg")))))
     nbytes = getattr(cache, "nbytes", None)
-    return {{"entries": sum(cache.sizes().values()), "bytes": sum(nbytes().values()) if nbytes else None}}
+    import ctypes
+    import pyarrow as pa
+
+    class _Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Info
+        info = libc.mallinfo2()
+        heap = {{"malloc_used": info.uordblks + info.hblkhd, "malloc_free": info.fordblks}}
+    except (OSError, AttributeError):
+        heap = {{}}
+    return {{"entries": sum(cache.sizes().values()), "bytes": sum(nbytes().values()) if nbytes else None,
+             "arrow": pa.total_allocated_bytes(), **heap}}
 
 server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
 print(server.server_port, flush=True)
@@ -215,6 +231,8 @@ def main() -> int:
         for name, r in results.items():
             first, last = r["rss"][0], r["rss"][-1]
             print(f"| {name} | {r['rss_warm']:,.0f} | {first:,.0f} | {last:,.0f} | {last / first:.2f} |")
+        for name, r in results.items():
+            print(f"{name}: RSS after each import (MB): " + ", ".join(f"{v:,.0f}" for v in r["rss"]))
         print("\n## server RSS right after a full garbage collection (MB)")
         print("| code | after the 1st | after the last | last / 1st |")
         print("|---|---:|---:|---:|")
@@ -228,6 +246,16 @@ def main() -> int:
             a, b = r["kept"][0], r["kept"][-1]
             mb = "—" if a["bytes"] is None else f"{a['bytes'] / 2**20:,.1f} → {b['bytes'] / 2**20:,.1f}"
             print(f"| {name} | {a['entries']} → {b['entries']} | {mb} |")
+        print("\n## allocators after the 1st and the last small import (MB)")
+        print("| code | Arrow's pool, allocated | C heap in use | C heap free (not given back) |")
+        print("|---|---:|---:|---:|")
+        for name, r in results.items():
+            a, b = r["kept"][0], r["kept"][-1]
+            cells = [
+                f"{a[k] / 2**20:,.1f} → {b[k] / 2**20:,.1f}" if k in a and k in b else "—"
+                for k in ("arrow", "malloc_used", "malloc_free")
+            ]
+            print(f"| {name} | {' | '.join(cells)} |")
         print("\n## first demolition requests after a commit (ms)")
         print("| code | request | after a commit to parking | after a commit to demolition | ratio |")
         print("|---|---|---:|---:|---:|")

@@ -164,6 +164,19 @@ def test_json_rows_are_the_frame_value_for_value(hostile_app: Any) -> None:
 
 
 @pytest.mark.slow
+def test_compact_rows_are_the_text_json_dumps_writes(hostile_app: Any) -> None:
+    table = _frame(hostile_app)
+    table["ints_after_text"] = np.arange(len(table), dtype=np.int64)  # a second run of numbers
+    for rows in (table, table.head(1), table[["demolition_total"]], table[["code", "name"]]):
+        want = json.dumps(
+            [list(r.values()) for r in _python_rows(rows)], ensure_ascii=False, separators=(",", ":")
+        )
+        for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+            want = want.replace(ch, esc)
+        assert json_rows(rows, arrays=True).decode("utf-8") == want
+
+
+@pytest.mark.slow
 def test_compact_json_is_the_same_rows_as_arrays(hostile_app: Any) -> None:
     client = hostile_app.test_client()
     full = client.get("/api/stats?format=json&level=grid").get_json()
@@ -247,3 +260,18 @@ def test_column_texts_are_the_per_cell_helpers(values: pd.Series) -> None:
     elif values.dtype.kind == "b":
         got_csv = [str(v) for v in csv_column(values).to_pylist()]
     assert got_csv == want_csv
+
+
+def test_a_numeric_columns_text_is_kept_by_its_values() -> None:
+    counts = pd.Series(np.array([3, 0, 250], dtype=np.int64))
+    first = csv_column(counts)
+    assert csv_column(counts.copy()) is first  # the same values: the text kept
+    other = csv_column(pd.Series(np.array([3, 0, 251], dtype=np.int64)))
+    assert other is not first and other.to_pylist() == ["3", "0", "251"]
+    assert csv_column(counts) is not first  # one text per column: the newer values replaced it
+    named = csv_column(pd.Series(np.array([3, 0, 250], dtype=np.int64), name="demolition_total"))
+    assert csv_column(counts) is not named and named.to_pylist() == ["3", "0", "250"]
+    wide = csv_column(pd.Series(np.array([3, 0, 2**40], dtype=np.int64)))  # not narrowed
+    assert wide.to_pylist() == ["3", "0", str(2**40)]
+    shorter = json_column(pd.Series(np.array([3, 0], dtype=np.int64)))
+    assert shorter.to_pylist() == ["3", "0"]

@@ -151,6 +151,9 @@ class TransactionScopes:
     def _stamp_tx(self) -> None:
         """Stamp the transaction's tx (if any) with the moment it commits."""
 
+    def _end_write(self) -> None:
+        """Undo what the write transaction set up for itself (it has just ended, either way)."""
+
     def _archive(self, data: Path, batch_id: int, sources: list[Path]) -> str:
         """Copy the sources of batch ``batch_id`` to ``<data>/archive/<id:06d>/`` (what a batch
         that did not commit left there removed first), to be removed again if this transaction
@@ -159,7 +162,7 @@ class TransactionScopes:
         folder = data / relative
         shutil.rmtree(folder, ignore_errors=True)  # left by an import that did not commit
         self._pending_archives.append(folder)
-        archive_files(folder, sources)
+        archive_files(folder, sources, data)
         return str(relative)
 
     def _begin(self, statement: str) -> None:
@@ -226,3 +229,4 @@ class TransactionScopes:
         finally:
             self._depth = 0
             self._tx = None
+            self._end_write()

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from geo.store import memory
+
 __all__ = [
     "DEFAULT_BUDGET_MB",
     "MISSING",
@@ -243,25 +245,33 @@ class Region:
         used while the region is over its bounds."""
         size = entry_bytes(value)
         with self._lock:
-            self._store(key, value, size)
+            dropped = self._store(key, value, size)
+        _release(dropped)
 
-    def _drop(self, key: Hashable) -> None:
+    def _drop(self, key: Hashable) -> int:
+        """Forget the entry of ``key``; its estimated bytes."""
         del self._entries[key]
-        self._total -= self._bytes.pop(key, 0)
+        size = self._bytes.pop(key, 0)
+        self._total -= size
+        return size
 
-    def _store(self, key: Hashable, value: Any, size: int) -> None:
-        """:meth:`__setitem__` with the lock held."""
+    def _store(self, key: Hashable, value: Any, size: int) -> list[Any]:
+        """:meth:`__setitem__` with the lock held; the entries dropped (to be let go of, and
+        their memory given back, once the lock is released: :func:`_release`)."""
+        dropped: list[Any] = []
         if key in self._entries:
-            self._drop(key)
+            dropped.append((self._entries[key], self._drop(key)))
         if self.spec.family is not None:
             family = self.spec.family(key)
             for k in [k for k in self._entries if self.spec.family(k) == family]:
-                self._drop(k)
+                dropped.append((self._entries[k], self._drop(k)))
         while self._entries and (len(self._entries) >= self.spec.limit or self._total + size > self.budget):
-            self._drop(next(iter(self._entries)))
+            k = next(iter(self._entries))
+            dropped.append((self._entries[k], self._drop(k)))
         self._entries[key] = value
         self._bytes[key] = size
         self._total += size
+        return dropped
 
     def setdefault(self, key: Hashable, value: Any) -> Any:
         """The entry for ``key``, keeping ``value`` first when there is none."""
@@ -270,8 +280,9 @@ class Region:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-            self._store(key, value, size)
-            return value
+            dropped = self._store(key, value, size)
+        _release(dropped)
+        return value
 
     def grow(self, key: Hashable, nbytes: int) -> None:
         """Count ``nbytes`` more for the entry of ``key`` (an entry filled in place after it
@@ -281,8 +292,11 @@ class Region:
                 return
             self._bytes[key] += int(nbytes)
             self._total += int(nbytes)
+            dropped = []
             while self._total > self.budget and next(iter(self._entries)) != key:
-                self._drop(next(iter(self._entries)))
+                k = next(iter(self._entries))
+                dropped.append((self._entries[k], self._drop(k)))
+        _release(dropped)
 
     @contextmanager
     def filling(self, family: Hashable) -> Iterator[None]:
@@ -347,6 +361,17 @@ class Region:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+def _release(dropped: list[Any]) -> None:
+    """Let go of ``dropped`` entries (``(value, bytes)``, taken from a region) and, when they
+    came to :data:`geo.store.memory.RELEASE_AFTER_BYTES` or more, give the freed memory back to
+    the system (:func:`geo.store.memory.release`): without it a worker's resident memory grows
+    with every generation it drops although the cache holds the same bytes."""
+    size = sum(n for _v, n in dropped)
+    dropped.clear()  # the last references to the values: freed here
+    if size >= memory.RELEASE_AFTER_BYTES:
+        memory.release()
 
 
 class StoreCache:

@@ -3,7 +3,7 @@ batch's rows back, setting assigned units."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ class GpkgFeatureWrites(GpkgGridVersions):
         if not self._depth:
             raise RuntimeError("write_features must run inside transaction()")
         self._ensure_layer(spec)
+        self.make_room(len(rows))  # a large batch's changed pages stay in memory until the commit
         conn = self.conn
         srs = self.srs_epsg() or 0
         cols = self._columns(spec)
@@ -57,12 +58,14 @@ class GpkgFeatureWrites(GpkgGridVersions):
         is_poly = np.isin(shapely.get_type_id(rows.geometry), (3, 6))
         area_list = [float(a) if p else None for a, p in zip(areas.tolist(), is_poly.tolist(), strict=True)]
         # a row without a survey id has the key None (not NaN: it is compared with the others)
-        keys = [None if pd.isna(k) else str(k) for k in rows.keys.tolist()]
-        units = [str(u) for u in rows.units.tolist()]
+        keys = _keys(rows.keys)
+        units = rows.units.tolist()
+        if pd.api.types.infer_dtype(rows.units, skipna=False) != "string":
+            units = [str(u) for u in units]
 
         existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
         layer_has_rows = bool(conn.execute(f'SELECT 1 FROM "{spec.name}" LIMIT 1').fetchone())
-        wanted = {k for k in keys if k is not None} if layer_has_rows else set()
+        wanted: set[str] = cast(set[str], set(keys) - {None}) if layer_has_rows else set()
         if wanted:
             qcols = ", ".join(f't."{c}"' for c in cols)
             select = f'SELECT t.fid, t.gw_key, t.geom, {qcols} FROM "{spec.name}" t'
@@ -328,6 +331,18 @@ def _same_record(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
         elif a != b:
             return False
     return True
+
+
+def _keys(values: np.ndarray) -> list[str | None]:
+    """Survey keys as plain text, None for a missing one (not NaN: it is compared with the
+    others); one pass in C when they are text already."""
+    objs = np.asarray(values, dtype=object)
+    if pd.api.types.infer_dtype(objs, skipna=True) not in ("string", "empty"):
+        return [None if pd.isna(k) else str(k) for k in objs.tolist()]
+    keys = objs.tolist()
+    for i in np.flatnonzero(pd.isna(objs)).tolist():
+        keys[i] = None
+    return keys
 
 
 def _column_lists(attrs: pd.DataFrame, spec: LayerSpec) -> list[list[Any]]:

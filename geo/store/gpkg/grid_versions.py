@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 import layers
-from geo.store.gpkg.feature_reads import GpkgFeatureReads
+from geo.store.gpkg.feature_reads import GpkgFeatureReads, unique_fids
 from geo.store.interface.features import GridVersion, overlay_units, version_chain
 from layers.base import UNASSIGNED, LayerSpec
 
@@ -86,7 +86,7 @@ class GpkgGridVersions(GpkgFeatureReads):
         if fids is None:
             self.conn.execute(sql, (int(version),))
             return
-        wanted = np.unique(np.asarray(fids, dtype=np.int64))
+        wanted = unique_fids(fids)
         if not len(wanted):
             return
         lo, hi = int(wanted[0]), int(wanted[-1])
@@ -108,7 +108,7 @@ class GpkgGridVersions(GpkgFeatureReads):
             return self._current_assignment(spec, fids)
         chain = self._chain(version)
         table = f"{spec.name}_assign"
-        wanted = None if fids is None else np.unique(np.asarray(fids, dtype=np.int64))
+        wanted = None if fids is None else unique_fids(fids)
         if not self._has_table(table):
             empty = np.empty(0, dtype=np.int64) if wanted is None else wanted
             return empty, np.full(len(empty), UNASSIGNED, dtype=object)

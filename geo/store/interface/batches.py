@@ -184,20 +184,37 @@ class CurrentBatchRule:
 
 
 # what both backends do alike around a batch ---------------------------------------------------
-def archive_files(folder: Path, sources: list[Path]) -> None:
-    """Copy the source files of an upload into ``folder`` (made new), below their common folder;
-    a failure is a :class:`~geo.errors.StoreError` (disk full, no right, ``archive_failed``)."""
+def archive_files(folder: Path, sources: list[Path], data: Path) -> None:
+    """Put the source files of an upload into ``folder`` (made new), below their common folder
+    (see :func:`_archive_file`; ``data`` is the data directory); a failure is a
+    :class:`~geo.errors.StoreError` (disk full, no right, ``archive_failed``)."""
     try:
         folder.mkdir(parents=True)
         root = Path(os.path.commonpath([str(p.parent) for p in sources]))
         for src in sources:
             dest = folder / src.relative_to(root)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+            _archive_file(src, dest, data)
     except OSError as exc:
         raise write_error(exc.errno) or StoreError(
             "无法保存原始文件", f"cannot archive the original file: {exc}", code="archive_failed"
         ) from exc
+
+
+def _archive_file(src: Path, dest: Path, data: Path) -> None:
+    """Put ``src`` into the archive as ``dest``: a staged upload (in the data folder's
+    ``uploads``, written once by the server and removed after its commit) is linked, not
+    copied -- a 100 MB upload's archive then costs nothing; any other file (one named on the
+    command line, which its owner may change later) is copied, as is a staged one where a
+    link cannot be made (another file system)."""
+    staged = (data / "uploads").resolve()
+    if staged in src.resolve().parents:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dest)
 
 
 def archived_file(batch_id: int, name: str | None, folder: Path | None) -> tuple[str, bytes]:
