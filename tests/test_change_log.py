@@ -34,7 +34,7 @@ from geo.store.interface.changes import CHANGE_LOG_ENV, decode_fids, encode_fids
 from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
-from tests.test_store_postgis import pg_cluster  # noqa: F401  (the cluster fixture)
+from tests.test_store_postgis import pg_cluster, pg_db  # noqa: F401  (the cluster fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("demolition", "parking")
@@ -206,11 +206,16 @@ class Followed(RuleBasedStateMachine):
         layer=st.sampled_from(LAYERS),
         keys=st.lists(st.integers(0, 6), min_size=1, max_size=4, unique=True),
         cells=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=4, max_size=4),
-        whole=st.sampled_from([False, False, False, True]),
+        kind=st.sampled_from(["upsert", "upsert", "upsert", "whole", "failed"]),
     )
-    def write(self, layer: str, keys: list[int], cells: list[tuple[int, int]], whole: bool) -> None:
+    def write(self, layer: str, keys: list[int], cells: list[tuple[int, int]], kind: str) -> None:
         """New rows and new versions of rows already there (the same survey ids, moved); or
-        the whole layer replaced (the log cannot list it: a full read follows)."""
+        the whole layer replaced (the log cannot list it: a full read follows); or a write
+        that fails."""
+        if kind == "failed":
+            self.failed_write(layer, len(keys))
+            return
+        whole = kind == "whole"
         folder = self._folder()
         xy = [(X0 + 100 * c + 3 + self.files, Y0 - 100 * r - 3 - self.files) for c, r in cells[: len(keys)]]
         if not whole:
@@ -228,6 +233,24 @@ class Followed(RuleBasedStateMachine):
             batch = _new_batch(self.writer, layer)
             self.writer.begin_tx("import", batch)
             self.writer.write_features(spec, batch, rows, replace_all=True)
+
+    def failed_write(self, layer: str, n: int) -> None:
+        """A write that fails after its rows were written and read (the writer's caches hold
+        entries of a state that never commits; its fids are given again to later rows)."""
+        spec = get_layer(layer)
+        rows = FeatureRows(
+            pd.DataFrame(index=range(n)),
+            np.array([shapely.Point(X0 + 250 - 9 * i, Y0 - 17 * i - 1) for i in range(n)], dtype=object),
+            np.array([f"F{self.files}-{i}" for i in range(n)], dtype=object),
+            np.array([UNASSIGNED] * n, dtype=object),
+        )
+        self.files += 1
+        with pytest.raises(RuntimeError, match="gave up"), self.writer.transaction():
+            batch = _new_batch(self.writer, layer)
+            self.writer.begin_tx("import", batch)
+            self.writer.write_features(spec, batch, rows, replace_all=False)
+            _kept(self.writer, layer)
+            raise RuntimeError("gave up")
 
     @rule(shift=st.sampled_from([20, 40, 60]))
     def replace_grid(self, shift: int) -> None:
@@ -309,14 +332,26 @@ def _layer_of(store: Any, n: int, tmp: Path) -> None:
     import_file(store, "parking", _points_file(tmp / "p0", "parking", xy, [f"B{k}" for k in range(n)]))
 
 
+@pytest.fixture(
+    params=["gpkg", pytest.param("postgis", marks=[pytest.mark.slow, pytest.mark.needs("postgis")])]
+)
+def location(request, tmp_path) -> str:
+    """A new store of either backend (its data folder: ``tmp_path / "data"``)."""
+    if request.param == "gpkg":
+        return str(tmp_path / "data")
+    return str(request.getfixturevalue("pg_db"))
+
+
 @pytest.mark.parametrize("log", ["on", "off"])
-def test_a_worker_applies_a_small_commit_without_reading_the_layer_again(tmp_path, monkeypatch, log):
+def test_a_worker_applies_a_small_commit_without_reading_the_layer_again(
+    location, tmp_path, monkeypatch, log
+):
     if log == "off":
         monkeypatch.setenv(CHANGE_LOG_ENV, "off")
     spec = get_layer("parking")
-    writer = open_store(tmp_path / "data")
+    writer = open_store(location, data=tmp_path / "data")
     _layer_of(writer, 200, tmp_path)
-    worker = open_store(tmp_path / "data")
+    worker = open_store(location, data=tmp_path / "data")
     worker.cache = StoreCache(worker.location)  # another process
     before = _kept(worker, "parking")
     old_fids, old_geoms = worker.read_geometry(spec)
@@ -339,7 +374,7 @@ def test_a_worker_applies_a_small_commit_without_reading_the_layer_again(tmp_pat
     worker.read_table = counting  # type: ignore[method-assign]
     after = _kept(worker, "parking")
     new_fids, new_geoms = worker.read_geometry(spec)
-    with open_store(tmp_path / "data") as fresh:
+    with open_store(location, data=tmp_path / "data") as fresh:
         fresh.cache = StoreCache(fresh.location)
         assert after == _kept(fresh, "parking")
     assert after != before and len(new_fids) == len(old_fids) + 1

@@ -79,9 +79,11 @@ def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, n
     def fill() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         fids, geoms = store.read_geometry(spec)
         latest = kept.latest(spec.name) if changes_enabled() else None
-        if latest is None:
+        if latest is None or any(str(s).startswith("tx:") for s in latest[0][1]):  # type: ignore[index]
+            # nothing kept, or what was kept was read inside a write that may have rolled back
+            # (its fids may come back with other rows)
             return _to_lonlat(store, fids, geoms)
-        # a fid's geometry never changes: keep the positions of the fids kept, project the others
+        # a committed fid's geometry never changes: keep the positions of the fids kept, project the others
         old_fids, old_lon, old_lat, old_geoms = latest[1]
         pos = np.clip(np.searchsorted(old_fids, fids), 0, max(len(old_fids) - 1, 0))
         known = (old_fids[pos] == fids) if len(old_fids) else np.zeros(len(fids), dtype=bool)
