@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 
 import geo.figures.facts as facts_mod
 from geo.errors import GridwatchError
+from geo.figures.tally import tally
 from geo.figures.viewport import _positions
 from geo.imports.batches import rollback
 from geo.imports.importer import import_file
@@ -143,6 +144,8 @@ def _kept(store: Any, layer: str) -> dict[str, Any]:
             None if f.undated is None else f.undated.tolist(),
         ),
         "positions": (p_fids.tolist(), lon.round(9).tolist(), lat.round(9).tolist(), len(lonlat)),
+        # the tally rows kept with the facts (followed with them)
+        "tallies": [tally(store, level, [layer]).to_json() for level in ("grid", "community")],
     }
 
 
@@ -372,6 +375,9 @@ def test_a_worker_applies_a_small_commit_without_reading_the_layer_again(
         return read_table(spec_, columns, tx, fids)
 
     worker.read_table = counting  # type: ignore[method-assign]
+    followed = facts_mod.load_facts(worker, spec)
+    # the tally rows of the kept features come along (the new rows' computed): none without the log
+    assert sorted(followed.positions) == ([("community", None), ("grid", None)] if log == "on" else [])
     after = _kept(worker, "parking")
     new_fids, new_geoms = worker.read_geometry(spec)
     with open_store(location, data=tmp_path / "data") as fresh:

@@ -46,7 +46,8 @@ class Facts:
     # bool: completed without a completion date (counted from the day of its import)
     undated: np.ndarray | None = None
     # tally row of each feature per (level, within), with the hierarchy it was computed for
-    positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
+    # and the function that computed it from units (see geo.figures.tally)
+    positions: dict[tuple[str, str | None], tuple[Any, ...]] = field(default_factory=dict)
     #: fid of each feature row version (ordered)
     fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
@@ -176,7 +177,8 @@ def _follow(store: Store, spec: LayerSpec, family: tuple[Any, ...], state: tuple
     def arrow(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
         if a is None or b is None:
             return None
-        joined = pa.concat_arrays([a.filter(pa.array(plan.keep)), b.cast(a.type)])
+        kept = a if plan.keeps_all else a.filter(pa.array(plan.keep))
+        joined = pa.concat_arrays([kept, b.cast(a.type)])
         return joined if plan.order is None else joined.take(pa.array(plan.order))
 
     def column(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -184,6 +186,12 @@ def _follow(store: Store, spec: LayerSpec, family: tuple[Any, ...], state: tuple
 
     unit = arrow(old.unit, new.unit)
     assert unit is not None
+    # the tally rows of the kept features stay; the new ones' are computed the same way
+    positions = {
+        key: (entry[0], plan.numpy(entry[1], entry[2](new.unit)), entry[2])
+        for key, entry in list(old.positions.items())
+        if len(entry) > 2
+    }
     return Facts(
         unit,
         plan.numpy(old.completed, new.completed),
@@ -194,6 +202,7 @@ def _follow(store: Store, spec: LayerSpec, family: tuple[Any, ...], state: tuple
         column(old.shape, new.shape),
         unrecognised=column(old.unrecognised, new.unrecognised),
         undated=column(old.undated, new.undated),
+        positions=positions,
         fids=plan.fids,
     )
 

@@ -85,6 +85,15 @@ def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, n
             return _to_lonlat(store, fids, geoms)
         # a committed fid's geometry never changes: keep the positions of the fids kept, project the others
         old_fids, old_lon, old_lat, old_geoms = latest[1]
+        k = len(old_fids)
+        if 0 < k <= len(fids) and np.array_equal(fids[:k], old_fids):  # rows only added
+            _, lon, lat, lonlat = _to_lonlat(store, fids[k:], geoms[k:])
+            return (
+                fids,
+                np.concatenate([old_lon, lon]),
+                np.concatenate([old_lat, lat]),
+                np.concatenate([old_geoms, np.asarray(lonlat, dtype=object)]),
+            )
         pos = np.clip(np.searchsorted(old_fids, fids), 0, max(len(old_fids) - 1, 0))
         known = (old_fids[pos] == fids) if len(old_fids) else np.zeros(len(fids), dtype=bool)
         _, lon, lat, lonlat = _to_lonlat(store, fids[~known], geoms[~known])

@@ -127,10 +127,13 @@ class Splice:
     keep: np.ndarray
     order: np.ndarray | None
     fids: np.ndarray
+    #: every old row is kept (rows were only added): no mask to apply
+    keeps_all: bool = False
 
     def numpy(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """One numpy column of the new generation from the old one and the rows read again."""
-        out = np.concatenate([old[self.keep], np.asarray(new, dtype=old.dtype)])
+        kept = old if self.keeps_all else old[self.keep]
+        out = np.concatenate([kept, np.asarray(new, dtype=old.dtype)])
         return out if self.order is None else out[self.order]
 
 
@@ -140,14 +143,17 @@ def splice(old_fids: np.ndarray, touched: np.ndarray, new_fids: np.ndarray) -> S
     rows, then one mask and concatenation of each column."""
     old_fids = np.asarray(old_fids, dtype=np.int64)
     keep = np.ones(len(old_fids), dtype=bool)
+    dropped = 0
     if len(old_fids) and len(touched):
         pos = np.clip(np.searchsorted(old_fids, touched), 0, len(old_fids) - 1)
-        keep[pos[old_fids[pos] == touched]] = False
-    kept = old_fids[keep]
+        hit = pos[old_fids[pos] == touched]
+        keep[hit] = False
+        dropped = len(hit)
+    kept = old_fids if not dropped else old_fids[keep]
     new_fids = np.asarray(new_fids, dtype=np.int64)
     fids = np.concatenate([kept, new_fids])
     order = None
     if len(kept) and len(new_fids) and new_fids[0] <= kept[-1]:
         order = np.argsort(fids, kind="stable")
         fids = fids[order]
-    return Splice(keep, order, fids)
+    return Splice(keep, order, fids, keeps_all=not dropped)
