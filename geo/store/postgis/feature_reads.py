@@ -244,8 +244,11 @@ def _decode(hexes: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _fid_in(fids: np.ndarray) -> str:
-    """A WHERE condition on ``fid`` being one of ``fids`` (integers, written out)."""
+    """A WHERE condition on ``fid`` being one of ``fids`` (integers, written out), bounded by
+    their range so the primary key's index is scanned only there (an import's new rows are
+    consecutive)."""
     values = np.asarray(fids, dtype=np.int64)
     if not len(values):
         return "false"
-    return "fid = ANY('{" + ",".join(map(str, values.tolist())) + "}'::bigint[])"
+    listed = "fid = ANY('{" + ",".join(map(str, values.tolist())) + "}'::bigint[])"
+    return f"fid BETWEEN {int(values.min())} AND {int(values.max())} AND {listed}"
