@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 from geo.registry import grid_spec
 from geo.store.base import Store
 from geo.store.cache import entry_bytes, generations
+from geo.store.interface.changes import enabled as changes_enabled
+from geo.store.interface.changes import splice
 from geo.store.interface.features import GridVersion
 from layers.base import UNASSIGNED, UNRECOGNISED_CODE, LayerSpec
 
@@ -44,7 +46,8 @@ class Facts:
     # bool: completed without a completion date (counted from the day of its import)
     undated: np.ndarray | None = None
     # tally row of each feature per (level, within), with the hierarchy it was computed for
-    positions: dict[tuple[str, str | None], tuple[Any, np.ndarray]] = field(default_factory=dict)
+    # and the function that computed it from units (see geo.figures.tally)
+    positions: dict[tuple[str, str | None], tuple[Any, ...]] = field(default_factory=dict)
     #: fid of each feature row version (ordered)
     fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
@@ -124,18 +127,88 @@ def read_facts(store: Store, spec: LayerSpec) -> Facts:
 
 def _load_base(store: Store, spec: LayerSpec, tx: int | None) -> Facts:
     """The columns of ``spec`` (at ``tx``) with units on the current grid, kept per generation
-    of the layer and of the grid."""
+    of the layer and of the grid.
+
+    The current rows' columns of a new generation are made from those kept of an older one
+    when the change log covers the way (:func:`_follow`), else read in full.
+    """
     state = generations(store, spec, grid_spec())
+    family = (spec.name, tx, "current")
+
+    def fill() -> Facts:
+        followed = _follow(store, spec, family, state) if tx is None else None
+        return followed if followed is not None else _read_facts(store, spec, tx)
+
     return store.cache.region("facts").get_or_fill(
-        ((spec.name, tx, "current"), state),
-        lambda: _read_facts(store, spec, tx),
+        (family, state),
+        fill,
         # kept only when no write landed while reading: the entry must hold what its key says
         lambda: generations(store, spec, grid_spec()) == state,
         wait=not store.writing(),
     )
 
 
-def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
+def _follow(store: Store, spec: LayerSpec, family: tuple[Any, ...], state: tuple[str, ...]) -> Facts | None:
+    """The facts of the current rows at ``state`` from the ones kept of an older generation of
+    the layer: the kept rows without those the change log says were touched since, plus the
+    touched ones current now, read in one snapshot with the log.  None when nothing is kept,
+    the log does not cover the way, or ``state`` is not the state read (a write landed).
+
+    What a row's facts are depends only on the row version (its fid) and its stored unit, both
+    of which the log covers; the grid's generation in the key does not change them."""
+    if not changes_enabled() or any(s.startswith("tx:") for s in state):
+        return None
+    latest = store.cache.region("facts").latest(family)
+    if latest is None:
+        return None
+    key, old = latest
+    since = key[1]  # type: ignore[index]
+    if any(s.startswith("tx:") for s in since):
+        return None
+    with store.snapshot():
+        changed = store.changes(spec, since[0])
+        if changed is None or changed.generation != state[0]:
+            return None
+        table = store.read_table(spec, _fact_columns(spec), fids=changed.fids)
+        batches = store.batches(spec.name)
+    new = _facts_of(spec, table, batches)
+    plan = splice(old.fids, changed.fids, new.fids)
+
+    def arrow(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
+        if a is None or b is None:
+            return None
+        kept = a if plan.keeps_all else a.filter(pa.array(plan.keep))
+        joined = pa.concat_arrays([kept, b.cast(a.type)])
+        return joined if plan.order is None else joined.take(pa.array(plan.order))
+
+    def column(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None or b is None else plan.numpy(a, b)
+
+    unit = arrow(old.unit, new.unit)
+    assert unit is not None
+    # the tally rows of the kept features stay; the new ones' are computed the same way
+    positions = {
+        key: (entry[0], plan.numpy(entry[1], entry[2](new.unit)), entry[2])
+        for key, entry in list(old.positions.items())
+        if len(entry) > 2
+    }
+    return Facts(
+        unit,
+        plan.numpy(old.completed, new.completed),
+        plan.numpy(old.found, new.found),
+        plan.numpy(old.done, new.done),
+        {k: plan.numpy(v, new.measures[k]) for k, v in old.measures.items()},
+        arrow(old.status, new.status),
+        column(old.shape, new.shape),
+        unrecognised=column(old.unrecognised, new.unrecognised),
+        undated=column(old.undated, new.undated),
+        positions=positions,
+        fids=plan.fids,
+    )
+
+
+def _fact_columns(spec: LayerSpec) -> list[str]:
+    """The columns of ``spec`` its facts are made from."""
     wanted = [
         spec.status_field,
         spec.found_field,
@@ -144,9 +217,17 @@ def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
         spec.shape_field,
     ]
     columns = list(dict.fromkeys(c for c in wanted if c))
-    table = store.read_table(spec, [*columns, "gw_unit", "gw_batch", "gw_area"], tx)
+    return [*columns, "gw_unit", "gw_batch", "gw_area"]
+
+
+def _read_facts(store: Store, spec: LayerSpec, tx: int | None = None) -> Facts:
+    table = store.read_table(spec, _fact_columns(spec), tx)
+    return _facts_of(spec, table, store.batches(spec.name))
+
+
+def _facts_of(spec: LayerSpec, table: pa.Table, batches: list[Any]) -> Facts:
+    """The facts of the rows of ``table`` (read with :func:`_fact_columns`), imported in ``batches``."""
     n = table.num_rows
-    batches = store.batches(spec.name)
     batch_ids = pa.array([b.id for b in batches], type=pa.int64())
     batch_days = np.array([b.created_at[:10] for b in batches], dtype="datetime64[D]")
     where = pc.index_in(table.column("gw_batch"), value_set=batch_ids).to_numpy(zero_copy_only=False)

@@ -227,15 +227,21 @@ def _positions(
     cached = facts.positions.get((level, within))
     if cached is None or cached[0] is not hier:
         grid_codes = pa.array(hier.grid["code"].astype(str).tolist(), type=pa.string())
-        grid_idx = pc.index_in(facts.unit, value_set=grid_codes).to_numpy(zero_copy_only=False)
         level_codes = hier.grid[hier.code_column(level)]
         table_index = pd.Index(codes.astype(object))
         grid_to_row = table_index.get_indexer(level_codes.astype(object)).astype(np.int64)
         unassigned_row = int(table_index.get_loc(UNASSIGNED))
-        in_grid = ~pd.isna(grid_idx)
-        pos = np.full(len(grid_idx), unassigned_row, dtype=np.int64)  # UNASSIGNED and unknown codes
-        pos[in_grid] = grid_to_row[grid_idx[in_grid].astype(np.int64)]
-        cached = (hier, pos)
+
+        def rows_of(units: pa.Array) -> np.ndarray:
+            """The tally row of each unit code (kept with the positions: facts brought to a new
+            generation by the change log compute only their new rows' positions with it)."""
+            grid_idx = pc.index_in(units, value_set=grid_codes).to_numpy(zero_copy_only=False)
+            in_grid = ~pd.isna(grid_idx)
+            pos = np.full(len(grid_idx), unassigned_row, dtype=np.int64)  # UNASSIGNED and unknown codes
+            pos[in_grid] = grid_to_row[grid_idx[in_grid].astype(np.int64)]
+            return pos
+
+        cached = (hier, rows_of(facts.unit), rows_of)
         facts.positions.pop((level, within), None)
         while len(facts.positions) >= POSITIONS_KEPT:  # bounded: the entry's size counts them
             facts.positions.pop(next(iter(facts.positions)), None)

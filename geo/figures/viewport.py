@@ -33,6 +33,7 @@ from geo.reading.values import parse_date
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import generations
+from geo.store.interface.changes import enabled as changes_enabled
 from geo.store.interface.features import GridVersion
 from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, LayerSpec, Status
 
@@ -73,13 +74,43 @@ class BBox:
 def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(fid, lon, lat, geometry in lon/lat)`` of every feature of ``spec``."""
     state = generations(store, spec)
+    kept = store.cache.region("positions")
+
+    def fill() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        fids, geoms = store.read_geometry(spec)
+        latest = kept.latest(spec.name) if changes_enabled() else None
+        if latest is None or any(str(s).startswith("tx:") for s in latest[0][1]):  # type: ignore[index]
+            # nothing kept, or what was kept was read inside a write that may have rolled back
+            # (its fids may come back with other rows)
+            return _to_lonlat(store, fids, geoms)
+        # a committed fid's geometry never changes: keep the positions of the fids kept, project the others
+        old_fids, old_lon, old_lat, old_geoms = latest[1]
+        k = len(old_fids)
+        if 0 < k <= len(fids) and np.array_equal(fids[:k], old_fids):  # rows only added
+            _, lon, lat, lonlat = _to_lonlat(store, fids[k:], geoms[k:])
+            return (
+                fids,
+                np.concatenate([old_lon, lon]),
+                np.concatenate([old_lat, lat]),
+                np.concatenate([old_geoms, np.asarray(lonlat, dtype=object)]),
+            )
+        pos = np.clip(np.searchsorted(old_fids, fids), 0, max(len(old_fids) - 1, 0))
+        known = (old_fids[pos] == fids) if len(old_fids) else np.zeros(len(fids), dtype=bool)
+        _, lon, lat, lonlat = _to_lonlat(store, fids[~known], geoms[~known])
+        out_lon, out_lat = np.empty(len(fids)), np.empty(len(fids))
+        out_geoms = np.empty(len(fids), dtype=object)
+        out_lon[known], out_lat[known], out_geoms[known] = (
+            old_lon[pos[known]],
+            old_lat[pos[known]],
+            old_geoms[pos[known]],
+        )
+        out_lon[~known], out_lat[~known], out_geoms[~known] = lon, lat, lonlat
+        return fids, out_lon, out_lat, out_geoms
+
     # kept only when the rows read are of the generation of the key; replaces the layer's
     # older generation (see geo.store.cache.REGIONS)
-    return store.cache.region("positions").get_or_fill(
-        (spec.name, state),
-        lambda: _to_lonlat(store, *store.read_geometry(spec)),
-        lambda: generations(store, spec) == state,
-        wait=not store.writing(),
+    return kept.get_or_fill(
+        (spec.name, state), fill, lambda: generations(store, spec) == state, wait=not store.writing()
     )
 
 

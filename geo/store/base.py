@@ -28,6 +28,7 @@ from geo.store.cache import StoreCache
 from geo.store.interface.accounts import AccountStore
 from geo.store.interface.audit import AuditLog
 from geo.store.interface.batches import BatchRegister, archive_files
+from geo.store.interface.changes import ChangeLog
 from geo.store.interface.features import FeatureStore
 from geo.store.interface.targets import TargetStore
 from geo.store.interface.value_maps import ValueMapStore
@@ -55,7 +56,9 @@ class Tx:
     batch_id: int | None = None
 
 
-class Store(FeatureStore, BatchRegister, TargetStore, AccountStore, AuditLog, ValueMapStore, Protocol):
+class Store(
+    FeatureStore, ChangeLog, BatchRegister, TargetStore, AccountStore, AuditLog, ValueMapStore, Protocol
+):
     """What every backend provides: the components, sharing one transaction.  All writes happen
     inside :meth:`transaction` (survey data, grid, targets) or :meth:`admin_transaction`
     (accounts, audit, value maps)."""

@@ -333,6 +333,18 @@ class Region:
                 self[key] = value
             return value
 
+    def latest(self, family: Hashable) -> tuple[Hashable, Any] | None:
+        """``(key, entry)`` of the newest entry of ``family`` kept (in a region with families
+        there is at most one), else None: what a new generation's entry may be made from by
+        applying the change log (see :mod:`geo.store.interface.changes`)."""
+        if self.spec.family is None:
+            return None
+        with self._lock:
+            for key in reversed(self._entries):
+                if self.spec.family(key) == family:
+                    return key, self._entries[key]
+        return None
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

@@ -21,13 +21,17 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import apsw
+import numpy as np
 
 from geo.errors import StoreError, disk_full, read_only, write_error
 from geo.store import clock, memory
 from geo.store.base import TransactionScopes, Tx
 from geo.store.cache import cache_for
+from geo.store.gpkg.changes import log_step, read_changes
 from geo.store.gpkg.spatial import register_functions
 from geo.store.interface.audit import Actor
+from geo.store.interface.changes import Changes
+from geo.store.interface.changes import enabled as changes_enabled
 from layers.base import LayerSpec
 
 #: at INFO: the command line prints warnings, and one line is all it prints for a refusal
@@ -370,10 +374,26 @@ class GpkgConnection(TransactionScopes):
         """See :meth:`geo.store.base.Store.writing`."""
         return bool(self._depth)
 
-    def _bump_generation(self, spec: LayerSpec | str) -> None:
+    def _bump_generation(self, spec: LayerSpec | str, touched: np.ndarray | None = None) -> None:
         # a fresh random token, so a generation rolled back with its transaction is never reused
         name = spec if isinstance(spec, str) else spec.name
-        self.conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{name}", uuid.uuid4().hex))
+        before = self.generation(name)
+        after = uuid.uuid4().hex
+        self.conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (f"gen:{name}", after))
+        if not isinstance(spec, str):
+            # the fids this write touched (None: any), for caches of the older generation
+            log_step(self.conn, name, before, after, touched)
+
+    def changes(self, spec: LayerSpec, since_generation: str) -> Changes | None:
+        """See :meth:`geo.store.interface.changes.ChangeLog.changes`.
+
+        Read from ``gw_changes`` (:mod:`geo.store.gpkg.changes`) in one snapshot with the
+        layer's generation.
+        """
+        if not changes_enabled():
+            return None
+        with self.snapshot():
+            return read_changes(self.conn, spec.name, since_generation, self.layer_generation(spec))
 
     @contextmanager
     def admin_transaction(self) -> Iterator[None]:

@@ -18,8 +18,11 @@ import pyogrio
 
 from geo.reading import untrusted
 from geo.store.gpkg.blobs import decode_geometries
+from geo.store.gpkg.changes import select_fids
 from geo.store.gpkg.connection import scalar
 from geo.store.gpkg.tables import GpkgTables
+from geo.store.interface.changes import enabled as changes_enabled
+from geo.store.interface.changes import splice
 from layers.base import LayerSpec
 
 
@@ -78,9 +81,12 @@ class GpkgFeatureReads(GpkgTables):
         rows.sort(key=lambda r: r[0])
         return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
 
-    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+    def read_table(
+        self, spec: LayerSpec, columns: list[str], tx: int | None = None, fids: np.ndarray | None = None
+    ) -> pa.Table:
         """Current rows as an Arrow table (``fid`` plus ``columns``), ordered by fid; with ``tx``
-        the row versions visible at that tx instead (current and retired ones, each fid once).
+        the row versions visible at that tx instead (current and retired ones, each fid once);
+        with ``fids`` (sorted, unique; not with ``tx``) only those of the current rows.
 
         Large layers are read through GDAL's Arrow interface, about ten times faster than
         fetching a million rows through SQLite into Python objects -- in a helper process
@@ -102,6 +108,11 @@ class GpkgFeatureReads(GpkgTables):
             return _empty_table(columns, kinds)
         if tx is not None:
             return self._read_table_at(spec, columns, kinds, tx)
+        if fids is not None:
+            select = "SELECT " + ", ".join(["fid", *[f'"{c}"' for c in columns]]) + f' FROM "{spec.name}"'
+            return _rows_table(
+                select_fids(self.conn, select, np.asarray(fids, dtype=np.int64)), columns, kinds
+            )
         # not inside a snapshot: in WAL GDAL's connection would read a state newer than the
         # snapshot's (with a rollback journal it would wait for a commit the snapshot holds back)
         if not self._depth and not self._reading and self.layer_count(spec) >= GDAL_MIN_ROWS:
@@ -114,11 +125,7 @@ class GpkgFeatureReads(GpkgTables):
                 return _conform(table, columns, kinds)
         qcols = ", ".join(["fid", *[f'"{c}"' for c in columns]])
         rows = self.conn.execute(f'SELECT {qcols} FROM "{spec.name}" ORDER BY fid').fetchall()
-        data = list(zip(*rows, strict=True)) if rows else [[] for _ in range(len(columns) + 1)]
-        arrays = {"fid": pa.array(data[0], type=pa.int64())}
-        for c, values in zip(columns, data[1:], strict=True):
-            arrays[c] = _arrow_column(list(values), kinds.get(c, "str"))
-        return pa.table(arrays)
+        return _rows_table(rows, columns, kinds)
 
     def _read_table_at(self, spec: LayerSpec, columns: list[str], kinds: dict[str, str], tx: int) -> pa.Table:
         qcols = ", ".join(f'"{c}"' for c in columns)
@@ -155,6 +162,8 @@ class GpkgFeatureReads(GpkgTables):
             with self.cache.filling("geometry", spec.name) if waits else contextlib.nullcontext():
                 cached = kept.get(key, None)
                 if cached is None:
+                    cached = self._follow_geometry(spec)
+                if cached is None:
                     # the generation in the same statement as the rows: one state of the layer,
                     # kept under its own generation even when a commit landed since ``key``
                     rows = self.conn.execute(
@@ -175,6 +184,32 @@ class GpkgFeatureReads(GpkgTables):
             keep = np.isin(fid_arr, fids)
             return fid_arr[keep], geoms[keep]
         return fid_arr, geoms
+
+    def _follow_geometry(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The decoded rows of the layer's generation now, made from the kept ones of an older
+        generation by the change log (:meth:`changes`): only the rows touched since are read
+        and decoded; None when nothing is kept or the log does not cover it."""
+        if not changes_enabled():
+            return None
+        latest = self.cache.region("geometry").latest(spec.name)
+        if latest is None:
+            return None
+        key, (old_fids, old_geoms, old_units) = latest
+        since = str(key[1])  # type: ignore[index]
+        with self.snapshot():
+            changed = self.changes(spec, since)
+            if changed is None:
+                return None
+            rows = select_fids(self.conn, f'SELECT fid, geom, gw_unit FROM "{spec.name}"', changed.fids)
+        new_fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        plan = splice(old_fids, changed.fids, new_fids)
+        out = (
+            plan.fids,
+            plan.numpy(old_geoms, _decode([r[1] for r in rows])),
+            plan.numpy(old_units, np.array([r[2] for r in rows], dtype=object)),
+        )
+        self._cache_geometry(spec, *out, generation=changed.generation)
+        return out
 
     def _cached_geometry(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """This process's decoded copy of the current rows of ``spec`` -- ``(fids, geometries,
@@ -272,6 +307,12 @@ class GpkgFeatureReads(GpkgTables):
         )
 
 
+def _decode(blobs: list[Any]) -> np.ndarray:
+    if not blobs:
+        return np.empty(0, dtype=object)
+    return np.asarray(decode_geometries(blobs), dtype=object)
+
+
 _ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
 
 
@@ -279,6 +320,15 @@ def _arrow_column(values: list[Any], kind: str) -> pa.Array:
     if kind == "date":
         return pc.cast(pa.array(values, type=pa.string()), pa.date32())
     return pa.array(values, type=_ARROW_TYPES[kind])
+
+
+def _rows_table(rows: list[Any], columns: list[str], kinds: dict[str, str]) -> pa.Table:
+    """``rows`` (fid, then ``columns``) as an Arrow table typed by ``kinds``."""
+    data: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in range(len(columns) + 1)]
+    arrays = {"fid": pa.array(data[0], type=pa.int64())}
+    for c, values in zip(columns, data[1:], strict=True):
+        arrays[c] = _arrow_column(list(values), kinds.get(c, "str"))
+    return pa.table(arrays)
 
 
 def _empty_table(columns: list[str], kinds: dict[str, str]) -> pa.Table:

@@ -157,7 +157,18 @@ class GpkgFeatureWrites(GpkgGridVersions):
         if previous is None and not layer_has_rows:
             previous = (np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
         self._touch(spec)
-        self._bump_generation(spec)
+        touched = (
+            None  # the whole layer: nothing kept of an older generation follows it
+            if replace_all
+            else np.concatenate(
+                [
+                    np.asarray(to_retire, dtype=np.int64),
+                    new_fids,
+                    np.array([f for _, f in unit_updates], dtype=np.int64),
+                ]
+            )
+        )
+        self._bump_generation(spec, touched)
         if previous is not None:
             # keep this process's decoded copy current
             old_fids, old_geoms, old_units = previous
@@ -280,7 +291,12 @@ class GpkgFeatureWrites(GpkgGridVersions):
                     zip(units.tolist(), fids.tolist(), strict=True),
                 )
         self._touch(spec)
-        self._bump_generation(spec)
+        back_fids = (
+            [int(r[0]) for r in conn.execute(f'SELECT fid FROM "{spec.name}" WHERE gw_tx_from=?', (tx,))]
+            if restored
+            else []
+        )
+        self._bump_generation(spec, np.array([*mine, *back_fids], dtype=np.int64))
         return len(mine), int(restored)
 
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
@@ -312,7 +328,7 @@ class GpkgFeatureWrites(GpkgGridVersions):
                 f'UPDATE "{spec.name}" SET gw_unit=? WHERE fid=?',
                 ((str(units[i]), int(fids[i])) for i in changed),
             )
-            self._bump_generation(spec)
+            self._bump_generation(spec, fids[changed])
             if cached is not None and aligned:
                 self._cache_geometry(spec, cached[0], cached[1], units.copy())
         return len(changed)

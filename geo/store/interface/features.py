@@ -145,9 +145,12 @@ class FeatureStore(Protocol):
         """Attributes (with ``fid``, ``gw_unit``) of the given current rows."""
         ...
 
-    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+    def read_table(
+        self, spec: LayerSpec, columns: list[str], tx: int | None = None, fids: np.ndarray | None = None
+    ) -> pa.Table:
         """Current rows as an Arrow table: ``fid`` plus ``columns`` (dates as date32), ordered by
-        fid; with ``tx`` the row versions visible at that transaction."""
+        fid; with ``tx`` the row versions visible at that transaction; with ``fids`` (sorted,
+        unique; not with ``tx``) only those of the current rows."""
         ...
 
     def read_geometry(self, spec: LayerSpec, fids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -27,6 +28,10 @@ from geo.store.base import TransactionScopes, Tx, data_dir
 from geo.store.cache import cache_for
 from geo.store.credentials import secrets_in, shown_location, without
 from geo.store.interface.audit import Actor
+from geo.store.interface.changes import Changes
+from geo.store.interface.changes import enabled as changes_enabled
+from geo.store.postgis.changes import SCHEMA_SQL as CHANGES_SQL
+from geo.store.postgis.changes import log_step, read_changes
 from layers.base import LayerSpec
 
 #: The SQL that makes the store's tables (all ``IF NOT EXISTS``: run on every open).
@@ -153,7 +158,7 @@ class PgConnection(TransactionScopes):
                 if self._schema_current(version) or (version or 0) > SCHEMA_VERSION:
                     return
                 with _quiet(conn):
-                    for stmt in SCHEMA_SQL:
+                    for stmt in (*SCHEMA_SQL, *CHANGES_SQL):
                         conn.execute(stmt)
                 conn.execute(
                     "INSERT INTO gw_meta VALUES ('revision', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,)
@@ -384,10 +389,32 @@ class PgConnection(TransactionScopes):
         """See :meth:`geo.store.base.Store.writing`."""
         return bool(self._depth)
 
-    def _bump_generation(self, spec: LayerSpec | str) -> None:
+    def _bump_generation(self, spec: LayerSpec | str, touched: np.ndarray | None = None) -> None:
         # a fresh random token, so a generation rolled back with its transaction is never reused
         name = spec if isinstance(spec, str) else spec.name
-        self._set_meta(f"gen:{name}", uuid.uuid4().hex)
+        before = self.generation(name)
+        after = uuid.uuid4().hex
+        self._set_meta(f"gen:{name}", after)
+        if not isinstance(spec, str):
+            # the fids this write touched (None: any), for caches of the older generation
+            try:
+                log_step(self.conn, name, before, after, touched)
+            except psycopg.Error as exc:
+                raise store_error(exc, self._url) from exc
+
+    def changes(self, spec: LayerSpec, since_generation: str) -> Changes | None:
+        """See :meth:`geo.store.interface.changes.ChangeLog.changes`.
+
+        Read from ``gw_changes`` (:mod:`geo.store.postgis.changes`) in one snapshot with the
+        layer's generation.
+        """
+        if not changes_enabled():
+            return None
+        with self.snapshot():
+            try:
+                return read_changes(self.conn, spec.name, since_generation, self.layer_generation(spec))
+            except psycopg.Error as exc:
+                raise store_error(exc, self._url) from exc
 
 
 @contextmanager

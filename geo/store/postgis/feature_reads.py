@@ -12,6 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
+from geo.store.interface.changes import enabled as changes_enabled
+from geo.store.interface.changes import splice
 from geo.store.postgis.tables import ARROW_TYPES, GW_KINDS, PgTables, q
 from layers.base import LayerSpec
 
@@ -77,18 +79,22 @@ class PgFeatureReads(PgTables):
         ).fetchall()
         return self._frame(names, rows)
 
-    def read_table(self, spec: LayerSpec, columns: list[str], tx: int | None = None) -> pa.Table:
+    def read_table(
+        self, spec: LayerSpec, columns: list[str], tx: int | None = None, fids: np.ndarray | None = None
+    ) -> pa.Table:
         """See :meth:`geo.store.interface.features.FeatureStore.read_table`.
 
         One ``COPY (SELECT …) TO STDOUT`` read into Arrow; with ``tx`` the row versions visible
-        then (current and retired ones, each fid once).
+        then (current and retired ones, each fid once); with ``fids`` those current rows.
         """
         kinds = self._kinds(spec)
         types = {"fid": pa.int64()} | {c: ARROW_TYPES[kinds.get(c, "str")] for c in columns}
         if not self.has_layer(spec):
             return pa.table({n: pa.array([], type=t) for n, t in types.items()})
         cols = "".join(f", {q(c)}" for c in columns)
-        if tx is None:
+        if tx is None and fids is not None:
+            query = f"SELECT fid{cols} FROM {q(spec.name)} WHERE {_fid_in(fids)} ORDER BY fid"
+        elif tx is None:
             query = f"SELECT fid{cols} FROM {q(spec.name)} ORDER BY fid"
         else:
             query = self._visible_query(spec, int(tx), cols, "fid")
@@ -119,6 +125,8 @@ class PgFeatureReads(PgTables):
                 generation = self.layer_generation(spec)
                 cached = kept.get((spec.name, generation), None)
                 if cached is None:
+                    cached = self._follow_geometry(spec, generation)
+                if cached is None:
                     table = self._copy_out(
                         f"SELECT fid, encode(ST_AsBinary(geom), 'hex'), gw_unit FROM {q(spec.name)} ORDER BY fid",
                         {"fid": pa.int64(), "wkb": pa.string(), "unit": pa.string()},
@@ -134,6 +142,37 @@ class PgFeatureReads(PgTables):
             keep = np.isin(fid_arr, fids)
             return fid_arr[keep], geoms[keep]
         return fid_arr, geoms
+
+    def _follow_geometry(
+        self, spec: LayerSpec, generation: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The decoded rows of ``generation`` (the layer's now, inside the caller's snapshot),
+        made from the kept ones of an older generation by the change log (:meth:`changes`):
+        only the rows touched since are read and decoded; None when nothing is kept or the log
+        does not cover it."""
+        if not changes_enabled():
+            return None
+        latest = self.cache.region("geometry").latest(spec.name)
+        if latest is None:
+            return None
+        key, (old_fids, old_geoms, old_units) = latest
+        since = str(key[1])  # type: ignore[index]
+        changed = self.changes(spec, since)
+        if changed is None or changed.generation != generation:
+            return None
+        table = self._copy_out(
+            f"SELECT fid, encode(ST_AsBinary(geom), 'hex'), gw_unit FROM {q(spec.name)}"
+            f" WHERE {_fid_in(changed.fids)} ORDER BY fid",
+            {"fid": pa.int64(), "wkb": pa.string(), "unit": pa.string()},
+        )
+        plan = splice(old_fids, changed.fids, table.column("fid").to_numpy())
+        out = (
+            plan.fids,
+            plan.numpy(old_geoms, _decode(table.column("wkb"))),
+            plan.numpy(old_units, np.asarray(table.column("unit").to_pylist(), dtype=object)),
+        )
+        self.cache.region("geometry")[(spec.name, generation)] = out
+        return out
 
     def _cached_geometry(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """This process's decoded copy of the current rows -- ``(fids, geometries, units)`` -- if
@@ -202,3 +241,14 @@ def _decode(hexes: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Shapely geometries from hex WKB (None for null)."""
     values = np.asarray(hexes.to_pylist(), dtype=object)
     return np.asarray(shapely.from_wkb(values), dtype=object) if len(values) else np.empty(0, dtype=object)
+
+
+def _fid_in(fids: np.ndarray) -> str:
+    """A WHERE condition on ``fid`` being one of ``fids`` (integers, written out), bounded by
+    their range so the primary key's index is scanned only there (an import's new rows are
+    consecutive)."""
+    values = np.asarray(fids, dtype=np.int64)
+    if not len(values):
+        return "false"
+    listed = "fid = ANY('{" + ",".join(map(str, values.tolist())) + "}'::bigint[])"
+    return f"fid BETWEEN {int(values.min())} AND {int(values.max())} AND {listed}"

@@ -102,7 +102,19 @@ class PgFeatureWrites(PgGridVersions):
             (first, batch_id, tx),
         )
         self._run("DROP TABLE gw_tmp_rows")
-        self._bump_generation(spec)
+        # the fids touched: retired, written, and kept with a new unit (the whole layer when replaced)
+        touched = (
+            None
+            if replace_all
+            else np.concatenate(
+                [
+                    np.asarray(to_retire, dtype=np.int64),
+                    np.arange(first, first + len(chosen), dtype=np.int64),
+                    np.asarray(match_fids[same_arr], dtype=np.int64),
+                ]
+            )
+        )
+        self._bump_generation(spec, touched)
         return WriteResult(
             added=added,
             updated=updated,
@@ -213,23 +225,22 @@ class PgFeatureWrites(PgGridVersions):
             f" FROM {q(name + '_history')} WHERE gw_superseded_by=%s AND gw_batch<>%s ORDER BY gw_orig_fid",
             (tx, batch_id, batch_id),
         ).rowcount
+        back = np.array(
+            [r[0] for r in self._run(f"SELECT fid FROM {q(name)} WHERE gw_tx_from=%s", (tx,)).fetchall()]
+            if restored
+            else [],
+            dtype=np.int64,
+        )
         if restored and not spec.is_grid:
             current = self.current_grid_version()
             if current is not None:
-                back = np.array(
-                    [
-                        r[0]
-                        for r in self._run(f"SELECT fid FROM {q(name)} WHERE gw_tx_from=%s", (tx,)).fetchall()
-                    ],
-                    dtype=np.int64,
-                )
                 fids, units = self.read_assignment(spec, current.id, back)
                 self._update_units(spec, fids, units)
-        self._bump_generation(spec)
+        self._bump_generation(spec, np.concatenate([mine, back]))
         return len(mine), int(restored)
 
-    def _update_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
-        """Set ``gw_unit`` of current rows ``fids`` where it differs; how many changed."""
+    def _update_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> np.ndarray:
+        """Set ``gw_unit`` of current rows ``fids`` where it differs; the fids changed."""
         self._run(
             "CREATE TEMP TABLE IF NOT EXISTS gw_tmp_units (fid bigint, unit text) ON COMMIT DELETE ROWS"
         )
@@ -245,12 +256,11 @@ class PgFeatureWrites(PgGridVersions):
                 }
             ),
         )
-        return int(
-            self._run(
-                f"UPDATE {q(spec.name)} t SET gw_unit = u.unit FROM gw_tmp_units u"
-                " WHERE t.fid = u.fid AND t.gw_unit IS DISTINCT FROM u.unit"
-            ).rowcount
-        )
+        rows = self._run(
+            f"UPDATE {q(spec.name)} t SET gw_unit = u.unit FROM gw_tmp_units u"
+            " WHERE t.fid = u.fid AND t.gw_unit IS DISTINCT FROM u.unit RETURNING t.fid"
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
 
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:
         """See :meth:`geo.store.interface.features.FeatureStore.set_units`.
@@ -262,9 +272,9 @@ class PgFeatureWrites(PgGridVersions):
             return 0
         with self.transaction_scope(new_revision=False):
             changed = self._update_units(spec, fids, units)
-            if changed:
-                self._bump_generation(spec)
-        return changed
+            if len(changed):
+                self._bump_generation(spec, changed)
+        return len(changed)
 
 
 def _arrow_field(col: pd.Series, kind: str) -> pa.Array:

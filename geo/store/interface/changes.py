@@ -1,0 +1,159 @@
+"""The change log: which feature ids each write of a layer touched, so that what a process
+keeps of the layer can follow a commit of k rows in O(k) instead of reading the layer again.
+
+Every write that moves a layer's generation on (see
+:meth:`geo.store.interface.features.FeatureStore.layer_generation`) logs, in the same
+transaction, one step: the layer, the generation before and after, and the fids it touched
+-- the row versions it retired, the ones it wrote or restored and the ones whose assigned
+unit it changed.  A write that touches too many to list (replacing the whole layer) logs the
+step without fids: nothing kept of an older generation can follow it.  The store keeps the
+last :data:`KEPT_STEPS` steps of each layer.
+
+A fid names one row version, whose geometry and fields never change (only its assigned unit
+may); a rollback brings a retired row version back under its own fid.  So the current rows of
+a generation are those of an older one without the touched fids, plus the touched fids that
+are current now, read again -- :class:`Changes` says which.
+
+``$GRIDWATCH_CHANGE_LOG=off`` makes :meth:`ChangeLog.changes` answer None (the log is still
+written): every cache then reads a changed layer in full, as before the log existed (for
+comparison in ``bench/bench_after_commit.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from layers.base import LayerSpec
+
+__all__ = [
+    "CHANGE_LOG_ENV",
+    "KEPT_STEPS",
+    "ChangeLog",
+    "Changes",
+    "decode_fids",
+    "enabled",
+    "encode_fids",
+    "merge",
+]
+
+#: ``$GRIDWATCH_CHANGE_LOG``: ``off`` (or ``0``, ``no``) makes caches re-read changed layers in full
+CHANGE_LOG_ENV = "GRIDWATCH_CHANGE_LOG"
+
+#: Steps kept per layer; a cache of an older generation reads its layer again.
+KEPT_STEPS = 64
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a layer from generation ``since`` to generation ``generation``.
+
+    ``fids`` (sorted, unique) are the row versions touched on the way: drop them from what was
+    kept of ``since`` and read those of them that are current now.  ``steps`` is the number of
+    writes between the two generations (0: the same generation, nothing changed).
+    """
+
+    since: str
+    generation: str
+    fids: np.ndarray
+    steps: int
+
+    def __len__(self) -> int:
+        return len(self.fids)
+
+
+class ChangeLog(Protocol):
+    """The store side of the change log (both backends)."""
+
+    def changes(self, spec: LayerSpec, since_generation: str) -> Changes | None:
+        """What changed in ``spec`` since its generation ``since_generation``, up to the layer's
+        generation now (read in one state of the store); None when the log does not cover it
+        (an unknown or pruned generation, a step that replaced the whole layer, or the log
+        switched off with ``$GRIDWATCH_CHANGE_LOG``): then read the layer in full."""
+        ...
+
+
+def enabled() -> bool:
+    """Whether caches may apply the change log (``$GRIDWATCH_CHANGE_LOG`` is not ``off``)."""
+    return os.environ.get(CHANGE_LOG_ENV, "").strip().lower() not in ("off", "0", "no", "false")
+
+
+def encode_fids(fids: Iterable[int] | np.ndarray) -> bytes:
+    """Sorted unique fids as little-endian int64 bytes, as the log stores them."""
+    arr = np.unique(np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64))
+    return arr.astype("<i8").tobytes()
+
+
+def decode_fids(blob: bytes | memoryview | None) -> np.ndarray:
+    """The fids of :func:`encode_fids`."""
+    if not blob:
+        return np.empty(0, dtype=np.int64)
+    return np.frombuffer(bytes(blob), dtype="<i8").astype(np.int64)
+
+
+def merge(
+    since: str, current: str, steps: list[tuple[str, str, bytes | memoryview | None]]
+) -> Changes | None:
+    """The :class:`Changes` from ``since`` to ``current`` out of a layer's logged ``steps``
+    ``(generation before, generation after, fids or None)``, oldest first; None when they do
+    not chain from ``since`` to ``current`` or one of them has no fids."""
+    if since == current:
+        return Changes(since, current, np.empty(0, dtype=np.int64), 0)
+    start = next((i for i, s in enumerate(steps) if s[0] == since), None)
+    if start is None:
+        return None
+    at = since
+    parts: list[np.ndarray] = []
+    for before, after, blob in steps[start:]:
+        if before != at or blob is None:
+            return None
+        parts.append(decode_fids(blob))
+        at = after
+        if at == current:
+            return Changes(since, current, np.unique(np.concatenate(parts)), len(parts))
+    return None
+
+
+@dataclass(frozen=True)
+class Splice:
+    """How the kept rows of an older generation become those of a newer one: keep the old
+    rows where ``keep`` is true, append the rows read again, then (when ``order`` is not None)
+    reorder by fid.  ``fids`` are the new generation's, sorted."""
+
+    keep: np.ndarray
+    order: np.ndarray | None
+    fids: np.ndarray
+    #: every old row is kept (rows were only added): no mask to apply
+    keeps_all: bool = False
+
+    def numpy(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """One numpy column of the new generation from the old one and the rows read again."""
+        kept = old if self.keeps_all else old[self.keep]
+        out = np.concatenate([kept, np.asarray(new, dtype=old.dtype)])
+        return out if self.order is None else out[self.order]
+
+
+def splice(old_fids: np.ndarray, touched: np.ndarray, new_fids: np.ndarray) -> Splice:
+    """The :class:`Splice` from rows ``old_fids`` (sorted) to those without the ``touched`` fids
+    plus ``new_fids`` (the touched ones current now, sorted): O(k log n) to find the touched
+    rows, then one mask and concatenation of each column."""
+    old_fids = np.asarray(old_fids, dtype=np.int64)
+    keep = np.ones(len(old_fids), dtype=bool)
+    dropped = 0
+    if len(old_fids) and len(touched):
+        pos = np.clip(np.searchsorted(old_fids, touched), 0, len(old_fids) - 1)
+        hit = pos[old_fids[pos] == touched]
+        keep[hit] = False
+        dropped = len(hit)
+    kept = old_fids if not dropped else old_fids[keep]
+    new_fids = np.asarray(new_fids, dtype=np.int64)
+    fids = np.concatenate([kept, new_fids])
+    order = None
+    if len(kept) and len(new_fids) and new_fids[0] <= kept[-1]:
+        order = np.argsort(fids, kind="stable")
+        fids = fids[order]
+    return Splice(keep, order, fids, keeps_all=not dropped)
