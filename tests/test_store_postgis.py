@@ -4,9 +4,6 @@ same results."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,6 +28,7 @@ from geo.store.gpkg import GpkgStore
 from geo.store.interface.batches import Batch
 from geo.store.interface.features import FeatureRows
 from geo.store.postgis import PostgisStore
+from tests.helpers.postgis import Cluster
 
 pytestmark = [pytest.mark.needs("postgis"), pytest.mark.slow]
 
@@ -40,45 +38,9 @@ SURVEY = next(s for s in layers.survey_layers())
 GRID = next(s for s in layers.all_layers() if s.is_grid)
 
 
-# the cluster ------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[tuple[str, str]]:
-    """A throw-away cluster for the session: (socket folder, URL of its ``gridwatch`` database).
-
-    The folder is 0755 (as root the server runs as ``postgres``, which must reach the socket),
-    so not pytest's tmp_path.
-    """
-    folder = tempfile.mkdtemp(prefix="gridwatch-pg-")
-    Path(folder).chmod(0o755)
-    script = str(ROOT / "scripts" / "postgres.sh")
-    try:
-        url = subprocess.run(
-            ["bash", script, "start", folder], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE gw_template")
-        with psycopg.connect(_db_url(folder, "gw_template"), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        yield folder, url
-    finally:
-        subprocess.run(["bash", script, "stop", folder], check=False, capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
+# the cluster (pg_cluster, pg_db: tests/conftest.py, tests/helpers/postgis.py) ------------------
 def _db_url(folder: str, db: str) -> str:
-    return f"postgresql://gridwatch@/{db}?host={folder}"
-
-
-@pytest.fixture
-def pg_db(pg_cluster: tuple[str, str]) -> Iterator[str]:
-    """URL of a fresh database with PostGIS (dropped after the test)."""
-    folder, url = pg_cluster
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db} TEMPLATE gw_template")
-    yield _db_url(folder, db)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
+    return Cluster(folder, "").db_url(db)
 
 
 @pytest.fixture
