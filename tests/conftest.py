@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from geo.store.backends import open_store
 from tests.helpers import needs
 from tests.helpers import postgis as pgtest
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
@@ -82,10 +81,7 @@ def store_url(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.
 def open_db(store_url: str | None) -> Callable[..., Any]:
     """Open the test's store with data folder ``data`` (on the GeoPackage: the store file in it)."""
 
-    def open_(data: Path | str) -> Any:
-        return open_store(data) if store_url is None else open_store(store_url, data=data)
-
-    return open_
+    return pgtest.open_test_store
 
 
 @pytest.fixture(autouse=True)

@@ -117,3 +117,18 @@ def restart(running: Cluster, mode: str = "immediate") -> None:
     if os.getuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
     subprocess.run(cmd, check=True, capture_output=True)
+
+
+def open_test_store(where: str | os.PathLike[str]):
+    """Open the test's store: the one ``GRIDWATCH_STORE`` names (the ``store_url`` fixture sets
+    it on PostGIS) with data folder ``where``, else the GeoPackage at ``where`` (a data folder
+    or a ``.gpkg`` file), as :func:`geo.store.backends.open_store` does."""
+    from geo.store.backends import open_store
+
+    url = os.environ.get("GRIDWATCH_STORE")
+    if not url:
+        return open_store(where)
+    if "://" in str(where):
+        return open_store(url)
+    folder = Path(where)
+    return open_store(url, data=folder.parent if folder.suffix == ".gpkg" else folder)

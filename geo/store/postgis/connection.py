@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -136,7 +137,7 @@ class PgConnection:
                     conn.execute(EXTENSION_SQL)
             except psycopg.Error as exc:
                 raise _no_postgis() from exc
-        if self._create:
+        if self._create and not _schema_made(conn):
             with self.transaction_scope(new_revision=False):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('gridwatch schema'))")
                 with _quiet(conn):
@@ -395,6 +396,27 @@ def _no_postgis() -> StoreError:
         f"the database has no PostGIS extension and this role may not create it; have its owner run: {EXTENSION_SQL};",
         code="no_postgis",
     )
+
+
+#: The tables and indexes :data:`SCHEMA_SQL` makes.
+_SCHEMA_NAMES = tuple(m.group(1) for m in (re.search(r"EXISTS (\w+)", stmt) for stmt in SCHEMA_SQL) if m)
+
+
+def _schema_made(conn: psycopg.Connection[Any]) -> bool:
+    """Whether every table and index of :data:`SCHEMA_SQL` and the meta rows are there.
+
+    Then opening writes and locks nothing: making them again (``CREATE INDEX IF NOT EXISTS``
+    locks its table before it looks) waited for a writer under way while holding what that
+    writer needed next -- a deadlock seen with parallel rollbacks.
+    """
+    row = conn.execute(
+        "SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relnamespace = current_schema()::regnamespace",
+        (list(_SCHEMA_NAMES),),
+    ).fetchone()
+    if row is None or row[0] != len(_SCHEMA_NAMES):
+        return False
+    row = conn.execute("SELECT count(*) FROM gw_meta WHERE key IN ('revision', 'schema')").fetchone()
+    return row is not None and row[0] == 2
 
 
 def _first_line(exc: BaseException, url: str) -> str:
