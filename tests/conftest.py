@@ -2,7 +2,7 @@
 command line (``runner``), an opened store (``store``, ``gridded_store``, ``open_db``), and the
 ``needs`` marker.  Builders of survey files and request bodies are in :mod:`tests.helpers.builders`.
 
-Backends: these fixtures open the store the ``backend`` fixture names -- the GeoPackage in the
+Backends: these fixtures open the store the ``store_backend`` fixture names -- the GeoPackage in the
 data folder (``gpkg``, the default) or a fresh PostGIS database (``postgis``, in a throw-away
 cluster for the session: ``pg_cluster``, ``pg_db``, :mod:`tests.helpers.postgis`).  A module
 marked ``pytest.mark.backends`` runs each of its tests that uses them on both
@@ -31,13 +31,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" not in metafunc.fixturenames:
+    if "store_backend" not in metafunc.fixturenames:
         return
     node = metafunc.definition
     if node.get_closest_marker("backends") is None or node.get_closest_marker("gpkg_only"):
         return
     metafunc.parametrize(
-        "backend",
+        "store_backend",
         [
             pytest.param("gpkg", id="gpkg"),
             pytest.param("postgis", id="postgis", marks=[pytest.mark.needs("postgis"), pytest.mark.slow]),
@@ -61,16 +61,19 @@ def pg_db(pg_cluster: pgtest.Cluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def backend(request: pytest.FixtureRequest) -> str:
-    """The store backend of this test: ``gpkg`` unless the module runs on both."""
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of this test: ``gpkg`` unless the module runs on both (not named
+    ``backend``: tests/test_store_location.py has a fixture of that name)."""
     return str(getattr(request, "param", "gpkg"))
 
 
 @pytest.fixture
-def store_url(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+def store_url(
+    store_backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> str | None:
     """Where the test's store is: None for the GeoPackage in the data folder, else the URL of a
     fresh PostGIS database, which ``GRIDWATCH_STORE`` then names."""
-    if backend == "gpkg":
+    if store_backend == "gpkg":
         return None
     url = str(request.getfixturevalue("pg_db"))
     monkeypatch.setenv("GRIDWATCH_STORE", url)

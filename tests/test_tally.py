@@ -49,10 +49,10 @@ def surveys(draw):
 @pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=surveys(), as_of=st.dates(date(2021, 12, 1), date(2023, 8, 1)))
-def test_every_feature_counted_once(tmp_path_factory, backend, request, rows, as_of):
+def test_every_feature_counted_once(tmp_path_factory, store_backend, request, rows, as_of):
     tmp = tmp_path_factory.mktemp("t")
     with contextlib.ExitStack() as fresh:
-        if backend == "postgis":  # a fresh database for every example
+        if store_backend == "postgis":  # a fresh database for every example
             url = fresh.enter_context(pgtest.database(request.getfixturevalue("pg_cluster")))
             store = open_store(url, data=tmp / "data")
         else:

@@ -721,10 +721,10 @@ def _spatial_totals(store, cells: gpd.GeoDataFrame) -> pd.Series:
     ],
 )
 @given(ops=st.lists(operation, min_size=3, max_size=7))
-def test_known_at_reproduces_every_saved_result(tmp_path_factory, backend, request, ops):
+def test_known_at_reproduces_every_saved_result(tmp_path_factory, store_backend, request, ops):
     tmp = tmp_path_factory.mktemp("prop")
     with contextlib.ExitStack() as fresh:
-        if backend == "postgis":  # a fresh database for every example
+        if store_backend == "postgis":  # a fresh database for every example
             url = fresh.enter_context(pgtest.database(request.getfixturevalue("pg_cluster")))
             store = open_store(url, data=tmp / "data")
         else:
