@@ -15,9 +15,11 @@ from geo.imports.batches import rollback
 from geo.imports.importer import import_file
 from geo.output.audit import write_csv
 from geo.store import accounts
-from geo.store.backends import open_store
 from geo.store.interface.audit import Actor
 from tests.helpers.builders import X0, Y0, points_frame, write_shp
+from tests.helpers.postgis import open_test_store
+
+pytestmark = pytest.mark.backends
 
 
 @pytest.mark.slow
@@ -75,7 +77,7 @@ def test_a_name_is_taken_once(store):
     assert accounts.authenticate(store, "jose\u0301", "password1").name == "jos\u00e9"
 
 
-def test_the_command_line_refuses_a_name_with_a_line_break(tmp_path, monkeypatch, capsys):
+def test_the_command_line_refuses_a_name_with_a_line_break(tmp_path, monkeypatch, capsys, store_url):
     """``gridwatch user add $'bob\\n'`` once made a second "bob"."""
     data = str(tmp_path / "d")
     monkeypatch.setattr("sys.stdin", io.StringIO("bob-password\n"))
@@ -85,20 +87,20 @@ def test_the_command_line_refuses_a_name_with_a_line_break(tmp_path, monkeypatch
         assert main(["--data", data, "user", "add", name, "--password-stdin"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("gridwatch: ") and err.count("\n") == 1, err
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert [u.name for u in store.list_users()] == ["bob"]
 
 
 @pytest.mark.parametrize("label", ["cron\n", " cron", "cron\t", "cr\u202eon", "\u2067cron", "c" * 101])
-def test_token_labels_that_hide_characters_are_refused(tmp_path, label, capsys):
+def test_token_labels_that_hide_characters_are_refused(tmp_path, label, capsys, store_url):
     data = str(tmp_path / "d")
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         accounts.add_user(store, "sun", "surveyor", "password1")
         with pytest.raises(InputError) as exc:
             accounts.create_token(store, "sun", label)
         assert exc.value.code == "bad_token_label" and store.list_tokens() == []
     assert main(["--data", data, "token", "add", "sun", "--label", label]) == 2
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert store.list_tokens() == []
     assert accounts.check_label("夜间导入脚本 v2") == "夜间导入脚本 v2"
 
@@ -179,6 +181,7 @@ def test_a_clients_failures_never_refuse_a_right_password(store):
 
 
 @pytest.mark.slow
+@pytest.mark.gpkg_only
 def test_failed_login_records_stay_bounded(store, monkeypatch):
     monkeypatch.setattr("geo.store.interface.accounts.LOGINS_KEPT", 10)
     for i in range(25):
@@ -288,12 +291,12 @@ def test_a_write_that_fails_leaves_no_audit_entry(gridded_store, tmp_path):
 
 
 def test_a_store_of_the_second_schema_gains_the_failed_login_records(tmp_path):
-    with open_store(tmp_path / "v2") as store:
+    with open_test_store(tmp_path / "v2") as store:
         accounts.add_user(store, "admin", "admin", "password1")
     con = sqlite3.connect(tmp_path / "v2" / "gridwatch.gpkg")
     con.executescript("DROP TABLE gw_logins; UPDATE gw_meta SET value='2' WHERE key='schema';")
     con.close()
-    with open_store(tmp_path / "v2") as store:
+    with open_test_store(tmp_path / "v2") as store:
         assert store.get_user("admin").failed_logins == 0
         with pytest.raises(accounts.LoginFailed):
             accounts.authenticate(store, "admin", "wrong-one", client="10.0.0.1")
@@ -301,7 +304,7 @@ def test_a_store_of_the_second_schema_gains_the_failed_login_records(tmp_path):
 
 
 def test_a_store_of_the_first_schema_gains_the_account_tables(tmp_path, grid_shp):
-    with open_store(tmp_path / "old") as store:
+    with open_test_store(tmp_path / "old") as store:
         import_file(store, "grid", grid_shp)
     path = tmp_path / "old" / "gridwatch.gpkg"
     con = sqlite3.connect(path)
@@ -310,14 +313,14 @@ def test_a_store_of_the_first_schema_gains_the_account_tables(tmp_path, grid_shp
         "UPDATE gw_meta SET value='1' WHERE key='schema';"
     )
     con.close()
-    with open_store(tmp_path / "old") as store:
+    with open_test_store(tmp_path / "old") as store:
         assert store.list_users() == []
         accounts.add_user(store, "admin", "admin", "password1")
         assert store.get_user("admin").role == "admin"
         assert len(store.batches()) == 1
 
 
-def test_user_and_token_commands(tmp_path, monkeypatch, capsys):
+def test_user_and_token_commands(tmp_path, monkeypatch, capsys, store_url):
     data = str(tmp_path / "d")
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass\n"))
     assert main(["--data", data, "user", "add", "admin", "--role", "admin", "--password-stdin"]) == 0
@@ -330,7 +333,7 @@ def test_user_and_token_commands(tmp_path, monkeypatch, capsys):
     assert "password" not in listed[0]
     assert main(["--data", data, "token", "add", "admin", "--label", "cron"]) == 0
     secret = capsys.readouterr().out.split()[-1]
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert accounts.token_user(store, secret).name == "admin"
     assert main(["--data", data, "token", "revoke", "--id", "1"]) == 0
     assert main(["--data", data, "user", "disable", "admin"]) == 0
@@ -340,6 +343,6 @@ def test_user_and_token_commands(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "停用用户" in out and "撤销令牌" in out and "新建用户" in out
     assert "s3cret-pass" not in out
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert accounts.token_user(store, secret) is None
         assert store.audit_entries()[0].client == "cli"

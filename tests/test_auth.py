@@ -12,17 +12,21 @@ import pytest
 
 from geo.imports.importer import import_file
 from geo.store import accounts
-from geo.store.backends import open_store
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, shapefile_zip, write_shp
+from tests.helpers.postgis import open_test_store
 from tests.helpers.web import PASSWORDS, Session, csrf_from, login
+
+pytestmark = pytest.mark.backends
 
 ROLE_OF = {"admin": "admin", "surveyor": "surveyor", "surveyor2": "surveyor", "viewer": "viewer"}
 
 
 @pytest.fixture
-def data(tmp_path):
+def data(tmp_path, store_url):
+    """The data folder of a store with the grid, the accounts and two sites (on PostGIS,
+    ``store_url`` names the store)."""
     data = tmp_path / "store"
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         for name, password in PASSWORDS.items():
             accounts.add_user(store, name, ROLE_OF[name], password)
@@ -140,7 +144,7 @@ def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_pat
     resp = app.test_client().post("/login", data={"username": "admin", "password": PASSWORDS["admin"]})
     assert resp.status_code == 400
     # a script with an API token sends no CSRF token
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         _tok, secret = accounts.create_token(store, "surveyor", "script")
     resp = app.test_client().post(
         "/api/uploads",
@@ -153,14 +157,14 @@ def test_cookie_writes_need_the_csrf_token_and_token_writes_do_not(data, tmp_pat
 @pytest.mark.slow
 def test_api_tokens_authenticate_until_revoked(data, make_app):
     app = make_app(data)
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         token, secret = accounts.create_token(store, "viewer", "dashboard")
     c = app.test_client()
     auth = {"Authorization": f"Bearer {secret}"}
     assert c.get("/api/stats?level=grid&layer=demolition", headers=auth).status_code == 200
     assert c.get("/api/batches", headers=auth).status_code == 403  # a viewer's token is a viewer
     assert c.get("/api/stats", headers={"Authorization": "Bearer gw_wrong"}).status_code == 401
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         accounts.revoke_token(store, token.id)
     assert c.get("/api/stats?level=grid&layer=demolition", headers=auth).status_code == 401
 
@@ -175,7 +179,7 @@ def test_tokens_are_made_and_revoked_on_the_account_page(data, make_app):
     secret = re.search(r'id="gw-new-token">([^<]+)<', page.text).group(1)
     auth = {"Authorization": f"Bearer {secret}"}
     assert app.test_client().get("/api/layers", headers=auth).status_code == 200
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         token_id = store.list_tokens("viewer")[0].id
     # another user cannot revoke it
     other = Session(app, "surveyor")
@@ -295,7 +299,7 @@ def test_a_locked_admin_still_gets_in_from_elsewhere(data, make_app):
     assert login(admin, "admin", **b).status_code == 302
     assert admin.get("/users", **b).status_code == 200
     # and that cleared the lock
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert store.get_user("admin").locked_until is None
 
 
@@ -369,7 +373,7 @@ def test_the_users_page_refuses_names_that_hide_characters(data, name, make_app)
         },
     )
     assert resp.status_code == 400
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert sorted(u.name for u in store.list_users()) == sorted(PASSWORDS)
 
 
@@ -423,14 +427,14 @@ def test_admins_manage_users_on_the_users_page(data, make_app):
         "/users",
         data={"action": "role", "name": "newbie", "role": "viewer", "csrf_token": admin.token},
     )
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert store.get_user("newbie").role == "viewer"
     # an admin cannot lock themselves out
     resp = admin.request(
         "POST", "/users", data={"action": "disable", "name": "admin", "csrf_token": admin.token}
     )
     assert resp.status_code == 400
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert store.get_user("admin").active
 
 
@@ -446,7 +450,7 @@ def test_surveyors_commit_and_roll_back_only_their_own(data, tmp_path, make_app)
     done = mine.request("POST", f"/api/uploads/{upload_id}/commit")
     assert done.status_code == 200
     batch_id = done.json["batch_id"]
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert store.batch(batch_id).user == "surveyor"
     assert other.request("DELETE", f"/api/batches/{batch_id}").status_code == 403
     assert mine.request("DELETE", f"/api/batches/{batch_id}").status_code == 200
@@ -480,7 +484,7 @@ def test_web_writes_are_audited_and_the_audit_page_exports_csv(data, tmp_path, m
     done = s.request(
         "POST", f"/api/uploads/{up.json['upload_id']}/commit", environ_base={"REMOTE_ADDR": "10.1.2.3"}
     )
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         entry = store.audit_entries(action="import")[0]
     assert (entry.user, entry.client, entry.batch_id, entry.counts["added"]) == (
         "surveyor",
@@ -521,7 +525,7 @@ def test_passwords_never_reach_logs_pages_or_the_audit_trail(data, caplog, make_
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in ("not-the-password-xyz", PASSWORDS["viewer"], "lu-secret-77"):
         assert secret not in logged and secret not in pages
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert all("lu-secret-77" not in (e.detail or "") for e in store.audit_entries())
 
 

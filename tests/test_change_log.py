@@ -35,7 +35,6 @@ from geo.store.interface.changes import CHANGE_LOG_ENV, decode_fids, encode_fids
 from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
-from tests.test_store_postgis import pg_cluster, pg_db  # noqa: F401  (the cluster fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("demolition", "parking")
@@ -317,7 +316,7 @@ def test_followed_caches_equal_fresh_ones_after_any_writes_gpkg():
 
 @pytest.mark.slow
 @pytest.mark.needs("postgis")
-def test_followed_caches_equal_fresh_ones_after_any_writes_postgis(pg_cluster):  # noqa: F811
+def test_followed_caches_equal_fresh_ones_after_any_writes_postgis(pg_cluster):
     _CLUSTER[:] = [pg_cluster]
 
     class OnPostgis(Followed):

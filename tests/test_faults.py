@@ -41,10 +41,14 @@ from geo.figures.hierarchy import level_names
 from geo.figures.tally import tally
 from geo.imports.importer import import_file
 from geo.store import accounts
-from geo.store.backends import open_store
 from geo.store.base import STORE_FILE
 from layers.base import UNASSIGNED
+from tests.helpers import postgis as pgtest
 from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, multipart, write_shp, zip_shp
+from tests.helpers.postgis import open_test_store
+
+#: the kill and restart tests run on both backends (their fixture ``store_url``)
+pytestmark = pytest.mark.backends
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -101,7 +105,7 @@ def _survey_csv(folder: Path, name: str, n: int, seed: int) -> Path:
 
 def _seed_store(data: Path, work: Path) -> str:
     """A store holding the test grid and 40 sites, and an admin with an API token (returned)."""
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), work / "grid" / "grid.shp"))
         import_file(store, "demolition", write_shp(_survey(40, 1, "SEED"), work / "seed" / "seed.shp"))
         accounts.add_user(store, "admin", "admin", "admin-password")
@@ -149,15 +153,36 @@ def _recount(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _check_store(data: Path) -> dict[str, Any]:
-    """Check everything a fault must leave consistent; return what a later state is compared with."""
-    gpkg = data / STORE_FILE
-    with contextlib.closing(sqlite3.connect(gpkg)) as conn:
+def _raw_rows(data: Path) -> tuple[dict[int, int], dict[int, str], list[tuple[Any, ...]], tuple[Any, Any]]:
+    """Read past gridwatch: rows per batch, the archive register, the (geometry, status, area,
+    unit) rows of the sites and their x and y -- from the GeoPackage file (after its integrity
+    check), or from the PostGIS database ``GRIDWATCH_STORE`` names."""
+    url = os.environ.get("GRIDWATCH_STORE")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as pg:
+            per_batch = dict(
+                pg.execute("SELECT gw_batch, count(*) FROM demolition GROUP BY gw_batch").fetchall()
+            )
+            archived = dict(pg.execute("SELECT batch_id, path FROM gw_archive").fetchall())
+            raw = pg.execute(
+                "SELECT ST_X(geom), ST_Y(geom), status, area_m2, gw_unit FROM demolition"
+            ).fetchall()
+        rows = [(None, *r[2:]) for r in raw]
+        return per_batch, archived, rows, (np.array([r[0] for r in raw]), np.array([r[1] for r in raw]))
+    with contextlib.closing(sqlite3.connect(data / STORE_FILE)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         per_batch = dict(conn.execute("SELECT gw_batch, count(*) FROM demolition GROUP BY gw_batch"))
         archived = dict(conn.execute("SELECT batch_id, path FROM gw_archive"))
         rows = conn.execute("SELECT geom, status, area_m2, gw_unit FROM demolition").fetchall()
-    with open_store(data) as store:
+    return per_batch, archived, rows, _point_xy([r[0] for r in rows])
+
+
+def _check_store(data: Path) -> dict[str, Any]:
+    """Check everything a fault must leave consistent; return what a later state is compared with."""
+    per_batch, archived, rows, (x, y) = _raw_rows(data)
+    with open_test_store(data) as store:
         batches = store.batches()
         ids = {b.id for b in batches}
         surveys = [b for b in batches if b.layer == "demolition"]
@@ -182,7 +207,7 @@ def _check_store(data: Path) -> dict[str, Any]:
         assert audited == sorted(b.id for b in surveys)
         # stored units equal a fresh assignment, and the tallies equal a recount of the raw rows
         units = np.array([r[3] for r in rows], dtype=object)
-        assert (units == _fresh_units(*_point_xy([r[0] for r in rows]))).all()
+        assert (units == _fresh_units(x, y)).all()
         recount = _recount(rows)
         tallies = {}
         for level in level_names():
@@ -448,7 +473,7 @@ def _commit_and_kill(server: Server, upload_id: str, delay: float) -> int | None
 
 @pytest.mark.slow
 @needs_gunicorn
-def test_server_killed_during_commits(tmp_path):
+def test_server_killed_during_commits(tmp_path, store_url):
     """gunicorn SIGKILLed (the whole process group) at 20 seeded random moments of a commit of
     10,000 staged features, and restarted: each time the batch is whole or absent and everything
     else holds; a commit answered is durable, and one cut off can be made again."""
@@ -528,6 +553,130 @@ def test_server_killed_during_commits(tmp_path):
         server.stop()
     state = _check_store(data)
     assert sum(r["demolition_total"] for r in stats["rows"]) == state["count"]
+
+
+# --- 1b. the database server restarted during a commit (PostGIS) ------------------------------
+
+
+@contextlib.contextmanager
+def _held_at_the_audit_entry(url: str) -> Iterator[Any]:
+    """Hold every writer at its audit entry -- the last row of an import, written after its
+    features and batch, inside its transaction -- by a lock on ``gw_audit`` that lets readers
+    through; yields the holding connection (the restart closes it)."""
+    import psycopg
+
+    admin = psycopg.connect(url, autocommit=True)
+    try:
+        admin.execute("BEGIN")
+        admin.execute("LOCK TABLE gw_audit IN SHARE MODE")
+        yield admin
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            admin.close()
+
+
+def _wait_for_the_writer(admin: Any) -> None:
+    """Wait until a session is held at its audit entry: in its transaction, having written the rows."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        admin.execute("SELECT pg_stat_clear_snapshot()")  # the activity as it is now, not as first read
+        waiting = admin.execute(
+            "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        ).fetchall()
+        if waiting:
+            assert waiting[0][0].startswith("INSERT INTO gw_audit"), waiting
+            return
+        time.sleep(0.02)
+    pytest.fail("no write reached its audit entry")
+
+
+@pytest.mark.slow
+@pytest.mark.needs("postgis")
+def test_database_restarted_during_a_commit(tmp_path, pg_cluster, pg_db, monkeypatch):
+    """PostgreSQL restarted (``pg_ctl restart -m immediate``, as after a crash) while an upload's
+    commit through the web and an import from the command line are in their transactions, their
+    rows written: nothing of either is kept, the web answers a 503 store error in JSON and the
+    command exits 2 with one bilingual line (no traceback, no 500); made again, both succeed and
+    the figures equal a recount of the raw rows."""
+    import threading
+
+    from server import create_app
+
+    monkeypatch.setenv("GRIDWATCH_STORE", pg_db)
+    data = tmp_path / "store"
+    _seed_store(data, tmp_path / "seed")
+    before = _check_store(data)
+    files = tmp_path / "uploads"
+    app = create_app(
+        {"GRIDWATCH_DATA": str(data), "TESTING": True, "LOGIN_DISABLED": True, "WTF_CSRF_ENABLED": False}
+    )
+    client = app.test_client()
+    upload = _survey_zip(files, "web", 2000, 7)
+    staged = client.post(
+        "/api/uploads",
+        data={"layer": "demolition", "file": (upload.open("rb"), upload.name)},
+        content_type="multipart/form-data",
+    )
+    assert staged.status_code == 201, staged.get_json()
+    upload_id = staged.get_json()["upload_id"]
+
+    # the web: the commit held at its audit entry, the server restarted under it
+    answers: list[Any] = []
+    with _held_at_the_audit_entry(pg_db) as admin:
+        commit = threading.Thread(
+            target=lambda: answers.append(app.test_client().post(f"/api/uploads/{upload_id}/commit"))
+        )
+        commit.start()
+        _wait_for_the_writer(admin)
+        pgtest.restart(pg_cluster)
+        commit.join(120)
+    assert not commit.is_alive()
+    answer = answers[0]
+    body = answer.get_json()
+    assert answer.status_code == 503 and body["error"] == "store_unavailable", body
+    assert "数据库" in body["message_zh"] and "database" in body["message_en"]
+    assert "Traceback" not in answer.get_data(as_text=True) and pg_db not in answer.get_data(as_text=True)
+    _assert_unchanged(before, _check_store(data))
+
+    # the command line: the same, with an import of a file
+    survey = _survey_zip(files, "cli", 2000, 8)
+    with _held_at_the_audit_entry(pg_db) as admin:
+        run = subprocess.Popen(
+            [*GRIDWATCH, "--data", str(data), "import", "demolition", str(survey)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_the_writer(admin)
+            pgtest.restart(pg_cluster)
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    assert run.returncode == 2, (out, err)
+    line = _one_line(err, "数据库连接中断", "database connection failed")
+    assert pg_db not in line
+    _assert_unchanged(before, _check_store(data))
+
+    # made again, both succeed, and the figures equal a recount of the raw rows
+    again = client.post(f"/api/uploads/{upload_id}/commit")
+    assert again.status_code == 200 and again.get_json()["added"] == 2000, again.get_json()
+    run = subprocess.run(
+        [*GRIDWATCH, "--data", str(data), "import", "demolition", str(survey)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    after = _check_store(data)
+    assert after["count"] == before["count"] + 4000
+    assert [b[4] for b in after["batches"]][-2:] == ["web.zip", "cli.zip"]
+    stats = client.get("/api/stats?format=json&level=district&layer=demolition").get_json()
+    assert sum(r["demolition_total"] for r in stats["rows"]) == after["count"]
 
 
 # --- command-line runs --------------------------------------------------------------------------

@@ -13,9 +13,11 @@ from geo.errors import InputError
 from geo.figures.hierarchy import UNCODED, check_level, hierarchy_from_grid, level_names
 from geo.figures.tally import tally
 from geo.imports.importer import import_file
-from geo.store.backends import open_store
 from layers.base import Field, LayerSpec, Level
 from tests.helpers.builders import EPSG_GK, X0, Y0, points_frame, write_shp
+from tests.helpers.postgis import open_test_store
+
+pytestmark = pytest.mark.backends
 
 #: A grid of another bureau: 8-digit cell codes = 2 city + 3 ward + 3 sequence, other field names.
 CELLS = LayerSpec(
@@ -121,7 +123,7 @@ def test_a_store_counts_on_a_grid_declared_otherwise(cells_grid, tmp_path):
         案件编号=["A1", "A2", "A3", "A4"],
         当前状态=["已拆除", "已登记", "已拆除", "已登记"],
     )
-    with open_store(tmp_path / "data") as store:
+    with open_test_store(tmp_path / "data") as store:
         report = import_file(store, "cells", write_shp(grid, tmp_path / "g" / "cells.shp"))
         assert report.accepted == 3 and not any("digits" in en for _, en in report.warnings)
         import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "sites.shp"))

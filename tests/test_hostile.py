@@ -29,7 +29,6 @@ from geo.reading import sources
 from geo.reading.datasets import Dataset
 from geo.reading.zips import ZipLimits
 from geo.store import accounts
-from geo.store.backends import open_store
 from tests.helpers import hostile as harness
 from tests.helpers.builders import (
     X0,
@@ -58,7 +57,10 @@ from tests.helpers.hostile import (
     post,
     upload_state,
 )
+from tests.helpers.postgis import open_test_store
 from tests.helpers.web import PASSWORDS, Session, serving
+
+pytestmark = pytest.mark.backends
 
 # the hostile-upload fixtures: a store with a unit grid and a surveyor, and ``refuse``
 data = harness.data
@@ -336,7 +338,7 @@ def test_oversized_upload_is_refused_before_its_body_is_read(app, live, data, sc
     before = upload_state(data, scratch)
     session = Session(app, "surveyor")
     cookie = session.client.get_cookie("gridwatch_session").value
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         _token, secret = accounts.create_token(store, "surveyor", "script")
     before = upload_state(data, scratch)
     common = "Host: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\nConnection: close\r\n"

@@ -34,6 +34,8 @@ from tests.helpers.builders import (
 
 DEMOLITION_SPEC = demolition.LAYER
 
+pytestmark = pytest.mark.backends
+
 
 def sites(n_extra: int = 0) -> gpd.GeoDataFrame:
     xy = [
@@ -306,6 +308,7 @@ def test_empty_and_garbage_files(gridded_store, tmp_path):
         import_file(gridded_store, "nosuchlayer", txt)
 
 
+@pytest.mark.gpkg_only
 def test_store_is_a_geopackage_gdal_reads(gridded_store, tmp_path):
     import_file(gridded_store, "demolition", write_shp(sites(), tmp_path / "s" / "w.shp"))
     path = gridded_store.location

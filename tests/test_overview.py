@@ -16,6 +16,8 @@ from geo.imports.importer import import_file
 from geo.registry import get_layer
 from tests.helpers.builders import COMM_A, COMM_B, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
 
+pytestmark = pytest.mark.backends
+
 STREET = COMM_A[:9]
 
 

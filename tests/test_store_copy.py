@@ -24,14 +24,11 @@ from geo.store import accounts
 from geo.store.backends import Location, open_store
 from geo.store.copy import copy_store
 from geo.store.gpkg.transfer import GpkgTransfer
-from tests.helpers import postgis as pg_fixtures
 
 pytestmark = pytest.mark.slow
 
 GRID = next(s for s in layers.all_layers() if s.is_grid)
 SURVEY = "demolition"
-pg_cluster = pg_fixtures.pg_cluster
-pg_db = pg_fixtures.pg_db
 
 
 def _story(store: Any, folder: Path) -> None:

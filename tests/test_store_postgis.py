@@ -28,8 +28,7 @@ from geo.store.gpkg import GpkgStore
 from geo.store.interface.batches import Batch
 from geo.store.interface.features import FeatureRows
 from geo.store.postgis import PostgisStore
-from tests.helpers import postgis as pg_fixtures
-from tests.helpers.postgis import db_url
+from tests.helpers.postgis import Cluster
 
 pytestmark = [pytest.mark.needs("postgis"), pytest.mark.slow]
 
@@ -39,9 +38,9 @@ SURVEY = next(s for s in layers.survey_layers())
 GRID = next(s for s in layers.all_layers() if s.is_grid)
 
 
-# the cluster ------------------------------------------------------------------------------
-pg_cluster = pg_fixtures.pg_cluster
-pg_db = pg_fixtures.pg_db
+# the cluster (pg_cluster, pg_db: tests/conftest.py, tests/helpers/postgis.py) ------------------
+def _db_url(folder: str, db: str) -> str:
+    return Cluster(folder, "").db_url(db)
 
 
 @pytest.fixture
@@ -163,18 +162,18 @@ def test_schema_is_made_on_open_with_the_extension(pg_cluster: tuple[str, str]) 
         conn.execute(f"CREATE DATABASE {db} TEMPLATE template0")
     try:
         with pytest.raises(StoreError) as caught:
-            PostgisStore(db_url(folder, db), create=False).revision()
+            PostgisStore(_db_url(folder, db), create=False).revision()
         assert caught.value.code == "no_postgis"
         assert "CREATE EXTENSION IF NOT EXISTS postgis" in caught.value.zh
         assert "CREATE EXTENSION IF NOT EXISTS postgis" in caught.value.en
-        store = PostgisStore(db_url(folder, db))
+        store = PostgisStore(_db_url(folder, db))
         assert store.revision() and store.srs_epsg() is None and store.last_tx() is None
         tables = {
             r[0] for r in store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
         }
         assert {"gw_meta", "gw_tx", "gw_layers", "gw_batches", "gw_grid_versions"} <= tables
         # opening again keeps what is there
-        again = PostgisStore(db_url(folder, db))
+        again = PostgisStore(_db_url(folder, db))
         assert again.revision() == store.revision()
         again.close()
         store.close()
@@ -352,7 +351,7 @@ def test_features_behave_as_on_the_geopackage(
         conn.execute(f"CREATE DATABASE {db} TEMPLATE gw_template")
     stores: list[Any] = [
         GpkgStore(tmp_path_factory.mktemp("g") / "s.gpkg"),
-        PostgisStore(db_url(folder, db)),
+        PostgisStore(_db_url(folder, db)),
     ]
     try:
         for s in stores:

@@ -28,9 +28,8 @@ from geo.store.typed_views import view_name, views_needed
 from tests import test_store_postgis as on_pg
 from tests.test_store_postgis import EPSG, SURVEY, _rollback, _rows, _write
 
-# the throw-away cluster and its databases, as the PostGIS backend's own tests have them
-pg_cluster = on_pg.pg_cluster
-pg_db = on_pg.pg_db
+# an empty PostGIS store, as the PostGIS backend's own tests have it (the cluster and its
+# databases: pg_cluster, pg_db in tests/conftest.py)
 pg = on_pg.pg
 
 POINT_VIEW = view_name(SURVEY.name, "POINT")

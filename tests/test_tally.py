@@ -3,6 +3,7 @@ reproducible, areas agree with the geodesic area, a layer declared in a test wor
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from geo.figures.tally import monthly, tally
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED, Field, LayerSpec, Measure, Status
+from tests.helpers import postgis as pgtest
 from tests.helpers.builders import EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+
+pytestmark = pytest.mark.backends
 
 STATUSES = ["已登记", "已下发通知", "拆除中", "已拆除", "已补办手续"]
 DONE = {"已拆除", "已补办手续"}
@@ -45,9 +49,18 @@ def surveys(draw):
 @pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=surveys(), as_of=st.dates(date(2021, 12, 1), date(2023, 8, 1)))
-def test_every_feature_counted_once(tmp_path_factory, rows, as_of):
+def test_every_feature_counted_once(tmp_path_factory, store_backend, request, rows, as_of):
     tmp = tmp_path_factory.mktemp("t")
-    store = open_store(tmp / "data")
+    with contextlib.ExitStack() as fresh:
+        if store_backend == "postgis":  # a fresh database for every example
+            url = fresh.enter_context(pgtest.database(request.getfixturevalue("pg_cluster")))
+            store = open_store(url, data=tmp / "data")
+        else:
+            store = open_store(tmp / "data")
+        _count_every_feature_once(store, tmp, rows, as_of)
+
+
+def _count_every_feature_once(store, tmp, rows, as_of):
     import_file(store, "grid", write_shp(grid_frame(), tmp / "g" / "g.shp"))
     g = points_frame(
         [(r[0], r[1]) for r in rows],

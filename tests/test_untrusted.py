@@ -34,11 +34,13 @@ from geo.reading import untrusted
 from geo.reading.datasets import Dataset
 from geo.reading.sources import open_source
 from geo.reading.tables import read_table_file, scan_sheet
-from geo.store.backends import open_store
 from tests.helpers import hostile
 from tests.helpers.builders import EPSG_GK, X0, Y0, shapefile_zip, survey_shp, zip_of
 from tests.helpers.hostile import MAX_RSS_BYTES, ROOT, post
+from tests.helpers.postgis import open_test_store
 from tests.helpers.web import Session
+
+pytestmark = pytest.mark.backends
 
 # the hostile-upload tests' fixtures: a store with a unit grid and a surveyor, and ``refuse``
 data = hostile.data
@@ -573,11 +575,11 @@ def test_the_command_line_report_is_capped_too(tmp_path):
 
 def test_targets_files_are_read_in_the_helper_with_the_same_caps(tmp_path):
     _xlsx(tmp_path / "目标.xlsx", far_cell="XFD30000")
-    with open_store(tmp_path / "d") as store, pytest.raises(TooLarge) as err:
+    with open_test_store(tmp_path / "d") as store, pytest.raises(TooLarge) as err:
         load_targets(store, tmp_path / "目标.xlsx")
     assert err.value.code == "too_many_columns"
     (tmp_path / "目标.csv").write_bytes(("编码,图层,指标,目标" + ",x" * 5000 + "\n").encode())
-    with open_store(tmp_path / "d") as store, pytest.raises(TooLarge):
+    with open_test_store(tmp_path / "d") as store, pytest.raises(TooLarge):
         load_targets(store, tmp_path / "目标.csv")
 
 
@@ -796,7 +798,7 @@ def test_member_names_a_dataset_exactly(tmp_path):
     a = survey_shp(tmp_path / "a")
     b = survey_shp(tmp_path / "b", n=2)
     archive = _two_years(tmp_path / "两年.zip", a, b)
-    with open_store(tmp_path / "d") as store:
+    with open_test_store(tmp_path / "d") as store:
         from geo.imports.importer import import_file
 
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
@@ -1045,7 +1047,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
                 inside["now"] -= 1
 
     monkeypatch.setattr(importer, "build_rows", counting)
-    with open_store(tmp_path / "d") as store:
+    with open_test_store(tmp_path / "d") as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
     paths = []
     for k, n in enumerate((4, 4, 4, 4, 2, 2)):
@@ -1058,7 +1060,7 @@ def test_large_files_are_cleaned_one_at_a_time(tmp_path, monkeypatch):
 
     def prepare(path: Path) -> None:
         try:
-            with open_store(tmp_path / "d") as store:
+            with open_test_store(tmp_path / "d") as store:
                 prepare_import(store, "demolition", path)
         except BaseException as exc:
             errors.append(exc)
@@ -1094,7 +1096,7 @@ def test_each_dataset_of_a_file_imports_once(tmp_path):
         tmp_path / "b" / "台账.shp",
     )
     archive = _two_years(tmp_path / "两年.zip", a, b)
-    with open_store(tmp_path / "d") as store:
+    with open_test_store(tmp_path / "d") as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         first = import_file(store, "demolition", archive, member="2022年/台账.shp")
         second = import_file(store, "demolition", archive, member="2023年/台账.shp")
@@ -1117,7 +1119,7 @@ def test_work_folders_left_by_a_killed_import_are_removed(tmp_path, monkeypatch)
     os.utime(stale, (time.time() - 7 * 3600, time.time() - 7 * 3600))
     recent = tmp_path / "tmp" / "gridwatch-import-running"
     recent.mkdir()
-    with open_store(tmp_path / "d") as store:
+    with open_test_store(tmp_path / "d") as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
     assert not stale.exists() and recent.exists()
     assert sorted(p.name for p in (tmp_path / "tmp").glob("gridwatch-import-*")) == [

@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 
 from geo.imports.importer import import_file
-from geo.store.backends import open_store
 from tests.helpers.builders import X0, Y0, GbkZipInfo, grid_frame, points_frame, write_shp, zip_shp
+from tests.helpers.postgis import open_test_store
+
+pytestmark = pytest.mark.backends
 
 
 @pytest.fixture
 def app(tmp_path, make_app):
     data = tmp_path / "store"
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
     return make_app(data, login=False, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
 
@@ -275,8 +277,7 @@ def test_polygons_simplified_or_sent_as_points(app, client, tmp_path):
     assert fc["as_points"] is False and {f["geometry"]["type"] for f in fc["features"]} == {"Polygon"}
     assert all(len(f["geometry"]["coordinates"][0]) < 65 for f in fc["features"])
     data = Path(app.config["GRIDWATCH_DATA"])
-    with open_store(data) as store:
-        data = Path(store.location).parent
+    with open_test_store(data) as store:
         many = upload_features.features(store, data, report["upload_id"], max_shapes=10)
         heavy = upload_features.features(store, data, report["upload_id"], max_vertices=100)
     for out in (many, heavy):
@@ -294,8 +295,7 @@ def test_features_read_again_when_not_kept(app, client, survey_zip):
     report = _post(client, survey_zip, "上报.zip").get_json()
     url = f"/api/uploads/{report['upload_id']}/features"
     first = client.get(url).get_json()
-    with open_store(app.config["GRIDWATCH_DATA"]) as store:
-        folder = uploads_dir(Path(store.location).parent) / report["upload_id"]
+    folder = uploads_dir(Path(app.config["GRIDWATCH_DATA"])) / report["upload_id"]
     (folder / "features.arrow").unlink()
     assert client.get(url).get_json() == first and (folder / "features.arrow").exists()
 
@@ -413,7 +413,7 @@ def test_parallel_rollbacks_of_one_batch_roll_it_back_once(app, client, survey_z
     answers = _in_threads([roll_back] * 3)
     assert sorted(r.status_code for r in answers) == [200, 409, 409]
     assert {r.get_json()["error"] for r in answers if r.status_code == 409} == {"already_rolled_back"}
-    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+    with open_test_store(app.config["GRIDWATCH_DATA"]) as store:
         assert len(store.audit_entries(action="rollback")) == 1
         assert store.batch(batch_id).status == "rolled_back"
 
@@ -459,7 +459,7 @@ def test_an_upload_being_committed_is_locked(app, client, survey_zip, monkeypatc
         worker.join(timeout=60)
     assert answer[0].status_code == 200, answer[0].get_json()
     batch_id = answer[0].get_json()["batch_id"]
-    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+    with open_test_store(app.config["GRIDWATCH_DATA"]) as store:
         assert store.archived_source(batch_id) == ("上报.zip", survey_zip)
     assert client.delete(f"/api/uploads/{upload_id}").status_code == 404  # committed: gone
 
@@ -556,7 +556,7 @@ def accounts_app(tmp_path, make_app):
 
     data = tmp_path / "acc"
     tokens = {}
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         demo = points_frame(
             [(X0 + 20, Y0 - 20), (X0 + 120, Y0 - 20)], 案件编号=["D1", "D2"], 当前状态=["已登记"] * 2
@@ -622,8 +622,7 @@ def test_staged_uploads_are_limited_in_bytes_per_account(accounts_app, app_files
         "commit or discard earlier uploads" in body["message_en"] and "删除之前的上传" in body["message_zh"]
     )
     assert _upload_as(app, "surveyor2", padded).status_code == 201
-    with open_store(app.config["GRIDWATCH_DATA"]) as store:
-        folders = [p for p in (Path(store.location).parent / "uploads").iterdir() if p.is_dir()]
+    folders = [p for p in (Path(app.config["GRIDWATCH_DATA"]) / "uploads").iterdir() if p.is_dir()]
     assert len(folders) == 2  # nothing of the refused upload is kept
 
 
@@ -682,7 +681,7 @@ def _sites_zip(tmp_path, name: str, ids: list[str], status: str = "已拆除") -
 def _statuses(app) -> dict[str, tuple[str, str | None]]:
     import layers
 
-    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+    with open_test_store(app.config["GRIDWATCH_DATA"]) as store:
         attrs = store.read_attributes(layers.get("demolition"))
         users = {b.id: b.user for b in store.batches()}
     return {
@@ -711,7 +710,7 @@ def test_a_surveyor_cannot_overwrite_features_of_other_accounts(accounts_app, tm
     after = _statuses(app)
     assert {k: after[k] for k in before} == before  # nothing of theirs changed
     assert after["N1"] == ("已拆除", "surveyor2")
-    with open_store(app.config["GRIDWATCH_DATA"]) as store:
+    with open_test_store(app.config["GRIDWATCH_DATA"]) as store:
         assert store.batch(report["batch_id"]).rejected == 2
         mine = next(b.id for b in store.batches("demolition") if b.user == "surveyor")
     # the owner's rollback is not blocked

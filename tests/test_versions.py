@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from geo.reading.vocab import vocab_key
 from geo.store import clock
 from geo.store.backends import open_store
 from layers.base import UNASSIGNED
+from tests.helpers import postgis as pgtest
 from tests.helpers.builders import (
     COMM_A,
     COMM_B,
@@ -49,6 +51,9 @@ from tests.helpers.builders import (
     write_shp,
     zip_shp,
 )
+from tests.helpers.postgis import open_test_store
+
+pytestmark = pytest.mark.backends
 
 AS_OF_DAYS = ["2022-01-31", "2022-02-15", "2022-03-31", "2022-05-20", "2022-06-30", "2022-12-31"]
 
@@ -106,7 +111,8 @@ def read_csv(raw: bytes) -> pd.DataFrame:
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> str:
+def data(tmp_path: Path, store_url: str | None) -> str:
+    """The data folder; on PostGIS ``GRIDWATCH_STORE`` (``store_url``) names the store."""
     return str(tmp_path / "store")
 
 
@@ -196,7 +202,7 @@ def test_a_backdated_revision_changes_exactly_the_days_from_its_valid_from_day(d
         "2022-06-14",
         "2022-06-15",
     ]
-    store = open_store(data)
+    store = open_test_store(data)
     before = {d: tally(store, "grid", ["demolition"], d) for d in days}
     before_months = monthly(store, "grid", ["demolition"], "2022-01", "2022-12")
     store.close()
@@ -212,7 +218,7 @@ def test_a_backdated_revision_changes_exactly_the_days_from_its_valid_from_day(d
     )
     assert issued["month_ends"][:2] == ["2022-06-30", "2022-07-31"]
 
-    store = open_store(data)
+    store = open_test_store(data)
     for d in days:
         after = tally(store, "grid", ["demolition"], d)
         if d < "2022-06-15":
@@ -251,7 +257,7 @@ def test_valid_from_refused(data, tmp_path, capsys, args, says):
     assert says in err and err.count("\n") == 1 and "Traceback" not in err
     assert cli("--data", data, "--lang", "en", "import", "grid", str(revised), "--dry-run", *args) == 2
     assert says in capsys.readouterr().err
-    store = open_store(data)
+    store = open_test_store(data)
     assert [v.id for v in store.grid_versions()] == [1]
     store.close()
 
@@ -294,7 +300,7 @@ def test_a_grid_dry_run_lists_the_unit_changes(data, tmp_path, capsys):
 @pytest.mark.slow
 def test_the_grid_report_counts_moves_per_community(data, tmp_path):
     _load(data, tmp_path)
-    store = open_store(data)
+    store = open_test_store(data)
     rep = import_file(store, "grid", write_shp(revised_grid(), tmp_path / "g2" / "g.shp"))
     change = rep.grid_change
     assert change is not None and rep.reassigned == 2
@@ -310,7 +316,7 @@ def test_the_grid_report_counts_moves_per_community(data, tmp_path):
 @pytest.mark.slow
 def test_a_grid_version_rolls_back_only_while_it_is_the_newest(data, tmp_path):
     _load(data, tmp_path)
-    store = open_store(data)
+    store = open_test_store(data)
     second = import_file(store, "grid", write_shp(revised_grid(), tmp_path / "g2" / "g.shp"))
     with pytest.raises(Conflict) as err:
         rollback(store, 1)
@@ -431,6 +437,16 @@ def test_known_at_reproduces_an_earlier_export(data, tmp_path, capsys):
 
 def _restamp(data: str, stamps: list[str]) -> None:
     """Give the store's writes these times (in order), as if they had been made then."""
+    url = os.environ.get("GRIDWATCH_STORE")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as pg:
+            ids = [r[0] for r in pg.execute("SELECT id FROM gw_tx ORDER BY id")]
+            assert len(ids) == len(stamps)
+            for tx, at in zip(ids, stamps, strict=True):
+                pg.execute("UPDATE gw_tx SET at=%s WHERE id=%s", (at, tx))
+        return
     con = sqlite3.connect(Path(data) / "gridwatch.gpkg")
     ids = [r[0] for r in con.execute("SELECT id FROM gw_tx ORDER BY id")]
     assert len(ids) == len(stamps)
@@ -506,7 +522,7 @@ def test_the_api_takes_known_at_grid_and_a_csv_header(data, tmp_path, make_app):
     t1 = first.get_json()["metadata"]["computed_at"]["at"]
     plain_csv = client.get("/api/stats?level=grid&layer=demolition&as_of=2022-06-30&format=csv").data
     assert not plain_csv.decode("utf-8-sig").startswith("#")
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(
             store, "grid", write_shp(revised_grid(), tmp_path / "g2" / "g.shp"), valid_from="2022-03-01"
         )
@@ -574,7 +590,7 @@ def test_a_web_grid_upload_takes_a_valid_from_day(data, tmp_path, make_app):
     done = client.post(f"/api/uploads/{body['upload_id']}/commit", data={"valid_from": "2022-06-15"})
     assert done.status_code == 200, done.get_json()
     assert done.get_json()["grid_change"]["issued_changed"]["from"] == "2022-06-15"
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert [v.valid_from for v in store.grid_versions()] == ["2022-01-01", "2022-06-15"]
 
 
@@ -705,9 +721,18 @@ def _spatial_totals(store, cells: gpd.GeoDataFrame) -> pd.Series:
     ],
 )
 @given(ops=st.lists(operation, min_size=3, max_size=7))
-def test_known_at_reproduces_every_saved_result(tmp_path_factory, ops):
+def test_known_at_reproduces_every_saved_result(tmp_path_factory, store_backend, request, ops):
     tmp = tmp_path_factory.mktemp("prop")
-    store = open_store(tmp / "data")
+    with contextlib.ExitStack() as fresh:
+        if store_backend == "postgis":  # a fresh database for every example
+            url = fresh.enter_context(pgtest.database(request.getfixturevalue("pg_cluster")))
+            store = open_store(url, data=tmp / "data")
+        else:
+            store = open_store(tmp / "data")
+        _reproduce_every_saved_result(store, tmp, ops)
+
+
+def _reproduce_every_saved_result(store, tmp, ops):
     import_file(store, "grid", write_shp(grid_frame(), tmp / "g0" / "g.shp"), valid_from="2022-01-01")
     grids = {1: "base"}
     saved: list[tuple[str, dict, pd.DataFrame]] = []
@@ -767,7 +792,7 @@ def _as_schema_3(path: Path) -> None:
 @pytest.mark.slow
 def test_a_store_of_schema_3_is_upgraded_in_place(tmp_path):
     data = tmp_path / "old"
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g1" / "g.shp"))
         import_file(store, "demolition", write_shp(sites(), tmp_path / "s" / "s.shp"))
         fixed = sites()
@@ -783,7 +808,7 @@ def test_a_store_of_schema_3_is_upgraded_in_place(tmp_path):
     assert "gw_tx_from" not in {r[1] for r in con.execute('PRAGMA table_info("demolition")')}
     con.close()
 
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         assert store._meta("schema") == "7"
         assert [b.kind for b in store.batches()] == ["grid", "import", "import", "grid"]
         versions = store.grid_versions()

@@ -10,6 +10,7 @@ value cannot recolour, move or reorder what a terminal shows; ``--json`` escapes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -260,6 +261,10 @@ def main(argv: Sequence[str] | None = None, extend: Extension | None = None) -> 
         return 130
     except Exception as exc:
         return _internal_error(exc)
+    finally:
+        for store in vars(args).get("opened_stores", ()):
+            with contextlib.suppress(Exception):
+                store.close()
 
 
 def _layer_codes(args: argparse.Namespace) -> None:

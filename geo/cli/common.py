@@ -88,7 +88,8 @@ class Parser(argparse.ArgumentParser):
 
 def cli_store(args: argparse.Namespace) -> Any:
     """The store of ``--store`` / ``--data`` (see :func:`geo.store.backends.locate`), its audit
-    trail naming whoever runs the command."""
+    trail naming whoever runs the command; :func:`geo.cli.main` closes it when the command
+    ends (a database connection is not left to the garbage collector)."""
     from geo.store.backends import locate, open_store
     from geo.store.interface.audit import Actor
 
@@ -96,6 +97,7 @@ def cli_store(args: argparse.Namespace) -> Any:
     store = open_store(where.store, data=where.data)
     # the audit trail names whoever runs the command, from the command line
     store.actor = Actor(getattr(args, "user", None) or os.environ.get("USER") or "cli", "cli")
+    vars(args).setdefault("opened_stores", []).append(store)
     return store
 
 

@@ -19,8 +19,8 @@ import layers
 from geo.imports.importer import import_file
 from geo.imports.uploads import uploads_dir
 from geo.store import accounts
-from geo.store.backends import open_store
 from tests.helpers.builders import X0, Y0, grid_frame, multipart, points_frame, write_shp, zip_shp
+from tests.helpers.postgis import open_test_store
 from tests.helpers.web import PASSWORDS, Session
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,9 +31,11 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @pytest.fixture
-def data(tmp_path):
+def data(tmp_path, store_url):
+    """The data folder of a store with the grid and a surveyor (on PostGIS ``store_url`` names
+    the store)."""
     data = tmp_path / "store"
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
         accounts.add_user(store, "surveyor", "surveyor", PASSWORDS["surveyor"])
     return data
@@ -60,7 +62,7 @@ def surveyor(app):
 
 def upload_state(data: Path, scratch: Path) -> tuple[object, ...]:
     """Everything an upload could leave behind."""
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         batches = [(b.id, b.status) for b in store.batches()]
         features = {s.name: store.layer_count(s) for s in layers.all_layers()}
         audit = len(store.audit_entries(limit=10_000))
@@ -196,7 +198,7 @@ def hostile_store(tmp_path: Path) -> Path:
         违建位置=[PAYLOADS[(i + 2) % len(PAYLOADS)] for i in range(len(cells))],
         当前状态=["已拆除" if i % 2 else "已登记" for i in range(len(cells))],
     )
-    with open_store(data) as store:
+    with open_test_store(data) as store:
         import_file(store, "grid", write_shp(grid, tmp_path / "hostile-grid" / "网格.shp"), user="admin")
         shp = write_shp(sites, tmp_path / "hostile-survey" / "台账.shp")
         import_file(store, "demolition", zip_shp(shp, tmp_path / f"{P_IMG}.zip"), user="surveyor")

@@ -76,8 +76,9 @@ SCHEMA_SQL = (
 #: the layers that hold more than one geometry type (:mod:`geo.store.typed_views`).
 SCHEMA_VERSION = 2
 
-#: What :data:`SCHEMA_SQL` says, in short (kept in ``gw_meta`` under ``schema_sql``).
-SCHEMA_DIGEST = hashlib.sha256("\n".join(SCHEMA_SQL).encode()).hexdigest()[:16]
+#: What :data:`SCHEMA_SQL` and the change log's tables say, in short (kept in ``gw_meta`` under
+#: ``schema_sql``).
+SCHEMA_DIGEST = hashlib.sha256("\n".join((*SCHEMA_SQL, *CHANGES_SQL)).encode()).hexdigest()[:16]
 
 #: The SQL a database owner runs when the store's role may not create the extension.
 EXTENSION_SQL = "CREATE EXTENSION IF NOT EXISTS postgis"
