@@ -222,10 +222,12 @@ class TransactionScopes:
             self._pending_archives.clear()
         except BaseException as exc:
             error = self._translate(exc) if isinstance(exc, self._DB_ERRORS) else None
-            self._quietly("ROLLBACK")
-            for folder in self._pending_archives:  # archived files of a batch that did not commit
-                shutil.rmtree(folder, ignore_errors=True)
-            self._pending_archives.clear()
+            try:
+                self._quietly("ROLLBACK")
+            finally:  # even when the rollback fails: the archived files of a batch that did not commit
+                for folder in self._pending_archives:
+                    shutil.rmtree(folder, ignore_errors=True)
+                self._pending_archives.clear()
             if error is not None:
                 raise error from exc
             raise

@@ -255,6 +255,8 @@ class PgConnection(TransactionScopes):
     _DB_ERRORS = (psycopg.Error,)
 
     def _scope_sql(self, statement: str) -> None:
+        if statement == "ROLLBACK" and (self._conn is None or self._conn.closed):
+            return  # the connection is gone, and its transaction with it: never reconnect to roll back
         self.conn.execute(statement)
 
     def _translate(self, exc: BaseException) -> BaseException:
