@@ -31,25 +31,17 @@ from geo.store.gpkg.spatial import (
 )
 from geo.store.gpkg.tables import GpkgTables
 from geo.store.gpkg.value_maps import _VALUE_MAPS_SQL
-from geo.store.interface.transfer import BATCH_ROWS, FIXED, UNUSABLE_KEY, neutral_tables, to_batch
+from geo.store.interface.transfer import (
+    BATCH_ROWS,
+    FIXED,
+    FIXED_TABLES,
+    UNUSABLE_KEY,
+    neutral_tables,
+    to_batch,
+)
 from geo.store.typed_views import ANY, views_needed
 from layers.base import LayerSpec
 
-#: neutral table → the GeoPackage table it is kept in
-_FIXED_TABLES = {
-    "meta": "gw_meta",
-    "tx": "gw_tx",
-    "batches": "gw_batches",
-    "archive": "gw_archive",
-    "grid_versions": "gw_grid_versions",
-    "targets": "gw_targets",
-    "targets_history": "gw_targets_history",
-    "audit": "gw_audit",
-    "value_maps": "gw_value_maps",
-    "users": "gw_users",
-    "tokens": "gw_tokens",
-    "logins": "gw_logins",
-}
 #: meta values that belong to this file, not to the data it holds
 _OWN_META = ("schema", UNUSABLE_KEY)
 _ORDER = {
@@ -112,7 +104,7 @@ class GpkgTransfer(GpkgTables):
             if name == "layers":
                 yield from ((name, b) for b in self._dump_layers(specs))
                 continue
-            table = _FIXED_TABLES[name]
+            table = FIXED_TABLES[name]
             if not self._has_table(table):
                 continue
             query = self._select(table, columns, {})
@@ -169,7 +161,7 @@ class GpkgTransfer(GpkgTables):
             if name == "layers":
                 counts[name] = len(specs)
                 continue
-            table = _FIXED_TABLES[name]
+            table = FIXED_TABLES[name]
             if not self._has_table(table):
                 continue
             where = f" WHERE key NOT IN ({', '.join('?' * len(_OWN_META))})" if name == "meta" else ""
@@ -248,8 +240,8 @@ class GpkgTransfer(GpkgTables):
                     for row in batch.to_pylist():
                         self._load_layer(specs[row["name"]], row)
                         last_fids[row["name"]] = int(row["last_fid"] or 0)
-                elif name in _FIXED_TABLES:
-                    self._insert(_FIXED_TABLES[name], batch)
+                elif name in FIXED_TABLES:
+                    self._insert(FIXED_TABLES[name], batch)
                 else:
                     self._load_rows(name, batch)
             stamp = clock.now_iso()

@@ -29,6 +29,22 @@ __all__ = [
 
 #: rows per record batch a dump yields
 BATCH_ROWS = 20_000
+#: neutral table → the table both backends keep it in
+FIXED_TABLES = {
+    "meta": "gw_meta",
+    "tx": "gw_tx",
+    "batches": "gw_batches",
+    "archive": "gw_archive",
+    "grid_versions": "gw_grid_versions",
+    "targets": "gw_targets",
+    "targets_history": "gw_targets_history",
+    "audit": "gw_audit",
+    "value_maps": "gw_value_maps",
+    "users": "gw_users",
+    "tokens": "gw_tokens",
+    "logins": "gw_logins",
+}
+
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
 UNUSABLE_KEY = "unusable"
 

@@ -18,25 +18,18 @@ import shapely
 
 import layers
 from geo.errors import StoreError
-from geo.store.interface.transfer import BATCH_ROWS, FIXED, UNUSABLE_KEY, neutral_tables, to_batch
+from geo.store.interface.transfer import (
+    BATCH_ROWS,
+    FIXED,
+    FIXED_TABLES,
+    UNUSABLE_KEY,
+    neutral_tables,
+    to_batch,
+)
 from geo.store.postgis.connection import store_error
 from geo.store.postgis.tables import PgTables, q
 from layers.base import LayerSpec
 
-_FIXED_TABLES = {
-    "meta": "gw_meta",
-    "tx": "gw_tx",
-    "batches": "gw_batches",
-    "archive": "gw_archive",
-    "grid_versions": "gw_grid_versions",
-    "targets": "gw_targets",
-    "targets_history": "gw_targets_history",
-    "audit": "gw_audit",
-    "value_maps": "gw_value_maps",
-    "users": "gw_users",
-    "tokens": "gw_tokens",
-    "logins": "gw_logins",
-}
 #: identity columns whose sequence moves past the ids loaded
 _IDENTITIES = (("gw_audit", "id"), ("gw_tokens", "id"), ("gw_value_maps", "id"))
 _OWN_META = ("schema", "schema_sql", UNUSABLE_KEY)
@@ -115,7 +108,7 @@ class PgTransfer(PgTables):
                     f" WHERE name IN ({names}) ORDER BY array_position(ARRAY[{names}]::text[], name)"
                 )
             else:
-                query = self._select(_FIXED_TABLES[name], columns, {})
+                query = self._select(FIXED_TABLES[name], columns, {})
                 if name == "meta":
                     query += f" WHERE key NOT IN ({own})"
                 query += f" ORDER BY {_order(columns)}"
@@ -140,7 +133,7 @@ class PgTransfer(PgTables):
                 counts[name] = len(specs)
                 continue
             where = f" WHERE key NOT IN ({', '.join(repr(k) for k in _OWN_META)})" if name == "meta" else ""
-            row = self._run(f"SELECT count(*) FROM {_FIXED_TABLES[name]}{where}").fetchone()
+            row = self._run(f"SELECT count(*) FROM {FIXED_TABLES[name]}{where}").fetchone()
             counts[name] = int(row[0]) if row else 0
         for spec in specs:
             for name in (spec.name, f"{spec.name}_history", f"{spec.name}_assign"):
@@ -176,7 +169,7 @@ class PgTransfer(PgTables):
         if self._depth or self._reading:
             raise RuntimeError("hold_writes() cannot start inside another scope")
         conn = self.conn
-        tables = [t for t in (*_FIXED_TABLES.values(), "gw_layers") if t != "gw_meta"]
+        tables = [t for t in (*FIXED_TABLES.values(), "gw_layers") if t != "gw_meta"]
         for (name,) in self._run("SELECT name FROM gw_layers").fetchall():
             tables += [t for t in (name, f"{name}_history", f"{name}_assign") if self._has(t)]
         try:
@@ -225,8 +218,8 @@ class PgTransfer(PgTables):
                 elif name == "layers":
                     for row in batch.to_pylist():
                         self._load_layer(specs[row["name"]], row)
-                elif name in _FIXED_TABLES:
-                    self._copy_rows(_FIXED_TABLES[name], batch)
+                elif name in FIXED_TABLES:
+                    self._copy_rows(FIXED_TABLES[name], batch)
                 else:
                     self._copy_rows(name, batch)
             self.upgrade_views()  # the typed views of a layer holding several geometry types
