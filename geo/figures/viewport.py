@@ -427,10 +427,9 @@ def clusters(
     size = 360.0 / (256 * 2**zoom) * BIN_PX  # degrees of longitude per bin
     ix = np.floor(lon / size).astype(np.int64)
     iy = np.floor(lat / size).astype(np.int64)
-    # one integer per bin (bins are at most 2**22 across the globe), so a flat unique does
-    key = (ix - ix.min()) * (1 << 32) + (iy - iy.min())
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    ix -= ix.min()
+    iy -= iy.min()
+    inverse, counts = _bins(ix, iy)
     sx = np.bincount(inverse, weights=lon) / counts
     sy = np.bincount(inverse, weights=lat) / counts
     done = np.bincount(inverse, weights=completed.astype(float)).astype(np.int64)
@@ -452,6 +451,25 @@ def clusters(
             sx.tolist(), sy.tolist(), counts.tolist(), done.tolist(), mix.tolist(), strict=True
         )
     ]
+
+
+def _bins(ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bin of each point from its bin column ``ix`` and row ``iy`` (both from 0), numbered
+    in (column, row) order over the bins holding a point, and the points in each bin -- what
+    ``np.unique(key, return_inverse=True, return_counts=True)`` gives.  When the bins of the
+    box the points span are not many more than the points, they are counted in one pass
+    (no sort of the points); else the keys are sorted."""
+    rows = int(iy.max()) + 1
+    span = (int(ix.max()) + 1) * rows
+    if span <= max(4 * len(ix), 1 << 16):
+        key = ix * rows + iy
+        per_bin = np.bincount(key, minlength=span)
+        held = per_bin > 0
+        number = np.cumsum(held) - 1  # each held bin's number, in key order
+        return number[key], per_bin[held]
+    # one integer per bin (bins are at most 2**22 across the globe), so a flat unique does
+    _, inverse, counts = np.unique(ix * (1 << 32) + iy, return_inverse=True, return_counts=True)
+    return inverse.ravel(), counts
 
 
 def cells_in_view(
