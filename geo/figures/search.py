@@ -360,15 +360,20 @@ def _follow_columns(store: Store, spec: LayerSpec, state: tuple[str, ...]) -> di
         joined = pa.concat_arrays([kept, b.cast(a.type)])
         return joined if plan.order is None else joined.take(pa.array(plan.order))
 
-    return _with_text(
-        {
-            "fid": plan.fids,
-            "unit": arrow(old["unit"], new["unit"]),
-            "id": arrow(old["id"], new["id"]),
-            "haystack": arrow(old["haystack"], new["haystack"]),
-            "shown": {f: arrow(a, new["shown"][f]) for f, a in old["shown"].items()},
-        }
-    )
+    cols = {
+        "fid": plan.fids,
+        "unit": arrow(old["unit"], new["unit"]),
+        "id": arrow(old["id"], new["id"]),
+        "haystack": arrow(old["haystack"], new["haystack"]),
+        "shown": {f: arrow(a, new["shown"][f]) for f, a in old["shown"].items()},
+    }
+    if not (plan.keeps_all and plan.order is None):
+        return _with_text(cols)
+    # rows only added, after the kept ones: their text follows the kept text
+    if not len(new["fid"]):
+        return {**cols, "text": old["text"], "starts": old["starts"]}
+    starts = np.concatenate([old["starts"][:-1], old["starts"][-1] + new["starts"]])
+    return {**cols, "text": old["text"] + _ROW_SEP + new["text"], "starts": starts}
 
 
 def _feature_hits(cols: dict[str, Any], text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
