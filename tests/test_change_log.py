@@ -23,8 +23,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 
 import geo.figures.facts as facts_mod
 from geo.errors import GridwatchError
+from geo.figures.search import MAX_LIMIT, _feature_columns, search
 from geo.figures.tally import tally
-from geo.figures.viewport import _positions
+from geo.figures.viewport import _positions, cells_in_view
 from geo.imports.batches import rollback
 from geo.imports.importer import import_file
 from geo.registry import get_layer, grid_spec
@@ -128,6 +129,7 @@ def _kept(store: Any, layer: str) -> dict[str, Any]:
     units = [] if entry is None else entry[2].tolist()
     f = facts_mod.load_facts(store, spec)
     p_fids, lon, lat, lonlat = _positions(store, spec)
+    searched = _feature_columns(store, spec)
     return {
         "geometry": (fids.tolist(), shapely.to_wkb(geoms).tolist() if len(geoms) else [], units),
         "facts": (
@@ -145,6 +147,25 @@ def _kept(store: Any, layer: str) -> dict[str, Any]:
         "positions": (p_fids.tolist(), lon.round(9).tolist(), lat.round(9).tolist(), len(lonlat)),
         # the tally rows kept with the facts (followed with them)
         "tallies": [tally(store, level, [layer]).to_json() for level in ("grid", "community")],
+        # the map's unit tables (their records follow the figures that changed)
+        "cells": [
+            cells_in_view(store, level, None, 16, layer=layer, as_of=as_of)
+            for level in ("grid", "community")
+            for as_of in (None, "2099-12-31")
+        ],
+        # the searched columns (followed with the log), and every hit of a few queries in order
+        "searched": (
+            searched["fid"].tolist(),
+            searched["unit"].to_pylist(),
+            None if searched["id"] is None else searched["id"].to_pylist(),
+            {f: c.to_pylist() for f, c in searched["shown"].items()},
+            searched["text"],
+            searched["starts"].tolist(),
+        ),
+        "search": [
+            [h.to_dict() for h in search(store, q, limit=MAX_LIMIT, layer=layer)]
+            for q in ("k", "r", "base", "f", "1")
+        ],
     }
 
 
@@ -392,12 +413,12 @@ def test_a_worker_applies_a_small_commit_without_reading_the_layer_again(
             old_fids.tolist()
         )
         assert same_objects  # the kept geometries, not decoded again
-        assert reads == [3]  # the facts of the three touched rows only
+        assert reads == [3, 3]  # the facts, then the searched columns, of the three touched rows only
         assert facts_mod.load_facts(worker, spec) is not old_facts
     else:
         assert changed is None
         assert not same_objects
-        assert reads == [None]
+        assert reads == [None, None]  # the facts, then the searched columns
     worker.close()
     writer.close()
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import layers
 from geo.errors import InputError
 from geo.figures.tally import tally
-from geo.figures.viewport import BIN_PX, BBox, cells_in_view, clusters, features_in_view
+from geo.figures.viewport import BIN_PX, BBox, _bins, cells_in_view, clusters, features_in_view
 from geo.imports.importer import import_file
 from geo.reading.gcj02 import wgs84_to_gcj02
 from geo.store.backends import open_store
@@ -110,6 +110,26 @@ def test_cluster_status_mix_property(points, zoom):
     for f, m in zip(got, mixes, strict=True):
         assert sum(m.values()) == f["properties"]["count"] and all(m.values())
         assert [s["status"] for s in f["properties"]["statuses"]] == [n for n in names if n in m]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cells=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 200)), min_size=1, max_size=300),
+    spread=st.sampled_from([1, 3, 1 << 20]),
+)
+def test_bins_are_numbered_as_a_sort_numbers_them(cells, spread):
+    """Counted in one pass (a few bins) or sorted (bins far apart), the clusters' bins are
+    those np.unique gives, in the same order."""
+    ix = np.array([c[0] for c in cells], dtype=np.int64) * spread
+    iy = np.array([c[1] for c in cells], dtype=np.int64)
+    ix -= ix.min()
+    iy -= iy.min()
+    inverse, counts = _bins(ix, iy)
+    _, expected_inverse, expected_counts = np.unique(
+        ix * (1 << 32) + iy, return_inverse=True, return_counts=True
+    )
+    assert inverse.tolist() == expected_inverse.ravel().tolist()
+    assert counts.tolist() == expected_counts.tolist()
 
 
 def test_feature_filters(loaded):

@@ -38,6 +38,8 @@ from geo.reading.gcj02 import wgs84_to_gcj02
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import generations
+from geo.store.interface.changes import enabled as changes_enabled
+from geo.store.interface.changes import splice
 from layers.base import UNASSIGNED, LayerSpec
 
 __all__ = ["MAX_LIMIT", "MAX_QUERY", "SearchHit", "check_query", "search"]
@@ -280,35 +282,98 @@ def _rank(
 
 
 def _feature_columns(store: Store, spec: LayerSpec) -> dict[str, Any]:
-    """``fid``, the unit, and each searchable field (lower-cased) of the current rows of ``spec``."""
+    """``fid``, the unit, and each searchable field (lower-cased) of the current rows of ``spec``.
+
+    Those of a new generation are made from the ones kept of an older one when the change log
+    covers the way (:func:`_follow_columns`), else read in full."""
     kept = store.cache.region("search")
     state = generations(store, spec)
     key = (spec.name, state)
 
     def fill() -> dict[str, Any]:
-        fields = list(spec.searchable_fields)
-        table = store.read_table(spec, [*fields, "gw_unit"])
-        shown: dict[str, pa.Array] = {}
-        for f in fields:
-            col = table.column(f).combine_chunks()
-            shown[f] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
-        first = shown[fields[0]] if fields else pa.array([], type=pa.string())
-        haystack = _haystack(list(shown.values())) if fields else first
-        lengths = np.asarray(pc.utf8_length(haystack).to_numpy(zero_copy_only=False), dtype=np.int64)
-        return {
+        followed = _follow_columns(store, spec, state)
+        if followed is not None:
+            return followed
+        return _columns_of(spec, store.read_table(spec, [*spec.searchable_fields, "gw_unit"]))
+
+    return kept.get_or_fill(key, fill, lambda: generations(store, spec) == state, wait=not store.writing())
+
+
+def _columns_of(spec: LayerSpec, table: pa.Table) -> dict[str, Any]:
+    """The searched columns of the rows of ``table`` (``fid``, the searchable fields, ``gw_unit``)."""
+    fields = list(spec.searchable_fields)
+    shown: dict[str, pa.Array] = {}
+    for f in fields:
+        col = table.column(f).combine_chunks()
+        shown[f] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
+    first = shown[fields[0]] if fields else pa.array([], type=pa.string())
+    return _with_text(
+        {
             "fid": np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64),
             "unit": table.column("gw_unit").combine_chunks(),
             # the survey id, lower-cased (for exact and prefix hits)
             "id": pc.utf8_lower(first) if spec.id_field else None,
-            # every row's fields in one text, rows apart by a record separator, and where
-            # each row starts in it: str.find runs over it many times faster than a kernel
-            # over a million short strings, and stops at the first hits
-            "text": _ROW_SEP.join(haystack.to_pylist()),
-            "starts": np.concatenate([[0], np.cumsum(lengths + 1)]),
+            # each row's fields in one lower-cased text
+            "haystack": _haystack(list(shown.values())) if fields else first,
             "shown": shown,
         }
+    )
 
-    return kept.get_or_fill(key, fill, lambda: generations(store, spec) == state, wait=not store.writing())
+
+def _with_text(cols: dict[str, Any]) -> dict[str, Any]:
+    """``cols`` with ``text``, every row's haystack in one text, rows apart by a record
+    separator, and ``starts``, where each row starts in it: str.find runs over it many times
+    faster than a kernel over a million short strings, and stops at the first hits."""
+    haystack: pa.Array = cols["haystack"]
+    rows = pa.ListArray.from_arrays(pa.array([0, len(haystack)], type=pa.int32()), haystack)
+    text = pc.binary_join(rows, _ROW_SEP)[0].as_py() or ""  # joined in Arrow, decoded once
+    lengths = np.asarray(pc.utf8_length(haystack).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return {**cols, "text": text, "starts": np.concatenate([[0], np.cumsum(lengths + 1)])}
+
+
+def _follow_columns(store: Store, spec: LayerSpec, state: tuple[str, ...]) -> dict[str, Any] | None:
+    """The searched columns of the current rows at ``state`` from those kept of an older
+    generation of ``spec``: the kept rows without the ones the change log says were touched
+    since, plus the touched ones current now, read in one snapshot with the log.  None when
+    nothing is kept, the log does not cover the way, or a write landed since ``state``."""
+    if not changes_enabled() or any(s.startswith("tx:") for s in state):
+        return None
+    latest = store.cache.region("search").latest(spec.name)
+    if latest is None:
+        return None
+    key, old = latest
+    since = key[1]  # type: ignore[index]
+    if any(s.startswith("tx:") for s in since) or not len(old["fid"]):
+        return None
+    with store.snapshot():
+        changed = store.changes(spec, since[0])
+        if changed is None or changed.generation != state[0]:
+            return None
+        table = store.read_table(spec, [*spec.searchable_fields, "gw_unit"], fids=changed.fids)
+    new = _columns_of(spec, table)
+    plan = splice(old["fid"], changed.fids, new["fid"])
+
+    def arrow(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
+        if a is None or b is None:
+            return None
+        kept = a if plan.keeps_all else a.filter(pa.array(plan.keep))
+        joined = pa.concat_arrays([kept, b.cast(a.type)])
+        return joined if plan.order is None else joined.take(pa.array(plan.order))
+
+    cols = {
+        "fid": plan.fids,
+        "unit": arrow(old["unit"], new["unit"]),
+        "id": arrow(old["id"], new["id"]),
+        "haystack": arrow(old["haystack"], new["haystack"]),
+        "shown": {f: arrow(a, new["shown"][f]) for f, a in old["shown"].items()},
+    }
+    if not (plan.keeps_all and plan.order is None):
+        return _with_text(cols)
+    # rows only added, after the kept ones: their text follows the kept text
+    if not len(new["fid"]):
+        return {**cols, "text": old["text"], "starts": old["starts"]}
+    starts = np.concatenate([old["starts"][:-1], old["starts"][-1] + new["starts"]])
+    return {**cols, "text": old["text"] + _ROW_SEP + new["text"], "starts": starts}
 
 
 def _feature_hits(cols: dict[str, Any], text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:

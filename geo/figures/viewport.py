@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyproj
@@ -426,10 +427,9 @@ def clusters(
     size = 360.0 / (256 * 2**zoom) * BIN_PX  # degrees of longitude per bin
     ix = np.floor(lon / size).astype(np.int64)
     iy = np.floor(lat / size).astype(np.int64)
-    # one integer per bin (bins are at most 2**22 across the globe), so a flat unique does
-    key = (ix - ix.min()) * (1 << 32) + (iy - iy.min())
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    ix -= ix.min()
+    iy -= iy.min()
+    inverse, counts = _bins(ix, iy)
     sx = np.bincount(inverse, weights=lon) / counts
     sy = np.bincount(inverse, weights=lat) / counts
     done = np.bincount(inverse, weights=completed.astype(float)).astype(np.int64)
@@ -451,6 +451,25 @@ def clusters(
             sx.tolist(), sy.tolist(), counts.tolist(), done.tolist(), mix.tolist(), strict=True
         )
     ]
+
+
+def _bins(ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bin of each point from its bin column ``ix`` and row ``iy`` (both from 0), numbered
+    in (column, row) order over the bins holding a point, and the points in each bin -- what
+    ``np.unique(key, return_inverse=True, return_counts=True)`` gives.  When the bins of the
+    box the points span are not many more than the points, they are counted in one pass
+    (no sort of the points); else the keys are sorted."""
+    rows = int(iy.max()) + 1
+    span = (int(ix.max()) + 1) * rows
+    if span <= max(4 * len(ix), 1 << 16):
+        key = ix * rows + iy
+        per_bin = np.bincount(key, minlength=span)
+        held = per_bin > 0
+        number = np.cumsum(held) - 1  # each held bin's number, in key order
+        return number[key], per_bin[held]
+    # one integer per bin (bins are at most 2**22 across the globe), so a flat unique does
+    _, inverse, counts = np.unique(ix * (1 << 32) + iy, return_inverse=True, return_counts=True)
+    return inverse.ravel(), counts
 
 
 def cells_in_view(
@@ -482,7 +501,9 @@ def cells_in_view(
     state = generations(store, *counted, grid_spec(), targets=True)
     key = ((level, layer, as_of, within, seen.tx, None if version is None else version.id), state)
 
-    def fill() -> tuple[Any, list[str], list[dict[str, Any]]]:
+    region = store.cache.region("cell_tables")
+
+    def fill() -> CellTable:
         table = tally(
             store,
             level,
@@ -491,16 +512,23 @@ def cells_in_view(
             Filters(within=within) if within else None,
             view=seen,
         )
+        # the same view of an older generation of the layers counted, on the same grid: only
+        # the units whose figures changed get their properties made again
+        latest = region.latest(key[0]) if changes_enabled() else None
+        if latest is not None and latest[0][1][len(counted)] == state[len(counted)]:  # type: ignore[index]
+            updated = _update_view_table(latest[1], table)
+            if updated is not None:
+                return updated
         return _view_table(store, level, table, version)
 
     # kept only when no write to what it counts landed while it was computed
-    view_table = store.cache.region("cell_tables").get_or_fill(
+    view_table = region.get_or_fill(
         key,
         fill,
         lambda: generations(store, *counted, grid_spec(), targets=True) == state,
         wait=not store.writing(),
     )
-    geo, codes, records = view_table
+    geo, codes, records = view_table.geo, view_table.codes, view_table.records
     hits = np.arange(len(geo))
     if bbox is not None:
         view = _view_box(bbox, gcj02)
@@ -520,34 +548,100 @@ def cells_in_view(
     return {"type": "FeatureCollection", "features": features, "level": level}
 
 
-def _view_table(
-    store: Store, level: str, table: Any, version: GridVersion | None
-) -> tuple[Any, list[str], list[dict[str, Any]]]:
-    """The units a map can show and what it shows of each (from the tally ``table`` counted on
-    grid ``version``), computed once per revision: ``(outlines with a spatial index, codes,
-    properties)`` in the same order.  A viewport then only queries the index and picks rows."""
+@dataclass(frozen=True)
+class CellTable:
+    """The units a map can show of one view and what it shows of each, in the same order:
+    ``geo`` (outlines with a spatial index), ``codes``, ``records`` (the properties of each
+    unit) and ``values`` (the tally columns the records were made from, to find which units
+    a newer tally changed)."""
+
+    geo: Any
+    codes: list[str]
+    records: list[dict[str, Any]]
+    values: pd.DataFrame
+
+
+def _shown_columns(columns: Any) -> list[str]:
+    """The tally columns a map draws and shows on hover (the full row is one /api/stats away)."""
+    return [
+        c
+        for c in columns
+        if c in ("name", "parent_name")
+        or "_completed" in c
+        or c.endswith(("_total", "_rate", "_progress", "_target"))
+    ]
+
+
+def _records(codes: list[Any], values: pd.DataFrame) -> list[dict[str, Any]]:
+    """The properties of the units ``codes`` from their rows of ``values`` (None for NaN)."""
+    columns: list[list[Any]] = []
+    for name in values.columns:
+        array = values[name].to_numpy()
+        column = array.tolist()  # Python ints, floats and strs (numbers in object columns stay numpy's)
+        if array.dtype.kind not in "biu":  # no missing value in an integer or bool column
+            missing = np.flatnonzero(np.asarray(pd.isna(array), dtype=bool)).tolist()
+            for i in missing:
+                column[i] = None
+            if array.dtype == object:
+                column = [v.item() if hasattr(v, "item") else v for v in column]
+        columns.append(column)
+    names = ["code", *values.columns]
+    return [
+        dict(zip(names, (str(code), *row), strict=True))
+        for code, row in zip(codes, zip(*columns, strict=True) if columns else [()] * len(codes), strict=True)
+    ]
+
+
+def _shown_rows(table: Any, codes: Any) -> pd.DataFrame:
+    """The shown columns of the tally ``table``'s rows of units ``codes``, in that order."""
+    rows = table.set_index(table["code"].to_numpy(dtype=object)).loc[codes]
+    return rows[_shown_columns(rows.columns)]
+
+
+def _view_table(store: Store, level: str, table: Any, version: GridVersion | None) -> CellTable:
+    """The :class:`CellTable` of the tally ``table`` counted on grid ``version``, computed once
+    per revision.  A viewport then only queries the index and picks rows."""
     table = table[table["code"] != UNASSIGNED]
     outlines = unit_geometry(store, level, version)
     wanted_codes = set(table["code"].astype(str).tolist())  # (np.isin on object arrays is quadratic)
     geo = outlines[
         np.fromiter((str(c) in wanted_codes for c in outlines.index), dtype=bool, count=len(outlines))
     ]
-    rows = table.set_index(table["code"].to_numpy(dtype=object)).loc[geo.index.to_numpy(dtype=object)]
-    # what a map draws and shows on hover; the full table row is one /api/stats call away
-    wanted = [
-        c
-        for c in rows.columns
-        if c in ("name", "parent_name")
-        or "_completed" in c
-        or c.endswith(("_total", "_rate", "_progress", "_target"))
-    ]
-    values = rows[wanted].astype(object).where(rows[wanted].notna(), None)
-    records = [
-        {"code": str(code), **{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}}
-        for code, record in zip(rows.index.tolist(), values.to_dict("records"), strict=True)
-    ]
+    order = geo.index.to_numpy(dtype=object)
+    values = _shown_rows(table, order)
     geo.sindex  # noqa: B018 -- built here, once, rather than by the first viewport
-    return geo, [str(c) for c in rows.index.tolist()], records
+    return CellTable(geo, [str(c) for c in order.tolist()], _records(order.tolist(), values), values)
+
+
+def _update_view_table(old: CellTable, table: Any) -> CellTable | None:
+    """The :class:`CellTable` of the tally ``table`` made from ``old``, the same view's table
+    of an older generation of the layers counted on the same grid: the records of the units
+    whose shown figures are unchanged are kept, the others made again -- so a commit of k
+    features makes at most k records, not one per unit.  None when the tally's units or
+    columns are not those of ``old`` (then it is made in full)."""
+    table = table[table["code"] != UNASSIGNED]
+    if len(table) < len(old.codes) or _shown_columns(table.columns) != list(old.values.columns):
+        return None
+    index = table["code"].to_numpy(dtype=object)
+    at = pd.Index(index).get_indexer(np.asarray(old.codes, dtype=object))
+    if (at < 0).any():
+        return None
+    values = table[list(old.values.columns)].iloc[at].set_axis(old.values.index)
+    changed = np.zeros(len(at), dtype=bool)
+    for column in values.columns:
+        if values[column].dtype != old.values[column].dtype:
+            return None
+        a, b = values[column].to_numpy(), old.values[column].to_numpy()
+        same = pd.isna(a) & pd.isna(b)
+        same |= np.asarray(a == b, dtype=bool) & ~pd.isna(a)
+        changed |= ~same
+    records = list(old.records)
+    where = np.flatnonzero(changed)
+    if len(where):
+        fresh = _records([old.codes[i] for i in where.tolist()], values.iloc[where])
+        for i, record in zip(where.tolist(), fresh, strict=True):
+            records[i] = record
+    return CellTable(old.geo, old.codes, records, values)
 
 
 def _outlines(
