@@ -203,6 +203,50 @@ def test_a_target_that_is_not_empty_is_refused(source: Location, tmp_path: Path,
         assert [u.name for u in store.list_users()] == ["carol"] and store.unusable() is None
 
 
+def _unregistered(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    kept = [s for s in layers.all_layers() if s.name != name]
+    monkeypatch.setattr(layers, "all_layers", lambda: list(kept))
+
+
+def test_layers_no_module_declares_are_refused_not_left_behind(
+    source: Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # a feature table added to the GeoPackage with a GIS tool
+    import geopandas as gpd
+    import pyogrio
+
+    extra = gpd.GeoDataFrame({"名称": ["旧图层"]}, geometry=[shapely.Point(120.1, 30.2)], crs="EPSG:4326")
+    pyogrio.write_dataframe(extra, source.store, layer="old_survey", driver="GPKG", append=False)
+    target = Location(str(tmp_path / "dst" / "gridwatch.gpkg"), tmp_path / "dst")
+    with pytest.raises(InputError) as caught:
+        copy_store(source, target, verify=compare_figures)
+    assert caught.value.code == "unknown_layers" and "old_survey" in caught.value.en
+    # a layer the store holds whose module is no longer installed
+    _unregistered(monkeypatch, SURVEY)
+    assert main(["store", "copy", source.store, str(tmp_path / "dst2")]) == 2
+    err = capsys.readouterr().err
+    assert "未登记的图层" in err and f"{SURVEY}, old_survey" in err
+    for folder in ("dst", "dst2"):
+        with open_store(tmp_path / folder) as store:  # nothing was written
+            assert store.is_empty() and store.unusable() is None
+
+
+@pytest.mark.needs("postgis")
+def test_a_postgis_source_with_a_layer_no_module_declares_is_refused(
+    source: Location, tmp_path: Path, pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psycopg")
+    middle = Location(pg_db, tmp_path / "pgdata")
+    copy_store(source, middle)
+    _unregistered(monkeypatch, SURVEY)
+    target = Location(str(tmp_path / "back.gpkg"), tmp_path / "back")
+    with pytest.raises(InputError) as caught:
+        copy_store(middle, target)
+    assert caught.value.code == "unknown_layers" and caught.value.en.count(SURVEY) == 1
+    with open_store(target.store, data=target.data) as store:
+        assert store.is_empty()
+
+
 def _drop_one_row(original: Callable[..., None]) -> Callable[..., None]:
     def insert(self: Any, table: str, batch: pa.RecordBatch, rename: Any = None) -> None:
         if table == SURVEY:

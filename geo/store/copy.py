@@ -116,7 +116,8 @@ def copy_store(
     Raises
     ------
     InputError
-        The target is the source, or is not empty (``store_not_empty``).
+        The target is the source, or is not empty (``store_not_empty``), or the source holds
+        layers no registered layer declares (``unknown_layers``).
     StoreError
         The copy differs from the source (``copy_mismatch``): the target stays marked unusable.
     """
@@ -156,6 +157,15 @@ def _copy(
             f"目标存储不是空的: {shown}（只能复制到空的存储）",
             f"the target store is not empty: {shown} (a store can only be copied into an empty one)",
             code="store_not_empty",
+        )
+    unknown = src.unknown_layers()
+    if unknown:
+        names = ", ".join(unknown)
+        raise InputError(
+            f"源存储含有本系统未登记的图层: {names}（复制会遗漏它们；请先装好声明这些图层的模块，或用 GIS 软件另行导出）",
+            f"the source store holds layers no registered layer declares: {names} (a copy would leave them"
+            " behind; install the modules that declare them first, or export them with a GIS tool)",
+            code="unknown_layers",
         )
     result = CopyResult(shown_location(source.store), shown)
     archived: list[tuple[int, str]] = []

@@ -39,7 +39,7 @@ from geo.store.interface.transfer import (
     neutral_tables,
     to_batch,
 )
-from geo.store.typed_views import ANY, views_needed
+from geo.store.typed_views import ANY, VIEW_TYPES, view_name, views_needed
 from layers.base import LayerSpec
 
 #: meta values that belong to this file, not to the data it holds
@@ -70,6 +70,18 @@ class GpkgTransfer(GpkgTables):
     # out -----------------------------------------------------------------------------------
     def _registered(self) -> list[LayerSpec]:
         return [s for s in layers.all_layers() if self.has_layer(s)]
+
+    def unknown_layers(self) -> list[str]:
+        """See :meth:`geo.store.interface.transfer.StoreTransfer.unknown_layers`.
+
+        Feature tables the GeoPackage declares (``gpkg_contents``) that no registered layer
+        names, leaving out the typed views of a declared table.
+        """
+        rows = self.conn.execute("SELECT table_name FROM gpkg_contents WHERE data_type='features'")
+        declared = {str(r[0]) for r in rows}
+        views = {view_name(name, t) for name in declared for t in VIEW_TYPES}
+        known = {s.name for s in layers.all_layers()}
+        return sorted(declared - known - views)
 
     def _table_columns(self, table: str) -> set[str]:
         return {str(r[1]) for r in self.conn.execute(f"PRAGMA table_info({_q(table)})")}

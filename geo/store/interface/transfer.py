@@ -209,6 +209,11 @@ class StoreTransfer(Protocol):
         returns the rows written per table."""
         ...
 
+    def unknown_layers(self) -> list[str]:
+        """Layer tables the store holds that no registered layer names (a copy would leave them
+        behind)."""
+        ...
+
     def table_counts(self) -> dict[str, int]:
         """The rows of every neutral table this store holds (tables it has none of left out)."""
         ...

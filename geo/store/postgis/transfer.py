@@ -54,6 +54,14 @@ class PgTransfer(PgTables):
     def _registered(self) -> list[LayerSpec]:
         return [s for s in layers.all_layers() if self.has_layer(s)]
 
+    def unknown_layers(self) -> list[str]:
+        """See :meth:`geo.store.interface.transfer.StoreTransfer.unknown_layers`.
+
+        Layers ``gw_layers`` holds that no registered layer names.
+        """
+        known = {s.name for s in layers.all_layers()}
+        return sorted(str(r[0]) for r in self._run("SELECT name FROM gw_layers") if str(r[0]) not in known)
+
     def _has(self, table: str) -> bool:
         return self._run("SELECT to_regclass(%s) IS NOT NULL", (q(table),)).fetchone() == (True,)
 
