@@ -261,6 +261,34 @@ def test_snapshot_sees_one_state_while_another_handle_commits(pg: PostgisStore, 
     other.close()
 
 
+def test_a_writer_held_back_gives_up_as_busy_instead_of_waiting_for_ever(
+    pg: PostgisStore, pg_db: str
+) -> None:
+    # PostgreSQL waits for a lock for ever by default; the store sets its own wait
+    assert pg.conn.execute("SHOW lock_timeout").fetchone() == ("1min",)
+    # one the URL sets is kept: here a short one, so that the writer gives up quickly
+    short = pg_db + ("&" if "?" in pg_db else "?") + "options=-c%20lock_timeout%3D300ms"
+    other = PostgisStore(short)
+    assert other.conn.execute("SHOW lock_timeout").fetchone() == ("300ms",)
+    seen: dict[str, str] = {}
+    with pg.hold_writes():
+
+        def attempt() -> None:
+            try:
+                accounts.add_user(other, "mallory", "viewer", "a long enough password")
+            except StoreError as exc:
+                seen["refused"] = exc.code
+
+        worker = threading.Thread(target=attempt)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive()
+    assert seen == {"refused": "store_busy"}
+    accounts.add_user(other, "mallory", "viewer", "a long enough password")  # free again
+    assert [u.name for u in pg.list_users()] == ["mallory"]
+    other.close()
+
+
 def test_generations_move_per_layer(pg: PostgisStore) -> None:
     assert pg.layer_generation(SURVEY) == ""
     _write(pg, 1, _rows([("a", 0, 1, "u1")]), False)

@@ -80,6 +80,10 @@ SCHEMA_VERSION = 2
 #: ``schema_sql``).
 SCHEMA_DIGEST = hashlib.sha256("\n".join((*SCHEMA_SQL, *CHANGES_SQL)).encode()).hexdigest()[:16]
 
+#: How long a write waits for another's locks before it is refused as busy (ms): the
+#: GeoPackage's busy timeout.
+LOCK_WAIT_MS = 60_000
+
 #: The SQL a database owner runs when the store's role may not create the extension.
 EXTENSION_SQL = "CREATE EXTENSION IF NOT EXISTS postgis"
 
@@ -125,6 +129,7 @@ class PgConnection(TransactionScopes):
                     f"cannot connect to the database {self.location}: {_first_line(exc, self._url)}",
                     code="store_unavailable",
                 ) from exc
+            self._set_lock_wait()
             if not self._ready:
                 try:
                     self._open_schema()
@@ -133,6 +138,19 @@ class PgConnection(TransactionScopes):
                     raise
                 self._ready = True
         return self._conn
+
+    def _set_lock_wait(self) -> None:
+        """Let a write wait for another's locks (another writer, a store copy holding writes) as
+        long as a GeoPackage writer waits for the file, then give up as busy: PostgreSQL's own
+        default is to wait for ever, which would hang a web request.  A ``lock_timeout`` the URL
+        (``options=-c lock_timeout=…``), the role or the database already sets is kept."""
+        assert self._conn is not None
+        try:
+            if self._conn.execute("SHOW lock_timeout").fetchone() == ("0",):
+                self._conn.execute(f"SET lock_timeout = '{LOCK_WAIT_MS}ms'")
+        except psycopg.Error as exc:
+            self.close()
+            raise store_error(exc, self._url) from exc
 
     def _open_schema(self) -> None:
         """Check for PostGIS and the store's tables; make them when allowed."""
