@@ -866,7 +866,7 @@ def _stats_match(run: subprocess.CompletedProcess[str], state: dict[str, Any]) -
 def test_read_only_store(shared_dir):
     """The GeoPackage and its archive are not writable by whoever runs gridwatch (as root, as in CI:
     user 65534, or root without capabilities): imports are refused clearly, reading goes on,
-    nothing changes."""
+    nothing changes; the store can be copied out."""
     data = shared_dir / "store"
     token = _seed_store(data, shared_dir / "seed")
     upload = _survey_zip(shared_dir / "in", "readonly", 2000, 500)
@@ -892,6 +892,25 @@ def test_read_only_store(shared_dir):
         _gridwatch(
             "--data",
             data,
+            "stats",
+            "--level",
+            "community",
+            "--format",
+            "json",
+            scratch=scratch,
+            runner=runner,
+        ),
+        before,
+    )
+    # a read-only store can be copied out (into a folder this user may write)
+    copied = scratch / "copy"
+    run = _gridwatch("store", "copy", data / STORE_FILE, copied, scratch=scratch, runner=runner)
+    assert run.returncode == 0, run.stderr
+    assert "核对通过" in run.stdout
+    _stats_match(
+        _gridwatch(
+            "--data",
+            copied,
             "stats",
             "--level",
             "community",
