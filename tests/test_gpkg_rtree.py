@@ -119,8 +119,8 @@ def test_a_bulk_loaded_tree_is_the_tree_sqlite_would_answer_with(
         old_ids = rng.permutation(held) * 3 + 1
         new_ids = np.arange(adding, dtype=np.int64) + 3 * held + 7
         # a few new entries take ids the tree holds: they replace those entries
-        if held and adding:
-            new_ids[: min(5, adding)] = old_ids[: min(5, adding)]
+        same = min(5, adding, held)
+        new_ids[:same] = old_ids[:same]
         with conn:
             _insert(conn, "bulk", old_ids, old)
             _insert(conn, "ref", old_ids, old)
@@ -259,3 +259,14 @@ def test_a_store_write_bulk_loads_and_gdal_filters_on_the_tree(tmp_path, bulk_al
     assert pyogrio.read_info(path, layer=PARKING.name)["capabilities"]["fast_spatial_filter"] is True
     assert sorted(hits.index) == sorted(frame.index[frame.intersects(shapely.box(*box))])
     assert 0 < len(hits) < len(frame) == 3000
+
+
+def test_a_defensive_connection_keeps_to_inserts(tmp_path):
+    """Where SQL may not write shadow tables, large writes take the per-entry inserts."""
+    conn = apsw.Connection(str(tmp_path / "t.gpkg"))
+    conn.execute("CREATE VIRTUAL TABLE t USING rtree(id, minx, maxx, miny, maxy)")
+    assert rtree_load.wants_bulk(conn, "t", 10 * rtree_load.BULK_MIN)
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+    assert not rtree_load.wants_bulk(conn, "t", 10 * rtree_load.BULK_MIN)
+    with pytest.raises(apsw.Error):
+        conn.execute("DELETE FROM t_node")

@@ -72,6 +72,8 @@ def wants_bulk(conn: apsw.Connection, rtree: str, adding: int) -> bool:
     :data:`BULK_MIN`, :data:`BULK_FRACTION`)."""
     if adding < BULK_MIN:
         return False
+    if conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, -1):
+        return False  # shadow tables are read-only to SQL on a defensive connection
     row: Any = conn.execute(f'SELECT count(*) FROM "{rtree}_rowid"').fetchone()
     return adding >= BULK_FRACTION * int(row[0])
 
