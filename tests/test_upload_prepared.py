@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from geo.imports.uploads import uploads_dir
 from geo.reading.vocab import vocab_key
 from geo.registry import get_layer
 from geo.store.backends import open_store
+from geo.store.base import STORE_FILE
+from geo.store.gpkg import feature_writes
+from geo.store.gpkg.blobs import encode_geometries
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp, zip_shp
 
 LAYER = "demolition"
@@ -351,3 +355,46 @@ def test_layer_declaration_changed_between_preview_and_commit_reads_again(make, 
         layers.register(spec)
     assert r.status_code == 200 and reads.count == 1, r.get_json()
     assert r.get_json()["added"] == first["added"] == 2
+
+
+def test_given_wkb_makes_the_blobs_encoding_would():
+    """The WKB a preview keeps is the WKB the GeoPackage writer stores, so handing it on
+    changes no byte: points, polygons, multi, 3D (stored 2D) and empty geometries."""
+    geoms = np.array(
+        [
+            shapely.Point(X0 + 0.1, Y0 - 0.3),
+            shapely.Point(X0 + 1, Y0 - 1, 7.5),
+            shapely.box(X0, Y0 - 10, X0 + 10, Y0),
+            shapely.MultiPoint([(X0, Y0), (X0 + 3, Y0 - 3)]),
+            shapely.Point(),
+        ],
+        dtype=object,
+    )
+    wkb = shapely.to_wkb(geoms, byte_order=1, flavor="iso", include_srid=False, output_dimension=2)
+    assert encode_geometries(geoms, 4547, wkb) == encode_geometries(geoms, 4547)
+
+
+@pytest.mark.slow
+def test_the_commit_hands_the_kept_wkb_to_the_store(make, tmp_path, monkeypatch):
+
+    app = make()
+    staged = _stage(app.test_client(), _sites_zip(tmp_path, "f", [f"W{i}" for i in range(6)]))
+    given: list[bool] = []
+    real = feature_writes.encode_geometries
+
+    def spied(geoms, srs, wkb=None):
+        given.append(wkb is not None)
+        return real(geoms, srs, wkb)
+
+    monkeypatch.setattr(feature_writes, "encode_geometries", spied)
+    with monkeypatch.context() as m:
+        Reads(m, fail=True)
+        assert _commit(app.test_client(), staged["upload_id"]).status_code == 200
+    assert given == [True]
+    con = sqlite3.connect(Path(app.config["GRIDWATCH_DATA"]) / STORE_FILE)
+    blobs = [bytes(r[0]) for r in con.execute(f'SELECT geom FROM "{get_layer(LAYER).name}" ORDER BY fid')]
+    srs = con.execute("SELECT srs_id FROM gpkg_geometry_columns WHERE table_name=?", (get_layer(LAYER).name,))
+    srs_id = srs.fetchone()[0]
+    con.close()
+    geoms = shapely.from_wkb([b[40:] for b in blobs])
+    assert len(blobs) == 5 and blobs == encode_geometries(geoms, srs_id)

@@ -322,6 +322,7 @@ def keep_own_rows(
         rows.keys[keep],
         rows.units[keep],
         None if rows.source_rows is None else rows.source_rows[keep],
+        None if rows.wkb is None else rows.wkb[keep],
     )
 
 

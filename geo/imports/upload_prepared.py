@@ -60,7 +60,7 @@ PREPARED_FILE = "prepared.arrow"
 #: What they were made from and their checksum (JSON).
 PREPARED_STAMP = "prepared.json"
 #: Bumped whenever what is kept or how it is made changes: older kept rows are read again.
-FORMAT = 1
+FORMAT = 2  # 2: the geometry kept as the 2D ISO WKB the GeoPackage writer stores
 
 _WKB, _KEY, _UNIT, _ROW = "__gw_wkb", "__gw_key", "__gw_unit", "__gw_row"
 
@@ -96,7 +96,11 @@ def keep_prepared(
     rows = prepared.rows
     try:
         table = pa.Table.from_pandas(rows.attrs, preserve_index=False)
-        table = table.append_column(_WKB, pa.array(list(shapely.to_wkb(rows.geometry)), type=pa.binary()))
+        # the WKB the GeoPackage writer stores (2D, ISO, little-endian): the commit hands it on
+        wkb = shapely.to_wkb(
+            rows.geometry, byte_order=1, flavor="iso", include_srid=False, output_dimension=2
+        )
+        table = table.append_column(_WKB, pa.array(list(wkb), type=pa.binary()))
         table = table.append_column(_KEY, pa.array(list(rows.keys), type=pa.string(), from_pandas=True))
         table = table.append_column(_UNIT, pa.array(list(rows.units), type=pa.string(), from_pandas=True))
         if rows.source_rows is not None:
@@ -160,12 +164,14 @@ def kept_prepared(
         columns = list(stamp["columns"])
         attrs = table.select(columns).to_pandas()
         attrs.columns = columns
+        wkb = table.column(_WKB).to_numpy(zero_copy_only=False)
         rows = FeatureRows(
             attrs,
-            shapely.from_wkb(table.column(_WKB).to_numpy(zero_copy_only=False)),
+            shapely.from_wkb(wkb),
             np.asarray(table.column(_KEY).to_pylist(), dtype=object),
             np.asarray(table.column(_UNIT).to_pylist(), dtype=object),
             table.column(_ROW).to_numpy() if _ROW in table.column_names else None,
+            wkb,
         )
         report = _report(stamp["report"])
         source = folder / params["name"]

@@ -11,12 +11,14 @@ _HEADER = np.dtype(
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 
 
-def encode_geometries(geoms: np.ndarray, srs_id: int) -> list[bytes]:
-    """GeoPackage binary blobs (little-endian, XY envelope, ISO WKB) for shapely geometries."""
+def encode_geometries(geoms: np.ndarray, srs_id: int, wkb: np.ndarray | None = None) -> list[bytes]:
+    """GeoPackage binary blobs (little-endian, XY envelope, ISO WKB) for shapely geometries;
+    ``wkb``, when given, is their WKB as this writes it (see ``FeatureRows.wkb``), used as it is."""
     n = len(geoms)
     if n == 0:
         return []
-    wkb = shapely.to_wkb(geoms, byte_order=1, flavor="iso", include_srid=False, output_dimension=2)
+    if wkb is None or len(wkb) != n:
+        wkb = shapely.to_wkb(geoms, byte_order=1, flavor="iso", include_srid=False, output_dimension=2)
     bounds = shapely.bounds(geoms)
     header = np.zeros(n, dtype=_HEADER)
     header["magic"] = b"GP"

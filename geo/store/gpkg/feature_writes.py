@@ -53,7 +53,7 @@ class GpkgFeatureWrites(GpkgGridVersions):
         n = len(rows)
         attrs = rows.attrs.reindex(columns=cols)
         columns = _column_lists(attrs, spec)
-        blobs = encode_geometries(rows.geometry, srs)
+        blobs = encode_geometries(rows.geometry, srs, rows.wkb)
         areas = shapely.area(rows.geometry)
         is_poly = np.isin(shapely.get_type_id(rows.geometry), (3, 6))
         area_list = [float(a) if p else None for a, p in zip(areas.tolist(), is_poly.tolist(), strict=True)]

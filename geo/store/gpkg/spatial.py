@@ -36,6 +36,7 @@ import apsw
 import numpy as np
 import shapely
 
+from geo.store.gpkg import rtree_load
 from geo.store.typed_views import VIEW_TYPES, view_label, view_name
 from layers.base import LayerSpec
 
@@ -233,11 +234,15 @@ def writer_indexes(conn: apsw.Connection, table: str) -> Iterator[bool]:
 
 def index_rows(conn: apsw.Connection, table: str, fids: np.ndarray, geoms: np.ndarray) -> None:
     """Add the R-tree entries of rows ``fids`` of ``table`` holding shapely ``geoms`` (NULL and
-    empty geometries get none, as the triggers do)."""
+    empty geometries get none, as the triggers do).  Many entries relative to the tree's size
+    rebuild it as a packed tree instead (:mod:`geo.store.gpkg.rtree_load`)."""
     if len(fids) == 0:
         return
     bounds = shapely.bounds(np.asarray(geoms, dtype=object))
     keep = np.flatnonzero(~np.isnan(bounds).any(axis=1))
+    if rtree_load.wants_bulk(conn, rtree_name(table), len(keep)):
+        rtree_load.rebuild(conn, rtree_name(table), np.asarray(fids, dtype=np.int64)[keep], bounds[keep])
+        return
     keep = keep[np.argsort(_z_order(bounds[keep]), kind="stable")]
     conn.executemany(
         f'INSERT OR REPLACE INTO "{rtree_name(table)}" VALUES (?,?,?,?,?)',

@@ -84,7 +84,10 @@ def enabled() -> bool:
 
 def encode_fids(fids: Iterable[int] | np.ndarray) -> bytes:
     """Sorted unique fids as little-endian int64 bytes, as the log stores them."""
-    arr = np.unique(np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64))
+    arr = np.sort(np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64))
+    # a sort and a mask: np.unique (hash based in numpy 2.4) took 0.3 s for the 227,000 fids
+    # of a large commit
+    arr = arr[np.concatenate(([True], arr[1:] != arr[:-1]))] if len(arr) else arr
     return arr.astype("<i8").tobytes()
 
 

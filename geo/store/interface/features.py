@@ -32,6 +32,10 @@ class FeatureRows:
         Assigned unit-grid code per row, or ``UNASSIGNED``.
     source_rows : ndarray of int, optional
         1-based record number of each row in the file it was read from.
+    wkb : ndarray of bytes, optional
+        Each geometry as 2D little-endian ISO WKB (``shapely.to_wkb(g, byte_order=1,
+        flavor="iso", output_dimension=2)``), when the caller has it already (the rows a
+        preview kept): the GeoPackage writer then uses it instead of encoding again.
     """
 
     attrs: pd.DataFrame
@@ -39,6 +43,7 @@ class FeatureRows:
     keys: np.ndarray
     units: np.ndarray
     source_rows: np.ndarray | None = None
+    wkb: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.geometry)
