@@ -51,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import geopandas as gpd
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from bench_engine import EPSG, baseline_stats, make_cells, make_points, write_gbk
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -59,6 +61,7 @@ from geo.figures.hierarchy import level_names
 from geo.figures.report import build_report
 from geo.figures.tally import tally
 from geo.imports.importer import import_file
+from geo.output.columnar import json_column, json_rows
 from geo.output.tables import column_kind, csv_value, level_labels, plain_value, totals
 from geo.output.to_csv import header_text
 from geo.registry import grid_spec
@@ -134,6 +137,22 @@ def old_json(report: Any, lv: str) -> bytes:
     return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def rows_join_before(table: Any) -> bytes:
+    """The default JSON rows as ``geo.output.columnar.json_rows`` joined them before the rows were
+    taken from one element-wise join (a keyed array per column, joined by ``, ``, then ``}``,
+    then the rows as a list): the same bytes, kept here as the same-run baseline."""
+    n = len(table)
+    cols = [json_column(table[c]) for c in table.columns]
+    keyed = []
+    for i, (c, col) in enumerate(zip(table.columns, cols, strict=True)):
+        key = ("{" if i == 0 else "") + json.dumps(str(c), ensure_ascii=False) + ": "
+        keyed.append(pc.binary_join_element_wise(key, col, ""))
+    rows = pc.binary_join_element_wise(*keyed, ", ")
+    rows = pc.cast(pc.binary_join_element_wise(rows, "}", ""), pa.large_string())
+    one = pa.LargeListArray.from_arrays(pa.array([0, n], type=pa.int64()), rows)
+    return b"[" + pc.binary_join(one, pa.scalar(", ", pa.large_string()))[0].as_buffer().to_pybytes() + b"]"
+
+
 # --- building the store ------------------------------------------------------------------
 
 
@@ -181,13 +200,14 @@ class Writer:
         self.work = Path(tempfile.mkdtemp(prefix="gridwatch-serbench-writes-"))
         self.bounds = bounds
         self.n = 0
+        self.run = time.time_ns()  # a file of the same bytes as an earlier run's would not be written again
 
     def __call__(self) -> None:
         x0, y0, x1, y1 = self.bounds
         k = self.n
         self.n += 1
         frame = gpd.GeoDataFrame(
-            {"编号": [f"TC{k:06d}"], "名称": [f"停放点{k}"], "状态": ["正常"]},
+            {"编号": [f"TC{self.run}-{k:06d}"], "名称": [f"停放点{k}"], "状态": ["正常"]},
             geometry=gpd.points_from_xy([x0 + (x1 - x0) * ((k * 0.37) % 1)], [(y0 + y1) / 2]),
             crs=EPSG,
         )
@@ -295,6 +315,15 @@ def run(folder: Path, token: str, repeat: int, naive: Callable[[], object] | Non
             f"the serialisation before Arrow (same run, in-process): CSV {t_old_csv * 1000:,.0f} ms, "
             f"JSON {t_old_json * 1000:,.0f} ms"
         )
+        table = report.levels[unit]
+        if rows_join_before(table) != json_rows(table):
+            raise SystemExit("the default JSON rows differ from those of the join before")
+        t_rows_now = timed(lambda: json_rows(table), repeat)
+        t_rows_before = timed(lambda: rows_join_before(table), repeat)
+        print(
+            f"default JSON rows in-process: {t_rows_now * 1000:,.0f} ms, with the join before "
+            f"{t_rows_before * 1000:,.0f} ms (same bytes; {t_rows_before / t_rows_now:.1f}×)"
+        )
         gz = {"Accept-Encoding": "gzip"}
         cases = [
             ("CSV", f"{base}&format=csv", {}),
@@ -315,12 +344,16 @@ def run(folder: Path, token: str, repeat: int, naive: Callable[[], object] | Non
         for name, url, headers in cases:
             size = len(get(url, token, **headers)[0])
             t: dict[str, list[float]] = {"tally": [], "rendered": [], "warm": [], "304": [], "naive": []}
+            before = get(url, token, **headers)[1]
             for k in range(repeat):
                 writer()
                 gc.collect()
                 t0 = time.perf_counter()
                 _body, tag = get(url, token, **headers)
                 t["rendered"].append(time.perf_counter() - t0)
+                if tag == before:
+                    raise SystemExit(f"{url}: the same tag after a commit")
+                before = tag
                 t0 = time.perf_counter()
                 tally(store, unit)
                 t["tally"].append(time.perf_counter() - t0)
