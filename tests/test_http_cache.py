@@ -279,3 +279,41 @@ def test_the_tag_is_the_same_from_another_app_on_the_same_store(
     other = make_app(store_dir, login=False).test_client()
     assert _tag(client) == _tag(other)
     assert date.fromisoformat(_get(other, JSON).get_json()["as_of"]) == clock.today()
+
+
+@pytest.mark.slow
+@pytest.mark.gpkg_only
+@pytest.mark.needs("chromium", "node_modules", "translations")
+def test_a_browser_revalidates_the_map_cells_and_still_draws_them(app: Any) -> None:
+    """The map page in Chromium: opened again, its /api/cells requests carry If-None-Match, are
+    answered 304, and the map has its cells."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.helpers.needs import chromium
+    from tests.helpers.web import serving, wait_for
+
+    seen: list[tuple[int, bool]] = []
+
+    def note(resp: Any) -> Any:
+        from flask import request
+
+        if request.path == "/api/cells":
+            seen.append((resp.status_code, bool(request.headers.get("If-None-Match"))))
+        return resp
+
+    app.after_request(note)
+    app.config["GRIDWATCH_TILES"] = "none"
+    with serving(app) as port, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+            counts = []
+            for _ in range(2):
+                page.goto(f"http://127.0.0.1:{port}/?tiles=none")
+                wait_for(page, "window.gridwatchMap && window.gridwatchMap.lastCells", 20000)
+                counts.append(page.evaluate("() => window.gridwatchMap.lastCells.count"))
+        finally:
+            browser.close()
+    assert seen[0] == (200, False)
+    assert (304, True) in seen
+    assert counts[0] > 0 and counts[1] == counts[0]  # the revalidated cells drawn as before
