@@ -11,17 +11,20 @@ generated data as ``bench_engine.py``), starts the real app on 127.0.0.1 (a thre
 server in this process, as ``bench_web.py`` does) and measures, warm:
 
 * the in-process tally of the unit grid (``geo.figures.tally.tally``), all layers;
-* ``GET /api/stats?level=<unit level>&format=csv`` and ``format=json`` (and the compact
-  ``rows=arrays`` JSON), whole request over a keep-alive-free HTTP/1.0 connection;
-* the same-run baseline: the serialisation path before it was changed (per-cell Python
-  values through ``csv.writer`` and ``json.dumps`` of a dict per row), kept in this file,
-  applied to the same report in-process;
+* ``GET /api/stats?level=<unit level>`` as CSV (code and Chinese headers), default JSON and the
+  compact ``rows=arrays`` JSON, each plain and gzip-compressed, whole request over a
+  keep-alive-free HTTP/1.0 connection, in rounds of: a real commit of one 停放点 point (every
+  answer's state changes), the first request after it (the body rendered), a warm tally, the same
+  request again (the body kept in the store cache), the request with ``If-None-Match`` (304);
+* the same-run baseline: the serialisation path before Arrow (per-cell Python values through
+  ``csv.writer`` and ``json.dumps`` of a dict per row), kept in this file, applied to the same
+  report in-process;
 * the naive way, per request: geopandas ``sjoin`` of the same points (generated again with
   the same seeds, held in memory) with the cells and a ``groupby`` per cell, as
-  ``bench_engine.py`` measures it (``--no-sjoin`` leaves it out).
+  ``bench_engine.py`` measures it, in the first three rounds (``--no-sjoin`` leaves it out).
 
-and prints the ratio HTTP / tally against the 3× target and sjoin / HTTP against the 20×
-target.
+and prints each time, the ratios to the tally (target for the warm answer: ≤ 3×) and the naive
+sjoin's ratio to each (target: ≥ 20×), with the load average at the start and the end.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -47,15 +51,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import geopandas as gpd
 import pandas as pd
-from bench_engine import baseline_stats, make_cells, make_points, write_gbk
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+from bench_engine import EPSG, baseline_stats, make_cells, make_points, write_gbk
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from geo.figures.hierarchy import level_names
 from geo.figures.report import build_report
 from geo.figures.tally import tally
 from geo.imports.importer import import_file
+from geo.output.columnar import json_column, json_rows
 from geo.output.tables import column_kind, csv_value, level_labels, plain_value, totals
 from geo.output.to_csv import header_text
+from geo.registry import grid_spec
 from geo.store import accounts
 from geo.store.backends import open_store
 from server import create_app
@@ -128,6 +137,22 @@ def old_json(report: Any, lv: str) -> bytes:
     return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def rows_join_before(table: Any) -> bytes:
+    """The default JSON rows as ``geo.output.columnar.json_rows`` joined them before the rows were
+    taken from one element-wise join (a keyed array per column, joined by ``, ``, then ``}``,
+    then the rows as a list): the same bytes, kept here as the same-run baseline."""
+    n = len(table)
+    cols = [json_column(table[c]) for c in table.columns]
+    keyed = []
+    for i, (c, col) in enumerate(zip(table.columns, cols, strict=True)):
+        key = ("{" if i == 0 else "") + json.dumps(str(c), ensure_ascii=False) + ": "
+        keyed.append(pc.binary_join_element_wise(key, col, ""))
+    rows = pc.binary_join_element_wise(*keyed, ", ")
+    rows = pc.cast(pc.binary_join_element_wise(rows, "}", ""), pa.large_string())
+    one = pa.LargeListArray.from_arrays(pa.array([0, n], type=pa.int64()), rows)
+    return b"[" + pc.binary_join(one, pa.scalar(", ", pa.large_string()))[0].as_buffer().to_pybytes() + b"]"
+
+
 # --- building the store ------------------------------------------------------------------
 
 
@@ -151,12 +176,47 @@ def build(folder: Path, cells_n: int, points_n: int) -> str:
     return token
 
 
-def fetch(url: str, token: str) -> bytes:
-    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
-    with urllib.request.urlopen(req, timeout=300) as resp:
-        if resp.status != 200:
-            raise SystemExit(f"{url}: HTTP {resp.status}")
-        return bytes(resp.read())
+def revalidate(url: str, token: str, tag: str, **headers: str) -> None:
+    """A conditional request that must be answered 304 with no body."""
+    req = urllib.request.Request(
+        url, headers={"Authorization": "Bearer " + token, "If-None-Match": tag, **headers}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            raise SystemExit(f"{url}: HTTP {resp.status}, not 304")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 304:
+            raise SystemExit(f"{url}: HTTP {exc.code}, not 304") from None
+        if exc.read():
+            raise SystemExit(f"{url}: a 304 with a body") from None
+
+
+class Writer:
+    """A small real commit per call (one new 停放点 point, a file of its own): what a surveyor's
+    upload does to the state every answer depends on."""
+
+    def __init__(self, folder: Path, bounds: Any):
+        self.folder = folder
+        self.work = Path(tempfile.mkdtemp(prefix="gridwatch-serbench-writes-"))
+        self.bounds = bounds
+        self.n = 0
+        self.run = time.time_ns()  # a file of the same bytes as an earlier run's would not be written again
+
+    def __call__(self) -> None:
+        x0, y0, x1, y1 = self.bounds
+        k = self.n
+        self.n += 1
+        frame = gpd.GeoDataFrame(
+            {"编号": [f"TC{self.run}-{k:06d}"], "名称": [f"停放点{k}"], "状态": ["正常"]},
+            geometry=gpd.points_from_xy([x0 + (x1 - x0) * ((k * 0.37) % 1)], [(y0 + y1) / 2]),
+            crs=EPSG,
+        )
+        path = write_gbk(frame, self.work / f"w{k}" / "p.shp")
+        with open_store(self.folder) as store:
+            import_file(store, "parking", path)
+
+    def close(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def main() -> int:
@@ -210,6 +270,22 @@ def naive_stats(cells_n: int, points_n: int) -> Callable[[], object]:
     return lambda: baseline_stats(points, cells)
 
 
+def get(url: str, token: str, **headers: str) -> tuple[bytes, str]:
+    """The body of ``url`` (read whole) and its ETag."""
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token, **headers})
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        if resp.status != 200:
+            raise SystemExit(f"{url}: HTTP {resp.status}")
+        return bytes(resp.read()), str(resp.headers.get("ETag", ""))
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def run(folder: Path, token: str, repeat: int, naive: Callable[[], object] | None = None) -> None:
     unit = level_names()[0]
     store = open_store(folder)
@@ -217,6 +293,9 @@ def run(folder: Path, token: str, repeat: int, naive: Callable[[], object] | Non
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}/api/stats?level={unit}"
+    grid = store.read_geometry(grid_spec())[1]
+    writer = Writer(folder, shapely.total_bounds(grid))
+    print(f"# load average at the start: {_loadavg()}")
     try:
         rows = len(tally(store, unit))
         report = build_report(store, [unit])
@@ -225,61 +304,97 @@ def run(folder: Path, token: str, repeat: int, naive: Callable[[], object] | Non
         t_old_json = timed(lambda: old_json(report, unit), repeat)
         t_report = timed(lambda: build_report(store, [unit]), repeat)
         print(
-            f"# {rows:,} units at level {unit!r}; medians of {repeat} warm runs, each request run right after a tally"
+            f"# {rows:,} units at level {unit!r}; medians of {repeat} rounds, each: a commit of one 停放点 point,"
         )
+        print(
+            "# the first request after it (body rendered), a warm tally, the request again (body kept), the"
+        )
+        print("# request with If-None-Match (304); the naive sjoin in the first three rounds")
         print(f"the whole report in-process (tally and provenance): {t_report * 1000:,.1f} ms")
+        print(
+            f"the serialisation before Arrow (same run, in-process): CSV {t_old_csv * 1000:,.0f} ms, "
+            f"JSON {t_old_json * 1000:,.0f} ms"
+        )
+        table = report.levels[unit]
+        if rows_join_before(table) != json_rows(table):
+            raise SystemExit("the default JSON rows differ from those of the join before")
+        t_rows_now = timed(lambda: json_rows(table), repeat)
+        t_rows_before = timed(lambda: rows_join_before(table), repeat)
+        print(
+            f"default JSON rows in-process: {t_rows_now * 1000:,.0f} ms, with the join before "
+            f"{t_rows_before * 1000:,.0f} ms (same bytes; {t_rows_before / t_rows_now:.1f}×)"
+        )
+        gz = {"Accept-Encoding": "gzip"}
         cases = [
-            ("CSV", f"{base}&format=csv", t_old_csv),
-            ("CSV, Chinese headers", f"{base}&format=csv&headers=zh", None),
-            ("JSON", f"{base}&format=json", t_old_json),
-            ("JSON, rows=arrays", f"{base}&format=json&rows=arrays", None),
+            ("CSV", f"{base}&format=csv", {}),
+            ("CSV, Chinese headers", f"{base}&format=csv&headers=zh", {}),
+            ("JSON, default shape", f"{base}&format=json", {}),
+            ("JSON, default shape, gzip", f"{base}&format=json", gz),
+            ("JSON, rows=arrays", f"{base}&format=json&rows=arrays", {}),
+            ("JSON, rows=arrays, gzip", f"{base}&format=json&rows=arrays", gz),
         ]
         if naive is not None:
             naive()
-            print(
-                "the naive way per request (sjoin + groupby, in memory), each run right before the request it is set against:"
-            )
         print(
-            "| what | in-process tally | over HTTP | size | HTTP / tally (target ≤ 3×) "
-            "| old serialisation alone (same run; + report, / tally) | naive sjoin / HTTP (target ≥ 20×) |"
+            "| what | size | tally | first after a write | warm (body kept) | 304 | "
+            "rendered / tally | warm / tally (target ≤ 3×) | naive sjoin | sjoin / rendered | sjoin / warm "
+            "(target ≥ 20×) | sjoin / 304 |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- |")
-        for name, url, old in cases:
-            size = len(fetch(url, token))
-            tally(store, unit)
-            t_tally, t_http = [], []
-            for _ in range(repeat):  # alternate, so that both see the same load on a shared machine
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name, url, headers in cases:
+            size = len(get(url, token, **headers)[0])
+            t: dict[str, list[float]] = {"tally": [], "rendered": [], "warm": [], "304": [], "naive": []}
+            before = get(url, token, **headers)[1]
+            for k in range(repeat):
+                writer()
                 gc.collect()
                 t0 = time.perf_counter()
-                tally(store, unit)
-                t_tally.append(time.perf_counter() - t0)
+                _body, tag = get(url, token, **headers)
+                t["rendered"].append(time.perf_counter() - t0)
+                if tag == before:
+                    raise SystemExit(f"{url}: the same tag after a commit")
+                before = tag
                 t0 = time.perf_counter()
-                fetch(url, token)
-                t_http.append(time.perf_counter() - t0)
-            tt, th = statistics.median(t_tally), statistics.median(t_http)
-            ratio = th / tt
-            verdict = "met" if ratio <= TARGET else "NOT met"
-            old_text = "—" if old is None else f"{old * 1000:,.0f} ms ({(old + t_report) / tt:.1f}×)"
-            naive_text = "—"
-            if naive is not None:
-                pairs = []
-                for _ in range(3):  # alternate, as above: each pair sees the same load
+                tally(store, unit)
+                t["tally"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                _body, again = get(url, token, **headers)
+                t["warm"].append(time.perf_counter() - t0)
+                if not tag or again != tag:
+                    raise SystemExit(f"{url}: no tag or a changed tag without a write ({tag!r}, {again!r})")
+                t0 = time.perf_counter()
+                revalidate(url, token, tag, **headers)
+                t["304"].append(time.perf_counter() - t0)
+                if naive is not None and k < 3:
                     t0 = time.perf_counter()
                     naive()
-                    t_naive = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    fetch(url, token)
-                    pairs.append((t_naive, time.perf_counter() - t0))
-                ratios = sorted(a / b for a, b in pairs)
-                naive_text = f"{ratios[1]:,.1f}× ({min(a for a, _b in pairs) * 1000:,.0f} ms; "
-                naive_text += "met)" if ratios[1] >= 20 else "NOT met)"
+                    t["naive"].append(time.perf_counter() - t0)
+            med = {key: statistics.median(v) if v else float("nan") for key, v in t.items()}
+            n = len(t["naive"])
+
+            def ratio(a: str, b: str, n: int = repeat, t: dict[str, list[float]] = t) -> float:
+                return statistics.median(x / y for x, y in zip(t[a][:n], t[b][:n], strict=True))
+
+            warm = ratio("warm", "tally")
+            naive_cols = "— | — | — | —"
+            if n:
+                sw = ratio("naive", "warm", n)
+                naive_cols = (
+                    f"{med['naive'] * 1000:,.0f} ms | {ratio('naive', 'rendered', n):,.1f}× | "
+                    f"{sw:,.1f}× ({'met' if sw >= 20 else 'NOT met'}) | {ratio('naive', '304', n):,.0f}×"
+                )
             print(
-                f"| {name} | {tt * 1000:,.1f} ms | {th * 1000:,.0f} ms | {size / 1024 / 1024:,.2f} MB "
-                f"| {ratio:.2f}× ({verdict}) | {old_text} | {naive_text} |"
+                f"| {name} | {size / 1024 / 1024:,.2f} MB | {med['tally'] * 1000:,.1f} ms "
+                f"| {med['rendered'] * 1000:,.0f} ms | {med['warm'] * 1000:,.1f} ms | {med['304'] * 1000:,.1f} ms "
+                f"| {ratio('rendered', 'tally'):.2f}× | {warm:.2f}× ({'met' if warm <= TARGET else 'NOT met'}) "
+                f"| {naive_cols} |",
+                flush=True,
             )
+        print(f"# load average at the end: {_loadavg()}")
     finally:
         server.shutdown()
         store.close()
+        writer.close()
 
 
 if __name__ == "__main__":

@@ -275,3 +275,51 @@ def test_a_numeric_columns_text_is_kept_by_its_values() -> None:
     assert wide.to_pylist() == ["3", "0", str(2**40)]
     shorter = json_column(pd.Series(np.array([3, 0], dtype=np.int64)))
     assert shorter.to_pylist() == ["3", "0"]
+
+
+def _json_rows_before(table: pd.DataFrame) -> bytes:
+    """The default rows as :func:`json_rows` joined them before (one keyed array per column,
+    joined by ``, ``, then ``}``, then the rows as a list): the reference of the shape."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from geo.output.columnar import _encode_str, _markup_free
+
+    n = len(table)
+    cols = [json_column(table[c]) for c in table.columns]
+    keyed = []
+    for i, (c, col) in enumerate(zip(table.columns, cols, strict=True)):
+        key = ("{" if i == 0 else "") + _markup_free(_encode_str(str(c))) + ": "
+        keyed.append(pc.binary_join_element_wise(key, col, ""))
+    rows = pc.binary_join_element_wise(*keyed, ", ")
+    rows = pc.binary_join_element_wise(rows, "}", "")
+    rows = pc.cast(rows, pa.large_string())
+    one = pa.LargeListArray.from_arrays(pa.array([0, n], type=pa.int64()), rows)
+    return b"[" + pc.binary_join(one, pa.scalar(", ", pa.large_string()))[0].as_buffer().to_pybytes() + b"]"
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_default_rows_are_byte_for_byte_those_of_the_renderer_before(
+    large: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geo.output import columnar
+
+    if large:  # the 64-bit path of tables beyond 2 GiB of text
+        monkeypatch.setattr(columnar, "LARGE_ROWS_BYTES", 0)
+    rng = np.random.default_rng(7)
+    n = 257
+    table = pd.DataFrame(
+        {
+            "code": [f"3402910010010{k:02d}" for k in range(n)],
+            "name": [None if k % 5 == 0 else f'网格<{k}>&,"{k}"' for k in range(n)],
+            "level": ["grid"] * n,
+            "a_total": rng.integers(0, 10_000, n),
+            "a_rate": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)),
+            "a_area_m2": rng.random(n) * 1e6,
+            "b\u00e9<x>": rng.integers(-5, 5, n).astype("int32"),
+            "edge": (EDGE_FLOATS * (n // len(EDGE_FLOATS) + 1))[:n],
+        }
+    )
+    for sample in (table, table.head(1), table[["a_total"]], table[["name"]], table.iloc[100:140]):
+        assert json_rows(sample) == _json_rows_before(sample)
+    assert json.loads(json_rows(table))[5]["name"] is None

@@ -25,6 +25,7 @@ from geo.output.html_map import html_map
 from geo.output.ledger import LEDGER_FORMATS, render_ledger
 from geo.registry import layer_name
 from geo.store import clock
+from web import answers
 from web.access import MAP, PUBLIC, is_admin, requires, user_name
 from web.clients import reads_files
 from web.common import (
@@ -106,31 +107,38 @@ def api_stats() -> Any:
         )
     levels = level_names() if renderer.all_levels else [level]
     filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
-    report = build_report(
-        get_store(),
-        levels,
-        layer_names,
-        as_of,
-        filters,
-        with_geometry=renderer.needs_geometry,
-        known_at=known_at,
-        grid=grid,
-        tz=timezone(),
-    )
-    report.csv_header = header == "1"
-    report.headers = headers
-    report.json_rows = rows
-    body = renderer.render(report, level)
-    if renderer.mimetype.endswith("json") and renderer.name != "json":  # GeoJSON; JSON escapes them itself
-        body = markup_free_json(body.decode("utf-8")).encode("utf-8")
-    resp = Response(body, mimetype=renderer.mimetype)
-    if renderer.name != "json":
-        # 违法建设_单元网格_2022-06-30.xlsx, gridwatch_grid_2022-06-30.xlsx for old clients
-        shown = [label(s) for s in survey_specs(layer_names)]
-        resp.headers["Content-Disposition"] = content_disposition(
-            renderer.download_name(report, level, shown), fallback=renderer.filename(report, level)
+    store = get_store()
+
+    def render() -> tuple[bytes, str, dict[str, str]]:
+        report = build_report(
+            store,
+            levels,
+            layer_names,
+            as_of,
+            filters,
+            with_geometry=renderer.needs_geometry,
+            known_at=known_at,
+            grid=grid,
+            tz=timezone(),
         )
-    return resp
+        report.csv_header = header == "1"
+        report.headers = headers
+        report.json_rows = rows
+        body = renderer.render(report, level)
+        if (
+            renderer.mimetype.endswith("json") and renderer.name != "json"
+        ):  # GeoJSON; JSON escapes them itself
+            body = markup_free_json(body.decode("utf-8")).encode("utf-8")
+        extra = {}
+        if renderer.name != "json":
+            # 违法建设_单元网格_2022-06-30.xlsx, gridwatch_grid_2022-06-30.xlsx for old clients
+            shown = [label(s) for s in survey_specs(layer_names)]
+            extra["Content-Disposition"] = content_disposition(
+                renderer.download_name(report, level, shown), fallback=renderer.filename(report, level)
+            )
+        return body, renderer.mimetype, extra
+
+    return answers.respond(store, timezone(), render)
 
 
 def _headers_arg(default: str | None) -> str | None:
@@ -151,20 +159,31 @@ def api_cells() -> Any:
     layer = layer and layer_name(layer)  # its code, Chinese or English name
     if layer is not None and layer not in {s.name for s in layers.survey_layers()}:
         raise InputError(f"未知图层: {layer}", f"unknown layer: {layer}", code="unknown_layer")
-    return jsonify(
-        cells_in_view(
-            get_store(),
+    store = get_store()
+    bbox, zoom, as_of, known_at, grid = (
+        BBox.parse(request.args.get("bbox")),
+        _int("zoom", 14, 0, 24),
+        as_of_arg(),
+        known_at_arg(),
+        grid_arg(),
+    )
+
+    def render() -> tuple[bytes, str, dict[str, str]]:
+        cells = cells_in_view(
+            store,
             level,
-            BBox.parse(request.args.get("bbox")),
-            _int("zoom", 14, 0, 24),
+            bbox,
+            zoom,
             layer=layer,
-            as_of=as_of_arg(),
+            as_of=as_of,
             within=request.args.get("within") or None,
             gcj02=_gcj02(),
-            known_at=known_at_arg(),
-            grid=grid_arg(),
+            known_at=known_at,
+            grid=grid,
         )
-    )
+        return jsonify(cells).get_data(), "application/json", {}
+
+    return answers.respond(store, timezone(), render)
 
 
 @bp.get("/summary")

@@ -68,6 +68,17 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
+#: The answer of a route whose body is kept and tagged (web/answers.py).
+_NOT_MODIFIED = {
+    "304": {
+        "description": "the answer is the one named in If-None-Match (the 200 carries a strong ETag that "
+        "changes with every write, grid revision, target or value-mapping change and with the day, and "
+        "Cache-Control: private, no-cache; a gzip-compressed answer has a tag of its own): no body",
+        "headers": {"ETag": {"schema": {"type": "string"}}},
+    }
+}
+
+
 def _ok(
     description: str, schema: dict[str, Any] | None = None, media: str = "application/json"
 ) -> dict[str, Any]:
@@ -260,6 +271,7 @@ def document() -> dict[str, Any]:
                         "200": _ok(
                             "GeoJSON FeatureCollection (too_many when the level is too fine)", GEOJSON_REF
                         ),
+                        **_NOT_MODIFIED,
                         **_errors(400),
                     },
                     [_level(), _survey_layer(), AS_OF, KNOWN_AT, GRID, BBOX, ZOOM, CRS, WITHIN],
@@ -449,6 +461,7 @@ def document() -> dict[str, Any]:
                             "Content-Disposition naming them (ASCII filename= and RFC 5987 filename*=)",
                             "content": stats_media,
                         },
+                        **_NOT_MODIFIED,
                         **_errors(400),
                     },
                     [

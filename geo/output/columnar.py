@@ -361,15 +361,41 @@ def json_rows(table: pd.DataFrame, arrays: bool = False) -> bytes:
         one = pa.LargeListArray.from_arrays(pa.array([0, n], type=pa.int64()), rows)
         joined = pc.binary_join(one, pa.scalar("],[", pa.large_string()))[0]
         return b"[[" + joined.as_buffer().to_pybytes() + b"]]"
-    else:
-        keyed = []
-        for i, (c, col) in enumerate(zip(table.columns, cols, strict=True)):
-            key = ("{" if i == 0 else "") + _markup_free(_encode_str(str(c))) + ": "
-            keyed.append(pc.binary_join_element_wise(key, col, ""))
-        rows = pc.binary_join_element_wise(*keyed, ", ")
-        rows = pc.binary_join_element_wise(rows, "}", "")
-        sep = ", "
-    rows = pc.cast(rows, pa.large_string())
-    one = pa.LargeListArray.from_arrays(pa.array([0, n], type=pa.int64()), rows)
-    joined = pc.binary_join(one, pa.scalar(sep, pa.large_string()))[0]
-    return b"[" + joined.as_buffer().to_pybytes() + b"]"
+    return b"".join((b"[", _object_rows(table, cols), b"]"))  # one copy of the rows' text
+
+
+#: Rows of about this many bytes or more are joined with 64-bit offsets (Arrow's ``large_string``).
+LARGE_ROWS_BYTES = 2**31 - 1
+
+
+def _repeated(text: str, n: int, large: bool) -> pa.Array:
+    """An Arrow string array of ``n`` times ``text``, made from its buffers (no per-value call)."""
+    data = text.encode("utf-8")
+    kind = np.int64 if large else np.int32
+    offsets = np.arange(n + 1, dtype=kind) * len(data)
+    typ = pa.large_string() if large else pa.string()
+    return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
+
+
+def _object_rows(table: pd.DataFrame, cols: list[pa.Array]) -> memoryview:
+    """The rows ``{"column": value, ...}`` of :func:`json_rows`, joined by ``, `` (without the
+    brackets): one element-wise join of every column's text between its key, written once per
+    row by :func:`_repeated`, each row ended by ``}, `` -- so the joined values are, in order,
+    the whole text, seen in their buffer (one Arrow call for all rows and columns, no copy)."""
+    n = len(table)
+    keys = [
+        ("{" if i == 0 else ", ") + _markup_free(_encode_str(str(c))) + ": "
+        for i, c in enumerate(table.columns)
+    ]
+    size = sum(int(c.nbytes) for c in cols) + n * (sum(len(k.encode("utf-8")) for k in keys) + 3)
+    large = size >= LARGE_ROWS_BYTES  # beyond 32-bit offsets
+    parts: list[pa.Array] = []
+    for key, col in zip(keys, cols, strict=True):
+        col = pc.fill_null(col, "null") if col.null_count else col  # a null would drop its row
+        parts += [_repeated(key, n, large), pc.cast(col, pa.large_string()) if large else col]
+    parts.append(_repeated("}, ", n, large))
+    rows = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string() if large else pa.string()))
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64 if large else np.int32)
+    start, end = int(offsets[rows.offset]), int(offsets[rows.offset + n])
+    data = rows.buffers()[2]
+    return memoryview(data)[start : end - 2] if data is not None else memoryview(b"")

@@ -83,7 +83,7 @@ def _first(key: Any) -> Hashable:
 #: Every kind of entry kept for a store, with its bounds.
 REGIONS: dict[str, RegionSpec] = {
     # (layer, generation) -> (fids, decoded geometries, units): the current rows of a layer
-    "geometry": RegionSpec(64, family=_first, share=0.35),
+    "geometry": RegionSpec(64, family=_first, share=0.3),
     # ((layer, tx, grid version or "current"), (layer generation, grid generation)) -> tally columns
     "facts": RegionSpec(64, family=_first, share=0.2),
     # unit hierarchy per (grid generation[, version])
@@ -104,6 +104,8 @@ REGIONS: dict[str, RegionSpec] = {
     "search": RegionSpec(16, family=_first, share=0.04),
     # simplified unit outlines already drawn, per (level, zoom, ...)
     "outlines": RegionSpec(64, share=0.02),
+    # ((path, query, language, ...), state) -> a rendered HTTP answer, its body (and gzip)
+    "answers": RegionSpec(64, family=_first, share=0.05),
 }
 
 
