@@ -151,15 +151,48 @@ def _positions_and_facts(
 def _to_lonlat(
     store: Store, fids: np.ndarray, geoms: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(fid, lon, lat, geometry in lon/lat)`` of ``geoms`` in the store CRS."""
+    """``(fid, lon, lat, geometry in lon/lat)`` of ``geoms`` in the store CRS.
+
+    A plain 2-D point's geometry in lon/lat is None: it is the point ``(lon, lat)``, made when
+    it is shown (:func:`_lonlat_at`) -- a fresh process answering its first map of a layer of
+    ten million points makes no ten million point objects it would keep."""
     srs = store.srs_epsg()
     if len(fids) == 0 or srs is None:
         empty = np.empty(0)
         return np.empty(0, dtype=np.int64), empty, empty, np.empty(0, dtype=object)
     t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4326))
+    if _plain_points(geoms):
+        # a layer of points: the point is its own point on the surface, projected once
+        xy = shapely.get_coordinates(geoms)
+        lon, lat = t.transform(xy[:, 0], xy[:, 1])
+        return (
+            fids,
+            np.asarray(lon, dtype=float),
+            np.asarray(lat, dtype=float),
+            np.full(len(fids), None, object),
+        )
     lonlat = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     points = shapely.point_on_surface(lonlat)
     return fids, shapely.get_x(points), shapely.get_y(points), lonlat
+
+
+def _lonlat_at(geoms: np.ndarray, lon: np.ndarray, lat: np.ndarray, idx: Any) -> np.ndarray:
+    """The geometries in lon/lat of the features at ``idx`` of :func:`_to_lonlat`'s arrays, the
+    points it left None made from their ``lon``, ``lat``."""
+    out = np.asarray(geoms[idx], dtype=object).copy()
+    missing = np.array([g is None for g in out], dtype=bool)
+    if missing.any():
+        out[missing] = shapely.points(np.asarray(lon[idx])[missing], np.asarray(lat[idx])[missing])
+    return out
+
+
+def _plain_points(geoms: np.ndarray) -> bool:
+    """Whether every one of ``geoms`` is a non-empty 2-D point."""
+    return bool(
+        (shapely.get_type_id(geoms) == 0).all()
+        and not shapely.is_empty(geoms).any()
+        and not shapely.has_z(geoms).any()
+    )
 
 
 def _shift(lon: np.ndarray, lat: np.ndarray, gcj02: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +315,7 @@ def features_in_view(
         # -1 (empty or unknown) picks the trailing None
         codes = np.array([*(v.code for v in category.values), None], dtype=object)
         shape = codes[facts.shape[idx]].tolist()
-    shown = _shift_geoms(geoms[idx], gcj02)
+    shown = _shift_geoms(_lonlat_at(geoms, lon, lat, idx), gcj02)
     if zoom < 15 and len(shown):  # polygons smaller than a pixel: send their point
         shown = np.where(np.isin(shapely.get_type_id(shown), (3, 6)), shapely.point_on_surface(shown), shown)
     details = _attributes(store, spec, fids[idx]) if detail else None
@@ -347,9 +380,9 @@ def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> d
     attrs = _attributes(store, spec, np.array([fid], dtype=np.int64))
     if fid not in attrs:
         raise NotFound(f"要素 {fid} 不存在", f"feature {fid} not found", code="feature_not_found")
-    fids, _, _, geoms = _positions(store, spec)
+    fids, lon, lat, geoms = _positions(store, spec)
     at = int(np.searchsorted(fids, fid))
-    geom = _shift_geoms(geoms[at : at + 1], gcj02)[0]
+    geom = _shift_geoms(_lonlat_at(geoms, lon, lat, slice(at, at + 1)), gcj02)[0]
     return {
         "type": "Feature",
         "id": fid,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -166,19 +167,17 @@ class GpkgFeatureReads(GpkgTables):
                 if cached is None:
                     # the generation in the same statement as the rows: one state of the layer,
                     # kept under its own generation even when a commit landed since ``key``
-                    rows = self.conn.execute(
-                        f'SELECT fid, geom, gw_unit, (SELECT value FROM gw_meta WHERE key=?) FROM "{spec.name}"'
-                        " ORDER BY fid",
-                        (f"gen:{spec.name}",),
-                    ).fetchall()
-                    if not rows:
-                        return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
-                    cached = (
-                        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                        decode_geometries([r[1] for r in rows]),  # type: ignore[misc]
-                        np.array([r[2] for r in rows], dtype=object),
+                    read = _decode_rows(
+                        self.conn.execute(
+                            f'SELECT fid, geom, gw_unit, (SELECT value FROM gw_meta WHERE key=?) FROM "{spec.name}"'
+                            " ORDER BY fid",
+                            (f"gen:{spec.name}",),
+                        )
                     )
-                    self._cache_geometry(spec, *cached, generation=str(rows[0][3] or ""))
+                    if read is None:
+                        return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+                    cached, generation = read
+                    self._cache_geometry(spec, *cached, generation=generation)
         fid_arr, geoms, _ = cached
         if fids is not None:
             keep = np.isin(fid_arr, fids)
@@ -353,6 +352,42 @@ def _conform(table: pa.Table, columns: list[str], kinds: dict[str, str]) -> pa.T
 #: Layers with at least this many rows are read through GDAL in a helper process (see
 #: GpkgStore.read_table): below it, fetching through SQLite costs less than the round trip.
 GDAL_MIN_ROWS = 100_000
+
+#: rows of one step of :func:`_decode_rows`
+DECODE_ROWS = 250_000
+
+
+def _decode_rows(cursor: Any) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], str] | None:
+    """``((fid, geometry, unit), generation)`` of the rows ``(fid, geom, gw_unit, generation)``
+    of one statement (None when it has none), taken from the cursor ``DECODE_ROWS`` at a time.
+
+    One statement is one state of the layer; taken in steps, the rows' Python objects (about
+    400 bytes a row) never exist for more than one step at a time -- fetched at once, ten
+    million rows made about 4 GB before a geometry was decoded.  Equal unit codes are made
+    one object (a layer of ten million rows has a few hundred thousand distinct codes).
+    """
+    fids: list[np.ndarray] = []
+    geoms: list[np.ndarray] = []
+    units: list[np.ndarray] = []
+    same: dict[Any, Any] = {}
+    generation: str | None = None
+    while True:
+        rows = list(itertools.islice(cursor, DECODE_ROWS))
+        if not rows:
+            break
+        if generation is None:
+            generation = str(rows[0][3] or "")
+        fids.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+        geoms.append(decode_geometries([r[1] for r in rows]))
+        units.append(np.array([same.setdefault(r[2], r[2]) for r in rows], dtype=object))
+        del rows
+    if generation is None:
+        return None
+    if len(fids) == 1:
+        return (fids[0], geoms[0], units[0]), generation
+    return (np.concatenate(fids), np.concatenate(geoms), np.concatenate(units)), generation
+
+
 _READER: tuple[int, ProcessPoolExecutor] | None = None
 _READER_LOCK = threading.Lock()
 
