@@ -25,7 +25,7 @@ import geo.figures.facts as facts_mod
 from geo.errors import GridwatchError
 from geo.figures.search import MAX_LIMIT, _feature_columns, search
 from geo.figures.tally import tally
-from geo.figures.viewport import _positions, cells_in_view
+from geo.figures.viewport import _lonlat_geoms, _positions, cells_in_view
 from geo.imports.batches import rollback
 from geo.imports.importer import import_file
 from geo.registry import get_layer, grid_spec
@@ -144,7 +144,12 @@ def _kept(store: Any, layer: str) -> dict[str, Any]:
             None if f.unrecognised is None else f.unrecognised.tolist(),
             None if f.undated is None else f.undated.tolist(),
         ),
-        "positions": (p_fids.tolist(), lon.round(9).tolist(), lat.round(9).tolist(), len(lonlat)),
+        "positions": (
+            p_fids.tolist(),
+            lon.round(9).tolist(),
+            lat.round(9).tolist(),
+            shapely.to_wkb(_lonlat_geoms(lonlat, lon, lat, np.arange(len(lonlat)))).tolist(),
+        ),
         # the tally rows kept with the facts (followed with them)
         "tallies": [tally(store, level, [layer]).to_json() for level in ("grid", "community")],
         # the map's unit tables (their records follow the figures that changed)
@@ -419,6 +424,46 @@ def test_a_worker_applies_a_small_commit_without_reading_the_layer_again(
         assert changed is None
         assert not same_objects
         assert reads == [None, None]  # the facts, then the searched columns
+    worker.close()
+    writer.close()
+
+
+def test_a_worker_follows_a_commit_touching_more_runs_of_fids_than_are_read_as_ranges(location, tmp_path):
+    """A large commit (a block of new rows) and a change of every third row's unit: the touched
+    fids make more runs than PostGIS reads as ranges (FID_RANGES); what the worker then holds
+    equals a fresh read.  Reads by fid agree with a full read whether the fids are one run, a
+    few, many, or too sparse for the GeoPackage's one range scan."""
+    from geo.store.postgis.feature_reads import FID_RANGES
+
+    spec = get_layer("parking")
+    writer = open_store(location, data=tmp_path / "data")
+    _layer_of(writer, 300, tmp_path)
+    worker = open_store(location, data=tmp_path / "data")
+    worker.cache = StoreCache(worker.location)
+    before = _kept(worker, "parking")
+    since = worker.layer_generation(spec)
+    xy = [(X0 + 2 + (k * 41) % 296, Y0 - 2 - (k * 29) % 296) for k in range(400)]
+    import_file(
+        writer, "parking", _points_file(tmp_path / "p1", "parking", xy, [f"N{k}" for k in range(400)])
+    )
+    fids, _ = writer.read_geometry(spec)
+    chosen = fids[:300:3]
+    with writer.transaction():
+        writer.set_units(spec, chosen, np.array([UNASSIGNED] * len(chosen), dtype=object))
+    changed = writer.changes(spec, since)
+    assert changed is not None and changed.steps == 2
+    runs = 1 + int(np.count_nonzero(np.diff(changed.fids) != 1))
+    assert runs > FID_RANGES
+    after = _kept(worker, "parking")
+    with open_store(location, data=tmp_path / "data") as fresh:
+        fresh.cache = StoreCache(fresh.location)
+        assert after == _kept(fresh, "parking")
+    assert after != before and len(after["geometry"][0]) == 700
+    # only the touched rows: as many runs as ranges, then beyond
+    for wanted in (changed.fids[-400:], changed.fids[: 2 * FID_RANGES : 2], changed.fids):
+        some = worker.read_table(spec, ["gw_unit", "gw_batch"], fids=wanted)
+        every = worker.read_table(spec, ["gw_unit", "gw_batch"])
+        assert some.to_pylist() == every.filter(np.isin(every.column("fid").to_numpy(), wanted)).to_pylist()
     worker.close()
     writer.close()
 

@@ -39,6 +39,7 @@ __all__ = [
     "enabled",
     "encode_fids",
     "merge",
+    "sorted_unique",
 ]
 
 #: ``$GRIDWATCH_CHANGE_LOG``: ``off`` (or ``0``, ``no``) makes caches re-read changed layers in full
@@ -82,9 +83,18 @@ def enabled() -> bool:
     return os.environ.get(CHANGE_LOG_ENV, "").strip().lower() not in ("off", "0", "no", "false")
 
 
+def sorted_unique(fids: np.ndarray) -> np.ndarray:
+    """The distinct ``fids`` in ascending order (int64), by a sort: ``np.unique`` hashes in
+    numpy 2.4, several times slower for 100,000 integers."""
+    a = np.sort(np.asarray(fids, dtype=np.int64))
+    if len(a) < 2:
+        return a
+    return a[np.concatenate(([True], a[1:] != a[:-1]))]
+
+
 def encode_fids(fids: Iterable[int] | np.ndarray) -> bytes:
     """Sorted unique fids as little-endian int64 bytes, as the log stores them."""
-    arr = np.unique(np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64))
+    arr = sorted_unique(np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64))
     return arr.astype("<i8").tobytes()
 
 
@@ -114,7 +124,7 @@ def merge(
         parts.append(decode_fids(blob))
         at = after
         if at == current:
-            return Changes(since, current, np.unique(np.concatenate(parts)), len(parts))
+            return Changes(since, current, sorted_unique(np.concatenate(parts)), len(parts))
     return None
 
 
