@@ -32,7 +32,16 @@ from geo.registry import get_layer, grid_spec
 from geo.store.backends import open_store
 from geo.store.cache import StoreCache
 from geo.store.interface.batches import Batch
-from geo.store.interface.changes import CHANGE_LOG_ENV, decode_fids, encode_fids, merge, splice
+from geo.store.interface.changes import (
+    CHANGE_LOG_ENV,
+    GROW_FROM,
+    append_rows,
+    decode_fids,
+    encode_fids,
+    merge,
+    reserved_bytes,
+    splice,
+)
 from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
@@ -66,6 +75,30 @@ def test_a_splice_drops_the_touched_rows_and_puts_the_current_ones_in_fid_order(
     assert values.tolist() == ["a", "D", "e", "G"]
     appended = splice(old, np.array([9]), np.array([9]))
     assert appended.order is None and appended.fids.tolist() == [1, 3, 5, 7, 9]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float64", "datetime64[D]", "bool", "object"])
+def test_appended_rows_go_into_the_room_after_a_column_and_never_into_another_ones(dtype):
+    first = np.arange(GROW_FROM + 10).astype(dtype)
+    grown = append_rows(first, np.arange(5).astype(dtype))  # copied once, with room after it
+    assert grown.tolist() == first.tolist() + np.arange(5).astype(dtype).tolist()
+    assert reserved_bytes(grown) > 0 and reserved_bytes(first) == 0
+    again = append_rows(grown, np.arange(7, 10).astype(dtype))  # into the room: no copy
+    assert np.shares_memory(again, grown) and again[: len(grown)].tolist() == grown.tolist()
+    assert again[len(grown) :].tolist() == np.arange(7, 10).astype(dtype).tolist()
+    # another column made from the same one (e.g. a fill that was not kept): its own copy
+    other = append_rows(grown, np.arange(20, 22).astype(dtype))
+    assert not np.shares_memory(other, again)
+    assert again[len(grown) :].tolist() == np.arange(7, 10).astype(dtype).tolist()
+    assert other[len(grown) :].tolist() == np.arange(20, 22).astype(dtype).tolist()
+    assert grown.tolist() == first.tolist() + np.arange(5).astype(dtype).tolist()  # never changed
+    # more rows than the room: a copy with new room
+    big = append_rows(again, np.zeros(len(again), dtype=dtype))
+    assert not np.shares_memory(big, again) and len(big) == 2 * len(again)
+    # splices that only add rows use it for the fids and every column
+    plan = splice(np.arange(GROW_FROM), np.array([GROW_FROM]), np.array([GROW_FROM]))
+    assert plan.order is None and plan.fids.tolist() == list(range(GROW_FROM + 1))
+    assert reserved_bytes(plan.fids) > 0
 
 
 # --- stores -----------------------------------------------------------------------------------
@@ -335,14 +368,20 @@ def _run(machine: type[Followed], examples: int, steps: int) -> None:
     assert sum(FOLLOWED) > examples  # the log was applied, not only fallen back from
 
 
+@pytest.fixture
+def growing(monkeypatch) -> None:
+    """Every column of any size grows in the room after it (append_rows), as a large layer's do."""
+    monkeypatch.setattr("geo.store.interface.changes.GROW_FROM", 1)
+
+
 @pytest.mark.slow
-def test_followed_caches_equal_fresh_ones_after_any_writes_gpkg():
+def test_followed_caches_equal_fresh_ones_after_any_writes_gpkg(growing):
     _run(Followed, 8, 10)
 
 
 @pytest.mark.slow
 @pytest.mark.needs("postgis")
-def test_followed_caches_equal_fresh_ones_after_any_writes_postgis(pg_cluster):
+def test_followed_caches_equal_fresh_ones_after_any_writes_postgis(pg_cluster, growing):
     _CLUSTER[:] = [pg_cluster]
 
     class OnPostgis(Followed):

@@ -34,6 +34,7 @@ from geo.reading.values import parse_date
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import generations
+from geo.store.interface.changes import append_rows
 from geo.store.interface.changes import enabled as changes_enabled
 from geo.store.interface.features import GridVersion
 from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, LayerSpec, Status
@@ -92,9 +93,9 @@ def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, n
             _, lon, lat, lonlat = _to_lonlat(store, fids[k:], geoms[k:])
             return (
                 fids,
-                np.concatenate([old_lon, lon]),
-                np.concatenate([old_lat, lat]),
-                np.concatenate([old_geoms, np.asarray(lonlat, dtype=object)]),
+                append_rows(old_lon, lon),
+                append_rows(old_lat, lat),
+                append_rows(old_geoms, np.asarray(lonlat, dtype=object)),
             )
         pos = np.clip(np.searchsorted(old_fids, fids), 0, max(len(old_fids) - 1, 0))
         known = (old_fids[pos] == fids) if len(old_fids) else np.zeros(len(fids), dtype=bool)

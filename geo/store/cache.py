@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from geo.store import memory
+from geo.store.interface.changes import reserved_bytes
 
 __all__ = [
     "DEFAULT_BUDGET_MB",
@@ -194,9 +195,10 @@ def entry_bytes(value: Any, depth: int = 6) -> int:
     if callable(own):
         return int(own())
     if isinstance(value, np.ndarray):
+        # with the room kept after a column that grows as commits add rows
         if value.dtype == object:
-            return 8 * value.size + _object_items_bytes(value.ravel(), value.size)
-        return int(value.nbytes)
+            return 8 * value.size + _object_items_bytes(value.ravel(), value.size) + reserved_bytes(value)
+        return int(value.nbytes) + reserved_bytes(value)
     if isinstance(value, str | bytes | int | float | bool):
         return sys.getsizeof(value)
     mod = type(value).__module__

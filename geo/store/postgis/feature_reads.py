@@ -163,15 +163,16 @@ class PgFeatureReads(PgTables):
         changed = self.changes(spec, since)
         if changed is None or changed.generation != generation:
             return None
-        table = self._fetch_out(
+        fids, wkb, units = self._fetch_columns(
             f"SELECT fid, ST_AsBinary(geom), gw_unit FROM {q(spec.name)} WHERE {_fid_in(changed.fids)} ORDER BY fid",
-            {"fid": pa.int64(), "wkb": pa.binary(), "unit": pa.string()},
+            3,
         )
-        plan = splice(old_fids, changed.fids, table.column("fid").to_numpy())
+        plan = splice(old_fids, changed.fids, np.fromiter(fids, dtype=np.int64, count=len(fids)))
+        blobs = np.array(wkb, dtype=object)
         out = (
             plan.fids,
-            plan.numpy(old_geoms, _decode(table.column("wkb"))),
-            plan.numpy(old_units, np.asarray(table.column("unit").to_pylist(), dtype=object)),
+            plan.numpy(old_geoms, np.asarray(shapely.from_wkb(blobs), dtype=object) if len(blobs) else blobs),
+            plan.numpy(old_units, np.array(units, dtype=object)),
         )
         self.cache.region("geometry")[(spec.name, generation)] = out
         return out

@@ -262,20 +262,23 @@ class PgTables(PgConnection):
             ),
         )
 
-    def _fetch_out(self, query: str, types: dict[str, pa.DataType]) -> pa.Table:
-        """The rows of ``query`` (its columns named and typed by ``types``, in order; ``binary``
-        columns come as raw bytes) as an Arrow table, fetched in one binary result: for a part
-        of a layer (rows read by fid), where ``COPY`` costs a round of Python per row and this
-        one libpq result for all of them."""
-        names = list(types)
+    def _fetch_columns(self, query: str, width: int) -> list[tuple[Any, ...]]:
+        """The ``width`` columns of ``query``'s rows, each a tuple of Python values (``bytea`` as
+        bytes), fetched in one binary result: for a part of a layer (rows read by fid), where
+        ``COPY`` costs a round of Python per row and this one libpq result for all of them."""
         try:
             with self.conn.cursor(binary=True) as cur:
                 cur.execute(query)
                 rows = cur.fetchall()
         except psycopg.Error as exc:
             raise store_error(exc, self._url) from exc
-        columns: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        return pa.table({n: pa.array(list(c), type=types[n]) for n, c in zip(names, columns, strict=True)})
+        return list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
+
+    def _fetch_out(self, query: str, types: dict[str, pa.DataType]) -> pa.Table:
+        """The rows of ``query`` (its columns named and typed by ``types``, in order) as an Arrow
+        table, fetched with :meth:`_fetch_columns`."""
+        columns = self._fetch_columns(query, len(types))
+        return pa.table({n: pa.array(c, type=t) for (n, t), c in zip(types.items(), columns, strict=True)})
 
 
 def is_grid(layer: str) -> bool:
