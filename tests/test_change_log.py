@@ -25,14 +25,23 @@ import geo.figures.facts as facts_mod
 from geo.errors import GridwatchError
 from geo.figures.search import MAX_LIMIT, _feature_columns, search
 from geo.figures.tally import tally
-from geo.figures.viewport import _positions, cells_in_view
+from geo.figures.viewport import _lonlat_geoms, _positions, cells_in_view
 from geo.imports.batches import rollback
 from geo.imports.importer import import_file
 from geo.registry import get_layer, grid_spec
 from geo.store.backends import open_store
 from geo.store.cache import StoreCache
 from geo.store.interface.batches import Batch
-from geo.store.interface.changes import CHANGE_LOG_ENV, decode_fids, encode_fids, merge, splice
+from geo.store.interface.changes import (
+    CHANGE_LOG_ENV,
+    GROW_FROM,
+    append_rows,
+    decode_fids,
+    encode_fids,
+    merge,
+    reserved_bytes,
+    splice,
+)
 from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED
 from tests.helpers.builders import X0, Y0, grid_frame, points_frame, write_shp
@@ -66,6 +75,30 @@ def test_a_splice_drops_the_touched_rows_and_puts_the_current_ones_in_fid_order(
     assert values.tolist() == ["a", "D", "e", "G"]
     appended = splice(old, np.array([9]), np.array([9]))
     assert appended.order is None and appended.fids.tolist() == [1, 3, 5, 7, 9]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float64", "datetime64[D]", "bool", "object"])
+def test_appended_rows_go_into_the_room_after_a_column_and_never_into_another_ones(dtype):
+    first = np.arange(GROW_FROM + 10).astype(dtype)
+    grown = append_rows(first, np.arange(5).astype(dtype))  # copied once, with room after it
+    assert grown.tolist() == first.tolist() + np.arange(5).astype(dtype).tolist()
+    assert reserved_bytes(grown) > 0 and reserved_bytes(first) == 0
+    again = append_rows(grown, np.arange(7, 10).astype(dtype))  # into the room: no copy
+    assert np.shares_memory(again, grown) and again[: len(grown)].tolist() == grown.tolist()
+    assert again[len(grown) :].tolist() == np.arange(7, 10).astype(dtype).tolist()
+    # another column made from the same one (e.g. a fill that was not kept): its own copy
+    other = append_rows(grown, np.arange(20, 22).astype(dtype))
+    assert not np.shares_memory(other, again)
+    assert again[len(grown) :].tolist() == np.arange(7, 10).astype(dtype).tolist()
+    assert other[len(grown) :].tolist() == np.arange(20, 22).astype(dtype).tolist()
+    assert grown.tolist() == first.tolist() + np.arange(5).astype(dtype).tolist()  # never changed
+    # more rows than the room: a copy with new room
+    big = append_rows(again, np.zeros(len(again), dtype=dtype))
+    assert not np.shares_memory(big, again) and len(big) == 2 * len(again)
+    # splices that only add rows use it for the fids and every column
+    plan = splice(np.arange(GROW_FROM), np.array([GROW_FROM]), np.array([GROW_FROM]))
+    assert plan.order is None and plan.fids.tolist() == list(range(GROW_FROM + 1))
+    assert reserved_bytes(plan.fids) > 0
 
 
 # --- stores -----------------------------------------------------------------------------------
@@ -144,7 +177,12 @@ def _kept(store: Any, layer: str) -> dict[str, Any]:
             None if f.unrecognised is None else f.unrecognised.tolist(),
             None if f.undated is None else f.undated.tolist(),
         ),
-        "positions": (p_fids.tolist(), lon.round(9).tolist(), lat.round(9).tolist(), len(lonlat)),
+        "positions": (
+            p_fids.tolist(),
+            lon.round(9).tolist(),
+            lat.round(9).tolist(),
+            shapely.to_wkb(_lonlat_geoms(lonlat, lon, lat, np.arange(len(lonlat)))).tolist(),
+        ),
         # the tally rows kept with the facts (followed with them)
         "tallies": [tally(store, level, [layer]).to_json() for level in ("grid", "community")],
         # the map's unit tables (their records follow the figures that changed)
@@ -330,14 +368,20 @@ def _run(machine: type[Followed], examples: int, steps: int) -> None:
     assert sum(FOLLOWED) > examples  # the log was applied, not only fallen back from
 
 
+@pytest.fixture
+def growing(monkeypatch) -> None:
+    """Every column of any size grows in the room after it (append_rows), as a large layer's do."""
+    monkeypatch.setattr("geo.store.interface.changes.GROW_FROM", 1)
+
+
 @pytest.mark.slow
-def test_followed_caches_equal_fresh_ones_after_any_writes_gpkg():
+def test_followed_caches_equal_fresh_ones_after_any_writes_gpkg(growing):
     _run(Followed, 8, 10)
 
 
 @pytest.mark.slow
 @pytest.mark.needs("postgis")
-def test_followed_caches_equal_fresh_ones_after_any_writes_postgis(pg_cluster):
+def test_followed_caches_equal_fresh_ones_after_any_writes_postgis(pg_cluster, growing):
     _CLUSTER[:] = [pg_cluster]
 
     class OnPostgis(Followed):
@@ -419,6 +463,46 @@ def test_a_worker_applies_a_small_commit_without_reading_the_layer_again(
         assert changed is None
         assert not same_objects
         assert reads == [None, None]  # the facts, then the searched columns
+    worker.close()
+    writer.close()
+
+
+def test_a_worker_follows_a_commit_touching_more_runs_of_fids_than_are_read_as_ranges(location, tmp_path):
+    """A large commit (a block of new rows) and a change of every third row's unit: the touched
+    fids make more runs than PostGIS reads as ranges (FID_RANGES); what the worker then holds
+    equals a fresh read.  Reads by fid agree with a full read whether the fids are one run, a
+    few, many, or too sparse for the GeoPackage's one range scan."""
+    from geo.store.postgis.feature_reads import FID_RANGES
+
+    spec = get_layer("parking")
+    writer = open_store(location, data=tmp_path / "data")
+    _layer_of(writer, 300, tmp_path)
+    worker = open_store(location, data=tmp_path / "data")
+    worker.cache = StoreCache(worker.location)
+    before = _kept(worker, "parking")
+    since = worker.layer_generation(spec)
+    xy = [(X0 + 2 + (k * 41) % 296, Y0 - 2 - (k * 29) % 296) for k in range(400)]
+    import_file(
+        writer, "parking", _points_file(tmp_path / "p1", "parking", xy, [f"N{k}" for k in range(400)])
+    )
+    fids, _ = writer.read_geometry(spec)
+    chosen = fids[:300:3]
+    with writer.transaction():
+        writer.set_units(spec, chosen, np.array([UNASSIGNED] * len(chosen), dtype=object))
+    changed = writer.changes(spec, since)
+    assert changed is not None and changed.steps == 2
+    runs = 1 + int(np.count_nonzero(np.diff(changed.fids) != 1))
+    assert runs > FID_RANGES
+    after = _kept(worker, "parking")
+    with open_store(location, data=tmp_path / "data") as fresh:
+        fresh.cache = StoreCache(fresh.location)
+        assert after == _kept(fresh, "parking")
+    assert after != before and len(after["geometry"][0]) == 700
+    # only the touched rows: as many runs as ranges, then beyond
+    for wanted in (changed.fids[-400:], changed.fids[: 2 * FID_RANGES : 2], changed.fids):
+        some = worker.read_table(spec, ["gw_unit", "gw_batch"], fids=wanted)
+        every = worker.read_table(spec, ["gw_unit", "gw_batch"])
+        assert some.to_pylist() == every.filter(np.isin(every.column("fid").to_numpy(), wanted)).to_pylist()
     worker.close()
     writer.close()
 

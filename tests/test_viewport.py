@@ -9,13 +9,23 @@ from datetime import date, timedelta
 import numpy as np
 import pyproj
 import pytest
+import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import layers
 from geo.errors import InputError
 from geo.figures.tally import tally
-from geo.figures.viewport import BIN_PX, BBox, _bins, cells_in_view, clusters, features_in_view
+from geo.figures.viewport import (
+    BIN_PX,
+    BBox,
+    _bins,
+    _lonlat_geoms,
+    _to_lonlat,
+    cells_in_view,
+    clusters,
+    features_in_view,
+)
 from geo.imports.importer import import_file
 from geo.reading.gcj02 import wgs84_to_gcj02
 from geo.store.backends import open_store
@@ -514,3 +524,34 @@ def test_no_write_inside_a_snapshot(store):
         pass
     with store.snapshot(), pytest.raises(RuntimeError), store.admin_transaction():
         pass
+
+
+class _InGaussKruger:
+    def srs_epsg(self) -> int:
+        return int(EPSG_GK)
+
+
+@pytest.mark.parametrize("kind", ["points", "mixed", "with none"])
+def test_positions_of_points_are_projected_coordinates_with_their_points_made_when_shown(kind):
+    rng = np.random.default_rng(5)
+    geoms = list(shapely.points(X0 + rng.uniform(0, 300, 50), Y0 - rng.uniform(0, 300, 50)))
+    if kind == "mixed":
+        geoms[7] = shapely.box(X0, Y0 - 20, X0 + 20, Y0)
+        geoms[9] = shapely.LineString([(X0 + 1, Y0 - 1), (X0 + 40, Y0 - 30)])
+    if kind == "with none":
+        geoms[3] = None
+    arr = np.array(geoms, dtype=object)
+    _, lon, lat, lonlat = _to_lonlat(_InGaussKruger(), np.arange(50), arr)  # type: ignore[arg-type]
+    # what every row's position was before points were kept as coordinates only
+    to_lonlat = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
+    want = shapely.transform(arr, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1])))
+    on_surface = shapely.point_on_surface(want)
+    np.testing.assert_array_equal(lon, shapely.get_x(on_surface))
+    np.testing.assert_array_equal(lat, shapely.get_y(on_surface))
+    made = _lonlat_geoms(lonlat, lon, lat, np.arange(50))
+    assert shapely.to_wkb(made).tolist() == shapely.to_wkb(want).tolist()
+    assert (lonlat == None).all() == (kind == "points")  # noqa: E711  (points: made when shown)
+    some = np.array([4, 7, 9, 3])
+    assert (
+        shapely.to_wkb(_lonlat_geoms(lonlat, lon, lat, some)).tolist() == shapely.to_wkb(want[some]).tolist()
+    )

@@ -34,6 +34,7 @@ from geo.reading.values import parse_date
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import generations
+from geo.store.interface.changes import append_rows
 from geo.store.interface.changes import enabled as changes_enabled
 from geo.store.interface.features import GridVersion
 from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, LayerSpec, Status
@@ -73,7 +74,8 @@ class BBox:
 
 
 def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(fid, lon, lat, geometry in lon/lat)`` of every feature of ``spec``."""
+    """``(fid, lon, lat, geometry in lon/lat)`` of every feature of ``spec`` (a point's geometry
+    None: take it with :func:`_lonlat_geoms`)."""
     state = generations(store, spec)
     kept = store.cache.region("positions")
 
@@ -91,9 +93,9 @@ def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, n
             _, lon, lat, lonlat = _to_lonlat(store, fids[k:], geoms[k:])
             return (
                 fids,
-                np.concatenate([old_lon, lon]),
-                np.concatenate([old_lat, lat]),
-                np.concatenate([old_geoms, np.asarray(lonlat, dtype=object)]),
+                append_rows(old_lon, lon),
+                append_rows(old_lat, lat),
+                append_rows(old_geoms, np.asarray(lonlat, dtype=object)),
             )
         pos = np.clip(np.searchsorted(old_fids, fids), 0, max(len(old_fids) - 1, 0))
         known = (old_fids[pos] == fids) if len(old_fids) else np.zeros(len(fids), dtype=bool)
@@ -151,47 +153,43 @@ def _positions_and_facts(
 def _to_lonlat(
     store: Store, fids: np.ndarray, geoms: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(fid, lon, lat, geometry in lon/lat)`` of ``geoms`` in the store CRS.
-
-    A plain 2-D point's geometry in lon/lat is None: it is the point ``(lon, lat)``, made when
-    it is shown (:func:`_lonlat_at`) -- a fresh process answering its first map of a layer of
-    ten million points makes no ten million point objects it would keep."""
+    """``(fid, lon, lat, geometry in lon/lat)`` of ``geoms`` in the store CRS; when all of them
+    are points, their geometries None (see :func:`_lonlat_geoms`)."""
     srs = store.srs_epsg()
     if len(fids) == 0 or srs is None:
         empty = np.empty(0)
         return np.empty(0, dtype=np.int64), empty, empty, np.empty(0, dtype=object)
     t = crsmod.transformer(pyproj.CRS.from_epsg(srs), pyproj.CRS.from_epsg(4326))
     if _plain_points(geoms):
-        # a layer of points: the point is its own point on the surface, projected once
+        # a point is its own point on the surface: project the coordinates only; the points
+        # in lon/lat are made for the features a viewport sends (see _lonlat_geoms)
         xy = shapely.get_coordinates(geoms)
-        lon, lat = t.transform(xy[:, 0], xy[:, 1])
-        return (
-            fids,
-            np.asarray(lon, dtype=float),
-            np.asarray(lat, dtype=float),
-            np.full(len(fids), None, object),
-        )
+        lon, lat = (np.asarray(v, dtype=float) for v in t.transform(xy[:, 0], xy[:, 1]))
+        return fids, lon, lat, np.empty(len(fids), dtype=object)
     lonlat = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     points = shapely.point_on_surface(lonlat)
     return fids, shapely.get_x(points), shapely.get_y(points), lonlat
 
 
-def _lonlat_at(geoms: np.ndarray, lon: np.ndarray, lat: np.ndarray, idx: Any) -> np.ndarray:
-    """The geometries in lon/lat of the features at ``idx`` of :func:`_to_lonlat`'s arrays, the
-    points it left None made from their ``lon``, ``lat``."""
-    out = np.asarray(geoms[idx], dtype=object).copy()
-    missing = np.array([g is None for g in out], dtype=bool)
-    if missing.any():
-        out[missing] = shapely.points(np.asarray(lon[idx])[missing], np.asarray(lat[idx])[missing])
+def _lonlat_geoms(geoms: np.ndarray, lon: np.ndarray, lat: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The geometries in lon/lat of the rows ``idx`` of :func:`_positions`: a point is kept
+    there only as its ``lon``/``lat`` (None in ``geoms``) and made here; a row without a
+    geometry (None, and no position) stays None."""
+    out = np.array(geoms[idx], dtype=object)
+    at = np.asarray(idx)
+    made = shapely.is_missing(out) & ~np.isnan(lon[at])
+    if made.any():
+        out[made] = shapely.points(lon[at][made], lat[at][made])
     return out
 
 
 def _plain_points(geoms: np.ndarray) -> bool:
-    """Whether every one of ``geoms`` is a non-empty 2-D point."""
+    """Whether every one of ``geoms`` is a non-empty two-dimensional point."""
     return bool(
-        (shapely.get_type_id(geoms) == 0).all()
-        and not shapely.is_empty(geoms).any()
-        and not shapely.has_z(geoms).any()
+        len(geoms)
+        and np.all(shapely.get_type_id(geoms) == shapely.GeometryType.POINT)
+        and not np.any(shapely.is_empty(geoms))
+        and not np.any(shapely.has_z(geoms))
     )
 
 
@@ -315,7 +313,7 @@ def features_in_view(
         # -1 (empty or unknown) picks the trailing None
         codes = np.array([*(v.code for v in category.values), None], dtype=object)
         shape = codes[facts.shape[idx]].tolist()
-    shown = _shift_geoms(_lonlat_at(geoms, lon, lat, idx), gcj02)
+    shown = _shift_geoms(_lonlat_geoms(geoms, lon, lat, idx), gcj02)
     if zoom < 15 and len(shown):  # polygons smaller than a pixel: send their point
         shown = np.where(np.isin(shapely.get_type_id(shown), (3, 6)), shapely.point_on_surface(shown), shown)
     details = _attributes(store, spec, fids[idx]) if detail else None
@@ -382,7 +380,7 @@ def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> d
         raise NotFound(f"要素 {fid} 不存在", f"feature {fid} not found", code="feature_not_found")
     fids, lon, lat, geoms = _positions(store, spec)
     at = int(np.searchsorted(fids, fid))
-    geom = _shift_geoms(_lonlat_at(geoms, lon, lat, slice(at, at + 1)), gcj02)[0]
+    geom = _shift_geoms(_lonlat_geoms(geoms, lon, lat, np.arange(at, at + 1)), gcj02)[0]
     return {
         "type": "Feature",
         "id": fid,

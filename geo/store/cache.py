@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from geo.store import memory
+from geo.store.interface.changes import reserved_bytes
 
 __all__ = [
     "DEFAULT_BUDGET_MB",
@@ -148,8 +149,28 @@ def _object_items_bytes(values: Any, n: int) -> int:
         return 0
     step = max(1, n // _SAMPLE)
     sample = values[::step][:_SAMPLE]
-    total = sum(_one_object_bytes(v) for v in sample)
+    total = _geometries_bytes(sample)
+    if total is None:
+        total = sum(_one_object_bytes(v) for v in sample)
     return int(total * n / max(1, len(sample)))
+
+
+def _geometries_bytes(sample: Any) -> int | None:
+    """:func:`_one_object_bytes` summed over ``sample`` in one call of shapely when it holds
+    only shapely geometries and None, else None."""
+    import shapely
+
+    if not all(v is None or isinstance(v, shapely.Geometry) for v in sample):
+        return None
+    arr = np.asarray(sample, dtype=object)
+    arr = arr[~shapely.is_missing(arr)]
+    if not len(arr):
+        return 0
+    return int(
+        96 * len(arr)
+        + 16 * shapely.get_num_coordinates(arr).sum()
+        + 64 * shapely.get_num_geometries(arr).sum()
+    )
 
 
 def _one_object_bytes(v: Any) -> int:
@@ -176,9 +197,10 @@ def entry_bytes(value: Any, depth: int = 6) -> int:
     if callable(own):
         return int(own())
     if isinstance(value, np.ndarray):
+        # with the room kept after a column that grows as commits add rows
         if value.dtype == object:
-            return 8 * value.size + _object_items_bytes(value.ravel(), value.size)
-        return int(value.nbytes)
+            return 8 * value.size + _object_items_bytes(value.ravel(), value.size) + reserved_bytes(value)
+        return int(value.nbytes) + reserved_bytes(value)
     if isinstance(value, str | bytes | int | float | bool):
         return sys.getsizeof(value)
     mod = type(value).__module__

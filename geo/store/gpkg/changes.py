@@ -58,8 +58,10 @@ def select_fids(conn: apsw.Connection, select: str, fids: np.ndarray) -> list[An
         return []
     lo, hi = int(fids[0]), int(fids[-1])
     if hi - lo + 1 <= 2 * len(fids):
-        wanted = set(fids.tolist())
         rows = conn.execute(f"{select} WHERE fid BETWEEN ? AND ? ORDER BY fid", (lo, hi)).fetchall()
+        if hi - lo + 1 == len(fids):  # every fid of the range
+            return rows
+        wanted = set(fids.tolist())
         return [r for r in rows if r[0] in wanted]
     out: list[Any] = []
     values = fids.tolist()

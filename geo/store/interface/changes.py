@@ -22,6 +22,8 @@ comparison in ``bench/bench_after_commit.py``).
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,10 +37,13 @@ __all__ = [
     "KEPT_STEPS",
     "ChangeLog",
     "Changes",
+    "append_rows",
     "decode_fids",
     "enabled",
     "encode_fids",
     "merge",
+    "reserved_bytes",
+    "sorted_unique",
 ]
 
 #: ``$GRIDWATCH_CHANGE_LOG``: ``off`` (or ``0``, ``no``) makes caches re-read changed layers in full
@@ -82,12 +87,18 @@ def enabled() -> bool:
     return os.environ.get(CHANGE_LOG_ENV, "").strip().lower() not in ("off", "0", "no", "false")
 
 
+def sorted_unique(fids: np.ndarray) -> np.ndarray:
+    """The distinct ``fids`` in ascending order (int64), by a sort: ``np.unique`` hashes in
+    numpy 2.4, several times slower for 100,000 integers."""
+    a = np.sort(np.asarray(fids, dtype=np.int64))
+    if len(a) < 2:
+        return a
+    return a[np.concatenate(([True], a[1:] != a[:-1]))]
+
+
 def encode_fids(fids: Iterable[int] | np.ndarray) -> bytes:
     """Sorted unique fids as little-endian int64 bytes, as the log stores them."""
-    arr = np.sort(np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64))
-    # a sort and a mask: np.unique (hash based in numpy 2.4) took 0.3 s for the 227,000 fids
-    # of a large commit
-    arr = arr[np.concatenate(([True], arr[1:] != arr[:-1]))] if len(arr) else arr
+    arr = sorted_unique(np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64))
     return arr.astype("<i8").tobytes()
 
 
@@ -117,8 +128,78 @@ def merge(
         parts.append(decode_fids(blob))
         at = after
         if at == current:
-            return Changes(since, current, np.unique(np.concatenate(parts)), len(parts))
+            return Changes(since, current, sorted_unique(np.concatenate(parts)), len(parts))
     return None
+
+
+#: Arrays of at least this many rows made by :func:`append_rows` get room for more after them.
+GROW_FROM = 4096
+
+#: Buffers made by :func:`append_rows` (by id): the buffer, weakly, and how many of its rows are
+#: taken -- by the longest array handed out as a view of it.
+_TAKEN: dict[int, tuple[weakref.ref[np.ndarray], int]] = {}
+_TAKEN_LOCK = threading.Lock()
+
+
+def append_rows(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``old`` followed by ``new`` (cast to ``old``'s dtype), without copying ``old`` when it can.
+
+    The result is a view of the first rows of a buffer with room for about a quarter more; when
+    ``old`` is such a view and ends where the rows taken from its buffer end, ``new`` is written
+    into the room after it and the longer view returned: O(len(new)) instead of a copy of the
+    whole column -- what a cache following a commit that only added rows does for each column.
+    ``old`` itself never changes (its rows stay as they are; the rows after it were no one's),
+    and a second array appended to the same ``old`` gets a copy, never the same room.
+    """
+    new = np.asarray(new, dtype=old.dtype)
+    n, k = len(old), len(new)
+    base = old.base
+    if k and old.ndim == 1 and isinstance(base, np.ndarray) and base.ndim == 1 and base.dtype == old.dtype:
+        with _TAKEN_LOCK:
+            taken = _TAKEN.get(id(base))
+            mine = (
+                taken is not None
+                and taken[0]() is base
+                and taken[1] == n
+                and len(base) >= n + k
+                and old.strides == base.strides
+                and old.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+            )
+            if mine:
+                _TAKEN[id(base)] = (taken[0], n + k)  # type: ignore[index]
+        if mine:
+            base[n : n + k] = new
+            return base[: n + k]
+    total = n + k
+    room = total // 4 if total >= GROW_FROM else 0
+    if not room:
+        return np.concatenate([old, new])
+    buffer = np.empty(total + room, dtype=old.dtype)
+    buffer[:n] = old
+    buffer[n:total] = new
+    key = id(buffer)
+    with _TAKEN_LOCK:
+        _TAKEN[key] = (weakref.ref(buffer, lambda _ref: _forget(key, _ref)), total)
+    return buffer[:total]
+
+
+def _forget(key: int, ref: weakref.ref[np.ndarray]) -> None:
+    with _TAKEN_LOCK:
+        if key in _TAKEN and _TAKEN[key][0] is ref:
+            del _TAKEN[key]
+
+
+def reserved_bytes(arr: np.ndarray) -> int:
+    """Bytes of the room after ``arr`` in its :func:`append_rows` buffer (0 for other arrays):
+    what ``arr`` holds beyond its own ``nbytes``."""
+    base = arr.base
+    if not isinstance(base, np.ndarray) or arr.ndim != 1:
+        return 0
+    with _TAKEN_LOCK:
+        taken = _TAKEN.get(id(base))
+    if taken is None or taken[0]() is not base:
+        return 0
+    return max(0, int(base.nbytes) - int(arr.nbytes))
 
 
 @dataclass(frozen=True)
@@ -135,6 +216,8 @@ class Splice:
 
     def numpy(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """One numpy column of the new generation from the old one and the rows read again."""
+        if self.keeps_all and self.order is None:
+            return append_rows(old, new)  # rows only added: into the room after the old ones
         kept = old if self.keeps_all else old[self.keep]
         out = np.concatenate([kept, np.asarray(new, dtype=old.dtype)])
         return out if self.order is None else out[self.order]
@@ -154,9 +237,11 @@ def splice(old_fids: np.ndarray, touched: np.ndarray, new_fids: np.ndarray) -> S
         dropped = len(hit)
     kept = old_fids if not dropped else old_fids[keep]
     new_fids = np.asarray(new_fids, dtype=np.int64)
-    fids = np.concatenate([kept, new_fids])
     order = None
     if len(kept) and len(new_fids) and new_fids[0] <= kept[-1]:
+        fids = np.concatenate([kept, new_fids])
         order = np.argsort(fids, kind="stable")
         fids = fids[order]
+    else:
+        fids = append_rows(kept, new_fids) if not dropped else np.concatenate([kept, new_fids])
     return Splice(keep, order, fids, keeps_all=not dropped)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import shapely
 
 from geo.store.interface.changes import enabled as changes_enabled
-from geo.store.interface.changes import splice
+from geo.store.interface.changes import sorted_unique, splice
 from geo.store.postgis.tables import ARROW_TYPES, GW_KINDS, PgTables, q
 from layers.base import LayerSpec
 
@@ -85,7 +85,8 @@ class PgFeatureReads(PgTables):
         """See :meth:`geo.store.interface.features.FeatureStore.read_table`.
 
         One ``COPY (SELECT …) TO STDOUT`` read into Arrow; with ``tx`` the row versions visible
-        then (current and retired ones, each fid once); with ``fids`` those current rows.
+        then (current and retired ones, each fid once); with ``fids`` those current rows, in
+        one binary result (:meth:`_fetch_out`).
         """
         kinds = self._kinds(spec)
         types = {"fid": pa.int64()} | {c: ARROW_TYPES[kinds.get(c, "str")] for c in columns}
@@ -93,8 +94,10 @@ class PgFeatureReads(PgTables):
             return pa.table({n: pa.array([], type=t) for n, t in types.items()})
         cols = "".join(f", {q(c)}" for c in columns)
         if tx is None and fids is not None:
-            query = f"SELECT fid{cols} FROM {q(spec.name)} WHERE {_fid_in(fids)} ORDER BY fid"
-        elif tx is None:
+            return self._fetch_out(
+                f"SELECT fid{cols} FROM {q(spec.name)} WHERE {_fid_in(fids)} ORDER BY fid", types
+            )
+        if tx is None:
             query = f"SELECT fid{cols} FROM {q(spec.name)} ORDER BY fid"
         else:
             query = self._visible_query(spec, int(tx), cols, "fid")
@@ -160,16 +163,16 @@ class PgFeatureReads(PgTables):
         changed = self.changes(spec, since)
         if changed is None or changed.generation != generation:
             return None
-        table = self._copy_out(
-            f"SELECT fid, encode(ST_AsBinary(geom), 'hex'), gw_unit FROM {q(spec.name)}"
-            f" WHERE {_fid_in(changed.fids)} ORDER BY fid",
-            {"fid": pa.int64(), "wkb": pa.string(), "unit": pa.string()},
+        fids, wkb, units = self._fetch_columns(
+            f"SELECT fid, ST_AsBinary(geom), gw_unit FROM {q(spec.name)} WHERE {_fid_in(changed.fids)} ORDER BY fid",
+            3,
         )
-        plan = splice(old_fids, changed.fids, table.column("fid").to_numpy())
+        plan = splice(old_fids, changed.fids, np.fromiter(fids, dtype=np.int64, count=len(fids)))
+        blobs = np.array(wkb, dtype=object)
         out = (
             plan.fids,
-            plan.numpy(old_geoms, _decode(table.column("wkb"))),
-            plan.numpy(old_units, np.asarray(table.column("unit").to_pylist(), dtype=object)),
+            plan.numpy(old_geoms, np.asarray(shapely.from_wkb(blobs), dtype=object) if len(blobs) else blobs),
+            plan.numpy(old_units, np.array(units, dtype=object)),
         )
         self.cache.region("geometry")[(spec.name, generation)] = out
         return out
@@ -238,17 +241,32 @@ class PgFeatureReads(PgTables):
 
 
 def _decode(hexes: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Shapely geometries from hex WKB (None for null)."""
-    values = np.asarray(hexes.to_pylist(), dtype=object)
+    """Shapely geometries from WKB, hex or raw (None for null)."""
+    values = np.asarray(hexes.to_numpy(zero_copy_only=False), dtype=object)
     return np.asarray(shapely.from_wkb(values), dtype=object) if len(values) else np.empty(0, dtype=object)
 
 
+#: Up to this many runs of consecutive fids are selected as ranges (each one range scan of the
+#: primary key); more are listed in an array.
+FID_RANGES = 64
+
+
 def _fid_in(fids: np.ndarray) -> str:
-    """A WHERE condition on ``fid`` being one of ``fids`` (integers, written out), bounded by
-    their range so the primary key's index is scanned only there (an import's new rows are
-    consecutive)."""
+    """A WHERE condition on ``fid`` being one of ``fids`` (sorted, unique integers, written
+    out): the runs of consecutive fids as ranges when there are at most :data:`FID_RANGES` of
+    them (an import's new rows are consecutive) -- a range is scanned on the primary key, where
+    a long ``= ANY(array)`` made PostgreSQL scan the whole table; else the list, bounded by its
+    range."""
     values = np.asarray(fids, dtype=np.int64)
     if not len(values):
         return "false"
+    if len(values) > 1 and not bool(np.all(np.diff(values) > 0)):
+        values = sorted_unique(values)
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    if len(breaks) < FID_RANGES:
+        starts = values[np.concatenate([[0], breaks + 1])].tolist()
+        ends = values[np.concatenate([breaks, [len(values) - 1]])].tolist()
+        ranges = [f"fid BETWEEN {a} AND {b}" for a, b in zip(starts, ends, strict=True)]
+        return ranges[0] if len(ranges) == 1 else "(" + " OR ".join(ranges) + ")"
     listed = "fid = ANY('{" + ",".join(map(str, values.tolist())) + "}'::bigint[])"
     return f"fid BETWEEN {int(values.min())} AND {int(values.max())} AND {listed}"
