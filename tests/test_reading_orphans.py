@@ -39,6 +39,19 @@ time.sleep(600)
 """
 
 
+#: A caller that starts the store's GDAL reading helper (a process pool of one, kept for the
+#: life of the process), then reports it and the forkserver.
+POOL_CALLER = """
+import json, os, time
+from multiprocessing import forkserver
+from geo.store.gpkg import feature_reads
+
+helper = feature_reads._gdal_reader().submit(os.getpid).result()
+print(json.dumps({"helper": helper, "forkserver": forkserver._forkserver._forkserver_pid}), flush=True)
+time.sleep(600)
+"""
+
+
 def running(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie waiting to be reaped counts as gone)."""
     try:
@@ -48,10 +61,10 @@ def running(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def start_caller(settle: float) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def start_caller(settle: float, script: str = CALLER) -> tuple[subprocess.Popen[str], dict[str, int]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     caller = subprocess.Popen(
-        [sys.executable, "-c", CALLER, str(settle)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, str(settle)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
     assert caller.stdout is not None
     line = caller.stdout.readline()
@@ -72,9 +85,13 @@ def wait_gone(pids: dict[str, int], patience: float = 30.0) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("settle", [0.0, 1.0], ids=["at-once", "while-reading"])
-def test_killing_the_caller_ends_its_reading_helper_and_the_forkserver(settle):
-    caller, pids = start_caller(settle)
+@pytest.mark.parametrize(
+    ("settle", "script"),
+    [(0.0, CALLER), (1.0, CALLER), (0.0, POOL_CALLER)],
+    ids=["at-once", "while-reading", "store-reading-pool"],
+)
+def test_killing_the_caller_ends_its_reading_helper_and_the_forkserver(settle, script):
+    caller, pids = start_caller(settle, script)
     try:
         assert all(running(pid) for pid in pids.values()), pids
         os.kill(caller.pid, signal.SIGKILL)

@@ -21,7 +21,8 @@ read starts in tens of milliseconds.  A read the caller no longer wants (the cli
 gone) is stopped by killing the helper.  A helper whose caller dies without stopping it (a
 server worker killed with SIGKILL) notices that no one reads its pipe any more and kills
 itself (:func:`_exit_when_orphaned`); the forkserver, which stays up while one of its helpers
-does, then ends too, as does multiprocessing's resource tracker.
+does, then ends too, as does multiprocessing's resource tracker.  Long-lived helpers from the
+same forkserver (a process pool) are given :func:`exit_with` as their initializer.
 """
 
 from __future__ import annotations
@@ -284,6 +285,40 @@ def _exit_when_orphaned(sender: multiprocessing.connection.Connection) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def exit_with(pid: int) -> None:
+    """End this process (SIGKILL) when process ``pid`` ends: the initializer of a pool of helper
+    processes started from :func:`process_context`, given the pid of the process that owns the
+    pool (``initializer=exit_with, initargs=(os.getpid(),)``).
+
+    A pool's workers wait on a queue they also hold the writing end of, and their parent is the
+    forkserver, so nothing else ends them when their owner is killed.  Watched through a pidfd
+    (Linux 5.3+), else by asking every second whether ``pid`` is still there."""
+    opener = getattr(os, "pidfd_open", None)
+    try:
+        fd = opener(pid) if opener is not None else None
+    except ProcessLookupError:  # the owner is already gone
+        os.kill(os.getpid(), signal.SIGKILL)
+        return
+    except OSError:  # no pidfd on this system
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has ended
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
 
 
 _NETWORK_ISOLATION: str | None = None

@@ -362,7 +362,12 @@ def _gdal_reader() -> ProcessPoolExecutor:
     global _READER
     with _READER_LOCK:
         if _READER is None or _READER[0] != os.getpid():
-            executor = ProcessPoolExecutor(1, mp_context=untrusted.process_context())
+            executor = ProcessPoolExecutor(
+                1,
+                mp_context=untrusted.process_context(),
+                initializer=untrusted.exit_with,  # the helper must not outlive this process
+                initargs=(os.getpid(),),
+            )
             atexit.register(executor.shutdown, wait=True, cancel_futures=True)
             _READER = (os.getpid(), executor)
         return _READER[1]
