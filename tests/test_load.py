@@ -47,7 +47,7 @@ def test_paced_clients_on_a_generated_base_store_reconcile_by_count(tmp_path):
     )
     report(result, lines.append)
     figures = "\n".join(lines)
-    assert result.demo_features == 5_000, figures
+    assert result.demo_features == 5_050, figures  # 5,000 points and 50 polygons
     assert_reconciled(result, figures)
     assert any("by the batch of its commit" in what for what, _, _ in result.checks), figures
     # the pauses hold: a reader waits a pause after each answer (without it, hundreds of

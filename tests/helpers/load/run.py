@@ -73,6 +73,8 @@ class LoadResult:
     reader_pause: float = 0.0
     upload_every: float = 0.0
     store_label: str = "demo district"
+    #: requests as the workers saw them: (worker pid, kind, status, seconds in the worker)
+    served: list[tuple[str, str, int, float]] = field(default_factory=list)
 
     @property
     def failed_requests(self) -> dict[str, int]:
@@ -334,7 +336,9 @@ def run(
         for p in procs:
             p.start()
         server_log = work / "gunicorn.log"
-        with gunicorn(setup.data, port, workers, server_log, setup.admin, setup.store) as server_pid:
+        access = work / "access.log"
+        with gunicorn(setup.data, port, workers, server_log, setup.admin, setup.store, access) as server_pid:
+            served_from = access.stat().st_size if access.exists() else 0
             log(
                 f"gunicorn: 127.0.0.1:{port}, {n_workers} workers x {settings['threads']} threads "
                 f"({settings['worker_class']}), deploy/gunicorn.conf.py; machine: {os.cpu_count()} CPUs, "
@@ -369,6 +373,7 @@ def run(
             for p in procs:
                 p.join(timeout=60)
             server_cpu = process_tree_cpu(server_pid) - cpu0
+            served = read_access_log(access, served_from)
             result = LoadResult(
                 duration_s=duration,
                 workers=n_workers,
@@ -385,6 +390,7 @@ def run(
                 reader_pause=reader_pause,
                 upload_every=upload_every,
                 store_label=base.label if base else "demo district",
+                served=served,
             )
             reconcile(result, setup, port)
         reconcile_store(result, setup)
@@ -401,6 +407,32 @@ def run(
         if base is not None and staged:
             drop_stage(base, staged)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def read_access_log(path: Path, offset: int = 0) -> list[tuple[str, str, int, float]]:
+    """(worker pid, kind, status, seconds in the worker) of each request in gunicorn's access
+    log from byte ``offset`` (the warm-up left out); kinds as the clients name them."""
+    if not path.exists():
+        return []
+    kinds = {
+        "/api/cells": "cells",
+        "/api/features/": "features",
+        "/api/stats": "stats",
+        "/api/uploads": "upload",
+    }
+    out = []
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        for raw in fh:
+            parts = raw.decode("utf-8", errors="replace").split()
+            if len(parts) != 5 or not parts[3].isdigit() or not parts[4].isdigit():
+                continue
+            pid, _method, url, status, micro = parts
+            kind = next((k for prefix, k in kinds.items() if url.startswith(prefix)), "other")
+            if kind == "upload" and url.endswith("/commit"):
+                kind = "commit"
+            out.append((pid, kind, int(status), int(micro) / 1e6))
+    return out
 
 
 def _percentiles(values: list[float]) -> str:
@@ -446,6 +478,15 @@ def report(result: LoadResult, log: Callable[[str], None] = print) -> None:
         log(
             f"  reads against the target (p50 <= 150 ms, p95 <= 500 ms): p50 {p50:.0f} ms, p95 {p95:.0f} ms: {met}"
         )
+    if result.served:
+        log(
+            "in the workers (gunicorn's request time, from the worker's start on the request; the rest is the wait):"
+        )
+        for pid in sorted({p for p, _, _, _ in result.served}):
+            for kind in (*READ_KINDS, "upload", "commit"):
+                values = [s for p, k, _, s in result.served if p == pid and k == kind]
+                if values:
+                    log(f"  worker {pid} {kind:8s} {_percentiles(values)}")
     log(
         f"  upload   {_percentiles(t.seconds.get('upload', []))}  (POST /api/uploads: staging, reading, report)"
     )

@@ -41,10 +41,11 @@ class Base:
     points: int
     folder: Path  # the folder of the build (the GeoPackage's data folder or the cluster's)
     location: str  # the GeoPackage file, or the URL of the base database
+    polygons: int = 0  # small polygons beside the points
 
     @property
     def label(self) -> str:
-        return f"{self.backend}, {self.cells:,} cells, {self.points:,} points"
+        return f"{self.backend}, {self.cells:,} cells, {self.points:,} points + {self.polygons:,} polygons"
 
 
 @dataclass
@@ -85,10 +86,10 @@ def stop_cluster(folder: Path) -> None:
 def build_base(
     folder: Path, backend: str, cells: int, points: int, log: Callable[[str], None] = print
 ) -> Base:
-    """A base store of ``cells`` unit grids and ``points`` demolition points in ``folder``
-    (``folder/gpkg`` or a cluster in ``folder/pg``), built once: a later call with the same
-    size finds it (``folder/<backend>.json``) and builds nothing.  A PostGIS cluster is left
-    running (:func:`stop_cluster`)."""
+    """A base store of ``cells`` unit grids and ``points`` demolition points, and 1% as many
+    small polygons, in ``folder`` (``folder/gpkg`` or a cluster in ``folder/pg``), built once:
+    a later call with the same size finds it (``folder/<backend>.json``) and builds nothing.
+    A PostGIS cluster is left running (:func:`stop_cluster`)."""
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_engine import make_cells, make_points, write_gbk
 
@@ -103,58 +104,78 @@ def build_base(
     where = folder / ("gpkg" if backend == "gpkg" else "pg")
     if backend == "postgis":
         admin = start_cluster(where)
-    if marker.exists():
-        built = json.loads(marker.read_text())
-        if (built["cells"], built["points"]) == (cells, points):
-            log(f"store: reusing {backend} base in {folder} ({built['seconds']:.0f} s to build)")
-            return Base(backend, cells, points, where, built["location"])
+    built = json.loads(marker.read_text()) if marker.exists() else None
+    if built is not None and (built["cells"], built["points"]) != (cells, points):
         raise RuntimeError(
             f"{folder} holds a {backend} store of {built['cells']:,} cells and {built['points']:,} points, "
             f"not {cells:,} and {points:,}: give another --store"
         )
     t0 = time.perf_counter()
     files = folder / "files"
-    grid_cells = make_cells(cells)
-    grid = files / "grid.shp"
-    if not grid.exists():
-        write_gbk(grid_cells, grid)
-    per_file = min(100_000, points)
-    parts = []
-    for k in range(max(1, points // per_file)):
-        part = files / f"d{k:03d}.shp"
-        if not part.exists():
-            write_gbk(
-                make_points(per_file, grid_cells.total_bounds, seed=10 + k, start_id=k * per_file), part
-            )
-        parts.append(part)
-    if backend == "gpkg":
-        shutil.rmtree(where, ignore_errors=True)
-        location, store_args = str(where / "gridwatch.gpkg"), {}
-        target: Any = where
-    else:
-        import psycopg
+    grid_cells = None if built else make_cells(cells)
+    n_polygons = max(1, points // 100)
+    polygons = files / "polygons.shp"
+    if not polygons.exists():
+        grid_cells = grid_cells if grid_cells is not None else make_cells(cells)
+        squares = make_points(n_polygons, grid_cells.total_bounds, seed=9, start_id=90_000_000)
+        squares.geometry = squares.geometry.buffer(3.0, cap_style="square")
+        write_gbk(squares, polygons)
+    if built is None:
+        assert grid_cells is not None
+        grid = files / "grid.shp"
+        if not grid.exists():
+            write_gbk(grid_cells, grid)
+        per_file = min(100_000, points)
+        parts = []
+        for k in range(max(1, points // per_file)):
+            part = files / f"d{k:03d}.shp"
+            if not part.exists():
+                frame = make_points(per_file, grid_cells.total_bounds, seed=10 + k, start_id=k * per_file)
+                write_gbk(frame, part)
+            parts.append(part)
+        if backend == "gpkg":
+            shutil.rmtree(where, ignore_errors=True)
+            location, store_args = str(where / "gridwatch.gpkg"), {}
+            target: Any = where
+        else:
+            import psycopg
 
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS gw_load_base WITH (FORCE)")
-            conn.execute("CREATE DATABASE gw_load_base")
-        location = _cluster_url(where, "gw_load_base")
-        with psycopg.connect(location, autocommit=True) as conn:
-            conn.execute("SET client_min_messages = warning")
-            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        shutil.rmtree(folder / "pg-data", ignore_errors=True)
-        target, store_args = location, {"data": folder / "pg-data"}
-    with open_store(target, **store_args) as store:
-        store.actor = Actor("bench_load", "cli")
-        import_file(store, "grid", grid, user=BASE_USER)
-        for k, part in enumerate(parts):
-            import_file(store, LAYER, part, user=BASE_USER)
-            log(f"  {backend}: {(k + 1) * per_file:,} points imported ({time.perf_counter() - t0:.0f} s)")
-    seconds = time.perf_counter() - t0
-    marker.write_text(
-        json.dumps({"cells": cells, "points": points, "location": location, "seconds": seconds})
-    )
-    log(f"store: {backend} base built in {folder} in {seconds:.0f} s")
-    return Base(backend, cells, points, where, location)
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS gw_load_base WITH (FORCE)")
+                conn.execute("CREATE DATABASE gw_load_base")
+            location = _cluster_url(where, "gw_load_base")
+            with psycopg.connect(location, autocommit=True) as conn:
+                conn.execute("SET client_min_messages = warning")
+                conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            shutil.rmtree(folder / "pg-data", ignore_errors=True)
+            target, store_args = location, {"data": folder / "pg-data"}
+        with open_store(target, **store_args) as store:
+            store.actor = Actor("bench_load", "cli")
+            import_file(store, "grid", grid, user=BASE_USER)
+            for k, part in enumerate(parts):
+                import_file(store, LAYER, part, user=BASE_USER)
+                log(f"  {backend}: {(k + 1) * per_file:,} points imported ({time.perf_counter() - t0:.0f} s)")
+        built = {"cells": cells, "points": points, "location": location, "seconds": time.perf_counter() - t0}
+        marker.write_text(json.dumps(built))
+    else:
+        log(f"store: reusing {backend} base in {folder} ({built['seconds']:.0f} s to build)")
+    if not built.get("polygons"):
+        # the layer holds points and polygons, as a surveyed one does (the demo's too): its
+        # geometry column is declared for both before the run, so that the uploaders' polygons
+        # do not widen it (on PostGIS that rewrites the table)
+        location = built["location"]
+        target = location if backend == "postgis" else Path(location).parent
+        store_args = {"data": folder / "pg-data"} if backend == "postgis" else {}
+        with open_store(target, **store_args) as store:
+            store.actor = Actor("bench_load", "cli")
+            import_file(store, LAYER, polygons, user=BASE_USER)
+        built["polygons"] = n_polygons
+        built["seconds"] += time.perf_counter() - t0
+        marker.write_text(json.dumps(built))
+        log(
+            f"store: {backend} base in {folder}: {n_polygons:,} polygons added ({time.perf_counter() - t0:.0f} s)"
+        )
+    return Base(backend, cells, points, where, built["location"], int(built["polygons"]))
 
 
 def stage_base(base: Base, work: Path) -> tuple[Path, str]:
@@ -246,6 +267,10 @@ def prepare_store(data: Path, n_uploaders: int, store_url: str | None = None) ->
     )
 
 
+#: gunicorn's access log line of a load run: worker pid, method, path, status, microseconds.
+ACCESS_FORMAT = "%(p)s %(m)s %(U)s %(s)s %(D)s"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -260,10 +285,18 @@ def gunicorn_settings() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def gunicorn(
-    data: Path, port: int, workers: int | None, log: Path, token: str, store: str = ""
+    data: Path,
+    port: int,
+    workers: int | None,
+    log: Path,
+    token: str,
+    store: str = "",
+    access: Path | None = None,
 ) -> Iterator[int]:
     """gunicorn with deploy/gunicorn.conf.py on 127.0.0.1:``port`` (``workers`` overriding the
-    sample settings when given): yields the master's pid; errors go to ``log``."""
+    sample settings when given): yields the master's pid; errors go to ``log``, and with
+    ``access`` one line per request there: worker pid, method, path, status, microseconds
+    in the worker (:data:`ACCESS_FORMAT`)."""
     cmd = [
         str(Path(sys.executable).parent / "gunicorn"),
         "-c",
@@ -271,7 +304,9 @@ def gunicorn(
         "--bind",
         f"127.0.0.1:{port}",
         "--access-logfile",
-        "/dev/null",
+        str(access or "/dev/null"),
+        "--access-logformat",
+        ACCESS_FORMAT,
         "--error-logfile",
         str(log),
     ]
