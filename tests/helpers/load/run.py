@@ -338,7 +338,6 @@ def run(
         server_log = work / "gunicorn.log"
         access = work / "access.log"
         with gunicorn(setup.data, port, workers, server_log, setup.admin, setup.store, access) as server_pid:
-            served_from = access.stat().st_size if access.exists() else 0
             log(
                 f"gunicorn: 127.0.0.1:{port}, {n_workers} workers x {settings['threads']} threads "
                 f"({settings['worker_class']}), deploy/gunicorn.conf.py; machine: {os.cpu_count()} CPUs, "
@@ -352,13 +351,18 @@ def run(
                 if reader_pause
                 else "readers never pause, "
             ) + (
-                f"each uploader commits every {upload_every:g} s" if upload_every else "uploaders never pause"
+                "no uploaders"
+                if not uploaders
+                else f"each uploader commits every {upload_every:g} s"
+                if upload_every
+                else "uploaders never pause"
             )
             log(
                 f"load: {uploaders} uploaders and {readers} readers in {len(procs)} client processes "
                 f"(readers {groups}), {duration:g} s; {paces}; load average {os.getloadavg()[0]:.1f}"
             )
             cpu0 = process_tree_cpu(server_pid)
+            served_from = access.stat().st_size if access.exists() else 0  # the warm-up left out
             t_start = time.monotonic()
             start.set()
             time.sleep(duration)
