@@ -2,9 +2,10 @@
 serving it with the sample settings (deploy/gunicorn.conf.py).
 
 The store is the demo district (2,000 sites), or a copy of a large base store built once by
-:func:`build_base` (``cells`` unit grids and ``points`` illegal-construction points, generated as
-bench/bench_engine.py does) in a GeoPackage or in a PostGIS database of a throw-away cluster
-(scripts/postgres.sh), kept in a folder that later runs reuse."""
+:func:`build_base` (``cells`` unit grids and ``points`` illegal-construction points, generated
+by :mod:`~tests.helpers.load.generate` as bench/bench_engine.py does) in a GeoPackage or in a
+PostGIS database of a throw-away cluster (scripts/postgres.sh), kept in a folder that later
+runs reuse."""
 
 from __future__ import annotations
 
@@ -90,12 +91,10 @@ def build_base(
     small polygons, in ``folder`` (``folder/gpkg`` or a cluster in ``folder/pg``), built once:
     a later call with the same size finds it (``folder/<backend>.json``) and builds nothing.
     A PostGIS cluster is left running (:func:`stop_cluster`)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_engine import make_cells, make_points, write_gbk
-
     from geo.imports.importer import import_file
     from geo.store.backends import open_store
     from geo.store.interface.audit import Actor
+    from tests.helpers.load.generate import make_cells, make_points, write_gbk
 
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
