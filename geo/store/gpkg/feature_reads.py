@@ -258,11 +258,13 @@ class GpkgFeatureReads(GpkgTables):
 
     def _before_write(self) -> dict[str, tuple[str, Any, Any]]:
         """Per layer: (revision of the write transaction, key, rows) of the rows kept before
-        this handle's write transaction of that revision replaced them."""
-        stash: dict[str, tuple[str, Any, Any]] | None = getattr(self, "_geometry_before_write", None)
+        the write transaction of that revision replaced them; kept beside the store's cache,
+        which every handle on the store shares (a request's handle may write, another read)."""
+        cache = self.cache
+        stash: dict[str, tuple[str, Any, Any]] | None = getattr(cache, "_geometry_before_write", None)
         if stash is None:
             stash = {}
-            self._geometry_before_write = stash
+            cache._geometry_before_write = stash  # type: ignore[attr-defined]
         return stash
 
     def _current_assignment(
