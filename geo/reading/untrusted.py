@@ -18,7 +18,11 @@ helper process forked for that one read, in which
 
 The helper is forked from a ``forkserver`` that has the reading modules loaded, so a
 read starts in tens of milliseconds.  A read the caller no longer wants (the client has
-gone) is stopped by killing the helper.
+gone) is stopped by killing the helper.  A helper whose caller dies without stopping it (a
+server worker killed with SIGKILL) notices that no one reads its pipe any more and kills
+itself (:func:`_exit_when_orphaned`); the forkserver, which stays up while one of its helpers
+does, then ends too, as does multiprocessing's resource tracker.  Long-lived helpers from the
+same forkserver (a process pool) are given :func:`exit_with` as their initializer.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import resource
+import select
 import signal
 import threading
 import time
@@ -234,6 +239,7 @@ def _rebuild(payload: dict[str, Any]) -> GridwatchError:
 def _child(sender: multiprocessing.connection.Connection, limits: ReadLimits, fn: Any, args: Any) -> None:
     try:
         confine(limits)
+        _exit_when_orphaned(sender)
         result = fn(*args)
         message: tuple[str, Any] = ("ok", result)
     except GridwatchError as exc:
@@ -252,6 +258,67 @@ def _child(sender: multiprocessing.connection.Connection, limits: ReadLimits, fn
         sender.send(("memory", None))
     finally:
         sender.close()
+
+
+def _exit_when_orphaned(sender: multiprocessing.connection.Connection) -> None:
+    """Kill this helper as soon as the reading end of ``sender`` is closed everywhere, that
+    is when the process that called :func:`run` has gone (a worker killed with SIGKILL).
+
+    The helper's parent is the forkserver, not the caller, and the forkserver stays up for
+    as long as one of its helpers does, so a parent-death signal would never come; the
+    pipe's reading end is held by the caller alone.  A watching thread waits on a copy of
+    the writing end: the kernel reports POLLERR on it once no reader is left.  It is started
+    after :func:`confine` (a new user namespace needs a single-threaded process).  The
+    thread needs the GIL to act, so a read that holds the GIL inside C code is ended at its
+    next release of it, or by the CPU-time limit."""
+    fd = os.dup(sender.fileno())
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR, POLLHUP and POLLNVAL are reported whatever is asked
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:  # pragma: no cover - poll is retried by Python (PEP 475)
+                continue
+            if any(mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, mask in events):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def exit_with(pid: int) -> None:
+    """End this process (SIGKILL) when process ``pid`` ends: the initializer of a pool of helper
+    processes started from :func:`process_context`, given the pid of the process that owns the
+    pool (``initializer=exit_with, initargs=(os.getpid(),)``).
+
+    A pool's workers wait on a queue they also hold the writing end of, and their parent is the
+    forkserver, so nothing else ends them when their owner is killed.  Watched through a pidfd
+    (Linux 5.3+), else by asking every second whether ``pid`` is still there."""
+    opener = getattr(os, "pidfd_open", None)
+    try:
+        fd = opener(pid) if opener is not None else None
+    except ProcessLookupError:  # the owner is already gone
+        os.kill(os.getpid(), signal.SIGKILL)
+        return
+    except OSError:  # no pidfd on this system
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has ended
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
 
 
 _NETWORK_ISOLATION: str | None = None

@@ -178,6 +178,9 @@ class GpkgFeatureReads(GpkgTables):
                         return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
                     cached, generation = read
                     self._cache_geometry(spec, *cached, generation=generation)
+        stash = self._before_write()
+        if stash and not self._depth and stash.get(spec.name, ("",))[0] == self.revision():
+            del stash[spec.name]  # that write committed: the rows before it are not wanted again
         fid_arr, geoms, _ = cached
         if fids is not None:
             keep = np.isin(fid_arr, fids)
@@ -191,13 +194,20 @@ class GpkgFeatureReads(GpkgTables):
         if not changes_enabled():
             return None
         latest = self.cache.region("geometry").latest(spec.name)
-        if latest is None:
+        # what a write transaction of this handle replaced (see _cache_geometry): when that
+        # transaction rolled back (a preview's dry run), the kept rows are of a generation that
+        # never committed and the log cannot follow them, but the ones before it still can be
+        before = self._before_write().get(spec.name) if not self._depth else None
+        candidates = [c for c in (latest, before[1:] if before else None) if c is not None]
+        if not candidates:
             return None
-        key, (old_fids, old_geoms, old_units) = latest
-        since = str(key[1])  # type: ignore[index]
         with self.snapshot():
-            changed = self.changes(spec, since)
-            if changed is None:
+            for key, entry in candidates:
+                changed = self.changes(spec, str(key[1]))  # type: ignore[index]
+                if changed is not None:
+                    old_fids, old_geoms, old_units = entry
+                    break
+            else:
                 return None
             rows = select_fids(self.conn, f'SELECT fid, geom, gw_unit FROM "{spec.name}"', changed.fids)
         new_fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -226,8 +236,35 @@ class GpkgFeatureReads(GpkgTables):
         """Keep the decoded rows of ``generation`` (default: the one this handle reads now,
         right inside a write transaction)."""
         gen = self.layer_generation(spec) if generation is None else generation
+        kept = self.cache.region("geometry")
+        if self._depth:
+            # inside a write transaction: remember the rows kept before it, once per transaction,
+            # so that a rollback does not leave only rows of a generation that never committed
+            latest = kept.latest(spec.name)
+            revision = self.revision()
+            stash = self._before_write()
+            if (
+                latest is not None
+                and latest[0] != (spec.name, gen)
+                and stash.get(spec.name, ("",))[0] != revision
+                and not str(latest[0][1]).startswith("tx:")  # type: ignore[index]
+            ):
+                stash[spec.name] = (revision, *latest)
+        else:
+            self._before_write().pop(spec.name, None)
         # replaces the layer's older generation (see geo.store.cache.REGIONS)
-        self.cache.region("geometry")[(spec.name, gen)] = (fids, geoms, units)
+        kept[(spec.name, gen)] = (fids, geoms, units)
+
+    def _before_write(self) -> dict[str, tuple[str, Any, Any]]:
+        """Per layer: (revision of the write transaction, key, rows) of the rows kept before
+        the write transaction of that revision replaced them; kept beside the store's cache,
+        which every handle on the store shares (a request's handle may write, another read)."""
+        cache = self.cache
+        stash: dict[str, tuple[str, Any, Any]] | None = getattr(cache, "_geometry_before_write", None)
+        if stash is None:
+            stash = {}
+            cache._geometry_before_write = stash  # type: ignore[attr-defined]
+        return stash
 
     def _current_assignment(
         self, spec: LayerSpec, fids: np.ndarray | None = None
@@ -397,7 +434,12 @@ def _gdal_reader() -> ProcessPoolExecutor:
     global _READER
     with _READER_LOCK:
         if _READER is None or _READER[0] != os.getpid():
-            executor = ProcessPoolExecutor(1, mp_context=untrusted.process_context())
+            executor = ProcessPoolExecutor(
+                1,
+                mp_context=untrusted.process_context(),
+                initializer=untrusted.exit_with,  # the helper must not outlive this process
+                initargs=(os.getpid(),),
+            )
             atexit.register(executor.shutdown, wait=True, cancel_futures=True)
             _READER = (os.getpid(), executor)
         return _READER[1]

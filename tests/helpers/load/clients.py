@@ -157,9 +157,13 @@ def _cpu_seconds() -> float:
 # --------------------------------------------------------------------------- readers
 
 
-def _read_loop(port: int, token: str, box: tuple[float, ...], seed: int, stop: Any, tally: Tally) -> None:
+def _read_loop(
+    port: int, token: str, box: tuple[float, ...], seed: int, stop: Any, tally: Tally, pause: float = 0.0
+) -> None:
     rng = np.random.default_rng(seed)
     west, south, east, north = box
+    if pause and stop.wait(float(rng.uniform(0, pause))):  # readers start spread over one pause
+        return
     while not stop.is_set():
         zoom = int(rng.integers(13, 19))
         bbox = view_bbox(float(rng.uniform(west, east)), float(rng.uniform(south, north)), zoom)
@@ -177,6 +181,8 @@ def _read_loop(port: int, token: str, box: tuple[float, ...], seed: int, stop: A
             if status == 200 and not body.strip().startswith(b"{"):
                 status = -1  # answered 200 with something that is not a JSON object
             tally.add(kind, status, seconds, body)
+            if pause and stop.wait(pause):  # the user looks at the map before the next request
+                break
 
 
 def reader_process(
@@ -189,12 +195,14 @@ def reader_process(
     start: Any,
     stop: Any,
     out: Any,
+    pause: float = 0.0,
 ) -> None:
-    """``n`` reader threads from ``start`` until ``stop``; puts one result dict on ``out``."""
+    """``n`` reader threads from ``start`` until ``stop``, each waiting ``pause`` seconds after
+    each answer; puts one result dict on ``out``."""
     tallies = [Tally() for _ in range(n)]
     threads = [
         threading.Thread(
-            target=tallies[k].guard(_read_loop, port, token, box, seed * 1000 + k, stop, tallies[k])
+            target=tallies[k].guard(_read_loop, port, token, box, seed * 1000 + k, stop, tallies[k], pause)
         )
         for k in range(n)
     ]
@@ -208,13 +216,14 @@ def reader_process(
 class SiteFiles:
     """Small zipped GBK shapefiles of new illegal-construction sites inside the district."""
 
-    def __init__(self, district_wkb: bytes, folder: Path) -> None:
+    def __init__(self, district_wkb: bytes, folder: Path, epsg: int | None = None) -> None:
         import shapely
 
         sys.path.insert(0, str(ROOT / "data"))
         import make_demo
 
         self.demo = make_demo
+        self.epsg = epsg or make_demo.EPSG
         self.district = shapely.from_wkb(district_wkb)
         shapely.prepare(self.district)
         self.folder = folder
@@ -270,7 +279,7 @@ class SiteFiles:
                 "拆除时间": [""] * n,
             },
             geometry=geoms,
-            crs=demo.EPSG,
+            crs=self.epsg,
         )
         stem = f"违建上报_{uploader:02d}_{round_no:05d}" + ("_面" if polygons else "")
         work = self.folder / stem
@@ -292,13 +301,27 @@ def _json_object(data: bytes) -> dict[str, Any] | None:
 
 
 def _upload_loop(
-    port: int, name: str, token: str, index: int, files: SiteFiles, stop: Any, tally: Tally, commits: list
+    port: int,
+    name: str,
+    token: str,
+    index: int,
+    files: SiteFiles,
+    stop: Any,
+    tally: Tally,
+    commits: list,
+    every: float = 0.0,
 ) -> None:
     from tests.helpers.builders import multipart  # geopandas: only the uploaders' process needs it
 
     rng = np.random.default_rng(7000 + index)
     round_no = 0
+    # with ``every``, one round starts every ``every`` seconds (uploaders spread over the first)
+    next_round = time.monotonic() + (float(rng.uniform(0, every)) if every else 0.0)
     while not stop.is_set():
+        if every:
+            if stop.wait(max(0.0, next_round - time.monotonic())):
+                break
+            next_round = max(next_round + every, time.monotonic())
         round_no += 1
         filename, payload, keys = files.build(index, round_no, rng)
         record: dict[str, Any] = {"uploader": name, "round": round_no, "keys": keys, "committed": False}
@@ -350,16 +373,20 @@ def uploader_process(
     start: Any,
     stop: Any,
     out: Any,
+    every: float = 0.0,
+    epsg: int | None = None,
 ) -> None:
-    """One thread per (name, token) in ``accounts`` from ``start`` until ``stop``."""
-    files = SiteFiles(district_wkb, Path(folder))
+    """One thread per (name, token) in ``accounts`` from ``start`` until ``stop``, each starting
+    one upload and commit every ``every`` seconds (0: the next as soon as the last is done);
+    the files are in ``epsg`` (default: the demo's)."""
+    files = SiteFiles(district_wkb, Path(folder), epsg)
     files.build(0, 0, np.random.default_rng(0))  # the writers' first use costs more: not in the run
     tallies = [Tally() for _ in accounts]
     commits: list[list[dict[str, Any]]] = [[] for _ in accounts]
     threads = [
         threading.Thread(
             target=tallies[k].guard(
-                _upload_loop, port, name, token, k + 1, files, stop, tallies[k], commits[k]
+                _upload_loop, port, name, token, k + 1, files, stop, tallies[k], commits[k], every
             )
         )
         for k, (name, token) in enumerate(accounts)

@@ -33,12 +33,15 @@ from tests.helpers.load.clients import (
     warm_up,
 )
 from tests.helpers.load.server import (
+    Base,
     Setup,
+    drop_stage,
     free_port,
     gunicorn,
     gunicorn_settings,
     prepare_store,
     process_tree_cpu,
+    stage_base,
 )
 
 
@@ -67,6 +70,11 @@ class LoadResult:
     stats_rows_sum: int | None = None
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
     server_log: str = ""
+    reader_pause: float = 0.0
+    upload_every: float = 0.0
+    store_label: str = "demo district"
+    #: requests as the workers saw them: (worker pid, kind, status, seconds in the worker)
+    served: list[tuple[str, str, int, float]] = field(default_factory=list)
 
     @property
     def failed_requests(self) -> dict[str, int]:
@@ -99,7 +107,7 @@ def reconcile(result: LoadResult, setup: Setup, port: int) -> None:
     """Compare what the uploaders sent and the commits reported with the batch register and a
     full recount through the API (the server still running)."""
     committed = [c for c in result.commits if c.get("committed")]
-    result.demo_features = len(setup.demo_keys)
+    result.demo_features = setup.base_count
     result.sent_committed = sum(len(c["keys"]) for c in committed)
     result.added_committed = sum(int(c.get("added") or 0) for c in committed)
     expected = result.demo_features + result.sent_committed
@@ -178,7 +186,8 @@ def reconcile(result: LoadResult, setup: Setup, port: int) -> None:
 
 def reconcile_store(result: LoadResult, setup: Setup) -> None:
     """The store itself, read directly once the server has stopped: SQLite's integrity check
-    of the GeoPackage, the layer's count and every 案件编号."""
+    of the GeoPackage, the layer's count and every 案件编号 (for a large base store: the
+    count, and the sent 案件编号 looked up in the store, each held by its commit's batch)."""
     import apsw
 
     import layers
@@ -186,27 +195,47 @@ def reconcile_store(result: LoadResult, setup: Setup) -> None:
 
     committed = [c for c in result.commits if c.get("committed")]
     sent = [k for c in committed for k in c["keys"]]
-    expected = len(setup.demo_keys) + len(sent)
-    location = Path(setup.data) / "gridwatch.gpkg"
-    # apsw, the store's own SQLite, read-only; in WAL mode it reads the commits still in the -wal
-    db = apsw.Connection(str(location), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        problems = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
-    except apsw.Error as exc:
-        problems = [str(exc)]
-    finally:
-        db.close()
-    result.check(
-        "GeoPackage file intact (PRAGMA integrity_check)", problems == ["ok"], "; ".join(problems[:3])
-    )
+    expected = setup.base_count + len(sent)
+    location: Any = Path(setup.data) / "gridwatch.gpkg"
+    if not setup.store:
+        # apsw, the store's own SQLite, read-only; in WAL mode it reads the commits still in the -wal
+        db = apsw.Connection(str(location), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            problems = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
+        except apsw.Error as exc:
+            problems = [str(exc)]
+        finally:
+            db.close()
+        result.check(
+            "GeoPackage file intact (PRAGMA integrity_check)", problems == ["ok"], "; ".join(problems[:3])
+        )
     keys: list[str] | None = None
+    held: dict[str, tuple[int, str | None]] | None = None
     try:
-        with open_store(location) as store:
+        where = setup.store or location
+        with open_store(where, **({"data": setup.data} if setup.store else {})) as store:
             spec = layers.get(LAYER)
             result.store_count = store.layer_count(spec)
-            keys = store.read_attributes(spec, ["gw_key"])["gw_key"].tolist()
+            if setup.demo_keys:
+                keys = store.read_attributes(spec, ["gw_key"])["gw_key"].tolist()
+            else:
+                held = store.key_batches(spec, np.array(sent, dtype=object))
     except Exception as exc:  # a damaged file is a finding, not the end of the report
         result.check("store readable", False, f"{type(exc).__name__}: {exc}")
+    if held is not None:
+        result.check(
+            "store count = base + sent in committed uploads",
+            result.store_count == expected,
+            f"{result.store_count} vs {setup.base_count} + {len(sent)}",
+        )
+        batch_of = {k: c["batch_id"] for c in committed for k in c["keys"]}
+        lost = sorted(k for k in batch_of if k not in held)
+        elsewhere = sorted(k for k, b in batch_of.items() if k in held and held[k][0] != b)
+        result.check(
+            "every sent 案件编号 stored, by the batch of its commit (with the count: once each)",
+            not (lost or elsewhere) and len(set(sent)) == len(sent),
+            f"lost {lost[:5]}, held by another batch {elsewhere[:5]}",
+        )
     if keys is not None:
         result.check(
             "store count = demo + sent in committed uploads",
@@ -252,17 +281,30 @@ def run(
     readers: int = 32,
     workers: int | None = None,
     log: Callable[[str], None] = print,
+    base: Base | None = None,
+    reader_pause: float = 0.0,
+    upload_every: float = 0.0,
 ) -> LoadResult:
     """Set up, load, check (the run bench/bench_load.py describes).  ``workers`` None keeps the
-    sample settings'."""
+    sample settings'.  ``base`` None loads the demo district, else a copy of ``base`` is used;
+    each reader waits ``reader_pause`` seconds after each answer, each uploader starts a round
+    every ``upload_every`` seconds (0: no pauses)."""
     work = Path(tempfile.mkdtemp(prefix="gridwatch-loadbench-"))
+    work.chmod(0o755)
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
+    staged = ""
     try:
         t0 = time.perf_counter()
-        setup = prepare_store(work / "store", uploaders)
+        if base is None:
+            setup = prepare_store(work / "store", uploaders)
+            what = "demo district loaded"
+        else:
+            data, staged = stage_base(base, work)
+            setup = prepare_store(data, uploaders, staged)
+            what = f"copy of the {base.label} base"
         log(
-            f"store: demo district loaded, {len(setup.demo_keys):,} {LAYER} features; "
+            f"store: {what}, {setup.base_count:,} {LAYER} features; "
             f"{uploaders} surveyor accounts, a viewer and an admin, each with an API token "
             f"({time.perf_counter() - t0:.1f} s)"
         )
@@ -275,15 +317,27 @@ def run(
         n_procs = math.ceil(readers / READERS_PER_PROCESS)
         groups = [len(g) for g in np.array_split(np.arange(readers), n_procs)] if readers else []
         for k, n in enumerate(groups):
-            args = (port, setup.viewer, setup.box, n, k + 1, ready, start, stop, out)
+            args = (port, setup.viewer, setup.box, n, k + 1, ready, start, stop, out, reader_pause)
             procs.append(ctx.Process(target=reader_process, args=args, daemon=True))
         if uploaders:
-            args = (port, setup.surveyors, setup.district_wkb, str(work / "files"), ready, start, stop, out)
+            args = (
+                port,
+                setup.surveyors,
+                setup.district_wkb,
+                str(work / "files"),
+                ready,
+                start,
+                stop,
+                out,
+                upload_every,
+                setup.epsg,
+            )
             procs.append(ctx.Process(target=uploader_process, args=args, daemon=True))
         for p in procs:
             p.start()
         server_log = work / "gunicorn.log"
-        with gunicorn(setup.data, port, workers, server_log, setup.admin) as server_pid:
+        access = work / "access.log"
+        with gunicorn(setup.data, port, workers, server_log, setup.admin, setup.store, access) as server_pid:
             log(
                 f"gunicorn: 127.0.0.1:{port}, {n_workers} workers x {settings['threads']} threads "
                 f"({settings['worker_class']}), deploy/gunicorn.conf.py; machine: {os.cpu_count()} CPUs, "
@@ -292,11 +346,23 @@ def run(
             warm = Tally()
             warm_up(port, setup.viewer, setup.box, n_workers * int(settings["threads"]), warm)
             _collect(ready, procs, 300)
+            paces = (
+                f"readers wait {reader_pause:g} s after each answer, "
+                if reader_pause
+                else "readers never pause, "
+            ) + (
+                "no uploaders"
+                if not uploaders
+                else f"each uploader commits every {upload_every:g} s"
+                if upload_every
+                else "uploaders never pause"
+            )
             log(
                 f"load: {uploaders} uploaders and {readers} readers in {len(procs)} client processes "
-                f"(readers {groups}), {duration:g} s"
+                f"(readers {groups}), {duration:g} s; {paces}; load average {os.getloadavg()[0]:.1f}"
             )
             cpu0 = process_tree_cpu(server_pid)
+            served_from = access.stat().st_size if access.exists() else 0  # the warm-up left out
             t_start = time.monotonic()
             start.set()
             time.sleep(duration)
@@ -311,6 +377,7 @@ def run(
             for p in procs:
                 p.join(timeout=60)
             server_cpu = process_tree_cpu(server_pid) - cpu0
+            served = read_access_log(access, served_from)
             result = LoadResult(
                 duration_s=duration,
                 workers=n_workers,
@@ -324,6 +391,10 @@ def run(
                 upload_elapsed_s=max(ends["uploaders"] - t_start, 1e-9),
                 client_cpu_s=client_cpu,
                 server_cpu_s=server_cpu,
+                reader_pause=reader_pause,
+                upload_every=upload_every,
+                store_label=base.label if base else "demo district",
+                served=served,
             )
             reconcile(result, setup, port)
         reconcile_store(result, setup)
@@ -337,7 +408,35 @@ def run(
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=10)
+        if base is not None and staged:
+            drop_stage(base, staged)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def read_access_log(path: Path, offset: int = 0) -> list[tuple[str, str, int, float]]:
+    """(worker pid, kind, status, seconds in the worker) of each request in gunicorn's access
+    log from byte ``offset`` (the warm-up left out); kinds as the clients name them."""
+    if not path.exists():
+        return []
+    kinds = {
+        "/api/cells": "cells",
+        "/api/features/": "features",
+        "/api/stats": "stats",
+        "/api/uploads": "upload",
+    }
+    out = []
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        for raw in fh:
+            parts = raw.decode("utf-8", errors="replace").split()
+            if len(parts) != 5 or not parts[3].isdigit() or not parts[4].isdigit():
+                continue
+            pid, _method, url, status, micro = parts
+            kind = next((k for prefix, k in kinds.items() if url.startswith(prefix)), "other")
+            if kind == "upload" and url.endswith("/commit"):
+                kind = "commit"
+            out.append((pid, kind, int(status), int(micro) / 1e6))
+    return out
 
 
 def _percentiles(values: list[float]) -> str:
@@ -376,6 +475,22 @@ def report(result: LoadResult, log: Callable[[str], None] = print) -> None:
     log(f"  reads    {_percentiles(reads)}")
     for kind in READ_KINDS:
         log(f"    {kind:8s} {_percentiles(t.seconds.get(kind, []))}")
+    if reads:
+        ms = np.asarray(reads) * 1000
+        p50, p95 = np.percentile(ms, 50), np.percentile(ms, 95)
+        met = "met" if p50 <= 150 and p95 <= 500 else "not met"
+        log(
+            f"  reads against the target (p50 <= 150 ms, p95 <= 500 ms): p50 {p50:.0f} ms, p95 {p95:.0f} ms: {met}"
+        )
+    if result.served:
+        log(
+            "in the workers (gunicorn's request time, from the worker's start on the request; the rest is the wait):"
+        )
+        for pid in sorted({p for p, _, _, _ in result.served}):
+            for kind in (*READ_KINDS, "upload", "commit"):
+                values = [s for p, k, _, s in result.served if p == pid and k == kind]
+                if values:
+                    log(f"  worker {pid} {kind:8s} {_percentiles(values)}")
     log(
         f"  upload   {_percentiles(t.seconds.get('upload', []))}  (POST /api/uploads: staging, reading, report)"
     )
@@ -391,7 +506,7 @@ def report(result: LoadResult, log: Callable[[str], None] = print) -> None:
         f"of {(os.cpu_count() or 1) * max(result.read_elapsed_s, result.upload_elapsed_s):.0f} CPU-seconds available"
     )
     log(
-        f"features: demo {result.demo_features:,} + sent in committed uploads {result.sent_committed:,} "
+        f"features: {result.store_label} {result.demo_features:,} + sent in committed uploads {result.sent_committed:,} "
         f"= {result.demo_features + result.sent_committed:,}; commits reported added {result.added_committed:,}; "
         f"batches {result.batches_added}; /api/stats total {result.stats_total} (rows {result.stats_rows_sum}); "
         f"store {result.store_count}"
