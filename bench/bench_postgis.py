@@ -51,7 +51,9 @@ def _ewkb(geoms) -> np.ndarray:
     return shapely.to_wkb(shapely.set_srid(np.asarray(geoms), EPSG), hex=True, include_srid=True)
 
 
-def _load(url: str, cells, points, done: list[str]) -> dict[str, float]:
+def _load(url: str, cells, points, done: list[str], assign: bool = True) -> dict[str, float]:
+    """Cells and points as plain tables with GiST indexes (times: ``cells``, ``copy``, ``index``;
+    with ``assign`` also the stored unit column, ``assign``)."""
     import psycopg
 
     times: dict[str, float] = {}
@@ -64,6 +66,7 @@ def _load(url: str, cells, points, done: list[str]) -> dict[str, float]:
         )
         cells_frame = pd.DataFrame({"code": cells["网格编码"], "geom": _ewkb(cells.geometry.values)})
         t, _ = timed(lambda: _copy(cur, "bench_cells", ["code", "geom"], cells_frame))
+        times["cells"] = t
         sites_frame = pd.DataFrame(
             {
                 "id": np.arange(len(points)),
@@ -83,6 +86,8 @@ def _load(url: str, cells, points, done: list[str]) -> dict[str, float]:
             )
         )
         times["index"] = t
+        if not assign:
+            return times
         t, _ = timed(
             lambda: cur.execute(
                 "UPDATE bench_sites s SET unit = c.code FROM bench_cells c WHERE ST_Contains(c.geom, s.geom)"
