@@ -1,8 +1,8 @@
 """The district a large load run starts from, generated: irregular unit grids (a Voronoi
 partition, about 1 ha each, coded by street and community) and illegal-construction points,
-written as GBK shapefiles without ``.cpg`` (DBF language byte 0).  The same generators, seeds
-and values as bench/bench_engine.py's (copied: tests do not import ``bench/``), so a store
-built here holds what the other benchmarks measure."""
+written as GBK shapefiles without ``.cpg`` (DBF language byte 0).  The benchmarks in ``bench/`` generate
+their districts with these too (tests do not import ``bench/``), so every store built from
+them holds the same cells and points."""
 
 from __future__ import annotations
 
