@@ -174,12 +174,7 @@ def _follow(store: Store, spec: LayerSpec, family: tuple[Any, ...], state: tuple
     new = _facts_of(spec, table, batches)
     plan = splice(old.fids, changed.fids, new.fids)
 
-    def arrow(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
-        if a is None or b is None:
-            return None
-        kept = a if plan.keeps_all else a.filter(pa.array(plan.keep))
-        joined = pa.concat_arrays([kept, b.cast(a.type)])
-        return joined if plan.order is None else joined.take(pa.array(plan.order))
+    arrow = plan.arrow
 
     def column(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
         return None if a is None or b is None else plan.numpy(a, b)

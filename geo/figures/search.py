@@ -353,12 +353,7 @@ def _follow_columns(store: Store, spec: LayerSpec, state: tuple[str, ...]) -> di
     new = _columns_of(spec, table)
     plan = splice(old["fid"], changed.fids, new["fid"])
 
-    def arrow(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
-        if a is None or b is None:
-            return None
-        kept = a if plan.keeps_all else a.filter(pa.array(plan.keep))
-        joined = pa.concat_arrays([kept, b.cast(a.type)])
-        return joined if plan.order is None else joined.take(pa.array(plan.order))
+    arrow = plan.arrow
 
     cols = {
         "fid": plan.fids,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from layers.base import LayerSpec
 
@@ -221,6 +222,15 @@ class Splice:
         kept = old if self.keeps_all else old[self.keep]
         out = np.concatenate([kept, np.asarray(new, dtype=old.dtype)])
         return out if self.order is None else out[self.order]
+
+    def arrow(self, old: pa.Array | None, new: pa.Array | None) -> pa.Array | None:
+        """One Arrow column of the new generation from the old one and the rows read again
+        (cast to the old one's type); None when either is missing."""
+        if old is None or new is None:
+            return None
+        kept = old if self.keeps_all else old.filter(pa.array(self.keep))
+        joined = pa.concat_arrays([kept, new.cast(old.type)])
+        return joined if self.order is None else joined.take(pa.array(self.order))
 
 
 def splice(old_fids: np.ndarray, touched: np.ndarray, new_fids: np.ndarray) -> Splice:
