@@ -22,6 +22,10 @@ grid's among them), the targets' generation, the value mappings kept (an audited
 is no write transaction), and today's date in the configured zone (an answer without ``as_of``
 counts as of today and chooses the grid version in force today).  A body rendered while a write
 landed is sent without a tag and not kept: a tag always names the state the body was made from.
+
+Who asks is not in the tag: every account that may ask sees the same figures.  Answers that
+differ by account (an account bound to an area) must add what they differ by to the tag and
+to the kept body's key.
 """
 
 from __future__ import annotations
