@@ -420,6 +420,11 @@ class StoreCache:
         self._regions = {name: Region(spec, int(self.budget * spec.share)) for name, spec in REGIONS.items()}
         self._guard = threading.Lock()
         self._locks: dict[Hashable, threading.Lock] = {}
+        #: per layer, what a write transaction replaced in the ``geometry`` region:
+        #: ``(revision of that transaction, key, entry)`` -- a rolled-back write (a preview's dry
+        #: run) leaves the region with a generation that never committed, and the change log
+        #: can still follow the entry from before it (see the GeoPackage's feature reads)
+        self.before_write: dict[str, tuple[str, Any, Any]] = {}
 
     def region(self, name: str) -> Region:
         """The region called ``name`` (one of :data:`REGIONS`)."""
@@ -442,6 +447,7 @@ class StoreCache:
         """Forget every entry of every region."""
         for region in self._regions.values():
             region.clear()
+        self.before_write.clear()
 
     def sizes(self) -> dict[str, int]:
         """Number of entries per region."""

@@ -259,12 +259,7 @@ class GpkgFeatureReads(GpkgTables):
         """Per layer: (revision of the write transaction, key, rows) of the rows kept before
         the write transaction of that revision replaced them; kept beside the store's cache,
         which every handle on the store shares (a request's handle may write, another read)."""
-        cache = self.cache
-        stash: dict[str, tuple[str, Any, Any]] | None = getattr(cache, "_geometry_before_write", None)
-        if stash is None:
-            stash = {}
-            cache._geometry_before_write = stash  # type: ignore[attr-defined]
-        return stash
+        return self.cache.before_write
 
     def _current_assignment(
         self, spec: LayerSpec, fids: np.ndarray | None = None
