@@ -127,6 +127,57 @@ def test_a_new_generation_replaces_its_family_at_once():
     assert set(region.keys()) == {("parking", "gen1"), ("demolition", "gen2")}
 
 
+def test_a_stage_is_seen_by_its_thread_only_and_kept_only_when_published():
+    from geo.store.cache import MISSING, StoreCache
+
+    cache = StoreCache("memory:stage", budget=1 << 20)
+    geometry = cache.region("geometry")
+    geometry[("demolition", "gen1")] = "committed"
+    stage = cache.stage()
+    geometry[("demolition", "gen2")] = "written"  # staged: the committed entry stays
+    assert geometry.get(("demolition", "gen2")) == "written"
+    assert geometry.latest("demolition")[1] == "written"  # the stage first
+    assert geometry.keys() == [("demolition", "gen1")]
+    seen = {}
+    other = threading.Thread(target=lambda: seen.update(latest=geometry.latest("demolition")))
+    other.start()
+    other.join()
+    assert seen["latest"] == (("demolition", "gen1"), "committed")
+    inner = cache.stage()  # a nested transaction: its owner publishes
+    inner.publish()
+    inner.end()
+    assert geometry.get(("demolition", "gen2")) == "written" and geometry.keys() == [("demolition", "gen1")]
+    stage.end()  # rolled back
+    assert geometry.get(("demolition", "gen2")) is MISSING
+    assert geometry.keys() == [("demolition", "gen1")]
+
+    stage = cache.stage()
+    geometry[("demolition", "gen3")] = "written"
+    cache.region("facts")[(("demolition", None, "current"), ("gen3", "tx:abc"))] = "facts of the write"
+    stage.publish()
+    stage.end()
+    # the new generation replaces its family; what was keyed by the transaction is not kept
+    assert geometry.keys() == [("demolition", "gen3")]
+    assert cache.region("facts").keys() == []
+
+
+def test_a_stage_is_bounded_like_its_region():
+    import numpy as np
+
+    from geo.store.cache import StoreCache
+
+    cache = StoreCache("memory:stage-bound", budget=1000)  # the outlines region gets 2%: 20 bytes
+    outlines = cache.region("outlines")
+    stage = cache.stage()
+    for k in range(5):
+        outlines[k] = np.zeros(2, dtype=np.int8)  # 2 bytes each
+    outlines["big"] = np.zeros(15, dtype=np.int8)
+    stage.publish()
+    stage.end()
+    assert outlines.nbytes() <= outlines.budget
+    assert "big" in outlines
+
+
 def test_every_handle_on_a_store_shares_one_cache(gridded_store):
     """A web worker opens the store per request: what one handle kept, the next one finds."""
     with open_store(gridded_store.location) as other:

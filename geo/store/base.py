@@ -139,6 +139,7 @@ class TransactionScopes:
     _reading: bool
     _tx: int | None
     _pending_archives: list[Path]
+    cache: StoreCache
 
     def _scope_sql(self, statement: str) -> None:
         """Run ``BEGIN`` / ``COMMIT`` / ``ROLLBACK`` on the connection (raising the database's errors)."""
@@ -211,15 +212,20 @@ class TransactionScopes:
         self._begin(self._BEGIN_WRITE)
         self._depth = 1
         self._tx = None
+        # what the transaction keeps in the store's cache is seen by this thread only, and kept
+        # for every thread only once it has committed (a rolled-back write leaves the cache as
+        # it was: see geo.store.cache)
+        stage = self.cache.stage()
         try:
             if new_revision:
-                # a fresh random revision at the start: caches filled inside a transaction that
-                # rolls back are keyed by a value never seen again
+                # a fresh random revision at the start: entries keyed by the transaction are
+                # keyed by a value never seen again
                 self._new_revision()
             yield
             self._stamp_tx()
             self._scope_sql("COMMIT")
             self._pending_archives.clear()
+            stage.publish()
         except BaseException as exc:
             error = self._translate(exc) if isinstance(exc, self._DB_ERRORS) else None
             try:
@@ -234,4 +240,5 @@ class TransactionScopes:
         finally:
             self._depth = 0
             self._tx = None
+            stage.end()
             self._end_write()

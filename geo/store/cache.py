@@ -23,6 +23,12 @@ After a write every thread of a worker that serves a map request finds an entry 
 the same moment; without a guard each one rebuilds it, all sharing one interpreter lock, and
 each waits as long as all of them together.  :meth:`Region.get_or_fill` (and
 :meth:`StoreCache.filling`) let the first build it while the others wait for its result.
+
+What a write transaction keeps is staged (:meth:`StoreCache.stage`): the thread that writes
+sees its own entries, every other thread sees only committed ones, and the stage is published
+when the transaction commits and dropped when it rolls back.  A rolled-back write -- a
+preview's dry run -- therefore leaves every region as it found it: the entries of the last
+committed generations stay kept, and the change log still follows them.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ __all__ = [
     "REGIONS",
     "Region",
     "RegionSpec",
+    "Stage",
     "StoreCache",
     "budget_bytes",
     "cache_for",
@@ -234,92 +241,165 @@ def entry_bytes(value: Any, depth: int = 6) -> int:
     return sys.getsizeof(value)
 
 
+class _Entries:
+    """The entries of one region, least recently used first, with their estimated bytes,
+    within the region's bounds (the shared ones, or a write transaction's stage)."""
+
+    def __init__(self, spec: RegionSpec, budget: int):
+        self.spec = spec
+        self.budget = budget
+        self.items: OrderedDict[Hashable, Any] = OrderedDict()
+        self.bytes: dict[Hashable, int] = {}
+        self.total = 0
+
+    def get(self, key: Hashable) -> Any:
+        if key not in self.items:
+            return MISSING
+        self.items.move_to_end(key)
+        return self.items[key]
+
+    def drop(self, key: Hashable) -> tuple[Any, int]:
+        """Forget the entry of ``key``: ``(entry, estimated bytes)``."""
+        value = self.items.pop(key)
+        size = self.bytes.pop(key, 0)
+        self.total -= size
+        return value, size
+
+    def store(self, key: Hashable, value: Any, size: int) -> list[Any]:
+        """Keep ``value`` under ``key``: its family's other entries go, then the least recently
+        used while over the bounds; the entries dropped (to be let go of, and their memory given
+        back, once no lock is held: :func:`_release`)."""
+        dropped: list[Any] = []
+        if key in self.items:
+            dropped.append(self.drop(key))
+        if self.spec.family is not None:
+            family = self.spec.family(key)
+            for k in [k for k in self.items if self.spec.family(k) == family]:
+                dropped.append(self.drop(k))
+        while self.items and (len(self.items) >= self.spec.limit or self.total + size > self.budget):
+            dropped.append(self.drop(next(iter(self.items))))
+        self.items[key] = value
+        self.bytes[key] = size
+        self.total += size
+        return dropped
+
+    def grow(self, key: Hashable, nbytes: int) -> list[Any]:
+        """Count ``nbytes`` more for ``key``; the others dropped to stay within the budget."""
+        dropped: list[Any] = []
+        if key not in self.items:
+            return dropped
+        self.bytes[key] += int(nbytes)
+        self.total += int(nbytes)
+        while self.total > self.budget and next(iter(self.items)) != key:
+            dropped.append(self.drop(next(iter(self.items))))
+        return dropped
+
+    def latest(self, family: Hashable) -> tuple[Hashable, Any] | None:
+        if self.spec.family is None:
+            return None
+        for key in reversed(self.items):
+            if self.spec.family(key) == family:
+                return key, self.items[key]
+        return None
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.bytes.clear()
+        self.total = 0
+
+
 class Region:
     """A bounded mapping of one kind of entry (see :class:`RegionSpec`), least recently used
-    first out, within ``budget`` bytes."""
+    first out, within ``budget`` bytes.
 
-    def __init__(self, spec: RegionSpec, budget: int | None = None):
+    Inside a write transaction (``stage()`` gives the transaction's entries for this region,
+    see :meth:`StoreCache.stage`) what is kept goes to the stage, and lookups see the stage
+    first; ``len``, :meth:`keys` and :meth:`nbytes` count the committed entries only.
+    """
+
+    def __init__(
+        self,
+        spec: RegionSpec,
+        budget: int | None = None,
+        stage: Callable[[], _Entries | None] | None = None,
+    ):
         self.spec = spec
         self.budget = int(budget_bytes() * spec.share) if budget is None else int(budget)
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self._bytes: dict[Hashable, int] = {}
-        self._total = 0
+        self._shared = _Entries(spec, self.budget)
+        self._stage = stage or _no_stage
         self._lock = threading.Lock()
         self._fill_locks: dict[Hashable, threading.Lock] = {}
 
     def get(self, key: Hashable, default: Any = MISSING) -> Any:
         """The entry kept for ``key`` (now the most recently used), else ``default`` (:data:`MISSING`)."""
+        staged = self._stage()
+        if staged is not None:
+            hit = staged.get(key)
+            if hit is not MISSING:
+                return hit
         with self._lock:
-            if key not in self._entries:
-                return default
-            self._entries.move_to_end(key)
-            return self._entries[key]
+            hit = self._shared.get(key)
+        return default if hit is MISSING else hit
 
     def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._entries
+        return self.get(key) is not MISSING
 
     def __getitem__(self, key: Hashable) -> Any:
-        with self._lock:
-            self._entries.move_to_end(key)
-            return self._entries[key]
+        hit = self.get(key)
+        if hit is MISSING:
+            raise KeyError(key)
+        return hit
 
     def __setitem__(self, key: Hashable, value: Any) -> None:
         """Keep ``value`` under ``key``: its family's other entries go, then the least recently
-        used while the region is over its bounds."""
+        used while the region is over its bounds.  Inside a write transaction it is staged."""
         size = entry_bytes(value)
-        with self._lock:
-            dropped = self._store(key, value, size)
+        staged = self._stage()
+        if staged is not None:
+            dropped = staged.store(key, value, size)
+        else:
+            with self._lock:
+                dropped = self._shared.store(key, value, size)
         _release(dropped)
 
-    def _drop(self, key: Hashable) -> int:
-        """Forget the entry of ``key``; its estimated bytes."""
-        del self._entries[key]
-        size = self._bytes.pop(key, 0)
-        self._total -= size
-        return size
-
-    def _store(self, key: Hashable, value: Any, size: int) -> list[Any]:
-        """:meth:`__setitem__` with the lock held; the entries dropped (to be let go of, and
-        their memory given back, once the lock is released: :func:`_release`)."""
+    def publish(self, staged: _Entries) -> None:
+        """Keep what a write transaction staged (it has committed), but not the entries keyed by
+        the transaction itself (:func:`generations` inside a write): nothing looks them up again."""
         dropped: list[Any] = []
-        if key in self._entries:
-            dropped.append((self._entries[key], self._drop(key)))
-        if self.spec.family is not None:
-            family = self.spec.family(key)
-            for k in [k for k in self._entries if self.spec.family(k) == family]:
-                dropped.append((self._entries[k], self._drop(k)))
-        while self._entries and (len(self._entries) >= self.spec.limit or self._total + size > self.budget):
-            k = next(iter(self._entries))
-            dropped.append((self._entries[k], self._drop(k)))
-        self._entries[key] = value
-        self._bytes[key] = size
-        self._total += size
-        return dropped
+        with self._lock:
+            for key, value in staged.items.items():
+                if not _of_a_transaction(key):
+                    dropped += self._shared.store(key, value, staged.bytes[key])
+        staged.clear()
+        _release(dropped)
 
     def setdefault(self, key: Hashable, value: Any) -> Any:
         """The entry for ``key``, keeping ``value`` first when there is none."""
+        hit = self.get(key)
+        if hit is not MISSING:
+            return hit
         size = entry_bytes(value)
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            dropped = self._store(key, value, size)
+        staged = self._stage()
+        if staged is not None:
+            dropped = staged.store(key, value, size)
+        else:
+            with self._lock:
+                hit = self._shared.get(key)
+                if hit is not MISSING:
+                    return hit
+                dropped = self._shared.store(key, value, size)
         _release(dropped)
         return value
 
     def grow(self, key: Hashable, nbytes: int) -> None:
         """Count ``nbytes`` more for the entry of ``key`` (an entry filled in place after it
         was kept), dropping the least recently used others while over budget."""
+        staged = self._stage()
+        if staged is not None and key in staged.items:
+            _release(staged.grow(key, nbytes))
+            return
         with self._lock:
-            if key not in self._entries:
-                return
-            self._bytes[key] += int(nbytes)
-            self._total += int(nbytes)
-            dropped = []
-            while self._total > self.budget and next(iter(self._entries)) != key:
-                k = next(iter(self._entries))
-                dropped.append((self._entries[k], self._drop(k)))
+            dropped = self._shared.grow(key, nbytes)
         _release(dropped)
 
     @contextmanager
@@ -359,39 +439,51 @@ class Region:
 
     def latest(self, family: Hashable) -> tuple[Hashable, Any] | None:
         """``(key, entry)`` of the newest entry of ``family`` kept (in a region with families
-        there is at most one), else None: what a new generation's entry may be made from by
-        applying the change log (see :mod:`geo.store.interface.changes`)."""
-        if self.spec.family is None:
-            return None
+        there is at most one; a write transaction's own entry first), else None: what a new
+        generation's entry may be made from by applying the change log (see
+        :mod:`geo.store.interface.changes`)."""
+        staged = self._stage()
+        if staged is not None:
+            found = staged.latest(family)
+            if found is not None:
+                return found
         with self._lock:
-            for key in reversed(self._entries):
-                if self.spec.family(key) == family:
-                    return key, self._entries[key]
-        return None
+            return self._shared.latest(family)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._entries)
+            return len(self._shared.items)
 
     def nbytes(self) -> int:
-        """The estimated bytes of the entries kept (see :func:`entry_bytes`)."""
+        """The estimated bytes of the committed entries kept (see :func:`entry_bytes`)."""
         with self._lock:
-            return self._total
+            return self._shared.total
 
     def keys(self) -> list[Hashable]:
-        """The keys kept, least recently used first."""
+        """The committed keys kept, least recently used first."""
         with self._lock:
-            return list(self._entries)
+            return list(self._shared.items)
 
     def __iter__(self) -> Iterator[Hashable]:
         return iter(self.keys())
 
     def clear(self) -> None:
-        """Forget every entry."""
+        """Forget every committed entry."""
         with self._lock:
-            self._entries.clear()
-            self._bytes.clear()
-            self._total = 0
+            self._shared.clear()
+
+
+def _no_stage() -> _Entries | None:
+    return None
+
+
+def _of_a_transaction(key: Any) -> bool:
+    """Whether ``key`` holds a write transaction's mark (``"tx:<revision>"``, see :func:`generations`)."""
+    if isinstance(key, str):
+        return key.startswith("tx:")
+    if isinstance(key, tuple):
+        return any(_of_a_transaction(k) for k in key)
+    return False
 
 
 @contextmanager
@@ -417,18 +509,43 @@ class StoreCache:
     def __init__(self, location: str, budget: int | None = None):
         self.location = location
         self.budget = budget_bytes() if budget is None else int(budget)
-        self._regions = {name: Region(spec, int(self.budget * spec.share)) for name, spec in REGIONS.items()}
+        # the stage of the write transaction the current thread is in, if any (see staged)
+        self._local = threading.local()
+        self._regions = {
+            name: Region(spec, int(self.budget * spec.share), self._stage_of(name))
+            for name, spec in REGIONS.items()
+        }
         self._guard = threading.Lock()
         self._locks: dict[Hashable, threading.Lock] = {}
-        #: per layer, what a write transaction replaced in the ``geometry`` region:
-        #: ``(revision of that transaction, key, entry)`` -- a rolled-back write (a preview's dry
-        #: run) leaves the region with a generation that never committed, and the change log
-        #: can still follow the entry from before it (see the GeoPackage's feature reads)
-        self.before_write: dict[str, tuple[str, Any, Any]] = {}
+
+    def _stage_of(self, name: str) -> Callable[[], _Entries | None]:
+        """The current thread's staged entries of region ``name`` (None outside a write transaction)."""
+        spec = REGIONS[name]
+        budget = int(self.budget * spec.share)
+
+        def stage() -> _Entries | None:
+            entries: dict[str, _Entries] | None = getattr(self._local, "stage", None)
+            if entries is None:
+                return None
+            found = entries.get(name)
+            if found is None:
+                found = entries[name] = _Entries(spec, budget)
+            return found
+
+        return stage
 
     def region(self, name: str) -> Region:
         """The region called ``name`` (one of :data:`REGIONS`)."""
         return self._regions[name]
+
+    def stage(self) -> Stage:
+        """Begin the stage of a write transaction on this thread (see :class:`Stage`); inside
+        another stage of this thread it is that one's, whose owner publishes or ends it."""
+        if getattr(self._local, "stage", None) is not None:
+            return Stage(self, None)
+        entries: dict[str, _Entries] = {}
+        self._local.stage = entries
+        return Stage(self, entries)
 
     @contextmanager
     def filling(self, *family: Hashable) -> Iterator[None]:
@@ -444,10 +561,9 @@ class StoreCache:
             yield
 
     def clear(self) -> None:
-        """Forget every entry of every region."""
+        """Forget every committed entry of every region."""
         for region in self._regions.values():
             region.clear()
-        self.before_write.clear()
 
     def sizes(self) -> dict[str, int]:
         """Number of entries per region."""
@@ -456,6 +572,35 @@ class StoreCache:
     def nbytes(self) -> dict[str, int]:
         """Estimated bytes kept per region (see :func:`entry_bytes`)."""
         return {name: region.nbytes() for name, region in self._regions.items()}
+
+
+class Stage:
+    """What a write transaction keeps in a store cache (:meth:`StoreCache.stage`): seen by the
+    thread that writes only, kept by the regions when :meth:`publish` is called (the
+    transaction has committed), dropped at :meth:`end` otherwise.  Each region's part is
+    bounded like the region, so a long transaction holds at most one more budget's worth."""
+
+    def __init__(self, cache: StoreCache, entries: dict[str, _Entries] | None):
+        self._cache = cache
+        self._entries = entries
+
+    def publish(self) -> None:
+        """The transaction committed: what it staged is kept for every thread."""
+        if self._entries is None:
+            return
+        self._cache._local.stage = None
+        for name, staged in self._entries.items():
+            self._cache.region(name).publish(staged)
+        self._entries.clear()
+
+    def end(self) -> None:
+        """The transaction ended: what it staged and did not publish is dropped."""
+        if self._entries is None:
+            return
+        self._cache._local.stage = None
+        dropped = [(staged, staged.total) for staged in self._entries.values()]
+        self._entries.clear()
+        _release(dropped)
 
 
 _CACHES: dict[str, StoreCache] = {}

@@ -178,9 +178,6 @@ class GpkgFeatureReads(GpkgTables):
                         return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
                     cached, generation = read
                     self._cache_geometry(spec, *cached, generation=generation)
-        stash = self._before_write()
-        if stash and not self._depth and stash.get(spec.name, ("",))[0] == self.revision():
-            del stash[spec.name]  # that write committed: the rows before it are not wanted again
         fid_arr, geoms, _ = cached
         if fids is not None:
             keep = np.isin(fid_arr, fids)
@@ -193,21 +190,14 @@ class GpkgFeatureReads(GpkgTables):
         and decoded; None when nothing is kept or the log does not cover it."""
         if not changes_enabled():
             return None
+        # (a write transaction's own rows first: see geo.store.cache.Stage)
         latest = self.cache.region("geometry").latest(spec.name)
-        # what a write transaction of this handle replaced (see _cache_geometry): when that
-        # transaction rolled back (a preview's dry run), the kept rows are of a generation that
-        # never committed and the log cannot follow them, but the ones before it still can be
-        before = self._before_write().get(spec.name) if not self._depth else None
-        candidates = [c for c in (latest, before[1:] if before else None) if c is not None]
-        if not candidates:
+        if latest is None:
             return None
+        key, (old_fids, old_geoms, old_units) = latest
         with self.snapshot():
-            for key, entry in candidates:
-                changed = self.changes(spec, str(key[1]))  # type: ignore[index]
-                if changed is not None:
-                    old_fids, old_geoms, old_units = entry
-                    break
-            else:
+            changed = self.changes(spec, str(key[1]))  # type: ignore[index]
+            if changed is None:
                 return None
             rows = select_fids(self.conn, f'SELECT fid, geom, gw_unit FROM "{spec.name}"', changed.fids)
         new_fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -236,30 +226,9 @@ class GpkgFeatureReads(GpkgTables):
         """Keep the decoded rows of ``generation`` (default: the one this handle reads now,
         right inside a write transaction)."""
         gen = self.layer_generation(spec) if generation is None else generation
-        kept = self.cache.region("geometry")
-        if self._depth:
-            # inside a write transaction: remember the rows kept before it, once per transaction,
-            # so that a rollback does not leave only rows of a generation that never committed
-            latest = kept.latest(spec.name)
-            revision = self.revision()
-            stash = self._before_write()
-            if (
-                latest is not None
-                and latest[0] != (spec.name, gen)
-                and stash.get(spec.name, ("",))[0] != revision
-                and not str(latest[0][1]).startswith("tx:")  # type: ignore[index]
-            ):
-                stash[spec.name] = (revision, *latest)
-        else:
-            self._before_write().pop(spec.name, None)
-        # replaces the layer's older generation (see geo.store.cache.REGIONS)
-        kept[(spec.name, gen)] = (fids, geoms, units)
-
-    def _before_write(self) -> dict[str, tuple[str, Any, Any]]:
-        """Per layer: (revision of the write transaction, key, rows) of the rows kept before
-        the write transaction of that revision replaced them; kept beside the store's cache,
-        which every handle on the store shares (a request's handle may write, another read)."""
-        return self.cache.before_write
+        # replaces the layer's older generation (see geo.store.cache.REGIONS); inside a write
+        # transaction only once it commits (geo.store.cache.Stage)
+        self.cache.region("geometry")[(spec.name, gen)] = (fids, geoms, units)
 
     def _current_assignment(
         self, spec: LayerSpec, fids: np.ndarray | None = None
