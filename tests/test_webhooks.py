@@ -398,3 +398,90 @@ def test_cli_add_list_test_remove(receiver, runner, tmp_path, monkeypatch, store
     assert runner("--data", data, "webhook", "remove", str(listed["id"])).code == 0
     assert runner("--data", data, "webhook", "remove", str(listed["id"])).code == 2
     assert json.loads(runner("--data", data, "webhook", "list", "--json").out) == []
+
+
+# --- the admin API and the server's sender -------------------------------------------------
+
+
+@pytest.fixture
+def site(tmp_path, store):
+    """A store with an admin and a viewer (the test's backend), closed for the app to use."""
+    from tests.helpers.web import PASSWORDS
+
+    accounts.add_user(store, "admin", "admin", PASSWORDS["admin"])
+    accounts.add_user(store, "viewer", "viewer", PASSWORDS["viewer"])
+    store.close()
+    return tmp_path / "data"
+
+
+def _wait_for(check, seconds: float = 15.0):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.mark.slow
+def test_api_queues_without_waiting_for_the_receiver(site, receiver, make_app):
+    from tests.helpers.web import Session
+
+    app = make_app(site, GRIDWATCH_WEBHOOKS=True, GRIDWATCH_WEBHOOK_ALLOW="127.0.0.1")
+    admin = Session(app, "admin")
+    try:
+        made = admin.request(
+            "POST",
+            "/api/webhooks",
+            json={"area": AREA, "format": "json", "url": receiver.url("/hook?token=APISECRET")},
+        )
+        assert made.status_code == 201, made.json
+        hook = made.json
+        assert hook["url"].endswith("token=***") and "APISECRET" not in made.text
+        listed = admin.request("GET", "/api/webhooks")
+        assert [h["id"] for h in listed.json] == [hook["id"]] and "APISECRET" not in listed.text
+
+        receiver.gate = threading.Event()  # the receiver holds its answer until the test lets it go
+        queued = admin.request("POST", f"/api/webhooks/{hook['id']}/test")
+        assert queued.status_code == 202 and queued.json["sending"] is True
+        # the request has returned; the sender has reached the receiver, which has not answered yet
+        assert _wait_for(lambda: receiver.requests)
+        assert not receiver.gate.is_set()
+        assert admin.request("GET", f"/api/webhooks/{hook['id']}/deliveries").json == []
+        receiver.gate.set()
+        done = _wait_for(lambda: admin.request("GET", f"/api/webhooks/{hook['id']}/deliveries").json)
+        assert done[0]["outcome"] == "sent" and done[0]["event"] == "webhook.test"
+        assert json.loads(receiver.requests[0]["body"])["data"]["by"] == "admin"
+
+        assert admin.request("DELETE", f"/api/webhooks/{hook['id']}").status_code == 204
+        assert admin.request("DELETE", f"/api/webhooks/{hook['id']}").status_code == 404
+        assert admin.request("GET", f"/api/webhooks/{hook['id']}/deliveries").status_code == 404
+    finally:
+        sender = outbox.running_sender(app.extensions["gridwatch_location"].store)
+        if sender is not None:
+            sender.stop()
+
+
+@pytest.mark.slow
+def test_api_refuses_bad_webhooks_and_other_roles(site, make_app):
+    from tests.helpers.web import Session
+
+    app = make_app(site)
+    admin = Session(app, "admin")
+    for body in (
+        {"area": AREA, "format": "json", "url": "http://169.254.169.254/latest"},
+        {"area": AREA, "format": "json", "url": "http://127.0.0.1:9/x"},  # not allowed by default
+        {"area": AREA, "format": "json", "url": "ftp://example.com/"},
+        {"area": AREA, "format": "teams", "url": "http://example.com/"},
+        {"format": "json", "url": "http://example.com/"},
+        {"area": ["x"], "format": "json", "url": "http://example.com/"},
+        ["not", "an", "object"],
+    ):
+        resp = admin.request("POST", "/api/webhooks", json=body)
+        assert resp.status_code in (400, 404), (body, resp.status_code)
+        assert resp.json["message_en"]
+    viewer = Session(app, "viewer")
+    assert viewer.request("GET", "/api/webhooks").status_code == 403
+    assert viewer.request("POST", "/api/webhooks", json={}).status_code == 403
+    assert outbox.running_sender(app.extensions["gridwatch_location"].store) is None  # off by default
