@@ -265,15 +265,20 @@ class OutboxOps:
             return int(self._ox_rows(self._ox_sql.queue, (int(webhook_id), event, payload, now, now))[0][0])
 
     def claim_outbox(self, worker: str, lease_seconds: float, limit: int = 20) -> list[OutboxRow]:
-        """See :meth:`WebhookStore.claim_outbox`: each due row is claimed by its own guarded
-        ``UPDATE``, which a competing claimant's committed claim makes match nothing."""
+        """See :meth:`WebhookStore.claim_outbox`: the due rows are read, then each is claimed by
+        its own guarded ``UPDATE`` in one write transaction, which a competing claimant's
+        committed claim makes match nothing."""
         if not self._ox_ready():
             return []
         now = moment()
+        # looked for without a write transaction: an idle poll takes no write lock
+        due = self._ox_rows(self._ox_sql.due, (now, now, int(limit)))
+        if not due:
+            return []
         until = later(lease_seconds)
         claimed: list[OutboxRow] = []
         with self._ox_write():
-            for (row_id,) in self._ox_rows(self._ox_sql.due, (now, now, int(limit))):
+            for (row_id,) in due:
                 rows = self._ox_rows(self._ox_sql.claim, (worker, until, int(row_id), now))
                 claimed.extend(outbox_of(r) for r in rows)
         return claimed
