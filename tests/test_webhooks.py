@@ -485,3 +485,43 @@ def test_api_refuses_bad_webhooks_and_other_roles(site, make_app):
     assert viewer.request("GET", "/api/webhooks").status_code == 403
     assert viewer.request("POST", "/api/webhooks", json={}).status_code == 403
     assert outbox.running_sender(app.extensions["gridwatch_location"].store) is None  # off by default
+
+
+@pytest.mark.slow
+def test_admin_page_adds_tests_and_removes(site, receiver, make_app):
+    from tests.helpers.web import Session
+
+    app = make_app(site, GRIDWATCH_WEBHOOK_ALLOW="127.0.0.1")
+    admin = Session(app, "admin")
+    page = admin.client.get("/webhooks")
+    assert page.status_code == 200 and "尚未设置 Webhook" in page.text
+    form = {"csrf_token": admin.token, "action": "add", "whom": "area", "target": AREA, "format": "dingtalk"}
+    added = admin.client.post(
+        "/webhooks",
+        data={**form, "url": receiver.url("/robot/send?access_token=PAGESECRET"), "secret": "SECpage"},
+    )
+    assert added.status_code == 200 and "已添加 Webhook" in added.text
+    assert "access_token=***" in added.text and "PAGESECRET" not in added.text and "SECpage" not in added.text
+    (hook,) = outbox_hooks(site)
+    refused = admin.client.post("/webhooks", data={**form, "url": "http://10.0.0.1/x", "format": "json"})
+    assert refused.status_code == 400 and "不允许" in refused.text
+    tested = admin.client.post("/webhooks", data={"csrf_token": admin.token, "action": "test", "id": hook})
+    assert "通知未开启" in tested.text  # queued, not sent: GRIDWATCH_WEBHOOKS is off
+    english = admin.client.get("/webhooks?lang=en")
+    assert "Notification webhooks" in english.text and "No webhooks yet" not in english.text
+    gone = admin.client.post("/webhooks", data={"csrf_token": admin.token, "action": "remove", "id": hook})
+    assert gone.status_code == 200 and outbox_hooks(site) == []
+    assert (
+        admin.client.post(
+            "/webhooks", data={"csrf_token": admin.token, "action": "remove", "id": "x"}
+        ).status_code
+        == 400
+    )
+
+
+def outbox_hooks(data) -> list[int]:
+    handle = open_test_store(data)
+    try:
+        return [h.id for h in handle.webhooks()]
+    finally:
+        handle.close()

@@ -1,20 +1,22 @@
-"""Webhooks on the API (admins only): list, add, remove, send a test message, see deliveries;
-and the background sender of this process, started at its first request when
+"""Webhooks on the API and on the page ``/webhooks`` (admins only): list, add, remove, send a
+test message, see deliveries; and the background sender of this process, started at its first request when
 ``GRIDWATCH_WEBHOOKS`` is on.  Routes of the ``api`` blueprint (``/api/webhooks…``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, flash, jsonify, render_template, request
+from flask_babel import gettext as _
 
-from geo.errors import InputError
-from geo.notify import outbox
+from geo.errors import GridwatchError, InputError
+from geo.notify import formats, outbox
 from geo.notify.targets import allowed_networks
 from geo.store.backends import open_store
+from web.access import bp as auth_bp
 from web.access import requires, user_name
 from web.api import bp
-from web.context import get_store
+from web.context import get_store, select_locale
 
 
 def policy() -> outbox.Policy:
@@ -98,3 +100,63 @@ def api_webhook_deliveries(webhook_id: int) -> Any:
     store = get_store()
     outbox.get_webhook(store, webhook_id)
     return jsonify([outbox.delivery_dict(d) for d in store.deliveries(webhook_id)])
+
+
+# --- the admin page ----------------------------------------------------------------------
+
+
+@auth_bp.route("/webhooks", methods=["GET", "POST"])
+@requires("admin")
+def webhooks_page() -> Any:
+    store = get_store()
+    status = 200
+    if request.method == "POST":
+        action = request.form.get("action", "")
+        try:
+            if action == "add":
+                whom = request.form.get("whom", "area")
+                target = (request.form.get("target") or "").strip()
+                hook = outbox.add_webhook(
+                    store,
+                    (request.form.get("url") or "").strip(),
+                    request.form.get("format", ""),
+                    area=target if whom == "area" else None,
+                    account=target if whom == "account" else None,
+                    secret=(request.form.get("secret") or "").strip() or None,
+                    by=user_name(),
+                    policy=policy(),
+                )
+                flash(_("已添加 Webhook %(id)s", id=hook.id))
+            elif action in ("test", "remove"):
+                hook_id = _form_id(request.form.get("id"))
+                if action == "test":
+                    outbox.queue_test(store, hook_id, user_name())
+                    sender = _sender(current_app._get_current_object())  # type: ignore[attr-defined]
+                    if sender is not None:
+                        sender.wake()
+                        flash(_("测试消息已排队发送"))
+                    else:
+                        flash(_("测试消息已排队；通知未开启（GRIDWATCH_WEBHOOKS），不会发送"))
+                else:
+                    outbox.remove_webhook(store, hook_id)
+                    flash(_("已删除 Webhook %(id)s", id=hook_id))
+            else:
+                raise InputError("未知操作", "unknown action")
+        except GridwatchError as exc:
+            flash(exc.en if select_locale() == "en" else exc.zh)
+            status = exc.status if exc.status < 500 else 400
+    hooks = store.webhooks()
+    return render_template(
+        "webhooks.html",
+        hooks=[outbox.webhook_dict(h) for h in hooks],
+        deliveries={h.id: [outbox.delivery_dict(d) for d in store.deliveries(h.id, limit=5)] for h in hooks},
+        formats=formats.FORMATS,
+        enabled=bool(current_app.config.get("GRIDWATCH_WEBHOOKS")),
+    ), status
+
+
+def _form_id(value: str | None) -> int:
+    text = (value or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= 18 and int(text) > 0:
+        return int(text)
+    raise InputError("编号无效", "not a valid id", code="bad_id")
