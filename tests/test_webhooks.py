@@ -525,3 +525,50 @@ def outbox_hooks(data) -> list[int]:
         return [h.id for h in handle.webhooks()]
     finally:
         handle.close()
+
+
+def _webhook_state(where) -> tuple:
+    from geo.store.backends import open_store
+
+    with open_store(where.store, data=where.data) as s:
+        hooks = [(h.id, h.target_kind, h.target, h.format, h.url, h.secret) for h in s.webhooks()]
+        rows = [
+            (r.id, r.webhook_id, r.event, json.loads(r.payload), r.status, r.attempts)
+            for r in s.outbox_rows()
+        ]
+        sent = [
+            (d.id, d.outbox_id, d.outcome, d.http_status, d.error)
+            for h in s.webhooks()
+            for d in s.deliveries(h.id)
+        ]
+        return hooks, rows, sent
+
+
+@pytest.mark.slow
+@pytest.mark.needs("postgis")
+def test_store_copy_keeps_webhooks_and_their_log(tmp_path, pg_db):
+    from geo.store.backends import Location, open_store
+    from geo.store.copy import copy_store
+
+    source = Location(str(tmp_path / "src" / "gridwatch.gpkg"), tmp_path / "src")
+    with open_store(source.store, data=source.data) as s:
+        hook = outbox.add_webhook(
+            s, "http://127.0.0.1:9/x?key=K", "dingtalk", area=AREA, secret="SECk", policy=LOCAL
+        )
+        outbox.queue_test(s, hook.id, "admin")
+        outbox.send_due(
+            s, outbox.Policy(allow=LOCAL.allow, attempts=5, backoff=3600.0)
+        )  # refused: one attempt
+        gone = outbox.add_webhook(s, "http://127.0.0.1:9/y", "json", area=AREA, policy=LOCAL)
+        outbox.remove_webhook(s, gone.id)
+    middle = Location(pg_db, tmp_path / "pgdata")
+    back = Location(str(tmp_path / "back" / "gridwatch.gpkg"), tmp_path / "back")
+    copy_store(source, middle)
+    copy_store(middle, back)
+    before = _webhook_state(source)
+    assert before[0] and before[1] and before[2]
+    assert _webhook_state(middle) == before == _webhook_state(back)
+    with open_store(back.store, data=back.data) as b:  # ids go on after the copied ones
+        assert (
+            outbox.add_webhook(b, "http://127.0.0.1:9/z", "json", area=AREA, policy=LOCAL).id == gone.id + 1
+        )

@@ -11,7 +11,8 @@ from geo.store.gpkg.connection import GpkgConnection
 from geo.store.interface.outbox import OutboxOps, OutboxSql, tables_sql
 
 _SQL = OutboxSql("?")
-_TABLES = tables_sql("INTEGER PRIMARY KEY AUTOINCREMENT")
+#: The tables as the GeoPackage makes them.
+OUTBOX_TABLES = tables_sql("INTEGER PRIMARY KEY AUTOINCREMENT")
 
 
 class GpkgOutbox(OutboxOps, GpkgConnection):
@@ -29,6 +30,6 @@ class GpkgOutbox(OutboxOps, GpkgConnection):
     def _ox_write(self) -> Iterator[None]:
         with self.admin_transaction():
             if not self._ox_ready():
-                for stmt in _TABLES:
+                for stmt in OUTBOX_TABLES:
                     self.conn.execute(stmt)
             yield
