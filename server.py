@@ -106,8 +106,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     access.init_app(app)
     # the account pages (endpoints auth.*) are routes of one blueprint, access.bp; importing
     # the modules that declare them adds them to it
-    from web import account, audit, users  # noqa: F401
+    # (and web.webhooks the /api/webhooks routes to api.bp)
+    from web import account, audit, users, webhooks  # noqa: F401
 
+    webhooks.init_app(app)
     app.register_blueprint(access.bp)
     security.init_app(app)
     app.register_blueprint(views.bp)

@@ -21,12 +21,13 @@ PACKAGES = ("layers", "geo", "web")
 #: Rank of each part, lowest first: a module may import parts of its own rank or lower.
 RANKS: tuple[tuple[str, ...], ...] = (
     ("layers",),
-    ("geo", "geo.errors", "geo.registry", "geo.assign"),  # "geo": the package's own __init__
+    ("geo", "geo.errors", "geo.registry", "geo.assign", "geo.workdays"),  # "geo": the package's own __init__
     ("geo.reading",),
     ("geo.store",),
     ("geo.figures",),
     ("geo.imports",),
     ("geo.output",),
+    ("geo.notify",),
     ("geo.cli",),
     ("web",),
     ("server",),

@@ -70,6 +70,12 @@ ROUTES = {
     "auth.users": ("GET", "/users", "admin"),
     "auth.audit": ("GET", "/audit", "admin"),
     "auth.audit_csv": ("GET", "/audit.csv", "admin"),
+    "auth.webhooks_page": ("GET", "/webhooks", "admin"),
+    "api.api_webhooks": ("GET", "/api/webhooks", "admin"),
+    "api.api_webhook_add": ("POST", "/api/webhooks", "admin"),
+    "api.api_webhook_remove": ("DELETE", "/api/webhooks/999", "admin"),
+    "api.api_webhook_test": ("POST", "/api/webhooks/999/test", "admin"),
+    "api.api_webhook_deliveries": ("GET", "/api/webhooks/999/deliveries", "admin"),
 }
 RANK = {"viewer": 1, "surveyor": 2, "admin": 3}
 

@@ -703,6 +703,115 @@ def document() -> dict[str, Any]:
                 )
             },
             "/api/openapi.json": {"get": _op("this document", _PUBLIC, {"200": _ok("OpenAPI 3.1")})},
+            **_webhook_paths(),
         },
         "components": components(),
+    }
+
+
+_WEBHOOK = {
+    "type": "object",
+    "required": ["id", "format", "url", "signed"],
+    "properties": {
+        "id": {"type": "integer"},
+        "area": {"type": ["string", "null"], "description": "区域代码 / the area code (or null)"},
+        "account": {"type": ["string", "null"], "description": "账户 / the account (or null)"},
+        "format": {"type": "string", "enum": ["json", "wecom", "dingtalk"]},
+        "url": {"type": "string", "description": "the URL with its password and query values masked (***)"},
+        "signed": {
+            "type": "boolean",
+            "description": "whether a dingtalk signing secret is set (never shown)",
+        },
+        "created_at": {"type": "string"},
+        "created_by": {"type": ["string", "null"]},
+    },
+}
+
+_DELIVERY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "outbox_id": {"type": "integer"},
+        "event": {"type": "string"},
+        "at": {"type": "string"},
+        "attempt": {"type": "integer"},
+        "outcome": {"type": "string", "enum": ["sent", "retry", "failed"]},
+        "http_status": {"type": ["integer", "null"]},
+        "error": {"type": ["string", "null"], "description": "what went wrong, secrets masked"},
+    },
+}
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """The webhook routes (admins only; ``web/webhooks.py``)."""
+    hook_id = _path("webhook_id", "webhook id", ID)
+    return {
+        "/api/webhooks": {
+            "get": _op(
+                "通知 Webhook / the webhooks (admins)",
+                _SIGNED_IN,
+                {"200": _ok("webhooks, oldest first", {"type": "array", "items": _WEBHOOK})},
+            ),
+            "post": _op(
+                "添加 Webhook / add a webhook for an area code or an account (admins); its host must resolve"
+                " to public addresses unless GRIDWATCH_WEBHOOK_ALLOW lists them",
+                _SIGNED_IN,
+                {"201": _ok("the webhook", _WEBHOOK), **_errors(400, 404)},
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["url", "format"],
+                                "properties": {
+                                    "url": {"type": "string", "maxLength": 2000},
+                                    "format": {"type": "string", "enum": ["json", "wecom", "dingtalk"]},
+                                    "area": {"type": "string", "maxLength": 20},
+                                    "account": {"type": "string", "maxLength": 64},
+                                    "secret": {"type": "string", "maxLength": 200},
+                                },
+                            }
+                        }
+                    },
+                },
+            ),
+        },
+        "/api/webhooks/{webhook_id}": {
+            "delete": _op(
+                "删除 Webhook / remove a webhook (admins)",
+                _SIGNED_IN,
+                {"204": {"description": "removed; what it still had to send is given up"}, **_errors(404)},
+                [hook_id],
+            )
+        },
+        "/api/webhooks/{webhook_id}/test": {
+            "post": _op(
+                "发送测试消息 / queue a webhook.test message (admins); sent by the background sender",
+                _SIGNED_IN,
+                {
+                    "202": _ok(
+                        "queued: the outbox row, and whether this process sends (GRIDWATCH_WEBHOOKS)",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "outbox_id": {"type": "integer"},
+                                "queued": {"type": "boolean"},
+                                "sending": {"type": "boolean"},
+                            },
+                        },
+                    ),
+                    **_errors(404),
+                },
+                [hook_id],
+            )
+        },
+        "/api/webhooks/{webhook_id}/deliveries": {
+            "get": _op(
+                "发送记录 / a webhook's delivery attempts, newest first (admins)",
+                _SIGNED_IN,
+                {"200": _ok("attempts", {"type": "array", "items": _DELIVERY}), **_errors(404)},
+                [hook_id],
+            )
+        },
     }

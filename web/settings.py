@@ -69,6 +69,15 @@ def _count(name: str, value: Any) -> int:
     return number
 
 
+def _networks(name: str, value: Any) -> str:
+    """Addresses or networks, comma-separated (``127.0.0.1, 10.0.0.0/8``)."""
+    from geo.notify.targets import allowed_networks
+
+    text = _text(name, value)
+    allowed_networks(text)  # an InputError names the bad entry
+    return text
+
+
 def _hours(name: str, value: Any) -> float:
     """A number of hours above zero (``2``, ``0.5``)."""
     try:
@@ -146,6 +155,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GRIDWATCH_TIANDITU_KEY", "", _text, "the tk key for 天地图"),
     Setting("MAX_CONTENT_LENGTH", 200 * 1024 * 1024, _size, "largest upload; larger ones get 413"),
     Setting("GRIDWATCH_PUBLIC_MAP", False, _flag, "1: anonymous visitors may read the map"),
+    Setting(
+        "GRIDWATCH_WEBHOOKS", False, _flag, "1: send webhook notifications (a background sender per process)"
+    ),
+    Setting(
+        "GRIDWATCH_WEBHOOK_ALLOW",
+        "",
+        _networks,
+        "addresses or networks webhooks may reach though not public (127.0.0.1, 10.0.0.0/8), comma-separated",
+    ),
     Setting("GRIDWATCH_SECURE_COOKIES", False, _flag, "1 behind HTTPS: cookies only over HTTPS"),
     Setting(
         "GRIDWATCH_PROXY_FIX",

@@ -25,6 +25,8 @@ from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
 from geo.cli.report import add_report_parser
 from geo.cli.stores import add_store_parser
+from geo.cli.webhooks import add_webhook_parser
+from geo.cli.workdays import add_calendar_parser
 from geo.errors import GridwatchError
 from geo.registry import grid_spec, layer_name, layer_names
 
@@ -219,6 +221,9 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     a.add_argument("--action", help="只看某操作 / only this action")
     a.add_argument("--csv", action="store_true")
     a.set_defaults(func=cmd_audit)
+
+    add_calendar_parser(sub)
+    add_webhook_parser(sub)
 
     if extend is not None:
         extend(sub)

@@ -31,6 +31,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "token_revoke": ("撤销令牌", "API token revoked"),
     "mapping_add": ("记住值对应", "value mapping kept"),
     "mapping_remove": ("删除值对应", "value mapping removed"),
+    "webhook_add": ("添加 Webhook", "webhook added"),
+    "webhook_remove": ("删除 Webhook", "webhook removed"),
 }
 
 #: The counts an entry may carry and their labels (Chinese, English), in the order shown.

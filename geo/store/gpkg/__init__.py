@@ -59,13 +59,14 @@ from pathlib import Path
 from geo.store.gpkg.accounts import GpkgAccounts
 from geo.store.gpkg.batches import GpkgBatches
 from geo.store.gpkg.migrations import GpkgMigrations
+from geo.store.gpkg.outbox import GpkgOutbox
 from geo.store.gpkg.transfer import GpkgTransfer
 from geo.store.gpkg.value_maps import GpkgValueMaps
 
 __all__ = ["GpkgStore"]
 
 
-class GpkgStore(GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps, GpkgTransfer):
+class GpkgStore(GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps, GpkgTransfer, GpkgOutbox):
     """GeoPackage-backed :class:`geo.store.base.Store`.
 
     One object, one connection, one transaction: each component (feature rows and their

@@ -43,6 +43,9 @@ FIXED_TABLES = {
     "users": "gw_users",
     "tokens": "gw_tokens",
     "logins": "gw_logins",
+    "webhooks": "gw_webhooks",
+    "outbox": "gw_outbox",
+    "deliveries": "gw_deliveries",
 }
 
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
@@ -143,6 +146,40 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
         "revoked_at": _S,
     },
     "logins": {"kind": _S, "key": _S, "failures": _I, "last_failure": _S, "locked_until": _S},
+    "webhooks": {
+        "id": _I,
+        "target_kind": _S,
+        "target": _S,
+        "format": _S,
+        "url": _S,
+        "secret": _S,
+        "created_at": _S,
+        "created_by": _S,
+        "removed_at": _S,
+    },
+    "outbox": {
+        "id": _I,
+        "webhook_id": _I,
+        "event": _S,
+        "payload": _S,
+        "created_at": _S,
+        "status": _S,
+        "attempts": _I,
+        "next_at": _S,
+        "claimed_by": _S,
+        "claimed_until": _S,
+    },
+    "deliveries": {
+        "id": _I,
+        "outbox_id": _I,
+        "webhook_id": _I,
+        "event": _S,
+        "at": _S,
+        "attempt": _I,
+        "outcome": _S,
+        "http_status": _I,
+        "error": _S,
+    },
 }
 
 _KIND_TYPES = {"str": _S, "int": _I, "float": _F, "date": _S}

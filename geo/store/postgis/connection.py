@@ -30,6 +30,7 @@ from geo.store.credentials import secrets_in, shown_location, without
 from geo.store.interface.audit import Actor
 from geo.store.interface.changes import Changes
 from geo.store.interface.changes import enabled as changes_enabled
+from geo.store.interface.outbox import tables_sql
 from geo.store.postgis.changes import SCHEMA_SQL as CHANGES_SQL
 from geo.store.postgis.changes import log_step, read_changes
 from layers.base import LayerSpec
@@ -71,6 +72,9 @@ SCHEMA_SQL = (
     tx bigint NOT NULL, parent bigint, rolled_back_tx bigint, units integer)""",
 )
 
+#: The webhook tables (:mod:`geo.store.interface.outbox`).
+OUTBOX_SQL = tables_sql("bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+
 #: The schema this code writes (kept in ``gw_meta`` under ``schema``).  Version 1: the tables
 #: of :data:`SCHEMA_SQL` and one table (and history table) per layer; version 2: typed views of
 #: the layers that hold more than one geometry type (:mod:`geo.store.typed_views`).
@@ -78,7 +82,7 @@ SCHEMA_VERSION = 2
 
 #: What :data:`SCHEMA_SQL` and the change log's tables say, in short (kept in ``gw_meta`` under
 #: ``schema_sql``).
-SCHEMA_DIGEST = hashlib.sha256("\n".join((*SCHEMA_SQL, *CHANGES_SQL)).encode()).hexdigest()[:16]
+SCHEMA_DIGEST = hashlib.sha256("\n".join((*SCHEMA_SQL, *CHANGES_SQL, *OUTBOX_SQL)).encode()).hexdigest()[:16]
 
 #: How long a write waits for another's locks before it is refused as busy (ms): the
 #: GeoPackage's busy timeout.
@@ -177,7 +181,7 @@ class PgConnection(TransactionScopes):
                 if self._schema_current(version) or (version or 0) > SCHEMA_VERSION:
                     return
                 with _quiet(conn):
-                    for stmt in (*SCHEMA_SQL, *CHANGES_SQL):
+                    for stmt in (*SCHEMA_SQL, *CHANGES_SQL, *OUTBOX_SQL):
                         conn.execute(stmt)
                 conn.execute(
                     "INSERT INTO gw_meta VALUES ('revision', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,)
