@@ -160,13 +160,16 @@ class PgFeatureWrites(PgGridVersions):
             kept = np.unique(match_fids[same])
             removed = int((~np.isin(current, kept) & ~np.isin(current, to_retire)).sum())
         row = self._run("SELECT next_fid FROM gw_layers WHERE name=%s", (spec.name,)).fetchone()
-        result = _all_new(int((~same).sum()), int(row[0]) if row else 1)
-        result.unchanged = int(same.sum())
-        result.updated = int((matched & ~same).sum())
-        result.added = len(same) - result.unchanged - result.updated
-        result.removed = removed
-        result.rows = np.flatnonzero(~same).astype(np.int64)
-        return result
+        first = int(row[0]) if row else 1
+        unchanged, updated = int(same.sum()), int((matched & ~same).sum())
+        return WriteResult(
+            added=len(same) - unchanged - updated,
+            updated=updated,
+            unchanged=unchanged,
+            removed=removed,
+            fids=np.arange(first, first + int((~same).sum()), dtype=np.int64),
+            rows=np.flatnonzero(~same).astype(np.int64),
+        )
 
     def _incoming(self, spec: LayerSpec, rows: FeatureRows, srs: int) -> pa.Table:
         """``rows`` as the Arrow table copied into ``gw_tmp_rows``: geometry as hex EWKB with the
