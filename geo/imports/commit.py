@@ -60,8 +60,11 @@ def commit_import(
     today in the time zone ``tz``; see :mod:`geo.figures.versions`) and assigns every feature row
     version of every layer to it, in the same transaction.
 
-    With ``dry_run`` the whole write is done and then rolled back, so the report's added,
-    updated, unchanged and rejected figures are exactly what a commit made now would do.
+    With ``dry_run`` the write is worked out and never committed (for a survey layer inside
+    :meth:`geo.store.base.Store.preview_transaction`, which on PostGIS neither waits for a
+    commit under way nor alters the layer's table; the grid's is written and rolled back), so
+    the report's added, updated, unchanged and rejected figures are exactly what a commit made
+    now would do.
     Value mappings given for the import (``prepared.manual_maps``) are remembered for
     later imports of the layer when ``remember`` -- by default, when the account may update
     any feature (an admin, or the command line: :func:`may_update_any`).
@@ -98,7 +101,10 @@ def commit_import(
             dup = store.find_checksum(prepared.spec.name, report.checksum, prepared.rows.keys)
             if dup is not None:
                 raise Duplicate(dup.id)
-        with store.transaction():
+        # a dry run of a survey layer works out what it would write without writing where the
+        # backend can (see Store.preview_transaction); the grid's new version is made to be told
+        scope = store.preview_transaction() if dry_run and not prepared.spec.is_grid else store.transaction()
+        with scope:
             _commit(store, prepared, user or prepared.user, admin, remember, dry_run, valid_from, tz)
             if dry_run:
                 raise _DryRun
@@ -198,7 +204,7 @@ def _commit(
         started = time.perf_counter()
         report.grid_change, report.reassigned = versions.make_version(store, batch_id, day, previous_grid, tz)
         report.timings["reassign"] = round(time.perf_counter() - started, 3)
-    else:
+    elif not dry_run:  # a dry run's units on older grid versions would be rolled back unseen
         versions.assign_new_rows(
             store,
             spec,

@@ -84,6 +84,15 @@ class Store(
         """All-or-nothing write scope: on any exception nothing is kept."""
         ...
 
+    def preview_transaction(self) -> AbstractContextManager[None]:
+        """The scope of an import's dry run (:func:`geo.imports.commit.commit_import`): the
+        import's writes -- a batch, feature rows, their units and extent, value mappings --
+        report what they would do and are never committed.  A backend that can work that out
+        without writing (PostGIS) takes no lock another writer or a reader waits on and changes
+        no table; one that cannot (the GeoPackage) makes the write and rolls it back.  Not for a
+        grid replacement (its new version is worked out by writing it)."""
+        ...
+
     def writing(self) -> bool:
         """Whether this handle is inside :meth:`transaction` (what it reads may not be
         committed, and generations may not be bumped yet: see
@@ -202,6 +211,11 @@ class TransactionScopes:
         finally:
             self._reading = False
             self._quietly("COMMIT")
+
+    def preview_transaction(self) -> AbstractContextManager[None]:
+        """See :meth:`Store.preview_transaction`: by default :meth:`Store.transaction`, which
+        the dry run rolls back."""
+        return self.write_scope(new_revision=True)
 
     @contextmanager
     def write_scope(self, new_revision: bool, name: str = "transaction") -> Iterator[None]:

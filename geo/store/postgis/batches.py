@@ -40,8 +40,14 @@ class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
 
         The next id after the highest (writers take turns, see :meth:`transaction`); the
         sources are copied to ``archive/<id>/`` in the data directory, removed again if the
-        transaction does not commit.
+        transaction does not commit.  Inside :meth:`preview_transaction`: the id it would get,
+        nothing written (a commit under way may be writing that id).
         """
+        if self._previewing:
+            row = self._run("SELECT coalesce(max(id), 0) + 1 FROM gw_batches").fetchone()
+            assert row is not None
+            self.begin_tx(batch.kind, int(row[0]))
+            return int(row[0])
         with self.transaction():
             row = self._run(
                 'INSERT INTO gw_batches (id, layer, source_name, checksum, created_at, "user", status, rows_read,'
@@ -75,8 +81,10 @@ class PgBatches(PgTables, PgTargets, PgAudit, CurrentBatchRule):
         """See :meth:`geo.store.interface.batches.BatchRegister.finish_batch`.
 
         Updates the ``gw_batches`` row and records the audit entry, named by the batch's kind
-        (``import``, ``grid_replace`` or ``targets``).
+        (``import``, ``grid_replace`` or ``targets``).  Nothing inside :meth:`preview_transaction`.
         """
+        if self._previewing:
+            return
         with self.transaction():
             row = self._run(
                 "UPDATE gw_batches SET added=%s, updated=%s, unchanged=%s, rejected=%s, rows_read=%s, report=%s"

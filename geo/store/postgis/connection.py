@@ -117,6 +117,9 @@ class PgConnection(TransactionScopes):
         self._reading = False
         self.actor = Actor()
         self._tx: int | None = None
+        #: inside :meth:`preview_transaction` (the store CRS a preview of a first import sets, if any)
+        self._previewing = False
+        self._preview_srs: int | None = None
         self._create = create
         self._ready = False
 
@@ -272,6 +275,32 @@ class PgConnection(TransactionScopes):
         """:meth:`transaction` (``new_revision``) or :meth:`admin_transaction` (without)."""
         return self.write_scope(new_revision, "transaction" if new_revision else "admin_transaction")
 
+    @contextmanager
+    def preview_transaction(self) -> Iterator[None]:
+        """See :meth:`geo.store.base.Store.preview_transaction`.
+
+        A ``REPEATABLE READ`` transaction that writes nothing another connection sees and is
+        always rolled back: no new revision (whose row lock is the writers' turn, held by a
+        commit under way), no ``gw_tx``, ``gw_batches`` or ``gw_meta`` row, no layer row, unit,
+        extent or value mapping -- each write of the import path tells what it would do instead
+        (``_previewing``), and :meth:`~geo.store.postgis.feature_writes.PgFeatureWrites.write_features`
+        matches the rows in a temporary table only, so a polygon never widens a points-only
+        table.  Its reads are one snapshot of the last commit before it began: the only locks
+        it takes are the ``ACCESS SHARE`` of every reader, which no commit waits on unless it
+        alters a table.  Inside a write transaction it is that one (the caller rolls it back).
+        """
+        if self._depth:
+            with self.write_scope(new_revision=False, name="preview_transaction"):
+                yield
+            return
+        self._previewing = True
+        try:
+            with self.write_scope(new_revision=False, name="preview_transaction"):
+                yield
+        finally:
+            self._previewing = False
+            self._preview_srs = None
+
     # the scopes' statements (see geo.store.base.TransactionScopes)
     _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     _DB_ERRORS = (psycopg.Error,)
@@ -279,6 +308,11 @@ class PgConnection(TransactionScopes):
     def _scope_sql(self, statement: str) -> None:
         if statement == "ROLLBACK" and (self._conn is None or self._conn.closed):
             return  # the connection is gone, and its transaction with it: never reconnect to roll back
+        if self._previewing:
+            # a preview reads one snapshot (not READ ONLY: it fills temporary tables) and never commits
+            statement = {"BEGIN": "BEGIN ISOLATION LEVEL REPEATABLE READ", "COMMIT": "ROLLBACK"}.get(
+                statement, statement
+            )
         self.conn.execute(statement)
 
     def _translate(self, exc: BaseException) -> BaseException:
@@ -306,6 +340,10 @@ class PgConnection(TransactionScopes):
         """
         if not self._depth:
             raise RuntimeError("begin_tx must run inside transaction()")
+        if self._tx is None and self._previewing:  # the id it would get, unwritten
+            row = self._run("SELECT coalesce(max(id), 0) + 1 FROM gw_tx").fetchone()
+            assert row is not None
+            self._tx = int(row[0])
         if self._tx is None:
             row = self._run(
                 "INSERT INTO gw_tx (id, at, kind, batch_id)"
@@ -321,7 +359,7 @@ class PgConnection(TransactionScopes):
 
     def _stamp_tx(self) -> None:
         """Stamp the transaction's tx with the moment it commits (after every earlier stamp)."""
-        if self._tx is None:
+        if self._tx is None or self._previewing:
             return
         row = self.conn.execute("SELECT max(at) FROM gw_tx WHERE id < %s", (self._tx,)).fetchone()
         previous = None if row is None else row[0]
@@ -375,12 +413,13 @@ class PgConnection(TransactionScopes):
         Kept in ``gw_meta`` under ``srs_epsg``.
         """
         v = self._meta("srs_epsg")
-        return int(v) if v else None
+        return int(v) if v else self._preview_srs
 
     def set_srs_epsg(self, epsg: int) -> None:
         """See :meth:`geo.store.interface.features.FeatureStore.set_srs_epsg`.
 
-        The code must be one of PostGIS's ``spatial_ref_sys``; kept in ``gw_meta``.
+        The code must be one of PostGIS's ``spatial_ref_sys``; kept in ``gw_meta`` (inside
+        :meth:`preview_transaction`, by the handle until the preview ends).
         """
         current = self.srs_epsg()
         if current is not None and current != epsg:
@@ -393,6 +432,9 @@ class PgConnection(TransactionScopes):
                 f"数据库的 spatial_ref_sys 中没有 EPSG:{epsg}",
                 f"EPSG:{epsg} is not in the database's spatial_ref_sys",
             )
+        if self._previewing:
+            self._preview_srs = epsg
+            return
         with self.transaction():
             self._set_meta("srs_epsg", str(epsg))
 
@@ -415,6 +457,8 @@ class PgConnection(TransactionScopes):
         return bool(self._depth)
 
     def _bump_generation(self, spec: LayerSpec | str, touched: np.ndarray | None = None) -> None:
+        if self._previewing:
+            return  # nothing was written
         # a fresh random token, so a generation rolled back with its transaction is never reused
         name = spec if isinstance(spec, str) else spec.name
         before = self.generation(name)

@@ -28,11 +28,19 @@ class PgFeatureWrites(PgGridVersions):
         unchanged (its unit is updated), any other match is retired to ``<layer>_history``
         and written anew.  New row versions get consecutive fids from ``gw_layers.next_fid``
         in the order given.  Must be called inside :meth:`transaction`.
+
+        Inside :meth:`preview_transaction` the rows are matched the same way and nothing else
+        is done: the result tells the fids the rows would get; the layer's tables are neither
+        made nor altered (a type they are not declared with is matched as well in the
+        temporary table, whose column takes any geometry).
         """
         if not self._depth:
             raise RuntimeError("write_features must run inside transaction()")
         geoms = np.asarray(rows.geometry, dtype=object)
-        self._ensure_layer(spec, geoms)
+        if self._previewing and not self.has_layer(spec):
+            return _all_new(len(rows), 1)
+        if not self._previewing:
+            self._ensure_layer(spec, geoms)
         n = len(rows)
         name = spec.name
         cols = self._columns(spec)
@@ -46,10 +54,15 @@ class PgFeatureWrites(PgGridVersions):
         self._copy_in("gw_tmp_rows", self._incoming(spec, rows, self.srs_epsg() or 0))
         has_rows = self._run(f"SELECT 1 FROM {q(name)} LIMIT 1").fetchone() is not None
         if has_rows:
+            # a preview adds no column the layer declares since its table was made: it is null there
+            held = self._table_columns(name) if self._previewing else set(cols)
             same = " AND ".join(
                 [
                     "ST_AsBinary(t.geom) = ST_AsBinary(n.geom)",
-                    *[f"t.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in cols],
+                    *[
+                        f"t.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" if c in held else f"n.{q(c)} IS NULL"
+                        for c in cols
+                    ],
                 ]
             )
             # one current row per key (the newest, should a key ever be held twice)
@@ -71,6 +84,8 @@ class PgFeatureWrites(PgGridVersions):
         added = n - unchanged - updated
         chosen = np.flatnonzero(~same_arr).astype(np.int64)
         to_retire = np.unique(match_fids[matched & ~same_arr])
+        if self._previewing:
+            return self._preview_result(spec, match_fids, matched, same_arr, to_retire, replace_all)
         if unchanged:
             self._run(
                 f"UPDATE {q(name)} t SET gw_unit = n.gw_unit FROM gw_tmp_rows n WHERE n.same AND t.fid = n.match"
@@ -122,6 +137,38 @@ class PgFeatureWrites(PgGridVersions):
             removed=removed,
             fids=np.arange(first, first + len(chosen), dtype=np.int64),
             rows=chosen,
+        )
+
+    def _preview_result(
+        self,
+        spec: LayerSpec,
+        match_fids: np.ndarray,
+        matched: np.ndarray,
+        same: np.ndarray,
+        to_retire: np.ndarray,
+        replace_all: bool,
+    ) -> WriteResult:
+        """What :meth:`write_features` would return for rows matched as ``match_fids`` /
+        ``matched`` / ``same`` (read only: the fids from ``gw_layers.next_fid``)."""
+        removed = 0
+        if replace_all:
+            current = (
+                self._copy_out(f"SELECT fid FROM {q(spec.name)}", {"fid": pa.int64()})
+                .column("fid")
+                .to_numpy()
+            )
+            kept = np.unique(match_fids[same])
+            removed = int((~np.isin(current, kept) & ~np.isin(current, to_retire)).sum())
+        row = self._run("SELECT next_fid FROM gw_layers WHERE name=%s", (spec.name,)).fetchone()
+        first = int(row[0]) if row else 1
+        unchanged, updated = int(same.sum()), int((matched & ~same).sum())
+        return WriteResult(
+            added=len(same) - unchanged - updated,
+            updated=updated,
+            unchanged=unchanged,
+            removed=removed,
+            fids=np.arange(first, first + int((~same).sum()), dtype=np.int64),
+            rows=np.flatnonzero(~same).astype(np.int64),
         )
 
     def _incoming(self, spec: LayerSpec, rows: FeatureRows, srs: int) -> pa.Table:
@@ -177,7 +224,7 @@ class PgFeatureWrites(PgGridVersions):
 
         Kept in the layer's ``gw_layers`` row (clients such as QGIS use the GiST index instead).
         """
-        if bounds is None:
+        if bounds is None or self._previewing:
             return
         self._run(
             "UPDATE gw_layers SET min_x=%s, min_y=%s, max_x=%s, max_y=%s WHERE name=%s", (*bounds, spec.name)
@@ -275,6 +322,18 @@ class PgFeatureWrites(PgGridVersions):
             if len(changed):
                 self._bump_generation(spec, changed)
         return len(changed)
+
+
+def _all_new(n: int, first: int) -> WriteResult:
+    """The result of writing ``n`` rows that are all new, given fids from ``first``."""
+    return WriteResult(
+        added=n,
+        updated=0,
+        unchanged=0,
+        removed=0,
+        fids=np.arange(first, first + n, dtype=np.int64),
+        rows=np.arange(n, dtype=np.int64),
+    )
 
 
 def _arrow_field(col: pd.Series, kind: str) -> pa.Array:

@@ -74,7 +74,7 @@ class PgGridVersions(PgFeatureReads):
 
         Copied into a temporary table, then upserted into ``<layer>_assign``.
         """
-        if len(fids) == 0:
+        if len(fids) == 0 or self._previewing:
             return
         self._ensure_layer(spec, np.empty(0, dtype=object))
         self._run(
@@ -101,7 +101,7 @@ class PgGridVersions(PgFeatureReads):
 
         Copied inside the database from the layer's ``gw_unit``.
         """
-        if not self.has_layer(spec):
+        if self._previewing or not self.has_layer(spec):
             return
         sql = (
             f"INSERT INTO {q(spec.name + '_assign')} (version, fid, unit)"

@@ -213,19 +213,23 @@ class PgTables(PgConnection):
         too."""
         added = False
         for table in (spec.name, f"{spec.name}_history"):
-            have = {
-                str(r[0])
-                for r in self._run(
-                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
-                    " AND NOT attisdropped",
-                    (q(table),),
-                ).fetchall()
-            }
+            have = self._table_columns(table)
             for f in spec.stored_fields:
                 if f.name not in have:
                     self._run(f"ALTER TABLE {q(table)} ADD COLUMN {q(f.name)} {SQL_TYPES[f.kind]}")
                     added = True
         return added
+
+    def _table_columns(self, table: str) -> set[str]:
+        """The names of ``table``'s columns."""
+        return {
+            str(r[0])
+            for r in self._run(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+                " AND NOT attisdropped",
+                (q(table),),
+            ).fetchall()
+        }
 
     # COPY ----------------------------------------------------------------------------------
     def _copy_in(self, table: str, data: pa.Table) -> None:

@@ -23,8 +23,11 @@ class PgValueMaps(PgAudit):
     def save_value_map(self, layer: str, field: str, raw_key: str, raw: str, code: str) -> int:
         """See :meth:`geo.store.interface.value_maps.ValueMapStore.save_value_map`.
 
-        The mapping kept for the same layer, field and key is marked removed.
+        The mapping kept for the same layer, field and key is marked removed.  Inside
+        :meth:`preview_transaction` nothing is kept (0 for the id).
         """
+        if self._previewing:
+            return 0
         with self.admin_transaction():
             now = clock.now_iso()
             self._run(
