@@ -173,6 +173,10 @@ class TransactionScopes:
     def _stamp_tx(self) -> None:
         """Stamp the transaction's tx (if any) with the moment it commits."""
 
+    def _commits(self) -> bool:
+        """Whether the write scope's ``COMMIT`` commits (a backend's preview rolls back instead)."""
+        return True
+
     def _end_write(self) -> None:
         """Undo what the write transaction set up for itself (it has just ended, either way)."""
 
@@ -248,7 +252,8 @@ class TransactionScopes:
             self._stamp_tx()
             self._scope_sql("COMMIT")
             self._pending_archives.clear()
-            stage.publish()
+            if self._commits():
+                stage.publish()
         except BaseException as exc:
             error = self._translate(exc) if isinstance(exc, self._DB_ERRORS) else None
             try:

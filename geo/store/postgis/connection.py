@@ -315,6 +315,9 @@ class PgConnection(TransactionScopes):
             )
         self.conn.execute(statement)
 
+    def _commits(self) -> bool:
+        return not self._previewing  # a preview's COMMIT is a ROLLBACK (see _scope_sql)
+
     def _translate(self, exc: BaseException) -> BaseException:
         return store_error(exc, self._url) if isinstance(exc, psycopg.Error) else exc
 
