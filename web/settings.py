@@ -146,6 +146,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GRIDWATCH_TIANDITU_KEY", "", _text, "the tk key for 天地图"),
     Setting("MAX_CONTENT_LENGTH", 200 * 1024 * 1024, _size, "largest upload; larger ones get 413"),
     Setting("GRIDWATCH_PUBLIC_MAP", False, _flag, "1: anonymous visitors may read the map"),
+    Setting(
+        "GRIDWATCH_PHOTO_MAX_BYTES",
+        20 * 1024 * 1024,
+        _size,
+        "largest photo on a feature; larger ones get 413",
+    ),
+    Setting(
+        "GRIDWATCH_PHOTO_MAX_PIXELS", 50_000_000, _count, "most pixels a photo may declare; more get 413"
+    ),
     Setting("GRIDWATCH_SECURE_COOKIES", False, _flag, "1 behind HTTPS: cookies only over HTTPS"),
     Setting(
         "GRIDWATCH_PROXY_FIX",

@@ -30,6 +30,7 @@ from geo.store.interface.audit import AuditLog
 from geo.store.interface.batches import BatchRegister, archive_files
 from geo.store.interface.changes import ChangeLog
 from geo.store.interface.features import FeatureStore
+from geo.store.interface.photos import PhotoStore
 from geo.store.interface.targets import TargetStore
 from geo.store.interface.value_maps import ValueMapStore
 
@@ -57,7 +58,15 @@ class Tx:
 
 
 class Store(
-    FeatureStore, ChangeLog, BatchRegister, TargetStore, AccountStore, AuditLog, ValueMapStore, Protocol
+    FeatureStore,
+    ChangeLog,
+    BatchRegister,
+    TargetStore,
+    AccountStore,
+    AuditLog,
+    ValueMapStore,
+    PhotoStore,
+    Protocol,
 ):
     """What every backend provides: the components, sharing one transaction.  All writes happen
     inside :meth:`transaction` (survey data, grid, targets) or :meth:`admin_transaction`

@@ -21,6 +21,7 @@ from geo.errors import StoreError
 from geo.store import clock
 from geo.store.gpkg.blobs import decode_geometries, encode_geometries
 from geo.store.gpkg.connection import _store_error, scalar_args
+from geo.store.gpkg.photos import PHOTOS_SQL
 from geo.store.gpkg.spatial import (
     create_typed_view,
     declare_type,
@@ -244,6 +245,8 @@ class GpkgTransfer(GpkgTables):
             conn = self.conn
             conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (UNUSABLE_KEY, unusable))
             conn.execute(_VALUE_MAPS_SQL)
+            for stmt in PHOTOS_SQL:
+                conn.execute(stmt)
             for name, batch in batches:
                 written[name] = written.get(name, 0) + batch.num_rows
                 if name == "meta":

@@ -43,6 +43,7 @@ FIXED_TABLES = {
     "users": "gw_users",
     "tokens": "gw_tokens",
     "logins": "gw_logins",
+    "photos": "gw_photos",
 }
 
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
@@ -143,6 +144,23 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
         "revoked_at": _S,
     },
     "logins": {"kind": _S, "key": _S, "failures": _I, "last_failure": _S, "locked_until": _S},
+    "photos": {
+        "id": _I,
+        "layer": _S,
+        "feature": _I,
+        "feature_version": _I,
+        "sha256": _S,
+        "mime": _S,
+        "width": _I,
+        "height": _I,
+        "bytes": _I,
+        "taken_at": _S,
+        "lon": _F,
+        "lat": _F,
+        "uploaded_by": _S,
+        "uploaded_at": _S,
+        "note": _S,
+    },
 }
 
 _KIND_TYPES = {"str": _S, "int": _I, "float": _F, "date": _S}

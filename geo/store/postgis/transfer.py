@@ -31,7 +31,7 @@ from geo.store.postgis.tables import PgTables, q
 from layers.base import LayerSpec
 
 #: identity columns whose sequence moves past the ids loaded
-_IDENTITIES = (("gw_audit", "id"), ("gw_tokens", "id"), ("gw_value_maps", "id"))
+_IDENTITIES = (("gw_audit", "id"), ("gw_tokens", "id"), ("gw_value_maps", "id"), ("gw_photos", "id"))
 _OWN_META = ("schema", "schema_sql", UNUSABLE_KEY)
 _PG_TYPES = {pa.int64(): "int8", pa.string(): "text", pa.float64(): "float8", pa.binary(): "bytea"}
 #: a GeoPackage geometry type name → how PostGIS spells it
