@@ -432,3 +432,19 @@ def test_store_copy_refuses_a_missing_or_changed_photo_file(sites: Any, tmp_path
         copy_store(source, Location(str(tmp_path / "c2" / "gridwatch.gpkg"), tmp_path / "c2"))
     assert caught.value.code == "photo_missing"
     assert row.id
+
+
+@pytest.mark.slow
+def test_the_caps_are_read_from_the_environment(site_data: Path, make_app: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("GRIDWATCH_PHOTO_MAX_BYTES", "1K")
+    monkeypatch.setenv("GRIDWATCH_PHOTO_MAX_PIXELS", "1000")
+    app = make_app(site_data)
+    assert (
+        app.config["GRIDWATCH_PHOTO_MAX_BYTES"] == 1024 and app.config["GRIDWATCH_PHOTO_MAX_PIXELS"] == 1000
+    )
+    surveyor = Session(app, "surveyor")
+    resp = _post(surveyor, _bytes(_picture((40, 30)), "PNG"))  # 1,200 pixels
+    assert resp.status_code == 413 and resp.json["error"] == "too_many_pixels"
+    resp = _post(surveyor, _bytes(_picture((30, 30)), "PNG") + b"\0" * 2000)
+    assert resp.status_code == 413 and resp.json["error"] == "photo_too_large"
+    assert _post(surveyor, _bytes(_picture((30, 30)), "JPEG", quality=50)).status_code == 201
