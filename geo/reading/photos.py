@@ -192,11 +192,13 @@ def process_photo(data: bytes, limits: PhotoLimits | None = None) -> Photo:
     try:
         alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
         ImageOps.exif_transpose(im, in_place=True)
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            im = im.point(lambda v: v / 256).convert("L")
-        target = "RGBA" if alpha else "RGB"
-        clean = im if im.mode == target else im.convert(target)
+        pixels: Image.Image = im
         del im
+        if pixels.mode in ("I;16", "I;16B", "I;16L", "I"):
+            pixels = pixels.point(lambda v: v / 256).convert("L")
+        target = "RGBA" if alpha else "RGB"
+        clean = pixels if pixels.mode == target else pixels.convert(target)
+        del pixels
     except (OSError, ValueError) as exc:
         raise InputError(
             "无法转换照片的颜色模式", "cannot convert the photo's colour mode", code="bad_image"
