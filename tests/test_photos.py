@@ -314,6 +314,7 @@ def test_photos_over_http(site_data: Path, make_app: Any) -> None:
     resp = _post(surveyor, raw, "<img src=x onerror=alert(1)>.png", note="<b>拆除前</b>", version="2")
     assert resp.status_code == 201, resp.json
     photo = resp.json
+    assert "script" not in resp.get_data(as_text=True)  # nothing of the EXIF's markup is passed on
     assert photo["taken_at"] == "2024-05-01T10:20:30" and photo["feature_version"] == 2
     assert photo["note"] == "<b>拆除前</b>"  # kept as text; pages show it escaped
     listed = viewer.request("GET", "/api/features/违法建设/1/photos").json["photos"]
