@@ -204,6 +204,40 @@
     return table(rows);
   }
 
+  /* The photos of a feature above its popup's table: each thumbnail opens the full image, with
+     the time the photo says it was taken.  Nothing is shown when there are none or the account
+     may not see them (an anonymous visitor of a public map). */
+  function featurePhotos(spec, fid, box, resized) {
+    fetch(cfg.api + "/features/" + spec.name + "/" + fid + "/photos", { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((answer) => {
+        if (!answer || !answer.photos.length) return;
+        const strip = el("div", null, "gw-photos");
+        strip.appendChild(el("div", cfg.labels.photos + " (" + answer.photos.length + ")", "gw-photos-title"));
+        answer.photos.forEach((p) => {
+          const fig = el("figure", null, "gw-photo");
+          const link = el("a");
+          link.href = p.url;
+          link.target = "_blank";
+          link.rel = "noopener";
+          const img = el("img");
+          img.src = p.thumb_url;
+          img.alt = p.note || cfg.labels.photos;
+          img.loading = "lazy";
+          img.addEventListener("load", resized);
+          link.appendChild(img);
+          fig.appendChild(link);
+          const when = p.taken_at ? p.taken_at.replace("T", " ") : cfg.labels.takenUnknown;
+          fig.appendChild(el("figcaption", cfg.labels.takenAt + " " + when));
+          if (p.note) fig.appendChild(el("figcaption", p.note, "gw-photo-note"));
+          strip.appendChild(fig);
+        });
+        box.insertBefore(strip, box.firstChild); // first: seen without scrolling the popup
+        resized();
+      })
+      .catch(() => {});
+  }
+
   /* A status's colour and label in the page's language; `null` is a feature without a status. */
   function statusLook(spec, code) {
     if (code === null || code === undefined) return { color: spec.color, label: cfg.labels.statusNone };
@@ -250,7 +284,13 @@
   /* Draw the API's answer for a survey layer into `group`: clusters as rings of their status mix,
      or the features one by one, each with a popup of its fields read when it opens. */
   function drawFeatures(map, group, spec, data) {
+    // a feature whose popup is open stays open across the redraw (a popup that pans the map into
+    // view, grown by its photos, makes the map ask again and draw its features anew)
+    const reopen = group.gwOpenFid;
+    group.gwRedrawing = true;
     group.clearLayers();
+    group.gwRedrawing = false;
+    group.gwOpenFid = null; // until the feature's popup is open again
     // as of a day, a site completed later comes as the "not completed as of that day" state:
     // the legend lists that state while such a map is drawn
     const asOf = Boolean(data.as_of);
@@ -279,11 +319,25 @@
       style: (f) => (f.geometry.type === "Point" ? {}
         : { color: spec.colors[f.properties.status] || spec.color, weight: 1, fillOpacity: 0.5 }),
       onEachFeature: (f, l) => {
-        l.bindPopup(cfg.labels.loading);
+        // no taller than the map (it scrolls): panned into view, the feature stays in view
+        l.bindPopup(cfg.labels.loading, { maxHeight: Math.max(160, map.getSize().y - 90) });
+        if (f.properties.fid === reopen && map.getBounds().contains(l.getLatLng ? l.getLatLng() : l.getBounds().getCenter())) {
+          group.gwOpenFid = reopen;
+          setTimeout(() => { if (group.hasLayer(layer)) l.openPopup(); }, 0);
+        }
+        l.on("popupclose", () => {
+          if (!group.gwRedrawing && group.gwOpenFid === f.properties.fid) group.gwOpenFid = null;
+        });
         l.on("popupopen", () => {
+          group.gwOpenFid = f.properties.fid;
           fetch(cfg.api + "/features/" + spec.name + "/" + f.properties.fid + (cfg.gcj02 ? "?crs=gcj02" : ""))
             .then((r) => r.json())
-            .then((full) => l.setPopupContent(featurePopup(spec, full.properties)));
+            .then((full) => {
+              const box = el("div", null, "gw-popup");
+              box.appendChild(featurePopup(spec, full.properties));
+              l.setPopupContent(box);
+              featurePhotos(spec, f.properties.fid, box, () => l.isPopupOpen() && l.getPopup().update());
+            });
         });
       },
     });

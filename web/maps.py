@@ -189,6 +189,9 @@ def map_config(
             "tooMany": _("当前范围内单元过多（{n} 个），请放大或切换到社区/街道层级"),
             "shapeUnknown": _("未注明"),
             "statusNone": _("无状态"),
+            "photos": _("现场照片"),
+            "takenAt": _("拍摄时间"),
+            "takenUnknown": _("未知"),
         },
     }
 

@@ -175,6 +175,106 @@ def _survey_layer(name: str = "layer", where: str = "query") -> dict[str, Any]:
     return _q(name, "survey layer: its code, Chinese or English name (see /api/layers); default: all", schema)
 
 
+def _photo_paths(feature_path: list[dict[str, Any]]) -> dict[str, Any]:
+    """The photos on features (web/photos.py)."""
+    photo = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "layer": {"type": "string"},
+            "feature": {"type": "integer", "description": "the feature's id (fid)"},
+            "feature_version": {"type": ["integer", "null"], "description": "the version sent with it"},
+            "sha256": {"type": "string", "description": "SHA-256 of the stored image"},
+            "type": {"type": "string", "enum": ["image/jpeg", "image/webp"]},
+            "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "bytes": {"type": "integer"},
+            "taken_at": {
+                "type": ["string", "null"],
+                "description": "EXIF DateTimeOriginal, YYYY-MM-DDTHH:MM:SS with +HH:MM when the photo says its offset",
+            },
+            "lon": {"type": ["number", "null"], "description": "EXIF GPS position, WGS-84"},
+            "lat": {"type": ["number", "null"]},
+            "uploaded_by": {"type": ["string", "null"]},
+            "uploaded_at": {"type": "string"},
+            "note": {"type": ["string", "null"]},
+            "url": {"type": "string", "description": "the full image (GET /api/photos/{id})"},
+            "thumb_url": {"type": "string", "description": "its thumbnail (320 px)"},
+        },
+    }
+    fid = _path("fid", "feature id", ID)
+    form = {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "JPEG, PNG or WebP (by content), at most GRIDWATCH_PHOTO_MAX_BYTES (20 MB) and "
+                        "GRIDWATCH_PHOTO_MAX_PIXELS (50 megapixels); decoded and stored again as JPEG (WebP with "
+                        "transparency) with no metadata",
+                    },
+                    "note": {"type": "string", "maxLength": 500},
+                    "version": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "the feature version it shows",
+                    },
+                },
+            }
+        }
+    }
+    return {
+        "/api/features/{layer}/{fid}/photos": {
+            "get": _op(
+                "要素的照片 / the photos of a feature, with their EXIF time and position",
+                _SIGNED_IN,
+                {
+                    "200": _ok(
+                        "photos",
+                        {"type": "object", "properties": {"photos": {"type": "array", "items": photo}}},
+                    ),
+                    **_errors(400),
+                },
+                [*feature_path, fid],
+            ),
+            "post": _op(
+                "上传照片 / add a photo to a feature (surveyors and admins)",
+                _SIGNED_IN,
+                {
+                    "201": _ok("the photo kept, with warnings on EXIF values left out", photo),
+                    **_errors(400, 404, 413),
+                },
+                [*feature_path, fid],
+                requestBody={"required": True, "content": form},
+            ),
+        },
+        "/api/photos/{photo_id}": {
+            "get": _op(
+                "照片文件 / the image (inline, nosniff, cached privately for a day; ETag its SHA-256)",
+                _SIGNED_IN,
+                {
+                    "200": {
+                        "description": "the image",
+                        "content": {
+                            t: {"schema": {"type": "string", "format": "binary"}}
+                            for t in ("image/jpeg", "image/webp")
+                        },
+                    },
+                    "304": {"description": "not modified (If-None-Match)"},
+                    **_errors(400, 404),
+                },
+                [
+                    _path("photo_id", "photo id", ID),
+                    _q("size", "full (default) or thumb", {"type": "string", "enum": ["full", "thumb"]}),
+                ],
+            )
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
     from geo.output.mapimage import METRICS, PAPERS  # matplotlib and python-docx load on first use
@@ -451,6 +551,7 @@ def document() -> dict[str, Any]:
                     [*feature_path, _path("fid", "feature id", ID), CRS],
                 )
             },
+            **_photo_paths(feature_path),
             "/api/stats": {
                 "get": _op(
                     "统计表 / statistics",

@@ -164,6 +164,15 @@ SETTINGS: tuple[Setting, ...] = (
         _networks,
         "addresses or networks webhooks may reach though not public (127.0.0.1, 10.0.0.0/8), comma-separated",
     ),
+    Setting(
+        "GRIDWATCH_PHOTO_MAX_BYTES",
+        20 * 1024 * 1024,
+        _size,
+        "largest photo on a feature; larger ones get 413",
+    ),
+    Setting(
+        "GRIDWATCH_PHOTO_MAX_PIXELS", 50_000_000, _count, "most pixels a photo may declare; more get 413"
+    ),
     Setting("GRIDWATCH_SECURE_COOKIES", False, _flag, "1 behind HTTPS: cookies only over HTTPS"),
     Setting(
         "GRIDWATCH_PROXY_FIX",

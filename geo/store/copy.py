@@ -4,7 +4,8 @@
 Everything the source holds goes: every layer's current rows and retired row versions (fids and
 transaction ids kept), grid versions and their stored assignments, batches (ids kept) with the
 references to their archived originals -- the archived files themselves are copied into the
-target's data directory when it is another one --, targets and their history, value maps,
+target's data directory when it is another one, as are the photo files (each checked against its
+SHA-256 once copied) --, targets and their history, value maps,
 accounts, API tokens, failed logins, the audit trail, the store CRS and the write log, revision
 and layer generations, so that figures "as known at" a moment and every id are the same in the
 copy.  The backends move their raw tables in one neutral form, batch by batch
@@ -20,6 +21,8 @@ finds nothing different, the mark is taken off.  Otherwise it stays, saying what
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from geo.errors import InputError, StoreError
 from geo.store.backends import Location, gpkg_path, open_store
 from geo.store.base import Store
 from geo.store.credentials import shown_location
+from geo.store.interface.photos import photo_file
 
 __all__ = ["UNVERIFIED", "CopyResult", "Verify", "copy_store"]
 
@@ -55,6 +59,8 @@ class CopyResult:
     archives: int = 0
     #: archived batches whose folder the source's data directory does not hold
     archives_missing: list[int] = field(default_factory=list)
+    #: photo files (images and thumbnails) there were to copy, each checked by its SHA-256
+    photo_files: int = 0
 
     def summary(self) -> str:
         """A few lines (Chinese / English) saying what was copied."""
@@ -71,6 +77,7 @@ class CopyResult:
             f"  目标 targets {got('targets', 0)}，值对应 value maps {got('value_maps', 0)}，"
             f"用户 accounts {got('users', 0)}，令牌 tokens {got('tokens', 0)}，操作日志 audit {got('audit', 0)}",
             f"  存档原始文件 archived sources {self.archives}",
+            f"  照片 photos {got('photos', 0)}，照片文件 photo files {self.photo_files}（已逐个校验 each checked）",
             "  核对通过：各表行数与各级统计（当前及历史时点）一致 / checked: row counts and the figures at every"
             " level (now and as of earlier moments) are the same",
         ]
@@ -169,6 +176,7 @@ def _copy(
         )
     result = CopyResult(shown_location(source.store), shown)
     archived: list[tuple[int, str]] = []
+    photos: set[tuple[str, str]] = set()
 
     def tapped(batches: Iterable[tuple[str, pa.RecordBatch]]) -> Iterator[tuple[str, pa.RecordBatch]]:
         for name, batch in batches:
@@ -176,12 +184,17 @@ def _copy(
                 archived.extend(
                     zip(batch.column("batch_id").to_pylist(), batch.column("path").to_pylist(), strict=True)
                 )
+            if name == "photos":
+                photos.update(
+                    zip(batch.column("sha256").to_pylist(), batch.column("mime").to_pylist(), strict=True)
+                )
             yield name, batch
 
     with src.hold_writes():
         before = src.table_counts()
         result.rows = dst.load_tables(tapped(src.dump_tables()), UNVERIFIED)
         result.archives, result.archives_missing = _copy_archives(archived, source.data, target.data)
+        result.photo_files = _copy_photos(sorted(photos), source.data, target.data)
         if during is not None:
             during()
         differences = _count_differences(before, dst.table_counts(), result.rows)
@@ -238,3 +251,48 @@ def _copy_archives(archived: list[tuple[int, str]], src: Path, dst: Path) -> tup
                 code="archive_failed",
             ) from exc
     return copied, missing
+
+
+def _copy_photos(photos: list[tuple[str, str]], src: Path, dst: Path) -> int:
+    """Copy the image and thumbnail of each photo (sha256, mime) from ``src`` to ``dst`` (each
+    through a temporary file, then renamed) and check each copied image against its SHA-256;
+    returns how many files there were.
+
+    Raises
+    ------
+    StoreError
+        A photo file is missing in the source (``photo_missing``), or cannot be copied, or the
+        copy is not what its name says (``photo_copy_failed``).
+    """
+    same = src.resolve() == dst.resolve()
+    files = 0
+    for sha256, mime in photos:
+        for thumb in (False, True):
+            path = photo_file(src, sha256, mime, thumb)
+            if not path.is_file():
+                raise StoreError(
+                    f"源数据目录中缺少照片文件: {path}",
+                    f"a photo file is missing in the source's data directory: {path}",
+                    code="photo_missing",
+                )
+            files += 1
+            into = photo_file(dst, sha256, mime, thumb)
+            if not same:
+                try:
+                    into.parent.mkdir(parents=True, exist_ok=True)
+                    part = into.with_name(into.name + ".part")
+                    shutil.copyfile(path, part)
+                    os.replace(part, into)
+                except OSError as exc:
+                    raise StoreError(
+                        f"无法复制照片文件: {into}",
+                        f"cannot copy the photo file to {into}: {exc}",
+                        code="photo_copy_failed",
+                    ) from exc
+            if not thumb and hashlib.sha256(into.read_bytes()).hexdigest() != sha256:
+                raise StoreError(
+                    f"照片文件内容与其校验值不符: {into}",
+                    f"a photo file does not match its SHA-256: {into}",
+                    code="photo_copy_failed",
+                )
+    return files

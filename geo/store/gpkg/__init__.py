@@ -42,6 +42,8 @@ Layout, besides the GeoPackage system tables:
                        changes) on each grid version: complete for a version without a
                        parent, else only where it differs from the parent's.
 ``gw_meta``            store CRS and revision.
+``gw_photos``          photos on features (made by the first one): the files are in the data
+                       directory, ``photos/`` (see :mod:`geo.imports.photos`).
 
 One module per component, each a part of :class:`GpkgStore` working through its one
 connection and transaction: ``connection`` (connection, transaction, write log, meta),
@@ -60,13 +62,16 @@ from geo.store.gpkg.accounts import GpkgAccounts
 from geo.store.gpkg.batches import GpkgBatches
 from geo.store.gpkg.migrations import GpkgMigrations
 from geo.store.gpkg.outbox import GpkgOutbox
+from geo.store.gpkg.photos import GpkgPhotos
 from geo.store.gpkg.transfer import GpkgTransfer
 from geo.store.gpkg.value_maps import GpkgValueMaps
 
 __all__ = ["GpkgStore"]
 
 
-class GpkgStore(GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps, GpkgTransfer, GpkgOutbox):
+class GpkgStore(
+    GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps, GpkgTransfer, GpkgOutbox, GpkgPhotos
+):
     """GeoPackage-backed :class:`geo.store.base.Store`.
 
     One object, one connection, one transaction: each component (feature rows and their

@@ -46,6 +46,7 @@ FIXED_TABLES = {
     "webhooks": "gw_webhooks",
     "outbox": "gw_outbox",
     "deliveries": "gw_deliveries",
+    "photos": "gw_photos",
 }
 
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
@@ -179,6 +180,23 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
         "outcome": _S,
         "http_status": _I,
         "error": _S,
+    },
+    "photos": {
+        "id": _I,
+        "layer": _S,
+        "feature": _I,
+        "feature_version": _I,
+        "sha256": _S,
+        "mime": _S,
+        "width": _I,
+        "height": _I,
+        "bytes": _I,
+        "taken_at": _S,
+        "lon": _F,
+        "lat": _F,
+        "uploaded_by": _S,
+        "uploaded_at": _S,
+        "note": _S,
     },
 }
 

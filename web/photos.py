@@ -1,0 +1,130 @@
+"""Photos on features over HTTP: sent by surveyors and admins, listed and served to the accounts
+that may see the feature (:func:`check_may_see`), never from the web root."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from geo.errors import GridwatchError, InputError, NotFound, TooLarge
+from geo.imports.photos import add_photo, photo_dict, stored_file
+from geo.reading.photos import PhotoLimits
+from geo.registry import layer_name
+from geo.store.interface.photos import PhotoRow
+from web.access import requires
+from web.clients import reads_files
+from web.common import register_converters
+from web.context import data_folder, get_store
+
+bp = Blueprint("photos", __name__, url_prefix="/api")
+bp.record_once(register_converters)  # <id:...> in the routes below
+
+#: how long a browser may keep a photo it was given (its content never changes under its id)
+CACHE_SECONDS = 86400
+
+
+class Forbidden(GridwatchError):
+    """The account may not see this feature."""
+
+    status = 403
+    code = "forbidden"
+
+
+def check_may_see(layer: str, feature: int) -> None:
+    """Refuse (403) when the signed-in account may not see feature ``feature`` of ``layer``.
+
+    The one place the photos routes ask: today every signed-in account sees the whole
+    district, so this passes; an account bound to an area is checked here."""
+    return None
+
+
+def _limits() -> PhotoLimits:
+    config = current_app.config
+    return PhotoLimits(
+        max_bytes=int(config.get("GRIDWATCH_PHOTO_MAX_BYTES", PhotoLimits.max_bytes)),
+        max_pixels=int(config.get("GRIDWATCH_PHOTO_MAX_PIXELS", PhotoLimits.max_pixels)),
+    )
+
+
+def _urls(row: PhotoRow) -> dict[str, Any]:
+    out = photo_dict(row)
+    out["url"] = url_for("photos.api_photo", photo_id=row.id)
+    out["thumb_url"] = url_for("photos.api_photo", photo_id=row.id, size="thumb")
+    return out
+
+
+@bp.post("/features/<layer>/<id:fid>/photos")
+@requires("surveyor")
+@reads_files
+def api_photo_upload(layer: str, fid: int) -> Any:
+    limits = _limits()
+    if (request.content_length or 0) > limits.max_bytes + 64 * 1024:
+        mb = limits.max_bytes / 1024 / 1024
+        raise TooLarge(
+            f"照片文件过大（上限 {mb:.0f} MB）",
+            f"the photo file is too large (at most {mb:.0f} MB)",
+            code="photo_too_large",
+        )
+    name = layer_name(layer)
+    check_may_see(name, fid)
+    file = request.files.get("file")
+    if file is None:
+        raise InputError("请选择要上传的照片", "no photo in the upload (field 'file')", code="no_file")
+    content = file.stream.read(limits.max_bytes + 1)
+    version_text = request.form.get("version") or request.headers.get("If-Match", "").strip('"') or None
+    version = None
+    if version_text is not None:
+        try:
+            version = int(version_text)
+        except ValueError:
+            raise InputError(
+                "版本号应为正整数", "version must be a positive integer", code="bad_version"
+            ) from None
+    row, photo = add_photo(
+        get_store(),
+        data_folder(),
+        name,
+        fid,
+        content,
+        note=request.form.get("note"),
+        version=version,
+        limits=limits,
+    )
+    body = _urls(row)
+    body["warnings"] = photo.warnings
+    return jsonify(body), 201
+
+
+@bp.get("/features/<layer>/<id:fid>/photos")
+@requires("viewer")
+def api_photos(layer: str, fid: int) -> Any:
+    name = layer_name(layer)
+    check_may_see(name, fid)
+    return jsonify(
+        {"layer": name, "feature": fid, "photos": [_urls(r) for r in get_store().photos(name, fid)]}
+    )
+
+
+@bp.get("/photos/<id:photo_id>")
+@requires("viewer")
+def api_photo(photo_id: int) -> Any:
+    size = request.args.get("size", "full")
+    if size not in ("full", "thumb"):
+        raise InputError("size 应为 full 或 thumb", "size must be full or thumb", code="bad_parameter")
+    row = get_store().photo(photo_id)
+    if row is None:
+        raise NotFound(f"照片 {photo_id} 不存在", f"photo {photo_id} not found", code="photo_not_found")
+    check_may_see(row.layer, row.feature)
+    thumb = size == "thumb"
+    path = stored_file(data_folder(), row, thumb)
+    resp = Response(path.read_bytes(), mimetype=row.mime)
+    resp.set_etag(row.sha256 + ("-thumb" if thumb else ""))
+    resp.headers["Content-Disposition"] = (
+        f'inline; filename="photo-{row.id}{"-thumb" if thumb else ""}{path.suffix}"'
+    )
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.cache_control.private = True
+    resp.cache_control.max_age = CACHE_SECONDS
+    resp.make_conditional(request)
+    return resp
