@@ -31,6 +31,13 @@
       map = L.map(cfg.map.container, { preferCanvas: true, attributionControl: Boolean(cfg.base) });
       ns.maps[cfg.map.key] = map;
     }
+    if (!map._gwPopupClass) {
+      // an open popup is what the user is reading: on a phone the legends and the layer switch step
+      // aside for it (CSS), which would otherwise cover it and its close button
+      map._gwPopupClass = true;
+      map.on("popupopen", () => map.getContainer().classList.add("gw-popup-open"));
+      map.on("popupclose", () => map.getContainer().classList.remove("gw-popup-open"));
+    }
     addBaseMap(map);
     return map;
   }
@@ -323,6 +330,9 @@
         l.bindPopup(cfg.labels.loading, { maxHeight: Math.max(160, map.getSize().y - 90) });
         if (f.properties.fid === reopen && map.getBounds().contains(l.getLatLng ? l.getLatLng() : l.getBounds().getCenter())) {
           group.gwOpenFid = reopen;
+          // opened again where it was, without panning: a pan would move the map, which asks for
+          // the features and draws them again, over and over when the popup is as tall as the map
+          l.getPopup().options.autoPan = false;
           setTimeout(() => { if (group.hasLayer(layer)) l.openPopup(); }, 0);
         }
         l.on("popupclose", () => {

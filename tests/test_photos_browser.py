@@ -138,3 +138,35 @@ def test_the_popup_shows_the_photos(photo_server: str) -> None:
             assert errors == []
         finally:
             browser.close()
+
+
+def test_on_a_phone_the_legends_step_aside_for_an_open_popup(photo_server: str) -> None:
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = browser_page(p, photo_server, {"width": 390, "height": 844})
+        try:
+            open_photos(page, photo_server)
+            assert page.evaluate(
+                "[...document.querySelectorAll('.leaflet-container .gw-legend')].every((e) => !e.offsetParent)"
+            )
+            # a popup as tall as the map is not panned into view again and again (each pan asks
+            # for the features and draws them anew, which opened the popup again)
+            page.evaluate(
+                "window.__opens = 0; window.gridwatch.maps.main.on('popupopen', () => window.__opens++)"
+            )
+            page.wait_for_timeout(3000)
+            assert page.evaluate("window.__opens") <= 1
+            shots = os.environ.get("GRIDWATCH_SHOTS")
+            if shots:
+                page.wait_for_timeout(1500)  # the map settled
+                page.screenshot(path=f"{shots}/popup-phone-zh.png")
+            page.click(".leaflet-popup-close-button")
+            wait_for(
+                page,
+                "[...document.querySelectorAll('.leaflet-container .gw-legend')].some((e) => e.offsetParent)",
+            )
+        finally:
+            browser.close()
