@@ -43,6 +43,7 @@ FIXED_TABLES = {
     "users": "gw_users",
     "tokens": "gw_tokens",
     "logins": "gw_logins",
+    "user_areas": "gw_user_areas",
 }
 
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
@@ -143,6 +144,7 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
         "revoked_at": _S,
     },
     "logins": {"kind": _S, "key": _S, "failures": _I, "last_failure": _S, "locked_until": _S},
+    "user_areas": {"name": _S, "codes": _S, "sees_district": _I},
 }
 
 _KIND_TYPES = {"str": _S, "int": _I, "float": _F, "date": _S}

@@ -67,6 +67,8 @@ SCHEMA_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_logins (kind text NOT NULL, key text NOT NULL,
     failures integer NOT NULL DEFAULT 0, last_failure text NOT NULL, locked_until text, PRIMARY KEY (kind, key))""",
     """CREATE INDEX IF NOT EXISTS gw_logins_last_failure ON gw_logins (last_failure)""",
+    """CREATE TABLE IF NOT EXISTS gw_user_areas (name text PRIMARY KEY, codes text NOT NULL DEFAULT '',
+    sees_district boolean NOT NULL DEFAULT false)""",
     """CREATE TABLE IF NOT EXISTS gw_grid_versions (id bigint PRIMARY KEY, valid_from text NOT NULL,
     tx bigint NOT NULL, parent bigint, rolled_back_tx bigint, units integer)""",
 )

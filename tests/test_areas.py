@@ -1,0 +1,136 @@
+"""Accounts bound to an area: the codes checked against the grid, resolved to units, the
+district flag, admins never bound, sessions ended and audited on a change -- on both backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from geo.errors import InputError
+from geo.figures import areas
+from geo.figures.hierarchy import hierarchy_from_grid, load_hierarchy
+from geo.registry import grid_spec
+from geo.store import accounts
+from tests.helpers.builders import COMM_A, COMM_B
+
+pytestmark = pytest.mark.backends
+
+STREET = COMM_A[:9]
+UNIT_B1 = f"{COMM_B}001"
+
+
+def test_codes_resolve_to_their_units(gridded_store):
+    store = gridded_store
+    assert areas.area_units(store, [COMM_A]) == {f"{COMM_A}{i:03d}" for i in range(1, 7)}
+    assert areas.area_units(store, [COMM_B]) == {f"{COMM_B}{i:03d}" for i in range(1, 4)}
+    assert len(areas.area_units(store, [STREET])) == 9
+    assert areas.area_units(store, [UNIT_B1, COMM_A]) == {UNIT_B1, *(f"{COMM_A}{i:03d}" for i in range(1, 7))}
+    assert areas.check_area(store, f" {COMM_B} ,{UNIT_B1}，{COMM_B}") == (COMM_B, UNIT_B1)
+
+
+def test_unknown_codes_are_refused_by_name(gridded_store):
+    accounts.add_user(gridded_store, "li", "viewer", "longenough")
+    for bad in ("340291001009", "340291", "<b>x</b>"):
+        with pytest.raises(InputError) as err:
+            areas.bind_area(gridded_store, "li", f"{COMM_A},{bad}")
+        assert err.value.code == "unknown_area" and bad in err.value.zh and bad in err.value.en
+        assert err.value.details["codes"] == [bad]
+    assert gridded_store.get_user("li").area == ()
+    with pytest.raises(InputError):
+        areas.add_bound_user(gridded_store, "wu", "surveyor", "longenough", "nowhere")
+    assert gridded_store.get_user("wu") is None
+
+
+def test_binding_is_kept_ends_sessions_and_is_audited(gridded_store):
+    store = gridded_store
+    accounts.add_user(store, "li", "surveyor", "longenough")
+    before = store.get_user("li").session_version
+    user = areas.bind_area(store, "li", [COMM_B, UNIT_B1])
+    again = store.get_user("li")
+    assert again.area == user.area == (COMM_B, UNIT_B1) and not again.sees_district
+    assert again.session_version == before + 1
+    areas.bind_area(store, "li", [COMM_B, UNIT_B1])  # nothing changes: sessions stay
+    assert store.get_user("li").session_version == before + 1
+    areas.bind_area(store, "li", sees_district=True)
+    flagged = store.get_user("li")
+    assert flagged.sees_district and flagged.area == (COMM_B, UNIT_B1)
+    assert flagged.session_version == before + 2
+    accounts.set_password(store, "li", "another one")  # other changes keep the area
+    assert store.get_user("li").area == (COMM_B, UNIT_B1)
+    areas.bind_area(store, "li", "", sees_district=False)
+    cleared = store.get_user("li")
+    assert cleared.area == () and not cleared.sees_district and cleared.session_version == before + 4
+    actions = [(e.action, e.detail) for e in store.audit_entries()]
+    assert ("user_area", f"li: {COMM_B},{UNIT_B1}") in actions
+    assert ("user_sees_district", "li: yes") in actions
+    assert ("user_area", "li: -") in actions and ("user_sees_district", "li: no") in actions
+
+
+def test_admins_are_never_bound(gridded_store):
+    store = gridded_store
+    with pytest.raises(InputError) as err:
+        areas.add_bound_user(store, "boss", "admin", "longenough", COMM_A)
+    assert err.value.code == "admin_bound"
+    accounts.add_user(store, "boss", "admin", "longenough")
+    with pytest.raises(InputError):
+        areas.bind_area(store, "boss", COMM_A)
+    areas.bind_area(store, "boss", sees_district=True)  # the flag alone is harmless
+    areas.add_bound_user(store, "li", "viewer", "longenough", COMM_A)
+    with pytest.raises(InputError) as err:
+        accounts.set_role(store, "li", "admin")
+    assert err.value.code == "admin_bound" and "li" in err.value.zh
+    assert store.get_user("li").role == "viewer"
+    areas.bind_area(store, "li", "")
+    assert accounts.set_role(store, "li", "admin").role == "admin"
+
+
+def test_scope_of_each_kind_of_account(gridded_store):
+    store = gridded_store
+    bound = areas.add_bound_user(store, "li", "viewer", "longenough", COMM_B)
+    scope = areas.scope_of(store, bound)
+    assert not scope.everything and scope.units == {f"{COMM_B}{i:03d}" for i in range(1, 4)}
+    assert scope.allows(UNIT_B1) and not scope.allows(f"{COMM_A}001") and not scope.allows(None)
+    assert scope.upper(load_hierarchy(store), "community") == {COMM_B}
+    flagged = areas.bind_area(store, "li", sees_district=True)
+    assert areas.scope_of(store, flagged).everything
+    assert areas.scope_of(store, accounts.add_user(store, "wu", "viewer", "longenough")).everything
+    assert areas.scope_of(store, None).everything
+    assert scope.key() != areas.EVERYTHING.key()
+
+
+def test_codes_lost_by_a_new_grid(gridded_store):
+    store = gridded_store
+    areas.add_bound_user(store, "li", "viewer", "longenough", f"{COMM_B},{COMM_A}001")
+    areas.add_bound_user(store, "wu", "viewer", "longenough", COMM_A)
+    attrs = store.read_attributes(grid_spec(), [f.name for f in grid_spec().fields])
+    kept = attrs[~attrs["code"].str.startswith(COMM_B)]
+    assert areas.codes_lost(store, hierarchy_from_grid(kept)) == {"li": [COMM_B]}
+    assert areas.codes_lost(store, hierarchy_from_grid(attrs)) == {}
+
+
+@pytest.mark.gpkg_only
+def test_a_geopackage_of_schema_7_gets_areas(tmp_path, open_db):
+    import sqlite3
+
+    from geo.store.gpkg import GpkgStore
+
+    data = tmp_path / "data"
+    store = open_db(data)
+    accounts.add_user(store, "li", "viewer", "longenough")
+    path = store.path
+    store.close()
+    con = sqlite3.connect(path)  # what the code of schema 7 wrote: no gw_user_areas
+    con.execute("DROP TABLE gw_user_areas")
+    con.execute("UPDATE gw_meta SET value='7' WHERE key='schema'")
+    con.commit()
+    con.close()
+    path.chmod(0o444)  # read-only: it cannot be upgraded and is still read
+    try:
+        with GpkgStore(path) as old:
+            user = old.get_user("li")
+            assert user is not None and user.area == () and not user.sees_district
+    finally:
+        path.chmod(0o644)
+    with GpkgStore(path) as upgraded:
+        assert upgraded._meta("schema") == "8"
+        accounts.set_area(upgraded, "li", [COMM_A])
+        assert upgraded.get_user("li").area == (COMM_A,)
