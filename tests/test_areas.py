@@ -134,3 +134,42 @@ def test_a_geopackage_of_schema_7_gets_areas(tmp_path, open_db):
         assert upgraded._meta("schema") == "8"
         accounts.set_area(upgraded, "li", [COMM_A])
         assert upgraded.get_user("li").area == (COMM_A,)
+
+
+def test_the_user_command_binds_and_lists_areas(gridded_store, runner, tmp_path, monkeypatch):
+    import io
+    import json
+
+    data = str(tmp_path / "data")
+    monkeypatch.setattr("sys.stdin", io.StringIO("longenough\n"))
+    run = runner(
+        "--data", data, "user", "add", "li", "--role", "surveyor", "--area", COMM_B, "--password-stdin"
+    )
+    assert run.code == 0, run.err
+    assert gridded_store.get_user("li").area == (COMM_B,)
+    listed = runner("--data", data, "user", "list")
+    assert listed.code == 0 and "li" in listed.out and COMM_B in listed.out
+    run = runner("--data", data, "user", "area", "li", "--set", f"{COMM_A},{UNIT_B1}")
+    assert run.code == 0 and gridded_store.get_user("li").area == (COMM_A, UNIT_B1)
+    run = runner("--data", data, "user", "area", "li", "--sees-district", "yes")
+    assert run.code == 0 and gridded_store.get_user("li").sees_district
+    as_json = json.loads(runner("--data", data, "user", "list", "--json").out)
+    assert {"name": "li", "area": [COMM_A, UNIT_B1], "sees_district": True}.items() <= as_json[0].items()
+    run = runner("--data", data, "user", "area", "li", "--clear", "--sees-district", "no")
+    assert run.code == 0 and gridded_store.get_user("li").area == ()
+    for bad in (
+        ("user", "area", "li", "--set", "999999999"),
+        ("user", "area", "li"),
+        ("user", "area", "li", "--set", ","),
+        ("user", "area", "nobody", "--set", COMM_A),
+        ("user", "add", "boss", "--role", "admin", "--area", COMM_A, "--password-stdin"),
+        ("user", "add", "wu", "--area", "nowhere", "--password-stdin"),
+    ):
+        monkeypatch.setattr("sys.stdin", io.StringIO("longenough\n"))
+        run = runner("--data", data, *bad)
+        assert run.code != 0 and "Traceback" not in run.err, bad
+        assert any("\u4e00" <= c <= "\u9fff" for c in run.err) and any(
+            c.isascii() and c.isalpha() for c in run.err
+        )
+    assert "999999999" in runner("--data", data, "user", "area", "li", "--set", "999999999").err
+    assert gridded_store.get_user("boss") is None and gridded_store.get_user("wu") is None

@@ -182,8 +182,7 @@ def add_user(store: Store, name: str, role: str, password: str, area: Sequence[s
     check_role(role)
     check_password(password)
     area = tuple(sorted(set(area)))
-    if area and role == "admin":
-        raise _admin_bound(name)
+    check_bindable(name, role, area)
     with store.admin_transaction():
         if store.get_user(name) is not None:
             raise Conflict(f"用户已存在: {name}", f"user already exists: {name}", code="user_exists")
@@ -193,6 +192,12 @@ def add_user(store: Store, name: str, role: str, password: str, area: Sequence[s
         if area:
             store.record_audit("user_area", detail=f"{name}: {area_text(area)}")
     return user
+
+
+def check_bindable(name: str, role: str, area: Sequence[str]) -> None:
+    """Refuse (:class:`InputError`, code ``admin_bound``) an area for an admin: admins are never bound."""
+    if area and role == "admin":
+        raise _admin_bound(name)
 
 
 def _admin_bound(name: str) -> InputError:
