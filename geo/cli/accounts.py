@@ -72,11 +72,11 @@ def cmd_user(args: argparse.Namespace) -> int:
                 "give --set CODES, --clear or --sees-district yes|no",
                 code="bad_parameter",
             )
-        codes = "" if args.clear else args.area_set
-        if codes is not None and not args.clear and not areas.parse_codes(codes):
+        wanted: str | None = "" if args.clear else args.area_set
+        if wanted is not None and not args.clear and not areas.parse_codes(wanted):
             raise InputError("--set 需要至少一个编码", "--set needs at least one code", code="bad_parameter")
         sees = None if args.sees_district is None else args.sees_district == "yes"
-        user = areas.bind_area(store, args.name, codes, sees)
+        user = areas.bind_area(store, args.name, wanted, sees)
         area = ",".join(user.area) if user.area else "全区/district"
         flag = "是/yes" if user.sees_district else "否/no"
         say(f"已修改区域 / area set: {user.name}: {area}; 可看全区/sees district: {flag}")
