@@ -173,3 +173,32 @@ def test_the_user_command_binds_and_lists_areas(gridded_store, runner, tmp_path,
         )
     assert "999999999" in runner("--data", data, "user", "area", "li", "--set", "999999999").err
     assert gridded_store.get_user("boss") is None and gridded_store.get_user("wu") is None
+
+
+def test_a_grid_that_drops_a_bound_code_is_refused(gridded_store, tmp_path):
+    from geo.errors import Conflict
+    from geo.imports.importer import import_file
+    from tests.helpers.builders import grid_frame, write_shp
+
+    store = gridded_store
+    areas.add_bound_user(store, "li", "viewer", "longenough", f"{COMM_B},{COMM_A}001")
+    areas.add_bound_user(store, "wu", "surveyor", "longenough", f"{COMM_A}002")
+    smaller = grid_frame()
+    smaller = smaller[~smaller["网格编码"].isin([f"{COMM_A}001", f"{COMM_A}002"])]
+    smaller = smaller[smaller["所属社区"] != "镜湖社区"]
+    before = store.layer_generation(grid_spec())
+    batches = len(store.batches())
+    for dry_run in (True, False):
+        with pytest.raises(Conflict) as err:
+            import_file(
+                store, "grid", write_shp(smaller, tmp_path / f"g{dry_run}" / "网格.shp"), dry_run=dry_run
+            )
+        assert err.value.code == "area_codes_lost"
+        assert err.value.details["accounts"] == {"li": [f"{COMM_A}001", COMM_B], "wu": [f"{COMM_A}002"]}
+        for text in (err.value.zh, err.value.en):
+            assert "li" in text and "wu" in text and COMM_B in text and f"{COMM_A}002" in text
+    assert store.layer_generation(grid_spec()) == before and len(store.batches()) == batches
+    areas.bind_area(store, "li", f"{COMM_A}003")
+    areas.bind_area(store, "wu", "")
+    report = import_file(store, "grid", write_shp(smaller, tmp_path / "ok" / "网格.shp"))
+    assert report.added + report.unchanged + report.updated == 4

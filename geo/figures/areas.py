@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from geo.errors import InputError
-from geo.figures.hierarchy import Hierarchy, load_hierarchy
+from geo.errors import Conflict, InputError
+from geo.figures.hierarchy import Hierarchy, hierarchy_from_grid, load_hierarchy
 from geo.registry import grid_spec
 from geo.store import accounts
 from geo.store.base import Store
@@ -33,6 +33,7 @@ __all__ = [
     "area_units",
     "bind_area",
     "check_area",
+    "check_grid_keeps_areas",
     "codes_lost",
     "parse_codes",
     "scope_of",
@@ -186,6 +187,21 @@ def codes_lost(store: Store, hierarchy: Hierarchy) -> dict[str, list[str]]:
             if unknown:
                 lost[user.name] = unknown
     return lost
+
+
+def check_grid_keeps_areas(store: Store, attrs: pd.DataFrame) -> None:
+    """Refuse a grid (its canonical attributes ``attrs``, about to replace the current one) that
+    no longer has a code some account is bound to: :class:`~geo.errors.Conflict` (code
+    ``area_codes_lost``) naming the accounts and their codes, until their areas are moved."""
+    lost = codes_lost(store, hierarchy_from_grid(attrs))
+    if lost:
+        shown = "; ".join(f"{name}: {', '.join(codes)}" for name, codes in sorted(lost.items()))
+        raise Conflict(
+            f"新网格缺少账户限定区域中的编码，请先修改这些账户的区域（gridwatch user area）: {shown}",
+            f"the new grid lacks codes accounts are bound to; move their areas first (gridwatch user area): {shown}",
+            code="area_codes_lost",
+            details={"accounts": lost},
+        )
 
 
 def unit_names(hierarchy: Hierarchy, codes: Iterable[str]) -> pd.DataFrame:

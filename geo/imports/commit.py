@@ -11,6 +11,7 @@ import shapely
 
 from geo.errors import Conflict, InputError, StoreError
 from geo.figures import versions
+from geo.figures.areas import check_grid_keeps_areas
 from geo.figures.versions import load_grid
 from geo.imports.grid import preview_grid
 from geo.imports.report import ImportReport, PreparedImport, Rejected
@@ -146,6 +147,8 @@ def _commit(
     spec = prepared.spec
     rows = prepared.rows
     day = versions.check_valid_from(store, valid_from, tz) if spec.is_grid else None
+    if spec.is_grid:
+        check_grid_keeps_areas(store, rows.attrs)
     if store.srs_epsg() is None:
         store.set_srs_epsg(prepared.srs_epsg)
     elif store.srs_epsg() != prepared.srs_epsg:
