@@ -170,3 +170,28 @@ def test_a_change_of_area_ends_the_sessions(data, make_app):
     with open_test_store(data) as store:
         accounts.set_role(store, "b_viewer", "surveyor")  # unrelated changes keep the area
         assert store.get_user("b_viewer").area == (COMM_A,)
+
+
+@pytest.mark.slow
+def test_an_upload_keeps_to_the_area(data, tmp_path, make_app):
+    import io
+
+    from tests.helpers.builders import shapefile_zip
+
+    app = make_app(data)
+    s = _session(app, "b_surveyor")
+    sites = points_frame([(X0 + 60, Y0 - 60), (X0 + 60, Y0 - 260)], 案件编号=["UPA", "UPB"])
+    zipped = shapefile_zip(write_shp(sites, tmp_path / "up" / "违法建设.shp"))
+    up = s.request(
+        "POST", "/api/uploads", data={"layer": "demolition", "file": (io.BytesIO(zipped), "x.zip")}
+    )
+    assert up.status_code == 201, up.json
+    report = up.json
+    assert report["added"] == 1 and report["rejected_count"] == 1
+    (row,) = report["rejected"]
+    assert row["row"] == 1 and f"{COMM_A}001" in row["reason_zh"] and "outside the area" in row["reason_en"]
+    done = s.request("POST", f"/api/uploads/{report['upload_id']}/commit")
+    assert done.status_code in (200, 201), done.json
+    assert done.json["added"] == 1 and done.json["rejected_count"] == 1
+    feats = s.request("GET", "/api/features/demolition?bbox=118,31,119,32&zoom=18&detail=1").json
+    assert len(feats["features"]) == 2  # BSITE1 and UPB

@@ -202,3 +202,44 @@ def test_a_grid_that_drops_a_bound_code_is_refused(gridded_store, tmp_path):
     areas.bind_area(store, "wu", "")
     report = import_file(store, "grid", write_shp(smaller, tmp_path / "ok" / "网格.shp"))
     assert report.added + report.unchanged + report.updated == 4
+
+
+def test_rows_outside_the_area_are_rejected_by_row(gridded_store, tmp_path):
+    from geo.imports.importer import import_file
+    from tests.helpers.builders import X0, Y0, points_frame, write_shp
+
+    store = gridded_store
+    areas.add_bound_user(store, "li", "surveyor", "longenough", COMM_B)
+    areas.bind_area(store, "li", sees_district=True)  # seeing the district is no writing there
+    sites = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 50, Y0 - 250), (X0 + 900, Y0 + 900), (X0 + 250, Y0 - 250)],
+        案件编号=["A1", "B1", "FAR", "B2"],
+    )
+    shp = write_shp(sites, tmp_path / "s" / "s.shp")
+    preview = import_file(store, "demolition", shp, user="li", dry_run=True)
+    report = import_file(store, "demolition", shp, user="li")
+    for r in (preview, report):
+        assert r.added == 2 and r.rejected_total == 2
+        outside = {x.row: x for x in r.rejected}
+        assert set(outside) == {1, 3}
+        assert f"{COMM_A}001" in outside[1].reason_zh and f"{COMM_A}001" in outside[1].reason_en
+        assert "li" in outside[1].reason_zh and outside[1].value == f"{COMM_A}001"
+        assert "不在任何单元网格内" in outside[3].reason_zh and "no unit grid" in outside[3].reason_en
+        assert {
+            "reason_zh": "不在账户的区域内",
+            "reason_en": "outside the account's area",
+            "field": None,
+            "count": 2,
+        } in r.rejected_by_reason
+    spec = next(s for s in __import__("layers").survey_layers() if s.name == "demolition")
+    assert sorted(store.read_attributes(spec)["gw_unit"]) == [f"{COMM_B}001", f"{COMM_B}003"]
+    # an admin, an unbound surveyor or a file without an account write everywhere
+    accounts.add_user(store, "wu", "surveyor", "longenough")
+    sites2 = sites.copy()
+    sites2["案件编号"] = ["W1", "W2", "W3", "W4"]
+    assert import_file(store, "demolition", write_shp(sites2, tmp_path / "w" / "w.shp"), user="wu").added == 4
+    only_a = sites.iloc[:1].copy()
+    only_a["案件编号"] = ["A9"]
+    with pytest.raises(InputError) as err:
+        import_file(store, "demolition", write_shp(only_a, tmp_path / "a" / "a.shp"), user="li")
+    assert err.value.code == "no_valid_rows"

@@ -39,6 +39,7 @@ __all__ = [
     "scope_of",
     "unit_names",
     "units_of",
+    "write_units",
 ]
 
 
@@ -157,6 +158,16 @@ def scope_of(store: Store, user: User | None) -> Scope:
     if user is None or user.role == "admin" or not user.area or user.sees_district:
         return EVERYTHING
     return Scope(area_units(store, user.area), tuple(user.area), False)
+
+
+def write_units(store: Store, user: str | None) -> frozenset[str] | None:
+    """The unit grids account ``user`` may write in: None (everywhere) for no account, an
+    unknown name, an admin or an account without an area; else its area's units -- whether or
+    not it may see the district, which is about reading."""
+    account = None if user is None else store.get_user(user)
+    if account is None or account.role == "admin" or not account.area:
+        return None
+    return area_units(store, account.area)
 
 
 def bind_area(
