@@ -23,6 +23,8 @@ PASSWORD = "area-pass-1"
 #: what only community A holds: its sites' case ids, its name, its units' codes
 A_ONLY = ("AREAA1", "AREAA2", "赭山社区", COMM_A + "0")
 B_SITE = "BSITE1"
+#: community B's name is markup: every page shows it as text
+B_NAME = "<i>镜湖</i>社区"
 ACCOUNTS = {  # name → (role, area, sees the district)
     "b_viewer": ("viewer", COMM_B, False),
     "b_surveyor": ("surveyor", COMM_B, False),
@@ -36,7 +38,9 @@ def data(tmp_path, store_url):
     """A store with the grid, two sites in community A, one in community B and the accounts."""
     data = tmp_path / "store"
     with open_test_store(data) as store:
-        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        grid = grid_frame()
+        grid.loc[grid["所属社区"] == "镜湖社区", "所属社区"] = B_NAME
+        import_file(store, "grid", write_shp(grid, tmp_path / "g" / "g.shp"))
         for name, (role, area, flag) in ACCOUNTS.items():
             areas.add_bound_user(store, name, role, PASSWORD, area)
             if flag:
@@ -195,3 +199,37 @@ def test_an_upload_keeps_to_the_area(data, tmp_path, make_app):
     assert done.json["added"] == 1 and done.json["rejected_count"] == 1
     feats = s.request("GET", "/api/features/demolition?bbox=118,31,119,32&zoom=18&detail=1").json
     assert len(feats["features"]) == 2  # BSITE1 and UPB
+
+
+@pytest.mark.slow
+def test_admins_set_areas_on_the_users_page(data, make_app):
+    app = make_app(data)
+    boss = _session(app, "boss")
+    page = boss.request("GET", "/users").get_data(as_text=True)
+    assert B_NAME not in page and "&lt;i&gt;镜湖&lt;/i&gt;社区" in page  # names are text, never markup
+    assert f'<option value="{COMM_A}"' in page and f'<option value="{COMM_B}" selected' in page
+    viewer = _session(app, "b_viewer")
+    resp = boss.request(
+        "POST", "/users", data={"action": "area", "name": "b_viewer", "area": [COMM_A, COMM_B]}
+    )
+    assert resp.status_code == 200
+    with open_test_store(data) as store:
+        user = store.get_user("b_viewer")
+        assert user.area == (COMM_A, COMM_B) and not user.sees_district
+    assert viewer.request("GET", "/api/layers").status_code == 401  # its sessions ended
+    resp = boss.request("POST", "/users", data={"action": "area", "name": "b_viewer", "sees_district": "yes"})
+    with open_test_store(data) as store:
+        user = store.get_user("b_viewer")
+        assert user.area == () and user.sees_district
+    for form in (
+        {"action": "area", "name": "boss", "area": COMM_A},
+        {"action": "area", "name": "b_viewer", "area": "340291999"},
+        {"action": "area", "name": "b_viewer", "area": "<script>x</script>"},
+    ):
+        resp = boss.request("POST", "/users", data=form)
+        assert resp.status_code in (400, 409), form
+        assert "<script>x" not in resp.get_data(as_text=True)
+    with open_test_store(data) as store:
+        assert store.get_user("boss").area == () and store.get_user("b_viewer").area == ()
+        actions = [e.action for e in store.audit_entries()]
+        assert actions.count("user_area") >= 2 and "user_sees_district" in actions
