@@ -243,3 +243,48 @@ def test_rows_outside_the_area_are_rejected_by_row(gridded_store, tmp_path):
     with pytest.raises(InputError) as err:
         import_file(store, "demolition", write_shp(only_a, tmp_path / "a" / "a.shp"), user="li")
     assert err.value.code == "no_valid_rows"
+
+
+def test_an_areas_figures_are_the_districts_filtered_to_its_units(gridded_store, tmp_path):
+    """Independently recomputed: per level, the bound tally equals the sum over the area's unit
+    grids of the district's unit-grid tally; the features counted are those of its units."""
+    import random
+
+    from geo.figures.tally import Filters, tally
+    from geo.imports.importer import import_file
+    from tests.helpers.builders import X0, Y0, points_frame, write_shp
+
+    store = gridded_store
+    rng = random.Random(13)
+    xy = [(X0 + rng.uniform(1, 299), Y0 - rng.uniform(1, 299)) for _ in range(40)]
+    statuses = [rng.choice(["已拆除", "未拆除", "已立案"]) for _ in xy]
+    sites = points_frame(xy, 案件编号=[f"R{i}" for i in range(len(xy))], 当前状态=statuses)
+    import_file(store, "demolition", write_shp(sites, tmp_path / "r" / "r.shp"))
+    hier = load_hierarchy(store)
+    grid_units = list(hier.grid["code"])
+    district = tally(store, "grid", ["demolition"]).set_index("code")
+    for trial in range(6):
+        chosen = rng.sample([*grid_units, COMM_A, COMM_B, STREET], rng.randint(1, 4))
+        units = areas.area_units(store, chosen)
+        for level in hier.level_names:
+            bound = tally(store, level, ["demolition"], filters=Filters(units=units))
+            bound = bound[bound["code"] != "UNASSIGNED"].set_index("code")
+            col = hier.code_column(level)
+            expected: dict[str, tuple[int, int]] = {}
+            for unit in units:
+                up = str(hier.grid.loc[hier.grid["code"] == unit, col].iloc[0])
+                t, c = expected.get(up, (0, 0))
+                expected[up] = (
+                    t + int(district.loc[unit, "demolition_total"]),
+                    c + int(district.loc[unit, "demolition_completed"]),
+                )
+            got = {
+                str(k): (int(r["demolition_total"]), int(r["demolition_completed"]))
+                for k, r in bound.iterrows()
+            }
+            assert got == expected, (trial, chosen, level)
+    # the district's own figures are untouched by the areas' (their row positions kept apart)
+    for level in hier.level_names:
+        again = tally(store, level, ["demolition"])
+        assert int(again["demolition_total"].sum()) == len(xy)
+    assert tally(store, "grid", ["demolition"]).set_index("code").equals(district)

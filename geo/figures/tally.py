@@ -26,6 +26,7 @@ Units roll up from the unit grid through the levels the grid layer declares
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 
@@ -180,7 +181,10 @@ def tally(
     nrows = len(table)
     for spec in specs:
         facts = load_facts(store, spec, view.tx, version)
-        pos = _positions(facts, level, table["code"], hier, filters.within if filters else None)
+        within = filters.within if filters else None
+        # the rows of a table of an area are others: its positions are kept apart
+        rows_key = within if scoped is None else (within, tuple(scoped.to_pylist()))
+        pos = _positions(facts, level, table["code"], hier, rows_key)
         status_filter = bool(filters and filters.statuses and spec.status_field)
         everything = (
             day is None and not status_filter and scoped is None and bool(len(pos)) and int(pos.min()) >= 0
@@ -234,9 +238,10 @@ def _positions(
     level: str,
     codes: pd.Series,
     hier: Hierarchy,
-    within: str | None,
+    within: Hashable,
 ) -> np.ndarray:
     """Row of the tally table each feature counts in (-1: outside the filtered units).
+    ``within`` keys the table's rows (the ``within`` code, with an area's units when scoped).
 
     Kept with the ``facts`` it was computed from (and for the hierarchy it used), so it can
     never be paired with the columns of another revision."""
