@@ -33,7 +33,7 @@ SURVEY = "demolition"
 
 def _story(store: Any, folder: Path) -> None:
     """A store with some of everything: two grid versions, imports that replace rows, a
-    rollback, targets, value maps, accounts, tokens, failed logins, the audit trail, archives."""
+    rollback, targets, value maps, accounts (one bound to an area), tokens, failed logins, the audit trail, archives."""
     from geo.imports.batches import load_targets, rollback
     from geo.imports.importer import import_file
     from tests.helpers.builders import X0, Y0, dated_sites, grid_frame, write_shp
@@ -66,6 +66,7 @@ def _story(store: Any, folder: Path) -> None:
     accounts.add_user(store, "alice", "admin", "correct horse battery")
     accounts.add_user(store, "bob", "surveyor", "another long password")
     accounts.create_token(store, "bob", "phone")
+    accounts.set_area(store, "bob", [str(grid_frame()["网格编码"].iloc[0])[:12]], sees_district=True)
     with pytest.raises(Exception):  # noqa: B017 -- a wrong password: a failed login is kept
         accounts.authenticate(store, "alice", "wrong", client="10.0.0.1")
 
@@ -103,7 +104,7 @@ def _state(store: Any) -> dict[str, Any]:
         "grids": [v.to_dict() for v in store.grid_versions()],
         "fids": store.read_attributes(spec)[["fid", "gw_key", "gw_unit"]].to_dict("list"),
         "retired": store.read_retired(spec)[0].tolist(),
-        "users": sorted(u.name for u in store.list_users()),
+        "users": sorted((u.name, u.area, u.sees_district) for u in store.list_users()),
         "tokens": [(t.id, t.user, t.label) for t in store.list_tokens()],
         "audit": [(e.id, e.action, e.batch_id) for e in store.audit_entries(limit=1000)],
         "value_maps": [(v.id, v.raw, v.code) for v in store.value_maps(include_removed=True)],

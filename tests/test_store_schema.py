@@ -121,7 +121,7 @@ def test_a_geopackage_of_schema_6_gets_its_typed_views(tmp_path: Path) -> None:
     con.close()
     assert POINT_VIEW not in _gdal_layers(path)
     with GpkgStore(path) as store:
-        assert store._meta("schema") == str(GPKG_SCHEMA) == "7"
+        assert store._meta("schema") == str(GPKG_SCHEMA) == "8"
     seen = _gdal_layers(path)
     assert seen[POINT_VIEW] == ("Point", 3) and seen[POLYGON_VIEW] == ("Polygon", 1)
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, make_response, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from geo.figures.areas import EVERYTHING, Scope, scope_of
 from geo.store import accounts
 from geo.store.interface.audit import Actor
-from web.context import error_body, error_page, wants_html
+from web.context import error_body, error_page, get_store, wants_html
 
 #: The account pages (endpoints ``auth.*``): sign-in in :mod:`web.login`, one's own account in
 #: :mod:`web.account`, user administration in :mod:`web.users`, the audit trail in :mod:`web.audit`.
@@ -99,6 +100,35 @@ def is_admin() -> bool:
         return True
     user = getattr(g, "gw_user", None)
     return bool(user and user.can("admin"))
+
+
+def scope() -> Scope:
+    """What this request's account may see and write (:class:`geo.figures.areas.Scope`): the
+    whole district, or the unit grids of the area it is bound to.  Made once per request; the
+    rule itself is :func:`geo.figures.areas.scope_of`."""
+    if "gw_scope" not in g:
+        user = getattr(g, "gw_user", None)
+        if current_app.config.get("LOGIN_DISABLED") or user is None:
+            g.gw_scope = EVERYTHING
+        else:
+            g.gw_scope = scope_of(get_store(), user.user)
+    return g.gw_scope  # type: ignore[no-any-return]
+
+
+def area_units() -> frozenset[str] | None:
+    """The unit grids this request's account is limited to, None for the whole district."""
+    return scope().units
+
+
+def refuse_bound(what: tuple[str, str]) -> None:
+    """Refuse (403, ``outside_area``) what an account bound to an area may not have: ``what``
+    names it in Chinese and English (a whole-district file: the ledger, a report)."""
+    if scope().units is not None:
+        zh, en = what
+        refused = _json_error(
+            403, "outside_area", f"限定区域的账户不能获取{zh}", f"an account bound to an area cannot get {en}"
+        )
+        abort(make_response(refused))
 
 
 def user_name() -> str | None:

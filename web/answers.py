@@ -23,9 +23,10 @@ is no write transaction), and today's date in the configured zone (an answer wit
 counts as of today and chooses the grid version in force today).  A body rendered while a write
 landed is sent without a tag and not kept: a tag always names the state the body was made from.
 
-Who asks is not in the tag: every account that may ask sees the same figures.  Answers that
-differ by account (an account bound to an area) must add what they differ by to the tag and
-to the kept body's key.
+Who asks is in the tag only as far as the answer depends on it: the scope of the account
+(:func:`web.access.scope` -- the whole district, or the area's codes), so two accounts with
+different areas never get each other's kept body or a 304 on the other's tag, while every
+account that sees the whole district shares one.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from flask import Response, request
 import layers
 from geo.store import clock
 from geo.store.cache import MISSING
+from web.access import scope
 from web.context import select_locale
 
 __all__ = ["Answer", "answer_state", "code_token", "respond"]
@@ -177,6 +179,7 @@ def respond(
         str(tz),
         code_token(),
         FORMAT,
+        scope().key(),
     )
     state = answer_state(store, tz)
     tag = hashlib.sha256(repr((family, state)).encode("utf-8")).hexdigest()[:40]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from geo.output.ledger import LEDGER_FORMATS, render_ledger
 from geo.registry import layer_name
 from geo.store import clock
 from web import answers
-from web.access import MAP, PUBLIC, is_admin, requires, user_name
+from web.access import MAP, PUBLIC, area_units, is_admin, refuse_bound, requires, user_name
 from web.clients import reads_files
 from web.common import (
     as_of_arg,
@@ -106,7 +107,8 @@ def api_stats() -> Any:
             "参数 rows 应为 objects 或 arrays", "rows must be objects or arrays", code="bad_parameter"
         )
     levels = level_names() if renderer.all_levels else [level]
-    filters = Filters(within=request.args.get("within")) if request.args.get("within") else None
+    within, units = request.args.get("within") or None, area_units()
+    filters = Filters(within=within, units=units) if within or units is not None else None
     store = get_store()
 
     def render() -> tuple[bytes, str, dict[str, str]]:
@@ -180,6 +182,7 @@ def api_cells() -> Any:
             gcj02=_gcj02(),
             known_at=known_at,
             grid=grid,
+            units=area_units(),
         )
         return jsonify(cells).get_data(), "application/json", {}
 
@@ -204,6 +207,7 @@ def api_summary() -> Any:
             within=request.args.get("within") or None,
             statuses=statuses,
             level=level,
+            units=area_units(),
         )
     )
 
@@ -227,6 +231,7 @@ def api_features(layer: str) -> Any:
             gcj02=_gcj02(),
             detail=request.args.get("detail") in ("1", "true"),
             within=request.args.get("within") or None,
+            units=area_units(),
         )
     )
 
@@ -235,6 +240,7 @@ def api_features(layer: str) -> Any:
 @requires("viewer")
 def api_html_map() -> Any:
     """One street's or community's map as a standalone HTML file (Leaflet inlined), to download."""
+    refuse_bound(("单独的地图文件", "a standalone map file"))
     within = request.args.get("within") or ""
     if not within:
         raise InputError("请选择街道或社区", "choose a street or community", code="bad_parameter")
@@ -258,7 +264,7 @@ def api_html_map() -> Any:
 @bp.get("/features/<layer>/<id:fid>")
 @requires(MAP)
 def api_feature(layer: str, fid: int) -> Any:
-    return jsonify(feature_detail(get_store(), layer_name(layer), fid, gcj02=_gcj02()))
+    return jsonify(feature_detail(get_store(), layer_name(layer), fid, gcj02=_gcj02(), units=area_units()))
 
 
 @bp.get("/search")
@@ -272,6 +278,7 @@ def api_search() -> Any:
         layer=request.args.get("layer") or None,
         gcj02=_gcj02(),
         lang=select_locale(),
+        units=area_units(),
     )
     return jsonify({"hits": [h.to_dict() for h in hits]})
 
@@ -283,7 +290,7 @@ def api_features_table() -> Any:
     whole filtered set as CSV or XLSX (Chinese headers unless ``headers=en``), GeoJSON or GPKG."""
     layer = request.args.get("layer") or None
     spec = survey_spec([layer] if layer else None)
-    query = FeatureQuery.parse(spec.name, request.args)
+    query = replace(FeatureQuery.parse(spec.name, request.args), units=area_units())
     fmt = request.args.get("format", "json")
     headers = request.args.get("headers", "zh")
     if headers not in ("zh", "en"):
@@ -321,6 +328,7 @@ def api_ledger(layer: str) -> Any:
     from geo.output.ledger import LEDGER_FORMATS, render_ledger
     from geo.registry import get_layer
 
+    refuse_bound(("全区台账", "the whole district's ledger"))
     spec = get_layer(layer)
     fmt = request.args.get("format", "xlsx")
     headers = _headers_arg(None)
@@ -541,6 +549,7 @@ def api_report() -> Any:
     from geo.output.report_doc import REPORT_FORMATS, render_report, report_filename
     from geo.store import clock
 
+    refuse_bound(("全区通报", "the district's report"))
     fmt = request.args.get("format", "docx")
     as_of = as_of_arg() or clock.today(timezone())  # none: as of today
     layer = request.args.get("layer") or None
@@ -573,6 +582,7 @@ def api_map_image() -> Any:
     """The map as a printable image: PNG or PDF, A4 or A3 landscape."""
     from geo.output.mapimage import render_map
 
+    refuse_bound(("全区地图图片", "the district's map image"))
     fmt = request.args.get("format", "png")
     layer = request.args.get("layer") or None
     if layer is not None and layer not in {s.name for s in layers.survey_layers()}:

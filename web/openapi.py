@@ -52,8 +52,8 @@ def _path(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]
 _REASONS = {
     400: "请求有误 / bad request (code and bilingual message in the body)",
     401: "需要登录 / sign in or send an API token",
-    403: "无权访问 / the account's role does not allow this",
-    404: "不存在 / not found",
+    403: "无权访问 / the account's role does not allow this, or its area does not (`outside_area`)",
+    404: "不存在 / not found (a feature outside the account's area too)",
     409: "冲突 / conflicts with the stored data",
     413: "过大 / too large",
     415: "不支持的文件类型 / unsupported file type",

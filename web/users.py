@@ -1,4 +1,5 @@
-"""User administration (admins): add accounts, disable and enable them, set roles and passwords."""
+"""User administration (admins): add accounts, disable and enable them, set roles, passwords and
+the area each account is bound to (streets and communities of the grid) with its district flag."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from geo.errors import GridwatchError, InputError
+from geo.figures import areas
+from geo.figures.hierarchy import load_hierarchy
+from geo.output.html_map import map_areas
 from geo.store import accounts
 from web.access import bp, requires, user_name
-from web.context import get_store, select_locale
+from web.context import get_store, label, select_locale
 
 
 class UserForm(FlaskForm):  # type: ignore[misc]
@@ -52,6 +56,12 @@ def users() -> Any:
                     raise InputError("不能修改自己的角色", "you cannot change your own role")
                 accounts.set_role(store, name, request.form.get("role", ""))
                 flash(_("已更新用户 %(name)s", name=name))
+            elif action == "area":
+                chosen = request.form.getlist("area")
+                if len(chosen) > 1000:
+                    raise InputError("区域编码过多", "too many area codes", code="bad_parameter")
+                areas.bind_area(store, name, chosen, request.form.get("sees_district") == "yes")
+                flash(_("已更新 %(name)s 的区域", name=name))
             elif action == "password":
                 accounts.set_password(store, name, request.form.get("password", ""))
                 flash(_("已重设 %(name)s 的密码", name=name))
@@ -60,10 +70,16 @@ def users() -> Any:
         except GridwatchError as exc:
             flash(exc.en if select_locale() == "en" else exc.zh)
             status = exc.status if exc.status < 500 else 400
+    users = store.list_users()
+    hier = load_hierarchy(store)
+    names = {u.name: areas.unit_names(hier, u.area).to_dict("records") for u in users if u.area}
     return render_template(
         "users.html",
-        users=store.list_users(),
+        users=users,
         form=form,
         roles=accounts.ROLES,
         role_labels=accounts.ROLE_LABELS,
+        area_names=names,
+        # the streets and communities an account may be bound to, per level from the top down
+        area_choices=[(label(lv), units) for lv, units in map_areas(store)],
     ), status

@@ -34,7 +34,7 @@ from geo.registry import grid_spec, layer_name
 from geo.store import clock
 from geo.store.interface.batches import batch_kind
 from layers.base import UNASSIGNED, UNRECOGNISED
-from web.access import MAP, PUBLIC, is_admin, requires, user_name
+from web.access import MAP, PUBLIC, area_units, is_admin, requires, user_name
 from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
 from web.maps import map_config, requested_base_map, scaffold, usable_base_maps
@@ -83,7 +83,7 @@ def index() -> Any:
     store = get_store()
     tiles = request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm")
     base = requested_base_map()
-    summary = map_summary(store, spec.name, level, as_of)
+    summary = map_summary(store, spec.name, level, as_of, units=area_units())
     page_map = scaffold("main", np.array(summary["bounds"]))
     config = map_config("main", base) | {
         "level": level,
@@ -124,6 +124,7 @@ def index() -> Any:
             within=request.args.get("within") or None,
             statuses=tuple(s for s in request.args.get("status", "").split(",") if s) or None,
             level=level,
+            units=area_units(),
         ),
     )
 
@@ -318,7 +319,7 @@ def batches() -> Any:
 def stats() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)
-    figures = stats_page_data(get_store(), spec.name, level, as_of)
+    figures = stats_page_data(get_store(), spec.name, level, as_of, units=area_units())
     measures = [
         (m.total_column(spec.name), m.completed_column(spec.name), label(m), m.unit) for m in spec.measures
     ]
@@ -363,7 +364,7 @@ def stats() -> Any:
         undated_now=figures["undated_now"],
         has_status=bool(spec.status_field),
         has_undated=figures["has_undated"],
-        map_areas=[(label(lv), units) for lv, units in map_areas(get_store())],
+        map_areas=[(label(lv), units) for lv, units in map_areas(get_store(), area_units())],
     )
 
 
@@ -374,7 +375,7 @@ def features() -> Any:
     layer = request.args.get("layer") or None
     spec = survey_spec([layer] if layer else None)
     store = get_store()
-    page = feature_page(store, FeatureQuery.parse(spec.name, request.args))
+    page = feature_page(store, replace(FeatureQuery.parse(spec.name, request.args), units=area_units()))
     kept = {k: v for k, v in request.args.items() if v and k not in ("page", "lang")}
     kept["layer"] = spec.name
     statuses = {s.code: label(s) for s in spec.all_statuses}
@@ -396,7 +397,7 @@ def features() -> Any:
         headers=headers,
         statuses=statuses,
         vocab=vocab,
-        areas=[(label(lv), units) for lv, units in area_choices(store)],
+        areas=[(label(lv), units) for lv, units in area_choices(store, area_units())],
         date_fields=[(f, label(spec.field(f))) for f in FeatureQuery.date_fields(spec)],
         page_sizes=PAGE_SIZES,
         args=kept,

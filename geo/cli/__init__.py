@@ -198,10 +198,18 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     g.add_argument("--user")
     g.set_defaults(func=cmd_grid_generate)
 
-    u = sub.add_parser("user", help="用户 / accounts: add | list | disable | enable | passwd | role")
-    u.add_argument("action", choices=("add", "list", "disable", "enable", "passwd", "role"))
+    u = sub.add_parser("user", help="用户 / accounts: add | list | disable | enable | passwd | role | area")
+    u.add_argument("action", choices=("add", "list", "disable", "enable", "passwd", "role", "area"))
     u.add_argument("name", nargs="?")
     u.add_argument("--role", choices=("viewer", "surveyor", "admin"))
+    u.add_argument("--area", help="add: 限定区域（街道/社区/网格编码，逗号分隔） / bound to these codes")
+    u.add_argument(
+        "--set", dest="area_set", metavar="CODE[,CODE…]", help="area: 限定区域 / bind to these codes"
+    )
+    u.add_argument("--clear", action="store_true", help="area: 清除区域（全区） / the whole district again")
+    u.add_argument(
+        "--sees-district", choices=("yes", "no"), help="area: 可看全区统计 / may see the whole district"
+    )
     u.add_argument(
         "--password-stdin", action="store_true", help="从标准输入读取密码 / read the password from stdin"
     )

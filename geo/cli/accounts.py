@@ -24,7 +24,8 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    """``gridwatch user``: add, list, disable, enable an account, set its password or role."""
+    """``gridwatch user``: add, list, disable, enable an account, set its password, role or area."""
+    from geo.figures import areas
     from geo.store import accounts
 
     store = cli_store(args)
@@ -37,13 +38,20 @@ def cmd_user(args: argparse.Namespace) -> int:
             state = "" if u.active else " 已停用/disabled"
             if u.locked_until:
                 state += f" 锁定至/locked until {u.locked_until}"
-            print_row(u.name, u.role, f"{u.created_at}{state}")
+            area = ",".join(u.area) if u.area else "全区/district"
+            if u.area and u.sees_district:
+                area += " (可看全区/sees district)"
+            print_row(u.name, u.role, area, f"{u.created_at}{state}")
         return 0
     if not args.name:
         raise InputError("请给出用户名", "give a user name", code="bad_user_name")
     if args.action == "add":
-        user = accounts.add_user(store, args.name, args.role or "viewer", _read_password(args))
-        say(f"已创建用户 / created: {user.name} ({user.role})")
+        role = args.role or "viewer"
+        codes = areas.check_area(store, args.area or "")  # before the password is asked for
+        accounts.check_bindable(args.name, role, codes)
+        user = areas.add_bound_user(store, args.name, role, _read_password(args), codes)
+        where = f", 区域/area {','.join(user.area)}" if user.area else ""
+        say(f"已创建用户 / created: {user.name} ({user.role}{where})")
     elif args.action == "passwd":
         accounts.set_password(store, args.name, _read_password(args))
         say(f"已修改密码 / password changed: {args.name}")
@@ -53,6 +61,25 @@ def cmd_user(args: argparse.Namespace) -> int:
     elif args.action == "role":
         user = accounts.set_role(store, args.name, args.role or "")
         say(f"已修改角色 / role changed: {user.name} ({user.role})")
+    elif args.action == "area":
+        if args.clear and args.area_set:
+            raise InputError(
+                "--set 与 --clear 只能用一个", "give either --set or --clear", code="bad_parameter"
+            )
+        if args.area_set is None and not args.clear and args.sees_district is None:
+            raise InputError(
+                "请给出 --set 编码、--clear 或 --sees-district yes|no",
+                "give --set CODES, --clear or --sees-district yes|no",
+                code="bad_parameter",
+            )
+        wanted: str | None = "" if args.clear else args.area_set
+        if wanted is not None and not args.clear and not areas.parse_codes(wanted):
+            raise InputError("--set 需要至少一个编码", "--set needs at least one code", code="bad_parameter")
+        sees = None if args.sees_district is None else args.sees_district == "yes"
+        user = areas.bind_area(store, args.name, wanted, sees)
+        area = ",".join(user.area) if user.area else "全区/district"
+        flag = "是/yes" if user.sees_district else "否/no"
+        say(f"已修改区域 / area set: {user.name}: {area}; 可看全区/sees district: {flag}")
     return 0
 
 

@@ -8,6 +8,7 @@ grid version.  A commit to another layer leaves them kept.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,9 +46,9 @@ class Facts:
     unrecognised: np.ndarray | None = None
     # bool: completed without a completion date (counted from the day of its import)
     undated: np.ndarray | None = None
-    # tally row of each feature per (level, within), with the hierarchy it was computed for
+    # tally row of each feature per (level, within -- with an area's units when scoped), with the hierarchy it was computed for
     # and the function that computed it from units (see geo.figures.tally)
-    positions: dict[tuple[str, str | None], tuple[Any, ...]] = field(default_factory=dict)
+    positions: dict[tuple[str, Hashable], tuple[Any, ...]] = field(default_factory=dict)
     #: fid of each feature row version (ordered)
     fids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 

@@ -96,6 +96,8 @@ class FeatureQuery:
 
     layer: str
     within: str | None = None
+    #: only features assigned to these unit grid codes (an account's area)
+    units: frozenset[str] | None = None
     statuses: tuple[str, ...] = ()
     date_field: str | None = None
     date_from: date | None = None
@@ -230,6 +232,9 @@ def _rows(store: Store, query: FeatureQuery) -> np.ndarray:
         else:
             grids = pa.array(_grids_under(store, query.within).tolist(), type=pa.string())
             keep &= _mask(pc.is_in(units, value_set=grids))
+    if query.units is not None:
+        area = pa.array(sorted(query.units), type=pa.string())
+        keep &= _mask(pc.is_in(table.column(UNIT_COLUMN), value_set=area))
     if query.statuses and spec.status_field:
         keep &= _mask(pc.is_in(table.column(spec.status_field), value_set=pa.array(list(query.statuses))))
     if query.text:
@@ -295,12 +300,18 @@ def feature_page(store: Store, query: FeatureQuery) -> FeaturePage:
     return FeaturePage(columns, rows, total, page, pages, query.page_size, query)
 
 
-def area_choices(store: Store) -> list[tuple[Level, list[tuple[str, str]]]]:
+def area_choices(
+    store: Store, area: frozenset[str] | None = None
+) -> list[tuple[Level, list[tuple[str, str]]]]:
     """The areas a list can be narrowed to, like the map's: per level between the unit grid and
-    the top, from the top down, its units as ``(code, name)`` (the code when it has none)."""
+    the top, from the top down, its units as ``(code, name)`` (the code when it has none); with
+    ``area`` (an account's unit grids) only the units holding one of them."""
     hier = load_hierarchy(store)
     out = []
     for lv in grid_levels()[-2:0:-1]:
         units = hier.units(lv.name)
+        if area is not None:
+            g = hier.grid
+            units = units[units["code"].isin(set(g.loc[g["code"].isin(area), hier.code_column(lv.name)]))]
         out.append((lv, [(str(r["code"]), str(r["name"] or r["code"])) for r in units.to_dict("records")]))
     return out

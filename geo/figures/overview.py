@@ -17,7 +17,7 @@ import pandas as pd
 from geo.errors import InputError
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
 from geo.figures.facts import load_facts
-from geo.figures.hierarchy import grid_levels, load_hierarchy
+from geo.figures.hierarchy import Hierarchy, grid_levels, load_hierarchy
 from geo.figures.report import unit_geometry
 from geo.figures.tally import Filters, metric_names, monthly, tally
 from geo.registry import get_layer
@@ -39,7 +39,11 @@ def area_levels() -> list[Level]:
 
 
 def map_summary(
-    store: Store, layer: str, level: str | None = None, as_of: date | None = None
+    store: Store,
+    layer: str,
+    level: str | None = None,
+    as_of: date | None = None,
+    units: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """What the map page shows of survey layer ``layer`` before any cell is drawn.
 
@@ -66,12 +70,15 @@ def map_summary(
         in the measure's unit (m² for areas); ``areas``: per level of :func:`area_levels`, its
         units as ``(code, name)`` pairs sorted by code (the code when a unit has no name);
         ``first_day``: the layer's earliest date found or completed (ISO, ``""`` when none is
-        dated), where the map's month slider starts.
+        dated), where the map's month slider starts.  With ``units`` (an account's area) every
+        figure, the bounds and the areas are those of these unit grids only.
     """
     spec = get_layer(layer)
     outline = unit_geometry(store, grid_levels()[0].name)  # bounds only: no need to dissolve
+    if units is not None:
+        outline = outline[outline.index.isin(units)]
     bounds = outline.total_bounds if len(outline) else np.array(DEFAULT_BOUNDS)
-    table = tally(store, level, [spec.name], as_of)
+    table = tally(store, level, [spec.name], as_of, Filters(units=units) if units is not None else None)
     unassigned = table[table["code"] == UNASSIGNED].iloc[0]
     measure_column = spec.measures[0].completed_column(spec.name) if spec.measures else ""
     hier = load_hierarchy(store)
@@ -86,7 +93,9 @@ def map_summary(
         "measure_column": measure_column,
         "max_measure": float(table[measure_column].max() or 1) if spec.measures else 1,
         "areas": {
-            lv.name: [(r["code"], r["name"] or r["code"]) for r in hier.units(lv.name).to_dict("records")]
+            lv.name: [
+                (r["code"], r["name"] or r["code"]) for r in units_in(hier, lv.name, units).to_dict("records")
+            ]
             for lv in area_levels()
         },
         "first_day": first_day(store, spec.name),
@@ -110,8 +119,10 @@ def map_totals(
     within: str | None = None,
     statuses: tuple[str, ...] | None = None,
     level: str | None = None,
+    units: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """The map page's headline figures of survey layer ``layer`` for its current filters.
+    """The map page's headline figures of survey layer ``layer`` for its current filters
+    (with ``units``, an account's area: of those unit grids only, framed on them).
 
     Parameters
     ----------
@@ -153,25 +164,28 @@ def map_totals(
             f"unknown status of {spec.name}: {', '.join(unknown)}",
             code="bad_status",
         )
-    filters = Filters(statuses=statuses or None, within=within or None)
+    filters = Filters(statuses=statuses or None, within=within or None, units=units)
     table = tally(store, grid_levels()[0].name, [spec.name], as_of, filters)
     outside = table["code"] == UNASSIGNED
-    counted = table[~outside] if within else table  # outside every unit grid is in no area
+    inside_only = bool(within) or units is not None
+    counted = table[~outside] if inside_only else table  # outside every unit grid is in no area
     total = int(counted[f"{spec.name}_total"].sum())
     completed = int(counted[f"{spec.name}_completed"].sum())
     version = choose_version(resolve_view(store, as_of), parse_as_of(as_of))
-    units = table.loc[~outside, "code"].astype(str).tolist()
+    shown = table.loc[~outside, "code"].astype(str).tolist()
     outline = unit_geometry(store, grid_levels()[0].name, version)
-    outline = outline[outline.index.isin(units)] if within else outline
+    outline = outline[outline.index.isin(shown)] if inside_only else outline
     bounds = outline.total_bounds if len(outline) else np.array(DEFAULT_BOUNDS)
-    units_table = tally(store, level, [spec.name], as_of, Filters(within=within) if within else None)
+    units_table = tally(
+        store, level, [spec.name], as_of, Filters(within=within, units=units) if inside_only else None
+    )
     units_table = units_table[units_table["code"] != UNASSIGNED]
     measure_column = spec.measures[0].completed_column(spec.name) if spec.measures else ""
     return {
         "layer": spec.name,
         "total": total,
         "completed": completed,
-        "unassigned": 0 if within else int(table.loc[outside, f"{spec.name}_total"].sum()),
+        "unassigned": 0 if inside_only else int(table.loc[outside, f"{spec.name}_total"].sum()),
         "rate": completed / total if total else None,
         "bounds": [float(v) for v in bounds],
         "max_completed": int(_top(units_table[f"{spec.name}_completed"])),
@@ -188,8 +202,23 @@ def _top(values: pd.Series) -> float:
     return float(top) if pd.notna(top) and top > 0 else 1.0
 
 
+def units_in(hier: Hierarchy, level: str, units: frozenset[str] | None = None) -> pd.DataFrame:
+    """The units of ``level`` (:meth:`Hierarchy.units <geo.figures.hierarchy.Hierarchy.units>`),
+    with ``units`` (an account's area) only those holding one of these unit grids."""
+    table = hier.units(level)
+    if units is None:
+        return table
+    g = hier.grid
+    reached = set(g.loc[g["code"].isin(units), hier.code_column(level)])
+    return table[table["code"].isin(reached)].reset_index(drop=True)
+
+
 def stats_page_data(
-    store: Store, layer: str, level: str | None = None, as_of: date | None = None
+    store: Store,
+    layer: str,
+    level: str | None = None,
+    as_of: date | None = None,
+    units: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """The figures of the statistics page for survey layer ``layer``.
 
@@ -204,6 +233,8 @@ def stats_page_data(
     as_of : date, optional
         Count as of the end of this day, and the last month of the series (default:
         everything stored, up to the layer's last dated month).
+    units : frozenset of str, optional
+        An account's area: every figure of these unit grids only (the series too).
 
     Returns
     -------
@@ -222,15 +253,18 @@ def stats_page_data(
         (:func:`table_totals`); ``headline``: the figures above the charts (:func:`headline`).
     """
     spec = get_layer(layer)
-    table = tally(store, level, [spec.name], as_of)
-    units = table[table["code"] != UNASSIGNED]
+    area = Filters(units=units) if units is not None else None
+    table = tally(store, level, [spec.name], as_of, area)
+    if units is not None:
+        table = table[table["code"] != UNASSIGNED].reset_index(drop=True)
+    listed = table[table["code"] != UNASSIGNED]
     rate = f"{spec.name}_rate"
-    lagging = units[units[f"{spec.name}_total"] > 0].sort_values(
+    lagging = listed[listed[f"{spec.name}_total"] > 0].sort_values(
         [rate, f"{spec.name}_total"], ascending=[True, False]
     )
     by_level = []
     for lv in area_levels():
-        t = tally(store, lv.name, [spec.name], as_of)
+        t = tally(store, lv.name, [spec.name], as_of, area)
         t = t[(t["code"] != UNASSIGNED) & (t[f"{spec.name}_total"] > 0)]
         by_level.append(
             {
@@ -239,7 +273,7 @@ def stats_page_data(
                 "rates": [round(float(v) * 100, 1) for v in t[rate]],
             }
         )
-    series = monthly(store, grid_levels()[-1].name, [spec.name], end=as_of)
+    series = monthly(store, grid_levels()[-1].name, [spec.name], end=as_of, filters=area)
     undated_col = f"{spec.name}_completed_undated"
     cols = [f"{spec.name}_total", f"{spec.name}_completed"] + ([undated_col] if undated_col in series else [])
     months = series.groupby("month")[cols].sum().reset_index()
@@ -257,18 +291,25 @@ def stats_page_data(
         "undated_now": int(table[undated_col].sum()) if undated_col in table else 0,
         "has_undated": undated_col in table,
         "totals": table_totals(table, spec),
-        "headline": headline(store, spec, table, as_of),
+        "headline": headline(store, spec, table, as_of, area),
     }
 
 
-def headline(store: Store, spec: LayerSpec, table: pd.DataFrame, as_of: date | None = None) -> dict[str, Any]:
+def headline(
+    store: Store,
+    spec: LayerSpec,
+    table: pd.DataFrame,
+    as_of: date | None = None,
+    filters: Filters | None = None,
+) -> dict[str, Any]:
     """The statistics page's headline figures: the totals of ``table`` (:func:`table_totals`)
     with the targets of the highest level that has any (the district's own target when it has
-    one, else the sum of its communities' ...), whatever level the table is of."""
+    one, else the sum of its communities' ...), whatever level the table is of (counted with
+    ``filters``, an account's area, as the table was)."""
     out = table_totals(table, spec)
     if not out["targets"]:
         for lv in reversed(grid_levels()):
-            targets = table_totals(tally(store, lv.name, [spec.name], as_of), spec)["targets"]
+            targets = table_totals(tally(store, lv.name, [spec.name], as_of, filters), spec)["targets"]
             if targets:
                 out["targets"] = targets
                 break

@@ -84,6 +84,8 @@ class SearchHit:
     point: tuple[float, float] | None = None
     outline: dict[str, Any] | None = None
     fid: int | None = None
+    #: the unit grid code a feature is assigned to (not sent: what an account's area is checked on)
+    unit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The hit as the API returns it."""
@@ -131,6 +133,7 @@ def search(
     layer: str | None = None,
     gcj02: bool = False,
     lang: str = "zh",
+    units: frozenset[str] | None = None,
 ) -> list[SearchHit]:
     """Units and features matching ``q``, best first, at most ``limit``.
 
@@ -147,6 +150,9 @@ def search(
         Coordinates in GCJ-02 instead of WGS84.
     lang : str
         ``"en"`` for English level and layer labels, else Chinese.
+    units : frozenset of str, optional
+        An account's area: only the units that hold one of these unit grids and the features
+        assigned to one of them.
 
     Returns
     -------
@@ -164,12 +170,29 @@ def search(
     else:
         wanted = layers.survey_layers()
     candidates: list[tuple[tuple[Any, ...], Any]] = []
-    candidates += _unit_candidates(store, text, lang, limit)
+    asked = limit if units is None else MAX_LIMIT
+    candidates += _unit_candidates(store, text, lang, asked)
     for order, spec in enumerate(wanted):
-        candidates += _feature_candidates(store, spec, text, order, lang, limit)
+        candidates += _feature_candidates(store, spec, text, order, lang, asked)
+    if units is not None:
+        candidates = [c for c in candidates if _in_area(c[1], units, _area_codes(store, units))]
     candidates.sort(key=lambda c: c[0])
     chosen = [c[1] for c in candidates[:limit]]
     return _place(store, chosen, gcj02)
+
+
+def _area_codes(store: Store, units: frozenset[str]) -> dict[str, set[str]]:
+    """Per level, the codes of the units holding one of the unit grids ``units``."""
+    hier = load_hierarchy(store)
+    g = hier.grid
+    inside = g["code"].isin(units)
+    return {lv: {str(c) for c in g.loc[inside, hier.code_column(lv)]} for lv in hier.level_names}
+
+
+def _in_area(hit: SearchHit, units: frozenset[str], codes: dict[str, set[str]]) -> bool:
+    if hit.kind == "unit":
+        return hit.code in codes.get(hit.group, set())
+    return hit.unit is not None and hit.unit in units
 
 
 # --- units ----------------------------------------------------------------------------------
@@ -439,6 +462,7 @@ def _feature_candidates(
             parent=parent,
             rank=int(rank[k]),
             fid=int(cols["fid"][i]),
+            unit=None if unit is None else str(unit),
         )
         out.append(((int(rank[k]), 1, order, int(cols["fid"][i]), code), hit))
     return out

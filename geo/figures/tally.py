@@ -26,6 +26,7 @@ Units roll up from the unit grid through the levels the grid layer declares
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 
@@ -96,6 +97,9 @@ class Filters:
 
     statuses: tuple[str, ...] | None = None
     within: str | None = None  # a unit code (community/street/...): only grids under it
+    #: only features assigned to these unit grid codes (an account's area, see
+    #: :class:`geo.figures.areas.Scope`), and only the units of the level that hold one of them
+    units: frozenset[str] | None = None
 
 
 def tally(
@@ -150,6 +154,13 @@ def tally(
     units = hier.units(level)
     if filters and filters.within:
         units = units[_under(units, hier, level, filters.within)].reset_index(drop=True)
+    scoped = (
+        pa.array(sorted(filters.units), type=pa.string()) if filters and filters.units is not None else None
+    )
+    if filters and filters.units is not None:
+        g = hier.grid
+        reached = set(g.loc[g["code"].isin(filters.units), hier.code_column(level)])
+        units = units[units["code"].isin(reached)].reset_index(drop=True)
     table = pd.concat(
         [
             units,
@@ -170,9 +181,14 @@ def tally(
     nrows = len(table)
     for spec in specs:
         facts = load_facts(store, spec, view.tx, version)
-        pos = _positions(facts, level, table["code"], hier, filters.within if filters else None)
+        within = filters.within if filters else None
+        # the rows of a table of an area are others: its positions are kept apart
+        rows_key = within if scoped is None else (within, tuple(scoped.to_pylist()))
+        pos = _positions(facts, level, table["code"], hier, rows_key)
         status_filter = bool(filters and filters.statuses and spec.status_field)
-        everything = day is None and not status_filter and bool(len(pos)) and int(pos.min()) >= 0
+        everything = (
+            day is None and not status_filter and scoped is None and bool(len(pos)) and int(pos.min()) >= 0
+        )
         if everything:
             # every feature counts: no boolean selection over the whole layer is needed
             mask: slice | np.ndarray = slice(None)
@@ -180,6 +196,10 @@ def tally(
         else:
             exists, by_then, _ = as_of_state(facts, day)
             mask = exists & (pos >= 0)
+            if scoped is not None:
+                mask &= pc.fill_null(pc.is_in(facts.unit, value_set=scoped), False).to_numpy(
+                    zero_copy_only=False
+                )
             if status_filter and filters is not None and filters.statuses and facts.status is not None:
                 wanted = pa.array(list(filters.statuses), type=pa.string())
                 mask &= pc.fill_null(pc.is_in(facts.status, value_set=wanted), False).to_numpy(
@@ -218,9 +238,10 @@ def _positions(
     level: str,
     codes: pd.Series,
     hier: Hierarchy,
-    within: str | None,
+    within: Hashable,
 ) -> np.ndarray:
     """Row of the tally table each feature counts in (-1: outside the filtered units).
+    ``within`` keys the table's rows (the ``within`` code, with an area's units when scoped).
 
     Kept with the ``facts`` it was computed from (and for the hierarchy it used), so it can
     never be paired with the columns of another revision."""
@@ -301,6 +322,7 @@ def monthly(
     grid: object = None,
     *,
     view: View | None = None,
+    filters: Filters | None = None,
 ) -> pd.DataFrame:
     """Figures as of the last day of each month from ``start`` to ``end``, each on the grid
     version in force that day (or on ``grid``), as known at ``known_at`` (see :func:`tally`).
@@ -308,7 +330,7 @@ def monthly(
     ``start`` and ``end`` are months (``"2022-05"``, ``"2022年5月"``) or any day of one
     (:func:`geo.reading.values.parse_month`); each missing one comes from the layers' first and last
     dates.  Returns a long table: ``month`` plus the :func:`tally` columns, one row per unit
-    and month (only ``code`` when given); no rows when the range holds no month (an ``end``
+    and month (only ``code`` when given; ``filters`` as :func:`tally` takes them); no rows when the range holds no month (an ``end``
     before the first data month).
 
     Raises
@@ -352,13 +374,13 @@ def monthly(
         )
     frames = []
     for p in months:
-        t = tally(store, level, names, as_of=p.end_time.date(), view=view)
+        t = tally(store, level, names, as_of=p.end_time.date(), filters=filters, view=view)
         if code is not None:
             t = t[t["code"] == code]
         t.insert(0, "month", str(p))
         frames.append(t)
     if not frames:  # no month in range: the columns still say what a month would hold
-        empty = tally(store, level, names, view=view).iloc[0:0]
+        empty = tally(store, level, names, filters=filters, view=view).iloc[0:0]
         empty.insert(0, "month", pd.Series(dtype=object))
         return empty.reset_index(drop=True)
     return pd.concat(frames, ignore_index=True)

@@ -229,6 +229,7 @@ def features_in_view(
     max_features: int = 1500,
     detail: bool = False,
     within: str | None = None,
+    units: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """Survey features of ``layer`` in ``bbox`` as GeoJSON (lon/lat).
 
@@ -253,6 +254,8 @@ def features_in_view(
         zoom ≥ ``DETAIL_ZOOM``.
     within : str, optional
         Only features in unit grids under this street/community (or grid) code.
+    units : frozenset of str, optional
+        Only features assigned to these unit grid codes (an account's area).
     detail : bool
         Send every attribute with each feature (for lists), as stored (but ``status``, the
         state drawn, as of ``as_of``); otherwise only
@@ -283,6 +286,9 @@ def features_in_view(
     if within:
         grids = pa.array(_grids_under(store, within), type=pa.string())
         mask &= pc.fill_null(pc.is_in(facts.unit, value_set=grids), False).to_numpy(zero_copy_only=False)
+    if units is not None:
+        area = pa.array(sorted(units), type=pa.string())
+        mask &= pc.fill_null(pc.is_in(facts.unit, value_set=area), False).to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(mask)
     total = len(idx)
     as_of_text = None if day is None else str(day)
@@ -372,11 +378,15 @@ def _attributes(store: Store, spec: LayerSpec, fids: np.ndarray) -> dict[int, di
     return out
 
 
-def feature_detail(store: Store, layer: str, fid: int, gcj02: bool = False) -> dict[str, Any]:
-    """One feature with all its attributes, its unit and its geometry (lon/lat)."""
+def feature_detail(
+    store: Store, layer: str, fid: int, gcj02: bool = False, units: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """One feature with all its attributes, its unit and its geometry (lon/lat).  With
+    ``units`` (an account's area) a feature assigned to another unit is not found, as if it
+    did not exist (404)."""
     spec = get_layer(layer)
     attrs = _attributes(store, spec, np.array([fid], dtype=np.int64))
-    if fid not in attrs:
+    if fid not in attrs or (units is not None and attrs[fid].get("unit") not in units):
         raise NotFound(f"要素 {fid} 不存在", f"feature {fid} not found", code="feature_not_found")
     fids, lon, lat, geoms = _positions(store, spec)
     at = int(np.searchsorted(fids, fid))
@@ -515,8 +525,12 @@ def cells_in_view(
     max_units: int = 2500,
     known_at: str | None = None,
     grid: str | int | None = None,
+    units: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """Unit outlines of ``level`` in ``bbox`` with their figures, as GeoJSON (lon/lat).
+
+    With ``units`` (an account's area) only the units of ``level`` holding one of those unit
+    grids, and only the features assigned to them, count.
 
     Outlines and figures are those of the grid version the figures are counted on (in force
     on ``as_of``, or ``grid``), as known at ``known_at`` (see :func:`geo.figures.tally.tally`).
@@ -530,7 +544,8 @@ def cells_in_view(
     version = seen.version if seen.grid != "in_force" else choose_version(seen, parse_as_of(as_of))
     counted = survey_specs([layer] if layer else None)
     state = generations(store, *counted, grid_spec(), targets=True)
-    key = ((level, layer, as_of, within, seen.tx, None if version is None else version.id), state)
+    area = None if units is None else tuple(sorted(units))
+    key = ((level, layer, as_of, within, area, seen.tx, None if version is None else version.id), state)
 
     region = store.cache.region("cell_tables")
 
@@ -540,7 +555,7 @@ def cells_in_view(
             level,
             [layer] if layer else None,
             as_of,
-            Filters(within=within) if within else None,
+            Filters(within=within, units=units) if within or units is not None else None,
             view=seen,
         )
         # the same view of an older generation of the layers counted, on the same grid: only

@@ -11,6 +11,7 @@ import shapely
 
 from geo.errors import Conflict, InputError, StoreError
 from geo.figures import versions
+from geo.figures.areas import check_grid_keeps_areas, write_units
 from geo.figures.versions import load_grid
 from geo.imports.grid import preview_grid
 from geo.imports.report import ImportReport, PreparedImport, Rejected
@@ -152,6 +153,8 @@ def _commit(
     spec = prepared.spec
     rows = prepared.rows
     day = versions.check_valid_from(store, valid_from, tz) if spec.is_grid else None
+    if spec.is_grid:
+        check_grid_keeps_areas(store, rows.attrs)
     if store.srs_epsg() is None:
         store.set_srs_epsg(prepared.srs_epsg)
     elif store.srs_epsg() != prepared.srs_epsg:
@@ -168,6 +171,7 @@ def _commit(
         )
     any_owner = may_update_any(store, user, admin)
     rows = keep_own_rows(store, spec, rows, report, user, any_owner)
+    rows = keep_area_rows(store, spec, rows, report, user)
     batch = Batch(
         0,
         spec.name,
@@ -319,6 +323,74 @@ def keep_own_rows(
         raise InputError(
             f"没有可导入的行：文件中的{label_zh}都属于其他账户的批次，不能覆盖",
             f"no row can be imported: every {label_en} in the file belongs to another account's batch",
+            code="no_valid_rows",
+            details={"rejected": [asdict(r) for r in report.rejected[:100]]},
+        )
+    return FeatureRows(
+        rows.attrs.loc[keep].reset_index(drop=True),
+        rows.geometry[keep],
+        rows.keys[keep],
+        rows.units[keep],
+        None if rows.source_rows is None else rows.source_rows[keep],
+        None if rows.wkb is None else rows.wkb[keep],
+    )
+
+
+def keep_area_rows(
+    store: Store, spec: LayerSpec, rows: FeatureRows, report: ImportReport, user: str | None
+) -> FeatureRows:
+    """``rows`` without those outside the area account ``user`` is bound to (see
+    :func:`geo.figures.areas.write_units`; outside every unit grid is outside too); each one
+    left out is added to ``report`` as a rejected row naming its unit.  Nothing is left out for
+    the grid or an account that may write everywhere.
+
+    Raises
+    ------
+    InputError
+        Every row is left out (``no_valid_rows``).
+    """
+    allowed = None if spec.is_grid or len(rows) == 0 else write_units(store, user)
+    if allowed is None:
+        return rows
+    units = [str(u) if u is not None and u == u else UNASSIGNED for u in rows.units.tolist()]
+    outside = np.array([u not in allowed for u in units], dtype=bool)
+    if not outside.any():
+        return rows
+    numbers = _source_rows(rows, report)
+    for i in np.flatnonzero(outside).tolist():
+        unit = units[i]
+        where_zh, where_en = (
+            ("不在任何单元网格内", "lies in no unit grid")
+            if unit == UNASSIGNED
+            else (
+                f"位于单元网格 {unit}",
+                f"lies in unit grid {unit}",
+            )
+        )
+        report.reject(
+            Rejected(
+                int(numbers[i]),
+                f"该行{where_zh}，不在账户 {user} 的区域内",
+                f"the row {where_en}, outside the area of account {user}",
+                None,
+                unit,
+                None if rows.keys[i] is None or rows.keys[i] != rows.keys[i] else str(rows.keys[i]),
+            )
+        )
+    report.rejected.sort(key=lambda r: r.row)
+    report.rejected_by_reason.append(
+        {
+            "reason_zh": "不在账户的区域内",
+            "reason_en": "outside the account's area",
+            "field": None,
+            "count": int(outside.sum()),
+        }
+    )
+    keep = ~outside
+    if not keep.any():
+        raise InputError(
+            f"没有可导入的行：文件中的行都不在账户 {user} 的区域内",
+            f"no row can be imported: every row lies outside the area of account {user}",
             code="no_valid_rows",
             details={"rejected": [asdict(r) for r in report.rejected[:100]]},
         )

@@ -9,6 +9,7 @@ import shapely
 import layers
 from geo.assign import Grid, grid_diff
 from geo.figures import versions
+from geo.figures.areas import check_grid_keeps_areas
 from geo.figures.versions import load_grid
 from geo.imports.report import PreparedImport
 from geo.store.base import Store
@@ -67,6 +68,7 @@ def preview_grid(
         return
     day = versions.check_valid_from(store, valid_from, tz)
     rows = prepared.rows
+    check_grid_keeps_areas(store, rows.attrs)
     grid = Grid(
         rows.attrs[str(prepared.spec.id_field)].to_numpy(dtype=object),
         np.asarray(rows.geometry, dtype=object),

@@ -20,7 +20,7 @@ from typing import Any
 
 from geo.errors import GridwatchError, InputError
 from geo.figures.hierarchy import grid_levels, load_hierarchy
-from geo.figures.overview import area_levels
+from geo.figures.overview import area_levels, units_in
 from geo.figures.viewport import BBox, cells_in_view, features_in_view
 from geo.reading.values import parse_date
 from geo.registry import get_layer
@@ -112,14 +112,15 @@ def _area(store: Store, within: str) -> tuple[str, str]:
     return "", within  # features_in_view says what is wrong with an unknown code
 
 
-def map_areas(store: Store) -> list[tuple[Level, list[tuple[str, str]]]]:
+def map_areas(store: Store, area: frozenset[str] | None = None) -> list[tuple[Level, list[tuple[str, str]]]]:
     """The areas a standalone map is made for: per level between the unit grid and the top
     (streets, communities; see :func:`geo.figures.overview.area_levels`), its units' ``(code,
-    name)`` sorted by code (the name is the code when the grid names none)."""
+    name)`` sorted by code (the name is the code when the grid names none); with ``area`` (an
+    account's unit grids) only the units holding one of them."""
     hier = load_hierarchy(store)
     out = []
     for lv in area_levels():
-        units = hier.units(lv.name)
+        units = units_in(hier, lv.name, area)
         names = [
             str(n) if n is not None and n == n else str(c)
             for c, n in zip(units["code"], units["name"], strict=True)

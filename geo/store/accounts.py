@@ -9,6 +9,11 @@ Roles, each including the ones below it:
 Passwords are kept as salted scrypt hashes (:mod:`geo.store.passwords`, in the form Werkzeug writes them,
 so earlier hashes stay valid); API tokens as the SHA-256 digest of a random secret shown once.
 Every change to an account is written to the audit trail with the store's actor.
+
+An account may be bound to an area -- street, community or unit codes of the current grid
+(:attr:`User.area <geo.store.interface.accounts.User.area>`) -- and then sees and writes only there unless an
+admin lets it see the district (:attr:`~geo.store.interface.accounts.User.sees_district`); admins are never
+bound.  The codes are checked and resolved to units in :mod:`geo.figures.areas`.
 Nothing here logs or returns a password.
 
 Failed logins are counted per name -- whether or not an account has it, so that an unknown
@@ -26,11 +31,12 @@ import hashlib
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from geo.errors import Conflict, GridwatchError, InputError, NotFound
 from geo.store.base import Store
-from geo.store.interface.accounts import ApiToken, User
+from geo.store.interface.accounts import ApiToken, User, area_text
 from geo.store.passwords import hash_password, verify_password
 
 ROLES = ("viewer", "surveyor", "admin")
@@ -168,18 +174,63 @@ def get_user(store: Store, name: str) -> User:
     return user
 
 
-def add_user(store: Store, name: str, role: str, password: str) -> User:
-    """Create an account; :class:`Conflict` when the name is taken, :class:`InputError` for
-    a name :func:`check_name` refuses."""
+def add_user(store: Store, name: str, role: str, password: str, area: Sequence[str] = ()) -> User:
+    """Create an account, bound to ``area`` when given (codes checked by the caller against the
+    grid, see :func:`geo.figures.areas.add_bound_user`); :class:`Conflict` when the name is
+    taken, :class:`InputError` for a name :func:`check_name` refuses or an admin with an area."""
     name = check_name(name)
     check_role(role)
     check_password(password)
+    area = tuple(sorted(set(area)))
+    check_bindable(name, role, area)
     with store.admin_transaction():
         if store.get_user(name) is not None:
             raise Conflict(f"用户已存在: {name}", f"user already exists: {name}", code="user_exists")
-        user = User(name, role, hash_password(password), True, _iso(_now()))
+        user = User(name, role, hash_password(password), True, _iso(_now()), area=area)
         store.save_user(user)
         store.record_audit("user_add", detail=f"{name} ({role})")
+        if area:
+            store.record_audit("user_area", detail=f"{name}: {area_text(area)}")
+    return user
+
+
+def check_bindable(name: str, role: str, area: Sequence[str]) -> None:
+    """Refuse (:class:`InputError`, code ``admin_bound``) an area for an admin: admins are never bound."""
+    if area and role == "admin":
+        raise _admin_bound(name)
+
+
+def _admin_bound(name: str) -> InputError:
+    return InputError(
+        f"管理员不能限定区域: {name}（先清除区域或改为其他角色）",
+        f"an admin cannot be bound to an area: {name} (clear the area or give another role first)",
+        code="admin_bound",
+    )
+
+
+def set_area(
+    store: Store, name: str, area: Sequence[str] | None = None, sees_district: bool | None = None
+) -> User:
+    """Bind account ``name`` to ``area`` (street, community or unit codes, checked by the caller
+    against the current grid; empty: the whole district; None: unchanged) and/or set whether it
+    sees the district (None: unchanged).  Refuses an admin with an area (:class:`InputError`,
+    code ``admin_bound``).  A change ends the account's sessions and is audited
+    (``user_area``, ``user_sees_district``); setting what is already set changes nothing."""
+    with store.admin_transaction():
+        user = get_user(store, name)
+        new_area = user.area if area is None else tuple(sorted(set(area)))
+        new_sees = user.sees_district if sees_district is None else bool(sees_district)
+        if new_area and user.role == "admin":
+            raise _admin_bound(user.name)
+        if new_area == user.area and new_sees == user.sees_district:
+            return user
+        if new_area != user.area:
+            store.record_audit("user_area", detail=f"{user.name}: {area_text(new_area) or '-'}")
+        if new_sees != user.sees_district:
+            store.record_audit("user_sees_district", detail=f"{user.name}: {'yes' if new_sees else 'no'}")
+        user.area, user.sees_district = new_area, new_sees
+        user.session_version += 1
+        store.save_user(user)
     return user
 
 
@@ -214,6 +265,8 @@ def set_role(store: Store, name: str, role: str) -> User:
     check_role(role)
     with store.admin_transaction():
         user = get_user(store, name)
+        if role == "admin" and user.area:
+            raise _admin_bound(user.name)
         user.role = role
         user.session_version += 1
         store.save_user(user)

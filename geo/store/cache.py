@@ -112,6 +112,8 @@ REGIONS: dict[str, RegionSpec] = {
     "search": RegionSpec(16, family=_first, share=0.04),
     # simplified unit outlines already drawn, per (level, zoom, ...)
     "outlines": RegionSpec(64, share=0.02),
+    # (grid generation, area codes) -> the unit codes an account's area covers
+    "areas": RegionSpec(64, share=0.01),
     # ((path, query, language, ...), state) -> a rendered HTTP answer, its body (and gzip)
     "answers": RegionSpec(64, family=_first, share=0.05),
 }

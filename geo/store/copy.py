@@ -6,7 +6,7 @@ transaction ids kept), grid versions and their stored assignments, batches (ids 
 references to their archived originals -- the archived files themselves are copied into the
 target's data directory when it is another one, as are the photo files (each checked against its
 SHA-256 once copied) --, targets and their history, value maps,
-accounts, API tokens, failed logins, the audit trail, the store CRS and the write log, revision
+accounts and the areas they are bound to, API tokens, failed logins, the audit trail, the store CRS and the write log, revision
 and layer generations, so that figures "as known at" a moment and every id are the same in the
 copy.  The backends move their raw tables in one neutral form, batch by batch
 (:mod:`geo.store.interface.transfer`), so a large store is never held in memory whole.

@@ -16,6 +16,7 @@ from geo.store.interface.accounts import (
     ApiToken,
     LoginFailures,
     User,
+    area_text,
     failures_of_row,
     forgotten_before,
     user_of_row,
@@ -30,9 +31,16 @@ class GpkgAccounts(GpkgConnection):
     def _has_logins(self) -> bool:
         return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_logins'").fetchone())
 
+    def _has_areas(self) -> bool:
+        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='gw_user_areas'").fetchone())
+
     def _user_select(self) -> str:
-        if self._has_logins():
+        if self._has_logins() and self._has_areas():
             return USER_SELECT  # failed logins and locks from gw_logins (schema 2 kept them in gw_users)
+        if self._has_logins():  # a read-only store of schema 3-7: no areas
+            return USER_SELECT.split(" LEFT JOIN gw_user_areas")[0].replace(
+                ", a.codes, a.sees_district FROM", " FROM"
+            )
         return f"SELECT {self._USER_COLS} FROM gw_users u"  # a read-only store of schema 2
 
     def get_user(self, name: str) -> User | None:
@@ -73,6 +81,12 @@ class GpkgAccounts(GpkgConnection):
                     user.session_version,
                 ),
             )
+            self.conn.execute("DELETE FROM gw_user_areas WHERE name=?", (user.name,))
+            if user.area or user.sees_district:
+                self.conn.execute(
+                    "INSERT INTO gw_user_areas (name, codes, sees_district) VALUES (?,?,?)",
+                    (user.name, area_text(user.area), int(user.sees_district)),
+                )
 
     def login_failures(self, kind: str, key: str) -> LoginFailures:
         """See :meth:`geo.store.interface.accounts.AccountStore.login_failures`.

@@ -332,8 +332,9 @@ _SYSTEM_SQL = (
 #: (known or not) and by client address (gw_logins); version 4 the transaction log (gw_tx), row
 #: versions by tx, grid versions (gw_grid_versions) and assignments per grid version; version 5 the
 #: kind of each batch (gw_batches.kind); version 6 GeoPackage 1.3 with an R-tree per layer table
-#: and a declared geometry type per layer; version 7 typed views of the layers declared GEOMETRY.
-SCHEMA_VERSION = 7
+#: and a declared geometry type per layer; version 7 typed views of the layers declared GEOMETRY;
+#: version 8 the areas accounts are bound to (gw_user_areas, made with the account tables).
+SCHEMA_VERSION = 8
 
 _HISTORY_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_tx (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
@@ -378,4 +379,6 @@ _ACCOUNT_SQL = (
     failures INTEGER NOT NULL DEFAULT 0, last_failure TEXT NOT NULL, locked_until TEXT,
     PRIMARY KEY (kind, key))""",
     """CREATE INDEX IF NOT EXISTS gw_logins_last_failure ON gw_logins (last_failure)""",
+    """CREATE TABLE IF NOT EXISTS gw_user_areas (name TEXT PRIMARY KEY, codes TEXT NOT NULL DEFAULT '',
+    sees_district INTEGER NOT NULL DEFAULT 0)""",
 )

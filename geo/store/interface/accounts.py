@@ -25,6 +25,11 @@ class User:
     #: Changes with every sign-out, password change, disabling or role change: sessions made
     #: before are void.
     session_version: int = 0
+    #: The street, community or unit codes of the current grid the account is bound to (kept
+    #: sorted); empty: the whole district.  Kept in ``gw_user_areas``.
+    area: tuple[str, ...] = ()
+    #: Whether a bound account still sees the district's figures, maps and lists (set by an admin).
+    sees_district: bool = False
 
 
 @dataclass
@@ -107,8 +112,9 @@ class AccountStore(Protocol):
 #: the users with their failed logins and lock, from ``gw_logins`` (rows for :func:`user_of_row`)
 USER_SELECT = (
     "SELECT u.name, u.role, u.password, u.active, u.created_at, coalesce(l.failures, 0),"
-    " l.locked_until, u.session_version FROM gw_users u"
+    " l.locked_until, u.session_version, a.codes, a.sees_district FROM gw_users u"
     " LEFT JOIN gw_logins l ON l.kind = 'user' AND l.key = u.name"
+    " LEFT JOIN gw_user_areas a ON a.name = u.name"
 )
 #: the columns of ``gw_tokens`` in the order of :class:`ApiToken`
 TOKEN_COLUMNS = 'id, "user", label, digest, created_at, last_used, revoked_at'
@@ -118,11 +124,32 @@ LOGINS_KEPT = 100_000
 
 
 def user_of_row(row: Sequence[Any]) -> User:
-    """The account of a row of :data:`USER_SELECT`."""
-    name, role, password, active, created_at, failed, locked_until, version = row
+    """The account of a row of :data:`USER_SELECT` (its last two columns, the area's codes and
+    the district flag, may be missing: a store written before areas)."""
+    name, role, password, active, created_at, failed, locked_until, version = row[:8]
+    codes, sees = (row[8], row[9]) if len(row) >= 10 else (None, None)
     return User(
-        name, role, password, bool(active), created_at, int(failed or 0), locked_until, int(version or 0)
+        name,
+        role,
+        password,
+        bool(active),
+        created_at,
+        int(failed or 0),
+        locked_until,
+        int(version or 0),
+        area_of_text(codes),
+        bool(sees),
     )
+
+
+def area_of_text(codes: str | None) -> tuple[str, ...]:
+    """The codes of an area as kept in ``gw_user_areas.codes`` (comma-separated), sorted."""
+    return tuple(sorted({c for c in (codes or "").split(",") if c}))
+
+
+def area_text(area: Sequence[str]) -> str:
+    """An area's codes as kept in ``gw_user_areas.codes``: sorted, comma-separated."""
+    return ",".join(sorted(set(area)))
 
 
 def failures_of_row(kind: str, key: str, row: Sequence[Any] | None) -> LoginFailures:

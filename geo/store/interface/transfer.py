@@ -47,6 +47,7 @@ FIXED_TABLES = {
     "outbox": "gw_outbox",
     "deliveries": "gw_deliveries",
     "photos": "gw_photos",
+    "user_areas": "gw_user_areas",
 }
 
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
@@ -198,6 +199,7 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
         "uploaded_at": _S,
         "note": _S,
     },
+    "user_areas": {"name": _S, "codes": _S, "sees_district": _I},
 }
 
 _KIND_TYPES = {"str": _S, "int": _I, "float": _F, "date": _S}

@@ -14,6 +14,7 @@ from geo.store.interface.accounts import (
     ApiToken,
     LoginFailures,
     User,
+    area_text,
     failures_of_row,
     forgotten_before,
     user_of_row,
@@ -59,6 +60,12 @@ class PgAccounts(PgConnection):
                     user.session_version,
                 ),
             )
+            self._run("DELETE FROM gw_user_areas WHERE name=%s", (user.name,))
+            if user.area or user.sees_district:
+                self._run(
+                    "INSERT INTO gw_user_areas (name, codes, sees_district) VALUES (%s,%s,%s)",
+                    (user.name, area_text(user.area), bool(user.sees_district)),
+                )
 
     def login_failures(self, kind: str, key: str) -> LoginFailures:
         """See :meth:`geo.store.interface.accounts.AccountStore.login_failures`.

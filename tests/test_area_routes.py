@@ -1,0 +1,235 @@
+"""Accounts bound to an area on the web: every route of tests/test_auth.py's ROUTES walked by a
+bound viewer, a bound surveyor, a bound account that may see the district and an admin; no
+route gives a bound account another area's features, figures or names.  Kept answers and
+their tags differ by area; a change of area ends the account's sessions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from geo.figures import areas
+from geo.imports.importer import import_file
+from geo.store import accounts
+from tests.helpers.builders import COMM_A, COMM_B, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.postgis import open_test_store
+from tests.helpers.web import Session, csrf_from, login
+from tests.test_auth import ROUTES
+
+pytestmark = pytest.mark.backends
+
+PASSWORD = "area-pass-1"
+#: what only community A holds: its sites' case ids, its name, its units' codes
+A_ONLY = ("AREAA1", "AREAA2", "赭山社区", COMM_A + "0")
+B_SITE = "BSITE1"
+#: community B's name is markup: every page shows it as text
+B_NAME = "<i>镜湖</i>社区"
+ACCOUNTS = {  # name → (role, area, sees the district)
+    "b_viewer": ("viewer", COMM_B, False),
+    "b_surveyor": ("surveyor", COMM_B, False),
+    "b_flagged": ("viewer", COMM_B, True),
+    "boss": ("admin", "", False),
+}
+
+
+@pytest.fixture
+def data(tmp_path, store_url):
+    """A store with the grid, two sites in community A, one in community B and the accounts."""
+    data = tmp_path / "store"
+    with open_test_store(data) as store:
+        grid = grid_frame()
+        grid.loc[grid["所属社区"] == "镜湖社区", "所属社区"] = B_NAME
+        import_file(store, "grid", write_shp(grid, tmp_path / "g" / "g.shp"))
+        for name, (role, area, flag) in ACCOUNTS.items():
+            areas.add_bound_user(store, name, role, PASSWORD, area)
+            if flag:
+                areas.bind_area(store, name, sees_district=True)
+        sites = points_frame(
+            [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150), (X0 + 50, Y0 - 250)],
+            案件编号=["AREAA1", "AREAA2", B_SITE],
+            当前状态=["已拆除", "未拆除", "未拆除"],
+        )
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"), user="boss")
+    return data
+
+
+def _session(app, name):
+    s = Session(app, None)
+    assert login(s.client, name, PASSWORD).status_code == 302
+    s.token = csrf_from(s.client.get("/account").text)
+    return s
+
+
+# the routes that ask for another area (or a feature of it) by name, on top of ROUTES
+PROBES = [
+    "/api/features/demolition/1",
+    "/api/features/demolition/2",
+    f"/api/cells?level=community&zoom=16&within={COMM_A}",
+    "/api/cells?level=street&zoom=14",
+    "/api/cells?level=district&zoom=12",
+    f"/api/summary?layer=demolition&within={COMM_A}",
+    "/api/stats?level=community&layer=demolition",
+    "/api/stats?level=district&layer=demolition&format=csv",
+    "/api/stats?level=grid&layer=demolition&format=xlsx",
+    "/api/features/demolition?bbox=118,31,119,32&zoom=18&detail=1",
+    "/api/features-table?layer=demolition",
+    "/api/features-table?layer=demolition&format=geojson",
+    "/api/search?q=AREAA",
+    "/api/search?q=赭山",
+    "/features?layer=demolition",
+    "/stats?level=community",
+    "/?tiles=none&level=community",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("who", list(ACCOUNTS))
+def test_no_route_leaks_another_area(data, who, make_app):
+    app = make_app(data)
+    session = _session(app, who)
+    _role, area, flag = ACCOUNTS[who]
+    bound = bool(area) and not flag
+    urls = [(m, u) for e, (m, u, _) in sorted(ROUTES.items()) if e != "auth.logout"] + [
+        ("GET", u) for u in PROBES
+    ]
+    seen_b = False
+    for method, url in urls:
+        resp = session.request(method, url)
+        body = resp.get_data()
+        resp.close()
+        assert resp.status_code < 500, (who, url, resp.status_code)
+        if url.startswith("/users") or url.startswith("/audit"):
+            continue  # admins only (and they see everything)
+        text = body.decode("utf-8", "replace") if not url.endswith("xlsx") else _xlsx_text(body)
+        if bound:
+            for secret in A_ONLY:
+                assert secret not in text, (who, url, secret)
+        seen_b |= B_SITE in text
+    assert seen_b
+    detail = session.request("GET", "/api/features/demolition/1")
+    assert detail.status_code == (404 if bound else 200)
+    if bound:
+        assert detail.json["error"] == "feature_not_found"
+        for url in ("/api/ledger/demolition?format=csv", "/api/report?as_of=2022-06-30", "/api/map-image"):
+            refused = session.request("GET", url)
+            assert refused.status_code == 403 and refused.json["error"] == "outside_area", url
+    feats = session.request("GET", "/api/features/demolition?bbox=118,31,119,32&zoom=18").json
+    assert len(feats["features"]) == (1 if bound else 3)
+    stats = session.request("GET", "/api/stats?level=district&layer=demolition").json
+    totals = [r["demolition_total"] for r in stats["rows"] if r["code"] != "UNASSIGNED"]
+    assert sum(totals) == (1 if bound else 3)
+
+
+def _xlsx_text(body: bytes) -> str:
+    import io
+
+    import openpyxl
+
+    wb = openpyxl.load_workbook(io.BytesIO(body), read_only=True)
+    return json.dumps(
+        [[c for c in row] for ws in wb.worksheets for row in ws.iter_rows(values_only=True)],
+        default=str,
+        ensure_ascii=False,
+    )
+
+
+@pytest.mark.slow
+def test_kept_answers_and_tags_differ_by_area(data, make_app):
+    with open_test_store(data) as store:
+        areas.add_bound_user(store, "a_viewer", "viewer", PASSWORD, COMM_A)
+        areas.add_bound_user(store, "b_viewer2", "viewer", PASSWORD, COMM_B)
+    app = make_app(data)
+    url = "/api/stats?level=community&layer=demolition"
+    a, b, b2, boss = (_session(app, n) for n in ("a_viewer", "b_viewer", "b_viewer2", "boss"))
+    got = {}
+    for name, s in (("a", a), ("b", b), ("boss", boss), ("b2", b2)):
+        resp = s.request("GET", url)
+        got[name] = (resp.headers["ETag"], resp.json)
+    assert len({got[n][0] for n in ("a", "b", "boss")}) == 3
+    assert got["b"][0] == got["b2"][0]  # the same area shares the kept answer
+    assert [r["code"] for r in got["a"][1]["rows"]] == [COMM_A, "UNASSIGNED"]
+    assert [r["code"] for r in got["b"][1]["rows"]] == [COMM_B, "UNASSIGNED"]
+    assert got["a"][1]["rows"][-1]["demolition_total"] == 0  # outside every unit is in no area
+    # a tag of another area is no tag of this one: the whole answer, never a 304
+    for s, other in ((a, "b"), (b, "a"), (boss, "a"), (a, "boss")):
+        resp = s.request("GET", url, headers={"If-None-Match": got[other][0]})
+        assert resp.status_code == 200 and resp.headers["ETag"] != got[other][0]
+    again = a.request("GET", url, headers={"If-None-Match": got["a"][0]})
+    assert again.status_code == 304
+
+
+@pytest.mark.slow
+def test_a_change_of_area_ends_the_sessions(data, make_app):
+    app = make_app(data)
+    viewer = _session(app, "b_viewer")
+    assert viewer.request("GET", "/api/layers").status_code == 200
+    with open_test_store(data) as store:
+        areas.bind_area(store, "b_viewer", COMM_A)
+    assert viewer.request("GET", "/api/layers").status_code == 401
+    flagged = _session(app, "b_viewer")
+    with open_test_store(data) as store:
+        areas.bind_area(store, "b_viewer", sees_district=True)
+    assert flagged.request("GET", "/api/layers").status_code == 401
+    with open_test_store(data) as store:
+        accounts.set_role(store, "b_viewer", "surveyor")  # unrelated changes keep the area
+        assert store.get_user("b_viewer").area == (COMM_A,)
+
+
+@pytest.mark.slow
+def test_an_upload_keeps_to_the_area(data, tmp_path, make_app):
+    import io
+
+    from tests.helpers.builders import shapefile_zip
+
+    app = make_app(data)
+    s = _session(app, "b_surveyor")
+    sites = points_frame([(X0 + 60, Y0 - 60), (X0 + 60, Y0 - 260)], 案件编号=["UPA", "UPB"])
+    zipped = shapefile_zip(write_shp(sites, tmp_path / "up" / "违法建设.shp"))
+    up = s.request(
+        "POST", "/api/uploads", data={"layer": "demolition", "file": (io.BytesIO(zipped), "x.zip")}
+    )
+    assert up.status_code == 201, up.json
+    report = up.json
+    assert report["added"] == 1 and report["rejected_count"] == 1
+    (row,) = report["rejected"]
+    assert row["row"] == 1 and f"{COMM_A}001" in row["reason_zh"] and "outside the area" in row["reason_en"]
+    done = s.request("POST", f"/api/uploads/{report['upload_id']}/commit")
+    assert done.status_code in (200, 201), done.json
+    assert done.json["added"] == 1 and done.json["rejected_count"] == 1
+    feats = s.request("GET", "/api/features/demolition?bbox=118,31,119,32&zoom=18&detail=1").json
+    assert len(feats["features"]) == 2  # BSITE1 and UPB
+
+
+@pytest.mark.slow
+def test_admins_set_areas_on_the_users_page(data, make_app):
+    app = make_app(data)
+    boss = _session(app, "boss")
+    page = boss.request("GET", "/users").get_data(as_text=True)
+    assert B_NAME not in page and "&lt;i&gt;镜湖&lt;/i&gt;社区" in page  # names are text, never markup
+    assert f'<option value="{COMM_A}"' in page and f'<option value="{COMM_B}" selected' in page
+    viewer = _session(app, "b_viewer")
+    resp = boss.request(
+        "POST", "/users", data={"action": "area", "name": "b_viewer", "area": [COMM_A, COMM_B]}
+    )
+    assert resp.status_code == 200
+    with open_test_store(data) as store:
+        user = store.get_user("b_viewer")
+        assert user.area == (COMM_A, COMM_B) and not user.sees_district
+    assert viewer.request("GET", "/api/layers").status_code == 401  # its sessions ended
+    resp = boss.request("POST", "/users", data={"action": "area", "name": "b_viewer", "sees_district": "yes"})
+    with open_test_store(data) as store:
+        user = store.get_user("b_viewer")
+        assert user.area == () and user.sees_district
+    for form in (
+        {"action": "area", "name": "boss", "area": COMM_A},
+        {"action": "area", "name": "b_viewer", "area": "340291999"},
+        {"action": "area", "name": "b_viewer", "area": "<script>x</script>"},
+    ):
+        resp = boss.request("POST", "/users", data=form)
+        assert resp.status_code in (400, 409), form
+        assert "<script>x" not in resp.get_data(as_text=True)
+    with open_test_store(data) as store:
+        assert store.get_user("boss").area == () and store.get_user("b_viewer").area == ()
+        actions = [e.action for e in store.audit_entries()]
+        assert actions.count("user_area") >= 2 and "user_sees_district" in actions
