@@ -233,3 +233,42 @@ def test_admins_set_areas_on_the_users_page(data, make_app):
         assert store.get_user("boss").area == () and store.get_user("b_viewer").area == ()
         actions = [e.action for e in store.audit_entries()]
         assert actions.count("user_area") >= 2 and "user_sees_district" in actions
+
+
+@pytest.mark.slow
+def test_photos_keep_to_the_area(data, make_app):
+    import io
+
+    from PIL import Image
+
+    from geo.imports.photos import add_photo
+
+    def jpeg() -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), (40, 120, 200)).save(buf, "JPEG")
+        return buf.getvalue()
+
+    with open_test_store(data) as store:
+        a_photo, _ = add_photo(store, data, "demolition", 1, jpeg())  # community A's site
+        b_photo, _ = add_photo(store, data, "demolition", 3, jpeg())  # community B's
+    app = make_app(data)
+    viewer, surveyor, flagged = (_session(app, n) for n in ("b_viewer", "b_surveyor", "b_flagged"))
+    a_id, b_id = a_photo.id, b_photo.id
+    for url in ("/api/features/demolition/1/photos", f"/api/photos/{a_id}", f"/api/photos/{a_id}?size=thumb"):
+        resp = viewer.request("GET", url)
+        assert resp.status_code == 404 and resp.json["error"] == "feature_not_found", url
+        assert flagged.request("GET", url).status_code == 200, url  # may see the district
+    assert viewer.request("GET", f"/api/photos/{b_id}").status_code == 200
+    listed = viewer.request("GET", "/api/features/demolition/3/photos").json
+    assert [p["id"] for p in listed["photos"]] == [b_id]
+
+    def send(session, fid):
+        return session.request(
+            "POST", f"/api/features/demolition/{fid}/photos", data={"file": (io.BytesIO(jpeg()), "a.jpg")}
+        )
+
+    refused = send(surveyor, 1)
+    assert refused.status_code == 403 and refused.json["error"] == "outside_area"
+    assert send(surveyor, 3).status_code == 201
+    with open_test_store(data) as store:
+        assert len(store.photos("demolition", 1)) == 1  # nothing added to community A's site

@@ -8,11 +8,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from geo.errors import GridwatchError, InputError, NotFound, TooLarge
+from geo.figures.viewport import feature_detail
 from geo.imports.photos import add_photo, photo_dict, stored_file
 from geo.reading.photos import PhotoLimits
 from geo.registry import layer_name
 from geo.store.interface.photos import PhotoRow
-from web.access import requires
+from web.access import area_units, requires
 from web.clients import reads_files
 from web.common import register_converters
 from web.context import data_folder, get_store
@@ -31,11 +32,22 @@ class Forbidden(GridwatchError):
     code = "forbidden"
 
 
-def check_may_see(layer: str, feature: int) -> None:
-    """Refuse (403) when the signed-in account may not see feature ``feature`` of ``layer``.
-
-    The one place the photos routes ask: today every signed-in account sees the whole
-    district, so this passes; an account bound to an area is checked here."""
+def check_may_see(layer: str, feature: int, write: bool = False) -> None:
+    """Refuse when the signed-in account may not see feature ``feature`` of ``layer``: the one
+    place the photos routes ask.  An account bound to an area (:func:`web.access.area_units`)
+    sees the photos of its area's features only -- another area's feature is not found (404),
+    as its detail is -- and adding a photo to one is refused (403), as every write outside is."""
+    units = area_units()
+    if units is None:
+        return None
+    try:
+        feature_detail(get_store(), layer, feature, units=units)
+    except NotFound:
+        if write:
+            raise Forbidden(
+                "该要素不在本账户的区域内", "the feature is outside this account's area", code="outside_area"
+            ) from None
+        raise
     return None
 
 
@@ -67,7 +79,7 @@ def api_photo_upload(layer: str, fid: int) -> Any:
             code="photo_too_large",
         )
     name = layer_name(layer)
-    check_may_see(name, fid)
+    check_may_see(name, fid, write=True)
     file = request.files.get("file")
     if file is None:
         raise InputError("请选择要上传的照片", "no photo in the upload (field 'file')", code="no_file")
