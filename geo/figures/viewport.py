@@ -23,9 +23,11 @@ import pyproj
 import shapely
 
 from geo.errors import InputError, NotFound, StoreError
+from geo.figures import mapfile
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
 from geo.figures.facts import Facts, as_of_state, load_facts, read_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
+from geo.figures.mapfile import MapColumns
 from geo.figures.report import unit_geometry
 from geo.figures.tally import Filters, survey_specs, tally
 from geo.reading import crs as crsmod
@@ -34,7 +36,7 @@ from geo.reading.values import parse_date
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import generations
-from geo.store.interface.changes import append_rows
+from geo.store.interface.changes import append_rows, splice
 from geo.store.interface.changes import enabled as changes_enabled
 from geo.store.interface.features import GridVersion
 from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, LayerSpec, Status
@@ -148,6 +150,135 @@ def _positions_and_facts(
     raise StoreError(
         "图层正在写入，请稍后重试", "the layer is being written; try again in a moment", code="busy"
     )
+
+
+# --- the map columns of a layer generation, kept in a file (see geo.figures.mapfile) ------------
+
+
+def _map_family(spec: LayerSpec) -> tuple[str, str]:
+    return ("map", spec.name)
+
+
+def _map_columns(store: Store, spec: LayerSpec) -> MapColumns | None:
+    """:class:`~geo.figures.mapfile.MapColumns` of the layer's generation now: kept in the
+    process, else from its file, else made from the newest kept or filed generation and the
+    rows the change log names (then filed); None when none of these is at hand (or inside a
+    write: what it reads may not be committed)."""
+    if store.writing():
+        return None
+    generation = store.layer_generation(spec)
+    region = store.cache.region("positions")
+    key = (_map_family(spec), generation)
+
+    def fill() -> MapColumns | None:
+        cols = mapfile.load(store, spec, generation)
+        if cols is None and changes_enabled():
+            cols = _follow_map(store, spec, generation)
+            if cols is not None:
+                mapfile.save(store, spec, generation, cols)
+        return cols
+
+    cols: MapColumns | None = region.get_or_fill(key, fill, lambda: True, wait=True)
+    return cols
+
+
+def _follow_map(store: Store, spec: LayerSpec, generation: str) -> MapColumns | None:
+    """The map columns of ``generation`` from those of an older generation (kept in the process,
+    else the newest file) and the rows touched since, read in one snapshot with the log."""
+    latest = store.cache.region("positions").latest(_map_family(spec))
+    start = (
+        (str(latest[0][1]), latest[1])  # type: ignore[index]
+        if latest is not None and latest[1] is not None
+        else mapfile.newest(store, spec)
+    )
+    if start is None:
+        return None
+    since, old = start
+    with store.snapshot():
+        changed = store.changes(spec, since)
+        if changed is None or changed.generation != generation:
+            return None
+        fids, geoms = store.read_geometry_rows(spec, changed.fids)
+        table = store.read_table(spec, [spec.status_field], fids=changed.fids) if spec.status_field else None
+    if table is not None and not np.array_equal(
+        np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64), fids
+    ):
+        return None
+    new = _columns_of(
+        store, spec, fids, geoms, table.column(spec.status_field).combine_chunks() if table else None
+    )
+    plan = splice(old.fids, changed.fids, new.fids)
+
+    def column(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.concatenate([a if plan.keeps_all else a[plan.keep], b.astype(a.dtype)])
+        return out if plan.order is None else out[plan.order]
+
+    return mapfile.make(
+        plan.fids,
+        column(old.lon, new.lon),
+        column(old.lat, new.lat),
+        column(old.status, new.status),
+        column(old.completed, new.completed),
+    )
+
+
+def _columns_of(
+    store: Store, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, status: pa.Array | None
+) -> MapColumns:
+    """The map columns of rows ``fids`` with their ``geoms`` (store CRS) and stored ``status``."""
+    _, lon, lat, _ = _to_lonlat(store, fids, geoms)
+    if not len(lon):
+        lon = lat = np.full(len(fids), np.nan)
+    return _columns_from(spec, fids, lon, lat, status, _completed(spec, status, len(fids)))
+
+
+def _completed(spec: LayerSpec, status: pa.Array | None, n: int) -> np.ndarray:
+    """Whether each stored ``status`` counts as completed (as :mod:`geo.figures.facts` says)."""
+    if status is None:
+        return np.zeros(n, dtype=bool)
+    value_set = pa.array(sorted(spec.completed_statuses), type=pa.string())
+    return np.asarray(
+        pc.fill_null(pc.is_in(status, value_set=value_set), False).to_numpy(zero_copy_only=False)
+    )
+
+
+def _columns_from(
+    spec: LayerSpec,
+    fids: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    status: pa.Array | None,
+    completed: np.ndarray,
+) -> MapColumns:
+    return mapfile.make(
+        fids,
+        lon,
+        lat,
+        _status_index(spec, status, np.arange(len(fids)), None),
+        np.asarray(completed, dtype=bool),
+    )
+
+
+def _file_map_columns(
+    store: Store,
+    spec: LayerSpec,
+    generation: str,
+    fids: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    facts: Facts,
+) -> None:
+    """Keep (and file) the map columns of the layer read in full, when they are of
+    ``generation`` (read before them) and the layer is still at it."""
+    if store.writing() or store.layer_generation(spec) != generation:
+        return
+    region = store.cache.region("positions")
+    key = (_map_family(spec), generation)
+    if region.get(key, None) is not None:
+        return
+    cols = _columns_from(spec, fids, lon, lat, facts.status, facts.completed)
+    mapfile.save(store, spec, generation, cols)
+    region[key] = cols
 
 
 def _to_lonlat(
@@ -269,10 +400,35 @@ def features_in_view(
     spec = get_layer(layer)
     if spec.is_grid:
         raise InputError("网格请用 /api/cells", "use /api/cells for the grid", code="bad_layer")
-    fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
     view = _view_box(bbox, gcj02)
-    mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     day = parse_as_of(as_of)
+    if day is None and not statuses and not unit and not within and zoom < DETAIL_ZOOM:
+        # what clusters need is in the map columns: no geometry, no attributes read
+        cols = _map_columns(store, spec)
+        if cols is not None:
+            inside = (cols.lon >= view.west) & (cols.lon <= view.east)
+            inside &= (cols.lat >= view.south) & (cols.lat <= view.north)
+            at = np.flatnonzero(inside)
+            if len(at) > max_features:
+                return {
+                    "type": "FeatureCollection",
+                    "aggregated": True,
+                    "total": len(at),
+                    "as_of": None,
+                    "features": clusters(
+                        cols.lon[at],
+                        cols.lat[at],
+                        cols.completed[at],
+                        cols.status[at].astype(np.int64),
+                        zoom,
+                        [s.code for s in _statuses(spec, None)],
+                        gcj02,
+                    ),
+                }
+    generation = store.layer_generation(spec)
+    fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
+    _file_map_columns(store, spec, generation, fids, lon, lat, facts)
+    mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     present, completed, pending = as_of_state(facts, day)
     mask &= present
     if statuses and facts.status is not None:
