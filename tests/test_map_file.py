@@ -57,7 +57,21 @@ def _answers(store, monkeypatch, full: bool) -> str:
             for z in (12, 15)
             for g in (False, True)
         ]
-    assert all(a["aggregated"] for a in out), [(a["aggregated"], a["total"]) for a in out]
+        # part of the district: binned from the points in view (not the whole layer's bins)
+        half = BBox(VIEW.west, VIEW.south, (_W + _E) / 2, VIEW.north)
+        out.append(features_in_view(store, "demolition", half, zoom=13, max_features=20))
+        assert all(a["aggregated"] for a in out), [(a["aggregated"], a["total"]) for a in out]
+        assert 0 < out[-1]["total"] < out[0]["total"]
+        # one by one: read by fid (a window, the whole view, details, beyond the detail zoom)
+        window = BBox(VIEW.west, VIEW.south, (VIEW.west + VIEW.east) / 2, (VIEW.south + VIEW.north) / 2)
+        one = [
+            features_in_view(store, "demolition", VIEW, zoom=14, max_features=5000),
+            features_in_view(store, "demolition", VIEW, zoom=16, max_features=5000, detail=True, gcj02=True),
+            features_in_view(store, "demolition", window, zoom=18, max_features=40),
+            features_in_view(store, "demolition", BBox(1, 1, 2, 2), zoom=16),
+        ]
+        assert not any(a["aggregated"] for a in one) and one[0]["features"] and not one[3]["features"]
+        out += one
     return json.dumps(out, ensure_ascii=False)
 
 
@@ -164,3 +178,26 @@ def test_a_truncated_or_damaged_file_is_made_again(loaded, monkeypatch, damage):
     _restart(loaded)
     assert _answers(loaded, monkeypatch, full=False) == full
     assert mapfile.load(loaded, SPEC, gen) is not None  # made again, whole
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bins_carried_over_added_points_are_the_bins_of_all_of_them(seed):
+    rng = np.random.default_rng(seed)
+    n, k = 5000, int(rng.integers(1, 800))
+    lon, lat = 118.4 + rng.uniform(0, 0.2, n), 31.3 + rng.uniform(0, 0.1, n)
+    done, status = rng.random(n) < 0.3, rng.integers(0, 4, n)
+    for zoom in (9, 13, 16):
+        whole = vp._bin_sums(lon, lat, done, status, zoom, 4)
+        carried = vp._add_to_bins(
+            vp._bin_sums(lon[:-k], lat[:-k], done[:-k], status[:-k], zoom, 4),
+            lon[-k:],
+            lat[-k:],
+            done[-k:],
+            status[-k:],
+            zoom,
+        )
+        assert json.dumps(vp._cluster_features(carried, list("abc"), False)) == json.dumps(
+            vp.clusters(lon, lat, done, status, zoom, list("abc"))
+        )
+        for name in ("ix", "iy", "lon", "lat", "counts", "done", "mix"):
+            assert np.array_equal(getattr(carried, name), getattr(whole, name)), name

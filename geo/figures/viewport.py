@@ -25,7 +25,7 @@ import shapely
 from geo.errors import InputError, NotFound, StoreError
 from geo.figures import mapfile
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
-from geo.figures.facts import Facts, as_of_state, load_facts, read_facts
+from geo.figures.facts import Facts, _fact_columns, _facts_of, as_of_state, load_facts, read_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.mapfile import MapColumns
 from geo.figures.report import unit_geometry
@@ -159,8 +159,8 @@ def _map_family(spec: LayerSpec) -> tuple[str, str]:
     return ("map", spec.name)
 
 
-def _map_columns(store: Store, spec: LayerSpec) -> MapColumns | None:
-    """:class:`~geo.figures.mapfile.MapColumns` of the layer's generation now: kept in the
+def _map_columns(store: Store, spec: LayerSpec) -> tuple[str, MapColumns] | None:
+    """``(generation, map columns)`` of the layer's generation now: kept in the
     process, else from its file, else made from the newest kept or filed generation and the
     rows the change log names (then filed); None when none of these is at hand (or inside a
     write: what it reads may not be committed)."""
@@ -179,7 +179,7 @@ def _map_columns(store: Store, spec: LayerSpec) -> MapColumns | None:
         return cols
 
     cols: MapColumns | None = region.get_or_fill(key, fill, lambda: True, wait=True)
-    return cols
+    return None if cols is None else (generation, cols)
 
 
 def _follow_map(store: Store, spec: LayerSpec, generation: str) -> MapColumns | None:
@@ -213,6 +213,8 @@ def _follow_map(store: Store, spec: LayerSpec, generation: str) -> MapColumns | 
         out = np.concatenate([a if plan.keeps_all else a[plan.keep], b.astype(a.dtype)])
         return out if plan.order is None else out[plan.order]
 
+    if plan.keeps_all and plan.order is None:  # rows only added: so are the whole layer's bins
+        _carry_bins(store, spec, since, generation, new)
     return mapfile.make(
         plan.fids,
         column(old.lon, new.lon),
@@ -220,6 +222,73 @@ def _follow_map(store: Store, spec: LayerSpec, generation: str) -> MapColumns | 
         column(old.status, new.status),
         column(old.completed, new.completed),
     )
+
+
+def _bins_key(spec: LayerSpec, generation: str) -> tuple[tuple[str, str], str]:
+    return (("bins", spec.name), generation)
+
+
+def _whole_sums(
+    store: Store, spec: LayerSpec, generation: str, cols: MapColumns, at: np.ndarray, zoom: int, width: int
+) -> _BinSums | None:
+    """The bin sums at ``zoom`` of the points ``at`` of ``cols`` when they are all the layer's
+    points with a position (the whole district in view): kept per generation and zoom, and
+    carried to the next generation when a commit only adds rows; None for a smaller view."""
+    region = store.cache.region("positions")
+    key = _bins_key(spec, generation)
+    kept: dict[Any, Any] | None = region.get(key, None)
+    if kept is None:
+        kept = {"positioned": int(np.count_nonzero(~np.isnan(cols.lon) & ~np.isnan(cols.lat)))}
+        region[key] = kept
+    if len(at) != kept["positioned"]:
+        return None
+    sums: _BinSums | None = kept.get(zoom)
+    if sums is None:
+        sums = _bin_sums(
+            cols.lon[at], cols.lat[at], cols.completed[at], cols.status[at].astype(np.int64), zoom, width
+        )
+        kept[zoom] = sums
+        region.grow(key, sums.cache_bytes())
+    return sums
+
+
+def _carry_bins(store: Store, spec: LayerSpec, since: str, generation: str, added: MapColumns) -> None:
+    """Keep the whole layer's bin sums of ``generation``, made of those of ``since`` with the
+    rows ``added`` after them."""
+    region = store.cache.region("positions")
+    old: dict[Any, Any] | None = region.get(_bins_key(spec, since), None)
+    if old is None:
+        return
+    at = np.flatnonzero(~np.isnan(added.lon) & ~np.isnan(added.lat))
+    lon, lat = added.lon[at], added.lat[at]
+    completed, status = added.completed[at], added.status[at].astype(np.int64)
+    new: dict[Any, Any] = {"positioned": old["positioned"] + len(at)}
+    for zoom, sums in old.items():
+        if zoom != "positioned":
+            new[zoom] = _add_to_bins(sums, lon, lat, completed, status, zoom)
+    region[_bins_key(spec, generation)] = new
+
+
+def _rows_of(
+    store: Store, spec: LayerSpec, generation: str, cols: MapColumns, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Facts] | None:
+    """``(fid, lon, lat, geometry in lon/lat, facts)`` of the rows ``at`` of the map columns
+    ``cols`` (of ``generation``), read by fid in one snapshot (see :func:`_positions`); None
+    when the layer is no longer at that generation (then the caller reads it in full)."""
+    want = np.asarray(cols.fids[at], dtype=np.int64)
+    with store.snapshot():
+        if store.layer_generation(spec) != generation:
+            return None
+        fids, geoms = store.read_geometry_rows(spec, want)
+        table = store.read_table(spec, _fact_columns(spec), fids=want)
+        batches = store.batches(spec.name)
+    facts = _facts_of(spec, table, batches)
+    if not (np.array_equal(fids, want) and np.array_equal(facts.fids, want)):
+        return None
+    got, lon, lat, lonlat = _to_lonlat(store, fids, geoms)
+    if len(got) != len(want):
+        return None
+    return want, lon, lat, lonlat, facts
 
 
 def _columns_of(
@@ -402,14 +471,39 @@ def features_in_view(
         raise InputError("网格请用 /api/cells", "use /api/cells for the grid", code="bad_layer")
     view = _view_box(bbox, gcj02)
     day = parse_as_of(as_of)
-    if day is None and not statuses and not unit and not within and zoom < DETAIL_ZOOM:
-        # what clusters need is in the map columns: no geometry, no attributes read
-        cols = _map_columns(store, spec)
-        if cols is not None:
+    if day is None and not statuses and not unit and not within:
+        # what clusters need is in the map columns: no geometry, no attributes read; features
+        # sent one by one are read by fid
+        kept = _map_columns(store, spec)
+        if kept is not None:
+            generation, cols = kept
             inside = (cols.lon >= view.west) & (cols.lon <= view.east)
             inside &= (cols.lat >= view.south) & (cols.lat <= view.north)
             at = np.flatnonzero(inside)
-            if len(at) > max_features:
+            if len(at) <= max_features or zoom >= DETAIL_ZOOM:
+                shown = _rows_of(
+                    store, spec, generation, cols, at[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
+                )
+                if shown is not None:
+                    m = len(shown[0])
+                    none = np.zeros(m, dtype=bool)
+                    return _one_by_one(
+                        store,
+                        spec,
+                        shown[:4],
+                        shown[4],
+                        shown[4].completed,
+                        none,
+                        np.arange(m),
+                        len(at),
+                        None,
+                        zoom,
+                        gcj02,
+                        detail,
+                    )
+            else:
+                codes = [s.code for s in _statuses(spec, None)]
+                whole = _whole_sums(store, spec, generation, cols, at, zoom, len(codes) + 1)
                 return {
                     "type": "FeatureCollection",
                     "aggregated": True,
@@ -421,9 +515,11 @@ def features_in_view(
                         cols.completed[at],
                         cols.status[at].astype(np.int64),
                         zoom,
-                        [s.code for s in _statuses(spec, None)],
+                        codes,
                         gcj02,
-                    ),
+                    )
+                    if whole is None
+                    else _cluster_features(whole, codes, gcj02),
                 }
     generation = store.layer_generation(spec)
     fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
@@ -460,6 +556,39 @@ def features_in_view(
             ),
         }
     idx = idx[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
+    return _one_by_one(
+        store,
+        spec,
+        (fids, lon, lat, geoms),
+        facts,
+        completed,
+        pending,
+        idx,
+        total,
+        as_of_text,
+        zoom,
+        gcj02,
+        detail,
+    )
+
+
+def _one_by_one(
+    store: Store,
+    spec: LayerSpec,
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    facts: Facts,
+    completed: np.ndarray,
+    pending: np.ndarray,
+    idx: np.ndarray,
+    total: int,
+    as_of_text: str | None,
+    zoom: int,
+    gcj02: bool,
+    detail: bool,
+) -> dict[str, Any]:
+    """The features ``idx`` of ``positions`` (``fid, lon, lat, geometry``, see :func:`_positions`)
+    and ``facts`` (row for row) one by one, as :func:`features_in_view` sends them."""
+    fids, lon, lat, geoms = positions
     status = facts.status.take(pa.array(idx)).to_pylist() if facts.status is not None else [None] * len(idx)
     for k in np.flatnonzero(pending[idx]).tolist():  # completed since the as-of day: not yet then
         status[k] = PENDING_CODE
@@ -611,17 +740,95 @@ def clusters(
     """
     if not len(lon):
         return []
+    return _cluster_features(_bin_sums(lon, lat, completed, status, zoom, len(codes) + 1), codes, gcj02)
+
+
+@dataclass(frozen=True)
+class _BinSums:
+    """Points summed per ``BIN_PX`` bin at one zoom: each bin's column ``ix`` and row ``iy``
+    (absolute: the bin of longitude ``ix * size``), in (column, row) order, the sums of its
+    points' ``lon`` and ``lat`` (added in the points' order), its ``counts``, ``done`` (completed)
+    and ``mix`` (points per status index, ``width`` columns)."""
+
+    ix: np.ndarray
+    iy: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    counts: np.ndarray
+    done: np.ndarray
+    mix: np.ndarray
+
+    def cache_bytes(self) -> int:
+        return int(sum(getattr(self, f).nbytes for f in ("ix", "iy", "lon", "lat", "counts", "done", "mix")))
+
+
+def _bin_of(lon: np.ndarray, lat: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
     size = 360.0 / (256 * 2**zoom) * BIN_PX  # degrees of longitude per bin
-    ix = np.floor(lon / size).astype(np.int64)
-    iy = np.floor(lat / size).astype(np.int64)
-    ix -= ix.min()
-    iy -= iy.min()
-    inverse, counts = _bins(ix, iy)
-    sx = np.bincount(inverse, weights=lon) / counts
-    sy = np.bincount(inverse, weights=lat) / counts
-    done = np.bincount(inverse, weights=completed.astype(float)).astype(np.int64)
-    width = len(codes) + 1
-    mix = np.bincount(inverse * width + status, minlength=len(counts) * width).reshape(len(counts), width)
+    return np.floor(lon / size).astype(np.int64), np.floor(lat / size).astype(np.int64)
+
+
+def _bin_sums(
+    lon: np.ndarray, lat: np.ndarray, completed: np.ndarray, status: np.ndarray, zoom: int, width: int
+) -> _BinSums:
+    """The :class:`_BinSums` of the points (see :func:`clusters`)."""
+    ix, iy = _bin_of(lon, lat, zoom)
+    x0, y0 = ix.min(), iy.min()
+    inverse, counts = _bins(ix - x0, iy - y0)
+    first = np.zeros(len(counts), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # a point of each bin
+    return _BinSums(
+        ix[first],
+        iy[first],
+        np.bincount(inverse, weights=lon),
+        np.bincount(inverse, weights=lat),
+        counts,
+        np.bincount(inverse, weights=completed.astype(float)).astype(np.int64),
+        np.bincount(inverse * width + status, minlength=len(counts) * width).reshape(len(counts), width),
+    )
+
+
+def _bin_key(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """One integer per bin, in (column, row) order (bins are at most 2**22 across the globe)."""
+    return ix * (1 << 32) + (iy + (1 << 31))
+
+
+def _add_to_bins(
+    sums: _BinSums, lon: np.ndarray, lat: np.ndarray, completed: np.ndarray, status: np.ndarray, zoom: int
+) -> _BinSums:
+    """``sums`` with the points given added after those summed (the sums are those
+    :func:`_bin_sums` gives for all of them in that order: each bin's sums go on one point
+    after the other)."""
+    if not len(lon):
+        return sums
+    ix, iy = _bin_of(lon, lat, zoom)
+    old = _bin_key(sums.ix, sums.iy)
+    keys = np.concatenate([old, _bin_key(ix, iy)])
+    every, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    n = len(every)
+    width = sums.mix.shape[1]
+    at_old, at_new = inverse[: len(old)], inverse[len(old) :]
+    bx = np.concatenate([sums.ix, ix])[first]
+    by = np.concatenate([sums.iy, iy])[first]
+    sx, sy = np.zeros(n), np.zeros(n)
+    sx[at_old], sy[at_old] = sums.lon, sums.lat
+    np.add.at(sx, at_new, lon)  # in order, one point after the other
+    np.add.at(sy, at_new, lat)
+    counts = np.zeros(n, dtype=np.int64)
+    counts[at_old] = sums.counts
+    np.add.at(counts, at_new, 1)
+    done = np.zeros(n, dtype=np.int64)
+    done[at_old] = sums.done
+    np.add.at(done, at_new, completed.astype(np.int64))
+    mix = np.zeros((n, width), dtype=np.int64)
+    mix[at_old] = sums.mix
+    np.add.at(mix, (at_new, status), 1)
+    return _BinSums(bx, by, sx, sy, counts, done, mix)
+
+
+def _cluster_features(sums: _BinSums, codes: list[str], gcj02: bool) -> list[dict[str, Any]]:
+    """The cluster features of ``sums`` (see :func:`clusters`)."""
+    sx = sums.lon / sums.counts
+    sy = sums.lat / sums.counts
     names: list[str | None] = [*codes, None]
     sx, sy = _shift(sx, sy, gcj02)
     return [
@@ -635,7 +842,7 @@ def clusters(
             },
         }
         for x, y, c, d, row in zip(
-            sx.tolist(), sy.tolist(), counts.tolist(), done.tolist(), mix.tolist(), strict=True
+            sx.tolist(), sy.tolist(), sums.counts.tolist(), sums.done.tolist(), sums.mix.tolist(), strict=True
         )
     ]
 
