@@ -60,10 +60,14 @@ class MapColumns:
     lat: np.ndarray
     status: np.ndarray
     completed: np.ndarray
+    #: the columns are a memory-mapped file's
+    mapped: bool = False
 
     def cache_bytes(self) -> int:
-        """The bytes of the columns (counted in the store cache's budget, mapped or not)."""
-        return int(sum(getattr(self, name).nbytes for name, _ in COLUMNS))
+        """The bytes of the columns held in this process, counted in the store cache's budget;
+        a mapped file's are the system's page cache, shared by every worker and given back
+        under memory pressure: counted as its header only."""
+        return HEADER if self.mapped else int(sum(getattr(self, name).nbytes for name, _ in COLUMNS))
 
     def __len__(self) -> int:
         return len(self.fids)
@@ -170,9 +174,12 @@ def _read_header(path: Path) -> dict[str, Any] | None:
     return header if isinstance(header, dict) else None
 
 
-def _open(path: Path, store: Any, spec: LayerSpec, generation: str | None) -> MapColumns | None:
+def _open(
+    path: Path, store: Any, spec: LayerSpec, generation: str | None, verify: bool = True
+) -> MapColumns | None:
     """The columns of the file at ``path`` when it is whole and of ``store``, ``spec`` and
-    (when given) ``generation``; None otherwise."""
+    (when given) ``generation``; None otherwise.  ``verify=False`` skips the checksum (for the
+    file this process has just written)."""
     header = _read_header(path)
     if (
         header is None
@@ -198,10 +205,10 @@ def _open(path: Path, store: Any, spec: LayerSpec, generation: str | None) -> Ma
     for (_, kind), width in zip(COLUMNS, widths, strict=True):
         arrays.append(np.frombuffer(mapped, dtype=kind, count=rows, offset=at))
         at += rows * width
-    if _checksum(arrays) != header.get("checksum"):
+    if verify and _checksum(arrays) != header.get("checksum"):
         return None
     fids, lon, lat, status, completed = arrays
-    return MapColumns(fids, lon, lat, status, completed)
+    return MapColumns(fids, lon, lat, status, completed, mapped=True)
 
 
 def load(store: Any, spec: LayerSpec, generation: str) -> MapColumns | None:
@@ -211,6 +218,14 @@ def load(store: Any, spec: LayerSpec, generation: str) -> MapColumns | None:
     if path is None or not path.exists():
         return None
     return _open(path, store, spec, generation)
+
+
+def filed(store: Any, spec: LayerSpec, generation: str, cols: MapColumns) -> MapColumns:
+    """``cols`` filed (:func:`save`) and given back as the file's columns, memory-mapped (the
+    process then holds no copy of its own); ``cols`` itself when they could not be filed."""
+    path = save(store, spec, generation, cols)
+    mapped = None if path is None else _open(path, store, spec, generation, verify=False)
+    return cols if mapped is None or len(mapped) != len(cols) else mapped
 
 
 def newest(store: Any, spec: LayerSpec) -> tuple[str, MapColumns] | None:

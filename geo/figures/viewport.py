@@ -175,7 +175,7 @@ def _map_columns(store: Store, spec: LayerSpec) -> tuple[str, MapColumns] | None
         if cols is None and changes_enabled():
             cols = _follow_map(store, spec, generation)
             if cols is not None:
-                mapfile.save(store, spec, generation, cols)
+                cols = mapfile.filed(store, spec, generation, cols)
         return cols
 
     cols: MapColumns | None = region.get_or_fill(key, fill, lambda: True, wait=True)
@@ -345,9 +345,9 @@ def _file_map_columns(
     key = (_map_family(spec), generation)
     if region.get(key, None) is not None:
         return
-    cols = _columns_from(spec, fids, lon, lat, facts.status, facts.completed)
-    mapfile.save(store, spec, generation, cols)
-    region[key] = cols
+    region[key] = mapfile.filed(
+        store, spec, generation, _columns_from(spec, fids, lon, lat, facts.status, facts.completed)
+    )
 
 
 def _to_lonlat(
