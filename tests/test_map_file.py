@@ -77,10 +77,12 @@ def _answers(store, monkeypatch, full: bool) -> str:
 
 def _restart(store) -> None:
     """What a worker started again holds: nothing (its files stay)."""
+    vp.wait_for_map_files()
     store.cache.clear()
 
 
 def _files(store) -> list[str]:
+    vp.wait_for_map_files()
     folder = mapfile.folder(store)
     return sorted(p.name for p in folder.glob("*.gwmap")) if folder and folder.is_dir() else []
 
@@ -122,7 +124,7 @@ def test_answers_from_the_file_are_those_of_the_full_read(loaded, monkeypatch, s
     _restart(loaded)
     assert followed == _answers(loaded, monkeypatch, full=True)
     gen = loaded.layer_generation(SPEC)
-    assert mapfile.load(loaded, SPEC, gen) is not None and len(_files(loaded)) == 1
+    assert len(_files(loaded)) == 1 and mapfile.load(loaded, SPEC, gen) is not None
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ import mmap
 import os
 import secrets
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,15 @@ class MapColumns:
     completed: np.ndarray
     #: the columns are a memory-mapped file's
     mapped: bool = False
+    #: what this process made of them for the map: the bin sums of views asked, by view and zoom
+    bins: dict[Any, Any] = field(default_factory=dict, compare=False)
 
     def cache_bytes(self) -> int:
         """The bytes of the columns held in this process, counted in the store cache's budget;
         a mapped file's are the system's page cache, shared by every worker and given back
         under memory pressure: counted as its header only."""
-        return HEADER if self.mapped else int(sum(getattr(self, name).nbytes for name, _ in COLUMNS))
+        own = sum(int(getattr(v, "cache_bytes", lambda: 0)()) for v in list(self.bins.values()))
+        return own + (HEADER if self.mapped else int(sum(getattr(self, name).nbytes for name, _ in COLUMNS)))
 
     def __len__(self) -> int:
         return len(self.fids)

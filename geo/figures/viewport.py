@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -45,6 +46,8 @@ from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, La
 DETAIL_ZOOM = 17
 #: Side of an aggregation bin, in screen pixels.
 BIN_PX = 48
+#: Views (box and zoom) whose bin sums are kept with a layer generation's map columns.
+MAP_VIEWS = 16
 
 
 @dataclass
@@ -174,8 +177,8 @@ def _map_columns(store: Store, spec: LayerSpec) -> tuple[str, MapColumns] | None
         cols = mapfile.load(store, spec, generation)
         if cols is None and changes_enabled():
             cols = _follow_map(store, spec, generation)
-            if cols is not None:
-                cols = mapfile.filed(store, spec, generation, cols)
+            if cols is not None:  # filed after the answer: the request does not wait for the write
+                _file_later(store, spec, generation, cols)
         return cols
 
     cols: MapColumns | None = region.get_or_fill(key, fill, lambda: True, wait=True)
@@ -213,60 +216,56 @@ def _follow_map(store: Store, spec: LayerSpec, generation: str) -> MapColumns | 
         out = np.concatenate([a if plan.keeps_all else a[plan.keep], b.astype(a.dtype)])
         return out if plan.order is None else out[plan.order]
 
-    if plan.keeps_all and plan.order is None:  # rows only added: so are the whole layer's bins
-        _carry_bins(store, spec, since, generation, new)
-    return mapfile.make(
+    out = mapfile.make(
         plan.fids,
         column(old.lon, new.lon),
         column(old.lat, new.lat),
         column(old.status, new.status),
         column(old.completed, new.completed),
     )
+    if plan.keeps_all and plan.order is None:  # rows only added: so are the bins of each view
+        _carry_bins(old, new, out)
+    return out
 
 
-def _bins_key(spec: LayerSpec, generation: str) -> tuple[tuple[str, str], str]:
-    return (("bins", spec.name), generation)
+_FILING: list[threading.Thread] = []
 
 
-def _whole_sums(
-    store: Store, spec: LayerSpec, generation: str, cols: MapColumns, at: np.ndarray, zoom: int, width: int
-) -> _BinSums | None:
-    """The bin sums at ``zoom`` of the points ``at`` of ``cols`` when they are all the layer's
-    points with a position (the whole district in view): kept per generation and zoom, and
-    carried to the next generation when a commit only adds rows; None for a smaller view."""
-    region = store.cache.region("positions")
-    key = _bins_key(spec, generation)
-    kept: dict[Any, Any] | None = region.get(key, None)
-    if kept is None:
-        kept = {"positioned": int(np.count_nonzero(~np.isnan(cols.lon) & ~np.isnan(cols.lat)))}
-        region[key] = kept
-    if len(at) != kept["positioned"]:
-        return None
-    sums: _BinSums | None = kept.get(zoom)
-    if sums is None:
-        sums = _bin_sums(
-            cols.lon[at], cols.lat[at], cols.completed[at], cols.status[at].astype(np.int64), zoom, width
+def _file_later(store: Store, spec: LayerSpec, generation: str, cols: MapColumns) -> None:
+    """File ``cols`` (of ``generation``) in a thread of its own, then keep the mapped file's
+    columns (with the bins made meanwhile) in their place."""
+
+    def run() -> None:
+        filed = mapfile.filed(store, spec, generation, cols)
+        if filed is not cols:
+            filed.bins.update(cols.bins)
+            region = store.cache.region("positions")
+            if region.get((_map_family(spec), generation), None) is cols:
+                region[(_map_family(spec), generation)] = filed
+
+    thread = threading.Thread(target=run, name=f"map file {spec.name}", daemon=True)
+    _FILING[:] = [t for t in _FILING if t.is_alive()] + [thread]
+    thread.start()
+
+
+def wait_for_map_files(timeout: float | None = None) -> None:
+    """Wait until the map files being written in the background are written (for tests and
+    an orderly stop)."""
+    for thread in list(_FILING):
+        thread.join(timeout)
+
+
+def _carry_bins(old: MapColumns, added: MapColumns, into: MapColumns) -> None:
+    """Give ``into`` (``old`` with the rows ``added`` after them) the bin sums of ``old``'s views,
+    each with the added rows in its box summed after the others."""
+    for key, sums in list(old.bins.items()):
+        zoom, west, south, east, north = key
+        at = np.flatnonzero(
+            (added.lon >= west) & (added.lon <= east) & (added.lat >= south) & (added.lat <= north)
         )
-        kept[zoom] = sums
-        region.grow(key, sums.cache_bytes())
-    return sums
-
-
-def _carry_bins(store: Store, spec: LayerSpec, since: str, generation: str, added: MapColumns) -> None:
-    """Keep the whole layer's bin sums of ``generation``, made of those of ``since`` with the
-    rows ``added`` after them."""
-    region = store.cache.region("positions")
-    old: dict[Any, Any] | None = region.get(_bins_key(spec, since), None)
-    if old is None:
-        return
-    at = np.flatnonzero(~np.isnan(added.lon) & ~np.isnan(added.lat))
-    lon, lat = added.lon[at], added.lat[at]
-    completed, status = added.completed[at], added.status[at].astype(np.int64)
-    new: dict[Any, Any] = {"positioned": old["positioned"] + len(at)}
-    for zoom, sums in old.items():
-        if zoom != "positioned":
-            new[zoom] = _add_to_bins(sums, lon, lat, completed, status, zoom)
-    region[_bins_key(spec, generation)] = new
+        into.bins[key] = _add_to_bins(
+            sums, added.lon[at], added.lat[at], added.completed[at], added.status[at].astype(np.int64), zoom
+        )
 
 
 def _rows_of(
@@ -477,49 +476,52 @@ def features_in_view(
         kept = _map_columns(store, spec)
         if kept is not None:
             generation, cols = kept
-            inside = (cols.lon >= view.west) & (cols.lon <= view.east)
-            inside &= (cols.lat >= view.south) & (cols.lat <= view.north)
-            at = np.flatnonzero(inside)
-            if len(at) <= max_features or zoom >= DETAIL_ZOOM:
-                shown = _rows_of(
-                    store, spec, generation, cols, at[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
-                )
-                if shown is not None:
-                    m = len(shown[0])
-                    none = np.zeros(m, dtype=bool)
-                    return _one_by_one(
-                        store,
-                        spec,
-                        shown[:4],
-                        shown[4],
-                        shown[4].completed,
-                        none,
-                        np.arange(m),
-                        len(at),
-                        None,
-                        zoom,
-                        gcj02,
-                        detail,
-                    )
-            else:
-                codes = [s.code for s in _statuses(spec, None)]
-                whole = _whole_sums(store, spec, generation, cols, at, zoom, len(codes) + 1)
-                return {
-                    "type": "FeatureCollection",
-                    "aggregated": True,
-                    "total": len(at),
-                    "as_of": None,
-                    "features": clusters(
+            codes = [s.code for s in _statuses(spec, None)]
+            box = (zoom, view.west, view.south, view.east, view.north)
+            sums: _BinSums | None = cols.bins.get(box) if zoom < DETAIL_ZOOM else None
+            if sums is None or int(sums.counts.sum()) <= max_features:
+                inside = (cols.lon >= view.west) & (cols.lon <= view.east)
+                inside &= (cols.lat >= view.south) & (cols.lat <= view.north)
+                at = np.flatnonzero(inside)
+                if len(at) <= max_features or zoom >= DETAIL_ZOOM:
+                    limit = max_features * (2 if zoom >= DETAIL_ZOOM else 1)
+                    shown = _rows_of(store, spec, generation, cols, at[:limit])
+                    if shown is not None:
+                        m = len(shown[0])
+                        none = np.zeros(m, dtype=bool)
+                        return _one_by_one(
+                            store,
+                            spec,
+                            shown[:4],
+                            shown[4],
+                            shown[4].completed,
+                            none,
+                            np.arange(m),
+                            len(at),
+                            None,
+                            zoom,
+                            gcj02,
+                            detail,
+                        )
+                    sums = None
+                else:
+                    sums = _bin_sums(
                         cols.lon[at],
                         cols.lat[at],
                         cols.completed[at],
                         cols.status[at].astype(np.int64),
                         zoom,
-                        codes,
-                        gcj02,
+                        len(codes) + 1,
                     )
-                    if whole is None
-                    else _cluster_features(whole, codes, gcj02),
+                    if len(cols.bins) < MAP_VIEWS:  # the views asked most: the map pages' first ones
+                        cols.bins[box] = sums
+            if sums is not None:
+                return {
+                    "type": "FeatureCollection",
+                    "aggregated": True,
+                    "total": int(sums.counts.sum()),
+                    "as_of": None,
+                    "features": _cluster_features(sums, codes, gcj02),
                 }
     generation = store.layer_generation(spec)
     fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
