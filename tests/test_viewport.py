@@ -414,6 +414,7 @@ def test_positions_and_facts_of_one_state_when_a_commit_comes_between(loaded, mo
     from geo.figures import viewport
     from geo.registry import get_layer
 
+    monkeypatch.setattr(viewport, "_map_columns", lambda store, spec: None)  # the full read
     real = viewport.load_facts
     current = real(loaded, get_layer("demolition"))
     stale = replace(current, fids=current.fids[:-1])  # as before the last site was committed
@@ -451,6 +452,7 @@ def test_a_layer_written_between_every_pair_of_reads_is_drawn_as_one_state(loade
     from geo.figures import viewport
     from geo.registry import get_layer
 
+    monkeypatch.setattr(viewport, "_map_columns", lambda store, spec: None)  # the full read
     real = viewport.load_facts
     location = loaded.path.parent
     before = features_in_view(loaded, "demolition", VIEW, zoom=18)["total"]

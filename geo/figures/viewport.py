@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,9 +24,11 @@ import pyproj
 import shapely
 
 from geo.errors import InputError, NotFound, StoreError
+from geo.figures import mapfile
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
-from geo.figures.facts import Facts, as_of_state, load_facts, read_facts
+from geo.figures.facts import Facts, _fact_columns, _facts_of, as_of_state, load_facts, read_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
+from geo.figures.mapfile import MapColumns
 from geo.figures.report import unit_geometry
 from geo.figures.tally import Filters, survey_specs, tally
 from geo.reading import crs as crsmod
@@ -34,7 +37,7 @@ from geo.reading.values import parse_date
 from geo.registry import get_layer, grid_spec
 from geo.store.base import Store
 from geo.store.cache import generations
-from geo.store.interface.changes import append_rows
+from geo.store.interface.changes import append_rows, splice
 from geo.store.interface.changes import enabled as changes_enabled
 from geo.store.interface.features import GridVersion
 from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, LayerSpec, Status
@@ -43,6 +46,8 @@ from layers.base import PENDING, PENDING_CODE, UNASSIGNED, UNRECOGNISED_CODE, La
 DETAIL_ZOOM = 17
 #: Side of an aggregation bin, in screen pixels.
 BIN_PX = 48
+#: Views (box and zoom) whose bin sums are kept with a layer generation's map columns.
+MAP_VIEWS = 16
 
 
 @dataclass
@@ -147,6 +152,200 @@ def _positions_and_facts(
         return fids, lon, lat, geoms, facts
     raise StoreError(
         "图层正在写入，请稍后重试", "the layer is being written; try again in a moment", code="busy"
+    )
+
+
+# --- the map columns of a layer generation, kept in a file (see geo.figures.mapfile) ------------
+
+
+def _map_family(spec: LayerSpec) -> tuple[str, str]:
+    return ("map", spec.name)
+
+
+def _map_columns(store: Store, spec: LayerSpec) -> tuple[str, MapColumns] | None:
+    """``(generation, map columns)`` of the layer's generation now: kept in the
+    process, else from its file, else made from the newest kept or filed generation and the
+    rows the change log names (then filed); None when none of these is at hand (or inside a
+    write: what it reads may not be committed)."""
+    if store.writing():
+        return None
+    generation = store.layer_generation(spec)
+    region = store.cache.region("positions")
+    key = (_map_family(spec), generation)
+
+    def fill() -> MapColumns | None:
+        cols = mapfile.load(store, spec, generation)
+        if cols is None and changes_enabled():
+            cols = _follow_map(store, spec, generation)
+            if cols is not None:  # filed after the answer: the request does not wait for the write
+                _file_later(store, spec, generation, cols)
+        return cols
+
+    cols: MapColumns | None = region.get_or_fill(key, fill, lambda: True, wait=True)
+    return None if cols is None else (generation, cols)
+
+
+def _follow_map(store: Store, spec: LayerSpec, generation: str) -> MapColumns | None:
+    """The map columns of ``generation`` from those of an older generation (kept in the process,
+    else the newest file) and the rows touched since, read in one snapshot with the log."""
+    latest = store.cache.region("positions").latest(_map_family(spec))
+    start = (
+        (str(latest[0][1]), latest[1])  # type: ignore[index]
+        if latest is not None and latest[1] is not None
+        else mapfile.newest(store, spec)
+    )
+    if start is None:
+        return None
+    since, old = start
+    with store.snapshot():
+        changed = store.changes(spec, since)
+        if changed is None or changed.generation != generation:
+            return None
+        fids, geoms = store.read_geometry_rows(spec, changed.fids)
+        table = store.read_table(spec, [spec.status_field], fids=changed.fids) if spec.status_field else None
+    if table is not None and not np.array_equal(
+        np.asarray(table.column("fid").to_numpy(zero_copy_only=False), dtype=np.int64), fids
+    ):
+        return None
+    new = _columns_of(
+        store, spec, fids, geoms, table.column(spec.status_field).combine_chunks() if table else None
+    )
+    plan = splice(old.fids, changed.fids, new.fids)
+
+    def column(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.concatenate([a if plan.keeps_all else a[plan.keep], b.astype(a.dtype)])
+        return out if plan.order is None else out[plan.order]
+
+    out = mapfile.make(
+        plan.fids,
+        column(old.lon, new.lon),
+        column(old.lat, new.lat),
+        column(old.status, new.status),
+        column(old.completed, new.completed),
+    )
+    if plan.keeps_all and plan.order is None:  # rows only added: so are the bins of each view
+        _carry_bins(old, new, out)
+    return out
+
+
+_FILING: list[threading.Thread] = []
+
+
+def _file_later(store: Store, spec: LayerSpec, generation: str, cols: MapColumns) -> None:
+    """File ``cols`` (of ``generation``) in a thread of its own, then keep the mapped file's
+    columns (with the bins made meanwhile) in their place."""
+
+    def run() -> None:
+        filed = mapfile.filed(store, spec, generation, cols)
+        if filed is not cols:
+            filed.bins.update(cols.bins)
+            region = store.cache.region("positions")
+            if region.get((_map_family(spec), generation), None) is cols:
+                region[(_map_family(spec), generation)] = filed
+
+    thread = threading.Thread(target=run, name=f"map file {spec.name}", daemon=True)
+    _FILING[:] = [t for t in _FILING if t.is_alive()] + [thread]
+    thread.start()
+
+
+def wait_for_map_files(timeout: float | None = None) -> None:
+    """Wait until the map files being written in the background are written (for tests and
+    an orderly stop)."""
+    for thread in list(_FILING):
+        thread.join(timeout)
+
+
+def _carry_bins(old: MapColumns, added: MapColumns, into: MapColumns) -> None:
+    """Give ``into`` (``old`` with the rows ``added`` after them) the bin sums of ``old``'s views,
+    each with the added rows in its box summed after the others."""
+    for key, sums in list(old.bins.items()):
+        zoom, west, south, east, north = key
+        at = np.flatnonzero(
+            (added.lon >= west) & (added.lon <= east) & (added.lat >= south) & (added.lat <= north)
+        )
+        into.bins[key] = _add_to_bins(
+            sums, added.lon[at], added.lat[at], added.completed[at], added.status[at].astype(np.int64), zoom
+        )
+
+
+def _rows_of(
+    store: Store, spec: LayerSpec, generation: str, cols: MapColumns, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Facts] | None:
+    """``(fid, lon, lat, geometry in lon/lat, facts)`` of the rows ``at`` of the map columns
+    ``cols`` (of ``generation``), read by fid in one snapshot (see :func:`_positions`); None
+    when the layer is no longer at that generation (then the caller reads it in full)."""
+    want = np.asarray(cols.fids[at], dtype=np.int64)
+    with store.snapshot():
+        if store.layer_generation(spec) != generation:
+            return None
+        fids, geoms = store.read_geometry_rows(spec, want)
+        table = store.read_table(spec, _fact_columns(spec), fids=want)
+        batches = store.batches(spec.name)
+    facts = _facts_of(spec, table, batches)
+    if not (np.array_equal(fids, want) and np.array_equal(facts.fids, want)):
+        return None
+    got, lon, lat, lonlat = _to_lonlat(store, fids, geoms)
+    if len(got) != len(want):
+        return None
+    return want, lon, lat, lonlat, facts
+
+
+def _columns_of(
+    store: Store, spec: LayerSpec, fids: np.ndarray, geoms: np.ndarray, status: pa.Array | None
+) -> MapColumns:
+    """The map columns of rows ``fids`` with their ``geoms`` (store CRS) and stored ``status``."""
+    _, lon, lat, _ = _to_lonlat(store, fids, geoms)
+    if not len(lon):
+        lon = lat = np.full(len(fids), np.nan)
+    return _columns_from(spec, fids, lon, lat, status, _completed(spec, status, len(fids)))
+
+
+def _completed(spec: LayerSpec, status: pa.Array | None, n: int) -> np.ndarray:
+    """Whether each stored ``status`` counts as completed (as :mod:`geo.figures.facts` says)."""
+    if status is None:
+        return np.zeros(n, dtype=bool)
+    value_set = pa.array(sorted(spec.completed_statuses), type=pa.string())
+    return np.asarray(
+        pc.fill_null(pc.is_in(status, value_set=value_set), False).to_numpy(zero_copy_only=False)
+    )
+
+
+def _columns_from(
+    spec: LayerSpec,
+    fids: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    status: pa.Array | None,
+    completed: np.ndarray,
+) -> MapColumns:
+    return mapfile.make(
+        fids,
+        lon,
+        lat,
+        _status_index(spec, status, np.arange(len(fids)), None),
+        np.asarray(completed, dtype=bool),
+    )
+
+
+def _file_map_columns(
+    store: Store,
+    spec: LayerSpec,
+    generation: str,
+    fids: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    facts: Facts,
+) -> None:
+    """Keep (and file) the map columns of the layer read in full, when they are of
+    ``generation`` (read before them) and the layer is still at it."""
+    if store.writing() or store.layer_generation(spec) != generation:
+        return
+    region = store.cache.region("positions")
+    key = (_map_family(spec), generation)
+    if region.get(key, None) is not None:
+        return
+    region[key] = mapfile.filed(
+        store, spec, generation, _columns_from(spec, fids, lon, lat, facts.status, facts.completed)
     )
 
 
@@ -272,10 +471,65 @@ def features_in_view(
     spec = get_layer(layer)
     if spec.is_grid:
         raise InputError("网格请用 /api/cells", "use /api/cells for the grid", code="bad_layer")
-    fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
     view = _view_box(bbox, gcj02)
-    mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     day = parse_as_of(as_of)
+    if day is None and not statuses and not unit and not within:
+        # what clusters need is in the map columns: no geometry, no attributes read; features
+        # sent one by one are read by fid
+        kept = _map_columns(store, spec)
+        if kept is not None:
+            generation, cols = kept
+            codes = [s.code for s in _statuses(spec, None)]
+            box = (zoom, view.west, view.south, view.east, view.north)
+            sums: _BinSums | None = cols.bins.get(box) if zoom < DETAIL_ZOOM else None
+            if sums is None or int(sums.counts.sum()) <= max_features:
+                inside = (cols.lon >= view.west) & (cols.lon <= view.east)
+                inside &= (cols.lat >= view.south) & (cols.lat <= view.north)
+                at = np.flatnonzero(inside)
+                if len(at) <= max_features or zoom >= DETAIL_ZOOM:
+                    limit = max_features * (2 if zoom >= DETAIL_ZOOM else 1)
+                    shown = _rows_of(store, spec, generation, cols, at[:limit])
+                    if shown is not None:
+                        m = len(shown[0])
+                        none = np.zeros(m, dtype=bool)
+                        return _one_by_one(
+                            store,
+                            spec,
+                            shown[:4],
+                            shown[4],
+                            shown[4].completed,
+                            none,
+                            np.arange(m),
+                            len(at),
+                            None,
+                            zoom,
+                            gcj02,
+                            detail,
+                        )
+                    sums = None
+                else:
+                    sums = _bin_sums(
+                        cols.lon[at],
+                        cols.lat[at],
+                        cols.completed[at],
+                        cols.status[at].astype(np.int64),
+                        zoom,
+                        len(codes) + 1,
+                    )
+                    if len(cols.bins) < MAP_VIEWS:  # the views asked most: the map pages' first ones
+                        cols.bins[box] = sums
+            if sums is not None:
+                return {
+                    "type": "FeatureCollection",
+                    "aggregated": True,
+                    "total": int(sums.counts.sum()),
+                    "as_of": None,
+                    "features": _cluster_features(sums, codes, gcj02),
+                }
+    generation = store.layer_generation(spec)
+    fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
+    _file_map_columns(store, spec, generation, fids, lon, lat, facts)
+    mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     present, completed, pending = as_of_state(facts, day)
     mask &= present
     if statuses and facts.status is not None:
@@ -310,6 +564,39 @@ def features_in_view(
             ),
         }
     idx = idx[: max_features * (2 if zoom >= DETAIL_ZOOM else 1)]
+    return _one_by_one(
+        store,
+        spec,
+        (fids, lon, lat, geoms),
+        facts,
+        completed,
+        pending,
+        idx,
+        total,
+        as_of_text,
+        zoom,
+        gcj02,
+        detail,
+    )
+
+
+def _one_by_one(
+    store: Store,
+    spec: LayerSpec,
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    facts: Facts,
+    completed: np.ndarray,
+    pending: np.ndarray,
+    idx: np.ndarray,
+    total: int,
+    as_of_text: str | None,
+    zoom: int,
+    gcj02: bool,
+    detail: bool,
+) -> dict[str, Any]:
+    """The features ``idx`` of ``positions`` (``fid, lon, lat, geometry``, see :func:`_positions`)
+    and ``facts`` (row for row) one by one, as :func:`features_in_view` sends them."""
+    fids, lon, lat, geoms = positions
     status = facts.status.take(pa.array(idx)).to_pylist() if facts.status is not None else [None] * len(idx)
     for k in np.flatnonzero(pending[idx]).tolist():  # completed since the as-of day: not yet then
         status[k] = PENDING_CODE
@@ -465,17 +752,95 @@ def clusters(
     """
     if not len(lon):
         return []
+    return _cluster_features(_bin_sums(lon, lat, completed, status, zoom, len(codes) + 1), codes, gcj02)
+
+
+@dataclass(frozen=True)
+class _BinSums:
+    """Points summed per ``BIN_PX`` bin at one zoom: each bin's column ``ix`` and row ``iy``
+    (absolute: the bin of longitude ``ix * size``), in (column, row) order, the sums of its
+    points' ``lon`` and ``lat`` (added in the points' order), its ``counts``, ``done`` (completed)
+    and ``mix`` (points per status index, ``width`` columns)."""
+
+    ix: np.ndarray
+    iy: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    counts: np.ndarray
+    done: np.ndarray
+    mix: np.ndarray
+
+    def cache_bytes(self) -> int:
+        return int(sum(getattr(self, f).nbytes for f in ("ix", "iy", "lon", "lat", "counts", "done", "mix")))
+
+
+def _bin_of(lon: np.ndarray, lat: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
     size = 360.0 / (256 * 2**zoom) * BIN_PX  # degrees of longitude per bin
-    ix = np.floor(lon / size).astype(np.int64)
-    iy = np.floor(lat / size).astype(np.int64)
-    ix -= ix.min()
-    iy -= iy.min()
-    inverse, counts = _bins(ix, iy)
-    sx = np.bincount(inverse, weights=lon) / counts
-    sy = np.bincount(inverse, weights=lat) / counts
-    done = np.bincount(inverse, weights=completed.astype(float)).astype(np.int64)
-    width = len(codes) + 1
-    mix = np.bincount(inverse * width + status, minlength=len(counts) * width).reshape(len(counts), width)
+    return np.floor(lon / size).astype(np.int64), np.floor(lat / size).astype(np.int64)
+
+
+def _bin_sums(
+    lon: np.ndarray, lat: np.ndarray, completed: np.ndarray, status: np.ndarray, zoom: int, width: int
+) -> _BinSums:
+    """The :class:`_BinSums` of the points (see :func:`clusters`)."""
+    ix, iy = _bin_of(lon, lat, zoom)
+    x0, y0 = ix.min(), iy.min()
+    inverse, counts = _bins(ix - x0, iy - y0)
+    first = np.zeros(len(counts), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # a point of each bin
+    return _BinSums(
+        ix[first],
+        iy[first],
+        np.bincount(inverse, weights=lon),
+        np.bincount(inverse, weights=lat),
+        counts,
+        np.bincount(inverse, weights=completed.astype(float)).astype(np.int64),
+        np.bincount(inverse * width + status, minlength=len(counts) * width).reshape(len(counts), width),
+    )
+
+
+def _bin_key(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """One integer per bin, in (column, row) order (bins are at most 2**22 across the globe)."""
+    return ix * (1 << 32) + (iy + (1 << 31))
+
+
+def _add_to_bins(
+    sums: _BinSums, lon: np.ndarray, lat: np.ndarray, completed: np.ndarray, status: np.ndarray, zoom: int
+) -> _BinSums:
+    """``sums`` with the points given added after those summed (the sums are those
+    :func:`_bin_sums` gives for all of them in that order: each bin's sums go on one point
+    after the other)."""
+    if not len(lon):
+        return sums
+    ix, iy = _bin_of(lon, lat, zoom)
+    old = _bin_key(sums.ix, sums.iy)
+    keys = np.concatenate([old, _bin_key(ix, iy)])
+    every, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    n = len(every)
+    width = sums.mix.shape[1]
+    at_old, at_new = inverse[: len(old)], inverse[len(old) :]
+    bx = np.concatenate([sums.ix, ix])[first]
+    by = np.concatenate([sums.iy, iy])[first]
+    sx, sy = np.zeros(n), np.zeros(n)
+    sx[at_old], sy[at_old] = sums.lon, sums.lat
+    np.add.at(sx, at_new, lon)  # in order, one point after the other
+    np.add.at(sy, at_new, lat)
+    counts = np.zeros(n, dtype=np.int64)
+    counts[at_old] = sums.counts
+    np.add.at(counts, at_new, 1)
+    done = np.zeros(n, dtype=np.int64)
+    done[at_old] = sums.done
+    np.add.at(done, at_new, completed.astype(np.int64))
+    mix = np.zeros((n, width), dtype=np.int64)
+    mix[at_old] = sums.mix
+    np.add.at(mix, (at_new, status), 1)
+    return _BinSums(bx, by, sx, sy, counts, done, mix)
+
+
+def _cluster_features(sums: _BinSums, codes: list[str], gcj02: bool) -> list[dict[str, Any]]:
+    """The cluster features of ``sums`` (see :func:`clusters`)."""
+    sx = sums.lon / sums.counts
+    sy = sums.lat / sums.counts
     names: list[str | None] = [*codes, None]
     sx, sy = _shift(sx, sy, gcj02)
     return [
@@ -489,7 +854,7 @@ def clusters(
             },
         }
         for x, y, c, d, row in zip(
-            sx.tolist(), sy.tolist(), counts.tolist(), done.tolist(), mix.tolist(), strict=True
+            sx.tolist(), sy.tolist(), sums.counts.tolist(), sums.done.tolist(), sums.mix.tolist(), strict=True
         )
     ]
 

@@ -184,6 +184,16 @@ class GpkgFeatureReads(GpkgTables):
             return fid_arr[keep], geoms[keep]
         return fid_arr, geoms
 
+    def read_geometry_rows(self, spec: LayerSpec, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_geometry_rows`."""
+        if not self.has_layer(spec) or not len(fids):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        rows = select_fids(
+            self.conn, f'SELECT fid, geom FROM "{spec.name}"', np.asarray(fids, dtype=np.int64)
+        )
+        out = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return out, _decode([r[1] for r in rows])
+
     def _follow_geometry(self, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The decoded rows of the layer's generation now, made from the kept ones of an older
         generation by the change log (:meth:`changes`): only the rows touched since are read

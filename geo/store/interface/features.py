@@ -162,6 +162,11 @@ class FeatureStore(Protocol):
         """``(fid, geometry)`` of current rows, geometry in the store CRS."""
         ...
 
+    def read_geometry_rows(self, spec: LayerSpec, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(fid, geometry)`` of the current rows among ``fids`` (sorted, unique), read and decoded
+        now, nothing else of the layer read or kept (for the few rows a change log names)."""
+        ...
+
     def read_visible(
         self, spec: LayerSpec, tx: int, columns: list[str], geometry: bool = True
     ) -> tuple[pd.DataFrame, np.ndarray]:

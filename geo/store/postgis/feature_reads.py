@@ -146,6 +146,18 @@ class PgFeatureReads(PgTables):
             return fid_arr[keep], geoms[keep]
         return fid_arr, geoms
 
+    def read_geometry_rows(self, spec: LayerSpec, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`geo.store.interface.features.FeatureStore.read_geometry_rows`."""
+        wanted = sorted_unique(np.asarray(fids, dtype=np.int64))
+        if not self.has_layer(spec) or not len(wanted):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
+        got, wkb = self._fetch_columns(
+            f"SELECT fid, ST_AsBinary(geom) FROM {q(spec.name)} WHERE {_fid_in(wanted)} ORDER BY fid", 2
+        )
+        blobs = np.array(wkb, dtype=object)
+        geoms = np.asarray(shapely.from_wkb(blobs), dtype=object) if len(blobs) else blobs
+        return np.fromiter(got, dtype=np.int64, count=len(got)), geoms
+
     def _follow_geometry(
         self, spec: LayerSpec, generation: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
