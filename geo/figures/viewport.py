@@ -473,9 +473,10 @@ def features_in_view(
         raise InputError("网格请用 /api/cells", "use /api/cells for the grid", code="bad_layer")
     view = _view_box(bbox, gcj02)
     day = parse_as_of(as_of)
-    if day is None and not statuses and not unit and not within:
+    if day is None and not statuses and not unit and not within and units is None:
         # what clusters need is in the map columns: no geometry, no attributes read; features
-        # sent one by one are read by fid
+        # sent one by one are read by fid (not for an account bound to an area: the columns
+        # hold no units, so its view takes the path below)
         kept = _map_columns(store, spec)
         if kept is not None:
             generation, cols = kept
