@@ -309,30 +309,19 @@ def keep_own_rows(
                 key,
             )
         )
-    report.rejected.sort(key=lambda r: r.row)
-    report.rejected_by_reason.append(
-        {
-            "reason_zh": "要素属于其他账户的批次，不能覆盖",
-            "reason_en": "the feature belongs to another account's batch and cannot be overwritten",
-            "field": spec.id_field,
-            "count": int(theirs.sum()),
-        }
-    )
-    keep = ~theirs
-    if not keep.any():
-        raise InputError(
+    return _leave_out(
+        rows,
+        report,
+        theirs,
+        (
+            "要素属于其他账户的批次，不能覆盖",
+            "the feature belongs to another account's batch and cannot be overwritten",
+        ),
+        spec.id_field,
+        (
             f"没有可导入的行：文件中的{label_zh}都属于其他账户的批次，不能覆盖",
             f"no row can be imported: every {label_en} in the file belongs to another account's batch",
-            code="no_valid_rows",
-            details={"rejected": [asdict(r) for r in report.rejected[:100]]},
-        )
-    return FeatureRows(
-        rows.attrs.loc[keep].reset_index(drop=True),
-        rows.geometry[keep],
-        rows.keys[keep],
-        rows.units[keep],
-        None if rows.source_rows is None else rows.source_rows[keep],
-        None if rows.wkb is None else rows.wkb[keep],
+        ),
     )
 
 
@@ -377,20 +366,38 @@ def keep_area_rows(
                 None if rows.keys[i] is None or rows.keys[i] != rows.keys[i] else str(rows.keys[i]),
             )
         )
-    report.rejected.sort(key=lambda r: r.row)
-    report.rejected_by_reason.append(
-        {
-            "reason_zh": "不在账户的区域内",
-            "reason_en": "outside the account's area",
-            "field": None,
-            "count": int(outside.sum()),
-        }
-    )
-    keep = ~outside
-    if not keep.any():
-        raise InputError(
+    return _leave_out(
+        rows,
+        report,
+        outside,
+        ("不在账户的区域内", "outside the account's area"),
+        None,
+        (
             f"没有可导入的行：文件中的行都不在账户 {user} 的区域内",
             f"no row can be imported: every row lies outside the area of account {user}",
+        ),
+    )
+
+
+def _leave_out(
+    rows: FeatureRows,
+    report: ImportReport,
+    drop: np.ndarray,
+    reason: tuple[str, str],
+    field: str | None,
+    none_left: tuple[str, str],
+) -> FeatureRows:
+    """``rows`` without those ``drop`` marks, already added to ``report`` one by one: the report's
+    rejected rows put in file order and their count given under ``reason`` (zh, en) for
+    ``field``; :class:`InputError` ``none_left`` (zh, en) when no row is left."""
+    report.rejected.sort(key=lambda r: r.row)
+    report.rejected_by_reason.append(
+        {"reason_zh": reason[0], "reason_en": reason[1], "field": field, "count": int(drop.sum())}
+    )
+    keep = ~drop
+    if not keep.any():
+        raise InputError(
+            *none_left,
             code="no_valid_rows",
             details={"rejected": [asdict(r) for r in report.rejected[:100]]},
         )
