@@ -269,6 +269,14 @@ def test_photos_keep_to_the_area(data, make_app):
 
     refused = send(surveyor, 1)
     assert refused.status_code == 403 and refused.json["error"] == "outside_area"
+    # a surveyor who may see the district still writes only in its area
+    with open_test_store(data) as store:
+        areas.add_bound_user(store, "b_flagged_surveyor", "surveyor", PASSWORD, COMM_B)
+        areas.bind_area(store, "b_flagged_surveyor", sees_district=True)
+    flagged_surveyor = _session(app, "b_flagged_surveyor")
+    assert flagged_surveyor.request("GET", f"/api/photos/{a_id}").status_code == 200
+    refused = send(flagged_surveyor, 1)
+    assert refused.status_code == 403 and refused.json["error"] == "outside_area"
     assert send(surveyor, 3).status_code == 201
     with open_test_store(data) as store:
         assert len(store.photos("demolition", 1)) == 1  # nothing added to community A's site

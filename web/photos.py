@@ -8,12 +8,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from geo.errors import GridwatchError, InputError, NotFound, TooLarge
+from geo.figures.areas import write_units
 from geo.figures.viewport import feature_detail
 from geo.imports.photos import add_photo, photo_dict, stored_file
 from geo.reading.photos import PhotoLimits
 from geo.registry import layer_name
 from geo.store.interface.photos import PhotoRow
-from web.access import area_units, requires
+from web.access import area_units, requires, user_name
 from web.clients import reads_files
 from web.common import register_converters
 from web.context import data_folder, get_store
@@ -37,17 +38,21 @@ def check_may_see(layer: str, feature: int, write: bool = False) -> None:
     place the photos routes ask.  An account bound to an area (:func:`web.access.area_units`)
     sees the photos of its area's features only -- another area's feature is not found (404),
     as its detail is -- and adding a photo to one is refused (403), as every write outside is."""
-    units = area_units()
-    if units is None:
+    if not write:
+        units = area_units()
+        if units is not None:
+            feature_detail(get_store(), layer, feature, units=units)  # NotFound outside the area
+        return None
+    # writes keep to the area even for an account that may see the district
+    allowed = write_units(get_store(), user_name())
+    if allowed is None:
         return None
     try:
-        feature_detail(get_store(), layer, feature, units=units)
+        feature_detail(get_store(), layer, feature, units=allowed)
     except NotFound:
-        if write:
-            raise Forbidden(
-                "该要素不在本账户的区域内", "the feature is outside this account's area", code="outside_area"
-            ) from None
-        raise
+        raise Forbidden(
+            "该要素不在本账户的区域内", "the feature is outside this account's area", code="outside_area"
+        ) from None
     return None
 
 
