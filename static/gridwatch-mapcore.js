@@ -31,10 +31,10 @@
       map = L.map(cfg.map.container, { preferCanvas: true, attributionControl: Boolean(cfg.base) });
       ns.maps[cfg.map.key] = map;
     }
-    if (!map._gwPopupClass) {
+    if (!map.gwPopupClass) {
       // an open popup is what the user is reading: on a phone the legends and the layer switch step
       // aside for it (CSS), which would otherwise cover it and its close button
-      map._gwPopupClass = true;
+      map.gwPopupClass = true;
       map.on("popupopen", () => map.getContainer().classList.add("gw-popup-open"));
       map.on("popupclose", () => map.getContainer().classList.remove("gw-popup-open"));
     }

@@ -449,3 +449,14 @@ def test_the_caps_are_read_from_the_environment(site_data: Path, make_app: Any, 
     resp = _post(surveyor, _bytes(_picture((30, 30)), "PNG") + b"\0" * 2000)
     assert resp.status_code == 413 and resp.json["error"] == "photo_too_large"
     assert _post(surveyor, _bytes(_picture((30, 30)), "JPEG", quality=50)).status_code == 201
+
+
+def test_the_pixel_cap_is_put_back_after_a_photo():
+    """Pillow's guard is process-wide: a photo's cap must not stay for every later image."""
+    before = Image.MAX_IMAGE_PIXELS
+    raw = _bytes(_picture(), "JPEG")
+    engine.process_photo(raw, engine.PhotoLimits(max_pixels=10_000_000))
+    assert before == Image.MAX_IMAGE_PIXELS
+    with pytest.raises(TooLarge):
+        engine.process_photo(raw, engine.PhotoLimits(max_pixels=100))
+    assert before == Image.MAX_IMAGE_PIXELS

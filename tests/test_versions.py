@@ -38,6 +38,7 @@ from geo.imports.importer import import_file
 from geo.reading.vocab import vocab_key
 from geo.store import clock
 from geo.store.backends import open_store
+from geo.store.gpkg.migrations import SCHEMA_VERSION
 from layers.base import UNASSIGNED
 from tests.helpers import postgis as pgtest
 from tests.helpers.builders import (
@@ -809,7 +810,7 @@ def test_a_store_of_schema_3_is_upgraded_in_place(tmp_path):
     con.close()
 
     with open_test_store(data) as store:
-        assert store._meta("schema") == "7"
+        assert store._meta("schema") == str(SCHEMA_VERSION)
         assert [b.kind for b in store.batches()] == ["grid", "import", "import", "grid"]
         versions = store.grid_versions()
         assert [(v.id, v.parent) for v in versions] == [(1, None), (4, 1)]

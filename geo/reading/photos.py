@@ -156,14 +156,26 @@ def process_photo(data: bytes, limits: PhotoLimits | None = None) -> Photo:
         Larger than the byte cap (``photo_too_large``) or declaring more pixels than the
         pixel cap (``too_many_pixels``).
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     limits = limits or PhotoLimits()
     check_size(len(data), limits)
     fmt = sniff(data[:16])
     if fmt is None:
         raise _not_image()
+    # Pillow's guard is process-wide: set for this photo only, and put back after it
+    previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    try:
+        return _process(data, fmt, limits)
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _process(data: bytes, fmt: str, limits: PhotoLimits) -> Photo:
+    """:func:`process_photo` of ``data`` in format ``fmt``, Pillow's guard set."""
+    from PIL import Image, ImageOps
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

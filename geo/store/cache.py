@@ -115,7 +115,7 @@ REGIONS: dict[str, RegionSpec] = {
     # (grid generation, area codes) -> the unit codes an account's area covers
     "areas": RegionSpec(64, share=0.01),
     # ((path, query, language, ...), state) -> a rendered HTTP answer, its body (and gzip)
-    "answers": RegionSpec(64, family=_first, share=0.05),
+    "answers": RegionSpec(64, family=_first, share=0.04),
 }
 
 
