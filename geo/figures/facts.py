@@ -170,9 +170,7 @@ def _follow(store: Store, spec: LayerSpec, family: tuple[Any, ...], state: tuple
         changed = store.changes(spec, since[0])
         if changed is None or changed.generation != state[0]:
             return None
-        table = store.read_table(spec, _fact_columns(spec), fids=changed.fids)
-        batches = store.batches(spec.name)
-    new = _facts_of(spec, table, batches)
+        new = facts_of_rows(store, spec, changed.fids)
     plan = splice(old.fids, changed.fids, new.fids)
 
     arrow = plan.arrow
@@ -201,6 +199,13 @@ def _follow(store: Store, spec: LayerSpec, family: tuple[Any, ...], state: tuple
         positions=positions,
         fids=plan.fids,
     )
+
+
+def facts_of_rows(store: Store, spec: LayerSpec, fids: np.ndarray) -> Facts:
+    """The facts of the current rows ``fids`` of ``spec``, read by fid now (inside a
+    :meth:`~geo.store.base.Store.snapshot`, so that they agree with what else it reads)."""
+    table = store.read_table(spec, _fact_columns(spec), fids=fids)
+    return _facts_of(spec, table, store.batches(spec.name))
 
 
 def _fact_columns(spec: LayerSpec) -> list[str]:

@@ -26,7 +26,7 @@ import shapely
 from geo.errors import InputError, NotFound, StoreError
 from geo.figures import mapfile
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
-from geo.figures.facts import Facts, _fact_columns, _facts_of, as_of_state, load_facts, read_facts
+from geo.figures.facts import Facts, as_of_state, facts_of_rows, load_facts, read_facts
 from geo.figures.hierarchy import check_level, load_hierarchy
 from geo.figures.mapfile import MapColumns
 from geo.figures.report import unit_geometry
@@ -279,9 +279,7 @@ def _rows_of(
         if store.layer_generation(spec) != generation:
             return None
         fids, geoms = store.read_geometry_rows(spec, want)
-        table = store.read_table(spec, _fact_columns(spec), fids=want)
-        batches = store.batches(spec.name)
-    facts = _facts_of(spec, table, batches)
+        facts = facts_of_rows(store, spec, want)
     if not (np.array_equal(fids, want) and np.array_equal(facts.fids, want)):
         return None
     got, lon, lat, lonlat = _to_lonlat(store, fids, geoms)
