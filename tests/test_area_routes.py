@@ -76,6 +76,8 @@ PROBES = [
     "/api/features-table?layer=demolition",
     "/api/features-table?layer=demolition&format=geojson",
     "/api/search?q=AREAA",
+    "/api/features/near?lon=118.4&lat=31.3&radius=2000",
+    "/api/features/near?lon=118.4&lat=31.3&radius=2000&layer=demolition&status=已拆除",
     "/api/search?q=赭山",
     "/features?layer=demolition",
     "/stats?level=community",

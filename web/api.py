@@ -14,6 +14,8 @@ import layers
 from geo.errors import GridwatchError, InputError
 from geo.figures.feature_list import FeatureQuery, feature_page, filtered_fids
 from geo.figures.hierarchy import check_level, level_names
+from geo.figures.nearby import DEFAULT_RADIUS_M, features_near
+from geo.figures.nearby import MAX_LIMIT as NEAR_LIMIT
 from geo.figures.overview import map_totals
 from geo.figures.report import build_report
 from geo.figures.search import MAX_LIMIT, search
@@ -259,6 +261,40 @@ def api_html_map() -> Any:
     name = "_".join(p for p in ("地图", within, layer or "", as_of.isoformat() if as_of else "") if p)
     resp.headers["Content-Disposition"] = content_disposition(name + ".html")
     return resp
+
+
+def _float(name: str, default: float | None = None) -> float:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise InputError(f"缺少参数 {name}", f"{name} is required", code="bad_parameter")
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise InputError(f"参数 {name} 应为数字", f"{name} must be a number", code="bad_parameter") from None
+
+
+@bp.get("/features/near")
+@requires("viewer")
+def api_features_near() -> Any:
+    """The current survey features nearest a position (WGS-84 lon/lat, or GCJ-02 with
+    ``crs=gcj02``) within the account's area: a small answer for a phone's list."""
+    layer = request.args.get("layer") or None
+    statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
+    return jsonify(
+        features_near(
+            get_store(),
+            _float("lon"),
+            _float("lat"),
+            radius=_float("radius", DEFAULT_RADIUS_M),
+            layer_names=[layer_name(layer)] if layer else None,
+            statuses=statuses,
+            limit=_int("limit", 50, 1, NEAR_LIMIT),
+            gcj02=_gcj02(),
+            units=area_units(),
+        )
+    )
 
 
 @bp.get("/features/<layer>/<id:fid>")

@@ -543,6 +543,54 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/api/features/near": {
+                "get": _op(
+                    "附近的要素 / the current survey features nearest a position (a phone's list), "
+                    "within the account's area, nearest first; distances in metres in the store's CRS",
+                    _SIGNED_IN,
+                    {
+                        "200": _ok(
+                            "lon, lat, radius, total (within the radius) and features: fid, layer, status, "
+                            "completed, label (survey id, name, address), distance (m), lon, lat",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "total": {"type": "integer"},
+                                    "features": {"type": "array", "items": {"type": "object"}},
+                                },
+                            },
+                        ),
+                        **_errors(400),
+                    },
+                    [
+                        _q(
+                            "lon",
+                            "longitude, WGS-84 degrees (GCJ-02 with crs=gcj02)",
+                            {"type": "number", "minimum": -180, "maximum": 180},
+                            required=True,
+                        ),
+                        _q(
+                            "lat",
+                            "latitude, WGS-84 degrees",
+                            {"type": "number", "minimum": -90, "maximum": 90},
+                            required=True,
+                        ),
+                        _q(
+                            "radius",
+                            "metres (default 500)",
+                            {"type": "number", "exclusiveMinimum": 0, "maximum": 5000},
+                        ),
+                        _survey_layer(),
+                        _q("status", "comma-separated status codes (see /api/layers)"),
+                        _q(
+                            "limit",
+                            "at most this many features (default 50)",
+                            {"type": "integer", "minimum": 1, "maximum": 200},
+                        ),
+                        CRS,
+                    ],
+                )
+            },
             "/api/features/{layer}/{fid}": {
                 "get": _op(
                     "单个要素及全部属性 / one feature with all its attributes",
