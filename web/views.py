@@ -37,6 +37,7 @@ from layers.base import UNASSIGNED, UNRECOGNISED
 from web.access import MAP, PUBLIC, area_units, is_admin, requires, user_name
 from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
+from web.editing import edit_config_json
 from web.maps import map_config, requested_base_map, scaffold, usable_base_maps
 
 bp = Blueprint("main", __name__)
@@ -404,4 +405,58 @@ def features() -> Any:
         link=lambda **changes: url_for("main.features", **{**kept, **changes}),
         export=lambda fmt: url_for("api.api_features_table", **exports, format=fmt),
         unit_column=UNIT_COLUMN,
+    )
+
+
+@bp.get("/field")
+@requires("surveyor")
+def field() -> Any:
+    """外业: the phone page for field work -- the features near the phone's position (or a point
+    tapped on its map, or a photo's EXIF position), a feature's sheet to change its status with a
+    photo, and a new site added where one stands."""
+    english = select_locale() == "en"
+    base_error = None
+    try:
+        base = requested_base_map()
+    except InputError as exc:  # the small map then draws without a base map; the list still works
+        base, base_error = None, exc.en if english else exc.zh
+    store, spec, level = get_store(), layers.survey_layers()[0], grid_levels()[0].name
+    config = map_config("field", base, base_error, container="gw-field-map") | {
+        "field": {
+            "near": url_for("api.api_features_near"),
+            "statuses": {s.name: [st.code for st in s.statuses] for s in layers.survey_layers()},
+            "labels": {
+                "locating": _("正在定位…"),
+                "located": _("当前位置（精度约 {m} 米）"),
+                "tapped": _("地图上选定的位置"),
+                "fromPhoto": _("照片中的拍摄位置"),
+                "noGeo": _("无法获取定位：{reason}。请在地图上点选位置，或用带位置信息的照片。"),
+                "noGeoHttps": _(
+                    "浏览器只在 HTTPS 页面上提供定位。请在地图上点选位置，或用带位置信息的照片。"
+                ),
+                "noPosition": _("请先定位，或在地图上点选位置"),
+                "photoNoPosition": _("这张照片没有位置信息"),
+                "nearby": _("附近 {radius} 米内 {total} 处"),
+                "none": _("附近没有符合条件的要素"),
+                "network": _("网络连接失败"),
+                "retry": _("重试"),
+                "metres": _("{m} 米"),
+                "km": _("{km} 公里"),
+                "back": _("返回列表"),
+                "addHere": _("在此位置添加"),
+                "addTitle": _("添加要素：{layer}"),
+                "loading": _("读取中…"),
+                "photos": _("现场照片"),
+                "noLabel": _("（无编号）"),
+                "details": _("全部属性"),
+            },
+            # the extent of the account's area, where the map opens before a position is known
+            "bounds": map_summary(store, spec.name, level, None, units=area_units())["bounds"],
+        }
+    }
+    return render_template(
+        "field.html",
+        map_config_json=current_app.json.dumps(config),
+        edit_config_json=edit_config_json(),
+        survey_layers=layers.survey_layers(),
     )
