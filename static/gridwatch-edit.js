@@ -397,5 +397,35 @@
     return root;
   }
 
-  ns.edit = { config: cfg, form, send, message, resizePhoto, photoPosition, readExif };
+  /* The edit form of feature `id` of `layer` in `holder`, made from the feature read again (its
+     current version): opts {onSaved(result, props), resized() after the holder changed size,
+     crs (a query string such as "?crs=gcj02")}.  A failed read says so and offers to try again;
+     a 409 reads the feature again and makes the form anew. */
+  function open(holder, layer, id, opts) {
+    const o = opts || {};
+    const resized = () => { if (o.resized) o.resized(); };
+    const again = () => open(holder, layer, id, o);
+    holder.replaceChildren(el("p", L10N.loading || "…"));
+    send("GET", cfg.api + "/features/" + layer + "/" + id + (o.crs || ""), null, 20000).then((answer) => {
+      if (!answer.ok) {
+        holder.replaceChildren(el("p", message(answer.body, L10N.failed), "gw-edit-error"));
+        resized();
+        return;
+      }
+      const props = Object.assign({}, answer.body.properties);
+      if (props.id === undefined) props.id = props.fid;
+      if (props.version === undefined) props.version = 1;
+      const made = form({ layer, props, photo: true, onReload: again, onSaved: o.onSaved });
+      holder.replaceChildren(made);
+      resized();
+    }, () => {
+      const retry = el("button", L10N.retry, "gw-edit-action");
+      retry.type = "button";
+      retry.addEventListener("click", again);
+      holder.replaceChildren(el("span", L10N.network, "gw-edit-error"), document.createTextNode(" "), retry);
+      resized();
+    });
+  }
+
+  ns.edit = { config: cfg, form, open, send, message, resizePhoto, photoPosition, readExif };
 })();

@@ -678,6 +678,7 @@
         data.features.forEach((f) => {
           const item = el("li");
           item.appendChild(core.featurePopup(s, f.properties));
+          core.editControl(map, s, f.properties.id !== undefined ? f.properties.id : f.properties.fid, item);
           list.appendChild(item);
         });
         panel.appendChild(el("p", cfg.labels.features.replace("{n}", data.total)));
@@ -715,6 +716,12 @@
   }
 
   map.on("moveend", () => { refresh(); writeUrl(); });
+  // a feature changed from its popup or the unit panel: the map, its figures and the panel again
+  map.on("gwfeatureedited", () => {
+    refresh();
+    loadSummary(false);
+    if (selectedProps) showUnit(selectedProps);
+  });
   map.on("overlayadd", refresh);
   drawScaleLegend();
   buildMonths();

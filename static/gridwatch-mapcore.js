@@ -245,6 +245,24 @@
       .catch(() => {});
   }
 
+  /* Under a feature's fields, for an account that may change features (the page loads
+     gridwatch-edit.js): a button that reads the feature again -- its current version -- and opens
+     the edit form in its place.  A change saved fires `gwfeatureedited` on the map. */
+  function editControl(map, spec, id, box, resized) {
+    const edit = ns.edit;
+    if (!edit || !edit.config.canEdit || !edit.config.layers[spec.name]) return;
+    const holder = el("div", null, "gw-edit-holder");
+    const button = el("button", edit.config.labels.edit, "gw-edit-toggle");
+    button.type = "button";
+    holder.appendChild(button);
+    box.appendChild(holder);
+    const open = () => edit.open(holder, spec.name, id, {
+      resized,
+      onSaved: (result) => map.fire("gwfeatureedited", { layer: spec.name, id, result }),
+    });
+    button.addEventListener("click", open);
+  }
+
   /* A status's colour and label in the page's language; `null` is a feature without a status. */
   function statusLook(spec, code) {
     if (code === null || code === undefined) return { color: spec.color, label: cfg.labels.statusNone };
@@ -345,6 +363,9 @@
             .then((full) => {
               const box = el("div", null, "gw-popup");
               box.appendChild(featurePopup(spec, full.properties));
+              const resized = () => l.isPopupOpen() && l.getPopup().update();
+              const id = full.properties.id !== undefined ? full.properties.id : f.properties.fid;
+              editControl(map, spec, id, box, resized);
               l.setPopupContent(box);
               featurePhotos(spec, f.properties.fid, box, () => l.isPopupOpen() && l.getPopup().update());
             });
@@ -424,6 +445,6 @@
 
   ns.mapcore = {
     config: cfg, crsParam, open, bboxParam, el, table, unitOutlines,
-    shapeMarker, haloCircle, shapeOf, featurePopup, drawFeatures, clusterRing, legend,
+    shapeMarker, haloCircle, shapeOf, featurePopup, editControl, drawFeatures, clusterRing, legend,
   };
 })();

@@ -62,6 +62,7 @@ def edit_config() -> dict[str, Any]:
         },
         "labels": {
             "edit": _("修改"),
+            "loading": _("读取中…"),
             "note": _("备注"),
             "photo": _("照片"),
             "save": _("保存"),

@@ -37,7 +37,7 @@ from layers.base import UNASSIGNED, UNRECOGNISED
 from web.access import MAP, PUBLIC, area_units, is_admin, requires, user_name
 from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
-from web.editing import edit_config_json
+from web.editing import can_edit, edit_config_json
 from web.maps import map_config, requested_base_map, scaffold, usable_base_maps
 
 bp = Blueprint("main", __name__)
@@ -110,6 +110,7 @@ def index() -> Any:
         map_html=page_map["html"],
         map_script=page_map["script"],
         map_config_json=current_app.json.dumps(config),
+        edit_config_json=edit_config_json(),
         level=level,
         levels=[(lv.name, lv) for lv in grid_levels()],
         layer=spec,
@@ -405,6 +406,8 @@ def features() -> Any:
         link=lambda **changes: url_for("main.features", **{**kept, **changes}),
         export=lambda fmt: url_for("api.api_features_table", **exports, format=fmt),
         unit_column=UNIT_COLUMN,
+        can_edit=can_edit(),
+        edit_config_json=edit_config_json() if can_edit() else "",
     )
 
 
