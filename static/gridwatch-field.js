@@ -291,7 +291,7 @@
     });
   });
   fillStatuses();
-  window.gridwatchField = { map, load, locate, openSheet, setPosition, features: () => current };
+  window.gridwatchField = { map, load, locate, openSheet, setPosition, features: () => current, position: () => position };
   if (window.isSecureContext && navigator.geolocation) locate();
   else say(W.noGeoHttps);
 })();

