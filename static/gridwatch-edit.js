@@ -5,7 +5,7 @@
 
      api       the JSON API's root            lang     the page's language
      canEdit   whether the account may change features (surveyors and admins)
-     layers    {name: {label, fields: [{name, kind, label, unit, choices, status}]}}: the fields a
+     layers    {name: {label, fields: [{name, kind, label, choices, status, editable}]}}: the fields a
                form shows, each by its kind -- the status and other vocabularies as a select, dates
                as date inputs, numbers as number inputs
      labels    the form's words, in the page's language
@@ -235,11 +235,13 @@
     const root = el("form", null, "gw-edit" + (adding ? " gw-edit-add" : ""));
     root.noValidate = true;
     if (!spec || !cfg.canEdit) return null;
-    const shown = spec.fields.filter((f) => adding || f.editable);
+    // an edit shows the status, dates and numbers; a new site its survey id, address ... first
+    const shown = adding ? [...spec.fields.filter((f) => !f.editable), ...spec.fields.filter((f) => f.editable)]
+      : spec.fields.filter((f) => f.editable);
     const boxes = {};
     shown.forEach((f) => {
       const row = el("label", null, "gw-edit-row");
-      row.appendChild(el("span", f.label + (f.unit ? " (" + f.unit + ")" : ""), "gw-edit-label"));
+      row.appendChild(el("span", f.label, "gw-edit-label"));
       const box = input(f, adding ? (f.status ? spec.defaultStatus : null) : props[f.name]);
       box.classList.add("gw-edit-input");
       boxes[f.name] = box;
@@ -389,6 +391,9 @@
       }, (err) => failed(err, run));
     }
 
+    // a button that goes from the page as it is clicked (retry, reload) must not be taken for a
+    // click on what lies under the form (a map closes its popup on a click of its own)
+    root.addEventListener("click", (e) => e.stopPropagation());
     root.addEventListener("submit", (e) => {
       e.preventDefault();
       run();
@@ -421,7 +426,7 @@
     }, () => {
       const retry = el("button", L10N.retry, "gw-edit-action");
       retry.type = "button";
-      retry.addEventListener("click", again);
+      retry.addEventListener("click", (e) => { e.stopPropagation(); again(); });
       holder.replaceChildren(el("span", L10N.network, "gw-edit-error"), document.createTextNode(" "), retry);
       resized();
     });

@@ -258,9 +258,15 @@
     box.appendChild(holder);
     const open = () => edit.open(holder, spec.name, id, {
       resized,
-      onSaved: (result) => map.fire("gwfeatureedited", { layer: spec.name, id, result }),
+      onSaved: (result) => {
+        // the form done: the popup and the panel are drawn again with the feature as it is now
+        holder.replaceChildren(el("p", edit.config.labels.saved, "gw-edit-message gw-edit-ok"));
+        map.fire("gwfeatureedited", { layer: spec.name, id, result });
+      },
     });
-    button.addEventListener("click", open);
+    // (the button goes from the page as the form comes: a click that reached the map then would
+    // no longer be seen as the popup's, and close it)
+    button.addEventListener("click", (e) => { e.stopPropagation(); open(); });
   }
 
   /* A status's colour and label in the page's language; `null` is a feature without a status. */
@@ -312,6 +318,10 @@
     // a feature whose popup is open stays open across the redraw (a popup that pans the map into
     // view, grown by its photos, makes the map ask again and draw its features anew)
     const reopen = group.gwOpenFid;
+    // an edit form open in that popup is kept, as typed, in the popup opened again
+    const before = group.gwOpenLayer && group.gwOpenLayer.getPopup() && group.gwOpenLayer.getPopup().getContent();
+    const kept = before instanceof HTMLElement && before.querySelector(".gw-edit") ? before : null;
+    group.gwOpenLayer = null;
     group.gwRedrawing = true;
     group.clearLayers();
     group.gwRedrawing = false;
@@ -358,12 +368,22 @@
         });
         l.on("popupopen", () => {
           group.gwOpenFid = f.properties.fid;
+          group.gwOpenLayer = l;
+          if (kept && f.properties.fid === reopen && !l.gwKept) {
+            l.gwKept = true;
+            l.setPopupContent(kept);
+            return;
+          }
           fetch(cfg.api + "/features/" + spec.name + "/" + f.properties.fid + (cfg.gcj02 ? "?crs=gcj02" : ""))
             .then((r) => r.json())
             .then((full) => {
               const box = el("div", null, "gw-popup");
               box.appendChild(featurePopup(spec, full.properties));
-              const resized = () => l.isPopupOpen() && l.getPopup().update();
+              // (the form is kept across redraws: it resizes the popup open now, whichever that is)
+              const resized = () => {
+                const open = group.gwOpenLayer;
+                if (open && open.isPopupOpen() && open.getPopup().getContent() === box) open.getPopup().update();
+              };
               const id = full.properties.id !== undefined ? full.properties.id : f.properties.fid;
               editControl(map, spec, id, box, resized);
               l.setPopupContent(box);

@@ -222,3 +222,97 @@ def test_a_site_added_at_a_tapped_point(field_server: tuple[str, Path]) -> None:
             assert abs(lon - tapped["lon"]) < 1e-6 and abs(lat - tapped["lat"]) < 1e-6
         finally:
             browser.close()
+
+
+#: the demolition feature with survey id ``case`` on the map: centre the map on it, then open its popup
+OPEN_POPUP = """([centre, fid]) => {
+    let found = null;
+    const visit = (layer) => {
+        if (found) return;
+        if (layer.feature && layer.getPopup && layer.getPopup() && layer.feature.properties.fid === fid) { found = layer; return; }
+        if (layer.eachLayer) layer.eachLayer(visit);
+    };
+    window.gridwatchMap.overlays.demolition.eachLayer(visit);
+    if (!found) return null;
+    if (centre) window.gridwatch.maps.main.setView(found.getLatLng(), 18, { animate: false });
+    else found.openPopup();
+    return true;
+}"""
+POPUP = ".leaflet-popup-pane > .leaflet-popup:last-child"
+
+
+def open_edit_form(page: Any, base: str, fid: int, lang: str = "zh") -> None:
+    """The map with feature ``fid``'s popup open and its edit form shown."""
+    page.goto(f"{base}/?level=grid&layer=demolition&tiles=none&lang={lang}")
+    wait_for(
+        page, "window.gridwatchMap && window.gridwatchMap.overlays.demolition.getLayers().length > 0", 20000
+    )
+    for _ in range(8):
+        if page.evaluate(OPEN_POPUP, [True, fid]) is None:
+            page.wait_for_timeout(500)
+            continue
+        page.wait_for_timeout(800)
+        page.evaluate(OPEN_POPUP, [False, fid])
+        try:
+            wait_for(page, f"document.querySelector('{POPUP} .gw-edit-toggle')", timeout=4000)
+            page.dispatch_event(f"{POPUP} .gw-edit-toggle", "click")
+            wait_for(page, f"document.querySelector('{POPUP} .gw-edit select')", timeout=4000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError("the popup's edit form did not show")
+
+
+def test_the_popup_edit_and_a_version_conflict(field_server: tuple[str, Path]) -> None:
+    from geo.edits.edit import edit_feature
+    from playwright.sync_api import sync_playwright
+
+    base, data = field_server
+    with sync_playwright() as p:
+        browser, page = signed_in(p, base, "admin", DESKTOP)
+        try:
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            fid = int(stored(data, "S2").get("id", stored(data, "S2")["fid"]))
+            open_edit_form(page, base, fid)
+            options = page.eval_on_selector_all(
+                f"{POPUP} select[name=status] option", "(os) => os.map((o) => o.value)"
+            )
+            assert "已拆除" in options and "已登记" in options
+            page.select_option(f"{POPUP} select[name=status]", "已拆除")
+            # someone else changes the feature meanwhile
+            with open_store(data) as store:
+                version = int(stored(data, "S2").get("version", 1))
+                edit_feature(
+                    store,
+                    get_layer("demolition"),
+                    fid,
+                    version,
+                    {"address": "别人改过"},
+                    user="admin",
+                    admin=True,
+                )
+            page.click(f"{POPUP} .gw-edit-save")
+            wait_for(page, f"document.querySelector('{POPUP} .gw-edit-error')", timeout=10000)
+            message = page.inner_text(f"{POPUP} .gw-edit-message")
+            assert "已被他人修改" in message and "没有保存" in message
+            assert stored(data, "S2")["status"] == "已登记"  # nothing overwritten
+            folder = shots()
+            if folder:
+                page.screenshot(path=f"{folder}/popup-conflict-1366-zh.png")
+            page.click(f"{POPUP} .gw-edit-action")  # read it again
+            wait_for(
+                page,
+                f"document.querySelector('{POPUP} .gw-edit select') && !document.querySelector('{POPUP} .gw-edit-error')",
+            )
+            page.select_option(f"{POPUP} select[name=status]", "已拆除")
+            page.click(f"{POPUP} .gw-edit-save")
+            deadline = 40
+            while stored(data, "S2")["status"] != "已拆除" and deadline:
+                page.wait_for_timeout(250)
+                deadline -= 1
+            row = stored(data, "S2")
+            assert row["status"] == "已拆除" and row["address"] == "别人改过"
+            assert errors == []
+        finally:
+            browser.close()

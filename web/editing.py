@@ -23,19 +23,24 @@ def can_edit() -> bool:
 
 
 def _fields(spec: LayerSpec) -> list[dict[str, Any]]:
-    """The layer's declared fields for the form: each with its kind, label and unit, the values
+    """The layer's declared fields for the form: each with its kind and label (which names its unit), the values
     of a vocabulary field, and whether an edit changes it (the status, the other vocabularies,
     dates and numbers; text such as the survey id and the address only when a site is added)."""
     vocab = spec.vocab_fields
+
+    def order(f: Any) -> int:  # the status first, then dates, numbers, other vocabularies, text
+        if f.name == spec.status_field:
+            return 0
+        return {"date": 1, "float": 2, "int": 2}.get(f.kind, 3 if f.name in vocab else 4)
+
     out = []
-    for f in spec.fields:
+    for f in sorted(spec.fields, key=order):
         choices = vocab.get(f.name)
         out.append(
             {
                 "name": f.name,
                 "kind": f.kind,
                 "label": label(f),
-                "unit": "m²" if f.unit == "m2" else f.unit,
                 "choices": None
                 if choices is None
                 else [{"code": s.code, "label": label(s)} for s in choices],
