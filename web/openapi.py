@@ -104,6 +104,8 @@ def _op(
 
 
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+#: a decimal number in a query string
+NUMBER = {"type": "string", "pattern": "^-?[0-9]{1,4}(\\.[0-9]{1,12})?$", "maxLength": 20}
 UPLOAD_ID = _path(
     "upload_id",
     "as returned by POST /api/uploads",
@@ -565,20 +567,20 @@ def document() -> dict[str, Any]:
                     [
                         _q(
                             "lon",
-                            "longitude, WGS-84 degrees (GCJ-02 with crs=gcj02)",
-                            {"type": "number", "minimum": -180, "maximum": 180},
+                            "longitude, WGS-84 degrees, -180..180 (GCJ-02 with crs=gcj02)",
+                            NUMBER,
                             required=True,
                         ),
                         _q(
                             "lat",
-                            "latitude, WGS-84 degrees",
-                            {"type": "number", "minimum": -90, "maximum": 90},
+                            "latitude, WGS-84 degrees, -90..90",
+                            NUMBER,
                             required=True,
                         ),
                         _q(
                             "radius",
-                            "metres (default 500)",
-                            {"type": "number", "exclusiveMinimum": 0, "maximum": 5000},
+                            "metres, over 0 and at most 5000 (default 500)",
+                            NUMBER,
                         ),
                         _survey_layer(),
                         _q("status", "comma-separated status codes (see /api/layers)"),
