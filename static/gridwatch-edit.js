@@ -423,6 +423,7 @@
       const made = form({ layer, props, photo: true, onReload: again, onSaved: o.onSaved });
       holder.replaceChildren(made);
       resized();
+      made.scrollIntoView({ block: "nearest" }); // in a popup that scrolls, the form in view
     }, () => {
       const retry = el("button", L10N.retry, "gw-edit-action");
       retry.type = "button";
