@@ -31,6 +31,7 @@ PAGES = (
     Page("features", "/features"),
     Page("upload", "/upload"),
     Page("batches", "/batches"),
+    Page("field", "/field"),
     Page("audit", "/audit"),
     Page("users", "/users"),
     Page("account", "/account"),
