@@ -117,6 +117,16 @@ def test_a_street_account_finds_the_sites_near_it(field_server: tuple[str, Path]
             assert names(page) == ["S3"]
             page.select_option("#gw-field-status", "")
             wait_for(page, "document.querySelectorAll('.gw-field-item').length == 3", timeout=10000)
+            # on plain HTTP (no geolocation) a photo's EXIF position serves: 31°18'N 118°24'E
+            page.set_input_files(
+                "#gw-field-photo-pos",
+                files=[{"name": "gps.jpg", "mimeType": "image/jpeg", "buffer": photo_bytes()}],
+            )
+            wait_for(page, "window.gridwatchField.position().source == 'photo'")
+            where = page.evaluate("window.gridwatchField.position()")
+            assert abs(where["lon"] - 118.4) < 1e-9 and abs(where["lat"] - 31.3) < 1e-9
+            assert "照片中的拍摄位置" in page.inner_text("#gw-field-where")
+            wait_for(page, "document.querySelectorAll('.gw-field-item').length == 3", timeout=10000)
             folder = shots()
             if folder:
                 page.wait_for_timeout(500)
