@@ -67,6 +67,8 @@ ROUTES = {
     "api.api_map_image": ("GET", "/api/map-image?format=nope", "map"),
     "api.api_features_near": ("GET", "/api/features/near?lon=118.4&lat=31.3&radius=1000", "viewer"),
     "photos.api_photo_upload": ("POST", "/api/features/demolition/1/photos", "surveyor"),
+    "api.api_feature_edit": ("PATCH", "/api/features/demolition/1", "surveyor"),
+    "api.api_feature_add": ("POST", "/api/features/demolition", "surveyor"),
     "photos.api_photos": ("GET", "/api/features/demolition/1/photos", "viewer"),
     "photos.api_photo": ("GET", "/api/photos/999", "viewer"),
     "auth.login": ("GET", "/login", "public"),
