@@ -15,6 +15,7 @@ import pyproj
 import pytest
 from PIL import Image
 
+from geo.edits.ids import current_rows, ids_of_rows
 from geo.figures import areas
 from geo.imports.importer import import_file
 from geo.registry import get_layer
@@ -137,10 +138,11 @@ def test_a_street_account_finds_the_sites_near_it(field_server: tuple[str, Path]
 
 
 def stored(data: Path, case_id: str) -> dict[str, Any]:
+    """The current row of the demolition site ``case_id``, with its ``id`` and ``version``."""
     with open_store(data) as store:
         spec = get_layer("demolition")
         fids, _ = store.read_geometry(spec)
-        rows = store.read_rows(spec, fids)
+        rows = current_rows(store, spec, ids_of_rows(store, spec, fids)["id"].to_numpy())
         return rows.loc[rows["case_id"] == case_id].iloc[0].to_dict()
 
 
@@ -173,7 +175,7 @@ def test_a_site_marked_demolished_with_a_photo(field_server: tuple[str, Path]) -
             row = stored(data, "S1")
             assert row["status"] == "已拆除" and str(row["done_on"])[:10] == "2026-12-01"
             with open_store(data) as store:
-                photos = store.photos("demolition", int(row.get("id", row["fid"])))
+                photos = store.photos("demolition", int(row["id"]))
                 assert len(photos) == 1
                 assert max(photos[0].width, photos[0].height) == 1600  # made smaller in the browser
                 assert photos[0].taken_at == "2026-12-01T09:30:00"  # its EXIF kept
@@ -209,7 +211,12 @@ def test_a_site_added_at_a_tapped_point(field_server: tuple[str, Path]) -> None:
             wait_for(page, "document.querySelectorAll('.gw-field-item').length == 3", timeout=15000)
             box = page.locator("#gw-field-map").bounding_box()
             assert box is not None
-            page.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.3)
+            # a point of the grid's north-east unit, where no site is
+            x, y = page.evaluate(
+                "([lon, lat]) => { const p = window.gridwatchField.map.latLngToContainerPoint([lat, lon]); return [p.x, p.y]; }",
+                list(GK_TO_LONLAT.transform(X0 + 250, Y0 - 50)),
+            )
+            page.mouse.click(box["x"] + x, box["y"] + y)
             wait_for(
                 page, "window.gridwatchField.position() && window.gridwatchField.position().source == 'tap'"
             )
@@ -274,8 +281,9 @@ def open_edit_form(page: Any, base: str, fid: int, lang: str = "zh") -> None:
 
 
 def test_the_popup_edit_and_a_version_conflict(field_server: tuple[str, Path]) -> None:
-    from geo.edits.edit import edit_feature
     from playwright.sync_api import sync_playwright
+
+    from geo.edits.edit import edit_feature
 
     base, data = field_server
     with sync_playwright() as p:
@@ -283,7 +291,7 @@ def test_the_popup_edit_and_a_version_conflict(field_server: tuple[str, Path]) -
         try:
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            fid = int(stored(data, "S2").get("id", stored(data, "S2")["fid"]))
+            fid = int(stored(data, "S2")["fid"])  # the map's features are row versions
             open_edit_form(page, base, fid)
             options = page.eval_on_selector_all(
                 f"{POPUP} select[name=status] option", "(os) => os.map((o) => o.value)"
@@ -291,16 +299,15 @@ def test_the_popup_edit_and_a_version_conflict(field_server: tuple[str, Path]) -
             assert "已拆除" in options and "已登记" in options
             page.select_option(f"{POPUP} select[name=status]", "已拆除")
             # someone else changes the feature meanwhile
+            seen = stored(data, "S2")
             with open_store(data) as store:
-                version = int(stored(data, "S2").get("version", 1))
                 edit_feature(
                     store,
-                    get_layer("demolition"),
-                    fid,
-                    version,
+                    "demolition",
+                    int(seen["id"]),
+                    int(seen["version"]),
                     {"address": "别人改过"},
                     user="admin",
-                    admin=True,
                 )
             page.click(f"{POPUP} .gw-edit-save")
             wait_for(page, f"document.querySelector('{POPUP} .gw-edit-error')", timeout=10000)

@@ -14,6 +14,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from geo.edits.ids import current_rows, ids_of_rows
 from geo.errors import InputError
 from geo.figures import areas
 from geo.figures.nearby import MAX_LIMIT, MAX_RADIUS_M, features_near
@@ -74,7 +75,7 @@ def near_data(tmp_path: Path, store_url: str | None) -> Path:
 def brute_force(
     store, x: float, y: float, radius: float, statuses=None, units=None
 ) -> list[tuple[float, int]]:
-    """(distance, fid) of every stored feature within ``radius`` of ``x, y``, measured one by one."""
+    """(distance, id) of every stored feature within ``radius`` of ``x, y``, measured one by one."""
     spec = get_layer("demolition")
     fids, geoms = store.read_geometry(spec)
     rows = store.read_rows(spec, np.sort(fids)).set_index("fid")
@@ -88,7 +89,10 @@ def brute_force(
         if units is not None and rows.loc[fid, "gw_unit"] not in units:
             continue
         out.append((float(d), int(fid)))
-    return sorted(out)
+    ids = dict(
+        zip(*(ids_of_rows(store, spec, [f for _, f in out])[c].tolist() for c in ("fid", "id")), strict=True)
+    )
+    return sorted((d, ids[fid]) for d, fid in out)
 
 
 def test_nearest_is_what_measuring_every_feature_gives(near_data: Path) -> None:
@@ -110,7 +114,7 @@ def test_nearest_is_what_measuring_every_feature_gives(near_data: Path) -> None:
             # a feature a hair's breadth from the circle may fall either way of it
             on_edge = {fid for d, fid in want if abs(d - radius) < 1e-3}
             assert got["total"] in range(len(want) - len(on_edge), len(want) + len(on_edge) + 1)
-            shown = [(f["distance"], f["fid"]) for f in got["features"]]
+            shown = [(f["distance"], f["id"]) for f in got["features"]]
             assert len(shown) == min(limit, got["total"])
             kept = [w for w in want if w[1] not in on_edge][: len(shown)]
             for (d, fid), (wd, wfid) in zip([s for s in shown if s[1] not in on_edge], kept, strict=False):
@@ -143,12 +147,12 @@ def test_the_area_and_gcj02(near_data: Path) -> None:
         got = features_near(store, lon, lat, 600, None, None, MAX_LIMIT, units=units)
         want = brute_force(store, x, y, 600, units=units)
         assert got["total"] == len(want) > 0
-        assert sorted(f["fid"] for f in got["features"]) == sorted(fid for _, fid in want)
+        assert sorted(f["id"] for f in got["features"]) == sorted(i for _, i in want)
         everything = features_near(store, lon, lat, 600, None, None, MAX_LIMIT)
         assert everything["total"] > got["total"]
         glon, glat = (float(v[0]) for v in wgs84_to_gcj02(np.array([lon]), np.array([lat])))
         shifted = features_near(store, glon, glat, 600, None, None, MAX_LIMIT, gcj02=True)
-        assert [f["fid"] for f in shifted["features"]] == [f["fid"] for f in everything["features"]]
+        assert [f["id"] for f in shifted["features"]] == [f["id"] for f in everything["features"]]
         first, again = everything["features"][0], shifted["features"][0]
         assert abs(first["distance"] - again["distance"]) < 0.2
         expect = wgs84_to_gcj02(np.array([first["lon"]]), np.array([first["lat"]]))
@@ -185,7 +189,7 @@ def test_the_api(near_data: Path, make_app) -> None:
     every = admin.client.get(url).json
     assert every["total"] > 10 and len(every["features"]) == every["total"]
     one = every["features"][0]
-    assert set(one) == {"fid", "layer", "status", "completed", "label", "distance", "lon", "lat"}
+    assert set(one) == {"id", "version", "layer", "status", "completed", "label", "distance", "lon", "lat"}
     bound = Session(app, None)
     assert login(bound.client, "b_surveyor", PASSWORD).status_code == 302
     bound.token = csrf_from(bound.client.get("/account").text)
@@ -193,7 +197,7 @@ def test_the_api(near_data: Path, make_app) -> None:
     assert 0 < mine["total"] < every["total"]
     with open_test_store(near_data) as store:
         units = areas.area_units(store, [COMM_B])
-        rows = store.read_rows(get_layer("demolition"), np.array(sorted(f["fid"] for f in mine["features"])))
+        rows = current_rows(store, get_layer("demolition"), [f["id"] for f in mine["features"]])
         assert set(rows["gw_unit"]) <= units
     only = admin.client.get(url + "&layer=违法建设&status=已拆除").json
     assert only["total"] and {f["status"] for f in only["features"]} == {"已拆除"}
@@ -205,3 +209,18 @@ def test_the_api(near_data: Path, make_app) -> None:
     ):
         resp = admin.client.get("/api/features/near?" + bad)
         assert resp.status_code == 400 and "error" in resp.json, bad
+
+
+def test_an_edited_feature_is_listed_once_with_its_id_and_version(near_data: Path) -> None:
+    from geo.edits.edit import edit_feature
+
+    with open_test_store(near_data) as store:
+        lon, lat = lonlat(X0 + 40, Y0 - 260)
+        before = features_near(store, lon, lat, 1, ["demolition"])["features"][0]
+        assert before["version"] == 1 and before["status"] == STATUSES[60 % 3]
+        edit_feature(store, "demolition", before["id"], 1, {"status": "已拆除"}, user="b_surveyor")
+        after = features_near(store, lon, lat, 1, ["demolition"])
+        assert after["total"] == 1
+        assert after["features"][0] | {"status": before["status"], "version": 1, "completed": False} == before
+        assert after["features"][0]["version"] == 2 and after["features"][0]["status"] == "已拆除"
+        assert after["features"][0]["completed"] is True

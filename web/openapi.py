@@ -663,7 +663,8 @@ def _document() -> dict[str, Any]:
                     _SIGNED_IN,
                     {
                         "200": _ok(
-                            "lon, lat, radius, total (within the radius) and features: fid, layer, status, "
+                            "lon, lat, radius, total (within the radius) and features: id and version (the "
+                            "feature's stable id and version, as an edit names and sends them), layer, status, "
                             "completed, label (survey id, name, address), distance (m), lon, lat",
                             {
                                 "type": "object",

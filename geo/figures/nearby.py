@@ -20,6 +20,7 @@ import pyproj
 import shapely
 
 import layers
+from geo.edits.ids import ids_of_rows
 from geo.errors import InputError
 from geo.figures.viewport import _positions_and_facts
 from geo.reading import crs as crsmod
@@ -136,6 +137,15 @@ def _layer_near(
     ]
 
 
+def _ids(store: Store, spec: LayerSpec, fids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per row fid, the feature's stable id and version (see :mod:`geo.edits.ids`)."""
+    found = ids_of_rows(store, spec, fids)
+    return {
+        int(f): (int(i), int(v))
+        for f, i, v in zip(found["fid"].tolist(), found["id"].tolist(), found["version"].tolist(), strict=True)
+    }
+
+
 def _labels(store: Store, spec: LayerSpec, fids: list[int]) -> dict[int, list[str]]:
     """Per fid, the values of its :func:`label_fields` that are not empty, as text."""
     names = label_fields(spec)
@@ -190,10 +200,12 @@ def features_near(
     Returns
     -------
     dict
-        ``lon``, ``lat``, ``radius``, ``total`` and ``features``: each ``fid`` (the row),
-        ``layer``, ``status``, ``completed``, ``label`` (the values of :func:`label_fields`,
-        those not empty), ``distance`` (metres, to a decimetre) and ``lon``/``lat`` (the
-        feature's position, a polygon's point on its surface), nearest first (then by fid).
+        ``lon``, ``lat``, ``radius``, ``total`` and ``features``: each ``id`` and ``version``
+        (the feature's stable id and version, see :mod:`geo.edits.ids`: what an edit names and
+        sends back), ``layer``, ``status``, ``completed``, ``label`` (the values of
+        :func:`label_fields`, those not empty), ``distance`` (metres, to a decimetre) and
+        ``lon``/``lat`` (the feature's position, a polygon's point on its surface), nearest
+        first (then by layer and row).
 
     Raises
     ------
@@ -225,12 +237,15 @@ def features_near(
     for f in shown:
         by_layer.setdefault(f["layer"], []).append(f["fid"])
     labels = {name: _labels(store, get_layer(name), fids) for name, fids in by_layer.items()}
+    ids = {name: _ids(store, get_layer(name), fids) for name, fids in by_layer.items()}
     if gcj02 and shown:
         glon, glat = wgs84_to_gcj02(np.array([f["lon"] for f in shown]), np.array([f["lat"] for f in shown]))
         for f, a, b in zip(shown, glon.tolist(), glat.tolist(), strict=True):
             f["lon"], f["lat"] = a, b
     for f in shown:
-        f["label"] = labels[f["layer"]].get(f["fid"], [])
+        row = f.pop("fid")
+        f["id"], f["version"] = ids[f["layer"]].get(row, (row, 1))
+        f["label"] = labels[f["layer"]].get(row, [])
         f["distance"] = round(f["distance"], 1)
         f["lon"], f["lat"] = round(f["lon"], 7), round(f["lat"], 7)
     answer["total"] = len(found)
