@@ -142,7 +142,9 @@ def _ids(store: Store, spec: LayerSpec, fids: list[int]) -> dict[int, tuple[int,
     found = ids_of_rows(store, spec, fids)
     return {
         int(f): (int(i), int(v))
-        for f, i, v in zip(found["fid"].tolist(), found["id"].tolist(), found["version"].tolist(), strict=True)
+        for f, i, v in zip(
+            found["fid"].tolist(), found["id"].tolist(), found["version"].tolist(), strict=True
+        )
     }
 
 
