@@ -190,12 +190,14 @@ def test_a_site_marked_demolished_with_a_photo(field_server: tuple[str, Path]) -
             assert "已拆除" in by_status
             stats = page.evaluate("fetch('/api/stats?level=street&layer=demolition').then((r) => r.json())")
             assert sum(r.get("demolition_completed", 0) for r in stats["rows"]) == 1
+            with open_store(data) as store:
+                mine = {(e.action, e.layer) for e in store.audit_entries(user="jd")}
+            assert len(mine) >= 2 and all(layer == "demolition" for _, layer in mine)  # the edit, the photo
+            assert errors == []
             browser.close()
             browser, page = signed_in(p, base, "admin", DESKTOP)
             page.goto(f"{base}/audit")
-            audit = page.inner_text("main")
-            assert "jd" in audit
-            assert errors == []
+            assert "jd" in page.inner_text("main")
         finally:
             browser.close()
 
