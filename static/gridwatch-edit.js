@@ -227,7 +227,7 @@
   /* The edit (or add) form of one feature.
      opts: {layer, props (the feature's detail properties: id, version and its fields; {} to add),
             add: {lon, lat} to add a feature there, photo: offer a photo, onSaved(result, props),
-            onReload() (a 409's "read it again"), compact: only the status, dates and numbers} */
+            onReload() (a 409's "read it again"), compact: a one-line note (a popup)} */
   function form(opts) {
     const spec = cfg.layers[opts.layer];
     const adding = Boolean(opts.add);
@@ -253,7 +253,7 @@
     const note = el("textarea");
     note.name = "note";
     note.maxLength = 500;
-    note.rows = 2;
+    note.rows = opts.compact ? 1 : 2;
     noteRow.appendChild(note);
     root.appendChild(noteRow);
     let photo = null;
@@ -292,6 +292,7 @@
         status.appendChild(document.createTextNode(" "));
         status.appendChild(b);
       }
+      if (kind && kind !== "busy" && root.isConnected) status.scrollIntoView({ block: "nearest" }); // seen in a popup that scrolls
     }
 
     function failed(answer, retry) {
@@ -420,7 +421,10 @@
       const props = Object.assign({}, answer.body.properties);
       if (props.id === undefined) props.id = props.fid;
       if (props.version === undefined) props.version = 1;
-      const made = form({ layer, props, photo: true, onReload: again, onSaved: o.onSaved });
+      const made = form({ layer, props, photo: true, onReload: again, onSaved: o.onSaved, compact: o.compact });
+      // which feature: its survey id (the first text field a form does not change) above the form
+      const named = cfg.layers[layer].fields.find((f) => !f.editable && props[f.name]);
+      if (named) made.prepend(el("div", named.label + " " + props[named.name], "gw-edit-title"));
       holder.replaceChildren(made);
       resized();
       made.scrollIntoView({ block: "nearest" }); // in a popup that scrolls, the form in view

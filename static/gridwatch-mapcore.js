@@ -248,7 +248,7 @@
   /* Under a feature's fields, for an account that may change features (the page loads
      gridwatch-edit.js): a button that reads the feature again -- its current version -- and opens
      the edit form in its place.  A change saved fires `gwfeatureedited` on the map. */
-  function editControl(map, spec, id, box, resized) {
+  function editControl(map, spec, id, box, resized, inPopup) {
     const edit = ns.edit;
     if (!edit || !edit.config.canEdit || !edit.config.layers[spec.name]) return;
     const holder = el("div", null, "gw-edit-holder");
@@ -256,14 +256,22 @@
     button.type = "button";
     holder.appendChild(button);
     box.appendChild(holder);
-    const open = () => edit.open(holder, spec.name, id, {
-      resized,
-      onSaved: (result) => {
-        // the form done: the popup and the panel are drawn again with the feature as it is now
-        holder.replaceChildren(el("p", edit.config.labels.saved, "gw-edit-message gw-edit-ok"));
-        map.fire("gwfeatureedited", { layer: spec.name, id, result });
-      },
-    });
+    const open = () => {
+      // in a popup the form takes the table's place (it shows the values it changes), so the form
+      // and what it says fit in the popup without scrolling
+      const table = inPopup ? box.querySelector(".gw-props") : null;
+      if (table) table.hidden = true;
+      edit.open(holder, spec.name, id, {
+        resized,
+        compact: Boolean(inPopup),
+        onSaved: (result) => {
+          // the form done: the popup and the panel are drawn again with the feature as it is now
+          holder.replaceChildren(el("p", edit.config.labels.saved, "gw-edit-message gw-edit-ok"));
+          if (table) table.hidden = false;
+          map.fire("gwfeatureedited", { layer: spec.name, id, result });
+        },
+      });
+    };
     // (the button goes from the page as the form comes: a click that reached the map then would
     // no longer be seen as the popup's, and close it)
     button.addEventListener("click", (e) => { e.stopPropagation(); open(); });
@@ -385,7 +393,7 @@
                 if (open && open.isPopupOpen() && open.getPopup().getContent() === box) open.getPopup().update();
               };
               const id = full.properties.id !== undefined ? full.properties.id : f.properties.fid;
-              editControl(map, spec, id, box, resized);
+              editControl(map, spec, id, box, resized, true);
               l.setPopupContent(box);
               featurePhotos(spec, f.properties.fid, box, () => l.isPopupOpen() && l.getPopup().update());
             });

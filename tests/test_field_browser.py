@@ -318,6 +318,7 @@ def test_the_popup_edit_and_a_version_conflict(field_server: tuple[str, Path]) -
             assert stored(data, "S2")["status"] == "已登记"  # nothing overwritten
             folder = shots()
             if folder:
+                page.wait_for_timeout(1000)  # the popup settled
                 page.screenshot(path=f"{folder}/popup-conflict-1366-zh.png")
             page.click(f"{POPUP} .gw-edit-action")  # read it again
             wait_for(
