@@ -336,3 +336,26 @@ def test_the_popup_edit_and_a_version_conflict(field_server: tuple[str, Path]) -
             assert errors == []
         finally:
             browser.close()
+
+
+def test_the_feature_list_changes_a_row(field_server: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, data = field_server
+    with sync_playwright() as p:
+        browser, page = signed_in(p, base, "admin", DESKTOP, "en")
+        try:
+            page.goto(f"{base}/features?layer=demolition&q=S3&lang=en")
+            page.click(".gw-row-edit")
+            wait_for(page, "document.querySelector('.gw-edit-tr .gw-edit select')")
+            assert page.inner_text(".gw-edit-title") == "Case id S3"
+            page.select_option(".gw-edit-tr select[name=status]", "已拆除")
+            page.fill(".gw-edit-tr input[name=area_m2]", "12.5")
+            with page.expect_navigation(timeout=15000):  # saved, the list is read again
+                page.click(".gw-edit-tr .gw-edit-save")
+            page.wait_for_load_state()
+            assert "Demolished" in page.inner_text("#gw-features") and not page.query_selector(".gw-edit-tr")
+            row = stored(data, "S3")
+            assert row["status"] == "已拆除" and row["area_m2"] == 12.5 and row["version"] == 2
+        finally:
+            browser.close()
