@@ -5,6 +5,7 @@ edits -- on both backends."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +412,49 @@ def test_edits_over_http(site_data: Path, make_app: Any) -> None:
     assert refused.status_code == 409 and refused.json["details"]["edits"]
     assert surveyor.request("DELETE", f"/api/batches/{first}?drop_edits=1").status_code == 403
     assert admin.request("DELETE", f"/api/batches/{first}?drop_edits=1").status_code == 200
+
+
+# stores written before the ids --------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_store_of_the_schema_before_ids_gets_them_on_open(
+    sites: Any, tmp_path: Path, store_url: Any
+) -> None:
+    """A store whose layer tables have no ``gw_id`` / ``gw_version`` (GeoPackage schema 8,
+    PostGIS schema 2): read-only, its rows are their features' first versions; opened for
+    writing, it gains the columns, and edits work."""
+    from geo.store.backends import open_store
+
+    s1 = _row(sites, "S1")
+    if store_url is None:
+        path = sites.path
+        sites.close()
+        con = sqlite3.connect(path)
+        con.execute('DROP INDEX "demolition_gw_id"')
+        for table in ("demolition", "demolition_history"):
+            for col in ("gw_id", "gw_version"):
+                con.execute(f'ALTER TABLE "{table}" DROP COLUMN {col}')
+        con.execute("UPDATE gw_meta SET value='8' WHERE key='schema'")
+        con.commit()
+        con.close()
+        path.chmod(0o444)  # read-only: it cannot be upgraded and is still read
+        try:
+            with open_store(str(path), data=path.parent) as old:
+                assert find_feature(old, SITES, int(s1["fid"]))["version"] == 1
+                assert list(ids_of_rows(old, SITES, np.array([int(s1["fid"])]))["id"]) == [int(s1["fid"])]
+        finally:
+            path.chmod(0o644)
+        where = str(path)
+    else:
+        for table in ("demolition", "demolition_history"):
+            sites.conn.execute(f'ALTER TABLE "{table}" DROP COLUMN gw_id, DROP COLUMN gw_version')
+        sites.conn.execute("UPDATE gw_meta SET value='2' WHERE key='schema'")
+        sites.conn.commit()
+        sites.close()
+        where = store_url
+    with open_store(where, data=tmp_path / "data") as store:
+        row = find_feature(store, SITES, int(s1["fid"]))
+        assert (row["id"], row["version"]) == (s1["fid"], 1)
+        edited = edit_feature(store, "demolition", int(row["id"]), 1, {"status": "已拆除"})
+        assert (
+            edited.version == 2 and current_rows(store, SITES, [int(row["id"])]).iloc[0]["status"] == "已拆除"
+        )
