@@ -380,3 +380,38 @@ def test_on_a_gaode_base_map_the_position_is_shifted_and_the_list_the_same(
             assert 0.004 < shifted["lon"] - HERE[0] < 0.007 and -0.003 < shifted["lat"] - HERE[1] < -0.001
         finally:
             browser.close()
+
+
+def test_the_unit_panel_changes_a_feature(field_server: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, data = field_server
+    with sync_playwright() as p:
+        browser, page = signed_in(p, base, "admin", DESKTOP)
+        try:
+            page.goto(f"{base}/?level=grid&layer=demolition&tiles=none")
+            wait_for(page, "window.gridwatchMap && window.gridwatchMap.cells.getLayers().length == 9", 20000)
+            page.evaluate(
+                """(code) => window.gridwatchMap.cells.eachLayer((l) => {
+                    if (l.feature.properties.code === code) window.gridwatchMap.select(l.feature.properties);
+                })""",
+                COMM_A + "001",
+            )
+            wait_for(page, "document.querySelector('#gw-panel .gw-edit-toggle')")
+            page.click("#gw-panel .gw-edit-toggle")
+            wait_for(page, "document.querySelector('#gw-panel .gw-edit select')")
+            page.select_option("#gw-panel select[name=status]", "已拆除")
+            page.click("#gw-panel .gw-edit-save")
+            deadline = 40
+            while stored(data, "S1")["status"] != "已拆除" and deadline:
+                page.wait_for_timeout(250)
+                deadline -= 1
+            assert stored(data, "S1")["status"] == "已拆除"
+            # the panel shows the unit's features again, as they are now
+            wait_for(
+                page,
+                "!document.querySelector('#gw-panel .gw-edit') && document.querySelector('#gw-panel .gw-list')",
+            )
+            assert "已拆除" in page.inner_text("#gw-panel .gw-list")
+        finally:
+            browser.close()
