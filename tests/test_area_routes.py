@@ -317,3 +317,20 @@ def test_edits_keep_to_the_area(data, make_app):
     # the admin edits anywhere; community A's site is as it was
     assert boss.request("GET", "/api/features/demolition/1").json["properties"]["version"] == 1
     assert boss.request("PATCH", "/api/features/demolition/1", json=change).status_code == 200
+
+
+def test_a_bound_account_lists_its_own_batches_only(data, make_app):
+    """Batches of other accounts (their file names) are not listed to an account bound to an area."""
+    app = make_app(data)
+    surveyor, boss = _session(app, "b_surveyor"), _session(app, "boss")
+    assert surveyor.request("GET", "/api/batches").json == []
+    made = surveyor.request(
+        "POST",
+        "/api/features/demolition",
+        json={"geometry": boss.request("GET", "/api/features/demolition/3").json["geometry"]},
+    )
+    assert made.status_code == 201
+    assert [b["id"] for b in surveyor.request("GET", "/api/batches").json] == [made.json["batch_id"]]
+    page = surveyor.request("GET", "/batches").get_data(as_text=True)
+    assert "s.shp" not in page and "g.shp" not in page
+    assert len(boss.request("GET", "/api/batches").json) == 3

@@ -305,6 +305,8 @@ def batches() -> Any:
     shown = [
         replace(b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user))
         for b in reversed(get_store().batches(layer))
+        # an account bound to an area sees its own batches only, not others' file names
+        if area_units() is None or b.user == me
     ]
     return render_template(
         "batches.html",
