@@ -329,6 +329,9 @@
     // an edit form open in that popup is kept, as typed, in the popup opened again
     const before = group.gwOpenLayer && group.gwOpenLayer.getPopup() && group.gwOpenLayer.getPopup().getContent();
     const kept = before instanceof HTMLElement && before.querySelector(".gw-edit") ? before : null;
+    // (an edit by someone else gives the feature a new row, so a new fid: the form stays with the
+    // feature drawn where it was)
+    const keptAt = kept && group.gwOpenLayer.getLatLng ? group.gwOpenLayer.getLatLng() : null;
     group.gwOpenLayer = null;
     group.gwRedrawing = true;
     group.clearLayers();
@@ -364,8 +367,10 @@
       onEachFeature: (f, l) => {
         // no taller than the map (it scrolls): panned into view, the feature stays in view
         l.bindPopup(cfg.labels.loading, { maxHeight: Math.max(160, map.getSize().y - 90) });
-        if (f.properties.fid === reopen && map.getBounds().contains(l.getLatLng ? l.getLatLng() : l.getBounds().getCenter())) {
-          group.gwOpenFid = reopen;
+        const again = f.properties.fid === reopen || Boolean(keptAt && l.getLatLng && l.getLatLng().equals(keptAt));
+        if (again && map.getBounds().contains(l.getLatLng ? l.getLatLng() : l.getBounds().getCenter())) {
+          group.gwOpenFid = f.properties.fid;
+          l.gwAgain = true;
           // opened again where it was, without panning: a pan would move the map, which asks for
           // the features and draws them again, over and over when the popup is as tall as the map
           l.getPopup().options.autoPan = false;
@@ -377,7 +382,7 @@
         l.on("popupopen", () => {
           group.gwOpenFid = f.properties.fid;
           group.gwOpenLayer = l;
-          if (kept && f.properties.fid === reopen && !l.gwKept) {
+          if (kept && l.gwAgain && !l.gwKept) {
             l.gwKept = true;
             l.setPopupContent(kept);
             return;
