@@ -218,7 +218,7 @@ def _roll_up(per_unit: pd.DataFrame, hierarchy: Hierarchy, level: str, days: lis
         part = per_unit.iloc[at]
         due, hit = int(part["days_due"].sum()), int(part["days_reported"].sum())
         missed = sorted({d for ds in part["missed_days"] for d in ds})
-        last = [d for d in part["last_report"] if d]
+        last = [d for d in part["last_report"] if isinstance(d, str)]
         rows.append(
             {
                 "code": code,

@@ -67,10 +67,12 @@ def _outside(what: Sequence[str]) -> OutsideArea:
 def _check_day(value: object, today: date) -> date:
     if value is None or (isinstance(value, str) and not value.strip()):
         return today
-    try:
-        day = parse_date(value)
-    except InputError:
-        day = None
+    day = None
+    if isinstance(value, str | date):
+        try:
+            day = parse_date(value)
+        except InputError:
+            day = None
     if day is None:
         raise InputError(
             f"巡查日期无效: {str(value)[:40]}", f"not a patrol day: {str(value)[:40]}", code="bad_date"
