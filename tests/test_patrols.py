@@ -258,3 +258,30 @@ def test_store_copy_carries_the_filings(patrolled: Any, tmp_path: Path, pg_db: s
             assert third.id == second.id + 1
         finally:
             copied.close()
+
+
+# the command line -----------------------------------------------------------------------------
+def test_the_coverage_command(patrolled: Any, tmp_path: Path, runner: Any) -> None:
+    import json
+
+    import openpyxl
+
+    file_patrol(patrolled, "surveyor")
+    data = str(tmp_path / "data")
+    today = clock.today().isoformat()
+    run = runner("--data", data, "patrol", "coverage", "--level", "community", "--from", today, "--all-days")
+    assert run.code == 0, run.err
+    lines = [line.split("\t") for line in run.out.splitlines()[1:]]
+    assert lines[0] == ["code", "name", "due", "reported", "coverage", "missed"]
+    assert lines[1] == [COMM_A, "赭山社区", "6", "6", "100.0%", "0"]
+    assert lines[2] == [COMM_B, "镜湖社区", "3", "0", "0.0%", "3"]
+    run = runner("--data", data, "patrol", "coverage", "--from", today, "--all-days", "--json")
+    got = {r["code"]: r for r in json.loads(run.out)["rows"]}
+    assert got[A_UNITS[0]]["days_reported"] == 1 and got[B_UNITS[0]]["missed_days"] == [today]
+    out = tmp_path / "coverage.xlsx"
+    run = runner("--data", data, "--lang", "en", "patrol", "coverage", "--level", "street", "-o", str(out))
+    assert run.code == 0 and openpyxl.load_workbook(out).active["A2"].value == "Code"
+    run = runner("--data", data, "patrol", "coverage", "--from", "2026-02-01", "--to", "2026-01-01")
+    assert run.code == 2 and "bad" not in run.out
+    run = runner("--data", data, "patrol", "coverage", "--all-days", "--format", "csv")
+    assert run.code == 0 and "编码" in run.out
