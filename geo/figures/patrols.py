@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from geo.errors import InputError
@@ -175,36 +176,40 @@ def unit_coverage(units: Iterable[str], days: list[date], reported: dict[str, se
     """Per unit grid of ``units``: ``days_due``, ``days_reported`` (due days with a report),
     ``coverage`` (their ratio, NaN when nothing was due), ``missed``, ``missed_days`` (ISO days)
     and ``last_report`` (the newest day reported, due or not; None)."""
-    due = set(days)
-    rows = []
-    for code in units:
-        got = reported.get(code, set())
-        missed = [d for d in days if d not in got]
-        hit = len(due & got)
-        rows.append(
-            {
-                "code": code,
-                "units": 1,
-                "days_due": len(days),
-                "days_reported": hit,
-                "coverage": hit / len(days) if days else float("nan"),
-                "missed": len(missed),
-                "missed_days": [d.isoformat() for d in missed],
-                "last_report": max(got).isoformat() if got else None,
-            }
-        )
+    codes = list(units)
+    at = {d: j for j, d in enumerate(days)}
+    shown = [d.isoformat() for d in days]
+    hit = np.zeros((len(codes), len(days)), dtype=bool)
+    last: list[str | None] = [None] * len(codes)
+    for i, code in enumerate(codes):
+        got = reported.get(code)
+        if got:
+            for d in got:
+                j = at.get(d)
+                if j is not None:
+                    hit[i, j] = True
+            last[i] = max(got).isoformat()
+    done = hit.sum(axis=1)
+    patterns: dict[bytes, list[str]] = {}  # units reported on the same days share their list
+    missed_days = []
+    for row in hit:
+        key = row.tobytes()
+        if key not in patterns:
+            patterns[key] = [shown[j] for j in np.flatnonzero(~row).tolist()]
+        missed_days.append(patterns[key])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = done / len(days) if days else np.full(len(codes), np.nan)
     return pd.DataFrame(
-        rows,
-        columns=[
-            "code",
-            "units",
-            "days_due",
-            "days_reported",
-            "coverage",
-            "missed",
-            "missed_days",
-            "last_report",
-        ],
+        {
+            "code": pd.Series(codes, dtype=object),
+            "units": np.ones(len(codes), dtype=np.int64),
+            "days_due": np.full(len(codes), len(days), dtype=np.int64),
+            "days_reported": done.astype(np.int64),
+            "coverage": np.asarray(rate, dtype=np.float64),
+            "missed": (len(days) - done).astype(np.int64),
+            "missed_days": pd.Series(missed_days, dtype=object),
+            "last_report": pd.Series(last, dtype=object),
+        }
     )
 
 
