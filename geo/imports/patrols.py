@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from geo.errors import Conflict, GridwatchError, InputError
+from geo.errors import GridwatchError, InputError
 from geo.figures.areas import EVERYTHING, Scope, parse_codes, units_of, write_units
 from geo.figures.hierarchy import load_hierarchy
 from geo.reading.values import parse_date
@@ -232,33 +232,19 @@ def file_patrol(
             f"the note is too long (at most {MAX_NOTE} characters)",
             code="bad_note",
         )
-    name = account or "-"
-    with store.admin_transaction():
-        earlier = [
-            r.id
-            for r in store.patrols(patrol_day.isoformat(), patrol_day.isoformat())
-            if r.account == name and r.id is not None and set(r.units) & set(covered)
-        ]
-        if earlier and not amend:
-            raise Conflict(
-                f"本账户已提交 {patrol_day.isoformat()} 这些网格的巡查；如需更正请选择更正",
-                f"this account already filed a patrol for these units on {patrol_day.isoformat()}; amend it instead",
-                code="patrol_already_filed",
-                details={"ids": earlier},
-            )
-        row = PatrolRow(
-            id=None,
-            account=name,
-            day=patrol_day.isoformat(),
-            result=result,
-            features=found,
-            note=note,
-            created_at=clock.now_stamp(),
-            late=patrol_day < today,
-            units=covered,
-        )
-        row.id = store.add_patrol(row)
-    return row, [int(i) for i in earlier]
+    row = PatrolRow(
+        id=None,
+        account=account or "-",
+        day=patrol_day.isoformat(),
+        result=result,
+        features=found,
+        note=note,
+        created_at=clock.now_stamp(),
+        late=patrol_day < today,
+        units=covered,
+    )
+    row.id, earlier = store.add_patrol(row, amend=amend)
+    return row, earlier
 
 
 def patrol_list(

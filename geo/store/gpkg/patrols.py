@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections import defaultdict
 
 from geo.store.gpkg.audit import GpkgAudit
-from geo.store.interface.patrols import PATROL_COLUMNS, PatrolRow, patrol_insert, patrol_row, patrol_values
+from geo.store.interface.patrols import (
+    PATROL_COLUMNS,
+    PatrolRow,
+    already_filed,
+    earlier_filings,
+    patrol_insert,
+    patrol_row,
+    patrol_values,
+)
 
 #: ``gw_patrols`` and ``gw_patrol_units`` (made when first needed)
 PATROLS_SQL = (
@@ -28,11 +36,15 @@ _SELECT = f"SELECT {', '.join(PATROL_COLUMNS)} FROM gw_patrols"
 class GpkgPatrols(GpkgAudit):
     """:class:`geo.store.interface.patrols.PatrolStore` on the GeoPackage."""
 
-    def add_patrol(self, row: PatrolRow) -> int:
-        """See :meth:`geo.store.interface.patrols.PatrolStore.add_patrol`."""
+    def add_patrol(self, row: PatrolRow, amend: bool = False) -> tuple[int, list[int]]:
+        """See :meth:`geo.store.interface.patrols.PatrolStore.add_patrol` (the write transaction
+        holds the file's write lock from its start, ``BEGIN IMMEDIATE``: one writer at a time)."""
         with self.admin_transaction():
             for stmt in PATROLS_SQL:
                 self.conn.execute(stmt)
+            earlier = earlier_filings(self.patrols(row.day, row.day), row)
+            if earlier and not amend:
+                raise already_filed(row, earlier)
             self.conn.execute(patrol_insert("?"), patrol_values(row))
             patrol_id = int(self.conn.last_insert_rowid())
             self.conn.executemany(
@@ -44,7 +56,7 @@ class GpkgPatrols(GpkgAudit):
                 counts={"patrol": patrol_id, "units": len(set(row.units)), "features": len(row.features)},
                 detail=f"{row.day} {row.result}",
             )
-        return patrol_id
+        return patrol_id, earlier
 
     def patrols(self, first: str | None = None, last: str | None = None) -> list[PatrolRow]:
         """See :meth:`geo.store.interface.patrols.PatrolStore.patrols`."""

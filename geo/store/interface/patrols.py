@@ -14,11 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from geo.errors import Conflict
+
 __all__ = [
     "PATROL_COLUMNS",
     "PATROL_RESULTS",
     "PatrolRow",
     "PatrolStore",
+    "already_filed",
+    "earlier_filings",
     "patrol_insert",
     "patrol_row",
     "patrol_values",
@@ -77,13 +81,37 @@ def patrol_row(values: Sequence[Any], units: Sequence[str] = ()) -> PatrolRow:
     )
 
 
+def earlier_filings(rows: Sequence[PatrolRow], row: PatrolRow) -> list[int]:
+    """The ids of ``rows`` (the filings of ``row``'s day) that ``row`` would amend: the same
+    account, a unit in common."""
+    units = set(row.units)
+    return [int(r.id) for r in rows if r.id is not None and r.account == row.account and units & set(r.units)]
+
+
+def already_filed(row: PatrolRow, ids: list[int]) -> Conflict:
+    """The refusal of a second filing of ``row``'s account, day and units without ``amend``."""
+    return Conflict(
+        f"本账户已提交 {row.day} 这些网格的巡查；如需更正请选择更正",
+        f"this account already filed a patrol for these units on {row.day}; amend it instead",
+        code="patrol_already_filed",
+        details={"ids": ids},
+    )
+
+
 class PatrolStore(Protocol):
     """The patrol filings, written inside :meth:`~geo.store.base.Store.admin_transaction` (a
     filing changes no feature figure) with an audit entry."""
 
-    def add_patrol(self, row: PatrolRow) -> int:
+    def add_patrol(self, row: PatrolRow, amend: bool = False) -> tuple[int, list[int]]:
         """Insert ``row`` (its id left out) and its units with an audit entry (``patrol_add``);
-        returns its id."""
+        returns its id and the ids of the earlier filings it amends (:func:`earlier_filings`),
+        checked in the same transaction, writers of filings one at a time.
+
+        Raises
+        ------
+        Conflict
+            ``patrol_already_filed`` (:func:`already_filed`): there are earlier filings and not ``amend``.
+        """
         ...
 
     def patrols(self, first: str | None = None, last: str | None = None) -> list[PatrolRow]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from geo.store.interface.patrols import PATROL_COLUMNS, PatrolRow, patrol_insert, patrol_row, patrol_values
+from geo.store.interface.patrols import (
+    PATROL_COLUMNS,
+    PatrolRow,
+    already_filed,
+    earlier_filings,
+    patrol_insert,
+    patrol_row,
+    patrol_values,
+)
 from geo.store.postgis.audit import PgAudit
 
 _SELECT = f"SELECT {', '.join(PATROL_COLUMNS)} FROM gw_patrols"
@@ -14,9 +22,16 @@ _SELECT = f"SELECT {', '.join(PATROL_COLUMNS)} FROM gw_patrols"
 class PgPatrols(PgAudit):
     """:class:`geo.store.interface.patrols.PatrolStore` on PostGIS."""
 
-    def add_patrol(self, row: PatrolRow) -> int:
-        """See :meth:`geo.store.interface.patrols.PatrolStore.add_patrol`."""
+    def add_patrol(self, row: PatrolRow, amend: bool = False) -> tuple[int, list[int]]:
+        """See :meth:`geo.store.interface.patrols.PatrolStore.add_patrol` (filings of one account
+        are written one at a time: a transaction-scoped advisory lock on its name)."""
         with self.admin_transaction():
+            self._run(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"gw_patrols\x1f{row.account}",)
+            )
+            earlier = earlier_filings(self.patrols(row.day, row.day), row)
+            if earlier and not amend:
+                raise already_filed(row, earlier)
             got = self._run(patrol_insert("%s") + " RETURNING id", patrol_values(row)).fetchone()
             assert got is not None
             patrol_id = int(got[0])
@@ -27,7 +42,7 @@ class PgPatrols(PgAudit):
                 counts={"patrol": patrol_id, "units": len(set(row.units)), "features": len(row.features)},
                 detail=f"{row.day} {row.result}",
             )
-        return patrol_id
+        return patrol_id, earlier
 
     def patrols(self, first: str | None = None, last: str | None = None) -> list[PatrolRow]:
         """See :meth:`geo.store.interface.patrols.PatrolStore.patrols`."""
