@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geo.errors import Conflict, InputError
+from geo.errors import Conflict, Forbidden, InputError
 from geo.figures.areas import Scope
 from geo.figures.patrols import Period, due_days, patrol_coverage, patrol_period, reported_days, unit_coverage
 from geo.imports.importer import import_file
-from geo.imports.patrols import OutsideArea, file_patrol, patrol_list
+from geo.imports.patrols import file_patrol, patrol_list
 from geo.store import accounts, clock
 from geo.store.interface.patrols import PatrolRow
 from geo.workdays import Calendar, site_calendar
@@ -74,7 +74,7 @@ def test_filing_rules(patrolled: Any) -> None:
     with pytest.raises(InputError) as caught:
         file_patrol(patrolled, "free", units="999")
     assert caught.value.code == "unknown_area"
-    with pytest.raises(OutsideArea):
+    with pytest.raises(Forbidden):
         file_patrol(patrolled, "surveyor", units=[B_UNITS[0]])
     with pytest.raises(InputError) as caught:  # found needs features, nothing found has none
         file_patrol(patrolled, "surveyor", result="found")
@@ -85,7 +85,7 @@ def test_filing_rules(patrolled: Any) -> None:
     with pytest.raises(InputError) as caught:
         file_patrol(patrolled, "surveyor", result="found", features=[{"layer": "demolition", "id": 99}])
     assert caught.value.code == "patrol_feature_unknown"
-    with pytest.raises(OutsideArea):  # site 2 lies in community B
+    with pytest.raises(Forbidden):  # site 2 lies in community B
         file_patrol(patrolled, "surveyor", result="found", features=[{"layer": "demolition", "id": 2}])
     with pytest.raises(InputError):
         file_patrol(patrolled, "surveyor", note="长" * 501)
@@ -285,3 +285,21 @@ def test_the_coverage_command(patrolled: Any, tmp_path: Path, runner: Any) -> No
     assert run.code == 2 and "bad" not in run.out
     run = runner("--data", data, "patrol", "coverage", "--all-days", "--format", "csv")
     assert run.code == 0 and "编码" in run.out
+
+
+def test_a_feature_found_is_named_by_its_stable_id(patrolled: Any) -> None:
+    from geo.edits.edit import edit_feature
+
+    edited = edit_feature(patrolled, "demolition", 1, 1, {"status": "已拆除"}, user="surveyor")
+    assert edited.fid != edited.id  # a new row version, the same feature
+    row, _ = file_patrol(patrolled, "surveyor", result="found", features=[{"layer": "demolition", "id": 1}])
+    assert row.features == [{"layer": "demolition", "id": 1}]
+    with pytest.raises(InputError) as caught:  # a row fid is no feature's id
+        file_patrol(
+            patrolled,
+            "surveyor",
+            result="found",
+            features=[{"layer": "demolition", "id": edited.fid}],
+            amend=True,
+        )
+    assert caught.value.code == "patrol_feature_unknown"

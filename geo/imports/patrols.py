@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from geo.errors import GridwatchError, InputError
+from geo.edits.ids import current_rows
+from geo.errors import Forbidden, InputError
 from geo.figures.areas import EVERYTHING, Scope, parse_codes, units_of, write_units
 from geo.figures.hierarchy import load_hierarchy
 from geo.reading.values import parse_date
@@ -38,7 +39,6 @@ from geo.store.interface.patrols import PATROL_RESULTS, PatrolRow
 __all__ = [
     "MAX_FEATURES",
     "MAX_NOTE",
-    "OutsideArea",
     "file_patrol",
     "patrol_dict",
     "patrol_list",
@@ -50,17 +50,13 @@ MAX_NOTE = 500
 MAX_FEATURES = 200
 
 
-class OutsideArea(GridwatchError):
-    """A filing names a unit or a feature outside the account's area."""
-
-    status = 403
-    code = "outside_area"
-
-
-def _outside(what: Sequence[str]) -> OutsideArea:
+def _outside(what: Sequence[str]) -> Forbidden:
     shown = ", ".join(what[:10]) + (" …" if len(what) > 10 else "")
-    return OutsideArea(
-        f"不在本账户的区域内: {shown}", f"outside this account's area: {shown}", details={"codes": list(what)}
+    return Forbidden(
+        f"不在本账户的区域内: {shown}",
+        f"outside this account's area: {shown}",
+        code="outside_area",
+        details={"codes": list(what)},
     )
 
 
@@ -150,8 +146,8 @@ def _check_features(store: Store, account: str | None, items: object) -> list[di
     out: list[dict[str, Any]] = []
     for name, ids in sorted(wanted.items()):
         spec = get_layer(name)
-        rows = store.read_rows(spec, np.array(sorted(ids), dtype=np.int64))
-        found = {int(f): u for f, u in zip(rows["fid"], rows["gw_unit"], strict=True)}
+        rows = current_rows(store, spec, np.array(sorted(ids), dtype=np.int64))
+        found = {int(f): u for f, u in zip(rows["id"], rows["gw_unit"], strict=True)}
         missing = sorted(ids - set(found))
         if missing:
             shown = ", ".join(str(i) for i in missing[:10])
@@ -205,8 +201,8 @@ def file_patrol(
     ------
     InputError
         A bad day (future: ``patrol_future_day``), result, unit code, feature or note.
-    OutsideArea
-        A unit or feature outside the account's area (403).
+    Forbidden
+        ``outside_area``: a unit or feature outside the account's area (403).
     Conflict
         ``patrol_already_filed``: the account filed for one of these units that day, without ``amend``.
     """
