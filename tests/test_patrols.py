@@ -303,3 +303,13 @@ def test_a_feature_found_is_named_by_its_stable_id(patrolled: Any) -> None:
             amend=True,
         )
     assert caught.value.code == "patrol_feature_unknown"
+
+
+@pytest.mark.slow
+@pytest.mark.needs("postgis")
+def test_a_postgis_store_without_the_tables_reads_no_filings(pg_db: str, tmp_path: Path) -> None:
+    from geo.store.backends import open_store
+
+    with open_store(pg_db, data=tmp_path / "pg") as pg:
+        pg.conn.execute("DROP TABLE gw_patrol_units, gw_patrols")
+        assert pg.patrols() == []

@@ -1,5 +1,6 @@
-"""The patrol filings of the PostGIS store (``gw_patrols``, ``gw_patrol_units``, made with the
-store's other tables), audited."""
+"""The patrol filings of the PostGIS store (``gw_patrols``, ``gw_patrol_units``), audited.  The
+tables are made with the store's other tables on open (an existing store gets them on its next
+open by a role that may create tables); read as empty while they are missing."""
 
 from __future__ import annotations
 
@@ -45,7 +46,10 @@ class PgPatrols(PgAudit):
         return patrol_id, earlier
 
     def patrols(self, first: str | None = None, last: str | None = None) -> list[PatrolRow]:
-        """See :meth:`geo.store.interface.patrols.PatrolStore.patrols`."""
+        """See :meth:`geo.store.interface.patrols.PatrolStore.patrols` (none when the tables are
+        missing: a store its role may not add tables to, opened before they were in the schema)."""
+        if self._run("SELECT to_regclass('gw_patrol_units')").fetchone() in (None, (None,)):
+            return []
         args = (first or "", last or "9999-12-31")
         units: dict[int, list[str]] = defaultdict(list)
         for pid, unit in self._run(
