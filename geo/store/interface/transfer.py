@@ -48,6 +48,8 @@ FIXED_TABLES = {
     "deliveries": "gw_deliveries",
     "photos": "gw_photos",
     "user_areas": "gw_user_areas",
+    "patrols": "gw_patrols",
+    "patrol_units": "gw_patrol_units",
 }
 
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
@@ -200,6 +202,17 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
         "note": _S,
     },
     "user_areas": {"name": _S, "codes": _S, "sees_district": _I},
+    "patrols": {
+        "id": _I,
+        "account": _S,
+        "day": _S,
+        "result": _S,
+        "features": _S,
+        "note": _S,
+        "created_at": _S,
+        "late": _I,
+    },
+    "patrol_units": {"patrol_id": _I, "unit": _S},
 }
 
 _KIND_TYPES = {"str": _S, "int": _I, "float": _F, "date": _S}

@@ -39,6 +39,7 @@ _IDENTITIES = (
     ("gw_outbox", "id"),
     ("gw_deliveries", "id"),
     ("gw_photos", "id"),
+    ("gw_patrols", "id"),
 )
 _OWN_META = ("schema", "schema_sql", UNUSABLE_KEY)
 _PG_TYPES = {pa.int64(): "int8", pa.string(): "text", pa.float64(): "float8", pa.binary(): "bytea"}
