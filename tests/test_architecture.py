@@ -28,6 +28,7 @@ RANKS: tuple[tuple[str, ...], ...] = (
     ("geo.imports",),
     ("geo.output",),
     ("geo.notify",),
+    ("geo.tasks",),
     ("geo.cli",),
     ("web",),
     ("server",),

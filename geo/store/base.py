@@ -33,6 +33,7 @@ from geo.store.interface.features import FeatureStore
 from geo.store.interface.outbox import WebhookStore
 from geo.store.interface.photos import PhotoStore
 from geo.store.interface.targets import TargetStore
+from geo.store.interface.tasks import TaskStore
 from geo.store.interface.value_maps import ValueMapStore
 
 DEFAULT_DATA_DIR = Path("var") / "gridwatch"
@@ -68,6 +69,7 @@ class Store(
     ValueMapStore,
     WebhookStore,
     PhotoStore,
+    TaskStore,
     Protocol,
 ):
     """What every backend provides: the components, sharing one transaction.  All writes happen

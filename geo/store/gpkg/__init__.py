@@ -44,6 +44,8 @@ Layout, besides the GeoPackage system tables:
 ``gw_meta``            store CRS and revision.
 ``gw_photos``          photos on features (made by the first one): the files are in the data
                        directory, ``photos/`` (see :mod:`geo.imports.photos`).
+``gw_tasks``           hand-over tasks, with ``gw_task_items`` (the features handed over) and
+                       ``gw_task_events`` (every change of an item's state), made by the first task.
 
 One module per component, each a part of :class:`GpkgStore` working through its one
 connection and transaction: ``connection`` (connection, transaction, write log, meta),
@@ -63,6 +65,7 @@ from geo.store.gpkg.batches import GpkgBatches
 from geo.store.gpkg.migrations import GpkgMigrations
 from geo.store.gpkg.outbox import GpkgOutbox
 from geo.store.gpkg.photos import GpkgPhotos
+from geo.store.gpkg.tasks import GpkgTasks
 from geo.store.gpkg.transfer import GpkgTransfer
 from geo.store.gpkg.value_maps import GpkgValueMaps
 
@@ -70,7 +73,14 @@ __all__ = ["GpkgStore"]
 
 
 class GpkgStore(
-    GpkgMigrations, GpkgBatches, GpkgAccounts, GpkgValueMaps, GpkgTransfer, GpkgOutbox, GpkgPhotos
+    GpkgMigrations,
+    GpkgBatches,
+    GpkgAccounts,
+    GpkgValueMaps,
+    GpkgTransfer,
+    GpkgOutbox,
+    GpkgPhotos,
+    GpkgTasks,
 ):
     """GeoPackage-backed :class:`geo.store.base.Store`.
 

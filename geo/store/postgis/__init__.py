@@ -25,13 +25,16 @@ from geo.store.postgis.batches import PgBatches
 from geo.store.postgis.feature_writes import PgFeatureWrites
 from geo.store.postgis.outbox import PgOutbox
 from geo.store.postgis.photos import PgPhotos
+from geo.store.postgis.tasks import PgTasks
 from geo.store.postgis.transfer import PgTransfer
 from geo.store.postgis.value_maps import PgValueMaps
 
 __all__ = ["PostgisStore"]
 
 
-class PostgisStore(PgFeatureWrites, PgBatches, PgValueMaps, PgAccounts, PgTransfer, PgOutbox, PgPhotos):
+class PostgisStore(
+    PgFeatureWrites, PgBatches, PgValueMaps, PgAccounts, PgTransfer, PgOutbox, PgPhotos, PgTasks
+):
     """The PostGIS backend as far as it is built (see the module docstring).
 
     Parameters
