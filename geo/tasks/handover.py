@@ -3,8 +3,9 @@
 Who may do what (the account named by ``user``; None is the command line or a server without
 sign-in, which may do everything):
 
-- **create, verify, return** -- an admin, or an account bound to an area that holds the whole
-  target area (a street's account hands over to its communities);
+- **create, verify, return** -- an admin, or an account bound to an area above the target area
+  (holding all of it and more: a street's account hands over to its communities and checks
+  them; a community's account does not check its own work);
 - **mark fixed** -- an admin, the account the task is handed to, or an account bound inside the
   target area (for the items in its own area);
 - a viewer only reads.  Anything outside the account's area is refused (:class:`Forbidden`).
@@ -26,7 +27,6 @@ from typing import Any
 import numpy as np
 import shapely
 import shapely.geometry
-import shapely.ops
 from pyproj import Transformer
 
 from geo.errors import Conflict, Forbidden, InputError, NotFound
@@ -160,7 +160,7 @@ def _check_sender(store: Store, user: str | None, target: frozenset[str] | None)
             "only admins or accounts bound to an area above the target may hand over and check",
             code="forbidden",
         )
-    if target is None or not target <= mine:
+    if target is None or not target < mine:  # strictly above: the receiver does not check itself
         raise _outside()
     return mine
 
@@ -219,7 +219,7 @@ def _in_shape(store: Store, layer: str, shape: Mapping[str, Any]) -> np.ndarray:
     if epsg is None or not store.has_layer(spec):
         return np.empty(0, dtype=np.int64)
     to_store = Transformer.from_crs(4326, epsg, always_xy=True)
-    projected = shapely.ops.transform(to_store.transform, poly)
+    projected = shapely.transform(poly, lambda xy: np.column_stack(to_store.transform(xy[:, 0], xy[:, 1])))
     fids, geoms = store.read_geometry(spec)
     hit = shapely.intersects(projected, geoms)
     return np.asarray(fids, dtype=np.int64)[hit]
