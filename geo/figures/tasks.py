@@ -37,6 +37,7 @@ from geo.workdays import is_overdue
 
 __all__ = [
     "COUNTS",
+    "LABELS",
     "METRICS",
     "RATES",
     "UNASSIGNED",
@@ -53,6 +54,20 @@ COUNTS = ("handed_over", "open", "fixed", "verified", "due", "on_time", "overdue
 RATES = {"on_time_rate": ("on_time", "due"), "rework_rate": ("reworked", "checked")}
 #: every figure
 METRICS = (*COUNTS, *RATES)
+#: each figure's heading in Chinese and English
+LABELS = {
+    "handed_over": ("交办", "Handed over"),
+    "open": ("待整改", "Open"),
+    "fixed": ("已整改待核查", "Fixed, to check"),
+    "verified": ("已销号", "Verified"),
+    "due": ("已到期", "Due"),
+    "on_time": ("按期完成", "On time"),
+    "overdue": ("逾期", "Overdue"),
+    "reworked": ("返工", "Reworked"),
+    "checked": ("已核查", "Checked"),
+    "on_time_rate": ("按期完成率", "On-time rate"),
+    "rework_rate": ("返工率", "Rework rate"),
+}
 #: the code of items whose feature lay in no unit grid when handed over
 UNASSIGNED = "UNASSIGNED"
 
