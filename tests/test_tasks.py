@@ -339,3 +339,29 @@ def test_copy_carries_tasks(sites, tmp_path, pg_db):
             assert copied.task_events() == sites.task_events()
         finally:
             copied.close()
+
+
+def test_command_line(sites, runner, tmp_path):
+    store = sites
+    task = handover.create_task(
+        store, title="拆违", selection=ten(store), area=COMM_A, days=3, user="boss", at=at("2026-11-02")
+    )
+    handover.mark_fixed(store, task.id, user="comm_a", at=at("2026-11-03"))
+    data = str(tmp_path / "data")
+    listed = runner("--data", data, "task", "list", "--json")
+    assert listed.code == 0 and json.loads(listed.out)[0]["number"] == task.number
+    shown = runner("--data", data, "task", "show", str(task.id))
+    assert shown.code == 0 and task.number in shown.out and "fixed" in shown.out
+    stats = runner("--data", data, "task", "stats", "--level", "community", "--as-of", "2026-11-10", "--json")
+    body = json.loads(stats.out)
+    assert (
+        body["totals"]["handed_over"] == 10
+        and body["totals"]["fixed"] == 10
+        and body["totals"]["overdue"] == 0
+    )
+    out = tmp_path / "t.xlsx"
+    assert runner("--data", data, "task", "stats", "--format", "xlsx", "-o", str(out)).code == 0
+    assert out.read_bytes()[:2] == b"PK"
+    assert runner("--data", data, "task", "show", "999").code == 2
+    told = runner("--data", data, "task", "overdue", "--as-of", "2026-11-10")
+    assert told.code == 0 and "0" in told.out  # fixed in time: not overdue
