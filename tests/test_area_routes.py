@@ -80,6 +80,8 @@ PROBES = [
     "/features?layer=demolition",
     "/stats?level=community",
     "/?tiles=none&level=community",
+    "/api/tasks/stats?level=grid",
+    "/api/tasks/stats?level=community&format=csv",
 ]
 
 
