@@ -365,3 +365,30 @@ def test_command_line(sites, runner, tmp_path):
     assert runner("--data", data, "task", "show", "999").code == 2
     told = runner("--data", data, "task", "overdue", "--as-of", "2026-11-10")
     assert told.code == 0 and "0" in told.out  # fixed in time: not overdue
+
+
+def test_the_monthly_report_has_a_tasks_section(sites):
+    import io
+
+    import docx
+
+    from geo.figures.bulletin import build_bulletin
+    from geo.output.report_doc import render_docx
+
+    store = sites
+    assert build_bulletin(store, "2026-11-30", layer_names=["demolition"]).task_totals is None
+    task = handover.create_task(
+        store, title="t", selection=ten(store), area=COMM_A, days=3, user="boss", at=at("2026-11-02")
+    )
+    ids = [i.id for i in store.task_items(task.id)]
+    handover.mark_fixed(store, task.id, user="comm_a", at=at("2026-11-03"))
+    handover.verify_items(store, task.id, ids[:8], user="boss", at=at("2026-11-04"))
+    handover.return_items(store, task.id, ids[8:], user="boss", at=at("2026-11-04"))
+    b = build_bulletin(store, "2026-11-30", level="community", layer_names=["demolition"])
+    assert b.task_totals is not None and b.task_totals["handed_over"] == 10
+    assert [(r["code"], r["verified"], r["reworked"]) for r in b.tasks] == [(COMM_A, 8, 2)]
+    document = docx.Document(io.BytesIO(render_docx(b)))
+    text = "\n".join(p.text for p in document.paragraphs)
+    assert "交办单办理情况" in text and "累计交办10处，已销号8处" in text and "按期完成率80.0%" in text
+    table = next(t for t in document.tables if t.rows[0].cells[1].text == "交办")
+    assert [c.text for c in table.rows[1].cells] == ["赭山社区", "10", "8", "2", "80.0%", "20.0%"]
