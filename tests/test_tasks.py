@@ -392,3 +392,36 @@ def test_the_monthly_report_has_a_tasks_section(sites):
     assert "交办单办理情况" in text and "累计交办10处，已销号8处" in text and "按期完成率80.0%" in text
     table = next(t for t in document.tables if t.rows[0].cells[1].text == "交办")
     assert [c.text for c in table.rows[1].cells] == ["赭山社区", "10", "8", "2", "80.0%", "20.0%"]
+
+
+def test_a_fix_carries_photos_of_its_features(sites, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from geo.imports.photos import add_photo
+
+    store = sites
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(buf, "JPEG")
+    ids = ids_in(store, COMM_A)
+    own, _ = add_photo(store, tmp_path / "data", "demolition", ids[0], buf.getvalue(), note="整改后")
+    other, _ = add_photo(store, tmp_path / "data", "demolition", ids_in(store, COMM_B)[0], buf.getvalue())
+    task = handover.create_task(
+        store,
+        title="t",
+        selection=Selection(features=(("demolition", ids[0]),)),
+        area=COMM_A,
+        days=3,
+        user="boss",
+    )
+    (item,) = store.task_items(task.id)
+    for bad in ([other.id], [999], ["x"]):
+        with pytest.raises(InputError) as err:
+            handover.mark_fixed(store, task.id, [item.id], photos=bad, user="comm_a")
+        assert err.value.code == "bad_photo"
+    handover.mark_fixed(store, task.id, [item.id], photos=[own.id], note="拆除完毕", user="comm_a")
+    fixed = [e for e in handover.task_detail(store, task.id)["events"] if e["kind"] == "fixed"]
+    assert fixed == [
+        {**fixed[0], "photos": [own.id], "note": "拆除完毕", "user": "comm_a"},
+    ]
