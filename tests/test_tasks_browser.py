@@ -5,6 +5,7 @@ eight and returns two; the figures follow, text stays text and the page fits the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from geo.figures import areas
 from geo.imports.importer import import_file
 from geo.store.backends import open_store
-from tests.helpers.builders import COMM_A, X0, Y0, grid_frame, points_frame, write_shp
+from tests.helpers.builders import COMM_A, COMM_B, X0, Y0, grid_frame, points_frame, write_shp
 from tests.helpers.needs import chromium
 from tests.helpers.web import serving, wait_for
 
@@ -140,6 +141,19 @@ def test_hand_over_fix_and_check(site: str, viewport: dict[str, int]) -> None:
                 "20.0%",
             )
             fits(boss)
+            # the map's metric "tasks": community A coloured by its on-time rate after the deadline
+            later = (date.today() + timedelta(days=5)).isoformat()
+            boss.goto(f"{site}/?tiles=none&level=community&layer=demolition&metric=tasks&as_of={later}")
+            wait_for(
+                boss,
+                "window.gridwatchMap && window.gridwatchMap.lastCells && window.gridwatchMap.lastCells.count > 1",
+                20000,
+            )
+            wait_for(
+                boss, "document.querySelector('.gw-scale-legend').textContent.includes('交办按期完成率')"
+            )
+            colours = "() => Object.fromEntries(window.gridwatchMap.cells.getLayers().map((l) => [l.feature.properties.code, l.options.fillColor]))"
+            wait_for(boss, f"(({colours})())['{COMM_A}'] !== (({colours})())['{COMM_B}']")
             assert errors == []
         finally:
             browser.close()
