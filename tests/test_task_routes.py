@@ -131,6 +131,12 @@ def test_roles_and_areas(data, make_app):
         ),
         ({"features": None, "layer": "demolition"}, 400, "no_selection"),
         ({"features": None}, 400, "no_selection"),
+        ({"features": [{"layer": "grid", "id": 1}]}, 400, "bad_layer"),
+        ({"features": [{"layer": "nope", "id": 1}]}, 400, "unknown_layer"),
+        ({"features": [{"layer": "demolition", "id": 2**70}]}, 400, "bad_task"),
+        ({"features": None, "layer": "demolition", "status": 5}, 400, "bad_status"),
+        ({"features": None, "layer": "demolition", "within": 5}, 400, "bad_task"),
+        ({"features": None, "layer": "demolition", "status": ["nope"]}, 400, "bad_status"),
     ],
 )
 def test_bad_requests(data, make_app, change, status, code):

@@ -57,6 +57,8 @@ __all__ = [
 
 #: at most this many features in one task
 MAX_ITEMS = 5000
+#: the largest id a request may name (a 64-bit row id)
+_MAX_ID = 2**63 - 1
 _MAX_TITLE = 200
 _MAX_TEXT = 2000
 
@@ -78,6 +80,13 @@ def _bad(zh: str, en: str, code: str = "bad_task") -> InputError:
     return InputError(zh, en, code=code)
 
 
+def _survey_layer(name: Any) -> str:
+    spec = get_layer(str(name))
+    if spec.is_grid:
+        raise InputError("请选择调查图层", "choose a survey layer", code="bad_layer")
+    return spec.name
+
+
 def selection_from(body: Mapping[str, Any]) -> Selection:
     """The :class:`Selection` of a request body: ``features`` (``[{"layer", "id"}]``), or
     ``layer`` with ``within`` and/or ``status`` (a code or a list), or ``layer`` with ``shape``."""
@@ -85,14 +94,18 @@ def selection_from(body: Mapping[str, Any]) -> Selection:
     if raw is not None:
         if not isinstance(raw, list) or not raw:
             raise _bad("features 应为非空列表", "features must be a non-empty list")
+        if len(raw) > MAX_ITEMS:
+            raise _bad(
+                f"一张交办单最多 {MAX_ITEMS} 个要素", f"at most {MAX_ITEMS} features in one task", "too_many"
+            )
         out = []
         for f in raw:
             if not isinstance(f, Mapping) or not isinstance(f.get("layer"), str):
                 raise _bad("features 的每项应为 {layer, id}", "each of features must be {layer, id}")
             ident = f.get("id")
-            if isinstance(ident, bool) or not isinstance(ident, int) or ident < 1:
+            if isinstance(ident, bool) or not isinstance(ident, int) or not 1 <= ident <= _MAX_ID:
                 raise _bad("要素编号应为正整数", "a feature id must be a positive integer")
-            out.append((get_layer(f["layer"]).name, int(ident)))
+            out.append((_survey_layer(f["layer"]), int(ident)))
         return Selection(features=tuple(out))
     layer = body.get("layer")
     if not isinstance(layer, str):
@@ -102,15 +115,19 @@ def selection_from(body: Mapping[str, Any]) -> Selection:
             "no_selection",
         )
     status = body.get("status") or ()
-    statuses = (status,) if isinstance(status, str) else tuple(str(s) for s in status)
+    if not isinstance(status, str | list | tuple):
+        raise _bad("status 应为状态或状态列表", "status must be a status or a list of them", "bad_status")
+    statuses = (status,) if isinstance(status, str) else tuple(status)
     shape = body.get("shape")
     within = body.get("within")
     if shape is None and not within and not statuses:
         raise _bad("请给出 within、status 或 shape", "give within, status or shape", "no_selection")
     if shape is not None and not isinstance(shape, Mapping):
         raise _bad("shape 应为 GeoJSON 多边形", "shape must be a GeoJSON polygon", "bad_shape")
+    if not isinstance(within, str | None) or not all(isinstance(x, str) for x in statuses):
+        raise _bad("within 和 status 应为文字", "within and status must be text")
     return Selection(
-        layer=get_layer(layer).name,
+        layer=_survey_layer(layer),
         within=str(within) if within else None,
         statuses=statuses,
         shape=shape,
@@ -294,8 +311,7 @@ def _text(value: Any, name: str, limit: int, required: bool = False) -> str | No
 
 
 def _payload(store: Store, task: TaskRow, items: int, by: str | None) -> dict[str, Any]:
-    codes = parse_codes(task.area)
-    area = codes[0] if codes else None
+    area = _area(store, task)
     name = None
     if area:
         hierarchy = load_hierarchy(store)
@@ -405,15 +421,19 @@ def create_task(
         queue_event(
             store,
             formats.task_created(_payload(store, task, len(items), user)),
-            area=_area(task),
+            area=_area(store, task),
             account=assignee,
         )
     return task
 
 
-def _area(task: TaskRow) -> str | None:
+def _area(store: Store, task: TaskRow) -> str | None:
+    """The area code a task's webhook events name: its first area code, else its account's."""
     codes = parse_codes(task.area)
-    return codes[0] if codes else None
+    if codes:
+        return codes[0]
+    account = store.get_user(task.assignee) if task.assignee else None
+    return account.area[0] if account is not None and account.area else None
 
 
 def _task(store: Store, task_id: int) -> TaskRow:
@@ -456,9 +476,11 @@ def _chosen(store: Store, task: TaskRow, item_ids: Sequence[int] | None, state: 
 
 def _check_photos(store: Store, items: list[TaskItemRow], photos: Sequence[int]) -> str | None:
     features = {(i.layer, i.feature) for i in items}
+    if len(photos) > 50:
+        raise _bad("一次最多 50 张照片", "at most 50 photos at a time", "bad_photo")
     for pid in photos:
-        if isinstance(pid, bool) or not isinstance(pid, int):
-            raise _bad("照片编号应为整数", "photo ids must be integers", "bad_photo")
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= _MAX_ID:
+            raise _bad("照片编号应为正整数", "photo ids must be positive integers", "bad_photo")
         row = store.photo(pid)
         if row is None or (row.layer, row.feature) not in features:
             raise _bad(f"照片 {pid} 不属于这些要素", f"photo {pid} is not of these features", "bad_photo")
@@ -517,7 +539,7 @@ def verify_items(
     with store.admin_transaction():
         store.record_task_events(task_id, items, events)
         env = formats.task_verified(_payload(store, task, len(store.task_items(task_id)), user), len(items))
-        queue_event(store, env, area=_area(task), account=task.assignee)
+        queue_event(store, env, area=_area(store, task), account=task.assignee)
     return items
 
 
@@ -563,7 +585,7 @@ def return_items(
     with store.admin_transaction():
         store.record_task_events(task_id, items, events)
         env = formats.task_returned(_payload(store, task, len(items), user), text, new_text)
-        queue_event(store, env, area=_area(task), account=task.assignee)
+        queue_event(store, env, area=_area(store, task), account=task.assignee)
     return items
 
 
@@ -716,6 +738,6 @@ def send_overdue(store: Store, as_of: date | None = None, at: datetime | None = 
         with store.admin_transaction():
             store.record_task_events(int(task.id or 0), [], [event])
             env = formats.task_overdue(_payload(store, task, len(late), None), day.isoformat(), days_late)
-            queue_event(store, env, area=_area(task), account=task.assignee)
+            queue_event(store, env, area=_area(store, task), account=task.assignee)
         told.append(task.number)
     return told
