@@ -107,7 +107,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # the account pages (endpoints auth.*) are routes of one blueprint, access.bp; importing
     # the modules that declare them adds them to it
     # (and web.webhooks the /api/webhooks routes to api.bp)
-    from web import account, audit, users, webhooks  # noqa: F401
+    from web import account, audit, edits, users, webhooks  # noqa: F401
 
     webhooks.init_app(app)
     app.register_blueprint(access.bp)

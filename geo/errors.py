@@ -88,6 +88,21 @@ class NotFound(GridwatchError):
     code = "not_found"
 
 
+class Forbidden(GridwatchError):
+    """Raised when the account may not do this here: a write outside the area it is bound to
+    (an edit, a photo, a task).  HTTP 403."""
+
+    status = 403
+    code = "forbidden"
+
+
+def outside_area() -> Forbidden:
+    """The refusal of a write outside the account's area."""
+    return Forbidden(
+        "该要素不在本账户的区域内", "the feature is outside this account's area", code="outside_area"
+    )
+
+
 class Conflict(GridwatchError):
     """Raised when a request clashes with what the store holds: a user name taken, a batch
     already rolled back or blocked by a later one, a store CRS already set.  HTTP 409."""

@@ -23,9 +23,9 @@ RANKS: tuple[tuple[str, ...], ...] = (
     ("layers",),
     ("geo", "geo.errors", "geo.registry", "geo.assign", "geo.workdays"),  # "geo": the package's own __init__
     ("geo.reading",),
-    ("geo.store",),
+    ("geo.store", "geo.edits.ids"),  # a feature's stable id: read from the store, used by figures
     ("geo.figures",),
-    ("geo.imports",),
+    ("geo.imports", "geo.edits"),  # edits take the import write path
     ("geo.output",),
     ("geo.notify",),
     ("geo.tasks",),

@@ -131,7 +131,7 @@ def test_a_geopackage_of_schema_7_gets_areas(tmp_path, open_db):
     finally:
         path.chmod(0o644)
     with GpkgStore(path) as upgraded:
-        assert upgraded._meta("schema") == "8"
+        assert upgraded._meta("schema") == "9"
         accounts.set_area(upgraded, "li", [COMM_A])
         assert upgraded.get_user("li").area == (COMM_A,)
 

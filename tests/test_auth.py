@@ -65,6 +65,8 @@ ROUTES = {
     "api.api_report": ("GET", "/api/report?as_of=2022-06-30&format=nope", "viewer"),
     "api.api_map_image": ("GET", "/api/map-image?format=nope", "map"),
     "photos.api_photo_upload": ("POST", "/api/features/demolition/1/photos", "surveyor"),
+    "api.api_feature_edit": ("PATCH", "/api/features/demolition/1", "surveyor"),
+    "api.api_feature_add": ("POST", "/api/features/demolition", "surveyor"),
     "photos.api_photos": ("GET", "/api/features/demolition/1/photos", "viewer"),
     "photos.api_photo": ("GET", "/api/photos/999", "viewer"),
     "tasks.tasks_page": ("GET", "/tasks", "viewer"),

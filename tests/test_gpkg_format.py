@@ -306,7 +306,7 @@ def test_a_store_of_schema_5_gets_its_indexes_and_types(tmp_path):
     path = data / STORE_FILE
     assert pyogrio.read_info(path, layer="parking")["geometry_type"] == "Unknown"
     with open_store(data) as store:
-        assert store._meta("schema") == "8"
+        assert store._meta("schema") == "9"
         _index_matches(store, PARKING.name, (X0, Y0 - 150, X0 + 150, Y0))
         _index_matches(store, "grid", (X0, Y0 - 150, X0 + 150, Y0))
         # and it goes on: a re-import that moves rows keeps the index equal to the rows

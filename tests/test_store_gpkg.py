@@ -204,7 +204,7 @@ def test_a_store_of_schema_4_is_upgraded_to_record_batch_kinds(tmp_path):
     con.close()
 
     with open_store(data) as store:
-        assert store._meta("schema") == str(SCHEMA_VERSION) == "8"
+        assert store._meta("schema") == str(SCHEMA_VERSION) == "9"
         assert {b.id: b.kind for b in store.batches()} == kinds
         # and it goes on: the rolled-back survey batch stays an import, new batches record theirs
         rep = import_file(store, "demolition", write_shp(_sites(["C"]), tmp_path / "c" / "s.shp"))

@@ -174,7 +174,7 @@ def test_a_postgis_store_of_schema_1_is_upgraded_on_open(pg: PostgisStore, pg_db
         pg.conn.execute("UPDATE gw_meta SET value='1' WHERE key='schema'")
     pg.close()
     with PostgisStore(pg_db) as again:
-        assert again._meta("schema") == str(PG_SCHEMA) == "2"
+        assert again._meta("schema") == str(PG_SCHEMA) == "3"
         assert _pg_views(again) == {POINT_VIEW: ("POINT", EPSG, 3), POLYGON_VIEW: ("POLYGON", EPSG, 1)}
         assert again.revision() == revision and again.layer_count(SURVEY) == 4
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from flask_babel import gettext as _
 
 import layers
-from geo.errors import GridwatchError, InputError
+from geo.errors import Forbidden, InputError
 from geo.figures.feature_list import FeatureQuery, feature_page, filtered_fids
 from geo.figures.hierarchy import check_level, level_names
 from geo.figures.overview import map_totals
@@ -356,12 +356,12 @@ def api_rollback(batch_id: int) -> Any:
     batch = store.batch(batch_id)
     if not may_roll_back(batch, user_name(), "admin" if is_admin() else g.gw_user.role):
         raise Forbidden("只能回滚自己导入的调查批次", "surveyors may roll back only their own survey batches")
-    return jsonify(rollback(store, batch_id).to_dict())
-
-
-class Forbidden(GridwatchError):
-    status = 403
-    code = "forbidden"
+    drop_edits = request.args.get("drop_edits", "").lower() in ("1", "true", "yes")
+    if drop_edits and not is_admin():
+        raise Forbidden(
+            "只有管理员可以连同之后的编辑一起回滚", "only an admin may drop later edits with a rollback"
+        )
+    return jsonify(rollback(store, batch_id, drop_edits=drop_edits).to_dict())
 
 
 def _check_owner(upload_id: str) -> None:

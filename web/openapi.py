@@ -277,6 +277,117 @@ def _photo_paths(feature_path: list[dict[str, Any]]) -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
+    doc = _document()
+    paths = doc["paths"]
+    for path, ops in _edit_paths().items():
+        paths.setdefault(path, {}).update(ops)
+    return doc
+
+
+def _edit_paths() -> dict[str, Any]:
+    """Editing and adding features (web/edits.py); the rollback's choice to drop later edits."""
+    layer = _path("layer", "survey layer (name or Chinese label)", {"type": "string", "maxLength": 100})
+    fid = _path("fid", "the feature's id (a current row's fid, as the map hands out, names it too)", ID)
+    geometry = {
+        "type": "object",
+        "description": "GeoJSON geometry in WGS-84 lon/lat (GCJ-02 with crs=gcj02), of a type the layer holds "
+        "(Point or Polygon and their Multi forms), at most 10,000 vertices",
+        "required": ["type", "coordinates"],
+        "properties": {"type": {"type": "string"}, "coordinates": {"type": "array"}},
+    }
+    fields = {
+        "type": "object",
+        "description": "field name → value (the layer's declared fields, GET /api/layers; a status or category "
+        "takes a code or its label; dates YYYY-MM-DD; null or empty clears). A status set to a completed one "
+        "without a completion date gets today's",
+        "additionalProperties": {"type": ["string", "number", "integer", "null"]},
+    }
+    result = {
+        "type": "object",
+        "properties": {
+            "layer": {"type": "string"},
+            "id": {"type": "integer", "description": "the feature's id, the same across its versions"},
+            "version": {"type": "integer", "description": "its version now (send it with the next edit)"},
+            "fid": {"type": "integer", "description": "the fid of its current row version"},
+            "batch_id": {
+                "type": ["integer", "null"],
+                "description": "the edit's batch (null: nothing changed)",
+            },
+            "changed": {"type": "array", "items": {"type": "string"}},
+            "unit": {"type": "string", "description": "the unit grid it lies in"},
+        },
+    }
+    crs = _q(
+        "crs", "gcj02: the geometry is in GCJ-02 (Gaode)", {"type": "string", "enum": ["wgs84", "gcj02"]}
+    )
+    return {
+        "/api/features/{layer}/{fid}": {
+            "patch": _op(
+                "编辑要素 / edit a feature seen at a version (surveyors and admins, in their area): a batch of its"
+                " own, audited, rolled back like one; 409 `version_conflict` when it changed meanwhile",
+                _SIGNED_IN,
+                {
+                    "200": _ok("the feature's new version (ETag: the version)", result),
+                    **_errors(400, 404, 409),
+                },
+                [
+                    layer,
+                    fid,
+                    crs,
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "the version the edit is based on, when the body has none",
+                        "schema": {"type": "string", "maxLength": 20},
+                    },
+                ],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "version": {"type": "integer", "minimum": 1},
+                                    "fields": fields,
+                                    "geometry": geometry,
+                                    "note": {"type": "string", "maxLength": 1000},
+                                },
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/api/features/{layer}": {
+            "post": _op(
+                "新增要素 / add a feature by hand at a position (surveyors and admins, in their area)",
+                _SIGNED_IN,
+                {"201": _ok("the new feature, version 1", result), **_errors(400, 409)},
+                [layer, crs],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["geometry"],
+                                "properties": {
+                                    "geometry": geometry,
+                                    "fields": fields,
+                                    "note": {"type": "string", "maxLength": 1000},
+                                },
+                            }
+                        }
+                    },
+                },
+            )
+        },
+    }
+
+
+def _document() -> dict[str, Any]:
     from geo.output.mapimage import METRICS, PAPERS  # matplotlib and python-docx load on first use
     from geo.output.report_doc import REPORT_FORMATS
 
@@ -715,10 +826,18 @@ def document() -> dict[str, Any]:
             },
             "/api/batches/{batch_id}": {
                 "delete": _op(
-                    "回滚批次 / roll back a batch (surveyors: their own survey batches)",
+                    "回滚批次 / roll back a batch (surveyors: their own survey batches and edits); refused (409,"
+                    " details.edits) when its features were edited since, unless an admin sends drop_edits=1",
                     _SIGNED_IN,
                     {"200": _ok("the batch, rolled back", BATCH_REF), **_errors(404, 409, 503)},
-                    [_path("batch_id", "batch id", ID)],
+                    [
+                        _path("batch_id", "batch id", ID),
+                        _q(
+                            "drop_edits",
+                            "1: also roll back the later edits of its features, newest first (admins)",
+                            {"type": "string", "enum": ["0", "1"]},
+                        ),
+                    ],
                 )
             },
             "/api/report": {

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from geo.errors import GridwatchError, InputError, NotFound, TooLarge
+from geo.errors import InputError, NotFound, TooLarge, outside_area
 from geo.figures.areas import write_units
 from geo.figures.viewport import feature_detail
 from geo.imports.photos import add_photo, photo_dict, stored_file
@@ -26,34 +26,25 @@ bp.record_once(register_converters)  # <id:...> in the routes below
 CACHE_SECONDS = 86400
 
 
-class Forbidden(GridwatchError):
-    """The account may not see this feature."""
-
-    status = 403
-    code = "forbidden"
-
-
-def check_may_see(layer: str, feature: int, write: bool = False) -> None:
-    """Refuse when the signed-in account may not see feature ``feature`` of ``layer``: the one
-    place the photos routes ask.  An account bound to an area (:func:`web.access.area_units`)
-    sees the photos of its area's features only -- another area's feature is not found (404),
-    as its detail is -- and adding a photo to one is refused (403), as every write outside is."""
+def check_may_see(layer: str, feature: int, write: bool = False) -> int:
+    """The stable id of feature ``feature`` of ``layer`` (its id, or its current row's fid as the
+    map hands it out), refusing when the signed-in account may not see it: the one place the
+    photos routes ask.  An account bound to an area (:func:`web.access.area_units`) sees the
+    photos of its area's features only -- another area's feature is not found (404), as its
+    detail is -- and adding a photo to one is refused (403), as every write outside is."""
+    store = get_store()
     if not write:
-        units = area_units()
-        if units is not None:
-            feature_detail(get_store(), layer, feature, units=units)  # NotFound outside the area
-        return None
+        return int(feature_detail(store, layer, feature, units=area_units())["id"])
     # writes keep to the area even for an account that may see the district
-    allowed = write_units(get_store(), user_name())
+    allowed = write_units(store, user_name())
+    ident = int(feature_detail(store, layer, feature)["id"])
     if allowed is None:
-        return None
+        return ident
     try:
-        feature_detail(get_store(), layer, feature, units=allowed)
+        feature_detail(store, layer, feature, units=allowed)
     except NotFound:
-        raise Forbidden(
-            "该要素不在本账户的区域内", "the feature is outside this account's area", code="outside_area"
-        ) from None
-    return None
+        raise outside_area() from None
+    return ident
 
 
 def _limits() -> PhotoLimits:
@@ -84,7 +75,7 @@ def api_photo_upload(layer: str, fid: int) -> Any:
             code="photo_too_large",
         )
     name = layer_name(layer)
-    check_may_see(name, fid, write=True)
+    fid = check_may_see(name, fid, write=True)
     file = request.files.get("file")
     if file is None:
         raise InputError("请选择要上传的照片", "no photo in the upload (field 'file')", code="no_file")
@@ -117,7 +108,7 @@ def api_photo_upload(layer: str, fid: int) -> Any:
 @requires("viewer")
 def api_photos(layer: str, fid: int) -> Any:
     name = layer_name(layer)
-    check_may_see(name, fid)
+    fid = check_may_see(name, fid)
     return jsonify(
         {"layer": name, "feature": fid, "photos": [_urls(r) for r in get_store().photos(name, fid)]}
     )

@@ -119,6 +119,11 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
 
     r = sub.add_parser("rollback", help="回滚批次 / roll back a batch")
     r.add_argument("batch", type=row_id)
+    r.add_argument(
+        "--drop-edits",
+        action="store_true",
+        help="连同之后对这些要素的编辑一起回滚 / also roll back the later edits of its features",
+    )
     r.set_defaults(func=cmd_rollback)
 
     t = sub.add_parser("targets", help="载入年度目标 / load targets (CSV/XLSX: code, layer, metric, target)")

@@ -77,6 +77,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from geo.imports.batches import rollback
 
     store = cli_store(args)
-    batch = rollback(store, args.batch)
+    batch = rollback(store, args.batch, drop_edits=bool(getattr(args, "drop_edits", False)))
     say(f"已回滚批次 {batch.id}（{batch.layer}，{batch.source_name}） / rolled back batch {batch.id}")
     return 0

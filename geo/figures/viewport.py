@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyproj
 import shapely
 
+from geo.edits.ids import find_feature
 from geo.errors import InputError, NotFound, StoreError
 from geo.figures import mapfile
 from geo.figures.asof import choose_version, parse_as_of, resolve_view
@@ -667,21 +668,28 @@ def _attributes(store: Store, spec: LayerSpec, fids: np.ndarray) -> dict[int, di
 def feature_detail(
     store: Store, layer: str, fid: int, gcj02: bool = False, units: frozenset[str] | None = None
 ) -> dict[str, Any]:
-    """One feature with all its attributes, its unit and its geometry (lon/lat).  With
-    ``units`` (an account's area) a feature assigned to another unit is not found, as if it
-    did not exist (404)."""
+    """One feature with all its attributes, its unit and its geometry (lon/lat).  ``fid`` is the
+    feature's stable id or the fid of its current row version (:func:`geo.edits.ids.find_feature`);
+    the answer's ``id`` and ``properties.id`` are the stable id, ``properties.version`` its
+    version (what an edit sends back), ``properties.fid`` the current row's fid.  With ``units``
+    (an account's area) a feature assigned to another unit is not found, as if it did not exist
+    (404)."""
     spec = get_layer(layer)
-    attrs = _attributes(store, spec, np.array([fid], dtype=np.int64))
-    if fid not in attrs or (units is not None and attrs[fid].get("unit") not in units):
+    found = find_feature(store, spec, int(fid))
+    row = -1 if found is None else int(found["fid"])
+    attrs = _attributes(store, spec, np.array([row], dtype=np.int64)) if found is not None else {}
+    if found is None or row not in attrs or (units is not None and attrs[row].get("unit") not in units):
         raise NotFound(f"要素 {fid} 不存在", f"feature {fid} not found", code="feature_not_found")
+    assert found is not None
     fids, lon, lat, geoms = _positions(store, spec)
-    at = int(np.searchsorted(fids, fid))
+    at = int(np.searchsorted(fids, row))
     geom = _shift_geoms(_lonlat_geoms(geoms, lon, lat, np.arange(at, at + 1)), gcj02)[0]
+    ident = int(found["id"])
     return {
         "type": "Feature",
-        "id": fid,
+        "id": ident,
         "geometry": _mapping(geom),
-        "properties": {"fid": fid, **attrs[fid]},
+        "properties": {"id": ident, "version": int(found["version"]), "fid": row, **attrs[row]},
     }
 
 

@@ -29,7 +29,7 @@ from geo.store.interface.batches import Batch, already_rolled_back
 from layers.base import Field, LayerSpec
 
 
-def rollback(store: Store, batch_id: int) -> Batch:
+def rollback(store: Store, batch_id: int, *, drop_edits: bool = False) -> Batch:
     """Undo batch ``batch_id`` completely, in one transaction.
 
     Its features are taken out and the features it had replaced come back; rolling back
@@ -38,6 +38,11 @@ def rollback(store: Store, batch_id: int) -> Batch:
     rollback stays readable (``known_at``).  Refused (:class:`geo.errors.Conflict`) when a
     later active batch updated its features, when a later grid version is alive (for a
     grid batch), or when it was already rolled back.
+
+    Features edited by hand since (:mod:`geo.edits.edit`) are never dropped silently: the
+    refusal lists those edits (``details["edits"]``: batch, account, time, feature ids) -- roll
+    them back first -- unless ``drop_edits`` (an admin's choice), which rolls them back too,
+    newest first, in the same transaction, each audited.
     """
     with store.transaction():
         # read and checked inside the write transaction: of parallel rollbacks one wins, the
@@ -60,7 +65,7 @@ def rollback(store: Store, batch_id: int) -> Batch:
                         code="rollback_blocked",
                         details={"blocking_batches": later},
                     )
-            store.rollback_layer(spec, batch_id)
+            _roll_back_layer(store, spec, batch_id, drop_edits)
             if spec.is_grid:
                 store.retire_grid_version(batch_id)
                 versions.restore_current_units(store)
@@ -68,11 +73,64 @@ def rollback(store: Store, batch_id: int) -> Batch:
     return store.batch(batch_id)
 
 
+def _roll_back_layer(store: Store, spec: LayerSpec, batch_id: int, drop_edits: bool, depth: int = 0) -> None:
+    """Roll the rows of ``batch_id`` back; later edits of them first when ``drop_edits`` (see
+    :func:`rollback`), else the refusal lists them."""
+    try:
+        store.rollback_layer(spec, batch_id)
+        return
+    except Conflict as exc:
+        if exc.code != "rollback_blocked":
+            raise
+        blocking = [store.batch(int(b)) for b in exc.details.get("blocking_batches", [])]
+    edits = [b for b in blocking if b.kind == "edit"]
+    if not drop_edits or len(edits) != len(blocking) or depth > 10_000:
+        raise _edits_refusal(batch_id, blocking) from None
+    for later in sorted(edits, key=lambda b: b.id, reverse=True):
+        _roll_back_layer(store, spec, later.id, drop_edits, depth + 1)
+        store.mark_rolled_back(later.id)
+    store.rollback_layer(spec, batch_id)
+
+
+def _edits_refusal(batch_id: int, blocking: list[Batch]) -> Conflict:
+    """The refusal to roll back ``batch_id`` whose features the live batches ``blocking`` changed
+    since, edits listed with their account, time and features."""
+    ids = sorted(b.id for b in blocking)
+    edits = [
+        {
+            "batch_id": b.id,
+            "user": b.user,
+            "created_at": b.created_at,
+            "layer": b.layer,
+            "feature": b.report.get("feature"),
+            "version": b.report.get("version"),
+            "changed": b.report.get("changed"),
+        }
+        for b in sorted(blocking, key=lambda b: b.id)
+        if b.kind == "edit"
+    ]
+    text = ", ".join(str(x) for x in ids)
+    if edits:
+        features = ", ".join(f"#{e['feature']}" for e in edits)
+        zh = (
+            f"批次 {batch_id} 的要素之后被编辑过（编辑批次 {text}，要素 {features}），请先回滚这些编辑，"
+            "或由管理员选择连同编辑一起回滚"
+        )
+        en = (
+            f"features of batch {batch_id} were edited since (edit batches {text}, features {features}): roll"
+            " those edits back first, or an admin may choose to drop them with it"
+        )
+    else:
+        zh = f"批次 {text} 更新了批次 {batch_id} 的要素，请先回滚批次 {text}"
+        en = f"batch {text} updated features of batch {batch_id}; roll back batch {text} first"
+    return Conflict(zh, en, code="rollback_blocked", details={"blocking_batches": ids, "edits": edits})
+
+
 def may_roll_back(batch: Batch, user: str | None, role: str | None) -> bool:
     """Whether account ``user`` with ``role`` may roll back ``batch``.
 
-    An admin may roll back any batch; a surveyor only a survey import (kind ``"import"``) made
-    under their own name -- never the unit grid nor targets; a viewer none.
+    An admin may roll back any batch; a surveyor only a survey import or edit (kind ``"import"``
+    or ``"edit"``) made under their own name -- never the unit grid nor targets; a viewer none.
 
     Parameters
     ----------
@@ -85,7 +143,7 @@ def may_roll_back(batch: Batch, user: str | None, role: str | None) -> bool:
     """
     if role_at_least(role, "admin"):
         return True
-    return role_at_least(role, "surveyor") and batch.kind == "import" and batch.user == user
+    return role_at_least(role, "surveyor") and batch.kind in ("import", "edit") and batch.user == user
 
 
 # --- targets ----------------------------------------------------------------------------------

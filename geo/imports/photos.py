@@ -18,8 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from geo.edits.ids import find_feature
 from geo.errors import InputError, NotFound
 from geo.reading.photos import Photo, PhotoLimits, read_photo
 from geo.registry import get_layer
@@ -58,8 +57,10 @@ def add_photo(
     spec = get_layer(layer)
     if spec.is_grid:
         raise NotFound(f"图层 {layer} 不接受照片", f"layer {layer} takes no photos", code="layer_not_found")
-    if not len(store.read_rows(spec, np.array([int(feature)], dtype=np.int64))):
+    found = find_feature(store, spec, int(feature))
+    if found is None:
         raise NotFound(f"要素 {feature} 不存在", f"feature {feature} not found", code="feature_not_found")
+    feature = int(found["id"])  # kept under the feature's stable id, whichever version it is on
     if note is not None:
         note = note.strip() or None
     if note is not None and len(note) > MAX_NOTE:
@@ -68,8 +69,12 @@ def add_photo(
             f"the note is too long (at most {MAX_NOTE} characters)",
             code="bad_note",
         )
-    if version is not None and version < 1:
-        raise InputError("版本号应为正整数", "version must be a positive integer", code="bad_version")
+    if version is not None and not 1 <= version <= int(found["version"]):
+        raise InputError(
+            f"版本号应在 1 到 {int(found['version'])} 之间",
+            f"version must be between 1 and {int(found['version'])}",
+            code="bad_version",
+        )
     photo = read_photo(content, limits)
     sha256 = photo.sha256
     made = [

@@ -18,6 +18,7 @@ from geo.store.interface.audit import AuditEntry
 #: Actions and their labels (Chinese, English).
 ACTIONS: dict[str, tuple[str, str]] = {
     "import": ("导入", "import"),
+    "edit": ("编辑要素", "feature edited"),
     "grid_replace": ("替换网格", "grid replacement"),
     "targets": ("修改目标", "targets changed"),
     "rollback": ("回滚", "rollback"),

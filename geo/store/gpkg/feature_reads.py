@@ -82,6 +82,66 @@ class GpkgFeatureReads(GpkgTables):
         rows.sort(key=lambda r: r[0])
         return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
 
+    def rows_by_id(self, spec: LayerSpec, ids: np.ndarray) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.rows_by_id`.
+
+        A feature whose first row version is current has no ``gw_id`` (its fid is its id); a
+        later one is found on the ``gw_id`` index."""
+        cols = ["gw_key", "gw_unit", "gw_batch", *self._columns(spec)]
+        names = ["id", "fid", "version", *cols]
+        if not self.has_layer(spec) or len(ids) == 0:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        with_ids = self._has_id_columns(spec.name)
+        qcols = ", ".join(f'"{c}"' for c in cols)
+        wanted = unique_fids(ids).tolist()
+        rows: list[Any] = []
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            marks = ",".join("?" * len(chunk))
+            if with_ids:
+                rows += self.conn.execute(
+                    f'SELECT fid, fid, coalesce(gw_version, 1), {qcols} FROM "{spec.name}" WHERE fid IN ({marks})'
+                    " AND gw_id IS NULL"
+                    f' UNION ALL SELECT gw_id, fid, coalesce(gw_version, 1), {qcols} FROM "{spec.name}"'
+                    f" WHERE gw_id IN ({marks})",
+                    chunk + chunk,
+                ).fetchall()
+            else:
+                rows += self.conn.execute(
+                    f'SELECT fid, fid, 1, {qcols} FROM "{spec.name}" WHERE fid IN ({marks})', chunk
+                ).fetchall()
+        rows.sort(key=lambda r: r[0])
+        out = pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
+        for c in ("id", "fid", "version"):
+            out[c] = out[c].astype(np.int64)
+        return out
+
+    def ids_of_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.ids_of_rows`."""
+        if not self.has_layer(spec) or len(fids) == 0:
+            return pd.DataFrame(
+                {"fid": np.empty(0, np.int64), "id": np.empty(0, np.int64), "version": np.empty(0, np.int64)}
+            )
+        ident = (
+            "coalesce(gw_id, fid), coalesce(gw_version, 1)" if self._has_id_columns(spec.name) else "fid, 1"
+        )
+        wanted = unique_fids(fids).tolist()
+        rows: list[Any] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self.conn.execute(
+                f'SELECT fid, {ident} FROM "{spec.name}" WHERE fid IN ({marks})', chunk
+            ).fetchall()
+        rows.sort()
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return pd.DataFrame({"fid": arr[:, 0], "id": arr[:, 1], "version": arr[:, 2]})
+
+    def _has_id_columns(self, name: str) -> bool:
+        """Whether the layer's table has the stable id columns (a read-only store of schema 8 or
+        earlier has not: its rows are their features' first versions)."""
+        return any(r[1] == "gw_id" for r in self.conn.execute(f'PRAGMA table_info("{name}")'))
+
     def read_table(
         self, spec: LayerSpec, columns: list[str], tx: int | None = None, fids: np.ndarray | None = None
     ) -> pa.Table:

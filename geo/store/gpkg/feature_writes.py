@@ -25,7 +25,7 @@ from geo.store.gpkg.spatial import (
     writer_indexes,
 )
 from geo.store.gpkg.tables import GW_COLUMNS
-from geo.store.interface.features import FeatureRows, WriteResult, rollback_blocked
+from geo.store.interface.features import FeatureRows, WriteResult, replaced_gone, rollback_blocked
 from geo.store.typed_views import views_needed
 from layers.base import LayerSpec
 
@@ -63,53 +63,75 @@ class GpkgFeatureWrites(GpkgGridVersions):
         if pd.api.types.infer_dtype(rows.units, skipna=False) != "string":
             units = [str(u) for u in units]
 
-        existing: dict[str, tuple[int, tuple[Any, ...]]] = {}
+        # by survey key, or (an edit: ``rows.replaces``) by the current row's fid
+        lookup: list[Any] = keys if rows.replaces is None else [str(int(f)) for f in rows.replaces]
+        existing: dict[str, tuple[int, tuple[Any, ...], int, int]] = {}
         layer_has_rows = bool(conn.execute(f'SELECT 1 FROM "{spec.name}" LIMIT 1').fetchone())
-        wanted: set[str] = cast(set[str], set(keys) - {None}) if layer_has_rows else set()
+        wanted: set[str] = cast(set[str], set(lookup) - {None}) if layer_has_rows else set()
         if wanted:
             qcols = ", ".join(f't."{c}"' for c in cols)
-            select = f'SELECT t.fid, t.gw_key, t.geom, {qcols} FROM "{spec.name}" t'
-            lo, hi = min(wanted), max(wanted)
-            # new surveys usually bring new, consecutive ids: counting the stored keys in their
-            # range (on the index) settles most imports without looking keys up one by one
-            in_range = int(
-                scalar_args(
-                    conn, f'SELECT count(*) FROM "{spec.name}" WHERE gw_key BETWEEN ? AND ?', (lo, hi)
-                )
+            match = "t.gw_key" if rows.replaces is None else "CAST(t.fid AS TEXT)"
+            select = (
+                f"SELECT t.fid, {match}, coalesce(t.gw_id, t.fid), coalesce(t.gw_version, 1), t.geom, {qcols}"
+                f' FROM "{spec.name}" t'
             )
-            if in_range == 0:
-                found: Any = ()
-            elif in_range <= 4 * len(wanted):
-                found = conn.execute(f"{select} WHERE t.gw_key BETWEEN ? AND ?", (lo, hi))
+            if rows.replaces is not None:
+                found: Any = []
+                fid_list = sorted(int(f) for f in rows.replaces)
+                for start in range(0, len(fid_list), 500):
+                    chunk = fid_list[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    found += conn.execute(f"{select} WHERE t.fid IN ({marks})", chunk).fetchall()
             else:
-                conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
-                conn.execute("DELETE FROM gw_tmp_keys")
-                conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
-                found = conn.execute(f"{select} JOIN gw_tmp_keys k ON t.gw_key = k.k")
+                lo, hi = min(wanted), max(wanted)
+                # new surveys usually bring new, consecutive ids: counting the stored keys in their
+                # range (on the index) settles most imports without looking keys up one by one
+                in_range = int(
+                    scalar_args(
+                        conn, f'SELECT count(*) FROM "{spec.name}" WHERE gw_key BETWEEN ? AND ?', (lo, hi)
+                    )
+                )
+                if in_range == 0:
+                    found = ()
+                elif in_range <= 4 * len(wanted):
+                    found = conn.execute(f"{select} WHERE t.gw_key BETWEEN ? AND ?", (lo, hi))
+                else:
+                    conn.execute("CREATE TEMP TABLE IF NOT EXISTS gw_tmp_keys (k TEXT PRIMARY KEY)")
+                    conn.execute("DELETE FROM gw_tmp_keys")
+                    conn.executemany("INSERT OR IGNORE INTO gw_tmp_keys VALUES (?)", ((k,) for k in wanted))
+                    found = conn.execute(f"{select} JOIN gw_tmp_keys k ON t.gw_key = k.k")
             for row in found:
                 if row[1] in wanted:
                     existing[row[1]] = (
                         int(row[0]),
-                        (bytes(row[2]) if row[2] is not None else None, *row[3:]),
+                        (bytes(row[4]) if row[4] is not None else None, *row[5:]),
+                        int(row[2]),
+                        int(row[3]),
                     )
 
+        if rows.replaces is not None and len(existing) != len(wanted):
+            raise replaced_gone(spec.name)
         records = list(zip(blobs, *columns, strict=True)) if existing else []
         to_retire: list[int] = []
         insert_rows: list[int] = []
         unit_updates: list[tuple[str, int]] = []
         added = updated = unchanged = 0
         kept_fids: set[int] = set()
+        # a new row version of a feature carries its stable id and the next version number
+        ids: list[int | None] = [None] * n
+        versions: list[int | None] = [None] * n
         for i in range(n) if existing else ():
-            key = keys[i]
+            key = lookup[i]
             old = existing.get(key) if key is not None else None
             if old is not None:
-                fid, old_record = old
+                fid, old_record, old_id, old_version = old
                 if old_record == records[i] or _same_record(old_record, records[i]):
                     unchanged += 1
                     kept_fids.add(fid)
                     unit_updates.append((units[i], fid))
                     continue
                 to_retire.append(fid)
+                ids[i], versions[i] = old_id, old_version + 1
                 updated += 1
             else:
                 added += 1
@@ -119,9 +141,14 @@ class GpkgFeatureWrites(GpkgGridVersions):
         if not existing:
             added = n
         if not existing or len(insert_rows) == n:
-            inserts = list(zip(blobs, *columns, keys, [batch_id] * n, units, area_list, strict=True))
+            inserts = list(
+                zip(blobs, *columns, keys, [batch_id] * n, units, area_list, ids, versions, strict=True)
+            )
         else:
-            inserts = [(*records[i], keys[i], batch_id, units[i], area_list[i]) for i in insert_rows]
+            inserts = [
+                (*records[i], keys[i], batch_id, units[i], area_list[i], ids[i], versions[i])
+                for i in insert_rows
+            ]
 
         removed = 0
         if replace_all:
@@ -136,7 +163,8 @@ class GpkgFeatureWrites(GpkgGridVersions):
         marks = ", ".join("?" for _ in range(len(cols) + 1 + len(GW_COLUMNS)))
         with writer_indexes(conn, spec.name) as indexed:
             conn.executemany(
-                f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_tx_from)'
+                f'INSERT INTO "{spec.name}" (geom, {qcols}, gw_key, gw_batch, gw_unit, gw_area, gw_id, gw_version,'
+                " gw_tx_from)"
                 f" VALUES ({marks}, {tx})",
                 inserts,
             )
@@ -276,6 +304,16 @@ class GpkgFeatureWrites(GpkgGridVersions):
         )
         restored = conn.changes()
         if restored:
+            # a feature brought back is a new version of it: one above the version rolled back
+            conn.execute(
+                f'UPDATE "{spec.name}" SET gw_version = 1 + (SELECT max(coalesce(h.gw_version, 1))'
+                f' FROM "{spec.name}_history" h WHERE h.gw_batch=? AND h.gw_tx_to=?'
+                f' AND coalesce(h.gw_id, h.gw_orig_fid) = coalesce("{spec.name}".gw_id, "{spec.name}".fid))'
+                f' WHERE gw_tx_from=? AND EXISTS (SELECT 1 FROM "{spec.name}_history" h WHERE h.gw_batch=?'
+                f' AND h.gw_tx_to=? AND coalesce(h.gw_id, h.gw_orig_fid) = coalesce("{spec.name}".gw_id,'
+                f' "{spec.name}".fid))',
+                (batch_id, tx, tx, batch_id, tx),
+            )
             names = stored_type_names(conn, spec.name, "WHERE gw_tx_from=?", (tx,))
             self._declare_types(spec, names, True)
         if restored and not spec.is_grid:

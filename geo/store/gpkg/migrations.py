@@ -133,6 +133,9 @@ class GpkgMigrations(GpkgFeatureWrites):
                     self._upgrade_to_6()
                 if schema < 7:
                     self._upgrade_to_7()
+                if schema < 9:
+                    for name in _feature_tables(self.conn):
+                        self._add_id_columns(name)
                 self.conn.execute(
                     "INSERT OR REPLACE INTO gw_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -333,8 +336,10 @@ _SYSTEM_SQL = (
 #: versions by tx, grid versions (gw_grid_versions) and assignments per grid version; version 5 the
 #: kind of each batch (gw_batches.kind); version 6 GeoPackage 1.3 with an R-tree per layer table
 #: and a declared geometry type per layer; version 7 typed views of the layers declared GEOMETRY;
-#: version 8 the areas accounts are bound to (gw_user_areas, made with the account tables).
-SCHEMA_VERSION = 8
+#: version 8 the areas accounts are bound to (gw_user_areas, made with the account tables); version
+#: 9 a feature's stable id and version on its row versions (``gw_id``, ``gw_version``; null on
+#: the rows written before: the row's own fid, version 1).
+SCHEMA_VERSION = 9
 
 _HISTORY_SQL = (
     """CREATE TABLE IF NOT EXISTS gw_tx (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,

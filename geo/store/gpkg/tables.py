@@ -13,7 +13,17 @@ from geo.store.gpkg.spatial import create_rtree, declared_by_layer
 from layers.base import LayerSpec
 
 _SQL_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "date": "DATE"}
-GW_COLUMNS = (("gw_key", "TEXT"), ("gw_batch", "INTEGER"), ("gw_unit", "TEXT"), ("gw_area", "REAL"))
+#: gridwatch's own columns of every layer row, after the layer's fields: the survey key, the
+#: batch, the assigned unit, a polygon's area (m²), the feature's stable id (null: the row's own
+#: fid -- a feature's first row version) and its version (null: 1); see :mod:`geo.edits.ids`
+GW_COLUMNS = (
+    ("gw_key", "TEXT"),
+    ("gw_batch", "INTEGER"),
+    ("gw_unit", "TEXT"),
+    ("gw_area", "REAL"),
+    ("gw_id", "INTEGER"),
+    ("gw_version", "INTEGER"),
+)
 
 
 class GpkgTables(GpkgConnection):
@@ -65,6 +75,7 @@ class GpkgTables(GpkgConnection):
             f" {gw}, gw_orig_fid INTEGER, gw_superseded_by INTEGER, gw_tx_from INTEGER, gw_tx_to INTEGER)"
         )
         conn.execute(f'CREATE INDEX "{spec.name}_gw_key" ON "{spec.name}" (gw_key)')
+        conn.execute(f'CREATE INDEX "{spec.name}_gw_id" ON "{spec.name}" (gw_id)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_sup" ON "{spec.name}_history" (gw_superseded_by)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_batch" ON "{spec.name}_history" (gw_batch)')
         self._add_version_columns(spec.name)
@@ -98,6 +109,20 @@ class GpkgTables(GpkgConnection):
                 f'CREATE TABLE IF NOT EXISTS "{name}_assign" (version INTEGER NOT NULL, fid INTEGER NOT NULL,'
                 " unit TEXT, PRIMARY KEY (version, fid)) WITHOUT ROWID"
             )
+
+    def _add_id_columns(self, name: str) -> None:
+        """The stable id and version columns (schema 9) of a layer's current and history
+        tables, and the index the current rows are found by id with."""
+        conn = self.conn
+        for table in (name, f"{name}_history"):
+            if not self._has_table(table):
+                continue
+            have = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
+            for c in ("gw_id", "gw_version"):
+                if c not in have:
+                    conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {c} INTEGER')
+        if self._has_table(name):
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_gw_id" ON "{name}" (gw_id)')
 
     def _add_missing_columns(self, spec: LayerSpec) -> None:
         for table in (spec.name, f"{spec.name}_history"):

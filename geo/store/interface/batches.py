@@ -20,10 +20,11 @@ from geo.errors import Conflict, NotFound, StoreError, write_error
 from geo.store.interface.audit import AuditLog
 from layers.base import LayerSpec
 
-#: What a batch wrote: features of a survey layer (``import``), the unit grid as a new grid
-#: version (``grid``) or yearly targets (``targets``).  Recorded with the batch; it decides how
-#: the batch is rolled back, who may roll it back and how its audit entry is named.
-BatchKind = Literal["import", "grid", "targets"]
+#: What a batch wrote: features of a survey layer (``import``), one feature edited or added by
+#: hand (``edit``, :mod:`geo.edits.edit`), the unit grid as a new grid version (``grid``) or
+#: yearly targets (``targets``).  Recorded with the batch; it decides how the batch is rolled
+#: back, who may roll it back and how its audit entry is named.
+BatchKind = Literal["import", "edit", "grid", "targets"]
 
 
 def batch_kind(spec: LayerSpec) -> BatchKind:
@@ -248,9 +249,10 @@ def finished_values(counts: dict[str, int], report: dict[str, Any]) -> tuple[Any
 def audit_finished(
     log: AuditLog, batch_id: int, layer: Any, kind: Any, counts: dict[str, int], report: dict[str, Any]
 ) -> None:
-    """The audit entry of a finished batch, named by its kind (``import``, ``grid_replace``, ``targets``)."""
+    """The audit entry of a finished batch, named by its kind (``import``, ``edit``,
+    ``grid_replace``, ``targets``)."""
     log.record_audit(
-        {"grid": "grid_replace", "targets": "targets"}.get(str(kind), "import"),
+        {"grid": "grid_replace", "targets": "targets", "edit": "edit"}.get(str(kind), "import"),
         layer=str(layer),
         batch_id=batch_id,
         counts={k: int(v) for k, v in counts.items()},

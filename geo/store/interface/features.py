@@ -32,6 +32,9 @@ class FeatureRows:
         Assigned unit-grid code per row, or ``UNASSIGNED``.
     source_rows : ndarray of int, optional
         1-based record number of each row in the file it was read from.
+    replaces : ndarray of int, optional
+        An edit's rows: the fid of the current row each row replaces (matched by it instead of
+        by survey key; the new row versions keep the features' ids, one version higher).
     wkb : ndarray of bytes, optional
         Each geometry as 2D little-endian ISO WKB (``shapely.to_wkb(g, byte_order=1,
         flavor="iso", output_dimension=2)``), when the caller has it already (the rows a
@@ -44,6 +47,7 @@ class FeatureRows:
     units: np.ndarray
     source_rows: np.ndarray | None = None
     wkb: np.ndarray | None = None
+    replaces: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.geometry)
@@ -148,6 +152,17 @@ class FeatureStore(Protocol):
 
     def read_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
         """Attributes (with ``fid``, ``gw_unit``) of the given current rows."""
+        ...
+
+    def rows_by_id(self, spec: LayerSpec, ids: np.ndarray) -> pd.DataFrame:
+        """The current row of each feature ``ids`` (stable ids, sorted, unique) that exists:
+        ``id``, ``fid``, ``version``, ``gw_key``, ``gw_unit``, ``gw_batch`` and the layer's
+        stored fields, ordered by id (see :mod:`geo.edits.ids`)."""
+        ...
+
+    def ids_of_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """``fid``, ``id`` and ``version`` of the current rows among ``fids`` (sorted, unique),
+        ordered by fid."""
         ...
 
     def read_table(
@@ -274,6 +289,15 @@ def version_chain(versions: Iterable[GridVersion], version: int) -> list[int]:
     while (parent := parents.get(chain[-1])) is not None and len(chain) <= len(parents):
         chain.append(int(parent))
     return chain[::-1]
+
+
+def replaced_gone(layer: str) -> Conflict:
+    """The refusal of an edit whose row is no longer the feature's current one."""
+    return Conflict(
+        f"要素已被他人修改（图层 {layer}），请刷新后再编辑",
+        f"the feature was changed meanwhile (layer {layer}): reload it, then edit",
+        code="version_conflict",
+    )
 
 
 def rollback_blocked(batch_id: int, later: Iterable[int]) -> Conflict:

@@ -245,7 +245,7 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
 }
 
 _KIND_TYPES = {"str": _S, "int": _I, "float": _F, "date": _S}
-_GW = {"gw_key": _S, "gw_batch": _I, "gw_unit": _S, "gw_area": _F}
+_GW = {"gw_key": _S, "gw_batch": _I, "gw_unit": _S, "gw_area": _F, "gw_id": _I, "gw_version": _I}
 
 
 def layer_columns(spec: LayerSpec, part: str) -> dict[str, pa.DataType]:

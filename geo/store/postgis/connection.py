@@ -85,8 +85,9 @@ OUTBOX_SQL = tables_sql("bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
 
 #: The schema this code writes (kept in ``gw_meta`` under ``schema``).  Version 1: the tables
 #: of :data:`SCHEMA_SQL` and one table (and history table) per layer; version 2: typed views of
-#: the layers that hold more than one geometry type (:mod:`geo.store.typed_views`).
-SCHEMA_VERSION = 2
+#: the layers that hold more than one geometry type (:mod:`geo.store.typed_views`); version 3: a
+#: feature's stable id and version on its row versions (``gw_id``, ``gw_version``).
+SCHEMA_VERSION = 3
 
 #: What :data:`SCHEMA_SQL` and the change log's tables say, in short (kept in ``gw_meta`` under
 #: ``schema_sql``).
@@ -232,9 +233,14 @@ class PgConnection(TransactionScopes):
     def _upgrade_schema(self, version: int) -> None:
         """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION` (inside the open
         transaction, after the tables of :data:`SCHEMA_SQL` exist).  Version 2: the typed views
-        of the layers declared ``Geometry`` (:meth:`~geo.store.postgis.tables.PgTables.upgrade_views`)."""
+        of the layers declared ``Geometry`` (:meth:`~geo.store.postgis.tables.PgTables.upgrade_views`);
+        version 3 the stable id columns (:meth:`~geo.store.postgis.tables.PgTables.upgrade_ids`)."""
         if version < 2:
             upgrade = getattr(self, "upgrade_views", None)
+            if upgrade is not None:
+                upgrade()
+        if version < 3:
+            upgrade = getattr(self, "upgrade_ids", None)
             if upgrade is not None:
                 upgrade()
 

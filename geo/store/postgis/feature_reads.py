@@ -79,6 +79,44 @@ class PgFeatureReads(PgTables):
         ).fetchall()
         return self._frame(names, rows)
 
+    def rows_by_id(self, spec: LayerSpec, ids: np.ndarray) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.rows_by_id`.
+
+        A feature whose first row version is current has no ``gw_id`` (its fid is its id); a
+        later one is found on the ``gw_id`` index."""
+        cols = ["gw_key", "gw_unit", "gw_batch", *self._columns(spec)]
+        names = ["id", "fid", "version", *cols]
+        if not self.has_layer(spec) or len(ids) == 0:
+            return self._frame(names, [])
+        wanted = np.unique(np.asarray(ids, dtype=np.int64)).tolist()
+        picked = self._select_list(spec, cols)
+        rows = self._run(
+            f"SELECT fid, fid, coalesce(gw_version, 1), {picked} FROM {q(spec.name)} WHERE fid = ANY(%s)"
+            " AND gw_id IS NULL"
+            f" UNION ALL SELECT gw_id, fid, coalesce(gw_version, 1), {picked} FROM {q(spec.name)}"
+            " WHERE gw_id = ANY(%s) ORDER BY 1",
+            (wanted, wanted),
+        ).fetchall()
+        out = self._frame(names, rows)
+        for c in ("id", "fid", "version"):
+            out[c] = out[c].astype(np.int64)
+        return out
+
+    def ids_of_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.ids_of_rows`."""
+        if not self.has_layer(spec) or len(fids) == 0:
+            return pd.DataFrame(
+                {"fid": np.empty(0, np.int64), "id": np.empty(0, np.int64), "version": np.empty(0, np.int64)}
+            )
+        wanted = np.unique(np.asarray(fids, dtype=np.int64)).tolist()
+        rows = self._run(
+            f"SELECT fid, coalesce(gw_id, fid), coalesce(gw_version, 1) FROM {q(spec.name)}"
+            " WHERE fid = ANY(%s) ORDER BY fid",
+            (wanted,),
+        ).fetchall()
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return pd.DataFrame({"fid": arr[:, 0], "id": arr[:, 1], "version": arr[:, 2]})
+
     def read_table(
         self, spec: LayerSpec, columns: list[str], tx: int | None = None, fids: np.ndarray | None = None
     ) -> pa.Table:

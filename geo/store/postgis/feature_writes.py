@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from geo.store.interface.features import FeatureRows, WriteResult, rollback_blocked
+from geo.store.interface.features import FeatureRows, WriteResult, replaced_gone, rollback_blocked
 from geo.store.postgis.grid_versions import PgGridVersions
 from geo.store.postgis.tables import GW_COLUMNS, SQL_TYPES, q
 from layers.base import LayerSpec
@@ -48,7 +48,8 @@ class PgFeatureWrites(PgGridVersions):
         self._run("DROP TABLE IF EXISTS gw_tmp_rows")
         self._run(
             f"CREATE TEMP TABLE gw_tmp_rows (pos bigint PRIMARY KEY, geom geometry, {fields},"
-            " gw_key text, gw_unit text, gw_area double precision, match bigint, same boolean NOT NULL DEFAULT false)"
+            " gw_key text, gw_unit text, gw_area double precision, want bigint, match bigint,"
+            " same boolean NOT NULL DEFAULT false, gw_id bigint, gw_version bigint)"
             " ON COMMIT DROP"
         )
         self._copy_in("gw_tmp_rows", self._incoming(spec, rows, self.srs_epsg() or 0))
@@ -65,11 +66,18 @@ class PgFeatureWrites(PgGridVersions):
                     ],
                 ]
             )
-            # one current row per key (the newest, should a key ever be held twice)
+            # one current row per key (the newest, should a key ever be held twice); an edit's rows
+            # by the fid of the row each replaces.  A new row version keeps the feature's id.
+            on = "t.gw_key = n.gw_key" if rows.replaces is None else "t.fid = n.want"
+            ident = (
+                ", coalesce(t.gw_id, t.fid) AS gid, coalesce(t.gw_version, 1) + 1 AS ver"
+                if not self._previewing or "gw_id" in held
+                else ", t.fid AS gid, 2 AS ver"
+            )
             self._run(
-                f"UPDATE gw_tmp_rows r SET match = m.fid, same = m.same FROM ("
-                f" SELECT DISTINCT ON (n.pos) n.pos, t.fid, ({same}) AS same"
-                f" FROM gw_tmp_rows n JOIN {q(name)} t ON t.gw_key = n.gw_key ORDER BY n.pos, t.fid DESC"
+                f"UPDATE gw_tmp_rows r SET match = m.fid, same = m.same, gw_id = m.gid, gw_version = m.ver FROM ("
+                f" SELECT DISTINCT ON (n.pos) n.pos, t.fid, ({same}) AS same{ident}"
+                f" FROM gw_tmp_rows n JOIN {q(name)} t ON {on} ORDER BY n.pos, t.fid DESC"
                 ") m WHERE r.pos = m.pos"
             )
         found = self._copy_out(
@@ -77,6 +85,8 @@ class PgFeatureWrites(PgGridVersions):
             {"pos": pa.int64(), "match": pa.int64(), "same": pa.int64()},
         )
         matched = found.column("match").is_valid().to_numpy(zero_copy_only=False)
+        if rows.replaces is not None and not matched.all():
+            raise replaced_gone(name)
         same_arr = found.column("same").to_numpy() == 1
         match_fids = found.column("match").fill_null(0).to_numpy()
         unchanged = int(same_arr.sum())
@@ -108,7 +118,16 @@ class PgFeatureWrites(PgGridVersions):
         first = int(row[0]) if row else 1
         names = ", ".join(["geom", *[q(c) for c in cols], *[c for c, _ in GW_COLUMNS]])
         picked = ", ".join(
-            ["n.geom", *[f"n.{q(c)}" for c in cols], "n.gw_key", "%s", "n.gw_unit", "n.gw_area"]
+            [
+                "n.geom",
+                *[f"n.{q(c)}" for c in cols],
+                "n.gw_key",
+                "%s",
+                "n.gw_unit",
+                "n.gw_area",
+                "CASE WHEN n.match IS NULL THEN NULL ELSE n.gw_id END",
+                "CASE WHEN n.match IS NULL THEN NULL ELSE n.gw_version END",
+            ]
         )
         self._run(
             f"INSERT INTO {q(name)} (fid, {names}, gw_tx_from)"
@@ -200,6 +219,8 @@ class PgFeatureWrites(PgGridVersions):
             type=pa.string(),
         )
         data["gw_unit"] = pa.array([str(u) for u in np.asarray(rows.units).tolist()], type=pa.string())
+        if rows.replaces is not None:
+            data["want"] = pa.array(np.asarray(rows.replaces, dtype=np.int64))
         is_poly = np.isin(shapely.get_type_id(geoms), (3, 6))
         areas = shapely.area(geoms) if n else np.empty(0)
         data["gw_area"] = pa.array(areas, mask=~is_poly, type=pa.float64())
@@ -272,6 +293,14 @@ class PgFeatureWrites(PgGridVersions):
             f" FROM {q(name + '_history')} WHERE gw_superseded_by=%s AND gw_batch<>%s ORDER BY gw_orig_fid",
             (tx, batch_id, batch_id),
         ).rowcount
+        if restored:
+            # a feature brought back is a new version of it: one above the version rolled back
+            self._run(
+                f"UPDATE {q(name)} t SET gw_version = 1 + h.ver FROM (SELECT coalesce(gw_id, gw_orig_fid) AS gid,"
+                f" max(coalesce(gw_version, 1)) AS ver FROM {q(name + '_history')} WHERE gw_batch=%s AND gw_tx_to=%s"
+                " GROUP BY 1) h WHERE t.gw_tx_from=%s AND coalesce(t.gw_id, t.fid) = h.gid",
+                (batch_id, tx, tx),
+            )
         back = np.array(
             [r[0] for r in self._run(f"SELECT fid FROM {q(name)} WHERE gw_tx_from=%s", (tx,)).fetchall()]
             if restored

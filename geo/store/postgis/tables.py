@@ -29,8 +29,18 @@ GW_COLUMNS = (
     ("gw_batch", "bigint"),
     ("gw_unit", "text"),
     ("gw_area", "double precision"),
+    # the feature's stable id (null: the row's own fid, its first version) and version (null: 1)
+    ("gw_id", "bigint"),
+    ("gw_version", "bigint"),
 )
-GW_KINDS = {"gw_key": "str", "gw_batch": "int", "gw_unit": "str", "gw_area": "float"}
+GW_KINDS = {
+    "gw_key": "str",
+    "gw_batch": "int",
+    "gw_unit": "str",
+    "gw_area": "float",
+    "gw_id": "int",
+    "gw_version": "int",
+}
 #: the geometry types PostGIS can declare a column with (``geometry(<type>, srid)``)
 _TYPE_NAMES = {
     0: "Point",
@@ -132,6 +142,7 @@ class PgTables(PgConnection):
             (name, "geom", "USING gist (geom)"),
             (name, "gw_key", "(gw_key)"),
             (name, "gw_batch", "(gw_batch)"),
+            (name, "gw_id", "(gw_id)"),
             (f"{name}_history", "geom", "USING gist (geom)"),
             (f"{name}_history", "sup", "(gw_superseded_by)"),
             (f"{name}_history", "batch", "(gw_batch)"),
@@ -206,6 +217,20 @@ class PgTables(PgConnection):
                 if r[0]
             ]
             self._ensure_views(spec, views_needed("GEOMETRY", None, stored))
+
+    def upgrade_ids(self) -> None:
+        """The stable id and version columns of every layer's tables, and the index current rows
+        are found by id with (schema 3; inside the caller's transaction)."""
+        for (name,) in self._run("SELECT name FROM gw_layers").fetchall():
+            for table in (name, f"{name}_history"):
+                have = self._table_columns(table)
+                if not have:
+                    continue
+                for c in ("gw_id", "gw_version"):
+                    if c not in have:
+                        self._run(f"ALTER TABLE {q(table)} ADD COLUMN {c} bigint")
+            if self._table_columns(name):
+                self._run(f"CREATE INDEX IF NOT EXISTS {q(name + '_gw_id')} ON {q(name)} (gw_id)")
 
     def _add_missing_columns(self, spec: LayerSpec) -> bool:
         """Add the fields the layer declares since its tables were made; whether any was.  Only
