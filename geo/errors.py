@@ -162,10 +162,3 @@ def write_error(os_errno: int | None) -> StoreError | None:
     if os_errno in READ_ONLY_ERRNOS:
         return read_only()
     return None
-
-
-class Forbidden(GridwatchError):
-    """The account may not do this here (outside its area, or not its task)."""
-
-    status = 403
-    code = "forbidden"

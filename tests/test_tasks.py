@@ -425,3 +425,25 @@ def test_a_fix_carries_photos_of_its_features(sites, tmp_path):
     assert fixed == [
         {**fixed[0], "photos": [own.id], "note": "拆除完毕", "user": "comm_a"},
     ]
+
+
+def test_an_edited_feature_is_handed_over_by_its_stable_id(sites):
+    from geo.edits.edit import edit_feature
+
+    store = sites
+    first = ids_in(store, COMM_A)[0]
+    edited = edit_feature(store, "demolition", first, 1, {"status": "拆除中"}, user="boss")
+    assert edited.fid != first  # a new row version, the same feature
+    # named by its id, or by its current row's fid as the lists show it: the same feature, once
+    sel = Selection(features=(("demolition", first), ("demolition", edited.fid)))
+    task = handover.create_task(store, title="t", selection=sel, area=COMM_A, days=3, user="boss")
+    assert [(i.layer, i.feature) for i in store.task_items(task.id)] == [("demolition", first)]
+    by_status = handover.create_task(
+        store,
+        title="t",
+        selection=Selection(layer="demolition", statuses=("拆除中",)),
+        area=COMM_A,
+        days=3,
+        user="boss",
+    )
+    assert [i.feature for i in store.task_items(by_status.id)] == [first]

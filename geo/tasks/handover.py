@@ -29,6 +29,7 @@ import shapely
 import shapely.geometry
 from pyproj import Transformer
 
+from geo.edits.ids import current_rows, ids_of_rows
 from geo.errors import Conflict, Forbidden, InputError, NotFound
 from geo.figures.areas import EVERYTHING, Scope, area_units, check_area, parse_codes
 from geo.figures.feature_list import FeatureQuery, filtered_fids
@@ -208,17 +209,31 @@ def _visible(store: Store, task: TaskRow, scope: Scope, user: str | None) -> boo
 
 
 # selection ----------------------------------------------------------------------------------
-def _units_of(store: Store, layer: str, ids: Iterable[int]) -> dict[int, str | None]:
-    """The unit grid of each current feature of ``ids`` (stable ids); missing ones left out."""
+def _units_of(store: Store, layer: str, numbers: Iterable[int]) -> dict[int, tuple[int, str | None]]:
+    """Per number of ``numbers`` that names a current feature of ``layer`` -- its stable id or,
+    as the map and the lists hand them out, its current row's fid (the two never name different
+    features) --, the feature's stable id and unit grid; the others left out."""
     spec = get_layer(layer)
-    wanted = np.unique(np.asarray(list(ids), dtype=np.int64))
+    wanted = np.unique(np.asarray(list(numbers), dtype=np.int64))
     if not len(wanted) or not store.has_layer(spec):
         return {}
-    rows = store.read_rows(spec, wanted)
-    return {
-        int(f): (str(u) if isinstance(u, str) else None)
-        for f, u in zip(rows["fid"], rows["gw_unit"], strict=True)
-    }
+
+    def units(ids: np.ndarray) -> dict[int, str | None]:
+        rows = current_rows(store, spec, ids)
+        return {
+            int(i): (u if isinstance(u, str) else None)
+            for i, u in zip(rows["id"], rows["gw_unit"], strict=True)
+        }
+
+    by_id = units(wanted)
+    out = {n: (n, u) for n, u in by_id.items()}
+    rest = wanted[~np.isin(wanted, np.fromiter(by_id, dtype=np.int64, count=len(by_id)))]
+    if len(rest):
+        rows = ids_of_rows(store, spec, rest)
+        ids = {int(f): int(i) for f, i in zip(rows["fid"], rows["id"], strict=True)}
+        found = units(np.asarray(sorted(set(ids.values())), dtype=np.int64))
+        out.update({f: (i, found[i]) for f, i in ids.items() if i in found})
+    return out
 
 
 def _in_shape(store: Store, layer: str, shape: Mapping[str, Any]) -> np.ndarray:
@@ -253,16 +268,20 @@ def resolve(
         by_layer: dict[str, list[int]] = {}
         for layer, ident in selection.features:
             by_layer.setdefault(layer, []).append(ident)
+        seen: set[tuple[str, int]] = set()
         for layer, listed in by_layer.items():
-            units = _units_of(store, layer, listed)
-            for ident in dict.fromkeys(listed):
-                if ident not in units:
+            found = _units_of(store, layer, listed)
+            for number in dict.fromkeys(listed):
+                if number not in found:
                     raise NotFound(
-                        f"要素不存在: {layer}/{ident}",
-                        f"feature not found: {layer}/{ident}",
+                        f"要素不存在: {layer}/{number}",
+                        f"feature not found: {layer}/{number}",
                         code="feature_not_found",
                     )
-                unit = units[ident]
+                ident, unit = found[number]
+                if (layer, ident) in seen:
+                    continue
+                seen.add((layer, ident))
                 if sender is not None and unit not in sender:
                     raise _outside()
                 if allowed is not None and unit not in allowed:
@@ -283,10 +302,11 @@ def resolve(
         query = FeatureQuery(layer, within=selection.within, statuses=selection.statuses, units=allowed)
         by_filter = filtered_fids(store, query)
         ids = by_filter if selection.shape is None else np.intersect1d(ids, by_filter)
-    units = _units_of(store, layer, ids.tolist())
+    # the filters and the shape give row fids: each feature once, by its stable id
+    chosen = {i: u for i, u in _units_of(store, layer, ids.tolist()).values()}
     return [
         (layer, i, u)
-        for i, u in sorted(units.items())
+        for i, u in sorted(chosen.items())
         if (allowed is None or u in allowed) and (sender is None or u in sender)
     ]
 
