@@ -184,6 +184,7 @@ def test_stats_exports_and_page(data, make_app):
     ws = openpyxl.load_workbook(io.BytesIO(xlsx)).active
     values = [[c for c in row] for row in ws.iter_rows(values_only=True)]
     assert values[2][0] == STREET and values[2][2] == 10
+    assert 'id="gw-task-link"' in boss.request("GET", "/stats").text  # the statistics lead to them
     page = boss.request("GET", "/tasks")
     assert page.status_code == 200 and "gridwatch-tasks.js" in page.text
     # an account of community B sees none of community A's figures
