@@ -282,3 +282,55 @@ def test_photos_keep_to_the_area(data, make_app):
     assert send(surveyor, 3).status_code == 201
     with open_test_store(data) as store:
         assert len(store.photos("demolition", 1)) == 1  # nothing added to community A's site
+
+
+def test_edits_keep_to_the_area(data, make_app):
+    """Another area's feature: not found to read (its history), refused to edit or to add at
+    (403); the account's own area: edited and added to."""
+    import pyproj
+
+    from tests.helpers.builders import EPSG_GK
+
+    def at(x, y):
+        lon, lat = pyproj.Transformer.from_crs(EPSG_GK, 4326, always_xy=True).transform(x, y)
+        return {"type": "Point", "coordinates": [lon, lat]}
+
+    app = make_app(data)
+    viewer, surveyor, boss = (_session(app, n) for n in ("b_viewer", "b_surveyor", "boss"))
+    change = {"version": 1, "fields": {"status": "已拆除"}}
+    refused = surveyor.request("PATCH", "/api/features/demolition/1", json=change)  # community A's site
+    assert refused.status_code == 403 and refused.json["error"] == "outside_area"
+    assert viewer.request("PATCH", "/api/features/demolition/3", json=change).status_code == 403  # a viewer
+    gone = viewer.request("GET", "/api/features/demolition/1/history")
+    assert gone.status_code == 404 and gone.json["error"] == "feature_not_found"
+    assert viewer.request("GET", "/api/features/demolition/3/history").status_code == 200
+    moved_out = surveyor.request(
+        "PATCH", "/api/features/demolition/3", json={"version": 1, "geometry": at(X0 + 50, Y0 - 50)}
+    )
+    assert moved_out.status_code == 403
+    done = surveyor.request("PATCH", "/api/features/demolition/3", json=change)
+    assert done.status_code == 200 and done.json["version"] == 2
+    added_out = surveyor.request("POST", "/api/features/demolition", json={"geometry": at(X0 + 250, Y0 - 50)})
+    assert added_out.status_code == 403 and added_out.json["error"] == "outside_area"
+    added = surveyor.request("POST", "/api/features/demolition", json={"geometry": at(X0 + 250, Y0 - 250)})
+    assert added.status_code == 201
+    # the admin edits anywhere; community A's site is as it was
+    assert boss.request("GET", "/api/features/demolition/1").json["properties"]["version"] == 1
+    assert boss.request("PATCH", "/api/features/demolition/1", json=change).status_code == 200
+
+
+def test_a_bound_account_lists_its_own_batches_only(data, make_app):
+    """Batches of other accounts (their file names) are not listed to an account bound to an area."""
+    app = make_app(data)
+    surveyor, boss = _session(app, "b_surveyor"), _session(app, "boss")
+    assert surveyor.request("GET", "/api/batches").json == []
+    made = surveyor.request(
+        "POST",
+        "/api/features/demolition",
+        json={"geometry": boss.request("GET", "/api/features/demolition/3").json["geometry"]},
+    )
+    assert made.status_code == 201
+    assert [b["id"] for b in surveyor.request("GET", "/api/batches").json] == [made.json["batch_id"]]
+    page = surveyor.request("GET", "/batches").get_data(as_text=True)
+    assert "s.shp" not in page and "g.shp" not in page
+    assert len(boss.request("GET", "/api/batches").json) == 3

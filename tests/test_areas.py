@@ -3,6 +3,7 @@ district flag, admins never bound, sessions ended and audited on a change -- on 
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from geo.errors import InputError
@@ -288,3 +289,28 @@ def test_an_areas_figures_are_the_districts_filtered_to_its_units(gridded_store,
         again = tally(store, level, ["demolition"])
         assert int(again["demolition_total"].sum()) == len(xy)
     assert tally(store, "grid", ["demolition"]).set_index("code").equals(district)
+
+
+def test_rolling_back_a_grid_that_would_drop_a_bound_code_is_refused(gridded_store, tmp_path):
+    """A newer grid adds a unit; an account is bound to it; rolling that grid back would bring
+    the older grid without the code: refused with the accounts named, nothing changed."""
+    from geo.errors import Conflict
+    from geo.imports.batches import rollback
+    from geo.imports.importer import import_file
+    from tests.helpers.builders import grid_frame, write_shp
+
+    store = gridded_store
+    bigger = grid_frame()
+    extra = bigger.iloc[[0]].copy()
+    extra["网格编码"] = [f"{COMM_A}099"]
+    extra.geometry = extra.geometry.translate(0, 100)
+    bigger = pd.concat([bigger, extra], ignore_index=True)
+    newer = import_file(store, "grid", write_shp(bigger, tmp_path / "g2" / "网格.shp"))
+    areas.add_bound_user(store, "zhao", "surveyor", "longenough", f"{COMM_A}099")
+    before = store.layer_generation(grid_spec())
+    with pytest.raises(Conflict) as err:
+        rollback(store, newer.batch_id)
+    assert err.value.code == "area_codes_lost" and err.value.details["accounts"] == {"zhao": [f"{COMM_A}099"]}
+    assert store.layer_generation(grid_spec()) == before and store.batch(newer.batch_id).status == "active"
+    areas.bind_area(store, "zhao", COMM_A)
+    assert rollback(store, newer.batch_id).status == "rolled_back"

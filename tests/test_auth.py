@@ -67,6 +67,7 @@ ROUTES = {
     "photos.api_photo_upload": ("POST", "/api/features/demolition/1/photos", "surveyor"),
     "api.api_feature_edit": ("PATCH", "/api/features/demolition/1", "surveyor"),
     "api.api_feature_add": ("POST", "/api/features/demolition", "surveyor"),
+    "api.api_feature_history": ("GET", "/api/features/demolition/1/history", "viewer"),
     "photos.api_photos": ("GET", "/api/features/demolition/1/photos", "viewer"),
     "photos.api_photo": ("GET", "/api/photos/999", "viewer"),
     "tasks.tasks_page": ("GET", "/tasks", "viewer"),

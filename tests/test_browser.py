@@ -473,3 +473,28 @@ def test_upload_report_of_many_rejected_rows_says_how_many_it_does_not_list(
         page.set_viewport_size({"width": width, "height": height})
         page.locator("#gw-rejected tbody tr:last-child").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / f"upload-rejected-{lang}-{width}.png"), full_page=False)
+
+
+def test_a_rollback_blocked_by_edits_lists_them_and_drops_them_on_request(live_server, page):
+    """A feature of the survey import edited in the browser: rolling the import back is refused
+    with the edit named; the admin's button rolls both back."""
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    feature = page.request.get(f"{live_server}/api/features/demolition/2").json()
+    edited = page.request.patch(
+        f"{live_server}/api/features/demolition/2",
+        data={"version": feature["properties"]["version"], "fields": {"status": "已拆除"}},
+        headers={"X-CSRFToken": token, "Content-Type": "application/json"},
+    )
+    assert edited.status == 200 and edited.json()["version"] == 2
+    page.goto(f"{live_server}/batches")
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    page.click("tr:has-text('s.shp') button.gw-rollback")
+    wait_for(page, "document.querySelector('#gw-message button.gw-drop-edits') !== null", timeout=20000)
+    said = page.inner_text("#gw-message")
+    assert "之后被编辑过" in said and "#2" in said
+    page.click("#gw-message button.gw-drop-edits")
+    wait_for(page, "document.querySelector('#gw-message').textContent.includes('已回滚批次')", timeout=20000)
+    assert any("1 次编辑" in d for d in dialogs)
+    batches = page.request.get(f"{live_server}/api/batches?layer=demolition").json()
+    assert {b["status"] for b in batches} == {"rolled_back"}

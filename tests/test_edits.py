@@ -5,6 +5,7 @@ edits -- on both backends."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,13 @@ def test_edits_over_http(site_data: Path, make_app: Any) -> None:
     assert viewer.request("GET", f"/api/features/demolition/{new_fid}").status_code == 404
     stats = viewer.request("GET", "/api/stats?level=district&layer=demolition").json
     assert stats["rows"][0]["demolition_total"] == 2 and stats["rows"][0]["demolition_completed"] == 1
+    history = viewer.request("GET", "/api/features/demolition/1/history").json
+    assert [(v["version"], v["kind"], v["user"]) for v in history["versions"]] == [
+        (1, "import", "surveyor"),
+        (2, "edit", "surveyor"),
+        (3, "edit", "surveyor"),
+    ]
+    assert history["versions"][1]["note"] == "拆除完毕"
     audit = admin.request("GET", "/audit?action=edit").get_data(as_text=True)
     assert "编辑要素" in audit and "surveyor" in audit
     # another area's surveyor
@@ -411,3 +419,79 @@ def test_edits_over_http(site_data: Path, make_app: Any) -> None:
     assert refused.status_code == 409 and refused.json["details"]["edits"]
     assert surveyor.request("DELETE", f"/api/batches/{first}?drop_edits=1").status_code == 403
     assert admin.request("DELETE", f"/api/batches/{first}?drop_edits=1").status_code == 200
+
+
+# stores written before the ids --------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_store_of_the_schema_before_ids_gets_them_on_open(
+    sites: Any, tmp_path: Path, store_url: Any
+) -> None:
+    """A store whose layer tables have no ``gw_id`` / ``gw_version`` (GeoPackage schema 8,
+    PostGIS schema 2): read-only, its rows are their features' first versions; opened for
+    writing, it gains the columns, and edits work."""
+    from geo.store.backends import open_store
+
+    s1 = _row(sites, "S1")
+    if store_url is None:
+        path = sites.path
+        sites.close()
+        con = sqlite3.connect(path)
+        con.execute('DROP INDEX "demolition_gw_id"')
+        for table in ("demolition", "demolition_history"):
+            for col in ("gw_id", "gw_version"):
+                con.execute(f'ALTER TABLE "{table}" DROP COLUMN {col}')
+        con.execute("UPDATE gw_meta SET value='8' WHERE key='schema'")
+        con.commit()
+        con.close()
+        path.chmod(0o444)  # read-only: it cannot be upgraded and is still read
+        try:
+            with open_store(str(path), data=path.parent) as old:
+                assert find_feature(old, SITES, int(s1["fid"]))["version"] == 1
+                assert list(ids_of_rows(old, SITES, np.array([int(s1["fid"])]))["id"]) == [int(s1["fid"])]
+        finally:
+            path.chmod(0o644)
+        where = str(path)
+    else:
+        for table in ("demolition", "demolition_history"):
+            sites.conn.execute(f'ALTER TABLE "{table}" DROP COLUMN gw_id, DROP COLUMN gw_version')
+        sites.conn.execute("UPDATE gw_meta SET value='2' WHERE key='schema'")
+        sites.conn.commit()
+        sites.close()
+        where = store_url
+    with open_store(where, data=tmp_path / "data") as store:
+        row = find_feature(store, SITES, int(s1["fid"]))
+        assert (row["id"], row["version"]) == (s1["fid"], 1)
+        edited = edit_feature(store, "demolition", int(row["id"]), 1, {"status": "已拆除"})
+        assert (
+            edited.version == 2 and current_rows(store, SITES, [int(row["id"])]).iloc[0]["status"] == "已拆除"
+        )
+
+
+def test_a_features_history_says_who_changed_what_and_when(sites: Any, tmp_path: Path) -> None:
+    from geo.edits.history import feature_history
+
+    s1 = _row(sites, "S1")
+    _import(sites, tmp_path, "second", ["S1"], ["已下发通知"], user="importer")
+    edited = edit_feature(
+        sites, "demolition", int(s1["id"]), 2, {"address": "一号"}, note="核实", user="wang"
+    )
+    rollback(sites, edited.batch_id)
+    history = feature_history(sites, "demolition", int(s1["id"]))
+    assert history["id"] == s1["id"] and history["version"] == 4
+    got = [(v["version"], v["kind"], v["user"], v["rolled_back"], v["changed"]) for v in history["versions"]]
+    assert got == [
+        (1, "import", None, False, ["case_id", "area_m2", "status"]),
+        (2, "import", "importer", False, ["status"]),
+        (3, "edit", "wang", True, ["address"]),
+        (4, "import", "importer", False, ["address"]),  # the second import's row, brought back
+    ]
+    assert history["versions"][2]["note"] == "核实"
+    assert all(v["at"] for v in history["versions"])
+    assert [v["until"] is None for v in history["versions"]] == [False, False, False, True]
+    # the same by the current row's fid; not found outside an area
+    assert (
+        feature_history(sites, "demolition", int(find_feature(sites, SITES, int(s1["id"]))["fid"]))["id"]
+        == s1["id"]
+    )
+    with pytest.raises(NotFound):
+        feature_history(sites, "demolition", int(s1["id"]), units=frozenset({f"{COMM_B}001"}))

@@ -236,8 +236,8 @@ def test_a_photo_is_kept_with_its_row_and_audit_entry(sites: Any, tmp_path: Path
     data = tmp_path / "data"
     raw = _bytes(_picture(), "JPEG", exif=_exif("2024:05:01 10:20:30", "+08:00", gps=GPS))
     sites.actor.user = "surveyor"
-    row, _ = add_photo(sites, data, "违法建设", 1, raw, note="  拆除前  ", version=3)
-    assert row.id and row.layer == "demolition" and row.feature == 1 and row.feature_version == 3
+    row, _ = add_photo(sites, data, "违法建设", 1, raw, note="  拆除前  ", version=1)
+    assert row.id and row.layer == "demolition" and row.feature == 1 and row.feature_version == 1
     assert row.note == "拆除前" and row.uploaded_by == "surveyor"
     assert row.taken_at == "2024-05-01T10:20:30+08:00" and row.lon == pytest.approx(118.51)
     assert sites.photos("demolition", 1) == [row] and sites.photo(row.id) == row
@@ -311,11 +311,11 @@ def test_photos_over_http(site_data: Path, make_app: Any) -> None:
     raw = _bytes(
         _picture(), "JPEG", exif=_exif("2024:05:01 10:20:30", gps=GPS, t270="<script>alert(1)</script>")
     )
-    resp = _post(surveyor, raw, "<img src=x onerror=alert(1)>.png", note="<b>拆除前</b>", version="2")
+    resp = _post(surveyor, raw, "<img src=x onerror=alert(1)>.png", note="<b>拆除前</b>", version="1")
     assert resp.status_code == 201, resp.json
     photo = resp.json
     assert "script" not in resp.get_data(as_text=True)  # nothing of the EXIF's markup is passed on
-    assert photo["taken_at"] == "2024-05-01T10:20:30" and photo["feature_version"] == 2
+    assert photo["taken_at"] == "2024-05-01T10:20:30" and photo["feature_version"] == 1
     assert photo["note"] == "<b>拆除前</b>"  # kept as text; pages show it escaped
     listed = viewer.request("GET", "/api/features/违法建设/1/photos").json["photos"]
     assert [p["id"] for p in listed] == [photo["id"]] and listed[0]["lon"] == pytest.approx(118.51)

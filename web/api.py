@@ -346,7 +346,10 @@ def api_ledger(layer: str) -> Any:
 @requires("surveyor")
 def api_batches() -> Any:
     layer = request.args.get("layer") or None
-    return jsonify([b.to_dict() for b in get_store().batches(layer and layer_name(layer))])
+    rows = get_store().batches(layer and layer_name(layer))
+    if area_units() is not None:  # bound to an area: its own batches only, not others' file names
+        rows = [b for b in rows if b.user == user_name()]
+    return jsonify([b.to_dict() for b in rows])
 
 
 @bp.delete("/batches/<id:batch_id>")

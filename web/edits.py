@@ -9,9 +9,10 @@ from typing import Any
 from flask import jsonify, request
 
 from geo.edits.edit import add_feature, edit_feature
+from geo.edits.history import feature_history
 from geo.errors import InputError
 from geo.registry import layer_name
-from web.access import requires, user_name
+from web.access import area_units, requires, user_name
 from web.api import bp
 from web.context import get_store
 
@@ -96,3 +97,10 @@ def api_feature_add(layer: str) -> Any:
     resp = jsonify(result.to_dict())
     resp.headers["ETag"] = f'"{result.version}"'
     return resp, 201
+
+
+@bp.get("/features/<layer>/<id:fid>/history")
+@requires("viewer")
+def api_feature_history(layer: str, fid: int) -> Any:
+    """A feature's versions, oldest first: who wrote each, when, what changed, what ended it."""
+    return jsonify(feature_history(get_store(), layer_name(layer), fid, units=area_units()))

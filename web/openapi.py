@@ -360,6 +360,15 @@ def _edit_paths() -> dict[str, Any]:
                 },
             )
         },
+        "/api/features/{layer}/{fid}/history": {
+            "get": _op(
+                "要素的版本历史 / a feature's versions, oldest first: who wrote each (import or edit), when, the"
+                " fields it changed, whether its batch was rolled back",
+                _SIGNED_IN,
+                {"200": _ok("the versions"), **_errors(400, 404)},
+                [layer, fid],
+            )
+        },
         "/api/features/{layer}": {
             "post": _op(
                 "新增要素 / add a feature by hand at a position (surveyors and admins, in their area)",

@@ -302,7 +302,10 @@ def batches() -> Any:
                 "确定回滚单元网格批次 {id}？将恢复上一版网格，所有要素都将重新分配到上一版网格的单元。"
             ),
             "done": _("已回滚批次 {id}"),
-        }
+            "dropEdits": _("连同这些编辑一起回滚"),
+            "confirmDrop": _("确定回滚批次 {id}，并撤销之后对其要素的 {n} 次编辑？"),
+        },
+        "admin": role == "admin",
     }
     grid_kind = batch_kind(grid_spec())
     layer = request.args.get("layer") or None  # ?layer=: that layer's batches only
@@ -311,6 +314,8 @@ def batches() -> Any:
     shown = [
         replace(b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user))
         for b in reversed(get_store().batches(layer))
+        # an account bound to an area sees its own batches only, not others' file names
+        if area_units() is None or b.user == me
     ]
     return render_template(
         "batches.html",

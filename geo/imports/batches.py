@@ -11,6 +11,7 @@ import pandas as pd
 import layers
 from geo.errors import Conflict, InputError
 from geo.figures import versions
+from geo.figures.areas import check_grid_keeps_areas
 from geo.figures.hierarchy import load_hierarchy
 from geo.figures.tally import metric_names
 from geo.imports.commit import Duplicate
@@ -67,6 +68,8 @@ def rollback(store: Store, batch_id: int, *, drop_edits: bool = False) -> Batch:
                     )
             _roll_back_layer(store, spec, batch_id, drop_edits)
             if spec.is_grid:
+                # the grid that comes back must still hold every code an account is bound to
+                check_grid_keeps_areas(store, store.read_attributes(spec))
                 store.retire_grid_version(batch_id)
                 versions.restore_current_units(store)
         store.mark_rolled_back(batch_id)

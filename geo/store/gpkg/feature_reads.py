@@ -116,6 +116,32 @@ class GpkgFeatureReads(GpkgTables):
             out[c] = out[c].astype(np.int64)
         return out
 
+    def feature_versions(self, spec: LayerSpec, feature_id: int) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.feature_versions`."""
+        cols = ["gw_unit", *self._columns(spec)]
+        names = ["version", "fid", "gw_batch", "gw_superseded_by", "gw_tx_from", "gw_tx_to", *cols]
+        if not self.has_layer(spec):
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        qcols = ", ".join(f'"{c}"' for c in cols)
+        ident = int(feature_id)
+        if self._has_id_columns(spec.name):
+            rows = self.conn.execute(
+                f"SELECT coalesce(gw_version, 1), fid, gw_batch, NULL, gw_tx_from, NULL, {qcols}"
+                f' FROM "{spec.name}" WHERE gw_id = ? OR (fid = ? AND gw_id IS NULL)'
+                f" UNION ALL SELECT coalesce(gw_version, 1), gw_orig_fid, gw_batch, gw_superseded_by, gw_tx_from,"
+                f' gw_tx_to, {qcols} FROM "{spec.name}_history" WHERE gw_id = ? OR (gw_orig_fid = ? AND gw_id IS NULL)',
+                (ident, ident, ident, ident),
+            ).fetchall()
+        else:
+            rows = self.conn.execute(
+                f'SELECT 1, fid, gw_batch, NULL, gw_tx_from, NULL, {qcols} FROM "{spec.name}" WHERE fid = ?'
+                f" UNION ALL SELECT 1, gw_orig_fid, gw_batch, gw_superseded_by, gw_tx_from, gw_tx_to, {qcols}"
+                f' FROM "{spec.name}_history" WHERE gw_orig_fid = ?',
+                (ident, ident),
+            ).fetchall()
+        rows.sort(key=lambda r: (r[4] or 0, r[5] is None, r[5] or 0))
+        return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
+
     def ids_of_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
         """See :meth:`geo.store.interface.features.FeatureStore.ids_of_rows`."""
         if not self.has_layer(spec) or len(fids) == 0:

@@ -76,6 +76,7 @@ class GpkgTables(GpkgConnection):
         )
         conn.execute(f'CREATE INDEX "{spec.name}_gw_key" ON "{spec.name}" (gw_key)')
         conn.execute(f'CREATE INDEX "{spec.name}_gw_id" ON "{spec.name}" (gw_id)')
+        conn.execute(f'CREATE INDEX "{spec.name}_history_gw_id" ON "{spec.name}_history" (gw_id)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_sup" ON "{spec.name}_history" (gw_superseded_by)')
         conn.execute(f'CREATE INDEX "{spec.name}_history_batch" ON "{spec.name}_history" (gw_batch)')
         self._add_version_columns(spec.name)
@@ -123,6 +124,8 @@ class GpkgTables(GpkgConnection):
                     conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {c} INTEGER')
         if self._has_table(name):
             conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_gw_id" ON "{name}" (gw_id)')
+        if self._has_table(f"{name}_history"):
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_history_gw_id" ON "{name}_history" (gw_id)')
 
     def _add_missing_columns(self, spec: LayerSpec) -> None:
         for table in (spec.name, f"{spec.name}_history"):

@@ -160,6 +160,13 @@ class FeatureStore(Protocol):
         stored fields, ordered by id (see :mod:`geo.edits.ids`)."""
         ...
 
+    def feature_versions(self, spec: LayerSpec, feature_id: int) -> pd.DataFrame:
+        """Every row version of feature ``feature_id`` (its stable id), current and retired:
+        ``version``, ``fid``, ``gw_batch``, ``gw_superseded_by`` (None for the current one),
+        ``gw_tx_from``, ``gw_tx_to`` (None: current), ``gw_unit`` and the layer's stored fields,
+        ordered by ``gw_tx_from``."""
+        ...
+
     def ids_of_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
         """``fid``, ``id`` and ``version`` of the current rows among ``fids`` (sorted, unique),
         ordered by fid."""

@@ -102,6 +102,24 @@ class PgFeatureReads(PgTables):
             out[c] = out[c].astype(np.int64)
         return out
 
+    def feature_versions(self, spec: LayerSpec, feature_id: int) -> pd.DataFrame:
+        """See :meth:`geo.store.interface.features.FeatureStore.feature_versions`."""
+        cols = ["gw_unit", *self._columns(spec)]
+        names = ["version", "fid", "gw_batch", "gw_superseded_by", "gw_tx_from", "gw_tx_to", *cols]
+        if not self.has_layer(spec):
+            return self._frame(names, [])
+        picked = self._select_list(spec, cols)
+        ident = int(feature_id)
+        rows = self._run(
+            f"SELECT coalesce(gw_version, 1), fid, gw_batch, NULL::bigint, gw_tx_from, NULL::bigint, {picked}"
+            f" FROM {q(spec.name)} WHERE gw_id = %s OR (fid = %s AND gw_id IS NULL)"
+            f" UNION ALL SELECT coalesce(gw_version, 1), gw_orig_fid, gw_batch, gw_superseded_by, gw_tx_from,"
+            f" gw_tx_to, {picked} FROM {q(spec.name + '_history')} WHERE gw_id = %s OR (gw_orig_fid = %s AND gw_id IS NULL)"
+            " ORDER BY 5, 6 NULLS LAST",
+            (ident, ident, ident, ident),
+        ).fetchall()
+        return self._frame(names, rows)
+
     def ids_of_rows(self, spec: LayerSpec, fids: np.ndarray) -> pd.DataFrame:
         """See :meth:`geo.store.interface.features.FeatureStore.ids_of_rows`."""
         if not self.has_layer(spec) or len(fids) == 0:

@@ -147,6 +147,7 @@ class PgTables(PgConnection):
             (f"{name}_history", "sup", "(gw_superseded_by)"),
             (f"{name}_history", "batch", "(gw_batch)"),
             (f"{name}_history", "orig", "(gw_orig_fid)"),
+            (f"{name}_history", "gw_id", "(gw_id)"),
         ):
             self._run(f"CREATE INDEX {q(f'{table}_{index}')} ON {q(table)} {what}")
         if not is_grid(name):
@@ -231,6 +232,10 @@ class PgTables(PgConnection):
                         self._run(f"ALTER TABLE {q(table)} ADD COLUMN {c} bigint")
             if self._table_columns(name):
                 self._run(f"CREATE INDEX IF NOT EXISTS {q(name + '_gw_id')} ON {q(name)} (gw_id)")
+            if self._table_columns(f"{name}_history"):
+                self._run(
+                    f"CREATE INDEX IF NOT EXISTS {q(name + '_history_gw_id')} ON {q(name + '_history')} (gw_id)"
+                )
 
     def _add_missing_columns(self, spec: LayerSpec) -> bool:
         """Add the fields the layer declares since its tables were made; whether any was.  Only
