@@ -1,4 +1,4 @@
-/* Statistics page: charts (Chart.js, served by the app) and a sortable table. */
+/* Statistics page: charts (Chart.js, served by the app) and sortable tables. */
 (function () {
   "use strict";
   const data = JSON.parse(document.getElementById("gw-chart-data").textContent);
@@ -24,8 +24,8 @@
     },
     options: { animation: false },
   });
-  const table = document.getElementById("gw-table");
-  table.querySelectorAll("th").forEach((th, col) => {
+  // the figures' table and the patrol coverage's: sorted by a click on a header
+  document.querySelectorAll("table.sortable").forEach((table) => table.querySelectorAll("thead th").forEach((th, col) => {
     let asc = true;
     th.addEventListener("click", () => {
       const numeric = th.dataset.type === "num";
@@ -39,5 +39,5 @@
       asc = !asc;
       rows.forEach((r) => table.tBodies[0].appendChild(r));
     });
-  });
+  }));
 })();

@@ -80,6 +80,9 @@ PROBES = [
     "/features?layer=demolition",
     "/stats?level=community",
     "/?tiles=none&level=community",
+    "/api/patrols/coverage?level=grid&working_days=0",
+    "/api/patrols/coverage?level=street&format=csv",
+    "/api/patrols/coverage?level=district&format=xlsx",
     "/api/tasks/stats?level=grid",
     "/api/tasks/stats?level=community&format=csv",
 ]
@@ -282,6 +285,39 @@ def test_photos_keep_to_the_area(data, make_app):
     assert send(surveyor, 3).status_code == 201
     with open_test_store(data) as store:
         assert len(store.photos("demolition", 1)) == 1  # nothing added to community A's site
+
+
+@pytest.mark.slow
+def test_patrols_keep_to_the_area(data, make_app):
+    from geo.imports.patrols import file_patrol
+
+    with open_test_store(data) as store:
+        file_patrol(store, "boss", units=COMM_A, note="AREAA1 巡查")
+        file_patrol(store, "boss", units=COMM_B, note="BSITE1 巡查", amend=True)
+    app = make_app(data)
+    urls = [
+        "/api/patrols",
+        f"/api/patrols?unit={COMM_A}",
+        "/api/patrols/coverage?level=grid&working_days=0",
+        "/api/patrols/coverage?level=community&working_days=0&format=csv",
+        "/stats?level=grid",
+    ]
+    for who in ("b_viewer", "b_surveyor"):
+        session = _session(app, who)
+        for url in urls:
+            resp = session.request("GET", url)
+            assert resp.status_code == 200, (who, url)
+            for secret in A_ONLY:
+                assert secret not in resp.get_data(as_text=True), (who, url, secret)
+        listed = session.request("GET", "/api/patrols").json["patrols"]
+        assert [p["note"] for p in listed] == ["BSITE1 巡查"]
+    surveyor = _session(app, "b_surveyor")
+    refused = surveyor.request("POST", "/api/patrols", json={"units": [COMM_A]})
+    assert refused.status_code == 403 and refused.json["error"] == "outside_area"
+    filed = surveyor.request("POST", "/api/patrols", json={"note": "本区"})
+    assert filed.status_code == 201 and all(u.startswith(COMM_B) for u in filed.json["units"])
+    flagged = _session(app, "b_flagged")  # may see the district: every filing
+    assert len(flagged.request("GET", "/api/patrols").json["patrols"]) == 3
 
 
 def test_edits_keep_to_the_area(data, make_app):

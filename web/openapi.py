@@ -933,6 +933,7 @@ def _document() -> dict[str, Any]:
             },
             "/api/openapi.json": {"get": _op("this document", _PUBLIC, {"200": _ok("OpenAPI 3.1")})},
             **_webhook_paths(),
+            **_patrol_paths(),
             **_task_paths(),
         },
         "components": components(),
@@ -1042,6 +1043,173 @@ def _webhook_paths() -> dict[str, Any]:
                 _SIGNED_IN,
                 {"200": _ok("attempts", {"type": "array", "items": _DELIVERY}), **_errors(404)},
                 [hook_id],
+            )
+        },
+    }
+
+
+_DAY = {"type": "string", "maxLength": 64, "examples": ["2026-12-02", "20261202"]}
+_PATROL = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "account": {"type": "string"},
+        "day": {"type": "string", "format": "date", "description": "the local day patrolled"},
+        "result": {"type": "string", "enum": ["nothing_found", "found"]},
+        "units": {"type": "array", "items": {"type": "string"}, "description": "unit grid codes covered"},
+        "features": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"layer": {"type": "string"}, "id": {"type": "integer"}},
+            },
+        },
+        "note": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "description": "when it was filed, local time with its offset"},
+        "late": {"type": "boolean", "description": "filed after its day"},
+    },
+}
+_COVERAGE_ROW = {
+    "type": "object",
+    "properties": {
+        "code": {"type": "string"},
+        "name": {"type": ["string", "null"]},
+        "parent_code": {"type": ["string", "null"]},
+        "parent_name": {"type": ["string", "null"]},
+        "units": {"type": "integer", "description": "unit grids counted"},
+        "days_due": {"type": "integer", "description": "days due (unit-days above the unit grid)"},
+        "days_reported": {"type": "integer"},
+        "coverage": {"type": ["number", "null"], "description": "days_reported / days_due, 0–1"},
+        "missed": {"type": "integer"},
+        "missed_days": {"type": "array", "items": {"type": "string", "format": "date"}},
+        "last_report": {"type": ["string", "null"], "format": "date"},
+    },
+}
+
+
+def _patrol_paths() -> dict[str, Any]:
+    """The daily patrol reports (web/patrols.py)."""
+    period = [
+        _q("from", "first day (default: the first of the last day's month)", _DAY),
+        _q("to", "last day, included (default: as_of)", _DAY),
+    ]
+    return {
+        "/api/patrols": {
+            "get": _op(
+                "巡查记录 / patrol filings for days from–to (at most 366 days), newest first, those covering"
+                " the account's area; amended_by names the later filing that amended one",
+                _SIGNED_IN,
+                {
+                    "200": _ok(
+                        "filings",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "from": {"type": "string"},
+                                "to": {"type": "string"},
+                                "patrols": {"type": "array", "items": _PATROL},
+                            },
+                        },
+                    ),
+                    **_errors(400),
+                },
+                [*period, _q("unit", "only filings covering this unit grid, community or street code")],
+            ),
+            "post": _op(
+                "提交巡查 / file a day's patrol (surveyors and admins): nothing found (零报告) or the features found;"
+                " a day after today is refused, an earlier one kept as late; a second filing of the account for a"
+                " unit and day is refused (409 patrol_already_filed) unless amend is true",
+                _SIGNED_IN,
+                {"201": _ok("the filing kept, with amends: the ids it amends", _PATROL), **_errors(400, 409)},
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "day": {
+                                        "type": "string",
+                                        "maxLength": 64,
+                                        "description": "default today",
+                                    },
+                                    "units": {
+                                        "type": "array",
+                                        "maxItems": 5000,
+                                        "items": {"type": "string", "maxLength": 40},
+                                        "description": "unit grid, community or street codes (default: the"
+                                        " account's area; required for an account bound to none)",
+                                    },
+                                    "result": {"type": "string", "enum": ["nothing_found", "found"]},
+                                    "features": {
+                                        "type": "array",
+                                        "maxItems": 200,
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["layer", "id"],
+                                            "properties": {
+                                                "layer": {"type": "string", "maxLength": 40},
+                                                "id": ID,
+                                            },
+                                        },
+                                    },
+                                    "note": {"type": "string", "maxLength": 500},
+                                    "amend": {"type": "boolean"},
+                                },
+                            }
+                        }
+                    },
+                },
+            ),
+        },
+        "/api/patrols/coverage": {
+            "get": _op(
+                "巡查覆盖率 / patrol coverage per unit of a level: days due (working days, or every day), days"
+                " reported, rate, days missed; filings known by the end of as_of",
+                _SIGNED_IN,
+                {
+                    "200": {
+                        "description": "JSON, or the table as CSV or Excel",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "level": {"type": "string"},
+                                        "from": {"type": "string"},
+                                        "to": {"type": "string"},
+                                        "as_of": {"type": "string"},
+                                        "working_days": {"type": "boolean"},
+                                        "days_due": {"type": "array", "items": {"type": "string"}},
+                                        "warning": {"type": ["string", "null"]},
+                                        "totals": {"type": "object"},
+                                        "rows": {"type": "array", "items": _COVERAGE_ROW},
+                                    },
+                                }
+                            },
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
+                    **_errors(400),
+                },
+                [
+                    _level(),
+                    *period,
+                    _q("as_of", "count filings made by the end of this day (default today)", _DAY),
+                    _q(
+                        "working_days",
+                        "1 (default): working days are due; 0: every day",
+                        {"type": "string", "enum": ["0", "1"]},
+                    ),
+                    _q(
+                        "format",
+                        "json (default), csv or xlsx",
+                        {"type": "string", "enum": ["json", "csv", "xlsx"]},
+                    ),
+                ],
             )
         },
     }

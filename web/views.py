@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from geo.errors import InputError
 from geo.figures.feature_list import PAGE_SIZES, UNIT_COLUMN, FeatureQuery, area_choices, feature_page
 from geo.figures.hierarchy import grid_levels
 from geo.figures.overview import area_levels, map_summary, map_totals, stats_page_data
+from geo.figures.patrols import patrol_coverage, patrol_period
 from geo.figures.tally import column_labels
 from geo.imports.batches import TARGET_SPEC, may_roll_back
 from geo.output.html_map import map_areas
@@ -33,8 +35,9 @@ from geo.reading.display import safe_display_name
 from geo.registry import grid_spec, layer_name
 from geo.store import clock
 from geo.store.interface.batches import batch_kind
+from geo.workdays import site_calendar
 from layers.base import UNASSIGNED, UNRECOGNISED
-from web.access import MAP, PUBLIC, area_units, is_admin, requires, user_name
+from web.access import MAP, PUBLIC, area_units, is_admin, requires, scope, user_name
 from web.common import query_args, survey_spec, timezone
 from web.context import get_store, label, select_locale
 from web.maps import map_config, requested_base_map, scaffold, usable_base_maps
@@ -381,7 +384,15 @@ def stats() -> Any:
         has_status=bool(spec.status_field),
         has_undated=figures["has_undated"],
         map_areas=[(label(lv), units) for lv, units in map_areas(get_store(), area_units())],
+        patrols=_patrol_coverage(level, as_of),
     )
+
+
+def _patrol_coverage(level: str, as_of: date | None) -> Any:
+    """The statistics page's patrol coverage: this month (of the as-of day) at the page's level."""
+    today = clock.today(timezone())
+    period = patrol_period(as_of=min(as_of or today, today), tz=timezone())
+    return patrol_coverage(get_store(), level, period, scope(), site_calendar(), timezone())
 
 
 @bp.get("/features")

@@ -23,6 +23,7 @@ from geo.cli.common import Parser, bounded_int, cell_size, one_line, row_id
 from geo.cli.figures import cmd_html_map, cmd_ledger, cmd_stats
 from geo.cli.gridgen import cmd_grid_generate
 from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
+from geo.cli.patrols import add_patrol_parser
 from geo.cli.report import add_report_parser
 from geo.cli.stores import add_store_parser
 from geo.cli.tasks import add_task_parser
@@ -238,6 +239,7 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
 
     add_calendar_parser(sub)
     add_webhook_parser(sub)
+    add_patrol_parser(sub)
     add_task_parser(sub)
 
     if extend is not None:

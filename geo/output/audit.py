@@ -34,6 +34,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "mapping_remove": ("删除值对应", "value mapping removed"),
     "webhook_add": ("添加 Webhook", "webhook added"),
     "webhook_remove": ("删除 Webhook", "webhook removed"),
+    "patrol_add": ("提交巡查", "patrol filed"),
 }
 
 #: The counts an entry may carry and their labels (Chinese, English), in the order shown.

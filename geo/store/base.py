@@ -31,6 +31,7 @@ from geo.store.interface.batches import BatchRegister, archive_files
 from geo.store.interface.changes import ChangeLog
 from geo.store.interface.features import FeatureStore
 from geo.store.interface.outbox import WebhookStore
+from geo.store.interface.patrols import PatrolStore
 from geo.store.interface.photos import PhotoStore
 from geo.store.interface.targets import TargetStore
 from geo.store.interface.tasks import TaskStore
@@ -69,6 +70,7 @@ class Store(
     ValueMapStore,
     WebhookStore,
     PhotoStore,
+    PatrolStore,
     TaskStore,
     Protocol,
 ):

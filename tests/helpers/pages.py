@@ -34,6 +34,7 @@ PAGES = (
     Page("audit", "/audit"),
     Page("users", "/users"),
     Page("account", "/account"),
+    Page("patrol", "/patrol"),
     Page("login", "/login", signed_in=False),
     Page("error", "/no-such-page"),
 )

@@ -44,6 +44,8 @@ Layout, besides the GeoPackage system tables:
 ``gw_meta``            store CRS and revision.
 ``gw_photos``          photos on features (made by the first one): the files are in the data
                        directory, ``photos/`` (see :mod:`geo.imports.photos`).
+``gw_patrols``         daily patrol filings and the unit grids each covers (``gw_patrol_units``),
+                       made by the first one (see :mod:`geo.imports.patrols`).
 ``gw_tasks``           hand-over tasks, with ``gw_task_items`` (the features handed over) and
                        ``gw_task_events`` (every change of an item's state), made by the first task.
 
@@ -64,6 +66,7 @@ from geo.store.gpkg.accounts import GpkgAccounts
 from geo.store.gpkg.batches import GpkgBatches
 from geo.store.gpkg.migrations import GpkgMigrations
 from geo.store.gpkg.outbox import GpkgOutbox
+from geo.store.gpkg.patrols import GpkgPatrols
 from geo.store.gpkg.photos import GpkgPhotos
 from geo.store.gpkg.tasks import GpkgTasks
 from geo.store.gpkg.transfer import GpkgTransfer
@@ -80,6 +83,7 @@ class GpkgStore(
     GpkgTransfer,
     GpkgOutbox,
     GpkgPhotos,
+    GpkgPatrols,
     GpkgTasks,
 ):
     """GeoPackage-backed :class:`geo.store.base.Store`.

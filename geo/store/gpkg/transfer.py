@@ -22,6 +22,7 @@ from geo.store import clock
 from geo.store.gpkg.blobs import decode_geometries, encode_geometries
 from geo.store.gpkg.connection import _store_error, scalar_args
 from geo.store.gpkg.outbox import OUTBOX_TABLES
+from geo.store.gpkg.patrols import PATROLS_SQL
 from geo.store.gpkg.photos import PHOTOS_SQL
 from geo.store.gpkg.spatial import (
     create_typed_view,
@@ -247,11 +248,8 @@ class GpkgTransfer(GpkgTables):
             conn = self.conn
             conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (UNUSABLE_KEY, unusable))
             conn.execute(_VALUE_MAPS_SQL)
-            for stmt in (
-                *OUTBOX_TABLES,
-                *PHOTOS_SQL,
-                *TASKS_SQL,
-            ):  # made on first use elsewhere; a copy may bring rows
+            # made on first use elsewhere; a copy may bring rows
+            for stmt in (*OUTBOX_TABLES, *PHOTOS_SQL, *PATROLS_SQL, *TASKS_SQL):
                 conn.execute(stmt)
             for name, batch in batches:
                 written[name] = written.get(name, 0) + batch.num_rows

@@ -40,6 +40,7 @@ _IDENTITIES = (
     ("gw_outbox", "id"),
     ("gw_deliveries", "id"),
     ("gw_photos", "id"),
+    ("gw_patrols", "id"),
     ("gw_tasks", "id"),
     ("gw_task_items", "id"),
     ("gw_task_events", "id"),
