@@ -415,7 +415,7 @@ def features() -> Any:
     if spec.status_field:
         vocab[spec.status_field] = statuses
     headers = {f.name: label(f) for f in spec.fields} | {UNIT_COLUMN: _("所在单元网格")}
-    exports = {k: v for k, v in kept.items() if k not in ("size", "lang")}
+    exports = {k: v for k, v in kept.items() if k not in ("size", "lang", "format")}
     return render_template(
         "features.html",
         layer=spec,
