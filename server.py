@@ -90,7 +90,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.after_request(remember_language)
 
-    from web import access, api, login, patrols, photos, security, views
+    from web import access, api, login, patrols, photos, security, tasks, views
 
     # first of the request hooks: the sign-in and CSRF checks read the form
     @app.before_request
@@ -116,6 +116,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(photos.bp)
     app.register_blueprint(patrols.bp)
+    app.register_blueprint(tasks.bp)
     app.jinja_env.filters["display"] = safe_display_name  # names as they are, never as they pretend
     app.extensions["gridwatch_private_dirs"] = private_dirs(
         app.config["GRIDWATCH_DATA"], app.root_path, where.store

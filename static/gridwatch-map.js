@@ -77,6 +77,7 @@
         return v === undefined || v === null ? null : v / (scales.maxMeasure || 1);
       }
       case "progress": return props[p + "_completed_progress"];
+      case "tasks": return (taskFigures[props.code] || {}).on_time_rate;
       default: return props[p + "_rate"];
     }
   }
@@ -102,6 +103,12 @@
     if (state.metric === "progress") {
       rows.push([words.target, props[p + "_completed_target"]]);
       rows.push([words.progress, percent(props[p + "_completed_progress"])]);
+    }
+    if (state.metric === "tasks") {
+      const t = taskFigures[props.code] || {};
+      Object.entries(words.tasks).forEach(([k, name]) => {
+        rows.push([name, k.endsWith("_rate") ? percent(t[k]) : (t[k] === undefined ? 0 : t[k])]);
+      });
     }
     return rows;
   }
@@ -276,6 +283,19 @@
 
   let pending = null;
   let loads = 0;
+  // the hand-over tasks' figures per unit of the level shown (the metric "tasks"): unit code → figures
+  let taskFigures = {};
+  function loadTaskFigures(signal) {
+    const day = state.asOf || page.today;
+    return fetch(cfg.api + "/tasks/stats?level=" + enc(state.level) + "&as_of=" + enc(day), { signal })
+      .then((r) => (r.ok ? r.json() : { rows: [] }))
+      .then((data) => {
+        taskFigures = {};
+        data.rows.forEach((row) => { taskFigures[row.code] = row; });
+        restyle();
+      });
+  }
+
   function refresh() {
     if (pending) pending.abort();
     pending = new AbortController();
@@ -290,6 +310,7 @@
     };
     const upper = cfg.levels.length > 1 ? cfg.levels[1].name : null;
     const jobs = [];
+    if (state.metric === "tasks") jobs.push(loadTaskFigures(signal));
     jobs.push(fetch(cfg.api + "/cells?level=" + state.level + "&layer=" + enc(state.layer) + common + within, { signal })
       .then(json)
       .then((data) => {
@@ -472,6 +493,7 @@
         state.metric = value;
         nameOverlays();
         restyle();
+        if (value === "tasks") loadTaskFigures().catch(() => {});
         drawScaleLegend();
         writeUrl();
         return;
@@ -628,7 +650,9 @@
   exporter.addTo(map);
 
   function exportHref(a) {
-    const q = new URLSearchParams({ format: a.dataset.format, paper: a.dataset.paper, layer: state.layer, level: state.level, metric: state.metric });
+    // the printed map draws the layer's own metrics (the tasks' figures are on the tasks page)
+    const metric = state.metric === "tasks" ? "rate" : state.metric;
+    const q = new URLSearchParams({ format: a.dataset.format, paper: a.dataset.paper, layer: state.layer, level: state.level, metric });
     if (state.asOf) q.set("as_of", state.asOf);
     if (state.within) q.set("within", state.within);
     if (state.status) q.set("status", state.status);

@@ -28,6 +28,7 @@ RANKS: tuple[tuple[str, ...], ...] = (
     ("geo.imports", "geo.edits"),  # edits take the import write path
     ("geo.output",),
     ("geo.notify",),
+    ("geo.tasks",),
     ("geo.cli",),
     ("web",),
     ("server",),

@@ -85,6 +85,8 @@ PROBES = [
     "/api/patrols/coverage?level=grid&working_days=0",
     "/api/patrols/coverage?level=street&format=csv",
     "/api/patrols/coverage?level=district&format=xlsx",
+    "/api/tasks/stats?level=grid",
+    "/api/tasks/stats?level=community&format=csv",
 ]
 
 

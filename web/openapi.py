@@ -985,6 +985,7 @@ def _document() -> dict[str, Any]:
             "/api/openapi.json": {"get": _op("this document", _PUBLIC, {"200": _ok("OpenAPI 3.1")})},
             **_webhook_paths(),
             **_patrol_paths(),
+            **_task_paths(),
         },
         "components": components(),
     }
@@ -1260,6 +1261,198 @@ def _patrol_paths() -> dict[str, Any]:
                         {"type": "string", "enum": ["json", "csv", "xlsx"]},
                     ),
                 ],
+            )
+        },
+    }
+
+
+_TASK_ITEM = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "layer": {"type": "string"},
+        "feature": {"type": "integer", "description": "the feature's stable id"},
+        "unit": {"type": ["string", "null"], "description": "its unit grid when handed over"},
+        "deadline": {"type": "string", "format": "date"},
+        "state": {"type": "string", "enum": ["open", "fixed", "verified"]},
+        "overdue": {"type": "boolean"},
+        "rework": {"type": "integer", "description": "how often it was returned"},
+        "fixed_at": {"type": ["string", "null"]},
+        "fixed_by": {"type": ["string", "null"]},
+        "verified_at": {"type": ["string", "null"]},
+        "verified_by": {"type": ["string", "null"]},
+    },
+}
+_TASK = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "number": {"type": "string", "description": "JB-2026-0001"},
+        "title": {"type": "string"},
+        "instructions": {"type": ["string", "null"]},
+        "created_by": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "area": {"type": "array", "items": {"type": "string"}},
+        "assignee": {"type": ["string", "null"]},
+        "deadline": {"type": "string", "format": "date"},
+        "days": {"type": "integer"},
+        "working_days": {"type": "boolean"},
+        "status": {"type": "string", "enum": ["open", "fixed", "verified"]},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "items": {"type": "array", "items": _TASK_ITEM},
+        "events": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_ITEMS_BODY = {
+    "items": {
+        "type": "array",
+        "maxItems": 5000,
+        "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        "description": "item ids (default: every item in the state this needs)",
+    },
+    "note": {"type": "string", "maxLength": 2000},
+}
+
+
+def _json_body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _task_paths() -> dict[str, Any]:
+    """The hand-over tasks (web/tasks.py): create and check need a surveyor (or an admin) whose
+    area is above the target area; reading needs a viewer and keeps to the account's area."""
+    task_id = _path("task_id", "task id", ID)
+    task_answer = {"200": _ok("the task with its items and events", _TASK), **_errors(400, 404, 409)}
+    return {
+        "/api/tasks": {
+            "get": _op(
+                "交办单 / the tasks the account may see, newest first, with their counts as of a day",
+                _SIGNED_IN,
+                {
+                    "200": _ok(
+                        "tasks",
+                        {"type": "object", "properties": {"tasks": {"type": "array", "items": _TASK}}},
+                    )
+                },
+                [
+                    AS_OF,
+                    _q(
+                        "status",
+                        "only open, fixed (all fixed or verified), verified or overdue tasks",
+                        {"type": "string", "enum": ["open", "fixed", "verified", "overdue"]},
+                    ),
+                ],
+            ),
+            "post": _op(
+                "交办 / hand features over to an area and/or account with a deadline (admins, or an account"
+                " bound above the area): `features` [{layer, id}], or `layer` with `within`/`status`, or"
+                " `layer` with `shape` (GeoJSON polygon, lon/lat); `days` or `workdays`",
+                _SIGNED_IN,
+                {"201": _ok("the task", _TASK), **_errors(400, 404)},
+                requestBody=_json_body(
+                    {
+                        "title": {"type": "string", "maxLength": 200},
+                        "instructions": {"type": "string", "maxLength": 2000},
+                        "area": {
+                            "oneOf": [
+                                {"type": "string", "maxLength": 200},
+                                {
+                                    "type": "array",
+                                    "items": {"type": "string", "maxLength": 20},
+                                    "maxItems": 50,
+                                },
+                            ]
+                        },
+                        "assignee": {"type": "string", "maxLength": 64},
+                        "days": {"type": "integer", "minimum": 0, "maximum": 3650},
+                        "workdays": {"type": "integer", "minimum": 0, "maximum": 3650},
+                        "features": {
+                            "type": "array",
+                            "maxItems": 5000,
+                            "items": {
+                                "type": "object",
+                                "required": ["layer", "id"],
+                                "properties": {
+                                    "layer": {"type": "string", "maxLength": 40},
+                                    "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                                },
+                            },
+                        },
+                        "layer": {"type": "string", "maxLength": 40},
+                        "within": {"type": "string", "maxLength": 20},
+                        "status": {
+                            "type": "array",
+                            "items": {"type": "string", "maxLength": 40},
+                            "maxItems": 20,
+                        },
+                        "shape": {"type": "object", "description": "a GeoJSON Polygon in lon/lat"},
+                    },
+                    ["title"],
+                ),
+            ),
+        },
+        "/api/tasks/stats": {
+            "get": _op(
+                "交办统计 / task figures per unit as of a day: handed over, open, fixed, verified, due, on"
+                " time, overdue, reworked, checked, on-time rate (按期完成率), rework rate (返工率)",
+                _SIGNED_IN,
+                {
+                    "200": _ok("rows and totals", {"type": "object"}),
+                    **_errors(400),
+                },
+                [
+                    _level(),
+                    AS_OF,
+                    _q(
+                        "format",
+                        "json (default), csv or xlsx",
+                        {"type": "string", "enum": ["json", "csv", "xlsx"]},
+                    ),
+                ],
+            )
+        },
+        "/api/tasks/{task_id}": {
+            "get": _op(
+                "交办单详情 / one task with its items and events", _SIGNED_IN, task_answer, [task_id, AS_OF]
+            )
+        },
+        "/api/tasks/{task_id}/fixed": {
+            "post": _op(
+                "整改完成 / report the fix of open items, with photo ids (uploaded to the feature first)",
+                _SIGNED_IN,
+                task_answer,
+                [task_id],
+                requestBody=_json_body(
+                    {
+                        **_ITEMS_BODY,
+                        "photos": {
+                            "type": "array",
+                            "maxItems": 50,
+                            "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                        },
+                    }
+                ),
+            )
+        },
+        "/api/tasks/{task_id}/verify": {
+            "post": _op(
+                "核查通过（销号）/ verify fixed items",
+                _SIGNED_IN,
+                task_answer,
+                [task_id],
+                requestBody=_json_body(_ITEMS_BODY),
+            )
+        },
+        "/api/tasks/{task_id}/return": {
+            "post": _op(
+                "退回 / return fixed items for more work (rework); they keep their deadline unless `deadline` sets one",
+                _SIGNED_IN,
+                task_answer,
+                [task_id],
+                requestBody=_json_body({**_ITEMS_BODY, "deadline": {"type": "string", "format": "date"}}),
             )
         },
     }

@@ -82,7 +82,9 @@ def index() -> Any:
     level, layer_names, as_of = query_args()
     spec = survey_spec(layer_names)
     metric = request.args.get("metric", "rate")
-    if metric not in ("rate", "completed", "area", "progress") or (metric == "area" and not spec.measures):
+    if metric not in ("rate", "completed", "area", "progress", "tasks") or (
+        metric == "area" and not spec.measures
+    ):
         raise InputError(f"未知指标: {metric}", f"unknown metric: {metric}", code="bad_metric")
     store = get_store()
     tiles = request.args.get("tiles") or current_app.config.get("GRIDWATCH_TILES", "osm")
@@ -168,6 +170,15 @@ def map_page_config(tiles: str, first: str) -> dict[str, Any]:
                 "completed": _("已完成数"),
                 "area": "",
                 "progress": _("目标完成度"),
+                "tasks": _("交办按期完成率"),
+            },
+            # the figures of the hand-over tasks in a unit (the metric "tasks", from /api/tasks/stats)
+            "tasks": {
+                "handed_over": _("交办"),
+                "verified": _("已销号"),
+                "overdue": _("逾期"),
+                "on_time_rate": _("按期完成率"),
+                "rework_rate": _("返工率"),
             },
             "noData": _("无数据"),
             "noBase": _("无底图"),
@@ -406,7 +417,7 @@ def features() -> Any:
     if spec.status_field:
         vocab[spec.status_field] = statuses
     headers = {f.name: label(f) for f in spec.fields} | {UNIT_COLUMN: _("所在单元网格")}
-    exports = {k: v for k, v in kept.items() if k not in ("size", "lang")}
+    exports = {k: v for k, v in kept.items() if k not in ("size", "lang", "format")}
     return render_template(
         "features.html",
         layer=spec,

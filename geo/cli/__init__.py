@@ -26,6 +26,7 @@ from geo.cli.imports import cmd_demo, cmd_import, cmd_mappings, cmd_targets
 from geo.cli.patrols import add_patrol_parser
 from geo.cli.report import add_report_parser
 from geo.cli.stores import add_store_parser
+from geo.cli.tasks import add_task_parser
 from geo.cli.webhooks import add_webhook_parser
 from geo.cli.workdays import add_calendar_parser
 from geo.errors import GridwatchError
@@ -239,6 +240,7 @@ def build_parser(extend: Extension | None = None) -> argparse.ArgumentParser:
     add_calendar_parser(sub)
     add_webhook_parser(sub)
     add_patrol_parser(sub)
+    add_task_parser(sub)
 
     if extend is not None:
         extend(sub)

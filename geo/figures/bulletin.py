@@ -22,6 +22,8 @@ from geo.figures.asof import choose_version, parse_as_of, resolve_view
 from geo.figures.hierarchy import check_level, get_level, grid_levels
 from geo.figures.report import pin, provenance
 from geo.figures.tally import survey_specs, tally
+from geo.figures.tasks import task_stats
+from geo.figures.tasks import totals as task_totals
 from geo.reading.values import parse_date
 from geo.store import clock
 from geo.store.base import Store
@@ -167,6 +169,10 @@ class Bulletin:
     grid: Any = None
     grid_chosen: str = "in_force"
     grid_versions: list[dict[str, Any]] = field(default_factory=list)
+    #: the hand-over tasks per unit of ``level`` as of the day (:func:`geo.figures.tasks.task_stats`
+    #: rows; empty when the store holds no task) and their totals
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    task_totals: dict[str, Any] | None = None
 
 
 def month_end_before(day: date) -> date:
@@ -474,6 +480,7 @@ def build_bulletin(
         out.append(lb)
     lv = get_level(level)
     tasks = "、".join(s.report_words.task_zh for s in specs)
+    handed = task_stats(store, day, level) if store.tasks() else None
     return Bulletin(
         as_of=day,
         month_start=day.replace(day=1),
@@ -491,4 +498,8 @@ def build_bulletin(
         grid=grid,
         grid_chosen=view.grid,
         grid_versions=[{"id": v.id, "valid_from": v.valid_from} for v in used if v is not None],
+        tasks=[]
+        if handed is None
+        else [{str(k): v for k, v in r.items()} for r in handed.to_dict("records")],
+        task_totals=None if handed is None else task_totals(handed),
     )

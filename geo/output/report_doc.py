@@ -284,6 +284,57 @@ def _provenance_rows(b: Bulletin, lang: str, source: str | None) -> list[list[st
     ]
 
 
+def _task_section(doc: Any, b: Bulletin, lang: str, n: int) -> None:
+    """The hand-over tasks (交办单): a sentence and a table per unit of the report's level."""
+    t = b.task_totals or {}
+    heading = (
+        f"{_NUMBERS[n] if n < len(_NUMBERS) else n + 1}、交办单办理情况"
+        if lang != "en"
+        else f"{n + 1}. Tasks"
+    )
+    _para(doc, heading, HEADING_FONT, 16, space_after=4)
+    _para(
+        doc,
+        _t(
+            lang,
+            f"累计交办{t['handed_over']}处，已销号{t['verified']}处，待核查{t['fixed']}处，待整改{t['open']}处，"
+            f"逾期{t['overdue']}处；按期完成率{fmt_pct(t['on_time_rate'])}，返工率{fmt_pct(t['rework_rate'])}。",
+            f"{t['handed_over']} handed over, {t['verified']} verified, {t['fixed']} to check, {t['open']} open, "
+            f"{t['overdue']} overdue; on time {fmt_pct(t['on_time_rate'])}, rework {fmt_pct(t['rework_rate'])}.",
+        ),
+        BODY_FONT,
+        14,
+        indent=True,
+    )
+    lvl = b.level_zh if lang != "en" else b.level_en
+    header = [
+        lvl,
+        _t(lang, "交办", "Handed over"),
+        _t(lang, "已销号", "Verified"),
+        _t(lang, "逾期", "Overdue"),
+        _t(lang, "按期完成率", "On time"),
+        _t(lang, "返工率", "Rework"),
+    ]
+    rows = [
+        [
+            str(r["name"] or r["code"]),
+            fmt_number(r["handed_over"]),
+            fmt_number(r["verified"]),
+            fmt_number(r["overdue"]),
+            fmt_pct(r["on_time_rate"]),
+            fmt_pct(r["rework_rate"]),
+        ]
+        for r in b.tasks
+    ]
+    _table(
+        doc,
+        header,
+        rows,
+        widths=[4.3, 2.3, 2.3, 2.3, 2.3, 2.3],
+        caption=_t(lang, f"表{n + 1}-1  各{lvl}交办单办理情况", f"Table {n + 1}-1  tasks by {lvl.lower()}"),
+    )
+
+
 def render_docx(
     b: Bulletin,
     maps: dict[str, bytes] | None = None,
@@ -490,6 +541,8 @@ def render_docx(
                 10.5,
                 align=WD_ALIGN_PARAGRAPH.CENTER,
             )
+    if b.task_totals is not None:
+        _task_section(doc, b, lang, len(b.layers))
     if issuer:
         _para(doc, issuer, BODY_FONT, 14, align=WD_ALIGN_PARAGRAPH.RIGHT)
     _para(doc, day, BODY_FONT, 14, align=WD_ALIGN_PARAGRAPH.RIGHT)

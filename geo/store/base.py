@@ -34,6 +34,7 @@ from geo.store.interface.outbox import WebhookStore
 from geo.store.interface.patrols import PatrolStore
 from geo.store.interface.photos import PhotoStore
 from geo.store.interface.targets import TargetStore
+from geo.store.interface.tasks import TaskStore
 from geo.store.interface.value_maps import ValueMapStore
 
 DEFAULT_DATA_DIR = Path("var") / "gridwatch"
@@ -70,6 +71,7 @@ class Store(
     WebhookStore,
     PhotoStore,
     PatrolStore,
+    TaskStore,
     Protocol,
 ):
     """What every backend provides: the components, sharing one transaction.  All writes happen

@@ -46,6 +46,8 @@ Layout, besides the GeoPackage system tables:
                        directory, ``photos/`` (see :mod:`geo.imports.photos`).
 ``gw_patrols``         daily patrol filings and the unit grids each covers (``gw_patrol_units``),
                        made by the first one (see :mod:`geo.imports.patrols`).
+``gw_tasks``           hand-over tasks, with ``gw_task_items`` (the features handed over) and
+                       ``gw_task_events`` (every change of an item's state), made by the first task.
 
 One module per component, each a part of :class:`GpkgStore` working through its one
 connection and transaction: ``connection`` (connection, transaction, write log, meta),
@@ -66,6 +68,7 @@ from geo.store.gpkg.migrations import GpkgMigrations
 from geo.store.gpkg.outbox import GpkgOutbox
 from geo.store.gpkg.patrols import GpkgPatrols
 from geo.store.gpkg.photos import GpkgPhotos
+from geo.store.gpkg.tasks import GpkgTasks
 from geo.store.gpkg.transfer import GpkgTransfer
 from geo.store.gpkg.value_maps import GpkgValueMaps
 
@@ -81,6 +84,7 @@ class GpkgStore(
     GpkgOutbox,
     GpkgPhotos,
     GpkgPatrols,
+    GpkgTasks,
 ):
     """GeoPackage-backed :class:`geo.store.base.Store`.
 

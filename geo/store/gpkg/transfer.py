@@ -33,6 +33,7 @@ from geo.store.gpkg.spatial import (
     writer_indexes,
 )
 from geo.store.gpkg.tables import GpkgTables
+from geo.store.gpkg.tasks import TASKS_SQL
 from geo.store.gpkg.value_maps import _VALUE_MAPS_SQL
 from geo.store.interface.transfer import (
     BATCH_ROWS,
@@ -248,7 +249,7 @@ class GpkgTransfer(GpkgTables):
             conn.execute("INSERT OR REPLACE INTO gw_meta VALUES (?, ?)", (UNUSABLE_KEY, unusable))
             conn.execute(_VALUE_MAPS_SQL)
             # made on first use elsewhere; a copy may bring rows
-            for stmt in (*OUTBOX_TABLES, *PHOTOS_SQL, *PATROLS_SQL):
+            for stmt in (*OUTBOX_TABLES, *PHOTOS_SQL, *PATROLS_SQL, *TASKS_SQL):
                 conn.execute(stmt)
             for name, batch in batches:
                 written[name] = written.get(name, 0) + batch.num_rows

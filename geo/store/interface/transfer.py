@@ -50,6 +50,9 @@ FIXED_TABLES = {
     "user_areas": "gw_user_areas",
     "patrols": "gw_patrols",
     "patrol_units": "gw_patrol_units",
+    "tasks": "gw_tasks",
+    "task_items": "gw_task_items",
+    "task_events": "gw_task_events",
 }
 
 #: the ``gw_meta`` key that marks a store unusable (its value says why)
@@ -213,6 +216,45 @@ FIXED: dict[str, dict[str, pa.DataType]] = {
         "late": _I,
     },
     "patrol_units": {"patrol_id": _I, "unit": _S},
+    "tasks": {
+        "id": _I,
+        "number": _S,
+        "title": _S,
+        "instructions": _S,
+        "created_by": _S,
+        "created_at": _S,
+        "area": _S,
+        "assignee": _S,
+        "deadline": _S,
+        "days": _I,
+        "working_days": _I,
+    },
+    "task_items": {
+        "id": _I,
+        "task_id": _I,
+        "layer": _S,
+        "feature": _I,
+        "unit": _S,
+        "deadline": _S,
+        "state": _S,
+        "fixed_at": _S,
+        "fixed_by": _S,
+        "verified_at": _S,
+        "verified_by": _S,
+        "rework": _I,
+    },
+    "task_events": {
+        "id": _I,
+        "task_id": _I,
+        "item_id": _I,
+        "kind": _S,
+        "at": _S,
+        "day": _S,
+        "user": _S,
+        "note": _S,
+        "photos": _S,
+        "deadline": _S,
+    },
 }
 
 _KIND_TYPES = {"str": _S, "int": _I, "float": _F, "date": _S}

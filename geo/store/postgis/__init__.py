@@ -26,6 +26,7 @@ from geo.store.postgis.feature_writes import PgFeatureWrites
 from geo.store.postgis.outbox import PgOutbox
 from geo.store.postgis.patrols import PgPatrols
 from geo.store.postgis.photos import PgPhotos
+from geo.store.postgis.tasks import PgTasks
 from geo.store.postgis.transfer import PgTransfer
 from geo.store.postgis.value_maps import PgValueMaps
 
@@ -33,7 +34,7 @@ __all__ = ["PostgisStore"]
 
 
 class PostgisStore(
-    PgFeatureWrites, PgBatches, PgValueMaps, PgAccounts, PgTransfer, PgOutbox, PgPhotos, PgPatrols
+    PgFeatureWrites, PgBatches, PgValueMaps, PgAccounts, PgTransfer, PgOutbox, PgPhotos, PgPatrols, PgTasks
 ):
     """The PostGIS backend as far as it is built (see the module docstring).
 

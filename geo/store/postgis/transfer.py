@@ -28,6 +28,7 @@ from geo.store.interface.transfer import (
 )
 from geo.store.postgis.connection import store_error
 from geo.store.postgis.tables import PgTables, q
+from geo.store.postgis.tasks import TASKS_SQL
 from layers.base import LayerSpec
 
 #: identity columns whose sequence moves past the ids loaded
@@ -40,7 +41,12 @@ _IDENTITIES = (
     ("gw_deliveries", "id"),
     ("gw_photos", "id"),
     ("gw_patrols", "id"),
+    ("gw_tasks", "id"),
+    ("gw_task_items", "id"),
+    ("gw_task_events", "id"),
 )
+#: tables made when first needed (a store may not have them)
+_MADE_LATER = ("gw_tasks", "gw_task_items", "gw_task_events")
 _OWN_META = ("schema", "schema_sql", UNUSABLE_KEY)
 _PG_TYPES = {pa.int64(): "int8", pa.string(): "text", pa.float64(): "float8", pa.binary(): "bytea"}
 #: a GeoPackage geometry type name → how PostGIS spells it
@@ -124,6 +130,8 @@ class PgTransfer(PgTables):
                     "SELECT name, upper(geometry_type), next_fid - 1, min_x, min_y, max_x, max_y FROM gw_layers"
                     f" WHERE name IN ({names}) ORDER BY array_position(ARRAY[{names}]::text[], name)"
                 )
+            elif FIXED_TABLES[name] in _MADE_LATER and not self._has(FIXED_TABLES[name]):
+                continue
             else:
                 query = self._select(FIXED_TABLES[name], columns, {})
                 if name == "meta":
@@ -148,6 +156,8 @@ class PgTransfer(PgTables):
         for name in FIXED:
             if name == "layers":
                 counts[name] = len(specs)
+                continue
+            if FIXED_TABLES[name] in _MADE_LATER and not self._has(FIXED_TABLES[name]):
                 continue
             where = f" WHERE key NOT IN ({', '.join(repr(k) for k in _OWN_META)})" if name == "meta" else ""
             row = self._run(f"SELECT count(*) FROM {FIXED_TABLES[name]}{where}").fetchone()
@@ -186,7 +196,11 @@ class PgTransfer(PgTables):
         if self._depth or self._reading:
             raise RuntimeError("hold_writes() cannot start inside another scope")
         conn = self.conn
-        tables = [t for t in (*FIXED_TABLES.values(), "gw_layers") if t != "gw_meta"]
+        tables = [
+            t
+            for t in (*FIXED_TABLES.values(), "gw_layers")
+            if t != "gw_meta" and (t not in _MADE_LATER or self._has(t))
+        ]
         for (name,) in self._run("SELECT name FROM gw_layers").fetchall():
             tables += [t for t in (name, f"{name}_history", f"{name}_assign") if self._has(t)]
         try:
@@ -226,6 +240,8 @@ class PgTransfer(PgTables):
         written: dict[str, int] = {}
         with self.transaction():
             self._set_meta(UNUSABLE_KEY, unusable)
+            for stmt in TASKS_SQL:  # made on first use elsewhere; a copy may bring rows
+                self._run(stmt)
             for name, batch in batches:
                 written[name] = written.get(name, 0) + batch.num_rows
                 if name == "meta":

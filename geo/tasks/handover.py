@@ -1,0 +1,763 @@
+"""The hand-over workflow: 交办 (create) → 整改 (fixed) → 核查 (verify, or return) → 销号.
+
+Who may do what (the account named by ``user``; None is the command line or a server without
+sign-in, which may do everything):
+
+- **create, verify, return** -- an admin, or an account bound to an area above the target area
+  (holding all of it and more: a street's account hands over to its communities and checks
+  them; a community's account does not check its own work);
+- **mark fixed** -- an admin, the account the task is handed to, or an account bound inside the
+  target area (for the items in its own area);
+- a viewer only reads.  Anything outside the account's area is refused (:class:`Forbidden`).
+
+Every write is one transaction with its audit entry, and its webhook events (``task.created``,
+``task.verified``, ``task.returned``; ``task.overdue`` from :func:`send_overdue`) are queued in
+it.  Times are UTC stamps; the day of an event and the deadlines are days in the configured
+time zone (:mod:`geo.store.clock`), deadlines counted in calendar or working days
+(:mod:`geo.workdays`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import shapely
+import shapely.geometry
+from pyproj import Transformer
+
+from geo.edits.ids import current_rows, ids_of_rows
+from geo.errors import Conflict, Forbidden, InputError, NotFound
+from geo.figures.areas import EVERYTHING, Scope, area_units, check_area, parse_codes
+from geo.figures.feature_list import FeatureQuery, filtered_fids
+from geo.figures.hierarchy import load_hierarchy
+from geo.figures.tasks import item_counts, replay
+from geo.notify import formats
+from geo.notify.outbox import queue_event
+from geo.registry import get_layer
+from geo.store import clock
+from geo.store.base import Store
+from geo.store.interface.tasks import TaskEventRow, TaskItemRow, TaskRow
+from geo.workdays import due_date
+
+__all__ = [
+    "MAX_ITEMS",
+    "Selection",
+    "create_task",
+    "list_tasks",
+    "mark_fixed",
+    "return_items",
+    "selection_from",
+    "send_overdue",
+    "task_detail",
+    "verify_items",
+]
+
+#: at most this many features in one task
+MAX_ITEMS = 5000
+#: the largest id a request may name (a 64-bit row id)
+_MAX_ID = 2**63 - 1
+_MAX_TITLE = 200
+_MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which features a new task hands over: a list of (layer, stable id); or a layer's features
+    under the area ``within`` (a unit code at any level) with one of ``statuses`` (empty: any);
+    or a layer's features inside ``shape`` (a GeoJSON polygon in lon/lat, EPSG:4326)."""
+
+    features: tuple[tuple[str, int], ...] = ()
+    layer: str | None = None
+    within: str | None = None
+    statuses: tuple[str, ...] = ()
+    shape: Mapping[str, Any] | None = None
+
+
+def _bad(zh: str, en: str, code: str = "bad_task") -> InputError:
+    return InputError(zh, en, code=code)
+
+
+def _survey_layer(name: Any) -> str:
+    spec = get_layer(str(name))
+    if spec.is_grid:
+        raise InputError("请选择调查图层", "choose a survey layer", code="bad_layer")
+    return spec.name
+
+
+def selection_from(body: Mapping[str, Any]) -> Selection:
+    """The :class:`Selection` of a request body: ``features`` (``[{"layer", "id"}]``), or
+    ``layer`` with ``within`` and/or ``status`` (a code or a list), or ``layer`` with ``shape``."""
+    raw = body.get("features")
+    if raw is not None:
+        if not isinstance(raw, list) or not raw:
+            raise _bad("features 应为非空列表", "features must be a non-empty list")
+        if len(raw) > MAX_ITEMS:
+            raise _bad(
+                f"一张交办单最多 {MAX_ITEMS} 个要素", f"at most {MAX_ITEMS} features in one task", "too_many"
+            )
+        out = []
+        for f in raw:
+            if not isinstance(f, Mapping) or not isinstance(f.get("layer"), str):
+                raise _bad("features 的每项应为 {layer, id}", "each of features must be {layer, id}")
+            ident = f.get("id")
+            if isinstance(ident, bool) or not isinstance(ident, int) or not 1 <= ident <= _MAX_ID:
+                raise _bad("要素编号应为正整数", "a feature id must be a positive integer")
+            out.append((_survey_layer(f["layer"]), int(ident)))
+        return Selection(features=tuple(out))
+    layer = body.get("layer")
+    if not isinstance(layer, str):
+        raise _bad(
+            "请选择要素：features 列表，或 layer 加 within/status 或 shape",
+            "choose features: a features list, or layer with within/status or shape",
+            "no_selection",
+        )
+    status = body.get("status") or ()
+    if not isinstance(status, str | list | tuple):
+        raise _bad("status 应为状态或状态列表", "status must be a status or a list of them", "bad_status")
+    statuses = (status,) if isinstance(status, str) else tuple(status)
+    shape = body.get("shape")
+    within = body.get("within")
+    if shape is None and not within and not statuses:
+        raise _bad("请给出 within、status 或 shape", "give within, status or shape", "no_selection")
+    if shape is not None and not isinstance(shape, Mapping):
+        raise _bad("shape 应为 GeoJSON 多边形", "shape must be a GeoJSON polygon", "bad_shape")
+    if not isinstance(within, str | None) or not all(isinstance(x, str) for x in statuses):
+        raise _bad("within 和 status 应为文字", "within and status must be text")
+    return Selection(
+        layer=_survey_layer(layer),
+        within=str(within) if within else None,
+        statuses=statuses,
+        shape=shape,
+    )
+
+
+# accounts and areas -----------------------------------------------------------------------
+def _target_units(store: Store, codes: Sequence[str], assignee: str | None) -> frozenset[str] | None:
+    """The unit grids a task is handed to: its area's and its account's area's (None: the whole
+    district -- an account bound to no area and no area given)."""
+    units: set[str] = set(area_units(store, codes)) if codes else set()
+    limited = bool(codes)
+    if assignee:
+        account = store.get_user(assignee)
+        if account is None or not account.active:
+            raise _bad(f"账户不存在: {assignee}", f"no such account: {assignee}", "unknown_account")
+        if account.area:
+            units |= area_units(store, account.area)
+            limited = True
+    return frozenset(units) if limited else None
+
+
+def _account_units(store: Store, user: str | None) -> tuple[str, frozenset[str] | None]:
+    """The role of ``user`` and the unit grids of its area (None: no area); an admin for None."""
+    if user is None:
+        return "admin", None
+    account = store.get_user(user)
+    if account is None:
+        raise Forbidden("账户不存在", "no such account", code="forbidden")
+    return account.role, (area_units(store, account.area) if account.area else None)
+
+
+def _outside() -> Forbidden:
+    return Forbidden(
+        "交办单不在本账户的区域内", "the task is outside this account's area", code="outside_area"
+    )
+
+
+def _check_sender(store: Store, user: str | None, target: frozenset[str] | None) -> frozenset[str] | None:
+    """Refuse unless ``user`` may hand over to (and check) ``target``; its own units (None: all)."""
+    role, mine = _account_units(store, user)
+    if role == "admin":
+        return None
+    if role == "viewer" or mine is None:
+        raise Forbidden(
+            "只有管理员或上级区域的账户可以交办和核查",
+            "only admins or accounts bound to an area above the target may hand over and check",
+            code="forbidden",
+        )
+    if target is None or not target < mine:  # strictly above: the receiver does not check itself
+        raise _outside()
+    return mine
+
+
+def _check_receiver(store: Store, user: str | None, task: TaskRow, items: list[TaskItemRow]) -> None:
+    """Refuse unless ``user`` may report the fix of ``items``."""
+    role, mine = _account_units(store, user)
+    if role == "admin":
+        return
+    if role == "viewer":
+        raise Forbidden("查看账户不能整改", "a viewer cannot report a fix", code="forbidden")
+    if user == task.assignee and mine is None:
+        return
+    if mine is None:
+        raise Forbidden("本账户不是交办对象", "this account is not the task's receiver", code="not_receiver")
+    target = _target_units(store, parse_codes(task.area), task.assignee)
+    if user != task.assignee and target is not None and not mine <= target:
+        raise Forbidden("本账户不是交办对象", "this account is not the task's receiver", code="not_receiver")
+    if any(i.unit not in mine for i in items):
+        raise _outside()
+
+
+def _visible(store: Store, task: TaskRow, scope: Scope, user: str | None) -> bool:
+    if scope.units is None or (user is not None and user == task.assignee):
+        return True
+    target = _target_units(store, parse_codes(task.area), task.assignee)
+    return target is None or bool(target & scope.units)
+
+
+# selection ----------------------------------------------------------------------------------
+def _units_of(store: Store, layer: str, numbers: Iterable[int]) -> dict[int, tuple[int, str | None]]:
+    """Per number of ``numbers`` that names a current feature of ``layer`` -- its stable id or,
+    as the map and the lists hand them out, its current row's fid (the two never name different
+    features) --, the feature's stable id and unit grid; the others left out."""
+    spec = get_layer(layer)
+    wanted = np.unique(np.asarray(list(numbers), dtype=np.int64))
+    if not len(wanted) or not store.has_layer(spec):
+        return {}
+
+    def units(ids: np.ndarray) -> dict[int, str | None]:
+        rows = current_rows(store, spec, ids)
+        return {
+            int(i): (u if isinstance(u, str) else None)
+            for i, u in zip(rows["id"], rows["gw_unit"], strict=True)
+        }
+
+    by_id = units(wanted)
+    out = {n: (n, u) for n, u in by_id.items()}
+    rest = wanted[~np.isin(wanted, np.fromiter(by_id, dtype=np.int64, count=len(by_id)))]
+    if len(rest):
+        rows = ids_of_rows(store, spec, rest)
+        ids = {int(f): int(i) for f, i in zip(rows["fid"], rows["id"], strict=True)}
+        found = units(np.asarray(sorted(set(ids.values())), dtype=np.int64))
+        out.update({f: (i, found[i]) for f, i in ids.items() if i in found})
+    return out
+
+
+def _in_shape(store: Store, layer: str, shape: Mapping[str, Any]) -> np.ndarray:
+    """The ids of ``layer``'s features that intersect ``shape`` (GeoJSON, lon/lat)."""
+    try:
+        poly = shapely.geometry.shape(dict(shape))
+    except Exception:
+        raise _bad(
+            "shape 不是有效的 GeoJSON 多边形", "shape is not a valid GeoJSON polygon", "bad_shape"
+        ) from None
+    if poly.geom_type not in ("Polygon", "MultiPolygon") or not poly.is_valid or poly.is_empty:
+        raise _bad("shape 应为有效的多边形", "shape must be a valid polygon", "bad_shape")
+    spec = get_layer(layer)
+    epsg = store.srs_epsg()
+    if epsg is None or not store.has_layer(spec):
+        return np.empty(0, dtype=np.int64)
+    to_store = Transformer.from_crs(4326, epsg, always_xy=True)
+    projected = shapely.transform(poly, lambda xy: np.column_stack(to_store.transform(xy[:, 0], xy[:, 1])))
+    fids, geoms = store.read_geometry(spec)
+    hit = shapely.intersects(projected, geoms)
+    return np.asarray(fids, dtype=np.int64)[hit]
+
+
+def resolve(
+    store: Store, selection: Selection, allowed: frozenset[str] | None, sender: frozenset[str] | None
+) -> list[tuple[str, int, str | None]]:
+    """The features ``selection`` names, as (layer, id, unit): a list is checked (a missing
+    feature is not found, one outside the sender's area refused, one outside the target
+    ``allowed`` a bad request); a filter keeps to ``allowed``."""
+    if selection.features:
+        out = []
+        by_layer: dict[str, list[int]] = {}
+        for layer, ident in selection.features:
+            by_layer.setdefault(layer, []).append(ident)
+        seen: set[tuple[str, int]] = set()
+        for layer, listed in by_layer.items():
+            found = _units_of(store, layer, listed)
+            for number in dict.fromkeys(listed):
+                if number not in found:
+                    raise NotFound(
+                        f"要素不存在: {layer}/{number}",
+                        f"feature not found: {layer}/{number}",
+                        code="feature_not_found",
+                    )
+                ident, unit = found[number]
+                if (layer, ident) in seen:
+                    continue
+                seen.add((layer, ident))
+                if sender is not None and unit not in sender:
+                    raise _outside()
+                if allowed is not None and unit not in allowed:
+                    raise _bad(
+                        f"要素 {layer}/{ident} 不在交办区域内",
+                        f"feature {layer}/{ident} is outside the task's area",
+                        "outside_target",
+                    )
+                out.append((layer, ident, unit))
+        return out
+    layer = str(selection.layer)
+    ids: np.ndarray = (
+        _in_shape(store, layer, selection.shape)
+        if selection.shape is not None
+        else np.empty(0, dtype=np.int64)
+    )
+    if selection.within or selection.statuses or selection.shape is None:
+        query = FeatureQuery(layer, within=selection.within, statuses=selection.statuses, units=allowed)
+        by_filter = filtered_fids(store, query)
+        ids = by_filter if selection.shape is None else np.intersect1d(ids, by_filter)
+    # the filters and the shape give row fids: each feature once, by its stable id
+    chosen = {i: u for i, u in _units_of(store, layer, ids.tolist()).values()}
+    return [
+        (layer, i, u)
+        for i, u in sorted(chosen.items())
+        if (allowed is None or u in allowed) and (sender is None or u in sender)
+    ]
+
+
+# writes ---------------------------------------------------------------------------------------
+def _moment(at: datetime | None) -> tuple[str, date]:
+    moment = at or datetime.now(clock.zone())
+    return clock.stamp(moment), moment.astimezone(clock.zone()).date()
+
+
+def _text(value: Any, name: str, limit: int, required: bool = False) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise _bad(f"请填写 {name}", f"{name} is required", "missing_" + name)
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"{name} 应为文字", f"{name} must be text")
+    text = value.strip()
+    if len(text) > limit:
+        raise _bad(f"{name} 过长（最多 {limit} 字）", f"{name} is too long (at most {limit})")
+    return text
+
+
+def _payload(store: Store, task: TaskRow, items: int, by: str | None) -> dict[str, Any]:
+    area = _area(store, task)
+    name = None
+    if area:
+        hierarchy = load_hierarchy(store)
+        for level in hierarchy.level_names:
+            units = hierarchy.units(level)
+            hit = units.loc[units["code"] == area, "name"]
+            if len(hit):
+                name = hit.iloc[0]
+                break
+    return {
+        "id": task.number,
+        "title": task.title,
+        "area": area,
+        "area_name": name,
+        "assignee": task.assignee,
+        "deadline": task.deadline,
+        "items": items,
+        "by": by,
+    }
+
+
+def create_task(
+    store: Store,
+    *,
+    title: Any,
+    selection: Selection,
+    area: str | Sequence[str] = (),
+    assignee: str | None = None,
+    instructions: Any = None,
+    days: int | None = None,
+    working_days: int | None = None,
+    user: str | None = None,
+    at: datetime | None = None,
+) -> TaskRow:
+    """Hand the features of ``selection`` over to ``area`` and/or ``assignee``.
+
+    Parameters
+    ----------
+    store : Store
+        The store.
+    title, instructions : str
+        What to do (title required, at most 200 characters; instructions at most 2000).
+    selection : Selection
+        The features (resolved inside the sender's area and the target area).
+    area : str or sequence of str
+        Street, community or unit codes of the current grid (checked).
+    assignee : str, optional
+        The account the task is handed to.
+    days, working_days : int
+        The deadline: this many calendar days, or working days (China's calendar), after the
+        day of the hand-over -- exactly one of them.
+    user : str, optional
+        Who hands over (see the module's rules).
+    at : datetime, optional
+        When (default now).
+
+    Returns
+    -------
+    TaskRow
+        The task written, with its id and number.
+    """
+    title_text = _text(title, "title", _MAX_TITLE, required=True)
+    note = _text(instructions, "instructions", _MAX_TEXT)
+    codes = check_area(store, area) if area else ()
+    assignee = _text(assignee, "assignee", 100)
+    if not codes and not assignee:
+        raise _bad("请选择交办区域或账户", "choose the area or the account to hand over to", "no_target")
+    if (days is None) == (working_days is None):
+        raise _bad("请给出 days 或 workdays（二选一）", "give either days or workdays", "bad_deadline")
+    n = days if days is not None else working_days
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise _bad("天数应为整数", "the number of days must be an integer", "bad_days")
+    target = _target_units(store, codes, assignee)
+    mine = _check_sender(store, user, target)
+    chosen = resolve(store, selection, target, mine)
+    if not chosen:
+        raise _bad("所选范围内没有要素", "no feature in the selection", "no_features")
+    if len(chosen) > MAX_ITEMS:
+        raise _bad(
+            f"一张交办单最多 {MAX_ITEMS} 个要素", f"at most {MAX_ITEMS} features in one task", "too_many"
+        )
+    stamp, day = _moment(at)
+    deadline = due_date(day, n, working_days=working_days is not None).value
+    assert isinstance(deadline, date)
+    task = TaskRow(
+        None,
+        f"JB-{day.year:04d}-0000",
+        str(title_text),
+        note,
+        user,
+        stamp,
+        ",".join(codes),
+        assignee,
+        deadline.isoformat(),
+        int(n),
+        int(working_days is not None),
+    )
+    items = [
+        TaskItemRow(None, 0, layer, ident, unit, deadline.isoformat(), "open")
+        for layer, ident, unit in chosen
+    ]
+    event = TaskEventRow(
+        None, 0, 0, "created", stamp, day.isoformat(), user, note, None, deadline.isoformat()
+    )
+    with store.admin_transaction():
+        store.add_task(task, items, event)
+        queue_event(
+            store,
+            formats.task_created(_payload(store, task, len(items), user)),
+            area=_area(store, task),
+            account=assignee,
+        )
+    return task
+
+
+def _area(store: Store, task: TaskRow) -> str | None:
+    """The area code a task's webhook events name: its first area code, else its account's."""
+    codes = parse_codes(task.area)
+    if codes:
+        return codes[0]
+    account = store.get_user(task.assignee) if task.assignee else None
+    return account.area[0] if account is not None and account.area else None
+
+
+def _task(store: Store, task_id: int) -> TaskRow:
+    task = store.task(task_id)
+    if task is None:
+        raise NotFound(f"交办单 {task_id} 不存在", f"task {task_id} not found", code="task_not_found")
+    return task
+
+
+def _chosen(store: Store, task: TaskRow, item_ids: Sequence[int] | None, state: str) -> list[TaskItemRow]:
+    """The items of ``task`` named by ``item_ids`` (all in ``state`` when None); each named one
+    must be in ``state`` (else :class:`Conflict`)."""
+    assert task.id is not None
+    items = store.task_items(task.id)
+    if not item_ids:
+        chosen = [i for i in items if i.state == state]
+    else:
+        by_id = {i.id: i for i in items}
+        chosen = []
+        for ident in dict.fromkeys(item_ids):
+            if isinstance(ident, bool) or not isinstance(ident, int) or ident not in by_id:
+                raise NotFound(
+                    f"条目 {ident} 不在本交办单中", f"item {ident} is not in this task", code="item_not_found"
+                )
+            chosen.append(by_id[ident])
+        wrong = [i.id for i in chosen if i.state != state]
+        if wrong:
+            raise Conflict(
+                f"条目状态已变，不能执行此操作: {wrong}",
+                f"items not in the state this needs ({state}): {wrong}",
+                code="bad_state",
+                details={"items": wrong, "needs": state},
+            )
+    if not chosen:
+        raise Conflict(
+            "没有可处理的条目", "no item in the state this needs", code="bad_state", details={"needs": state}
+        )
+    return chosen
+
+
+def _check_photos(store: Store, items: list[TaskItemRow], photos: Sequence[int]) -> str | None:
+    features = {(i.layer, i.feature) for i in items}
+    if len(photos) > 50:
+        raise _bad("一次最多 50 张照片", "at most 50 photos at a time", "bad_photo")
+    for pid in photos:
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= _MAX_ID:
+            raise _bad("照片编号应为正整数", "photo ids must be positive integers", "bad_photo")
+        row = store.photo(pid)
+        if row is None or (row.layer, row.feature) not in features:
+            raise _bad(f"照片 {pid} 不属于这些要素", f"photo {pid} is not of these features", "bad_photo")
+    return ",".join(str(p) for p in dict.fromkeys(photos)) or None
+
+
+def mark_fixed(
+    store: Store,
+    task_id: int,
+    item_ids: Sequence[int] | None = None,
+    *,
+    note: Any = None,
+    photos: Sequence[int] = (),
+    user: str | None = None,
+    at: datetime | None = None,
+) -> list[TaskItemRow]:
+    """Report the fix (整改完成) of the open items ``item_ids`` of task ``task_id`` (all open
+    ones when None), with a note and photo ids (photos of those features); the items changed."""
+    task = _task(store, task_id)
+    items = _chosen(store, task, item_ids, "open")
+    _check_receiver(store, user, task, items)
+    text = _text(note, "note", _MAX_TEXT)
+    photo_text = _check_photos(store, items, photos)
+    stamp, day = _moment(at)
+    for i in items:
+        i.state, i.fixed_at, i.fixed_by = "fixed", stamp, user
+    events = [
+        TaskEventRow(None, task_id, int(i.id or 0), "fixed", stamp, day.isoformat(), user, text, photo_text)
+        for i in items
+    ]
+    store.record_task_events(task_id, items, events)
+    return items
+
+
+def verify_items(
+    store: Store,
+    task_id: int,
+    item_ids: Sequence[int] | None = None,
+    *,
+    note: Any = None,
+    user: str | None = None,
+    at: datetime | None = None,
+) -> list[TaskItemRow]:
+    """Verify (核查通过, 销号) the fixed items ``item_ids`` (all fixed ones when None)."""
+    task = _task(store, task_id)
+    _check_sender(store, user, _target_units(store, parse_codes(task.area), task.assignee))
+    items = _chosen(store, task, item_ids, "fixed")
+    text = _text(note, "note", _MAX_TEXT)
+    stamp, day = _moment(at)
+    for i in items:
+        i.state, i.verified_at, i.verified_by = "verified", stamp, user
+    events = [
+        TaskEventRow(None, task_id, int(i.id or 0), "verified", stamp, day.isoformat(), user, text)
+        for i in items
+    ]
+    with store.admin_transaction():
+        store.record_task_events(task_id, items, events)
+        env = formats.task_verified(_payload(store, task, len(store.task_items(task_id)), user), len(items))
+        queue_event(store, env, area=_area(store, task), account=task.assignee)
+    return items
+
+
+def return_items(
+    store: Store,
+    task_id: int,
+    item_ids: Sequence[int] | None = None,
+    *,
+    note: Any = None,
+    deadline: date | str | None = None,
+    user: str | None = None,
+    at: datetime | None = None,
+) -> list[TaskItemRow]:
+    """Return (退回) the fixed items ``item_ids`` (all fixed ones when None) for more work,
+    counted as rework; they keep their deadline unless ``deadline`` sets a new one."""
+    task = _task(store, task_id)
+    _check_sender(store, user, _target_units(store, parse_codes(task.area), task.assignee))
+    items = _chosen(store, task, item_ids, "fixed")
+    text = _text(note, "note", _MAX_TEXT)
+    new = None
+    if deadline is not None and deadline != "":
+        try:
+            new = deadline if isinstance(deadline, date) else date.fromisoformat(str(deadline))
+        except ValueError:
+            raise _bad(
+                "新期限应为日期 YYYY-MM-DD", "the new deadline must be a date YYYY-MM-DD", "bad_deadline"
+            ) from None
+    stamp, day = _moment(at)
+    if new is not None and new < day:
+        raise _bad("新期限不能早于今天", "the new deadline cannot be before today", "bad_deadline")
+    new_text = new.isoformat() if new else None
+    for i in items:
+        i.state, i.rework = "open", i.rework + 1
+        i.fixed_at = i.fixed_by = None
+        if new_text:
+            i.deadline = new_text
+    events = [
+        TaskEventRow(
+            None, task_id, int(i.id or 0), "returned", stamp, day.isoformat(), user, text, None, new_text
+        )
+        for i in items
+    ]
+    with store.admin_transaction():
+        store.record_task_events(task_id, items, events)
+        env = formats.task_returned(_payload(store, task, len(items), user), text, new_text)
+        queue_event(store, env, area=_area(store, task), account=task.assignee)
+    return items
+
+
+# reads ----------------------------------------------------------------------------------------
+def _status(counts: Mapping[str, int]) -> str:
+    if counts["handed_over"] and counts["verified"] == counts["handed_over"]:
+        return "verified"
+    if counts["open"] == 0 and counts["handed_over"]:
+        return "fixed"
+    return "open"
+
+
+def _task_dict(
+    task: TaskRow, items: list[TaskItemRow], events: list[TaskEventRow], as_of: date
+) -> dict[str, Any]:
+    states = replay(events, as_of)
+    counts = dict.fromkeys(("handed_over", "open", "fixed", "verified", "overdue", "reworked"), 0)
+    for item in items:
+        state = states.get(int(item.id or 0))
+        if state is None:
+            continue
+        c = item_counts(state, as_of)
+        for k in counts:
+            counts[k] += c[k]
+    return {
+        "id": task.id,
+        "number": task.number,
+        "title": task.title,
+        "instructions": task.instructions,
+        "created_by": task.created_by,
+        "created_at": task.created_at,
+        "area": list(parse_codes(task.area)),
+        "assignee": task.assignee,
+        "deadline": task.deadline,
+        "days": task.days,
+        "working_days": bool(task.working_days),
+        "status": _status(counts),
+        "counts": counts,
+    }
+
+
+def list_tasks(
+    store: Store,
+    scope: Scope = EVERYTHING,
+    user: str | None = None,
+    as_of: date | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    """The tasks ``scope`` may see (newest first), each with its counts as of ``as_of``
+    (default today) and its status (``open``, ``fixed``: all reported fixed or verified,
+    ``verified``: all verified); only those of ``status`` when given."""
+    if status is not None and status not in ("open", "fixed", "verified", "overdue"):
+        raise _bad(
+            "status 应为 open、fixed、verified 或 overdue",
+            "status must be open, fixed, verified or overdue",
+            "bad_status",
+        )
+    day = as_of or clock.today()
+    items_by: dict[int, list[TaskItemRow]] = {}
+    for i in store.task_items():
+        if scope.allows(i.unit) or user is not None:
+            items_by.setdefault(i.task_id, []).append(i)
+    events_by: dict[int, list[TaskEventRow]] = {}
+    for e in store.task_events():
+        events_by.setdefault(e.task_id, []).append(e)
+    out = []
+    for task in store.tasks():
+        if not _visible(store, task, scope, user):
+            continue
+        items = [
+            i for i in items_by.get(int(task.id or 0), []) if scope.allows(i.unit) or user == task.assignee
+        ]
+        d = _task_dict(task, items, events_by.get(int(task.id or 0), []), day)
+        if status == "overdue" and not d["counts"]["overdue"]:
+            continue
+        if status not in (None, "overdue") and d["status"] != status:
+            continue
+        out.append(d)
+    return out
+
+
+def task_detail(
+    store: Store, task_id: int, scope: Scope = EVERYTHING, user: str | None = None, as_of: date | None = None
+) -> dict[str, Any]:
+    """One task with its items and events (a task outside ``scope`` is not found)."""
+    task = _task(store, task_id)
+    if not _visible(store, task, scope, user):
+        raise NotFound(f"交办单 {task_id} 不存在", f"task {task_id} not found", code="task_not_found")
+    day = as_of or clock.today()
+    items = [i for i in store.task_items(task_id) if scope.allows(i.unit) or user == task.assignee]
+    shown = {i.id for i in items}
+    events = [e for e in store.task_events(task_id) if e.item_id in shown]
+    out = _task_dict(task, items, events, day)
+    states = replay(events, day)
+    out["items"] = [
+        {
+            "id": i.id,
+            "layer": i.layer,
+            "feature": i.feature,
+            "unit": i.unit,
+            "deadline": i.deadline,
+            "state": i.state,
+            "overdue": bool(item_counts(states[int(i.id or 0)], day)["overdue"])
+            if int(i.id or 0) in states
+            else False,
+            "fixed_at": i.fixed_at,
+            "fixed_by": i.fixed_by,
+            "verified_at": i.verified_at,
+            "verified_by": i.verified_by,
+            "rework": i.rework,
+        }
+        for i in items
+    ]
+    out["events"] = [
+        {
+            "item": e.item_id,
+            "kind": e.kind,
+            "at": e.at,
+            "day": e.day,
+            "user": e.user,
+            "note": e.note,
+            "photos": [int(p) for p in (e.photos or "").split(",") if p],
+            "deadline": e.deadline,
+        }
+        for e in events
+    ]
+    return out
+
+
+def send_overdue(store: Store, as_of: date | None = None, at: datetime | None = None) -> list[str]:
+    """Queue ``task.overdue`` for every task with an overdue item as of ``as_of`` (default
+    today) that was not told of before (once per task: an ``overdue`` event of the task, item
+    0, records it); the numbers of the tasks told."""
+    day = as_of or clock.today()
+    stamp, _ = _moment(at)
+    told = []
+    events_by: dict[int, list[TaskEventRow]] = {}
+    for e in store.task_events():
+        events_by.setdefault(e.task_id, []).append(e)
+    for task in reversed(store.tasks()):
+        events = events_by.get(int(task.id or 0), [])
+        if any(e.kind == "overdue" for e in events):
+            continue
+        states = replay(events, day)
+        late = [s for s in states.values() if item_counts(s, day)["overdue"]]
+        if not late:
+            continue
+        days_late = max((day - s.deadline).days for s in late)
+        event = TaskEventRow(None, int(task.id or 0), 0, "overdue", stamp, day.isoformat(), None, None)
+        with store.admin_transaction():
+            store.record_task_events(int(task.id or 0), [], [event])
+            env = formats.task_overdue(_payload(store, task, len(late), None), day.isoformat(), days_late)
+            queue_event(store, env, area=_area(store, task), account=task.assignee)
+        told.append(task.number)
+    return told
