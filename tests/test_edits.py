@@ -437,6 +437,7 @@ def test_a_store_of_the_schema_before_ids_gets_them_on_open(
         sites.close()
         con = sqlite3.connect(path)
         con.execute('DROP INDEX "demolition_gw_id"')
+        con.execute('DROP INDEX "demolition_history_gw_id"')
         for table in ("demolition", "demolition_history"):
             for col in ("gw_id", "gw_version"):
                 con.execute(f'ALTER TABLE "{table}" DROP COLUMN {col}')
