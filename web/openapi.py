@@ -344,22 +344,14 @@ def _edit_paths() -> dict[str, Any]:
                         "schema": {"type": "string", "maxLength": 20},
                     },
                 ],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "version": {"type": "integer", "minimum": 1},
-                                    "fields": fields,
-                                    "geometry": geometry,
-                                    "note": {"type": "string", "maxLength": 1000},
-                                },
-                            }
-                        }
-                    },
-                },
+                requestBody=_json_body(
+                    {
+                        "version": {"type": "integer", "minimum": 1},
+                        "fields": fields,
+                        "geometry": geometry,
+                        "note": {"type": "string", "maxLength": 1000},
+                    }
+                ),
             )
         },
         "/api/features/{layer}/{fid}/history": {
@@ -377,22 +369,14 @@ def _edit_paths() -> dict[str, Any]:
                 _SIGNED_IN,
                 {"201": _ok("the new feature, version 1", result), **_errors(400, 409)},
                 [layer, crs],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["geometry"],
-                                "properties": {
-                                    "geometry": geometry,
-                                    "fields": fields,
-                                    "note": {"type": "string", "maxLength": 1000},
-                                },
-                            }
-                        }
+                requestBody=_json_body(
+                    {
+                        "geometry": geometry,
+                        "fields": fields,
+                        "note": {"type": "string", "maxLength": 1000},
                     },
-                },
+                    ["geometry"],
+                ),
             )
         },
     }
@@ -1039,24 +1023,16 @@ def _webhook_paths() -> dict[str, Any]:
                 " to public addresses unless GRIDWATCH_WEBHOOK_ALLOW lists them",
                 _SIGNED_IN,
                 {"201": _ok("the webhook", _WEBHOOK), **_errors(400, 404)},
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["url", "format"],
-                                "properties": {
-                                    "url": {"type": "string", "maxLength": 2000},
-                                    "format": {"type": "string", "enum": ["json", "wecom", "dingtalk"]},
-                                    "area": {"type": "string", "maxLength": 20},
-                                    "account": {"type": "string", "maxLength": 64},
-                                    "secret": {"type": "string", "maxLength": 200},
-                                },
-                            }
-                        }
+                requestBody=_json_body(
+                    {
+                        "url": {"type": "string", "maxLength": 2000},
+                        "format": {"type": "string", "enum": ["json", "wecom", "dingtalk"]},
+                        "area": {"type": "string", "maxLength": 20},
+                        "account": {"type": "string", "maxLength": 64},
+                        "secret": {"type": "string", "maxLength": 200},
                     },
-                },
+                    ["url", "format"],
+                ),
             ),
         },
         "/api/webhooks/{webhook_id}": {
@@ -1172,45 +1148,37 @@ def _patrol_paths() -> dict[str, Any]:
                 " unit and day is refused (409 patrol_already_filed) unless amend is true",
                 _SIGNED_IN,
                 {"201": _ok("the filing kept, with amends: the ids it amends", _PATROL), **_errors(400, 409)},
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
+                requestBody=_json_body(
+                    {
+                        "day": {
+                            "type": "string",
+                            "maxLength": 64,
+                            "description": "default today",
+                        },
+                        "units": {
+                            "type": "array",
+                            "maxItems": 5000,
+                            "items": {"type": "string", "maxLength": 40},
+                            "description": "unit grid, community or street codes (default: the"
+                            " account's area; required for an account bound to none)",
+                        },
+                        "result": {"type": "string", "enum": ["nothing_found", "found"]},
+                        "features": {
+                            "type": "array",
+                            "maxItems": 200,
+                            "items": {
                                 "type": "object",
+                                "required": ["layer", "id"],
                                 "properties": {
-                                    "day": {
-                                        "type": "string",
-                                        "maxLength": 64,
-                                        "description": "default today",
-                                    },
-                                    "units": {
-                                        "type": "array",
-                                        "maxItems": 5000,
-                                        "items": {"type": "string", "maxLength": 40},
-                                        "description": "unit grid, community or street codes (default: the"
-                                        " account's area; required for an account bound to none)",
-                                    },
-                                    "result": {"type": "string", "enum": ["nothing_found", "found"]},
-                                    "features": {
-                                        "type": "array",
-                                        "maxItems": 200,
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["layer", "id"],
-                                            "properties": {
-                                                "layer": {"type": "string", "maxLength": 40},
-                                                "id": ID,
-                                            },
-                                        },
-                                    },
-                                    "note": {"type": "string", "maxLength": 500},
-                                    "amend": {"type": "boolean"},
+                                    "layer": {"type": "string", "maxLength": 40},
+                                    "id": ID,
                                 },
-                            }
-                        }
-                    },
-                },
+                            },
+                        },
+                        "note": {"type": "string", "maxLength": 500},
+                        "amend": {"type": "boolean"},
+                    }
+                ),
             ),
         },
         "/api/patrols/coverage": {

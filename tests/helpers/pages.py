@@ -36,6 +36,7 @@ PAGES = (
     Page("users", "/users"),
     Page("account", "/account"),
     Page("patrol", "/patrol"),
+    Page("tasks", "/tasks"),
     Page("login", "/login", signed_in=False),
     Page("error", "/no-such-page"),
 )

@@ -71,15 +71,7 @@ class GpkgFeatureReads(GpkgTables):
         if not self.has_layer(spec) or len(fids) == 0:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
         qcols = ", ".join(["fid", *[f'"{c}"' for c in cols]])
-        wanted = unique_fids(fids).tolist()
-        rows: list[Any] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows += self.conn.execute(
-                f'SELECT {qcols} FROM "{spec.name}" WHERE fid IN ({marks})', chunk
-            ).fetchall()
-        rows.sort(key=lambda r: r[0])
+        rows = self._rows_of_fids(f'SELECT {qcols} FROM "{spec.name}"', fids)
         return pd.DataFrame({n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)})
 
     def rows_by_id(self, spec: LayerSpec, ids: np.ndarray) -> pd.DataFrame:
@@ -151,17 +143,22 @@ class GpkgFeatureReads(GpkgTables):
         ident = (
             "coalesce(gw_id, fid), coalesce(gw_version, 1)" if self._has_id_columns(spec.name) else "fid, 1"
         )
+        rows = self._rows_of_fids(f'SELECT fid, {ident} FROM "{spec.name}"', fids)
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return pd.DataFrame({"fid": arr[:, 0], "id": arr[:, 1], "version": arr[:, 2]})
+
+    def _rows_of_fids(self, select: str, fids: np.ndarray) -> list[Any]:
+        """The rows ``select`` (whose first column is ``fid``) gives for ``fids``, asked in chunks
+        of 500 (SQLite's bound on parameters), ordered by fid."""
         wanted = unique_fids(fids).tolist()
         rows: list[Any] = []
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
             rows += self.conn.execute(
-                f'SELECT fid, {ident} FROM "{spec.name}" WHERE fid IN ({marks})', chunk
+                f"{select} WHERE fid IN ({','.join('?' * len(chunk))})", chunk
             ).fetchall()
-        rows.sort()
-        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
-        return pd.DataFrame({"fid": arr[:, 0], "id": arr[:, 1], "version": arr[:, 2]})
+        rows.sort(key=lambda r: r[0])
+        return rows
 
     def _has_id_columns(self, name: str) -> bool:
         """Whether the layer's table has the stable id columns (a read-only store of schema 8 or

@@ -12,20 +12,16 @@ from geo.store.interface.tasks import (
     TaskEventRow,
     TaskItemRow,
     TaskRow,
-    columns,
     insert_sql,
     next_number,
     row_of,
+    select_sql,
     task_tables_sql,
     values_of,
 )
 
 #: the task tables (made when first needed)
 TASKS_SQL = task_tables_sql("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")
-
-
-def _select(table: str) -> str:
-    return f"SELECT {', '.join(columns(table))} FROM {table}"
 
 
 class GpkgTasks(GpkgAudit):
@@ -92,13 +88,15 @@ class GpkgTasks(GpkgAudit):
         """See :meth:`geo.store.interface.tasks.TaskStore.tasks`."""
         if not self._has_table("gw_tasks"):
             return []
-        return [row_of("gw_tasks", r) for r in self.conn.execute(_select("gw_tasks") + " ORDER BY id DESC")]
+        return [
+            row_of("gw_tasks", r) for r in self.conn.execute(select_sql("gw_tasks") + " ORDER BY id DESC")
+        ]
 
     def task(self, task_id: int) -> TaskRow | None:
         """See :meth:`geo.store.interface.tasks.TaskStore.task`."""
         if not self._has_table("gw_tasks"):
             return None
-        row = self.conn.execute(_select("gw_tasks") + " WHERE id=?", (int(task_id),)).fetchone()
+        row = self.conn.execute(select_sql("gw_tasks") + " WHERE id=?", (int(task_id),)).fetchone()
         return row_of("gw_tasks", row) if row else None
 
     def task_items(self, task_id: int | None = None) -> list[TaskItemRow]:
@@ -106,10 +104,10 @@ class GpkgTasks(GpkgAudit):
         if not self._has_table("gw_task_items"):
             return []
         if task_id is None:
-            rows = self.conn.execute(_select("gw_task_items") + " ORDER BY id")
+            rows = self.conn.execute(select_sql("gw_task_items") + " ORDER BY id")
         else:
             rows = self.conn.execute(
-                _select("gw_task_items") + " WHERE task_id=? ORDER BY id", (int(task_id),)
+                select_sql("gw_task_items") + " WHERE task_id=? ORDER BY id", (int(task_id),)
             )
         return [row_of("gw_task_items", r) for r in rows]
 
@@ -118,9 +116,9 @@ class GpkgTasks(GpkgAudit):
         if not self._has_table("gw_task_events"):
             return []
         if task_id is None:
-            rows = self.conn.execute(_select("gw_task_events") + " ORDER BY id")
+            rows = self.conn.execute(select_sql("gw_task_events") + " ORDER BY id")
         else:
             rows = self.conn.execute(
-                _select("gw_task_events") + " WHERE task_id=? ORDER BY id", (int(task_id),)
+                select_sql("gw_task_events") + " WHERE task_id=? ORDER BY id", (int(task_id),)
             )
         return [row_of("gw_task_events", r) for r in rows]

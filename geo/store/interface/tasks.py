@@ -102,6 +102,11 @@ def columns(table: str) -> tuple[str, ...]:
     return tuple('"user"' if f.name == "user" else f.name for f in fields(_TABLES[table]))
 
 
+def select_sql(table: str) -> str:
+    """``SELECT`` of every column of ``table`` (one of the task tables), in :func:`columns` order."""
+    return f"SELECT {', '.join(columns(table))} FROM {table}"
+
+
 def insert_sql(table: str, mark: str) -> str:
     """The ``INSERT`` of one row of ``table`` without its id, with the backend's parameter mark."""
     cols = columns(table)[1:]
