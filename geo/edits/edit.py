@@ -124,7 +124,7 @@ def edit_feature(
     EditResult
     """
     spec = _survey(layer)
-    values = check_fields(spec, fields or {}, new=False)
+    values = check_fields(spec, fields or {})
     geom = None if geometry is None else project_geometry(store, spec, geometry, gcj02)
     note = _note(note)
     if not values and geom is None:
@@ -217,7 +217,7 @@ def add_feature(
     spec = _survey(layer)
     if not isinstance(geometry, dict):
         raise InputError("缺少位置（geometry）", "a geometry is required", code="bad_geometry")
-    values = check_fields(spec, fields or {}, new=True)
+    values = check_fields(spec, fields or {})
     geom = project_geometry(store, spec, geometry, gcj02)
     note = _note(note)
     if spec.status_field and values.get(spec.status_field) in (None, ""):
@@ -241,15 +241,11 @@ def add_feature(
             )
         if allowed is not None and unit not in allowed:
             raise outside_area()
-        if key not in (None, "") and store.has_layer(spec):
-            taken = store.read_attributes(spec, [spec.id_field] if spec.id_field else [])
-            if spec.id_field and (taken[spec.id_field].astype(str) == str(key)).any():
-                raise Conflict(
-                    f"编号 {key} 已存在",
-                    f"id {key} exists already",
-                    code="id_taken",
-                    details={"key": str(key)},
-                )
+        # looked up on the survey-key index, not by reading the whole layer
+        if key not in (None, "") and store.key_batches(spec, np.array([str(key)], dtype=object)):
+            raise Conflict(
+                f"编号 {key} 已存在", f"id {key} exists already", code="id_taken", details={"key": str(key)}
+            )
         batch_id = _new_batch(store, spec, "新增 added by hand", user)
         result = store.write_features(
             spec,
@@ -268,7 +264,7 @@ def add_feature(
     return out
 
 
-def check_fields(spec: LayerSpec, fields: dict[str, Any], new: bool) -> dict[str, Any]:
+def check_fields(spec: LayerSpec, fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` checked and converted by ``spec``'s declaration (see the module text): field
     name → stored value; a vocabulary field's ``_raw`` column takes the code set."""
     if not isinstance(fields, dict):

@@ -22,7 +22,7 @@ import shapely
 import layers
 from geo.edits.ids import ids_of_rows
 from geo.errors import InputError
-from geo.figures.viewport import _positions_and_facts
+from geo.figures.viewport import positions_and_facts
 from geo.reading import crs as crsmod
 from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.registry import get_layer
@@ -98,7 +98,7 @@ def _layer_near(
     units: frozenset[str] | None,
 ) -> list[dict[str, Any]]:
     """The features of ``spec`` within ``radius`` metres of ``x, y`` (store CRS), unsorted."""
-    fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
+    fids, lon, lat, geoms, facts = positions_and_facts(store, spec)
     if not len(fids):
         return []
     mask = _candidates(lon, lat, geoms, box)

@@ -123,7 +123,7 @@ def _positions(store: Store, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray, n
     )
 
 
-def _positions_and_facts(
+def positions_and_facts(
     store: Store, spec: LayerSpec, tries: int = 5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Facts]:
     """:func:`_positions` and :func:`load_facts` of one state of the layer, row for row.
@@ -527,7 +527,7 @@ def features_in_view(
                     "features": _cluster_features(sums, codes, gcj02),
                 }
     generation = store.layer_generation(spec)
-    fids, lon, lat, geoms, facts = _positions_and_facts(store, spec)
+    fids, lon, lat, geoms, facts = positions_and_facts(store, spec)
     _file_map_columns(store, spec, generation, fids, lon, lat, facts)
     mask = (lon >= view.west) & (lon <= view.east) & (lat >= view.south) & (lat <= view.north)
     present, completed, pending = as_of_state(facts, day)
