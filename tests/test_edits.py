@@ -496,3 +496,36 @@ def test_a_features_history_says_who_changed_what_and_when(sites: Any, tmp_path:
     )
     with pytest.raises(NotFound):
         feature_history(sites, "demolition", int(s1["id"]), units=frozenset({f"{COMM_B}001"}))
+
+
+def test_two_edits_of_one_version_racing_write_once(sites: Any, store_url: Any, tmp_path: Path) -> None:
+    """Two accounts send an edit of the same version at the same moment, each on its own
+    connection: one is written, the other refused (409), never both."""
+    import threading
+
+    from geo.store.backends import open_store
+
+    s1 = _row(sites, "S1")
+    where = store_url or str(sites.path)
+    results: list[Any] = []
+    start = threading.Barrier(2)
+
+    def send(address: str) -> None:
+        with open_store(where, data=tmp_path / "data") as own:
+            start.wait()
+            try:
+                results.append(edit_feature(own, "demolition", int(s1["id"]), 1, {"address": address}))
+            except Conflict as exc:
+                results.append(exc)
+
+    threads = [threading.Thread(target=send, args=(a,)) for a in ("一号", "二号")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    written = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(written) == 1 and len(refused) == 1 and refused[0].code == "version_conflict"
+    row = current_rows(sites, SITES, [s1["id"]]).iloc[0]
+    assert row["version"] == 2 and row["address"] in ("一号", "二号")
+    assert len([b for b in sites.batches() if b.kind == "edit"]) == 1
