@@ -25,7 +25,7 @@ import geo.figures.facts as facts_mod
 from geo.errors import GridwatchError
 from geo.figures.search import search
 from geo.figures.tally import tally
-from geo.figures.viewport import BBox, _positions_and_facts, cells_in_view, features_in_view
+from geo.figures.viewport import BBox, cells_in_view, features_in_view, positions_and_facts
 from geo.imports.batches import load_targets, rollback
 from geo.imports.importer import import_file
 from geo.registry import get_layer
@@ -136,7 +136,7 @@ def test_a_commit_to_one_layer_leaves_the_other_layers_figures_warm(gridded_stor
     import_file(store, "parking", _points(tmp_path, "p", "parking", [(X0 + 150, Y0 - 150)], 1))
     demolition, parking = get_layer("demolition"), get_layer("parking")
     facts = facts_mod.load_facts(store, demolition)
-    positions = _positions_and_facts(store, demolition)
+    positions = positions_and_facts(store, demolition)
     cells = cells_in_view(store, "grid", None, 16, layer="demolition")
     parking_facts = facts_mod.load_facts(store, parking)
     tables = len(store.cache.region("cell_tables"))
@@ -144,8 +144,8 @@ def test_a_commit_to_one_layer_leaves_the_other_layers_figures_warm(gridded_stor
     import_file(store, "parking", _points(tmp_path, "q", "parking", [(X0 + 250, Y0 - 250)], 2))
 
     assert facts_mod.load_facts(store, demolition) is facts
-    assert _positions_and_facts(store, demolition)[4] is positions[4]
-    assert _positions_and_facts(store, demolition)[0] is positions[0]
+    assert positions_and_facts(store, demolition)[4] is positions[4]
+    assert positions_and_facts(store, demolition)[0] is positions[0]
     kept = store.cache.region("cell_tables")
     assert len(kept) == tables  # nothing filled again for the same view
     assert cells_in_view(store, "grid", None, 16, layer="demolition") == cells
@@ -184,7 +184,7 @@ def _figures(store) -> dict[str, object]:
         )
         view = features_in_view(store, layer, BBox(118.0, 31.0, 119.0, 32.0), 19)
         out[f"features/{layer}"] = json.dumps(view, sort_keys=True)
-        fids, lon, lat, _, facts = _positions_and_facts(store, get_layer(layer))
+        fids, lon, lat, _, facts = positions_and_facts(store, get_layer(layer))
         out[f"positions/{layer}"] = (fids.tolist(), lon.round(9).tolist(), lat.round(9).tolist())
         out[f"facts/{layer}"] = (facts.fids.tolist(), facts.unit.to_pylist(), facts.completed.tolist())
     versions = [v for v in store.grid_versions() if v.alive()]

@@ -105,7 +105,7 @@ def test_answers_from_the_file_are_those_of_the_full_read(loaded, monkeypatch, s
     assert _answers(loaded, monkeypatch, full=False) == full  # kept in the process
     _restart(loaded)
     with monkeypatch.context() as m:  # after a restart nothing of the layer is read but the file
-        m.setattr(vp, "_positions_and_facts", lambda *a, **k: pytest.fail("layer read"))
+        m.setattr(vp, "positions_and_facts", lambda *a, **k: pytest.fail("layer read"))
         assert _answers(loaded, monkeypatch, full=False) == full
 
     # another process commits 1,000 sites: followed from the kept columns by the change log
@@ -119,7 +119,7 @@ def test_answers_from_the_file_are_those_of_the_full_read(loaded, monkeypatch, s
     _commit(loaded, store_url, tmp_path, 40, 6)
     _restart(loaded)
     with monkeypatch.context() as m:
-        m.setattr(vp, "_positions_and_facts", lambda *a, **k: pytest.fail("layer read"))
+        m.setattr(vp, "positions_and_facts", lambda *a, **k: pytest.fail("layer read"))
         followed = _answers(loaded, monkeypatch, full=False)
     _restart(loaded)
     assert followed == _answers(loaded, monkeypatch, full=True)
