@@ -212,6 +212,30 @@ def test_adding_a_feature(sites: Any) -> None:
     assert current_rows(sites, SITES, [made.id]).iloc[0]["version"] == 2
 
 
+def test_the_layer_extent_grows_with_imports_and_edits(sites: Any, tmp_path: Path) -> None:
+    """What GIS clients zoom to (``gpkg_contents`` / ``gw_layers``) holds every feature written,
+    not only the last import's."""
+
+    def holds(box: Any, x: float, y: float) -> bool:  # a micrometre for the trip through lon/lat
+        return box[0] - 1e-6 <= x <= box[2] + 1e-6 and box[1] - 1e-6 <= y <= box[3] + 1e-6
+
+    first = sites.extent(SITES)
+    assert first is not None and all(holds(first, x, y) for x, y in POSITIONS.values())
+    _import(sites, tmp_path, "lone", ["S9"], ["已登记"])  # one site elsewhere: the box keeps the others
+    after = sites.extent(SITES)
+    assert all(holds(after, x, y) for x, y in [*POSITIONS.values(), (X0 + 250, Y0 - 50)])
+    here = (X0 + 290, Y0 - 290)
+    add_feature(sites, "demolition", {}, {"type": "Point", "coordinates": _lonlat(*here)})
+    there = (X0 + 5, Y0 - 5)
+    s2 = _row(sites, "S2")
+    edit_feature(
+        sites, "demolition", int(s2["id"]), 1, geometry={"type": "Point", "coordinates": _lonlat(*there)}
+    )
+    box = sites.extent(SITES)
+    assert holds(box, *here) and holds(box, *there), box
+    assert box[0] <= after[0] and box[1] <= after[1] and box[2] >= after[2] and box[3] >= after[3]
+
+
 @pytest.mark.parametrize(
     ("fields", "geometry", "code"),
     [

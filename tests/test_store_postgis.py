@@ -338,6 +338,9 @@ def test_extent_is_kept(pg: PostgisStore) -> None:
         pg.update_extent(SURVEY, (1.0, 2.0, 3.0, 4.0))
         pg.update_extent(SURVEY, None)
     assert pg.extent(SURVEY) == (1.0, 2.0, 3.0, 4.0)
+    with pg.transaction():  # a later write grows it, never shrinks it
+        pg.update_extent(SURVEY, (0.0, 3.0, 2.0, 5.0))
+    assert pg.extent(SURVEY) == (0.0, 2.0, 3.0, 5.0)
 
 
 def test_reads_are_arrow_with_layer_types(pg: PostgisStore) -> None:

@@ -171,6 +171,7 @@ def edit_feature(
                 if allowed is not None and unit not in allowed:
                     raise outside_area()
                 changed.append("geometry")
+                store.update_extent(spec, _bounds(geom))
             if not changed:
                 raise _Unchanged
             batch_id = _new_batch(store, spec, f"编辑 edit #{int(feature_id)}", user)
@@ -254,6 +255,7 @@ def add_feature(
             replace_all=False,
         )
         fid = int(result.fids[0])
+        store.update_extent(spec, _bounds(geom))
         versions.assign_new_rows(
             store, spec, result.fids, np.array([geom], dtype=object), np.array([unit], dtype=object)
         )
@@ -446,6 +448,11 @@ def _rows(
         units=np.array([unit], dtype=object),
         replaces=None if replaces is None else np.array([replaces], dtype=np.int64),
     )
+
+
+def _bounds(geom: Any) -> tuple[float, float, float, float]:
+    minx, miny, maxx, maxy = (float(v) for v in shapely.bounds(geom))
+    return (minx, miny, maxx, maxy)
 
 
 def _new_batch(store: Store, spec: LayerSpec, name: str, user: str | None) -> int:

@@ -253,17 +253,30 @@ class GpkgFeatureWrites(GpkgGridVersions):
     def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
         """See :meth:`geo.store.interface.features.FeatureStore.update_extent`.
 
-        Writes ``bounds`` (store CRS, metres) into the ``gpkg_contents`` rows of the layer and
-        of its typed views.
+        Grows the extent in the ``gpkg_contents`` rows of the layer and of its typed views to
+        hold ``bounds`` (store CRS, metres): what GIS clients zoom to covers every write, not
+        only the last one.
         """
         if bounds is None:
             return
         names = [spec.name, *typed_views(self.conn, spec.name)]
         marks = ", ".join("?" for _ in names)
+        minx, miny, maxx, maxy = bounds
         self.conn.execute(
-            f"UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=? WHERE table_name IN ({marks})",
-            (*bounds, *names),
+            "UPDATE gpkg_contents SET min_x=min(coalesce(min_x, ?), ?), min_y=min(coalesce(min_y, ?), ?),"
+            " max_x=max(coalesce(max_x, ?), ?), max_y=max(coalesce(max_y, ?), ?)"
+            f" WHERE table_name IN ({marks})",
+            (minx, minx, miny, miny, maxx, maxx, maxy, maxy, *names),
         )
+
+    def extent(self, spec: LayerSpec) -> tuple[float, float, float, float] | None:
+        """See :meth:`geo.store.interface.features.FeatureStore.extent` (``gpkg_contents``)."""
+        row = self.conn.execute(
+            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name=?", (spec.name,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
     def rollback_layer(self, spec: LayerSpec, batch_id: int) -> tuple[int, int]:
         """Take the rows of ``batch_id`` out of the current rows and put back the rows it retired.

@@ -138,8 +138,13 @@ class FeatureStore(Protocol):
         ...
 
     def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
-        """Record ``bounds`` (minx, miny, maxx, maxy in the store CRS, metres) as the extent of
-        ``spec``; None changes nothing."""
+        """Grow the recorded extent of ``spec`` to hold ``bounds`` (minx, miny, maxx, maxy in the
+        store CRS, metres); None changes nothing.  The extent only grows: a rollback leaves it
+        as it was, a box that holds every current row."""
+        ...
+
+    def extent(self, spec: LayerSpec) -> tuple[float, float, float, float] | None:
+        """The extent recorded with :meth:`update_extent` (None: none yet)."""
         ...
 
     def set_units(self, spec: LayerSpec, fids: np.ndarray, units: np.ndarray) -> int:

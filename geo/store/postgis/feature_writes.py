@@ -243,16 +243,20 @@ class PgFeatureWrites(PgGridVersions):
     def update_extent(self, spec: LayerSpec, bounds: tuple[float, float, float, float] | None) -> None:
         """See :meth:`geo.store.interface.features.FeatureStore.update_extent`.
 
-        Kept in the layer's ``gw_layers`` row (clients such as QGIS use the GiST index instead).
+        Grows the extent kept in the layer's ``gw_layers`` row to hold ``bounds`` (clients such as
+        QGIS use the GiST index instead).
         """
         if bounds is None or self._previewing:
             return
+        minx, miny, maxx, maxy = bounds
         self._run(
-            "UPDATE gw_layers SET min_x=%s, min_y=%s, max_x=%s, max_y=%s WHERE name=%s", (*bounds, spec.name)
+            "UPDATE gw_layers SET min_x=least(min_x, %s), min_y=least(min_y, %s),"
+            " max_x=greatest(max_x, %s), max_y=greatest(max_y, %s) WHERE name=%s",
+            (minx, miny, maxx, maxy, spec.name),
         )
 
     def extent(self, spec: LayerSpec) -> tuple[float, float, float, float] | None:
-        """The extent last recorded with :meth:`update_extent` (None: none)."""
+        """See :meth:`geo.store.interface.features.FeatureStore.extent`."""
         row = self._run(
             "SELECT min_x, min_y, max_x, max_y FROM gw_layers WHERE name=%s", (spec.name,)
         ).fetchone()
