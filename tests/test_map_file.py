@@ -5,6 +5,8 @@ a commit; a file of another store or generation, or a truncated or damaged one, 
 from __future__ import annotations
 
 import json
+import os
+import time
 import types
 
 import numpy as np
@@ -160,6 +162,28 @@ def test_a_file_of_another_store_or_generation_is_never_used(loaded, monkeypatch
     assert mapfile.load(loaded, SPEC, gen) is None
     _restart(loaded)
     assert _answers(loaded, monkeypatch, full=False) == full
+
+
+def test_half_written_files_left_by_a_stopped_process_are_removed(loaded, monkeypatch):
+    _answers(loaded, monkeypatch, full=True)  # the map read once: its file is written
+    gen = loaded.layer_generation(SPEC)
+    cols = mapfile.load(loaded, SPEC, gen)
+    assert cols is not None
+    folder = mapfile.path_for(loaded, SPEC, gen).parent
+    prefix = mapfile.path_for(loaded, SPEC, gen).name[: -24 - len(mapfile.SUFFIX)]  # store digest, layer
+    old = folder / f".{prefix}0123.gwmap.999999.deadbeef.tmp"
+    fresh = folder / f".{prefix}4567.gwmap.999998.cafebabe.tmp"
+    other = folder / ".0123456789abcdef-another_layer-89ab.gwmap.999997.feedf00d.tmp"
+    for left in (old, fresh, other):
+        left.write_bytes(b"GWMAP half")
+    hours_ago = time.time() - 2 * mapfile.STALE_TMP_SECONDS
+    os.utime(old, (hours_ago, hours_ago))
+    os.utime(other, (hours_ago, hours_ago))
+    assert mapfile.save(loaded, SPEC, gen, cols) is not None
+    assert not old.exists()
+    assert fresh.exists()  # may be another process writing now
+    assert other.exists()  # not this layer's
+    assert mapfile.load(loaded, SPEC, gen) is not None
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import json
 import mmap
 import os
 import secrets
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("completed", "|b1"),
 )
 SUFFIX = ".gwmap"
+#: A half-written file older than this (seconds) has no writer left and is removed.
+STALE_TMP_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,13 @@ def save(store: Any, spec: LayerSpec, generation: str, cols: MapColumns) -> Path
         if other != path:
             with contextlib.suppress(OSError):
                 other.unlink()  # a worker that mapped it keeps its mapping
+    # the half-written files of a process stopped while writing (killed, out of memory): a write
+    # takes seconds, so one untouched for an hour has no writer left
+    cutoff = time.time() - STALE_TMP_SECONDS
+    for left in path.parent.glob(f".{_prefix(store, spec)}*.tmp"):
+        with contextlib.suppress(OSError):
+            if left.stat().st_mtime < cutoff:
+                left.unlink()
     return path
 
 
