@@ -37,6 +37,7 @@ from geo.figures.hierarchy import load_hierarchy
 from geo.figures.tasks import item_counts, replay
 from geo.notify import formats
 from geo.notify.outbox import queue_event
+from geo.reading.gcj02 import gcj02_to_wgs84
 from geo.registry import get_layer
 from geo.store import clock
 from geo.store.base import Store
@@ -45,19 +46,27 @@ from geo.workdays import due_date
 
 __all__ = [
     "MAX_ITEMS",
+    "MAX_VERTICES",
+    "PREVIEW_SHOWN",
     "Selection",
     "create_task",
     "list_tasks",
     "mark_fixed",
+    "preview_task",
     "return_items",
     "selection_from",
     "send_overdue",
+    "shape_of",
     "task_detail",
     "verify_items",
 ]
 
 #: at most this many features in one task
 MAX_ITEMS = 5000
+#: at most this many vertices in a drawn shape (all its rings)
+MAX_VERTICES = 10_000
+#: a preview lists this many of the features it takes (the rest counted)
+PREVIEW_SHOWN = 50
 #: the largest id a request may name (a 64-bit row id)
 _MAX_ID = 2**63 - 1
 _MAX_TITLE = 200
@@ -68,7 +77,8 @@ _MAX_TEXT = 2000
 class Selection:
     """Which features a new task hands over: a list of (layer, stable id); or a layer's features
     under the area ``within`` (a unit code at any level) with one of ``statuses`` (empty: any);
-    or a layer's features inside ``shape`` (a GeoJSON polygon in lon/lat, EPSG:4326)."""
+    or a layer's features inside ``shape`` (a checked GeoJSON polygon in WGS-84 lon/lat, EPSG:4326;
+    a shape sent in GCJ-02 is converted when it is read, see :func:`selection_from`)."""
 
     features: tuple[tuple[str, int], ...] = ()
     layer: str | None = None
@@ -88,9 +98,100 @@ def _survey_layer(name: Any) -> str:
     return spec.name
 
 
+def _bad_shape(zh: str, en: str, code: str = "bad_shape") -> InputError:
+    return InputError(f"所画范围无效：{zh}", f"the drawn shape is not valid: {en}", code=code)
+
+
+def _positions(ring: Any, budget: int) -> list[tuple[float, float]]:
+    """The (x, y) of a GeoJSON ring, each checked: two or three finite numbers, x within ±180 and
+    y within ±90; at most ``budget`` of them."""
+    if not isinstance(ring, list | tuple):
+        raise _bad_shape("环应为坐标列表", "a ring must be a list of positions")
+    if len(ring) > budget:
+        raise _bad_shape(
+            f"顶点过多（最多 {MAX_VERTICES} 个），请简化后再画",
+            f"too many vertices (at most {MAX_VERTICES}); draw a simpler shape",
+            "too_many_vertices",
+        )
+    out = []
+    for pos in ring:
+        if (
+            not isinstance(pos, list | tuple)
+            or not 2 <= len(pos) <= 3
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pos)
+        ):
+            raise _bad_shape("坐标应为 [经度, 纬度]", "a position must be [lon, lat]")
+        x, y = float(pos[0]), float(pos[1])
+        if not (np.isfinite(x) and np.isfinite(y) and -180 <= x <= 180 and -90 <= y <= 90):
+            raise _bad_shape(
+                "坐标超出范围（经度 −180…180，纬度 −90…90）",
+                "a position is out of range (lon −180…180, lat −90…90)",
+                "shape_out_of_range",
+            )
+        out.append((x, y))
+    return out
+
+
+def shape_of(raw: Any, crs: Any = None) -> dict[str, Any]:
+    """A drawn shape checked and in WGS-84: a GeoJSON ``Polygon`` or ``MultiPolygon`` in lon/lat
+    degrees -- WGS-84 (``crs`` None, ``"wgs84"`` or ``"EPSG:4326"``) or GCJ-02 (``"gcj02"``, as
+    drawn on a Gaode base map; converted with :mod:`geo.reading.gcj02`) --, at most
+    :data:`MAX_VERTICES` vertices, valid (closed rings that do not cross themselves) and not empty.
+
+    Returns
+    -------
+    dict
+        The shape as GeoJSON in WGS-84 lon/lat.
+
+    Raises
+    ------
+    InputError
+        When it is anything else (codes ``bad_shape``, ``too_many_vertices``,
+        ``shape_out_of_range``, ``bad_crs``).
+    """
+    name = crs.strip().lower() if isinstance(crs, str) else crs
+    if name not in (None, "", "wgs84", "wgs-84", "epsg:4326", "gcj02", "gcj-02"):
+        raise InputError("crs 应为 wgs84 或 gcj02", "crs must be wgs84 or gcj02", code="bad_crs")
+    if not isinstance(raw, Mapping) or raw.get("type") not in ("Polygon", "MultiPolygon"):
+        raise _bad_shape(
+            "应为 GeoJSON 多边形（Polygon 或 MultiPolygon）", "it must be a GeoJSON Polygon or MultiPolygon"
+        )
+    coords = raw.get("coordinates")
+    polygons = [coords] if raw["type"] == "Polygon" else coords
+    if not isinstance(polygons, list | tuple) or not polygons:
+        raise _bad_shape("没有坐标", "it has no coordinates")
+    budget = MAX_VERTICES
+    parts = []
+    for rings in polygons:
+        if not isinstance(rings, list | tuple) or not rings:
+            raise _bad_shape("多边形应为环的列表", "a polygon must be a list of rings")
+        checked = []
+        for ring in rings:
+            points = _positions(ring, budget)
+            budget -= len(points)
+            if len(points) < 4 or points[0] != points[-1]:  # GeoJSON's rule (RFC 7946, 3.1.6)
+                raise _bad_shape(
+                    "每个环至少 4 个坐标且首尾相同", "each ring needs 4 positions or more, the last the first"
+                )
+            checked.append(points)
+        parts.append(shapely.Polygon(checked[0], checked[1:]))
+    poly = shapely.MultiPolygon(parts) if raw["type"] == "MultiPolygon" else parts[0]
+    if name in ("gcj02", "gcj-02"):
+        poly = shapely.transform(poly, lambda xy: np.column_stack(gcj02_to_wgs84(xy[:, 0], xy[:, 1])))
+    if poly.is_empty or not poly.area > 0:
+        raise _bad_shape("面积为零", "it has no area")
+    if not poly.is_valid:
+        raise _bad_shape(
+            "边相交或环重叠（" + shapely.is_valid_reason(poly) + "）",
+            "edges cross or rings overlap (" + shapely.is_valid_reason(poly) + ")",
+        )
+    return dict(shapely.geometry.mapping(poly))
+
+
 def selection_from(body: Mapping[str, Any]) -> Selection:
     """The :class:`Selection` of a request body: ``features`` (``[{"layer", "id"}]``), or
-    ``layer`` with ``within`` and/or ``status`` (a code or a list), or ``layer`` with ``shape``."""
+    ``layer`` with ``within`` and/or ``status`` (a code or a list), or ``layer`` with ``shape``
+    (see :func:`shape_of`; ``crs`` says its coordinates' reference, WGS-84 when absent)."""
     raw = body.get("features")
     if raw is not None:
         if not isinstance(raw, list) or not raw:
@@ -123,15 +224,13 @@ def selection_from(body: Mapping[str, Any]) -> Selection:
     within = body.get("within")
     if shape is None and not within and not statuses:
         raise _bad("请给出 within、status 或 shape", "give within, status or shape", "no_selection")
-    if shape is not None and not isinstance(shape, Mapping):
-        raise _bad("shape 应为 GeoJSON 多边形", "shape must be a GeoJSON polygon", "bad_shape")
     if not isinstance(within, str | None) or not all(isinstance(x, str) for x in statuses):
         raise _bad("within 和 status 应为文字", "within and status must be text")
     return Selection(
         layer=_survey_layer(layer),
         within=str(within) if within else None,
         statuses=statuses,
-        shape=shape,
+        shape=None if shape is None else shape_of(shape, body.get("crs")),
     )
 
 
@@ -237,15 +336,8 @@ def _units_of(store: Store, layer: str, numbers: Iterable[int]) -> dict[int, tup
 
 
 def _in_shape(store: Store, layer: str, shape: Mapping[str, Any]) -> np.ndarray:
-    """The ids of ``layer``'s features that intersect ``shape`` (GeoJSON, lon/lat)."""
-    try:
-        poly = shapely.geometry.shape(dict(shape))
-    except Exception:
-        raise _bad(
-            "shape 不是有效的 GeoJSON 多边形", "shape is not a valid GeoJSON polygon", "bad_shape"
-        ) from None
-    if poly.geom_type not in ("Polygon", "MultiPolygon") or not poly.is_valid or poly.is_empty:
-        raise _bad("shape 应为有效的多边形", "shape must be a valid polygon", "bad_shape")
+    """The ids of ``layer``'s features that intersect ``shape`` (GeoJSON, WGS-84 lon/lat)."""
+    poly = shapely.geometry.shape(shape_of(shape))
     spec = get_layer(layer)
     epsg = store.srs_epsg()
     if epsg is None or not store.has_layer(spec):
@@ -353,6 +445,85 @@ def _payload(store: Store, task: TaskRow, items: int, by: str | None) -> dict[st
     }
 
 
+def _receiver(store: Store, area: str | Sequence[str], assignee: Any) -> tuple[tuple[str, ...], str | None]:
+    """The target area's codes (checked) and the receiving account of a new task; one is needed."""
+    codes = tuple(check_area(store, area)) if area else ()
+    name = _text(assignee, "assignee", 100)
+    if not codes and not name:
+        raise _bad("请选择交办区域或账户", "choose the area or the account to hand over to", "no_target")
+    return codes, name
+
+
+def _choose(
+    store: Store, selection: Selection, codes: Sequence[str], assignee: str | None, user: str | None
+) -> list[tuple[str, int, str | None]]:
+    """The features a task handed over to ``codes``/``assignee`` by ``user`` takes: the one
+    selection of :func:`create_task` and :func:`preview_task`."""
+    target = _target_units(store, codes, assignee)
+    mine = _check_sender(store, user, target)
+    return resolve(store, selection, target, mine)
+
+
+def preview_task(
+    store: Store,
+    *,
+    selection: Selection,
+    area: str | Sequence[str] = (),
+    assignee: str | None = None,
+    user: str | None = None,
+    shown: int = PREVIEW_SHOWN,
+) -> dict[str, Any]:
+    """What :func:`create_task` would hand over with the same selection, target and account,
+    written nowhere: the selection is the one creation makes (same checks, same refusals).
+
+    Parameters
+    ----------
+    store : Store
+        The store.
+    selection : Selection
+        The features (a list, an area and status, a drawn shape in WGS-84 lon/lat).
+    area, assignee, user
+        As for :func:`create_task`.
+    shown : int
+        How many of the features to list (ordered by layer and id); the rest are counted.
+
+    Returns
+    -------
+    dict
+        ``count`` (features taken), ``ids`` (every one's ``{"layer", "id", "fid"}``: its stable
+        id and its current row, which the map draws), ``items`` (the first ``shown``: ``layer``,
+        ``id``, ``fid``, ``unit``, ``status``), ``more`` (how many are not listed), ``limit``
+        (:data:`MAX_ITEMS`) and ``too_many`` (more than a task may hold: creation refuses).
+    """
+    codes, name = _receiver(store, area, assignee)
+    chosen = _choose(store, selection, codes, name, user)
+    rows: dict[tuple[str, int], tuple[int | None, str | None]] = {}
+    by_layer: dict[str, list[int]] = {}
+    for layer, ident, _unit in chosen:
+        by_layer.setdefault(layer, []).append(ident)
+    for layer, idents in by_layer.items():
+        spec = get_layer(layer)
+        found = current_rows(store, spec, np.asarray(idents, dtype=np.int64))
+        states = found[spec.status_field] if spec.status_field in found else [None] * len(found)
+        for i, f, st in zip(found["id"], found["fid"], states, strict=True):
+            rows[(layer, int(i))] = (int(f), st if isinstance(st, str) else None)
+    listed: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
+    for layer, ident, unit in chosen:
+        fid, state = rows.get((layer, ident), (None, None))
+        listed.append({"layer": layer, "id": ident, "fid": fid})
+        if len(items) < shown:
+            items.append({"layer": layer, "id": ident, "fid": fid, "unit": unit, "status": state})
+    return {
+        "count": len(chosen),
+        "ids": listed,
+        "items": items,
+        "more": max(0, len(chosen) - len(items)),
+        "limit": MAX_ITEMS,
+        "too_many": len(chosen) > MAX_ITEMS,
+    }
+
+
 def create_task(
     store: Store,
     *,
@@ -395,18 +566,13 @@ def create_task(
     """
     title_text = _text(title, "title", _MAX_TITLE, required=True)
     note = _text(instructions, "instructions", _MAX_TEXT)
-    codes = check_area(store, area) if area else ()
-    assignee = _text(assignee, "assignee", 100)
-    if not codes and not assignee:
-        raise _bad("请选择交办区域或账户", "choose the area or the account to hand over to", "no_target")
+    codes, assignee = _receiver(store, area, assignee)
     if (days is None) == (working_days is None):
         raise _bad("请给出 days 或 workdays（二选一）", "give either days or workdays", "bad_deadline")
     n = days if days is not None else working_days
     if isinstance(n, bool) or not isinstance(n, int):
         raise _bad("天数应为整数", "the number of days must be an integer", "bad_days")
-    target = _target_units(store, codes, assignee)
-    mine = _check_sender(store, user, target)
-    chosen = resolve(store, selection, target, mine)
+    chosen = _choose(store, selection, codes, assignee, user)
     if not chosen:
         raise _bad("所选范围内没有要素", "no feature in the selection", "no_features")
     if len(chosen) > MAX_ITEMS:
