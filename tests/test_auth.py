@@ -81,6 +81,7 @@ ROUTES = {
     "tasks.api_task": ("GET", "/api/tasks/999", "viewer"),
     "tasks.api_task_stats": ("GET", "/api/tasks/stats?level=community", "viewer"),
     "tasks.api_task_create": ("POST", "/api/tasks", "surveyor"),
+    "tasks.api_task_preview": ("POST", "/api/tasks/preview", "surveyor"),
     "tasks.api_task_fixed": ("POST", "/api/tasks/999/fixed", "surveyor"),
     "tasks.api_task_verify": ("POST", "/api/tasks/999/verify", "surveyor"),
     "tasks.api_task_return": ("POST", "/api/tasks/999/return", "surveyor"),

@@ -1271,6 +1271,41 @@ _TASK = {
         "events": {"type": "array", "items": {"type": "object"}},
     },
 }
+_TASK_PREVIEW = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer", "description": "how many features the task would take"},
+        "ids": {
+            "type": "array",
+            "description": "every one: its layer, stable id and current row (fid, as the map draws it)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "layer": {"type": "string"},
+                    "id": {"type": "integer"},
+                    "fid": {"type": "integer"},
+                },
+            },
+        },
+        "items": {
+            "type": "array",
+            "description": "the first 50 (by layer and id) with their unit grid and status",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "layer": {"type": "string"},
+                    "id": {"type": "integer"},
+                    "fid": {"type": "integer"},
+                    "unit": {"type": ["string", "null"]},
+                    "status": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "more": {"type": "integer", "description": "how many are not listed in items"},
+        "limit": {"type": "integer", "description": "the most features one task may hold"},
+        "too_many": {"type": "boolean", "description": "more than limit: creating the task is refused"},
+    },
+}
 _ITEMS_BODY = {
     "items": {
         "type": "array",
@@ -1294,6 +1329,53 @@ def _task_paths() -> dict[str, Any]:
     area is above the target area; reading needs a viewer and keeps to the account's area."""
     task_id = _path("task_id", "task id", ID)
     task_answer = {"200": _ok("the task with its items and events", _TASK), **_errors(400, 404, 409)}
+    task_body: dict[str, Any] = {
+        "title": {"type": "string", "maxLength": 200},
+        "instructions": {"type": "string", "maxLength": 2000},
+        "area": {
+            "oneOf": [
+                {"type": "string", "maxLength": 200},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "maxLength": 20},
+                    "maxItems": 50,
+                },
+            ]
+        },
+        "assignee": {"type": "string", "maxLength": 64},
+        "days": {"type": "integer", "minimum": 0, "maximum": 3650},
+        "workdays": {"type": "integer", "minimum": 0, "maximum": 3650},
+        "features": {
+            "type": "array",
+            "maxItems": 5000,
+            "items": {
+                "type": "object",
+                "required": ["layer", "id"],
+                "properties": {
+                    "layer": {"type": "string", "maxLength": 40},
+                    "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                },
+            },
+        },
+        "layer": {"type": "string", "maxLength": 40},
+        "within": {"type": "string", "maxLength": 20},
+        "status": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 40},
+            "maxItems": 20,
+        },
+        "shape": {
+            "type": "object",
+            "description": "a GeoJSON Polygon or MultiPolygon in lon/lat degrees (WGS-84, or GCJ-02 with"
+            " `crs`), valid (no crossing edges), at most 10,000 vertices; with `status`, the features"
+            " inside it that have one of those statuses",
+        },
+        "crs": {
+            "type": "string",
+            "enum": ["wgs84", "gcj02"],
+            "description": "the reference of `shape`'s coordinates: gcj02 for a shape drawn on a Gaode base map",
+        },
+    }
     return {
         "/api/tasks": {
             "get": _op(
@@ -1320,47 +1402,17 @@ def _task_paths() -> dict[str, Any]:
                 " `layer` with `shape` (GeoJSON polygon, lon/lat); `days` or `workdays`",
                 _SIGNED_IN,
                 {"201": _ok("the task", _TASK), **_errors(400, 404)},
-                requestBody=_json_body(
-                    {
-                        "title": {"type": "string", "maxLength": 200},
-                        "instructions": {"type": "string", "maxLength": 2000},
-                        "area": {
-                            "oneOf": [
-                                {"type": "string", "maxLength": 200},
-                                {
-                                    "type": "array",
-                                    "items": {"type": "string", "maxLength": 20},
-                                    "maxItems": 50,
-                                },
-                            ]
-                        },
-                        "assignee": {"type": "string", "maxLength": 64},
-                        "days": {"type": "integer", "minimum": 0, "maximum": 3650},
-                        "workdays": {"type": "integer", "minimum": 0, "maximum": 3650},
-                        "features": {
-                            "type": "array",
-                            "maxItems": 5000,
-                            "items": {
-                                "type": "object",
-                                "required": ["layer", "id"],
-                                "properties": {
-                                    "layer": {"type": "string", "maxLength": 40},
-                                    "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                                },
-                            },
-                        },
-                        "layer": {"type": "string", "maxLength": 40},
-                        "within": {"type": "string", "maxLength": 20},
-                        "status": {
-                            "type": "array",
-                            "items": {"type": "string", "maxLength": 40},
-                            "maxItems": 20,
-                        },
-                        "shape": {"type": "object", "description": "a GeoJSON Polygon in lon/lat"},
-                    },
-                    ["title"],
-                ),
+                requestBody=_json_body(task_body, ["title"]),
             ),
+        },
+        "/api/tasks/preview": {
+            "post": _op(
+                "交办预览 / what `POST /api/tasks` would hand over with the same body, written nowhere: the"
+                " same selection, checks and refusals; title and deadline are not needed",
+                _SIGNED_IN,
+                {"200": _ok("the features the task would take", _TASK_PREVIEW), **_errors(400, 403, 404)},
+                requestBody=_json_body(task_body),
+            )
         },
         "/api/tasks/stats": {
             "get": _op(

@@ -61,13 +61,18 @@ def _int_or_none(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
+def _area(body: dict[str, Any]) -> str | list[str]:
+    area = body.get("area") or ()
+    if not isinstance(area, str | list):
+        raise InputError("area 应为编码或编码列表", "area must be a code or a list of codes", code="bad_area")
+    return area or []
+
+
 @bp.post("/api/tasks")
 @requires("surveyor")
 def api_task_create() -> Any:
     body = _body()
-    area = body.get("area") or ()
-    if not isinstance(area, str | list):
-        raise InputError("area 应为编码或编码列表", "area must be a code or a list of codes", code="bad_area")
+    area = _area(body)
     task = handover.create_task(
         get_store(),
         title=body.get("title"),
@@ -81,6 +86,22 @@ def api_task_create() -> Any:
     )
     assert task.id is not None
     return jsonify(handover.task_detail(get_store(), task.id, as_of=clock.today(timezone()))), 201
+
+
+@bp.post("/api/tasks/preview")
+@requires("surveyor")
+def api_task_preview() -> Any:
+    """The features ``POST /api/tasks`` would hand over with the same body, written nowhere."""
+    body = _body()
+    return jsonify(
+        handover.preview_task(
+            get_store(),
+            selection=handover.selection_from(body),
+            area=_area(body),
+            assignee=body.get("assignee") or None,
+            user=user_name(),
+        )
+    )
 
 
 @bp.get("/api/tasks")
