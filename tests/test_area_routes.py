@@ -372,3 +372,34 @@ def test_a_bound_account_lists_its_own_batches_only(data, make_app):
     page = surveyor.request("GET", "/batches").get_data(as_text=True)
     assert "s.shp" not in page and "g.shp" not in page
     assert len(boss.request("GET", "/api/batches").json) == 3
+
+
+def test_a_task_preview_keeps_to_the_area(data, make_app):
+    """A bound account previews only its area: a drawn shape over the whole district takes the
+    sites of its own area, and creating the task with the same body takes the same."""
+    from pyproj import Transformer
+
+    from tests.helpers.builders import EPSG_GK
+
+    app = make_app(data)
+    surveyor = _session(app, "b_surveyor")
+    to_lonlat = Transformer.from_crs(EPSG_GK, 4326, always_xy=True).transform
+    ring = [list(to_lonlat(X0 + x, Y0 + y)) for x, y in [(-900, -900), (900, -900), (900, 900), (-900, 900)]]
+    body = {
+        "title": "t",
+        "days": 3,
+        "area": COMM_B + "001",
+        "layer": "demolition",
+        "shape": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
+    }
+    preview = surveyor.request("POST", "/api/tasks/preview", json=body)
+    assert preview.status_code == 200, preview.json
+    assert preview.json["count"] == 1 and preview.json["items"][0]["unit"].startswith(COMM_B)
+    assert not any(secret in preview.get_data(as_text=True) for secret in A_ONLY)
+    created = surveyor.request("POST", "/api/tasks", json=body)
+    assert created.status_code == 201
+    assert [i["feature"] for i in created.json["items"]] == [i["id"] for i in preview.json["ids"]]
+    # handing community A's units over is refused alike for the preview and the creation
+    for url in ("/api/tasks/preview", "/api/tasks"):
+        refused = surveyor.request("POST", url, json={**body, "area": COMM_A})
+        assert refused.status_code == 403 and refused.json["error"] == "outside_area", url

@@ -31,7 +31,10 @@ bp.record_once(register_converters)  # <id:...> in the routes below
 
 
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested past the parser's limit (a drawn shape's arrays, say)
+        body = None
     if not isinstance(body, dict):
         raise InputError("请求体应为 JSON 对象", "the request body must be a JSON object", code="bad_json")
     return body
