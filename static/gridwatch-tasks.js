@@ -1,4 +1,5 @@
-/* Tasks page (交办单): figures, the list, one task's items with fix / verify / return, a new task. */
+/* Tasks page (交办单): figures, the list, one task's items with fix / verify / return, a new task
+   with its features chosen on a map (a drawn rectangle or polygon, clicks) and previewed. */
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("gw-tasks-config").textContent);
@@ -189,30 +190,251 @@
   form.elements.within.value = pre.within || "";
   form.elements.ids.value = pre.ids || "";
 
+  // choosing the features on a map ---------------------------------------------------------------
+  /* The new task's map: the chosen layer's features of the account's area, coloured by status as on
+     the main map.  A rectangle or polygon drawn with Leaflet-Geoman (its public map.pm API, no
+     toolbar of its own: the page's buttons) chooses the features inside it, together with the
+     status and area fields; a click on a feature adds it or takes it out.  Each change asks the
+     server for a dry run of the same body (POST /api/tasks/preview): what is counted, listed and
+     highlighted is exactly what 交办 then hands over. */
+  const mc = window.gridwatch.mapcore;
+  const pick = mc.config.select;
+  const map = mc.open();
+  const bounds = mc.config.bounds;
+  if (bounds && bounds.every(Number.isFinite)) map.fitBounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]]);
+  else map.setView([31.3, 118.4], 13);
+  map.pm.setLang(lang === "zh" ? "zh" : "en");
+  const drawOptions = { snappable: false, allowSelfIntersection: false, continueDrawing: false };
+  const overlays = {};
+  config.layers.forEach((l) => { overlays[l.name] = L.featureGroup(); });
+  const outline = L.featureGroup().addTo(map); // the drawn shape, under the features
+  let shown = null; // the overlay on the map
+  let shape = null; // the drawn GeoJSON geometry, in the map's coordinates
+  const toggled = new Map(); // fid -> true (added by a click) or false (taken out)
+  let baseFids = []; // what the shape and the fields choose, before the clicks
+  let selected = new Set(); // fids the preview takes
+  const markers = new Map(); // fid -> drawn layer
+  let asked = 0;
+
+  function specOf(name) {
+    return mc.config.layers.find((s) => s.name === name);
+  }
+
+  function look(layer, fid) {
+    const on = selected.has(fid);
+    return { color: on ? "#0b3d91" : "#333", weight: on ? 3 : 1 };
+  }
+
+  function restyle() {
+    markers.forEach((l, fid) => l.setStyle(look(l, fid)));
+  }
+
+  function drawFeatures(data) {
+    const spec = specOf(layerSelect.value);
+    const group = overlays[spec.name];
+    markers.clear();
+    if (data.aggregated) {
+      mc.drawFeatures(map, group, spec, data); // clusters: zoom in to pick one by one
+      return;
+    }
+    group.clearLayers();
+    const layer = L.geoJSON(data, {
+      pointToLayer: (f, latlng) => mc.shapeMarker(map, latlng, {
+        radius: spec.radius, fillOpacity: 0.85, fillColor: spec.colors[f.properties.status] || spec.color,
+        ...mc.shapeOf(spec, f.properties), ...look(null, f.properties.fid),
+      }),
+      style: (f) => (f.geometry.type === "Point" ? {}
+        : { fillColor: spec.colors[f.properties.status] || spec.color, fillOpacity: 0.5, ...look(null, f.properties.fid) }),
+      onEachFeature: (f, l) => {
+        markers.set(f.properties.fid, l);
+        l.on("click", (e) => {
+          L.DomEvent.stop(e);
+          if (map.pm.globalDrawModeEnabled()) return;
+          togglePick(f.properties.fid);
+        });
+      },
+    });
+    group.addLayer(layer);
+  }
+
+  let loading = null;
+  function loadFeatures() {
+    const spec = specOf(layerSelect.value);
+    if (!spec) return;
+    if (shown !== overlays[spec.name]) {
+      if (shown) map.removeLayer(shown);
+      shown = overlays[spec.name].addTo(map);
+      map.fire("overlayadd"); // the legend follows
+    }
+    if (loading) loading.abort();
+    loading = new AbortController();
+    const url = mc.config.api + "/features/" + encodeURIComponent(spec.name) + "?bbox=" + mc.bboxParam(map)
+      + "&zoom=" + Math.round(map.getZoom()) + mc.crsParam;
+    fetch(url, { signal: loading.signal, headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((data) => { if (data) drawFeatures(data); })
+      .catch(() => {});
+  }
+  mc.legend(map, overlays);
+  map.on("moveend", loadFeatures);
+
+  function startDrawing(kind) {
+    map.pm.disableDraw();
+    map.pm.enableDraw(kind, drawOptions);
+  }
+  $("gw-task-draw-rect").addEventListener("click", () => startDrawing("Rectangle"));
+  $("gw-task-draw-poly").addEventListener("click", () => startDrawing("Polygon"));
+  $("gw-task-draw-clear").addEventListener("click", () => {
+    map.pm.disableDraw();
+    clearPicks();
+    refresh();
+  });
+  map.on("pm:create", (e) => {
+    // kept as a plain, non-interactive polygon: clicks inside it reach the features
+    shape = e.layer.toGeoJSON().geometry;
+    map.removeLayer(e.layer);
+    outline.clearLayers();
+    outline.addLayer(L.polygon(e.layer.getLatLngs(), {
+      interactive: false, color: "#0b3d91", weight: 2, dashArray: "6 4", fillOpacity: 0.06,
+    }));
+    toggled.clear();
+    refresh();
+  });
+
+  function clearPicks() {
+    shape = null;
+    outline.clearLayers();
+    toggled.clear();
+  }
+
+  function togglePick(fid) {
+    const wanted = !selected.has(fid);
+    if (baseFids.includes(fid) === wanted) toggled.delete(fid);
+    else toggled.set(fid, wanted);
+    refresh();
+  }
+
+  function typedIds(f) {
+    return f.ids.value.split(/[,，\s]+/).filter(Boolean).map(Number);
+  }
+
+  function target(f) {
+    const t = {};
+    if (f.area.value.trim()) t.area = f.area.value;
+    if (f.assignee.value.trim()) t.assignee = f.assignee.value.trim();
+    return t;
+  }
+
+  /* What the drawn shape and the fields choose (null: nothing chosen). */
+  function baseSelection(f) {
+    const ids = typedIds(f);
+    if (!shape && ids.length) return { features: ids.map((id) => ({ layer: f.layer.value, id })) };
+    const sel = { layer: f.layer.value };
+    if (f.within.value.trim()) sel.within = f.within.value.trim();
+    if (f.status.value) sel.status = [f.status.value];
+    if (shape) {
+      sel.shape = shape;
+      sel.crs = mc.config.gcj02 ? "gcj02" : "wgs84";
+    }
+    return shape || sel.within || sel.status ? sel : null;
+  }
+
+  /* The selection sent: the base one, or with clicks the features it took plus and minus them. */
+  function selection(f) {
+    if (!toggled.size) return baseSelection(f);
+    const fids = new Set(baseFids);
+    toggled.forEach((on, fid) => (on ? fids.add(fid) : fids.delete(fid)));
+    return { features: Array.from(fids).sort((a, b) => a - b).map((id) => ({ layer: f.layer.value, id })) };
+  }
+
+  const EMPTY = { count: 0, ids: [], items: [], more: 0, too_many: false, limit: 0 };
+
+  function showPreview(answer, note) {
+    const count = $("gw-task-count");
+    const table = $("gw-task-preview-list");
+    selected = new Set(answer.ids.map((i) => i.fid));
+    restyle();
+    if (note) count.textContent = note;
+    else if (answer.too_many) count.textContent = pick.tooMany.replace("{limit}", answer.limit);
+    else count.textContent = answer.count ? pick.count.replace("{n}", answer.count) : pick.none;
+    count.className = "gw-task-count" + (answer.too_many ? " gw-late" : "");
+    $("gw-task-picked").textContent = toggled.size ? pick.picked.replace("{n}", toggled.size) : "";
+    const spec = specOf(layerSelect.value);
+    const rows = answer.items.map((i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.fid = i.fid;
+      cell(tr, i.id);
+      cell(tr, i.unit);
+      const st = spec && spec.statuses.find((s) => s.code === i.status);
+      cell(tr, st ? st.label : i.status);
+      return tr;
+    });
+    table.tBodies[0].replaceChildren(...rows);
+    table.hidden = !rows.length;
+    $("gw-task-more").textContent = answer.more ? pick.more.replace("{m}", answer.more) : "";
+  }
+
+  function ask(body) {
+    return call("POST", mc.config.preview, body);
+  }
+
+  function refresh() {
+    const mine = ++asked;
+    const f = form.elements;
+    const t = target(f);
+    const base = baseSelection(f);
+    if (!base && !toggled.size) {
+      baseFids = [];
+      showPreview(EMPTY, " ");
+      return Promise.resolve();
+    }
+    if (!t.area && !t.assignee) {
+      showPreview(EMPTY, pick.needTarget);
+      return Promise.resolve();
+    }
+    const first = base ? ask({ ...t, ...base }) : Promise.resolve(EMPTY);
+    return first
+      .then((answer) => {
+        if (mine !== asked) return null;
+        baseFids = answer.ids.map((i) => i.fid);
+        if (!toggled.size) return answer;
+        const sel = selection(f);
+        return sel.features.length ? ask({ ...t, ...sel }) : EMPTY;
+      })
+      .then((answer) => { if (answer && mine === asked) showPreview(answer); })
+      .catch((err) => { if (mine === asked) showPreview(EMPTY, err.message); });
+  }
+
+  layerSelect.addEventListener("change", () => {
+    toggled.clear();
+    loadFeatures();
+    refresh();
+  });
+  ["status", "within", "area", "assignee", "ids"].forEach((name) => {
+    form.elements[name].addEventListener("change", () => refresh());
+  });
+
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const f = form.elements;
-    const body = { title: f.title.value, instructions: f.instructions.value, layer: f.layer.value };
-    if (f.area.value.trim()) body.area = f.area.value;
-    if (f.assignee.value.trim()) body.assignee = f.assignee.value.trim();
+    const body = { title: f.title.value, instructions: f.instructions.value, layer: f.layer.value, ...target(f) };
     body[f.unit.value] = Number(f.n.value);
-    const ids = f.ids.value.split(/[,，\s]+/).filter(Boolean).map(Number);
-    if (ids.length) {
-      body.features = ids.map((id) => ({ layer: f.layer.value, id }));
-    } else {
-      if (f.within.value.trim()) body.within = f.within.value.trim();
-      if (f.status.value) body.status = [f.status.value];
-    }
+    Object.assign(body, selection(f) || {});
     call("POST", "/api/tasks", body).then((t) => {
       say(text.created.replace("{number}", t.number), true);
       form.reset();
       fillStatuses();
+      clearPicks();
+      loadFeatures();
+      refresh();
       loadList();
       loadStats();
       showTask(t);
     }).catch((err) => say(err.message, false));
   });
 
+  loadFeatures();
+  refresh();
   loadStats();
   loadList();
 })();

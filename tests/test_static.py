@@ -45,7 +45,12 @@ def test_maps_and_base_maps_are_made_by_the_module_only(path):
 
 
 @pytest.mark.parametrize(
-    ("template", "script"), [("map.html", "gridwatch-map.js"), ("upload.html", "gridwatch-upload.js")]
+    ("template", "script"),
+    [
+        ("map.html", "gridwatch-map.js"),
+        ("upload.html", "gridwatch-upload.js"),
+        ("tasks.html", "gridwatch-tasks.js"),
+    ],
 )
 def test_map_pages_load_the_module_and_its_one_config_block(template, script):
     text = (ROOT / "templates" / template).read_text(encoding="utf-8")

@@ -10,21 +10,23 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 
 import layers
 from geo.errors import InputError
-from geo.figures.hierarchy import check_level, get_level, level_names
+from geo.figures.hierarchy import check_level, get_level, grid_levels, level_names
+from geo.figures.overview import map_summary
 from geo.figures.tasks import LABELS, METRICS, task_stats, totals
 from geo.output.export import content_disposition
 from geo.output.task_table import render_task_table
 from geo.reading.values import parse_date
 from geo.store import clock
 from geo.tasks import handover
-from web.access import requires, scope, user_name
+from web.access import area_units, requires, scope, user_name
 from web.common import register_converters, timezone
 from web.context import get_store, label, select_locale
+from web.maps import map_config, requested_base_map
 
 bp = Blueprint("tasks", __name__)
 bp.record_once(register_converters)  # <id:...> in the routes below
@@ -217,4 +219,35 @@ def tasks_page() -> Any:
             "created": _("已交办：{number}"),
         },
     }
-    return render_template("tasks.html", config=config)
+    return render_template("tasks.html", config=config, map_config=_selection_map())
+
+
+def _selection_map() -> dict[str, Any]:
+    """The new task's map (the main map's base map and layers): where features are chosen by a
+    drawn rectangle or polygon or by a click; it opens on the account's area."""
+    base_error = None
+    try:
+        base = requested_base_map()
+    except InputError as exc:  # the map then draws without a base map; choosing still works
+        base, base_error = None, exc.en if select_locale() == "en" else exc.zh
+    store, spec = get_store(), layers.survey_layers()[0]
+    summary = map_summary(store, spec.name, grid_levels()[0].name, None, units=area_units())
+    return map_config("tasks", base, base_error, container="gw-task-map") | {
+        "bounds": summary["bounds"],
+        "preview": url_for("tasks.api_task_preview"),
+        "select": {
+            "rectangle": _("画矩形"),
+            "polygon": _("画多边形"),
+            "clear": _("清除选择"),
+            "hint": _("画矩形或多边形选取要素，点击要素可加选或取消；与状态、范围条件同时生效"),
+            "count": _("将交办 {n} 个要素"),
+            "more": _("另有 {m} 个未列出"),
+            "none": _("所选范围内没有要素"),
+            "tooMany": _("超过一张交办单的上限（{limit} 个），请缩小范围"),
+            "needTarget": _("填写交办区域或账户后显示预览"),
+            "feature": _("要素"),
+            "unit": _("单元网格"),
+            "status": _("状态"),
+            "picked": _("（点选改动 {n} 个）"),
+        },
+    }

@@ -63,6 +63,8 @@ VENDOR = {
     "leaflet": "leaflet/dist",
     "markercluster": "leaflet.markercluster/dist",
     "chartjs": "chart.js/dist",
+    # drawing a rectangle or polygon on a map (the tasks page's selection); MIT, @geoman-io
+    "geoman": "@geoman-io/leaflet-geoman-free/dist",
 }
 NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
 
