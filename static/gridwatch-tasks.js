@@ -222,17 +222,47 @@
 
   function look(layer, fid) {
     const on = selected.has(fid);
-    return { color: on ? "#0b3d91" : "#333", weight: on ? 3 : 1 };
+    return { color: on ? "#0b3d91" : "#333", weight: on ? 2 : 1 };
   }
 
   function restyle() {
     markers.forEach((l, fid) => l.setStyle(look(l, fid)));
   }
 
+  /* The features the preview takes, ringed at the positions it gives, above the features and their
+     clusters (a zoomed-out map draws clusters: each feature taken is still marked); clicks go
+     through to the features. */
+  const ringPane = map.createPane("gwPicked");
+  ringPane.style.zIndex = 650;
+  ringPane.style.pointerEvents = "none";
+  const ringRenderer = L.canvas({ pane: "gwPicked" });
+  const rings = L.layerGroup().addTo(map);
+
+  let clustered = false; // the map draws clusters: each feature taken is a dot, else a ring
+  let lastAnswer = null;
+  function drawRings(answer) {
+    lastAnswer = answer;
+    rings.clearLayers();
+    const spec = specOf(layerSelect.value);
+    const style = clustered
+      ? { radius: 2.5, stroke: false, fill: true, fillColor: "#0b3d91", fillOpacity: 0.9 }
+      : { radius: (spec ? spec.radius : 5) + 4, color: "#0b3d91", weight: 2.5, fill: false };
+    answer.ids.forEach((one) => {
+      if (!one.at) return;
+      rings.addLayer(L.circleMarker([one.at[1], one.at[0]], {
+        renderer: ringRenderer, pane: "gwPicked", interactive: false, ...style,
+      }));
+    });
+  }
+
   function drawFeatures(data) {
     const spec = specOf(layerSelect.value);
     const group = overlays[spec.name];
     markers.clear();
+    if (Boolean(data.aggregated) !== clustered) {
+      clustered = Boolean(data.aggregated);
+      if (lastAnswer) drawRings(lastAnswer);
+    }
     if (data.aggregated) {
       mc.drawFeatures(map, group, spec, data); // clusters: zoom in to pick one by one
       return;
@@ -354,6 +384,7 @@
     const table = $("gw-task-preview-list");
     selected = new Set(answer.ids.map((i) => i.fid));
     restyle();
+    drawRings(answer);
     if (note) count.textContent = note;
     else if (answer.too_many) count.textContent = pick.tooMany.replace("{limit}", answer.limit);
     else count.textContent = answer.count ? pick.count.replace("{n}", answer.count) : pick.none;
@@ -375,7 +406,7 @@
   }
 
   function ask(body) {
-    return call("POST", mc.config.preview, body);
+    return call("POST", mc.config.preview + (mc.config.gcj02 ? "?crs=gcj02" : ""), body);
   }
 
   function refresh() {

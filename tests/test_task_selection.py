@@ -58,6 +58,14 @@ def sites_in(box: tuple[float, float, float, float], statuses=()) -> set[int]:
     }
 
 
+def first_id(store) -> int:
+    """The stable id of the site D00 (SITES[0])."""
+    from geo.registry import get_layer
+
+    rows = store.read_attributes(get_layer("demolition"))
+    return int(rows.loc[rows["case_id"] == "D00", "fid"].iloc[0])
+
+
 def chosen_ids(preview) -> list[int]:
     return [one["id"] for one in preview["ids"]]
 
@@ -110,6 +118,16 @@ def test_preview_lists_the_first_and_counts_the_rest(sites):
     assert first["status"] in STATES and first["unit"].startswith(STREET)
     assert first["fid"] == first["id"]  # never edited: the first row is the current one
     assert not preview["too_many"] and preview["limit"] == handover.MAX_ITEMS
+    # each with a point on it in lon/lat (GCJ-02 when asked), where the map marks it
+    to_lonlat = Transformer.from_crs(store.srs_epsg(), 4326, always_xy=True).transform
+    case = {one["id"]: one["at"] for one in preview["ids"]}
+    lon, lat = to_lonlat(*SITES[0])
+    assert case[first_id(store)] == pytest.approx([lon, lat], abs=1e-6)
+    shifted = handover.preview_task(store, selection=selection, area=STREET, user="boss", gcj02=True)
+    glon, glat = wgs84_to_gcj02(lon, lat)
+    assert {o["id"]: o["at"] for o in shifted["ids"]}[first_id(store)] == pytest.approx(
+        [float(glon), float(glat)], abs=1e-6
+    )
     # a preview writes nothing
     assert store.tasks() == []
 

@@ -1284,6 +1284,11 @@ _TASK_PREVIEW = {
                     "layer": {"type": "string"},
                     "id": {"type": "integer"},
                     "fid": {"type": "integer"},
+                    "at": {
+                        "type": ["array", "null"],
+                        "items": {"type": "number"},
+                        "description": "a point on the feature, [lon, lat] in degrees (GCJ-02 with crs=gcj02)",
+                    },
                 },
             },
         },
@@ -1411,6 +1416,13 @@ def _task_paths() -> dict[str, Any]:
                 " same selection, checks and refusals; title and deadline are not needed",
                 _SIGNED_IN,
                 {"200": _ok("the features the task would take", _TASK_PREVIEW), **_errors(400, 403, 404)},
+                [
+                    _q(
+                        "crs",
+                        "gcj02: the features' positions in GCJ-02 (a map on a Gaode base map)",
+                        {"type": "string", "enum": ["wgs84", "gcj02"]},
+                    )
+                ],
                 requestBody=_json_body(task_body),
             )
         },

@@ -96,7 +96,8 @@ def api_task_create() -> Any:
 @bp.post("/api/tasks/preview")
 @requires("surveyor")
 def api_task_preview() -> Any:
-    """The features ``POST /api/tasks`` would hand over with the same body, written nowhere."""
+    """The features ``POST /api/tasks`` would hand over with the same body, written nowhere;
+    their positions in GCJ-02 with ``?crs=gcj02``."""
     body = _body()
     return jsonify(
         handover.preview_task(
@@ -105,6 +106,7 @@ def api_task_preview() -> Any:
             area=_area(body),
             assignee=body.get("assignee") or None,
             user=user_name(),
+            gcj02=request.args.get("crs", "").lower() in ("gcj02", "gcj-02"),
         )
     )
 

@@ -37,7 +37,7 @@ from geo.figures.hierarchy import load_hierarchy
 from geo.figures.tasks import item_counts, replay
 from geo.notify import formats
 from geo.notify.outbox import queue_event
-from geo.reading.gcj02 import gcj02_to_wgs84
+from geo.reading.gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.registry import get_layer
 from geo.store import clock
 from geo.store.base import Store
@@ -464,6 +464,27 @@ def _choose(
     return resolve(store, selection, target, mine)
 
 
+def _lonlat(store: Store, layer: str, fids: Sequence[int], gcj02: bool) -> dict[int, list[float]]:
+    """A point on each feature of ``fids`` (current rows of ``layer``) in lon/lat degrees, WGS-84
+    or (``gcj02``) GCJ-02; rounded to 7 places (about a centimetre)."""
+    spec = get_layer(layer)
+    epsg = store.srs_epsg()
+    if epsg is None or not fids:
+        return {}
+    wanted = np.unique(np.asarray(fids, dtype=np.int64))
+    got, geoms = store.read_geometry(spec, wanted)
+    points = shapely.point_on_surface(np.asarray(geoms, dtype=object))
+    x, y = shapely.get_x(points), shapely.get_y(points)
+    lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(x, y)
+    if gcj02:
+        lon, lat = wgs84_to_gcj02(lon, lat)
+    return {
+        int(f): [round(float(a), 7), round(float(b), 7)]
+        for f, a, b in zip(got, np.asarray(lon), np.asarray(lat), strict=True)
+        if np.isfinite(a) and np.isfinite(b)
+    }
+
+
 def preview_task(
     store: Store,
     *,
@@ -472,6 +493,7 @@ def preview_task(
     assignee: str | None = None,
     user: str | None = None,
     shown: int = PREVIEW_SHOWN,
+    gcj02: bool = False,
 ) -> dict[str, Any]:
     """What :func:`create_task` would hand over with the same selection, target and account,
     written nowhere: the selection is the one creation makes (same checks, same refusals).
@@ -486,12 +508,15 @@ def preview_task(
         As for :func:`create_task`.
     shown : int
         How many of the features to list (ordered by layer and id); the rest are counted.
+    gcj02 : bool
+        Give the features' positions in GCJ-02 (a map on a Gaode base map), else WGS-84.
 
     Returns
     -------
     dict
-        ``count`` (features taken), ``ids`` (every one's ``{"layer", "id", "fid"}``: its stable
-        id and its current row, which the map draws), ``items`` (the first ``shown``: ``layer``,
+        ``count`` (features taken), ``ids`` (every one's ``{"layer", "id", "fid", "at"}``: its
+        stable id, its current row, which the map draws, and a point on it, ``[lon, lat]`` in
+        degrees, so a map that draws clusters can still mark each), ``items`` (the first ``shown``: ``layer``,
         ``id``, ``fid``, ``unit``, ``status``), ``more`` (how many are not listed), ``limit``
         (:data:`MAX_ITEMS`) and ``too_many`` (more than a task may hold: creation refuses).
     """
@@ -507,11 +532,15 @@ def preview_task(
         states = found[spec.status_field] if spec.status_field in found else [None] * len(found)
         for i, f, st in zip(found["id"], found["fid"], states, strict=True):
             rows[(layer, int(i))] = (int(f), st if isinstance(st, str) else None)
+    at: dict[str, dict[int, list[float]]] = {
+        layer: _lonlat(store, layer, [f for (lay, _i), (f, _s) in rows.items() if lay == layer and f], gcj02)
+        for layer in by_layer
+    }
     listed: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     for layer, ident, unit in chosen:
         fid, state = rows.get((layer, ident), (None, None))
-        listed.append({"layer": layer, "id": ident, "fid": fid})
+        listed.append({"layer": layer, "id": ident, "fid": fid, "at": at[layer].get(fid) if fid else None})
         if len(items) < shown:
             items.append({"layer": layer, "id": ident, "fid": fid, "unit": unit, "status": state})
     return {

@@ -37,6 +37,7 @@ PAGES = (
     Page("account", "/account"),
     Page("patrol", "/patrol"),
     Page("tasks", "/tasks"),
+    Page("tasks-drawn", "/tasks"),
     Page("login", "/login", signed_in=False),
     Page("error", "/no-such-page"),
 )
@@ -102,6 +103,28 @@ def open_context(b: Any, base: str, lang: str, *, signed_in: bool) -> Any:
     return ctx
 
 
+#: the demo district's streets: the area a new task is handed to in the ``tasks-drawn`` state
+DEMO_STREETS = "340291001,340291002,340291003,340291004"
+
+
+def draw_on_tasks_map(page: Any) -> None:
+    """The tasks page with a new task's features chosen: a rectangle drawn over the middle of its
+    map, the preview counted, listed and highlighted, the form in view."""
+    page.fill("#gw-task-form input[name=title]", "拆违")
+    page.fill("#gw-task-form input[name=area]", DEMO_STREETS)
+    page.press("#gw-task-form input[name=area]", "Tab")
+    page.locator("#gw-task-map").scroll_into_view_if_needed()
+    page.click("#gw-task-draw-rect")
+    box = page.locator("#gw-task-map").bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+    x1, y1 = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
+    page.mouse.click(x0, y0)
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2)
+    page.mouse.click(x1, y1)
+    wait_for(page, "/[0-9]/.test(document.getElementById('gw-task-count').textContent)", timeout=15000)
+    page.evaluate("document.getElementById('gw-task-form').scrollIntoView()")
+
+
 def settle(page: Any, name: str) -> None:
     """Wait until the page ``name`` shows what it loads after the first paint."""
     page.wait_for_load_state("load")
@@ -111,5 +134,7 @@ def settle(page: Any, name: str) -> None:
         )
     elif name == "stats":
         wait_for(page, "window.Chart && Object.keys(window.Chart.instances).length > 0", timeout=15000)
+    elif name == "tasks-drawn":
+        draw_on_tasks_map(page)
     page.evaluate("() => document.fonts.ready.then(() => true)")
     page.wait_for_timeout(150)
