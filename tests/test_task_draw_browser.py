@@ -141,6 +141,11 @@ def test_draw_a_rectangle_preview_and_hand_over(site: tuple[str, Path], viewport
                 (task,) = store.tasks()
                 assert sorted(i.feature for i in store.task_items(task.id)) == expected
             fits(page)
+            # printed, the page keeps the tasks and leaves out the form with its map
+            page.emulate_media(media="print")
+            assert not page.locator("#gw-task-map").is_visible()
+            assert not page.locator("#gw-task-draw-rect").is_visible()
+            assert page.locator("#gw-task-items").is_visible()
             assert errors == []
         finally:
             browser.close()

@@ -35,7 +35,12 @@ def postgis() -> bool:
 
 
 def _node_modules() -> bool:
-    return (ROOT / "node_modules" / "leaflet" / "dist" / "leaflet.js").is_file()
+    """Every package of package.json installed (a node_modules from before a package was added
+    is missing it: npm ci again)."""
+    import json
+
+    wanted = json.loads((ROOT / "package.json").read_text(encoding="utf-8")).get("dependencies", {})
+    return all((ROOT / "node_modules" / name / "package.json").is_file() for name in wanted)
 
 
 def _translations() -> bool:
