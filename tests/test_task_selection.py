@@ -240,3 +240,17 @@ def test_the_cap_counts_every_ring_and_a_shape_at_the_cap_is_taken(sites):
     coords = np.asarray(selection.shape["coordinates"][0])
     assert coords.shape == (MAX_VERTICES, 2)
     handover.preview_task(sites, selection=selection, area=STREET, user="boss")
+
+
+def test_past_what_a_task_may_hold_the_preview_counts_and_creation_refuses(sites, monkeypatch):
+    store = sites
+    monkeypatch.setattr(handover, "MAX_ITEMS", 5)
+    ring = lonlat_ring(store, (X0, Y0 - 300, X0 + 300, Y0))
+    selection = selection_from({"layer": "demolition", "shape": {"type": "Polygon", "coordinates": [ring]}})
+    preview = handover.preview_task(store, selection=selection, area=STREET, user="boss")
+    assert preview["count"] == 36 and preview["too_many"] and preview["limit"] == 5
+    assert len(preview["ids"]) == 5
+    with pytest.raises(InputError) as err:
+        handover.create_task(store, title="t", selection=selection, area=STREET, days=3, user="boss")
+    assert err.value.code == "too_many"
+    assert store.tasks() == []

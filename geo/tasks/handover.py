@@ -514,14 +514,15 @@ def preview_task(
     Returns
     -------
     dict
-        ``count`` (features taken), ``ids`` (every one's ``{"layer", "id", "fid", "at"}``: its
+        ``count`` (features taken), ``ids`` (up to :data:`MAX_ITEMS`, each ``{"layer", "id", "fid", "at"}``: its
         stable id, its current row, which the map draws, and a point on it, ``[lon, lat]`` in
         degrees, so a map that draws clusters can still mark each), ``items`` (the first ``shown``: ``layer``,
         ``id``, ``fid``, ``unit``, ``status``), ``more`` (how many are not listed), ``limit``
         (:data:`MAX_ITEMS`) and ``too_many`` (more than a task may hold: creation refuses).
     """
     codes, name = _receiver(store, area, assignee)
-    chosen = _choose(store, selection, codes, name, user)
+    everything = _choose(store, selection, codes, name, user)
+    chosen = everything[:MAX_ITEMS]  # past what a task may hold, only counted
     rows: dict[tuple[str, int], tuple[int | None, str | None]] = {}
     by_layer: dict[str, list[int]] = {}
     for layer, ident, _unit in chosen:
@@ -544,12 +545,12 @@ def preview_task(
         if len(items) < shown:
             items.append({"layer": layer, "id": ident, "fid": fid, "unit": unit, "status": state})
     return {
-        "count": len(chosen),
+        "count": len(everything),
         "ids": listed,
         "items": items,
-        "more": max(0, len(chosen) - len(items)),
+        "more": max(0, len(everything) - len(items)),
         "limit": MAX_ITEMS,
-        "too_many": len(chosen) > MAX_ITEMS,
+        "too_many": len(everything) > MAX_ITEMS,
     }
 
 
