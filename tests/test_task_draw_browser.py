@@ -149,3 +149,48 @@ def test_draw_a_rectangle_preview_and_hand_over(site: tuple[str, Path], viewport
             assert errors == []
         finally:
             browser.close()
+
+
+def test_draw_a_polygon(site: tuple[str, Path]) -> None:
+    """A triangle drawn corner by corner (the last click on the first corner closes it) takes the
+    sites inside it, with the status field applied too."""
+    import shapely
+    from playwright.sync_api import sync_playwright
+
+    base, data = site
+    corners = [(X0 + 10, Y0 - 10), (X0 + 290, Y0 - 10), (X0 + 10, Y0 - 190)]
+    triangle = shapely.Polygon(corners)
+    inside = [k for k, xy in enumerate(SITES) if triangle.contains(shapely.Point(xy)) and k < 24]
+    fids = fid_of_case(data)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+            page.goto(f"{base}/login")
+            page.fill("#username", "boss")
+            page.fill("#password", PASSWORD)
+            page.click("#gw-login button[type=submit]")
+            page.wait_for_url(f"{base}/")
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{base}/tasks?tiles=none")
+            page.fill("#gw-task-form input[name=area]", COMM_A)
+            page.select_option("#gw-task-layer-status", "已登记")
+            page.locator("#gw-task-map").scroll_into_view_if_needed()
+            wait_for(page, DRAWN + " >= 36")
+            page.click("#gw-task-draw-poly")
+            page.locator("#gw-task-map").scroll_into_view_if_needed()
+            for xy in [*corners, corners[0]]:
+                page.mouse.click(*screen_point(page, *xy))
+            taken = [k for k in inside if STATUS[k] == "已登记"]
+            wait_for(
+                page,
+                f"document.getElementById('gw-task-count').textContent.includes('将交办 {len(taken)} 个要素')",
+            )
+            listed = page.eval_on_selector_all(
+                "#gw-task-preview-list tbody tr", "rows => rows.map(r => Number(r.dataset.fid))"
+            )
+            assert sorted(listed) == sorted(fids[f"D{k:02d}"] for k in taken)
+            assert errors == []
+        finally:
+            browser.close()
