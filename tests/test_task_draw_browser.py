@@ -50,9 +50,15 @@ def fid_of_case(data: Path) -> dict[str, int]:
     return {str(c): int(f) for c, f in zip(rows["case_id"], rows["fid"], strict=True)}
 
 
-def screen_point(page: Any, x: float, y: float) -> tuple[float, float]:
-    """Where the point (x, y) in the store's metres is on the page's screen."""
+def screen_point(page: Any, x: float, y: float, gcj02: bool = False) -> tuple[float, float]:
+    """Where the point (x, y) in the store's metres is on the page's screen (on a map in GCJ-02,
+    where a Gaode base map puts it)."""
     lon, lat = TO_LONLAT(x, y)
+    if gcj02:
+        from geo.reading.gcj02 import wgs84_to_gcj02
+
+        glon, glat = wgs84_to_gcj02(lon, lat)
+        lon, lat = float(glon), float(glat)
     return page.evaluate(
         """([lat, lon]) => {
              const map = window.gridwatch.maps.tasks;
@@ -191,6 +197,51 @@ def test_draw_a_polygon(site: tuple[str, Path]) -> None:
                 "#gw-task-preview-list tbody tr", "rows => rows.map(r => Number(r.dataset.fid))"
             )
             assert sorted(listed) == sorted(fids[f"D{k:02d}"] for k in taken)
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_a_rectangle_drawn_on_a_gaode_base_map(site: tuple[str, Path]) -> None:
+    """On a GCJ-02 base map the features are drawn where Gaode puts them and the drawn shape is
+    sent with crs gcj02: the rectangle around the same sites takes the same sites."""
+    from playwright.sync_api import sync_playwright
+
+    base, data = site
+    fids = fid_of_case(data)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            context = browser.new_context(viewport={"width": 1366, "height": 768})
+            context.route(lambda url: not url.startswith(base), lambda route: route.abort())  # no tiles here
+            page = context.new_page()
+            page.goto(f"{base}/login")
+            page.fill("#username", "boss")
+            page.fill("#password", PASSWORD)
+            page.click("#gw-login button[type=submit]")
+            page.wait_for_url(f"{base}/")
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            sent: list[Any] = []
+            page.on("request", lambda r: sent.append(r) if "/api/tasks/preview" in r.url else None)
+            page.goto(f"{base}/tasks?tiles=gaode")
+            page.fill("#gw-task-form input[name=area]", COMM_A)
+            page.locator("#gw-task-map").scroll_into_view_if_needed()
+            wait_for(page, DRAWN + " >= 36")
+            page.click("#gw-task-draw-rect")
+            page.locator("#gw-task-map").scroll_into_view_if_needed()
+            x0, y0 = screen_point(page, BOX[0], BOX[3], gcj02=True)
+            x1, y1 = screen_point(page, BOX[2], BOX[1], gcj02=True)
+            page.mouse.click(x0, y0)
+            page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2)
+            page.mouse.click(x1, y1)
+            wait_for(page, "document.getElementById('gw-task-count').textContent.includes('将交办 6 个要素')")
+            listed = page.eval_on_selector_all(
+                "#gw-task-preview-list tbody tr", "rows => rows.map(r => Number(r.dataset.fid))"
+            )
+            assert sorted(listed) == sorted(fids[f"D{k:02d}"] for k in INSIDE)
+            body = sent[-1].post_data_json
+            assert body["crs"] == "gcj02" and "crs=gcj02" in sent[-1].url
             assert errors == []
         finally:
             browser.close()

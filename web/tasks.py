@@ -7,6 +7,7 @@ signed in.  Writes need a surveyor (or an admin); reads a viewer.
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Any
 
@@ -20,6 +21,7 @@ from geo.figures.overview import map_summary
 from geo.figures.tasks import LABELS, METRICS, task_stats, totals
 from geo.output.export import content_disposition
 from geo.output.task_table import render_task_table
+from geo.reading.gcj02 import wgs84_to_gcj02
 from geo.reading.values import parse_date
 from geo.store import clock
 from geo.tasks import handover
@@ -233,9 +235,13 @@ def _selection_map() -> dict[str, Any]:
     except InputError as exc:  # the map then draws without a base map; choosing still works
         base, base_error = None, exc.en if select_locale() == "en" else exc.zh
     store, spec = get_store(), layers.survey_layers()[0]
-    summary = map_summary(store, spec.name, grid_levels()[0].name, None, units=area_units())
+    bounds = map_summary(store, spec.name, grid_levels()[0].name, None, units=area_units())["bounds"]
+    if base and base.get("gcj02") and all(isinstance(v, int | float) and math.isfinite(v) for v in bounds):
+        # on a Gaode base map the area lies where GCJ-02 puts it (hundreds of metres off)
+        lon, lat = wgs84_to_gcj02([bounds[0], bounds[2]], [bounds[1], bounds[3]])
+        bounds = [float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1])]
     return map_config("tasks", base, base_error, container="gw-task-map") | {
-        "bounds": summary["bounds"],
+        "bounds": bounds,
         "preview": url_for("tasks.api_task_preview"),
         "select": {
             "rectangle": _("画矩形"),
