@@ -172,7 +172,7 @@ def test_edits_keep_to_the_accounts_area(sites: Any) -> None:
     areas.add_bound_user(sites, "a_surveyor", "surveyor", "longenough-1", COMM_A)
     s1, s3 = _row(sites, "S1"), _row(sites, "S3")
     assert str(s3["gw_unit"]).startswith(COMM_B)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # another area's feature, unseen: not found, as to read
         edit_feature(sites, "demolition", int(s3["id"]), 1, {"status": "已拆除"}, user="a_surveyor")
     # moving a feature of the area out of it is refused too
     out = {"type": "Point", "coordinates": _lonlat(X0 + 50, Y0 - 250)}
