@@ -206,7 +206,9 @@
   }
 
   function featurePopup(spec, props) {
-    const rows = spec.fields.map((f) => [f.label, props[f.name]]);
+    // a status's or category's code in the page's language; other values as they are
+    const shown = (f, v) => (f.values && v !== null && v !== undefined && f.values[v] !== undefined ? f.values[v] : v);
+    const rows = spec.fields.map((f) => [f.label, shown(f, props[f.name])]);
     rows.push([cfg.labels.unit, props.unit]);
     return table(rows);
   }
