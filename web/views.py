@@ -34,7 +34,7 @@ from geo.output.html_map import map_areas
 from geo.reading.display import safe_display_name
 from geo.registry import grid_spec, layer_name
 from geo.store import clock
-from geo.store.interface.batches import batch_kind
+from geo.store.interface.batches import Batch, batch_kind
 from geo.workdays import site_calendar
 from layers.base import UNASSIGNED, UNRECOGNISED
 from web.access import MAP, PUBLIC, area_units, is_admin, requires, scope, user_name
@@ -295,6 +295,17 @@ def upload() -> Any:
     )
 
 
+def _batch_name(b: Batch) -> str:
+    """What a batch is, for the batches page: an edit or a feature added by hand in the page's
+    language (their stored name holds both languages), else the file's name as it is."""
+    feature = b.report.get("feature") if b.kind == "edit" else None
+    if isinstance(feature, int):
+        if b.added:
+            return _("手工新增要素 %(id)s", id=feature)
+        return _("编辑要素 %(id)s（第 %(version)s 版）", id=feature, version=b.report.get("version", "?"))
+    return safe_display_name(b.source_name)
+
+
 @bp.get("/batches")
 @requires("surveyor")
 def batches() -> Any:
@@ -317,7 +328,7 @@ def batches() -> Any:
     layer = layer and layer_name(layer)
     # file names shown as what they are: controls and bidi overrides become U+FFFD
     shown = [
-        replace(b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user))
+        replace(b, source_name=_batch_name(b), user=b.user and safe_display_name(b.user))
         for b in reversed(get_store().batches(layer))
         # an account bound to an area sees its own batches only, not others' file names
         if area_units() is None or b.user == me
