@@ -38,6 +38,11 @@
       map.on("popupopen", () => map.getContainer().classList.add("gw-popup-open"));
       map.on("popupclose", () => map.getContainer().classList.remove("gw-popup-open"));
     }
+    if (!map.gwScale) {
+      // metres only: the bureaus' maps and reports never speak in feet or miles
+      map.gwScale = true;
+      L.control.scale({ imperial: false }).addTo(map);
+    }
     addBaseMap(map);
     return map;
   }

@@ -151,6 +151,9 @@ def test_map_page_is_built_by_the_shared_map_module(live_server, page):
         "District",
     ]
     assert "Illegal construction" in page.inner_text(".gw-legend")
+    # one scale, in metres only
+    assert page.locator(".leaflet-control-scale-line").count() == 1
+    assert re.fullmatch(r"\d+ k?m", page.inner_text(".leaflet-control-scale-line").strip())
     # a shaped marker answers a click with its feature's popup, read from the API
     wait_for(page, "window.gridwatchMap.overlays.demolition.getLayers().length > 0", timeout=20000)
     x, y = page.evaluate(
