@@ -390,3 +390,21 @@ def test_a_bound_account_lists_its_own_batches_only(data, make_app):
     page = surveyor.request("GET", "/batches").get_data(as_text=True)
     assert "s.shp" not in page and "g.shp" not in page
     assert len(boss.request("GET", "/api/batches").json) == 3
+
+
+def test_the_range_filter_of_a_bound_account_starts_with_its_area(data, make_app):
+    """The range filters of the map and the feature list offer "this account's area", not the
+    whole district, to an account bound to an area; an admin keeps "the whole district"."""
+    app = make_app(data)
+    viewer, boss = _session(app, "b_viewer"), _session(app, "boss")
+    for url in ("/?layer=demolition", "/features?layer=demolition"):
+        for lang, mine, whole in (
+            ("zh", "本账户区域", "全区"),
+            ("en", "This account's area", "Whole district"),
+        ):
+            first = viewer.request("GET", f"{url}&lang={lang}").get_data(as_text=True)
+            option = first.split('<select name="within">', 1)[1].split("</option>", 1)[0]
+            assert mine in option, (url, lang, option)
+            admin = boss.request("GET", f"{url}&lang={lang}").get_data(as_text=True)
+            option = admin.split('<select name="within">', 1)[1].split("</option>", 1)[0]
+            assert whole in option and mine not in option, (url, lang, option)

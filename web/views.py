@@ -109,6 +109,7 @@ def index() -> Any:
     return render_template(
         "map.html",
         areas=areas,
+        bound_area=area_units() is not None,
         within=request.args.get("within", ""),
         status=request.args.get("status", ""),
         map_header=page_map["header"],
@@ -438,6 +439,7 @@ def features() -> Any:
         statuses=statuses,
         vocab=vocab,
         areas=[(label(lv), units) for lv, units in area_choices(store, area_units())],
+        bound_area=area_units() is not None,
         date_fields=[(f, label(spec.field(f))) for f in FeatureQuery.date_fields(spec)],
         page_sizes=PAGE_SIZES,
         args=kept,
