@@ -236,7 +236,9 @@ def scaffold(key: str, bounds: np.ndarray) -> dict[str, str]:
     east, north in degrees) and registers it under ``key``.  Base maps and layers are the
     module's."""
     centre = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2]
-    m = folium.Map(location=centre, zoom_start=13, tiles=None, control_scale=False, prefer_canvas=True)  # metres only: gridwatch-mapcore.js
+    m = folium.Map(
+        location=centre, zoom_start=13, tiles=None, control_scale=False, prefer_canvas=True
+    )  # metres only: gridwatch-mapcore.js
     m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
     m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
     if np.isfinite(bounds).all():
