@@ -38,6 +38,11 @@
       map.on("popupopen", () => map.getContainer().classList.add("gw-popup-open"));
       map.on("popupclose", () => map.getContainer().classList.remove("gw-popup-open"));
     }
+    if (!map.gwScale) {
+      // metres only: the bureaus' maps and reports never speak in feet or miles
+      map.gwScale = true;
+      L.control.scale({ imperial: false }).addTo(map);
+    }
     addBaseMap(map);
     return map;
   }
@@ -206,7 +211,9 @@
   }
 
   function featurePopup(spec, props) {
-    const rows = spec.fields.map((f) => [f.label, props[f.name]]);
+    // a status's or category's code in the page's language; other values as they are
+    const shown = (f, v) => (f.values && v !== null && v !== undefined && f.values[v] !== undefined ? f.values[v] : v);
+    const rows = spec.fields.map((f) => [f.label, shown(f, props[f.name])]);
     rows.push([cfg.labels.unit, props.unit]);
     return table(rows);
   }

@@ -16,7 +16,7 @@ from geo.imports.importer import import_file
 from geo.output.audit import write_csv
 from geo.store import accounts
 from geo.store.interface.audit import Actor
-from tests.helpers.builders import X0, Y0, points_frame, write_shp
+from tests.helpers.builders import COMM_A, X0, Y0, points_frame, write_shp
 from tests.helpers.postgis import open_test_store
 
 pytestmark = pytest.mark.backends
@@ -346,3 +346,45 @@ def test_user_and_token_commands(tmp_path, monkeypatch, capsys, store_url):
     with open_test_store(data) as store:
         assert accounts.token_user(store, secret) is None
         assert store.audit_entries()[0].client == "cli"
+
+
+def test_every_action_and_count_the_code_records_has_a_label():
+    """The audit page and its CSV show each action and count in words, in Chinese and English:
+    every action name and count key written anywhere (``record_audit("…", counts={"…": …})``,
+    and ``task_<kind>`` of a task's events) has its labels."""
+    import re
+    from pathlib import Path
+
+    from geo.output.audit import ACTIONS, COUNTS
+    from geo.store.interface.tasks import EVENT_KINDS
+
+    root = Path(__file__).resolve().parent.parent
+    actions: set[str] = set()
+    counts: set[str] = set()
+    for folder in ("geo", "web"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            actions |= set(re.findall(r'audit\(\s*"([a-z_]+)"', text))
+            for block in re.findall(r"counts=\{([^}]*)\}", text):
+                counts |= set(re.findall(r'"([a-z_]+)":', block))
+    actions |= {f"task_{k}" for k in EVENT_KINDS if k != "created"}  # created: task_create
+    assert {"task_create", "photo_add", "patrol_add", "user_area"} <= actions  # the scan sees them
+    assert actions - set(ACTIONS) == set()
+    assert {"task", "photo", "patrol"} <= counts
+    assert counts - set(COUNTS) == set()
+
+
+def test_the_audit_csv_shows_words_not_codes(gridded_store):
+    from geo.imports.patrols import file_patrol
+
+    store = gridded_store
+    file_patrol(store, "boss", units=COMM_A)
+    for lang, words in (
+        ("zh", ("提交巡查", "无异常", "巡查", "网格数")),
+        ("en", ("patrol filed", "nothing found")),
+    ):
+        buf = io.StringIO()
+        write_csv(store.audit_entries(), buf, lang)
+        text = buf.getvalue()
+        assert all(w in text for w in words), (lang, text)
+        assert "patrol_add" not in text and "nothing_found" not in text

@@ -261,9 +261,15 @@ def test_photos_keep_to_the_area(data, make_app):
     app = make_app(data)
     viewer, surveyor, flagged = (_session(app, n) for n in ("b_viewer", "b_surveyor", "b_flagged"))
     a_id, b_id = a_photo.id, b_photo.id
-    for url in ("/api/features/demolition/1/photos", f"/api/photos/{a_id}", f"/api/photos/{a_id}?size=thumb"):
+    for url, code in (
+        ("/api/features/demolition/1/photos", "feature_not_found"),
+        (f"/api/photos/{a_id}", "photo_not_found"),  # naming no feature
+        (f"/api/photos/{a_id}?size=thumb", "photo_not_found"),
+    ):
         resp = viewer.request("GET", url)
-        assert resp.status_code == 404 and resp.json["error"] == "feature_not_found", url
+        assert resp.status_code == 404 and resp.json["error"] == code, url
+        if code == "photo_not_found":
+            assert "要素" not in resp.json["message"] and "feature" not in resp.json["message"], url
         assert flagged.request("GET", url).status_code == 200, url  # may see the district
     assert viewer.request("GET", f"/api/photos/{b_id}").status_code == 200
     listed = viewer.request("GET", "/api/features/demolition/3/photos").json
@@ -274,8 +280,10 @@ def test_photos_keep_to_the_area(data, make_app):
             "POST", f"/api/features/demolition/{fid}/photos", data={"file": (io.BytesIO(jpeg()), "a.jpg")}
         )
 
-    refused = send(surveyor, 1)
-    assert refused.status_code == 403 and refused.json["error"] == "outside_area"
+    # another area's site is not found to write to, as to read: no answer tells it exists
+    unseen, missing = send(surveyor, 1), send(surveyor, 999_999)
+    assert unseen.status_code == missing.status_code == 404
+    assert unseen.json["error"] == missing.json["error"] == "feature_not_found"
     # a surveyor who may see the district still writes only in its area
     with open_test_store(data) as store:
         areas.add_bound_user(store, "b_flagged_surveyor", "surveyor", PASSWORD, COMM_B)
@@ -323,8 +331,9 @@ def test_patrols_keep_to_the_area(data, make_app):
 
 
 def test_edits_keep_to_the_area(data, make_app):
-    """Another area's feature: not found to read (its history), refused to edit or to add at
-    (403); the account's own area: edited and added to."""
+    """Another area's feature: not found to read (its history) or to edit unless the account may
+    see the district (then 403), refused to add at (403); the account's own area: edited and
+    added to."""
     import pyproj
 
     from tests.helpers.builders import EPSG_GK
@@ -336,8 +345,17 @@ def test_edits_keep_to_the_area(data, make_app):
     app = make_app(data)
     viewer, surveyor, boss = (_session(app, n) for n in ("b_viewer", "b_surveyor", "boss"))
     change = {"version": 1, "fields": {"status": "已拆除"}}
-    refused = surveyor.request("PATCH", "/api/features/demolition/1", json=change)  # community A's site
-    assert refused.status_code == 403 and refused.json["error"] == "outside_area"
+    # community A's site, unseen by this account, is not found to edit (as to read), like a
+    # site that does not exist: no answer tells the one from the other
+    unseen = surveyor.request("PATCH", "/api/features/demolition/1", json=change)
+    missing = surveyor.request("PATCH", "/api/features/demolition/999999", json=change)
+    assert unseen.status_code == missing.status_code == 404
+    assert unseen.json["error"] == missing.json["error"] == "feature_not_found"
+    with open_test_store(data) as store:
+        areas.add_bound_user(store, "b_flagged_surveyor", "surveyor", PASSWORD, COMM_B)
+        areas.bind_area(store, "b_flagged_surveyor", sees_district=True)
+    refused = _session(app, "b_flagged_surveyor").request("PATCH", "/api/features/demolition/1", json=change)
+    assert refused.status_code == 403 and refused.json["error"] == "outside_area"  # seen, not written
     assert viewer.request("PATCH", "/api/features/demolition/3", json=change).status_code == 403  # a viewer
     gone = viewer.request("GET", "/api/features/demolition/1/history")
     assert gone.status_code == 404 and gone.json["error"] == "feature_not_found"
@@ -372,6 +390,24 @@ def test_a_bound_account_lists_its_own_batches_only(data, make_app):
     page = surveyor.request("GET", "/batches").get_data(as_text=True)
     assert "s.shp" not in page and "g.shp" not in page
     assert len(boss.request("GET", "/api/batches").json) == 3
+
+
+def test_the_range_filter_of_a_bound_account_starts_with_its_area(data, make_app):
+    """The range filters of the map and the feature list offer "this account's area", not the
+    whole district, to an account bound to an area; an admin keeps "the whole district"."""
+    app = make_app(data)
+    viewer, boss = _session(app, "b_viewer"), _session(app, "boss")
+    for url in ("/?layer=demolition", "/features?layer=demolition"):
+        for lang, mine, whole in (
+            ("zh", "本账户区域", "全区"),
+            ("en", "This account's area", "Whole district"),
+        ):
+            first = viewer.request("GET", f"{url}&lang={lang}").get_data(as_text=True)
+            option = first.split('<select name="within">', 1)[1].split("</option>", 1)[0]
+            assert mine in option, (url, lang, option)
+            admin = boss.request("GET", f"{url}&lang={lang}").get_data(as_text=True)
+            option = admin.split('<select name="within">', 1)[1].split("</option>", 1)[0]
+            assert whole in option and mine not in option, (url, lang, option)
 
 
 def test_a_task_preview_keeps_to_the_area(data, make_app):

@@ -5,6 +5,7 @@ no request leaving this machine."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -150,6 +151,9 @@ def test_map_page_is_built_by_the_shared_map_module(live_server, page):
         "District",
     ]
     assert "Illegal construction" in page.inner_text(".gw-legend")
+    # one scale, in metres only
+    assert page.locator(".leaflet-control-scale-line").count() == 1
+    assert re.fullmatch(r"\d+ k?m", page.inner_text(".leaflet-control-scale-line").strip())
     # a shaped marker answers a click with its feature's popup, read from the API
     wait_for(page, "window.gridwatchMap.overlays.demolition.getLayers().length > 0", timeout=20000)
     x, y = page.evaluate(
@@ -168,6 +172,24 @@ def test_map_page_is_built_by_the_shared_map_module(live_server, page):
         page, "(document.querySelector('.leaflet-popup-content') || {}).textContent?.includes('Case id')"
     )
     assert "Unit" in page.inner_text(".leaflet-popup-content")
+    # statuses and categories in the page's language, as the legend has them (the values as
+    # surveyed keep their own rows)
+    shown = page.evaluate(
+        """() => {
+            const spec = window.gridwatch.mapcore.config.layers.find((l) => l.name === 'demolition');
+            const rows = [...document.querySelectorAll('.leaflet-popup-content table.gw-props tr')]
+                .map((tr) => [tr.querySelector('th').textContent, tr.querySelector('td').textContent]);
+            return spec.fields.filter((f) => f.values).map((f) => ({
+                value: (rows.find(([k]) => k === f.label) || [null, null])[1],
+                labels: Object.values(f.values),
+            }));
+        }"""
+    )
+    assert len(shown) >= 2  # the status and at least one category
+    for field in shown:
+        assert field["value"] == "—" or field["value"] in field["labels"], field
+    assert any(field["value"] != "—" for field in shown)
+    assert not any(re.search("[\u4e00-\u9fff]", field["value"]) for field in shown), shown
 
 
 # Markers drawn on the map's canvas, with their shape options and their feature's position.

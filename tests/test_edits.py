@@ -172,7 +172,7 @@ def test_edits_keep_to_the_accounts_area(sites: Any) -> None:
     areas.add_bound_user(sites, "a_surveyor", "surveyor", "longenough-1", COMM_A)
     s1, s3 = _row(sites, "S1"), _row(sites, "S3")
     assert str(s3["gw_unit"]).startswith(COMM_B)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # another area's feature, unseen: not found, as to read
         edit_feature(sites, "demolition", int(s3["id"]), 1, {"status": "已拆除"}, user="a_surveyor")
     # moving a feature of the area out of it is refused too
     out = {"type": "Point", "coordinates": _lonlat(X0 + 50, Y0 - 250)}
@@ -398,10 +398,17 @@ def test_edits_over_http(site_data: Path, make_app: Any) -> None:
         (2, "edit", "surveyor"),
         (3, "edit", "surveyor"),
     ]
+    # the batches page names an edit in the page's language
+    for lang, said, other in (
+        ("zh", "编辑要素 1（第 3 版）", "Feature 1"),
+        ("en", "Feature 1 edited (version 3)", "编辑"),
+    ):
+        page = surveyor.request("GET", f"/batches?lang={lang}").get_data(as_text=True)
+        assert said in page and other not in page, lang
     assert history["versions"][1]["note"] == "拆除完毕"
     audit = admin.request("GET", "/audit?action=edit").get_data(as_text=True)
     assert "编辑要素" in audit and "surveyor" in audit
-    # another area's surveyor
+    # another area's surveyor: not found, as to read
     b = Session(app, None)
     assert login(b.client, "b_surveyor", "longenough-1").status_code == 302
     b.token = csrf_from(b.client.get("/account").text)
@@ -409,7 +416,7 @@ def test_edits_over_http(site_data: Path, make_app: Any) -> None:
         b.request(
             "PATCH", "/api/features/demolition/1", json={"version": 3, "fields": {"status": "已拆除"}}
         ).status_code
-        == 403
+        == 404
     )
     # adding
     add = {

@@ -172,7 +172,10 @@ def test_coverage_exports(site: Path, make_app: Any) -> None:
     rows = list(csv.reader(io.StringIO(resp.get_data().decode("utf-8-sig"))))
     header = next(i for i, r in enumerate(rows) if r and r[0] == "编码")
     table = {r[0]: r for r in rows[header + 1 :]}
-    assert table[COMM_A][rows[header].index("已巡查天数")] == "6"
+    # a community's days are unit-days: its six units reported today
+    assert "已巡查天数" not in rows[header]
+    assert table[COMM_A][rows[header].index("已巡查网格天次")] == "6"
+    assert table[COMM_A][rows[header].index("单元网格数")] == "6"
     assert table[COMM_B][rows[header].index("漏报日期")] == today
     resp = admin.request("GET", f"/api/patrols/coverage?from={today}&working_days=0&format=xlsx&lang=en")
     assert resp.status_code == 200
@@ -195,6 +198,9 @@ def test_the_patrol_page_and_the_statistics_page(site: Path, make_app: Any) -> N
     assert _file(surveyor).status_code == 201
     stats = surveyor.request("GET", "/stats").text
     assert 'id="gw-patrol-coverage"' in stats and f'data-code="{A_UNITS[0]}"' in stats
+    assert "应巡查天数" in stats and "网格天次" not in stats.split('id="gw-patrol-table"')[1]
+    above = surveyor.request("GET", "/stats?level=community&lang=en").text.split('id="gw-patrol-table"')[1]
+    assert "Unit-days due" in above and "Unit grids" in above and "Days due" not in above
     assert "尚未提交" not in surveyor.request("GET", "/patrol").text
     english = surveyor.request("GET", "/patrol?lang=en").text
     assert "Today's patrol" in english and "Nothing found" in english

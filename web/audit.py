@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, current_app, render_template, request
 
 from geo.errors import InputError
-from geo.output.audit import ACTIONS, action_label, count_label, layer_label, write_csv
+from geo.output.audit import ACTIONS, action_label, count_label, detail_text, layer_label, write_csv
 from web.access import bp, requires
 from web.context import get_store, select_locale
 
@@ -50,6 +50,7 @@ def audit() -> Any:
         # counts, actions and layers in the page language
         count_label=lambda k: count_label(k, lang),
         layer_label=lambda name: layer_label(name, lang),
+        detail_text=lambda detail: detail_text(detail, lang),
     )
 
 

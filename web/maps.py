@@ -19,7 +19,7 @@ from folium.template import Template
 import layers
 from geo.errors import InputError
 from geo.figures.hierarchy import grid_levels
-from layers.base import PENDING, LayerSpec, Status
+from layers.base import PENDING, UNRECOGNISED, LayerSpec, Status
 from web.context import label, select_locale
 
 BASE_MAPS: dict[str, dict[str, Any]] = {
@@ -118,7 +118,7 @@ def map_layers() -> list[dict[str, Any]]:
         {
             "name": s.name,
             "label": label(s),
-            "fields": [{"name": f.name, "label": label(f)} for f in s.stored_fields],
+            "fields": [_field(s, f.name, label(f)) for f in s.stored_fields],
             "colors": {st.code: st.color for st in _drawn(s)},
             "statuses": [
                 {"code": st.code, "label": label(st), "color": st.color, "asOf": st is PENDING}
@@ -131,6 +131,16 @@ def map_layers() -> list[dict[str, Any]]:
         }
         for s in layers.survey_layers()
     ]
+
+
+def _field(spec: LayerSpec, name: str, shown: str) -> dict[str, Any]:
+    """A field as the map's popups show it: its label and, for a status or category, the label
+    of each code in the page's language (a value the import did not recognise included)."""
+    out: dict[str, Any] = {"name": name, "label": shown}
+    values = spec.vocab_fields.get(name)
+    if values is not None:
+        out["values"] = {v.code: label(v) for v in (*values, UNRECOGNISED)}
+    return out
 
 
 def _drawn(spec: LayerSpec) -> tuple[Status, ...]:
@@ -226,7 +236,9 @@ def scaffold(key: str, bounds: np.ndarray) -> dict[str, str]:
     east, north in degrees) and registers it under ``key``.  Base maps and layers are the
     module's."""
     centre = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2]
-    m = folium.Map(location=centre, zoom_start=13, tiles=None, control_scale=True, prefer_canvas=True)
+    m = folium.Map(
+        location=centre, zoom_start=13, tiles=None, control_scale=False, prefer_canvas=True
+    )  # metres only: gridwatch-mapcore.js
     m.default_js = [("leaflet", url_for("main.vendor", package="leaflet", filename="leaflet.js"))]
     m.default_css = [("leaflet_css", url_for("main.vendor", package="leaflet", filename="leaflet.css"))]
     if np.isfinite(bounds).all():

@@ -31,13 +31,14 @@ def check_may_see(layer: str, feature: int, write: bool = False) -> int:
     map hands it out), refusing when the signed-in account may not see it: the one place the
     photos routes ask.  An account bound to an area (:func:`web.access.area_units`) sees the
     photos of its area's features only -- another area's feature is not found (404), as its
-    detail is -- and adding a photo to one is refused (403), as every write outside is."""
+    detail is, also to add a photo to: a write tells no more than a read -- and adding a photo
+    to a feature it may see outside the area it writes in is refused (403)."""
     store = get_store()
+    ident = int(feature_detail(store, layer, feature, units=area_units())["id"])
     if not write:
-        return int(feature_detail(store, layer, feature, units=area_units())["id"])
+        return ident
     # writes keep to the area even for an account that may see the district
     allowed = write_units(store, user_name())
-    ident = int(feature_detail(store, layer, feature)["id"])
     if allowed is None:
         return ident
     try:
@@ -123,7 +124,12 @@ def api_photo(photo_id: int) -> Any:
     row = get_store().photo(photo_id)
     if row is None:
         raise NotFound(f"照片 {photo_id} 不存在", f"photo {photo_id} not found", code="photo_not_found")
-    check_may_see(row.layer, row.feature)
+    try:
+        check_may_see(row.layer, row.feature)
+    except NotFound:  # another area's photo: not found as a photo, naming no feature
+        raise NotFound(
+            f"照片 {photo_id} 不存在", f"photo {photo_id} not found", code="photo_not_found"
+        ) from None
     thumb = size == "thumb"
     path = stored_file(data_folder(), row, thumb)
     resp = Response(path.read_bytes(), mimetype=row.mime)

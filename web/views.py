@@ -34,7 +34,7 @@ from geo.output.html_map import map_areas
 from geo.reading.display import safe_display_name
 from geo.registry import grid_spec, layer_name
 from geo.store import clock
-from geo.store.interface.batches import batch_kind
+from geo.store.interface.batches import Batch, batch_kind
 from geo.workdays import site_calendar
 from layers.base import UNASSIGNED, UNRECOGNISED
 from web.access import MAP, PUBLIC, area_units, is_admin, requires, scope, user_name
@@ -111,6 +111,7 @@ def index() -> Any:
     return render_template(
         "map.html",
         areas=areas,
+        bound_area=area_units() is not None,
         within=request.args.get("within", ""),
         status=request.args.get("status", ""),
         map_header=page_map["header"],
@@ -297,6 +298,17 @@ def upload() -> Any:
     )
 
 
+def _batch_name(b: Batch) -> str:
+    """What a batch is, for the batches page: an edit or a feature added by hand in the page's
+    language (their stored name holds both languages), else the file's name as it is."""
+    feature = b.report.get("feature") if b.kind == "edit" else None
+    if isinstance(feature, int):
+        if b.added:
+            return _("手工新增要素 %(id)s", id=feature)
+        return _("编辑要素 %(id)s（第 %(version)s 版）", id=feature, version=b.report.get("version", "?"))
+    return safe_display_name(b.source_name)
+
+
 @bp.get("/batches")
 @requires("surveyor")
 def batches() -> Any:
@@ -319,7 +331,7 @@ def batches() -> Any:
     layer = layer and layer_name(layer)
     # file names shown as what they are: controls and bidi overrides become U+FFFD
     shown = [
-        replace(b, source_name=safe_display_name(b.source_name), user=b.user and safe_display_name(b.user))
+        replace(b, source_name=_batch_name(b), user=b.user and safe_display_name(b.user))
         for b in reversed(get_store().batches(layer))
         # an account bound to an area sees its own batches only, not others' file names
         if area_units() is None or b.user == me
@@ -429,6 +441,7 @@ def features() -> Any:
         statuses=statuses,
         vocab=vocab,
         areas=[(label(lv), units) for lv, units in area_choices(store, area_units())],
+        bound_area=area_units() is not None,
         date_fields=[(f, label(spec.field(f))) for f in FeatureQuery.date_fields(spec)],
         page_sizes=PAGE_SIZES,
         args=kept,

@@ -32,9 +32,9 @@ import shapely
 import shapely.geometry
 
 from geo.edits.ids import current_rows
-from geo.errors import Conflict, InputError, NotFound, outside_area
+from geo.errors import Conflict, GridwatchError, InputError, NotFound, outside_area
 from geo.figures import versions
-from geo.figures.areas import write_units
+from geo.figures.areas import scope_of, write_units
 from geo.figures.versions import load_grid
 from geo.reading.gcj02 import gcj02_to_wgs84
 from geo.registry import get_layer
@@ -139,7 +139,7 @@ def edit_feature(
                 )
             row = rows.iloc[0]
             if allowed is not None and row["gw_unit"] not in allowed:
-                raise outside_area()
+                raise _refusal(store, user, int(feature_id), str(row["gw_unit"]))
             current = int(row["version"])
             if int(version) != current:
                 raise Conflict(
@@ -428,6 +428,15 @@ def _fill_completion(spec: LayerSpec, values: dict[str, Any], attrs: dict[str, A
         return
     if values.get(done) in (None, "") and _text(attrs.get(done)) == "":
         values[done] = clock.today(tz).isoformat()
+
+
+def _refusal(store: Store, user: str | None, feature_id: int, unit: str) -> GridwatchError:
+    """Why ``user`` may not change feature ``feature_id`` in ``unit``, outside its area: not found
+    (404) when it may not see that unit either -- a write tells no more than a read of the
+    feature would -- else refused (403: it may see the district, not write there)."""
+    if scope_of(store, None if user is None else store.get_user(user)).allows(unit):
+        return outside_area()
+    return NotFound(f"要素 {feature_id} 不存在", f"feature {feature_id} not found", code="feature_not_found")
 
 
 def _unit_of(store: Store, geom: Any) -> str:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from geo.errors import InputError
 from geo.figures.areas import EVERYTHING, Scope
-from geo.figures.hierarchy import Hierarchy, check_level, load_hierarchy
+from geo.figures.hierarchy import Hierarchy, check_level, level_names, load_hierarchy
 from geo.reading.values import parse_date
 from geo.store import clock
 from geo.store.base import Store
@@ -35,6 +35,7 @@ from geo.workdays import Calendar, site_calendar
 __all__ = [
     "COVERAGE_COLUMNS",
     "MAX_PERIOD_DAYS",
+    "UNIT_DAY_COLUMNS",
     "Coverage",
     "Period",
     "due_days",
@@ -60,6 +61,13 @@ COVERAGE_COLUMNS: dict[str, tuple[str, str]] = {
     "missed": ("漏报天数", "Days missed"),
     "missed_days": ("漏报日期", "Missed days"),
     "last_report": ("最近巡查", "Last report"),
+}
+
+#: above the unit grid, days due, reported and missed are summed over the units: unit-days
+UNIT_DAY_COLUMNS: dict[str, tuple[str, str]] = {
+    "days_due": ("应巡查网格天次", "Unit-days due"),
+    "days_reported": ("已巡查网格天次", "Unit-days reported"),
+    "missed": ("漏报网格天次", "Unit-days missed"),
 }
 
 
@@ -90,6 +98,17 @@ class Coverage:
     table: pd.DataFrame
     warning: str | None = None
     totals: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def unit_days(self) -> bool:
+        """Whether the days are unit-days: a level above the unit grid sums its units'."""
+        return self.level != level_names()[0]
+
+    def columns(self, lang: str = "zh") -> dict[str, str]:
+        """The table's columns and their labels in ``lang`` (``zh`` or ``en``): unit-days above
+        the unit grid (:data:`UNIT_DAY_COLUMNS`)."""
+        labels = COVERAGE_COLUMNS | (UNIT_DAY_COLUMNS if self.unit_days else {})
+        return {c: pair[1 if lang == "en" else 0] for c, pair in labels.items()}
 
 
 def patrol_period(

@@ -35,6 +35,19 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "webhook_add": ("添加 Webhook", "webhook added"),
     "webhook_remove": ("删除 Webhook", "webhook removed"),
     "patrol_add": ("提交巡查", "patrol filed"),
+    "photo_add": ("添加照片", "photo added"),
+    "user_area": ("修改账户区域", "account area changed"),
+    "user_sees_district": ("修改全区查看权限", "district view changed"),
+    "task_create": ("新建交办单", "task handed over"),
+    "task_fixed": ("整改完成", "fix reported"),
+    "task_verified": ("核查通过（销号）", "verified"),
+    "task_returned": ("退回整改", "returned for rework"),
+}
+
+#: Words an entry's detail may carry as codes (a patrol's result), shown in the page's language.
+DETAIL_WORDS: dict[str, tuple[str, str]] = {
+    "nothing_found": ("无异常", "nothing found"),
+    "found": ("发现问题", "problems found"),
 }
 
 #: The counts an entry may carry and their labels (Chinese, English), in the order shown.
@@ -45,6 +58,14 @@ COUNTS: dict[str, tuple[str, str]] = {
     "unchanged": ("未变", "Unchanged"),
     "rejected": ("拒绝", "Rejected"),
     "id": ("编号", "Id"),
+    "task": ("交办单", "Task"),
+    "items": ("条目", "Items"),
+    "patrol": ("巡查", "Patrol"),
+    "units": ("网格数", "Units"),
+    "features": ("要素数", "Features"),
+    "photo": ("照片", "Photo"),
+    "feature": ("要素", "Feature"),
+    "bytes": ("字节", "Bytes"),
 }
 
 COLUMNS = (
@@ -62,6 +83,18 @@ def action_label(action: str, lang: str = "zh") -> str:
     """The label of audit action ``action`` in ``lang`` (``"zh"`` or ``"en"``); an unknown action as it is."""
     zh, en = ACTIONS.get(action, (action, action))
     return en if lang == "en" else zh
+
+
+def detail_text(detail: str | None, lang: str = "zh") -> str:
+    """An entry's detail with the codes of :data:`DETAIL_WORDS` (whole words) in ``lang``."""
+    if not detail:
+        return ""
+    words = detail.split(" ")
+    for i, word in enumerate(words):
+        if word in DETAIL_WORDS:
+            zh, en = DETAIL_WORDS[word]
+            words[i] = en if lang == "en" else zh
+    return " ".join(words)
 
 
 def count_label(key: str, lang: str = "zh") -> str:
@@ -117,7 +150,7 @@ def write_csv(entries: list[AuditEntry], out: TextIO, lang: str = "zh", tz: str 
                     layer_label(e.layer, lang),
                     e.batch_id if e.batch_id is not None else "",
                     *(counts.get(k, "") for k in keys),
-                    e.detail or "",
+                    detail_text(e.detail, lang),
                 )
             ]
         )

@@ -12,7 +12,7 @@ from typing import Any
 import openpyxl
 
 from geo.errors import InputError
-from geo.figures.patrols import COVERAGE_COLUMNS, Coverage
+from geo.figures.patrols import Coverage
 from geo.output.tables import level_labels, spreadsheet_cell
 from geo.output.to_xlsx import PAGE_NUMBERS
 
@@ -79,8 +79,9 @@ def render_coverage(coverage: Coverage, fmt: str, lang: str = "zh") -> bytes:
             f"coverage format must be one of {', '.join(COVERAGE_FORMATS)}",
             code="bad_format",
         )
-    columns = list(COVERAGE_COLUMNS)
-    header = [COVERAGE_COLUMNS[c][1 if lang == "en" else 0] for c in columns]
+    labels = coverage.columns(lang)
+    columns = list(labels)
+    header = list(labels.values())
     rows = [[_plain(r[c]) for c in columns] for r in coverage.table.to_dict("records")]
     if fmt == "csv":
         buf = io.StringIO()
