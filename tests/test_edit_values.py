@@ -233,3 +233,19 @@ def test_the_statistics_page_answers_with_a_far_future_date_stored(
     page = viewer.request("GET", "/stats")
     assert page.status_code == 200, page.get_data(as_text=True)[:300]
     assert "月份范围过长" not in page.get_data(as_text=True)
+
+
+def test_an_import_warns_of_dates_after_today(gridded_store: Any, tmp_path: Path) -> None:
+    """An import keeps such a row (it was so surveyed) and says so; an edit refuses the date."""
+    frame = points_frame(
+        [(X0 + 50, Y0 - 50), (X0 + 150, Y0 - 150)],
+        案件编号=["F1", "F2"],
+        当前状态=["已拆除", "已登记"],
+        发现时间=["2024-03-01", "2024-03-01"],
+        拆除时间=["2099-12-31", ""],
+    )
+    report = import_file(gridded_store, "demolition", write_shp(frame, tmp_path / "f" / "f.shp"))
+    assert report.added == 2
+    assert any(
+        "1 行的日期晚于今天" in zh and "1 rows have a date after today" in en for zh, en in report.warnings
+    )
