@@ -55,7 +55,7 @@ def _need_name(spec: LayerSpec) -> str:
     """What the form says of a new feature without any of the layer's ``required_any`` fields."""
     if not spec.required_any:
         return ""
-    names = _(" 或 ").join(label(spec.field(name)) for name in spec.required_any)
+    names = _("或").join(label(spec.field(name)) for name in spec.required_any)
     return _("请至少填写%(fields)s", fields=names)
 
 
