@@ -15,6 +15,7 @@ import pyproj
 import pytest
 from PIL import Image
 
+from geo.edits.history import feature_history
 from geo.edits.ids import current_rows, ids_of_rows
 from geo.figures import areas
 from geo.imports.importer import import_file
@@ -501,6 +502,9 @@ def test_a_failed_photo_is_not_kept_for_the_next_save(field_server: tuple[str, P
             assert "已保存" in page.evaluate(SAID) and "照片" not in page.evaluate(SAID)
             row = stored(data, "S1")
             assert row["status"] == "已下发通知" and row["version"] == 2
+            with open_store(data) as store:
+                versions = feature_history(store, "demolition", int(row["id"]))["versions"]
+            assert versions[-1]["note"] == "已送达通知"  # the note typed then, saved with the change
             # a field saved and a bad photo with it: the form says both
             wait_for(page, "document.querySelector('#gw-field-sheet .gw-edit select')", timeout=10000)
             page.wait_for_timeout(800)  # the sheet drawn anew after the save
