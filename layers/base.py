@@ -239,6 +239,9 @@ class LayerSpec:
     search_fields : tuple of str
         Text fields a search box finds a feature by (substring, any case), e.g. the survey id,
         a name and the address; empty: the survey id only (see :attr:`searchable_fields`).
+    required_any : tuple of str
+        Fields that name a feature added by hand (the survey id, a name, the address): at least
+        one of them must be given; empty: a feature may be added without any.
     """
 
     name: str
@@ -260,12 +263,16 @@ class LayerSpec:
     style: dict[str, object] = field(default_factory=dict)
     report: ReportWords | None = None
     search_fields: tuple[str, ...] = ()
+    required_any: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_levels()
         unknown = [f for f in self.search_fields if f not in self.field_names]
         if unknown:
             raise ValueError(f"{self.name}: search_fields {unknown} are not among its fields")
+        unknown = [f for f in self.required_any if f not in self.field_names]
+        if unknown:
+            raise ValueError(f"{self.name}: required_any {unknown} are not among its fields")
         if self.shape_field is None:
             return
         category = self.shape_category

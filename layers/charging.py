@@ -58,6 +58,7 @@ LAYER = LayerSpec(
         Measure("area", "area_m2", "棚面积", "Shed area", "m2", from_geometry=True),
     ),
     search_fields=("sid", "name", "address"),
+    required_any=("sid", "name", "address"),
     style={"color": "#ff7f0e", "radius": 6},
     report=ReportWords(
         "充电棚", "charging sheds", "个", "sheds", "规划", "planned", "建成", "built", task_zh="充电棚建设"

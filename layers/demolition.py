@@ -129,6 +129,7 @@ LAYER = LayerSpec(
     ),
     shape_field="position",
     search_fields=("case_id", "address"),
+    required_any=("case_id", "address"),
     style={"color": "#d62728", "radius": 5},
     report=ReportWords(
         "违法建设",

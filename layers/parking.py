@@ -55,6 +55,7 @@ LAYER = LayerSpec(
     completed_field="done_on",
     measures=(Measure("capacity", "capacity", "泊位数", "Spaces", unit_zh="个", unit_en="spaces"),),
     search_fields=("pid", "name", "address"),
+    required_any=("pid", "name", "address"),
     style={"color": "#1f77b4", "radius": 4},
     report=ReportWords(
         "非机动车停放点",

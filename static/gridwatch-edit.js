@@ -5,9 +5,11 @@
 
      api       the JSON API's root            lang     the page's language
      canEdit   whether the account may change features (surveyors and admins)
-     layers    {name: {label, fields: [{name, kind, label, choices, status, editable}]}}: the fields a
-               form shows, each by its kind -- the status and other vocabularies as a select, dates
-               as date inputs, numbers as number inputs
+     layers    {name: {label, fields: [{name, kind, label, choices, status, editable}], requiredAny,
+               needName}}: the fields a form shows, each by its kind -- the status and other
+               vocabularies as a select, dates as date inputs, numbers as number inputs (sent as
+               typed: the server refuses what a layer does not take); a new site needs one of the
+               fields requiredAny, and the form says needName before sending without
      labels    the form's words, in the page's language
 
    A change is sent as PATCH /api/features/<layer>/<id> with the version the form was opened on;
@@ -208,11 +210,11 @@
     return box;
   }
 
+  /* What a box holds, as typed (a number too: "2.5" in a count, "1e309" are the server's to
+     refuse, never rounded or made null here); null when empty. */
   function fieldValue(field, box) {
     const raw = box.value.trim();
     if (raw === "") return null;
-    if (field.kind === "int") return parseInt(raw, 10);
-    if (field.kind === "float") return parseFloat(raw);
     return raw;
   }
 
@@ -295,25 +297,40 @@
       if (kind && kind !== "busy" && root.isConnected) status.scrollIntoView({ block: "nearest" }); // seen in a popup that scrolls
     }
 
-    function failed(answer, retry) {
+    /* A request refused or lost.  `savedFirst`: the fields were saved, the photo after them
+       failed -- the form says both. */
+    function failed(answer, retry, savedFirst) {
       busy = false;
       save.disabled = false;
+      const tell = (text, action) => say(savedFirst ? fill(L10N.savedPhotoFailed, { reason: text }) : text, "error", action);
       if (answer && answer.network) {
-        say(L10N.network, "error", { label: L10N.retry, run: retry });
+        tell(L10N.network, { label: L10N.retry, run: retry });
       } else if (answer.status === 409) {
         const current = answer.body && (answer.body.current_version || (answer.body.details || {}).current_version);
-        say(fill(L10N.conflict, { version: current || "?" }), "error",
+        tell(fill(L10N.conflict, { version: current || "?" }),
           opts.onReload ? { label: L10N.reload, run: () => opts.onReload() } : null);
         save.disabled = true; // nothing is sent over a newer version
       } else if (answer.status === 403) {
-        say(message(answer.body, L10N.forbidden), "error");
+        tell(message(answer.body, L10N.forbidden));
       } else if (answer.status === 401) {
-        say(L10N.signIn, "error");
+        tell(L10N.signIn);
       } else if (answer.status >= 500) {
-        say(message(answer.body, L10N.failed), "error", { label: L10N.retry, run: retry });
+        tell(message(answer.body, L10N.failed), { label: L10N.retry, run: retry });
       } else {
-        say(message(answer.body, L10N.failed), "error");
+        tell(message(answer.body, L10N.failed));
       }
+    }
+
+    /* What the form cannot send as it is (a number box holding no number, a new site without
+       its id or address), or null. */
+    function unsendable(fields) {
+      const bad = shown.find((f) => boxes[f.name].validity && boxes[f.name].validity.badInput);
+      if (bad) return fill(L10N.badNumber, { field: bad.label });
+      if (adding && spec.requiredAny && spec.requiredAny.length
+        && spec.requiredAny.every((name) => fields[name] === undefined || fields[name] === null)) {
+        return spec.needName;
+      }
+      return null;
     }
 
     function changed() {
@@ -325,7 +342,7 @@
       return out;
     }
 
-    function sendPhoto(file, done) {
+    function sendPhoto(file, done, savedFirst) {
       say(L10N.sendingPhoto, "busy");
       resizePhoto(file).then((blob) => {
         const data = new FormData();
@@ -335,11 +352,11 @@
         if (text) data.append("note", text);
         return send("POST", cfg.api + "/features/" + opts.layer + "/" + props.id + "/photos", data, 120000);
       }).then((answer) => {
-        if (!answer.ok) return failed(answer, run);
+        if (!answer.ok) return failed(answer, run, savedFirst);
         pendingPhoto = null;
         if (photo) photo.value = "";
         done(answer.body);
-      }, (err) => failed(err && err.network ? err : { status: 400, body: { message: L10N.badPhoto } }, run));
+      }, (err) => failed(err && err.network ? err : { status: 400, body: { message: L10N.badPhoto } }, run, savedFirst));
     }
 
     function finish(result) {
@@ -355,6 +372,11 @@
       const fields = changed();
       const file = pendingPhoto || (photo && photo.files[0]) || null;
       const text = note.value.trim();
+      const cannot = adding && props.id ? null : unsendable(fields);
+      if (cannot) {
+        say(cannot, "error");
+        return;
+      }
       if (!adding && !Object.keys(fields).length && !file && !text) {
         say(L10N.nothing, "");
         return;
@@ -362,10 +384,10 @@
       busy = true;
       save.disabled = true;
       say(L10N.saving, "busy");
-      const afterFields = (result) => {
+      const afterFields = (result, savedFirst) => {
         if (file) {
           pendingPhoto = file;
-          sendPhoto(file, (photoAnswer) => finish(Object.assign({ photo: photoAnswer }, result)));
+          sendPhoto(file, (photoAnswer) => finish(Object.assign({ photo: photoAnswer }, result)), savedFirst);
         } else {
           finish(result);
         }
@@ -378,7 +400,7 @@
           if (!answer.ok) return failed(answer, run);
           props.id = answer.body.id;
           props.version = answer.body.version;
-          afterFields(answer.body);
+          afterFields(answer.body, true);
         }, (err) => failed(err, run));
         return;
       }
@@ -388,10 +410,18 @@
       send("PATCH", cfg.api + "/features/" + opts.layer + "/" + props.id, body).then((answer) => {
         if (!answer.ok) return failed(answer, run);
         Object.assign(props, fields, { version: answer.body.version });
-        afterFields(answer.body);
+        afterFields(answer.body, true);
       }, (err) => failed(err, run));
     }
 
+    // a photo chosen anew, or cleared, ends what the form said of the one before: it is not sent
+    // again after the next save (a field changed then is saved and said to be, on its own)
+    if (photo) {
+      photo.addEventListener("change", () => {
+        pendingPhoto = null;
+        if (!busy) say("", "");
+      });
+    }
     // a button that goes from the page as it is clicked (retry, reload) must not be taken for a
     // click on what lies under the form (a map closes its popup on a click of its own)
     root.addEventListener("click", (e) => e.stopPropagation());

@@ -3,7 +3,8 @@
    position serves instead) -- listed nearest first and drawn on a small map; a feature's sheet
    with its fields, photos and the edit form (gridwatch-edit.js); a new site added at the
    position.  Answers are small (GET /api/features/near); every failed request says so and
-   offers to try again.  Reads the map config block (gridwatch-mapcore.js) with its `field`
+   offers to try again.  The sheet is a step in the browser's history: the phone's Back button
+   (or the sheet's own) closes it, back to the list, and stays on the page.  Reads the map config block (gridwatch-mapcore.js) with its `field`
    member: the near route, each layer's statuses and the page's words. */
 (function () {
   "use strict";
@@ -190,17 +191,28 @@
   }
 
   /* --- a feature's sheet ---------------------------------------------------------------------- */
+  // the sheet open is a history entry of its own (pushed as it opens over the list, not again
+  // as it is drawn anew after a save): Back pops it and closes the sheet
   function showSheet(title) {
     sheetTitle.textContent = title;
     sheetBody.replaceChildren(el("p", W.loading));
+    if (sheet.hidden) history.pushState({ gwFieldSheet: true }, "");
     listBox.hidden = true;
     sheet.hidden = false;
     window.scrollTo(0, 0);
   }
 
   function closeSheet() {
+    if (sheet.hidden) return;
     sheet.hidden = true;
     listBox.hidden = false;
+    load();
+  }
+
+  /* The sheet's own back button: the history entry the sheet pushed goes too. */
+  function back() {
+    if (history.state && history.state.gwFieldSheet) history.back(); // closed by popstate
+    else closeSheet();
   }
 
   function photos(layer, id, box) {
@@ -224,7 +236,8 @@
     }, () => {});
   }
 
-  function openSheet(layer, id) {
+  /* The sheet of feature `id` of `layer`; `said` (e.g. "saved") shown in its form. */
+  function openSheet(layer, id, said) {
     const spec = specs[layer];
     showSheet(spec.label);
     const q = cfg.gcj02 ? "?crs=gcj02" : "";
@@ -241,10 +254,11 @@
       sheetBody.replaceChildren();
       const form = edit.form({
         layer, props, photo: true,
-        onSaved: () => { load(); setTimeout(() => openSheet(layer, props.id), 600); },
+        onSaved: () => { load(); setTimeout(() => { if (!sheet.hidden) openSheet(layer, props.id, edit.config.labels.saved); }, 600); },
         onReload: () => openSheet(layer, id),
       });
       if (form) sheetBody.appendChild(form);
+      if (form && said) form.gwSay(said, "ok");
       const facts = el("details", null, "gw-field-facts");
       facts.open = !form;
       facts.appendChild(el("summary", W.details));
@@ -269,13 +283,15 @@
     sheetBody.replaceChildren(el("p", lat.toFixed(6) + ", " + lon.toFixed(6), "gw-field-coords"));
     const form = edit.form({
       layer, add: { lon, lat }, photo: true,
-      onSaved: (result) => { load(); setTimeout(() => openSheet(layer, result.id), 600); },
+      onSaved: (result) => { load(); setTimeout(() => { if (!sheet.hidden) openSheet(layer, result.id, edit.config.labels.added); }, 600); },
     });
     if (form) sheetBody.appendChild(form);
   }
 
   $("gw-locate").addEventListener("click", locate);
-  $("gw-field-back").addEventListener("click", () => { closeSheet(); load(); });
+  $("gw-field-back").addEventListener("click", back);
+  window.addEventListener("popstate", closeSheet);
+  if (history.state && history.state.gwFieldSheet) history.replaceState(null, ""); // a reload shows the list
   $("gw-field-add").addEventListener("click", addHere);
   layerBox.addEventListener("change", () => { fillStatuses(); if (position) load(); });
   statusBox.addEventListener("change", () => { if (position) load(); });

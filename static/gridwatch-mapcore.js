@@ -254,8 +254,9 @@
 
   /* Under a feature's fields, for an account that may change features (the page loads
      gridwatch-edit.js): a button that reads the feature again -- its current version -- and opens
-     the edit form in its place.  A change saved fires `gwfeatureedited` on the map. */
-  function editControl(map, spec, id, box, resized, inPopup) {
+     the edit form in its place.  A change saved calls `saved(result)` (the result names the
+     feature's new row: `result.fid`), then fires `gwfeatureedited` on the map. */
+  function editControl(map, spec, id, box, resized, inPopup, saved) {
     const edit = ns.edit;
     if (!edit || !edit.config.canEdit || !edit.config.layers[spec.name]) return;
     const holder = el("div", null, "gw-edit-holder");
@@ -273,8 +274,9 @@
         compact: Boolean(inPopup),
         onSaved: (result) => {
           // the form done: the popup and the panel are drawn again with the feature as it is now
+          // (a popup's table, of the values before, stays hidden until then)
           holder.replaceChildren(el("p", edit.config.labels.saved, "gw-edit-message gw-edit-ok"));
-          if (table) table.hidden = false;
+          if (saved) saved(result);
           map.fire("gwfeatureedited", { layer: spec.name, id, result });
         },
       });
@@ -404,8 +406,19 @@
                 const open = group.gwOpenLayer;
                 if (open && open.isPopupOpen() && open.getPopup().getContent() === box) open.getPopup().update();
               };
+              if (group.gwSavedFid === f.properties.fid) { // opened again after its edit was saved
+                group.gwSavedFid = null;
+                if (ns.edit) box.prepend(el("p", ns.edit.config.labels.saved, "gw-edit-message gw-edit-ok"));
+              }
               const id = full.properties.id !== undefined ? full.properties.id : f.properties.fid;
-              editControl(map, spec, id, box, resized, true);
+              // an edit gives the feature a new row, so a new fid: the popup opens again on that
+              // row as the map is drawn anew
+              editControl(map, spec, id, box, resized, true, (result) => {
+                if (result && result.fid !== undefined && group.gwOpenFid === f.properties.fid) {
+                  group.gwOpenFid = result.fid;
+                  group.gwSavedFid = result.fid;
+                }
+              });
               l.setPopupContent(box);
               featurePhotos(spec, f.properties.fid, box, () => l.isPopupOpen() && l.getPopup().update());
             });

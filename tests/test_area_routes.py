@@ -366,9 +366,17 @@ def test_edits_keep_to_the_area(data, make_app):
     assert moved_out.status_code == 403
     done = surveyor.request("PATCH", "/api/features/demolition/3", json=change)
     assert done.status_code == 200 and done.json["version"] == 2
-    added_out = surveyor.request("POST", "/api/features/demolition", json={"geometry": at(X0 + 250, Y0 - 50)})
+    added_out = surveyor.request(
+        "POST",
+        "/api/features/demolition",
+        json={"geometry": at(X0 + 250, Y0 - 50), "fields": {"address": "一号"}},
+    )
     assert added_out.status_code == 403 and added_out.json["error"] == "outside_area"
-    added = surveyor.request("POST", "/api/features/demolition", json={"geometry": at(X0 + 250, Y0 - 250)})
+    added = surveyor.request(
+        "POST",
+        "/api/features/demolition",
+        json={"geometry": at(X0 + 250, Y0 - 250), "fields": {"address": "二号"}},
+    )
     assert added.status_code == 201
     # the admin edits anywhere; community A's site is as it was
     assert boss.request("GET", "/api/features/demolition/1").json["properties"]["version"] == 1
@@ -383,7 +391,10 @@ def test_a_bound_account_lists_its_own_batches_only(data, make_app):
     made = surveyor.request(
         "POST",
         "/api/features/demolition",
-        json={"geometry": boss.request("GET", "/api/features/demolition/3").json["geometry"]},
+        json={
+            "geometry": boss.request("GET", "/api/features/demolition/3").json["geometry"],
+            "fields": {"address": "三号"},
+        },
     )
     assert made.status_code == 201
     assert [b["id"] for b in surveyor.request("GET", "/api/batches").json] == [made.json["batch_id"]]

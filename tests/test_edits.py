@@ -202,11 +202,11 @@ def test_adding_a_feature(sites: Any) -> None:
     assert taken.value.code == "id_taken"
     far = {"type": "Point", "coordinates": _lonlat(X0 + 5000, Y0 + 5000)}
     with pytest.raises(InputError) as outside:
-        add_feature(sites, "demolition", {}, far)
+        add_feature(sites, "demolition", {"address": "远处"}, far)
     assert outside.value.code == "outside_grid"
     areas.add_bound_user(sites, "b_surveyor", "surveyor", "longenough-1", COMM_B)
     with pytest.raises(Forbidden):
-        add_feature(sites, "demolition", {}, here, user="b_surveyor")
+        add_feature(sites, "demolition", {"address": "别处"}, here, user="b_surveyor")
     # a later import with the same survey id updates the feature added by hand
     edit_feature(sites, "demolition", made.id, 1, {"status": "已拆除"})
     assert current_rows(sites, SITES, [made.id]).iloc[0]["version"] == 2
@@ -225,7 +225,7 @@ def test_the_layer_extent_grows_with_imports_and_edits(sites: Any, tmp_path: Pat
     after = sites.extent(SITES)
     assert all(holds(after, x, y) for x, y in [*POSITIONS.values(), (X0 + 250, Y0 - 50)])
     here = (X0 + 290, Y0 - 290)
-    add_feature(sites, "demolition", {}, {"type": "Point", "coordinates": _lonlat(*here)})
+    add_feature(sites, "demolition", {"address": "角落"}, {"type": "Point", "coordinates": _lonlat(*here)})
     there = (X0 + 5, Y0 - 5)
     s2 = _row(sites, "S2")
     edit_feature(

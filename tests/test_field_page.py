@@ -77,6 +77,11 @@ def test_the_edit_form_is_told_each_layers_fields(site) -> None:
         assert {f["kind"] for f in fields} <= {"str", "int", "float", "date"}
     english = block(surveyor.client.get("/?tiles=none&lang=en").text, "gw-edit-config")
     assert "your changes were not saved" in english["labels"]["conflict"]
+    # what names a new site, said in the page's language before anything is sent
+    assert config["layers"]["demolition"]["requiredAny"] == ["case_id", "address"]
+    assert config["layers"]["demolition"]["needName"] == "请至少填写案件编号或违建地址"
+    assert english["layers"]["demolition"]["needName"] == "Fill in at least the Case id or Address"
+    assert "{reason}" in english["labels"]["savedPhotoFailed"] and "{field}" in english["labels"]["badNumber"]
     viewer = signed_in(site, "viewer")
     assert block(viewer.client.get("/?tiles=none").text, "gw-edit-config")["canEdit"] is False
 

@@ -51,6 +51,14 @@ def _fields(spec: LayerSpec) -> list[dict[str, Any]]:
     return out
 
 
+def _need_name(spec: LayerSpec) -> str:
+    """What the form says of a new feature without any of the layer's ``required_any`` fields."""
+    if not spec.required_any:
+        return ""
+    names = _("或").join(label(spec.field(name)) for name in spec.required_any)
+    return _("请至少填写%(fields)s", fields=names)
+
+
 def edit_config() -> dict[str, Any]:
     """The ``gw-edit-config`` block of a page."""
     return {
@@ -62,6 +70,8 @@ def edit_config() -> dict[str, Any]:
                 "label": label(s),
                 "fields": _fields(s),
                 "defaultStatus": s.default_status or (s.statuses[0].code if s.statuses else None),
+                "requiredAny": list(s.required_any),
+                "needName": _need_name(s),
             }
             for s in layers.survey_layers()
         },
@@ -85,6 +95,8 @@ def edit_config() -> dict[str, Any]:
             "signIn": _("登录已过期，请重新登录"),
             "failed": _("保存失败"),
             "badPhoto": _("无法读取这张照片"),
+            "savedPhotoFailed": _("修改已保存，但照片未上传：{reason}"),
+            "badNumber": _("{field}应为数字"),
         },
     }
 

@@ -300,8 +300,10 @@ def _edit_paths() -> dict[str, Any]:
     fields = {
         "type": "object",
         "description": "field name → value (the layer's declared fields, GET /api/layers; a status or category "
-        "takes a code or its label; dates YYYY-MM-DD; null or empty clears). A status set to a completed one "
-        "without a completion date gets today's",
+        "takes a code or its label; dates YYYY-MM-DD, none after today, a completion date none before the found "
+        "date; numbers finite and not negative, counts whole; null or empty clears; 400 `bad_field` otherwise). A "
+        "status set to a completed one without a completion date gets today's. A feature added needs one of the "
+        "layer's required_any fields (its survey id, name or address)",
         "additionalProperties": {"type": ["string", "number", "integer", "null"]},
     }
     result = {

@@ -12,8 +12,10 @@ written.  An account bound to an area writes only features in it, and cannot mov
 it (:class:`~geo.errors.Forbidden`).
 
 Values are checked by the layer's declaration: a status or category field takes one of its
-codes (or the label of one), a date ``YYYY-MM-DD``, numbers finite; the id field is fixed once
-a feature has one.  Geometry is GeoJSON in WGS-84 lon/lat (GCJ-02 with ``gcj02``), of a type
+codes (or the label of one), a date ``YYYY-MM-DD`` no later than today (and a completion date
+no earlier than the found date), numbers finite and not negative -- whole for a count field, as
+an import takes them; the id field is fixed once a feature has one.  A feature added by hand
+names itself by one of the layer's :attr:`~layers.base.LayerSpec.required_any` fields.  Geometry is GeoJSON in WGS-84 lon/lat (GCJ-02 with ``gcj02``), of a type
 the layer holds, projected to the store CRS (metres).
 """
 
@@ -124,7 +126,7 @@ def edit_feature(
     EditResult
     """
     spec = _survey(layer)
-    values = check_fields(spec, fields or {})
+    values = check_fields(spec, fields or {}, tz)
     geom = None if geometry is None else project_geometry(store, spec, geometry, gcj02)
     note = _note(note)
     if not values and geom is None:
@@ -160,6 +162,7 @@ def edit_feature(
             _fill_completion(spec, values, attrs, tz)
             changed = [k for k, v in values.items() if not _same(attrs.get(k), v)]
             attrs.update(values)
+            _check_order(spec, attrs, values)
             fid = int(row["fid"])
             if geom is None:
                 _, old = store.read_geometry_rows(spec, np.array([fid], dtype=np.int64))
@@ -207,7 +210,8 @@ def add_feature(
 ) -> EditResult:
     """Add a feature to ``layer`` at ``geometry`` (GeoJSON, WGS-84 lon/lat; GCJ-02 with ``gcj02``)
     with ``fields``: a batch of kind ``edit`` of one row.  The status defaults to the layer's
-    first one and the day found to today; a survey id, when given, must be new.  The feature
+    first one and the day found to today; a survey id, when given, must be new; one of the
+    layer's ``required_any`` fields (the survey id, the address ...) must be given.  The feature
     must lie in a unit of the grid (and of the account's area).
 
     Returns
@@ -218,7 +222,8 @@ def add_feature(
     spec = _survey(layer)
     if not isinstance(geometry, dict):
         raise InputError("缺少位置（geometry）", "a geometry is required", code="bad_geometry")
-    values = check_fields(spec, fields or {})
+    values = check_fields(spec, fields or {}, tz)
+    _check_named(spec, values)
     geom = project_geometry(store, spec, geometry, gcj02)
     note = _note(note)
     if spec.status_field and values.get(spec.status_field) in (None, ""):
@@ -230,6 +235,7 @@ def add_feature(
     attrs: dict[str, Any] = {f.name: None for f in spec.stored_fields}
     _fill_completion(spec, values, attrs, tz)
     attrs.update(values)
+    _check_order(spec, attrs, values)
     key = attrs.get(spec.id_field) if spec.id_field else None
     allowed = write_units(store, user)
     with store.transaction():
@@ -266,13 +272,21 @@ def add_feature(
     return out
 
 
-def check_fields(spec: LayerSpec, fields: dict[str, Any]) -> dict[str, Any]:
+def check_fields(spec: LayerSpec, fields: dict[str, Any], tz: str | None = None) -> dict[str, Any]:
     """``fields`` checked and converted by ``spec``'s declaration (see the module text): field
-    name → stored value; a vocabulary field's ``_raw`` column takes the code set."""
+    name → stored value; a vocabulary field's ``_raw`` column takes the code set.  A date after
+    today (in time zone ``tz``, the configured one by default) is refused.
+
+    Raises
+    ------
+    InputError
+        ``unknown_field``, or ``bad_field`` with the field's name in ``details``.
+    """
     if not isinstance(fields, dict):
         raise InputError("fields 应为对象", "fields must be an object", code="bad_field")
     known = {f.name: f for f in editable_fields(spec)}
     vocab = spec.vocab_fields
+    today = clock.today(tz)
     out: dict[str, Any] = {}
     for name, value in fields.items():
         f = known.get(str(name))
@@ -280,13 +294,18 @@ def check_fields(spec: LayerSpec, fields: dict[str, Any]) -> dict[str, Any]:
             raise InputError(
                 f"未知字段: {str(name)[:40]}", f"unknown field: {str(name)[:40]}", code="unknown_field"
             )
-        out[f.name] = _value(f, value, vocab.get(f.name))
+        out[f.name] = _value(f, value, vocab.get(f.name), today)
         if f.name in vocab:
             out[f.name + "_raw"] = out[f.name]
     return out
 
 
-def _value(f: Field, value: Any, vocab: Any) -> Any:
+def _bad(f: Field, zh: str, en: str) -> InputError:
+    """A value of ``f`` refused: ``zh``/``en`` follow the field's label."""
+    return InputError(f"{f.label_zh}{zh}", f"{f.label_en} {en}", code="bad_field", details={"field": f.name})
+
+
+def _value(f: Field, value: Any, vocab: Any, today: date) -> Any:
     label = f"{f.label_zh}（{f.label_en}）"
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -325,6 +344,10 @@ def _value(f: Field, value: Any, vocab: Any) -> Any:
             ) from None
         if not 1949 <= day.year <= 2100:
             raise InputError(f"{f.label_zh}超出范围", f"{f.label_en} is out of range", code="bad_field")
+        if day > today:
+            raise _bad(
+                f, f"不能晚于今天（{today.isoformat()}）", f"cannot be after today ({today.isoformat()})"
+            )
         return day.isoformat()
     try:
         number = float(str(value).strip().replace(",", ""))
@@ -334,6 +357,8 @@ def _value(f: Field, value: Any, vocab: Any) -> Any:
         ) from None
     if not math.isfinite(number) or abs(number) > 1e12:
         raise InputError(f"{f.label_zh}超出范围", f"{f.label_en} is out of range", code="bad_field")
+    if number < 0:  # as an import rejects a negative number (geo.imports.columns)
+        raise _bad(f, "不能为负数", "cannot be negative")
     if f.kind == "int":
         if number != int(number):
             raise InputError(
@@ -408,6 +433,34 @@ def _note(note: Any) -> str | None:
 
 def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _check_order(spec: LayerSpec, attrs: dict[str, Any], values: dict[str, Any]) -> None:
+    """Refuse a completion date before the found date (both known, one of them set now)."""
+    found, done = spec.found_field, spec.completed_field
+    if found is None or done is None or (found not in values and done not in values):
+        return
+    start, end = _text(attrs.get(found))[:10], _text(attrs.get(done))[:10]
+    if start and end and end < start:
+        f, d = spec.field(found), spec.field(done)
+        raise InputError(
+            f"{d.label_zh}（{end}）不能早于{f.label_zh}（{start}）",
+            f"{d.label_en} ({end}) cannot be before {f.label_en.lower()} ({start})",
+            code="bad_field",
+            details={"field": done},
+        )
+
+
+def _check_named(spec: LayerSpec, values: dict[str, Any]) -> None:
+    """Refuse a new feature without any of the layer's ``required_any`` fields."""
+    if spec.required_any and all(values.get(name) in (None, "") for name in spec.required_any):
+        names = [spec.field(name) for name in spec.required_any]
+        raise InputError(
+            "请至少填写" + "或".join(f.label_zh for f in names),
+            "give at least the " + " or the ".join(f.label_en.lower() for f in names),
+            code="bad_field",
+            details={"fields": list(spec.required_any)},
+        )
 
 
 def _same(old: Any, new: Any) -> bool:

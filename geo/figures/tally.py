@@ -42,8 +42,12 @@ from geo.figures.facts import POSITIONS_KEPT, Facts, as_of_state, load_facts
 from geo.figures.hierarchy import Hierarchy, check_level, empty_hierarchy, load_hierarchy
 from geo.reading.values import parse_month
 from geo.registry import get_layer
+from geo.store import clock
 from geo.store.base import Store
 from layers.base import UNASSIGNED, LayerSpec
+
+#: most months a monthly table spans
+MAX_MONTHS = 240
 
 # --- tallies ----------------------------------------------------------------------------------
 
@@ -311,6 +315,11 @@ def _join_targets(store: Store, table: pd.DataFrame, specs: list[LayerSpec], tx:
             table[f"{col}_progress"] = np.where(t > 0, table[col] / t, np.nan)
 
 
+def _months_before(month: str, n: int) -> str:
+    """The month ``n`` months before ``month`` (both ``"YYYY-MM"``)."""
+    return str(pd.Period(month, freq="M") - n)
+
+
 def monthly(
     store: Store,
     level: str | None = None,
@@ -329,14 +338,17 @@ def monthly(
 
     ``start`` and ``end`` are months (``"2022-05"``, ``"2022年5月"``) or any day of one
     (:func:`geo.reading.values.parse_month`); each missing one comes from the layers' first and last
-    dates.  Returns a long table: ``month`` plus the :func:`tally` columns, one row per unit
+    dates, bounded by today: the last is this month at the latest and the first at most
+    :data:`MAX_MONTHS` months before it, so no row's date (a far-future or a very old one) widens
+    the range.  Returns a long table: ``month`` plus the :func:`tally` columns, one row per unit
     and month (only ``code`` when given; ``filters`` as :func:`tally` takes them); no rows when the range holds no month (an ``end``
     before the first data month).
 
     Raises
     ------
     InputError
-        A bad month, ``start`` after ``end`` (both given), or more than 240 months.
+        A bad month, ``start`` after ``end`` (both given), or more than :data:`MAX_MONTHS` months
+        between the months given.
     """
     level = check_level(level)
     specs = survey_specs(layer_names)
@@ -360,17 +372,19 @@ def monthly(
                     firsts.append(ok.min())
                     lasts.append(ok.max())
         if firsts:
-            first = first or str(min(firsts))[:7]
-            last = last or str(max(lasts))[:7]
+            last = last or min(str(max(lasts))[:7], clock.today().isoformat()[:7])
+            first = first or max(str(min(firsts))[:7], _months_before(last, MAX_MONTHS - 1))
     names = [s.name for s in specs]
     months = (
         pd.period_range(start=first, end=last, freq="M")
         if first is not None and last is not None and first <= last
         else pd.PeriodIndex([], freq="M")
     )
-    if len(months) > 240:
+    if len(months) > MAX_MONTHS:
         raise InputError(
-            "月份范围过长（最多 240 个月）", "month range too long (at most 240 months)", code="bad_range"
+            f"月份范围过长（最多 {MAX_MONTHS} 个月）",
+            f"month range too long (at most {MAX_MONTHS} months)",
+            code="bad_range",
         )
     frames = []
     for p in months:

@@ -17,6 +17,7 @@ from geo.imports.fields import map_fields
 from geo.imports.geometry import FAR_OUTSIDE_M, clean_geometry, far_outside
 from geo.imports.report import ImportReport, RowRejects
 from geo.reading.datasets import RawTable
+from geo.store import clock
 from geo.store.interface.features import FeatureRows
 from layers.base import UNASSIGNED, LayerSpec
 
@@ -89,7 +90,22 @@ def _count_rows(raw: RawTable, report: ImportReport) -> int:
 
 
 def _check_dates(spec: LayerSpec, out: pd.DataFrame, report: ImportReport) -> None:
-    """Warn of rows completed before they were found."""
+    """Warn of rows completed before they were found, and of dates after today (both are
+    refused in an edit, :mod:`geo.edits.edit`)."""
+    today = clock.today().isoformat()
+    dated = [f.name for f in spec.fields if f.kind == "date" and f.name in out.columns]
+    if dated:
+        later = np.zeros(len(out), dtype=bool)
+        for name in dated:
+            col = out[name].astype(object)
+            later |= (col.notna() & (col.where(col.notna(), "").astype(str).str[:10] > today)).to_numpy()
+        if later.any():
+            report.warnings.append(
+                (
+                    f"{int(later.sum())} 行的日期晚于今天（{today}），请核对",
+                    f"{int(later.sum())} rows have a date after today ({today}): check them",
+                )
+            )
     if spec.found_field and spec.completed_field:
         fo = out[spec.found_field]
         do = out[spec.completed_field]
