@@ -375,7 +375,12 @@
         : { color: spec.colors[f.properties.status] || spec.color, weight: 1, fillOpacity: 0.5 }),
       onEachFeature: (f, l) => {
         // no taller than the map (it scrolls): panned into view, the feature stays in view
-        l.bindPopup(cfg.labels.loading, { maxHeight: Math.max(160, map.getSize().y - 90) });
+        // panned clear of the bottom edge's controls too (the month slider, the attribution)
+        l.bindPopup(cfg.labels.loading, {
+          maxHeight: Math.max(160, map.getSize().y - 130),
+          autoPanPaddingTopLeft: L.point(5, 5),
+          autoPanPaddingBottomRight: L.point(5, 64),
+        });
         const again = f.properties.fid === reopen || Boolean(keptAt && l.getLatLng && l.getLatLng().equals(keptAt));
         if (again && map.getBounds().contains(l.getLatLng ? l.getLatLng() : l.getBounds().getCenter())) {
           group.gwOpenFid = f.properties.fid;
