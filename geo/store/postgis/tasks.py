@@ -8,8 +8,10 @@ from geo.store.interface.tasks import (
     TaskEventRow,
     TaskItemRow,
     TaskRow,
+    already_handed_over,
     insert_sql,
     next_number,
+    open_items_sql,
     row_of,
     select_sql,
     task_tables_sql,
@@ -37,6 +39,7 @@ class PgTasks(PgAudit):
         with self.admin_transaction():
             self._make_task_tables()
             self._run("LOCK TABLE gw_tasks IN SHARE ROW EXCLUSIVE MODE")
+            already_handed_over(items, self._run(open_items_sql).fetchall())
             year = int(task.number[3:7])
             taken = self._run("SELECT number FROM gw_tasks WHERE number LIKE %s", (f"JB-{year:04d}-%",))
             task.number = next_number(year, [str(r[0]) for r in taken.fetchall()])
