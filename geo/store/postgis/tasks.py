@@ -30,6 +30,9 @@ class PgTasks(PgAudit):
         return self._run("SELECT to_regclass('gw_tasks') IS NOT NULL").fetchone() == (True,)
 
     def _make_task_tables(self) -> None:
+        # one maker at a time (two first hand-overs racing would both create the tables);
+        # held to the end of the writing transaction, it also orders racing hand-overs
+        self._run("SELECT pg_advisory_xact_lock(hashtext('gw_tasks'))")
         if not self._has_tasks():
             for stmt in TASKS_SQL:
                 self._run(stmt)
