@@ -50,8 +50,8 @@ __all__ = [
     "feature_facts",
     "feature_names",
     "list_tasks",
-    "may_do",
     "mark_fixed",
+    "may_do",
     "return_items",
     "selection_from",
     "send_overdue",
@@ -216,8 +216,8 @@ def may_do(store: Store, task: TaskRow, user: str | None) -> dict[str, bool]:
     except Forbidden:
         check = False
     items = [i for i in store.task_items(task.id) if i.state == "open"] or store.task_items(task.id)
-    role, mine = _account_units(store, user)
     try:
+        _role, mine = _account_units(store, user)
         mine_items = [i for i in items if mine is None or i.unit in mine]
         _check_receiver(store, user, task, mine_items)
         fix = bool(mine_items)
@@ -357,7 +357,9 @@ def resolve(
         for layer, refs in by_layer.items():
             spec = get_layer(layer)
             keys = ids_of_keys(store, spec, [r for r in refs if isinstance(r, str)])
-            unknown = [r for r in dict.fromkeys(refs) if isinstance(r, str) and r not in keys]
+            unknown: list[int | str] = [
+                r for r in dict.fromkeys(refs) if isinstance(r, str) and r not in keys
+            ]
             listed = [keys.get(r, 0) if isinstance(r, str) else r for r in refs if r not in unknown]
             found = _units_of(store, layer, listed)
             unknown += [r for r in dict.fromkeys(listed) if r not in found]
