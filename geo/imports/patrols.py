@@ -89,7 +89,7 @@ def _check_units(store: Store, account: str | None, codes: object) -> tuple[str,
     if not len(hierarchy.grid):
         raise InputError("尚未导入网格", "no unit grid has been imported yet", code="no_grid")
     if codes is not None and not isinstance(codes, str | list | tuple):
-        raise InputError("units 应为编码列表", "units must be a list of codes", code="bad_units")
+        raise InputError("巡查网格应为编码列表", "units must be a list of codes", code="bad_units")
     given = parse_codes(codes) if isinstance(codes, str) else parse_codes([str(c) for c in codes or ()])
     if not given:
         if allowed is None:
@@ -221,7 +221,7 @@ def file_patrol(
     patrol_day = _check_day(day, today)
     if result not in PATROL_RESULTS:
         raise InputError(
-            "巡查结果应为 nothing_found 或 found", "result must be nothing_found or found", code="bad_result"
+            "巡查结果应为“无异常”或“发现问题”", "result must be nothing_found or found", code="bad_result"
         )
     covered = _check_units(store, account, units)
     found = _check_features(store, account, features)
