@@ -19,8 +19,9 @@
     if (units) out.units = units.split(/[,，\s]+/).filter(Boolean);
     if (result === "found") {
       const layer = document.getElementById("gw-patrol-layer").value;
-      out.features = document.getElementById("gw-patrol-ids").value.split(/[,，\s]+/).filter(Boolean)
-        .map((v) => ({ layer: layer, id: Number(v) }));
+      // feature numbers or survey ids (案件编号 …): the server looks them up
+      out.features = document.getElementById("gw-patrol-ids").value.split(/[,，、\s]+/).filter(Boolean)
+        .map((v) => ({ layer: layer, id: v }));
     }
     return out;
   }
@@ -32,8 +33,16 @@
     return li;
   }
 
+  const buttons = ["gw-patrol-nothing", "gw-patrol-found", "gw-patrol-amend"].map((id) => document.getElementById(id));
+  let sending = false;
+
+  // one filing at a time: the buttons are disabled while it is sent (a double tap files once)
   function send(payload) {
-    status.textContent = "…";
+    if (sending) return;
+    sending = true;
+    buttons.forEach((b) => { b.disabled = true; });
+    status.className = "";
+    status.textContent = text.sending;
     amendBox.hidden = true;
     const lang = document.documentElement.lang.slice(0, 2);
     fetch("/api/patrols?lang=" + lang, {
@@ -57,7 +66,10 @@
         return;
       }
       status.textContent = text.failed + (data.message || resp.status);
-    }).catch((err) => { status.className = "error"; status.textContent = text.failed + err; });
+    }).catch((err) => { status.className = "error"; status.textContent = text.failed + err; }).finally(() => {
+      sending = false;
+      buttons.forEach((b) => { b.disabled = false; });
+    });
   }
 
   document.getElementById("gw-patrol-nothing").addEventListener("click", () => send(body("nothing_found")));

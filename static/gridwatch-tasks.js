@@ -9,10 +9,17 @@
   const $ = (id) => document.getElementById(id);
   const message = $("gw-task-message");
   let current = null;
+  let shownItems = [];
 
   function say(body, ok) {
     message.textContent = body;
     message.className = ok ? "ok" : "error";
+  }
+
+  // a button is disabled while its request is in flight: a double click sends once
+  function busy(button, promise) {
+    button.disabled = true;
+    return promise.finally(() => { button.disabled = false; });
   }
 
   function call(method, url, body) {
@@ -110,6 +117,7 @@
   // one task --------------------------------------------------------------------------------
   function showTask(t) {
     current = t.id;
+    shownItems = t.items;
     $("gw-task-detail").hidden = false;
     $("gw-task-title").textContent = t.number + " " + t.title;
     $("gw-task-meta").textContent = [t.instructions || "", t.area.join(","), t.assignee || "", t.deadline, text.status[t.status] || t.status]
@@ -124,8 +132,8 @@
       td.appendChild(box);
       tr.appendChild(td);
       cell(tr, i.id);
-      cell(tr, i.layer);
-      cell(tr, i.feature);
+      cell(tr, lang === "en" ? i.label_en : i.label_zh);
+      cell(tr, [i.key || "#" + i.feature, i.place, i.key ? "#" + i.feature : ""].filter(Boolean).join(" · "));
       cell(tr, i.unit);
       cell(tr, i.deadline, i.overdue ? "gw-late" : "");
       cell(tr, (text.states[i.state] || i.state) + (i.overdue ? " · " + text.overdue : ""));
@@ -134,6 +142,12 @@
     });
     $("gw-task-items").tBodies[0].replaceChildren(...rows);
     $("gw-task-all").checked = false;
+    const may = t.may || {};
+    $("gw-task-fixed").hidden = !may.fixed;
+    $("gw-task-verify").hidden = !may.verify;
+    $("gw-task-return").hidden = !may.return;
+    $("gw-task-deadline").parentNode.hidden = !may.return;
+    $("gw-task-photos").parentNode.hidden = !may.fixed;
     document.querySelectorAll("#gw-task-list tr[data-task]").forEach((tr) => {
       tr.className = Number(tr.dataset.task) === t.id ? "gw-selected" : "";
     });
@@ -151,25 +165,50 @@
     return Array.from(document.querySelectorAll("#gw-task-items tbody input:checked")).map((b) => Number(b.value));
   }
 
-  function act(kind) {
-    if (current === null) return;
+  // the photos chosen under 整改完成 are uploaded to each chosen item's feature; their ids go
+  // with the fix
+  function upload(items) {
+    const files = Array.from($("gw-task-photos").files || []);
+    const features = items.map((id) => shownItems.find((i) => i.id === id)).filter(Boolean);
+    if (!files.length) return Promise.resolve([]);
+    say(text.uploading, true);
+    const sends = [];
+    features.forEach((i) => files.forEach((file) => {
+      const data = new FormData();
+      data.append("file", file);
+      sends.push(fetch("/api/features/" + i.layer + "/" + i.feature + "/photos?lang=" + lang, {
+        method: "POST", headers: { "X-CSRFToken": csrfToken, Accept: "application/json" }, body: data,
+      }).then((r) => r.json().then((d) => {
+        if (r.status >= 400) throw new Error(d.message || String(r.status));
+        return d.id;
+      })));
+    }));
+    return Promise.all(sends);
+  }
+
+  function act(kind, button) {
+    if (current === null || button.disabled) return;
     const items = chosen();
     if (!items.length) { say(text.chooseItems, false); return; }
     const body = { items, note: $("gw-task-note").value };
-    if (kind === "fixed") {
-      body.photos = $("gw-task-photos").value.split(/[,，\s]+/).filter(Boolean).map(Number);
-    }
     if (kind === "return" && $("gw-task-deadline").value) body.deadline = $("gw-task-deadline").value;
-    call("POST", "/api/tasks/" + current + "/" + kind, body).then((t) => {
+    const photos = kind === "fixed" ? upload(items) : Promise.resolve([]);
+    busy(button, photos.then((ids) => {
+      if (kind === "fixed") body.photos = ids;
+      return call("POST", "/api/tasks/" + current + "/" + kind, body);
+    }).then((t) => {
       say(text.done, true);
+      $("gw-task-note").value = "";
+      $("gw-task-photos").value = "";
+      $("gw-task-deadline").value = "";
       showTask(t);
       loadList();
       loadStats();
-    }).catch((e) => say(e.message, false));
+    }).catch((e) => say(e.message, false)));
   }
-  $("gw-task-fixed").addEventListener("click", () => act("fixed"));
-  $("gw-task-verify").addEventListener("click", () => act("verify"));
-  $("gw-task-return").addEventListener("click", () => act("return"));
+  $("gw-task-fixed").addEventListener("click", (e) => act("fixed", e.currentTarget));
+  $("gw-task-verify").addEventListener("click", (e) => act("verify", e.currentTarget));
+  $("gw-task-return").addEventListener("click", (e) => act("return", e.currentTarget));
 
   // a new task --------------------------------------------------------------------------------
   const form = $("gw-task-form");
@@ -188,6 +227,7 @@
   fillStatuses();
   if (pre.status) statusSelect.value = pre.status;
   form.elements.within.value = pre.within || "";
+  form.elements.area.value = pre.area || pre.within || "";
   form.elements.ids.value = pre.ids || "";
 
   // choosing the features on a map ---------------------------------------------------------------
@@ -344,8 +384,9 @@
     refresh();
   }
 
+  // feature numbers or survey ids (案件编号 …): the server looks the survey ids up
   function typedIds(f) {
-    return f.ids.value.split(/[,，\s]+/).filter(Boolean).map(Number);
+    return f.ids.value.split(/[,，、\s]+/).filter(Boolean).map((v) => (/^\d+$/.test(v) ? Number(v) : v));
   }
 
   function target(f) {
@@ -447,11 +488,13 @@
 
   form.addEventListener("submit", (e) => {
     e.preventDefault();
+    const submit = form.querySelector("button[type=submit]");
+    if (submit.disabled) return;
     const f = form.elements;
     const body = { title: f.title.value, instructions: f.instructions.value, layer: f.layer.value, ...target(f) };
     body[f.unit.value] = Number(f.n.value);
     Object.assign(body, selection(f) || {});
-    call("POST", "/api/tasks", body).then((t) => {
+    busy(submit, call("POST", "/api/tasks", body).then((t) => {
       say(text.created.replace("{number}", t.number), true);
       form.reset();
       fillStatuses();
@@ -461,7 +504,7 @@
       loadList();
       loadStats();
       showTask(t);
-    }).catch((err) => say(err.message, false));
+    }).catch((err) => say(err.message, false)));
   });
 
   loadFeatures();

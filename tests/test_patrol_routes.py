@@ -204,3 +204,34 @@ def test_the_patrol_page_and_the_statistics_page(site: Path, make_app: Any) -> N
     assert "尚未提交" not in surveyor.request("GET", "/patrol").text
     english = surveyor.request("GET", "/patrol?lang=en").text
     assert "Today's patrol" in english and "Nothing found" in english
+
+
+def test_a_feature_found_by_its_case_id_over_http(site: Path, make_app: Any) -> None:
+    surveyor = Session(make_app(site), "surveyor")
+    got = _file(surveyor, result="found", features=[{"layer": "demolition", "id": "S1"}])
+    assert got.status_code == 201, got.json
+    assert got.json["features"] == [{"layer": "demolition", "id": 1}]
+    missing = _file(
+        surveyor, result="found", features=[{"layer": "demolition", "id": "WJ2022-00319"}], amend=True
+    )
+    assert missing.status_code == 400 and missing.json["details"]["ids"] == ["WJ2022-00319"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"units": 5},
+        {"result": "maybe"},
+        {"amend": "yes"},
+        {"result": "found", "features": "x"},
+        {"result": "found", "features": [{"layer": "demolition", "id": True}]},
+    ],
+)
+def test_patrol_messages_speak_one_language_each(site: Path, make_app: Any, body: dict[str, Any]) -> None:
+    """A refused filing says its Chinese part in Chinese (no field names), its English in English."""
+    import re
+
+    r = _file(Session(make_app(site), "surveyor"), **body)
+    assert r.status_code == 400, r.json
+    assert not re.search(r"[A-Za-z_]{3,}", r.json["message_zh"]), r.json["message_zh"]
+    assert not re.search(r"[\u4e00-\u9fff]", r.json["message_en"]), r.json["message_en"]

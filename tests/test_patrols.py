@@ -313,3 +313,27 @@ def test_a_postgis_store_without_the_tables_reads_no_filings(pg_db: str, tmp_pat
     with open_store(pg_db, data=tmp_path / "pg") as pg:
         pg.conn.execute("DROP TABLE gw_patrol_units, gw_patrols")
         assert pg.patrols() == []
+
+
+def test_a_feature_found_is_named_by_its_survey_id(patrolled: Any) -> None:
+    """The surveyor types the case id the feature list shows (S1), or its number; a case id no
+    site holds is named in a 400 that speaks Chinese in its Chinese part."""
+    row, _ = file_patrol(
+        patrolled, "surveyor", result="found", features=[{"layer": "demolition", "id": " S1 "}]
+    )
+    assert row.features == [{"layer": "demolition", "id": 1}]
+    with pytest.raises(InputError) as caught:
+        file_patrol(
+            patrolled,
+            "surveyor",
+            result="found",
+            features=[{"layer": "demolition", "id": "WJ2022-00319"}, {"layer": "demolition", "id": "1"}],
+            amend=True,
+        )
+    assert caught.value.code == "patrol_feature_unknown" and caught.value.details["ids"] == ["WJ2022-00319"]
+    assert "违法建设" in caught.value.zh and "WJ2022-00319" in caught.value.zh
+    with pytest.raises(Forbidden) as outside:  # S2 lies in community B
+        file_patrol(
+            patrolled, "surveyor", result="found", features=[{"layer": "demolition", "id": "S2"}], amend=True
+        )
+    assert "demolition" not in outside.value.zh and "违法建设 2" in outside.value.zh

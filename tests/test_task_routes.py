@@ -123,7 +123,7 @@ def test_roles_and_areas(data, make_app):
         ({"area": 5}, 400, "bad_area"),
         ({"features": []}, 400, "bad_task"),
         ({"features": [{"layer": "demolition", "id": True}]}, 400, "bad_task"),
-        ({"features": [{"layer": "demolition", "id": 999}]}, 404, "feature_not_found"),
+        ({"features": [{"layer": "demolition", "id": 999}]}, 400, "feature_not_found"),
         (
             {"features": None, "layer": "demolition", "shape": {"type": "Polygon", "coordinates": "x"}},
             400,
@@ -209,3 +209,98 @@ def test_a_return_may_set_a_new_deadline(data, make_app):
     r = boss.request("POST", f"/api/tasks/{tid}/return", json={"deadline": later})
     assert r.status_code == 200 and r.json["items"][0]["deadline"] == later
     assert r.json["events"][-1]["kind"] == "returned" and r.json["events"][-1]["deadline"] == later
+
+
+def test_a_double_click_on_hand_over_writes_one_task(data, make_app):
+    """Two POST /api/tasks with the same sites at once (a double click), each request on its own
+    store connection: one 201, one 409 ``already_handed_over`` naming each site by its layer and
+    case id and the task holding it, in Chinese in the Chinese part; the figures count 10."""
+    import threading
+
+    folder, ids = data
+    app = make_app(folder)
+    clients = [session(app, "boss"), session(app, "boss")]
+    body = {"title": "拆违", "area": COMM_A, "days": 3, "features": features(ids[COMM_A])}
+    answers: list = []
+    start = threading.Barrier(2)
+
+    def send(s):
+        start.wait()
+        answers.append(s.request("POST", "/api/tasks?lang=zh", json=body))
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.status_code for r in answers) == [201, 409]
+    refused = next(r for r in answers if r.status_code == 409).json
+    number = next(r for r in answers if r.status_code == 201).json["number"]
+    assert refused["error"] == "already_handed_over"
+    assert [(f["id"], f["task"]) for f in refused["details"]["features"]] == [
+        (i, number) for i in ids[COMM_A]
+    ]
+    assert f"违法建设 S00（{number}）" in refused["message_zh"] and "demolition" not in refused["message_zh"]
+    stats = clients[0].request("GET", "/api/tasks/stats?level=district").json
+    assert stats["totals"]["handed_over"] == 10
+
+
+def test_survey_ids_and_the_names_of_items(data, make_app):
+    """Case ids typed as the feature list shows them make a task; its items say the layer's name
+    and the case id; ids not found are a 400 naming them, Chinese only in the Chinese part."""
+    folder, ids = data
+    app = make_app(folder)
+    boss = session(app, "boss")
+    body = {"title": "拆违", "area": COMM_A, "days": 3}
+    missing = boss.request(
+        "POST", "/api/tasks", json={**body, "features": features(["S00", "WJ2022-00319", "WJ2022-00462"])}
+    )
+    assert missing.status_code == 400 and missing.json["error"] == "feature_not_found"
+    assert missing.json["details"]["ids"] == ["WJ2022-00319", "WJ2022-00462"]
+    assert "违法建设" in missing.json["message_zh"] and "demolition" not in missing.json["message_zh"]
+    made = boss.request("POST", "/api/tasks", json={**body, "features": features(["S00", "S01"])})
+    assert made.status_code == 201
+    items = made.json["items"]
+    assert [(i["feature"], i["label_zh"], i["label_en"], i["key"]) for i in items] == [
+        (ids[COMM_A][0], "违法建设", "Illegal construction", "S00"),
+        (ids[COMM_A][1], "违法建设", "Illegal construction", "S01"),
+    ]
+    assert made.json["may"] == {"fixed": True, "verify": True, "return": True}
+
+
+def test_the_receiver_is_told_only_the_sender_verifies(data, make_app):
+    folder, ids = data
+    app = make_app(folder)
+    street, comm_a = session(app, "street"), session(app, "comm_a")
+    body = {"title": "拆违", "area": COMM_A, "days": 3, "features": features(ids[COMM_A][:2])}
+    task = street.request("POST", "/api/tasks", json=body).json
+    assert comm_a.request("POST", f"/api/tasks/{task['id']}/fixed", json={}).status_code == 200
+    shown = comm_a.request("GET", f"/api/tasks/{task['id']}").json
+    assert shown["may"] == {"fixed": True, "verify": False, "return": False}
+    for step in ("verify", "return"):
+        r = comm_a.request("POST", f"/api/tasks/{task['id']}/{step}?lang=zh", json={})
+        assert r.status_code == 403 and r.json["error"] == "not_sender"
+        assert r.json["message_zh"] == "只有交办方可以核查和退回"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": "拆违", "area": 5, "days": 3, "layer": "demolition", "within": COMM_A},
+        {"title": "拆违", "days": 3, "layer": "demolition", "within": COMM_A},
+        {"title": "", "area": COMM_A, "days": 3, "layer": "demolition", "within": COMM_A},
+        {"title": "拆违", "area": COMM_A, "layer": "demolition", "within": COMM_A},
+        {"title": "拆违", "area": COMM_A, "days": 3, "features": "x"},
+        {"title": "拆违", "area": COMM_A, "days": 3, "layer": "demolition"},
+    ],
+)
+def test_task_messages_speak_one_language_each(data, make_app, body):
+    """Every refusal of a bad task says its Chinese part in Chinese: no field names."""
+    import re
+
+    folder, _ids = data
+    boss = session(make_app(folder), "boss")
+    r = boss.request("POST", "/api/tasks", json=body)
+    assert r.status_code == 400
+    assert not re.search(r"[A-Za-z_]{3,}", r.json["message_zh"]), r.json["message_zh"]
+    assert not re.search(r"[\u4e00-\u9fff]", r.json["message_en"]), r.json["message_en"]

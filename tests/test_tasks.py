@@ -113,11 +113,12 @@ def test_hand_over_fix_verify_return(sites):
         "overdue": 2,
         "reworked": 2,
     }
-    # the next task of the year takes the next number
+    # the next task of the year takes the next number (the sites verified may be handed over again)
+    done = tuple(("demolition", after[i].feature) for i in ids[:8])
     again = handover.create_task(
         store,
         title="t2",
-        selection=ten(store),
+        selection=Selection(features=done),
         area=COMM_A,
         working_days=2,
         user="street",
@@ -196,15 +197,17 @@ def test_who_may_do_what(sites):
             user="boss",
         )
     assert bad.value.code == "outside_target"
-    with pytest.raises(NotFound):
+    with pytest.raises(InputError) as unknown:
         handover.create_task(
             store,
             title="t",
-            selection=Selection(features=(("demolition", 999),)),
+            selection=Selection(features=(("demolition", 999), ("demolition", "NO-SUCH"))),
             area=COMM_A,
             days=3,
             user="boss",
         )
+    assert unknown.value.code == "feature_not_found"
+    assert unknown.value.details["ids"] == ["NO-SUCH", "999"]
 
 
 @pytest.mark.parametrize(
@@ -226,6 +229,12 @@ def test_bad_input(sites, kwargs, code):
     assert err.value.code == code
 
 
+def settle(store, task) -> None:
+    """Fix and verify every item of ``task``: its features may be handed over again."""
+    handover.mark_fixed(store, task.id)
+    handover.verify_items(store, task.id)
+
+
 def test_selection_by_area_status_and_shape(sites):
     store = sites
     by_status = handover.create_task(
@@ -237,6 +246,7 @@ def test_selection_by_area_status_and_shape(sites):
         user="boss",
     )
     assert len(store.task_items(by_status.id)) == 6
+    settle(store, by_status)
     # the street's account hands the whole street's unfinished sites to community A: A's only
     scoped = handover.create_task(
         store,
@@ -247,6 +257,7 @@ def test_selection_by_area_status_and_shape(sites):
         user="street",
     )
     assert len(store.task_items(scoped.id)) == 6
+    settle(store, scoped)
     to_lonlat = Transformer.from_crs(store.srs_epsg(), 4326, always_xy=True).transform
     ring = [
         to_lonlat(x, y) for x, y in [(X0, Y0), (X0 + 50, Y0), (X0 + 50, Y0 - 200), (X0, Y0 - 200), (X0, Y0)]
@@ -438,6 +449,7 @@ def test_an_edited_feature_is_handed_over_by_its_stable_id(sites):
     sel = Selection(features=(("demolition", first), ("demolition", edited.fid)))
     task = handover.create_task(store, title="t", selection=sel, area=COMM_A, days=3, user="boss")
     assert [(i.layer, i.feature) for i in store.task_items(task.id)] == [("demolition", first)]
+    settle(store, task)
     by_status = handover.create_task(
         store,
         title="t",
@@ -447,3 +459,125 @@ def test_an_edited_feature_is_handed_over_by_its_stable_id(sites):
         user="boss",
     )
     assert [i.feature for i in store.task_items(by_status.id)] == [first]
+
+
+def test_a_feature_in_an_open_task_is_not_handed_over_again(sites):
+    """The second hand-over of a site still open in another task is refused (409) naming the
+    site by its layer and case id and the task holding it, nothing written; once verified, the
+    site may be handed over again."""
+    store = sites
+    first = handover.create_task(store, title="t", selection=ten(store), area=COMM_A, days=3, user="boss")
+    ids = ids_in(store, COMM_A)
+    with pytest.raises(Conflict) as refused:
+        handover.create_task(
+            store,
+            title="again",
+            selection=Selection(features=(("demolition", ids[0]), ("demolition", ids[1]))),
+            area=COMM_A,
+            days=3,
+            user="boss",
+        )
+    assert refused.value.code == "already_handed_over"
+    assert [(f["id"], f["task"], f["name_zh"]) for f in refused.value.details["features"]] == [
+        (ids[0], first.number, "违法建设 S00"),
+        (ids[1], first.number, "违法建设 S01"),
+    ]
+    assert "违法建设 S00（JB-2026-0001）" in refused.value.zh and "demolition" not in refused.value.zh
+    assert "Illegal construction S00 (JB-2026-0001)" in refused.value.en
+    assert [t.id for t in store.tasks()] == [first.id] and len(store.task_items()) == 10
+    # a fixed item is still open to the sender's check: still refused
+    handover.mark_fixed(store, first.id, user="comm_a")
+    by_status = Selection(layer="demolition", within=COMM_A)
+    with pytest.raises(Conflict):
+        handover.create_task(store, title="t", selection=by_status, area=COMM_A, days=3, user="boss")
+    handover.verify_items(store, first.id, user="boss")
+    again = handover.create_task(store, title="t", selection=by_status, area=COMM_A, days=3, user="boss")
+    assert len(store.task_items(again.id)) == 10
+
+
+def test_two_hand_overs_racing_write_once(sites, store_url, tmp_path):
+    """Two accounts hand the same sites over at the same moment, each on its own connection:
+    one task is written, the other refused (409), never both."""
+    import threading
+
+    from geo.store.backends import open_store
+
+    where = store_url or str(sites.path)
+    results: list = []
+    start = threading.Barrier(2)
+    sel = ten(sites)
+
+    def send(user: str) -> None:
+        with open_store(where, data=tmp_path / "data") as own:
+            start.wait()
+            try:
+                results.append(
+                    handover.create_task(own, title=user, selection=sel, area=COMM_A, days=3, user=user)
+                )
+            except Conflict as exc:
+                results.append(exc)
+
+    threads = [threading.Thread(target=send, args=(u,)) for u in ("boss", "street")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    written = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(written) == 1 and len(refused) == 1 and refused[0].code == "already_handed_over"
+    assert len(sites.tasks()) == 1 and len(sites.task_items()) == 10
+
+
+def test_features_named_by_their_survey_ids(sites):
+    """A task's features may be named by their case ids (as the feature list shows them), mixed
+    with numbers; the task's items say the layer's name, the case id and the address."""
+    store = sites
+    ids = ids_in(store, COMM_A)
+    sel = handover.selection_from(
+        {
+            "features": [
+                {"layer": "demolition", "id": "S00"},
+                {"layer": "demolition", "id": " S01 "},
+                {"layer": "demolition", "id": str(ids[2])},
+                {"layer": "demolition", "id": ids[0]},
+            ]
+        }
+    )
+    task = handover.create_task(store, title="t", selection=sel, area=COMM_A, days=3, user="boss")
+    assert sorted(i.feature for i in store.task_items(task.id)) == ids[:3]
+    items = handover.task_detail(store, task.id)["items"]
+    assert [(i["label_zh"], i["label_en"], i["key"]) for i in items] == [
+        ("违法建设", "Illegal construction", f"S{n:02d}") for n in range(3)
+    ]
+    with pytest.raises(InputError) as unknown:
+        handover.create_task(
+            store,
+            title="t",
+            selection=handover.selection_from({"features": [{"layer": "demolition", "id": "WJ2022-00319"}]}),
+            area=COMM_A,
+            days=3,
+            user="boss",
+        )
+    assert unknown.value.code == "feature_not_found" and "WJ2022-00319" in unknown.value.zh
+    assert "demolition" not in unknown.value.zh and unknown.value.details["ids"] == ["WJ2022-00319"]
+
+
+def test_the_receiver_is_told_only_the_sender_verifies(sites):
+    """Community A's account fixes its items and is told, when it tries to verify them, that
+    only the sender may; what each account may do is said with the task."""
+    store = sites
+    task = handover.create_task(store, title="t", selection=ten(store), area=COMM_A, days=3, user="street")
+    handover.mark_fixed(store, task.id, user="comm_a")
+    for act in (handover.verify_items, handover.return_items):
+        with pytest.raises(Forbidden) as refused:
+            act(store, task.id, user="comm_a")
+        assert refused.value.code == "not_sender" and refused.value.zh == "只有交办方可以核查和退回"
+    assert handover.task_detail(store, task.id, user="comm_a")["may"] == {
+        "fixed": True,
+        "verify": False,
+        "return": False,
+    }
+    assert handover.task_detail(store, task.id, user="street")["may"]["verify"] is True
+    assert handover.task_detail(store, task.id, user="look")["may"] == dict.fromkeys(
+        ("fixed", "verify", "return"), False
+    )

@@ -102,10 +102,9 @@ def test_hand_over_fix_and_check(site: str, viewport: dict[str, int]) -> None:
                 worker,
                 "[...document.querySelectorAll('#gw-task-items tbody tr')].every(r => r.cells[6].textContent.startsWith('已整改'))",
             )
-            # the community does not check its own work
-            worker.check("#gw-task-all")
-            worker.click("#gw-task-verify")
-            wait_for(worker, "document.getElementById('gw-task-message').className === 'error'")
+            # the community does not check its own work: it is not offered the sender's buttons
+            assert worker.is_hidden("#gw-task-verify") and worker.is_hidden("#gw-task-return")
+            assert worker.input_value("#gw-task-note") == ""  # the note sent is cleared
 
             boss.reload()
             wait_for(boss, "document.querySelector('#gw-task-list tr[data-task]')")

@@ -1173,7 +1173,10 @@ def _patrol_paths() -> dict[str, Any]:
                                 "required": ["layer", "id"],
                                 "properties": {
                                     "layer": {"type": "string", "maxLength": 40},
-                                    "id": ID,
+                                    "id": {
+                                        "oneOf": [ID, {"type": "string", "minLength": 1, "maxLength": 200}],
+                                        "description": "the feature's number, or its survey id (案件编号 …)",
+                                    },
                                 },
                             },
                         },
@@ -1242,6 +1245,13 @@ _TASK_ITEM = {
         "id": {"type": "integer"},
         "layer": {"type": "string"},
         "feature": {"type": "integer", "description": "the feature's stable id"},
+        "label_zh": {"type": "string", "description": "the layer's name in Chinese (违法建设)"},
+        "label_en": {"type": "string", "description": "the layer's name in English"},
+        "key": {
+            "type": ["string", "null"],
+            "description": "the feature's survey id (the layer's id field, e.g. 案件编号 WJ2022-00319)",
+        },
+        "place": {"type": ["string", "null"], "description": "where it is (e.g. its address)"},
         "unit": {"type": ["string", "null"], "description": "its unit grid when handed over"},
         "deadline": {"type": "string", "format": "date"},
         "state": {"type": "string", "enum": ["open", "fixed", "verified"]},
@@ -1271,6 +1281,11 @@ _TASK = {
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         "items": {"type": "array", "items": _TASK_ITEM},
         "events": {"type": "array", "items": {"type": "object"}},
+        "may": {
+            "type": "object",
+            "description": "what the account signed in may do with the task (one task's answers)",
+            "properties": {k: {"type": "boolean"} for k in ("fixed", "verify", "return")},
+        },
     },
 }
 _TASK_PREVIEW = {
@@ -1360,7 +1375,13 @@ def _task_paths() -> dict[str, Any]:
                 "required": ["layer", "id"],
                 "properties": {
                     "layer": {"type": "string", "maxLength": 40},
-                    "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                    "id": {
+                        "oneOf": [
+                            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                            {"type": "string", "minLength": 1, "maxLength": 200},
+                        ],
+                        "description": "the feature's number, or its survey id",
+                    },
                 },
             },
         },
@@ -1406,9 +1427,14 @@ def _task_paths() -> dict[str, Any]:
             "post": _op(
                 "交办 / hand features over to an area and/or account with a deadline (admins, or an account"
                 " bound above the area): `features` [{layer, id}], or `layer` with `within`/`status`, or"
-                " `layer` with `shape` (GeoJSON polygon, lon/lat); `days` or `workdays`",
+                " `layer` with `shape` (GeoJSON polygon, lon/lat); `days` or `workdays`.  A feature is"
+                " named by its number or its survey id (案件编号 …); ids not found are a 400 naming"
+                " them.  A feature still in an item of another task that is not verified is not"
+                " handed over again: 409 `already_handed_over`, `details.features` listing each"
+                " ({layer, id, task, name_zh, name_en}), nothing written (checked in the writing"
+                " transaction: of two racing requests one is refused)",
                 _SIGNED_IN,
-                {"201": _ok("the task", _TASK), **_errors(400, 404)},
+                {"201": _ok("the task", _TASK), **_errors(400, 404, 409)},
                 requestBody=_json_body(task_body, ["title"]),
             ),
         },

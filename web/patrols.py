@@ -34,7 +34,7 @@ def _flag(name: str, default: bool) -> bool:
         return True
     if raw in ("0", "false", "no"):
         return False
-    raise InputError(f"参数 {name} 应为 0 或 1", f"{name} must be 0 or 1", code="bad_parameter")
+    raise InputError("参数应为 0 或 1", f"{name} must be 0 or 1", code="bad_parameter")
 
 
 @bp.post("/api/patrols")
@@ -47,7 +47,7 @@ def api_patrol_file() -> Any:
     note = body.get("note")
     if not isinstance(amend, bool) or (note is not None and not isinstance(note, str)):
         raise InputError(
-            "amend 应为 true/false，note 应为文本",
+            "是否更正应为是或否，备注应为文字",
             "amend must be true or false, note text",
             code="bad_patrol",
         )

@@ -53,7 +53,7 @@ def _items(body: dict[str, Any]) -> list[int] | None:
     if items is None:
         return None
     if not isinstance(items, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
-        raise InputError("items 应为条目编号列表", "items must be a list of item ids", code="bad_items")
+        raise InputError("请勾选条目", "items must be a list of item ids", code="bad_items")
     return items
 
 
@@ -64,14 +64,16 @@ def _int_or_none(body: dict[str, Any], name: str) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} 应为整数", f"{name} must be an integer", code="bad_days")
+        raise InputError("期限天数应为整数", f"{name} must be an integer", code="bad_days")
     return value
 
 
 def _area(body: dict[str, Any]) -> str | list[str]:
     area = body.get("area") or ()
     if not isinstance(area, str | list):
-        raise InputError("area 应为编码或编码列表", "area must be a code or a list of codes", code="bad_area")
+        raise InputError(
+            "交办区域应为街道、社区或单元网格编码", "area must be a code or a list of codes", code="bad_area"
+        )
     return area or []
 
 
@@ -92,7 +94,8 @@ def api_task_create() -> Any:
         user=user_name(),
     )
     assert task.id is not None
-    return jsonify(handover.task_detail(get_store(), task.id, as_of=clock.today(timezone()))), 201
+    detail = handover.task_detail(get_store(), task.id, user=user_name(), as_of=clock.today(timezone()))
+    return jsonify(detail), 201
 
 
 @bp.post("/api/tasks/preview")
@@ -130,7 +133,7 @@ def api_task(task_id: int) -> Any:
 def _photos(body: dict[str, Any]) -> list[int]:
     photos = body.get("photos") or []
     if not isinstance(photos, list):
-        raise InputError("photos 应为照片编号列表", "photos must be a list of photo ids", code="bad_photo")
+        raise InputError("照片应为照片编号列表", "photos must be a list of photo ids", code="bad_photo")
     return photos
 
 
@@ -162,7 +165,7 @@ def api_task_return(task_id: int) -> Any:
     deadline = body.get("deadline")
     if deadline is not None and not isinstance(deadline, str):
         raise InputError(
-            "deadline 应为日期 YYYY-MM-DD", "deadline must be a date YYYY-MM-DD", code="bad_deadline"
+            "新期限应为日期 YYYY-MM-DD", "deadline must be a date YYYY-MM-DD", code="bad_deadline"
         )
     handover.return_items(
         store, task_id, _items(body), note=body.get("note"), deadline=deadline, user=user_name()
@@ -209,7 +212,7 @@ def tasks_page() -> Any:
             for s in layers.survey_layers()
         ],
         "metrics": [[m, LABELS[m][1 if en else 0]] for m in METRICS],
-        "prefill": {k: request.args.get(k, "") for k in ("layer", "within", "status", "ids")},
+        "prefill": {k: request.args.get(k, "") for k in ("layer", "within", "status", "ids", "area")},
         "user": user_name(),
         "labels": {
             "states": {"open": _("待整改"), "fixed": _("已整改待核查"), "verified": _("已销号")},
@@ -221,6 +224,9 @@ def tasks_page() -> Any:
             "chooseItems": _("请先勾选条目"),
             "items": _("条目"),
             "created": _("已交办：{number}"),
+            "sending": _("正在提交…"),
+            "uploading": _("正在上传照片…"),
+            "photos": _("照片"),
         },
     }
     return render_template("tasks.html", config=config, map_config=_selection_map())

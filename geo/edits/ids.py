@@ -44,3 +44,30 @@ def find_feature(store: Store, spec: LayerSpec, number: int) -> pd.Series | None
         if rows.empty:
             return None
     return rows.iloc[0]
+
+
+def feature_ref(value: object) -> int | str | None:
+    """What a user typed to name a feature: a positive whole number (its stable id, or its
+    current row's fid) as an int, else a survey id (the layer's ``id_field``) as stripped text;
+    None for nothing usable (empty text, a boolean, a number below 1 or beyond 64 bits)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 1 <= value <= 2**63 - 1 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text or len(text) > 200:
+        return None
+    if text.isascii() and text.isdigit():
+        number = int(text)
+        return number if 1 <= number <= 2**63 - 1 else None
+    return text
+
+
+def ids_of_keys(store: Store, spec: LayerSpec, keys: list[str]) -> dict[str, int]:
+    """The stable id of the current feature holding each of ``keys`` (survey ids, the layer's
+    ``id_field`` such as 案件编号), looked up on the survey-key index; unknown keys left out."""
+    if not spec.id_field or not keys:
+        return {}
+    return store.ids_of_keys(spec, [str(k) for k in keys])

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from geo.edits.ids import current_rows
+from geo.edits.ids import current_rows, feature_ref, ids_of_keys
 from geo.errors import Forbidden, InputError
 from geo.figures.areas import EVERYTHING, Scope, parse_codes, units_of, write_units
 from geo.figures.hierarchy import load_hierarchy
@@ -50,11 +50,12 @@ MAX_NOTE = 500
 MAX_FEATURES = 200
 
 
-def _outside(what: Sequence[str]) -> Forbidden:
-    shown = ", ".join(what[:10]) + (" …" if len(what) > 10 else "")
+def _outside(what: Sequence[str], en: Sequence[str] | None = None) -> Forbidden:
+    more = " …" if len(what) > 10 else ""
+    shown = ", ".join(what[:10]) + more
     return Forbidden(
         f"不在本账户的区域内: {shown}",
-        f"outside this account's area: {shown}",
+        f"outside this account's area: {', '.join((en or what)[:10]) + more}",
         code="outside_area",
         details={"codes": list(what)},
     )
@@ -88,7 +89,7 @@ def _check_units(store: Store, account: str | None, codes: object) -> tuple[str,
     if not len(hierarchy.grid):
         raise InputError("尚未导入网格", "no unit grid has been imported yet", code="no_grid")
     if codes is not None and not isinstance(codes, str | list | tuple):
-        raise InputError("units 应为编码列表", "units must be a list of codes", code="bad_units")
+        raise InputError("巡查网格应为编码列表", "units must be a list of codes", code="bad_units")
     given = parse_codes(codes) if isinstance(codes, str) else parse_codes([str(c) for c in codes or ()])
     if not given:
         if allowed is None:
@@ -117,18 +118,19 @@ def _check_features(store: Store, account: str | None, items: object) -> list[di
         return []
     if not isinstance(items, list) or len(items) > MAX_FEATURES:
         raise InputError(
-            f"features 应为至多 {MAX_FEATURES} 个 {{layer, id}} 的列表",
+            f"一次最多列出 {MAX_FEATURES} 个要素",
             f"features must be a list of at most {MAX_FEATURES} {{layer, id}}",
             code="bad_features",
         )
     wanted: dict[str, set[int]] = {}
+    keys: dict[str, list[str]] = {}
     for item in items:
         ok = isinstance(item, dict) and isinstance(item.get("layer"), str)
-        fid = item.get("id") if ok else None
-        if not ok or isinstance(fid, bool) or not isinstance(fid, int) or fid < 1:
+        fid = feature_ref(item.get("id")) if ok else None
+        if fid is None:
             raise InputError(
-                "每个要素应为 {layer, id}（id 为正整数）",
-                "each feature must be {layer, id} with a positive integer id",
+                "每个要素应写明图层和编号（要素编号或调查编号）",
+                "each feature must be {layer, id} with a positive integer id or a survey id",
                 code="bad_features",
             )
         try:
@@ -141,14 +143,21 @@ def _check_features(store: Store, account: str | None, items: object) -> list[di
             ) from None
         if spec.is_grid:
             raise InputError("网格不是巡查要素", "the grid holds no patrol features", code="bad_features")
-        wanted.setdefault(spec.name, set()).add(int(fid))
+        ids = wanted.setdefault(spec.name, set())
+        if isinstance(fid, str):
+            keys.setdefault(spec.name, []).append(fid)
+        else:
+            ids.add(fid)
     allowed = write_units(store, account)
     out: list[dict[str, Any]] = []
     for name, ids in sorted(wanted.items()):
         spec = get_layer(name)
+        by_key = ids_of_keys(store, spec, keys.get(name, []))
+        unknown: list[int | str] = [k for k in dict.fromkeys(keys.get(name, [])) if k not in by_key]
+        ids |= set(by_key.values())
         rows = current_rows(store, spec, np.array(sorted(ids), dtype=np.int64))
         found = {int(f): u for f, u in zip(rows["id"], rows["gw_unit"], strict=True)}
-        missing = sorted(ids - set(found))
+        missing = unknown + sorted(ids - set(found))
         if missing:
             shown = ", ".join(str(i) for i in missing[:10])
             raise InputError(
@@ -158,9 +167,11 @@ def _check_features(store: Store, account: str | None, items: object) -> list[di
                 details={"layer": name, "ids": missing},
             )
         if allowed is not None:
-            outside = [f"{name}/{i}" for i in sorted(ids) if found[i] not in allowed]
+            outside = [i for i in sorted(ids) if found[i] not in allowed]
             if outside:
-                raise _outside(outside)
+                raise _outside(
+                    [f"{spec.label_zh} {i}" for i in outside], [f"{spec.label_en} {i}" for i in outside]
+                )
         out.extend({"layer": name, "id": i} for i in sorted(ids))
     return out
 
@@ -210,7 +221,7 @@ def file_patrol(
     patrol_day = _check_day(day, today)
     if result not in PATROL_RESULTS:
         raise InputError(
-            "巡查结果应为 nothing_found 或 found", "result must be nothing_found or found", code="bad_result"
+            "巡查结果应为“无异常”或“发现问题”", "result must be nothing_found or found", code="bad_result"
         )
     covered = _check_units(store, account, units)
     found = _check_features(store, account, features)

@@ -29,7 +29,7 @@ import shapely
 import shapely.geometry
 from pyproj import Transformer
 
-from geo.edits.ids import current_rows, ids_of_rows
+from geo.edits.ids import current_rows, feature_ref, ids_of_keys, ids_of_rows
 from geo.errors import Conflict, Forbidden, InputError, NotFound
 from geo.figures.areas import EVERYTHING, Scope, area_units, check_area, parse_codes
 from geo.figures.feature_list import FeatureQuery, filtered_fids
@@ -50,8 +50,11 @@ __all__ = [
     "PREVIEW_SHOWN",
     "Selection",
     "create_task",
+    "feature_facts",
+    "feature_names",
     "list_tasks",
     "mark_fixed",
+    "may_do",
     "preview_task",
     "return_items",
     "selection_from",
@@ -80,7 +83,7 @@ class Selection:
     or a layer's features inside ``shape`` (a checked GeoJSON polygon in WGS-84 lon/lat, EPSG:4326;
     a shape sent in GCJ-02 is converted when it is read, see :func:`selection_from`)."""
 
-    features: tuple[tuple[str, int], ...] = ()
+    features: tuple[tuple[str, int | str], ...] = ()
     layer: str | None = None
     within: str | None = None
     statuses: tuple[str, ...] = ()
@@ -189,13 +192,14 @@ def shape_of(raw: Any, crs: Any = None) -> dict[str, Any]:
 
 
 def selection_from(body: Mapping[str, Any]) -> Selection:
-    """The :class:`Selection` of a request body: ``features`` (``[{"layer", "id"}]``), or
-    ``layer`` with ``within`` and/or ``status`` (a code or a list), or ``layer`` with ``shape``
-    (see :func:`shape_of`; ``crs`` says its coordinates' reference, WGS-84 when absent)."""
+    """The :class:`Selection` of a request body: ``features`` (``[{"layer", "id"}]``, each id a
+    feature's number or its survey id such as 案件编号 ``WJ2022-00319``), or ``layer`` with
+    ``within`` and/or ``status`` (a code or a list), or ``layer`` with ``shape`` (see
+    :func:`shape_of`; ``crs`` says its coordinates' reference, WGS-84 when absent)."""
     raw = body.get("features")
     if raw is not None:
         if not isinstance(raw, list) or not raw:
-            raise _bad("features 应为非空列表", "features must be a non-empty list")
+            raise _bad("请列出要交办的要素", "features must be a non-empty list")
         if len(raw) > MAX_ITEMS:
             raise _bad(
                 f"一张交办单最多 {MAX_ITEMS} 个要素", f"at most {MAX_ITEMS} features in one task", "too_many"
@@ -203,29 +207,34 @@ def selection_from(body: Mapping[str, Any]) -> Selection:
         out = []
         for f in raw:
             if not isinstance(f, Mapping) or not isinstance(f.get("layer"), str):
-                raise _bad("features 的每项应为 {layer, id}", "each of features must be {layer, id}")
-            ident = f.get("id")
-            if isinstance(ident, bool) or not isinstance(ident, int) or not 1 <= ident <= _MAX_ID:
-                raise _bad("要素编号应为正整数", "a feature id must be a positive integer")
-            out.append((_survey_layer(f["layer"]), int(ident)))
+                raise _bad("每个要素应写明图层和编号", "each of features must be {layer, id}")
+            ident = feature_ref(f.get("id"))
+            if ident is None:
+                raise _bad(
+                    "要素编号应为正整数或调查编号（如案件编号）",
+                    "a feature id must be a positive integer or a survey id (such as the case id)",
+                )
+            out.append((_survey_layer(f["layer"]), ident))
         return Selection(features=tuple(out))
     layer = body.get("layer")
     if not isinstance(layer, str):
         raise _bad(
-            "请选择要素：features 列表，或 layer 加 within/status 或 shape",
+            "请选择要素：列出要素编号，或选择图层并给出范围、状态或画出的区域",
             "choose features: a features list, or layer with within/status or shape",
             "no_selection",
         )
     status = body.get("status") or ()
     if not isinstance(status, str | list | tuple):
-        raise _bad("status 应为状态或状态列表", "status must be a status or a list of them", "bad_status")
+        raise _bad("状态应为一个或多个状态", "status must be a status or a list of them", "bad_status")
     statuses = (status,) if isinstance(status, str) else tuple(status)
     shape = body.get("shape")
     within = body.get("within")
     if shape is None and not within and not statuses:
-        raise _bad("请给出 within、status 或 shape", "give within, status or shape", "no_selection")
+        raise _bad(
+            "请给出要素编号、范围、状态或画出的区域", "give features, within, status or shape", "no_selection"
+        )
     if not isinstance(within, str | None) or not all(isinstance(x, str) for x in statuses):
-        raise _bad("within 和 status 应为文字", "within and status must be text")
+        raise _bad("范围和状态应为文字", "within and status must be text")
     return Selection(
         layer=_survey_layer(layer),
         within=str(within) if within else None,
@@ -282,6 +291,40 @@ def _check_sender(store: Store, user: str | None, target: frozenset[str] | None)
     return mine
 
 
+def _check_checker(store: Store, user: str | None, task: TaskRow) -> None:
+    """Refuse unless ``user`` may verify or return the items of ``task``: the receiver (the
+    account handed to, or one inside the target area) is told only the sender may."""
+    target = _target_units(store, parse_codes(task.area), task.assignee)
+    role, mine = _account_units(store, user)
+    if role != "admin" and role != "viewer":
+        receiver = user is not None and user == task.assignee
+        if receiver or (mine is not None and (target is None or mine <= target)):
+            raise Forbidden(
+                "只有交办方可以核查和退回", "only the sender may verify or return", code="not_sender"
+            )
+    _check_sender(store, user, target)
+
+
+def may_do(store: Store, task: TaskRow, user: str | None) -> dict[str, bool]:
+    """What ``user`` may do with ``task``: ``fixed`` (report a fix of at least some items),
+    ``verify`` and ``return`` (as the sender)."""
+    assert task.id is not None
+    try:
+        _check_checker(store, user, task)
+        check = True
+    except Forbidden:
+        check = False
+    items = [i for i in store.task_items(task.id) if i.state == "open"] or store.task_items(task.id)
+    try:
+        _role, mine = _account_units(store, user)
+        mine_items = [i for i in items if mine is None or i.unit in mine]
+        _check_receiver(store, user, task, mine_items)
+        fix = bool(mine_items)
+    except Forbidden:
+        fix = False
+    return {"fixed": fix, "verify": check, "return": check}
+
+
 def _check_receiver(store: Store, user: str | None, task: TaskRow, items: list[TaskItemRow]) -> None:
     """Refuse unless ``user`` may report the fix of ``items``."""
     role, mine = _account_units(store, user)
@@ -305,6 +348,48 @@ def _visible(store: Store, task: TaskRow, scope: Scope, user: str | None) -> boo
         return True
     target = _target_units(store, parse_codes(task.area), task.assignee)
     return target is None or bool(target & scope.units)
+
+
+# how a user knows a feature -------------------------------------------------------------------
+def feature_facts(store: Store, pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (layer, stable id) of ``pairs``: what a user knows the feature by -- ``label_zh``,
+    ``label_en`` (the layer's name), ``key`` (its survey id, the layer's ``id_field``; None when
+    it has none or is gone) and ``place`` (the first other search field with a value, e.g. the
+    address; None when none)."""
+    by_layer: dict[str, set[int]] = {}
+    for layer, ident in pairs:
+        by_layer.setdefault(layer, set()).add(int(ident))
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for layer, ids in by_layer.items():
+        spec = get_layer(layer)
+        rows = current_rows(store, spec, sorted(ids)) if store.has_layer(spec) else None
+        seen: dict[int, Any] = {}
+        if rows is not None:
+            seen = {int(i): r for i, (_, r) in zip(rows["id"], rows.iterrows(), strict=True)}
+        others = [f for f in spec.search_fields if f != spec.id_field]
+        for ident in ids:
+            row = seen.get(ident)
+            key = place = None
+            if row is not None and spec.id_field and isinstance(row.get(spec.id_field), str):
+                key = row[spec.id_field] or None
+            if row is not None:
+                place = next((row[f] for f in others if isinstance(row.get(f), str) and row[f]), None)
+            out[(layer, ident)] = {
+                "label_zh": spec.label_zh,
+                "label_en": spec.label_en,
+                "key": key,
+                "place": place,
+            }
+    return out
+
+
+def feature_names(store: Store, pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, str]]:
+    """Per (layer, stable id): how a message names the feature in Chinese and in English -- the
+    layer's name and its survey id (``违法建设 WJ2022-00319``), its number when it has none."""
+    return {
+        k: (f"{f['label_zh']} {f['key'] or k[1]}", f"{f['label_en']} {f['key'] or k[1]}")
+        for k, f in feature_facts(store, pairs).items()
+    }
 
 
 # selection ----------------------------------------------------------------------------------
@@ -357,19 +442,28 @@ def resolve(
     ``allowed`` a bad request); a filter keeps to ``allowed``."""
     if selection.features:
         out = []
-        by_layer: dict[str, list[int]] = {}
-        for layer, ident in selection.features:
-            by_layer.setdefault(layer, []).append(ident)
+        by_layer: dict[str, list[int | str]] = {}
+        for layer, ref in selection.features:
+            by_layer.setdefault(layer, []).append(ref)
         seen: set[tuple[str, int]] = set()
-        for layer, listed in by_layer.items():
+        for layer, refs in by_layer.items():
+            spec = get_layer(layer)
+            keys = ids_of_keys(store, spec, [r for r in refs if isinstance(r, str)])
+            unknown: list[int | str] = [
+                r for r in dict.fromkeys(refs) if isinstance(r, str) and r not in keys
+            ]
+            listed = [keys.get(r, 0) if isinstance(r, str) else r for r in refs if r not in unknown]
             found = _units_of(store, layer, listed)
+            unknown += [r for r in dict.fromkeys(listed) if r not in found]
+            if unknown:
+                shown = "、".join(str(r) for r in unknown[:20]) + (" …" if len(unknown) > 20 else "")
+                raise InputError(
+                    f"{spec.label_zh}中没有这些要素: {shown}",
+                    f"no such features in {spec.label_en}: {shown.replace('、', ', ')}",
+                    code="feature_not_found",
+                    details={"layer": layer, "ids": [str(r) for r in unknown]},
+                )
             for number in dict.fromkeys(listed):
-                if number not in found:
-                    raise NotFound(
-                        f"要素不存在: {layer}/{number}",
-                        f"feature not found: {layer}/{number}",
-                        code="feature_not_found",
-                    )
                 ident, unit = found[number]
                 if (layer, ident) in seen:
                     continue
@@ -377,11 +471,8 @@ def resolve(
                 if sender is not None and unit not in sender:
                     raise _outside()
                 if allowed is not None and unit not in allowed:
-                    raise _bad(
-                        f"要素 {layer}/{ident} 不在交办区域内",
-                        f"feature {layer}/{ident} is outside the task's area",
-                        "outside_target",
-                    )
+                    zh, en = feature_names(store, [(layer, ident)])[(layer, ident)]
+                    raise _bad(f"{zh} 不在交办区域内", f"{en} is outside the task's area", "outside_target")
                 out.append((layer, ident, unit))
         return out
     layer = str(selection.layer)
@@ -409,16 +500,21 @@ def _moment(at: datetime | None) -> tuple[str, date]:
     return clock.stamp(moment), moment.astimezone(clock.zone()).date()
 
 
+#: the Chinese name of each text a task takes, for messages
+_TEXT_NAMES = {"title": "标题", "instructions": "整改要求", "assignee": "交办账户", "note": "说明"}
+
+
 def _text(value: Any, name: str, limit: int, required: bool = False) -> str | None:
+    zh = _TEXT_NAMES.get(name, name)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise _bad(f"请填写 {name}", f"{name} is required", "missing_" + name)
+            raise _bad(f"请填写{zh}", f"{name} is required", "missing_" + name)
         return None
     if not isinstance(value, str):
-        raise _bad(f"{name} 应为文字", f"{name} must be text")
+        raise _bad(f"{zh}应为文字", f"{name} must be text")
     text = value.strip()
     if len(text) > limit:
-        raise _bad(f"{name} 过长（最多 {limit} 字）", f"{name} is too long (at most {limit})")
+        raise _bad(f"{zh}过长（最多 {limit} 字）", f"{name} is too long (at most {limit})")
     return text
 
 
@@ -598,7 +694,7 @@ def create_task(
     note = _text(instructions, "instructions", _MAX_TEXT)
     codes, assignee = _receiver(store, area, assignee)
     if (days is None) == (working_days is None):
-        raise _bad("请给出 days 或 workdays（二选一）", "give either days or workdays", "bad_deadline")
+        raise _bad("请给出期限：自然日或工作日（二选一）", "give either days or workdays", "bad_deadline")
     n = days if days is not None else working_days
     if isinstance(n, bool) or not isinstance(n, int):
         raise _bad("天数应为整数", "the number of days must be an integer", "bad_days")
@@ -632,15 +728,37 @@ def create_task(
     event = TaskEventRow(
         None, 0, 0, "created", stamp, day.isoformat(), user, note, None, deadline.isoformat()
     )
-    with store.admin_transaction():
-        store.add_task(task, items, event)
-        queue_event(
-            store,
-            formats.task_created(_payload(store, task, len(items), user)),
-            area=_area(store, task),
-            account=assignee,
-        )
+    try:
+        with store.admin_transaction():
+            store.add_task(task, items, event)
+            queue_event(
+                store,
+                formats.task_created(_payload(store, task, len(items), user)),
+                area=_area(store, task),
+                account=assignee,
+            )
+    except Conflict as exc:
+        if exc.code != "already_handed_over":
+            raise
+        raise _handed_over(store, exc.details["features"]) from None
     return task
+
+
+def _handed_over(store: Store, features: list[dict[str, Any]]) -> Conflict:
+    """The refusal of a hand-over of features already in an open item of another task, each
+    named by its layer and survey id with the number of the task that holds it."""
+    names = feature_names(store, [(f["layer"], int(f["id"])) for f in features])
+    listed = [(names[(f["layer"], int(f["id"]))], f["task"]) for f in features]
+    more = len(listed) > 20
+    zh = "、".join(f"{n[0]}（{t}）" for n, t in listed[:20]) + (" …" if more else "")
+    en = ", ".join(f"{n[1]} ({t})" for n, t in listed[:20]) + (" …" if more else "")
+    details = [dict(f, name_zh=n[0], name_en=n[1]) for f, (n, _t) in zip(features, listed, strict=True)]
+    return Conflict(
+        f"这些要素已交办且尚未销号，不能再次交办: {zh}",
+        f"these features are already handed over in a task not yet verified: {en}",
+        code="already_handed_over",
+        details={"features": details},
+    )
 
 
 def _area(store: Store, task: TaskRow) -> str | None:
@@ -742,7 +860,7 @@ def verify_items(
 ) -> list[TaskItemRow]:
     """Verify (核查通过, 销号) the fixed items ``item_ids`` (all fixed ones when None)."""
     task = _task(store, task_id)
-    _check_sender(store, user, _target_units(store, parse_codes(task.area), task.assignee))
+    _check_checker(store, user, task)
     items = _chosen(store, task, item_ids, "fixed")
     text = _text(note, "note", _MAX_TEXT)
     stamp, day = _moment(at)
@@ -772,7 +890,7 @@ def return_items(
     """Return (退回) the fixed items ``item_ids`` (all fixed ones when None) for more work,
     counted as rework; they keep their deadline unless ``deadline`` sets a new one."""
     task = _task(store, task_id)
-    _check_sender(store, user, _target_units(store, parse_codes(task.area), task.assignee))
+    _check_checker(store, user, task)
     items = _chosen(store, task, item_ids, "fixed")
     text = _text(note, "note", _MAX_TEXT)
     new = None
@@ -896,11 +1014,14 @@ def task_detail(
     events = [e for e in store.task_events(task_id) if e.item_id in shown]
     out = _task_dict(task, items, events, day)
     states = replay(events, day)
+    facts = feature_facts(store, [(i.layer, i.feature) for i in items])
+    out["may"] = may_do(store, task, user)
     out["items"] = [
         {
             "id": i.id,
             "layer": i.layer,
             "feature": i.feature,
+            **facts[(i.layer, i.feature)],
             "unit": i.unit,
             "deadline": i.deadline,
             "state": i.state,

@@ -147,6 +147,22 @@ class GpkgFeatureReads(GpkgTables):
         arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
         return pd.DataFrame({"fid": arr[:, 0], "id": arr[:, 1], "version": arr[:, 2]})
 
+    def ids_of_keys(self, spec: LayerSpec, keys: list[str]) -> dict[str, int]:
+        """See :meth:`geo.store.interface.features.FeatureStore.ids_of_keys`."""
+        wanted = sorted({str(k) for k in keys})
+        if not self.has_layer(spec) or not wanted:
+            return {}
+        ident = "coalesce(gw_id, fid)" if self._has_id_columns(spec.name) else "fid"
+        out: dict[str, int] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for key, ident_value in self.conn.execute(
+                f'SELECT gw_key, {ident} FROM "{spec.name}" WHERE gw_key IN ({",".join("?" * len(chunk))})',
+                chunk,
+            ):
+                out[str(key)] = int(ident_value)
+        return out
+
     def _rows_of_fids(self, select: str, fids: np.ndarray) -> list[Any]:
         """The rows ``select`` (whose first column is ``fid``) gives for ``fids``, asked in chunks
         of 500 (SQLite's bound on parameters), ordered by fid."""

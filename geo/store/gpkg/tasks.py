@@ -12,8 +12,10 @@ from geo.store.interface.tasks import (
     TaskEventRow,
     TaskItemRow,
     TaskRow,
+    already_handed_over,
     insert_sql,
     next_number,
+    open_items_sql,
     row_of,
     select_sql,
     task_tables_sql,
@@ -35,6 +37,7 @@ class GpkgTasks(GpkgAudit):
         """See :meth:`geo.store.interface.tasks.TaskStore.add_task`."""
         with self.admin_transaction():
             self._make_task_tables()
+            already_handed_over(items, self.conn.execute(open_items_sql).fetchall())
             year = int(task.number[3:7])
             taken = [
                 str(r[0])

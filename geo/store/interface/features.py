@@ -177,6 +177,12 @@ class FeatureStore(Protocol):
         ordered by fid."""
         ...
 
+    def ids_of_keys(self, spec: LayerSpec, keys: list[str]) -> dict[str, int]:
+        """The stable id of the current feature holding each of ``keys`` (survey ids, the
+        layer's ``id_field``), looked up on the survey-key index; keys no current row holds
+        are left out."""
+        ...
+
     def read_table(
         self, spec: LayerSpec, columns: list[str], tx: int | None = None, fids: np.ndarray | None = None
     ) -> pa.Table:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
 from typing import Any, Protocol
 
+from geo.errors import Conflict
+
 __all__ = [
     "EVENT_KINDS",
     "ITEM_STATES",
@@ -20,9 +22,11 @@ __all__ = [
     "TaskItemRow",
     "TaskRow",
     "TaskStore",
+    "already_handed_over",
     "columns",
     "insert_sql",
     "next_number",
+    "open_items_sql",
     "row_of",
     "task_tables_sql",
     "values_of",
@@ -152,6 +156,34 @@ def task_tables_sql(serial: str, bigint: str) -> tuple[str, ...]:
     )
 
 
+#: the features in an item not yet verified (an open hand-over), with their task's number
+open_items_sql = (
+    "SELECT i.layer, i.feature, t.number FROM gw_task_items i JOIN gw_tasks t ON t.id = i.task_id"
+    " WHERE i.state <> 'verified' ORDER BY t.id, i.id"
+)
+
+
+def already_handed_over(items: Sequence[TaskItemRow], open_rows: Sequence[Sequence[Any]]) -> None:
+    """Refuse (:class:`~geo.errors.Conflict` ``already_handed_over``) when a feature of ``items``
+    is in an open item of another task (``open_rows`` as :data:`open_items_sql` reads them);
+    ``details["features"]`` lists each as ``{"layer", "id", "task"}``.  Run inside the writing
+    transaction, after its lock, so two racing hand-overs cannot both pass."""
+    wanted = {(i.layer, int(i.feature)) for i in items}
+    taken: dict[tuple[str, int], str] = {}
+    for layer, feature, number in open_rows:
+        key = (str(layer), int(feature))
+        if key in wanted:
+            taken.setdefault(key, str(number))
+    if taken:
+        features = [{"layer": k[0], "id": k[1], "task": n} for k, n in sorted(taken.items())]
+        raise Conflict(
+            f"{len(features)} 个要素已在未销号的交办单中",
+            f"{len(features)} features are already in a task not yet verified",
+            code="already_handed_over",
+            details={"features": features},
+        )
+
+
 class TaskStore(Protocol):
     """The task rows, written inside :meth:`~geo.store.base.Store.admin_transaction` (a task
     changes no survey figure) with an audit entry each."""
@@ -160,7 +192,9 @@ class TaskStore(Protocol):
         """Insert ``task`` numbered ``JB-<year of its number>-NNNN`` (the next number of that
         year; its ``number`` names the year), its ``items`` and, per item, ``event`` (a
         ``created`` event) with the item's id; audited as ``task_create``.  Returns the task
-        with its id and number."""
+        with its id and number.  Refused (:func:`already_handed_over`, nothing written) when a
+        feature of ``items`` is in another task's item not yet verified; checked under the
+        transaction's write lock, so of two racing hand-overs of one feature one is refused."""
         ...
 
     def record_task_events(self, task_id: int, items: list[TaskItemRow], events: list[TaskEventRow]) -> None:

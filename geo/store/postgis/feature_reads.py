@@ -135,6 +135,16 @@ class PgFeatureReads(PgTables):
         arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
         return pd.DataFrame({"fid": arr[:, 0], "id": arr[:, 1], "version": arr[:, 2]})
 
+    def ids_of_keys(self, spec: LayerSpec, keys: list[str]) -> dict[str, int]:
+        """See :meth:`geo.store.interface.features.FeatureStore.ids_of_keys`."""
+        wanted = sorted({str(k) for k in keys})
+        if not self.has_layer(spec) or not wanted:
+            return {}
+        rows = self._run(
+            f"SELECT gw_key, coalesce(gw_id, fid) FROM {q(spec.name)} WHERE gw_key = ANY(%s)", (wanted,)
+        ).fetchall()
+        return {str(k): int(i) for k, i in rows}
+
     def read_table(
         self, spec: LayerSpec, columns: list[str], tx: int | None = None, fids: np.ndarray | None = None
     ) -> pa.Table:

@@ -8,8 +8,10 @@ from geo.store.interface.tasks import (
     TaskEventRow,
     TaskItemRow,
     TaskRow,
+    already_handed_over,
     insert_sql,
     next_number,
+    open_items_sql,
     row_of,
     select_sql,
     task_tables_sql,
@@ -28,6 +30,9 @@ class PgTasks(PgAudit):
         return self._run("SELECT to_regclass('gw_tasks') IS NOT NULL").fetchone() == (True,)
 
     def _make_task_tables(self) -> None:
+        # one maker at a time (two first hand-overs racing would both create the tables);
+        # held to the end of the writing transaction, it also orders racing hand-overs
+        self._run("SELECT pg_advisory_xact_lock(hashtext('gw_tasks'))")
         if not self._has_tasks():
             for stmt in TASKS_SQL:
                 self._run(stmt)
@@ -37,6 +42,7 @@ class PgTasks(PgAudit):
         with self.admin_transaction():
             self._make_task_tables()
             self._run("LOCK TABLE gw_tasks IN SHARE ROW EXCLUSIVE MODE")
+            already_handed_over(items, self._run(open_items_sql).fetchall())
             year = int(task.number[3:7])
             taken = self._run("SELECT number FROM gw_tasks WHERE number LIKE %s", (f"JB-{year:04d}-%",))
             task.number = next_number(year, [str(r[0]) for r in taken.fetchall()])
