@@ -428,8 +428,14 @@
     drawRings(answer);
     if (note) count.textContent = note;
     else if (answer.too_many) count.textContent = pick.tooMany.replace("{limit}", answer.limit);
+    else if (answer.held && answer.held.length) {
+      // creation would be refused (already_handed_over): said before the hand-over is asked for
+      const name = lang === "en" ? "name_en" : "name_zh";
+      const list = answer.held.slice(0, 10).map((h) => h[name] + " (" + h.task + ")").join(lang === "en" ? ", " : "、");
+      count.textContent = pick.held.replace("{n}", answer.held.length).replace("{list}", list + (answer.held.length > 10 ? " …" : ""));
+    }
     else count.textContent = answer.count ? pick.count.replace("{n}", answer.count) : pick.none;
-    count.className = "gw-task-count" + (answer.too_many ? " gw-late" : "");
+    count.className = "gw-task-count" + (answer.too_many || (answer.held && answer.held.length) ? " gw-late" : "");
     $("gw-task-picked").textContent = toggled.size ? pick.picked.replace("{n}", toggled.size) : "";
     const spec = specOf(layerSelect.value);
     const rows = answer.items.map((i) => {

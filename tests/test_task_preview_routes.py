@@ -77,6 +77,21 @@ def test_the_same_body_creates_what_it_previewed(app):
     # title and deadline are not needed to preview
     lean = {k: v for k, v in body.items() if k not in ("title", "days")}
     assert boss.request("POST", "/api/tasks/preview", json=lean).json["count"] == 6
+    # now handed over and not verified: the preview says so, and a second task is refused alike
+    again = boss.request("POST", "/api/tasks/preview", json=lean).json
+    assert assert_held(again["held"], created.json["number"]) == 6
+    refused = boss.request("POST", "/api/tasks", json=body)
+    assert refused.status_code == 409 and refused.json["error"] == "already_handed_over"
+    assert refused.json["details"]["features"] == again["held"]
+    english = boss.request("POST", "/api/tasks/preview?lang=en", json=lean).json["held"][0]
+    assert english["name_en"].startswith("Illegal construction") and english["name_zh"].startswith("违法建设")
+    assert boss.request("GET", "/api/tasks").json["tasks"][0]["number"] == created.json["number"]
+    assert len(boss.request("GET", "/api/tasks").json["tasks"]) == 1
+
+
+def assert_held(held, number):
+    assert held and all(h["task"] == number and h["layer"] == "demolition" for h in held)
+    return len(held)
 
 
 def test_roles_and_areas_as_for_creation(app):

@@ -1326,6 +1326,21 @@ _TASK_PREVIEW = {
         "more": {"type": "integer", "description": "how many are not listed in items"},
         "limit": {"type": "integer", "description": "the most features one task may hold"},
         "too_many": {"type": "boolean", "description": "more than limit: creating the task is refused"},
+        "held": {
+            "type": "array",
+            "description": "those still in a task not yet verified: creating the task is refused (409"
+            " `already_handed_over`)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "layer": {"type": "string"},
+                    "id": {"type": "integer"},
+                    "task": {"type": "string"},
+                    "name_zh": {"type": "string"},
+                    "name_en": {"type": "string"},
+                },
+            },
+        },
     },
 }
 _ITEMS_BODY = {

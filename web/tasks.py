@@ -258,6 +258,7 @@ def _selection_map() -> dict[str, Any]:
             "more": _("另有 {m} 个未列出"),
             "none": _("所选范围内没有要素"),
             "tooMany": _("超过一张交办单的上限（{limit} 个），请缩小范围"),
+            "held": _("其中 {n} 个要素已在未销号的交办单中，不能再次交办：{list}"),
             "needTarget": _("填写交办区域或账户后显示预览"),
             "feature": _("要素"),
             "unit": _("单元网格"),

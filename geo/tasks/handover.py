@@ -614,10 +614,13 @@ def preview_task(
         stable id, its current row, which the map draws, and a point on it, ``[lon, lat]`` in
         degrees, so a map that draws clusters can still mark each), ``items`` (the first ``shown``: ``layer``,
         ``id``, ``fid``, ``unit``, ``status``), ``more`` (how many are not listed), ``limit``
-        (:data:`MAX_ITEMS`) and ``too_many`` (more than a task may hold: creation refuses).
+        (:data:`MAX_ITEMS`), ``too_many`` (more than a task may hold: creation refuses) and
+        ``held`` (those still in an item of another task not yet verified, each ``{"layer",
+        "id", "task", "name_zh", "name_en"}``: creation refuses them, ``already_handed_over``).
     """
     codes, name = _receiver(store, area, assignee)
     everything = _choose(store, selection, codes, name, user)
+    held = _held(store, everything)
     chosen = everything[:MAX_ITEMS]  # past what a task may hold, only counted
     rows: dict[tuple[str, int], tuple[int | None, str | None]] = {}
     by_layer: dict[str, list[int]] = {}
@@ -647,7 +650,25 @@ def preview_task(
         "more": max(0, len(everything) - len(items)),
         "limit": MAX_ITEMS,
         "too_many": len(everything) > MAX_ITEMS,
+        "held": held,
     }
+
+
+def _held(store: Store, chosen: Sequence[tuple[str, int, Any]]) -> list[dict[str, Any]]:
+    """Of ``chosen`` (layer, id, unit), the features still in an open item of a task -- what
+    creation refuses as ``already_handed_over`` -- named as the refusal names them."""
+    wanted = {(layer, int(ident)) for layer, ident, _unit in chosen}
+    taken: dict[tuple[str, int], str] = {}
+    for task in store.tasks():
+        for item in store.task_items(int(task.id or 0)):
+            key = (item.layer, int(item.feature))
+            if item.state != "verified" and key in wanted:
+                taken.setdefault(key, task.number)
+    if not taken:
+        return []
+    features = [{"layer": k[0], "id": k[1], "task": n} for k, n in sorted(taken.items())]
+    refusal = _handed_over(store, features)
+    return list(refusal.details["features"])
 
 
 def create_task(
