@@ -658,12 +658,12 @@ def _held(store: Store, chosen: Sequence[tuple[str, int, Any]]) -> list[dict[str
     """Of ``chosen`` (layer, id, unit), the features still in an open item of a task -- what
     creation refuses as ``already_handed_over`` -- named as the refusal names them."""
     wanted = {(layer, int(ident)) for layer, ident, _unit in chosen}
+    numbers = {task.id: task.number for task in store.tasks()}
     taken: dict[tuple[str, int], str] = {}
-    for task in store.tasks():
-        for item in store.task_items(int(task.id or 0)):
-            key = (item.layer, int(item.feature))
-            if item.state != "verified" and key in wanted:
-                taken.setdefault(key, task.number)
+    for item in store.task_items():  # every task's, by id: two reads, whatever the number of tasks
+        key = (item.layer, int(item.feature))
+        if item.state != "verified" and key in wanted:
+            taken.setdefault(key, numbers[item.task_id])
     if not taken:
         return []
     features = [{"layer": k[0], "id": k[1], "task": n} for k, n in sorted(taken.items())]
